@@ -285,7 +285,7 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
     const append = 'echo "module.exports = () => \'tampered\';" >> node_modules/ms/index.js';
 
     layout(app(plain, 'one'), 'node app saying one');
-    const first = await deployWith({ keep: 3 }, nodeProgram('.'));
+    const first = await deployWith({ node_dir: '.', keep: 3 }, nodeProgram('.'));
     expect(await serves(first)).toBe(`${first} ms:1m(set) one`);
     const liveSet = await setOf();
     const msBefore = await sum(`${liveSet}/node_modules/ms/index.js`);
@@ -294,21 +294,21 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
 
     // The set reused; the build's write fails, and so does the build (bash's set -e): the deploy fails, with a hint.
     commit(repo, { 'server.js': nodeServer('"two"') }, 'says two');
-    const failed = await deployWith({ keep: 3, build: append }, nodeProgram('.')).then(() => undefined, (e: Error & { hint?: string }) => e);
+    const failed = await deployWith({ node_dir: '.', keep: 3, build: append }, nodeProgram('.')).then(() => undefined, (e: Error & { hint?: string }) => e);
     expect(failed?.message, 'the build failed').toMatch(/step "build".*failed/);
     expect(failed?.hint).toMatch(/dependency set.*read-only/);
     expect(await sum(`${liveSet}/node_modules/ms/index.js`), "the live set's file is byte-identical").toBe(msBefore);
     expect(await afterRestart(first), 'the live release starts again as it was').toBe(`${first} ms:1m(set) one`);
 
     // A build that ignores its failed write (exit 0): the release goes live, the set as it was.
-    const second = await deployWith({ keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
+    const second = await deployWith({ node_dir: '.', keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
     expect(await setOf()).toBe(liveSet);
     expect(await sum(`${liveSet}/node_modules/ms/index.js`)).toBe(msBefore);
     expect(await afterRestart(second)).toBe(`${second} ms:1m(set) two`);
 
     // A new set made from the live one: its ms/index.js is the live one's inode (hard link), read-only too.
     commit(repo, app(more, 'three'), 'adds inherits, says three');
-    const third = await deployWith({ keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
+    const third = await deployWith({ node_dir: '.', keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
     const newSet = await setOf();
     expect(newSet).not.toBe(liveSet);
     expect(await onHost(`stat -c %i ${quote(`${newSet}/node_modules/ms/index.js`)}`), 'made from the live set (linked)').toBe(await onHost(`stat -c %i ${quote(`${liveSet}/node_modules/ms/index.js`)}`));

@@ -53,6 +53,20 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
 }
 
+/**
+ * The hint for an app command (build, migrate, a hook) that failed writing into a dependency set, from its output: a
+ * set is read-only once made (core/steps/app.ts, dependencySet), as releases share it. `step`: the step's name (a
+ * step making a set gets none: its own write failing is not the app's doing).
+ */
+export function readOnlySetHint(step: string, output: string): string | undefined {
+  if (/dependencies$/.test(step)) return undefined;
+  const line = output.split('\n').find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
+  if (!line) return undefined;
+  const set = /shared\/deps\/((?:node|venv)-[0-9a-f]+)/.exec(line)?.[1];
+  const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? 'the venv (a dependency set)' : 'node_modules (a dependency set)';
+  return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpsError, StepError, TransportError, oneLine, sudoHint, tail, translateError } from '../errors.ts';
+import { OpsError, StepError, TransportError, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -302,7 +302,7 @@ export class SshRemote implements Remote {
     const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name), step.timeout ?? DEFAULT_STEP_TIMEOUT);
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT);
     }
     return result;
   }

@@ -22,8 +22,14 @@ cd ${quote(release)}`;
  * One dependency set, reused when unchanged: it lives in shared/deps/`set` (the hash in its name covers the
  * runtime and the lockfiles), and `link.from` in the release is a symlink to `link.to` inside it (the set
  * itself when ''; a directory the commit put there is replaced). A directory without `.complete` was interrupted (or failed) and is made again from scratch by
- * `install` (shell run in the release, with `$set_dir` the set's path); `.complete` is written last, so a set that
- * failed halfway is rebuilt by the next deploy. Reports `deps <kind> reused` or `deps <kind> <installed><how>`
+ * `install` (shell run in the release, with `$set_dir` the set's path, and `remove_tree PATH`, rm -rf of a tree
+ * whose directories may be read-only); `.complete` is written last, so a set that failed halfway is rebuilt by the
+ * next deploy. A set, once made, is read-only (`chmod -R a-w`, before `.complete`): the app user runs the build,
+ * migrations, hooks and the app, and a set is shared by every release whose installs read the same files (the live
+ * one too; a node set made from the live one shares its files' inodes, a uv venv its cache's): a write into it fails
+ * with EACCES instead of changing what other releases run. Only directories are made writable to remove a set (its
+ * files may be hard links of the live set's or uv's cache: their mode is theirs). A complete set made writable by an
+ * older version is made read-only as it is reused. Reports `deps <kind> reused` or `deps <kind> <installed><how>`
  * (`installed_how`, which `install` may set: how it was made).
  */
 function dependencySet(env: Target, release: string, kind: 'python' | 'node', set: string, install: string, link: { from: string; to: string }, installed: string): Step {
@@ -33,12 +39,24 @@ function dependencySet(env: Target, release: string, kind: 'python' | 'node', se
     timeout: 1800,
     script: String.raw`${appEnvironment(env, release)}
 set_dir=${quote(`${env.layout.deps}/${set}`)}
+# rm -rf of a tree whose directories may be read-only: only they are made writable (its files may be hard links of
+# another set's or of uv's cache, whose mode is theirs; rm needs none on a file).
+remove_tree() {
+  if [ -d "$1" ] && [ ! -L "$1" ]; then find "$1" -type d ! -perm -u+w -exec chmod u+w -- {} + 2>/dev/null || true; fi
+  rm -rf -- "$1"
+}
 if [ -f "$set_dir/.complete" ]; then
+  # Made writable by an older version: read-only from now on, as every set made now.
+  if [ -w "$set_dir" ]; then chmod -R a-w "$set_dir"; fi
   ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}
 else
-  rm -rf "$set_dir"
+  remove_tree "$set_dir"
 ${install}
+  # Read-only once made (chmod skips the symbolic links inside: what they name keeps its mode), .complete last.
+  chmod -R a-w "$set_dir"
+  chmod u+w "$set_dir"
   touch "$set_dir/.complete"
+  chmod a-w "$set_dir/.complete" "$set_dir"
   ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}"${'$'}{installed_how:-}"
 fi
 # A directory the commit holds where the link goes (a vendored node_modules, a venv committed by mistake) would
@@ -99,7 +117,10 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
  * hidden lockfile (npm 7+). Hard links of its packages (cp -al: no data copied), with a copy of its hidden lockfile
  * (npm reads the live tree from it, resolved and integrity included: a tarball rebuilt under the same version is
  * replaced); not carried: the entries npm ci does not make (build caches and code generated under node_modules:
- * .cache, .vite, .tmp, .prisma); the packages with install scripts are copies, not links. Then
+ * .cache, .vite, .tmp, .prisma); the packages with install scripts are copies, not links (writable ones), and so are
+ * the files the live set's bins name (npm chmods them). The live set is read-only (dependencySet): the new tree's
+ * directories are made writable while it is made (npm adds and removes entries), its linked files stay read-only, and
+ * the whole set is read-only again once made. Then
  * `npm install --no-save --ignore-scripts`, which unpacks only the packages whose version or integrity changed (into
  * new directories: the live set's files are never written) and removes those gone, and, the .bin links removed,
  * `npm rebuild`, which links every bin and runs every install script as npm ci does (a dependency's postinstall generating from the project's
@@ -126,7 +147,11 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${'$'}{live_modules%/node_modules}
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
-    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
+    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null &&
+    # The live set is read-only, and so are the directories cp made: npm adds and removes entries in them, so they
+    # are made writable while the set is made. Its files stay the live set's inodes, read-only (npm never writes
+    # one in place: a changed package is unpacked into a new directory).
+    find ${quote(modules)} -type d -exec chmod u+w -- {} +; then
     # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), npm's
     # hidden lockfile as a link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and
     # integrity included). The .bin links stay for npm install (a package whose links are missing is unpacked again),
@@ -134,12 +159,19 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
     find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' ! -name .bin -exec rm -rf -- {} +
     tried=yes
     cp -- "$live_modules/.package-lock.json" ${quote(modules)}/.package-lock.json
-    # The packages with install scripts are copies, not links: npm rebuild runs their scripts again (as npm ci
-    # would), which may write where they are.
+    chmod u+w ${quote(modules)}/.package-lock.json
+    # The packages with install scripts are copies, not links, and writable ones: npm rebuild runs their scripts
+    # again (as npm ci would), which may write where they are.
     while IFS= read -r k; do
       [ -n "$k" ] || continue
-      rm -rf -- ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k"
+      remove_tree ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k" && chmod -R u+w -- ${quote(nodeDir)}/"$k"
     done <<< "$scripted"
+    # npm makes each bin's file executable (bin-links: a chmod, even when it is already): on a hard link that would
+    # change the live set's file's mode, so the files the live set's bins name are copies of their own.
+    while IFS= read -r -d '' l; do
+      t=$(readlink -f -- "$l") || continue
+      case "$t" in "$live_modules"/*) n=${quote(modules)}/${'$'}{t#"$live_modules"/}; if [ -f "$n" ]; then cp -p -- "$n" "$n.ops-copy" && mv -f -- "$n.ops-copy" "$n"; fi ;; esac
+    done < <(find "$live_modules" -type l -path '*/.bin/*' -print0)
     # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
     if ${npm('install --no-save --ignore-scripts')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" &&
       find ${quote(modules)} -mindepth 1 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} + && ${npm('rebuild')} &&
@@ -152,8 +184,8 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
     why=$(tail -n 1 "$npm_log")
     echo "the node set is not made from the live one (${'$'}{live_set##*/}): ${'$'}{why:-npm failed without a word}; npm ci makes it" >&2
   fi
-  [ -n "${'$'}{installed_how:-}" ] || rm -rf -- ${quote(modules)}`;
-  const install = String.raw`  rm -rf ${quote(modules)}
+  [ -n "${'$'}{installed_how:-}" ] || remove_tree ${quote(modules)}`;
+  const install = String.raw`  remove_tree ${quote(modules)}
   npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT${fromLive ? `
   lock_check=${quote(LOCK_CHECK)}
   seed_plan=${quote(SEED_PLAN)}${live}` : ''}

@@ -274,6 +274,50 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
     expect(await inode(`${thirdSet}/node_modules/inherits/inherits.js`), 'unpacked by npm ci, not linked').not.toBe(await inode(`${secondSet}/node_modules/inherits/inherits.js`));
   }, 600_000);
 
+  it("a dependency set is read-only: a build appending to a file of a reused set, or of a set made from the live one (hard links), fails to write it; the live set's files stay as they were and the live release starts again", async () => {
+    const INHERITS = 'sha512-k/vGaX4/Yla3WzyMCvTQOXYeIHvqOKtnqBduzTHpzpQZzAskKMhZ2K+EnBiSM9zGSoIFeMpXKxa4dYeZIQqewQ==';
+    const plain = nodePackage('web');
+    const more = nodePackage('web', { dependencies: { inherits: '2.0.4' }, lockEntries: { 'node_modules/inherits': { version: '2.0.4', resolved: 'https://registry.npmjs.org/inherits/-/inherits-2.0.4.tgz', integrity: INHERITS } } });
+    const app = (p: { pkg: string; lock: string }, says: string) => ({ 'package.json': p.pkg, 'package-lock.json': p.lock, 'server.js': nodeServer(JSON.stringify(says)) });
+    const setOf = async () => (await resolves('node_modules')).replace(/\/node_modules$/, '');
+    const sum = (file: string) => onHost(`sha256sum < ${quote(file)}`);
+    const digest = (set: string) => onHost(`cd ${quote(set)} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`);
+    const append = 'echo "module.exports = () => \'tampered\';" >> node_modules/ms/index.js';
+
+    layout(app(plain, 'one'), 'node app saying one');
+    const first = await deployWith({ node_dir: '.', keep: 3 }, nodeProgram('.'));
+    expect(await serves(first)).toBe(`${first} ms:1m(set) one`);
+    const liveSet = await setOf();
+    const msBefore = await sum(`${liveSet}/node_modules/ms/index.js`);
+    const before = await digest(liveSet);
+    expect.soft(await onHost(`find ${quote(liveSet)} -perm /222 ! -type l | head -n 3`), 'nothing in the set is writable').toBe('');
+
+    // The set reused; the build's write fails, and so does the build (bash's set -e): the deploy fails, with a hint.
+    commit(repo, { 'server.js': nodeServer('"two"') }, 'says two');
+    const failed = await deployWith({ node_dir: '.', keep: 3, build: append }, nodeProgram('.')).then(() => undefined, (e: Error & { hint?: string }) => e);
+    expect(failed?.message, 'the build failed').toMatch(/step "build".*failed/);
+    expect(failed?.hint).toMatch(/dependency set.*read-only/);
+    expect(await sum(`${liveSet}/node_modules/ms/index.js`), "the live set's file is byte-identical").toBe(msBefore);
+    expect(await afterRestart(first), 'the live release starts again as it was').toBe(`${first} ms:1m(set) one`);
+
+    // A build that ignores its failed write (exit 0): the release goes live, the set as it was.
+    const second = await deployWith({ node_dir: '.', keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
+    expect(await setOf()).toBe(liveSet);
+    expect(await sum(`${liveSet}/node_modules/ms/index.js`)).toBe(msBefore);
+    expect(await afterRestart(second)).toBe(`${second} ms:1m(set) two`);
+
+    // A new set made from the live one: its ms/index.js is the live one's inode (hard link), read-only too.
+    commit(repo, app(more, 'three'), 'adds inherits, says three');
+    const third = await deployWith({ node_dir: '.', keep: 3, build: `${append} 2>/dev/null || true` }, nodeProgram('.'));
+    const newSet = await setOf();
+    expect(newSet).not.toBe(liveSet);
+    expect(await onHost(`stat -c %i ${quote(`${newSet}/node_modules/ms/index.js`)}`), 'made from the live set (linked)').toBe(await onHost(`stat -c %i ${quote(`${liveSet}/node_modules/ms/index.js`)}`));
+    expect(await digest(liveSet), "the former live set's files were not written").toBe(before);
+    expect(await sum(`${newSet}/node_modules/ms/index.js`)).toBe(msBefore);
+    expect.soft(await onHost(`find ${quote(newSet)} -perm /222 ! -type l | head -n 3`), 'nothing in the new set is writable').toBe('');
+    expect(await afterRestart(third)).toBe(`${third} ms:1m(set) three`);
+  }, 600_000);
+
   // npm links a `file:` directory (install-links=false, npm 7-8 and 9.4+) or packs a copy of it (install-links=true,
   // npm 9.0-9.3, Debian bookworm's 9.2): either way the package's code is in no lockfile.
   it('a change to the code of a local package npm installs from a file: dependency (file:../lib) is what serves', async () => {

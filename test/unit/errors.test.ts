@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { formatError, OpsError, StepError } from '../../core/errors.ts';
+import { formatError, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -168,5 +168,16 @@ describe('a step stopped from outside the run', () => {
     expect(new StepError('build', 'web1', 137, '').message).toMatch(/stopped by SIGKILL from outside this run \(exit code 137: .*OOM killer/);
     expect(new StepError('build', 'web1', 124, '', undefined, undefined, 30).message).toBe('step "build" on web1 timed out after 30 s');
     expect(new StepError('build', 'web1', 2, '').message).toBe('step "build" on web1 failed with exit code 2');
+  });
+});
+
+describe('an app command writing into a dependency set (read-only once made)', () => {
+  it('says which set and what to do instead; nothing for other permission errors or for the steps making a set', () => {
+    const hint = readOnlySetHint('build', "Error: EACCES: permission denied, open '/srv/shop/releases/r1/client/node_modules/.prisma/client/index.js'");
+    expect(hint).toMatch(/^build wrote into node_modules \(a dependency set\), which is read-only .*not node_modules or the venv$/);
+    expect(readOnlySetHint('migrate', 'bash: /srv/shop/shared/deps/venv-0123abcd/lib/x.py: Permission denied')).toMatch(/^migrate wrote into the dependency set shared\/deps\/venv-0123abcd, which is read-only/);
+    expect(readOnlySetHint('build', 'bash: web/node_modules/dotenv/lib/main.js: Permission denied')).toContain('node_modules (a dependency set)');
+    expect(readOnlySetHint('build', 'bash: /etc/passwd: Permission denied')).toBeUndefined();
+    expect(readOnlySetHint('node dependencies', "EACCES: permission denied, mkdir 'client/node_modules/x'")).toBeUndefined();
   });
 });

@@ -43,6 +43,8 @@ describe('the node set (npm ci)', () => {
     expect(existsSync(join(r.setDir, '.complete'))).toBe(true);
     expect(existsSync(join(r.setDir, 'node_modules', 'vite'))).toBe(true);
     expect(r.stderr).not.toContain('deprecated');
+    // Read-only once made: nothing in it (the set's directory, .complete included) has a write bit.
+    expect((await run('find', [r.setDir, '-perm', '/222', '!', '-type', 'l'], { encoding: 'utf8' })).stdout).toBe('');
   });
 
   it("npm's exit 0 after TAR_ENTRY_ERROR warnings (a full disk): the step fails with npm's lines; the set is not complete", async () => {
@@ -139,13 +141,15 @@ describe('a node set made from the live one (npm install over hard links of its 
     mkdirSync(join(liveSet, 'node_modules'), { recursive: true });
     await run('bash', ['-c', tree(o.live)], { cwd: liveSet });
     writeFileSync(join(liveSet, '.complete'), '');
+    // Read-only, as every set once made (dependencySet).
+    await run('chmod', ['-R', 'a-w', liveSet]);
     const release = join(t.layout.releases, 'r1');
     mkdirSync(join(release, 'client'), { recursive: true });
     // node's version, platform, architecture, ABI, then npm's settings (the project's .npmrc and the user's)
     const nodeStamp = (await run(node, ['-p', 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules'], { encoding: 'utf8' })).stdout.trim();
     const npmrc = (await run('bash', ['-c', '{ cat client/.npmrc "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16'], { cwd: release, encoding: 'utf8' })).stdout.trim();
     const stamp = `${nodeStamp} npmrc ${npmrc}`;
-    if (o.stamp) writeFileSync(join(liveSet, '.from-live'), `${o.stamp === 'this node' ? stamp : o.stamp}\n`);
+    if (o.stamp) await run('bash', ['-c', 'chmod u+w "$1" && printf "%s\\n" "$2" > "$1/.from-live" && chmod a-w "$1" "$1/.from-live"', '-', liveSet, o.stamp === 'this node' ? stamp : o.stamp]);
     const liveRelease = join(t.layout.releases, 'r0');
     mkdirSync(join(liveRelease, 'client'), { recursive: true });
     symlinkSync(join(liveSet, 'node_modules'), join(liveRelease, 'client', 'node_modules'));
@@ -155,9 +159,11 @@ describe('a node set made from the live one (npm install over hard links of its 
     writeFileSync(npm, `#!/bin/sh\necho "$1" >> ${join(base, 'npm.log')}\ncase "$1" in\n  ci) ${tree(o.want).replace(/\n/g, '; ')} ;;\n  install) ${o.install.replace(/\n/g, '; ')} ;;\nesac\n`);
     chmodSync(npm, 0o755);
     const step = nodeDependencies({ ...t, runtime: { ...t.runtime, npm, node } }, release, 'new1', true);
-    const before = (await run('bash', ['-c', `cd ${liveSet} && find . -type f | sort | xargs cat`], { encoding: 'utf8' })).stdout;
+    // The live set's files, their contents and modes (npm's bin-links chmods a bin's file: a link's would be the live one's).
+    const look = `cd ${liveSet} && find . -type f | sort | xargs cat && find . ! -type l -printf '%p %m\\n' | sort`;
+    const before = (await run('bash', ['-c', look], { encoding: 'utf8' })).stdout;
     const r = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
-    const after = (await run('bash', ['-c', `cd ${liveSet} && find . -type f | sort | xargs cat`], { encoding: 'utf8' })).stdout;
+    const after = (await run('bash', ['-c', look], { encoding: 'utf8' })).stdout;
     const npmRuns = (await run('cat', [join(base, 'npm.log')], { encoding: 'utf8' }).catch(() => ({ stdout: '' }))).stdout.trim().split('\n');
     const newSet = join(t.layout.deps, 'node-new1');
     return { r, npmRuns, liveUnchanged: before === after, newSet, stamped: existsSync(join(newSet, '.from-live')) ? (await run('cat', [join(newSet, '.from-live')], { encoding: 'utf8' })).stdout.trim() === stamp : false };
@@ -172,6 +178,7 @@ describe('a node set made from the live one (npm install over hard links of its 
     expect(x.r.stdout).toContain('npm install over hard links of the live set node-live');
     expect(x.liveUnchanged).toBe(true);
     expect(existsSync(join(x.newSet, '.complete')) && x.stamped).toBe(true);
+    expect((await run('find', [x.newSet, '-perm', '/222', '!', '-type', 'l'], { encoding: 'utf8' })).stdout, 'the new set is read-only').toBe('');
   });
 
   it("npm install leaving another tree than the lockfile's (a package it kept, one at another version, one missing): made again by npm ci", async () => {

@@ -19167,6 +19167,14 @@ function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
 }
+function readOnlySetHint(step, output) {
+  if (/dependencies$/.test(step)) return void 0;
+  const line = output.split("\n").find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
+  if (!line) return void 0;
+  const set = /shared\/deps\/((?:node|venv)-[0-9a-f]+)/.exec(line)?.[1];
+  const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
+  return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -70476,7 +70484,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name), step.timeout ?? DEFAULT_STEP_TIMEOUT);
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT);
     }
     return result;
   }
@@ -74106,12 +74114,24 @@ function dependencySet(env, release, kind, set, install, link, installed) {
     timeout: 1800,
     script: String.raw`${appEnvironment(env, release)}
 set_dir=${quote(`${env.layout.deps}/${set}`)}
+# rm -rf of a tree whose directories may be read-only: only they are made writable (its files may be hard links of
+# another set's or of uv's cache, whose mode is theirs; rm needs none on a file).
+remove_tree() {
+  if [ -d "$1" ] && [ ! -L "$1" ]; then find "$1" -type d ! -perm -u+w -exec chmod u+w -- {} + 2>/dev/null || true; fi
+  rm -rf -- "$1"
+}
 if [ -f "$set_dir/.complete" ]; then
+  # Made writable by an older version: read-only from now on, as every set made now.
+  if [ -w "$set_dir" ]; then chmod -R a-w "$set_dir"; fi
   ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}
 else
-  rm -rf "$set_dir"
+  remove_tree "$set_dir"
 ${install}
+  # Read-only once made (chmod skips the symbolic links inside: what they name keeps its mode), .complete last.
+  chmod -R a-w "$set_dir"
+  chmod u+w "$set_dir"
   touch "$set_dir/.complete"
+  chmod a-w "$set_dir/.complete" "$set_dir"
   ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}"${"$"}{installed_how:-}"
 fi
 # A directory the commit holds where the link goes (a vendored node_modules, a venv committed by mistake) would
@@ -74157,7 +74177,11 @@ function nodeDependencies(env, release, hash, fromLive = false) {
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${"$"}{live_modules%/node_modules}
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
-    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
+    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null &&
+    # The live set is read-only, and so are the directories cp made: npm adds and removes entries in them, so they
+    # are made writable while the set is made. Its files stay the live set's inodes, read-only (npm never writes
+    # one in place: a changed package is unpacked into a new directory).
+    find ${quote(modules)} -type d -exec chmod u+w -- {} +; then
     # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), npm's
     # hidden lockfile as a link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and
     # integrity included). The .bin links stay for npm install (a package whose links are missing is unpacked again),
@@ -74165,12 +74189,19 @@ function nodeDependencies(env, release, hash, fromLive = false) {
     find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' ! -name .bin -exec rm -rf -- {} +
     tried=yes
     cp -- "$live_modules/.package-lock.json" ${quote(modules)}/.package-lock.json
-    # The packages with install scripts are copies, not links: npm rebuild runs their scripts again (as npm ci
-    # would), which may write where they are.
+    chmod u+w ${quote(modules)}/.package-lock.json
+    # The packages with install scripts are copies, not links, and writable ones: npm rebuild runs their scripts
+    # again (as npm ci would), which may write where they are.
     while IFS= read -r k; do
       [ -n "$k" ] || continue
-      rm -rf -- ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k"
+      remove_tree ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k" && chmod -R u+w -- ${quote(nodeDir)}/"$k"
     done <<< "$scripted"
+    # npm makes each bin's file executable (bin-links: a chmod, even when it is already): on a hard link that would
+    # change the live set's file's mode, so the files the live set's bins name are copies of their own.
+    while IFS= read -r -d '' l; do
+      t=$(readlink -f -- "$l") || continue
+      case "$t" in "$live_modules"/*) n=${quote(modules)}/${"$"}{t#"$live_modules"/}; if [ -f "$n" ]; then cp -p -- "$n" "$n.ops-copy" && mv -f -- "$n.ops-copy" "$n"; fi ;; esac
+    done < <(find "$live_modules" -type l -path '*/.bin/*' -print0)
     # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
     if ${npm("install --no-save --ignore-scripts")} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" &&
       find ${quote(modules)} -mindepth 1 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} + && ${npm("rebuild")} &&
@@ -74183,8 +74214,8 @@ function nodeDependencies(env, release, hash, fromLive = false) {
     why=$(tail -n 1 "$npm_log")
     echo "the node set is not made from the live one (${"$"}{live_set##*/}): ${"$"}{why:-npm failed without a word}; npm ci makes it" >&2
   fi
-  [ -n "${"$"}{installed_how:-}" ] || rm -rf -- ${quote(modules)}`;
-  const install = String.raw`  rm -rf ${quote(modules)}
+  [ -n "${"$"}{installed_how:-}" ] || remove_tree ${quote(modules)}`;
+  const install = String.raw`  remove_tree ${quote(modules)}
   npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT${fromLive ? `
   lock_check=${quote(LOCK_CHECK)}
   seed_plan=${quote(SEED_PLAN)}${live}` : ""}

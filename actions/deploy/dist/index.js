@@ -74121,6 +74121,15 @@ remove_tree() {
   rm -rf -- "$1"
 }
 if [ -f "$set_dir/.complete" ]; then
+  # Build tools' caches and temporary files in node_modules (vite's .vite-temp, where it bundles its config on every
+  # build; .vite; .cache), left by builds while an older version kept sets writable: a tool that finds its directory
+  # there writes into it and fails on a read-only set, where one that cannot make it falls back (vite writes beside
+  # its config). Never read by the app as it runs: removed, as npm ci would not have made them.
+  stale=$(find "$set_dir/node_modules" -mindepth 1 -maxdepth 1 -type d \( -name .vite-temp -o -name .vite -o -name .cache \) -print -quit 2>/dev/null || true)
+  if [ -n "$stale" ]; then
+    chmod u+w "$set_dir" "$set_dir/node_modules"
+    for d in .vite-temp .vite .cache; do remove_tree "$set_dir/node_modules/$d"; done
+  fi
   # Made writable by an older version: read-only from now on, as every set made now.
   if [ -w "$set_dir" ]; then chmod -R a-w "$set_dir"; fi
   ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}

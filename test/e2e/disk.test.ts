@@ -80,11 +80,12 @@ describe.sequential('a full disk under the app', () => {
     }
   }, 300_000);
 
+  // The failed set is removed before the disk is looked at: a few MB may be free again by then.
   it('out of space while installing dependencies: fails before the switch, saying so; nothing live changed', async () => {
     const before = await liveState();
     await setFreeSpace(host.name, '/srv', { mb: 4 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`(${host.name} ran out of disk space: 0 MB and \\d+ inodes free under /srv|not enough space on ${host.name})`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`(${host.name} ran out of disk space: \\d+ MB and \\d+ inodes free under /srv|not enough space on ${host.name})`));
       expect(text).toMatch(/still serves \S+; nothing (was switched|was changed)/);
       expect(await liveState()).toEqual(before);
       await lockIsFree();

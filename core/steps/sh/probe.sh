@@ -48,8 +48,9 @@ probe_watchdog() {
   done
 }
 # probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
-# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made
-# (refused, or no net redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
+# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The
+# connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net
+# redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
 # PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
 # [A-Za-z0-9._~/=&%+-] only) or a redirect's path resolved by probe_target (none with a space or a control
 # character): nothing that would break the request line. PROBE_HOST and PROBE_HEADERS hold DNS names, addresses and

@@ -366,7 +366,8 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
     const { port } = await recording(() => [400, { 'content-type': 'text/plain' }, 'Invalid host header\x1b[2J\n' + 'x'.repeat(100_000)]);
     for (const fallback of ['', noCurl]) {
       const r = await bash(`${fallback}\nwait_healthy 60 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
-      expect(r.out).toBe(
+      // 3 s at least (the rounds' timing on a busy machine: not asserted further).
+      expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
         `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from web:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J ${'x'.repeat(176)}; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
     }

@@ -4,6 +4,8 @@
 // Each file says what it provides and what it needs; every step's full script is checked by shellcheck in
 // test/unit/shellcheck.test.ts.
 import { reportKeys } from '../remote/types.ts';
+import type { Target } from '../target.ts';
+import { probeHeaders } from './nginx-config.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
 import criticalFunctions from './sh/critical.sh';
@@ -28,6 +30,13 @@ export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 export const IDENTITY_FUNCTIONS: string = identityFunctions;
 /** probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS). */
 export const PROBE_FUNCTIONS: string = probeFunctions;
+/**
+ * PROBE_FUNCTIONS with what its probes send for `env` (nginx-config.ts probeHeaders: the Host and forwarded headers
+ * nginx passes the site's traffic): what a step's script includes, so that no step probes without them.
+ */
+export function probeLibrary(env: Target): string {
+  return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}`;
+}
 /** cert_info PATH, served_serial NAME: certificates on disk and the one nginx serves. */
 export const CERT_FUNCTIONS: string = certFunctions;
 /** proc_start, conn_pid, connection_pids: processes and the SSH connection they belong to. */

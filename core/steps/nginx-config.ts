@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import type { Slot } from '../layout.ts';
 
@@ -72,12 +73,47 @@ const SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
     add_header X-XSS-Protection "1; mode=block" always;
     add_header Referrer-Policy strict-origin-when-cross-origin always;`;
 
-const PROXY = `proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;`;
+/**
+ * The request headers nginx sets on what it passes to a program (proxy_set_header; nginx's ngx_http_proxy_module
+ * and its embedded variables: $host is the request's Host without its port, lowercased, or the server_name when
+ * the request had none) and what the health probe sends in their place, the same request as nginx would pass for
+ * a visitor of the site (probeHeaders): apps check these (Django's ALLOWED_HOSTS and SECURE_PROXY_SSL_HEADER,
+ * Starlette's TrustedHostMiddleware, uvicorn's --proxy-headers), so a probe without them is answered differently
+ * from the site's traffic. Defined once, here, so that the two cannot drift apart.
+ */
+const FORWARDED: readonly { name: string; nginx: string; probe: (site: { host: string | undefined; proto: 'http' | 'https' }) => string | undefined }[] = [
+  // No domain: the site answers any name (server_name _), so a visitor's Host is whatever address they used; the
+  // probe keeps 127.0.0.1:<port> (probe.sh), an address of the host as a visitor by IP would use.
+  { name: 'Host', nginx: '$host', probe: (s) => s.host },
+  { name: 'X-Real-IP', nginx: '$remote_addr', probe: () => '127.0.0.1' },
+  { name: 'X-Forwarded-For', nginx: '$proxy_add_x_forwarded_for', probe: () => '127.0.0.1' },
+  { name: 'X-Forwarded-Proto', nginx: '$scheme', probe: (s) => s.proto },
+];
+
+const PROXY = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join('\n        ');
+
+/** A header value the probe may write into its request: a name, an address, a scheme (nothing to break a line). */
+const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
+
+/**
+ * Shell setting what the health probes (core/steps/sh/probe.sh) send as nginx would for the site's traffic
+ * (FORWARDED): PROBE_HOST (the environment's domain, lowercased as nginx's $host; empty without a domain: the probe
+ * then sends 127.0.0.1:<port>), PROBE_PROTO (https when the site serves TLS, as $scheme is behind its port-443
+ * server; http otherwise) and PROBE_HEADERS (the other header lines, each ending in CR LF). A site still waiting
+ * for its certificate serves plain http for that while; the probe says https, as it will.
+ * @throws OpsError for a value that is not a DNS name or address (the schema lets none through: a guard).
+ */
+export function probeHeaders(env: Target): string {
+  const site = { host: env.config.domain?.toLowerCase(), proto: env.config.tls.mode === 'off' ? ('http' as const) : ('https' as const) };
+  const lines: string[] = [];
+  for (const h of FORWARDED) {
+    const value = h.probe(site);
+    if (value !== undefined && !PROBE_VALUE.test(value))
+      throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
+    if (h.name !== 'Host' && value !== undefined) lines.push(`${h.name}: ${value}\\r\\n`);
+  }
+  return `PROBE_HOST=${quote(site.host ?? '')} PROBE_PROTO=${site.proto} PROBE_HEADERS=$'${lines.join('')}'`;
+}
 
 /** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */
 export function certbotCertificate(domain: string): { cert: string; key: string } {

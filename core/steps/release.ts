@@ -10,7 +10,7 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
@@ -123,7 +123,7 @@ elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded
 `
       : '';
   const noop = options.commit
-    ? String.raw`${PROBE_FUNCTIONS}
+    ? String.raw`${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 # The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is

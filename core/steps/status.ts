@@ -6,7 +6,7 @@ import { otherSlot, type Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
@@ -14,8 +14,8 @@ import { historyFunctions } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body', 'rollback_to', 'never_live');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -45,18 +45,13 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
 
 /**
  * Shell that runs the deploys' health probes on a slot's programs, all at once (3 s at most), and reports `health`:
- * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words). A probe that answered an error
- * status is asked once more by curl (2 s at most) for the first 200 bytes of its answer (`health_body`, masked and
- * shortened by the parser): what a program says about its failure (a database down) costs one request, only then.
+ * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words; a probe answered by an error status
+ * quotes its status line and the first bytes of its body, what a program says about its failure, a database down:
+ * masked and shortened by the parser, healthReasons).
  */
 export function healthShell(env: Target, slot: Slot): string {
   return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
   ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
-  for p in ${probes(env, slot).map(quote).join(' ')}; do
-    IFS=: read -r _ port path <<< "$p"
-    [[ $UNHEALTHY == *" $p (The requested URL returned error: "* ]] || continue
-    ops_report ${STATUS_KEYS.health_body} "$p $(curl -s -g --max-time 2 "http://127.0.0.1:$port$path" 2>/dev/null | head -c 200 | tr -d '\000' | tr '\n\r\t' '   ' || true)"
-  done
 fi`;
 }
 
@@ -71,7 +66,7 @@ export function hostStatus(env: Target): Step {
     timeout: 90,
     quiet: true,
     script: String.raw`${SYSTEM_FUNCTIONS}
-${PROBE_FUNCTIONS}
+${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
@@ -190,7 +185,8 @@ export function excerpt(body: string): string {
  * Why each probe failed, from wait_healthy's verdict ("no healthy answer within 3s from server:3579:/health (The
  * requested URL returned error: 503), client:3000:/ (Failed to connect to 127.0.0.1 port 3000: Connection
  * refused)"): the words in parentheses after each probe, in curl's words (core/steps/sh/probe.sh). A reason may
- * itself hold parentheses or commas (what a server sent): each runs up to the next probe named, or the end.
+ * itself hold parentheses or commas (what a server sent): each runs up to the next probe named, or the end. What
+ * an error answer's body said (", answering: ...", probe.sh probe_body) is quoted as excerpt() does.
  */
 export function healthReasons(verdict: string, probeList: string[]): Map<string, string> {
   const starts = probeList
@@ -203,7 +199,8 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
     const next = starts[i + 1];
     let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
     if (next) text = text.replace(/,$/, '');
-    out.set(probe, text.replace(/\)$/, ''));
+    // The body runs up to the end of the reason, or to the hint a persistent client error adds (probe_rounds).
+    out.set(probe, text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`));
   });
   return out;
 }
@@ -357,17 +354,10 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
     const whys = healthReasons(health, probes(env, s.slot));
-    const bodies = new Map<string, string>();
-    for (const line of reportedAll(r, STATUS_KEYS.health_body)) {
-      const [probe = '', ...rest] = line.split(' ');
-      const text = excerpt(rest.join(' '));
-      if (text) bodies.set(probe, text);
-    }
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
       const ok = health === 'ok' || !health.split(/\s+/).includes(probe);
-      const body = bodies.get(probe);
-      const why = whys.get(probe) && body ? `${whys.get(probe)}, answering: ${body}` : whys.get(probe);
+      const why = whys.get(probe);
       return { program: program!, ok, detail: ok ? 'ok' : why ? `${why} (GET 127.0.0.1:${port}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);

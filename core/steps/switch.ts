@@ -13,7 +13,7 @@ import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-confi
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
 import { STARTED_RECORD } from './lock.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot): string {
@@ -264,7 +264,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
     as: 'root',
     timeout: sw.health_timeout + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
-${PROBE_FUNCTIONS}
+${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId)}
@@ -587,7 +587,7 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
   // the parts hold multi-line quoted text (a supervisor file).
-  const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env)];
+  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env)];
   const body = (script: string) => libraries.reduce((text, lib) => text.split(`${lib}\n`).join(''), script);
   const variants = (name: string, on: string, parts: (readonly [string, Step])[]) =>
     `${PART}\ncase "${on}" in\n${parts.map(([key, step]) => `${key})\n${name}() {\n${body(step.script)}\n} ;;`).join('\n')}\nesac`;

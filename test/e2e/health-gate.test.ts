@@ -10,7 +10,7 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { status } from '../../core/ops/status.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { downHost, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
 
@@ -158,4 +158,63 @@ describe.sequential('what the start and the switch would meet, read before build
       await onHost('systemctl unmask nginx; systemctl start nginx || true');
     }
   }, 600_000);
+});
+
+/**
+ * A Starlette app as users write them: TrustedHostMiddleware allows the site's name only (Django's ALLOWED_HOSTS
+ * does the same), under uvicorn, which takes X-Forwarded-Proto from 127.0.0.1 (its proxy headers, on by default).
+ * Versions pinned as the sample app's (test/fixtures/app: the lab's PyPI cache has them).
+ */
+const STARLETTE = String.raw`from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+async def health(request):
+    return PlainTextResponse(request.url.scheme + " " + request.headers["x-forwarded-for"])
+app = Starlette(routes=[Route("/health", health)], middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["gate.example.test"])])
+`;
+const STARLETTE_REQUIREMENTS = `starlette==0.49.3
+uvicorn==0.38.0
+anyio==4.12.1
+click==8.1.8
+h11==0.16.0
+idna==3.20
+typing-extensions==4.16.0
+exceptiongroup==1.3.2 ; python_full_version < '3.11'
+`;
+
+describe.sequential('the request the health probe makes: the one nginx passes the site\'s visitors', () => {
+  const trusted = (domain: string | undefined, healthTimeout: number) => {
+    const c = {
+      ...config,
+      ref: 'trusted',
+      switch: { drain: 1, health_timeout: healthTimeout },
+      release: { python_requirements: 'requirements.txt', node_dir: '', build: 'true', migrate: 'true' },
+      packages: { pip_index_url: pypiIndexUrl },
+      programs: { web: { command: '{release}/venv/bin/python -m uvicorn asgi:app --host 127.0.0.1 --port {port}', port: 5100, health: '/health', env: {} } },
+    };
+    return domain ? { ...c, domain } : c;
+  };
+
+  it('TrustedHostMiddleware allowing the domain: healthy (Host the domain, X-Forwarded-Proto as the site serves); without a domain it answers 400 to the probe, and the deploy fails within seconds quoting it, not after health_timeout', async () => {
+    commit(repo, { 'asgi.py': STARLETTE, 'requirements.txt': STARLETTE_REQUIREMENTS }, 'a Starlette app that trusts its domain only');
+    gitIn(repo, ['tag', 'trusted']);
+    project.write(trusted('gate.example.test', 45));
+    await deploy(project.ctx(), project.env(), { ref: 'trusted', force: true });
+    // What nginx passes it: the same headers (the scheme uvicorn took from X-Forwarded-Proto, the client address).
+    expect(await onHost("curl -s -H 'Host: gate.example.test' http://127.0.0.1/health")).toBe('http 127.0.0.1');
+
+    project.write(trusted(undefined, 120));
+    const started = Date.now();
+    const err = await deploy(project.ctx(), project.env(), { ref: 'trusted', force: true }).catch((e: Error) => e);
+    const seconds = (Date.now() - started) / 1000;
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(
+      /did not become healthy on slot \w+: the same client error for \d+s, the program's answer to the probe \(it runs, and refuses the request\), from web:\d+:\/health \(The requested URL returned error: 400 \(HTTP\/1\.1 400 Bad Request\), answering: Invalid host header; the probe sends Host: 127\.0\.0\.1:\d+, X-Forwarded-Proto: http, as nginx forwards the site's requests: .*Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware/,
+    );
+    expect(seconds).toBeLessThan(120);
+    // The live release (the domain's) keeps serving.
+    expect(await onHost("curl -s -H 'Host: gate.example.test' http://127.0.0.1/health")).toBe('http 127.0.0.1');
+  }, 900_000);
 });

@@ -4,7 +4,7 @@
 // not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,8 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import { testEnv } from './status.helpers.ts';
 import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
@@ -61,7 +63,7 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
   it('a listener that answers an error stays unhealthy, named with its path and the status', async () => {
     const port = await freePort();
     await serve(port, 503);
-    expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`);
+    expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: x)`);
   });
 
   it('a program that accepts connections but never answers is told apart from one that is not listening; each probe named with its own reason', async () => {
@@ -157,8 +159,8 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
     expect(r.out.split('\n')).toEqual([
       'ready=ok',
       'relative=ok',
-      `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`,
-      `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program: the health path must answer 2xx itself)`,
+      `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable))`,
+      `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program (the probe sent Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests): the health path must answer 2xx itself)`,
       `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
       `no healthy answer within 1s from cached:${port}:/cached (answered 304 without a Location to follow, not 2xx: the health path must answer 2xx itself)`,
     ]);
@@ -236,7 +238,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
     await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
     const script = `wait_healthy 2 0.2 a:${port}:/hints b:${port}:/continue c:${port}:/moved && echo ok\nwait_healthy 1 0.2 d:${port}:/down || echo "$UNHEALTHY"`;
     const [r, byCurl] = [await bash(script), await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)];
-    expect(r.out).toBe(`ok\nno healthy answer within 1s from d:${port}:/down (The requested URL returned error: 503)`);
+    expect(r.out).toBe(`ok\nno healthy answer within 1s from d:${port}:/down (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: ok)`);
     expect(byCurl.out).toBe(r.out);
   });
 
@@ -285,7 +287,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
     await Promise.all([[a, h2], [b, esc], [d, loc]].map(([srv, p]) => new Promise<void>((resolve) => (srv as NetServer).listen(p as number, '127.0.0.1', resolve))));
     try {
       const r = await bash(`wait_healthy 1 0.2 a:${h2}:/ b:${esc}:/ c:${loc}:/ || echo "$UNHEALTHY"`);
-      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from a:${h2}:/ \\((?:not an HTTP answer: [^)]+|Empty reply from server)\\), b:${esc}:/ \\(not an HTTP answer: \\?\\[2J\\?\\[31mhello\\?\\), c:${loc}:/ \\(answered 302, a redirect to https://example\\.org/\\?\\[2Jx, off this program: [^)]+\\)$`));
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from a:${h2}:/ \\((?:not an HTTP answer: [^)]+|Empty reply from server)\\), b:${esc}:/ \\(not an HTTP answer: \\?\\[2J\\?\\[31mhello\\?\\), c:${loc}:/ \\(answered 302, a redirect to https://example\\.org/\\?\\[2Jx, off this program \\(the probe sent [^)]+\\): [^)]+\\)$`));
       expect(r.out).not.toMatch(/[\x00-\x1f\x7f]/);
     } finally {
       a.close();
@@ -305,3 +307,77 @@ echo alive`);
     expect(r.out).toBe('alive');
   });
 });
+
+describe('what the probe sends: the request nginx passes the site\'s visitors (nginx-config.ts probeHeaders)', () => {
+  /** A server answering `answer` (status, headers, body) for each request it records (its headers). */
+  async function recording(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
+    const port = await freePort();
+    const seen: IncomingMessage['headers'][] = [];
+    const s = createServer((req, res) => {
+      seen.push(req.headers);
+      const [status, headers, body] = answer(req);
+      res.writeHead(status, headers).end(body);
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    return { port, seen };
+  }
+  const noCurl = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
+
+  it('with a domain and TLS: Host the domain, X-Forwarded-Proto https, X-Forwarded-For and X-Real-IP 127.0.0.1, every header nginx sets; by bash and by the curl fallback', async () => {
+    const env = testEnv({ domain: 'Shop.Example.org', tls: { mode: 'self-signed' } });
+    const { port, seen } = await recording(() => [200, {}, 'ok']);
+    for (const fallback of ['', noCurl]) expect((await bash(`${probeHeaders(env)}\n${fallback}\nwait_healthy 2 0.2 web:${port}:/health && echo ok`)).out).toBe('ok');
+    const want = { host: 'shop.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' };
+    expect(seen).toEqual([expect.objectContaining(want), expect.objectContaining(want)]);
+    // Every header the site's locations set (but Connection, hop-by-hop) reaches the program from the probe too.
+    const names = [...site(env, true).matchAll(/proxy_set_header (\S+) /g)].map((m) => m[1]!.toLowerCase()).filter((n) => n !== 'connection');
+    expect(new Set(names)).toEqual(new Set(Object.keys(want)));
+  });
+
+  it('without a domain: Host 127.0.0.1:<port>, X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
+    const { port, seen } = await recording(() => [200, {}, 'ok']);
+    expect((await bash(`${probeHeaders(testEnv())}\nwait_healthy 2 0.2 web:${port}:/ && echo ok`)).out).toBe('ok');
+    expect(seen[0]).toMatchObject({ host: `127.0.0.1:${port}`, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
+    const env = testEnv({ domain: 'shop.example.org' });
+    (env.config as { domain?: string }).domain = "x'; reboot; '";
+    expect(() => probeHeaders(env)).toThrow(/not a DNS name or address/);
+  });
+
+  it('a redirect built from Host and X-Forwarded-Proto (FastAPI redirect_slashes behind proxy headers) is on the program and followed; one to https of a probe sent as http (SECURE_SSL_REDIRECT) is not, naming what was sent', async () => {
+    const { port } = await recording((req) => {
+      const base = `${req.headers['x-forwarded-proto'] === 'https' ? 'https' : 'http'}://${req.headers.host}`;
+      if (req.url === '/health') return [307, { location: `${base}/health/` }, ''];
+      // Django's SECURE_SSL_REDIRECT with SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https').
+      if (req.url === '/secure' && req.headers['x-forwarded-proto'] !== 'https') return [301, { location: `https://${req.headers.host}/secure` }, ''];
+      return [200, {}, 'ok'];
+    });
+    const tls = probeHeaders(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
+    const plain = probeHeaders(testEnv({ domain: 'shop.example.org' }));
+    const script = (headers: string) => `${headers}\nwait_healthy 1 0.2 web:${port}:/health && echo slash=ok\nwait_healthy 1 0.2 web:${port}:/secure && echo secure=ok || echo "$UNHEALTHY"`;
+    expect((await bash(script(tls))).out).toBe('slash=ok\nsecure=ok');
+    for (const fallback of ['', noCurl])
+      expect((await bash(`${fallback}\n${script(plain)}`)).out).toBe(
+        `slash=ok\nno healthy answer within 1s from web:${port}:/secure (answered 301, a redirect to https://shop.example.org/secure, off this program (the probe sent Host: shop.example.org, X-Forwarded-Proto: http, as nginx forwards the site's requests): the health path must answer 2xx itself)`,
+      );
+  });
+
+  it('a client error that persists (TrustedHostMiddleware\'s 400) ends the wait before its timeout, quoting the status line and the body\'s first printable characters, naming the headers sent; by bash and by curl', async () => {
+    const { port } = await recording(() => [400, { 'content-type': 'text/plain' }, 'Invalid host header\x1b[2J\n' + 'x'.repeat(100_000)]);
+    for (const fallback of ['', noCurl]) {
+      const r = await bash(`${fallback}\nwait_healthy 60 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
+      // 3 s at least (the rounds' timing on a busy machine: not asserted further).
+      expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
+        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from web:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J ${'x'.repeat(176)}; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
+      );
+    }
+  });
+
+  it('408, 425 and 429 ask to come back: no verdict before the timeout; a client error that turns into 2xx passes', async () => {
+    let n = 0;
+    const { port } = await recording((req) => (req.url === '/busy' ? [429, {}, 'slow down'] : n++ < 3 ? [404, {}, 'not yet'] : [200, {}, 'ok']));
+    const r = await bash(`wait_healthy 4 0.2 web:${port}:/busy || echo "$UNHEALTHY"\nwait_healthy 4 0.2 up:${port}:/up && echo up=ok`);
+    expect(r.out).toBe(`no healthy answer within 4s from web:${port}:/busy (The requested URL returned error: 429 (HTTP/1.1 429 Too Many Requests), answering: slow down)\nup=ok`);
+  });
+});
+

@@ -557,7 +557,7 @@ describe('health reasons, from the real probes', () => {
       const s = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ health: undefined, upstream: undefined, supervisor_xml: undefined, supervisor: 'running' }) + lines));
       const detail = Object.fromEntries(s.health!.map((h) => [h.program, h.detail]));
       // The status and the first bytes of the answer, on one line, what looks like a secret masked.
-      expect(detail.server).toBe(`The requested URL returned error: 503, answering: {"error":"database unavailable", "dsn":"postgresql://app:***@db:5432/app","password":***} (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
+      expect(detail.server).toBe(`The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: {"error":"database unavailable", "dsn":"postgresql://app:***@db:5432/app","password":***} (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
       expect(detail.client).toMatch(new RegExp(`^Failed to connect to 127\\.0\\.0\\.1 port ${closed}: Connection refused \\(GET 127\\.0\\.0\\.1:${closed}/, no 2xx answer within 3s\\)$`));
       expect(detail.worker).toMatch(new RegExp(`^Operation timed out after \\d+ milliseconds with 0 bytes received \\(GET 127\\.0\\.0\\.1:${silent}/ready, no 2xx answer within 3s\\)$`));
       expect(s.problems).toContain(`health check of server failed: ${detail.server}`);

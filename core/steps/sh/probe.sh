@@ -8,6 +8,13 @@
 # A redirect is no verdict (curl -f took a 3xx for a success: a route declared with a slash, FastAPI's
 # redirect_slashes 307 or Django's APPEND_SLASH 301, passed on its redirect while the check behind it failed): one
 # to another path of the same program is followed (5 at most) and the answer at its end counts; one off it fails.
+# The request is the one nginx passes a visitor's (PROBE_HOST, PROBE_PROTO, PROBE_HEADERS: set by the step from
+# core/steps/nginx-config.ts probeHeaders, which also writes nginx's proxy_set_header lines): Host, X-Real-IP,
+# X-Forwarded-For and X-Forwarded-Proto. Apps check them (Django's ALLOWED_HOSTS answers 400 to a Host it does not
+# list, Starlette's TrustedHostMiddleware 400 "Invalid host header", SECURE_SSL_REDIRECT redirects what it takes for
+# plain http): a probe without them is answered otherwise than the site's traffic.
+# An error answer's first bytes are read (bounded) and quoted. A client error (4xx, but 408, 425 and 429, which ask
+# to come back) that persists is a running app's verdict on the request: see probe_rounds.
 # The clock is read with printf's %(%s)T and $EPOCHREALTIME (builtins: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe (its redirects included), the deadline bounds
 # the whole wait. Why a probe failed is said in curl's words where curl has some (ops engineers know them).
@@ -41,11 +48,13 @@ probe_watchdog() {
   done
 }
 # probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
-# closes after its answer). The connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made
-# (refused, or no net redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
+# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The
+# connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net
+# redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
 # PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
 # [A-Za-z0-9._~/=&%+-] only) or a redirect's path resolved by probe_target (none with a space or a control
-# character): nothing that would break the request line.
+# character): nothing that would break the request line. PROBE_HOST and PROBE_HEADERS hold DNS names, addresses and
+# schemes only (probeHeaders checks them).
 probe_send() {
   local rc=0 fired=0 t0=${EPOCHREALTIME/./}
   PROBE_WHY=""
@@ -63,7 +72,7 @@ probe_send() {
     [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: 127.0.0.1 port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"
     return 1
   fi
-  if printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUser-Agent: ops-pipeline-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n' "$2" "$1" 1>&"$PROBE_FD" 2>/dev/null; then
+  if printf 'GET %s HTTP/1.1\r\nHost: %s\r\n%sUser-Agent: ops-pipeline-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n' "$2" "${PROBE_HOST:-127.0.0.1:$1}" "${PROBE_HEADERS:-}" 1>&"$PROBE_FD" 2>/dev/null; then
     trap - PIPE; return 0
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
@@ -73,16 +82,22 @@ probe_send() {
 probe_printable() {
   PROBE_TEXT=${1:0:$2}; PROBE_TEXT=${PROBE_TEXT//[^[:print:]]/?}
 }
+# probe_sent PORT: the headers a probe of 127.0.0.1:PORT sends that apps judge a request by, as said in a reason, in
+# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https".
+probe_sent() {
+  PROBE_TEXT="Host: ${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: ${PROBE_PROTO:-http}"
+}
 # probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
-# closes FD (the body is not read). 0 with its status in PROBE_CODE and, for a 3xx, its Location field in
-# PROBE_LOCATION; 1 with why in PROBE_WHY (no answer in time, the connection closed, not HTTP).
+# closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
+# field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
+# in PROBE_WHY (no answer in time, the connection closed, not HTTP).
 # RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
 # skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
 # read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
 # line (a stream, a binary protocol) costs a bounded read, not minutes of CPU.
 probe_answer() {
-  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status
-  PROBE_CODE=""; PROBE_LOCATION=""
+  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0
+  PROBE_CODE=""; PROBE_LOCATION=""; PROBE_STATUS=""; PROBE_BODY=""
   now=${EPOCHREALTIME/./}; left=$(( until - now )); [ "$left" -gt 1000 ] || left=1000
   printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
   while :; do
@@ -101,18 +116,25 @@ probe_answer() {
     if [ "$want" = status ]; then
       if [[ ! $line =~ ^HTTP/[0-9.]+\ ([0-9]{3}) ]]; then
         exec {fd}<&-
-        if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"; else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi
+        if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"
+        elif [ "${PROBE_VIA:-}" = curl ] && [[ $line =~ ^curl:\ \([0-9]+\)\ (.*) ]]; then probe_printable "${BASH_REMATCH[1]}" 300; PROBE_WHY=$PROBE_TEXT
+        else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi
         return 1
       fi
-      PROBE_CODE=${BASH_REMATCH[1]}
+      PROBE_CODE=${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT
       case $PROBE_CODE in
         101) want=final; break ;;
         1??) want=interim ;;    # its header fields, then the next status line
         3??) want=location ;;   # its Location field (RFC 9110, 10.2.2)
+        [45]??) want=error ;;   # its framing fields (RFC 9112, 6), then the body's first bytes
         *) want=final; break ;;
       esac
     elif [ -z "$line" ]; then
+      if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
       [ "$want" = interim ] || break; want=status
+    elif [ "$want" = error ]; then
+      if [[ ${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=${BASH_REMATCH[1]}
+      elif [[ ${line,,} == transfer-encoding:*chunked* ]] && [ "${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
     elif [ "$want" = location ] && [[ ${line,,} == location:* ]]; then
       PROBE_LOCATION=${line#*:}
       PROBE_LOCATION=${PROBE_LOCATION#"${PROBE_LOCATION%%[!$' \t']*}"}; PROBE_LOCATION=${PROBE_LOCATION%"${PROBE_LOCATION##*[!$' \t']}"}
@@ -123,22 +145,51 @@ probe_answer() {
   exec {fd}<&-
   # The input ended after an interim answer: no final one.
   if [ "$want" = interim ] || [ "$want" = status ]; then PROBE_WHY="Empty reply from server"; return 1; fi
+  return 0
+}
+# probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
+# says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
+# when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
+# bounded in bytes as in time); on one line, 200 characters at most, each unprintable one as "?" (probe_printable).
+# What it quotes is masked as the step's other output is (the environment's secret values, by the runner).
+probe_body() {
+  local fd=$1 until=$2 n=256 size="" left wait body=""
+  [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
+  left=$(( until - ${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000
+  printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
+  if [ "$4" = 1 ]; then
+    read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null || true
+    size=${size%$'\r'}; size=${size%%;*}
+    if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi
+  fi
+  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || true
+  body=${body//[$'\r\n\t']/ }
+  probe_printable "$body" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
 # to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and
 # host without regard to case), in PROBE_TO; 1 when it points off this program (another host, port or scheme).
-# localhost is this program too (the probe connects to 127.0.0.1 either way).
+# This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its
+# request claims, as the site's visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from
+# Host and X-Forwarded-Proto: FastAPI's redirect_slashes under uvicorn's proxy headers). A redirect to the https of
+# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it.
 probe_target() {
-  local port=$1 base=$2 to=${3%%#*} auth rest query seg
-  local -a out=()
-  if [[ $to =~ ^[A-Za-z][A-Za-z0-9+.-]*: ]]; then
-    [[ ${to,,} == http://* ]] || return 1
-    to=${to:5}
+  local port=$1 base=$2 to=${3%%#*} auth rest query seg scheme="" proto=${PROBE_PROTO:-http} claimed
+  local -a segs=()
+  claimed=${PROBE_HOST:-127.0.0.1:$port}; claimed=${claimed,,}
+  if [[ $claimed != *:* ]]; then if [ "$proto" = https ]; then claimed+=:443; else claimed+=:80; fi; fi
+  if [[ $to =~ ^([A-Za-z][A-Za-z0-9+.-]*): ]]; then
+    scheme=${BASH_REMATCH[1],,}
+    [ "$scheme" = http ] || [ "$scheme" = "$proto" ] || return 1
+    to=${to:${#scheme}+1}
   fi
   if [[ $to == //* ]]; then
     to=${to:2}; auth=${to%%[/?]*}; rest=${to#"$auth"}; auth=${auth,,}
-    [[ $auth == *:* ]] || auth+=:80
-    [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ] || return 1
+    # A reference without a scheme (//host/path) takes the one of the request it answers (RFC 3986, 5.2.2).
+    if [[ $auth != *:* ]]; then if [ "${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi
+    if [ "${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :
+    elif [ "${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :
+    else return 1; fi
     to=/$rest; to=${to/#\/\//\/}
   fi
   case $to in
@@ -154,29 +205,39 @@ probe_target() {
     seg=${rest%%/*}
     case $seg in
       .) ;;
-      ..) [ ${#out[@]} -eq 0 ] || unset 'out[-1]' ;;
-      *) out+=("$seg") ;;
+      ..) [ ${#segs[@]} -eq 0 ] || unset 'segs[-1]' ;;
+      *) segs+=("$seg") ;;
     esac
     if [[ $rest != */* ]]; then
-      if [ "$seg" = . ] || [ "$seg" = .. ]; then out+=(""); fi
+      if [ "$seg" = . ] || [ "$seg" = .. ]; then segs+=(""); fi
       break
     fi
     rest=${rest#*/}
   done
   local IFS=/
-  PROBE_TO="/${out[*]}$query"
+  PROBE_TO="/${segs[*]}$query"
+}
+# probe_off PORT CODE LOCATION: why a probe of 127.0.0.1:PORT failed on a redirect off its program (probe_target),
+# in PROBE_WHY, naming what the probe sent (a redirect to https: Django's SECURE_SSL_REDIRECT, when the scheme it
+# was told is not the one its SECURE_PROXY_SSL_HEADER names).
+probe_off() {
+  probe_printable "$3" 300; PROBE_WHY="answered $2, a redirect to $PROBE_TEXT, off this program"
+  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT, as nginx forwards the site's requests): the health path must answer 2xx itself"
 }
 # probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other
-# paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US); else 1 with why in PROBE_WHY. Closes FD.
+# paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in
+# PROBE_WHY. Closes FD.
 probe_verdict() {
   local port=$1 path=$2 fd=$3 until=$4 hop
   for hop in 0 1 2 3 4 5; do
-    if [ "$hop" -gt 0 ]; then probe_send "$port" "$path" || { PROBE_WHY=${PROBE_WHY:-"Failed to connect to 127.0.0.1 port $port: Connection refused"}; return 1; }; fd=$PROBE_FD; fi
+    if [ "$hop" -eq 0 ]; then :
+    elif [ "${PROBE_VIA:-}" = curl ]; then probe_curl_send "$port" "$path"; fd=$PROBE_FD
+    else probe_send "$port" "$path" || { PROBE_WHY=${PROBE_WHY:-"Failed to connect to 127.0.0.1 port $port: Connection refused"}; return 1; }; fd=$PROBE_FD; fi
     probe_answer "$fd" "$until" || return 1
     case $PROBE_CODE in
       2??) return 0 ;;
       3??) ;;
-      *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;
+      *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE ($PROBE_STATUS)${PROBE_BODY:+, answering: $PROBE_BODY}"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;
     esac
     # Written into the next request line: none with a space or a control character (CR, LF).
     if [ -z "$PROBE_LOCATION" ]; then
@@ -184,32 +245,20 @@ probe_verdict() {
       PROBE_WHY="answered $PROBE_CODE without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1
     fi
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
-      probe_printable "$PROBE_LOCATION" 300
-      PROBE_WHY="answered $PROBE_CODE, a redirect to $PROBE_TEXT, off this program: the health path must answer 2xx itself"; return 1
+      probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
     path=$PROBE_TO
   done
   PROBE_WHY="more than 5 redirects"; return 1
 }
-# probe_curl PORT PATH: the same check by curl processes (a bash without net redirections); why in PROBE_WHY.
-probe_curl() {
-  local url="http://127.0.0.1:$1$2" out hop
-  for hop in 0 1 2 3 4 5; do
-    if ! out=$(curl -fsS -g -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 5 "$url" 2>&1); then
-      out=${out%%$'\n'*} # curl's message, then what -w wrote ("000 ")
-      if [[ $out =~ curl:\ \([0-9]+\)\ (.*) ]]; then PROBE_WHY=${BASH_REMATCH[1]}; else PROBE_WHY=${out:-no answer}; fi
-      return 1
-    fi
-    # curl resolved the Location (RFC 3986); on this program when its origin is (as probe_target: localhost too).
-    case ${out,,} in
-      2??\ *) return 0 ;;
-      3??\ "http://127.0.0.1:$1/"* | 3??\ "http://localhost:$1/"*) url=${out#* }; url="http://127.0.0.1:$1/${url#*://*/}" ;;
-      3??\ ) PROBE_WHY="answered ${out%% *} without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1 ;;
-      3??\ ?*) PROBE_WHY="answered ${out%% *}, a redirect to ${out#* }, off this program: the health path must answer 2xx itself"; return 1 ;;
-      *) PROBE_WHY="answered ${out%% *}, not 2xx"; return 1 ;;
-    esac
-  done
-  PROBE_WHY="more than 5 redirects"; return 1
+# probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
+# curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
+# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason).
+probe_curl_send() {
+  local line
+  local -a headers=(-H "Host: ${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
+  while IFS= read -r line; do line=${line%$'\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "${PROBE_HEADERS:-}"
+  exec {PROBE_FD}< <(curl -sS -g -i "${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
 }
 # elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
 # as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
@@ -222,7 +271,8 @@ elsewhere() {
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
 # each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
+# answered by the same client error for 3 s (probe_rounds: a running app's verdict on the request).
 # Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
@@ -243,9 +293,9 @@ wait_healthy() {
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
 probe_rounds() {
   local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path fd i sep addrs
+  local pending=("$@") left p port path fd i sep addrs now_us PROBE_VIA=""
   local -a fds=() sent_at=() sent_why=()
-  local -A why=()
+  local -A why=() refused=() refused_since=() refused_rounds=()
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
@@ -263,7 +313,7 @@ probe_rounds() {
     done
     left=(); i=0
     for p in "${pending[@]}"; do
-      IFS=: read -r _ port path <<< "$p"; fd=${fds[$i]}; PROBE_WHY=${sent_why[$i]}
+      IFS=: read -r _ port path <<< "$p"; fd=${fds[$i]}; PROBE_WHY=${sent_why[$i]}; PROBE_CODE=""
       if [ "$fd" != - ]; then
         probe_verdict "$port" "$path" "$fd" $(( sent_at[i] + 5000000 )) && { i=$(( i + 1 )); continue; }
       elif [ -n "$PROBE_WHY" ]; then
@@ -271,9 +321,30 @@ probe_rounds() {
       elif net_redirections; then
         PROBE_WHY="Failed to connect to 127.0.0.1 port $port: Connection refused"
       else
-        probe_curl "$port" "$path" && { i=$(( i + 1 )); continue; }
+        # curl's own limit (--max-time 5) comes first: its words say why.
+        PROBE_VIA=curl; probe_curl_send "$port" "$path"
+        probe_verdict "$port" "$path" "$PROBE_FD" $(( ${EPOCHREALTIME/./} + 6000000 )) && { PROBE_VIA=""; i=$(( i + 1 )); continue; }
+        PROBE_VIA=""
       fi
       i=$(( i + 1 )); left+=("$p"); why[$p]=$PROBE_WHY
+      # A client error (4xx) is the app's answer to this request: it runs, and refuses it (a Host it does not allow,
+      # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request
+      # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC
+      # 6585). The same one for 3 s and 3 rounds is a verdict: waiting out the timeout would change nothing. 3 s
+      # lets an app that answers a 404 or 401 while it finishes starting (routes or keys loaded after it listens)
+      # come right; 3 rounds keep one answer from being decisive when rounds are far apart (health_interval).
+      case $PROBE_CODE in
+        408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;
+        *)
+          now_us=${EPOCHREALTIME/./}
+          if [ "${refused[$p]:-}" != "$PROBE_CODE" ]; then refused[$p]=$PROBE_CODE; refused_since[$p]=$now_us; refused_rounds[$p]=0; fi
+          refused_rounds[$p]=$(( ${refused_rounds[$p]} + 1 ))
+          if [ "${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - ${refused_since[$p]} )) -ge 3000000 ]; then
+            probe_sent "$port"
+            UNHEALTHY="the same client error for $(( (now_us - ${refused_since[$p]}) / 1000000 ))s, the program's answer to the probe (it runs, and refuses the request), from $p (${why[$p]}; the probe sends $PROBE_TEXT, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"
+            return 1
+          fi ;;
+      esac
     done
     [ ${#left[@]} -gt 0 ] || return 0
     pending=("${left[@]}")

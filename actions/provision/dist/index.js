@@ -37106,7 +37106,7 @@ var init_environment_schema = __esm({
       command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
       directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-      health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
+      health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
@@ -69289,6 +69289,7 @@ var DEFAULT_STEP_TIMEOUT = 600;
 // core/steps/nginx-config.ts
 init_environment();
 init_errors();
+init_shell();
 import { readFileSync as readFileSync4 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function baseConfig() {
@@ -69356,12 +69357,15 @@ var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
     add_header X-Content-Type-Options nosniff always;
     add_header X-XSS-Protection "1; mode=block" always;
     add_header Referrer-Policy strict-origin-when-cross-origin always;`;
-var PROXY = `proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;`;
+var FORWARDED = [
+  // No domain: the site answers any name (server_name _), so a visitor's Host is whatever address they used; the
+  // probe keeps 127.0.0.1:<port> (probe.sh), an address of the host as a visitor by IP would use.
+  { name: "Host", nginx: "$host", probe: (s) => s.host },
+  { name: "X-Real-IP", nginx: "$remote_addr", probe: () => "127.0.0.1" },
+  { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
+  { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
+];
+var PROXY = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
 function certbotCertificate(domain) {
   return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
 }

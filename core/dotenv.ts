@@ -8,7 +8,9 @@
 // Beside it, the pipeline's own commands (build, migrate, hooks, initdata) get the same values from an
 // unambiguous file, `environ`: NUL-separated NAME=VALUE records (like /proc/<pid>/environ), loaded by a bash
 // loop that parses nothing (environLoader).
+import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
+import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
 import { keepsStatement, PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
@@ -184,8 +186,11 @@ export interface RenderedEnv {
   forms: Record<string, string>;
 }
 
+/** What the .env is rendered from: an environment's name and settings (its hosts play no part). */
+export type DotenvSettings = Pick<Environment, 'name' | 'config'>;
+
 /** The .env readers of an environment (`dotenv.readers`): each with the variable name prefix it is limited to ("" = all). */
-export function dotenvReaders(env: Environment): { reader: Reader; only: string }[] {
+export function dotenvReaders(env: DotenvSettings): { reader: Reader; only: string }[] {
   return env.config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : { reader: r.reader, only: r.only }));
 }
 
@@ -193,11 +198,44 @@ export function dotenvReaders(env: Environment): { reader: Reader; only: string 
  * The readers that must read variable `key` exactly (those whose `only` prefix it has), and the other declared
  * readers, which still parse its line (every reader reads the whole file).
  */
-function readersOf(env: Environment, key: string): { exact: Reader[]; others: Reader[] } {
+function readersOf(env: DotenvSettings, key: string): { exact: Reader[]; others: Reader[] } {
   const declared = dotenvReaders(env);
   const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
   const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
   return { exact, others };
+}
+
+/** A variable whose value its readers would not read back: the line naming it, its source and why (never the value). */
+interface RefusedVariable {
+  line: string;
+  secret: boolean;
+  /** The readers that would corrupt it. */
+  readers: Reader[];
+}
+
+/** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
+function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfig['env'][string], value: string): { text: string; form: string } | { refused: RefusedVariable } {
+  const { exact, others } = readersOf(env, key);
+  const encoded = encodeValue(value, exact, others);
+  if (!('refused' in encoded)) return encoded;
+  const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
+  const source = typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
+  return { refused: { line: `${key} (${source}; ${readBy}): ${encoded.refused.reason}`, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
+}
+
+/**
+ * The one refusal of .env values their readers would not read back (a deploy's, and `ops secrets set`/`edit`'s):
+ * every variable named with its source and reason, never its value; `untouched` says what was left as it was;
+ * the hint says where each kind of value is changed, or which readers to drop.
+ */
+function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string): OpsError {
+  const secrets = refused.some((r) => r.secret);
+  const plain = refused.some((r) => !r.secret);
+  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  return new OpsError(
+    `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.line}`).join('\n')}`,
+    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+  );
 }
 
 /**
@@ -223,11 +261,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
   const rounded: [key: string, secret: string][] = [];
-  const refused: string[] = [];
-  // Which kinds of value were refused: the hint says where each is changed.
-  let refusedSecrets = false;
-  let refusedPlain = false;
-  const culprits = new Set<Reader>();
+  const refused: RefusedVariable[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
   const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
@@ -247,14 +281,9 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       }
       value = asString(found);
     }
-    const { exact, others } = readersOf(env, key);
-    const encoded = encodeValue(value, exact, others);
+    const encoded = encodeVariable(env, key, spec, value);
     if ('refused' in encoded) {
-      encoded.refused.readers.forEach((r) => culprits.add(r));
-      const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
-      if (typeof spec === 'string') refusedPlain = true;
-      else refusedSecrets = true;
-      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
+      refused.push(encoded.refused);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);
@@ -273,12 +302,31 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`,
     );
   }
-  if (refused.length)
-    throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
-      `change the value (${refusedSecrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${refusedSecrets && refusedPlain ? '; ' : ''}${refusedPlain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
-    );
+  if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
+}
+
+/**
+ * What `ops secrets set` and `ops secrets edit` check before they write: each .env variable of `env` that takes
+ * its value from a secret the change alters (`before` → `after`, decrypted data as a deploy gets it) must be
+ * writable for the declared readers as renderDotenv writes it, else the change is refused with the deploy's own
+ * message, so that the value is refused when it is stored, not at the next deploy (in CI). Only the variables the
+ * change alters are held to it: a value stored before is the deploy's to refuse, and a secret still missing is not
+ * refused (a file is filled one key at a time). A secret no `env` entry names never reaches the .env and is not
+ * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON. Throws OpsError.
+ */
+export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown): void {
+  const refused: RefusedVariable[] = [];
+  for (const [key, spec] of Object.entries(env.config.env)) {
+    if (typeof spec === 'string') continue;
+    const found = lookup(after, spec.secret);
+    if (found === undefined || found === null || isDeepStrictEqual(found, lookup(before, spec.secret))) continue;
+    if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
+    if (holdsRoundedInteger(found)) continue; // asked about before it gets here (secrets edit), and never typed by secrets set
+    const encoded = encodeVariable(env, key, spec, asString(found));
+    if ('refused' in encoded) refused.push(encoded.refused);
+  }
+  if (refused.length) throw unreadableError(env, refused, `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged`);
 }
 
 /**

@@ -358,8 +358,12 @@ function yamlWarnings(doc: Document, text: string): string[] {
   });
 }
 
-/** Load, validate and resolve environments/<name>/environment.yml under the project root. */
-export function loadEnvironment(envName: string, root: string): Environment {
+/**
+ * Read and validate environments/<name>/environment.yml under the project root, without resolving its hosts
+ * (their pinned key files): what needs only the settings, such as `ops secrets set` checking a value against
+ * `dotenv.readers`, works before the hosts exist. Throws OpsError (ConfigError for an invalid file).
+ */
+export function readEnvironmentConfig(envName: string, root: string): { dir: string; label: string; config: EnvironmentConfig } {
   validate('environment', envName);
   const dir = join(environmentsDir(root), envName);
   const file = join(dir, ENVIRONMENT_FILE);
@@ -371,7 +375,12 @@ export function loadEnvironment(envName: string, root: string): Environment {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
+  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+}
+
+/** Load, validate and resolve environments/<name>/environment.yml under the project root. */
+export function loadEnvironment(envName: string, root: string): Environment {
+  const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems: Problem[] = [];
   /** A pinned key, from the file when one is named (problems recorded at `path`). */
   const pinnedKey = (key: string | undefined, file: string | undefined, path: string): string => {

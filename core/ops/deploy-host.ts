@@ -17,7 +17,7 @@ import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../s
 import { RELEASE_KEYS, createRelease, markRelease, pruneReleases, receivePack, type DotenvUploads } from '../steps/release.ts';
 import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -143,11 +143,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   // The refusals before the build (refuseUnready, refuseTakenPorts) ran for every host in the rollout, before this.
   // nginx stopped: the switch's reload starts it (the site is down anyway), unless systemd may not start it at all.
-  if (state.nginxStopped === 'masked')
-    throw new OpsError(
-      `nginx is not running on ${remote.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was started (no build, no migration); the site stays down as it is`,
-      `if nginx was stopped on purpose, deploy once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx, then deploy again`,
-    );
+  if (state.nginxStopped === 'masked') throw nginxMaskedError([remote.name], 'nothing was started (no build, no migration)', 'deploy');
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   if (state.nginxStopped !== undefined) {
     const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;

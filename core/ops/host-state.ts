@@ -104,6 +104,21 @@ export function supervisorDownError(env: Target, host: string, state: Pick<HostS
   );
 }
 
+/**
+ * The refusal of an operation, before it touches anything, on every host where no nginx runs and its unit is masked
+ * (HostState.nginxStopped `masked`, deployState's read: a deploy's, or a rollback's with `nginx`): the switch's reload
+ * starts a stopped nginx, but systemd may not start a masked one, so the switch would fail after the start. One
+ * host: one sentence; several: all of them named in one error. `nothing`: what the operation did not do; `again`:
+ * the operation ("deploy", "roll back"). `hosts` must not be empty.
+ */
+export function nginxMaskedError(hosts: string[], nothing: string, again: string): OpsError {
+  const one = hosts.length === 1;
+  return new OpsError(
+    `nginx is not running on ${one ? hosts[0] : `${hosts.length} hosts (${hosts.join(', ')})`} and its unit is masked (systemctl mask nginx): the switch could not start it, so ${nothing}; ${one ? 'the site stays down as it is' : 'their sites stay down as they are'}`,
+    `if nginx was stopped on purpose, ${again} once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx${one ? '' : ' on each of them'}, then ${again} again`,
+  );
+}
+
 /** The ports of the slot an operation would start on that a process not that slot's own holds, on one host (portsTaken). */
 export interface PortsTaken {
   host: string;

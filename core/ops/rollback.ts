@@ -14,7 +14,7 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { parseState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
@@ -88,6 +88,36 @@ const ROLLBACK_PORTS: PortsRefusal = { starting: 'this rollback would start its 
 /** The slot a rollback starts on in a host's state: the other than the live one (green when none is recorded, as rollbackStep). */
 function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
   return otherSlot(state.slot ?? 'blue');
+}
+
+/**
+ * A one-host rollback's work in its lock step (`finish`), refused on the host before it touches anything when the
+ * state read just before found nginx stopped with its unit masked (deployState's `nginx`: REPORT_NGINX_STOPPED):
+ * the verdict `nginx_masked`, the lock let go with `refused`. The runner then says so (rollbackRefusal).
+ */
+export function unlessNginxMasked(work: string, refused: string): string {
+  return `if [ "\${REPORT_NGINX_STOPPED:-}" = masked ]; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
+}
+
+/**
+ * What refuses a rollback on every host before any host changes, from the lock step's state reads (each host's,
+ * `inspected`), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
+ * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
+ * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
+ * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's lock step did the work, or refused on its own (one host): it
+ * decided on supervisord and the ports itself. undefined when none refuses. Pure.
+ */
+export function rollbackRefusal(env: Target, inspected: [host: string, result: StepResult][], done: (host: string) => boolean): OpsError | undefined {
+  const alone = inspected.length === 1;
+  const untouched = `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`;
+  const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
+  const masked = hosts.filter((h) => h.state.nginxStopped === 'masked').map((h) => h.host);
+  if (masked.length) return nginxMaskedError(masked, untouched, 'roll back');
+  const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
+  if (down) return supervisorDownError(env, down.host, down.state, untouched, 'roll back again');
+  const taken = hosts.flatMap(({ host, r, state }) => (done(host) || reported(r, ROLLBACK_KEYS.rollback) !== undefined ? [] : (portsTaken(env, host, state, r, rollbackSlot(state)) ?? [])));
+  if (taken.length) return portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...(taken.length === 1 && !alone && { nothing: untouched }) });
+  return undefined;
 }
 
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
@@ -196,9 +226,9 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
  * Put back the release that was live before the current one on each host (its history), or release `to`,
  * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
  * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
- * Refused before any host changes: supervisord not running on a host, or a port of the slot a host would start on
- * held by a process that is not that slot's own (portsTakenError: every such host in one error; the previous release
- * kept warm there is the slot's own).
+ * Refused before any host changes (rollbackRefusal, from the lock step's state read: no round trip of its own): nginx
+ * stopped with its unit masked on a host, supervisord not running on a host, or a port of the slot a host would start
+ * on held by a process that is not that slot's own.
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
  * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
  * nginx stopped and started it says so (a warning and a note: reportNginxStarted).
@@ -217,30 +247,20 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
       session,
       'rollback',
       (locked) => {
-        // A host without supervisord refuses the rollback everywhere, before any host changes (one host: its step
-        // refused on its own, supervisor_down); then the ports taken on the slot each host would start on, every
-        // such host in one error (one host: its step refused on its own, ports_taken).
-        for (const remote of session.remotes.values()) {
-          const state = parseState(locked.inspected.get(remote.name)!);
-          if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, 'roll back again');
-        }
-        const taken = [...session.remotes.values()].flatMap((remote) => {
-          const r = locked.inspected.get(remote.name)!;
-          // A host whose lock step did the work (one host) decided on them itself.
-          if (locked.finished(remote.name) || reported(r, ROLLBACK_KEYS.rollback) !== undefined) return [];
-          const state = parseState(r);
-          return portsTaken(env, remote.name, state, r, rollbackSlot(state)) ?? [];
-        });
-        if (taken.length) throw portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...(taken.length === 1 && !alone && { nothing: `${ROLLBACK_UNTOUCHED} on any host` }) });
+        // Refused everywhere before any host changes, from the state each lock step read (one host: its step
+        // refused on its own, nginx_masked, supervisor_down or ports_taken, and let go).
+        const inspected = [...session.remotes.values()].map((r): [string, StepResult] => [r.name, locked.inspected.get(r.name)!]);
+        const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        if (refused) throw refused;
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
-        // supervisord runs, though: without it no slot starts; and who holds the idle slot's ports (in this same
-        // step: no round trip of its own).
-        inspect: deployState(env, undefined, { supervisor: true, ports: true }),
+        // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
+        // runs, or may be started by the switch (in this same step: no round trip of its own).
+        inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
         ...(alone && {
-          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script, unlock()),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

@@ -2,9 +2,9 @@
 // refused while they are still placeholders or still readable with the published example key.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SECRETS_FILE, type Environment } from '../config/environment.ts';
+import { SECRETS_FILE, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
-import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
+import { refuseUnreadableSecrets, renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
 import { packagesNeedSecrets } from '../packages.ts';
 
@@ -72,4 +72,23 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
   return { ...renderDotenv(plainOnly, {}), unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${why}` };
+}
+
+/**
+ * The check `ops secrets set` and `ops secrets edit` run on a change of environment `envName`'s secrets before
+ * writing it: the deploy's refusal of .env values its readers would not read back (core/dotenv.ts,
+ * refuseUnreadableSecrets), for the `env` and `dotenv.readers` of its environment.yml. An environment.yml that
+ * cannot be read does not hold the change back (its secrets may be set before it is fixed): `warn` says the
+ * values were not checked, and why; the deploy still checks them.
+ */
+export function secretsChangeCheck(root: string, envName: string, warn: (message: string) => void): (before: unknown, after: unknown) => void {
+  let settings: Pick<Environment, 'name' | 'config'>;
+  try {
+    settings = { name: envName, config: readEnvironmentConfig(envName, root).config };
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e;
+    const why = e.message.split('\n')[0]!;
+    return () => warn(`the values were not checked against dotenv.readers (${why}): a deploy checks them`);
+  }
+  return (before, after) => refuseUnreadableSecrets(settings, before, after);
 }

@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpsError } from '../errors.ts';
+import { OpsError, formatError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
@@ -27,6 +27,12 @@ export interface EditIo {
   warn(message: string): void;
   /** Aborts the edit (a signal): the editor is stopped, nothing is written. */
   signal?: AbortSignal;
+  /**
+   * Refuses (throws OpsError) a change of the decrypted data (`before` → `after`) that the environment could not
+   * use, before anything is written: the .env's readers (core/ops/secrets.ts, secretsChangeCheck). Offered back
+   * to the editor like invalid text.
+   */
+  check?(before: unknown, after: unknown): void;
   /** Called with the temporary file's path once it exists (tests check it is gone afterwards). */
   onTempFile?: (path: string) => void;
 }
@@ -79,7 +85,8 @@ function isBlank(text: string): boolean {
  * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
- * strictly, utf8.ts), are offered back (`io.confirm`); the file is not written until the text is valid.
+ * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`); the
+ * file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
@@ -90,11 +97,18 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
   try {
     const tmp = join(dir, `secrets.${secrets.format}`);
     const before = secrets.tree;
+    const beforeData = secrets.data;
     const original = before.entries.length === 0 ? '' : secrets.plaintext();
     await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
     io.onTempFile?.(tmp);
     const aborted = (): EditResult | undefined =>
       io.signal?.aborted ? { status: 'aborted', reason: `interrupted (${String(io.signal.reason ?? 'signal')}); nothing was changed` } : undefined;
+    /** Text refused for `warning`: undefined to reopen the editor on it (the user's answer), else the abort, for `reason`. */
+    const offerBack = async (warning: string, reason: string): Promise<EditResult | undefined> => {
+      io.warn(warning);
+      if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) return aborted();
+      return aborted() ?? { status: 'aborted', reason };
+    };
     for (;;) {
       const exit = await io.edit(tmp);
       const stop = aborted();
@@ -123,24 +137,28 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
         const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
         if (retyped.length) {
-          io.warn(retypedWarning(retyped, secrets.format, 'would not be'));
-          if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
-            const stop2 = aborted();
-            if (stop2) return stop2;
-            continue;
-          }
-          return aborted() ?? { status: 'aborted', reason: `${retyped.map((r) => showPath(r.path)).join(', ')} would not be stored as typed (quote ${retyped.length === 1 ? 'it' : 'them'}); nothing was changed` };
+          const stop = await offerBack(
+            retypedWarning(retyped, secrets.format, 'would not be'),
+            `${retyped.map((r) => showPath(r.path)).join(', ')} would not be stored as typed (quote ${retyped.length === 1 ? 'it' : 'them'}); nothing was changed`,
+          );
+          if (stop) return stop;
+          continue;
         }
         secrets.setTree(tree);
       } catch (e) {
         if (!(e instanceof OpsError)) throw e;
-        io.warn(e.message);
-        if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
-          const stop2 = aborted();
-          if (stop2) return stop2;
-          continue;
-        }
-        return aborted() ?? { status: 'aborted', reason: 'the edited text was not valid; nothing was changed' };
+        const stop = await offerBack(e.message, 'the edited text was not valid; nothing was changed');
+        if (stop) return stop;
+        continue;
+      }
+      // a value every deploy would refuse (its .env readers would not read it back): offered back as invalid text is
+      try {
+        io.check?.(beforeData, secrets.data);
+      } catch (e) {
+        if (!(e instanceof OpsError)) throw e;
+        const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy (see above); nothing was changed');
+        if (stop) return stop;
+        continue;
       }
       const changes = diffTrees(before, secrets.tree);
       // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key

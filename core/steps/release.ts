@@ -79,6 +79,9 @@ export function releaseId(sha: string, now = new Date()): string {
  * - `ports` (a rollback's read): who holds the ports of the slot a rollback starts on (the other than the live one;
  *   green when none is recorded, as rollbackStep chooses), as a deploy's read reports them for its slot (slotPorts),
  *   and REPORT_SLOT_FOREIGN set for what follows in the lock step (rollbackStep refuses on it).
+ * - `nginx` (a rollback's read; a deploy's with `shas` has it too): `nginx_stopped` when no nginx runs, with what
+ *   `systemctl is-enabled nginx` says (nginxStoppedReport), left in REPORT_NGINX_STOPPED for what follows in the
+ *   lock step (a one-host rollback refuses a masked unit on it).
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -88,7 +91,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean; ports?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean; ports?: boolean; nginx?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
@@ -186,7 +189,7 @@ ${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
+${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
 }
 
@@ -203,7 +206,18 @@ export const PREFLIGHT_KEYS = reportKeys('nginx_stopped');
 function switchPreflight(env: Target, libraries: boolean): string {
   return String.raw`${SYSTEM_FUNCTIONS}
 ${slotPorts(env, 'blue', libraries)}
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+${nginxStoppedReport()}`;
+}
+
+/**
+ * Shell reporting whether nginx runs (nginx_master, as ops status looks): when it does not, `nginx_stopped` with
+ * what `systemctl is-enabled nginx` says (`masked`: the switch's reload could not start it), also left in
+ * REPORT_NGINX_STOPPED ('' when nginx runs) for what follows in the same step. Needs SYSTEM_FUNCTIONS.
+ */
+function nginxStoppedReport(): string {
+  return String.raw`# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
+REPORT_NGINX_STOPPED=""
+nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$REPORT_NGINX_STOPPED"; }`;
 }
 
 /**

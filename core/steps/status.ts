@@ -273,11 +273,12 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
   s.nginx = { running: reported(r, STATUS_KEYS.nginx) === 'running', configOk: reported(r, STATUS_KEYS.nginx_config) === 'ok', messages: nginxMessages(nginxTest) };
   if (!s.nginx.running) {
-    // As a deploy treats it (core/ops/deploy-host.ts): its switch starts nginx, saying so, unless the unit is masked.
+    // As a deploy and a rollback treat it (core/ops/host-state.ts, nginxMaskedError): the switch starts nginx, saying
+    // so, unless the unit is masked (then they refuse).
     const unit = (reported(r, STATUS_KEYS.nginx) ?? '').split(' ')[1];
     problem(
       unit === 'masked'
-        ? 'nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)'
+        ? 'nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)'
         : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === 'disabled' ? '; it is not enabled at boot either (ops provision enables it)' : ''}`,
     );
   }

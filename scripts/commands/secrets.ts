@@ -165,11 +165,14 @@ Values you did not change keep their ciphertext; an unchanged file is not rewrit
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
 without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
 An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.
+A new or changed value the environment's .env carries that its readers (dotenv.readers) would not read back
+exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
     async run(ctx) {
       const { editSecrets } = await import('../../core/secrets/edit.ts');
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+      const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
       const env = validate('environment', ctx.args[0]!);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
       const abort = new AbortController();
@@ -180,6 +183,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
         confirm: (q) => confirm(ctx, q, abort.signal),
         warn: (m) => ctx.reporter.warn(m),
+        check: secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m)),
         signal: abort.signal,
       };
       try {
@@ -227,7 +231,10 @@ A key holding a map (passwords) is not replaced by one value unless --replace is
 instead (passwords.admin@example.org). Key paths do not index lists (list[0] is refused; a key holding [ or ]
 goes in double quotes): a list is replaced whole with --replace, its items changed with ops secrets edit.
 A weak value (fewer than 8 characters, or a common word or number) is stored with a warning: it is masked
-wherever it appears in the logs (one of 1 or 2 characters is too short to be masked at all).`,
+wherever it appears in the logs (one of 1 or 2 characters is too short to be masked at all).
+A value the environment's .env carries (an env entry names its key) that its readers (dotenv.readers) would not
+read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
+each reader can carry").`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -262,7 +269,11 @@ wherever it appears in the logs (one of 1 or 2 characters is too short to be mas
           `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
         );
       }
+      const before = secrets.data;
       secrets.set(path, str(value));
+      // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
+      const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+      secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m))(before, secrets.data);
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
       return 0;

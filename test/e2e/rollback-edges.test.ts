@@ -2,8 +2,8 @@
 // are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
 // forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it;
 // `--to` a release whose deploy failed refused (it never served); supervisord stopped, or a port of the idle slot held
-// by a process that is not the slot's own: refused before anything changes; nginx stopped: started by the switch,
-// saying so.
+// by a process that is not the slot's own, or nginx stopped with its unit masked: refused before anything changes;
+// nginx stopped: started by the switch, saying so.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +161,26 @@ describe.sequential('ops rollback', () => {
     const back = await rollback(project.ctx(), project.env(), live);
     expect(back.hosts[0]).toMatchObject({ release: live, previous: to });
     expect((await get(host)).body).toContain(live);
+  }, 300_000);
+
+  it('nginx stopped with its unit masked: refused in the lock step before any slot, nginx or current is touched, as a deploy is; the lock let go', async () => {
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
+    // what supervisor runs too (name, state, pid): the slot the rollback would start is not started
+    const look = `cat /srv/${APP}/.ops/history /srv/${APP}/.ops/slot /etc/nginx/ops-upstreams/${APP}.conf; ls /srv/${APP}/releases /srv/${APP}/releases/*/.ops-* /etc/supervisor/conf.d; readlink /srv/${APP}/current; supervisorctl status | awk '{ print $1, $2, ($2 == "RUNNING" ? $4 : "") }'`;
+    await onHost('systemctl stop nginx; systemctl mask nginx');
+    try {
+      const before = await onHost(look);
+      const r = await cli(['rollback', 'e2e', '--to', to]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: nginx is not running on ${host.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were)`);
+      expect(r.err).toContain('sudo systemctl unmask nginx && sudo systemctl start nginx, then roll back again');
+      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(await onHost(look)).toBe(before);
+      expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
+    } finally {
+      await onHost('systemctl unmask nginx; systemctl start nginx');
+    }
   }, 300_000);
 
   it('nginx stopped: the rollback\'s switch starts it and says so, naming the host (a warning and a note), as a deploy\'s does', async () => {

@@ -411,7 +411,7 @@ describe('deploy operation', () => {
     const lock = h.remote.runs[0]!.stdin;
     expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
     expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
-    expect(lock).toContain('nginx_master >/dev/null || ops_report nginx_stopped "$(nginx_unit)"');
+    expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
   });
 
   it('nginx stopped: a warning naming the host before the build, and another when the switch started it; the deploy goes on', async () => {

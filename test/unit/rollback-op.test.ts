@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { rollback, rollbackSettings, rollbackSummary, settingsNote } from '../../core/ops/rollback.ts';
+import { rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -20,13 +20,13 @@ import { scriptText } from '../../core/remote/wrap.ts';
 import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
-import { RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
+import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
-const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS };
+const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS, ...PREFLIGHT_KEYS };
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const OLD = '20261101T100000Z-aaaaaaaaaaaa';
 const LIVE = '20261102T100000Z-bbbbbbbbbbbb';
@@ -204,6 +204,35 @@ describe('rollback operation', () => {
     for (const host of ['web1', 'web2']) expect(one.names(host)).toEqual(['lock', 'unlock']);
   });
 
+  it('one host, nginx stopped with its unit masked: refused in the lock step before anything is touched, as a deploy refuses it; the lock let go there', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'nginx_stopped masked', 'rollback nginx_masked', 'lock released') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe('nginx is not running on web1 and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were); the site stays down as it is');
+    expect(e.hint).toBe('if nginx was stopped on purpose, roll back once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx, then roll back again');
+    expect(h.names()).toEqual(['lock']);
+    // The lock step reads whether nginx runs, and the rollback's part refuses on what it found: no round trip of its own.
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
+    expect(lock).toContain('if [ "${REPORT_NGINX_STOPPED:-}" = masked ]; then');
+    // stopped but not masked: the switch starts it, the rollback goes on
+    const stopped = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'nginx_stopped disabled', 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'nginx_started 1', 'lock released') } : undefined));
+    expect((await rollback(stopped.ctx, loadEnvironment('one', root))).hosts[0]).toMatchObject({ release: OLD, previous: LIVE });
+  });
+
+  it('two hosts, nginx masked on both: one refusal naming both, once every lock is taken, before any host changes; every lock let go', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, 'nginx_stopped masked', ...(host === 'web2' ? (['supervisor_down 1'] as const) : ([] as const))) };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe('nginx is not running on 2 hosts (web1, web2) and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were) on any host; their sites stay down as they are');
+    expect(e.hint).toContain('sudo systemctl unmask nginx && sudo systemctl start nginx on each of them, then roll back again');
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
   it('nginx was not running and the rollback\'s switch started it: a warning naming the host, and a note, as a deploy says it', async () => {
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'nginx_started 1', 'lock released') } : undefined));
     const r = await rollback(h.ctx, loadEnvironment('one', root));
@@ -328,6 +357,19 @@ describe('the rollback step on a host (bash)', () => {
     writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
     expect(at(run(e), 'rollback')).toBe('none');
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+  });
+
+  it('nginx stopped with its unit masked, as the lock step\'s state read found it (REPORT_NGINX_STOPPED): refused (nginx_masked) before the rollback\'s part, with `refused`; stopped otherwise, the part runs', () => {
+    const base = host();
+    const e = target(base);
+    const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
+    const guarded = (unit: string) =>
+      parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
+    const masked = guarded('masked');
+    expect([at(masked, 'rollback'), at(masked, 'refused'), at(masked, 'done'), at(masked, 'rollback_from')]).toEqual(['nginx_masked', '', undefined, undefined]);
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+    // not masked: the rollback's own part decides (here supervisord is down: its refusal)
+    for (const unit of ['disabled', "''"]) expect(at(guarded(unit), 'rollback')).toBe('supervisor_down');
   });
 
   it('supervisord not running: refused (supervisor_down) before the choice, with `refused`: no slot, nginx, current or mark touched', () => {

@@ -258,7 +258,12 @@ describe('ops config checks the .env values against dotenv.readers', () => {
   it('fails naming the variable and the reader, without the value; passes once the value or the readers change', async () => {
     const e = await newEnv();
     const secret = 'pw-${HOME}-Sekr1t';
+    // stored while the readers allow it (`secrets set` refuses it for python-dotenv), then python-dotenv declared again
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    const declared = readFileSync(file, 'utf8');
+    writeFileSync(file, declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, secret)).code).toBe(0);
+    writeFileSync(file, declared);
     const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...env } });
     const refused = await config(e.env);
     expect(refused).toMatchObject({ code: 1, out: '' });
@@ -267,7 +272,6 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     expect(refused.err).not.toContain('Sekr1t');
 
     // The app reads its .env with Node's dotenv only: the same value is fine.
-    const file = join(e.root, 'environments', 'qa', 'environment.yml');
     writeFileSync(file, readFileSync(file, 'utf8').replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
     const ok = await config(e.env);
     expect(ok.code, ok.err).toBe(0);
@@ -277,6 +281,70 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     const nokey = await config({});
     expect(nokey.code).toBe(0);
     expect(nokey.err).toMatch(/warning: \d+ secret value\(s\) not checked against dotenv.readers: no age identity/);
+  });
+});
+
+describe('ops secrets set / edit refuse a value every deploy would refuse for its .env readers', () => {
+  // python-dotenv (declared by env new) replaces "${...}" in every quoting: the app would read another value.
+  const interpolated = 'pw-${HOME}-Sekr1t';
+
+  it('set: refused with the deploy\'s message for the variable that carries it, the file unchanged; a key no .env variable names is stored', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated);
+    expect(r).toMatchObject({ code: 1, out: '' });
+    expect(r.err).toContain('1 .env value of qa cannot be written so that its readers read it back exactly (nothing was written: environments/qa/secrets.sops.yaml is unchanged)');
+    expect(r.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv; its line also parsed by vite\): python-dotenv replaces "\$\{\.\.\.\}"/);
+    expect(r.err).toContain("hint: change the value (a secret: printf '%s' NEW | ops secrets set qa <key>), or, if your app does not read .env with it, drop python-dotenv from dotenv.readers");
+    expect(r.err).not.toContain('Sekr1t');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // a key under a map an env entry names whole (TOOLS_PASSWORDS: { secret: passwords }, written as JSON)
+    const nested = await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, interpolated);
+    expect(nested.code).toBe(1);
+    expect(nested.err).toContain('TOOLS_PASSWORDS (secret "passwords"; ');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // a secret no env entry names never reaches the .env
+    const unread = await cli(e.root, ['secrets', 'set', 'qa', 'smtp_password'], e.env, interpolated);
+    expect(unread).toMatchObject({ code: 0, err: '' });
+    expect((await open(e)).data.smtp_password).toBe(interpolated);
+  });
+
+  it('set: the readers environment.yml declares decide; an environment.yml that cannot be read does not hold the value back, and says it was not checked', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    const declared = readFileSync(file, 'utf8');
+    writeFileSync(file, declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated)).code).toBe(0);
+    // a value stored before is the deploy's to refuse: setting another key is not held back by it
+    writeFileSync(file, declared);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_id'], e.env, 'client-4f9a2c')).code).toBe(0);
+    writeFileSync(file, `${declared}\nnot_a_setting: 1\n`);
+    const unchecked = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_secret'], e.env, interpolated);
+    expect(unchecked.code).toBe(0);
+    expect(unchecked.err).toContain('warning: the values were not checked against dotenv.readers (environments/qa/environment.yml has 1 problem:): a deploy checks them');
+    expect((await open(e)).data).toMatchObject({ database_url: interpolated, datapass_client_id: 'client-4f9a2c', datapass_client_secret: interpolated });
+  });
+
+  it('edit: offered back like invalid text; answered n, nothing is written; reopened and fixed, saved', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const bad = editor(`sed -i 's/^database_url: .*/database_url: "${interpolated}"/' "$1"`);
+    const aborted = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, 'n\n');
+    expect(aborted.code).toBe(1);
+    expect(aborted.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv; its line also parsed by vite\): python-dotenv replaces/);
+    expect(aborted.err).toContain('hint: change the value');
+    expect(aborted.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(aborted.err).toContain('a changed value would be refused by every deploy (see above); nothing was changed');
+    expect(aborted.out + aborted.err).not.toContain('Sekr1t');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // reopened: the second run sees the edited text (the edit is not lost) and changes the value
+    const count = join(tempDir(), 'n');
+    const fix = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then sed -i 's/^database_url: .*/database_url: "${interpolated}"/' "$1"; else grep -q 'HOME' "$1" && sed -i 's/[$][{]HOME[}]/HOME/' "$1"; fi`);
+    const fixed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix.cmd }, 'y\n');
+    expect(fixed.code, fixed.err).toBe(0);
+    expect(recorded(fix.record).length).toBe(2);
+    expect((await open(e)).data.database_url).toBe('pw-HOME-Sekr1t');
   });
 });
 

@@ -231,6 +231,17 @@ describe('sops reads what ops writes', () => {
     });
   }
 
+  it('a value ops secrets set refuses for the .env (python-dotenv would expand its ${...}) leaves the file as sops read it', async () => {
+    const e = await newEnv();
+    const key = { file: e.keyFile };
+    const before = sops(['decrypt', e.secrets], key);
+    expect(before.err).toBe('');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'pw-${HOME}-Sekr1t');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('APP_DATABASE_URL (secret "database_url"; read by python-dotenv, node-dotenv');
+    expect(sops(['decrypt', e.secrets], key)).toEqual(before);
+  });
+
   it('after ops secrets set, rotate, recipients add and remove, and encrypt', async () => {
     const e = await newEnv();
     const decrypt = (file: string, key: { file: string } = { file: e.keyFile }) => sops(['decrypt', file], key);

@@ -37494,7 +37494,7 @@ function yamlWarnings(doc, text) {
     return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
   });
 }
-function loadEnvironment(envName, root) {
+function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
@@ -37506,11 +37506,14 @@ function loadEnvironment(envName, root) {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
+  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+}
+function loadEnvironment(envName, root) {
+  const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
-  const pinnedKey2 = (key, file2, path) => {
-    if (!file2) return key ?? "";
-    const keyFile = relativeTo(dir, file2);
+  const pinnedKey2 = (key, file, path) => {
+    if (!file) return key ?? "";
+    const keyFile = relativeTo(dir, file);
     try {
       const text = readFileSync3(keyFile, "utf8").trim();
       const parsed = parseHostKey(text);
@@ -70786,6 +70789,8 @@ release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
+` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
+${nginxStoppedReport()}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
@@ -70794,7 +70799,12 @@ var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
   return String.raw`${SYSTEM_FUNCTIONS}
 ${slotPorts(env, "blue", libraries)}
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+${nginxStoppedReport()}`;
+}
+function nginxStoppedReport() {
+  return String.raw`# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
+REPORT_NGINX_STOPPED=""
+nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$REPORT_NGINX_STOPPED"; }`;
 }
 function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
@@ -70952,6 +70962,24 @@ function readersOf(env, key) {
   const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
   return { exact, others };
 }
+function encodeVariable(env, key, spec, value) {
+  const { exact, others } = readersOf(env, key);
+  const encoded = encodeValue(value, exact, others);
+  if (!("refused" in encoded)) return encoded;
+  const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
+  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
+  return { refused: { line: `${key} (${source}; ${readBy}): ${encoded.refused.reason}`, secret: typeof spec !== "string", readers: encoded.refused.readers } };
+}
+function unreadableError(env, refused, untouched) {
+  const secrets = refused.some((r) => r.secret);
+  const plain = refused.some((r) => !r.secret);
+  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  return new OpsError(
+    `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
+${refused.map((r) => `  - ${r.line}`).join("\n")}`,
+    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""}), or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+  );
+}
 function holdsRoundedInteger(value) {
   if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
   if (Array.isArray(value)) return value.some(holdsRoundedInteger);
@@ -70963,9 +70991,6 @@ function renderDotenv(env, secrets) {
   const missing = [];
   const rounded = [];
   const refused = [];
-  let refusedSecrets = false;
-  let refusedPlain = false;
-  const culprits = /* @__PURE__ */ new Set();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records = [];
   const forms = /* @__PURE__ */ Object.create(null);
@@ -70985,14 +71010,9 @@ function renderDotenv(env, secrets) {
       }
       value = asString(found);
     }
-    const { exact, others } = readersOf(env, key);
-    const encoded = encodeValue(value, exact, others);
+    const encoded = encodeVariable(env, key, spec, value);
     if ("refused" in encoded) {
-      encoded.refused.readers.forEach((r) => culprits.add(r));
-      const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
-      if (typeof spec === "string") refusedPlain = true;
-      else refusedSecrets = true;
-      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
+      refused.push(encoded.refused);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);
@@ -71013,12 +71033,7 @@ ${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join("\n")}`,
       `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`
     );
   }
-  if (refused.length)
-    throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
-${refused.map((m) => `  - ${m}`).join("\n")}`,
-      `change the value (${refusedSecrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${refusedSecrets && refusedPlain ? "; " : ""}${refusedPlain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""}), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
-    );
+  if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function environLoader(...files) {

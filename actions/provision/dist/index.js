@@ -37480,7 +37480,7 @@ function yamlWarnings(doc, text) {
     return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
   });
 }
-function loadEnvironment(envName, root) {
+function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
@@ -37492,11 +37492,14 @@ function loadEnvironment(envName, root) {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
+  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+}
+function loadEnvironment(envName, root) {
+  const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
-  const pinnedKey2 = (key, file2, path) => {
-    if (!file2) return key ?? "";
-    const keyFile = relativeTo(dir, file2);
+  const pinnedKey2 = (key, file, path) => {
+    if (!file) return key ?? "";
+    const keyFile = relativeTo(dir, file);
     try {
       const text = readFileSync3(keyFile, "utf8").trim();
       const parsed = parseHostKey(text);

@@ -37475,7 +37475,7 @@ function yamlWarnings(doc, text) {
     return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
   });
 }
-function loadEnvironment(envName, root) {
+function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
@@ -37487,11 +37487,14 @@ function loadEnvironment(envName, root) {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
+  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+}
+function loadEnvironment(envName, root) {
+  const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
-  const pinnedKey2 = (key, file2, path) => {
-    if (!file2) return key ?? "";
-    const keyFile = relativeTo(dir, file2);
+  const pinnedKey2 = (key, file, path) => {
+    if (!file) return key ?? "";
+    const keyFile = relativeTo(dir, file);
     try {
       const text = readFileSync3(keyFile, "utf8").trim();
       const parsed = parseHostKey(text);
@@ -63667,6 +63670,8 @@ release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
+` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
+${nginxStoppedReport()}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
@@ -63675,7 +63680,12 @@ var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
   return String.raw`${SYSTEM_FUNCTIONS}
 ${slotPorts(env, "blue", libraries)}
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+${nginxStoppedReport()}`;
+}
+function nginxStoppedReport() {
+  return String.raw`# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
+REPORT_NGINX_STOPPED=""
+nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$REPORT_NGINX_STOPPED"; }`;
 }
 function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
@@ -63949,6 +63959,13 @@ function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
     `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+  );
+}
+function nginxMaskedError(hosts, nothing, again) {
+  const one = hosts.length === 1;
+  return new OpsError(
+    `nginx is not running on ${one ? hosts[0] : `${hosts.length} hosts (${hosts.join(", ")})`} and its unit is masked (systemctl mask nginx): the switch could not start it, so ${nothing}; ${one ? "the site stays down as it is" : "their sites stay down as they are"}`,
+    `if nginx was stopped on purpose, ${again} once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx${one ? "" : " on each of them"}, then ${again} again`
   );
 }
 function portsTaken(env, host, state, r, slot) {
@@ -64252,6 +64269,26 @@ var ROLLBACK_PORTS = { starting: "this rollback would start its release on", not
 function rollbackSlot(state) {
   return otherSlot(state.slot ?? "blue");
 }
+function unlessNginxMasked(work, refused) {
+  return `if [ "\${REPORT_NGINX_STOPPED:-}" = masked ]; then
+  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked
+  ${refused || ":"}
+else
+${work}
+fi`;
+}
+function rollbackRefusal(env, inspected, done) {
+  const alone = inspected.length === 1;
+  const untouched = `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`;
+  const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
+  const masked = hosts.filter((h) => h.state.nginxStopped === "masked").map((h) => h.host);
+  if (masked.length) return nginxMaskedError(masked, untouched, "roll back");
+  const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
+  if (down) return supervisorDownError(env, down.host, down.state, untouched, "roll back again");
+  const taken = hosts.flatMap(({ host, r, state }) => done(host) || reported(r, ROLLBACK_KEYS.rollback) !== void 0 ? [] : portsTaken(env, host, state, r, rollbackSlot(state)) ?? []);
+  if (taken.length) return portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...taken.length === 1 && !alone && { nothing: untouched } });
+  return void 0;
+}
 var DONE = [{ result: "success" }, { release: "release_id", previous: "audit_previous" }];
 async function rollbackHost(ctx, env, remote, locked, to, today) {
   const h = new HostRun(ctx, remote, env, "rollback");
@@ -64357,26 +64394,18 @@ async function rollback(ctx, environment, to) {
       session,
       "rollback",
       (locked) => {
-        for (const remote of session.remotes.values()) {
-          const state = parseState(locked.inspected.get(remote.name));
-          if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`, "roll back again");
-        }
-        const taken = [...session.remotes.values()].flatMap((remote) => {
-          const r = locked.inspected.get(remote.name);
-          if (locked.finished(remote.name) || reported(r, ROLLBACK_KEYS.rollback) !== void 0) return [];
-          const state = parseState(r);
-          return portsTaken(env, remote.name, state, r, rollbackSlot(state)) ?? [];
-        });
-        if (taken.length) throw portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...taken.length === 1 && !alone && { nothing: `${ROLLBACK_UNTOUCHED} on any host` } });
+        const inspected = [...session.remotes.values()].map((r) => [r.name, locked.inspected.get(r.name)]);
+        const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        if (refused) throw refused;
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
-        // supervisord runs, though: without it no slot starts; and who holds the idle slot's ports (in this same
-        // step: no round trip of its own).
-        inspect: deployState(env, void 0, { supervisor: true, ports: true }),
+        // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
+        // runs, or may be started by the switch (in this same step: no round trip of its own).
+        inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true }),
         ...alone && {
-          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script, unlock()),
           finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout
         }
       }

@@ -59943,7 +59943,7 @@ function yamlWarnings(doc, text) {
     return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
   });
 }
-function loadEnvironment(envName, root) {
+function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
@@ -59955,11 +59955,14 @@ function loadEnvironment(envName, root) {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
+  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+}
+function loadEnvironment(envName, root) {
+  const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
-  const pinnedKey2 = (key, file2, path) => {
-    if (!file2) return key ?? "";
-    const keyFile = relativeTo(dir, file2);
+  const pinnedKey2 = (key, file, path) => {
+    if (!file) return key ?? "";
+    const keyFile = relativeTo(dir, file);
     try {
       const text = readFileSync3(keyFile, "utf8").trim();
       const parsed = parseHostKey(text);
@@ -61465,7 +61468,7 @@ function parseHostStatus(env, host, r) {
   if (!s.nginx.running) {
     const unit = (reported(r, STATUS_KEYS.nginx) ?? "").split(" ")[1];
     problem(
-      unit === "masked" ? "nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)" : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === "disabled" ? "; it is not enabled at boot either (ops provision enables it)" : ""}`
+      unit === "masked" ? "nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)" : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === "disabled" ? "; it is not enabled at boot either (ops provision enables it)" : ""}`
     );
   }
   const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);

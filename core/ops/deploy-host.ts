@@ -14,7 +14,7 @@ import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
-import { RELEASE_KEYS, createRelease, markRelease, pruneReleases, receivePack, type DotenvUploads } from '../steps/release.ts';
+import { createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
@@ -95,8 +95,8 @@ export function deploySlot(state: Pick<HostState, 'slot'>): Slot {
 /**
  * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
  * state read with the lock: not provisioned, no certificate for TLS, supervisord not running, a file nginx -t refuses
- * that the switch does not write (nginxBlocker). Hosts' foreign listeners are refused by refuseTakenPorts, once
- * every host passed this.
+ * that the switch does not write (nginxBlocker). Hosts' masked nginx and foreign listeners are refused by
+ * refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
  */
 export function refuseUnready(env: Target, host: string, state: HostState): void {
@@ -115,6 +115,17 @@ export function refuseUnready(env: Target, host: string, state: HostState): void
       `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
       `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
     );
+}
+
+/**
+ * Refuse, before anything is built or migrated, a deploy to hosts where no nginx runs and systemd may not start it
+ * (its unit masked: nginxMasked): the switch's reload could not start it. Every such host named in one error
+ * (nginxMaskedError); a stopped nginx that is not masked is started by the switch (beginHost warns).
+ * @throws OpsError; nothing was changed on any host.
+ */
+export function refuseMaskedNginx(hosts: { host: string; state: HostState }[]): void {
+  const masked = hosts.filter(({ state }) => nginxMasked(state)).map(({ host }) => host);
+  if (masked.length) throw nginxMaskedError(masked, `nothing was started${hosts.length > 1 ? ' on any host' : ''} (no build, no migration)`, 'deploy');
 }
 
 /**
@@ -142,8 +153,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   // The refusals before the build (refuseUnready, refuseTakenPorts) ran for every host in the rollout, before this.
-  // nginx stopped: the switch's reload starts it (the site is down anyway), unless systemd may not start it at all.
-  if (state.nginxStopped === 'masked') throw nginxMaskedError([remote.name], 'nothing was started (no build, no migration)', 'deploy');
+  // nginx stopped: the switch's reload starts it (the site is down anyway); a masked unit was refused (refuseUnready).
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   if (state.nginxStopped !== undefined) {
     const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;

@@ -115,7 +115,7 @@ export function nginxMaskedError(hosts: string[], nothing: string, again: string
   const one = hosts.length === 1;
   return new OpsError(
     `nginx is not running on ${one ? hosts[0] : `${hosts.length} hosts (${hosts.join(', ')})`} and its unit is masked (systemctl mask nginx): the switch could not start it, so ${nothing}; ${one ? 'the site stays down as it is' : 'their sites stay down as they are'}`,
-    `if nginx was stopped on purpose, ${again} once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx${one ? '' : ' on each of them'}, then ${again} again`,
+    `if nginx was stopped on purpose, ${again} once it may run again; otherwise: sudo systemctl unmask nginx (unmask --runtime for a mask made with --runtime) && sudo systemctl start nginx${one ? '' : ' on each of them'}, then ${again} again`,
   );
 }
 

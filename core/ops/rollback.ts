@@ -10,7 +10,7 @@ import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { deployState, markRelease } from '../steps/release.ts';
+import { deployState, markRelease, nginxMasked } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
@@ -96,7 +96,7 @@ function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
  * the verdict `nginx_masked`, the lock let go with `refused`. The runner then says so (rollbackRefusal).
  */
 export function unlessNginxMasked(work: string, refused: string): string {
-  return `if [ "\${REPORT_NGINX_STOPPED:-}" = masked ]; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
+  return `if [[ \${REPORT_NGINX_STOPPED:-} == masked || \${REPORT_NGINX_STOPPED:-} == masked-runtime ]]; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
 }
 
 /**
@@ -111,7 +111,7 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   const alone = inspected.length === 1;
   const untouched = `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`;
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
-  const masked = hosts.filter((h) => h.state.nginxStopped === 'masked').map((h) => h.host);
+  const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, 'roll back');
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
   if (down) return supervisorDownError(env, down.host, down.state, untouched, 'roll back again');

@@ -193,6 +193,15 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.po
   };
 }
 
+/**
+ * Whether a host's state read found no nginx running and its unit masked, for good (`systemctl mask`: `masked`) or
+ * until the next boot (`systemctl mask --runtime`: `masked-runtime`): systemd starts neither (systemctl(1),
+ * is-enabled's table of states). What nginxMaskedError refuses.
+ */
+export function nginxMasked(state: { nginxStopped?: string }): boolean {
+  return state.nginxStopped === 'masked' || state.nginxStopped === 'masked-runtime';
+}
+
 /** What deployState reports for the start and the switch (switchPreflight): `nginx_stopped` (no nginx master runs: what `systemctl is-enabled nginx` says, `unknown` without systemd). */
 export const PREFLIGHT_KEYS = reportKeys('nginx_stopped');
 

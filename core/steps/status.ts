@@ -11,7 +11,7 @@ import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts'
 import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
-import { releaseSummary, type ReleaseSummary } from './release.ts';
+import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
 /** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx); certificates as LIBRARY_KEYS.cert. */
@@ -277,8 +277,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     // so, unless the unit is masked (then they refuse).
     const unit = (reported(r, STATUS_KEYS.nginx) ?? '').split(' ')[1];
     problem(
-      unit === 'masked'
-        ? 'nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)'
+      nginxMasked({ nginxStopped: unit })
+        ? `nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask${unit === 'masked-runtime' ? ' --runtime' : ''} nginx && sudo systemctl start nginx)`
         : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === 'disabled' ? '; it is not enabled at boot either (ops provision enables it)' : ''}`,
     );
   }

@@ -174,7 +174,7 @@ describe.sequential('ops rollback', () => {
       const r = await cli(['rollback', 'e2e', '--to', to]);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`error: nginx is not running on ${host.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were)`);
-      expect(r.err).toContain('sudo systemctl unmask nginx && sudo systemctl start nginx, then roll back again');
+      expect(r.err).toContain('sudo systemctl unmask nginx (unmask --runtime for a mask made with --runtime) && sudo systemctl start nginx, then roll back again');
       expect(r.err).not.toMatch(/\n\s+at /);
       expect(await onHost(look)).toBe(before);
       expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');

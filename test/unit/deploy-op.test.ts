@@ -13,7 +13,7 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
-import { refuseTakenPorts } from '../../core/ops/deploy-host.ts';
+import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.ts';
 import { parseState } from '../../core/ops/host-state.ts';
 import { parseReports } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -369,6 +369,16 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
   });
 
+  it('several hosts with nginx stopped and masked (for good or until the next boot): one refusal naming each of them, hosts whose nginx runs or may be started are not named', () => {
+    const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
+      const stdout = opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', ...lines);
+      return { host, state: parseState({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) }) };
+    };
+    const hosts = [read('web1', 'nginx_stopped masked'), read('web2'), read('web3', 'nginx_stopped disabled'), read('web4', 'nginx_stopped masked-runtime')];
+    expect(() => refuseMaskedNginx(hosts)).toThrow(/^nginx is not running on 2 hosts \(web1, web4\) and its unit is masked \(systemctl mask nginx\): the switch could not start it, so nothing was started on any host \(no build, no migration\); their sites stay down as they are$/);
+    expect(() => refuseMaskedNginx(hosts.slice(1, 3))).not.toThrow();
+  });
+
   it('several hosts with ports taken on the slot each would start on: one refusal naming every host, each port, pid and what still serves; hosts without are not named', () => {
     const e = resolveTarget(loadEnvironment('x', root));
     const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
@@ -436,6 +446,12 @@ describe('deploy operation', () => {
     expect(err.message).toMatch(/^nginx is not running on web1 and its unit is masked \(systemctl mask nginx\): the switch could not start it, so nothing was started \(no build, no migration\)/);
     expect(err.hint).toContain('sudo systemctl unmask nginx');
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    // masked until the next boot (systemctl mask --runtime): systemd starts it no more than a masked one
+    const runtime = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_stopped masked-runtime'));
+    const again = (await deploy(runtime.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(again.message).toMatch(/^nginx is not running on web1 and its unit is masked/);
+    expect(again.hint).toContain('unmask --runtime');
+    expect(runtime.remote.stepNames()).toEqual(['lock', 'unlock']);
   });
 
   it('every program value supervisor would refuse and every .env value its readers would corrupt, in one error at plan time: nothing runs on any host', async () => {

@@ -209,12 +209,12 @@ describe('rollback operation', () => {
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe('nginx is not running on web1 and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were); the site stays down as it is');
-    expect(e.hint).toBe('if nginx was stopped on purpose, roll back once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx, then roll back again');
+    expect(e.hint).toBe('if nginx was stopped on purpose, roll back once it may run again; otherwise: sudo systemctl unmask nginx (unmask --runtime for a mask made with --runtime) && sudo systemctl start nginx, then roll back again');
     expect(h.names()).toEqual(['lock']);
     // The lock step reads whether nginx runs, and the rollback's part refuses on what it found: no round trip of its own.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
     expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
-    expect(lock).toContain('if [ "${REPORT_NGINX_STOPPED:-}" = masked ]; then');
+    expect(lock).toContain('if [[ ${REPORT_NGINX_STOPPED:-} == masked || ${REPORT_NGINX_STOPPED:-} == masked-runtime ]]; then');
     // stopped but not masked: the switch starts it, the rollback goes on
     const stopped = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'nginx_stopped disabled', 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'nginx_started 1', 'lock released') } : undefined));
     expect((await rollback(stopped.ctx, loadEnvironment('one', root))).hosts[0]).toMatchObject({ release: OLD, previous: LIVE });
@@ -222,14 +222,14 @@ describe('rollback operation', () => {
 
   it('two hosts, nginx masked on both: one refusal naming both, once every lock is taken, before any host changes; every lock let go', async () => {
     const h = harness((step, host) => {
-      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, 'nginx_stopped masked', ...(host === 'web2' ? (['supervisor_down 1'] as const) : ([] as const))) };
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, `nginx_stopped ${host === 'web2' ? 'masked-runtime' : 'masked'}`, ...(host === 'web2' ? (['supervisor_down 1'] as const) : ([] as const))) };
       if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
       return undefined;
     });
     const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe('nginx is not running on 2 hosts (web1, web2) and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were) on any host; their sites stay down as they are');
-    expect(e.hint).toContain('sudo systemctl unmask nginx && sudo systemctl start nginx on each of them, then roll back again');
+    expect(e.hint).toContain('sudo systemctl unmask nginx (unmask --runtime for a mask made with --runtime) && sudo systemctl start nginx on each of them, then roll back again');
     for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
   });
 
@@ -365,8 +365,11 @@ describe('the rollback step on a host (bash)', () => {
     const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
     const guarded = (unit: string) =>
       parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
-    const masked = guarded('masked');
-    expect([at(masked, 'rollback'), at(masked, 'refused'), at(masked, 'done'), at(masked, 'rollback_from')]).toEqual(['nginx_masked', '', undefined, undefined]);
+    // masked for good, or until the next boot (systemctl mask --runtime: is-enabled says masked-runtime)
+    for (const unit of ['masked', 'masked-runtime']) {
+      const masked = guarded(unit);
+      expect([at(masked, 'rollback'), at(masked, 'refused'), at(masked, 'done'), at(masked, 'rollback_from')]).toEqual(['nginx_masked', '', undefined, undefined]);
+    }
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
     // not masked: the rollback's own part decides (here supervisord is down: its refusal)
     for (const unit of ['disabled', "''"]) expect(at(guarded(unit), 'rollback')).toBe('supervisor_down');

@@ -176,6 +176,7 @@ describe('status parser', () => {
     expect(parse({ nginx: 'stopped enabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)"]);
     expect(parse({ nginx: 'stopped disabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so); it is not enabled at boot either (ops provision enables it)"]);
     expect(parse({ nginx: 'stopped masked' }).problems).toEqual(['nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)']);
+    expect(parse({ nginx: 'stopped masked-runtime' }).problems).toEqual(['nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask --runtime nginx && sudo systemctl start nginx)']);
     // An older status step said "stopped" alone.
     expect(parse({ nginx: 'stopped' }).nginx!.running).toBe(false);
   });

@@ -65,8 +65,20 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
   });
 }
 
+/**
+ * Ask a yes/no question on stderr, the answer a line of stdin (empty or anything but n/no: yes). No answer (stdin
+ * ended, or the run aborted): no. A piped stdin already read to its end by an earlier question (readline reads
+ * ahead: the lines after its answer are gone with it) answers no at once: a reader made on an ended stream would
+ * never close, and the command ended without a word (exit 13, a promise never settled).
+ */
 function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Promise<boolean> {
   return new Promise((res) => {
+    ctx.stderr.write(question);
+    if ((ctx.stdin as NodeJS.ReadStream).readableEnded) {
+      ctx.stderr.write('(no more input: no)\n');
+      res(false);
+      return;
+    }
     const rl = createInterface({ input: ctx.stdin, output: ctx.stderr, terminal: false });
     let answered = false;
     const done = (v: boolean) => {
@@ -78,7 +90,6 @@ function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Pr
     };
     const onAbort = () => done(false);
     signal.addEventListener('abort', onAbort, { once: true });
-    ctx.stderr.write(question);
     rl.once('line', (line) => {
       if (!(ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`${line}\n`);
       done(!/^\s*n/i.test(line));

@@ -345,6 +345,15 @@ if [ "$n" = 0 ]; then sed -i 's/^database_url: .*/database_url: "${interpolated}
     expect(fixed.code, fixed.err).toBe(0);
     expect(recorded(fix.record).length).toBe(2);
     expect((await open(e)).data.database_url).toBe('pw-HOME-Sekr1t');
+    // piped answers run out (the editor keeps writing the refused value): the next question is answered no, the
+    // command ends saying so (before: it ended at once without a word, exit 13)
+    const stubborn = editor(`sed -i 's/^database_url: .*/database_url: "${interpolated}"/' "$1"`);
+    const ran = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: stubborn.cmd }, 'y\n');
+    expect(ran.code, ran.err).toBe(1);
+    expect(recorded(stubborn.record).length).toBe(2);
+    expect(ran.err).toContain('(no more input: no)');
+    expect(ran.err).toContain('nothing was changed');
+    expect((await open(e)).data.database_url).toBe('pw-HOME-Sekr1t');
   });
 });
 

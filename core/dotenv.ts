@@ -312,20 +312,28 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
  * writable for the declared readers as renderDotenv writes it, else the change is refused with the deploy's own
  * message, so that the value is refused when it is stored, not at the next deploy (in CI). Only the variables the
  * change alters are held to it: a value stored before is the deploy's to refuse, and a secret still missing is not
- * refused (a file is filled one key at a time). A secret no `env` entry names never reaches the .env and is not
+ * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
  * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON. Throws OpsError.
  */
 export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown): void {
   const refused: RefusedVariable[] = [];
+  const removed: string[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
     const found = lookup(after, spec.secret);
-    if (found === undefined || found === null || isDeepStrictEqual(found, lookup(before, spec.secret))) continue;
+    const had = lookup(before, spec.secret);
+    if ((found === undefined || found === null) && had !== undefined && had !== null) removed.push(`${key} needs the secret "${spec.secret}"`);
+    if (found === undefined || found === null || isDeepStrictEqual(found, had)) continue;
     if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
     if (holdsRoundedInteger(found)) continue; // asked about before it gets here (secrets edit), and never typed by secrets set
     const encoded = encodeVariable(env, key, spec, asString(found));
     if ('refused' in encoded) refused.push(encoded.refused);
   }
+  if (removed.length)
+    throw new OpsError(
+      `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
+      `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
+    );
   if (refused.length) throw unreadableError(env, refused, `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged`);
 }
 

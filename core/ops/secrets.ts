@@ -87,7 +87,8 @@ export function secretsChangeCheck(root: string, envName: string, warn: (message
     settings = { name: envName, config: readEnvironmentConfig(envName, root).config };
   } catch (e) {
     if (!(e instanceof OpsError)) throw e;
-    const why = e.message.split('\n')[0]!;
+    // The error's heading ends in "has N problems:", each problem on a line of its own: all of them said.
+    const why = e.message.split('\n').map((l) => l.trim().replace(/^- /, '')).filter(Boolean).join(' ');
     return () => warn(`the values were not checked against dotenv.readers (${why}): a deploy checks them`);
   }
   return (before, after) => refuseUnreadableSecrets(settings, before, after);

@@ -321,8 +321,29 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     writeFileSync(file, `${declared}\nnot_a_setting: 1\n`);
     const unchecked = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_secret'], e.env, interpolated);
     expect(unchecked.code).toBe(0);
-    expect(unchecked.err).toContain('warning: the values were not checked against dotenv.readers (environments/qa/environment.yml has 1 problem:): a deploy checks them');
+    expect(unchecked.err).toMatch(/warning: the values were not checked against dotenv\.readers \(environments\/qa\/environment\.yml has 1 problem: not_a_setting[^\n]*\): a deploy checks them/);
     expect((await open(e)).data).toMatchObject({ database_url: interpolated, datapass_client_id: 'client-4f9a2c', datapass_client_secret: interpolated });
+  });
+
+  it('edit or set --replace removing a secret the .env needs (or making it null): refused, naming the variable, nothing written', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const edit of [`sed -i '/^database_url:/d' "$1"`, `sed -i 's/^database_url: .*/database_url: null/' "$1"`]) {
+      const gone = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(edit).cmd }, 'n\n');
+      expect(gone.code).toBe(1);
+      expect(gone.err).toContain('this change removes a secret the .env needs, so every deploy would refuse it (nothing was written: environments/qa/secrets.sops.yaml is unchanged):\n  - APP_DATABASE_URL needs the secret "database_url"');
+      expect(gone.err).toContain('hint: keep it; to drop it, remove the env entry naming it from environments/qa/environment.yml first');
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    }
+    // a map an entry names whole, replaced by a map without the key an entry names inside it
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^env:\n/m, 'env:\n  ADMIN_PW: { secret: passwords.admin@example.org }\n'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'a-long-admin-password-1')).code).toBe(0);
+    const kept = readFileSync(e.secrets, 'utf8');
+    const replaced = await cli(e.root, ['secrets', 'set', 'qa', 'passwords', '--replace'], e.env, 'plain-string-value-1');
+    expect(replaced.code).toBe(1);
+    expect(replaced.err).toContain('  - ADMIN_PW needs the secret "passwords.admin@example.org"');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(kept);
   });
 
   it('edit: offered back like invalid text; answered n, nothing is written; reopened and fixed, saved', async () => {

@@ -168,9 +168,12 @@ describe.sequential('ops rollback', () => {
     const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
     // what supervisor runs too (name, state, pid): the slot the rollback would start is not started
     const look = `cat /srv/${APP}/.ops/history /srv/${APP}/.ops/slot /etc/nginx/ops-upstreams/${APP}.conf; ls /srv/${APP}/releases /srv/${APP}/releases/*/.ops-* /etc/supervisor/conf.d; readlink /srv/${APP}/current; supervisorctl status | awk '{ print $1, $2, ($2 == "RUNNING" ? $4 : "") }'`;
+    // what an earlier case started may still be STARTING (supervisor's startsecs): settled first, so that what is
+    // compared is what the rollback did
+    const settled = `for i in $(seq 100); do supervisorctl status | grep -q STARTING || break; sleep 0.1; done; ${look}`;
     await onHost('systemctl stop nginx; systemctl mask nginx');
     try {
-      const before = await onHost(look);
+      const before = await onHost(settled);
       const r = await cli(['rollback', 'e2e', '--to', to]);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`error: nginx is not running on ${host.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were)`);
@@ -178,8 +181,16 @@ describe.sequential('ops rollback', () => {
       expect(r.err).not.toMatch(/\n\s+at /);
       expect(await onHost(look)).toBe(before);
       expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
+      // masked until the next boot (systemctl mask --runtime; is-enabled says masked-runtime): refused alike
+      await onHost('systemctl unmask nginx; systemctl mask --runtime nginx');
+      expect(await onHost('systemctl is-enabled nginx || true')).toBe('masked-runtime');
+      const again = await onHost(settled);
+      const runtime = await cli(['rollback', 'e2e', '--to', to]);
+      expect(runtime.code).toBe(1);
+      expect(runtime.err).toContain(`error: nginx is not running on ${host.name} and its unit is masked`);
+      expect(await onHost(look)).toBe(again);
     } finally {
-      await onHost('systemctl unmask nginx; systemctl start nginx');
+      await onHost('systemctl unmask nginx; systemctl unmask --runtime nginx; systemctl start nginx');
     }
   }, 300_000);
 

@@ -291,7 +291,7 @@ function previousBack(env: Target, slot: Slot): string {
   elif back=$(FATAL_GROUP=${group} live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" ${group} ${wait} ${env.config.switch.health_interval} ${probes(env, slot).map(quote).join(' ')}) && [ "$back" = ok ]; then
     echo "the previous release $prev_id is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot ${slot} but is not healthy within ${wait}s ($back): left as supervisor has it; ${cold}"
+    echo "the previous release $prev_id was started again on slot ${slot} but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }

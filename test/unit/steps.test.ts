@@ -238,7 +238,7 @@ conf=${dir}/conf; prev=${dir}/prev; had_prev=${files.prev === undefined ? 0 : 1}
   it('not healthy within the bound: left as supervisor has it, and said to be cold for a rollback', () => {
     const r = back({ prev: today }, true, 'no healthy answer within 30s from server:3580:/health');
     expect(r.conf).toBe(today);
-    expect(r.said).toBe(`the previous release ${before} was started again on slot green but is not healthy within 30s (no healthy answer within 30s from server:3580:/health): left as supervisor has it; a rollback to it would start it cold`);
+    expect(r.said).toBe(`the previous release ${before} was started again on slot green but did not pass its checks within 30s (no healthy answer within 30s from server:3580:/health): left as supervisor has it; a rollback to it would start it cold`);
   });
 
   it('a file today\'s settings render otherwise (a program added, a port changed): started as it ran, not checked against today\'s probes, said cold', () => {

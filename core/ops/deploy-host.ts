@@ -367,7 +367,7 @@ export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<
 export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
   const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
   hp.failed = true;
-  // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
+  // A start that failed cleanly has already put the slot back (the release it held started again: previousBack, switch.ts).
   if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
   hp.audit({ result: 'failed', message: why });

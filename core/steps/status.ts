@@ -235,7 +235,8 @@ function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string)
 /**
  * With switch.keep_previous, whether the idle slot keeps warm the release a rollback would go to (`target`, the
  * status step's rollback_choice; '' when there is none): a warning when the slot has no program loaded (a start that
- * failed took them off, or supervisor's file was removed) or runs a release that never went live (`neverLive`: a
+ * failed and could not start the release it held again, previousBack in switch.ts; a run interrupted during its
+ * start; supervisor's file removed) or runs a release that never went live (`neverLive`: a
  * deploy interrupted during its start leaves it running). Either way a rollback still works, but starts `target`
  * cold (seconds and a health gate) instead of only moving traffic. (After a rollback, the slot runs the release
  * rolled back from: as expected, not warned about.)
@@ -244,7 +245,7 @@ function warmth(env: Target, live: Slot, target: string, neverLive: string[], pr
   const idle = otherSlot(live);
   const loaded = programs.filter((p) => !p.live);
   if (!loaded.length) {
-    if (target) warn(`no release is kept warm on the previous slot (${idle}: no program of it is loaded in supervisor): a rollback to ${target} would start it cold (a deploy whose start failed leaves the slot so; the next good deploy keeps the release it replaces warm again)`);
+    if (target) warn(`no release is kept warm on the previous slot (${idle}: no program of it is loaded in supervisor): a rollback to ${target} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`);
     return;
   }
   const stray = [...new Set(loaded.map((p) => p.release).filter((x): x is string => Boolean(x) && neverLive.includes(x!)))];

@@ -135,9 +135,9 @@ export function probes(env: Target, slot: Slot): string[] {
 }
 
 /**
- * startSlot's exit code when it failed and already left the slot as it should be (new programs stopped, or
- * supervisor's previous file put back with the warm release still running): the operation must not stop
- * the slot again. Any other failure (a timeout, a lost connection) leaves the slot to the operation.
+ * startSlot's exit code when it failed and already left the slot as it should be (new programs stopped, supervisor's
+ * previous file put back and the release it names started again: previousBack): the operation must not stop the slot
+ * again. Any other failure (a timeout, a lost connection) leaves the slot to the operation.
  */
 export const START_FAILED_CLEAN = 3;
 
@@ -150,8 +150,10 @@ export function programPorts(env: Target, slot: Slot): string[] {
  * Start the release on `slot` beside the live slot and wait for every health check, then check identity:
  * whatever answers on each port must be the process supervisor started for this release. supervisor must
  * accept the new file (reloadConfig, addProcessGroup): when it refuses, the previous file is put back and
- * the step fails with supervisor's own message. When a check never passes, the new programs stop again and
- * the step fails with their last log lines. Either way the live slot was never touched.
+ * the step fails with supervisor's own message. When a check never passes (or a port is taken, or supervisor refuses
+ * the group), the new programs stop again, the release the slot held before runs there again (previousBack: warm for
+ * a rollback, or said not to be), and the step fails with their last log lines. Either way the live slot was never
+ * touched.
  */
 export function startSlot(env: Target, slot: Slot, release: string, releaseId: string, dotenvSums?: string): Step {
   if (release !== `${env.layout.releases}/${releaseId}`) throw new Error(`startSlot: release ${releaseId} lives in ${env.layout.releases}/${releaseId}, not ${release}`);
@@ -196,13 +198,14 @@ function releaseIdVar(releaseId: string | HostVariable): string {
 /**
  * Shell that sets `conf_b64`: slotConfig for the release, base64 (the way put_file compares and writes it).
  * Rendered here for a runner's id; for one chosen on the host, rendered with RELEASE_MARK in the id's place and
- * the id (checked by releaseIdVar, so it needs no escaping for supervisor) put there by bash.
+ * the id (the host's variable, checked against the release-id pattern first, by releaseIdVar or the caller: it then
+ * needs no escaping for supervisor) put there by bash.
  */
 export function slotConfigShell(env: Target, slot: Slot, releaseId: string | HostVariable): string {
   const L = env.layout;
   if (typeof releaseId === 'string') return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
   return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
-conf_text=${'$'}{conf_text//"${RELEASE_MARK}"/"$release_id"}
+conf_text=${'$'}{conf_text//"${RELEASE_MARK}"/${word(releaseId)}}
 conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
 
@@ -245,6 +248,54 @@ export function supervisordDown(): string {
   return '{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }';
 }
 
+/** The most a failed start waits for the slot's previous release, started again, to be healthy (previousBack), in seconds. */
+const PREVIOUS_WAIT_SECONDS = 30;
+
+/** previousBack's wait: PREVIOUS_WAIT_SECONDS, or the health timeout when shorter. */
+function previousWait(env: Target): number {
+  return Math.min(env.config.switch.health_timeout, PREVIOUS_WAIT_SECONDS);
+}
+
+/**
+ * Shell defining `previous_back`, what a start that failed after taking the slot's group down runs (startRelease:
+ * a port taken, supervisor refusing the group, not healthy, not its identity): this start's programs stop (group_down),
+ * the slot's previous supervisor file comes back (`restore`, from "$prev") and, when its release ran before
+ * (`prev_ran`), supervisor starts it again (group_add). It is then warm again when it is what a rollback reuses at once
+ * (the reuse check of startRelease: the file today's settings render for it, and live_verdict, healthy with its own
+ * processes on the slot's ports), given previousWait; else it is left as supervisor has it. Prints one line saying
+ * which, so the user knows whether a rollback is instant or starts it cold. The lock's STARTED_RECORD goes once the
+ * previous file is back: the slot holds what it held before the run, which an interrupted run must not stop
+ * (core/steps/lock.ts stopStartedSlot); before that, what it stops is this start's own.
+ * Needs the start's `group_down`, `restore`, `had_prev`, `prev_ran` and `conf`, IDENTITY_FUNCTIONS and probeLibrary.
+ */
+function previousBack(env: Target, slot: Slot): string {
+  const L = env.layout;
+  const group = quote(L.supervisorGroup(slot));
+  const wait = previousWait(env);
+  const cold = 'a rollback to it would start it cold';
+  return String.raw`previous_back() {
+  local prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  group_down ${group} ${STOP_WAIT_SECONDS}
+  restore
+  rm -f ${quote(`${L.lock}/${STARTED_RECORD}`)}
+  if [ "$had_prev" != 1 ]; then echo "slot ${slot} held no release before this start: none is kept warm there"; return 0; fi
+  IFS= read -r head < "$conf" || true
+  if [[ $head =~ $prev_re ]]; then prev_id=${'$'}{BASH_REMATCH[1]}; fi
+  if [ "$prev_ran" != 1 ]; then echo "slot ${slot}'s previous file (${'$'}{prev_id:-$conf}) is back in place; its programs did not run before this start and were not started"; return 0; fi
+  if ! back=$(group_add ${group}); then echo "the previous release ${'$'}{prev_id:-of slot ${slot}} could not be started again there (supervisor: $back): no release is kept warm on slot ${slot}; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot ${slot}'s previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  # What a rollback to it would write there: its file as today's settings render it (conf_b64, local here).
+  ${slotConfigShell(env, slot, onHost('prev_id'))}
+  if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
+    echo "the previous release $prev_id runs again on slot ${slot} as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+  elif back=$(FATAL_GROUP=${group} live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" ${group} ${wait} ${env.config.switch.health_interval} ${probes(env, slot).map(quote).join(' ')}) && [ "$back" = ok ]; then
+    echo "the previous release $prev_id is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic"
+  else
+    echo "the previous release $prev_id was started again on slot ${slot} but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+  fi
+}`;
+}
+
 /** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
 const START_REUSED = 4;
 
@@ -262,7 +313,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
   return {
     name: `start ${slot}`,
     as: 'root',
-    timeout: sw.health_timeout + 120,
+    timeout: sw.health_timeout + previousWait(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -285,6 +336,7 @@ if [ -d ${quote(L.lock)} ]; then printf '%s %s\n' ${slot} "$release_id" > ${quot
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
 restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
+${previousBack(env, slot)}
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
@@ -302,22 +354,24 @@ if ! msg=$(reread); then
   fi
   exit ${START_FAILED_CLEAN}
 fi
-# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours; whether it ran
+# says whether previous_back starts it again.
+sup_pids; prev_ran=0
+for k in "${'$'}{!SUP_PID[@]}"; do if [[ $k == ${quote(`${group}:`)}* && ${'$'}{SUP_PID[$k]} != 0 ]]; then prev_ran=1; fi; done
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if [ -n "$(listeners "$port")" ]; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
+  if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back >&2; exit ${START_FAILED_CLEAN}; fi
 done
 unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
 if ! msg=$(group_add ${quote(group)}); then
-  restore
-  echo "supervisor refused to start ${group}: $msg" >&2
-  echo "the previous file is back in place; the live release keeps serving" >&2
+  echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
+  previous_back >&2
   exit ${START_FAILED_CLEAN}
 fi
 verdict=""
@@ -333,9 +387,7 @@ if [ -n "$verdict" ]; then
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  group_down ${quote(group)} ${STOP_WAIT_SECONDS}
-  rm -f "$conf"
-  reread >/dev/null || true
+  previous_back
   exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
@@ -96,6 +97,37 @@ describe.sequential('the health gate', () => {
     expect((err as Error).message).toMatch(/did not become healthy on slot \w+: no healthy answer within 8s from web:\d+:\/health \(Operation timed out after \d+ milliseconds with 0 bytes received\); the live release keeps serving/);
     expect((await get(host)).body).toBe('1');
   }, 300_000);
+
+  it('a failed deploy puts the release the idle slot kept warm back there: the deploy says so, ops status does not warn, and ops rollback only moves traffic to it (its process the same)', async () => {
+    project.write(config);
+    // Two good deploys: the first runs warm on the idle slot, the rollback target.
+    const previous = await deploy(project.ctx(), project.env(), { ref: 'good', force: true });
+    await deploy(project.ctx(), project.env(), { ref: 'good', force: true });
+    const idle = (await onHost(`cat /srv/${APP}/.ops/slot`)) === 'blue' ? 'green' : 'blue';
+    const pid = () => onHost(`supervisorctl pid ${APP}-${idle}:${APP}-${idle}-web`);
+    // A release whose program exits at once (its own commit: this case runs alone too).
+    commit(repo, { MODE: 'exit\n', VERSION: '4\n' }, 'another release whose program exits at once');
+    gitIn(repo, ['tag', 'exits-again']);
+    const err = await deploy(project.ctx(), project.env(), { ref: 'exits-again' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up/);
+    expect((err as Error).message).toContain(`the previous release ${previous.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+    expect((await get(host)).body).toBe('1');
+    // On the host: the slot's file names the previous release again, and supervisor runs it.
+    expect(await onHost(`head -n 1 /etc/supervisor/conf.d/${APP}-${idle}.conf`)).toContain(`, release ${previous.release}.`);
+    // (It may still be STARTING: startsecs.)
+    expect(await onHost(`supervisorctl status ${APP}-${idle}:*`)).toMatch(/RUNNING|STARTING/);
+    const warnings = (await status(project.ctx(), project.env())).hosts[0]!.warnings;
+    expect(warnings.filter((w) => /kept warm|previous slot/.test(w))).toEqual([]);
+    // The rollback reuses it as it runs: the same process serves, nothing was started.
+    const running = await pid();
+    expect(Number(running)).toBeGreaterThan(0);
+    const back = await rollback(project.ctx(), project.env());
+    expect(back.hosts[0]!.release).toBe(previous.release);
+    expect(await onHost(`cat /srv/${APP}/.ops/slot`)).toBe(idle);
+    expect(await pid()).toBe(running);
+    expect((await get(host)).body).toBe('1');
+  }, 600_000);
 });
 
 describe.sequential('what the start and the switch would meet, read before building', () => {

@@ -201,7 +201,9 @@ describe.sequential('what ops reports live is what serves', () => {
     const before = await page();
     const slot = await onHost(`cat /srv/${APP}/.ops/slot`);
     const idle = slot === 'blue' ? 'green' : 'blue';
-    // After the failed start above, the idle slot has no file; a hand-written file claims its program's name.
+    // The idle slot emptied (the failed start above put its previous release back there: stopped and forgotten by
+    // supervisor's update once its file is gone), then a hand-written file claims its program's name.
+    await onHost(`rm -f /etc/supervisor/conf.d/${APP}-${idle}.conf && supervisorctl update >/dev/null`);
     expect(await onHost(`test -e /etc/supervisor/conf.d/${APP}-${idle}.conf && echo yes || echo no`)).toBe('no');
     await onHost(`printf '[fcgi-program:${APP}-${idle}-web]\\nsocket=tcp://127.0.0.1:9\\ncommand=/bin/true\\nautostart=false\\n' > /etc/supervisor/conf.d/zz-by-hand.conf`);
     try {

@@ -143,7 +143,7 @@ describe('status parser', () => {
     ]);
     const previous = '20261124T100000Z-aaaaaaaaaaaa';
     expect(parse({ supervisor_xml: live, rollback_to: previous }).warnings).toEqual([
-      `no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${previous} would start it cold (a deploy whose start failed leaves the slot so; the next good deploy keeps the release it replaces warm again)`,
+      `no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${previous} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`,
     ]);
     // Nothing to go back to (a first deploy): an empty previous slot is as it should be.
     expect(parse({ supervisor_xml: live, rollback_to: '' }).warnings).toEqual([]);

@@ -187,6 +187,79 @@ describe('nginx site', () => {
   });
 });
 
+describe('a start that fails after taking the slot down puts the previous release back (previous_back)', () => {
+  const e = env();
+  const id = '20261125T120000Z-0123456789ab';
+  const before = '20261120T120000Z-0123456789ab';
+  const script = startSlot(e, 'green', `/srv/shop/releases/${id}`, id).script;
+
+  it('runs it on every failure after the group_down of the previous release, before the clean exit', () => {
+    const after = script.slice(script.indexOf('\ngroup_down shop-green 15\n'));
+    const exits = after.split('exit 3').slice(0, -1);
+    expect(exits).toHaveLength(3); // a port taken, supervisor refusing the group, not healthy or not its identity
+    for (const part of exits) expect(part).toMatch(/previous_back( >&2)?\n?\s*;?\s*$/);
+    // The new programs no longer leave the slot empty on their way out.
+    expect(after).not.toContain('rm -f "$conf"');
+  });
+
+  /** previous_back as the script defines it, with supervisor and the health checks stubbed: its line, and what it did. */
+  function back(files: { prev?: string }, ran: boolean, verdict = 'ok'): { said: string; did: string[]; conf: string | undefined } {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-prev-back-'));
+    try {
+      // A function of the script: on one line, or up to the first line that is a lone "}".
+      const fn = (name: string) => script.match(new RegExp(`^${name}\\(\\) \\{.*\\}$`, 'm'))?.[0] ?? script.match(new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}$`, 'm'))![0];
+      if (files.prev !== undefined) writeFileSync(join(dir, 'prev'), files.prev);
+      writeFileSync(join(dir, 'conf'), 'the new release\n');
+      const stubs = String.raw`did() { echo "$*" >> ${dir}/did; }
+group_down() { did "down $1"; }; group_add() { did "add $1"; }; reread() { did reread; }
+live_verdict() { did "verdict $1 $2 $3 $4"; printf %s ${verdict === 'ok' ? 'ok' : `'${verdict}'`}; }
+conf=${dir}/conf; prev=${dir}/prev; had_prev=${files.prev === undefined ? 0 : 1}; prev_ran=${ran ? 1 : 0}`;
+      const said = execFileSync('bash', ['-c', `set -euo pipefail\n${stubs}\n${fn('restore')}\n${fn('previous_back')}\nprevious_back`], { encoding: 'utf8' }).trim();
+      let conf: string | undefined;
+      try {
+        conf = readFileSync(join(dir, 'conf'), 'utf8');
+      } catch {
+        conf = undefined;
+      }
+      return { said, did: readFileSync(join(dir, 'did'), 'utf8').trim().split('\n'), conf };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const today = slotConfig(e, 'green', `/srv/shop/releases/${before}`, before);
+
+  it('the previous release, its file as today\'s settings render it and healthy again: back and said warm (a rollback only moves traffic)', () => {
+    const r = back({ prev: today }, true);
+    expect(r.did).toEqual(['down shop-green', 'reread', 'add shop-green', `verdict ${before} /srv/shop/releases/${before} shop-green 30`]);
+    expect(r.conf).toBe(today);
+    expect(r.said).toBe(`the previous release ${before} is back on slot green, healthy: kept warm, a rollback to it only moves traffic`);
+  });
+
+  it('not healthy within the bound: left as supervisor has it, and said to be cold for a rollback', () => {
+    const r = back({ prev: today }, true, 'no healthy answer within 30s from server:3580:/health');
+    expect(r.conf).toBe(today);
+    expect(r.said).toBe(`the previous release ${before} was started again on slot green but did not pass its checks within 30s (no healthy answer within 30s from server:3580:/health): left as supervisor has it; a rollback to it would start it cold`);
+  });
+
+  it('a file today\'s settings render otherwise (a program added, a port changed): started as it ran, not checked against today\'s probes, said cold', () => {
+    const old = today.replace('APP_PORT', 'OLD_PORT');
+    const r = back({ prev: old }, true);
+    expect(r.did).toEqual(['down shop-green', 'reread', 'add shop-green']);
+    expect(r.conf).toBe(old);
+    expect(r.said).toMatch(new RegExp(`^the previous release ${before} runs again on slot green as it ran, but .*a rollback to it would start it afresh \\(cold\\)$`));
+  });
+
+  it('a previous release that was not running: its file back, not started; no previous file: the slot left empty, said so', () => {
+    const stopped = back({ prev: today }, false);
+    expect(stopped.did).toEqual(['down shop-green', 'reread']);
+    expect(stopped.conf).toBe(today);
+    expect(stopped.said).toMatch(/did not run before this start and were not started/);
+    const none = back({}, false);
+    expect(none.conf).toBeUndefined();
+    expect(none.said).toBe('slot green held no release before this start: none is kept warm there');
+  });
+});
+
 describe('packages and runtimes', () => {
   it('installs the runtimes of the chosen strategy and certbot only with Let\'s Encrypt', () => {
     expect(packageList(env())).toEqual(expect.arrayContaining(['python3.11', 'python3.11-venv', 'nodejs', 'npm']));

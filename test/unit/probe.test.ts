@@ -381,3 +381,30 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
   });
 });
 
+
+describe('the probe after the breaker (/work/brk1): who gets the site\'s headers, how long a client error may last, what a verdict names', () => {
+  /** A server on a free port answering `answer(req)`; the headers of each request it got. */
+  async function answering(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
+    const port = await freePort();
+    const seen: IncomingMessage['headers'][] = [];
+    const s = createServer((req, res) => {
+      seen.push(req.headers);
+      const [status, headers, body] = answer(req);
+      res.writeHead(status, headers).end(body);
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    return { port, seen };
+  }
+
+  it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {
+    const port = await freePort();
+    const s = createNetServer((c) => c.on('error', () => undefined).end(`HTTP/1.1 400 Bad Request\r\nX-A: ${'a'.repeat(120_000)}\r\n`));
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      expect((await bash(`wait_healthy 4 0.2 web:${port}:/ || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 4s from web:${port}:/ (the answer's head is larger than 100 KiB)`);
+    } finally {
+      s.close();
+    }
+  });
+});

@@ -90,7 +90,8 @@ probe_sent() {
 # probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
 # closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
 # field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
-# in PROBE_WHY (no answer in time, the connection closed, not HTTP).
+# in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
+# ended (a stall, a head over the limit) is no answer, and no client error (probe_rounds counts those).
 # RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
 # skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
 # read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
@@ -105,10 +106,10 @@ probe_answer() {
     read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
     if [ "$rc" -gt 128 ]; then
       exec {fd}<&-; now=${EPOCHREALTIME/./}
-      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; return 1
+      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; PROBE_CODE=""; return 1
     fi
     head=$(( head + ${#line} + 1 ))
-    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; return 1; fi
+    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi
     # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).
     if [ "$part" = 1 ]; then [ "${#line}" -ge 8192 ] || part=0; continue; fi
     [ "${#line}" -lt 8192 ] || part=1
@@ -143,8 +144,8 @@ probe_answer() {
     [ "$rc" = 0 ] || break # the end of input (after a line without its end)
   done
   exec {fd}<&-
-  # The input ended after an interim answer: no final one.
-  if [ "$want" = interim ] || [ "$want" = status ]; then PROBE_WHY="Empty reply from server"; return 1; fi
+  # The input ended after an interim answer: no final one; or in an error answer's head.
+  if [ "$want" = interim ] || [ "$want" = status ] || [ "$want" = error ]; then PROBE_WHY="Empty reply from server"; PROBE_CODE=""; return 1; fi
   return 0
 }
 # probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app

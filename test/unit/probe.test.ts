@@ -397,6 +397,15 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
     return { port, seen };
   }
 
+  it('a TLS site\'s app without ProxyFix (Flask/Werkzeug) redirects to http://<its domain>/health/: the same program, followed; another host or port is not', async () => {
+    const { port } = await answering((req) =>
+      req.url === '/health' ? [308, { location: 'http://shop.example.org/health/' }, ''] : req.url === '/other' ? [308, { location: 'http://shop.example.org:8080/health/' }, ''] : [200, {}, 'ok'],
+    );
+    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const r = await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/health && echo ok\nwait_healthy 1 0.2 client:${port}:/other || echo "$UNHEALTHY"`);
+    expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(/^no healthy answer within 1s from client:\d+:\/other \(answered 308, a redirect to http:\/\/shop\.example\.org:8080\/health\/, off this program/)]);
+  });
+
   it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {
     const port = await freePort();
     const s = createNetServer((c) => c.on('error', () => undefined).end(`HTTP/1.1 400 Bad Request\r\nX-A: ${'a'.repeat(120_000)}\r\n`));

@@ -173,7 +173,9 @@ probe_body() {
 # This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its
 # request claims, as the site's visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from
 # Host and X-Forwarded-Proto: FastAPI's redirect_slashes under uvicorn's proxy headers). A redirect to the https of
-# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it.
+# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it; one to http://PROBE_HOST[:80] of a probe sent as
+# https is on it (Flask/Werkzeug without ProxyFix builds an absolute http URL from Host alone, its trailing-slash
+# redirect http://example.org/health/; nginx passes it to visitors as is, and its port-80 server sends them on).
 probe_target() {
   local port=$1 base=$2 to=${3%%#*} auth rest query seg scheme="" proto=${PROBE_PROTO:-http} claimed
   local -a segs=()
@@ -190,6 +192,7 @@ probe_target() {
     if [[ $auth != *:* ]]; then if [ "${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi
     if [ "${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :
     elif [ "${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :
+    elif [ "$scheme" = http ] && [ -n "${PROBE_HOST:-}" ] && [ "$auth" = "${PROBE_HOST,,}:80" ]; then :
     else return 1; fi
     to=/$rest; to=${to/#\/\//\/}
   fi

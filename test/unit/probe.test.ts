@@ -368,7 +368,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
       const r = await bash(`${fallback}\nwait_healthy 60 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
       // 3 s at least (the rounds' timing on a busy machine: not asserted further).
       expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
-        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from web:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J ${'x'.repeat(176)}; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
+        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from web:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
     }
   });
@@ -404,6 +404,13 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
     const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
     const r = await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/health && echo ok\nwait_healthy 1 0.2 client:${port}:/other || echo "$UNHEALTHY"`);
     expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(/^no healthy answer within 1s from client:\d+:\/other \(answered 308, a redirect to http:\/\/shop\.example\.org:8080\/health\/, off this program/)]);
+  });
+
+  it('an error page\'s white space is one space, and a body cut short loses the word the cut falls in: no secret\'s first characters', async () => {
+    const body = `<html>\n${' '.repeat(40)}Error: ${'b'.repeat(170)} SECRETVALUE0123456789 more`;
+    const { port } = await answering(() => [500, {}, body]);
+    const r = await bash(`wait_healthy 1 0.2 web:${port}:/ || echo "$UNHEALTHY"`);
+    expect(r.out).toBe(`no healthy answer within 1s from web:${port}:/ (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: <html> Error: ${'b'.repeat(170)})`);
   });
 
   it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {

@@ -151,10 +151,13 @@ probe_answer() {
 # probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
 # says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
-# bounded in bytes as in time); on one line, 200 characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner).
+# bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
+# characters at most, each unprintable one as "?" (probe_printable).
+# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
+# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
+# the cut falls in, so that no secret's first characters are ever shown.
 probe_body() {
-  local fd=$1 until=$2 n=256 size="" left wait body=""
+  local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
   left=$(( until - ${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000
   printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
@@ -163,9 +166,23 @@ probe_body() {
     size=${size%$'\r'}; size=${size%%;*}
     if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi
   fi
-  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || true
-  body=${body//[$'\r\n\t']/ }
-  probe_printable "$body" 200; PROBE_BODY=$PROBE_TEXT
+  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || rc=$?
+  # Whole: all that Content-Length announced, or all there was (the connection closed first, not chunked), in time.
+  if [ -n "$3" ] && [ "$3" -le 256 ] && [ "$rc" -le 128 ] && [ "${#body}" -ge "$3" ]; then cut=0
+  elif [ "$4" != 1 ] && [ "$rc" -ge 1 ] && [ "$rc" -le 128 ]; then cut=0
+  elif [ "$4" = 1 ] && [ "$rc" = 0 ] && [ "$n" -gt 0 ] && [ "${#body}" -eq $(( 16#$size )) ]; then
+    # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
+    if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ ${size%$'\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
+  fi
+  body=${body//[$'\r\n\t\f\v']/ }
+  while [[ $body == *"  "* ]]; do body=${body//"  "/" "}; done
+  body=${body# }
+  if [ "${#body}" -gt 200 ]; then
+    if [ "${body:200:1}" = " " ]; then cut=0; else cut=1; fi
+    body=${body:0:200}
+  fi
+  [ "$cut" = 0 ] || body=${body%"${body##*[[:space:]]}"}
+  probe_printable "${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
 # to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and

@@ -198,7 +198,8 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
     const from = at + probe.length + 3;
     const next = starts[i + 1];
     let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
-    if (next) text = text.replace(/,$/, '');
+    // The probes after a persistent client error's are those still pending (probe.sh probe_rounds: "; still waiting for").
+    if (next) text = text.replace(/,$/, '').replace(/; still waiting for$/, '');
     // The body runs up to the end of the reason, or to the hint a persistent client error adds (probe_rounds).
     out.set(probe, text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`));
   });

@@ -367,8 +367,8 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
   it('a client error that persists (TrustedHostMiddleware\'s 400) ends the wait before its timeout, quoting the status line and the body\'s first printable characters, naming the headers sent; by bash and by curl', async () => {
     const { port } = await recording(() => [400, { 'content-type': 'text/plain' }, 'Invalid host header\x1b[2J\n' + 'x'.repeat(100_000)]);
     for (const fallback of ['', noCurl]) {
-      const r = await bash(`${probeHeaders(testEnv())}\n${fallback}\nwait_healthy 60 0.2 client:${port}:/health || echo "$UNHEALTHY"`);
-      // 3 s at least (the rounds' timing on a busy machine: not asserted further).
+      const r = await bash(`${probeHeaders(testEnv())}\n${fallback}\nwait_healthy 12 0.2 client:${port}:/health || echo "$UNHEALTHY"`);
+      // 3 s at least, a quarter of the timeout (the rounds' timing on a busy machine: not asserted further).
       expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
         `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
@@ -424,6 +424,12 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
     const whys = healthReasons(verdict, list);
     expect(whys.get(`client:${down}:/`)).toBe(`Failed to connect to 127.0.0.1 port ${down}: Connection refused`);
     expect(whys.get(`server:${api.port}:/health`)).toMatch(/^The requested URL returned error: 404 .*to this request$/);
+  });
+
+  it('a client error while the app starts (routes mounted after it listens) lasts up to a quarter of the timeout: 4.5 s of 404 pass with a 20 s timeout', async () => {
+    const up = Date.now() + 4500;
+    const { port } = await answering(() => (Date.now() < up ? [404, {}, 'Cannot GET /health'] : [200, {}, 'ok']));
+    expect((await bash(`wait_healthy 20 0.2 web:${port}:/health && echo ok || echo "$UNHEALTHY"`)).out).toBe('ok');
   });
 
   it('a TLS site\'s app without ProxyFix (Flask/Werkzeug) redirects to http://<its domain>/health/: the same program, followed; another host or port is not', async () => {

@@ -310,8 +310,8 @@ elsewhere() {
 # each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
-# answered by the same client error for 3 s (probe_rounds: a running app's verdict on the request), naming every
-# other probe still pending too.
+# answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
+# on the request), naming every other probe still pending too.
 # Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
@@ -336,7 +336,13 @@ probe_rounds() {
   local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
-  window=3 # how long the same client error must last to be a verdict, in seconds
+  # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
+  # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
+  # `await db.connect()`; a server-side rendered page answering 404 until the API it asks is up): a window that
+  # grows with the timeout the environment gives its programs to start waits for them as long as it lets them take,
+  # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
+  # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
+  window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
@@ -371,11 +377,10 @@ probe_rounds() {
       # A client error (4xx) is the app's answer to this request: it runs, and refuses it (a Host it does not allow,
       # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request
       # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC
-      # 6585). The same one for 3 s (window) and 3 rounds is a verdict: waiting out the timeout would change
-      # nothing. 3 s lets an app that answers a 404 or 401 while it finishes starting come right; 3 rounds keep one
-      # answer from being decisive when rounds are far apart (health_interval). The round is read to its end first:
-      # every other probe still pending is named with its own reason (status tells each program's health from the
-      # verdict), and no connection is left open.
+      # 6585). The same one for the window (above) and 3 rounds is a verdict: waiting out the timeout would change
+      # nothing. 3 rounds keep one answer from being decisive when rounds are far apart (health_interval). The round
+      # is read to its end first: every other probe still pending is named with its own reason (status tells each
+      # program's health from the verdict), and no connection is left open.
       case $PROBE_CODE in
         408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;
         *)

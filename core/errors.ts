@@ -93,6 +93,19 @@ export function oneLine(text: string, max = 80): string {
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
+/**
+ * `text` with what looks like a secret masked as "***": a URL's password (scheme://user:***@host), the value of a
+ * password, secret, token, key or authorization field (`password=...`, `"api_key": "..."`, `Authorization: Bearer
+ * ...`). For what quotes a server's words where the environment's secret values are not known to mask (status
+ * decrypts none) or not whole (a body cut short): status's excerpts of health answers, a failed step's detail
+ * (failureDetail: a deploy's or rollback's health verdict quoting an error page).
+ */
+export function maskSecretLike(text: string): string {
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@')
+    .replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+}
+
 /** The last `n` non-empty lines of a text. */
 export function tail(text: string, n = 20): string {
   const lines = text.split('\n');

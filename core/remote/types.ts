@@ -1,7 +1,7 @@
 // The contract between steps (what to run) and transports (how it reaches a host).
 // A step is data: a bash script plus who runs it. It never opens a connection, so it is unit-tested
 // by its exact text. A Remote runs steps over one connection per host (node-ssh) or records them (tests).
-import { tail } from '../errors.ts';
+import { maskSecretLike, tail } from '../errors.ts';
 
 /** Who runs a script on the host: the SSH login itself, root (through sudo), or the unprivileged app user. */
 export type RunAs = 'login' | 'root' | 'app';
@@ -72,9 +72,13 @@ export interface Remote {
 /** Marker for machine-readable lines in a step's stdout; hidden from the live log. */
 export const REPORT_PREFIX = '@ops ';
 
-/** What a failed step's error quotes: the end of its stderr, or of its stdout (report lines left out) when stderr is empty. */
+/**
+ * What a failed step's error quotes: the end of its stderr, or of its stdout (report lines left out) when stderr is
+ * empty; what looks like a secret masked (maskSecretLike: a health verdict quotes the first bytes of an error page,
+ * core/steps/sh/probe.sh probe_body).
+ */
 export function failureDetail(stdout: string, stderr: string): string {
-  return tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
+  return maskSecretLike(tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n')));
 }
 
 /** Parse `@ops key value` lines. */

@@ -96,15 +96,19 @@ const PROXY = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";', ...
 const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 
 /**
- * Shell setting what the health probes (core/steps/sh/probe.sh) send as nginx would for the site's traffic
- * (FORWARDED): PROBE_HOST (the environment's domain, lowercased as nginx's $host; empty without a domain: the probe
- * then sends 127.0.0.1:<port>), PROBE_PROTO (https when the site serves TLS, as $scheme is behind its port-443
- * server; http otherwise) and PROBE_HEADERS (the other header lines, each ending in CR LF). A site still waiting
- * for its certificate serves plain http for that while; the probe says https, as it will.
+ * Shell setting what the health probes (core/steps/sh/probe.sh probe_for) send as nginx would for the site's traffic
+ * (FORWARDED), to the programs nginx proxies to (PROBE_SITE_PROGRAMS: the environment's routes, as siteVariables
+ * writes their locations): PROBE_SITE_HOST (the environment's domain as nginx's $host holds it: lowercased, without
+ * the trailing dot of a fully qualified "example.org."; empty without a domain: the probe then sends
+ * 127.0.0.1:<port>), PROBE_SITE_PROTO (https when the site serves TLS, as $scheme is behind its port-443 server;
+ * http otherwise) and PROBE_SITE_HEADERS (the other header lines, each ending in CR LF). A site still waiting for
+ * its certificate serves plain http for that while; the probe says https, as it will. A program nginx never routes
+ * to (an internal API its sibling calls on 127.0.0.1) gets none of them: Host 127.0.0.1:<port>, as its callers send
+ * (one trusting that Host only, Django's ALLOWED_HOSTS = ['127.0.0.1'], would refuse the site's).
  * @throws OpsError for a value that is not a DNS name or address (the schema lets none through: a guard).
  */
 export function probeHeaders(env: Target): string {
-  const site = { host: env.config.domain?.toLowerCase(), proto: env.config.tls.mode === 'off' ? ('http' as const) : ('https' as const) };
+  const site = { host: env.config.domain?.toLowerCase().replace(/\.$/, ''), proto: env.config.tls.mode === 'off' ? ('http' as const) : ('https' as const) };
   const lines: string[] = [];
   for (const h of FORWARDED) {
     const value = h.probe(site);
@@ -112,7 +116,8 @@ export function probeHeaders(env: Target): string {
       throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
     if (h.name !== 'Host' && value !== undefined) lines.push(`${h.name}: ${value}\\r\\n`);
   }
-  return `PROBE_HOST=${quote(site.host ?? '')} PROBE_PROTO=${site.proto} PROBE_HEADERS=$'${lines.join('')}'`;
+  const routed = [...new Set(Object.values(env.config.routes))].sort();
+  return `PROBE_SITE_HOST=${quote(site.host ?? '')} PROBE_SITE_PROTO=${site.proto} PROBE_SITE_HEADERS=$'${lines.join('')}' PROBE_SITE_PROGRAMS=${quote(` ${routed.join(' ')} `)}`;
 }
 
 /** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */

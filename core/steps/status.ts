@@ -3,6 +3,7 @@
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
+import { maskSecretLike } from '../errors.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
@@ -171,13 +172,11 @@ export const BODY_EXCERPT_CHARS = 120;
 
 /**
  * A failing health check's answer as status quotes it: on one line, control characters as "?", at most
- * BODY_EXCERPT_CHARS, with what looks like a secret masked (a URL's password, the value of a password, secret,
- * token, key or authorization field): status has no secrets to mask by value (it decrypts none).
+ * BODY_EXCERPT_CHARS, with what looks like a secret masked (maskSecretLike): status has no secrets to mask by value
+ * (it decrypts none).
  */
 export function excerpt(body: string): string {
-  let t = body.replace(/\s+/g, ' ').trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
-  t = t.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@');
-  t = t.replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  const t = maskSecretLike(body.replace(/\s+/g, ' ').trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?'));
   return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
 }
 
@@ -198,7 +197,8 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
     const from = at + probe.length + 3;
     const next = starts[i + 1];
     let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
-    if (next) text = text.replace(/,$/, '');
+    // The probes after a persistent client error's are those still pending (probe.sh probe_rounds: "; still waiting for").
+    if (next) text = text.replace(/,$/, '').replace(/; still waiting for$/, '');
     // The body runs up to the end of the reason, or to the hint a persistent client error adds (probe_rounds).
     out.set(probe, text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`));
   });

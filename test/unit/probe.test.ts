@@ -14,6 +14,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import { healthReasons } from '../../core/steps/status.ts';
+import { probes } from '../../core/steps/switch.ts';
 import { testEnv } from './status.helpers.ts';
 import { freePort } from '../support/ports.ts';
 
@@ -160,7 +162,7 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
       'ready=ok',
       'relative=ok',
       `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable))`,
-      `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program (the probe sent Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests): the health path must answer 2xx itself)`,
+      `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program (the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): the health path must answer 2xx itself)`,
       `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
       `no healthy answer within 1s from cached:${port}:/cached (answered 304 without a Location to follow, not 2xx: the health path must answer 2xx itself)`,
     ]);
@@ -327,7 +329,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
   it('with a domain and TLS: Host the domain, X-Forwarded-Proto https, X-Forwarded-For and X-Real-IP 127.0.0.1, every header nginx sets; by bash and by the curl fallback', async () => {
     const env = testEnv({ domain: 'Shop.Example.org', tls: { mode: 'self-signed' } });
     const { port, seen } = await recording(() => [200, {}, 'ok']);
-    for (const fallback of ['', noCurl]) expect((await bash(`${probeHeaders(env)}\n${fallback}\nwait_healthy 2 0.2 web:${port}:/health && echo ok`)).out).toBe('ok');
+    for (const fallback of ['', noCurl]) expect((await bash(`${probeHeaders(env)}\n${fallback}\nwait_healthy 2 0.2 client:${port}:/health && echo ok`)).out).toBe('ok');
     const want = { host: 'shop.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' };
     expect(seen).toEqual([expect.objectContaining(want), expect.objectContaining(want)]);
     // Every header the site's locations set (but Connection, hop-by-hop) reaches the program from the probe too.
@@ -337,7 +339,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
 
   it('without a domain: Host 127.0.0.1:<port>, X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
     const { port, seen } = await recording(() => [200, {}, 'ok']);
-    expect((await bash(`${probeHeaders(testEnv())}\nwait_healthy 2 0.2 web:${port}:/ && echo ok`)).out).toBe('ok');
+    expect((await bash(`${probeHeaders(testEnv())}\nwait_healthy 2 0.2 client:${port}:/ && echo ok`)).out).toBe('ok');
     expect(seen[0]).toMatchObject({ host: `127.0.0.1:${port}`, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
     const env = testEnv({ domain: 'shop.example.org' });
     (env.config as { domain?: string }).domain = "x'; reboot; '";
@@ -354,21 +356,21 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
     });
     const tls = probeHeaders(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
     const plain = probeHeaders(testEnv({ domain: 'shop.example.org' }));
-    const script = (headers: string) => `${headers}\nwait_healthy 1 0.2 web:${port}:/health && echo slash=ok\nwait_healthy 1 0.2 web:${port}:/secure && echo secure=ok || echo "$UNHEALTHY"`;
+    const script = (headers: string) => `${headers}\nwait_healthy 1 0.2 client:${port}:/health && echo slash=ok\nwait_healthy 1 0.2 client:${port}:/secure && echo secure=ok || echo "$UNHEALTHY"`;
     expect((await bash(script(tls))).out).toBe('slash=ok\nsecure=ok');
     for (const fallback of ['', noCurl])
       expect((await bash(`${fallback}\n${script(plain)}`)).out).toBe(
-        `slash=ok\nno healthy answer within 1s from web:${port}:/secure (answered 301, a redirect to https://shop.example.org/secure, off this program (the probe sent Host: shop.example.org, X-Forwarded-Proto: http, as nginx forwards the site's requests): the health path must answer 2xx itself)`,
+        `slash=ok\nno healthy answer within 1s from client:${port}:/secure (answered 301, a redirect to https://shop.example.org/secure, off this program (the probe sent Host: shop.example.org, X-Forwarded-Proto: http, as nginx forwards the site's requests): the health path must answer 2xx itself)`,
       );
   });
 
   it('a client error that persists (TrustedHostMiddleware\'s 400) ends the wait before its timeout, quoting the status line and the body\'s first printable characters, naming the headers sent; by bash and by curl', async () => {
     const { port } = await recording(() => [400, { 'content-type': 'text/plain' }, 'Invalid host header\x1b[2J\n' + 'x'.repeat(100_000)]);
     for (const fallback of ['', noCurl]) {
-      const r = await bash(`${fallback}\nwait_healthy 60 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
-      // 3 s at least (the rounds' timing on a busy machine: not asserted further).
+      const r = await bash(`${probeHeaders(testEnv())}\n${fallback}\nwait_healthy 12 0.2 client:${port}:/health || echo "$UNHEALTHY"`);
+      // 3 s at least, a quarter of the timeout (the rounds' timing on a busy machine: not asserted further).
       expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
-        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from web:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J ${'x'.repeat(176)}; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
+        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
     }
   });
@@ -376,8 +378,88 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
   it('408, 425 and 429 ask to come back: no verdict before the timeout; a client error that turns into 2xx passes', async () => {
     let n = 0;
     const { port } = await recording((req) => (req.url === '/busy' ? [429, {}, 'slow down'] : n++ < 3 ? [404, {}, 'not yet'] : [200, {}, 'ok']));
-    const r = await bash(`wait_healthy 4 0.2 web:${port}:/busy || echo "$UNHEALTHY"\nwait_healthy 4 0.2 up:${port}:/up && echo up=ok`);
-    expect(r.out).toBe(`no healthy answer within 4s from web:${port}:/busy (The requested URL returned error: 429 (HTTP/1.1 429 Too Many Requests), answering: slow down)\nup=ok`);
+    const r = await bash(`wait_healthy 4 0.2 client:${port}:/busy || echo "$UNHEALTHY"\nwait_healthy 4 0.2 up:${port}:/up && echo up=ok`);
+    expect(r.out).toBe(`no healthy answer within 4s from client:${port}:/busy (The requested URL returned error: 429 (HTTP/1.1 429 Too Many Requests), answering: slow down)\nup=ok`);
   });
 });
 
+
+describe('the probe after the breaker (/work/brk1): who gets the site\'s headers, how long a client error may last, what a verdict names', () => {
+  /** A server on a free port answering `answer(req)`; the headers of each request it got. */
+  async function answering(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
+    const port = await freePort();
+    const seen: IncomingMessage['headers'][] = [];
+    const s = createServer((req, res) => {
+      seen.push(req.headers);
+      const [status, headers, body] = answer(req);
+      res.writeHead(status, headers).end(body);
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    return { port, seen };
+  }
+  const local = /^(127\.0\.0\.1|localhost)(:\d+)?$/;
+
+  it('a program nginx never routes to (an internal API trusting Host 127.0.0.1 only, Django\'s ALLOWED_HOSTS) is asked as its callers ask; the one nginx proxies to gets the site\'s request', async () => {
+    const api = await answering((req) => (local.test(req.headers.host ?? '') ? [200, {}, 'ok'] : [400, {}, 'Bad Request (400)']));
+    const web = await answering((req) => (req.headers.host === 'shop.example.org' && req.headers['x-forwarded-proto'] === 'https' ? [200, {}, 'ok'] : [400, {}, 'Invalid host header']));
+    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' }, routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
+    expect((await bash(`${probeHeaders(env)}\nwait_healthy 10 0.2 ${probes(env, 'blue').join(' ')} && echo healthy || echo "$UNHEALTHY"`)).out).toBe('healthy');
+    expect(api.seen[0]).toEqual(expect.objectContaining({ host: `127.0.0.1:${api.port}` }));
+    expect(Object.keys(api.seen[0]!).filter((h) => /^x-(forwarded|real)/.test(h))).toEqual([]);
+    expect(web.seen[0]).toEqual(expect.objectContaining({ host: 'shop.example.org', 'x-forwarded-proto': 'https', 'x-real-ip': '127.0.0.1' }));
+  });
+
+  it('a persistent client error ends the wait naming every other probe still pending with its reason (status marks each), and says "as nginx forwards" only of a routed program', async () => {
+    const api = await answering(() => [404, {}, 'Cannot GET /health']);
+    const down = await freePort();
+    const env = testEnv({ domain: 'shop.example.org', routes: { '/': 'client' }, programs: { client: { command: 'run', port: down }, server: { command: 'run', port: api.port, health: '/health' } } });
+    const list = probes(env, 'blue');
+    const r = await bash(`${probeHeaders(env)}\nwait_healthy 8 0.2 ${list.join(' ')} || echo "$UNHEALTHY"\nls /proc/$$/fd | wc -l`);
+    const [verdict = '', fds = ''] = r.out.split('\n');
+    expect(verdict.replace(/^the same client error for \d+s,/, 'the same client error for 3s,')).toBe(
+      `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from server:${api.port}:/health (The requested URL returned error: 404 (HTTP/1.1 404 Not Found), answering: Cannot GET /health; the probe sends Host: 127.0.0.1:${api.port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request); still waiting for client:${down}:/ (Failed to connect to 127.0.0.1 port ${down}: Connection refused)`,
+    );
+    expect(Number(fds)).toBeLessThan(8); // 0, 1, 2, the listing's own: no probe's connection left open
+    const whys = healthReasons(verdict, list);
+    expect(whys.get(`client:${down}:/`)).toBe(`Failed to connect to 127.0.0.1 port ${down}: Connection refused`);
+    expect(whys.get(`server:${api.port}:/health`)).toMatch(/^The requested URL returned error: 404 .*to this request$/);
+  });
+
+  it('a client error while the app starts (routes mounted after it listens) lasts up to a quarter of the timeout: 4.5 s of 404 pass with a 20 s timeout', async () => {
+    const up = Date.now() + 4500;
+    const { port } = await answering(() => (Date.now() < up ? [404, {}, 'Cannot GET /health'] : [200, {}, 'ok']));
+    expect((await bash(`wait_healthy 20 0.2 web:${port}:/health && echo ok || echo "$UNHEALTHY"`)).out).toBe('ok');
+  });
+
+  it('a TLS site\'s app without ProxyFix (Flask/Werkzeug) redirects to http://<its domain>/health/: the same program, followed; another host or port is not', async () => {
+    const { port } = await answering((req) =>
+      req.url === '/health' ? [308, { location: 'http://shop.example.org/health/' }, ''] : req.url === '/other' ? [308, { location: 'http://shop.example.org:8080/health/' }, ''] : [200, {}, 'ok'],
+    );
+    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const r = await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/health && echo ok\nwait_healthy 1 0.2 client:${port}:/other || echo "$UNHEALTHY"`);
+    expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(/^no healthy answer within 1s from client:\d+:\/other \(answered 308, a redirect to http:\/\/shop\.example\.org:8080\/health\/, off this program/)]);
+  });
+
+  it('an error page\'s white space is one space, and a body cut short loses the word the cut falls in: no secret\'s first characters', async () => {
+    const body = `<html>\n${' '.repeat(40)}Error: ${'b'.repeat(170)} SECRETVALUE0123456789 more`;
+    const { port } = await answering(() => [500, {}, body]);
+    const r = await bash(`wait_healthy 1 0.2 web:${port}:/ || echo "$UNHEALTHY"`);
+    expect(r.out).toBe(`no healthy answer within 1s from web:${port}:/ (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: <html> Error: ${'b'.repeat(170)})`);
+  });
+
+  it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {
+    const port = await freePort();
+    const s = createNetServer((c) => c.on('error', () => undefined).end(`HTTP/1.1 400 Bad Request\r\nX-A: ${'a'.repeat(120_000)}\r\n`));
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      expect((await bash(`wait_healthy 4 0.2 web:${port}:/ || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 4s from web:${port}:/ (the answer's head is larger than 100 KiB)`);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('a domain written with its trailing dot (example.org.) is sent as nginx\'s $host has it, without', () => {
+    expect(probeHeaders(testEnv({ domain: 'Shop.Example.org.' }))).toMatch(/^PROBE_SITE_HOST=shop\.example\.org /);
+  });
+});

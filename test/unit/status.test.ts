@@ -21,6 +21,7 @@ import { probes } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
+import { failureDetail } from '../../core/remote/types.ts';
 import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
 import { upstreams } from '../../core/steps/nginx-config.ts';
 import { createServer } from 'node:http';
@@ -574,6 +575,13 @@ describe('health reasons, from the real probes', () => {
     expect(excerpt('a\r\n\tb\u001b[31mc')).toBe('a b?[31mc');
     expect(excerpt('token=abc&user=bob; Authorization: Bearer xyz')).toBe('token=***&user=bob; Authorization: Bearer ***');
     expect(excerpt("{'api_key': 'k1', \"DB_PASSWORD\": \"p w\"} redis://:pw@cache:6379")).toBe("{'api_key': ***, \"DB_PASSWORD\": ***} redis://:***@cache:6379");
+  });
+
+  it('a deploy\'s or rollback\'s failure quotes the health verdict with the same masking (failureDetail, maskSecretLike)', () => {
+    const verdict = 'release r1 did not become healthy on slot green: no healthy answer within 60s from server:3579:/health (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: OperationalError: could not connect postgresql://app:hunter2@db/app token=abc123 retrying)';
+    const detail = failureDetail(`@ops start failed\n${verdict}; the live release keeps serving`, '');
+    expect(detail).toBe(`${verdict.replace('app:hunter2@', 'app:***@').replace('token=abc123', 'token=***')}; the live release keeps serving`);
+    expect(detail).not.toMatch(/hunter2|abc123/);
   });
 
   it('a reason holding parentheses or commas (what a server sent) is kept whole', () => {

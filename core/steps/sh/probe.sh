@@ -8,9 +8,9 @@
 # A redirect is no verdict (curl -f took a 3xx for a success: a route declared with a slash, FastAPI's
 # redirect_slashes 307 or Django's APPEND_SLASH 301, passed on its redirect while the check behind it failed): one
 # to another path of the same program is followed (5 at most) and the answer at its end counts; one off it fails.
-# The request is the one nginx passes a visitor's (PROBE_HOST, PROBE_PROTO, PROBE_HEADERS: set by the step from
-# core/steps/nginx-config.ts probeHeaders, which also writes nginx's proxy_set_header lines): Host, X-Real-IP,
-# X-Forwarded-For and X-Forwarded-Proto. Apps check them (Django's ALLOWED_HOSTS answers 400 to a Host it does not
+# The request to a program nginx proxies to is the one nginx passes a visitor's (probe_for, from the PROBE_SITE_*
+# the step sets by core/steps/nginx-config.ts probeHeaders, which also writes nginx's proxy_set_header lines): Host,
+# X-Real-IP, X-Forwarded-For and X-Forwarded-Proto; one nginx never routes to is asked as its callers on 127.0.0.1 do. Apps check them (Django's ALLOWED_HOSTS answers 400 to a Host it does not
 # list, Starlette's TrustedHostMiddleware 400 "Invalid host header", SECURE_SSL_REDIRECT redirects what it takes for
 # plain http): a probe without them is answered otherwise than the site's traffic.
 # An error answer's first bytes are read (bounded) and quoted. A client error (4xx, but 408, 425 and 429, which ask
@@ -82,15 +82,33 @@ probe_send() {
 probe_printable() {
   PROBE_TEXT=${1:0:$2}; PROBE_TEXT=${PROBE_TEXT//[^[:print:]]/?}
 }
+# probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
+# probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
+# PROBE_SITE_PROTO, PROBE_SITE_HEADERS) when nginx proxies to NAME (PROBE_SITE_PROGRAMS, " client server ": the
+# environment's routes), PROBE_ROUTED=1; else none of it (Host 127.0.0.1:<port>, no forwarded header): a program only
+# its siblings call on 127.0.0.1 (an internal API) may trust no other Host (Django's ALLOWED_HOSTS = ['127.0.0.1']).
+# probe_rounds holds these as its locals (bash's dynamic scope: the functions it calls see them).
+probe_for() {
+  if [[ ${PROBE_SITE_PROGRAMS:-} == *" $1 "* ]]; then
+    PROBE_ROUTED=1 PROBE_HOST=${PROBE_SITE_HOST:-} PROBE_PROTO=${PROBE_SITE_PROTO:-http} PROBE_HEADERS=${PROBE_SITE_HEADERS:-}
+  else
+    PROBE_ROUTED="" PROBE_HOST="" PROBE_PROTO=http PROBE_HEADERS=""
+  fi
+}
 # probe_sent PORT: the headers a probe of 127.0.0.1:PORT sends that apps judge a request by, as said in a reason, in
-# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https".
+# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https, as nginx forwards the site's requests" (probe_for).
 probe_sent() {
-  PROBE_TEXT="Host: ${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: ${PROBE_PROTO:-http}"
+  if [ -n "${PROBE_ROUTED:-}" ]; then
+    PROBE_TEXT="Host: ${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: ${PROBE_PROTO:-http}, as nginx forwards the site's requests"
+  else
+    PROBE_TEXT="Host: 127.0.0.1:$1 and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it"
+  fi
 }
 # probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
 # closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
 # field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
-# in PROBE_WHY (no answer in time, the connection closed, not HTTP).
+# in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
+# ended (a stall, a head over the limit) is no answer, and no client error (probe_rounds counts those).
 # RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
 # skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
 # read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
@@ -105,10 +123,10 @@ probe_answer() {
     read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
     if [ "$rc" -gt 128 ]; then
       exec {fd}<&-; now=${EPOCHREALTIME/./}
-      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; return 1
+      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; PROBE_CODE=""; return 1
     fi
     head=$(( head + ${#line} + 1 ))
-    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; return 1; fi
+    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi
     # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).
     if [ "$part" = 1 ]; then [ "${#line}" -ge 8192 ] || part=0; continue; fi
     [ "${#line}" -lt 8192 ] || part=1
@@ -143,17 +161,20 @@ probe_answer() {
     [ "$rc" = 0 ] || break # the end of input (after a line without its end)
   done
   exec {fd}<&-
-  # The input ended after an interim answer: no final one.
-  if [ "$want" = interim ] || [ "$want" = status ]; then PROBE_WHY="Empty reply from server"; return 1; fi
+  # The input ended after an interim answer: no final one; or in an error answer's head.
+  if [ "$want" = interim ] || [ "$want" = status ] || [ "$want" = error ]; then PROBE_WHY="Empty reply from server"; PROBE_CODE=""; return 1; fi
   return 0
 }
 # probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
 # says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
-# bounded in bytes as in time); on one line, 200 characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner).
+# bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
+# characters at most, each unprintable one as "?" (probe_printable).
+# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
+# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
+# the cut falls in, so that no secret's first characters are ever shown.
 probe_body() {
-  local fd=$1 until=$2 n=256 size="" left wait body=""
+  local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
   left=$(( until - ${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000
   printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
@@ -162,9 +183,23 @@ probe_body() {
     size=${size%$'\r'}; size=${size%%;*}
     if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi
   fi
-  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || true
-  body=${body//[$'\r\n\t']/ }
-  probe_printable "$body" 200; PROBE_BODY=$PROBE_TEXT
+  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || rc=$?
+  # Whole: all that Content-Length announced, or all there was (the connection closed first, not chunked), in time.
+  if [ -n "$3" ] && [ "$3" -le 256 ] && [ "$rc" -le 128 ] && [ "${#body}" -ge "$3" ]; then cut=0
+  elif [ "$4" != 1 ] && [ "$rc" -ge 1 ] && [ "$rc" -le 128 ]; then cut=0
+  elif [ "$4" = 1 ] && [ "$rc" = 0 ] && [ "$n" -gt 0 ] && [ "${#body}" -eq $(( 16#$size )) ]; then
+    # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
+    if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ ${size%$'\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
+  fi
+  body=${body//[$'\r\n\t\f\v']/ }
+  while [[ $body == *"  "* ]]; do body=${body//"  "/" "}; done
+  body=${body# }
+  if [ "${#body}" -gt 200 ]; then
+    if [ "${body:200:1}" = " " ]; then cut=0; else cut=1; fi
+    body=${body:0:200}
+  fi
+  [ "$cut" = 0 ] || body=${body%"${body##*[[:space:]]}"}
+  probe_printable "${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
 # to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and
@@ -172,7 +207,9 @@ probe_body() {
 # This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its
 # request claims, as the site's visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from
 # Host and X-Forwarded-Proto: FastAPI's redirect_slashes under uvicorn's proxy headers). A redirect to the https of
-# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it.
+# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it; one to http://PROBE_HOST[:80] of a probe sent as
+# https is on it (Flask/Werkzeug without ProxyFix builds an absolute http URL from Host alone, its trailing-slash
+# redirect http://example.org/health/; nginx passes it to visitors as is, and its port-80 server sends them on).
 probe_target() {
   local port=$1 base=$2 to=${3%%#*} auth rest query seg scheme="" proto=${PROBE_PROTO:-http} claimed
   local -a segs=()
@@ -189,6 +226,7 @@ probe_target() {
     if [[ $auth != *:* ]]; then if [ "${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi
     if [ "${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :
     elif [ "${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :
+    elif [ "$scheme" = http ] && [ -n "${PROBE_HOST:-}" ] && [ "$auth" = "${PROBE_HOST,,}:80" ]; then :
     else return 1; fi
     to=/$rest; to=${to/#\/\//\/}
   fi
@@ -222,7 +260,7 @@ probe_target() {
 # was told is not the one its SECURE_PROXY_SSL_HEADER names).
 probe_off() {
   probe_printable "$3" 300; PROBE_WHY="answered $2, a redirect to $PROBE_TEXT, off this program"
-  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT, as nginx forwards the site's requests): the health path must answer 2xx itself"
+  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT): the health path must answer 2xx itself"
 }
 # probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other
 # paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in
@@ -272,7 +310,8 @@ elsewhere() {
 # each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
-# answered by the same client error for 3 s (probe_rounds: a running app's verdict on the request).
+# answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
+# on the request), naming every other probe still pending too.
 # Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
@@ -292,10 +331,18 @@ wait_healthy() {
 # probe_rounds TIMEOUT INTERVAL name:port:path...: wait_healthy's rounds (its pause pipe and watchdog set up).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
 probe_rounds() {
-  local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path fd i sep addrs now_us PROBE_VIA=""
+  local limit=$1 interval=$2 now deadline next_check window; shift 2
+  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA=""
+  local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
+  # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
+  # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
+  # `await db.connect()`; a server-side rendered page answering 404 until the API it asks is up): a window that
+  # grows with the timeout the environment gives its programs to start waits for them as long as it lets them take,
+  # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
+  # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
+  window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
@@ -307,13 +354,13 @@ probe_rounds() {
     # Each probe has 5 s from its own request (a connect that waited delays no other probe's verdict).
     fds=(); sent_at=(); sent_why=()
     for p in "${pending[@]}"; do
-      IFS=: read -r _ port path <<< "$p"
+      IFS=: read -r name port path <<< "$p"; probe_for "$name"
       if probe_send "$port" "$path"; then fds+=("$PROBE_FD"); else fds+=(-); fi
       sent_at+=("${EPOCHREALTIME/./}"); sent_why+=("$PROBE_WHY")
     done
     left=(); i=0
     for p in "${pending[@]}"; do
-      IFS=: read -r _ port path <<< "$p"; fd=${fds[$i]}; PROBE_WHY=${sent_why[$i]}; PROBE_CODE=""
+      IFS=: read -r name port path <<< "$p"; probe_for "$name"; fd=${fds[$i]}; PROBE_WHY=${sent_why[$i]}; PROBE_CODE=""
       if [ "$fd" != - ]; then
         probe_verdict "$port" "$path" "$fd" $(( sent_at[i] + 5000000 )) && { i=$(( i + 1 )); continue; }
       elif [ -n "$PROBE_WHY" ]; then
@@ -330,36 +377,45 @@ probe_rounds() {
       # A client error (4xx) is the app's answer to this request: it runs, and refuses it (a Host it does not allow,
       # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request
       # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC
-      # 6585). The same one for 3 s and 3 rounds is a verdict: waiting out the timeout would change nothing. 3 s
-      # lets an app that answers a 404 or 401 while it finishes starting (routes or keys loaded after it listens)
-      # come right; 3 rounds keep one answer from being decisive when rounds are far apart (health_interval).
+      # 6585). The same one for the window (above) and 3 rounds is a verdict: waiting out the timeout would change
+      # nothing. 3 rounds keep one answer from being decisive when rounds are far apart (health_interval). The round
+      # is read to its end first: every other probe still pending is named with its own reason (status tells each
+      # program's health from the verdict), and no connection is left open.
       case $PROBE_CODE in
         408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;
         *)
           now_us=${EPOCHREALTIME/./}
           if [ "${refused[$p]:-}" != "$PROBE_CODE" ]; then refused[$p]=$PROBE_CODE; refused_since[$p]=$now_us; refused_rounds[$p]=0; fi
           refused_rounds[$p]=$(( ${refused_rounds[$p]} + 1 ))
-          if [ "${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - ${refused_since[$p]} )) -ge 3000000 ]; then
+          if [ -z "$early" ] && [ "${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - ${refused_since[$p]} )) -ge $(( window * 1000000 )) ]; then
             probe_sent "$port"
-            UNHEALTHY="the same client error for $(( (now_us - ${refused_since[$p]}) / 1000000 ))s, the program's answer to the probe (it runs, and refuses the request), from $p (${why[$p]}; the probe sends $PROBE_TEXT, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"
-            return 1
+            early="the same client error for $(( (now_us - ${refused_since[$p]}) / 1000000 ))s, the program's answer to the probe (it runs, and refuses the request), from $p (${why[$p]}; the probe sends $PROBE_TEXT: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"
+            early_p=$p
           fi ;;
       esac
     done
     [ ${#left[@]} -gt 0 ] || return 0
     pending=("${left[@]}")
+    if [ -n "$early" ]; then
+      UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1
+    fi
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
-      UNHEALTHY="no healthy answer within ${limit}s from"; sep=""
-      for p in "${left[@]}"; do
-        IFS=: read -r _ port _ <<< "$p"
-        if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
-          why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
-        fi
-        UNHEALTHY+="$sep $p (${why[$p]})"; sep=","
-      done
-      return 1
+      UNHEALTHY="no healthy answer within ${limit}s from"; probe_pending "" ""; return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
+  done
+}
+# probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
+# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere).
+probe_pending() {
+  local p port addrs sep=$1
+  for p in "${pending[@]}"; do
+    [ "$p" != "$2" ] || continue
+    IFS=: read -r _ port _ <<< "$p"
+    if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
+      why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
+    fi
+    UNHEALTHY+="$sep $p (${why[$p]})"; sep=","
   done
 }

@@ -19182,6 +19182,9 @@ function oneLine(text, max = 80) {
   const one = text.trim().replace(/\s*\n\s*/g, " / ");
   return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
 }
+function maskSecretLike(text) {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+}
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
@@ -69259,7 +69262,7 @@ function packageIndexFiles(env, secrets) {
 init_errors();
 var REPORT_PREFIX = "@ops ";
 function failureDetail(stdout, stderr) {
-  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+  return maskSecretLike(tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n")));
 }
 function parseReports(stdout) {
   const out = [];

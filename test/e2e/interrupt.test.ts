@@ -75,8 +75,12 @@ describe.sequential('interrupting a deploy', () => {
       ops.child.kill('SIGINT');
       await new Promise((r) => setTimeout(r, 100));
       expect(await ops.stop('SIGINT')).toBe(130);
+      // One interruption: the second Ctrl-C starts no second stop. It says "already stopping" when it arrives while
+      // the first one's stop runs; that stop (a few round trips) may be over within the 100 ms, the process exiting:
+      // then the second one finds nothing to say.
       expect(ops.out()).toContain(`SIGINT received during build on ${host.name}: stopping them, releasing the lock`);
-      expect(ops.out()).toContain('SIGINT received: already stopping (SIGINT), releasing the lock');
+      expect(ops.out().match(/SIGINT received during/g)).toHaveLength(1);
+      expect((ops.out().match(/SIGINT received: already stopping \(SIGINT\), releasing the lock/g) ?? []).length).toBeLessThanOrEqual(1);
       expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
     } finally {
       project.write(config);

@@ -310,20 +310,21 @@ echo alive`);
   });
 });
 
+/** A server answering `answer` (status, headers, body) for each request it records (its headers). */
+async function recording(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
+  const port = await freePort();
+  const seen: IncomingMessage['headers'][] = [];
+  const s = createServer((req, res) => {
+    seen.push(req.headers);
+    const [status, headers, body] = answer(req);
+    res.writeHead(status, headers).end(body);
+  });
+  servers.push(s);
+  await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+  return { port, seen };
+}
+
 describe('what the probe sends: the request nginx passes the site\'s visitors (nginx-config.ts probeHeaders)', () => {
-  /** A server answering `answer` (status, headers, body) for each request it records (its headers). */
-  async function recording(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
-    const port = await freePort();
-    const seen: IncomingMessage['headers'][] = [];
-    const s = createServer((req, res) => {
-      seen.push(req.headers);
-      const [status, headers, body] = answer(req);
-      res.writeHead(status, headers).end(body);
-    });
-    servers.push(s);
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
-    return { port, seen };
-  }
   const noCurl = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
 
   it('with a domain and TLS: Host the domain, X-Forwarded-Proto https, X-Forwarded-For and X-Real-IP 127.0.0.1, every header nginx sets; by bash and by the curl fallback', async () => {
@@ -384,25 +385,12 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
 });
 
 
-describe('the probe after the breaker (/work/brk1): who gets the site\'s headers, how long a client error may last, what a verdict names', () => {
-  /** A server on a free port answering `answer(req)`; the headers of each request it got. */
-  async function answering(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
-    const port = await freePort();
-    const seen: IncomingMessage['headers'][] = [];
-    const s = createServer((req, res) => {
-      seen.push(req.headers);
-      const [status, headers, body] = answer(req);
-      res.writeHead(status, headers).end(body);
-    });
-    servers.push(s);
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
-    return { port, seen };
-  }
+describe('the probe, as real apps answer it: who gets the site\'s headers, how long a client error may last, what a verdict names', () => {
   const local = /^(127\.0\.0\.1|localhost)(:\d+)?$/;
 
   it('a program nginx never routes to (an internal API trusting Host 127.0.0.1 only, Django\'s ALLOWED_HOSTS) is asked as its callers ask; the one nginx proxies to gets the site\'s request', async () => {
-    const api = await answering((req) => (local.test(req.headers.host ?? '') ? [200, {}, 'ok'] : [400, {}, 'Bad Request (400)']));
-    const web = await answering((req) => (req.headers.host === 'shop.example.org' && req.headers['x-forwarded-proto'] === 'https' ? [200, {}, 'ok'] : [400, {}, 'Invalid host header']));
+    const api = await recording((req) => (local.test(req.headers.host ?? '') ? [200, {}, 'ok'] : [400, {}, 'Bad Request (400)']));
+    const web = await recording((req) => (req.headers.host === 'shop.example.org' && req.headers['x-forwarded-proto'] === 'https' ? [200, {}, 'ok'] : [400, {}, 'Invalid host header']));
     const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' }, routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
     expect((await bash(`${probeHeaders(env)}\nwait_healthy 10 0.2 ${probes(env, 'blue').join(' ')} && echo healthy || echo "$UNHEALTHY"`)).out).toBe('healthy');
     expect(api.seen[0]).toEqual(expect.objectContaining({ host: `127.0.0.1:${api.port}` }));
@@ -411,7 +399,7 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
   });
 
   it('a persistent client error ends the wait naming every other probe still pending with its reason (status marks each), and says "as nginx forwards" only of a routed program', async () => {
-    const api = await answering(() => [404, {}, 'Cannot GET /health']);
+    const api = await recording(() => [404, {}, 'Cannot GET /health']);
     const down = await freePort();
     const env = testEnv({ domain: 'shop.example.org', routes: { '/': 'client' }, programs: { client: { command: 'run', port: down }, server: { command: 'run', port: api.port, health: '/health' } } });
     const list = probes(env, 'blue');
@@ -428,12 +416,12 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
 
   it('a client error while the app starts (routes mounted after it listens) lasts up to a quarter of the timeout: 4.5 s of 404 pass with a 20 s timeout', async () => {
     const up = Date.now() + 4500;
-    const { port } = await answering(() => (Date.now() < up ? [404, {}, 'Cannot GET /health'] : [200, {}, 'ok']));
+    const { port } = await recording(() => (Date.now() < up ? [404, {}, 'Cannot GET /health'] : [200, {}, 'ok']));
     expect((await bash(`wait_healthy 20 0.2 web:${port}:/health && echo ok || echo "$UNHEALTHY"`)).out).toBe('ok');
   });
 
   it('a TLS site\'s app without ProxyFix (Flask/Werkzeug) redirects to http://<its domain>/health/: the same program, followed; another host or port is not', async () => {
-    const { port } = await answering((req) =>
+    const { port } = await recording((req) =>
       req.url === '/health' ? [308, { location: 'http://shop.example.org/health/' }, ''] : req.url === '/other' ? [308, { location: 'http://shop.example.org:8080/health/' }, ''] : [200, {}, 'ok'],
     );
     const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
@@ -443,7 +431,7 @@ describe('the probe after the breaker (/work/brk1): who gets the site\'s headers
 
   it('an error page\'s white space is one space, and a body cut short loses the word the cut falls in: no secret\'s first characters', async () => {
     const body = `<html>\n${' '.repeat(40)}Error: ${'b'.repeat(170)} SECRETVALUE0123456789 more`;
-    const { port } = await answering(() => [500, {}, body]);
+    const { port } = await recording(() => [500, {}, body]);
     const r = await bash(`wait_healthy 1 0.2 web:${port}:/ || echo "$UNHEALTHY"`);
     expect(r.out).toBe(`no healthy answer within 1s from web:${port}:/ (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: <html> Error: ${'b'.repeat(170)})`);
   });

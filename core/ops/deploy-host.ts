@@ -143,17 +143,17 @@ export function refuseTakenPorts(env: Target, hosts: { host: string; state: Host
 
 /**
  * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
- * if the lock step did not already) or the plan of what it will do. The rollout has refused unready hosts and taken
- * ports already (refuseUnready, refuseTakenPorts).
- * @throws OpsError for nginx's unit masked (the switch could not start it), or the commit live but not healthy.
+ * if the lock step did not already) or the plan of what it will do. The rollout has refused unready hosts, masked
+ * nginx and taken ports already (refuseUnready, refuseMaskedNginx, refuseTakenPorts).
+ * @throws OpsError for the commit live but not healthy.
  */
 export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
-  // The refusals before the build (refuseUnready, refuseTakenPorts) ran for every host in the rollout, before this.
-  // nginx stopped: the switch's reload starts it (the site is down anyway); a masked unit was refused (refuseUnready).
+  // The refusals before the build (refuseUnready, refuseMaskedNginx, refuseTakenPorts) ran for every host in the
+  // rollout, before this. nginx stopped (not masked): the switch's reload starts it (the site is down anyway).
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   if (state.nginxStopped !== undefined) {
     const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;

@@ -10,7 +10,7 @@ import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { deployState, markRelease, nginxMasked } from '../steps/release.ts';
+import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
@@ -96,7 +96,7 @@ function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
  * the verdict `nginx_masked`, the lock let go with `refused`. The runner then says so (rollbackRefusal).
  */
 export function unlessNginxMasked(work: string, refused: string): string {
-  return `if [[ \${REPORT_NGINX_STOPPED:-} == masked || \${REPORT_NGINX_STOPPED:-} == masked-runtime ]]; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
+  return `if ${nginxMaskedTest('REPORT_NGINX_STOPPED')}; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
 }
 
 /**

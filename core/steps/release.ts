@@ -199,7 +199,15 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.po
  * is-enabled's table of states). What nginxMaskedError refuses.
  */
 export function nginxMasked(state: { nginxStopped?: string }): boolean {
-  return state.nginxStopped === 'masked' || state.nginxStopped === 'masked-runtime';
+  return (NGINX_MASKED as readonly (string | undefined)[]).includes(state.nginxStopped);
+}
+
+/** What `systemctl is-enabled nginx` says of a masked unit (nginxMasked; the shell's test: nginxMaskedTest). */
+const NGINX_MASKED = ['masked', 'masked-runtime'] as const;
+
+/** Bash test, true when the shell variable `name` holds a masked unit's is-enabled state (nginxMasked's, on the host). */
+export function nginxMaskedTest(name: string): string {
+  return `[[ ${NGINX_MASKED.map((m) => `\${${name}:-} == ${m}`).join(' || ')} ]]`;
 }
 
 /** What deployState reports for the start and the switch (switchPreflight): `nginx_stopped` (no nginx master runs: what `systemctl is-enabled nginx` says, `unknown` without systemd). */

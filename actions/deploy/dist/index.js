@@ -72156,8 +72156,9 @@ ${nginxStoppedReport()}
   };
 }
 function nginxMasked(state) {
-  return state.nginxStopped === "masked" || state.nginxStopped === "masked-runtime";
+  return NGINX_MASKED.includes(state.nginxStopped);
 }
+var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
   return String.raw`${SYSTEM_FUNCTIONS}

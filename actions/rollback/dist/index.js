@@ -63348,7 +63348,11 @@ ${nginxStoppedReport()}
   };
 }
 function nginxMasked(state) {
-  return state.nginxStopped === "masked" || state.nginxStopped === "masked-runtime";
+  return NGINX_MASKED.includes(state.nginxStopped);
+}
+var NGINX_MASKED = ["masked", "masked-runtime"];
+function nginxMaskedTest(name2) {
+  return `[[ ${NGINX_MASKED.map((m) => `\${${name2}:-} == ${m}`).join(" || ")} ]]`;
 }
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
@@ -63944,7 +63948,7 @@ function rollbackSlot(state) {
   return otherSlot(state.slot ?? "blue");
 }
 function unlessNginxMasked(work, refused) {
-  return `if [[ \${REPORT_NGINX_STOPPED:-} == masked || \${REPORT_NGINX_STOPPED:-} == masked-runtime ]]; then
+  return `if ${nginxMaskedTest("REPORT_NGINX_STOPPED")}; then
   ops_report ${ROLLBACK_KEYS.rollback} nginx_masked
   ${refused || ":"}
 else

@@ -60946,8 +60946,9 @@ function releaseSummary(id, json) {
   return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
 }
 function nginxMasked(state) {
-  return state.nginxStopped === "masked" || state.nginxStopped === "masked-runtime";
+  return NGINX_MASKED.includes(state.nginxStopped);
 }
+var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
-import { collisions, findSiblings, sharedParts, type SharedParts } from '../config/siblings.ts';
+import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling } from '../config/siblings.ts';
+import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
 import { OpsError, formatError } from '../errors.ts';
@@ -131,6 +132,23 @@ export function removeAppCommands(environment: Environment, others: Environment[
 }
 
 /**
+ * On a VM kept for other environments: the line of this environment's key in its SSH login's authorized_keys, which
+ * deleting the GitHub secrets does not take off the VM (README, "Setting up the repository": one key per environment,
+ * SSH_PRIVATE_KEY of `<name>` and `<name>-status`). ops never installs keys, so it cannot tell the line: the commands
+ * take it from the private key the user holds (`ssh-keygen -y` prints its public half; the key's base64 body, field 2
+ * of an authorized_keys line, is what is matched). When another environment logs in as the same user there, it is
+ * named: one key per environment means its line is another, unless the team used one key for both.
+ */
+function loginKeyCommands(name: string, host: Host, on: Sibling[]): string[] {
+  const sameLogin = on.filter((s) => s.hosts.some((x) => x.mine.name === host.name && x.theirs.user === host.user)).map((s) => s.env.name);
+  const file = `~${host.user}/.ssh/authorized_keys`;
+  return [
+    `# the SSH key ${name} logs in with (${host.user}@${host.address}; GitHub secret SSH_PRIVATE_KEY of "${name}" and "${name}-status"): deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line${sameLogin.length ? ` (${sameLogin.join(', ')} also log${sameLogin.length > 1 ? '' : 's'} in as ${host.user}: keep the line if ${sameLogin.length > 1 ? 'they use' : 'it uses'} the same key)` : ''}:`,
+    `body=$(ssh-keygen -y -f "$KEY" | cut -d' ' -f2) && ssh -p ${host.port} ${quote(`${host.user}@${host.address}`)} "sudo sed -i.ops-bak '\\|$body|d' ${file}"`,
+  ];
+}
+
+/**
  * Everything outside the repository that the environment used, from its configuration, in the order to do it:
  * first what needs the environment's folder and hosts (saving the audit log and logs: `ops env remove` deletes
  * the folder ops reads them through, and deleting the VMs or removeAppCommands deletes the app's directory with
@@ -163,7 +181,7 @@ export function decommissionChecklist(name: string, env: Environment | undefined
         vms.push(
           `VM ${h.name} (${h.address}) also runs ${others.join(', ')}: keep it, and take ${env.config.app} off it (these touch nothing of ${others.join(', ')}):\n` +
             (clash.length ? `      # ${name}'s configuration collides with ${others.join(', ')} on this VM (a deploy of either refuses it):\n${clash.join('\n')}\n` : '') +
-            removeAppCommands(env, on.map((s) => s.env)).map((cmd) => `      ${cmd}`).join('\n'),
+            [...removeAppCommands(env, on.map((s) => s.env)), ...loginKeyCommands(name, h, on)].map((cmd) => `      ${cmd}`).join('\n'),
         );
       }
     }

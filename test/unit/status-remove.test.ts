@@ -131,10 +131,22 @@ describe('ops env remove', () => {
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
         `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
+        // Deleting the GitHub secrets leaves old's key authorized on a VM that stays: its line goes, found by the key.
+        '      # the SSH key old logs in with (deploy@192.0.2.1; GitHub secret SSH_PRIVATE_KEY of "old" and "old-status"): deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line (keep also logs in as deploy: keep the line if it uses the same key):',
+        `      body=$(ssh-keygen -y -f "$KEY" | cut -d' ' -f2) && ssh -p 22 deploy@192.0.2.1 "sudo sed -i.ops-bak '\\|$body|d' ~deploy/.ssh/authorized_keys"`,
         '  4. ',
       ].join('\n'),
     );
     expect(text).not.toMatch(/keep\.conf|\/srv\/keep|userdel --remove keep/);
+
+    // keep logs in as another user there: old's line is its own, to drop without a second thought.
+    const keepFile = join(root, 'environments', 'keep', 'environment.yml');
+    const keep = parseYaml(readFileSync(keepFile, 'utf8'));
+    writeFileSync(keepFile, stringify({ ...keep, hosts: [{ ...keep.hosts[0], user: 'keeper' }] }));
+    const other = formatRemove(await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true }), true);
+    expect(other).toContain('deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line:\n');
+    expect(other).toContain('~deploy/.ssh/authorized_keys');
+    expect(other).not.toContain('keeper');
   });
 
   it('on a VM shared with an environment of the same app (as ops env new gives next to prod): what both use is named as shared and kept, never removed', async () => {

@@ -1,20 +1,24 @@
 #!/usr/bin/env node
 // Starts the ops CLI fast. The sources are bundled once (esbuild, a fraction of a second; again whenever a
-// source under core/ or scripts/ or the lockfile is newer) into node_modules/.cache/ops-pipeline/ops.cjs, and
+// source under core/ or scripts/ or the lockfile is newer) into node_modules/.cache/ops-pipeline/<checkout>/ops.cjs, and
 // that bundle is compiled through V8's code cache (ops.cjs.<command>.v8cache, written after a command's first run): parsing and
 // compiling 3 MB of JavaScript on every start costs more than everything else the CLI does before it connects
 // (measured: 0.45 s → 0.2 s for a start on a busy 2-core machine, `npm run bench`). A CommonJS bundle because
 // Node 20 has a code cache API only for scripts (vm.Script cachedData), not for ES modules.
 // The same directory keeps parsed environment files (parsed/, see cacheParsedYaml in core/config/environment.ts).
 // Without esbuild (a production install without dev dependencies), it falls back to tsx.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cache = join(root, 'node_modules', '.cache', 'ops-pipeline');
+// One cache per checkout: node_modules may be shared by several (a symlink, a workspace), and the bundle's
+// freshness is judged by this checkout's sources only, so another checkout's bundle must never be found here.
+const checkout = createHash('sha256').update(realpathSync(root)).digest('hex').slice(0, 12);
+const cache = join(root, 'node_modules', '.cache', 'ops-pipeline', checkout);
 const bundle = join(cache, 'ops.cjs');
 /** One code cache per command (the functions a run compiled are in it): `ops deploy` loads what deploys use. */
 const command = /^[a-z][a-z-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : 'other';

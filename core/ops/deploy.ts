@@ -77,6 +77,22 @@ export function supersededWhy(changes: HostsChange[], target: string): string | 
   return `forward-only: ${target.slice(0, 12)} is behind the live commit on ${where}: a newer commit is already live, so this one is not deployed (a superseded push); to go back on purpose, ops rollback or a deploy without forward-only`;
 }
 
+/**
+ * With forwardOnly: the error for a target beside the live commit on some host (history diverged: neither contains
+ * the other), else undefined. Neither skipped quietly (after a force-push of the deployed branch the new head would
+ * never go live while its run shows green) nor deployed (an older run's commit from before the rewrite, finishing
+ * late, would take the live commits away): the run fails, nothing deployed, for someone to choose on purpose.
+ */
+export function divergedError(changes: HostsChange[], target: string): OpsError | undefined {
+  const diverged = changes.filter((g) => g.change?.relation === 'diverged');
+  if (!diverged.length) return undefined;
+  const where = diverged.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.removed} live commit${g.change!.removed === 1 ? '' : 's'} not in the target)`).join('; ');
+  return new OpsError(
+    `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a force-push of the branch, or a run of a commit from before one), so which is newer cannot be told; nothing was deployed`,
+    'check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)',
+  );
+}
+
 /** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
 const HALTED = new Error('the rollout stopped: another host failed');
 
@@ -274,13 +290,16 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     const superseded = options.forwardOnly ? supersededWhy(changes, p.resolved.sha) : undefined;
+    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha) : undefined;
     return {
       ...base,
       release: '',
       changes,
       ...(superseded && { superseded }),
       plan: [
-        ...(superseded ? [`SKIPPED: ${superseded}`, ''] : []),...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
+        ...(superseded ? [`SKIPPED: ${superseded}`, ''] : []),
+        ...(diverged ? [`REFUSED: ${diverged.message}`, `  ${diverged.hint}`, ''] : []),
+        ...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
   const session = await opening!;
@@ -293,6 +312,11 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       // Decided under the lock, on what the hosts serve now: a deploy that finished meanwhile counts.
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : undefined;
+      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : undefined;
+      if (diverged) {
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: diverged.message });
+        throw diverged;
+      }
       if (superseded) {
         base.superseded = superseded;
         ctx.reporter.warn(superseded);

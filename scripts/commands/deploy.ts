@@ -13,7 +13,7 @@ export const commands: Command[] = [
       ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" },
       force: { type: 'boolean', description: 'deploy even when that sha is already live' },
       'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
-      'forward-only': { type: 'boolean', description: 'skip (a no-op with a warning, exit 0) when the ref is behind the live commit on any host: never go back by accident' },
+      'forward-only': { type: 'boolean', description: 'skip (a no-op with a warning, exit 0) when the ref is behind the live commit on any host, fail when its history diverged from it: never go back by accident' },
       json,
     },
     async run(ctx) {

@@ -527,6 +527,28 @@ describe('deploy operation', () => {
       expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['release', 'switch']));
     });
 
+    it('a target beside the live commit (history diverged: a force-push, or an older run from before one) fails: neither skipped quietly nor deployed over the live commits', async () => {
+      // A commit on v1 that v2 (live) lacks, and that lacks v2: neither is an ancestor of the other.
+      const app = join(root, 'app');
+      const git = (...a: string[]) => execFileSync('git', ['-C', app, ...a], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
+      const beside = git('commit-tree', '-p', v1, '-m', 'rewritten', `${v1}^{tree}`);
+      git('tag', '-f', 'beside', beside);
+      const h = harness(liveV2());
+      const err = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'beside', forwardOnly: true }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpsError);
+      expect((err as OpsError).message).toMatch(new RegExp(`^forward-only: ${beside.slice(0, 12)} does not contain the live commit on web1 \\(live ${v2().slice(0, 12)}: 1 live commit not in the target\\): the histories diverged .*nothing was deployed$`));
+      expect((err as OpsError).hint).toMatch(/deploy it on purpose without forward-only/);
+      expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+      expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
+      const dry = harness('', (step) => (step.name === 'state' ? { stdout: liveV2() } : undefined));
+      const plan = await deploy(dry.ctx, loadEnvironment('x', root), { ref: 'beside', forwardOnly: true, dryRun: true });
+      expect(plan.plan![0]).toMatch(/^REFUSED: forward-only: .* does not contain the live commit/);
+      // Without forward-only it stays a deploy anyone may make on purpose.
+      const manual = harness(liveV2());
+      await deploy(manual.ctx, loadEnvironment('x', root), { ref: 'beside' });
+      expect(manual.remote.stepNames()).toEqual(expect.arrayContaining(['release', 'switch']));
+    });
+
     it('a target ahead of the live commit is deployed; a dry run says the skip in its plan', async () => {
       const ahead = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health ok'));
       const r = await deploy(ahead.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true });

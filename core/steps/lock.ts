@@ -171,7 +171,8 @@ critical_done`;
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
  * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
  * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL). A slot the
- * run's start filled with a release that did not go live is stopped too (stopStartedSlot, `stopped_slot`).
+ * run's start filled with a release that did not go live is stopped too, and the release it held before that start
+ * put back there (stopStartedSlot: `stopped_slot`, `previous_back`); the step's timeout allows for its wait.
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
@@ -234,7 +235,8 @@ export function lockStatus(env: Target): Step {
 /**
  * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
  * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
- * ends first, stopConnections) and a slot its start filled with a release that did not go live (stopStartedSlot), reports the release `current` names (`live_after`: what serves, which a run killed
+ * ends first, stopConnections) and a slot its start filled with a release that did not go live, putting back the release
+ * that slot held before (stopStartedSlot: `stopped_slot`, `previous_back`), reports the release `current` names (`live_after`: what serves, which a run killed
  * outright never wrote in the audit log), and removes the lock: a migration or build of a SIGKILLed runner must not
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no

@@ -243,7 +243,7 @@ server {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
-  it('the runner killed outright during a start: ops lock release stops the slot its run had filled', async () => {
+  it('the runner killed outright during a start: ops lock release stops the slot its run had filled and puts back the release it held, warm', async () => {
     const before = await liveAndServed();
     neverListens('7');
     try {
@@ -258,6 +258,10 @@ server {
     expect(released[0]!.lock.state).toBe('stale');
     expect(released[0]!.stoppedSlot).toMatch(/^(blue|green) \d{8}T\d{6}Z-[0-9a-f]+$/);
     expect(await supervised()).not.toContain(released[0]!.stoppedSlot!.split(' ')[1]);
+    // The release that slot held before the dead run's start (kept warm by the deploys before) runs there again.
+    const slot = released[0]!.stoppedSlot!.split(' ')[0]!;
+    expect(released[0]!.previousBack).toMatch(new RegExp(`^the previous release \\d{8}T\\d{6}Z-[0-9a-f]+ is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic$`));
+    expect(await supervised()).toContain(/release (\S+) is back/.exec(released[0]!.previousBack!)![1]!);
     expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toContain('where the interrupted run had started');
     expect(await liveAndServed()).toEqual(before);
     commit(repo, { 'server.py': SERVER, VERSION: '8\n' }, 'eight: listens again');

@@ -153,8 +153,9 @@ describe.sequential('a switch reports success only when nginx serves the new slo
         expect(text).toMatch(/nginx reload failed/);
         expect(text).not.toMatch(/live: .* on slot/);
         expect(await snapshot()).toEqual(before);
-        // The rollback reused the warm previous slot: it keeps running (the deploy replaced it with its own start).
-        if (argv[0] === 'rollback') expect(await onHost(`supervisorctl status '${APP}-${idle}:*'`)).toMatch(/RUNNING/);
+        // The rollback reused the warm previous slot: it keeps running; the deploy replaced it with its own start, and
+        // its failed switch put it back.
+        expect(await slotPid(idle), `${argv[0]}: the idle slot runs`).toMatch(/^\d+$/);
       }
     } finally {
       await onHost(`kill -CONT ${pid}`);

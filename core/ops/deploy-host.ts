@@ -15,7 +15,7 @@ import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
-import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { PREVIOUS_KEYS, putPreviousBack, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
@@ -363,16 +363,25 @@ export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
 }
 
-/** A host's failure before its switch: its new processes stopped, its release marked failed, audited; the error says what still serves. */
+/**
+ * A host's failure before its switch (`e`: what failed): its new processes stopped and the release its slot held before
+ * the start put back there (putPreviousBack: warm again for an instant rollback, or said not to be), its release marked
+ * failed, audited. Returns the error to throw: a step's failure says what still serves, that nothing was switched, and
+ * what the idle slot holds again; another error as it was.
+ */
 export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
   const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
   hp.failed = true;
-  // A start that failed cleanly has already put the slot back (the release it held started again: previousBack, switch.ts).
-  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  // A start that failed cleanly has already put the slot back (the release it held started again: previous_back, switch.ts).
+  let back: string | undefined;
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) {
+    const r = await hp.h.tryRun(putPreviousBack(env, hp.newSlot));
+    back = r && reported(r, PREVIOUS_KEYS.previous_back)?.trim();
+  }
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
   hp.audit({ result: 'failed', message: why });
   if (e instanceof StepError || e instanceof DiskFullError)
-    return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+    return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched${back ? `\n${hp.name}: ${back}` : ''}`, e.hint);
   return e;
 }
 

@@ -75,9 +75,12 @@ export class HostRun {
   async failure(name: string, result: StepResult, code = result.code): Promise<unknown> {
     return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
-  /** A cleanup step whose own failure must not hide the original error. */
-  async tryRun(step: Step): Promise<void> {
-    await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
+  /**
+   * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
+   * undefined when it could not run (a lost connection, a timeout).
+   */
+  async tryRun(step: Step): Promise<StepResult | undefined> {
+    return this.remote.run(step, { allowFailure: true }).catch(() => undefined);
   }
   /**
    * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like

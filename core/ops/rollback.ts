@@ -11,7 +11,7 @@ import { failureDetail, reported, type Remote, type Step, type StepResult } from
 import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps/release.ts';
-import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
+import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
@@ -134,8 +134,9 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     try {
       r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: '' }, today));
     } catch (e) {
-      // The step broke (timed out, lost its connection): whatever it started on the idle slot goes.
-      await h.tryRun(stopSlot(env, idle));
+      // The step broke (timed out, lost its connection): whatever it started on the idle slot goes, and the release
+      // the slot held before comes back (putPreviousBack, from the start's records in the lock).
+      await h.tryRun(putPreviousBack(env, idle));
       locked.audit(remote.name, { result: 'failed', previous: state.current, message: (e as Error).message.split('\n')[0]! });
       throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
     }
@@ -183,9 +184,14 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
       failed('live, but recording the switch failed');
       throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
-    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
+    // Not cleanly (the step could not put the slot back itself): the release the slot held before the start comes back.
+    let back: string | undefined;
+    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) {
+      const put = await h.tryRun(putPreviousBack(env, slot));
+      back = put && reported(put, PREVIOUS_KEYS.previous_back)?.trim();
+    }
     failed((e as Error).message.split('\n')[0]!);
-    const message = (e as Error).message;
+    const message = `${(e as Error).message}${back ? `\n${remote.name}: ${back}` : ''}`;
     throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);

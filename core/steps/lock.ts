@@ -6,34 +6,48 @@
 import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { previousBackFunctions, previousBackSeconds, STARTED_RECORD } from './switch.ts';
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot');
+export { STARTED_RECORD };
 
-/** The lock directory's record of the slot a run's start filled (`<slot> <release id>`), left there by startSlot. */
-export const STARTED_RECORD = 'started';
-
-/** Seconds stopStartedSlot may take (supervisor's stop of a group: STOP_WAIT_SECONDS in switch.ts, and its margin). */
-const STARTED_STOP_SECONDS = 25;
+/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
 
 /**
- * Shell (needs $lock and SUPERVISOR_FUNCTIONS) run once a gone run's processes are stopped: when that run's start
- * filled a slot (the lock's STARTED_RECORD, written by the start step) with a release that did not go live
- * (`current` names another, and the slot is not the live one), its programs are stopped and its supervisor file
- * removed, as a failed start leaves it; reports `stopped_slot`. An interrupted deploy (Ctrl-C, a cancelled workflow,
- * a runner killed: ops lock release) would otherwise leave a release that never went live running on the idle
- * slot, where status calls it the previous one and a rollback would not go to it.
+ * Seconds stopStartedSlot may take: the slot's programs stopped, the release it held before started again and checked
+ * (previousBackSeconds), and a margin.
+ */
+function startedStopSeconds(env: Target): number {
+  return previousBackSeconds(env) + 10;
+}
+
+/**
+ * Shell (needs $lock, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS and probeLibrary) run once a gone run's processes are
+ * stopped: when that run's start filled a slot (the lock's STARTED_RECORD, written by the start step) with a release
+ * that did not go live (`current` names another, and the slot is not the live one), the slot gets back what it held
+ * before that start (previous_back, from the start's records in the lock: its programs stopped, the previous
+ * release's file back and its programs started again, warm or said not to be), reporting `stopped_slot` and
+ * `previous_back`. Without those records (a start of an older version) the slot's programs are stopped and its file
+ * removed when it names the release started (`stopped_slot` alone). An interrupted deploy (Ctrl-C, a cancelled
+ * workflow, a runner killed: ops lock release) would otherwise leave a release that never went live running on the
+ * idle slot, where status calls it the previous one and a rollback would not go to it, or the slot empty, the
+ * previous release a rollback would reuse gone. Takes at most startedStopSeconds.
  */
 function stopStartedSlot(env: Target): string {
   const L = env.layout;
-  return String.raw`started_slot=""; started_release=""
+  return String.raw`${previousBackFunctions(env)}
+started_slot=""; started_release=""
 read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${'$'}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
     if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf('blue'))}; started_group=${quote(L.supervisorGroup('blue'))}; else started_conf=${quote(L.supervisorConf('green'))}; started_group=${quote(L.supervisorGroup('green'))}; fi
-    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+    back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
+    if [ "$back_rc" = 0 ]; then
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      ops_report ${LOCK_KEYS.previous_back} "$back"
+    elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
       group_down "$started_group" 15 || true
       rm -f "$started_conf"
       reread >/dev/null || true
@@ -157,7 +171,8 @@ critical_done`;
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
  * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
  * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL). A slot the
- * run's start filled with a release that did not go live is stopped too (stopStartedSlot, `stopped_slot`).
+ * run's start filled with a release that did not go live is stopped too, and the release it held before that start
+ * put back there (stopStartedSlot: `stopped_slot`, `previous_back`); the step's timeout allows for its wait.
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
@@ -165,6 +180,8 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
 ${stopStartedSlot(env)}
@@ -176,7 +193,7 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
     name: 'unlock',
     as: 'root',
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
   };
@@ -218,7 +235,8 @@ export function lockStatus(env: Target): Step {
 /**
  * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
  * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
- * ends first, stopConnections) and a slot its start filled with a release that did not go live (stopStartedSlot), reports the release `current` names (`live_after`: what serves, which a run killed
+ * ends first, stopConnections) and a slot its start filled with a release that did not go live, putting back the release
+ * that slot held before (stopStartedSlot: `stopped_slot`, `previous_back`), reports the release `current` names (`live_after`: what serves, which a run killed
  * outright never wrote in the audit log), and removes the lock: a migration or build of a SIGKILLed runner must not
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
@@ -229,12 +247,14 @@ export function forceReleaseLock(env: Target, force = false): Step {
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS,
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
     quiet: true,
     script: String.raw`${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
@@ -257,10 +277,13 @@ rm -rf "$lock"`,
   };
 }
 
-/** A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release. */
-export function stoppedSlotLine(report: string): string {
+/**
+ * A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release; with `previous`
+ * (the `previous_back` report: previous_back's line), what that slot holds again and whether it is warm.
+ */
+export function stoppedSlotLine(report: string, previous?: string): string {
   const [slot = '', release = ''] = report.trim().split(' ');
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ''}`;
 }
 
 export interface LockInfo {

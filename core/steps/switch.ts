@@ -12,7 +12,6 @@ import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
-import { STARTED_RECORD } from './lock.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
@@ -136,8 +135,9 @@ export function probes(env: Target, slot: Slot): string[] {
 
 /**
  * startSlot's exit code when it failed and already left the slot as it should be (new programs stopped, supervisor's
- * previous file put back and the release it names started again: previousBack): the operation must not stop the slot
- * again. Any other failure (a timeout, a lost connection) leaves the slot to the operation.
+ * previous file put back and the release it names started again: previous_back, previousBackFunctions): the operation
+ * must not touch the slot again. Any other failure (a timeout, a lost connection) leaves the slot to the operation,
+ * which puts the previous release back from the records the start kept in the run's lock (putPreviousBack).
  */
 export const START_FAILED_CLEAN = 3;
 
@@ -151,9 +151,12 @@ export function programPorts(env: Target, slot: Slot): string[] {
  * whatever answers on each port must be the process supervisor started for this release. supervisor must
  * accept the new file (reloadConfig, addProcessGroup): when it refuses, the previous file is put back and
  * the step fails with supervisor's own message. When a check never passes (or a port is taken, or supervisor refuses
- * the group), the new programs stop again, the release the slot held before runs there again (previousBack: warm for
- * a rollback, or said not to be), and the step fails with their last log lines. Either way the live slot was never
- * touched.
+ * the group), the new programs stop again, the release the slot held before runs there again (previous_back,
+ * previousBackFunctions: warm for a rollback, or said not to be), and the step fails with their last log lines. Either
+ * way the live slot was never touched. A start that succeeds leaves, in the run's lock directory, the record of what
+ * the slot held (PREVIOUS_RECORD, PREVIOUS_FILE) until its release goes live (switchTo removes it): a failed switch
+ * (putPreviousBack) or an interrupted run (core/steps/lock.ts stopStartedSlot) puts that back. Exits 0 (started and
+ * healthy), START_FAILED_CLEAN (failed, the slot as described), anything else (broken: the slot is the operation's).
  */
 export function startSlot(env: Target, slot: Slot, release: string, releaseId: string, dotenvSums?: string): Step {
   if (release !== `${env.layout.releases}/${releaseId}`) throw new Error(`startSlot: release ${releaseId} lives in ${env.layout.releases}/${releaseId}, not ${release}`);
@@ -248,7 +251,7 @@ export function supervisordDown(): string {
   return '{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }';
 }
 
-/** The most a failed start waits for the slot's previous release, started again, to be healthy (previousBack), in seconds. */
+/** The most a slot's previous release, started again, is given to be healthy (previousBackFunctions), in seconds. */
 const PREVIOUS_WAIT_SECONDS = 30;
 
 /** previousBack's wait: PREVIOUS_WAIT_SECONDS, or the health timeout when shorter. */
@@ -257,41 +260,101 @@ function previousWait(env: Target): number {
 }
 
 /**
- * Shell defining `previous_back`, what a start that failed after taking the slot's group down runs (startRelease:
- * a port taken, supervisor refusing the group, not healthy, not its identity): this start's programs stop (group_down),
- * the slot's previous supervisor file comes back (`restore`, from "$prev") and, when its release ran before
- * (`prev_ran`), supervisor starts it again (group_add). It is then warm again when it is what a rollback reuses at once
- * (the reuse check of startRelease: the file today's settings render for it, and live_verdict, healthy with its own
- * processes on the slot's ports), given previousWait; else it is left as supervisor has it. Prints one line saying
- * which, so the user knows whether a rollback is instant or starts it cold. The lock's STARTED_RECORD goes once the
- * previous file is back: the slot holds what it held before the run, which an interrupted run must not stop
- * (core/steps/lock.ts stopStartedSlot); before that, what it stops is this start's own.
- * Needs the start's `group_down`, `restore`, `had_prev`, `prev_ran` and `conf`, IDENTITY_FUNCTIONS and probeLibrary.
+ * The most `previous_back` (previousBackFunctions) takes, in seconds: the slot's programs stopped (group_down: STOP_WAIT_SECONDS,
+ * then 5 s more at most), the previous group added, its checks (previousWait), and a margin for supervisor's answers.
  */
-function previousBack(env: Target, slot: Slot): string {
+export function previousBackSeconds(env: Target): number {
+  return STOP_WAIT_SECONDS + 5 + previousWait(env) + 15;
+}
+
+/** The lock directory's record of the slot a run's start filled (`<slot> <release id>`), left there by startSlot. */
+export const STARTED_RECORD = 'started';
+
+/**
+ * The record a start keeps of what its slot held before it (`<slot> <had> <ran> <mode> <owner>`: had, 1 when the slot
+ * had a supervisor file; ran, 1 when supervisor ran programs of its group; the file's mode and `user:group`), in the
+ * run's lock directory beside STARTED_RECORD (root's, 0600), with PREVIOUS_FILE. Written before the start touches the
+ * slot; removed once the release goes live (switchTo) or the previous one is back (previousBackFunctions): so a start, a switch
+ * or the run itself (an interruption, ops lock release) failing at any point still knows what to put back.
+ */
+export const PREVIOUS_RECORD = 'previous';
+/** The slot's supervisor file as it was before the start (root's, 0600), beside PREVIOUS_RECORD when `had` is 1. */
+export const PREVIOUS_FILE = 'previous.conf';
+
+/**
+ * Shell defining the one way a slot gets back the release it held before a run's start replaced it (the previous
+ * release, kept warm there for an instant rollback): `previous_file DIR` and `previous_back SLOT DIR`, from the records
+ * the start keeps in DIR (the run's lock directory: PREVIOUS_RECORD, PREVIOUS_FILE). What runs it: a start that failed
+ * (startRelease), a deploy's or a rollback's failed switch (putPreviousBack, rollbackStep) and an interrupted run's
+ * lock release (core/steps/lock.ts stopStartedSlot).
+ *
+ * `previous_file DIR`: puts the slot's previous supervisor file back as it was (its mode and owner; removed when the
+ * slot had none) and has supervisor read it (reloadConfig: no process is touched).
+ *
+ * `previous_back SLOT DIR`: SLOT's programs stop (group_down), previous_file, and when its programs ran before the
+ * start, supervisor starts its group again (group_add); only then are the records (and STARTED_RECORD) removed, so an
+ * interruption on the way leaves them for the next caller, which does it all again. The previous release is then warm
+ * again when it is what a rollback reuses at once (startRelease's reuse check: the file today's settings render for
+ * it, and live_verdict, healthy with its own processes on the slot's ports), given previousWait; else it is left as
+ * supervisor has it. Prints one line (stdout) saying which, so the user knows whether a rollback is instant or starts
+ * it cold. Returns 0 once done (whatever the line says), 1 when DIR holds no record for SLOT (nothing done: what is
+ * there was not this run's start's to replace), 2 when SLOT is the live one (the host's slot record: never touched).
+ *
+ * Needs SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS and probeLibrary.
+ */
+export function previousBackFunctions(env: Target): string {
   const L = env.layout;
-  const group = quote(L.supervisorGroup(slot));
   const wait = previousWait(env);
   const cold = 'a rollback to it would start it cold';
-  return String.raw`previous_back() {
-  local prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
-  group_down ${group} ${STOP_WAIT_SECONDS}
-  restore
-  rm -f ${quote(`${L.lock}/${STARTED_RECORD}`)}
-  if [ "$had_prev" != 1 ]; then echo "slot ${slot} held no release before this start: none is kept warm there"; return 0; fi
+  const slots: Slot[] = ['blue', 'green'];
+  const perSlot = (slot: Slot) =>
+    `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(' ')}) ;;`;
+  // What a rollback to the release would write on the slot: its file as today's settings render it (conf_b64).
+  const rendered = (slot: Slot) => `${slot})\n${slotConfigShell(env, slot, onHost('prev_id'))} ;;`;
+  return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
+previous_slot() {
+  case "$1" in
+    ${slots.map(perSlot).join('\n    ')}
+    *) return 1 ;;
+  esac
+}
+previous_file() {
+  local dir=$1 rec_slot="" had="" ran="" mode="" owner="" conf="" group="" tmp checks=()
+  read -r rec_slot had ran mode owner < "$dir/${PREVIOUS_RECORD}" || return 1
+  previous_slot "$rec_slot" || return 1
+  if [ "$had" = 1 ]; then
+    tmp=$(mktemp "${'$'}{conf%/*}/.ops-prev.XXXXXX")
+    if ! { cp "$dir/${PREVIOUS_FILE}" "$tmp" && chmod "$mode" "$tmp" && chown "$owner" "$tmp" && mv -f "$tmp" "$conf"; }; then rm -f "$tmp"; return 1; fi
+  else
+    rm -f "$conf"
+  fi
+  reread >/dev/null || true
+}
+previous_back() {
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
+  if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+  if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  group_down "$group" ${STOP_WAIT_SECONDS}
+  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
+  rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
+  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
   IFS= read -r head < "$conf" || true
   if [[ $head =~ $prev_re ]]; then prev_id=${'$'}{BASH_REMATCH[1]}; fi
-  if [ "$prev_ran" != 1 ]; then echo "slot ${slot}'s previous file (${'$'}{prev_id:-$conf}) is back in place; its programs did not run before this start and were not started"; return 0; fi
-  if ! back=$(group_add ${group}); then echo "the previous release ${'$'}{prev_id:-of slot ${slot}} could not be started again there (supervisor: $back): no release is kept warm on slot ${slot}; ${cold}"; return 0; fi
-  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot ${slot}'s previous programs run again (its file names no release of ours: not checked)"; return 0; fi
-  # What a rollback to it would write there: its file as today's settings render it (conf_b64, local here).
-  ${slotConfigShell(env, slot, onHost('prev_id'))}
+  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${'$'}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then echo "the previous release ${'$'}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  case "$slot" in
+    ${slots.map(rendered).join('\n    ')}
+  esac
   if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
-    echo "the previous release $prev_id runs again on slot ${slot} as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
-  elif back=$(FATAL_GROUP=${group} live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" ${group} ${wait} ${env.config.switch.health_interval} ${probes(env, slot).map(quote).join(' ')}) && [ "$back" = ok ]; then
-    echo "the previous release $prev_id is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic"
+    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+  elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${'$'}{checks[@]}") && [ "$back" = ok ]; then
+    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot ${slot} but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }
@@ -313,7 +376,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
   return {
     name: `start ${slot}`,
     as: 'root',
-    timeout: sw.health_timeout + previousWait(env) + 120,
+    timeout: sw.health_timeout + previousBackSeconds(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -329,14 +392,30 @@ if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_ve
   echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit ${reusedExit}
 fi
-# The run's lock records what this start fills: a run interrupted from here on (its lock released on a signal, or by
-# ops lock release) stops the slot, unless the release went live (core/steps/lock.ts stopStartedSlot).
-if [ -d ${quote(L.lock)} ]; then printf '%s %s\n' ${slot} "$release_id" > ${quote(`${L.lock}/${STARTED_RECORD}`)} 2>/dev/null || true; fi
-# The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
-prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
-had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
-restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${previousBack(env, slot)}
+# What this start fills (STARTED_RECORD) and what the slot held before it (PREVIOUS_RECORD, PREVIOUS_FILE) are kept in
+# the run's lock directory until the release goes live (switchTo) or the previous one is back (previous_back): a
+# failed start, a failed switch and an interrupted run (its lock released on a signal, or by ops lock release:
+# core/steps/lock.ts stopStartedSlot) put back what the slot held, whenever they happen. A start outside a run (no
+# lock) keeps them in a directory of its own, gone with it.
+keep=${quote(L.lock)}
+if [ -d "$keep" ]; then printf '%s %s\n' ${slot} "$release_id" > "$keep/${STARTED_RECORD}" 2>/dev/null || true
+else keep=$(mktemp -d); trap 'rm -rf "$keep"' EXIT; fi
+# Whether the slot's programs run now says whether previous_back starts them again.
+sup_pids; prev_ran=0
+for k in "${'$'}{!SUP_PID[@]}"; do if [[ $k == ${quote(`${group}:`)}* && ${'$'}{SUP_PID[$k]} != 0 ]]; then prev_ran=1; fi; done
+had_prev=0; prev_mode="- -"; if [ -f "$conf" ]; then had_prev=1; prev_mode=$(stat -c '%a %U:%G' "$conf"); fi
+if ! (
+  umask 077
+  if [ "$had_prev" = 1 ]; then cp "$conf" "$keep/${PREVIOUS_FILE}.new" && mv -f "$keep/${PREVIOUS_FILE}.new" "$keep/${PREVIOUS_FILE}"; else rm -f "$keep/${PREVIOUS_FILE}"; fi &&
+    printf '%s %s %s %s\n' ${slot} "$had_prev" "$prev_ran" "$prev_mode" > "$keep/${PREVIOUS_RECORD}.new" && mv -f "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_RECORD}"
+) 2>/dev/null; then
+  rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_FILE}.new"
+  echo "cannot keep a copy of slot ${slot}'s supervisor file in $keep (no space left?): nothing was started; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+${previousBackFunctions(env)}
+# The new file goes in; the previous one comes back if supervisor refuses it.
+restore() { previous_file "$keep" || true; }
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
@@ -352,18 +431,17 @@ if ! msg=$(reread); then
     echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
     echo "the previous file is back in place; the live slot was not touched, but its programs do not run without supervisord (see ops status)" >&2
   fi
+  # The slot holds what it held (its programs untouched): nothing to put back.
+  rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}" "$keep/${PREVIOUS_FILE}"
   exit ${START_FAILED_CLEAN}
 fi
-# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours; whether it ran
-# says whether previous_back starts it again.
-sup_pids; prev_ran=0
-for k in "${'$'}{!SUP_PID[@]}"; do if [[ $k == ${quote(`${group}:`)}* && ${'$'}{SUP_PID[$k]} != 0 ]]; then prev_ran=1; fi; done
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back >&2; exit ${START_FAILED_CLEAN}; fi
+  if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back ${slot} "$keep" >&2 || true; exit ${START_FAILED_CLEAN}; fi
 done
 unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
@@ -371,7 +449,7 @@ declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
-  previous_back >&2
+  previous_back ${slot} "$keep" >&2 || true
   exit ${START_FAILED_CLEAN}
 fi
 verdict=""
@@ -387,7 +465,7 @@ if [ -n "$verdict" ]; then
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  previous_back
+  previous_back ${slot} "$keep" || true
   exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
@@ -417,6 +495,36 @@ if [ -f "$conf" ]; then
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped"
+fi`,
+  };
+}
+
+/** What putPreviousBack reports: `previous_back` (previous_back's line: which release the slot holds again, and whether it is warm). */
+export const PREVIOUS_KEYS = reportKeys('previous_back');
+
+/**
+ * After a start that succeeded (or broke: a timeout, a lost connection) and a switch that did not make its release
+ * live: `slot` gets back the release it held before the start (previous_back, from the records the start kept in the
+ * run's lock: warm again for an instant rollback, or said not to be; `previous_back` reports its line). Without such a
+ * record (the start reused the slot as it ran, or kept none) the slot is stopped and its file removed, as stopSlot
+ * does. The live slot (the host's slot record) is never touched. Must run under the run's lock.
+ */
+export function putPreviousBack(env: Target, slot: Slot): Step {
+  const L = env.layout;
+  return {
+    name: `previous back ${slot}`,
+    as: 'root',
+    timeout: previousBackSeconds(env) + 30,
+    script: String.raw`${probeLibrary(env)}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${previousBackFunctions(env)}
+back_rc=0; back=$(previous_back ${slot} ${quote(L.lock)}) || back_rc=$?
+if [ "$back_rc" = 1 ]; then
+${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}\n`, '')}
+else
+  echo "$back"
+  ops_report ${PREVIOUS_KEYS.previous_back} "$back"
 fi`,
   };
 }
@@ -563,6 +671,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
+# The slot's previous release is no longer this run's to put back (startRelease's records, in the run's lock).
+rm -f ${quote(`${L.lock}/${PREVIOUS_RECORD}`)} ${quote(`${L.lock}/${PREVIOUS_FILE}`)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}${
   record
@@ -623,7 +733,9 @@ export interface RollbackEnds {
  * refused too (`ports_taken`, with `refused`); alone (several hosts), the operation has refused on that read itself.
  * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
  * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
- * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running), else the operation stops it.
+ * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running; a failed switch after a start:
+ * the release the slot held before is back, previous_back, its line in the step's stderr), else the operation puts it
+ * back (putPreviousBack).
  */
 export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds, settings?: string): Step {
   const L = env.layout;
@@ -639,11 +751,12 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
   // the parts hold multi-line quoted text (a supervisor file).
-  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env)];
+  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env), previousBackFunctions(env)];
   const body = (script: string) => libraries.reduce((text, lib) => text.split(`${lib}\n`).join(''), script);
   const variants = (name: string, on: string, parts: (readonly [string, Step])[]) =>
     `${PART}\ncase "${on}" in\n${parts.map(([key, step]) => `${key})\n${name}() {\n${body(step.script)}\n} ;;`).join('\n')}\nesac`;
-  const timeout = (starts[0]![1].timeout ?? 600) + (switches[0]![1].timeout ?? 600) + (env.config.switch.keep_previous ? 0 : (stops[0]![1].timeout ?? 600));
+  // A failed switch puts the slot's previous release back (previous_back) in the same step.
+  const timeout = (starts[0]![1].timeout ?? 600) + (switches[0]![1].timeout ?? 600) + Math.max(previousBackSeconds(env), env.config.switch.keep_previous ? 0 : (stops[0]![1].timeout ?? 600));
   return {
     name: 'rollback',
     as: 'root',
@@ -711,11 +824,16 @@ ${settings === undefined ? ':' : recordSettings(env, settings)}
     ops_part rollback_start
     reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi
     if [ "$part_rc" = 0 ]; then
-      # Once the start succeeded, a failed switch leaves the new slot to the operation to stop; but a warm slot
-      # reused as it ran stays as it was (it is the rollback target of the next try).
+      # Once the start succeeded, a failed switch puts back what the slot held before the start (previous_back, from
+      # the start's records in the lock), or leaves the slot to the operation when that cannot be done here; a warm
+      # slot reused as it ran stays as it was (it is the rollback target of the next try).
       ops_part rollback_switch
       if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
-      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}; fi
+      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}
+      elif [ "$part_rc" != 0 ]; then
+        back_rc=0; back=$(previous_back "$new_slot" ${quote(L.lock)}) || back_rc=$?
+        if [ "$back_rc" = 0 ]; then echo "$back" >&2; part_rc=${START_FAILED_CLEAN}; fi
+      fi
     fi
   fi
   if [ "$part_rc" != 0 ]; then

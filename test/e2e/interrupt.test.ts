@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { rollback } from '../../core/ops/rollback.ts';
 import { auditLog, breakLock, getLockStatus } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
@@ -242,7 +243,7 @@ server {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
-  it('the runner killed outright during a start: ops lock release stops the slot its run had filled', async () => {
+  it('the runner killed outright during a start: ops lock release stops the slot its run had filled and puts back the release it held, warm', async () => {
     const before = await liveAndServed();
     neverListens('7');
     try {
@@ -257,8 +258,61 @@ server {
     expect(released[0]!.lock.state).toBe('stale');
     expect(released[0]!.stoppedSlot).toMatch(/^(blue|green) \d{8}T\d{6}Z-[0-9a-f]+$/);
     expect(await supervised()).not.toContain(released[0]!.stoppedSlot!.split(' ')[1]);
+    // The release that slot held before the dead run's start (kept warm by the deploys before) runs there again.
+    const slot = released[0]!.stoppedSlot!.split(' ')[0]!;
+    expect(released[0]!.previousBack).toMatch(new RegExp(`^the previous release \\d{8}T\\d{6}Z-[0-9a-f]+ is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic$`));
+    expect(await supervised()).toContain(/release (\S+) is back/.exec(released[0]!.previousBack!)![1]!);
     expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toContain('where the interrupted run had started');
     expect(await liveAndServed()).toEqual(before);
     commit(repo, { 'server.py': SERVER, VERSION: '8\n' }, 'eight: listens again');
   }, 300_000);
+
+  /** The pid supervisor runs a slot's program `web` as, once RUNNING (its startsecs, 3 s, after a start), within 10 s: else ''. */
+  const runningPid = async (slot: string) => {
+    for (let i = 0; i < 40; i++) {
+      const pid = /RUNNING\s+pid (\d+)/.exec(await onHost(`supervisorctl status 'sample-${slot}:sample-${slot}-web' || true`))?.[1];
+      if (pid) return pid;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return '';
+  };
+  /** The release a slot's supervisor file names ('' when none), and the pid it runs as (runningPid). */
+  const slotHolds = async (slot: string) => ({
+    release: await onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' /etc/supervisor/conf.d/sample-${slot}.conf 2>/dev/null || true`),
+    pid: await runningPid(slot),
+  });
+
+  it('Ctrl-C during the health wait of a new release: the previous release is back on the idle slot, warm, and a rollback reuses it (the same process)', async () => {
+    // A release of its own live, so that the idle slot holds the one before it warm (the tests before may have emptied it).
+    commit(repo, { 'server.py': SERVER, VERSION: '9\n' }, 'nine: listens');
+    await deploy(project.ctx(), project.env(), {});
+    const before = await liveAndServed();
+    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    const warm = await slotHolds(idle);
+    expect(warm.release).toMatch(/^\d{8}T\d{6}Z-/);
+    expect(warm.pid, 'the previous release runs warm').toMatch(/^\d+$/);
+    neverListens('10');
+    let back = { release: '', pid: '' };
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await slotHolds(idle)).release, 'the start replaced the previous release on the idle slot').not.toBe(warm.release);
+      const code = await ops.stop('SIGINT');
+      const out = ops.out();
+      expect(code, out).toBe(130);
+      expect(out).toContain(`the previous release ${warm.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+      back = await slotHolds(idle);
+      expect(back.release, 'the previous release is back on the idle slot').toBe(warm.release);
+      expect(back.pid, 'and runs').toMatch(/^\d+$/);
+      expect(await liveAndServed()).toEqual(before);
+    } finally {
+      project.write(config);
+      commit(repo, { 'server.py': SERVER, VERSION: '11\n' }, 'eleven: listens again');
+    }
+    const r = await rollback(project.ctx(), project.env());
+    expect(r.hosts[0]!.release).toBe(warm.release);
+    expect(await liveAndServed()).toEqual({ current: warm.release, served: warm.release });
+    // Reused as it ran: the process the interrupted deploy put back is the one that serves now.
+    expect((await slotHolds(idle)).pid, 'rollback reused the warm slot').toBe(back.pid);
+  }, 400_000);
 });

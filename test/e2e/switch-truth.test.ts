@@ -15,6 +15,7 @@ import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestPro
 
 let host: Host;
 let project: TestProject;
+let repo = '';
 
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
 const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
@@ -41,6 +42,17 @@ async function serving(): Promise<string> {
 const current = () => onHost(`readlink /srv/${APP}/current`);
 const liveSlot = () => onHost(`cat /srv/${APP}/.ops/slot`);
 const master = () => onHost('systemctl show -p MainPID --value nginx');
+/** The release a slot's supervisor file names ('' when the slot has none). */
+const slotRelease = (slot: string) => onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' /etc/supervisor/conf.d/${APP}-${slot}.conf 2>/dev/null || true`);
+/** The pid supervisor runs a slot's program `web` as, once RUNNING (its startsecs, 3 s, after a start), within 10 s: else ''. */
+async function slotPid(slot: string): Promise<string> {
+  for (let i = 0; i < 40; i++) {
+    const pid = /RUNNING\s+pid (\d+)/.exec(await onHost(`supervisorctl status '${APP}-${slot}:${APP}-${slot}-web' || true`))?.[1];
+    if (pid) return pid;
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
+  return '';
+}
 
 /** What the host serves and records, which a failed switch must leave as it was. */
 async function snapshot(): Promise<{ page: string; current: string; slot: string }> {
@@ -49,7 +61,7 @@ async function snapshot(): Promise<{ page: string; current: string; slot: string
 
 beforeAll(async () => {
   host = await readyHost('swt');
-  const repo = join(mkdtempSync(join(tmpdir(), 'ops-switch-')), 'app');
+  repo = join(mkdtempSync(join(tmpdir(), 'ops-switch-')), 'app');
   const app = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()');
   initRepo(repo, { 'server.py': app, 'VERSION': '1\n' });
   gitIn(repo, ['tag', 'v1']);
@@ -141,8 +153,9 @@ describe.sequential('a switch reports success only when nginx serves the new slo
         expect(text).toMatch(/nginx reload failed/);
         expect(text).not.toMatch(/live: .* on slot/);
         expect(await snapshot()).toEqual(before);
-        // The rollback reused the warm previous slot: it keeps running (the deploy replaced it with its own start).
-        if (argv[0] === 'rollback') expect(await onHost(`supervisorctl status '${APP}-${idle}:*'`)).toMatch(/RUNNING/);
+        // The rollback reused the warm previous slot: it keeps running; the deploy replaced it with its own start, and
+        // its failed switch put it back.
+        expect(await slotPid(idle), `${argv[0]}: the idle slot runs`).toMatch(/^\d+$/);
       }
     } finally {
       await onHost(`kill -CONT ${pid}`);
@@ -168,4 +181,50 @@ describe.sequential('a switch reports success only when nginx serves the new slo
       await onHost('rm -f /etc/nginx/sites-enabled/zz-pin && nginx -s reload');
     }
   });
+
+  it('a deploy (or a rollback to an older release) whose switch fails puts the previous release back on the idle slot, warm: a rollback then only moves traffic (the same process)', async () => {
+    // A new live release, so that the idle slot holds the previous one warm (whatever the tests before left there).
+    commit(repo, { 'VERSION': '5\n' }, 'version 5');
+    const d = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(d.code, readable(d)).toBe(0);
+    const before = await snapshot();
+    const idle = before.slot === 'blue' ? 'green' : 'blue';
+    const warm = await slotRelease(idle);
+    expect(warm).toMatch(/^\d{8}T\d{6}Z-/);
+    expect(await slotPid(idle), 'the previous release runs warm').toMatch(/^\d+$/);
+    commit(repo, { 'VERSION': '6\n' }, 'version 6');
+    await onHost(`printf 'map "" $ops_slot_${APP} {\\n    default "pinned";\\n}\\n' > /etc/nginx/sites-enabled/zz-pin && nginx -t && nginx -s reload`);
+    let pid = '';
+    try {
+      const r = await ops('deploy', 'e2e', '--ref', 'main');
+      const text = readable(r);
+      expect(r.code, text).not.toBe(0);
+      expect(text).toMatch(/did not take/);
+      expect(text).toContain(`the previous release ${warm} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+      expect(await snapshot()).toEqual(before);
+      // The slot holds the release it held before the deploy, running (started again: the start had replaced it).
+      expect(await slotRelease(idle)).toBe(warm);
+      expect(await slotPid(idle), 'the previous release runs again on the idle slot').toMatch(/^\d+$/);
+      // A rollback to an older release (started cold on that slot) whose switch fails puts it back the same way.
+      const older = (await onHost(`grep -lx 1 /srv/${APP}/releases/*/VERSION | head -n 1`)).split('/').at(-2)!;
+      expect(older).toMatch(/^\d{8}T\d{6}Z-/);
+      const rb = await ops('rollback', 'e2e', '--to', older);
+      const said = readable(rb);
+      expect(rb.code, said).not.toBe(0);
+      expect(said).toMatch(/did not take/);
+      expect(said).toContain(`the previous release ${warm} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+      expect(await snapshot()).toEqual(before);
+      expect(await slotRelease(idle)).toBe(warm);
+      pid = await slotPid(idle);
+      expect(pid, 'the previous release runs again on the idle slot').toMatch(/^\d+$/);
+    } finally {
+      await onHost('rm -f /etc/nginx/sites-enabled/zz-pin && nginx -s reload');
+    }
+    const r = await ops('rollback', 'e2e');
+    expect(r.code, readable(r)).toBe(0);
+    expect(await serving()).toBe(`version ${await onHost(`cat /srv/${APP}/releases/${warm}/VERSION`)}`);
+    expect(await current()).toBe(`/srv/${APP}/releases/${warm}`);
+    // Reused as it ran: the process the failed deploy put back is the one that serves now.
+    expect(await slotPid(idle), 'rollback reused the warm slot').toBe(pid);
+  }, 600_000);
 });

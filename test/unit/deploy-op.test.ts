@@ -25,7 +25,7 @@ import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
-import { SWITCH_KEYS } from '../../core/steps/switch.ts';
+import { PREVIOUS_KEYS, SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
@@ -275,10 +275,10 @@ describe('deploy operation', () => {
     expect(release.stdin).not.toContain(taken[0]);
   });
 
-  it('a failed health check stops the new slot again', async () => {
+  it('a failed health check (the start broken, not failed cleanly) puts the slot\'s previous release back', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
-    expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'stop green', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'previous back green', 'mark failed', 'unlock']);
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {
@@ -299,15 +299,22 @@ describe('deploy operation', () => {
     const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
     expect(err.message).toMatch(/No space left on device[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; recording it/);
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
+    expect(h.remote.stepNames()).not.toContain('previous back green');
     expect(h.remote.stepNames()).not.toContain('stop green');
     expect(h.remote.stepNames()).not.toContain('mark failed');
     expect(h.remote.runs.at(-1)!.stdin).toContain('live, but recording the switch failed');
   });
 
-  it('the switch fails before `current` flipped: nothing switched, the new slot stopped, the release marked failed', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'switch' ? { code: 1, stderr: 'nginx rejected the new configuration' } : undefined));
-    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/nginx rejected[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
-    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['stop green', 'mark failed']));
+  it('the switch fails before `current` flipped: nothing switched, the slot\'s previous release put back (the error says whether it is warm), the release marked failed', async () => {
+    const back = 'the previous release 20261031T000000Z-cccccccccccc is back on slot green, healthy: kept warm, a rollback to it only moves traffic';
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {
+      if (step.name === 'switch') return { code: 1, stderr: 'nginx rejected the new configuration' };
+      if (step.name === 'previous back green') return { stdout: opsLines(PREVIOUS_KEYS, `previous_back ${back}`) };
+      return undefined;
+    });
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(new RegExp(`nginx rejected[\\s\\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched\nweb1: ${back}\n`));
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['previous back green', 'mark failed']));
+    expect(h.remote.stepNames()).not.toContain('stop green');
   });
 
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {

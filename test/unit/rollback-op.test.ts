@@ -21,7 +21,7 @@ import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
-import { ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
+import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
@@ -127,10 +127,15 @@ describe('rollback operation', () => {
     expect(unlock).not.toContain('"result":"success"');
   });
 
-  it('one host, a failed switch (the new slot may run): the new slot is stopped again', async () => {
-    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 1'), stderr: 'nginx rejected the new configuration' } : undefined));
-    await expect(rollback(h.ctx, loadEnvironment('one', root))).rejects.toThrow(/nginx rejected[\s\S]*web1 still serves/);
-    expect(h.names()).toEqual(['lock', 'disk space', 'stop green', 'unlock']);
+  it('one host, a switch that failed without the step putting the slot back (the new slot may run): the slot\'s previous release is put back, said in the error', async () => {
+    const back = "slot green held no release before this run's start: none is kept warm there";
+    const h = harness((step) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 1'), stderr: 'nginx rejected the new configuration' };
+      if (step.name === 'previous back green') return { stdout: opsLines(PREVIOUS_KEYS, `previous_back ${back}`) };
+      return undefined;
+    });
+    await expect(rollback(h.ctx, loadEnvironment('one', root))).rejects.toThrow(new RegExp(`nginx rejected[\\s\\S]*\nweb1: ${back}\nweb1 still serves`));
+    expect(h.names()).toEqual(['lock', 'disk space', 'previous back green', 'unlock']);
   });
 
   it('one host, supervisord not running: refused in the lock step before anything is touched, naming the host and the fix; the lock let go there', async () => {

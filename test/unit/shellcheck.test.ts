@@ -27,7 +27,7 @@ import { appCommand, nodeDependencies, pythonDependencies } from '../../core/ste
 import { createRelease, deployState, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
-import { rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { putPreviousBack, rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { dropPacked, packArtifacts, readChunk, unpackArtifacts } from '../../core/steps/artifact.ts';
 import { appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { issueCertificate, prepareTls } from '../../core/steps/tls.ts';
@@ -103,6 +103,7 @@ function render(env: Target): Record<string, Step> {
     keptReleases: keptReleases(env),
     startSlot: startSlot(env, 'green', release, RELEASE_ID),
     stopSlot: stopSlot(env, 'blue', 5),
+    putPreviousBack: putPreviousBack(env, 'green'),
     switchTo: switchTo(env, 'green', RELEASE_ID, true, 'deploy', { fingerprint: '0'.repeat(32), dotenvSums: `${'1'.repeat(64)} ${'2'.repeat(64)}`, settings: 'app=01234567,programs=89abcdef' }),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }, 'app=01234567,programs=89abcdef'),

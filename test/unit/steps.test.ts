@@ -14,7 +14,7 @@ import { applyNginx } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
-import { expand, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { expand, putPreviousBack, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost } from '../../core/shell.ts';
 import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
@@ -63,6 +63,7 @@ describe('step scripts, by exact text', () => {
     start: startSlot(e, 'green', release, '20261125T120000Z-0123456789ab'),
     switch: switchTo(e, 'green', '20261125T120000Z-0123456789ab', true),
     stop: stopSlot(e, 'blue', 5),
+    'previous back': putPreviousBack(e, 'green'),
     // The release chosen on the host; the audit line and the unlock as core/ops/locked.ts writes them.
     rollback: rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ' by me at t']).script, {
       done: releaseLock(e, '0123456789abcdef', ['{"a":1}']).script,
@@ -197,42 +198,72 @@ describe('a start that fails after taking the slot down puts the previous releas
     const after = script.slice(script.indexOf('\ngroup_down shop-green 15\n'));
     const exits = after.split('exit 3').slice(0, -1);
     expect(exits).toHaveLength(3); // a port taken, supervisor refusing the group, not healthy or not its identity
-    for (const part of exits) expect(part).toMatch(/previous_back( >&2)?\n?\s*;?\s*$/);
+    for (const part of exits) expect(part).toMatch(/previous_back green "\$keep"( >&2)? \|\| true\n?\s*;?\s*$/);
     // The new programs no longer leave the slot empty on their way out.
     expect(after).not.toContain('rm -f "$conf"');
   });
 
-  /** previous_back as the script defines it, with supervisor and the health checks stubbed: its line, and what it did. */
-  function back(files: { prev?: string }, ran: boolean, verdict = 'ok'): { said: string; did: string[]; conf: string | undefined } {
+  it('keeps what the slot held in the run\'s lock before the slot is touched, not in a file gone with the step', () => {
+    const kept = script.indexOf('> "$keep/previous.new"');
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(script.indexOf('put_file /etc/supervisor/conf.d/shop-green.conf'));
+    expect(script).toContain("keep=/srv/shop/.ops/lock\n");
+    expect(script).not.toMatch(/trap 'rm -f "\$prev"' EXIT/);
+  });
+
+  const user = `${execFileSync('id', ['-un'], { encoding: 'utf8' }).trim()}:${execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim()}`;
+  /** A function of the script: on one line, or up to the first line that is a lone "}". */
+  const fn = (name: string) => script.match(new RegExp(`^${name}\\(\\) \\{.*\\}$`, 'm'))?.[0] ?? script.match(new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}$`, 'm'))![0];
+
+  /**
+   * previous_back as the script defines it, the slot's files in a directory of the test's, supervisor and the health
+   * checks stubbed, the records a start keeps (`prev`: the slot's file before it; `ran`: its programs ran; none at all
+   * when `records` is false): its line, its exit code, what it did, the slot's file after, the records left.
+   */
+  function back(files: { prev?: string }, ran: boolean, verdict = 'ok', o: { records?: boolean; liveSlot?: string; addKilled?: boolean; mode?: string } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'ops-prev-back-'));
     try {
-      // A function of the script: on one line, or up to the first line that is a lone "}".
-      const fn = (name: string) => script.match(new RegExp(`^${name}\\(\\) \\{.*\\}$`, 'm'))?.[0] ?? script.match(new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}$`, 'm'))![0];
-      if (files.prev !== undefined) writeFileSync(join(dir, 'prev'), files.prev);
+      const lock = join(dir, 'lock');
+      mkdirSync(lock);
+      if (o.records !== false) {
+        writeFileSync(join(lock, 'started'), `green ${id}\n`);
+        writeFileSync(join(lock, 'previous'), `green ${files.prev === undefined ? '0' : '1'} ${ran ? 1 : 0} ${files.prev === undefined ? '- -' : `${o.mode ?? '644'} ${user}`}\n`);
+        if (files.prev !== undefined) writeFileSync(join(lock, 'previous.conf'), files.prev, { mode: 0o600 });
+      }
       writeFileSync(join(dir, 'conf'), 'the new release\n');
+      if (o.liveSlot) writeFileSync(join(dir, 'slot'), `${o.liveSlot}\n`);
       const stubs = String.raw`did() { echo "$*" >> ${dir}/did; }
-group_down() { did "down $1"; }; group_add() { did "add $1"; }; reread() { did reread; }
+group_down() { did "down $1"; }; group_add() { did "add $1"; ${o.addKilled ? 'kill -KILL $$; ' : ''}}; reread() { did reread; }
 live_verdict() { did "verdict $1 $2 $3 $4"; printf %s ${verdict === 'ok' ? 'ok' : `'${verdict}'`}; }
-conf=${dir}/conf; prev=${dir}/prev; had_prev=${files.prev === undefined ? 0 : 1}; prev_ran=${ran ? 1 : 0}`;
-      const said = execFileSync('bash', ['-c', `set -euo pipefail\n${stubs}\n${fn('restore')}\n${fn('previous_back')}\nprevious_back`], { encoding: 'utf8' }).trim();
+previous_slot() { case "$1" in green) conf=${dir}/conf; group=shop-green; checks=(web:3580:/health) ;; *) return 1 ;; esac; }`;
+      const functions = `${fn('previous_file')}\n${fn('previous_back')}`.replaceAll('/srv/shop/.ops/slot', join(dir, 'slot'));
+      const run = spawnSync('bash', ['-c', `set -euo pipefail\ntouch ${dir}/did\n${stubs}\n${functions}\nrc=0; previous_back green ${lock} || rc=$?; echo "rc=$rc"`], { encoding: 'utf8' });
+      const out = run.stdout.trim().split('\n');
+      const rc = /^rc=(\d+)$/.exec(out.at(-1) ?? '')?.[1];
       let conf: string | undefined;
+      let mode: string | undefined;
       try {
         conf = readFileSync(join(dir, 'conf'), 'utf8');
+        mode = execFileSync('stat', ['-c', '%a', join(dir, 'conf')], { encoding: 'utf8' }).trim();
       } catch {
         conf = undefined;
       }
-      return { said, did: readFileSync(join(dir, 'did'), 'utf8').trim().split('\n'), conf };
+      const did = readFileSync(join(dir, 'did'), 'utf8').trim();
+      return { said: (rc === undefined ? out : out.slice(0, -1)).join('\n'), rc: rc === undefined ? `ended by ${run.signal ?? run.status}` : Number(rc), did: did ? did.split('\n') : [], conf, mode, left: readdirSync(lock).sort() };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
   const today = slotConfig(e, 'green', `/srv/shop/releases/${before}`, before);
 
-  it('the previous release, its file as today\'s settings render it and healthy again: back and said warm (a rollback only moves traffic)', () => {
-    const r = back({ prev: today }, true);
+  it('the previous release, its file as today\'s settings render it and healthy again: back and said warm (a rollback only moves traffic); the records gone', () => {
+    const r = back({ prev: today }, true, 'ok', { mode: '640' });
+    expect(r.rc).toBe(0);
     expect(r.did).toEqual(['down shop-green', 'reread', 'add shop-green', `verdict ${before} /srv/shop/releases/${before} shop-green 30`]);
     expect(r.conf).toBe(today);
+    expect(r.mode, 'the file\'s own mode, not the copy\'s 0600').toBe('640');
     expect(r.said).toBe(`the previous release ${before} is back on slot green, healthy: kept warm, a rollback to it only moves traffic`);
+    expect(r.left).toEqual([]);
   });
 
   it('not healthy within the bound: left as supervisor has it, and said to be cold for a rollback', () => {
@@ -253,10 +284,31 @@ conf=${dir}/conf; prev=${dir}/prev; had_prev=${files.prev === undefined ? 0 : 1}
     const stopped = back({ prev: today }, false);
     expect(stopped.did).toEqual(['down shop-green', 'reread']);
     expect(stopped.conf).toBe(today);
-    expect(stopped.said).toMatch(/did not run before this start and were not started/);
+    expect(stopped.said).toMatch(/did not run before this run's start and were not started/);
     const none = back({}, false);
     expect(none.conf).toBeUndefined();
-    expect(none.said).toBe('slot green held no release before this start: none is kept warm there');
+    expect(none.said).toBe("slot green held no release before this run's start: none is kept warm there");
+    expect(none.left).toEqual([]);
+  });
+
+  it('cut off between the file\'s return and its group\'s start: the records stay, so the next caller (an interrupted run\'s lock release) does it all again', () => {
+    const r = back({ prev: today }, true, 'ok', { addKilled: true });
+    expect(r.rc).toBe('ended by SIGKILL');
+    expect(r.did).toEqual(['down shop-green', 'reread', 'add shop-green']);
+    expect(r.conf).toBe(today);
+    expect(r.left).toEqual(['previous', 'previous.conf', 'started']);
+  });
+
+  it('no record of this slot (a start that reused it, or kept none): nothing done, exit 1 (the caller stops the slot); the live slot: never touched, exit 2', () => {
+    const none = back({ prev: today }, true, 'ok', { records: false });
+    expect(none.rc).toBe(1);
+    expect(none.did).toEqual([]);
+    expect(none.conf).toBe('the new release\n');
+    const live = back({ prev: today }, true, 'ok', { liveSlot: 'green' });
+    expect(live.rc).toBe(2);
+    expect(live.did).toEqual([]);
+    expect(live.conf).toBe('the new release\n');
+    expect(live.said).toBe('slot green is the live one: left as it is');
   });
 });
 

@@ -71511,144 +71511,6 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
-// core/steps/lock.ts
-init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
-var STARTED_RECORD = "started";
-var STARTED_STOP_SECONDS = 25;
-function stopStartedSlot(env) {
-  const L = env.layout;
-  return String.raw`started_slot=""; started_release=""
-read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
-if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
-  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
-    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
-    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
-      group_down "$started_group" 15 || true
-      rm -f "$started_conf"
-      reread >/dev/null || true
-      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
-    fi
-  fi
-fi`;
-}
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
-var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
-  const L = env.layout;
-  return {
-    name: "lock",
-    as: "root",
-    timeout: req2.wait + 30 + finishSeconds,
-    quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
-holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
-while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
-    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
-      exit 1
-    fi
-    ops_report ${LOCK_KEYS.lock} acquired
-    ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
-    # bash first: usually there are none).
-    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
-    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
-    break
-  fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
-  ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  printf -v now '%(%s)T' -1
-  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
-    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
-    exit ${LOCK_BUSY_EXIT}
-  fi
-  sleep 1
-done
-${then}${finish ? `
-${finish}` : ""}`
-  };
-}
-var FORCED_STOP_SECONDS = 10;
-var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
-ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
-function stopConnections(ids) {
-  return String.raw`ended=(${ids})
-critical_wait
-read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
-if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
-  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
-  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
-fi
-critical_done`;
-}
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
-${CONNECTION_FUNCTIONS}
-${CRITICAL_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${stopConnections(ended.map(quote).join(" "))}
-lock=${quote(env.layout.lock)}
-${stopStartedSlot(env)}
-live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
-ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
-  return {
-    name: "unlock",
-    as: "root",
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
-    quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
-  };
-}
-function unlockScript(env, runId, auditWords) {
-  const L = env.layout;
-  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
-audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
-}
-function stoppedSlotLine(report) {
-  const [slot = "", release = ""] = report.trim().split(" ");
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-
 // core/steps/switch.ts
 function expand4(env, text, release, program, slot) {
   const paths = env.runtime;
@@ -71813,30 +71675,64 @@ var PREVIOUS_WAIT_SECONDS = 30;
 function previousWait(env) {
   return Math.min(env.config.switch.health_timeout, PREVIOUS_WAIT_SECONDS);
 }
-function previousBack(env, slot) {
+function previousBackSeconds(env) {
+  return STOP_WAIT_SECONDS + 5 + previousWait(env) + 15;
+}
+var STARTED_RECORD = "started";
+var PREVIOUS_RECORD = "previous";
+var PREVIOUS_FILE = "previous.conf";
+function previousBackFunctions(env) {
   const L = env.layout;
-  const group = quote(L.supervisorGroup(slot));
   const wait = previousWait(env);
   const cold = "a rollback to it would start it cold";
-  return String.raw`previous_back() {
-  local prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
-  group_down ${group} ${STOP_WAIT_SECONDS}
-  restore
-  rm -f ${quote(`${L.lock}/${STARTED_RECORD}`)}
-  if [ "$had_prev" != 1 ]; then echo "slot ${slot} held no release before this start: none is kept warm there"; return 0; fi
+  const slots = ["blue", "green"];
+  const perSlot = (slot) => `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(" ")}) ;;`;
+  const rendered = (slot) => `${slot})
+${slotConfigShell(env, slot, onHost("prev_id"))} ;;`;
+  return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
+previous_slot() {
+  case "$1" in
+    ${slots.map(perSlot).join("\n    ")}
+    *) return 1 ;;
+  esac
+}
+previous_file() {
+  local dir=$1 rec_slot="" had="" ran="" mode="" owner="" conf="" group="" tmp checks=()
+  read -r rec_slot had ran mode owner < "$dir/${PREVIOUS_RECORD}" || return 1
+  previous_slot "$rec_slot" || return 1
+  if [ "$had" = 1 ]; then
+    tmp=$(mktemp "${"$"}{conf%/*}/.ops-prev.XXXXXX")
+    if ! { cp "$dir/${PREVIOUS_FILE}" "$tmp" && chmod "$mode" "$tmp" && chown "$owner" "$tmp" && mv -f "$tmp" "$conf"; }; then rm -f "$tmp"; return 1; fi
+  else
+    rm -f "$conf"
+  fi
+  reread >/dev/null || true
+}
+previous_back() {
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
+  if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+  if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  group_down "$group" ${STOP_WAIT_SECONDS}
+  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
+  rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
+  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
   IFS= read -r head < "$conf" || true
   if [[ $head =~ $prev_re ]]; then prev_id=${"$"}{BASH_REMATCH[1]}; fi
-  if [ "$prev_ran" != 1 ]; then echo "slot ${slot}'s previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this start and were not started"; return 0; fi
-  if ! back=$(group_add ${group}); then echo "the previous release ${"$"}{prev_id:-of slot ${slot}} could not be started again there (supervisor: $back): no release is kept warm on slot ${slot}; ${cold}"; return 0; fi
-  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot ${slot}'s previous programs run again (its file names no release of ours: not checked)"; return 0; fi
-  # What a rollback to it would write there: its file as today's settings render it (conf_b64, local here).
-  ${slotConfigShell(env, slot, onHost("prev_id"))}
+  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then echo "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  case "$slot" in
+    ${slots.map(rendered).join("\n    ")}
+  esac
   if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
-    echo "the previous release $prev_id runs again on slot ${slot} as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
-  elif back=$(FATAL_GROUP=${group} live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" ${group} ${wait} ${env.config.switch.health_interval} ${probes(env, slot).map(quote).join(" ")}) && [ "$back" = ok ]; then
-    echo "the previous release $prev_id is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic"
+    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+  elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${"$"}{checks[@]}") && [ "$back" = ok ]; then
+    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot ${slot} but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }
@@ -71850,7 +71746,7 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums2) {
   return {
     name: `start ${slot}`,
     as: "root",
-    timeout: sw.health_timeout + previousWait(env) + 120,
+    timeout: sw.health_timeout + previousBackSeconds(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -71866,14 +71762,30 @@ if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_ve
   echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit ${reusedExit}
 fi
-# The run's lock records what this start fills: a run interrupted from here on (its lock released on a signal, or by
-# ops lock release) stops the slot, unless the release went live (core/steps/lock.ts stopStartedSlot).
-if [ -d ${quote(L.lock)} ]; then printf '%s %s\n' ${slot} "$release_id" > ${quote(`${L.lock}/${STARTED_RECORD}`)} 2>/dev/null || true; fi
-# The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
-prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
-had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
-restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${previousBack(env, slot)}
+# What this start fills (STARTED_RECORD) and what the slot held before it (PREVIOUS_RECORD, PREVIOUS_FILE) are kept in
+# the run's lock directory until the release goes live (switchTo) or the previous one is back (previous_back): a
+# failed start, a failed switch and an interrupted run (its lock released on a signal, or by ops lock release:
+# core/steps/lock.ts stopStartedSlot) put back what the slot held, whenever they happen. A start outside a run (no
+# lock) keeps them in a directory of its own, gone with it.
+keep=${quote(L.lock)}
+if [ -d "$keep" ]; then printf '%s %s\n' ${slot} "$release_id" > "$keep/${STARTED_RECORD}" 2>/dev/null || true
+else keep=$(mktemp -d); trap 'rm -rf "$keep"' EXIT; fi
+# Whether the slot's programs run now says whether previous_back starts them again.
+sup_pids; prev_ran=0
+for k in "${"$"}{!SUP_PID[@]}"; do if [[ $k == ${quote(`${group}:`)}* && ${"$"}{SUP_PID[$k]} != 0 ]]; then prev_ran=1; fi; done
+had_prev=0; prev_mode="- -"; if [ -f "$conf" ]; then had_prev=1; prev_mode=$(stat -c '%a %U:%G' "$conf"); fi
+if ! (
+  umask 077
+  if [ "$had_prev" = 1 ]; then cp "$conf" "$keep/${PREVIOUS_FILE}.new" && mv -f "$keep/${PREVIOUS_FILE}.new" "$keep/${PREVIOUS_FILE}"; else rm -f "$keep/${PREVIOUS_FILE}"; fi &&
+    printf '%s %s %s %s\n' ${slot} "$had_prev" "$prev_ran" "$prev_mode" > "$keep/${PREVIOUS_RECORD}.new" && mv -f "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_RECORD}"
+) 2>/dev/null; then
+  rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_FILE}.new"
+  echo "cannot keep a copy of slot ${slot}'s supervisor file in $keep (no space left?): nothing was started; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+${previousBackFunctions(env)}
+# The new file goes in; the previous one comes back if supervisor refuses it.
+restore() { previous_file "$keep" || true; }
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
@@ -71889,18 +71801,17 @@ if ! msg=$(reread); then
     echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
     echo "the previous file is back in place; the live slot was not touched, but its programs do not run without supervisord (see ops status)" >&2
   fi
+  # The slot holds what it held (its programs untouched): nothing to put back.
+  rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}" "$keep/${PREVIOUS_FILE}"
   exit ${START_FAILED_CLEAN}
 fi
-# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours; whether it ran
-# says whether previous_back starts it again.
-sup_pids; prev_ran=0
-for k in "${"$"}{!SUP_PID[@]}"; do if [[ $k == ${quote(`${group}:`)}* && ${"$"}{SUP_PID[$k]} != 0 ]]; then prev_ran=1; fi; done
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back >&2; exit ${START_FAILED_CLEAN}; fi
+  if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back ${slot} "$keep" >&2 || true; exit ${START_FAILED_CLEAN}; fi
 done
 unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
@@ -71908,7 +71819,7 @@ declare -A log_start
 for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
-  previous_back >&2
+  previous_back ${slot} "$keep" >&2 || true
   exit ${START_FAILED_CLEAN}
 fi
 verdict=""
@@ -71924,7 +71835,7 @@ if [ -n "$verdict" ]; then
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  previous_back
+  previous_back ${slot} "$keep" || true
   exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
@@ -71946,6 +71857,27 @@ if [ -f "$conf" ]; then
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped"
+fi`
+  };
+}
+var PREVIOUS_KEYS = reportKeys("previous_back");
+function putPreviousBack(env, slot) {
+  const L = env.layout;
+  return {
+    name: `previous back ${slot}`,
+    as: "root",
+    timeout: previousBackSeconds(env) + 30,
+    script: String.raw`${probeLibrary(env)}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${previousBackFunctions(env)}
+back_rc=0; back=$(previous_back ${slot} ${quote(L.lock)}) || back_rc=$?
+if [ "$back_rc" = 1 ]; then
+${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
+`, "")}
+else
+  echo "$back"
+  ops_report ${PREVIOUS_KEYS.previous_back} "$back"
 fi`
   };
 }
@@ -72016,6 +71948,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
+# The slot's previous release is no longer this run's to put back (startRelease's records, in the run's lock).
+rm -f ${quote(`${L.lock}/${PREVIOUS_RECORD}`)} ${quote(`${L.lock}/${PREVIOUS_FILE}`)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}${record2 ? String.raw`
 # What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
@@ -73731,9 +73665,12 @@ var HostRun = class {
   async failure(name2, result, code = result.code) {
     return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
-  /** A cleanup step whose own failure must not hide the original error. */
+  /**
+   * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
+   * undefined when it could not run (a lost connection, a timeout).
+   */
   async tryRun(step) {
-    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+    return this.remote.run(step, { allowFailure: true }).catch(() => void 0);
   }
   /**
    * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
@@ -74785,6 +74722,154 @@ function planText(env, p, sharing) {
 // core/steps/status.ts
 init_errors();
 init_shell();
+
+// core/steps/lock.ts
+init_shell();
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
+function startedStopSeconds(env) {
+  return previousBackSeconds(env) + 10;
+}
+function stopStartedSlot(env) {
+  const L = env.layout;
+  return String.raw`${previousBackFunctions(env)}
+started_slot=""; started_release=""
+read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
+  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
+    back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
+    if [ "$back_rc" = 0 ]; then
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      ops_report ${LOCK_KEYS.previous_back} "$back"
+    elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+      group_down "$started_group" 15 || true
+      rm -f "$started_conf"
+      reread >/dev/null || true
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+    fi
+  fi
+fi`;
+}
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+var LOCK_BUSY_EXIT = 3;
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
+  const L = env.layout;
+  return {
+    name: "lock",
+    as: "root",
+    timeout: req2.wait + 30 + finishSeconds,
+    quiet: true,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+while :; do
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    break
+  fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
+  ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  printf -v now '%(%s)T' -1
+  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_BUSY_EXIT}
+  fi
+  sleep 1
+done
+${then}${finish ? `
+${finish}` : ""}`
+  };
+}
+var FORCED_STOP_SECONDS = 10;
+var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
+function stopConnections(ids) {
+  return String.raw`ended=(${ids})
+critical_wait
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
+fi
+critical_done`;
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? `${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
+${stopConnections(ended.map(quote).join(" "))}
+lock=${quote(env.layout.lock)}
+${stopStartedSlot(env)}
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
+` : "";
+  return {
+    name: "unlock",
+    as: "root",
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
+    quiet: true,
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
+  };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = env.layout;
+  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+}
+function stoppedSlotLine(report, previous) {
+  const [slot = "", release = ""] = report.trim().split(" ");
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ""}`;
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/steps/status.ts
 var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live");
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
@@ -74869,7 +74954,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
@@ -75187,12 +75272,17 @@ async function beforeSwitch(env, hp, p) {
 async function failBeforeSwitch(env, hp, p, e) {
   const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
   hp.failed = true;
-  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  let back;
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) {
+    const r = await hp.h.tryRun(putPreviousBack(env, hp.newSlot));
+    back = r && reported(r, PREVIOUS_KEYS.previous_back)?.trim();
+  }
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
   hp.audit({ result: "failed", message: why });
   if (e instanceof StepError || e instanceof DiskFullError)
     return new OpsError(`${e.message}
-${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched${back ? `
+${hp.name}: ${back}` : ""}`, e.hint);
   return e;
 }
 async function switchHost(env, hp, p, locked) {
@@ -75302,6 +75392,15 @@ function supersededWhy(changes, target) {
   if (!behind.length) return void 0;
   const where = behind.map((g) => `${g.hosts.join(", ")} (live ${g.live.sha.slice(0, 12)}, ${g.change.removed} commit${g.change.removed === 1 ? "" : "s"} newer)`).join("; ");
   return `forward-only: ${target.slice(0, 12)} is behind the live commit on ${where}: a newer commit is already live, so this one is not deployed (a superseded push); to go back on purpose, ops rollback or a deploy without forward-only`;
+}
+function divergedError(changes, target) {
+  const diverged = changes.filter((g) => g.change?.relation === "diverged");
+  if (!diverged.length) return void 0;
+  const where = diverged.map((g) => `${g.hosts.join(", ")} (live ${g.live.sha.slice(0, 12)}: ${g.change.removed} live commit${g.change.removed === 1 ? "" : "s"} not in the target)`).join("; ");
+  return new OpsError(
+    `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a force-push of the branch, or a run of a commit from before one), so which is newer cannot be told; nothing was deployed`,
+    "check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)"
+  );
 }
 var HALTED = new Error("the rollout stopped: another host failed");
 async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
@@ -75452,6 +75551,7 @@ async function deploy(ctx, environment, options = {}) {
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     const superseded = options.forwardOnly ? supersededWhy(changes, p.resolved.sha) : void 0;
+    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha) : void 0;
     return {
       ...base,
       release: "",
@@ -75459,6 +75559,7 @@ async function deploy(ctx, environment, options = {}) {
       ...superseded && { superseded },
       plan: [
         ...superseded ? [`SKIPPED: ${superseded}`, ""] : [],
+        ...diverged ? [`REFUSED: ${diverged.message}`, `  ${diverged.hint}`, ""] : [],
         ...planText(env, p, sharing),
         ...builds.map((l) => `  ${l}`),
         ...env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : [],
@@ -75478,6 +75579,11 @@ async function deploy(ctx, environment, options = {}) {
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : void 0;
+      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : void 0;
+      if (diverged) {
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "failed", message: diverged.message });
+        throw diverged;
+      }
       if (superseded) {
         base.superseded = superseded;
         ctx.reporter.warn(superseded);

@@ -36462,6 +36462,13 @@ function quote(value) {
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
@@ -70028,6 +70035,9 @@ init_shell();
 
 // core/steps/script.ts
 init_shell();
+function b642(content) {
+  return Buffer.from(content).toString("base64");
+}
 
 // core/steps/certs.ts
 init_shell();
@@ -70040,144 +70050,6 @@ var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
 // core/steps/certs.ts
 var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
-
-// core/steps/lock.ts
-init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
-var STARTED_RECORD = "started";
-var STARTED_STOP_SECONDS = 25;
-function stopStartedSlot(env) {
-  const L = env.layout;
-  return String.raw`started_slot=""; started_release=""
-read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
-if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
-  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
-    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
-    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
-      group_down "$started_group" 15 || true
-      rm -f "$started_conf"
-      reread >/dev/null || true
-      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
-    fi
-  fi
-fi`;
-}
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
-var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
-  const L = env.layout;
-  return {
-    name: "lock",
-    as: "root",
-    timeout: req2.wait + 30 + finishSeconds,
-    quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
-holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
-while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
-    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
-      exit 1
-    fi
-    ops_report ${LOCK_KEYS.lock} acquired
-    ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
-    # bash first: usually there are none).
-    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
-    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
-    break
-  fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
-  ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  printf -v now '%(%s)T' -1
-  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
-    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
-    exit ${LOCK_BUSY_EXIT}
-  fi
-  sleep 1
-done
-${then}${finish ? `
-${finish}` : ""}`
-  };
-}
-var FORCED_STOP_SECONDS = 10;
-var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
-ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
-function stopConnections(ids) {
-  return String.raw`ended=(${ids})
-critical_wait
-read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
-if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
-  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
-  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
-fi
-critical_done`;
-}
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
-${CONNECTION_FUNCTIONS}
-${CRITICAL_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${stopConnections(ended.map(quote).join(" "))}
-lock=${quote(env.layout.lock)}
-${stopStartedSlot(env)}
-live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
-ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
-  return {
-    name: "unlock",
-    as: "root",
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
-    quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
-  };
-}
-function unlockScript(env, runId, auditWords) {
-  const L = env.layout;
-  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
-audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
-}
-function stoppedSlotLine(report) {
-  const [slot = "", release = ""] = report.trim().split(" ");
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
 
 // core/steps/switch.ts
 function expand4(env, text, release, program, slot) {
@@ -70283,6 +70155,13 @@ function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 var RELEASE_MARK = "@@ops-release-id@@";
+function slotConfigShell(env, slot, releaseId) {
+  const L = env.layout;
+  if (typeof releaseId === "string") return `conf_b64=${b642(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/${word(releaseId)}}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
 function liveFilesShell(env) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -70307,6 +70186,72 @@ fi`;
 function supervisordDown() {
   return "{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }";
 }
+var PREVIOUS_WAIT_SECONDS = 30;
+function previousWait(env) {
+  return Math.min(env.config.switch.health_timeout, PREVIOUS_WAIT_SECONDS);
+}
+function previousBackSeconds(env) {
+  return STOP_WAIT_SECONDS + 5 + previousWait(env) + 15;
+}
+var STARTED_RECORD = "started";
+var PREVIOUS_RECORD = "previous";
+var PREVIOUS_FILE = "previous.conf";
+function previousBackFunctions(env) {
+  const L = env.layout;
+  const wait = previousWait(env);
+  const cold = "a rollback to it would start it cold";
+  const slots = ["blue", "green"];
+  const perSlot = (slot) => `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(" ")}) ;;`;
+  const rendered = (slot) => `${slot})
+${slotConfigShell(env, slot, onHost("prev_id"))} ;;`;
+  return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
+previous_slot() {
+  case "$1" in
+    ${slots.map(perSlot).join("\n    ")}
+    *) return 1 ;;
+  esac
+}
+previous_file() {
+  local dir=$1 rec_slot="" had="" ran="" mode="" owner="" conf="" group="" tmp checks=()
+  read -r rec_slot had ran mode owner < "$dir/${PREVIOUS_RECORD}" || return 1
+  previous_slot "$rec_slot" || return 1
+  if [ "$had" = 1 ]; then
+    tmp=$(mktemp "${"$"}{conf%/*}/.ops-prev.XXXXXX")
+    if ! { cp "$dir/${PREVIOUS_FILE}" "$tmp" && chmod "$mode" "$tmp" && chown "$owner" "$tmp" && mv -f "$tmp" "$conf"; }; then rm -f "$tmp"; return 1; fi
+  else
+    rm -f "$conf"
+  fi
+  reread >/dev/null || true
+}
+previous_back() {
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
+  if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+  if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  group_down "$group" ${STOP_WAIT_SECONDS}
+  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
+  rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
+  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
+  IFS= read -r head < "$conf" || true
+  if [[ $head =~ $prev_re ]]; then prev_id=${"$"}{BASH_REMATCH[1]}; fi
+  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then echo "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  case "$slot" in
+    ${slots.map(rendered).join("\n    ")}
+  esac
+  if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
+    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+  elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${"$"}{checks[@]}") && [ "$back" = ok ]; then
+    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
+  else
+    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+  fi
+}`;
+}
+var PREVIOUS_KEYS = reportKeys("previous_back");
 function forEachFingerprintRecord(env, body) {
   const file = quote(env.layout.fingerprint);
   return String.raw`if [ -f ${file} ]; then
@@ -72305,6 +72250,152 @@ function auditTemplate(entry, vars) {
   return word2;
 }
 
+// core/steps/lock.ts
+init_shell();
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
+function startedStopSeconds(env) {
+  return previousBackSeconds(env) + 10;
+}
+function stopStartedSlot(env) {
+  const L = env.layout;
+  return String.raw`${previousBackFunctions(env)}
+started_slot=""; started_release=""
+read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
+  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
+    back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
+    if [ "$back_rc" = 0 ]; then
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      ops_report ${LOCK_KEYS.previous_back} "$back"
+    elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+      group_down "$started_group" 15 || true
+      rm -f "$started_conf"
+      reread >/dev/null || true
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+    fi
+  fi
+fi`;
+}
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+var LOCK_BUSY_EXIT = 3;
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
+  const L = env.layout;
+  return {
+    name: "lock",
+    as: "root",
+    timeout: req2.wait + 30 + finishSeconds,
+    quiet: true,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+while :; do
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    break
+  fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
+  ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  printf -v now '%(%s)T' -1
+  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_BUSY_EXIT}
+  fi
+  sleep 1
+done
+${then}${finish ? `
+${finish}` : ""}`
+  };
+}
+var FORCED_STOP_SECONDS = 10;
+var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
+function stopConnections(ids) {
+  return String.raw`ended=(${ids})
+critical_wait
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
+fi
+critical_done`;
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? `${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
+${stopConnections(ended.map(quote).join(" "))}
+lock=${quote(env.layout.lock)}
+${stopStartedSlot(env)}
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
+` : "";
+  return {
+    name: "unlock",
+    as: "root",
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
+    quiet: true,
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
+  };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = env.layout;
+  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+}
+function stoppedSlotLine(report, previous) {
+  const [slot = "", release = ""] = report.trim().split(" ");
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ""}`;
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
 // core/ops/locked.ts
 init_shell();
 var LockError = class extends OpsError {
@@ -72360,7 +72451,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;

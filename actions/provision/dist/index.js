@@ -19454,14 +19454,14 @@ function clean(...arrays) {
 function createView(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function rotr(word, shift) {
-  return word << 32 - shift | word >>> shift;
+function rotr(word2, shift) {
+  return word2 << 32 - shift | word2 >>> shift;
 }
-function rotl(word, shift) {
-  return word << shift | word >>> 32 - shift >>> 0;
+function rotl(word2, shift) {
+  return word2 << shift | word2 >>> 32 - shift >>> 0;
 }
-function byteSwap(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap32(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -20760,8 +20760,8 @@ function clean2(...arrays) {
 function createView2(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function byteSwap2(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap2(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap322(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -21493,11 +21493,11 @@ function clean3(...arrays) {
 function createView3(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function rotr2(word, shift) {
-  return word << 32 - shift | word >>> shift;
+function rotr2(word2, shift) {
+  return word2 << 32 - shift | word2 >>> shift;
 }
-function byteSwap3(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap3(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap323(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -36447,6 +36447,13 @@ function quote(value) {
   const s = String(value);
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
 }
 function cmd(...words) {
   return words.map(quote).join(" ");
@@ -63064,16 +63071,16 @@ var init_build = __esm({
         const unit = [0];
         const depth = [0];
         const terminal = [0];
-        for (const word of words) {
+        for (const word2 of words) {
           let node = 0;
-          for (let i = 0; i < word.length; i++) {
-            const key = node * alphabetSize + word[i];
+          for (let i = 0; i < word2.length; i++) {
+            const key = node * alphabetSize + word2[i];
             let child = edges.get(key);
             if (child === void 0) {
               child = parent.length;
               edges.set(key, child);
               parent.push(node);
-              unit.push(word[i]);
+              unit.push(word2[i]);
               depth.push(depth[node] + 1);
               terminal.push(0);
             }
@@ -69372,6 +69379,19 @@ var FORWARDED = [
   { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
 ];
 var PROXY = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
+var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
+function probeHeaders(env) {
+  const site2 = { host: env.config.domain?.toLowerCase().replace(/\.$/, ""), proto: env.config.tls.mode === "off" ? "http" : "https" };
+  const lines = [];
+  for (const h of FORWARDED) {
+    const value = h.probe(site2);
+    if (value !== void 0 && !PROBE_VALUE.test(value))
+      throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
+    if (h.name !== "Host" && value !== void 0) lines.push(`${h.name}: ${value}\\r\\n`);
+  }
+  const routed = [...new Set(Object.values(env.config.routes))].sort();
+  return `PROBE_SITE_HOST=${quote(site2.host ?? "")} PROBE_SITE_PROTO=${site2.proto} PROBE_SITE_HEADERS=$'${lines.join("")}' PROBE_SITE_PROGRAMS=${quote(` ${routed.join(" ")} `)}`;
+}
 function certbotCertificate(domain) {
   return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
 }
@@ -69594,6 +69614,123 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 // core/steps/sh/host-lock.sh
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
 
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
+# port) when set.
+listeners() {
+  local table l rest pid
+  local -A seen=()
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
+      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
+    done
+  done <<< "$table"
+}
+# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).
+listening() {
+  local table l
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && return 0; done <<< "$table"
+  return 1
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  sup_pids
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=\${SUP_PID[$group:$group-$name]:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
+# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
+# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l ls tree; shift 2
+  sup_pids
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=\${SUP_PID[$group:$group-$name]:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    ls=$(listeners "$port")
+    for l in $ls; do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
+    done
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
+  done
+}
+# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
+# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
+# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
+# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
+# Needs probe.sh.
+live_verdict() {
+  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
+  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
+  ipid=$!
+  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
+  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
+  else printf '%s' "$IDENTITY"; fi
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: an HTTP GET on 127.0.0.1, every pending program at once, until a deadline; a 2xx answer passes.\n# Made by this shell itself: bash\'s /dev/tcp opens the connection (a connect(2) here, no process; Bash manual,\n# "Redirections"), printf writes the request, read takes the answer\'s head (RFC 9112: the status line, "HTTP/1.1 200\n# OK", then header fields up to an empty line). Ten hosts starting at once on shared cores spent more CPU on a curl\n# process per probe (~20 ms each under load, a probe every round while a client answered 502) than on anything else\n# of ours; a bash built without net redirections (Debian\'s has them) falls back to curl, one probe at a time.\n# A redirect is no verdict (curl -f took a 3xx for a success: a route declared with a slash, FastAPI\'s\n# redirect_slashes 307 or Django\'s APPEND_SLASH 301, passed on its redirect while the check behind it failed): one\n# to another path of the same program is followed (5 at most) and the answer at its end counts; one off it fails.\n# The request to a program nginx proxies to is the one nginx passes a visitor\'s (probe_for, from the PROBE_SITE_*\n# the step sets by core/steps/nginx-config.ts probeHeaders, which also writes nginx\'s proxy_set_header lines): Host,\n# X-Real-IP, X-Forwarded-For and X-Forwarded-Proto; one nginx never routes to is asked as its callers on 127.0.0.1 do. Apps check them (Django\'s ALLOWED_HOSTS answers 400 to a Host it does not\n# list, Starlette\'s TrustedHostMiddleware 400 "Invalid host header", SECURE_SSL_REDIRECT redirects what it takes for\n# plain http): a probe without them is answered otherwise than the site\'s traffic.\n# An error answer\'s first bytes are read (bounded) and quoted. A client error (4xx, but 408, 425 and 429, which ask\n# to come back) that persists is a running app\'s verdict on the request: see probe_rounds.\n# The clock is read with printf\'s %(%s)T and $EPOCHREALTIME (builtins: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per probe (its redirects included), the deadline bounds\n# the whole wait. Why a probe failed is said in curl\'s words where curl has some (ops engineers know them).\n\n# net_redirections: 0 when this bash opens /dev/tcp/HOST/PORT as a connection, 1 when it looks for a file of that\n# name (built without them). Asked once per script (NET_REDIRECTIONS), and only after a connection failed: one\n# refused port (1, nothing listens there) says which, by the error bash prints.\nnet_redirections() {\n  if [ -z "${NET_REDIRECTIONS:-}" ]; then\n    local e; e=$( { exec 9<>/dev/tcp/127.0.0.1/1; } 2>&1 ) || true\n    if [[ $e == *"No such file"* ]]; then NET_REDIRECTIONS=no; else NET_REDIRECTIONS=yes; fi\n  fi\n  [ "$NET_REDIRECTIONS" = yes ]\n}\n# probe_watchdog PID ACK_FD: bounds the connect(2) of PID\'s probes, which bash\'s /dev/tcp does without a timeout: a\n# listener whose accept queue is full (a program stuck or overloaded, that listens but no longer accepts) has its\n# SYN dropped by the kernel, and connect waits for the SYN retries (~2 min, net.ipv4.tcp_syn_retries). Runs in a\n# subshell of its own, one per wait_healthy (not per probe): reads "SECONDS" (armed), then waits that long for the\n# next line (disarmed); when none came, sends PID SIGUSR2, whose trap makes the blocked connect fail (EINTR: bash\n# installs trap handlers without SA_RESTART). Answers each disarm on ACK_FD: 1 when it fired, else 0.\n# The end of its input while armed (wait_healthy ended, its trap gone) ends it without a signal: SIGUSR2 untrapped\n# would end the step script.\nprobe_watchdog() {\n  local pid=$1 ack=$2 secs fired rc\n  while read -r secs; do\n    fired=0; rc=0\n    read -r -t "$secs" _ || rc=$?\n    if [ "$rc" -gt 128 ]; then fired=1; kill -USR2 "$pid" 2>/dev/null || true; read -r _ || return 0\n    elif [ "$rc" -ne 0 ]; then return 0; fi\n    printf \'%s\\n\' "$fired" >&"$ack"\n  done\n}\n# probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program\n# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The\n# connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net\n# redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).\n# PATH is the environment\'s health path (the schema lets through [A-Za-z0-9._~/-] and a query string of\n# [A-Za-z0-9._~/=&%+-] only) or a redirect\'s path resolved by probe_target (none with a space or a control\n# character): nothing that would break the request line. PROBE_HOST and PROBE_HEADERS hold DNS names, addresses and\n# schemes only (probeHeaders checks them).\nprobe_send() {\n  local rc=0 fired=0 t0=${EPOCHREALTIME/./}\n  PROBE_WHY=""\n  # A program that resets the connection at once makes the request\'s write fail (EPIPE), as a watchdog gone makes\n  # its: SIGPIPE would end the whole script. Armed with 5 s, the probe\'s own limit (curl\'s --max-time), when\n  # wait_healthy started the watchdog; without its answer in time (it is gone), the probes go on without it.\n  trap \'\' PIPE\n  if [ -n "${PROBE_WATCHDOG:-}" ] && ! printf \'5\\n\' 1>&"$PROBE_WATCHDOG" 2>/dev/null; then PROBE_WATCHDOG=""; fi\n  { exec {PROBE_FD}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || rc=1\n  if [ -n "${PROBE_WATCHDOG:-}" ]; then\n    { printf \'\\n\' 1>&"$PROBE_WATCHDOG" 2>/dev/null && read -r -t 6 -u "$PROBE_ACK" fired; } || { PROBE_WATCHDOG=""; fired=0; }\n  fi\n  if [ "$rc" -ne 0 ]; then\n    trap - PIPE\n    [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: 127.0.0.1 port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"\n    return 1\n  fi\n  if printf \'GET %s HTTP/1.1\\r\\nHost: %s\\r\\n%sUser-Agent: ops-pipeline-health-check\\r\\nAccept: */*\\r\\nConnection: close\\r\\n\\r\\n\' "$2" "${PROBE_HOST:-127.0.0.1:$1}" "${PROBE_HEADERS:-}" 1>&"$PROBE_FD" 2>/dev/null; then\n    trap - PIPE; return 0\n  fi\n  trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1\n}\n# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent): its first MAX characters, each\n# control or unprintable one (a terminal escape, an HTTP/2 frame\'s bytes) as "?"; in PROBE_TEXT.\nprobe_printable() {\n  PROBE_TEXT=${1:0:$2}; PROBE_TEXT=${PROBE_TEXT//[^[:print:]]/?}\n}\n# probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,\n# probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site\'s request (PROBE_SITE_HOST,\n# PROBE_SITE_PROTO, PROBE_SITE_HEADERS) when nginx proxies to NAME (PROBE_SITE_PROGRAMS, " client server ": the\n# environment\'s routes), PROBE_ROUTED=1; else none of it (Host 127.0.0.1:<port>, no forwarded header): a program only\n# its siblings call on 127.0.0.1 (an internal API) may trust no other Host (Django\'s ALLOWED_HOSTS = [\'127.0.0.1\']).\n# probe_rounds holds these as its locals (bash\'s dynamic scope: the functions it calls see them).\nprobe_for() {\n  if [[ ${PROBE_SITE_PROGRAMS:-} == *" $1 "* ]]; then\n    PROBE_ROUTED=1 PROBE_HOST=${PROBE_SITE_HOST:-} PROBE_PROTO=${PROBE_SITE_PROTO:-http} PROBE_HEADERS=${PROBE_SITE_HEADERS:-}\n  else\n    PROBE_ROUTED="" PROBE_HOST="" PROBE_PROTO=http PROBE_HEADERS=""\n  fi\n}\n# probe_sent PORT: the headers a probe of 127.0.0.1:PORT sends that apps judge a request by, as said in a reason, in\n# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https, as nginx forwards the site\'s requests" (probe_for).\nprobe_sent() {\n  if [ -n "${PROBE_ROUTED:-}" ]; then\n    PROBE_TEXT="Host: ${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: ${PROBE_PROTO:-http}, as nginx forwards the site\'s requests"\n  else\n    PROBE_TEXT="Host: 127.0.0.1:$1 and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site\'s requests to it"\n  fi\n}\n# probe_answer FD UNTIL_US: reads the answer\'s head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then\n# closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location\n# field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why\n# in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never\n# ended (a stall, a head over the limit) is no answer, and no client error (probe_rounds counts those).\n# RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are\n# skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is\n# read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl\'s CURL_MAX_HTTP_HEADER): an endless\n# line (a stream, a binary protocol) costs a bounded read, not minutes of CPU.\nprobe_answer() {\n  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0\n  PROBE_CODE=""; PROBE_LOCATION=""; PROBE_STATUS=""; PROBE_BODY=""\n  now=${EPOCHREALTIME/./}; left=$(( until - now )); [ "$left" -gt 1000 ] || left=1000\n  printf -v wait \'%d.%06d\' $(( left / 1000000 )) $(( left % 1000000 ))\n  while :; do\n    rc=0; line=""\n    read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is\n    if [ "$rc" -gt 128 ]; then\n      exec {fd}<&-; now=${EPOCHREALTIME/./}\n      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; PROBE_CODE=""; return 1\n    fi\n    head=$(( head + ${#line} + 1 ))\n    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer\'s head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi\n    # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).\n    if [ "$part" = 1 ]; then [ "${#line}" -ge 8192 ] || part=0; continue; fi\n    [ "${#line}" -lt 8192 ] || part=1\n    line=${line%$\'\\r\'}\n    if [ "$want" = status ]; then\n      if [[ ! $line =~ ^HTTP/[0-9.]+\\ ([0-9]{3}) ]]; then\n        exec {fd}<&-\n        if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"\n        elif [ "${PROBE_VIA:-}" = curl ] && [[ $line =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then probe_printable "${BASH_REMATCH[1]}" 300; PROBE_WHY=$PROBE_TEXT\n        else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi\n        return 1\n      fi\n      PROBE_CODE=${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT\n      case $PROBE_CODE in\n        101) want=final; break ;;\n        1??) want=interim ;;    # its header fields, then the next status line\n        3??) want=location ;;   # its Location field (RFC 9110, 10.2.2)\n        [45]??) want=error ;;   # its framing fields (RFC 9112, 6), then the body\'s first bytes\n        *) want=final; break ;;\n      esac\n    elif [ -z "$line" ]; then\n      if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi\n      [ "$want" = interim ] || break; want=status\n    elif [ "$want" = error ]; then\n      if [[ ${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=${BASH_REMATCH[1]}\n      elif [[ ${line,,} == transfer-encoding:*chunked* ]] && [ "${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks\n    elif [ "$want" = location ] && [[ ${line,,} == location:* ]]; then\n      PROBE_LOCATION=${line#*:}\n      PROBE_LOCATION=${PROBE_LOCATION#"${PROBE_LOCATION%%[!$\' \\t\']*}"}; PROBE_LOCATION=${PROBE_LOCATION%"${PROBE_LOCATION##*[!$\' \\t\']}"}\n      break\n    fi\n    [ "$rc" = 0 ] || break # the end of input (after a line without its end)\n  done\n  exec {fd}<&-\n  # The input ended after an interim answer: no final one; or in an error answer\'s head.\n  if [ "$want" = interim ] || [ "$want" = status ] || [ "$want" = error ]; then PROBE_WHY="Empty reply from server"; PROBE_CODE=""; return 1; fi\n  return 0\n}\n# probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer\'s body on FD (its head read), what the app\n# says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk\n# when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):\n# bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200\n# characters at most, each unprintable one as "?" (probe_printable).\n# What it quotes is masked as the step\'s other output is (the environment\'s secret values, by the runner), which\n# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word\n# the cut falls in, so that no secret\'s first characters are ever shown.\nprobe_body() {\n  local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1\n  [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3\n  left=$(( until - ${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000\n  printf -v wait \'%d.%06d\' $(( left / 1000000 )) $(( left % 1000000 ))\n  if [ "$4" = 1 ]; then\n    read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null || true\n    size=${size%$\'\\r\'}; size=${size%%;*}\n    if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi\n  fi\n  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || rc=$?\n  # Whole: all that Content-Length announced, or all there was (the connection closed first, not chunked), in time.\n  if [ -n "$3" ] && [ "$3" -le 256 ] && [ "$rc" -le 128 ] && [ "${#body}" -ge "$3" ]; then cut=0\n  elif [ "$4" != 1 ] && [ "$rc" -ge 1 ] && [ "$rc" -le 128 ]; then cut=0\n  elif [ "$4" = 1 ] && [ "$rc" = 0 ] && [ "$n" -gt 0 ] && [ "${#body}" -eq $(( 16#$size )) ]; then\n    # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).\n    if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ ${size%$\'\\r\'} =~ ^0+(;.*)?$ ]]; then cut=0; fi\n  fi\n  body=${body//[$\'\\r\\n\\t\\f\\v\']/ }\n  while [[ $body == *"  "* ]]; do body=${body//"  "/" "}; done\n  body=${body# }\n  if [ "${#body}" -gt 200 ]; then\n    if [ "${body:200:1}" = " " ]; then cut=0; else cut=1; fi\n    body=${body:0:200}\n  fi\n  [ "$cut" = 0 ] || body=${body%"${body##*[[:space:]]}"}\n  probe_printable "${body% }" 200; PROBE_BODY=$PROBE_TEXT\n}\n# probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect\'s, answering GET PATH) points\n# to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and\n# host without regard to case), in PROBE_TO; 1 when it points off this program (another host, port or scheme).\n# This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its\n# request claims, as the site\'s visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from\n# Host and X-Forwarded-Proto: FastAPI\'s redirect_slashes under uvicorn\'s proxy headers). A redirect to the https of\n# a probe sent as http (Django\'s SECURE_SSL_REDIRECT) points off it; one to http://PROBE_HOST[:80] of a probe sent as\n# https is on it (Flask/Werkzeug without ProxyFix builds an absolute http URL from Host alone, its trailing-slash\n# redirect http://example.org/health/; nginx passes it to visitors as is, and its port-80 server sends them on).\nprobe_target() {\n  local port=$1 base=$2 to=${3%%#*} auth rest query seg scheme="" proto=${PROBE_PROTO:-http} claimed\n  local -a segs=()\n  claimed=${PROBE_HOST:-127.0.0.1:$port}; claimed=${claimed,,}\n  if [[ $claimed != *:* ]]; then if [ "$proto" = https ]; then claimed+=:443; else claimed+=:80; fi; fi\n  if [[ $to =~ ^([A-Za-z][A-Za-z0-9+.-]*): ]]; then\n    scheme=${BASH_REMATCH[1],,}\n    [ "$scheme" = http ] || [ "$scheme" = "$proto" ] || return 1\n    to=${to:${#scheme}+1}\n  fi\n  if [[ $to == //* ]]; then\n    to=${to:2}; auth=${to%%[/?]*}; rest=${to#"$auth"}; auth=${auth,,}\n    # A reference without a scheme (//host/path) takes the one of the request it answers (RFC 3986, 5.2.2).\n    if [[ $auth != *:* ]]; then if [ "${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi\n    if [ "${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :\n    elif [ "${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :\n    elif [ "$scheme" = http ] && [ -n "${PROBE_HOST:-}" ] && [ "$auth" = "${PROBE_HOST,,}:80" ]; then :\n    else return 1; fi\n    to=/$rest; to=${to/#\\/\\//\\/}\n  fi\n  case $to in\n    /*) ;;\n    "") to=$base ;;\n    \\?*) to=${base%%\\?*}$to ;;\n    *) base=${base%%\\?*}; to=${base%/*}/$to ;;\n  esac\n  # Dot segments (RFC 3986, 5.2.4), in the path only.\n  query=""; [[ $to != *\\?* ]] || { query="?${to#*\\?}"; to=${to%%\\?*}; }\n  rest=${to#/}\n  while :; do\n    seg=${rest%%/*}\n    case $seg in\n      .) ;;\n      ..) [ ${#segs[@]} -eq 0 ] || unset \'segs[-1]\' ;;\n      *) segs+=("$seg") ;;\n    esac\n    if [[ $rest != */* ]]; then\n      if [ "$seg" = . ] || [ "$seg" = .. ]; then segs+=(""); fi\n      break\n    fi\n    rest=${rest#*/}\n  done\n  local IFS=/\n  PROBE_TO="/${segs[*]}$query"\n}\n# probe_off PORT CODE LOCATION: why a probe of 127.0.0.1:PORT failed on a redirect off its program (probe_target),\n# in PROBE_WHY, naming what the probe sent (a redirect to https: Django\'s SECURE_SSL_REDIRECT, when the scheme it\n# was told is not the one its SECURE_PROXY_SSL_HEADER names).\nprobe_off() {\n  probe_printable "$3" 300; PROBE_WHY="answered $2, a redirect to $PROBE_TEXT, off this program"\n  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT): the health path must answer 2xx itself"\n}\n# probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other\n# paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in\n# PROBE_WHY. Closes FD.\nprobe_verdict() {\n  local port=$1 path=$2 fd=$3 until=$4 hop\n  for hop in 0 1 2 3 4 5; do\n    if [ "$hop" -eq 0 ]; then :\n    elif [ "${PROBE_VIA:-}" = curl ]; then probe_curl_send "$port" "$path"; fd=$PROBE_FD\n    else probe_send "$port" "$path" || { PROBE_WHY=${PROBE_WHY:-"Failed to connect to 127.0.0.1 port $port: Connection refused"}; return 1; }; fd=$PROBE_FD; fi\n    probe_answer "$fd" "$until" || return 1\n    case $PROBE_CODE in\n      2??) return 0 ;;\n      3??) ;;\n      *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE ($PROBE_STATUS)${PROBE_BODY:+, answering: $PROBE_BODY}"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;\n    esac\n    # Written into the next request line: none with a space or a control character (CR, LF).\n    if [ -z "$PROBE_LOCATION" ]; then\n      # 304 Not Modified, 300 Multiple Choices...: nothing to follow.\n      PROBE_WHY="answered $PROBE_CODE without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1\n    fi\n    if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then\n      probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1\n    fi\n    path=$PROBE_TO\n  done\n  PROBE_WHY="more than 5 redirects"; return 1\n}\n# probe_curl_send PORT PATH: probe_send\'s request made by a curl process, for a bash without net redirections: what\n# curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection\'s would be; curl\'s\n# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason).\nprobe_curl_send() {\n  local line\n  local -a headers=(-H "Host: ${PROBE_HOST:-127.0.0.1:$1}" -H \'User-Agent: ops-pipeline-health-check\')\n  while IFS= read -r line; do line=${line%$\'\\r\'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "${PROBE_HEADERS:-}"\n  exec {PROBE_FD}< <(curl -sS -g -i "${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)\n}\n# elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),\n# as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.\nelsewhere() {\n  local l out=""\n  command -v ss >/dev/null || return 0\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && out+="${out:+, }$l"; done < <(ss -Htln 2>/dev/null)\n  printf \'%s\' "$out"\n}\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes\n# received": a program that accepts connections but never answers; a refused port also says where else it listens).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs; and on a probe\n# answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app\'s verdict\n# on the request), naming every other probe still pending too.\n# Each round sends every pending probe\'s request first, then reads the answers: a slow page delays no other verdict.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.\nwait_healthy() {\n  local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK\n  # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog\'s answers (each read\n  # at once by probe_send: the pipe is empty between rounds).\n  exec {pause}<> <(:)\n  exec {watchdog}> >(probe_watchdog "$me" "$pause" >/dev/null 2>&1)\n  PROBE_WATCHDOG=$watchdog PROBE_ACK=$pause\n  trap : USR2\n  probe_rounds "$@" || rc=$?\n  trap - USR2\n  exec {watchdog}>&- {pause}<&-\n  return "$rc"\n}\n# probe_rounds TIMEOUT INTERVAL name:port:path...: wait_healthy\'s rounds (its pause pipe and watchdog set up).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls wait_healthy\nprobe_rounds() {\n  local limit=$1 interval=$2 now deadline next_check window; shift 2\n  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA=""\n  local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED\n  local -a fds=() sent_at=() sent_why=()\n  local -A why=() refused=() refused_since=() refused_rounds=()\n  # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).\n  # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an\n  # `await db.connect()`; a server-side rendered page answering 404 until the API it asks is up): a window that\n  # grows with the timeout the environment gives its programs to start waits for them as long as it lets them take,\n  # within reason, while a verdict still comes well before the timeout. (Waiting for the group\'s other programs to\n  # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)\n  window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1; fi\n    fi\n    # Each probe has 5 s from its own request (a connect that waited delays no other probe\'s verdict).\n    fds=(); sent_at=(); sent_why=()\n    for p in "${pending[@]}"; do\n      IFS=: read -r name port path <<< "$p"; probe_for "$name"\n      if probe_send "$port" "$path"; then fds+=("$PROBE_FD"); else fds+=(-); fi\n      sent_at+=("${EPOCHREALTIME/./}"); sent_why+=("$PROBE_WHY")\n    done\n    left=(); i=0\n    for p in "${pending[@]}"; do\n      IFS=: read -r name port path <<< "$p"; probe_for "$name"; fd=${fds[$i]}; PROBE_WHY=${sent_why[$i]}; PROBE_CODE=""\n      if [ "$fd" != - ]; then\n        probe_verdict "$port" "$path" "$fd" $(( sent_at[i] + 5000000 )) && { i=$(( i + 1 )); continue; }\n      elif [ -n "$PROBE_WHY" ]; then\n        : # connected, but the request could not be sent; or no connection in time\n      elif net_redirections; then\n        PROBE_WHY="Failed to connect to 127.0.0.1 port $port: Connection refused"\n      else\n        # curl\'s own limit (--max-time 5) comes first: its words say why.\n        PROBE_VIA=curl; probe_curl_send "$port" "$path"\n        probe_verdict "$port" "$path" "$PROBE_FD" $(( ${EPOCHREALTIME/./} + 6000000 )) && { PROBE_VIA=""; i=$(( i + 1 )); continue; }\n        PROBE_VIA=""\n      fi\n      i=$(( i + 1 )); left+=("$p"); why[$p]=$PROBE_WHY\n      # A client error (4xx) is the app\'s answer to this request: it runs, and refuses it (a Host it does not allow,\n      # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request\n      # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC\n      # 6585). The same one for the window (above) and 3 rounds is a verdict: waiting out the timeout would change\n      # nothing. 3 rounds keep one answer from being decisive when rounds are far apart (health_interval). The round\n      # is read to its end first: every other probe still pending is named with its own reason (status tells each\n      # program\'s health from the verdict), and no connection is left open.\n      case $PROBE_CODE in\n        408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;\n        *)\n          now_us=${EPOCHREALTIME/./}\n          if [ "${refused[$p]:-}" != "$PROBE_CODE" ]; then refused[$p]=$PROBE_CODE; refused_since[$p]=$now_us; refused_rounds[$p]=0; fi\n          refused_rounds[$p]=$(( ${refused_rounds[$p]} + 1 ))\n          if [ -z "$early" ] && [ "${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - ${refused_since[$p]} )) -ge $(( window * 1000000 )) ]; then\n            probe_sent "$port"\n            early="the same client error for $(( (now_us - ${refused_since[$p]}) / 1000000 ))s, the program\'s answer to the probe (it runs, and refuses the request), from $p (${why[$p]}; the probe sends $PROBE_TEXT: a Host the app does not allow (Django\'s ALLOWED_HOSTS, Starlette\'s TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"\n            early_p=$p\n          fi ;;\n      esac\n    done\n    [ ${#left[@]} -gt 0 ] || return 0\n    pending=("${left[@]}")\n    if [ -n "$early" ]; then\n      UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1\n    fi\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; probe_pending "" ""; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n# probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try\n# failed (probe_rounds\'s locals pending and why); a refused port also says where else it listens (elsewhere).\nprobe_pending() {\n  local p port addrs sep=$1\n  for p in "${pending[@]}"; do\n    [ "$p" != "$2" ] || continue\n    IFS=: read -r _ port _ <<< "$p"\n    if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then\n      why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"\n    fi\n    UNHEALTHY+="$sep $p (${why[$p]})"; sep=","\n  done\n}\n';
+
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
 # supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
@@ -69812,6 +69949,12 @@ var HOST_LOCK_FUNCTIONS = host_lock_default;
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+function probeLibrary(env) {
+  return `${PROBE_FUNCTIONS}
+${probeHeaders(env)}`;
+}
 var CONNECTION_FUNCTIONS = connection_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
@@ -70301,9 +70444,12 @@ var HostRun = class {
   async failure(name2, result, code = result.code) {
     return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
-  /** A cleanup step whose own failure must not hide the original error. */
+  /**
+   * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
+   * undefined when it could not run (a lost connection, a timeout).
+   */
   async tryRun(step) {
-    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+    return this.remote.run(step, { allowFailure: true }).catch(() => void 0);
   }
   /**
    * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
@@ -71797,25 +71943,281 @@ function auditTemplate(entry, vars) {
     marks.set(mark, variable);
     withMarks[field] = mark;
   }
-  let word = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
-  return word;
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
 }
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
+
+// core/steps/switch.ts
+init_errors();
+init_shell();
+
+// core/supervisor.ts
+init_errors();
+var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
+var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
+var SupervisorRefusal = class extends OpsError {
+  constructor(key, why, fix) {
+    super(`${key}: supervisor cannot carry this value: ${why}`, fix);
+    this.key = key;
+    this.why = why;
+    this.fix = fix;
+  }
+  key;
+  why;
+  fix;
+};
+function refuse(key, why, hint) {
+  throw new SupervisorRefusal(key, why, hint);
+}
+function checkLine(key, value) {
+  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (INLINE_COMMENT.test(value))
+    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
+  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
+}
+function supervisorValue(key, value, expansions = 1) {
+  checkLine(key, value);
+  if (EDGE_SPACE2.test(value)) refuse(key, "it starts or ends with whitespace (as Python's str.isspace() has it, NEL U+0085 and U+2028 included), which supervisor strips", "remove the leading/trailing spaces");
+  return value.replace(/%/g, "%".repeat(2 ** expansions));
+}
+function supervisorEnvValue(key, value) {
+  checkLine(key, value);
+  if (/^['"]|['"]$/.test(value))
+    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
+  if (!value.includes("'")) return `'${value}'`;
+  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
+  refuse(
+    key,
+    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
+    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
+  );
+}
+function supervisorEnvironment(vars, keyOf, refused) {
+  return Object.entries(vars).flatMap(([k, v]) => {
+    try {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+      return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
+    } catch (e) {
+      if (!refused || !(e instanceof SupervisorRefusal)) throw e;
+      refused(e);
+      return [];
+    }
+  }).join(",").replace(/%/g, "%%");
+}
+
+// core/steps/history.ts
+init_shell();
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+
+// core/steps/certs.ts
+init_shell();
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+
+// core/steps/switch.ts
+function expand3(env, text, release, program, slot) {
+  const paths = env.runtime;
+  return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
+    if (name2 === "release" && !arg) return release;
+    if (name2 === "python" && !arg) return paths.python;
+    if (name2 === "node" && !arg) return paths.node;
+    if (name2 === "npm" && !arg) return paths.npm;
+    if (name2 === "port") {
+      const target = arg ?? program;
+      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
+      return String(env.port(target, slot));
+    }
+    throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
+  });
+}
+function programName(env, slot, program) {
+  return env.layout.supervisorProgram(slot, program);
+}
+var STOP_WAIT_SECONDS = 15;
+function slotConfig(env, slot, release, releaseId) {
+  const problems = /* @__PURE__ */ new Map();
+  const note = (e) => {
+    if (!(e instanceof OpsError)) throw e;
+    if (!problems.has(e.message)) problems.set(e.message, e);
+  };
+  const carry = (value) => {
+    try {
+      return value();
+    } catch (e) {
+      note(e);
+      return "";
+    }
+  };
+  const text = slotConfigText(env, slot, release, releaseId, carry, note);
+  if (problems.size === 1) throw [...problems.values()][0];
+  if (problems.size > 1)
+    throw new OpsError(
+      `${problems.size} program settings of ${env.name} cannot be given to supervisor as written (nothing was sent to any host):
+${[...problems.values()].map((e) => `  - ${e.message}${e.hint ? ` (${e.hint})` : ""}`).join("\n")}`,
+      `change each of them in environments/${env.name}/environment.yml, then deploy again`
+    );
+  return text;
+}
+function slotConfigText(env, slot, release, releaseId, carry, refused) {
+  const L = env.layout;
+  const paths = env.runtime;
+  const nodeBin = paths.node.replace(/\/node$/, "");
+  const names = Object.keys(env.config.programs);
+  const blocks = names.map((name2) => {
+    const p = env.config.programs[name2];
+    const dir = p.directory === "." ? release : `${release}/${p.directory}`;
+    const vars = Object.assign(/* @__PURE__ */ Object.create(null), {
+      HOME: `/home/${env.appUser}`,
+      PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
+      OPS_RELEASE: releaseId,
+      OPS_SLOT: slot
+    });
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand3(env, v, release, name2, slot));
+    const log = `${L.logDir}/${name2}-${slot}`;
+    const key = (k) => `programs.${name2}.${k}`;
+    return [
+      `[program:${programName(env, slot, name2)}]`,
+      `command=${carry(() => supervisorValue(key("command"), expand3(env, p.command, release, name2, slot)))}`,
+      `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
+      `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
+      `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
+      "autostart=true",
+      "autorestart=true",
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      "startsecs=3",
+      "startretries=3",
+      "stopsignal=TERM",
+      `stopwaitsecs=${STOP_WAIT_SECONDS}`,
+      "stopasgroup=true",
+      "killasgroup=true",
+      `stdout_logfile=${carry(() => supervisorValue(key("log"), `${log}.out.log`, 2))}`,
+      "stdout_logfile_maxbytes=20MB",
+      "stdout_logfile_backups=5",
+      `stderr_logfile=${carry(() => supervisorValue(key("log"), `${log}.err.log`, 2))}`,
+      "stderr_logfile_maxbytes=20MB",
+      "stderr_logfile_backups=5"
+    ].join("\n");
+  });
+  return [
+    `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
+    `[group:${env.layout.supervisorGroup(slot)}]`,
+    `programs=${carry(() => supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(",")))}`,
+    "",
+    ...blocks.map((b) => `${b}
+`)
+  ].join("\n");
+}
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
+}
+var RELEASE_MARK = "@@ops-release-id@@";
+function slotConfigShell(env, slot, releaseId) {
+  const L = env.layout;
+  if (typeof releaseId === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/${word(releaseId)}}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
+var PREVIOUS_WAIT_SECONDS = 30;
+function previousWait(env) {
+  return Math.min(env.config.switch.health_timeout, PREVIOUS_WAIT_SECONDS);
+}
+function previousBackSeconds(env) {
+  return STOP_WAIT_SECONDS + 5 + previousWait(env) + 15;
+}
 var STARTED_RECORD = "started";
-var STARTED_STOP_SECONDS = 25;
+var PREVIOUS_RECORD = "previous";
+var PREVIOUS_FILE = "previous.conf";
+function previousBackFunctions(env) {
+  const L = env.layout;
+  const wait = previousWait(env);
+  const cold = "a rollback to it would start it cold";
+  const slots = ["blue", "green"];
+  const perSlot = (slot) => `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(" ")}) ;;`;
+  const rendered = (slot) => `${slot})
+${slotConfigShell(env, slot, onHost("prev_id"))} ;;`;
+  return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
+previous_slot() {
+  case "$1" in
+    ${slots.map(perSlot).join("\n    ")}
+    *) return 1 ;;
+  esac
+}
+previous_file() {
+  local dir=$1 rec_slot="" had="" ran="" mode="" owner="" conf="" group="" tmp checks=()
+  read -r rec_slot had ran mode owner < "$dir/${PREVIOUS_RECORD}" || return 1
+  previous_slot "$rec_slot" || return 1
+  if [ "$had" = 1 ]; then
+    tmp=$(mktemp "${"$"}{conf%/*}/.ops-prev.XXXXXX")
+    if ! { cp "$dir/${PREVIOUS_FILE}" "$tmp" && chmod "$mode" "$tmp" && chown "$owner" "$tmp" && mv -f "$tmp" "$conf"; }; then rm -f "$tmp"; return 1; fi
+  else
+    rm -f "$conf"
+  fi
+  reread >/dev/null || true
+}
+previous_back() {
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
+  if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+  if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  group_down "$group" ${STOP_WAIT_SECONDS}
+  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
+  rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
+  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
+  IFS= read -r head < "$conf" || true
+  if [[ $head =~ $prev_re ]]; then prev_id=${"$"}{BASH_REMATCH[1]}; fi
+  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then echo "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  case "$slot" in
+    ${slots.map(rendered).join("\n    ")}
+  esac
+  if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
+    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+  elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${"$"}{checks[@]}") && [ "$back" = ok ]; then
+    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
+  else
+    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+  fi
+}`;
+}
+var PREVIOUS_KEYS = reportKeys("previous_back");
+var SLOT_LOOK_SECONDS = 6;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+var SWITCH_KEYS = reportKeys("switched");
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
+
+// core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
+function startedStopSeconds(env) {
+  return previousBackSeconds(env) + 10;
+}
 function stopStartedSlot(env) {
   const L = env.layout;
-  return String.raw`started_slot=""; started_release=""
+  return String.raw`${previousBackFunctions(env)}
+started_slot=""; started_release=""
 read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
     if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
-    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+    back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
+    if [ "$back_rc" = 0 ]; then
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      ops_report ${LOCK_KEYS.previous_back} "$back"
+    elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
       group_down "$started_group" 15 || true
       rm -f "$started_conf"
       reread >/dev/null || true
@@ -71896,6 +72298,8 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
 ${stopStartedSlot(env)}
@@ -71906,7 +72310,7 @@ ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
     name: "unlock",
     as: "root",
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };
@@ -71923,9 +72327,9 @@ fi
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
-function stoppedSlotLine(report) {
+function stoppedSlotLine(report, previous) {
   const [slot = "", release = ""] = report.trim().split(" ");
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ""}`;
 }
 function parseLock(result) {
   const holder = {};
@@ -71995,7 +72399,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;

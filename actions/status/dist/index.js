@@ -60788,8 +60788,47 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
+// core/steps/switch.ts
+init_errors();
+
+// core/supervisor.ts
+init_errors();
+var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
+var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = env.layout;
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+
+// core/steps/switch.ts
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
+}
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
+}
+var PREVIOUS_KEYS = reportKeys("previous_back");
+var SLOT_LOOK_SECONDS = 6;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+var SWITCH_KEYS = reportKeys("switched");
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
+
 // core/steps/lock.ts
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -60891,44 +60930,6 @@ function programStates(env, records, liveSlot) {
   const order = Object.keys(env.config.programs);
   return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
 }
-
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = env.layout;
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-
-// core/steps/switch.ts
-init_errors();
-
-// core/supervisor.ts
-init_errors();
-var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
-var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
-
-// core/steps/switch.ts
-function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
-}
-function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
-}
-var SLOT_LOOK_SECONDS = 6;
-var RELOAD_BACK_SECONDS = 11;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
-var SWITCH_KEYS = reportKeys("switched");
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/facts.ts
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");

@@ -43,12 +43,12 @@ const CHECKS = {
   gitRef: {
     what: 'git ref',
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")',
+    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
   },
   environment: {
     what: 'environment name',
     pattern: /^[a-z][a-z0-9-]{0,39}$/,
-    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+    form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
     // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
     // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
     extra: (v) =>
@@ -64,7 +64,7 @@ const CHECKS = {
   name: {
     what: 'name',
     pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-    form: 'lower-case letters, digits, "_" and "-", starting with a letter',
+    form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters',
   },
 } satisfies Record<string, Check>;
 

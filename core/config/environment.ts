@@ -8,7 +8,7 @@ import { deserialize, serialize } from 'node:v8';
 import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
@@ -289,7 +289,8 @@ export function readYamlFile(file: string, label = file): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new OpsError(`cannot read ${label}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    const why = fileError(e, label, 'read', 'a YAML file');
+    throw new OpsError(why.message, why.hint);
   }
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : undefined;

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 
 export interface Credentials {
@@ -26,7 +26,8 @@ function readKey(file: string, label: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new OpsError(`cannot read the SSH key ${file} (${label}): ${(e as NodeJS.ErrnoException).code}`);
+    const why = fileError(e, file, 'read', 'an SSH private key file');
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, why.hint);
   }
 }
 

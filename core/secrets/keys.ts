@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import { defaultKeyFile } from './key-file.ts';
 
 export { defaultKeyFile };
@@ -79,7 +79,7 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
       text = readFileSync(file, 'utf8');
     } catch (e) {
       throw new OpsError(
-        `SOPS_AGE_KEY_FILE=${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        `SOPS_AGE_KEY_FILE: ${fileError(e, file, 'read', 'an age key file').message}`,
         'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
       );
     }

@@ -181,3 +181,30 @@ describe('an app command writing into a dependency set (read-only once made)', (
     expect(readOnlySetHint('node dependencies', "EACCES: permission denied, mkdir 'client/node_modules/x'")).toBeUndefined();
   });
 });
+
+describe('a local file given by the user that cannot be read says why in words (fileError), never a bare errno code', () => {
+  it('an SSH key (--identity), an environment file and an age key file: missing, a directory', async () => {
+    const { resolveCredentials } = await import('../../core/remote/identity.ts');
+    const { readYamlFile } = await import('../../core/config/environment.ts');
+    const { loadIdentities } = await import('../../core/secrets/keys.ts');
+    const { MemoryReporter } = await import('../../core/report.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-files-'));
+    const caught = async (f: () => unknown) => {
+      try {
+        await f();
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('not refused');
+    };
+    const missing = await caught(() => resolveCredentials({ identityFile: join(dir, 'nope') }, new MemoryReporter()));
+    expect([missing.message, missing.hint]).toEqual([`cannot read ${dir}/nope: no such file (the SSH key of --identity)`, expect.stringMatching(/^check the path/)]);
+    const folder = await caught(() => resolveCredentials({ identityFile: dir }, new MemoryReporter()));
+    expect(folder.message).toBe(`cannot read ${dir}: it is a directory, not an SSH private key file (the SSH key of --identity)`);
+    const yaml = await caught(() => readYamlFile(dir, 'environments/x/environment.yml'));
+    expect(yaml.message).toBe('cannot read environments/x/environment.yml: it is a directory, not a YAML file');
+    const age = await caught(() => loadIdentities({ SOPS_AGE_KEY_FILE: dir, HOME: dir }));
+    expect(age.message).toBe(`SOPS_AGE_KEY_FILE: cannot read ${dir}: it is a directory, not an age key file`);
+    for (const e of [missing, folder, yaml, age]) expect(e.message).not.toMatch(/\bE[A-Z]{3,}\b/);
+  });
+});

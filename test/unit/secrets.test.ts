@@ -185,7 +185,7 @@ describe('keys', () => {
   });
 
   it('SOPS_AGE_KEY_FILE naming a missing file is an error, not silently skipped', async () => {
-    await expect(loadIdentities({ SOPS_AGE_KEY_FILE: '/nonexistent/keys.txt', HOME: tempDir() })).rejects.toThrow('SOPS_AGE_KEY_FILE=/nonexistent/keys.txt cannot be read: ENOENT');
+    await expect(loadIdentities({ SOPS_AGE_KEY_FILE: '/nonexistent/keys.txt', HOME: tempDir() })).rejects.toThrow('SOPS_AGE_KEY_FILE: cannot read /nonexistent/keys.txt: no such file');
   });
 
   it('SOPS_AGE_KEY may hold several identities, with comments and blank lines', async () => {

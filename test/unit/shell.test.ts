@@ -23,6 +23,11 @@ describe('validate', () => {
     expect(validate('environment', 'prod')).toBe('prod');
     expect(() => validate('environment', '../etc')).toThrow(/invalid environment name/);
     expect(() => validate('environment', 'Prod')).toThrow(/lower-case/);
+    // A rule the pattern holds is said in the message: a name one character too long is told its limit.
+    expect(() => validate('environment', 'a'.repeat(41))).toThrow(/at most 40 characters/);
+    expect(() => validate('name', 'a'.repeat(41))).toThrow(/at most 40 characters/);
+    expect(() => validate('gitRef', 'release.lock')).toThrow('not ending in "/", "." or ".lock"');
+    expect(() => validate('gitRef', 'a'.repeat(201))).toThrow(/at most 200 characters/);
     // status.yml's GitHub environment of env prod is prod-status: no environment may take that name.
     expect(() => validate('environment', 'prod-status')).toThrow('invalid environment name "prod-status": a name ending in "-status" is refused');
     expect(isValid('environment', 'prod-status')).toBe(false);

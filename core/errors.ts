@@ -188,13 +188,21 @@ export function translateError(err: unknown, host: string, where: string): OpsEr
  * when OPS_DEBUG is set.
  */
 export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): string {
-  const withHint = (message: string, hint?: string) => (hint ? `${message}\n  hint: ${hint}` : message);
-  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const { message, hint } = errorParts(err, processEnv);
+  return hint ? `${message}\n  hint: ${hint}` : message;
+}
+
+/**
+ * formatError's two parts: what went wrong (an internal error's stack appended with OPS_DEBUG) and, when there is
+ * one, how to fix it. For a `--json` failure document (scripts/cli.ts).
+ */
+export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): { message: string; hint?: string } {
+  if (err instanceof OpsError) return { message: err.message, ...(err.hint && { hint: err.hint }) };
   const debug = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
   const known = describeLowLevel(err);
-  if (known) return withHint(known.what, known.hint) + debug;
+  if (known) return { message: known.what + (known.hint ? '' : debug), ...(known.hint && { hint: known.hint + debug }) };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return withHint(`internal error: ${message}`, 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it') + debug;
+  return { message: `internal error: ${message}`, hint: 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it' + debug };
 }
 
 /**

@@ -2,7 +2,7 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, formatError } from '../core/errors.ts';
+import { OpsError, errorParts, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { findRoot } from '../core/config/environment.ts';
@@ -238,6 +238,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     typedPaths.set(abs, p);
     return abs;
   };
+  /** --json was given and parsed: a failure is printed as JSON on stdout too, so a script reading it always gets a document. */
+  let json = false;
   try {
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     let parsed;
@@ -260,6 +262,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     checkArgs(command, parsed.positionals);
     const root = io.root ?? processEnv.OPS_ROOT ?? findRoot();
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
+    json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
     for (const [k, spec] of Object.entries(specs)) {
       const v = (values as Record<string, unknown>)[k];
@@ -271,6 +274,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
-    return e instanceof UsageError ? 2 : 1;
+    const code = e instanceof UsageError ? 2 : 1;
+    // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
+    if (json) {
+      const { message, hint } = errorParts(e, {});
+      stdout.write(reporter.redact(JSON.stringify({ ok: false, error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
+    }
+    return code;
   }
 }

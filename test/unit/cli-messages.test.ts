@@ -137,3 +137,24 @@ describe('a secret reference to a key holding dots', () => {
     expect(renderDotenv(loadEnvironment('qa', env.root), { 'b[0]': 'v' }).environ).toContain('X=v');
   });
 });
+
+describe('--json on a failure', () => {
+  it('stdout still holds one JSON document, the error and hint as on stderr, for every command that takes --json', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const argv of [
+      ['deploy', 'nope', '--json'],
+      ['rollback', 'prod', '--to', 'not-a-release', '--json'],
+      ['deploy', 'prod', '--ref', '..', '--json'],
+    ]) {
+      const r = await cli(root, ...argv);
+      expect(r.code).toBe(1);
+      const doc = JSON.parse(r.out) as { ok: boolean; error: string; hint?: string; exitCode: number };
+      expect(doc).toMatchObject({ ok: false, exitCode: 1 });
+      expect(r.err).toContain(`error: ${doc.error}`);
+      if (doc.hint) expect(r.err).toContain(`hint: ${doc.hint}`);
+    }
+    // Without --json, nothing on stdout; a usage error (exit 2) before --json is read stays a usage error.
+    expect((await cli(root, 'deploy', 'nope')).out).toBe('');
+    expect(JSON.parse((await cli(root, 'deploy', 'prod', '--json', '--bogus')).out || 'null')).toBeNull();
+  });
+});

@@ -19162,6 +19162,7 @@ var require_undici = __commonJS({
 });
 
 // core/errors.ts
+import { dirname } from "node:path";
 function describeLowLevel(err) {
   if (!(err instanceof Error)) return void 0;
   const e = err;
@@ -19190,16 +19191,30 @@ function describeLowLevel(err) {
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
 }
+function fileError(err, path, action, expected = "a file") {
+  const code = err?.code ?? "";
+  const fail = `cannot ${action} ${path}`;
+  if (code === "EISDIR") return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new OpsError(`${fail}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === "EEXIST") return new OpsError(`${fail}: it already exists`);
+  return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
 function formatError(err, processEnv = process.env) {
-  const withHint = (message2, hint) => hint ? `${message2}
-  hint: ${hint}` : message2;
-  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const { message, hint } = errorParts(err, processEnv);
+  return hint ? `${message}
+  hint: ${hint}` : message;
+}
+function errorParts(err, processEnv = process.env) {
+  if (err instanceof OpsError) return { message: err.message, ...err.hint && { hint: err.hint } };
   const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
-  if (known) return withHint(known.what, known.hint) + debug2;
+  if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+  return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
 }
 function onUncaught(print) {
   const handle = (err) => {
@@ -28676,7 +28691,7 @@ async function loadIdentities(processEnv = process.env) {
       text = readFileSync(file2, "utf8");
     } catch (e) {
       throw new OpsError(
-        `SOPS_AGE_KEY_FILE=${file2} cannot be read: ${e.code ?? e.message}`,
+        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
         "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
       );
     }

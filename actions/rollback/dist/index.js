@@ -19162,6 +19162,7 @@ var require_undici = __commonJS({
 });
 
 // core/errors.ts
+import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19217,6 +19218,17 @@ function describeLowLevel(err) {
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
 }
+function fileError(err, path, action, expected = "a file") {
+  const code = err?.code ?? "";
+  const fail2 = `cannot ${action} ${path}`;
+  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
   const known = describeLowLevel(err);
@@ -19226,15 +19238,18 @@ function translateError(err, host, where) {
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
 function formatError(err, processEnv = process.env) {
-  const withHint = (message2, hint) => hint ? `${message2}
-  hint: ${hint}` : message2;
-  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const { message, hint } = errorParts(err, processEnv);
+  return hint ? `${message}
+  hint: ${hint}` : message;
+}
+function errorParts(err, processEnv = process.env) {
+  if (err instanceof OpsError) return { message: err.message, ...err.hint && { hint: err.hint } };
   const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
-  if (known) return withHint(known.what, known.hint) + debug2;
+  if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+  return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
 }
 function onUncaught(print) {
   const handle = (err) => {
@@ -28836,7 +28851,7 @@ async function loadIdentities(processEnv = process.env) {
       text = readFileSync2(file2, "utf8");
     } catch (e) {
       throw new OpsError(
-        `SOPS_AGE_KEY_FILE=${file2} cannot be read: ${e.code ?? e.message}`,
+        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
         "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
       );
     }
@@ -36473,12 +36488,12 @@ var init_shell = __esm({
       gitRef: {
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")'
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
       },
       environment: {
         what: "environment name",
         pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
         extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
@@ -36491,7 +36506,7 @@ var init_shell = __esm({
       name: {
         what: "name",
         pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-        form: 'lower-case letters, digits, "_" and "-", starting with a letter'
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
       }
     };
   }
@@ -37427,7 +37442,8 @@ function readYamlFile(file, label = file) {
   try {
     text = readFileSync3(file, "utf8");
   } catch (e) {
-    throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
+    const why = fileError(e, label, "read", "a YAML file");
+    throw new OpsError(why.message, why.hint);
   }
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : void 0;
@@ -59767,7 +59783,8 @@ function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
   } catch (e) {
-    throw new OpsError(`cannot read the SSH key ${file} (${label}): ${e.code}`);
+    const why = fileError(e, file, "read", "an SSH private key file");
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, why.hint);
   }
 }
 function checkKeyText(text, label) {

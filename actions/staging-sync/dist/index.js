@@ -19934,6 +19934,7 @@ var require_lib = __commonJS({
 });
 
 // core/errors.ts
+import { dirname } from "node:path";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -19970,16 +19971,30 @@ function describeLowLevel(err) {
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
 }
+function fileError(err, path, action, expected = "a file") {
+  const code = err?.code ?? "";
+  const fail = `cannot ${action} ${path}`;
+  if (code === "EISDIR") return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new OpsError(`${fail}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === "EEXIST") return new OpsError(`${fail}: it already exists`);
+  return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
 function formatError(err, processEnv = process.env) {
-  const withHint = (message2, hint) => hint ? `${message2}
-  hint: ${hint}` : message2;
-  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const { message, hint } = errorParts(err, processEnv);
+  return hint ? `${message}
+  hint: ${hint}` : message;
+}
+function errorParts(err, processEnv = process.env) {
+  if (err instanceof OpsError) return { message: err.message, ...err.hint && { hint: err.hint } };
   const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
-  if (known) return withHint(known.what, known.hint) + debug2;
+  if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+  return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
 }
 function onUncaught(print) {
   const handle = (err) => {
@@ -29456,7 +29471,7 @@ async function loadIdentities(processEnv = process.env) {
       text = readFileSync2(file2, "utf8");
     } catch (e) {
       throw new OpsError(
-        `SOPS_AGE_KEY_FILE=${file2} cannot be read: ${e.code ?? e.message}`,
+        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
         "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
       );
     }
@@ -34634,12 +34649,12 @@ var CHECKS = {
   gitRef: {
     what: "git ref",
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")'
+    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
   },
   environment: {
     what: "environment name",
     pattern: /^[a-z][a-z0-9-]{0,39}$/,
-    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+    form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
     // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
     // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
     extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
@@ -34652,7 +34667,7 @@ var CHECKS = {
   name: {
     what: "name",
     pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-    form: 'lower-case letters, digits, "_" and "-", starting with a letter'
+    form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
   }
 };
 function validate(kind, value, label) {

@@ -207,10 +207,15 @@ function readersOf(env: DotenvSettings, key: string): { exact: Reader[]; others:
 
 /** A variable whose value its readers would not read back: the line naming it, its source and why (never the value). */
 interface RefusedVariable {
-  line: string;
+  /** The variable and its source: `KEY (secret "x"; read by ...)`. */
+  head: string;
+  /** Why its readers would not read it back. */
+  reason: string;
   secret: boolean;
   /** The readers that would corrupt it. */
   readers: Reader[];
+  /** Members (key paths) of a map secret, already in the file before the change, that make it unreadable. */
+  old?: string[];
 }
 
 /** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
@@ -220,7 +225,7 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
   if (!('refused' in encoded)) return encoded;
   const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
   const source = typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
-  return { refused: { line: `${key} (${source}; ${readBy}): ${encoded.refused.reason}`, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
 }
 
 /**
@@ -228,13 +233,22 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
  * every variable named with its source and reason, never its value; `untouched` says what was left as it was;
  * the hint says where each kind of value is changed, or which readers to drop.
  */
-function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string): OpsError {
+function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string, command?: 'set' | 'edit'): OpsError {
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
+  const named = old.join(', ');
+  // a member already in the file is at fault, not the value set now: fixed by another `set` first, or in this same edit
+  const first =
+    old.length && command === 'edit'
+      ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
+      : old.length
+        ? `${named} ${old.length === 1 ? 'was' : 'were'} already in the file, and this command sets one value: change ${old.length === 1 ? 'it' : 'them'} first (printf '%s' NEW | ops secrets set ${env.name} ${old.length === 1 ? quote(old[0]!) : '<key>'}, or ops secrets edit ${env.name}), then run this one again`
+        : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
-    `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.line}`).join('\n')}`,
-    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+    `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
+    `${first}, or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
   );
 }
 
@@ -306,6 +320,47 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }
 
+/** How `ops secrets set` or `ops secrets edit` met a refusal: which command, and what it left as it was (said in the message). */
+export interface ChangeCheckContext {
+  command: 'set' | 'edit';
+  /** What was left as it was, e.g. "nothing was written: environments/qa/secrets.sops.yaml is unchanged" (or "was not created"). */
+  untouched: string;
+}
+
+/** The leaves of a decrypted map (maps followed; a list, a scalar or an empty map is one leaf), each as its key path from the map. */
+function memberPaths(value: unknown, path: string[] = []): string[][] {
+  const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap || (path.length && Object.keys(value).length === 0)) return [path];
+  return Object.keys(value).flatMap((k) => memberPaths((value as Record<string, unknown>)[k], [...path, k]));
+}
+
+function memberAt(value: unknown, path: string[]): unknown {
+  return path.reduce<unknown>((n, k) => (n !== null && typeof n === 'object' && !Array.isArray(n) && Object.hasOwn(n, k) ? (n as Record<string, unknown>)[k] : undefined), value);
+}
+
+/** A map holding only the member at `path` of `value` (with its keys on the way: a key is part of the JSON too). */
+function onlyMember(value: unknown, path: string[]): unknown {
+  let out: unknown = memberAt(value, path);
+  for (const k of [...path].reverse()) out = Object.defineProperty({}, k, { value: out, enumerable: true, writable: true, configurable: true });
+  return out;
+}
+
+/** A member's key path as `ops secrets set` takes it (a key holding a dot or a quote in double quotes). */
+function memberKey(secret: string, path: string[]): string {
+  return [secret, ...path.map((k) => (/^[^."]+$/.test(k) ? k : `"${k}"`))].join('.');
+}
+
+/**
+ * Which members of a map secret an .env variable names whole (written as its JSON) make it unreadable: each
+ * member is tried alone (its keys and value); `changed` says whether the change set or altered it. Empty when no
+ * member is refused alone (only some of them together are).
+ */
+function membersAtFault(encodes: (value: unknown) => boolean, found: unknown, had: unknown): { path: string[]; changed: boolean }[] {
+  return memberPaths(found)
+    .filter((p) => p.length > 0 && !encodes(onlyMember(found, p)))
+    .map((p) => ({ path: p, changed: !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)) }));
+}
+
 /**
  * What `ops secrets set` and `ops secrets edit` check before they write: each .env variable of `env` that takes
  * its value from a secret the change alters (`before` → `after`, decrypted data as a deploy gets it) must be
@@ -313,9 +368,11 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
  * message, so that the value is refused when it is stored, not at the next deploy (in CI). Only the variables the
  * change alters are held to it: a value stored before is the deploy's to refuse, and a secret still missing is not
  * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
- * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON. Throws OpsError.
+ * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON, and when a
+ * member that was already there is what makes it unreadable, the refusal names that member and says so (the
+ * value just set is not at fault). `how` says which command runs it and what it left as it was. Throws OpsError.
  */
-export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown): void {
+export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
   const refused: RefusedVariable[] = [];
   const removed: string[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
@@ -327,14 +384,31 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
     if (holdsRoundedInteger(found)) continue; // asked about before it gets here (secrets edit), and never typed by secrets set
     const encoded = encodeVariable(env, key, spec, asString(found));
-    if ('refused' in encoded) refused.push(encoded.refused);
+    if (!('refused' in encoded)) continue;
+    if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
+      const encodes = (v: unknown) => !('refused' in encodeVariable(env, key, spec, asString(v)));
+      const faults = membersAtFault(encodes, found, had);
+      const old = faults.filter((f) => !f.changed).map((f) => memberKey(spec.secret, f.path));
+      const now = faults.filter((f) => f.changed).map((f) => memberKey(spec.secret, f.path));
+      if (old.length) {
+        const wasRefused = had !== undefined && had !== null && !encodes(had);
+        const which = `${old.length === 1 ? `its member ${old[0]}, already in the file before this change, is` : `its members ${old.join(', ')}, already in the file before this change, are`} what its readers would not read back${now.length ? ` (and ${now.join(', ')}, changed now)` : ' (not the value changed now)'}${wasRefused ? ': every deploy already refuses it' : ''}`;
+        refused.push({ ...encoded.refused, reason: `${which}: ${encoded.refused.reason}`, old });
+        continue;
+      }
+      if (!now.length && had !== undefined && had !== null && !encodes(had)) {
+        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret] });
+        continue;
+      }
+    }
+    refused.push(encoded.refused);
   }
   if (removed.length)
     throw new OpsError(
-      `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
+      `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (${how.untouched}):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );
-  if (refused.length) throw unreadableError(env, refused, `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged`);
+  if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 
 /**

@@ -194,7 +194,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
         confirm: (q) => confirm(ctx, q, abort.signal),
         warn: (m) => ctx.reporter.warn(m),
-        check: secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m)),
+        check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
         signal: abort.signal,
       };
       try {
@@ -284,7 +284,7 @@ each reader can carry").`,
       secrets.set(path, str(value));
       // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
       const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-      secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m))(before, secrets.data);
+      (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
       return 0;

@@ -321,7 +321,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     writeFileSync(file, `${declared}\nnot_a_setting: 1\n`);
     const unchecked = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_secret'], e.env, interpolated);
     expect(unchecked.code).toBe(0);
-    expect(unchecked.err).toMatch(/warning: the values were not checked against dotenv\.readers \(environments\/qa\/environment\.yml has 1 problem: not_a_setting[^\n]*\): a deploy checks them/);
+    expect(unchecked.err).toMatch(/warning: the values were not checked against dotenv\.readers or packages \(environments\/qa\/environment\.yml has 1 problem: not_a_setting[^\n]*\): a deploy checks them/);
     expect((await open(e)).data).toMatchObject({ database_url: interpolated, datapass_client_id: 'client-4f9a2c', datapass_client_secret: interpolated });
   });
 

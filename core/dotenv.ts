@@ -266,6 +266,35 @@ export function holdsRoundedInteger(value: unknown): boolean {
   return false;
 }
 
+/** A variable whose secret holds an integer sops rounded: `member` its key path inside that secret ([]: the secret itself). */
+interface RoundedVariable {
+  key: string;
+  secret: string;
+  member: string[];
+  /** Already in the file before the change `ops secrets set`/`edit` makes. */
+  old?: boolean;
+}
+
+/** The one refusal of secrets holding an integer sops rounded (holdsRoundedInteger): a deploy's, and `ops secrets set`/`edit`'s. */
+function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched: string): OpsError {
+  const first = rounded[0]!;
+  const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
+  return new OpsError(
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
+  );
+}
+
+/** The key path, inside a secret, of its first member (maps followed; a list is one member) that `holds`: [] for the secret itself, undefined for none. */
+function memberHolding(value: unknown, holds: (member: unknown) => boolean): string[] | undefined {
+  return memberPaths(value).find((p) => holds(memberAt(value, p)));
+}
+
+/** The refusal of a binary value in the .env (binaryRefused), naming the member that holds it when the secret is a map named whole. */
+function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
+  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ''})`, env.name);
+}
+
 /**
  * Render the .env and the environ file. Every missing secret, then every secret holding a rounded integer
  * (holdsRoundedInteger), then every value that cannot be written for the declared readers, is reported at once
@@ -274,7 +303,7 @@ export function holdsRoundedInteger(value: unknown): boolean {
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
-  const rounded: [key: string, secret: string][] = [];
+  const rounded: RoundedVariable[] = [];
   const refused: RefusedVariable[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
@@ -288,9 +317,11 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
-      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
-      if (holdsRoundedInteger(found)) {
-        rounded.push([key, spec.secret]);
+      const binary = memberHolding(found, holdsBinary);
+      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const round = memberHolding(found, holdsRoundedInteger);
+      if (round) {
+        rounded.push({ key, secret: spec.secret, member: round });
         continue;
       }
       value = asString(found);
@@ -309,13 +340,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
-  if (rounded.length) {
-    const [, first] = rounded[0]!;
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join('\n')}`,
-      `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`,
-    );
-  }
+  if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }
@@ -374,6 +399,7 @@ function membersAtFault(encodes: (value: unknown) => boolean, found: unknown, ha
  */
 export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
   const refused: RefusedVariable[] = [];
+  const rounded: RoundedVariable[] = [];
   const removed: string[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
@@ -381,8 +407,19 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     const had = lookup(before, spec.secret);
     if ((found === undefined || found === null) && had !== undefined && had !== null) removed.push(`${key} needs the secret "${spec.secret}"`);
     if (found === undefined || found === null || isDeepStrictEqual(found, had)) continue;
-    if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
-    if (holdsRoundedInteger(found)) continue; // asked about before it gets here (secrets edit), and never typed by secrets set
+    const binary = memberHolding(found, holdsBinary);
+    if (binary) {
+      const e = binaryMemberRefused(env, key, spec.secret, binary);
+      const old = binary.length > 0 && isDeepStrictEqual(memberAt(had, binary), memberAt(found, binary));
+      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, old && how.command === 'edit' ? `${e.hint}; or change it in this same edit` : e.hint);
+    }
+    // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
+    // in a map named whole, which the change alters, is named as such
+    const round = memberHolding(found, holdsRoundedInteger);
+    if (round) {
+      rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
+      continue;
+    }
     const encoded = encodeVariable(env, key, spec, asString(found));
     if (!('refused' in encoded)) continue;
     if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
@@ -408,6 +445,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (${how.untouched}):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );
+  if (rounded.length) throw roundedError(env, rounded, how.untouched);
   if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 

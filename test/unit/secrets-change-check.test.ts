@@ -1,13 +1,14 @@
 // `ops secrets set` and `ops secrets edit` refuse what a later deploy or provision would refuse of the values they
 // store, by the same checks and with the same messages, the file left byte for byte as it was; a refusal says what
 // is true: which member is at fault (one already in the file, not the value just set), and whether a file exists.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
-import { type Env, cli, editor, newEnv, open } from './secrets.helpers.ts';
+import { type Env, cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 /** python-dotenv (declared by env new) replaces "${...}" in every quoting: refused for TOOLS_PASSWORDS (a map named whole). */
 const interpolated = 'pw-${HOME}-Sekr1t';
@@ -164,5 +165,32 @@ describe('packages settings given as { secret: ... }: refused when stored as eve
     expect(r.code, r.err).toBe(1);
     expect(r.err).toContain('lacks the secret "npm.token" that packages.npm_token needs (a non-empty string) (every provision would refuse it; nothing was written');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
+describe('a key "<<" (a YAML merge key to sops) holding a value: refused, as sops could no longer read the file', () => {
+  /** The real sops on PATH (scripts/setup-machine.sh), with the environment's key only. */
+  const sopsDecrypt = (e: Env) => spawnSync('sops', ['decrypt', e.secrets], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: e.keyFile }, cwd: tempDir('ops-sops-cwd-') });
+
+  it('set and edit: refused by key path, the file unchanged and still read by sops; a map under "<<" is kept', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const key of ['<<', 'smtp.<<']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'value-4f9a2c81-ok');
+      expect(r.code, key).toBe(1);
+      expect(r.err).toContain(`error: ${key}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read`);
+      expect(r.err).not.toContain('value-4f9a2c81');
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    }
+    const quoted = editor(`printf '"<<": value-4f9a2c81-ok\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: quoted.cmd }, 'n\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('a key "<<" is a YAML merge key to sops');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const map = editor(`printf '"<<":\n    merged: value-4f9a2c81-ok\n' >> "$1"`);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: map.cmd }, 'n\n')).code).toBe(0);
+    const d = sopsDecrypt(e);
+    expect(d.stderr).toBe('');
+    expect(d.stdout).toContain('!!merge <<:\n    merged: value-4f9a2c81-ok');
   });
 });

@@ -437,6 +437,11 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
         refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret] });
         continue;
       }
+      const changed = memberPaths(found).filter((p) => p.length > 0 && !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)));
+      if (!now.length && changed.length && memberPaths(found).length > changed.length) {
+        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, since this change to ${changed.map((p) => memberKey(spec.secret, p)).join(', ')}, are what its readers would not read back: ${encoded.refused.reason}` });
+        continue;
+      }
     }
     refused.push(encoded.refused);
   }

@@ -70,6 +70,21 @@ describe('a map an env entry names whole: the member at fault is named, not the 
   });
 });
 
+describe('a map named whole refused for its members together, none alone', () => {
+  it('set: the change is named as what made it unreadable with the members already there', async () => {
+    const e = await newEnv();
+    writeFileSync(config(e), readFileSync(config(e), 'utf8').replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    // the JSON holds " always; with ' and # it still has backticks; a ` too leaves node-dotenv no quoting
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, "it's-#1-password")).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'back`tick-value-1');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TOOLS_PASSWORDS (secret "passwords"; read by node-dotenv): no one member alone, but its members together, since this change to passwords."new@example.org", are what its readers would not read back: node-dotenv decodes no escapes');
+    expect(r.err).toContain("hint: change the value (a secret: printf '%s' NEW | ops secrets set qa <key>)");
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
 describe('with no secrets file yet, a refusal says none was created', () => {
   it('set: "was not created", never "is unchanged"; no file is left', async () => {
     const e = await newEnv();

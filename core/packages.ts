@@ -37,7 +37,8 @@ function secret(env: PackageSettings, secrets: unknown, setting: string, path: s
 
 /** One line of an INI/npmrc value: a value with a line break or NUL would inject other settings. */
 function oneLine(env: PackageSettings, setting: string, value: string): string {
-  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, 'a URL or token is one line: fix the value (it was not printed)');
+  if (/[\r\n]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, 'a URL or token is one line: fix the value (it was not printed)');
+  if (value.includes('\0')) throw new OpsError(`${setting} of ${env.name} holds a NUL character`, 'a URL or token is text without NUL characters: fix the value (it was not printed)');
   return value;
 }
 

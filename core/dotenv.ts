@@ -411,7 +411,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     if (binary) {
       const e = binaryMemberRefused(env, key, spec.secret, binary);
       const old = binary.length > 0 && isDeepStrictEqual(memberAt(had, binary), memberAt(found, binary));
-      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, old && how.command === 'edit' ? `${e.hint}; or change it in this same edit` : e.hint);
+      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such

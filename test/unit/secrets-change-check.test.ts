@@ -98,6 +98,11 @@ describe('with no secrets file yet, a refusal says none was created', () => {
     expect(p.code).toBe(1);
     expect(p.err).toContain('was not created');
     expect(existsSync(e.secrets)).toBe(false);
+    const ed = editor(`printf 'database_url: "${interpolated}"\\n' > "$1"`);
+    const edited = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(edited.code, edited.err).toBe(1);
+    expect(edited.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml was not created)');
+    expect(existsSync(e.secrets)).toBe(false);
   });
 });
 

@@ -244,7 +244,9 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
     old.length && command === 'edit'
       ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
       : old.length
-        ? `${named} ${old.length === 1 ? 'was' : 'were'} already in the file, and this command sets one value: change ${old.length === 1 ? 'it' : 'them'} first (printf '%s' NEW | ops secrets set ${env.name} ${old.length === 1 ? quote(old[0]!) : '<key>'}, or ops secrets edit ${env.name}), then run this one again`
+        ? old.length === 1
+          ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0]!)}, or ops secrets edit ${env.name}), then run this one again`
+          : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
         : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,

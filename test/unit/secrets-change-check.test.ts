@@ -58,6 +58,19 @@ describe('a map an env entry names whole: the member at fault is named, not the 
     expect(r.err).toContain('its member passwords."old@example.org", already in the file before this change, is what its readers would not read back (and passwords."new@example.org", changed now)');
   });
 
+  it('set: two old members at fault: both named, fixed together by an edit (one set at a time would be refused for the other)', async () => {
+    const e = await withBadMember();
+    const file = config(e);
+    const declared = readFileSync(file, 'utf8');
+    writeFileSync(file, declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."other@example.org"'], e.env, interpolated)).code).toBe(0);
+    writeFileSync(file, declared);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'a-valid-new-password-7d2e');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('its members passwords."old@example.org", passwords."other@example.org", already in the file before this change, are what its readers would not read back (not the value changed now)');
+    expect(r.err).toContain('hint: passwords."old@example.org", passwords."other@example.org" were already in the file: change them together with `ops secrets edit qa` (a `set` of one is refused while another is still unreadable), then run this one again');
+  });
+
   it('edit: the old member is named, to be fixed in the same edit', async () => {
     const e = await withBadMember();
     const before = readFileSync(e.secrets, 'utf8');

@@ -216,6 +216,8 @@ interface RefusedVariable {
   readers: Reader[];
   /** Members (key paths) of a map secret, already in the file before the change, that make it unreadable. */
   old?: string[];
+  /** `old` names the map: its members together, none alone, make it unreadable. */
+  together?: boolean;
 }
 
 /** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
@@ -244,9 +246,9 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
     old.length && command === 'edit'
       ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
       : old.length
-        ? old.length === 1
+        ? old.length === 1 && !refused.some((r) => r.together)
           ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0]!)}, or ops secrets edit ${env.name}), then run this one again`
-          : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
+          : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
         : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
@@ -436,7 +438,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
         continue;
       }
       if (!now.length && had !== undefined && had !== null && !encodes(had)) {
-        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret] });
+        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret], together: true });
         continue;
       }
       const changed = memberPaths(found).filter((p) => p.length > 0 && !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)));

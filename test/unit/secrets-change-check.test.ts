@@ -96,6 +96,19 @@ describe('a map named whole refused for its members together, none alone', () =>
     expect(r.err).toContain("hint: change the value (a secret: printf '%s' NEW | ops secrets set qa <key>)");
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
+
+  it('set: members already there that only together are unreadable: said so, fixed together by an edit', async () => {
+    const e = await newEnv();
+    const declared = readFileSync(config(e), 'utf8');
+    writeFileSync(config(e), declared.replace(/^  readers: \[.*\]$/m, '  readers: [python-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, "it's-#1-password")).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."x@example.org"'], e.env, 'back`tick-value-1')).code).toBe(0);
+    writeFileSync(config(e), declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'plain-new-value-1');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TOOLS_PASSWORDS (secret "passwords"; read by node-dotenv): no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it)');
+    expect(r.err).toContain('hint: the members of passwords were already in the file: change them together with `ops secrets edit qa`');
+  });
 });
 
 describe('with no secrets file yet, a refusal says none was created', () => {

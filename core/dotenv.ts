@@ -207,10 +207,17 @@ function readersOf(env: DotenvSettings, key: string): { exact: Reader[]; others:
 
 /** A variable whose value its readers would not read back: the line naming it, its source and why (never the value). */
 interface RefusedVariable {
-  line: string;
+  /** The variable and its source: `KEY (secret "x"; read by ...)`. */
+  head: string;
+  /** Why its readers would not read it back. */
+  reason: string;
   secret: boolean;
   /** The readers that would corrupt it. */
   readers: Reader[];
+  /** Members (key paths) of a map secret, already in the file before the change, that make it unreadable. */
+  old?: string[];
+  /** `old` names the map: its members together, none alone, make it unreadable. */
+  together?: boolean;
 }
 
 /** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
@@ -220,7 +227,7 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
   if (!('refused' in encoded)) return encoded;
   const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
   const source = typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
-  return { refused: { line: `${key} (${source}; ${readBy}): ${encoded.refused.reason}`, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
 }
 
 /**
@@ -228,13 +235,24 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
  * every variable named with its source and reason, never its value; `untouched` says what was left as it was;
  * the hint says where each kind of value is changed, or which readers to drop.
  */
-function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string): OpsError {
+function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string, command?: 'set' | 'edit'): OpsError {
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
+  const named = old.join(', ');
+  // a member already in the file is at fault, not the value set now: fixed by another `set` first, or in this same edit
+  const first =
+    old.length && command === 'edit'
+      ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
+      : old.length
+        ? old.length === 1 && !refused.some((r) => r.together)
+          ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0]!)}, or ops secrets edit ${env.name}), then run this one again`
+          : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
+        : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
-    `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.line}`).join('\n')}`,
-    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+    `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
+    `${first}, or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
   );
 }
 
@@ -252,6 +270,35 @@ export function holdsRoundedInteger(value: unknown): boolean {
   return false;
 }
 
+/** A variable whose secret holds an integer sops rounded: `member` its key path inside that secret ([]: the secret itself). */
+interface RoundedVariable {
+  key: string;
+  secret: string;
+  member: string[];
+  /** Already in the file before the change `ops secrets set`/`edit` makes. */
+  old?: boolean;
+}
+
+/** The one refusal of secrets holding an integer sops rounded (holdsRoundedInteger): a deploy's, and `ops secrets set`/`edit`'s. */
+function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched: string): OpsError {
+  const first = rounded[0]!;
+  const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
+  return new OpsError(
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
+  );
+}
+
+/** The key path, inside a secret, of its first member (maps followed; a list is one member) that `holds`: [] for the secret itself, undefined for none. */
+function memberHolding(value: unknown, holds: (member: unknown) => boolean): string[] | undefined {
+  return memberPaths(value).find((p) => holds(memberAt(value, p)));
+}
+
+/** The refusal of a binary value in the .env (binaryRefused), naming the member that holds it when the secret is a map named whole. */
+function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
+  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ''})`, env.name);
+}
+
 /**
  * Render the .env and the environ file. Every missing secret, then every secret holding a rounded integer
  * (holdsRoundedInteger), then every value that cannot be written for the declared readers, is reported at once
@@ -260,7 +307,7 @@ export function holdsRoundedInteger(value: unknown): boolean {
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
-  const rounded: [key: string, secret: string][] = [];
+  const rounded: RoundedVariable[] = [];
   const refused: RefusedVariable[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
@@ -274,9 +321,11 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
-      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
-      if (holdsRoundedInteger(found)) {
-        rounded.push([key, spec.secret]);
+      const binary = memberHolding(found, holdsBinary);
+      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const round = memberHolding(found, holdsRoundedInteger);
+      if (round) {
+        rounded.push({ key, secret: spec.secret, member: round });
         continue;
       }
       value = asString(found);
@@ -295,15 +344,50 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
-  if (rounded.length) {
-    const [, first] = rounded[0]!;
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join('\n')}`,
-      `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`,
-    );
-  }
+  if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
+}
+
+/** How `ops secrets set` or `ops secrets edit` met a refusal: which command, and what it left as it was (said in the message). */
+export interface ChangeCheckContext {
+  command: 'set' | 'edit';
+  /** What was left as it was, e.g. "nothing was written: environments/qa/secrets.sops.yaml is unchanged" (or "was not created"). */
+  untouched: string;
+}
+
+/** The leaves of a decrypted map (maps followed; a list, a scalar or an empty map is one leaf), each as its key path from the map. */
+function memberPaths(value: unknown, path: string[] = []): string[][] {
+  const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap || (path.length && Object.keys(value).length === 0)) return [path];
+  return Object.keys(value).flatMap((k) => memberPaths((value as Record<string, unknown>)[k], [...path, k]));
+}
+
+function memberAt(value: unknown, path: string[]): unknown {
+  return path.reduce<unknown>((n, k) => (n !== null && typeof n === 'object' && !Array.isArray(n) && Object.hasOwn(n, k) ? (n as Record<string, unknown>)[k] : undefined), value);
+}
+
+/** A map holding only the member at `path` of `value` (with its keys on the way: a key is part of the JSON too). */
+function onlyMember(value: unknown, path: string[]): unknown {
+  let out: unknown = memberAt(value, path);
+  for (const k of [...path].reverse()) out = Object.defineProperty({}, k, { value: out, enumerable: true, writable: true, configurable: true });
+  return out;
+}
+
+/** A member's key path as `ops secrets set` takes it (a key holding a dot or a quote in double quotes). */
+function memberKey(secret: string, path: string[]): string {
+  return [secret, ...path.map((k) => (/^[^."]+$/.test(k) ? k : `"${k}"`))].join('.');
+}
+
+/**
+ * Which members of a map secret an .env variable names whole (written as its JSON) make it unreadable: each
+ * member is tried alone (its keys and value); `changed` says whether the change set or altered it. Empty when no
+ * member is refused alone (only some of them together are).
+ */
+function membersAtFault(encodes: (value: unknown) => boolean, found: unknown, had: unknown): { path: string[]; changed: boolean }[] {
+  return memberPaths(found)
+    .filter((p) => p.length > 0 && !encodes(onlyMember(found, p)))
+    .map((p) => ({ path: p, changed: !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)) }));
 }
 
 /**
@@ -313,10 +397,13 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
  * message, so that the value is refused when it is stored, not at the next deploy (in CI). Only the variables the
  * change alters are held to it: a value stored before is the deploy's to refuse, and a secret still missing is not
  * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
- * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON. Throws OpsError.
+ * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON, and when a
+ * member that was already there is what makes it unreadable, the refusal names that member and says so (the
+ * value just set is not at fault). `how` says which command runs it and what it left as it was. Throws OpsError.
  */
-export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown): void {
+export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
   const refused: RefusedVariable[] = [];
+  const rounded: RoundedVariable[] = [];
   const removed: string[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
@@ -324,17 +411,51 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     const had = lookup(before, spec.secret);
     if ((found === undefined || found === null) && had !== undefined && had !== null) removed.push(`${key} needs the secret "${spec.secret}"`);
     if (found === undefined || found === null || isDeepStrictEqual(found, had)) continue;
-    if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
-    if (holdsRoundedInteger(found)) continue; // asked about before it gets here (secrets edit), and never typed by secrets set
+    const binary = memberHolding(found, holdsBinary);
+    if (binary) {
+      const e = binaryMemberRefused(env, key, spec.secret, binary);
+      const old = binary.length > 0 && isDeepStrictEqual(memberAt(had, binary), memberAt(found, binary));
+      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
+    }
+    // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
+    // in a map named whole, which the change alters, is named as such
+    const round = memberHolding(found, holdsRoundedInteger);
+    if (round) {
+      rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
+      continue;
+    }
     const encoded = encodeVariable(env, key, spec, asString(found));
-    if ('refused' in encoded) refused.push(encoded.refused);
+    if (!('refused' in encoded)) continue;
+    if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
+      const encodes = (v: unknown) => !('refused' in encodeVariable(env, key, spec, asString(v)));
+      const faults = membersAtFault(encodes, found, had);
+      const old = faults.filter((f) => !f.changed).map((f) => memberKey(spec.secret, f.path));
+      const now = faults.filter((f) => f.changed).map((f) => memberKey(spec.secret, f.path));
+      if (old.length) {
+        const wasRefused = had !== undefined && had !== null && !encodes(had);
+        const which = `${old.length === 1 ? `its member ${old[0]}, already in the file before this change, is` : `its members ${old.join(', ')}, already in the file before this change, are`} what its readers would not read back${now.length ? ` (and ${now.join(', ')}, changed now)` : ' (not the value changed now)'}${wasRefused ? ': every deploy already refuses it' : ''}`;
+        refused.push({ ...encoded.refused, reason: `${which}: ${encoded.refused.reason}`, old });
+        continue;
+      }
+      if (!now.length && had !== undefined && had !== null && !encodes(had)) {
+        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret], together: true });
+        continue;
+      }
+      const changed = memberPaths(found).filter((p) => p.length > 0 && !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)));
+      if (!now.length && changed.length && memberPaths(found).length > changed.length) {
+        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, since this change to ${changed.map((p) => memberKey(spec.secret, p)).join(', ')}, are what its readers would not read back: ${encoded.refused.reason}` });
+        continue;
+      }
+    }
+    refused.push(encoded.refused);
   }
   if (removed.length)
     throw new OpsError(
-      `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
+      `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (${how.untouched}):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );
-  if (refused.length) throw unreadableError(env, refused, `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged`);
+  if (rounded.length) throw roundedError(env, rounded, how.untouched);
+  if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 
 /**

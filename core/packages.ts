@@ -1,6 +1,7 @@
 // Package indexes (`packages` in environment.yml): where the hosts' pip and npm install dependencies from.
 // Rendered here into the app user's pip.conf, uv.toml and .npmrc (provision uploads them, 0600), so a deploy's installs
 // (run as the app user, HOME set) use them without anything on a command line.
+import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import { lookup } from './dotenv.ts';
 import { OpsError } from './errors.ts';
@@ -17,13 +18,16 @@ export interface PackageIndexFiles {
   npmTokenKey?: string;
 }
 
+/** What the package files are rendered from: an environment's name and settings. */
+export type PackageSettings = Pick<Environment, 'name' | 'config'>;
+
 /** True when rendering needs the decrypted secrets (a URL or token given as `{ secret: ... }`). */
-export function packagesNeedSecrets(env: Environment): boolean {
+export function packagesNeedSecrets(env: PackageSettings): boolean {
   const p = env.config.packages;
   return typeof p.pip_index_url === 'object' || p.npm_token !== undefined;
 }
 
-function secret(env: Environment, secrets: unknown, setting: string, path: string): string {
+function secret(env: PackageSettings, secrets: unknown, setting: string, path: string): string {
   const value = lookup(secrets, path);
   if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
   if (typeof value !== 'string' || !value)
@@ -32,8 +36,9 @@ function secret(env: Environment, secrets: unknown, setting: string, path: strin
 }
 
 /** One line of an INI/npmrc value: a value with a line break or NUL would inject other settings. */
-function oneLine(env: Environment, setting: string, value: string): string {
-  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, 'a URL or token is one line: fix the value (it was not printed)');
+function oneLine(env: PackageSettings, setting: string, value: string): string {
+  if (/[\r\n]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, 'a URL or token is one line: fix the value (it was not printed)');
+  if (value.includes('\0')) throw new OpsError(`${setting} of ${env.name} holds a NUL character`, 'a URL or token is text without NUL characters: fix the value (it was not printed)');
   return value;
 }
 
@@ -43,7 +48,7 @@ function oneLine(env: Environment, setting: string, value: string): string {
  * Formats: pip's configuration file (https://pip.pypa.io/en/stable/topics/configuration/), npm's .npmrc
  * (https://docs.npmjs.com/cli/configuring-npm/npmrc: per-registry `//host/path/:_authToken`).
  */
-export function packageIndexFiles(env: Environment, secrets: unknown): PackageIndexFiles {
+export function packageIndexFiles(env: PackageSettings, secrets: unknown): PackageIndexFiles {
   const p = env.config.packages;
   const out: PackageIndexFiles = {};
   if (p.pip_index_url !== undefined) {
@@ -74,4 +79,19 @@ export function packageIndexFiles(env: Environment, secrets: unknown): PackageIn
     out.npmrc = lines.join('\n') + '\n';
   }
   return out;
+}
+
+/**
+ * What `ops secrets set` and `ops secrets edit` check before they write: each `packages` setting given as
+ * `{ secret: ... }` whose secret the change (`before` → `after`, decrypted data) sets, alters or removes is
+ * rendered as provision renders it (packageIndexFiles), so a value every provision would refuse (not a non-empty
+ * string, a line break, not an http(s) URL, binary) is refused when it is stored, with provision's own message.
+ * A secret the change leaves as it was is provision's to refuse. Throws OpsError.
+ */
+export function refusePackageSecrets(env: PackageSettings, before: unknown, after: unknown): void {
+  const { pip_index_url: pip, npm_token: npm, ...rest } = env.config.packages;
+  const changed = (ref: { secret: string } | undefined) => ref !== undefined && !isDeepStrictEqual(lookup(before, ref.secret), lookup(after, ref.secret));
+  const packages = { ...rest, ...(typeof pip === 'object' && changed(pip) && { pip_index_url: pip }), ...(changed(npm) && { npm_token: npm }) };
+  if (packages.pip_index_url === undefined && packages.npm_token === undefined) return;
+  packageIndexFiles({ name: env.name, config: { ...env.config, packages } }, after);
 }

@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
-import { refuseUnreadableSecrets, renderDotenv, type RenderedEnv } from '../dotenv.ts';
+import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
-import { packagesNeedSecrets } from '../packages.ts';
+import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
@@ -25,7 +25,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
     return {};
   }
   // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
-  const { decryptFile, findPlaceholders, loadEnvIdentities } = await import('../secrets/index.ts');
+  const { decryptFile, findPlaceholders, loadEnvIdentities, placeholderError } = await import('../secrets/index.ts');
   const { weakSecretWarnings } = await import('../secrets/weak.ts');
   const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   // The values are masked once the weak ones are named: a warning about the secret "app" must not read
@@ -45,8 +45,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
       `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`,
     );
   const placeholders = findPlaceholders(decrypted.tree);
-  if (placeholders.length)
-    throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(', ')}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+  if (placeholders.length) throw placeholderError(label, env.name, placeholders);
   return decrypted.data;
 }
 
@@ -75,13 +74,24 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
 }
 
 /**
- * The check `ops secrets set` and `ops secrets edit` run on a change of environment `envName`'s secrets before
- * writing it: the deploy's refusal of .env values its readers would not read back (core/dotenv.ts,
- * refuseUnreadableSecrets), for the `env` and `dotenv.readers` of its environment.yml. An environment.yml that
- * cannot be read does not hold the change back (its secrets may be set before it is fixed): `warn` says the
- * values were not checked, and why; the deploy still checks them.
+ * The check `ops secrets set` and `ops secrets edit` (`command`) run on a change of environment `envName`'s
+ * secrets before writing it: what a deploy or a provision would refuse of the values the change sets, alters or
+ * removes, by the same checks and with the same messages: a placeholder (CHANGE-ME, refused by every deploy,
+ * whatever reads it: core/secrets/env.ts), a .env value its readers would not read back or a secret the .env needs
+ * removed (core/dotenv.ts, refuseUnreadableSecrets), and a `packages` secret provision would not write
+ * (core/packages.ts, refusePackageSecrets). Each message says nothing was written, and whether the file exists.
+ * An environment.yml that cannot be read does not hold the change back (its secrets may be set before it is
+ * fixed): `warn` says the values were not checked against it, and why; the deploy still checks them.
  */
-export function secretsChangeCheck(root: string, envName: string, warn: (message: string) => void): (before: unknown, after: unknown) => void {
+export async function secretsChangeCheck(root: string, envName: string, warn: (message: string) => void, command: 'set' | 'edit' = 'set'): Promise<(before: unknown, after: unknown) => void> {
+  // loaded here, not at the top: a deploy's start-up without secrets loads no sops or age code
+  const { newPlaceholders, placeholderError } = await import('../secrets/env.ts');
+  const label = `environments/${envName}/${SECRETS_FILE}`;
+  const how: ChangeCheckContext = { command, untouched: `nothing was written: ${label} ${existsSync(join(root, 'environments', envName, SECRETS_FILE)) ? 'is unchanged' : 'was not created'}` };
+  const placeholders = (before: unknown, after: unknown) => {
+    const found = newPlaceholders(before, after);
+    if (found.length) throw placeholderError(label, envName, found, how);
+  };
   let settings: Pick<Environment, 'name' | 'config'>;
   try {
     settings = { name: envName, config: readEnvironmentConfig(envName, root).config };
@@ -89,7 +99,19 @@ export function secretsChangeCheck(root: string, envName: string, warn: (message
     if (!(e instanceof OpsError)) throw e;
     // The error's heading ends in "has N problems:", each problem on a line of its own: all of them said.
     const why = e.message.split('\n').map((l) => l.trim().replace(/^- /, '')).filter(Boolean).join(' ');
-    return () => warn(`the values were not checked against dotenv.readers (${why}): a deploy checks them`);
+    return (before, after) => {
+      placeholders(before, after);
+      warn(`the values were not checked against dotenv.readers or packages (${why}): a deploy checks them`);
+    };
   }
-  return (before, after) => refuseUnreadableSecrets(settings, before, after);
+  return (before, after) => {
+    placeholders(before, after);
+    refuseUnreadableSecrets(settings, before, after, how);
+    try {
+      refusePackageSecrets(settings, before, after);
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      throw new OpsError(`${e.message} (every provision would refuse it; ${how.untouched})`, e.hint);
+    }
+  };
 }

@@ -151,12 +151,13 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         if (stop) return stop;
         continue;
       }
-      // a value every deploy would refuse (its .env readers would not read it back): offered back as invalid text is
+      // a value every deploy or provision would refuse (a placeholder, a .env value its readers would not read back, a
+      // packages secret provision would not write): offered back as invalid text is
       try {
         io.check?.(beforeData, secrets.data);
       } catch (e) {
         if (!(e instanceof OpsError)) throw e;
-        const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy (see above); nothing was changed');
+        const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy or provision (see above); nothing was changed');
         if (stop) return stop;
         continue;
       }

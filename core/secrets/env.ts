@@ -10,7 +10,7 @@ import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
 import { isSopsText } from './sops-metadata.ts';
-import { type MapNode, forEachLeaf, formatOf, showPath } from './tree.ts';
+import { type MapNode, type ScalarNode, forEachLeaf, formatOf, fromPlain, showPath } from './tree.ts';
 
 
 /** <root>/environments/<env>. @throws OpsError for an invalid environment name. */
@@ -147,11 +147,45 @@ export function generateApiKey(): string {
 /** Values `ops env new` cannot know start with this; a deploy should refuse them (see findPlaceholders). */
 export const PLACEHOLDER = 'CHANGE-ME';
 
+/** The one rule for a placeholder: a text value starting with CHANGE-ME (what `ops env new` writes). */
+export function isPlaceholder(leaf: ScalarNode): boolean {
+  return leaf.type === 'str' && typeof leaf.value === 'string' && leaf.value.startsWith(PLACEHOLDER);
+}
+
 /** Key paths whose value is still a placeholder. */
 export function findPlaceholders(tree: MapNode): string[] {
   const found: string[] = [];
   forEachLeaf(tree, (leaf, _keys, path) => {
-    if (leaf.type === 'str' && (leaf.value as string).startsWith(PLACEHOLDER)) found.push(showPath(path));
+    if (isPlaceholder(leaf)) found.push(showPath(path));
+  });
+  return found;
+}
+
+/**
+ * The refusal of placeholder values (every deploy's, initdata's, and a provision's that reads secrets; and
+ * `ops secrets set`/`edit`'s for a value they would store): `keys` named, never their values. `stored` says what
+ * the file holds: "still holds" (a deploy) or what a change would leave (nothing written).
+ */
+export function placeholderError(label: string, env: string, keys: string[], change?: { untouched: string }): OpsError {
+  const what = `placeholder value${keys.length === 1 ? '' : 's'} (CHANGE-ME)`;
+  return change
+    ? new OpsError(
+        `${label} would hold ${keys.length === 1 ? 'a ' : ''}${what}, which every deploy refuses (${change.untouched}): ${keys.join(', ')}`,
+        `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : '<key>'}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`,
+      )
+    : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(', ')}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+}
+
+/**
+ * The placeholders a change of the decrypted data (`before` → `after`) brings: values the change sets or alters
+ * that are placeholders (isPlaceholder), by key path; those left as they were are the deploy's to refuse.
+ */
+export function newPlaceholders(before: unknown, after: unknown): string[] {
+  const old = new Map<string, unknown>();
+  forEachLeaf(fromPlain(before), (leaf, _keys, path) => old.set(showPath(path), leaf.value));
+  const found: string[] = [];
+  forEachLeaf(fromPlain(after), (leaf, _keys, path) => {
+    if (isPlaceholder(leaf) && old.get(showPath(path)) !== leaf.value) found.push(showPath(path));
   });
   return found;
 }

@@ -12,6 +12,7 @@ export {
   generateApiKey,
   generateToken,
   findPlaceholders,
+  placeholderError,
   PLACEHOLDER,
   APP_SECRETS,
 } from './env.ts';

@@ -15,7 +15,7 @@ import { type DecryptOptions, IvStash, commentPath, stashText, decryptTree, mask
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
-import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, str, toPlain, treeEquals, walkTree } from './tree.ts';
+import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, showPath, str, toPlain, treeEquals, walkTree } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 
 export interface RenderOptions {
@@ -111,7 +111,33 @@ export class SecretsFile {
   setTree(tree: MapNode): void {
     if (tree.kind !== 'map') throw new OpsError(`${this.file}: the top level must be a map`);
     if (getEntry(tree, 'sops')) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, 'rename that top-level key');
+    this.refuseMergeKeys(tree);
     this.plain = tree;
+  }
+
+  /**
+   * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
+   * as `!!merge <<`), and its value must be a map or a list of maps: with any other value sops can no longer read
+   * the file ("map merge requires map or sequence of maps as the value"; it refuses to encrypt one too). Refused
+   * in a YAML file before it is written; JSON files have no merge keys.
+   */
+  private refuseMergeKeys(tree: MapNode): void {
+    if (this.format !== 'yaml') return;
+    const bad: string[] = [];
+    const visit = (node: TreeNode, path: (string | number)[]) => {
+      if (node.kind === 'list') node.items.forEach((n, i) => visit(n, [...path, i]));
+      if (node.kind !== 'map') return;
+      for (const [k, v] of node.entries) {
+        if (k === '<<' && !(v.kind === 'map' || (v.kind === 'list' && v.items.every((i) => i.kind === 'map')))) bad.push(showPath([...path, k]));
+        visit(v, [...path, k]);
+      }
+    };
+    visit(tree, []);
+    if (bad.length)
+      throw new OpsError(
+        `${bad.join(', ')}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
+        'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges',
+      );
   }
 
   /** Set the value at a key path, creating the maps on the way. */
@@ -138,7 +164,9 @@ export class SecretsFile {
       else entries.push([key, next]);
       return { ...map, entries };
     };
-    this.plain = setIn(this.plain, 0);
+    const plain = setIn(this.plain, 0);
+    this.refuseMergeKeys(plain);
+    this.plain = plain;
   }
 
   /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */

@@ -177,7 +177,8 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
 without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
 An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.
 A new or changed value the environment's .env carries that its readers (dotenv.readers) would not read back
-exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value.
+exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value; and so
+is a placeholder (CHANGE-ME), a packages secret provision would not write, and a key "<<" holding a value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
     async run(ctx) {
@@ -194,7 +195,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
         confirm: (q) => confirm(ctx, q, abort.signal),
         warn: (m) => ctx.reporter.warn(m),
-        check: secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m)),
+        check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
         signal: abort.signal,
       };
       try {
@@ -245,7 +246,8 @@ A weak value (fewer than 8 characters, or a common word or number) is stored wit
 wherever it appears in the logs (one of 1 or 2 characters is too short to be masked at all).
 A value the environment's .env carries (an env entry names its key) that its readers (dotenv.readers) would not
 read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
-each reader can carry").`,
+each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: every deploy refuses it) and a
+packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -284,7 +286,7 @@ each reader can carry").`,
       secrets.set(path, str(value));
       // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
       const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-      secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m))(before, secrets.data);
+      (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
       return 0;

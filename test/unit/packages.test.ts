@@ -80,6 +80,7 @@ describe('packages settings', () => {
     }
     expect(message).toMatch(/packages\.npm_token of test holds a line break/);
     expect(message).not.toContain('evil');
+    expect(() => packageIndexFiles(e, { npm: { token: 'tok\0en-4f9a' } })).toThrow(/^packages\.npm_token of test holds a NUL character$/);
   });
 
   it('the provision step installs uploaded files 0600 for the app user and never carries their content', () => {

@@ -321,7 +321,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     writeFileSync(file, `${declared}\nnot_a_setting: 1\n`);
     const unchecked = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_secret'], e.env, interpolated);
     expect(unchecked.code).toBe(0);
-    expect(unchecked.err).toMatch(/warning: the values were not checked against dotenv\.readers \(environments\/qa\/environment\.yml has 1 problem: not_a_setting[^\n]*\): a deploy checks them/);
+    expect(unchecked.err).toMatch(/warning: the values were not checked against dotenv\.readers or packages \(environments\/qa\/environment\.yml has 1 problem: not_a_setting[^\n]*\): a deploy checks them/);
     expect((await open(e)).data).toMatchObject({ database_url: interpolated, datapass_client_id: 'client-4f9a2c', datapass_client_secret: interpolated });
   });
 
@@ -355,7 +355,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     expect(aborted.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv; its line also parsed by vite\): python-dotenv replaces/);
     expect(aborted.err).toContain('hint: change the value');
     expect(aborted.err).toContain('Reopen the editor to fix it? [Y/n]');
-    expect(aborted.err).toContain('a changed value would be refused by every deploy (see above); nothing was changed');
+    expect(aborted.err).toContain('a changed value would be refused by every deploy or provision (see above); nothing was changed');
     expect(aborted.out + aborted.err).not.toContain('Sekr1t');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // reopened: the second run sees the edited text (the edit is not lost) and changes the value

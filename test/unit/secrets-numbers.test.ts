@@ -144,13 +144,35 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat")',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
+  });
+
+  it('secrets set of a new member in a map named whole, beside a rounded integer or a binary value already there: refused naming that member, said to be there already, the file unchanged', async () => {
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const config = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(/^env:\n/m, 'env:\n  CHATS: { secret: chat }\n'));
+    for (const [member, plainText, expected] of [
+      ['id', 'chat:\n    id: 123456789012345678901234\n', '  - CHATS (secret "chat", its member chat.id, already in the file before this change: every deploy already refuses it)'],
+      ['cert', 'chat:\n    cert: !!binary /w==\n', 'the secret "chat.cert" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported in the .env (CHATS, which takes the map "chat" whole) (already in the file before this change: every deploy already refuses it; nothing was written: environments/qa/secrets.sops.yaml is unchanged)'],
+    ] as const) {
+      const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
+      writeFileSync(plain, plainText);
+      const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+      expect(enc.err).toBe('');
+      writeFileSync(e.secrets, enc.out);
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'chat.name'], e.env, 'team-chat-name-4f9a');
+      expect(r.code, member).toBe(1);
+      expect(r.err).toContain(expected);
+      expect(r.err).not.toMatch(/1234567890123456|team-chat/);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(enc.out);
+    }
   });
 });
 

@@ -1,0 +1,242 @@
+// `ops secrets set` and `ops secrets edit` refuse what a later deploy or provision would refuse of the values they
+// store, by the same checks and with the same messages, the file left byte for byte as it was; a refusal says what
+// is true: which member is at fault (one already in the file, not the value just set), and whether a file exists.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { environmentSecrets } from '../../core/ops/secrets.ts';
+import { packageIndexFiles } from '../../core/packages.ts';
+import { type Env, cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
+
+/** python-dotenv (declared by env new) replaces "${...}" in every quoting: refused for TOOLS_PASSWORDS (a map named whole). */
+const interpolated = 'pw-${HOME}-Sekr1t';
+
+function config(e: Env): string {
+  return join(e.root, 'environments', 'qa', 'environment.yml');
+}
+
+/** A reporter that keeps what it is told (environmentSecrets warns about weak values and masks every value). */
+function reporter() {
+  const said: string[] = [];
+  return { said, info: (m: string) => said.push(m), warn: (m: string) => said.push(m), error: (m: string) => said.push(m), mask: () => {}, group: async <T>(_: string, f: () => Promise<T>) => f() };
+}
+
+describe('a map an env entry names whole: the member at fault is named, not the value set now', () => {
+  /** qa with passwords.old@example.org holding a value its readers refuse, stored while only node-dotenv was declared. */
+  async function withBadMember(): Promise<Env> {
+    const e = await newEnv();
+    // the scaffold's placeholder is not what this is about: a real password for it
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'admin-password-4f9a2c81')).code).toBe(0);
+    const declared = readFileSync(config(e), 'utf8');
+    writeFileSync(config(e), declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."old@example.org"'], e.env, interpolated)).code).toBe(0);
+    writeFileSync(config(e), declared);
+    return e;
+  }
+
+  it('set: a valid new member is refused naming the old member, said to be there already, fixed by another set first', async () => {
+    const e = await withBadMember();
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'a-valid-new-password-7d2e');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TOOLS_PASSWORDS (secret "passwords"; read by python-dotenv, node-dotenv; its line also parsed by vite): its member passwords."old@example.org", already in the file before this change, is what its readers would not read back (not the value changed now): every deploy already refuses it: python-dotenv replaces "${...}"');
+    expect(r.err).toContain(`hint: passwords."old@example.org" was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set qa 'passwords."old@example.org"', or ops secrets edit qa), then run this one again`);
+    expect(r.err).not.toMatch(/new@example\.org|change the value \(/);
+    expect(r.err).not.toContain('Sekr1t');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // fixed as the hint says, the new member is stored
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."old@example.org"'], e.env, 'pw-HOME-Sekr1t')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'a-valid-new-password-7d2e')).code).toBe(0);
+  });
+
+  it('set: a refused new member beside a refused old one names both, each for what it is', async () => {
+    const e = await withBadMember();
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'x-${USER}-y');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('its member passwords."old@example.org", already in the file before this change, is what its readers would not read back (and passwords."new@example.org", changed now)');
+  });
+
+  it('set: two old members at fault: both named, fixed together by an edit (one set at a time would be refused for the other)', async () => {
+    const e = await withBadMember();
+    const file = config(e);
+    const declared = readFileSync(file, 'utf8');
+    writeFileSync(file, declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."other@example.org"'], e.env, interpolated)).code).toBe(0);
+    writeFileSync(file, declared);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'a-valid-new-password-7d2e');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('its members passwords."old@example.org", passwords."other@example.org", already in the file before this change, are what its readers would not read back (not the value changed now)');
+    expect(r.err).toContain('hint: passwords."old@example.org", passwords."other@example.org" were already in the file: change them together with `ops secrets edit qa` (a `set` of one is refused while another is still unreadable), then run this one again');
+  });
+
+  it('edit: the old member is named, to be fixed in the same edit', async () => {
+    const e = await withBadMember();
+    const before = readFileSync(e.secrets, 'utf8');
+    const add = editor(`sed -i 's/^passwords:$/passwords:\\n    new@example.org: a-valid-new-password-7d2e/' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: add.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('its member passwords."old@example.org", already in the file before this change, is what its readers would not read back (not the value changed now)');
+    expect(r.err).toContain('hint: change passwords."old@example.org" in this same edit (already in the file: reopen the editor and fix it too)');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
+describe('a map named whole refused for its members together, none alone', () => {
+  it('set: the change is named as what made it unreadable with the members already there', async () => {
+    const e = await newEnv();
+    writeFileSync(config(e), readFileSync(config(e), 'utf8').replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    // the JSON holds " always; with ' and # it still has backticks; a ` too leaves node-dotenv no quoting
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, "it's-#1-password")).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'back`tick-value-1');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TOOLS_PASSWORDS (secret "passwords"; read by node-dotenv): no one member alone, but its members together, since this change to passwords."new@example.org", are what its readers would not read back: node-dotenv decodes no escapes');
+    expect(r.err).toContain("hint: change the value (a secret: printf '%s' NEW | ops secrets set qa <key>)");
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
+  it('set: members already there that only together are unreadable: said so, fixed together by an edit', async () => {
+    const e = await newEnv();
+    const declared = readFileSync(config(e), 'utf8');
+    writeFileSync(config(e), declared.replace(/^  readers: \[.*\]$/m, '  readers: [python-dotenv]'));
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, "it's-#1-password")).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."x@example.org"'], e.env, 'back`tick-value-1')).code).toBe(0);
+    writeFileSync(config(e), declared.replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, 'plain-new-value-1');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TOOLS_PASSWORDS (secret "passwords"; read by node-dotenv): no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it)');
+    expect(r.err).toContain('hint: the members of passwords were already in the file: change them together with `ops secrets edit qa`');
+  });
+});
+
+describe('with no secrets file yet, a refusal says none was created', () => {
+  it('set: "was not created", never "is unchanged"; no file is left', async () => {
+    const e = await newEnv();
+    rmSync(e.secrets);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml was not created)');
+    expect(r.err).not.toContain('is unchanged');
+    expect(existsSync(e.secrets)).toBe(false);
+    const p = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'CHANGE-ME later');
+    expect(p.code).toBe(1);
+    expect(p.err).toContain('was not created');
+    expect(existsSync(e.secrets)).toBe(false);
+    const ed = editor(`printf 'database_url: "${interpolated}"\\n' > "$1"`);
+    const edited = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(edited.code, edited.err).toBe(1);
+    expect(edited.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml was not created)');
+    expect(existsSync(e.secrets)).toBe(false);
+  });
+});
+
+describe('placeholders (CHANGE-ME): refused when stored, as every deploy refuses them, whatever reads them', () => {
+  it('set: a placeholder is refused for a key the .env reads and for one nothing reads (a deploy refuses both); the file unchanged', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const key of ['database_url', 'smtp_password']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'CHANGE-ME: the real one later');
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: environments/qa/secrets.sops.yaml would hold a placeholder value (CHANGE-ME), which every deploy refuses (nothing was written: environments/qa/secrets.sops.yaml is unchanged): ${key}`);
+      expect(r.err).toContain(`hint: set the real value (printf '%s' VALUE | ops secrets set qa ${key})`);
+      expect(r.err).not.toContain('the real one later');
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    }
+    // the deploy's own refusal of such a key, nothing reading it: the same rule
+    const file = await open(e);
+    file.set(['smtp_password'], { kind: 'scalar', type: 'str', value: 'CHANGE-ME' });
+    await file.save();
+    const rep = reporter();
+    await expect(environmentSecrets({ root: e.root, reporter: rep, processEnv: e.env } as never, loadEnvironment('qa', e.root))).rejects.toThrow(/still holds placeholder values \(CHANGE-ME\): database_url, .*smtp_password/);
+  });
+
+  it('placeholders left as they were do not hold back another key (the deploy names them), and edit refuses a new one', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_id'], e.env, 'client-4f9a2c81')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`sed -i 's/^datapass_client_id: .*/datapass_client_id: CHANGE-ME again/' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('would hold a placeholder value (CHANGE-ME), which every deploy refuses (nothing was written: environments/qa/secrets.sops.yaml is unchanged): datapass_client_id');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
+  it('an environment.yml that cannot be read does not stop the placeholder check (it needs none)', async () => {
+    const e = await newEnv();
+    writeFileSync(config(e), `${readFileSync(config(e), 'utf8')}\nnot_a_setting: 1\n`);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp_password'], e.env, 'CHANGE-ME');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('would hold a placeholder value');
+  });
+});
+
+describe('packages settings given as { secret: ... }: refused when stored as every provision refuses them', () => {
+  async function withPackages(): Promise<Env> {
+    const e = await newEnv();
+    writeFileSync(config(e), `${readFileSync(config(e), 'utf8')}\npackages:\n  pip_index_url: { secret: pip.url }\n  npm_registry: https://npm.example.org/repo\n  npm_token: { secret: npm.token }\n`);
+    return e;
+  }
+
+  it('set: not a URL, not http(s), a line break in a token: provision\'s own message, the file unchanged; a good value is stored', async () => {
+    const e = await withPackages();
+    const env = loadEnvironment('qa', e.root);
+    const cases: [key: string, value: string, data: Record<string, unknown>][] = [
+      ['pip.url', 'pypi.example.org/simple', { pip: { url: 'pypi.example.org/simple' }, npm: { token: 'npm-token-7d2e81aa' } }],
+      ['pip.url', 'ftp://pypi.example.org/simple/', { pip: { url: 'ftp://pypi.example.org/simple/' }, npm: { token: 'npm-token-7d2e81aa' } }],
+      ['npm.token', 'tok-4f9a\nregistry=https://evil.example/', { pip: { url: 'https://pypi.example.org/simple/' }, npm: { token: 'tok-4f9a\nregistry=https://evil.example/' } }],
+    ];
+    for (const [key, value, data] of cases) {
+      const before = existsSync(e.secrets) ? readFileSync(e.secrets, 'utf8') : '';
+      let provision = '';
+      try {
+        packageIndexFiles(env, data);
+      } catch (err) {
+        provision = (err as Error).message;
+      }
+      expect(provision, key).not.toBe('');
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, value);
+      expect(r.code, key).toBe(1);
+      expect(r.err).toContain(`error: ${provision} (every provision would refuse it; nothing was written: environments/qa/secrets.sops.yaml is unchanged)`);
+      expect(r.err).not.toMatch(/evil|pypi\.example/);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    }
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'pip.url'], e.env, 'https://u:tok-7d2e81@pypi.example.org/simple/')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'npm.token'], e.env, 'npm-token-7d2e81aa')).code).toBe(0);
+    // removed by an edit: provision would lack it
+    const before = readFileSync(e.secrets, 'utf8');
+    const gone = editor(`sed -i '/^    token:/d' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: gone.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('lacks the secret "npm.token" that packages.npm_token needs (a non-empty string) (every provision would refuse it; nothing was written');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
+describe('a key "<<" (a YAML merge key to sops) holding a value: refused, as sops could no longer read the file', () => {
+  /** The real sops on PATH (scripts/setup-machine.sh), with the environment's key only. */
+  const sopsDecrypt = (e: Env) => spawnSync('sops', ['decrypt', e.secrets], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: e.keyFile }, cwd: tempDir('ops-sops-cwd-') });
+
+  it('set and edit: refused by key path, the file unchanged and still read by sops; a map under "<<" is kept', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const key of ['<<', 'smtp.<<']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'value-4f9a2c81-ok');
+      expect(r.code, key).toBe(1);
+      expect(r.err).toContain(`error: ${key}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read`);
+      expect(r.err).not.toContain('value-4f9a2c81');
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    }
+    const quoted = editor(`printf '"<<": value-4f9a2c81-ok\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: quoted.cmd }, 'n\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('a key "<<" is a YAML merge key to sops');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const map = editor(`printf '"<<":\n    merged: value-4f9a2c81-ok\n' >> "$1"`);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: map.cmd }, 'n\n')).code).toBe(0);
+    const d = sopsDecrypt(e);
+    expect(d.stderr).toBe('');
+    expect(d.stdout).toContain('!!merge <<:\n    merged: value-4f9a2c81-ok');
+  });
+});

@@ -45771,7 +45771,32 @@ var init_sops = __esm({
       setTree(tree) {
         if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
         if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
+        this.refuseMergeKeys(tree);
         this.plain = tree;
+      }
+      /**
+       * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
+       * as `!!merge <<`), and its value must be a map or a list of maps: with any other value sops can no longer read
+       * the file ("map merge requires map or sequence of maps as the value"; it refuses to encrypt one too). Refused
+       * in a YAML file before it is written; JSON files have no merge keys.
+       */
+      refuseMergeKeys(tree) {
+        if (this.format !== "yaml") return;
+        const bad = [];
+        const visit3 = (node, path) => {
+          if (node.kind === "list") node.items.forEach((n, i) => visit3(n, [...path, i]));
+          if (node.kind !== "map") return;
+          for (const [k, v] of node.entries) {
+            if (k === "<<" && !(v.kind === "map" || v.kind === "list" && v.items.every((i) => i.kind === "map"))) bad.push(showPath([...path, k]));
+            visit3(v, [...path, k]);
+          }
+        };
+        visit3(tree, []);
+        if (bad.length)
+          throw new OpsError(
+            `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
+            'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges'
+          );
       }
       /** Set the value at a key path, creating the maps on the way. */
       set(path, value) {
@@ -45797,7 +45822,9 @@ var init_sops = __esm({
           else entries.push([key, next]);
           return { ...map, entries };
         };
-        this.plain = setIn(this.plain, 0);
+        const plain = setIn(this.plain, 0);
+        this.refuseMergeKeys(plain);
+        this.plain = plain;
       }
       /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
       addRecipient(recipient) {
@@ -46177,12 +46204,22 @@ function generateSecretKey() {
 function generateApiKey() {
   return generateToken(32);
 }
+function isPlaceholder(leaf) {
+  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER);
+}
 function findPlaceholders(tree) {
   const found = [];
   forEachLeaf(tree, (leaf, _keys, path) => {
-    if (leaf.type === "str" && leaf.value.startsWith(PLACEHOLDER)) found.push(showPath(path));
+    if (isPlaceholder(leaf)) found.push(showPath(path));
   });
   return found;
+}
+function placeholderError(label, env, keys, change) {
+  const what = `placeholder value${keys.length === 1 ? "" : "s"} (CHANGE-ME)`;
+  return change ? new OpsError(
+    `${label} would hold ${keys.length === 1 ? "a " : ""}${what}, which every deploy refuses (${change.untouched}): ${keys.join(", ")}`,
+    `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
+  ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
 var import_yaml6, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
@@ -46386,6 +46423,7 @@ __export(secrets_exports, {
   loadIdentities: () => loadIdentities,
   newEnvironment: () => newEnvironment,
   parseSops: () => parseSops,
+  placeholderError: () => placeholderError,
   readCreationRules: () => readCreationRules,
   recipientsFor: () => recipientsFor,
   removeEnvRule: () => removeEnvRule,
@@ -70557,16 +70595,19 @@ function encodeVariable(env, key, spec, value) {
   if (!("refused" in encoded)) return encoded;
   const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
   const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
-  return { refused: { line: `${key} (${source}; ${readBy}): ${encoded.refused.reason}`, secret: typeof spec !== "string", readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
 }
-function unreadableError(env, refused, untouched) {
+function unreadableError(env, refused, untouched, command2) {
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
+  const named = old.join(", ");
+  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
-${refused.map((r) => `  - ${r.line}`).join("\n")}`,
-    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""}), or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
+    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
   );
 }
 function holdsRoundedInteger(value) {
@@ -70574,6 +70615,21 @@ function holdsRoundedInteger(value) {
   if (Array.isArray(value)) return value.some(holdsRoundedInteger);
   if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
   return false;
+}
+function roundedError(env, rounded, untouched) {
+  const first = rounded[0];
+  const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
+  return new OpsError(
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
+${rounded.map(line).join("\n")}`,
+    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
+  );
+}
+function memberHolding(value, holds) {
+  return memberPaths(value).find((p) => holds(memberAt(value, p)));
+}
+function binaryMemberRefused(env, key, secret, member) {
+  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
 }
 function renderDotenv(env, secrets) {
   const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
@@ -70592,9 +70648,11 @@ function renderDotenv(env, secrets) {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
-      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
-      if (holdsRoundedInteger(found)) {
-        rounded.push([key, spec.secret]);
+      const binary = memberHolding(found, holdsBinary);
+      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const round = memberHolding(found, holdsRoundedInteger);
+      if (round) {
+        rounded.push({ key, secret: spec.secret, member: round });
         continue;
       }
       value = asString(found);
@@ -70614,16 +70672,20 @@ function renderDotenv(env, secrets) {
 ${missing.map((m) => `  - ${m}`).join("\n")}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
     );
-  if (rounded.length) {
-    const [, first] = rounded[0];
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):
-${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join("\n")}`,
-      `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`
-    );
-  }
+  if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
   if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function memberPaths(value, path = []) {
+  const isMap3 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap3 || path.length && Object.keys(value).length === 0) return [path];
+  return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
+}
+function memberAt(value, path) {
+  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
+}
+function memberKey(secret, path) {
+  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
 }
 function environLoader(...files) {
   const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
@@ -70719,7 +70781,7 @@ async function environmentSecrets(ctx, env) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
-  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
   const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
   const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   const masked = [];
@@ -70737,8 +70799,7 @@ async function environmentSecrets(ctx, env) {
       `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
     );
   const placeholders = findPlaceholders2(decrypted.tree);
-  if (placeholders.length)
-    throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
   return decrypted.data;
 }
 

@@ -67373,7 +67373,32 @@ var init_sops = __esm({
       setTree(tree) {
         if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
         if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
+        this.refuseMergeKeys(tree);
         this.plain = tree;
+      }
+      /**
+       * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
+       * as `!!merge <<`), and its value must be a map or a list of maps: with any other value sops can no longer read
+       * the file ("map merge requires map or sequence of maps as the value"; it refuses to encrypt one too). Refused
+       * in a YAML file before it is written; JSON files have no merge keys.
+       */
+      refuseMergeKeys(tree) {
+        if (this.format !== "yaml") return;
+        const bad = [];
+        const visit3 = (node, path) => {
+          if (node.kind === "list") node.items.forEach((n, i) => visit3(n, [...path, i]));
+          if (node.kind !== "map") return;
+          for (const [k, v] of node.entries) {
+            if (k === "<<" && !(v.kind === "map" || v.kind === "list" && v.items.every((i) => i.kind === "map"))) bad.push(showPath([...path, k]));
+            visit3(v, [...path, k]);
+          }
+        };
+        visit3(tree, []);
+        if (bad.length)
+          throw new OpsError(
+            `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
+            'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges'
+          );
       }
       /** Set the value at a key path, creating the maps on the way. */
       set(path, value) {
@@ -67399,7 +67424,9 @@ var init_sops = __esm({
           else entries.push([key, next]);
           return { ...map, entries };
         };
-        this.plain = setIn(this.plain, 0);
+        const plain = setIn(this.plain, 0);
+        this.refuseMergeKeys(plain);
+        this.plain = plain;
       }
       /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
       addRecipient(recipient) {
@@ -67779,12 +67806,22 @@ function generateSecretKey() {
 function generateApiKey() {
   return generateToken(32);
 }
+function isPlaceholder(leaf) {
+  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER);
+}
 function findPlaceholders(tree) {
   const found = [];
   forEachLeaf(tree, (leaf, _keys, path) => {
-    if (leaf.type === "str" && leaf.value.startsWith(PLACEHOLDER)) found.push(showPath(path));
+    if (isPlaceholder(leaf)) found.push(showPath(path));
   });
   return found;
+}
+function placeholderError(label, env, keys, change) {
+  const what = `placeholder value${keys.length === 1 ? "" : "s"} (CHANGE-ME)`;
+  return change ? new OpsError(
+    `${label} would hold ${keys.length === 1 ? "a " : ""}${what}, which every deploy refuses (${change.untouched}): ${keys.join(", ")}`,
+    `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
+  ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
 var import_yaml6, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
@@ -67988,6 +68025,7 @@ __export(secrets_exports, {
   loadIdentities: () => loadIdentities,
   newEnvironment: () => newEnvironment,
   parseSops: () => parseSops,
+  placeholderError: () => placeholderError,
   readCreationRules: () => readCreationRules,
   recipientsFor: () => recipientsFor,
   removeEnvRule: () => removeEnvRule,
@@ -69237,7 +69275,8 @@ function secret(env, secrets, setting, path) {
   return value;
 }
 function oneLine2(env, setting, value) {
-  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
+  if (/[\r\n]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
+  if (value.includes("\0")) throw new OpsError(`${setting} of ${env.name} holds a NUL character`, "a URL or token is text without NUL characters: fix the value (it was not printed)");
   return value;
 }
 function packageIndexFiles(env, secrets) {
@@ -72525,7 +72564,7 @@ async function environmentSecrets(ctx, env) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
-  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
   const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
   const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   const masked = [];
@@ -72543,8 +72582,7 @@ async function environmentSecrets(ctx, env) {
       `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
     );
   const placeholders = findPlaceholders2(decrypted.tree);
-  if (placeholders.length)
-    throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
   return decrypted.data;
 }
 

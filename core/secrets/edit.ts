@@ -7,6 +7,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
+import { ChangedOnDiskError } from './atomic.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
@@ -168,7 +169,14 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
       for (const w of weakSecretWarnings(secrets.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
       const stop3 = aborted();
       if (stop3) return stop3;
-      return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
+      try {
+        return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
+      } catch (e) {
+        // Another command wrote the file while the editor was open: its change stays, this edit is not written.
+        if (e instanceof ChangedOnDiskError)
+          throw new ChangedOnDiskError(`${e.message.replace(/ since this command read it/, ' while it was open in the editor')}; this edit was not saved`, 'run ops secrets edit again (it opens the file as it is now) and redo the change');
+        throw e;
+      }
     }
   } finally {
     cleanup();

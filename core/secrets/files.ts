@@ -49,7 +49,7 @@ export async function encryptInPlace(root: string, file: string, shown = file, w
   const retyped: Retyped[] = [];
   const format = formatOf(file);
   const secrets = SecretsFile.create(file, parseTree(text, format, { file: shown, retyped }), { recipients: recipientsFor(root, file) });
-  await secrets.save();
+  await secrets.save({}, text); // over the plain file as it was read
   // stored as sops stores them (sops encrypts them so too), but said: the plain text is gone once encrypted
   if (retyped.length && warn) warn(`${shown}: ${retypedWarning(retyped, format, 'are not')}`);
   return secrets;

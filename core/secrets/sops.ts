@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { OpsError, fileError } from '../errors.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { writeIfUnchanged } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
@@ -299,11 +299,16 @@ export class SecretsFile {
     return { kind: 'map', entries };
   }
 
-  /** Write the file atomically if anything changed. Returns whether it was written. */
-  async save(opts: RenderOptions = {}): Promise<boolean> {
+  /**
+   * Write the file atomically if anything changed, and only over the version it was opened from (`replacing`: that
+   * text, or null when it did not exist; by default what open() read): a change written meanwhile by another
+   * command is never dropped (writeIfUnchanged). Returns whether it was written.
+   * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+   */
+  async save(opts: RenderOptions = {}, replacing: string | null = this.original?.text ?? null): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
-    await writeFileAtomic(this.file, text);
+    await writeIfUnchanged(this.file, text, replacing);
     return true;
   }
 

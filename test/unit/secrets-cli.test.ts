@@ -620,3 +620,30 @@ describe('generators', () => {
     expect(readdirSync(root).sort()).toEqual(['environments', 'package.json']);
   });
 });
+
+describe('two secrets commands writing one file at once', () => {
+  it('sets run together all land (each reads the file again when another wrote it first); nothing is lost', async () => {
+    const e = await newEnv();
+    const keys = Array.from({ length: 8 }, (_, i) => `extra_${i}`);
+    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
+    for (const r of runs) expect(r).toMatchObject({ code: 0, err: '' });
+    const data = (await open(e)).data;
+    for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
+    expect(readdirSync(join(e.root, 'environments', 'qa'))).not.toContain('secrets.sops.yaml.lock');
+  });
+
+  it('an edit whose file changed while the editor was open is not saved over the other change, and says so', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'kept'], e.env, 'first-value-Zq7w')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    // While the editor is open, the file on disk changes (another command, a git pull): here, a line added to it.
+    const ed = editor(`printf 'edited: in-the-editor-Zq7w\\n' >> "$1"; printf '\\n' >> '${e.secrets}'`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/environments\/qa\/secrets\.sops\.yaml was changed by something else while it was open in the editor .*; this edit was not saved\n\s+hint: run ops secrets edit again/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(`${before}\n`);
+    const data = (await open(e)).data;
+    expect(data.kept).toBe('first-value-Zq7w');
+    expect(data.edited).toBeUndefined();
+  });
+});

@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import { certificatePaths, probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import type { Target } from '../../core/target.ts';
 import { healthReasons } from '../../core/steps/status.ts';
 import { probes } from '../../core/steps/switch.ts';
 import { testEnv } from './status.helpers.ts';
@@ -324,11 +325,23 @@ async function recording(answer: (req: IncomingMessage) => [number, Record<strin
   return { port, seen };
 }
 
+/**
+ * An environment serving TLS (self-signed) whose certificate is, or is not yet (`issued` false), where the probe looks
+ * for it: its self-signed directory a temporary one of this machine.
+ */
+function tlsEnv(extra: Record<string, unknown> = {}, issued = true): Target {
+  const env = testEnv({ tls: { mode: 'self-signed' }, ...extra });
+  const dir = mkdtempSync(join(tmpdir(), 'ops-probe-cert-'));
+  const withDir = { ...env, layout: { ...env.layout, selfSignedDir: dir } } as Target;
+  if (issued) writeFileSync(certificatePaths(withDir)!.cert, '-----BEGIN CERTIFICATE-----\n');
+  return withDir;
+}
+
 describe('what the probe sends: the request nginx passes the site\'s visitors (nginx-config.ts probeHeaders)', () => {
   const noCurl = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
 
   it('with a domain and TLS: Host the domain, X-Forwarded-Proto https, X-Forwarded-For and X-Real-IP 127.0.0.1, every header nginx sets; by bash and by the curl fallback', async () => {
-    const env = testEnv({ domain: 'Shop.Example.org', tls: { mode: 'self-signed' } });
+    const env = tlsEnv({ domain: 'Shop.Example.org' });
     const { port, seen } = await recording(() => [200, {}, 'ok']);
     for (const fallback of ['', noCurl]) expect((await bash(`${probeHeaders(env)}\n${fallback}\nwait_healthy 2 0.2 client:${port}:/health && echo ok`)).out).toBe('ok');
     const want = { host: 'shop.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' };
@@ -338,13 +351,24 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
     expect(new Set(names)).toEqual(new Set(Object.keys(want)));
   });
 
-  it('without a domain: Host 127.0.0.1:<port>, X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
+  it('without a domain: Host 127.0.0.1 without a port, as nginx\'s $host has a visitor\'s address (the program\'s port is in no request nginx passes), X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
     const { port, seen } = await recording(() => [200, {}, 'ok']);
     expect((await bash(`${probeHeaders(testEnv())}\nwait_healthy 2 0.2 client:${port}:/ && echo ok`)).out).toBe('ok');
-    expect(seen[0]).toMatchObject({ host: `127.0.0.1:${port}`, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
+    expect(seen[0]).toMatchObject({ host: '127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
     const env = testEnv({ domain: 'shop.example.org' });
     (env.config as { domain?: string }).domain = "x'; reboot; '";
     expect(() => probeHeaders(env)).toThrow(/not a DNS name or address/);
+  });
+
+  it('TLS on but its certificate not yet on the host: nginx serves the plain site (site(env, false)), so the probe forwards http, as nginx does; https once the certificate is there', async () => {
+    const { port, seen } = await recording(() => [200, {}, 'ok']);
+    const [waiting, issued] = [tlsEnv({ domain: 'shop.example.org' }, false), tlsEnv({ domain: 'shop.example.org' }, true)];
+    // What nginx forwards: $scheme of the server that takes the visitor's request, port 80 only until the certificate.
+    expect(site(waiting, false)).not.toMatch(/listen 443/);
+    expect(site(issued, true)).toMatch(/listen 443 ssl/);
+    for (const env of [waiting, issued]) expect((await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/ && echo ok`)).out).toBe('ok');
+    expect(seen.map((h) => h['x-forwarded-proto'])).toEqual(['http', 'https']);
+    expect(seen[0]).toMatchObject({ host: 'shop.example.org' });
   });
 
   it('a redirect built from Host and X-Forwarded-Proto (FastAPI redirect_slashes behind proxy headers) is on the program and followed; one to https of a probe sent as http (SECURE_SSL_REDIRECT) is not, naming what was sent', async () => {
@@ -355,7 +379,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
       if (req.url === '/secure' && req.headers['x-forwarded-proto'] !== 'https') return [301, { location: `https://${req.headers.host}/secure` }, ''];
       return [200, {}, 'ok'];
     });
-    const tls = probeHeaders(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
+    const tls = probeHeaders(tlsEnv({ domain: 'shop.example.org' }));
     const plain = probeHeaders(testEnv({ domain: 'shop.example.org' }));
     const script = (headers: string) => `${headers}\nwait_healthy 1 0.2 client:${port}:/health && echo slash=ok\nwait_healthy 1 0.2 client:${port}:/secure && echo secure=ok || echo "$UNHEALTHY"`;
     expect((await bash(script(tls))).out).toBe('slash=ok\nsecure=ok');
@@ -371,7 +395,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
       const r = await bash(`${probeHeaders(testEnv())}\n${fallback}\nwait_healthy 12 0.2 client:${port}:/health || echo "$UNHEALTHY"`);
       // 3 s at least, a quarter of the timeout (the rounds' timing on a busy machine: not asserted further).
       expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
-        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
+        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
     }
   });
@@ -391,7 +415,7 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
   it('a program nginx never routes to (an internal API trusting Host 127.0.0.1 only, Django\'s ALLOWED_HOSTS) is asked as its callers ask; the one nginx proxies to gets the site\'s request', async () => {
     const api = await recording((req) => (local.test(req.headers.host ?? '') ? [200, {}, 'ok'] : [400, {}, 'Bad Request (400)']));
     const web = await recording((req) => (req.headers.host === 'shop.example.org' && req.headers['x-forwarded-proto'] === 'https' ? [200, {}, 'ok'] : [400, {}, 'Invalid host header']));
-    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' }, routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
+    const env = tlsEnv({ domain: 'shop.example.org', routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
     expect((await bash(`${probeHeaders(env)}\nwait_healthy 10 0.2 ${probes(env, 'blue').join(' ')} && echo healthy || echo "$UNHEALTHY"`)).out).toBe('healthy');
     expect(api.seen[0]).toEqual(expect.objectContaining({ host: `127.0.0.1:${api.port}` }));
     expect(Object.keys(api.seen[0]!).filter((h) => /^x-(forwarded|real)/.test(h))).toEqual([]);
@@ -424,7 +448,7 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
     const { port } = await recording((req) =>
       req.url === '/health' ? [308, { location: 'http://shop.example.org/health/' }, ''] : req.url === '/other' ? [308, { location: 'http://shop.example.org:8080/health/' }, ''] : [200, {}, 'ok'],
     );
-    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const env = tlsEnv({ domain: 'shop.example.org' });
     const r = await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/health && echo ok\nwait_healthy 1 0.2 client:${port}:/other || echo "$UNHEALTHY"`);
     expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(/^no healthy answer within 1s from client:\d+:\/other \(answered 308, a redirect to http:\/\/shop\.example\.org:8080\/health\/, off this program/)]);
   });

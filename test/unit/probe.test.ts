@@ -2,7 +2,7 @@
 // http module parses the requests bash writes): wait_healthy passes once a program that starts late answers, names
 // what never answered and why (a closed port, an error status, a listener that never answers, an answer that is
 // not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { failureDetail } from '../../core/remote/types.ts';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { certificatePaths, probeHeaders, site } from '../../core/steps/nginx-config.ts';
@@ -164,7 +165,7 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
       'relative=ok',
       `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable))`,
       `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program (the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): the health path must answer 2xx itself)`,
-      `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
+      `no healthy answer within 1s from loop:${port}:/loop (redirects in a loop, back to /loop (GET /loop: 302 to /loop; the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): a redirect rule of the app that matches its own target: the health path must answer 2xx itself)`,
       `no healthy answer within 1s from cached:${port}:/cached (answered 304 without a Location to follow, not 2xx: the health path must answer 2xx itself)`,
     ]);
   });
@@ -473,5 +474,120 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
 
   it('a domain written with its trailing dot (example.org.) is sent as nginx\'s $host has it, without', () => {
     expect(probeHeaders(testEnv({ domain: 'Shop.Example.org.' }))).toMatch(/^PROBE_SITE_HOST=shop\.example\.org /);
+  });
+});
+
+/** A Python program (`code`, printing "ready" once it listens) run by `python`; ended after the test. */
+async function python(code: string, python = '/usr/bin/python3'): Promise<void> {
+  const py = spawn(python, ['-c', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  pythons.push(py);
+  await new Promise<void>((resolve, reject) => {
+    py.stdout.once('data', () => resolve());
+    py.once('exit', (c) => reject(new Error(`${python} exited ${c} before it listened`)));
+  });
+}
+const pythons: ReturnType<typeof spawn>[] = [];
+afterEach(() => {
+  for (const p of pythons.splice(0)) p.kill();
+});
+/** Whether `python3` on PATH (not Debian's: the machine's own) has Flask, for the test that runs a real Flask app. */
+const FLASK = ((): string | undefined => {
+  try {
+    return execFileSync('python3', ['-c', 'import flask, sys; print(sys.executable)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+})();
+
+describe('redirect loops and answers cut off, as real servers make them: said as such, with what was received', () => {
+  it.skipIf(!FLASK)('a Flask app without ProxyFix that sends plain http to https, behind a TLS site: a loop back to the health path, its Location named, the cause hinted; with ProxyFix(x_proto=1) it is healthy', async () => {
+    const [bare, fixed] = [await freePort(), await freePort()];
+    const app = (port: number, proxyFix: boolean) => `from flask import Flask, redirect, request
+${proxyFix ? 'from werkzeug.middleware.proxy_fix import ProxyFix\n' : ''}app = Flask(__name__)
+@app.before_request
+def https_only():
+    if not request.is_secure:
+        return redirect(request.url.replace('http://', 'https://', 1), 301)
+@app.get('/health')
+def health():
+    return 'ok'
+${proxyFix ? 'app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)\n' : ''}import logging; logging.getLogger('werkzeug').disabled = True
+from werkzeug.serving import make_server
+srv = make_server('127.0.0.1', ${port}, app)
+print('ready', flush=True)
+srv.serve_forever()`;
+    await Promise.all([python(app(bare, false), FLASK), python(app(fixed, true), FLASK)]);
+    const env = tlsEnv({ domain: 'shop.example.org' });
+    const r = await bash(`${probeHeaders(env)}\nwait_healthy 1 0.2 client:${bare}:/health || echo "$UNHEALTHY"\nwait_healthy 2 0.2 client:${fixed}:/health && echo fixed=ok`);
+    expect(r.out.split('\n')).toEqual([
+      `no healthy answer within 1s from client:${bare}:/health (redirects in a loop, back to /health (GET /health: 301 to https://shop.example.org/health; the probe sent Host: shop.example.org, X-Forwarded-Proto: https, as nginx forwards the site's requests): the app builds each Location from the scheme and host it takes the request for, and nginx would hand it the request it redirects to as this one again: usually it takes the request for plain http, as it does not trust the X-Forwarded-Proto nginx sends (uvicorn: --proxy-headers with --forwarded-allow-ips 127.0.0.1; Flask/Werkzeug: ProxyFix(app.wsgi_app, x_proto=1); Django: SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'); Express: app.set('trust proxy', 'loopback')))`,
+      'fixed=ok',
+    ]);
+  }, 20_000);
+
+  it('a trailing-slash loop between two paths (Python\'s http.server), and more than 5 redirects, show the requests and Locations; a secret in a Location is masked where the verdict is shown', async () => {
+    const port = await freePort();
+    await python(`from http.server import BaseHTTPRequestHandler, HTTPServer
+to = {'/a': '/a/', '/a/': 'http://127.0.0.1:${port}/a', '/s': '/s?token=s3cr3tvalue', '/s?token=s3cr3tvalue': '/s'}
+to.update({'/c%d' % i: '/c%d' % (i + 1) for i in range(9)})
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(301 if self.path in to else 404)
+        if self.path in to: self.send_header('Location', to[self.path])
+        self.send_header('Content-Length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+srv = HTTPServer(('127.0.0.1', ${port}), H)
+print('ready', flush=True)
+srv.serve_forever()`);
+    const r = await bash(`for p in /a /c0 /s; do wait_healthy 1 0.2 web:${port}:$p || echo "$UNHEALTHY"; done`);
+    const [slash = '', many = '', secret = ''] = r.out.split('\n');
+    expect(slash).toBe(
+      `no healthy answer within 1s from web:${port}:/a (redirects in a loop, back to /a (GET /a: 301 to /a/; GET /a/: 301 to http://127.0.0.1:${port}/a; the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself)`,
+    );
+    expect(many).toBe(`no healthy answer within 1s from web:${port}:/c0 (more than 5 redirects (GET /c0: 301 to /c1; GET /c1: 301 to /c2; GET /c2: 301 to /c3; GET /c3: 301 to /c4; GET /c4: 301 to /c5; GET /c5: 301 to /c6))`);
+    expect(secret).toContain('301 to /s?token=s3cr3tvalue');
+    // What the user reads: status's reasons (healthReasons) and a failed step's detail (failureDetail) mask it.
+    const shown = healthReasons(secret, [`web:${port}:/s`]).get(`web:${port}:/s`);
+    expect(shown).toMatch(/^redirects in a loop, back to \/s \(GET \/s: 301 to \/s\?token=\*\*\*; GET \/s\?token=\*\*\*/);
+    expect(shown).not.toContain('s3cr3tvalue');
+    expect(failureDetail('', secret)).not.toContain('s3cr3tvalue');
+  });
+
+  it('an answer whose connection closes in its head says what was received (curl\'s "Empty reply from server" only for nothing): a 200 cut off is not healthy (nginx answers 502 for it), nor a 503, nor an interim answer alone; by bash and by curl', async () => {
+    const heads: Record<string, string> = {
+      ok: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n',
+      down: 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/html\r\n',
+      moved: 'HTTP/1.1 302 Found\r\nLocation: /ok\r\n',
+      half: 'HTTP/1.1 200 O',
+      early: 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n',
+      none: '',
+    };
+    const port = await freePort();
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', (d) => c.end(heads[(d.toString().split(' ')[1] ?? '').slice(1)] ?? ''));
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      const script = Object.keys(heads).map((k) => `wait_healthy 1 0.2 ${k}:${port}:/${k} && echo ${k}=ok || echo "$UNHEALTHY"`).join('\n');
+      const cut = (head: string, status: string, fields: number) =>
+        `the connection closed after ${Buffer.byteLength(heads[head]!)} bytes, in the answer's head: "${status}" and ${fields} header field${fields === 1 ? '' : 's'}, without the empty line that ends a head (nginx answers the site's visitors 502 for it: upstream prematurely closed connection)`;
+      const want = [
+        cut('ok', 'HTTP/1.1 200 OK', 1),
+        cut('down', 'HTTP/1.1 503 Service Unavailable', 2),
+        cut('moved', 'HTTP/1.1 302 Found', 1),
+        cut('half', 'HTTP/1.1 200 O', 0),
+        `the connection closed after ${Buffer.byteLength(heads.early!)} bytes: an interim answer (HTTP/1.1 103 Early Hints) and no final one`,
+        'Empty reply from server',
+      ].map((why, i) => `no healthy answer within 1s from ${Object.keys(heads)[i]}:${port}:/${Object.keys(heads)[i]} (${why})`);
+      expect((await bash(script)).out.split('\n')).toEqual(want);
+      // curl passes on the head lines it received (its -i output): the same words; where it parsed no status line of
+      // a final answer (a cut one, an interim answer alone), its own words (curl: (52) Empty reply from server).
+      const byCurl = (await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)).out.split('\n');
+      expect(byCurl.slice(0, 3)).toEqual(want.slice(0, 3));
+      for (const line of byCurl.slice(3)) expect(line).toMatch(/^no healthy answer within 1s from \w+:\d+:\/\w+ \(.+\)$/);
+    } finally {
+      s.close();
+    }
   });
 });

@@ -553,6 +553,24 @@ srv.serve_forever()`);
     expect(failureDetail('', secret)).not.toContain('s3cr3tvalue');
   });
 
+  it('a head that stops coming (a status line, then nothing: a worker stuck after it began its answer) times out saying what came, not a success', async () => {
+    const port = await freePort();
+    const held: import('node:net').Socket[] = [];
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', () => c.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n'));
+      held.push(c);
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      const r = await bash(`wait_healthy 1 0.2 web:${port}:/health && echo web=ok || echo "$UNHEALTHY"`);
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Operation timed out after 5\\d{3} milliseconds with 43 bytes received: "HTTP/1\\.1 200 OK" and 1 header field, the head not ended\\)$`));
+    } finally {
+      for (const c of held) c.destroy();
+      s.close();
+    }
+  }, 20_000);
+
   it('an answer whose connection closes in its head says what was received (curl\'s "Empty reply from server" only for nothing): a 200 cut off is not healthy (nginx answers 502 for it), nor a 503, nor an interim answer alone; by bash and by curl', async () => {
     const heads: Record<string, string> = {
       ok: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n',

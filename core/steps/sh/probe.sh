@@ -127,7 +127,14 @@ probe_answer() {
     read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
     if [ "$rc" -gt 128 ]; then
       exec {fd}<&-; now=${EPOCHREALTIME/./}
-      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; PROBE_CODE=""; return 1
+      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"
+      # A head begun and not ended (a worker stuck once it wrote its status line): what came, as probe_cut says it.
+      if [ "$want" != status ] || [ -n "$interim" ]; then
+        if [ "$want" = status ]; then PROBE_WHY+=": an interim answer ($interim) and no final one"
+        elif [ "$fields" = 1 ]; then PROBE_WHY+=": \"$PROBE_STATUS\" and 1 header field, the head not ended"
+        else PROBE_WHY+=": \"$PROBE_STATUS\" and $fields header fields, the head not ended"; fi
+      fi
+      PROBE_CODE=""; return 1
     fi
     # The bytes received: the line, and its end when read (a part as long as the limit ends without one).
     head=$(( head + ${#line} )); [ "$rc" != 0 ] || [ "${#line}" -ge 8192 ] || head=$(( head + 1 ))

@@ -100,7 +100,7 @@ const PROXY = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";', ...
 const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 
 /** What a probe claims as the site's address when the environment has no domain (FORWARDED's Host: nginx's $host). */
-export const PROBE_HOST_WITHOUT_DOMAIN = '127.0.0.1';
+const PROBE_HOST_WITHOUT_DOMAIN = '127.0.0.1';
 
 /**
  * Shell setting what the health probes (core/steps/sh/probe.sh probe_for) send as nginx would for the site's traffic

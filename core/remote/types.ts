@@ -73,12 +73,21 @@ export interface Remote {
 export const REPORT_PREFIX = '@ops ';
 
 /**
+ * What a step reports when it fails, saying why in one line (`ops_report ${FAILURE_KEYS.failure} "$verdict"`: a start's
+ * health verdict): failureDetail puts it in the step's error whatever else the step printed, on either stream and
+ * however much (its tail alone could leave the verdict in the live log only).
+ */
+export const FAILURE_KEYS = reportKeys('failure');
+
+/**
  * What a failed step's error quotes: the end of its stderr, or of its stdout (report lines left out) when stderr is
- * empty; what looks like a secret masked (maskSecretLike: a health verdict quotes the first bytes of an error page,
- * core/steps/sh/probe.sh probe_body).
+ * empty, then each `failure` it reported (FAILURE_KEYS) that this end does not hold already; what looks like a secret
+ * masked (maskSecretLike: a health verdict quotes the first bytes of an error page, core/steps/sh/probe.sh probe_body).
  */
 export function failureDetail(stdout: string, stderr: string): string {
-  return maskSecretLike(tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n')));
+  const end = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
+  const why = parseReports(stdout).flatMap(([k, v]) => (k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []));
+  return maskSecretLike([end, ...why].filter((t) => t.trim()).join('\n'));
 }
 
 /** Parse `@ops key value` lines. */

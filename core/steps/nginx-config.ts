@@ -81,9 +81,13 @@ const SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
  * Starlette's TrustedHostMiddleware, uvicorn's --proxy-headers), so a probe without them is answered differently
  * from the site's traffic. Defined once, here, so that the two cannot drift apart.
  */
-const FORWARDED: readonly { name: string; nginx: string; probe: (site: { host: string | undefined; proto: 'http' | 'https' }) => string | undefined }[] = [
-  // No domain: the site answers any name (server_name _), so a visitor's Host is whatever address they used; the
-  // probe keeps 127.0.0.1:<port> (probe.sh), an address of the host as a visitor by IP would use.
+const FORWARDED: readonly { name: string; nginx: string; probe: (site: { host: string; proto: 'http' | 'https' }) => string | undefined }[] = [
+  // No domain: the site answers any name (server_name _), and $host is the name or address a visitor asked for,
+  // without its port (nginx's ngx_http_core_module, "Embedded Variables": $host is "in this order of precedence:
+  // host name from the request line, or host name from the "Host" request header field, or the server name
+  // matching a request", lowercased, no port): the probe sends 127.0.0.1, what nginx passes for a request to
+  // http://127.0.0.1/ (a visitor on the host itself, the switch's own look at /.ops/slot), never a program's port,
+  // which no visitor's request through nginx carries.
   { name: 'Host', nginx: '$host', probe: (s) => s.host },
   { name: 'X-Real-IP', nginx: '$remote_addr', probe: () => '127.0.0.1' },
   { name: 'X-Forwarded-For', nginx: '$proxy_add_x_forwarded_for', probe: () => '127.0.0.1' },
@@ -95,29 +99,43 @@ const PROXY = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";', ...
 /** A header value the probe may write into its request: a name, an address, a scheme (nothing to break a line). */
 const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 
+/** What a probe claims as the site's address when the environment has no domain (FORWARDED's Host: nginx's $host). */
+const PROBE_HOST_WITHOUT_DOMAIN = '127.0.0.1';
+
 /**
  * Shell setting what the health probes (core/steps/sh/probe.sh probe_for) send as nginx would for the site's traffic
  * (FORWARDED), to the programs nginx proxies to (PROBE_SITE_PROGRAMS: the environment's routes, as siteVariables
  * writes their locations): PROBE_SITE_HOST (the environment's domain as nginx's $host holds it: lowercased, without
- * the trailing dot of a fully qualified "example.org."; empty without a domain: the probe then sends
- * 127.0.0.1:<port>), PROBE_SITE_PROTO (https when the site serves TLS, as $scheme is behind its port-443 server;
- * http otherwise) and PROBE_SITE_HEADERS (the other header lines, each ending in CR LF). A site still waiting for
- * its certificate serves plain http for that while; the probe says https, as it will. A program nginx never routes
- * to (an internal API its sibling calls on 127.0.0.1) gets none of them: Host 127.0.0.1:<port>, as its callers send
- * (one trusting that Host only, Django's ALLOWED_HOSTS = ['127.0.0.1'], would refuse the site's).
+ * the trailing dot of a fully qualified "example.org."; 127.0.0.1 without a domain: see FORWARDED), PROBE_SITE_PROTO
+ * (nginx's $scheme for the site ops writes on the host: `site`) and PROBE_SITE_HEADERS (the other header lines, each
+ * ending in CR LF). $scheme is https only when the site serves TLS, and ops writes the TLS site only once its
+ * certificate is on the host (`site(env, certificateReady)`): until then (a first provision, certbot failing, TLS
+ * just turned on) nginx serves the app on plain http and forwards `X-Forwarded-Proto: http`. So the scheme is decided
+ * on the host, when the probe runs, by the same test the deploy's state read and the rollback make (the certificate
+ * file there and not empty: `[ -s ]`; the steps that probe run as root, who may look into /etc/letsencrypt/live).
+ * A program nginx never routes to (an internal API its sibling calls on 127.0.0.1) gets none of them: Host
+ * 127.0.0.1:<port>, as its callers send (one trusting that Host only, Django's ALLOWED_HOSTS = ['127.0.0.1'], would
+ * refuse the site's).
  * @throws OpsError for a value that is not a DNS name or address (the schema lets none through: a guard).
  */
 export function probeHeaders(env: Target): string {
-  const site = { host: env.config.domain?.toLowerCase().replace(/\.$/, ''), proto: env.config.tls.mode === 'off' ? ('http' as const) : ('https' as const) };
-  const lines: string[] = [];
-  for (const h of FORWARDED) {
-    const value = h.probe(site);
-    if (value !== undefined && !PROBE_VALUE.test(value))
-      throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
-    if (h.name !== 'Host' && value !== undefined) lines.push(`${h.name}: ${value}\\r\\n`);
-  }
+  const cert = certificatePaths(env);
+  const host = env.config.domain?.toLowerCase().replace(/\.$/, '') ?? PROBE_HOST_WITHOUT_DOMAIN;
+  /** The assignments of PROBE_SITE_PROTO and PROBE_SITE_HEADERS for a site served with `proto`. */
+  const sent = (proto: 'http' | 'https') => {
+    const lines: string[] = [];
+    for (const h of FORWARDED) {
+      const value = h.probe({ host, proto });
+      if (value !== undefined && !PROBE_VALUE.test(value))
+        throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
+      if (h.name !== 'Host' && value !== undefined) lines.push(`${h.name}: ${value}\\r\\n`);
+    }
+    return `PROBE_SITE_PROTO=${proto} PROBE_SITE_HEADERS=$'${lines.join('')}'`;
+  };
   const routed = [...new Set(Object.values(env.config.routes))].sort();
-  return `PROBE_SITE_HOST=${quote(site.host ?? '')} PROBE_SITE_PROTO=${site.proto} PROBE_SITE_HEADERS=$'${lines.join('')}' PROBE_SITE_PROGRAMS=${quote(` ${routed.join(' ')} `)}`;
+  const common = `PROBE_SITE_HOST=${quote(host)} PROBE_SITE_PROGRAMS=${quote(` ${routed.join(' ')} `)}`;
+  if (!cert) return `${common} ${sent('http')}`;
+  return `${common}\n# nginx serves the site over TLS once its certificate is there (site(): plain http until then); its $scheme, forwarded.\nif [ -s ${quote(cert.cert)} ]; then ${sent('https')}; else ${sent('http')}; fi`;
 }
 
 /** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */

@@ -185,7 +185,8 @@ export function excerpt(body: string): string {
  * requested URL returned error: 503), client:3000:/ (Failed to connect to 127.0.0.1 port 3000: Connection
  * refused)"): the words in parentheses after each probe, in curl's words (core/steps/sh/probe.sh). A reason may
  * itself hold parentheses or commas (what a server sent): each runs up to the next probe named, or the end. What
- * an error answer's body said (", answering: ...", probe.sh probe_body) is quoted as excerpt() does.
+ * an error answer's body said (", answering: ...", probe.sh probe_body) is quoted as excerpt() does, and the rest (a
+ * redirect's Location) masked as it is (maskSecretLike).
  */
 export function healthReasons(verdict: string, probeList: string[]): Map<string, string> {
   const starts = probeList
@@ -200,7 +201,8 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
     // The probes after a persistent client error's are those still pending (probe.sh probe_rounds: "; still waiting for").
     if (next) text = text.replace(/,$/, '').replace(/; still waiting for$/, '');
     // The body runs up to the end of the reason, or to the hint a persistent client error adds (probe_rounds).
-    out.set(probe, text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`));
+    // The rest (a redirect's Location, a loop's chain of them) masked as the body is: a URL's password, a token= value.
+    out.set(probe, maskSecretLike(text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`)));
   });
   return out;
 }

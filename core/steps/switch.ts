@@ -4,7 +4,7 @@
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
-import { reportKeys, type Step } from '../remote/types.ts';
+import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
@@ -458,6 +458,7 @@ if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_i
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
+[ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$verdict"
 if [ -n "$verdict" ]; then
   for f in "${'$'}{!log_start[@]}"; do
     new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)

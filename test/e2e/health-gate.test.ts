@@ -243,7 +243,7 @@ describe.sequential('the request the health probe makes: the one nginx passes th
     const seconds = (Date.now() - started) / 1000;
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(
-      /did not become healthy on slot \w+: the same client error for \d+s, the program's answer to the probe \(it runs, and refuses the request\), from web:\d+:\/health \(The requested URL returned error: 400 \(HTTP\/1\.1 400 Bad Request\), answering: Invalid host header; the probe sends Host: 127\.0\.0\.1:\d+, X-Forwarded-Proto: http, as nginx forwards the site's requests: .*Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware/,
+      /did not become healthy on slot \w+: the same client error for \d+s, the program's answer to the probe \(it runs, and refuses the request\), from web:\d+:\/health \(The requested URL returned error: 400 \(HTTP\/1\.1 400 Bad Request\), answering: Invalid host header; the probe sends Host: 127\.0\.0\.1, X-Forwarded-Proto: http, as nginx forwards the site's requests: .*Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware/,
     );
     expect(seconds).toBeLessThan(120);
     // The live release (the domain's) keeps serving.

@@ -15,7 +15,7 @@ import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.ts';
 import { parseState } from '../../core/ops/host-state.ts';
-import { parseReports } from '../../core/remote/types.ts';
+import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -279,6 +279,18 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
     expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'previous back green', 'mark failed', 'unlock']);
+  });
+
+  it('a start\'s health verdict reaches the error whatever the step printed after it on stderr (its programs\' log lines, supervisor\'s): it is reported, and failureDetail adds it to the tail', async () => {
+    const verdict = 'release r did not become healthy on slot green: no healthy answer within 60s from server:3579:/health (redirects in a loop, back to /health (GET /health: 301 to https://user:pw@shop.example.org/health; the probe sent ...): ...)';
+    const log = Array.from({ length: 30 }, (_, i) => `--- server-green.err.log line ${i}`).join('\n');
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) =>
+      step.name === 'start green' ? { code: 3, stdout: `${reportLine(FAILURE_KEYS.failure, verdict)}\n`, stderr: `${verdict}; the live release keeps serving\n${log}` } : undefined,
+    );
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toContain(verdict.replace('user:pw@', 'user:***@'));
+    expect(err.message).not.toContain(':pw@');
+    expect(err.message).toContain('line 29');
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {

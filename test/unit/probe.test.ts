@@ -2,7 +2,7 @@
 // http module parses the requests bash writes): wait_healthy passes once a program that starts late answers, names
 // what never answered and why (a closed port, an error status, a listener that never answers, an answer that is
 // not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
@@ -11,9 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { failureDetail } from '../../core/remote/types.ts';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import { certificatePaths, probeHeaders, site } from '../../core/steps/nginx-config.ts';
+import type { Target } from '../../core/target.ts';
 import { healthReasons } from '../../core/steps/status.ts';
 import { probes } from '../../core/steps/switch.ts';
 import { testEnv } from './status.helpers.ts';
@@ -163,7 +165,7 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
       'relative=ok',
       `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable))`,
       `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program (the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): the health path must answer 2xx itself)`,
-      `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
+      `no healthy answer within 1s from loop:${port}:/loop (redirects in a loop, back to /loop (GET /loop: 302 to /loop; the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): a redirect rule of the app that matches its own target: the health path must answer 2xx itself)`,
       `no healthy answer within 1s from cached:${port}:/cached (answered 304 without a Location to follow, not 2xx: the health path must answer 2xx itself)`,
     ]);
   });
@@ -324,11 +326,23 @@ async function recording(answer: (req: IncomingMessage) => [number, Record<strin
   return { port, seen };
 }
 
+/**
+ * An environment serving TLS (self-signed) whose certificate is, or is not yet (`issued` false), where the probe looks
+ * for it: its self-signed directory a temporary one of this machine.
+ */
+function tlsEnv(extra: Record<string, unknown> = {}, issued = true): Target {
+  const env = testEnv({ tls: { mode: 'self-signed' }, ...extra });
+  const dir = mkdtempSync(join(tmpdir(), 'ops-probe-cert-'));
+  const withDir = { ...env, layout: { ...env.layout, selfSignedDir: dir } } as Target;
+  if (issued) writeFileSync(certificatePaths(withDir)!.cert, '-----BEGIN CERTIFICATE-----\n');
+  return withDir;
+}
+
 describe('what the probe sends: the request nginx passes the site\'s visitors (nginx-config.ts probeHeaders)', () => {
   const noCurl = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
 
   it('with a domain and TLS: Host the domain, X-Forwarded-Proto https, X-Forwarded-For and X-Real-IP 127.0.0.1, every header nginx sets; by bash and by the curl fallback', async () => {
-    const env = testEnv({ domain: 'Shop.Example.org', tls: { mode: 'self-signed' } });
+    const env = tlsEnv({ domain: 'Shop.Example.org' });
     const { port, seen } = await recording(() => [200, {}, 'ok']);
     for (const fallback of ['', noCurl]) expect((await bash(`${probeHeaders(env)}\n${fallback}\nwait_healthy 2 0.2 client:${port}:/health && echo ok`)).out).toBe('ok');
     const want = { host: 'shop.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' };
@@ -338,13 +352,24 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
     expect(new Set(names)).toEqual(new Set(Object.keys(want)));
   });
 
-  it('without a domain: Host 127.0.0.1:<port>, X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
+  it('without a domain: Host 127.0.0.1 without a port, as nginx\'s $host has a visitor\'s address (the program\'s port is in no request nginx passes), X-Forwarded-Proto http; a domain that is not a DNS name never reaches the shell', async () => {
     const { port, seen } = await recording(() => [200, {}, 'ok']);
     expect((await bash(`${probeHeaders(testEnv())}\nwait_healthy 2 0.2 client:${port}:/ && echo ok`)).out).toBe('ok');
-    expect(seen[0]).toMatchObject({ host: `127.0.0.1:${port}`, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
+    expect(seen[0]).toMatchObject({ host: '127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' });
     const env = testEnv({ domain: 'shop.example.org' });
     (env.config as { domain?: string }).domain = "x'; reboot; '";
     expect(() => probeHeaders(env)).toThrow(/not a DNS name or address/);
+  });
+
+  it('TLS on but its certificate not yet on the host: nginx serves the plain site (site(env, false)), so the probe forwards http, as nginx does; https once the certificate is there', async () => {
+    const { port, seen } = await recording(() => [200, {}, 'ok']);
+    const [waiting, issued] = [tlsEnv({ domain: 'shop.example.org' }, false), tlsEnv({ domain: 'shop.example.org' }, true)];
+    // What nginx forwards: $scheme of the server that takes the visitor's request, port 80 only until the certificate.
+    expect(site(waiting, false)).not.toMatch(/listen 443/);
+    expect(site(issued, true)).toMatch(/listen 443 ssl/);
+    for (const env of [waiting, issued]) expect((await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/ && echo ok`)).out).toBe('ok');
+    expect(seen.map((h) => h['x-forwarded-proto'])).toEqual(['http', 'https']);
+    expect(seen[0]).toMatchObject({ host: 'shop.example.org' });
   });
 
   it('a redirect built from Host and X-Forwarded-Proto (FastAPI redirect_slashes behind proxy headers) is on the program and followed; one to https of a probe sent as http (SECURE_SSL_REDIRECT) is not, naming what was sent', async () => {
@@ -355,7 +380,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
       if (req.url === '/secure' && req.headers['x-forwarded-proto'] !== 'https') return [301, { location: `https://${req.headers.host}/secure` }, ''];
       return [200, {}, 'ok'];
     });
-    const tls = probeHeaders(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
+    const tls = probeHeaders(tlsEnv({ domain: 'shop.example.org' }));
     const plain = probeHeaders(testEnv({ domain: 'shop.example.org' }));
     const script = (headers: string) => `${headers}\nwait_healthy 1 0.2 client:${port}:/health && echo slash=ok\nwait_healthy 1 0.2 client:${port}:/secure && echo secure=ok || echo "$UNHEALTHY"`;
     expect((await bash(script(tls))).out).toBe('slash=ok\nsecure=ok');
@@ -371,7 +396,7 @@ describe('what the probe sends: the request nginx passes the site\'s visitors (n
       const r = await bash(`${probeHeaders(testEnv())}\n${fallback}\nwait_healthy 12 0.2 client:${port}:/health || echo "$UNHEALTHY"`);
       // 3 s at least, a quarter of the timeout (the rounds' timing on a busy machine: not asserted further).
       expect(r.out.replace(/^the same client error for [3-9]s,/, 'the same client error for 3s,')).toBe(
-        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1:${port}, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
+        `the same client error for 3s, the program's answer to the probe (it runs, and refuses the request), from client:${port}:/health (The requested URL returned error: 400 (HTTP/1.1 400 Bad Request), answering: Invalid host header?[2J; the probe sends Host: 127.0.0.1, X-Forwarded-Proto: http, as nginx forwards the site's requests: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)`,
       );
     }
   });
@@ -391,7 +416,7 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
   it('a program nginx never routes to (an internal API trusting Host 127.0.0.1 only, Django\'s ALLOWED_HOSTS) is asked as its callers ask; the one nginx proxies to gets the site\'s request', async () => {
     const api = await recording((req) => (local.test(req.headers.host ?? '') ? [200, {}, 'ok'] : [400, {}, 'Bad Request (400)']));
     const web = await recording((req) => (req.headers.host === 'shop.example.org' && req.headers['x-forwarded-proto'] === 'https' ? [200, {}, 'ok'] : [400, {}, 'Invalid host header']));
-    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' }, routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
+    const env = tlsEnv({ domain: 'shop.example.org', routes: { '/': 'client' }, programs: { client: { command: 'run', port: web.port }, server: { command: 'run', port: api.port, health: '/health' } } });
     expect((await bash(`${probeHeaders(env)}\nwait_healthy 10 0.2 ${probes(env, 'blue').join(' ')} && echo healthy || echo "$UNHEALTHY"`)).out).toBe('healthy');
     expect(api.seen[0]).toEqual(expect.objectContaining({ host: `127.0.0.1:${api.port}` }));
     expect(Object.keys(api.seen[0]!).filter((h) => /^x-(forwarded|real)/.test(h))).toEqual([]);
@@ -424,7 +449,7 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
     const { port } = await recording((req) =>
       req.url === '/health' ? [308, { location: 'http://shop.example.org/health/' }, ''] : req.url === '/other' ? [308, { location: 'http://shop.example.org:8080/health/' }, ''] : [200, {}, 'ok'],
     );
-    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const env = tlsEnv({ domain: 'shop.example.org' });
     const r = await bash(`${probeHeaders(env)}\nwait_healthy 2 0.2 client:${port}:/health && echo ok\nwait_healthy 1 0.2 client:${port}:/other || echo "$UNHEALTHY"`);
     expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(/^no healthy answer within 1s from client:\d+:\/other \(answered 308, a redirect to http:\/\/shop\.example\.org:8080\/health\/, off this program/)]);
   });
@@ -449,5 +474,138 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
 
   it('a domain written with its trailing dot (example.org.) is sent as nginx\'s $host has it, without', () => {
     expect(probeHeaders(testEnv({ domain: 'Shop.Example.org.' }))).toMatch(/^PROBE_SITE_HOST=shop\.example\.org /);
+  });
+});
+
+/** A Python program (`code`, printing "ready" once it listens) run by `python`; ended after the test. */
+async function python(code: string, python = '/usr/bin/python3'): Promise<void> {
+  const py = spawn(python, ['-c', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  pythons.push(py);
+  await new Promise<void>((resolve, reject) => {
+    py.stdout.once('data', () => resolve());
+    py.once('exit', (c) => reject(new Error(`${python} exited ${c} before it listened`)));
+  });
+}
+const pythons: ReturnType<typeof spawn>[] = [];
+afterEach(() => {
+  for (const p of pythons.splice(0)) p.kill();
+});
+/** Whether `python3` on PATH (not Debian's: the machine's own) has Flask, for the test that runs a real Flask app. */
+const FLASK = ((): string | undefined => {
+  try {
+    return execFileSync('python3', ['-c', 'import flask, sys; print(sys.executable)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+})();
+
+describe('redirect loops and answers cut off, as real servers make them: said as such, with what was received', () => {
+  it.skipIf(!FLASK)('a Flask app without ProxyFix that sends plain http to https, behind a TLS site: a loop back to the health path, its Location named, the cause hinted; with ProxyFix(x_proto=1) it is healthy', async () => {
+    const [bare, fixed] = [await freePort(), await freePort()];
+    const app = (port: number, proxyFix: boolean) => `from flask import Flask, redirect, request
+${proxyFix ? 'from werkzeug.middleware.proxy_fix import ProxyFix\n' : ''}app = Flask(__name__)
+@app.before_request
+def https_only():
+    if not request.is_secure:
+        return redirect(request.url.replace('http://', 'https://', 1), 301)
+@app.get('/health')
+def health():
+    return 'ok'
+${proxyFix ? 'app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)\n' : ''}import logging; logging.getLogger('werkzeug').disabled = True
+from werkzeug.serving import make_server
+srv = make_server('127.0.0.1', ${port}, app)
+print('ready', flush=True)
+srv.serve_forever()`;
+    await Promise.all([python(app(bare, false), FLASK), python(app(fixed, true), FLASK)]);
+    const env = tlsEnv({ domain: 'shop.example.org' });
+    const r = await bash(`${probeHeaders(env)}\nwait_healthy 1 0.2 client:${bare}:/health || echo "$UNHEALTHY"\nwait_healthy 2 0.2 client:${fixed}:/health && echo fixed=ok`);
+    expect(r.out.split('\n')).toEqual([
+      `no healthy answer within 1s from client:${bare}:/health (redirects in a loop, back to /health (GET /health: 301 to https://shop.example.org/health; the probe sent Host: shop.example.org, X-Forwarded-Proto: https, as nginx forwards the site's requests): the app builds each Location from the scheme and host it takes the request for, and nginx would hand it the request it redirects to as this one again: usually it takes the request for plain http, as it does not trust the X-Forwarded-Proto nginx sends (uvicorn: --proxy-headers with --forwarded-allow-ips 127.0.0.1; Flask/Werkzeug: ProxyFix(app.wsgi_app, x_proto=1); Django: SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'); Express: app.set('trust proxy', 'loopback')))`,
+      'fixed=ok',
+    ]);
+  }, 20_000);
+
+  it('a trailing-slash loop between two paths (Python\'s http.server), and more than 5 redirects, show the requests and Locations; a secret in a Location is masked where the verdict is shown', async () => {
+    const port = await freePort();
+    await python(`from http.server import BaseHTTPRequestHandler, HTTPServer
+to = {'/a': '/a/', '/a/': 'http://127.0.0.1:${port}/a', '/s': '/s?token=s3cr3tvalue', '/s?token=s3cr3tvalue': '/s'}
+to.update({'/c%d' % i: '/c%d' % (i + 1) for i in range(9)})
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(301 if self.path in to else 404)
+        if self.path in to: self.send_header('Location', to[self.path])
+        self.send_header('Content-Length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+srv = HTTPServer(('127.0.0.1', ${port}), H)
+print('ready', flush=True)
+srv.serve_forever()`);
+    const r = await bash(`for p in /a /c0 /s; do wait_healthy 1 0.2 web:${port}:$p || echo "$UNHEALTHY"; done`);
+    const [slash = '', many = '', secret = ''] = r.out.split('\n');
+    expect(slash).toBe(
+      `no healthy answer within 1s from web:${port}:/a (redirects in a loop, back to /a (GET /a: 301 to /a/; GET /a/: 301 to http://127.0.0.1:${port}/a; the probe sent Host: 127.0.0.1:${port} and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it): redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself)`,
+    );
+    expect(many).toBe(`no healthy answer within 1s from web:${port}:/c0 (more than 5 redirects (GET /c0: 301 to /c1; GET /c1: 301 to /c2; GET /c2: 301 to /c3; GET /c3: 301 to /c4; GET /c4: 301 to /c5; GET /c5: 301 to /c6))`);
+    expect(secret).toContain('301 to /s?token=s3cr3tvalue');
+    // What the user reads: status's reasons (healthReasons) and a failed step's detail (failureDetail) mask it.
+    const shown = healthReasons(secret, [`web:${port}:/s`]).get(`web:${port}:/s`);
+    expect(shown).toMatch(/^redirects in a loop, back to \/s \(GET \/s: 301 to \/s\?token=\*\*\*; GET \/s\?token=\*\*\*/);
+    expect(shown).not.toContain('s3cr3tvalue');
+    expect(failureDetail('', secret)).not.toContain('s3cr3tvalue');
+  });
+
+  it('a head that stops coming (a status line, then nothing: a worker stuck after it began its answer) times out saying what came, not a success', async () => {
+    const port = await freePort();
+    const held: import('node:net').Socket[] = [];
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', () => c.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n'));
+      held.push(c);
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      const r = await bash(`wait_healthy 1 0.2 web:${port}:/health && echo web=ok || echo "$UNHEALTHY"`);
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Operation timed out after 5\\d{3} milliseconds with 43 bytes received: "HTTP/1\\.1 200 OK" and 1 header field, the head not ended\\)$`));
+    } finally {
+      for (const c of held) c.destroy();
+      s.close();
+    }
+  }, 20_000);
+
+  it('an answer whose connection closes in its head says what was received (curl\'s "Empty reply from server" only for nothing): a 200 cut off is not healthy (nginx answers 502 for it), nor a 503, nor an interim answer alone; by bash and by curl', async () => {
+    const heads: Record<string, string> = {
+      ok: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n',
+      down: 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/html\r\n',
+      moved: 'HTTP/1.1 302 Found\r\nLocation: /ok\r\n',
+      half: 'HTTP/1.1 200 O',
+      early: 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n',
+      none: '',
+    };
+    const port = await freePort();
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', (d) => c.end(heads[(d.toString().split(' ')[1] ?? '').slice(1)] ?? ''));
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      const script = Object.keys(heads).map((k) => `wait_healthy 1 0.2 ${k}:${port}:/${k} && echo ${k}=ok || echo "$UNHEALTHY"`).join('\n');
+      const cut = (head: string, status: string, fields: number) =>
+        `the connection closed after ${Buffer.byteLength(heads[head]!)} bytes, in the answer's head: "${status}" and ${fields} header field${fields === 1 ? '' : 's'}, without the empty line that ends a head (nginx answers the site's visitors 502 for it: upstream prematurely closed connection)`;
+      const want = [
+        cut('ok', 'HTTP/1.1 200 OK', 1),
+        cut('down', 'HTTP/1.1 503 Service Unavailable', 2),
+        cut('moved', 'HTTP/1.1 302 Found', 1),
+        cut('half', 'HTTP/1.1 200 O', 0),
+        `the connection closed after ${Buffer.byteLength(heads.early!)} bytes: an interim answer (HTTP/1.1 103 Early Hints) and no final one`,
+        'Empty reply from server',
+      ].map((why, i) => `no healthy answer within 1s from ${Object.keys(heads)[i]}:${port}:/${Object.keys(heads)[i]} (${why})`);
+      expect((await bash(script)).out.split('\n')).toEqual(want);
+      // curl passes on the head lines it received (its -i output): the same words; where it parsed no status line of
+      // a final answer (a cut one, an interim answer alone), its own words (curl: (52) Empty reply from server).
+      const byCurl = (await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)).out.split('\n');
+      expect(byCurl.slice(0, 3)).toEqual(want.slice(0, 3));
+      for (const line of byCurl.slice(3)) expect(line).toMatch(/^no healthy answer within 1s from \w+:\d+:\/\w+ \(.+\)$/);
+    } finally {
+      s.close();
+    }
   });
 });

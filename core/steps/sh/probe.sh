@@ -108,13 +108,17 @@ probe_sent() {
 # closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
 # field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
 # in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
-# ended (a stall, a head over the limit) is no answer, and no client error (probe_rounds counts those).
+# ended (a stall, a head over the limit, the connection closed in it) is no answer, and no client error (probe_rounds
+# counts those). A head is read to its end, the empty line (RFC 9112, 2.1), whatever its status: nginx answers the
+# site's visitors 502 for one cut off ("upstream prematurely closed connection while reading response header"), so
+# the probe does not take its status line for a success; what was received is said (curl's "Empty reply from
+# server" only when nothing was).
 # RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
 # skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
 # read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
 # line (a stream, a binary protocol) costs a bounded read, not minutes of CPU.
 probe_answer() {
-  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0
+  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0 fields=0 interim=""
   PROBE_CODE=""; PROBE_LOCATION=""; PROBE_STATUS=""; PROBE_BODY=""
   now=${EPOCHREALTIME/./}; left=$(( until - now )); [ "$left" -gt 1000 ] || left=1000
   printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
@@ -123,15 +127,24 @@ probe_answer() {
     read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
     if [ "$rc" -gt 128 ]; then
       exec {fd}<&-; now=${EPOCHREALTIME/./}
-      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"; PROBE_CODE=""; return 1
+      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + ${#line} )) bytes received"
+      # A head begun and not ended (a worker stuck once it wrote its status line): what came, as probe_cut says it.
+      if [ "$want" != status ] || [ -n "$interim" ]; then
+        if [ "$want" = status ]; then PROBE_WHY+=": an interim answer ($interim) and no final one"
+        elif [ "$fields" = 1 ]; then PROBE_WHY+=": \"$PROBE_STATUS\" and 1 header field, the head not ended"
+        else PROBE_WHY+=": \"$PROBE_STATUS\" and $fields header fields, the head not ended"; fi
+      fi
+      PROBE_CODE=""; return 1
     fi
-    head=$(( head + ${#line} + 1 ))
+    # The bytes received: the line, and its end when read (a part as long as the limit ends without one).
+    head=$(( head + ${#line} )); [ "$rc" != 0 ] || [ "${#line}" -ge 8192 ] || head=$(( head + 1 ))
     if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi
     # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).
-    if [ "$part" = 1 ]; then [ "${#line}" -ge 8192 ] || part=0; continue; fi
+    if [ "$part" = 1 ]; then [ "${#line}" -ge 8192 ] || part=0; [ "$rc" = 0 ] || break; continue; fi
     [ "${#line}" -lt 8192 ] || part=1
     line=${line%$'\r'}
     if [ "$want" = status ]; then
+      if [ -z "$line" ] && [ "$rc" != 0 ]; then break; fi # the end of input where a status line was due
       if [[ ! $line =~ ^HTTP/[0-9.]+\ ([0-9]{3}) ]]; then
         exec {fd}<&-
         if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"
@@ -139,31 +152,45 @@ probe_answer() {
         else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi
         return 1
       fi
-      PROBE_CODE=${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT
+      PROBE_CODE=${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT; fields=0
       case $PROBE_CODE in
         101) want=final; break ;;
-        1??) want=interim ;;    # its header fields, then the next status line
-        3??) want=location ;;   # its Location field (RFC 9110, 10.2.2)
+        1??) want=interim; interim=$PROBE_STATUS ;; # its header fields, then the next status line
         [45]??) want=error ;;   # its framing fields (RFC 9112, 6), then the body's first bytes
-        *) want=final; break ;;
+        *) want=end ;;          # to the head's end; a 3xx's Location field (RFC 9110, 10.2.2) on the way
       esac
-    elif [ -z "$line" ]; then
+    elif [ -z "$line" ] && [ "$rc" = 0 ]; then
       if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
-      [ "$want" = interim ] || break; want=status
-    elif [ "$want" = error ]; then
-      if [[ ${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=${BASH_REMATCH[1]}
-      elif [[ ${line,,} == transfer-encoding:*chunked* ]] && [ "${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
-    elif [ "$want" = location ] && [[ ${line,,} == location:* ]]; then
-      PROBE_LOCATION=${line#*:}
-      PROBE_LOCATION=${PROBE_LOCATION#"${PROBE_LOCATION%%[!$' \t']*}"}; PROBE_LOCATION=${PROBE_LOCATION%"${PROBE_LOCATION##*[!$' \t']}"}
-      break
+      [ "$want" = interim ] || { want=final; break; }
+      want=status
+    elif [ -n "$line" ]; then
+      fields=$(( fields + 1 ))
+      if [ "$want" = error ]; then
+        if [[ ${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=${BASH_REMATCH[1]}
+        elif [[ ${line,,} == transfer-encoding:*chunked* ]] && [ "${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
+      elif [ "$want" = end ] && [[ $PROBE_CODE == 3?? ]] && [ -z "$PROBE_LOCATION" ] && [[ ${line,,} == location:* ]]; then
+        PROBE_LOCATION=${line#*:}
+        PROBE_LOCATION=${PROBE_LOCATION#"${PROBE_LOCATION%%[!$' \t']*}"}; PROBE_LOCATION=${PROBE_LOCATION%"${PROBE_LOCATION##*[!$' \t']}"}
+      fi
     fi
     [ "$rc" = 0 ] || break # the end of input (after a line without its end)
   done
   exec {fd}<&-
-  # The input ended after an interim answer: no final one; or in an error answer's head.
-  if [ "$want" = interim ] || [ "$want" = status ] || [ "$want" = error ]; then PROBE_WHY="Empty reply from server"; PROBE_CODE=""; return 1; fi
+  [ "$want" != final ] && probe_cut "$want" "$head" "$fields" "$interim" && return 1
   return 0
+}
+# probe_cut WANT BYTES FIELDS INTERIM: why an answer whose connection closed before its head ended (probe_answer's
+# state WANT, BYTES received, the FIELDS of its last head, the INTERIM status line if any) is none, in PROBE_WHY;
+# PROBE_CODE emptied. Says what was received: nothing at all is curl's "Empty reply from server".
+probe_cut() {
+  local got="the connection closed after $2 bytes" s=s
+  [ "$3" != 1 ] || s=""
+  if [ "$2" = 0 ]; then PROBE_WHY="Empty reply from server"
+  elif [ "$1" = status ] && [ -n "$4" ]; then PROBE_WHY="$got: an interim answer ($4) and no final one"
+  else
+    PROBE_WHY="$got, in the answer's head: \"$PROBE_STATUS\" and $3 header field$s, without the empty line that ends a head (nginx answers the site's visitors 502 for it: upstream prematurely closed connection)"
+  fi
+  PROBE_CODE=""; PROBE_LOCATION=""
 }
 # probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
 # says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
@@ -264,9 +291,10 @@ probe_off() {
 }
 # probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other
 # paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in
-# PROBE_WHY. Closes FD.
+# PROBE_WHY. Closes FD. A redirect back to a path already asked is a loop, said as such with the requests and
+# Locations that made it (probe_loop); 5 redirects without one are said with theirs.
 probe_verdict() {
-  local port=$1 path=$2 fd=$3 until=$4 hop
+  local port=$1 path=$2 fd=$3 until=$4 hop asked=" $2 " chain="" absolute=0
   for hop in 0 1 2 3 4 5; do
     if [ "$hop" -eq 0 ]; then :
     elif [ "${PROBE_VIA:-}" = curl ]; then probe_curl_send "$port" "$path"; fd=$PROBE_FD
@@ -285,9 +313,32 @@ probe_verdict() {
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
       probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
-    path=$PROBE_TO
+    probe_printable "$PROBE_LOCATION" 100
+    chain+="${chain:+; }GET $path: $PROBE_CODE to $PROBE_TEXT"
+    [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
+    if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
+    asked+="$PROBE_TO "; path=$PROBE_TO
   done
-  PROBE_WHY="more than 5 redirects"; return 1
+  PROBE_WHY="more than 5 redirects ($chain)"; return 1
+}
+# probe_loop PORT PATH CHAIN ABSOLUTE: why a probe of 127.0.0.1:PORT whose redirects came back to PATH failed, in
+# PROBE_WHY: the requests and Locations (CHAIN, each Location at most 100 characters, as probe_printable quotes it),
+# what the probe sent (probe_sent) and the usual cause. A Location the app wrote as an absolute URL (ABSOLUTE 1) is
+# built from the scheme and host it takes the request for: behind nginx, an app that does not trust X-Forwarded-Proto
+# takes every request for plain http (it comes from 127.0.0.1 over http) and sends it to https, or to its canonical
+# URL, which nginx hands it again as the same request. Relative ones are the app's own rules: one matching its own
+# target, or two undoing each other (a trailing slash added by one, taken off by another).
+probe_loop() {
+  local hint
+  if [ "$4" = 1 ] && [ -n "${PROBE_ROUTED:-}" ]; then
+    hint="the app builds each Location from the scheme and host it takes the request for, and nginx would hand it the request it redirects to as this one again: usually it takes the request for plain http, as it does not trust the X-Forwarded-Proto nginx sends (uvicorn: --proxy-headers with --forwarded-allow-ips 127.0.0.1; Flask/Werkzeug: ProxyFix(app.wsgi_app, x_proto=1); Django: SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'); Express: app.set('trust proxy', 'loopback'))"
+  elif [[ $3 != *";"* ]]; then
+    hint="a redirect rule of the app that matches its own target: the health path must answer 2xx itself"
+  else
+    hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
+  fi
+  probe_sent "$1"
+  PROBE_WHY="redirects in a loop, back to $2 ($3; the probe sent $PROBE_TEXT): $hint"
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's

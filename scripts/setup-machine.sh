@@ -102,4 +102,16 @@ for v in "${py_versions[@]}"; do
     mv "$venv.new" "$venv"   # the tests use only bin/python, which finds its venv from where it is
   fi
 done
+# Flask (with Werkzeug), the web framework the probe tests run real apps of: pinned in test/support/flask.txt, one
+# venv made once per machine, as above.
+flask_version=$(grep -v '^\s*#' test/support/flask.txt | awk 'NF {print $1; exit}')
+venv="$py_cache/flask-$flask_version"
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('flask') != sys.argv[1])" "$flask_version" 2>/dev/null; then
+  echo "installing flask $flask_version into $venv"
+  mkdir -p "$py_cache"
+  rm -rf "$venv.new" "$venv"
+  /usr/bin/python3 -m venv "$venv.new"
+  timeout 600 "$venv.new/bin/pip" install -q --disable-pip-version-check "flask==$flask_version"
+  mv "$venv.new" "$venv"
+fi
 echo "machine ready"

@@ -2,7 +2,7 @@
 // http module parses the requests bash writes): wait_healthy passes once a program that starts late answers, names
 // what never answered and why (a closed port, an error status, a listener that never answers, an answer that is
 // not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';

@@ -50,6 +50,19 @@ describe.sequential('nginx configuration someone else broke', () => {
     expect((await get(host)).body).toContain('Version 2.0.0');
   }, 600_000);
 
+  it('another enabled site claiming the default server (this app under its name before a rename): provision names every site that claims it, and what to do', async () => {
+    // The app without a domain is the default server; an earlier name's site was left enabled.
+    await root("printf 'server { listen 80 default_server; server_name _; return 404; }\\n' > /etc/nginx/sites-enabled/oldname");
+    try {
+      const prov = await failure(provision(project.ctx(), project.env()));
+      expect(prov).toMatch(/duplicate default server for 0\.0\.0\.0:80/);
+      expect(prov).toMatch(/hint: more than one enabled site says default_server for 0\.0\.0\.0:80 \(nginx allows one per address\); the sites that say it: (?=.*\/etc\/nginx\/sites-enabled\/oldname )(?=.*\/etc\/nginx\/sites-enabled\/sample ).*- remove the one no longer used/);
+      expect((await get(host)).status).toBe(200);
+    } finally {
+      await root('rm -f /etc/nginx/sites-enabled/oldname');
+    }
+  }, 600_000);
+
   it("the app's own site edited by hand into one nginx refuses does not stop a deploy: its switch writes the site again", async () => {
     await root("printf 'bogus_directive on;\\n' >> /etc/nginx/sites-available/sample");
     await deploy(project.ctx(), project.env(), { ref: 'v1' });

@@ -72125,6 +72125,11 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
       echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
     fi
     echo "$out" >&2
+    # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
+    # (often this app under the name it had before app was renamed, whose site nothing removed).
+    if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
+      echo "hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
+    fi
     exit 1
   fi
 fi`);

@@ -507,11 +507,16 @@ export const PREVIOUS_KEYS = reportKeys('previous_back');
  * After a start that succeeded (or broke: a timeout, a lost connection) and a switch that did not make its release
  * live: `slot` gets back the release it held before the start (previous_back, from the records the start kept in the
  * run's lock: warm again for an instant rollback, or said not to be; `previous_back` reports its line). Without such a
- * record (the start reused the slot as it ran, or kept none) the slot is stopped and its file removed, as stopSlot
- * does. The live slot (the host's slot record) is never touched. Must run under the run's lock.
+ * record, the slot is stopped and its file removed (as stopSlot does) only when it holds the release this run started
+ * there (the lock's STARTED_RECORD): what it holds otherwise (the previous release already put back, a warm release the
+ * start reused) is not this run's to stop. Nothing is touched once the lock is no longer this connection's (`ops lock
+ * release --force` took it, and put the slot back itself; another run may hold it now). The live slot (the host's slot
+ * record) is never touched.
  */
 export function putPreviousBack(env: Target, slot: Slot): Step {
   const L = env.layout;
+  const lock = quote(L.lock);
+  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: 'root',
@@ -520,9 +525,17 @@ export function putPreviousBack(env: Target, slot: Slot): Step {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-back_rc=0; back=$(previous_back ${slot} ${quote(L.lock)}) || back_rc=$?
+if [ -z "${'$'}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null; then
+  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
+fi
+back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
-${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}\n`, '')}
+  started_slot=""; started_release=""
+  read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
+  if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
+${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
+`, '')}
+  fi
 else
   echo "$back"
   ops_report ${PREVIOUS_KEYS.previous_back} "$back"

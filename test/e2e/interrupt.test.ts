@@ -315,4 +315,39 @@ server {
     // Reused as it ran: the process the interrupted deploy put back is the one that serves now.
     expect((await slotHolds(idle)).pid, 'rollback reused the warm slot').toBe(back.pid);
   }, 400_000);
+
+  it('a stuck run (its CLI paused) whose lock another user releases with --force during its start: the release puts the previous release back warm; the run, resumed, leaves that slot as it is', async () => {
+    commit(repo, { 'server.py': SERVER, VERSION: '12\n' }, 'twelve: listens');
+    await deploy(project.ctx(), project.env(), {});
+    const before = await liveAndServed();
+    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    const warm = await slotHolds(idle);
+    expect(warm.pid, 'the previous release runs warm').toMatch(/^\d+$/);
+    neverListens('13');
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      process.kill(ops.child.pid!, 'SIGSTOP'); // a Ctrl-Z'd CLI, a frozen runner: its connection stays up
+      let released;
+      try {
+        released = await breakLock(project.ctx(), project.env(), true);
+      } finally {
+        process.kill(ops.child.pid!, 'SIGCONT');
+      }
+      expect(released[0]!.previousBack).toBe(`the previous release ${warm.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+      const back = await slotHolds(idle);
+      expect(back.release).toBe(warm.release);
+      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+      const out = ops.out();
+      expect(code, out).toBe(1);
+      expect(out).toContain(`slot ${idle} left as it is: the run's lock is no longer this run's`);
+      expect(out).not.toMatch(/slot \w+ stopped/);
+      // What the release put back still runs, the same process: the resumed run stopped nothing.
+      expect(await slotHolds(idle)).toEqual(back);
+      expect(await liveAndServed()).toEqual(before);
+    } finally {
+      project.write(config);
+      commit(repo, { 'server.py': SERVER, VERSION: '14\n' }, 'fourteen: listens again');
+    }
+  }, 400_000);
 });

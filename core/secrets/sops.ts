@@ -36,6 +36,8 @@ export interface Rendered {
 /** An opened (decrypted) sops file: read its values, change them or its recipients, write it back. */
 export class SecretsFile {
   private rotated = false;
+  /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
+  private onDisk: string | null;
   private constructor(
     readonly file: string,
     readonly format: Format,
@@ -45,7 +47,9 @@ export class SecretsFile {
     private readonly meta: SopsMetadata,
     private readonly original: EncryptedDocument | undefined,
     private readonly stash: IvStash,
-  ) {}
+  ) {
+    this.onDisk = original?.text ?? null;
+  }
 
   /** Decrypt and verify a sops document given as text. */
   static async fromText(text: string, file: string, opts: DecryptOptions & { format?: Format } = {}): Promise<SecretsFile> {
@@ -300,15 +304,16 @@ export class SecretsFile {
   }
 
   /**
-   * Write the file atomically if anything changed, and only over the version it was opened from (`replacing`: that
-   * text, or null when it did not exist; by default what open() read): a change written meanwhile by another
-   * command is never dropped (writeIfUnchanged). Returns whether it was written.
+   * Write the file atomically if anything changed, and only over the version this object read or last wrote
+   * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
+   * dropped (writeIfUnchanged). Returns whether it was written.
    * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
    */
-  async save(opts: RenderOptions = {}, replacing: string | null = this.original?.text ?? null): Promise<boolean> {
+  async save(opts: RenderOptions = {}, replacing: string | null = this.onDisk): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
     await writeIfUnchanged(this.file, text, replacing);
+    this.onDisk = text;
     return true;
   }
 

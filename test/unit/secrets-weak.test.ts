@@ -1,7 +1,7 @@
 // Weak secrets (core/secrets/weak.ts): values so short or so common that masking them garbles the logs are
 // stored and deployed, with a warning naming the key and the length, never the value; masking stays as it was
 // (parts of 1 or 2 characters are masked nowhere, longer ones everywhere).
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
@@ -88,7 +88,7 @@ describe('where values enter and where they are used', () => {
     const e = await newEnv();
     const recipients = (await open(e)).recipients;
     const text = `db_user: app\nalso_user: app\ndatabase_url: postgresql://app:pw@db.example.org/app\nport: 5432\nflag: true\nempty: ""\nsecret_key: ${STRONG}\n`;
-    await SecretsFile.create(e.secrets, parseTree(text, 'yaml', { file: 't' }), { recipients }).save();
+    await SecretsFile.create(e.secrets, parseTree(text, 'yaml', { file: 't' }), { recipients }).save({}, readFileSync(e.secrets, 'utf8')); // over the file env new wrote
     const reporter = new MemoryReporter();
     const data = await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, loadEnvironment('qa', e.root));
     expect(data.db_user).toBe('app');

@@ -68938,6 +68938,7 @@ var init_sops = __esm({
         this.meta = meta;
         this.original = original;
         this.stash = stash;
+        this.onDisk = original?.text ?? null;
       }
       file;
       format;
@@ -68948,6 +68949,8 @@ var init_sops = __esm({
       original;
       stash;
       rotated = false;
+      /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
+      onDisk;
       /** Decrypt and verify a sops document given as text. */
       static async fromText(text, file, opts2 = {}) {
         const doc = parseSops(text, file, opts2.format ?? formatOf(file));
@@ -69186,15 +69189,16 @@ var init_sops = __esm({
         return { kind: "map", entries };
       }
       /**
-       * Write the file atomically if anything changed, and only over the version it was opened from (`replacing`: that
-       * text, or null when it did not exist; by default what open() read): a change written meanwhile by another
-       * command is never dropped (writeIfUnchanged). Returns whether it was written.
+       * Write the file atomically if anything changed, and only over the version this object read or last wrote
+       * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
+       * dropped (writeIfUnchanged). Returns whether it was written.
        * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
        */
-      async save(opts2 = {}, replacing = this.original?.text ?? null) {
+      async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
         await writeIfUnchanged(this.file, text, replacing);
+        this.onDisk = text;
         return true;
       }
       /** The data key, for interop tests (Debian's `age -d` must open each recipient's copy). */
@@ -74011,6 +74015,8 @@ fi`
 var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
   const L = env.layout;
+  const lock2 = quote(L.lock);
+  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: "root",
@@ -74019,10 +74025,17 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-back_rc=0; back=$(previous_back ${slot} ${quote(L.lock)}) || back_rc=$?
+if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock2}/info 2>/dev/null; then
+  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
+fi
+back_rc=0; back=$(previous_back ${slot} ${lock2}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
+  started_slot=""; started_release=""
+  read -r started_slot started_release < ${lock2}/${STARTED_RECORD} 2>/dev/null || true
+  if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
 `, "")}
+  fi
 else
   echo "$back"
   ops_report ${PREVIOUS_KEYS.previous_back} "$back"

@@ -68910,6 +68910,7 @@ var init_sops = __esm({
         this.meta = meta;
         this.original = original;
         this.stash = stash;
+        this.onDisk = original?.text ?? null;
       }
       file;
       format;
@@ -68920,6 +68921,8 @@ var init_sops = __esm({
       original;
       stash;
       rotated = false;
+      /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
+      onDisk;
       /** Decrypt and verify a sops document given as text. */
       static async fromText(text, file, opts2 = {}) {
         const doc = parseSops(text, file, opts2.format ?? formatOf(file));
@@ -69158,15 +69161,16 @@ var init_sops = __esm({
         return { kind: "map", entries };
       }
       /**
-       * Write the file atomically if anything changed, and only over the version it was opened from (`replacing`: that
-       * text, or null when it did not exist; by default what open() read): a change written meanwhile by another
-       * command is never dropped (writeIfUnchanged). Returns whether it was written.
+       * Write the file atomically if anything changed, and only over the version this object read or last wrote
+       * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
+       * dropped (writeIfUnchanged). Returns whether it was written.
        * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
        */
-      async save(opts2 = {}, replacing = this.original?.text ?? null) {
+      async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
         await writeIfUnchanged(this.file, text, replacing);
+        this.onDisk = text;
         return true;
       }
       /** The data key, for interop tests (Debian's `age -d` must open each recipient's copy). */

@@ -63447,6 +63447,8 @@ fi`
 var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
   const L = env.layout;
+  const lock = quote(L.lock);
+  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: "root",
@@ -63455,10 +63457,17 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-back_rc=0; back=$(previous_back ${slot} ${quote(L.lock)}) || back_rc=$?
+if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null; then
+  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
+fi
+back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
+  started_slot=""; started_release=""
+  read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
+  if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
 `, "")}
+  fi
 else
   echo "$back"
   ops_report ${PREVIOUS_KEYS.previous_back} "$back"

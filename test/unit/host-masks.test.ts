@@ -19,6 +19,11 @@ import { logsStep } from '../../core/steps/logs.ts';
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { healthShell, STATUS_KEYS } from '../../core/steps/status.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
+import { formatStatus, status } from '../../core/ops/status.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { SecretsFile, generateIdentity } from '../../core/secrets/index.ts';
+import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { report, testEnv } from './status.helpers.ts';
 
 const run = promisify(execFile);
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -137,5 +142,24 @@ describe('what status, logs and a failed start quote of the app is masked on the
     const { stdout } = await run('bash', ['--norc', '--noprofile', '-c', scriptText(logsStep(t, { programs: ['web'], nginx: [], slots: 'live', lines: 50 }))], { encoding: 'utf8' });
     expect(stdout).toMatch(/web-blue.err \| settings \{'SECRET_KEY': '\*\*\*', 'DATABASE_URL': '\*\*\*'\}/);
     expect(stdout).not.toMatch(TELLS);
+  });
+});
+
+describe("status on the runner: with a key, the secrets' values are masked there too", () => {
+  it('masks a verdict a host sent unmasked (a host not yet deployed with masks) when a key opens the secrets; quietly does without one', async () => {
+    const env = testEnv({ env: { APP_SECRET_KEY: { secret: 'secret_key' } } });
+    const id = await generateIdentity();
+    await SecretsFile.create(join(env.dir, 'secrets.sops.yaml'), fromPlain({ secret_key: SECRET_KEY }) as MapNode, { recipients: [id.recipient] }).save();
+    const verdict = `no healthy answer within 3s from server:3579:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: {"error":"bad config: ${SECRET_KEY}"})`;
+    const connector = async (_e: unknown, host: { name: string }) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ health: verdict }) }));
+    const withKey = new MemoryReporter();
+    const r = await status({ root: env.root, reporter: withKey, processEnv: { SOPS_AGE_KEY: id.secret }, connector }, env);
+    expect(r.problems.join('\n')).toContain(SECRET_KEY.slice(0, 10)); // the result holds what the host sent...
+    expect(withKey.redact(formatStatus(r))).toContain('bad config: ***'); // ...printed masked, as text
+    expect(withKey.redact(JSON.stringify(r))).not.toMatch(TELLS); // and as JSON
+    expect(withKey.lines).toEqual([]); // nothing said about keys
+    const without = new MemoryReporter();
+    await status({ root: env.root, reporter: without, processEnv: {}, connector }, env);
+    expect(without.lines).toEqual([]);
   });
 });

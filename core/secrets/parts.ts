@@ -174,7 +174,9 @@ export function secretParts(value: string, options: { escapes?: boolean } = {}):
     }
   };
   visit(value, 0);
-  if (options.escapes !== false) for (const p of [...parts]) for (const e of printedForms(p)) parts.add(e);
+  // A part too short to mask is masked in no form either (README "Weak values"): its printed forms may be longer
+  // (a 2-character value's repr() of bytes, \xc3\xa91), yet they show it all the same.
+  if (options.escapes !== false) for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
   return [...parts];
 }
 

@@ -83,6 +83,13 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(trace.trim()).toBe(`+ : '${printedForms(PRINTED[1]!).at(-1)}'`);
   });
 
+  it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {
+    const m = new Masker();
+    for (const v of ['é1', 'a\\', "'\n"]) m.add(v);
+    const line = `bytes \\xc3\\xa91 json "a\\\\" repr '\\'\\n' ${inspect("'\n")}`;
+    expect(m.redact(line)).toBe(line);
+  });
+
   it('masks each of them in a log line, in every reporter, and hands each to GitHub add-mask', () => {
     const python = printedBy('python3', ['-c', 'import json,sys\nfor v in json.load(sys.stdin): print({"secret_key": v}, v.encode())']);
     const lines = [...python, ...PRINTED.map((v) => `console.log: ${inspect({ secret: v })}`)];

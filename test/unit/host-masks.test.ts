@@ -18,6 +18,7 @@ import { MASK_FUNCTIONS, probeLibrary } from '../../core/steps/libraries.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { healthShell, STATUS_KEYS } from '../../core/steps/status.ts';
+import { startSlot } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { formatStatus, status } from '../../core/ops/status.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -133,6 +134,23 @@ describe('what status, logs and a failed start quote of the app is masked on the
     expect(health).toMatch(/returned error: 503/);
     expect(health).toContain('answering: {"error":"bad config: ***"}');
     expect(health).not.toMatch(TELLS);
+  });
+
+  it("a failed start (a rollback's, without the key): the programs' new log lines, the verdict and what previous_back says", () => {
+    const t = target();
+    const script = startSlot(t, 'green', `${t.layout.releases}/20261201T100000Z-0123456789ab`, '20261201T100000Z-0123456789ab').script;
+    // The start's failure branch as the step has it, run with supervisor stubbed: a log the new programs wrote to.
+    const branch = script.slice(script.indexOf('if [ -n "$verdict" ]; then'), script.indexOf('fi >&2', script.indexOf('if [ -n "$verdict" ]; then')) + 'fi >&2'.length);
+    expect(branch).toContain('mask_text');
+    const log = join(t.layout.base, 'server-green.err.log');
+    writeFileSync(log, `old line\nTraceback: settings {'SECRET_KEY': ${JSON.stringify(SECRET_KEY)}}\nValueError: ${inspect(PEM)}\n`);
+    const stubs = `supervisorctl() { echo "shop-green:server FATAL"; }\nprevious_back() { echo "the previous release was started again but did not pass its checks (answering: ${SECRET_KEY.replace(/["\\$`]/g, '\\$&')})"; }\ndeclare -A log_start=([${log}]=9)\nverdict="release r1 did not become healthy on slot green: server:1:/health (answering: {\\"error\\": \\"${SECRET_KEY.replace(/["\\$`]/g, '\\$&')}\\"})"`;
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${stubs}\n${branch}`], { encoding: 'utf8' });
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain('Traceback: settings');
+    expect(r.stderr).toContain('did not become healthy');
+    expect(r.stderr).toContain('did not pass its checks');
+    expect(r.stderr).not.toMatch(TELLS);
   });
 
   it('logs: every line of the program logs', async () => {

@@ -4,13 +4,14 @@
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
 # root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
 # the older ones whose programs wrote the logs too):
-# - its masks file, written by its deploy (core/host-masks.ts releaseMasks): every exact form the runner masks for
+# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
 #   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
 #   JSON value, as programs print them quoted, URL-encoded), one a line;
 # - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
 #   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
-# Longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C).
+# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
+# share most of their values.
 
 # mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
 # named MASKS and ENVIRON), one a line, longest first.
@@ -29,7 +30,7 @@ mask_forms() {
         done <<< "${rec#*=}"
       done
     done < "$dir$environ"
-  done | LC_ALL=C awk 'length($0) { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
 }
 # mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
 # text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to

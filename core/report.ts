@@ -68,7 +68,7 @@ export function urlEncodedForms(secret: string): string[] {
 
 /**
  * Every exact string masking one secret value means, for a mask that sees exact strings only (GitHub's add-mask,
- * the hosts' mask_text: core/host-masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
+ * the hosts' mask_text: core/steps/masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
  * password, the strings of a JSON document, as programs print them quoted; trimmed, MIN_MASKED_LENGTH characters at
  * least) and the URL-encodings of each most encoders write (urlEncodedForms).
  */

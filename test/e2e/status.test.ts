@@ -126,7 +126,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       expect(json.out + json.err).not.toContain(SECRET);
     } finally {
       renameSync(`${KEY}.away`, KEY);
-      await root('kill $(cat /tmp/ops-503.pid) 2>/dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
+      // Gone before the program starts again (its port free), or supervisor's start fails on it.
+      await root('kill $(cat /tmp/ops-503.pid); timeout 10 tail --pid=$(cat /tmp/ops-503.pid) -f /dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
       await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
     }
     for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 200));

@@ -104,7 +104,8 @@ describe.sequential('day-2 operations on a live host', () => {
     const port = resolveTarget(project.env()).port('server', slot);
     // An app whose settings are wrong says so with the value in its error page (the breaker's case), as JSON and as
     // Python's repr() of its settings.
-    const app = `import http.server
+    const app = `import http.server, os
+open("/tmp/ops-503.pid", "w").write(str(os.getpid()))
 BODY = ${JSON.stringify(JSON.stringify({ error: `bad config: ${SECRET}` }))}.encode()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -113,7 +114,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
 `;
     await root(`supervisorctl stop sample-${slot}:sample-${slot}-server`);
-    await root(`echo ${Buffer.from(app).toString('base64')} | base64 -d > /tmp/ops-503.py && (setsid python3 /tmp/ops-503.py </dev/null >/dev/null 2>&1 & echo $! > /tmp/ops-503.pid)`);
+    await root(`echo ${Buffer.from(app).toString('base64')} | base64 -d > /tmp/ops-503.py && (setsid python3 /tmp/ops-503.py </dev/null >/dev/null 2>&1 &)`);
     renameSync(KEY, `${KEY}.away`);
     try {
       let human = await cli('status', 'e2e');
@@ -126,7 +127,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       expect(json.out + json.err).not.toContain(SECRET);
     } finally {
       renameSync(`${KEY}.away`, KEY);
-      // Gone before the program starts again (its port free), or supervisor's start fails on it.
+      // Gone before the program starts again (its port free), or supervisor's start fails on it. (Its pid from its own
+      // file: \$ in these commands is expanded by the login's shell, before sudo.)
       await root('kill $(cat /tmp/ops-503.pid); timeout 10 tail --pid=$(cat /tmp/ops-503.pid) -f /dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
       await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
     }

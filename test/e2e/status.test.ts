@@ -128,7 +128,7 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     } finally {
       renameSync(`${KEY}.away`, KEY);
       // Gone before the program starts again (its port free), or supervisor's start fails on it. (Its pid from its own
-      // file: \$ in these commands is expanded by the login's shell, before sudo.)
+      // file: a "$" in these commands is expanded by the login's shell, before sudo.)
       await root('kill $(cat /tmp/ops-503.pid); timeout 10 tail --pid=$(cat /tmp/ops-503.pid) -f /dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
       await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
     }

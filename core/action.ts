@@ -3,7 +3,7 @@
 import * as core from '@actions/core';
 import { NoAgeIdentity, OpsError, formatError, onUncaught } from './errors.ts';
 import { checkKeyText } from './remote/identity.ts';
-import { Masker, seconds, urlEncodedForms, type Reporter } from './report.ts';
+import { exactForms, Masker, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -22,7 +22,7 @@ export class ActionsReporter implements Reporter {
   private groupOpen = false;
   mask(value: string): void {
     // GitHub masks exact strings only: the encoded forms of each part too (a password in a database URL).
-    for (const v of this.masker.add(value)) for (const form of [v, ...urlEncodedForms(v)]) core.setSecret(form);
+    for (const form of exactForms(this.masker.add(value))) core.setSecret(form);
   }
   redact(text: string): string {
     return this.masker.redact(text);

@@ -8,6 +8,8 @@
 //                                            release is code + config), so a failed deploy touches no live one and a
 //                                            rollback brings back what its release was deployed with
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
+//       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
+//                                            the hosts mask themselves (ops status and logs run without the key)
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
@@ -35,6 +37,8 @@ export interface Layout {
   dotenv: (release: string) => string;
   /** The environ (NUL-separated NAME=VALUE records) of the release in directory `release`. */
   environ: (release: string) => string;
+  /** The masks file of the release in directory `release` (core/steps/masks.ts releaseMasks): root 0600, never sent back. */
+  masks: (release: string) => string;
   /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
   legacyShared: { dotenv: string; environ: string };
   deps: string;
@@ -80,6 +84,7 @@ export function layout(env: Environment): Layout {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,

@@ -66,6 +66,26 @@ export function urlEncodedForms(secret: string): string[] {
   return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, '+')]))].filter((f) => f !== secret);
 }
 
+/**
+ * Every exact string masking one secret value means, for a mask that sees exact strings only (GitHub's add-mask,
+ * the hosts' mask_text: core/steps/masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
+ * password, the strings of a JSON document, as programs print them quoted; trimmed, MIN_MASKED_LENGTH characters at
+ * least) and the URL-encodings of each most encoders write (urlEncodedForms).
+ */
+export function exactForms(parts: string[]): string[] {
+  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+}
+
+/** The parts of `value` Masker.add registers (each trimmed, MIN_MASKED_LENGTH characters at least): see there. */
+export function maskedParts(value: string): string[] {
+  const out = new Set<string>();
+  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
+    const t = v.trim();
+    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
+  }
+  return [...out];
+}
+
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   private readonly secrets = new Map<string, number>();
@@ -90,9 +110,8 @@ export class Masker {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
-    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
-      const t = v.trim();
-      if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
+    for (const t of maskedParts(value)) {
+      if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
         if (!same) {

@@ -8,6 +8,7 @@ import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
+import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { knownCommits, packFor } from '../source.ts';
@@ -178,12 +179,14 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
 }
 
-/** The release's .env and environ, uploaded on stdin (private files; the step that makes the release puts them in it). */
+/** The release's .env, environ and masks file, uploaded on stdin (private files; the step that makes the release puts them in it). */
 async function uploadDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<DotenvUploads> {
   const L = env.layout;
-  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ`, masks: `${L.uploads}/${tag}.masks` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
+  // What the host masks itself in what it quotes of the app's output (ops status and logs run without the key).
+  await hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 0o600);
   return uploads;
 }
 

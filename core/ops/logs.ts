@@ -39,7 +39,8 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
 
 /**
  * Mask every secret value of the environment (when a key opens its secrets file). Returns what could not be
- * masked, for a warning: without a key, logs are still shown, with masking limited.
+ * masked, for a warning: without a key, logs are still shown, with masking limited to what the hosts mask
+ * themselves (logsStep: the values the releases kept there were given from secrets).
  */
 export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment): Promise<string | undefined> {
   const file = join(env.dir, SECRETS_FILE);
@@ -49,7 +50,7 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
     return undefined;
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    return `cannot decrypt environments/${env.name}/${SECRETS_FILE} (${why}): secret values are NOT masked in these logs; give a key (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE) to mask them`;
+    return `cannot decrypt environments/${env.name}/${SECRETS_FILE} (${why}): masking is limited: the hosts mask the values the releases' .env takes from secrets, not the file's other secrets; give a key (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE) to mask them all`;
   }
 }
 

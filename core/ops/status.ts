@@ -1,7 +1,9 @@
 // ops status <env>: per host, in one screen, everything the seed's "502" and "nginx does not restart"
 // sections had people check by hand over SSH. One read-only step per host (one round trip); every host is
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
-import type { Environment } from '../config/environment.ts';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -26,6 +28,7 @@ export interface StatusResult {
  */
 export async function status(ctx: OpsContext, environment: Environment): Promise<StatusResult> {
   const env = resolveTarget(environment);
+  const masking = maskWithKey(ctx, env);
   const hosts = await eachHost(
     ctx,
     env,
@@ -39,11 +42,30 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
       warnings: [],
     }),
   );
+  await masking;
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
   const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
+}
+
+/**
+ * The runner's masking of what status prints (an error page's first bytes): with a key that opens the environment's
+ * secrets (a laptop's), their values are masked as a deploy masks them; without one (status.yml runs without the age
+ * key: README "Status environments") nothing is said, the hosts mask what they quote themselves (healthShell).
+ */
+async function maskWithKey(ctx: OpsContext, env: Environment): Promise<void> {
+  const file = join(env.dir, SECRETS_FILE);
+  if (!existsSync(file)) return;
+  try {
+    const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
+    const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, () => {});
+    if (!identities.identities.length) return;
+    await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  } catch {
+    // No key that opens it: the hosts' masking is all.
+  }
 }
 
 function ago(iso: string, now: Date): string {

@@ -65,10 +65,104 @@ function jsonEscaped(text: string): string[] {
   return [js, ascii];
 }
 
+/** Python's str.isprintable() is false for these (CPython Tools/unicode/makeunicodedata.py: categories Cc Cf Cs Co Cn Zl Zp Zs, but the space). */
+const PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+
+/** The quote Python's repr() puts around a str or bytes (CPython unicode_repr, PyBytes_Repr): ' unless the text holds ' and no ". */
+const pyQuote = (text: string): string => (text.includes("'") && !text.includes('"') ? '"' : "'");
+
+const hex = (n: number, width: number): string => n.toString(16).padStart(width, '0');
+
+/**
+ * A string as Python's repr() writes it between its quotes (CPython Objects/unicodeobject.c, unicode_repr): the
+ * quote chosen (pyQuote) and "\\" escaped with a backslash, tab, newline and carriage return as \t \n \r, other
+ * ASCII controls and DEL as \xNN, non-ASCII characters as themselves when printable, else \xNN, \uNNNN or
+ * \UNNNNNNNN (lowercase hex). What `print(settings)`, `%r`, f"{x!r}", a dict or list printed, a traceback's
+ * locals show (the tester's leak: 'Pa"ss\\word-long-secret-2026').
+ */
+export function pythonRepr(text: string): string {
+  const quote = pyQuote(text);
+  let out = '';
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\t') out += '\\t';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (cp < 0x20 || cp === 0x7f) out += `\\x${hex(cp, 2)}`;
+    else if (cp < 0x7f || !PY_UNPRINTABLE.test(ch)) out += ch;
+    else if (cp <= 0xff) out += `\\x${hex(cp, 2)}`;
+    else if (cp <= 0xffff) out += `\\u${hex(cp, 4)}`;
+    else out += `\\U${hex(cp, 8)}`;
+  }
+  return out;
+}
+
+/**
+ * The text's UTF-8 bytes as Python's repr() of bytes writes them between its quotes (CPython
+ * Objects/bytesobject.c, PyBytes_Repr): as pythonRepr for ASCII, every other byte as \xNN. What printing
+ * `value.encode()` or a bytes setting shows.
+ */
+export function pythonBytesRepr(text: string): string {
+  const quote = pyQuote(text);
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    const ch = String.fromCharCode(b);
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\t') out += '\\t';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (b < 0x20 || b >= 0x7f) out += `\\x${hex(b, 2)}`;
+    else out += ch;
+  }
+  return out;
+}
+
+/**
+ * A string as Node's util.inspect writes it between its quotes (lib/internal/util/inspect.js, strEscape): what
+ * console.log of an object, a thrown error's properties or a REPL show. Single quotes, unless the text holds one:
+ * then double quotes when it holds none, else backticks when it holds no backtick and no "${", else single
+ * quotes with \' inside. Backslash doubled, \b \t \n \f \r, other C0 controls, DEL and C1 controls as \xNN
+ * (uppercase hex).
+ */
+export function nodeInspect(text: string): string {
+  const single = !text.includes("'") || (text.includes('"') && (text.includes('`') || text.includes('${')));
+  const named: Record<string, string> = { '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r' };
+  let out = '';
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (ch === '\\') out += '\\\\';
+    else if (ch === "'" && single) out += "\\'";
+    else if (named[ch]) out += named[ch];
+    else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) out += `\\x${hex(cp, 2).toUpperCase()}`;
+    else out += ch;
+  }
+  return out;
+}
+
+/**
+ * A word as bash's xtrace (`set -x`, a hook's trace) writes it between single quotes (bash print_cmd.c
+ * xtrace_print_word_list, lib/sh/shquote.c sh_single_quote): each ' as '\''. Only for text that holds a ' and
+ * no control character (bash writes those in $'...'); without a ' the text appears as itself.
+ */
+function bashSingleQuoted(text: string): string[] {
+  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+}
+
+/**
+ * A string as programs print it quoted, between the quotes (which stay unmasked): JSON (JavaScript's
+ * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() of str and of its bytes,
+ * Node's util.inspect, bash's xtrace. Each may equal the text itself (then it adds nothing).
+ */
+export function printedForms(text: string): string[] {
+  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+}
+
 /**
  * Everything to mask for one secret value: the value, the password of a URL (as written and decoded), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
- * JSON escapes it (not with `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
+ * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, bash's xtrace; not with
+ * `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
  */
 export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {
   const parts = new Set<string>([value]);
@@ -80,7 +174,9 @@ export function secretParts(value: string, options: { escapes?: boolean } = {}):
     }
   };
   visit(value, 0);
-  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  // A part too short to mask is masked in no form either (README "Weak values"): its printed forms may be longer
+  // (a 2-character value's repr() of bytes, \xc3\xa91), yet they show it all the same.
+  if (options.escapes !== false) for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
   return [...parts];
 }
 

@@ -57,8 +57,8 @@ export function packArtifacts(env: Target, id: string, sets: string[]): Step {
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts).
-  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  # A release's .env, environ and masks stay on its host: each host is given its own (unpackArtifacts).
+  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" --exclude="${L.masks('$3')}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
 ${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
@@ -126,7 +126,7 @@ export function unpackArtifacts(env: Target, id: string, parts: { name: string; 
     name: 'receive build',
     as: 'root',
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
 ${parts
   .map(
     (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)

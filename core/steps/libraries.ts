@@ -12,6 +12,7 @@ import criticalFunctions from './sh/critical.sh';
 import historyFunctions from './sh/history.sh';
 import hostLockFunctions from './sh/host-lock.sh';
 import identityFunctions from './sh/identity.sh';
+import maskFunctions from './sh/mask.sh';
 import probeFunctions from './sh/probe.sh';
 import supervisorFunctions from './sh/supervisor.sh';
 import systemFunctions from './sh/system.sh';
@@ -37,6 +38,8 @@ export const PROBE_FUNCTIONS: string = probeFunctions;
 export function probeLibrary(env: Target): string {
   return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}`;
 }
+/** mask_forms, mask_text: the secret values releases were given, masked on the host (core/steps/masks.ts maskText). */
+export const MASK_FUNCTIONS: string = maskFunctions;
 /** cert_info PATH, served_serial NAME: certificates on disk and the one nginx serves. */
 export const CERT_FUNCTIONS: string = certFunctions;
 /** proc_start, conn_pid, connection_pids: processes and the SSH connection they belong to. */

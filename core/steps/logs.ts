@@ -3,7 +3,8 @@
 import type { Target } from '../target.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, MASK_FUNCTIONS } from './libraries.ts';
+import { maskText } from './masks.ts';
 
 /** The most lines `ops logs --lines` reads per log file. */
 export const MAX_LOG_LINES = 10_000;
@@ -33,13 +34,16 @@ export function logsStep(env: Target, req: LogsRequest): Step {
   const lines = Math.max(0, Math.floor(req.lines));
   // One tail per file, its lines labelled by an unbuffered sed ("server-blue.err | ..."): an awk reading a pipe
   // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
-  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /"`;
+  // Masked here (mask_text: the secret values of every release kept on the host, whose programs wrote these logs), as
+  // ops logs may run without the key that lets the runner mask them.
+  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /" | ${maskText(env)}`;
   return {
     name: 'logs',
     as: 'root',
     // Following: until the connection ends (see below), a week at most.
     timeout: req.follow ? 7 * 86400 : 60,
-    script: String.raw`live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+    script: String.raw`${MASK_FUNCTIONS}
+live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 case "$live" in
   blue) idle=green ;;
   green) idle=blue ;;

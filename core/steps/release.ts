@@ -353,15 +353,17 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') };
 }
 
-/** The .env and environ a deploy uploaded to a host (private files under the uploads directory), for its release. */
+/** The .env and environ a deploy uploaded to a host (private files under the uploads directory), for its release; and its masks file (core/steps/masks.ts). */
 export interface DotenvUploads {
   dotenv: string;
   environ: string;
+  masks: string;
 }
 
 /**
  * Put a deploy's uploaded .env and environ into the release directory `dir` being made (before it is renamed into
- * place: a release never exists without them), 0600, owned by the app user, replacing whatever the commit has at
+ * place: a release never exists without them), 0600, owned by the app user (its masks file too, owned by root: only
+ * the hosts' own masking reads it), replacing whatever the commit has at
  * those paths (a committed .env, a link). Shell for createRelease and unpackArtifacts, whose traps remove the uploads.
  */
 export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads): string {
@@ -371,7 +373,9 @@ export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads)
     [uploaded.dotenv, L.dotenv(dir)],
     [uploaded.environ, L.environ(dir)],
   ];
-  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).join('\n');
+  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`)
+    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`)
+    .join('\n');
 }
 
 /**
@@ -395,10 +399,10 @@ export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUplo
     name: 'release',
     as: 'root',
     timeout: 300,
-    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 [ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
@@ -406,7 +410,7 @@ printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${
 chown -R ${owner} ${quote(tmp)}
 ${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
-trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
   };
 }

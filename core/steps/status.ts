@@ -7,7 +7,8 @@ import { maskSecretLike } from '../errors.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
@@ -48,11 +49,12 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
  * Shell that runs the deploys' health probes on a slot's programs, all at once (3 s at most), and reports `health`:
  * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words; a probe answered by an error status
  * quotes its status line and the first bytes of its body, what a program says about its failure, a database down:
- * masked and shortened by the parser, healthReasons).
+ * masked and shortened by the parser, healthReasons). The verdict is masked on the host first (maskText: the secret
+ * values of the releases kept there), as status runs without the key that would let the runner mask them.
  */
 export function healthShell(env: Target, slot: Slot): string {
   return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
-  ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
+  ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
 fi`;
 }
 
@@ -71,6 +73,7 @@ ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
+${MASK_FUNCTIONS}
 ${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"

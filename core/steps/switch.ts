@@ -12,7 +12,8 @@ import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { maskText } from './masks.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot): string {
@@ -381,6 +382,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${MASK_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
@@ -458,15 +460,20 @@ if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_i
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
-[ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$verdict"
+[ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$(printf '%s' "$verdict" | ${maskText(env)})"
 if [ -n "$verdict" ]; then
+  # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
+  # without the key that lets the runner mask them (mask_text).
+  {
   for f in "${'$'}{!log_start[@]}"; do
     new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  previous_back ${slot} "$keep" || true
+  } | ${maskText(env)} || true
+  back_msg=$(previous_back ${slot} "$keep") || true
+  [ -z "$back_msg" ] || printf '%s\n' "$back_msg" | ${maskText(env)} || true
   exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,

@@ -36,8 +36,9 @@ renewal running late, a disk filling up, the previous release's programs down) d
     },
     help: `[program] is one of the environment's programs (its stdout and stderr logs), or "nginx" (access and
 error logs); without it: every program, and nginx's error log. Lines are prefixed "<host> <log> |".
-The environment's secret values are masked when a key opens its secrets file; without one the logs are
-still shown, with a warning that masking is limited.`,
+The environment's secret values are masked when a key opens its secrets file; the hosts also mask the
+values their releases' .env takes from secrets themselves, so without a key the logs are still shown, with a
+warning that masking is limited to those.`,
     async run({ args, ops, values }) {
       const { logs, logsRequest } = await import('../../core/ops/logs.ts');
       const env = loadEnvironment(args[0]!, ops.root);

@@ -13,6 +13,7 @@ import { withLock } from '../../core/ops/locked.ts';
 import { logs } from '../../core/ops/logs.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { status } from '../../core/ops/status.ts';
+import { resolveTarget } from '../../core/target.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '../../core/secrets/index.ts';
 import type { MapNode } from '../../core/secrets/tree.ts';
@@ -98,6 +99,43 @@ describe.sequential('day-2 operations on a live host', () => {
     expect((await status(project.ctx(), project.env())).problems).toEqual([]);
   }, 120_000);
 
+  it('status without the key: a health check answered 503 quoting a secret shows it masked (by the host), in the screen and the JSON', async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const port = resolveTarget(project.env()).port('server', slot);
+    // An app whose settings are wrong says so with the value in its error page (the breaker's case), as JSON and as
+    // Python's repr() of its settings.
+    const app = `import http.server, os
+open("/tmp/ops-503.pid", "w").write(str(os.getpid()))
+BODY = ${JSON.stringify(JSON.stringify({ error: `bad config: ${SECRET}` }))}.encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(BODY))); self.end_headers(); self.wfile.write(BODY)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
+`;
+    await root(`supervisorctl stop sample-${slot}:sample-${slot}-server`);
+    await root(`echo ${Buffer.from(app).toString('base64')} | base64 -d > /tmp/ops-503.py && (setsid python3 /tmp/ops-503.py </dev/null >/dev/null 2>&1 &)`);
+    renameSync(KEY, `${KEY}.away`);
+    try {
+      let human = await cli('status', 'e2e');
+      for (let i = 0; i < 50 && !human.out.includes('returned error: 503'); i++) human = await cli('status', 'e2e');
+      expect(human.code).toBe(1);
+      expect(human.out).toContain('health check of server failed: The requested URL returned error: 503 (HTTP/1.0 503 Service Unavailable), answering: {"error":"bad config: ***"}');
+      expect(human.out + human.err).not.toContain(SECRET);
+      const json = await cli('status', 'e2e', '--json');
+      expect(json.out).toContain('bad config: ***');
+      expect(json.out + json.err).not.toContain(SECRET);
+    } finally {
+      renameSync(`${KEY}.away`, KEY);
+      // Gone before the program starts again (its port free), or supervisor's start fails on it. (Its pid from its own
+      // file: a "$" in these commands is expanded by the login's shell, before sudo.)
+      await root('kill $(cat /tmp/ops-503.pid); timeout 10 tail --pid=$(cat /tmp/ops-503.pid) -f /dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
+      await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
+    }
+    for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 200));
+    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+  }, 120_000);
+
   it("status fails when nginx's configuration is broken, with nginx -t's own message", async () => {
     await root("printf 'no_such_directive on;\\n' > /etc/nginx/sites-enabled/zz-broken");
     try {
@@ -141,14 +179,15 @@ describe.sequential('day-2 operations on a live host', () => {
     for (const l of logsSeen) expect([`server-${slot}.out`, `server-${slot}.err`, `client-${slot}.out`, `client-${slot}.err`, 'nginx.error']).toContain(l);
   }, 60_000);
 
-  it('logs without a key: still shown, with a warning that masking is limited', async () => {
+  it("logs without a key: still shown, with a warning that masking is limited; the .env's secret masked by the host", async () => {
     const key = KEY;
     renameSync(key, `${key}.away`);
     try {
       const reporter = new MemoryReporter();
       await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5 });
-      expect(reporter.lines[0]).toMatch(/^warning: cannot decrypt environments\/e2e\/secrets\.sops\.yaml \(.*\): secret values are NOT masked in these logs/);
-      expect(reporter.text()).toContain(SECRET);
+      expect(reporter.lines[0]).toMatch(/^warning: cannot decrypt environments\/e2e\/secrets\.sops\.yaml \(.*\): masking is limited: the hosts mask the values the releases' \.env takes from secrets/);
+      expect(reporter.text()).toContain('connecting with key *** to the catalogue');
+      expect(reporter.text()).not.toContain(SECRET);
     } finally {
       renameSync(`${key}.away`, key);
     }

@@ -91,10 +91,14 @@ describe('deploy operation', () => {
       ['/srv/sample/.ops/uploads/', 0o600],
       ['/srv/sample/.ops/uploads/', 0o600],
       ['/srv/sample/.ops/uploads/', 0o600],
+      ['/srv/sample/.ops/uploads/', 0o600],
     ]);
     expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
     expect(h.remote.uploads[1]!.content.toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
     expect(h.remote.uploads[2]!.content.toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');
+    // The masks file (what the host masks itself: ops status and logs run without the key): empty, no value comes
+    // from a secret here (core/steps/masks.ts releaseMasks; test/unit/host-masks.test.ts).
+    expect(h.remote.uploads[3]!.content.toString()).toBe('');
     expect(h.remote.runs.length).toBeGreaterThan(5);
     for (const run of h.remote.runs) expect(run.stdin + run.commandLine).not.toContain('s3cret-db-pass');
     // The previous release is kept warm: no stop step. The audit line is written with the unlock.

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
-import { jsonStrings, percentDecode, percentEscapedChar, secretParts, urlPassword } from '../../core/secrets/parts.ts';
+import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlPassword } from '../../core/secrets/parts.ts';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { inspect } from 'node:util';
 import { PassThrough } from 'node:stream';
 
 describe('secret parts', () => {
@@ -39,6 +41,72 @@ describe('secret parts', () => {
   it('includes JSON-escaped forms and URLs inside JSON', () => {
     const parts = secretParts('{"db": "postgresql://u:s%C3%A9cret@h/db", "quote": "a\\"b", "uni": "pässwörd"}');
     expect(parts).toEqual(expect.arrayContaining(['s%C3%A9cret', 'sécret', 'a"b', 'a\\"b', 'pässwörd', 'p\\u00e4ssw\\u00f6rd']));
+  });
+});
+
+// Values whose printed forms differ from themselves and from JSON's: quotes of both kinds, a backslash, controls,
+// non-ASCII printable and not, an astral character.
+const PRINTED = [
+  'Pa"ss\\word-long-secret-2026',
+  "it's-a-long-secret-2026",
+  'both \'and" kinds\\ of quotes',
+  'quotes \'"` and ${x} too',
+  'tab\tnew\nline\rcr\x07bell\x7fdel',
+  'pässwörd\u00a0nbsp\u200bzwsp\u0085nel-🔑-long',
+];
+
+/** What `program` prints for each of PRINTED (read as JSON on its stdin), one line each. */
+function printedBy(command: string, args: string[]): string[] {
+  return execFileSync(command, args, { input: JSON.stringify(PRINTED), encoding: 'utf8' }).split('\n').slice(0, PRINTED.length);
+}
+
+describe('secrets as programs print them quoted (the real printers: python3, node, bash)', () => {
+  const inner = (quoted: string) => quoted.replace(/^b?(['"`])([\s\S]*)\1$/, '$2');
+
+  it("Python's repr() of str, as CPython writes it (the tester's leak: a value with \" and \\ printed by ops logs)", () => {
+    const reprs = printedBy('python3', ['-c', 'import json,sys\nfor v in json.load(sys.stdin): print(repr(v))']);
+    PRINTED.forEach((v, i) => expect(pythonRepr(v), reprs[i]).toBe(inner(reprs[i]!)));
+    expect(reprs[0]).toBe(`'Pa"ss\\\\word-long-secret-2026'`);
+  });
+
+  it("Python's repr() of the value's UTF-8 bytes", () => {
+    const reprs = printedBy('python3', ['-c', 'import json,sys\nfor v in json.load(sys.stdin): print(repr(v.encode()))']);
+    PRINTED.forEach((v, i) => expect(pythonBytesRepr(v), reprs[i]).toBe(inner(reprs[i]!)));
+  });
+
+  it("Node's util.inspect", () => {
+    PRINTED.forEach((v) => expect(nodeInspect(v)).toBe(inner(inspect(v))));
+  });
+
+  it("bash's xtrace (set -x) of a word holding a single quote", () => {
+    const trace = spawnSync('bash', ['--norc', '--noprofile', '-c', 'set -x; : "$V"'], { env: { PATH: process.env.PATH, V: PRINTED[1] }, encoding: 'utf8' }).stderr;
+    expect(trace.trim()).toBe(`+ : '${printedForms(PRINTED[1]!).at(-1)}'`);
+  });
+
+  it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {
+    const m = new Masker();
+    for (const v of ['é1', 'a\\', "'\n"]) m.add(v);
+    const line = `bytes \\xc3\\xa91 json "a\\\\" repr '\\'\\n' ${inspect("'\n")}`;
+    expect(m.redact(line)).toBe(line);
+  });
+
+  it('masks each of them in a log line, in every reporter, and hands each to GitHub add-mask', () => {
+    const python = printedBy('python3', ['-c', 'import json,sys\nfor v in json.load(sys.stdin): print({"secret_key": v}, v.encode())']);
+    const lines = [...python, ...PRINTED.map((v) => `console.log: ${inspect({ secret: v })}`)];
+    const reporter = new MemoryReporter();
+    for (const v of PRINTED) reporter.mask(v);
+    for (const l of lines) reporter.info(l);
+    for (const [i, l] of reporter.lines.entries()) expect(l, lines[i]).not.toMatch(/long|secret-2026|kinds|pässw|tab/);
+    const written: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (written.push(String(chunk)), true));
+    try {
+      const actions = new ActionsReporter();
+      actions.mask(PRINTED[0]!);
+    } finally {
+      spy.mockRestore();
+    }
+    const masks = written.join('').split('\n').filter((l) => l.startsWith('::add-mask::')).map((l) => l.slice('::add-mask::'.length).replace(/%25/g, '%'));
+    expect(masks).toContain('Pa"ss\\\\word-long-secret-2026');
   });
 });
 

@@ -12,7 +12,7 @@ import { parseEnvironment } from '../../core/config/environment.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { packArtifacts, parsePacked, unpackArtifacts } from '../../core/steps/artifact.ts';
-import { createRelease } from '../../core/steps/release.ts';
+import { createRelease, type DotenvUploads } from '../../core/steps/release.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -36,10 +36,11 @@ async function runStep(step: Step): Promise<StepResult> {
 }
 
 /** Upload files as a deploy leaves them under .ops/uploads. */
-function uploads(t: Target, tag: string, dotenv: string): { dotenv: string; environ: string } {
-  const u = { dotenv: `${t.layout.uploads}/${tag}.env`, environ: `${t.layout.uploads}/${tag}.environ` };
+function uploads(t: Target, tag: string, dotenv: string): DotenvUploads {
+  const u = { dotenv: `${t.layout.uploads}/${tag}.env`, environ: `${t.layout.uploads}/${tag}.environ`, masks: `${t.layout.uploads}/${tag}.masks` };
   writeFileSync(u.dotenv, dotenv, { mode: 0o600 });
   writeFileSync(u.environ, dotenv.replace(/\n/g, '\0'), { mode: 0o600 });
+  writeFileSync(u.masks, dotenv.split('=')[1]!, { mode: 0o600 });
   return u;
 }
 
@@ -81,7 +82,10 @@ describe("a release's own .env and environ", () => {
     expect(statSync(builder.layout.dotenv(dir)).mode & 0o777).toBe(0o600);
     expect(statSync(builder.layout.environ(dir)).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dir, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
-    expect(existsSync(given.dotenv) || existsSync(given.environ), 'the uploads are removed').toBe(false);
+    expect(readFileSync(builder.layout.masks(dir), 'utf8')).toBe('builder-secret\n');
+    expect(statSync(builder.layout.masks(dir)).mode & 0o777).toBe(0o600);
+    expect(statSync(builder.layout.masks(dir)).uid, 'owned by root: only the host masking reads it').toBe(0);
+    expect(existsSync(given.dotenv) || existsSync(given.environ) || existsSync(given.masks), 'the uploads are removed').toBe(false);
 
     const packed = parsePacked(await runStep(packArtifacts(builder, ID, [])), 'web1');
     expect(packed.map((p) => p.name)).toEqual(['release']);
@@ -91,12 +95,14 @@ describe("a release's own .env and environ", () => {
     expect(members).toContain(`${ID}/app.py`);
     expect(members).not.toContain(`${ID}/.env`);
     expect(members).not.toContain(`${ID}/.ops-environ`);
+    expect(members, 'the masks file stays on its host too').not.toContain(`${ID}/.ops-masks`);
 
     const receiver = target();
     const mine = uploads(receiver, 'b', 'TOKEN=receiver-secret\n');
     await runStep(unpackArtifacts(receiver, ID, [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
     const got = `${receiver.layout.releases}/${ID}`;
     expect(readFileSync(receiver.layout.dotenv(got), 'utf8')).toBe('TOKEN=receiver-secret\n');
+    expect(readFileSync(receiver.layout.masks(got), 'utf8')).toBe('receiver-secret\n');
     expect(readFileSync(receiver.layout.environ(got), 'utf8')).toBe('TOKEN=receiver-secret\0');
     expect(statSync(receiver.layout.dotenv(got)).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(got, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');

@@ -28,7 +28,7 @@ import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { freePort } from '../support/ports.ts';
-import { CERT_FUNCTIONS, LIBRARY_KEYS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines } from './reports.helpers.ts';
 
@@ -552,7 +552,7 @@ describe('health reasons, from the real probes', () => {
     await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
     try {
       // The status step's own health lines, run here.
-      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${healthShell(env, 'blue')}`;
+      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${MASK_FUNCTIONS}\n${healthShell(env, 'blue')}`;
       expect(hostStatus(env).script).toContain(healthShell(env, 'blue'));
       const { stdout } = await promisify(execFile)('bash', ['-c', script], { encoding: 'utf8' });
       const lines = stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length);

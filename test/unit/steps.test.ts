@@ -56,7 +56,7 @@ describe('step scripts, by exact text', () => {
     lock: acquireLock(e, { operation: 'deploy', actor: "o'brien@laptop", runUrl: 'https://github.com/o/r/actions/runs/1', runId: '0123456789abcdef', wait: 0 }, 'ops_report extra 1'),
     unlock: releaseLock(e, '0123456789abcdef', ['{"a":1}']),
     state: deployState(e, ['0123456789abcdef0123456789abcdef01234567'], { commit: '0123456789abcdef0123456789abcdef01234567' }),
-    release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: '/srv/shop/.ops/uploads/x.env', environ: '/srv/shop/.ops/uploads/x.environ' }),
+    release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: '/srv/shop/.ops/uploads/x.env', environ: '/srv/shop/.ops/uploads/x.environ', masks: '/srv/shop/.ops/uploads/x.masks' }),
     'python dependencies': pythonDependencies(e, release, 'aaaa'),
     'node dependencies': nodeDependencies(e, release, 'bbbb'),
     build: appCommand(e, release, 'build', 'make build'),
@@ -198,7 +198,8 @@ describe('a start that fails after taking the slot down puts the previous releas
     const after = script.slice(script.indexOf('\ngroup_down shop-green 15\n'));
     const exits = after.split('exit 3').slice(0, -1);
     expect(exits).toHaveLength(3); // a port taken, supervisor refusing the group, not healthy or not its identity
-    for (const part of exits) expect(part).toMatch(/previous_back green "\$keep"( >&2)? \|\| true\n?\s*;?\s*$/);
+    // (after a failed health check or identity, its line printed masked: back_msg, mask_text)
+    for (const part of exits) expect(part).toMatch(/(previous_back green "\$keep"( >&2)? \|\| true|back_msg=\$\(previous_back green "\$keep"\) \|\| true\n.*\| mask_text .*)\n?\s*;?\s*$/);
     // The new programs no longer leave the slot empty on their way out.
     expect(after).not.toContain('rm -f "$conf"');
   });

@@ -1,0 +1,183 @@
+// Secrets masked on the host (core/steps/masks.ts, core/steps/sh/mask.sh), for what ops status, ops logs and a failed
+// start quote of the app's output where the runner may know no value (status.yml runs without the age key): run by
+// bash on a scratch host tree, with what python3 and node really print, an HTTP server answering 503 with a secret
+// in its body, and a log file.
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect, promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { parseReports, reported, type Step } from '../../core/remote/types.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { MASK_FUNCTIONS, probeLibrary } from '../../core/steps/libraries.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { maskText, releaseMasks } from '../../core/steps/masks.ts';
+import { healthShell, STATUS_KEYS } from '../../core/steps/status.ts';
+import { startSlot } from '../../core/steps/switch.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+import { formatStatus, status } from '../../core/ops/status.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { SecretsFile, generateIdentity } from '../../core/secrets/index.ts';
+import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { report, testEnv } from './status.helpers.ts';
+
+const run = promisify(execFile);
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+const SECRET_KEY = 'Pa"ss\\word-long-secret-2026';
+const DB_PASSWORD = 's3cr@t Pw/ü';
+const DATABASE_URL = `postgresql+asyncpg://app:${encodeURIComponent(DB_PASSWORD)}@10.230.0.1:5432/app`;
+const PASSWORDS = JSON.stringify({ 'admin@example.org': "adm1n 'pass' word" });
+const PEM = 'first-line-of-key\nsecond-line-of-key';
+const VALUES = { SECRET_KEY, DATABASE_URL, PASSWORDS, PEM, FLAG: 'true', SHORT: 'ab' };
+/** Every secret's tell-tale text: none may appear once masked. */
+const TELLS = /long-secret|s3cr|adm1n|line-of-key/;
+
+/** A scratch host tree: releases/<id> with its environ (and masks file, unless `masks` is false). */
+function target(port = 8000, masks = true): Target {
+  const base = mkdtempSync(join(tmpdir(), 'ops-host-masks-'));
+  const config = parseEnvironment(
+    {
+      app: 'shop',
+      hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+      programs: { web: { command: 'run', port, health: '/health' } },
+      routes: { '/': 'web' },
+      env: { APP_NAME: 'shop-catalogue', ...Object.fromEntries(Object.keys(VALUES).map((k) => [k, { secret: k.toLowerCase() }])) },
+    },
+    'test',
+  );
+  const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'root', baseDir: base, url: 'http://x' });
+  const dir = `${t.layout.releases}/20261201T100000Z-0123456789ab`;
+  mkdirSync(dir, { recursive: true });
+  const environ = Object.entries({ APP_NAME: 'shop-catalogue', ...VALUES })
+    .map(([k, v]) => `${k}=${v}\0`)
+    .join('');
+  writeFileSync(t.layout.environ(dir), environ, { mode: 0o600 });
+  if (masks) writeFileSync(t.layout.masks(dir), releaseMasks(t, environ), { mode: 0o600 });
+  return { ...t, layout: { ...t.layout, logDir: join(base, 'log') } };
+}
+
+/** `text` through the host's mask_text for `t`. */
+function hostMasked(t: Target, text: string): string {
+  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${maskText(t)}`], { input: text, encoding: 'utf8' });
+  expect(r.stderr).toBe('');
+  return r.stdout;
+}
+
+/** What apps print of the secrets: Python (print of a settings dict, repr, json.dumps, urlparse, quote_plus) and node. */
+function printed(): string {
+  const py = spawnSync(
+    'python3',
+    [
+      '-c',
+      `import json, os, sys, urllib.parse as u
+v = json.load(sys.stdin)
+print("settings", {k: v[k] for k in ("SECRET_KEY", "DATABASE_URL")})
+print("repr", repr(v["SECRET_KEY"]), repr(v["SECRET_KEY"].encode()))
+print("json", json.dumps(v), json.dumps(v, ensure_ascii=False))
+p = u.urlparse(v["DATABASE_URL"]).password
+print("password", p, u.unquote(p), u.quote(u.unquote(p)), u.quote_plus(u.unquote(p)))
+print("passwords", json.loads(v["PASSWORDS"]))
+print("pem", v["PEM"])`,
+    ],
+    { input: JSON.stringify(VALUES), encoding: 'utf8' },
+  ).stdout;
+  return `${py}node ${inspect({ ...VALUES })}\nnode ${JSON.stringify(VALUES)}\n`;
+}
+
+describe('mask_text: the secrets of the releases kept on a host, masked there', () => {
+  it('masks what the runner masks, in what python3 and node print of them (a release with its masks file)', () => {
+    const t = target();
+    const text = printed();
+    expect(text).toMatch(TELLS);
+    const runner = new MemoryReporter();
+    for (const v of [SECRET_KEY, DATABASE_URL, PASSWORDS, PEM]) runner.mask(v);
+    const host = hostMasked(t, text);
+    expect(host).not.toMatch(TELLS);
+    // Line by line, as logs come (a multi-line value is masked a line at a time).
+    expect(host).toBe(text.split('\n').map((l) => runner.redact(l)).join('\n'));
+    // Plain values, booleans and parts too short to mask are left alone, as the runner leaves them.
+    expect(hostMasked(t, 'shop-catalogue true ab\n')).toBe('shop-catalogue true ab\n');
+  });
+
+  it('masks each line of the values the environ holds for secret variables (a release deployed before masks files)', () => {
+    const t = target(8000, false);
+    const host = hostMasked(t, `raw ${SECRET_KEY}\npem ${PEM}\nurl ${DATABASE_URL}\nplain shop-catalogue true ab\n`);
+    expect(host).toBe('raw ***\npem ***\n***\nurl ***\nplain shop-catalogue true ab\n');
+  });
+
+  it('passes text through unchanged on a host without releases', () => {
+    const t = target();
+    expect(hostMasked({ ...t, layout: { ...t.layout, releases: '/nonexistent' } }, `keep ${SECRET_KEY}\n`)).toBe(`keep ${SECRET_KEY}\n`);
+  });
+});
+
+describe('what status, logs and a failed start quote of the app is masked on the host', () => {
+  let server: Server | undefined;
+  afterEach(() => server?.close());
+
+  it("status: a health check answered 503 with a secret in its body (the verdict's excerpt)", async () => {
+    server = createServer((_, res) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: `bad config: ${SECRET_KEY}` }));
+    });
+    await new Promise<void>((ok) => server!.listen(0, '127.0.0.1', ok));
+    const t = target((server.address() as AddressInfo).port);
+    const step: Step = { name: 'health', as: 'root', script: `${MASK_FUNCTIONS}\n${probeLibrary(t)}\n${healthShell(t, 'blue')}` };
+    const { stdout } = await run('bash', ['--norc', '--noprofile', '-c', scriptText(step)], { encoding: 'utf8' });
+    const health = reported({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) }, STATUS_KEYS.health)!;
+    expect(health).toMatch(/returned error: 503/);
+    expect(health).toContain('answering: {"error":"bad config: ***"}');
+    expect(health).not.toMatch(TELLS);
+  });
+
+  it("a failed start (a rollback's, without the key): the programs' new log lines, the verdict and what previous_back says", () => {
+    const t = target();
+    const script = startSlot(t, 'green', `${t.layout.releases}/20261201T100000Z-0123456789ab`, '20261201T100000Z-0123456789ab').script;
+    // The start's failure branch as the step has it, run with supervisor stubbed: a log the new programs wrote to.
+    const branch = script.slice(script.indexOf('if [ -n "$verdict" ]; then'), script.indexOf('fi >&2', script.indexOf('if [ -n "$verdict" ]; then')) + 'fi >&2'.length);
+    expect(branch).toContain('mask_text');
+    const log = join(t.layout.base, 'server-green.err.log');
+    writeFileSync(log, `old line\nTraceback: settings {'SECRET_KEY': ${JSON.stringify(SECRET_KEY)}}\nValueError: ${inspect(PEM)}\n`);
+    const stubs = `supervisorctl() { echo "shop-green:server FATAL"; }\nprevious_back() { echo "the previous release was started again but did not pass its checks (answering: ${SECRET_KEY.replace(/["\\$`]/g, '\\$&')})"; }\ndeclare -A log_start=([${log}]=9)\nverdict="release r1 did not become healthy on slot green: server:1:/health (answering: {\\"error\\": \\"${SECRET_KEY.replace(/["\\$`]/g, '\\$&')}\\"})"`;
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${stubs}\n${branch}`], { encoding: 'utf8' });
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain('Traceback: settings');
+    expect(r.stderr).toContain('did not become healthy');
+    expect(r.stderr).toContain('did not pass its checks');
+    expect(r.stderr).not.toMatch(TELLS);
+  });
+
+  it('logs: every line of the program logs', async () => {
+    const t = target();
+    mkdirSync(t.layout.logDir, { recursive: true });
+    writeFileSync(join(t.layout.logDir, 'web-blue.err.log'), printed());
+    const { stdout } = await run('bash', ['--norc', '--noprofile', '-c', scriptText(logsStep(t, { programs: ['web'], nginx: [], slots: 'live', lines: 50 }))], { encoding: 'utf8' });
+    expect(stdout).toMatch(/web-blue.err \| settings \{'SECRET_KEY': '\*\*\*', 'DATABASE_URL': '\*\*\*'\}/);
+    expect(stdout).not.toMatch(TELLS);
+  });
+});
+
+describe("status on the runner: with a key, the secrets' values are masked there too", () => {
+  it('masks a verdict a host sent unmasked (a host not yet deployed with masks) when a key opens the secrets; quietly does without one', async () => {
+    const env = testEnv({ env: { APP_SECRET_KEY: { secret: 'secret_key' } } });
+    const id = await generateIdentity();
+    await SecretsFile.create(join(env.dir, 'secrets.sops.yaml'), fromPlain({ secret_key: SECRET_KEY }) as MapNode, { recipients: [id.recipient] }).save();
+    const verdict = `no healthy answer within 3s from server:3579:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: {"error":"bad config: ${SECRET_KEY}"})`;
+    const connector = async (_e: unknown, host: { name: string }) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ health: verdict }) }));
+    const withKey = new MemoryReporter();
+    const r = await status({ root: env.root, reporter: withKey, processEnv: { SOPS_AGE_KEY: id.secret }, connector }, env);
+    expect(r.problems.join('\n')).toContain(SECRET_KEY.slice(0, 10)); // the result holds what the host sent...
+    expect(withKey.redact(formatStatus(r))).toContain('bad config: ***'); // ...printed masked, as text
+    expect(withKey.redact(JSON.stringify(r))).not.toMatch(TELLS); // and as JSON
+    expect(withKey.lines).toEqual([]); // nothing said about keys
+    const without = new MemoryReporter();
+    await status({ root: env.root, reporter: without, processEnv: {}, connector }, env);
+    expect(without.lines).toEqual([]);
+  });
+});

@@ -19349,6 +19349,57 @@ function jsonEscaped(text) {
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return [js, ascii];
 }
+function pythonRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
+    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
+    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
+    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
+    else out += `\\U${hex(cp, 8)}`;
+  }
+  return out;
+}
+function pythonBytesRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) {
+    const ch = String.fromCharCode(b);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
+    else out += ch;
+  }
+  return out;
+}
+function nodeInspect(text) {
+  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
+  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === "\\") out += "\\\\";
+    else if (ch === "'" && single) out += "\\'";
+    else if (named[ch]) out += named[ch];
+    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
+    else out += ch;
+  }
+  return out;
+}
+function bashSingleQuoted(text) {
+  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+}
+function printedForms(text) {
+  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+}
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit3 = (v, depth) => {
@@ -19359,7 +19410,9 @@ function secretParts(value, options = {}) {
     }
   };
   visit3(value, 0);
-  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  if (options.escapes !== false) {
+    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+  }
   return [...parts];
 }
 function hexDigit(code) {
@@ -19392,12 +19445,15 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, URL_AUTHORITY;
+var MIN_MASKED_LENGTH, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
     MIN_MASKED_LENGTH = 3;
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
+    hex = (n, width) => n.toString(16).padStart(width, "0");
   }
 });
 
@@ -19476,37 +19532,37 @@ function bytesToHex(bytes) {
   abytes(bytes);
   if (hasHexBuiltin)
     return bytes.toHex();
-  let hex = "";
+  let hex2 = "";
   for (let i = 0; i < bytes.length; i++) {
-    hex += hexes[bytes[i]];
+    hex2 += hexes[bytes[i]];
   }
-  return hex;
+  return hex2;
 }
 function asciiToBase16(ch) {
   return ch >= 48 && ch <= 57 ? ch - 48 : ch >= 65 && ch <= 70 ? ch - (65 - 10) : ch >= 97 && ch <= 102 ? ch - (97 - 10) : void 0;
 }
-function hexToBytes(hex) {
-  if (typeof hex !== "string")
-    throw new TypeError("hex string expected, got " + typeof hex);
+function hexToBytes(hex2) {
+  if (typeof hex2 !== "string")
+    throw new TypeError("hex string expected, got " + typeof hex2);
   if (hasHexBuiltin) {
     try {
-      return Uint8Array.fromHex(hex);
+      return Uint8Array.fromHex(hex2);
     } catch (error2) {
       if (error2 instanceof SyntaxError)
         throw new RangeError(error2.message);
       throw error2;
     }
   }
-  const hl = hex.length;
+  const hl = hex2.length;
   const al = hl / 2;
   if (hl % 2)
     throw new RangeError("hex string expected, got unpadded hex of length " + hl);
   const array = new Uint8Array(al);
   for (let ai = 0, hi = 0; ai < al; ai++, hi += 2) {
-    const n1 = asciiToBase16(hex.charCodeAt(hi));
-    const n2 = asciiToBase16(hex.charCodeAt(hi + 1));
+    const n1 = asciiToBase16(hex2.charCodeAt(hi));
+    const n2 = asciiToBase16(hex2.charCodeAt(hi + 1));
     if (n1 === void 0 || n2 === void 0) {
-      const char = hex[hi] + hex[hi + 1];
+      const char = hex2[hi] + hex2[hi + 1];
       throw new RangeError('hex string expected, got non-hex character "' + char + '" at index ' + hi);
     }
     array[ai] = n1 * 16 + n2;
@@ -21512,11 +21568,11 @@ function bytesToHex2(bytes) {
   abytes4(bytes);
   if (hasHexBuiltin2)
     return bytes.toHex();
-  let hex = "";
+  let hex2 = "";
   for (let i = 0; i < bytes.length; i++) {
-    hex += hexes2[bytes[i]];
+    hex2 += hexes2[bytes[i]];
   }
-  return hex;
+  return hex2;
 }
 function asciiToBase162(ch) {
   if (ch >= asciis._0 && ch <= asciis._9)
@@ -21527,21 +21583,21 @@ function asciiToBase162(ch) {
     return ch - (asciis.a - 10);
   return;
 }
-function hexToBytes2(hex) {
-  if (typeof hex !== "string")
-    throw new Error("hex string expected, got " + typeof hex);
+function hexToBytes2(hex2) {
+  if (typeof hex2 !== "string")
+    throw new Error("hex string expected, got " + typeof hex2);
   if (hasHexBuiltin2)
-    return Uint8Array.fromHex(hex);
-  const hl = hex.length;
+    return Uint8Array.fromHex(hex2);
+  const hl = hex2.length;
   const al = hl / 2;
   if (hl % 2)
     throw new Error("hex string expected, got unpadded hex of length " + hl);
   const array = new Uint8Array(al);
   for (let ai = 0, hi = 0; ai < al; ai++, hi += 2) {
-    const n1 = asciiToBase162(hex.charCodeAt(hi));
-    const n2 = asciiToBase162(hex.charCodeAt(hi + 1));
+    const n1 = asciiToBase162(hex2.charCodeAt(hi));
+    const n2 = asciiToBase162(hex2.charCodeAt(hi + 1));
     if (n1 === void 0 || n2 === void 0) {
-      const char = hex[hi] + hex[hi + 1];
+      const char = hex2[hi] + hex2[hi + 1];
       throw new Error('hex string expected, got non-hex character "' + char + '" at index ' + hi);
     }
     array[ai] = n1 * 16 + n2;
@@ -21612,13 +21668,13 @@ function abignumber(n) {
   return n;
 }
 function numberToHexUnpadded(num) {
-  const hex = abignumber(num).toString(16);
-  return hex.length & 1 ? "0" + hex : hex;
+  const hex2 = abignumber(num).toString(16);
+  return hex2.length & 1 ? "0" + hex2 : hex2;
 }
-function hexToNumber(hex) {
-  if (typeof hex !== "string")
-    throw new Error("hex string expected, got " + typeof hex);
-  return hex === "" ? _0n : BigInt("0x" + hex);
+function hexToNumber(hex2) {
+  if (typeof hex2 !== "string")
+    throw new Error("hex string expected, got " + typeof hex2);
+  return hex2 === "" ? _0n : BigInt("0x" + hex2);
 }
 function bytesToNumberBE(bytes) {
   return hexToNumber(bytesToHex2(bytes));
@@ -22797,8 +22853,8 @@ function weierstrass(params, extraOpts = {}) {
       P.assertValidity();
       return P;
     }
-    static fromHex(hex) {
-      return Point.fromBytes(hexToBytes2(hex));
+    static fromHex(hex2) {
+      return Point.fromBytes(hexToBytes2(hex2));
     }
     get x() {
       return this.toAffine().x;
@@ -23184,8 +23240,8 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
       const s = bytes.subarray(L, L * 2);
       return new Signature(Fn.fromBytes(r), Fn.fromBytes(s), recid);
     }
-    static fromHex(hex, format) {
-      return this.fromBytes(hexToBytes2(hex), format);
+    static fromHex(hex2, format) {
+      return this.fromBytes(hexToBytes2(hex2), format);
     }
     assertRecovery() {
       const { recovery } = this;
@@ -23421,12 +23477,12 @@ var init_weierstrass = __esm({
           const { Err: E } = DER;
           if (num < _0n5)
             throw new E("integer: negative integers are not allowed");
-          let hex = numberToHexUnpadded(num);
-          if (Number.parseInt(hex[0], 16) & 8)
-            hex = "00" + hex;
-          if (hex.length & 1)
+          let hex2 = numberToHexUnpadded(num);
+          if (Number.parseInt(hex2[0], 16) & 8)
+            hex2 = "00" + hex2;
+          if (hex2.length & 1)
             throw new E("unexpected DER parsing assertion: unpadded hex");
-          return hex;
+          return hex2;
         },
         decode(data) {
           const { Err: E } = DER;
@@ -25192,13 +25248,13 @@ function asafenumber(value, title = "") {
   }
 }
 function numberToHexUnpadded2(num) {
-  const hex = abignumber2(num).toString(16);
-  return hex.length & 1 ? "0" + hex : hex;
+  const hex2 = abignumber2(num).toString(16);
+  return hex2.length & 1 ? "0" + hex2 : hex2;
 }
-function hexToNumber2(hex) {
-  if (typeof hex !== "string")
-    throw new TypeError("hex string expected, got " + typeof hex);
-  return hex === "" ? _0n7 : BigInt("0x" + hex);
+function hexToNumber2(hex2) {
+  if (typeof hex2 !== "string")
+    throw new TypeError("hex string expected, got " + typeof hex2);
+  return hex2 === "" ? _0n7 : BigInt("0x" + hex2);
 }
 function bytesToNumberBE2(bytes) {
   return hexToNumber2(bytesToHex(bytes));
@@ -25212,10 +25268,10 @@ function numberToBytesBE2(n, len) {
     throw new Error("zero output length is invalid");
   n = abignumber2(n);
   const expectedLen = len * 2;
-  const hex = n.toString(16);
-  if (hex.length > expectedLen)
+  const hex2 = n.toString(16);
+  if (hex2.length > expectedLen)
     throw new RangeError("number is too large");
-  return hexToBytes(hex.padStart(expectedLen, "0"));
+  return hexToBytes(hex2.padStart(expectedLen, "0"));
 }
 function numberToBytesLE2(n, len) {
   return numberToBytesBE2(n, len).reverse();
@@ -25317,7 +25373,7 @@ var init_utils6 = __esm({
     anumber5 = anumber;
     bytesToHex3 = bytesToHex;
     concatBytes3 = (...arrays) => concatBytes(...arrays);
-    hexToBytes3 = (hex) => hexToBytes(hex);
+    hexToBytes3 = (hex2) => hexToBytes(hex2);
     isBytes5 = isBytes;
     randomBytes5 = (bytesLength) => randomBytes(bytesLength);
     _0n7 = /* @__PURE__ */ BigInt(0);
@@ -26272,12 +26328,12 @@ var init_der = __esm({
           abignumber2(num);
           if (num < _0n10)
             throw new E("integer: negative integers are not allowed");
-          let hex = numberToHexUnpadded2(num);
-          if (Number.parseInt(hex[0], 16) & 8)
-            hex = "00" + hex;
-          if (hex.length & 1)
+          let hex2 = numberToHexUnpadded2(num);
+          if (Number.parseInt(hex2[0], 16) & 8)
+            hex2 = "00" + hex2;
+          if (hex2.length & 1)
             throw new E("unexpected DER parsing assertion: unpadded hex");
-          return hex;
+          return hex2;
         },
         decode(data) {
           const { Err: E } = _DER;
@@ -26530,8 +26586,8 @@ function weierstrass2(params, extraOpts = {}) {
       P.assertValidity();
       return P;
     }
-    static fromHex(hex) {
-      return Point.fromBytes(hexToBytes3(hex));
+    static fromHex(hex2) {
+      return Point.fromBytes(hexToBytes3(hex2));
     }
     get x() {
       return this.toAffine().x;
@@ -26972,8 +27028,8 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
       const s = bytes.subarray(L, L * 2);
       return new Signature(Fn.fromBytes(r), Fn.fromBytes(s), recid);
     }
-    static fromHex(hex, format) {
-      return this.fromBytes(hexToBytes3(hex), format);
+    static fromHex(hex2, format) {
+      return this.fromBytes(hexToBytes3(hex2), format);
     }
     assertRecovery() {
       const { recovery } = this;
@@ -27293,8 +27349,8 @@ function edwards(params, extraOpts = {}) {
         x = Fp.neg(x);
       return Point.fromAffine({ x, y });
     }
-    static fromHex(hex, zip215 = false) {
-      return Point.fromBytes(hexToBytes3(hex), zip215);
+    static fromHex(hex2, zip215 = false) {
+      return Point.fromBytes(hexToBytes3(hex2), zip215);
     }
     get x() {
       return this.toAffine().x;
@@ -45757,16 +45813,16 @@ ${formatted}-----END ${type} KEY-----`;
         return BigInt(`0x${buf.hexSlice(0, buf.length)}`);
       }
       function bigIntToBuffer(bn) {
-        let hex = bn.toString(16);
-        if ((hex.length & 1) !== 0) {
-          hex = `0${hex}`;
+        let hex2 = bn.toString(16);
+        if ((hex2.length & 1) !== 0) {
+          hex2 = `0${hex2}`;
         } else {
-          const sigbit = hex.charCodeAt(0);
+          const sigbit = hex2.charCodeAt(0);
           if (sigbit === 56 || sigbit === 57 || sigbit >= 97 && sigbit <= 102) {
-            hex = `00${hex}`;
+            hex2 = `00${hex2}`;
           }
         }
-        return Buffer.from(hex, "hex");
+        return Buffer.from(hex2, "hex");
       }
       return function genOpenSSLRSAPriv2(n, e, d, iqmp, p, q) {
         const bn_d = bigIntFromBuffer(d);
@@ -70379,6 +70435,17 @@ function urlEncodedForms(secret) {
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
   return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
 }
+function exactForms(parts) {
+  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+}
+function maskedParts(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
+    const t = v.trim();
+    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
+  }
+  return [...out];
+}
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -70403,9 +70470,8 @@ var Masker = class {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
-      const t = v.trim();
-      if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
+    for (const t of maskedParts(value)) {
+      if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
         if (!same) {
@@ -70556,7 +70622,7 @@ var ActionsReporter = class {
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
-    for (const v of this.masker.add(value)) for (const form of [v, ...urlEncodedForms(v)]) setSecret(form);
+    for (const form of exactForms(this.masker.add(value))) setSecret(form);
   }
   redact(text) {
     return this.masker.redact(text);
@@ -70692,6 +70758,7 @@ function layout(env) {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
@@ -72764,6 +72831,52 @@ live_verdict() {
 }
 `;
 
+// core/steps/sh/mask.sh
+var mask_default = `# shellcheck shell=bash
+# Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
+# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
+# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
+# root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
+# the older ones whose programs wrote the logs too):
+# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
+#   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
+#   JSON value, as programs print them quoted, URL-encoded), one a line;
+# - each line of the value its environ holds for each variable the environment takes from a secret (a release
+#   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
+#   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
+# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
+# share most of their values.
+
+# mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
+# named MASKS and ENVIRON), one a line, longest first.
+mask_forms() {
+  local releases=$1 masks=$2 environ=$3 dir rec name want line; shift 3
+  for dir in "$releases"/*/; do
+    [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
+    if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then continue; fi
+    while IFS= read -r -d '' rec; do
+      name=\${rec%%=*}
+      for want; do
+        [ "$name" = "$want" ] || continue
+        while IFS= read -r line; do
+          line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
+          case $line in true | false) ;; *) [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line" ;; esac
+        done <<< "\${rec#*=}"
+      done
+    done < "$dir$environ"
+  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+}
+# mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
+# text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
+# a file or given on a command line.
+mask_text() {
+  local script
+  script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
+  if [ -z "$script" ]; then cat; return; fi
+  LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
+}
+`;
+
 // core/steps/sh/probe.sh
 var probe_default = `# shellcheck shell=bash
 # Health probes: an HTTP GET on 127.0.0.1, every pending program at once, until a deadline; a 2xx answer passes.
@@ -73463,6 +73576,7 @@ function probeLibrary(env) {
   return `${PROBE_FUNCTIONS}
 ${probeHeaders(env)}`;
 }
+var MASK_FUNCTIONS = mask_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
@@ -73660,6 +73774,31 @@ var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 function siteName(env) {
   return env.config.domain ?? "localhost";
+}
+
+// core/steps/masks.ts
+init_shell();
+function secretEnvNames(env) {
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+}
+function releaseMasks(env, environ) {
+  const names = new Set(secretEnvNames(env));
+  const forms = /* @__PURE__ */ new Set();
+  for (const record2 of environ.split("\0")) {
+    const at2 = record2.indexOf("=");
+    if (at2 < 0 || !names.has(record2.slice(0, at2))) continue;
+    const value = record2.slice(at2 + 1);
+    if (value === "true" || value === "false") continue;
+    for (const form of exactForms(maskedParts(value))) if (!/[\r\n]/.test(form)) forms.add(form);
+  }
+  const sorted = [...forms].sort((a, b) => b.length - a.length);
+  return sorted.length ? `${sorted.join("\n")}
+` : "";
+}
+function maskText(env) {
+  const L = env.layout;
+  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return ["mask_text", L.releases, name2(L.masks("x")), name2(L.environ("x")), ...secretEnvNames(env)].map(quote).join(" ");
 }
 
 // core/steps/switch.ts
@@ -73902,6 +74041,7 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums2) {
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${MASK_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums2 ? `${dotenvUnchanged(env, dotenvSums2)}
@@ -73979,15 +74119,20 @@ if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_i
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
-[ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$verdict"
+[ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$(printf '%s' "$verdict" | ${maskText(env)})"
 if [ -n "$verdict" ]; then
+  # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
+  # without the key that lets the runner mask them (mask_text).
+  {
   for f in "${"$"}{!log_start[@]}"; do
     new=$(tail -c +$(( ${"$"}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  previous_back ${slot} "$keep" || true
+  } | ${maskText(env)} || true
+  back_msg=$(previous_back ${slot} "$keep") || true
+  [ -z "$back_msg" ] || printf '%s\n' "$back_msg" | ${maskText(env)} || true
   exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
@@ -74346,7 +74491,7 @@ function releaseDotenv(env, dir, uploaded) {
     [uploaded.dotenv, L.dotenv(dir)],
     [uploaded.environ, L.environ(dir)]
   ];
-  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).join("\n");
+  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`).join("\n");
 }
 function createRelease(env, meta, dotenv) {
   const L = env.layout;
@@ -74365,10 +74510,10 @@ ${archive(s.sha, `${tmp}/${s.path}`)}`),
     name: "release",
     as: "root",
     timeout: 300,
-    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 [ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join("\n")}
@@ -74377,7 +74522,7 @@ printf %s ${b64(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${
 chown -R ${owner} ${quote(tmp)}
 ${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
-trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
 }
@@ -74470,8 +74615,8 @@ function packArtifacts(env, id, sets) {
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts).
-  tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  # A release's .env, environ and masks stay on its host: each host is given its own (unpackArtifacts).
+  tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" --exclude="${L.masks("$3")}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
 ${parts.map(([name2, d, entry]) => `pack ${quote(name2)} ${quote(d)} ${quote(entry)}`).join("\n")}`
@@ -74518,7 +74663,7 @@ function unpackArtifacts(env, id, parts, builder, dotenv) {
     name: "receive build",
     as: "root",
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
 ${parts.map(
       (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
 if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
@@ -74736,14 +74881,14 @@ async function resolveRef(repo, ref) {
     return { ref, sha: head, matched: on ? `HEAD, branch ${on} as checked out` : "HEAD, detached" };
   }
   const matches = [];
-  const hex = /^[0-9a-f]{7,40}$/.test(ref);
+  const hex2 = /^[0-9a-f]{7,40}$/.test(ref);
   const tracking = ref.includes("/");
-  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : "", ...hex ? [ref] : []]);
+  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : "", ...hex2 ? [ref] : []]);
   if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
   if (remoteNamed) matches.push({ kind: "branch", fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}` });
-  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
+  const commits = !hex2 ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
   if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
@@ -77324,9 +77469,10 @@ function beginHost(ctx, env, remote, locked, p, options) {
 }
 async function uploadDotenv(env, hp, p, tag) {
   const L = env.layout;
-  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ`, masks: `${L.uploads}/${tag}.masks` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
+  await hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 384);
   return uploads;
 }
 async function buildOn(env, hp, p, migrateBeside = false) {

@@ -167,7 +167,11 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
+# Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
+fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `
@@ -183,7 +187,7 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 }
 
 /**
- * Shell that appends audit lines and releases our own lock (the run id matches), reporting `lock released`:
+ * Shell that, when the lock is ours (the run id matches), appends audit lines and releases it, reporting `lock released`:
  * the end of `releaseLock`, and what a run's last step on a host appends to end the run there in the same
  * round trip. `auditWords` are shell words, each expanding to one line (`quote(line)`, or a quoted template
  * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
@@ -199,9 +203,12 @@ if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} &
 fi
 `
     : '';
-  return String.raw`${audit}lock=${quote(L.lock)}
+  // The lines only with the lock: a run that never held it (stopped while queued) or lost it (released by force;
+  // the run then says so itself, core/ops/locked.ts) writes none here, nor twice after its last step let go.
+  return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+if [ "$holder_run" = ${quote(runId)} ]; then
+${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */

@@ -33,12 +33,13 @@ interface Released {
  * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
+function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
   const other = randomBytes(6).toString('hex');
-  const step = ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env, force);
+  // `queued`: run r2's release after a Ctrl-C while it waited behind r1 (its own connection `other` gone): not its lock.
+  const step = queued ? releaseLock(env, 'r2', ['interrupted'], [other]) : ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env, force);
   const reader = runnerGone ? ` | { IFS= read -r _; IFS= read -r _; }` : '';
   const holder = held ? 'sleep 120 </dev/null >/dev/null 2>&1 & holder=$!; start=$(proc_start "$holder")' : 'holder=999999999; start=1';
   const setup = `${CONNECTION_FUNCTIONS}
@@ -117,6 +118,14 @@ describe('the forced release of a lock', () => {
     expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
     expect(r.audit).toBe('interrupted');
     expect(r.lock).toBe('removed');
+  }, 60_000);
+
+  it('the release of a run stopped while queued behind another (Ctrl-C during switch.lock_wait): only its own waiting step stopped; the holder\'s lock, processes and audit log left alone', () => {
+    const r = release(true, { queued: true });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'alive', plain: 'alive', other: 'gone', step: 'alive' });
+    expect(r.audit, 'no line for a run that never held the lock').toBe('');
+    expect(r.lock).toBe('kept');
+    expect(r.out).not.toContain(`@ops ${LOCK_KEYS.lock} released`);
   }, 60_000);
 });
 

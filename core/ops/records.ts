@@ -27,7 +27,7 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
         ...(releases.length
           ? releases.map(
               (r) =>
-                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status}]` : ''}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
+                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status === 'unfinished' ? 'unfinished: never went live' : r.status}]` : ''}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
             )
           : ['  (no releases)']),
       ].join('\n'),

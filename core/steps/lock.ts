@@ -187,7 +187,7 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 }
 
 /**
- * Shell that, when the lock is ours (the run id matches), appends audit lines and releases it, reporting `lock released`:
+ * Shell that, when the lock is ours (the run id matches), appends audit lines and releases it, reporting `lock released` (else `lock not_held`):
  * the end of `releaseLock`, and what a run's last step on a host appends to end the run there in the same
  * round trip. `auditWords` are shell words, each expanding to one line (`quote(line)`, or a quoted template
  * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
@@ -208,7 +208,8 @@ fi
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */
@@ -271,7 +272,8 @@ export function stoppedSlotLine(report: string): string {
 }
 
 export interface LockInfo {
-  state: 'free' | 'held' | 'stale' | 'acquired' | 'released';
+  /** not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. */
+  state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held';
   holder: Record<string, string>;
 }
 

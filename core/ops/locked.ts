@@ -155,7 +155,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped && !notHeld.has(host)) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, operation)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;

@@ -82,7 +82,7 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
       const live = reported(result, LOCK_KEYS.live_after)?.trim();
       const stoppedSlot = reported(result, LOCK_KEYS.stopped_slot)?.trim();
       if (lock.state !== 'free' && !refused) {
-        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot) : '', `${live || 'nothing'} is live`];
+        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot, lock.holder.operation) : '', `${live || 'nothing'} is live`];
         await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join('; ')}` }));
       }
       return { host: h.name, lock, stopped, refused, ...(unchecked && { unchecked }), ...(live !== undefined && { live }), ...(stoppedSlot && { stoppedSlot }) };
@@ -98,7 +98,7 @@ export function formatLockRelease(list: LockRelease[], envName: string): string 
       const held = formatLock([{ host: r.host, lock: r.lock }]).split(': ').slice(1).join(': ');
       if (r.refused) return `${r.host}: NOT released (${held}): its run is still connected and ends on its own; if it is stuck, ops lock release ${envName} --force stops what it runs there and removes the lock`;
       const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(' ')})` : r.unchecked ? `; ${r.unchecked}: check with ps` : '';
-      return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot)}` : ''}; ${r.live || 'nothing'} is live`;
+      return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot, r.lock.holder.operation)}` : ''}; ${r.live || 'nothing'} is live`;
     })
     .join('\n');
 }

@@ -265,9 +265,13 @@ rm -rf "$lock"`,
   };
 }
 
-/** A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release. */
-export function stoppedSlotLine(report: string): string {
+/**
+ * A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release. `operation`: the
+ * interrupted run's (a rollback starts a release that went live before: it only did not go live again).
+ */
+export function stoppedSlotLine(report: string, operation?: string): string {
   const [slot = '', release = ''] = report.trim().split(' ');
+  if (operation === 'rollback') return `stopped slot ${slot}, where the interrupted rollback had started ${release} (live before; the rollback did not switch to it)`;
   return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
 }
 

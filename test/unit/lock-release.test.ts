@@ -148,4 +148,18 @@ describe('ops lock release, for a terminal', () => {
       'web4: NOT released (locked: a deploy run by bob, started 2026-12-01T20:00:00Z): its run is still connected and ends on its own; if it is stuck, ops lock release prod --force stops what it runs there and removes the lock',
     ]);
   });
+
+  it('a slot the dead run had started, stopped: a deploy\'s release never went live; a rollback\'s target had been live before (it only was not switched to again)', () => {
+    const stale = (operation: string) => ({ state: 'stale' as const, holder: { operation, actor: 'bob', since: '2026-12-01T20:00:00Z' } });
+    const text = formatLockRelease(
+      [
+        { host: 'web1', lock: stale('deploy'), stopped: ['41'], refused: false, live: '20261201T190000Z-abc', stoppedSlot: 'green 20261201T200000Z-def' },
+        { host: 'web2', lock: stale('rollback'), stopped: ['42'], refused: false, live: '20261201T190000Z-abc', stoppedSlot: 'green 20261130T100000Z-012' },
+      ],
+      'prod',
+    );
+    expect(text).toContain('web1: released (STALE lock (its run is gone): a deploy run by bob, started 2026-12-01T20:00:00Z); stopped what its run had left running there (processes 41); stopped slot green, where the interrupted run had started 20261201T200000Z-def (it never went live); 20261201T190000Z-abc is live');
+    expect(text).toContain('web2: released (STALE lock (its run is gone): a rollback run by bob, started 2026-12-01T20:00:00Z); stopped what its run had left running there (processes 42); stopped slot green, where the interrupted rollback had started 20261130T100000Z-012 (live before; the rollback did not switch to it); 20261201T190000Z-abc is live');
+    expect(text).not.toMatch(/20261130T100000Z-012 \(it never went live\)/);
+  });
 });

@@ -173,11 +173,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => undefined);
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
-  /** The last `ops lock release` among audit entries (who broke the lock, when, what it said). */
-  const lastBreak = (tail: AuditEntry[]) => tail.filter((a) => a.operation === 'lock release').at(-1);
+  /**
+   * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
+   * began (by the runners' clocks, a few minutes' leeway): an older one broke another run's lock.
+   */
+  const began = runnerNow(ctx).getTime() - 5 * 60_000;
+  const lastBreak = (tail: AuditEntry[]) => tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began).at(-1);
   /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
   const brokenBy = (b: AuditEntry | undefined) =>
-    b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ''})` : 'released by force (ops lock release --force; no line of it in the audit log)';
+    b
+      ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ''})`
+      : 'removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)';
   /**
    * A run's failure on hosts where it found its lock gone (`ops lock release --force` by someone, which stops the
    * run's processes there: the failed step's SIGTERM): said in the error, and audited (the unlock wrote nothing: the

@@ -159,23 +159,27 @@ describe('an interrupted deploy, in the audit log and its words', () => {
 
 describe('a deploy whose lock was released by force (ops lock release --force by someone else)', () => {
   it('says so, by whom and what it means, beside the killed step; and audits the run (its unlock wrote nothing: not its lock)', async () => {
-    const broke = auditLine({ time: '2026-12-02T16:05:00.000Z', environment: 'x', operation: 'lock release', result: 'success', actor: 'bob', message: 'removed held lock of a deploy run by alice, started 2026-12-02T16:04:00Z; stopped what its run left running (processes 77); 20261101T000000Z-aaaaaaaaaaaa is live' });
+    const at = new Date().toISOString();
+    // An older forced release (of another run's lock) before it: not this one's.
+    const old = auditLine({ time: '2026-01-01T00:00:00.000Z', environment: 'x', operation: 'lock release', result: 'success', actor: 'carol', message: 'removed stale lock of a deploy run by dave' });
+    const broke = auditLine({ time: at, environment: 'x', operation: 'lock release', result: 'success', actor: 'bob', message: 'removed held lock of a deploy run by alice, started 2026-12-02T16:04:00Z; stopped what its run left running (processes 77); 20261101T000000Z-aaaaaaaaaaaa is live' });
     const h = harness('never', (step) =>
       step.name === 'build'
         ? { code: 143, stderr: 'Terminated' }
         : step.name === 'unlock'
           ? { stdout: opsLines(LOCK_KEYS, 'lock not_held') }
           : step.name === 'read audit log'
-            ? { stdout: opsLines(AUDIT_KEYS, `entry ${broke}`) }
+            ? { stdout: opsLines(AUDIT_KEYS, `entry ${old}`, `entry ${broke}`) }
             : undefined,
     );
     const e = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x)) as Error;
     expect(e.message).toMatch(/^step "build" on web1 /);
-    expect(e.message).toContain("web1: this run's lock was released by force by bob at 2026-12-02T16:05:00.000Z (ops lock release --force: \"removed held lock of a deploy run by alice");
+    expect(e.message).toContain(`web1: this run's lock was released by force by bob at ${at} (ops lock release --force: "removed held lock of a deploy run by alice`);
     expect(e.message).toContain('that stopped the run\'s steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now');
+    expect(e.message).not.toContain('carol');
     const audit = h.first.runs.filter((r) => r.step.name === 'audit');
     expect(audit).toHaveLength(1);
-    expect(audit[0]!.stdin).toMatch(/"result":"failed".*its lock released by force by bob at 2026-12-02T16:05:00.000Z/);
+    expect(audit[0]!.stdin).toMatch(/"result":"failed".*its lock released by force by bob at /);
     expect(audit[0]!.stdin).toContain(`"sha":"${v1}"`);
   });
 

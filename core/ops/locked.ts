@@ -133,6 +133,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // Hosts where a release of this run found the lock not its own (never taken: stopped while queued; or taken
   // from it: `ops lock release --force`): no audit line was written there, nothing of the holder's stopped.
   const notHeld = new Set<string>();
+  const notHeldSaid = new Map<string, string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -152,6 +153,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
           // Not our lock: what was stopped was this run's own step (waiting for the lock), nothing of the holder's.
           if (parseLock(r).state === 'not_held') notHeld.add(host);
+          // After a signal, said once the release ended; read now, while the session is open (a run whose lock step
+          // failed closes it as soon as the release is done).
+          if (fresh && notHeld.has(host)) notHeldSaid.set(host, await notHeldLine(host));
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped && !notHeld.has(host)) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
@@ -288,10 +292,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       });
     // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
     void releaseAll(true, switchesEnded)
-      .then(async (failures) => {
+      .then((failures) => {
         if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
         // Where the lock was not this run's: it gave up waiting (no audit line: it never held the lock there).
-        for (const host of notHeld) ctx.reporter.warn(`${host}: ${await notHeldLine(host)}`);
+        for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
         // What serves now, read after the stop: the run's last word on each host it held.
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })

@@ -118,6 +118,30 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
+  it('a deploy whose lock is released by force by someone else (ops lock release --force) during its build: it says so and by whom, not only that its build was killed; and audits itself', async () => {
+    const before = await liveAndServed();
+    let out = '';
+    try {
+      const ops = await deployUntilBuild('sleep 60', '2f');
+      const released = await breakLock(project.ctx(), project.env(), true);
+      expect(released[0]!.lock.state).toBe('held');
+      const code = await ops.stop('SIGCONT'); // (no stop: its exit, whenever it comes)
+      out = ops.out();
+      expect(code, out).not.toBe(0);
+      expect(code, out).not.toBe(130);
+    } finally {
+      project.write(config);
+    }
+    expect(out).toMatch(new RegExp(`step "build" on ${host.name} [^\n]*\n`));
+    expect(out).toMatch(new RegExp(`${host.name}: this run's lock was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a deploy run by [^"]*"\\) while it ran: that stopped the run's steps there`));
+    const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    expect(entries.map((e) => e.operation)).toEqual(['lock release', 'deploy']);
+    expect(entries[1]).toMatchObject({ result: 'failed', ref: 'main' });
+    expect(entries[1]!.message).toMatch(/its lock released by force by /);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   it('the runner killed outright during the build: the build goes on without it; `ops lock release` stops it before freeing the lock', async () => {
     const before = await liveAndServed();
     try {

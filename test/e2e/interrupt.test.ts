@@ -212,6 +212,7 @@ server {
       expect(run[0]!.sha).toMatch(/^[0-9a-f]{40}$/);
       expect(run[0]!.message).toMatch(new RegExp(`^interrupted by SIGTERM during switch on ${host.name}, which was let end: ${now.current} is live`));
       expect(entries.at(-1)).toEqual(run[0]);
+      expect(entries.filter((e) => /^interrupted by SIGTERM during switch/.test(e.message ?? '')), 'no second line for the run').toHaveLength(1);
     } finally {
       project.write(config);
     }

@@ -388,6 +388,12 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
   return e;
 }
 
+/** What a deploy stopped right after its switch leaves undone (for its audit line: the release is live). */
+export function afterSwitchUndone(env: Target): string {
+  const undone = [...(env.config.release.after_switch.length ? ['its after_switch hooks'] : []), ...(env.config.switch.keep_previous ? [] : ['stopping the previous slot']), 'pruning old releases'];
+  return `not done after it: ${undone.join(', ')} (the next deploy prunes)`;
+}
+
 /** Start the release on the idle slot, health gate, switch, after_switch hooks, prune (with the unlock). */
 export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
   const { h, state, result, newSlot } = hp;
@@ -402,10 +408,12 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       // slot must not be stopped nor the release marked failed, and the error must not say nothing switched.
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
       hp.switched = true;
+      locked.wentLive(hp.name, `recording the switch failed; ${afterSwitchUndone(env)}`);
       hp.audit({ result: 'failed', message: 'live, but recording the switch failed' });
       throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
+    locked.wentLive(hp.name, afterSwitchUndone(env));
     reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;

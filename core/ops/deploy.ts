@@ -308,6 +308,8 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)!));
       const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]!));
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
+      // An interruption's audit line names what the run was deploying on each host.
+      env.hosts.forEach((h, i) => locked.about(h.name, { release: p.id, ...(states[i]!.current && { previous: states[i]!.current }) }));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       // Decided under the lock, on what the hosts serve now: a deploy that finished meanwhile counts.
@@ -326,6 +328,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       }
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
+      fields: { ref: p.resolved.ref, sha: p.resolved.sha },
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.

@@ -11,9 +11,9 @@ import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
-import { auditLine, auditTemplate, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
-import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
 
@@ -36,6 +36,16 @@ export interface LockedRun {
   closing(host: string, entry: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>): string;
   /** Record that `result` (of a step ending with `closing`) released the lock on `host`. */
   closed(host: string, result: StepResult): void;
+  /**
+   * What the run is about on `host` (ref, sha, release, previous), as far as it is known: the fields of the audit
+   * line an interruption writes there (merged over LockOptions.fields).
+   */
+  about(host: string, fields: Partial<AuditEntryFields>): void;
+  /**
+   * The operation's switch on `host` ended with its release live (`current` names it): an interruption that let that
+   * switch end then audits the run there as a success, saying what was left undone (`undone`), not as a failure.
+   */
+  wentLive(host: string, undone: string): void;
 }
 
 export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
@@ -52,6 +62,8 @@ export interface LockOptions {
   finish?: (unlock: (entry?: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string) => string;
   /** Seconds `finish` may take on top of the lock step's own time (it may start and switch a release). */
   finishSeconds?: number;
+  /** Fields known before the lock (a deploy's ref and sha): in the audit line of an interruption (LockedRun.about). */
+  fields?: Partial<AuditEntryFields>;
 }
 
 /**
@@ -111,6 +123,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const pending = new Map<string, string[]>();
   const inspected = new Map<string, StepResult>();
   const finished = new Set<string>();
+  // What the run is about on each host (the interruption's audit fields), and the hosts its switch put live on.
+  const about = new Map<string, Partial<AuditEntryFields>>();
+  const wentLive = new Map<string, string>();
+  // Per host, the line `closing` queued in case its step never gets to the unlock: a later entry replaces it.
+  const closingLines = new Map<string, string>();
+  // Per host, the time of the entry `closing` put in its step (the run's own line, if that step got to write it).
+  const closingTimes = new Map<string, string>();
+  // Hosts where a release of this run found the lock not its own (never taken: stopped while queued; or taken
+  // from it: `ops lock release --force`): no audit line was written there, nothing of the holder's stopped.
+  const notHeld = new Set<string>();
+  const notHeldSaid = new Map<string, string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -128,10 +151,15 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
+          // Not our lock: what was stopped was this run's own step (waiting for the lock), nothing of the holder's.
+          if (parseLock(r).state === 'not_held') notHeld.add(host);
+          // After a signal, said once the release ended; read now, while the session is open (a run whose lock step
+          // failed closes it as soon as the release is done).
+          if (fresh && notHeld.has(host)) notHeldSaid.set(host, await notHeldLine(host));
           const stopped = reported(r, LOCK_KEYS.stopped);
-          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          if (stopped && !notHeld.has(host)) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;
@@ -143,6 +171,56 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }
     return `${host} (${why})`;
+  };
+  /** The last lines of a host's audit log ([] when it cannot be read). */
+  const auditTail = async (host: string): Promise<AuditEntry[]> => {
+    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => undefined);
+    return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
+  };
+  /**
+   * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
+   * began (by the runners' clocks, a few minutes' leeway): an older one broke another run's lock.
+   */
+  const began = runnerNow(ctx).getTime() - 5 * 60_000;
+  const lastBreak = (tail: AuditEntry[]) => tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began).at(-1);
+  /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
+  const brokenBy = (b: AuditEntry | undefined) =>
+    b
+      ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ''})`
+      : 'removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)';
+  /**
+   * A run's failure on hosts where it found its lock gone (`ops lock release --force` by someone, which stops the
+   * run's processes there: the failed step's SIGTERM): said in the error, and audited (the unlock wrote nothing: the
+   * lock was not this run's). `e` otherwise.
+   */
+  const lockTakenAway = async (e: unknown): Promise<unknown> => {
+    const taken = [...notHeld].filter((host) => inspected.has(host));
+    if (!taken.length || !(e instanceof Error)) return e;
+    const said: string[] = [];
+    for (const host of taken) {
+      const tail = await auditTail(host);
+      // The run's last step let go itself (its answer lost with the connection): its line is there; nothing was taken.
+      const own = closingTimes.get(host);
+      if (own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      const by = brokenBy(lastBreak(tail));
+      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
+      for (const line of pending.get(host) ?? []) {
+        const entry = parseAuditLine(line);
+        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
+      }
+    }
+    if (!said.length) return e;
+    const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
+    return new OpsError(`${e.message}\n${said.join('\n')}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
+  };
+  /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
+  const notHeldLine = async (host: string): Promise<string> => {
+    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
+    const lock = r && parseLock(r);
+    if (lock && lock.state !== 'free' && lock.holder.run_id !== request.runId)
+      return `gave up waiting for the lock, held by ${describeHolder(lock.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
+    return `this run did not hold the lock there when it stopped (${lock ? `it is ${lock.state} now` : 'it could not be read'}): no audit line of this run there`;
   };
   // Once: a signal arriving while the release runs waits for that release instead of starting another. `after`:
   // what must end first (an interruption lets a switch in flight end).
@@ -172,21 +250,52 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const all = inFlight.map((f) => `${f.step} on ${f.host}`);
     const during = all.length ? ` during ${all.join(', ')}` : '';
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(', ');
+    // Only lock steps that have not answered: the run may still be queued behind another (switch.lock_wait), holding
+    // nothing; it gives up waiting, and its release touches nothing of the holder's (by run id).
+    const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === 'lock' && !inspected.has(f.host));
     ctx.reporter.error(
       !all.length
         ? `${signal} received: releasing the lock and stopping`
-        : !ending.length
-          ? `${signal} received${during}: stopping them, releasing the lock`
-          : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
+        : waiting
+          ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped`
+          : !ending.length
+            ? `${signal} received${during}: stopping them, releasing the lock`
+            : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
     );
     if (cut.some((c) => c.startsWith('migrate on '))) {
       ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
     }
-    for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}${during}` })]);
+    // One line per host for the run: the interruption's, with what the run is about there (ref, sha, release); a
+    // line `closing` queued in case its step never unlocks is not another (that step was cut, or wrote its own).
+    const interruption = (host: string, result: AuditEntry['result'], message: string) =>
+      auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result, message }, runnerNow(ctx)));
+    const queued = (host: string) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
+    const switching = new Set(ending.map((f) => f.host));
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, 'failed', `interrupted by ${signal}${during}`)]);
+    // A switch let end: once it has, and the operation has read its answer (a turn of the event loop), the host's
+    // line says what happened: its release went live (a success, interrupted after the switch), or it did not.
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle()))
+      .then(() => new Promise((resolve) => setImmediate(resolve)))
+      .then(() => {
+        for (const host of switching) {
+          if (!mine.has(host)) continue;
+          const undone = wentLive.get(host);
+          const release = about.get(host)?.release ?? options.fields?.release;
+          pending.set(host, [
+            ...queued(host),
+            undone === undefined
+              ? interruption(host, 'failed', `interrupted by ${signal}${during}`)
+              : interruption(host, 'success', `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? 'the release'} is live${undone ? `; ${undone}` : ''}`),
+          ]);
+          if (undone !== undefined) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? 'the release'} went live${undone ? ` (${undone})` : ''}`);
+        }
+      });
     // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
-    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle())))
+    void releaseAll(true, switchesEnded)
       .then((failures) => {
         if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+        // Where the lock was not this run's: it gave up waiting (no audit line: it never held the lock there).
+        for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
         // What serves now, read after the stop: the run's last word on each host it held.
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
@@ -218,8 +327,6 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
   }
   const line = (entry: AuditEntryFields) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
-  // Per host, the line `closing` queued: a later entry (the operation's failure) replaces it.
-  const closingLines = new Map<string, string>();
   const run: LockedRun = {
     inspected,
     audit(host, entry) {
@@ -234,9 +341,11 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     closing(host, entry, vars = {}) {
       const queued = pending.get(host) ?? [];
       const full = auditEntry(env, request, entry, runnerNow(ctx));
+      closingTimes.set(host, full.time);
       // Queued too: if the step never gets to the unlock (a lost connection), the usual release writes it. Not an
-      // entry with fields from the host: the operation knows them only from the step's answer.
-      if (Object.keys(vars).length === 0) {
+      // entry with fields from the host: the operation knows them only from the step's answer. Not once stopping:
+      // the step will not run, and the run's line there is the interruption's.
+      if (Object.keys(vars).length === 0 && !stopping) {
         const fallback = auditLine(full);
         pending.set(host, [...queued, fallback]);
         closingLines.set(host, fallback);
@@ -249,13 +358,20 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       finished.add(host);
       pending.delete(host);
     },
+    about(host, fields) {
+      about.set(host, { ...about.get(host), ...fields });
+    },
+    wentLive(host, undone) {
+      wentLive.set(host, undone);
+    },
   };
   let result: T;
   try {
     result = await fn(run);
   } catch (e) {
     const left = await releaseAll();
-    throw left.length ? lockLeft(env, left, e) : e;
+    const err = stopping ? e : await lockTakenAway(e);
+    throw left.length ? lockLeft(env, left, err) : err;
   } finally {
     // After the release: a signal during it waits for it (above) rather than killing the run half-way.
     await releaseAll();

@@ -27,7 +27,7 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
         ...(releases.length
           ? releases.map(
               (r) =>
-                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status}]` : ''}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
+                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status === 'unfinished' ? 'unfinished: never went live' : r.status}]` : ''}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
             )
           : ['  (no releases)']),
       ].join('\n'),
@@ -85,7 +85,7 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
       const stoppedSlot = reported(result, LOCK_KEYS.stopped_slot)?.trim();
       const previousBack = reported(result, LOCK_KEYS.previous_back)?.trim();
       if (lock.state !== 'free' && !refused) {
-        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot, previousBack) : '', `${live || 'nothing'} is live`];
+        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot, previousBack, lock.holder.operation) : '', `${live || 'nothing'} is live`];
         await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join('; ')}` }));
       }
       return { host: h.name, lock, stopped, refused, ...(unchecked && { unchecked }), ...(live !== undefined && { live }), ...(stoppedSlot && { stoppedSlot }), ...(previousBack && { previousBack }) };
@@ -101,7 +101,7 @@ export function formatLockRelease(list: LockRelease[], envName: string): string 
       const held = formatLock([{ host: r.host, lock: r.lock }]).split(': ').slice(1).join(': ');
       if (r.refused) return `${r.host}: NOT released (${held}): its run is still connected and ends on its own; if it is stuck, ops lock release ${envName} --force stops what it runs there and removes the lock`;
       const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(' ')})` : r.unchecked ? `; ${r.unchecked}: check with ps` : '';
-      return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot, r.previousBack)}` : ''}; ${r.live || 'nothing'} is live`;
+      return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot, r.previousBack, r.lock.holder.operation)}` : ''}; ${r.live || 'nothing'} is live`;
     })
     .join('\n');
 }

@@ -123,10 +123,28 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
 
+/** The audit entry of a rollback to the release already live (`--to` it): a no-op, audited as a deploy's no-op is. */
+const ALREADY_LIVE: AuditEntryFields = { result: 'no-op', message: 'already live' };
+
+/**
+ * A one-host rollback's `refused` end in its lock step: the verdict `noop` (the release asked for is live) writes its
+ * no-op audit line (release and previous: the live id, read on the host) and lets go; any other lets go alone.
+ */
+export function refusedOrNoop(unlock: (entry?: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string): string {
+  return `if [ "$rollback_verdict" = noop ]; then
+  noop_id=\${rollback_from//[^A-Za-z0-9._-]/_}
+  ${unlock(ALREADY_LIVE, { release: 'noop_id', previous: 'noop_id' })}
+else
+  ${unlock()}
+fi`;
+}
+
 async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined, today: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env, 'rollback');
   const state = parseState(locked.inspected.get(remote.name)!);
   const idle = rollbackSlot(state);
+  // An interruption's audit line names what the rollback leaves (and the release asked for, if any).
+  locked.about(remote.name, { ...(state.current && { previous: state.current }), ...(to && { release: to }) });
   // One host: the lock step did the work (`finish`); several: each host's step runs once every lock is taken.
   const fused = reported(locked.inspected.get(remote.name)!, ROLLBACK_KEYS.rollback) !== undefined;
   let r = locked.inspected.get(remote.name)!;
@@ -169,7 +187,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
+  if (result.noop) {
+    // Audited as a deploy's no-op is (one host: the lock step wrote it, refusedOrNoop).
+    if (!locked.finished(remote.name)) locked.audit(remote.name, { ...ALREADY_LIVE, release: from, previous: from });
+    return { ...result, notes: [`${result.release} is already live`] };
+  }
   if (verdict !== 'ok') throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? 'no answer'})`, `see ops status ${env.name} and ops audit ${env.name}`);
   const slot = (reported(r, ROLLBACK_KEYS.rollback_slot) as Slot | undefined) ?? idle;
   const ranWith = rollbackSettings(r, today);
@@ -265,8 +287,9 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
+        ...(to && { fields: { release: to } }),
         ...(alone && {
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script, unlock()),
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, unlock()),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

@@ -41,8 +41,11 @@ export function historyFunctions(env: Target): string {
 export interface ReleaseRecord {
   id: string;
   sha: string;
-  /** From the markers in its directory. */
-  status: 'ok' | 'failed' | 'abandoned';
+  /**
+   * From the markers in its directory; `unfinished`: none, and it never went live (release_went_live, the test
+   * rollback --to applies: its deploy was interrupted or killed before its switch, or is under way).
+   */
+  status: 'ok' | 'failed' | 'abandoned' | 'unfinished';
   /** Sequence number of the last time it went live; undefined if it never did. */
   liveSeq?: number;
   /** Sequence number of its last event (live, failed, abandoned); undefined if none (an interrupted deploy). */
@@ -53,7 +56,7 @@ export interface ReleaseRecord {
 export function parseReleaseRecord(line: string): ReleaseRecord {
   const [id = '', sha = '', status = 'ok', live = '-', last = '-'] = line.split(' ');
   const num = (v: string) => (/^\d+$/.test(v) ? Number(v) : undefined);
-  return { id, sha, status: status === 'failed' || status === 'abandoned' ? status : 'ok', liveSeq: num(live), eventSeq: num(last) };
+  return { id, sha, status: status === 'failed' || status === 'abandoned' || status === 'unfinished' ? status : 'ok', liveSeq: num(live), eventSeq: num(last) };
 }
 
 /** Releases in the order they last went live, most recent first; never-live ones after, latest event first. */
@@ -103,7 +106,7 @@ export function retention(releases: ReleaseRecord[], r: Retention): Map<string, 
     const bad = badPlace.get(rel.id);
     let reason: KeepReason;
     if (bad === undefined && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (bad !== undefined && bad < r.keepFailed) reason = `${rel.status === 'ok' ? 'never went live' : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    else if (bad !== undefined && bad < r.keepFailed) reason = `${rel.status === 'ok' || rel.status === 'unfinished' ? 'never went live' : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
     if (bad === undefined) good++;
     if (rel.id === r.current) reason ??= 'live';
     else if (warm) reason = `${reason ? `${reason}; ` : ''}warm on slot ${warm.slot}`;

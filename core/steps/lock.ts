@@ -184,7 +184,11 @@ ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
+# Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
+fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `
@@ -200,7 +204,7 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 }
 
 /**
- * Shell that appends audit lines and releases our own lock (the run id matches), reporting `lock released`:
+ * Shell that, when the lock is ours (the run id matches), appends audit lines and releases it, reporting `lock released` (else `lock not_held`):
  * the end of `releaseLock`, and what a run's last step on a host appends to end the run there in the same
  * round trip. `auditWords` are shell words, each expanding to one line (`quote(line)`, or a quoted template
  * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
@@ -216,9 +220,13 @@ if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} &
 fi
 `
     : '';
-  return String.raw`${audit}lock=${quote(L.lock)}
+  // The lines only with the lock: a run that never held it (stopped while queued) or lost it (released by force;
+  // the run then says so itself, core/ops/locked.ts) writes none here, nor twice after its last step let go.
+  return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+if [ "$holder_run" = ${quote(runId)} ]; then
+${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */
@@ -279,15 +287,18 @@ rm -rf "$lock"`,
 
 /**
  * A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release; with `previous`
- * (the `previous_back` report: previous_back's line), what that slot holds again and whether it is warm.
+ * (the `previous_back` report: previous_back's line), what that slot holds again and whether it is warm. `operation`:
+ * the interrupted run's (a rollback starts a release that went live before: it only did not go live again).
  */
-export function stoppedSlotLine(report: string, previous?: string): string {
+export function stoppedSlotLine(report: string, previous?: string, operation?: string): string {
   const [slot = '', release = ''] = report.trim().split(' ');
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ''}`;
+  const started = operation === 'rollback' ? `the interrupted rollback had started ${release} (live before; the rollback did not switch to it)` : `the interrupted run had started ${release} (it never went live)`;
+  return `stopped slot ${slot}, where ${started}${previous?.trim() ? `; ${previous.trim()}` : ''}`;
 }
 
 export interface LockInfo {
-  state: 'free' | 'held' | 'stale' | 'acquired' | 'released';
+  /** not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. */
+  state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held';
   holder: Record<string, string>;
 }
 

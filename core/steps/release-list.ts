@@ -12,7 +12,8 @@ import { LIBRARY_KEYS } from './libraries.ts';
 export const RELEASES_KEYS = reportKeys('current', 'slot', 'release_json');
 
 export type ReleaseInfo = ReleaseSummary & {
-  status: 'current' | 'ok' | 'failed' | 'abandoned';
+  /** current: live; ok: went live; failed, abandoned (rolled back from): marked; unfinished: never went live, its deploy interrupted (ReleaseRecord). */
+  status: 'current' | 'ok' | 'failed' | 'abandoned' | 'unfinished';
   /** Why the next prune keeps it ("live", "good: 2 of keep 5", "failed: 1 of keep_failed 2, ...", "warm on slot blue"), or undefined: the next deploy prunes it. */
   kept?: string;
   /** Sequence number of the last time it went live on this host (its history), if it did. */

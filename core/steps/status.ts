@@ -87,7 +87,7 @@ ops_report ${STATUS_KEYS.slot} "$live_slot"
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then
   ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${'$'}{cur##*/}" '' 2>/dev/null; [ "${'$'}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
-  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do [ -n "${'$'}{history_live_seq[$r]:-}" ] || printf '%s ' "$r"; done)"
+  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${'$'}{cur##*/}" || printf '%s ' "$r"; done)"
 fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
 # it, its configuration as nginx -t sees it, and "/" through it.

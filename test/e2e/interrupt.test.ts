@@ -93,6 +93,56 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
+  it('Ctrl-C while queued behind another run (switch.lock_wait): it gives up waiting, stops nothing of the holder\'s and writes no audit line', async () => {
+    const before = await liveAndServed();
+    const audited = (await auditLog(project.ctx(), project.env(), 100))[0]!.entries.length;
+    let holder: SpawnedOps | undefined;
+    try {
+      holder = await deployUntilBuild('sleep 60', '2q');
+      project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' }, switch: { ...(config.switch as object), lock_wait: 120 } });
+      const queued = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, () => true, 'the queued deploy', 10_000);
+      await new Promise((r) => setTimeout(r, 4000)); // connected, its lock step waiting
+      expect(await queued.stop('SIGINT')).toBe(130);
+      const out = queued.out();
+      expect(out).toContain(`SIGINT received during lock on ${host.name} (waiting for it, or taking it): giving up`);
+      expect(out).not.toContain('stopping them, releasing the lock');
+      expect(out).not.toContain('stopped what the run had left running');
+      expect(out).toMatch(new RegExp(`${host.name}: gave up waiting for the lock, held by a deploy run by [^\n]*: this run never held it there`));
+      // The holder goes on: its build still runs, its lock is held, no line of the queued run in the log.
+      expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('1');
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('held');
+      expect((await auditLog(project.ctx(), project.env(), 100))[0]!.entries.length).toBe(audited);
+    } finally {
+      project.write(config);
+      if (holder) expect(await holder.stop('SIGINT')).toBe(130);
+    }
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it('a deploy whose lock is released by force by someone else (ops lock release --force) during its build: it says so and by whom, not only that its build was killed; and audits itself', async () => {
+    const before = await liveAndServed();
+    let out = '';
+    try {
+      const ops = await deployUntilBuild('sleep 60', '2f');
+      const released = await breakLock(project.ctx(), project.env(), true);
+      expect(released[0]!.lock.state).toBe('held');
+      const code = await ops.stop('SIGCONT'); // (no stop: its exit, whenever it comes)
+      out = ops.out();
+      expect(code, out).not.toBe(0);
+      expect(code, out).not.toBe(130);
+    } finally {
+      project.write(config);
+    }
+    expect(out).toMatch(new RegExp(`step "build" on ${host.name} [^\n]*\n`));
+    expect(out).toMatch(new RegExp(`${host.name}: this run's lock was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a deploy run by [^"]*"\\) while it ran: that stopped the run's steps there`));
+    const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    expect(entries.map((e) => e.operation)).toEqual(['lock release', 'deploy']);
+    expect(entries[1]).toMatchObject({ result: 'failed', ref: 'main' });
+    expect(entries[1]!.message).toMatch(/its lock released by force by /);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   it('the runner killed outright during the build: the build goes on without it; `ops lock release` stops it before freeing the lock', async () => {
     const before = await liveAndServed();
     try {
@@ -152,8 +202,18 @@ server {
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
       await new Promise((r) => setTimeout(r, 1500));
-      const { out } = await stoppedCleanly(ops);
+      const { out, now } = await stoppedCleanly(ops);
       expect(out, out).toMatch(/SIGTERM received during switch on/);
+      // One run, one line: the switch was let end and put its release live, so the line is a success that says so
+      // (not "failed — interrupted" beside the success line of the step after it), with the run's ref, sha, release.
+      const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
+      const run = entries.filter((e) => e.operation === 'deploy' && e.release === now.current);
+      expect(run, JSON.stringify(entries)).toHaveLength(1);
+      expect(run[0]).toMatchObject({ result: 'success', ref: 'main' });
+      expect(run[0]!.sha).toMatch(/^[0-9a-f]{40}$/);
+      expect(run[0]!.message).toMatch(new RegExp(`^interrupted by SIGTERM during switch on ${host.name}, which was let end: ${now.current} is live`));
+      expect(entries.at(-1)).toEqual(run[0]);
+      expect(entries.filter((e) => /^interrupted by SIGTERM during switch/.test(e.message ?? '')), 'no second line for the run').toHaveLength(1);
     } finally {
       project.write(config);
     }

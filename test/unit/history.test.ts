@@ -138,6 +138,22 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     // Not a release id at all (a path out of the releases directory): refused the same way, never used.
     expect(choose(e, SKEWED, '..')).toEqual(['not_kept', '']);
   });
+
+  it('ops releases marks what rollback --to refuses as never live, by the same test (release_went_live): an interrupted deploy\'s release (no marker, no history line) is `unfinished`, never `ok`', () => {
+    const UNFINISHED = '20261105T100000Z-ffffffffffff';
+    const e = withHistory({ ...releases, [UNFINISHED]: '' }, SKEWED, events);
+    const listing = parseReleases(e, bash(e, keptReleases(e).script));
+    const status = Object.fromEntries(listing.map((r) => [r.id, r.status]));
+    expect(status).toEqual({ [SKEWED]: 'current', [B]: 'ok', [A]: 'ok', [C]: 'abandoned', [D]: 'failed', [UNFINISHED]: 'unfinished' });
+    // The one predicate: every release that is neither live nor marked is refused by rollback --to exactly when it is unfinished.
+    for (const r of listing) if (r.status === 'ok' || r.status === 'unfinished') expect(choose(e, SKEWED, r.id)[0], r.id).toBe(r.status === 'ok' ? 'ok' : 'never_live');
+    const text = formatReleases([{ host: 'web1', releases: listing }]);
+    expect(text).toMatch(new RegExp(`${UNFINISHED} .*\\[unfinished: never went live\\]`));
+    expect(text).not.toMatch(new RegExp(`${B} .*\\[`));
+    // A host without a history yet (derived): the live release is `current`, the rest as their markers say.
+    const fresh = env(host({ [A]: '', [B]: '' }, B));
+    expect(parseReleases(fresh, bash(fresh, keptReleases(fresh).script)).map((r) => r.status)).toEqual(['current', 'ok']);
+  });
 });
 
 const rec = (id: string, status: ReleaseRecord['status'], liveSeq?: number, eventSeq = liveSeq): ReleaseRecord => ({ id, sha: '', status, liveSeq, eventSeq });

@@ -33,12 +33,13 @@ interface Released {
  * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
+function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
   const other = randomBytes(6).toString('hex');
-  const step = ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env, force);
+  // `queued`: run r2's release after a Ctrl-C while it waited behind r1 (its own connection `other` gone): not its lock.
+  const step = queued ? releaseLock(env, 'r2', ['interrupted'], [other]) : ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env, force);
   const reader = runnerGone ? ` | { IFS= read -r _; IFS= read -r _; }` : '';
   const holder = held ? 'sleep 120 </dev/null >/dev/null 2>&1 & holder=$!; start=$(proc_start "$holder")' : 'holder=999999999; start=1';
   const setup = `${CONNECTION_FUNCTIONS}
@@ -118,6 +119,14 @@ describe('the forced release of a lock', () => {
     expect(r.audit).toBe('interrupted');
     expect(r.lock).toBe('removed');
   }, 60_000);
+
+  it('the release of a run stopped while queued behind another (Ctrl-C during switch.lock_wait): only its own waiting step stopped; the holder\'s lock, processes and audit log left alone', () => {
+    const r = release(true, { queued: true });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'alive', plain: 'alive', other: 'gone', step: 'alive' });
+    expect(r.audit, 'no line for a run that never held the lock').toBe('');
+    expect(r.lock).toBe('kept');
+    expect(r.out).not.toContain(`@ops ${LOCK_KEYS.lock} released`);
+  }, 60_000);
 });
 
 describe('ops lock release, for a terminal', () => {
@@ -138,5 +147,19 @@ describe('ops lock release, for a terminal', () => {
       'web3: released (STALE lock (its run is gone): a deploy run by bob, started 2026-12-01T20:00:00Z); the lock records no connection id of its run: check with ps; nothing is live',
       'web4: NOT released (locked: a deploy run by bob, started 2026-12-01T20:00:00Z): its run is still connected and ends on its own; if it is stuck, ops lock release prod --force stops what it runs there and removes the lock',
     ]);
+  });
+
+  it('a slot the dead run had started, stopped: a deploy\'s release never went live; a rollback\'s target had been live before (it only was not switched to again)', () => {
+    const stale = (operation: string) => ({ state: 'stale' as const, holder: { operation, actor: 'bob', since: '2026-12-01T20:00:00Z' } });
+    const text = formatLockRelease(
+      [
+        { host: 'web1', lock: stale('deploy'), stopped: ['41'], refused: false, live: '20261201T190000Z-abc', stoppedSlot: 'green 20261201T200000Z-def' },
+        { host: 'web2', lock: stale('rollback'), stopped: ['42'], refused: false, live: '20261201T190000Z-abc', stoppedSlot: 'green 20261130T100000Z-012' },
+      ],
+      'prod',
+    );
+    expect(text).toContain('web1: released (STALE lock (its run is gone): a deploy run by bob, started 2026-12-01T20:00:00Z); stopped what its run had left running there (processes 41); stopped slot green, where the interrupted run had started 20261201T200000Z-def (it never went live); 20261201T190000Z-abc is live');
+    expect(text).toContain('web2: released (STALE lock (its run is gone): a rollback run by bob, started 2026-12-01T20:00:00Z); stopped what its run had left running there (processes 42); stopped slot green, where the interrupted rollback had started 20261130T100000Z-012 (live before; the rollback did not switch to it); 20261201T190000Z-abc is live');
+    expect(text).not.toMatch(/20261130T100000Z-012 \(it never went live\)/);
   });
 });

@@ -10,7 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
+import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
+import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -107,7 +108,7 @@ describe('rollback operation', () => {
     expect(h.names()).toEqual(['lock']);
   });
 
-  it('one host with nothing earlier: the same error as ever; already live: a no-op; neither writes an audit line', async () => {
+  it('one host with nothing earlier: the same error as ever, no audit line; already live (--to the live id): a no-op, audited in the lock step as a deploy\'s no-op is', async () => {
     const none = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`, 'lock released') } : undefined));
     await expect(rollback(none.ctx, loadEnvironment('one', root))).rejects.toThrow(/web1 has no earlier healthy release to roll back to \(kept: /);
     expect(none.names()).toEqual(['lock']);
@@ -115,6 +116,20 @@ describe('rollback operation', () => {
     const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);
     expect(r.hosts[0]).toMatchObject({ release: LIVE, previous: LIVE, noop: true, notes: [`${LIVE} is already live`] });
     expect(noop.names()).toEqual(['lock']);
+    const lock = noop.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('if [ "$rollback_verdict" = noop ]; then');
+    expect(lock).toMatch(/"result":"no-op".*"message":"already live"/);
+  });
+
+  it('two hosts, --to the release live on both: a no-op on each, each audited (no-op, already live) when its lock is let go', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE } : step.name === 'rollback' ? { stdout: opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`) } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('two', root), LIVE);
+    expect(r.hosts.map((x) => x.noop)).toEqual([true, true]);
+    for (const host of ['web1', 'web2']) {
+      const unlock = h.remotes.get(host)!.runs.at(-1)!;
+      expect(unlock.step.name).toBe('unlock');
+      expect(unlock.stdin).toContain(`"result":"no-op","message":"already live","release":"${LIVE}","previous":"${LIVE}"`);
+    }
   });
 
   it('one host, a start that failed cleanly: "still serves", nothing stopped, the failure audited when the lock is let go', async () => {
@@ -351,6 +366,19 @@ describe('the rollback step on a host (bash)', () => {
     return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
   };
   const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
+
+  it('a one-host rollback\'s `refused` end (refusedOrNoop): the no-op writes its audit line, the live id read on the host; a refusal lets go alone', () => {
+    const base = host();
+    const e = target(base);
+    const unlock = (entry?: Partial<AuditEntry>, vars?: Partial<Record<keyof AuditEntry, string>>) =>
+      entry ? `ops_report audit ${auditTemplate({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', ...entry } as AuditEntry, vars ?? {})}` : 'ops_report let_go';
+    const end = (to: string) => parseReports(execFileSync('bash', ['-c', scriptText(rollbackStep(e, to, ':', { done: 'ops_report done', refused: refusedOrNoop(unlock) }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }));
+    const noop = end(LIVE);
+    expect(JSON.parse(at(noop, 'audit')!)).toEqual({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', result: 'no-op', message: 'already live', release: LIVE, previous: LIVE });
+    expect(at(noop, 'let_go')).toBeUndefined();
+    const refused = end('20260101T000000Z-0000000000aa');
+    expect([at(refused, 'rollback'), at(refused, 'audit'), at(refused, 'let_go')]).toEqual(['not_kept', undefined, '']);
+  });
 
   it('refusals and the no-op end with `refused`: nothing else runs, nothing changes', () => {
     const base = host();

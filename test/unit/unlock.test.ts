@@ -47,17 +47,17 @@ describe('unlockScript', () => {
     expect(statSync(env.layout.audit).mode & 0o777).toBe(0o644);
   });
 
-  it("leaves another run's lock (taken over after a forced release) and a log's own mode alone", async () => {
+  it("leaves another run's lock (taken over after a forced release, or held by the run it queued behind), the log and its mode alone: no line for a run that does not hold the lock", async () => {
     const { out, env } = await unlock('fedcba9876543210', '0123456789abcdef', ['x'], 0o600);
-    expect(out).not.toContain('lock released');
+    expect(out).toBe('@ops lock not_held');
     expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain('run_id=fedcba9876543210');
-    expect(readFileSync(env.layout.audit, 'utf8')).toBe('earlier\nx\n');
+    expect(readFileSync(env.layout.audit, 'utf8')).toBe('earlier\n');
     expect(statSync(env.layout.audit).mode & 0o777).toBe(0o600);
   });
 
   it('no lock at all: nothing to let go, no error', async () => {
     const { out, env } = await unlock(undefined, '0123456789abcdef', []);
-    expect(out).toBe('');
+    expect(out).toBe('@ops lock not_held');
     expect(existsSync(env.layout.lock)).toBe(false);
   });
 });

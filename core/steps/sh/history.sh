@@ -50,6 +50,10 @@ history_read() {
     if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
   done < <(history_lines)
 }
+# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
+# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
+# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
+release_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }
 # release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
 release_status() {
   release_state=ok
@@ -57,12 +61,16 @@ release_status() {
   [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
   true
 }
+# release_reports reports each release with its status: release_status's, or `unfinished` for one unmarked that
+# never went live (release_went_live: its deploy was interrupted, killed, or is under way).
 release_reports() {
-  local r d sha
+  local r d sha cur
   history_read
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}
   for r in $(release_ids); do
     d=$releases_dir/$r
     release_status "$r"
+    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
     sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}
     ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"
   done
@@ -80,7 +88,7 @@ rollback_choice() {
   if [ -n "$to" ]; then
     if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
     history_read
-    if [ "$to" != "$cur" ] && [ -z "${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
+    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi
   else
     history_read
     since=${history_live_seq[$cur]:-}

@@ -72600,119 +72600,7 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
 
 // core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
-# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
-# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
-# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
-# views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
-# Needs ops_report.
-history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
-# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
-release_ids() {
-  local d r
-  for d in "$releases_dir"/*/; do
-    r=\${d%/}; r=\${r##*/}
-    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
-  done
-}
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
-# last event (history_last_seq[ID]), and the last sequence number (history_seq).
-declare -gA history_live_seq history_last_seq
-history_seq=0
-history_read() {
-  local n _t event id _rest
-  history_live_seq=(); history_last_seq=(); history_seq=0
-  while IFS=$'\\t' read -r n _t event id _rest; do
-    [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); history_seq=$n
-    [ -n "$id" ] || continue
-    history_last_seq[$id]=$n
-    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
-  done < <(history_lines)
-}
-# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
-release_status() {
-  release_state=ok
-  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
-  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
-  true
-}
-release_reports() {
-  local r d sha
-  history_read
-  for r in $(release_ids); do
-    d=$releases_dir/$r
-    release_status "$r"
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
-  done
-  ops_report history_seq "$history_seq"
-}
-# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
-# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
-# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
-# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
-# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
-# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
-rollback_choice() {
-  local cur=$1 to=\${2:-} r seq since best=-1
-  release_id=""
-  if [ -n "$to" ]; then
-    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
-    history_read
-    if [ "$to" != "$cur" ] && [ -z "\${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
-  else
-    history_read
-    since=\${history_live_seq[$cur]:-}
-    for r in $(release_ids); do
-      seq=\${history_live_seq[$r]:-}
-      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
-      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
-      release_status "$r"
-      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
-    done
-    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
-  fi
-  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
-}
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
-  for s in blue green; do
-    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] || continue
-    # The release named in the file's header line (the first such line), read by bash.
-    id=""
-    while IFS= read -r line || [ -n "$line" ]; do
-      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
-    done < "$f"
-    ops_report slot_release "$s $id"
-  done
-  true
-}
-`;
+var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
 
 // core/steps/sh/host-lock.sh
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
@@ -73599,7 +73487,7 @@ ${HISTORY_FUNCTIONS}`;
 function parseReleaseRecord(line) {
   const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
   const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+  return { id, sha, status: status === "failed" || status === "abandoned" || status === "unfinished" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
 }
 function historyOrder(releases) {
   const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
@@ -73620,7 +73508,7 @@ function retention(releases, r) {
     const bad = badPlace.get(rel.id);
     let reason;
     if (bad === void 0 && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (bad !== void 0 && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    else if (bad !== void 0 && bad < r.keepFailed) reason = `${rel.status === "ok" || rel.status === "unfinished" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
     if (bad === void 0) good++;
     if (rel.id === r.current) reason ??= "live";
     else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
@@ -77156,7 +77044,11 @@ ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
+# Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
+fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
@@ -77177,13 +77069,28 @@ if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} &
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
+  return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+if [ "$holder_run" = ${quote(runId)} ]; then
+${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
-function stoppedSlotLine(report, previous) {
+function lockStatus(env) {
+  return {
+    name: "lock status",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(env.layout.lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}`
+  };
+}
+function stoppedSlotLine(report, previous, operation) {
   const [slot = "", release = ""] = report.trim().split(" ");
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ""}`;
+  const started = operation === "rollback" ? `the interrupted rollback had started ${release} (live before; the rollback did not switch to it)` : `the interrupted run had started ${release} (it never went live)`;
+  return `stopped slot ${slot}, where ${started}${previous?.trim() ? `; ${previous.trim()}` : ""}`;
 }
 function parseLock(result) {
   const holder = {};
@@ -77227,6 +77134,38 @@ function auditTemplate(entry, vars) {
   for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
   return word2;
 }
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+function appendAudit(env, entry) {
+  const L = env.layout;
+  const line = auditLine(entry);
+  return {
+    name: "audit",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `install -d -m 0755 ${quote(L.state)}
+printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
+chmod 0644 ${quote(L.audit)}`
+  };
+}
+function readAudit(env, lines) {
+  return {
+    name: "read audit log",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `f=${quote(env.layout.audit)}
+[ -f "$f" ] || exit 0
+tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
+  };
+}
 
 // core/ops/locked.ts
 init_shell();
@@ -77269,6 +77208,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
+  const about = /* @__PURE__ */ new Map();
+  const wentLive = /* @__PURE__ */ new Map();
+  const closingLines = /* @__PURE__ */ new Map();
+  const closingTimes = /* @__PURE__ */ new Map();
+  const notHeld = /* @__PURE__ */ new Set();
+  const notHeldSaid = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
@@ -77280,10 +77225,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          if (parseLock(r).state === "not_held") notHeld.add(host);
+          if (fresh && notHeld.has(host)) notHeldSaid.set(host, await notHeldLine(host));
           const stopped = reported(r, LOCK_KEYS.stopped);
-          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          if (stopped && !notHeld.has(host)) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
@@ -77295,6 +77242,41 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }
     return `${host} (${why})`;
+  };
+  const auditTail = async (host) => {
+    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
+    return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
+  };
+  const began = runnerNow(ctx).getTime() - 5 * 6e4;
+  const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
+  const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
+  const lockTakenAway = async (e) => {
+    const taken = [...notHeld].filter((host) => inspected.has(host));
+    if (!taken.length || !(e instanceof Error)) return e;
+    const said = [];
+    for (const host of taken) {
+      const tail2 = await auditTail(host);
+      const own = closingTimes.get(host);
+      if (own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      const by = brokenBy(lastBreak(tail2));
+      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
+      for (const line2 of pending.get(host) ?? []) {
+        const entry = parseAuditLine(line2);
+        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
+      }
+    }
+    if (!said.length) return e;
+    const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
+    return new OpsError(`${e.message}
+${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
+  };
+  const notHeldLine = async (host) => {
+    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
+    const lock2 = r && parseLock(r);
+    if (lock2 && lock2.state !== "free" && lock2.holder.run_id !== request.runId)
+      return `gave up waiting for the lock, held by ${describeHolder(lock2.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
+    return `this run did not hold the lock there when it stopped (${lock2 ? `it is ${lock2.state} now` : "it could not be read"}): no audit line of this run there`;
   };
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
@@ -77313,15 +77295,32 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     const all = inFlight.map((f) => `${f.step} on ${f.host}`);
     const during = all.length ? ` during ${all.join(", ")}` : "";
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
+    const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
-    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}${during}` })]);
-    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle()))).then((failures) => {
+    const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
+    const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
+    const switching = new Set(ending.map((f) => f.host));
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}`)]);
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve5) => setImmediate(resolve5))).then(() => {
+      for (const host of switching) {
+        if (!mine.has(host)) continue;
+        const undone = wentLive.get(host);
+        const release = about.get(host)?.release ?? options.fields?.release;
+        pending.set(host, [
+          ...queued(host),
+          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+        ]);
+        if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
+      }
+    });
+    void releaseAll(true, switchesEnded).then((failures) => {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
@@ -77347,7 +77346,6 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
-  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
@@ -77360,7 +77358,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     closing(host, entry, vars = {}) {
       const queued = pending.get(host) ?? [];
       const full = auditEntry(env, request, entry, runnerNow(ctx));
-      if (Object.keys(vars).length === 0) {
+      closingTimes.set(host, full.time);
+      if (Object.keys(vars).length === 0 && !stopping) {
         const fallback = auditLine(full);
         pending.set(host, [...queued, fallback]);
         closingLines.set(host, fallback);
@@ -77372,6 +77371,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       mine.delete(host);
       finished.add(host);
       pending.delete(host);
+    },
+    about(host, fields) {
+      about.set(host, { ...about.get(host), ...fields });
+    },
+    wentLive(host, undone) {
+      wentLive.set(host, undone);
     }
   };
   let result;
@@ -77379,7 +77384,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     result = await fn(run);
   } catch (e) {
     const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, e) : e;
+    const err = stopping ? e : await lockTakenAway(e);
+    throw left2.length ? lockLeft(env, left2, err) : err;
   } finally {
     await releaseAll();
     process.off("SIGINT", onSignal);
@@ -77615,6 +77621,10 @@ ${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name}
 ${hp.name}: ${back}` : ""}`, e.hint);
   return e;
 }
+function afterSwitchUndone(env) {
+  const undone = [...env.config.release.after_switch.length ? ["its after_switch hooks"] : [], ...env.config.switch.keep_previous ? [] : ["stopping the previous slot"], "pruning old releases"];
+  return `not done after it: ${undone.join(", ")} (the next deploy prunes)`;
+}
 async function switchHost(env, hp, p, locked) {
   const { h, state, result, newSlot } = hp;
   const dir = `${env.layout.releases}/${p.id}`;
@@ -77626,11 +77636,13 @@ async function switchHost(env, hp, p, locked) {
       const failure = await h.failure("switch", switched);
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
       hp.switched = true;
+      locked.wentLive(hp.name, `recording the switch failed; ${afterSwitchUndone(env)}`);
       hp.audit({ result: "failed", message: "live, but recording the switch failed" });
       throw new OpsError(`${failure.message}
 ${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
+    locked.wentLive(hp.name, afterSwitchUndone(env));
     reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
@@ -77906,6 +77918,7 @@ async function deploy(ctx, environment, options = {}) {
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)));
       const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]));
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
+      env.hosts.forEach((h, i) => locked.about(h.name, { release: p.id, ...states[i].current && { previous: states[i].current } }));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : void 0;
@@ -77923,6 +77936,7 @@ async function deploy(ctx, environment, options = {}) {
       }
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
+      fields: { ref: p.resolved.ref, sha: p.resolved.sha },
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.

@@ -74166,6 +74166,38 @@ function auditTemplate(entry, vars) {
   for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
   return word2;
 }
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+function appendAudit(env, entry) {
+  const L = env.layout;
+  const line = auditLine(entry);
+  return {
+    name: "audit",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `install -d -m 0755 ${quote(L.state)}
+printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
+chmod 0644 ${quote(L.audit)}`
+  };
+}
+function readAudit(env, lines) {
+  return {
+    name: "read audit log",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `f=${quote(env.layout.audit)}
+[ -f "$f" ] || exit 0
+tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
+  };
+}
 
 // core/steps/lock.ts
 init_shell();
@@ -74524,7 +74556,11 @@ ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
+# Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
+fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
@@ -74545,13 +74581,28 @@ if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} &
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
+  return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+if [ "$holder_run" = ${quote(runId)} ]; then
+${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
-function stoppedSlotLine(report, previous) {
+function lockStatus(env) {
+  return {
+    name: "lock status",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(env.layout.lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}`
+  };
+}
+function stoppedSlotLine(report, previous, operation) {
   const [slot = "", release = ""] = report.trim().split(" ");
-  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)${previous?.trim() ? `; ${previous.trim()}` : ""}`;
+  const started = operation === "rollback" ? `the interrupted rollback had started ${release} (live before; the rollback did not switch to it)` : `the interrupted run had started ${release} (it never went live)`;
+  return `stopped slot ${slot}, where ${started}${previous?.trim() ? `; ${previous.trim()}` : ""}`;
 }
 function parseLock(result) {
   const holder = {};
@@ -74607,6 +74658,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
+  const about = /* @__PURE__ */ new Map();
+  const wentLive = /* @__PURE__ */ new Map();
+  const closingLines = /* @__PURE__ */ new Map();
+  const closingTimes = /* @__PURE__ */ new Map();
+  const notHeld = /* @__PURE__ */ new Set();
+  const notHeldSaid = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
@@ -74618,10 +74675,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          if (parseLock(r).state === "not_held") notHeld.add(host);
+          if (fresh && notHeld.has(host)) notHeldSaid.set(host, await notHeldLine(host));
           const stopped = reported(r, LOCK_KEYS.stopped);
-          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          if (stopped && !notHeld.has(host)) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           const slot = reported(r, LOCK_KEYS.stopped_slot);
-          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back))}`);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
@@ -74633,6 +74692,41 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }
     return `${host} (${why})`;
+  };
+  const auditTail = async (host) => {
+    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
+    return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
+  };
+  const began = runnerNow(ctx).getTime() - 5 * 6e4;
+  const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
+  const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
+  const lockTakenAway = async (e) => {
+    const taken = [...notHeld].filter((host) => inspected.has(host));
+    if (!taken.length || !(e instanceof Error)) return e;
+    const said = [];
+    for (const host of taken) {
+      const tail2 = await auditTail(host);
+      const own = closingTimes.get(host);
+      if (own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      const by = brokenBy(lastBreak(tail2));
+      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
+      for (const line2 of pending.get(host) ?? []) {
+        const entry = parseAuditLine(line2);
+        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
+      }
+    }
+    if (!said.length) return e;
+    const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
+    return new OpsError(`${e.message}
+${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
+  };
+  const notHeldLine = async (host) => {
+    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
+    const lock2 = r && parseLock(r);
+    if (lock2 && lock2.state !== "free" && lock2.holder.run_id !== request.runId)
+      return `gave up waiting for the lock, held by ${describeHolder(lock2.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
+    return `this run did not hold the lock there when it stopped (${lock2 ? `it is ${lock2.state} now` : "it could not be read"}): no audit line of this run there`;
   };
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
@@ -74651,15 +74745,32 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     const all = inFlight.map((f) => `${f.step} on ${f.host}`);
     const during = all.length ? ` during ${all.join(", ")}` : "";
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
+    const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
-    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}${during}` })]);
-    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle()))).then((failures) => {
+    const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
+    const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
+    const switching = new Set(ending.map((f) => f.host));
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}`)]);
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve3) => setImmediate(resolve3))).then(() => {
+      for (const host of switching) {
+        if (!mine.has(host)) continue;
+        const undone = wentLive.get(host);
+        const release = about.get(host)?.release ?? options.fields?.release;
+        pending.set(host, [
+          ...queued(host),
+          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+        ]);
+        if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
+      }
+    });
+    void releaseAll(true, switchesEnded).then((failures) => {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
@@ -74685,7 +74796,6 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
-  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
@@ -74698,7 +74808,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     closing(host, entry, vars = {}) {
       const queued = pending.get(host) ?? [];
       const full = auditEntry(env, request, entry, runnerNow(ctx));
-      if (Object.keys(vars).length === 0) {
+      closingTimes.set(host, full.time);
+      if (Object.keys(vars).length === 0 && !stopping) {
         const fallback = auditLine(full);
         pending.set(host, [...queued, fallback]);
         closingLines.set(host, fallback);
@@ -74710,6 +74821,12 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       mine.delete(host);
       finished.add(host);
       pending.delete(host);
+    },
+    about(host, fields) {
+      about.set(host, { ...about.get(host), ...fields });
+    },
+    wentLive(host, undone) {
+      wentLive.set(host, undone);
     }
   };
   let result;
@@ -74717,7 +74834,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     result = await fn(run);
   } catch (e) {
     const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, e) : e;
+    const err = stopping ? e : await lockTakenAway(e);
+    throw left2.length ? lockLeft(env, left2, err) : err;
   } finally {
     await releaseAll();
     process.off("SIGINT", onSignal);

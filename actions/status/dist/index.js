@@ -70831,119 +70831,7 @@ served_serial() {
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
 // core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
-# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
-# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
-# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
-# views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
-# Needs ops_report.
-history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
-# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
-release_ids() {
-  local d r
-  for d in "$releases_dir"/*/; do
-    r=\${d%/}; r=\${r##*/}
-    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
-  done
-}
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
-# last event (history_last_seq[ID]), and the last sequence number (history_seq).
-declare -gA history_live_seq history_last_seq
-history_seq=0
-history_read() {
-  local n _t event id _rest
-  history_live_seq=(); history_last_seq=(); history_seq=0
-  while IFS=$'\\t' read -r n _t event id _rest; do
-    [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); history_seq=$n
-    [ -n "$id" ] || continue
-    history_last_seq[$id]=$n
-    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
-  done < <(history_lines)
-}
-# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
-release_status() {
-  release_state=ok
-  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
-  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
-  true
-}
-release_reports() {
-  local r d sha
-  history_read
-  for r in $(release_ids); do
-    d=$releases_dir/$r
-    release_status "$r"
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
-  done
-  ops_report history_seq "$history_seq"
-}
-# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
-# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
-# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
-# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
-# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
-# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
-rollback_choice() {
-  local cur=$1 to=\${2:-} r seq since best=-1
-  release_id=""
-  if [ -n "$to" ]; then
-    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
-    history_read
-    if [ "$to" != "$cur" ] && [ -z "\${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
-  else
-    history_read
-    since=\${history_live_seq[$cur]:-}
-    for r in $(release_ids); do
-      seq=\${history_live_seq[$r]:-}
-      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
-      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
-      release_status "$r"
-      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
-    done
-    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
-  fi
-  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
-}
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
-  for s in blue green; do
-    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] || continue
-    # The release named in the file's header line (the first such line), read by bash.
-    id=""
-    while IFS= read -r line || [ -n "$line" ]; do
-      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
-    done < "$f"
-    ops_report slot_release "$s $id"
-  done
-  true
-}
-`;
+var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
 
 // core/steps/sh/identity.sh
 var identity_default = `# shellcheck shell=bash
@@ -72084,7 +71972,7 @@ ops_report ${STATUS_KEYS.slot} "$live_slot"
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then
   ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${"$"}{cur##*/}" '' 2>/dev/null; [ "${"$"}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
-  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do [ -n "${"$"}{history_live_seq[$r]:-}" ] || printf '%s ' "$r"; done)"
+  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${"$"}{cur##*/}" || printf '%s ' "$r"; done)"
 fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
 # it, its configuration as nginx -t sees it, and "/" through it.

@@ -5,6 +5,7 @@
 // have kept the old one), like `sops updatekeys` and `sops rotate`.
 import { readFileSync } from 'node:fs';
 import { OpsError } from '../errors.ts';
+import { ChangedOnDiskError, shownPath } from './atomic.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
 import { checkRecipient, type Identities } from './keys.ts';
 import { recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
@@ -53,6 +54,26 @@ async function openAll(root: string, env: string, open: OpenWith): Promise<Secre
 }
 
 /**
+ * Save each file in turn (SecretsFile.save: only over the version read), returning whether each was written. One found
+ * changed by something else stops the run there: the error names the files already written before it, so that the
+ * user knows the command got half-way (run again, it finishes from what the files are now).
+ * @throws ChangedOnDiskError naming what was written, or save's error.
+ */
+async function saveEach(files: SecretsFile[]): Promise<boolean[]> {
+  const written: boolean[] = [];
+  for (const s of files) {
+    try {
+      written.push(await s.save());
+    } catch (e) {
+      const done = files.filter((_, i) => written[i]).map((f) => shownPath(f.file));
+      if (e instanceof ChangedOnDiskError && done.length) throw new ChangedOnDiskError(`${e.message}; already written by this command: ${done.join(', ')}`, 'run the command again: it finishes the rest from the files as they are now');
+      throw e;
+    }
+  }
+  return written;
+}
+
+/**
  * Give every sops file of the environment the recipients .sops.yaml lists for it (like `sops updatekeys`):
  * a removed one rotates the file's data key. @returns one change per file ([] when there is none yet).
  * @throws OpsError when a file cannot be opened (nothing written then).
@@ -60,10 +81,10 @@ async function openAll(root: string, env: string, open: OpenWith): Promise<Secre
 export async function syncRecipients(root: string, env: string, open: OpenWith): Promise<FileChange[]> {
   const wanted = recipientsFor(root, secretsPath(root, env));
   const out: FileChange[] = [];
-  for (const s of await openAll(root, env, open)) {
-    const { added, removed } = s.setRecipients(wanted);
-    out.push({ file: s.file, written: await s.save(), added, removed, recipients: s.recipients });
-  }
+  const opened = await openAll(root, env, open);
+  const changes = opened.map((s) => s.setRecipients(wanted));
+  const written = await saveEach(opened);
+  opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, ...changes[i]!, recipients: s.recipients }));
   return out;
 }
 
@@ -79,10 +100,8 @@ export async function addRecipient(root: string, env: string, recipient: string,
   const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
   const out: FileChange[] = [];
   for (const s of opened) s.addRecipient(r);
-  for (const s of opened) {
-    const written = await s.save();
-    out.push({ file: s.file, written, added: written ? [r] : [], removed: [], recipients: s.recipients });
-  }
+  const written = await saveEach(opened);
+  opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, added: written[i] ? [r] : [], removed: [], recipients: s.recipients }));
   await setEnvRule(root, env, [...base, r]);
   return out;
 }
@@ -104,7 +123,8 @@ export async function removeRecipient(root: string, env: string, recipient: stri
   if (inRule && remaining.length === 0) throw new OpsError(`${r} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
   for (const s of inFiles) s.removeRecipient(r);
   const files: FileChange[] = [];
-  for (const s of inFiles) files.push({ file: s.file, written: await s.save(), added: [], removed: [r], recipients: s.recipients });
+  const written = await saveEach(inFiles);
+  inFiles.forEach((s, i) => files.push({ file: s.file, written: written[i]!, added: [], removed: [r], recipients: s.recipients }));
   if (inRule) await setEnvRule(root, env, remaining);
   return { files, fromRule: inRule };
 }
@@ -117,9 +137,7 @@ export async function removeRecipient(root: string, env: string, recipient: stri
 export async function rotateDataKeys(root: string, env: string, open: OpenWith): Promise<{ file: string; recipients: string[] }[]> {
   const opened = await openAll(root, env, open);
   if (!opened.length) throw new OpsError(`environments/${env} has no sops-encrypted files`);
-  for (const s of opened) {
-    s.rotate();
-    await s.save();
-  }
+  for (const s of opened) s.rotate();
+  await saveEach(opened);
   return opened.map((s) => ({ file: s.file, recipients: s.recipients }));
 }

@@ -6,7 +6,7 @@ import { isAbsolute, join, relative, sep } from 'node:path';
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
 
@@ -51,6 +51,8 @@ function parseAge(file: string, i: number, node: unknown): string[] {
 
 interface Loaded {
   path: string;
+  /** The file's text as read: what a change may replace (writeIfUnchanged). */
+  text: string;
   doc: Document;
   rules: CreationRule[];
 }
@@ -61,7 +63,8 @@ function load(root: string, required: boolean): Loaded | undefined {
     if (!required) return undefined;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, 'create an environment with `ops env new <name>`, which writes its rule');
   }
-  const doc = parseDocument(readFileSync(path, 'utf8'), { prettyErrors: false });
+  const text = readFileSync(path, 'utf8');
+  const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   const rules: CreationRule[] = [];
   const contents = doc.contents;
@@ -81,7 +84,7 @@ function load(root: string, required: boolean): Loaded | undefined {
     }
     rules.push({ index, pathRegex: typeof re === 'string' && re !== '' ? re : undefined, age: parseAge(SOPS_CONFIG_FILE, index, item.get('age', true)) });
   });
-  return { path, doc, rules };
+  return { path, text, doc, rules };
 }
 
 /** The creation rules of <root>/.sops.yaml ([] when there is none). */
@@ -113,9 +116,15 @@ export function recipientsFor(root: string, file: string): string[] {
 
 /**
  * Give environment `env` the recipients `recipients` in .sops.yaml: its own rule (path_regex
- * envPathRegex(env)) is updated, or created before any rule that would otherwise match its files.
+ * envPathRegex(env)) is updated, or created before any rule that would otherwise match its files. Written only over
+ * the file as read, read again when another command changed it meanwhile (retryOnChange: two environments' rules
+ * changed at once both land). @throws ChangedOnDiskError when it kept changing, OpsError for a broken file.
  */
 export async function setEnvRule(root: string, env: string, recipients: string[]): Promise<void> {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients));
+}
+
+async function setEnvRuleOnce(root: string, env: string, recipients: string[]): Promise<void> {
   const regex = envPathRegex(env);
   const list = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
@@ -152,11 +161,15 @@ export async function setEnvRule(root: string, env: string, recipients: string[]
     if (at) items.splice(at.index, 0, rule);
     else items.push(rule);
   }
-  await writeFileAtomic(join(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }));
+  await writeIfUnchanged(join(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null);
 }
 
-/** Remove environment `env`'s own rule from .sops.yaml. Returns false if it had none. */
+/** Remove environment `env`'s own rule from .sops.yaml (as setEnvRule writes it). Returns false if it had none. */
 export async function removeEnvRule(root: string, env: string): Promise<boolean> {
+  return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
+}
+
+async function removeEnvRuleOnce(root: string, env: string): Promise<boolean> {
   const regex = envPathRegex(env);
   const loaded = load(root, false);
   if (!loaded) return false;
@@ -165,6 +178,6 @@ export async function removeEnvRule(root: string, env: string): Promise<boolean>
   const i = seq.items.findIndex((it) => isMap(it) && it.get('path_regex') === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
-  await writeFileAtomic(loaded.path, loaded.doc.toString({ lineWidth: 0 }));
+  await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }

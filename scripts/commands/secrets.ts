@@ -266,39 +266,35 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       ctx.reporter.mask(value);
       // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
       // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
-      const { ChangedOnDiskError } = await import('../../core/secrets/atomic.ts');
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
-          let existing: TreeNode | undefined = secrets.tree;
-          for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-          if (existing?.kind === 'list' && !ctx.values.replace) {
-            const n = existing.items.length;
-            throw new OpsError(
-              `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
-              `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
-            );
-          }
-          if (existing?.kind === 'map' && !ctx.values.replace) {
-            const lost = leafPaths(existing, path);
-            throw new OpsError(
-              `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
-              `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
-            );
-          }
-          const before = secrets.data;
-          secrets.set(path, str(value));
-          // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
-          const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-          (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
-          const written = await secrets.save();
-          ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
-          return 0;
-        } catch (e) {
-          if (!(e instanceof ChangedOnDiskError) || attempt >= 10) throw e;
+      const { retryOnChange } = await import('../../core/secrets/atomic.ts');
+      return retryOnChange(`ops secrets set ${env} ${key}`, async () => {
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
+        const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+        let existing: TreeNode | undefined = secrets.tree;
+        for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+        if (existing?.kind === 'list' && !ctx.values.replace) {
+          const n = existing.items.length;
+          throw new OpsError(
+            `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+            `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+          );
         }
-      }
+        if (existing?.kind === 'map' && !ctx.values.replace) {
+          const lost = leafPaths(existing, path);
+          throw new OpsError(
+            `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
+            `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
+          );
+        }
+        const before = secrets.data;
+        secrets.set(path, str(value));
+        // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
+        const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+        (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
+        const written = await secrets.save();
+        ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+        return 0;
+      });
     },
   }),
   command({

@@ -632,6 +632,30 @@ describe('two secrets commands writing one file at once', () => {
     expect(readdirSync(join(e.root, 'environments', 'qa'))).not.toContain('secrets.sops.yaml.lock');
   });
 
+  it('many sets at once (more than the machine has cores) all land, spread out by random pauses', async () => {
+    const e = await newEnv();
+    const keys = Array.from({ length: 24 }, (_, i) => `many_${i}`);
+    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
+    for (const r of runs) expect(r).toMatchObject({ code: 0, err: '' });
+    const data = (await open(e)).data;
+    for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
+  }, 60_000);
+
+  it('.sops.yaml changed for two environments at once (a recipient added to each): both rules keep their new recipient', async () => {
+    const e = await newEnv();
+    const qb = await cli(e.root, ['env', 'new', 'qb']);
+    expect(qb.code).toBe(0);
+    // Both environments' keys in one key file, as a team member who opens both has.
+    writeFileSync(e.keyFile, `${e.key}\n${qb.out.match(/AGE-SECRET-KEY-1[0-9A-Z]+/)![0]}\n`, { mode: 0o600 });
+    const recipients = await Promise.all([1, 2].map(async () => (await cli(e.root, ['keygen', '--output', join(tempDir(), 'k.txt')])).out.trim()));
+    const runs = await Promise.all(['qa', 'qb'].map((env, i) => cli(e.root, ['secrets', 'recipients', env, 'add', recipients[i]!], e.env)));
+    for (const r of runs) expect(r.code, r.err).toBe(0);
+    const rules = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
+    for (const r of recipients) expect(rules).toContain(r);
+    // And the files agree with their rules: nothing for `recipients sync` to take back.
+    for (const env of ['qa', 'qb']) expect((await cli(e.root, ['secrets', 'recipients', env], e.env)).err).toBe('');
+  });
+
   it('an edit whose file changed while the editor was open is not saved over the other change, and says so', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'kept'], e.env, 'first-value-Zq7w')).code).toBe(0);

@@ -61285,7 +61285,7 @@ var require_proper_lockfile = __commonJS({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
 import { open as open2, readFile as readFile2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, join as join5 } from "node:path";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
@@ -61314,10 +61314,10 @@ async function writeFileAtomic(file, content, mode) {
   } catch {
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = file) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
   let release;
   try {
-    release = await (0, import_proper_lockfile.lock)(file, { realpath: false, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } });
+    release = await (0, import_proper_lockfile.lock)(file, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
   } catch (e) {
     if (e.code !== "ELOCKED") throw e;
     throw new OpsError(`${shown} is being written by another command (its lock ${shown}.lock is held)`, `wait for it to end and run again; a lock left by a command that died is ignored after 10 s`);
@@ -61330,7 +61330,7 @@ async function writeIfUnchanged(file, content, expected, shown = file) {
     const bare = (t) => t?.replace(/^\uFEFF/, "") ?? null;
     if (bare(now) !== bare(expected))
       throw new ChangedOnDiskError(
-        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): nothing was written`,
+        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
     await writeFileAtomic(file, content);
@@ -61338,7 +61338,24 @@ async function writeIfUnchanged(file, content, expected, shown = file) {
     await release().catch(() => void 0);
   }
 }
-var import_proper_lockfile, ChangedOnDiskError;
+function shownPath(file) {
+  const r = relative(process.cwd(), file);
+  return r && !r.startsWith("..") && !isAbsolute2(r) ? r : file;
+}
+async function retryOnChange(what, attempt) {
+  const deadline = Date.now() + RETRY_FOR_MS;
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(e instanceof ChangedOnDiskError)) throw e;
+      if (Date.now() > deadline)
+        throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1e3} s (${n} attempts; ${e.message})`, "run it again once the other commands writing it have ended");
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
+    }
+  }
+}
+var import_proper_lockfile, ChangedOnDiskError, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -61346,6 +61363,7 @@ var init_atomic = __esm({
     init_errors();
     ChangedOnDiskError = class extends OpsError {
     };
+    RETRY_FOR_MS = 3e4;
   }
 });
 
@@ -69239,13 +69257,13 @@ var init_sops = __esm({
 
 // core/secrets/sops-config.ts
 import { existsSync as existsSync5, readFileSync as readFileSync5 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join6, relative, sep } from "node:path";
+import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
 }
 function rulePath(root, file) {
-  return (isAbsolute2(file) ? relative(root, file) : file).split(sep).join("/");
+  return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
 }
 function configError(file, what) {
   return new OpsError(`${file}: ${what}`, "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
@@ -69264,7 +69282,8 @@ function load(root, required) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
-  const doc = (0, import_yaml5.parseDocument)(readFileSync5(path, "utf8"), { prettyErrors: false });
+  const text = readFileSync5(path, "utf8");
+  const doc = (0, import_yaml5.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
@@ -69284,7 +69303,7 @@ function load(root, required) {
     }
     rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age: parseAge(SOPS_CONFIG_FILE, index, item.get("age", true)) });
   });
-  return { path, doc, rules };
+  return { path, text, doc, rules };
 }
 function readCreationRules(root) {
   return load(root, false)?.rules ?? [];
@@ -69311,6 +69330,9 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
   return rule.age;
 }
 async function setEnvRule(root, env, recipients) {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients));
+}
+async function setEnvRuleOnce(root, env, recipients) {
   const regex = envPathRegex(env);
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
@@ -69346,9 +69368,12 @@ async function setEnvRule(root, env, recipients) {
     if (at2) items2.splice(at2.index, 0, rule);
     else items2.push(rule);
   }
-  await writeFileAtomic(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }));
+  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null);
 }
 async function removeEnvRule(root, env) {
+  return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
+}
+async function removeEnvRuleOnce(root, env) {
   const regex = envPathRegex(env);
   const loaded = load(root, false);
   if (!loaded) return false;
@@ -69357,7 +69382,7 @@ async function removeEnvRule(root, env) {
   const i = seq.items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
-  await writeFileAtomic(loaded.path, loaded.doc.toString({ lineWidth: 0 }));
+  await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
 var import_yaml5, SOPS_CONFIG_FILE, CONFIG_HEADER;
@@ -69383,7 +69408,7 @@ var init_sops_config = __esm({
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes11 } from "node:crypto";
 import { existsSync as existsSync6, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join7, relative as relative2, resolve as resolve2, sep as sep2 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve2, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join7(root, "environments", validate("environment", env));
 }
@@ -69428,8 +69453,8 @@ function gitState(root, file) {
   }
 }
 function ageKeyFileProblems(root, env, path) {
-  const rel = relative2(root, path);
-  if (rel.startsWith("..") || isAbsolute3(rel) || env === THROWAWAY_ENVIRONMENT) return [];
+  const rel = relative3(root, path);
+  if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
   const shown = rel.split(sep2).join("/");
   const out = [
     `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
@@ -69452,7 +69477,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute3(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
+  const path = isAbsolute4(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync6(path, "utf8");
@@ -69523,7 +69548,7 @@ var init_env = __esm({
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir2, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join8, relative as relative3 } from "node:path";
+import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -69654,7 +69679,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
     if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative3(root, f));
+  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({

@@ -3,7 +3,7 @@
 // secret of the (sops-encrypted) file, and a run while a deploy holds the lock. Whatever happens: the file
 // reaches the loader whole and private to the app user, no secret reaches the log, and no copy stays on the host.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,7 +78,7 @@ describe.sequential('initdata on a real host', () => {
   }, 300_000);
 
   it('a loader failing half-way, printing a secret of the encrypted file: the run fails, the secret masked, nothing left', async () => {
-    await SecretsFile.create(dataFile(), fromPlain({ fail: true, users: [{ email: 'bob@example.org', password: SECRET }] }) as MapNode, { recipients: [recipient] }).save();
+    await SecretsFile.create(dataFile(), fromPlain({ fail: true, users: [{ email: 'bob@example.org', password: SECRET }] }) as MapNode, { recipients: [recipient] }).save({}, existsSync(dataFile()) ? readFileSync(dataFile(), 'utf8') : null); // over the plain file the tests before wrote
     expect(readFileSync(dataFile(), 'utf8')).not.toContain(SECRET);
     const r = await runOps(['initdata', 'e2e'], { root: project.root, processEnv: ctx().processEnv });
     expect(r.code, r.err).toBe(1);

@@ -267,7 +267,11 @@ lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
 [ "$lock_state" != free ] || exit 0
-${force ? '' : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi\n`}gone=()
+${force ? '' : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi\n`}# From here the lock is no longer its run's: that run, its step stopped below, must not take it for its own in its
+# unlock (or put its slot back: putPreviousBack) before this removes it, nor remove it unnoticed (core/ops/locked.ts
+# says the lock was released by force only when its unlock finds it not its own).
+sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null || true
+gone=()
 while IFS= read -r id; do
   id=${'$'}{id#connection=}; id=${'$'}{id//[[:space:]]/}
   # An id is one word of ours (core/remote/ssh.ts: hex); anything else in the file is not looked for.

@@ -74083,7 +74083,7 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock2}/info 2>/dev/null; then
+if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock2}/info 2>/dev/null || grep -q '^broken_run_id=' ${lock2}/info 2>/dev/null; then
   echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
 fi
 back_rc=0; back=$(previous_back ${slot} ${lock2}) || back_rc=$?

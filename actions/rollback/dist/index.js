@@ -63476,7 +63476,7 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null; then
+if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null || grep -q '^broken_run_id=' ${lock}/info 2>/dev/null; then
   echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
 fi
 back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?

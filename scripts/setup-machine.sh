@@ -87,31 +87,22 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-# python-dotenv, the real parser the .env tests read back with: pinned versions (test/support/python-dotenv.txt)
-# in venvs outside the clone, made once per machine (built aside, then renamed into place).
+# Real Python packages the tests run (not the app's: its own come from the lab's PyPI cache), each pinned in a venv
+# of its own outside the clone, made once per machine (built aside, then renamed into place): PACKAGE VERSION.
 py_cache=/var/cache/ops-pipeline/py
-mapfile -t py_versions < <(grep -v '^\s*#' test/support/python-dotenv.txt | awk 'NF {print $1}')
-for v in "${py_versions[@]}"; do
-  venv="$py_cache/python-dotenv-$v"
-  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('python-dotenv') != sys.argv[1])" "$v" 2>/dev/null; then
-    echo "installing python-dotenv $v into $venv"
+pinned_venv() {
+  local venv="$py_cache/$1-$2"
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])" "$1" "$2" 2>/dev/null; then
+    echo "installing $1 $2 into $venv"
     mkdir -p "$py_cache"
     rm -rf "$venv.new" "$venv"
     /usr/bin/python3 -m venv "$venv.new"
-    timeout 600 "$venv.new/bin/pip" install -q --disable-pip-version-check "python-dotenv==$v"
+    timeout 600 "$venv.new/bin/pip" install -q --disable-pip-version-check "$1==$2"
     mv "$venv.new" "$venv"   # the tests use only bin/python, which finds its venv from where it is
   fi
-done
-# Flask (with Werkzeug), the web framework the probe tests run real apps of: pinned in test/support/flask.txt, one
-# venv made once per machine, as above.
-flask_version=$(grep -v '^\s*#' test/support/flask.txt | awk 'NF {print $1; exit}')
-venv="$py_cache/flask-$flask_version"
-if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('flask') != sys.argv[1])" "$flask_version" 2>/dev/null; then
-  echo "installing flask $flask_version into $venv"
-  mkdir -p "$py_cache"
-  rm -rf "$venv.new" "$venv"
-  /usr/bin/python3 -m venv "$venv.new"
-  timeout 600 "$venv.new/bin/pip" install -q --disable-pip-version-check "flask==$flask_version"
-  mv "$venv.new" "$venv"
-fi
+}
+# python-dotenv, the real parser the .env tests read back with (test/support/python-dotenv.txt: every version listed);
+# Flask with Werkzeug, the framework the probe tests run real apps of (test/support/flask.txt).
+for v in $(grep -v '^\s*#' test/support/python-dotenv.txt | awk 'NF {print $1}'); do pinned_venv python-dotenv "$v"; done
+pinned_venv flask "$(grep -v '^\s*#' test/support/flask.txt | awk 'NF {print $1; exit}')"
 echo "machine ready"

@@ -49,7 +49,8 @@ export class ChangedOnDiskError extends OpsError {}
  * the one that read a version another has since replaced gets ChangedOnDiskError, having written nothing (a
  * read-modify-write without it silently dropped the other's change). The lock is proper-lockfile's (an
  * `<file>.lock` directory beside it, mkdir being atomic; seen as stale after 10 s, its holder having died), waited
- * for a few seconds. @throws ChangedOnDiskError, OpsError when the lock stays taken, or the write's error.
+ * for about 15 s (past that staleness). `shown`: the path in messages (as typed, when under the current directory).
+ * @throws ChangedOnDiskError, OpsError when the lock stays taken, or the write's error.
  */
 export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file)): Promise<void> {
   let release: () => Promise<void>;

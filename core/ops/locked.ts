@@ -12,12 +12,104 @@ import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
-import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
 
 export class LockError extends OpsError {}
+
+/**
+ * A step of the run changed nothing on `host`: the run's lock there was no longer its own (run_lock_guard, core/steps/sh/
+ * host-lock.sh: released by force, removed, or another run's now). `why` says which, `live` what `current` named then
+ * ('' when nothing). Nothing of the run changes that host after it (FencedRemote refuses the steps that follow).
+ */
+export class LockLostError extends OpsError {
+  constructor(
+    readonly host: string,
+    readonly step: string,
+    readonly why: string,
+    readonly live: string,
+  ) {
+    super(`step "${step}" on ${host} changed nothing: this run's lock there is no longer its own (${why})`);
+  }
+}
+
+/** run_lock_guard's line (lockLostLine) in its parts: why the lock is not the run's, and what `current` named. */
+function parseLost(host: string, step: string, line: string): LockLostError {
+  const m = /^(.*); this step changed nothing \(current names (.*)\)$/.exec(line);
+  const live = m?.[2] ?? '';
+  return new LockLostError(host, step, m?.[1] ?? line, live === 'nothing' ? '' : live);
+}
+
+/**
+ * A host's connection while the run holds its lock there (`holds`): every step it runs is fenced by the lock (fenceStep:
+ * run_lock_guard first, and again before a switch flips nginx and `current`), so a run that was paused (a frozen
+ * runner, a Ctrl-Z'd CLI) while someone released its lock by force changes nothing when it resumes. The first step
+ * that finds the lock gone throws LockLostError (also for `allowFailure`: nothing of the run may go on there) and
+ * `lost` is told; every later step or upload on it is refused with the same error without running. Steps once the lock
+ * is let go (the run ended there) and withLock's own (unlock, audit) run as they are (`inner`).
+ */
+class FencedRemote implements Remote {
+  private lostError?: LockLostError;
+  constructor(
+    readonly inner: Remote,
+    private readonly env: Target,
+    private readonly holds: () => boolean,
+    private readonly lost: (e: LockLostError) => void,
+  ) {}
+  get name(): string {
+    return this.inner.name;
+  }
+  get login(): string {
+    return this.inner.login;
+  }
+  get connection(): string {
+    return this.inner.connection;
+  }
+  async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+    if (!this.holds()) return this.inner.run(step, options);
+    if (this.lostError) throw this.lostError;
+    let result: StepResult;
+    try {
+      result = await this.inner.run(fenceStep(this.env, step), options);
+    } catch (e) {
+      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      throw e;
+    }
+    this.check(step, result.code, result.stderr);
+    return result;
+  }
+  /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
+  private check(step: Step, code: number | null, stderr: string): void {
+    const line = lockLostLine(code, stderr);
+    if (line === undefined) return;
+    this.lostError = parseLost(this.name, step.name, line);
+    this.lost(this.lostError);
+    throw this.lostError;
+  }
+  async upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void> {
+    if (this.holds() && this.lostError) throw this.lostError;
+    return this.inner.upload(content, remotePath, options);
+  }
+  inFlight(): string[] {
+    return this.inner.inFlight();
+  }
+  whenIdle(): Promise<void> {
+    return this.inner.whenIdle();
+  }
+  halt(reason: string): void {
+    this.inner.halt(reason);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** A session's connection to a host without the run's fence: withLock's own steps (unlock, audit, lock status). */
+function unfenced(remote: Remote): Remote {
+  return remote instanceof FencedRemote ? remote.inner : remote;
+}
 
 export interface LockedRun {
   /** Result of the `inspect` step run right after each host's lock was taken. */
@@ -134,6 +226,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // from it: `ops lock release --force`): no audit line was written there, nothing of the holder's stopped.
   const notHeld = new Set<string>();
   const notHeldSaid = new Map<string, string>();
+  // Hosts where a step of the run found the lock no longer its own (run_lock_guard) and changed nothing: nothing of the
+  // run changed them after it (FencedRemote).
+  const lost = new Map<string, LockLostError>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -146,7 +241,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     let why = '';
     for (const again of fresh ? [true] : [false, true]) {
       try {
-        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const remote = again ? await session.reconnect(host) : unfenced(session.remote(host));
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
@@ -174,7 +269,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /** The last lines of a host's audit log ([] when it cannot be read). */
   const auditTail = async (host: string): Promise<AuditEntry[]> => {
-    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => undefined);
+    const r = await unfenced(session.remote(host)).run(readAudit(env, 50), { allowFailure: true }).catch(() => undefined);
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   /**
@@ -190,23 +285,33 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       : 'removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)';
   /**
    * A run's failure on hosts where it found its lock gone (`ops lock release --force` by someone, which stops the
-   * run's processes there: the failed step's SIGTERM): said in the error, and audited (the unlock wrote nothing: the
-   * lock was not this run's). `e` otherwise.
+   * run's processes there: the failed step's SIGTERM; or, the run paused meanwhile, its next step found it so and did
+   * not begin: `lost`): said in the error, and audited as a failure (the unlock wrote nothing: the lock was not this
+   * run's; the audit log is append-only, nothing of the lock touched). `e` otherwise.
    */
   const lockTakenAway = async (e: unknown): Promise<unknown> => {
-    const taken = [...notHeld].filter((host) => inspected.has(host));
+    const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said: string[] = [];
     for (const host of taken) {
       const tail = await auditTail(host);
+      const refused = lost.get(host);
       // The run's last step let go itself (its answer lost with the connection): its line is there; nothing was taken.
       const own = closingTimes.get(host);
-      if (own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      if (!refused && own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
       const by = brokenBy(lastBreak(tail));
-      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
-      for (const line of pending.get(host) ?? []) {
-        const entry = parseAuditLine(line);
-        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
+      said.push(
+        refused
+          ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)'}`
+          : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`,
+      );
+      // Never a success line (the one a last step queued in case its answer were lost: that step did not run), and one
+      // line at least: the run stopped there.
+      const lines = (pending.get(host) ?? []).filter((l) => !refused || l !== closingLines.get(host));
+      const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: refused ? refused.message : 'stopped' }, runnerNow(ctx))];
+      for (const entry of entries) {
+        const failed = refused && entry.result === 'success' ? { result: 'failed' as const } : {};
+        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
       }
     }
     if (!said.length) return e;
@@ -216,7 +321,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {
     if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
-    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
+    const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
     const lock = r && parseLock(r);
     if (lock && lock.state !== 'free' && lock.holder.run_id !== request.runId)
       return `gave up waiting for the lock, held by ${describeHolder(lock.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
@@ -326,6 +431,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     process.off('SIGTERM', onSignal);
     throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
   }
+  // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
+  for (const host of mine) {
+    session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
+  }
   const line = (entry: AuditEntryFields) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run: LockedRun = {
     inspected,
@@ -368,6 +477,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   let result: T;
   try {
     result = await fn(run);
+    // A refusal the operation let pass (a clean-up's tryRun): the run still did not finish there.
+    const refused = [...lost.values()][0];
+    if (refused) throw refused;
   } catch (e) {
     const left = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
@@ -377,6 +489,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     await releaseAll();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
   if (left.length) throw lockLeft(env, left);

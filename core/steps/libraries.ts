@@ -21,6 +21,13 @@ import systemFunctions from './sh/system.sh';
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
+/**
+ * The exit code of run_lock_guard (host-lock.sh): a step of a run found the run's lock no longer its own (released by
+ * force, removed, or another run's now) and changed nothing.
+ */
+export const LOCK_LOST_EXIT = 75;
+/** How run_lock_guard's one line of stderr begins (core/steps/lock.ts lockLostLine finds it). */
+export const LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 /** critical_begin, critical_end, critical_wait, critical_done: a switch not cut off half-way by the runner going away. */
 export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 /** The most seconds critical_begin waits for a switch under way, and critical_wait for one to end (critical.sh). */

@@ -6,10 +6,10 @@
 import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 import { previousBackFunctions, previousBackSeconds, STARTED_RECORD } from './switch.ts';
 
-export { STARTED_RECORD };
+export { LOCK_LOST_EXIT, STARTED_RECORD };
 
 /** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
 export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
@@ -80,6 +80,31 @@ if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.
 
 export const LOCK_BUSY_EXIT = 3;
 
+/** The shell that sets the run's lock for run_lock_guard (OPS_RUN_LOCK, OPS_RUN_CURRENT): needs HOST_LOCK_FUNCTIONS to run it. */
+function runLockVars(env: Target): string {
+  return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)\nOPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
+}
+
+/**
+ * `step` fenced by the run's lock: it begins with run_lock_guard (core/steps/sh/host-lock.sh), which exits
+ * LOCK_LOST_EXIT, changing nothing, unless the lock on the host still records the step's connection (OPS_CONNECTION)
+ * and no forced release; its critical section (a switch) looks again right before flipping nginx and `current`
+ * (critical_begin). What core/ops/locked.ts runs every step of a run through while the run holds the lock there.
+ */
+export function fenceStep(env: Target, step: Step): Step {
+  return { ...step, script: `${HOST_LOCK_FUNCTIONS}\n${runLockVars(env)}\nrun_lock_guard\n${step.script}` };
+}
+
+/**
+ * run_lock_guard's line (without LOCK_LOST_MARK) when a step ended with its exit code and said it (`stderr`: the step's,
+ * or a StepError's tail), else undefined: a step's own command that happens to exit LOCK_LOST_EXIT is not one.
+ */
+export function lockLostLine(code: number | null, stderr: string): string | undefined {
+  if (code !== LOCK_LOST_EXIT) return undefined;
+  const line = stderr.split('\n').map((l) => l.trim()).find((l) => l.startsWith(LOCK_LOST_MARK));
+  return line?.slice(LOCK_LOST_MARK.length);
+}
+
 /**
  * `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state).
  * `finish`: a script run after it that may end the run on this host in the same round trip too (a no-op
@@ -114,6 +139,8 @@ while :; do
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
     for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
+    ${runLockVars(env).replace(/\n/g, '\n    ')}
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }

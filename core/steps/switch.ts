@@ -12,7 +12,7 @@ import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
@@ -516,14 +516,13 @@ export const PREVIOUS_KEYS = reportKeys('previous_back');
  * run's lock: warm again for an instant rollback, or said not to be; `previous_back` reports its line). Without such a
  * record, the slot is stopped and its file removed (as stopSlot does) only when it holds the release this run started
  * there (the lock's STARTED_RECORD): what it holds otherwise (the previous release already put back, a warm release the
- * start reused) is not this run's to stop. Nothing is touched once the lock is no longer this connection's (`ops lock
- * release --force` took it, and put the slot back itself; another run may hold it now). The live slot (the host's slot
- * record) is never touched.
+ * start reused) is not this run's to stop. Run under the run's lock (core/ops/locked.ts fences it, as every step of a
+ * run: run_lock_guard): once the lock is no longer this run's (`ops lock release --force` took it, and put the slot back
+ * itself; another run may hold it now), it touches nothing. The live slot (the host's slot record) is never touched.
  */
 export function putPreviousBack(env: Target, slot: Slot): Step {
   const L = env.layout;
   const lock = quote(L.lock);
-  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: 'root',
@@ -532,9 +531,6 @@ export function putPreviousBack(env: Target, slot: Slot): Step {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-if [ -z "${'$'}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null || grep -q '^broken_run_id=' ${lock}/info 2>/dev/null; then
-  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
-fi
 back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
@@ -849,6 +845,8 @@ ${settings === undefined ? ':' : recordSettings(env, settings)}
       # the start's records in the lock), or leaves the slot to the operation when that cannot be done here; a warm
       # slot reused as it ran stays as it was (it is the rollback target of the next try).
       ops_part rollback_switch
+      # The run's lock is no longer its own (run_lock_guard, right before the switch): nothing more is touched here.
+      if [ "$part_rc" = ${LOCK_LOST_EXIT} ]; then exit ${LOCK_LOST_EXIT}; fi
       if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
       if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}
       elif [ "$part_rc" != 0 ]; then

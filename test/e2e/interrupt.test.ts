@@ -400,7 +400,8 @@ server {
       const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
       const out = ops.out();
       expect(code, out).toBe(1);
-      expect(out).toContain(`slot ${idle} left as it is: the run's lock is no longer this run's`);
+      // Its next steps (a look at the disk after that failure, putting the slot back) are fenced by the lock: none changed anything.
+      expect(out).toMatch(new RegExp(`the lock on ${host.name} was released by force by \\S+ at \\S+ .*while this run was paused or held up \\(its next step there, "[^"]+", found it so and changed nothing\\); nothing more was changed there: ${before.current} is live`));
       expect(out).not.toMatch(/slot \w+ stopped/);
       // What the release put back still runs, the same process: the resumed run stopped nothing.
       expect(await slotHolds(idle)).toEqual(back);
@@ -409,5 +410,60 @@ server {
       project.write(config);
       commit(repo, { 'server.py': SERVER, VERSION: '14\n' }, 'fourteen: listens again');
     }
+  }, 400_000);
+
+  /** Once no process on the host carries the connection id the app's lock records (its run's steps there all ended), within 60 s. */
+  const stepsEnded = async () => {
+    const id = await onHost("sed -n 's/^connection=//p' /srv/sample/.ops/lock/info");
+    expect(id, 'the lock records its run\'s connection').toMatch(/^[0-9a-f]+$/);
+    for (let i = 0; i < 120; i++) {
+      if (!(await onHost(`grep -lzsx ${quote(`OPS_CONNECTION=${id}`)} /proc/[0-9]*/environ || true`))) return;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error('the run\'s steps on the host never ended');
+  };
+  /** A release that listens 6 s after it starts: its start step waits out its health check that long. */
+  const slowToListen = (version: string) => commit(repo, { 'server.py': pythonWebApp('os.environ["OPS_RELEASE"]', 'import time; time.sleep(6)'), VERSION: `${version}\n` }, `${version}: listens after 6 s`);
+
+  it('a run paused during its start (healthy, the step ended) whose lock is released by force: resumed, it changes nothing more (no switch to the slot the release put the previous release back on), fails saying so, and audits no success', async () => {
+    commit(repo, { 'server.py': SERVER, VERSION: '15\n' }, 'fifteen: listens');
+    await deploy(project.ctx(), project.env(), {});
+    const before = await liveAndServed();
+    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    const warm = await slotHolds(idle);
+    slowToListen('16');
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      process.kill(ops.child.pid!, 'SIGSTOP'); // a Ctrl-Z'd CLI, a frozen runner: its connection stays up
+      let released;
+      try {
+        // The start ends on the host (healthy), its answer waiting for the paused CLI; then someone breaks the lock.
+        await stepsEnded();
+        released = await breakLock(project.ctx(), project.env(), true);
+      } finally {
+        process.kill(ops.child.pid!, 'SIGCONT');
+      }
+      expect(released[0]!.lock.state).toBe('held');
+      expect(released[0]!.previousBack).toBe(`the previous release ${warm.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
+      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+      const out = ops.out();
+      expect(code, out).not.toBe(0);
+      expect(code, out).not.toBe(130);
+      expect(out).toMatch(new RegExp(`step "switch" on ${host.name} changed nothing: this run's lock there is no longer its own`));
+      expect(out).toMatch(new RegExp(`the lock on ${host.name} was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a deploy run by [^"]*"\\) while this run was paused or held up \\(its next step there, "switch", found it so and changed nothing\\); nothing more was changed there: ${before.current} is live`));
+      expect(out).not.toMatch(/^\s+at /m);
+    } finally {
+      project.write(config);
+    }
+    // nginx serves what it served (the release current names), and the slot the release put back is as it left it.
+    expect(await liveAndServed()).toEqual(before);
+    expect((await slotHolds(idle)).release).toBe(warm.release);
+    const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    expect(entries.map((e) => e.operation)).toEqual(['lock release', 'deploy']);
+    expect(entries[1]).toMatchObject({ result: 'failed', ref: 'main' });
+    expect(entries[1]!.message).toMatch(/changed nothing: .*its lock released by force by /);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    commit(repo, { 'server.py': SERVER, VERSION: '17\n' }, 'seventeen: listens at once');
   }, 400_000);
 });

@@ -24,6 +24,7 @@ import type { Step } from '../../core/remote/types.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
@@ -775,5 +776,38 @@ describe('the lock is never leaked by a run that ends', () => {
     const err = await deploy(ctx, env, {}).catch((e) => e);
     expect(err.message).toMatch(/^step "build" on web1 failed: build broke[\s\S]*\nthe lock of x could not be released on host web1 \(/);
     expect(err.hint).toMatch(/; then release it once this run has ended: ops lock release x \(it first stops what the run left running there\)$/);
+  });
+});
+
+describe('a deploy whose lock is taken away while it is paused (ops lock release --force by someone else)', () => {
+  it('every step after the lock is fenced by it; the switch that finds it gone changes nothing: nothing more runs there, the error says so and what is live, and the audit line says failed, never success', async () => {
+    const live = '20261125T120000Z-aaaaaaaaaaaa';
+    const breaker = JSON.stringify({ time: new Date().toISOString(), environment: 'x', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock of a deploy run by alice' });
+    const h = harness(opsLines(STATE, 'provisioned yes', `current ${live}`, 'slot blue'), (step) => {
+      if (step.name === 'switch' && step.script.includes('run_lock_guard'))
+        return { code: LOCK_LOST_EXIT, stderr: `${LOCK_LOST_MARK}it was removed (ops lock release, or by hand); this step changed nothing (current names ${live})\n` };
+      if (step.name === 'unlock') return { stdout: opsLines(STATE, 'lock not_held') };
+      if (step.name === 'read audit log') return { stdout: `@ops entry ${breaker}\n` };
+      return undefined;
+    });
+    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpsError);
+    const message = (err as OpsError).message;
+    expect(message).toMatch(/^step "switch" on web1 changed nothing: this run's lock there is no longer its own \(it was removed \(ops lock release, or by hand\)\)/);
+    expect(message).toContain(`web1: the lock on web1 was released by force by bob at `);
+    expect(message).toContain(`while this run was paused or held up (its next step there, "switch", found it so and changed nothing); nothing more was changed there: ${live} is live (what current names)`);
+    const names = h.remote.stepNames();
+    // After the refused switch: no previous back, no marking, no prune; only withLock's own unlock and audit, unfenced.
+    expect(names.slice(names.indexOf('switch'))).toEqual(['switch', 'unlock', 'read audit log', 'audit']);
+    for (const run of h.remote.runs) {
+      const fenced = run.stdin.includes('\nrun_lock_guard\n');
+      expect(fenced, run.step.name).toBe(!['lock', 'unlock', 'read audit log', 'audit'].includes(run.step.name));
+    }
+    // The line as appended, shell-quoted (a ' in it written '\'').
+    const appended = h.remote.runs.filter((r) => r.step.name === 'audit').map((r) => r.stdin.replaceAll("'\\''", "'"));
+    expect(appended).toHaveLength(1);
+    expect(appended[0]).toContain('"operation":"deploy","actor"');
+    expect(appended[0]).toMatch(/"result":"failed".*"message":"step \\"switch\\" on web1 changed nothing: [^"]*: its lock released by force by bob at /);
+    for (const run of h.remote.runs) expect(run.stdin).not.toContain('"result":"success"');
   });
 });

@@ -28,6 +28,10 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
     echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for ${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
+  # In a run (OPS_RUN_LOCK set: its steps are fenced, core/ops/locked.ts), the lock is looked at again right before
+  # the section changes anything (run_lock_guard, host-lock.sh): a forced release holds this flock (critical_wait)
+  # while it stops the run's processes, so it has either not begun (the section runs whole, then is stopped) or ended.
+  if [ -n "${OPS_RUN_LOCK:-}" ]; then run_lock_guard; fi
   # Sections run one at a time: a buffer still here is a SIGKILLed section's.
   rm -rf /run/.ops-critical.* 2>/dev/null || true
   # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small

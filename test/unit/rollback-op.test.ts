@@ -19,7 +19,7 @@ import { RecordingRemote, type Responder } from '../../core/remote/recording.ts'
 import { parseReports, reported } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { onHost } from '../../core/shell.ts';
-import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
@@ -514,5 +514,26 @@ describe('the rollback step on a host (bash)', () => {
       expect(Buffer.from(out, 'base64').toString()).toBe(slotConfig(e, slot, `${e.layout.releases}/${OLD}`, OLD));
       expect(out).toBe(execFileSync('bash', ['-c', `${slotConfigShell(e, slot, OLD)}\nprintf %s "$conf_b64"`], { encoding: 'utf8' }));
     }
+  });
+});
+
+describe('a rollback whose lock is taken away on a host while it is paused (ops lock release --force by someone else)', () => {
+  it('two hosts: its step there, fenced by the lock, changes nothing; nothing more runs there (no slot put back), the error says what is live, and the audit line says failed', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback' && host === 'web1') return { code: LOCK_LOST_EXIT, stderr: `${LOCK_LOST_MARK}it was released by force (ops lock release --force); this step changed nothing (current names ${LIVE})\n` };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      if (step.name === 'unlock' && host === 'web1') return { stdout: opsLines(KEYS, 'lock not_held') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(/^step "rollback" on web1 changed nothing: this run's lock there is no longer its own \(it was released by force \(ops lock release --force\)\)\nweb1 still serves /);
+    expect(e.message).toContain(`\nweb1: the lock on web1 was removed by someone else (no ops lock release in the audit log since this run began: removed by hand?) while this run was paused or held up (its next step there, "rollback", found it so and changed nothing); nothing more was changed there: ${LIVE} is live (what current names)`);
+    expect(h.names('web1')).toEqual(['lock', 'rollback', 'unlock', 'read audit log', 'audit']);
+    const audit = h.remotes.get('web1')!.runs.at(-1)!.stdin;
+    expect(audit).toContain('"operation":"rollback"');
+    expect(audit).toMatch(/"result":"failed".*its lock removed by someone else/);
+    expect(h.remotes.get('web1')!.runs[1]!.stdin).toContain('\nrun_lock_guard\n');
   });
 });

@@ -5,7 +5,9 @@
 // leaves a lock whose holder (its connection's sshd process) died with it: the next run reports it as stale.
 // To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and may
 // end the run there at once (`finish`: a no-op deploy); the unlock step writes the run's audit lines, and an
-// operation's last step on a host may carry the unlock itself (`closing`).
+// operation's last step on a host may carry the unlock itself (`closing`). Every step of the run on a host while it
+// holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
+// nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
@@ -201,7 +203,10 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
  * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
  * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
- * `options.inspect` runs in the lock's own step (its result is in LockedRun). SIGINT/SIGTERM release the lock
+ * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
+ * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock
+ * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
+ * saying who released it by force and what is live, and audits a failure. SIGINT/SIGTERM release the lock
  * and exit 130.
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
@@ -285,8 +290,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       : 'removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)';
   /**
    * A run's failure on hosts where it found its lock gone (`ops lock release --force` by someone, which stops the
-   * run's processes there: the failed step's SIGTERM; or, the run paused meanwhile, its next step found it so and did
-   * not begin: `lost`): said in the error, and audited as a failure (the unlock wrote nothing: the lock was not this
+   * run's processes there: the failed step's SIGTERM; or, the run paused meanwhile, its next step found it so and
+   * changed nothing: `lost`): said in the error, and audited as a failure (the unlock wrote nothing: the lock was not this
    * run's; the audit log is append-only, nothing of the lock touched). `e` otherwise.
    */
   const lockTakenAway = async (e: unknown): Promise<unknown> => {

@@ -466,4 +466,36 @@ server {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     commit(repo, { 'server.py': SERVER, VERSION: '17\n' }, 'seventeen: listens at once');
   }, 400_000);
+
+  it('the same with another deploy run between the forced release and the resume: the resumed run changes nothing of what that deploy made live (current, nginx), nor its audit', async () => {
+    await deploy(project.ctx(), project.env(), {});
+    slowToListen('18');
+    let after = { current: '', served: '' };
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      process.kill(ops.child.pid!, 'SIGSTOP');
+      try {
+        await stepsEnded();
+        await breakLock(project.ctx(), project.env(), true);
+        commit(repo, { 'server.py': SERVER, VERSION: '19\n' }, 'nineteen: another deploy meanwhile');
+        const other = await deploy(project.ctx(), project.env(), {});
+        after = await liveAndServed();
+        expect(after).toEqual({ current: other.release, served: other.release });
+      } finally {
+        process.kill(ops.child.pid!, 'SIGCONT');
+      }
+      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+      const out = ops.out();
+      expect(code, out).not.toBe(0);
+      expect(out).toMatch(new RegExp(`the lock on ${host.name} was released by force by \\S+ at \\S+ .*while this run was paused or held up \\(its next step there, "switch", found it so and changed nothing\\); nothing more was changed there: ${after.current} is live`));
+    } finally {
+      project.write(config);
+    }
+    expect(await liveAndServed()).toEqual(after);
+    const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
+    expect(entries.map((e) => [e.operation, e.result])).toEqual([['lock release', 'success'], ['deploy', 'success'], ['deploy', 'failed']]);
+    expect(entries[1]!.release).toBe(after.current);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 400_000);
 });

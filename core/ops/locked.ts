@@ -32,16 +32,18 @@ export class LockLostError extends OpsError {
     readonly step: string,
     readonly why: string,
     readonly live: string,
+    /** A step of the run had failed on that host before (stopped by the forced release while it ran): not a paused run's. */
+    readonly afterFailure = false,
   ) {
     super(`step "${step}" on ${host} changed nothing: this run's lock there is no longer its own (${why})`);
   }
 }
 
 /** run_lock_guard's line (lockLostLine) in its parts: why the lock is not the run's, and what `current` named. */
-function parseLost(host: string, step: string, line: string): LockLostError {
+function parseLost(host: string, step: string, line: string, afterFailure: boolean): LockLostError {
   const m = /^(.*); this step changed nothing \(current names (.*)\)$/.exec(line);
   const live = m?.[2] ?? '';
-  return new LockLostError(host, step, m?.[1] ?? line, live === 'nothing' ? '' : live);
+  return new LockLostError(host, step, m?.[1] ?? line, live === 'nothing' ? '' : live, afterFailure);
 }
 
 /**
@@ -54,6 +56,8 @@ function parseLost(host: string, step: string, line: string): LockLostError {
  */
 class FencedRemote implements Remote {
   private lostError?: LockLostError;
+  /** A fenced step failed before (a step the forced release stopped while it ran fails so). */
+  private failed = false;
   constructor(
     readonly inner: Remote,
     private readonly env: Target,
@@ -77,16 +81,18 @@ class FencedRemote implements Remote {
       result = await this.inner.run(fenceStep(this.env, step), options);
     } catch (e) {
       if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      this.failed = true;
       throw e;
     }
     this.check(step, result.code, result.stderr);
+    if (result.code !== 0) this.failed = true;
     return result;
   }
   /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
   private check(step: Step, code: number | null, stderr: string): void {
     const line = lockLostLine(code, stderr);
     if (line === undefined) return;
-    this.lostError = parseLost(this.name, step.name, line);
+    this.lostError = parseLost(this.name, step.name, line, this.failed);
     this.lost(this.lostError);
     throw this.lostError;
   }
@@ -304,11 +310,18 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       // The run's last step let go itself (its answer lost with the connection): its line is there; nothing was taken.
       const own = closingTimes.get(host);
       if (!refused && own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      const by = brokenBy(lastBreak(tail));
+      // The breaker writes its line once its release ended (it stops the run's processes first: up to some seconds).
+      let breaker = lastBreak(tail);
+      for (let i = 0; !breaker && i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        breaker = lastBreak(await auditTail(host));
+      }
+      const by = brokenBy(breaker);
+      const live = refused && (refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)');
       said.push(
-        refused
-          ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)'}`
-          : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`,
+        refused && !refused.afterFailure
+          ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${live}`
+          : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now${refused ? `; nothing more was changed there (its next step, "${refused.step}", found the lock gone): ${live}` : ''}`,
       );
       // Never a success line (the one a last step queued in case its answer were lost: that step did not run), and one
       // line at least: the run stopped there.

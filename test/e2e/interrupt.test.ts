@@ -400,8 +400,9 @@ server {
       const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
       const out = ops.out();
       expect(code, out).toBe(1);
-      // Its next steps (a look at the disk after that failure, putting the slot back) are fenced by the lock: none changed anything.
-      expect(out).toMatch(new RegExp(`the lock on ${host.name} was released by force by \\S+ at \\S+ .*while this run was paused or held up \\(its next step there, "[^"]+", found it so and changed nothing\\); nothing more was changed there: ${before.current} is live`));
+      // Its start was stopped by the release; its next steps (a look at the disk after that failure, putting the slot
+      // back) are fenced by the lock: none changed anything.
+      expect(out).toMatch(new RegExp(`this run's lock was released by force by \\S+ at \\S+ .* while it ran: that stopped the run's steps there .*; nothing more was changed there \\(its next step, "[^"]+", found the lock gone\\): ${before.current} is live`));
       expect(out).not.toMatch(/slot \w+ stopped/);
       // What the release put back still runs, the same process: the resumed run stopped nothing.
       expect(await slotHolds(idle)).toEqual(back);

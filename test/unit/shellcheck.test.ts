@@ -20,7 +20,7 @@ import { appendAudit, readAudit } from '../../core/steps/audit.ts';
 import { listCertificates, renewCertificate } from '../../core/steps/certs.ts';
 import { diskSpace, hostFacts } from '../../core/steps/facts.ts';
 import { initdataSettings, runInitdata } from '../../core/steps/initdata.ts';
-import { acquireLock, forceReleaseLock, lockStatus, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, fenceStep, forceReleaseLock, lockStatus, releaseLock } from '../../core/steps/lock.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
@@ -104,6 +104,8 @@ function render(env: Target): Record<string, Step> {
     startSlot: startSlot(env, 'green', release, RELEASE_ID),
     stopSlot: stopSlot(env, 'blue', 5),
     putPreviousBack: putPreviousBack(env, 'green'),
+    // Every step of a run while it holds the lock: run_lock_guard first (core/ops/locked.ts FencedRemote).
+    fenceStep: fenceStep(env, putPreviousBack(env, 'green')),
     switchTo: switchTo(env, 'green', RELEASE_ID, true, 'deploy', { fingerprint: '0'.repeat(32), dotenvSums: `${'1'.repeat(64)} ${'2'.repeat(64)}`, settings: 'app=01234567,programs=89abcdef' }),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }, 'app=01234567,programs=89abcdef'),

@@ -811,3 +811,28 @@ describe('a deploy whose lock is taken away while it is paused (ops lock release
     for (const run of h.remote.runs) expect(run.stdin).not.toContain('"result":"success"');
   });
 });
+
+describe('a deploy whose running step the forced release stopped', () => {
+  it('said as that release (while it ran), not as a paused run; its next steps there, fenced, change nothing (no release marked failed)', async () => {
+    const live = '20261125T120000Z-aaaaaaaaaaaa';
+    const breaker = JSON.stringify({ time: new Date().toISOString(), environment: 'x', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock' });
+    const h = harness(opsLines(STATE, 'provisioned yes', `current ${live}`, 'slot blue'), (step) => {
+      if (step.name === 'build') return { code: 143, stderr: 'Terminated\n' };
+      if (step.name === 'disk space' && step.script.includes('run_lock_guard'))
+        return { code: LOCK_LOST_EXIT, stderr: `${LOCK_LOST_MARK}it was released by force (ops lock release --force); this step changed nothing (current names ${live})\n` };
+      if (step.name === 'unlock') return { stdout: opsLines(STATE, 'lock not_held') };
+      if (step.name === 'read audit log') return { stdout: `@ops entry ${breaker}\n` };
+      return undefined;
+    });
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^step "build" on web1 was stopped by SIGTERM from outside this run/);
+    expect(err.message).toContain(`web1: this run's lock was released by force by bob at `);
+    expect(err.message).toContain(`while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now; nothing more was changed there (its next step, "disk space", found the lock gone): ${live} is live (what current names)`);
+    expect(err.message).not.toContain('paused');
+    const names = h.remote.stepNames();
+    // (The Python set, beside the build, ended as it did.) After the refusal: withLock's own unlock and audit only.
+    expect(names.slice(names.indexOf('disk space'))).toEqual(['disk space', 'unlock', 'read audit log', 'audit']);
+    expect(names.filter((n) => /^mark/.test(n))).toEqual([]);
+  });
+});

@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import type { Reporter } from '../report.ts';
-import { OpsError } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
@@ -135,11 +135,14 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     });
   // The hosts a stopped rollout leaves behind: a release made for nothing is marked, the run's failure audited.
   const stop = async (e: unknown) => {
-    const first = plans.find((hp) => hp.failed)?.name ?? 'another host';
+    const failedHost = plans.find((hp) => hp.failed);
+    const first = failedHost?.name ?? 'another host';
     const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
+    // What the host that failed said (its own reason, bounded), else the rollout's error: why this host stopped too.
+    const cause = failedHost?.reason ?? auditReason(e, (t) => ctx.reporter.redact(t));
     await Promise.all(
       behind.map(async (hp) => {
-        const why = `rollout stopped before the switch (${first} failed)`;
+        const why = auditReason(`rollout stopped before the switch (${first} failed: ${cause})`);
         if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
         hp.audit({ result: 'failed', message: why });
       }),
@@ -316,7 +319,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : undefined;
       const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : undefined;
       if (diverged) {
-        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: diverged.message });
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: auditReason(diverged, (t) => ctx.reporter.redact(t)) });
         throw diverged;
       }
       if (superseded) {

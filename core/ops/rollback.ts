@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { auditReason, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -141,6 +141,7 @@ fi`;
 
 async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined, today: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env, 'rollback');
+  const redact = (t: string) => ctx.reporter.redact(t);
   const state = parseState(locked.inspected.get(remote.name)!);
   const idle = rollbackSlot(state);
   // An interruption's audit line names what the rollback leaves (and the release asked for, if any).
@@ -155,7 +156,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
       // The step broke (timed out, lost its connection): whatever it started on the idle slot goes, and the release
       // the slot held before comes back (putPreviousBack, from the start's records in the lock).
       await h.tryRun(putPreviousBack(env, idle));
-      locked.audit(remote.name, { result: 'failed', previous: state.current, message: (e as Error).message.split('\n')[0]! });
+      locked.audit(remote.name, { result: 'failed', previous: state.current, message: auditReason(e, redact) });
       throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
     }
   }
@@ -203,7 +204,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   } catch (e) {
     // Failed after `current` flipped (its records): the release is live on that slot and serves; said so, the slot kept.
     if (reported(r, SWITCH_KEYS.switched) === target) {
-      failed('live, but recording the switch failed');
+      failed(`live, but recording the switch failed: ${auditReason(e, redact)}`);
       throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
     // Not cleanly (the step could not put the slot back itself): the release the slot held before the start comes back.
@@ -212,13 +213,13 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
       const put = await h.tryRun(putPreviousBack(env, slot));
       back = put && reported(put, PREVIOUS_KEYS.previous_back)?.trim();
     }
-    failed((e as Error).message.split('\n')[0]!);
+    failed(auditReason(e, redact));
     const message = `${(e as Error).message}${back ? `\n${remote.name}: ${back}` : ''}`;
     throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
-    failed('live, but stopping the previous slot failed');
+    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr)), redact)}`);
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);

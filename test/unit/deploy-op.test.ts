@@ -77,6 +77,12 @@ function harness(state: string, respond: Responder = () => undefined) {
   return { remote, ctx, reporter, connections: () => connections };
 }
 
+
+/** The messages of the audit lines (JSON, shell-quoted) a recorded step carries for the host to append. */
+function auditMessages(stdin: string): string[] {
+  return [...stdin.matchAll(/'(\{"time":[^']*\})'/g)].map((m) => (JSON.parse(m[1]!) as { message?: string }).message ?? '');
+}
+
 describe('deploy operation', () => {
   it('first deploy: code, release (with its .env), dependencies, build, migrate, start, switch, prune — over one connection', async () => {
     const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
@@ -295,6 +301,14 @@ describe('deploy operation', () => {
     expect(err.message).toContain(verdict.replace('user:pw@', 'user:***@'));
     expect(err.message).not.toContain(':pw@');
     expect(err.message).toContain('line 29');
+    // Why, in the audit line and in the release's mark: the step and its verdict (masked), not its log's last line.
+    const why = `step "start green" on web1 failed with exit code 3: ${verdict.replace('user:pw@', 'user:***@')}`;
+    const mark = h.remote.runs.find((r) => r.step.name === 'mark failed')!;
+    expect(mark.stdin).toContain(why);
+    const unlock = h.remote.runs.at(-1)!;
+    expect(unlock.step.name).toBe('unlock');
+    expect(auditMessages(unlock.stdin)).toEqual([why]);
+    expect(unlock.stdin).not.toContain(':pw@');
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {
@@ -303,7 +317,7 @@ describe('deploy operation', () => {
     expect(err.message).toMatch(/Read-only file system[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; the clean-up after the switch \(stopping the previous slot, pruning old releases\) failed$/);
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['switch', 'prune', 'disk space', 'unlock']);
-    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but the clean-up after the switch failed');
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toContain('live, but the clean-up after the switch failed: step "prune" on web1 failed with exit code 1: rm: cannot remove: Read-only file system');
   });
 
   it('the switch fails after `current` flipped (its records: history on a full disk, the fingerprint record): said live, its slot kept, not marked failed', async () => {
@@ -318,7 +332,8 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).not.toContain('previous back green');
     expect(h.remote.stepNames()).not.toContain('stop green');
     expect(h.remote.stepNames()).not.toContain('mark failed');
-    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but recording the switch failed');
+    // Why: a full disk, said as such (the step's output is the tool's write error).
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['live, but recording the switch failed: step "switch" on web1 failed with exit code 1: web1 ran out of disk space under /srv/sample']);
   });
 
   it('the switch fails before `current` flipped: nothing switched, the slot\'s previous release put back (the error says whether it is warm), the release marked failed', async () => {

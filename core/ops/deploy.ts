@@ -113,9 +113,17 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   // Refused before anything is sent to any host: a host that cannot run the deploy (the first one found), then
   // nginx masked, then the ports taken on the slot each host would start on, every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
-  for (const { host, state } of read) refuseUnready(env, host, state);
-  refuseMaskedNginx(read);
-  refuseTakenPorts(env, read);
+  try {
+    for (const { host, state } of read) refuseUnready(env, host, state);
+    refuseMaskedNginx(read);
+    refuseTakenPorts(env, read);
+  } catch (e) {
+    // Refused with nothing changed: still a run that failed, in every host's audit log, saying why.
+    const why = `refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const { host, state } of read)
+      if (!locked.finished(host)) locked.audit(host, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', ...(state.current && { previous: state.current }), result: 'failed', message: auditReason(why) });
+    throw e;
+  }
   for (const host of env.hosts) {
     const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
     if ('h' in b) plans.push(b);

@@ -359,6 +359,8 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+    // Refused, but a run that failed: in the audit log, saying why.
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['refused, nothing changed: web1 is not provisioned for x']);
   });
 
   it('supervisord not running (the state step says so): refused at the lock, naming it and its start, before any build; never "keeps serving"', async () => {
@@ -369,6 +371,7 @@ describe('deploy operation', () => {
     expect(err.message).not.toMatch(/keeps serving/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([expect.stringMatching(/^refused, nothing changed: supervisord is not running on web1 \(systemctl start supervisor\): nothing was started/)]);
   });
 
   it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {

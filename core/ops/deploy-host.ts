@@ -172,8 +172,11 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
     result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : 'with another .env or other settings'}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
-    if (state.liveHealth !== 'ok')
-      throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+    if (state.liveHealth !== 'ok') {
+      const unhealthy = new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+      audit({ result: 'failed', release: state.current, message: auditReason(`refused, nothing changed: ${auditReason(unhealthy, (t) => ctx.reporter.redact(t))}`) });
+      throw unhealthy;
+    }
     // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };

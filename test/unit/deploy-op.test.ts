@@ -205,6 +205,7 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health no healthy answer within 3s from server:3579:/health'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([`refused, nothing changed: ${v1.slice(0, 12)} is already live on web1 but not healthy: no healthy answer within 3s from server:3579:/health`]);
   });
 
   it('a failed Python set: the node set and the build beside it end first, no migrate, the Python step named', async () => {

@@ -164,23 +164,29 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
   const kept = state.releases.map((x) => x.id);
-  if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
-  if (verdict === 'supervisor_down') throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again');
+  // Refused by the host with nothing changed: audited as a failed run, saying why, where the lock is still held (a
+  // one-host rollback's lock step let go on its own, with no line).
+  const refuse = (err: OpsError): OpsError => {
+    if (!locked.finished(remote.name)) locked.audit(remote.name, { result: 'failed', ...(from && { previous: from }), message: auditReason(`refused, nothing changed: ${auditReason(err, redact)}`) });
+    return err;
+  };
+  if (verdict === 'no_live') throw refuse(new OpsError(`${remote.name} has no live release to roll back from`));
+  if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again'));
   if (verdict === 'ports_taken') {
     const taken = portsTaken(env, remote.name, state, r, idle);
-    if (taken) throw portsTakenError(env, [taken], ROLLBACK_PORTS);
-    throw new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`);
+    if (taken) throw refuse(portsTakenError(env, [taken], ROLLBACK_PORTS));
+    throw refuse(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
   if (verdict === 'none')
-    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
-  if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+    throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`));
+  if (verdict === 'not_kept') throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`));
   if (verdict === 'never_live') {
     const record = state.releases.find((x) => x.id === to);
     const why = record?.status === 'failed' ? 'its deploy failed' : 'its deploy did not finish';
-    throw new OpsError(
+    throw refuse(new OpsError(
       `release ${to} never went live on ${remote.name} (${why}): a rollback goes back to a release that served; ${remote.name} still serves ${from}`,
       `to run that commit, deploy it (a new release, built and health-checked): ops deploy ${env.name} --ref ${record?.sha || to?.split('-').pop()}`,
-    );
+    ));
   }
   const result: HostSwitch = { host: remote.name, release: verdict === 'noop' ? from : target, previous: from, noop: verdict === 'noop', steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
@@ -280,7 +286,12 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         // refused on its own, nginx_masked, supervisor_down or ports_taken, and let go).
         const inspected = [...session.remotes.values()].map((r): [string, StepResult] => [r.name, locked.inspected.get(r.name)!]);
         const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
-        if (refused) throw refused;
+        if (refused) {
+          // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
+          const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
+          for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: 'failed', ...(parseState(r).current && { previous: parseState(r).current }), message: why });
+          throw refused;
+        }
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {

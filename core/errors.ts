@@ -31,6 +31,8 @@ export class StepError extends OpsError {
     readonly signal?: string,
     hint?: string,
     readonly limit?: number,
+    /** What the step itself said of its failure, in one line (its reported `failure`: a start's health verdict), if it said. */
+    readonly verdict?: string,
   ) {
     // 128 + the signal's number (bash(1), EXIT STATUS): a SIGTERM or SIGKILL that reached the script from outside the
     // run (its own timeout is 124), e.g. another ops lock release --force, the OOM killer (SIGKILL), an admin.
@@ -71,7 +73,7 @@ export function readOnlySetHint(step: string, output: string): string | undefine
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';
   constructor(cause: StepError, summary: string, hint: string) {
-    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit, summary);
     this.message = `${cause.message}\n${summary}`;
   }
 }
@@ -104,6 +106,36 @@ export function maskSecretLike(text: string): string {
   return text
     .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@')
     .replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+}
+
+/** The longest reason auditReason gives (characters): an audit line stays one readable line. */
+export const AUDIT_REASON_MAX = 400;
+
+/** A line of a failed step's output that says what went wrong (not a stack frame, not a pointer to a log file). */
+const SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
+const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
+
+/**
+ * Why a run failed, for its audit line and its release's mark: the error's first line, then (a failed step's) the
+ * step's own verdict (its reported `failure`, e.g. a start's health verdict; a full disk's summary) or else the last
+ * line of its output that says what went wrong (a migration's "relation x does not exist"). `redact` (the reporter's:
+ * the run's secret values) and maskSecretLike mask the whole text before anything is picked or cut, so no part of a
+ * secret survives; then every control character (a newline too) becomes a space and the result is cut to `max`
+ * characters ("…" at the end). Always one line; never empty.
+ */
+export function auditReason(err: unknown, redact: (text: string) => string = (t) => t, max = AUDIT_REASON_MAX): string {
+  const clean = (text: string) => maskSecretLike(redact(text));
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const [first = '', ...rest] = clean(message).split('\n');
+  let why = '';
+  if (err instanceof StepError) {
+    const lines = (err.verdict ? clean(err.verdict).split('\n') : rest.map((l) => l.replace(/^ {2}\| ?/, ''))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
+    why = err.verdict ? lines.join(' / ') : (lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? '');
+  }
+  const text = [first, why].filter((t) => t.trim()).join(': ') || 'failed (no reason given)';
+  // eslint-disable-next-line no-control-regex
+  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return one.length > max ? `${one.slice(0, max - 1).trimEnd()}…` : one;
 }
 
 /** The last `n` non-empty lines of a text. */

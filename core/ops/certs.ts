@@ -8,7 +8,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { OpsError } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -86,7 +86,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
             locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
             return result;
           } catch (e) {
-            locked.audit(h.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+            locked.audit(h.name, { result: 'failed', message: auditReason(e, (t) => ctx.reporter.redact(t)) });
             throw e;
           }
         },

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { DiskFullError, OpsError, StepError } from '../errors.ts';
+import { auditReason, DiskFullError, OpsError, StepError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -70,6 +70,8 @@ export interface HostPlan {
   switched: boolean;
   /** release.migrate ran on it and succeeded (migrateOn): the database has the release's schema, whatever failed after. */
   migrated: boolean;
+  /** Why its own step failed (auditReason), once failBeforeSwitch ran: what its audit line and release mark say. */
+  reason?: string;
 }
 
 /**
@@ -170,8 +172,11 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
     result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : 'with another .env or other settings'}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
-    if (state.liveHealth !== 'ok')
-      throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+    if (state.liveHealth !== 'ok') {
+      const unhealthy = new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+      audit({ result: 'failed', release: state.current, message: auditReason(`refused, nothing changed: ${auditReason(unhealthy, (t) => ctx.reporter.redact(t))}`) });
+      throw unhealthy;
+    }
     // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
@@ -324,7 +329,7 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     // Stopped by its time limit: most often a statement waiting for a lock a running transaction holds (PostgreSQL
     // queues every later query on that table behind it, the live site's too, for as long as it waits).
     if (e instanceof StepError && e.exitCode === 124)
-      throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit);
+      throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit, e.verdict);
     throw e;
   }
   return true;
@@ -373,7 +378,8 @@ export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<
  * what the idle slot holds again; another error as it was.
  */
 export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
-  const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  const why = auditReason(e, (t) => hp.h.ctx.reporter.redact(t));
+  hp.reason = why;
   hp.failed = true;
   // A start that failed cleanly has already put the slot back (the release it held started again: previous_back, switch.ts).
   let back: string | undefined;
@@ -409,7 +415,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
       hp.switched = true;
       locked.wentLive(hp.name, `recording the switch failed; ${afterSwitchUndone(env)}`);
-      hp.audit({ result: 'failed', message: 'live, but recording the switch failed' });
+      hp.audit({ result: 'failed', message: `live, but recording the switch failed: ${auditReason(failure, (t) => h.ctx.reporter.redact(t))}` });
       throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
@@ -422,7 +428,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    hp.audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
+    hp.audit({ result: 'failed', message: `live, but an after_switch hook failed: ${auditReason(e, (t) => h.ctx.reporter.redact(t))}` });
     throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
   let pruned: StepResult;
@@ -434,7 +440,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
   } catch (e) {
     // The switch is done: the new release serves. Say so, whatever failed in the clean-up after it.
-    hp.audit({ result: 'failed', message: 'live, but the clean-up after the switch failed' });
+    hp.audit({ result: 'failed', message: `live, but the clean-up after the switch failed: ${auditReason(e, (t) => h.ctx.reporter.redact(t))}` });
     throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
   }
   locked.closed(hp.name, pruned);

@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import type { Reporter } from '../report.ts';
-import { OpsError } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
@@ -113,9 +113,17 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   // Refused before anything is sent to any host: a host that cannot run the deploy (the first one found), then
   // nginx masked, then the ports taken on the slot each host would start on, every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
-  for (const { host, state } of read) refuseUnready(env, host, state);
-  refuseMaskedNginx(read);
-  refuseTakenPorts(env, read);
+  try {
+    for (const { host, state } of read) refuseUnready(env, host, state);
+    refuseMaskedNginx(read);
+    refuseTakenPorts(env, read);
+  } catch (e) {
+    // Refused with nothing changed: still a run that failed, in every host's audit log, saying why.
+    const why = `refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const { host, state } of read)
+      if (!locked.finished(host)) locked.audit(host, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', ...(state.current && { previous: state.current }), result: 'failed', message: auditReason(why) });
+    throw e;
+  }
   for (const host of env.hosts) {
     const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
     if ('h' in b) plans.push(b);
@@ -135,11 +143,14 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     });
   // The hosts a stopped rollout leaves behind: a release made for nothing is marked, the run's failure audited.
   const stop = async (e: unknown) => {
-    const first = plans.find((hp) => hp.failed)?.name ?? 'another host';
+    const failedHost = plans.find((hp) => hp.failed);
+    const first = failedHost?.name ?? 'another host';
     const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
+    // What the host that failed said (its own reason, bounded), else the rollout's error: why this host stopped too.
+    const cause = failedHost?.reason ?? auditReason(e, (t) => ctx.reporter.redact(t));
     await Promise.all(
       behind.map(async (hp) => {
-        const why = `rollout stopped before the switch (${first} failed)`;
+        const why = auditReason(`rollout stopped before the switch (${first} failed: ${cause})`);
         if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
         hp.audit({ result: 'failed', message: why });
       }),
@@ -316,7 +327,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : undefined;
       const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : undefined;
       if (diverged) {
-        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: diverged.message });
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: auditReason(diverged, (t) => ctx.reporter.redact(t)) });
         throw diverged;
       }
       if (superseded) {

@@ -3,7 +3,7 @@
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
-import { failureDetail, reported, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
+import { failureDetail, failureVerdict, reported, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
@@ -73,7 +73,7 @@ export class HostRun {
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
   async failure(name: string, result: StepResult, code = result.code): Promise<unknown> {
-    return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr), undefined, undefined, undefined, failureVerdict(result.stdout)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or

@@ -390,11 +390,21 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     }
     // One line per host for the run: the interruption's, with what the run is about there (ref, sha, release); a
     // line `closing` queued in case its step never unlocks is not another (that step was cut, or wrote its own).
+    // Where the releases stand on a host the interruption's line is about: what the switch put live (wentLive), or the
+    // run's release not live and the one live when the run began still live (nothing switched there).
+    const standing = (host: string) => {
+      const { release, previous } = { ...options.fields, ...about.get(host) };
+      const undone = wentLive.get(host);
+      if (undone !== undefined) return `; ${release || 'its release'} is live${undone ? ` (${undone})` : ''}`;
+      // An operation that makes no release live (provision, certs) says nothing of releases.
+      if (!release && !previous) return '';
+      return `; ${release ? `${release} did not go live, ` : ''}${previous ? `${previous} is still live` : 'no release was live before'}`;
+    };
     const interruption = (host: string, result: AuditEntry['result'], message: string) =>
       auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result, message }, runnerNow(ctx)));
     const queued = (host: string) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, 'failed', `interrupted by ${signal}${during}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, 'failed', `interrupted by ${signal}${during}${standing(host)}`)]);
     // A switch let end: once it has, and the operation has read its answer (a turn of the event loop), the host's
     // line says what happened: its release went live (a success, interrupted after the switch), or it did not.
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle()))
@@ -407,7 +417,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           pending.set(host, [
             ...queued(host),
             undone === undefined
-              ? interruption(host, 'failed', `interrupted by ${signal}${during}`)
+              ? interruption(host, 'failed', `interrupted by ${signal}${during}${standing(host)}`)
               : interruption(host, 'success', `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? 'the release'} is live${undone ? `; ${undone}` : ''}`),
           ]);
           if (undone !== undefined) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? 'the release'} went live${undone ? ` (${undone})` : ''}`);

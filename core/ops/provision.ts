@@ -8,7 +8,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { OpsError } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
@@ -122,7 +122,7 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
             locked.audit(remote.name, { result: 'success', message: changed.length ? `changed: ${changed.join(', ')}` : 'no change' });
             return result;
           } catch (e) {
-            locked.audit(remote.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+            locked.audit(remote.name, { result: 'failed', message: auditReason(e, (t) => ctx.reporter.redact(t)) });
             throw e;
           }
         }, { batch: env.config.switch.batch_size });

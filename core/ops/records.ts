@@ -5,6 +5,7 @@ import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
+import { oneLine } from '../errors.ts';
 import { reported, reportedAll } from '../remote/types.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
@@ -18,7 +19,20 @@ export async function listReleases(ctx: OpsContext, environment: Environment): P
   );
 }
 
-/** Per host, most recently live first: `*` live, id, sha, ref, time, actor, then status and why it is kept. */
+/** The longest reason `ops releases` shows beside a release (characters); --json gives it whole. */
+export const RELEASE_REASON_SHOWN = 120;
+
+/** A release's status for a terminal, when it is neither live nor good: `[failed: why]`, `[unfinished: never went live: why]`. */
+function releaseMark(r: ReleaseInfo): string {
+  if (r.status === 'current' || r.status === 'ok') return '';
+  const status = r.status === 'unfinished' ? 'unfinished: never went live' : r.status;
+  return `  [${status}${r.reason ? `: ${oneLine(r.reason, RELEASE_REASON_SHOWN)}` : ''}]`;
+}
+
+/**
+ * Per host, most recently live first: `*` live, id, sha, ref, time, actor, then status (with why, cut to
+ * RELEASE_REASON_SHOWN characters) and why it is kept.
+ */
 export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]): string {
   return list
     .map(({ host, releases }) =>
@@ -27,7 +41,7 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
         ...(releases.length
           ? releases.map(
               (r) =>
-                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status === 'unfinished' ? 'unfinished: never went live' : r.status}]` : ''}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
+                `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${releaseMark(r)}  — ${r.kept ? `kept: ${r.kept}` : 'pruned by the next deploy'}`,
             )
           : ['  (no releases)']),
       ].join('\n'),

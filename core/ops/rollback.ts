@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { auditReason, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -141,6 +141,7 @@ fi`;
 
 async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined, today: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env, 'rollback');
+  const redact = (t: string) => ctx.reporter.redact(t);
   const state = parseState(locked.inspected.get(remote.name)!);
   const idle = rollbackSlot(state);
   // An interruption's audit line names what the rollback leaves (and the release asked for, if any).
@@ -155,7 +156,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
       // The step broke (timed out, lost its connection): whatever it started on the idle slot goes, and the release
       // the slot held before comes back (putPreviousBack, from the start's records in the lock).
       await h.tryRun(putPreviousBack(env, idle));
-      locked.audit(remote.name, { result: 'failed', previous: state.current, message: (e as Error).message.split('\n')[0]! });
+      locked.audit(remote.name, { result: 'failed', previous: state.current, message: auditReason(e, redact) });
       throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
     }
   }
@@ -163,23 +164,29 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
   const kept = state.releases.map((x) => x.id);
-  if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
-  if (verdict === 'supervisor_down') throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again');
+  // Refused by the host with nothing changed: audited as a failed run, saying why, where the lock is still held (a
+  // one-host rollback's lock step let go on its own, with no line).
+  const refuse = (err: OpsError): OpsError => {
+    if (!locked.finished(remote.name)) locked.audit(remote.name, { result: 'failed', ...(from && { previous: from }), message: auditReason(`refused, nothing changed: ${auditReason(err, redact)}`) });
+    return err;
+  };
+  if (verdict === 'no_live') throw refuse(new OpsError(`${remote.name} has no live release to roll back from`));
+  if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again'));
   if (verdict === 'ports_taken') {
     const taken = portsTaken(env, remote.name, state, r, idle);
-    if (taken) throw portsTakenError(env, [taken], ROLLBACK_PORTS);
-    throw new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`);
+    if (taken) throw refuse(portsTakenError(env, [taken], ROLLBACK_PORTS));
+    throw refuse(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
   if (verdict === 'none')
-    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
-  if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+    throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`));
+  if (verdict === 'not_kept') throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`));
   if (verdict === 'never_live') {
     const record = state.releases.find((x) => x.id === to);
     const why = record?.status === 'failed' ? 'its deploy failed' : 'its deploy did not finish';
-    throw new OpsError(
+    throw refuse(new OpsError(
       `release ${to} never went live on ${remote.name} (${why}): a rollback goes back to a release that served; ${remote.name} still serves ${from}`,
       `to run that commit, deploy it (a new release, built and health-checked): ops deploy ${env.name} --ref ${record?.sha || to?.split('-').pop()}`,
-    );
+    ));
   }
   const result: HostSwitch = { host: remote.name, release: verdict === 'noop' ? from : target, previous: from, noop: verdict === 'noop', steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
@@ -203,7 +210,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   } catch (e) {
     // Failed after `current` flipped (its records): the release is live on that slot and serves; said so, the slot kept.
     if (reported(r, SWITCH_KEYS.switched) === target) {
-      failed('live, but recording the switch failed');
+      failed(`live, but recording the switch failed: ${auditReason(e, redact)}`);
       throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
     // Not cleanly (the step could not put the slot back itself): the release the slot held before the start comes back.
@@ -212,13 +219,13 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
       const put = await h.tryRun(putPreviousBack(env, slot));
       back = put && reported(put, PREVIOUS_KEYS.previous_back)?.trim();
     }
-    failed((e as Error).message.split('\n')[0]!);
+    failed(auditReason(e, redact));
     const message = `${(e as Error).message}${back ? `\n${remote.name}: ${back}` : ''}`;
     throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
-    failed('live, but stopping the previous slot failed');
+    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr)), redact)}`);
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
@@ -279,7 +286,12 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         // refused on its own, nginx_masked, supervisor_down or ports_taken, and let go).
         const inspected = [...session.remotes.values()].map((r): [string, StepResult] => [r.name, locked.inspected.get(r.name)!]);
         const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
-        if (refused) throw refused;
+        if (refused) {
+          // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
+          const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
+          for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: 'failed', ...(parseState(r).current && { previous: parseState(r).current }), message: why });
+          throw refused;
+        }
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {

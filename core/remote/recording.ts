@@ -1,7 +1,7 @@
 // A transport for tests: records every step and upload, answers with scripted results.
 import { OpsError, StepError } from '../errors.ts';
 import { commandLine, scriptText } from './wrap.ts';
-import { failureDetail, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
+import { failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 export interface Recorded {
   step: Step;
@@ -27,7 +27,7 @@ export class RecordingRemote implements Remote {
     this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
     const r = this.respond(step) ?? {};
     const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
-    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, failureDetail(result.stdout, result.stderr), undefined, undefined, step.timeout); // as ssh.ts builds it
+    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, failureDetail(result.stdout, result.stderr), undefined, undefined, step.timeout, failureVerdict(result.stdout)); // as ssh.ts builds it
     return result;
   }
   /** Recorded steps answer at once: none is ever in flight. */

@@ -90,6 +90,12 @@ export function failureDetail(stdout: string, stderr: string): string {
   return maskSecretLike([end, ...why].filter((t) => t.trim()).join('\n'));
 }
 
+/** What a failed step said of its failure itself (each `failure` it reported, FAILURE_KEYS), masked, one a line; undefined if nothing. */
+export function failureVerdict(stdout: string): string | undefined {
+  const why = parseReports(stdout).flatMap(([k, v]) => (k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []));
+  return why.length ? maskSecretLike(why.join('\n')) : undefined;
+}
+
 /** Parse `@ops key value` lines. */
 export function parseReports(stdout: string): [string, string][] {
   const out: [string, string][] = [];

@@ -7,9 +7,20 @@ import { quote } from '../shell.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { LIBRARY_KEYS } from './libraries.ts';
+import { parseAuditLine } from './audit.ts';
 
-/** What `keptReleases` reports besides the history's LIBRARY_KEYS: `current` (the live release id, '' when none), `slot` (the live slot, '' when none), `release_json` (`<id> <release.json on one line>`, one per release). */
-export const RELEASES_KEYS = reportKeys('current', 'slot', 'release_json');
+/**
+ * What `keptReleases` reports besides the history's LIBRARY_KEYS: `current` (the live release id, '' when none), `slot`
+ * (the live slot, '' when none), `release_json` (`<id> <release.json on one line>`, one per release), `release_mark`
+ * (`<id> <why>`: the text of a failed or abandoned release's mark, markRelease), `release_audit` (an audit line, JSON: the
+ * last failed deploy line naming a release that is unmarked and never went live, whose deploy was interrupted).
+ */
+export const RELEASES_KEYS = reportKeys('current', 'slot', 'release_json', 'release_mark', 'release_audit');
+
+/** The longest mark text read back (bytes): a mark is one reason (auditReason, 400 characters); older or hand-made ones are cut. */
+const MARK_BYTES = 2000;
+/** How far back in the audit log (lines) an unmarked release's failure is looked for: a kept release is a recent one. */
+const AUDIT_LOOKBACK = 5000;
 
 export type ReleaseInfo = ReleaseSummary & {
   /** current: live; ok: went live; failed, abandoned (rolled back from): marked; unfinished: never went live, its deploy interrupted (ReleaseRecord). */
@@ -18,6 +29,11 @@ export type ReleaseInfo = ReleaseSummary & {
   kept?: string;
   /** Sequence number of the last time it went live on this host (its history), if it did. */
   liveSeq?: number;
+  /**
+   * Why it is failed, abandoned or unfinished, if known: its mark's text (a failed deploy's reason, "rolled back to
+   * ..."), or for an unfinished one the message of the last failed deploy audit line naming it (an interruption's).
+   */
+  reason?: string;
 };
 
 /** Every release directory with its history position and release.json, and what each slot runs (read-only). */
@@ -35,7 +51,21 @@ ops_report ${RELEASES_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true
 [ -d ${quote(L.releases)} ] || exit 0
 release_reports
 slot_releases
-for r in $(release_ids); do ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"; done`,
+cur=${'$'}{cur##*/}
+never=()
+for r in $(release_ids); do
+  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"
+  release_status "$r"
+  if [ "$release_state" != ok ]; then
+    # The mark's text, as one line of printable characters (a mark written by hand may hold anything).
+    why=$(head -c ${MARK_BYTES} ${quote(L.releases)}/"$r"/.ops-"$release_state" 2>/dev/null | tr '\000-\037\177' ' ') || true
+    [ -z "${'$'}{why// /}" ] || ops_report ${RELEASES_KEYS.release_mark} "$r $why"
+  elif ! release_went_live "$r" "$cur"; then never+=(-e "\"release\":\"$r\""); fi
+done
+# Unmarked releases that never went live (an interrupted deploy's): the failed deploy lines naming them, in one pass.
+if [ ${'$'}{#never[@]} -gt 0 ] && [ -f ${quote(L.audit)} ]; then
+  tail -n ${AUDIT_LOOKBACK} ${quote(L.audit)} | grep -F '"operation":"deploy"' | grep -F '"result":"failed"' | grep -F "${'$'}{never[@]}" | while IFS= read -r line; do ops_report ${RELEASES_KEYS.release_audit} "$line"; done || true
+fi`,
   };
 }
 
@@ -56,8 +86,31 @@ export function parseReleases(env: Target, r: StepResult): ReleaseInfo[] {
     .filter(([s, id]) => id && s !== slot)
     .map(([s, id]) => ({ id, slot: s }));
   const kept = retention(records, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current, warm });
+  const reasons = releaseReasons(r);
   return historyOrder(records).map((rec) => {
     const { unreadable, ...summary } = releaseSummary(rec.id, json.get(rec.id) ?? '');
-    return { ...summary, ...(unreadable && { unreadable }), status: rec.id === current ? 'current' : rec.status, kept: kept.get(rec.id), ...(rec.liveSeq !== undefined && { liveSeq: rec.liveSeq }) };
+    const status = rec.id === current ? 'current' : rec.status;
+    const reason = status === 'current' || status === 'ok' ? undefined : reasons.get(rec.id);
+    return { ...summary, ...(unreadable && { unreadable }), status, kept: kept.get(rec.id), ...(rec.liveSeq !== undefined && { liveSeq: rec.liveSeq }), ...(reason && { reason }) };
   });
+}
+
+/**
+ * Why each release is marked or unfinished, from the releases step: a mark's text (RELEASES_KEYS.release_mark), else
+ * the message of the last failed deploy audit line naming it (release_audit). One line of printable characters each.
+ */
+function releaseReasons(r: StepResult): Map<string, string> {
+  const printable = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const out = new Map<string, string>();
+  for (const line of reportedAll(r, RELEASES_KEYS.release_audit)) {
+    const entry = parseAuditLine(line);
+    const why = printable(entry.message ?? '');
+    if (entry.time && entry.release && why) out.set(entry.release, why);
+  }
+  for (const line of reportedAll(r, RELEASES_KEYS.release_mark)) {
+    const sp = line.indexOf(' ');
+    const why = sp < 0 ? '' : printable(line.slice(sp + 1));
+    if (why) out.set(line.slice(0, sp), why);
+  }
+  return out;
 }

@@ -3,7 +3,8 @@
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
-import { maskSecretLike } from '../errors.ts';
+import { maskSecretLike, oneLine } from '../errors.ts';
+import { parseAuditLine, type AuditEntry } from './audit.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
@@ -16,8 +17,8 @@ import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'last_run');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -58,6 +59,11 @@ export function healthShell(env: Target, slot: Slot): string {
 fi`;
 }
 
+/** The most of the audit log's last line status reads (bytes): a line is a few hundred (its message at most AUDIT_REASON_MAX). */
+const LAST_RUN_BYTES = 4000;
+/** The most of a failed last run's reason status shows (characters); ops audit shows it whole. */
+export const LAST_RUN_SHOWN = 200;
+
 /** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
 export function hostStatus(env: Target): Step {
   const L = env.layout;
@@ -82,6 +88,8 @@ ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
+# The last run here (the audit log's last line): a failure says why.
+if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
 # The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
 # what the previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
@@ -140,6 +148,8 @@ export interface HostStatus {
   certificate?: CertInfo & { servedSerial?: string };
   disk?: { mount: string; freeMb: number; sizeMb: number; usedPercent: number }[];
   lock?: LockInfo;
+  /** The last run on the host (its audit log's last line), if any: a failed one is a warning saying why. */
+  lastRun?: AuditEntry;
   /** One line per reason the host is unhealthy (the command exits non-zero when any host has one). */
   problems: string[];
   /** Worth knowing, not failing. */
@@ -396,6 +406,14 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
 
+  const last = reported(r, STATUS_KEYS.last_run);
+  if (last) {
+    s.lastRun = parseAuditLine(last);
+    // Worth knowing, not a problem: what serves is checked above. Masked again: a line written before reasons were masked.
+    const { operation, actor, time, result, message } = s.lastRun;
+    if (result === 'failed' && time)
+      warn(`the last run here failed: ${operation} by ${actor} at ${time}${message ? `: ${oneLine(maskSecretLike(message), LAST_RUN_SHOWN)}` : ''} (ops audit ${env.name} has it whole)`);
+  }
   s.lock = parseLock(r);
   // A lock held by a live run is an operation under way (a deploy, a rollback): shown by formatStatus (who, since
   // when), not a problem, or the hourly status workflow would fail during every deploy. One whose run is gone is.

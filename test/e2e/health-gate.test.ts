@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
+import { auditLog, formatReleases, listReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
@@ -88,7 +89,7 @@ describe.sequential('the health gate', () => {
     expect(failing.filter((l) => l.includes('entered RUNNING state'))).toEqual([]);
   }, 600_000);
 
-  it('a program that listens but never answers HTTP: the deploy fails naming the probe and why (no answer in time, not "nothing listens")', async () => {
+  it('a program that listens but never answers HTTP: the deploy fails naming the probe and why (no answer in time, not "nothing listens"); the audit line and ops releases say why too', async () => {
     commit(repo, { MODE: 'silent\n', VERSION: '3\n' }, 'a release whose program listens but never answers');
     gitIn(repo, ['tag', 'silent']);
     project.write({ ...config, switch: { drain: 1, health_timeout: 8 } });
@@ -96,6 +97,18 @@ describe.sequential('the health gate', () => {
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/did not become healthy on slot \w+: no healthy answer within 8s from web:\d+:\/health \(Operation timed out after \d+ milliseconds with 0 bytes received\); the live release keeps serving/);
     expect((await get(host)).body).toBe('1');
+    // Read later, the records say why, not just "failed": the step and its health verdict, on one line.
+    const why = /^step "start (blue|green)" on \S+ failed with exit code \d+: release (\S+) did not become healthy on slot \1: no healthy answer within 8s from web:\d+:\/health \(Operation timed out after \d+ milliseconds with 0 bytes received\)$/;
+    const line = (await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!;
+    expect(line).toMatchObject({ operation: 'deploy', result: 'failed' });
+    expect(line.message).toMatch(why);
+    const failed = why.exec(line.message!)![2]!;
+    expect(line.release).toBe(failed);
+    const listed = await listReleases(project.ctx(), project.env());
+    expect(listed[0]!.releases.find((r) => r.id === failed)).toMatchObject({ status: 'failed', reason: line.message });
+    const shown = formatReleases(listed).split('\n').find((l) => l.includes(failed))!;
+    // The list: cut short on the release's line (--json, the listing, has it whole).
+    expect(shown).toContain(`[failed: ${line.message!.slice(0, RELEASE_REASON_SHOWN - 1)}…]`);
   }, 300_000);
 
   it('a failed deploy puts the release the idle slot kept warm back there: the deploy says so, ops status does not warn, and ops rollback only moves traffic to it (its process the same)', async () => {

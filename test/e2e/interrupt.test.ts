@@ -88,7 +88,7 @@ describe.sequential('interrupting a deploy', () => {
     }
     const locks = await getLockStatus(project.ctx(), project.env());
     expect(locks[0]!.lock.state).toBe('free');
-    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain(`interrupted by SIGINT during build on ${host.name}`);
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(new RegExp(`^interrupted by SIGINT during build on ${host.name}; \\S+ did not go live, ${before.current} is still live$`)));
     expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
@@ -178,7 +178,7 @@ describe.sequential('interrupting a deploy', () => {
     }
     expect(state, 'the lock, once the release ended on the host').toBe('free');
     expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
-    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain(`interrupted by SIGINT during build on ${host.name}`);
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(new RegExp(`^interrupted by SIGINT during build on ${host.name}; \\S+ did not go live, ${before.current} is still live$`)));
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
@@ -295,7 +295,7 @@ server {
       const id = /had started (\S+)/.exec(out)![1]!;
       expect(await supervised()).not.toContain(id);
       const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
-      expect(entries.at(-1)!.message).toBe(`interrupted by SIGINT during start ${/stopped slot (\w+)/.exec(out)![1]} on ${host.name}`);
+      expect(entries.at(-1)!.message).toMatch(new RegExp(`^interrupted by SIGINT during start ${/stopped slot (\w+)/.exec(out)![1]} on ${host.name}; ${id} did not go live, \\S+ is still live$`));
       expect(entries.at(-2)!.message ?? '', 'no second line for the same run').not.toMatch(/connection lost/);
     } finally {
       project.write(config);

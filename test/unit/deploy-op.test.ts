@@ -78,6 +78,12 @@ function harness(state: string, respond: Responder = () => undefined) {
   return { remote, ctx, reporter, connections: () => connections };
 }
 
+
+/** The messages of the audit lines (JSON, shell-quoted) a recorded step carries for the host to append. */
+function auditMessages(stdin: string): string[] {
+  return [...stdin.matchAll(/'(\{"time":[^']*\})'/g)].map((m) => (JSON.parse(m[1]!) as { message?: string }).message ?? '');
+}
+
 describe('deploy operation', () => {
   it('first deploy: code, release (with its .env), dependencies, build, migrate, start, switch, prune — over one connection', async () => {
     const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
@@ -200,6 +206,7 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health no healthy answer within 3s from server:3579:/health'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([`refused, nothing changed: ${v1.slice(0, 12)} is already live on web1 but not healthy: no healthy answer within 3s from server:3579:/health`]);
   });
 
   it('a failed Python set: the node set and the build beside it end first, no migrate, the Python step named', async () => {
@@ -296,6 +303,14 @@ describe('deploy operation', () => {
     expect(err.message).toContain(verdict.replace('user:pw@', 'user:***@'));
     expect(err.message).not.toContain(':pw@');
     expect(err.message).toContain('line 29');
+    // Why, in the audit line and in the release's mark: the step and its verdict (masked), not its log's last line.
+    const why = `step "start green" on web1 failed with exit code 3: ${verdict.replace('user:pw@', 'user:***@')}`;
+    const mark = h.remote.runs.find((r) => r.step.name === 'mark failed')!;
+    expect(mark.stdin).toContain(why);
+    const unlock = h.remote.runs.at(-1)!;
+    expect(unlock.step.name).toBe('unlock');
+    expect(auditMessages(unlock.stdin)).toEqual([why]);
+    expect(unlock.stdin).not.toContain(':pw@');
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {
@@ -304,7 +319,7 @@ describe('deploy operation', () => {
     expect(err.message).toMatch(/Read-only file system[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; the clean-up after the switch \(stopping the previous slot, pruning old releases\) failed$/);
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['switch', 'prune', 'disk space', 'unlock']);
-    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but the clean-up after the switch failed');
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toContain('live, but the clean-up after the switch failed: step "prune" on web1 failed with exit code 1: rm: cannot remove: Read-only file system');
   });
 
   it('the switch fails after `current` flipped (its records: history on a full disk, the fingerprint record): said live, its slot kept, not marked failed', async () => {
@@ -319,7 +334,8 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).not.toContain('previous back green');
     expect(h.remote.stepNames()).not.toContain('stop green');
     expect(h.remote.stepNames()).not.toContain('mark failed');
-    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but recording the switch failed');
+    // Why: a full disk, said as such (the step's output is the tool's write error).
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['live, but recording the switch failed: step "switch" on web1 failed with exit code 1: web1 ran out of disk space under /srv/sample']);
   });
 
   it('the switch fails before `current` flipped: nothing switched, the slot\'s previous release put back (the error says whether it is warm), the release marked failed', async () => {
@@ -345,6 +361,8 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+    // Refused, but a run that failed: in the audit log, saying why.
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['refused, nothing changed: web1 is not provisioned for x']);
   });
 
   it('supervisord not running (the state step says so): refused at the lock, naming it and its start, before any build; never "keeps serving"', async () => {
@@ -355,6 +373,7 @@ describe('deploy operation', () => {
     expect(err.message).not.toMatch(/keeps serving/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([expect.stringMatching(/^refused, nothing changed: supervisord is not running on web1 \(systemctl start supervisor\): nothing was started/)]);
   });
 
   it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {

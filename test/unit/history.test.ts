@@ -16,7 +16,7 @@ import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
 import { markRelease, pruneReleases } from '../../core/steps/release.ts';
 import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
-import { formatReleases } from '../../core/ops/records.ts';
+import { formatReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 
@@ -150,9 +150,59 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     const text = formatReleases([{ host: 'web1', releases: listing }]);
     expect(text).toMatch(new RegExp(`${UNFINISHED} .*\\[unfinished: never went live\\]`));
     expect(text).not.toMatch(new RegExp(`${B} .*\\[`));
+    // Why, beside each marked one: its mark's text (host() writes "why").
+    expect(listing.find((r) => r.id === D)!.reason).toBe('why');
+    expect(listing.find((r) => r.id === B)!.reason).toBeUndefined();
     // A host without a history yet (derived): the live release is `current`, the rest as their markers say.
     const fresh = env(host({ [A]: '', [B]: '' }, B));
     expect(parseReleases(fresh, bash(fresh, keptReleases(fresh).script)).map((r) => r.status)).toEqual(['current', 'ok']);
+  });
+});
+
+describe('ops releases says why a release never went live (or was left)', () => {
+  const UNFINISHED = '20261105T100000Z-ffffffffffff';
+  const events: [string, string][] = [['live', A], ['failed', D], ['live', B]];
+  /** An audit line as a run writes it (JSON, one line). */
+  const audit = (entry: Record<string, string>) => JSON.stringify({ time: '2026-11-05T10:00:00.000Z', environment: 'test', operation: 'deploy', actor: 'alice', ...entry });
+
+  it("a failed release: its mark's text, one line of printable characters; an unfinished one: the last failed deploy line of the audit log naming it; never a live or good one's", () => {
+    const e = withHistory({ [A]: '', [B]: '', [D]: 'failed', [UNFINISHED]: '', [C]: '' }, B, events);
+    const base = e.baseDir;
+    const why = 'step "start green" on web1 failed with exit code 3: release x did not become healthy on slot green: /api/health answered 502';
+    writeFileSync(join(base, 'releases', D, '.ops-failed'), `${why}\n\u001b[31mred\u0007\n`);
+    writeFileSync(
+      join(base, '.ops', 'audit.log'),
+      [
+        audit({ release: UNFINISHED, result: 'failed', message: 'an older failure' }),
+        audit({ release: UNFINISHED, result: 'failed', message: `interrupted by SIGTERM during build on web1; ${UNFINISHED} did not go live, ${A} is still live` }),
+        audit({ release: UNFINISHED, result: 'failed', operation: 'initdata', message: 'not a deploy' }),
+        audit({ release: A, result: 'failed', message: 'a line about a release that went live' }),
+        audit({ release: C, result: 'success', message: 'not a failure' }),
+        'not json {"release":"' + UNFINISHED + '","operation":"deploy","result":"failed"',
+        '',
+      ].join('\n'),
+    );
+    const listing = parseReleases(e, bash(e, keptReleases(e).script));
+    const reason = Object.fromEntries(listing.map((r) => [r.id, r.reason]));
+    expect(reason).toEqual({ [B]: undefined, [A]: undefined, [D]: `${why} [31mred`, [UNFINISHED]: `interrupted by SIGTERM during build on web1; ${UNFINISHED} did not go live, ${A} is still live`, [C]: undefined });
+    expect(listing.find((r) => r.id === C)!.status).toBe('unfinished');
+  });
+
+  it('the list shows the reason cut short (RELEASE_REASON_SHOWN), on the release\'s line; --json (the listing itself) gives it whole', () => {
+    const long = `step "migrate" on web1 failed with exit code 1: psycopg.errors.UndefinedTable: relation "orders" does not exist ${'x'.repeat(300)}`;
+    const e = withHistory({ [A]: '', [D]: 'failed', [UNFINISHED]: '' }, A, [['live', A], ['failed', D]]);
+    writeFileSync(join(e.baseDir, 'releases', D, '.ops-failed'), `${long}\n`);
+    const listing = parseReleases(e, bash(e, keptReleases(e).script));
+    expect(listing.find((r) => r.id === D)!.reason).toBe(long);
+    const text = formatReleases([{ host: 'web1', releases: listing }]);
+    const line = text.split('\n').find((l) => l.includes(D))!;
+    const shown = /\[failed: ([^\]]*)\]/.exec(line)![1]!;
+    expect(shown.length).toBe(RELEASE_REASON_SHOWN);
+    expect(shown).toMatch(/^step "migrate" on web1 failed with exit code 1: psycopg\.errors\.UndefinedTable: relation "orders" does not exist x+…$/);
+    expect(line).toMatch(/\]  — kept: failed: 1 of keep_failed 2, for inspection$/);
+    // Unfinished without an audit line naming it (the log gone, or older than it reaches): said without a reason.
+    expect(text).toMatch(new RegExp(`${UNFINISHED} .*\\[unfinished: never went live\\]  — `));
+    expect(JSON.parse(JSON.stringify(listing)).find((r: { id: string }) => r.id === D).reason).toBe(long);
   });
 });
 
@@ -353,8 +403,8 @@ describe('keep_failed on a host: the latest failures and rollbacks are kept (bas
       [v2]: undefined,
     });
     const text = formatReleases([{ host: 'web1', releases: listing }]);
-    expect(text).toMatch(new RegExp(`${failed} .*\\[failed\\]  — kept: failed: 1 of keep_failed 2, for inspection`));
-    expect(text).toMatch(new RegExp(`${v2} .*\\[abandoned\\]  — pruned by the next deploy`));
+    expect(text).toMatch(new RegExp(`${failed} .*\\[failed: build failed\\]  — kept: failed: 1 of keep_failed 2, for inspection`));
+    expect(text).toMatch(new RegExp(`${v2} .*\\[abandoned: rolled back to ${v1}\\]  — pruned by the next deploy`));
 
     // The next deploy: what ops releases said goes is what pruning removes; the failed release stays.
     const state = parseState(run(`${historyFunctions(e)}\nops_report current ${current}\nops_report slot blue\nrelease_reports`));

@@ -111,7 +111,7 @@ function auditLines(stdin: string): Record<string, string>[] {
 }
 
 describe('an interrupted deploy, in the audit log and its words', () => {
-  it('Ctrl-C during the build: one line, failed, naming the step, with the ref, sha and release of the run', async () => {
+  it('Ctrl-C during the build: one line, failed, naming the step and where the releases stand, with the ref, sha and release of the run', async () => {
     const h = harness('build');
     void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
     await h.first.entered;
@@ -121,8 +121,9 @@ describe('an interrupted deploy, in the audit log and its words', () => {
     const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
     const lines = auditLines(unlock.stdin);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ operation: 'deploy', result: 'failed', message: 'interrupted by SIGINT during build on web1', ref: 'v1', sha: v1, previous: LIVE });
+    expect(lines[0]).toMatchObject({ operation: 'deploy', result: 'failed', ref: 'v1', sha: v1, previous: LIVE });
     expect(lines[0]!.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
+    expect(lines[0]!.message).toBe(`interrupted by SIGINT during build on web1; ${lines[0]!.release} did not go live, ${LIVE} is still live`);
   });
 
   it('Ctrl-C during the switch, which is let end and puts the release live: one line, a success that says it was interrupted after the switch (not a failure beside a success)', async () => {

@@ -174,6 +174,22 @@ describe('rollback operation', () => {
     });
     await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^supervisord is not running on web2 \(systemctl start supervisor\): nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host/);
     for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+    // A run that failed, with nothing changed: each host's audit line says why.
+    for (const host of ['web1', 'web2']) {
+      const line = /'(\{"time":[^']*\})'/.exec(h.remotes.get(host)!.runs.at(-1)!.stdin)![1]!;
+      expect(JSON.parse(line)).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^refused, nothing changed: supervisord is not running on web2 \(systemctl start supervisor\): nothing was changed/) });
+    }
+  });
+
+  it('two hosts, one with nothing earlier to go back to: refused there by its rollback step, audited as failed saying why', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback') return { stdout: host === 'web2' ? opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`) : opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^web2 has no earlier healthy release to roll back to/);
+    const line = /'(\{"time":[^']*\})'/.exec(h.remotes.get('web2')!.runs.at(-1)!.stdin)![1]!;
+    expect(JSON.parse(line)).toMatchObject({ operation: 'rollback', result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web2 has no earlier healthy release to roll back to \(kept: /) });
   });
 
   it('one host, a port of the idle slot held by a process not its own: refused in the lock step (ports_taken) before anything is touched, naming port, pid, command, what still serves and the fix; the lock let go there', async () => {

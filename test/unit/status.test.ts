@@ -22,7 +22,7 @@ import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../.
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
 import { failureDetail } from '../../core/remote/types.ts';
-import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
+import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, LAST_RUN_SHOWN, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
 import { upstreams } from '../../core/steps/nginx-config.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -158,6 +158,20 @@ describe('status parser', () => {
     // With switch.keep_previous false the previous slot is stopped on purpose: nothing to say.
     const cold = testEnv({ switch: { keep_previous: false } });
     expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: live, rollback_to: previous }))).warnings).toEqual([]);
+  });
+
+  it('the last run here failed (the audit log\'s last line): a warning saying which, by whom, when and why, cut short and masked; a success or no-op says nothing', () => {
+    const line = (entry: Record<string, string>) => JSON.stringify({ time: '2026-11-25T14:30:00.000Z', environment: 'test', operation: 'deploy', actor: 'bob', ...entry });
+    const why = `step "migrate" on web1 failed with exit code 1: psycopg.errors.UndefinedTable: relation "orders" does not exist; password=hunter2 ${'x'.repeat(300)}`;
+    const s = parse({ last_run: line({ result: 'failed', release: '20261125T143000Z-abcdefabcdef', message: why }) });
+    expect(s.problems).toEqual([]);
+    expect(s.lastRun).toMatchObject({ operation: 'deploy', result: 'failed', message: why });
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(new RegExp(String.raw`^the last run here failed: deploy by bob at 2026-11-25T14:30:00\.000Z: step "migrate" on web1 failed with exit code 1: psycopg\.errors\.UndefinedTable: relation "orders" does not exist; password=\*\*\* x+… \(ops audit ${env.name} has it whole\)$`));
+    expect(s.warnings[0]!.split(': ').slice(2).join(': ').replace(/ \(ops audit.*$/, '')).toHaveLength(LAST_RUN_SHOWN);
+    expect(parse({ last_run: line({ result: 'success' }) }).warnings).toEqual([]);
+    expect(parse({ last_run: line({ result: 'no-op', message: 'already live' }) }).warnings).toEqual([]);
+    expect(parse({ last_run: 'cut short by a full disk {"time' }).warnings).toEqual([]);
   });
 
   it("a broken nginx configuration fails with nginx's own message", () => {

@@ -5,6 +5,8 @@
 // test/unit/shellcheck.test.ts.
 import { reportKeys } from '../remote/types.ts';
 import type { Target } from '../target.ts';
+import { quote } from '../shell.ts';
+import { maskArgs } from './masks.ts';
 import { probeHeaders } from './nginx-config.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
@@ -29,14 +31,18 @@ export const CRITICAL_WAIT_SECONDS = 60;
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS (and PROBE_FUNCTIONS for live_verdict). */
 export const IDENTITY_FUNCTIONS: string = identityFunctions;
-/** probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS). */
-export const PROBE_FUNCTIONS: string = probeFunctions;
+/**
+ * probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS), with the
+ * mask functions they quote an answer through (MASK_FUNCTIONS).
+ */
+export const PROBE_FUNCTIONS: string = `${probeFunctions}\n${maskFunctions}`;
 /**
  * PROBE_FUNCTIONS with what its probes send for `env` (nginx-config.ts probeHeaders: the Host and forwarded headers
- * nginx passes the site's traffic): what a step's script includes, so that no step probes without them.
+ * nginx passes the site's traffic) and the texts they mask (PROBE_MASKS: mask_forms's arguments, masks.ts maskArgs):
+ * what a step's script includes, so that no step probes without them. Includes MASK_FUNCTIONS.
  */
 export function probeLibrary(env: Target): string {
-  return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}`;
+  return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}\nPROBE_MASKS=(${maskArgs(env).map(quote).join(' ')})`;
 }
 /** mask_forms, mask_text: the secret values releases were given, masked on the host (core/steps/masks.ts maskText). */
 export const MASK_FUNCTIONS: string = maskFunctions;

@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { MASK_FUNCTIONS, probeLibrary } from '../../core/steps/libraries.ts';
+import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary } from '../../core/steps/libraries.ts';
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
 import { excerpt, healthReasons } from '../../core/steps/status.ts';
@@ -143,6 +143,20 @@ describe('probe verdicts: the answer masked as received, before any cut or chang
     expect(excerpt(`error: ${PASSPHRASE.replace(/\s+/g, ' ')}!`, redact)).toBe('error: ***!'); // its one-line form, as a host quotes it
     expect(excerpt(`${'w'.repeat(100)} ${PASSPHRASE} and more words after it`, redact)).not.toMatch(FRAGMENTS);
     expect(excerpt(`${'w'.repeat(100)} ${TOKEN}`)).toBe(`${'w'.repeat(100)}…`); // a word cut: dropped (maybe a token's start)
+  });
+});
+
+describe("a process's command line (status, the identity checks): each argument masked, then on one line, then cut", () => {
+  it('a secret given as an argument, with its white space; a long one cut whole', () => {
+    const t = target(8000, { PASSPHRASE, TOKEN });
+    const script = `${maskLibrary(t)}\n${IDENTITY_FUNCTIONS}
+bash -c 'sleep 2; :' x --passphrase=${JSON.stringify(PASSPHRASE)} "$(printf 'a\\tb')" & p1=$!
+bash -c 'sleep 2; :' x ${'a'.repeat(130)} ${TOKEN} & p2=$!
+sleep 0.3; proc_cmd $p1; echo; proc_cmd $p2; echo; kill $p1 $p2`;
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], { encoding: 'utf8' });
+    expect(r.stdout).toBe(`bash -c sleep 5; : x --passphrase=*** a b\nbash -c sleep 5; : x ${'a'.repeat(130)} ***\n`);
+    const cut = spawnSync('bash', ['--norc', '--noprofile', '-c', script.replace(`\${TOKEN}`, '').replace(TOKEN, `${'b'.repeat(20)}${TOKEN}`)], { encoding: 'utf8' });
+    expect(cut.stdout.split('\n')[1]).toBe(`bash -c sleep 5; : x ${'a'.repeat(130)}...`);
   });
 });
 

@@ -67,10 +67,27 @@ keep_masks() {
   mv -f -- "$kept.new" "$kept"
 }
 # mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
-# mask_string and mask_cut_end: the probes mask what they quote of an answer before cutting it (probe.sh).
+# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
 mask_load() {
   MASK_FORMS=()
   mapfile -t MASK_FORMS < <(mask_forms "$@")
+  MASK_LOADED=1
+}
+# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
+# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
+mask_ready() {
+  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi
+}
+# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
+# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
+# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
+# white space or control characters changed, is no longer found whole.
+mask_clip() {
+  mask_ready; mask_string "$1"
+  if [ "${#MASK_TEXT}" -gt "$2" ]; then
+    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
+    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
+  fi
 }
 # mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
 # MASK_TEXT. No process: bash's own replacement, as bytes.

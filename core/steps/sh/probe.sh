@@ -77,17 +77,12 @@ probe_send() {
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
 }
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole
-# first (mask_string: the secret values of the releases on the host, wait_healthy's mask_load), then its first MAX
-# characters, a cut dropping what may be a secret's start (mask_cut_end) and said by "...", each control or unprintable character (a
-# terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with its white space or
-# control characters changed, is no longer found whole (masking and cuts: mask.sh).
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
 probe_printable() {
-  mask_string "$1"
-  if [ "${#MASK_TEXT}" -gt "$2" ]; then
-    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
-    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
-  fi
+  mask_clip "$1" "$2"
   PROBE_TEXT=${MASK_TEXT//[^[:print:]]/?}
 }
 # probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
@@ -377,9 +372,9 @@ elsewhere() {
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
   local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
-  # What the probes quote is masked (probe_printable): the texts of the releases on the host now (probeLibrary sets
-  # PROBE_MASKS, mask_forms's arguments; none in a script without them).
-  if [ -n "${PROBE_MASKS+x}" ]; then mask_load "${PROBE_MASKS[@]}"; fi
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi
   # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
   # at once by probe_send: the pipe is empty between rounds).
   exec {pause}<> <(:)

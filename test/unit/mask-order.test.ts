@@ -18,6 +18,7 @@ import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary } from '.
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
 import { excerpt, healthReasons } from '../../core/steps/status.ts';
+import { oneLine } from '../../core/errors.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -143,6 +144,14 @@ describe('probe verdicts: the answer masked as received, before any cut or chang
     expect(excerpt(`error: ${PASSPHRASE.replace(/\s+/g, ' ')}!`, redact)).toBe('error: ***!'); // its one-line form, as a host quotes it
     expect(excerpt(`${'w'.repeat(100)} ${PASSPHRASE} and more words after it`, redact)).not.toMatch(FRAGMENTS);
     expect(excerpt(`${'w'.repeat(100)} ${TOKEN}`)).toBe(`${'w'.repeat(100)}…`); // a word cut: dropped (maybe a token's start)
+  });
+
+  it("a login shell's text quoted on one line (oneLine): masked before it is put on one line and cut", () => {
+    const runner = new MemoryReporter();
+    runner.mask(PASSPHRASE);
+    const redact = (x: string) => runner.redact(x);
+    expect(oneLine(`welcome\n${'w'.repeat(60)} ${PASSPHRASE} and more`, 80, redact)).toBe(`welcome / ${'w'.repeat(60)} *** and…`);
+    expect(oneLine(`${'w'.repeat(70)} ${TOKEN}`, 80, redact)).toBe(`${'w'.repeat(70)}…`);
   });
 });
 

@@ -12,7 +12,7 @@ proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() {
   local a line="" args=()
   mask_ready
-  mapfile -d '' -t args < "/proc/$1/cmdline" 2>/dev/null || true
+  mapfile -d '' -t args 2>/dev/null < "/proc/$1/cmdline" || true
   for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done
   mask_clip "${line//[$'\n\t']/ }" 160; printf '%s' "${MASK_TEXT% }"
 }

@@ -16,6 +16,8 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
+//     .ops/kept-masks       root 0600        the .ops-masks lines of every release pruned: what their programs wrote
+//                                            stays in the log files after them (core/steps/sh/mask.sh keep_masks)
 //     .ops/fingerprint      root 0600        per kept release, its id, the digest of what its deploy gave it (.env, settings)
 //                                            and the sha256 of the .env and .ops-environ it wrote
 //
@@ -41,6 +43,8 @@ export interface Layout {
   masks: (release: string) => string;
   /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
   legacyShared: { dotenv: string; environ: string };
+  /** The texts to mask of every release pruned (core/steps/sh/mask.sh keep_masks): root 0600, never sent back. */
+  keptMasks: string;
   deps: string;
   current: string;
   state: string;
@@ -86,6 +90,7 @@ export function layout(env: Environment): Layout {
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,

@@ -56,21 +56,23 @@ const FILTER_MAX_LOG2 = 27; // 16 MiB at most
  * The URL-encoded forms of a secret most encoders write (each at most once, never the secret itself): RFC 3986
  * unreserved characters kept (Python's urllib.parse.quote with safe=''), "/" kept too (quote's default), and
  * JavaScript's encodeURIComponent (which also keeps !'()*); each also with a space as "+" (quote_plus,
- * URLSearchParams). Uppercase hex, as all of them write it. For masks that see only exact strings (GitHub's
- * add-mask); Masker.redact reads every form itself.
+ * URLSearchParams). Uppercase hex, as all of them write it, and lowercase (hand-rolled encoders, some loggers). For
+ * masks that see only exact strings (GitHub's add-mask, the hosts' mask_text); Masker.redact reads every form itself.
  */
 export function urlEncodedForms(secret: string): string[] {
   const encode = (keep: RegExp) =>
     [...secret].map((c) => (keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))).join('');
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode);
-  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, '+')]))].filter((f) => f !== secret);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, '+')]);
+  return [...new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 
 /**
  * Every exact string masking one secret value means, for a mask that sees exact strings only (GitHub's add-mask,
  * the hosts' mask_text: core/steps/masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
- * password, the strings of a JSON document, as programs print them quoted; trimmed, MIN_MASKED_LENGTH characters at
- * least) and the URL-encodings of each most encoders write (urlEncodedForms).
+ * password, the strings of a JSON document, as programs print them quoted, HTML-escaped, cut by pydantic or on one
+ * line: core/secrets/parts.ts printedForms; trimmed, MIN_MASKED_LENGTH characters at least) and the URL-encodings
+ * of each most encoders write (urlEncodedForms).
  */
 export function exactForms(parts: string[]): string[] {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];

@@ -32,7 +32,12 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   const hosts = await eachHost(
     ctx,
     env,
-    async (remote, host) => parseHostStatus(env, host, await remote.run(hostStatus(env))),
+    async (remote, host) => {
+      const r = await remote.run(hostStatus(env));
+      // The values known first: what a host quotes of an answer is masked before status cuts it (excerpt).
+      await masking;
+      return parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
+    },
     (host, message, connected): HostStatus => ({
       host: host.name,
       address: host.address,

@@ -288,7 +288,7 @@ export class SshRemote implements Remote {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);

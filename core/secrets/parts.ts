@@ -141,6 +141,59 @@ export function nodeInspect(text: string): string {
 }
 
 /**
+ * A string as Python's ascii() writes it between its quotes (CPython Objects/object.c PyObject_ASCII: repr(), then
+ * every non-ASCII character as \xNN, \uNNNN or \UNNNNNNNN, lowercase hex): what `%a`, f"{x!a}" and repr() under
+ * an ASCII-only console show ("p\xe9ss" for "péss").
+ */
+export function pythonAscii(text: string): string {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0)!;
+    return cp <= 0xff ? `\\x${hex(cp, 2)}` : cp <= 0xffff ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+
+/**
+ * pydantic's quote of an input in a validation error (pydantic v2, pydantic-core's ValidationError display:
+ * `input_value='abc...xyz'`): the input's Python repr, quotes and all, and when that is longer than 50 bytes of
+ * UTF-8 its first 25 bytes and last 24 bytes (each cut back to a whole character) around "..."; checked against
+ * pydantic 2.13 (pydantic-core 2.46). Only the cut form: the whole one is the repr, masked already. Undefined when
+ * not cut.
+ */
+export function pydanticInputValue(text: string): string | undefined {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c: string) => Buffer.byteLength(c, 'utf8');
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return undefined;
+  let head = '';
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]!) <= 25; n += bytes(chars[i]!), i++) head += chars[i];
+  let tail = '';
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]!) <= 24; n += bytes(chars[i]!), i--) tail = chars[i] + tail;
+  return `${head}...${tail}`;
+}
+
+/**
+ * A string as HTML escapers write it (an error page quoting a setting, a template rendering it): & < > always, the
+ * quotes as each writes them. Python's html.escape (Django's escape): &quot; &#x27;; with quote=False (and
+ * xml.sax.saxutils.escape): quotes as they are; MarkupSafe (Jinja2, Flask): &#34; &#39;; escape-html (Express,
+ * the npm package): &quot; &#39;. None when the text holds none of &<>"'.
+ */
+export function htmlEscapedForms(text: string): string[] {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const quoted = (dq: string, sq: string) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [...new Set([quoted('&quot;', '&#x27;'), base, quoted('&#34;', '&#39;'), quoted('&quot;', '&#39;')])].filter((f) => f !== text);
+}
+
+/**
+ * The text with each run of white space (space, tab, CR, LF, FF, VT) one space, trimmed: as a quote of an answer
+ * on one line shows it (core/steps/sh/probe.sh probe_body, core/steps/status.ts excerpt), where a passphrase's
+ * double spaces or tabs are no longer what the secret holds.
+ */
+export function collapsedSpace(text: string): string {
+  return text.replace(/[ \t\r\n\f\v]+/g, ' ').trim();
+}
+
+/**
  * A word as bash's xtrace (`set -x`, a hook's trace) writes it between single quotes (bash print_cmd.c
  * xtrace_print_word_list, lib/sh/shquote.c sh_single_quote): each ' as '\''. Only for text that holds a ' and
  * no control character (bash writes those in $'...'); without a ' the text appears as itself.
@@ -151,11 +204,24 @@ function bashSingleQuoted(text: string): string[] {
 
 /**
  * A string as programs print it quoted, between the quotes (which stay unmasked): JSON (JavaScript's
- * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() of str and of its bytes,
- * Node's util.inspect, bash's xtrace. Each may equal the text itself (then it adds nothing).
+ * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() and ascii() of str and repr()
+ * of its bytes, Node's util.inspect, bash's xtrace; HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
+ * input, quotes included (pydanticInputValue); and on one line (collapsedSpace). Each may equal the text itself
+ * (then it adds nothing).
  */
 export function printedForms(text: string): string[] {
-  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...(pydantic ? [pydantic] : []),
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text),
+  ];
 }
 
 /**

@@ -5,6 +5,8 @@
 // test/unit/shellcheck.test.ts.
 import { reportKeys } from '../remote/types.ts';
 import type { Target } from '../target.ts';
+import { quote } from '../shell.ts';
+import { maskArgs } from './masks.ts';
 import { probeHeaders } from './nginx-config.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
@@ -34,16 +36,28 @@ export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 export const CRITICAL_WAIT_SECONDS = 60;
 /** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
-/** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS (and PROBE_FUNCTIONS for live_verdict). */
+/** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
 export const IDENTITY_FUNCTIONS: string = identityFunctions;
-/** probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS). */
-export const PROBE_FUNCTIONS: string = probeFunctions;
+/**
+ * probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS), with the
+ * mask functions they quote an answer through (MASK_FUNCTIONS).
+ */
+export const PROBE_FUNCTIONS: string = `${probeFunctions}\n${maskFunctions}`;
 /**
  * PROBE_FUNCTIONS with what its probes send for `env` (nginx-config.ts probeHeaders: the Host and forwarded headers
- * nginx passes the site's traffic): what a step's script includes, so that no step probes without them.
+ * nginx passes the site's traffic) and the texts they mask (MASK_ARGS: mask_forms's arguments, masks.ts maskArgs):
+ * what a step's script includes, so that no step probes without them. Includes MASK_FUNCTIONS.
  */
 export function probeLibrary(env: Target): string {
-  return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}`;
+  return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}\n${maskSettings(env)}`;
+}
+/** MASK_ARGS for `env` (mask_forms's arguments, masks.ts maskArgs): what mask_ready and wait_healthy load. */
+function maskSettings(env: Target): string {
+  return `MASK_ARGS=(${maskArgs(env).map(quote).join(' ')})`;
+}
+/** MASK_FUNCTIONS with MASK_ARGS for `env`: for a step that quotes what the host or app printed (mask_clip). */
+export function maskLibrary(env: Target): string {
+  return `${MASK_FUNCTIONS}\n${maskSettings(env)}`;
 }
 /** mask_forms, mask_text: the secret values releases were given, masked on the host (core/steps/masks.ts maskText). */
 export const MASK_FUNCTIONS: string = maskFunctions;

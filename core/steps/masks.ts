@@ -37,12 +37,31 @@ export function releaseMasks(env: Target, environ: string): string {
 }
 
 /**
- * The shell command that copies its input to its output with every secret of the releases kept on the host masked
- * (mask_text: each kept release's masks file, and the values its environ holds for the variables that come from
- * secrets), line by line as lines come. Needs MASK_FUNCTIONS; runs as root.
+ * mask_forms's arguments for `env` (sh/mask.sh): the releases directory, the names of a release's masks and environ
+ * files, the kept masks file (layout.keptMasks: the releases pruned) and the variables that come from secrets.
  */
-export function maskText(env: Target): string {
+export function maskArgs(env: Target): string[] {
   const L = env.layout;
   const name = (path: string) => path.slice(path.lastIndexOf('/') + 1);
-  return ['mask_text', L.releases, name(L.masks('x')), name(L.environ('x')), ...secretEnvNames(env)].map(quote).join(' ');
+  return [L.releases, name(L.masks('x')), name(L.environ('x')), L.keptMasks, ...secretEnvNames(env)];
+}
+
+/**
+ * The shell command that copies its input to its output with every secret of the releases kept on the host masked
+ * (mask_text: each kept release's masks file, and the values its environ holds for the variables that come from
+ * secrets; and the kept masks file, for the logs of those pruned), line by line as lines come. Needs
+ * MASK_FUNCTIONS; runs as root.
+ */
+export function maskText(env: Target): string {
+  return ['mask_text', ...maskArgs(env)].map(quote).join(' ');
+}
+
+/**
+ * Shell that adds the texts to mask of the release directory in shell variable `dirVar` to the kept masks file
+ * (keep_masks): for the prune, before the release is removed (its programs' lines stay in the log files). Needs
+ * MASK_FUNCTIONS; runs as root.
+ */
+export function keepMasks(env: Target, dirVar: string): string {
+  const [, masks = '', environ = '', kept = '', ...names] = maskArgs(env);
+  return `keep_masks "$${dirVar}" ${[masks, environ, kept, ...names].map(quote).join(' ')}`;
 }

@@ -10,7 +10,8 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
-import { IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { keepMasks } from './masks.ts';
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
@@ -251,6 +252,7 @@ export function slotPorts(env: Target, whenNone: Slot, libraries: boolean): stri
   const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}`;
   const other: Slot = whenNone === 'blue' ? 'green' : 'blue';
   return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
+${maskLibrary(env)}
 ${IDENTITY_FUNCTIONS}
 ` : ''}# Who listens on the ports the release would start on (one ss for them all).
 REPORT_SLOT_FOREIGN=0
@@ -438,7 +440,7 @@ fi`,
 /**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
- * `kept_running`); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
+ * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
  * by its release.json), the shared .env and environ of older versions
  * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
@@ -449,7 +451,8 @@ export function pruneReleases(env: Target, remove: string[]): Step {
     as: 'root',
     timeout: 300,
     quiet: true,
-    script: String.raw`releases_dir=${quote(L.releases)}
+    script: String.raw`${MASK_FUNCTIONS}
+releases_dir=${quote(L.releases)}
 cd "$releases_dir"
 # The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
@@ -462,6 +465,8 @@ remove=(${remove.map(quote).join(' ')})
 for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
+  # Its secret values stay masked in the logs its programs wrote (kept masks); else it stays, for the next prune.
+  ${keepMasks(env, 'r')} || { echo "could not keep the masks of $r (left for the next prune)" >&2; continue; }
   rm -rf -- "$r"
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done

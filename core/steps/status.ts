@@ -5,10 +5,11 @@ import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { maskSecretLike, oneLine } from '../errors.ts';
 import { parseAuditLine, type AuditEntry } from './audit.ts';
+import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
@@ -79,7 +80,6 @@ ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
-${MASK_FUNCTIONS}
 ${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
@@ -185,12 +185,16 @@ export const BODY_EXCERPT_CHARS = 120;
 
 /**
  * A failing health check's answer as status quotes it: on one line, control characters as "?", at most
- * BODY_EXCERPT_CHARS, with what looks like a secret masked (maskSecretLike): status has no secrets to mask by value
- * (it decrypts none).
+ * BODY_EXCERPT_CHARS, with the secret values `redact` knows masked (the runner's, when a key opened the
+ * environment's secrets: core/ops/status.ts) and what looks like a secret masked (maskSecretLike). Masked before
+ * anything is cut or changed (a value cut, or with its white space collapsed, is no longer found whole) and again
+ * once on one line (a passphrase's collapsed form); a cut drops the word it falls in.
  */
-export function excerpt(body: string): string {
-  const t = maskSecretLike(body.replace(/\s+/g, ' ').trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?'));
-  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
+export function excerpt(body: string, redact: (text: string) => string = (t) => t): string {
+  const t = maskSecretLike(redact(collapsedSpace(redact(body))).replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?'));
+  if (t.length <= BODY_EXCERPT_CHARS) return t;
+  const cut = t.slice(0, BODY_EXCERPT_CHARS);
+  return `${/\s/.test(t[BODY_EXCERPT_CHARS]!) ? cut.trimEnd() : cut.replace(/[^\s/?&=;,:"'<>]*$/, '').trimEnd()}…`;
 }
 
 /**
@@ -201,7 +205,7 @@ export function excerpt(body: string): string {
  * an error answer's body said (", answering: ...", probe.sh probe_body) is quoted as excerpt() does, and the rest (a
  * redirect's Location) masked as it is (maskSecretLike).
  */
-export function healthReasons(verdict: string, probeList: string[]): Map<string, string> {
+export function healthReasons(verdict: string, probeList: string[], redact: (text: string) => string = (t) => t): Map<string, string> {
   const starts = probeList
     .map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) }))
     .filter((x) => x.at >= 0)
@@ -215,7 +219,7 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
     if (next) text = text.replace(/,$/, '').replace(/; still waiting for$/, '');
     // The body runs up to the end of the reason, or to the hint a persistent client error adds (probe_rounds).
     // The rest (a redirect's Location, a loop's chain of them) masked as the body is: a URL's password, a token= value.
-    out.set(probe, maskSecretLike(text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body)}${hint}`)));
+    out.set(probe, maskSecretLike(text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body, redact)}${hint}`)));
   });
   return out;
 }
@@ -269,7 +273,7 @@ function warmth(env: Target, live: Slot, target: string, neverLive: string[], pr
 }
 
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
-export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
+export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult, redact?: (text: string) => string): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p: string) => s.problems.push(p);
@@ -370,7 +374,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 
   const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
-    const whys = healthReasons(health, probes(env, s.slot));
+    const whys = healthReasons(health, probes(env, s.slot), redact);
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
       const ok = health === 'ok' || !health.split(/\s+/).includes(probe);

@@ -12,7 +12,7 @@ import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
@@ -382,7 +382,6 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-${MASK_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
@@ -624,11 +623,13 @@ function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   const name = siteName(env);
   const https = certificateReady && certificatePaths(env) ? `\n  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null || true)` : '';
-  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+  // What answered is quoted masked, then cut (mask_clip): an app's page when nginx does not answer it itself.
+  return String.raw`${maskLibrary(env)}
+slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
   if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
-  slot_got=${'$'}{got//$'\n'/ }; slot_got=${'$'}{slot_got:0:80}
+  mask_ready; mask_string "$got"; mask_clip "${'$'}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT
   if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
   sleep 0.05
 done`;

@@ -213,6 +213,72 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect((await sshRun(host, 'pgrep -f "tail -n [1] -F" || true')).stdout.trim()).toBe(''); // [1]: not this shell's own command line
   }, 60_000);
 
+  it('a passphrase with white space: no word of it in a failed probe verdict; rotated, its release pruned, none in ops logs', async () => {
+    const PASS = `correct horse\tbattery  staple ${process.pid}`;
+    const WORDS = /correct|horse|battery|staple/;
+    const keyEnv = { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' };
+    const setSecret = async (value: string) => expect((await runOps(['secrets', 'set', 'e2e', 'secret_key'], { root: project.root, processEnv: keyEnv, input: value })).code).toBe(0);
+    // One good release kept (with the warm one): the second deploy after this one prunes it.
+    project.write({ ...config, release: { ...((config.release as object) ?? {}), keep: 1 } });
+    await setSecret(PASS);
+    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const port = resolveTarget(project.env()).port('server', slot);
+    // The app prints it in its log, and in an error page: whole (a tab, two spaces), and where the probe's 200-character cut falls in it.
+    await root(`echo ${Buffer.from(`starting with passphrase ${PASS}\n`).toString('base64')} | base64 -d >> /var/log/sample/server-${slot}.out.log`);
+    const body = `error: ${PASS} | ${'w'.repeat(150)} ${PASS} tail`;
+    const app = `import http.server, os
+open("/tmp/ops-503.pid", "w").write(str(os.getpid()))
+BODY = ${JSON.stringify(body)}.encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503); self.send_header("Content-Type", "text/plain"); self.send_header("Content-Length", str(len(BODY))); self.end_headers(); self.wfile.write(BODY)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
+`;
+    await root(`supervisorctl stop sample-${slot}:sample-${slot}-server`);
+    await root(`echo ${Buffer.from(app).toString('base64')} | base64 -d > /tmp/ops-503.py && (setsid python3 /tmp/ops-503.py </dev/null >/dev/null 2>&1 &)`);
+    try {
+      let withKey = await cli('status', 'e2e');
+      for (let i = 0; i < 50 && !withKey.out.includes('returned error: 503'); i++) withKey = await cli('status', 'e2e');
+      expect(withKey.out).toContain('answering: error: ***');
+      expect(withKey.out + withKey.err).not.toMatch(WORDS);
+      renameSync(KEY, `${KEY}.away`);
+      try {
+        const without = await cli('status', 'e2e', '--json');
+        expect(without.out).toContain('answering: error: ***');
+        expect(without.out + without.err).not.toMatch(WORDS);
+      } finally {
+        renameSync(`${KEY}.away`, KEY);
+      }
+    } finally {
+      await root('kill $(cat /tmp/ops-503.pid); timeout 10 tail --pid=$(cat /tmp/ops-503.pid) -f /dev/null; rm -f /tmp/ops-503.py /tmp/ops-503.pid');
+      await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
+    }
+    for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 200));
+
+    // Rotated twice: the release that had it is pruned; its log line stays.
+    await setSecret(`rotated ${process.pid} value two`);
+    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    await setSecret(`rotated ${process.pid} value three`);
+    const third = await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    expect(JSON.stringify(third)).toMatch(/pruned/);
+    const L = resolveTarget(project.env()).layout;
+    expect((await root(`grep -rlF 'staple ${process.pid}' ${L.releases} || echo none`)).stdout.trim()).toBe('none');
+    for (const away of [false, true]) {
+      if (away) renameSync(KEY, `${KEY}.away`);
+      try {
+        const reporter = new MemoryReporter();
+        await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 200, slots: 'both' });
+        expect(reporter.text()).toContain('starting with passphrase ***');
+        expect(reporter.text()).not.toMatch(WORDS);
+      } finally {
+        if (away) renameSync(`${KEY}.away`, KEY);
+      }
+    }
+    expect((await root(`stat -c '%a %U' ${L.keptMasks}`)).stdout.trim()).toBe('600 root');
+  }, 900_000);
+
   it('certs: a self-signed certificate with its expiry, served by nginx; --renew makes a new one and nginx serves it', async () => {
     const domain = `sta${process.pid}.test`;
     project.write({ ...config, domain, tls: { mode: 'self-signed' } });

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { IDENTITY_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
@@ -63,6 +63,7 @@ async function listening(port: number): Promise<void> {
 
 async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][]; foreign: number }> {
   const script = `${scriptPrelude}
+${MASK_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${supPid}); }
 if check_identity ${id} ${dir} grp web:${port}; then echo OK; else echo "FAIL $IDENTITY"; fi

@@ -223,7 +223,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
       const t0 = Date.now();
       const r = await bash(`wait_healthy 1 0.2 many:${port}:/many && echo many=ok\nwait_healthy 1 0.2 stream:${port}:/stream || echo "$UNHEALTHY"`);
       expect(Date.now() - t0).toBeLessThan(8000);
-      expect(r.out).toMatch(new RegExp(`^many=ok\nno healthy answer within 1s from stream:${port}:/stream \\(not an HTTP answer: x{60}\\)$`));
+      expect(r.out).toMatch(new RegExp(`^many=ok\nno healthy answer within 1s from stream:${port}:/stream \\(not an HTTP answer: \\.\\.\\.\\)$`)); // one word cut: dropped whole (it may be a secret's start)
     } finally {
       s.close();
     }
@@ -458,7 +458,7 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
     const body = `<html>\n${' '.repeat(40)}Error: ${'b'.repeat(170)} SECRETVALUE0123456789 more`;
     const { port } = await recording(() => [500, {}, body]);
     const r = await bash(`wait_healthy 1 0.2 web:${port}:/ || echo "$UNHEALTHY"`);
-    expect(r.out).toBe(`no healthy answer within 1s from web:${port}:/ (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: <html> Error: ${'b'.repeat(170)})`);
+    expect(r.out).toBe(`no healthy answer within 1s from web:${port}:/ (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: <html> Error: ${'b'.repeat(170)}...)`); // a cut, said
   });
 
   it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {

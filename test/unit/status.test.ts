@@ -585,7 +585,9 @@ describe('health reasons, from the real probes', () => {
   }, 20_000);
 
   it('an answer quoted is bounded, on one line, without control characters, its secrets masked', () => {
-    expect(excerpt('x'.repeat(500))).toBe(`${'x'.repeat(120)}…`);
+    expect(excerpt('xxxxxxx '.repeat(60))).toBe(`${'xxxxxxx '.repeat(15).trimEnd()}…`);
+    expect(excerpt(`${'xxxxxxx '.repeat(14)}yyyyyyyyyyyyyyyyyyyyyyyyyyyyy`)).toBe(`${'xxxxxxx '.repeat(14).trimEnd()}…`); // the word cut dropped (a token's start)
+    expect(excerpt('x'.repeat(500))).toBe('…');
     expect(excerpt('a\r\n\tb\u001b[31mc')).toBe('a b?[31mc');
     expect(excerpt('token=abc&user=bob; Authorization: Bearer xyz')).toBe('token=***&user=bob; Authorization: Bearer ***');
     expect(excerpt("{'api_key': 'k1', \"DB_PASSWORD\": \"p w\"} redis://:pw@cache:6379")).toBe("{'api_key': ***, \"DB_PASSWORD\": ***} redis://:***@cache:6379");

@@ -2,37 +2,53 @@
 # Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
 # secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
-# the older ones whose programs wrote the logs too):
-# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
-#   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
-#   JSON value, as programs print them quoted, URL-encoded), one a line;
-# - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
-#   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
+# root; no value leaves the host. The texts to mask:
+# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
+#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
+#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
+#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
+#     white space collapsed), one a line;
+#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
+#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
+#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
+#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
+# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
+#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
+#   release is gone, and its secret values may have been rotated since.
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
-# named MASKS and ENVIRON), one a line, longest first.
-mask_forms() {
-  local releases=$1 masks=$2 environ=$3 dir rec name want line; shift 3
-  for dir in "$releases"/*/; do
-    [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-    if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then continue; fi
-    while IFS= read -r -d '' rec; do
-      name=${rec%%=*}
-      for want; do
-        [ "$name" = "$want" ] || continue
-        while IFS= read -r line; do
-          line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}
-          case $line in true | false) ;; *) [ "${#line}" -lt 3 ] || printf '%s\n' "$line" ;; esac
-        done <<< "${rec#*=}"
-      done
-    done < "$dir$environ"
-  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
+# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+release_forms() {
+  local dir=${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
+  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
+  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  while IFS= read -r -d '' rec; do
+    name=${rec%%=*}
+    for want; do
+      [ "$name" = "$want" ] || continue
+      while IFS= read -r line; do
+        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}
+        case $line in true | false) continue ;; esac
+        [ "${#line}" -lt 3 ] || printf '%s\n' "$line"
+        norm=${line//[$'\t\r\f\v']/ }
+        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done
+        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf '%s\n' "$norm"
+      done <<< "${rec#*=}"
+    done
+  done < "$dir$environ"
 }
-# mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
+# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+mask_forms() {
+  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  {
+    [ ! -r "$kept" ] || cat -- "$kept"
+    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+}
+# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
 # text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
 # a file or given on a command line.
 mask_text() {
@@ -40,4 +56,62 @@ mask_text() {
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\/$*.^[]/\\&/g; s/.*/s\/&\/***\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\n' "$script")
+}
+# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
+# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
+# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
+# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+keep_masks() {
+  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  mv -f -- "$kept.new" "$kept"
+}
+# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
+# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+mask_load() {
+  MASK_FORMS=()
+  mapfile -t MASK_FORMS < <(mask_forms "$@")
+  MASK_LOADED=1
+}
+# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
+# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
+mask_ready() {
+  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi
+}
+# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
+# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
+# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
+# white space or control characters changed, is no longer found whole.
+mask_clip() {
+  mask_ready; mask_string "$1"
+  if [ "${#MASK_TEXT}" -gt "$2" ]; then
+    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
+    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
+  fi
+}
+# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
+# MASK_TEXT. No process: bash's own replacement, as bytes.
+mask_string() {
+  local LC_ALL=C f
+  MASK_TEXT=$1
+  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
+    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}
+  done
+}
+# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
+# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
+# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
+# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
+# URL), then trailing white space.
+mask_cut_end() {
+  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
+  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
+    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0
+    for (( ; p < n; p++ )); do
+      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi
+    done
+  done
+  # shellcheck disable=SC2295 # sep is a pattern
+  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}
+  MASK_TEXT=${t%"${t##*[![:space:]]}"}
 }

@@ -77,10 +77,13 @@ probe_send() {
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
 }
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent): its first MAX characters, each
-# control or unprintable one (a terminal escape, an HTTP/2 frame's bytes) as "?"; in PROBE_TEXT.
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
 probe_printable() {
-  PROBE_TEXT=${1:0:$2}; PROBE_TEXT=${PROBE_TEXT//[^[:print:]]/?}
+  mask_clip "$1" "$2"
+  PROBE_TEXT=${MASK_TEXT//[^[:print:]]/?}
 }
 # probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
 # probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
@@ -197,9 +200,10 @@ probe_cut() {
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
 # bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
 # characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
-# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
-# the cut falls in, so that no secret's first characters are ever shown.
+# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
+# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
+# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
+# so that no secret's first characters are ever shown.
 probe_body() {
   local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
@@ -218,14 +222,12 @@ probe_body() {
     # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
     if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ ${size%$'\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
   fi
+  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
+  mask_string "$body"; body=$MASK_TEXT
+  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
   body=${body//[$'\r\n\t\f\v']/ }
   while [[ $body == *"  "* ]]; do body=${body//"  "/" "}; done
   body=${body# }
-  if [ "${#body}" -gt 200 ]; then
-    if [ "${body:200:1}" = " " ]; then cut=0; else cut=1; fi
-    body=${body:0:200}
-  fi
-  [ "$cut" = 0 ] || body=${body%"${body##*[[:space:]]}"}
   probe_printable "${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
@@ -313,8 +315,9 @@ probe_verdict() {
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
       probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
-    probe_printable "$PROBE_LOCATION" 100
-    chain+="${chain:+; }GET $path: $PROBE_CODE to $PROBE_TEXT"
+    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
+    probe_printable "$path" 100; chain+="${chain:+; }GET $PROBE_TEXT"
+    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
     [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
     if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
     asked+="$PROBE_TO "; path=$PROBE_TO
@@ -337,8 +340,9 @@ probe_loop() {
   else
     hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
   fi
+  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
   probe_sent "$1"
-  PROBE_WHY="redirects in a loop, back to $2 ($3; the probe sent $PROBE_TEXT): $hint"
+  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
@@ -368,6 +372,9 @@ elsewhere() {
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
   local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi
   # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
   # at once by probe_send: the pipe is empty between rounds).
   exec {pause}<> <(:)

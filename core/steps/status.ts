@@ -14,9 +14,9 @@ import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
-import { programPorts, probes, STOP_WAIT_SECONDS } from './switch.ts';
+import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: when the live slot's supervisor file was written, just before its programs started for their release, and when supervisord started); certificates as LIBRARY_KEYS.cert. */
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started); certificates as LIBRARY_KEYS.cert. */
 export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started');
 
 /**
@@ -106,7 +106,7 @@ ${nginxRouteShell(env)}
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
   ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
-  # When the live slot's programs started for their release (its supervisor file is written just before: startSlot)
+  # When the live slot's programs started for their release (its supervisor file's time: startSlot touches it then)
   # and when supervisord did: a live program started later than both restarted since (a crash after its health check).
   live_conf=""; case "$live_slot" in blue) live_conf=${quote(L.supervisorConf('blue'))} ;; green) live_conf=${quote(L.supervisorConf('green'))} ;; esac
   sd_pid=$(rpc supervisor.getPID); sd_up=""
@@ -415,10 +415,10 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 }
 
 /**
- * Seconds a live program may start after its slot's supervisor file was written and still be its first start for the
- * release: the start stops what the slot ran first (group_down: STOP_WAIT_SECONDS and 5 s more at most), with a margin.
+ * Seconds a live program may start after its slot's supervisor file's time and still be its first start for the
+ * release: startSlot touches the file just before supervisor starts the group (and previous_back writes it so).
  */
-const FIRST_START_SECONDS = STOP_WAIT_SECONDS + 15;
+const FIRST_START_SECONDS = 5;
 
 /**
  * A live program that supervisor started again since its release's start (`liveStarted`, the status step's

@@ -334,10 +334,10 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
-# back_say LINE: previous_back's line, after what leftovers_down stopped (gone) when it stopped something.
-back_say() { printf '%s\n' "${'$'}{gone:+$gone; }$1"; }
+# back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
+back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" gone="" gone_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
@@ -348,8 +348,8 @@ previous_back() {
   [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
   head=""
   group_down "$group" ${STOP_WAIT_SECONDS}
-  gone_dir=""; [ -z "$started" ] || gone_dir=${quote(L.releases)}/$started
-  gone=$(leftovers_down "$slot" "$started" "$gone_dir" ${quote(env.appUser)} "${'$'}{checks[@]}") || true
+  left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
+  back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${'$'}{checks[@]}") || true
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -461,6 +461,9 @@ unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
+# the health check passed: core/steps/status.ts).
+touch -c "$conf" 2>/dev/null || true
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
   previous_back ${slot} "$keep" >&2 || true

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { status } from '../../core/ops/status.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
@@ -17,7 +18,8 @@ import { APP, get, makeProject, readyHost, webConfig, type TestProject } from '.
 /**
  * The app: Node's http server answering every GET with its VERSION. MODE=bigheader adds a session cookie of 10 KB
  * (frameworks that keep the session in the cookie send such); MODE=daemon daemonises: the process supervisor starts
- * spawns a detached copy of itself (setsid: a session and process group of its own) that serves, and exits.
+ * spawns a detached copy of itself (setsid: a session and process group of its own) that serves, and exits;
+ * MODE=crashlate serves, and exits 8 s after each start (supervisor restarts it: never FATAL).
  */
 const SERVER = String.raw`const http = require('http');
 const fs = require('fs');
@@ -25,6 +27,8 @@ const { spawn } = require('child_process');
 const port = Number(process.argv[2]);
 const mode = fs.readFileSync('MODE', 'utf8').trim();
 const version = fs.readFileSync('VERSION', 'utf8').trim();
+// A crash some seconds after each start (a timer, a first background job, a lost connection): after the health check.
+if (mode === 'crashlate') setTimeout(() => process.exit(1), 8000);
 if (mode === 'daemon' && process.argv[3] !== 'daemon') {
   spawn(process.execPath, [__filename, String(port), 'daemon'], { detached: true, stdio: 'ignore' }).unref();
   process.exit(0);
@@ -89,7 +93,7 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     const err = await deploy(project.ctx(), project.env(), { ref: 'daemon' }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     const message = (err as Error).message;
-    expect(message).toMatch(new RegExp(`stopped what release \\S+ left running on slot ${idle} outside supervisor .*: pid \\d+ \\(\\S+ server\\.js \\d+ daemon, `));
+    expect(message).toMatch(new RegExp(`stopped what release \\S+ left running on slot ${idle} outside supervisor .*: pid \\d+ \\(\\S+ \\S*/server\\.js \\d+ daemon, `));
     expect(message).toContain(`the previous release ${previous.release} is back on slot ${idle}, healthy: kept warm`);
     expect(await get(host)).toEqual({ status: 200, body: '1' });
     // Nothing of the failed release runs; the idle slot's port is the previous release's.
@@ -100,4 +104,22 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     await deploy(project.ctx(), project.env(), { ref: 'good-again' });
     expect(await get(host)).toEqual({ status: 200, body: '4' });
   }, 900_000);
+
+  it('a release that exits some seconds after each start (after its health check passed): ops status says its program is started again and again, not healthy', async () => {
+    commit(repo, { MODE: 'crashlate\n', VERSION: '5\n' }, 'a release that crashes 8 s after each start');
+    gitIn(repo, ['tag', 'crashlate']);
+    await deploy(project.ctx(), project.env(), { ref: 'crashlate' });
+    const slot = await liveSlot();
+    const pid = async () => /RUNNING\s+pid (\d+)/.exec(await onHost(`supervisorctl status '${APP}-${slot}:${APP}-${slot}-web' || true`))?.[1];
+    // Until supervisor has started it again (it exits 8 s after a start; the deploy's first start is 30 s back at most).
+    const first = await pid();
+    let again = first;
+    for (let i = 0; i < 120 && (again === first || !again); i++) {
+      await new Promise((ok) => setTimeout(ok, 250));
+      again = await pid();
+    }
+    expect(again).not.toBe(first);
+    const problems = (await status(project.ctx(), project.env())).hosts[0]!.problems;
+    expect(problems.join('\n')).toMatch(/program web \(live slot \w+(, pid \d+)?\) was started again \d+s ago, \d+s after its release's start: it exits and supervisor restarts it/);
+  }, 600_000);
 });

@@ -134,7 +134,7 @@ leftovers_down() {
   fi
   sup_pids
   for pid in $(pgrep -u "$user" 2>/dev/null); do
-    [ "$pid" != "$$" ] && [ "$pid" != "$BASHPID" ] || continue
+    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
     rel=""; of=""
     while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
     [ -z "$of" ] || [ "$of" = "$slot" ] || continue

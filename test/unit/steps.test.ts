@@ -22,6 +22,7 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { gatePaths } from '../../core/steps/nginx-gate.ts';
 import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -185,6 +186,53 @@ describe('nginx site', () => {
     expect(s.indexOf('host_lock nginx')).toBeLessThan(s.indexOf('cp -a /etc/nginx'));
     expect(s.indexOf('host_unlock nginx')).toBeGreaterThan(s.indexOf('if ! nginx_reload'));
     bashSyntax(s);
+  });
+});
+
+describe('the switch asks nginx for the health paths as visitors do (nginxGate)', () => {
+  it('each routed program\'s health path under its route (the prefix replaced by "/", as nginx passes it); a route another program\'s longer one takes is skipped; an unrouted program is not asked', () => {
+    const three = (routes: Record<string, string>) =>
+      env({
+        programs: {
+          server: { command: 'a', port: 3579, health: '/health', env: {} },
+          client: { command: 'b', port: 3000, health: '/', env: {} },
+          worker: { command: 'c', port: 3100, health: '/ready?deep=1', env: {} },
+        },
+        routes,
+      });
+    expect(gatePaths(three({ '/': 'client', '/api/': 'server' }))).toEqual([
+      { program: 'server', path: '/api/health' },
+      { program: 'client', path: '/' },
+    ]);
+    // The server's /api/health under "/" is the client's (/api/ is longer): not the server's to answer through nginx.
+    const taken = (routes: Record<string, string>) =>
+      gatePaths(
+        env({
+          programs: {
+            server: { command: 'a', port: 3579, health: '/api/health', env: {} },
+            client: { command: 'b', port: 3000, health: '/', env: {} },
+            worker: { command: 'c', port: 3100, health: '/ready?deep=1', env: {} },
+          },
+          routes,
+        }),
+      );
+    expect(taken({ '/': 'server', '/api/': 'client', '/w/': 'worker' })).toEqual([
+      { program: 'client', path: '/api/' },
+      { program: 'worker', path: '/w/ready?deep=1' },
+    ]);
+    expect(taken({ '/': 'server', '/api/': 'client', '/s/': 'server' })).toEqual([
+      { program: 'server', path: '/s/api/health' },
+      { program: 'client', path: '/api/' },
+    ]);
+  });
+
+  it('runs after the look at /.ops/slot, in the switch\'s verify (a 5xx puts the previous files back), over https when the site serves TLS', () => {
+    const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(tls).toContain("-k --resolve shop.example.org:443:127.0.0.1 https://shop.example.org\"$gate_path\"");
+    const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(plain).toContain("-H 'Host: shop.example.org' http://127.0.0.1\"$gate_path\"");
+    expect(plain.indexOf('nginxGate: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
+    expect(plain.indexOf('nginxGate: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));
   });
 });
 

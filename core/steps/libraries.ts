@@ -36,7 +36,7 @@ export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 export const CRITICAL_WAIT_SECONDS = 60;
 /** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
-/** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
+/** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port; leftovers_down: what a stopped slot left running outside supervisor. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
 export const IDENTITY_FUNCTIONS: string = identityFunctions;
 /**
  * probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS), with the

@@ -14,6 +14,8 @@ export interface ProgramState {
   pid?: number;
   /** Seconds since it started (RUNNING, STARTING), or since it stopped. */
   seconds?: number;
+  /** When it started (RUNNING, STARTING: supervisor's `start`, epoch seconds on the host's clock). */
+  started?: number;
   description: string;
   /** The release the process runs, read from the process (OPS_RELEASE, else its working directory), not from `current`. */
   release?: string;
@@ -113,6 +115,7 @@ export function programStates(env: Target, records: Record<string, string>[], li
       state: r.statename ?? 'UNKNOWN',
       pid: Number(r.pid) > 0 ? Number(r.pid) : undefined,
       seconds: now > 0 && since > 0 && now >= since ? now - since : undefined,
+      started: (r.statename === 'RUNNING' || r.statename === 'STARTING') && Number(r.start) > 0 ? Number(r.start) : undefined,
       // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
       description: r.spawnerr || (['RUNNING', 'STOPPED', 'STARTING', 'STOPPING'].includes(r.statename ?? '') ? '' : (r.description ?? '')),
     });

@@ -18,8 +18,8 @@ import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'last_run');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'last_run');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -114,6 +114,15 @@ ${nginxRouteShell(env)}
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
   ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
+  # When the live slot's programs started for their release (its supervisor file's time: startSlot touches it then)
+  # and when supervisord did: a live program started later than both restarted since (a crash after its health check).
+  live_conf=""; case "$live_slot" in blue) live_conf=${quote(L.supervisorConf('blue'))} ;; green) live_conf=${quote(L.supervisorConf('green'))} ;; esac
+  sd_pid=$(rpc supervisor.getPID); sd_up=""
+  if [[ $sd_pid =~ \<int\>([0-9]+)\</int\> ]]; then sd_up=$(ps -o etimes= -p "${'$'}{BASH_REMATCH[1]}" 2>/dev/null | tr -d ' ') || true; fi
+  if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
+    printf -v sd_now '%(%s)T' -1
+    ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
+  fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup('blue'))} ${programPorts(env, 'blue').map(quote).join(' ')}
   report_slot green ${quote(L.supervisorGroup('green'))} ${programPorts(env, 'green').map(quote).join(' ')}
@@ -351,6 +360,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
         else if (p.state === 'STARTING' && p.release === undefined) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== undefined && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+        else restarted(env, p, reported(r, STATUS_KEYS.live_started), problem, warn);
         for (const l of p?.listeners ?? []) {
           if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
           else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
@@ -424,4 +434,25 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   if (s.lock.state === 'held') warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   return s;
+}
+
+/**
+ * Seconds a live program may start after its slot's supervisor file's time and still be its first start for the
+ * release: startSlot touches the file just before supervisor starts the group (and previous_back writes it so).
+ */
+const FIRST_START_SECONDS = 5;
+
+/**
+ * A live program that supervisor started again since its release's start (`liveStarted`, the status step's
+ * `live_started`: the slot's file written, supervisord started, epochs) and not long ago: it exits and supervisor
+ * restarts it (autorestart), which a health check passed a few seconds after its start never saw, and a read of its
+ * state alone (RUNNING again) does not show. A problem for its first minute of uptime (a crash loop is mostly seen
+ * so), a warning for ten minutes. Nothing without the report (an older host's status) or its start time.
+ */
+function restarted(env: Target, p: ProgramState, liveStarted: string | undefined, problem: (p: string) => void, warn: (w: string) => void): void {
+  const [file, supervisord] = (liveStarted ?? '').split(' ').map(Number);
+  if (!file || !supervisord || p.started === undefined || p.seconds === undefined) return;
+  if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
+  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ''}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name}; a restart by hand reads the same for 10 minutes)`;
+  (p.seconds < 60 ? problem : warn)(line);
 }

@@ -11,6 +11,7 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
+import { gateSeconds, nginxGate } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
@@ -292,7 +293,9 @@ export const PREVIOUS_FILE = 'previous.conf';
  * `previous_file DIR`: puts the slot's previous supervisor file back as it was (its mode and owner; removed when the
  * slot had none) and has supervisor read it (reloadConfig: no process is touched).
  *
- * `previous_back SLOT DIR`: SLOT's programs stop (group_down), previous_file, and when its programs ran before the
+ * `previous_back SLOT DIR`: SLOT's programs stop (group_down), and what the release its file names (the one this run
+ * started there) left running outside supervisor (leftovers_down: a program that daemonised, holding the slot's
+ * ports, would keep the previous release from binding them; said at the head of the line), previous_file, and when its programs ran before the
  * start, supervisor starts its group again (group_add); only then are the records (and STARTED_RECORD) removed, so an
  * interruption on the way leaves them for the next caller, which does it all again. The previous release is then warm
  * again when it is what a rollback reuses at once (startRelease's reuse check: the file today's settings render for
@@ -331,31 +334,40 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+# back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
+back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
+  IFS= read -r head < "$conf" 2>/dev/null || true
+  if [[ $head =~ $prev_re ]]; then started=${'$'}{BASH_REMATCH[1]}; fi
+  [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
+  head=""
   group_down "$group" ${STOP_WAIT_SECONDS}
-  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
+  back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${'$'}{checks[@]}") || true
+  if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
-  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
+  if [ "$had" != 1 ]; then back_say "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
   IFS= read -r head < "$conf" || true
   if [[ $head =~ $prev_re ]]; then prev_id=${'$'}{BASH_REMATCH[1]}; fi
-  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${'$'}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
-  if [ "$ran" = failed ]; then echo "the previous release ${'$'}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
-  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  if [ "$ran" = 0 ]; then back_say "slot $slot's previous file (${'$'}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then back_say "the previous release ${'$'}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then back_say "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
   case "$slot" in
     ${slots.map(rendered).join('\n    ')}
   esac
   if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
-    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+    back_say "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
   elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${'$'}{checks[@]}") && [ "$back" = ok ]; then
-    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
+    back_say "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+    back_say "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }
@@ -448,6 +460,9 @@ unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
+# the health check passed: core/steps/status.ts).
+touch -c "$conf" 2>/dev/null || true
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
   previous_back ${slot} "$keep" >&2 || true
@@ -480,8 +495,9 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each
 }
 
 /**
- * Stop a slot's programs and remove its group: after a failed switch (no drain), or the old slot after a
- * switch. Draining waits until nginx's old workers (the only ones still routing to the old slot) have
+ * Stop a slot's programs and remove its group, and what the release it ran left running outside supervisor
+ * (leftovers_down: a program that daemonised, holding the slot's ports; named in the step's line): after a failed
+ * switch (no drain), or the old slot after a switch. Draining waits until nginx's old workers (the only ones still routing to the old slot) have
  * finished their in-flight requests and exited, for at most `drainSeconds`.
  */
 export function stopSlot(env: Target, slot: Slot, drainSeconds = 0): Step {
@@ -496,12 +512,19 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     as: 'root',
     timeout: drainSeconds + 120,
     script: String.raw`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
+  # The release the slot ran: what its programs left running outside supervisor (leftovers_down) goes too.
+  stop_id=""; stop_head=""; stop_re=', release ([^ ]+)\. Rewritten by deploys\.$'; IFS= read -r stop_head < "$conf" || true
+  if [[ $stop_head =~ $stop_re ]]; then stop_id=${'$'}{BASH_REMATCH[1]}; fi
+  [[ $stop_id =~ ${RELEASE_DIR_PATTERN} ]] || stop_id=""
   group_down ${quote(L.supervisorGroup(slot))} ${STOP_WAIT_SECONDS}
+  stop_dir=""; [ -z "$stop_id" ] || stop_dir=${quote(L.releases)}/$stop_id
+  stop_gone=$(leftovers_down ${slot} "$stop_id" "$stop_dir" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(' ')}) || true
   rm -f "$conf"
   reread >/dev/null || true
-  echo "slot ${slot} stopped"
+  echo "slot ${slot} stopped${'$'}{stop_gone:+; $stop_gone}"
 fi`,
   };
 }
@@ -536,6 +559,7 @@ if [ "$back_rc" = 1 ]; then
   read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 `, '')}
   fi
 else
@@ -643,8 +667,10 @@ export const SWITCH_KEYS = reportKeys('switched');
  * false: then the site on the host is kept, and only the upstreams move), validated and reloaded gracefully
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve, and fails when
  * the reload cannot be sent or is not taken up); then nginx must answer with the new slot at /.ops/slot (the site
- * really routes to it) when the site it renders serves that location (siteServesSlot): else the previous files come
- * back, nginx reloads them, and the step fails with `current` as it was. Only a site it does not render or a custom
+ * really routes to it) when the site it renders serves that location (siteServesSlot), and must pass each routed
+ * program's health path on to it without a 5xx (nginxGate: a response head too big for its proxy_buffer_size, said
+ * with nginx's error log line and the fix): else the previous files come back, nginx reloads them, and the step fails
+ * with `current` as it was. Only a site it does not render or a custom
  * template without {{slot_location}} leaves that look a warning. Then `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
  * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
@@ -658,6 +684,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
+  const gate = nginxGate(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: 'switch',
@@ -675,15 +702,24 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
-      critical: SWITCH_THEN_SECONDS,
-      ...(mustSee && {
-        verify: String.raw`${look}
-[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`,
-      }),
+      // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
+      critical: SWITCH_THEN_SECONDS + gateSeconds(env),
+      // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
+      // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
+      verify: String.raw`${look}
+${
+        mustSee
+          ? String.raw`if [ -z "$slot_seen" ]; then
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false
+else
+${gate}
+fi`
+          : gate
+      }`,
       then: String.raw`${
         mustSee
           ? '# nginx answered with the new slot (verify, above)'
-          : `${look}\n[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
+          : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
       }
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}

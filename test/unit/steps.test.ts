@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { gatePaths } from '../../core/steps/nginx-gate.ts';
 import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -188,6 +189,53 @@ describe('nginx site', () => {
   });
 });
 
+describe('the switch asks nginx for the health paths as visitors do (nginxGate)', () => {
+  it('each routed program\'s health path under its route (the prefix replaced by "/", as nginx passes it); a route another program\'s longer one takes is skipped; an unrouted program is not asked', () => {
+    const three = (routes: Record<string, string>) =>
+      env({
+        programs: {
+          server: { command: 'a', port: 3579, health: '/health', env: {} },
+          client: { command: 'b', port: 3000, health: '/', env: {} },
+          worker: { command: 'c', port: 3100, health: '/ready?deep=1', env: {} },
+        },
+        routes,
+      });
+    expect(gatePaths(three({ '/': 'client', '/api/': 'server' }))).toEqual([
+      { program: 'server', path: '/api/health' },
+      { program: 'client', path: '/' },
+    ]);
+    // The server's /api/health under "/" is the client's (/api/ is longer): not the server's to answer through nginx.
+    const taken = (routes: Record<string, string>) =>
+      gatePaths(
+        env({
+          programs: {
+            server: { command: 'a', port: 3579, health: '/api/health', env: {} },
+            client: { command: 'b', port: 3000, health: '/', env: {} },
+            worker: { command: 'c', port: 3100, health: '/ready?deep=1', env: {} },
+          },
+          routes,
+        }),
+      );
+    expect(taken({ '/': 'server', '/api/': 'client', '/w/': 'worker' })).toEqual([
+      { program: 'client', path: '/api/' },
+      { program: 'worker', path: '/w/ready?deep=1' },
+    ]);
+    expect(taken({ '/': 'server', '/api/': 'client', '/s/': 'server' })).toEqual([
+      { program: 'server', path: '/s/api/health' },
+      { program: 'client', path: '/api/' },
+    ]);
+  });
+
+  it('runs after the look at /.ops/slot, in the switch\'s verify (a 5xx puts the previous files back), over https when the site serves TLS', () => {
+    const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(tls).toContain("-k --resolve shop.example.org:443:127.0.0.1 https://shop.example.org\"$gate_path\"");
+    const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(plain).toContain("-H 'Host: shop.example.org' http://127.0.0.1\"$gate_path\"");
+    expect(plain.indexOf('nginxGate: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
+    expect(plain.indexOf('nginxGate: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));
+  });
+});
+
 describe('a start that fails after taking the slot down puts the previous release back (previous_back)', () => {
   const e = env();
   const id = '20261125T120000Z-0123456789ab';
@@ -221,7 +269,7 @@ describe('a start that fails after taking the slot down puts the previous releas
    * checks stubbed, the records a start keeps (`prev`: the slot's file before it; `ran`: its programs ran; none at all
    * when `records` is false): its line, its exit code, what it did, the slot's file after, the records left.
    */
-  function back(files: { prev?: string }, ran: boolean, verdict = 'ok', o: { records?: boolean; liveSlot?: string; addKilled?: boolean; mode?: string } = {}) {
+  function back(files: { prev?: string }, ran: boolean, verdict = 'ok', o: { records?: boolean; liveSlot?: string; addKilled?: boolean; mode?: string; leftovers?: string; started?: string } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'ops-prev-back-'));
     try {
       const lock = join(dir, 'lock');
@@ -231,13 +279,14 @@ describe('a start that fails after taking the slot down puts the previous releas
         writeFileSync(join(lock, 'previous'), `green ${files.prev === undefined ? '0' : '1'} ${ran ? 1 : 0} ${files.prev === undefined ? '- -' : `${o.mode ?? '644'} ${user}`}\n`);
         if (files.prev !== undefined) writeFileSync(join(lock, 'previous.conf'), files.prev, { mode: 0o600 });
       }
-      writeFileSync(join(dir, 'conf'), 'the new release\n');
+      writeFileSync(join(dir, 'conf'), o.started ? slotConfig(e, 'green', `/srv/shop/releases/${o.started}`, o.started) : 'the new release\n');
       if (o.liveSlot) writeFileSync(join(dir, 'slot'), `${o.liveSlot}\n`);
       const stubs = String.raw`did() { echo "$*" >> ${dir}/did; }
+leftovers_down() { echo "$*" > ${dir}/leftovers; ${o.leftovers ? `printf '%s\\n' '${o.leftovers}'` : ':'}; }
 group_down() { did "down $1"; }; group_add() { did "add $1"; ${o.addKilled ? 'kill -KILL $$; ' : ''}}; reread() { did reread; }
 live_verdict() { did "verdict $1 $2 $3 $4"; printf %s ${verdict === 'ok' ? 'ok' : `'${verdict}'`}; }
 previous_slot() { case "$1" in green) conf=${dir}/conf; group=shop-green; checks=(web:3580:/health) ;; *) return 1 ;; esac; }`;
-      const functions = `${fn('previous_file')}\n${fn('previous_back')}`.replaceAll('/srv/shop/.ops/slot', join(dir, 'slot'));
+      const functions = `${fn('back_say')}\n${fn('previous_file')}\n${fn('previous_back')}`.replaceAll('/srv/shop/.ops/slot', join(dir, 'slot'));
       const run = spawnSync('bash', ['-c', `set -euo pipefail\ntouch ${dir}/did\n${stubs}\n${functions}\nrc=0; previous_back green ${lock} || rc=$?; echo "rc=$rc"`], { encoding: 'utf8' });
       const out = run.stdout.trim().split('\n');
       const rc = /^rc=(\d+)$/.exec(out.at(-1) ?? '')?.[1];
@@ -250,7 +299,8 @@ previous_slot() { case "$1" in green) conf=${dir}/conf; group=shop-green; checks
         conf = undefined;
       }
       const did = readFileSync(join(dir, 'did'), 'utf8').trim();
-      return { said: (rc === undefined ? out : out.slice(0, -1)).join('\n'), rc: rc === undefined ? `ended by ${run.signal ?? run.status}` : Number(rc), did: did ? did.split('\n') : [], conf, mode, left: readdirSync(lock).sort() };
+      const leftovers = existsSync(join(dir, 'leftovers')) ? readFileSync(join(dir, 'leftovers'), 'utf8').trim() : undefined;
+      return { leftovers, said: (rc === undefined ? out : out.slice(0, -1)).join('\n'), rc: rc === undefined ? `ended by ${run.signal ?? run.status}` : Number(rc), did: did ? did.split('\n') : [], conf, mode, left: readdirSync(lock).sort() };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -271,6 +321,14 @@ previous_slot() { case "$1" in green) conf=${dir}/conf; group=shop-green; checks
     const r = back({ prev: today }, true, 'no healthy answer within 30s from server:3580:/health');
     expect(r.conf).toBe(today);
     expect(r.said).toBe(`the previous release ${before} was started again on slot green but did not pass its checks within 30s (no healthy answer within 30s from server:3580:/health): left as supervisor has it; a rollback to it would start it cold`);
+  });
+
+  it('what the failed release left running outside supervisor (a daemon) is stopped after its programs (leftovers_down, for the release the slot\'s file names), and said before the line', () => {
+    const r = back({ prev: today }, true, 'ok', { started: id, leftovers: 'stopped what release X left running on slot green outside supervisor: pid 7 (node server.js)' });
+    expect(r.leftovers).toBe(`green ${id} /srv/shop/releases/${id} shop web:3580:/health`);
+    expect(r.said).toBe(`stopped what release X left running on slot green outside supervisor: pid 7 (node server.js); the previous release ${before} is back on slot green, healthy: kept warm, a rollback to it only moves traffic`);
+    // A file that names no release: the slot's ports alone.
+    expect(back({ prev: today }, true).leftovers).toBe('green   shop web:3580:/health');
   });
 
   it('a file today\'s settings render otherwise (a program added, a port changed): started as it ran, not checked against today\'s probes, said cold', () => {

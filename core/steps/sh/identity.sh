@@ -117,3 +117,65 @@ live_verdict() {
   elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
   else printf '%s' "$IDENTITY"; fi
 }
+# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT's programs (group_down), stops
+# what they left running outside supervisor's reach: a program that daemonised (forked, setsid, its parent gone) is in
+# no process group supervisor or group_down signals, keeps the slot's ports, and the release put there next cannot bind
+# them. Those are the processes of USER (the programs' user) that supervisor's programs for release ID on SLOT started
+# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that
+# run from the release's directory DIR without a terminal (their working directory or executable inside DIR, or DIR in
+# their command line: a shell of someone working there has a terminal), or that listen on one of the slot's ports.
+# Never one that says it is the other slot's (OPS_SLOT), one in the tree of a process supervisor runs now (the live
+# slot's, another app's), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it
+# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the
+# ports alone then.
+# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners
+leftovers_down() {
+  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE
+  local -a found=() left=() stat_fields=()
+  local -A on_port=()
+  shift 4
+  id -u "$user" >/dev/null 2>&1 || return 0
+  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf '%s' "$dir")
+  if command -v ss >/dev/null; then
+    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done
+  fi
+  sup_pids
+  for pid in $(pgrep -u "$user" 2>/dev/null); do
+    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
+    rel=""; of=""
+    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+    [ -z "$of" ] || [ "$of" = "$slot" ] || continue
+    match=""
+    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"
+    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id's programs"
+    elif [ -n "$dir" ]; then
+      read -r s 2>/dev/null < "/proc/$pid/stat" || continue
+      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}
+      if [ "$tty" = 0 ]; then
+        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
+        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
+        cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir's files"} ;; esac
+      fi
+    fi
+    [ -n "$match" ] || continue
+    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done
+    [ -n "$match" ] || continue
+    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"
+  done
+  [ ${#found[@]} -gt 0 ] || return 0
+  kill -TERM "${found[@]}" 2>/dev/null || true
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while [ "$now" -lt "$deadline" ]; do
+    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+    [ ${#left[@]} -gt 0 ] || break
+    found=("${left[@]}")
+    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  printf 'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot'"'"'s ports): %s\n' "${id:-of unknown id}" "$slot" "$said"
+}

@@ -42,6 +42,28 @@ function oneLine(env: PackageSettings, setting: string, value: string): string {
   return value;
 }
 
+// npm's ${NAME} / ${NAME?} substitution in .npmrc keys and values (@npmcli/config, env-replace.js): a run of
+// backslashes before "${" is halved, and an odd run leaves the "${...}" as written.
+const NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}?]+)(\?)?\}/g;
+
+/**
+ * A key or value of an .npmrc line written so that npm reads back exactly `value`. npm's config reader (the `ini`
+ * package's decode, then @npmcli/config) drops what follows an unescaped ; or # (a comment), trims white space,
+ * turns true/false/null into other types, JSON-decodes a value in double quotes, and substitutes ${NAME} from the
+ * environment. A value of plain characters is written as it is; any other in double quotes as a JSON string
+ * (read back by JSON.parse, whatever its ; # " ' \ or spaces), each ${...} escaped by an odd run of backslashes
+ * (npm leaves it as written). Refused (OpsError naming `setting`, never the value): a line break or NUL (oneLine),
+ * white space at either end (npm trims it), a value npm reads as true, false, null or undefined.
+ */
+function npmrcText(env: PackageSettings, setting: string, value: string): string {
+  oneLine(env, setting, value);
+  if (value !== value.trim())
+    throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, 'remove it from the value (it was not printed)');
+  if (['true', 'false', 'null', 'undefined'].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, 'use the real value (it was not printed)');
+  if (!/[;#\\"'$]/.test(value)) return value;
+  return JSON.stringify(value.replace(NPM_ENV_EXPR, (m, esc: string) => `${esc}${esc}\\${m.slice(esc.length)}`));
+}
+
 /**
  * The files for the environment's `packages` settings, secrets resolved. `secrets` is the decrypted tree (only
  * read when packagesNeedSecrets). Errors name the setting and the secret, never the value.
@@ -65,15 +87,21 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
     if (parsed.protocol === 'http:') lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join('\n') + '\n';
     // uv's format (https://docs.astral.sh/uv/configuration/indexes/): the default index replaces PyPI. A TOML
-    // basic string: the URL has no line break; quotes and backslashes escaped as JSON does.
-    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url)}`, 'default = true', ''].join('\n');
+    // basic string: the URL has no line break; quotes, backslashes and control characters escaped as JSON does,
+    // and DEL too (JSON leaves it, TOML wants it escaped).
+    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url).replace(/\x7f/g, '\\u007f')}`, 'default = true', ''].join('\n');
   }
   if (p.npm_registry !== undefined) {
     const registry = p.npm_registry.endsWith('/') ? p.npm_registry : `${p.npm_registry}/`;
-    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${registry}`];
+    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${npmrcText(env, 'packages.npm_registry', registry)}`];
     if (p.npm_token) {
-      const token = oneLine(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
-      out.npmTokenKey = `${registry.replace(/^https?:/, '')}:_authToken=`;
+      const token = npmrcText(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
+      // the key npm looks the token up by: the registry's "nerf dart", //host/path/ as its URL parser gives it
+      const u = new URL(registry);
+      const key = `//${u.host}${u.pathname}:_authToken`;
+      if (key.includes('=') || u.search || u.hash)
+        throw new OpsError(`packages.npm_registry of ${env.name} has "=", "?" or "#" in it, which the .npmrc key of its token cannot hold`, 'use the registry\'s URL without them');
+      out.npmTokenKey = `${npmrcText(env, 'packages.npm_registry', key)}=`;
       lines.push(`${out.npmTokenKey}${token}`);
     }
     out.npmrc = lines.join('\n') + '\n';

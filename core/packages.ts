@@ -79,7 +79,11 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
     try {
       parsed = new URL(url);
     } catch {
-      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, 'expected https://host/simple/ (the value was not printed)');
+      // most often a password holding a character that ends the user info (pip reads it the same way)
+      throw new OpsError(
+        `packages.pip_index_url of ${env.name} is not a URL`,
+        'expected https://host/simple/ or https://user:password@host/simple/, with characters of user and password percent-encoded as pip decodes them (# as %23, / as %2F, ? as %3F, : as %3A, @ as %40, % as %25); the value was not printed',
+      );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
     const lines = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[global]', `index-url = ${url}`];

@@ -117,7 +117,8 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
  * What `ops secrets set` and `ops secrets edit` check before they write: each `packages` setting given as
  * `{ secret: ... }` whose secret the change (`before` → `after`, decrypted data) sets, alters or removes is
  * rendered as provision renders it (packageIndexFiles), so a value every provision would refuse (not a non-empty
- * string, a line break, not an http(s) URL, binary) is refused when it is stored, with provision's own message.
+ * string, a line break, not an http(s) URL, binary, a token npm cannot read back: npmrcText) is refused when it is
+ * stored, with provision's own message.
  * A secret the change leaves as it was is provision's to refuse. Throws OpsError.
  */
 export function refusePackageSecrets(env: PackageSettings, before: unknown, after: unknown): void {

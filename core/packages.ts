@@ -42,9 +42,11 @@ function oneLine(env: PackageSettings, setting: string, value: string): string {
   return value;
 }
 
-// npm's ${NAME} / ${NAME?} substitution in .npmrc keys and values (@npmcli/config, env-replace.js): a run of
-// backslashes before "${" is halved, and an odd run leaves the "${...}" as written.
-const NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}?]+)(\?)?\}/g;
+// npm's ${NAME} substitution in .npmrc keys and values (@npmcli/config, env-replace.js): a run of backslashes
+// before "${" is halved, and an odd run leaves the "${...}" as written. npm 9 and 10 take any name without $ { };
+// npm 11 names without "?", and ${NAME?} (empty when unset): a name with a "?" before its end is substituted
+// by the former only (from the environment, where no such variable is: left as written).
+const NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}]+)\}/g;
 
 /**
  * A key or value of an .npmrc line written so that npm reads back exactly `value`. npm's config reader (the `ini`
@@ -53,7 +55,8 @@ const NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}?]+)(\?)?\}/g;
  * environment. A value of plain characters is written as it is; any other in double quotes as a JSON string
  * (read back by JSON.parse, whatever its ; # " ' \ or spaces), each ${...} escaped by an odd run of backslashes
  * (npm leaves it as written). Refused (OpsError naming `setting`, never the value): a line break or NUL (oneLine),
- * white space at either end (npm trims it), a value npm reads as true, false, null or undefined.
+ * white space at either end (npm trims it), a value npm reads as true, false, null or undefined, a backslash
+ * before a ${...} that npm versions read differently.
  */
 function npmrcText(env: PackageSettings, setting: string, value: string): string {
   oneLine(env, setting, value);
@@ -61,7 +64,13 @@ function npmrcText(env: PackageSettings, setting: string, value: string): string
     throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, 'remove it from the value (it was not printed)');
   if (['true', 'false', 'null', 'undefined'].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, 'use the real value (it was not printed)');
   if (!/[;#\\"'$]/.test(value)) return value;
-  return JSON.stringify(value.replace(NPM_ENV_EXPR, (m, esc: string) => `${esc}${esc}\\${m.slice(esc.length)}`));
+  const escaped = value.replace(NPM_ENV_EXPR, (m, esc: string, name: string) => {
+    if (/^[^?]+\??$/.test(name)) return `${esc}${esc}\\${m.slice(esc.length)}`; // every npm substitutes it
+    // only npm 9 and 10 see it: they halve the backslashes before it, npm 11 keeps them
+    if (esc) throw new OpsError(`${setting} of ${env.name} holds a backslash before a "\${...}" with a "?" inside, which npm versions read differently in .npmrc`, 'change the value (it was not printed)');
+    return m;
+  });
+  return JSON.stringify(escaped);
 }
 
 /**

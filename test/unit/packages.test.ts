@@ -145,7 +145,7 @@ describe('.npmrc as npm reads it (the real npm config loader)', () => {
   const registry = 'https://npm.example.org/repo/';
   const e = env({ packages: { npm_registry: registry, npm_token: { secret: 't' } } });
   // what npm's ini parser and env substitution would change: comments, ${...}, quotes, escapes, spaces inside
-  const TOKENS = ['plain-Tok3n_value', 'a;b', 'a#b', 'x ;y', '${HOME}', '${FOO}', '${FOO?}', '\\${FOO}', '\\\\${FOO}', 'pre${FOO}post${HOME}', '${}', '$FOO', '$', 'a\\b', 'a\\;b', 'a\\\\b', '"quoted"', "'single'", '"', "it's", 'in side spaces', 'tab\tinside', 'dGVzdA==', 'a=b', '[x]', 'ünïcödé', '{"json": 1}', '\\'];
+  const TOKENS = ['plain-Tok3n_value', 'a;b', 'a#b', 'x ;y', '${HOME}', '${FOO}', '${FOO?}', '\\${FOO}', '\\\\${FOO}', 'pre${FOO}post${HOME}', '${a?b}', 'x${FOO?}y', '${}', '$FOO', '$', 'a\\b', 'a\\;b', 'a\\\\b', '"quoted"', "'single'", '"', "it's", 'in side spaces', 'tab\tinside', 'dGVzdA==', 'a=b', '[x]', 'ünïcödé', '{"json": 1}', '\\'];
 
   it('reads back every token exactly, and the provision step (Node.js from the registry) decodes it the same', () => {
     const files = TOKENS.map((t) => packageIndexFiles(e, { t }));
@@ -179,6 +179,7 @@ print(json.dumps(out))`;
       ['true', /packages\.npm_token of test is a word npm reads as another type/],
       ['null', /a word npm reads as another type/],
       ['tok\nen', /holds a line break/],
+      ['x\\${a?b}', /holds a backslash before a "\$\{\.\.\.\}" with a "\?" inside, which npm versions read differently/],
     ] as const) {
       let message = '';
       try {

@@ -51,7 +51,7 @@ function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
  * A one-line value loses the one newline ending it (\n or \r\n: what echo, a here-string or a one-line file
  * add); a value with another line break is kept exact, its final newline included (a PEM key needs it). Pure.
  */
-export function setValueFromInput(text: string): string {
+function setValueFromInput(text: string): string {
   const cut = text.replace(/\r?\n$/, '');
   return /[\r\n]/.test(cut) ? text : cut;
 }

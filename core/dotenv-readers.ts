@@ -142,12 +142,10 @@ const nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, '\n').replace(/\\r/g, '\r'
 
 /**
  * Node's built-in parser (node_dotenv.cc), held to what Node 20.19 to 24 read alike: only \n is decoded in
- * double quotes (any other backslash is left to versions that differ); unquoted values without quotes.
+ * double quotes (any other backslash is left to versions that differ). An unquoted value is read as written,
+ * quotes inside it too: only its first character makes it a quoted value (as for dotenv).
  */
-const nodeEnvFile = nodeStyle(
-  (c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t),
-);
+const nodeEnvFile = nodeStyle((c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')), plainUnquoted);
 
 /** dotenv-expand 12 on a parsed value: refuse anything it would expand; `\$` becomes `$`. */
 function expand(parsed: string | undefined): string | undefined {
@@ -190,9 +188,9 @@ export function readsAs(reader: Reader, text: string, value: string): boolean {
 export const STATEMENTS: Record<Reader, Decode[]> = {
   'python-dotenv': [pythonParse],
   'node-dotenv': [nodeStyle((c) => c, plainUnquoted)],
-  'node-env-file': [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  'node-env-file': [nodeStyle((c) => c, plainUnquoted)],
   'dotenv-expand': [nodeStyle((c) => c, plainUnquoted)],
-  vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  vite: [nodeStyle((c) => c, plainUnquoted)],
   shell: [shell],
 };
 

@@ -42,6 +42,37 @@ function oneLine(env: PackageSettings, setting: string, value: string): string {
   return value;
 }
 
+// npm's ${NAME} substitution in .npmrc keys and values (@npmcli/config, env-replace.js): a run of backslashes
+// before "${" is halved, and an odd run leaves the "${...}" as written. npm 9 and 10 take any name without $ { };
+// npm 11 names without "?", and ${NAME?} (empty when unset): a name with a "?" before its end is substituted
+// by the former only (from the environment, where no such variable is: left as written).
+const NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}]+)\}/g;
+
+/**
+ * A key or value of an .npmrc line written so that npm reads back exactly `value`. npm's config reader (the `ini`
+ * package's decode, then @npmcli/config) drops what follows an unescaped ; or # (a comment), trims white space,
+ * turns true/false/null into other types, JSON-decodes a value in double quotes, and substitutes ${NAME} from the
+ * environment. A value of plain characters is written as it is; any other in double quotes as a JSON string
+ * (read back by JSON.parse, whatever its ; # " ' \ or spaces), each ${...} escaped by an odd run of backslashes
+ * (npm leaves it as written). Refused (OpsError naming `setting`, never the value): a line break or NUL (oneLine),
+ * white space at either end (npm trims it), a value npm reads as true, false, null or undefined, a backslash
+ * before a ${...} that npm versions read differently.
+ */
+function npmrcText(env: PackageSettings, setting: string, value: string): string {
+  oneLine(env, setting, value);
+  if (value !== value.trim())
+    throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, 'remove it from the value (it was not printed)');
+  if (['true', 'false', 'null', 'undefined'].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, 'use the real value (it was not printed)');
+  if (!/[;#\\"'$]/.test(value)) return value;
+  const escaped = value.replace(NPM_ENV_EXPR, (m, esc: string, name: string) => {
+    if (/^[^?]+\??$/.test(name)) return `${esc}${esc}\\${m.slice(esc.length)}`; // every npm substitutes it
+    // only npm 9 and 10 see it: they halve the backslashes before it, npm 11 keeps them
+    if (esc) throw new OpsError(`${setting} of ${env.name} holds a backslash before a "\${...}" with a "?" inside, which npm versions read differently in .npmrc`, 'change the value (it was not printed)');
+    return m;
+  });
+  return JSON.stringify(escaped);
+}
+
 /**
  * The files for the environment's `packages` settings, secrets resolved. `secrets` is the decrypted tree (only
  * read when packagesNeedSecrets). Errors name the setting and the secret, never the value.
@@ -57,7 +88,11 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
     try {
       parsed = new URL(url);
     } catch {
-      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, 'expected https://host/simple/ (the value was not printed)');
+      // most often a password holding a character that ends the user info (pip reads it the same way)
+      throw new OpsError(
+        `packages.pip_index_url of ${env.name} is not a URL`,
+        'expected https://host/simple/ or https://user:password@host/simple/, with characters of user and password percent-encoded as pip decodes them (# as %23, / as %2F, ? as %3F, : as %3A, @ as %40, % as %25); the value was not printed',
+      );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
     const lines = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[global]', `index-url = ${url}`];
@@ -65,15 +100,21 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
     if (parsed.protocol === 'http:') lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join('\n') + '\n';
     // uv's format (https://docs.astral.sh/uv/configuration/indexes/): the default index replaces PyPI. A TOML
-    // basic string: the URL has no line break; quotes and backslashes escaped as JSON does.
-    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url)}`, 'default = true', ''].join('\n');
+    // basic string: the URL has no line break; quotes, backslashes and control characters escaped as JSON does,
+    // and DEL too (JSON leaves it, TOML wants it escaped).
+    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url).replace(/\x7f/g, '\\u007f')}`, 'default = true', ''].join('\n');
   }
   if (p.npm_registry !== undefined) {
     const registry = p.npm_registry.endsWith('/') ? p.npm_registry : `${p.npm_registry}/`;
-    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${registry}`];
+    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${npmrcText(env, 'packages.npm_registry', registry)}`];
     if (p.npm_token) {
-      const token = oneLine(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
-      out.npmTokenKey = `${registry.replace(/^https?:/, '')}:_authToken=`;
+      const token = npmrcText(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
+      // the key npm looks the token up by: the registry's "nerf dart", //host/path/ as its URL parser gives it
+      const u = new URL(registry);
+      const key = `//${u.host}${u.pathname}:_authToken`;
+      if (key.includes('=') || u.search || u.hash)
+        throw new OpsError(`packages.npm_registry of ${env.name} has "=", "?" or "#" in it, which the .npmrc key of its token cannot hold`, 'use the registry\'s URL without them');
+      out.npmTokenKey = `${npmrcText(env, 'packages.npm_registry', key)}=`;
       lines.push(`${out.npmTokenKey}${token}`);
     }
     out.npmrc = lines.join('\n') + '\n';
@@ -85,7 +126,8 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
  * What `ops secrets set` and `ops secrets edit` check before they write: each `packages` setting given as
  * `{ secret: ... }` whose secret the change (`before` → `after`, decrypted data) sets, alters or removes is
  * rendered as provision renders it (packageIndexFiles), so a value every provision would refuse (not a non-empty
- * string, a line break, not an http(s) URL, binary) is refused when it is stored, with provision's own message.
+ * string, a line break, not an http(s) URL, binary, a token npm cannot read back: npmrcText) is refused when it is
+ * stored, with provision's own message.
  * A secret the change leaves as it was is provision's to refuse. Throws OpsError.
  */
 export function refusePackageSecrets(env: PackageSettings, before: unknown, after: unknown): void {

@@ -3,16 +3,17 @@
 import { Document, Pair, Scalar, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { plainChangesMeaning } from './goyaml.ts';
+import { yaml11Retypes } from './yaml11.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, commentsAt, getEntry, str } from './tree.ts';
 
 /**
  * Would this string, written plain, be read back as something else? By go-yaml (sops: goyaml.ts) or by a
- * YAML 1.1 reader (yes/no/on/off, which PyYAML still reads as booleans). Such strings are double-quoted, as
- * go-yaml does when it writes them (e.g. `lastmodified: "2024-…Z"`).
+ * YAML 1.1 reader (yaml11.ts: PyYAML, which an app's loader reads a decrypted file with, takes 12:30 for 750,
+ * yes/no for booleans, `=` for the value tag). Such strings are double-quoted, as go-yaml does when it writes
+ * them (e.g. `lastmodified: "2024-…Z"`).
  */
 export function needsQuotesForGo(s: string): boolean {
-  if (s === '' || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+  return s === '' || plainChangesMeaning(s) || yaml11Retypes(s);
 }
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {

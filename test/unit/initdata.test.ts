@@ -12,6 +12,8 @@ import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
+import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
+import { fromPlain, generateIdentity, SecretsFile, type MapNode } from '../../core/secrets/index.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 let root: string;
@@ -31,13 +33,13 @@ beforeAll(() => {
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
  * renders now, which has no env: an empty environ).
  */
-async function load(name: string, text: string, options: { liveDigest?: string; args?: string[] } = {}) {
+async function load(name: string, text: string | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string> } = {}) {
   const file = join(root, name);
-  writeFileSync(file, text);
+  if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
   const r = await runOps(['initdata', 'x', '--file', file, ...(options.args ?? [])], {
     root,
-    processEnv: { PATH: process.env.PATH },
+    processEnv: { PATH: process.env.PATH, ...options.processEnv },
     connector: async () =>
       (host = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
         step.name === 'lock'
@@ -93,6 +95,21 @@ describe('initdata: the file is checked as the loader will read it', () => {
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.uploads, name).toHaveLength(0);
     }
+  });
+});
+
+describe('initdata: an encrypted file reaches the loader as its values', () => {
+  it('strings a YAML 1.1 reader (PyYAML, the loader) would type otherwise when bare (12:30, 2024-01-15, yes, =) come back from the real PyYAML as the same strings', async () => {
+    const id = await generateIdentity();
+    const file = join(root, 'tricky.sops.yml');
+    const data = { tags: TRICKY, users: [{ email: 'bob@example.org', password: '12:30', since: '2024-01-15', admin: 'yes', note: '=' }] };
+    await SecretsFile.create(file, fromPlain(data) as MapNode, { recipients: [id.recipient] }).save({}, null);
+    const r = await load('tricky.sops.yml', undefined, { processEnv: { SOPS_AGE_KEY: id.secret } });
+    expect(r.code, r.err).toBe(0);
+    expect(r.uploads).toHaveLength(1);
+    const sent = r.uploads[0]!.content.toString('utf8');
+    // as PyYAML reads the same data written as JSON (every string quoted): nothing retyped, nothing refused
+    expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
   });
 });
 

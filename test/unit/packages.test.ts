@@ -1,12 +1,16 @@
 // Package indexes (`packages`): the app user's pip.conf and .npmrc rendered from settings and secrets, tokens
 // never in a script, bad values refused by name without showing them; Node.js from the npm registry.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { packageIndexFiles, packagesNeedSecrets } from '../../core/packages.ts';
 import { npmVersionFor, runtimePaths, UV_VERSION } from '../../core/runtimes.ts';
 import { pythonDependencies } from '../../core/steps/app.ts';
-import { packageIndexes, runtimes } from '../../core/steps/system.ts';
+import { NPMRC_TOKEN_PY, packageIndexes, runtimes } from '../../core/steps/system.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -112,5 +116,116 @@ describe('Node.js from the npm registry (strategy npm)', () => {
     expect(npmVersionFor('16.20.2')).toBe('9.9.4');
     expect(npmVersionFor('22.23.5')).toBe('10.9.4');
     expect(npmVersionFor('22.23.5', '11.0.0')).toBe('11.0.0');
+  });
+});
+
+/** The npm installed on this machine (its own modules: the `ini` package and @npmcli/config), as the hosts' npm reads .npmrc. */
+const NPM_DIR = join(execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim(), 'npm');
+
+/**
+ * What npm's real config loading (@npmcli/config, its `ini` parser and ${VAR} substitution, with HOME and FOO
+ * set) makes of an .npmrc text: its `registry`, and the token it finds for each of `registries`, as npm looks
+ * one up for a request (getCredentialsByURI).
+ */
+function npmReads(npmrc: string, registries: string[]): { registry: unknown; tokens: unknown[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-npmrc-'));
+  writeFileSync(join(dir, 'npmrc'), npmrc);
+  const script = `const N = process.argv[1];
+const Config = require(N + '/node_modules/@npmcli/config');
+const { definitions, shorthands, flatten } = require(N + '/node_modules/@npmcli/config/lib/definitions');
+(async () => {
+  const c = new Config({ definitions, shorthands, flatten, npmPath: N, argv: [process.execPath, 'npm', '--userconfig', process.argv[2]], env: { HOME: process.argv[3], FOO: 'substituted', PATH: process.env.PATH }, cwd: process.argv[3], platform: process.platform, execPath: process.execPath });
+  await c.load();
+  console.log(JSON.stringify({ registry: c.get('registry'), tokens: JSON.parse(process.argv[4]).map((r) => c.getCredentialsByURI(r)?.token ?? null) }));
+})();`;
+  return JSON.parse(execFileSync(process.execPath, ['-e', script, NPM_DIR, join(dir, 'npmrc'), dir, JSON.stringify(registries)], { encoding: 'utf8' }));
+}
+
+describe('.npmrc as npm reads it (the real npm config loader)', () => {
+  const registry = 'https://npm.example.org/repo/';
+  const e = env({ packages: { npm_registry: registry, npm_token: { secret: 't' } } });
+  // what npm's ini parser and env substitution would change: comments, ${...}, quotes, escapes, spaces inside
+  const TOKENS = ['plain-Tok3n_value', 'a;b', 'a#b', 'x ;y', '${HOME}', '${FOO}', '${FOO?}', '\\${FOO}', '\\\\${FOO}', 'pre${FOO}post${HOME}', '${a?b}', 'x${FOO?}y', '${}', '$FOO', '$', 'a\\b', 'a\\;b', 'a\\\\b', '"quoted"', "'single'", '"', "it's", 'in side spaces', 'tab\tinside', 'dGVzdA==', 'a=b', '[x]', 'ünïcödé', '{"json": 1}', '\\'];
+
+  it('reads back every token exactly, and the provision step (Node.js from the registry) decodes it the same', () => {
+    const files = TOKENS.map((t) => packageIndexFiles(e, { t }));
+    // one file, each token under a registry of its own (npm loads once)
+    const registries = TOKENS.map((_, i) => `https://npm.example.org/r${i}/`);
+    const lines = TOKENS.map((t, i) => packageIndexFiles(env({ packages: { npm_registry: registries[i], npm_token: { secret: 't' } } }), { t }).npmrc!.split('\n')[2]);
+    expect(npmReads(`${files[0]!.npmrc!}${lines.join('\n')}\n`, registries)).toEqual({ registry, tokens: TOKENS });
+    // a token needing nothing is written as it is (the common case: files on hosts unchanged)
+    expect(files[0]!.npmrc).toContain('\n//npm.example.org/repo/:_authToken=plain-Tok3n_value\n');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-npmrc-'));
+    files.forEach((f, i) => writeFileSync(join(dir, `${i}`), f.npmrc!));
+    // the step's Python run once per file (in one interpreter: each run starts afresh, stdout captured)
+    const each = String.raw`import io, json, sys, contextlib
+out = []
+for key, f in json.loads(sys.argv[2]):
+    sys.argv = ["-c", key, f]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(open(PROG_FILE).read(), {})
+    out.append(buf.getvalue())
+print(json.dumps(out))`;
+    writeFileSync(join(dir, 'prog.py'), NPMRC_TOKEN_PY);
+    const decoded = execFileSync('/usr/bin/python3', ['-c', `PROG_FILE = ${JSON.stringify(join(dir, 'prog.py'))}\n${each}`, '', JSON.stringify(files.map((f, i) => [f.npmTokenKey!, join(dir, `${i}`)]))], { encoding: 'utf8' });
+    expect(JSON.parse(decoded)).toEqual(TOKENS);
+  });
+
+  it('refuses, naming the setting and never the value, what npm cannot read back', () => {
+    for (const [t, why] of [
+      [' lead', /packages\.npm_token of test starts or ends with white space, which npm drops when it reads \.npmrc$/],
+      ['trail\t', /starts or ends with white space/],
+      ['true', /packages\.npm_token of test is a word npm reads as another type/],
+      ['null', /a word npm reads as another type/],
+      ['tok\nen', /holds a line break/],
+      ['x\\${a?b}', /holds a backslash before a "\$\{\.\.\.\}" with a "\?" inside, which npm versions read differently/],
+    ] as const) {
+      let message = '';
+      try {
+        packageIndexFiles(e, { t });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, JSON.stringify(t)).toMatch(why);
+      if (!/^(true|null)$/.test(t)) expect(message).not.toContain(t.trim());
+    }
+    const q = env({ packages: { npm_registry: 'https://npm.example.org/repo/?x=1', npm_token: { secret: 't' } } });
+    expect(() => packageIndexFiles(q, { t: 'tok' })).toThrow(/packages\.npm_registry of test has "=", "\?" or "#" in it/);
+  });
+});
+
+describe('pip.conf and uv.toml as pip and a TOML reader read them', () => {
+  it('give back every index URL exactly (pip\'s own configuration loading; Python\'s tomllib)', () => {
+    const e = env({ packages: { pip_index_url: { secret: 'u' } } });
+    const URLS = ['https://pypi.example.org/simple/', 'https://u:p%40ss@pypi.example.org/simple/', 'https://u:a;b@pypi.example.org/simple/#c', "https://u:it's\"q@pypi.example.org/s%20imple/", 'https://u:del\x7f$%{x}@pypi.example.org/simple/', 'http://10.0.0.1:3141/root/pypi/+simple/?a=b;c#frag'];
+    const dir = mkdtempSync(join(tmpdir(), 'ops-pipconf-'));
+    const files = URLS.map((u) => packageIndexFiles(e, { u }));
+    files.forEach((f, i) => {
+      writeFileSync(join(dir, `pip-${i}.conf`), f.pipConf!);
+      writeFileSync(join(dir, `uv-${i}.toml`), f.uvToml!);
+    });
+    const script = String.raw`import json, os, sys, tomllib
+from pip._internal.configuration import Configuration
+out = []
+for i in range(int(sys.argv[2])):
+    os.environ["PIP_CONFIG_FILE"] = os.path.join(sys.argv[1], "pip-%d.conf" % i)
+    c = Configuration(isolated=False)
+    c.load()
+    with open(os.path.join(sys.argv[1], "uv-%d.toml" % i), "rb") as f:
+        uv = tomllib.load(f)["index"][0]["url"]
+    out.append([c.get_value("global.index-url"), uv])
+print(json.dumps(out))`;
+    // a password holding a character that ends the user info: refused with how to encode it, never shown
+    let message = '';
+    try {
+      packageIndexFiles(e, { u: 'https://u:p#ss@pypi.example.org/simple/' });
+    } catch (err) {
+      message = `${(err as Error).message} ${(err as { hint?: string }).hint}`;
+    }
+    expect(message).toMatch(/^packages\.pip_index_url of test is not a URL .*# as %23/);
+    expect(message).not.toContain('p#ss');
+    const read = execFileSync('/usr/bin/python3', ['-c', script, dir, String(URLS.length)], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir, XDG_CONFIG_HOME: dir, XDG_CONFIG_DIRS: dir } });
+    expect(JSON.parse(read)).toEqual(URLS.map((u) => [u, u]));
   });
 });

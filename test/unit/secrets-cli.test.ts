@@ -178,6 +178,39 @@ describe('ops secrets set / show / decrypt', () => {
     for (const bad of ['passwords."x', 'a.""', '"a"b']) expect((await cli(e.root, ['secrets', 'set', 'qa', bad], e.env, 'v')).err).toContain(`invalid key path "${bad}"`);
   });
 
+  it('set keeps a value of several lines exact (a PEM key keeps its final newline); a one-line value loses the newline echo adds', async () => {
+    const e = await newEnv();
+    const pem = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n';
+    for (const [input, want] of [
+      [pem, pem],
+      [pem.replace(/\n/g, '\r\n'), pem.replace(/\n/g, '\r\n')],
+      ['two\nlines', 'two\nlines'],
+      ['ends in two\n\n', 'ends in two\n\n'],
+      ['echoed-t0ken-4f9a\n', 'echoed-t0ken-4f9a'],
+      ['crlf-t0ken-4f9a\r\n', 'crlf-t0ken-4f9a'],
+      ['printf-t0ken-4f9a', 'printf-t0ken-4f9a'],
+    ]) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'tls.key'], e.env, input);
+      expect(r.code, JSON.stringify(input)).toBe(0);
+      expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(input)).toBe(want);
+    }
+    const help = await cli(e.root, ['secrets', 'set', '--help'], e.env);
+    expect(help.out).toContain('a one-line value loses the one newline');
+    expect(help.out).toContain('--empty');
+  });
+
+  it('set stores an empty value only when --empty says so (stdin is not read)', async () => {
+    const e = await newEnv();
+    const refused = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('no value on stdin');
+    expect(refused.err).toContain('to store an empty value, give --empty');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '\n')).err).toContain('no value on stdin');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, 'not read');
+    expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set smtp.password\n' });
+    expect(lookup((await open(e)).data, 'smtp.password')).toBe('');
+  });
+
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'x'], e.env, '')).err).toContain('no value on stdin');

@@ -34,7 +34,8 @@ export async function writeTarget(file: string, shown = shownPath(file)): Promis
 
 /**
  * A write refused by the system as an OpsError saying which path and what to do: a read-only filesystem (EROFS),
- * a directory or file without write permission (EACCES, EPERM), no space left (ENOSPC, EDQUOT); else `err` as it is.
+ * a directory or file without write permission (EACCES, EPERM), a directory that does not exist (ENOENT, ENOTDIR:
+ * a link into a share not mounted), no space left (ENOSPC, EDQUOT); else `err` as it is.
  * `target`: the file written (through a link: the file it points to), `shown` as named to the user.
  */
 export function writeError(err: unknown, target: string, shown: string): unknown {
@@ -44,6 +45,8 @@ export function writeError(err: unknown, target: string, shown: string): unknown
   if (code === 'EROFS') return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
   if (code === 'EACCES' || code === 'EPERM')
     return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === 'ENOENT' || code === 'ENOTDIR')
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? ' (the link points into a folder that is not there: a share not mounted?)' : ''}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
   if (code === 'ENOSPC' || code === 'EDQUOT') return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
   return err;
 }

@@ -325,7 +325,13 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         }
         const stop = aborted();
         if (stop) return stop;
-        const aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
+        let aside: string;
+        try {
+          aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
+        } catch (err) {
+          if (!(err instanceof OpsError)) throw err;
+          throw new OpsError(`this edit was not saved (${shown} keeps the other command's change), and could not be kept aside either: ${err.message}; your edit is lost`, err.hint);
+        }
         const env = envOf(secrets.file);
         return {
           status: 'aborted',

@@ -369,6 +369,19 @@ describe('writing a secrets file', () => {
     if (existsSync(e.secrets) && !lstatSync(e.secrets).isSymbolicLink()) expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 
+  it('a link into a folder that is not there (a share not mounted): said so, no stack trace', async () => {
+    const e = await newEnv();
+    rmSync(e.secrets);
+    const gone = join(tempDir('ops-share-'), 'not-mounted');
+    symlinkSync(join(gone, 'qa.sops.yaml'), e.secrets);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`cannot write ${join(gone, 'qa.sops.yaml')} (through the link `);
+    expect(r.err).toContain(`its directory ${gone} does not exist (the link points into a folder that is not there: a share not mounted?)`);
+    expect(r.err).not.toMatch(/internal error|    at /);
+    expect(existsSync(gone)).toBe(false);
+  });
+
   it('a read-only filesystem (EROFS) is said so, with the path', () => {
     const err = Object.assign(new Error('EROFS: read-only file system, open'), { code: 'EROFS' });
     const e = writeError(err, '/srv/shared/qa.sops.yaml', 'environments/qa/secrets.sops.yaml') as Error & { hint?: string };

@@ -87,7 +87,6 @@ const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
   tag: 'starts with "!", which YAML reads as a tag (a type), not as part of the value: it would be stored emptied, changed or refused',
   alias: 'starts with "*", which YAML reads as an alias: it would be replaced by another value of this file (or by nothing)',
   anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
-  merge: 'is a key "<<", which YAML (so sops) reads as a merge key, not as a key of its own',
   comment: 'starts with "#", which YAML reads as a comment: the key would hold nothing (null)',
 };
 
@@ -107,18 +106,16 @@ function constructsOf(text: string, format: Format): YamlConstruct[] {
 }
 
 /**
- * The warning for values whose typed text YAML gives a meaning of its own (a tag, an alias, an anchor, a merge
- * key, a comment: tree-parse.ts, ParseOptions.constructs): each named by key, line and kind, never by value, and
+ * The warning for values whose typed text YAML gives a meaning of its own (a tag, an alias, an anchor, a comment:
+ * tree-parse.ts, ParseOptions.constructs): each named by key, line and kind, never by value, and
  * how to keep it as typed (quoted).
  */
 export function constructWarning(found: YamlConstruct[]): string {
   const one = found.length === 1;
-  const merge = found.some((c) => c.kind === 'merge');
   return (
     `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
     found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind]}`).join('\n') +
-    `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)` +
-    (merge ? '; name a "<<" key otherwise (quoting does not help: sops still reads it as a merge key)' : '')
+    `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
   );
 }
 
@@ -183,7 +180,7 @@ async function keepAside(file: string, tree: MapNode, recipients: string[], form
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
- * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x`, an anchor `&x`, a merge key `<<`, a
+ * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
  * `#` comment: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
@@ -205,7 +202,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
     let beforeData = base.data;
     // the text put in the editor
     let original = before.entries.length === 0 ? '' : base.plaintext();
-    // YAML constructs the text had as opened (a `!!merge <<` sops writes): kept as they are, not refused
+    // YAML constructs the text had as opened (a binary value sops writes as `!!binary`): kept as they are, not refused
     const allowed = new Set(constructsOf(original, secrets.format).map(constructId));
     let conflicts = 0;
     await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
@@ -246,7 +243,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         const found: YamlConstruct[] = [];
         const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
         // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
-        // text had as opened: sops writes a `<<` key as `!!merge <<`)
+        // text had as opened, e.g. a binary value sops writes as `!!binary`)
         const meant = found.filter((c) => !allowed.has(constructId(c)));
         if (meant.length) {
           const stop = await offerBack(

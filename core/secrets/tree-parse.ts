@@ -25,9 +25,10 @@ export interface ParseOptions {
   retyped?: Retyped[];
   /**
    * YAML: collects each place where YAML gives typed text a meaning of its own that a person typing a value
-   * seldom means (a tag `!x`, an alias `*x`, an anchor `&x`, a merge key `<<`, a value that is all comment `#x`),
+   * seldom means (a tag `!x`, an alias `*x` as in `<<: *base`, an anchor `&x`, a value that is all comment `#x`),
    * by path, kind and line (`ops secrets edit` refuses the new ones: the value would be lost or changed). A
-   * `!!binary` holding base64 is not one (sops writes binary values so); its text stays here.
+   * `!!binary` holding base64 is not one (sops writes binary values so), nor a `!!merge` tag on a `<<` key (sops
+   * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
    */
   constructs?: YamlConstruct[];
 }
@@ -35,7 +36,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'merge' | 'comment';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -160,7 +161,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     return a;
   };
   const offsetOf = (node: unknown): number | undefined => (node as { range?: number[] } | null)?.range?.[0];
-  const lineOf = (offset: number | undefined): number => (offset === undefined ? 0 : text.slice(0, offset).split('\n').length);
+  const lineOf = (offset: number | undefined): number => (offset === undefined ? 0 : at(offset).line + 1);
   /** Records what gives `node` (a value or a key at `path`) a YAML meaning of its own (ParseOptions.constructs); not inside an alias's copy. */
   const record = (node: unknown, path: (string | number)[], keyAt?: number) => {
     const found = options.constructs;
@@ -193,7 +194,6 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
         record(pair.key, [...path, key]);
-        if (key === '<<' && options.constructs && format === 'yaml' && !aliases) options.constructs.push({ path: [...path, key], kind: 'merge', line: lineOf(offsetOf(pair.key)) });
         const a = anchor(offsetOf(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf(pair.key))]);

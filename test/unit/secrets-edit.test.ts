@@ -282,6 +282,29 @@ describe('ops secrets edit: the file changed on disk while the editor was open',
     expect((await s.open()).data).toMatchObject({ theirs4: 'Zq8-their-value' });
   });
 
+  it('through the CLI answered y: reopened on the user text with the note, then saved with both changes', async () => {
+    const e = await newEnv();
+    const a = readFileSync(e.secrets, 'utf8');
+    // the version another terminal writes while the editor is open: theirs added
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'theirs'], e.env, 'their-value-Zq7w')).code).toBe(0);
+    const b = join(tempDir(), 'b.sops.yaml');
+    writeFileSync(b, readFileSync(e.secrets, 'utf8'));
+    writeFileSync(e.secrets, a);
+    const count = join(tempDir(), 'n');
+    const seen = join(tempDir(), 'seen');
+    const ed = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then printf 'mine: typed-by-me-Zq7w\n' >> "$1"; cp '${b}' '${e.secrets}'; else cp "$1" '${seen}'; printf 'theirs: their-value-Zq7w\n' >> "$1"; fi`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'y\n');
+    expect(r.err).toContain('keys changed there meanwhile: theirs; your edit is not saved yet');
+    expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added mine)\n' });
+    const note = readFileSync(seen, 'utf8');
+    expect(note).toMatch(/^# ops: .*\n# ops: meanwhile: added theirs\.\n/);
+    expect(note).toContain('mine: typed-by-me-Zq7w\n');
+    expect(note).not.toContain('their-value');
+    expect((await open(e)).data).toMatchObject({ mine: 'typed-by-me-Zq7w', theirs: 'their-value-Zq7w' });
+    expect(readdirSync(join(e.root, 'environments/qa')).filter((n) => n.includes('unsaved'))).toEqual([]);
+  });
+
   it('through the CLI with no answer (piped input ended): kept aside and said where and how to merge', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'kept'], e.env, 'first-value-Zq7w')).code).toBe(0);

@@ -88,6 +88,7 @@ const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
   alias: 'starts with "*", which YAML reads as an alias: it would be replaced by another value of this file (or by nothing)',
   anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
   comment: 'starts with "#", which YAML reads as a comment: the key would hold nothing (null)',
+  trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
 };
 
 /** A construct as compared between texts: kind, tag and path (never shown: the tag is typed text). */
@@ -181,7 +182,7 @@ async function keepAside(file: string, tree: MapNode, recipients: string[], form
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
- * `#` comment: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
+ * `#` comment, a plain value followed by ` #` on its line: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no

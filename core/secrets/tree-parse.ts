@@ -25,7 +25,8 @@ export interface ParseOptions {
   retyped?: Retyped[];
   /**
    * YAML: collects each place where YAML gives typed text a meaning of its own that a person typing a value
-   * seldom means (a tag `!x`, an alias `*x` as in `<<: *base`, an anchor `&x`, a value that is all comment `#x`),
+   * seldom means (a tag `!x`, an alias `*x` as in `<<: *base`, an anchor `&x`, a value that is all comment `#x`, a
+   * value typed plain followed by ` #x` on its line, a comment cutting it short),
    * by path, kind and line (`ops secrets edit` refuses the new ones: the value would be lost or changed). A
    * `!!binary` holding base64 is not one (sops writes binary values so), nor a `!!merge` tag on a `<<` key (sops
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
@@ -36,7 +37,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -177,6 +178,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: 'tag', line, tag: n.tag });
     // `key: #text`: the value is a comment, so the key holds nothing (null)
     if (isScalar(n) && empty && !n.tag && n.type === 'PLAIN' && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: 'comment', line });
+    // `key: abc #def`: the value ends before " #", the rest is a comment (a password holding " #" loses its tail)
+    else if (isScalar(n) && !empty && n.type === 'PLAIN' && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: 'trailing', line });
   };
   const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
     record(node, path, keyAt);

@@ -54,6 +54,7 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     ['pw', '&Zq7x word', '"&Zq7x word"', /starts with "&", which YAML reads as an anchor/],
     ['hash', '#Zq7hash', '"#Zq7hash"', /starts with "#", which YAML reads as a comment/],
     ['typed', '!!str', '"!!str"', /starts with "!", which YAML reads as a tag/],
+    ['phrase', 'correct horse #battery', "'correct horse #battery'", /holds " #" \(a space, then #\), where YAML starts a comment: the value would be cut short/],
   ];
 
   for (const [key, typed, quoted, kind] of CASES) {
@@ -136,13 +137,14 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
   });
 
   it('what the file already had as shown (a binary value as !!binary, a key "<<" as !!merge <<) is kept when another value is edited', async () => {
-    const s = await secretsFile('base:\n  user: Zq8-admin-user\nother:\n  <<:\n    user: Zq8-admin-user\nname: Zq8-vT3m-Lw5x-Pk2r\n');
+    const s = await secretsFile('base:\n  user: Zq8-admin-user\nother:\n  <<:\n    user: Zq8-admin-user\nname: Zq8-vT3m-Lw5x-Pk2r\nkept: Zq8-kept-value # a comment the file has\n');
     const f = await s.open();
     f.set(['blob'], bytesNode(Buffer.from([0xff, 0xfe, 0x01])));
     await f.save();
     const shown = (await s.open()).plaintext();
     expect(shown).toContain('!!binary');
     expect(shown).toContain('!!merge <<');
+    expect(shown).toContain('kept: Zq8-kept-value # a comment the file has');
     const warnings: string[] = [];
     const r = await editSecrets(await s.open(), {
       edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('Zq8-vT3m-Lw5x-Pk2r', 'Zq8-vT3m-Lw5x-Pk2s')), { code: 0, signal: null }),
@@ -216,7 +218,7 @@ describe('ops secrets edit: the file changed on disk while the editor was open',
     let seen = '';
     const r = await editSecrets(await s.open(), {
       edit: async (tmp) => {
-        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: Zq8-typed-by-me # my note\n`);
+        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}# my note\nmine: Zq8-typed-by-me\n`);
         await changeOnDisk(s, 'theirs', 'Zq8-their-value');
         seen = readFileSync(s.file, 'utf8');
         return { code: 0, signal: null };

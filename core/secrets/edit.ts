@@ -138,7 +138,8 @@ function conflictNote(shown: string, changes: TreeChanges, round: number): strin
     'Below is YOUR text, not saved yet: saving it replaces the file as it is now, so bring those changes into it',
     "(their values are not shown here; see them in another terminal with ops secrets show). These '# ops:' lines are dropped on save.",
   ];
-  return lines.map((l) => `${NOTE}${l}\n`).join('');
+  // a key holding a line break must not end the comment: the rest would be read as YAML
+  return lines.map((l) => `${NOTE}${l.replace(/[\r\n\u2028\u2029\u0085]/g, ' ')}\n`).join('');
 }
 
 /** `text` without the note lines (conflictNote) at its top. */

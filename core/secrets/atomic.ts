@@ -1,16 +1,72 @@
 // Atomic file replacement: write a temporary file next to the target, fsync it, rename it over the
 // target, fsync the directory. A crash at any point leaves either the old file or the new one, whole.
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { lstat, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { lock } from 'proper-lockfile';
 import { OpsError } from '../errors.ts';
 
+/** How many symbolic links a path may go through before it is taken for a loop (Linux's own limit). */
+const MAX_LINKS = 40;
+
+/**
+ * The file a write to `file` must replace: `file` itself, or, when it is a symbolic link (a team's secrets kept in
+ * a shared folder), the file it points to, through any chain of links (a link to a file not there yet gives that
+ * file's path). Renaming over the link itself would put a regular file in its place, cutting the share.
+ * `shown` names it in messages. @throws OpsError for a loop of links.
+ */
+export async function writeTarget(file: string, shown = shownPath(file)): Promise<string> {
+  let path = file;
+  for (let n = 0; n <= MAX_LINKS; n++) {
+    let link: string;
+    try {
+      if (!(await lstat(path)).isSymbolicLink()) return path;
+      link = await readlink(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return path;
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP') break; // a directory of the path loops
+      throw e;
+    }
+    path = resolve(dirname(path), link);
+  }
+  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
+}
+
+/**
+ * A write refused by the system as an OpsError saying which path and what to do: a read-only filesystem (EROFS),
+ * a directory or file without write permission (EACCES, EPERM), a directory that does not exist (ENOENT, ENOTDIR:
+ * a link into a share not mounted), no space left (ENOSPC, EDQUOT); else `err` as it is.
+ * `target`: the file written (through a link: the file it points to), `shown` as named to the user.
+ */
+export function writeError(err: unknown, target: string, shown: string): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const via = target === shown || resolve(shown) === target ? '' : ` (through the link ${shown})`;
+  const dir = dirname(target);
+  if (code === 'EROFS') return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
+  if (code === 'EACCES' || code === 'EPERM')
+    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === 'ENOENT' || code === 'ENOTDIR')
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? ' (the link points into a folder that is not there: a share not mounted?)' : ''}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
+  return err;
+}
+
 /**
  * Write `content` to `file` whole: a temporary file beside it, then rename(2), keeping the file's mode (or
- * `mode`). A crash or a full disk leaves the old file, never a truncated one. @throws the write's error.
+ * `mode`). A crash or a full disk leaves the old file, never a truncated one. A symbolic link is written through
+ * to the file it points to (writeTarget), and stays a link.
+ * @throws OpsError for a loop of links, a read-only filesystem or directory, a full disk (writeError); else the write's error.
  */
 export async function writeFileAtomic(file: string, content: string | Buffer, mode?: number): Promise<void> {
+  const target = await writeTarget(file);
+  try {
+    await replaceFile(target, content, mode);
+  } catch (e) {
+    throw writeError(e, target, shownPath(file));
+  }
+}
+
+async function replaceFile(file: string, content: string | Buffer, mode?: number): Promise<void> {
   const dir = dirname(file);
   const keep = mode ?? (await stat(file).then((s) => s.mode & 0o777, () => 0o644));
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
@@ -53,16 +109,19 @@ export class ChangedOnDiskError extends OpsError {}
  * @throws ChangedOnDiskError, OpsError when the lock stays taken, or the write's error.
  */
 export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file)): Promise<void> {
+  // a link is written through, and the lock taken on the file it points to: two links to one file share its lock
+  const target = await writeTarget(file, shown);
   let release: () => Promise<void>;
   try {
     // Waited for longer than a dead holder's lock takes to be stale (10 s): a rerun right after a crash gets it.
-    release = await lock(file, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
+    release = await lock(target, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    // the lock is a directory made beside the file: a read-only directory refuses it first
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw writeError(e, target, shown);
     throw new OpsError(`${shown} is being written by another command (its lock ${shown}.lock is held)`, `wait for it to end and run again; a lock left by a command that died is ignored after 10 s`);
   }
   try {
-    const now = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    const now = await readFile(target, 'utf8').catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return null;
       throw e;
     });
@@ -73,7 +132,11 @@ export async function writeIfUnchanged(file: string, content: string | Buffer, e
         `${shown} ${expected === null ? 'was created' : now === null ? 'was removed' : 'was changed'} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         'run the command again: it reads the file as it is now',
       );
-    await writeFileAtomic(file, content);
+    try {
+      await replaceFile(target, content);
+    } catch (e) {
+      throw writeError(e, target, shown);
+    }
   } finally {
     await release().catch(() => undefined);
   }

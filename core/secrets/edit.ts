@@ -5,11 +5,11 @@
 import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
-import { ChangedOnDiskError } from './atomic.ts';
-import type { SecretsFile } from './sops.ts';
-import { type Retyped, parseTree } from './tree-parse.ts';
+import { ChangedOnDiskError, shownPath } from './atomic.ts';
+import { SecretsFile } from './sops.ts';
+import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type TreeChanges, type TreeNode, diffTrees, forEachLeaf, getEntry, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
@@ -82,13 +82,113 @@ function isBlank(text: string): boolean {
   return text.split('\n').every((l) => /^\s*(#.*)?$/.test(l));
 }
 
+/** What each YAML construct does to a value typed plain (YamlConstruct.kind), never naming the value. */
+const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
+  tag: 'starts with "!", which YAML reads as a tag (a type), not as part of the value: it would be stored emptied, changed or refused',
+  alias: 'starts with "*", which YAML reads as an alias: it would be replaced by another value of this file (or by nothing)',
+  anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
+  comment: 'starts with "#", which YAML reads as a comment: the key would hold nothing (null)',
+  trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
+};
+
+/** A construct as compared between texts: kind, tag and path (never shown: the tag is typed text). */
+const constructId = (c: YamlConstruct) => JSON.stringify([c.kind, c.tag ?? '', c.path]);
+
+/** The YAML constructs of `text` (ParseOptions.constructs); none when it does not parse. */
+function constructsOf(text: string, format: Format): YamlConstruct[] {
+  const found: YamlConstruct[] = [];
+  if (format !== 'yaml') return found;
+  try {
+    parseTree(text, format, { file: 'the text', keys: 'lenient', constructs: found });
+  } catch {
+    return [];
+  }
+  return found;
+}
+
+/**
+ * The warning for values whose typed text YAML gives a meaning of its own (a tag, an alias, an anchor, a comment:
+ * tree-parse.ts, ParseOptions.constructs): each named by key, line and kind, never by value, and
+ * how to keep it as typed (quoted).
+ */
+export function constructWarning(found: YamlConstruct[]): string {
+  const one = found.length === 1;
+  return (
+    `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
+    found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind]}`).join('\n') +
+    `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+  );
+}
+
+/** How many times the editor is reopened on the user's text after the file changed on disk under it. */
+const CONFLICT_ROUNDS = 3;
+/** The first characters of the note lines put at the top of the text when the file changed on disk (dropped on save). */
+const NOTE = '# ops: ';
+
+/** The note put at the top of the user's text after `shown` changed on disk (names only, never values). */
+function conflictNote(shown: string, changes: TreeChanges, round: number): string {
+  const parts = [
+    changes.added.length ? `added ${changes.added.join(', ')}` : '',
+    changes.changed.length ? `changed ${changes.changed.join(', ')}` : '',
+    changes.removed.length ? `removed ${changes.removed.join(', ')}` : '',
+  ].filter(Boolean);
+  const lines = [
+    `${shown} was changed by another command while this text was open in the editor (round ${round} of ${CONFLICT_ROUNDS}):`,
+    parts.length ? `meanwhile: ${parts.join('; ')}.` : 'its values are the same (only its encryption or recipients changed).',
+    'Below is YOUR text, not saved yet: saving it replaces the file as it is now, so bring those changes into it',
+    "(their values are not shown here; see them in another terminal with ops secrets show). These '# ops:' lines are dropped on save.",
+  ];
+  // a key holding a line break must not end the comment: the rest would be read as YAML
+  return lines.map((l) => `${NOTE}${l.replace(/[\r\n\u2028\u2029\u0085]/g, ' ')}\n`).join('');
+}
+
+/** `text` without the note lines (conflictNote) at its top. */
+function dropNote(text: string): string {
+  const lines = text.split('\n');
+  let i = 0;
+  while (i < lines.length - 1 && lines[i]!.startsWith(NOTE)) i++;
+  return lines.slice(i).join('\n');
+}
+
+/** `environments/<env>/` of a file, for the commands in messages; `<env>` when the file is elsewhere. */
+function envOf(file: string): string {
+  return basename(dirname(dirname(file))) === 'environments' ? basename(dirname(file)) : '<env>';
+}
+
+/**
+ * Keep an edit that could not be saved (the file changed on disk under it) aside, encrypted to `recipients` as the
+ * secrets file is, never as plaintext: `<name>.unsaved-edit-<UTC time>.sops.<ext>` beside `file` (`-2`, `-3`... when
+ * that name is taken, e.g. two in the same second). @returns its path. @throws the write's error (OpsError: nothing kept).
+ */
+async function keepAside(file: string, tree: MapNode, recipients: string[], format: Format, now = new Date()): Promise<string> {
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const stem = basename(file).replace(/\.sops\.(ya?ml|json)$/i, '').replace(/\.(ya?ml|json)$/i, '');
+  const ext = format === 'json' ? 'json' : 'yaml';
+  for (let n = 1; n <= 100; n++) {
+    const aside = join(dirname(file), `${stem}.unsaved-edit-${stamp}${n > 1 ? `-${n}` : ''}.sops.${ext}`);
+    const f = SecretsFile.create(aside, tree, { recipients, format });
+    try {
+      await f.save(); // written only where no file is: over null (writeIfUnchanged)
+      return aside;
+    } catch (e) {
+      if (!(e instanceof ChangedOnDiskError)) throw e;
+    }
+  }
+  throw new OpsError(`cannot keep the unsaved edit beside ${shownPath(file)}: 100 files named ${stem}.unsaved-edit-${stamp}*.sops.${ext} already exist`, 'remove the old unsaved edits');
+}
+
 /**
  * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
- * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`); the
- * file is not written until the text is valid.
+ * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
+ * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
+ * `#` comment, a plain value followed by ` #` on its line: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
+ * When the file changed on disk while the editor was open (another command), the user is told which keys changed
+ * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
+ * answer), or past the third, the edit is kept aside, encrypted to the file's recipients (keepAside), and named in
+ * the abort reason with how to merge it; the file keeps the other command's change.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
@@ -97,9 +197,16 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
   process.on('exit', cleanup); // last resort if the process dies in between
   try {
     const tmp = join(dir, `secrets.${secrets.format}`);
-    const before = secrets.tree;
-    const beforeData = secrets.data;
-    const original = before.entries.length === 0 ? '' : secrets.plaintext();
+    const shown = shownPath(secrets.file);
+    // the file as last read from disk (reread when another command changed it meanwhile): what the edit is saved over
+    let base = secrets;
+    let before = base.tree;
+    let beforeData = base.data;
+    // the text put in the editor
+    let original = before.entries.length === 0 ? '' : base.plaintext();
+    // YAML constructs the text had as opened (a binary value sops writes as `!!binary`): kept as they are, not refused
+    const allowed = new Set(constructsOf(original, secrets.format).map(constructId));
+    let conflicts = 0;
     await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
     io.onTempFile?.(tmp);
     const aborted = (): EditResult | undefined =>
@@ -119,10 +226,12 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         return { status: 'aborted', reason: `the editor ${how}; nothing was changed` };
       }
       const bytes = await readFile(tmp);
-      if (bytes.equals(Buffer.from(original, 'utf8'))) return { status: 'unchanged' };
+      // after a change on disk, the text shown is the user's edit, not the file: saved even when left as it is
+      if (conflicts === 0 && bytes.equals(Buffer.from(original, 'utf8'))) return { status: 'unchanged' };
+      let text: string;
       try {
         // strictly: bytes that are not UTF-8 are offered back like invalid YAML, never stored as U+FFFD
-        const text = decodeUtf8(bytes, 'the edited text');
+        text = dropNote(decodeUtf8(bytes, 'the edited text'));
         // An emptied buffer is how editors abort (vim's :cq aside, git's "empty commit message"), or a slip:
         // never read as "delete every secret".
         if (isBlank(text)) {
@@ -133,7 +242,19 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           };
         }
         const typed: Retyped[] = [];
-        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed });
+        const found: YamlConstruct[] = [];
+        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
+        // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
+        // text had as opened, e.g. a binary value sops writes as `!!binary`)
+        const meant = found.filter((c) => !allowed.has(constructId(c)));
+        if (meant.length) {
+          const stop = await offerBack(
+            constructWarning(meant),
+            `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
+          );
+          if (stop) return stop;
+          continue;
+        }
         // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
         // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
         const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
@@ -145,7 +266,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           if (stop) return stop;
           continue;
         }
-        secrets.setTree(tree);
+        base.setTree(tree);
       } catch (e) {
         if (!(e instanceof OpsError)) throw e;
         const stop = await offerBack(e.message, 'the edited text was not valid; nothing was changed');
@@ -155,27 +276,68 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
       // a value every deploy or provision would refuse (a placeholder, a .env value its readers would not read back, a
       // packages secret provision would not write): offered back as invalid text is
       try {
-        io.check?.(beforeData, secrets.data);
+        io.check?.(beforeData, base.data);
       } catch (e) {
         if (!(e instanceof OpsError)) throw e;
         const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy or provision (see above); nothing was changed');
         if (stop) return stop;
         continue;
       }
-      const changes = diffTrees(before, secrets.tree);
+      const changes = diffTrees(before, base.tree);
       // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
       const old = new Map<string, string | undefined>();
       forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
-      for (const w of weakSecretWarnings(secrets.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
+      for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
       const stop3 = aborted();
       if (stop3) return stop3;
       try {
-        return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
+        return (await base.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
       } catch (e) {
-        // Another command wrote the file while the editor was open: its change stays, this edit is not written.
-        if (e instanceof ChangedOnDiskError)
-          throw new ChangedOnDiskError(`${e.message.replace(/ since this command read it/, ' while it was open in the editor')}; this edit was not saved`, 'run ops secrets edit again (it opens the file as it is now) and redo the change');
-        throw e;
+        if (!(e instanceof ChangedOnDiskError)) throw e;
+        // Another command wrote the file while the editor was open: its change stays, and so does this edit (the
+        // editor again on it, or kept aside encrypted), never written over the other's unseen.
+        const edited = base.tree;
+        let now: SecretsFile | undefined;
+        try {
+          now = await base.reopen();
+        } catch (err) {
+          if (!(err instanceof OpsError)) throw err; // removed, or no longer a sops file this key opens: kept aside below
+        }
+        const meanwhile = now ? diffTrees(before, now.tree) : undefined;
+        const names = meanwhile ? [...meanwhile.added, ...meanwhile.changed, ...meanwhile.removed] : [];
+        io.warn(
+          `${shown} was changed by another command while it was open in the editor (another ops secrets command, a git checkout or pull?); ` +
+            (now ? (names.length ? `keys changed there meanwhile: ${names.join(', ')}` : 'its values are the same (only its text or encryption changed)') : 'it can no longer be opened (removed?)') +
+            '; your edit is not saved yet',
+        );
+        if (now && conflicts < CONFLICT_ROUNDS && (await io.confirm(`Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] `))) {
+          const stop = aborted();
+          if (stop) return stop;
+          conflicts++;
+          base = now;
+          before = now.tree;
+          beforeData = now.data;
+          original = conflictNote(shown, meanwhile!, conflicts) + text;
+          for (const c of constructsOf(now.plaintext(), secrets.format)) allowed.add(constructId(c));
+          await writeFile(tmp, original, { mode: 0o600 });
+          continue;
+        }
+        const stop = aborted();
+        if (stop) return stop;
+        let aside: string;
+        try {
+          aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
+        } catch (err) {
+          if (!(err instanceof OpsError)) throw err;
+          throw new OpsError(`this edit was not saved (${shown} keeps the other command's change), and could not be kept aside either: ${err.message}; your edit is lost`, err.hint);
+        }
+        const env = envOf(secrets.file);
+        return {
+          status: 'aborted',
+          reason:
+            `this edit was not saved (the file keeps the other command's change); your edit is kept, encrypted to the file's recipients, in ${aside}` +
+            `\n  to merge it: compare \`ops secrets decrypt ${aside}\` with \`ops secrets show ${env}\`, bring your changes in with \`ops secrets edit ${env}\`, then delete ${aside}`,
+        };
       }
     }
   } finally {

@@ -24,7 +24,7 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
   const file = secretsPath(root, env);
   if (existsSync(file)) return { secrets: await SecretsFile.open(file, open), created: false };
   if (!existsSync(dirname(file))) throw new OpsError(`no environment "${env}": environments/${env}/ does not exist`, 'create one with `ops env new <name>`');
-  return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file) }), created: true };
+  return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file), openWith: open }), created: true };
 }
 
 /**

@@ -36,6 +36,8 @@ export interface Rendered {
 /** An opened (decrypted) sops file: read its values, change them or its recipients, write it back. */
 export class SecretsFile {
   private rotated = false;
+  /** How the file was opened (identities, mask): what reopen() opens it with again. */
+  private openedWith: DecryptOptions = {};
   /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
   private onDisk: string | null;
   private constructor(
@@ -58,7 +60,17 @@ export class SecretsFile {
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts.mask);
     const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
-    return new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+    const f = new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+    f.openedWith = opts;
+    return f;
+  }
+
+  /**
+   * The file as it is on disk now, opened as this one was (its identities and mask): after another command
+   * changed it (ChangedOnDiskError). @throws OpsError when it can no longer be read or opened (removed, not a sops file).
+   */
+  async reopen(): Promise<SecretsFile> {
+    return SecretsFile.open(this.file, this.openedWith);
   }
 
   /** Read, decrypt and verify a sops file. */
@@ -74,7 +86,7 @@ export class SecretsFile {
   }
 
   /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
-  static create(file: string, tree: MapNode, opts: { recipients: string[]; format?: Format; unencryptedSuffix?: string }): SecretsFile {
+  static create(file: string, tree: MapNode, opts: { recipients: string[]; format?: Format; unencryptedSuffix?: string; openWith?: DecryptOptions }): SecretsFile {
     const format = opts.format ?? formatOf(file);
     const f = new SecretsFile(
       file,
@@ -88,6 +100,7 @@ export class SecretsFile {
     );
     f.setRecipients(opts.recipients);
     f.setTree(tree);
+    f.openedWith = opts.openWith ?? {};
     return f;
   }
 

@@ -23,6 +23,25 @@ export interface ParseOptions {
    * path and the type; the text stays here.
    */
   retyped?: Retyped[];
+  /**
+   * YAML: collects each place where YAML gives typed text a meaning of its own that a person typing a value
+   * seldom means (a tag `!x`, an alias `*x` as in `<<: *base`, an anchor `&x`, a value that is all comment `#x`, a
+   * value typed plain followed by ` #x` on its line, a comment cutting it short),
+   * by path, kind and line (`ops secrets edit` refuses the new ones: the value would be lost or changed). A
+   * `!!binary` holding base64 is not one (sops writes binary values so), nor a `!!merge` tag on a `<<` key (sops
+   * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
+   */
+  constructs?: YamlConstruct[];
+}
+
+/** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
+export interface YamlConstruct {
+  path: (string | number)[];
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing';
+  /** 1-based line of the text where it stands. */
+  line: number;
+  /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
+  tag?: string;
 }
 
 /** A value typed plain that sops reads as another type, printed back differently (see ParseOptions.retyped). */
@@ -34,6 +53,7 @@ export interface Retyped {
 }
 
 const MERGE_TAG = 'tag:yaml.org,2002:merge';
+const BINARY_TAG = 'tag:yaml.org,2002:binary';
 
 function lineCol(text: string, offset: number): string {
   const before = text.slice(0, offset);
@@ -107,8 +127,13 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
     }
     // !!binary: go-yaml hands sops the decoded bytes as a string; bytes that are not UTF-8 are a binary value
-    if (v instanceof Uint8Array) return bytesNode(v);
-    if (node.tag === 'tag:yaml.org,2002:binary') return bytesNode(Buffer.from(String(v ?? '').replace(/\s+/g, ''), 'base64'));
+    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
+      // strictly, as go-yaml (so sops) decodes it: Buffer.from(…, 'base64') skips what is not base64, saving garbage
+      const b64 = (typeof node.source === 'string' ? node.source : String(v ?? '')).replace(/\s+/g, '');
+      if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
+        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, 'give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes');
+      return bytesNode(Buffer.from(b64, 'base64'));
+    }
     try {
       return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
     } catch (e) {
@@ -137,7 +162,27 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     return a;
   };
   const offsetOf = (node: unknown): number | undefined => (node as { range?: number[] } | null)?.range?.[0];
-  const convert = (node: unknown, path: (string | number)[], parent?: Anchor): TreeNode => {
+  const lineOf = (offset: number | undefined): number => (offset === undefined ? 0 : at(offset).line + 1);
+  /** Records what gives `node` (a value or a key at `path`) a YAML meaning of its own (ParseOptions.constructs); not inside an alias's copy. */
+  const record = (node: unknown, path: (string | number)[], keyAt?: number) => {
+    const found = options.constructs;
+    if (!found || format !== 'yaml' || aliases) return;
+    // a map's value: its key's line (a block value starts on the lines below it)
+    const line = lineOf(keyAt ?? offsetOf(node));
+    if (isAlias(node)) return found.push({ path, kind: 'alias', line });
+    const n = node as { anchor?: string; tag?: string; source?: unknown; value?: unknown; type?: string; range?: number[] } | null;
+    if (!n) return;
+    if (n.anchor) found.push({ path, kind: 'anchor', line });
+    const empty = isScalar(n) && String(n.source ?? n.value ?? '') === '';
+    // !!binary with base64 is how sops writes bytes (checked strictly by `scalar`); an empty one reads as nothing
+    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: 'tag', line, tag: n.tag });
+    // `key: #text`: the value is a comment, so the key holds nothing (null)
+    if (isScalar(n) && empty && !n.tag && n.type === 'PLAIN' && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: 'comment', line });
+    // `key: abc #def`: the value ends before " #", the rest is a comment (a password holding " #" loses its tail)
+    else if (isScalar(n) && !empty && n.type === 'PLAIN' && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: 'trailing', line });
+  };
+  const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
+    record(node, path, keyAt);
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
@@ -151,9 +196,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const branch: Branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
+        record(pair.key, [...path, key]);
         const a = anchor(offsetOf(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf(pair.key))]);
       });
       if (!parent && path.length === 0) rootBranch = branch;
       return out;

@@ -689,7 +689,7 @@ describe('two secrets commands writing one file at once', () => {
     for (const env of ['qa', 'qb']) expect((await cli(e.root, ['secrets', 'recipients', env], e.env)).err).toBe('');
   });
 
-  it('an edit whose file changed while the editor was open is not saved over the other change, and says so', async () => {
+  it('an edit whose file changed while the editor was open is not saved over the other change, and says so (the edit kept aside: secrets-edit.test.ts)', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'kept'], e.env, 'first-value-Zq7w')).code).toBe(0);
     const before = readFileSync(e.secrets, 'utf8');
@@ -697,7 +697,8 @@ describe('two secrets commands writing one file at once', () => {
     const ed = editor(`printf 'edited: in-the-editor-Zq7w\\n' >> "$1"; printf '\\n' >> '${e.secrets}'`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/environments\/qa\/secrets\.sops\.yaml was changed by something else while it was open in the editor .*; this edit was not saved\n\s+hint: run ops secrets edit again/);
+    expect(r.err).toMatch(/environments\/qa\/secrets\.sops\.yaml was changed by another command while it was open in the editor .*; your edit is not saved yet\n/);
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml: this edit was not saved (the file keeps the other command\'s change)');
     expect(readFileSync(e.secrets, 'utf8')).toBe(`${before}\n`);
     const data = (await open(e)).data;
     expect(data.kept).toBe('first-value-Zq7w');

@@ -1,0 +1,414 @@
+// `ops secrets edit` keeping what the user typed: values YAML would read otherwise than typed (a tag, an alias,
+// an anchor, a merge key, a comment) are refused and offered back; an edit whose file changed on disk meanwhile is
+// offered back with a note, or kept aside encrypted; and secrets files written through a symbolic link, with a
+// clear message when the directory cannot be written. The real sops (on PATH, as in secrets-sops.test.ts) checks
+// what was stored.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { writeError, writeIfUnchanged } from '../../core/secrets/atomic.ts';
+import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
+import { identitiesFromText } from '../../core/secrets/keys.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { bytesNode, str } from '../../core/secrets/tree.ts';
+import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
+
+function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
+  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
+  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
+  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+}
+
+function ageKey(): { file: string; recipient: string } {
+  const file = join(tempDir('ops-edit-key-'), 'key.txt');
+  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
+  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
+}
+
+/** A secrets file holding `text` (YAML), encrypted to a fresh key. */
+async function secretsFile(text: string) {
+  const key = ageKey();
+  const dir = tempDir('ops-edit-');
+  const file = join(dir, 'secrets.sops.yaml');
+  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
+  await SecretsFile.create(file, parseTree(text, 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
+  return { key, dir, file, ids, open: () => SecretsFile.open(file, { identities: ids }) };
+}
+
+/** Every file under `dir` (recursively), as text. */
+function allText(dir: string): string {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((n) => join(dir, n))
+    .filter((p) => statSync(p).isFile())
+    .map((p) => readFileSync(p, 'utf8'))
+    .join('\n');
+}
+
+describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
+  // each as a user types a password; what the yaml package made of it before: "", null, "y", garbage bytes, null, ""
+  const CASES: [key: string, typed: string, quoted: string, kind: RegExp][] = [
+    ['password', '!Zq7-secret', '"!Zq7-secret"', /starts with "!", which YAML reads as a tag/],
+    ['token', '*Zq7abc', "'*Zq7abc'", /starts with "\*", which YAML reads as an alias/],
+    ['pw', '&Zq7x word', '"&Zq7x word"', /starts with "&", which YAML reads as an anchor/],
+    ['hash', '#Zq7hash', '"#Zq7hash"', /starts with "#", which YAML reads as a comment/],
+    ['typed', '!!str', '"!!str"', /starts with "!", which YAML reads as a tag/],
+    ['phrase', 'correct horse #battery', "'correct horse #battery'", /holds " #" \(a space, then #\), where YAML starts a comment: the value would be cut short/],
+  ];
+
+  for (const [key, typed, quoted, kind] of CASES) {
+    it(`${key}: ${typed} is refused naming key, line and kind (never the value), the file byte-identical; reopened and quoted, stored as typed`, async () => {
+      const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+      const before = readFileSync(s.file, 'utf8');
+      const warnings: string[] = [];
+      let round = 0;
+      const io = (answers: boolean[]): EditIo => ({
+        edit: async (tmp) => {
+          round++;
+          writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}${key}: ${typed}\n`);
+          return { code: 0, signal: null };
+        },
+        confirm: async () => answers.shift() ?? false,
+        warn: (m) => warnings.push(m),
+      });
+      const aborted = await editSecrets(await s.open(), io([false]));
+      expect(aborted).toEqual({ status: 'aborted', reason: `${key} would not be stored as typed (quote it); nothing was changed` });
+      expect(warnings.join('\n')).toMatch(new RegExp(`^a value in the edited text would not be stored as typed:\\n  ${key} \\(line 2\\): `));
+      expect(warnings.join('\n')).toMatch(kind);
+      expect(warnings.join('\n')).toContain('put it in double quotes');
+      expect(warnings.join('\n')).not.toContain(typed.replace(/^[!*&#]+/, ''));
+      expect(readFileSync(s.file, 'utf8')).toBe(before);
+      // reopened on the same text: the user quotes it, and sops itself reads back exactly what was typed
+      round = 0;
+      warnings.length = 0;
+      const saved = await editSecrets(await s.open(), {
+        ...io([true]),
+        edit: async (tmp) => {
+          round++;
+          const text = readFileSync(tmp, 'utf8');
+          writeFileSync(tmp, round === 1 ? `${text}${key}: ${typed}\n` : text.replace(`${key}: ${typed}`, `${key}: ${quoted}`));
+          return { code: 0, signal: null };
+        },
+      });
+      expect(saved).toMatchObject({ status: 'saved', changes: { added: [key] } });
+      expect(round).toBe(2);
+      const r = sops(['decrypt', '--extract', `["${key}"]`, s.file], s.key.file);
+      expect(r.err).toBe('');
+      expect(r.out).toBe(typed);
+    });
+  }
+
+  it('an anchor, an alias (a merge <<: *b too) and a tag all at once: each named with its line; nothing written', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, 'base: &b\n  user: Zq8-admin-user\nother:\n  <<: *b\nname: !vault Zq8-vT3m\n'), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r.status).toBe('aborted');
+    const w = warnings.join('\n');
+    expect(w).toContain('3 values in the edited text would not be stored as typed:');
+    expect(w).toContain('  base (line 1): starts with "&"');
+    expect(w).toContain('  other.<< (line 4): starts with "*"');
+    expect(w).toContain('  name (line 5): starts with "!"');
+    expect(w).not.toMatch(/vault|Zq8/);
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+  });
+
+  it('!!binary with text that is not base64 is refused (sops refuses it too), never saved as garbage bytes', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}blob: !!binary zz%%Zq7\n`), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toEqual({ status: 'aborted', reason: 'the edited text was not valid; nothing was changed' });
+    expect(warnings.join('\n')).toContain('the edited text: blob: tagged !!binary, but its text is not valid base64');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+    // and the real sops refuses such a file itself
+    const plain = join(s.dir, 'p.yaml');
+    writeFileSync(plain, 'blob: !!binary zz%%Zq7\n');
+    expect(sops(['encrypt', '--age', s.key.recipient, plain], s.key.file).code).not.toBe(0);
+  });
+
+  it('what the file already had as shown (a binary value as !!binary, a key "<<" as !!merge <<) is kept when another value is edited', async () => {
+    const s = await secretsFile('base:\n  user: Zq8-admin-user\nother:\n  <<:\n    user: Zq8-admin-user\nname: Zq8-vT3m-Lw5x-Pk2r\nkept: Zq8-kept-value # a comment the file has\n');
+    const f = await s.open();
+    f.set(['blob'], bytesNode(Buffer.from([0xff, 0xfe, 0x01])));
+    await f.save();
+    const shown = (await s.open()).plaintext();
+    expect(shown).toContain('!!binary');
+    expect(shown).toContain('!!merge <<');
+    expect(shown).toContain('kept: Zq8-kept-value # a comment the file has');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('Zq8-vT3m-Lw5x-Pk2r', 'Zq8-vT3m-Lw5x-Pk2s')), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(warnings).toEqual([]);
+    expect(r).toEqual({ status: 'saved', changes: { added: [], removed: [], changed: ['name'] } });
+  });
+
+  it('through the CLI: refused and offered back; answered n, the file is byte-identical', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`printf 'admin_password: !Zq7-secret\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/admin_password \(line \d+\): starts with "!", which YAML reads as a tag/);
+    expect(r.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(r.err).not.toContain('Zq7-secret');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
+describe('ops secrets edit: the file changed on disk while the editor was open', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** Another command's change, made while the editor is open: `other` set to `value` and saved. */
+  async function changeOnDisk(s: Awaited<ReturnType<typeof secretsFile>>, key: string, value: string) {
+    const f = await s.open();
+    f.set([key], str(value));
+    await f.save();
+  }
+
+  it('the editor reopens on the user text with a note naming the keys changed meanwhile (names only); saved, the note dropped', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\nkept: Zq8-kept-value-1\n');
+    const texts: string[] = [];
+    const questions: string[] = [];
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => {
+        const text = readFileSync(tmp, 'utf8');
+        texts.push(text);
+        if (texts.length === 1) {
+          writeFileSync(tmp, `${text}mine: Zq8-typed-by-me\n`);
+          await changeOnDisk(s, 'theirs', 'Zq8-their-value');
+        } else writeFileSync(tmp, `${text}theirs: Zq8-their-value\n`); // the user brings the other change in
+        return { code: 0, signal: null };
+      },
+      confirm: async (q) => (questions.push(q), true),
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toMatchObject({ status: 'saved', changes: { added: ['mine'] } });
+    expect(texts.length).toBe(2);
+    expect(questions).toEqual(['Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] ']);
+    expect(warnings.join('\n')).toContain('was changed by another command while it was open in the editor');
+    expect(warnings.join('\n')).toContain('keys changed there meanwhile: theirs');
+    // the note: a YAML comment at the top naming the key, never its value; below it the user's text
+    expect(texts[1]).toMatch(/^# ops: .*secrets\.sops\.yaml was changed by another command while this text was open in the editor \(round 1 of 3\):\n# ops: meanwhile: added theirs\.\n/);
+    expect(texts[1]).toContain('mine: Zq8-typed-by-me\n');
+    expect(texts[1]).not.toContain('Zq8-their-value');
+    const data = (await s.open()).data;
+    expect(data).toMatchObject({ name: 'Zq8-vT3m-Lw5x-Pk2r', kept: 'Zq8-kept-value-1', mine: 'Zq8-typed-by-me', theirs: 'Zq8-their-value' });
+    // the note is not saved as a comment
+    expect(sops(['decrypt', s.file], s.key.file).out).not.toContain('ops:');
+  });
+
+  it('declined (or no answer): the edit is kept aside, encrypted to the same recipients (sops opens it), never as plaintext; the file keeps the other change', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    let seen = '';
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => {
+        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}# my note\nmine: Zq8-typed-by-me\n`);
+        await changeOnDisk(s, 'theirs', 'Zq8-their-value');
+        seen = readFileSync(s.file, 'utf8');
+        return { code: 0, signal: null };
+      },
+      confirm: async () => false,
+      warn: () => undefined,
+    });
+    expect(r.status).toBe('aborted');
+    const reason = (r as { reason: string }).reason;
+    const aside = /in (\S+secrets\.unsaved-edit-\d{8}T\d{6}Z\.sops\.yaml)/.exec(reason)?.[1];
+    expect(aside, reason).toBeDefined();
+    expect(reason).toContain('to merge it: compare `ops secrets decrypt');
+    expect(readFileSync(s.file, 'utf8')).toBe(seen);
+    const kept = join(s.dir, readdirSync(s.dir).find((n) => n.includes('unsaved-edit'))!);
+    const d = sops(['decrypt', kept], s.key.file);
+    expect(d.err).toBe('');
+    expect(d.out).toContain('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    expect(d.out).toContain('mine: Zq8-typed-by-me\n');
+    expect(d.out).toContain('# my note\n');
+    expect(d.out).not.toContain('theirs');
+    expect(allText(s.dir)).not.toContain('Zq8-typed-by-me');
+    expect(sops(['filestatus', kept], s.key.file).out).toContain('"encrypted":true');
+  });
+
+  it('two kept aside in the same second get names of their own', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-12-03T02:03:04.500Z'));
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const reasons: string[] = [];
+    for (const mine of ['Zq8-first-edit', 'Zq8-second-edit']) {
+      const r = await editSecrets(await s.open(), {
+        edit: async (tmp) => {
+          writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: ${mine}\n`);
+          await changeOnDisk(s, `theirs_${mine.length}${reasons.length}`, 'Zq8-their-value');
+          return { code: 0, signal: null };
+        },
+        confirm: async () => false,
+        warn: () => undefined,
+      });
+      reasons.push((r as { reason: string }).reason);
+    }
+    expect(readdirSync(s.dir).filter((n) => n.includes('unsaved-edit')).sort()).toEqual(['secrets.unsaved-edit-20261203T020304Z-2.sops.yaml', 'secrets.unsaved-edit-20261203T020304Z.sops.yaml']);
+    expect(sops(['decrypt', '--extract', '["mine"]', join(s.dir, 'secrets.unsaved-edit-20261203T020304Z-2.sops.yaml')], s.key.file).out).toBe('Zq8-second-edit');
+  });
+
+  it('reopened at most 3 times: a file that keeps changing gets the edit kept aside', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    let edits = 0;
+    let asked = 0;
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => {
+        edits++;
+        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine${edits}: Zq8-typed-by-me\n`);
+        await changeOnDisk(s, `theirs${edits}`, 'Zq8-their-value');
+        return { code: 0, signal: null };
+      },
+      confirm: async () => (asked++, true),
+      warn: () => undefined,
+    });
+    expect(edits).toBe(4);
+    expect(asked).toBe(3);
+    expect(r).toMatchObject({ status: 'aborted', reason: expect.stringContaining('secrets.unsaved-edit-') });
+    expect((await s.open()).data).toMatchObject({ theirs4: 'Zq8-their-value' });
+  });
+
+  it('through the CLI answered y: reopened on the user text with the note, then saved with both changes', async () => {
+    const e = await newEnv();
+    const a = readFileSync(e.secrets, 'utf8');
+    // the version another terminal writes while the editor is open: theirs added
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'theirs'], e.env, 'their-value-Zq7w')).code).toBe(0);
+    const b = join(tempDir(), 'b.sops.yaml');
+    writeFileSync(b, readFileSync(e.secrets, 'utf8'));
+    writeFileSync(e.secrets, a);
+    const count = join(tempDir(), 'n');
+    const seen = join(tempDir(), 'seen');
+    const ed = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then printf 'mine: typed-by-me-Zq7w\n' >> "$1"; cp '${b}' '${e.secrets}'; else cp "$1" '${seen}'; printf 'theirs: their-value-Zq7w\n' >> "$1"; fi`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'y\n');
+    expect(r.err).toContain('keys changed there meanwhile: theirs; your edit is not saved yet');
+    expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added mine)\n' });
+    const note = readFileSync(seen, 'utf8');
+    expect(note).toMatch(/^# ops: .*\n# ops: meanwhile: added theirs\.\n/);
+    expect(note).toContain('mine: typed-by-me-Zq7w\n');
+    expect(note).not.toContain('their-value');
+    expect((await open(e)).data).toMatchObject({ mine: 'typed-by-me-Zq7w', theirs: 'their-value-Zq7w' });
+    expect(readdirSync(join(e.root, 'environments/qa')).filter((n) => n.includes('unsaved'))).toEqual([]);
+  });
+
+  it('through the CLI with no answer (piped input ended): kept aside and said where and how to merge', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'kept'], e.env, 'first-value-Zq7w')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`printf 'edited: in-the-editor-Zq7w\\n' >> "$1"; printf '\\n' >> '${e.secrets}'`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/your edit is kept, encrypted to the file's recipients, in \S+environments\/qa\/secrets\.unsaved-edit-\d{8}T\d{6}Z\.sops\.yaml\n\s+to merge it: compare `ops secrets decrypt \S+` with `ops secrets show qa`, bring your changes in with `ops secrets edit qa`/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(`${before}\n`);
+    expect((await open(e)).data.edited).toBeUndefined();
+    const aside = readdirSync(join(e.root, 'environments/qa')).find((n) => n.includes('unsaved-edit'))!;
+    const d = await cli(e.root, ['secrets', 'decrypt', join(e.root, 'environments/qa', aside)], e.env);
+    expect(d.out).toContain('edited: in-the-editor-Zq7w');
+    expect(allText(join(e.root, 'environments'))).not.toContain('in-the-editor-Zq7w');
+  });
+});
+
+describe('writing a secrets file', () => {
+  it('a secrets file that is a symbolic link (a shared folder) is written through to its target and stays a link', async () => {
+    const e = await newEnv();
+    const shared = tempDir('ops-shared-');
+    const target = join(shared, 'qa.sops.yaml');
+    renameSync(e.secrets, target);
+    symlinkSync(target, e.secrets);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7')).code).toBe(0);
+    const ed = editor(`sed -i 's/^datapass_client_id: .*/datapass_client_id: via-the-link-Zq7/' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(lstatSync(e.secrets).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(e.secrets)).toBe(target);
+    const data = (await open(e)).data;
+    expect(data).toMatchObject({ database_url: 'postgresql://db.example.org/Zq7', datapass_client_id: 'via-the-link-Zq7' });
+    // a relative link, through a chain of links
+    const second = join(shared, 'link2.sops.yaml');
+    symlinkSync('qa.sops.yaml', second);
+    rmSync(e.secrets);
+    symlinkSync(second, e.secrets);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db2.example.org/Zq7')).code).toBe(0);
+    expect(lstatSync(second).isSymbolicLink()).toBe(true);
+    expect(lstatSync(e.secrets).isSymbolicLink()).toBe(true);
+    expect((await open(e)).data.database_url).toBe('postgresql://db2.example.org/Zq7');
+    expect(readdirSync(shared).sort()).toEqual(['link2.sops.yaml', 'qa.sops.yaml']);
+  });
+
+  it('a loop of links is refused with a clear message, nothing written', async () => {
+    const dir = tempDir('ops-loop-');
+    const a = join(dir, 'a.sops.yaml');
+    symlinkSync(join(dir, 'b'), a);
+    symlinkSync(a, join(dir, 'b'));
+    const err = await writeIfUnchanged(a, 'x', null, 'environments/qa/secrets.sops.yaml').catch((e: Error) => e);
+    expect((err as Error).message).toBe('cannot write environments/qa/secrets.sops.yaml: it is a symbolic link that leads to itself (a loop of links, or more than 40 in a row); nothing was written');
+    expect((err as { hint?: string }).hint).toContain('point environments/qa/secrets.sops.yaml at the real file');
+    // and through the CLI: an OpsError, no stack trace
+    const e = await newEnv();
+    rmSync(e.secrets);
+    symlinkSync(join(e.root, 'environments/qa/loop'), e.secrets);
+    symlinkSync(e.secrets, join(e.root, 'environments/qa/loop'));
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('it is a symbolic link that leads to itself');
+    expect(r.err).not.toMatch(/internal error|    at /);
+  });
+
+  it('a directory it cannot write: which path and what to do, no stack trace, the file unchanged', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    let dir = join(e.root, 'environments/qa');
+    if (process.getuid?.() === 0) {
+      // root writes anywhere a mode allows: sysfs refuses new files even to root
+        rmSync(e.secrets);
+      symlinkSync('/sys/ops-test-secrets.sops.yaml', e.secrets);
+      dir = '/sys';
+    } else chmodSync(dir, 0o555);
+    try {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7');
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/cannot write \S+( \(through the link \S+\))?: permission denied/);
+      expect(r.err).toContain(`make ${dir} writable`);
+      expect(r.err).not.toMatch(/internal error|    at /);
+    } finally {
+      chmodSync(join(e.root, 'environments/qa'), 0o755);
+    }
+    if (existsSync(e.secrets) && !lstatSync(e.secrets).isSymbolicLink()) expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
+  it('a link into a folder that is not there (a share not mounted): said so, no stack trace', async () => {
+    const e = await newEnv();
+    rmSync(e.secrets);
+    const gone = join(tempDir('ops-share-'), 'not-mounted');
+    symlinkSync(join(gone, 'qa.sops.yaml'), e.secrets);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`cannot write ${join(gone, 'qa.sops.yaml')} (through the link `);
+    expect(r.err).toContain(`its directory ${gone} does not exist (the link points into a folder that is not there: a share not mounted?)`);
+    expect(r.err).not.toMatch(/internal error|    at /);
+    expect(existsSync(gone)).toBe(false);
+  });
+
+  it('a read-only filesystem (EROFS) is said so, with the path', () => {
+    const err = Object.assign(new Error('EROFS: read-only file system, open'), { code: 'EROFS' });
+    const e = writeError(err, '/srv/shared/qa.sops.yaml', 'environments/qa/secrets.sops.yaml') as Error & { hint?: string };
+    expect(e.message).toBe('cannot write /srv/shared/qa.sops.yaml (through the link environments/qa/secrets.sops.yaml): /srv/shared is on a read-only filesystem; nothing was written');
+    expect(e.hint).toContain('writable filesystem');
+  });
+});

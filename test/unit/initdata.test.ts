@@ -78,7 +78,7 @@ describe('initdata: the file is checked as the loader will read it', () => {
     const started = Date.now();
     const r = await load('large.yml', text);
     expect(r.code, r.err).toBe(0);
-    expect(Date.now() - started).toBeLessThan(10_000); // resolving each alias by a search of the whole document: hours
+    expect(Date.now() - started).toBeLessThan(30_000); // seconds when idle, more beside the suite; resolving each alias by a search of the whole document: hours
   });
 
   it('still refuses what is not one YAML document, before any step runs on the host', async () => {

@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve5, reject) => {
+          return new Promise((resolve6, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve5(data);
+              return err ? reject(err) : resolve6(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve5, reject) => {
+          return new Promise((resolve6, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve5(data);
+              ) : resolve6(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve5, reject) => {
-        res = resolve5;
+      const promise = new Promise((resolve6, reject) => {
+        res = resolve6;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve5, reject) => {
+      const waitForDrain = () => new Promise((resolve6, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve5;
+          callback = resolve6;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve5, reject) => {
+      const waitForDrain = () => new Promise((resolve6, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve5;
+          callback = resolve6;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve5) => {
+        return new Promise((resolve6) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve5;
+            this[kClosedResolve] = resolve6;
           } else {
-            resolve5(null);
+            resolve6(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve5) => {
+        return new Promise((resolve6) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve5(null);
+            resolve6(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve5, reject) => {
+        const socket = await new Promise((resolve6, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve5(socket2);
+              resolve6(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve5) => {
-            this[kClosedResolve] = resolve5;
+          await new Promise((resolve6) => {
+            this[kClosedResolve] = resolve6;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve5, reject) => {
+        return await new Promise((resolve6, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve5(null);
+              resolve6(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve5, reject) => {
+      return new Promise((resolve6, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve5,
+              resolve: resolve6,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve5, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve6, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve5(chunksDecode(body, length));
+          resolve6(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve5(JSON.parse(chunksDecode(body, length)));
+          resolve6(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve5(chunksConcat(body, length).buffer);
+          resolve6(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve5(new Blob(body, { type: stream2[kContentType] }));
+          resolve6(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve5(chunksConcat(body, length));
+          resolve6(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve5, reject) => {
+        return new Promise((resolve6, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve5(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve5, reject) => {
+        return new Promise((resolve6, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve5(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve5, reject) => {
+        return new Promise((resolve6, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve5(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve5, reject) => {
+        return new Promise((resolve6, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve5(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve5, reject) => agent.dispatch(
+        return new Promise((resolve6, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve5({
+              resolve6({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve5({
+              resolve6({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve5) => {
-        setTimeout(resolve5, ms).unref();
+      return new Promise((resolve6) => {
+        setTimeout(resolve6, ms).unref();
       });
     }
     module.exports = {
@@ -19178,12 +19178,27 @@ function readOnlySetHint(step, output) {
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
-function oneLine(text, max = 80) {
-  const one = text.trim().replace(/\s*\n\s*/g, " / ");
-  return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
+function oneLine(text, max = 80, redact = (t) => t) {
+  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  if (one.length <= max) return one;
+  const cut = one.slice(0, max - 1);
+  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
 function maskSecretLike(text) {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+}
+function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
+  const clean5 = (text2) => maskSecretLike(redact(text2));
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const [first = "", ...rest] = clean5(message).split("\n");
+  let why = "";
+  if (err instanceof StepError) {
+    const lines = (err.verdict ? clean5(err.verdict).split("\n") : rest.map((l) => l.replace(/^ {2}\| ?/, ""))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
+    why = err.verdict ? lines.join(" / ") : lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? "";
+  }
+  const text = [first, why].filter((t) => t.trim()).join(": ") || "failed (no reason given)";
+  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+  return one.length > max ? `${one.slice(0, max - 1).trimEnd()}\u2026` : one;
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
@@ -19259,7 +19274,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, TransportError;
+var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19274,7 +19289,7 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     StepError = class extends OpsError {
-      constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
+      constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
         const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
         const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
         const tail2 = stderrTail.trim() ? `
@@ -19286,6 +19301,7 @@ ${indent(stderrTail.trim())}` : "";
         this.stderrTail = stderrTail;
         this.signal = signal;
         this.limit = limit;
+        this.verdict = verdict;
       }
       step;
       host;
@@ -19293,17 +19309,21 @@ ${indent(stderrTail.trim())}` : "";
       stderrTail;
       signal;
       limit;
+      verdict;
       name = "StepError";
     };
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
-        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
+        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit, summary2);
         this.message = `${cause.message}
 ${summary2}`;
       }
     };
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
+    AUDIT_REASON_MAX = 400;
+    SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
+    NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
     TransportError = class extends OpsError {
       name = "TransportError";
     };
@@ -19394,11 +19414,48 @@ function nodeInspect(text) {
   }
   return out;
 }
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
 function bashSingleQuoted(text) {
   return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
 }
 function printedForms(text) {
-  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
@@ -32254,7 +32311,7 @@ var require_Schema = __commonJS({
     var string2 = require_string();
     var tags = require_tags();
     var sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-    var Schema = class _Schema {
+    var Schema2 = class _Schema {
       constructor({ compat, customTags, merge, resolveKnownTags, schema, sortMapEntries, toStringDefaults }) {
         this.compat = Array.isArray(compat) ? tags.getTags(compat, "compat") : compat ? tags.getTags(null, compat) : null;
         this.name = typeof schema === "string" && schema || "core";
@@ -32272,7 +32329,7 @@ var require_Schema = __commonJS({
         return copy;
       }
     };
-    exports.Schema = Schema;
+    exports.Schema = Schema2;
   }
 });
 
@@ -32365,7 +32422,7 @@ var require_Document = __commonJS({
     var identity = require_identity();
     var Pair2 = require_Pair();
     var toJS = require_toJS();
-    var Schema = require_Schema();
+    var Schema2 = require_Schema();
     var stringifyDocument = require_stringifyDocument();
     var anchors = require_anchors();
     var applyReviver = require_applyReviver();
@@ -32616,7 +32673,7 @@ var require_Document = __commonJS({
         if (options.schema instanceof Object)
           this.schema = options.schema;
         else if (opt2)
-          this.schema = new Schema.Schema(Object.assign(opt2, options));
+          this.schema = new Schema2.Schema(Object.assign(opt2, options));
         else
           throw new Error(`With a null YAML version, the { schema: Schema } option is required`);
       }
@@ -36280,7 +36337,7 @@ var require_dist = __commonJS({
     "use strict";
     var composer = require_composer();
     var Document3 = require_Document();
-    var Schema = require_Schema();
+    var Schema2 = require_Schema();
     var errors = require_errors2();
     var Alias = require_Alias();
     var identity = require_identity();
@@ -36296,7 +36353,7 @@ var require_dist = __commonJS({
     var visit3 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
-    exports.Schema = Schema.Schema;
+    exports.Schema = Schema2.Schema;
     exports.YAMLError = errors.YAMLError;
     exports.YAMLParseError = errors.YAMLParseError;
     exports.YAMLWarning = errors.YAMLWarning;
@@ -36493,10 +36550,7 @@ var init_dotenv_readers = __esm({
       return value === void 0 || PYTHON_INTERPOLATION.test(value) ? void 0 : value;
     };
     nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-    nodeEnvFile = nodeStyle(
-      (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-      (t) => plainUnquoted(t) && !/['"`]/.test(t)
-    );
+    nodeEnvFile = nodeStyle((c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"), plainUnquoted);
     shell = (text) => {
       if (text[0] === "'") return quotedWithout(text, "'");
       if (text[0] === '"') {
@@ -36516,9 +36570,9 @@ var init_dotenv_readers = __esm({
     STATEMENTS = {
       "python-dotenv": [pythonParse],
       "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
-      "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      "node-env-file": [nodeStyle((c) => c, plainUnquoted)],
       "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
-      vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      vite: [nodeStyle((c) => c, plainUnquoted)],
       shell: [shell]
     };
   }
@@ -45670,7 +45724,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve5, reject) => {
+        return new Promise(async (resolve6, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -45682,7 +45736,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve5();
+          resolve6();
         });
       })(),
       NullCipher,
@@ -46940,7 +46994,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve5 } = __require("path");
+    var { resolve: resolve6 } = __require("path");
     var { readFile: readFile5 } = __require("fs");
     var { execFile: execFile2, spawn: spawn2 } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -47076,7 +47130,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve5(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve6(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -61232,12 +61286,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve5, reject) => {
+      return (...args) => new Promise((resolve6, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve5(result);
+            resolve6(result);
           }
         });
         method(...args);
@@ -61312,9 +61366,37 @@ var require_proper_lockfile = __commonJS({
 
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes7 } from "node:crypto";
-import { open as open2, readFile as readFile3, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute3, join as join6, relative } from "node:path";
-async function writeFileAtomic(file, content, mode) {
+import { lstat as lstat2, open as open2, readFile as readFile3, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute3, join as join6, relative, resolve as resolve4 } from "node:path";
+async function writeTarget(file, shown = shownPath(file)) {
+  let path = file;
+  for (let n = 0; n <= MAX_LINKS; n++) {
+    let link;
+    try {
+      if (!(await lstat2(path)).isSymbolicLink()) return path;
+      link = await readlink2(path);
+    } catch (e) {
+      if (e.code === "ENOENT") return path;
+      if (e.code === "ELOOP") break;
+      throw e;
+    }
+    path = resolve4(dirname2(path), link);
+  }
+  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
+}
+function writeError(err, target, shown) {
+  const code = err?.code;
+  const via = target === shown || resolve4(shown) === target ? "" : ` (through the link ${shown})`;
+  const dir = dirname2(target);
+  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
+  if (code === "EACCES" || code === "EPERM")
+    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === "ENOENT" || code === "ENOTDIR")
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
+  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
+  return err;
+}
+async function replaceFile(file, content, mode) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
   const tmp = join6(dir, `.${basename(file)}.${process.pid}.${randomBytes7(6).toString("hex")}.tmp`);
@@ -61343,15 +61425,16 @@ async function writeFileAtomic(file, content, mode) {
   }
 }
 async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
+  const target = await writeTarget(file, shown);
   let release;
   try {
-    release = await (0, import_proper_lockfile.lock)(file, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
+    release = await (0, import_proper_lockfile.lock)(target, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
   } catch (e) {
-    if (e.code !== "ELOCKED") throw e;
+    if (e.code !== "ELOCKED") throw writeError(e, target, shown);
     throw new OpsError(`${shown} is being written by another command (its lock ${shown}.lock is held)`, `wait for it to end and run again; a lock left by a command that died is ignored after 10 s`);
   }
   try {
-    const now = await readFile3(file, "utf8").catch((e) => {
+    const now = await readFile3(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
       throw e;
     });
@@ -61361,7 +61444,11 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
-    await writeFileAtomic(file, content);
+    try {
+      await replaceFile(target, content);
+    } catch (e) {
+      throw writeError(e, target, shown);
+    }
   } finally {
     await release().catch(() => void 0);
   }
@@ -61383,12 +61470,13 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, ChangedOnDiskError, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
     import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
     init_errors();
+    MAX_LINKS = 40;
     ChangedOnDiskError = class extends OpsError {
     };
     RETRY_FOR_MS = 3e4;
@@ -68263,27 +68351,44 @@ var init_comments = __esm({
   }
 });
 
+// core/secrets/yaml11.ts
+function yaml11Retypes(s) {
+  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
+}
+var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
+var init_yaml11 = __esm({
+  "core/secrets/yaml11.ts"() {
+    "use strict";
+    import_yaml3 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    STR_TAG = "tag:yaml.org,2002:str";
+    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
+    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
+    VALUE = /^=$/;
+    MERGE = /^<<$/;
+  }
+});
+
 // core/secrets/tree-print.ts
 function needsQuotesForGo(s) {
-  if (s === "" || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
 }
 function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml3.Scalar(null);
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
     const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml3.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.PLAIN });
-    return Object.assign(new import_yaml3.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.BLOCK_LITERAL });
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
   }
-  const s = new import_yaml3.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml3.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml4.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -68296,22 +68401,22 @@ function split2(node, i, value) {
 function toYamlNode(node) {
   switch (node.kind) {
     case "map": {
-      const m = new import_yaml3.YAMLMap();
+      const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml3.Scalar.PLAIN });
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
         if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml3.Pair(key, value));
+        m.items.push(new import_yaml4.Pair(key, value));
       });
       const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
       if (tail2.length) m.comment = joinComment(tail2);
       return m;
     }
     case "list": {
-      const s = new import_yaml3.YAMLSeq();
+      const s = new import_yaml4.YAMLSeq();
       node.items.forEach((v, i) => {
         const item = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
@@ -68345,7 +68450,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml3.Document();
+  const doc = new import_yaml4.Document();
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -68387,13 +68492,14 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml3, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
+    import_yaml4 = __toESM(require_dist(), 1);
     init_errors();
     init_goyaml();
+    init_yaml11();
     init_tree();
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
@@ -68416,15 +68522,15 @@ function goNode(v, where) {
 function aliasTargets(doc) {
   const named = /* @__PURE__ */ new Map();
   const targets = /* @__PURE__ */ new Map();
-  (0, import_yaml4.visit)(doc, (_, node) => {
-    if ((0, import_yaml4.isAlias)(node)) targets.set(node, named.get(node.source));
+  (0, import_yaml5.visit)(doc, (_, node) => {
+    if ((0, import_yaml5.isAlias)(node)) targets.set(node, named.get(node.source));
     else if (node?.anchor) named.set(node.anchor, node);
   });
   return targets;
 }
 function parseTree(text, format, options) {
   const { file } = options;
-  const docs = (0, import_yaml4.parseAllDocuments)(text, {
+  const docs = (0, import_yaml5.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -68454,8 +68560,12 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return bytesNode(v);
-    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
+    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
+      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
+      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
+        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
+      return bytesNode(Buffer.from(b643, "base64"));
+    }
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -68464,8 +68574,8 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml4.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml4.isMap)(root)) {
+  if (root === null || (0, import_yaml5.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml5.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
   const targets = aliasTargets(doc);
@@ -68476,15 +68586,30 @@ function parseTree(text, format, options) {
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
     const { line, col } = at2(offset);
-    const v = (0, import_yaml4.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml4.isMap)(v) || (0, import_yaml4.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const v = (0, import_yaml5.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml5.isMap)(v) || (0, import_yaml5.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
     const a = { offset, line, col, branch, index, scalarOnLine };
     anchors.push(a);
     return a;
   };
   const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml4.isAlias)(node)) {
+  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
+  const record2 = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if ((0, import_yaml5.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    const n = node;
+    if (!n) return;
+    if (n.anchor) found.push({ path, kind: "anchor", line });
+    const empty = (0, import_yaml5.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
+    if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+  };
+  const convert = (node, path, parent, keyAt) => {
+    record2(node, path, keyAt);
+    if ((0, import_yaml5.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
@@ -68492,19 +68617,20 @@ function parseTree(text, format, options) {
       return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml4.isMap)(node)) {
+    if ((0, import_yaml5.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
+        record2(pair.key, [...path, key]);
         const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
       });
       if (!parent && path.length === 0) rootBranch = branch;
       return out;
     }
-    if ((0, import_yaml4.isSeq)(node)) {
+    if ((0, import_yaml5.isSeq)(node)) {
       const out = { kind: "list", items: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((item, i) => {
@@ -68521,7 +68647,7 @@ function parseTree(text, format, options) {
       return out;
     }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml4.isScalar)(node)) {
+    if ((0, import_yaml5.isScalar)(node)) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
@@ -68537,13 +68663,13 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml4.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml4.isScalar)(k) && k.tag === MERGE_TAG) {
+    const k = (0, import_yaml5.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml5.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
       throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
-    if ((0, import_yaml4.isScalar)(k)) {
+    if ((0, import_yaml5.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -68559,17 +68685,18 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml4, MERGE_TAG;
+var import_yaml5, MERGE_TAG, BINARY_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
+    import_yaml5 = __toESM(require_dist(), 1);
     init_errors();
     init_comments();
     init_goyaml();
     init_tree_print();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
+    BINARY_TAG = "tag:yaml.org,2002:binary";
   }
 });
 
@@ -69023,6 +69150,8 @@ var init_sops = __esm({
       original;
       stash;
       rotated = false;
+      /** How the file was opened (identities, mask): what reopen() opens it with again. */
+      openedWith = {};
       /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
       onDisk;
       /** Decrypt and verify a sops document given as text. */
@@ -69032,7 +69161,16 @@ var init_sops = __esm({
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
-        return new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+        const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+        f.openedWith = opts2;
+        return f;
+      }
+      /**
+       * The file as it is on disk now, opened as this one was (its identities and mask): after another command
+       * changed it (ChangedOnDiskError). @throws OpsError when it can no longer be read or opened (removed, not a sops file).
+       */
+      async reopen() {
+        return _SecretsFile.open(this.file, this.openedWith);
       }
       /** Read, decrypt and verify a sops file. */
       static async open(file, opts2 = {}) {
@@ -69060,6 +69198,7 @@ var init_sops = __esm({
         );
         f.setRecipients(opts2.recipients);
         f.setTree(tree);
+        f.openedWith = opts2.openWith ?? {};
         return f;
       }
       /** The decrypted document, keys in file order. */
@@ -69298,7 +69437,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml5.isScalar)(node) ? node.value : (0, import_yaml5.isSeq)(node) ? node.items.map((x) => (0, import_yaml5.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml6.isScalar)(node) ? node.value : (0, import_yaml6.isSeq)(node) ? node.items.map((x) => (0, import_yaml6.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -69311,15 +69450,15 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync5(path, "utf8");
-  const doc = (0, import_yaml5.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml6.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml5.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list3 = (0, import_yaml5.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list3 !== void 0 && list3 !== null && !(0, import_yaml5.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml5.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
-    if (!(0, import_yaml5.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml6.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list3 = (0, import_yaml6.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list3 !== void 0 && list3 !== null && !(0, import_yaml6.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml6.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
+    if (!(0, import_yaml6.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -69365,30 +69504,30 @@ async function setEnvRuleOnce(root, env, recipients) {
   const list3 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list3.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml5.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml6.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml5.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml5.YAMLMap();
+  if (doc.contents === null || (0, import_yaml6.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml6.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml5.isSeq)(found)) seq = found;
+  if ((0, import_yaml6.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml5.YAMLSeq();
+    seq = new import_yaml6.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml5.Scalar(list3.join(","));
+  const own = items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml6.Scalar(list3.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
-    if ((0, import_yaml5.isSeq)(old)) {
-      const s = new import_yaml5.YAMLSeq();
-      s.items = list3.map((r) => new import_yaml5.Scalar(r));
+    if ((0, import_yaml6.isSeq)(old)) {
+      const s = new import_yaml6.YAMLSeq();
+      s.items = list3.map((r) => new import_yaml6.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml5.YAMLMap();
+    const rule = new import_yaml6.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -69406,18 +69545,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml5.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml6.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml5, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml6, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml5 = __toESM(require_dist(), 1);
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -69436,7 +69575,7 @@ var init_sops_config = __esm({
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes10 } from "node:crypto";
 import { existsSync as existsSync8, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute5, join as join8, relative as relative3, resolve as resolve4, sep as sep2 } from "node:path";
+import { isAbsolute as isAbsolute5, join as join8, relative as relative3, resolve as resolve5, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join8(root, "environments", validate("environment", env));
 }
@@ -69500,12 +69639,12 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!existsSync8(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml6.parse)(readFileSync6(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    keyFile = (0, import_yaml7.parse)(readFileSync6(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute5(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
+  const path = isAbsolute5(keyFile) ? keyFile : resolve5(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync6(path, "utf8");
@@ -69547,11 +69686,11 @@ function placeholderError(label, env, keys, change) {
     `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
   ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml6, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml7, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
     init_shell();
@@ -70059,11 +70198,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve5) {
-      resolve5(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve5, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -70079,7 +70218,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -70458,7 +70597,8 @@ var FILTER_MAX_LOG2 = 27;
 function urlEncodedForms(secret) {
   const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
@@ -70785,6 +70925,7 @@ function layout(env) {
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -70986,24 +71127,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve5) => {
+    return new Promise((resolve6) => {
       if (this.running === 0) {
-        resolve5();
+        resolve6();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve5();
+        resolve6();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve5(val);
+            resolve6(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -71045,23 +71186,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve5(res);
+          resolve6(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve5(res);
+          resolve6(res);
         }
       });
     });
@@ -71105,7 +71246,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve5, reject) => {
+  await new Promise((resolve6, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -71114,7 +71255,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve5, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve6, reject);
   });
   return result;
 }
@@ -71140,12 +71281,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve5, reject) => {
+  return new Promise((resolve6, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve5(res);
+        resolve6(res);
       }
     });
   });
@@ -71154,12 +71295,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve5, reject) => {
+    stats = await new Promise((resolve6, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve5(res);
+          resolve6(res);
         }
       });
     });
@@ -71172,12 +71313,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve5, reject) => {
+    await new Promise((resolve6, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve5();
+          resolve6();
         }
       });
     });
@@ -71252,14 +71393,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve5, reject) => {
+    await new Promise((resolve6, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve5();
+        resolve6();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -71281,14 +71422,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve5(res);
+          resolve6(res);
         }
       };
       if (options == null) {
@@ -71309,14 +71450,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve5(res);
+          resolve6(res);
         }
       });
     });
@@ -71347,7 +71488,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -71393,7 +71534,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve5({
+          resolve6({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -71455,12 +71596,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve5();
+            resolve6();
           }
         });
       });
@@ -71475,21 +71616,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve5) => {
+    invariant2(await new Promise((resolve6) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve5(err === null);
+        resolve6(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve5, reject) => {
+      return new Promise((resolve6, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve5();
+            resolve6();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve5(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve6(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -71516,14 +71657,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve5);
+        queue.waitTillIdle().then(resolve6);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -71539,9 +71680,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve5) => {
+    const localDirectoryStat = await new Promise((resolve6) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve5(stat3 || null);
+        resolve6(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -71556,16 +71697,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve5(queue.waitTillIdle());
+        resolve6(queue.waitTillIdle());
       });
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -71580,7 +71721,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve5(queue.waitTillIdle());
+        resolve6(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -71592,9 +71733,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve5) => {
+    const localDirectoryStat = await new Promise((resolve6) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve5(stat3 || null);
+        resolve6(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -71612,23 +71753,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve5, reject) => {
+          return new Promise((resolve6, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve5(res.map((item) => item.filename));
+                resolve6(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve5, reject) => {
+          return new Promise((resolve6, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve5(res);
+                resolve6(res);
               }
             });
           });
@@ -71640,16 +71781,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve5(queue.waitTillIdle());
+        resolve6(queue.waitTillIdle());
       });
-      await new Promise((resolve5, reject) => {
+      await new Promise((resolve6, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -71664,7 +71805,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve5(queue.waitTillIdle());
+        resolve6(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -71675,7 +71816,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -71700,25 +71841,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve5({ port: port2, dispose });
+        resolve6({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve5(channel);
+        resolve6(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -71743,19 +71884,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve5({ dispose });
+        resolve6({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve5(channel);
+        resolve6(channel);
       });
     });
   }
@@ -71884,10 +72025,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve5(stream2);
+          if (!e) return resolve6(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -71927,6 +72068,10 @@ function failureDetail(stdout, stderr) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
+}
+function failureVerdict(stdout) {
+  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
+  return why.length ? maskSecretLike(why.join("\n")) : void 0;
 }
 function parseReports(stdout) {
   const out = [];
@@ -72138,7 +72283,7 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve5, reject) => conn.exec(command2, (e, c) => {
+          (resolve6, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
             c.on("exit", (code, sig) => {
@@ -72146,7 +72291,7 @@ var SshRemote = class {
               else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
             });
             c.on("error", () => void 0);
-            resolve5({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+            resolve6({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
           })
         );
         this.open++;
@@ -72174,11 +72319,11 @@ var SshRemote = class {
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve5) => {
+    return new Promise((resolve6) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve5(e);
+        resolve6(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -72209,7 +72354,7 @@ var SshRemote = class {
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
-    const status = await new Promise((resolve5, reject) => {
+    const status = await new Promise((resolve6, reject) => {
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -72218,7 +72363,7 @@ var SshRemote = class {
       }, limit);
       channel.on("data", (d) => out.push(d));
       channel.stderr.on("data", (d) => err.push(d));
-      void ended.then(resolve5);
+      void ended.then(resolve6);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -72235,7 +72380,7 @@ var SshRemote = class {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
@@ -72247,7 +72392,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT);
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
     }
     return result;
   }
@@ -72553,6 +72698,41 @@ function site(env, certificateReady) {
 // core/steps/history.ts
 init_shell();
 
+// core/steps/libraries.ts
+init_shell();
+
+// core/steps/masks.ts
+init_shell();
+function secretEnvNames(env) {
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+}
+function releaseMasks(env, environ) {
+  const names = new Set(secretEnvNames(env));
+  const forms = /* @__PURE__ */ new Set();
+  for (const record2 of environ.split("\0")) {
+    const at2 = record2.indexOf("=");
+    if (at2 < 0 || !names.has(record2.slice(0, at2))) continue;
+    const value = record2.slice(at2 + 1);
+    if (value === "true" || value === "false") continue;
+    for (const form of exactForms(maskedParts(value))) if (!/[\r\n]/.test(form)) forms.add(form);
+  }
+  const sorted = [...forms].sort((a, b) => b.length - a.length);
+  return sorted.length ? `${sorted.join("\n")}
+` : "";
+}
+function maskArgs(env) {
+  const L = env.layout;
+  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return [L.releases, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+}
+function maskText(env) {
+  return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
+}
+function keepMasks(env, dirVar) {
+  const [, masks = "", environ = "", kept = "", ...names] = maskArgs(env);
+  return `keep_masks "$${dirVar}" ${[masks, environ, kept, ...names].map(quote).join(" ")}`;
+}
+
 // core/steps/sh/connection.sh
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
@@ -72587,6 +72767,10 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
     echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
+  # In a run (OPS_RUN_LOCK set: its steps are fenced, core/ops/locked.ts), the lock is looked at again right before
+  # the section changes anything (run_lock_guard, host-lock.sh): a forced release holds this flock (critical_wait)
+  # while it stops the run's processes, so it has either not begun (the section runs whole, then is stopped) or ended.
+  if [ -n "\${OPS_RUN_LOCK:-}" ]; then run_lock_guard; fi
   # Sections run one at a time: a buffer still here is a SIGKILLed section's.
   rm -rf /run/.ops-critical.* 2>/dev/null || true
   # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small
@@ -72628,7 +72812,7 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
 
 // core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
 var identity_default = `# shellcheck shell=bash
@@ -72636,11 +72820,19 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
+# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
+proc_cmd() {
+  local a line="" args=()
+  mask_ready
+  mapfile -d '' -t args 2>/dev/null < "/proc/$1/cmdline" || true
+  for a in \${args[@]+"\${args[@]}"}; do mask_string "$a"; line+="\${line:+ }$MASK_TEXT"; done
+  mask_clip "\${line//[$'\\n\\t']/ }" 160; printf '%s' "\${MASK_TEXT% }"
+}
 # listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
 # port) when set.
 listeners() {
@@ -72742,6 +72934,68 @@ live_verdict() {
   elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
   else printf '%s' "$IDENTITY"; fi
 }
+# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT's programs (group_down), stops
+# what they left running outside supervisor's reach: a program that daemonised (forked, setsid, its parent gone) is in
+# no process group supervisor or group_down signals, keeps the slot's ports, and the release put there next cannot bind
+# them. Those are the processes of USER (the programs' user) that supervisor's programs for release ID on SLOT started
+# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that
+# run from the release's directory DIR without a terminal (their working directory or executable inside DIR, or DIR in
+# their command line: a shell of someone working there has a terminal), or that listen on one of the slot's ports.
+# Never one that says it is the other slot's (OPS_SLOT), one in the tree of a process supervisor runs now (the live
+# slot's, another app's), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it
+# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the
+# ports alone then.
+# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners
+leftovers_down() {
+  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE
+  local -a found=() left=() stat_fields=()
+  local -A on_port=()
+  shift 4
+  id -u "$user" >/dev/null 2>&1 || return 0
+  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf '%s' "$dir")
+  if command -v ss >/dev/null; then
+    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done
+  fi
+  sup_pids
+  for pid in $(pgrep -u "$user" 2>/dev/null); do
+    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
+    rel=""; of=""
+    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=\${v#*=} ;; OPS_SLOT=*) of=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+    [ -z "$of" ] || [ "$of" = "$slot" ] || continue
+    match=""
+    if [ -n "\${on_port[$pid]:-}" ]; then match="listening on port \${on_port[$pid]}"
+    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id's programs"
+    elif [ -n "$dir" ]; then
+      read -r s 2>/dev/null < "/proc/$pid/stat" || continue
+      read -r -a stat_fields <<< "\${s##*) }"; tty=\${stat_fields[4]:-0}
+      if [ "$tty" = 0 ]; then
+        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
+        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
+        cmd=$(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+        case " $cmd" in *" $dir/"* | *" $dir "*) match=\${match:-"running $dir's files"} ;; esac
+      fi
+    fi
+    [ -n "$match" ] || continue
+    for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done
+    [ -n "$match" ] || continue
+    found+=("$pid"); said+="\${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"
+  done
+  [ \${#found[@]} -gt 0 ] || return 0
+  kill -TERM "\${found[@]}" 2>/dev/null || true
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while [ "$now" -lt "$deadline" ]; do
+    left=(); for pid in "\${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+    [ \${#left[@]} -gt 0 ] || break
+    found=("\${left[@]}")
+    if [ "$now" -ge "$kill_at" ]; then kill -KILL "\${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: \${left[*]}"; kill_at=$deadline; fi
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  printf 'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot'"'"'s ports): %s\\n' "\${id:-of unknown id}" "$slot" "$said"
+}
 `;
 
 // core/steps/sh/mask.sh
@@ -72749,37 +73003,53 @@ var mask_default = `# shellcheck shell=bash
 # Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
 # secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
-# the older ones whose programs wrote the logs too):
-# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
-#   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
-#   JSON value, as programs print them quoted, URL-encoded), one a line;
-# - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
-#   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
+# root; no value leaves the host. The texts to mask:
+# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
+#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
+#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
+#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
+#     white space collapsed), one a line;
+#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
+#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
+#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
+#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
+# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
+#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
+#   release is gone, and its secret values may have been rotated since.
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
-# named MASKS and ENVIRON), one a line, longest first.
-mask_forms() {
-  local releases=$1 masks=$2 environ=$3 dir rec name want line; shift 3
-  for dir in "$releases"/*/; do
-    [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-    if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then continue; fi
-    while IFS= read -r -d '' rec; do
-      name=\${rec%%=*}
-      for want; do
-        [ "$name" = "$want" ] || continue
-        while IFS= read -r line; do
-          line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
-          case $line in true | false) ;; *) [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line" ;; esac
-        done <<< "\${rec#*=}"
-      done
-    done < "$dir$environ"
-  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
+# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+release_forms() {
+  local dir=\${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
+  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
+  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  while IFS= read -r -d '' rec; do
+    name=\${rec%%=*}
+    for want; do
+      [ "$name" = "$want" ] || continue
+      while IFS= read -r line; do
+        line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
+        case $line in true | false) continue ;; esac
+        [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line"
+        norm=\${line//[$'\\t\\r\\f\\v']/ }
+        while [[ $norm == *"  "* ]]; do norm=\${norm//"  "/" "}; done
+        [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
+      done <<< "\${rec#*=}"
+    done
+  done < "$dir$environ"
 }
-# mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
+# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+mask_forms() {
+  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  {
+    [ ! -r "$kept" ] || cat -- "$kept"
+    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+}
+# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
 # text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
 # a file or given on a command line.
 mask_text() {
@@ -72787,6 +73057,64 @@ mask_text() {
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
+}
+# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
+# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
+# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
+# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+keep_masks() {
+  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  mv -f -- "$kept.new" "$kept"
+}
+# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
+# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+mask_load() {
+  MASK_FORMS=()
+  mapfile -t MASK_FORMS < <(mask_forms "$@")
+  MASK_LOADED=1
+}
+# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
+# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
+mask_ready() {
+  if [ -z "\${MASK_LOADED:-}" ] && [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
+}
+# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
+# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
+# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
+# white space or control characters changed, is no longer found whole.
+mask_clip() {
+  mask_ready; mask_string "$1"
+  if [ "\${#MASK_TEXT}" -gt "$2" ]; then
+    local between=0; [[ \${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
+    mask_cut_end "\${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
+  fi
+}
+# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
+# MASK_TEXT. No process: bash's own replacement, as bytes.
+mask_string() {
+  local LC_ALL=C f
+  MASK_TEXT=$1
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=\${MASK_TEXT//"$f"/***}
+  done
+}
+# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
+# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
+# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
+# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
+# URL), then trailing white space.
+mask_cut_end() {
+  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    n=\${#t}; p=$(( n - \${#f} + 1 )); [ "$p" -ge 0 ] || p=0
+    for (( ; p < n; p++ )); do
+      if [[ $f == "\${t:p}"* ]]; then t=\${t:0:p}; break; fi
+    done
+  done
+  # shellcheck disable=SC2295 # sep is a pattern
+  [ "\${2:-0}" = 1 ] || t=\${t%"\${t##*$sep}"}
+  MASK_TEXT=\${t%"\${t##*[![:space:]]}"}
 }
 `;
 
@@ -72870,10 +73198,13 @@ probe_send() {
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
 }
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent): its first MAX characters, each
-# control or unprintable one (a terminal escape, an HTTP/2 frame's bytes) as "?"; in PROBE_TEXT.
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
 probe_printable() {
-  PROBE_TEXT=\${1:0:$2}; PROBE_TEXT=\${PROBE_TEXT//[^[:print:]]/?}
+  mask_clip "$1" "$2"
+  PROBE_TEXT=\${MASK_TEXT//[^[:print:]]/?}
 }
 # probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
 # probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
@@ -72990,9 +73321,10 @@ probe_cut() {
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
 # bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
 # characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
-# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
-# the cut falls in, so that no secret's first characters are ever shown.
+# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
+# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
+# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
+# so that no secret's first characters are ever shown.
 probe_body() {
   local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
@@ -73011,14 +73343,12 @@ probe_body() {
     # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
     if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ \${size%$'\\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
   fi
+  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
+  mask_string "$body"; body=$MASK_TEXT
+  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
   body=\${body//[$'\\r\\n\\t\\f\\v']/ }
   while [[ $body == *"  "* ]]; do body=\${body//"  "/" "}; done
   body=\${body# }
-  if [ "\${#body}" -gt 200 ]; then
-    if [ "\${body:200:1}" = " " ]; then cut=0; else cut=1; fi
-    body=\${body:0:200}
-  fi
-  [ "$cut" = 0 ] || body=\${body%"\${body##*[[:space:]]}"}
   probe_printable "\${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
@@ -73106,8 +73436,9 @@ probe_verdict() {
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
       probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
-    probe_printable "$PROBE_LOCATION" 100
-    chain+="\${chain:+; }GET $path: $PROBE_CODE to $PROBE_TEXT"
+    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
+    probe_printable "$path" 100; chain+="\${chain:+; }GET $PROBE_TEXT"
+    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
     [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
     if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
     asked+="$PROBE_TO "; path=$PROBE_TO
@@ -73130,8 +73461,9 @@ probe_loop() {
   else
     hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
   fi
+  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
   probe_sent "$1"
-  PROBE_WHY="redirects in a loop, back to $2 ($3; the probe sent $PROBE_TEXT): $hint"
+  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
@@ -73161,6 +73493,9 @@ elsewhere() {
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
   local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
   # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
   # at once by probe_send: the pipe is empty between rounds).
   exec {pause}<> <(:)
@@ -73480,14 +73815,25 @@ nginx_reload() {
 // core/steps/libraries.ts
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
+var LOCK_LOST_EXIT = 75;
+var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
+var PROBE_FUNCTIONS = `${probe_default}
+${mask_default}`;
 function probeLibrary(env) {
   return `${PROBE_FUNCTIONS}
-${probeHeaders(env)}`;
+${probeHeaders(env)}
+${maskSettings(env)}`;
+}
+function maskSettings(env) {
+  return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
+}
+function maskLibrary(env) {
+  return `${MASK_FUNCTIONS}
+${maskSettings(env)}`;
 }
 var MASK_FUNCTIONS = mask_default;
 var CONNECTION_FUNCTIONS = connection_default;
@@ -73689,29 +74035,66 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
-// core/steps/masks.ts
+// core/steps/nginx-gate.ts
 init_shell();
-function secretEnvNames(env) {
-  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
-}
-function releaseMasks(env, environ) {
-  const names = new Set(secretEnvNames(env));
-  const forms = /* @__PURE__ */ new Set();
-  for (const record2 of environ.split("\0")) {
-    const at2 = record2.indexOf("=");
-    if (at2 < 0 || !names.has(record2.slice(0, at2))) continue;
-    const value = record2.slice(at2 + 1);
-    if (value === "true" || value === "false") continue;
-    for (const form of exactForms(maskedParts(value))) if (!/[\r\n]/.test(form)) forms.add(form);
+var GATE_REQUEST_SECONDS = 3;
+var GATE_TRIES = 3;
+function gatePaths(env) {
+  const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
+  const out = [];
+  for (const [name2, p] of Object.entries(env.config.programs)) {
+    for (const [prefix, program] of routes) {
+      if (program !== name2) continue;
+      const path = prefix === "/" ? p.health : `${prefix}${p.health.replace(/^\//, "")}`;
+      const taken = routes.find(([other]) => path.startsWith(other));
+      if (taken?.[1] !== name2) continue;
+      out.push({ program: name2, path });
+      break;
+    }
   }
-  const sorted = [...forms].sort((a, b) => b.length - a.length);
-  return sorted.length ? `${sorted.join("\n")}
-` : "";
+  return out;
 }
-function maskText(env) {
+function gateSeconds(env) {
+  return gatePaths(env).length * GATE_TRIES * (GATE_REQUEST_SECONDS + 1);
+}
+function nginxGate(env, slot, certificateReady) {
+  const paths = gatePaths(env);
+  if (!paths.length) return ": no program is routed by nginx: nothing to ask it";
   const L = env.layout;
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return ["mask_text", L.releases, name2(L.masks("x")), name2(L.environ("x")), ...secretEnvNames(env)].map(quote).join(" ");
+  const cert = certificatePaths(env);
+  const name2 = siteName(env);
+  const tls = certificateReady && cert;
+  const base = tls ? `https://${name2}` : "http://127.0.0.1";
+  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:127.0.0.1`)}` : env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  return String.raw`# nginxGate: the health paths through nginx, as the site's visitors ask them.
+gate_fail=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+for gate_p in ${paths.map((p) => quote(`${p.program} ${p.path}`)).join(" ")}; do
+  gate_path=${"$"}{gate_p#* }; gate_code=""
+  for gate_try in {1..${GATE_TRIES}}; do
+    gate_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts2} ${quote(base)}"$gate_path" 2>/dev/null) || true
+    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
+  done
+  case $gate_code in 5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program ${"$"}{gate_p%% *}): $gate_code" ;; esac
+done
+if [ -n "$gate_fail" ]; then
+  # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
+  gate_line=""; gate_i=0
+  for gate_log in "${"$"}{gate_logs[@]}"; do
+    [ -n "$gate_line" ] || gate_line=$(tail -c +$(( ${"$"}{gate_from[$gate_i]} + 1 )) "$gate_log" 2>/dev/null | grep -F upstream | tail -n 1) || true
+    gate_i=$(( gate_i + 1 ))
+  done
+  gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
+  case $gate_line in
+    *"too big header"*) gate_hint=${quote(tooBig)} ;;
+    *) gate_hint=${quote(other)} ;;
+  esac
+  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors 5xx for them once it routes to slot ${slot} (${base}): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
+  false
+fi`;
 }
 
 // core/steps/switch.ts
@@ -73911,31 +74294,40 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+# back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
+back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
+  IFS= read -r head < "$conf" 2>/dev/null || true
+  if [[ $head =~ $prev_re ]]; then started=${"$"}{BASH_REMATCH[1]}; fi
+  [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
+  head=""
   group_down "$group" ${STOP_WAIT_SECONDS}
-  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
+  back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${"$"}{checks[@]}") || true
+  if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
-  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
+  if [ "$had" != 1 ]; then back_say "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
   IFS= read -r head < "$conf" || true
   if [[ $head =~ $prev_re ]]; then prev_id=${"$"}{BASH_REMATCH[1]}; fi
-  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
-  if [ "$ran" = failed ]; then echo "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
-  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  if [ "$ran" = 0 ]; then back_say "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then back_say "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then back_say "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
   case "$slot" in
     ${slots.map(rendered).join("\n    ")}
   esac
   if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
-    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+    back_say "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
   elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${"$"}{checks[@]}") && [ "$back" = ok ]; then
-    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
+    back_say "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+    back_say "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }
@@ -73954,7 +74346,6 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums2) {
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-${MASK_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums2 ? `${dotenvUnchanged(env, dotenvSums2)}
@@ -74021,6 +74412,9 @@ unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
+# the health check passed: core/steps/status.ts).
+touch -c "$conf" 2>/dev/null || true
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
   previous_back ${slot} "$keep" >&2 || true
@@ -74061,12 +74455,19 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     as: "root",
     timeout: drainSeconds + 120,
     script: String.raw`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
+  # The release the slot ran: what its programs left running outside supervisor (leftovers_down) goes too.
+  stop_id=""; stop_head=""; stop_re=', release ([^ ]+)\. Rewritten by deploys\.$'; IFS= read -r stop_head < "$conf" || true
+  if [[ $stop_head =~ $stop_re ]]; then stop_id=${"$"}{BASH_REMATCH[1]}; fi
+  [[ $stop_id =~ ${RELEASE_DIR_PATTERN} ]] || stop_id=""
   group_down ${quote(L.supervisorGroup(slot))} ${STOP_WAIT_SECONDS}
+  stop_dir=""; [ -z "$stop_id" ] || stop_dir=${quote(L.releases)}/$stop_id
+  stop_gone=$(leftovers_down ${slot} "$stop_id" "$stop_dir" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(" ")}) || true
   rm -f "$conf"
   reread >/dev/null || true
-  echo "slot ${slot} stopped"
+  echo "slot ${slot} stopped${"$"}{stop_gone:+; $stop_gone}"
 fi`
   };
 }
@@ -74074,7 +74475,6 @@ var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
   const L = env.layout;
   const lock2 = quote(L.lock);
-  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: "root",
@@ -74083,15 +74483,13 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock2}/info 2>/dev/null || grep -q '^broken_run_id=' ${lock2}/info 2>/dev/null; then
-  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
-fi
 back_rc=0; back=$(previous_back ${slot} ${lock2}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
   read -r started_slot started_release < ${lock2}/${STARTED_RECORD} 2>/dev/null || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 `, "")}
   fi
 else
@@ -74123,11 +74521,12 @@ function slotLook(env, slot, certificateReady) {
   const name2 = siteName(env);
   const https = certificateReady && certificatePaths(env) ? `
   [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null || true)` : "";
-  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+  return String.raw`${maskLibrary(env)}
+slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
   if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
-  slot_got=${"$"}{got//$'\n'/ }; slot_got=${"$"}{slot_got:0:80}
+  mask_ready; mask_string "$got"; mask_clip "${"$"}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT
   if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
   sleep 0.05
 done`;
@@ -74138,6 +74537,7 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const writesSite = certificateReady || !certificatePaths(env);
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
+  const gate = nginxGate(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: "switch",
@@ -74156,13 +74556,17 @@ ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
 ${fingerprintRecords(env, record2)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
-      critical: SWITCH_THEN_SECONDS,
-      ...mustSee && {
-        verify: String.raw`${look}
-[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`
-      },
-      then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `${look}
-[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
+      // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
+      critical: SWITCH_THEN_SECONDS + gateSeconds(env),
+      // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
+      // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
+      verify: String.raw`${look}
+${mustSee ? String.raw`if [ -z "$slot_seen" ]; then
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false
+else
+${gate}
+fi` : gate}`,
+      then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
@@ -74328,6 +74732,7 @@ function slotPorts(env, whenNone, libraries) {
   const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
   const other = whenNone === "blue" ? "green" : "blue";
   return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
+${maskLibrary(env)}
 ${IDENTITY_FUNCTIONS}
 ` : ""}# Who listens on the ports the release would start on (one ss for them all).
 REPORT_SLOT_FOREIGN=0
@@ -74460,7 +74865,8 @@ function pruneReleases(env, remove) {
     as: "root",
     timeout: 300,
     quiet: true,
-    script: String.raw`releases_dir=${quote(L.releases)}
+    script: String.raw`${MASK_FUNCTIONS}
+releases_dir=${quote(L.releases)}
 cd "$releases_dir"
 # The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
@@ -74473,6 +74879,8 @@ remove=(${remove.map(quote).join(" ")})
 for r in "${"$"}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
+  # Its secret values stay masked in the logs its programs wrote (kept masks); else it stays, for the next prune.
+  ${keepMasks(env, "r")} || { echo "could not keep the masks of $r (left for the next prune)" >&2; continue; }
   rm -rf -- "$r"
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
@@ -74660,7 +75068,7 @@ var Git = class {
    */
   async runBytes(args, options = {}) {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
-    return new Promise((resolve5, reject) => {
+    return new Promise((resolve6, reject) => {
       const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
       const out = [];
       const err = [];
@@ -74670,7 +75078,7 @@ var Git = class {
         "error",
         (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
       );
-      child.on("close", (code, signal) => resolve5({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.on("close", (code, signal) => resolve6({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
       child.stdin.on("error", () => {
       });
       child.stdin.end(options.input ?? "");
@@ -75882,7 +76290,7 @@ var HostRun = class {
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
   async failure(name2, result, code = result.code) {
-    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr), void 0, void 0, void 0, failureVerdict(result.stdout)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
@@ -76963,6 +77371,61 @@ function planText(env, p, sharing) {
 
 // core/steps/status.ts
 init_errors();
+
+// core/steps/audit.ts
+init_shell();
+var AUDIT_KEYS = reportKeys("entry");
+function auditLine(entry) {
+  return JSON.stringify(entry).replace(/\n/g, " ");
+}
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
+}
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+function appendAudit(env, entry) {
+  const L = env.layout;
+  const line = auditLine(entry);
+  return {
+    name: "audit",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `install -d -m 0755 ${quote(L.state)}
+printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
+chmod 0644 ${quote(L.audit)}`
+  };
+}
+function readAudit(env, lines) {
+  return {
+    name: "read audit log",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `f=${quote(env.layout.audit)}
+[ -f "$f" ] || exit 0
+tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
+  };
+}
+
+// core/steps/status.ts
+init_parts();
 init_shell();
 
 // core/steps/lock.ts
@@ -77002,6 +77465,21 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
+function runLockVars(env) {
+  return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
+OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
+}
+function fenceStep(env, step) {
+  return { ...step, script: `${HOST_LOCK_FUNCTIONS}
+${runLockVars(env)}
+run_lock_guard
+${step.script}` };
+}
+function lockLostLine(code, stderr) {
+  if (code !== LOCK_LOST_EXIT) return void 0;
+  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l.startsWith(LOCK_LOST_MARK));
+  return line?.slice(LOCK_LOST_MARK.length);
+}
 function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
@@ -77030,6 +77508,8 @@ while :; do
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
     for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
+    ${runLockVars(env).replace(/\n/g, "\n    ")}
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
@@ -77131,7 +77611,7 @@ function describeHolder(h) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "last_run");
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
@@ -77139,63 +77619,95 @@ function nginxMessages(lines) {
 // core/ops/locked.ts
 import { randomBytes as randomBytes11 } from "node:crypto";
 init_errors();
-
-// core/steps/audit.ts
-init_shell();
-var AUDIT_KEYS = reportKeys("entry");
-function auditLine(entry) {
-  return JSON.stringify(entry).replace(/\n/g, " ");
-}
-function auditTemplate(entry, vars) {
-  const marks = /* @__PURE__ */ new Map();
-  const withMarks = { ...entry };
-  for (const [field, variable] of Object.entries(vars)) {
-    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-    const mark = `@@ops-${field}@@`;
-    marks.set(mark, variable);
-    withMarks[field] = mark;
-  }
-  let word2 = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
-  return word2;
-}
-function parseAuditLine(line) {
-  try {
-    const entry = JSON.parse(line);
-    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
-  } catch {
-  }
-  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
-}
-function appendAudit(env, entry) {
-  const L = env.layout;
-  const line = auditLine(entry);
-  return {
-    name: "audit",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: `install -d -m 0755 ${quote(L.state)}
-printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}`
-  };
-}
-function readAudit(env, lines) {
-  return {
-    name: "read audit log",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    script: `f=${quote(env.layout.audit)}
-[ -f "$f" ] || exit 0
-tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
-  };
-}
-
-// core/ops/locked.ts
 init_shell();
 var LockError = class extends OpsError {
 };
+var LockLostError = class extends OpsError {
+  constructor(host, step, why, live, afterFailure = false) {
+    super(`step "${step}" on ${host} changed nothing: this run's lock there is no longer its own (${why})`);
+    this.host = host;
+    this.step = step;
+    this.why = why;
+    this.live = live;
+    this.afterFailure = afterFailure;
+  }
+  host;
+  step;
+  why;
+  live;
+  afterFailure;
+};
+function parseLost(host, step, line, afterFailure) {
+  const m = /^(.*); this step changed nothing \(current names (.*)\)$/.exec(line);
+  const live = m?.[2] ?? "";
+  return new LockLostError(host, step, m?.[1] ?? line, live === "nothing" ? "" : live, afterFailure);
+}
+var FencedRemote = class {
+  constructor(inner, env, holds, lost) {
+    this.inner = inner;
+    this.env = env;
+    this.holds = holds;
+    this.lost = lost;
+  }
+  inner;
+  env;
+  holds;
+  lost;
+  lostError;
+  /** A fenced step failed before (a step the forced release stopped while it ran fails so). */
+  failed = false;
+  get name() {
+    return this.inner.name;
+  }
+  get login() {
+    return this.inner.login;
+  }
+  get connection() {
+    return this.inner.connection;
+  }
+  async run(step, options = {}) {
+    if (!this.holds()) return this.inner.run(step, options);
+    if (this.lostError) throw this.lostError;
+    let result;
+    try {
+      result = await this.inner.run(fenceStep(this.env, step), options);
+    } catch (e) {
+      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      this.failed = true;
+      throw e;
+    }
+    this.check(step, result.code, result.stderr);
+    if (result.code !== 0) this.failed = true;
+    return result;
+  }
+  /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
+  check(step, code, stderr) {
+    const line = lockLostLine(code, stderr);
+    if (line === void 0) return;
+    this.lostError = parseLost(this.name, step.name, line, this.failed);
+    this.lost(this.lostError);
+    throw this.lostError;
+  }
+  async upload(content, remotePath, options) {
+    if (this.holds() && this.lostError) throw this.lostError;
+    return this.inner.upload(content, remotePath, options);
+  }
+  inFlight() {
+    return this.inner.inFlight();
+  }
+  whenIdle() {
+    return this.inner.whenIdle();
+  }
+  halt(reason) {
+    this.inner.halt(reason);
+  }
+  close() {
+    return this.inner.close();
+  }
+};
+function unfenced(remote) {
+  return remote instanceof FencedRemote ? remote.inner : remote;
+}
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
@@ -77239,13 +77751,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const closingTimes = /* @__PURE__ */ new Map();
   const notHeld = /* @__PURE__ */ new Set();
   const notHeldSaid = /* @__PURE__ */ new Map();
+  const lost = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
     for (const again of fresh ? [true] : [false, true]) {
       try {
-        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const remote = again ? await session.reconnect(host) : unfenced(session.remote(host));
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
@@ -77269,25 +77782,36 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return `${host} (${why})`;
   };
   const auditTail = async (host) => {
-    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
+    const r = await unfenced(session.remote(host)).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
   const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {
-    const taken = [...notHeld].filter((host) => inspected.has(host));
+    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
     for (const host of taken) {
       const tail2 = await auditTail(host);
+      const refused = lost.get(host);
       const own = closingTimes.get(host);
-      if (own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      const by = brokenBy(lastBreak(tail2));
-      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
-      for (const line2 of pending.get(host) ?? []) {
-        const entry = parseAuditLine(line2);
-        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
+      if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      let breaker = lastBreak(tail2);
+      for (let i = 0; !breaker && i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 1e3));
+        breaker = lastBreak(await auditTail(host));
+      }
+      const by = brokenBy(breaker);
+      const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
+      said.push(
+        refused && !refused.afterFailure ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${live}` : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now${refused ? `; nothing more was changed there (its next step, "${refused.step}", found the lock gone): ${live}` : ""}`
+      );
+      const lines = (pending.get(host) ?? []).filter((l) => !refused || l !== closingLines.get(host));
+      const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: refused ? refused.message : "stopped" }, runnerNow(ctx))];
+      for (const entry of entries) {
+        const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
+        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
       }
     }
     if (!said.length) return e;
@@ -77297,7 +77821,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const notHeldLine = async (host) => {
     if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
-    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
+    const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock2 = r && parseLock(r);
     if (lock2 && lock2.state !== "free" && lock2.holder.run_id !== request.runId)
       return `gave up waiting for the lock, held by ${describeHolder(lock2.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
@@ -77327,18 +77851,25 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
+    const standing = (host) => {
+      const { release, previous } = { ...options.fields, ...about.get(host) };
+      const undone = wentLive.get(host);
+      if (undone !== void 0) return `; ${release || "its release"} is live${undone ? ` (${undone})` : ""}`;
+      if (!release && !previous) return "";
+      return `; ${release ? `${release} did not go live, ` : ""}${previous ? `${previous} is still live` : "no release was live before"}`;
+    };
     const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve5) => setImmediate(resolve5))).then(() => {
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve6) => setImmediate(resolve6))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
@@ -77369,6 +77900,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+  }
+  for (const host of mine) {
+    session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
   }
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run = {
@@ -77407,6 +77941,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let result;
   try {
     result = await fn(run);
+    const refused = [...lost.values()][0];
+    if (refused) throw refused;
   } catch (e) {
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
@@ -77415,6 +77951,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     await releaseAll();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
   if (left.length) throw lockLeft(env, left);
@@ -77491,8 +78028,11 @@ function beginHost(ctx, env, remote, locked, p, options) {
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
     result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : "with another .env or other settings"}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
-    if (state.liveHealth !== "ok")
-      throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+    if (state.liveHealth !== "ok") {
+      const unhealthy = new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+      audit({ result: "failed", release: state.current, message: auditReason(`refused, nothing changed: ${auditReason(unhealthy, (t) => ctx.reporter.redact(t))}`) });
+      throw unhealthy;
+    }
     if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
@@ -77607,7 +78147,7 @@ ${step.script}` } : step);
     hp.migrated = true;
   } catch (e) {
     if (e instanceof StepError && e.exitCode === 124)
-      throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit);
+      throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit, e.verdict);
     throw e;
   }
   return true;
@@ -77631,7 +78171,8 @@ async function beforeSwitch(env, hp, p) {
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
 }
 async function failBeforeSwitch(env, hp, p, e) {
-  const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  const why = auditReason(e, (t) => hp.h.ctx.reporter.redact(t));
+  hp.reason = why;
   hp.failed = true;
   let back;
   if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) {
@@ -77662,7 +78203,7 @@ async function switchHost(env, hp, p, locked) {
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
       hp.switched = true;
       locked.wentLive(hp.name, `recording the switch failed; ${afterSwitchUndone(env)}`);
-      hp.audit({ result: "failed", message: "live, but recording the switch failed" });
+      hp.audit({ result: "failed", message: `live, but recording the switch failed: ${auditReason(failure, (t) => h.ctx.reporter.redact(t))}` });
       throw new OpsError(`${failure.message}
 ${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
@@ -77676,7 +78217,7 @@ ${p.id} is live on ${hp.name} and serves; recording it (the host's history, what
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    hp.audit({ result: "failed", message: "live, but an after_switch hook failed" });
+    hp.audit({ result: "failed", message: `live, but an after_switch hook failed: ${auditReason(e, (t) => h.ctx.reporter.redact(t))}` });
     throw new OpsError(`${e.message}
 ${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
@@ -77687,7 +78228,7 @@ ${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or r
     pruned = await h.run({ ...prune, script: `${prune.script}
 ${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
   } catch (e) {
-    hp.audit({ result: "failed", message: "live, but the clean-up after the switch failed" });
+    hp.audit({ result: "failed", message: `live, but the clean-up after the switch failed: ${auditReason(e, (t) => h.ctx.reporter.redact(t))}` });
     throw new OpsError(`${e.message}
 ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
   }
@@ -77774,9 +78315,16 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   const done = [];
   const plans = [];
   const read2 = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name), state: parseState(locked.inspected.get(host.name)) }));
-  for (const { host, state } of read2) refuseUnready(env, host, state);
-  refuseMaskedNginx(read2);
-  refuseTakenPorts(env, read2);
+  try {
+    for (const { host, state } of read2) refuseUnready(env, host, state);
+    refuseMaskedNginx(read2);
+    refuseTakenPorts(env, read2);
+  } catch (e) {
+    const why = `refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const { host, state } of read2)
+      if (!locked.finished(host)) locked.audit(host, { ref: p.resolved.ref, sha: p.resolved.sha, release: "", ...state.current && { previous: state.current }, result: "failed", message: auditReason(why) });
+    throw e;
+  }
   for (const host of env.hosts) {
     const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
     if ("h" in b) plans.push(b);
@@ -77793,11 +78341,13 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
     return `${hst.name}: unchanged (${hp?.failed ? `failed; ${live}` : live})`;
   });
   const stop = async (e) => {
-    const first = plans.find((hp) => hp.failed)?.name ?? "another host";
+    const failedHost = plans.find((hp) => hp.failed);
+    const first = failedHost?.name ?? "another host";
     const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
+    const cause = failedHost?.reason ?? auditReason(e, (t) => ctx.reporter.redact(t));
     await Promise.all(
       behind.map(async (hp) => {
-        const why = `rollout stopped before the switch (${first} failed)`;
+        const why = auditReason(`rollout stopped before the switch (${first} failed: ${cause})`);
         if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
         hp.audit({ result: "failed", message: why });
       })
@@ -77827,7 +78377,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   };
   let migrated;
   let migratedOn;
-  const migrations = new Promise((resolve5, reject) => migrated = { resolve: resolve5, reject });
+  const migrations = new Promise((resolve6, reject) => migrated = { resolve: resolve6, reject });
   migrations.catch(() => void 0);
   const all = await Promise.allSettled(
     groups.map(async ({ builder: { hp: b }, receivers: rs }) => {
@@ -77949,7 +78499,7 @@ async function deploy(ctx, environment, options = {}) {
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : void 0;
       const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : void 0;
       if (diverged) {
-        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "failed", message: diverged.message });
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "failed", message: auditReason(diverged, (t) => ctx.reporter.redact(t)) });
         throw diverged;
       }
       if (superseded) {

@@ -19178,12 +19178,27 @@ function readOnlySetHint(step, output) {
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
-function oneLine(text, max = 80) {
-  const one = text.trim().replace(/\s*\n\s*/g, " / ");
-  return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
+function oneLine(text, max = 80, redact = (t) => t) {
+  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  if (one.length <= max) return one;
+  const cut = one.slice(0, max - 1);
+  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
 function maskSecretLike(text) {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+}
+function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
+  const clean5 = (text2) => maskSecretLike(redact(text2));
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const [first = "", ...rest] = clean5(message).split("\n");
+  let why = "";
+  if (err instanceof StepError) {
+    const lines = (err.verdict ? clean5(err.verdict).split("\n") : rest.map((l) => l.replace(/^ {2}\| ?/, ""))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
+    why = err.verdict ? lines.join(" / ") : lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? "";
+  }
+  const text = [first, why].filter((t) => t.trim()).join(": ") || "failed (no reason given)";
+  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+  return one.length > max ? `${one.slice(0, max - 1).trimEnd()}\u2026` : one;
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
@@ -19259,7 +19274,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, TransportError;
+var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19274,7 +19289,7 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     StepError = class extends OpsError {
-      constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
+      constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
         const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
         const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
         const tail2 = stderrTail.trim() ? `
@@ -19286,6 +19301,7 @@ ${indent(stderrTail.trim())}` : "";
         this.stderrTail = stderrTail;
         this.signal = signal;
         this.limit = limit;
+        this.verdict = verdict;
       }
       step;
       host;
@@ -19293,17 +19309,21 @@ ${indent(stderrTail.trim())}` : "";
       stderrTail;
       signal;
       limit;
+      verdict;
       name = "StepError";
     };
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
-        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
+        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit, summary2);
         this.message = `${cause.message}
 ${summary2}`;
       }
     };
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
+    AUDIT_REASON_MAX = 400;
+    SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
+    NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
     TransportError = class extends OpsError {
       name = "TransportError";
     };
@@ -19394,11 +19414,48 @@ function nodeInspect(text) {
   }
   return out;
 }
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
 function bashSingleQuoted(text) {
   return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
 }
 function printedForms(text) {
-  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
@@ -36478,10 +36535,7 @@ var init_dotenv_readers = __esm({
       return value;
     };
     nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-    nodeEnvFile = nodeStyle(
-      (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-      (t) => plainUnquoted(t) && !/['"`]/.test(t)
-    );
+    nodeEnvFile = nodeStyle((c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"), plainUnquoted);
     shell = (text) => {
       if (text[0] === "'") return quotedWithout(text, "'");
       if (text[0] === '"') {
@@ -36493,9 +36547,9 @@ var init_dotenv_readers = __esm({
     STATEMENTS = {
       "python-dotenv": [pythonParse],
       "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
-      "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      "node-env-file": [nodeStyle((c) => c, plainUnquoted)],
       "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
-      vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      vite: [nodeStyle((c) => c, plainUnquoted)],
       shell: [shell]
     };
   }
@@ -59883,7 +59937,8 @@ var FILTER_MAX_LOG2 = 27;
 function urlEncodedForms(secret) {
   const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
@@ -60210,6 +60265,7 @@ function layout(env) {
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -61346,6 +61402,10 @@ function failureDetail(stdout, stderr) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
 }
+function failureVerdict(stdout) {
+  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
+  return why.length ? maskSecretLike(why.join("\n")) : void 0;
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -61653,7 +61713,7 @@ var SshRemote = class {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
@@ -61665,7 +61725,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT);
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
     }
     return result;
   }
@@ -61991,6 +62051,23 @@ function site(env, certificateReady) {
 // core/steps/history.ts
 init_shell();
 
+// core/steps/libraries.ts
+init_shell();
+
+// core/steps/masks.ts
+init_shell();
+function secretEnvNames(env) {
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+}
+function maskArgs(env) {
+  const L = env.layout;
+  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return [L.releases, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+}
+function maskText(env) {
+  return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
+}
+
 // core/steps/sh/connection.sh
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
@@ -62025,6 +62102,10 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
     echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
+  # In a run (OPS_RUN_LOCK set: its steps are fenced, core/ops/locked.ts), the lock is looked at again right before
+  # the section changes anything (run_lock_guard, host-lock.sh): a forced release holds this flock (critical_wait)
+  # while it stops the run's processes, so it has either not begun (the section runs whole, then is stopped) or ended.
+  if [ -n "\${OPS_RUN_LOCK:-}" ]; then run_lock_guard; fi
   # Sections run one at a time: a buffer still here is a SIGKILLed section's.
   rm -rf /run/.ops-critical.* 2>/dev/null || true
   # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small
@@ -62066,7 +62147,7 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
 
 // core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
 var identity_default = `# shellcheck shell=bash
@@ -62074,11 +62155,19 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
+# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
+proc_cmd() {
+  local a line="" args=()
+  mask_ready
+  mapfile -d '' -t args 2>/dev/null < "/proc/$1/cmdline" || true
+  for a in \${args[@]+"\${args[@]}"}; do mask_string "$a"; line+="\${line:+ }$MASK_TEXT"; done
+  mask_clip "\${line//[$'\\n\\t']/ }" 160; printf '%s' "\${MASK_TEXT% }"
+}
 # listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
 # port) when set.
 listeners() {
@@ -62180,6 +62269,68 @@ live_verdict() {
   elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
   else printf '%s' "$IDENTITY"; fi
 }
+# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT's programs (group_down), stops
+# what they left running outside supervisor's reach: a program that daemonised (forked, setsid, its parent gone) is in
+# no process group supervisor or group_down signals, keeps the slot's ports, and the release put there next cannot bind
+# them. Those are the processes of USER (the programs' user) that supervisor's programs for release ID on SLOT started
+# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that
+# run from the release's directory DIR without a terminal (their working directory or executable inside DIR, or DIR in
+# their command line: a shell of someone working there has a terminal), or that listen on one of the slot's ports.
+# Never one that says it is the other slot's (OPS_SLOT), one in the tree of a process supervisor runs now (the live
+# slot's, another app's), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it
+# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the
+# ports alone then.
+# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners
+leftovers_down() {
+  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE
+  local -a found=() left=() stat_fields=()
+  local -A on_port=()
+  shift 4
+  id -u "$user" >/dev/null 2>&1 || return 0
+  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf '%s' "$dir")
+  if command -v ss >/dev/null; then
+    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done
+  fi
+  sup_pids
+  for pid in $(pgrep -u "$user" 2>/dev/null); do
+    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
+    rel=""; of=""
+    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=\${v#*=} ;; OPS_SLOT=*) of=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+    [ -z "$of" ] || [ "$of" = "$slot" ] || continue
+    match=""
+    if [ -n "\${on_port[$pid]:-}" ]; then match="listening on port \${on_port[$pid]}"
+    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id's programs"
+    elif [ -n "$dir" ]; then
+      read -r s 2>/dev/null < "/proc/$pid/stat" || continue
+      read -r -a stat_fields <<< "\${s##*) }"; tty=\${stat_fields[4]:-0}
+      if [ "$tty" = 0 ]; then
+        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
+        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
+        cmd=$(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+        case " $cmd" in *" $dir/"* | *" $dir "*) match=\${match:-"running $dir's files"} ;; esac
+      fi
+    fi
+    [ -n "$match" ] || continue
+    for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done
+    [ -n "$match" ] || continue
+    found+=("$pid"); said+="\${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"
+  done
+  [ \${#found[@]} -gt 0 ] || return 0
+  kill -TERM "\${found[@]}" 2>/dev/null || true
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while [ "$now" -lt "$deadline" ]; do
+    left=(); for pid in "\${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+    [ \${#left[@]} -gt 0 ] || break
+    found=("\${left[@]}")
+    if [ "$now" -ge "$kill_at" ]; then kill -KILL "\${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: \${left[*]}"; kill_at=$deadline; fi
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  printf 'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot'"'"'s ports): %s\\n' "\${id:-of unknown id}" "$slot" "$said"
+}
 `;
 
 // core/steps/sh/mask.sh
@@ -62187,37 +62338,53 @@ var mask_default = `# shellcheck shell=bash
 # Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
 # secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
-# the older ones whose programs wrote the logs too):
-# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
-#   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
-#   JSON value, as programs print them quoted, URL-encoded), one a line;
-# - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
-#   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
+# root; no value leaves the host. The texts to mask:
+# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
+#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
+#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
+#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
+#     white space collapsed), one a line;
+#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
+#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
+#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
+#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
+# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
+#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
+#   release is gone, and its secret values may have been rotated since.
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
-# named MASKS and ENVIRON), one a line, longest first.
-mask_forms() {
-  local releases=$1 masks=$2 environ=$3 dir rec name want line; shift 3
-  for dir in "$releases"/*/; do
-    [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-    if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then continue; fi
-    while IFS= read -r -d '' rec; do
-      name=\${rec%%=*}
-      for want; do
-        [ "$name" = "$want" ] || continue
-        while IFS= read -r line; do
-          line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
-          case $line in true | false) ;; *) [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line" ;; esac
-        done <<< "\${rec#*=}"
-      done
-    done < "$dir$environ"
-  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
+# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+release_forms() {
+  local dir=\${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
+  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
+  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  while IFS= read -r -d '' rec; do
+    name=\${rec%%=*}
+    for want; do
+      [ "$name" = "$want" ] || continue
+      while IFS= read -r line; do
+        line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
+        case $line in true | false) continue ;; esac
+        [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line"
+        norm=\${line//[$'\\t\\r\\f\\v']/ }
+        while [[ $norm == *"  "* ]]; do norm=\${norm//"  "/" "}; done
+        [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
+      done <<< "\${rec#*=}"
+    done
+  done < "$dir$environ"
 }
-# mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
+# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+mask_forms() {
+  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  {
+    [ ! -r "$kept" ] || cat -- "$kept"
+    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+}
+# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
 # text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
 # a file or given on a command line.
 mask_text() {
@@ -62225,6 +62392,64 @@ mask_text() {
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
+}
+# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
+# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
+# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
+# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+keep_masks() {
+  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  mv -f -- "$kept.new" "$kept"
+}
+# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
+# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+mask_load() {
+  MASK_FORMS=()
+  mapfile -t MASK_FORMS < <(mask_forms "$@")
+  MASK_LOADED=1
+}
+# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
+# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
+mask_ready() {
+  if [ -z "\${MASK_LOADED:-}" ] && [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
+}
+# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
+# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
+# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
+# white space or control characters changed, is no longer found whole.
+mask_clip() {
+  mask_ready; mask_string "$1"
+  if [ "\${#MASK_TEXT}" -gt "$2" ]; then
+    local between=0; [[ \${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
+    mask_cut_end "\${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
+  fi
+}
+# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
+# MASK_TEXT. No process: bash's own replacement, as bytes.
+mask_string() {
+  local LC_ALL=C f
+  MASK_TEXT=$1
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=\${MASK_TEXT//"$f"/***}
+  done
+}
+# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
+# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
+# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
+# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
+# URL), then trailing white space.
+mask_cut_end() {
+  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    n=\${#t}; p=$(( n - \${#f} + 1 )); [ "$p" -ge 0 ] || p=0
+    for (( ; p < n; p++ )); do
+      if [[ $f == "\${t:p}"* ]]; then t=\${t:0:p}; break; fi
+    done
+  done
+  # shellcheck disable=SC2295 # sep is a pattern
+  [ "\${2:-0}" = 1 ] || t=\${t%"\${t##*$sep}"}
+  MASK_TEXT=\${t%"\${t##*[![:space:]]}"}
 }
 `;
 
@@ -62308,10 +62533,13 @@ probe_send() {
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
 }
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent): its first MAX characters, each
-# control or unprintable one (a terminal escape, an HTTP/2 frame's bytes) as "?"; in PROBE_TEXT.
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
 probe_printable() {
-  PROBE_TEXT=\${1:0:$2}; PROBE_TEXT=\${PROBE_TEXT//[^[:print:]]/?}
+  mask_clip "$1" "$2"
+  PROBE_TEXT=\${MASK_TEXT//[^[:print:]]/?}
 }
 # probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
 # probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
@@ -62428,9 +62656,10 @@ probe_cut() {
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
 # bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
 # characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
-# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
-# the cut falls in, so that no secret's first characters are ever shown.
+# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
+# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
+# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
+# so that no secret's first characters are ever shown.
 probe_body() {
   local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
@@ -62449,14 +62678,12 @@ probe_body() {
     # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
     if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ \${size%$'\\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
   fi
+  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
+  mask_string "$body"; body=$MASK_TEXT
+  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
   body=\${body//[$'\\r\\n\\t\\f\\v']/ }
   while [[ $body == *"  "* ]]; do body=\${body//"  "/" "}; done
   body=\${body# }
-  if [ "\${#body}" -gt 200 ]; then
-    if [ "\${body:200:1}" = " " ]; then cut=0; else cut=1; fi
-    body=\${body:0:200}
-  fi
-  [ "$cut" = 0 ] || body=\${body%"\${body##*[[:space:]]}"}
   probe_printable "\${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
@@ -62544,8 +62771,9 @@ probe_verdict() {
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
       probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
-    probe_printable "$PROBE_LOCATION" 100
-    chain+="\${chain:+; }GET $path: $PROBE_CODE to $PROBE_TEXT"
+    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
+    probe_printable "$path" 100; chain+="\${chain:+; }GET $PROBE_TEXT"
+    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
     [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
     if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
     asked+="$PROBE_TO "; path=$PROBE_TO
@@ -62568,8 +62796,9 @@ probe_loop() {
   else
     hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
   fi
+  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
   probe_sent "$1"
-  PROBE_WHY="redirects in a loop, back to $2 ($3; the probe sent $PROBE_TEXT): $hint"
+  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
@@ -62599,6 +62828,9 @@ elsewhere() {
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
   local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
   # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
   # at once by probe_send: the pipe is empty between rounds).
   exec {pause}<> <(:)
@@ -62918,14 +63150,25 @@ nginx_reload() {
 // core/steps/libraries.ts
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
+var LOCK_LOST_EXIT = 75;
+var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
+var PROBE_FUNCTIONS = `${probe_default}
+${mask_default}`;
 function probeLibrary(env) {
   return `${PROBE_FUNCTIONS}
-${probeHeaders(env)}`;
+${probeHeaders(env)}
+${maskSettings(env)}`;
+}
+function maskSettings(env) {
+  return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
+}
+function maskLibrary(env) {
+  return `${MASK_FUNCTIONS}
+${maskSettings(env)}`;
 }
 var MASK_FUNCTIONS = mask_default;
 var CONNECTION_FUNCTIONS = connection_default;
@@ -63100,15 +63343,66 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
-// core/steps/masks.ts
+// core/steps/nginx-gate.ts
 init_shell();
-function secretEnvNames(env) {
-  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+var GATE_REQUEST_SECONDS = 3;
+var GATE_TRIES = 3;
+function gatePaths(env) {
+  const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
+  const out = [];
+  for (const [name2, p] of Object.entries(env.config.programs)) {
+    for (const [prefix, program] of routes) {
+      if (program !== name2) continue;
+      const path = prefix === "/" ? p.health : `${prefix}${p.health.replace(/^\//, "")}`;
+      const taken = routes.find(([other]) => path.startsWith(other));
+      if (taken?.[1] !== name2) continue;
+      out.push({ program: name2, path });
+      break;
+    }
+  }
+  return out;
 }
-function maskText(env) {
+function gateSeconds(env) {
+  return gatePaths(env).length * GATE_TRIES * (GATE_REQUEST_SECONDS + 1);
+}
+function nginxGate(env, slot, certificateReady) {
+  const paths = gatePaths(env);
+  if (!paths.length) return ": no program is routed by nginx: nothing to ask it";
   const L = env.layout;
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return ["mask_text", L.releases, name2(L.masks("x")), name2(L.environ("x")), ...secretEnvNames(env)].map(quote).join(" ");
+  const cert = certificatePaths(env);
+  const name2 = siteName(env);
+  const tls = certificateReady && cert;
+  const base = tls ? `https://${name2}` : "http://127.0.0.1";
+  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:127.0.0.1`)}` : env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  return String.raw`# nginxGate: the health paths through nginx, as the site's visitors ask them.
+gate_fail=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+for gate_p in ${paths.map((p) => quote(`${p.program} ${p.path}`)).join(" ")}; do
+  gate_path=${"$"}{gate_p#* }; gate_code=""
+  for gate_try in {1..${GATE_TRIES}}; do
+    gate_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts2} ${quote(base)}"$gate_path" 2>/dev/null) || true
+    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
+  done
+  case $gate_code in 5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program ${"$"}{gate_p%% *}): $gate_code" ;; esac
+done
+if [ -n "$gate_fail" ]; then
+  # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
+  gate_line=""; gate_i=0
+  for gate_log in "${"$"}{gate_logs[@]}"; do
+    [ -n "$gate_line" ] || gate_line=$(tail -c +$(( ${"$"}{gate_from[$gate_i]} + 1 )) "$gate_log" 2>/dev/null | grep -F upstream | tail -n 1) || true
+    gate_i=$(( gate_i + 1 ))
+  done
+  gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
+  case $gate_line in
+    *"too big header"*) gate_hint=${quote(tooBig)} ;;
+    *) gate_hint=${quote(other)} ;;
+  esac
+  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors 5xx for them once it routes to slot ${slot} (${base}): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
+  false
+fi`;
 }
 
 // core/steps/switch.ts
@@ -63303,31 +63597,40 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+# back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
+back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
+  # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
+  IFS= read -r head < "$conf" 2>/dev/null || true
+  if [[ $head =~ $prev_re ]]; then started=${"$"}{BASH_REMATCH[1]}; fi
+  [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
+  head=""
   group_down "$group" ${STOP_WAIT_SECONDS}
-  if ! previous_file "$dir"; then echo "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
+  left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
+  back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${"$"}{checks[@]}") || true
+  if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
-  if [ "$had" != 1 ]; then echo "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
+  if [ "$had" != 1 ]; then back_say "slot $slot held no release before this run's start: none is kept warm there"; return 0; fi
   IFS= read -r head < "$conf" || true
   if [[ $head =~ $prev_re ]]; then prev_id=${"$"}{BASH_REMATCH[1]}; fi
-  if [ "$ran" = 0 ]; then echo "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
-  if [ "$ran" = failed ]; then echo "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
-  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then echo "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
+  if [ "$ran" = 0 ]; then back_say "slot $slot's previous file (${"$"}{prev_id:-$conf}) is back in place; its programs did not run before this run's start and were not started"; return 0; fi
+  if [ "$ran" = failed ]; then back_say "the previous release ${"$"}{prev_id:-of slot $slot} could not be started again there (supervisor: $back): no release is kept warm on slot $slot; ${cold}"; return 0; fi
+  if ! [[ $prev_id =~ ${RELEASE_DIR_PATTERN} ]]; then back_say "slot $slot's previous programs run again (its file names no release of ours: not checked)"; return 0; fi
   case "$slot" in
     ${slots.map(rendered).join("\n    ")}
   esac
   if [ "$conf_b64" != "$(base64 -w0 < "$conf")" ]; then
-    echo "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
+    back_say "the previous release $prev_id runs again on slot $slot as it ran, but today's settings render its supervisor file otherwise: a rollback to it would start it afresh (cold)"
   elif back=$(FATAL_GROUP=$group live_verdict "$prev_id" ${quote(L.releases)}/"$prev_id" "$group" ${wait} ${env.config.switch.health_interval} "${"$"}{checks[@]}") && [ "$back" = ok ]; then
-    echo "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
+    back_say "the previous release $prev_id is back on slot $slot, healthy: kept warm, a rollback to it only moves traffic"
   else
-    echo "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
+    back_say "the previous release $prev_id was started again on slot $slot but did not pass its checks within ${wait}s ($back): left as supervisor has it; ${cold}"
   fi
 }`;
 }
@@ -63347,7 +63650,6 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums) {
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-${MASK_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
@@ -63414,6 +63716,9 @@ unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
+# the health check passed: core/steps/status.ts).
+touch -c "$conf" 2>/dev/null || true
 if ! msg=$(group_add ${quote(group)}); then
   echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
   previous_back ${slot} "$keep" >&2 || true
@@ -63454,12 +63759,19 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     as: "root",
     timeout: drainSeconds + 120,
     script: String.raw`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
+  # The release the slot ran: what its programs left running outside supervisor (leftovers_down) goes too.
+  stop_id=""; stop_head=""; stop_re=', release ([^ ]+)\. Rewritten by deploys\.$'; IFS= read -r stop_head < "$conf" || true
+  if [[ $stop_head =~ $stop_re ]]; then stop_id=${"$"}{BASH_REMATCH[1]}; fi
+  [[ $stop_id =~ ${RELEASE_DIR_PATTERN} ]] || stop_id=""
   group_down ${quote(L.supervisorGroup(slot))} ${STOP_WAIT_SECONDS}
+  stop_dir=""; [ -z "$stop_id" ] || stop_dir=${quote(L.releases)}/$stop_id
+  stop_gone=$(leftovers_down ${slot} "$stop_id" "$stop_dir" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(" ")}) || true
   rm -f "$conf"
   reread >/dev/null || true
-  echo "slot ${slot} stopped"
+  echo "slot ${slot} stopped${"$"}{stop_gone:+; $stop_gone}"
 fi`
   };
 }
@@ -63467,7 +63779,6 @@ var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
   const L = env.layout;
   const lock = quote(L.lock);
-  const gone = `slot ${slot} left as it is: the run's lock is no longer this run's (ops lock release took it and puts the slot back itself)`;
   return {
     name: `previous back ${slot}`,
     as: "root",
@@ -63476,15 +63787,13 @@ function putPreviousBack(env, slot) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${previousBackFunctions(env)}
-if [ -z "${"$"}{OPS_CONNECTION:-}" ] || ! grep -qxF "connection=$OPS_CONNECTION" ${lock}/info 2>/dev/null || grep -q '^broken_run_id=' ${lock}/info 2>/dev/null; then
-  echo ${quote(gone)}; ops_report ${PREVIOUS_KEYS.previous_back} ${quote(gone)}; exit 0
-fi
 back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
   read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 `, "")}
   fi
 else
@@ -63525,11 +63834,12 @@ function slotLook(env, slot, certificateReady) {
   const name2 = siteName(env);
   const https = certificateReady && certificatePaths(env) ? `
   [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null || true)` : "";
-  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+  return String.raw`${maskLibrary(env)}
+slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
   if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
-  slot_got=${"$"}{got//$'\n'/ }; slot_got=${"$"}{slot_got:0:80}
+  mask_ready; mask_string "$got"; mask_clip "${"$"}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT
   if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
   sleep 0.05
 done`;
@@ -63540,6 +63850,7 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const writesSite = certificateReady || !certificatePaths(env);
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
+  const gate = nginxGate(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: "switch",
@@ -63558,13 +63869,17 @@ ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
 ${fingerprintRecords(env, record2)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
-      critical: SWITCH_THEN_SECONDS,
-      ...mustSee && {
-        verify: String.raw`${look}
-[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`
-      },
-      then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `${look}
-[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
+      // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
+      critical: SWITCH_THEN_SECONDS + gateSeconds(env),
+      // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
+      // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
+      verify: String.raw`${look}
+${mustSee ? String.raw`if [ -z "$slot_seen" ]; then
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false
+else
+${gate}
+fi` : gate}`,
+      then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
@@ -63678,6 +63993,8 @@ ${settings === void 0 ? ":" : recordSettings(env, settings)}
       # the start's records in the lock), or leaves the slot to the operation when that cannot be done here; a warm
       # slot reused as it ran stays as it was (it is the rollback target of the next try).
       ops_part rollback_switch
+      # The run's lock is no longer its own (run_lock_guard, right before the switch): nothing more is touched here.
+      if [ "$part_rc" = ${LOCK_LOST_EXIT} ]; then exit ${LOCK_LOST_EXIT}; fi
       if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
       if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}
       elif [ "$part_rc" != 0 ]; then
@@ -63848,6 +64165,7 @@ function slotPorts(env, whenNone, libraries) {
   const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
   const other = whenNone === "blue" ? "green" : "blue";
   return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
+${maskLibrary(env)}
 ${IDENTITY_FUNCTIONS}
 ` : ""}# Who listens on the ports the release would start on (one ss for them all).
 REPORT_SLOT_FOREIGN=0
@@ -63940,7 +64258,7 @@ var HostRun = class {
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
   async failure(name2, result, code = result.code) {
-    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr), void 0, void 0, void 0, failureVerdict(result.stdout)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
@@ -64306,6 +64624,21 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
+function runLockVars(env) {
+  return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
+OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
+}
+function fenceStep(env, step) {
+  return { ...step, script: `${HOST_LOCK_FUNCTIONS}
+${runLockVars(env)}
+run_lock_guard
+${step.script}` };
+}
+function lockLostLine(code, stderr) {
+  if (code !== LOCK_LOST_EXIT) return void 0;
+  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l.startsWith(LOCK_LOST_MARK));
+  return line?.slice(LOCK_LOST_MARK.length);
+}
 function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
@@ -64334,6 +64667,8 @@ while :; do
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
     for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
+    ${runLockVars(env).replace(/\n/g, "\n    ")}
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
@@ -64438,6 +64773,92 @@ function describeHolder(h) {
 init_shell();
 var LockError = class extends OpsError {
 };
+var LockLostError = class extends OpsError {
+  constructor(host, step, why, live, afterFailure = false) {
+    super(`step "${step}" on ${host} changed nothing: this run's lock there is no longer its own (${why})`);
+    this.host = host;
+    this.step = step;
+    this.why = why;
+    this.live = live;
+    this.afterFailure = afterFailure;
+  }
+  host;
+  step;
+  why;
+  live;
+  afterFailure;
+};
+function parseLost(host, step, line, afterFailure) {
+  const m = /^(.*); this step changed nothing \(current names (.*)\)$/.exec(line);
+  const live = m?.[2] ?? "";
+  return new LockLostError(host, step, m?.[1] ?? line, live === "nothing" ? "" : live, afterFailure);
+}
+var FencedRemote = class {
+  constructor(inner, env, holds, lost) {
+    this.inner = inner;
+    this.env = env;
+    this.holds = holds;
+    this.lost = lost;
+  }
+  inner;
+  env;
+  holds;
+  lost;
+  lostError;
+  /** A fenced step failed before (a step the forced release stopped while it ran fails so). */
+  failed = false;
+  get name() {
+    return this.inner.name;
+  }
+  get login() {
+    return this.inner.login;
+  }
+  get connection() {
+    return this.inner.connection;
+  }
+  async run(step, options = {}) {
+    if (!this.holds()) return this.inner.run(step, options);
+    if (this.lostError) throw this.lostError;
+    let result;
+    try {
+      result = await this.inner.run(fenceStep(this.env, step), options);
+    } catch (e) {
+      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      this.failed = true;
+      throw e;
+    }
+    this.check(step, result.code, result.stderr);
+    if (result.code !== 0) this.failed = true;
+    return result;
+  }
+  /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
+  check(step, code, stderr) {
+    const line = lockLostLine(code, stderr);
+    if (line === void 0) return;
+    this.lostError = parseLost(this.name, step.name, line, this.failed);
+    this.lost(this.lostError);
+    throw this.lostError;
+  }
+  async upload(content, remotePath, options) {
+    if (this.holds() && this.lostError) throw this.lostError;
+    return this.inner.upload(content, remotePath, options);
+  }
+  inFlight() {
+    return this.inner.inFlight();
+  }
+  whenIdle() {
+    return this.inner.whenIdle();
+  }
+  halt(reason) {
+    this.inner.halt(reason);
+  }
+  close() {
+    return this.inner.close();
+  }
+};
+function unfenced(remote) {
+  return remote instanceof FencedRemote ? remote.inner : remote;
+}
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
@@ -64481,13 +64902,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const closingTimes = /* @__PURE__ */ new Map();
   const notHeld = /* @__PURE__ */ new Set();
   const notHeldSaid = /* @__PURE__ */ new Map();
+  const lost = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
     for (const again of fresh ? [true] : [false, true]) {
       try {
-        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const remote = again ? await session.reconnect(host) : unfenced(session.remote(host));
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
           const audit = reported(r, LOCK_KEYS.audit_failed);
@@ -64511,25 +64933,36 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return `${host} (${why})`;
   };
   const auditTail = async (host) => {
-    const r = await session.remote(host).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
+    const r = await unfenced(session.remote(host)).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
   const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {
-    const taken = [...notHeld].filter((host) => inspected.has(host));
+    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
     for (const host of taken) {
       const tail2 = await auditTail(host);
+      const refused = lost.get(host);
       const own = closingTimes.get(host);
-      if (own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      const by = brokenBy(lastBreak(tail2));
-      said.push(`${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now`);
-      for (const line2 of pending.get(host) ?? []) {
-        const entry = parseAuditLine(line2);
-        await session.remote(host).run(appendAudit(env, { ...entry, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
+      if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      let breaker = lastBreak(tail2);
+      for (let i = 0; !breaker && i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 1e3));
+        breaker = lastBreak(await auditTail(host));
+      }
+      const by = brokenBy(breaker);
+      const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
+      said.push(
+        refused && !refused.afterFailure ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${live}` : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now${refused ? `; nothing more was changed there (its next step, "${refused.step}", found the lock gone): ${live}` : ""}`
+      );
+      const lines = (pending.get(host) ?? []).filter((l) => !refused || l !== closingLines.get(host));
+      const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: refused ? refused.message : "stopped" }, runnerNow(ctx))];
+      for (const entry of entries) {
+        const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
+        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
       }
     }
     if (!said.length) return e;
@@ -64539,7 +64972,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const notHeldLine = async (host) => {
     if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
-    const r = await session.remote(host).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
+    const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock = r && parseLock(r);
     if (lock && lock.state !== "free" && lock.holder.run_id !== request.runId)
       return `gave up waiting for the lock, held by ${describeHolder(lock.holder)}: this run never held it there, so it stopped nothing of that run's and wrote no audit line`;
@@ -64569,10 +65002,17 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
+    const standing = (host) => {
+      const { release, previous } = { ...options.fields, ...about.get(host) };
+      const undone = wentLive.get(host);
+      if (undone !== void 0) return `; ${release || "its release"} is live${undone ? ` (${undone})` : ""}`;
+      if (!release && !previous) return "";
+      return `; ${release ? `${release} did not go live, ` : ""}${previous ? `${previous} is still live` : "no release was live before"}`;
+    };
     const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve2) => setImmediate(resolve2))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -64580,7 +65020,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
@@ -64611,6 +65051,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+  }
+  for (const host of mine) {
+    session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
   }
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run = {
@@ -64649,6 +65092,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let result;
   try {
     result = await fn(run);
+    const refused = [...lost.values()][0];
+    if (refused) throw refused;
   } catch (e) {
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
@@ -64657,6 +65102,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     await releaseAll();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
   if (left.length) throw lockLeft(env, left);
@@ -64724,6 +65170,7 @@ fi`;
 }
 async function rollbackHost(ctx, env, remote, locked, to, today) {
   const h = new HostRun(ctx, remote, env, "rollback");
+  const redact = (t) => ctx.reporter.redact(t);
   const state = parseState(locked.inspected.get(remote.name));
   const idle = rollbackSlot(state);
   locked.about(remote.name, { ...state.current && { previous: state.current }, ...to && { release: to } });
@@ -64734,7 +65181,7 @@ async function rollbackHost(ctx, env, remote, locked, to, today) {
       r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }, today));
     } catch (e) {
       await h.tryRun(putPreviousBack(env, idle));
-      locked.audit(remote.name, { result: "failed", previous: state.current, message: e.message.split("\n")[0] });
+      locked.audit(remote.name, { result: "failed", previous: state.current, message: auditReason(e, redact) });
       throw new OpsError(`${e.message}
 ${remote.name} still serves ${state.current}`, e.hint);
     }
@@ -64743,23 +65190,27 @@ ${remote.name} still serves ${state.current}`, e.hint);
   const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? "";
   const kept = state.releases.map((x) => x.id);
-  if (verdict === "no_live") throw new OpsError(`${remote.name} has no live release to roll back from`);
-  if (verdict === "supervisor_down") throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, "roll back again");
+  const refuse2 = (err) => {
+    if (!locked.finished(remote.name)) locked.audit(remote.name, { result: "failed", ...from && { previous: from }, message: auditReason(`refused, nothing changed: ${auditReason(err, redact)}`) });
+    return err;
+  };
+  if (verdict === "no_live") throw refuse2(new OpsError(`${remote.name} has no live release to roll back from`));
+  if (verdict === "supervisor_down") throw refuse2(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, "roll back again"));
   if (verdict === "ports_taken") {
     const taken = portsTaken(env, remote.name, state, r, idle);
-    if (taken) throw portsTakenError(env, [taken], ROLLBACK_PORTS);
-    throw new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`);
+    if (taken) throw refuse2(portsTakenError(env, [taken], ROLLBACK_PORTS));
+    throw refuse2(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
   if (verdict === "none")
-    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
-  if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+    throw refuse2(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`));
+  if (verdict === "not_kept") throw refuse2(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`));
   if (verdict === "never_live") {
     const record2 = state.releases.find((x) => x.id === to);
     const why = record2?.status === "failed" ? "its deploy failed" : "its deploy did not finish";
-    throw new OpsError(
+    throw refuse2(new OpsError(
       `release ${to} never went live on ${remote.name} (${why}): a rollback goes back to a release that served; ${remote.name} still serves ${from}`,
       `to run that commit, deploy it (a new release, built and health-checked): ops deploy ${env.name} --ref ${record2?.sha || to?.split("-").pop()}`
-    );
+    ));
   }
   const result = { host: remote.name, release: verdict === "noop" ? from : target, previous: from, noop: verdict === "noop", steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
@@ -64781,7 +65232,7 @@ ${remote.name} still serves ${state.current}`, e.hint);
     await h.record(`${fused ? "lock + " : ""}start ${slot} + switch`, r, exit === void 0 ? 0 : Number(exit) || 1);
   } catch (e) {
     if (reported(r, SWITCH_KEYS.switched) === target) {
-      failed("live, but recording the switch failed");
+      failed(`live, but recording the switch failed: ${auditReason(e, redact)}`);
       throw new OpsError(`${e.message}
 ${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
@@ -64790,7 +65241,7 @@ ${target} is live on ${remote.name} and serves; recording it (the host's history
       const put = await h.tryRun(putPreviousBack(env, slot));
       back = put && reported(put, PREVIOUS_KEYS.previous_back)?.trim();
     }
-    failed(e.message.split("\n")[0]);
+    failed(auditReason(e, redact));
     const message = `${e.message}${back ? `
 ${remote.name}: ${back}` : ""}`;
     throw new OpsError(`${message}
@@ -64798,7 +65249,7 @@ ${remote.name} still serves ${from}`, joinHints(e.hint, unhealthyHint(env, state
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== void 0) {
-    failed("live, but stopping the previous slot failed");
+    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr)), redact)}`);
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}
 ${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
@@ -64837,7 +65288,11 @@ async function rollback(ctx, environment, to) {
       (locked) => {
         const inspected = [...session.remotes.values()].map((r) => [r.name, locked.inspected.get(r.name)]);
         const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
-        if (refused) throw refused;
+        if (refused) {
+          const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
+          for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: "failed", ...parseState(r).current && { previous: parseState(r).current }, message: why });
+          throw refused;
+        }
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {

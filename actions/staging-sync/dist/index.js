@@ -34334,11 +34334,48 @@ function nodeInspect(text) {
   }
   return out;
 }
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
 function bashSingleQuoted(text) {
   return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
 }
 function printedForms(text) {
-  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
@@ -34395,7 +34432,8 @@ var FILTER_MAX_LOG2 = 27;
 function urlEncodedForms(secret) {
   const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];

@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve3(data);
+              return err ? reject(err) : resolve4(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve3(data);
+              ) : resolve4(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve3, reject) => {
-        res = resolve3;
+      const promise = new Promise((resolve4, reject) => {
+        res = resolve4;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve3;
+            this[kClosedResolve] = resolve4;
           } else {
-            resolve3(null);
+            resolve4(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve3(null);
+            resolve4(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve3, reject) => {
+        const socket = await new Promise((resolve4, reject) => {
           client[kConnector]({
             host,
             hostname,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve3(socket2);
+              resolve4(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve3) => {
-            this[kClosedResolve] = resolve3;
+          await new Promise((resolve4) => {
+            this[kClosedResolve] = resolve4;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve3, reject) => {
+        return await new Promise((resolve4, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve3(null);
+              resolve4(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve3, reject) => {
+      return new Promise((resolve4, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve3,
+              resolve: resolve4,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve3, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve4, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve3(chunksDecode(body, length));
+          resolve4(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve3(JSON.parse(chunksDecode(body, length)));
+          resolve4(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve3(chunksConcat(body, length).buffer);
+          resolve4(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve3(new Blob(body, { type: stream2[kContentType] }));
+          resolve4(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve3(chunksConcat(body, length));
+          resolve4(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve3, reject) => agent.dispatch(
+        return new Promise((resolve4, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve3({
+              resolve4({
                 status: status2,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve3({
+              resolve4({
                 status: status2,
                 statusText: STATUS_CODES[status2],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve3) => {
-        setTimeout(resolve3, ms).unref();
+      return new Promise((resolve4) => {
+        setTimeout(resolve4, ms).unref();
       });
     }
     module.exports = {
@@ -19178,9 +19178,11 @@ function readOnlySetHint(step, output) {
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
-function oneLine(text, max = 80) {
-  const one = text.trim().replace(/\s*\n\s*/g, " / ");
-  return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
+function oneLine(text, max = 80, redact = (t) => t) {
+  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  if (one.length <= max) return one;
+  const cut = one.slice(0, max - 1);
+  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
 function maskSecretLike(text) {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
@@ -19274,7 +19276,7 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     StepError = class extends OpsError {
-      constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
+      constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
         const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
         const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
         const tail2 = stderrTail.trim() ? `
@@ -19286,6 +19288,7 @@ ${indent(stderrTail.trim())}` : "";
         this.stderrTail = stderrTail;
         this.signal = signal;
         this.limit = limit;
+        this.verdict = verdict;
       }
       step;
       host;
@@ -19293,6 +19296,7 @@ ${indent(stderrTail.trim())}` : "";
       stderrTail;
       signal;
       limit;
+      verdict;
       name = "StepError";
     };
     TransportError = class extends OpsError {
@@ -32098,7 +32102,7 @@ var require_Schema = __commonJS({
     var string2 = require_string();
     var tags = require_tags();
     var sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-    var Schema = class _Schema {
+    var Schema2 = class _Schema {
       constructor({ compat, customTags, merge, resolveKnownTags, schema, sortMapEntries, toStringDefaults }) {
         this.compat = Array.isArray(compat) ? tags.getTags(compat, "compat") : compat ? tags.getTags(null, compat) : null;
         this.name = typeof schema === "string" && schema || "core";
@@ -32116,7 +32120,7 @@ var require_Schema = __commonJS({
         return copy;
       }
     };
-    exports.Schema = Schema;
+    exports.Schema = Schema2;
   }
 });
 
@@ -32209,7 +32213,7 @@ var require_Document = __commonJS({
     var identity = require_identity();
     var Pair2 = require_Pair();
     var toJS = require_toJS();
-    var Schema = require_Schema();
+    var Schema2 = require_Schema();
     var stringifyDocument = require_stringifyDocument();
     var anchors = require_anchors();
     var applyReviver = require_applyReviver();
@@ -32460,7 +32464,7 @@ var require_Document = __commonJS({
         if (options.schema instanceof Object)
           this.schema = options.schema;
         else if (opt2)
-          this.schema = new Schema.Schema(Object.assign(opt2, options));
+          this.schema = new Schema2.Schema(Object.assign(opt2, options));
         else
           throw new Error(`With a null YAML version, the { schema: Schema } option is required`);
       }
@@ -36124,7 +36128,7 @@ var require_dist = __commonJS({
     "use strict";
     var composer = require_composer();
     var Document3 = require_Document();
-    var Schema = require_Schema();
+    var Schema2 = require_Schema();
     var errors = require_errors2();
     var Alias = require_Alias();
     var identity = require_identity();
@@ -36140,7 +36144,7 @@ var require_dist = __commonJS({
     var visit3 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
-    exports.Schema = Schema.Schema;
+    exports.Schema = Schema2.Schema;
     exports.YAMLError = errors.YAMLError;
     exports.YAMLParseError = errors.YAMLParseError;
     exports.YAMLWarning = errors.YAMLWarning;
@@ -36322,10 +36326,7 @@ var init_dotenv_readers = __esm({
       return value;
     };
     nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-    nodeEnvFile = nodeStyle(
-      (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-      (t) => plainUnquoted(t) && !/['"`]/.test(t)
-    );
+    nodeEnvFile = nodeStyle((c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"), plainUnquoted);
     shell = (text) => {
       if (text[0] === "'") return quotedWithout(text, "'");
       if (text[0] === '"') {
@@ -36337,9 +36338,9 @@ var init_dotenv_readers = __esm({
     STATEMENTS = {
       "python-dotenv": [pythonParse],
       "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
-      "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      "node-env-file": [nodeStyle((c) => c, plainUnquoted)],
       "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
-      vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      vite: [nodeStyle((c) => c, plainUnquoted)],
       shell: [shell]
     };
   }
@@ -45484,7 +45485,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve3, reject) => {
+        return new Promise(async (resolve4, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -45496,7 +45497,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve3();
+          resolve4();
         });
       })(),
       NullCipher,
@@ -46754,7 +46755,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve3 } = __require("path");
+    var { resolve: resolve4 } = __require("path");
     var { readFile: readFile4 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -46890,7 +46891,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve3(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve4(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -60626,12 +60627,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve3, reject) => {
+      return (...args) => new Promise((resolve4, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve3(result);
+            resolve4(result);
           }
         });
         method(...args);
@@ -60706,9 +60707,37 @@ var require_proper_lockfile = __commonJS({
 
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes7 } from "node:crypto";
-import { open as open2, readFile as readFile2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative } from "node:path";
-async function writeFileAtomic(file, content, mode) {
+import { lstat as lstat2, open as open2, readFile as readFile2, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve2 } from "node:path";
+async function writeTarget(file, shown = shownPath(file)) {
+  let path = file;
+  for (let n = 0; n <= MAX_LINKS; n++) {
+    let link;
+    try {
+      if (!(await lstat2(path)).isSymbolicLink()) return path;
+      link = await readlink2(path);
+    } catch (e) {
+      if (e.code === "ENOENT") return path;
+      if (e.code === "ELOOP") break;
+      throw e;
+    }
+    path = resolve2(dirname2(path), link);
+  }
+  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
+}
+function writeError(err, target, shown) {
+  const code = err?.code;
+  const via = target === shown || resolve2(shown) === target ? "" : ` (through the link ${shown})`;
+  const dir = dirname2(target);
+  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
+  if (code === "EACCES" || code === "EPERM")
+    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === "ENOENT" || code === "ENOTDIR")
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
+  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
+  return err;
+}
+async function replaceFile(file, content, mode) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
   const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes7(6).toString("hex")}.tmp`);
@@ -60737,15 +60766,16 @@ async function writeFileAtomic(file, content, mode) {
   }
 }
 async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
+  const target = await writeTarget(file, shown);
   let release;
   try {
-    release = await (0, import_proper_lockfile.lock)(file, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
+    release = await (0, import_proper_lockfile.lock)(target, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
   } catch (e) {
-    if (e.code !== "ELOCKED") throw e;
+    if (e.code !== "ELOCKED") throw writeError(e, target, shown);
     throw new OpsError(`${shown} is being written by another command (its lock ${shown}.lock is held)`, `wait for it to end and run again; a lock left by a command that died is ignored after 10 s`);
   }
   try {
-    const now = await readFile2(file, "utf8").catch((e) => {
+    const now = await readFile2(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
       throw e;
     });
@@ -60755,7 +60785,11 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
-    await writeFileAtomic(file, content);
+    try {
+      await replaceFile(target, content);
+    } catch (e) {
+      throw writeError(e, target, shown);
+    }
   } finally {
     await release().catch(() => void 0);
   }
@@ -60777,12 +60811,13 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, ChangedOnDiskError, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
     import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
     init_errors();
+    MAX_LINKS = 40;
     ChangedOnDiskError = class extends OpsError {
     };
     RETRY_FOR_MS = 3e4;
@@ -68003,27 +68038,44 @@ var init_comments = __esm({
   }
 });
 
+// core/secrets/yaml11.ts
+function yaml11Retypes(s) {
+  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
+}
+var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
+var init_yaml11 = __esm({
+  "core/secrets/yaml11.ts"() {
+    "use strict";
+    import_yaml3 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    STR_TAG = "tag:yaml.org,2002:str";
+    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
+    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
+    VALUE = /^=$/;
+    MERGE = /^<<$/;
+  }
+});
+
 // core/secrets/tree-print.ts
 function needsQuotesForGo(s) {
-  if (s === "" || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
 }
 function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml3.Scalar(null);
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
     const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml3.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.PLAIN });
-    return Object.assign(new import_yaml3.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.BLOCK_LITERAL });
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
   }
-  const s = new import_yaml3.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml3.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml4.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -68036,22 +68088,22 @@ function split2(node, i, value) {
 function toYamlNode(node) {
   switch (node.kind) {
     case "map": {
-      const m = new import_yaml3.YAMLMap();
+      const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml3.Scalar.PLAIN });
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
         if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml3.Pair(key, value));
+        m.items.push(new import_yaml4.Pair(key, value));
       });
       const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
       if (tail2.length) m.comment = joinComment(tail2);
       return m;
     }
     case "list": {
-      const s = new import_yaml3.YAMLSeq();
+      const s = new import_yaml4.YAMLSeq();
       node.items.forEach((v, i) => {
         const item = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
@@ -68085,7 +68137,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml3.Document();
+  const doc = new import_yaml4.Document();
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -68127,13 +68179,14 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml3, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
+    import_yaml4 = __toESM(require_dist(), 1);
     init_errors();
     init_goyaml();
+    init_yaml11();
     init_tree();
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
@@ -68156,15 +68209,15 @@ function goNode(v, where) {
 function aliasTargets(doc) {
   const named = /* @__PURE__ */ new Map();
   const targets = /* @__PURE__ */ new Map();
-  (0, import_yaml4.visit)(doc, (_, node) => {
-    if ((0, import_yaml4.isAlias)(node)) targets.set(node, named.get(node.source));
+  (0, import_yaml5.visit)(doc, (_, node) => {
+    if ((0, import_yaml5.isAlias)(node)) targets.set(node, named.get(node.source));
     else if (node?.anchor) named.set(node.anchor, node);
   });
   return targets;
 }
 function parseTree(text, format, options) {
   const { file } = options;
-  const docs = (0, import_yaml4.parseAllDocuments)(text, {
+  const docs = (0, import_yaml5.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -68194,8 +68247,12 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return bytesNode(v);
-    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
+    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
+      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
+      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
+        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
+      return bytesNode(Buffer.from(b643, "base64"));
+    }
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -68204,8 +68261,8 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml4.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml4.isMap)(root)) {
+  if (root === null || (0, import_yaml5.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml5.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
   const targets = aliasTargets(doc);
@@ -68216,15 +68273,30 @@ function parseTree(text, format, options) {
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
     const { line, col } = at2(offset);
-    const v = (0, import_yaml4.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml4.isMap)(v) || (0, import_yaml4.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const v = (0, import_yaml5.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml5.isMap)(v) || (0, import_yaml5.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
     const a = { offset, line, col, branch, index, scalarOnLine };
     anchors.push(a);
     return a;
   };
   const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml4.isAlias)(node)) {
+  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
+  const record2 = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if ((0, import_yaml5.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    const n = node;
+    if (!n) return;
+    if (n.anchor) found.push({ path, kind: "anchor", line });
+    const empty = (0, import_yaml5.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
+    if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+  };
+  const convert = (node, path, parent, keyAt) => {
+    record2(node, path, keyAt);
+    if ((0, import_yaml5.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
@@ -68232,19 +68304,20 @@ function parseTree(text, format, options) {
       return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml4.isMap)(node)) {
+    if ((0, import_yaml5.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
+        record2(pair.key, [...path, key]);
         const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
       });
       if (!parent && path.length === 0) rootBranch = branch;
       return out;
     }
-    if ((0, import_yaml4.isSeq)(node)) {
+    if ((0, import_yaml5.isSeq)(node)) {
       const out = { kind: "list", items: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((item, i) => {
@@ -68261,7 +68334,7 @@ function parseTree(text, format, options) {
       return out;
     }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml4.isScalar)(node)) {
+    if ((0, import_yaml5.isScalar)(node)) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
@@ -68277,13 +68350,13 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml4.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml4.isScalar)(k) && k.tag === MERGE_TAG) {
+    const k = (0, import_yaml5.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml5.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
       throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
-    if ((0, import_yaml4.isScalar)(k)) {
+    if ((0, import_yaml5.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -68299,17 +68372,18 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml4, MERGE_TAG;
+var import_yaml5, MERGE_TAG, BINARY_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
+    import_yaml5 = __toESM(require_dist(), 1);
     init_errors();
     init_comments();
     init_goyaml();
     init_tree_print();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
+    BINARY_TAG = "tag:yaml.org,2002:binary";
   }
 });
 
@@ -68763,6 +68837,8 @@ var init_sops = __esm({
       original;
       stash;
       rotated = false;
+      /** How the file was opened (identities, mask): what reopen() opens it with again. */
+      openedWith = {};
       /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
       onDisk;
       /** Decrypt and verify a sops document given as text. */
@@ -68772,7 +68848,16 @@ var init_sops = __esm({
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
-        return new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+        const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+        f.openedWith = opts2;
+        return f;
+      }
+      /**
+       * The file as it is on disk now, opened as this one was (its identities and mask): after another command
+       * changed it (ChangedOnDiskError). @throws OpsError when it can no longer be read or opened (removed, not a sops file).
+       */
+      async reopen() {
+        return _SecretsFile.open(this.file, this.openedWith);
       }
       /** Read, decrypt and verify a sops file. */
       static async open(file, opts2 = {}) {
@@ -68800,6 +68885,7 @@ var init_sops = __esm({
         );
         f.setRecipients(opts2.recipients);
         f.setTree(tree);
+        f.openedWith = opts2.openWith ?? {};
         return f;
       }
       /** The decrypted document, keys in file order. */
@@ -69038,7 +69124,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml5.isScalar)(node) ? node.value : (0, import_yaml5.isSeq)(node) ? node.items.map((x) => (0, import_yaml5.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml6.isScalar)(node) ? node.value : (0, import_yaml6.isSeq)(node) ? node.items.map((x) => (0, import_yaml6.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -69051,15 +69137,15 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
-  const doc = (0, import_yaml5.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml6.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml5.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml5.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml5.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml5.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml5.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml6.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list2 = (0, import_yaml6.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml6.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml6.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml6.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -69105,30 +69191,30 @@ async function setEnvRuleOnce(root, env, recipients) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml5.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml6.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml5.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml5.YAMLMap();
+  if (doc.contents === null || (0, import_yaml6.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml6.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml5.isSeq)(found)) seq = found;
+  if ((0, import_yaml6.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml5.YAMLSeq();
+    seq = new import_yaml6.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml5.Scalar(list2.join(","));
+  const own = items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml6.Scalar(list2.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
-    if ((0, import_yaml5.isSeq)(old)) {
-      const s = new import_yaml5.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml5.Scalar(r));
+    if ((0, import_yaml6.isSeq)(old)) {
+      const s = new import_yaml6.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml6.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml5.YAMLMap();
+    const rule = new import_yaml6.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -69146,18 +69232,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml5.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml6.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml5, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml6, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml5 = __toESM(require_dist(), 1);
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -69176,7 +69262,7 @@ var init_sops_config = __esm({
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes10 } from "node:crypto";
 import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve2, sep as sep2 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join7(root, "environments", validate("environment", env));
 }
@@ -69240,12 +69326,12 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml6.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    keyFile = (0, import_yaml7.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute4(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
+  const path = isAbsolute4(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -69287,11 +69373,11 @@ function placeholderError(label, env, keys, change) {
     `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
   ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml6, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml7, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
     init_shell();
@@ -69676,11 +69762,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve3) {
-      resolve3(value);
+    return value instanceof P ? value : new P(function(resolve4) {
+      resolve4(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve3, reject) {
+  return new (P || (P = Promise))(function(resolve4, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -69696,7 +69782,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve3(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -70154,11 +70240,48 @@ function nodeInspect(text) {
   }
   return out;
 }
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
 function bashSingleQuoted(text) {
   return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
 }
 function printedForms(text) {
-  return [...jsonEscaped(text), pythonRepr(text), pythonBytesRepr(text), nodeInspect(text), ...bashSingleQuoted(text)];
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
@@ -70215,7 +70338,8 @@ var FILTER_MAX_LOG2 = 27;
 function urlEncodedForms(secret) {
   const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
   const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
@@ -70548,6 +70672,7 @@ function layout(env) {
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -70704,6 +70829,10 @@ function failureDetail(stdout, stderr) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
 }
+function failureVerdict(stdout) {
+  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
+  return why.length ? maskSecretLike(why.join("\n")) : void 0;
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -70732,11 +70861,40 @@ function reportedAll(result, key) {
 }
 var DEFAULT_STEP_TIMEOUT = 600;
 
+// core/steps/audit.ts
+init_shell();
+var AUDIT_KEYS = reportKeys("entry");
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+
 // core/steps/status.ts
 init_shell();
 
 // core/steps/certs.ts
 init_shell();
+
+// core/steps/libraries.ts
+init_shell();
+
+// core/steps/masks.ts
+init_shell();
+function secretEnvNames(env) {
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+}
+function maskArgs(env) {
+  const L = env.layout;
+  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return [L.releases, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+}
+function maskText(env) {
+  return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
+}
 
 // core/steps/nginx-config.ts
 init_environment();
@@ -70864,11 +71022,19 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
+# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
+proc_cmd() {
+  local a line="" args=()
+  mask_ready
+  mapfile -d '' -t args 2>/dev/null < "/proc/$1/cmdline" || true
+  for a in \${args[@]+"\${args[@]}"}; do mask_string "$a"; line+="\${line:+ }$MASK_TEXT"; done
+  mask_clip "\${line//[$'\\n\\t']/ }" 160; printf '%s' "\${MASK_TEXT% }"
+}
 # listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
 # port) when set.
 listeners() {
@@ -70970,6 +71136,68 @@ live_verdict() {
   elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
   else printf '%s' "$IDENTITY"; fi
 }
+# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT's programs (group_down), stops
+# what they left running outside supervisor's reach: a program that daemonised (forked, setsid, its parent gone) is in
+# no process group supervisor or group_down signals, keeps the slot's ports, and the release put there next cannot bind
+# them. Those are the processes of USER (the programs' user) that supervisor's programs for release ID on SLOT started
+# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that
+# run from the release's directory DIR without a terminal (their working directory or executable inside DIR, or DIR in
+# their command line: a shell of someone working there has a terminal), or that listen on one of the slot's ports.
+# Never one that says it is the other slot's (OPS_SLOT), one in the tree of a process supervisor runs now (the live
+# slot's, another app's), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it
+# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the
+# ports alone then.
+# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners
+leftovers_down() {
+  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE
+  local -a found=() left=() stat_fields=()
+  local -A on_port=()
+  shift 4
+  id -u "$user" >/dev/null 2>&1 || return 0
+  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf '%s' "$dir")
+  if command -v ss >/dev/null; then
+    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done
+  fi
+  sup_pids
+  for pid in $(pgrep -u "$user" 2>/dev/null); do
+    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
+    rel=""; of=""
+    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=\${v#*=} ;; OPS_SLOT=*) of=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+    [ -z "$of" ] || [ "$of" = "$slot" ] || continue
+    match=""
+    if [ -n "\${on_port[$pid]:-}" ]; then match="listening on port \${on_port[$pid]}"
+    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id's programs"
+    elif [ -n "$dir" ]; then
+      read -r s 2>/dev/null < "/proc/$pid/stat" || continue
+      read -r -a stat_fields <<< "\${s##*) }"; tty=\${stat_fields[4]:-0}
+      if [ "$tty" = 0 ]; then
+        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
+        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
+        cmd=$(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+        case " $cmd" in *" $dir/"* | *" $dir "*) match=\${match:-"running $dir's files"} ;; esac
+      fi
+    fi
+    [ -n "$match" ] || continue
+    for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done
+    [ -n "$match" ] || continue
+    found+=("$pid"); said+="\${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"
+  done
+  [ \${#found[@]} -gt 0 ] || return 0
+  kill -TERM "\${found[@]}" 2>/dev/null || true
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while [ "$now" -lt "$deadline" ]; do
+    left=(); for pid in "\${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+    [ \${#left[@]} -gt 0 ] || break
+    found=("\${left[@]}")
+    if [ "$now" -ge "$kill_at" ]; then kill -KILL "\${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: \${left[*]}"; kill_at=$deadline; fi
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  printf 'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot'"'"'s ports): %s\\n' "\${id:-of unknown id}" "$slot" "$said"
+}
 `;
 
 // core/steps/sh/mask.sh
@@ -70977,37 +71205,53 @@ var mask_default = `# shellcheck shell=bash
 # Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
 # secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask, per release kept on the host (the live one, the one kept warm,
-# the older ones whose programs wrote the logs too):
-# - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every exact form the runner masks for
-#   each secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a
-#   JSON value, as programs print them quoted, URL-encoded), one a line;
-# - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#   deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the runner's
-#   rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText).
+# root; no value leaves the host. The texts to mask:
+# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
+#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
+#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
+#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
+#     white space collapsed), one a line;
+#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
+#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
+#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
+#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
+# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
+#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
+#   release is gone, and its secret values may have been rotated since.
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# mask_forms RELEASES MASKS ENVIRON NAME...: the texts to mask for every release directory in RELEASES (its files
-# named MASKS and ENVIRON), one a line, longest first.
-mask_forms() {
-  local releases=$1 masks=$2 environ=$3 dir rec name want line; shift 3
-  for dir in "$releases"/*/; do
-    [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-    if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then continue; fi
-    while IFS= read -r -d '' rec; do
-      name=\${rec%%=*}
-      for want; do
-        [ "$name" = "$want" ] || continue
-        while IFS= read -r line; do
-          line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
-          case $line in true | false) ;; *) [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line" ;; esac
-        done <<< "\${rec#*=}"
-      done
-    done < "$dir$environ"
-  done | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
+# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+release_forms() {
+  local dir=\${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
+  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
+  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  while IFS= read -r -d '' rec; do
+    name=\${rec%%=*}
+    for want; do
+      [ "$name" = "$want" ] || continue
+      while IFS= read -r line; do
+        line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
+        case $line in true | false) continue ;; esac
+        [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line"
+        norm=\${line//[$'\\t\\r\\f\\v']/ }
+        while [[ $norm == *"  "* ]]; do norm=\${norm//"  "/" "}; done
+        [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
+      done <<< "\${rec#*=}"
+    done
+  done < "$dir$environ"
 }
-# mask_text RELEASES MASKS ENVIRON NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
+# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+mask_forms() {
+  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  {
+    [ ! -r "$kept" ] || cat -- "$kept"
+    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
+}
+# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
 # text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
 # a file or given on a command line.
 mask_text() {
@@ -71015,6 +71259,64 @@ mask_text() {
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
+}
+# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
+# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
+# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
+# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+keep_masks() {
+  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  mv -f -- "$kept.new" "$kept"
+}
+# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
+# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+mask_load() {
+  MASK_FORMS=()
+  mapfile -t MASK_FORMS < <(mask_forms "$@")
+  MASK_LOADED=1
+}
+# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
+# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
+mask_ready() {
+  if [ -z "\${MASK_LOADED:-}" ] && [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
+}
+# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
+# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
+# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
+# white space or control characters changed, is no longer found whole.
+mask_clip() {
+  mask_ready; mask_string "$1"
+  if [ "\${#MASK_TEXT}" -gt "$2" ]; then
+    local between=0; [[ \${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
+    mask_cut_end "\${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
+  fi
+}
+# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
+# MASK_TEXT. No process: bash's own replacement, as bytes.
+mask_string() {
+  local LC_ALL=C f
+  MASK_TEXT=$1
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=\${MASK_TEXT//"$f"/***}
+  done
+}
+# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
+# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
+# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
+# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
+# URL), then trailing white space.
+mask_cut_end() {
+  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
+  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
+    n=\${#t}; p=$(( n - \${#f} + 1 )); [ "$p" -ge 0 ] || p=0
+    for (( ; p < n; p++ )); do
+      if [[ $f == "\${t:p}"* ]]; then t=\${t:0:p}; break; fi
+    done
+  done
+  # shellcheck disable=SC2295 # sep is a pattern
+  [ "\${2:-0}" = 1 ] || t=\${t%"\${t##*$sep}"}
+  MASK_TEXT=\${t%"\${t##*[![:space:]]}"}
 }
 `;
 
@@ -71098,10 +71400,13 @@ probe_send() {
   fi
   trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
 }
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent): its first MAX characters, each
-# control or unprintable one (a terminal escape, an HTTP/2 frame's bytes) as "?"; in PROBE_TEXT.
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
 probe_printable() {
-  PROBE_TEXT=\${1:0:$2}; PROBE_TEXT=\${PROBE_TEXT//[^[:print:]]/?}
+  mask_clip "$1" "$2"
+  PROBE_TEXT=\${MASK_TEXT//[^[:print:]]/?}
 }
 # probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
 # probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
@@ -71218,9 +71523,10 @@ probe_cut() {
 # when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
 # bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
 # characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as the step's other output is (the environment's secret values, by the runner), which
-# finds a secret whole only: a body cut short (at 200 characters, at the bytes read, by the time) loses the word
-# the cut falls in, so that no secret's first characters are ever shown.
+# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
+# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
+# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
+# so that no secret's first characters are ever shown.
 probe_body() {
   local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
   [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
@@ -71239,14 +71545,12 @@ probe_body() {
     # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
     if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ \${size%$'\\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
   fi
+  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
+  mask_string "$body"; body=$MASK_TEXT
+  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
   body=\${body//[$'\\r\\n\\t\\f\\v']/ }
   while [[ $body == *"  "* ]]; do body=\${body//"  "/" "}; done
   body=\${body# }
-  if [ "\${#body}" -gt 200 ]; then
-    if [ "\${body:200:1}" = " " ]; then cut=0; else cut=1; fi
-    body=\${body:0:200}
-  fi
-  [ "$cut" = 0 ] || body=\${body%"\${body##*[[:space:]]}"}
   probe_printable "\${body% }" 200; PROBE_BODY=$PROBE_TEXT
 }
 # probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
@@ -71334,8 +71638,9 @@ probe_verdict() {
     if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
       probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
     fi
-    probe_printable "$PROBE_LOCATION" 100
-    chain+="\${chain:+; }GET $path: $PROBE_CODE to $PROBE_TEXT"
+    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
+    probe_printable "$path" 100; chain+="\${chain:+; }GET $PROBE_TEXT"
+    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
     [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
     if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
     asked+="$PROBE_TO "; path=$PROBE_TO
@@ -71358,8 +71663,9 @@ probe_loop() {
   else
     hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
   fi
+  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
   probe_sent "$1"
-  PROBE_WHY="redirects in a loop, back to $2 ($3; the probe sent $PROBE_TEXT): $hint"
+  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
@@ -71389,6 +71695,9 @@ elsewhere() {
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
   local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
   # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
   # at once by probe_send: the pipe is empty between rounds).
   exec {pause}<> <(:)
@@ -71709,12 +72018,16 @@ nginx_reload() {
 var SYSTEM_FUNCTIONS = system_default;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
+var PROBE_FUNCTIONS = `${probe_default}
+${mask_default}`;
 function probeLibrary(env) {
   return `${PROBE_FUNCTIONS}
-${probeHeaders(env)}`;
+${probeHeaders(env)}
+${maskSettings(env)}`;
 }
-var MASK_FUNCTIONS = mask_default;
+function maskSettings(env) {
+  return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
+}
 var CERT_FUNCTIONS = cert_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
@@ -71760,17 +72073,6 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
-// core/steps/masks.ts
-init_shell();
-function secretEnvNames(env) {
-  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
-}
-function maskText(env) {
-  const L = env.layout;
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return ["mask_text", L.releases, name2(L.masks("x")), name2(L.environ("x")), ...secretEnvNames(env)].map(quote).join(" ");
-}
-
 // core/steps/lock.ts
 init_shell();
 
@@ -71802,6 +72104,9 @@ ${HISTORY_FUNCTIONS}`;
 }
 
 // core/steps/nginx.ts
+init_shell();
+
+// core/steps/nginx-gate.ts
 init_shell();
 
 // core/steps/switch.ts
@@ -71914,6 +72219,7 @@ function programStates(env, records, liveSlot) {
       state: r.statename ?? "UNKNOWN",
       pid: Number(r.pid) > 0 ? Number(r.pid) : void 0,
       seconds: now > 0 && since > 0 && now >= since ? now - since : void 0,
+      started: (r.statename === "RUNNING" || r.statename === "STARTING") && Number(r.start) > 0 ? Number(r.start) : void 0,
       // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
       description: r.spawnerr || (["RUNNING", "STOPPED", "STARTING", "STOPPING"].includes(r.statename ?? "") ? "" : r.description ?? "")
     });
@@ -71948,7 +72254,7 @@ var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "last_run");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -71969,6 +72275,8 @@ function healthShell(env, slot) {
   ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
 fi`;
 }
+var LAST_RUN_BYTES = 4e3;
+var LAST_RUN_SHOWN = 200;
 function hostStatus(env) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -71983,7 +72291,6 @@ ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
-${MASK_FUNCTIONS}
 ${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
@@ -71992,6 +72299,8 @@ ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
+# The last run here (the audit log's last line): a failure says why.
+if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
 # The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
 # what the previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
@@ -72016,6 +72325,15 @@ ${nginxRouteShell(env)}
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
   ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
+  # When the live slot's programs started for their release (its supervisor file's time: startSlot touches it then)
+  # and when supervisord did: a live program started later than both restarted since (a crash after its health check).
+  live_conf=""; case "$live_slot" in blue) live_conf=${quote(L.supervisorConf("blue"))} ;; green) live_conf=${quote(L.supervisorConf("green"))} ;; esac
+  sd_pid=$(rpc supervisor.getPID); sd_up=""
+  if [[ $sd_pid =~ \<int\>([0-9]+)\</int\> ]]; then sd_up=$(ps -o etimes= -p "${"$"}{BASH_REMATCH[1]}" 2>/dev/null | tr -d ' ') || true; fi
+  if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
+    printf -v sd_now '%(%s)T' -1
+    ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
+  fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
   report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
@@ -72042,11 +72360,13 @@ function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
 var BODY_EXCERPT_CHARS = 120;
-function excerpt(body) {
-  const t = maskSecretLike(body.replace(/\s+/g, " ").trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?"));
-  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}\u2026` : t;
+function excerpt(body, redact = (t) => t) {
+  const t = maskSecretLike(redact(collapsedSpace(redact(body))).replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?"));
+  if (t.length <= BODY_EXCERPT_CHARS) return t;
+  const cut = t.slice(0, BODY_EXCERPT_CHARS);
+  return `${/\s/.test(t[BODY_EXCERPT_CHARS]) ? cut.trimEnd() : cut.replace(/[^\s/?&=;,:"'<>]*$/, "").trimEnd()}\u2026`;
 }
-function healthReasons(verdict, probeList) {
+function healthReasons(verdict, probeList, redact = (t) => t) {
   const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
   const out = /* @__PURE__ */ new Map();
   starts.forEach(({ probe, at: at2 }, i) => {
@@ -72054,7 +72374,7 @@ function healthReasons(verdict, probeList) {
     const next = starts[i + 1];
     let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
     if (next) text = text.replace(/,$/, "").replace(/; still waiting for$/, "");
-    out.set(probe, maskSecretLike(text.replace(/\)$/, "").replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said, body, hint = "") => `${said}${excerpt(body)}${hint}`)));
+    out.set(probe, maskSecretLike(text.replace(/\)$/, "").replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said, body, hint = "") => `${said}${excerpt(body, redact)}${hint}`)));
   });
   return out;
 }
@@ -72089,7 +72409,7 @@ function warmth(env, live, target, neverLive, programs, warn) {
   if (stray.length)
     warn(`the previous slot (${idle}) runs ${stray.join(", ")}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ""}; stop it: sudo supervisorctl stop '${env.layout.supervisorGroup(idle)}:*'`);
 }
-function parseHostStatus(env, host, r) {
+function parseHostStatus(env, host, r, redact) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p) => s.problems.push(p);
@@ -72152,6 +72472,7 @@ function parseHostStatus(env, host, r) {
         else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== void 0 && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+        else restarted(env, p, reported(r, STATUS_KEYS.live_started), problem, warn);
         for (const l of p?.listeners ?? []) {
           if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
           else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
@@ -72171,7 +72492,7 @@ function parseHostStatus(env, host, r) {
   }
   const health = reported(r, STATUS_KEYS.health);
   if (health !== void 0 && s.slot) {
-    const whys = healthReasons(health, probes(env, s.slot));
+    const whys = healthReasons(health, probes(env, s.slot), redact);
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port2, path] = probe.split(":");
       const ok = health === "ok" || !health.split(/\s+/).includes(probe);
@@ -72204,10 +72525,25 @@ function parseHostStatus(env, host, r) {
     if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
+  const last = reported(r, STATUS_KEYS.last_run);
+  if (last) {
+    s.lastRun = parseAuditLine(last);
+    const { operation, actor, time, result, message } = s.lastRun;
+    if (result === "failed" && time)
+      warn(`the last run here failed: ${operation} by ${actor} at ${time}${message ? `: ${oneLine(maskSecretLike(message), LAST_RUN_SHOWN)}` : ""} (ops audit ${env.name} has it whole)`);
+  }
   s.lock = parseLock(r);
   if (s.lock.state === "held") warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   return s;
+}
+var FIRST_START_SECONDS = 5;
+function restarted(env, p, liveStarted, problem, warn) {
+  const [file, supervisord] = (liveStarted ?? "").split(" ").map(Number);
+  if (!file || !supervisord || p.started === void 0 || p.seconds === void 0) return;
+  if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
+  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ""}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name}; a restart by hand reads the same for 10 minutes)`;
+  (p.seconds < 60 ? problem : warn)(line);
 }
 
 // core/context.ts
@@ -72248,24 +72584,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve3) => {
+    return new Promise((resolve4) => {
       if (this.running === 0) {
-        resolve3();
+        resolve4();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve3();
+        resolve4();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve3(val);
+            resolve4(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -72307,23 +72643,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -72367,7 +72703,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve3, reject) => {
+  await new Promise((resolve4, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -72376,7 +72712,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve3, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
   });
   return result;
 }
@@ -72402,12 +72738,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve3(res);
+        resolve4(res);
       }
     });
   });
@@ -72416,12 +72752,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve3, reject) => {
+    stats = await new Promise((resolve4, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -72434,12 +72770,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve3, reject) => {
+    await new Promise((resolve4, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve3();
+          resolve4();
         }
       });
     });
@@ -72514,14 +72850,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve3, reject) => {
+    await new Promise((resolve4, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve3();
+        resolve4();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -72543,14 +72879,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       };
       if (options == null) {
@@ -72571,14 +72907,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -72609,7 +72945,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -72655,7 +72991,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve3({
+          resolve4({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -72717,12 +73053,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve3();
+            resolve4();
           }
         });
       });
@@ -72737,21 +73073,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve3) => {
+    invariant2(await new Promise((resolve4) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve3(err === null);
+        resolve4(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve3, reject) => {
+      return new Promise((resolve4, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve3();
+            resolve4();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve3(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -72778,14 +73114,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve3);
+        queue.waitTillIdle().then(resolve4);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -72801,9 +73137,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve3) => {
+    const localDirectoryStat = await new Promise((resolve4) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve3(stat3 || null);
+        resolve4(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -72818,16 +73154,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -72842,7 +73178,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -72854,9 +73190,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve3) => {
+    const localDirectoryStat = await new Promise((resolve4) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve3(stat3 || null);
+        resolve4(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -72874,23 +73210,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve3(res.map((item) => item.filename));
+                resolve4(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve3(res);
+                resolve4(res);
               }
             });
           });
@@ -72902,16 +73238,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -72926,7 +73262,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -72937,7 +73273,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -72962,25 +73298,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve3({ port: port2, dispose });
+        resolve4({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve3(channel);
+        resolve4(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -73005,19 +73341,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve3({ dispose });
+        resolve4({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve3(channel);
+        resolve4(channel);
       });
     });
   }
@@ -73146,10 +73482,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve3(stream2);
+          if (!e) return resolve4(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -73361,7 +73697,7 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve3, reject) => conn.exec(command2, (e, c) => {
+          (resolve4, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status2 = { code: null };
             c.on("exit", (code, sig) => {
@@ -73369,7 +73705,7 @@ var SshRemote = class {
               else if (sig) status2.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
             });
             c.on("error", () => void 0);
-            resolve3({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status2))) });
+            resolve4({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status2))) });
           })
         );
         this.open++;
@@ -73397,11 +73733,11 @@ var SshRemote = class {
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve3) => {
+    return new Promise((resolve4) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve3(e);
+        resolve4(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -73432,7 +73768,7 @@ var SshRemote = class {
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
-    const status2 = await new Promise((resolve3, reject) => {
+    const status2 = await new Promise((resolve4, reject) => {
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -73441,7 +73777,7 @@ var SshRemote = class {
       }, limit);
       channel.on("data", (d) => out.push(d));
       channel.stderr.on("data", (d) => err.push(d));
-      void ended.then(resolve3);
+      void ended.then(resolve4);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -73458,7 +73794,7 @@ var SshRemote = class {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     const code = status2.code ?? (status2.signal ? 128 : 255);
     if (code === 0 && !out.started) {
@@ -73470,7 +73806,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT);
+      throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
     }
     return result;
   }
@@ -73576,7 +73912,11 @@ async function status(ctx, environment) {
   const hosts = await eachHost(
     ctx,
     env,
-    async (remote, host) => parseHostStatus(env, host, await remote.run(hostStatus(env))),
+    async (remote, host) => {
+      const r = await remote.run(hostStatus(env));
+      await masking;
+      return parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
+    },
     (host, message, connected) => ({
       host: host.name,
       address: host.address,

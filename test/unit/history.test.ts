@@ -189,7 +189,7 @@ describe('ops releases says why a release never went live (or was left)', () => 
   });
 
   it('the list shows the reason cut short (RELEASE_REASON_SHOWN), on the release\'s line; --json (the listing itself) gives it whole', () => {
-    const long = `step "migrate" on web1 failed with exit code 1: psycopg.errors.UndefinedTable: relation "orders" does not exist ${'x'.repeat(300)}`;
+    const long = `step "migrate" on web1 failed with exit code 1: psycopg.errors.UndefinedTable: relation "orders" does not exist ${'x '.repeat(149)}x`;
     const e = withHistory({ [A]: '', [D]: 'failed', [UNFINISHED]: '' }, A, [['live', A], ['failed', D]]);
     writeFileSync(join(e.baseDir, 'releases', D, '.ops-failed'), `${long}\n`);
     const listing = parseReleases(e, bash(e, keptReleases(e).script));
@@ -197,8 +197,10 @@ describe('ops releases says why a release never went live (or was left)', () => 
     const text = formatReleases([{ host: 'web1', releases: listing }]);
     const line = text.split('\n').find((l) => l.includes(D))!;
     const shown = /\[failed: ([^\]]*)\]/.exec(line)![1]!;
-    expect(shown.length).toBe(RELEASE_REASON_SHOWN);
-    expect(shown).toMatch(/^step "migrate" on web1 failed with exit code 1: psycopg\.errors\.UndefinedTable: relation "orders" does not exist x+…$/);
+    // Cut at a word's end (oneLine drops the word a cut falls in: it may start a secret).
+    expect(shown.length).toBeLessThanOrEqual(RELEASE_REASON_SHOWN);
+    expect(shown.length).toBeGreaterThanOrEqual(RELEASE_REASON_SHOWN - 2);
+    expect(shown).toMatch(/^step "migrate" on web1 failed with exit code 1: psycopg\.errors\.UndefinedTable: relation "orders" does not exist( x)+…$/);
     expect(line).toMatch(/\]  — kept: failed: 1 of keep_failed 2, for inspection$/);
     // Unfinished without an audit line naming it (the log gone, or older than it reaches): said without a reason.
     expect(text).toMatch(new RegExp(`${UNFINISHED} .*\\[unfinished: never went live\\]  — `));

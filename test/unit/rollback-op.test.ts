@@ -379,7 +379,8 @@ describe('the rollback step on a host (bash)', () => {
   const run = (e: Target, to?: string, up = true) => {
     const mark = markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script;
     const step = rollbackStep(e, to, mark, { done: 'ops_report done', refused: 'ops_report refused' });
-    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
+    // On stdin, as ssh.ts sends a step (bash -s): a step script can be longer than one argument may be (128 KiB).
+    return parseReports(execFileSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
   };
   const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
 
@@ -388,7 +389,7 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const unlock = (entry?: Partial<AuditEntry>, vars?: Partial<Record<keyof AuditEntry, string>>) =>
       entry ? `ops_report audit ${auditTemplate({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', ...entry } as AuditEntry, vars ?? {})}` : 'ops_report let_go';
-    const end = (to: string) => parseReports(execFileSync('bash', ['-c', scriptText(rollbackStep(e, to, ':', { done: 'ops_report done', refused: refusedOrNoop(unlock) }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }));
+    const end = (to: string) => parseReports(execFileSync('bash', ['-s'], { input: scriptText(rollbackStep(e, to, ':', { done: 'ops_report done', refused: refusedOrNoop(unlock) })), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }));
     const noop = end(LIVE);
     expect(JSON.parse(at(noop, 'audit')!)).toEqual({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', result: 'no-op', message: 'already live', release: LIVE, previous: LIVE });
     expect(at(noop, 'let_go')).toBeUndefined();
@@ -413,7 +414,7 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
     const guarded = (unit: string) =>
-      parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
+      parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` }), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
     // masked for good, or until the next boot (systemctl mask --runtime: is-enabled says masked-runtime)
     for (const unit of ['masked', 'masked-runtime']) {
       const masked = guarded(unit);
@@ -441,14 +442,14 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const step = rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: 'ops_report done', refused: 'ops_report refused' });
     const bin = supervisord(true);
-    const r = parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    const r = parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
     expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_slot'), at(r, 'rollback_exit')]).toEqual(['ports_taken', '', undefined, undefined, undefined]);
     expect(existsSync(join(bin, 'used'))).toBe(false);
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
     expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
     // Nothing to go back to is said as such, whatever the ports.
     writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
-    const none = parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    const none = parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
     expect(at(none, 'rollback')).toBe('none');
   });
 
@@ -459,7 +460,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
-    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
+    const r = spawnSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
     const reports = parseReports(r.stdout);
     expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
     expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");
@@ -477,7 +478,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\necho \'nginx: [emerg] unknown directive "x" in /etc/nginx/sites-enabled/handmade:1\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' }, 'app=01234567,programs=89abcdef');
-    const reports = () => parseReports(spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
+    const reports = () => parseReports(spawnSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
     const sums = `${'1'.repeat(64)} ${'2'.repeat(64)}`;
     const files = (id: string, dotenv: string, environ: string) => {
       writeFileSync(join(base, 'releases', id, '.env'), dotenv);

@@ -57,14 +57,16 @@ function setValueFromInput(text: string): string {
 }
 
 /**
- * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput.
+ * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
+ * for a one-line value that ends in a newline, which setValueFromInput would drop).
  * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text.
  */
-async function valueFromStdin(ctx: CommandContext, env: string, key: string): Promise<string> {
+async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean): Promise<string> {
   if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-  const value = setValueFromInput(decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint));
+  const text = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint);
+  const value = exact ? text : setValueFromInput(text);
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
 }
@@ -260,6 +262,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     options: {
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
       empty: { type: 'boolean', description: 'set the empty value (stdin is not read): an empty stdin is refused, as a value lost on the way' },
+      exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
@@ -267,6 +270,8 @@ included (a PEM key, a certificate):
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt
   ops secrets set prod tls.key < server.key
+With --exact stdin is taken byte for byte, nothing dropped (a one-line value that ends in a newline):
+  printf 'line\n' | ops secrets set prod motd --exact
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
@@ -289,7 +294,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
-      const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key);
+      const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
       // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
       const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
       const weak = weakParts(value);

@@ -184,7 +184,9 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     // The terminal: the two steps are siblings (not one nested in the other), the build's lines say they are its own.
     expect(out).toMatch(/^▸ \S+ · python dependencies$/m);
     expect(out).toMatch(/^▸ \S+ · build$/m);
-    expect(out).toMatch(/^ {2}\S+ \[build\] cd client && npm run build$/m);
+    // Tagged once both channels are open: the build's first line (its command) may come before the Python set's opens.
+    expect(out).toMatch(/^ {2}\S+ (\[build\] )?cd client && npm run build$/m);
+    expect(out).toMatch(/^ {2}\S+ \[build\] > vite build$/m);
     expect(await stillWorking()).toBe('');
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(/^interrupted by SIGTERM during .*build on /));

@@ -90,9 +90,10 @@ beforeAll(async () => {
   writeFileSync(KEY, id.keyFile, { mode: 0o600 });
   await setEnvRule(project.root, 'e2e', [id.recipient]);
   await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ database_url: DB_URL, passwords: { 'admin@example.org': ADMIN_PASSWORD } }) as MapNode, { recipients: [id.recipient] }).save();
-  // The hard values go in as a user puts them: `ops secrets set` reads stdin and drops one trailing newline.
+  // The hard values go in as a user puts them: a one-line value with the newline echo adds (`ops secrets set` drops
+  // it), one with a line break as a file gives it (kept exact), one ending in a newline with --exact.
   for (const [i, v] of HARD.entries()) {
-    const r = await cli(['secrets', 'set', 'e2e', `hard.v${i}`], `${v}\n`);
+    const r = /[\r\n]/.test(v) ? await cli(['secrets', 'set', 'e2e', `hard.v${i}`, ...(/[\r\n]/.test(v.replace(/\r?\n$/, '')) ? [] : ['--exact'])], v) : await cli(['secrets', 'set', 'e2e', `hard.v${i}`], `${v}\n`);
     expect(r.code, r.err).toBe(0);
   }
 }, 900_000);

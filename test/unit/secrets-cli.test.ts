@@ -194,7 +194,14 @@ describe('ops secrets set / show / decrypt', () => {
       expect(r.code, JSON.stringify(input)).toBe(0);
       expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(input)).toBe(want);
     }
+    // --exact: byte for byte, the one way to store a one-line value ending in a newline.
+    for (const v of ['one line\n', 'crlf\r\n', 'two\nlines\n\n', 'plain']) {
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'tls.key', '--exact'], e.env, v)).code, JSON.stringify(v)).toBe(0);
+      expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(v)).toBe(v);
+    }
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'tls.key', '--exact'], e.env, '')).err).toContain('no value on stdin');
     const help = await cli(e.root, ['secrets', 'set', '--help'], e.env);
+    expect(help.out).toContain('--exact');
     expect(help.out).toContain('a one-line value loses the one newline');
     expect(help.out).toContain('--empty');
   });

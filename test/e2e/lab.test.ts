@@ -292,8 +292,8 @@ describe('bullseye host (the seed VMs run bullseye)', () => {
         'cd app',
         'python3 -m venv venv',
         'venv/bin/pip --version | cut -d" " -f1-2',
-        // Bullseye's pip 20.3: hash-checking mode, wheels for Python 3.9, from the cache (the host reaches nothing else).
-        `timeout 600 venv/bin/pip install -q --index-url ${cmd(lab.pypiIndexUrl)} --trusted-host ${cmd(new URL(lab.pypiIndexUrl).host)} --require-hashes -r requirements.txt`,
+        // Bullseye's pip 20.3: hash-checking mode, wheels for Python 3.9, from the cache (the host reaches nothing else). pip waits 60 s a read (15 by default): the cache fetches what it lacks from PyPI first, slower on a loaded machine.
+        `timeout 600 venv/bin/pip install -q --timeout 60 --index-url ${cmd(lab.pypiIndexUrl)} --trusted-host ${cmd(new URL(lab.pypiIndexUrl).host)} --require-hashes -r requirements.txt`,
         'make migrate',
         'setsid venv/bin/python -m server.main >api.log 2>&1 </dev/null &',
         'for i in $(seq 150); do curl -sf http://127.0.0.1:3579/health >/dev/null && break; sleep 0.2; done',

@@ -269,7 +269,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       if (away) renameSync(KEY, `${KEY}.away`);
       try {
         const reporter = new MemoryReporter();
-        await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 200, slots: 'both' });
+        // Enough lines to reach it: the status loop, the health checks and the through-nginx checks of two deploys log since.
+        await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5000, slots: 'both' });
         expect(reporter.text()).toContain('starting with passphrase ***');
         expect(reporter.text()).not.toMatch(WORDS);
       } finally {

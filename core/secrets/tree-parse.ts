@@ -226,8 +226,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString)
-        if (yamlScalarText(v) !== text || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString);
+        // not a float typed in the exponent form it reaches the .env in (1e-7), only printed back with a "." (1.0e-7)
+        const sameExponent = v.type === 'float' && /e/.test(text) && String(v.value) === text;
+        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes

@@ -3,12 +3,12 @@
 // is offered back to the editor or dropped, never half-written; the temporary directory is removed
 // whatever happens (a signal aborts the edit and still cleans up).
 import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
 import { ChangedOnDiskError, shownPath } from './atomic.ts';
-import { SecretsFile } from './sops.ts';
+import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type TreeChanges, type TreeNode, diffTrees, forEachLeaf, getEntry, showPath } from './tree.ts';
@@ -158,15 +158,17 @@ function envOf(file: string): string {
 /**
  * Keep an edit that could not be saved (the file changed on disk under it) aside, encrypted to `recipients` as the
  * secrets file is, never as plaintext: `<name>.unsaved-edit-<UTC time>.sops.<ext>` beside `file` (`-2`, `-3`... when
- * that name is taken, e.g. two in the same second). @returns its path. @throws the write's error (OpsError: nothing kept).
+ * that name is taken, e.g. two in the same second), mode 0600, or the secrets file's own where that is stricter
+ * (0400 stays 0400). @returns its path. @throws the write's error (OpsError: nothing kept).
  */
 async function keepAside(file: string, tree: MapNode, recipients: string[], format: Format, now = new Date()): Promise<string> {
+  const mode = SECRETS_FILE_MODE & (await stat(file).then((s) => s.mode & 0o777, () => SECRETS_FILE_MODE));
   const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
   const stem = basename(file).replace(/\.sops\.(ya?ml|json)$/i, '').replace(/\.(ya?ml|json)$/i, '');
   const ext = format === 'json' ? 'json' : 'yaml';
   for (let n = 1; n <= 100; n++) {
     const aside = join(dirname(file), `${stem}.unsaved-edit-${stamp}${n > 1 ? `-${n}` : ''}.sops.${ext}`);
-    const f = SecretsFile.create(aside, tree, { recipients, format });
+    const f = SecretsFile.create(aside, tree, { recipients, format, mode });
     try {
       await f.save(); // written only where no file is: over null (writeIfUnchanged)
       return aside;
@@ -319,7 +321,9 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           beforeData = now.data;
           original = conflictNote(shown, meanwhile!, conflicts) + text;
           for (const c of constructsOf(now.plaintext(), secrets.format)) allowed.add(constructId(c));
-          await writeFile(tmp, original, { mode: 0o600 });
+          // a new file, 0600: the editor may have replaced the one it was given with one of the umask's mode (0644)
+          await rm(tmp, { force: true });
+          await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
           continue;
         }
         const stop = aborted();

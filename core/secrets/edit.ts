@@ -72,8 +72,7 @@ export function retypedWarning(retyped: Retyped[], format: Format, would: 'would
 
 /** The type and text of the scalar at `path` (keys and list indexes), as diffTrees compares them; undefined where there is none. */
 function leafText(tree: MapNode, path: (string | number)[]): string | undefined {
-  let node: TreeNode | undefined = tree;
-  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  const node = nodeAt(tree, path);
   return node?.kind === 'scalar' ? `${node.type}:${scalarText(node)}` : undefined;
 }
 
@@ -89,7 +88,34 @@ const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
   anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
   comment: 'starts with "#", which YAML reads as a comment: the key would hold nothing (null)',
   trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
+  'flow-map': 'held text, and now starts with "{", which YAML reads as a map written on one line: a map would be stored, not this text (for a map, write it in block form, one "key: value" per line below the key)',
+  'flow-list': 'held text, and now starts with "[", which YAML reads as a list written on one line: a list would be stored, not this text (for a list, write it in block form, one "- item" per line below the key)',
+  null: 'held text, and now is a word YAML reads as null (null, Null, NULL or ~): the key would hold no value, not this text (for no value, leave it empty: key:)',
 };
+
+/** Constructs that change what a value typed plain means only where it replaces text (a string before). */
+const ONLY_OVER_TEXT: ReadonlySet<YamlConstruct['kind']> = new Set(['flow-map', 'flow-list', 'null']);
+
+/** The node at `path` (keys and list indexes) of `tree`; undefined where there is none. */
+function nodeAt(tree: MapNode, path: (string | number)[]): TreeNode | undefined {
+  let node: TreeNode | undefined = tree;
+  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  return node;
+}
+
+/**
+ * The constructs of an edited text (`found`) to refuse: each not `allowed` (the text as opened had it), and, for a
+ * flow map or list or a null word, only where the file (`before`) held a string: typed over a password, `{abc}` or
+ * `~` is text meant; for a new key, a list or null may be meant.
+ */
+function refusedConstructs(found: YamlConstruct[], allowed: (c: YamlConstruct) => boolean, before: MapNode): YamlConstruct[] {
+  return found.filter((c) => {
+    if (allowed(c)) return false;
+    if (!ONLY_OVER_TEXT.has(c.kind)) return true;
+    const was = nodeAt(before, c.path);
+    return was?.kind === 'scalar' && was.type === 'str' && !was.bytes;
+  });
+}
 
 /** A construct as compared between texts: kind, tag and path (never shown: the tag is typed text). */
 const constructId = (c: YamlConstruct) => JSON.stringify([c.kind, c.tag ?? '', c.path]);
@@ -212,7 +238,7 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
       const retyped: Retyped[] = [];
       const t = parseTree(fromEditor, base.format, { file: 'the edited text', keys: 'lenient', retyped, constructs: found });
       if (treeEquals(t, base.tree)) return result;
-      if (found.every(allowed) && retyped.every((r) => leafText(base.tree, r.path) === leafText(t, r.path)) && !getEntry(t, 'sops')) tree = t;
+      if (refusedConstructs(found, allowed, base.tree).length === 0 && retyped.every((r) => leafText(base.tree, r.path) === leafText(t, r.path)) && !getEntry(t, 'sops')) tree = t;
     } catch (e) {
       if (!(e instanceof OpsError)) throw e; // not valid YAML: kept whole below
     }
@@ -235,7 +261,8 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
- * `#` comment, a plain value followed by ` #` on its line: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
+ * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
+ * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
@@ -305,7 +332,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
           // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
           // text had as opened, e.g. a binary value sops writes as `!!binary`)
-          const meant = found.filter((c) => !allowed.has(constructId(c)));
+          const meant = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
           if (meant.length) {
             const stop = await offerBack(
               constructWarning(meant),

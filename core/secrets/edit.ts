@@ -396,9 +396,10 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
               (now ? (names.length ? `keys changed there meanwhile: ${names.join(', ')}` : 'its values are the same (only its text or encryption changed)') : 'it can no longer be opened (removed?)') +
               '; your edit is not saved yet',
           );
-          if (now && conflicts < CONFLICT_ROUNDS && (await io.confirm(`Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] `))) {
-            const stop = aborted();
-            if (stop) return stop;
+          const again = now !== undefined && conflicts < CONFLICT_ROUNDS && (await io.confirm(`Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] `));
+          // interrupted meanwhile (Ctrl-C at the question): the edit is kept aside all the same
+          const stop = aborted();
+          if (now && again && !stop) {
             conflicts++;
             base = now;
             before = now.tree;
@@ -411,8 +412,6 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
             continue;
           }
-          const stop = aborted();
-          if (stop) return stop;
           let aside: string;
           try {
             aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
@@ -421,9 +420,10 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             throw new OpsError(`this edit was not saved (${shown} keeps the other command's change), and could not be kept aside either: ${err.message}; your edit is lost`, err.hint);
           }
           kept = true;
+          const why = stop && stop.status === 'aborted' ? `${stop.reason.replace(/; nothing was changed$/, '')}: this edit was not saved` : 'this edit was not saved';
           return {
             status: 'aborted',
-            reason: `this edit was not saved (the file keeps the other command's change); your edit is kept, encrypted to the file's recipients, in ${aside}${mergeHint(aside, secrets.file)}`,
+            reason: `${why} (the file keeps the other command's change); your edit is kept, encrypted to the file's recipients, in ${aside}${mergeHint(aside, secrets.file)}`,
           };
         }
       }

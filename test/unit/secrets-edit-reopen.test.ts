@@ -137,6 +137,26 @@ describe('ops secrets edit: an abort in a round reopened after a change on disk 
     expect(decrypt(s, '["also"]').out).toBe('Zq8-second-round');
   });
 
+  it('a signal at the question whether to reopen (Ctrl-C at the prompt): the edit kept aside all the same', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const abort = new AbortController();
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => {
+        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: Zq8-typed-by-me\n`);
+        const f = await s.open();
+        f.set(['theirs'], str('Zq8-their-value'));
+        await f.save();
+        return { code: 0, signal: null };
+      },
+      // as the CLI's prompt: an abort answers it (false)
+      confirm: async () => (abort.abort('SIGINT'), false),
+      warn: () => undefined,
+      signal: abort.signal,
+    });
+    expect(r).toMatchObject({ status: 'aborted', reason: expect.stringMatching(/^interrupted \(SIGINT\): this edit was not saved \(the file keeps the other command's change\); your edit is kept/) });
+    expect(decrypt(s, '["mine"]').out).toBe('Zq8-typed-by-me');
+  });
+
   it('nothing kept when the text left is the file as it is now (the user took their change back)', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const { reason } = await reopened(s, async (tmp) => {

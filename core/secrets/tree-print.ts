@@ -189,7 +189,10 @@ function jsonValue(node: TreeNode, indent: string, step: string): string {
       if (node.type === 'bool') return node.value ? 'true' : 'false';
       if (node.type === 'time') return goJsonString(node.value as string);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return jsonNumberText(node);
+      // an exponent gets a "." before it (1.0e+21, still JSON): a YAML 1.1 reader (PyYAML reads a decrypted
+      // initdata.json) takes a bare 1e+21 for a string. A whole float stays digits, as Go (sops) writes it: sops 3.8
+      // stored every JSON number as a float, so 7 is what was typed
+      return node.type === 'float' ? jsonNumberText(node).replace(/^(-?\d+)e/, '$1.0e') : jsonNumberText(node);
     case 'list':
       if (node.items.length === 0) return '[]';
       return `[\n${node.items.map((v) => inner + jsonValue(v, inner, step)).join(',\n')}\n${indent}]`;

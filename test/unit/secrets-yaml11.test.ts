@@ -8,7 +8,7 @@ import { decryptFile } from '../../core/secrets/index.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { yaml11Retypes } from '../../core/secrets/yaml11.ts';
 import { parseTree, type Retyped } from '../../core/secrets/tree-parse.ts';
-import { toYaml } from '../../core/secrets/tree-print.ts';
+import { LEGACY_LAYOUT, printTree, toYaml } from '../../core/secrets/tree-print.ts';
 import type { MapNode } from '../../core/secrets/tree.ts';
 import { cli, newEnv } from './secrets.helpers.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
@@ -86,6 +86,19 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     expect(withPyyaml(SAFE_LOAD_REPR, toYaml(tree, 4))).toEqual(expected);
     // and the printed text is read back by the YAML 1.2 parser (sops's) as the same floats
     expect(parseTree(shown.out, 'yaml', { file: 'out' })).toEqual(decrypted.tree);
+  });
+
+  it('decrypted JSON (an initdata.json the loader reads with PyYAML): a float in exponent form comes back as the same float', () => {
+    const floats = [1e21, -1e21, 1e-7, 5e-324, -2e-3, 1.7976931348623157e308, 1.5e300, 0.5];
+    // as sops's JSON store reads the plain file (every number here a float)
+    const tree = parseTree(`{${floats.map((v, i) => `"v${i}": ${String(v)}`).join(', ')}}\n`, 'json', { file: 'src' });
+    // in the layout of a file sops 3.8 wrote (two spaces; PyYAML refuses the tabs sops 3.13 indents JSON with)
+    const text = printTree(tree, 'json', LEGACY_LAYOUT);
+    // still JSON, with the same numbers
+    expect(JSON.parse(text)).toEqual(Object.fromEntries(floats.map((v, i) => [`v${i}`, v])));
+    expect(parseTree(text, 'json', { file: 'out' })).toEqual(tree);
+    const want = withPyyaml('import json, sys\nprint(json.dumps([repr(float(s)) for s in json.load(sys.stdin)]))', JSON.stringify(floats.map(String))) as string[];
+    expect(withPyyaml(SAFE_LOAD_REPR, text)).toEqual(want.map((r, i) => [`'v${i}'`, r]));
   });
 
   it('a string a YAML 1.1 writer (PyYAML) leaves bare that YAML 1.2 reads as a number is named when encrypted (1e5, 1.0e5, 0o17)', () => {

@@ -11,6 +11,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { auditReason, OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets } from '../secrets/tree-parse.ts';
+import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
 import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
 import { renderDotenv } from '../dotenv.ts';
@@ -59,7 +60,8 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   if (isSopsText(raw, format)) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
-    text = decrypted.plaintext;
+    // JSON as sops 3.13 writes it is indented with tabs, which PyYAML (the sample app's loader) refuses: spaces
+    text = format === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext;
   }
   // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and
   // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the

@@ -66,9 +66,10 @@ export async function writeFileAtomic(file: string, content: string | Buffer, mo
   }
 }
 
-async function replaceFile(file: string, content: string | Buffer, mode?: number): Promise<void> {
+/** Replace `file` (temporary file + rename), with `mode`, else the file's own, else (a new file) `newMode`. */
+async function replaceFile(file: string, content: string | Buffer, mode?: number, newMode = 0o644): Promise<void> {
   const dir = dirname(file);
-  const keep = mode ?? (await stat(file).then((s) => s.mode & 0o777, () => 0o644));
+  const keep = mode ?? (await stat(file).then((s) => s.mode & 0o777, () => newMode));
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', keep);
   try {
@@ -106,9 +107,11 @@ export class ChangedOnDiskError extends OpsError {}
  * read-modify-write without it silently dropped the other's change). The lock is proper-lockfile's (an
  * `<file>.lock` directory beside it, mkdir being atomic; seen as stale after 10 s, its holder having died), waited
  * for about 15 s (past that staleness). `shown`: the path in messages (as typed, when under the current directory).
+ * The file keeps its mode; one not there yet is created with `newMode` (default 0644; 0600 for secrets: SecretsFile),
+ * its temporary file too, so that its content is never readable by others, not even for a moment.
  * @throws ChangedOnDiskError, OpsError when the lock stays taken, or the write's error.
  */
-export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file)): Promise<void> {
+export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file), newMode = 0o644): Promise<void> {
   // a link is written through, and the lock taken on the file it points to: two links to one file share its lock
   const target = await writeTarget(file, shown);
   let release: () => Promise<void>;
@@ -133,7 +136,7 @@ export async function writeIfUnchanged(file: string, content: string | Buffer, e
         'run the command again: it reads the file as it is now',
       );
     try {
-      await replaceFile(target, content);
+      await replaceFile(target, content, undefined, newMode);
     } catch (e) {
       throw writeError(e, target, shown);
     }

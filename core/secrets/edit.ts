@@ -3,15 +3,15 @@
 // is offered back to the editor or dropped, never half-written; the temporary directory is removed
 // whatever happens (a signal aborts the edit and still cleans up).
 import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
 import { ChangedOnDiskError, shownPath } from './atomic.ts';
-import { SecretsFile } from './sops.ts';
+import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
-import { type Format, type MapNode, type TreeChanges, type TreeNode, diffTrees, forEachLeaf, getEntry, showPath } from './tree.ts';
+import { type Format, type MapNode, type TreeChanges, type TreeNode, bytesNode, diffTrees, forEachLeaf, getEntry, showPath, str, treeEquals } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 import { weakSecretWarnings } from './weak.ts';
 
@@ -72,8 +72,7 @@ export function retypedWarning(retyped: Retyped[], format: Format, would: 'would
 
 /** The type and text of the scalar at `path` (keys and list indexes), as diffTrees compares them; undefined where there is none. */
 function leafText(tree: MapNode, path: (string | number)[]): string | undefined {
-  let node: TreeNode | undefined = tree;
-  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  const node = nodeAt(tree, path);
   return node?.kind === 'scalar' ? `${node.type}:${scalarText(node)}` : undefined;
 }
 
@@ -89,7 +88,34 @@ const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
   anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
   comment: 'starts with "#", which YAML reads as a comment: the key would hold nothing (null)',
   trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
+  'flow-map': 'held text, and now starts with "{", which YAML reads as a map written on one line: a map would be stored, not this text (for a map, write it in block form, one "key: value" per line below the key)',
+  'flow-list': 'held text, and now starts with "[", which YAML reads as a list written on one line: a list would be stored, not this text (for a list, write it in block form, one "- item" per line below the key)',
+  null: 'held text, and now is a word YAML reads as null (null, Null, NULL or ~): the key would hold no value, not this text (for no value, leave it empty: key:)',
 };
+
+/** Constructs that change what a value typed plain means only where it replaces text (a string before). */
+const ONLY_OVER_TEXT: ReadonlySet<YamlConstruct['kind']> = new Set(['flow-map', 'flow-list', 'null']);
+
+/** The node at `path` (keys and list indexes) of `tree`; undefined where there is none. */
+function nodeAt(tree: MapNode, path: (string | number)[]): TreeNode | undefined {
+  let node: TreeNode | undefined = tree;
+  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  return node;
+}
+
+/**
+ * The constructs of an edited text (`found`) to refuse: each not `allowed` (the text as opened had it), and, for a
+ * flow map or list or a null word, only where the file (`before`) held a string: typed over a password, `{abc}` or
+ * `~` is text meant; for a new key, a list or null may be meant.
+ */
+function refusedConstructs(found: YamlConstruct[], allowed: (c: YamlConstruct) => boolean, before: MapNode): YamlConstruct[] {
+  return found.filter((c) => {
+    if (allowed(c)) return false;
+    if (!ONLY_OVER_TEXT.has(c.kind)) return true;
+    const was = nodeAt(before, c.path);
+    return was?.kind === 'scalar' && was.type === 'str' && !was.bytes;
+  });
+}
 
 /** A construct as compared between texts: kind, tag and path (never shown: the tag is typed text). */
 const constructId = (c: YamlConstruct) => JSON.stringify([c.kind, c.tag ?? '', c.path]);
@@ -158,15 +184,17 @@ function envOf(file: string): string {
 /**
  * Keep an edit that could not be saved (the file changed on disk under it) aside, encrypted to `recipients` as the
  * secrets file is, never as plaintext: `<name>.unsaved-edit-<UTC time>.sops.<ext>` beside `file` (`-2`, `-3`... when
- * that name is taken, e.g. two in the same second). @returns its path. @throws the write's error (OpsError: nothing kept).
+ * that name is taken, e.g. two in the same second), mode 0600, or the secrets file's own where that is stricter
+ * (0400 stays 0400). @returns its path. @throws the write's error (OpsError: nothing kept).
  */
 async function keepAside(file: string, tree: MapNode, recipients: string[], format: Format, now = new Date()): Promise<string> {
+  const mode = SECRETS_FILE_MODE & (await stat(file).then((s) => s.mode & 0o777, () => SECRETS_FILE_MODE));
   const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
   const stem = basename(file).replace(/\.sops\.(ya?ml|json)$/i, '').replace(/\.(ya?ml|json)$/i, '');
   const ext = format === 'json' ? 'json' : 'yaml';
   for (let n = 1; n <= 100; n++) {
     const aside = join(dirname(file), `${stem}.unsaved-edit-${stamp}${n > 1 ? `-${n}` : ''}.sops.${ext}`);
-    const f = SecretsFile.create(aside, tree, { recipients, format });
+    const f = SecretsFile.create(aside, tree, { recipients, format, mode });
     try {
       await f.save(); // written only where no file is: over null (writeIfUnchanged)
       return aside;
@@ -177,18 +205,71 @@ async function keepAside(file: string, tree: MapNode, recipients: string[], form
   throw new OpsError(`cannot keep the unsaved edit beside ${shownPath(file)}: 100 files named ${stem}.unsaved-edit-${stamp}*.sops.${ext} already exist`, 'remove the old unsaved edits');
 }
 
+/** How to merge an edit kept aside at `aside` (shown) into `file`, for the end of an abort reason. */
+function mergeHint(aside: string, file: string): string {
+  const env = envOf(file);
+  return `\n  to merge it: compare \`ops secrets decrypt ${aside}\` with \`ops secrets show ${env}\`, bring your changes in with \`ops secrets edit ${env}\`, then delete ${aside}`;
+}
+
+/** The key an edit kept aside holds the user's whole text under, when that text could not be stored as it stands. */
+export const UNSAVED_TEXT_KEY = 'unsaved_edit_text';
+
+/**
+ * An edit aborted in a reopened round (`result`), kept aside (keepAside, encrypted to `base`'s recipients) so that
+ * nothing typed is lost: the editor's text as left (`typed`, its bytes; blank or unreadable: `yours`, the text it was
+ * reopened on), as YAML values when it parses to what was typed (no construct `allowed` refuses, nothing retyped),
+ * else whole, as one value (UNSAVED_TEXT_KEY; not UTF-8: its bytes, a binary value). Nothing is kept when the text
+ * is the file's as it is now (`base`). @returns `result`, its reason naming the file kept and how to merge it.
+ * @throws OpsError when it cannot be written (the abort reason said, the edit lost).
+ */
+async function keepReopened(result: { status: 'aborted'; reason: string }, typed: Buffer | undefined, yours: string, base: SecretsFile, allowed: (c: YamlConstruct) => boolean): Promise<EditResult> {
+  let text: string | undefined;
+  try {
+    text = typed && dropNote(decodeUtf8(typed, 'the edited text'));
+  } catch {
+    text = undefined; // not UTF-8: kept as its bytes below
+  }
+  const fromEditor = text !== undefined && !isBlank(text) ? text : typed && text === undefined ? undefined : yours;
+  let tree: MapNode | undefined;
+  if (fromEditor !== undefined) {
+    if (fromEditor === base.plaintext()) return result;
+    try {
+      const found: YamlConstruct[] = [];
+      const retyped: Retyped[] = [];
+      const t = parseTree(fromEditor, base.format, { file: 'the edited text', keys: 'lenient', retyped, constructs: found });
+      if (treeEquals(t, base.tree)) return result;
+      if (refusedConstructs(found, allowed, base.tree).length === 0 && retyped.every((r) => leafText(base.tree, r.path) === leafText(t, r.path)) && !getEntry(t, 'sops')) tree = t;
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e; // not valid YAML: kept whole below
+    }
+  }
+  const whole: MapNode = { kind: 'map', entries: [[UNSAVED_TEXT_KEY, fromEditor !== undefined ? str(fromEditor) : bytesNode(typed!)]] };
+  let aside: string;
+  try {
+    aside = shownPath(await keepAside(base.file, tree ?? whole, base.recipients, base.format));
+  } catch (err) {
+    if (!(err instanceof OpsError)) throw err;
+    throw new OpsError(`${result.reason}; your edit could not be kept aside either: ${err.message}; it is lost`, err.hint);
+  }
+  const how = tree ? '' : ` (as you left it, which could not be saved as it stands: whole, as the value ${UNSAVED_TEXT_KEY})`;
+  return { status: 'aborted', reason: `${result.reason}; your edit is kept, encrypted to the file's recipients, in ${aside}${how}${mergeHint(aside, base.file)}` };
+}
+
 /**
  * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
- * `#` comment, a plain value followed by ` #` on its line: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
+ * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
+ * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
  * answer), or past the third, the edit is kept aside, encrypted to the file's recipients (keepAside), and named in
- * the abort reason with how to merge it; the file keeps the other command's change.
+ * the abort reason with how to merge it; the file keeps the other command's change. An abort in a reopened round (a
+ * refusal answered no, the editor failing, an emptied text, a signal) keeps the user's text aside the same way
+ * (keepReopened), unless it is the file's as it is now.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
@@ -217,129 +298,141 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
       if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) return aborted();
       return aborted() ?? { status: 'aborted', reason };
     };
-    for (;;) {
-      const exit = await io.edit(tmp);
-      const stop = aborted();
-      if (stop) return stop;
-      if (exit.signal || exit.code !== 0) {
-        const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-        return { status: 'aborted', reason: `the editor ${how}; nothing was changed` };
-      }
-      const bytes = await readFile(tmp);
-      // after a change on disk, the text shown is the user's edit, not the file: saved even when left as it is
-      if (conflicts === 0 && bytes.equals(Buffer.from(original, 'utf8'))) return { status: 'unchanged' };
-      let text: string;
-      try {
-        // strictly: bytes that are not UTF-8 are offered back like invalid YAML, never stored as U+FFFD
-        text = dropNote(decodeUtf8(bytes, 'the edited text'));
-        // An emptied buffer is how editors abort (vim's :cq aside, git's "empty commit message"), or a slip:
-        // never read as "delete every secret".
-        if (isBlank(text)) {
-          if (original === '') return { status: 'unchanged' };
-          return {
-            status: 'aborted',
-            reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
-          };
-        }
-        const typed: Retyped[] = [];
-        const found: YamlConstruct[] = [];
-        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
-        // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
-        // text had as opened, e.g. a binary value sops writes as `!!binary`)
-        const meant = found.filter((c) => !allowed.has(constructId(c)));
-        if (meant.length) {
-          const stop = await offerBack(
-            constructWarning(meant),
-            `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
-          );
-          if (stop) return stop;
-          continue;
-        }
-        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
-        // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
-        const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
-        if (retyped.length) {
-          const stop = await offerBack(
-            retypedWarning(retyped, secrets.format, 'would not be'),
-            `${retyped.map((r) => showPath(r.path)).join(', ')} would not be stored as typed (quote ${retyped.length === 1 ? 'it' : 'them'}); nothing was changed`,
-          );
-          if (stop) return stop;
-          continue;
-        }
-        base.setTree(tree);
-      } catch (e) {
-        if (!(e instanceof OpsError)) throw e;
-        const stop = await offerBack(e.message, 'the edited text was not valid; nothing was changed');
-        if (stop) return stop;
-        continue;
-      }
-      // a value every deploy or provision would refuse (a placeholder, a .env value its readers would not read back, a
-      // packages secret provision would not write): offered back as invalid text is
-      try {
-        io.check?.(beforeData, base.data);
-      } catch (e) {
-        if (!(e instanceof OpsError)) throw e;
-        const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy or provision (see above); nothing was changed');
-        if (stop) return stop;
-        continue;
-      }
-      const changes = diffTrees(before, base.tree);
-      // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
-      const old = new Map<string, string | undefined>();
-      forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
-      for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
-      const stop3 = aborted();
-      if (stop3) return stop3;
-      try {
-        return (await base.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
-      } catch (e) {
-        if (!(e instanceof ChangedOnDiskError)) throw e;
-        // Another command wrote the file while the editor was open: its change stays, and so does this edit (the
-        // editor again on it, or kept aside encrypted), never written over the other's unseen.
-        const edited = base.tree;
-        let now: SecretsFile | undefined;
-        try {
-          now = await base.reopen();
-        } catch (err) {
-          if (!(err instanceof OpsError)) throw err; // removed, or no longer a sops file this key opens: kept aside below
-        }
-        const meanwhile = now ? diffTrees(before, now.tree) : undefined;
-        const names = meanwhile ? [...meanwhile.added, ...meanwhile.changed, ...meanwhile.removed] : [];
-        io.warn(
-          `${shown} was changed by another command while it was open in the editor (another ops secrets command, a git checkout or pull?); ` +
-            (now ? (names.length ? `keys changed there meanwhile: ${names.join(', ')}` : 'its values are the same (only its text or encryption changed)') : 'it can no longer be opened (removed?)') +
-            '; your edit is not saved yet',
-        );
-        if (now && conflicts < CONFLICT_ROUNDS && (await io.confirm(`Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] `))) {
-          const stop = aborted();
-          if (stop) return stop;
-          conflicts++;
-          base = now;
-          before = now.tree;
-          beforeData = now.data;
-          original = conflictNote(shown, meanwhile!, conflicts) + text;
-          for (const c of constructsOf(now.plaintext(), secrets.format)) allowed.add(constructId(c));
-          await writeFile(tmp, original, { mode: 0o600 });
-          continue;
-        }
+    // the user's text the editor was last reopened on (without the note), once the file changed on disk under an edit
+    let yours: string | undefined;
+    // set once the edit was kept aside (keepAside): an abort then has nothing more to keep
+    let kept = false;
+    const result = await (async (): Promise<EditResult> => {
+      for (;;) {
+        const exit = await io.edit(tmp);
         const stop = aborted();
         if (stop) return stop;
-        let aside: string;
-        try {
-          aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
-        } catch (err) {
-          if (!(err instanceof OpsError)) throw err;
-          throw new OpsError(`this edit was not saved (${shown} keeps the other command's change), and could not be kept aside either: ${err.message}; your edit is lost`, err.hint);
+        if (exit.signal || exit.code !== 0) {
+          const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+          return { status: 'aborted', reason: `the editor ${how}; nothing was changed` };
         }
-        const env = envOf(secrets.file);
-        return {
-          status: 'aborted',
-          reason:
-            `this edit was not saved (the file keeps the other command's change); your edit is kept, encrypted to the file's recipients, in ${aside}` +
-            `\n  to merge it: compare \`ops secrets decrypt ${aside}\` with \`ops secrets show ${env}\`, bring your changes in with \`ops secrets edit ${env}\`, then delete ${aside}`,
-        };
+        const bytes = await readFile(tmp);
+        // after a change on disk, the text shown is the user's edit, not the file: saved even when left as it is
+        if (conflicts === 0 && bytes.equals(Buffer.from(original, 'utf8'))) return { status: 'unchanged' };
+        let text: string;
+        try {
+          // strictly: bytes that are not UTF-8 are offered back like invalid YAML, never stored as U+FFFD
+          text = dropNote(decodeUtf8(bytes, 'the edited text'));
+          // An emptied buffer is how editors abort (vim's :cq aside, git's "empty commit message"), or a slip:
+          // never read as "delete every secret".
+          if (isBlank(text)) {
+            if (original === '') return { status: 'unchanged' };
+            return {
+              status: 'aborted',
+              reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
+            };
+          }
+          const typed: Retyped[] = [];
+          const found: YamlConstruct[] = [];
+          const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
+          // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
+          // text had as opened, e.g. a binary value sops writes as `!!binary`)
+          const meant = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
+          if (meant.length) {
+            const stop = await offerBack(
+              constructWarning(meant),
+              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
+          // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
+          const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
+          if (retyped.length) {
+            const stop = await offerBack(
+              retypedWarning(retyped, secrets.format, 'would not be'),
+              `${retyped.map((r) => showPath(r.path)).join(', ')} would not be stored as typed (quote ${retyped.length === 1 ? 'it' : 'them'}); nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          base.setTree(tree);
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          const stop = await offerBack(e.message, 'the edited text was not valid; nothing was changed');
+          if (stop) return stop;
+          continue;
+        }
+        // a value every deploy or provision would refuse (a placeholder, a .env value its readers would not read back, a
+        // packages secret provision would not write): offered back as invalid text is
+        try {
+          io.check?.(beforeData, base.data);
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          const stop = await offerBack(formatError(e), 'a changed value would be refused by every deploy or provision (see above); nothing was changed');
+          if (stop) return stop;
+          continue;
+        }
+        const changes = diffTrees(before, base.tree);
+        // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
+        const old = new Map<string, string | undefined>();
+        forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
+        for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
+        const stop3 = aborted();
+        if (stop3) return stop3;
+        try {
+          return (await base.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
+        } catch (e) {
+          if (!(e instanceof ChangedOnDiskError)) throw e;
+          // Another command wrote the file while the editor was open: its change stays, and so does this edit (the
+          // editor again on it, or kept aside encrypted), never written over the other's unseen.
+          const edited = base.tree;
+          let now: SecretsFile | undefined;
+          try {
+            now = await base.reopen();
+          } catch (err) {
+            if (!(err instanceof OpsError)) throw err; // removed, or no longer a sops file this key opens: kept aside below
+          }
+          const meanwhile = now ? diffTrees(before, now.tree) : undefined;
+          const names = meanwhile ? [...meanwhile.added, ...meanwhile.changed, ...meanwhile.removed] : [];
+          io.warn(
+            `${shown} was changed by another command while it was open in the editor (another ops secrets command, a git checkout or pull?); ` +
+              (now ? (names.length ? `keys changed there meanwhile: ${names.join(', ')}` : 'its values are the same (only its text or encryption changed)') : 'it can no longer be opened (removed?)') +
+              '; your edit is not saved yet',
+          );
+          const again = now !== undefined && conflicts < CONFLICT_ROUNDS && (await io.confirm(`Reopen the editor on your text (with a note on what changed) to bring it in line, then save it over the file? [Y/n] `));
+          // interrupted meanwhile (Ctrl-C at the question): the edit is kept aside all the same
+          const stop = aborted();
+          if (now && again && !stop) {
+            conflicts++;
+            base = now;
+            before = now.tree;
+            beforeData = now.data;
+            original = conflictNote(shown, meanwhile!, conflicts) + text;
+            yours = text;
+            for (const c of constructsOf(now.plaintext(), secrets.format)) allowed.add(constructId(c));
+            // a new file, 0600: the editor may have replaced the one it was given with one of the umask's mode (0644)
+            await rm(tmp, { force: true });
+            await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
+            continue;
+          }
+          let aside: string;
+          try {
+            aside = shownPath(await keepAside(secrets.file, edited, (now ?? base).recipients, secrets.format));
+          } catch (err) {
+            if (!(err instanceof OpsError)) throw err;
+            throw new OpsError(`this edit was not saved (${shown} keeps the other command's change), and could not be kept aside either: ${err.message}; your edit is lost`, err.hint);
+          }
+          kept = true;
+          const why = stop && stop.status === 'aborted' ? `${stop.reason.replace(/; nothing was changed$/, '')}: this edit was not saved` : 'this edit was not saved';
+          return {
+            status: 'aborted',
+            reason: `${why} (the file keeps the other command's change); your edit is kept, encrypted to the file's recipients, in ${aside}${mergeHint(aside, secrets.file)}`,
+          };
+        }
       }
-    }
+    })();
+    // An abort in a round reopened after a change on disk (a refusal answered no, the editor failing, an emptied
+    // text, a signal) would lose an edit the user already made once: kept aside as a declined round's is.
+    if (result.status !== 'aborted' || yours === undefined || kept) return result;
+    const typed = await readFile(tmp).catch(() => undefined);
+    return keepReopened(result, typed, yours, base, (c) => allowed.has(constructId(c)));
   } finally {
     cleanup();
     process.off('exit', cleanup);

@@ -33,6 +33,12 @@ export interface Rendered {
   changed: boolean;
 }
 
+/**
+ * The mode a secrets file (a sops file, an edit kept aside) is created with: read and written by its owner only.
+ * Encrypted, it still names its recipients and shows its keys and structure; an existing file keeps its own mode.
+ */
+export const SECRETS_FILE_MODE = 0o600;
+
 /** An opened (decrypted) sops file: read its values, change them or its recipients, write it back. */
 export class SecretsFile {
   private rotated = false;
@@ -40,6 +46,8 @@ export class SecretsFile {
   private openedWith: DecryptOptions = {};
   /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
   private onDisk: string | null;
+  /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
+  private createMode = SECRETS_FILE_MODE;
   private constructor(
     readonly file: string,
     readonly format: Format,
@@ -85,8 +93,11 @@ export class SecretsFile {
     return SecretsFile.fromText(text, file, opts);
   }
 
-  /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
-  static create(file: string, tree: MapNode, opts: { recipients: string[]; format?: Format; unencryptedSuffix?: string; openWith?: DecryptOptions }): SecretsFile {
+  /**
+   * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
+   * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
+   */
+  static create(file: string, tree: MapNode, opts: { recipients: string[]; format?: Format; unencryptedSuffix?: string; openWith?: DecryptOptions; mode?: number }): SecretsFile {
     const format = opts.format ?? formatOf(file);
     const f = new SecretsFile(
       file,
@@ -101,6 +112,7 @@ export class SecretsFile {
     f.setRecipients(opts.recipients);
     f.setTree(tree);
     f.openedWith = opts.openWith ?? {};
+    if (opts.mode !== undefined) f.createMode = opts.mode;
     return f;
   }
 
@@ -319,13 +331,14 @@ export class SecretsFile {
   /**
    * Write the file atomically if anything changed, and only over the version this object read or last wrote
    * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
-   * dropped (writeIfUnchanged). Returns whether it was written.
+   * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
+   * Returns whether it was written.
    * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
    */
   async save(opts: RenderOptions = {}, replacing: string | null = this.onDisk): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
-    await writeIfUnchanged(this.file, text, replacing);
+    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode);
     this.onDisk = text;
     return true;
   }

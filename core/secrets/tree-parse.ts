@@ -30,6 +30,8 @@ export interface ParseOptions {
    * by path, kind and line (`ops secrets edit` refuses the new ones: the value would be lost or changed). A
    * `!!binary` holding base64 is not one (sops writes binary values so), nor a `!!merge` tag on a `<<` key (sops
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
+   * Also each value (not key) written as a flow collection (`{abc}` is a map, `[abc]` a list) or as a null word typed
+   * plain (`null`, `Null`, `NULL`, `~`): meant as text when it replaces a string (`ops secrets edit` decides).
    */
   constructs?: YamlConstruct[];
 }
@@ -37,7 +39,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -181,8 +183,18 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     // `key: abc #def`: the value ends before " #", the rest is a comment (a password holding " #" loses its tail)
     else if (isScalar(n) && !empty && n.type === 'PLAIN' && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: 'trailing', line });
   };
+  /** Records a value (not a key) written as a flow collection or a null word typed plain (ParseOptions.constructs). */
+  const recordValue = (node: unknown, path: (string | number)[], keyAt?: number) => {
+    const found = options.constructs;
+    if (!found || format !== 'yaml' || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf(node));
+    if ((isMap(node) || isSeq(node)) && node.flow) found.push({ path, kind: isMap(node) ? 'flow-map' : 'flow-list', line });
+    // go-yaml's null words (an empty value is null too, but typed so on purpose: not recorded)
+    else if (isScalar(node) && node.type === 'PLAIN' && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ''))) found.push({ path, kind: 'null', line });
+  };
   const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
     record(node, path, keyAt);
+    recordValue(node, path, keyAt);
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
@@ -226,8 +238,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString)
-        if (yamlScalarText(v) !== text || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString);
+        // not a float typed in the exponent form it reaches the .env in (1e-7), only printed back with a "." (1.0e-7)
+        const sameExponent = v.type === 'float' && /e/.test(text) && String(v.value) === text;
+        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes

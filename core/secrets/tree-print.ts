@@ -1,6 +1,6 @@
 // The ordered tree back to YAML or JSON text, in the layout of the sops version that wrote the file (indent,
 // metadata order), quoting strings where Go's YAML would read them as another type.
-import { Document, Pair, Scalar, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
+import { Document, type DocumentOptions, Pair, Scalar, type SchemaOptions, type ScalarTag, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { plainChangesMeaning } from './goyaml.ts';
 import { yaml11Retypes } from './yaml11.ts';
@@ -16,6 +16,39 @@ export function needsQuotesForGo(s: string): boolean {
   return s === '' || plainChangesMeaning(s) || yaml11Retypes(s);
 }
 
+/**
+ * A float as this printer writes it in YAML: JavaScript's shortest round-trip digits, always with a "." (and a
+ * signed exponent, as JavaScript writes it from 1e21 and below 1e-6), so that both YAML 1.2 (go-yaml, so sops) and
+ * YAML 1.1 (PyYAML, whose float needs a "." and a signed exponent: a bare 1e+21 is a string to it) read back this
+ * very float: 1.0e+21, 5.0e-324, 1.7976931348623157e+308, -0.0 (its sign kept), 2.0, .inf, -.inf, .nan. Pure.
+ */
+export function yamlFloatText(v: number): string {
+  if (Number.isNaN(v)) return '.nan';
+  if (!Number.isFinite(v)) return v < 0 ? '-.inf' : '.inf';
+  if (Object.is(v, -0)) return '-0.0';
+  const [digits, exp] = String(v).split('e');
+  const withPoint = digits!.includes('.') ? digits! : `${digits}.0`;
+  return exp === undefined ? withPoint : `${withPoint}e${exp}`;
+}
+
+/** The format a float Scalar is given so that FLOAT_TAG writes it (yamlFloatText). */
+const OPS_FLOAT = 'ops-float';
+
+// How a float is written: picked by its format (OPS_FLOAT), default (no `!!float` written before it). Only for
+// writing: its `test` matches nothing (the library picks among tags with one), so no plain scalar is read with it.
+const FLOAT_TAG: ScalarTag = {
+  tag: 'tag:yaml.org,2002:float',
+  format: OPS_FLOAT,
+  default: true,
+  identify: (v) => typeof v === 'number',
+  test: /(?!)/,
+  resolve: (s) => Number(s),
+  stringify: (node) => yamlFloatText(Number((node as Scalar).value)),
+};
+
+/** The options every document this printer writes is made with (the float tag above). */
+const DOC_OPTIONS: DocumentOptions & SchemaOptions = { customTags: [FLOAT_TAG] };
+
 function yamlScalar(node: ScalarNode | NullNode): Scalar {
   if (node.kind === 'null') return new Scalar(null);
   // a binary value as go-yaml v3 (so sops) writes bytes that are not UTF-8: `!!binary <base64>`, or, from 70
@@ -27,8 +60,8 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
   }
   const s = new Scalar(node.value);
   if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
-  // A float that happens to be whole keeps a ".0", so that it is read back as a float (and keeps its type)
-  if (node.type === 'float' && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  // A float is written with a "." (a whole one keeps a ".0"), so that it is read back as a float by YAML 1.2 and 1.1
+  if (node.type === 'float') s.format = OPS_FLOAT;
   // A time is written plain, as go-yaml writes it, so that it is read back as a time
   if (node.type === 'time') s.type = Scalar.PLAIN;
   return s;
@@ -36,7 +69,7 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
 
 /** A scalar as this printer writes it in YAML (what `ops secrets edit` shows for it). */
 export function yamlScalarText(node: ScalarNode): string {
-  return new Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, '');
+  return new Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, '');
 }
 
 /**
@@ -129,7 +162,7 @@ export function toYaml(tree: MapNode, indent = 2): string {
     const only = (tree.comments ?? []).map((c) => `#${c.text}\n`).join('');
     return `${only}{}\n`;
   }
-  const doc = new Document();
+  const doc = new Document(undefined, DOC_OPTIONS);
   const root = toYamlNode(tree) as YAMLMap;
   // the top level's trailing comments belong to the document (after everything)
   if (root.comment) {
@@ -156,7 +189,10 @@ function jsonValue(node: TreeNode, indent: string, step: string): string {
       if (node.type === 'bool') return node.value ? 'true' : 'false';
       if (node.type === 'time') return goJsonString(node.value as string);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return jsonNumberText(node);
+      // an exponent gets a "." before it (1.0e+21, still JSON): a YAML 1.1 reader (PyYAML reads a decrypted
+      // initdata.json) takes a bare 1e+21 for a string. A whole float stays digits, as Go (sops) writes it: sops 3.8
+      // stored every JSON number as a float, so 7 is what was typed
+      return node.type === 'float' ? jsonNumberText(node).replace(/^(-?\d+)e/, '$1.0e') : jsonNumberText(node);
     case 'list':
       if (node.items.length === 0) return '[]';
       return `[\n${node.items.map((v) => inner + jsonValue(v, inner, step)).join(',\n')}\n${indent}]`;

@@ -200,10 +200,13 @@ Values you did not change keep their ciphertext; an unchanged file is not rewrit
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
 without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
 So is a value YAML reads otherwise than typed, named by key and line: one starting with ! (a tag), * (an alias),
-& (an anchor), # (a comment), a plain value holding " #" (cut short there), !!binary text that is not base64: quote it (password: "!x").
+& (an anchor), # (a comment), a plain value holding " #" (cut short there), !!binary text that is not base64, and,
+over a value that held text, {...} or [...] (a map or a list) or null/~ (no value): quote it (password: "!x").
+A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null.
 When the file changed on disk while the editor was open (another command), the keys changed meanwhile are named and
 the editor is offered again on your text (up to 3 times); declined, or with no answer, your edit is kept aside,
-encrypted, as environments/<env>/secrets.unsaved-edit-<UTC time>.sops.yaml, and the message says how to merge it.
+encrypted, as environments/<env>/secrets.unsaved-edit-<UTC time>.sops.yaml (mode 0600), and the message says how to merge it;
+so is your text when you abort in such a reopened round (unless it is the file's as it is now).
 An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.
 A new or changed value the environment's .env carries that its readers (dotenv.readers) would not read back
 exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value; and so

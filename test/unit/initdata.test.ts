@@ -1,6 +1,6 @@
 // ops initdata before any host: the data file is checked the way the app's loader will read it (a YAML
 // document), then sent whole. A file the loader reads must not be refused, and a broken one never leaves the runner.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -110,6 +110,21 @@ describe('initdata: an encrypted file reaches the loader as its values', () => {
     const sent = r.uploads[0]!.content.toString('utf8');
     // as PyYAML reads the same data written as JSON (every string quoted): nothing retyped, nothing refused
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
+describe('initdata: an encrypted JSON file reaches the loader as JSON PyYAML reads', () => {
+  it('indented with spaces, not the tabs sops 3.13 writes JSON with (PyYAML refuses tabs), its floats as floats', async () => {
+    const id = await generateIdentity();
+    const file = join(root, 'data.sops.json');
+    const data = { users: [{ email: 'bob@example.org', password: '12:30', admin: 'yes' }], big: 1e21, tiny: 1e-7, half: 0.5, n: 3 };
+    await SecretsFile.create(file, fromPlain(data) as MapNode, { recipients: [id.recipient] }).save({}, null);
+    expect(readFileSync(file, 'utf8')).toMatch(/^\t"/m);
+    const r = await load('data.sops.json', undefined, { processEnv: { SOPS_AGE_KEY: id.secret } });
+    expect(r.code, r.err).toBe(0);
+    const sent = r.uploads[0]!.content.toString('utf8');
+    expect(JSON.parse(sent)).toEqual(data);
+    expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, '{"users": [{"email": "bob@example.org", "password": "12:30", "admin": "yes"}], "big": 1.0e+21, "tiny": 1.0e-7, "half": 0.5, "n": 3}'));
   });
 });
 

@@ -368,7 +368,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
   it('edit or set --replace removing a secret the .env needs (or making it null): refused, naming the variable, nothing written', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    for (const edit of [`sed -i '/^database_url:/d' "$1"`, `sed -i 's/^database_url: .*/database_url: null/' "$1"`]) {
+    for (const edit of [`sed -i '/^database_url:/d' "$1"`, `sed -i 's/^database_url: .*/database_url:/' "$1"`]) {
       const gone = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(edit).cmd }, 'n\n');
       expect(gone.code).toBe(1);
       expect(gone.err).toContain('this change removes a secret the .env needs, so every deploy would refuse it (nothing was written: environments/qa/secrets.sops.yaml is unchanged):\n  - APP_DATABASE_URL needs the secret "database_url"');

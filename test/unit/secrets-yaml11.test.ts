@@ -7,6 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { decryptFile } from '../../core/secrets/index.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { yaml11Retypes } from '../../core/secrets/yaml11.ts';
+import { parseTree, type Retyped } from '../../core/secrets/tree-parse.ts';
+import { LEGACY_LAYOUT, printTree, toYaml } from '../../core/secrets/tree-print.ts';
+import type { MapNode } from '../../core/secrets/tree.ts';
 import { cli, newEnv } from './secrets.helpers.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
 
@@ -52,5 +55,60 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     ) as string[];
     const missed = [...made, ...TRICKY].filter((s, i) => tags[i] !== 'tag:yaml.org,2002:str' && !yaml11Retypes(s));
     expect(missed).toEqual([]);
+  });
+
+  it('every float, of every magnitude, comes back from the real PyYAML as the same float (a bare 1e+21 is a string to YAML 1.1)', async () => {
+    const floats = [1e21, -1e21, 1e22, 1e20, 1e-7, 1e-6, -2e-3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 2 ** 53, 2 ** 53 + 2, 0.1, 1.5, -5, 0, -0, Infinity, -Infinity, NaN];
+    for (let e = -320; e <= 300; e += 20) floats.push(Number(`1e${e}`), Number(`-1.25e${e}`), Number(`9.999999999999999e${e}`));
+    // the plain source as YAML 1.2 reads it (a float: 1e+21, 2.0, -0.0, .inf), each as a value, a list item and a nested value
+    const src = (v: number) => (Number.isNaN(v) ? '.nan' : !Number.isFinite(v) ? (v < 0 ? '-.inf' : '.inf') : Object.is(v, -0) ? '-0.0' : /[.e]/.test(String(v)) ? String(v) : `${v}.0`);
+    const lines = [...floats.map((v, i) => `v${i}: ${src(v)}`), 'items:', ...floats.map((v) => `  - ${src(v)}`), 'nested:', '  deeper:', ...floats.map((v, i) => `    n${i}: ${src(v)}`), ''];
+    // Python's own repr of each float (repr(float('1e+21')) is '1e+21', of -0.0 '-0.0')
+    const want = withPyyaml('import json, sys\nprint(json.dumps([repr(float(s)) for s in json.load(sys.stdin)]))', JSON.stringify(floats.map((v) => (Object.is(v, -0) ? '-0' : String(v))))) as string[];
+    const expected = [...want.map((r, i) => [`'v${i}'`, r]), ["'items'", want], ["'nested'", [["'deeper'", want.map((r, i) => [`'n${i}'`, r])]]]];
+
+    const e = await newEnv('qa');
+    const dir = join(e.root, 'environments', 'qa', 'assets');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'initdata.yml');
+    writeFileSync(file, lines.join('\n'));
+    // read as floats by the parser (sops's YAML 1.2), and so encrypted
+    const tree = parseTree(lines.join('\n'), 'yaml', { file: 'src' });
+    expect((tree.entries.slice(0, floats.length) as [string, { type?: string; value?: unknown }][]).map(([, v]) => [v.type, Object.is(v.value, -0) ? '-0' : String(v.value)])).toEqual(floats.map((v) => ['float', Object.is(v, -0) ? '-0' : String(v)]));
+    const enc = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(enc.code).toBe(0);
+    // what ops initdata sends the loader, what ops secrets decrypt prints, and the printer itself
+    const decrypted = await decryptFile(file, { identities: await identitiesFromText(e.key) });
+    expect(withPyyaml(SAFE_LOAD_REPR, decrypted.plaintext)).toEqual(expected);
+    const shown = await cli(e.root, ['secrets', 'decrypt', file], e.env);
+    expect(shown.code).toBe(0);
+    expect(withPyyaml(SAFE_LOAD_REPR, shown.out)).toEqual(expected);
+    expect(withPyyaml(SAFE_LOAD_REPR, toYaml(tree, 4))).toEqual(expected);
+    // and the printed text is read back by the YAML 1.2 parser (sops's) as the same floats
+    expect(parseTree(shown.out, 'yaml', { file: 'out' })).toEqual(decrypted.tree);
+  });
+
+  it('decrypted JSON (an initdata.json the loader reads with PyYAML): a float in exponent form comes back as the same float', () => {
+    const floats = [1e21, -1e21, 1e-7, 5e-324, -2e-3, 1.7976931348623157e308, 1.5e300, 0.5];
+    // as sops's JSON store reads the plain file (every number here a float)
+    const tree = parseTree(`{${floats.map((v, i) => `"v${i}": ${String(v)}`).join(', ')}}\n`, 'json', { file: 'src' });
+    // in the layout of a file sops 3.8 wrote (two spaces; PyYAML refuses the tabs sops 3.13 indents JSON with)
+    const text = printTree(tree, 'json', LEGACY_LAYOUT);
+    // still JSON, with the same numbers
+    expect(JSON.parse(text)).toEqual(Object.fromEntries(floats.map((v, i) => [`v${i}`, v])));
+    expect(parseTree(text, 'json', { file: 'out' })).toEqual(tree);
+    const want = withPyyaml('import json, sys\nprint(json.dumps([repr(float(s)) for s in json.load(sys.stdin)]))', JSON.stringify(floats.map(String))) as string[];
+    expect(withPyyaml(SAFE_LOAD_REPR, text)).toEqual(want.map((r, i) => [`'v${i}'`, r]));
+  });
+
+  it('a string a YAML 1.1 writer (PyYAML) leaves bare that YAML 1.2 reads as a number is named when encrypted (1e5, 1.0e5, 0o17)', () => {
+    // the reverse direction: PyYAML writes these strings plain (to it they are strings); sops reads them as numbers
+    const strings = ['1e5', '1.0e5', '1E5', '-2e-3', '0o17', '0x_1'];
+    const dumped = withPyyaml('import json, sys, yaml\nprint(json.dumps(yaml.safe_dump({("k%d" % i): s for i, s in enumerate(json.load(sys.stdin))})))', JSON.stringify(strings)) as string;
+    const retyped: Retyped[] = [];
+    const tree: MapNode = parseTree(dumped, 'yaml', { file: 'dumped', retyped });
+    const plainStrings = tree.entries.filter(([, v]) => v.kind === 'scalar' && v.type === 'str').map(([k]) => k);
+    // each either read as the string it is, or named as stored in another form than typed
+    expect([...plainStrings, ...retyped.map((r) => String(r.path[0]))].sort()).toEqual(strings.map((_, i) => `k${i}`).sort());
   });
 });

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
+import { auditReason, OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
@@ -212,8 +212,9 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
  * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
- * saying who released it by force and what is live, and audits a failure. SIGINT/SIGTERM release the lock
- * and exit 130.
+ * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
+ * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 130.
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -435,6 +436,19 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
+  /**
+   * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say
+   * more, and replace it): whatever failed or refused, each host the run reached records it, the reason as every audit
+   * line gives it (auditReason, masked), after `prefix`. Not after a signal (the interruption's line is the run's), nor
+   * where the lock was taken away (lockTakenAway writes that line).
+   */
+  const failedWhere = (e: unknown, prefix = '') => {
+    if (stopping) return;
+    const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const host of mine)
+      if (!lost.has(host) && !(pending.get(host) ?? []).length)
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   process.on('SIGINT', onSignal);
@@ -454,6 +468,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
+    // Refused on a host (another run's lock there) or a lock step that failed: each host where the lock is this run's
+    // records the run as a failure, saying why.
+    failedWhere(failed.reason, failed.reason instanceof LockError ? 'refused, nothing changed: ' : '');
     const left = await releaseAll();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -509,6 +526,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const refused = [...lost.values()][0];
     if (refused) throw refused;
   } catch (e) {
+    failedWhere(e);
     const left = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
     throw left.length ? lockLeft(env, left, err) : err;

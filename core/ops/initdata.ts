@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, OpsError, fileError } from '../errors.ts';
+import { auditReason, maskSecretLike, OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets } from '../secrets/tree-parse.ts';
 import { deployState } from '../steps/release.ts';
@@ -134,7 +134,7 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
         try {
           const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
           locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
-          return [{ host: host.name, release: state.current, output: ctx.reporter.redact(r.stdout.trim()) }];
+          return [{ host: host.name, release: state.current, output: maskSecretLike(ctx.reporter.redact(r.stdout.trim())) }];
         } catch (e) {
           locked.audit(host.name, { result: 'failed', release: state.current, message: auditReason(e, (t) => ctx.reporter.redact(t)) });
           throw e;

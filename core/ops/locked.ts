@@ -11,11 +11,11 @@
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, OpsError, StepError, sudoHint, tail } from '../errors.ts';
+import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
-import { reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
+import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
 
@@ -174,7 +174,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
@@ -271,7 +271,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;
         }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ''}`;
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ''}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
       }

@@ -168,12 +168,14 @@ export interface LockOptions {
 
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
- * called when the step answered without taking it (no release needed there).
+ * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
+ * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too).
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, tookThenFailed: () => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
+  else tookThenFailed();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === 'stale')
@@ -241,6 +243,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // Hosts where a step of the run found the lock no longer its own (run_lock_guard) and changed nothing: nothing of the
   // run changed them after it (FencedRemote).
   const lost = new Map<string, LockLostError>();
+  // Hosts whose lock step took the lock, then failed (its inspect or finish part): the run held the lock there.
+  const tookThenFailed = new Set<string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -302,7 +306,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    * run's; the audit log is append-only, nothing of the lock touched). `e` otherwise.
    */
   const lockTakenAway = async (e: unknown): Promise<unknown> => {
-    const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
+    const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said: string[] = [];
     for (const host of taken) {
@@ -339,7 +343,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {
-    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
     const lock = r && parseLock(r);
     if (lock && lock.state !== 'free' && lock.holder.run_id !== request.runId)
@@ -457,7 +461,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
+      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result);
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {
@@ -472,9 +476,12 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // records the run as a failure, saying why.
     failedWhere(failed.reason, failed.reason instanceof LockError ? 'refused, nothing changed: ' : '');
     const left = await releaseAll();
+    // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
+    // said and audited as for any step of the run.
+    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
+    throw left.length ? lockLeft(env, left, err) : err;
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
   for (const host of mine) {

@@ -587,4 +587,22 @@ describe('a rollback whose lock is taken away on a host while it is paused (ops 
     expect(audit).toMatch(/"result":"failed".*its lock released by force by bob at /);
     expect(h.remotes.get('web1')!.runs[1]!.stdin).toContain('\nrun_lock_guard\n');
   });
+
+  it('one host, its work (in the lock step) stopped by a forced release of its lock: said as that release, by whom, and audited as failed (the unlock found the lock gone)', async () => {
+    const h = harness((step) => {
+      // The release stops the lock step's processes: the step, having taken the lock and begun the start, ends on SIGTERM.
+      if (step.name === 'lock') return { code: 143, stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
+      if (step.name === 'unlock') return { stdout: opsLines(KEYS, 'lock not_held') };
+      if (step.name === 'read audit log') return { stdout: `@ops entry ${JSON.stringify({ time: new Date().toISOString(), environment: 'one', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock of a rollback run by alice' })}\n` };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(/^step "lock, state" on web1 was stopped by SIGTERM from outside this run/);
+    expect(e.message).toContain('\nweb1: this run\'s lock was released by force by bob at ');
+    expect(e.message).toContain('(ops lock release --force: "removed held lock of a rollback run by alice") while it ran: that stopped the run\'s steps there');
+    expect(h.names()).toEqual(['lock', 'unlock', 'read audit log', 'audit']);
+    const line = auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin);
+    expect(line).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^step "lock, state" on web1 was stopped by SIGTERM.*: its lock released by force by bob at /) });
+  });
 });

@@ -14,6 +14,7 @@ import type { Session } from './hosts.ts';
 import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { markRelease } from '../steps/release.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -146,6 +147,11 @@ export interface LockedRun {
    * switch end then audits the run there as a success, saying what was left undone (`undone`), not as a failure.
    */
   wentLive(host: string, undone: string): void;
+  /**
+   * The run may have made `release` on `host` from now on (its directory, not live): should the run then find its lock
+   * there taken away (lockTakenAway), the release is marked failed, saying why, as a failed run's is (`ops releases`).
+   */
+  made(host: string, release: string): void;
 }
 
 export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
@@ -245,6 +251,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const lost = new Map<string, LockLostError>();
   // Hosts whose lock step took the lock, then failed (its inspect or finish part): the run held the lock there.
   const tookThenFailed = new Set<string>();
+  // Per host, the release the run may have made there (LockedRun.made).
+  const made = new Map<string, string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -335,6 +343,13 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       for (const entry of entries) {
         const failed = refused && entry.result === 'success' ? { result: 'failed' as const } : {};
         await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
+      }
+      // Its release, made and not live: marked failed as a failed run's is (the marker alone, while not live: another
+      // run may hold the lock now). Not one its switch put live.
+      const release = made.get(host);
+      if (release && !wentLive.has(host) && release !== refused?.live) {
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        await unfenced(session.remote(host)).run(markRelease(env, release, 'failed', why, true)).catch(() => undefined);
       }
     }
     if (!said.length) return e;
@@ -524,6 +539,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     },
     wentLive(host, undone) {
       wentLive.set(host, undone);
+    },
+    made(host, release) {
+      made.set(host, release);
     },
   };
   let result: T;

@@ -177,8 +177,10 @@ export interface LockOptions {
  * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too).
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, tookThenFailed: () => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: () => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
+  if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed();
@@ -251,6 +253,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const lost = new Map<string, LockLostError>();
   // Hosts whose lock step took the lock, then failed (its inspect or finish part): the run held the lock there.
   const tookThenFailed = new Set<string>();
+  // Per host, when its lock step took the lock (the host's clock, as the lock records it).
+  const takenAt = new Map<string, string>();
   // Per host, the release the run may have made there (LockedRun.made).
   const made = new Map<string, string>();
 
@@ -298,10 +302,16 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /**
    * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
-   * began (by the runners' clocks, a few minutes' leeway): an older one broke another run's lock.
+   * began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock) and, when the lock step
+   * said when it took the lock there, naming this run's lock (another run's broken within the leeway is not it).
    */
   const began = runnerNow(ctx).getTime() - 5 * 60_000;
-  const lastBreak = (tail: AuditEntry[]) => tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began).at(-1);
+  const lastBreak = (tail: AuditEntry[], host: string) => {
+    const breaks = tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began);
+    // This run's lock as the breaker names it (describeHolder, with the time the lock step took it).
+    const since = takenAt.get(host);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+  };
   /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
   const brokenBy = (b: AuditEntry | undefined) =>
     b
@@ -324,10 +334,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const own = closingTimes.get(host);
       if (!refused && own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
       // The breaker writes its line once its release ended (it stops the run's processes first: up to some seconds).
-      let breaker = lastBreak(tail);
+      let breaker = lastBreak(tail, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1000));
-        breaker = lastBreak(await auditTail(host));
+        breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)');
@@ -358,7 +368,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {
-    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
     const lock = r && parseLock(r);
     if (lock && lock.state !== 'free' && lock.holder.run_id !== request.runId)
@@ -476,7 +486,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), () => tookThenFailed.add(r.name));
+      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result);
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {

@@ -20,7 +20,8 @@ import { parseReports, reported } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
-import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { describeHolder, LOCK_KEYS } from '../../core/steps/lock.ts';
+import { runInfo } from '../../core/runinfo.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -604,5 +605,25 @@ describe('a rollback whose lock is taken away on a host while it is paused (ops 
     expect(h.names()).toEqual(['lock', 'unlock', 'read audit log', 'audit']);
     const line = auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin);
     expect(line).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^step "lock, state" on web1 was stopped by SIGTERM.*: its lock released by force by bob at /) });
+  });
+
+  it('one host, its lock released by force just after another run\'s was (both in the audit log\'s leeway): the breaker named is the one of its own lock (the time its lock step took it), waited for', async () => {
+    const since = '2026-12-03T06:46:09Z';
+    const actor = runInfo({ USER: 'alice' }).actor;
+    const entry = (by: string, message: string) => JSON.stringify({ time: new Date().toISOString(), environment: 'one', operation: 'lock release', actor: by, result: 'success', message });
+    const other = entry('bob', 'removed held lock of a deploy run by root, started 2026-12-03T06:45:50Z; 20261102T100000Z-bbbbbbbbbbbb is live');
+    const ours = entry('carol', `removed held lock of ${describeHolder({ operation: 'rollback', actor, since })}; stopped what its run left running (processes 447)`);
+    let reads = 0;
+    const h = harness((step) => {
+      if (step.name === 'lock') return { code: 143, stdout: STATE + opsLines(KEYS, `holder since=${since}`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
+      if (step.name === 'unlock') return { stdout: opsLines(KEYS, 'lock not_held') };
+      // The breaker writes its line once its release ended: not there at the first look.
+      if (step.name === 'read audit log') return { stdout: [other, ...(reads++ ? [ours] : [])].map((l) => `@ops entry ${l}\n`).join('') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toContain('\nweb1: this run\'s lock was released by force by carol at ');
+    expect(e.message).not.toContain('by bob');
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toMatch(/: its lock released by force by carol at /);
   });
 });

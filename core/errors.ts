@@ -91,11 +91,13 @@ export function indent(text: string, prefix = '  | '): string {
 
 /**
  * Text on one line ("a / b"), cut to `max` characters: what a host printed, quoted in a message. Masked by `redact`
- * (the reporter's) before it is put on one line or cut, and again after (a value found whole only before a cut); a
- * cut drops the word it falls in (it may be a secret's start).
+ * (the reporter's: the run's secret values) and maskSecretLike (what looks like a secret, where no value is known)
+ * before it is put on one line or cut, and again after (a value found whole only once on one line); a cut drops the
+ * word it falls in (it may be a secret's start). The one way to quote a host's text in a message.
  */
 export function oneLine(text: string, max = 80, redact: (text: string) => string = (t) => t): string {
-  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, ' / '));
+  const clean = (t: string) => maskSecretLike(redact(t));
+  const one = clean(clean(text).trim().replace(/\s*\n\s*/g, ' / '));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]!) ? cut.trimEnd() : cut.replace(/\S*$/, '').trimEnd()}…`;

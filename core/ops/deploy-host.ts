@@ -62,6 +62,8 @@ export interface HostPlan {
   fields: (entry: Parameters<Audit>[0]) => AuditEntryFields;
   /** The release directory exists on the host (made, or received): marked failed if the rollout fails. */
   created: boolean;
+  /** Say the release may exist on the host from now on (LockedRun.made: marked failed if the run loses its lock there). */
+  making: () => void;
   /** Its new processes may run (the start step ran): stopped again if the rollout fails. */
   started: boolean;
   /** Its own step failed (failBeforeSwitch ran: release marked, audited). */
@@ -181,7 +183,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
+  return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, making: () => locked.made(remote.name, p.id), started: false, failed: false, switched: false, migrated: false };
 }
 
 /** The release's .env, environ and masks file, uploaded on stdin (private files; the step that makes the release puts them in it). */
@@ -258,7 +260,9 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
       );
   }
   result.notes.push(...treeNotes(p.tree));
-  await h.run(createRelease(env, p.meta, await uploadDotenv(env, hp, p, tag)));
+  const dotenv = await uploadDotenv(env, hp, p, tag);
+  hp.making();
+  await h.run(createRelease(env, p.meta, dotenv));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
@@ -354,6 +358,7 @@ export interface Received {
 export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, received: Received[]): Promise<void> {
   const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
   hp.created = true;
+  hp.making();
   await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
   const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);

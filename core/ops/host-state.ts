@@ -2,7 +2,7 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
-import { OpsError } from '../errors.ts';
+import { maskSecretLike, OpsError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
@@ -78,7 +78,8 @@ export function parseState(r: StepResult): HostState {
     has: reportedAll(r, RELEASE_KEYS.has),
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',
-    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? '',
+    // A health verdict quotes what the app answered: masked as received (as status's excerpts are).
+    liveHealth: maskSecretLike(reported(r, RELEASE_KEYS.live_health) ?? ''),
     liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
     liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === 'unrecorded',
     hostTime: reported(r, RELEASE_KEYS.now),

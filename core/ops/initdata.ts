@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, OpsError, fileError } from '../errors.ts';
+import { auditReason, maskSecretLike, OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
@@ -120,21 +120,23 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
         const host = env.hosts[0]!;
         const remote = session.remote(host.name);
         const state = parseState(locked.inspected.get(host.name)!);
-        if (!state.current) throw new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`);
+        // Refused with nothing loaded: a run that failed, audited saying why, as a refused deploy is.
+        const refuse = (e: OpsError): OpsError => {
+          locked.audit(host.name, { result: 'failed', ...(state.current && { release: state.current }), message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
+          return e;
+        };
+        if (!state.current) throw refuse(new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`));
         if (expected !== undefined) {
           const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? 'none';
           const refusal = initdataSettingsRefusal(env, host.name, state.current, expected, live);
-          if (refusal) {
-            locked.audit(host.name, { result: 'failed', release: state.current, message: 'refused: the live release runs with other settings or secrets (deploy first, or --live-settings)' });
-            throw refusal;
-          }
+          if (refusal) throw refuse(refusal);
         }
         const uploaded = `${L.uploads}/initdata-${randomBytes(6).toString('hex')}.yml`;
         await remote.upload(data.text, uploaded, { mode: 0o600 });
         try {
           const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
           locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
-          return [{ host: host.name, release: state.current, output: ctx.reporter.redact(r.stdout.trim()) }];
+          return [{ host: host.name, release: state.current, output: maskSecretLike(ctx.reporter.redact(r.stdout.trim())) }];
         } catch (e) {
           locked.audit(host.name, { result: 'failed', release: state.current, message: auditReason(e, (t) => ctx.reporter.redact(t)) });
           throw e;

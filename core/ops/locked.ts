@@ -11,11 +11,12 @@
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
+import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { markRelease } from '../steps/release.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
-import { reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
+import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
 
@@ -146,6 +147,11 @@ export interface LockedRun {
    * switch end then audits the run there as a success, saying what was left undone (`undone`), not as a failure.
    */
   wentLive(host: string, undone: string): void;
+  /**
+   * The run may have made `release` on `host` from now on (its directory, not live): should the run then find its lock
+   * there taken away (lockTakenAway), the release is marked failed, saying why, as a failed run's is (`ops releases`).
+   */
+  made(host: string, release: string): void;
 }
 
 export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
@@ -168,13 +174,17 @@ export interface LockOptions {
 
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
- * called when the step answered without taking it (no release needed there).
+ * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
+ * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too).
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: () => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
+  if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
+  else tookThenFailed();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
@@ -212,8 +222,9 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
  * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
- * saying who released it by force and what is live, and audits a failure. SIGINT/SIGTERM release the lock
- * and exit 130.
+ * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
+ * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 130.
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -240,6 +251,12 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // Hosts where a step of the run found the lock no longer its own (run_lock_guard) and changed nothing: nothing of the
   // run changed them after it (FencedRemote).
   const lost = new Map<string, LockLostError>();
+  // Hosts whose lock step took the lock, then failed (its inspect or finish part): the run held the lock there.
+  const tookThenFailed = new Set<string>();
+  // Per host, when its lock step took the lock (the host's clock, as the lock records it).
+  const takenAt = new Map<string, string>();
+  // Per host, the release the run may have made there (LockedRun.made).
+  const made = new Map<string, string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -270,7 +287,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;
         }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ''}`;
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ''}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
       }
@@ -285,10 +302,16 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /**
    * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
-   * began (by the runners' clocks, a few minutes' leeway): an older one broke another run's lock.
+   * began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock) and, when the lock step
+   * said when it took the lock there, naming this run's lock (another run's broken within the leeway is not it).
    */
   const began = runnerNow(ctx).getTime() - 5 * 60_000;
-  const lastBreak = (tail: AuditEntry[]) => tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began).at(-1);
+  const lastBreak = (tail: AuditEntry[], host: string) => {
+    const breaks = tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began);
+    // This run's lock as the breaker names it (describeHolder, with the time the lock step took it).
+    const since = takenAt.get(host);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+  };
   /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
   const brokenBy = (b: AuditEntry | undefined) =>
     b
@@ -301,7 +324,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    * run's; the audit log is append-only, nothing of the lock touched). `e` otherwise.
    */
   const lockTakenAway = async (e: unknown): Promise<unknown> => {
-    const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
+    const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said: string[] = [];
     for (const host of taken) {
@@ -311,10 +334,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const own = closingTimes.get(host);
       if (!refused && own && tail.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
       // The breaker writes its line once its release ended (it stops the run's processes first: up to some seconds).
-      let breaker = lastBreak(tail);
+      let breaker = lastBreak(tail, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1000));
-        breaker = lastBreak(await auditTail(host));
+        breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)');
@@ -331,6 +354,13 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         const failed = refused && entry.result === 'success' ? { result: 'failed' as const } : {};
         await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
       }
+      // Its release, made and not live: marked failed as a failed run's is (the marker alone, while not live: another
+      // run may hold the lock now). Not one its switch put live.
+      const release = made.get(host);
+      if (release && !wentLive.has(host) && release !== refused?.live) {
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        await unfenced(session.remote(host)).run(markRelease(env, release, 'failed', why, true)).catch(() => undefined);
+      }
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
@@ -338,7 +368,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {
-    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
     const lock = r && parseLock(r);
     if (lock && lock.state !== 'free' && lock.holder.run_id !== request.runId)
@@ -435,6 +465,19 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
+  /**
+   * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say
+   * more, and replace it): whatever failed or refused, each host the run reached records it, the reason as every audit
+   * line gives it (auditReason, masked), after `prefix`. Not after a signal (the interruption's line is the run's), nor
+   * where the lock was taken away (lockTakenAway writes that line).
+   */
+  const failedWhere = (e: unknown, prefix = '') => {
+    if (stopping) return;
+    const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const host of mine)
+      if (!lost.has(host) && !(pending.get(host) ?? []).length)
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   process.on('SIGINT', onSignal);
@@ -443,7 +486,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
+      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result);
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {
@@ -454,10 +497,16 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
+    // Refused on a host (another run's lock there) or a lock step that failed: each host where the lock is this run's
+    // records the run as a failure, saying why.
+    failedWhere(failed.reason, failed.reason instanceof LockError ? 'refused, nothing changed: ' : '');
     const left = await releaseAll();
+    // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
+    // said and audited as for any step of the run.
+    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
+    throw left.length ? lockLeft(env, left, err) : err;
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
   for (const host of mine) {
@@ -501,6 +550,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     wentLive(host, undone) {
       wentLive.set(host, undone);
     },
+    made(host, release) {
+      made.set(host, release);
+    },
   };
   let result: T;
   try {
@@ -509,6 +561,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const refused = [...lost.values()][0];
     if (refused) throw refused;
   } catch (e) {
+    failedWhere(e);
     const left = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
     throw left.length ? lockLeft(env, left, err) : err;

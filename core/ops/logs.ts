@@ -8,7 +8,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
-import { OpsError } from '../errors.ts';
+import { oneLine, OpsError, tail } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
@@ -85,7 +85,7 @@ export async function logs(ctx: OpsContext, environment: Environment, options: L
             if (stopped) return;
             // The step follows until this connection ends (its sshd process is the holder): Ctrl-C closes it.
             const r = await remote.run(logsStep(env, { ...request, follow: {} }), { allowFailure: true });
-            if (r.code !== 0 && !stopped) throw new OpsError(`following the logs on ${remote.name} stopped (exit code ${r.code})${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').at(-1)}` : ''}`);
+            if (r.code !== 0 && !stopped) throw new OpsError(`following the logs on ${remote.name} stopped (exit code ${r.code})${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ''}`);
           } catch (e) {
             // Once stopped, the connections closing under the steps is the expected end.
             if (!stopped) throw e;

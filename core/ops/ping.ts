@@ -5,7 +5,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { oneLine } from '../errors.ts';
+import { maskSecretLike, oneLine } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -42,8 +42,11 @@ export interface PingResult {
   latencyMs?: number;
 }
 
-/** The facts step's report, read: facts and problems (each with its fix). */
-export function readFacts(host: { name: string; user: string }, r: StepResult): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
+/**
+ * The facts step's report, read: facts and problems (each with its fix). What the login shell printed is masked as other
+ * text from a host is (`redact`, the reporter's, and maskSecretLike), whole, before it is quoted or cut.
+ */
+export function readFacts(host: { name: string; user: string }, r: StepResult, redact: (text: string) => string = (t) => t): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
   const problems: PingProblem[] = [];
   const login = reported(r, FACTS_KEYS.login) || host.user;
   const [sudoState = 'no', ...why] = (reported(r, FACTS_KEYS.sudo) ?? 'no').split(' ');
@@ -53,10 +56,10 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
       problem: `sudo does not work without a password for ${login}${why.length ? ` (${why.join(' ')})` : ''}: provision and every deploy need it`,
       fix: `on ${host.name}, as root: echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login} (or visudo -f /etc/sudoers.d/${login})`,
     });
-  const preamble = r.preamble?.trim() ?? '';
+  const preamble = maskSecretLike(redact(r.preamble ?? '')).trim();
   if (preamble)
     problems.push({
-      problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble)}" (ops copes; scp, rsync and sftp break)`,
+      problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,
       fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
     });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
@@ -91,7 +94,7 @@ export async function ping(ctx: OpsContext, environment: Environment): Promise<P
     ctx,
     env,
     async (remote, host, started): Promise<PingResult> => {
-      const facts = readFacts(host, await remote.run(hostFacts(env)));
+      const facts = readFacts(host, await remote.run(hostFacts(env)), (t) => ctx.reporter.redact(t));
       return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
     },
     (host, error): PingResult => ({ host: host.name, address: host.address, ok: false, error, problems: [] }),

@@ -93,7 +93,7 @@ function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
 /**
  * A one-host rollback's work in its lock step (`finish`), refused on the host before it touches anything when the
  * state read just before found nginx stopped with its unit masked (deployState's `nginx`: REPORT_NGINX_STOPPED):
- * the verdict `nginx_masked`, the lock let go with `refused`. The runner then says so (rollbackRefusal).
+ * the verdict `nginx_masked`, then `refused` ('' keeps the lock: the runner says so, rollbackRefusal, and audits it).
  */
 export function unlessNginxMasked(work: string, refused: string): string {
   return `if ${nginxMaskedTest('REPORT_NGINX_STOPPED')}; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
@@ -104,8 +104,8 @@ export function unlessNginxMasked(work: string, refused: string): string {
  * `inspected`), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
  * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
  * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
- * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's lock step did the work, or refused on its own (one host): it
- * decided on supervisord and the ports itself. undefined when none refuses. Pure.
+ * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's
+ * lock step did the work (one host) and let go: it decided on supervisord and the ports itself. undefined when none refuses. Pure.
  */
 export function rollbackRefusal(env: Target, inspected: [host: string, result: StepResult][], done: (host: string) => boolean): OpsError | undefined {
   const alone = inspected.length === 1;
@@ -128,14 +128,13 @@ const ALREADY_LIVE: AuditEntryFields = { result: 'no-op', message: 'already live
 
 /**
  * A one-host rollback's `refused` end in its lock step: the verdict `noop` (the release asked for is live) writes its
- * no-op audit line (release and previous: the live id, read on the host) and lets go; any other lets go alone.
+ * no-op audit line (release and previous: the live id, read on the host) and lets go; a refusal keeps the lock, so that
+ * the runner audits it as a failure saying why (in its words, as for several hosts) when it lets go.
  */
 export function refusedOrNoop(unlock: (entry?: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string): string {
   return `if [ "$rollback_verdict" = noop ]; then
   noop_id=\${rollback_from//[^A-Za-z0-9._-]/_}
   ${unlock(ALREADY_LIVE, { release: 'noop_id', previous: 'noop_id' })}
-else
-  ${unlock()}
 fi`;
 }
 
@@ -164,8 +163,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
   const kept = state.releases.map((x) => x.id);
-  // Refused by the host with nothing changed: audited as a failed run, saying why, where the lock is still held (a
-  // one-host rollback's lock step let go on its own, with no line).
+  // Refused by the host with nothing changed: audited as a failed run, saying why (a one-host rollback's lock step
+  // refused and kept the lock for it).
   const refuse = (err: OpsError): OpsError => {
     if (!locked.finished(remote.name)) locked.audit(remote.name, { result: 'failed', ...(from && { previous: from }), message: auditReason(`refused, nothing changed: ${auditReason(err, redact)}`) });
     return err;
@@ -301,7 +300,8 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
         ...(to && { fields: { release: to } }),
         ...(alone && {
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, unlock()),
+          // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpsError, StepError, TransportError, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
+import { OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -295,7 +295,7 @@ export class SshRemote implements Remote {
     if (code === 0 && !out.started) {
       // Exit 0 without our first line: the login shell ended before the script ran (an `exit` in ~/.bashrc?).
       throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ''}`,
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ''}`,
         `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`,
       );
     }

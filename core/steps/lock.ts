@@ -135,6 +135,8 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # When it was taken (the host's clock): how a forced release's audit line names this lock.
+    ops_report ${LOCK_KEYS.holder} "since=$since"
     # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)

@@ -420,18 +420,26 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
 /**
  * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
  * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history. `id` and the
- * parts of `why` may be values known only on the host (a rollback's, chosen there: `onHost`).
+ * parts of `why` may be values known only on the host (a rollback's, chosen there: `onHost`). `withoutLock`: for a run
+ * whose lock on the host was taken away (another run may hold it now): the marker alone, in the run's own release,
+ * and only while `current` does not name it; the history, which the lock's holder writes, is left alone.
  */
-export function markRelease(env: Target, id: string | HostVariable, mark: 'failed' | 'abandoned', why: string | (string | HostVariable)[]): Step {
+export function markRelease(env: Target, id: string | HostVariable, mark: 'failed' | 'abandoned', why: string | (string | HostVariable)[], withoutLock = false): Step {
   const dir = word(`${env.layout.releases}/`, id);
+  const marker = `printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
   return {
     name: `mark ${mark}`,
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: `${historyFunctions(env)}
+    script: withoutLock
+      ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
+  ${marker}
+fi`
+      : `${historyFunctions(env)}
 if [ -d ${dir} ]; then
-  printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  ${marker}
   history_add ${mark} ${word(id)} ${quote(mark === 'failed' ? 'deploy' : 'rollback')}
 fi`,
   };

@@ -769,7 +769,7 @@ export interface RollbackEnds {
    * the unlock (core/ops/locked.ts), its fields from the host's `release_id` and `audit_previous`.
    */
   done: string;
-  /** Shell run when the host refuses or has nothing to do: '' (the operation lets go) or the unlock alone. */
+  /** Shell run when the host refuses or has nothing to do: '' (the operation audits and lets go), or a no-op's audit line and unlock. */
   refused: string;
 }
 

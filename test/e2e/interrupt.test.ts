@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
-import { auditLog, breakLock, getLockStatus } from '../../core/ops/records.ts';
+import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { spawnOps, type SpawnedOps } from '../support/cli.ts';
@@ -139,6 +139,9 @@ describe.sequential('interrupting a deploy', () => {
     expect(entries.map((e) => e.operation)).toEqual(['lock release', 'deploy']);
     expect(entries[1]).toMatchObject({ result: 'failed', ref: 'main' });
     expect(entries[1]!.message).toMatch(/its lock released by force by /);
+    // The release it made is marked failed, as any failed run's (not left "unfinished").
+    const made = (await listReleases(project.ctx(), project.env()))[0]!.releases.find((r) => r.id === entries[1]!.release);
+    expect(made).toMatchObject({ status: 'failed', reason: expect.stringMatching(/its lock released by force by /) });
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
@@ -497,6 +500,37 @@ server {
     const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
     expect(entries.map((e) => [e.operation, e.result])).toEqual([['lock release', 'success'], ['deploy', 'success'], ['deploy', 'failed']]);
     expect(entries[1]!.release).toBe(after.current);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 400_000);
+
+  it('a one-host rollback (its work in the lock step) whose lock is released by force while it starts the release: it stops before switching, the live release serves, and it says so and audits itself', async () => {
+    // The release to go back to listens 20 s after it starts (the health timeout is 30 s): time to break the lock.
+    commit(repo, { 'server.py': pythonWebApp('os.environ["OPS_RELEASE"]', 'import time; time.sleep(20)'), VERSION: '20\n' }, 'twenty: listens after 20 s');
+    const slow = await deploy(project.ctx(), project.env(), {});
+    commit(repo, { 'server.py': SERVER, VERSION: '21\n' }, 'twenty-one: listens at once');
+    await deploy(project.ctx(), project.env(), {});
+    const before = await liveAndServed();
+    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    // Not warm: the rollback must start it (a warm slot would only move traffic, too fast to interrupt).
+    await onHost(`supervisorctl stop 'sample-${idle}:*'`);
+    const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
+    // Its start under way on the host: the slot's program runs the release, not yet answering.
+    for (let i = 0; i < 60 && !/RUNNING/.test(await onHost(`supervisorctl status 'sample-${idle}:sample-${idle}-web' || true`)); i++) await new Promise((r) => setTimeout(r, 250));
+    expect((await slotHolds(idle)).release, 'the rollback started the release it goes back to').toBe(slow.release);
+    const released = await breakLock(project.ctx(), project.env(), true);
+    expect(released[0]!.lock.state).toBe('held');
+    expect(released[0]!.lock.holder.operation).toBe('rollback');
+    const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+    const out = ops.out();
+    expect(code, out).not.toBe(0);
+    expect(code, out).not.toBe(130);
+    expect(out).toMatch(new RegExp(`${host.name}: this run's lock was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a rollback run by [^"]*"\\) while it ran: that stopped the run's steps there`));
+    expect(out).not.toMatch(/^\s+at /m);
+    // Nothing switched: what served before serves, and `current` names it.
+    expect(await liveAndServed()).toEqual(before);
+    const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    expect(entries.map((e) => [e.operation, e.result])).toEqual([['lock release', 'success'], ['rollback', 'failed']]);
+    expect(entries[1]!.message).toMatch(/its lock released by force by /);
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   }, 400_000);
 });

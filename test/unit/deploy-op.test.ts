@@ -816,12 +816,18 @@ describe('a deploy whose lock is taken away while it is paused (ops lock release
     expect(message).toContain(`web1: the lock on web1 was released by force by bob at `);
     expect(message).toContain(`while this run was paused or held up (its next step there, "switch", found it so and changed nothing); nothing more was changed there: ${live} is live (what current names)`);
     const names = h.remote.stepNames();
-    // After the refused switch: no previous back, no marking, no prune; only withLock's own unlock and audit, unfenced.
-    expect(names.slice(names.indexOf('switch'))).toEqual(['switch', 'unlock', 'read audit log', 'audit']);
+    // After the refused switch: no previous back, no prune; only withLock's own unlock, audit and the mark of the
+    // release the run made (failed, as a failed run's: the marker alone, while current does not name it), unfenced.
+    expect(names.slice(names.indexOf('switch'))).toEqual(['switch', 'unlock', 'read audit log', 'audit', 'mark failed']);
     for (const run of h.remote.runs) {
       const fenced = run.stdin.includes('\nrun_lock_guard\n');
-      expect(fenced, run.step.name).toBe(!['lock', 'unlock', 'read audit log', 'audit'].includes(run.step.name));
+      expect(fenced, run.step.name).toBe(!['lock', 'unlock', 'read audit log', 'audit', 'mark failed'].includes(run.step.name));
     }
+    const mark = h.remote.runs.at(-1)!.stdin;
+    expect(mark).toMatch(/\.ops-failed/);
+    expect(mark).not.toContain('history_add');
+    expect(mark).toContain('[ "${live##*/}" != ');
+    expect(mark).toMatch(/step "switch" on web1 changed nothing: [^\n]*: its lock released by force by bob at /);
     // The line as appended, shell-quoted (a ' in it written '\'').
     const appended = h.remote.runs.filter((r) => r.step.name === 'audit').map((r) => r.stdin.replaceAll("'\\''", "'"));
     expect(appended).toHaveLength(1);
@@ -832,7 +838,7 @@ describe('a deploy whose lock is taken away while it is paused (ops lock release
 });
 
 describe('a deploy whose running step the forced release stopped', () => {
-  it('said as that release (while it ran), not as a paused run; its next steps there, fenced, change nothing (no release marked failed)', async () => {
+  it('said as that release (while it ran), not as a paused run; its next steps there, fenced, change nothing; the release it made is marked failed at its end, as a failed run\'s', async () => {
     const live = '20261125T120000Z-aaaaaaaaaaaa';
     const breaker = JSON.stringify({ time: new Date().toISOString(), environment: 'x', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock' });
     const h = harness(opsLines(STATE, 'provisioned yes', `current ${live}`, 'slot blue'), (step) => {
@@ -851,7 +857,7 @@ describe('a deploy whose running step the forced release stopped', () => {
     expect(err.message).not.toContain('paused');
     const names = h.remote.stepNames();
     // (The Python set, beside the build, ended as it did.) After the refusal: withLock's own unlock and audit only.
-    expect(names.slice(names.indexOf('disk space'))).toEqual(['disk space', 'unlock', 'read audit log', 'audit']);
-    expect(names.filter((n) => /^mark/.test(n))).toEqual([]);
+    expect(names.slice(names.indexOf('disk space'))).toEqual(['disk space', 'unlock', 'read audit log', 'audit', 'mark failed']);
+    expect(h.remote.runs.at(-1)!.stdin).toMatch(/step "build" on web1 was stopped by SIGTERM[^\n]*: its lock released by force by bob at /);
   });
 });

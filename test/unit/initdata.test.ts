@@ -33,7 +33,7 @@ beforeAll(() => {
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
  * renders now, which has no env: an empty environ).
  */
-async function load(name: string, text: string | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string> } = {}) {
+async function load(name: string, text: string | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
   const file = join(root, name);
   if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
@@ -43,13 +43,16 @@ async function load(name: string, text: string | undefined, options: { liveDiges
     connector: async () =>
       (host = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
         step.name === 'lock'
-          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') }
+          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
           : step.name === 'initdata settings'
             ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${options.liveDigest ?? environDigest('')}`) }
             : undefined,
       )),
   });
-  return { ...r, uploads: host?.uploads ?? [], steps: host?.stepNames() ?? [] };
+  const unlock = host?.runs.find((x) => x.step.name === 'unlock')?.stdin ?? '';
+  // The audit line as the unlock appends it: one shell word (a ' in it written '\'').
+  const audit = /'(\{"time":(?:[^']|'\\'')*\})'/.exec(unlock)?.[1]?.replaceAll("'\\''", "'");
+  return { ...r, uploads: host?.uploads ?? [], steps: host?.stepNames() ?? [], audit: audit === undefined ? undefined : (JSON.parse(audit) as Record<string, string>) };
 }
 
 /** What PyYAML (the sample app's loader: yaml.safe_load) makes of the text, as JSON; or its error. */
@@ -136,6 +139,15 @@ describe('initdata: the live release loads with the env and secrets the environm
     expect(r.err).not.toContain('old'); // digests only: no value
     expect(r.uploads).toEqual([]);
     expect(r.steps).not.toContain('initdata');
+  });
+
+  it('refused (no release live, other settings) or failed: one audit line on the host, failed, saying why as a refused deploy does', async () => {
+    const none = await load('users.yml', 'users: []\n', { current: '' });
+    expect(none.code).toBe(1);
+    expect(none.err).toContain('no release is live on web1 yet');
+    expect(none.audit).toMatchObject({ operation: 'initdata', result: 'failed', message: 'refused, nothing changed: no release is live on web1 yet' });
+    const other = await load('users.yml', 'users: []\n', { liveDigest: 'none' });
+    expect(other.audit).toMatchObject({ operation: 'initdata', result: 'failed', release: '20261125T120000Z-0123456789ab', message: expect.stringMatching(/^refused, nothing changed: the live release runs with other settings or secrets than environments\/x now has/) });
   });
 
   it('a live release with no environ file is not the same either', async () => {

@@ -68,7 +68,7 @@ describe('leftovers_down', () => {
     const t0 = Date.now();
     const { stdout: out } = await run(
       'bash',
-      ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\n${IDENTITY_FUNCTIONS}\n# supervisor runs one process (the live slot's)\nsup_pids() { declare -gA SUP_PID=([app-blue:app-blue-web]=${supervised}) SUP_STATE=(); }\nleftovers_down green ${id} ${release} ${user} web:${port}:/health`],
+      ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\nMASK_ARGS=()\n${IDENTITY_FUNCTIONS}\n# supervisor runs one process (the live slot's)\nsup_pids() { declare -gA SUP_PID=([app-blue:app-blue-web]=${supervised}) SUP_STATE=(); }\nleftovers_down green ${id} ${release} ${user} web:${port}:/health`],
       { encoding: 'utf8' },
     );
     const stdout = out.trim().split('\n').at(-1) ?? '';
@@ -84,7 +84,7 @@ describe('leftovers_down', () => {
 
   it('prints nothing when nothing was left', async () => {
     const other = '20261202T000000Z-0123456789ab';
-    const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\n${IDENTITY_FUNCTIONS}\nsup_pids() { declare -gA SUP_PID=() SUP_STATE=(); }\necho start\nleftovers_down green ${other} ${join(root, 'releases', other)} ${user} web:1:/health`], { encoding: 'utf8' });
+    const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\nMASK_ARGS=()\n${IDENTITY_FUNCTIONS}\nsup_pids() { declare -gA SUP_PID=() SUP_STATE=(); }\necho start\nleftovers_down green ${other} ${join(root, 'releases', other)} ${user} web:1:/health`], { encoding: 'utf8' });
     expect(stdout.trim().split('\n').at(-1)).toBe('start');
   });
 });

@@ -20,7 +20,8 @@ import { parseReports, reported } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
-import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { describeHolder, LOCK_KEYS } from '../../core/steps/lock.ts';
+import { runInfo } from '../../core/runinfo.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -48,6 +49,11 @@ beforeAll(() => {
 
 /** What a host's lock step reports before the rollback's part: the lock taken, the state. */
 const STATE = opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x ok 1 1`, `release ${LIVE} x ok 2 2`, `now ${Math.floor(Date.now() / 1000)}`);
+
+/** The audit entry an unlock step appends (its first line), parsed. */
+function auditOf(stdin: string): AuditEntry {
+  return JSON.parse(/'(\{"time":[^']*\})'/.exec(stdin)![1]!) as AuditEntry;
+}
 
 function harness(respond: (step: Parameters<Responder>[0], host: string) => ReturnType<Responder>) {
   const remotes = new Map<string, RecordingRemote>();
@@ -89,29 +95,36 @@ describe('rollback operation', () => {
     expect(lock.step.timeout).toBeGreaterThan(30 + 120 + 60);
   });
 
-  it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused and the lock let go in the same step', async () => {
+  it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {
     const to = '20261001T100000Z-cccccccccccc';
-    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`) } : undefined));
     await expect(rollback(h.ctx, loadEnvironment('one', root), to)).rejects.toThrow(`release ${to} is not on web1 (kept: ${OLD}, ${LIVE})`);
-    expect(h.names()).toEqual(['lock']);
+    expect(h.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', previous: LIVE, message: `refused, nothing changed: release ${to} is not on web1 (kept: ${OLD}, ${LIVE})` });
+    // The lock step itself never lets go without an audit line (a refusal, nginx masked too, keeps the lock for the runner's).
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('ops_report lock released');
+    expect(lock).not.toMatch(/then\nrm -rf "\$lock"; ops_report lock released/);
     expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`rollback_choice "$rollback_from" ${to}`);
   });
 
-  it('one host, --to a release that never went live (its deploy failed): refused, saying so and what to run instead; the lock let go in the same step', async () => {
+  it('one host, --to a release that never went live (its deploy failed): refused, saying so and what to run instead; audited as failed', async () => {
     const FAILED = '20261103T100000Z-cccccccccccc';
     const state = STATE + opsLines(KEYS, `release ${FAILED} ${'c'.repeat(40)} failed - 3`);
-    const h = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback never_live', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const h = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback never_live', `rollback_from ${LIVE}`) } : undefined));
     const e = await rollback(h.ctx, loadEnvironment('one', root), FAILED).catch((x: unknown) => x as OpsError);
     expect(e).toBeInstanceOf(OpsError);
     expect((e as OpsError).message).toBe(`release ${FAILED} never went live on web1 (its deploy failed): a rollback goes back to a release that served; web1 still serves ${LIVE}`);
     expect((e as OpsError).hint).toBe(`to run that commit, deploy it (a new release, built and health-checked): ops deploy one --ref ${'c'.repeat(40)}`);
-    expect(h.names()).toEqual(['lock']);
+    expect(h.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', message: expect.stringMatching(/^refused, nothing changed: release \S+ never went live on web1 \(its deploy failed\)/) });
   });
 
-  it('one host with nothing earlier: the same error as ever, no audit line; already live (--to the live id): a no-op, audited in the lock step as a deploy\'s no-op is', async () => {
-    const none = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+  it('one host with nothing earlier: the same error as ever, audited as failed saying why; already live (--to the live id): a no-op, audited in the lock step as a deploy\'s no-op is', async () => {
+    const none = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
     await expect(rollback(none.ctx, loadEnvironment('one', root))).rejects.toThrow(/web1 has no earlier healthy release to roll back to \(kept: /);
-    expect(none.names()).toEqual(['lock']);
+    expect(none.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(none.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web1 has no earlier healthy release to roll back to \(kept: /) });
     const noop = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released') } : undefined));
     const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);
     expect(r.hosts[0]).toMatchObject({ release: LIVE, previous: LIVE, noop: true, notes: [`${LIVE} is already live`] });
@@ -153,13 +166,14 @@ describe('rollback operation', () => {
     expect(h.names()).toEqual(['lock', 'disk space', 'previous back green', 'unlock']);
   });
 
-  it('one host, supervisord not running: refused in the lock step before anything is touched, naming the host and the fix; the lock let go there', async () => {
-    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'rollback supervisor_down', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+  it('one host, supervisord not running: refused in the lock step before anything is touched, naming the host and the fix; audited as failed when the lock is let go', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'rollback supervisor_down', `rollback_from ${LIVE}`) } : undefined));
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe(`supervisord is not running on web1 (systemctl start supervisor): nothing was changed (no slot started or stopped; nginx and current as they were), and no program of the live release (${LIVE}) runs until it does`);
     expect(e.hint).toBe('start it (sudo systemctl start supervisor), check ops status one, then roll back again');
-    expect(h.names()).toEqual(['lock']);
+    expect(h.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', message: expect.stringMatching(/^refused, nothing changed: supervisord is not running on web1/) });
     // The lock step asks whether supervisord runs, and the rollback's part refuses on it before choosing.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
     expect(lock).toContain('ops_report supervisor_down 1');
@@ -181,6 +195,17 @@ describe('rollback operation', () => {
     }
   });
 
+  it('two hosts, the second locked by another run: refused; the first, whose lock this run took, audits the refused run saying whose lock it met (the second: none, it never held it)', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return host === 'web2' ? { code: 3, stdout: opsLines(KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z') } : { stdout: STATE };
+      return undefined;
+    });
+    await expect(rollback(h.ctx, loadEnvironment('two', root), OLD)).rejects.toThrow('environment two is locked on web2 by a deploy run by bob, started 2026-12-02T16:00:00Z');
+    expect(h.names('web1')).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', release: OLD, message: 'refused, nothing changed: environment two is locked on web2 by a deploy run by bob, started 2026-12-02T16:00:00Z' });
+    expect(h.names('web2')).toEqual(['lock']);
+  });
+
   it('two hosts, one with nothing earlier to go back to: refused there by its rollback step, audited as failed saying why', async () => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return { stdout: STATE };
@@ -192,16 +217,17 @@ describe('rollback operation', () => {
     expect(JSON.parse(line)).toMatchObject({ operation: 'rollback', result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web2 has no earlier healthy release to roll back to \(kept: /) });
   });
 
-  it('one host, a port of the idle slot held by a process not its own: refused in the lock step (ports_taken) before anything is touched, naming port, pid, command, what still serves and the fix; the lock let go there', async () => {
+  it('one host, a port of the idle slot held by a process not its own: refused in the lock step (ports_taken) before anything is touched, naming port, pid, command, what still serves and the fix; audited as failed', async () => {
     const squat = 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580';
-    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, squat, 'rollback ports_taken', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, squat, 'rollback ports_taken', `rollback_from ${LIVE}`) } : undefined));
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe(
       `the ports this rollback would start its release on (slot green) are taken on web1: port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580). Its start would fail, so nothing was changed (no slot started or stopped; nginx and current as they were); web1 still serves ${LIVE}`,
     );
     expect(e.hint).toBe('stop what holds them on web1 (sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242), or move it off port 3580; ops status one warns about it; then roll back again');
-    expect(h.names()).toEqual(['lock']);
+    expect(h.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', message: expect.stringMatching(/^refused, nothing changed: the ports this rollback would start its release on \(slot green\) are taken on web1/) });
     // The lock step reads who holds the ports of the slot the rollback starts on (green unless green is live), in
     // the same step as the rollback's part, which refuses on what it found: no round trip of its own.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
@@ -240,13 +266,14 @@ describe('rollback operation', () => {
     for (const host of ['web1', 'web2']) expect(one.names(host)).toEqual(['lock', 'unlock']);
   });
 
-  it('one host, nginx stopped with its unit masked: refused in the lock step before anything is touched, as a deploy refuses it; the lock let go there', async () => {
-    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'nginx_stopped masked', 'rollback nginx_masked', 'lock released') } : undefined));
+  it('one host, nginx stopped with its unit masked: refused in the lock step before anything is touched, as a deploy refuses it; audited as failed, as a deploy audits it', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'nginx_stopped masked', 'rollback nginx_masked') } : undefined));
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe('nginx is not running on web1 and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was changed (no slot started or stopped; nginx and current as they were); the site stays down as it is');
     expect(e.hint).toBe('if nginx was stopped on purpose, roll back once it may run again; otherwise: sudo systemctl unmask nginx (unmask --runtime for a mask made with --runtime) && sudo systemctl start nginx, then roll back again');
-    expect(h.names()).toEqual(['lock']);
+    expect(h.names()).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: nginx is not running on web1 and its unit is masked/) });
     // The lock step reads whether nginx runs, and the rollback's part refuses on what it found: no round trip of its own.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
     expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
@@ -359,6 +386,13 @@ function target(base: string): Target {
   return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
 }
 
+/** A script in a file of its own, for bash to run: a step's text is longer than one argument may be (E2BIG past 128 KiB). */
+function scriptFile(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'ops-rollback-script-')), 'step.sh');
+  writeFileSync(file, text);
+  return file;
+}
+
 describe('the rollback step on a host (bash)', () => {
   /** A scratch base directory: OLD then LIVE went live, LIVE current on slot blue. */
   function host(): string {
@@ -379,22 +413,21 @@ describe('the rollback step on a host (bash)', () => {
   const run = (e: Target, to?: string, up = true) => {
     const mark = markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script;
     const step = rollbackStep(e, to, mark, { done: 'ops_report done', refused: 'ops_report refused' });
-    // On stdin, as ssh.ts sends a step (bash -s): a step script can be longer than one argument may be (128 KiB).
-    return parseReports(execFileSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
+    return parseReports(execFileSync('bash', [scriptFile(scriptText(step))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
   };
   const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
 
-  it('a one-host rollback\'s `refused` end (refusedOrNoop): the no-op writes its audit line, the live id read on the host; a refusal lets go alone', () => {
+  it('a one-host rollback\'s `refused` end (refusedOrNoop): the no-op writes its audit line, the live id read on the host; a refusal keeps the lock (the runner audits it)', () => {
     const base = host();
     const e = target(base);
     const unlock = (entry?: Partial<AuditEntry>, vars?: Partial<Record<keyof AuditEntry, string>>) =>
       entry ? `ops_report audit ${auditTemplate({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', ...entry } as AuditEntry, vars ?? {})}` : 'ops_report let_go';
-    const end = (to: string) => parseReports(execFileSync('bash', ['-s'], { input: scriptText(rollbackStep(e, to, ':', { done: 'ops_report done', refused: refusedOrNoop(unlock) })), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }));
+    const end = (to: string) => parseReports(execFileSync('bash', [scriptFile(scriptText(rollbackStep(e, to, ':', { done: 'ops_report done', refused: refusedOrNoop(unlock) })))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }));
     const noop = end(LIVE);
     expect(JSON.parse(at(noop, 'audit')!)).toEqual({ time: 't', environment: 'one', operation: 'rollback', actor: 'alice', result: 'no-op', message: 'already live', release: LIVE, previous: LIVE });
     expect(at(noop, 'let_go')).toBeUndefined();
     const refused = end('20260101T000000Z-0000000000aa');
-    expect([at(refused, 'rollback'), at(refused, 'audit'), at(refused, 'let_go')]).toEqual(['not_kept', undefined, '']);
+    expect([at(refused, 'rollback'), at(refused, 'audit'), at(refused, 'let_go')]).toEqual(['not_kept', undefined, undefined]);
   });
 
   it('refusals and the no-op end with `refused`: nothing else runs, nothing changes', () => {
@@ -414,7 +447,7 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
     const guarded = (unit: string) =>
-      parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` }), encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
+      parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
     // masked for good, or until the next boot (systemctl mask --runtime: is-enabled says masked-runtime)
     for (const unit of ['masked', 'masked-runtime']) {
       const masked = guarded(unit);
@@ -442,14 +475,14 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const step = rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: 'ops_report done', refused: 'ops_report refused' });
     const bin = supervisord(true);
-    const r = parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    const r = parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
     expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_slot'), at(r, 'rollback_exit')]).toEqual(['ports_taken', '', undefined, undefined, undefined]);
     expect(existsSync(join(bin, 'used'))).toBe(false);
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
     expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
     // Nothing to go back to is said as such, whatever the ports.
     writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
-    const none = parseReports(execFileSync('bash', ['-s'], { input: scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    const none = parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
     expect(at(none, 'rollback')).toBe('none');
   });
 
@@ -460,7 +493,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
-    const r = spawnSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
+    const r = spawnSync('bash', [scriptFile(scriptText(step))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
     const reports = parseReports(r.stdout);
     expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
     expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");
@@ -478,7 +511,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\necho \'nginx: [emerg] unknown directive "x" in /etc/nginx/sites-enabled/handmade:1\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' }, 'app=01234567,programs=89abcdef');
-    const reports = () => parseReports(spawnSync('bash', ['-s'], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
+    const reports = () => parseReports(spawnSync('bash', [scriptFile(scriptText(step))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
     const sums = `${'1'.repeat(64)} ${'2'.repeat(64)}`;
     const files = (id: string, dotenv: string, environ: string) => {
       writeFileSync(join(base, 'releases', id, '.env'), dotenv);
@@ -554,5 +587,43 @@ describe('a rollback whose lock is taken away on a host while it is paused (ops 
     expect(audit).toContain('"operation":"rollback"');
     expect(audit).toMatch(/"result":"failed".*its lock released by force by bob at /);
     expect(h.remotes.get('web1')!.runs[1]!.stdin).toContain('\nrun_lock_guard\n');
+  });
+
+  it('one host, its work (in the lock step) stopped by a forced release of its lock: said as that release, by whom, and audited as failed (the unlock found the lock gone)', async () => {
+    const h = harness((step) => {
+      // The release stops the lock step's processes: the step, having taken the lock and begun the start, ends on SIGTERM.
+      if (step.name === 'lock') return { code: 143, stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
+      if (step.name === 'unlock') return { stdout: opsLines(KEYS, 'lock not_held') };
+      if (step.name === 'read audit log') return { stdout: `@ops entry ${JSON.stringify({ time: new Date().toISOString(), environment: 'one', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock of a rollback run by alice' })}\n` };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(/^step "lock, state" on web1 was stopped by SIGTERM from outside this run/);
+    expect(e.message).toContain('\nweb1: this run\'s lock was released by force by bob at ');
+    expect(e.message).toContain('(ops lock release --force: "removed held lock of a rollback run by alice") while it ran: that stopped the run\'s steps there');
+    expect(h.names()).toEqual(['lock', 'unlock', 'read audit log', 'audit']);
+    const line = auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin);
+    expect(line).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^step "lock, state" on web1 was stopped by SIGTERM.*: its lock released by force by bob at /) });
+  });
+
+  it('one host, its lock released by force just after another run\'s was (both in the audit log\'s leeway): the breaker named is the one of its own lock (the time its lock step took it), waited for', async () => {
+    const since = '2026-12-03T06:46:09Z';
+    const actor = runInfo({ USER: 'alice' }).actor;
+    const entry = (by: string, message: string) => JSON.stringify({ time: new Date().toISOString(), environment: 'one', operation: 'lock release', actor: by, result: 'success', message });
+    const other = entry('bob', 'removed held lock of a deploy run by root, started 2026-12-03T06:45:50Z; 20261102T100000Z-bbbbbbbbbbbb is live');
+    const ours = entry('carol', `removed held lock of ${describeHolder({ operation: 'rollback', actor, since })}; stopped what its run left running (processes 447)`);
+    let reads = 0;
+    const h = harness((step) => {
+      if (step.name === 'lock') return { code: 143, stdout: STATE + opsLines(KEYS, `holder since=${since}`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
+      if (step.name === 'unlock') return { stdout: opsLines(KEYS, 'lock not_held') };
+      // The breaker writes its line once its release ended: not there at the first look.
+      if (step.name === 'read audit log') return { stdout: [other, ...(reads++ ? [ours] : [])].map((l) => `@ops entry ${l}\n`).join('') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toContain('\nweb1: this run\'s lock was released by force by carol at ');
+    expect(e.message).not.toContain('by bob');
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toMatch(/: its lock released by force by carol at /);
   });
 });

@@ -19179,7 +19179,8 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  const clean5 = (t) => maskSecretLike(redact(t));
+  const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
@@ -39346,9 +39347,9 @@ function writeError(err, target, shown) {
   if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
   return err;
 }
-async function replaceFile(file, content, mode) {
+async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
   const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
@@ -39374,7 +39375,7 @@ async function replaceFile(file, content, mode) {
   } catch {
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420) {
   const target = await writeTarget(file, shown);
   let release;
   try {
@@ -39395,7 +39396,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         "run the command again: it reads the file as it is now"
       );
     try {
-      await replaceFile(target, content);
+      await replaceFile(target, content, void 0, newMode);
     } catch (e) {
       throw writeError(e, target, shown);
     }
@@ -46743,6 +46744,14 @@ var init_yaml11 = __esm({
 function needsQuotesForGo(s) {
   return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
 }
+function yamlFloatText(v) {
+  if (Number.isNaN(v)) return ".nan";
+  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [digits, exp] = String(v).split("e");
+  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
+  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
+}
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
@@ -46753,12 +46762,12 @@ function yamlScalar(node) {
   }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "float") s.format = OPS_FLOAT;
   if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml4.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -46820,7 +46829,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml4.Document();
+  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -46843,7 +46852,7 @@ function jsonValue(node, indent2, step) {
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return jsonNumberText(node);
+      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
@@ -46862,7 +46871,7 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
@@ -46871,6 +46880,17 @@ var init_tree_print = __esm({
     init_goyaml();
     init_yaml11();
     init_tree();
+    OPS_FLOAT = "ops-float";
+    FLOAT_TAG = {
+      tag: "tag:yaml.org,2002:float",
+      format: OPS_FLOAT,
+      default: true,
+      identify: (v) => typeof v === "number",
+      test: /(?!)/,
+      resolve: (s) => Number(s),
+      stringify: (node) => yamlFloatText(Number(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG] };
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
     LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
@@ -46977,8 +46997,16 @@ function parseTree(text, format, options) {
     if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
     else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
+  const recordValue = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+  };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
+    recordValue(node, path, keyAt);
     if ((0, import_yaml5.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
@@ -47021,7 +47049,8 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        if (yamlScalarText(v) !== text2 || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
@@ -47484,7 +47513,7 @@ async function decryptFile(file, opts2 = {}) {
   const f = await SecretsFile.open(file, opts2);
   return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
 }
-var SecretsFile;
+var SECRETS_FILE_MODE, SecretsFile;
 var init_sops = __esm({
   "core/secrets/sops.ts"() {
     "use strict";
@@ -47499,6 +47528,7 @@ var init_sops = __esm({
     init_tree_scalars();
     init_tree();
     init_utf8();
+    SECRETS_FILE_MODE = 384;
     SecretsFile = class _SecretsFile {
       constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
         this.file = file;
@@ -47524,6 +47554,8 @@ var init_sops = __esm({
       openedWith = {};
       /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
       onDisk;
+      /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
+      createMode = SECRETS_FILE_MODE;
       /** Decrypt and verify a sops document given as text. */
       static async fromText(text, file, opts2 = {}) {
         const doc = parseSops(text, file, opts2.format ?? formatOf(file));
@@ -47553,7 +47585,10 @@ var init_sops = __esm({
         const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
         return _SecretsFile.fromText(text, file, opts2);
       }
-      /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
+      /**
+       * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
+       * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
+       */
       static create(file, tree, opts2) {
         const format = opts2.format ?? formatOf(file);
         const f = new _SecretsFile(
@@ -47569,6 +47604,7 @@ var init_sops = __esm({
         f.setRecipients(opts2.recipients);
         f.setTree(tree);
         f.openedWith = opts2.openWith ?? {};
+        if (opts2.mode !== void 0) f.createMode = opts2.mode;
         return f;
       }
       /** The decrypted document, keys in file order. */
@@ -47774,13 +47810,14 @@ var init_sops = __esm({
       /**
        * Write the file atomically if anything changed, and only over the version this object read or last wrote
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
-       * dropped (writeIfUnchanged). Returns whether it was written.
+       * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
+       * Returns whether it was written.
        * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode);
         this.onDisk = text;
         return true;
       }
@@ -71086,6 +71123,7 @@ function resolveTarget(env) {
 init_errors();
 init_secrets();
 init_tree_parse();
+init_tree_print();
 
 // core/remote/types.ts
 init_errors();
@@ -72940,6 +72978,24 @@ if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
   for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
 fi`;
 }
+function markRelease(env, id, mark, why, withoutLock = false) {
+  const dir = word(`${env.layout.releases}/`, id);
+  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  return {
+    name: `mark ${mark}`,
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: withoutLock ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
+  ${marker}
+fi` : `${historyFunctions(env)}
+if [ -d ${dir} ]; then
+  ${marker}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+fi`
+  };
+}
 
 // core/steps/initdata.ts
 import { createHash as createHash4 } from "node:crypto";
@@ -74531,7 +74587,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
         `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
       );
     }
@@ -74729,7 +74785,8 @@ function parseState(r) {
     has: reportedAll(r, RELEASE_KEYS.has),
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
-    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    // A health verdict quotes what the app answered: masked as received (as status's excerpts are).
+    liveHealth: maskSecretLike(reported(r, RELEASE_KEYS.live_health) ?? ""),
     liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
     liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === "unrecorded",
     hostTime: reported(r, RELEASE_KEYS.now),
@@ -74896,6 +74953,8 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # When it was taken (the host's clock): how a forced release's audit line names this lock.
+    ops_report ${LOCK_KEYS.holder} "since=$since"
     # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
@@ -75092,11 +75151,13 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
+  else tookThenFailed();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
@@ -75136,6 +75197,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const notHeld = /* @__PURE__ */ new Set();
   const notHeldSaid = /* @__PURE__ */ new Map();
   const lost = /* @__PURE__ */ new Map();
+  const tookThenFailed = /* @__PURE__ */ new Set();
+  const takenAt = /* @__PURE__ */ new Map();
+  const made = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
@@ -75157,7 +75221,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
         }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ""}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
       }
@@ -75170,10 +75234,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
-  const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
+  const lastBreak = (tail2, host) => {
+    const breaks = tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began);
+    const since = takenAt.get(host);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+  };
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {
-    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
+    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
     for (const host of taken) {
@@ -75181,10 +75249,10 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       const refused = lost.get(host);
       const own = closingTimes.get(host);
       if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      let breaker = lastBreak(tail2);
+      let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
-        breaker = lastBreak(await auditTail(host));
+        breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
@@ -75197,6 +75265,11 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
         await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
       }
+      const release = made.get(host);
+      if (release && !wentLive.has(host) && release !== refused?.live) {
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        await unfenced(session.remote(host)).run(markRelease(env, release, "failed", why, true)).catch(() => void 0);
+      }
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
@@ -75204,7 +75277,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   const notHeldLine = async (host) => {
-    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock2 = r && parseLock(r);
     if (lock2 && lock2.state !== "free" && lock2.holder.run_id !== request.runId)
@@ -75264,13 +75337,20 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const failedWhere = (e, prefix = "") => {
+    if (stopping) return;
+    const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const host of mine)
+      if (!lost.has(host) && !(pending.get(host) ?? []).length)
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -75280,10 +75360,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   );
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
+    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
+    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+    throw left2.length ? lockLeft(env, left2, err) : err;
   }
   for (const host of mine) {
     session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
@@ -75320,6 +75402,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     wentLive(host, undone) {
       wentLive.set(host, undone);
+    },
+    made(host, release) {
+      made.set(host, release);
     }
   };
   let result;
@@ -75328,6 +75413,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const refused = [...lost.values()][0];
     if (refused) throw refused;
   } catch (e) {
+    failedWhere(e);
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
     throw left2.length ? lockLeft(env, left2, err) : err;
@@ -75370,7 +75456,7 @@ async function readInitdata(ctx, env, file) {
   if (isSopsText(raw, format)) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
-    text = decrypted.plaintext;
+    text = format === "json" ? printTree(decrypted.tree, "json", { ...CURRENT_LAYOUT, jsonIndent: "  " }) : decrypted.plaintext;
   }
   const doc = (0, import_yaml8.parseDocument)(text);
   let why = doc.errors[0]?.message.split("\n")[0];
@@ -75408,21 +75494,22 @@ async function initdata(ctx, environment, options = {}) {
         const host = env.hosts[0];
         const remote = session.remote(host.name);
         const state = parseState(locked.inspected.get(host.name));
-        if (!state.current) throw new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`);
+        const refuse2 = (e) => {
+          locked.audit(host.name, { result: "failed", ...state.current && { release: state.current }, message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
+          return e;
+        };
+        if (!state.current) throw refuse2(new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`));
         if (expected !== void 0) {
           const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? "none";
           const refusal = initdataSettingsRefusal(env, host.name, state.current, expected, live);
-          if (refusal) {
-            locked.audit(host.name, { result: "failed", release: state.current, message: "refused: the live release runs with other settings or secrets (deploy first, or --live-settings)" });
-            throw refusal;
-          }
+          if (refusal) throw refuse2(refusal);
         }
         const uploaded = `${L.uploads}/initdata-${randomBytes12(6).toString("hex")}.yml`;
         await remote.upload(data.text, uploaded, { mode: 384 });
         try {
           const r = await ctx.reporter.group(`${host.name} \xB7 initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
           locked.audit(host.name, { result: "success", release: state.current, message: `loaded ${options.file ? "a given file" : env.config.initdata.file}` });
-          return [{ host: host.name, release: state.current, output: ctx.reporter.redact(r.stdout.trim()) }];
+          return [{ host: host.name, release: state.current, output: maskSecretLike(ctx.reporter.redact(r.stdout.trim())) }];
         } catch (e) {
           locked.audit(host.name, { result: "failed", release: state.current, message: auditReason(e, (t) => ctx.reporter.redact(t)) });
           throw e;

@@ -19179,7 +19179,8 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  const clean5 = (t) => maskSecretLike(redact(t));
+  const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
@@ -61368,9 +61369,9 @@ function writeError(err, target, shown) {
   if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
   return err;
 }
-async function replaceFile(file, content, mode) {
+async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
   const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes8(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
@@ -61396,7 +61397,7 @@ async function replaceFile(file, content, mode) {
   } catch {
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420) {
   const target = await writeTarget(file, shown);
   let release;
   try {
@@ -61417,7 +61418,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         "run the command again: it reads the file as it is now"
       );
     try {
-      await replaceFile(target, content);
+      await replaceFile(target, content, void 0, newMode);
     } catch (e) {
       throw writeError(e, target, shown);
     }
@@ -68345,6 +68346,14 @@ var init_yaml11 = __esm({
 function needsQuotesForGo(s) {
   return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
 }
+function yamlFloatText(v) {
+  if (Number.isNaN(v)) return ".nan";
+  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [digits, exp] = String(v).split("e");
+  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
+  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
+}
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
@@ -68355,12 +68364,12 @@ function yamlScalar(node) {
   }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "float") s.format = OPS_FLOAT;
   if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml4.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -68422,7 +68431,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml4.Document();
+  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -68445,7 +68454,7 @@ function jsonValue(node, indent2, step) {
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return jsonNumberText(node);
+      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
@@ -68464,7 +68473,7 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
@@ -68473,6 +68482,17 @@ var init_tree_print = __esm({
     init_goyaml();
     init_yaml11();
     init_tree();
+    OPS_FLOAT = "ops-float";
+    FLOAT_TAG = {
+      tag: "tag:yaml.org,2002:float",
+      format: OPS_FLOAT,
+      default: true,
+      identify: (v) => typeof v === "number",
+      test: /(?!)/,
+      resolve: (s) => Number(s),
+      stringify: (node) => yamlFloatText(Number(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG] };
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
     LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
@@ -68579,8 +68599,16 @@ function parseTree(text, format, options) {
     if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
     else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
+  const recordValue = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+  };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
+    recordValue(node, path, keyAt);
     if ((0, import_yaml5.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
@@ -68623,7 +68651,8 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        if (yamlScalarText(v) !== text2 || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
@@ -69086,7 +69115,7 @@ async function decryptFile(file, opts2 = {}) {
   const f = await SecretsFile.open(file, opts2);
   return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
 }
-var SecretsFile;
+var SECRETS_FILE_MODE, SecretsFile;
 var init_sops = __esm({
   "core/secrets/sops.ts"() {
     "use strict";
@@ -69101,6 +69130,7 @@ var init_sops = __esm({
     init_tree_scalars();
     init_tree();
     init_utf8();
+    SECRETS_FILE_MODE = 384;
     SecretsFile = class _SecretsFile {
       constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
         this.file = file;
@@ -69126,6 +69156,8 @@ var init_sops = __esm({
       openedWith = {};
       /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
       onDisk;
+      /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
+      createMode = SECRETS_FILE_MODE;
       /** Decrypt and verify a sops document given as text. */
       static async fromText(text, file, opts2 = {}) {
         const doc = parseSops(text, file, opts2.format ?? formatOf(file));
@@ -69155,7 +69187,10 @@ var init_sops = __esm({
         const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
         return _SecretsFile.fromText(text, file, opts2);
       }
-      /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
+      /**
+       * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
+       * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
+       */
       static create(file, tree, opts2) {
         const format = opts2.format ?? formatOf(file);
         const f = new _SecretsFile(
@@ -69171,6 +69206,7 @@ var init_sops = __esm({
         f.setRecipients(opts2.recipients);
         f.setTree(tree);
         f.openedWith = opts2.openWith ?? {};
+        if (opts2.mode !== void 0) f.createMode = opts2.mode;
         return f;
       }
       /** The decrypted document, keys in file order. */
@@ -69376,13 +69412,14 @@ var init_sops = __esm({
       /**
        * Write the file atomically if anything changed, and only over the version this object read or last wrote
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
-       * dropped (writeIfUnchanged). Returns whether it was written.
+       * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
+       * Returns whether it was written.
        * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode);
         this.onDisk = text;
         return true;
       }
@@ -71562,6 +71599,9 @@ critical_wait() {
 critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
 
+// core/steps/sh/history.sh
+var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
+
 // core/steps/sh/host-lock.sh
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
@@ -72583,6 +72623,7 @@ function maskSettings(env) {
   return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
 }
 var CONNECTION_FUNCTIONS = connection_default;
+var HISTORY_FUNCTIONS = history_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
 // core/steps/nginx.ts
@@ -74365,7 +74406,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
         `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
       );
     }
@@ -74621,8 +74662,25 @@ tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDI
   };
 }
 
-// core/steps/lock.ts
+// core/steps/release.ts
 init_shell();
+
+// core/steps/history.ts
+init_shell();
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = env.layout;
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
 
 // core/steps/switch.ts
 init_errors();
@@ -74683,10 +74741,6 @@ function supervisorEnvironment(vars, keyOf, refused) {
     }
   }).join(",").replace(/%/g, "%%");
 }
-
-// core/steps/history.ts
-init_shell();
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
 
 // core/steps/certs.ts
 init_shell();
@@ -74884,7 +74938,30 @@ var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
+// core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
+function markRelease(env, id, mark, why, withoutLock = false) {
+  const dir = word(`${env.layout.releases}/`, id);
+  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  return {
+    name: `mark ${mark}`,
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: withoutLock ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
+  ${marker}
+fi` : `${historyFunctions(env)}
+if [ -d ${dir} ]; then
+  ${marker}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+fi`
+  };
+}
+
 // core/steps/lock.ts
+init_shell();
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
 function startedStopSeconds(env) {
   return previousBackSeconds(env) + 10;
@@ -74959,6 +75036,8 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # When it was taken (the host's clock): how a forced release's audit line names this lock.
+    ops_report ${LOCK_KEYS.holder} "since=$since"
     # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
@@ -75155,11 +75234,13 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
+  else tookThenFailed();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
@@ -75199,6 +75280,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const notHeld = /* @__PURE__ */ new Set();
   const notHeldSaid = /* @__PURE__ */ new Map();
   const lost = /* @__PURE__ */ new Map();
+  const tookThenFailed = /* @__PURE__ */ new Set();
+  const takenAt = /* @__PURE__ */ new Map();
+  const made = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
@@ -75220,7 +75304,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
         }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ""}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
       }
@@ -75233,10 +75317,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
-  const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
+  const lastBreak = (tail2, host) => {
+    const breaks = tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began);
+    const since = takenAt.get(host);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+  };
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {
-    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
+    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
     for (const host of taken) {
@@ -75244,10 +75332,10 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       const refused = lost.get(host);
       const own = closingTimes.get(host);
       if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      let breaker = lastBreak(tail2);
+      let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
-        breaker = lastBreak(await auditTail(host));
+        breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
@@ -75260,6 +75348,11 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
         await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
       }
+      const release = made.get(host);
+      if (release && !wentLive.has(host) && release !== refused?.live) {
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        await unfenced(session.remote(host)).run(markRelease(env, release, "failed", why, true)).catch(() => void 0);
+      }
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
@@ -75267,7 +75360,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   const notHeldLine = async (host) => {
-    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock2 = r && parseLock(r);
     if (lock2 && lock2.state !== "free" && lock2.holder.run_id !== request.runId)
@@ -75327,13 +75420,20 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const failedWhere = (e, prefix = "") => {
+    if (stopping) return;
+    const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const host of mine)
+      if (!lost.has(host) && !(pending.get(host) ?? []).length)
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -75343,10 +75443,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   );
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
+    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
+    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+    throw left2.length ? lockLeft(env, left2, err) : err;
   }
   for (const host of mine) {
     session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
@@ -75383,6 +75485,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     wentLive(host, undone) {
       wentLive.set(host, undone);
+    },
+    made(host, release) {
+      made.set(host, release);
     }
   };
   let result;
@@ -75391,6 +75496,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const refused = [...lost.values()][0];
     if (refused) throw refused;
   } catch (e) {
+    failedWhere(e);
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
     throw left2.length ? lockLeft(env, left2, err) : err;

@@ -19179,7 +19179,8 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  const clean5 = (t) => maskSecretLike(redact(t));
+  const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
@@ -61718,7 +61719,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
         `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
       );
     }
@@ -64196,16 +64197,20 @@ if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
   for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
 fi`;
 }
-function markRelease(env, id, mark, why) {
+function markRelease(env, id, mark, why, withoutLock = false) {
   const dir = word(`${env.layout.releases}/`, id);
+  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
   return {
     name: `mark ${mark}`,
     as: "root",
     timeout: 30,
     quiet: true,
-    script: `${historyFunctions(env)}
+    script: withoutLock ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
+  ${marker}
+fi` : `${historyFunctions(env)}
 if [ -d ${dir} ]; then
-  printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  ${marker}
   history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
 fi`
   };
@@ -64419,7 +64424,8 @@ function parseState(r) {
     has: reportedAll(r, RELEASE_KEYS.has),
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
-    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    // A health verdict quotes what the app answered: masked as received (as status's excerpts are).
+    liveHealth: maskSecretLike(reported(r, RELEASE_KEYS.live_health) ?? ""),
     liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
     liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === "unrecorded",
     hostTime: reported(r, RELEASE_KEYS.now),
@@ -64663,6 +64669,8 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # When it was taken (the host's clock): how a forced release's audit line names this lock.
+    ops_report ${LOCK_KEYS.holder} "since=$since"
     # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
     # bash first: usually there are none).
     left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
@@ -64859,11 +64867,13 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
+  else tookThenFailed();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === "stale")
     throw new LockError(
@@ -64903,6 +64913,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const notHeld = /* @__PURE__ */ new Set();
   const notHeldSaid = /* @__PURE__ */ new Map();
   const lost = /* @__PURE__ */ new Map();
+  const tookThenFailed = /* @__PURE__ */ new Set();
+  const takenAt = /* @__PURE__ */ new Map();
+  const made = /* @__PURE__ */ new Map();
   const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
@@ -64924,7 +64937,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
         }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ""}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
       }
@@ -64937,10 +64950,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
-  const lastBreak = (tail2) => tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began).at(-1);
+  const lastBreak = (tail2, host) => {
+    const breaks = tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began);
+    const since = takenAt.get(host);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+  };
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {
-    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host));
+    const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
     for (const host of taken) {
@@ -64948,10 +64965,10 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       const refused = lost.get(host);
       const own = closingTimes.get(host);
       if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
-      let breaker = lastBreak(tail2);
+      let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
-        breaker = lastBreak(await auditTail(host));
+        breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
@@ -64964,6 +64981,11 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
         await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
       }
+      const release = made.get(host);
+      if (release && !wentLive.has(host) && release !== refused?.live) {
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        await unfenced(session.remote(host)).run(markRelease(env, release, "failed", why, true)).catch(() => void 0);
+      }
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
@@ -64971,7 +64993,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   const notHeldLine = async (host) => {
-    if (inspected.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host)))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock = r && parseLock(r);
     if (lock && lock.state !== "free" && lock.holder.run_id !== request.runId)
@@ -65031,13 +65053,20 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const failedWhere = (e, prefix = "") => {
+    if (stopping) return;
+    const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
+    for (const host of mine)
+      if (!lost.has(host) && !(pending.get(host) ?? []).length)
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -65047,10 +65076,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   );
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
+    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
+    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+    throw left2.length ? lockLeft(env, left2, err) : err;
   }
   for (const host of mine) {
     session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
@@ -65087,6 +65118,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     wentLive(host, undone) {
       wentLive.set(host, undone);
+    },
+    made(host, release) {
+      made.set(host, release);
     }
   };
   let result;
@@ -65095,6 +65129,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const refused = [...lost.values()][0];
     if (refused) throw refused;
   } catch (e) {
+    failedWhere(e);
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
     throw left2.length ? lockLeft(env, left2, err) : err;
@@ -65164,8 +65199,6 @@ function refusedOrNoop(unlock) {
   return `if [ "$rollback_verdict" = noop ]; then
   noop_id=\${rollback_from//[^A-Za-z0-9._-]/_}
   ${unlock(ALREADY_LIVE, { release: "noop_id", previous: "noop_id" })}
-else
-  ${unlock()}
 fi`;
 }
 async function rollbackHost(ctx, env, remote, locked, to, today) {
@@ -65302,7 +65335,8 @@ async function rollback(ctx, environment, to) {
         inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true }),
         ...to && { fields: { release: to } },
         ...alone && {
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, unlock()),
+          // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ""),
           finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout
         }
       }

@@ -19179,7 +19179,8 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const one = redact(redact(text).trim().replace(/\s*\n\s*/g, " / "));
+  const clean4 = (t) => maskSecretLike(redact(t));
+  const one = clean4(clean4(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
@@ -60737,9 +60738,9 @@ function writeError(err, target, shown) {
   if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
   return err;
 }
-async function replaceFile(file, content, mode) {
+async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
   const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes7(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
@@ -60765,7 +60766,7 @@ async function replaceFile(file, content, mode) {
   } catch {
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file)) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420) {
   const target = await writeTarget(file, shown);
   let release;
   try {
@@ -60786,7 +60787,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         "run the command again: it reads the file as it is now"
       );
     try {
-      await replaceFile(target, content);
+      await replaceFile(target, content, void 0, newMode);
     } catch (e) {
       throw writeError(e, target, shown);
     }
@@ -68060,6 +68061,14 @@ var init_yaml11 = __esm({
 function needsQuotesForGo(s) {
   return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
 }
+function yamlFloatText(v) {
+  if (Number.isNaN(v)) return ".nan";
+  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [digits, exp] = String(v).split("e");
+  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
+  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
+}
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
@@ -68070,12 +68079,12 @@ function yamlScalar(node) {
   }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "float") s.format = OPS_FLOAT;
   if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml4.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -68137,7 +68146,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml4.Document();
+  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -68160,7 +68169,7 @@ function jsonValue(node, indent2, step) {
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return jsonNumberText(node);
+      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
@@ -68179,7 +68188,7 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
@@ -68188,6 +68197,17 @@ var init_tree_print = __esm({
     init_goyaml();
     init_yaml11();
     init_tree();
+    OPS_FLOAT = "ops-float";
+    FLOAT_TAG = {
+      tag: "tag:yaml.org,2002:float",
+      format: OPS_FLOAT,
+      default: true,
+      identify: (v) => typeof v === "number",
+      test: /(?!)/,
+      resolve: (s) => Number(s),
+      stringify: (node) => yamlFloatText(Number(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG] };
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
     LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
@@ -68294,8 +68314,16 @@ function parseTree(text, format, options) {
     if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
     else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
+  const recordValue = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+  };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
+    recordValue(node, path, keyAt);
     if ((0, import_yaml5.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
@@ -68338,7 +68366,8 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        if (yamlScalarText(v) !== text2 || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
@@ -68801,7 +68830,7 @@ async function decryptFile(file, opts2 = {}) {
   const f = await SecretsFile.open(file, opts2);
   return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
 }
-var SecretsFile;
+var SECRETS_FILE_MODE, SecretsFile;
 var init_sops = __esm({
   "core/secrets/sops.ts"() {
     "use strict";
@@ -68816,6 +68845,7 @@ var init_sops = __esm({
     init_tree_scalars();
     init_tree();
     init_utf8();
+    SECRETS_FILE_MODE = 384;
     SecretsFile = class _SecretsFile {
       constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
         this.file = file;
@@ -68841,6 +68871,8 @@ var init_sops = __esm({
       openedWith = {};
       /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
       onDisk;
+      /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
+      createMode = SECRETS_FILE_MODE;
       /** Decrypt and verify a sops document given as text. */
       static async fromText(text, file, opts2 = {}) {
         const doc = parseSops(text, file, opts2.format ?? formatOf(file));
@@ -68870,7 +68902,10 @@ var init_sops = __esm({
         const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
         return _SecretsFile.fromText(text, file, opts2);
       }
-      /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
+      /**
+       * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
+       * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
+       */
       static create(file, tree, opts2) {
         const format = opts2.format ?? formatOf(file);
         const f = new _SecretsFile(
@@ -68886,6 +68921,7 @@ var init_sops = __esm({
         f.setRecipients(opts2.recipients);
         f.setTree(tree);
         f.openedWith = opts2.openWith ?? {};
+        if (opts2.mode !== void 0) f.createMode = opts2.mode;
         return f;
       }
       /** The decrypted document, keys in file order. */
@@ -69091,13 +69127,14 @@ var init_sops = __esm({
       /**
        * Write the file atomically if anything changed, and only over the version this object read or last wrote
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
-       * dropped (writeIfUnchanged). Returns whether it was written.
+       * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
+       * Returns whether it was written.
        * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode);
         this.onDisk = text;
         return true;
       }
@@ -73799,7 +73836,7 @@ var SshRemote = class {
     const code = status2.code ?? (status2.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
         `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
       );
     }

@@ -46,8 +46,44 @@ const FLOAT_TAG: ScalarTag = {
   stringify: (node) => yamlFloatText(Number((node as Scalar).value)),
 };
 
-/** The options every document this printer writes is made with (the float tag above). */
-const DOC_OPTIONS: DocumentOptions & SchemaOptions = { customTags: [FLOAT_TAG] };
+// Characters a YAML 1.1 reader cannot take as they stand in the text: DEL and the C1 controls are not printable
+// (PyYAML refuses the whole text), NEL, LS and PS are line breaks to it (in quotes, folded to a space), U+FFFE and
+// U+FFFF are not printable to any YAML reader. The library's double-quoted style leaves them raw (it starts from
+// JSON.stringify, which escapes only C0 controls), and its plain and block styles cannot escape at all.
+const RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+
+/** `s` double-quoted on one line with every RAW_UNSAFE character escaped (\uXXXX: YAML 1.1 and 1.2 both read it). Pure. */
+function escapedDoubleQuoted(s: string): string {
+  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, 'g'), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+// How a string holding a RAW_UNSAFE character is written (keys too): escapedDoubleQuoted, whatever style it was
+// given. Only for writing: its `test` matches nothing, so no plain scalar is read with it.
+const ESCAPED_STR_TAG: ScalarTag = {
+  tag: 'tag:yaml.org,2002:str',
+  default: true,
+  identify: (v) => typeof v === 'string' && RAW_UNSAFE.test(v),
+  test: /(?!)/,
+  resolve: (s) => s,
+  stringify: (node) => escapedDoubleQuoted(String((node as Scalar).value)),
+};
+
+/** The options every document this printer writes is made with (the float and escaped string tags above). */
+const DOC_OPTIONS: DocumentOptions & SchemaOptions = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
+
+/**
+ * Would the style the yaml library picks for this string by itself (plain, or a block literal for several lines)
+ * make another string of it for some reader? A tab in a one-line string: PyYAML cannot read it plain ("found
+ * character '\t' that cannot start any token"). Several lines whose first text starts with a space: the library's
+ * indentation indicator counts 2 spaces whatever the indentation (`|2-` under 4-space indentation, sops 3.13's),
+ * so every reader, this one too, reads the value's lines with 2 more spaces. Several lines of nothing but
+ * whitespace: the spaces are written on lines every reader takes for empty (" \n" read back as "\n"). Such
+ * strings are double-quoted (escapes, one line). Pure.
+ */
+function styleChangesText(s: string): boolean {
+  if (!s.includes('\n')) return s.includes('\t');
+  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+}
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {
   if (node.kind === 'null') return new Scalar(null);
@@ -59,7 +95,7 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
     return Object.assign(new Scalar(`${b64.match(/.{1,70}/g)!.join('\n')}\n`), { tag: 'tag:yaml.org,2002:binary', type: Scalar.BLOCK_LITERAL });
   }
   const s = new Scalar(node.value);
-  if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
+  if (node.type === 'str' && (needsQuotesForGo(node.value as string) || styleChangesText(node.value as string))) s.type = Scalar.QUOTE_DOUBLE;
   // A float is written with a "." (a whole one keeps a ".0"), so that it is read back as a float by YAML 1.2 and 1.1
   if (node.type === 'float') s.format = OPS_FLOAT;
   // A time is written plain, as go-yaml writes it, so that it is read back as a time

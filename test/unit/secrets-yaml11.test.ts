@@ -9,8 +9,8 @@ import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { yaml11Retypes } from '../../core/secrets/yaml11.ts';
 import { parseTree, type Retyped } from '../../core/secrets/tree-parse.ts';
 import { LEGACY_LAYOUT, printTree, toYaml } from '../../core/secrets/tree-print.ts';
-import type { MapNode } from '../../core/secrets/tree.ts';
-import { cli, newEnv } from './secrets.helpers.ts';
+import { type MapNode, str } from '../../core/secrets/tree.ts';
+import { cli, editor, newEnv } from './secrets.helpers.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
 
 describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
@@ -110,5 +110,37 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     const plainStrings = tree.entries.filter(([, v]) => v.kind === 'scalar' && v.type === 'str').map(([k]) => k);
     // each either read as the string it is, or named as stored in another form than typed
     expect([...plainStrings, ...retyped.map((r) => String(r.path[0]))].sort()).toEqual(strings.map((_, i) => `k${i}`).sort());
+  });
+
+  it('every string of spaces, line breaks, tabs and characters YAML 1.1 cannot take raw comes back the same, from PyYAML and from this parser, at 2- and 4-space indentation', () => {
+    // DEL and C1 controls (not printable: PyYAML refuses the whole text), NEL and LS (line breaks to YAML 1.1), a
+    // tab (PyYAML cannot read one plain), leading spaces of a value of several lines (the block style's indentation
+    // indicator) and lines of nothing but spaces: every string of them up to 4 characters long
+    const alphabet = [' ', '\n', '\t', 'a', '\x7f', '\x85', '\u2028'];
+    const made: string[] = [];
+    const grow = (p: string) => {
+      if (p) made.push(p);
+      if (p.length < 4) for (const c of alphabet) grow(p + c);
+    };
+    grow('');
+    made.push('\x80\x9f', '\u2029', '\ufffe\uffff', '-----BEGIN KEY-----\n abc\n-----END KEY-----\n');
+    const values = (): MapNode => ({ kind: 'map', entries: made.map((s, i) => [`v${i}`, str(s)]) });
+    // as values, list items, nested values and keys
+    const tree: MapNode = { kind: 'map', entries: [['top', values()], ['items', { kind: 'list', items: made.map((s) => str(s)) }], ['nested', { kind: 'map', entries: [['deeper', values()]] }], ['keys', { kind: 'map', entries: made.map((s, i) => [s, str(`k${i}`)]) }]] };
+    const want = { top: Object.fromEntries(made.map((s, i) => [`v${i}`, s])), items: made, nested: { deeper: Object.fromEntries(made.map((s, i) => [`v${i}`, s])) }, keys: Object.fromEntries(made.map((s, i) => [s, `k${i}`])) };
+    for (const indent of [2, 4]) {
+      const text = toYaml(tree, indent);
+      expect(parseTree(text, 'yaml', { file: 'out' })).toEqual(tree);
+      expect(withPyyaml('import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))', text)).toEqual(want);
+    }
+  });
+
+  it('ops secrets edit keeps a value of several lines that starts with a space as it is when another value changes', async () => {
+    const e = await newEnv('qa');
+    for (const [key, value] of [['indented', ' x\n  y\n'], ['spaces', ' \n']] as const) expect((await cli(e.root, ['secrets', 'set', 'qa', key, '--exact'], e.env, value)).code).toBe(0);
+    const ed = editor(`sed -i 's/^secret_key: .*/secret_key: Zq8-vT3m-Lw5x-Pk2r-Hy7u/' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code).toBe(0);
+    for (const [key, value] of [['indented', ' x\n  y\n'], ['spaces', ' \n'], ['secret_key', 'Zq8-vT3m-Lw5x-Pk2r-Hy7u']] as const) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env)).out).toBe(`${value}\n`);
   });
 });

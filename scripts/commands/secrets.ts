@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
-import { createInterface } from 'node:readline';
+import { type Interface, createInterface } from 'node:readline';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
@@ -89,36 +89,78 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
   });
 }
 
+/** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */
+interface Answers {
+  rl: Interface;
+  lines: string[];
+  ended: boolean;
+  /** Called when a line arrives or the input ends, while a question waits. */
+  wake?: () => void;
+}
+
+// One line reader per stdin, shared by every question of a run: readline reads ahead (a pipe's whole chunk), so a
+// reader per question lost the lines after its answer (piped "y\ny\n": the second question answered no).
+const answerSources = new WeakMap<NodeJS.ReadableStream, Answers>();
+
+function answersOf(input: NodeJS.ReadableStream): Answers {
+  let a = answerSources.get(input);
+  if (!a) {
+    const made: Answers = { rl: createInterface({ input, terminal: false }), lines: [], ended: false };
+    made.rl.on('line', (line) => {
+      made.lines.push(line);
+      made.wake?.();
+    });
+    made.rl.on('close', () => {
+      made.ended = true;
+      made.wake?.();
+    });
+    answerSources.set(input, (a = made));
+  }
+  return a;
+}
+
 /**
- * Ask a yes/no question on stderr, the answer a line of stdin (empty or anything but n/no: yes). No answer (stdin
- * ended, or the run aborted): no. A piped stdin already read to its end by an earlier question (readline reads
- * ahead: the lines after its answer are gone with it) answers no at once: a reader made on an ended stream would
- * never close, and the command ended without a word (exit 13, a promise never settled).
+ * Ask a yes/no question on stderr, the answer a line of stdin (empty or anything but n/no: yes), each question the
+ * next line (piped answers are taken in order). No answer (stdin ended, or the run aborted): no, said so. Stdin is
+ * read only while a question waits (paused after each answer: the editor reads the terminal in between). A stdin
+ * already ended before the first question answers no at once: a reader made on an ended stream would never close,
+ * and the command ended without a word (exit 13, a promise never settled).
  */
 function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Promise<boolean> {
   return new Promise((res) => {
     ctx.stderr.write(question);
-    if ((ctx.stdin as NodeJS.ReadStream).readableEnded) {
+    const stdin = ctx.stdin as NodeJS.ReadStream;
+    if (!answerSources.has(stdin) && stdin.readableEnded) {
       ctx.stderr.write('(no more input: no)\n');
       res(false);
       return;
     }
-    const rl = createInterface({ input: ctx.stdin, output: ctx.stderr, terminal: false });
+    const a = answersOf(stdin);
     let answered = false;
     const done = (v: boolean) => {
       if (answered) return;
       answered = true;
+      a.wake = undefined;
       signal.removeEventListener('abort', onAbort);
-      rl.close();
+      a.rl.pause();
       res(v);
     };
     const onAbort = () => done(false);
+    const next = (): boolean => {
+      const line = a.lines.shift();
+      if (line !== undefined) {
+        if (!stdin.isTTY) ctx.stderr.write(`${line}\n`);
+        done(!/^\s*n/i.test(line));
+      } else if (a.ended) {
+        ctx.stderr.write('(no more input: no)\n');
+        done(false);
+      }
+      return answered;
+    };
+    if (next()) return;
     signal.addEventListener('abort', onAbort, { once: true });
-    rl.once('line', (line) => {
-      if (!(ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`${line}\n`);
-      done(!/^\s*n/i.test(line));
-    });
-    rl.once('close', () => done(false));
+    a.wake = next;
+    a.rl.resume();
   });
 }
 

@@ -416,6 +416,21 @@ if [ "$n" = 0 ]; then sed -i 's/^database_url: .*/database_url: "${interpolated}
     expect(ran.err).toContain('nothing was changed');
     expect((await open(e)).data.database_url).toBe('pw-HOME-Sekr1t');
   });
+
+  it('piped answers are taken one per question, in order: none is lost to an earlier question reading ahead', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // the editor keeps typing a value YAML reads as an alias: refused each round
+    const stubborn = editor(`sed -i 's/^secret_key: .*/secret_key: *Zq8alias/' "$1"`);
+    const twice = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: stubborn.cmd }, 'y\ny\nn\n');
+    expect(twice.code, twice.err).toBe(1);
+    // before: the first question read all three lines, the second found none left ("no more input: no")
+    expect(recorded(stubborn.record).length).toBe(3);
+    expect(twice.err.match(/Reopen the editor to fix it\? \[Y\/n\] (\S+)/g)).toEqual(['y', 'y', 'n'].map((a) => `Reopen the editor to fix it? [Y/n] ${a}`));
+    expect(twice.err).not.toContain('no more input');
+    expect(twice.err).not.toContain('Zq8alias');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
 });
 
 describe('ops secrets edit', () => {

@@ -209,9 +209,13 @@ export function toYaml(tree: MapNode, indent = 2): string {
   return doc.toString({ lineWidth: 0, minContentWidth: 0, indent, indentSeq: true });
 }
 
-/** A JSON string as Go's encoding/json writes it (HTML-safe escapes included). */
+/**
+ * A JSON string as Go's encoding/json writes it (HTML-safe escapes included), and DEL, the C1 controls, U+FFFE and
+ * U+FFFF escaped too (RAW_UNSAFE): the initdata loader reads a decrypted JSON file with PyYAML, which refuses them
+ * raw, and takes a raw NEL for a line break (the same string to every JSON reader).
+ */
 function goJsonString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function jsonValue(node: TreeNode, indent: string, step: string): string {

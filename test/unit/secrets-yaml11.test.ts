@@ -101,6 +101,16 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     expect(withPyyaml(SAFE_LOAD_REPR, text)).toEqual(want.map((r, i) => [`'v${i}'`, r]));
   });
 
+  it('decrypted JSON: DEL, C1 controls, NEL, LS and PS come back from the real PyYAML as the same string (escaped, not raw)', () => {
+    const strings = ['del\x7f', 'c1\x80\x9f', 'nel\x85x', 'ls\u2028x', 'ps\u2029x', 'ff\ufffe\uffff', 'a\tb', ' x\n  y\n'];
+    const tree: MapNode = { kind: 'map', entries: strings.map((s, i) => [`v${i}`, str(s)]) };
+    // as ops initdata sends a decrypted JSON file to the loader: two-space indentation
+    const text = printTree(tree, 'json', LEGACY_LAYOUT);
+    expect(JSON.parse(text)).toEqual(Object.fromEntries(strings.map((s, i) => [`v${i}`, s])));
+    expect(parseTree(text, 'json', { file: 'out' })).toEqual(tree);
+    expect(withPyyaml('import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))', text)).toEqual(Object.fromEntries(strings.map((s, i) => [`v${i}`, s])));
+  });
+
   it('a string a YAML 1.1 writer (PyYAML) leaves bare that YAML 1.2 reads as a number is named when encrypted (1e5, 1.0e5, 0o17)', () => {
     // the reverse direction: PyYAML writes these strings plain (to it they are strings); sops reads them as numbers
     const strings = ['1e5', '1.0e5', '1E5', '-2e-3', '0o17', '0x_1'];

@@ -68069,6 +68069,13 @@ function yamlFloatText(v) {
   const withPoint = digits.includes(".") ? digits : `${digits}.0`;
   return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
 }
+function escapedDoubleQuoted(s) {
+  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, "g"), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function styleChangesText(s) {
+  if (!s.includes("\n")) return s.includes("	");
+  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+}
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
   if (node.bytes) {
@@ -68078,7 +68085,7 @@ function yamlScalar(node) {
 `), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
   }
   const s = new import_yaml4.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float") s.format = OPS_FLOAT;
   if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
   return s;
@@ -68156,7 +68163,7 @@ function toYaml(tree, indent2 = 2) {
   return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
 }
 function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 function jsonValue(node, indent2, step) {
   const inner = indent2 + step;
@@ -68188,7 +68195,7 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, OPS_FLOAT, FLOAT_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
@@ -68207,7 +68214,16 @@ var init_tree_print = __esm({
       resolve: (s) => Number(s),
       stringify: (node) => yamlFloatText(Number(node.value))
     };
-    DOC_OPTIONS = { customTags: [FLOAT_TAG] };
+    RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+    ESCAPED_STR_TAG = {
+      tag: "tag:yaml.org,2002:str",
+      default: true,
+      identify: (v) => typeof v === "string" && RAW_UNSAFE.test(v),
+      test: /(?!)/,
+      resolve: (s) => s,
+      stringify: (node) => escapedDoubleQuoted(String(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
     LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };

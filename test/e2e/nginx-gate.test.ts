@@ -112,7 +112,13 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     const slot = await liveSlot();
     const pid = async () => /RUNNING\s+pid (\d+)/.exec(await onHost(`supervisorctl status '${APP}-${slot}:${APP}-${slot}-web' || true`))?.[1];
     // Until supervisor has started it again (it exits 8 s after a start; the deploy's first start is 30 s back at most).
-    const first = await pid();
+    // Right after the deploy it may still be STARTING (startsecs): its first pid is the first RUNNING one seen.
+    let first = await pid();
+    for (let i = 0; i < 120 && !first; i++) {
+      await new Promise((ok) => setTimeout(ok, 250));
+      first = await pid();
+    }
+    expect(first).toBeDefined();
     let again = first;
     for (let i = 0; i < 120 && (again === first || !again); i++) {
       await new Promise((ok) => setTimeout(ok, 250));

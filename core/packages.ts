@@ -74,6 +74,13 @@ function npmrcText(env: PackageSettings, setting: string, value: string): string
 }
 
 /**
+ * Seconds pip and uv wait for a package index's answer (one read, not the whole download) before they retry: their
+ * defaults (pip 15 s, PIP_DEFAULT_TIMEOUT; uv 30 s, UV_HTTP_TIMEOUT) fail a deploy when a caching proxy in front of
+ * the index (devpi, a pull-through cache) fetches a large package upstream before it answers.
+ */
+export const INDEX_READ_TIMEOUT = 120;
+
+/**
  * The files for the environment's `packages` settings, secrets resolved. `secrets` is the decrypted tree (only
  * read when packagesNeedSecrets). Errors name the setting and the secret, never the value.
  * Formats: pip's configuration file (https://pip.pypa.io/en/stable/topics/configuration/), npm's .npmrc

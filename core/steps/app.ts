@@ -5,6 +5,7 @@ import type { Target } from '../target.ts';
 import { environLoader } from '../dotenv.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { INDEX_READ_TIMEOUT } from '../packages.ts';
 
 /** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`. */
 export const APP_KEYS = reportKeys('deps');
@@ -93,8 +94,8 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
-      : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  if [ -f ${quote(req)} ]; then PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
+      : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi

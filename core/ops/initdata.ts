@@ -28,7 +28,17 @@ export interface InitdataResult {
   hosts: { host: string; release: string; output: string }[];
 }
 
-/** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked), checked as one YAML document. @throws OpsError when missing or not YAML. */
+/** Whether `text` is one JSON value (JSON.parse, RFC 8259). */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked; JSON re-indented with spaces), a plain JSON file's tabs made spaces, checked as one YAML document. @throws OpsError when missing or not YAML. */
 async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
   // --file: from the directory the command was run from (the CLI passes it resolved; npm's INIT_CWD, see scripts/cli.ts)
   const cwd = ctx.cwd ?? process.cwd();
@@ -62,6 +72,10 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     // JSON as sops 3.13 writes it is indented with tabs, which PyYAML (the sample app's loader) refuses: spaces
     text = format === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext;
+  } else if (format === 'json' && raw.includes('\t') && isJson(raw)) {
+    // A plain JSON file indented with tabs (an editor's, jq --tab's): valid JSON has tabs only between tokens (a
+    // string holds one as \t), so spaces instead read the same to a JSON reader, and PyYAML no longer refuses it.
+    text = raw.replace(/\t/g, '  ');
   }
   // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and
   // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the

@@ -131,6 +131,18 @@ describe('initdata: an encrypted JSON file reaches the loader as JSON PyYAML rea
   });
 });
 
+describe('initdata: a plain JSON file indented with tabs reaches the loader as the same JSON, which PyYAML reads', () => {
+  it('tabs between tokens become spaces; a tab written \\t inside a string stays', async () => {
+    const data = { users: [{ email: 'bob@example.org', note: 'a\tb', admin: 'yes' }], n: 3 };
+    const r = await load('tabs.json', JSON.stringify(data, null, '\t') + '\n');
+    expect(r.code, r.err).toBe(0);
+    const sent = r.uploads[0]!.content.toString('utf8');
+    expect(sent).not.toContain('\t');
+    expect(JSON.parse(sent)).toEqual(data);
+    expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
 describe('initdata: the live release loads with the env and secrets the environment has now, or refuses', () => {
   it('refuses, before anything is uploaded, when the live release runs with other values (a secret set since the last deploy)', async () => {
     const r = await load('users.yml', 'users: []\n', { liveDigest: environDigest('TOOLS_PASSWORDS={"admin@example.org":"old"}\0') });

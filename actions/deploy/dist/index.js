@@ -76831,6 +76831,17 @@ unset -v REPLY`;
 
 // core/steps/app.ts
 init_shell();
+
+// core/packages.ts
+init_errors();
+init_tree();
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+var INDEX_READ_TIMEOUT = 120;
+
+// core/steps/app.ts
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = env.runtime;
@@ -76885,7 +76896,7 @@ function pythonDependencies(env, release, hash) {
   const paths = env.runtime;
   const { python_requirements: req2, python_installer: installer } = env.config.release;
   const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req2)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  if [ -f ${quote(req2)} ]; then PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
@@ -77245,16 +77256,6 @@ init_environment();
 import { existsSync as existsSync10 } from "node:fs";
 import { join as join10 } from "node:path";
 init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-
-// core/ops/secrets.ts
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 async function environmentSecrets(ctx, env) {
   const file = join10(env.dir, SECRETS_FILE);

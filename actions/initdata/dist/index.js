@@ -73243,6 +73243,16 @@ unset -v REPLY`;
 
 // core/steps/app.ts
 init_shell();
+
+// core/packages.ts
+init_errors();
+init_tree();
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+
+// core/steps/app.ts
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = env.runtime;
@@ -73306,16 +73316,6 @@ init_environment();
 import { existsSync as existsSync8 } from "node:fs";
 import { join as join9 } from "node:path";
 init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-
-// core/ops/secrets.ts
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 async function environmentSecrets(ctx, env) {
   const file = join9(env.dir, SECRETS_FILE);
@@ -75445,6 +75445,14 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
 }
 
 // core/ops/initdata.ts
+function isJson(text) {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 async function readInitdata(ctx, env, file) {
   const cwd = ctx.cwd ?? process.cwd();
   const path = file ? resolve4(cwd, file) : envPath(env, env.config.initdata.file);
@@ -75473,6 +75481,8 @@ async function readInitdata(ctx, env, file) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     text = format === "json" ? printTree(decrypted.tree, "json", { ...CURRENT_LAYOUT, jsonIndent: "  " }) : decrypted.plaintext;
+  } else if (format === "json" && raw.includes("	") && isJson(raw)) {
+    text = raw.replace(/\t/g, "  ");
   }
   const doc = (0, import_yaml8.parseDocument)(text);
   let why = doc.errors[0]?.message.split("\n")[0];

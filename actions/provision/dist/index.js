@@ -71194,6 +71194,7 @@ function npmrcText(env, setting, value) {
   });
   return JSON.stringify(escaped);
 }
+var INDEX_READ_TIMEOUT = 120;
 function packageIndexFiles(env, secrets) {
   const p = env.config.packages;
   const out = {};
@@ -72858,7 +72859,7 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   printf '%s
 ' ${quote(requirement)} > "$uv_tmp/requirements.txt"
   pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
-  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
     echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
     exit 1

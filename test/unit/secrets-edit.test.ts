@@ -166,6 +166,18 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(r.err).not.toContain('Zq7-secret');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
+
+  it('text that does not parse is named by line, column and kind, never quoting the value (an invalid escape: the parser quoted its characters)', async () => {
+    const e = await newEnv();
+    // printf formats: two backslashes print one
+    for (const typed of ['admin_password: "pa\\\\Zq7-secret"\\n', 'admin_password: |Zq7-secret\\n  x\\n']) {
+      const ed = editor(`printf '${typed}' >> "$1"`);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+      expect(r.code, typed).toBe(1);
+      expect(r.err, typed).toMatch(/the edited text is not valid YAML at line \d+, column \d+: /);
+      expect(r.err, typed).not.toMatch(/Zq|Z|q7/);
+    }
+  });
 });
 
 describe('ops secrets edit: the file changed on disk while the editor was open', () => {

@@ -207,7 +207,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
+    options: { key: { type: 'string', value: 'PATH', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
@@ -225,10 +225,18 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
-      // a binary value: its bytes as they are, as `sops decrypt --extract` hands them on
-      if (node.kind === 'scalar' && node.bytes) ctx.stdout.write(node.bytes);
-      else if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
-      else if (node.kind === 'null') ctx.stdout.write('null\n');
+      // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
+      // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that
+      // has none, so that the prompt starts on a line of its own (nothing reads the value there).
+      const tty = (ctx.stdout as NodeJS.WriteStream).isTTY === true;
+      const exact = (v: string | Uint8Array) => {
+        ctx.stdout.write(v);
+        const last = typeof v === 'string' ? v.at(-1) : v.length ? String.fromCharCode(v[v.length - 1]!) : undefined;
+        if (tty && last !== '\n') ctx.stdout.write('\n');
+      };
+      if (node.kind === 'scalar' && node.bytes) exact(node.bytes);
+      else if (node.kind === 'scalar') exact(String(node.value));
+      else if (node.kind === 'null') exact('null');
       else ctx.stdout.write(node.kind === 'map' ? printTree(node, secrets.format) : toYaml({ kind: 'map', entries: [[key, node]] }));
       return 0;
     },

@@ -117,11 +117,30 @@ describe('ops secrets set / show / decrypt', () => {
     expect(show.code).toBe(0);
     expect(show.out).toContain(`database_url: ${url}\n`);
     expect(show.out).toContain('datapass:\n    client_id: abc-123\n');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(`${url}\n`);
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(url);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123');
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
     expect(missing).toMatchObject({ code: 1, out: '' });
     expect(missing.err).toContain('no key nope');
+  });
+
+  it('show --key prints the value exactly (no newline added): piped into set, it is copied unchanged', async () => {
+    const e = await newEnv();
+    const copied = async (value: string, flags: string[]) => {
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'a', '--exact'], e.env, value)).code).toBe(0);
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'a'], e.env);
+      expect(shown).toMatchObject({ code: 0, out: value });
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'b', ...flags], e.env, shown.out)).code).toBe(0);
+      return ((await open(e)).data as Record<string, unknown>).b;
+    };
+    // one line, several lines, several lines ending in a newline (a PEM key): `set` keeps them as shown
+    for (const value of ['one-line-Zq7', 'l1-Zq7\nl2-Zq7', 'l1-Zq7\nl2-Zq7\n']) {
+      expect(await copied(value, []), JSON.stringify(value)).toBe(value);
+      expect(await copied(value, ['--exact']), JSON.stringify(value)).toBe(value);
+    }
+    // one line ending in a newline: `set` drops that newline (what echo adds), --exact keeps it
+    expect(await copied('one-line-Zq7\n', [])).toBe('one-line-Zq7');
+    expect(await copied('one-line-Zq7\n', ['--exact'])).toBe('one-line-Zq7\n');
   });
 
   it('a key holding dots (the e-mail keys env new writes under passwords) is set, shown and read by the .env as the placeholder message names it', async () => {
@@ -132,7 +151,7 @@ describe('ops secrets set / show / decrypt', () => {
     const data = (await open(e)).data as { passwords: Record<string, unknown> };
     expect(data.passwords).toEqual({ 'admin@example.org': 'pw-1' }); // not { 'admin@example': { org: ... } }
     expect(findPlaceholders((await open(e)).tree)).not.toContain('passwords.admin@example.org');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.org'], e.env)).out).toBe('pw-1\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.org'], e.env)).out).toBe('pw-1');
     // A new nested key still nests at each dot; an existing dotted key wins over nesting.
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.host'], e.env, 'mail.example.org')).code).toBe(0);
     expect(((await open(e)).data as { smtp: unknown }).smtp).toEqual({ host: 'mail.example.org' });
@@ -156,8 +175,8 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toEqual({ 'admin@example.org': 'pw-1', 'new@x.org': 'pw-2' });
     // then it exists: the plain spelling reaches it, for set, show and environment.yml's { secret: ... }
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.new@x.org'], e.env, 'pw-3')).code).toBe(0);
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.new@x.org'], e.env)).out).toBe('pw-3\n');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords."new@x.org"'], e.env)).out).toBe('pw-3\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.new@x.org'], e.env)).out).toBe('pw-3');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords."new@x.org"'], e.env)).out).toBe('pw-3');
     expect(lookup((await open(e)).data, 'passwords."new@x.org"')).toBe('pw-3');
     // nested, said so
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."team"."lead"'], e.env, 'pw-4')).code).toBe(0);

@@ -71,6 +71,34 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
   return value;
 }
 
+/**
+ * Whether a stdin that is not a terminal holds data (a value piped in), for a flag that says stdin is not read
+ * (--empty): true on the first non-empty chunk; false at its end, or when nothing came within `waitMs` (a stdin left
+ * open that nobody writes to: the command must not hang on it). A terminal is never read (false).
+ */
+function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolean> {
+  if ((stdin as NodeJS.ReadStream).isTTY || (stdin as NodeJS.ReadStream).readableEnded) return Promise.resolve(false);
+  return new Promise((res) => {
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      stdin.off('error', onEnd);
+      stdin.pause();
+      res(v);
+    };
+    const onData = (c: Buffer | string) => {
+      if (c.length) done(true);
+    };
+    const onEnd = () => done(false);
+    const timer = setTimeout(() => done(false), waitMs);
+    stdin.on('data', onData);
+    stdin.on('end', onEnd);
+    stdin.on('error', onEnd);
+    stdin.resume();
+  });
+}
+
 /** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
@@ -314,7 +342,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     args: ['<env>', '<key>'],
     options: {
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
-      empty: { type: 'boolean', description: 'set the empty value (stdin is not read): an empty stdin is refused, as a value lost on the way' },
+      empty: { type: 'boolean', description: 'set the empty value (stdin is not read; a value piped in is refused, not dropped): an empty stdin is refused, as a value lost on the way' },
       exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
@@ -327,6 +355,7 @@ With --exact stdin is taken byte for byte, nothing dropped (a one-line value tha
   printf 'line\n' | ops secrets set prod motd --exact
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
+(--empty with a value piped in, or with --exact, is refused: say which value you mean.)
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
 New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
@@ -347,6 +376,13 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+      // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
+      if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
+      if (ctx.values.empty && (await pipedInput(ctx.stdin)))
+        throw new UsageError(
+          `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
+          `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
+        );
       const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
       // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
       const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');

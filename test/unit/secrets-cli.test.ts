@@ -232,9 +232,23 @@ describe('ops secrets set / show / decrypt', () => {
     expect(refused.err).toContain('no value on stdin');
     expect(refused.err).toContain('to store an empty value, give --empty');
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '\n')).err).toContain('no value on stdin');
-    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, 'not read');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, '');
     expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set smtp.password\n' });
     expect(lookup((await open(e)).data, 'smtp.password')).toBe('');
+  });
+
+  it('set --empty with a value piped in is refused, not the piped value dropped silently; so is --empty with --exact', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const piped = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, 'piped-Zq7');
+    expect(piped.code).toBe(2);
+    expect(piped.err).toContain('--empty stores an empty value without reading stdin, but a value was piped in for smtp.password; nothing was changed');
+    expect(piped.err).toContain('to store the piped value, drop --empty');
+    expect(piped.err).not.toContain('Zq7');
+    const both = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty', '--exact'], e.env, '');
+    expect(both.code).toBe(2);
+    expect(both.err).toContain('--empty and --exact cannot be given together');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {

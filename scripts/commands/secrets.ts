@@ -31,9 +31,9 @@ async function identitiesFor(ctx: CommandContext, env: string | undefined): Prom
   return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv, (m) => ctx.reporter.warn(m)) : loadIdentities(ctx.processEnv);
 }
 
-/** How an environment's files are opened: its identities, every decrypted value masked. */
+/** How an environment's files are opened: its identities, every decrypted value masked, what a save waits for said. */
 async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
-  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v) };
+  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), warn: (m) => ctx.reporter.warn(m) };
 }
 
 /** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */

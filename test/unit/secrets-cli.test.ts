@@ -1,7 +1,8 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -706,6 +707,58 @@ describe('generators', () => {
     expect(s1).not.toBe(s2);
     expect((await cli(root, ['apikey'])).out).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
     expect(readdirSync(root).sort()).toEqual(['environments', 'package.json']);
+  });
+});
+
+describe('a lock left on the secrets file', () => {
+  const lockOf = (e: Env) => `${e.secrets}.lock`;
+  const leaveLock = (e: Env, owner?: object, ageMs = 0) => {
+    mkdirSync(lockOf(e));
+    if (owner) writeFileSync(join(lockOf(e), 'owner'), JSON.stringify(owner));
+    const t = new Date(Date.now() - ageMs);
+    utimesSync(lockOf(e), t, t);
+  };
+  /** The pid of a process that ran and has ended. */
+  const deadPid = () => spawnSync('true').pid!;
+
+  it('held by a process still running: said at once what is waited for (the lock, its pid) and how to clear it; taken when released', async () => {
+    const e = await newEnv();
+    const holder = spawn('sleep', ['30']);
+    try {
+      leaveLock(e, { pid: holder.pid, host: hostname(), since: '2026-12-03T09:00:00.000Z' }, 2000);
+      const started = Date.now();
+      setTimeout(() => rmSync(lockOf(e), { recursive: true, force: true }), 1500);
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+      expect(r.code, r.err).toBe(0);
+      expect(Date.now() - started).toBeLessThan(8000);
+      // (paths as typed: relative to the directory the command runs in, absolute here)
+      expect(r.err).toContain(`waiting up to 15 s for the lock ${lockOf(e)} (held by pid ${holder.pid} on this machine, since 2026-12-03T09:00:00.000Z)`);
+      expect(r.err).toContain(`remove the lock: rm -r '${lockOf(e)}'`);
+    } finally {
+      holder.kill();
+    }
+  });
+
+  it('left by a process no longer running (a crashed command): taken over at once, and said so', async () => {
+    const e = await newEnv();
+    const pid = deadPid();
+    leaveLock(e, { pid, host: hostname(), since: '2026-12-03T09:00:00.000Z' });
+    const started = Date.now();
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+    expect(r.code, r.err).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000); // a stale lock waited 10 s
+    expect(r.err).toContain(`${lockOf(e)} was left by pid ${pid} on this machine, since 2026-12-03T09:00:00.000Z, which is no longer running: taken over`);
+    expect(((await open(e)).data as Record<string, unknown>).k).toBe('value-Zq7w-long');
+    expect(existsSync(lockOf(e))).toBe(false);
+  });
+
+  it('with no holder recorded (an older ops), waited for with the lock named at once; one unchanged for 10 s is stale, taken over', async () => {
+    const e = await newEnv();
+    leaveLock(e, undefined, 20_000);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain(`${lockOf(e)} was left by no holder recorded (a command being started, or an older ops), not refreshed for 10 s: taken over`);
+    expect(existsSync(lockOf(e))).toBe(false);
   });
 });
 

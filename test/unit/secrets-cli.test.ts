@@ -6,7 +6,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { findRoot, loadEnvironment } from '../../core/config/environment.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { hostSharing } from '../../core/config/siblings.ts';
 import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
@@ -707,6 +708,26 @@ describe('generators', () => {
     expect(s1).not.toBe(s2);
     expect((await cli(root, ['apikey'])).out).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
     expect(readdirSync(root).sort()).toEqual(['environments', 'package.json']);
+  });
+});
+
+describe('the project not found', () => {
+  it('says what was looked for and from where, which folder has only one of the two, and how to fix it', () => {
+    const root = tempDir('ops-noproject-');
+    mkdirSync(join(root, 'environments', 'qa'), { recursive: true });
+    const err = (() => {
+      try {
+        findRoot(join(root, 'environments', 'qa'));
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('found a root');
+    })();
+    expect(err.message).toContain(`looked for a folder holding both an environments/ folder and a package.json, in ${join(root, 'environments', 'qa')} (the current directory) and each folder above it`);
+    expect(err.message).toContain(`${root} has environments/ but no package.json`);
+    expect(err.message).not.toContain('no environments/ folder found');
+    expect(err.hint).toContain('set OPS_ROOT to the project folder');
+    expect(err.hint).toContain('`npm init -y` writes a package.json');
   });
 });
 

@@ -242,6 +242,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
       const { getEntry, mapKeysAt, splitKeyPath } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
+      requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
       const file = secretsPath(ctx.root, env);
       if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
@@ -428,7 +430,9 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     args: ['<env>'],
     async run(ctx) {
       const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
+      requireEnvironment(ctx.root, env);
       for (const f of await rotateDataKeys(ctx.root, env, await openWith(ctx, env))) {
         ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
       }
@@ -448,7 +452,9 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.`,
     async run(ctx) {
       const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
+      requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
       const action = ctx.args[1];
       if (!action) {
         const view = listRecipients(ctx.root, env);

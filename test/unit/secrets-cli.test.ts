@@ -711,6 +711,23 @@ describe('generators', () => {
   });
 });
 
+describe('an environment name that does not exist', () => {
+  it('every secrets command names the environments there and `ops env new`, never a command that would create the typo', async () => {
+    const e = await newEnv();
+    const rules = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
+    const recipient = (await cli(e.root, ['secrets', 'recipients', 'qa'], e.env)).out.match(/age1[0-9a-z]+/)![0];
+    for (const argv of [['show', 'qz'], ['show', 'qz', '--key', 'a'], ['set', 'qz', 'a'], ['edit', 'qz'], ['rotate', 'qz'], ['recipients', 'qz'], ['recipients', 'qz', 'add', recipient], ['recipients', 'qz', 'sync']]) {
+      const r = await cli(e.root, ['secrets', ...argv], { ...e.env, EDITOR: 'false' }, 'value-Zq7w');
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err, argv.join(' ')).toContain('no environment "qz": environments/qz/ does not exist; the environments are qa');
+      expect(r.err, argv.join(' ')).toContain('a new environment is made with `ops env new <name>`');
+      expect(r.err, argv.join(' ')).not.toMatch(/(edit|set|add|new) qz/);
+    }
+    expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(rules);
+    expect(existsSync(join(e.root, 'environments', 'qz'))).toBe(false);
+  });
+});
+
 describe('the project not found', () => {
   it('says what was looked for and from where, which folder has only one of the two, and how to fix it', () => {
     const root = tempDir('ops-noproject-');

@@ -282,7 +282,8 @@ without quotes that sops would store in another form (01234 is an octal number t
 So is a value YAML reads otherwise than typed, named by key and line: one starting with ! (a tag), * (an alias),
 & (an anchor), # (a comment), a plain value holding " #" (cut short there), !!binary text that is not base64, and,
 over a value that held text, {...} or [...] (a map or a list) or null/~ (no value): quote it (password: "!x").
-A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null.
+A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null: stored as a list, a map
+or nothing, said so, and named by that key only (never the text inside the brackets, which may be a value).
 When the file changed on disk while the editor was open (another command), the keys changed meanwhile are named and
 the editor is offered again on your text (up to 3 times); declined, or with no answer, your edit is kept aside,
 encrypted, as environments/<env>/secrets.unsaved-edit-<UTC time>.sops.yaml (mode 0600), and the message says how to merge it;

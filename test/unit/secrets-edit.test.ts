@@ -167,6 +167,18 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 
+  it('a new key given a map or list on one line ({...}, [...]): stored so, said so, and named by its own key only, never by the text inside', async () => {
+    const e = await newEnv();
+    const ed = editor(`printf 'newkey: {Zq7-secret: 1}\\nlst: [Zq7-item, x]\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (added newkey, lst)\n');
+    expect(r.err).toMatch(/newkey \(line \d+\) was typed on one line in \{\.\.\.\}: stored as a map of 1 key, not as text \(its keys are not named here\); if it was meant as text, edit it again and quote it \(newkey: "\.\.\."\)/);
+    expect(r.err).toMatch(/lst \(line \d+\) was typed on one line in \[\.\.\.\]: stored as a list of 2 items/);
+    expect(`${r.out}${r.err}`).not.toContain('Zq7');
+    expect(((await open(e)).data as Record<string, unknown>).newkey).toEqual({ 'Zq7-secret': 1 });
+  });
+
   it('text that does not parse is named by line, column and kind, never quoting the value (an invalid escape: the parser quoted its characters)', async () => {
     const e = await newEnv();
     // printf formats: two backslashes print one

@@ -711,6 +711,20 @@ describe('generators', () => {
   });
 });
 
+describe('the temporary folders of these tests', () => {
+  let made = '';
+  it('a folder a test makes (tempDir: projects, keys, editors) exists while it runs', () => {
+    made = tempDir();
+    writeFileSync(join(made, 'f'), 'x');
+    expect(existsSync(made)).toBe(true);
+  });
+
+  it('and is removed once that test ended (no /tmp/ops-secrets-test-* left behind)', () => {
+    expect(made).not.toBe('');
+    expect(existsSync(made)).toBe(false);
+  });
+});
+
 describe('an environment name that does not exist', () => {
   it('every secrets command names the environments there and `ops env new`, never a command that would create the typo', async () => {
     const e = await newEnv();

@@ -3,39 +3,13 @@
 // offered back with a note, or kept aside encrypted; and secrets files written through a symbolic link, with a
 // clear message when the directory cannot be written. The real sops (on PATH, as in secrets-sops.test.ts) checks
 // what was stored.
-import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { writeError, writeIfUnchanged } from '../../core/secrets/atomic.ts';
 import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
-import { identitiesFromText } from '../../core/secrets/keys.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
-import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { bytesNode, str } from '../../core/secrets/tree.ts';
-import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
-
-function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
-  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
-  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
-  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
-}
-
-function ageKey(): { file: string; recipient: string } {
-  const file = join(tempDir('ops-edit-key-'), 'key.txt');
-  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
-  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
-}
-
-/** A secrets file holding `text` (YAML), encrypted to a fresh key. */
-async function secretsFile(text: string) {
-  const key = ageKey();
-  const dir = tempDir('ops-edit-');
-  const file = join(dir, 'secrets.sops.yaml');
-  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-  await SecretsFile.create(file, parseTree(text, 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
-  return { key, dir, file, ids, open: () => SecretsFile.open(file, { identities: ids }) };
-}
+import { cli, editor, newEnv, open, secretsFile, sops, tempDir } from './secrets.helpers.ts';
 
 /** Every file under `dir` (recursively), as text. */
 function allText(dir: string): string {

@@ -169,6 +169,14 @@ function conflictNote(shown: string, changes: TreeChanges, round: number): strin
 }
 
 /** `text` without the note lines (conflictNote) at its top. */
+/** dropNote on bytes that are not UTF-8 text (the note itself is ASCII): the `# ops:` lines at the top cut off. */
+function dropNoteBytes(bytes: Buffer): Buffer {
+  const note = Buffer.from(NOTE);
+  let rest = bytes;
+  for (let nl = rest.indexOf(0x0a); nl >= 0 && rest.subarray(0, note.length).equals(note); nl = rest.indexOf(0x0a)) rest = rest.subarray(nl + 1);
+  return rest;
+}
+
 function dropNote(text: string): string {
   const lines = text.split('\n');
   let i = 0;
@@ -243,7 +251,7 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
       if (!(e instanceof OpsError)) throw e; // not valid YAML: kept whole below
     }
   }
-  const whole: MapNode = { kind: 'map', entries: [[UNSAVED_TEXT_KEY, fromEditor !== undefined ? str(fromEditor) : bytesNode(typed!)]] };
+  const whole: MapNode = { kind: 'map', entries: [[UNSAVED_TEXT_KEY, fromEditor !== undefined ? str(fromEditor) : bytesNode(dropNoteBytes(typed!))]] };
   let aside: string;
   try {
     aside = shownPath(await keepAside(base.file, tree ?? whole, base.recipients, base.format));

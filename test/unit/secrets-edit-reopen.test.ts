@@ -71,6 +71,21 @@ describe('ops secrets edit: an abort in a round reopened after a change on disk 
     expect(d.out).toContain('mine: Zq8-typed-by-me\n');
   });
 
+  it('text that is not UTF-8 in that round, the editor failing: its bytes kept, without the note ops put at its top', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const { reason } = await reopened(s, (tmp) => {
+      const shown = readFileSync(tmp);
+      expect(shown.toString('utf8')).toMatch(/^# ops: /);
+      writeFileSync(tmp, Buffer.concat([shown, Buffer.from('latin: caf\xe9-Zq8\n', 'latin1')]));
+      return { code: 1, signal: null };
+    });
+    expect(reason).toContain(`whole, as the value ${UNSAVED_TEXT_KEY}`);
+    const d = decrypt(s, `["${UNSAVED_TEXT_KEY}"]`);
+    expect(d.err).toBe('');
+    expect(d.out).toContain('mine: Zq8-typed-by-me\n');
+    expect(d.out).not.toContain('# ops:');
+  });
+
   it('the editor failing in that round (vim :cq): the text as left kept as YAML values, comments too', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const { reason } = await reopened(s, (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}# why\nalso: Zq8-second-round\n`), { code: 1, signal: null }));

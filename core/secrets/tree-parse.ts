@@ -97,6 +97,15 @@ export function syntaxProblem(code: string): string {
   return words[code] ?? `a syntax error (${code})`;
 }
 
+/**
+ * A parse error of `text` said as " at line L, column C: <what>": by place and the error's code, never by the
+ * parser's message, which quotes the text it met (an escape's characters, a tag, a scalar, a block header), and the
+ * text may be a secret. Pure.
+ */
+export function syntaxError(text: string, err: { code: string; pos?: [number, number] }): string {
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${syntaxProblem(err.code)}`;
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -146,10 +155,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const doc = docs[0]!;
   const err = doc.errors[0];
   if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : '';
-    // said by the error's code, never by the parser's message: that quotes the text it met (an escape's
-    // characters, a tag, a scalar, a block header), and the text may be a secret
-    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${where}: ${syntaxProblem(err.code)}`, 'fix the syntax and try again');
+    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = node.value;

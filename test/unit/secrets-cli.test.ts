@@ -14,6 +14,9 @@ import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { PassThrough, Readable } from 'node:stream';
+import { runCli } from '../../scripts/cli.ts';
+import { commands as secretCommands } from '../../scripts/commands/secrets.ts';
 import { runOps } from '../support/cli.ts';
 import { type Env, cli, editor, newEnv, open, tempDir, tempRoot, vector } from './secrets.helpers.ts';
 
@@ -143,6 +146,19 @@ describe('ops secrets set / show / decrypt', () => {
     // one line ending in a newline: `set` drops that newline (what echo adds), --exact keeps it
     expect(await copied('one-line-Zq7\n', [])).toBe('one-line-Zq7');
     expect(await copied('one-line-Zq7\n', ['--exact'])).toBe('one-line-Zq7\n');
+    // on a terminal only, a newline ends a value that has none (the prompt on a line of its own)
+    const onTerminal = async (value: string) => {
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'a', '--exact'], e.env, value)).code).toBe(0);
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on('data', (c: Buffer) => chunks.push(c));
+      Object.assign(out, { isTTY: true });
+      const code = await runCli(secretCommands, { argv: ['secrets', 'show', 'qa', '--key', 'a'], root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env }, stdin: Readable.from(['']), stdout: out, stderr: new PassThrough() });
+      expect(code).toBe(0);
+      return Buffer.concat(chunks).toString('utf8');
+    };
+    expect(await onTerminal('one-line-Zq7')).toBe('one-line-Zq7\n');
+    expect(await onTerminal('l1-Zq7\nl2-Zq7\n')).toBe('l1-Zq7\nl2-Zq7\n');
   });
 
   it('a key holding dots (the e-mail keys env new writes under passwords) is set, shown and read by the .env as the placeholder message names it', async () => {

@@ -5,6 +5,7 @@ import { lstat, mkdir, open, readFile, readlink, rename, rm, stat, writeFile } f
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 
 /** How many symbolic links a path may go through before it is taken for a loop (Linux's own limit). */
 const MAX_LINKS = 40;
@@ -166,7 +167,7 @@ export async function takeLock(target: string, shown: string, notify: (message: 
       await rm(lockDir, { recursive: true, force: true });
       continue;
     }
-    const clear = `if no ops command is writing ${shown} any more (it crashed, or ran on another machine), remove the lock: rm -r '${lockShown}'`;
+    const clear = `if no ops command is writing ${shown} any more (it crashed, or ran on another machine), remove the lock: rm -r ${quote(lockShown)}`;
     if (Date.now() > deadline) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held (${holder(owner)}); nothing was written`, `wait for it to end and run again; ${clear}`);
     // said once the lock is a second old (a leftover: at once); a command writing holds it for milliseconds, so
     // commands run together (each waiting on the next) say nothing

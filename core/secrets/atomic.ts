@@ -157,14 +157,24 @@ export async function takeLock(target: string, shown: string, notify: (message: 
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(e, target, shown);
     }
     const owner = await readOwner(lockDir);
-    const changed = await stat(lockDir).then((st) => st.mtimeMs, () => undefined);
-    if (changed === undefined) continue; // released meanwhile
+    const st = await stat(lockDir).catch(() => undefined);
+    if (st === undefined) continue; // released meanwhile
+    const changed = st.mtimeMs;
     const dead = owner && owner.host === hostname() && owner.pid !== process.pid && !running(owner.pid);
     if (dead || Date.now() - changed > LOCK_STALE_MS) {
-      // as proper-lockfile did for a stale lock: removed, then taken as any other (a rare race with another
-      // command taking it over at the same moment is settled by writeIfUnchanged's compare under the lock)
+      // Moved aside (rename is atomic), then checked to be the lock judged left over: two commands taking over the
+      // same one at once, the second would otherwise delete the lock the first had just taken.
+      const aside = `${lockDir}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
+      const moved = await rename(lockDir, aside).then(() => true, () => false);
+      if (!moved) continue; // taken over or released by another meanwhile
+      const was = await readOwner(aside);
+      const ino = await stat(aside).then((a) => a.ino, () => undefined);
+      if (JSON.stringify(was) !== JSON.stringify(owner) || ino !== st.ino) {
+        await rename(aside, lockDir).catch(() => undefined); // another's fresh lock: put back
+        continue;
+      }
+      await rm(aside, { recursive: true, force: true });
       notify(`${lockShown} was left by ${holder(owner)}, ${dead ? 'which is no longer running' : `not refreshed for ${LOCK_STALE_MS / 1000} s`}: taken over`);
-      await rm(lockDir, { recursive: true, force: true });
       continue;
     }
     const clear = `if no ops command is writing ${shown} any more (it crashed, or ran on another machine), remove the lock: rm -r ${quote(lockShown)}`;

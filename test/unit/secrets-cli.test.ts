@@ -820,6 +820,18 @@ describe('a lock left on the secrets file', () => {
     expect(existsSync(lockOf(e))).toBe(false);
   });
 
+  it('left by a process no longer running, met by several sets at once: each lands, one takes it over, nothing left beside the file', async () => {
+    const e = await newEnv();
+    leaveLock(e, { pid: deadPid(), host: hostname(), since: '2026-12-03T09:00:00.000Z' });
+    const keys = Array.from({ length: 6 }, (_, i) => `after_crash_${i}`);
+    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
+    for (const r of runs) expect(r.code, r.err).toBe(0);
+    expect(runs.filter((r) => r.err.includes('taken over')).length).toBe(1);
+    const data = (await open(e)).data as Record<string, unknown>;
+    for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
+    expect(readdirSync(join(e.root, 'environments', 'qa')).filter((n) => n.includes('.lock'))).toEqual([]);
+  });
+
   it('with no holder recorded (an older ops), waited for with the lock named at once; one unchanged for 10 s is stale, taken over', async () => {
     const e = await newEnv();
     leaveLock(e, undefined, 20_000);

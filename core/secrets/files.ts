@@ -25,7 +25,7 @@ export function requireEnvironment(root: string, env: string): void {
   if (existsSync(join(root, 'environments', env))) return;
   const known = listEnvironments(root);
   throw new OpsError(
-    `no environment "${env}": environments/${env}/ does not exist; ${known.length ? `the environments are ${known.join(', ')}` : 'there are no environments yet'}`,
+    `no environment "${env}": environments/${env}/ does not exist; ${known.length ? `the environments are ${known.join(', ')}` : `the project (${root}) has no environments yet`}`,
     `${known.length ? 'check the name; ' : ''}a new environment is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)`,
   );
 }

@@ -423,13 +423,26 @@ export function envPath(env: Environment, p: string): string {
   return relativeTo(env.dir, p);
 }
 
-/** The project root: the nearest folder above `from` holding an `environments` folder and a package.json. */
+/**
+ * The project root: the nearest folder from `from` up holding an `environments` folder and a package.json.
+ * @throws OpsError saying what was looked for, from where, which folder had only one of the two, and how to fix it.
+ */
 export function findRoot(from = process.cwd()): string {
   let dir = resolve(from);
+  const halves: string[] = []; // folders holding one of the two: most likely the project, missing the other
   for (;;) {
-    if (existsSync(join(dir, 'environments')) && statSync(join(dir, 'environments')).isDirectory() && existsSync(join(dir, 'package.json'))) return dir;
+    const envs = existsSync(join(dir, 'environments')) && statSync(join(dir, 'environments')).isDirectory();
+    const pkg = existsSync(join(dir, 'package.json'));
+    if (envs && pkg) return dir;
+    if (envs) halves.push(`${dir} has environments/ but no package.json`);
+    else if (pkg && halves.length < 3) halves.push(`${dir} has a package.json but no environments/ folder`);
     const parent = resolve(dir, '..');
-    if (parent === dir) throw new OpsError(`no environments/ folder found above ${from}`, 'run ops from the project (or set OPS_ROOT)');
+    if (parent === dir) {
+      throw new OpsError(
+        `no ops project found: looked for a folder holding both an environments/ folder and a package.json, in ${resolve(from)} (the current directory) and each folder above it${halves.length ? `; ${halves.join('; ')}` : ''}`,
+        'run ops from inside the project, or set OPS_ROOT to the project folder; a project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
+      );
+    }
     dir = parent;
   }
 }

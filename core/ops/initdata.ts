@@ -10,7 +10,7 @@ import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { auditReason, maskSecretLike, OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
-import { aliasTargets } from '../secrets/tree-parse.ts';
+import { aliasTargets, syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
 import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
@@ -81,7 +81,8 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the
   // yaml library's guard against alias bombs), which the app's loader (PyYAML) reads.
   const doc = parseDocument(text);
-  let why = doc.errors[0]?.message.split('\n')[0];
+  // by place and kind, never the parser's message: it quotes the text it met, which may be a decrypted secret
+  let why = doc.errors[0] && syntaxError(text, doc.errors[0]).replace(/^ at /, 'at ');
   if (!why) {
     for (const [alias, target] of aliasTargets(doc)) {
       if (target !== undefined) continue;

@@ -169,6 +169,14 @@ function conflictNote(shown: string, changes: TreeChanges, round: number): strin
 }
 
 /** `text` without the note lines (conflictNote) at its top. */
+/** dropNote on bytes that are not UTF-8 text (the note itself is ASCII): the `# ops:` lines at the top cut off. */
+function dropNoteBytes(bytes: Buffer): Buffer {
+  const note = Buffer.from(NOTE);
+  let rest = bytes;
+  for (let nl = rest.indexOf(0x0a); nl >= 0 && rest.subarray(0, note.length).equals(note); nl = rest.indexOf(0x0a)) rest = rest.subarray(nl + 1);
+  return rest;
+}
+
 function dropNote(text: string): string {
   const lines = text.split('\n');
   let i = 0;
@@ -243,7 +251,7 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
       if (!(e instanceof OpsError)) throw e; // not valid YAML: kept whole below
     }
   }
-  const whole: MapNode = { kind: 'map', entries: [[UNSAVED_TEXT_KEY, fromEditor !== undefined ? str(fromEditor) : bytesNode(typed!)]] };
+  const whole: MapNode = { kind: 'map', entries: [[UNSAVED_TEXT_KEY, fromEditor !== undefined ? str(fromEditor) : bytesNode(dropNoteBytes(typed!))]] };
   let aside: string;
   try {
     aside = shownPath(await keepAside(base.file, tree ?? whole, base.recipients, base.format));
@@ -253,6 +261,43 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
   }
   const how = tree ? '' : ` (as you left it, which could not be saved as it stands: whole, as the value ${UNSAVED_TEXT_KEY})`;
   return { status: 'aborted', reason: `${result.reason}; your edit is kept, encrypted to the file's recipients, in ${aside}${how}${mergeHint(aside, base.file)}` };
+}
+
+/** A key path (showPath) as an edit names it: the outermost value typed in {...} or [...] holding it, else itself. */
+function flowRoots(flows: YamlConstruct[]): (path: string) => string {
+  const roots = flows.map((c) => showPath(c.path));
+  const under = (p: string, r: string) => p === r || p.startsWith(`${r}.`) || p.startsWith(`${r}[`);
+  // the outermost one typed on a line holds the others (`k: {a: [1]}`)
+  const outer = roots.filter((r) => !roots.some((o) => o !== r && under(r, o)));
+  return (p) => outer.find((r) => under(p, r)) ?? p;
+}
+
+/**
+ * The changes of an edit with each value typed as a map or list on one line (`k: {a: 1}`, `k: [x]`: allowed over a
+ * new key, one that held a map, a list or nothing) named by its own path only, never by the keys inside it: text
+ * typed in braces may be a value meant as text (`password: {Zq7...}` is a map whose key is the password). `warn` is
+ * told what was stored there (a map of N keys, a list of N items), still without them. Pure but for `warn`.
+ */
+function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapNode, warn: (message: string) => void): TreeChanges {
+  if (!flows.length) return changes;
+  const at = (path: (string | number)[]): TreeNode | undefined => {
+    let node: TreeNode | undefined = tree;
+    for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+    return node;
+  };
+  const outerOf = flowRoots(flows);
+  const outer = flows.map((c) => showPath(c.path)).filter((p) => outerOf(p) === p);
+  const collapse = (paths: string[]) => [...new Set(paths.map(outerOf))];
+  const out = { added: collapse(changes.added), removed: collapse(changes.removed), changed: collapse(changes.changed) };
+  const touched = new Set([...out.added, ...out.changed]);
+  for (const c of flows) {
+    const path = showPath(c.path);
+    const node = at(c.path);
+    if (!outer.includes(path) || !touched.has(path) || !node || (node.kind !== 'map' && node.kind !== 'list')) continue;
+    const size = node.kind === 'map' ? `a map of ${node.entries.length} key${node.entries.length === 1 ? '' : 's'}` : `a list of ${node.items.length} item${node.items.length === 1 ? '' : 's'}`;
+    warn(`${path} (line ${c.line}) was typed on one line in ${node.kind === 'map' ? '{...}' : '[...]'}: stored as ${size}, not as text (${node.kind === 'map' ? 'its keys are' : 'its items are'} not named here); if it was meant as text, edit it again and quote it (${path.split('.').at(-1)}: "...")`);
+  }
+  return out;
 }
 
 /**
@@ -302,6 +347,8 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
     let yours: string | undefined;
     // set once the edit was kept aside (keepAside): an abort then has nothing more to keep
     let kept = false;
+    // the values last typed as a map or list on one line ({...}, [...]): their keys may be text meant as a value
+    let flows: YamlConstruct[] = [];
     const result = await (async (): Promise<EditResult> => {
       for (;;) {
         const exit = await io.edit(tmp);
@@ -352,6 +399,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             if (stop) return stop;
             continue;
           }
+          flows = found.filter((c) => (c.kind === 'flow-map' || c.kind === 'flow-list') && !allowed.has(constructId(c)));
           base.setTree(tree);
         } catch (e) {
           if (!(e instanceof OpsError)) throw e;
@@ -369,11 +417,12 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           if (stop) return stop;
           continue;
         }
-        const changes = diffTrees(before, base.tree);
+        const changes = typedOnOneLine(diffTrees(before, base.tree), flows, base.tree, io.warn);
         // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
         const old = new Map<string, string | undefined>();
         forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
-        for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
+        const named = flowRoots(flows);
+        for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text, (path) => named(showPath(path)))) io.warn(w);
         const stop3 = aborted();
         if (stop3) return stop3;
         try {

@@ -1,7 +1,8 @@
 // An environment's sops files opened for a change: its secrets file (created for .sops.yaml's recipients when
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { join } from 'node:path';
+import { listEnvironments } from '../config/environment.ts';
 import { OpsError, fileError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
@@ -15,15 +16,29 @@ import { formatOf } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 
 /**
+ * Refuse environment name `env` unless environments/<env>/ exists under project `root`: names the environments
+ * there and how a new one is made (`ops env new`), never a command that would quietly create the name as typed.
+ * @throws OpsError for an invalid name or an environment that does not exist.
+ */
+export function requireEnvironment(root: string, env: string): void {
+  validate('environment', env);
+  if (existsSync(join(root, 'environments', env))) return;
+  const known = listEnvironments(root);
+  throw new OpsError(
+    `no environment "${env}": environments/${env}/ does not exist; ${known.length ? `the environments are ${known.join(', ')}` : `the project (${root}) has no environments yet`}`,
+    `${known.length ? 'check the name; ' : ''}a new environment is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)`,
+  );
+}
+
+/**
  * The secrets file of environment `env` under project `root`, opened (MAC verified, values masked); or, when
  * there is none yet, a new empty one for .sops.yaml's recipients (written by its first `save`).
  * @throws OpsError for an invalid name, an environment folder that does not exist, or a file that cannot be opened.
  */
 export async function openEnvSecrets(root: string, env: string, open: OpenWith): Promise<{ secrets: SecretsFile; created: boolean }> {
-  validate('environment', env);
+  requireEnvironment(root, env);
   const file = secretsPath(root, env);
   if (existsSync(file)) return { secrets: await SecretsFile.open(file, open), created: false };
-  if (!existsSync(dirname(file))) throw new OpsError(`no environment "${env}": environments/${env}/ does not exist`, 'create one with `ops env new <name>`');
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file), openWith: open }), created: true };
 }
 

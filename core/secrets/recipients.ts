@@ -16,6 +16,8 @@ import { SecretsFile } from './sops.ts';
 export interface OpenWith {
   identities: Identities;
   mask: (value: string) => void;
+  /** Told what a save waits for (a lock held by another command); default: stderr. */
+  warn?: (message: string) => void;
 }
 
 /** What a change did to one file (absolute path). `written`: false when it already was as asked. */

@@ -128,6 +128,8 @@ export interface DecryptOptions {
    * MAC verified and before anything is returned. Pass `reporter.mask`.
    */
   mask?: (value: string) => void;
+  /** Told what a save of the file waits for (a lock held by another command: atomic.ts, takeLock); default: stderr. Never given a value. */
+  warn?: (message: string) => void;
 }
 
 /** The identities to try: those given, else the ones sops would find ($SOPS_AGE_KEY, ..._FILE, ..._CMD, the default file). */

@@ -338,7 +338,7 @@ export class SecretsFile {
   async save(opts: RenderOptions = {}, replacing: string | null = this.onDisk): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
-    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode);
+    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode, this.openedWith.warn);
     this.onDisk = text;
     return true;
   }

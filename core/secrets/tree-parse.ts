@@ -64,6 +64,48 @@ function lineCol(text: string, offset: number): string {
   return `line ${line}, column ${col}`;
 }
 
+/**
+ * What a YAML parse error (the `yaml` library's code) means, in words that quote nothing of the text: the library's
+ * own messages quote what they met ("Invalid escape sequence \\q", "Unresolved tag: ...", a block scalar header),
+ * which may be part of a secret. Pure.
+ */
+export function syntaxProblem(code: string): string {
+  const words: Record<string, string> = {
+    ALIAS_PROPS: 'an alias (*name) given a tag or an anchor',
+    BAD_ALIAS: 'an alias (*name) that names no anchor before it',
+    BAD_DIRECTIVE: 'a % directive YAML does not support',
+    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
+    BAD_INDENT: 'bad indentation',
+    BAD_PROP_ORDER: 'a tag or anchor in the wrong place',
+    BAD_SCALAR_START: 'a plain value starting with a character YAML reserves (quote the value)',
+    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
+    BLOCK_IN_FLOW: 'a block value inside [...] or {...}',
+    DUPLICATE_KEY: 'a key given twice in the same map',
+    KEY_OVER_1024_CHARS: 'a key longer than 1024 characters',
+    MISSING_CHAR: 'a quote or bracket that is not closed',
+    MULTILINE_IMPLICIT_KEY: 'a key spread over several lines (a value indented under another value?)',
+    MULTIPLE_ANCHORS: 'two anchors (&name) on one value',
+    MULTIPLE_DOCS: 'several YAML documents',
+    MULTIPLE_TAGS: 'two tags on one value',
+    NON_STRING_KEY: 'a key that is not a string',
+    RESOURCE_EXHAUSTION: 'too many aliases',
+    TAB_AS_INDENT: 'a tab used as indentation (indent with spaces)',
+    TAG_RESOLVE_FAILED: 'a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)',
+    UNEXPECTED_TOKEN: 'unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)',
+    BAD_COLLECTION_TYPE: 'a tag that does not fit the value it is on',
+  };
+  return words[code] ?? `a syntax error (${code})`;
+}
+
+/**
+ * A parse error of `text` said as " at line L, column C: <what>": by place and the error's code, never by the
+ * parser's message, which quotes the text it met (an escape's characters, a tag, a scalar, a block header), and the
+ * text may be a secret. Pure.
+ */
+export function syntaxError(text: string, err: { code: string; pos?: [number, number] }): string {
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${syntaxProblem(err.code)}`;
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -113,9 +155,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const doc = docs[0]!;
   const err = doc.errors[0];
   if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : '';
-    // err.message is the parser's message only: no excerpt of the text (it may hold secrets)
-    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${where}: ${err.message.split('\n')[0]}`, 'fix the syntax and try again');
+    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = node.value;

@@ -363,7 +363,7 @@ export function fromPlain(value: unknown, path: (string | number)[] = []): TreeN
     return { kind: 'scalar', type: Number.isSafeInteger(value) ? 'int' : 'float', value };
   }
   if (typeof value === 'bigint') {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: an integer out of the 64-bit range sops holds` /* never the value: it is a secret */);
     return { kind: 'scalar', type: 'int', value: intValue(value) };
   }
   if (value instanceof Uint8Array) return bytesNode(value);

@@ -92,16 +92,19 @@ export function weakSecretWarning(what: string, parts: WeakPart[]): string {
 /**
  * One warning per weak value of a secrets tree (weakParts), naming every key that holds it (`secret "a.b"`,
  * `secrets "a" and "b"`), never the value. Only the values masking registers (maskedText: not booleans), and of
- * those only where `include(text, path)` says so (the values a deploy masked, the values an edit changed).
+ * those only where `include(text, path)` says so (the values a deploy masked, the values an edit changed). `shown`
+ * names a key path (an edit names a value typed in {...} by the key holding it: edit.ts, typedOnOneLine).
  */
-export function weakSecretWarnings(tree: MapNode, include: (text: string, path: (string | number)[]) => boolean = () => true): string[] {
+export function weakSecretWarnings(tree: MapNode, include: (text: string, path: (string | number)[]) => boolean = () => true, shown: (path: (string | number)[]) => string = showPath): string[] {
   const byValue = new Map<string, string[]>();
   forEachLeaf(tree, (leaf, _keys, path) => {
     const text = maskedText(leaf);
     if (text === undefined || !include(text, path)) return;
     const keys = byValue.get(text);
-    if (keys) keys.push(showPath(path));
-    else byValue.set(text, [showPath(path)]);
+    const name = shown(path);
+    if (keys) {
+      if (!keys.includes(name)) keys.push(name);
+    } else byValue.set(text, [name]);
   });
   const out: string[] = [];
   for (const [text, keys] of byValue) {

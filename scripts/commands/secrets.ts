@@ -31,9 +31,9 @@ async function identitiesFor(ctx: CommandContext, env: string | undefined): Prom
   return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv, (m) => ctx.reporter.warn(m)) : loadIdentities(ctx.processEnv);
 }
 
-/** How an environment's files are opened: its identities, every decrypted value masked. */
+/** How an environment's files are opened: its identities, every decrypted value masked, what a save waits for said. */
 async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
-  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v) };
+  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), warn: (m) => ctx.reporter.warn(m) };
 }
 
 /** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
@@ -69,6 +69,34 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
   const value = exact ? text : setValueFromInput(text);
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
+}
+
+/**
+ * Whether a stdin that is not a terminal holds data (a value piped in), for a flag that says stdin is not read
+ * (--empty): true on the first non-empty chunk; false at its end, or when nothing came within `waitMs` (a stdin left
+ * open that nobody writes to: the command must not hang on it). A terminal is never read (false).
+ */
+function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolean> {
+  if ((stdin as NodeJS.ReadStream).isTTY || (stdin as NodeJS.ReadStream).readableEnded) return Promise.resolve(false);
+  return new Promise((res) => {
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      stdin.off('error', onEnd);
+      stdin.pause();
+      res(v);
+    };
+    const onData = (c: Buffer | string) => {
+      if (c.length) done(true);
+    };
+    const onEnd = () => done(false);
+    const timer = setTimeout(() => done(false), waitMs);
+    stdin.on('data', onData);
+    stdin.on('end', onEnd);
+    stdin.on('error', onEnd);
+    stdin.resume();
+  });
 }
 
 /** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
@@ -207,13 +235,15 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
+    options: { key: { type: 'string', value: 'PATH', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
       const { getEntry, mapKeysAt, splitKeyPath } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
+      requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
       const file = secretsPath(ctx.root, env);
       if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
@@ -225,10 +255,18 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
-      // a binary value: its bytes as they are, as `sops decrypt --extract` hands them on
-      if (node.kind === 'scalar' && node.bytes) ctx.stdout.write(node.bytes);
-      else if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
-      else if (node.kind === 'null') ctx.stdout.write('null\n');
+      // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
+      // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that
+      // has none, so that the prompt starts on a line of its own (nothing reads the value there).
+      const tty = (ctx.stdout as NodeJS.WriteStream).isTTY === true;
+      const exact = (v: string | Uint8Array) => {
+        ctx.stdout.write(v);
+        const last = typeof v === 'string' ? v.at(-1) : v.length ? String.fromCharCode(v[v.length - 1]!) : undefined;
+        if (tty && last !== '\n') ctx.stdout.write('\n');
+      };
+      if (node.kind === 'scalar' && node.bytes) exact(node.bytes);
+      else if (node.kind === 'scalar') exact(String(node.value));
+      else if (node.kind === 'null') exact('null');
       else ctx.stdout.write(node.kind === 'map' ? printTree(node, secrets.format) : toYaml({ kind: 'map', entries: [[key, node]] }));
       return 0;
     },
@@ -244,7 +282,8 @@ without quotes that sops would store in another form (01234 is an octal number t
 So is a value YAML reads otherwise than typed, named by key and line: one starting with ! (a tag), * (an alias),
 & (an anchor), # (a comment), a plain value holding " #" (cut short there), !!binary text that is not base64, and,
 over a value that held text, {...} or [...] (a map or a list) or null/~ (no value): quote it (password: "!x").
-A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null.
+A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null: stored as a list, a map
+or nothing, said so, and named by that key only (never the text inside the brackets, which may be a value).
 When the file changed on disk while the editor was open (another command), the keys changed meanwhile are named and
 the editor is offered again on your text (up to 3 times); declined, or with no answer, your edit is kept aside,
 encrypted, as environments/<env>/secrets.unsaved-edit-<UTC time>.sops.yaml (mode 0600), and the message says how to merge it;
@@ -306,7 +345,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     args: ['<env>', '<key>'],
     options: {
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
-      empty: { type: 'boolean', description: 'set the empty value (stdin is not read): an empty stdin is refused, as a value lost on the way' },
+      empty: { type: 'boolean', description: 'set the empty value (stdin is not read; a value piped in is refused, not dropped): an empty stdin is refused, as a value lost on the way' },
       exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
@@ -319,6 +358,7 @@ With --exact stdin is taken byte for byte, nothing dropped (a one-line value tha
   printf 'line\n' | ops secrets set prod motd --exact
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
+(--empty with a value piped in, or with --exact, is refused: say which value you mean.)
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
 New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
@@ -339,6 +379,13 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+      // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
+      if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
+      if (ctx.values.empty && (await pipedInput(ctx.stdin)))
+        throw new UsageError(
+          `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
+          `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
+        );
       const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
       // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
       const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
@@ -384,7 +431,9 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     args: ['<env>'],
     async run(ctx) {
       const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
+      requireEnvironment(ctx.root, env);
       for (const f of await rotateDataKeys(ctx.root, env, await openWith(ctx, env))) {
         ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
       }
@@ -404,7 +453,9 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.`,
     async run(ctx) {
       const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
+      requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
       const action = ctx.args[1];
       if (!action) {
         const view = listRecipients(ctx.root, env);

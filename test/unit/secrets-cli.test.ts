@@ -1,17 +1,22 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { findRoot, loadEnvironment } from '../../core/config/environment.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { hostSharing } from '../../core/config/siblings.ts';
 import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { PassThrough, Readable } from 'node:stream';
+import { runCli } from '../../scripts/cli.ts';
+import { commands as secretCommands } from '../../scripts/commands/secrets.ts';
 import { runOps } from '../support/cli.ts';
 import { type Env, cli, editor, newEnv, open, tempDir, tempRoot, vector } from './secrets.helpers.ts';
 
@@ -117,11 +122,43 @@ describe('ops secrets set / show / decrypt', () => {
     expect(show.code).toBe(0);
     expect(show.out).toContain(`database_url: ${url}\n`);
     expect(show.out).toContain('datapass:\n    client_id: abc-123\n');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(`${url}\n`);
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(url);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123');
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
     expect(missing).toMatchObject({ code: 1, out: '' });
     expect(missing.err).toContain('no key nope');
+  });
+
+  it('show --key prints the value exactly (no newline added): piped into set, it is copied unchanged', async () => {
+    const e = await newEnv();
+    const copied = async (value: string, flags: string[]) => {
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'a', '--exact'], e.env, value)).code).toBe(0);
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'a'], e.env);
+      expect(shown).toMatchObject({ code: 0, out: value });
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'b', ...flags], e.env, shown.out)).code).toBe(0);
+      return ((await open(e)).data as Record<string, unknown>).b;
+    };
+    // one line, several lines, several lines ending in a newline (a PEM key): `set` keeps them as shown
+    for (const value of ['one-line-Zq7', 'l1-Zq7\nl2-Zq7', 'l1-Zq7\nl2-Zq7\n']) {
+      expect(await copied(value, []), JSON.stringify(value)).toBe(value);
+      expect(await copied(value, ['--exact']), JSON.stringify(value)).toBe(value);
+    }
+    // one line ending in a newline: `set` drops that newline (what echo adds), --exact keeps it
+    expect(await copied('one-line-Zq7\n', [])).toBe('one-line-Zq7');
+    expect(await copied('one-line-Zq7\n', ['--exact'])).toBe('one-line-Zq7\n');
+    // on a terminal only, a newline ends a value that has none (the prompt on a line of its own)
+    const onTerminal = async (value: string) => {
+      expect((await cli(e.root, ['secrets', 'set', 'qa', 'a', '--exact'], e.env, value)).code).toBe(0);
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on('data', (c: Buffer) => chunks.push(c));
+      Object.assign(out, { isTTY: true });
+      const code = await runCli(secretCommands, { argv: ['secrets', 'show', 'qa', '--key', 'a'], root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env }, stdin: Readable.from(['']), stdout: out, stderr: new PassThrough() });
+      expect(code).toBe(0);
+      return Buffer.concat(chunks).toString('utf8');
+    };
+    expect(await onTerminal('one-line-Zq7')).toBe('one-line-Zq7\n');
+    expect(await onTerminal('l1-Zq7\nl2-Zq7\n')).toBe('l1-Zq7\nl2-Zq7\n');
   });
 
   it('a key holding dots (the e-mail keys env new writes under passwords) is set, shown and read by the .env as the placeholder message names it', async () => {
@@ -132,7 +169,7 @@ describe('ops secrets set / show / decrypt', () => {
     const data = (await open(e)).data as { passwords: Record<string, unknown> };
     expect(data.passwords).toEqual({ 'admin@example.org': 'pw-1' }); // not { 'admin@example': { org: ... } }
     expect(findPlaceholders((await open(e)).tree)).not.toContain('passwords.admin@example.org');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.org'], e.env)).out).toBe('pw-1\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.org'], e.env)).out).toBe('pw-1');
     // A new nested key still nests at each dot; an existing dotted key wins over nesting.
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.host'], e.env, 'mail.example.org')).code).toBe(0);
     expect(((await open(e)).data as { smtp: unknown }).smtp).toEqual({ host: 'mail.example.org' });
@@ -156,8 +193,8 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toEqual({ 'admin@example.org': 'pw-1', 'new@x.org': 'pw-2' });
     // then it exists: the plain spelling reaches it, for set, show and environment.yml's { secret: ... }
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.new@x.org'], e.env, 'pw-3')).code).toBe(0);
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.new@x.org'], e.env)).out).toBe('pw-3\n');
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords."new@x.org"'], e.env)).out).toBe('pw-3\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.new@x.org'], e.env)).out).toBe('pw-3');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords."new@x.org"'], e.env)).out).toBe('pw-3');
     expect(lookup((await open(e)).data, 'passwords."new@x.org"')).toBe('pw-3');
     // nested, said so
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."team"."lead"'], e.env, 'pw-4')).code).toBe(0);
@@ -213,9 +250,23 @@ describe('ops secrets set / show / decrypt', () => {
     expect(refused.err).toContain('no value on stdin');
     expect(refused.err).toContain('to store an empty value, give --empty');
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '\n')).err).toContain('no value on stdin');
-    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, 'not read');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, '');
     expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set smtp.password\n' });
     expect(lookup((await open(e)).data, 'smtp.password')).toBe('');
+  });
+
+  it('set --empty with a value piped in is refused, not the piped value dropped silently; so is --empty with --exact', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const piped = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty'], e.env, 'piped-Zq7');
+    expect(piped.code).toBe(2);
+    expect(piped.err).toContain('--empty stores an empty value without reading stdin, but a value was piped in for smtp.password; nothing was changed');
+    expect(piped.err).toContain('to store the piped value, drop --empty');
+    expect(piped.err).not.toContain('Zq7');
+    const both = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password', '--empty', '--exact'], e.env, '');
+    expect(both.code).toBe(2);
+    expect(both.err).toContain('--empty and --exact cannot be given together');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {
@@ -673,6 +724,121 @@ describe('generators', () => {
     expect(s1).not.toBe(s2);
     expect((await cli(root, ['apikey'])).out).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
     expect(readdirSync(root).sort()).toEqual(['environments', 'package.json']);
+  });
+});
+
+describe('the temporary folders of these tests', () => {
+  let made = '';
+  it('a folder a test makes (tempDir: projects, keys, editors) exists while it runs', () => {
+    made = tempDir();
+    writeFileSync(join(made, 'f'), 'x');
+    expect(existsSync(made)).toBe(true);
+  });
+
+  it('and is removed once that test ended (no /tmp/ops-secrets-test-* left behind)', () => {
+    expect(made).not.toBe('');
+    expect(existsSync(made)).toBe(false);
+  });
+});
+
+describe('an environment name that does not exist', () => {
+  it('every secrets command names the environments there and `ops env new`, never a command that would create the typo', async () => {
+    const e = await newEnv();
+    const rules = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
+    const recipient = (await cli(e.root, ['secrets', 'recipients', 'qa'], e.env)).out.match(/age1[0-9a-z]+/)![0];
+    for (const argv of [['show', 'qz'], ['show', 'qz', '--key', 'a'], ['set', 'qz', 'a'], ['edit', 'qz'], ['rotate', 'qz'], ['recipients', 'qz'], ['recipients', 'qz', 'add', recipient], ['recipients', 'qz', 'sync']]) {
+      const r = await cli(e.root, ['secrets', ...argv], { ...e.env, EDITOR: 'false' }, 'value-Zq7w');
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err, argv.join(' ')).toContain('no environment "qz": environments/qz/ does not exist; the environments are qa');
+      expect(r.err, argv.join(' ')).toContain('a new environment is made with `ops env new <name>`');
+      expect(r.err, argv.join(' ')).not.toMatch(/(edit|set|add|new) qz/);
+    }
+    expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(rules);
+    expect(existsSync(join(e.root, 'environments', 'qz'))).toBe(false);
+  });
+});
+
+describe('the project not found', () => {
+  it('says what was looked for and from where, which folder has only one of the two, and how to fix it', () => {
+    const root = tempDir('ops-noproject-');
+    mkdirSync(join(root, 'environments', 'qa'), { recursive: true });
+    const err = (() => {
+      try {
+        findRoot(join(root, 'environments', 'qa'));
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('found a root');
+    })();
+    expect(err.message).toContain(`looked for a folder holding both an environments/ folder and a package.json, in ${join(root, 'environments', 'qa')} (the current directory) and each folder above it`);
+    expect(err.message).toContain(`${root} has environments/ but no package.json`);
+    expect(err.message).not.toContain('no environments/ folder found');
+    expect(err.hint).toContain('set OPS_ROOT to the project folder');
+    expect(err.hint).toContain('`npm init -y` writes a package.json');
+  });
+});
+
+describe('a lock left on the secrets file', () => {
+  const lockOf = (e: Env) => `${e.secrets}.lock`;
+  const leaveLock = (e: Env, owner?: object, ageMs = 0) => {
+    mkdirSync(lockOf(e));
+    if (owner) writeFileSync(join(lockOf(e), 'owner'), JSON.stringify(owner));
+    const t = new Date(Date.now() - ageMs);
+    utimesSync(lockOf(e), t, t);
+  };
+  /** The pid of a process that ran and has ended. */
+  const deadPid = () => spawnSync('true').pid!;
+
+  it('held by a process still running: said at once what is waited for (the lock, its pid) and how to clear it; taken when released', async () => {
+    const e = await newEnv();
+    const holder = spawn('sleep', ['30']);
+    try {
+      leaveLock(e, { pid: holder.pid, host: hostname(), since: '2026-12-03T09:00:00.000Z' }, 2000);
+      const started = Date.now();
+      setTimeout(() => rmSync(lockOf(e), { recursive: true, force: true }), 1500);
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+      expect(r.code, r.err).toBe(0);
+      expect(Date.now() - started).toBeLessThan(8000);
+      // (paths as typed: relative to the directory the command runs in, absolute here)
+      expect(r.err).toContain(`waiting up to 15 s for the lock ${lockOf(e)} (held by pid ${holder.pid} on this machine, since 2026-12-03T09:00:00.000Z)`);
+      expect(r.err).toContain(`remove the lock: rm -r ${lockOf(e)}`);
+    } finally {
+      holder.kill();
+    }
+  });
+
+  it('left by a process no longer running (a crashed command): taken over at once, and said so', async () => {
+    const e = await newEnv();
+    const pid = deadPid();
+    leaveLock(e, { pid, host: hostname(), since: '2026-12-03T09:00:00.000Z' });
+    const started = Date.now();
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+    expect(r.code, r.err).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000); // a stale lock waited 10 s
+    expect(r.err).toContain(`${lockOf(e)} was left by pid ${pid} on this machine, since 2026-12-03T09:00:00.000Z, which is no longer running: taken over`);
+    expect(((await open(e)).data as Record<string, unknown>).k).toBe('value-Zq7w-long');
+    expect(existsSync(lockOf(e))).toBe(false);
+  });
+
+  it('left by a process no longer running, met by several sets at once: each lands, one takes it over, nothing left beside the file', async () => {
+    const e = await newEnv();
+    leaveLock(e, { pid: deadPid(), host: hostname(), since: '2026-12-03T09:00:00.000Z' });
+    const keys = Array.from({ length: 6 }, (_, i) => `after_crash_${i}`);
+    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
+    for (const r of runs) expect(r.code, r.err).toBe(0);
+    expect(runs.filter((r) => r.err.includes('taken over')).length).toBe(1);
+    const data = (await open(e)).data as Record<string, unknown>;
+    for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
+    expect(readdirSync(join(e.root, 'environments', 'qa')).filter((n) => n.includes('.lock'))).toEqual([]);
+  });
+
+  it('with no holder recorded (an older ops), waited for with the lock named at once; one unchanged for 10 s is stale, taken over', async () => {
+    const e = await newEnv();
+    leaveLock(e, undefined, 20_000);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'k'], e.env, 'value-Zq7w-long');
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain(`${lockOf(e)} was left by no holder recorded (a command being started, or an older ops), not refreshed for 10 s: taken over`);
+    expect(existsSync(lockOf(e))).toBe(false);
   });
 });
 

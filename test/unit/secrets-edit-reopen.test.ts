@@ -2,35 +2,13 @@
 // refusal answered no, the editor failing, an emptied text, a signal) keeps the edit aside, encrypted, named in the
 // message, as a declined round does; nothing when the text left is the file's as it is now. The real sops checks
 // what was kept.
-import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type EditIo, type EditorExit, UNSAVED_TEXT_KEY, editSecrets } from '../../core/secrets/edit.ts';
-import { identitiesFromText } from '../../core/secrets/keys.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
-import { parseTree } from '../../core/secrets/tree-parse.ts';
-import { str } from '../../core/secrets/tree.ts';
-import { tempDir } from './secrets.helpers.ts';
+import { type TestSecretsFile, editWhileAnotherSaves, secretsFile, sops } from './secrets.helpers.ts';
 
-function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
-  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
-  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
-  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
-}
-
-async function secretsFile(text: string) {
-  const file0 = join(tempDir('ops-reopen-key-'), 'key.txt');
-  execFileSync('age-keygen', ['-o', file0], { stdio: 'ignore' });
-  const key = { file: file0, recipient: execFileSync('age-keygen', ['-y', file0], { encoding: 'utf8' }).trim() };
-  const dir = tempDir('ops-reopen-');
-  const file = join(dir, 'secrets.sops.yaml');
-  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-  await SecretsFile.create(file, parseTree(text, 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
-  return { key, dir, file, open: () => SecretsFile.open(file, { identities: ids }) };
-}
-
-type S = Awaited<ReturnType<typeof secretsFile>>;
+type S = TestSecretsFile;
 
 const asides = (s: S) => readdirSync(s.dir).filter((n) => n.includes('unsaved-edit'));
 
@@ -49,17 +27,10 @@ const allText = (dir: string) =>
  */
 async function reopened(s: S, second: (tmp: string) => EditorExit | Promise<EditorExit>, answers: boolean[] = [true, false], signal?: AbortSignal) {
   let round = 0;
+  const first = editWhileAnotherSaves(s);
   const warnings: string[] = [];
   const io: EditIo = {
-    edit: async (tmp) => {
-      round++;
-      if (round > 1) return second(tmp);
-      writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: Zq8-typed-by-me\n`);
-      const f = await s.open();
-      f.set(['theirs'], str('Zq8-their-value'));
-      await f.save();
-      return { code: 0, signal: null };
-    },
+    edit: async (tmp) => (++round > 1 ? second(tmp) : first(tmp)),
     confirm: async () => answers.shift() ?? false,
     warn: (m) => warnings.push(m),
     signal,
@@ -98,6 +69,21 @@ describe('ops secrets edit: an abort in a round reopened after a change on disk 
     const d = decrypt(s, `["${UNSAVED_TEXT_KEY}"]`);
     expect(d.out).toContain('broken: [Zq8-unclosed\n');
     expect(d.out).toContain('mine: Zq8-typed-by-me\n');
+  });
+
+  it('text that is not UTF-8 in that round, the editor failing: its bytes kept, without the note ops put at its top', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const { reason } = await reopened(s, (tmp) => {
+      const shown = readFileSync(tmp);
+      expect(shown.toString('utf8')).toMatch(/^# ops: /);
+      writeFileSync(tmp, Buffer.concat([shown, Buffer.from('latin: caf\xe9-Zq8\n', 'latin1')]));
+      return { code: 1, signal: null };
+    });
+    expect(reason).toContain(`whole, as the value ${UNSAVED_TEXT_KEY}`);
+    const d = decrypt(s, `["${UNSAVED_TEXT_KEY}"]`);
+    expect(d.err).toBe('');
+    expect(d.out).toContain('mine: Zq8-typed-by-me\n');
+    expect(d.out).not.toContain('# ops:');
   });
 
   it('the editor failing in that round (vim :cq): the text as left kept as YAML values, comments too', async () => {
@@ -141,13 +127,7 @@ describe('ops secrets edit: an abort in a round reopened after a change on disk 
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const abort = new AbortController();
     const r = await editSecrets(await s.open(), {
-      edit: async (tmp) => {
-        writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: Zq8-typed-by-me\n`);
-        const f = await s.open();
-        f.set(['theirs'], str('Zq8-their-value'));
-        await f.save();
-        return { code: 0, signal: null };
-      },
+      edit: editWhileAnotherSaves(s),
       // as the CLI's prompt: an abort answers it (false)
       confirm: async () => (abort.abort('SIGINT'), false),
       warn: () => undefined,

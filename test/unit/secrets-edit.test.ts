@@ -3,39 +3,13 @@
 // offered back with a note, or kept aside encrypted; and secrets files written through a symbolic link, with a
 // clear message when the directory cannot be written. The real sops (on PATH, as in secrets-sops.test.ts) checks
 // what was stored.
-import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { writeError, writeIfUnchanged } from '../../core/secrets/atomic.ts';
 import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
-import { identitiesFromText } from '../../core/secrets/keys.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
-import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { bytesNode, str } from '../../core/secrets/tree.ts';
-import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
-
-function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
-  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
-  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
-  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
-}
-
-function ageKey(): { file: string; recipient: string } {
-  const file = join(tempDir('ops-edit-key-'), 'key.txt');
-  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
-  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
-}
-
-/** A secrets file holding `text` (YAML), encrypted to a fresh key. */
-async function secretsFile(text: string) {
-  const key = ageKey();
-  const dir = tempDir('ops-edit-');
-  const file = join(dir, 'secrets.sops.yaml');
-  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-  await SecretsFile.create(file, parseTree(text, 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
-  return { key, dir, file, ids, open: () => SecretsFile.open(file, { identities: ids }) };
-}
+import { cli, editor, newEnv, open, secretsFile, sops, tempDir } from './secrets.helpers.ts';
 
 /** Every file under `dir` (recursively), as text. */
 function allText(dir: string): string {
@@ -165,6 +139,30 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(r.err).toContain('Reopen the editor to fix it? [Y/n]');
     expect(r.err).not.toContain('Zq7-secret');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
+  it('a new key given a map or list on one line ({...}, [...]): stored so, said so, and named by its own key only, never by the text inside', async () => {
+    const e = await newEnv();
+    const ed = editor(`printf 'newkey: {Zq7-secret: 1}\\nlst: [Zq7-item, x]\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (added newkey, lst)\n');
+    expect(r.err).toMatch(/newkey \(line \d+\) was typed on one line in \{\.\.\.\}: stored as a map of 1 key, not as text \(its keys are not named here\); if it was meant as text, edit it again and quote it \(newkey: "\.\.\."\)/);
+    expect(r.err).toMatch(/lst \(line \d+\) was typed on one line in \[\.\.\.\]: stored as a list of 2 items/);
+    expect(`${r.out}${r.err}`).not.toContain('Zq7');
+    expect(((await open(e)).data as Record<string, unknown>).newkey).toEqual({ 'Zq7-secret': 1 });
+  });
+
+  it('text that does not parse is named by line, column and kind, never quoting the value (an invalid escape: the parser quoted its characters)', async () => {
+    const e = await newEnv();
+    // printf formats: two backslashes print one
+    for (const typed of ['admin_password: "pa\\\\Zq7-secret"\\n', 'admin_password: |Zq7-secret\\n  x\\n']) {
+      const ed = editor(`printf '${typed}' >> "$1"`);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+      expect(r.code, typed).toBe(1);
+      expect(r.err, typed).toMatch(/the edited text is not valid YAML at line \d+, column \d+: /);
+      expect(r.err, typed).not.toMatch(/Zq|Z|q7/);
+    }
   });
 });
 

@@ -5,12 +5,9 @@ import { chmodSync, readFileSync, readdirSync, renameSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { editSecrets } from '../../core/secrets/edit.ts';
-import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
-import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { str } from '../../core/secrets/tree.ts';
-import { cli, newEnv, tempDir } from './secrets.helpers.ts';
-import { execFileSync } from 'node:child_process';
+import { type TestSecretsFile, cli, editWhileAnotherSaves, newEnv, secretsFile } from './secrets.helpers.ts';
 
 const modeOf = (file: string) => (statSync(file).mode & 0o777).toString(8);
 
@@ -23,31 +20,10 @@ afterAll(() => {
   process.umask(umask);
 });
 
-function ageKey(): { file: string; recipient: string } {
-  const file = join(tempDir('ops-modes-key-'), 'key.txt');
-  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
-  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
-}
-
-async function secretsFile(text: string) {
-  const key = ageKey();
-  const dir = tempDir('ops-modes-');
-  const file = join(dir, 'secrets.sops.yaml');
-  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-  await SecretsFile.create(file, parseTree(text, 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
-  return { dir, file, open: () => SecretsFile.open(file, { identities: ids }) };
-}
-
 /** An edit of `s` whose file another command changes while the editor is open, declined: kept aside. @returns the aside's path. */
-async function keptAside(s: Awaited<ReturnType<typeof secretsFile>>): Promise<string> {
+async function keptAside(s: TestSecretsFile): Promise<string> {
   const r = await editSecrets(await s.open(), {
-    edit: async (tmp) => {
-      writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}mine: Zq8-typed-by-me\n`);
-      const f = await s.open();
-      f.set(['theirs'], str('Zq8-their-value'));
-      await f.save();
-      return { code: 0, signal: null };
-    },
+    edit: editWhileAnotherSaves(s),
     confirm: async () => false,
     warn: () => undefined,
   });

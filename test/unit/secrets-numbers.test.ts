@@ -3,7 +3,6 @@
 // (getsops/sops stores/json/store.go, normalizeJSONNumber), so 1.0, 0.10, 1e3, -0 and 12345678901234567890 reach
 // the app as another text than typed. ops reads them as sops does, names them (never their values) when they are
 // typed in an edit or encrypted, and a deploy refuses a secret whose integer was rounded.
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +16,7 @@ import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { type Retyped, parseTree } from '../../core/secrets/tree-parse.ts';
 import { showPath, toPlain } from '../../core/secrets/tree.ts';
-import { cli, newEnv, tempDir } from './secrets.helpers.ts';
+import { ageKey, cli, newEnv, secretsFile, sops, tempDir } from './secrets.helpers.ts';
 
 /** Each number as typed, and whether it reaches the app (.env) as typed, as the real sops 3.13.3 stores it. */
 const TYPED: [key: string, text: string, asTyped: boolean][] = [
@@ -33,18 +32,6 @@ const TYPED: [key: string, text: string, asTyped: boolean][] = [
   ['tiny', '1e-7', true],
 ];
 const JSON_TEXT = `{\n${TYPED.map(([k, t]) => `  "${k}": ${t}`).join(',\n')}\n}\n`;
-
-function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
-  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
-  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
-  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
-}
-
-function ageKey(): { file: string; recipient: string } {
-  const file = join(tempDir('ops-numbers-key-'), 'key.txt');
-  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
-  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
-}
 
 describe('JSON numbers, as the real sops stores them', () => {
   it('a file sops encrypted: ops reads each number as sops decrypts it; what reaches the .env equals what was typed only for ints within int64 and floats in their shortest form', async () => {
@@ -71,10 +58,7 @@ describe('JSON numbers, as the real sops stores them', () => {
   });
 
   it('ops secrets edit of a JSON file names them by key and kind (never the value) and asks; quoted, sops decrypts them as typed', async () => {
-    const key = ageKey();
-    const file = join(tempDir('ops-numbers-'), 'secrets.json');
-    const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-    await SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: [key.recipient] }).save();
+    const { key, file, ids } = await secretsFile('{}', 'secrets.json');
     const before = readFileSync(file, 'utf8');
     const warnings: string[] = [];
     let text = JSON_TEXT;
@@ -185,10 +169,7 @@ describe('YAML whole floats', () => {
   });
 
   it('a whole float already stored (shown as 2.0) is not asked about again when another value is edited', async () => {
-    const key = ageKey();
-    const file = join(tempDir('ops-numbers-'), 'secrets.yaml');
-    const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
-    await SecretsFile.create(file, parseTree('whole: 2.0\ninf: .inf\nname: Zq8-vT3m-Lw5x-Pk2r\n', 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
+    const { file, ids } = await secretsFile('whole: 2.0\ninf: .inf\nname: Zq8-vT3m-Lw5x-Pk2r\n', 'secrets.yaml');
     const warnings: string[] = [];
     const io: EditIo = {
       edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('Zq8-vT3m-Lw5x-Pk2r', 'Zq8-vT3m-Lw5x-Pk2s')), { code: 0, signal: null }),

@@ -151,6 +151,6 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     const ed = editor(`sed -i 's/^secret_key: .*/secret_key: Zq8-vT3m-Lw5x-Pk2r-Hy7u/' "$1"`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
     expect(r.code).toBe(0);
-    for (const [key, value] of [['indented', ' x\n  y\n'], ['spaces', ' \n'], ['secret_key', 'Zq8-vT3m-Lw5x-Pk2r-Hy7u']] as const) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env)).out).toBe(`${value}\n`);
+    for (const [key, value] of [['indented', ' x\n  y\n'], ['spaces', ' \n'], ['secret_key', 'Zq8-vT3m-Lw5x-Pk2r-Hy7u']] as const) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env)).out).toBe(value);
   });
 });

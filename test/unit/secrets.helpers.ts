@@ -1,5 +1,8 @@
-// Shared by the secrets tests: the real-sops vectors, temporary project roots, and the CLI run in-process.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// Shared by the secrets tests: the real-sops vectors, temporary project roots (removed after each test, or after
+// the file for those made outside a test), the CLI run in-process, the real sops and age-keygen, a secrets file
+// holding given text, and an editor open while another command saves the file.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,9 +11,12 @@ import { commands as environmentCommands } from '../../scripts/commands/environm
 import { commands as secretCommands } from '../../scripts/commands/secrets.ts';
 
 const commands = [...secretCommands, ...environmentCommands];
+import type { EditorExit } from '../../core/secrets/edit.ts';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
-import { expect } from 'vitest';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { formatOf, str } from '../../core/secrets/tree.ts';
+import { afterAll, expect, onTestFinished } from 'vitest';
 
 /** Files written by the real sops 3.8.1 (test/fixtures/sops/README.md), copied from ../shared/vectors/sops. */
 export const VECTORS = fileURLToPath(new URL('../fixtures/sops', import.meta.url));
@@ -28,8 +34,61 @@ export function vectorPlaintext(): Record<string, unknown> {
   return p;
 }
 
+// Folders made outside a test (beforeAll, a describe's body): removed once the file's tests have run.
+const madeForTheFile: string[] = [];
+afterAll(() => {
+  for (const dir of madeForTheFile.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new folder under the system's temporary one, removed when the test that made it ends (else after the file). */
 export function tempDir(prefix = 'ops-secrets-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  } catch {
+    madeForTheFile.push(dir); // not inside a test
+  }
+  return dir;
+}
+
+/** The real sops (on PATH: ./scripts/setup-machine.sh), run with `keyFile` as its age key, in a clean HOME and directory. */
+export function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
+  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
+  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
+  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+}
+
+/** A new age key (age-keygen), in a key file of its own. */
+export function ageKey(): { file: string; recipient: string } {
+  const file = join(tempDir('ops-age-key-'), 'key.txt');
+  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
+  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
+}
+
+/** A secrets file `name` (its format from the name) holding `text`, encrypted to a fresh key, in a folder of its own. */
+export async function secretsFile(text: string, name = 'secrets.sops.yaml') {
+  const key = ageKey();
+  const dir = tempDir('ops-secrets-file-');
+  const file = join(dir, name);
+  const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
+  await SecretsFile.create(file, parseTree(text, formatOf(file), { file: 't' }), { recipients: [key.recipient] }).save();
+  return { key, dir, file, ids, open: () => SecretsFile.open(file, { identities: ids }) };
+}
+
+export type TestSecretsFile = Awaited<ReturnType<typeof secretsFile>>;
+
+/**
+ * An editor (EditIo.edit) that appends `typed` to the text and, while it is open, has another command save the file
+ * with `theirs` set: the edit then meets a file changed on disk.
+ */
+export function editWhileAnotherSaves(s: { open: () => Promise<SecretsFile> }, typed = 'mine: Zq8-typed-by-me\n', theirs: [string, string] = ['theirs', 'Zq8-their-value']): (tmp: string) => Promise<EditorExit> {
+  return async (tmp) => {
+    writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}${typed}`);
+    const f = await s.open();
+    f.set([theirs[0]], str(theirs[1]));
+    await f.save();
+    return { code: 0, signal: null };
+  };
 }
 
 /** A project root: package.json and an environments/ folder. */

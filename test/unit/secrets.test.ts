@@ -310,6 +310,31 @@ describe('the document model', () => {
     expect(toYaml(t)).toBe('v: "yes"\nnum: "1_000"\nd: "2024-01-01"\n"n": x\n'); // go-yaml quotes the YAML 1.1 booleans too
   });
 
+  it('a syntax error is said by line, column and kind, never quoting the text it met (it may be a secret)', () => {
+    // each case holds the secret-looking text "Zq7" right where the parser fails; the yaml library's own messages
+    // quoted it ("Invalid escape sequence \\Zq7", "Unresolved tag: Zq7", "...extra characters: |Zq7")
+    const cases: [string, 'yaml' | 'json', RegExp][] = [
+      ['a: "s3cr\\Zq7"\n', 'yaml', /line 1, column \d+: an invalid escape sequence in a double-quoted string/],
+      ['a: "s\\xZq7"\n', 'yaml', /an invalid escape sequence/],
+      ['a: "s\\uZq77"\n', 'yaml', /an invalid escape sequence/],
+      ['a: !Zq7!x y\n', 'yaml', /a tag/],
+      ['a: |Zq7\n  x\n', 'yaml', /unexpected characters/],
+      ['%YAML 9.Zq7\n---\na: b\n', 'yaml', /not valid YAML/],
+      ['{"a": "x\\Zq7"}', 'json', /not valid JSON at line 1, column \d+: an invalid escape sequence/],
+      ['{"a": Zq7}', 'json', /not valid JSON/],
+    ];
+    for (const [text, format, why] of cases) {
+      let message = '';
+      try {
+        parseTree(text, format, { file: 'f', keys: 'lenient' });
+      } catch (e) {
+        message = `${(e as OpsError).message} ${(e as OpsError).hint ?? ''}`;
+      }
+      expect(message, text).toMatch(why);
+      expect(message, text).not.toMatch(/Zq|Z|q7/);
+    }
+  });
+
   it('refuses non-string keys in encrypted files, accepts them (as text) in what a person typed', () => {
     expect(() => parseTree('123: x\n', 'yaml', { file: 'f', keys: 'strict' })).toThrow(/the key 123 is not a string/);
     expect(parseTree('123: x\n', 'yaml', { file: 'f', keys: 'lenient' }).entries[0]![0]).toBe('123');

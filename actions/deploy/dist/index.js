@@ -59766,7 +59766,10 @@ function fromPlain(value, path = []) {
     return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
   }
   if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
+      `${showPath(path)}: an integer out of the 64-bit range sops holds`
+      /* never the value: it is a secret */
+    );
     return { kind: "scalar", type: "int", value: intValue(value) };
   }
   if (value instanceof Uint8Array) return bytesNode(value);
@@ -61425,15 +61428,34 @@ async function replaceFile(file, content, mode, newMode = 420) {
   } catch {
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420) {
-  const target = await writeTarget(file, shown);
-  let release;
-  try {
-    release = await (0, import_proper_lockfile.lock)(target, { realpath: false, retries: { retries: 60, minTimeout: 25, maxTimeout: 250 } });
-  } catch (e) {
-    if (e.code !== "ELOCKED") throw writeError(e, target, shown);
-    throw new OpsError(`${shown} is being written by another command (its lock ${shown}.lock is held)`, `wait for it to end and run again; a lock left by a command that died is ignored after 10 s`);
+async function takeLock(target, shown, notify) {
+  const lockDir = `${target}.lock`;
+  const lockShown = `${shown}.lock`;
+  const started = Date.now();
+  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
+  let told = false;
+  for (; ; ) {
+    const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
+    try {
+      const release = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS });
+      if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
+      return release;
+    } catch (e) {
+      if (e.code !== "ELOCKED") throw writeError(e, target, shown);
+    }
+    const waited = Date.now() - started;
+    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
+    if (!told && waited > LOCK_QUIET_MS) {
+      told = true;
+      const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
+      notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
+    }
+    await new Promise((r) => setTimeout(r, 25 + Math.random() * 75));
   }
+}
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr) {
+  const target = await writeTarget(file, shown);
+  const release = await takeLock(target, shown, notify);
   try {
     const now = await readFile3(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
@@ -61471,14 +61493,22 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
     import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
     init_errors();
+    init_shell();
     MAX_LINKS = 40;
     ChangedOnDiskError = class extends OpsError {
+    };
+    LOCK_STALE_MS = 1e4;
+    LOCK_WAIT_MS = 15e3;
+    LOCK_QUIET_MS = 1e3;
+    warnOnStderr = (m) => {
+      process.stderr.write(`warning: ${m}
+`);
     };
     RETRY_FOR_MS = 3e4;
   }
@@ -68550,6 +68580,36 @@ function lineCol(text, offset) {
   const col = offset - before.lastIndexOf("\n");
   return `line ${line}, column ${col}`;
 }
+function syntaxProblem(code) {
+  const words = {
+    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
+    BAD_ALIAS: "an alias (*name) that names no anchor before it",
+    BAD_DIRECTIVE: "a % directive YAML does not support",
+    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
+    BAD_INDENT: "bad indentation",
+    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
+    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
+    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
+    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
+    DUPLICATE_KEY: "a key given twice in the same map",
+    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
+    MISSING_CHAR: "a quote or bracket that is not closed",
+    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
+    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
+    MULTIPLE_DOCS: "several YAML documents",
+    MULTIPLE_TAGS: "two tags on one value",
+    NON_STRING_KEY: "a key that is not a string",
+    RESOURCE_EXHAUSTION: "too many aliases",
+    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
+    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
+    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
+    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
+  };
+  return words[code] ?? `a syntax error (${code})`;
+}
+function syntaxError(text, err) {
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${syntaxProblem(err.code)}`;
+}
 function goNode(v, where) {
   if (v.type === "null") return { kind: "null" };
   if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
@@ -68582,8 +68642,7 @@ function parseTree(text, format, options) {
   const doc = docs[0];
   const err = doc.errors[0];
   if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
     const v = node.value;
@@ -69463,7 +69522,7 @@ var init_sops = __esm({
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn);
         this.onDisk = text;
         return true;
       }
@@ -69998,14 +70057,16 @@ function weakSecretWarning(what, parts) {
   });
   return `${what} is weak: ${said.join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
 }
-function weakSecretWarnings(tree, include = () => true) {
+function weakSecretWarnings(tree, include = () => true, shown = showPath) {
   const byValue = /* @__PURE__ */ new Map();
   forEachLeaf(tree, (leaf, _keys, path) => {
     const text = maskedText(leaf);
     if (text === void 0 || !include(text, path)) return;
     const keys = byValue.get(text);
-    if (keys) keys.push(showPath(path));
-    else byValue.set(text, [showPath(path)]);
+    const name2 = shown(path);
+    if (keys) {
+      if (!keys.includes(name2)) keys.push(name2);
+    } else byValue.set(text, [name2]);
   });
   const out = [];
   for (const [text, keys] of byValue) {

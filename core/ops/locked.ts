@@ -9,6 +9,7 @@
 // holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
 import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
@@ -202,6 +203,14 @@ function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, 
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
 }
 
+/**
+ * The exit code of a run stopped by `signal`: 128 + its number, as a shell reports a command killed by it (bash(1),
+ * EXIT STATUS): SIGINT 130, SIGTERM 143, which CI runners read as the run cancelled.
+ */
+export function signalExit(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
+}
+
 /** Steps an interruption lets end rather than stopping them (see onSignal in withLock): the switch. */
 const UNINTERRUPTIBLE = new Set(['switch']);
 
@@ -224,7 +233,7 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
  * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
  * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
- * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 130.
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 128 + the signal's number (signalExit: 130, 143).
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -463,7 +472,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
       .then(() => session.close())
-      .finally(() => process.exit(130));
+      .finally(() => process.exit(signalExit(signal)));
   };
   /**
    * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say

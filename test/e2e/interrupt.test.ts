@@ -27,13 +27,13 @@ const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${qu
 const liveAndServed = async () => ({ current: (await onHost('readlink /srv/sample/current')).replace(/^.*\//, ''), served: (await get(host)).body });
 
 /**
- * SIGTERM to `ops`, then what every interruption must leave: exit 130, the lock let go, what `current` names is what
+ * SIGTERM to `ops`, then what every interruption must leave: exit 143 (128 + SIGTERM), the lock let go, what `current` names is what
  * serves, and the run said so (one message per thing, no stack trace).
  */
 async function stoppedCleanly(ops: SpawnedOps) {
   const code = await ops.stop('SIGTERM');
   const out = ops.out();
-  expect(code, out).toBe(130);
+  expect(code, out).toBe(143);
   expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   const now = await liveAndServed();
   expect(now.served).toBe(now.current);

@@ -126,6 +126,17 @@ describe('an interrupted deploy, in the audit log and its words', () => {
     expect(lines[0]!.message).toBe(`interrupted by SIGINT during build on web1; ${lines[0]!.release} did not go live, ${LIVE} is still live`);
   });
 
+  it('a SIGTERM (a cancelled workflow, a stopped container) exits 143, a SIGINT 130: 128 + the signal, as a shell says it', async () => {
+    const h = harness('build');
+    void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
+    await h.first.entered;
+    process.emit('SIGTERM', 'SIGTERM');
+    h.first.open();
+    expect(await h.exit).toBe(143);
+    const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
+    expect(auditLines(unlock.stdin)[0]!.message).toMatch(/^interrupted by SIGTERM during build on web1;/);
+  });
+
   it('Ctrl-C during the switch, which is let end and puts the release live: one line, a success that says it was interrupted after the switch (not a failure beside a success)', async () => {
     const h = harness('switch');
     void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);

@@ -336,6 +336,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said: string[] = [];
+    // Per host, the forced release in words: the failed step's first line says it when it ran there.
+    const byHost = new Map<string, string>();
     for (const host of taken) {
       const tail = await auditTail(host);
       const refused = lost.get(host);
@@ -349,6 +351,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
+      byHost.set(host, by);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)');
       said.push(
         refused && !refused.afterFailure
@@ -373,7 +376,11 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
-    return new OpsError(`${e.message}\n${said.join('\n')}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
+    // The step the forced release stopped (its processes signalled: an exit code of 128 + the signal, or none at all
+    // when ssh2 saw the channel close on a signal) says why in its first line, not a bare exit code.
+    const by = e instanceof StepError ? byHost.get(e.host) : undefined;
+    const message = by && e instanceof StepError ? e.message.replace(/^[^\n]*/, () => `step "${e.step}" on ${e.host} was stopped: this run's lock there was ${by} while the step ran`) : e.message;
+    return new OpsError(`${message}\n${said.join('\n')}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
+import { auditReason, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -494,6 +494,21 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
         pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
   };
+  /**
+   * `err` (the run's failure, as thrown) with what the run had got to (withResult, for --json): the reason (auditReason),
+   * and per host the release it was about (attempted: LockedRun.about), the one live before and the one live now (its
+   * release where its switch put it live; else what `current` named when a step found the lock gone; else the one live
+   * before); at the top, the first host's.
+   */
+  const failing = (err: unknown) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release = '', previous = '' } = { ...options.fields, ...about.get(host) };
+      const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
+      return { host, release, previous, live };
+    });
+    const { release, previous, live } = hosts[0] ?? { release: '', previous: '', live: '' };
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
+  };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   process.on('SIGINT', onSignal);
@@ -522,7 +537,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    throw left.length ? lockLeft(env, left, err) : err;
+    throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
   for (const host of mine) {
@@ -580,7 +595,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     failedWhere(e);
     const left = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
-    throw left.length ? lockLeft(env, left, err) : err;
+    throw failing(left.length ? lockLeft(env, left, err) : err);
   } finally {
     // After the release: a signal during it waits for it (above) rather than killing the run half-way.
     await releaseAll();

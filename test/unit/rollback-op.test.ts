@@ -155,6 +155,17 @@ describe('rollback operation', () => {
     expect(unlock).not.toContain('"result":"success"');
   });
 
+  it('ops rollback --json, failed: the release it went back to, the one live before and now, and why, as the success\'s document has them', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 3'), stderr: 'release did not become healthy on slot green' } : undefined));
+    const cli = await runOps(['rollback', 'one', '--json'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(cli.code, cli.err).toBe(1);
+    const doc = JSON.parse(cli.out) as Record<string, unknown>;
+    expect(doc).toMatchObject({ ok: false, environment: 'one', url: expect.any(String), release: OLD, previous: LIVE, live: LIVE, exitCode: 1 });
+    expect(doc.reason).toMatch(/^step "lock \+ start green \+ switch" on web1 failed with exit code 3/);
+    expect(doc.hosts).toEqual([{ host: 'web1', release: OLD, previous: LIVE, live: LIVE }]);
+    expect(doc.error).toMatch(/web1 still serves /);
+  });
+
   it('one host, a switch that failed without the step putting the slot back (the new slot may run): the slot\'s previous release is put back, said in the error', async () => {
     const back = "slot green held no release before this run's start: none is kept warm there";
     const h = harness((step) => {

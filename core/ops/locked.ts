@@ -16,7 +16,7 @@ import { auditReason, oneLine, OpsError, StepError, sudoHint, tail, withResult }
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
@@ -82,25 +82,37 @@ class FencedRemote implements Remote {
     try {
       result = await this.inner.run(fenceStep(this.env, step), options);
     } catch (e) {
-      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      if (e instanceof StepError) this.check(step.name, e.exitCode, e.stderrTail);
       this.failed = true;
       throw e;
     }
-    this.check(step, result.code, result.stderr);
+    this.check(step.name, result.code, result.stderr);
     if (result.code !== 0) this.failed = true;
     return result;
   }
   /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
-  private check(step: Step, code: number | null, stderr: string): void {
+  private check(step: string, code: number | null, stderr: string): void {
     const line = lockLostLine(code, stderr);
     if (line === undefined) return;
-    this.lostError = parseLost(this.name, step.name, line, this.failed);
+    this.lostError = parseLost(this.name, step, line, this.failed);
     this.lost(this.lostError);
     throw this.lostError;
   }
-  async upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void> {
-    if (this.holds() && this.lostError) throw this.lostError;
-    return this.inner.upload(content, remotePath, options);
+  /**
+   * An upload fenced as a step is (lockGuard first in its own script: no round trip of its own), so that a resumed run
+   * whose lock was released by force writes nothing (its release's files, its build, its .env) where the lock is no
+   * longer its own.
+   */
+  async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
+    if (!this.holds()) return this.inner.upload(content, remotePath, options);
+    if (this.lostError) throw this.lostError;
+    try {
+      await this.inner.upload(content, remotePath, { ...options, guard: lockGuard(this.env) });
+    } catch (e) {
+      if (e instanceof StepError) this.check(e.step, e.exitCode, e.stderrTail);
+      this.failed = true;
+      throw e;
+    }
   }
   inFlight(): string[] {
     return this.inner.inFlight();

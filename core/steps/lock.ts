@@ -98,7 +98,16 @@ function runLockVars(env: Target): string {
  * (critical_begin). What core/ops/locked.ts runs every step of a run through while the run holds the lock there.
  */
 export function fenceStep(env: Target, step: Step): Step {
-  return { ...step, script: `${HOST_LOCK_FUNCTIONS}\n${runLockVars(env)}\nrun_lock_guard\n${step.script}` };
+  return { ...step, script: `${lockGuard(env)}\n${step.script}` };
+}
+
+/**
+ * The shell of the run's lock guard (run_lock_guard, with what it needs): exits LOCK_LOST_EXIT, saying why on stderr,
+ * unless the lock still records the connection it runs on and no forced release. What fenceStep puts first in a step,
+ * and a fenced upload first in its own script (UploadOptions.guard): the same round trip, before a byte is written.
+ */
+export function lockGuard(env: Target): string {
+  return `${HOST_LOCK_FUNCTIONS}\n${runLockVars(env)}\nrun_lock_guard`;
 }
 
 /**

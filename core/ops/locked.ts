@@ -5,8 +5,8 @@
 // leaves a lock whose holder (its connection's sshd process) died with it: the next run reports it as stale.
 // To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and may
 // end the run there at once (`finish`: a no-op deploy); the unlock step writes the run's audit lines, and an
-// operation's last step on a host may carry the unlock itself (`closing`). Every step of the run on a host while it
-// holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
+// operation's last step on a host may carry the unlock itself (`closing`). Every step and upload of the run on a host
+// while it holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
@@ -50,7 +50,8 @@ function parseLost(host: string, step: string, line: string, afterFailure: boole
 
 /**
  * A host's connection while the run holds its lock there (`holds`): every step it runs is fenced by the lock (fenceStep:
- * run_lock_guard first, and again before a switch flips nginx and `current`), so a run that was paused (a frozen
+ * run_lock_guard first, and again before a switch flips nginx and `current`), every upload too (lockGuard first in its
+ * own script), so a run that was paused (a frozen
  * runner, a Ctrl-Z'd CLI) while someone released its lock by force changes nothing when it resumes. The first step
  * that finds the lock gone throws LockLostError (also for `allowFailure`: nothing of the run may go on there) and
  * `lost` is told; every later step or upload on it is refused with the same error without running. Steps once the lock

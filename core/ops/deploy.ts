@@ -313,9 +313,11 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
         ...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
-  const session = await opening!;
   // A failure's --json says what was attempted, as a success's document does (withLock adds what is live where).
   const failed = (e: unknown) => withResult(e, { ...base, release: p.id, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
+  const session = await opening!.catch((e: unknown) => {
+    throw failed(e);
+  });
   const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)!));

@@ -12,6 +12,7 @@ import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { forceReleaseLock, LOCK_KEYS, releaseLock } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
 import type { Step } from '../../core/remote/types.ts';
+import { startSlot } from '../../core/steps/switch.ts';
 import { testEnv } from './status.helpers.ts';
 
 const STARTED = '20261201T200000Z-0123456789ab';
@@ -61,4 +62,17 @@ describe('a gone run\'s started slot, without the start\'s records of what it he
       expect(r.out).toMatch(new RegExp(`^@ops ${LOCK_KEYS.previous_back} stopped what release ${STARTED} left running on slot green outside supervisor .*started by release ${STARTED}'s programs`, 'm'));
     }, 60_000);
   }
+});
+
+describe('a start stopping what its slot held before', () => {
+  it('stops that release the one way too: its programs, then what they left outside supervisor (leftovers_down, the release its previous file names), before the ports are checked', () => {
+    const env = testEnv();
+    const script = startSlot(env, 'green', `${env.layout.releases}/${STARTED}`, STARTED).script;
+    const down = script.indexOf('group_down shop-green ');
+    const left = script.indexOf('left_gone=$(leftovers_down green "$left_id" ', down);
+    expect(down).toBeGreaterThan(0);
+    expect(left, 'leftovers_down after the group is down').toBeGreaterThan(down);
+    expect(script.indexOf('LISTEN_TABLE=$(ss -Htlnp', down), 'and before the ports are checked').toBeGreaterThan(left);
+    expect(script).toContain('IFS= read -r left_head < "$keep/previous.conf"');
+  });
 });

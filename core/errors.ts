@@ -257,3 +257,21 @@ export function onUncaught(print: (message: string) => void): void {
   process.on('uncaughtException', handle);
   process.on('unhandledRejection', handle);
 }
+
+/** Fields of a failed operation's result, per error (withResult). */
+const failedResults = new WeakMap<object, Record<string, unknown>>();
+
+/**
+ * Attaches to `e` (an error an operation throws) the fields of the operation's result that apply to its failure (a
+ * deploy's release attempted, the one live before and now, the reason), for `--json` (scripts/cli.ts prints them beside
+ * the error, as the success's document has them). Fields attached before (nearer the failure) win. Returns `e`.
+ */
+export function withResult<E>(e: E, fields: Record<string, unknown>): E {
+  if (typeof e === 'object' && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+  return e;
+}
+
+/** The result fields attached to `e` (withResult), or undefined. */
+export function failedResult(e: unknown): Record<string, unknown> | undefined {
+  return typeof e === 'object' && e !== null ? failedResults.get(e) : undefined;
+}

@@ -2,7 +2,7 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorParts, formatError } from '../core/errors.ts';
+import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { findRoot } from '../core/config/environment.ts';
@@ -278,7 +278,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
     if (json) {
       const { message, hint } = errorParts(e, {});
-      stdout.write(reporter.redact(JSON.stringify({ ok: false, error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
+      // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
+      stdout.write(reporter.redact(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
     }
     return code;
   }

@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import type { Reporter } from '../report.ts';
-import { auditReason, OpsError } from '../errors.ts';
+import { auditReason, OpsError, withResult } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
@@ -313,7 +313,11 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
         ...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
-  const session = await opening!;
+  // A failure's --json says what was attempted, as a success's document does (withLock adds what is live where).
+  const failed = (e: unknown) => withResult(e, { ...base, release: p.id, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
+  const session = await opening!.catch((e: unknown) => {
+    throw failed(e);
+  });
   const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)!));
@@ -345,7 +349,9 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       // There, the no-op's audit line and the unlock end the lock step: one round trip.
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' })),
     }),
-  );
+  ).catch((e: unknown) => {
+    throw failed(e);
+  });
   if (base.superseded) return { ...base, hosts, release: '', noop: false };
   return {
     ...base,

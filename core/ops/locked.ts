@@ -5,17 +5,18 @@
 // leaves a lock whose holder (its connection's sshd process) died with it: the next run reports it as stale.
 // To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and may
 // end the run there at once (`finish`: a no-op deploy); the unlock step writes the run's audit lines, and an
-// operation's last step on a host may carry the unlock itself (`closing`). Every step of the run on a host while it
-// holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
+// operation's last step on a host may carry the unlock itself (`closing`). Every step and upload of the run on a host
+// while it holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, oneLine, OpsError, StepError, sudoHint, tail } from '../errors.ts';
+import { auditReason, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
@@ -49,7 +50,8 @@ function parseLost(host: string, step: string, line: string, afterFailure: boole
 
 /**
  * A host's connection while the run holds its lock there (`holds`): every step it runs is fenced by the lock (fenceStep:
- * run_lock_guard first, and again before a switch flips nginx and `current`), so a run that was paused (a frozen
+ * run_lock_guard first, and again before a switch flips nginx and `current`), every upload too (lockGuard first in its
+ * own script), so a run that was paused (a frozen
  * runner, a Ctrl-Z'd CLI) while someone released its lock by force changes nothing when it resumes. The first step
  * that finds the lock gone throws LockLostError (also for `allowFailure`: nothing of the run may go on there) and
  * `lost` is told; every later step or upload on it is refused with the same error without running. Steps once the lock
@@ -81,25 +83,37 @@ class FencedRemote implements Remote {
     try {
       result = await this.inner.run(fenceStep(this.env, step), options);
     } catch (e) {
-      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      if (e instanceof StepError) this.check(step.name, e.exitCode, e.stderrTail);
       this.failed = true;
       throw e;
     }
-    this.check(step, result.code, result.stderr);
+    this.check(step.name, result.code, result.stderr);
     if (result.code !== 0) this.failed = true;
     return result;
   }
   /** Throws (once told `lost`) when the step ended as run_lock_guard ends it. */
-  private check(step: Step, code: number | null, stderr: string): void {
+  private check(step: string, code: number | null, stderr: string): void {
     const line = lockLostLine(code, stderr);
     if (line === undefined) return;
-    this.lostError = parseLost(this.name, step.name, line, this.failed);
+    this.lostError = parseLost(this.name, step, line, this.failed);
     this.lost(this.lostError);
     throw this.lostError;
   }
-  async upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void> {
-    if (this.holds() && this.lostError) throw this.lostError;
-    return this.inner.upload(content, remotePath, options);
+  /**
+   * An upload fenced as a step is (lockGuard first in its own script: no round trip of its own), so that a resumed run
+   * whose lock was released by force writes nothing (its release's files, its build, its .env) where the lock is no
+   * longer its own.
+   */
+  async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
+    if (!this.holds()) return this.inner.upload(content, remotePath, options);
+    if (this.lostError) throw this.lostError;
+    try {
+      await this.inner.upload(content, remotePath, { ...options, guard: lockGuard(this.env) });
+    } catch (e) {
+      if (e instanceof StepError) this.check(e.step, e.exitCode, e.stderrTail);
+      this.failed = true;
+      throw e;
+    }
   }
   inFlight(): string[] {
     return this.inner.inFlight();
@@ -202,6 +216,14 @@ function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, 
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
 }
 
+/**
+ * The exit code of a run stopped by `signal`: 128 + its number, as a shell reports a command killed by it (bash(1),
+ * EXIT STATUS): SIGINT 130, SIGTERM 143, which CI runners read as the run cancelled.
+ */
+export function signalExit(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
+}
+
 /** Steps an interruption lets end rather than stopping them (see onSignal in withLock): the switch. */
 const UNINTERRUPTIBLE = new Set(['switch']);
 
@@ -224,7 +246,7 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
  * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
  * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
- * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 130.
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 128 + the signal's number (signalExit: 130, 143).
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -327,6 +349,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const taken = [...new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said: string[] = [];
+    // Per host, the forced release in words: the failed step's first line says it when it ran there.
+    const byHost = new Map<string, string>();
     for (const host of taken) {
       const tail = await auditTail(host);
       const refused = lost.get(host);
@@ -340,6 +364,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         breaker = lastBreak(await auditTail(host), host);
       }
       const by = brokenBy(breaker);
+      byHost.set(host, by);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : 'nothing is live there (current names no release)');
       said.push(
         refused && !refused.afterFailure
@@ -364,7 +389,11 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
-    return new OpsError(`${e.message}\n${said.join('\n')}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
+    // The step the forced release stopped (its processes signalled: an exit code of 128 + the signal, or none at all
+    // when ssh2 saw the channel close on a signal) says why in its first line, not a bare exit code.
+    const by = e instanceof StepError ? byHost.get(e.host) : undefined;
+    const message = by && e instanceof StepError ? e.message.replace(/^[^\n]*/, () => `step "${e.step}" on ${e.host} was stopped: this run's lock there was ${by} while the step ran`) : e.message;
+    return new OpsError(`${message}\n${said.join('\n')}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   /** Where a stopped run's release found the lock not its own: why, in words (one look at the lock). */
   const notHeldLine = async (host: string): Promise<string> => {
@@ -463,7 +492,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
       .then(() => session.close())
-      .finally(() => process.exit(130));
+      .finally(() => process.exit(signalExit(signal)));
   };
   /**
    * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say
@@ -477,6 +506,21 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
         pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
+  };
+  /**
+   * `err` (the run's failure, as thrown) with what the run had got to (withResult, for --json): the reason (auditReason),
+   * and per host the release it was about (attempted: LockedRun.about), the one live before and the one live now (its
+   * release where its switch put it live; else what `current` named when a step found the lock gone; else the one live
+   * before); at the top, the first host's.
+   */
+  const failing = (err: unknown) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release = '', previous = '' } = { ...options.fields, ...about.get(host) };
+      const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
+      return { host, release, previous, live };
+    });
+    const { release, previous, live } = hosts[0] ?? { release: '', previous: '', live: '' };
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
@@ -506,7 +550,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    throw left.length ? lockLeft(env, left, err) : err;
+    throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
   for (const host of mine) {
@@ -564,7 +608,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     failedWhere(e);
     const left = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
-    throw left.length ? lockLeft(env, left, err) : err;
+    throw failing(left.length ? lockLeft(env, left, err) : err);
   } finally {
     // After the release: a signal during it waits for it (above) rather than killing the run half-way.
     await releaseAll();

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, OpsError, StepError } from '../errors.ts';
+import { auditReason, OpsError, StepError, withResult } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -162,6 +162,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const verdict = reported(r, ROLLBACK_KEYS.rollback);
   const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
+  // What the run is about there from now on (a failure's --json, an interruption's audit line): the release it goes back to.
+  if (target) locked.about(remote.name, { release: target });
   const kept = state.releases.map((x) => x.id);
   // Refused by the host with nothing changed: audited as a failed run, saying why (a one-host rollback's lock step
   // refused and kept the lock for it).
@@ -306,7 +308,10 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         }),
       },
     ),
-  );
+  ).catch((e: unknown) => {
+    // A failure's --json: the environment and URL as a success's document has them (withLock adds the releases).
+    throw withResult(e, { environment: env.name, url: env.url, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
+  });
   return { environment: env.name, url: env.url, hosts };
 }
 

@@ -13,7 +13,7 @@ export type Responder = (step: Step) => Partial<Pick<StepResult, 'stdout' | 'std
 
 export class RecordingRemote implements Remote {
   readonly runs: Recorded[] = [];
-  readonly uploads: { path: string; content: Buffer; mode: number }[] = [];
+  readonly uploads: { path: string; content: Buffer; mode: number; guard?: string }[] = [];
   readonly connection = 'recorded';
   closed = false;
   constructor(
@@ -41,7 +41,7 @@ export class RecordingRemote implements Remote {
     this.halted ??= reason;
   }
   async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {
-    this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600 });
+    this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600, ...(options.guard && { guard: options.guard }) });
   }
   async close(): Promise<void> {
     this.closed = true;

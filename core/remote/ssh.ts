@@ -313,7 +313,7 @@ export class SshRemote implements Remote {
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 0o600);
+    const step = uploadStep(remotePath, data.length, options.mode ?? 0o600, options.guard);
     await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
 

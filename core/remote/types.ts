@@ -40,6 +40,11 @@ export interface RunOptions {
 export interface UploadOptions {
   /** File mode given at creation (no window where the file is readable by others). Default 0o600. */
   mode?: number;
+  /**
+   * Shell run first in the upload's own script, before a byte is written (no round trip of its own): it may exit
+   * (the upload then throws its StepError, nothing written). The run's lock guard (core/ops/locked.ts fences uploads).
+   */
+  guard?: string;
 }
 
 export interface Remote {

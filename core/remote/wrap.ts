@@ -54,17 +54,20 @@ export function scriptText(step: Step): string {
  * pipe one byte at a time (it must not swallow what its commands read), so `head -c` gets exactly the
  * content. Written to a private temporary file in the target's directory (mode 0600 from creation), checked
  * for size, given its mode, then renamed over the target: a reader never sees a partial file, a failure
- * (cut connection, full disk) leaves no file behind. The content never appears on a command line.
+ * (cut connection, full disk) leaves no file behind. The content never appears on a command line. `guard`: shell run
+ * first (UploadOptions.guard: the run's lock guard), which may exit before anything is written.
  */
-export function uploadStep(remotePath: string, size: number, mode: number): Step {
+export function uploadStep(remotePath: string, size: number, mode: number, guard?: string): Step {
   const dir = remotePath.replace(/\/[^/]*$/, '') || '/';
   return {
     name: `upload ${remotePath.split('/').pop()}`,
     as: 'login',
     timeout: 600 + Math.ceil(size / 100_000), // at least 100 kB/s
     quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
+    // One line to end with: bash has parsed and run the whole function before the content starts. `guard` runs
+    // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
+    // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
+    script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call\n{\n${guard}\n}\n` : ''}` + String.raw`ops_upload() {
   local tmp got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT

@@ -7,7 +7,7 @@ import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
-import { previousBackFunctions, previousBackSeconds, STARTED_RECORD } from './switch.ts';
+import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
@@ -28,30 +28,36 @@ function startedStopSeconds(env: Target): number {
  * that did not go live (`current` names another, and the slot is not the live one), the slot gets back what it held
  * before that start (previous_back, from the start's records in the lock: its programs stopped, the previous
  * release's file back and its programs started again, warm or said not to be), reporting `stopped_slot` and
- * `previous_back`. Without those records (a start of an older version) the slot's programs are stopped and its file
- * removed when it names the release started (`stopped_slot` alone). An interrupted deploy (Ctrl-C, a cancelled
+ * `previous_back`. Without those records (a start of an older version) the slot is stopped the one way (slotDown: its
+ * programs, and what they left running outside supervisor, a daemonised program, said in `previous_back`) and its file
+ * removed when it names the release started (`stopped_slot`). An interrupted deploy (Ctrl-C, a cancelled
  * workflow, a runner killed: ops lock release) would otherwise leave a release that never went live running on the
  * idle slot, where status calls it the previous one and a rollback would not go to it, or the slot empty, the
  * previous release a rollback would reuse gone. Takes at most startedStopSeconds.
  */
 function stopStartedSlot(env: Target): string {
   const L = env.layout;
+  const indent = (shell: string) => shell.replace(/\n/g, '\n        ');
   return String.raw`${previousBackFunctions(env)}
 started_slot=""; started_release=""
 read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${'$'}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
-    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf('blue'))}; started_group=${quote(L.supervisorGroup('blue'))}; else started_conf=${quote(L.supervisorConf('green'))}; started_group=${quote(L.supervisorGroup('green'))}; fi
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf('blue'))}; else started_conf=${quote(L.supervisorConf('green'))}; fi
     back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
     if [ "$back_rc" = 0 ]; then
       ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
       ops_report ${LOCK_KEYS.previous_back} "$back"
     elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
-      group_down "$started_group" 15 || true
-      rm -f "$started_conf"
-      reread >/dev/null || true
+      # The one way a slot that is not live is stopped (slotDown): its programs, and what they left running outside
+      # supervisor's process group (a program that daemonised would keep the slot's ports); that line said after.
+      if [ "$started_slot" = blue ]; then back=$(${indent(slotDown(env, 'blue'))}
+        ); else back=$(${indent(slotDown(env, 'green'))}
+        ); fi
+      back=${'$'}{back#"slot $started_slot stopped"}; back=${'$'}{back#; }
       ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      [ -z "$back" ] || ops_report ${LOCK_KEYS.previous_back} "$back"
     fi
   fi
 fi`;
@@ -92,7 +98,16 @@ function runLockVars(env: Target): string {
  * (critical_begin). What core/ops/locked.ts runs every step of a run through while the run holds the lock there.
  */
 export function fenceStep(env: Target, step: Step): Step {
-  return { ...step, script: `${HOST_LOCK_FUNCTIONS}\n${runLockVars(env)}\nrun_lock_guard\n${step.script}` };
+  return { ...step, script: `${lockGuard(env)}\n${step.script}` };
+}
+
+/**
+ * The shell of the run's lock guard (run_lock_guard, with what it needs): exits LOCK_LOST_EXIT, saying why on stderr,
+ * unless the lock still records the connection it runs on and no forced release. What fenceStep puts first in a step,
+ * and a fenced upload first in its own script (UploadOptions.guard): the same round trip, before a byte is written.
+ */
+export function lockGuard(env: Target): string {
+  return `${HOST_LOCK_FUNCTIONS}\n${runLockVars(env)}\nrun_lock_guard`;
 }
 
 /**

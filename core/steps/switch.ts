@@ -448,8 +448,17 @@ if ! msg=$(reread); then
   rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}" "$keep/${PREVIOUS_FILE}"
   exit ${START_FAILED_CLEAN}
 fi
-# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours: its programs,
+# and what the release its file named left running outside supervisor (leftovers_down, as slotDown stops a slot: a
+# program that daemonised is out of the process group supervisor stops, and would run on or keep a port).
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
+left_id=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+if [ "$had_prev" = 1 ]; then IFS= read -r left_head < "$keep/${PREVIOUS_FILE}" || true; fi
+if [[ $left_head =~ $left_re ]]; then left_id=${'$'}{BASH_REMATCH[1]}; fi
+if [[ $left_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  left_gone=$(leftovers_down ${slot} "$left_id" ${quote(L.releases)}/"$left_id" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(' ')}) || true
+  [ -z "$left_gone" ] || echo "$left_gone"
+fi
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
@@ -501,7 +510,6 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each
  * finished their in-flight requests and exited, for at most `drainSeconds`.
  */
 export function stopSlot(env: Target, slot: Slot, drainSeconds = 0): Step {
-  const L = env.layout;
   const drain = drainSeconds
     ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
@@ -511,9 +519,20 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     name: `stop ${slot}`,
     as: 'root',
     timeout: drainSeconds + 120,
-    script: String.raw`${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-${drain}conf=${quote(L.supervisorConf(slot))}
+    script: `${SUPERVISOR_FUNCTIONS}\n${IDENTITY_FUNCTIONS}\n${drain}${slotDown(env, slot)}`,
+  };
+}
+
+/**
+ * Shell (needs SUPERVISOR_FUNCTIONS and IDENTITY_FUNCTIONS) that is the one way a slot that is not live is stopped:
+ * its programs (group_down) and what the release its file names left running outside supervisor (leftovers_down),
+ * its file removed; prints "slot SLOT stopped", then "; " and leftovers_down's line when it stopped something.
+ * Nothing when the slot has no file. stopSlot, putPreviousBack and an interrupted run's lock release
+ * (core/steps/lock.ts) run it.
+ */
+export function slotDown(env: Target, slot: Slot): string {
+  const L = env.layout;
+  return String.raw`conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
   # The release the slot ran: what its programs left running outside supervisor (leftovers_down) goes too.
   stop_id=""; stop_head=""; stop_re=', release ([^ ]+)\. Rewritten by deploys\.$'; IFS= read -r stop_head < "$conf" || true
@@ -525,8 +544,7 @@ if [ -f "$conf" ]; then
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped${'$'}{stop_gone:+; $stop_gone}"
-fi`,
-  };
+fi`;
 }
 
 /** What putPreviousBack reports: `previous_back` (previous_back's line: which release the slot holds again, and whether it is warm). */
@@ -558,9 +576,7 @@ if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
   read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
-${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-`, '')}
+${slotDown(env, slot)}
   fi
 else
   echo "$back"

@@ -164,7 +164,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     expect(await table('ops_par_build')).toBe('t');
   }, 600_000);
 
-  it('a SIGTERM (a cancelled workflow) while the Python set and the build run (the terminal shows them side by side, lines tagged with their step): exit 130, nothing of the run left running, the lock free, the interruption audited, the half-made set not marked complete; the next deploy makes it again', async () => {
+  it('a SIGTERM (a cancelled workflow) while the Python set and the build run (the terminal shows them side by side, lines tagged with their step): exit 143, nothing of the run left running, the lock free, the interruption audited, the half-made set not marked complete; the next deploy makes it again', async () => {
     const page = (await get(host)).body;
     const ref = commit(`par-sigterm-${process.pid}`, `par-build-fixed-${process.pid}`, 'ops_par_build', 'ops_par_term', `sigterm ${process.pid}`);
     await sshRun(host, 'echo 40 > /tmp/ops-probe-sleep');
@@ -174,7 +174,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
       // Both under way: the Python set started and the build printed a line of its own (tagged with its step).
       const ops = await spawnOps(['deploy', 'e2e', '--ref', ref], project.root, (o) => o.includes('· python dependencies') && /^ {2}\S+ \[build\] /m.test(o), 'the Python set and the build running at once', 240_000);
       await new Promise((r) => setTimeout(r, 2000)); // both well under way
-      expect(await ops.stop('SIGTERM')).toBe(130);
+      expect(await ops.stop('SIGTERM')).toBe(143);
       out = ops.out();
     } finally {
       await sshRun(host, 'rm -f /tmp/ops-probe-sleep');

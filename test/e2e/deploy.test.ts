@@ -247,7 +247,7 @@ describe.sequential('deploy on a provisioned host', () => {
 
   it('a SIGTERM (a cancelled workflow) stops the run, releases the lock and records the interruption', async () => {
     const ops = await spawnOps(['deploy', 'e2e', '--ref', 'deps-changed'], project.root, (out) => out.includes('· release'), 'the deploy reaching its release step', 60_000);
-    expect(await ops.stop('SIGTERM')).toBe(130);
+    expect(await ops.stop('SIGTERM')).toBe(143);
     const out = ops.out();
     // Said with the steps it cut off (the release step, or the dependency sets and the build after it).
     expect(out).toMatch(new RegExp(`SIGTERM received(: releasing the lock and stopping| during [^:\\n]+ on ${host.name}: stopping them, releasing the lock)`));
@@ -266,7 +266,7 @@ describe.sequential('deploy on a provisioned host', () => {
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'v2', '--force'], project.root, (out) => out.includes('· migrate'), 'the deploy reaching its migration', 240_000);
       await new Promise((r) => setTimeout(r, 1000)); // the migration's command under way
-      expect(await ops.stop('SIGTERM')).toBe(130);
+      expect(await ops.stop('SIGTERM')).toBe(143);
       const out = ops.out();
       expect(out).toContain(`SIGTERM received during migrate on ${host.name}: stopping them, releasing the lock`);
       expect(out).toMatch(/the migration was stopped part-way: .*check the schema/);

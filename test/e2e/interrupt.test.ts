@@ -27,13 +27,13 @@ const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${qu
 const liveAndServed = async () => ({ current: (await onHost('readlink /srv/sample/current')).replace(/^.*\//, ''), served: (await get(host)).body });
 
 /**
- * SIGTERM to `ops`, then what every interruption must leave: exit 130, the lock let go, what `current` names is what
+ * SIGTERM to `ops`, then what every interruption must leave: exit 143 (128 + SIGTERM), the lock let go, what `current` names is what
  * serves, and the run said so (one message per thing, no stack trace).
  */
 async function stoppedCleanly(ops: SpawnedOps) {
   const code = await ops.stop('SIGTERM');
   const out = ops.out();
-  expect(code, out).toBe(130);
+  expect(code, out).toBe(143);
   expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   const now = await liveAndServed();
   expect(now.served).toBe(now.current);
@@ -344,14 +344,37 @@ server {
     release: await onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' /etc/supervisor/conf.d/sample-${slot}.conf 2>/dev/null || true`),
     pid: await runningPid(slot),
   });
+  /** What the tests of a forced release start from: what serves, the idle slot and what it holds. */
+  const standing = async () => {
+    const before = await liveAndServed();
+    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    return { before, idle, warm: await slotHolds(idle) };
+  };
+  /** `ops`'s exit code, once it exits (at once when it has). */
+  const exitOf = (ops: SpawnedOps) => new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+  /**
+   * A deploy as a process of its own, paused `pauseAfterMs` after its start began (SIGSTOP: a Ctrl-Z'd CLI, a frozen
+   * runner; its connection stays up); `meanwhile` runs while it is paused (someone breaks its lock), then it resumes
+   * (SIGCONT, whatever happened). Returns what `meanwhile` returned, the deploy's exit code and its output.
+   */
+  const pausedDeploy = async <T,>(pauseAfterMs: number, meanwhile: () => Promise<T>) => {
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+    await new Promise((r) => setTimeout(r, pauseAfterMs));
+    process.kill(ops.child.pid!, 'SIGSTOP');
+    let result: T;
+    try {
+      result = await meanwhile();
+    } finally {
+      process.kill(ops.child.pid!, 'SIGCONT');
+    }
+    return { result, code: await exitOf(ops), out: ops.out() };
+  };
 
   it('Ctrl-C during the health wait of a new release: the previous release is back on the idle slot, warm, and a rollback reuses it (the same process)', async () => {
     // A release of its own live, so that the idle slot holds the one before it warm (the tests before may have emptied it).
     commit(repo, { 'server.py': SERVER, VERSION: '9\n' }, 'nine: listens');
     await deploy(project.ctx(), project.env(), {});
-    const before = await liveAndServed();
-    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
-    const warm = await slotHolds(idle);
+    const { before, idle, warm } = await standing();
     expect(warm.release).toMatch(/^\d{8}T\d{6}Z-/);
     expect(warm.pid, 'the previous release runs warm').toMatch(/^\d+$/);
     neverListens('10');
@@ -382,26 +405,14 @@ server {
   it('a stuck run (its CLI paused) whose lock another user releases with --force during its start: the release puts the previous release back warm; the run, resumed, leaves that slot as it is', async () => {
     commit(repo, { 'server.py': SERVER, VERSION: '12\n' }, 'twelve: listens');
     await deploy(project.ctx(), project.env(), {});
-    const before = await liveAndServed();
-    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
-    const warm = await slotHolds(idle);
+    const { before, idle, warm } = await standing();
     expect(warm.pid, 'the previous release runs warm').toMatch(/^\d+$/);
     neverListens('13');
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 2500));
-      process.kill(ops.child.pid!, 'SIGSTOP'); // a Ctrl-Z'd CLI, a frozen runner: its connection stays up
-      let released;
-      try {
-        released = await breakLock(project.ctx(), project.env(), true);
-      } finally {
-        process.kill(ops.child.pid!, 'SIGCONT');
-      }
+      const { result: released, code, out } = await pausedDeploy(2500, () => breakLock(project.ctx(), project.env(), true));
       expect(released[0]!.previousBack).toBe(`the previous release ${warm.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
       const back = await slotHolds(idle);
       expect(back.release).toBe(warm.release);
-      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
-      const out = ops.out();
       expect(code, out).toBe(1);
       // Its start was stopped by the release; its next steps (a look at the disk after that failure, putting the slot
       // back) are fenced by the lock: none changed anything.
@@ -432,26 +443,16 @@ server {
   it('a run paused during its start (healthy, the step ended) whose lock is released by force: resumed, it changes nothing more (no switch to the slot the release put the previous release back on), fails saying so, and audits no success', async () => {
     commit(repo, { 'server.py': SERVER, VERSION: '15\n' }, 'fifteen: listens');
     await deploy(project.ctx(), project.env(), {});
-    const before = await liveAndServed();
-    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
-    const warm = await slotHolds(idle);
+    const { before, idle, warm } = await standing();
     slowToListen('16');
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 1000));
-      process.kill(ops.child.pid!, 'SIGSTOP'); // a Ctrl-Z'd CLI, a frozen runner: its connection stays up
-      let released;
-      try {
-        // The start ends on the host (healthy), its answer waiting for the paused CLI; then someone breaks the lock.
+      // The start ends on the host (healthy), its answer waiting for the paused CLI; then someone breaks the lock.
+      const { result: released, code, out } = await pausedDeploy(1000, async () => {
         await stepsEnded();
-        released = await breakLock(project.ctx(), project.env(), true);
-      } finally {
-        process.kill(ops.child.pid!, 'SIGCONT');
-      }
+        return breakLock(project.ctx(), project.env(), true);
+      });
       expect(released[0]!.lock.state).toBe('held');
       expect(released[0]!.previousBack).toBe(`the previous release ${warm.release} is back on slot ${idle}, healthy: kept warm, a rollback to it only moves traffic`);
-      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
-      const out = ops.out();
       expect(code, out).not.toBe(0);
       expect(code, out).not.toBe(130);
       expect(out).toMatch(new RegExp(`step "switch" on ${host.name} changed nothing: this run's lock there is no longer its own`));
@@ -476,21 +477,14 @@ server {
     slowToListen('18');
     let after = { current: '', served: '' };
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 1000));
-      process.kill(ops.child.pid!, 'SIGSTOP');
-      try {
+      const { code, out } = await pausedDeploy(1000, async () => {
         await stepsEnded();
         await breakLock(project.ctx(), project.env(), true);
         commit(repo, { 'server.py': SERVER, VERSION: '19\n' }, 'nineteen: another deploy meanwhile');
         const other = await deploy(project.ctx(), project.env(), {});
         after = await liveAndServed();
         expect(after).toEqual({ current: other.release, served: other.release });
-      } finally {
-        process.kill(ops.child.pid!, 'SIGCONT');
-      }
-      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
-      const out = ops.out();
+      });
       expect(code, out).not.toBe(0);
       expect(out).toMatch(new RegExp(`the lock on ${host.name} was released by force by \\S+ at \\S+ .*while this run was paused or held up \\(its next step there, "switch", found it so and changed nothing\\); nothing more was changed there: ${after.current} is live`));
     } finally {
@@ -509,8 +503,7 @@ server {
     const slow = await deploy(project.ctx(), project.env(), {});
     commit(repo, { 'server.py': SERVER, VERSION: '21\n' }, 'twenty-one: listens at once');
     await deploy(project.ctx(), project.env(), {});
-    const before = await liveAndServed();
-    const idle = (await onHost('cat /srv/sample/.ops/slot')) === 'blue' ? 'green' : 'blue';
+    const { before, idle } = await standing();
     // Not warm: the rollback must start it (a warm slot would only move traffic, too fast to interrupt).
     await onHost(`supervisorctl stop 'sample-${idle}:*'`);
     const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
@@ -520,10 +513,12 @@ server {
     const released = await breakLock(project.ctx(), project.env(), true);
     expect(released[0]!.lock.state).toBe('held');
     expect(released[0]!.lock.holder.operation).toBe('rollback');
-    const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+    const code = await exitOf(ops);
     const out = ops.out();
-    expect(code, out).not.toBe(0);
-    expect(code, out).not.toBe(130);
+    // As a deploy whose lock was released by force exits (1), its first line saying what happened.
+    expect(code, out).toBe(1);
+    expect(out).toMatch(/^error: step "[^"]+" on \S+ was stopped: this run's lock there was released by force by /m);
+    expect(out).not.toMatch(/failed with exit code 128/);
     expect(out).toMatch(new RegExp(`${host.name}: this run's lock was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a rollback run by [^"]*"\\) while it ran: that stopped the run's steps there`));
     expect(out).not.toMatch(/^\s+at /m);
     // Nothing switched: what served before serves, and `current` names it.

@@ -100,6 +100,8 @@ describe('deploy operation', () => {
       ['/srv/sample/.ops/uploads/', 0o600],
       ['/srv/sample/.ops/uploads/', 0o600],
     ]);
+    // Each fenced by the run's lock as its steps are (run_lock_guard first in the upload's own script).
+    for (const u of h.remote.uploads) expect(u.guard, u.path).toMatch(/\nrun_lock_guard$/);
     expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
     expect(h.remote.uploads[1]!.content.toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
     expect(h.remote.uploads[2]!.content.toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');

@@ -7,6 +7,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
+import { failedResult } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
@@ -126,6 +127,17 @@ describe('an interrupted deploy, in the audit log and its words', () => {
     expect(lines[0]!.message).toBe(`interrupted by SIGINT during build on web1; ${lines[0]!.release} did not go live, ${LIVE} is still live`);
   });
 
+  it('a SIGTERM (a cancelled workflow, a stopped container) exits 143, a SIGINT 130: 128 + the signal, as a shell says it', async () => {
+    const h = harness('build');
+    void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
+    await h.first.entered;
+    process.emit('SIGTERM', 'SIGTERM');
+    h.first.open();
+    expect(await h.exit).toBe(143);
+    const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
+    expect(auditLines(unlock.stdin)[0]!.message).toMatch(/^interrupted by SIGTERM during build on web1;/);
+  });
+
   it('Ctrl-C during the switch, which is let end and puts the release live: one line, a success that says it was interrupted after the switch (not a failure beside a success)', async () => {
     const h = harness('switch');
     void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
@@ -184,9 +196,14 @@ describe('a deploy whose lock was released by force (ops lock release --force by
     expect(audit[0]!.stdin).toContain(`"sha":"${v1}"`);
   });
 
-  it('a run whose lock is still its own at the end: no audit read, no extra line', async () => {
+  it('a run whose lock is still its own at the end: no audit read, no extra line; its failure carries the release attempted, what is live and why (--json)', async () => {
     const h = harness('never', (step) => (step.name === 'build' ? { code: 2, stderr: 'SyntaxError' } : step.name === 'unlock' ? { stdout: opsLines(LOCK_KEYS, 'lock released') } : undefined));
     const e = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x)) as Error;
+    const result = failedResult(e)!;
+    expect(result).toMatchObject({ environment: 'x', ref: 'v1', sha: v1, previous: LIVE, live: LIVE, noop: false, dryRun: false });
+    expect(result.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
+    expect(result.reason).toMatch(/^step "build" on web1 failed with exit code 2/);
+    expect(result.hosts).toEqual([{ host: 'web1', release: result.release, previous: LIVE, live: LIVE }]);
     expect(e.message).not.toContain('by force');
     expect(h.first.stepNames()).not.toContain('read audit log');
     expect(h.first.stepNames()).not.toContain('audit');

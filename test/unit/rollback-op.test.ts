@@ -155,6 +155,17 @@ describe('rollback operation', () => {
     expect(unlock).not.toContain('"result":"success"');
   });
 
+  it('ops rollback --json, failed: the release it went back to, the one live before and now, and why, as the success\'s document has them', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 3'), stderr: 'release did not become healthy on slot green' } : undefined));
+    const cli = await runOps(['rollback', 'one', '--json'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(cli.code, cli.err).toBe(1);
+    const doc = JSON.parse(cli.out) as Record<string, unknown>;
+    expect(doc).toMatchObject({ ok: false, environment: 'one', url: expect.any(String), release: OLD, previous: LIVE, live: LIVE, exitCode: 1 });
+    expect(doc.reason).toMatch(/^step "lock \+ start green \+ switch" on web1 failed with exit code 3/);
+    expect(doc.hosts).toEqual([{ host: 'web1', release: OLD, previous: LIVE, live: LIVE }]);
+    expect(doc.error).toMatch(/web1 still serves /);
+  });
+
   it('one host, a switch that failed without the step putting the slot back (the new slot may run): the slot\'s previous release is put back, said in the error', async () => {
     const back = "slot green held no release before this run's start: none is kept warm there";
     const h = harness((step) => {
@@ -589,22 +600,27 @@ describe('a rollback whose lock is taken away on a host while it is paused (ops 
     expect(h.remotes.get('web1')!.runs[1]!.stdin).toContain('\nrun_lock_guard\n');
   });
 
-  it('one host, its work (in the lock step) stopped by a forced release of its lock: said as that release, by whom, and audited as failed (the unlock found the lock gone)', async () => {
+  // 143: the step's bash ended on the release's SIGTERM; 128: ssh2 saw the channel end on a signal, with no exit status.
+  it.each([143, 128])('one host, its work (in the lock step) stopped by a forced release of its lock (exit code %i): said as that release in the first line, by whom, and audited as failed (the unlock found the lock gone)', async (code) => {
     const h = harness((step) => {
       // The release stops the lock step's processes: the step, having taken the lock and begun the start, ends on SIGTERM.
-      if (step.name === 'lock') return { code: 143, stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
+      if (step.name === 'lock') return { code, stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green'), stderr: 'Terminated\n' };
       if (step.name === 'unlock') return { stdout: opsLines(KEYS, 'lock not_held') };
       if (step.name === 'read audit log') return { stdout: `@ops entry ${JSON.stringify({ time: new Date().toISOString(), environment: 'one', operation: 'lock release', actor: 'bob', result: 'success', message: 'removed held lock of a rollback run by alice' })}\n` };
       return undefined;
     });
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
-    expect(e.message).toMatch(/^step "lock, state" on web1 was stopped by SIGTERM from outside this run/);
+    expect(e.message.split('\n')[0]).toMatch(/^step "lock, state" on web1 was stopped: this run's lock there was released by force by bob at \S+ \(ops lock release --force: "removed held lock of a rollback run by alice"\) while the step ran$/);
     expect(e.message).toContain('\nweb1: this run\'s lock was released by force by bob at ');
     expect(e.message).toContain('(ops lock release --force: "removed held lock of a rollback run by alice") while it ran: that stopped the run\'s steps there');
     expect(h.names()).toEqual(['lock', 'unlock', 'read audit log', 'audit']);
     const line = auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin);
-    expect(line).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^step "lock, state" on web1 was stopped by SIGTERM.*: its lock released by force by bob at /) });
+    expect(line).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^step "lock, state" on web1 .*: its lock released by force by bob at /) });
+    // The CLI's exit code: a deploy whose lock was released by force exits 1 (test/e2e/interrupt.test.ts), so does this.
+    const cli = await runOps(['rollback', 'one'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(cli.code, cli.err).toBe(1);
+    expect(cli.err).toMatch(/^error: step "lock, state" on web1 was stopped: this run's lock there was released by force by bob/);
   });
 
   it('one host, its lock released by force just after another run\'s was (both in the audit log\'s leeway): the breaker named is the one of its own lock (the time its lock step took it), waited for', async () => {

@@ -20,7 +20,7 @@ import { appendAudit, readAudit } from '../../core/steps/audit.ts';
 import { listCertificates, renewCertificate } from '../../core/steps/certs.ts';
 import { diskSpace, hostFacts } from '../../core/steps/facts.ts';
 import { initdataSettings, runInitdata } from '../../core/steps/initdata.ts';
-import { acquireLock, fenceStep, forceReleaseLock, lockStatus, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, fenceStep, forceReleaseLock, lockGuard, lockStatus, releaseLock } from '../../core/steps/lock.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
@@ -133,6 +133,7 @@ function render(env: Target): Record<string, Step> {
     runInitdata: runInitdata(env, up('initdata-0123.yml')),
     initdataSettings: initdataSettings(env),
     uploadStep: uploadStep(`${env.baseDir}/shared/.env`, 1234, 0o600),
+    'uploadStep (fenced)': uploadStep(`${env.baseDir}/.ops/uploads/x.env`, 1234, 0o600, lockGuard(env)),
   };
 }
 

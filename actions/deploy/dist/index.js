@@ -5797,7 +5797,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5872,7 +5872,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5967,11 +5967,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5994,10 +5994,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6014,7 +6014,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6194,7 +6194,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6216,7 +6216,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6252,13 +6252,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -19275,7 +19275,11 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError;
+function withResult(e, fields) {
+  if (typeof e === "object" && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+  return e;
+}
+var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19328,6 +19332,7 @@ ${summary2}`;
     TransportError = class extends OpsError {
       name = "TransportError";
     };
+    failedResults = /* @__PURE__ */ new WeakMap();
   }
 });
 
@@ -52277,7 +52282,7 @@ var require_SFTP = __commonJS({
     "use strict";
     var EventEmitter = __require("events");
     var fs5 = __require("fs");
-    var { constants: constants4 } = fs5;
+    var { constants: constants5 } = fs5;
     var {
       Readable: ReadableStream2,
       Writable: WritableStream
@@ -54132,25 +54137,25 @@ var require_SFTP = __commonJS({
         this.extended = initial && initial.extended;
       }
       isDirectory() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFDIR;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFDIR;
       }
       isFile() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFREG;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFREG;
       }
       isBlockDevice() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFBLK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFBLK;
       }
       isCharacterDevice() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFCHR;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFCHR;
       }
       isSymbolicLink() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFLNK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFLNK;
       }
       isFIFO() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFIFO;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFIFO;
       }
       isSocket() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFSOCK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFSOCK;
       }
     };
     function attrsToBytes(attrs) {
@@ -59794,7 +59799,7 @@ var init_tree = __esm({
 // node_modules/graceful-fs/polyfills.js
 var require_polyfills = __commonJS({
   "node_modules/graceful-fs/polyfills.js"(exports, module) {
-    var constants4 = __require("constants");
+    var constants5 = __require("constants");
     var origCwd = process.cwd;
     var cwd = null;
     var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
@@ -59818,7 +59823,7 @@ var require_polyfills = __commonJS({
     var chdir;
     module.exports = patch;
     function patch(fs5) {
-      if (constants4.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
+      if (constants5.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
         patchLchmod(fs5);
       }
       if (!fs5.lutimes) {
@@ -59920,7 +59925,7 @@ var require_polyfills = __commonJS({
         fs6.lchmod = function(path, mode, callback) {
           fs6.open(
             path,
-            constants4.O_WRONLY | constants4.O_SYMLINK,
+            constants5.O_WRONLY | constants5.O_SYMLINK,
             mode,
             function(err, fd) {
               if (err) {
@@ -59936,7 +59941,7 @@ var require_polyfills = __commonJS({
           );
         };
         fs6.lchmodSync = function(path, mode) {
-          var fd = fs6.openSync(path, constants4.O_WRONLY | constants4.O_SYMLINK, mode);
+          var fd = fs6.openSync(path, constants5.O_WRONLY | constants5.O_SYMLINK, mode);
           var threw = true;
           var ret;
           try {
@@ -59956,9 +59961,9 @@ var require_polyfills = __commonJS({
         };
       }
       function patchLutimes(fs6) {
-        if (constants4.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
+        if (constants5.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
           fs6.lutimes = function(path, at2, mt, cb) {
-            fs6.open(path, constants4.O_SYMLINK, function(er, fd) {
+            fs6.open(path, constants5.O_SYMLINK, function(er, fd) {
               if (er) {
                 if (cb) cb(er);
                 return;
@@ -59971,7 +59976,7 @@ var require_polyfills = __commonJS({
             });
           };
           fs6.lutimesSync = function(path, at2, mt) {
-            var fd = fs6.openSync(path, constants4.O_SYMLINK);
+            var fd = fs6.openSync(path, constants5.O_SYMLINK);
             var ret;
             var threw = true;
             try {
@@ -72243,7 +72248,7 @@ OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }
-function uploadStep(remotePath, size2, mode) {
+function uploadStep(remotePath, size2, mode, guard) {
   const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
   return {
     name: `upload ${remotePath.split("/").pop()}`,
@@ -72251,8 +72256,14 @@ function uploadStep(remotePath, size2, mode) {
     timeout: 600 + Math.ceil(size2 / 1e5),
     // at least 100 kB/s
     quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
+    // One line to end with: bash has parsed and run the whole function before the content starts. `guard` runs
+    // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
+    // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
+    script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call
+{
+${guard}
+}
+` : ""}` + String.raw`ops_upload() {
   local tmp got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
@@ -72515,7 +72526,7 @@ var SshRemote = class {
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
     await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {
@@ -74514,8 +74525,17 @@ if ! msg=$(reread); then
   rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}" "$keep/${PREVIOUS_FILE}"
   exit ${START_FAILED_CLEAN}
 fi
-# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours: its programs,
+# and what the release its file named left running outside supervisor (leftovers_down, as slotDown stops a slot: a
+# program that daemonised is out of the process group supervisor stops, and would run on or keep a port).
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
+left_id=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+if [ "$had_prev" = 1 ]; then IFS= read -r left_head < "$keep/${PREVIOUS_FILE}" || true; fi
+if [[ $left_head =~ $left_re ]]; then left_id=${"$"}{BASH_REMATCH[1]}; fi
+if [[ $left_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  left_gone=$(leftovers_down ${slot} "$left_id" ${quote(L.releases)}/"$left_id" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(" ")}) || true
+  [ -z "$left_gone" ] || echo "$left_gone"
+fi
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
@@ -74560,7 +74580,6 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
-  const L = env.layout;
   const drain = drainSeconds ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 ` : "";
@@ -74568,9 +74587,14 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     name: `stop ${slot}`,
     as: "root",
     timeout: drainSeconds + 120,
-    script: String.raw`${SUPERVISOR_FUNCTIONS}
+    script: `${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-${drain}conf=${quote(L.supervisorConf(slot))}
+${drain}${slotDown(env, slot)}`
+  };
+}
+function slotDown(env, slot) {
+  const L = env.layout;
+  return String.raw`conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
   # The release the slot ran: what its programs left running outside supervisor (leftovers_down) goes too.
   stop_id=""; stop_head=""; stop_re=', release ([^ ]+)\. Rewritten by deploys\.$'; IFS= read -r stop_head < "$conf" || true
@@ -74582,8 +74606,7 @@ if [ -f "$conf" ]; then
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped${"$"}{stop_gone:+; $stop_gone}"
-fi`
-  };
+fi`;
 }
 var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
@@ -74602,9 +74625,7 @@ if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
   read -r started_slot started_release < ${lock2}/${STARTED_RECORD} 2>/dev/null || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
-${stopSlot(env, slot).script.replace(`${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-`, "")}
+${slotDown(env, slot)}
   fi
 else
   echo "$back"
@@ -77556,22 +77577,27 @@ function startedStopSeconds(env) {
 }
 function stopStartedSlot(env) {
   const L = env.layout;
+  const indent2 = (shell2) => shell2.replace(/\n/g, "\n        ");
   return String.raw`${previousBackFunctions(env)}
 started_slot=""; started_release=""
 read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
-    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; fi
     back_rc=0; back=$(previous_back "$started_slot" "$lock") || back_rc=$?
     if [ "$back_rc" = 0 ]; then
       ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
       ops_report ${LOCK_KEYS.previous_back} "$back"
     elif [ "$back_rc" = 1 ] && [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
-      group_down "$started_group" 15 || true
-      rm -f "$started_conf"
-      reread >/dev/null || true
+      # The one way a slot that is not live is stopped (slotDown): its programs, and what they left running outside
+      # supervisor's process group (a program that daemonised would keep the slot's ports); that line said after.
+      if [ "$started_slot" = blue ]; then back=$(${indent2(slotDown(env, "blue"))}
+        ); else back=$(${indent2(slotDown(env, "green"))}
+        ); fi
+      back=${"$"}{back#"slot $started_slot stopped"}; back=${"$"}{back#; }
       ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+      [ -z "$back" ] || ops_report ${LOCK_KEYS.previous_back} "$back"
     fi
   fi
 fi`;
@@ -77590,10 +77616,13 @@ function runLockVars(env) {
 OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
 }
 function fenceStep(env, step) {
-  return { ...step, script: `${HOST_LOCK_FUNCTIONS}
-${runLockVars(env)}
-run_lock_guard
+  return { ...step, script: `${lockGuard(env)}
 ${step.script}` };
+}
+function lockGuard(env) {
+  return `${HOST_LOCK_FUNCTIONS}
+${runLockVars(env)}
+run_lock_guard`;
 }
 function lockLostLine(code, stderr) {
   if (code !== LOCK_LOST_EXIT) return void 0;
@@ -77740,6 +77769,7 @@ function nginxMessages(lines) {
 
 // core/ops/locked.ts
 import { randomBytes as randomBytes11 } from "node:crypto";
+import { constants as constants4 } from "node:os";
 init_errors();
 init_shell();
 var LockError = class extends OpsError {
@@ -77794,11 +77824,11 @@ var FencedRemote = class {
     try {
       result = await this.inner.run(fenceStep(this.env, step), options);
     } catch (e) {
-      if (e instanceof StepError) this.check(step, e.exitCode, e.stderrTail);
+      if (e instanceof StepError) this.check(step.name, e.exitCode, e.stderrTail);
       this.failed = true;
       throw e;
     }
-    this.check(step, result.code, result.stderr);
+    this.check(step.name, result.code, result.stderr);
     if (result.code !== 0) this.failed = true;
     return result;
   }
@@ -77806,13 +77836,25 @@ var FencedRemote = class {
   check(step, code, stderr) {
     const line = lockLostLine(code, stderr);
     if (line === void 0) return;
-    this.lostError = parseLost(this.name, step.name, line, this.failed);
+    this.lostError = parseLost(this.name, step, line, this.failed);
     this.lost(this.lostError);
     throw this.lostError;
   }
-  async upload(content, remotePath, options) {
-    if (this.holds() && this.lostError) throw this.lostError;
-    return this.inner.upload(content, remotePath, options);
+  /**
+   * An upload fenced as a step is (lockGuard first in its own script: no round trip of its own), so that a resumed run
+   * whose lock was released by force writes nothing (its release's files, its build, its .env) where the lock is no
+   * longer its own.
+   */
+  async upload(content, remotePath, options = {}) {
+    if (!this.holds()) return this.inner.upload(content, remotePath, options);
+    if (this.lostError) throw this.lostError;
+    try {
+      await this.inner.upload(content, remotePath, { ...options, guard: lockGuard(this.env) });
+    } catch (e) {
+      if (e instanceof StepError) this.check(e.step, e.exitCode, e.stderrTail);
+      this.failed = true;
+      throw e;
+    }
   }
   inFlight() {
     return this.inner.inFlight();
@@ -77850,6 +77892,9 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
+}
+function signalExit(signal) {
+  return 128 + (constants4.signals[signal] ?? constants4.signals.SIGINT);
 }
 var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {
@@ -77923,6 +77968,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     const taken = [.../* @__PURE__ */ new Set([...notHeld, ...lost.keys()])].filter((host) => inspected.has(host) || tookThenFailed.has(host));
     if (!taken.length || !(e instanceof Error)) return e;
     const said = [];
+    const byHost = /* @__PURE__ */ new Map();
     for (const host of taken) {
       const tail2 = await auditTail(host);
       const refused = lost.get(host);
@@ -77933,26 +77979,29 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         await new Promise((r) => setTimeout(r, 1e3));
         breaker = lastBreak(await auditTail(host), host);
       }
-      const by = brokenBy(breaker);
+      const by2 = brokenBy(breaker);
+      byHost.set(host, by2);
       const live = refused && (refused.live ? `${refused.live} is live (what current names)` : "nothing is live there (current names no release)");
       said.push(
-        refused && !refused.afterFailure ? `${host}: the lock on ${host} was ${by} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${live}` : `${host}: this run's lock was ${by} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now${refused ? `; nothing more was changed there (its next step, "${refused.step}", found the lock gone): ${live}` : ""}`
+        refused && !refused.afterFailure ? `${host}: the lock on ${host} was ${by2} while this run was paused or held up (its next step there, "${refused.step}", found it so and changed nothing); nothing more was changed there: ${live}` : `${host}: this run's lock was ${by2} while it ran: that stopped the run's steps there (the failure above); the run was not finished there, its release did not go live, and another run may hold the lock now${refused ? `; nothing more was changed there (its next step, "${refused.step}", found the lock gone): ${live}` : ""}`
       );
       const lines = (pending.get(host) ?? []).filter((l) => !refused || l !== closingLines.get(host));
       const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: refused ? refused.message : "stopped" }, runnerNow(ctx))];
       for (const entry of entries) {
         const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
-        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by}` })).catch(() => void 0);
+        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by2}` })).catch(() => void 0);
       }
       const release = made.get(host);
       if (release && !wentLive.has(host) && release !== refused?.live) {
-        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by}`);
+        const why = auditReason(`${auditReason(e, (t) => ctx.reporter.redact(t))}: its lock ${by2}`);
         await unfenced(session.remote(host)).run(markRelease(env, release, "failed", why, true)).catch(() => void 0);
       }
     }
     if (!said.length) return e;
     const hint = `see ops status ${env.name} and ops audit ${env.name} for what runs there now, then run again`;
-    return new OpsError(`${e.message}
+    const by = e instanceof StepError ? byHost.get(e.host) : void 0;
+    const message = by && e instanceof StepError ? e.message.replace(/^[^\n]*/, () => `step "${e.step}" on ${e.host} was stopped: this run's lock there was ${by} while the step ran`) : e.message;
+    return new OpsError(`${message}
 ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   const notHeldLine = async (host) => {
@@ -78014,7 +78063,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => process.exit(130));
+    }).then(() => session.close()).finally(() => process.exit(signalExit(signal)));
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -78022,6 +78071,15 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
         pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+  };
+  const failing = (err) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release: release2 = "", previous: previous2 = "" } = { ...options.fields, ...about.get(host) };
+      const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
+      return { host, release: release2, previous: previous2, live: live2 };
+    });
+    const { release, previous, live } = hosts[0] ?? { release: "", previous: "", live: "" };
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
@@ -78044,7 +78102,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    throw left2.length ? lockLeft(env, left2, err) : err;
+    throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
     session.remotes.set(host, new FencedRemote(session.remote(host), env, () => mine.has(host), (e) => lost.set(host, e)));
@@ -78095,7 +78153,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     failedWhere(e);
     const left2 = await releaseAll();
     const err = stopping ? e : await lockTakenAway(e);
-    throw left2.length ? lockLeft(env, left2, err) : err;
+    throw failing(left2.length ? lockLeft(env, left2, err) : err);
   } finally {
     await releaseAll();
     process.off("SIGINT", onSignal);
@@ -78638,7 +78696,10 @@ async function deploy(ctx, environment, options = {}) {
       ]
     };
   }
-  const session = await opening;
+  const failed = (e) => withResult(e, { ...base, release: p.id, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
+  const session = await opening.catch((e) => {
+    throw failed(e);
+  });
   const hosts = await withOpenSession(
     session,
     () => withLock(ctx, session, "deploy", async (locked) => {
@@ -78669,7 +78730,9 @@ async function deploy(ctx, environment, options = {}) {
       // There, the no-op's audit line and the unlock end the lock step: one round trip.
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" }))
     })
-  );
+  ).catch((e) => {
+    throw failed(e);
+  });
   if (base.superseded) return { ...base, hosts, release: "", noop: false };
   return {
     ...base,

@@ -73655,7 +73655,7 @@ OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }
-function uploadStep(remotePath, size2, mode) {
+function uploadStep(remotePath, size2, mode, guard) {
   const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
   return {
     name: `upload ${remotePath.split("/").pop()}`,
@@ -73663,8 +73663,14 @@ function uploadStep(remotePath, size2, mode) {
     timeout: 600 + Math.ceil(size2 / 1e5),
     // at least 100 kB/s
     quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
+    // One line to end with: bash has parsed and run the whole function before the content starts. `guard` runs
+    // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
+    // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
+    script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call
+{
+${guard}
+}
+` : ""}` + String.raw`ops_upload() {
   local tmp got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
@@ -73927,7 +73933,7 @@ var SshRemote = class {
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
     await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {

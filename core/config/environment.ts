@@ -447,6 +447,23 @@ export function findRoot(from = process.cwd()): string {
   }
 }
 
+/**
+ * The project root named by `$OPS_ROOT` (`value`, relative paths from `cwd`), or found from the process directory up (findRoot)
+ * when it is unset or empty. A mistyped OPS_ROOT is refused here, naming what is wrong with it: never taken as a
+ * project with no environments yet (where `ops env new` would start a new one in the wrong place).
+ * @throws OpsError for an OPS_ROOT that does not exist, is not a folder, or holds no environments/ folder.
+ */
+export function projectRoot(value: string | undefined, cwd: string): string {
+  if (!value) return findRoot(); // from the process directory, as before: under npm, the project root
+  const dir = resolve(cwd, value);
+  const what = !existsSync(dir) ? 'does not exist' : !statSync(dir).isDirectory() ? 'is not a folder' : !existsSync(join(dir, 'environments')) || !statSync(join(dir, 'environments')).isDirectory() ? 'has no environments/ folder' : undefined;
+  if (!what) return dir;
+  throw new OpsError(
+    `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,
+    'set OPS_ROOT to the project folder (the one holding environments/ and package.json), or unset it to find the project from the current directory; a new project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
+  );
+}
+
 /** The environment reference, in Markdown, straight from the schema. */
 export function environmentReference(): string {
   return `${renderDocs(environmentSchema)}\n\n${readersTable()}`;

@@ -379,6 +379,9 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+      // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
+      requireEnvironment(ctx.root, env);
       // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
       if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
       if (ctx.values.empty && (await pipedInput(ctx.stdin)))

@@ -755,6 +755,41 @@ describe('an environment name that does not exist', () => {
     expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(rules);
     expect(existsSync(join(e.root, 'environments', 'qz'))).toBe(false);
   });
+
+  it('`set` refuses it before reading the value: no weak-value warning about a value that is not stored', async () => {
+    const e = await newEnv();
+    const r = await cli(e.root, ['secrets', 'set', 'qz', 'a'], e.env, 'x');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('no environment "qz"');
+    expect(r.err).not.toContain('weak');
+  });
+});
+
+describe('OPS_ROOT', () => {
+  const opsRoot = (value: string, argv: string[]) => runOps(argv, { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: value, INIT_CWD: tempDir() } });
+
+  it('mistyped (no such folder, a file, a folder without environments/) is refused naming it, never taken for an empty project', async () => {
+    const dir = tempDir('ops-root-');
+    writeFileSync(join(dir, 'file'), '');
+    for (const [value, what] of [[join(dir, 'nope'), 'does not exist'], [join(dir, 'file'), 'is not a folder'], [dir, 'has no environments/ folder']] as const) {
+      for (const argv of [['secrets', 'show', 'qa'], ['env', 'new', 'qa']]) {
+        const r = await opsRoot(value, argv);
+        expect(r.code, `${value} ${argv.join(' ')}`).toBe(1);
+        expect(r.err).toContain(`OPS_ROOT=${value} is not an ops project: ${value} ${what}`);
+        expect(r.err).toContain('set OPS_ROOT to the project folder');
+        expect(r.err).not.toContain('has no environments yet');
+      }
+    }
+    expect(existsSync(join(dir, 'nope'))).toBe(false);
+    expect(existsSync(join(dir, 'environments'))).toBe(false);
+  });
+
+  it('a project folder, relative paths from where ops was run, is taken as the project', async () => {
+    const e = await newEnv();
+    const r = await runOps(['secrets', 'recipients', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: '.', INIT_CWD: e.root, ...e.env } });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/age1/);
+  });
 });
 
 describe('the project not found', () => {

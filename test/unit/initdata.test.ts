@@ -33,7 +33,7 @@ beforeAll(() => {
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
  * renders now, which has no env: an empty environ).
  */
-async function load(name: string, text: string | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
+async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
   const file = join(root, name);
   if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
@@ -142,6 +142,19 @@ describe('initdata: a plain JSON file indented with tabs reaches the loader as t
     expect(sent).not.toContain('\t');
     expect(JSON.parse(sent)).toEqual(data);
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
+describe('initdata: a file that is not UTF-8 text', () => {
+  it('is refused by byte offset and line, nothing sent (a Latin-1 é was loaded as U+FFFD)', async () => {
+    for (const name of ['latin1.yml', 'latin1.json']) {
+      const r = await load(name, Buffer.from(name.endsWith('.json') ? '{"users": [{"name": "Ren\xe9"}]}\n' : 'users:\n  - name: Ren\xe9\n', 'latin1'));
+      expect(r.code, name).toBe(1);
+      expect(r.err).toMatch(new RegExp(`${name} is not UTF-8 text: invalid byte at offset \\d+ \\(line \\d\\)`));
+      expect(r.err).toContain('iconv -f latin1 -t utf-8');
+      expect(r.uploads).toEqual([]);
+      expect(r.steps).toEqual([]);
+    }
   });
 });
 

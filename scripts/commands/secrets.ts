@@ -375,7 +375,7 @@ each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: 
 packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
@@ -424,6 +424,10 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
         (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
         const written = await secrets.save();
         ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+        // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
+        const shown = showPath(path);
+        const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
+        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
         return 0;
       });
     },

@@ -765,6 +765,31 @@ describe('an environment name that does not exist', () => {
   });
 });
 
+describe('a value the file\'s sops rules leave unencrypted (a key ending in _unencrypted)', () => {
+  it('set: stored as sops stores it (in clear), with a warning naming the key and the rule, never the value', async () => {
+    const e = await newEnv();
+    for (const key of ['api_unencrypted', 'cfg_unencrypted.token']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'Zq8-clear-value-123');
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toContain(`warning: ${key} is stored in plain text in environments/qa/secrets.sops.yaml, not encrypted: the file's sops rules (unencrypted_suffix "_unencrypted")`);
+      expect(r.err).not.toContain('Zq8-clear-value-123');
+    }
+    const quiet = await cli(e.root, ['secrets', 'set', 'qa', 'api_key2'], e.env, 'Zq8-secret-value-123');
+    expect(quiet.err).not.toContain('plain text');
+  });
+
+  it('edit: a new or changed one is named; one left as it was is not', async () => {
+    const e = await newEnv();
+    const added = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'note_unencrypted: Zq8-clear-value-123\\n' >> "$1"`).cmd });
+    expect(added.code, added.err).toBe(0);
+    expect(added.err).toMatch(/warning: note_unencrypted is stored in plain text in \S*environments\/qa\/secrets\.sops\.yaml, not encrypted/);
+    expect(added.err).not.toContain('Zq8-clear-value-123');
+    const other = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'other: Zq8-secret-value-123\\n' >> "$1"`).cmd });
+    expect(other.code, other.err).toBe(0);
+    expect(other.err).not.toContain('plain text');
+  });
+});
+
 describe('OPS_ROOT', () => {
   const opsRoot = (value: string, argv: string[]) => runOps(argv, { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: value, INIT_CWD: tempDir() } });
 

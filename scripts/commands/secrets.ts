@@ -99,11 +99,15 @@ function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolea
   });
 }
 
-/** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
+/**
+ * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. Its output reaches
+ * ops's stdout only when that is a terminal: a terminal editor draws the plaintext on its screen, which, with
+ * stdout piped or a CI log (`ops secrets edit qa | tee log`, no EDITOR in a job), put every secret in the log.
+ */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
   return new Promise((res, rej) => {
-    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: 'inherit', env: processEnv });
+    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', process.stdout.isTTY ? 'inherit' : 'ignore', 'inherit'], env: processEnv });
     const stop = () => child.kill('SIGTERM');
     signal.addEventListener('abort', stop, { once: true });
     child.on('error', (e) => {

@@ -634,6 +634,28 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
   }
 });
 
+describe('ops secrets edit with stdout not a terminal (piped, a CI log)', () => {
+  it('the editor\'s screen (a terminal editor draws the plaintext there) does not reach stdout', async () => {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://app:Zq8-drawn-on-screen@db/app');
+    expect(set.code, set.err).toBe(0);
+    // `cat` stands for vi drawing its screen: the text on the editor's stdout
+    const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', '--import', fileURLToPath(new URL('../../scripts/register-text-modules.js', import.meta.url)), entry, 'secrets', 'edit', 'qa'], {
+      env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: 'cat', ...e.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += String(c)));
+    child.stderr.on('data', (c) => (err += String(c)));
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code, err).toBe(0);
+    expect(out + err).toContain('no changes');
+    expect(out + err).not.toContain('Zq8-drawn-on-screen');
+  }, 30_000);
+});
+
 describe('ops secrets rotate / recipients', () => {
   it('rotate: a new data key for every sops file of the environment, values kept', async () => {
     const e = await newEnv();

@@ -87,6 +87,9 @@ describe('initdata: the file is checked as the loader will read it', () => {
   it('still refuses what is not one YAML document, before any step runs on the host', async () => {
     for (const [name, text, why] of [
       ['unclosed.yml', 'users: [unclosed\n', /not valid YAML/],
+      // an unclosed [ or { followed by the next key: said as such, not as "bad indentation" (and never quoted)
+      ['unclosed-list.yml', 'users: [Zq7-secret, b\ntags: []\n', /not valid YAML: at line 2, column 1: a \[\.\.\.\] or \{\.\.\.\} not closed before this line(?![^\n]*Zq7)/],
+      ['unclosed-map.yml', 'users: {pw: Zq7-secret\ntags: []\n', /not valid YAML: at line 2, column 1: a \[\.\.\.\] or \{\.\.\.\} not closed before this line(?![^\n]*Zq7)/],
       ['two.yml', 'users: []\n---\ntags: []\n', /not valid YAML: at line 2, column 1: several YAML documents/],
       ['dup.yml', 'users: []\nusers: []\n', /not valid YAML: at line \d+, column \d+: a key given twice in the same map/],
       // never the text the parser met (a decrypted file holds secrets): "Invalid escape sequence \Zq"

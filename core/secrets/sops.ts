@@ -156,7 +156,7 @@ export class SecretsFile {
    */
   plaintextWarning(shown: string, paths: string[]): string {
     const one = paths.length === 1;
-    return `${paths.join(', ')} ${one ? 'is' : 'are'} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? 'it' : 'them'} readable to anyone who reads the file, its git history too. For a secret, use a key those rules encrypt (e.g. not ending in "_unencrypted") and set it again; a value that is not secret belongs in environment.yml's env`;
+    return `${paths.join(', ')} ${one ? 'is' : 'are'} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? 'it' : 'them'} readable to anyone who reads the file, its git history too. For a secret, rename its key so that those rules encrypt it (e.g. not ending in "_unencrypted"); a value that is not secret can stay so`;
   }
 
   /** The file's sops rules that leave values unencrypted, in words (`unencrypted_suffix "_unencrypted"`...), for messages. */

@@ -340,6 +340,8 @@ warning naming its key: it is masked wherever it appears in the logs, making the
       const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
+      const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
+      if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
       return 0;
     },
   }),

@@ -800,6 +800,16 @@ describe('a value the file\'s sops rules leave unencrypted (a key ending in _une
     expect(quiet.err).not.toContain('plain text');
   });
 
+  it('encrypt: each value left in clear is named', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments', 'qa', 'assets', 'users.yml');
+    writeFileSync(file, 'users:\n  - email: a@example.org\n    password_unencrypted: Zq8-clear-value-123\n    password: Zq8-secret-value-123\n');
+    const r = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/warning: users\[0\]\.password_unencrypted is stored in plain text in \S*environments\/qa\/assets\/users\.yml, not encrypted/);
+    expect(r.err).not.toContain('Zq8-');
+  });
+
   it('edit: a new or changed one is named; one left as it was is not', async () => {
     const e = await newEnv();
     const added = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'note_unencrypted: Zq8-clear-value-123\\n' >> "$1"`).cmd });

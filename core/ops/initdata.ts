@@ -75,7 +75,8 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     // JSON as sops 3.13 writes it is indented with tabs, which PyYAML (the sample app's loader) refuses: spaces
     text = format === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext;
-  } else if (format === 'json' && raw.includes('\t') && isJson(raw)) {
+  } else if (format === 'json' && raw.includes('\t') && isJson(raw.replace(/^\uFEFF/, ''))) {
+    // (a byte order mark, as Windows editors write, is not JSON to JSON.parse, but it is to the loader: PyYAML)
     // A plain JSON file indented with tabs (an editor's, jq --tab's): valid JSON has tabs only between tokens (a
     // string holds one as \t), so spaces instead read the same to a JSON reader, and PyYAML no longer refuses it.
     text = raw.replace(/\t/g, '  ');

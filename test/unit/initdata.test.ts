@@ -148,6 +148,17 @@ describe('initdata: a plain JSON file indented with tabs reaches the loader as t
   });
 });
 
+describe('initdata: a plain JSON file with a byte order mark (Notepad, PowerShell) and tabs', () => {
+  it('is sent with spaces too, which PyYAML reads', async () => {
+    const data = { users: [{ email: 'bob@example.org' }], n: 3 };
+    const r = await load('bom.json', '\uFEFF' + JSON.stringify(data, null, '\t') + '\n');
+    expect(r.code, r.err).toBe(0);
+    const sent = r.uploads[0]!.content.toString('utf8');
+    expect(sent).not.toContain('\t');
+    expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
 describe('initdata: a file that is not UTF-8 text', () => {
   it('is refused by byte offset and line, nothing sent (a Latin-1 é was loaded as U+FFFD)', async () => {
     for (const name of ['latin1.yml', 'latin1.json']) {

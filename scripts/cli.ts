@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
-import { findRoot } from '../core/config/environment.ts';
+import { projectRoot } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 
@@ -260,7 +260,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       return 0;
     }
     checkArgs(command, parsed.positionals);
-    const root = io.root ?? processEnv.OPS_ROOT ?? findRoot();
+    const root = io.root ?? projectRoot(processEnv.OPS_ROOT, cwd);
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from

@@ -10,6 +10,7 @@ import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
+import { decodeUtf8 } from '../secrets/utf8.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -282,16 +283,18 @@ function keepParsed(entry: string, value: unknown): void {
 /**
  * A YAML file's content (any shape), `label` naming it in errors; through the parsed-YAML cache when one is set
  * (cacheParsedYaml).
- * @throws OpsError when it cannot be read or parsed (with the line and column).
+ * @throws OpsError when it cannot be read, is not UTF-8 (the byte offset and line) or cannot be parsed (with the line and column).
  */
 export function readYamlFile(file: string, label = file): unknown {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (e) {
     const why = fileError(e, label, 'read', 'a YAML file');
     throw new OpsError(why.message, why.hint);
   }
+  // strictly: a lenient read made a byte that is not UTF-8 (a Latin-1 é in an env value) a U+FFFD in the .env
+  const text = decodeUtf8(bytes, label, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)');
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : undefined;
   if (kept) return kept.value;
@@ -445,6 +448,23 @@ export function findRoot(from = process.cwd()): string {
     }
     dir = parent;
   }
+}
+
+/**
+ * The project root named by `$OPS_ROOT` (`value`, relative paths from `cwd`), or found from the process directory up (findRoot)
+ * when it is unset or empty. A mistyped OPS_ROOT is refused here, naming what is wrong with it: never taken as a
+ * project with no environments yet (where `ops env new` would start a new one in the wrong place).
+ * @throws OpsError for an OPS_ROOT that does not exist, is not a folder, or holds no environments/ folder.
+ */
+export function projectRoot(value: string | undefined, cwd: string): string {
+  if (!value) return findRoot(); // from the process directory, as before: under npm, the project root
+  const dir = resolve(cwd, value);
+  const what = !existsSync(dir) ? 'does not exist' : !statSync(dir).isDirectory() ? 'is not a folder' : !existsSync(join(dir, 'environments')) || !statSync(join(dir, 'environments')).isDirectory() ? 'has no environments/ folder' : undefined;
+  if (!what) return dir;
+  throw new OpsError(
+    `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,
+    'set OPS_ROOT to the project folder (the one holding environments/ and package.json), or unset it to find the project from the current directory; a new project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
+  );
 }
 
 /** The environment reference, in Markdown, straight from the schema. */

@@ -12,6 +12,7 @@ import { auditReason, maskSecretLike, OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets, syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
+import { decodeUtf8 } from '../secrets/utf8.ts';
 import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
 import { renderDotenv } from '../dotenv.ts';
@@ -58,12 +59,14 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
         : 'check the path, or leave --file out to load the environment\'s initdata.file',
     );
   }
-  let raw: string;
+  let bytes: Buffer;
   try {
-    raw = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (e) {
     throw fileError(e, path, 'read', 'an initdata file (YAML)');
   }
+  // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
+  const raw = decodeUtf8(bytes, path, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent');
   const format = /\.json$/i.test(path) ? 'json' : 'yaml';
   let text = raw;
   let encrypted = false;
@@ -72,7 +75,8 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     // JSON as sops 3.13 writes it is indented with tabs, which PyYAML (the sample app's loader) refuses: spaces
     text = format === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext;
-  } else if (format === 'json' && raw.includes('\t') && isJson(raw)) {
+  } else if (format === 'json' && raw.includes('\t') && isJson(raw.replace(/^\uFEFF/, ''))) {
+    // (a byte order mark, as Windows editors write, is not JSON to JSON.parse, but it is to the loader: PyYAML)
     // A plain JSON file indented with tabs (an editor's, jq --tab's): valid JSON has tabs only between tokens (a
     // string holds one as \t), so spaces instead read the same to a JSON reader, and PyYAML no longer refuses it.
     text = raw.replace(/\t/g, '  ');

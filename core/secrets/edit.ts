@@ -423,6 +423,11 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
         const named = flowRoots(flows);
         for (const w of weakSecretWarnings(base.tree, (text, path) => old.get(showPath(path)) !== text, (path) => named(showPath(path)))) io.warn(w);
+        // a new or changed value the file's sops rules leave unencrypted (a key `x_unencrypted`): said, never silently in clear
+        const now = new Map<string, string | undefined>();
+        forEachLeaf(base.tree, (leaf, _keys, path) => now.set(showPath(path), maskedText(leaf)));
+        const plain = base.plaintextPaths().filter((p) => !old.has(p) || old.get(p) !== now.get(p));
+        if (plain.length) io.warn(base.plaintextWarning(shown, plain));
         const stop3 = aborted();
         if (stop3) return stop3;
         try {

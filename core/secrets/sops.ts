@@ -131,6 +131,48 @@ export class SecretsFile {
     return this.original?.meta.lastModified;
   }
 
+  /**
+   * The values this file's sops rules leave unencrypted when it is written (a key ending in its unencrypted_suffix,
+   * `_unencrypted` by default; unencrypted_regex, encrypted_regex, encrypted_suffix, the comment rules): readable
+   * to anyone who reads the file. Each as its key path (showPath, a list item as `[i]`); empty strings, which sops
+   * never encrypts, left out. Pure.
+   */
+  plaintextPaths(): string[] {
+    const shouldEncrypt = encryptionRule(this.file, this.meta);
+    const out: string[] = [];
+    walkTree(this.plain, {
+      leaf: (leaf, keys, path, stack) => {
+        if (!shouldEncrypt(keys, stack) && !(leaf.type === 'str' && leaf.value === '')) out.push(showPath(path));
+        return leaf;
+      },
+      comment: (c) => c,
+    });
+    return out;
+  }
+
+  /**
+   * The warning for values of this file stored in plain text (`paths`, from plaintextPaths; `shown`: the file as
+   * messages name it): what it means and how to encrypt them. Names keys only, never a value.
+   */
+  plaintextWarning(shown: string, paths: string[]): string {
+    const one = paths.length === 1;
+    return `${paths.join(', ')} ${one ? 'is' : 'are'} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? 'it' : 'them'} readable to anyone who reads the file, its git history too. For a secret, rename its key so that those rules encrypt it (e.g. not ending in "_unencrypted"); a value that is not secret can stay so`;
+  }
+
+  /** The file's sops rules that leave values unencrypted, in words (`unencrypted_suffix "_unencrypted"`...), for messages. */
+  private plaintextRules(): string {
+    const m = this.meta;
+    const rules = [
+      m.unencryptedSuffix && `unencrypted_suffix "${m.unencryptedSuffix}"`,
+      m.encryptedSuffix && `encrypted_suffix "${m.encryptedSuffix}"`,
+      m.unencryptedRegex && `unencrypted_regex`,
+      m.encryptedRegex && `encrypted_regex`,
+      m.unencryptedCommentRegex && `unencrypted_comment_regex`,
+      m.encryptedCommentRegex && `encrypted_comment_regex`,
+    ].filter(Boolean);
+    return rules.join(', ');
+  }
+
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext(): string {
     return printTree(this.plain, this.format, this.meta.layout);

@@ -102,8 +102,11 @@ export function syntaxProblem(code: string): string {
  * parser's message, which quotes the text it met (an escape's characters, a tag, a scalar, a block header), and the
  * text may be a secret. Pure.
  */
-export function syntaxError(text: string, err: { code: string; pos?: [number, number] }): string {
-  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${syntaxProblem(err.code)}`;
+export function syntaxError(text: string, err: { code: string; pos?: [number, number]; message?: string }): string {
+  // an unclosed [ or { is a BAD_INDENT at the next line to the library: said as what it most likely is (the
+  // library's own words, not the text, tell it apart; they are never shown)
+  const what = err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(err.message ?? '') ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key' : syntaxProblem(err.code);
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */

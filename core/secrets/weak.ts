@@ -86,7 +86,8 @@ export function weakSecretWarning(what: string, parts: WeakPart[]): string {
     if (p.why === 'unmasked') return `${n}: too short to be masked, so the logs show it as it is`;
     return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
   });
-  return `${what} is weak: ${said.join('; ')}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+  // two lines of one length are one reason, said once (it was repeated whole)
+  return `${what} is weak: ${[...new Set(said)].join('; ')}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
 }
 
 /**

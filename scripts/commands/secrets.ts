@@ -99,11 +99,15 @@ function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolea
   });
 }
 
-/** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
+/**
+ * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. Its output reaches
+ * ops's stdout only when that is a terminal: a terminal editor draws the plaintext on its screen, which, with
+ * stdout piped or a CI log (`ops secrets edit qa | tee log`, no EDITOR in a job), put every secret in the log.
+ */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
   return new Promise((res, rej) => {
-    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: 'inherit', env: processEnv });
+    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', process.stdout.isTTY ? 'inherit' : 'ignore', 'inherit'], env: processEnv });
     const stop = () => child.kill('SIGTERM');
     signal.addEventListener('abort', stop, { once: true });
     child.on('error', (e) => {
@@ -336,6 +340,8 @@ warning naming its key: it is masked wherever it appears in the logs, making the
       const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
+      const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
+      if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
       return 0;
     },
   }),
@@ -375,10 +381,13 @@ each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: 
 packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+      // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
+      const { requireEnvironment } = await import('../../core/secrets/files.ts');
+      requireEnvironment(ctx.root, env);
       // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
       if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
       if (ctx.values.empty && (await pipedInput(ctx.stdin)))
@@ -421,6 +430,10 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
         (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
         const written = await secrets.save();
         ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+        // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
+        const shown = showPath(path);
+        const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
+        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
         return 0;
       });
     },

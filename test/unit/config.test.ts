@@ -323,6 +323,12 @@ describe('YAML values the schema has no word for', () => {
   const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`;
   const fileProblems = (text: string) => problems(read(base + text));
 
+  it('a file that is not UTF-8 (a Latin-1 é) is refused by byte offset and line, never read as U+FFFD into the .env', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
+    writeFileSync(join(dir, 'environment.yml'), Buffer.concat([Buffer.from(base + 'env:\n  APP_NAME: "Caf'), Buffer.from([0xe9]), Buffer.from('"\n')]));
+    expect(() => readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml')).toThrow(/^environments\/x\/environment\.yml is not UTF-8 text: invalid byte at offset \d+ \(line 5\)/);
+  });
+
   it('.inf, -.inf and .nan are named as written, not as JSON spells them (null)', () => {
     expect(fileProblems('switch: {drain: .inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number .inf']);
     expect(fileProblems('switch: {drain: -.inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number -.inf']);

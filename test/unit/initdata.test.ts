@@ -33,7 +33,7 @@ beforeAll(() => {
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
  * renders now, which has no env: an empty environ).
  */
-async function load(name: string, text: string | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
+async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
   const file = join(root, name);
   if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
@@ -87,6 +87,9 @@ describe('initdata: the file is checked as the loader will read it', () => {
   it('still refuses what is not one YAML document, before any step runs on the host', async () => {
     for (const [name, text, why] of [
       ['unclosed.yml', 'users: [unclosed\n', /not valid YAML/],
+      // an unclosed [ or { followed by the next key: said as such, not as "bad indentation" (and never quoted)
+      ['unclosed-list.yml', 'users: [Zq7-secret, b\ntags: []\n', /not valid YAML: at line 2, column 1: a \[\.\.\.\] or \{\.\.\.\} not closed before this line(?![^\n]*Zq7)/],
+      ['unclosed-map.yml', 'users: {pw: Zq7-secret\ntags: []\n', /not valid YAML: at line 2, column 1: a \[\.\.\.\] or \{\.\.\.\} not closed before this line(?![^\n]*Zq7)/],
       ['two.yml', 'users: []\n---\ntags: []\n', /not valid YAML: at line 2, column 1: several YAML documents/],
       ['dup.yml', 'users: []\nusers: []\n', /not valid YAML: at line \d+, column \d+: a key given twice in the same map/],
       // never the text the parser met (a decrypted file holds secrets): "Invalid escape sequence \Zq"
@@ -142,6 +145,30 @@ describe('initdata: a plain JSON file indented with tabs reaches the loader as t
     expect(sent).not.toContain('\t');
     expect(JSON.parse(sent)).toEqual(data);
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
+describe('initdata: a plain JSON file with a byte order mark (Notepad, PowerShell) and tabs', () => {
+  it('is sent with spaces too, which PyYAML reads', async () => {
+    const data = { users: [{ email: 'bob@example.org' }], n: 3 };
+    const r = await load('bom.json', '\uFEFF' + JSON.stringify(data, null, '\t') + '\n');
+    expect(r.code, r.err).toBe(0);
+    const sent = r.uploads[0]!.content.toString('utf8');
+    expect(sent).not.toContain('\t');
+    expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
+describe('initdata: a file that is not UTF-8 text', () => {
+  it('is refused by byte offset and line, nothing sent (a Latin-1 é was loaded as U+FFFD)', async () => {
+    for (const name of ['latin1.yml', 'latin1.json']) {
+      const r = await load(name, Buffer.from(name.endsWith('.json') ? '{"users": [{"name": "Ren\xe9"}]}\n' : 'users:\n  - name: Ren\xe9\n', 'latin1'));
+      expect(r.code, name).toBe(1);
+      expect(r.err).toMatch(new RegExp(`${name} is not UTF-8 text: invalid byte at offset \\d+ \\(line \\d\\)`));
+      expect(r.err).toContain('iconv -f latin1 -t utf-8');
+      expect(r.uploads).toEqual([]);
+      expect(r.steps).toEqual([]);
+    }
   });
 });
 

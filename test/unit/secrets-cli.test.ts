@@ -634,6 +634,28 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
   }
 });
 
+describe('ops secrets edit with stdout not a terminal (piped, a CI log)', () => {
+  it('the editor\'s screen (a terminal editor draws the plaintext there) does not reach stdout', async () => {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://app:Zq8-drawn-on-screen@db/app');
+    expect(set.code, set.err).toBe(0);
+    // `cat` stands for vi drawing its screen: the text on the editor's stdout
+    const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', '--import', fileURLToPath(new URL('../../scripts/register-text-modules.js', import.meta.url)), entry, 'secrets', 'edit', 'qa'], {
+      env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: 'cat', ...e.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += String(c)));
+    child.stderr.on('data', (c) => (err += String(c)));
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code, err).toBe(0);
+    expect(out + err).toContain('no changes');
+    expect(out + err).not.toContain('Zq8-drawn-on-screen');
+  }, 30_000);
+});
+
 describe('ops secrets rotate / recipients', () => {
   it('rotate: a new data key for every sops file of the environment, values kept', async () => {
     const e = await newEnv();
@@ -755,6 +777,76 @@ describe('an environment name that does not exist', () => {
     expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(rules);
     expect(existsSync(join(e.root, 'environments', 'qz'))).toBe(false);
   });
+
+  it('`set` refuses it before reading the value: no weak-value warning about a value that is not stored', async () => {
+    const e = await newEnv();
+    const r = await cli(e.root, ['secrets', 'set', 'qz', 'a'], e.env, 'x');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('no environment "qz"');
+    expect(r.err).not.toContain('weak');
+  });
+});
+
+describe('a value the file\'s sops rules leave unencrypted (a key ending in _unencrypted)', () => {
+  it('set: stored as sops stores it (in clear), with a warning naming the key and the rule, never the value', async () => {
+    const e = await newEnv();
+    for (const key of ['api_unencrypted', 'cfg_unencrypted.token']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'Zq8-clear-value-123');
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toContain(`warning: ${key} is stored in plain text in environments/qa/secrets.sops.yaml, not encrypted: the file's sops rules (unencrypted_suffix "_unencrypted")`);
+      expect(r.err).not.toContain('Zq8-clear-value-123');
+    }
+    const quiet = await cli(e.root, ['secrets', 'set', 'qa', 'api_key2'], e.env, 'Zq8-secret-value-123');
+    expect(quiet.err).not.toContain('plain text');
+  });
+
+  it('encrypt: each value left in clear is named', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments', 'qa', 'assets', 'users.yml');
+    writeFileSync(file, 'users:\n  - email: a@example.org\n    password_unencrypted: Zq8-clear-value-123\n    password: Zq8-secret-value-123\n');
+    const r = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/warning: users\[0\]\.password_unencrypted is stored in plain text in \S*environments\/qa\/assets\/users\.yml, not encrypted/);
+    expect(r.err).not.toContain('Zq8-');
+  });
+
+  it('edit: a new or changed one is named; one left as it was is not', async () => {
+    const e = await newEnv();
+    const added = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'note_unencrypted: Zq8-clear-value-123\\n' >> "$1"`).cmd });
+    expect(added.code, added.err).toBe(0);
+    expect(added.err).toMatch(/warning: note_unencrypted is stored in plain text in \S*environments\/qa\/secrets\.sops\.yaml, not encrypted/);
+    expect(added.err).not.toContain('Zq8-clear-value-123');
+    const other = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'other: Zq8-secret-value-123\\n' >> "$1"`).cmd });
+    expect(other.code, other.err).toBe(0);
+    expect(other.err).not.toContain('plain text');
+  });
+});
+
+describe('OPS_ROOT', () => {
+  const opsRoot = (value: string, argv: string[]) => runOps(argv, { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: value, INIT_CWD: tempDir() } });
+
+  it('mistyped (no such folder, a file, a folder without environments/) is refused naming it, never taken for an empty project', async () => {
+    const dir = tempDir('ops-root-');
+    writeFileSync(join(dir, 'file'), '');
+    for (const [value, what] of [[join(dir, 'nope'), 'does not exist'], [join(dir, 'file'), 'is not a folder'], [dir, 'has no environments/ folder']] as const) {
+      for (const argv of [['secrets', 'show', 'qa'], ['env', 'new', 'qa']]) {
+        const r = await opsRoot(value, argv);
+        expect(r.code, `${value} ${argv.join(' ')}`).toBe(1);
+        expect(r.err).toContain(`OPS_ROOT=${value} is not an ops project: ${value} ${what}`);
+        expect(r.err).toContain('set OPS_ROOT to the project folder');
+        expect(r.err).not.toContain('has no environments yet');
+      }
+    }
+    expect(existsSync(join(dir, 'nope'))).toBe(false);
+    expect(existsSync(join(dir, 'environments'))).toBe(false);
+  });
+
+  it('a project folder, relative paths from where ops was run, is taken as the project', async () => {
+    const e = await newEnv();
+    const r = await runOps(['secrets', 'recipients', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: '.', INIT_CWD: e.root, ...e.env } });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/age1/);
+  });
 });
 
 describe('the project not found', () => {
@@ -834,11 +926,17 @@ describe('a lock left on the secrets file', () => {
 });
 
 describe('two secrets commands writing one file at once', () => {
+  // nothing said but, on a busy machine, that the lock was waited for over a second (the lock says what it waits for)
+  const expectLanded = (r: { code: number; err: string }) => {
+    expect(r.code, r.err).toBe(0);
+    expect(r.err.split('\n').filter((l) => l && !l.startsWith('warning: waiting up to 15 s for the lock '))).toEqual([]);
+  };
+
   it('sets run together all land (each reads the file again when another wrote it first); nothing is lost', async () => {
     const e = await newEnv();
     const keys = Array.from({ length: 8 }, (_, i) => `extra_${i}`);
     const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
-    for (const r of runs) expect(r).toMatchObject({ code: 0, err: '' });
+    for (const r of runs) expectLanded(r);
     const data = (await open(e)).data;
     for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
     expect(readdirSync(join(e.root, 'environments', 'qa'))).not.toContain('secrets.sops.yaml.lock');
@@ -848,7 +946,7 @@ describe('two secrets commands writing one file at once', () => {
     const e = await newEnv();
     const keys = Array.from({ length: 24 }, (_, i) => `many_${i}`);
     const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
-    for (const r of runs) expect(r).toMatchObject({ code: 0, err: '' });
+    for (const r of runs) expectLanded(r);
     const data = (await open(e)).data;
     for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);
   }, 60_000);

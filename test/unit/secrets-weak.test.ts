@@ -53,6 +53,9 @@ describe('weakParts', () => {
     );
     expect(w).not.toContain('s3c');
     expect(weakSecretWarning('secret "x"', weakParts('on'))).toContain('its value is 2 characters long: too short to be masked, so the logs show it as it is');
+    // two weak lines of one length: said once, not the same sentence twice
+    const lines = weakSecretWarning('secret "multi"', weakParts('line1\nline2\n'));
+    expect(lines.split('one of its lines (masked on its own) is 5 characters long').length).toBe(2);
   });
 });
 

@@ -36642,6 +36642,38 @@ var init_shell = __esm({
   }
 });
 
+// core/secrets/utf8.ts
+function invalidUtf8Offset(bytes) {
+  let offset = 0;
+  for (const ch of lenient.decode(bytes)) {
+    const cp = ch.codePointAt(0);
+    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
+    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+  }
+  return -1;
+}
+function decodeUtf8(bytes, where, hint) {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    const offset = invalidUtf8Offset(bytes);
+    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
+    throw new OpsError(
+      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
+      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
+    );
+  }
+}
+var strict, lenient;
+var init_utf8 = __esm({
+  "core/secrets/utf8.ts"() {
+    "use strict";
+    init_errors();
+    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+  }
+});
+
 // core/config/env-names.ts
 function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
@@ -37568,13 +37600,14 @@ function keepParsed(entry, value) {
   }
 }
 function readYamlFile(file, label = file) {
-  let text;
+  let bytes;
   try {
-    text = readFileSync3(file, "utf8");
+    bytes = readFileSync3(file);
   } catch (e) {
     const why = fileError(e, label, "read", "a YAML file");
     throw new OpsError(why.message, why.hint);
   }
+  const text = decodeUtf8(bytes, label, "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : void 0;
   if (kept) return kept.value;
@@ -37682,6 +37715,7 @@ var init_environment = __esm({
     init_dotenv_readers();
     init_errors();
     init_shell();
+    init_utf8();
     init_environment_schema();
     init_hostkey();
     init_schema_object();
@@ -46983,7 +47017,8 @@ function syntaxProblem(code) {
   return words[code] ?? `a syntax error (${code})`;
 }
 function syntaxError(text, err) {
-  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${syntaxProblem(err.code)}`;
+  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(err.message ?? "") ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : syntaxProblem(err.code);
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
 }
 function goNode(v, where) {
   if (v.type === "null") return { kind: "null" };
@@ -47554,38 +47589,6 @@ var init_sops_decrypt = __esm({
   }
 });
 
-// core/secrets/utf8.ts
-function invalidUtf8Offset(bytes) {
-  let offset = 0;
-  for (const ch of lenient.decode(bytes)) {
-    const cp = ch.codePointAt(0);
-    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
-    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
-  }
-  return -1;
-}
-function decodeUtf8(bytes, where, hint) {
-  try {
-    return strict.decode(bytes);
-  } catch {
-    const offset = invalidUtf8Offset(bytes);
-    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
-    throw new OpsError(
-      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
-      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
-    );
-  }
-}
-var strict, lenient;
-var init_utf8 = __esm({
-  "core/secrets/utf8.ts"() {
-    "use strict";
-    init_errors();
-    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-  }
-});
-
 // core/secrets/sops.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
@@ -47700,6 +47703,45 @@ var init_sops = __esm({
       }
       get lastModified() {
         return this.original?.meta.lastModified;
+      }
+      /**
+       * The values this file's sops rules leave unencrypted when it is written (a key ending in its unencrypted_suffix,
+       * `_unencrypted` by default; unencrypted_regex, encrypted_regex, encrypted_suffix, the comment rules): readable
+       * to anyone who reads the file. Each as its key path (showPath, a list item as `[i]`); empty strings, which sops
+       * never encrypts, left out. Pure.
+       */
+      plaintextPaths() {
+        const shouldEncrypt = encryptionRule(this.file, this.meta);
+        const out = [];
+        walkTree(this.plain, {
+          leaf: (leaf, keys, path, stack) => {
+            if (!shouldEncrypt(keys, stack) && !(leaf.type === "str" && leaf.value === "")) out.push(showPath(path));
+            return leaf;
+          },
+          comment: (c) => c
+        });
+        return out;
+      }
+      /**
+       * The warning for values of this file stored in plain text (`paths`, from plaintextPaths; `shown`: the file as
+       * messages name it): what it means and how to encrypt them. Names keys only, never a value.
+       */
+      plaintextWarning(shown, paths) {
+        const one = paths.length === 1;
+        return `${paths.join(", ")} ${one ? "is" : "are"} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? "it" : "them"} readable to anyone who reads the file, its git history too. For a secret, rename its key so that those rules encrypt it (e.g. not ending in "_unencrypted"); a value that is not secret can stay so`;
+      }
+      /** The file's sops rules that leave values unencrypted, in words (`unencrypted_suffix "_unencrypted"`...), for messages. */
+      plaintextRules() {
+        const m = this.meta;
+        const rules = [
+          m.unencryptedSuffix && `unencrypted_suffix "${m.unencryptedSuffix}"`,
+          m.encryptedSuffix && `encrypted_suffix "${m.encryptedSuffix}"`,
+          m.unencryptedRegex && `unencrypted_regex`,
+          m.encryptedRegex && `encrypted_regex`,
+          m.unencryptedCommentRegex && `unencrypted_comment_regex`,
+          m.encryptedCommentRegex && `encrypted_comment_regex`
+        ].filter(Boolean);
+        return rules.join(", ");
       }
       /** The plaintext, in the file's format (YAML or JSON). */
       plaintext() {
@@ -48430,7 +48472,7 @@ function weakSecretWarning(what, parts) {
     if (p.why === "unmasked") return `${n}: too short to be masked, so the logs show it as it is`;
     return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
   });
-  return `${what} is weak: ${said.join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+  return `${what} is weak: ${[...new Set(said)].join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
 }
 function weakSecretWarnings(tree, include = () => true, shown = showPath) {
   const byValue = /* @__PURE__ */ new Map();
@@ -71206,6 +71248,7 @@ init_errors();
 init_secrets();
 init_tree_parse();
 init_tree_print();
+init_utf8();
 
 // core/remote/types.ts
 init_errors();
@@ -75593,12 +75636,13 @@ async function readInitdata(ctx, env, file) {
       there ? `did you mean ${there}? pass --file ${fromHere && !fromHere.startsWith("..") ? fromHere : there}${there === envPath(env, env.config.initdata.file) ? ", or leave --file out (it is initdata.file)" : ""}` : "check the path, or leave --file out to load the environment's initdata.file"
     );
   }
-  let raw;
+  let bytes;
   try {
-    raw = readFileSync8(path, "utf8");
+    bytes = readFileSync8(path);
   } catch (e) {
     throw fileError(e, path, "read", "an initdata file (YAML)");
   }
+  const raw = decodeUtf8(bytes, path, "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent");
   const format = /\.json$/i.test(path) ? "json" : "yaml";
   let text = raw;
   let encrypted = false;
@@ -75606,7 +75650,7 @@ async function readInitdata(ctx, env, file) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     text = format === "json" ? printTree(decrypted.tree, "json", { ...CURRENT_LAYOUT, jsonIndent: "  " }) : decrypted.plaintext;
-  } else if (format === "json" && raw.includes("	") && isJson(raw)) {
+  } else if (format === "json" && raw.includes("	") && isJson(raw.replace(/^\uFEFF/, ""))) {
     text = raw.replace(/\t/g, "  ");
   }
   const doc = (0, import_yaml8.parseDocument)(text);

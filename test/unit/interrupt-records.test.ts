@@ -111,16 +111,22 @@ function auditLines(stdin: string): Record<string, string>[] {
   return [...stdin.matchAll(/'(\{"time":[^']*\})'/g)].map((m) => JSON.parse(m[1]!) as Record<string, string>);
 }
 
+/** A deploy given `signal` during its build: the process's exit code and the audit lines its unlock step carries. */
+async function deployInterrupted(signal: 'SIGINT' | 'SIGTERM'): Promise<{ exit: number | undefined; lines: Record<string, string>[] }> {
+  const h = harness('build');
+  void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
+  await h.first.entered;
+  process.emit(signal, signal);
+  h.first.open();
+  const exit = await h.exit;
+  const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
+  return { exit, lines: auditLines(unlock.stdin) };
+}
+
 describe('an interrupted deploy, in the audit log and its words', () => {
   it('Ctrl-C during the build: one line, failed, naming the step and where the releases stand, with the ref, sha and release of the run', async () => {
-    const h = harness('build');
-    void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
-    await h.first.entered;
-    process.emit('SIGINT', 'SIGINT');
-    h.first.open();
-    expect(await h.exit).toBe(130);
-    const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
-    const lines = auditLines(unlock.stdin);
+    const { exit, lines } = await deployInterrupted('SIGINT');
+    expect(exit).toBe(130);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ operation: 'deploy', result: 'failed', ref: 'v1', sha: v1, previous: LIVE });
     expect(lines[0]!.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
@@ -128,14 +134,9 @@ describe('an interrupted deploy, in the audit log and its words', () => {
   });
 
   it('a SIGTERM (a cancelled workflow, a stopped container) exits 143, a SIGINT 130: 128 + the signal, as a shell says it', async () => {
-    const h = harness('build');
-    void deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
-    await h.first.entered;
-    process.emit('SIGTERM', 'SIGTERM');
-    h.first.open();
-    expect(await h.exit).toBe(143);
-    const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock')!;
-    expect(auditLines(unlock.stdin)[0]!.message).toMatch(/^interrupted by SIGTERM during build on web1;/);
+    const { exit, lines } = await deployInterrupted('SIGTERM');
+    expect(exit).toBe(143);
+    expect(lines[0]!.message).toMatch(/^interrupted by SIGTERM during build on web1;/);
   });
 
   it('Ctrl-C during the switch, which is let end and puts the release live: one line, a success that says it was interrupted after the switch (not a failure beside a success)', async () => {

@@ -18,8 +18,8 @@ import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'last_run');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -122,6 +122,13 @@ if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodRespons
   if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
     printf -v sd_now '%(%s)T' -1
     ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
+    # How each live program's process last ended before its current start, as supervisord logged it (its main log's
+    # last 64 KiB, readLog: wherever supervisord.conf puts it).
+    sd_log=$(rpc supervisor.readLog -65536 0)
+    case "$live_slot" in
+      blue) ${liveEnded(env, 'blue')} ;;
+      green) ${liveEnded(env, 'green')} ;;
+    esac
   fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup('blue'))} ${programPorts(env, 'blue').map(quote).join(' ')}
@@ -360,7 +367,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
         else if (p.state === 'STARTING' && p.release === undefined) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== undefined && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
-        else restarted(env, p, reported(r, STATUS_KEYS.live_started), problem, warn);
+        else restarted(env, p, reported(r, STATUS_KEYS.live_started), lastEnded(r, program), problem, warn);
         for (const l of p?.listeners ?? []) {
           if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
           else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
@@ -443,16 +450,42 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 const FIRST_START_SECONDS = 5;
 
 /**
- * A live program that supervisor started again since its release's start (`liveStarted`, the status step's
- * `live_started`: the slot's file written, supervisord started, epochs) and not long ago: it exits and supervisor
- * restarts it (autorestart), which a health check passed a few seconds after its start never saw, and a read of its
- * state alone (RUNNING again) does not show. A problem for its first minute of uptime (a crash loop is mostly seen
- * so), a warning for ten minutes. Nothing without the report (an older host's status) or its start time.
+ * Shell reporting `live_ended` for each program of SLOT: the last line of supervisord's log (`$sd_log`, readLog's
+ * answer) that says how the program's process ended: supervisor/process.py, finish(), logs `exited: NAME (...)` when
+ * it ended on its own (`; not expected` unless its exit code is in exitcodes) and `stopped: NAME (...)` when it was
+ * asked to (supervisorctl stop or restart, a deploy), NAME being the process name `<group>-<program>` (slotConfig).
  */
-function restarted(env: Target, p: ProgramState, liveStarted: string | undefined, problem: (p: string) => void, warn: (w: string) => void): void {
+function liveEnded(env: Target, slot: Slot): string {
+  const lines = Object.keys(env.config.programs).map((program) => {
+    const name = `${env.layout.supervisorGroup(slot)}-${program}`;
+    return `line=$(printf '%s\n' "$sd_log" | grep -F -e ${quote(` exited: ${name} (`)} -e ${quote(` stopped: ${name} (`)} | tail -n 1); [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}\t`)}"$line"`;
+  });
+  return lines.join('; ') || ':';
+}
+
+/** How PROGRAM's live process last ended as supervisord logged it (`live_ended`): 'exited' on its own, 'stopped' when asked to, with supervisor's words; undefined when its log's tail does not say. */
+function lastEnded(r: StepResult, program: string): { how: 'exited' | 'stopped'; detail: string } | undefined {
+  const line = reportedAll(r, STATUS_KEYS.live_ended).filter((l) => l.startsWith(`${program}\t`)).pop();
+  const m = line && / (exited|stopped): \S+ \((.*)\)\s*$/.exec(line.slice(program.length + 1).replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&'));
+  return m ? { how: m[1] as 'exited' | 'stopped', detail: m[2]! } : undefined;
+}
+
+/**
+ * A live program that supervisor started again since its release's start (`liveStarted`, the status step's
+ * `live_started`: the slot's file written, supervisord started, epochs) and not long ago, after its process ended on
+ * its own (`ended`, from supervisord's log): it exits and supervisor restarts it (autorestart), which a health check
+ * passed a few seconds after its start never saw, and a read of its state alone (RUNNING again) does not show. A
+ * problem for its first minute of uptime (a crash loop is mostly seen so), a warning for ten. Nothing when it was
+ * started again after a stop asked of supervisor (a restart by hand), without the report (an older host's status) or
+ * its start time. When the log's tail does not say how it ended (rotated, or quiet loglevel), a restart is taken as a
+ * crash and said to be maybe one by hand.
+ */
+function restarted(env: Target, p: ProgramState, liveStarted: string | undefined, ended: ReturnType<typeof lastEnded>, problem: (p: string) => void, warn: (w: string) => void): void {
   const [file, supervisord] = (liveStarted ?? '').split(' ').map(Number);
   if (!file || !supervisord || p.started === undefined || p.seconds === undefined) return;
   if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
-  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ''}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name}; a restart by hand reads the same for 10 minutes)`;
+  if (ended?.how === 'stopped') return;
+  const why = ended ? `after its process exited (supervisor: ${ended.detail})` : 'supervisor\'s log does not say why (a restart by hand reads the same for 10 minutes)';
+  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ''}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start, ${why}: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name})`;
   (p.seconds < 60 ? problem : warn)(line);
 }

@@ -126,6 +126,6 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     }
     expect(again).not.toBe(first);
     const problems = (await status(project.ctx(), project.env())).hosts[0]!.problems;
-    expect(problems.join('\n')).toMatch(/program web \(live slot \w+(, pid \d+)?\) was started again \d+s ago, \d+s after its release's start: it exits and supervisor restarts it/);
+    expect(problems.join('\n')).toMatch(/program web \(live slot \w+(, pid \d+)?\) was started again \d+s ago, \d+s after its release's start, after its process exited \(supervisor: [^)]*; not expected\): it exits and supervisor restarts it/);
   }, 600_000);
 });

@@ -98,8 +98,24 @@ describe('status parser', () => {
       ]);
     const loop = parse({ supervisor_xml: at(2000, 2008), live_started: '1000 500' });
     expect(loop.problems).toEqual([
-      'program server (live slot blue, pid 211) was started again 8s ago, 1000s after its release\'s start: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs demo; a restart by hand reads the same for 10 minutes)',
+      'program server (live slot blue, pid 211) was started again 8s ago, 1000s after its release\'s start, supervisor\'s log does not say why (a restart by hand reads the same for 10 minutes): it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs demo)',
     ]);
+    // supervisord's log says how it last ended (supervisor/process.py, finish): on its own, or asked to (by hand).
+    const crashed = parse({
+      supervisor_xml: at(2000, 2008),
+      live_started: '1000 500',
+      live_ended: ['server\t2026-12-03 12:00:00,001 INFO stopped: shop-blue-server (terminated by SIGTERM)', 'server\t2026-12-03 12:30:00,416 WARN exited: shop-blue-server (exit status 1; not expected)', 'client\t2026-12-03 12:00:00,002 INFO stopped: shop-blue-client (exit status 0)'],
+    });
+    expect(crashed.problems).toEqual([
+      'program server (live slot blue, pid 211) was started again 8s ago, 1000s after its release\'s start, after its process exited (supervisor: exit status 1; not expected): it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs demo)',
+    ]);
+    const byHand = parse({
+      supervisor_xml: at(2000, 2008),
+      live_started: '1000 500',
+      live_ended: ['server\t2026-12-03 12:30:00,416 WARN exited: shop-blue-server (exit status 1; not expected)', 'server\t2026-12-03 12:40:00,001 INFO stopped: shop-blue-server (terminated by SIGTERM)'],
+    });
+    expect(byHand.problems).toEqual([]);
+    expect(byHand.warnings).toEqual([]);
     expect(parse({ supervisor_xml: at(2000, 2300), live_started: '1000 500' }).warnings).toEqual([expect.stringMatching(/^program server \(live slot blue, pid 211\) was started again 300s ago/)]);
     for (const quiet of [parse({ supervisor_xml: at(2000, 2700), live_started: '1000 500' }), parse({ supervisor_xml: at(1004, 1010), live_started: '1000 500' }), parse({ supervisor_xml: at(2000, 2008), live_started: '1000 1997' }), parse({ supervisor_xml: at(2000, 2008) })]) {
       expect(quiet.problems).toEqual([]);

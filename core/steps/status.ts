@@ -458,7 +458,7 @@ const FIRST_START_SECONDS = 5;
 function liveEnded(env: Target, slot: Slot): string {
   const lines = Object.keys(env.config.programs).map((program) => {
     const name = `${env.layout.supervisorGroup(slot)}-${program}`;
-    return `line=$(printf '%s\n' "$sd_log" | grep -F -e ${quote(` exited: ${name} (`)} -e ${quote(` stopped: ${name} (`)} | tail -n 1); [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}\t`)}"$line"`;
+    return `line=$(printf '%s\n' "$sd_log" | grep -F -e ${quote(` exited: ${name} (`)} -e ${quote(` stopped: ${name} (`)} | tail -n 1) || line=""; [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}\t`)}"$line"`;
   });
   return lines.join('; ') || ':';
 }

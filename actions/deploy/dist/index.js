@@ -77804,7 +77804,7 @@ function describeHolder(h) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "last_run");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "live_ended", "last_run");
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }

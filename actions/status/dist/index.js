@@ -72408,7 +72408,7 @@ var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "last_run");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "live_ended", "last_run");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -72487,6 +72487,13 @@ if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodRespons
   if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
     printf -v sd_now '%(%s)T' -1
     ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
+    # How each live program's process last ended before its current start, as supervisord logged it (its main log's
+    # last 64 KiB, readLog: wherever supervisord.conf puts it).
+    sd_log=$(rpc supervisor.readLog -65536 0)
+    case "$live_slot" in
+      blue) ${liveEnded(env, "blue")} ;;
+      green) ${liveEnded(env, "green")} ;;
+    esac
   fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
@@ -72626,7 +72633,7 @@ function parseHostStatus(env, host, r, redact) {
         else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== void 0 && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
-        else restarted(env, p, reported(r, STATUS_KEYS.live_started), problem, warn);
+        else restarted(env, p, reported(r, STATUS_KEYS.live_started), lastEnded(r, program), problem, warn);
         for (const l of p?.listeners ?? []) {
           if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
           else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
@@ -72692,11 +72699,26 @@ function parseHostStatus(env, host, r, redact) {
   return s;
 }
 var FIRST_START_SECONDS = 5;
-function restarted(env, p, liveStarted, problem, warn) {
+function liveEnded(env, slot) {
+  const lines = Object.keys(env.config.programs).map((program) => {
+    const name2 = `${env.layout.supervisorGroup(slot)}-${program}`;
+    return `line=$(printf '%s
+' "$sd_log" | grep -F -e ${quote(` exited: ${name2} (`)} -e ${quote(` stopped: ${name2} (`)} | tail -n 1) || line=""; [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}	`)}"$line"`;
+  });
+  return lines.join("; ") || ":";
+}
+function lastEnded(r, program) {
+  const line = reportedAll(r, STATUS_KEYS.live_ended).filter((l) => l.startsWith(`${program}	`)).pop();
+  const m = line && / (exited|stopped): \S+ \((.*)\)\s*$/.exec(line.slice(program.length + 1).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"));
+  return m ? { how: m[1], detail: m[2] } : void 0;
+}
+function restarted(env, p, liveStarted, ended, problem, warn) {
   const [file, supervisord] = (liveStarted ?? "").split(" ").map(Number);
   if (!file || !supervisord || p.started === void 0 || p.seconds === void 0) return;
   if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
-  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ""}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name}; a restart by hand reads the same for 10 minutes)`;
+  if (ended?.how === "stopped") return;
+  const why = ended ? `after its process exited (supervisor: ${ended.detail})` : "supervisor's log does not say why (a restart by hand reads the same for 10 minutes)";
+  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ""}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start, ${why}: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name})`;
   (p.seconds < 60 ? problem : warn)(line);
 }
 

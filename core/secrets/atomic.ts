@@ -98,6 +98,19 @@ async function replaceFile(file: string, content: string | Buffer, mode?: number
   }
 }
 
+/**
+ * A command stopped by the user (Ctrl-C, or a signal) at a point where nothing was written: `message` says where and
+ * that nothing was changed; `signal` the signal (SIGINT for Ctrl-C), for the exit code (130 for SIGINT).
+ */
+export class InterruptedError extends OpsError {
+  constructor(
+    message: string,
+    readonly signal: string = 'SIGINT',
+  ) {
+    super(message);
+  }
+}
+
 /** A file changed on disk between the moment it was read and the write meant to replace it (writeIfUnchanged). */
 export class ChangedOnDiskError extends OpsError {}
 

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
@@ -57,12 +58,58 @@ function setValueFromInput(text: string): string {
 }
 
 /**
+ * One line typed at the terminal `stdin`, not shown, as passwd reads one: readline reads the terminal in raw mode
+ * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
+ * `prompt` goes to `stderr`. The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), and on
+ * a signal from outside (SIGTERM, SIGHUP, SIGINT: InterruptedError; its default action would leave the terminal raw).
+ * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
+ * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
+ */
+async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string): Promise<string> {
+  const { InterruptedError } = await import('../../core/secrets/atomic.ts');
+  return new Promise((res, rej) => {
+    const muted = new Writable({ write: (_chunk, _enc, done) => done() });
+    const rl = createInterface({ input: stdin, output: muted, terminal: true, historySize: 0 });
+    stderr.write(prompt); // once the terminal is raw: a Ctrl-C typed after the prompt is read here, not a signal
+    const lines: string[] = [];
+    let settled = false;
+    // a signal from outside (kill, a closed terminal) would end the process with the terminal left raw, echo off
+    const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT'];
+    const onSignal = (sig: NodeJS.Signals) => finish(new InterruptedError(`interrupted by ${sig}; nothing was changed`, sig));
+    for (const sig of signals) process.on(sig, onSignal);
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      for (const sig of signals) process.off(sig, onSignal);
+      const rest = rl.line; // a paste's last line without its end, still in readline's buffer
+      rl.close(); // the terminal's modes back: echo on
+      stdin.pause();
+      stderr.write('\n'); // the Enter typed was not echoed either
+      if (err) rej(err);
+      else if (lines.length > 1 || rest) rej(new OpsError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
+      else res(lines[0] ?? '');
+    };
+    // the lines of one paste arrive in one chunk, one event each: the first is taken once they are all in
+    rl.on('line', (line) => {
+      lines.push(line);
+      if (lines.length === 1) setImmediate(() => finish());
+    });
+    rl.on('SIGINT', () => finish(new InterruptedError('interrupted; nothing was changed')));
+    rl.on('close', () => finish());
+  });
+}
+
+/**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
  * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text.
  */
 async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean): Promise<string> {
-  if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
+  if ((ctx.stdin as NodeJS.ReadStream).isTTY) {
+    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${key} < FILE`);
+    if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
+    return typed;
+  }
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const text = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint);
@@ -119,6 +166,24 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
       res({ code, signal: sig });
     });
   });
+}
+
+/** The exit code of a command a signal ended, as a shell reports it (128 + the signal's number). */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * `run`'s exit code; a command interrupted where nothing was written (InterruptedError: Ctrl-C while a value is typed,
+ * a signal while the file's lock is waited for) says so on one line, with a signal's exit code (130 for Ctrl-C).
+ */
+async function exitOnInterrupt(ctx: CommandContext, run: () => Promise<number>): Promise<number> {
+  const { InterruptedError } = await import('../../core/secrets/atomic.ts');
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof InterruptedError)) throw e;
+    ctx.reporter.error(e.message);
+    return SIGNAL_EXIT[e.signal] ?? 130;
+  }
 }
 
 /** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */
@@ -217,8 +282,6 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
-const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
-
 export const commands: Command[] = [
   command({
     name: 'secrets decrypt',
@@ -298,37 +361,38 @@ exactly is offered back too (every deploy would refuse it), named by variable an
 is a placeholder (CHANGE-ME), a packages secret provision would not write, and a key "<<" holding a value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
-    async run(ctx) {
-      const { editSecrets } = await import('../../core/secrets/edit.ts');
-      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-      const env = validate('environment', ctx.args[0]!);
-      const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-      const abort = new AbortController();
-      const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
-      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-      for (const s of signals) process.on(s, onSignal);
-      const io: EditIo = {
-        edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
-        confirm: (q) => confirm(ctx, q, abort.signal),
-        warn: (m) => ctx.reporter.warn(m),
-        check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
-        signal: abort.signal,
-      };
-      try {
-        const result = await editSecrets(secrets, io);
-        const file = show(ctx.root, secrets.file);
-        if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
-        else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
-        else {
-          ctx.reporter.error(`${file}: ${result.reason}`);
-          return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
+    run: (ctx) =>
+      exitOnInterrupt(ctx, async () => {
+        const { editSecrets } = await import('../../core/secrets/edit.ts');
+        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+        const env = validate('environment', ctx.args[0]!);
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
+        const abort = new AbortController();
+        const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
+        const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+        for (const s of signals) process.on(s, onSignal);
+        const io: EditIo = {
+          edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
+          confirm: (q) => confirm(ctx, q, abort.signal),
+          warn: (m) => ctx.reporter.warn(m),
+          check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
+          signal: abort.signal,
+        };
+        try {
+          const result = await editSecrets(secrets, io);
+          const file = show(ctx.root, secrets.file);
+          if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
+          else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+          else {
+            ctx.reporter.error(`${file}: ${result.reason}`);
+            return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
+          }
+          return 0;
+        } finally {
+          for (const s of signals) process.off(s, onSignal);
         }
-        return 0;
-      } finally {
-        for (const s of signals) process.off(s, onSignal);
-      }
-    },
+      }),
   }),
   command({
     name: 'secrets encrypt',
@@ -362,6 +426,8 @@ included (a PEM key, a certificate):
   ops secrets set prod tls.key < server.key
 With --exact stdin is taken byte for byte, nothing dropped (a one-line value that ends in a newline):
   printf 'line\n' | ops secrets set prod motd --exact
+At a terminal (nothing piped in), the value is typed on one line, not shown, and Enter ends it (Ctrl-C
+changes nothing); a value of several lines is given from a file instead (< FILE).
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
@@ -379,64 +445,65 @@ A value the environment's .env carries (an env entry names its key) that its rea
 read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
 each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: every deploy refuses it) and a
 packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
-    async run(ctx) {
-      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
-      const env = validate('environment', ctx.args[0]!);
-      const key = ctx.args[1]!;
-      splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
-      // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      requireEnvironment(ctx.root, env);
-      // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
-      if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
-      if (ctx.values.empty && (await pipedInput(ctx.stdin)))
-        throw new UsageError(
-          `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
-          `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
-        );
-      const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
-      // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
-      const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
-      const weak = weakParts(value);
-      if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
-      if (value) ctx.reporter.mask(value);
-      // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
-      // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
-      const { retryOnChange } = await import('../../core/secrets/atomic.ts');
-      return retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-        const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-        const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
-        let existing: TreeNode | undefined = secrets.tree;
-        for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-        if (existing?.kind === 'list' && !ctx.values.replace) {
-          const n = existing.items.length;
-          throw new OpsError(
-            `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
-            `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+    run: (ctx) =>
+      exitOnInterrupt(ctx, async () => {
+        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+        const env = validate('environment', ctx.args[0]!);
+        const key = ctx.args[1]!;
+        splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+        // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
+        const { requireEnvironment } = await import('../../core/secrets/files.ts');
+        requireEnvironment(ctx.root, env);
+        // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
+        if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
+        if (ctx.values.empty && (await pipedInput(ctx.stdin)))
+          throw new UsageError(
+            `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
+            `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
           );
-        }
-        if (existing?.kind === 'map' && !ctx.values.replace) {
-          const lost = leafPaths(existing, path);
-          throw new OpsError(
-            `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
-            `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
-          );
-        }
-        const before = secrets.data;
-        secrets.set(path, str(value));
-        // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
-        const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-        (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
-        const written = await secrets.save();
-        ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
-        // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
-        const shown = showPath(path);
-        const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
-        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
-        return 0;
-      });
-    },
+        const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
+        // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
+        const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
+        const weak = weakParts(value);
+        if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+        if (value) ctx.reporter.mask(value);
+        // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
+        // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
+        const { retryOnChange } = await import('../../core/secrets/atomic.ts');
+        return retryOnChange(`ops secrets set ${env} ${key}`, async () => {
+          const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
+          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+          let existing: TreeNode | undefined = secrets.tree;
+          for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+          if (existing?.kind === 'list' && !ctx.values.replace) {
+            const n = existing.items.length;
+            throw new OpsError(
+              `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+              `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+            );
+          }
+          if (existing?.kind === 'map' && !ctx.values.replace) {
+            const lost = leafPaths(existing, path);
+            throw new OpsError(
+              `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
+              `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
+            );
+          }
+          const before = secrets.data;
+          secrets.set(path, str(value));
+          // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
+          const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+          (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
+          const written = await secrets.save();
+          ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+          // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
+          const shown = showPath(path);
+          const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
+          if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
+          return 0;
+        });
+      }),
   }),
   command({
     name: 'secrets rotate',

@@ -1,7 +1,7 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
@@ -147,14 +147,36 @@ function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolea
 }
 
 /**
- * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. Its output reaches
- * ops's stdout only when that is a terminal: a terminal editor draws the plaintext on its screen, which, with
- * stdout piped or a CI log (`ops secrets edit qa | tee log`, no EDITOR in a job), put every secret in the log.
+ * Where the editor draws its screen (its stdout): ops's stdout when that is a terminal; else the person's terminal
+ * (/dev/tty, as git does for its editor: `ops secrets edit qa | tee log` at a terminal is edited seeing the text);
+ * else, with no terminal at all (a CI job), nowhere: a terminal editor draws the plaintext on its screen, which
+ * ops's stdout (a CI log) must never get. @returns what to give spawn, and a close for an fd opened here.
+ */
+function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => void } {
+  if (process.stdout.isTTY) return { stdout: 'inherit', close: () => undefined };
+  let fd: number;
+  try {
+    fd = openSync('/dev/tty', 'w'); // ENXIO when the process has no controlling terminal
+  } catch {
+    return { stdout: 'ignore', close: () => undefined };
+  }
+  return { stdout: fd, close: () => closeSync(fd) };
+}
+
+/**
+ * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
+ * person's terminal, never a pipe or a log (editorScreen).
  */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
   return new Promise((res, rej) => {
-    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', process.stdout.isTTY ? 'inherit' : 'ignore', 'inherit'], env: processEnv });
+    const screen = editorScreen();
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', screen.stdout, 'inherit'], env: processEnv });
+    } finally {
+      screen.close(); // the child has its own copy
+    }
     const stop = () => child.kill('SIGTERM');
     signal.addEventListener('abort', stop, { once: true });
     child.on('error', (e) => {

@@ -1,11 +1,12 @@
 // The secrets commands at a real terminal (a pseudo-terminal driven by te../support/on_terminal.py, the `ops` binary as a
 // person runs it): a value typed for `ops secrets set` is never shown, and the terminal is left as it was found.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type Env, newEnv, open } from './secrets.helpers.ts';
+import { type Env, cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));
 const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
@@ -84,5 +85,46 @@ describe('ops secrets set at a terminal: the value typed is not shown', () => {
     expect(t.exit, t.out).toBe(1);
     expect(t.echo, t.out).toBe(true);
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 180_000);
+});
+
+describe('ops secrets edit: the editor draws on the person\'s terminal, never into a pipe or a log', () => {
+  /** An environment holding a value, and an editor that says whether its stdout is a terminal, then draws the text there (as vi does). */
+  async function setUp() {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://app:Zq8-drawn-on-screen@db/app');
+    expect(set.code, set.err).toBe(0);
+    const seen = join(tempDir(), 'seen');
+    const ed = editor(`if [ -t 1 ]; then echo tty > '${seen}'; else echo no-tty > '${seen}'; fi; cat "$1"`);
+    return { e, seen, ed };
+  }
+
+  it('stdout piped at a terminal (ops secrets edit qa | tee log): the editor\'s stdout is the terminal; the log gets none of the text', async () => {
+    const { e, seen, ed } = await setUp();
+    const log = join(tempDir(), 'log');
+    const t = await onTerminal({ ...e, env: { ...e.env, EDITOR: ed.cmd, LOG: log } }, 'node "$OPS" secrets edit qa | cat > "$LOG"', []);
+    expect(readFileSync(seen, 'utf8')).toBe('tty\n');
+    expect(t.out).toContain('Zq8-drawn-on-screen'); // the person sees what they edit
+    expect(readFileSync(log, 'utf8')).toContain('no changes');
+    expect(readFileSync(log, 'utf8')).not.toContain('Zq8-drawn-on-screen');
+  }, 180_000);
+
+  it('no terminal at all (a CI job): the editor\'s stdout goes nowhere; nothing of the text reaches ops\'s output', async () => {
+    const { e, seen, ed } = await setUp();
+    // detached: a session of its own, without a controlling terminal (/dev/tty cannot be opened), as in a CI runner
+    const child = spawn(process.execPath, [OPS, 'secrets', 'edit', 'qa'], {
+      cwd: e.root,
+      env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += String(c)));
+    child.stderr.on('data', (c) => (out += String(c)));
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code, out).toBe(0);
+    expect(readFileSync(seen, 'utf8')).toBe('no-tty\n');
+    expect(out).toContain('no changes');
+    expect(out).not.toContain('Zq8-drawn-on-screen');
   }, 180_000);
 });

@@ -18,6 +18,8 @@ export interface OpenWith {
   mask: (value: string) => void;
   /** Told what a save waits for (a lock held by another command); default: stderr. */
   warn?: (message: string) => void;
+  /** Ends a save's wait for a file's lock (the command's Ctrl-C): nothing written, InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** What a change did to one file (absolute path). `written`: false when it already was as asked. */

@@ -130,6 +130,8 @@ export interface DecryptOptions {
   mask?: (value: string) => void;
   /** Told what a save of the file waits for (a lock held by another command: atomic.ts, takeLock); default: stderr. Never given a value. */
   warn?: (message: string) => void;
+  /** Ends a save's wait for the file's lock (the command's Ctrl-C): nothing written, InterruptedError (atomic.ts, takeLock). */
+  signal?: AbortSignal;
 }
 
 /** The identities to try: those given, else the ones sops would find ($SOPS_AGE_KEY, ..._FILE, ..._CMD, the default file). */

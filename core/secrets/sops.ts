@@ -375,12 +375,13 @@ export class SecretsFile {
    * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
    * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
    * Returns whether it was written.
-   * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+   * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+   * written) when the opening options' `signal` aborts before the file's lock is taken.
    */
   async save(opts: RenderOptions = {}, replacing: string | null = this.onDisk): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
-    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode, this.openedWith.warn);
+    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode, this.openedWith.warn, this.openedWith.signal);
     this.onDisk = text;
     return true;
   }

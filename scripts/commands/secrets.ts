@@ -208,6 +208,22 @@ async function exitOnInterrupt(ctx: CommandContext, run: () => Promise<number>):
   }
 }
 
+/**
+ * A signal for a command that stops cleanly when interrupted: once `listen` is called, SIGINT, SIGTERM and SIGHUP abort
+ * it (its reason: the signal's name) instead of ending the process, until `stop` (call it whatever happens). Only for
+ * code that heeds it (the editor stopped, a lock's wait ended: nothing half done); anything else runs on to its end.
+ */
+function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => void } {
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  return {
+    signal: abort.signal,
+    listen: () => signals.forEach((s) => process.on(s, onSignal)),
+    stop: () => signals.forEach((s) => process.off(s, onSignal)),
+  };
+}
+
 /** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */
 interface Answers {
   rl: Interface;
@@ -389,11 +405,10 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
-        const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-        const abort = new AbortController();
-        const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
-        const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-        for (const s of signals) process.on(s, onSignal);
+        const abort = signalsAbort();
+        // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal });
+        abort.listen();
         const io: EditIo = {
           edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
           confirm: (q) => confirm(ctx, q, abort.signal),
@@ -412,7 +427,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
           }
           return 0;
         } finally {
-          for (const s of signals) process.off(s, onSignal);
+          abort.stop();
         }
       }),
   }),
@@ -493,38 +508,46 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
         // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
         // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
         const { retryOnChange } = await import('../../core/secrets/atomic.ts');
-        return retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-          const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
-          let existing: TreeNode | undefined = secrets.tree;
-          for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-          if (existing?.kind === 'list' && !ctx.values.replace) {
-            const n = existing.items.length;
-            throw new OpsError(
-              `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
-              `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
-            );
-          }
-          if (existing?.kind === 'map' && !ctx.values.replace) {
-            const lost = leafPaths(existing, path);
-            throw new OpsError(
-              `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
-              `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
-            );
-          }
-          const before = secrets.data;
-          secrets.set(path, str(value));
-          // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
-          const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-          (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
-          const written = await secrets.save();
-          ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
-          // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
-          const shown = showPath(path);
-          const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
-          if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
-          return 0;
-        });
+        // a signal (Ctrl-C) ends a wait for the file's lock with nothing written, said (exitOnInterrupt)
+        const abort = signalsAbort();
+        const open = { ...(await openWith(ctx, env)), signal: abort.signal };
+        abort.listen();
+        try {
+          return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
+            const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
+            const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+            let existing: TreeNode | undefined = secrets.tree;
+            for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+            if (existing?.kind === 'list' && !ctx.values.replace) {
+              const n = existing.items.length;
+              throw new OpsError(
+                `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+                `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+              );
+            }
+            if (existing?.kind === 'map' && !ctx.values.replace) {
+              const lost = leafPaths(existing, path);
+              throw new OpsError(
+                `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
+                `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
+              );
+            }
+            const before = secrets.data;
+            secrets.set(path, str(value));
+            // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
+            const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+            (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
+            const written = await secrets.save();
+            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+            // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
+            const shown = showPath(path);
+            const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
+            if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
+            return 0;
+          });
+        } finally {
+          abort.stop();
+        }
       }),
   }),
   command({

@@ -901,6 +901,45 @@ describe('a lock left on the secrets file', () => {
     }
   });
 
+  // A person's Ctrl-C (SIGINT), or a signal from outside, while ops waits: said, as for every wait of set and edit.
+  for (const [what, argv, editorBody] of [
+    ['set', ['secrets', 'set', 'qa', 'k'], undefined],
+    ['edit', ['secrets', 'edit', 'qa'], `echo 'k: Zq7w-edited' >> "$1"`],
+  ] as const) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      it(`${signal} while ${what} waits for the lock: exit ${signal === 'SIGINT' ? 130 : 143}, "interrupted while waiting for the lock; nothing was changed", the file untouched`, async () => {
+        const e = await newEnv();
+        const before = readFileSync(e.secrets, 'utf8');
+        leaveLock(e);
+        const refresh = setInterval(() => utimesSync(lockOf(e), new Date(), new Date()), 1000);
+        try {
+          const ed = editorBody && editor(editorBody);
+          const child = spawn(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), ...argv], {
+            cwd: e.root,
+            env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...(ed ? { EDITOR: ed.cmd } : {}), ...e.env },
+            stdio: ['pipe', 'pipe', 'pipe'],
+          });
+          child.stdin.end(ed ? '' : 'value-Zq7w-long');
+          let err = '';
+          let sent = false; // once: a second signal, once the first has been handled, ends the process as it would
+          child.stdout.on('data', (c) => (err += String(c)));
+          child.stderr.on('data', (c) => {
+            err += String(c);
+            if (!sent && err.includes('waiting up to 15 s for the lock')) sent = child.kill(signal);
+          });
+          const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+          expect(err).toContain(`interrupted${signal === 'SIGINT' ? '' : ` by ${signal}`} while waiting for the lock environments/qa/secrets.sops.yaml.lock; nothing was changed`); // (relative: run in the project)
+          expect(err.split('\n').filter((l) => l.includes('interrupted'))).toHaveLength(1);
+          expect(code, err).toBe(signal === 'SIGINT' ? 130 : 143);
+          expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+          if (ed) expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+        } finally {
+          clearInterval(refresh);
+        }
+      }, 60_000);
+    }
+  }
+
   it('left over by a command that died (not refreshed for 10 s): taken over at once, and said so', async () => {
     const e = await newEnv();
     leaveLock(e, 20_000);

@@ -569,19 +569,24 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     name: 'secrets recipients',
     summary: "list, add or remove who can decrypt an environment's secrets, or sync them from .sops.yaml",
     args: ['<env>', '[add|remove|sync]', '[recipient]'],
+    options: { force: { type: 'boolean', description: 'remove or sync away even the last of your own age keys (from $SOPS_AGE_KEY, its file, the default key file) that a file is encrypted to: you can no longer decrypt it' } },
     help: `  ops secrets recipients prod                    list the recipients (file and .sops.yaml)
   ops secrets recipients prod add age1...        add one to .sops.yaml and to every sops file of prod
   ops secrets recipients prod remove age1...     remove one, and rotate the data key (the removed key
                                                  may have kept the old one)
   ops secrets recipients prod sync               make the files' recipients those of .sops.yaml
                                                  (like sops updatekeys; rotates if one is removed)
-Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.`,
+Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.
+A remove or sync that would take away the last of your own keys a file is encrypted to (you could no longer
+decrypt it) is refused, nothing changed, unless --force: add another key of yours first.`,
     async run(ctx) {
       const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
       requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
       const action = ctx.args[1];
+      // a flag that means nothing here is refused, never ignored
+      if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
       if (!action) {
         const view = listRecipients(ctx.root, env);
         const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
@@ -597,9 +602,10 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       const recipient = ctx.args[2];
       if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
       if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
+      const force = ctx.values.force === true;
       const open = await openWith(ctx, env);
       if (action === 'sync') {
-        const changes = await syncRecipients(ctx.root, env, open);
+        const changes = await syncRecipients(ctx.root, env, open, force);
         for (const c of changes) {
           const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
           ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
@@ -612,7 +618,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
         return 0;
       }
-      const removed = await removeRecipient(ctx.root, env, recipient!, open);
+      const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
       for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
       if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
       ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');

@@ -720,6 +720,51 @@ describe('ops secrets rotate / recipients', () => {
     expect(last.code).toBe(1);
     expect(last.err).toContain('is not a recipient of');
   });
+
+  it('remove or sync taking away the last of your own keys: refused, nothing changed, unless --force', async () => {
+    const e = await newEnv();
+    const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;
+    const k2File = join(tempDir(), 'k2.txt');
+    const r2 = (await cli(e.root, ['keygen', '--output', k2File])).out.trim();
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'add', r2], e.env)).code).toBe(0);
+    const cfg = join(e.root, '.sops.yaml');
+    const files = () => [readFileSync(e.secrets, 'utf8'), readFileSync(cfg, 'utf8')];
+    const before = files();
+
+    const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine], e.env);
+    expect(rm.code, rm.err).toBe(1);
+    expect(rm.err).toContain(`this would remove ${mine} (your key from ${e.keyFile}), the only age key of yours that qa's secrets are encrypted to: you could no longer decrypt them`);
+    expect(rm.err).toContain('nothing was changed');
+    expect(rm.err).toContain(`ops secrets recipients qa remove ${mine} --force`);
+    expect(rm.err).toContain('add another key of yours first');
+    expect(files()).toEqual(before);
+
+    // sync to a .sops.yaml edited by hand that no longer lists your key: the same
+    writeFileSync(cfg, before[1]!.replace(`${mine},${r2}`, r2));
+    const sync = await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env);
+    expect(sync.code, sync.err).toBe(1);
+    expect(sync.err).toContain(`.sops.yaml does not list ${mine} (your key from ${e.keyFile}): a sync would remove it, the only age key of yours`);
+    expect(sync.err).toContain('ops secrets recipients qa sync --force');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before[0]);
+    writeFileSync(cfg, before[1]!);
+
+    // holding the other key too: you keep access, nothing to confirm
+    const both = `${e.key}\n${readFileSync(k2File, 'utf8')}`;
+    const kept = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine], { SOPS_AGE_KEY: both });
+    expect(kept.code, kept.err).toBe(0);
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'add', mine], { SOPS_AGE_KEY: both })).code).toBe(0);
+
+    // --force: done, and said as any remove is
+    const forced = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine, '--force'], e.env);
+    expect(forced.code, forced.err).toBe(0);
+    expect(forced.out).toContain(`removed ${mine}`);
+    await expect(open(e)).rejects.toThrow('none of your age identities');
+
+    // a flag that means nothing there is refused, not ignored
+    const add = await cli(e.root, ['secrets', 'recipients', 'qa', 'add', mine, '--force'], { SOPS_AGE_KEY_FILE: k2File });
+    expect(add.code).toBe(2);
+    expect(add.err).toContain('--force applies to remove and sync only');
+  });
 });
 
 describe('generators', () => {

@@ -16,6 +16,8 @@ import { SecretsFile } from './sops.ts';
 export interface OpenWith {
   identities: Identities;
   mask: (value: string) => void;
+  /** Told every key name and path, no secrets (DecryptOptions.allow): a value inside one does not mask it in messages. */
+  allow?: (text: string) => void;
   /** Told what a save waits for (a lock held by another command); default: stderr. */
   warn?: (message: string) => void;
   /** Ends a save's wait for a file's lock (the command's Ctrl-C): nothing written, InterruptedError. */

@@ -32,9 +32,9 @@ async function identitiesFor(ctx: CommandContext, env: string | undefined): Prom
   return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv, (m) => ctx.reporter.warn(m)) : loadIdentities(ctx.processEnv);
 }
 
-/** How an environment's files are opened: its identities, every decrypted value masked, what a save waits for said. */
+/** How an environment's files are opened: its identities, every decrypted value masked (its key names never), what a save waits for said. */
 async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
-  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), warn: (m) => ctx.reporter.warn(m) };
+  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k), warn: (m) => ctx.reporter.warn(m) };
 }
 
 /** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
@@ -331,7 +331,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v) });
+      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
     },
@@ -357,6 +357,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         ctx.stdout.write(secrets.plaintext());
         return 0;
       }
+      ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
@@ -420,8 +421,11 @@ warning naming its key: it is masked wherever it appears in the logs, making the
           const result = await editSecrets(secrets, io);
           const file = show(ctx.root, secrets.file);
           if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
-          else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
-          else {
+          else if (result.status === 'saved') {
+            // the keys named are no secrets (a value typed may occur in a new key's name)
+            for (const k of [...result.changes.added, ...result.changes.changed, ...result.changes.removed]) ctx.reporter.allow?.(k);
+            ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+          } else {
             ctx.reporter.error(`${file}: ${result.reason}`);
             return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
           }
@@ -504,6 +508,8 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
         const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
         const weak = weakParts(value);
         if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+        // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
+        for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
         if (value) ctx.reporter.mask(value);
         // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
         // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
@@ -516,6 +522,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
           return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
             const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
             const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+          ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
             if (existing?.kind === 'list' && !ctx.values.replace) {

@@ -111,6 +111,15 @@ export class InterruptedError extends OpsError {
   }
 }
 
+/**
+ * The InterruptedError for `signal` (an AbortSignal's reason: the signal's name; SIGINT when none) stopping a command
+ * `where` it was (e.g. "while waiting for the lock x.lock"): "interrupted[ by SIGTERM][ where]; nothing was changed".
+ */
+export function interruption(signal: unknown, where?: string): InterruptedError {
+  const sig = typeof signal === 'string' && signal ? signal : 'SIGINT';
+  return new InterruptedError(`interrupted${sig === 'SIGINT' ? '' : ` by ${sig}`}${where ? ` ${where}` : ''}; nothing was changed`, sig);
+}
+
 /** A file changed on disk between the moment it was read and the write meant to replace it (writeIfUnchanged). */
 export class ChangedOnDiskError extends OpsError {}
 
@@ -136,10 +145,7 @@ export async function takeLock(target: string, shown: string, notify: (message: 
   const started = Date.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
-  const interrupted = (waiting: boolean) => {
-    const sig = String(signal!.reason ?? 'SIGINT');
-    return new InterruptedError(`interrupted${sig === 'SIGINT' ? '' : ` by ${sig}`} ${waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`}; nothing was changed`, sig);
-  };
+  const interrupted = (waiting: boolean) => interruption(signal!.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (;;) {
     if (signal?.aborted) throw interrupted(false); // later rounds: checked after each pause
     const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);

@@ -37,13 +37,29 @@ async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
   return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k), warn: (m) => ctx.reporter.warn(m) };
 }
 
-/** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
-function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+/**
+ * All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts).
+ * @throws InterruptedError once `signal` aborts first (a stdin nobody ends, and Ctrl-C).
+ */
+async function readAll(stream: NodeJS.ReadableStream, signal?: AbortSignal): Promise<Buffer> {
+  const { interruption } = await import('../../core/secrets/atomic.ts');
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
+    const onAbort = () => {
+      stream.pause();
+      rej(interruption(signal!.reason, 'while reading the value from stdin'));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
-    stream.on('end', () => res(Buffer.concat(chunks)));
-    stream.on('error', rej);
+    stream.on('end', () => {
+      signal?.removeEventListener('abort', onAbort);
+      res(Buffer.concat(chunks));
+    });
+    stream.on('error', (e) => {
+      signal?.removeEventListener('abort', onAbort);
+      rej(e);
+    });
     stream.resume();
   });
 }
@@ -61,26 +77,26 @@ function setValueFromInput(text: string): string {
  * One line typed at the terminal `stdin`, not shown, as passwd reads one: readline reads the terminal in raw mode
  * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
  * `prompt` goes to `stderr`. The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), and on
- * a signal from outside (SIGTERM, SIGHUP, SIGINT: InterruptedError; its default action would leave the terminal raw).
+ * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
  * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
  * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
  */
-async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string): Promise<string> {
-  const { InterruptedError } = await import('../../core/secrets/atomic.ts');
+async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
+  const { interruption } = await import('../../core/secrets/atomic.ts');
   return new Promise((res, rej) => {
     const muted = new Writable({ write: (_chunk, _enc, done) => done() });
     const rl = createInterface({ input: stdin, output: muted, terminal: true, historySize: 0 });
     stderr.write(prompt); // once the terminal is raw: a Ctrl-C typed after the prompt is read here, not a signal
     const lines: string[] = [];
     let settled = false;
-    // a signal from outside (kill, a closed terminal) would end the process with the terminal left raw, echo off
-    const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT'];
-    const onSignal = (sig: NodeJS.Signals) => finish(new InterruptedError(`interrupted by ${sig}; nothing was changed`, sig));
-    for (const sig of signals) process.on(sig, onSignal);
+    // a signal from outside (kill, a closed terminal: `signal`, the command's) would end the process with the
+    // terminal left raw, echo off
+    const onAbort = () => finish(interruption(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
-      for (const sig of signals) process.off(sig, onSignal);
+      signal.removeEventListener('abort', onAbort);
       const rest = rl.line; // a paste's last line without its end, still in readline's buffer
       rl.close(); // the terminal's modes back: echo on
       stdin.pause();
@@ -94,25 +110,27 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
       lines.push(line);
       if (lines.length === 1) setImmediate(() => finish());
     });
-    rl.on('SIGINT', () => finish(new InterruptedError('interrupted; nothing was changed')));
+    rl.on('SIGINT', () => finish(interruption('SIGINT'))); // Ctrl-C, read as a key on the raw terminal
     rl.on('close', () => finish());
+    if (signal.aborted) onAbort();
   });
 }
 
 /**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
- * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text.
+ * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
+ * `signal` aborts (Ctrl-C at the terminal too).
  */
-async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean): Promise<string> {
+async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
   if ((ctx.stdin as NodeJS.ReadStream).isTTY) {
-    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${key} < FILE`);
+    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${key} < FILE`, signal);
     if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
     return typed;
   }
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-  const text = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint);
+  const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
   const value = exact ? text : setValueFromInput(text);
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
@@ -503,26 +521,26 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
             `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
             `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
           );
-        const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
-        // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
-        const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
-        const weak = weakParts(value);
-        if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
-        // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
-        for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
-        if (value) ctx.reporter.mask(value);
-        // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
-        // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
-        const { retryOnChange } = await import('../../core/secrets/atomic.ts');
-        // a signal (Ctrl-C) ends a wait for the file's lock with nothing written, said (exitOnInterrupt)
+        // a signal (Ctrl-C, a kill) while the value is read or the file's lock waited for: nothing written, said (exitOnInterrupt)
         const abort = signalsAbort();
-        const open = { ...(await openWith(ctx, env)), signal: abort.signal };
         abort.listen();
         try {
+          const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true, abort.signal);
+          // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
+          const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
+          const weak = weakParts(value);
+          if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+          // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
+          for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
+          if (value) ctx.reporter.mask(value);
+          // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
+          // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
+          const { retryOnChange } = await import('../../core/secrets/atomic.ts');
+          const open = { ...(await openWith(ctx, env)), signal: abort.signal };
           return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
             const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
             const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
-          ctx.reporter.allow?.(path.join('.'));
+            ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
             if (existing?.kind === 'list' && !ctx.values.replace) {

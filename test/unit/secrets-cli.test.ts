@@ -914,6 +914,32 @@ describe('the project not found', () => {
   });
 });
 
+describe('ops secrets set interrupted while reading the value', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} while a stdin nobody ends is read: exit ${signal === 'SIGINT' ? 130 : 143}, said, nothing changed (not the part read stored)`, async () => {
+      const e = await newEnv();
+      const before = readFileSync(e.secrets, 'utf8');
+      const stdin = new PassThrough();
+      stdin.write('partial-Zq7w');
+      const err = new PassThrough();
+      let said = '';
+      err.on('data', (c) => (said += String(c)));
+      const listening = process.listenerCount(signal);
+      const run = runCli(secretCommands, { argv: ['secrets', 'set', 'qa', 'k'], root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env }, stdin, stdout: new PassThrough(), stderr: err });
+      // the signal as the process gets it, once set listens for it (a real one before that ends the process, as ever)
+      for (let waited = 0; process.listenerCount(signal) === listening; waited += 10) {
+        if (waited > 10_000) throw new Error(`ops secrets set never listened for ${signal} while reading stdin: it would end without a word`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      process.emit(signal, signal);
+      expect(await run).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(said).toBe(`error: interrupted${signal === 'SIGINT' ? '' : ` by ${signal}`} while reading the value from stdin; nothing was changed\n`);
+      expect(process.listenerCount(signal)).toBe(listening);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    });
+  }
+});
+
 describe('a lock left on the secrets file', () => {
   const lockOf = (e: Env) => `${e.secrets}.lock`;
   const leaveLock = (e: Env, ageMs = 0) => {

@@ -151,9 +151,14 @@ export async function takeLock(target: string, shown: string, notify: (message: 
     const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);
     try {
       const release = await lock(target, { realpath: false, stale: LOCK_STALE_MS });
+      if (signal?.aborted) {
+        await release().catch(() => undefined); // interrupted while it was being taken: nothing written all the same
+        throw interrupted(false);
+      }
       if (before !== undefined && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1000)} s: its command died): taken over`);
       return release;
     } catch (e) {
+      if (e instanceof InterruptedError) throw e;
       // the lock is a directory made beside the file: a read-only directory refuses it first
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw writeError(e, target, shown);
     }

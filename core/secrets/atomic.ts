@@ -159,8 +159,12 @@ export async function takeLock(target: string, shown: string, notify: (message: 
       return release;
     } catch (e) {
       if (e instanceof InterruptedError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      // A lock made and removed at once by another command taking over a stale one (proper-lockfile's stat of the lock
+      // it has just made finds it gone): taken again, as a held one is, not said as a missing directory.
+      const vanished = code === 'ENOENT' && (await stat(dirname(target)).then((st) => st.isDirectory(), () => false));
       // the lock is a directory made beside the file: a read-only directory refuses it first
-      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw writeError(e, target, shown);
+      if (code !== 'ELOCKED' && !vanished) throw writeError(e, target, shown);
     }
     const waited = Date.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);

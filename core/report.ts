@@ -14,6 +14,13 @@ export interface Reporter {
    * and those as JSON escapes them (core/secrets/parts.ts); each of them also in any URL-encoding (Masker).
    */
   mask(value: string): void;
+  /**
+   * Say that `text` is no secret though a secret value may occur in it: a key name or key path of a secrets file
+   * (sops keeps them in clear text), which ops's messages name. A secret's occurrence lying wholly inside one of
+   * its occurrences is left as it is (`passwords.admin@example.org` stays whole when a value is `admin`); anywhere
+   * else it is masked as ever.
+   */
+  allow?(text: string): void;
   redact(text: string): string;
   info(message: string): void;
   warn(message: string): void;
@@ -238,6 +245,23 @@ export class Masker {
     return out + text.slice(copied);
   }
 
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  private readonly allowed = new Set<string>();
+  allow(text: string): void {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text); // shorter, it holds no secret shorter than itself
+  }
+
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  private allowedSpans(text: string, found: string[]): [number, number][] {
+    const spans: [number, number][] = [];
+    for (const a of this.allowed) {
+      // a key holding a secret whole, nothing more, or one that is itself a value, is no cover: such a value stays masked
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
+
   redact(text: string): string {
     if (this.secrets.size === 0) return text;
     // Only a "%" or a "+" can make a URL-encoded form differ from the secret as itself.
@@ -255,9 +279,32 @@ export class Masker {
     if (found.size === 0) return text;
     // Longest first, so a secret that contains another is replaced whole.
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a)! - this.secrets.get(b)!);
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join('***');
     return out;
+  }
+
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  private hideOutside(text: string, found: string[], kept: [number, number][]): string {
+    const hide: [number, number][] = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = '';
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k]![0];
+      let to = hide[k]![1];
+      for (k++; k < hide.length && hide[k]![0] < to; k++) to = Math.max(to, hide[k]![1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 }
 
@@ -300,6 +347,9 @@ export class ConsoleReporter implements Reporter {
   }
   mask(value: string): void {
     this.masker.add(value);
+  }
+  allow(text: string): void {
+    this.masker.allow(text);
   }
   redact(text: string): string {
     return this.masker.redact(text);
@@ -346,6 +396,9 @@ export class MemoryReporter implements Reporter {
   readonly summaries: string[] = [];
   mask(value: string): void {
     this.masker.add(value);
+  }
+  allow(text: string): void {
+    this.masker.allow(text);
   }
   redact(text: string): string {
     return this.masker.redact(text);

@@ -33,7 +33,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const masked: string[] = [];
   let decrypted: Awaited<ReturnType<typeof decryptFile>>;
   try {
-    decrypted = await decryptFile(file, { identities, mask: (v) => masked.push(v) });
+    decrypted = await decryptFile(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
     const seen = new Set(masked);
     for (const w of weakSecretWarnings(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
   } finally {
@@ -62,7 +62,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   if (existsSync(file)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {
-      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
+      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       return renderDotenv(env, decrypted.data);
     } catch (e) {
       if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;

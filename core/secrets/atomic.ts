@@ -98,6 +98,28 @@ async function replaceFile(file: string, content: string | Buffer, mode?: number
   }
 }
 
+/**
+ * A command stopped by the user (Ctrl-C, or a signal) at a point where nothing was written: `message` says where and
+ * that nothing was changed; `signal` the signal (SIGINT for Ctrl-C), for the exit code (130 for SIGINT).
+ */
+export class InterruptedError extends OpsError {
+  constructor(
+    message: string,
+    readonly signal: string = 'SIGINT',
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The InterruptedError for `signal` (an AbortSignal's reason: the signal's name; SIGINT when none) stopping a command
+ * `where` it was (e.g. "while waiting for the lock x.lock"): "interrupted[ by SIGTERM][ where]; nothing was changed".
+ */
+export function interruption(signal: unknown, where?: string): InterruptedError {
+  const sig = typeof signal === 'string' && signal ? signal : 'SIGINT';
+  return new InterruptedError(`interrupted${sig === 'SIGINT' ? '' : ` by ${sig}`}${where ? ` ${where}` : ''}; nothing was changed`, sig);
+}
+
 /** A file changed on disk between the moment it was read and the write meant to replace it (writeIfUnchanged). */
 export class ChangedOnDiskError extends OpsError {}
 
@@ -113,23 +135,36 @@ const LOCK_QUIET_MS = 1_000;
  * while held; one not refreshed for 10 s is stale, its holder having died, and taken over). Waited for up to 15 s;
  * `notify` is told, once a second has passed, what is waited for (the lock's path, when it was last refreshed) and
  * how to clear it, and told when a lock left over (stale) is taken over. `shown`: the file as named in messages.
- * @returns the release. @throws OpsError when the lock stays held; writeError's for a directory where it cannot be made.
+ * `signal` (the command's Ctrl-C) ends the wait, and a lock not taken yet is then not taken at all: nothing written.
+ * @returns the release. @throws OpsError when the lock stays held; writeError's for a directory where it cannot be made;
+ * InterruptedError once `signal` aborts (its reason: the signal's name) before the lock is taken.
  */
-export async function takeLock(target: string, shown: string, notify: (message: string) => void): Promise<() => Promise<void>> {
+export async function takeLock(target: string, shown: string, notify: (message: string) => void, signal?: AbortSignal): Promise<() => Promise<void>> {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
   const started = Date.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
+  const interrupted = (waiting: boolean) => interruption(signal!.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (;;) {
+    if (signal?.aborted) throw interrupted(false); // later rounds: checked after each pause
     const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);
     try {
       const release = await lock(target, { realpath: false, stale: LOCK_STALE_MS });
+      if (signal?.aborted) {
+        await release().catch(() => undefined); // interrupted while it was being taken: nothing written all the same
+        throw interrupted(false);
+      }
       if (before !== undefined && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1000)} s: its command died): taken over`);
       return release;
     } catch (e) {
+      if (e instanceof InterruptedError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      // A lock made and removed at once by another command taking over a stale one (proper-lockfile's stat of the lock
+      // it has just made finds it gone): taken again, as a held one is, not said as a missing directory.
+      const vanished = code === 'ENOENT' && (await stat(dirname(target)).then((st) => st.isDirectory(), () => false));
       // the lock is a directory made beside the file: a read-only directory refuses it first
-      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw writeError(e, target, shown);
+      if (code !== 'ELOCKED' && !vanished) throw writeError(e, target, shown);
     }
     const waited = Date.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
@@ -138,7 +173,17 @@ export async function takeLock(target: string, shown: string, notify: (message: 
       const age = before === undefined ? '' : ` (last refreshed ${Math.round(before / 1000)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1000} s is taken over)`;
       notify(`waiting up to ${LOCK_WAIT_MS / 1000} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
     }
-    await new Promise((r) => setTimeout(r, 25 + Math.random() * 75)); // spread: commands waiting together do not all retry at once
+    // spread: commands waiting together do not all retry at once; an abort ends the pause at once
+    await new Promise<void>((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
   }
 }
 
@@ -157,12 +202,13 @@ const warnOnStderr = (m: string) => {
  * `shown`: the path in messages (as typed, when under the current directory).
  * The file keeps its mode; one not there yet is created with `newMode` (default 0644; 0600 for secrets: SecretsFile),
  * its temporary file too, so that its content is never readable by others, not even for a moment.
- * @throws ChangedOnDiskError, OpsError when the lock stays taken, or the write's error.
+ * `signal` (the command's Ctrl-C) ends the wait for the lock: nothing written (takeLock).
+ * @throws ChangedOnDiskError, OpsError when the lock stays taken, InterruptedError, or the write's error.
  */
-export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file), newMode = 0o644, notify: (message: string) => void = warnOnStderr): Promise<void> {
+export async function writeIfUnchanged(file: string, content: string | Buffer, expected: string | null, shown = shownPath(file), newMode = 0o644, notify: (message: string) => void = warnOnStderr, signal?: AbortSignal): Promise<void> {
   // a link is written through, and the lock taken on the file it points to: two links to one file share its lock
   const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify);
+  const release = await takeLock(target, shown, notify, signal);
   try {
     const now = await readFile(target, 'utf8').catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return null;

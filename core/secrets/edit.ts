@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
-import { ChangedOnDiskError, shownPath } from './atomic.ts';
+import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
 import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
@@ -433,6 +433,8 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         try {
           return (await base.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
         } catch (e) {
+          // interrupted while the save waited for the file's lock: nothing written, an abort like any other
+          if (e instanceof InterruptedError) return { status: 'aborted', reason: e.message };
           if (!(e instanceof ChangedOnDiskError)) throw e;
           // Another command wrote the file while the editor was open: its change stays, and so does this edit (the
           // editor again on it, or kept aside encrypted), never written over the other's unseen.

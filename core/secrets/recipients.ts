@@ -16,8 +16,12 @@ import { SecretsFile } from './sops.ts';
 export interface OpenWith {
   identities: Identities;
   mask: (value: string) => void;
+  /** Told every key name and path, no secrets (DecryptOptions.allow): a value inside one does not mask it in messages. */
+  allow?: (text: string) => void;
   /** Told what a save waits for (a lock held by another command); default: stderr. */
   warn?: (message: string) => void;
+  /** Ends a save's wait for a file's lock (the command's Ctrl-C): nothing written, InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** What a change did to one file (absolute path). `written`: false when it already was as asked. */
@@ -76,14 +80,37 @@ async function saveEach(files: SecretsFile[]): Promise<boolean[]> {
 }
 
 /**
+ * Refuse, unless `force`, a change of recipients after which the user could no longer decrypt: a file (`after`: each
+ * file's recipients once changed), or the rule new files are encrypted to (`ruleAfter`, when the change touches it),
+ * left without any age key the user holds (`ids`: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, the default key file...), where
+ * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force. Nothing is written
+ * by the caller before. @throws OpsError saying which key of theirs goes and how to keep access.
+ */
+function refuseLockout(env: string, ids: Identities, before: string[][], after: string[][], head: (named: string) => string, redo: string, force: boolean): void {
+  if (force) return;
+  const mine = new Map(ids.identities.map((i) => [i.recipient, i.source]));
+  const lost = after.some((list, i) => before[i]!.some((r) => mine.has(r)) && !list.some((r) => mine.has(r)));
+  if (!lost) return;
+  const going = [...new Set(before.flat())].filter((r) => mine.has(r) && !after.flat().includes(r));
+  const named = going.map((r) => `${r} (your key from ${mine.get(r)})`).join(', ') || 'your key';
+  throw new OpsError(
+    `${head(named)}, the only age key of yours that ${env}'s secrets are encrypted to: you could no longer decrypt them (ops secrets show, edit, set; deploys run from here); nothing was changed`,
+    `to keep access, add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`); if someone else keeps access and you mean to lose yours, run it again with --force: ${redo} --force`,
+  );
+}
+
+/**
  * Give every sops file of the environment the recipients .sops.yaml lists for it (like `sops updatekeys`):
  * a removed one rotates the file's data key. @returns one change per file ([] when there is none yet).
- * @throws OpsError when a file cannot be opened (nothing written then).
+ * @throws OpsError when a file cannot be opened, or, unless `force`, when a file would lose the last key of the
+ * user's it has (refuseLockout); nothing written then.
  */
-export async function syncRecipients(root: string, env: string, open: OpenWith): Promise<FileChange[]> {
+export async function syncRecipients(root: string, env: string, open: OpenWith, force = false): Promise<FileChange[]> {
   const wanted = recipientsFor(root, secretsPath(root, env));
   const out: FileChange[] = [];
   const opened = await openAll(root, env, open);
+  const before = opened.map((s) => [...s.recipients]);
+  refuseLockout(env, open.identities, before, opened.map(() => wanted), (named) => `.sops.yaml does not list ${named}: a sync would remove it`, `ops secrets recipients ${env} sync`, force);
   const changes = opened.map((s) => s.setRecipients(wanted));
   const written = await saveEach(opened);
   opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, ...changes[i]!, recipients: s.recipients }));
@@ -111,9 +138,10 @@ export async function addRecipient(root: string, env: string, recipient: string,
 /**
  * Remove an age recipient from every sops file of the environment that has it (each gets a new data key) and
  * from its rule in .sops.yaml. @returns the changed files and whether the rule listed it. @throws OpsError
- * when it is no recipient at all, or the only one of the rule (add the new one first); nothing written then.
+ * when it is no recipient at all, the only one of the rule (add the new one first), or, unless `force`, the last key
+ * of the user's that a file or the rule has (refuseLockout); nothing written then.
  */
-export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith): Promise<{ files: FileChange[]; fromRule: boolean }> {
+export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith, force = false): Promise<{ files: FileChange[]; fromRule: boolean }> {
   const r = checkRecipient(recipient);
   const opened = await openAll(root, env, open);
   const rule = ruleFor(root, secretsPath(root, env));
@@ -123,6 +151,9 @@ export async function removeRecipient(root: string, env: string, recipient: stri
   if (!inRule && !inFiles.length) throw new OpsError(`${r} is not a recipient of ${env}'s secrets`, `\`ops secrets recipients ${env}\` lists them`);
   const remaining = base.filter((x) => x !== r);
   if (inRule && remaining.length === 0) throw new OpsError(`${r} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
+  const before = [...inFiles.map((s) => [...s.recipients]), ...(inRule ? [base] : [])];
+  const after = [...inFiles.map((s) => s.recipients.filter((x) => x !== r)), ...(inRule ? [remaining] : [])];
+  refuseLockout(env, open.identities, before, after, (named) => `this would remove ${named}`, `ops secrets recipients ${env} remove ${r}`, force);
   for (const s of inFiles) s.removeRecipient(r);
   const files: FileChange[] = [];
   const written = await saveEach(inFiles);

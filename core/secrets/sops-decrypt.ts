@@ -128,8 +128,16 @@ export interface DecryptOptions {
    * MAC verified and before anything is returned. Pass `reporter.mask`.
    */
   mask?: (value: string) => void;
+  /**
+   * Called with every key name and key path (as messages print them: a.b, list[0].c, and without indices) once the
+   * MAC is verified: no secrets (sops keeps them in clear text). Pass `reporter.allow`, so that a value occurring
+   * inside a key's name does not mask it where ops names it.
+   */
+  allow?: (text: string) => void;
   /** Told what a save of the file waits for (a lock held by another command: atomic.ts, takeLock); default: stderr. Never given a value. */
   warn?: (message: string) => void;
+  /** Ends a save's wait for the file's lock (the command's Ctrl-C): nothing written, InterruptedError (atomic.ts, takeLock). */
+  signal?: AbortSignal;
 }
 
 /** The identities to try: those given, else the ones sops would find ($SOPS_AGE_KEY, ..._FILE, ..._CMD, the default file). */
@@ -274,5 +282,19 @@ export function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): 
     if (text === undefined) continue;
     mask(text);
     if (/[\r\n]/.test(text)) for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+  }
+}
+
+/** Tell `allow` every key name and key path of `node` (allow in DecryptOptions); `path` is where `node` stands. */
+export function allowKeys(node: TreeNode, allow?: (text: string) => void, path: (string | number)[] = []): void {
+  if (!allow) return;
+  if (node.kind === 'list') node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
+  if (node.kind !== 'map') return;
+  for (const [k, v] of node.entries) {
+    const at = [...path, k];
+    allow(k);
+    allow(showPath(at));
+    allow(at.filter((p) => typeof p === 'string').join('.'));
+    allowKeys(v, allow, at);
   }
 }

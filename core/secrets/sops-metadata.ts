@@ -1,6 +1,7 @@
 // A sops file's structure as sops writes it: the `sops` metadata section (recipients, MAC, lastmodified,
 // the encryption rules: suffixes, regexes, comment rules, Shamir key groups), the check that a text is a sops
 // file, and which values a rule encrypts. No decryption here.
+import { isMap, isScalar, parseAllDocuments } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { type GoRegexp, goRegexp } from './goregex.ts';
 import { parseTree } from './tree-parse.ts';
@@ -57,6 +58,7 @@ export interface EncryptedDocument {
 }
 
 const NOT_SOPS_HINT = 'give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`';
+const notSops = (file: string) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
 
 function metaError(file: string, what: string): OpsError {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, 'restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand');
@@ -81,7 +83,7 @@ export function canonicalLastModified(file: string, value: string): string {
 }
 
 function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
-  if (!node) throw new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  if (!node) throw notSops(file);
   if (node.kind !== 'map') throw metaError(file, '"sops" is not a map');
   const foreign: string[] = [];
   for (const kind of ['kms', 'gcp_kms', 'azure_kv', 'hc_vault', 'pgp', 'hckms', 'key_groups']) {
@@ -154,9 +156,38 @@ function listCommentsAsComments<T extends TreeNode>(node: T): T {
   return { ...node, items, ...(comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {}) };
 }
 
-/** Parse an encrypted sops document (YAML or JSON) without decrypting anything. */
+/**
+ * Whether `text`, read as plain YAML or JSON (none of sops's rules on values or keys), has a top-level `sops` key:
+ * undefined when it cannot be read at all (a syntax error, several YAML documents).
+ */
+function hasSopsKey(text: string, format: Format): boolean | undefined {
+  try {
+    if (format === 'json') {
+      const v: unknown = JSON.parse(text.replace(/^\uFEFF/, ''));
+      return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.hasOwn(v, 'sops');
+    }
+    const docs = parseAllDocuments(text, { uniqueKeys: false });
+    if (!Array.isArray(docs) || docs.length !== 1 || docs[0]!.errors.length) return undefined;
+    const top = docs[0]!.contents;
+    return isMap(top) && top.items.some((pair) => isScalar(pair.key) && pair.key.value === 'sops');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parse an encrypted sops document (YAML or JSON) without decrypting anything.
+ * @throws OpsError: a file without a top-level `sops` key is said to be no sops file, before anything its values
+ * break of sops's rules (an integer above int64, a non-string key: `quote it` is no advice for a file never encrypted).
+ */
 export function parseSops(text: string, file: string, format: Format = formatOf(file)): EncryptedDocument {
-  const tree = parseTree(text, format, { file, keys: 'strict' });
+  let tree: MapNode;
+  try {
+    tree = parseTree(text, format, { file, keys: 'strict' });
+  } catch (e) {
+    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    throw e;
+  }
   const sops = getEntry(tree, 'sops');
   const meta = parseMetadata(file, sops);
   meta.layout = detectLayout(text, format, sops?.kind === 'map' ? sops : undefined);

@@ -11,7 +11,7 @@ import { writeIfUnchanged } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
-import { type DecryptOptions, IvStash, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
+import { type DecryptOptions, IvStash, allowKeys, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
@@ -67,6 +67,7 @@ export class SecretsFile {
     const key = await recoverDataKey(doc, await resolveIdentities(opts));
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts.mask);
+    allowKeys(plain, opts.allow);
     const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
     const f = new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
     f.openedWith = opts;
@@ -375,12 +376,13 @@ export class SecretsFile {
    * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
    * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
    * Returns whether it was written.
-   * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+   * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+   * written) when the opening options' `signal` aborts before the file's lock is taken.
    */
   async save(opts: RenderOptions = {}, replacing: string | null = this.onDisk): Promise<boolean> {
     const { text, changed } = await this.render(opts);
     if (!changed) return false;
-    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode, this.openedWith.warn);
+    await writeIfUnchanged(this.file, text, replacing, undefined, this.createMode, this.openedWith.warn, this.openedWith.signal);
     this.onDisk = text;
     return true;
   }

@@ -1,10 +1,11 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
@@ -31,18 +32,34 @@ async function identitiesFor(ctx: CommandContext, env: string | undefined): Prom
   return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv, (m) => ctx.reporter.warn(m)) : loadIdentities(ctx.processEnv);
 }
 
-/** How an environment's files are opened: its identities, every decrypted value masked, what a save waits for said. */
+/** How an environment's files are opened: its identities, every decrypted value masked (its key names never), what a save waits for said. */
 async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
-  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), warn: (m) => ctx.reporter.warn(m) };
+  return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k), warn: (m) => ctx.reporter.warn(m) };
 }
 
-/** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
-function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+/**
+ * All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts).
+ * @throws InterruptedError once `signal` aborts first (a stdin nobody ends, and Ctrl-C).
+ */
+async function readAll(stream: NodeJS.ReadableStream, signal?: AbortSignal): Promise<Buffer> {
+  const { interruption } = await import('../../core/secrets/atomic.ts');
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
+    const onAbort = () => {
+      stream.pause();
+      rej(interruption(signal!.reason, 'while reading the value from stdin'));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
-    stream.on('end', () => res(Buffer.concat(chunks)));
-    stream.on('error', rej);
+    stream.on('end', () => {
+      signal?.removeEventListener('abort', onAbort);
+      res(Buffer.concat(chunks));
+    });
+    stream.on('error', (e) => {
+      signal?.removeEventListener('abort', onAbort);
+      rej(e);
+    });
     stream.resume();
   });
 }
@@ -57,15 +74,63 @@ function setValueFromInput(text: string): string {
 }
 
 /**
+ * One line typed at the terminal `stdin`, not shown, as passwd reads one: readline reads the terminal in raw mode
+ * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
+ * `prompt` goes to `stderr`. The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), and on
+ * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
+ * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
+ * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
+ */
+async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
+  const { interruption } = await import('../../core/secrets/atomic.ts');
+  return new Promise((res, rej) => {
+    const muted = new Writable({ write: (_chunk, _enc, done) => done() });
+    const rl = createInterface({ input: stdin, output: muted, terminal: true, historySize: 0 });
+    stderr.write(prompt); // once the terminal is raw: a Ctrl-C typed after the prompt is read here, not a signal
+    const lines: string[] = [];
+    let settled = false;
+    // a signal from outside (kill, a closed terminal: `signal`, the command's) would end the process with the
+    // terminal left raw, echo off
+    const onAbort = () => finish(interruption(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      const rest = rl.line; // a paste's last line without its end, still in readline's buffer
+      rl.close(); // the terminal's modes back: echo on
+      stdin.pause();
+      stderr.write('\n'); // the Enter typed was not echoed either
+      if (err) rej(err);
+      else if (lines.length > 1 || rest) rej(new OpsError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
+      else res(lines[0] ?? '');
+    };
+    // the lines of one paste arrive in one chunk, one event each: the first is taken once they are all in
+    rl.on('line', (line) => {
+      lines.push(line);
+      if (lines.length === 1) setImmediate(() => finish());
+    });
+    rl.on('SIGINT', () => finish(interruption('SIGINT'))); // Ctrl-C, read as a key on the raw terminal
+    rl.on('close', () => finish());
+    if (signal.aborted) onAbort();
+  });
+}
+
+/**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
- * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text.
+ * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
+ * `signal` aborts (Ctrl-C at the terminal too).
  */
-async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean): Promise<string> {
-  if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
+async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
+  if ((ctx.stdin as NodeJS.ReadStream).isTTY) {
+    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${key} < FILE`, signal);
+    if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
+    return typed;
+  }
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-  const text = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint);
+  const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
   const value = exact ? text : setValueFromInput(text);
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
@@ -100,14 +165,36 @@ function pipedInput(stdin: NodeJS.ReadableStream, waitMs = 1000): Promise<boolea
 }
 
 /**
- * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. Its output reaches
- * ops's stdout only when that is a terminal: a terminal editor draws the plaintext on its screen, which, with
- * stdout piped or a CI log (`ops secrets edit qa | tee log`, no EDITOR in a job), put every secret in the log.
+ * Where the editor draws its screen (its stdout): ops's stdout when that is a terminal; else the person's terminal
+ * (/dev/tty, as git does for its editor: `ops secrets edit qa | tee log` at a terminal is edited seeing the text);
+ * else, with no terminal at all (a CI job), nowhere: a terminal editor draws the plaintext on its screen, which
+ * ops's stdout (a CI log) must never get. @returns what to give spawn, and a close for an fd opened here.
+ */
+function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => void } {
+  if (process.stdout.isTTY) return { stdout: 'inherit', close: () => undefined };
+  let fd: number;
+  try {
+    fd = openSync('/dev/tty', 'w'); // ENXIO when the process has no controlling terminal
+  } catch {
+    return { stdout: 'ignore', close: () => undefined };
+  }
+  return { stdout: fd, close: () => closeSync(fd) };
+}
+
+/**
+ * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
+ * person's terminal, never a pipe or a log (editorScreen).
  */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
   return new Promise((res, rej) => {
-    const child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', process.stdout.isTTY ? 'inherit' : 'ignore', 'inherit'], env: processEnv });
+    const screen = editorScreen();
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', screen.stdout, 'inherit'], env: processEnv });
+    } finally {
+      screen.close(); // the child has its own copy
+    }
     const stop = () => child.kill('SIGTERM');
     signal.addEventListener('abort', stop, { once: true });
     child.on('error', (e) => {
@@ -119,6 +206,40 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
       res({ code, signal: sig });
     });
   });
+}
+
+/** The exit code of a command a signal ended, as a shell reports it (128 + the signal's number). */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * `run`'s exit code; a command interrupted where nothing was written (InterruptedError: Ctrl-C while a value is typed,
+ * a signal while the file's lock is waited for) says so on one line, with a signal's exit code (130 for Ctrl-C).
+ */
+async function exitOnInterrupt(ctx: CommandContext, run: () => Promise<number>): Promise<number> {
+  const { InterruptedError } = await import('../../core/secrets/atomic.ts');
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof InterruptedError)) throw e;
+    ctx.reporter.error(e.message);
+    return SIGNAL_EXIT[e.signal] ?? 130;
+  }
+}
+
+/**
+ * A signal for a command that stops cleanly when interrupted: once `listen` is called, SIGINT, SIGTERM and SIGHUP abort
+ * it (its reason: the signal's name) instead of ending the process, until `stop` (call it whatever happens). Only for
+ * code that heeds it (the editor stopped, a lock's wait ended: nothing half done); anything else runs on to its end.
+ */
+function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => void } {
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  return {
+    signal: abort.signal,
+    listen: () => signals.forEach((s) => process.on(s, onSignal)),
+    stop: () => signals.forEach((s) => process.off(s, onSignal)),
+  };
 }
 
 /** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */
@@ -217,8 +338,6 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
-const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
-
 export const commands: Command[] = [
   command({
     name: 'secrets decrypt',
@@ -230,7 +349,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v) });
+      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
     },
@@ -256,6 +375,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         ctx.stdout.write(secrets.plaintext());
         return 0;
       }
+      ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
@@ -298,37 +418,40 @@ exactly is offered back too (every deploy would refuse it), named by variable an
 is a placeholder (CHANGE-ME), a packages secret provision would not write, and a key "<<" holding a value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
-    async run(ctx) {
-      const { editSecrets } = await import('../../core/secrets/edit.ts');
-      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-      const env = validate('environment', ctx.args[0]!);
-      const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-      const abort = new AbortController();
-      const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
-      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-      for (const s of signals) process.on(s, onSignal);
-      const io: EditIo = {
-        edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
-        confirm: (q) => confirm(ctx, q, abort.signal),
-        warn: (m) => ctx.reporter.warn(m),
-        check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
-        signal: abort.signal,
-      };
-      try {
-        const result = await editSecrets(secrets, io);
-        const file = show(ctx.root, secrets.file);
-        if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
-        else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
-        else {
-          ctx.reporter.error(`${file}: ${result.reason}`);
-          return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
+    run: (ctx) =>
+      exitOnInterrupt(ctx, async () => {
+        const { editSecrets } = await import('../../core/secrets/edit.ts');
+        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+        const env = validate('environment', ctx.args[0]!);
+        const abort = signalsAbort();
+        // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal });
+        abort.listen();
+        const io: EditIo = {
+          edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
+          confirm: (q) => confirm(ctx, q, abort.signal),
+          warn: (m) => ctx.reporter.warn(m),
+          check: await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'edit'),
+          signal: abort.signal,
+        };
+        try {
+          const result = await editSecrets(secrets, io);
+          const file = show(ctx.root, secrets.file);
+          if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
+          else if (result.status === 'saved') {
+            // the keys named are no secrets (a value typed may occur in a new key's name)
+            for (const k of [...result.changes.added, ...result.changes.changed, ...result.changes.removed]) ctx.reporter.allow?.(k);
+            ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+          } else {
+            ctx.reporter.error(`${file}: ${result.reason}`);
+            return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
+          }
+          return 0;
+        } finally {
+          abort.stop();
         }
-        return 0;
-      } finally {
-        for (const s of signals) process.off(s, onSignal);
-      }
-    },
+      }),
   }),
   command({
     name: 'secrets encrypt',
@@ -362,6 +485,8 @@ included (a PEM key, a certificate):
   ops secrets set prod tls.key < server.key
 With --exact stdin is taken byte for byte, nothing dropped (a one-line value that ends in a newline):
   printf 'line\n' | ops secrets set prod motd --exact
+At a terminal (nothing piped in), the value is typed on one line, not shown, and Enter ends it (Ctrl-C
+changes nothing); a value of several lines is given from a file instead (< FILE).
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
@@ -379,64 +504,76 @@ A value the environment's .env carries (an env entry names its key) that its rea
 read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
 each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: every deploy refuses it) and a
 packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
-    async run(ctx) {
-      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
-      const env = validate('environment', ctx.args[0]!);
-      const key = ctx.args[1]!;
-      splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
-      // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      requireEnvironment(ctx.root, env);
-      // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
-      if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
-      if (ctx.values.empty && (await pipedInput(ctx.stdin)))
-        throw new UsageError(
-          `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
-          `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
-        );
-      const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true);
-      // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
-      const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
-      const weak = weakParts(value);
-      if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
-      if (value) ctx.reporter.mask(value);
-      // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
-      // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
-      const { retryOnChange } = await import('../../core/secrets/atomic.ts');
-      return retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-        const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-        const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
-        let existing: TreeNode | undefined = secrets.tree;
-        for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-        if (existing?.kind === 'list' && !ctx.values.replace) {
-          const n = existing.items.length;
-          throw new OpsError(
-            `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
-            `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+    run: (ctx) =>
+      exitOnInterrupt(ctx, async () => {
+        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+        const env = validate('environment', ctx.args[0]!);
+        const key = ctx.args[1]!;
+        splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+        // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
+        const { requireEnvironment } = await import('../../core/secrets/files.ts');
+        requireEnvironment(ctx.root, env);
+        // a flag that drops an input is refused, never obeyed silently: which value was meant is for the user to say
+        if (ctx.values.empty && ctx.values.exact) throw new UsageError('--empty and --exact cannot be given together: --empty stores an empty value without reading stdin, --exact says how stdin is read', `give one: --empty for an empty value, or --exact to take the piped value byte for byte`);
+        if (ctx.values.empty && (await pipedInput(ctx.stdin)))
+          throw new UsageError(
+            `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
+            `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
           );
+        // a signal (Ctrl-C, a kill) while the value is read or the file's lock waited for: nothing written, said (exitOnInterrupt)
+        const abort = signalsAbort();
+        abort.listen();
+        try {
+          const value = ctx.values.empty ? '' : await valueFromStdin(ctx, env, key, ctx.values.exact === true, abort.signal);
+          // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
+          const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
+          const weak = weakParts(value);
+          if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+          // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
+          for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
+          if (value) ctx.reporter.mask(value);
+          // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
+          // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
+          const { retryOnChange } = await import('../../core/secrets/atomic.ts');
+          const open = { ...(await openWith(ctx, env)), signal: abort.signal };
+          return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
+            const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
+            const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+            ctx.reporter.allow?.(path.join('.'));
+            let existing: TreeNode | undefined = secrets.tree;
+            for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+            if (existing?.kind === 'list' && !ctx.values.replace) {
+              const n = existing.items.length;
+              throw new OpsError(
+                `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+                `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+              );
+            }
+            if (existing?.kind === 'map' && !ctx.values.replace) {
+              const lost = leafPaths(existing, path);
+              throw new OpsError(
+                `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
+                `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
+              );
+            }
+            const before = secrets.data;
+            secrets.set(path, str(value));
+            // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
+            const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+            (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
+            const written = await secrets.save();
+            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+            // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
+            const shown = showPath(path);
+            const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
+            if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
+            return 0;
+          });
+        } finally {
+          abort.stop();
         }
-        if (existing?.kind === 'map' && !ctx.values.replace) {
-          const lost = leafPaths(existing, path);
-          throw new OpsError(
-            `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
-            `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
-          );
-        }
-        const before = secrets.data;
-        secrets.set(path, str(value));
-        // a value every deploy of env would refuse (its .env readers would not read it back) is refused now, unwritten
-        const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
-        (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
-        const written = await secrets.save();
-        ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
-        // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
-        const shown = showPath(path);
-        const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
-        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, secrets.file), plain));
-        return 0;
-      });
-    },
+      }),
   }),
   command({
     name: 'secrets rotate',
@@ -457,19 +594,24 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     name: 'secrets recipients',
     summary: "list, add or remove who can decrypt an environment's secrets, or sync them from .sops.yaml",
     args: ['<env>', '[add|remove|sync]', '[recipient]'],
+    options: { force: { type: 'boolean', description: 'remove or sync away even the last of your own age keys (from $SOPS_AGE_KEY, its file, the default key file) that a file is encrypted to: you can no longer decrypt it' } },
     help: `  ops secrets recipients prod                    list the recipients (file and .sops.yaml)
   ops secrets recipients prod add age1...        add one to .sops.yaml and to every sops file of prod
   ops secrets recipients prod remove age1...     remove one, and rotate the data key (the removed key
                                                  may have kept the old one)
   ops secrets recipients prod sync               make the files' recipients those of .sops.yaml
                                                  (like sops updatekeys; rotates if one is removed)
-Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.`,
+Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.
+A remove or sync that would take away the last of your own keys a file is encrypted to (you could no longer
+decrypt it) is refused, nothing changed, unless --force: add another key of yours first.`,
     async run(ctx) {
       const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
       requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
       const action = ctx.args[1];
+      // a flag that means nothing here is refused, never ignored
+      if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
       if (!action) {
         const view = listRecipients(ctx.root, env);
         const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
@@ -485,9 +627,10 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       const recipient = ctx.args[2];
       if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
       if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
+      const force = ctx.values.force === true;
       const open = await openWith(ctx, env);
       if (action === 'sync') {
-        const changes = await syncRecipients(ctx.root, env, open);
+        const changes = await syncRecipients(ctx.root, env, open, force);
         for (const c of changes) {
           const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
           ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
@@ -500,7 +643,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
         return 0;
       }
-      const removed = await removeRecipient(ctx.root, env, recipient!, open);
+      const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
       for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
       if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
       ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');

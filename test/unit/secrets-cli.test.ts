@@ -720,6 +720,51 @@ describe('ops secrets rotate / recipients', () => {
     expect(last.code).toBe(1);
     expect(last.err).toContain('is not a recipient of');
   });
+
+  it('remove or sync taking away the last of your own keys: refused, nothing changed, unless --force', async () => {
+    const e = await newEnv();
+    const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;
+    const k2File = join(tempDir(), 'k2.txt');
+    const r2 = (await cli(e.root, ['keygen', '--output', k2File])).out.trim();
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'add', r2], e.env)).code).toBe(0);
+    const cfg = join(e.root, '.sops.yaml');
+    const files = () => [readFileSync(e.secrets, 'utf8'), readFileSync(cfg, 'utf8')];
+    const before = files();
+
+    const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine], e.env);
+    expect(rm.code, rm.err).toBe(1);
+    expect(rm.err).toContain(`this would remove ${mine} (your key from ${e.keyFile}), the only age key of yours that qa's secrets are encrypted to: you could no longer decrypt them`);
+    expect(rm.err).toContain('nothing was changed');
+    expect(rm.err).toContain(`ops secrets recipients qa remove ${mine} --force`);
+    expect(rm.err).toContain('add another key of yours first');
+    expect(files()).toEqual(before);
+
+    // sync to a .sops.yaml edited by hand that no longer lists your key: the same
+    writeFileSync(cfg, before[1]!.replace(`${mine},${r2}`, r2));
+    const sync = await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env);
+    expect(sync.code, sync.err).toBe(1);
+    expect(sync.err).toContain(`.sops.yaml does not list ${mine} (your key from ${e.keyFile}): a sync would remove it, the only age key of yours`);
+    expect(sync.err).toContain('ops secrets recipients qa sync --force');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before[0]);
+    writeFileSync(cfg, before[1]!);
+
+    // holding the other key too: you keep access, nothing to confirm
+    const both = `${e.key}\n${readFileSync(k2File, 'utf8')}`;
+    const kept = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine], { SOPS_AGE_KEY: both });
+    expect(kept.code, kept.err).toBe(0);
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'add', mine], { SOPS_AGE_KEY: both })).code).toBe(0);
+
+    // --force: done, and said as any remove is
+    const forced = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', mine, '--force'], e.env);
+    expect(forced.code, forced.err).toBe(0);
+    expect(forced.out).toContain(`removed ${mine}`);
+    await expect(open(e)).rejects.toThrow('none of your age identities');
+
+    // a flag that means nothing there is refused, not ignored
+    const add = await cli(e.root, ['secrets', 'recipients', 'qa', 'add', mine, '--force'], { SOPS_AGE_KEY_FILE: k2File });
+    expect(add.code).toBe(2);
+    expect(add.err).toContain('--force applies to remove and sync only');
+  });
 });
 
 describe('generators', () => {
@@ -869,6 +914,32 @@ describe('the project not found', () => {
   });
 });
 
+describe('ops secrets set interrupted while reading the value', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} while a stdin nobody ends is read: exit ${signal === 'SIGINT' ? 130 : 143}, said, nothing changed (not the part read stored)`, async () => {
+      const e = await newEnv();
+      const before = readFileSync(e.secrets, 'utf8');
+      const stdin = new PassThrough();
+      stdin.write('partial-Zq7w');
+      const err = new PassThrough();
+      let said = '';
+      err.on('data', (c) => (said += String(c)));
+      const listening = process.listenerCount(signal);
+      const run = runCli(secretCommands, { argv: ['secrets', 'set', 'qa', 'k'], root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env }, stdin, stdout: new PassThrough(), stderr: err });
+      // the signal as the process gets it, once set listens for it (a real one before that ends the process, as ever)
+      for (let waited = 0; process.listenerCount(signal) === listening; waited += 10) {
+        if (waited > 10_000) throw new Error(`ops secrets set never listened for ${signal} while reading stdin: it would end without a word`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      process.emit(signal, signal);
+      expect(await run).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(said).toBe(`error: interrupted${signal === 'SIGINT' ? '' : ` by ${signal}`} while reading the value from stdin; nothing was changed\n`);
+      expect(process.listenerCount(signal)).toBe(listening);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    });
+  }
+});
+
 describe('a lock left on the secrets file', () => {
   const lockOf = (e: Env) => `${e.secrets}.lock`;
   const leaveLock = (e: Env, ageMs = 0) => {
@@ -900,6 +971,45 @@ describe('a lock left on the secrets file', () => {
       clearTimeout(release);
     }
   });
+
+  // A person's Ctrl-C (SIGINT), or a signal from outside, while ops waits: said, as for every wait of set and edit.
+  for (const [what, argv, editorBody] of [
+    ['set', ['secrets', 'set', 'qa', 'k'], undefined],
+    ['edit', ['secrets', 'edit', 'qa'], `echo 'k: Zq7w-edited' >> "$1"`],
+  ] as const) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      it(`${signal} while ${what} waits for the lock: exit ${signal === 'SIGINT' ? 130 : 143}, "interrupted while waiting for the lock; nothing was changed", the file untouched`, async () => {
+        const e = await newEnv();
+        const before = readFileSync(e.secrets, 'utf8');
+        leaveLock(e);
+        const refresh = setInterval(() => utimesSync(lockOf(e), new Date(), new Date()), 1000);
+        try {
+          const ed = editorBody && editor(editorBody);
+          const child = spawn(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), ...argv], {
+            cwd: e.root,
+            env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...(ed ? { EDITOR: ed.cmd } : {}), ...e.env },
+            stdio: ['pipe', 'pipe', 'pipe'],
+          });
+          child.stdin.end(ed ? '' : 'value-Zq7w-long');
+          let err = '';
+          let sent = false; // once: a second signal, once the first has been handled, ends the process as it would
+          child.stdout.on('data', (c) => (err += String(c)));
+          child.stderr.on('data', (c) => {
+            err += String(c);
+            if (!sent && err.includes('waiting up to 15 s for the lock')) sent = child.kill(signal);
+          });
+          const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+          expect(err).toContain(`interrupted${signal === 'SIGINT' ? '' : ` by ${signal}`} while waiting for the lock environments/qa/secrets.sops.yaml.lock; nothing was changed`); // (relative: run in the project)
+          expect(err.split('\n').filter((l) => l.includes('interrupted'))).toHaveLength(1);
+          expect(code, err).toBe(signal === 'SIGINT' ? 130 : 143);
+          expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+          if (ed) expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+        } finally {
+          clearInterval(refresh);
+        }
+      }, 60_000);
+    }
+  }
 
   it('left over by a command that died (not refreshed for 10 s): taken over at once, and said so', async () => {
     const e = await newEnv();

@@ -6,7 +6,7 @@
 import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, readdirSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { writeError, writeIfUnchanged } from '../../core/secrets/atomic.ts';
+import { InterruptedError, takeLock, writeError, writeIfUnchanged } from '../../core/secrets/atomic.ts';
 import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
 import { bytesNode, str } from '../../core/secrets/tree.ts';
 import { cli, editor, newEnv, open, secretsFile, sops, tempDir } from './secrets.helpers.ts';
@@ -323,6 +323,30 @@ if [ "$n" = 0 ]; then printf 'mine: typed-by-me-Zq7w\n' >> "$1"; cp '${b}' '${e.
 });
 
 describe('writing a secrets file', () => {
+  it('a signal (the command\'s abort) before or while the lock is taken: nothing written, no lock left, said so', async () => {
+    const dir = tempDir('ops-abort-');
+    const file = join(dir, 's.sops.yaml');
+    writeFileSync(file, 'old\n');
+    const early = await writeIfUnchanged(file, 'new\n', 'old\n', 's.sops.yaml', 0o600, () => undefined, AbortSignal.abort('SIGINT')).catch((e: Error) => e);
+    expect(early).toBeInstanceOf(InterruptedError);
+    expect((early as Error).message).toBe('interrupted before writing s.sops.yaml; nothing was changed');
+    // while another command holds it: the wait ends at the signal, long before the lock's 15 s
+    const held = await takeLock(file, 's.sops.yaml', () => undefined);
+    try {
+      const abort = new AbortController();
+      setTimeout(() => abort.abort('SIGTERM'), 200);
+      const started = Date.now();
+      const waiting = await writeIfUnchanged(file, 'new\n', 'old\n', 's.sops.yaml', 0o600, () => undefined, abort.signal).catch((e: Error) => e);
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect((waiting as InterruptedError).signal).toBe('SIGTERM');
+      expect((waiting as Error).message).toBe('interrupted by SIGTERM while waiting for the lock s.sops.yaml.lock; nothing was changed');
+    } finally {
+      await held();
+    }
+    expect(readFileSync(file, 'utf8')).toBe('old\n');
+    expect(readdirSync(dir)).toEqual(['s.sops.yaml']);
+  });
+
   it('a secrets file that is a symbolic link (a shared folder) is written through to its target and stays a link', async () => {
     const e = await newEnv();
     const shared = tempDir('ops-shared-');

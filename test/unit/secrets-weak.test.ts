@@ -105,3 +105,45 @@ describe('where values enter and where they are used', () => {
     expect(reporter.redact('the application on port 5432')).toBe('the ***lication on port ***');
   });
 });
+
+describe('key names and paths are no secrets: a weak value inside one leaves it whole where ops names it', () => {
+  it('the Masker: a value wholly inside an allowed key stays there, and is masked anywhere else', () => {
+    const m = new Masker();
+    m.add('admin');
+    m.allow('admin@example.org');
+    m.allow('passwords.admin@example.org');
+    expect(m.redact('set passwords.admin@example.org')).toBe('set passwords.admin@example.org');
+    expect(m.redact('login admin, then admin@example.org; administrator')).toBe('login ***, then admin@example.org; ***istrator');
+    // a key that is the value itself, nothing more, or a value equal to a key, covers nothing
+    const n = new Masker();
+    n.add('db-user');
+    n.allow('db-user');
+    expect(n.redact('db-user logged in')).toBe('*** logged in');
+    const o = new Masker();
+    o.add('admin');
+    o.add('admin@example.org');
+    o.allow('admin@example.org');
+    expect(o.redact('admin@example.org')).toBe('***');
+  });
+
+  it('ops secrets set, show, edit and a deploy name a key holding a weak value whole, masking the value elsewhere', async () => {
+    const e = await newEnv();
+    // the key env new wrote: passwords.admin@example.org
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'admin');
+    expect(set.code, set.err).toBe(0);
+    expect(set.out).toBe('environments/qa/secrets.sops.yaml: set passwords.admin@example.org\n');
+    // a new key holding it, typed on the command line
+    const set2 = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."admin2@example.org"'], e.env, STRONG);
+    expect(set2.out).toBe('environments/qa/secrets.sops.yaml: set passwords.admin2@example.org\n');
+    const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.com'], e.env);
+    expect(show.err).toContain('no key passwords.admin@example.com in');
+    const ed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'admin_user: admin-x\\n' >> "$1"`).cmd });
+    expect(ed.code, ed.err).toBe(0);
+    expect(ed.out).toBe('environments/qa/secrets.sops.yaml: updated (added admin_user)\n');
+    // a deploy's secret loading: its warning names the key whole; the value is masked as ever elsewhere
+    const reporter = new MemoryReporter();
+    await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, loadEnvironment('qa', e.root)).catch(() => undefined);
+    expect(reporter.lines.join('\n')).toContain('"passwords.admin@example.org"');
+    expect(reporter.redact('user admin')).toBe('user ***');
+  });
+});

@@ -166,6 +166,24 @@ describe('a tampered file is refused, with nothing returned', () => {
     expect(await refused('a: [1\n', '/x/broken.yaml')).toMatch(/^\/x\/broken.yaml is not valid YAML at line 2, column 1/);
     expect(await refused(yaml.replace(/^ {2}lastmodified: .*\n/m, ''), Y)).toContain('sops.lastmodified is missing');
   });
+
+  it('a plain file is said to be no sops file before anything its values break of sops\'s rules ("quote it" is no advice there)', async () => {
+    const plain = {
+      'an integer above int64': 'a: 10000000000000000000\n',
+      'one nested in a list': 'a:\n  - b: 10000000000000000000\n',
+      'a key that is no string': '1: x\n',
+      '!!binary text that is not base64': 'a: !!binary "%%"\n',
+      'an alias, and a key twice': 'a: &x 1\nb: *x\nb: 10000000000000000000\n',
+    };
+    for (const [what, text] of Object.entries(plain)) {
+      const msg = await refused(text, '/x/plain.yaml');
+      expect(msg, what).toMatch(/^\/x\/plain.yaml is not a sops file: it has no "sops" section/);
+      expect(msg, what).not.toContain('quote');
+    }
+    expect(await refused('{"a": 10000000000000000000, "1": 2}', '/x/plain.json')).toMatch(/^\/x\/plain.json is not a sops file/);
+    // a sops file's own values are still judged by sops's rules
+    expect(await refused(yaml.replace(/^string: .*$/m, 'string: 10000000000000000000'), Y)).toContain('an integer typed without quotes above the 64-bit signed range');
+  });
 });
 
 describe('keys', () => {

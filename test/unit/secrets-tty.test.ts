@@ -1,0 +1,130 @@
+// The secrets commands at a real terminal (a pseudo-terminal driven by te../support/on_terminal.py, the `ops` binary as a
+// person runs it): a value typed for `ops secrets set` is never shown, and the terminal is left as it was found.
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { type Env, cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
+
+const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));
+const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
+
+type Step = [wait: string, send: string | { signal: NodeJS.Signals }];
+
+/**
+ * `script` (sh) run on a new terminal in e's project, `steps` typed as their text appears; what the terminal showed,
+ * with the shell's last word: `exit=<ops's exit code>` and `stty -a` (the terminal's modes once ops has ended).
+ */
+async function onTerminal(e: Env, script: string, steps: Step[]): Promise<{ out: string; exit: number; echo: boolean }> {
+  const spec = { argv: ['sh', '-c', `${script}; echo "exit=$?"; stty -a`], cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS: OPS, TERM: 'xterm', ...e.env }, steps };
+  const { stdout } = await promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
+  const { out } = JSON.parse(stdout) as { out: string };
+  const exit = /exit=(\d+)/.exec(out);
+  expect(exit, out).not.toBeNull();
+  // stty -a lists "echo" when the terminal echoes what is typed, "-echo" when not
+  const modes = out.slice(out.indexOf('exit='));
+  expect(modes, out).toMatch(/(^|\s)-?echo(\s|$)/);
+  return { out, exit: Number(exit![1]), echo: /(^|\s)echo(\s|$)/.test(modes) };
+}
+
+describe('ops secrets set at a terminal: the value typed is not shown', () => {
+  it('typed and Enter: stored, never on the screen, the terminal echoing again afterwards; backspace edits it', async () => {
+    const e = await newEnv();
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-typed-secreX\x7ft\r']]);
+    expect(t.out).toContain('value for typed_key');
+    expect(t.out).not.toContain('Zq8-typed');
+    expect(t.exit, t.out).toBe(0);
+    expect(t.echo, t.out).toBe(true);
+    expect((await open(e)).data).toMatchObject({ typed_key: 'Zq8-typed-secret' });
+  }, 180_000);
+
+  it('Ctrl-C: exit 130, "interrupted; nothing was changed", the terminal echoing again, the file untouched', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-half-typed\x03']]);
+    expect(t.out).not.toContain('Zq8-half');
+    expect(t.out).toContain('error: interrupted; nothing was changed');
+    expect(t.exit, t.out).toBe(130);
+    expect(t.echo, t.out).toBe(true);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 180_000);
+
+  it('a signal from outside while the value is typed: the terminal echoes again, nothing changed', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [
+      ['value for typed_key', 'Zq8-half-typed'],
+      ['', { signal: 'SIGTERM' }],
+    ]);
+    expect(t.out).not.toContain('Zq8-half');
+    expect(t.out).toContain('interrupted by SIGTERM; nothing was changed');
+    expect(t.exit, t.out).toBe(143);
+    expect(t.echo, t.out).toBe(true);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 180_000);
+
+  it('a paste of several lines is refused, not cut to its first line; nothing shown or changed', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-line-one\rZq8-line-two\r']]);
+    expect(t.out).not.toContain('Zq8-line');
+    expect(t.out).toContain('several lines');
+    expect(t.out).toContain('ops secrets set qa typed_key < FILE');
+    expect(t.exit, t.out).toBe(1);
+    expect(t.echo, t.out).toBe(true);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 180_000);
+
+  it('Ctrl-D on an empty line: refused, nothing changed', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', '\x04']]);
+    expect(t.out).toContain('no value typed for typed_key');
+    expect(t.exit, t.out).toBe(1);
+    expect(t.echo, t.out).toBe(true);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 180_000);
+});
+
+describe('ops secrets edit: the editor draws on the person\'s terminal, never into a pipe or a log', () => {
+  /** An environment holding a value, and an editor that says whether its stdout is a terminal, then draws the text there (as vi does). */
+  async function setUp() {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://app:Zq8-drawn-on-screen@db/app');
+    expect(set.code, set.err).toBe(0);
+    const seen = join(tempDir(), 'seen');
+    const ed = editor(`if [ -t 1 ]; then echo tty > '${seen}'; else echo no-tty > '${seen}'; fi; cat "$1"`);
+    return { e, seen, ed };
+  }
+
+  it('stdout piped at a terminal (ops secrets edit qa | tee log): the editor\'s stdout is the terminal; the log gets none of the text', async () => {
+    const { e, seen, ed } = await setUp();
+    const log = join(tempDir(), 'log');
+    const t = await onTerminal({ ...e, env: { ...e.env, EDITOR: ed.cmd, LOG: log } }, 'node "$OPS" secrets edit qa | cat > "$LOG"', []);
+    expect(readFileSync(seen, 'utf8')).toBe('tty\n');
+    expect(t.out).toContain('Zq8-drawn-on-screen'); // the person sees what they edit
+    expect(readFileSync(log, 'utf8')).toContain('no changes');
+    expect(readFileSync(log, 'utf8')).not.toContain('Zq8-drawn-on-screen');
+  }, 180_000);
+
+  it('no terminal at all (a CI job): the editor\'s stdout goes nowhere; nothing of the text reaches ops\'s output', async () => {
+    const { e, seen, ed } = await setUp();
+    // detached: a session of its own, without a controlling terminal (/dev/tty cannot be opened), as in a CI runner
+    const child = spawn(process.execPath, [OPS, 'secrets', 'edit', 'qa'], {
+      cwd: e.root,
+      env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += String(c)));
+    child.stderr.on('data', (c) => (out += String(c)));
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code, out).toBe(0);
+    expect(readFileSync(seen, 'utf8')).toBe('no-tty\n');
+    expect(out).toContain('no changes');
+    expect(out).not.toContain('Zq8-drawn-on-screen');
+  }, 180_000);
+});

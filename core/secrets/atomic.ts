@@ -139,7 +139,7 @@ const LOCK_QUIET_MS = 1_000;
  * @returns the release. @throws OpsError when the lock stays held; writeError's for a directory where it cannot be made;
  * InterruptedError once `signal` aborts (its reason: the signal's name) before the lock is taken.
  */
-export async function takeLock(target: string, shown: string, notify: (message: string) => void, signal?: AbortSignal): Promise<() => Promise<void>> {
+export async function takeLock(target: string, shown: string, notify: (message: string) => void, signal?: AbortSignal): Promise<HeldLock> {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
   const started = Date.now();
@@ -150,7 +150,12 @@ export async function takeLock(target: string, shown: string, notify: (message: 
     if (signal?.aborted) throw interrupted(false); // later rounds: checked after each pause
     const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);
     try {
-      const release = await lock(target, { realpath: false, stale: LOCK_STALE_MS });
+      // Two commands taking over one stale lock at once can both think they hold it (proper-lockfile's known race:
+      // each removes what it took for the stale lock); its refresh then finds the lock not its own and calls
+      // onCompromised, whose default throws from a timer and kills the command. Recorded instead (HeldLock.lost).
+      let lost: Error | undefined;
+      const unlock = await lock(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const release: HeldLock = Object.assign(() => unlock(), { lost: () => lost });
       if (signal?.aborted) {
         await release().catch(() => undefined); // interrupted while it was being taken: nothing written all the same
         throw interrupted(false);
@@ -187,6 +192,9 @@ export async function takeLock(target: string, shown: string, notify: (message: 
   }
 }
 
+/** A lock takeLock took: called, it is released (rejects when it was lost); `lost()` says whether another command took it over meanwhile (its error). */
+export type HeldLock = (() => Promise<void>) & { lost(): Error | undefined };
+
 /** The default for writeIfUnchanged's `notify`: a warning on stderr. */
 const warnOnStderr = (m: string) => {
   process.stderr.write(`warning: ${m}\n`);
@@ -221,6 +229,8 @@ export async function writeIfUnchanged(file: string, content: string | Buffer, e
         `${shown} ${expected === null ? 'was created' : now === null ? 'was removed' : 'was changed'} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         'run the command again: it reads the file as it is now',
       );
+    // A lock another command took over is no lock: written by the next round (retryOnChange), reading the file again.
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, 'run the command again: it reads the file as it is now');
     try {
       await replaceFile(target, content, undefined, newMode);
     } catch (e) {

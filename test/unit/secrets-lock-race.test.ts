@@ -1,10 +1,10 @@
 // The secrets file's lock (core/secrets/atomic.ts takeLock) when proper-lockfile meets another command's takeover of
 // a stale lock: the lock it has just made is gone when it looks at it (ENOENT). Taken again, not said as a missing
 // directory (several sets meeting a lock left over failed so, now and then, on a busy machine).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { writeIfUnchanged } from '../../core/secrets/atomic.ts';
+import { takeLock, writeIfUnchanged } from '../../core/secrets/atomic.ts';
 import { tempDir } from './secrets.helpers.ts';
 
 const vanishing = vi.hoisted(() => ({ times: 0 }));
@@ -40,4 +40,22 @@ describe('the lock made and removed at once by another command', () => {
     expect((err as Error).message).toContain('its directory');
     expect((err as Error).message).toContain('does not exist');
   });
+});
+
+describe('a held lock another command took over (two takers of one stale lock)', () => {
+  it('is recorded as lost, not thrown from proper-lockfile\'s refresh timer (which killed the command)', async () => {
+    const dir = tempDir('ops-lock-race-');
+    const file = join(dir, 's.sops.yaml');
+    writeFileSync(file, 'old\n');
+    const held = await takeLock(file, 's.sops.yaml', () => undefined);
+    expect(held.lost()).toBeUndefined();
+    // what the other taker does: removes the lock it took for stale, makes its own (another mtime)
+    rmSync(`${file}.lock`, { recursive: true });
+    mkdirSync(`${file}.lock`);
+    utimesSync(`${file}.lock`, new Date(Date.now() + 60_000), new Date(Date.now() + 60_000));
+    // proper-lockfile refreshes a held lock every stale/2 (5 s) and finds it not its own then
+    for (let i = 0; i < 80 && !held.lost(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(held.lost()).toBeInstanceOf(Error);
+    await held().catch(() => undefined);
+  }, 20_000);
 });

@@ -269,14 +269,17 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       if (spec.type === 'string' && spec.path && v !== undefined) (values as Record<string, unknown>)[k] = Array.isArray(v) ? v.map(absolute) : absolute(v as string);
     }
     const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
-    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}) };
+    // A run stopped by a signal exits from inside (core/ops/locked.ts): with --json, its document first, as a failure's.
+    const interrupted = (doc: Record<string, unknown>) => stdout.write(reporter.redact(JSON.stringify({ ok: false, ...doc }, null, 2)) + '\n');
+    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
     return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
     const code = e instanceof UsageError ? 2 : 1;
     // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
-    if (json) {
+    // Not a run stopped by a signal: its document is printed as the process exits (ops.interrupted), once.
+    if (json && failedResult(err)?.result !== 'interrupted') {
       const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
       stdout.write(reporter.redact(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');

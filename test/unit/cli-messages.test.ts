@@ -153,6 +153,23 @@ describe('--json on a failure', () => {
       expect(r.err).toContain(`error: ${doc.error}`);
       if (doc.hint) expect(r.err).toContain(`hint: ${doc.hint}`);
     }
+    // Deploy, rollback and initdata, failed before any host: the same fields (the environment, the release attempted,
+    // live before and now: null, not known, with why no release; each host's; the reason), as once a host was reached.
+    const releaseFields = ['environment', 'release', 'releaseNote', 'previous', 'live', 'hosts', 'reason'];
+    for (const argv of [
+      ['deploy', 'prod', '--ref', '..', '--json'],
+      ['rollback', 'prod', '--to', 'not-a-release', '--json'],
+      ['initdata', 'prod', '--file', join(root, 'nope.yml'), '--json'],
+    ]) {
+      const doc = JSON.parse((await cli(root, ...argv)).out) as Record<string, unknown>;
+      expect(Object.keys(doc), argv[0]).toEqual(expect.arrayContaining(releaseFields));
+      expect(doc, argv[0]).toMatchObject({ environment: 'prod', release: null, previous: null, live: null, reason: expect.any(String) });
+      expect((doc.hosts as unknown[]).length, argv[0]).toBeGreaterThan(0);
+    }
+    // staging add and rebuild (the staging-sync action's): what was attempted (mode, branch, ref) and the reason; no
+    // release fields (staging makes no release).
+    const staging = JSON.parse((await cli(root, 'staging', 'add', 'feature', '--repo', join(root, 'environments'), '--json')).out) as Record<string, unknown>;
+    expect(staging).toMatchObject({ ok: false, mode: 'add', staging: 'staging', ref: 'feature', dryRun: false, reason: expect.any(String), exitCode: 1 });
     // Without --json, nothing on stdout; a usage error (exit 2) before --json is read stays a usage error.
     expect((await cli(root, 'deploy', 'nope')).out).toBe('');
     expect(JSON.parse((await cli(root, 'deploy', 'prod', '--json', '--bogus')).out || 'null')).toBeNull();

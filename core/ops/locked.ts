@@ -289,7 +289,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
  * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
  * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
- * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 128 + the signal's number (signalExit: 130, 143).
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock, tell ctx.interrupted what the run had got to (--json's document), and exit 128 + the signal's number (signalExit: 130, 143).
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */

@@ -356,8 +356,8 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       fields: { ref: p.resolved.ref, sha: p.resolved.sha },
-      // A lock step that failed after reading the state: the release live before is known there.
-      failedLock: partialState,
+      // The release live before, as the lock step read it (one that failed after reading it too): for --json.
+      lockRead: partialState,
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.

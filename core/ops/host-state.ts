@@ -57,8 +57,8 @@ export interface HostState {
 }
 
 /**
- * What a lock step that failed part-way (LockOptions.failedLock) read of the host's state: the release live before the
- * run (`previous`; '' when none was), when it got to read it.
+ * What a lock step (LockOptions.lockRead; one that failed part-way too) read of the host's state: the release live
+ * before the run (`previous`; '' when none was), when it got to read it.
  */
 export function partialState(r: StepResult): { previous?: string } {
   const current = reported(r, RELEASE_KEYS.current);

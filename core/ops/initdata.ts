@@ -175,7 +175,7 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
           throw e;
         }
       },
-      { inspect: deployState(env), failedLock: partialState },
+      { inspect: deployState(env), lockRead: partialState },
     ),
   [env.hosts[0]!]);
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };

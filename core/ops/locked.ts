@@ -185,11 +185,12 @@ export interface LockOptions {
   /** Fields known before the lock (a deploy's ref and sha): in the audit line of an interruption (LockedRun.about). */
   fields?: Partial<AuditEntryFields>;
   /**
-   * What a lock step that took the lock and then failed (its `inspect` or `finish` part) says the run was about there,
-   * from its partial answer (the release live before; a one-host rollback's choice): merged into LockedRun.about, for
-   * the failure's audit line and --json.
+   * What a lock step's answer says the run is about on its host (the release live before, as `inspect` read it; a
+   * one-host rollback's choice): for --json of a run that fails or is interrupted, under what the operation says
+   * (LockedRun.about). A lock step that took the lock and then failed (its `inspect` or `finish` part, its answer
+   * partial) has it merged into LockedRun.about, for its audit line too.
    */
-  failedLock?: (result: StepResult) => Partial<AuditEntryFields>;
+  lockRead?: (result: StepResult) => Partial<AuditEntryFields>;
 }
 
 /**
@@ -304,6 +305,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const finished = new Set<string>();
   // What the run is about on each host (the interruption's audit fields), and the hosts its switch put live on.
   const about = new Map<string, Partial<AuditEntryFields>>();
+  // What each lock step's answer said the run is about there (LockOptions.lockRead): under `about`, for --json.
+  const read = new Map<string, Partial<AuditEntryFields>>();
   const wentLive = new Map<string, string>();
   // Per host, the line `closing` queued in case its step never gets to the unlock: a later entry replaces it.
   const closingLines = new Map<string, string>();
@@ -552,7 +555,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    */
   const interruptedDoc = (signal: NodeJS.Signals, during: string): Record<string, unknown> => {
     const hosts = [...session.remotes.keys()].map((host): RunHost => {
-      const { release, previous } = { ...options.fields, ...about.get(host) };
+      const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
       return { host, release, previous, live };
     });
@@ -582,7 +585,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    */
   const failing = (err: unknown) => {
     const hosts = [...session.remotes.keys()].map((host): RunHost => {
-      const { release, previous } = { ...options.fields, ...about.get(host) };
+      const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
       const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
       return { host, release, previous, live };
     });
@@ -600,9 +603,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       mine.add(r.name);
       const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
         tookThenFailed.add(r.name);
-        if (options.failedLock) about.set(r.name, { ...options.failedLock(partial), ...about.get(r.name) });
+        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
       });
       inspected.set(r.name, result);
+      if (options.lockRead) read.set(r.name, options.lockRead(result));
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {
         mine.delete(r.name);

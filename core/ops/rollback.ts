@@ -316,8 +316,9 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
         ...(to && { fields: { release: to } }),
-        // A lock step that failed part-way (one host: the work ran there): the release the host chose, if it got to.
-        failedLock: (r) => {
+        // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
+        // the host chose if it got to.
+        lockRead: (r) => {
           const chosen = reported(r, ROLLBACK_KEYS.rollback_to);
           const from = reported(r, ROLLBACK_KEYS.rollback_from);
           return { ...partialState(r), ...(from !== undefined && { previous: from }), ...(chosen && { release: chosen }) };

@@ -202,6 +202,13 @@ describe('--json of a run stopped by a signal, or failed in its lock step', () =
     const busy = await run({ stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z'), code: LOCK_BUSY_EXIT });
     expect(busy).toMatchObject({ ok: false, environment: 'x', release: expect.stringMatching(/Z-/), previous: null, live: null, reason: expect.stringMatching(/is locked on web1 by a deploy run by bob/) });
     expect(busy.hosts).toEqual([{ host: 'web1', release: busy.release, previous: null, live: null }]);
+    // A first deploy (nothing live, as the lock step read) that failed, in its lock step or after: none was live
+    // before, nor is now ('', known; not null).
+    const first = await run({ stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current ', 'slot green'), code: 124 });
+    expect(first).toMatchObject({ previous: '', live: '' });
+    const h = harness('never', (step) => (step.name === 'build' ? { code: 2, stderr: 'SyntaxError' } : undefined), opsLines(STATE, 'lock acquired', 'provisioned yes', 'current ', 'slot green'));
+    const e = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x);
+    expect(failedResult(e)).toMatchObject({ previous: '', live: '', hosts: [{ host: 'web1', previous: '', live: '' }] });
   });
 });
 

@@ -25,6 +25,12 @@ export interface OpsContext {
   connector?: Connector;
   /** The runner's clock (release ids, release.json, audit times); tests inject a skewed one. Default: the system clock. */
   now?: () => Date;
+  /**
+   * Told, once a run stopped by a signal has let go of its locks and just before the process exits, what the run had
+   * got to (core/ops/locked.ts withLock: result "interrupted", the signal, the release attempted, live before and
+   * now, exitCode): the CLI prints it as --json's document.
+   */
+  interrupted?: (doc: Record<string, unknown>) => void;
 }
 
 /** The runner's time now, from the context's clock. */

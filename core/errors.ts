@@ -264,10 +264,11 @@ const failedResults = new WeakMap<object, Record<string, unknown>>();
 /**
  * Attaches to `e` (an error an operation throws) the fields of the operation's result that apply to its failure (a
  * deploy's release attempted, the one live before and now, the reason), for `--json` (scripts/cli.ts prints them beside
- * the error, as the success's document has them). Fields attached before (nearer the failure) win. Returns `e`.
+ * the error, as the success's document has them). Fields attached before (nearer the failure) win, unless `over` (an
+ * operation's last word, completing what was attached before: core/ops/locked.ts failedRun). Returns `e`.
  */
-export function withResult<E>(e: E, fields: Record<string, unknown>): E {
-  if (typeof e === 'object' && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+export function withResult<E>(e: E, fields: Record<string, unknown>, over = false): E {
+  if (typeof e === 'object' && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
 }
 

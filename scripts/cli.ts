@@ -1,5 +1,6 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
+import { constants } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
@@ -240,6 +241,23 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   };
   /** --json was given and parsed: a failure is printed as JSON on stdout too, so a script reading it always gets a document. */
   let json = false;
+  /**
+   * With --json, a signal outside a run's lock (connecting, planning, a command that takes none): its document, then the
+   * exit a signal gives (128 + its number: 130, 143). Inside the lock the run stops itself (core/ops/locked.ts, whose
+   * listener is then the other one) and prints its own (ops.interrupted).
+   */
+  const listening: Partial<Record<NodeJS.Signals, number>> = {};
+  let environment: string | undefined;
+  const outsideRun = (signal: NodeJS.Signals) => {
+    // A listener added since (withLock's): the run stops itself.
+    if (process.listenerCount(signal) > (listening[signal] ?? 1)) return;
+    const exitCode = 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
+    const error = `interrupted by ${signal} (outside the run's lock: what it had done is not known here; see ops status and ops audit)`;
+    stderr.write(`error: ${error}\n`);
+    const doc = { ok: false, result: 'interrupted', signal, command: command.name, ...(environment && { environment }), release: null, releaseNote: 'not known: the run was interrupted outside its lock', previous: null, live: null, reason: error, error, exitCode };
+    stdout.write(reporter.redact(JSON.stringify(doc, null, 2)) + '\n');
+    process.exit(exitCode);
+  };
   try {
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     let parsed;
@@ -269,18 +287,27 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       if (spec.type === 'string' && spec.path && v !== undefined) (values as Record<string, unknown>)[k] = Array.isArray(v) ? v.map(absolute) : absolute(v as string);
     }
     const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
-    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}) };
+    // A run stopped by a signal exits from inside (core/ops/locked.ts): with --json, its document first, as a failure's.
+    const interrupted = (doc: Record<string, unknown>) => stdout.write(reporter.redact(JSON.stringify({ ok: false, ...doc }, null, 2)) + '\n');
+    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
+    if (json) {
+      if (command.args?.[0] === '<env>') environment = args[0];
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) listening[signal] = process.on(signal, outsideRun).listenerCount(signal);
+    }
     return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
     const code = e instanceof UsageError ? 2 : 1;
     // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
-    if (json) {
+    // Not a run stopped by a signal: its document is printed as the process exits (ops.interrupted), once.
+    if (json && failedResult(err)?.result !== 'interrupted') {
       const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
       stdout.write(reporter.redact(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
     }
     return code;
+  } finally {
+    process.off('SIGINT', outsideRun).off('SIGTERM', outsideRun);
   }
 }

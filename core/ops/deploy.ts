@@ -10,16 +10,16 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import type { Reporter } from '../report.ts';
-import { auditReason, OpsError, withResult } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
-import { liveOf, parseState, readLive } from './host-state.ts';
+import { liveOf, parseState, partialState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnready, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
-import { withLock, type LockedRun } from './locked.ts';
+import { failedRun, withLock, type LockedRun } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
 
 export interface DeployOptions {
@@ -260,12 +260,26 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
  */
 export async function deploy(ctx: OpsContext, environment: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   const env = resolveTarget(environment);
+  // What the run knew when it failed (its plan's ref, sha, release id): a failure's --json says it, as a success's does.
+  const known: Partial<DeployResult> = { environment: env.name, url: env.url, dryRun: Boolean(options.dryRun) };
+  try {
+    return await deployRun(ctx, env, options, known);
+  } catch (e) {
+    const { release, previous: _previous, hosts: _hosts, ...fields } = known;
+    const none = known.sha ? 'no release was made: the deploy stopped before its hosts were read' : 'no release was made: the deploy failed before its plan (nothing ran on any host)';
+    throw failedRun(e, env, fields, { release, none }, (t) => ctx.reporter.redact(t));
+  }
+}
+
+/** deploy's run; `known` gets what the run knows as it goes (for a failure's --json). */
+async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, known: Partial<DeployResult>): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
   // A bad ref is refused before any connection. Then the connections open while the runner resolves the ref and
   // plans (git, secrets, .env): neither waits for the other. A ref or plan that fails closes them; nothing has run
   // on any host yet.
   const ref = deployRef(env, options.ref);
+  known.ref = ref;
   // A plan that fails gives the connections up at once: an unknown ref is said without waiting for a host that
   // does not answer (its connection timeout and retries) nor warning about it.
   const abandon = new AbortController();
@@ -295,6 +309,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     hosts: [],
     changes: [],
   };
+  Object.assign(known, base);
   if (options.dryRun) {
     const lives = await readLive(ctx, env, { fingerprint: p.fingerprint });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
@@ -313,16 +328,13 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
         ...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
-  // A failure's --json says what was attempted, as a success's document does (withLock adds what is live where).
-  const failed = (e: unknown) => withResult(e, { ...base, release: p.id, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
-  const session = await opening!.catch((e: unknown) => {
-    throw failed(e);
-  });
+  const session = await opening!;
   const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)!));
       const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]!));
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
+      known.release = p.id;
       // An interruption's audit line names what the run was deploying on each host.
       env.hosts.forEach((h, i) => locked.about(h.name, { release: p.id, ...(states[i]!.current && { previous: states[i]!.current }) }));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
@@ -344,14 +356,14 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       fields: { ref: p.resolved.ref, sha: p.resolved.sha },
+      // The release live before, as the lock step read it (one that failed after reading it too): for --json.
+      lockRead: partialState,
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' })),
     }),
-  ).catch((e: unknown) => {
-    throw failed(e);
-  });
+  );
   if (base.superseded) return { ...base, hosts, release: '', noop: false };
   return {
     ...base,

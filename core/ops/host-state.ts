@@ -57,6 +57,15 @@ export interface HostState {
 }
 
 /**
+ * What a lock step (LockOptions.lockRead; one that failed part-way too) read of the host's state: the release live
+ * before the run (`previous`; '' when none was), when it got to read it.
+ */
+export function partialState(r: StepResult): { previous?: string } {
+  const current = reported(r, RELEASE_KEYS.current);
+  return current === undefined ? {} : { previous: current };
+}
+
+/**
  * The host's state as the deploy-state step reports it (what is live, slot, releases and history, known
  * commits, disk). Pure; missing reports give empty values.
  */

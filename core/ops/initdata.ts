@@ -18,9 +18,9 @@ import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../
 import { renderDotenv } from '../dotenv.ts';
 import { reported } from '../remote/types.ts';
 import { environmentSecrets } from './secrets.ts';
-import { parseState } from './host-state.ts';
+import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
-import { withLock } from './locked.ts';
+import { failedRun, withLock } from './locked.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -123,9 +123,22 @@ export function initdataSettingsRefusal(env: Environment, host: string, release:
  */
 export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string; liveSettings?: boolean } = {}): Promise<InitdataResult> {
   const env = resolveTarget(environment);
+  // What the run knew when it failed: the file, the live release it loads into (which stays live: previous and live).
+  const known: { file?: string; encrypted?: boolean; release?: string } = {};
+  try {
+    return await initdataRun(ctx, env, options, known);
+  } catch (e) {
+    const { release, ...fields } = known;
+    throw failedRun(e, env, { environment: env.name, ...fields }, { release, previous: release, none: 'no release was loaded into: initdata ended before it read the live one (see reason)' }, (t) => ctx.reporter.redact(t));
+  }
+}
+
+/** initdata's run; `known` gets what the run knows as it goes (for a failure's --json). */
+async function initdataRun(ctx: OpsContext, env: Target, options: { file?: string; liveSettings?: boolean }, known: { file?: string; encrypted?: boolean; release?: string }): Promise<InitdataResult> {
   // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
+  Object.assign(known, { file: data.path, encrypted: data.encrypted });
   // What a deploy would give the release now (its secrets decrypted, refused as a deploy refuses them), as a digest.
   const expected = options.liveSettings ? undefined : environDigest(renderDotenv(env, await environmentSecrets(ctx, env)).environ);
   const L = env.layout;
@@ -139,6 +152,7 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
         const host = env.hosts[0]!;
         const remote = session.remote(host.name);
         const state = parseState(locked.inspected.get(host.name)!);
+        if (state.current) known.release = state.current;
         // Refused with nothing loaded: a run that failed, audited saying why, as a refused deploy is.
         const refuse = (e: OpsError): OpsError => {
           locked.audit(host.name, { result: 'failed', ...(state.current && { release: state.current }), message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
@@ -161,7 +175,7 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
           throw e;
         }
       },
-      { inspect: deployState(env) },
+      { inspect: deployState(env), lockRead: partialState },
     ),
   [env.hosts[0]!]);
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, failedResult, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -184,6 +184,13 @@ export interface LockOptions {
   finishSeconds?: number;
   /** Fields known before the lock (a deploy's ref and sha): in the audit line of an interruption (LockedRun.about). */
   fields?: Partial<AuditEntryFields>;
+  /**
+   * What a lock step's answer says the run is about on its host (the release live before, as `inspect` read it; a
+   * one-host rollback's choice): for --json of a run that fails or is interrupted, under what the operation says
+   * (LockedRun.about). A lock step that took the lock and then failed (its `inspect` or `finish` part, its answer
+   * partial) has it merged into LockedRun.about, for its audit line too.
+   */
+  lockRead?: (result: StepResult) => Partial<AuditEntryFields>;
 }
 
 /**
@@ -191,13 +198,13 @@ export interface LockOptions {
  * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too).
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: () => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
   if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
-  else tookThenFailed();
+  else tookThenFailed(result);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === 'stale')
@@ -237,6 +244,43 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
   return new LockError(`${message}\n${left}`, hint);
 }
 
+/** A host's part of a failed or interrupted run's --json document: its release attempted, the one live before and now. */
+interface RunHost {
+  host: string;
+  release?: string | null;
+  previous?: string | null;
+  live?: string | null;
+}
+
+/**
+ * The release fields of a run that did not finish, complete (`release`, `previous`, `live`, each host's in `hosts`):
+ * what withLock knew (`known`: failedResult's), else `defaults` (the release the operation attempted, known before the
+ * lock: a deploy's id, a rollback's --to; the live one as the operation read it), else null: not known. A null
+ * `release` comes with `releaseNote` (`none`: why no release was chosen). '' stays '' (known: none was live). Pure.
+ */
+export function runRecord(known: Record<string, unknown> | undefined, hostNames: string[], defaults: { release?: string; previous?: string; none: string }): Record<string, unknown> {
+  const given = (known?.hosts as RunHost[] | undefined) ?? hostNames.map((host) => ({ host }));
+  const complete = (h: RunHost) => {
+    const release = h.release || defaults.release || null;
+    const previous = h.previous ?? defaults.previous ?? null;
+    // Live now: what withLock saw (a switch that put its release live, what a lost lock's step read), else the one live before.
+    const live = h.live ?? previous;
+    return { release, previous, live };
+  };
+  const hosts = given.map((h) => ({ host: h.host, ...complete(h) }));
+  const top = complete({ host: '', ...(known && { release: known.release as string | undefined, previous: known.previous as string | undefined, live: known.live as string | undefined }) });
+  return { ...top, ...(top.release === null && { releaseNote: defaults.none }), hosts };
+}
+
+/**
+ * `e` (a run's failure) with its complete release fields for --json (runRecord, over what withLock attached) and the
+ * operation's own `fields` (environment, url...) and `reason` (auditReason: `redact` masks the run's secrets). Returns `e`.
+ */
+export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>, defaults: { release?: string; previous?: string; none: string }, redact: (text: string) => string): E {
+  const record = runRecord(failedResult(e), env.hosts.map((h) => h.name), defaults);
+  return withResult(e, { ...fields, ...record, reason: failedResult(e)?.reason ?? auditReason(e, redact) }, true);
+}
+
 /**
  * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
  * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
@@ -246,7 +290,7 @@ function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
  * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
  * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
- * none, saying why (auditReason). SIGINT/SIGTERM release the lock and exit 128 + the signal's number (signalExit: 130, 143).
+ * none, saying why (auditReason). SIGINT/SIGTERM release the lock, tell ctx.interrupted what the run had got to (--json's document), and exit 128 + the signal's number (signalExit: 130, 143).
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -261,6 +305,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const finished = new Set<string>();
   // What the run is about on each host (the interruption's audit fields), and the hosts its switch put live on.
   const about = new Map<string, Partial<AuditEntryFields>>();
+  // What each lock step's answer said the run is about there (LockOptions.lockRead): under `about`, for --json.
+  const read = new Map<string, Partial<AuditEntryFields>>();
   const wentLive = new Map<string, string>();
   // Per host, the line `closing` queued in case its step never gets to the unlock: a later entry replaces it.
   const closingLines = new Map<string, string>();
@@ -492,7 +538,31 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
       .then(() => session.close())
-      .finally(() => process.exit(signalExit(signal)));
+      .finally(() => {
+        // The run's document (--json): stdout gets one even when the run is cut off, for a CI step that parses it.
+        try {
+          ctx.interrupted?.(interruptedDoc(signal, during));
+        } finally {
+          process.exit(signalExit(signal));
+        }
+      });
+  };
+  /**
+   * What an interrupted run had got to (ctx.interrupted, for --json): result "interrupted", the signal, the operation,
+   * its environment and the fields known before the lock (a deploy's ref and sha), and per host (the first host's at
+   * the top, runRecord: null where not known) the release it was about, the one live before and the one live now (what
+   * `current` named once the stop ended, else its release where its switch put it live, else the one live before).
+   */
+  const interruptedDoc = (signal: NodeJS.Signals, during: string): Record<string, unknown> => {
+    const hosts = [...session.remotes.keys()].map((host): RunHost => {
+      const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
+      const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
+      return { host, release, previous, live };
+    });
+    const { ref, sha } = options.fields ?? {};
+    const record = runRecord({ ...hosts[0], hosts }, [], { none: 'none was chosen: the run was interrupted before it chose one' });
+    const reason = `interrupted by ${signal}${during}`;
+    return { result: 'interrupted', signal, operation, environment: env.name, url: env.url, ...(ref && { ref }), ...(sha && { sha }), ...record, reason, error: reason, exitCode: signalExit(signal) };
   };
   /**
    * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say
@@ -511,16 +581,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    * `err` (the run's failure, as thrown) with what the run had got to (withResult, for --json): the reason (auditReason),
    * and per host the release it was about (attempted: LockedRun.about), the one live before and the one live now (its
    * release where its switch put it live; else what `current` named when a step found the lock gone; else the one live
-   * before); at the top, the first host's.
+   * before); at the top, the first host's. What the run did not get to know is left undefined (failedRun says so).
    */
   const failing = (err: unknown) => {
-    const hosts = [...session.remotes.keys()].map((host) => {
-      const { release = '', previous = '' } = { ...options.fields, ...about.get(host) };
+    const hosts = [...session.remotes.keys()].map((host): RunHost => {
+      const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
       const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
       return { host, release, previous, live };
     });
-    const { release, previous, live } = hosts[0] ?? { release: '', previous: '', live: '' };
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
+    const { release, previous, live } = hosts[0] ?? {};
+    // Stopped by a signal: the run's document is the interruption's (ctx.interrupted, as the process exits), not this.
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...(stopping && { result: 'interrupted', signal: stopping }) });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
@@ -530,8 +601,12 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), () => tookThenFailed.add(r.name));
+      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
+        tookThenFailed.add(r.name);
+        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      });
       inspected.set(r.name, result);
+      if (options.lockRead) read.set(r.name, options.lockRead(result));
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {
         mine.delete(r.name);

@@ -4,19 +4,19 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, OpsError, StepError, withResult } from '../errors.ts';
+import { auditReason, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { onHost, validate } from '../shell.ts';
+import { onHost, patternOf, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps/release.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { nginxMaskedError, parseState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
-import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
+import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
   environment: string;
@@ -78,6 +78,9 @@ export function settingsNote(target: string, from: string, s: RollbackSettings):
   if (!settings && !dotenv) return undefined;
   return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ''}`;
 }
+
+/** Why a failed rollback's --json names no release (`release` null): it ended before one was chosen. */
+const ROLLBACK_NONE = 'none was chosen: the rollback ended before it chose the release to go back to (see reason)';
 
 /** What a rollback refused before its work did not touch. */
 const ROLLBACK_UNTOUCHED = 'nothing was changed (no slot started or stopped; nginx and current as they were)';
@@ -271,6 +274,18 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
  */
 export async function rollback(ctx: OpsContext, environment: Environment, to?: string): Promise<RollbackResult> {
   const env = resolveTarget(environment);
+  try {
+    return await rollbackRun(ctx, env, to);
+  } catch (e) {
+    // A failure's --json: the environment and URL as a success's document has them, the release it went back to (or
+    // --to, when a valid id), the one live before and now (withLock's, per host), or null where not known, saying why.
+    const asked = to && patternOf('release').test(to) ? to : undefined;
+    throw failedRun(e, env, { environment: env.name, url: env.url }, { release: asked, none: ROLLBACK_NONE }, (t) => ctx.reporter.redact(t));
+  }
+}
+
+/** rollback's run. */
+async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined): Promise<RollbackResult> {
   if (to) validate('release', to);
   // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
   refuseCollisions(env, ctx.reporter);
@@ -301,6 +316,13 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
         ...(to && { fields: { release: to } }),
+        // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
+        // the host chose if it got to.
+        lockRead: (r) => {
+          const chosen = reported(r, ROLLBACK_KEYS.rollback_to);
+          const from = reported(r, ROLLBACK_KEYS.rollback_from);
+          return { ...partialState(r), ...(from !== undefined && { previous: from }), ...(chosen && { release: chosen }) };
+        },
         ...(alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
           finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
@@ -308,10 +330,7 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
         }),
       },
     ),
-  ).catch((e: unknown) => {
-    // A failure's --json: the environment and URL as a success's document has them (withLock adds the releases).
-    throw withResult(e, { environment: env.name, url: env.url, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
-  });
+  );
   return { environment: env.name, url: env.url, hosts };
 }
 

@@ -276,7 +276,7 @@ function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string)
  * cold (seconds and a health gate) instead of only moving traffic. (After a rollback, the slot runs the release
  * rolled back from: as expected, not warned about.)
  */
-function warmth(env: Target, live: Slot, target: string, neverLive: string[], programs: ProgramState[], warn: (w: string) => void): void {
+function warmth(env: Target, live: Slot, target: string, neverLive: string[], programs: ProgramState[], lock: LockInfo['state'], warn: (w: string) => void): void {
   const idle = otherSlot(live);
   const loaded = programs.filter((p) => !p.live);
   if (!loaded.length) {
@@ -285,7 +285,19 @@ function warmth(env: Target, live: Slot, target: string, neverLive: string[], pr
   }
   const stray = [...new Set(loaded.map((p) => p.release).filter((x): x is string => Boolean(x) && neverLive.includes(x!)))];
   if (stray.length)
-    warn(`the previous slot (${idle}) runs ${stray.join(', ')}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ''}; stop it: sudo supervisorctl stop '${env.layout.supervisorGroup(idle)}:*'`);
+    warn(`the previous slot (${idle}) runs ${stray.join(', ')}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ''}; ${strayFix(env, lock)}`);
+}
+
+/**
+ * How a release left running on the idle slot is stopped, the one way ops stops a slot (slotDown: its programs, and
+ * what they left running outside supervisor: `supervisorctl stop` would leave a program that daemonised running, on the
+ * slot's ports), by the lock's state: a stale lock's release stops what its run started and puts back what the slot
+ * held; a run under way stops it itself if it does not put it live; else the next deploy or rollback, which starts there.
+ */
+function strayFix(env: Target, lock: LockInfo['state']): string {
+  if (lock === 'stale') return `ops lock release ${env.name} stops it and puts back the release the slot held before (the run that started it is gone)`;
+  if (lock === 'held') return 'the run holding the lock stops it when it ends, unless it puts it live';
+  return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
 }
 
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
@@ -380,7 +392,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       if (env.config.switch.keep_previous) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === 'STOPPED'))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
-        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? '', (reported(r, STATUS_KEYS.never_live) ?? '').split(' ').filter(Boolean), s.supervisor.programs, warn);
+        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? '', (reported(r, STATUS_KEYS.never_live) ?? '').split(' ').filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
       }
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);

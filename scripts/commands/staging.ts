@@ -1,5 +1,6 @@
 // `ops staging add <ref>` and `ops staging rebuild`: the staging-sync action, from a laptop. Acts on the git
 // repository of the current directory (or --repo) and its remote, with the user's own git credentials.
+import { auditReason, withResult } from '../../core/errors.ts';
 import { ConsoleReporter } from '../../core/report.ts';
 import { DEFAULT_IDENTITY } from '../../core/git.ts';
 import type { StagingRun } from '../../core/staging/run.ts';
@@ -37,7 +38,13 @@ function request(ctx: CommandContext<typeof common>, mode: StagingRun['mode']): 
 
 async function run(ctx: CommandContext, req: StagingRun): Promise<number> {
   const { runStaging } = await import('../../core/staging/run.ts');
-  const result = await runStaging(req);
+  const { StagingRefusal } = await import('../../core/staging/messages.ts');
+  const result = await runStaging(req).catch((e: unknown) => {
+    // A failure's --json (scripts/cli.ts), as a deploy's: what was attempted (the mode, the branch, the ref), and why
+    // (the reason; a refusal's kind and files: staging untouched). No release fields: staging makes no release.
+    const refused = e instanceof StagingRefusal ? { refused: e.reason, ...(e.files.length && { files: e.files }) } : {};
+    throw withResult(e, { mode: req.mode, staging: req.settings.staging, ...(req.ref && { ref: req.ref }), dryRun: req.settings.dryRun, ...refused, reason: auditReason(e, (t) => req.reporter.redact(t)) });
+  });
   if (ctx.values.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return 0;
 }

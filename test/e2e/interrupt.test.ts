@@ -46,10 +46,10 @@ async function stoppedCleanly(ops: SpawnedOps) {
  * A deploy of a new commit (VERSION `version`) whose build is `build`, as a process of its own, once its build
  * runs (its channel open). The caller writes `config` back when done.
  */
-async function deployUntilBuild(build: string, version: string): Promise<SpawnedOps> {
+async function deployUntilBuild(build: string, version: string, extra: string[] = []): Promise<SpawnedOps> {
   project.write({ ...config, release: { ...(config.release as object), build } });
   commit(repo, { VERSION: `${version}\n` }, version);
-  const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+  const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main', ...extra], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
   await new Promise((r) => setTimeout(r, 1500)); // the build's channel open (its header comes first)
   return ops;
 }
@@ -69,10 +69,10 @@ afterAll(async () => {
 });
 
 describe.sequential('interrupting a deploy', () => {
-  it('Ctrl-C pressed twice during the build: one interruption, the lock let go (not left stale), the previous release serves', async () => {
+  it('Ctrl-C pressed twice during the build: one interruption, the lock let go (not left stale), the previous release serves; with --json, one document on stdout saying so', async () => {
     const before = await liveAndServed();
     try {
-      const ops = await deployUntilBuild('sleep 60', '2');
+      const ops = await deployUntilBuild('sleep 60', '2', ['--json']);
       ops.child.kill('SIGINT');
       await new Promise((r) => setTimeout(r, 100));
       expect(await ops.stop('SIGINT')).toBe(130);
@@ -83,6 +83,12 @@ describe.sequential('interrupting a deploy', () => {
       expect(ops.out().match(/SIGINT received during/g)).toHaveLength(1);
       expect((ops.out().match(/SIGINT received: already stopping \(SIGINT\), releasing the lock/g) ?? []).length).toBeLessThanOrEqual(1);
       expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
+      // The document (stdout, written whole as the process exits), among the progress on stderr.
+      const start = ops.out().indexOf('{\n  "ok": false');
+      const doc = JSON.parse(ops.out().slice(start, ops.out().indexOf('\n}', start) + 2)) as Record<string, unknown>;
+      expect(doc).toMatchObject({ ok: false, result: 'interrupted', signal: 'SIGINT', exitCode: 130, environment: 'e2e', previous: before.current, live: before.current });
+      expect(doc.release).toMatch(/^\d{8}T\d{6}Z-[0-9a-f]{12}$/);
+      expect(ops.out().match(/"ok": false/g)).toHaveLength(1);
     } finally {
       project.write(config);
     }

@@ -3,7 +3,8 @@
 // holding dots as `ops env new` writes them.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { command, JSON_OPTION } from '../../scripts/cli.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
@@ -153,8 +154,70 @@ describe('--json on a failure', () => {
       expect(r.err).toContain(`error: ${doc.error}`);
       if (doc.hint) expect(r.err).toContain(`hint: ${doc.hint}`);
     }
+    // Deploy, rollback and initdata, failed before any host: the same fields (the environment, the release attempted,
+    // live before and now: null, not known, with why no release; each host's; the reason), as once a host was reached.
+    const releaseFields = ['environment', 'release', 'releaseNote', 'previous', 'live', 'hosts', 'reason'];
+    for (const argv of [
+      ['deploy', 'prod', '--ref', '..', '--json'],
+      ['rollback', 'prod', '--to', 'not-a-release', '--json'],
+      ['initdata', 'prod', '--file', join(root, 'nope.yml'), '--json'],
+    ]) {
+      const doc = JSON.parse((await cli(root, ...argv)).out) as Record<string, unknown>;
+      expect(Object.keys(doc), argv[0]).toEqual(expect.arrayContaining(releaseFields));
+      expect(doc, argv[0]).toMatchObject({ environment: 'prod', release: null, previous: null, live: null, reason: expect.any(String) });
+      expect((doc.hosts as unknown[]).length, argv[0]).toBeGreaterThan(0);
+    }
+    // staging add and rebuild (the staging-sync action's): what was attempted (mode, branch, ref) and the reason; no
+    // release fields (staging makes no release).
+    const staging = JSON.parse((await cli(root, 'staging', 'add', 'feature', '--repo', join(root, 'environments'), '--json')).out) as Record<string, unknown>;
+    expect(staging).toMatchObject({ ok: false, mode: 'add', staging: 'staging', ref: 'feature', dryRun: false, reason: expect.any(String), exitCode: 1 });
     // Without --json, nothing on stdout; a usage error (exit 2) before --json is read stays a usage error.
     expect((await cli(root, 'deploy', 'nope')).out).toBe('');
     expect(JSON.parse((await cli(root, 'deploy', 'prod', '--json', '--bogus')).out || 'null')).toBeNull();
+  });
+});
+
+describe('--json, a signal outside a run\'s lock (connecting, planning)', () => {
+  it('stdout still holds one JSON document (result interrupted, the signal, release fields null saying why), exit 130; none of its own inside a run\'s lock', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    let exited!: (code: number | undefined) => void;
+    const exit = new Promise<number | undefined>((r) => (exited = r));
+    const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+    try {
+      // A command still planning when Ctrl-C comes: it never ends on its own.
+      let began!: () => void;
+      const begun = new Promise<void>((r) => (began = r));
+      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (began(), exit.then(() => 1)) });
+      const run = runOps(['slow', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [slow] });
+      await begun;
+      process.emit('SIGINT', 'SIGINT');
+      expect(await exit).toBe(130);
+      const r = await run;
+      expect(JSON.parse(r.out)).toMatchObject({ ok: false, result: 'interrupted', signal: 'SIGINT', command: 'slow', environment: 'prod', release: null, releaseNote: expect.any(String), previous: null, live: null, exitCode: 130 });
+      expect(r.err).toContain('error: interrupted by SIGINT');
+      // Inside a run's lock (a listener of its own added since): the run stops itself and prints its document; not this one.
+      let inside!: () => void;
+      const entered = new Promise<void>((r) => (inside = r));
+      const own = () => undefined;
+      const locked = command({ name: 'locked', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: async () => {
+        process.on('SIGTERM', own);
+        inside();
+        await new Promise((r) => setTimeout(r, 50));
+        process.off('SIGTERM', own);
+        return 0;
+      } });
+      spy.mockClear();
+      const r2 = runOps(['locked', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [locked] });
+      await entered;
+      process.emit('SIGTERM', 'SIGTERM');
+      expect((await r2).out).toBe('');
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+    // The listeners go with the command.
+    const before = process.listenerCount('SIGINT');
+    await runOps(['slow2', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [command({ name: 'slow2', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: async () => 0 })] });
+    expect(process.listenerCount('SIGINT')).toBe(before);
   });
 });

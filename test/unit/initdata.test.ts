@@ -191,6 +191,18 @@ describe('initdata: the live release loads with the env and secrets the environm
     expect(other.audit).toMatchObject({ operation: 'initdata', result: 'failed', release: '20261125T120000Z-0123456789ab', message: expect.stringMatching(/^refused, nothing changed: the live release runs with other settings or secrets than environments\/x now has/) });
   });
 
+  it('--json, refused or failed: the document a failed deploy or rollback has (environment, release, previous, live, each host\'s, reason), the release being the live one it loads into, null before it is read', async () => {
+    const live = '20261125T120000Z-0123456789ab';
+    const other = await load('users.yml', 'users: []\n', { liveDigest: 'none', args: ['--json'] });
+    const doc = JSON.parse(other.out) as Record<string, unknown>;
+    expect(doc).toMatchObject({ ok: false, environment: 'x', file: join(root, 'users.yml'), encrypted: false, release: live, previous: live, live, exitCode: 1 });
+    expect(doc.hosts).toEqual([{ host: 'web1', release: live, previous: live, live }]);
+    expect(doc.reason).toMatch(/^the live release runs with other settings/);
+    // Before any host (no such file): nothing known of the releases, said so.
+    const missing = await runOps(['initdata', 'x', '--file', join(root, 'nope.yml'), '--json'], { root, processEnv: { PATH: process.env.PATH } });
+    expect(JSON.parse(missing.out)).toMatchObject({ ok: false, environment: 'x', release: null, releaseNote: expect.stringMatching(/^no release was loaded into/), previous: null, live: null, hosts: [{ host: 'web1', release: null, previous: null, live: null }], reason: expect.stringMatching(/does not exist/) });
+  });
+
   it('a live release with no environ file is not the same either', async () => {
     const r = await load('users.yml', 'users: []\n', { liveDigest: 'none' });
     expect(r.code).toBe(1);

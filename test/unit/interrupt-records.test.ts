@@ -14,10 +14,11 @@ import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
 import { AUDIT_KEYS, auditLine } from '../../core/steps/audit.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS } from '../../core/steps/lock.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { opsLines } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
+import { runOps } from '../support/cli.ts';
 
 const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
@@ -168,6 +169,46 @@ describe('an interrupted deploy, in the audit log and its words', () => {
     expect(said).not.toContain('stopping them, releasing the lock');
     expect(said).not.toContain('stopped what the run had left running');
     expect(said).toContain('web1: gave up waiting for the lock, held by a deploy run by bob, started 2026-12-02T16:00:00Z: this run never held it there, so it stopped nothing of that run\'s and wrote no audit line');
+  });
+});
+
+describe('--json of a run stopped by a signal, or failed in its lock step', () => {
+  it('ops deploy --json stopped by SIGTERM during its build: stdout holds one JSON document (result interrupted, the signal, the release attempted, live before and now), exit 143', async () => {
+    const h = harness('build', (step) => (step.name === 'unlock' ? { stdout: opsLines(LOCK_KEYS, 'lock released', `live_after ${LIVE}`) } : undefined));
+    const cli = runOps(['deploy', 'x', '--json'], { root, processEnv: { PATH: process.env.PATH }, connector: h.ctx.connector });
+    await h.first.entered;
+    process.emit('SIGTERM', 'SIGTERM');
+    h.first.open();
+    expect(await h.exit).toBe(143);
+    const r = await cli;
+    const doc = JSON.parse(r.out) as Record<string, unknown>;
+    expect(doc).toMatchObject({ ok: false, result: 'interrupted', signal: 'SIGTERM', exitCode: 143, operation: 'deploy', environment: 'x', ref: 'v1', sha: v1, previous: LIVE, live: LIVE });
+    expect(doc.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
+    expect(doc.hosts).toEqual([{ host: 'web1', release: doc.release, previous: LIVE, live: LIVE }]);
+    expect(doc.error).toMatch(/^interrupted by SIGTERM during build on web1/);
+  });
+
+  it('ops deploy --json whose lock step failed (after reading the state; or refused: another run holds the lock): the release planned, the one live before when read, else null', async () => {
+    const run = async (lock: { stdout: string; code: number; stderr?: string }) => {
+      const ctx: OpsContext = { root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? lock : undefined)) };
+      const r = await runOps(['deploy', 'x', '--json'], { root, processEnv: { PATH: process.env.PATH }, connector: ctx.connector });
+      expect(r.code, r.err).toBe(1);
+      return JSON.parse(r.out) as Record<string, unknown>;
+    };
+    const cut = await run({ stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot green'), code: 124 });
+    expect(cut).toMatchObject({ ok: false, environment: 'x', ref: 'v1', sha: v1, previous: LIVE, live: LIVE });
+    expect(cut.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
+    expect(cut.hosts).toEqual([{ host: 'web1', release: cut.release, previous: LIVE, live: LIVE }]);
+    const busy = await run({ stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z'), code: LOCK_BUSY_EXIT });
+    expect(busy).toMatchObject({ ok: false, environment: 'x', release: expect.stringMatching(/Z-/), previous: null, live: null, reason: expect.stringMatching(/is locked on web1 by a deploy run by bob/) });
+    expect(busy.hosts).toEqual([{ host: 'web1', release: busy.release, previous: null, live: null }]);
+    // A first deploy (nothing live, as the lock step read) that failed, in its lock step or after: none was live
+    // before, nor is now ('', known; not null).
+    const first = await run({ stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current ', 'slot green'), code: 124 });
+    expect(first).toMatchObject({ previous: '', live: '' });
+    const h = harness('never', (step) => (step.name === 'build' ? { code: 2, stderr: 'SyntaxError' } : undefined), opsLines(STATE, 'lock acquired', 'provisioned yes', 'current ', 'slot green'));
+    const e = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x);
+    expect(failedResult(e)).toMatchObject({ previous: '', live: '', hosts: [{ host: 'web1', previous: '', live: '' }] });
   });
 });
 

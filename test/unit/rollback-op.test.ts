@@ -166,6 +166,41 @@ describe('rollback operation', () => {
     expect(doc.error).toMatch(/web1 still serves /);
   });
 
+  it('ops rollback --json, its one-host lock step failed (timed out, killed): the release the host chose, else --to, else null saying none was chosen; live before and now from what the step read', async () => {
+    const json = async (stdout: string, to?: string) => {
+      const h = harness((step) => (step.name === 'lock' ? { stdout, code: 124, stderr: 'Terminated' } : undefined));
+      const cli = await runOps(['rollback', 'one', '--json', ...(to ? ['--to', to] : [])], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+      expect(cli.code, cli.err).toBe(1);
+      return { doc: JSON.parse(cli.out) as Record<string, unknown>, audit: auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin) };
+    };
+    // The host chose, then the step was cut off: that release, and what was live.
+    const chose = await json(STATE + opsLines(KEYS, `rollback_from ${LIVE}`, 'rollback ok', `rollback_to ${OLD}`));
+    expect(chose.doc).toMatchObject({ ok: false, environment: 'one', release: OLD, previous: LIVE, live: LIVE, exitCode: 1 });
+    expect(chose.doc.hosts).toEqual([{ host: 'web1', release: OLD, previous: LIVE, live: LIVE }]);
+    expect(chose.doc.reason).toMatch(/^step "lock, state" on web1 timed out/);
+    expect(chose.doc).not.toHaveProperty('releaseNote');
+    // Its audit line says so too.
+    expect(chose.audit).toMatchObject({ result: 'failed', release: OLD, previous: LIVE });
+    // Cut off before the host chose: no release, said so (null and why), never an empty string.
+    const none = await json(STATE);
+    expect(none.doc).toMatchObject({ release: null, releaseNote: expect.stringMatching(/^none was chosen/), previous: LIVE, live: LIVE });
+    expect(none.doc.hosts).toEqual([{ host: 'web1', release: null, previous: LIVE, live: LIVE }]);
+    // --to: the release asked for.
+    const to = await json(STATE, OLD);
+    expect(to.doc).toMatchObject({ release: OLD, previous: LIVE, live: LIVE });
+    // Before the state was read (the lock step cut off at once): what was live is not known (null), not "none" ('').
+    const early = await json(opsLines(KEYS, 'lock acquired'));
+    expect(early.doc).toMatchObject({ release: null, previous: null, live: null });
+  });
+
+  it('ops rollback --json, refused on the host with no release to go back to, or before any host (an invalid --to): release null saying why, every release field there', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
+    const none = await runOps(['rollback', 'one', '--json'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(JSON.parse(none.out)).toMatchObject({ ok: false, environment: 'one', release: null, releaseNote: expect.any(String), previous: LIVE, live: LIVE, hosts: [{ host: 'web1', release: null, previous: LIVE, live: LIVE }] });
+    const bad = await runOps(['rollback', 'one', '--json', '--to', 'not-a-release'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(JSON.parse(bad.out)).toMatchObject({ ok: false, environment: 'one', release: null, previous: null, live: null, reason: expect.stringMatching(/^invalid release/), hosts: [{ host: 'web1', release: null, previous: null, live: null }] });
+  });
+
   it('one host, a switch that failed without the step putting the slot back (the new slot may run): the slot\'s previous release is put back, said in the error', async () => {
     const back = "slot green held no release before this run's start: none is kept warm there";
     const h = harness((step) => {

@@ -184,8 +184,14 @@ describe('status parser', () => {
     const stray = '20261125T150000Z-bbbbbbbbbbbb';
     const procs = [`green\tserver\t300\t${stray}\t/srv/shop/releases/${stray}\tuvicorn`, `green\tclient\t301\t${stray}\t/srv/shop/releases/${stray}\tnode`];
     expect(parse({ proc: procs, rollback_to: previous, never_live: `${stray} ` }).warnings).toEqual([
-      `the previous slot (green) runs ${stray}, a release that never went live (a deploy interrupted during its start leaves it running): a rollback would go to ${previous} and start it cold there; stop it: sudo supervisorctl stop 'shop-green:*'`,
+      `the previous slot (green) runs ${stray}, a release that never went live (a deploy interrupted during its start leaves it running): a rollback would go to ${previous} and start it cold there; the next ops deploy demo (or ops rollback demo) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`,
     ]);
+    // Never `supervisorctl stop` (it leaves a program that daemonised running): the ops command that stops a slot the
+    // one way (slotDown), by the lock: a stale one's release stops what its gone run started; a live run's own end does.
+    const fixOf = (lock: string) => parse({ proc: procs, rollback_to: previous, never_live: `${stray} `, lock, holder: ['operation=deploy', 'actor=bob', 'since=2026-11-25T15:00:00Z'] }).warnings.find((w) => w.startsWith('the previous slot'))!;
+    expect(fixOf('stale')).toMatch(/; ops lock release demo stops it and puts back the release the slot held before \(the run that started it is gone\)$/);
+    expect(fixOf('held')).toMatch(/; the run holding the lock stops it when it ends, unless it puts it live$/);
+    for (const lock of ['free', 'stale', 'held']) expect(fixOf(lock)).not.toContain('supervisorctl stop \'');
     // A release rolled back from went live once: the slot runs it after every rollback, as expected.
     expect(parse({ proc: procs, rollback_to: previous, never_live: '' }).warnings).toEqual([]);
     // With switch.keep_previous false the previous slot is stopped on purpose: nothing to say.

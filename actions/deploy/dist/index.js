@@ -19275,9 +19275,12 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-function withResult(e, fields) {
-  if (typeof e === "object" && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+function withResult(e, fields, over = false) {
+  if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
+}
+function failedResult(e) {
+  return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
 var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError, failedResults;
 var init_errors = __esm({
@@ -29072,9 +29075,9 @@ var require_identity = __commonJS({
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
     var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
-    var isScalar3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
+    var isScalar4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
     var isSeq4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
@@ -29096,7 +29099,7 @@ var require_identity = __commonJS({
         }
       return false;
     }
-    var hasAnchor = (node) => (isScalar3(node) || isCollection(node)) && !!node.anchor;
+    var hasAnchor = (node) => (isScalar4(node) || isCollection(node)) && !!node.anchor;
     exports.ALIAS = ALIAS;
     exports.DOC = DOC;
     exports.MAP = MAP;
@@ -29108,10 +29111,10 @@ var require_identity = __commonJS({
     exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap3;
+    exports.isMap = isMap4;
     exports.isNode = isNode;
     exports.isPair = isPair2;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.isSeq = isSeq4;
   }
 });
@@ -33220,9 +33223,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap3 = fc.start.source === "{";
-      const fcName = isMap3 ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
+      const isMap4 = fc.start.source === "{";
+      const fcName = isMap4 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap4 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33258,7 +33261,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap3 && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap4 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -33298,7 +33301,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap3 && !sep3 && !props.found) {
+        if (!isMap4 && !sep3 && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -33321,7 +33324,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap3 && !props.found && ctx.options.strict) {
+            if (!isMap4 && !props.found && ctx.options.strict) {
               if (sep3)
                 for (const st of sep3) {
                   if (st === valueProps.found)
@@ -33353,7 +33356,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap3) {
+          if (isMap4) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -33369,7 +33372,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap3 ? "}" : "]";
+      const expectedEnd = isMap4 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -34656,7 +34659,7 @@ var require_cst = __commonJS({
     var FLOW_END = "";
     var SCALAR = "";
     var isCollection = (token) => !!token && "items" in token;
-    var isScalar3 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
+    var isScalar4 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
     function prettyToken(token) {
       switch (token) {
         case BOM:
@@ -34740,7 +34743,7 @@ var require_cst = __commonJS({
     exports.FLOW_END = FLOW_END;
     exports.SCALAR = SCALAR;
     exports.isCollection = isCollection;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.prettyToken = prettyToken;
     exports.tokenType = tokenType;
   }
@@ -36256,7 +36259,7 @@ var require_public_api = __commonJS({
       const lineCounter$1 = options.lineCounter || prettyErrors && new lineCounter.LineCounter() || null;
       return { lineCounter: lineCounter$1, prettyErrors };
     }
-    function parseAllDocuments2(source, options = {}) {
+    function parseAllDocuments3(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -36331,7 +36334,7 @@ var require_public_api = __commonJS({
       return new Document3.Document(value, _replacer, options).toString(options);
     }
     exports.parse = parse;
-    exports.parseAllDocuments = parseAllDocuments2;
+    exports.parseAllDocuments = parseAllDocuments3;
     exports.parseDocument = parseDocument3;
     exports.stringify = stringify;
   }
@@ -61467,20 +61470,35 @@ async function replaceFile(file, content, mode, newMode = 420) {
   } catch {
   }
 }
-async function takeLock(target, shown, notify) {
+function interruption(signal, where) {
+  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
+  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
+}
+async function takeLock(target, shown, notify, signal) {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
   const started = Date.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
+  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (; ; ) {
+    if (signal?.aborted) throw interrupted(false);
     const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
     try {
-      const release = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS });
+      let lost;
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const release = Object.assign(() => unlock(), { lost: () => lost });
+      if (signal?.aborted) {
+        await release().catch(() => void 0);
+        throw interrupted(false);
+      }
       if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
       return release;
     } catch (e) {
-      if (e.code !== "ELOCKED") throw writeError(e, target, shown);
+      if (e instanceof InterruptedError) throw e;
+      const code = e.code;
+      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
+      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
     }
     const waited = Date.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
@@ -61489,12 +61507,21 @@ async function takeLock(target, shown, notify) {
       const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
       notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
     }
-    await new Promise((r) => setTimeout(r, 25 + Math.random() * 75));
+    await new Promise((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
   const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify);
+  const release = await takeLock(target, shown, notify, signal);
   try {
     const now = await readFile3(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
@@ -61506,6 +61533,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
     try {
       await replaceFile(target, content, void 0, newMode);
     } catch (e) {
@@ -61532,7 +61560,7 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -61540,6 +61568,13 @@ var init_atomic = __esm({
     init_errors();
     init_shell();
     MAX_LINKS = 40;
+    InterruptedError = class extends OpsError {
+      constructor(message, signal = "SIGINT") {
+        super(message);
+        this.signal = signal;
+      }
+      signal;
+    };
     ChangedOnDiskError = class extends OpsError {
     };
     LOCK_STALE_MS = 1e4;
@@ -68863,7 +68898,7 @@ function canonicalLastModified(file, value) {
   return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
 }
 function parseMetadata(file, node) {
-  if (!node) throw new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  if (!node) throw notSops(file);
   if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
   const foreign = [];
   for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
@@ -68929,8 +68964,28 @@ function listCommentsAsComments(node) {
   });
   return { ...node, items, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
 }
+function hasSopsKey(text, format) {
+  try {
+    if (format === "json") {
+      const v = JSON.parse(text.replace(/^\uFEFF/, ""));
+      return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
+    }
+    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
+    if (!Array.isArray(docs) || docs.length !== 1 || docs[0].errors.length) return void 0;
+    const top = docs[0].contents;
+    return (0, import_yaml6.isMap)(top) && top.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops");
+  } catch {
+    return void 0;
+  }
+}
 function parseSops(text, file, format = formatOf(file)) {
-  const tree = parseTree(text, format, { file, keys: "strict" });
+  let tree;
+  try {
+    tree = parseTree(text, format, { file, keys: "strict" });
+  } catch (e) {
+    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    throw e;
+  }
   const sops = getEntry(tree, "sops");
   const meta = parseMetadata(file, sops);
   meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
@@ -68974,10 +69029,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT;
+var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -68988,6 +69044,7 @@ var init_sops_metadata = __esm({
     LEGACY_SOPS_VERSION = "3.8.1";
     DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
     NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
+    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
   }
 });
 
@@ -69181,6 +69238,18 @@ function maskAll(secrets, mask) {
     }
   }
 }
+function allowKeys(node, allow, path = []) {
+  if (!allow) return;
+  if (node.kind === "list") node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
+  if (node.kind !== "map") return;
+  for (const [k, v] of node.entries) {
+    const at2 = [...path, k];
+    allow(k);
+    allow(showPath(at2));
+    allow(at2.filter((p) => typeof p === "string").join("."));
+    allowKeys(v, allow, at2);
+  }
+}
 var IvStash;
 var init_sops_decrypt = __esm({
   "core/secrets/sops-decrypt.ts"() {
@@ -69275,6 +69344,7 @@ var init_sops = __esm({
         const key = await recoverDataKey(doc, await resolveIdentities(opts2));
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
+        allowKeys(plain, opts2.allow);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
         const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
         f.openedWith = opts2;
@@ -69564,12 +69634,13 @@ var init_sops = __esm({
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
        * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
        * Returns whether it was written.
-       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+       * written) when the opening options' `signal` aborts before the file's lock is taken.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn, this.openedWith.signal);
         this.onDisk = text;
         return true;
       }
@@ -69596,7 +69667,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml6.isScalar)(node) ? node.value : (0, import_yaml6.isSeq)(node) ? node.items.map((x) => (0, import_yaml6.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -69609,15 +69680,15 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync5(path, "utf8");
-  const doc = (0, import_yaml6.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml6.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list3 = (0, import_yaml6.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list3 !== void 0 && list3 !== null && !(0, import_yaml6.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml6.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
-    if (!(0, import_yaml6.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list3 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list3 !== void 0 && list3 !== null && !(0, import_yaml7.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml7.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
+    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -69663,30 +69734,30 @@ async function setEnvRuleOnce(root, env, recipients) {
   const list3 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list3.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml6.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml6.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml6.YAMLMap();
+  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml6.isSeq)(found)) seq = found;
+  if ((0, import_yaml7.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml6.YAMLSeq();
+    seq = new import_yaml7.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml6.Scalar(list3.join(","));
+  const own = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml7.Scalar(list3.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
-    if ((0, import_yaml6.isSeq)(old)) {
-      const s = new import_yaml6.YAMLSeq();
-      s.items = list3.map((r) => new import_yaml6.Scalar(r));
+    if ((0, import_yaml7.isSeq)(old)) {
+      const s = new import_yaml7.YAMLSeq();
+      s.items = list3.map((r) => new import_yaml7.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml6.YAMLMap();
+    const rule = new import_yaml7.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -69704,18 +69775,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml6.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml7.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml6, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -69798,7 +69869,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!existsSync8(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml7.parse)(readFileSync6(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    keyFile = (0, import_yaml8.parse)(readFileSync6(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -69845,11 +69916,11 @@ function placeholderError(label, env, keys, change) {
     `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
   ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml7, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
     init_shell();
@@ -70919,6 +70990,20 @@ var Masker = class {
     }
     return out + text.slice(copied);
   }
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  allowed = /* @__PURE__ */ new Set();
+  allow(text) {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+  }
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  allowedSpans(text, found) {
+    const spans = [];
+    for (const a of this.allowed) {
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
@@ -70933,9 +71018,31 @@ var Masker = class {
     }
     if (found.size === 0) return text;
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
+  }
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  hideOutside(text, found, kept) {
+    const hide = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k][0];
+      let to = hide[k][1];
+      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 };
 function seconds(ms) {
@@ -70949,6 +71056,9 @@ var ActionsReporter = class {
   groupOpen = false;
   mask(value) {
     for (const form of exactForms(this.masker.add(value))) setSecret(form);
+  }
+  allow(text) {
+    this.masker.allow(text);
   }
   redact(text) {
     return this.masker.redact(text);
@@ -76626,6 +76736,10 @@ function foreignListeners(listeners, slot) {
 }
 
 // core/ops/host-state.ts
+function partialState(r) {
+  const current = reported(r, RELEASE_KEYS.current);
+  return current === void 0 ? {} : { previous: current };
+}
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -76736,11 +76850,11 @@ init_shell();
 init_tree();
 init_dotenv_readers();
 function lookup(tree, path) {
-  const isMap3 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap3(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
   const keysAt = (keys) => {
     const n = keys.reduce(child, tree);
-    return isMap3(n) ? Object.keys(n) : [];
+    return isMap4(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
@@ -76933,8 +77047,8 @@ ${missing2.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function memberPaths(value, path = []) {
-  const isMap3 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap3 || path.length && Object.keys(value).length === 0) return [path];
+  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
   return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
 }
 function memberAt(value, path) {
@@ -77395,7 +77509,7 @@ async function environmentSecrets(ctx, env) {
   const masked = [];
   let decrypted;
   try {
-    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v) });
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
     const seen = new Set(masked);
     for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
   } finally {
@@ -77919,7 +78033,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  else tookThenFailed();
+  else tookThenFailed(result);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
@@ -77948,6 +78062,22 @@ function lockLeft(env, failures, cause) {
   return new LockError(`${message}
 ${left}`, hint);
 }
+function runRecord(known2, hostNames, defaults) {
+  const given = known2?.hosts ?? hostNames.map((host) => ({ host }));
+  const complete = (h) => {
+    const release = h.release || defaults.release || null;
+    const previous = h.previous ?? defaults.previous ?? null;
+    const live = h.live ?? previous;
+    return { release, previous, live };
+  };
+  const hosts = given.map((h) => ({ host: h.host, ...complete(h) }));
+  const top = complete({ host: "", ...known2 && { release: known2.release, previous: known2.previous, live: known2.live } });
+  return { ...top, ...top.release === null && { releaseNote: defaults.none }, hosts };
+}
+function failedRun(e, env, fields, defaults, redact) {
+  const record2 = runRecord(failedResult(e), env.hosts.map((h) => h.name), defaults);
+  return withResult(e, { ...fields, ...record2, reason: failedResult(e)?.reason ?? auditReason(e, redact) }, true);
+}
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
@@ -77957,6 +78087,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
   const about = /* @__PURE__ */ new Map();
+  const read2 = /* @__PURE__ */ new Map();
   const wentLive = /* @__PURE__ */ new Map();
   const closingLines = /* @__PURE__ */ new Map();
   const closingTimes = /* @__PURE__ */ new Map();
@@ -78085,10 +78216,10 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (!release && !previous) return "";
       return `; ${release ? `${release} did not go live, ` : ""}${previous ? `${previous} is still live` : "no release was live before"}`;
     };
-    const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
+    const interruption2 = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve6) => setImmediate(resolve6))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -78096,7 +78227,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption2(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
@@ -78105,7 +78236,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => process.exit(signalExit(signal)));
+    }).then(() => session.close()).finally(() => {
+      try {
+        ctx.interrupted?.(interruptedDoc(signal, during));
+      } finally {
+        process.exit(signalExit(signal));
+      }
+    });
+  };
+  const interruptedDoc = (signal, during) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
+      const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
+      return { host, release, previous, live };
+    });
+    const { ref, sha } = options.fields ?? {};
+    const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
+    const reason = `interrupted by ${signal}${during}`;
+    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -78116,12 +78264,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
-      const { release: release2 = "", previous: previous2 = "" } = { ...options.fields, ...about.get(host) };
+      const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
-    const { release, previous, live } = hosts[0] ?? { release: "", previous: "", live: "" };
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
+    const { release, previous, live } = hosts[0] ?? {};
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
@@ -78129,8 +78277,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+        tookThenFailed.add(r.name);
+        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      });
       inspected.set(r.name, result2);
+      if (options.lockRead) read2.set(r.name, options.lockRead(result2));
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
         finished.add(r.name);
@@ -78688,8 +78840,19 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
 }
 async function deploy(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
+  const known2 = { environment: env.name, url: env.url, dryRun: Boolean(options.dryRun) };
+  try {
+    return await deployRun(ctx, env, options, known2);
+  } catch (e) {
+    const { release, previous: _previous, hosts: _hosts, ...fields } = known2;
+    const none = known2.sha ? "no release was made: the deploy stopped before its hosts were read" : "no release was made: the deploy failed before its plan (nothing ran on any host)";
+    throw failedRun(e, env, fields, { release, none }, (t) => ctx.reporter.redact(t));
+  }
+}
+async function deployRun(ctx, env, options, known2) {
   const sharing = refuseCollisions(env, ctx.reporter);
   const ref = deployRef(env, options.ref);
+  known2.ref = ref;
   const abandon = new AbortController();
   const opening = options.dryRun ? void 0 : Session.open(ctx, env, env.hosts, abandon.signal);
   opening?.catch(() => void 0);
@@ -78715,6 +78878,7 @@ async function deploy(ctx, environment, options = {}) {
     hosts: [],
     changes: []
   };
+  Object.assign(known2, base);
   if (options.dryRun) {
     const lives = await readLive(ctx, env, { fingerprint: p.fingerprint });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
@@ -78738,16 +78902,14 @@ async function deploy(ctx, environment, options = {}) {
       ]
     };
   }
-  const failed = (e) => withResult(e, { ...base, release: p.id, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
-  const session = await opening.catch((e) => {
-    throw failed(e);
-  });
+  const session = await opening;
   const hosts = await withOpenSession(
     session,
     () => withLock(ctx, session, "deploy", async (locked) => {
       const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)));
       const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]));
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
+      known2.release = p.id;
       env.hosts.forEach((h, i) => locked.about(h.name, { release: p.id, ...states[i].current && { previous: states[i].current } }));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
@@ -78767,14 +78929,14 @@ async function deploy(ctx, environment, options = {}) {
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       fields: { ref: p.resolved.ref, sha: p.resolved.sha },
+      // The release live before, as the lock step read it (one that failed after reading it too): for --json.
+      lockRead: partialState,
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" }))
     })
-  ).catch((e) => {
-    throw failed(e);
-  });
+  );
   if (base.superseded) return { ...base, hosts, release: "", noop: false };
   return {
     ...base,

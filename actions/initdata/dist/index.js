@@ -19275,9 +19275,12 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-function withResult(e, fields) {
-  if (typeof e === "object" && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+function withResult(e, fields, over = false) {
+  if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
+}
+function failedResult(e) {
+  return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
 var OpsError, NoAgeIdentity, StepError, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError, failedResults;
 var init_errors = __esm({
@@ -29063,9 +29066,9 @@ var require_identity = __commonJS({
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
     var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
-    var isScalar3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
+    var isScalar4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
     var isSeq4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
@@ -29087,7 +29090,7 @@ var require_identity = __commonJS({
         }
       return false;
     }
-    var hasAnchor = (node) => (isScalar3(node) || isCollection(node)) && !!node.anchor;
+    var hasAnchor = (node) => (isScalar4(node) || isCollection(node)) && !!node.anchor;
     exports.ALIAS = ALIAS;
     exports.DOC = DOC;
     exports.MAP = MAP;
@@ -29099,10 +29102,10 @@ var require_identity = __commonJS({
     exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap3;
+    exports.isMap = isMap4;
     exports.isNode = isNode;
     exports.isPair = isPair2;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.isSeq = isSeq4;
   }
 });
@@ -33211,9 +33214,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap3 = fc.start.source === "{";
-      const fcName = isMap3 ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
+      const isMap4 = fc.start.source === "{";
+      const fcName = isMap4 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap4 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33249,7 +33252,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap3 && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap4 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -33289,7 +33292,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap3 && !sep3 && !props.found) {
+        if (!isMap4 && !sep3 && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -33312,7 +33315,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap3 && !props.found && ctx.options.strict) {
+            if (!isMap4 && !props.found && ctx.options.strict) {
               if (sep3)
                 for (const st of sep3) {
                   if (st === valueProps.found)
@@ -33344,7 +33347,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap3) {
+          if (isMap4) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -33360,7 +33363,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap3 ? "}" : "]";
+      const expectedEnd = isMap4 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -34647,7 +34650,7 @@ var require_cst = __commonJS({
     var FLOW_END = "";
     var SCALAR = "";
     var isCollection = (token) => !!token && "items" in token;
-    var isScalar3 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
+    var isScalar4 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
     function prettyToken(token) {
       switch (token) {
         case BOM:
@@ -34731,7 +34734,7 @@ var require_cst = __commonJS({
     exports.FLOW_END = FLOW_END;
     exports.SCALAR = SCALAR;
     exports.isCollection = isCollection;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.prettyToken = prettyToken;
     exports.tokenType = tokenType;
   }
@@ -36247,7 +36250,7 @@ var require_public_api = __commonJS({
       const lineCounter$1 = options.lineCounter || prettyErrors && new lineCounter.LineCounter() || null;
       return { lineCounter: lineCounter$1, prettyErrors };
     }
-    function parseAllDocuments2(source, options = {}) {
+    function parseAllDocuments3(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -36322,7 +36325,7 @@ var require_public_api = __commonJS({
       return new Document3.Document(value, _replacer, options).toString(options);
     }
     exports.parse = parse;
-    exports.parseAllDocuments = parseAllDocuments2;
+    exports.parseAllDocuments = parseAllDocuments3;
     exports.parseDocument = parseDocument4;
     exports.stringify = stringify;
   }
@@ -39414,20 +39417,35 @@ async function replaceFile(file, content, mode, newMode = 420) {
   } catch {
   }
 }
-async function takeLock(target, shown, notify) {
+function interruption(signal, where) {
+  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
+  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
+}
+async function takeLock(target, shown, notify, signal) {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
   const started = Date.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
+  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (; ; ) {
+    if (signal?.aborted) throw interrupted(false);
     const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
     try {
-      const release = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS });
+      let lost;
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const release = Object.assign(() => unlock(), { lost: () => lost });
+      if (signal?.aborted) {
+        await release().catch(() => void 0);
+        throw interrupted(false);
+      }
       if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
       return release;
     } catch (e) {
-      if (e.code !== "ELOCKED") throw writeError(e, target, shown);
+      if (e instanceof InterruptedError) throw e;
+      const code = e.code;
+      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
+      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
     }
     const waited = Date.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
@@ -39436,12 +39454,21 @@ async function takeLock(target, shown, notify) {
       const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
       notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
     }
-    await new Promise((r) => setTimeout(r, 25 + Math.random() * 75));
+    await new Promise((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
   const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify);
+  const release = await takeLock(target, shown, notify, signal);
   try {
     const now = await readFile(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
@@ -39453,6 +39480,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
     try {
       await replaceFile(target, content, void 0, newMode);
     } catch (e) {
@@ -39479,7 +39507,7 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -39487,6 +39515,13 @@ var init_atomic = __esm({
     init_errors();
     init_shell();
     MAX_LINKS = 40;
+    InterruptedError = class extends OpsError {
+      constructor(message, signal = "SIGINT") {
+        super(message);
+        this.signal = signal;
+      }
+      signal;
+    };
     ChangedOnDiskError = class extends OpsError {
     };
     LOCK_STALE_MS = 1e4;
@@ -47233,7 +47268,7 @@ function canonicalLastModified(file, value) {
   return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
 }
 function parseMetadata(file, node) {
-  if (!node) throw new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  if (!node) throw notSops(file);
   if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
   const foreign = [];
   for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
@@ -47299,8 +47334,28 @@ function listCommentsAsComments(node) {
   });
   return { ...node, items, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
 }
+function hasSopsKey(text, format) {
+  try {
+    if (format === "json") {
+      const v = JSON.parse(text.replace(/^\uFEFF/, ""));
+      return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
+    }
+    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
+    if (!Array.isArray(docs) || docs.length !== 1 || docs[0].errors.length) return void 0;
+    const top = docs[0].contents;
+    return (0, import_yaml6.isMap)(top) && top.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops");
+  } catch {
+    return void 0;
+  }
+}
 function parseSops(text, file, format = formatOf(file)) {
-  const tree = parseTree(text, format, { file, keys: "strict" });
+  let tree;
+  try {
+    tree = parseTree(text, format, { file, keys: "strict" });
+  } catch (e) {
+    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    throw e;
+  }
   const sops = getEntry(tree, "sops");
   const meta = parseMetadata(file, sops);
   meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
@@ -47344,10 +47399,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT;
+var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -47358,6 +47414,7 @@ var init_sops_metadata = __esm({
     LEGACY_SOPS_VERSION = "3.8.1";
     DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
     NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
+    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
   }
 });
 
@@ -47551,6 +47608,18 @@ function maskAll(secrets, mask) {
     }
   }
 }
+function allowKeys(node, allow, path = []) {
+  if (!allow) return;
+  if (node.kind === "list") node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
+  if (node.kind !== "map") return;
+  for (const [k, v] of node.entries) {
+    const at2 = [...path, k];
+    allow(k);
+    allow(showPath(at2));
+    allow(at2.filter((p) => typeof p === "string").join("."));
+    allowKeys(v, allow, at2);
+  }
+}
 var IvStash;
 var init_sops_decrypt = __esm({
   "core/secrets/sops-decrypt.ts"() {
@@ -47645,6 +47714,7 @@ var init_sops = __esm({
         const key = await recoverDataKey(doc, await resolveIdentities(opts2));
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
+        allowKeys(plain, opts2.allow);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
         const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
         f.openedWith = opts2;
@@ -47934,12 +48004,13 @@ var init_sops = __esm({
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
        * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
        * Returns whether it was written.
-       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+       * written) when the opening options' `signal` aborts before the file's lock is taken.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn, this.openedWith.signal);
         this.onDisk = text;
         return true;
       }
@@ -47966,7 +48037,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml6.isScalar)(node) ? node.value : (0, import_yaml6.isSeq)(node) ? node.items.map((x) => (0, import_yaml6.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -47979,15 +48050,15 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
-  const doc = (0, import_yaml6.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml6.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml6.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml6.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml6.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml6.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list2 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml7.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml7.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -48033,30 +48104,30 @@ async function setEnvRuleOnce(root, env, recipients) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml6.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml6.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml6.YAMLMap();
+  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml6.isSeq)(found)) seq = found;
+  if ((0, import_yaml7.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml6.YAMLSeq();
+    seq = new import_yaml7.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml6.Scalar(list2.join(","));
+  const own = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml7.Scalar(list2.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
-    if ((0, import_yaml6.isSeq)(old)) {
-      const s = new import_yaml6.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml6.Scalar(r));
+    if ((0, import_yaml7.isSeq)(old)) {
+      const s = new import_yaml7.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml7.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml6.YAMLMap();
+    const rule = new import_yaml7.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -48074,18 +48145,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml6.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml7.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml6, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -48168,7 +48239,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml7.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    keyFile = (0, import_yaml8.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -48215,11 +48286,11 @@ function placeholderError(label, env, keys, change) {
     `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
   ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml7, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
     init_shell();
@@ -70913,6 +70984,20 @@ var Masker = class {
     }
     return out + text.slice(copied);
   }
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  allowed = /* @__PURE__ */ new Set();
+  allow(text) {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+  }
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  allowedSpans(text, found) {
+    const spans = [];
+    for (const a of this.allowed) {
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
@@ -70927,9 +71012,31 @@ var Masker = class {
     }
     if (found.size === 0) return text;
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
+  }
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  hideOutside(text, found, kept) {
+    const hide = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k][0];
+      let to = hide[k][1];
+      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 };
 function seconds(ms) {
@@ -70943,6 +71050,9 @@ var ActionsReporter = class {
   groupOpen = false;
   mask(value) {
     for (const form of exactForms(this.masker.add(value))) setSecret(form);
+  }
+  allow(text) {
+    this.masker.allow(text);
   }
   redact(text) {
     return this.masker.redact(text);
@@ -71067,7 +71177,7 @@ async function runAction(spec, body) {
 init_environment();
 
 // core/ops/initdata.ts
-var import_yaml8 = __toESM(require_dist(), 1);
+var import_yaml9 = __toESM(require_dist(), 1);
 init_environment();
 import { existsSync as existsSync9, readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
@@ -73149,11 +73259,11 @@ init_shell();
 init_tree();
 init_dotenv_readers();
 function lookup(tree, path) {
-  const isMap3 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap3(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
   const keysAt = (keys) => {
     const n = keys.reduce(child, tree);
-    return isMap3(n) ? Object.keys(n) : [];
+    return isMap4(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
@@ -73346,8 +73456,8 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function memberPaths(value, path = []) {
-  const isMap3 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap3 || path.length && Object.keys(value).length === 0) return [path];
+  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
   return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
 }
 function memberAt(value, path) {
@@ -73456,7 +73566,7 @@ async function environmentSecrets(ctx, env) {
   const masked = [];
   let decrypted;
   try {
-    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v) });
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
     const seen = new Set(masked);
     for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
   } finally {
@@ -74914,6 +75024,10 @@ async function withOpenSession(session, fn) {
 }
 
 // core/ops/host-state.ts
+function partialState(r) {
+  const current = reported(r, RELEASE_KEYS.current);
+  return current === void 0 ? {} : { previous: current };
+}
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -75324,7 +75438,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  else tookThenFailed();
+  else tookThenFailed(result);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
@@ -75353,6 +75467,22 @@ function lockLeft(env, failures, cause) {
   return new LockError(`${message}
 ${left}`, hint);
 }
+function runRecord(known, hostNames, defaults) {
+  const given = known?.hosts ?? hostNames.map((host) => ({ host }));
+  const complete = (h) => {
+    const release = h.release || defaults.release || null;
+    const previous = h.previous ?? defaults.previous ?? null;
+    const live = h.live ?? previous;
+    return { release, previous, live };
+  };
+  const hosts = given.map((h) => ({ host: h.host, ...complete(h) }));
+  const top = complete({ host: "", ...known && { release: known.release, previous: known.previous, live: known.live } });
+  return { ...top, ...top.release === null && { releaseNote: defaults.none }, hosts };
+}
+function failedRun(e, env, fields, defaults, redact) {
+  const record2 = runRecord(failedResult(e), env.hosts.map((h) => h.name), defaults);
+  return withResult(e, { ...fields, ...record2, reason: failedResult(e)?.reason ?? auditReason(e, redact) }, true);
+}
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
@@ -75362,6 +75492,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
   const about = /* @__PURE__ */ new Map();
+  const read2 = /* @__PURE__ */ new Map();
   const wentLive = /* @__PURE__ */ new Map();
   const closingLines = /* @__PURE__ */ new Map();
   const closingTimes = /* @__PURE__ */ new Map();
@@ -75490,10 +75621,10 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (!release && !previous) return "";
       return `; ${release ? `${release} did not go live, ` : ""}${previous ? `${previous} is still live` : "no release was live before"}`;
     };
-    const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
+    const interruption2 = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve5) => setImmediate(resolve5))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -75501,7 +75632,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption2(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
@@ -75510,7 +75641,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => process.exit(signalExit(signal)));
+    }).then(() => session.close()).finally(() => {
+      try {
+        ctx.interrupted?.(interruptedDoc(signal, during));
+      } finally {
+        process.exit(signalExit(signal));
+      }
+    });
+  };
+  const interruptedDoc = (signal, during) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
+      const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
+      return { host, release, previous, live };
+    });
+    const { ref, sha } = options.fields ?? {};
+    const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
+    const reason = `interrupted by ${signal}${during}`;
+    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -75521,12 +75669,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
-      const { release: release2 = "", previous: previous2 = "" } = { ...options.fields, ...about.get(host) };
+      const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
-    const { release, previous, live } = hosts[0] ?? { release: "", previous: "", live: "" };
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
+    const { release, previous, live } = hosts[0] ?? {};
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
@@ -75534,8 +75682,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+        tookThenFailed.add(r.name);
+        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      });
       inspected.set(r.name, result2);
+      if (options.lockRead) read2.set(r.name, options.lockRead(result2));
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
         finished.add(r.name);
@@ -75653,7 +75805,7 @@ async function readInitdata(ctx, env, file) {
   } else if (format === "json" && raw.includes("	") && isJson(raw.replace(/^\uFEFF/, ""))) {
     text = raw.replace(/\t/g, "  ");
   }
-  const doc = (0, import_yaml8.parseDocument)(text);
+  const doc = (0, import_yaml9.parseDocument)(text);
   let why = doc.errors[0] && syntaxError(text, doc.errors[0]).replace(/^ at /, "at ");
   if (!why) {
     for (const [alias, target] of aliasTargets(doc)) {
@@ -75674,8 +75826,18 @@ function initdataSettingsRefusal(env, host, release, expected, live) {
 }
 async function initdata(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
+  const known = {};
+  try {
+    return await initdataRun(ctx, env, options, known);
+  } catch (e) {
+    const { release, ...fields } = known;
+    throw failedRun(e, env, { environment: env.name, ...fields }, { release, previous: release, none: "no release was loaded into: initdata ended before it read the live one (see reason)" }, (t) => ctx.reporter.redact(t));
+  }
+}
+async function initdataRun(ctx, env, options, known) {
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
+  Object.assign(known, { file: data.path, encrypted: data.encrypted });
   const expected = options.liveSettings ? void 0 : environDigest(renderDotenv(env, await environmentSecrets(ctx, env)).environ);
   const L = env.layout;
   const hosts = await withSession(
@@ -75689,6 +75851,7 @@ async function initdata(ctx, environment, options = {}) {
         const host = env.hosts[0];
         const remote = session.remote(host.name);
         const state = parseState(locked.inspected.get(host.name));
+        if (state.current) known.release = state.current;
         const refuse2 = (e) => {
           locked.audit(host.name, { result: "failed", ...state.current && { release: state.current }, message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
           return e;
@@ -75710,7 +75873,7 @@ async function initdata(ctx, environment, options = {}) {
           throw e;
         }
       },
-      { inspect: deployState(env) }
+      { inspect: deployState(env), lockRead: partialState }
     ),
     [env.hosts[0]]
   );

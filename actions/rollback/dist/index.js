@@ -19275,9 +19275,12 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-function withResult(e, fields) {
-  if (typeof e === "object" && e !== null) failedResults.set(e, { ...fields, ...failedResults.get(e) });
+function withResult(e, fields, over = false) {
+  if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
+}
+function failedResult(e) {
+  return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
 var OpsError, NoAgeIdentity, StepError, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError, failedResults;
 var init_errors = __esm({
@@ -60138,6 +60141,20 @@ var Masker = class {
     }
     return out + text.slice(copied);
   }
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  allowed = /* @__PURE__ */ new Set();
+  allow(text) {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+  }
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  allowedSpans(text, found) {
+    const spans = [];
+    for (const a of this.allowed) {
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
@@ -60152,9 +60169,31 @@ var Masker = class {
     }
     if (found.size === 0) return text;
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
+  }
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  hideOutside(text, found, kept) {
+    const hide = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k][0];
+      let to = hide[k][1];
+      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 };
 function seconds(ms) {
@@ -60168,6 +60207,9 @@ var ActionsReporter = class {
   groupOpen = false;
   mask(value) {
     for (const form of exactForms(this.masker.add(value))) setSecret(form);
+  }
+  allow(text) {
+    this.masker.allow(text);
   }
   redact(text) {
     return this.masker.redact(text);
@@ -64461,6 +64503,10 @@ function foreignListeners(listeners, slot) {
 }
 
 // core/ops/host-state.ts
+function partialState(r) {
+  const current = reported(r, RELEASE_KEYS.current);
+  return current === void 0 ? {} : { previous: current };
+}
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -64948,7 +64994,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
-  else tookThenFailed();
+  else tookThenFailed(result);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === "stale")
@@ -64977,6 +65023,22 @@ function lockLeft(env, failures, cause) {
   return new LockError(`${message}
 ${left}`, hint);
 }
+function runRecord(known, hostNames, defaults) {
+  const given = known?.hosts ?? hostNames.map((host) => ({ host }));
+  const complete = (h) => {
+    const release = h.release || defaults.release || null;
+    const previous = h.previous ?? defaults.previous ?? null;
+    const live = h.live ?? previous;
+    return { release, previous, live };
+  };
+  const hosts = given.map((h) => ({ host: h.host, ...complete(h) }));
+  const top = complete({ host: "", ...known && { release: known.release, previous: known.previous, live: known.live } });
+  return { ...top, ...top.release === null && { releaseNote: defaults.none }, hosts };
+}
+function failedRun(e, env, fields, defaults, redact) {
+  const record2 = runRecord(failedResult(e), env.hosts.map((h) => h.name), defaults);
+  return withResult(e, { ...fields, ...record2, reason: failedResult(e)?.reason ?? auditReason(e, redact) }, true);
+}
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
@@ -64986,6 +65048,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
   const about = /* @__PURE__ */ new Map();
+  const read2 = /* @__PURE__ */ new Map();
   const wentLive = /* @__PURE__ */ new Map();
   const closingLines = /* @__PURE__ */ new Map();
   const closingTimes = /* @__PURE__ */ new Map();
@@ -65134,7 +65197,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => process.exit(signalExit(signal)));
+    }).then(() => session.close()).finally(() => {
+      try {
+        ctx.interrupted?.(interruptedDoc(signal, during));
+      } finally {
+        process.exit(signalExit(signal));
+      }
+    });
+  };
+  const interruptedDoc = (signal, during) => {
+    const hosts = [...session.remotes.keys()].map((host) => {
+      const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
+      const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
+      return { host, release, previous, live };
+    });
+    const { ref, sha } = options.fields ?? {};
+    const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
+    const reason = `interrupted by ${signal}${during}`;
+    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -65145,12 +65225,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
-      const { release: release2 = "", previous: previous2 = "" } = { ...options.fields, ...about.get(host) };
+      const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
-    const { release, previous, live } = hosts[0] ?? { release: "", previous: "", live: "" };
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts });
+    const { release, previous, live } = hosts[0] ?? {};
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   process.on("SIGINT", onSignal);
@@ -65158,8 +65238,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), () => tookThenFailed.add(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+        tookThenFailed.add(r.name);
+        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      });
       inspected.set(r.name, result2);
+      if (options.lockRead) read2.set(r.name, options.lockRead(result2));
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
         finished.add(r.name);
@@ -65260,6 +65344,7 @@ function settingsNote(target, from, s) {
   if (!settings && !dotenv) return void 0;
   return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ""}`;
 }
+var ROLLBACK_NONE = "none was chosen: the rollback ended before it chose the release to go back to (see reason)";
 var ROLLBACK_UNTOUCHED = "nothing was changed (no slot started or stopped; nginx and current as they were)";
 var ROLLBACK_PORTS = { starting: "this rollback would start its release on", nothing: ROLLBACK_UNTOUCHED, again: "roll back again" };
 function rollbackSlot(state) {
@@ -65400,6 +65485,14 @@ function joinHints(a, b) {
 }
 async function rollback(ctx, environment, to) {
   const env = resolveTarget(environment);
+  try {
+    return await rollbackRun(ctx, env, to);
+  } catch (e) {
+    const asked = to && patternOf("release").test(to) ? to : void 0;
+    throw failedRun(e, env, { environment: env.name, url: env.url }, { release: asked, none: ROLLBACK_NONE }, (t) => ctx.reporter.redact(t));
+  }
+}
+async function rollbackRun(ctx, env, to) {
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
   const alone = env.hosts.length === 1;
@@ -65427,6 +65520,13 @@ async function rollback(ctx, environment, to) {
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true }),
         ...to && { fields: { release: to } },
+        // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
+        // the host chose if it got to.
+        lockRead: (r) => {
+          const chosen = reported(r, ROLLBACK_KEYS.rollback_to);
+          const from = reported(r, ROLLBACK_KEYS.rollback_from);
+          return { ...partialState(r), ...from !== void 0 && { previous: from }, ...chosen && { release: chosen } };
+        },
         ...alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
           finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ""),
@@ -65434,9 +65534,7 @@ async function rollback(ctx, environment, to) {
         }
       }
     )
-  ).catch((e) => {
-    throw withResult(e, { environment: env.name, url: env.url, reason: auditReason(e, (t) => ctx.reporter.redact(t)) });
-  });
+  );
   return { environment: env.name, url: env.url, hosts };
 }
 function rollbackSummary(r) {

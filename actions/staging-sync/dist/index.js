@@ -34593,6 +34593,20 @@ var Masker = class {
     }
     return out + text.slice(copied);
   }
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  allowed = /* @__PURE__ */ new Set();
+  allow(text) {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+  }
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  allowedSpans(text, found) {
+    const spans = [];
+    for (const a of this.allowed) {
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
@@ -34607,9 +34621,31 @@ var Masker = class {
     }
     if (found.size === 0) return text;
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
+  }
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  hideOutside(text, found, kept) {
+    const hide = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k][0];
+      let to = hide[k][1];
+      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 };
 function seconds(ms) {
@@ -34623,6 +34659,9 @@ var ActionsReporter = class {
   groupOpen = false;
   mask(value) {
     for (const form of exactForms(this.masker.add(value))) setSecret(form);
+  }
+  allow(text) {
+    this.masker.allow(text);
   }
   redact(text) {
     return this.masker.redact(text);

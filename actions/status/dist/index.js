@@ -28858,9 +28858,9 @@ var require_identity = __commonJS({
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
     var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
-    var isScalar3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
+    var isScalar4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
     var isSeq4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
@@ -28882,7 +28882,7 @@ var require_identity = __commonJS({
         }
       return false;
     }
-    var hasAnchor = (node) => (isScalar3(node) || isCollection(node)) && !!node.anchor;
+    var hasAnchor = (node) => (isScalar4(node) || isCollection(node)) && !!node.anchor;
     exports.ALIAS = ALIAS;
     exports.DOC = DOC;
     exports.MAP = MAP;
@@ -28894,10 +28894,10 @@ var require_identity = __commonJS({
     exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap3;
+    exports.isMap = isMap4;
     exports.isNode = isNode;
     exports.isPair = isPair2;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.isSeq = isSeq4;
   }
 });
@@ -33006,9 +33006,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap3 = fc.start.source === "{";
-      const fcName = isMap3 ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
+      const isMap4 = fc.start.source === "{";
+      const fcName = isMap4 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap4 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33044,7 +33044,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap3 && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap4 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -33084,7 +33084,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap3 && !sep3 && !props.found) {
+        if (!isMap4 && !sep3 && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -33107,7 +33107,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap3 && !props.found && ctx.options.strict) {
+            if (!isMap4 && !props.found && ctx.options.strict) {
               if (sep3)
                 for (const st of sep3) {
                   if (st === valueProps.found)
@@ -33139,7 +33139,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap3) {
+          if (isMap4) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -33155,7 +33155,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap3 ? "}" : "]";
+      const expectedEnd = isMap4 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -34442,7 +34442,7 @@ var require_cst = __commonJS({
     var FLOW_END = "";
     var SCALAR = "";
     var isCollection = (token) => !!token && "items" in token;
-    var isScalar3 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
+    var isScalar4 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
     function prettyToken(token) {
       switch (token) {
         case BOM:
@@ -34526,7 +34526,7 @@ var require_cst = __commonJS({
     exports.FLOW_END = FLOW_END;
     exports.SCALAR = SCALAR;
     exports.isCollection = isCollection;
-    exports.isScalar = isScalar3;
+    exports.isScalar = isScalar4;
     exports.prettyToken = prettyToken;
     exports.tokenType = tokenType;
   }
@@ -36042,7 +36042,7 @@ var require_public_api = __commonJS({
       const lineCounter$1 = options.lineCounter || prettyErrors && new lineCounter.LineCounter() || null;
       return { lineCounter: lineCounter$1, prettyErrors };
     }
-    function parseAllDocuments2(source, options = {}) {
+    function parseAllDocuments3(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -36117,7 +36117,7 @@ var require_public_api = __commonJS({
       return new Document3.Document(value, _replacer, options).toString(options);
     }
     exports.parse = parse;
-    exports.parseAllDocuments = parseAllDocuments2;
+    exports.parseAllDocuments = parseAllDocuments3;
     exports.parseDocument = parseDocument3;
     exports.stringify = stringify;
   }
@@ -60800,20 +60800,35 @@ async function replaceFile(file, content, mode, newMode = 420) {
   } catch {
   }
 }
-async function takeLock(target, shown, notify) {
+function interruption(signal, where) {
+  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
+  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
+}
+async function takeLock(target, shown, notify, signal) {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
   const started = Date.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
+  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (; ; ) {
+    if (signal?.aborted) throw interrupted(false);
     const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
     try {
-      const release = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS });
+      let lost;
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const release = Object.assign(() => unlock(), { lost: () => lost });
+      if (signal?.aborted) {
+        await release().catch(() => void 0);
+        throw interrupted(false);
+      }
       if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
       return release;
     } catch (e) {
-      if (e.code !== "ELOCKED") throw writeError(e, target, shown);
+      if (e instanceof InterruptedError) throw e;
+      const code = e.code;
+      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
+      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
     }
     const waited = Date.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
@@ -60822,12 +60837,21 @@ async function takeLock(target, shown, notify) {
       const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
       notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
     }
-    await new Promise((r) => setTimeout(r, 25 + Math.random() * 75));
+    await new Promise((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
   }
 }
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr) {
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
   const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify);
+  const release = await takeLock(target, shown, notify, signal);
   try {
     const now = await readFile2(target, "utf8").catch((e) => {
       if (e.code === "ENOENT") return null;
@@ -60839,6 +60863,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
         `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
         "run the command again: it reads the file as it is now"
       );
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
     try {
       await replaceFile(target, content, void 0, newMode);
     } catch (e) {
@@ -60865,7 +60890,7 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -60873,6 +60898,13 @@ var init_atomic = __esm({
     init_errors();
     init_shell();
     MAX_LINKS = 40;
+    InterruptedError = class extends OpsError {
+      constructor(message, signal = "SIGINT") {
+        super(message);
+        this.signal = signal;
+      }
+      signal;
+    };
     ChangedOnDiskError = class extends OpsError {
     };
     LOCK_STALE_MS = 1e4;
@@ -68545,7 +68577,7 @@ function canonicalLastModified(file, value) {
   return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
 }
 function parseMetadata(file, node) {
-  if (!node) throw new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  if (!node) throw notSops(file);
   if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
   const foreign = [];
   for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
@@ -68611,8 +68643,28 @@ function listCommentsAsComments(node) {
   });
   return { ...node, items, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
 }
+function hasSopsKey(text, format) {
+  try {
+    if (format === "json") {
+      const v = JSON.parse(text.replace(/^\uFEFF/, ""));
+      return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
+    }
+    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
+    if (!Array.isArray(docs) || docs.length !== 1 || docs[0].errors.length) return void 0;
+    const top = docs[0].contents;
+    return (0, import_yaml6.isMap)(top) && top.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops");
+  } catch {
+    return void 0;
+  }
+}
 function parseSops(text, file, format = formatOf(file)) {
-  const tree = parseTree(text, format, { file, keys: "strict" });
+  let tree;
+  try {
+    tree = parseTree(text, format, { file, keys: "strict" });
+  } catch (e) {
+    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    throw e;
+  }
   const sops = getEntry(tree, "sops");
   const meta = parseMetadata(file, sops);
   meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
@@ -68656,10 +68708,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT;
+var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -68670,6 +68723,7 @@ var init_sops_metadata = __esm({
     LEGACY_SOPS_VERSION = "3.8.1";
     DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
     NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
+    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
   }
 });
 
@@ -68863,6 +68917,18 @@ function maskAll(secrets, mask) {
     }
   }
 }
+function allowKeys(node, allow, path = []) {
+  if (!allow) return;
+  if (node.kind === "list") node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
+  if (node.kind !== "map") return;
+  for (const [k, v] of node.entries) {
+    const at2 = [...path, k];
+    allow(k);
+    allow(showPath(at2));
+    allow(at2.filter((p) => typeof p === "string").join("."));
+    allowKeys(v, allow, at2);
+  }
+}
 var IvStash;
 var init_sops_decrypt = __esm({
   "core/secrets/sops-decrypt.ts"() {
@@ -68957,6 +69023,7 @@ var init_sops = __esm({
         const key = await recoverDataKey(doc, await resolveIdentities(opts2));
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
+        allowKeys(plain, opts2.allow);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
         const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
         f.openedWith = opts2;
@@ -69246,12 +69313,13 @@ var init_sops = __esm({
        * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
        * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
        * Returns whether it was written.
-       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read.
+       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+       * written) when the opening options' `signal` aborts before the file's lock is taken.
        */
       async save(opts2 = {}, replacing = this.onDisk) {
         const { text, changed } = await this.render(opts2);
         if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn);
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn, this.openedWith.signal);
         this.onDisk = text;
         return true;
       }
@@ -69278,7 +69346,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml6.isScalar)(node) ? node.value : (0, import_yaml6.isSeq)(node) ? node.items.map((x) => (0, import_yaml6.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -69291,15 +69359,15 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
-  const doc = (0, import_yaml6.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml6.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml6.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml6.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml6.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml6.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list2 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml7.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml7.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -69345,30 +69413,30 @@ async function setEnvRuleOnce(root, env, recipients) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml6.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml6.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml6.YAMLMap();
+  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml6.isSeq)(found)) seq = found;
+  if ((0, import_yaml7.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml6.YAMLSeq();
+    seq = new import_yaml7.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml6.Scalar(list2.join(","));
+  const own = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml7.Scalar(list2.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
-    if ((0, import_yaml6.isSeq)(old)) {
-      const s = new import_yaml6.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml6.Scalar(r));
+    if ((0, import_yaml7.isSeq)(old)) {
+      const s = new import_yaml7.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml7.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml6.YAMLMap();
+    const rule = new import_yaml7.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -69386,18 +69454,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml6.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml6.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml7.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml6, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -69480,7 +69548,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml7.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    keyFile = (0, import_yaml8.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -69527,11 +69595,11 @@ function placeholderError(label, env, keys, change) {
     `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
   ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml7, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
     init_shell();
@@ -70653,6 +70721,20 @@ var Masker = class {
     }
     return out + text.slice(copied);
   }
+  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+  allowed = /* @__PURE__ */ new Set();
+  allow(text) {
+    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+  }
+  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+  allowedSpans(text, found) {
+    const spans = [];
+    for (const a of this.allowed) {
+      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+    }
+    return spans;
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
@@ -70667,9 +70749,31 @@ var Masker = class {
     }
     if (found.size === 0) return text;
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+    if (kept.length) return this.hideOutside(text, order, kept);
     let out = text;
     for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
+  }
+  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+  hideOutside(text, found, kept) {
+    const hide = [];
+    for (const s of found) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+      }
+    }
+    hide.sort((x, y) => x[0] - y[0]);
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < hide.length; ) {
+      const from = hide[k][0];
+      let to = hide[k][1];
+      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
   }
 };
 function seconds(ms) {
@@ -70683,6 +70787,9 @@ var ActionsReporter = class {
   groupOpen = false;
   mask(value) {
     for (const form of exactForms(this.masker.add(value))) setSecret(form);
+  }
+  allow(text) {
+    this.masker.allow(text);
   }
   redact(text) {
     return this.masker.redact(text);
@@ -72559,7 +72666,7 @@ function nginxRoute(env, slot, r, problem) {
   if ((loaded === "blue" || loaded === "green") && loaded !== slot)
     problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
 }
-function warmth(env, live, target, neverLive, programs, warn) {
+function warmth(env, live, target, neverLive, programs, lock2, warn) {
   const idle = otherSlot(live);
   const loaded = programs.filter((p) => !p.live);
   if (!loaded.length) {
@@ -72568,7 +72675,12 @@ function warmth(env, live, target, neverLive, programs, warn) {
   }
   const stray = [...new Set(loaded.map((p) => p.release).filter((x) => Boolean(x) && neverLive.includes(x)))];
   if (stray.length)
-    warn(`the previous slot (${idle}) runs ${stray.join(", ")}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ""}; stop it: sudo supervisorctl stop '${env.layout.supervisorGroup(idle)}:*'`);
+    warn(`the previous slot (${idle}) runs ${stray.join(", ")}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ""}; ${strayFix(env, lock2)}`);
+}
+function strayFix(env, lock2) {
+  if (lock2 === "stale") return `ops lock release ${env.name} stops it and puts back the release the slot held before (the run that started it is gone)`;
+  if (lock2 === "held") return "the run holding the lock stops it when it ends, unless it puts it live";
+  return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
 }
 function parseHostStatus(env, host, r, redact) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -72644,7 +72756,7 @@ function parseHostStatus(env, host, r, redact) {
       if (env.config.switch.keep_previous) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
-        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? "", (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, warn);
+        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? "", (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
       }
       const idle = otherSlot(s.slot);
       for (const l of foreignListeners(listeners, idle))

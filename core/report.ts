@@ -231,18 +231,7 @@ export class Masker {
       }
       if (end > start) spans.push([start, end]);
     }
-    if (spans.length === 0) return text;
-    // Overlapping stretches become one ***.
-    let out = '';
-    let copied = 0;
-    for (let k = 0; k < spans.length; ) {
-      const from = spans[k]![0];
-      let to = spans[k]![1];
-      for (k++; k < spans.length && spans[k]![0] < to; k++) to = Math.max(to, spans[k]![1]);
-      out += `${text.slice(copied, from)}***`;
-      copied = to;
-    }
-    return out + text.slice(copied);
+    return starred(text, spans);
   }
 
   /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
@@ -294,18 +283,22 @@ export class Masker {
         if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
       }
     }
-    hide.sort((x, y) => x[0] - y[0]);
-    let out = '';
-    let copied = 0;
-    for (let k = 0; k < hide.length; ) {
-      const from = hide[k]![0];
-      let to = hide[k]![1];
-      for (k++; k < hide.length && hide[k]![0] < to; k++) to = Math.max(to, hide[k]![1]);
-      out += `${text.slice(copied, from)}***`;
-      copied = to;
-    }
-    return out + text.slice(copied);
+    return starred(text, hide.sort((x, y) => x[0] - y[0]));
   }
+}
+
+/** `text` with each of `spans` ([start, end) indexes, sorted by start) replaced by ***, overlapping ones by one ***. */
+function starred(text: string, spans: [number, number][]): string {
+  let out = '';
+  let copied = 0;
+  for (let k = 0; k < spans.length; ) {
+    const from = spans[k]![0];
+    let to = spans[k]![1];
+    for (k++; k < spans.length && spans[k]![0] < to; k++) to = Math.max(to, spans[k]![1]);
+    out += `${text.slice(copied, from)}***`;
+    copied = to;
+  }
+  return out + text.slice(copied);
 }
 
 /** A duration for a log line: "1.2s". */

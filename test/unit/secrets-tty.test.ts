@@ -1,4 +1,4 @@
-// The secrets commands at a real terminal (a pseudo-terminal driven by te../support/on_terminal.py, the `ops` binary as a
+// The secrets commands at a real terminal (a pseudo-terminal driven by test/support/on_terminal.py, the `ops` binary as a
 // person runs it): a value typed for `ops secrets set` is never shown, and the terminal is left as it was found.
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,6 +29,20 @@ async function onTerminal(e: Env, script: string, steps: Step[]): Promise<{ out:
   return { out, exit: Number(exit![1]), echo: /(^|\s)echo(\s|$)/.test(modes) };
 }
 
+/**
+ * `ops secrets set qa typed_key` on a new terminal in a new project, `steps` typed, for a run that must change nothing:
+ * nothing typed (every value here starts Zq8-) shown, the terminal echoing again afterwards, the secrets file as it was.
+ */
+async function setChangingNothing(steps: Step[]): Promise<{ out: string; exit: number }> {
+  const e = await newEnv();
+  const before = readFileSync(e.secrets, 'utf8');
+  const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', steps);
+  expect(t.out).not.toContain('Zq8-');
+  expect(t.echo, t.out).toBe(true);
+  expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  return t;
+}
+
 describe('ops secrets set at a terminal: the value typed is not shown', () => {
   it('typed and Enter: stored, never on the screen, the terminal echoing again afterwards; backspace edits it', async () => {
     const e = await newEnv();
@@ -41,50 +55,31 @@ describe('ops secrets set at a terminal: the value typed is not shown', () => {
   }, 180_000);
 
   it('Ctrl-C: exit 130, "interrupted; nothing was changed", the terminal echoing again, the file untouched', async () => {
-    const e = await newEnv();
-    const before = readFileSync(e.secrets, 'utf8');
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-half-typed\x03']]);
-    expect(t.out).not.toContain('Zq8-half');
+    const t = await setChangingNothing([['value for typed_key', 'Zq8-half-typed\x03']]);
     expect(t.out).toContain('error: interrupted; nothing was changed');
     expect(t.exit, t.out).toBe(130);
-    expect(t.echo, t.out).toBe(true);
-    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   }, 180_000);
 
   it('a signal from outside while the value is typed: the terminal echoes again, nothing changed', async () => {
-    const e = await newEnv();
-    const before = readFileSync(e.secrets, 'utf8');
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [
+    const t = await setChangingNothing([
       ['value for typed_key', 'Zq8-half-typed'],
       ['', { signal: 'SIGTERM' }],
     ]);
-    expect(t.out).not.toContain('Zq8-half');
     expect(t.out).toContain('interrupted by SIGTERM; nothing was changed');
     expect(t.exit, t.out).toBe(143);
-    expect(t.echo, t.out).toBe(true);
-    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   }, 180_000);
 
   it('a paste of several lines is refused, not cut to its first line; nothing shown or changed', async () => {
-    const e = await newEnv();
-    const before = readFileSync(e.secrets, 'utf8');
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-line-one\rZq8-line-two\r']]);
-    expect(t.out).not.toContain('Zq8-line');
+    const t = await setChangingNothing([['value for typed_key', 'Zq8-line-one\rZq8-line-two\r']]);
     expect(t.out).toContain('several lines');
     expect(t.out).toContain('ops secrets set qa typed_key < FILE');
     expect(t.exit, t.out).toBe(1);
-    expect(t.echo, t.out).toBe(true);
-    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   }, 180_000);
 
   it('Ctrl-D on an empty line: refused, nothing changed', async () => {
-    const e = await newEnv();
-    const before = readFileSync(e.secrets, 'utf8');
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', '\x04']]);
+    const t = await setChangingNothing([['value for typed_key', '\x04']]);
     expect(t.out).toContain('no value typed for typed_key');
     expect(t.exit, t.out).toBe(1);
-    expect(t.echo, t.out).toBe(true);
-    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   }, 180_000);
 });
 

@@ -30408,17 +30408,7 @@ var Masker = class {
       }
       if (end > start) spans.push([start, end]);
     }
-    if (spans.length === 0) return text;
-    let out = "";
-    let copied = 0;
-    for (let k = 0; k < spans.length; ) {
-      const from = spans[k][0];
-      let to = spans[k][1];
-      for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
-      out += `${text.slice(copied, from)}***`;
-      copied = to;
-    }
-    return out + text.slice(copied);
+    return starred(text, spans);
   }
   /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
   allowed = /* @__PURE__ */ new Set();
@@ -30462,19 +30452,21 @@ var Masker = class {
         if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
       }
     }
-    hide.sort((x, y) => x[0] - y[0]);
-    let out = "";
-    let copied = 0;
-    for (let k = 0; k < hide.length; ) {
-      const from = hide[k][0];
-      let to = hide[k][1];
-      for (k++; k < hide.length && hide[k][0] < to; k++) to = Math.max(to, hide[k][1]);
-      out += `${text.slice(copied, from)}***`;
-      copied = to;
-    }
-    return out + text.slice(copied);
+    return starred(text, hide.sort((x, y) => x[0] - y[0]));
   }
 };
+function starred(text, spans) {
+  let out = "";
+  let copied = 0;
+  for (let k = 0; k < spans.length; ) {
+    const from = spans[k][0];
+    let to = spans[k][1];
+    for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
+    out += `${text.slice(copied, from)}***`;
+    copied = to;
+  }
+  return out + text.slice(copied);
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }

@@ -5,6 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
+import { runHandlesSignals } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { projectRoot } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
@@ -243,14 +244,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   let json = false;
   /**
    * With --json, a signal outside a run's lock (connecting, planning, a command that takes none): its document, then the
-   * exit a signal gives (128 + its number: 130, 143). Inside the lock the run stops itself (core/ops/locked.ts, whose
-   * listener is then the other one) and prints its own (ops.interrupted).
+   * exit a signal gives (128 + its number: 130, 143). Inside the lock the run stops itself (core/ops/locked.ts:
+   * runHandlesSignals) and prints its own (ops.interrupted).
    */
-  const listening: Partial<Record<NodeJS.Signals, number>> = {};
   let environment: string | undefined;
   const outsideRun = (signal: NodeJS.Signals) => {
-    // A listener added since (withLock's): the run stops itself.
-    if (process.listenerCount(signal) > (listening[signal] ?? 1)) return;
+    if (runHandlesSignals()) return; // the run stops itself
     const exitCode = 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
     const error = `interrupted by ${signal} (outside the run's lock: what it had done is not known here; see ops status and ops audit)`;
     stderr.write(`error: ${error}\n`);
@@ -292,7 +291,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
     if (json) {
       if (command.args?.[0] === '<env>') environment = args[0];
-      for (const signal of ['SIGINT', 'SIGTERM'] as const) listening[signal] = process.on(signal, outsideRun).listenerCount(signal);
+      process.on('SIGINT', outsideRun).on('SIGTERM', outsideRun);
     }
     return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {

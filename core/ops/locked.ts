@@ -8,6 +8,7 @@
 // operation's last step on a host may carry the unlock itself (`closing`). Every step and upload of the run on a host
 // while it holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
 // nothing more when it resumes.
+import { handleSignals, stopHandlingSignals } from '../signals.ts';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
@@ -595,8 +596,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  handleSignals(onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
@@ -623,8 +623,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
     // said and audited as for any step of the run.
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stopHandlingSignals(onSignal);
     throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
@@ -687,8 +686,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   } finally {
     // After the release: a signal during it waits for it (above) rather than killing the run half-way.
     await releaseAll();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stopHandlingSignals(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

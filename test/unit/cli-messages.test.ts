@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { command, JSON_OPTION } from '../../scripts/cli.ts';
+import { handleSignals, stopHandlingSignals } from '../../core/signals.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
@@ -187,7 +188,10 @@ describe('--json, a signal outside a run\'s lock (connecting, planning)', () => 
       // A command still planning when Ctrl-C comes: it never ends on its own.
       let began!: () => void;
       const begun = new Promise<void>((r) => (began = r));
-      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (began(), exit.then(() => 1)) });
+      // A library's own listeners added meanwhile (proper-lockfile's signal-exit, loaded with the secrets file: it
+      // leaves a signal to others) are no run of ours: the CLI still answers.
+      const library = () => undefined;
+      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (process.on('SIGINT', library).on('SIGTERM', library), began(), exit.then(() => 1)) });
       const run = runOps(['slow', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [slow] });
       await begun;
       process.emit('SIGINT', 'SIGINT');
@@ -195,15 +199,16 @@ describe('--json, a signal outside a run\'s lock (connecting, planning)', () => 
       const r = await run;
       expect(JSON.parse(r.out)).toMatchObject({ ok: false, result: 'interrupted', signal: 'SIGINT', command: 'slow', environment: 'prod', release: null, releaseNote: expect.any(String), previous: null, live: null, exitCode: 130 });
       expect(r.err).toContain('error: interrupted by SIGINT');
-      // Inside a run's lock (a listener of its own added since): the run stops itself and prints its document; not this one.
+      process.off('SIGINT', library).off('SIGTERM', library);
+      // Inside a run's lock (its handler installed: core/signals.ts): the run stops itself and prints its document; not this one.
       let inside!: () => void;
       const entered = new Promise<void>((r) => (inside = r));
       const own = () => undefined;
       const locked = command({ name: 'locked', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: async () => {
-        process.on('SIGTERM', own);
+        handleSignals(own);
         inside();
         await new Promise((r) => setTimeout(r, 50));
-        process.off('SIGTERM', own);
+        stopHandlingSignals(own);
         return 0;
       } });
       spy.mockClear();

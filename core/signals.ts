@@ -1,0 +1,23 @@
+// Who answers SIGINT/SIGTERM in a command: a run under way (core/ops/locked.ts withLock, from its lock step on) stops
+// itself and says what it had got to; before and outside it, the CLI's own handler (--json) does. Told apart here, not
+// by counting the process's listeners: libraries add their own (proper-lockfile's signal-exit, loaded with the secrets
+// file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
+
+const runHandlers = new Set<(signal: NodeJS.Signals) => void>();
+
+/** Install `handler`, a run's, for SIGINT and SIGTERM until stopHandlingSignals(handler); runHandlesSignals() is then true. */
+export function handleSignals(handler: (signal: NodeJS.Signals) => void): void {
+  runHandlers.add(handler);
+  process.on('SIGINT', handler).on('SIGTERM', handler);
+}
+
+/** Remove a handler handleSignals installed (again: nothing). */
+export function stopHandlingSignals(handler: (signal: NodeJS.Signals) => void): void {
+  runHandlers.delete(handler);
+  process.off('SIGINT', handler).off('SIGTERM', handler);
+}
+
+/** Whether a run under way answers SIGINT/SIGTERM now (a handler installed by handleSignals). */
+export function runHandlesSignals(): boolean {
+  return runHandlers.size > 0;
+}

@@ -77915,6 +77915,17 @@ function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
 
+// core/signals.ts
+var runHandlers = /* @__PURE__ */ new Set();
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  process.on("SIGINT", handler).on("SIGTERM", handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  process.off("SIGINT", handler).off("SIGTERM", handler);
+}
+
 // core/ops/locked.ts
 import { randomBytes as randomBytes11 } from "node:crypto";
 import { constants as constants4 } from "node:os";
@@ -78264,8 +78275,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  handleSignals(onSignal);
   const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -78286,8 +78296,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stopHandlingSignals(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -78342,8 +78351,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   } finally {
     await releaseAll();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stopHandlingSignals(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -76,7 +76,7 @@ function setValueFromInput(text: string): string {
 /**
  * One line typed at the terminal `stdin`, not shown, as passwd reads one: readline reads the terminal in raw mode
  * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
- * `prompt` goes to `stderr`. The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), and on
+ * `prompt` goes to `stderr` (again after Ctrl-Z and fg). The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), while stopped by Ctrl-Z, and on
  * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
  * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
  * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
@@ -111,6 +111,13 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
       if (lines.length === 1) setImmediate(() => finish());
     });
     rl.on('SIGINT', () => finish(interruption('SIGINT'))); // Ctrl-C, read as a key on the raw terminal
+    // Ctrl-Z then fg: readline (node:readline, its Ctrl-Z) stops the process with the terminal's modes back, and on
+    // SIGCONT makes the terminal raw again but leaves its input paused: nothing else keeping the process alive, it
+    // exited 0 with nothing stored, and what was typed next went to the shell. Reading goes on where it was.
+    rl.on('SIGCONT', () => {
+      stderr.write(prompt);
+      rl.resume();
+    });
     rl.on('close', () => finish());
     if (signal.aborted) onAbort();
   });

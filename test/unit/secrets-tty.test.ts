@@ -54,6 +54,21 @@ describe('ops secrets set at a terminal: the value typed is not shown', () => {
     expect((await open(e)).data).toMatchObject({ typed_key: 'Zq8-typed-secret' });
   }, 180_000);
 
+  it('Ctrl-Z, then fg (SIGCONT): the same value is read on, still not shown, and stored; the terminal echoing again afterwards', async () => {
+    const e = await newEnv();
+    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [
+      ['value for typed_key', 'Zq8-before-stop'],
+      ['', '\x1a'],
+      ['', { signal: 'SIGCONT' }],
+      ['', '-after-cont\r'],
+    ]);
+    expect(t.out).not.toContain('Zq8-before');
+    expect(t.out).not.toContain('after-cont');
+    expect(t.exit, t.out).toBe(0);
+    expect(t.echo, t.out).toBe(true);
+    expect((await open(e)).data).toMatchObject({ typed_key: 'Zq8-before-stop-after-cont' });
+  }, 180_000);
+
   it('Ctrl-C: exit 130, "interrupted; nothing was changed", the terminal echoing again, the file untouched', async () => {
     const t = await setChangingNothing([['value for typed_key', 'Zq8-half-typed\x03']]);
     expect(t.out).toContain('error: interrupted; nothing was changed');

@@ -298,6 +298,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
     const code = e instanceof UsageError ? 2 : 1;
+    // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
+    const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+    if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
     // Not a run stopped by a signal: its document is printed as the process exits (ops.interrupted), once.
     if (json && failedResult(err)?.result !== 'interrupted') {

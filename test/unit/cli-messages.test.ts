@@ -172,9 +172,14 @@ describe('--json on a failure', () => {
     // release fields (staging makes no release).
     const staging = JSON.parse((await cli(root, 'staging', 'add', 'feature', '--repo', join(root, 'environments'), '--json')).out) as Record<string, unknown>;
     expect(staging).toMatchObject({ ok: false, mode: 'add', staging: 'staging', ref: 'feature', dryRun: false, reason: expect.any(String), exitCode: 1 });
-    // Without --json, nothing on stdout; a usage error (exit 2) before --json is read stays a usage error.
+    // Without --json, nothing on stdout; a usage error (exit 2: the arguments not parsed) with --json among them: its
+    // document all the same; after `--` it is no flag.
     expect((await cli(root, 'deploy', 'nope')).out).toBe('');
-    expect(JSON.parse((await cli(root, 'deploy', 'prod', '--json', '--bogus')).out || 'null')).toBeNull();
+    for (const argv of [['deploy', 'prod', '--json', '--bogus'], ['deploy', '--json'], ['rollback', 'prod', '--json', '--to']]) {
+      const r = await cli(root, ...argv);
+      expect(JSON.parse(r.out || 'null'), argv.join(' ')).toMatchObject({ ok: false, error: expect.any(String), exitCode: 2 });
+    }
+    expect((await cli(root, 'deploy', 'prod', '--bogus', '--', '--json')).out).toBe('');
   });
 });
 

@@ -43,30 +43,34 @@ async function setChangingNothing(steps: Step[]): Promise<{ out: string; exit: n
   return t;
 }
 
+/** The same for a run that stores `stored`: nothing typed shown, exit 0, the terminal echoing again afterwards. */
+async function setStoring(steps: Step[], stored: string): Promise<{ out: string; exit: number }> {
+  const e = await newEnv();
+  const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', steps);
+  expect(t.out).not.toContain('Zq8-');
+  expect(t.exit, t.out).toBe(0);
+  expect(t.echo, t.out).toBe(true);
+  expect((await open(e)).data).toMatchObject({ typed_key: stored });
+  return t;
+}
+
 describe('ops secrets set at a terminal: the value typed is not shown', () => {
   it('typed and Enter: stored, never on the screen, the terminal echoing again afterwards; backspace edits it', async () => {
-    const e = await newEnv();
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [['value for typed_key', 'Zq8-typed-secreX\x7ft\r']]);
+    const t = await setStoring([['value for typed_key', 'Zq8-typed-secreX\x7ft\r']], 'Zq8-typed-secret');
     expect(t.out).toContain('value for typed_key');
-    expect(t.out).not.toContain('Zq8-typed');
-    expect(t.exit, t.out).toBe(0);
-    expect(t.echo, t.out).toBe(true);
-    expect((await open(e)).data).toMatchObject({ typed_key: 'Zq8-typed-secret' });
   }, 180_000);
 
   it('Ctrl-Z, then fg (SIGCONT): the same value is read on, still not shown, and stored; the terminal echoing again afterwards', async () => {
-    const e = await newEnv();
-    const t = await onTerminal(e, 'node "$OPS" secrets set qa typed_key', [
-      ['value for typed_key', 'Zq8-before-stop'],
-      ['', '\x1a'],
-      ['', { signal: 'SIGCONT' }],
-      ['', '-after-cont\r'],
-    ]);
-    expect(t.out).not.toContain('Zq8-before');
+    const t = await setStoring(
+      [
+        ['value for typed_key', 'Zq8-before-stop'],
+        ['', '\x1a'],
+        ['', { signal: 'SIGCONT' }],
+        ['', '-after-cont\r'],
+      ],
+      'Zq8-before-stop-after-cont',
+    );
     expect(t.out).not.toContain('after-cont');
-    expect(t.exit, t.out).toBe(0);
-    expect(t.echo, t.out).toBe(true);
-    expect((await open(e)).data).toMatchObject({ typed_key: 'Zq8-before-stop-after-cont' });
   }, 180_000);
 
   it('Ctrl-C: exit 130, "interrupted; nothing was changed", the terminal echoing again, the file untouched', async () => {

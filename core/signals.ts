@@ -3,6 +3,17 @@
 // by counting the process's listeners: libraries add their own (proper-lockfile's signal-exit, loaded with the secrets
 // file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
 
+import { constants } from 'node:os';
+
+/**
+ * The exit code of a command stopped by `signal` (a name; SIGINT when not one node knows): 128 + its number, as a
+ * shell reports a command killed by it (bash(1), EXIT STATUS): SIGHUP 129, SIGINT 130, SIGTERM 143, which CI runners
+ * read as the run cancelled.
+ */
+export function signalExit(signal: string): number {
+  return 128 + (constants.signals[signal as NodeJS.Signals] ?? constants.signals.SIGINT);
+}
+
 const runHandlers = new Set<(signal: NodeJS.Signals) => void>();
 
 /** Install `handler`, a run's, for SIGINT and SIGTERM until stopHandlingSignals(handler); runHandlesSignals() is then true. */

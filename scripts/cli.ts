@@ -1,11 +1,10 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
-import { constants } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
-import { runHandlesSignals } from '../core/signals.ts';
+import { runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { projectRoot } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
@@ -250,7 +249,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   let environment: string | undefined;
   const outsideRun = (signal: NodeJS.Signals) => {
     if (runHandlesSignals()) return; // the run stops itself
-    const exitCode = 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
+    const exitCode = signalExit(signal);
     const error = `interrupted by ${signal} (outside the run's lock: what it had done is not known here; see ops status and ops audit)`;
     stderr.write(`error: ${error}\n`);
     const doc = { ok: false, result: 'interrupted', signal, command: command.name, ...(environment && { environment }), release: null, releaseNote: 'not known: the run was interrupted outside its lock', previous: null, live: null, reason: error, error, exitCode };

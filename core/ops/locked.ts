@@ -8,10 +8,9 @@
 // operation's last step on a host may carry the unlock itself (`closing`). Every step and upload of the run on a host
 // while it holds the lock there is fenced by it (FencedRemote): a run paused while its lock was released by force changes
 // nothing more when it resumes.
-import { handleSignals, stopHandlingSignals } from '../signals.ts';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:os';
 import { runnerNow, type OpsContext } from '../context.ts';
+import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
 import type { Session } from './hosts.ts';
 import { auditReason, failedResult, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
@@ -224,13 +223,6 @@ function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, 
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
 }
 
-/**
- * The exit code of a run stopped by `signal`: 128 + its number, as a shell reports a command killed by it (bash(1),
- * EXIT STATUS): SIGINT 130, SIGTERM 143, which CI runners read as the run cancelled.
- */
-export function signalExit(signal: NodeJS.Signals): number {
-  return 128 + (constants.signals[signal] ?? constants.signals.SIGINT);
-}
 
 /** Steps an interruption lets end rather than stopping them (see onSignal in withLock): the switch. */
 const UNINTERRUPTIBLE = new Set(['switch']);

@@ -13,6 +13,7 @@ import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
 import { validate } from '../../core/shell.ts';
+import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
 
 function show(root: string, file: string): string {
@@ -215,9 +216,6 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
   });
 }
 
-/** The exit code of a command a signal ended, as a shell reports it (128 + the signal's number). */
-const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
-
 /**
  * `run`'s exit code; a command interrupted where nothing was written (InterruptedError: Ctrl-C while a value is typed,
  * a signal while the file's lock is waited for) says so on one line, with a signal's exit code (130 for Ctrl-C).
@@ -229,7 +227,7 @@ async function exitOnInterrupt(ctx: CommandContext, run: () => Promise<number>):
   } catch (e) {
     if (!(e instanceof InterruptedError)) throw e;
     ctx.reporter.error(e.message);
-    return SIGNAL_EXIT[e.signal] ?? 130;
+    return signalExit(e.signal);
   }
 }
 
@@ -452,7 +450,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
             ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
           } else {
             ctx.reporter.error(`${file}: ${result.reason}`);
-            return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
+            return abort.signal.aborted ? signalExit(String(abort.signal.reason)) : 1;
           }
           return 0;
         } finally {

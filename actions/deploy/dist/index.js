@@ -77915,7 +77915,14 @@ function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
 
+// core/ops/locked.ts
+import { randomBytes as randomBytes11 } from "node:crypto";
+
 // core/signals.ts
+import { constants as constants4 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants4.signals[signal] ?? constants4.signals.SIGINT);
+}
 var runHandlers = /* @__PURE__ */ new Set();
 function handleSignals(handler) {
   runHandlers.add(handler);
@@ -77927,8 +77934,6 @@ function stopHandlingSignals(handler) {
 }
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes11 } from "node:crypto";
-import { constants as constants4 } from "node:os";
 init_errors();
 init_shell();
 var LockError = class extends OpsError {
@@ -78051,9 +78056,6 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
-}
-function signalExit(signal) {
-  return 128 + (constants4.signals[signal] ?? constants4.signals.SIGINT);
 }
 var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {

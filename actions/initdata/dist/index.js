@@ -75053,7 +75053,14 @@ function parseState(r) {
   };
 }
 
+// core/ops/locked.ts
+import { randomBytes as randomBytes11 } from "node:crypto";
+
 // core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
 var runHandlers = /* @__PURE__ */ new Set();
 function handleSignals(handler) {
   runHandlers.add(handler);
@@ -75065,8 +75072,6 @@ function stopHandlingSignals(handler) {
 }
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes11 } from "node:crypto";
-import { constants as constants3 } from "node:os";
 init_errors();
 
 // core/runinfo.ts
@@ -75456,9 +75461,6 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
-}
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
 }
 var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {

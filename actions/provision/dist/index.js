@@ -74815,7 +74815,14 @@ async function withOpenSession(session, fn) {
   }
 }
 
+// core/ops/locked.ts
+import { randomBytes as randomBytes7 } from "node:crypto";
+
 // core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
 var runHandlers = /* @__PURE__ */ new Set();
 function handleSignals(handler) {
   runHandlers.add(handler);
@@ -74827,8 +74834,6 @@ function stopHandlingSignals(handler) {
 }
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes7 } from "node:crypto";
-import { constants as constants3 } from "node:os";
 init_errors();
 
 // core/runinfo.ts
@@ -75535,9 +75540,6 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
-}
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
 }
 var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {

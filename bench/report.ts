@@ -236,9 +236,28 @@ export function breakdown(records: RunRecord[]): string[] {
     const cells = names.map((n) => `${n} ${((median(rs.map((r) => r.steps![0]!.steps.find((s) => s.name === n)?.ms ?? 0)) ?? 0) / 1000).toFixed(2)}`);
     const stepSum = median(rs.map((r) => r.steps![0]!.steps.reduce((a, s) => a + s.ms, 0)))! / 1000;
     const total = median(rs.map((r) => r.ms))! / 1000;
-    out.push(`- **${scenario}** (s, first host): ${cells.join(' · ')} — steps ${stepSum.toFixed(2)} of ${total.toFixed(2)} in all (the rest: CLI start-up, plan, connection, lock and state, unlock)`);
+    const [top, topMs] = names.map((n) => [n, median(rs.map((r) => r.steps![0]!.steps.find((s) => s.name === n)?.ms ?? 0)) ?? 0] as const).reduce((a, b) => (b[1] > a[1] ? b : a));
+    out.push(
+      `- **${scenario}** (s, first host): ${cells.join(' · ')} — steps ${stepSum.toFixed(2)} of ${total.toFixed(2)} in all (the rest: CLI start-up, plan, connection, lock and state, unlock)` +
+        ` — limited by ${top}: ${(topMs / 1000).toFixed(2)} s, ${Math.round(topMs / 10 / total)}% of the run; ${stepLimit(top)}`,
+    );
   }
   return out;
+}
+
+/**
+ * What a step's time is made of, for the "limited by" of each scenario in latest.md (issue 19 asks what limits each
+ * figure: CPU, network, remote work). Keyed by the step names the CLI's --json gives (core/ops/deploy-host.ts).
+ */
+export function stepLimit(step: string): string {
+  if (/^build$/.test(step)) return "the app's own build (vite build of the client): CPU on the host";
+  // A rollback's one step: the previous release is kept warm, so its time is the switch's.
+  if (/ \+ switch$/.test(step)) return 'the switch: nginx -t, a graceful reload and waiting until nginx answers from the other slot: CPU on the host';
+  if (/^start /.test(step)) return "the app's start-up and its health checks (uvicorn, Node): CPU on the host; with several hosts, all of them on the same two cores";
+  if (/^migrate$/.test(step)) return "the app's migrations (alembic): CPU on the host and the database";
+  if (/dependencies$/.test(step)) return 'installing a dependency set from the package cache: CPU on the host (unpacking, bytecode), the lab network';
+  if (/^(receive code|pack build|read release)$/.test(step)) return 'moving code or a built release over the one SSH connection: network and compression';
+  return "ops's own work on the host (files, nginx reload, supervisor)";
 }
 
 export function markdown(rows: Row[], checkList: Check[], meta: Meta, notes: string[], records: RunRecord[] = []): string {

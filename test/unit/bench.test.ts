@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { analyse } from '../../bench/load.ts';
-import { buildRows, checks, markdown, median, readmeWithFigures, svgChart, type Meta, type RunRecord } from '../../bench/report.ts';
+import { breakdown, buildRows, checks, markdown, median, readmeWithFigures, stepLimit, svgChart, type Meta, type RunRecord } from '../../bench/report.ts';
 import type { Sample } from '../support/load.ts';
 
 const ok = (url: string, start: number, ms: number, version = 'v1'): Sample => ({ url, start, end: start + ms, status: 200, version });
@@ -101,6 +101,21 @@ describe('report', () => {
     expect(markdown(rows, checks(rows, rs), meta, [])).toContain('- ➖ no-op redeploy ≥ 20× faster than Ansible with the seed settings: not measured in this run');
     // The rollout curve is drawn under the bars.
     expect(svgChart(rows, meta)).toContain('Code-only deploy against the number of hosts');
+  });
+
+  it("names what limits each scenario: its longest step on the first host, its share and what that work is", () => {
+    const steps = (build: number, start: number) => [{ host: 'a', steps: [{ name: 'release', ms: 40 }, { name: 'build', ms: build }, { name: 'start green', ms: start }] }];
+    const rs: RunRecord[] = [
+      { scenario: 'code', side: 'ours', round: 1, ms: 8000, steps: steps(6000, 900) },
+      { scenario: 'code10', side: 'ours', round: 1, ms: 16_000, steps: steps(4500, 7200) },
+      { scenario: 'rollback', side: 'ours', round: 1, ms: 600, steps: [{ host: 'a', steps: [{ name: 'lock + start blue + switch', ms: 400 }] }] },
+    ];
+    const lines = breakdown(rs);
+    expect(lines.find((l) => l.startsWith('- **code**'))).toContain("limited by build: 6.00 s, 75% of the run; the app's own build");
+    expect(lines.find((l) => l.startsWith('- **code10**'))).toContain("limited by start green: 7.20 s, 45% of the run; the app's start-up");
+    expect(lines.find((l) => l.startsWith('- **rollback**'))).toContain('limited by lock + start blue + switch: 0.40 s, 67% of the run; the switch:');
+    expect(stepLimit('python dependencies')).toMatch(/^installing a dependency set/);
+    expect(stepLimit('pack build')).toMatch(/network/);
   });
 
   it('draws a chart with one bar per measured side', () => {

@@ -111,6 +111,7 @@ const LOADER_ONLY: [string, (d: Record<string, any>) => void, string][] = [
   ['duplicate host names', (d) => d.hosts.push({ name: 'web1', address: 'b', host_key: KEY }), 'hosts[1].name'],
   ['a route to no program', (d) => (d.routes['/admin/'] = 'admin'), 'routes./admin/'],
   ['ports that collide with the other slot', (d) => (d.programs.client.port = 3580), 'programs.client.port'],
+  ['a program run from the live release by path', (d) => (d.programs.client.command = 'cd /srv/shop/current && node build'), 'programs.client.command'],
   ['a host key whose data is another type', (d) => (d.hosts[0].host_key = `ssh-rsa ${KEY.split(' ')[1]}`), 'hosts[0].host_key'],
 ];
 

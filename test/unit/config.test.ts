@@ -155,6 +155,26 @@ env: { __proto__: { secret: db }, constructor: c, toString: t }
     );
   });
 
+  it("refuses commands and values that name the live release by path (before the switch it is the previous release)", () => {
+    const doc = minimal() as Record<string, any>;
+    doc.programs.server.command = "bash -c 'cd /srv/shop/current && exec {python} server.py {port}'";
+    doc.programs.client.command = '{node} /srv/shop//current/build/index.js';
+    doc.programs.client.env = { STATIC: '/srv/shop/releases/20260101T000000Z-abc/static', DATA: '/srv/shop/shared/data', OLD: '/srv/shop/currently' };
+    doc.release = { build: 'cd /srv/shop/current && npm run build', migrate: 'alembic upgrade head' };
+    expect(problems(doc)).toEqual([
+      expect.stringMatching(/^programs\.server\.command: names \/srv\/shop\/current: \/srv\/shop\/current is the release live before this deploy .* write \{release\}/),
+      expect.stringMatching(/^programs\.client\.command: names \/srv\/shop\/\/current: /),
+      expect.stringMatching(/^programs\.client\.env\.STATIC: names \/srv\/shop\/releases\/20260101T000000Z-abc: .*names one release by path/),
+      expect.stringMatching(/^release\.build: names \/srv\/shop\/current: .*write a path relative to the release \(the command runs in it\)$/),
+    ]);
+    // {release}, shared data, other names and another base_dir's paths are fine.
+    const ok = minimal() as Record<string, any>;
+    ok.base_dir = '/opt/shop';
+    ok.programs.server.command = 'cd {release} && /srv/shop/current/x {port}';
+    ok.programs.client.env = { DATA: '/opt/shop/shared/data', LOG: '/opt/shop/current.log', LIST: 'ls /opt/shop/releases' };
+    expect(problems(ok)).toEqual([]);
+  });
+
   it('names the file in the error message', () => {
     expect(() => parseEnvironment({ ...minimal(), hosts: [] }, 'environments/x/environment.yml')).toThrow(
       /environments\/x\/environment.yml has 1 problem:\n  - hosts: expected at least 1 item, got 0/,

@@ -5,7 +5,7 @@ import type { Environment } from '../config/environment.ts';
 import { maskSecretLike, OpsError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { withSession } from './hosts.ts';
+import { eachHost } from './hosts.ts';
 import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
@@ -214,18 +214,14 @@ export function liveOf(host: string, state: HostState): HostLive {
  * that cannot be read is reported as such, so that a plan still prints.
  */
 export async function readLive(ctx: OpsContext, env: Target, expected?: { fingerprint: string }): Promise<HostLive[]> {
-  try {
-    return await withSession(ctx, env, (session) =>
-      session.each(async (remote, h) => {
-        try {
-          const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
-          return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
-        } catch (e) {
-          return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
-        }
-      }),
-    );
-  } catch (e) {
-    return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));
-  }
+  // Each host on its own connection (eachHost): one host down is that host's error, not every host's.
+  return eachHost(
+    ctx,
+    env,
+    async (remote, h) => {
+      const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
+      return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
+    },
+    (h, error) => ({ host: h.name, sha: '', release: '', error: error.split('\n')[0]! }),
+  );
 }

@@ -33,6 +33,12 @@ export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) =>
   return results;
 }
 
+/** The error of hosts that could not be reached (Session.openReachable's `unreachable`) out of `total`: the one host's own error when it is the only host. */
+export function unreachableError(unreachable: { error: unknown; message: string }[], total: number): unknown {
+  if (total === 1 && unreachable.length === 1) return unreachable[0]!.error;
+  return new OpsError(`cannot reach ${unreachable.length} of ${total} hosts; nothing was changed:\n${unreachable.map((u) => `  - ${u.message}`).join('\n')}`);
+}
+
 /** One open connection per host of an environment, closed together. */
 export class Session {
   private constructor(
@@ -51,20 +57,29 @@ export class Session {
    * at once, without retries, and it rejects.
    */
   static async open(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts, signal?: AbortSignal): Promise<Session> {
+    const { session, unreachable } = await Session.openReachable(ctx, env, hosts, signal);
+    if (unreachable.length) {
+      await session.close();
+      throw unreachableError(unreachable, hosts.length);
+    }
+    return session;
+  }
+
+  /**
+   * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
+   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its first text), in the
+   * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
+   */
+  static async openReachable(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts, signal?: AbortSignal): Promise<{ session: Session; unreachable: { host: Host; error: unknown; message: string }[] }> {
     const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
     const remotes = new Map<string, Remote>();
-    const failures: string[] = [];
+    const unreachable: { host: Host; error: unknown; message: string }[] = [];
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') remotes.set(hosts[i]!.name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+      else unreachable.push({ host: hosts[i]!, error: s.reason, message: s.reason instanceof Error ? s.reason.message : String(s.reason) });
     });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw (settled[0] as PromiseRejectedResult).reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
-    }
-    return new Session(env, hosts, remotes, connector);
+    return { session: new Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
   }
 
   /**

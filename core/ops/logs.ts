@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { withSession } from './hosts.ts';
+import { Session, unreachableError, withOpenSession } from './hosts.ts';
 import { oneLine, OpsError, tail } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
@@ -56,14 +56,21 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
 
 /**
  * `ops logs`: the chosen logs of every host, each line prefixed `<host> <log> |` and masked, printed through
- * the reporter; with `follow`, until `signal` aborts. @throws OpsError for bad options or a host that fails.
+ * the reporter; with `follow`, until `signal` aborts. Hosts that cannot be reached are warned of first, the others
+ * shown. @throws OpsError for bad options or a host that fails; when no host can be reached (before anything), or
+ * some could not (without `follow`: after the others' logs).
  */
 export async function logs(ctx: OpsContext, environment: Environment, options: LogsOptions = {}): Promise<void> {
   const env = resolveTarget(environment);
   const request = logsRequest(env, options);
   const limited = await maskEnvironmentSecrets(ctx, env);
   if (limited) ctx.reporter.warn(limited);
-  await withSession(ctx, env, async (session) => {
+  // The hosts that answer are shown (during an outage they are the ones worth reading); the others are said first and
+  // make the command fail at the end.
+  const { session, unreachable } = await Session.openReachable(ctx, env);
+  if (!session.hosts.length) throw unreachableError(unreachable, env.hosts.length);
+  for (const u of unreachable) ctx.reporter.warn(`cannot reach ${u.host.name}, its logs are not shown: ${u.message}`);
+  await withOpenSession(session, async () => {
     if (!options.follow) {
       // Hosts one after the other, so each host's lines stay together.
       await session.each((remote) => remote.run(logsStep(env, request)), { batch: 1 });
@@ -96,4 +103,5 @@ export async function logs(ctx: OpsContext, environment: Environment, options: L
       options.signal?.removeEventListener('abort', stop);
     }
   });
+  if (unreachable.length && !options.follow) throw new OpsError(`the logs of ${unreachable.map((u) => u.host.name).join(', ')} are not shown: cannot reach ${unreachable.length === 1 ? 'it' : 'them'} (see above)`, 'the logs of the hosts that answered are above');
 }

@@ -3,7 +3,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { withSession } from './hosts.ts';
+import { eachHost, withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
 import { oneLine } from '../errors.ts';
 import { reported, reportedAll } from '../remote/types.ts';
@@ -11,11 +11,33 @@ import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } f
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
 import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
-/** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
-export async function listReleases(ctx: OpsContext, environment: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
+/**
+ * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
+ * its step failed (formatError's text). Each host is read on its own connection (eachHost), so one host down still
+ * shows the others: during an outage, the hosts that answer are the ones worth reading.
+ */
+export interface HostUnread {
+  error?: string;
+}
+
+/** A host's `error` for a terminal: `<host>: cannot be read: <why>` (the rest of a multi-line reason indented). */
+function unreadLine(host: string, error: string): string {
+  return `${host}: cannot be read: ${error.replace(/\n/g, '\n  ')}`;
+}
+
+/** Whether any host of a read-only command's result could not be read (the command then exits 1). */
+export function someUnread(list: HostUnread[]): boolean {
+  return list.some((h) => h.error !== undefined);
+}
+
+/** `ops releases`: per host, the releases kept, most recently live first, with why each is kept (a host not read: `error`, no releases). Read only. */
+export async function listReleases(ctx: OpsContext, environment: Environment): Promise<({ host: string; releases: ReleaseInfo[] } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return withSession(ctx, env, (session) =>
-    session.each(async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) })),
+  return eachHost(
+    ctx,
+    env,
+    async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) }),
+    (host, error) => ({ host: host.name, releases: [], error }),
   );
 }
 
@@ -33,10 +55,10 @@ function releaseMark(r: ReleaseInfo): string {
  * Per host, most recently live first: `*` live, id, sha, ref, time, actor, then status (with why, cut to
  * RELEASE_REASON_SHOWN characters) and why it is kept.
  */
-export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]): string {
+export function formatReleases(list: ({ host: string; releases: ReleaseInfo[] } & HostUnread)[]): string {
   return list
-    .map(({ host, releases }) =>
-      [
+    .map(({ host, releases, error }) =>
+      error !== undefined ? unreadLine(host, error) : [
         `${host}:`,
         ...(releases.length
           ? releases.map(
@@ -49,16 +71,21 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
     .join('\n');
 }
 
-/** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom. Read only. */
-export async function getLockStatus(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+/** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom (a host not read: `error`, lock state `unknown`). Read only. */
+export async function getLockStatus(ctx: OpsContext, environment: Environment): Promise<({ host: string; lock: LockInfo } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return withSession(ctx, env, (session) => session.each(async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) })));
+  return eachHost(
+    ctx,
+    env,
+    async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) }),
+    (h, error) => ({ host: h.name, lock: { state: 'unknown', holder: {} }, error }),
+  );
 }
 
 /** Lock states for a terminal, one line per host. */
-export function formatLock(list: { host: string; lock: LockInfo }[]): string {
+export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`)
+    .map(({ host, lock, error }) => (error !== undefined ? unreadLine(host, error) : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
     .join('\n');
 }
 
@@ -120,19 +147,22 @@ export function formatLockRelease(list: LockRelease[], envName: string): string 
     .join('\n');
 }
 
-/** `ops audit`: per host, the last `lines` entries of its audit log (oldest first). Read only. */
-export async function auditLog(ctx: OpsContext, environment: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
+/** `ops audit`: per host, the last `lines` entries of its audit log (oldest first; a host not read: `error`, no entries). Read only. */
+export async function auditLog(ctx: OpsContext, environment: Environment, lines: number): Promise<({ host: string; entries: AuditEntry[] } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return withSession(ctx, env, (session) =>
-    session.each(async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) })),
+  return eachHost(
+    ctx,
+    env,
+    async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) }),
+    (h, error) => ({ host: h.name, entries: [], error }),
   );
 }
 
 /** Audit entries for a terminal: one line each (time, actor, operation, ref, sha, result), per host. */
-export function formatAudit(list: { host: string; entries: AuditEntry[] }[]): string {
+export function formatAudit(list: ({ host: string; entries: AuditEntry[] } & HostUnread)[]): string {
   return list
-    .map(({ host, entries }) =>
-      [
+    .map(({ host, entries, error }) =>
+      error !== undefined ? unreadLine(host, error) : [
         `${host}:`,
         ...(entries.length
           ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(12)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)

@@ -345,8 +345,11 @@ export function stoppedSlotLine(report: string, previous?: string, operation?: s
 }
 
 export interface LockInfo {
-  /** not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. */
-  state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held';
+  /**
+   * not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. unknown: the
+   * host could not be read (`ops lock status` of a host down: core/ops/records.ts getLockStatus says why).
+   */
+  state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held' | 'unknown';
   holder: Record<string, string>;
 }
 

@@ -78,10 +78,10 @@ export const commands: Command[] = [
     options: { json },
     async run(ctx) {
       const { args, ops } = ctx;
-      const { formatReleases, listReleases } = await import('../../core/ops/records.ts');
+      const { formatReleases, listReleases, someUnread } = await import('../../core/ops/records.ts');
       const list = await listReleases(ops, loadEnvironment(args[0]!, ops.root));
       await printResult(ctx, list, formatReleases);
-      return 0;
+      return someUnread(list) ? 1 : 0;
     },
   }),
   command({
@@ -116,10 +116,10 @@ export const commands: Command[] = [
     options: { lines: { type: 'number', value: 'N', min: 1, description: 'entries per host (default 20)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
-      const { auditLog, formatAudit } = await import('../../core/ops/records.ts');
+      const { auditLog, formatAudit, someUnread } = await import('../../core/ops/records.ts');
       const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), values.lines ?? 20);
       await printResult(ctx, list, formatAudit);
-      return 0;
+      return someUnread(list) ? 1 : 0;
     },
   }),
 ];

@@ -8,6 +8,9 @@ import { eachHost, withSession } from '../../core/ops/hosts.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { testEnv } from './status.helpers.ts';
+import { auditLog, formatAudit, formatLock, formatReleases, getLockStatus, listReleases, someUnread } from '../../core/ops/records.ts';
+import { readLive } from '../../core/ops/host-state.ts';
+import { logs } from '../../core/ops/logs.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const env = testEnv({}, ['web1', 'web2', 'web3', 'web4', 'web5'].map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })));
@@ -89,5 +92,35 @@ describe('eachHost', () => {
     );
     expect(out).toEqual(['web1 ok true true', 'web2 unreachable: cannot connect to web2: timed out', 'web3 ok true true', 'web4 ok true true', 'web5 ok true true']);
     expect(remotes.every((r) => r.closed)).toBe(true);
+  });
+});
+
+describe('read-only commands with a host down (ops releases, lock status, audit, logs, diff)', () => {
+  it('show every host that answers and say which could not be read, instead of failing for all', async () => {
+    const { ctx } = context(['web2']);
+    const releases = await listReleases(ctx, env);
+    expect(releases.map((r) => [r.host, r.error ?? 'read'])).toEqual([['web1', 'read'], ['web2', 'cannot connect to web2: timed out'], ['web3', 'read'], ['web4', 'read'], ['web5', 'read']]);
+    expect(someUnread(releases)).toBe(true);
+    expect(formatReleases(releases).split('\n')).toContain('web2: cannot be read: cannot connect to web2: timed out');
+    const locks = await getLockStatus(ctx, env);
+    expect(locks[1]).toEqual({ host: 'web2', lock: { state: 'unknown', holder: {} }, error: 'cannot connect to web2: timed out' });
+    expect(formatLock(locks).split('\n')[1]).toBe('web2: cannot be read: cannot connect to web2: timed out');
+    const audit = await auditLog(ctx, env, 5);
+    expect(audit.filter((a) => a.error).map((a) => a.host)).toEqual(['web2']);
+    expect(formatAudit(audit).split('\n')).toContain('web1:');
+    const live = await readLive(ctx, env);
+    expect(live.map((l) => l.error ?? 'read')).toEqual(['read', 'cannot connect to web2: timed out', 'read', 'read', 'read']);
+  });
+
+  it('ops logs: the hosts that answer are shown, one after another; the others are warned of, then the command fails', async () => {
+    const { ctx, remotes } = context(['web4']);
+    const err = await logs(ctx, env, { program: 'nginx' }).catch((e: Error) => e);
+    expect(remotes.map((r) => [r.name, r.runs.length])).toEqual([['web1', 1], ['web2', 1], ['web3', 1], ['web5', 1]]);
+    expect((ctx.reporter as MemoryReporter).lines.join('\n')).toContain('cannot reach web4, its logs are not shown: cannot connect to web4: timed out');
+    expect((err as Error).message).toBe('the logs of web4 are not shown: cannot reach it (see above)');
+    expect(remotes.every((r) => r.closed)).toBe(true);
+    // No host at all: the usual error, before anything.
+    const none = context(['web1', 'web2', 'web3', 'web4', 'web5']);
+    expect(((await logs(none.ctx, env, { program: 'nginx' }).catch((e: Error) => e)) as Error).message).toMatch(/^cannot reach 5 of 5 hosts/);
   });
 });

@@ -16,20 +16,26 @@ import { b64, putFileWord } from './script.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 
-/** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
-export function expand(env: Target, text: string, release: string, program: string, slot: Slot): string {
+/**
+ * Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment (`key`: the
+ * setting's name, for messages). `{{name}}` is a literal `{name}` (as in Python's str.format), for text of the app's
+ * own that uses braces, such as a log format's `{asctime}`; other braces (`{}`, `${HOME}`, JSON) are left as they are.
+ * @throws OpsError naming `key` for an unknown placeholder or a {port:<program>} of no program.
+ */
+export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`): string {
   const paths = env.runtime;
-  return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name: string, arg?: string) => {
+  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal?: string, name?: string, arg?: string) => {
+    if (literal !== undefined) return `{${literal}}`;
     if (name === 'release' && !arg) return release;
     if (name === 'python' && !arg) return paths.python;
     if (name === 'node' && !arg) return paths.node;
     if (name === 'npm' && !arg) return paths.npm;
     if (name === 'port') {
       const target = arg ?? program;
-      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(', ')}`);
+      if (!env.config.programs[target]) throw new OpsError(`${key}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(', ')}`);
       return String(env.port(target, slot));
     }
-    throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, 'placeholders: {release} {python} {node} {npm} {port} {port:<program>}');
+    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
 
@@ -91,12 +97,12 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
       OPS_RELEASE: releaseId,
       OPS_SLOT: slot,
     });
-    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot));
-    const log = `${L.logDir}/${name}-${slot}`;
     const key = (k: string) => `programs.${name}.${k}`;
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot, key(`env.${k}`)));
+    const log = `${L.logDir}/${name}-${slot}`;
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${carry(() => supervisorValue(key('command'), expand(env, p.command, release, name, slot)))}`,
+      `command=${carry(() => supervisorValue(key('command'), expand(env, p.command, release, name, slot, key('command'))))}`,
       `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
       `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,

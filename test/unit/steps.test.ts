@@ -106,6 +106,15 @@ describe('slots and programs', () => {
     expect(() => expand(e, '{nope}', '/r', 'client', 'blue')).toThrow(/unknown placeholder \{nope\}/);
     expect(() => expand(e, '{port:db}', '/r', 'client', 'blue')).toThrow(/names no program/);
   });
+  it("takes {{name}} as a literal {name} (a log format's fields), and leaves other braces as they are", () => {
+    expect(expand(e, '{{asctime}} {{levelname}}: {{message}} on {port}', '/r', 'client', 'blue')).toBe('{asctime} {levelname}: {message} on 3000');
+    expect(expand(e, '{{port:server}}', '/r', 'client', 'blue')).toBe('{port:server}');
+    expect(expand(e, '{"a":{"b":1}} ${HOME} find . -exec ls {} ;', '/r', 'client', 'blue')).toBe('{"a":{"b":1}} ${HOME} find . -exec ls {} ;');
+    // The setting is named, and the hint says how to write the literal.
+    expect(() => expand(e, '{asctime}', '/r', 'client', 'blue', 'programs.client.env.LOG_FORMAT')).toThrow(/^programs\.client\.env\.LOG_FORMAT: unknown placeholder \{asctime\}$/);
+    const conf = () => slotConfig(env({ programs: { server: { command: 'run', port: 3579, env: { FMT: '{levelname} {message}' } }, client: { command: 'run {x}', port: 3000 } } }), 'blue', '/r', 'id');
+    expect(conf).toThrow(/2 program settings .*\n {2}- programs\.server\.env\.FMT: unknown placeholder \{levelname\}.*write \{\{levelname\}\}.*\n {2}- programs\.client\.command: unknown placeholder \{x\}/s);
+  });
   it('writes supervisor values encoded for supervisor (% doubled, quoted for both shlex modes; see supervisor.test.ts)', () => {
     const conf = slotConfig(env({ programs: { server: { command: 'run --fmt %(h)s', port: 3579, env: { X: '100% "ok" now', Y: "it's" } }, client: { command: 'run', port: 3000 } } }), 'blue', '/r', 'id');
     expect(conf).toContain(`X='100%% "ok" now',Y="it's"`);

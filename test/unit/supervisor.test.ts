@@ -219,7 +219,7 @@ describe('every value supervisor cannot carry, in one error', () => {
       /\n {2}- programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/,
       /\n {2}- programs\.web\.env\.QUOTED: supervisor cannot carry this value: it starts or ends with a quote character/,
       /\n {2}- programs\.web\.env\.COMMENT: supervisor cannot carry this value: it holds a ";" or "#" after a space/,
-      /\n {2}- programs\.api: unknown placeholder \{nope\}/,
+      /\n {2}- programs\.api\.command: unknown placeholder \{nope\} \(placeholders: .*; for a literal \{nope\} \(e\.g\. a log format's fields\) write \{\{nope\}\}\)/,
       /\n {2}- programs\.api\.env\.LINE: supervisor cannot carry this value: it contains a line break/,
       /\n {2}- programs\.api\.env\.HERE: supervisor cannot carry this value: it holds the text "%\(here\)s"/,
     ])

@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
+import { userPath } from './config/environment.ts';
 
 export interface ResolvedRef {
   ref: string;
@@ -338,7 +339,7 @@ async function shallowIn(g: Git, sha: string): Promise<string[]> {
  * repository holding the project (its top level), else the project root itself.
  */
 export async function sourceRepository(projectRoot: string, configured: string | undefined): Promise<string> {
-  if (configured) return isAbsolute(configured) ? configured : resolve(projectRoot, configured);
+  if (configured) return userPath(projectRoot, configured);
   const top = await new Git(projectRoot).run(['rev-parse', '--show-toplevel']).catch(() => undefined);
   return top?.code === 0 ? top.stdout.trim() : projectRoot;
 }

@@ -6,7 +6,7 @@ import { OpsError, errorParts, failedResult, formatError } from '../core/errors.
 import { wholeNumber } from '../core/shell.ts';
 import { runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
-import { projectRoot } from '../core/config/environment.ts';
+import { projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 
@@ -235,8 +235,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const typedPaths = new Map<string, string>();
   const absolute = (p: string): string => {
     if (isAbsolute(p) || p === '') return p;
-    const abs = resolve(cwd, p);
-    typedPaths.set(abs, p);
+    const abs = userPath(cwd, p, processEnv.HOME || undefined);
+    if (!p.startsWith('~')) typedPaths.set(abs, p);
     return abs;
   };
   /** --json was given and parsed: a failure is printed as JSON on stdout too, so a script reading it always gets a document. */

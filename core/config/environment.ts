@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
+import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode } from 'yaml';
@@ -81,9 +82,19 @@ export function listEnvironments(root: string): string[] {
     .sort();
 }
 
-function relativeTo(base: string, p: string): string {
+/**
+ * A path as a user writes it in a setting or a command-line option, made absolute: `~` and `~/...` are the home
+ * directory (`home`: $HOME, else the account's), as a shell or ssh_config reads them (a shell does not expand them
+ * after `--identity=`, nor does YAML); an absolute path is itself; anything else is relative to `base`.
+ * @throws OpsError for `~user/...` (another account's home is not looked up: write the full path).
+ */
+export function userPath(base: string, p: string, home = process.env.HOME || homedir()): string {
+  if (p === '~' || p.startsWith('~/')) return join(home, p.slice(1));
+  if (p.startsWith('~')) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split('/')[0]}${p.includes('/') ? p.slice(p.indexOf('/')) : ''})`);
   return isAbsolute(p) ? p : resolve(base, p);
 }
+
+const relativeTo = userPath;
 
 /** One machine, whatever the environment calls it: the address (case-insensitive, no trailing dot; an IPv6 address in its canonical spelling) and SSH port. */
 export function machineId(h: { address: string; port?: number }): string {

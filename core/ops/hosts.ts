@@ -138,14 +138,15 @@ export async function withOpenSession<T>(session: Session, fn: () => Promise<T>)
 /**
  * Run `fn` on every host over its own connection, all in parallel, each closed when its `fn` is done; `started`
  * is when that host's connection began (Date.now(), ms). A host that cannot be reached (`connected` false) or
- * whose `fn` fails gives `onError`'s value (`message`: formatError's text) instead of hiding the others.
+ * whose `fn` fails gives `onError`'s value (`message`: formatError's text; `error`: what was thrown) instead of hiding
+ * the others.
  * @returns one value per host, in the environment's order; never throws for a host.
  */
 export async function eachHost<T>(
   ctx: OpsContext,
   env: Environment,
   fn: (remote: Remote, host: Host, started: number) => Promise<T>,
-  onError: (host: Host, message: string, connected: boolean) => T,
+  onError: (host: Host, message: string, connected: boolean, error: unknown) => T,
 ): Promise<T[]> {
   const connector = hostConnector(ctx);
   return Promise.all(
@@ -156,10 +157,28 @@ export async function eachHost<T>(
         remote = await connector(env, host);
         return await fn(remote, host, started);
       } catch (e) {
-        return onError(host, formatError(e), remote !== undefined);
+        return onError(host, formatError(e), remote !== undefined, e);
       } finally {
         await remote?.close();
       }
     }),
   );
+}
+
+/**
+ * A read-only command's look at every host (`ops releases`, `lock status`, `audit`): eachHost, so that a host down
+ * is that host's `unread` value (`error`: formatError's text) while the others are shown. When no host could be
+ * read, there is nothing to show: @throws the one host's own error (one host), or one error listing every host's.
+ */
+export async function readHosts<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, unread: (host: Host, error: string) => T): Promise<T[]> {
+  const errors: { error: unknown; message: string }[] = [];
+  const list = await eachHost(ctx, env, fn, (host, message, _connected, error) => {
+    errors.push({ error, message });
+    return unread(host, message);
+  });
+  if (errors.length && errors.length === env.hosts.length) {
+    if (errors.length === 1) throw errors[0]!.error;
+    throw new OpsError(`cannot read any of the ${errors.length} hosts:\n${errors.map((e) => `  - ${e.message.replace(/\n/g, '\n    ')}`).join('\n')}`);
+  }
+  return list;
 }

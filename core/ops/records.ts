@@ -3,7 +3,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { eachHost, withSession } from './hosts.ts';
+import { readHosts, withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
 import { oneLine } from '../errors.ts';
 import { reported, reportedAll } from '../remote/types.ts';
@@ -13,8 +13,8 @@ import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, sto
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
- * its step failed (formatError's text). Each host is read on its own connection (eachHost), so one host down still
- * shows the others: during an outage, the hosts that answer are the ones worth reading.
+ * its step failed (formatError's text). Each host is read on its own connection (readHosts), so one host down still
+ * shows the others: during an outage, the hosts that answer are the ones worth reading (none: the command fails).
  */
 export interface HostUnread {
   error?: string;
@@ -33,7 +33,7 @@ export function someUnread(list: HostUnread[]): boolean {
 /** `ops releases`: per host, the releases kept, most recently live first, with why each is kept (a host not read: `error`, no releases). Read only. */
 export async function listReleases(ctx: OpsContext, environment: Environment): Promise<({ host: string; releases: ReleaseInfo[] } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return eachHost(
+  return readHosts(
     ctx,
     env,
     async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) }),
@@ -74,7 +74,7 @@ export function formatReleases(list: ({ host: string; releases: ReleaseInfo[] } 
 /** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom (a host not read: `error`, lock state `unknown`). Read only. */
 export async function getLockStatus(ctx: OpsContext, environment: Environment): Promise<({ host: string; lock: LockInfo } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return eachHost(
+  return readHosts(
     ctx,
     env,
     async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) }),
@@ -150,7 +150,7 @@ export function formatLockRelease(list: LockRelease[], envName: string): string 
 /** `ops audit`: per host, the last `lines` entries of its audit log (oldest first; a host not read: `error`, no entries). Read only. */
 export async function auditLog(ctx: OpsContext, environment: Environment, lines: number): Promise<({ host: string; entries: AuditEntry[] } & HostUnread)[]> {
   const env = resolveTarget(environment);
-  return eachHost(
+  return readHosts(
     ctx,
     env,
     async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) }),

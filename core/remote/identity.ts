@@ -27,7 +27,9 @@ function readKey(file: string, label: string): string {
     return readFileSync(file, 'utf8');
   } catch (e) {
     const why = fileError(e, file, 'read', 'an SSH private key file');
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, why.hint);
+    // fileError's hint for a missing file is about paths typed at a prompt; a setting's is read from its folder.
+    const hint = label === 'ssh.identity_file' && (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)' : why.hint;
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
   }
 }
 

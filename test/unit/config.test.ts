@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile } from '../../core/config/environment.ts';
+import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile, userPath } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { blobType, fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 
@@ -173,6 +173,15 @@ env: { __proto__: { secret: db }, constructor: c, toString: t }
     ok.programs.server.command = 'cd {release} && /srv/shop/current/x {port}';
     ok.programs.client.env = { DATA: '/opt/shop/shared/data', LOG: '/opt/shop/current.log', LIST: 'ls /opt/shop/releases' };
     expect(problems(ok)).toEqual([]);
+  });
+
+  it('paths in settings and options: ~/ is the home directory (YAML and --identity=~/... do not expand it), others from their folder', () => {
+    expect(userPath('/p/environments/x', '~/.ssh/id_ed25519', '/home/me')).toBe('/home/me/.ssh/id_ed25519');
+    expect(userPath('/p/environments/x', '~', '/home/me')).toBe('/home/me');
+    expect(userPath('/p/environments/x', 'keys/k', '/home/me')).toBe('/p/environments/x/keys/k');
+    expect(userPath('/p/environments/x', '/etc/k', '/home/me')).toBe('/etc/k');
+    expect(() => userPath('/p', '~ci/.ssh/k', '/home/me')).toThrow(OpsError);
+    expect(() => userPath('/p', '~ci/.ssh/k', '/home/me')).toThrow(/~ci\/\.ssh\/k: another account's home directory \(~name\) is not looked up/);
   });
 
   it('names the file in the error message', () => {

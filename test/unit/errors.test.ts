@@ -199,6 +199,9 @@ describe('a local file given by the user that cannot be read says why in words (
     };
     const missing = await caught(() => resolveCredentials({ identityFile: join(dir, 'nope') }, new MemoryReporter()));
     expect([missing.message, missing.hint]).toEqual([`cannot read ${dir}/nope: no such file (the SSH key of --identity)`, expect.stringMatching(/^check the path/)]);
+    // A setting's path is read from the environment folder (or ~/ from home): its hint says so, not "the directory the command was run from".
+    const setting = await caught(() => resolveCredentials({ configFile: join(dir, 'nope') }, new MemoryReporter()));
+    expect(setting.hint).toBe('check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)');
     const folder = await caught(() => resolveCredentials({ identityFile: dir }, new MemoryReporter()));
     expect(folder.message).toBe(`cannot read ${dir}: it is a directory, not an SSH private key file (the SSH key of --identity)`);
     const yaml = await caught(() => readYamlFile(dir, 'environments/x/environment.yml'));

@@ -108,6 +108,9 @@ describe('read-only commands with a host down (ops releases, lock status, audit,
     const audit = await auditLog(ctx, env, 5);
     expect(audit.filter((a) => a.error).map((a) => a.host)).toEqual(['web2']);
     expect(formatAudit(audit).split('\n')).toContain('web1:');
+    // No host answers: nothing to show, the command fails as before (every host's reason in one error).
+    const none = context(['web1', 'web2', 'web3', 'web4', 'web5']);
+    expect(((await listReleases(none.ctx, env).catch((e: Error) => e)) as Error).message).toMatch(/^cannot read any of the 5 hosts:\n {2}- cannot connect to web1: timed out\n/);
     const live = await readLive(ctx, env);
     expect(live.map((l) => l.error ?? 'read')).toEqual(['read', 'cannot connect to web2: timed out', 'read', 'read', 'read']);
   });

@@ -12,7 +12,7 @@ import { auditReason, OpsError } from '../errors.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
-import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
+import { SUPPORTED_RELEASES, appUser, debianRuntimeProblem, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
 import { issueCertificate, prepareTls, TLS_KEYS } from '../steps/tls.ts';
 import { HostRun } from './host-run.ts';
 import { withSession } from './hosts.ts';
@@ -49,6 +49,8 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
   const codename = reported(facts, SYSTEM_KEYS.codename) ?? '';
   if (reported(facts, SYSTEM_KEYS.os_id) !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
     throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
+  const runtimesProblem = debianRuntimeProblem(env, remote.name, codename);
+  if (runtimesProblem) throw runtimesProblem;
   const results: StepResult[] = [];
   results.push(await run(installPackages(env)));
   results.push(await run(appUser(env, remote.login)));

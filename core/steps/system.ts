@@ -4,6 +4,7 @@ import type { Target } from '../target.ts';
 import { INDEX_READ_TIMEOUT, type PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
+import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
 
@@ -11,6 +12,34 @@ import { SYSTEM_FUNCTIONS } from './libraries.ts';
 export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'provisioned', 'runtime');
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
+
+/** The one Python (python3.X) and Node.js (nodejs) each supported Debian release ships (packages.debian.org). */
+const DEBIAN_RUNTIMES: Record<string, { number: number; python: string; node: string }> = {
+  bullseye: { number: 11, python: '3.9', node: '12' },
+  bookworm: { number: 12, python: '3.11', node: '18' },
+  trixie: { number: 13, python: '3.13', node: '20' },
+};
+
+/**
+ * Why the runtimes with strategy `debian` cannot be had on a host of Debian `codename` (the release ships one Python
+ * and one Node.js: DEBIAN_RUNTIMES), as an OpsError saying which versions it has and the other strategies, or
+ * undefined. Checked before provision installs anything: apt's own words ("Unable to locate package python3.12")
+ * said nothing of why.
+ */
+export function debianRuntimeProblem(env: Target, host: string, codename: string): OpsError | undefined {
+  const shipped = DEBIAN_RUNTIMES[codename];
+  if (!shipped) return undefined;
+  const { python, node } = env.config.runtimes;
+  const wrong = [
+    ...(python.strategy === 'debian' && minor(python.version) !== shipped.python ? [`runtimes.python ${python.version}: it has Python ${shipped.python} only`] : []),
+    ...(node.strategy === 'debian' && node.version.split('.')[0] !== shipped.node ? [`runtimes.node ${node.version}: it has Node.js ${shipped.node} only`] : []),
+  ];
+  if (!wrong.length) return undefined;
+  return new OpsError(
+    `${host} runs Debian ${shipped.number} (${codename}), whose packages cannot give strategy debian's ${wrong.join('; ')}`,
+    `in environments/${env.name}/environment.yml, set that version, or another strategy: python: pyenv, node: nvm (both need internet on the host) or npm (from packages.npm_registry)`,
+  );
+}
 
 /** What the operations need to know about a host before touching it. */
 export function inspectHost(env: Target): Step {

@@ -16,7 +16,7 @@ import { appCommand, nodeDependencies, pythonDependencies } from '../../core/ste
 import { createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost } from '../../core/shell.ts';
-import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
+import { debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
@@ -389,6 +389,16 @@ describe('packages and runtimes', () => {
     expect(packageList(managed)).not.toContain('nodejs');
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
+  });
+  it("refuses strategy debian's versions the host's Debian release does not ship, before installing anything", () => {
+    expect(debianRuntimeProblem(env(), 'web1', 'bookworm')).toBeUndefined();
+    const newer = env({ runtimes: { python: { strategy: 'debian', version: '3.12' }, node: { strategy: 'debian', version: '20' } } });
+    const e = debianRuntimeProblem(newer, 'web1', 'bookworm')!;
+    expect(e.message).toBe("web1 runs Debian 12 (bookworm), whose packages cannot give strategy debian's runtimes.python 3.12: it has Python 3.11 only; runtimes.node 20: it has Node.js 18 only");
+    expect(e.hint).toMatch(/python: pyenv, node: nvm .* or npm/);
+    expect(debianRuntimeProblem(newer, 'web1', 'trixie')!.message).toBe("web1 runs Debian 13 (trixie), whose packages cannot give strategy debian's runtimes.python 3.12: it has Python 3.13 only");
+    // Other strategies bring their own versions.
+    expect(debianRuntimeProblem(env({ runtimes: { python: { strategy: 'pyenv', version: '3.12.1' }, node: { strategy: 'nvm', version: '22.11.0' } } }), 'web1', 'bookworm')).toBeUndefined();
   });
 });
 

@@ -8,7 +8,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, OpsError } from '../errors.ts';
+import { auditReason, OpsError, StepError } from '../errors.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
@@ -49,10 +49,14 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
   const codename = reported(facts, SYSTEM_KEYS.codename) ?? '';
   if (reported(facts, SYSTEM_KEYS.os_id) !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
     throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
-  const runtimesProblem = debianRuntimeProblem(env, remote.name, codename);
-  if (runtimesProblem) throw runtimesProblem;
   const results: StepResult[] = [];
-  results.push(await run(installPackages(env)));
+  results.push(
+    await run(installPackages(env)).catch((e: unknown) => {
+      // A version the release does not ship (an apt source the host may add, e.g. NodeSource, still can: not refused before).
+      const why = e instanceof StepError ? debianRuntimeProblem(env, remote.name, codename) : undefined;
+      throw why && e instanceof StepError ? new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `${why.message}: ${why.hint}`, e.limit, e.verdict) : e;
+    }),
+  );
   results.push(await run(appUser(env, remote.login)));
   // pip.conf / .npmrc may hold tokens: they travel on an exec channel's stdin into the login's private uploads dir, never in a script.
   const tag = randomBytes(4).toString('hex');

@@ -21,10 +21,10 @@ const DEBIAN_RUNTIMES: Record<string, { number: number; python: string; node: st
 };
 
 /**
- * Why the runtimes with strategy `debian` cannot be had on a host of Debian `codename` (the release ships one Python
+ * Why the runtimes with strategy `debian` may not be had on a host of Debian `codename` (the release ships one Python
  * and one Node.js: DEBIAN_RUNTIMES), as an OpsError saying which versions it has and the other strategies, or
- * undefined. Checked before provision installs anything: apt's own words ("Unable to locate package python3.12")
- * said nothing of why.
+ * undefined. The hint of a failed package install (apt's own words, "Unable to locate package python3.12", said
+ * nothing of why); not a refusal beforehand, as an apt source the host adds (NodeSource, backports) may have them.
  */
 export function debianRuntimeProblem(env: Target, host: string, codename: string): OpsError | undefined {
   const shipped = DEBIAN_RUNTIMES[codename];

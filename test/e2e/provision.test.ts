@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
 
@@ -104,6 +105,18 @@ describe.sequential('provision a bare bookworm host', () => {
     try {
       const err = await provision(project.ctx(), project.env()).catch((e: Error) => e);
       expect((err as Error).message).toMatch(/runtimes pin node 20 but \/usr\/bin\/node is version 18\./);
+    } finally {
+      project.write(config);
+    }
+  }, 120_000);
+
+  it("says which Python the host's Debian release ships when strategy debian asks for another (apt cannot find the package)", async () => {
+    const config = testConfig([host], await appRepo(), 'postgresql://unused');
+    project.write({ ...config, runtimes: { python: { strategy: 'debian', version: '3.12' }, node: { strategy: 'debian', version: '18' } } });
+    try {
+      const err = (await provision(project.ctx(), project.env()).catch((e: Error) => e)) as OpsError;
+      expect(err.message).toMatch(/step "packages" on \S+ failed[\s\S]*python3\.12/);
+      expect(err.hint).toMatch(/runs Debian 12 \(bookworm\), whose packages cannot give strategy debian's runtimes\.python 3\.12: it has Python 3\.11 only: .*pyenv/);
     } finally {
       project.write(config);
     }

@@ -390,7 +390,7 @@ describe('packages and runtimes', () => {
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
   });
-  it("refuses strategy debian's versions the host's Debian release does not ship, before installing anything", () => {
+  it("says which strategy debian versions the host's Debian release ships (the hint of a failed package install)", () => {
     expect(debianRuntimeProblem(env(), 'web1', 'bookworm')).toBeUndefined();
     const newer = env({ runtimes: { python: { strategy: 'debian', version: '3.12' }, node: { strategy: 'debian', version: '20' } } });
     const e = debianRuntimeProblem(newer, 'web1', 'bookworm')!;

@@ -8,6 +8,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { Session, unreachableError, withOpenSession } from './hosts.ts';
+import { maskPlainPasswords } from './secrets.ts';
 import { oneLine, OpsError, tail } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
@@ -43,6 +44,7 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
  * themselves (logsStep: the values the releases kept there were given from secrets).
  */
 export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment): Promise<string | undefined> {
+  maskPlainPasswords(ctx, env, false);
   const file = join(env.dir, SECRETS_FILE);
   if (!existsSync(file)) return undefined;
   try {

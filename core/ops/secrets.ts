@@ -7,9 +7,40 @@ import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
+import { urlPassword } from '../secrets/parts.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
+
+/**
+ * The passwords written in plain values of environment.yml (committed in the clear): a URL's password
+ * (scheme://user:PASSWORD@host, as urllib reads it: core/secrets/parts.ts urlPassword) in `env` or a program's `env`,
+ * each with the setting it is in. `{ secret: key }` references are not plain: their values come from the secrets file.
+ */
+export function plainPasswords(env: Environment): { path: string; passwords: string[] }[] {
+  const values: [string, unknown][] = [
+    ...Object.entries(env.config.env).map(([k, v]): [string, unknown] => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name, p]) => Object.entries(p.env).map(([k, v]): [string, unknown] => [`programs.${name}.env.${k}`, v])),
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === 'string' ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+
+/**
+ * Mask the passwords of plain values (plainPasswords) in everything ops prints: a build or migration printing its
+ * database URL shows `***` as for a secret. With `warn`, say once which settings hold one and how to move it to the
+ * secrets file (a deploy's and initdata's read; status and logs only mask).
+ */
+export function maskPlainPasswords(ctx: OpsContext, env: Environment, warn: boolean): void {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(', ')} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
+    );
+}
 
 /**
  * Decrypted secrets for a deploy: MAC verified, masked; refused while encrypted to the example key or holding
@@ -17,6 +48,7 @@ export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkdd
  * naming its keys, never the value: masking it garbles the logs.
  */
 export async function environmentSecrets(ctx: OpsContext, env: Environment): Promise<Record<string, unknown>> {
+  maskPlainPasswords(ctx, env, true);
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);

@@ -9,6 +9,7 @@ import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
 import { eachHost } from './hosts.ts';
+import { maskPlainPasswords } from './secrets.ts';
 
 export interface StatusResult {
   environment: string;
@@ -61,6 +62,7 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
  * key: README "Status environments") nothing is said, the hosts mask what they quote themselves (healthShell).
  */
 async function maskWithKey(ctx: OpsContext, env: Environment): Promise<void> {
+  maskPlainPasswords(ctx, env, false);
   const file = join(env.dir, SECRETS_FILE);
   if (!existsSync(file)) return;
   try {

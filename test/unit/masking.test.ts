@@ -334,3 +334,26 @@ describe('masking a secret in its URL-encodings (each character as itself or %XX
     expect(Date.now() - started).toBeLessThan(1500);
   });
 });
+
+describe('a password written in a plain value of environment.yml', () => {
+  it('is masked in what ops prints and warned of once, naming the settings, never the value', async () => {
+    const { testEnv } = await import('./status.helpers.ts');
+    const { environmentSecrets, plainPasswords } = await import('../../core/ops/secrets.ts');
+    const env = testEnv({
+      env: { DATABASE_URL: 'postgresql://app:S3cr3t-Passw0rd@db.internal/app', SITE: 'https://example.org/x', NOPASS: 'postgresql://app@db/app' },
+      programs: { web: { command: 'run', port: 4000, env: { CACHE: 'redis://:c4che-pw%21@cache:6379/0' } } },
+      routes: { '/': 'web' },
+    });
+    expect(plainPasswords(env)).toEqual([
+      { path: 'env.DATABASE_URL', passwords: ['S3cr3t-Passw0rd', 'S3cr3t-Passw0rd'] },
+      { path: 'programs.web.env.CACHE', passwords: ['c4che-pw%21', 'c4che-pw!'] },
+    ]);
+    const reporter = new MemoryReporter();
+    await environmentSecrets({ root: env.root, reporter, processEnv: {} }, env);
+    const warning = reporter.lines.find((l) => l.includes('password in plain text'))!;
+    expect(warning).toContain('env.DATABASE_URL, programs.web.env.CACHE');
+    expect(warning).not.toContain('S3cr3t');
+    reporter.info('brk1 [build] connecting to postgresql://app:S3cr3t-Passw0rd@db.internal/app and c4che-pw!');
+    expect(reporter.lines.at(-1)).toBe('brk1 [build] connecting to postgresql://app:***@db.internal/app and ***');
+  });
+});

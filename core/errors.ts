@@ -13,6 +13,14 @@ export class OpsError extends Error {
   }
 }
 
+/**
+ * A step that did not start on its host (the login shell or its start-up files ended, or ran it in a way ops refuses,
+ * before the step's own script began): nothing of the step was done there (a lock step took no lock).
+ */
+export class NotStartedError extends OpsError {
+  override name = 'NotStartedError';
+}
+
 /** No age identity was found to decrypt an environment's secrets (an action says which input was empty). */
 export class NoAgeIdentity extends OpsError {}
 

@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
+import { NotStartedError, OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { START_MARKER, commandLine, scriptText, uploadStep } from './wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, commandLine, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -242,7 +242,7 @@ export class SshRemote implements Remote {
       step.quiet
         ? { push: () => undefined, flush: () => undefined }
         : new LineSplitter((line) => {
-            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
+            if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
           });
     const outLines = show('stdout');
     const errLines = show('stderr');
@@ -290,6 +290,7 @@ export class SshRemote implements Remote {
       this.warnedPreamble = true;
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
+    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
@@ -307,14 +308,37 @@ export class SshRemote implements Remote {
     return result;
   }
 
+  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+  private refused(what: string, line: string): NotStartedError {
+    const [why, ...rest] = line.split(' ');
+    const detail = rest.join(' ');
+    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
+    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const stopped = 'ops stopped it before it did anything';
+    if (why === 'stdin')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+        `move that read below ${guard}, or make it read from /dev/tty`,
+      );
+    if (why === 'stderr')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`,
+      );
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || 'unknown'}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`,
+    );
+  }
+
   run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 0o600, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,103 @@
+// How a step reaches a host through the login's shell (sshd runs `$SHELL -c COMMAND`, and bash sources ~/.bashrc for
+// it, interactive or not): start-up files that exec another shell, exit, read stdin or redirect stderr, and login
+// shells that run nothing (nologin, false). SshRemote over a connection whose exec runs the command locally the way
+// sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { NodeSSH } from 'node-ssh';
+import { NotStartedError } from '../../core/errors.ts';
+import { SshRemote } from '../../core/remote/ssh.ts';
+import type { Step } from '../../core/remote/types.ts';
+import { MemoryReporter } from '../../core/report.ts';
+
+/**
+ * A connection whose exec runs the command as sshd would with login shell `shell`: bash sourcing `bashrc` first
+ * (what bash does for sshd), or `shell -c COMMAND` for another program. Channels are as ssh2's: data, stderr data,
+ * exit, close.
+ */
+function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-login-'));
+  const rc = join(dir, '.bashrc');
+  writeFileSync(rc, `${bashrc}\n`);
+  const conn = Object.assign(new EventEmitter(), {
+    exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
+      // Started once the input is sent: the transport listens by then (ssh2's channel keeps what comes before).
+      const channel = Object.assign(new EventEmitter(), {
+        stderr: new EventEmitter(),
+        end: (input: Buffer) => {
+          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir } }) : spawn(shell, ['-c', command], { cwd: dir });
+          child.stdin.on('error', () => undefined); // a shell that ended before reading its input
+          child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
+          child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
+          child.on('close', (code, signal) => {
+            channel.emit('exit', code, signal ?? undefined);
+            channel.emit('close');
+          });
+          channel.close = () => child.kill();
+          child.stdin.end(input);
+        },
+        close: (): unknown => undefined,
+      });
+      setImmediate(() => cb(undefined, channel));
+    },
+  });
+  return { connection: conn, dir } as unknown as NodeSSH;
+}
+
+const host = { name: 'web1', address: '10.0.0.1', port: 22, user: 'deploy', hostKey: 'ssh-ed25519 AAAA' };
+
+/** Run a login step touching `marker` through a login shell with `bashrc`: what came back, and whether the step's script ran. */
+async function runWith(bashrc: string, shell = 'bash') {
+  const conn = localConnection(bashrc, shell);
+  const ran = join((conn as unknown as { dir: string }).dir, 'ran');
+  const step: Step = { name: 'lock', script: `touch ${ran}\necho done`, as: 'login', timeout: 30 };
+  const reporter = new MemoryReporter();
+  const remote = new SshRemote(conn, host, 'app', reporter);
+  const result = await remote.run(step).catch((e: unknown) => e);
+  return { result, ran: existsSync(ran), warnings: reporter.lines.filter((l) => l.startsWith('warning:')) };
+}
+
+describe('a step through the login shell', () => {
+  it('runs as sent with a quiet ~/.bashrc', async () => {
+    const { result, ran, warnings } = await runWith('# nothing');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(ran).toBe(true);
+    expect(warnings).toEqual([]);
+  });
+
+  it.each([
+    ['[ -z "${INNER:-}" ] && export INNER=1 && exec /bin/bash', '/bin/bash'],
+    ['exec /bin/sh', '/bin/sh'],
+    ['exec dash', 'dash'],
+  ])('refuses to run a script that another shell read (%s in ~/.bashrc): nothing done, the fix named', async (rc, shell) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    const e = result as NotStartedError;
+    expect(e.message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 starts another shell (${shell}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ops stopped it before it did anything`,
+    );
+    expect(e.hint).toMatch(/^move the exec below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)/);
+  });
+
+  it('refuses, before doing anything, a script whose first line a start-up file read from stdin', async () => {
+    const { result, ran } = await runWith('read -r -t 1 _discard || true');
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ops stopped it before it did anything`,
+    );
+  });
+
+  it('refuses a step whose stderr a start-up file sends elsewhere (its errors would be lost)', async () => {
+    const { result, ran } = await runWith('exec 2>>~/.bash_errors');
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+});

@@ -293,13 +293,10 @@ export class SshRemote implements Remote {
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
-    if (code === 0 && !out.started) {
-      // Exit 0 without our first line: the login shell ended before the script ran (an `exit` in ~/.bashrc?).
-      throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ''}`,
-        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`,
-      );
-    }
+    // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo
+    // refused to run it (its own `sudo: …` error: the StepError below, with sudoHint).
+    const sudoRefused = code !== 0 && /^sudo: /m.test(stderr);
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
     const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
@@ -328,6 +325,16 @@ export class SshRemote implements Remote {
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || 'unknown'}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
       `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`,
+    );
+  }
+
+  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+  private notStarted(what: string, code: number, output: string): NotStartedError {
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : '';
+    const nologin = /This account is currently not available/.test(output) ? ' (its login shell is nologin)' : '';
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`,
     );
   }
 

@@ -84,6 +84,22 @@ describe('a step through the login shell', () => {
     expect(e.hint).toMatch(/^move the exec below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)/);
   });
 
+  it.each([
+    ['exit 7', 'bash', 7, ''],
+    ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],
+    ['', '/bin/false', 1, ''],
+    ['', '/usr/sbin/nologin', 1, ' (its login shell is nologin)'],
+  ])('says the login shell ended before the step began (~/.bashrc %j, shell %s): exit code, the account\'s shell, the fix', async (rc, shell, code, nologin) => {
+    const { result, ran } = await runWith(rc, shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    const e = result as NotStartedError;
+    expect(e.message).toMatch(new RegExp(`^step "lock" on web1 did not start: the login shell of deploy${nologin.replace(/[()]/g, '\\$&')} ended with exit code ${code} before the step's script began`));
+    if (nologin) expect(e.message).toContain('printing: "This account is currently not available."');
+    expect(e.hint).toContain('getent passwd deploy shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash deploy');
+    expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
+  });
+
   it('refuses, before doing anything, a script whose first line a start-up file read from stdin', async () => {
     const { result, ran } = await runWith('read -r -t 1 _discard || true');
     expect(ran).toBe(false);

@@ -64,6 +64,17 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
 }
 
 /**
+ * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
+ * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.
+ */
+export function sudoWarningFix(line: string, host: string): string | undefined {
+  if (!/^sudo: /.test(line)) return undefined;
+  const name = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name}' >> /etc/hosts): sudo looks it up on every command`;
+  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
+}
+
+/**
  * The hint for an app command (build, migrate, a hook) that failed writing into a dependency set, from its output: a
  * set is read-only once made (core/steps/app.ts, dependencySet), as releases share it. `step`: the step's name (a
  * step making a set gets none: its own write failing is not the app's doing).

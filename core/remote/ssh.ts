@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotStartedError, OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
+import { NotStartedError, OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -113,6 +113,7 @@ export class SshRemote implements Remote {
   private lost?: Error;
   private closed = false;
   private warnedPreamble = false;
+  private warnedSudo = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -286,18 +287,27 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
-    if (preamble && !this.warnedPreamble) {
+    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's.
+    const lines = preamble.split('\n').filter(Boolean);
+    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
+    const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    if (sudoLines.length && !this.warnedSudo) {
+      this.warnedSudo = true;
+      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
+    }
+    if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
     // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo
-    // refused to run it (its own `sudo: …` error: the StepError below, with sudoHint).
-    const sudoRefused = code !== 0 && /^sudo: /m.test(stderr);
+    // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
+    const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
 import { NotStartedError } from '../../core/errors.ts';
+import { readFacts } from '../../core/ops/ping.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -115,5 +116,24 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+  it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
+    const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
+    expect(warnings).toEqual([
+      `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc',
+    ]);
+  });
+});
+
+describe('ops ping on a login that reaches sudo oddly', () => {
+  const facts = (sudo: string) => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
+
+  it("reports sudo's warning (its host name missing from /etc/hosts) as a problem with its fix, sudo working", () => {
+    const r = facts('yes sudo: unable to resolve host brk1: Name or service not known');
+    expect(r.sudo).toBe(true);
+    expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: unable to resolve host brk1: Name or service not known"', fix: "add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command" }]);
+    expect(facts('yes ').problems).toEqual([]);
   });
 });

@@ -57,8 +57,13 @@ export class StepError extends OpsError {
   }
 }
 
+/** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
+export const REQUIRETTY = /sudo: sorry, you must have a tty/;
+
 /** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
 export function sudoHint(stderr: string, login: string, host: string): string | undefined {
+  // requiretty in sudoers: no password asked, sudo refuses any session without a terminal (ssh with a command has none).
+  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login} !requiretty" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return undefined;
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
 }

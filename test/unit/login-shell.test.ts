@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
-import { NotStartedError } from '../../core/errors.ts';
+import { NotStartedError, sudoHint } from '../../core/errors.ts';
 import { readFacts } from '../../core/ops/ping.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -135,5 +135,19 @@ describe('ops ping on a login that reaches sudo oddly', () => {
     expect(r.sudo).toBe(true);
     expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: unable to resolve host brk1: Name or service not known"', fix: "add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command" }]);
     expect(facts('yes ').problems).toEqual([]);
+  });
+
+  it('tells requiretty (sudo wants a terminal) apart from a password, with its own fix, in ping and in a failed step', () => {
+    const r = facts('no sudo: sorry, you must have a tty to run sudo');
+    expect(r.problems).toEqual([
+      {
+        problem: "sudo refuses deploy without a terminal (sudo: sorry, you must have a tty to run sudo: Defaults requiretty in sudoers), and ops's sessions have none: provision and every deploy need sudo",
+        fix: "on web1, as root: echo 'Defaults:deploy !requiretty' > /etc/sudoers.d/deploy-tty && chmod 0440 /etc/sudoers.d/deploy-tty (or visudo -f /etc/sudoers.d/deploy-tty)",
+      },
+    ]);
+    expect(sudoHint('sudo: sorry, you must have a tty to run sudo\n', 'deploy', 'web1')).toBe(
+      'sudoers on web1 requires a terminal (Defaults requiretty), which ops\'s sessions have not: add the line "Defaults:deploy !requiretty" to /etc/sudoers.d/deploy (visudo -f /etc/sudoers.d/deploy)',
+    );
+    expect(facts('no sudo: a password is required').problems[0]!.fix).toContain('NOPASSWD');
   });
 });

@@ -114,6 +114,7 @@ export class SshRemote implements Remote {
   private closed = false;
   private warnedPreamble = false;
   private warnedSudo = false;
+  private warnedStderr = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -301,6 +302,12 @@ export class SshRemote implements Remote {
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
+    // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
+    if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
+      this.warnedStderr = true;
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc`);
+    }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
     // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo

@@ -117,6 +117,15 @@ describe('a step through the login shell', () => {
     expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
+  it("warns when the script's stderr is lost where the guard cannot see it (a pipe to elsewhere: its start line on stderr never came)", async () => {
+    const { result, ran, warnings } = await runWith('exec 2> >(cat >/dev/null)');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(ran).toBe(true);
+    expect(warnings).toEqual([
+      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc',
+    ]);
+  });
+
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });

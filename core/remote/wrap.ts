@@ -26,12 +26,15 @@ const STEP_ENV = 'OPS_STEP=1';
  * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
- * One that reads stdin (`read`) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
+ * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
  * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. POSIX sh: the wrong shell may be
  * dash or zsh.
  */
 export const stepGuard = [
   'ops_line1=1',
+  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+  ':',
+  ':',
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,

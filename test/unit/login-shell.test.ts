@@ -101,8 +101,8 @@ describe('a step through the login shell', () => {
     expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
   });
 
-  it('refuses, before doing anything, a script whose first line a start-up file read from stdin', async () => {
-    const { result, ran } = await runWith('read -r -t 1 _discard || true');
+  it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
+    const { result, ran } = await runWith('read -r -t 1 _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(

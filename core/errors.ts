@@ -13,6 +13,14 @@ export class OpsError extends Error {
   }
 }
 
+/**
+ * A step that did not start on its host (the login shell or its start-up files ended, or ran it in a way ops refuses,
+ * before the step's own script began): nothing of the step was done there (a lock step took no lock).
+ */
+export class NotStartedError extends OpsError {
+  override name = 'NotStartedError';
+}
+
 /** No age identity was found to decrypt an environment's secrets (an action says which input was empty). */
 export class NoAgeIdentity extends OpsError {}
 
@@ -49,10 +57,26 @@ export class StepError extends OpsError {
   }
 }
 
+/** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
+export const REQUIRETTY = /sudo: sorry, you must have a tty/;
+
 /** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
 export function sudoHint(stderr: string, login: string, host: string): string | undefined {
+  // requiretty in sudoers: no password asked, sudo refuses any session without a terminal (ssh with a command has none).
+  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login} !requiretty" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return undefined;
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
+}
+
+/**
+ * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
+ * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.
+ */
+export function sudoWarningFix(line: string, host: string): string | undefined {
+  if (!/^sudo: /.test(line)) return undefined;
+  const name = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name}' >> /etc/hosts): sudo looks it up on every command`;
+  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 
 /**

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, failedResult, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, failedResult, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -596,6 +596,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      }).catch((e: unknown) => {
+        // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
+        if (e instanceof NotStartedError) mine.delete(r.name);
+        throw e;
       });
       inspected.set(r.name, result);
       if (options.lockRead) read.set(r.name, options.lockRead(result));

@@ -5,7 +5,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { maskSecretLike, oneLine } from '../errors.ts';
+import { REQUIRETTY, maskSecretLike, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -51,11 +51,20 @@ export function readFacts(host: { name: string; user: string }, r: StepResult, r
   const login = reported(r, FACTS_KEYS.login) || host.user;
   const [sudoState = 'no', ...why] = (reported(r, FACTS_KEYS.sudo) ?? 'no').split(' ');
   const sudo = sudoState === 'yes';
-  if (!sudo)
+  if (!sudo && REQUIRETTY.test(why.join(' ')))
+    problems.push({
+      problem: `sudo refuses ${login} without a terminal (${why.join(' ')}: Defaults requiretty in sudoers), and ops's sessions have none: provision and every deploy need sudo`,
+      fix: `on ${host.name}, as root: echo 'Defaults:${login} !requiretty' > /etc/sudoers.d/${login}-tty && chmod 0440 /etc/sudoers.d/${login}-tty (or visudo -f /etc/sudoers.d/${login}-tty)`,
+    });
+  else if (!sudo)
     problems.push({
       problem: `sudo does not work without a password for ${login}${why.length ? ` (${why.join(' ')})` : ''}: provision and every deploy need it`,
       fix: `on ${host.name}, as root: echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login} (or visudo -f /etc/sudoers.d/${login})`,
     });
+  // sudo works but warns (on every command): its own problem, with its own fix.
+  const warning = why.join(' ');
+  const warningFix = sudo ? sudoWarningFix(warning, host.name) : undefined;
+  if (warningFix) problems.push({ problem: `sudo warns on every command: "${oneLine(maskSecretLike(redact(warning)), 80, redact)}"`, fix: warningFix });
   const preamble = maskSecretLike(redact(r.preamble ?? '')).trim();
   if (preamble)
     problems.push({

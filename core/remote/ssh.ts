@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, tail, translateError } from '../errors.ts';
+import { NotStartedError, OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { START_MARKER, commandLine, scriptText, uploadStep } from './wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, commandLine, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -113,6 +113,8 @@ export class SshRemote implements Remote {
   private lost?: Error;
   private closed = false;
   private warnedPreamble = false;
+  private warnedSudo = false;
+  private warnedStderr = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -242,7 +244,7 @@ export class SshRemote implements Remote {
       step.quiet
         ? { push: () => undefined, flush: () => undefined }
         : new LineSplitter((line) => {
-            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
+            if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
           });
     const outLines = show('stdout');
     const errLines = show('stderr');
@@ -286,20 +288,33 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
-    if (preamble && !this.warnedPreamble) {
+    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's.
+    const lines = preamble.split('\n').filter(Boolean);
+    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
+    const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    if (sudoLines.length && !this.warnedSudo) {
+      this.warnedSudo = true;
+      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
+    }
+    if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
+    // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
+    if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
+      this.warnedStderr = true;
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc`);
     }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
-    if (code === 0 && !out.started) {
-      // Exit 0 without our first line: the login shell ended before the script ran (an `exit` in ~/.bashrc?).
-      throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ''}`,
-        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`,
-      );
-    }
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo
+    // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
+    const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
@@ -307,14 +322,47 @@ export class SshRemote implements Remote {
     return result;
   }
 
+  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+  private refused(what: string, line: string): NotStartedError {
+    const [why, ...rest] = line.split(' ');
+    const detail = rest.join(' ');
+    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
+    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const stopped = 'ops stopped it before it did anything';
+    if (why === 'stdin')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+        `move that read below ${guard}, or make it read from /dev/tty`,
+      );
+    if (why === 'stderr')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`,
+      );
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || 'unknown'}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`,
+    );
+  }
+
+  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+  private notStarted(what: string, code: number, output: string): NotStartedError {
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : '';
+    const nologin = /This account is currently not available/.test(output) ? ' (its login shell is nologin)' : '';
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`,
+    );
+  }
+
   run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 0o600, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
 
   async close(): Promise<void> {

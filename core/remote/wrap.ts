@@ -11,6 +11,35 @@ import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, type Step } from './types.ts';
 /** The line a script prints first on stdout and stderr: what comes before it is the login shell's. */
 export const START_MARKER = '@ops-start';
 
+/**
+ * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
+ * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
+ * `detail` its $0), `stdin` (a start-up file read the script's first line) or `stderr` (fd 2 is not the channel's:
+ * `detail` where it goes).
+ */
+export const REFUSED_PREFIX = '@ops-refused ';
+
+/** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
+const STEP_ENV = 'OPS_STEP=1';
+
+/**
+ * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
+ * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
+ * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
+ * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
+ * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. POSIX sh: the wrong shell may be
+ * dash or zsh.
+ */
+export const stepGuard = [
+  'ops_line1=1',
+  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+  ':',
+  ':',
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
+    ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
+    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+].join('\n');
+
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
   // The leading newline ends whatever line the login shell left unfinished.
@@ -30,11 +59,12 @@ export const scriptPrelude = [
  * OPS_CONNECTION, so the step's own bash carries it in /proc/PID/environ as well as everything it starts (an
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
+ * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), ...(connection ? ['env', `OPS_CONNECTION=${connection}`] : []), 'bash', '-s'];
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
   if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd('sudo', '-n', '-H', '--', ...run);
   return cmd(...run);
@@ -47,6 +77,11 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
  */
 export function scriptText(step: Step): string {
   return `${scriptPrelude}\n# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)\nOPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}\n${step.script.trimEnd()}\n`;
+}
+
+/** What a transport sends on stdin for `step`: stepGuard, then scriptText. */
+export function stepInput(step: Step): string {
+  return `${stepGuard}\n${scriptText(step)}`;
 }
 
 /**

@@ -3,19 +3,19 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { START_MARKER, commandLine, scriptText, uploadStep } from '../../core/remote/wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('timeout -k 10 30 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('sudo -n -H -- timeout -k 10 30 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 bash -s');
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 bash -s');
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('timeout -k 10 30 env OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('sudo -n -H -- timeout -k 10 30 env OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 env OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_STEP=1 bash -s');
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_CONNECTION=0a1b2c bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -26,6 +26,14 @@ describe('step wrapping', () => {
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
     expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);
+  });
+  it('sends the guard ahead of the script: run by the command line, the script runs; read by another shell, it stops at once saying so', () => {
+    const text = stepInput({ ...step, as: 'login' });
+    expect(text.endsWith(scriptText({ ...step, as: 'login' }))).toBe(true);
+    const ours = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop')], { input: text, encoding: 'utf8' });
+    expect([ours.stdout, ours.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
+    const other = spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+    expect([other.stdout, other.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}shell sh\n`, 125]);
   });
   it('uploads: bash reads the script, then head takes exactly the bytes that follow, into a temp file renamed at the end', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-wrap-'));

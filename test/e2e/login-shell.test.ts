@@ -1,0 +1,121 @@
+// Odd login shells and start-up files of the deploy login on a real host, through the CLI: a ~/.bashrc that execs
+// another shell, exits, reads stdin or redirects stderr for non-interactive sessions; nologin as the login shell;
+// sudo's own warning (the host name missing from /etc/hosts) and `Defaults requiretty`. Each: ops ping and a deploy
+// say what is wrong and the fix; nothing runs in the wrong shell; no lock is said to be left where none was taken.
+// The files are changed through the host's root filesystem (a broken login cannot repair itself).
+import { readFileSync, writeFileSync, chownSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downHost, paths, type Host } from '../hosts/index.ts';
+import { runOps, type CliResult } from '../support/cli.ts';
+import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+
+const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+const text = (r: CliResult) => r.out + r.err;
+
+/** A file of the host (its root filesystem here), changed for `fn` and put back whatever happens. */
+async function withFile(path: string, change: (text: string) => string, fn: () => Promise<void>): Promise<void> {
+  const file = join(paths.hostsDir, host.name, path);
+  const before = readFileSync(file, 'utf8');
+  const { uid, gid } = statSync(file);
+  writeFileSync(file, change(before));
+  chownSync(file, uid, gid);
+  try {
+    await fn();
+  } finally {
+    writeFileSync(file, before);
+    chownSync(file, uid, gid);
+  }
+}
+
+const bashrc = (line: string, fn: () => Promise<void>) => withFile('home/deploy/.bashrc', (t) => `${line}\n${t}`, fn);
+
+beforeAll(async () => {
+  host = await readyHost('lgs');
+  project = makeProject('e2e', testConfig([host], await appRepo(), await testDatabase(`login_${process.pid}`)));
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+/** ops ping and a deploy both fail with `message` (and the hint `fix`); the deploy names no lock to release. */
+async function bothSay(message: RegExp, fix: RegExp): Promise<void> {
+  const ping = await ops('ping', 'e2e');
+  expect(ping.code, text(ping)).toBe(1);
+  expect(text(ping)).toMatch(message);
+  expect(text(ping)).toMatch(fix);
+  const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+  expect(deploy.code, text(deploy)).not.toBe(0);
+  expect(text(deploy)).toMatch(message);
+  expect(text(deploy)).toMatch(fix);
+  expect(text(deploy)).not.toMatch(/could not be released|ops lock release/);
+}
+
+describe.sequential('odd login shells, through the CLI', () => {
+  for (const [line, shell] of [
+    ['[ -z "${INNER:-}" ] && export INNER=1 && exec /bin/bash', '/bin/bash'],
+    ['exec /bin/sh', '/bin/sh'],
+  ] as const) {
+    it(`a ~/.bashrc that starts another shell (${line}): nothing runs in it, ping and deploy name ~/.bashrc and the fix`, async () => {
+      await bashrc(line, () => bothSay(new RegExp(`did not run: ~deploy/\\.bashrc \\(or ~/\\.profile, /etc/bash\\.bashrc\\) on ${host.name} starts another shell \\(${shell}, an exec\\)`), /move the exec below the interactive guard/));
+    }, 300_000);
+  }
+
+  for (const [line, code] of [
+    ['exit 7', 7],
+    ['[ -z "$PS1" ] && exit', 0],
+  ] as const) {
+    it(`a ~/.bashrc that ends the shell first (${line}): did not start, exit code ${code}, the fix; no lock said to be left`, async () => {
+      await bashrc(line, () => bothSay(new RegExp(`did not start: the login shell of deploy ended with exit code ${code} before the step's script began`), /must not exit or exec for non-interactive sessions/));
+    }, 300_000);
+  }
+
+  it('nologin as the login shell: said so, with chsh', async () => {
+    await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/sbin/nologin'), () =>
+      bothSay(/did not start: the login shell of deploy \(its login shell is nologin\) ended with exit code 1 before the step's script began, printing: "This account is currently not available\."/, /chsh -s \/bin\/bash deploy/),
+    );
+  }, 300_000);
+
+  it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {
+    await bashrc('read -r -t 1 _discard || true', () => bothSay(/reads standard input for non-interactive sessions \(a read\), which took the first line of the step's script; ops stopped it before it did anything/, /move that read below the interactive guard/));
+  }, 300_000);
+
+  it('a ~/.bashrc that sends stderr to a file: ping refuses, naming the file', async () => {
+    await bashrc('exec 2>>~/.bash_errors', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/sends the standard error of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_errors, e\.g\. exec 2>>file\)/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).not.toBe(0);
+      expect(text(deploy)).toMatch(/standard error/);
+    });
+  }, 300_000);
+
+  it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {
+    await withFile('etc/hosts', (t) => t.split('\n').filter((l) => !l.includes(host.name)).join('\n'), async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(text(ping)).toMatch(/sudo warns on every command: "sudo: unable to resolve host [^"]*"; fix: add the host's name to \/etc\/hosts/);
+      expect(text(ping)).not.toMatch(/login shell of deploy prints text/);
+    });
+  }, 300_000);
+
+  it('Defaults requiretty: ping says so, with !requiretty, not NOPASSWD', async () => {
+    const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-tty');
+    writeFileSync(file, 'Defaults requiretty\n', { mode: 0o440 });
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/Defaults:deploy !requiretty/);
+      expect(text(ping)).not.toMatch(/NOPASSWD/);
+    } finally {
+      const { rmSync } = await import('node:fs');
+      rmSync(file);
+    }
+  }, 300_000);
+});

@@ -1,0 +1,162 @@
+// How a step reaches a host through the login's shell (sshd runs `$SHELL -c COMMAND`, and bash sources ~/.bashrc for
+// it, interactive or not): start-up files that exec another shell, exit, read stdin or redirect stderr, and login
+// shells that run nothing (nologin, false). SshRemote over a connection whose exec runs the command locally the way
+// sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { NodeSSH } from 'node-ssh';
+import { NotStartedError, sudoHint } from '../../core/errors.ts';
+import { readFacts } from '../../core/ops/ping.ts';
+import { SshRemote } from '../../core/remote/ssh.ts';
+import type { Step } from '../../core/remote/types.ts';
+import { MemoryReporter } from '../../core/report.ts';
+
+/**
+ * A connection whose exec runs the command as sshd would with login shell `shell`: bash sourcing `bashrc` first
+ * (what bash does for sshd), or `shell -c COMMAND` for another program. Channels are as ssh2's: data, stderr data,
+ * exit, close.
+ */
+function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-login-'));
+  const rc = join(dir, '.bashrc');
+  writeFileSync(rc, `${bashrc}\n`);
+  const conn = Object.assign(new EventEmitter(), {
+    exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
+      // Started once the input is sent: the transport listens by then (ssh2's channel keeps what comes before).
+      const channel = Object.assign(new EventEmitter(), {
+        stderr: new EventEmitter(),
+        end: (input: Buffer) => {
+          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir } }) : spawn(shell, ['-c', command], { cwd: dir });
+          child.stdin.on('error', () => undefined); // a shell that ended before reading its input
+          child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
+          child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
+          child.on('close', (code, signal) => {
+            channel.emit('exit', code, signal ?? undefined);
+            channel.emit('close');
+          });
+          channel.close = () => child.kill();
+          child.stdin.end(input);
+        },
+        close: (): unknown => undefined,
+      });
+      setImmediate(() => cb(undefined, channel));
+    },
+  });
+  return { connection: conn, dir } as unknown as NodeSSH;
+}
+
+const host = { name: 'web1', address: '10.0.0.1', port: 22, user: 'deploy', hostKey: 'ssh-ed25519 AAAA' };
+
+/** Run a login step touching `marker` through a login shell with `bashrc`: what came back, and whether the step's script ran. */
+async function runWith(bashrc: string, shell = 'bash') {
+  const conn = localConnection(bashrc, shell);
+  const ran = join((conn as unknown as { dir: string }).dir, 'ran');
+  const step: Step = { name: 'lock', script: `touch ${ran}\necho done`, as: 'login', timeout: 30 };
+  const reporter = new MemoryReporter();
+  const remote = new SshRemote(conn, host, 'app', reporter);
+  const result = await remote.run(step).catch((e: unknown) => e);
+  return { result, ran: existsSync(ran), warnings: reporter.lines.filter((l) => l.startsWith('warning:')) };
+}
+
+describe('a step through the login shell', () => {
+  it('runs as sent with a quiet ~/.bashrc', async () => {
+    const { result, ran, warnings } = await runWith('# nothing');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(ran).toBe(true);
+    expect(warnings).toEqual([]);
+  });
+
+  it.each([
+    ['[ -z "${INNER:-}" ] && export INNER=1 && exec /bin/bash', '/bin/bash'],
+    ['exec /bin/sh', '/bin/sh'],
+    ['exec dash', 'dash'],
+  ])('refuses to run a script that another shell read (%s in ~/.bashrc): nothing done, the fix named', async (rc, shell) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    const e = result as NotStartedError;
+    expect(e.message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 starts another shell (${shell}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ops stopped it before it did anything`,
+    );
+    expect(e.hint).toMatch(/^move the exec below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)/);
+  });
+
+  it.each([
+    ['exit 7', 'bash', 7, ''],
+    ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],
+    ['', '/bin/false', 1, ''],
+    ['', '/usr/sbin/nologin', 1, ' (its login shell is nologin)'],
+  ])('says the login shell ended before the step began (~/.bashrc %j, shell %s): exit code, the account\'s shell, the fix', async (rc, shell, code, nologin) => {
+    const { result, ran } = await runWith(rc, shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    const e = result as NotStartedError;
+    expect(e.message).toMatch(new RegExp(`^step "lock" on web1 did not start: the login shell of deploy${nologin.replace(/[()]/g, '\\$&')} ended with exit code ${code} before the step's script began`));
+    if (nologin) expect(e.message).toContain('printing: "This account is currently not available."');
+    expect(e.hint).toContain('getent passwd deploy shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash deploy');
+    expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
+  });
+
+  it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
+    const { result, ran } = await runWith('read -r -t 1 _discard || true\n'.repeat(reads));
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ops stopped it before it did anything`,
+    );
+  });
+
+  it('refuses a step whose stderr a start-up file sends elsewhere (its errors would be lost)', async () => {
+    const { result, ran } = await runWith('exec 2>>~/.bash_errors');
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+  it("warns when the script's stderr is lost where the guard cannot see it (a pipe to elsewhere: its start line on stderr never came)", async () => {
+    const { result, ran, warnings } = await runWith('exec 2> >(cat >/dev/null)');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(ran).toBe(true);
+    expect(warnings).toEqual([
+      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc',
+    ]);
+  });
+
+  it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
+    const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
+    expect(warnings).toEqual([
+      `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc',
+    ]);
+  });
+});
+
+describe('ops ping on a login that reaches sudo oddly', () => {
+  const facts = (sudo: string) => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
+
+  it("reports sudo's warning (its host name missing from /etc/hosts) as a problem with its fix, sudo working", () => {
+    const r = facts('yes sudo: unable to resolve host brk1: Name or service not known');
+    expect(r.sudo).toBe(true);
+    expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: unable to resolve host brk1: Name or service not known"', fix: "add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command" }]);
+    expect(facts('yes ').problems).toEqual([]);
+  });
+
+  it('tells requiretty (sudo wants a terminal) apart from a password, with its own fix, in ping and in a failed step', () => {
+    const r = facts('no sudo: sorry, you must have a tty to run sudo');
+    expect(r.problems).toEqual([
+      {
+        problem: "sudo refuses deploy without a terminal (sudo: sorry, you must have a tty to run sudo: Defaults requiretty in sudoers), and ops's sessions have none: provision and every deploy need sudo",
+        fix: "on web1, as root: echo 'Defaults:deploy !requiretty' > /etc/sudoers.d/deploy-tty && chmod 0440 /etc/sudoers.d/deploy-tty (or visudo -f /etc/sudoers.d/deploy-tty)",
+      },
+    ]);
+    expect(sudoHint('sudo: sorry, you must have a tty to run sudo\n', 'deploy', 'web1')).toBe(
+      'sudoers on web1 requires a terminal (Defaults requiretty), which ops\'s sessions have not: add the line "Defaults:deploy !requiretty" to /etc/sudoers.d/deploy (visudo -f /etc/sudoers.d/deploy)',
+    );
+    expect(facts('no sudo: a password is required').problems[0]!.fix).toContain('NOPASSWD');
+  });
+});

@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { isatty } from 'node:tty';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
@@ -80,7 +81,9 @@ function setValueFromInput(text: string): string {
  * `prompt` goes to `stderr` (again after Ctrl-Z and fg). The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), while stopped by Ctrl-Z, and on
  * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
  * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
- * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
+ * A terminal that hangs up meanwhile (its window closed, the ssh connection lost: stdin reads its end, and giving it
+ * its modes back fails with EIO) ends the read as SIGHUP does, said so.
+ * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C, a signal or a hang-up.
  */
 async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
   const { interruption } = await import('../../core/secrets/atomic.ts');
@@ -94,12 +97,18 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
     // terminal left raw, echo off
     const onAbort = () => finish(interruption(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
+    // readline gives the terminal its modes back (setRawMode) on its input's end too: on a terminal that hung up that
+    // fails, an 'error' event on stdin that readline passes on as its own, which unheard ended the process as
+    // "internal error: setRawMode EIO"
+    rl.on('error', (e: NodeJS.ErrnoException) =>
+      finish(e.code === 'EIO' ? interruption('SIGHUP', 'while the value was typed: the terminal was closed') : new OpsError(`cannot read the value from the terminal: ${e.message}; nothing was changed`, 'run the command again')),
+    );
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
       const rest = rl.line; // a paste's last line without its end, still in readline's buffer
-      rl.close(); // the terminal's modes back: echo on
+      rl.close(); // the terminal's modes back: echo on (the error of a terminal gone is heard, and dropped: settled)
       stdin.pause();
       stderr.write('\n'); // the Enter typed was not echoed either
       if (err) rej(err);
@@ -242,9 +251,47 @@ function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => 
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   return {
     signal: abort.signal,
-    listen: () => signals.forEach((s) => process.on(s, onSignal)),
+    listen: () => {
+      guardHungUpTerminals();
+      signals.forEach((s) => process.on(s, onSignal));
+    },
     stop: () => signals.forEach((s) => process.off(s, onSignal)),
   };
+}
+
+let hangUpGuarded = false;
+
+/**
+ * Makes a terminal that hangs up (its window closed, the ssh connection lost) no reason to crash at exit: node gives
+ * each stdio terminal back the modes it had at start as the process exits, and aborts (a native assertion, exit 134,
+ * after the command's own message) when that fails, as it does on a terminal hung up. Each of stdin, stdout and stderr
+ * that was a terminal and answers as one no more is given /dev/null in its place as the process exits (another file:
+ * node leaves it alone); what is written to it meanwhile is dropped. For the commands that outlive a hang-up
+ * (signalsAbort: SIGHUP ends them cleanly); once.
+ */
+function guardHungUpTerminals(): void {
+  if (hangUpGuarded) return;
+  hangUpGuarded = true;
+  const terminals = [0, 1, 2].filter((fd) => isatty(fd));
+  // what is written to a terminal hung up fails (EIO), an 'error' event that unheard ended the process (exit 1, not
+  // the hang-up's 129): nobody can read it any more, it is dropped
+  for (const out of [process.stdout, process.stderr]) {
+    if (out.isTTY)
+      out.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EIO') throw e;
+      });
+  }
+  process.once('exit', () => {
+    for (const fd of terminals) {
+      if (isatty(fd)) continue; // a terminal hung up fails the call isatty makes (EIO)
+      try {
+        closeSync(fd);
+        openSync('/dev/null', fd === 0 ? 'r' : 'w'); // the lowest free descriptor: this one
+      } catch {
+        // left as it is: nothing more can be done as the process exits
+      }
+    }
+  });
 }
 
 /** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */

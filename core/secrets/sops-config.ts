@@ -9,6 +9,7 @@ import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
+import { refuseDeepNesting } from './tree-parse.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
 
@@ -64,6 +65,7 @@ function load(root: string, required: boolean): Loaded | undefined {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, 'create an environment with `ops env new <name>`, which writes its rule');
   }
   const text = readFileSync(path, 'utf8');
+  refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   const rules: CreationRule[] = [];

@@ -4,7 +4,7 @@
 import { isMap, isScalar, parseAllDocuments } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { type GoRegexp, goRegexp } from './goregex.ts';
-import { parseTree } from './tree-parse.ts';
+import { MAX_NESTING, nestingDepth, parseTree } from './tree-parse.ts';
 import { CURRENT_LAYOUT, type Layout, detectLayout } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry } from './tree.ts';
@@ -166,6 +166,7 @@ function hasSopsKey(text: string, format: Format): boolean | undefined {
       const v: unknown = JSON.parse(text.replace(/^\uFEFF/, ''));
       return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.hasOwn(v, 'sops');
     }
+    if (nestingDepth(text) > MAX_NESTING) return undefined; // parseTree refused it: a parser would exhaust the stack
     const docs = parseAllDocuments(text, { uniqueKeys: false });
     if (!Array.isArray(docs) || docs.length !== 1 || docs[0]!.errors.length) return undefined;
     const top = docs[0]!.contents;

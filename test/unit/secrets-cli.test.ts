@@ -1092,3 +1092,27 @@ describe('two secrets commands writing one file at once', () => {
     expect(data.edited).toBeUndefined();
   });
 });
+
+describe('a file nested 1,000 levels deep (it ended the process: V8 out of memory in the YAML parser)', () => {
+  it('decrypt and encrypt of such a file, and encrypt under a .sops.yaml so nested: refused, naming the file, nothing changed', async () => {
+    const e = await newEnv();
+    const deep = `a: ${'['.repeat(1000)}${']'.repeat(1000)}\n`;
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'deep.yaml');
+    writeFileSync(plain, deep);
+    for (const cmd of ['decrypt', 'encrypt']) {
+      const r = await cli(e.root, ['secrets', cmd, plain], e.env);
+      expect(r.code, cmd).toBe(1);
+      expect(r.err, cmd).toMatch(/deep\.yaml nests maps or lists more than 100 levels deep: ops reads no file nested so deep/);
+      expect(r.err, cmd).not.toMatch(/internal error|out of memory/);
+    }
+    expect(readFileSync(plain, 'utf8')).toBe(deep);
+    const rules = join(e.root, '.sops.yaml');
+    writeFileSync(rules, `${readFileSync(rules, 'utf8')}x: ${'{a: '.repeat(1000)}1${'}'.repeat(1000)}\n`);
+    const shallow = join(e.root, 'environments', 'qa', 'assets', 'shallow.yaml');
+    writeFileSync(shallow, 'a: 1\n');
+    const enc = await cli(e.root, ['secrets', 'encrypt', shallow], e.env);
+    expect(enc.code).toBe(1);
+    expect(enc.err).toMatch(/\.sops\.yaml nests maps or lists more than 100 levels deep/);
+    expect(readFileSync(shallow, 'utf8')).toBe('a: 1\n');
+  });
+});

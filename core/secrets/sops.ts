@@ -12,7 +12,7 @@ import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './ci
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
 import { type DecryptOptions, IvStash, allowKeys, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
-import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
+import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, showPath, str, toPlain, treeEquals, walkTree } from './tree.ts';
@@ -90,7 +90,20 @@ export class SecretsFile {
     } catch (e) {
       throw fileError(e, file, 'read', 'a sops-encrypted file');
     }
-    const text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
+    let text: string;
+    try {
+      text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
+    } catch (e) {
+      // a file that is no sops file at all is said to be so first, as one with values sops refuses is (parseSops)
+      let format: Format;
+      try {
+        format = formatOf(file);
+      } catch {
+        throw e; // a name that tells no format: the bytes are what is wrong first
+      }
+      if (surelyNotSops(bytes.toString('utf8'), format)) throw notSops(file);
+      throw e;
+    }
     return SecretsFile.fromText(text, file, opts);
   }
 

@@ -181,8 +181,28 @@ describe('a tampered file is refused, with nothing returned', () => {
       expect(msg, what).not.toContain('quote');
     }
     expect(await refused('{"a": 10000000000000000000, "1": 2}', '/x/plain.json')).toMatch(/^\/x\/plain.json is not a sops file/);
+    // several YAML documents, none of them with a sops section: no sops file either (a sops file's second document
+    // is what is wrong with it: said so)
+    expect(await refused('a: 1\n---\nb: 2\n', '/x/plain.yaml')).toMatch(/^\/x\/plain.yaml is not a sops file: it has no "sops" section/);
+    expect(await refused(`${yaml}---\nb: 2\n`, Y)).toMatch(/holds 2 YAML documents/);
     // a sops file's own values are still judged by sops's rules
     expect(await refused(yaml.replace(/^string: .*$/m, 'string: 10000000000000000000'), Y)).toContain('an integer typed without quotes above the 64-bit signed range');
+  });
+});
+
+describe('a file whose bytes are not UTF-8', () => {
+  it('a plain one is no sops file, said so as of any plain file; a sops file with such a byte is said to be damaged', async () => {
+    const dir = tempDir();
+    const open = async (name: string, bytes: Buffer) => {
+      writeFileSync(join(dir, name), bytes);
+      return SecretsFile.open(join(dir, name), { identities: await vectorIdentities() }).then(() => 'opened', (e: OpsError) => e.message);
+    };
+    expect(await open('plain.yaml', Buffer.from('a: caf\xe9\n', 'latin1'))).toMatch(/plain\.yaml is not a sops file: it has no "sops" section/);
+    expect(await open('plain.json', Buffer.from('{"a": "caf\xe9"}', 'latin1'))).toMatch(/plain\.json is not a sops file/);
+    const damaged = Buffer.from(readVector('secret.enc.yaml'), 'utf8');
+    const at = damaged.indexOf('string: ENC[AES256_GCM,data:') + 'string: ENC[AES256_GCM,data:'.length;
+    damaged[at] = 0xe9;
+    expect(await open('damaged.yaml', damaged)).toMatch(/damaged\.yaml is not UTF-8 text: invalid byte at offset/);
   });
 });
 

@@ -46,11 +46,11 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
  * Encrypt a plain YAML or JSON file in place (e.g. environments/<env>/assets/initdata.yml) to the recipients
  * .sops.yaml gives its path; `shown` names it in messages. @returns the file, saved (written whole, temporary
  * file + rename). @throws OpsError when it does not exist, is not UTF-8 text (as sops, which refuses it too), is already a
- * sops file, or does not parse; the file is then left as it was. Values typed without quotes that sops stores
+ * sops file, or does not parse, InterruptedError when `signal` aborts before it is written; the file is then left as it was. Values typed without quotes that sops stores
  * in another form (a YAML 01234, a JSON 1.0 or 12345678901234567890: tree-parse.ts) are encrypted as sops would,
  * and named to `warn` (edit.ts, retypedWarning).
  */
-export async function encryptInPlace(root: string, file: string, shown = file, warn?: (message: string) => void): Promise<SecretsFile> {
+export async function encryptInPlace(root: string, file: string, shown = file, warn?: (message: string) => void, signal?: AbortSignal): Promise<SecretsFile> {
   if (!existsSync(file)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
@@ -63,8 +63,8 @@ export async function encryptInPlace(root: string, file: string, shown = file, w
   if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
   const retyped: Retyped[] = [];
   const format = formatOf(file);
-  const secrets = SecretsFile.create(file, parseTree(text, format, { file: shown, retyped }), { recipients: recipientsFor(root, file) });
-  await secrets.save({}, text); // over the plain file as it was read
+  const secrets = SecretsFile.create(file, parseTree(text, format, { file: shown, retyped }), { recipients: recipientsFor(root, file), ...(signal && { openWith: { signal } }) });
+  await secrets.save({}, text); // over the plain file as it was read: not once `signal` has aborted (InterruptedError)
   // stored as sops stores them (sops encrypts them so too), but said: the plain text is gone once encrypted
   if (retyped.length && warn) warn(`${shown}: ${retypedWarning(retyped, format, 'are not')}`);
   return secrets;

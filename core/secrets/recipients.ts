@@ -1,14 +1,15 @@
 // Who can decrypt an environment's secrets, and changing it: the age recipients of every sops file of the
 // environment (secrets.sops.yaml and encrypted assets) and its creation rule in .sops.yaml. Every file is
 // decrypted (MAC verified) before anything is written, so a key that cannot open one of them changes nothing;
-// each file is then rewritten whole (temporary file + rename). A removed recipient gets a new data key (it may
+// each file is then rewritten whole (temporary file + rename), one after the other: a signal (OpenWith.signal) stops
+// the run before the next one, said with the files written and those not (stoppedWriting). A removed recipient gets a new data key (it may
 // have kept the old one), like `sops updatekeys` and `sops rotate`.
 import { readFileSync } from 'node:fs';
 import { OpsError } from '../errors.ts';
-import { ChangedOnDiskError, shownPath } from './atomic.ts';
+import { ChangedOnDiskError, InterruptedError, interruption, shownPath } from './atomic.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
 import { checkRecipient, type Identities } from './keys.ts';
-import { recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
+import { SOPS_CONFIG_FILE, recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
 import { parseSops } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
 
@@ -62,21 +63,53 @@ async function openAll(root: string, env: string, open: OpenWith): Promise<Secre
 /**
  * Save each file in turn (SecretsFile.save: only over the version read), returning whether each was written. One found
  * changed by something else stops the run there: the error names the files already written before it, so that the
- * user knows the command got half-way (run again, it finishes from what the files are now).
- * @throws ChangedOnDiskError naming what was written, or save's error.
+ * user knows the command got half-way (run again, it finishes from what the files are now). So does a signal
+ * (`open.signal`: Ctrl-C, SIGTERM, SIGHUP), heeded before each file (each is written whole or not at all): the files
+ * already written and those not, `then` too (what the caller writes afterwards: .sops.yaml).
+ * @throws ChangedOnDiskError naming what was written, InterruptedError (stoppedWriting), or save's error.
  */
-async function saveEach(files: SecretsFile[]): Promise<boolean[]> {
+async function saveEach(files: SecretsFile[], open: OpenWith, then: string[] = []): Promise<boolean[]> {
   const written: boolean[] = [];
   for (const s of files) {
     try {
+      if (open.signal?.aborted) throw interruption(open.signal.reason);
       written.push(await s.save());
     } catch (e) {
       const done = files.filter((_, i) => written[i]).map((f) => shownPath(f.file));
+      if (e instanceof InterruptedError && done.length) throw stoppedWriting(e.signal, done, [...files.slice(written.length).map((f) => shownPath(f.file)), ...then]);
       if (e instanceof ChangedOnDiskError && done.length) throw new ChangedOnDiskError(`${e.message}; already written by this command: ${done.join(', ')}`, 'run the command again: it finishes the rest from the files as they are now');
       throw e;
     }
   }
   return written;
+}
+
+/**
+ * The InterruptedError of a command writing several files in turn, stopped by `signal` (its name) between two of
+ * them: the files already `written` (shown paths, one at least) and those `left`. Stopped before the first, the
+ * interruption's own error says "nothing was changed".
+ */
+export function stoppedWriting(signal: string, written: string[], left: string[]): InterruptedError {
+  const by = signal === 'SIGINT' ? '' : ` by ${signal}`;
+  return new InterruptedError(
+    `interrupted${by} half-way: already written (each whole): ${written.join(', ')}; not written: ${left.join(', ') || 'none'}; run the command again to finish: it goes on from the files as they are now`,
+    signal,
+  );
+}
+
+/**
+ * Write .sops.yaml's rule (`write`, given `open.signal`) once the files are (`written`): a signal before it, or while
+ * it waits for the file's lock, stops it there, said with the files written (stoppedWriting).
+ */
+async function writeRule(open: OpenWith, written: FileChange[], write: (signal?: AbortSignal) => Promise<void>): Promise<void> {
+  try {
+    if (open.signal?.aborted) throw interruption(open.signal.reason);
+    await write(open.signal);
+  } catch (e) {
+    const done = written.filter((c) => c.written).map((c) => shownPath(c.file));
+    if (e instanceof InterruptedError && done.length) throw stoppedWriting(e.signal, done, [SOPS_CONFIG_FILE]);
+    throw e;
+  }
 }
 
 /**
@@ -112,7 +145,7 @@ export async function syncRecipients(root: string, env: string, open: OpenWith, 
   const before = opened.map((s) => [...s.recipients]);
   refuseLockout(env, open.identities, before, opened.map(() => wanted), (named) => `.sops.yaml does not list ${named}: a sync would remove it`, `ops secrets recipients ${env} sync`, force);
   const changes = opened.map((s) => s.setRecipients(wanted));
-  const written = await saveEach(opened);
+  const written = await saveEach(opened, open);
   opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, ...changes[i]!, recipients: s.recipients }));
   return out;
 }
@@ -129,9 +162,9 @@ export async function addRecipient(root: string, env: string, recipient: string,
   const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
   const out: FileChange[] = [];
   for (const s of opened) s.addRecipient(r);
-  const written = await saveEach(opened);
+  const written = await saveEach(opened, open, [SOPS_CONFIG_FILE]);
   opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, added: written[i] ? [r] : [], removed: [], recipients: s.recipients }));
-  await setEnvRule(root, env, [...base, r]);
+  await writeRule(open, out, (signal) => setEnvRule(root, env, [...base, r], signal));
   return out;
 }
 
@@ -156,9 +189,9 @@ export async function removeRecipient(root: string, env: string, recipient: stri
   refuseLockout(env, open.identities, before, after, (named) => `this would remove ${named}`, `ops secrets recipients ${env} remove ${r}`, force);
   for (const s of inFiles) s.removeRecipient(r);
   const files: FileChange[] = [];
-  const written = await saveEach(inFiles);
+  const written = await saveEach(inFiles, open, inRule ? [SOPS_CONFIG_FILE] : []);
   inFiles.forEach((s, i) => files.push({ file: s.file, written: written[i]!, added: [], removed: [r], recipients: s.recipients }));
-  if (inRule) await setEnvRule(root, env, remaining);
+  if (inRule) await writeRule(open, files, (signal) => setEnvRule(root, env, remaining, signal));
   return { files, fromRule: inRule };
 }
 
@@ -171,6 +204,6 @@ export async function rotateDataKeys(root: string, env: string, open: OpenWith):
   const opened = await openAll(root, env, open);
   if (!opened.length) throw new OpsError(`environments/${env} has no sops-encrypted files`);
   for (const s of opened) s.rotate();
-  await saveEach(opened);
+  await saveEach(opened, open);
   return opened.map((s) => ({ file: s.file, recipients: s.recipients }));
 }

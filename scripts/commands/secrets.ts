@@ -259,6 +259,23 @@ function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => 
   };
 }
 
+/**
+ * Run a command that writes several files in turn with SIGINT, SIGTERM and SIGHUP heeded (signalsAbort): `run` gets
+ * the signal and stops before its next write once it aborts, saying what it had written (stoppedWriting), with the
+ * signal's exit code (exitOnInterrupt); a signal never ends it silently half-way.
+ */
+function interruptible(ctx: CommandContext, run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  return exitOnInterrupt(ctx, async () => {
+    const abort = signalsAbort();
+    abort.listen();
+    try {
+      return await run(abort.signal);
+    } finally {
+      abort.stop();
+    }
+  });
+}
+
 let hangUpGuarded = false;
 
 /**
@@ -390,6 +407,53 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
+/** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */
+async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<number> {
+  const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+  const { requireEnvironment } = await import('../../core/secrets/files.ts');
+  const env = validate('environment', ctx.args[0]!);
+  requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
+  const action = ctx.args[1];
+  // a flag that means nothing here is refused, never ignored
+  if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
+  if (!action) {
+    const view = listRecipients(ctx.root, env);
+    const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
+    ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
+    for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
+    if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
+    return 0;
+  }
+  if (!['add', 'remove', 'sync'].includes(action)) {
+    const near = didYouMean(action, ['add', 'remove', 'sync']);
+    throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
+  }
+  const recipient = ctx.args[2];
+  if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
+  if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
+  const force = ctx.values.force === true;
+  const open = { ...(await openWith(ctx, env)), signal };
+  if (action === 'sync') {
+    const changes = await syncRecipients(ctx.root, env, open, force);
+    for (const c of changes) {
+      const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
+      ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
+    }
+    if (!changes.length) ctx.reporter.info(`environments/${env} has no sops-encrypted files yet`);
+    return 0;
+  }
+  if (action === 'add') {
+    for (const c of await addRecipient(ctx.root, env, recipient!, open)) ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? `added ${recipient}` : `${recipient} was already a recipient`}`);
+    ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
+    return 0;
+  }
+  const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
+  for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
+  if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
+  ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');
+  return 0;
+}
+
 export const commands: Command[] = [
   command({
     name: 'secrets decrypt',
@@ -510,15 +574,16 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
     pathArgs: [0],
-    async run(ctx) {
-      const { encryptInPlace } = await import('../../core/secrets/files.ts');
-      const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
-      ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
-      const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
-      if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
-      return 0;
-    },
+    run: (ctx) =>
+      interruptible(ctx, async (signal) => {
+        const { encryptInPlace } = await import('../../core/secrets/files.ts');
+        const file = ctx.args[0]!; // absolute: the CLI resolves it
+        const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m), signal);
+        ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
+        const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
+        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
+        return 0;
+      }),
   }),
   command({
     name: 'secrets set',
@@ -631,16 +696,17 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     name: 'secrets rotate',
     summary: "give an environment's sops files a new data key (values kept, all re-encrypted)",
     args: ['<env>'],
-    async run(ctx) {
-      const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      const env = validate('environment', ctx.args[0]!);
-      requireEnvironment(ctx.root, env);
-      for (const f of await rotateDataKeys(ctx.root, env, await openWith(ctx, env))) {
-        ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
-      }
-      return 0;
-    },
+    run: (ctx) =>
+      interruptible(ctx, async (signal) => {
+        const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+        const { requireEnvironment } = await import('../../core/secrets/files.ts');
+        const env = validate('environment', ctx.args[0]!);
+        requireEnvironment(ctx.root, env);
+        for (const f of await rotateDataKeys(ctx.root, env, { ...(await openWith(ctx, env)), signal })) {
+          ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
+        }
+        return 0;
+      }),
   }),
   command({
     name: 'secrets recipients',
@@ -655,54 +721,11 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
                                                  (like sops updatekeys; rotates if one is removed)
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.
 A remove or sync that would take away the last of your own keys a file is encrypted to (you could no longer
-decrypt it) is refused, nothing changed, unless --force: add another key of yours first.`,
-    async run(ctx) {
-      const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      const env = validate('environment', ctx.args[0]!);
-      requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
-      const action = ctx.args[1];
-      // a flag that means nothing here is refused, never ignored
-      if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
-      if (!action) {
-        const view = listRecipients(ctx.root, env);
-        const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
-        ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
-        for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
-        if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
-        return 0;
-      }
-      if (!['add', 'remove', 'sync'].includes(action)) {
-        const near = didYouMean(action, ['add', 'remove', 'sync']);
-        throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
-      }
-      const recipient = ctx.args[2];
-      if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
-      if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
-      const force = ctx.values.force === true;
-      const open = await openWith(ctx, env);
-      if (action === 'sync') {
-        const changes = await syncRecipients(ctx.root, env, open, force);
-        for (const c of changes) {
-          const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
-          ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
-        }
-        if (!changes.length) ctx.reporter.info(`environments/${env} has no sops-encrypted files yet`);
-        return 0;
-      }
-      if (action === 'add') {
-        for (const c of await addRecipient(ctx.root, env, recipient!, open)) ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? `added ${recipient}` : `${recipient} was already a recipient`}`);
-        ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
-        return 0;
-      }
-      const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
-      for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
-      if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
-      ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');
-      return 0;
-    },
-  }),
-  command({
+decrypt it) is refused, nothing changed, unless --force: add another key of yours first.
+Interrupted (Ctrl-C, SIGTERM) while the files are written, it stops before the next one and names those already
+written and those not (each file is written whole); run it again to finish.`,
+    run: (ctx) => interruptible(ctx, (signal) => recipients(ctx, signal)),
+  }),  command({
     name: 'keygen',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },

@@ -116,19 +116,45 @@ async function writeRule(open: OpenWith, written: FileChange[], write: (signal?:
  * Refuse, unless `force`, a change of recipients after which the user could no longer decrypt: a file (`after`: each
  * file's recipients once changed), or the rule new files are encrypted to (`ruleAfter`, when the change touches it),
  * left without any age key the user holds (`ids`: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, the default key file...), where
- * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force. Nothing is written
- * by the caller before. @throws OpsError saying which key of theirs goes and how to keep access.
+ * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force.
+ * Nothing is written by the caller before. @throws OpsError (lockedOut) saying which key of theirs goes and how to keep access.
  */
 function refuseLockout(env: string, ids: Identities, before: string[][], after: string[][], head: (named: string) => string, redo: string, force: boolean): void {
   if (force) return;
-  const mine = new Map(ids.identities.map((i) => [i.recipient, i.source]));
+  const mine = new Set(ids.identities.map((i) => i.recipient));
   const lost = after.some((list, i) => before[i]!.some((r) => mine.has(r)) && !list.some((r) => mine.has(r)));
   if (!lost) return;
   const going = [...new Set(before.flat())].filter((r) => mine.has(r) && !after.flat().includes(r));
-  const named = going.map((r) => `${r} (your key from ${mine.get(r)})`).join(', ') || 'your key';
-  throw new OpsError(
-    `${head(named)}, the only age key of yours that ${env}'s secrets are encrypted to: you could no longer decrypt them (ops secrets show, edit, set; deploys run from here); nothing was changed`,
-    `to keep access, add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`); if someone else keeps access and you mean to lose yours, run it again with --force: ${redo} --force`,
+  throw lockedOut(`${head(yourKeys(ids, going))}, the only age key of yours that ${env}'s secrets are encrypted to`, 'them (ops secrets show, edit, set; deploys run from here)', `add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`)`, redo);
+}
+
+/**
+ * Refuse, unless `force`, to encrypt `shown` (a plain file, which the user reads) to `recipients` none of which is an
+ * age key the user holds (`ids`): the file would be locked to them (refuseLockout's rule for a file about to be
+ * encrypted). `env`: the environment whose .sops.yaml rule gives the recipients, if the file is one's.
+ * @throws OpsError (lockedOut) naming the user's keys and where each was read (or where none was found).
+ */
+export function refuseEncryptingAway(shown: string, recipients: string[], ids: Identities, env: string | undefined, redo: string, force: boolean): void {
+  if (force || recipients.some((r) => ids.identities.some((i) => i.recipient === r))) return;
+  const add = env ? `\`ops secrets recipients ${env} add <age1...>\`` : `add its recipient to the .sops.yaml rule for ${shown}`;
+  const yours = ids.identities.length ? `none of them a key of yours (${yourKeys(ids)})` : `and you hold no age key (looked at: ${ids.tried.join('; ') || 'nothing'})`;
+  throw lockedOut(`${shown} would be encrypted to ${recipients.join(', ')} (the .sops.yaml rule for it), ${yours}`, 'it (ops secrets decrypt, edit; deploys run from here)', `add a key of yours to the rule first (\`ops keygen\` if you have none, then ${add})`, redo);
+}
+
+/** The user's age keys (`ids`; only those in `among` when given), each named with where it was read. */
+function yourKeys(ids: Identities, among?: string[]): string {
+  const listed = ids.identities.filter((i, k) => (!among || among.includes(i.recipient)) && ids.identities.findIndex((j) => j.recipient === i.recipient) === k);
+  return listed.map((i) => `${i.recipient} (your key from ${i.source})`).join(', ') || 'your key';
+}
+
+/**
+ * The refusal of a change after which the user could no longer decrypt `what` (`problem` says why); `keep` says how to
+ * keep access, `redo` is the command to give --force to. "nothing was changed": callers write nothing before.
+ */
+function lockedOut(problem: string, what: string, keep: string, redo: string): OpsError {
+  return new OpsError(
+    `${problem}: you could no longer decrypt ${what}; nothing was changed`,
+    `to keep access, ${keep}; if someone else keeps access and you mean to lose yours, run it again with --force: ${redo} --force`,
   );
 }
 

@@ -574,11 +574,16 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
     pathArgs: [0],
+    options: { force: { type: 'boolean', description: 'encrypt even when none of the recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you can no longer decrypt the file' } },
+    help: `The recipients are those of the .sops.yaml rule for the file's path. When none of them is one of your own age keys
+(you could no longer decrypt the file), it is refused, nothing changed, unless --force: add a key of yours to the rule first.`,
     run: (ctx) =>
       interruptible(ctx, async (signal) => {
         const { encryptInPlace } = await import('../../core/secrets/files.ts');
         const file = ctx.args[0]!; // absolute: the CLI resolves it
-        const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m), signal);
+        const env = envOfPath(ctx.root, file);
+        const lockout = { identities: await identitiesFor(ctx, env), ...(env && { env }), force: ctx.values.force === true };
+        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
         ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
         const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
         if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));

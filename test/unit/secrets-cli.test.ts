@@ -721,6 +721,34 @@ describe('ops secrets rotate / recipients', () => {
     expect(last.err).toContain('is not a recipient of');
   });
 
+  it('encrypt to none of your own keys (a .sops.yaml rule listing others only): refused, nothing changed, unless --force', async () => {
+    const e = await newEnv();
+    const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;
+    const k2File = join(tempDir(), 'k2.txt');
+    const r2 = (await cli(e.root, ['keygen', '--output', k2File])).out.trim();
+    const cfg = join(e.root, '.sops.yaml');
+    writeFileSync(cfg, readFileSync(cfg, 'utf8').replace(mine, r2)); // the rule names someone else's key only
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'data.yml');
+    writeFileSync(plain, 'a: Zq8-plain-value\n');
+    const r = await cli(e.root, ['secrets', 'encrypt', plain], e.env);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain(`environments/qa/assets/data.yml would be encrypted to ${r2} (the .sops.yaml rule for it), none of them a key of yours (${mine} (your key from ${e.keyFile})): you could no longer decrypt it`);
+    expect(r.err).toContain('nothing was changed');
+    expect(r.err).toContain(`ops secrets recipients qa add <age1...>`);
+    expect(r.err).toContain('ops secrets encrypt environments/qa/assets/data.yml --force');
+    expect(readFileSync(plain, 'utf8')).toBe('a: Zq8-plain-value\n');
+    // no key of yours at all: said where ops looked
+    const none = await cli(e.root, ['secrets', 'encrypt', plain], { HOME: tempDir() });
+    expect(none.code, none.err).toBe(1);
+    expect(none.err).toMatch(/and you hold no age key \(looked at: .*\): you could no longer decrypt it/);
+    // holding that key: encrypted; --force without it: encrypted, as asked
+    expect((await cli(e.root, ['secrets', 'encrypt', plain], { SOPS_AGE_KEY_FILE: k2File })).code).toBe(0);
+    writeFileSync(plain, 'a: Zq8-plain-value\n');
+    const forced = await cli(e.root, ['secrets', 'encrypt', plain, '--force'], e.env);
+    expect(forced.code, forced.err).toBe(0);
+    expect(forced.out).toContain('encrypted to 1 recipient(s)');
+  });
+
   it('remove or sync taking away the last of your own keys: refused, nothing changed, unless --force', async () => {
     const e = await newEnv();
     const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;

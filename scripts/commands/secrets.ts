@@ -13,6 +13,7 @@ import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
+import { keyName, own } from '../../core/report.ts';
 import { validate } from '../../core/shell.ts';
 import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
@@ -386,13 +387,11 @@ function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Pr
   });
 }
 
+/** What an edit changed, by key (keyName: left whole in messages though a value may occur in one), never by value. */
 function changeSummary(c: { added: string[]; removed: string[]; changed: string[] }): string {
-  const parts = [
-    c.changed.length ? `changed ${c.changed.join(', ')}` : '',
-    c.added.length ? `added ${c.added.join(', ')}` : '',
-    c.removed.length ? `removed ${c.removed.join(', ')}` : '',
-  ].filter(Boolean);
-  return parts.join('; ') || 'formatting only';
+  const keys = (list: string[]) => list.map(keyName).join(', ');
+  const parts = [c.changed.length ? own`changed ${keys(c.changed)}` : '', c.added.length ? own`added ${keys(c.added)}` : '', c.removed.length ? own`removed ${keys(c.removed)}` : ''].filter(Boolean);
+  return parts.join('; ') || own`formatting only`;
 }
 
 /** A key path part as `ops secrets set` reads it back: quoted when it holds a dot or a quote. */
@@ -651,7 +650,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
           // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
           const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
           const weak = weakParts(value);
-          if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+          if (weak.length) ctx.reporter.warn(weakSecretWarning(own`secret "${keyName(key)}"`, weak));
           // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
           for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
           if (value) ctx.reporter.mask(value);
@@ -685,7 +684,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
             const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
             (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
             const written = await secrets.save();
-            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? own`created with` : own`set`) : own`unchanged,`} ${keyName(path.join('.'))}`);
             // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
             const shown = showPath(path);
             const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));

@@ -49,7 +49,8 @@ const MIN_SECRET_LENGTH = MIN_MASKED_LENGTH; // masking "a" or "1" would shred e
  * text, registered as it is used) or a key name or path given to Reporter.allow; anything else marked is masked as
  * if unmarked, so text from elsewhere holding the mark characters unmasks nothing. In ops's fixed words only weak
  * values are kept so (parts.ts isWeakPart: short, or a common word, the ones that collide with them); a message whose
- * fixed words hold a real secret, or one a secret straddles a mark's edge of, is masked as if there were no marks. Marks are dropped from every printed text (Masker.redact).
+ * fixed words hold a real secret, or one a secret straddles a mark's edge of, is masked as if there were no marks.
+ * Marks are dropped from every printed text (Masker.redact).
  */
 const MARK_OPEN = '\uE000';
 const MARK_CLOSE = '\uE001';
@@ -84,7 +85,6 @@ export function keyName(name: string): string {
 export function unmarked(text: string): string {
   return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, '') : text;
 }
-
 
 /**
  * FNV-1a over UTF-16 code units, one unit at a time (the hashes of a string's prefixes come in passing), kept to

@@ -3,7 +3,7 @@
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
 // the runner's own masking does not apply (local runs).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { MIN_MASKED_LENGTH, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -36,6 +36,55 @@ export interface Reporter {
 }
 
 const MIN_SECRET_LENGTH = MIN_MASKED_LENGTH; // masking "a" or "1" would shred every log line
+
+/**
+ * Ops's own text in its messages, told apart from what they quote. A value is masked wherever it occurs, so a weak
+ * one (core/secrets/weak.ts: "sops", "deploy", "admin") also occurs in ops's fixed words ("secrets.sops.yaml", "every
+ * deploy refuses") and in key names ("admin_client_id", a key `admin` holding "admin"), where it is not the value:
+ * masking it there only garbles the message. The rule: an occurrence of a secret is left as it is only where it lies
+ * wholly inside text ops marked as its own when it composed the message (own: a template's fixed chunks; keyName: a
+ * key name or path), or inside a longer key name or path it was told of (Reporter.allow: `passwords.admin@example.org`
+ * stays whole). Everywhere else (what a message quotes: a value, a command's output, a host's lines, a config value)
+ * it is masked as ever. A mark counts only around text registered as such: a fixed chunk of an `own` template (program
+ * text, registered as it is used) or a key name or path given to Reporter.allow; anything else marked is masked as
+ * if unmarked, so text from elsewhere holding the mark characters unmasks nothing. In ops's fixed words only weak
+ * values are kept so (parts.ts isWeakPart: short, or a common word, the ones that collide with them); a message whose
+ * fixed words hold a real secret, or one a secret straddles a mark's edge of, is masked as if there were no marks.
+ * Marks are dropped from every printed text (Masker.redact).
+ */
+const MARK_OPEN = '\uE000';
+const MARK_CLOSE = '\uE001';
+const MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;
+/** The fixed chunks of own templates used so far: program text, never a secret. */
+const OWN_TEXT = new Set<string>();
+
+/**
+ * A message from a template whose fixed chunks are ops's own text (see MARK_OPEN): `own\`every deploy refuses ${x}\``.
+ * The values put in are not marked (a key name is, with keyName). The result holds marks: print it through a
+ * reporter (redact drops them), or take `unmarked` of it.
+ */
+export function own(strings: TemplateStringsArray, ...values: unknown[]): string {
+  let out = '';
+  strings.forEach((chunk, i) => {
+    if (i > 0) out += String(values[i - 1]);
+    if (chunk.length < MIN_SECRET_LENGTH) out += chunk; // nothing a masked value fits in
+    else {
+      OWN_TEXT.add(chunk);
+      out += `${MARK_OPEN}${chunk}${MARK_CLOSE}`;
+    }
+  });
+  return out;
+}
+
+/** A key name or key path in a message, marked as such (see MARK_OPEN): left whole when it is one Reporter.allow was told of. */
+export function keyName(name: string): string {
+  return `${MARK_OPEN}${name}${MARK_CLOSE}`;
+}
+
+/** `text` without the marks of own and keyName (what a reporter prints, before masking). */
+export function unmarked(text: string): string {
+  return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, '') : text;
+}
 
 /**
  * FNV-1a over UTF-16 code units, one unit at a time (the hashes of a string's prefixes come in passing), kept to
@@ -231,12 +280,21 @@ export class Masker {
       }
       if (end > start) spans.push([start, end]);
     }
-    return starred(text, spans);
+    if (!spans.length) return text;
+    // a form lying wholly inside a longer key name or path it was told of is left there, as the exact form is (redact)
+    const kept = this.allowed.size ? this.allowedSpans(text, spans.map(([a, b]) => text.slice(a, b))) : [];
+    return starred(
+      text,
+      spans.filter(([a, b]) => !kept.some(([x, y]) => x <= a && b <= y && y - x > b - a)),
+    );
   }
 
   /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
   private readonly allowed = new Set<string>();
+  /** Every text allow was told of, whatever its length: a keyName mark around one of them counts. */
+  private readonly names = new Set<string>();
   allow(text: string): void {
+    this.names.add(text);
     if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text); // shorter, it holds no secret shorter than itself
   }
 
@@ -251,7 +309,59 @@ export class Masker {
     return spans;
   }
 
+  /**
+   * `text` with every secret masked (***), its marks (own, keyName) dropped: an occurrence wholly inside a mark that
+   * counts is left as it is (see MARK_OPEN for the rule).
+   */
   redact(text: string): string {
+    if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
+    const clean = unmarked(text);
+    if (this.secrets.size === 0) return clean;
+    // the marks that count, as [start, end) spans of the clean text
+    const spans: [number, number, 'own' | 'key'][] = [];
+    let removed = 0;
+    for (const m of text.matchAll(MARKED)) {
+      const start = m.index - removed;
+      removed += 2;
+      const kind = this.names.has(m[1]!) ? 'key' : OWN_TEXT.has(m[1]!) ? 'own' : undefined;
+      if (m[1]!.length && kind) spans.push([start, start + m[1]!.length, kind]);
+    }
+    // (a text already holding the characters spans are held by is masked as if unmarked)
+    if (!spans.length || /[\ue100-\ueeff]/.test(clean) || this.unkeepable(clean, spans)) return this.redactPlain(clean);
+    // each span held aside (a private-use character in its place, which no secret holds), the rest masked as ever
+    let held = '';
+    let from = 0;
+    spans.forEach(([a, b], k) => {
+      held += `${clean.slice(from, a)}${String.fromCharCode(0xe100 + (k % 0xe00))}`;
+      from = b;
+    });
+    held += clean.slice(from);
+    let k = 0;
+    return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
+      const [a, b] = spans[k++]!;
+      return clean.slice(a, b);
+    });
+  }
+
+  /**
+   * Whether the marks (`spans` of `text`) cannot be kept as they are: an occurrence of a secret overlaps one without
+   * lying wholly inside it, or one inside ops's own words is no weak value (parts.ts isWeakPart: a real secret is
+   * masked even there; a key name, which sops keeps in clear text, is shown whole as Reporter.allow's are).
+   */
+  private unkeepable(text: string, spans: [number, number, 'own' | 'key'][]): boolean {
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (!this.byLength.get(n)!.has(piece)) continue;
+        if (spans.some(([a, b, kind]) => i < b && i + n > a && !(a <= i && i + n <= b && (kind === 'key' || isWeakPart(piece))))) return true;
+      }
+    }
+    return false;
+  }
+
+  private redactPlain(text: string): string {
     if (this.secrets.size === 0) return text;
     // Only a "%" or a "+" can make a URL-encoded form differ from the secret as itself.
     if (text.includes('%') || text.includes('+')) text = this.urlForms(text);

@@ -62,6 +62,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   // The values are masked once the weak ones are named: a warning about the secret "app" must not read
   // "***ears" (it names keys and lengths, never a value). Nothing is printed in between.
+  allowSecretRefs(env, ctx);
   const masked: string[] = [];
   let decrypted: Awaited<ReturnType<typeof decryptFile>>;
   try {
@@ -82,6 +83,27 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
 }
 
 /**
+ * The key paths the environment's `env` names (`{ secret: <key path> }`) are no secrets, whether the file holds them
+ * or not: told to the reporter (allow), so that a value occurring in one leaves it whole where a message names it.
+ */
+function allowSecretRefs(env: Pick<Environment, 'config'>, ctx: OpsContext): void {
+  for (const v of Object.values(env.config.env)) if (typeof v !== 'string') ctx.reporter.allow?.(v.secret);
+}
+
+/**
+ * The key names of settings printed (`ops config`: `app_user`, `APP_DATAPASS_CLIENT_ID`), no secrets, told to
+ * `reporter` (allow): a value occurring in one ("app") leaves it whole; the values are masked as ever.
+ */
+export function allowSettingKeys(node: unknown, reporter: OpsContext['reporter']): void {
+  if (Array.isArray(node)) node.forEach((item) => allowSettingKeys(item, reporter));
+  else if (node && typeof node === 'object')
+    for (const [k, v] of Object.entries(node)) {
+      reporter.allow?.(k);
+      allowSettingKeys(v, reporter);
+    }
+}
+
+/**
  * The .env a deploy would render, for `ops config`: plain values always; secrets too when a key opens the
  * secrets file (masked; placeholders and the example key are allowed here). Throws the deploy's OpsError for a
  * missing secret or a value the declared readers cannot carry. `unchecked` says why secrets were left out.
@@ -91,6 +113,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   const refs = Object.entries(env.config.env).filter(([, v]) => typeof v !== 'string');
   if (!refs.length) return renderDotenv(env, {});
   let why: string;
+  allowSecretRefs(env, ctx);
   if (existsSync(file)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {

@@ -7,6 +7,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SECRETS_FILE } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
+import { keyName, own } from '../report.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
 import { isSopsText } from './sops-metadata.ts';
@@ -167,13 +168,15 @@ export function findPlaceholders(tree: MapNode): string[] {
  * the file holds: "still holds" (a deploy) or what a change would leave (nothing written).
  */
 export function placeholderError(label: string, env: string, keys: string[], change?: { untouched: string }): OpsError {
-  const what = `placeholder value${keys.length === 1 ? '' : 's'} (CHANGE-ME)`;
+  // ops's own words and the keys marked as such (core/report.ts own, keyName): a weak value ("deploy") masks neither
+  const named = keys.map(keyName).join(', ');
+  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
   return change
     ? new OpsError(
-        `${label} would hold ${keys.length === 1 ? 'a ' : ''}${what}, which every deploy refuses (${change.untouched}): ${keys.join(', ')}`,
-        `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : '<key>'}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`,
+        own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
+        own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]!) : '<key>'}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`,
       )
-    : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(', ')}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+    : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
 
 /**

@@ -6,7 +6,8 @@ import { listEnvironments } from '../config/environment.ts';
 import { OpsError, fileError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
-import type { OpenWith } from './recipients.ts';
+import type { Identities } from './keys.ts';
+import { type OpenWith, refuseEncryptingAway } from './recipients.ts';
 import { recipientsFor } from './sops-config.ts';
 import { isSopsText } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
@@ -42,15 +43,29 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file), openWith: open }), created: true };
 }
 
+/** How encryptInPlace is run. */
+export interface EncryptOptions {
+  /** Names the file in messages (default: its path). */
+  shown?: string;
+  /** Told of values encrypted in another form than typed. */
+  warn?: (message: string) => void;
+  /** Once aborted (Ctrl-C), nothing is written: InterruptedError. */
+  signal?: AbortSignal;
+  /** The user's keys: encrypting to none of them is refused unless `force` (refuseEncryptingAway); `env`, the file's environment. */
+  lockout?: { identities: Identities; env?: string; force: boolean };
+}
+
 /**
  * Encrypt a plain YAML or JSON file in place (e.g. environments/<env>/assets/initdata.yml) to the recipients
  * .sops.yaml gives its path; `shown` names it in messages. @returns the file, saved (written whole, temporary
  * file + rename). @throws OpsError when it does not exist, is not UTF-8 text (as sops, which refuses it too), is already a
- * sops file, or does not parse; the file is then left as it was. Values typed without quotes that sops stores
+ * sops file, does not parse, or would be encrypted to none of the user's keys (`lockout`, unless its `force`),
+ * InterruptedError when `signal` aborts before it is written; the file is then left as it was. Values typed without quotes that sops stores
  * in another form (a YAML 01234, a JSON 1.0 or 12345678901234567890: tree-parse.ts) are encrypted as sops would,
  * and named to `warn` (edit.ts, retypedWarning).
  */
-export async function encryptInPlace(root: string, file: string, shown = file, warn?: (message: string) => void): Promise<SecretsFile> {
+export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
+  const { shown = file, warn, signal } = opts;
   if (!existsSync(file)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
@@ -63,8 +78,13 @@ export async function encryptInPlace(root: string, file: string, shown = file, w
   if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
   const retyped: Retyped[] = [];
   const format = formatOf(file);
-  const secrets = SecretsFile.create(file, parseTree(text, format, { file: shown, retyped }), { recipients: recipientsFor(root, file) });
-  await secrets.save({}, text); // over the plain file as it was read
+  const recipients = recipientsFor(root, file);
+  const tree = parseTree(text, format, { file: shown, retyped });
+  // a file encrypted to none of the user's keys is lost to them (refused before anything is written, as a recipients
+  // remove taking their last key is)
+  if (opts.lockout) refuseEncryptingAway(shown, recipients, opts.lockout.identities, opts.lockout.env, `ops secrets encrypt ${shown}`, opts.lockout.force);
+  const secrets = SecretsFile.create(file, tree, { recipients, ...(signal && { openWith: { signal } }) });
+  await secrets.save({}, text); // over the plain file as it was read: not once `signal` has aborted (InterruptedError)
   // stored as sops stores them (sops encrypts them so too), but said: the plain text is gone once encrypted
   if (retyped.length && warn) warn(`${shown}: ${retypedWarning(retyped, format, 'are not')}`);
   return secrets;

@@ -10,6 +10,31 @@
  */
 export const MIN_MASKED_LENGTH = 3;
 
+/** Parts of at least MIN_MASKED_LENGTH characters and fewer than this are masked, and garble the logs: warned about. */
+export const SHORT_SECRET_LENGTH = 8;
+
+/**
+ * Words and numbers of SHORT_SECRET_LENGTH characters or more that logs and messages are full of, or that are
+ * the first guesses for a password: masking them garbles the logs as a short value does (compared lowercase).
+ */
+export const COMMON = new Set([
+  // first guesses for a password
+  'password', 'password1', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'changeit', 'letmein1', 'iloveyou',
+  'sunshine', 'football', 'baseball', 'welcome1', 'trustno1', 'superuser', 'supersecret', 'secret123', 'admin123',
+  'qwertyui', 'qwertyuiop', 'qwerty123', 'abcdefgh', 'abcd1234', 'testtest', 'test1234', 'root1234',
+  // words deploy logs and app output are full of
+  'postgres', 'postgresql', 'username', 'database', 'localhost', '127.0.0.1', 'production', 'development',
+  'administrator', 'application', 'deployment', 'undefined', 'disabled', 'password_hash',
+  // numbers
+  '12345678', '123456789', '1234567890', '87654321', '11111111', '00000000', '99999999',
+]);
+
+/** Whether a masked part (trimmed) is weak: shorter than SHORT_SECRET_LENGTH, or a common word or number (weak.ts). */
+export function isWeakPart(part: string): boolean {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
+
+
 /** A URL with an authority: scheme://[userinfo@]host... (RFC 3986; Python's urllib.parse.urlsplit reads it the same). */
 const URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
 

@@ -1,14 +1,15 @@
 // Who can decrypt an environment's secrets, and changing it: the age recipients of every sops file of the
 // environment (secrets.sops.yaml and encrypted assets) and its creation rule in .sops.yaml. Every file is
 // decrypted (MAC verified) before anything is written, so a key that cannot open one of them changes nothing;
-// each file is then rewritten whole (temporary file + rename). A removed recipient gets a new data key (it may
+// each file is then rewritten whole (temporary file + rename), one after the other: a signal (OpenWith.signal) stops
+// the run before the next one, said with the files written and those not (stoppedWriting). A removed recipient gets a new data key (it may
 // have kept the old one), like `sops updatekeys` and `sops rotate`.
 import { readFileSync } from 'node:fs';
 import { OpsError } from '../errors.ts';
-import { ChangedOnDiskError, shownPath } from './atomic.ts';
+import { ChangedOnDiskError, InterruptedError, interruption, shownPath } from './atomic.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
 import { checkRecipient, type Identities } from './keys.ts';
-import { recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
+import { SOPS_CONFIG_FILE, recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
 import { parseSops } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
 
@@ -62,16 +63,20 @@ async function openAll(root: string, env: string, open: OpenWith): Promise<Secre
 /**
  * Save each file in turn (SecretsFile.save: only over the version read), returning whether each was written. One found
  * changed by something else stops the run there: the error names the files already written before it, so that the
- * user knows the command got half-way (run again, it finishes from what the files are now).
- * @throws ChangedOnDiskError naming what was written, or save's error.
+ * user knows the command got half-way (run again, it finishes from what the files are now). So does a signal
+ * (`open.signal`: Ctrl-C, SIGTERM, SIGHUP), heeded before each file (each is written whole or not at all): the files
+ * already written and those not, `then` too (what the caller writes afterwards: .sops.yaml).
+ * @throws ChangedOnDiskError naming what was written, InterruptedError (stoppedWriting), or save's error.
  */
-async function saveEach(files: SecretsFile[]): Promise<boolean[]> {
+async function saveEach(files: SecretsFile[], open: OpenWith, then: string[] = []): Promise<boolean[]> {
   const written: boolean[] = [];
   for (const s of files) {
     try {
+      if (open.signal?.aborted) throw interruption(open.signal.reason);
       written.push(await s.save());
     } catch (e) {
       const done = files.filter((_, i) => written[i]).map((f) => shownPath(f.file));
+      if (e instanceof InterruptedError && done.length) throw stoppedWriting(e.signal, done, [...files.slice(written.length).map((f) => shownPath(f.file)), ...then]);
       if (e instanceof ChangedOnDiskError && done.length) throw new ChangedOnDiskError(`${e.message}; already written by this command: ${done.join(', ')}`, 'run the command again: it finishes the rest from the files as they are now');
       throw e;
     }
@@ -80,22 +85,76 @@ async function saveEach(files: SecretsFile[]): Promise<boolean[]> {
 }
 
 /**
+ * The InterruptedError of a command writing several files in turn, stopped by `signal` (its name) between two of
+ * them: the files already `written` (shown paths, one at least) and those `left`. Stopped before the first, the
+ * interruption's own error says "nothing was changed".
+ */
+export function stoppedWriting(signal: string, written: string[], left: string[]): InterruptedError {
+  const by = signal === 'SIGINT' ? '' : ` by ${signal}`;
+  return new InterruptedError(
+    `interrupted${by} half-way: already written (each whole): ${written.join(', ')}; not written: ${left.join(', ') || 'none'}; run the command again to finish: it goes on from the files as they are now`,
+    signal,
+  );
+}
+
+/**
+ * Write .sops.yaml's rule (`write`, given `open.signal`) once the files are (`written`): a signal before it, or while
+ * it waits for the file's lock, stops it there, said with the files written (stoppedWriting).
+ */
+async function writeRule(open: OpenWith, written: FileChange[], write: (signal?: AbortSignal) => Promise<void>): Promise<void> {
+  try {
+    if (open.signal?.aborted) throw interruption(open.signal.reason);
+    await write(open.signal);
+  } catch (e) {
+    const done = written.filter((c) => c.written).map((c) => shownPath(c.file));
+    if (e instanceof InterruptedError && done.length) throw stoppedWriting(e.signal, done, [SOPS_CONFIG_FILE]);
+    throw e;
+  }
+}
+
+/**
  * Refuse, unless `force`, a change of recipients after which the user could no longer decrypt: a file (`after`: each
  * file's recipients once changed), or the rule new files are encrypted to (`ruleAfter`, when the change touches it),
  * left without any age key the user holds (`ids`: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, the default key file...), where
- * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force. Nothing is written
- * by the caller before. @throws OpsError saying which key of theirs goes and how to keep access.
+ * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force.
+ * Nothing is written by the caller before. @throws OpsError (lockedOut) saying which key of theirs goes and how to keep access.
  */
 function refuseLockout(env: string, ids: Identities, before: string[][], after: string[][], head: (named: string) => string, redo: string, force: boolean): void {
   if (force) return;
-  const mine = new Map(ids.identities.map((i) => [i.recipient, i.source]));
+  const mine = new Set(ids.identities.map((i) => i.recipient));
   const lost = after.some((list, i) => before[i]!.some((r) => mine.has(r)) && !list.some((r) => mine.has(r)));
   if (!lost) return;
   const going = [...new Set(before.flat())].filter((r) => mine.has(r) && !after.flat().includes(r));
-  const named = going.map((r) => `${r} (your key from ${mine.get(r)})`).join(', ') || 'your key';
-  throw new OpsError(
-    `${head(named)}, the only age key of yours that ${env}'s secrets are encrypted to: you could no longer decrypt them (ops secrets show, edit, set; deploys run from here); nothing was changed`,
-    `to keep access, add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`); if someone else keeps access and you mean to lose yours, run it again with --force: ${redo} --force`,
+  throw lockedOut(`${head(yourKeys(ids, going))}, the only age key of yours that ${env}'s secrets are encrypted to`, 'them (ops secrets show, edit, set; deploys run from here)', `add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`)`, redo);
+}
+
+/**
+ * Refuse, unless `force`, to encrypt `shown` (a plain file, which the user reads) to `recipients` none of which is an
+ * age key the user holds (`ids`): the file would be locked to them (refuseLockout's rule for a file about to be
+ * encrypted). `env`: the environment whose .sops.yaml rule gives the recipients, if the file is one's.
+ * @throws OpsError (lockedOut) naming the user's keys and where each was read (or where none was found).
+ */
+export function refuseEncryptingAway(shown: string, recipients: string[], ids: Identities, env: string | undefined, redo: string, force: boolean): void {
+  if (force || recipients.some((r) => ids.identities.some((i) => i.recipient === r))) return;
+  const add = env ? `\`ops secrets recipients ${env} add <age1...>\`` : `add its recipient to the .sops.yaml rule for ${shown}`;
+  const yours = ids.identities.length ? `none of them a key of yours (${yourKeys(ids)})` : `and you hold no age key (looked at: ${ids.tried.join('; ') || 'nothing'})`;
+  throw lockedOut(`${shown} would be encrypted to ${recipients.join(', ')} (the .sops.yaml rule for it), ${yours}`, 'it (ops secrets decrypt, edit; deploys run from here)', `add a key of yours to the rule first (\`ops keygen\` if you have none, then ${add})`, redo);
+}
+
+/** The user's age keys (`ids`; only those in `among` when given), each named with where it was read. */
+function yourKeys(ids: Identities, among?: string[]): string {
+  const listed = ids.identities.filter((i, k) => (!among || among.includes(i.recipient)) && ids.identities.findIndex((j) => j.recipient === i.recipient) === k);
+  return listed.map((i) => `${i.recipient} (your key from ${i.source})`).join(', ') || 'your key';
+}
+
+/**
+ * The refusal of a change after which the user could no longer decrypt `what` (`problem` says why); `keep` says how to
+ * keep access, `redo` is the command to give --force to. "nothing was changed": callers write nothing before.
+ */
+function lockedOut(problem: string, what: string, keep: string, redo: string): OpsError {
+  return new OpsError(
+    `${problem}: you could no longer decrypt ${what}; nothing was changed`,
+    `to keep access, ${keep}; if someone else keeps access and you mean to lose yours, run it again with --force: ${redo} --force`,
   );
 }
 
@@ -112,7 +171,7 @@ export async function syncRecipients(root: string, env: string, open: OpenWith, 
   const before = opened.map((s) => [...s.recipients]);
   refuseLockout(env, open.identities, before, opened.map(() => wanted), (named) => `.sops.yaml does not list ${named}: a sync would remove it`, `ops secrets recipients ${env} sync`, force);
   const changes = opened.map((s) => s.setRecipients(wanted));
-  const written = await saveEach(opened);
+  const written = await saveEach(opened, open);
   opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, ...changes[i]!, recipients: s.recipients }));
   return out;
 }
@@ -129,9 +188,9 @@ export async function addRecipient(root: string, env: string, recipient: string,
   const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
   const out: FileChange[] = [];
   for (const s of opened) s.addRecipient(r);
-  const written = await saveEach(opened);
+  const written = await saveEach(opened, open, [SOPS_CONFIG_FILE]);
   opened.forEach((s, i) => out.push({ file: s.file, written: written[i]!, added: written[i] ? [r] : [], removed: [], recipients: s.recipients }));
-  await setEnvRule(root, env, [...base, r]);
+  await writeRule(open, out, (signal) => setEnvRule(root, env, [...base, r], signal));
   return out;
 }
 
@@ -156,9 +215,9 @@ export async function removeRecipient(root: string, env: string, recipient: stri
   refuseLockout(env, open.identities, before, after, (named) => `this would remove ${named}`, `ops secrets recipients ${env} remove ${r}`, force);
   for (const s of inFiles) s.removeRecipient(r);
   const files: FileChange[] = [];
-  const written = await saveEach(inFiles);
+  const written = await saveEach(inFiles, open, inRule ? [SOPS_CONFIG_FILE] : []);
   inFiles.forEach((s, i) => files.push({ file: s.file, written: written[i]!, added: [], removed: [r], recipients: s.recipients }));
-  if (inRule) await setEnvRule(root, env, remaining);
+  if (inRule) await writeRule(open, files, (signal) => setEnvRule(root, env, remaining, signal));
   return { files, fromRule: inRule };
 }
 
@@ -171,6 +230,6 @@ export async function rotateDataKeys(root: string, env: string, open: OpenWith):
   const opened = await openAll(root, env, open);
   if (!opened.length) throw new OpsError(`environments/${env} has no sops-encrypted files`);
   for (const s of opened) s.rotate();
-  await saveEach(opened);
+  await saveEach(opened, open);
   return opened.map((s) => ({ file: s.file, recipients: s.recipients }));
 }

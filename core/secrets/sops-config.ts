@@ -9,6 +9,7 @@ import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
+import { refuseDeepNesting } from './tree-parse.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
 
@@ -64,6 +65,7 @@ function load(root: string, required: boolean): Loaded | undefined {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, 'create an environment with `ops env new <name>`, which writes its rule');
   }
   const text = readFileSync(path, 'utf8');
+  refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   const rules: CreationRule[] = [];
@@ -118,13 +120,14 @@ export function recipientsFor(root: string, file: string): string[] {
  * Give environment `env` the recipients `recipients` in .sops.yaml: its own rule (path_regex
  * envPathRegex(env)) is updated, or created before any rule that would otherwise match its files. Written only over
  * the file as read, read again when another command changed it meanwhile (retryOnChange: two environments' rules
- * changed at once both land). @throws ChangedOnDiskError when it kept changing, OpsError for a broken file.
+ * changed at once both land). @throws ChangedOnDiskError when it kept changing, OpsError for a broken file,
+ * InterruptedError (nothing written) when `signal` aborts before its lock is taken.
  */
-export async function setEnvRule(root: string, env: string, recipients: string[]): Promise<void> {
-  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients));
+export async function setEnvRule(root: string, env: string, recipients: string[], signal?: AbortSignal): Promise<void> {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
 }
 
-async function setEnvRuleOnce(root: string, env: string, recipients: string[]): Promise<void> {
+async function setEnvRuleOnce(root: string, env: string, recipients: string[], signal?: AbortSignal): Promise<void> {
   const regex = envPathRegex(env);
   const list = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
@@ -161,7 +164,7 @@ async function setEnvRuleOnce(root: string, env: string, recipients: string[]): 
     if (at) items.splice(at.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null);
+  await writeIfUnchanged(join(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, undefined, undefined, undefined, signal);
 }
 
 /** Remove environment `env`'s own rule from .sops.yaml (as setEnvRule writes it). Returns false if it had none. */

@@ -298,3 +298,13 @@ export function allowKeys(node: TreeNode, allow?: (text: string) => void, path: 
     allowKeys(v, allow, at);
   }
 }
+
+/**
+ * Tell `allow` a file's path as ops may print it (allow in DecryptOptions): every tail of it from a directory on
+ * (`environments/qa/secrets.sops.yaml`, `secrets.sops.yaml`), so that a value occurring in it ("sops") leaves it whole.
+ */
+export function allowPath(file: string, allow?: (text: string) => void): void {
+  if (!allow) return;
+  const parts = file.split('/');
+  for (let i = 0; i < parts.length; i++) if (parts[i]) allow(parts.slice(i).join('/'));
+}

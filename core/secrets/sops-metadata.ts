@@ -4,7 +4,7 @@
 import { isMap, isScalar, parseAllDocuments } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { type GoRegexp, goRegexp } from './goregex.ts';
-import { parseTree } from './tree-parse.ts';
+import { MAX_NESTING, nestingDepth, parseTree } from './tree-parse.ts';
 import { CURRENT_LAYOUT, type Layout, detectLayout } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry } from './tree.ts';
@@ -58,7 +58,8 @@ export interface EncryptedDocument {
 }
 
 const NOT_SOPS_HINT = 'give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`';
-const notSops = (file: string) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+/** The OpsError for `file`, no sops file (it has no top-level `sops` key: surelyNotSops). */
+export const notSops = (file: string) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
 
 function metaError(file: string, what: string): OpsError {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, 'restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand');
@@ -157,8 +158,8 @@ function listCommentsAsComments<T extends TreeNode>(node: T): T {
 }
 
 /**
- * Whether `text`, read as plain YAML or JSON (none of sops's rules on values or keys), has a top-level `sops` key:
- * undefined when it cannot be read at all (a syntax error, several YAML documents).
+ * Whether `text`, read as plain YAML or JSON (none of sops's rules on values or keys), has a top-level `sops` key;
+ * a text of several YAML documents, whether one of them has: undefined when it cannot be read at all (a syntax error).
  */
 function hasSopsKey(text: string, format: Format): boolean | undefined {
   try {
@@ -166,13 +167,22 @@ function hasSopsKey(text: string, format: Format): boolean | undefined {
       const v: unknown = JSON.parse(text.replace(/^\uFEFF/, ''));
       return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.hasOwn(v, 'sops');
     }
+    if (nestingDepth(text) > MAX_NESTING) return undefined; // parseTree refused it: a parser would exhaust the stack
     const docs = parseAllDocuments(text, { uniqueKeys: false });
-    if (!Array.isArray(docs) || docs.length !== 1 || docs[0]!.errors.length) return undefined;
-    const top = docs[0]!.contents;
-    return isMap(top) && top.items.some((pair) => isScalar(pair.key) && pair.key.value === 'sops');
+    if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return undefined;
+    return docs.some((d) => isMap(d.contents) && d.contents.items.some((pair) => isScalar(pair.key) && pair.key.value === 'sops'));
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether `text` (a file's bytes decoded, leniently for bytes that are not UTF-8) is surely no sops file: read as
+ * plain YAML or JSON, no document of it has a top-level `sops` key. A file this says so of is said to be "not a
+ * sops file" whatever else is wrong with it (several documents, bytes that are not UTF-8, values sops refuses).
+ */
+export function surelyNotSops(text: string, format: Format): boolean {
+  return hasSopsKey(text, format) === false;
 }
 
 /**
@@ -185,7 +195,7 @@ export function parseSops(text: string, file: string, format: Format = formatOf(
   try {
     tree = parseTree(text, format, { file, keys: 'strict' });
   } catch (e) {
-    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
     throw e;
   }
   const sops = getEntry(tree, 'sops');

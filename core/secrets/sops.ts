@@ -11,8 +11,8 @@ import { writeIfUnchanged } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
-import { type DecryptOptions, IvStash, allowKeys, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
-import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
+import { type DecryptOptions, IvStash, allowKeys, allowPath, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
+import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, showPath, str, toPlain, treeEquals, walkTree } from './tree.ts';
@@ -68,6 +68,7 @@ export class SecretsFile {
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts.mask);
     allowKeys(plain, opts.allow);
+    allowPath(file, opts.allow);
     const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
     const f = new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
     f.openedWith = opts;
@@ -90,7 +91,20 @@ export class SecretsFile {
     } catch (e) {
       throw fileError(e, file, 'read', 'a sops-encrypted file');
     }
-    const text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
+    let text: string;
+    try {
+      text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
+    } catch (e) {
+      // a file that is no sops file at all is said to be so first, as one with values sops refuses is (parseSops)
+      let format: Format;
+      try {
+        format = formatOf(file);
+      } catch {
+        throw e; // a name that tells no format: the bytes are what is wrong first
+      }
+      if (surelyNotSops(bytes.toString('utf8'), format)) throw notSops(file);
+      throw e;
+    }
     return SecretsFile.fromText(text, file, opts);
   }
 
@@ -111,8 +125,9 @@ export class SecretsFile {
       new IvStash(),
     );
     f.setRecipients(opts.recipients);
-    f.setTree(tree);
     f.openedWith = opts.openWith ?? {};
+    allowPath(file, f.openedWith.allow);
+    f.setTree(tree);
     if (opts.mode !== undefined) f.createMode = opts.mode;
     return f;
   }
@@ -185,6 +200,7 @@ export class SecretsFile {
     if (getEntry(tree, 'sops')) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, 'rename that top-level key');
     this.refuseMergeKeys(tree);
     this.plain = tree;
+    allowKeys(tree, this.openedWith?.allow); // its keys (an edit's new ones too) are no secrets, named whole in messages
   }
 
   /**

@@ -8,28 +8,12 @@
 // masks any non-empty value (actions/runner, src/Sdk/DTLogging/Logging/SecretMasker.cs: AddValue skips only
 // empty ones), but ops hands add-mask only what its own Masker keeps, so both logs agree. Below
 // SHORT_SECRET_LENGTH (8: GitLab's minimum for a masked CI variable) a value is masked but garbles the logs.
-import { MIN_MASKED_LENGTH, secretParts, urlPassword } from './parts.ts';
+import { keyName, own } from '../report.ts';
+import { COMMON, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, secretParts, urlPassword } from './parts.ts';
 import { maskedText } from './tree-scalars.ts';
 import { type MapNode, forEachLeaf, showPath } from './tree.ts';
 
-/** Parts of at least MIN_MASKED_LENGTH characters and fewer than this are masked, and garble the logs: warned about. */
-export const SHORT_SECRET_LENGTH = 8;
-
-/**
- * Words and numbers of SHORT_SECRET_LENGTH characters or more that logs and messages are full of, or that are
- * the first guesses for a password: masking them garbles the logs as a short value does (compared lowercase).
- */
-const COMMON = new Set([
-  // first guesses for a password
-  'password', 'password1', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'changeit', 'letmein1', 'iloveyou',
-  'sunshine', 'football', 'baseball', 'welcome1', 'trustno1', 'superuser', 'supersecret', 'secret123', 'admin123',
-  'qwertyui', 'qwertyuiop', 'qwerty123', 'abcdefgh', 'abcd1234', 'testtest', 'test1234', 'root1234',
-  // words deploy logs and app output are full of
-  'postgres', 'postgresql', 'username', 'database', 'localhost', '127.0.0.1', 'production', 'development',
-  'administrator', 'application', 'deployment', 'undefined', 'disabled', 'password_hash',
-  // numbers
-  '12345678', '123456789', '1234567890', '87654321', '11111111', '00000000', '99999999',
-]);
+export { SHORT_SECRET_LENGTH } from './parts.ts';
 
 /** How a masked part of a secret is weak. */
 export interface WeakPart {
@@ -68,12 +52,6 @@ export function weakParts(value: string): WeakPart[] {
   return out;
 }
 
-const SUBJECT: Record<WeakPart['part'], string> = {
-  value: 'its value',
-  line: 'one of its lines (masked on its own)',
-  'URL password': "its URL's password (masked on its own)",
-  part: 'a part of it masked on its own (a string inside its JSON, or a URL password in one)',
-};
 
 /**
  * The warning for a weak secret, naming `what` (a key: `secret "database_url"`) and never the value: how long
@@ -81,14 +59,23 @@ const SUBJECT: Record<WeakPart['part'], string> = {
  * the way out (a longer value; a value dictated by a third party is kept: only a warning).
  */
 export function weakSecretWarning(what: string, parts: WeakPart[]): string {
+  // ops's own words (own): a weak value masks what quotes it, never them ("wherever it ***ears")
   const said = parts.map((p) => {
-    const n = `${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? '' : 's'} long${p.why === 'common' ? ', a common word or number' : ''}`;
-    if (p.why === 'unmasked') return `${n}: too short to be masked, so the logs show it as it is`;
-    return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
+    const n = own`${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? '' : 's'} long${p.why === 'common' ? own`, a common word or number` : ''}`;
+    if (p.why === 'unmasked') return own`${n}: too short to be masked, so the logs show it as it is`;
+    return own`${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
   });
   // two lines of one length are one reason, said once (it was repeated whole)
-  return `${what} is weak: ${[...new Set(said)].join('; ')}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+  return own`${what} is weak: ${[...new Set(said)].join('; ')}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
 }
+
+/** What each weak part is called, in ops's own words (own). */
+const SUBJECT: Record<WeakPart['part'], string> = {
+  value: own`its value`,
+  line: own`one of its lines (masked on its own)`,
+  'URL password': own`its URL's password (masked on its own)`,
+  part: own`a part of it masked on its own (a string inside its JSON, or a URL password in one)`,
+};
 
 /**
  * One warning per weak value of a secrets tree (weakParts), naming every key that holds it (`secret "a.b"`,
@@ -111,8 +98,8 @@ export function weakSecretWarnings(tree: MapNode, include: (text: string, path: 
   for (const [text, keys] of byValue) {
     const parts = weakParts(text);
     if (!parts.length) continue;
-    const named = keys.map((k) => `"${k}"`);
-    const what = named.length === 1 ? `secret ${named[0]}` : `secrets ${named.slice(0, -1).join(', ')} and ${named.at(-1)} (the same value)`;
+    const named = keys.map((k) => `"${keyName(k)}"`); // key names, left whole in messages (report.ts keyName)
+    const what = named.length === 1 ? own`secret ${named[0]}` : own`secrets ${named.slice(0, -1).join(', ')} and ${named.at(-1)} (the same value)`;
     out.push(weakSecretWarning(what, parts));
   }
   return out;

@@ -28,7 +28,7 @@ export const commands: Command[] = [
     options: { json },
     async run(ctx) {
       const { args, ops } = ctx;
-      const { dotenvPreview } = await import('../../core/ops/secrets.ts');
+      const { allowSettingKeys, dotenvPreview } = await import('../../core/ops/secrets.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
       const dotenv = await dotenvPreview(ops, env);
@@ -46,6 +46,7 @@ export const commands: Command[] = [
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
         dotenv: { ...env.config.dotenv, forms: dotenv.forms },
       };
+      allowSettingKeys(resolved, ops.reporter); // key names, left whole though a secret value occurs in one
       await printResult(ctx, resolved, (r) => stringify(r, { lineWidth: 0 }).trimEnd());
       return 0;
     },

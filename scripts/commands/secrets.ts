@@ -6,12 +6,14 @@ import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { isatty } from 'node:tty';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
+import { keyName, own } from '../../core/report.ts';
 import { validate } from '../../core/shell.ts';
 import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
@@ -80,7 +82,9 @@ function setValueFromInput(text: string): string {
  * `prompt` goes to `stderr` (again after Ctrl-Z and fg). The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), while stopped by Ctrl-Z, and on
  * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
  * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
- * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C or a signal.
+ * A terminal that hangs up meanwhile (its window closed, the ssh connection lost: stdin reads its end, and giving it
+ * its modes back fails with EIO) ends the read as SIGHUP does, said so.
+ * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C, a signal or a hang-up.
  */
 async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
   const { interruption } = await import('../../core/secrets/atomic.ts');
@@ -94,12 +98,18 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
     // terminal left raw, echo off
     const onAbort = () => finish(interruption(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
+    // readline gives the terminal its modes back (setRawMode) on its input's end too: on a terminal that hung up that
+    // fails, an 'error' event on stdin that readline passes on as its own, which unheard ended the process as
+    // "internal error: setRawMode EIO"
+    rl.on('error', (e: NodeJS.ErrnoException) =>
+      finish(e.code === 'EIO' ? interruption('SIGHUP', 'while the value was typed: the terminal was closed') : new OpsError(`cannot read the value from the terminal: ${e.message}; nothing was changed`, 'run the command again')),
+    );
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
       const rest = rl.line; // a paste's last line without its end, still in readline's buffer
-      rl.close(); // the terminal's modes back: echo on
+      rl.close(); // the terminal's modes back: echo on (the error of a terminal gone is heard, and dropped: settled)
       stdin.pause();
       stderr.write('\n'); // the Enter typed was not echoed either
       if (err) rej(err);
@@ -242,9 +252,64 @@ function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => 
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   return {
     signal: abort.signal,
-    listen: () => signals.forEach((s) => process.on(s, onSignal)),
+    listen: () => {
+      guardHungUpTerminals();
+      signals.forEach((s) => process.on(s, onSignal));
+    },
     stop: () => signals.forEach((s) => process.off(s, onSignal)),
   };
+}
+
+/**
+ * Run a command that writes several files in turn with SIGINT, SIGTERM and SIGHUP heeded (signalsAbort): `run` gets
+ * the signal and stops before its next write once it aborts, saying what it had written (stoppedWriting), with the
+ * signal's exit code (exitOnInterrupt); a signal never ends it silently half-way.
+ */
+function interruptible(ctx: CommandContext, run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  return exitOnInterrupt(ctx, async () => {
+    const abort = signalsAbort();
+    abort.listen();
+    try {
+      return await run(abort.signal);
+    } finally {
+      abort.stop();
+    }
+  });
+}
+
+let hangUpGuarded = false;
+
+/**
+ * Makes a terminal that hangs up (its window closed, the ssh connection lost) no reason to crash at exit: node gives
+ * each stdio terminal back the modes it had at start as the process exits, and aborts (a native assertion, exit 134,
+ * after the command's own message) when that fails, as it does on a terminal hung up. Each of stdin, stdout and stderr
+ * that was a terminal and answers as one no more is given /dev/null in its place as the process exits (another file:
+ * node leaves it alone); what is written to it meanwhile is dropped. For the commands that outlive a hang-up
+ * (signalsAbort: SIGHUP ends them cleanly); once.
+ */
+function guardHungUpTerminals(): void {
+  if (hangUpGuarded) return;
+  hangUpGuarded = true;
+  const terminals = [0, 1, 2].filter((fd) => isatty(fd));
+  // what is written to a terminal hung up fails (EIO), an 'error' event that unheard ended the process (exit 1, not
+  // the hang-up's 129): nobody can read it any more, it is dropped
+  for (const out of [process.stdout, process.stderr]) {
+    if (out.isTTY)
+      out.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EIO') throw e;
+      });
+  }
+  process.once('exit', () => {
+    for (const fd of terminals) {
+      if (isatty(fd)) continue; // a terminal hung up fails the call isatty makes (EIO)
+      try {
+        closeSync(fd);
+        openSync('/dev/null', fd === 0 ? 'r' : 'w'); // the lowest free descriptor: this one
+      } catch {
+        // left as it is: nothing more can be done as the process exits
+      }
+    }
+  });
 }
 
 /** The answers given on one stdin: the lines read and not yet taken, and whether it ended. */
@@ -322,13 +387,11 @@ function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Pr
   });
 }
 
+/** What an edit changed, by key (keyName: left whole in messages though a value may occur in one), never by value. */
 function changeSummary(c: { added: string[]; removed: string[]; changed: string[] }): string {
-  const parts = [
-    c.changed.length ? `changed ${c.changed.join(', ')}` : '',
-    c.added.length ? `added ${c.added.join(', ')}` : '',
-    c.removed.length ? `removed ${c.removed.join(', ')}` : '',
-  ].filter(Boolean);
-  return parts.join('; ') || 'formatting only';
+  const keys = (list: string[]) => list.map(keyName).join(', ');
+  const parts = [c.changed.length ? own`changed ${keys(c.changed)}` : '', c.added.length ? own`added ${keys(c.added)}` : '', c.removed.length ? own`removed ${keys(c.removed)}` : ''].filter(Boolean);
+  return parts.join('; ') || own`formatting only`;
 }
 
 /** A key path part as `ops secrets set` reads it back: quoted when it holds a dot or a quote. */
@@ -341,6 +404,53 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   if (node.kind === 'map') return node.entries.flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
   const path = prefix.join('.');
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
+}
+
+/** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */
+async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<number> {
+  const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+  const { requireEnvironment } = await import('../../core/secrets/files.ts');
+  const env = validate('environment', ctx.args[0]!);
+  requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
+  const action = ctx.args[1];
+  // a flag that means nothing here is refused, never ignored
+  if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
+  if (!action) {
+    const view = listRecipients(ctx.root, env);
+    const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
+    ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
+    for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
+    if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
+    return 0;
+  }
+  if (!['add', 'remove', 'sync'].includes(action)) {
+    const near = didYouMean(action, ['add', 'remove', 'sync']);
+    throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
+  }
+  const recipient = ctx.args[2];
+  if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
+  if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
+  const force = ctx.values.force === true;
+  const open = { ...(await openWith(ctx, env)), signal };
+  if (action === 'sync') {
+    const changes = await syncRecipients(ctx.root, env, open, force);
+    for (const c of changes) {
+      const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
+      ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
+    }
+    if (!changes.length) ctx.reporter.info(`environments/${env} has no sops-encrypted files yet`);
+    return 0;
+  }
+  if (action === 'add') {
+    for (const c of await addRecipient(ctx.root, env, recipient!, open)) ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? `added ${recipient}` : `${recipient} was already a recipient`}`);
+    ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
+    return 0;
+  }
+  const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
+  for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
+  if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
+  ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');
+  return 0;
 }
 
 export const commands: Command[] = [
@@ -463,15 +573,21 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
     pathArgs: [0],
-    async run(ctx) {
-      const { encryptInPlace } = await import('../../core/secrets/files.ts');
-      const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
-      ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
-      const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
-      if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
-      return 0;
-    },
+    options: { force: { type: 'boolean', description: 'encrypt even when none of the recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you can no longer decrypt the file' } },
+    help: `The recipients are those of the .sops.yaml rule for the file's path. When none of them is one of your own age keys
+(you could no longer decrypt the file), it is refused, nothing changed, unless --force: add a key of yours to the rule first.`,
+    run: (ctx) =>
+      interruptible(ctx, async (signal) => {
+        const { encryptInPlace } = await import('../../core/secrets/files.ts');
+        const file = ctx.args[0]!; // absolute: the CLI resolves it
+        const env = envOfPath(ctx.root, file);
+        const lockout = { identities: await identitiesFor(ctx, env), ...(env && { env }), force: ctx.values.force === true };
+        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
+        ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
+        const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
+        if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
+        return 0;
+      }),
   }),
   command({
     name: 'secrets set',
@@ -534,7 +650,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
           // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
           const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
           const weak = weakParts(value);
-          if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
+          if (weak.length) ctx.reporter.warn(weakSecretWarning(own`secret "${keyName(key)}"`, weak));
           // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
           for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
           if (value) ctx.reporter.mask(value);
@@ -568,7 +684,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
             const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
             (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
             const written = await secrets.save();
-            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
+            ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? own`created with` : own`set`) : own`unchanged,`} ${keyName(path.join('.'))}`);
             // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
             const shown = showPath(path);
             const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));
@@ -584,16 +700,17 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
     name: 'secrets rotate',
     summary: "give an environment's sops files a new data key (values kept, all re-encrypted)",
     args: ['<env>'],
-    async run(ctx) {
-      const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      const env = validate('environment', ctx.args[0]!);
-      requireEnvironment(ctx.root, env);
-      for (const f of await rotateDataKeys(ctx.root, env, await openWith(ctx, env))) {
-        ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
-      }
-      return 0;
-    },
+    run: (ctx) =>
+      interruptible(ctx, async (signal) => {
+        const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+        const { requireEnvironment } = await import('../../core/secrets/files.ts');
+        const env = validate('environment', ctx.args[0]!);
+        requireEnvironment(ctx.root, env);
+        for (const f of await rotateDataKeys(ctx.root, env, { ...(await openWith(ctx, env)), signal })) {
+          ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
+        }
+        return 0;
+      }),
   }),
   command({
     name: 'secrets recipients',
@@ -608,54 +725,11 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
                                                  (like sops updatekeys; rotates if one is removed)
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.
 A remove or sync that would take away the last of your own keys a file is encrypted to (you could no longer
-decrypt it) is refused, nothing changed, unless --force: add another key of yours first.`,
-    async run(ctx) {
-      const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
-      const { requireEnvironment } = await import('../../core/secrets/files.ts');
-      const env = validate('environment', ctx.args[0]!);
-      requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
-      const action = ctx.args[1];
-      // a flag that means nothing here is refused, never ignored
-      if (ctx.values.force && (action === undefined || action === 'add')) throw new UsageError(`--force applies to remove and sync only (the last of your own keys taken away), not to ${action ?? 'listing'}`, `leave --force out`);
-      if (!action) {
-        const view = listRecipients(ctx.root, env);
-        const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
-        ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
-        for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
-        if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
-        return 0;
-      }
-      if (!['add', 'remove', 'sync'].includes(action)) {
-        const near = didYouMean(action, ['add', 'remove', 'sync']);
-        throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
-      }
-      const recipient = ctx.args[2];
-      if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
-      if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
-      const force = ctx.values.force === true;
-      const open = await openWith(ctx, env);
-      if (action === 'sync') {
-        const changes = await syncRecipients(ctx.root, env, open, force);
-        for (const c of changes) {
-          const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
-          ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? what : 'already in sync'}`);
-        }
-        if (!changes.length) ctx.reporter.info(`environments/${env} has no sops-encrypted files yet`);
-        return 0;
-      }
-      if (action === 'add') {
-        for (const c of await addRecipient(ctx.root, env, recipient!, open)) ctx.reporter.info(`${show(ctx.root, c.file)}: ${c.written ? `added ${recipient}` : `${recipient} was already a recipient`}`);
-        ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
-        return 0;
-      }
-      const removed = await removeRecipient(ctx.root, env, recipient!, open, force);
-      for (const c of removed.files) ctx.reporter.info(`${show(ctx.root, c.file)}: removed ${recipient}; new data key for ${c.recipients.join(', ')}`);
-      if (removed.fromRule) ctx.reporter.info(`.sops.yaml: ${recipient} removed from ${env}'s rule`);
-      ctx.reporter.warn('the removed key can still open old copies of these files (git history): change the secrets themselves if it leaked');
-      return 0;
-    },
-  }),
-  command({
+decrypt it) is refused, nothing changed, unless --force: add another key of yours first.
+Interrupted (Ctrl-C, SIGTERM) while the files are written, it stops before the next one and names those already
+written and those not (each file is written whole); run it again to finish.`,
+    run: (ctx) => interruptible(ctx, (signal) => recipients(ctx, signal)),
+  }),  command({
     name: 'keygen',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },

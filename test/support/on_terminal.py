@@ -1,6 +1,8 @@
 # Runs a command on a new pseudo-terminal, as a person at a terminal would (the tests' way to see what a terminal
 # shows): python3 on_terminal.py '<json spec>'. The spec: argv, cwd, env, and steps, each [text to wait for, what to type]
-# (or [text, {"signal": "SIGTERM"}]: the signal sent to the shell's child, the command under test). Prints
+# (or [text, {"signal": "SIGTERM"}]: the signal sent to the shell's child, the command under test; or [text, {"hangup": true}]:
+# the terminal closed, as a closed terminal window closes it). The text waited for is the terminal's, or {"file": path,
+# "text": text} a file's (a command whose stderr goes to a file). Prints
 # {"out": everything the terminal showed, "status": the exit status} as JSON once the terminal is closed.
 import json, os, pty, select, signal, sys, time
 
@@ -26,14 +28,27 @@ def read_some(timeout):
     out += chunk
     return True
 
+def seen(wait):
+    if isinstance(wait, dict):
+        try:
+            return wait['text'] in open(wait['file'], encoding='utf8', errors='replace').read()
+        except OSError:
+            return False
+    return wait.encode() in out
+
+closed = False
 for wait, send in spec['steps']:
     end = time.time() + 60
-    while wait.encode() not in out:
-        if time.time() > end or not read_some(max(0.0, end - time.time())):
+    while not seen(wait):
+        if time.time() > end or not read_some(min(0.2, max(0.0, end - time.time()))) and not isinstance(wait, dict):
             sys.stderr.write('never saw %r; the terminal showed %r\n' % (wait, out.decode('utf8', 'replace')))
             os.kill(pid, signal.SIGKILL)
             sys.exit(3)
     time.sleep(0.2)  # typed by a person: after the prompt is drawn
+    if isinstance(send, dict) and send.get('hangup'):
+        os.close(fd)  # the terminal's master side gone: the kernel hangs the terminal up
+        closed = True
+        break
     if isinstance(send, dict):
         children = open('/proc/%d/task/%d/children' % (pid, pid)).read().split()
         os.kill(int(children[0]), getattr(signal, send['signal']))
@@ -41,7 +56,7 @@ for wait, send in spec['steps']:
         os.write(fd, send.encode())
 
 end = time.time() + 60
-while time.time() < end and read_some(1):
+while not closed and time.time() < end and read_some(1):
     pass
 _, status = os.waitpid(pid, 0)
 print(json.dumps({'out': out.decode('utf8', 'replace'), 'status': os.waitstatus_to_exitcode(status)}))

@@ -91,7 +91,8 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     const recipient = kg.out.trim();
     writeFileSync(join(env.root, '.sops.yaml'), `creation_rules:\n  - path_regex: (^|/)environments/qa/\n    age: ${recipient}\n`);
     writeFileSync(join(assets, 'data.yml'), 'users: []\n');
-    const enc = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/data.yml');
+    // (run holding that key: encrypting to none of yours is refused)
+    const enc = await runOps(['secrets', 'encrypt', 'assets/data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: env.dir, SOPS_AGE_KEY_FILE: join(env.dir, 'mykey.txt') } });
     expect(enc.err).toBe('');
     expect(enc.code).toBe(0);
     expect(readFileSync(join(assets, 'data.yml'), 'utf8')).toContain('sops:');

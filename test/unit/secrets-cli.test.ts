@@ -721,6 +721,34 @@ describe('ops secrets rotate / recipients', () => {
     expect(last.err).toContain('is not a recipient of');
   });
 
+  it('encrypt to none of your own keys (a .sops.yaml rule listing others only): refused, nothing changed, unless --force', async () => {
+    const e = await newEnv();
+    const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;
+    const k2File = join(tempDir(), 'k2.txt');
+    const r2 = (await cli(e.root, ['keygen', '--output', k2File])).out.trim();
+    const cfg = join(e.root, '.sops.yaml');
+    writeFileSync(cfg, readFileSync(cfg, 'utf8').replace(mine, r2)); // the rule names someone else's key only
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'data.yml');
+    writeFileSync(plain, 'a: Zq8-plain-value\n');
+    const r = await cli(e.root, ['secrets', 'encrypt', plain], e.env);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain(`environments/qa/assets/data.yml would be encrypted to ${r2} (the .sops.yaml rule for it), none of them a key of yours (${mine} (your key from ${e.keyFile})): you could no longer decrypt it`);
+    expect(r.err).toContain('nothing was changed');
+    expect(r.err).toContain(`ops secrets recipients qa add <age1...>`);
+    expect(r.err).toContain('ops secrets encrypt environments/qa/assets/data.yml --force');
+    expect(readFileSync(plain, 'utf8')).toBe('a: Zq8-plain-value\n');
+    // no key of yours at all: said where ops looked
+    const none = await cli(e.root, ['secrets', 'encrypt', plain], { HOME: tempDir() });
+    expect(none.code, none.err).toBe(1);
+    expect(none.err).toMatch(/and you hold no age key \(looked at: .*\): you could no longer decrypt it/);
+    // holding that key: encrypted; --force without it: encrypted, as asked
+    expect((await cli(e.root, ['secrets', 'encrypt', plain], { SOPS_AGE_KEY_FILE: k2File })).code).toBe(0);
+    writeFileSync(plain, 'a: Zq8-plain-value\n');
+    const forced = await cli(e.root, ['secrets', 'encrypt', plain, '--force'], e.env);
+    expect(forced.code, forced.err).toBe(0);
+    expect(forced.out).toContain('encrypted to 1 recipient(s)');
+  });
+
   it('remove or sync taking away the last of your own keys: refused, nothing changed, unless --force', async () => {
     const e = await newEnv();
     const mine = (await identitiesFromText(e.key)).identities[0]!.recipient;
@@ -1090,5 +1118,29 @@ describe('two secrets commands writing one file at once', () => {
     const data = (await open(e)).data;
     expect(data.kept).toBe('first-value-Zq7w');
     expect(data.edited).toBeUndefined();
+  });
+});
+
+describe('a file nested 1,000 levels deep (it ended the process: V8 out of memory in the YAML parser)', () => {
+  it('decrypt and encrypt of such a file, and encrypt under a .sops.yaml so nested: refused, naming the file, nothing changed', async () => {
+    const e = await newEnv();
+    const deep = `a: ${'['.repeat(1000)}${']'.repeat(1000)}\n`;
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'deep.yaml');
+    writeFileSync(plain, deep);
+    for (const cmd of ['decrypt', 'encrypt']) {
+      const r = await cli(e.root, ['secrets', cmd, plain], e.env);
+      expect(r.code, cmd).toBe(1);
+      expect(r.err, cmd).toMatch(/deep\.yaml nests maps or lists more than 100 levels deep: ops reads no file nested so deep/);
+      expect(r.err, cmd).not.toMatch(/internal error|out of memory/);
+    }
+    expect(readFileSync(plain, 'utf8')).toBe(deep);
+    const rules = join(e.root, '.sops.yaml');
+    writeFileSync(rules, `${readFileSync(rules, 'utf8')}x: ${'{a: '.repeat(1000)}1${'}'.repeat(1000)}\n`);
+    const shallow = join(e.root, 'environments', 'qa', 'assets', 'shallow.yaml');
+    writeFileSync(shallow, 'a: 1\n');
+    const enc = await cli(e.root, ['secrets', 'encrypt', shallow], e.env);
+    expect(enc.code).toBe(1);
+    expect(enc.err).toMatch(/\.sops\.yaml nests maps or lists more than 100 levels deep/);
+    expect(readFileSync(shallow, 'utf8')).toBe('a: 1\n');
   });
 });

@@ -1,7 +1,7 @@
 // The secrets commands at a real terminal (a pseudo-terminal driven by test/support/on_terminal.py, the `ops` binary as a
 // person runs it): a value typed for `ops secrets set` is never shown, and the terminal is left as it was found.
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -99,6 +99,60 @@ describe('ops secrets set at a terminal: the value typed is not shown', () => {
     const t = await setChangingNothing([['value for typed_key', '\x04']]);
     expect(t.out).toContain('no value typed for typed_key');
     expect(t.exit, t.out).toBe(1);
+  }, 180_000);
+});
+
+/**
+ * `script` (sh) run on a new terminal in e's project, `steps` typed, the terminal closed at the last one ({hangup}):
+ * the shell's exit status (the command's own when exec'd), and what the command wrote to $LOG (its stderr sent there:
+ * nothing reads a terminal once closed). A wait for `{ text }` waits for $LOG to hold it.
+ */
+async function hungUp(e: Env, script: string, steps: [wait: string | { text: string }, send: string | { hangup: true }][]): Promise<{ status: number; log: string }> {
+  const log = join(tempDir(), 'log');
+  const spec = { argv: ['sh', '-c', script], cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS: OPS, TERM: 'xterm', LOG: log, ...e.env }, steps: steps.map(([w, s]) => [typeof w === 'string' ? w : { ...w, file: log }, s]) };
+  const { stdout } = await promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
+  const { status } = JSON.parse(stdout) as { status: number };
+  return { status, log: existsSync(log) ? readFileSync(log, 'utf8') : '' };
+}
+
+describe('the terminal closed (hang-up) while a secrets command reads it: ends as SIGHUP does, nothing changed', () => {
+  it('set, the value half typed, its shell left alive (the command reads the end of a closed terminal): exit 129, said plainly, nothing written', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const status = join(tempDir(), 'status');
+    const t = await hungUp(e, `trap '' HUP; node "$OPS" secrets set qa typed_key 2>"$LOG"; echo $? > '${status}'`, [
+      [{ text: 'value for typed_key' }, 'Zq8-half-typed'],
+      ['', { hangup: true }],
+    ]);
+    const log = t.log; // the shell, ignoring the hang-up, waits for the command: both ended now
+    expect(log).toContain('interrupted by SIGHUP while the value was typed: the terminal was closed; nothing was changed');
+    expect(log).not.toMatch(/internal error|setRawMode|Assertion/i);
+    expect(readFileSync(status, 'utf8').trim(), log).toBe('129');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    expect(existsSync(`${e.secrets}.lock`)).toBe(false);
+  }, 180_000);
+
+  it("set, the command the terminal's own process (sent SIGHUP; its stderr the terminal too): exit 129, no crash, nothing written", async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const t = await hungUp(e, 'exec node "$OPS" secrets set qa typed_key', [
+      ['value for typed_key', 'Zq8-half-typed'],
+      ['', { hangup: true }],
+    ]);
+    expect(t.status).toBe(129);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    expect(existsSync(`${e.secrets}.lock`)).toBe(false);
+  }, 180_000);
+
+  it('edit, the editor open: exit 129, "interrupted (SIGHUP); nothing was changed", no crash as the process exits', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor('echo editing; sleep 30');
+    const t = await hungUp({ ...e, env: { ...e.env, EDITOR: ed.cmd } }, 'exec node "$OPS" secrets edit qa 2>"$LOG"', [['editing', { hangup: true }]]);
+    expect(t.log).toContain('interrupted (SIGHUP); nothing was changed');
+    expect(t.log).not.toMatch(/internal error|Assertion/i);
+    expect(t.status, t.log).toBe(129);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   }, 180_000);
 });
 

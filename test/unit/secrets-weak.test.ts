@@ -5,11 +5,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
-import { Masker, MemoryReporter } from '../../core/report.ts';
+import { Masker, MemoryReporter, keyName, own, unmarked } from '../../core/report.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { SHORT_SECRET_LENGTH, weakParts, weakSecretWarning } from '../../core/secrets/weak.ts';
+
+/** The warning as printed (a reporter drops the marks of ops's own words: core/report.ts own). */
+const warning = (...args: Parameters<typeof weakSecretWarning>) => unmarked(weakSecretWarning(...args));
 import { cli, editor, newEnv, open } from './secrets.helpers.ts';
+import { runOps } from '../support/cli.ts';
 
 const STRONG = 'Zq8-vT3m-Lw5x-Pk2r';
 
@@ -47,14 +51,14 @@ describe('weakParts', () => {
   });
 
   it('the warning gives the key, the length, what masking does and the way out, and never the value', () => {
-    const w = weakSecretWarning('secret "db_user"', weakParts('s3c'));
+    const w = warning('secret "db_user"', weakParts('s3c'));
     expect(w).toBe(
       'secret "db_user" is weak: its value is 3 characters long: it will be masked (***) wherever it appears in the logs, ops\'s messages and the app\'s output alike, even inside other words, making them hard to read; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from `ops secretkey`); kept as it is if a third party dictates it',
     );
     expect(w).not.toContain('s3c');
-    expect(weakSecretWarning('secret "x"', weakParts('on'))).toContain('its value is 2 characters long: too short to be masked, so the logs show it as it is');
+    expect(warning('secret "x"', weakParts('on'))).toContain('its value is 2 characters long: too short to be masked, so the logs show it as it is');
     // two weak lines of one length: said once, not the same sentence twice
-    const lines = weakSecretWarning('secret "multi"', weakParts('line1\nline2\n'));
+    const lines = warning('secret "multi"', weakParts('line1\nline2\n'));
     expect(lines.split('one of its lines (masked on its own) is 5 characters long').length).toBe(2);
   });
 });
@@ -64,7 +68,7 @@ describe('where values enter and where they are used', () => {
     const e = await newEnv();
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, 'app');
     expect(r.code).toBe(0);
-    expect(r.err).toBe(`warning: ${weakSecretWarning('secret "db_user"', weakParts('app'))}\n`);
+    expect(r.err).toBe(`warning: ${warning('secret "db_user"', weakParts('app'))}\n`);
     expect(r.err).toContain('wherever it appears in the logs'); // not "***ears"
     expect((await open(e)).data.db_user).toBe('app');
     const strong = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, STRONG);
@@ -75,15 +79,14 @@ describe('where values enter and where they are used', () => {
     const e = await newEnv();
     const first = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'user: app\\nkey: ${STRONG}\\n' >> "$1"`).cmd });
     expect(first.code).toBe(0);
-    expect(first.err).toBe(`warning: ${weakSecretWarning('secret "user"', weakParts('app'))}\n`);
+    expect(first.err).toBe(`warning: ${warning('secret "user"', weakParts('app'))}\n`);
     // user unchanged: not named again; a new short one is
     const second = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'pin: 1234\\n' >> "$1"`).cmd });
     expect(second.code).toBe(0);
-    // ...its warning garbled by the weak value saved before ("app", masked since the file was opened): the fault warned about
-    const masker = new Masker();
-    masker.add('app');
-    expect(second.err).toBe(`warning: ${masker.redact(weakSecretWarning('secret "pin"', weakParts('1234')))}\n`);
-    expect(second.err).toContain('wherever it ***ears in the logs');
+    // ...its warning whole though the weak value saved before ("app", masked since the file was opened) occurs in its
+    // words: ops's own text (core/report.ts own), which a value masks nowhere (it garbled it: "wherever it ***ears")
+    expect(second.err).toBe(`warning: ${warning('secret "pin"', weakParts('1234'))}\n`);
+    expect(second.err).toContain('wherever it appears in the logs');
     expect((await open(e)).data).toMatchObject({ user: 'app', pin: 1234 });
   });
 
@@ -97,9 +100,9 @@ describe('where values enter and where they are used', () => {
     expect(data.db_user).toBe('app');
     const label = 'environments/qa/secrets.sops.yaml';
     expect(reporter.lines).toEqual([
-      `warning: ${label}: ${weakSecretWarning('secrets "db_user" and "also_user" (the same value)', weakParts('app'))}`,
-      `warning: ${label}: ${weakSecretWarning('secret "database_url"', weakParts('postgresql://app:pw@db.example.org/app'))}`,
-      `warning: ${label}: ${weakSecretWarning('secret "port"', weakParts('5432'))}`,
+      `warning: ${label}: ${warning('secrets "db_user" and "also_user" (the same value)', weakParts('app'))}`,
+      `warning: ${label}: ${warning('secret "database_url"', weakParts('postgresql://app:pw@db.example.org/app'))}`,
+      `warning: ${label}: ${warning('secret "port"', weakParts('5432'))}`,
     ]);
     // masked as before, once warned
     expect(reporter.redact('the application on port 5432')).toBe('the ***lication on port ***');
@@ -145,5 +148,53 @@ describe('key names and paths are no secrets: a weak value inside one leaves it 
     await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, loadEnvironment('qa', e.root)).catch(() => undefined);
     expect(reporter.lines.join('\n')).toContain('"passwords.admin@example.org"');
     expect(reporter.redact('user admin')).toBe('user ***');
+  });
+});
+
+describe("a weak value masks neither ops's own words nor key names where ops names them; everywhere else it is masked", () => {
+  it('the Masker: marks count around own templates\' fixed text and allowed key names only, for weak values only', () => {
+    const m = new Masker();
+    for (const v of ['deploy', 'sops', 'admin', 'Zq8-real-secret-1234']) m.add(v);
+    m.allow('admin');
+    // ops's fixed words are left whole; what a template quotes is masked as ever
+    expect(m.redact(own`the deploy failed; ${'deploy'} quoted`)).toBe('the deploy failed; *** quoted');
+    expect(m.redact('the deploy failed')).toBe('the *** failed'); // not marked: it could be anything's
+    // a key named as its own value: whole where ops names it as a key (keyName), masked where it stands bare
+    expect(m.redact(`secret "${keyName('admin')}" is weak; user admin`)).toBe('secret "admin" is weak; user ***');
+    // a mark around text ops was not told of (an app's output holding the mark characters) unmasks nothing
+    expect(m.redact(keyName('deploy'))).toBe('***');
+    expect(m.redact(`\uE000sops\uE001 and ${keyName('Zq8-real-secret-1234')}`)).toBe('*** and ***');
+    // a real (not weak) value is masked even inside a mark that counts; so is one straddling a mark's edge
+    m.add('every deploy refuses');
+    expect(m.redact(own`every deploy refuses`)).toBe('***');
+    const n = new Masker();
+    n.add('failed-Zq8-1234');
+    expect(n.redact(`${own`the deploy failed`}-Zq8-1234`)).toBe('the deploy ***');
+    // a line holding "%" or "+" (read for URL-encoded forms) leaves an allowed path whole too, as any line does
+    m.allow('environments/qa/secrets.sops.yaml');
+    expect(m.redact("printf '%s' V | ops secrets set qa k: environments/qa/secrets.sops.yaml, sops")).toBe("printf '%s' V | ops secrets set qa k: environments/qa/secrets.sops.yaml, ***");
+    // the marks never reach the output
+    expect(new Masker().redact(own`every deploy refuses`)).toBe('every deploy refuses');
+    expect(unmarked(own`every deploy refuses ${keyName('k')}`)).toBe('every deploy refuses k');
+  });
+
+  it('set, config and a placeholder refusal: the key `admin` holding "admin" named whole as a key, file names and ops\'s words whole', async () => {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'admin'], e.env, 'admin');
+    expect(set.code, set.err).toBe(0);
+    expect(set.err).toContain('warning: secret "admin" is weak');
+    expect(set.out).toBe('environments/qa/secrets.sops.yaml: set admin\n');
+    for (const [k, v] of [['sopsval', 'sops'], ['dep', 'deploy'], ['app_name', 'app'], ['dp', 'datapass']]) expect((await cli(e.root, ['secrets', 'set', 'qa', k!], e.env, v)).code).toBe(0);
+    // the next command opens the file: every value masked, ops's words and key names left whole
+    const again = await cli(e.root, ['secrets', 'set', 'qa', 'admin'], e.env, 'admin');
+    expect(again.out).toBe('environments/qa/secrets.sops.yaml: unchanged, admin\n');
+    const ph = await cli(e.root, ['secrets', 'set', 'qa', 'datapass.client_id'], e.env, 'CHANGE-ME now');
+    expect(ph.code).toBe(1);
+    expect(ph.err).toContain('error: environments/qa/secrets.sops.yaml would hold a placeholder value (CHANGE-ME), which every deploy refuses (nothing was written: environments/qa/secrets.sops.yaml is unchanged): datapass.client_id');
+    expect(ph.err).toContain('a value starting with CHANGE-ME is taken for one');
+    const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+    expect(config.out).toContain('app_user: ');
+    expect(config.out).toContain('APP_DATAPASS_CLIENT_ID: <secret datapass_client_id>');
+    expect(config.out).not.toMatch(/\*\*\*_(user|client_id)|secrets\.\*\*\*\.yaml/);
   });
 });

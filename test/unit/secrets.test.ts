@@ -8,7 +8,7 @@ import { OpsError } from '../../core/errors.ts';
 import { loadEnvIdentities } from '../../core/secrets/env.ts';
 import { generateIdentity, identitiesFromText, loadIdentities } from '../../core/secrets/keys.ts';
 import { SecretsFile, decryptFile } from '../../core/secrets/sops.ts';
-import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { MAX_NESTING, nestingDepth, parseTree } from '../../core/secrets/tree-parse.ts';
 import { needsQuotesForGo, toJson, toYaml } from '../../core/secrets/tree-print.ts';
 import { goFormatFloat } from '../../core/secrets/tree-scalars.ts';
 import { type MapNode, fromPlain, getEntry } from '../../core/secrets/tree.ts';
@@ -181,8 +181,61 @@ describe('a tampered file is refused, with nothing returned', () => {
       expect(msg, what).not.toContain('quote');
     }
     expect(await refused('{"a": 10000000000000000000, "1": 2}', '/x/plain.json')).toMatch(/^\/x\/plain.json is not a sops file/);
+    // several YAML documents, none of them with a sops section: no sops file either (a sops file's second document
+    // is what is wrong with it: said so)
+    expect(await refused('a: 1\n---\nb: 2\n', '/x/plain.yaml')).toMatch(/^\/x\/plain.yaml is not a sops file: it has no "sops" section/);
+    expect(await refused(`${yaml}---\nb: 2\n`, Y)).toMatch(/holds 2 YAML documents/);
     // a sops file's own values are still judged by sops's rules
     expect(await refused(yaml.replace(/^string: .*$/m, 'string: 10000000000000000000'), Y)).toContain('an integer typed without quotes above the 64-bit signed range');
+  });
+});
+
+describe('a file whose bytes are not UTF-8', () => {
+  it('a plain one is no sops file, said so as of any plain file; a sops file with such a byte is said to be damaged', async () => {
+    const dir = tempDir();
+    const open = async (name: string, bytes: Buffer) => {
+      writeFileSync(join(dir, name), bytes);
+      return SecretsFile.open(join(dir, name), { identities: await vectorIdentities() }).then(() => 'opened', (e: OpsError) => e.message);
+    };
+    expect(await open('plain.yaml', Buffer.from('a: caf\xe9\n', 'latin1'))).toMatch(/plain\.yaml is not a sops file: it has no "sops" section/);
+    expect(await open('plain.json', Buffer.from('{"a": "caf\xe9"}', 'latin1'))).toMatch(/plain\.json is not a sops file/);
+    const damaged = Buffer.from(readVector('secret.enc.yaml'), 'utf8');
+    const at = damaged.indexOf('string: ENC[AES256_GCM,data:') + 'string: ENC[AES256_GCM,data:'.length;
+    damaged[at] = 0xe9;
+    expect(await open('damaged.yaml', damaged)).toMatch(/damaged\.yaml is not UTF-8 text: invalid byte at offset/);
+  });
+});
+
+describe('a file nested too deep (1,000 levels of [ ended the process: V8 out of memory inside the YAML parser)', () => {
+  const deep = (n: number) => ({
+    'flow lists': `a: ${'['.repeat(n)}${']'.repeat(n)}\n`,
+    'flow maps': `a: ${'{b: '.repeat(n)}1${'}'.repeat(n)}\n`,
+    'block maps': `a:\n${Array.from({ length: n }, (_, i) => `${' '.repeat(i + 1)}k${i}:\n`).join('')}`,
+    'compact block lists': `a:\n  ${'- '.repeat(n)}x\n`,
+  });
+
+  it(`is refused before any parser reads it, past ${MAX_NESTING} levels, naming the file and the limit`, async () => {
+    for (const [what, text] of Object.entries(deep(1000))) {
+      expect(await refused(text, '/x/deep.yaml'), what).toMatch(new RegExp(`^/x/deep.yaml nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep`));
+      expect(() => parseTree(text, 'yaml', { file: 'f' }), what).toThrow(/nests maps or lists more than/);
+    }
+    // JSON is read by JSON.parse first: a plain one is no sops file, said so
+    expect(await refused(`{"a": ${'['.repeat(1000)}${']'.repeat(1000)}}`, '/x/deep.json')).toMatch(/^\/x\/deep.json is not a sops file/);
+  });
+
+  it('nestingDepth: never below what a parser finds; brackets inside values, quotes and comments are no levels', () => {
+    for (const [what, text] of Object.entries(deep(MAX_NESTING - 2))) {
+      expect(nestingDepth(text), what).toBeLessThanOrEqual(MAX_NESTING);
+      expect(nestingDepth(text), what).toBeGreaterThanOrEqual(MAX_NESTING - 2);
+      expect(() => parseTree(text, 'yaml', { file: 'f' }), what).not.toThrow();
+    }
+    const values = `a: "[[[[[[[[[["\nb: '{{{{{{{{'\nc: x[[[[[[[[[[ # [[[[[[[[\nd: |\n  [[[[[[[[[[[[\n# {{{{{{{{{{{\ne: "a \\" [[[[[[[["\n`;
+    expect(nestingDepth(values)).toBeLessThanOrEqual(2);
+    // 4 levels each (the line a collection starts on may count once more: an upper bound)
+    for (const text of ['{"a": [1, {"b": [2]}], "c": "[[[[["}', 'a:\n  b:\n    - c: 1\n    - - d\n']) {
+      expect(nestingDepth(text), text).toBeGreaterThanOrEqual(4);
+      expect(nestingDepth(text), text).toBeLessThanOrEqual(5);
+    }
   });
 });
 

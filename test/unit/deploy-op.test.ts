@@ -414,6 +414,19 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
   });
 
+  it('a listener on the idle slot that our own programs left outside supervisor (report_slot\'s own: a daemon of a release): not refused, the start stops it; a foreign one beside it still refuses', async () => {
+    const own = 'listener green\tserver\t502\town\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main';
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, own));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+    const foreign = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, own, 'listener green\tclient\t77\tother\t\t/\tnc -l 3001'));
+    const err = (await deploy(foreign.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^the ports this release would start on \(slot green\) are taken on web1: port 3001 \(program client\) is held by pid 77 \(nc -l 3001\)\. /);
+    expect(err.message).not.toContain('502');
+    expect(foreign.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
   it('several hosts with nginx stopped and masked (for good or until the next boot): one refusal naming each of them, hosts whose nginx runs or may be started are not named', () => {
     const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
       const stdout = opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', ...lines);
@@ -464,8 +477,8 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
     await deploy(h.ctx, loadEnvironment('x', root), {});
     const lock = h.remote.runs[0]!.stdin;
-    expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
-    expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
+    expect(lock).toContain("blue) report_slot green sample-green sample /srv/sample/releases server:3580 client:3001 ;;");
+    expect(lock).toContain("*) report_slot blue sample-blue sample /srv/sample/releases server:3579 client:3000 ;;");
     expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
   });
 

@@ -160,6 +160,12 @@ describe('status parser', () => {
       'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
       `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
     ]);
+    // What our own programs left there outside supervisor (report_slot's own): the next start stops it, said as such.
+    const own = parse({ supervisor_xml: xml, listener: `green\tserver\t998\town\t\t/srv/shop/releases/20261001T000000Z-bbbbbbbbbbbb\tnode server.js ${green} daemon` });
+    expect(own.warnings.at(-1)).toBe(
+      `port ${green} of server (previous slot green) is held by pid 998 (node server.js ${green} daemon) running 20261001T000000Z-bbbbbbbbbbbb, which a program of this environment left running outside supervisor: the next deploy or rollback on slot green stops it first`,
+    );
+    expect(own.warnings.join('\n')).not.toContain('would find the port taken');
     // A socket ss names no process for (report_slot: pid 0) is said as such.
     const client = env.port('client', 'green');
     expect(parse({ listener: `green\tclient\t0\tother\t\t\t` }).warnings).toEqual([

@@ -17,7 +17,7 @@ import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.
 import { parseState } from '../../core/ops/host-state.ts';
 import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
-import { OpsError } from '../../core/errors.ts';
+import { OpsError, failedResult, formatError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -625,6 +625,22 @@ describe('deploy operation', () => {
     };
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
     expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connecting to web1 failed: connect ECONNREFUSED 192.0.2.1:22)');
+  });
+
+  it('a deploy that never reached a host (connection refused, host key mismatch, every host unreachable) names no release it would have made: null, with why, in its --json document and its text', async () => {
+    for (const why of ['connect ECONNREFUSED 192.0.2.1:22', 'host key mismatch for web1', 'connect ETIMEDOUT 192.0.2.1:22']) {
+      const h = harness('');
+      h.ctx.connector = async () => {
+        throw new Error(why);
+      };
+      const e = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v2' }).catch((x: unknown) => x);
+      const doc = failedResult(e)!;
+      expect(doc).toMatchObject({ ref: 'v2', sha: expect.stringMatching(/^[0-9a-f]{40}$/), release: null, releaseNote: "no release was made: the deploy stopped before it chose one (under the lock, once every host's releases are read)", previous: null, live: null });
+      expect(doc.hosts).toEqual([{ host: 'web1', release: null, previous: null, live: null }]);
+      const text = [formatError(e as Error, {}), ...h.reporter.lines].join('\n');
+      expect(text).toContain(why);
+      expect(text).not.toMatch(/\d{8}T\d{6}Z-[0-9a-f]{12}/);
+    }
   });
 
   it.each(['$(id)', 'v1;reboot', '--exec=x', 'a..b', 'with space'])('refuses the ref %j before any connection', async (ref) => {

@@ -266,7 +266,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     return await deployRun(ctx, env, options, known);
   } catch (e) {
     const { release, previous: _previous, hosts: _hosts, ...fields } = known;
-    const none = known.sha ? 'no release was made: the deploy stopped before its hosts were read' : 'no release was made: the deploy failed before its plan (nothing ran on any host)';
+    const none = known.sha ? 'no release was made: the deploy stopped before it chose one (under the lock, once every host\'s releases are read)' : 'no release was made: the deploy failed before its plan (nothing ran on any host)';
     throw failedRun(e, env, fields, { release, none }, (t) => ctx.reporter.redact(t));
   }
 }
@@ -309,7 +309,10 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
     hosts: [],
     changes: [],
   };
-  Object.assign(known, base);
+  // Not its release id yet: that is chosen under the lock (withFreeReleaseId, below); a deploy that never reached a
+  // host (refused connection, host key mismatch) made none, and its failure names none (null, with why).
+  const { release: _chosenUnderLock, ...planned } = base;
+  Object.assign(known, planned);
   if (options.dryRun) {
     const lives = await readLive(ctx, env, { fingerprint: p.fingerprint });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);

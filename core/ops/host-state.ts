@@ -143,7 +143,8 @@ export interface PortsTaken {
 /**
  * The listeners on `slot`'s ports in a host's state step (report_slot's `listener` lines: deployState's `preflight`)
  * that are not that slot's own (foreignListeners): the previous release kept warm there, or a failed start, is the
- * slot's own and not counted. undefined when none is foreign (or the step did not report them).
+ * slot's own and not counted, nor is what our programs left running there outside supervisor (report_slot's `own`:
+ * the start stops it first, saying so). undefined when none is foreign (or the step did not report them).
  */
 export function portsTaken(env: Target, host: string, state: Pick<HostState, 'current'>, r: StepResult, slot: Slot): PortsTaken | undefined {
   const listeners = foreignListeners(parseProcReports(env, r).listeners, slot);

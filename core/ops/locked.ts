@@ -247,8 +247,9 @@ interface RunHost {
 
 /**
  * The release fields of a run that did not finish, complete (`release`, `previous`, `live`, each host's in `hosts`):
- * what withLock knew (`known`: failedResult's), else `defaults` (the release the operation attempted, known before the
- * lock: a deploy's id, a rollback's --to; the live one as the operation read it), else null: not known. A null
+ * what withLock knew (`known`: failedResult's), else `defaults` (the release the operation attempted: a rollback's --to;
+ * a deploy's id once chosen under the lock, never one it would have made on hosts it did not reach; the live one as the
+ * operation read it), else null: not known. A null
  * `release` comes with `releaseNote` (`none`: why no release was chosen). '' stays '' (known: none was live). Pure.
  */
 export function runRecord(known: Record<string, unknown> | undefined, hostNames: string[], defaults: { release?: string; previous?: string; none: string }): Record<string, unknown> {

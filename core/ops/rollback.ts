@@ -205,6 +205,9 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   }
   if (verdict !== 'ok') throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? 'no answer'})`, `see ops status ${env.name} and ops audit ${env.name}`);
   const slot = (reported(r, ROLLBACK_KEYS.rollback_slot) as Slot | undefined) ?? idle;
+  // What the start stopped that our programs had left running on the slot (leftovers_down's line): the lock step that
+  // did a one-host rollback shows no lines as it runs, so said here, as a deploy's start says it.
+  if (fused) for (const line of r.stdout.split('\n').filter((l) => l.startsWith('stopped what release '))) ctx.reporter.line(remote.name, line, 'stdout');
   const ranWith = rollbackSettings(r, today);
   const note = settingsNote(target, from, ranWith);
   const failed = (message: string) => locked.audit(remote.name, { result: 'failed', release: target, previous: from, message });

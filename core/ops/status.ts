@@ -10,6 +10,8 @@ import type { OpsContext } from '../context.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
 import { eachHost } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
+import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
+import type { Target } from '../target.ts';
 
 export interface StatusResult {
   environment: string;
@@ -30,30 +32,75 @@ export interface StatusResult {
 export async function status(ctx: OpsContext, environment: Environment): Promise<StatusResult> {
   const env = resolveTarget(environment);
   const masking = maskWithKey(ctx, env);
-  const hosts = await eachHost(
-    ctx,
-    env,
-    async (remote, host) => {
-      const r = await remote.run(hostStatus(env));
-      // The values known first: what a host quotes of an answer is masked before status cuts it (excerpt).
-      await masking;
-      return parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
-    },
-    (host, message, connected): HostStatus => ({
-      host: host.name,
-      address: host.address,
-      reachable: connected,
-      error: message,
-      problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${message.split('\n')[0]}`],
-      warnings: [],
-    }),
-  );
-  await masking;
+  // Each host's status as it answers: what a --json status stopped by SIGINT/SIGTERM knows (statusInterrupted).
+  const answered = new Map<string, HostStatus>();
+  const onSignal = (signal: NodeJS.Signals) => {
+    const doc = statusInterrupted(env, answered, signal);
+    ctx.reporter.error(String(doc.reason));
+    try {
+      ctx.interrupted?.(doc);
+    } finally {
+      process.exit(signalExit(signal));
+    }
+  };
+  // Only where a document is wanted (--json): otherwise a signal ends status as it ends any command.
+  if (ctx.interrupted) handleSignals(onSignal);
+  let hosts: HostStatus[];
+  try {
+    hosts = await eachHost(
+      ctx,
+      env,
+      async (remote, host) => {
+        const r = await remote.run(hostStatus(env));
+        // The values known first: what a host quotes of an answer is masked before status cuts it (excerpt).
+        await masking;
+        const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
+        answered.set(host.name, s);
+        return s;
+      },
+      (host, message, connected): HostStatus => {
+        const s: HostStatus = {
+          host: host.name,
+          address: host.address,
+          reachable: connected,
+          error: message,
+          problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${message.split('\n')[0]}`],
+          warnings: [],
+        };
+        answered.set(host.name, s);
+        return s;
+      },
+    );
+    await masking;
+  } finally {
+    stopHandlingSignals(onSignal);
+  }
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
   const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
+}
+
+/**
+ * The --json document of a status stopped by `signal` (SIGINT, SIGTERM) while it read the hosts: result "interrupted",
+ * and the release fields as an interrupted run gives them (runRecord's shape), from what each host had answered by
+ * then (`answered`): its live release as `release`, `previous` and `live` alike (status changes nothing; '' when none
+ * is live there), null for a host that had not answered, could not be reached or whose status step failed, with
+ * `releaseNote` saying so when the first host's is null. Pure.
+ */
+export function statusInterrupted(env: Target, answered: ReadonlyMap<string, HostStatus>, signal: NodeJS.Signals): Record<string, unknown> {
+  const hosts = env.hosts.map((h) => {
+    const s = answered.get(h.name);
+    const live = s && !s.error ? (s.release?.id ?? '') : null;
+    return { host: h.name, release: live, previous: live, live };
+  });
+  const waiting = env.hosts.filter((h) => !answered.has(h.name)).map((h) => h.name);
+  const reason = `interrupted by ${signal} while reading the hosts' status${waiting.length ? ` (not answered yet: ${waiting.join(', ')})` : ''}; status changes nothing`;
+  const first = hosts[0]!;
+  const s = answered.get(first.host);
+  const note = !s ? `not known: ${first.host} had not answered when the status was interrupted` : `not known: ${first.host}'s status could not be read (${s.reachable ? 'its status check failed' : 'unreachable'})`;
+  return { result: 'interrupted', signal, operation: 'status', environment: env.name, url: env.url, release: first.release, ...(first.release === null && { releaseNote: note }), previous: first.previous, live: first.live, hosts, reason, error: reason, exitCode: signalExit(signal) };
 }
 
 /**

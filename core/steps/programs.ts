@@ -32,6 +32,12 @@ export interface ProcReport {
   program: string;
   pid: number;
   supervised?: boolean;
+  /**
+   * A listener not in that tree that a program of this environment left running outside supervisor (report_slot's
+   * `own`: the programs' user, run from one of our release directories, in no supervisor tree): the start on that
+   * slot stops it (leftovers_down) rather than refusing.
+   */
+  leftover?: boolean;
   release: string;
   cwd: string;
   command: string;
@@ -54,7 +60,7 @@ export function parseProcReports(env: Target, r: StepResult): { procs: ProcRepor
     const [slot = '', program = '', pid = '0'] = f;
     const rest = withTree ? f.slice(4) : f.slice(3);
     const [envRelease = '', cwd = '', ...command] = rest;
-    return { slot, program, pid: Number(pid), ...(withTree && { supervised: f[3] === 'tree' }), release: processRelease(env, envRelease, cwd), cwd, command: command.join(' ') };
+    return { slot, program, pid: Number(pid), ...(withTree && { supervised: f[3] === 'tree' }), ...(withTree && f[3] === 'own' && { leftover: true }), release: processRelease(env, envRelease, cwd), cwd, command: command.join(' ') };
   };
   return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
 }
@@ -66,12 +72,21 @@ export function describeProcess(p: { pid: number; command: string; release: stri
 }
 
 /**
- * The listeners on `slot`'s ports (report_slot's) that are not in the tree of the process supervisor runs for
- * that program of the slot: what a start on that slot cannot stop (it stops the slot's own group) and would find
- * holding the port. `ops status` warns about them on the idle slot; a deploy refuses before building.
+ * The listeners on `slot`'s ports (report_slot's) that are neither in the tree of the process supervisor runs for
+ * that program of the slot nor left running by our own programs (leftoverListeners): what a start on that slot
+ * cannot stop (it stops the slot's own group and our leftovers) and would find holding the port. `ops status` warns
+ * about them on the idle slot; a deploy refuses before building.
  */
 export function foreignListeners(listeners: ProcReport[], slot: Slot): ProcReport[] {
-  return listeners.filter((x) => x.slot === slot && !x.supervised);
+  return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
+}
+
+/**
+ * The listeners on `slot`'s ports that a program of this environment left running outside supervisor (report_slot's
+ * `own`: a daemon of a release, its parent stopped): the next start on that slot stops them first (leftovers_down).
+ */
+export function leftoverListeners(listeners: ProcReport[], slot: Slot): ProcReport[] {
+  return listeners.filter((x) => x.slot === slot && x.leftover);
 }
 
 const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&', '&quot;': '"', '&apos;': "'" };

@@ -242,14 +242,15 @@ nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PR
  * Shell reporting who holds the ports of the slot an operation would start on: the other slot than the live one
  * (the host's `slot`), `whenNone` when no live slot is recorded (a deploy starts on blue; a rollback, which takes
  * blue as live then, on green). report_slot's `proc` and `listener` lines, as ops status reads them (parseProcReports):
- * a listener not in the tree of that slot's own supervisor process (foreignListeners) would make the start fail; the
- * slot's own processes (the previous release kept warm, a failed start) the start replaces or reuses. Their number is
+ * a listener neither in the tree of that slot's own supervisor process nor left by our programs outside supervisor
+ * (foreignListeners) would make the start fail; the slot's own processes (the previous release kept warm, a failed
+ * start) the start replaces or reuses, and what our programs left running there (report_slot's "own") it stops first. Their number is
  * left in REPORT_SLOT_FOREIGN (0 when none) for what follows in the same step. Nothing without ss.
  * `libraries`: the supervisor and identity functions are not in the script yet.
  */
 export function slotPorts(env: Target, whenNone: Slot, libraries: boolean): string {
   const L = env.layout;
-  const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}`;
+  const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, slot).map(quote).join(' ')}`;
   const other: Slot = whenNone === 'blue' ? 'green' : 'blue';
   return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${maskLibrary(env)}

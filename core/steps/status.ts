@@ -13,7 +13,7 @@ import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS,
 import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
-import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
+import { describeProcess, foreignListeners, leftoverListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
@@ -131,8 +131,8 @@ if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodRespons
     esac
   fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup('blue'))} ${programPorts(env, 'blue').map(quote).join(' ')}
-  report_slot green ${quote(L.supervisorGroup('green'))} ${programPorts(env, 'green').map(quote).join(' ')}
+  report_slot blue ${quote(L.supervisorGroup('blue'))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, 'blue').map(quote).join(' ')}
+  report_slot green ${quote(L.supervisorGroup('green'))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, 'green').map(quote).join(' ')}
 else
   ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
@@ -396,6 +396,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       }
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);
+      for (const l of leftoverListeners(listeners, idle))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is held by ${describeProcess(l)}, which a program of this environment left running outside supervisor: the next deploy or rollback on slot ${idle} stops it first`);
       for (const l of foreignListeners(listeners, idle))
         warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }

@@ -455,16 +455,17 @@ if ! msg=$(reread); then
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours: its programs,
-# and what the release its file named left running outside supervisor (leftovers_down, as slotDown stops a slot: a
-# program that daemonised is out of the process group supervisor stops, and would run on or keep a port).
+# and what our programs left running outside supervisor (leftovers_down, as slotDown stops a slot: a program that
+# daemonised is out of the process group supervisor stops, and would run on or keep a port): the release its file
+# named, or, with no file naming one (a slot stopped by hand, its file gone), what holds the slot's ports alone (the
+# state read let only our own leftovers through there: report_slot's "own").
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
-left_id=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+left_id=""; left_dir=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
 if [ "$had_prev" = 1 ]; then IFS= read -r left_head < "$keep/${PREVIOUS_FILE}" || true; fi
 if [[ $left_head =~ $left_re ]]; then left_id=${'$'}{BASH_REMATCH[1]}; fi
-if [[ $left_id =~ ${RELEASE_DIR_PATTERN} ]]; then
-  left_gone=$(leftovers_down ${slot} "$left_id" ${quote(L.releases)}/"$left_id" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(' ')}) || true
-  [ -z "$left_gone" ] || echo "$left_gone"
-fi
+if [[ $left_id =~ ${RELEASE_DIR_PATTERN} ]]; then left_dir=${quote(L.releases)}/$left_id; else left_id=""; fi
+left_gone=$(leftovers_down ${slot} "$left_id" "$left_dir" ${quote(env.appUser)} ${programPorts(env, slot).map(quote).join(' ')}) || true
+[ -z "$left_gone" ] || echo "$left_gone"
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do

@@ -17,7 +17,7 @@ import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.
 import { parseState } from '../../core/ops/host-state.ts';
 import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
-import { OpsError } from '../../core/errors.ts';
+import { OpsError, failedResult, formatError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -414,6 +414,19 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
   });
 
+  it('a listener on the idle slot that our own programs left outside supervisor (report_slot\'s own: a daemon of a release): not refused, the start stops it; a foreign one beside it still refuses', async () => {
+    const own = 'listener green\tserver\t502\town\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main';
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, own));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+    const foreign = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, own, 'listener green\tclient\t77\tother\t\t/\tnc -l 3001'));
+    const err = (await deploy(foreign.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^the ports this release would start on \(slot green\) are taken on web1: port 3001 \(program client\) is held by pid 77 \(nc -l 3001\)\. /);
+    expect(err.message).not.toContain('502');
+    expect(foreign.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
   it('several hosts with nginx stopped and masked (for good or until the next boot): one refusal naming each of them, hosts whose nginx runs or may be started are not named', () => {
     const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
       const stdout = opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', ...lines);
@@ -464,8 +477,8 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
     await deploy(h.ctx, loadEnvironment('x', root), {});
     const lock = h.remote.runs[0]!.stdin;
-    expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
-    expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
+    expect(lock).toContain("blue) report_slot green sample-green sample /srv/sample/releases server:3580 client:3001 ;;");
+    expect(lock).toContain("*) report_slot blue sample-blue sample /srv/sample/releases server:3579 client:3000 ;;");
     expect(lock).toContain('nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report nginx_stopped "$REPORT_NGINX_STOPPED"; }');
   });
 
@@ -612,6 +625,22 @@ describe('deploy operation', () => {
     };
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
     expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connecting to web1 failed: connect ECONNREFUSED 192.0.2.1:22)');
+  });
+
+  it('a deploy that never reached a host (connection refused, host key mismatch, every host unreachable) names no release it would have made: null, with why, in its --json document and its text', async () => {
+    for (const why of ['connect ECONNREFUSED 192.0.2.1:22', 'host key mismatch for web1', 'connect ETIMEDOUT 192.0.2.1:22']) {
+      const h = harness('');
+      h.ctx.connector = async () => {
+        throw new Error(why);
+      };
+      const e = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v2' }).catch((x: unknown) => x);
+      const doc = failedResult(e)!;
+      expect(doc).toMatchObject({ ref: 'v2', sha: expect.stringMatching(/^[0-9a-f]{40}$/), release: null, releaseNote: "no release was made: the deploy stopped before it chose one (under the lock, once every host's releases are read)", previous: null, live: null });
+      expect(doc.hosts).toEqual([{ host: 'web1', release: null, previous: null, live: null }]);
+      const text = [formatError(e as Error, {}), ...h.reporter.lines].join('\n');
+      expect(text).toContain(why);
+      expect(text).not.toMatch(/\d{8}T\d{6}Z-[0-9a-f]{12}/);
+    }
   });
 
   it.each(['$(id)', 'v1;reboot', '--exec=x', 'a..b', 'with space'])('refuses the ref %j before any connection', async (ref) => {

@@ -68,7 +68,9 @@ ${IDENTITY_FUNCTIONS}
 sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${supPid}); }
 if check_identity ${id} ${dir} grp web:${port}; then echo OK; else echo "FAIL $IDENTITY"; fi
 REPORT_SLOT_FOREIGN=0
-report_slot blue grp web:${port}
+# The programs' user is another one than these processes': none is ours outside supervisor (report_slot's own:
+# test/unit/leftovers.test.ts).
+report_slot blue grp nobody ${join(root, 'releases')} web:${port}
 echo "FOREIGN $REPORT_SLOT_FOREIGN"`;
   const { stdout } = await run('bash', ['-c', script]);
   const line = stdout.split('\n').find((l) => l.startsWith('OK') || l.startsWith('FAIL '))!;

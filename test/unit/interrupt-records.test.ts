@@ -188,7 +188,7 @@ describe('--json of a run stopped by a signal, or failed in its lock step', () =
     expect(doc.error).toMatch(/^interrupted by SIGTERM during build on web1/);
   });
 
-  it('ops deploy --json whose lock step failed (after reading the state; or refused: another run holds the lock): the release planned, the one live before when read, else null', async () => {
+  it('ops deploy --json whose lock step failed (after reading the state; or refused: another run holds the lock): no release (null: none was chosen, saying so), the one live before when read, else null', async () => {
     const run = async (lock: { stdout: string; code: number; stderr?: string }) => {
       const ctx: OpsContext = { root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? lock : undefined)) };
       const r = await runOps(['deploy', 'x', '--json'], { root, processEnv: { PATH: process.env.PATH }, connector: ctx.connector });
@@ -196,12 +196,12 @@ describe('--json of a run stopped by a signal, or failed in its lock step', () =
       return JSON.parse(r.out) as Record<string, unknown>;
     };
     const cut = await run({ stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot green'), code: 124 });
-    expect(cut).toMatchObject({ ok: false, environment: 'x', ref: 'v1', sha: v1, previous: LIVE, live: LIVE });
-    expect(cut.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
-    expect(cut.hosts).toEqual([{ host: 'web1', release: cut.release, previous: LIVE, live: LIVE }]);
+    // Its id is chosen under the lock, from every host's releases: a release that never existed is not named.
+    expect(cut).toMatchObject({ ok: false, environment: 'x', ref: 'v1', sha: v1, release: null, releaseNote: expect.stringMatching(/^no release was made: the deploy stopped before it chose one/), previous: LIVE, live: LIVE });
+    expect(cut.hosts).toEqual([{ host: 'web1', release: null, previous: LIVE, live: LIVE }]);
     const busy = await run({ stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z'), code: LOCK_BUSY_EXIT });
-    expect(busy).toMatchObject({ ok: false, environment: 'x', release: expect.stringMatching(/Z-/), previous: null, live: null, reason: expect.stringMatching(/is locked on web1 by a deploy run by bob/) });
-    expect(busy.hosts).toEqual([{ host: 'web1', release: busy.release, previous: null, live: null }]);
+    expect(busy).toMatchObject({ ok: false, environment: 'x', release: null, releaseNote: expect.stringMatching(/^no release was made/), previous: null, live: null, reason: expect.stringMatching(/is locked on web1 by a deploy run by bob/) });
+    expect(busy.hosts).toEqual([{ host: 'web1', release: null, previous: null, live: null }]);
     // A first deploy (nothing live, as the lock step read) that failed, in its lock step or after: none was live
     // before, nor is now ('', known; not null).
     const first = await run({ stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current ', 'slot green'), code: 124 });

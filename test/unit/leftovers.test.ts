@@ -20,9 +20,9 @@ mkdirSync(release, { recursive: true });
 const id = '20261201T000000Z-0123456789ab';
 const started: ChildProcess[] = [];
 
-/** A detached process (setsid: a session and process group of its own), as a daemon is. */
-function daemon(script: string, o: { env?: Record<string, string>; cwd?: string } = {}): number {
-  const child = spawn('bash', ['-c', script], { detached: true, stdio: 'ignore', cwd: o.cwd ?? root, env: { PATH: process.env.PATH, ...o.env } });
+/** A detached process (setsid: a session and process group of its own), as a daemon is; `uid`: another user's. */
+function daemon(script: string, o: { env?: Record<string, string>; cwd?: string; uid?: number } = {}): number {
+  const child = spawn('bash', ['-c', script], { detached: true, stdio: 'ignore', cwd: o.cwd ?? root, env: { PATH: process.env.PATH, ...o.env }, ...(o.uid !== undefined && { uid: o.uid, gid: o.uid }) });
   child.unref();
   started.push(child);
   return child.pid!;
@@ -87,4 +87,43 @@ describe('leftovers_down', () => {
     const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\nMASK_ARGS=()\n${IDENTITY_FUNCTIONS}\nsup_pids() { declare -gA SUP_PID=() SUP_STATE=(); }\necho start\nleftovers_down green ${other} ${join(root, 'releases', other)} ${user} web:1:/health`], { encoding: 'utf8' });
     expect(stdout.trim().split('\n').at(-1)).toBe('start');
   });
+});
+
+/** A process listening on `port` of 127.0.0.1 (python3; `&& wait` keeps bash as its parent, else it is the process). */
+const listen = (port: number, child = false) => `${child ? '' : 'exec '}python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", ${port})); s.listen(1); time.sleep(600)'${child ? ' & wait' : ''}`;
+
+describe('report_slot: whose is a listener on a slot\'s port', () => {
+  it('"own" only for what a program of this environment left outside supervisor (its user, run from one of our releases or started by that slot\'s programs for one, in no supervisor tree); "other" for another user\'s, one not run from our releases, the other slot\'s, one in a tree supervisor runs', async () => {
+    // Another user's process needs root to start (as the tests run in the lab); without, that case is left out.
+    const asRoot = process.getuid?.() === 0;
+    const names = ['indir', 'byenv', 'stranger', 'nobody', 'otherslot', 'supervised', 'unknownrel'].filter((n) => asRoot || n !== 'nobody') as ('indir' | 'byenv' | 'stranger' | 'nobody' | 'otherslot' | 'supervised' | 'unknownrel')[];
+    const ports = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const))) as Record<(typeof names)[number], number>;
+    const pids = {} as Record<(typeof names)[number], number>;
+    pids.indir = daemon(listen(ports.indir), { cwd: release });
+    pids.byenv = daemon(listen(ports.byenv), { env: { OPS_RELEASE: id, OPS_SLOT: 'green' } });
+    pids.stranger = daemon(listen(ports.stranger));
+    // Another user's process, even from our release directory: never ours.
+    if (asRoot) pids.nobody = daemon(listen(ports.nobody), { cwd: release, uid: 65534 });
+    pids.otherslot = daemon(listen(ports.otherslot), { cwd: release, env: { OPS_RELEASE: id, OPS_SLOT: 'blue' } });
+    pids.supervised = daemon(listen(ports.supervised, true), { cwd: release });
+    // Says it is the slot's, for a release that is not ours (no such directory), from elsewhere.
+    pids.unknownrel = daemon(listen(ports.unknownrel), { env: { OPS_RELEASE: '20261203T000000Z-ffffffffffff', OPS_SLOT: 'green' } });
+    for (let i = 0; i < 50 && !names.every((n) => execFileSync('ss', ['-Htln'], { encoding: 'utf8' }).includes(`:${ports[n]} `)); i++) await new Promise((ok) => setTimeout(ok, 100));
+    const { stdout } = await run(
+      'bash',
+      ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\nMASK_ARGS=()\n${IDENTITY_FUNCTIONS}\n# supervisor runs one process (the live slot's)\nsup_pids() { declare -gA SUP_PID=([app-blue:app-blue-web]=${pids.supervised}) SUP_STATE=(); }\nreport_slot green app-green ${user} ${join(root, 'releases')} ${names.map((n) => `${n}:${ports[n]}`).join(' ')}\necho "foreign=$REPORT_SLOT_FOREIGN"`],
+      { encoding: 'utf8' },
+    );
+    const kind = (n: (typeof names)[number]) => new RegExp(`^@ops listener green\\t${n}\\t(\\d+)\\t(\\w+)\\t`, 'm').exec(stdout)?.slice(1);
+    expect(kind('indir')).toEqual([String(pids.indir), 'own']);
+    expect(kind('byenv')).toEqual([String(pids.byenv), 'own']);
+    expect(kind('stranger')).toEqual([String(pids.stranger), 'other']);
+    if (asRoot) expect(kind('nobody')).toEqual([String(pids.nobody), 'other']);
+    expect(kind('otherslot')).toEqual([String(pids.otherslot), 'other']);
+    expect(kind('supervised')?.[1]).toBe('other');
+    expect(kind('unknownrel')).toEqual([String(pids.unknownrel), 'other']);
+    expect(stdout).toContain(`foreign=${asRoot ? 5 : 4}`);
+    // Read, not touched.
+    for (const n of names) expect(alive(pids[n]), n).toBe(true);
+  }, 30_000);
 });

@@ -277,8 +277,8 @@ describe('rollback operation', () => {
     // The lock step reads who holds the ports of the slot the rollback starts on (green unless green is live), in
     // the same step as the rollback's part, which refuses on what it found: no round trip of its own.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
-    expect(lock).toContain('green) report_slot blue sample-blue server:3579 ;;');
-    expect(lock).toContain('*) report_slot green sample-green server:3580 ;;');
+    expect(lock).toContain('green) report_slot blue sample-blue sample /srv/sample/releases server:3579 ;;');
+    expect(lock).toContain('*) report_slot green sample-green sample /srv/sample/releases server:3580 ;;');
     expect(lock).toContain('rollback_verdict=ports_taken');
     // The previous release kept warm there is the slot's own: the rollback goes on (and reuses it).
     const warm = harness((step) =>

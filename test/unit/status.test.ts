@@ -5,12 +5,12 @@ import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest } from '../../core/ops/logs.ts';
 import { formatReleases, listReleases } from '../../core/ops/records.ts';
-import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
+import { formatStatus, status, statusInterrupted, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { formatPing, readFacts } from '../../core/ops/ping.ts';
@@ -160,6 +160,12 @@ describe('status parser', () => {
       'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
       `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
     ]);
+    // What our own programs left there outside supervisor (report_slot's own): the next start stops it, said as such.
+    const own = parse({ supervisor_xml: xml, listener: `green\tserver\t998\town\t\t/srv/shop/releases/20261001T000000Z-bbbbbbbbbbbb\tnode server.js ${green} daemon` });
+    expect(own.warnings.at(-1)).toBe(
+      `port ${green} of server (previous slot green) is held by pid 998 (node server.js ${green} daemon) running 20261001T000000Z-bbbbbbbbbbbb, which a program of this environment left running outside supervisor: the next deploy or rollback on slot green stops it first`,
+    );
+    expect(own.warnings.join('\n')).not.toContain('would find the port taken');
     // A socket ss names no process for (report_slot: pid 0) is said as such.
     const client = env.port('client', 'green');
     expect(parse({ listener: `green\tclient\t0\tother\t\t\t` }).warnings).toEqual([
@@ -441,6 +447,65 @@ describe('status over recording remotes', () => {
     expect(text).toContain('✗ web2 (192.0.2.2) — 1 problem');
     expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
+  });
+
+  it('--json, stopped by SIGINT/SIGTERM while a host has not answered: its document gives what each host had answered by then (its live release; null for one not answered, saying so), exit 130', async () => {
+    const env = testEnv({}, [
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+      { name: 'web2', address: '192.0.2.2', host_key: KEY },
+    ]);
+    let exited!: (code: number | undefined) => void;
+    const exit = new Promise<number | undefined>((r) => (exited = r));
+    const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+    let answer!: () => void;
+    const web2 = new Promise<void>((r) => (answer = r));
+    let web1Read = false;
+    const connector: Connector = async (_e, host) => {
+      if (host.name === 'web2') {
+        await web2;
+        throw new Error('cannot connect to web2: connect ETIMEDOUT');
+      }
+      return new RecordingRemote(host.name, 'deploy', 'shop', () => ((web1Read = true), { stdout: report() }));
+    };
+    const docs: Record<string, unknown>[] = [];
+    const reporter = new MemoryReporter();
+    try {
+      const run = status({ root: env.root, reporter, processEnv: {}, connector, interrupted: (d) => docs.push(d) }, env);
+      for (let i = 0; i < 100 && !web1Read; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      process.emit('SIGINT', 'SIGINT');
+      expect(await exit).toBe(130);
+      expect(docs).toHaveLength(1);
+      expect(docs[0]).toMatchObject({
+        result: 'interrupted',
+        signal: 'SIGINT',
+        operation: 'status',
+        environment: 'demo',
+        release: '20261125T140000Z-0123456789ab',
+        previous: '20261125T140000Z-0123456789ab',
+        live: '20261125T140000Z-0123456789ab',
+        hosts: [
+          { host: 'web1', release: '20261125T140000Z-0123456789ab', previous: '20261125T140000Z-0123456789ab', live: '20261125T140000Z-0123456789ab' },
+          { host: 'web2', release: null, previous: null, live: null },
+        ],
+        reason: "interrupted by SIGINT while reading the hosts' status (not answered yet: web2); status changes nothing",
+        exitCode: 130,
+      });
+      expect(docs[0]).not.toHaveProperty('releaseNote');
+      expect(reporter.text()).toContain('error: interrupted by SIGINT');
+      answer();
+      await run;
+    } finally {
+      spy.mockRestore();
+    }
+    // The first host not answered (or not reachable), another with no live release: null saying why, and '' (known: none).
+    const none = new Map([['web2', parseHostStatus(env, { name: 'web2', address: '192.0.2.2' }, result(report({ current: undefined, release_json: undefined })))]]);
+    const doc = statusInterrupted(env, none, 'SIGTERM');
+    expect(doc).toMatchObject({ release: null, releaseNote: 'not known: web1 had not answered when the status was interrupted', previous: null, live: null, exitCode: 143 });
+    expect(doc.hosts).toEqual([
+      { host: 'web1', release: null, previous: null, live: null },
+      { host: 'web2', release: '', previous: '', live: '' },
+    ]);
   });
 
   it('a deploy under way (the lock held by a live run) leaves the environment healthy, the lock shown with who and since when', async () => {

@@ -85,11 +85,36 @@ check_identity() {
   IDENTITY=${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
-# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
-# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
+# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
+# daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as
+# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or
+# that says it was started by slot SLOT's programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is
+# the other slot's (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:
+# call sup_pids first). Exactly such a process on a slot's port is one leftovers_down stops; anything else there
+# (another user's, or not run from our releases) is not ours.
+ours() {
+  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where
+  uid=$(id -u "$3" 2>/dev/null) || return 1
+  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true
+  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1
+  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1
+  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  case "$where" in
+    *" $4"/?*) ;;
+    # Started by this slot's programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.
+    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;
+  esac
+  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done
+  return 0
+}
+# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and
+# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the
+# tree of the slot's own supervisor process), "own" (a program of this environment left it running outside
+# supervisor: ours, with USER the programs' user and RELEASES the releases' directory; the start stops it first), or
+# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l ls tree; shift 2
+  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf '%s' "$4"); shift 4
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
@@ -97,9 +122,10 @@ report_slot() {
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     ls=$(listeners "$port")
     for l in $ls; do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      tree=other
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))
+      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done

@@ -134,6 +134,23 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect(r.identity).toMatch(new RegExp(`answered by pid ${p.pid} \\(/usr/bin/python3 .*\\) running r0, in ${old}, not release r4$`));
   });
 
+  it("a program of the new release that changes into another release (cd <base>/current before the switch): refused though its OPS_RELEASE is the new one", async () => {
+    const old = release('r5old');
+    const dir = release('r5');
+    const port = await freePort();
+    // supervisor starts it in the new release with the new OPS_RELEASE; its command changes into the live (old) one.
+    const p = start(`cd ${old} && exec /usr/bin/python3 ${root}/server.py ${port}`, dir, 'r5');
+    await listening(port);
+    const r = await check(p.pid!, 'r5', dir, port);
+    expect(r.ok).toBe(false);
+    expect(r.identity).toMatch(new RegExp(`answered by pid ${p.pid} \\(/usr/bin/python3 .*\\) running r5, in ${old}, not release r5$`));
+    // Outside every release (a daemon's "/"), OPS_RELEASE still tells.
+    const port2 = await freePort();
+    const q = start(`cd / && exec /usr/bin/python3 ${root}/server.py ${port2}`, dir, 'r5');
+    await listening(port2);
+    expect((await check(q.pid!, 'r5', dir, port2)).ok).toBe(true);
+  });
+
   it('nothing running for the program, or nothing listening: refused', async () => {
     const dir = release('r5');
     const port = await freePort();

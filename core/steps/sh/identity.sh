@@ -47,11 +47,13 @@ in_tree() {
   done
   return 1
 }
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release
+# (a daemon's "/") with OPS_RELEASE=ID. A working directory inside another release of DIR's releases directory is that
+# release's code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the
+# previous release (supervisor gave it the new release's environment and directory).
 same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; "${3%/*}"/*) return 1 ;; esac
+  [ "$(proc_env_release "$1")" = "$2" ]
 }
 # describe_proc PID: "pid N (command) running RELEASE-or-directory"
 describe_proc() {

@@ -12,6 +12,7 @@ import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
+import { refuseDeepNesting } from '../yaml-depth.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -334,6 +335,7 @@ export function readYamlFile(file: string, label = file): unknown {
   }
   // strictly: a lenient read made a byte that is not UTF-8 (a Latin-1 é in an env value) a U+FFFD in the .env
   const text = decodeUtf8(bytes, label, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)');
+  refuseDeepNesting(text, label);
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : undefined;
   if (kept) return kept.value;

@@ -21,6 +21,7 @@ import { environmentSecrets } from './secrets.ts';
 import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
+import { refuseDeepNesting } from '../yaml-depth.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -70,6 +71,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   const format = /\.json$/i.test(path) ? 'json' : 'yaml';
   let text = raw;
   let encrypted = false;
+  refuseDeepNesting(raw, path);
   if (isSopsText(raw, format)) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });

@@ -9,7 +9,7 @@ import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
-import { refuseDeepNesting } from './tree-parse.ts';
+import { refuseDeepNesting } from '../yaml-depth.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
 

@@ -4,7 +4,8 @@
 import { isMap, isScalar, parseAllDocuments } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { type GoRegexp, goRegexp } from './goregex.ts';
-import { MAX_NESTING, nestingDepth, parseTree } from './tree-parse.ts';
+import { parseTree } from './tree-parse.ts';
+import { MAX_NESTING, nestingDepth } from '../yaml-depth.ts';
 import { CURRENT_LAYOUT, type Layout, detectLayout } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry } from './tree.ts';

@@ -358,6 +358,11 @@ describe('YAML values the schema has no word for', () => {
     expect(() => readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml')).toThrow(/^environments\/x\/environment\.yml is not UTF-8 text: invalid byte at offset \d+ \(line 5\)/);
   });
 
+  it('a file nested a thousand levels deep is refused by name before the YAML parser reads it (it exhausted the stack: "Maximum call stack size exceeded")', () => {
+    expect(() => read(`${base}env: {X: ${'['.repeat(1000)}${']'.repeat(1000)}}\n`)).toThrow(/^environments\/x\/environment\.yml nests maps or lists more than 100 levels deep/);
+    expect(() => read(`${base}env: {X: ${'['.repeat(50)}${']'.repeat(50)}}\n`)).not.toThrow(/levels deep/);
+  });
+
   it('.inf, -.inf and .nan are named as written, not as JSON spells them (null)', () => {
     expect(fileProblems('switch: {drain: .inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number .inf']);
     expect(fileProblems('switch: {drain: -.inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number -.inf']);

@@ -103,6 +103,11 @@ describe('initdata: the file is checked as the loader will read it', () => {
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.uploads, name).toHaveLength(0);
     }
+    // Nested a thousand levels deep: refused by name before the YAML parser (which it exhausts) reads it.
+    const deep = await load('deep.yml', `users: ${'['.repeat(1000)}${']'.repeat(1000)}\n`);
+    expect(deep.code).toBe(1);
+    expect(deep.err).toMatch(/deep\.yml nests maps or lists more than 100 levels deep/);
+    expect(deep.uploads).toHaveLength(0);
   });
 });
 

@@ -1,7 +1,7 @@
 // Atomic file replacement: write a temporary file next to the target, fsync it, rename it over the
 // target, fsync the directory. A crash at any point leaves either the old file or the new one, whole.
 import { randomBytes } from 'node:crypto';
-import { lstat, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { lock } from 'proper-lockfile';
 import { OpsError } from '../errors.ts';
@@ -123,8 +123,45 @@ export function interruption(signal: unknown, where?: string): InterruptedError 
 /** A file changed on disk between the moment it was read and the write meant to replace it (writeIfUnchanged). */
 export class ChangedOnDiskError extends OpsError {}
 
-/** A lock not refreshed for this long is stale, its holder having died (proper-lockfile's `stale`; it refreshes a held one every 5 s). */
+/** A lock not refreshed for this long is stale, its holder having died (a held one is refreshed every LOCK_REFRESH_MS). */
 const LOCK_STALE_MS = 10_000;
+/** How often proper-lockfile refreshes (touches) a lock this command holds. */
+const LOCK_REFRESH_MS = 5_000;
+/**
+ * proper-lockfile's own `stale`, beyond any wait: it never takes a lock over itself. Its takeover (stat the lock, find
+ * it stale, remove it, mkdir) races: two commands that both saw the old lock stale can each remove what the other
+ * has just made, and both hold the lock (a lost update). takeOver does it one command at a time instead.
+ */
+const NEVER_STALE_MS = 24 * 3600_000;
+/** A takeover guard (takeOver) older than this was left by a command that died within its milliseconds of work. */
+const TAKEOVER_STALE_MS = 5_000;
+
+/**
+ * Remove the stale lock `lockDir` (last refreshed `age` ms ago, past LOCK_STALE_MS), one command at a time: under a
+ * guard directory `<lockDir>.takeover` (mkdir is atomic: the one command that made it goes on), the lock is stat'ed
+ * again and removed only if it is still the stale one (same inode and mtime), so a lock another command has just
+ * taken (fresh) is never removed. @returns whether this command removed it (the caller then takes the lock as a free one).
+ */
+async function takeOver(lockDir: string, seen: { ino: number; mtimeMs: number }): Promise<boolean> {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir(guard);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // Another command is taking it over; one that died doing so left its guard: removed once old, then tried again.
+    const age = await stat(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > TAKEOVER_STALE_MS) await rm(guard, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    const now = await stat(lockDir).catch(() => undefined);
+    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false; // released, or taken afresh
+    await rm(lockDir, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm(guard, { recursive: true, force: true });
+  }
+}
 /** How long a held lock is waited for: past its staleness, so a rerun right after a crash gets it. */
 const LOCK_WAIT_MS = 15_000;
 /** How long a lock is waited for before saying so: commands writing at once hold it for milliseconds each, unsaid. */
@@ -148,19 +185,21 @@ export async function takeLock(target: string, shown: string, notify: (message: 
   const interrupted = (waiting: boolean) => interruption(signal!.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (;;) {
     if (signal?.aborted) throw interrupted(false); // later rounds: checked after each pause
-    const before = await stat(lockDir).then((st) => Date.now() - st.mtimeMs, () => undefined);
+    const seen = await stat(lockDir).catch(() => undefined);
+    const before = seen && Date.now() - seen.mtimeMs;
+    // Left over by a command that died: removed by one command (takeOver), then taken as a free lock by whoever comes first.
+    if (seen && before! > LOCK_STALE_MS && (await takeOver(lockDir, seen))) notify(`${lockShown} was left over (not refreshed for ${Math.round(before! / 1000)} s: its command died): taken over`);
     try {
-      // Two commands taking over one stale lock at once can both think they hold it (proper-lockfile's known race:
-      // each removes what it took for the stale lock); its refresh then finds the lock not its own and calls
-      // onCompromised, whose default throws from a timer and kills the command. Recorded instead (HeldLock.lost).
+      // A lock taken from this one all the same (removed by hand, or by an older ops's takeover) is found on its
+      // refresh; proper-lockfile's default onCompromised throws from a timer and kills the command: recorded instead
+      // (HeldLock.lost), and the write is not made.
       let lost: Error | undefined;
-      const unlock = await lock(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const unlock = await lock(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
       const release: HeldLock = Object.assign(() => unlock(), { lost: () => lost });
       if (signal?.aborted) {
         await release().catch(() => undefined); // interrupted while it was being taken: nothing written all the same
         throw interrupted(false);
       }
-      if (before !== undefined && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1000)} s: its command died): taken over`);
       return release;
     } catch (e) {
       if (e instanceof InterruptedError) throw e;

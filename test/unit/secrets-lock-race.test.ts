@@ -59,3 +59,38 @@ describe('a held lock another command took over (two takers of one stale lock)',
     await held().catch(() => undefined);
   }, 20_000);
 });
+
+describe('a stale lock met by several commands at once', () => {
+  it('is taken over by one at a time: no two ever hold it together (a lost update); a guard left by a dead taker does not block', async () => {
+    vanishing.times = 0;
+    for (let round = 0; round < 5; round++) {
+      const dir = tempDir('ops-lock-stale-');
+      const file = join(dir, 's.sops.yaml');
+      writeFileSync(file, 'old\n');
+      mkdirSync(`${file}.lock`);
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(`${file}.lock`, old, old);
+      if (round === 4) {
+        // a takeover guard left by a command that died while taking over (older than its few milliseconds)
+        mkdirSync(`${file}.lock.takeover`);
+        utimesSync(`${file}.lock.takeover`, old, old);
+      }
+      let inside = 0;
+      let most = 0;
+      const notes: string[] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const held = await takeLock(file, 's.sops.yaml', (m) => notes.push(m));
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((r) => setTimeout(r, 30));
+          inside--;
+          await held();
+        }),
+      );
+      expect(most).toBe(1);
+      // said once, by the one that took it over
+      expect(notes.filter((n) => n.includes('was left over'))).toHaveLength(1);
+    }
+  }, 60_000);
+});

@@ -73,12 +73,16 @@ export interface LockRequest {
   wait: number;
 }
 
-/** Shell that sets `lock_state` to free, held or stale for the lock at $lock. */
+/**
+ * Shell that sets `lock_state` to free, held or stale for the lock at $lock. Held only when the recorded holder process
+ * is alive with the recorded start time: a lock without a start time (written for a dead connection by an older ops,
+ * whose proc_start then printed nothing) is stale, never held for good.
+ */
 const LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
@@ -136,14 +140,20 @@ export function acquireLock(env: Target, req: LockRequest, then = '', finish = '
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+# The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
+holder_start=$(proc_start "$holder" || true)
+[ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
 while :; do
+  # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
+  # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
+  if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1

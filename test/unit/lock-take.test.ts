@@ -2,15 +2,16 @@
 // host runs a step (scriptText), on a layout in a temporary directory, under a copy of bash named sshd (the SSH server
 // process of the "connection", conn_pid). A run killed while it waits for the lock (its connection gone) never takes
 // it afterwards in the dead connection's name; a lock whose holder start time is empty or unreadable is stale, never
-// held for good.
+// held for good; a lock appears and goes whole (no observer ever reads one without its details: "stale", refused at
+// once whatever switch.lock_wait); an old lock directory without details reads stale, with its age.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, forceReleaseLock, lockStatus, LOCK_KEYS, parseLock } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -92,4 +93,31 @@ describe('taking the lock', () => {
       alive.kill('SIGKILL');
     }
   });
+
+  it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
+    const { env, write } = setup();
+    mkdirSync(env.layout.lock);
+    utimesSync(env.layout.lock, new Date('2026-11-30T12:00:00Z'), new Date('2026-11-30T12:00:00Z'));
+    const lock = status(env, write);
+    expect(lock).toEqual({ state: 'stale', holder: { since: '2026-11-30T12:00:00Z' } });
+    expect(describeHolder(lock.holder)).toBe('an unknown run (the lock has no details; taken 2026-11-30T12:00:00Z)');
+  });
+
+  it('appears and goes whole: runs taking and letting go of it in turn are never seen as a lock without details (stale) by a run that waits, nor by ops lock status', async () => {
+    const { dir, env, sshd, write } = setup();
+    // Three runs, each taking the lock (waiting for the others) and letting go of it at once, 15 times over; beside
+    // them, lock status read again and again.
+    const take = (id: string) => write(`take-${id}.sh`, scriptText(acquireLock(env, request(id, 60), '', unlockScript(env, id, []))));
+    const runs = ['a', 'b', 'c'].map((id) => `for i in {1..15}; do bash ${take(id)} >/dev/null 2>> ${join(dir, 'err')} || echo "run ${id} exit $?"; done`);
+    const watch = `for i in {1..300}; do bash ${write('status.sh', scriptText(lockStatus(env)))} | grep -q '^@ops ${LOCK_KEYS.lock} stale' && echo "seen stale"; done`;
+    const script = `${[...runs, watch].map((r) => `( ${r} ) &`).join('\n')}\nwait`;
+    const r = await new Promise<string>((resolve) => {
+      let out = '';
+      const p = spawn(sshd, ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      p.stdout.on('data', (d: Buffer) => (out += String(d)));
+      p.on('exit', () => resolve(out));
+    });
+    expect(r).toBe('');
+    expect(existsSync(env.layout.lock)).toBe(false);
+  }, 120_000);
 });

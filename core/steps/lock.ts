@@ -8,6 +8,7 @@ import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { endTornLine } from './audit.ts';
 import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
@@ -303,7 +304,7 @@ export function unlockScript(env: Target, runId: string, auditWords: string[]): 
   const audit = auditWords.length
     ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
 audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 `

@@ -85,7 +85,7 @@ export interface LockRequest {
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
-  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_state=stale; break; fi
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${'$'}{lock_info%$'\n'}; lock_state=stale; break; fi
   [ -d "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done

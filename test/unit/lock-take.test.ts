@@ -101,6 +101,10 @@ describe('taking the lock', () => {
     const lock = status(env, write);
     expect(lock).toEqual({ state: 'stale', holder: { since: '2026-11-30T12:00:00Z' } });
     expect(describeHolder(lock.holder)).toBe('an unknown run (the lock has no details; taken 2026-11-30T12:00:00Z)');
+    // A lock with its details: each line reported once, none empty.
+    writeFileSync(join(env.layout.lock, 'info'), 'operation=deploy\nactor=me\nsince=x\n');
+    const r = spawnSync('bash', [write('status.sh', scriptText(lockStatus(env)))], { encoding: 'utf8' });
+    expect(parseReports(r.stdout).filter(([k]) => k === LOCK_KEYS.holder).map(([, v]) => v)).toEqual(['operation=deploy', 'actor=me', 'since=x']);
   });
 
   it('appears and goes whole: runs taking and letting go of it in turn are never seen as a lock without details (stale) by a run that waits, nor by ops lock status', async () => {

@@ -125,6 +125,42 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
+  it('a queued run killed outright while it waits (SIGKILL during switch.lock_wait): when the holder ends, the lock is free, never taken in the dead connection\'s name', async () => {
+    let holder: SpawnedOps | undefined;
+    try {
+      holder = await deployUntilBuild('sleep 60', '2k');
+      project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' }, switch: { ...(config.switch as object), lock_wait: 120 } });
+      const queued = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, () => true, 'the queued deploy', 10_000);
+      // Its lock step waiting on the host: processes of two connections there (the holder's build, the queued lock step).
+      const connections = "grep -hzos '^OPS_CONNECTION=.*' /proc/[0-9]*/environ | sort -zu | tr '\\0' '\\n' | grep -c . || true";
+      for (let i = 0; i < 60 && Number(await onHost(connections)) < 2; i++) await new Promise((r) => setTimeout(r, 500));
+      expect(Number(await onHost(connections)), 'the queued run waiting on the host').toBeGreaterThanOrEqual(2);
+      await queued.stop('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+    } finally {
+      project.write(config);
+      if (holder) expect(await holder.stop('SIGINT')).toBe(130);
+    }
+    // The dead run's wait loop (it polls each second) had the time to take the lock, had it gone on.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 300_000);
+
+  it('SIGHUP (the terminal closed) during the build: the run stops as on SIGTERM, exit 129, the lock let go, what current names serves', async () => {
+    const before = await liveAndServed();
+    try {
+      const ops = await deployUntilBuild('sleep 60', '2h');
+      const code = await ops.stop('SIGHUP');
+      expect(code, ops.out()).toBe(129);
+      expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
+    } finally {
+      project.write(config);
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   it('a deploy whose lock is released by force by someone else (ops lock release --force) during its build: it says so and by whom, not only that its build was killed; and audits itself', async () => {
     const before = await liveAndServed();
     let out = '';

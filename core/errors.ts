@@ -177,6 +177,23 @@ export function tail(text: string, n = 20): string {
   return lines.slice(-n).join('\n');
 }
 
+/** Errors of ops's own output (markOwnOutput): which stream. */
+const ownOutput = new WeakMap<object, string>();
+
+/**
+ * Marks `err` as a failure to write ops's own output to `stream` ("stdout", "stderr": core/report.ts guardOutput), so
+ * that describeLowLevel never blames it on a host: an EPIPE there is a reader that stopped (`| head`), not a
+ * connection the host closed; an ENOSPC, where that output goes (`> /dev/full`).
+ */
+export function markOwnOutput(err: unknown, stream: string): void {
+  if (typeof err === 'object' && err !== null) ownOutput.set(err, stream);
+}
+
+/** Whether `err` is a failure to write ops's own output (markOwnOutput). */
+export function isOwnOutputError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && ownOutput.has(err);
+}
+
 /**
  * What a low-level failure (ssh2, Node's sockets and DNS, the file system) means, in words, with what to do;
  * undefined for an error that is none of these (a bug). The codes are Node's (`err.code`: ECONNRESET...)
@@ -188,6 +205,8 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
   const code = typeof e.code === 'string' ? e.code : '';
   const m = e.message;
   const network = 'check the address and port, that sshd runs, and that a firewall lets this machine in';
+  const stream = ownOutput.get(err);
+  if (stream) return { what: `ops could not write its own output (${stream}: ${code || m})`, hint: code === 'EPIPE' ? 'the program reading it (head, a pager, a closed terminal) stopped reading' : 'check where that output goes (a full disk here, not on the hosts)' };
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, '')})`, hint: 'ops needs 1 session per connection: check MaxSessions in the host\'s /etc/ssh/sshd_config (at least 1), then reload sshd' };
@@ -275,6 +294,8 @@ export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process
  */
 export function onUncaught(print: (message: string) => void): void {
   const handle = (err: unknown) => {
+    // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
+    if (isOwnOutputError(err)) return;
     print(formatError(err));
     process.exit(1);
   };

@@ -4,6 +4,8 @@
 // the runner's own masking does not apply (local runs).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { describeLowLevel, markOwnOutput } from './errors.ts';
+import { runHandlesSignals, signalExit } from './signals.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -422,6 +424,41 @@ export function seconds(ms: number): string {
  * async context), never in one that merely runs at the same time, and it ends at the depth it began. A remote
  * command's lines (from the connection, outside any group's context) are indented once while a group is open.
  */
+/** Output streams that failed (guardOutput): written to no more. */
+const brokenOutputs = new WeakSet<object>();
+
+/**
+ * Keeps a command going when its own output fails: the reader of stdout or stderr gone (`ops deploy e | head -2`:
+ * EPIPE), or where it goes full (`> /dev/full`: ENOSPC). Without a listener, Node raises the stream's error as an
+ * uncaught exception, which ended a run half-way (its lock left stale, its release unfinished) blaming the host ("the
+ * connection was closed by the other end"). From the first error that stream is written to no more (ConsoleReporter),
+ * and its errors are marked as ops's own (markOwnOutput: never a host's). Within a run (from its lock on:
+ * runHandlesSignals), the run goes on to its end, its lock released and its audit lines written, and ends with its own
+ * exit code; outside one, a reader gone ends the command quietly, as SIGPIPE ends other tools (exit 141), and a full
+ * disk says so on stderr and exits 1. Once per process: the CLI entry point (scripts/ops.ts).
+ */
+export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { stdout: process.stdout, stderr: process.stderr }, exit: (code: number) => void = (code) => process.exit(code)): void {
+  const entries = Object.entries(streams);
+  for (const [name, stream] of entries) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      markOwnOutput(err, name);
+      if (brokenOutputs.has(stream)) return;
+      brokenOutputs.add(stream);
+      if (err.code === 'EPIPE') {
+        if (!runHandlesSignals()) exit(signalExit('SIGPIPE'));
+        return;
+      }
+      const said = describeLowLevel(err)?.what ?? err.message;
+      const other = entries.find(([, s]) => s !== stream && !brokenOutputs.has(s))?.[1];
+      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end\n`);
+      else {
+        other?.write(`error: ${said}\n`);
+        exit(1);
+      }
+    });
+  }
+}
+
 export class ConsoleReporter implements Reporter {
   private readonly masker = new Masker();
   /** The depth of the groups enclosing the caller's work. */
@@ -440,6 +477,8 @@ export class ConsoleReporter implements Reporter {
     return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
   private write(stream: NodeJS.WritableStream, text: string, depth = this.nesting.getStore() ?? (this.open ? 1 : 0)): void {
+    // A stream that failed (guardOutput) takes nothing more: the run goes on without its output.
+    if (brokenOutputs.has(stream)) return;
     const pad = '  '.repeat(depth);
     stream.write(
       this.redact(text)

@@ -1,4 +1,4 @@
-// Who answers SIGINT/SIGTERM in a command: a run under way (core/ops/locked.ts withLock, from its lock step on) stops
+// Who answers SIGINT/SIGTERM/SIGHUP (RUN_SIGNALS) in a command: a run under way (core/ops/locked.ts withLock, from its lock step on) stops
 // itself and says what it had got to; before and outside it, the CLI's own handler (--json) does. Told apart here, not
 // by counting the process's listeners: libraries add their own (proper-lockfile's signal-exit, loaded with the secrets
 // file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
@@ -14,21 +14,28 @@ export function signalExit(signal: string): number {
   return 128 + (constants.signals[signal as NodeJS.Signals] ?? constants.signals.SIGINT);
 }
 
+/**
+ * The signals that stop a command cleanly (its lock released, its --json document printed): Ctrl-C, a cancelled
+ * workflow's SIGTERM, and SIGHUP (the terminal closed, an SSH session to a jump box dropped), whose default action
+ * would kill ops outright, as kill -9 does: its lock left stale, its build still running on the host.
+ */
+export const RUN_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 const runHandlers = new Set<(signal: NodeJS.Signals) => void>();
 
-/** Install `handler`, a run's, for SIGINT and SIGTERM until stopHandlingSignals(handler); runHandlesSignals() is then true. */
+/** Install `handler`, a run's, for RUN_SIGNALS until stopHandlingSignals(handler); runHandlesSignals() is then true. */
 export function handleSignals(handler: (signal: NodeJS.Signals) => void): void {
   runHandlers.add(handler);
-  process.on('SIGINT', handler).on('SIGTERM', handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
 }
 
 /** Remove a handler handleSignals installed (again: nothing). */
 export function stopHandlingSignals(handler: (signal: NodeJS.Signals) => void): void {
   runHandlers.delete(handler);
-  process.off('SIGINT', handler).off('SIGTERM', handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
 }
 
-/** Whether a run under way answers SIGINT/SIGTERM now (a handler installed by handleSignals). */
+/** Whether a run under way answers RUN_SIGNALS now (a handler installed by handleSignals). */
 export function runHandlesSignals(): boolean {
   return runHandlers.size > 0;
 }

@@ -4,7 +4,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
-import { runHandlesSignals, signalExit } from '../core/signals.ts';
+import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
@@ -243,7 +243,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   let json = false;
   /**
    * With --json, a signal outside a run's lock (connecting, planning, a command that takes none): its document, then the
-   * exit a signal gives (128 + its number: 130, 143). Inside the lock the run stops itself (core/ops/locked.ts:
+   * exit a signal gives (128 + its number: 130, 143, 129). Inside the lock the run stops itself (core/ops/locked.ts:
    * runHandlesSignals) and prints its own (ops.interrupted).
    */
   let environment: string | undefined;
@@ -290,7 +290,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
     if (json) {
       if (command.args?.[0] === '<env>') environment = args[0];
-      process.on('SIGINT', outsideRun).on('SIGTERM', outsideRun);
+      for (const s of RUN_SIGNALS) process.on(s, outsideRun);
     }
     return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
@@ -309,6 +309,6 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }
     return code;
   } finally {
-    process.off('SIGINT', outsideRun).off('SIGTERM', outsideRun);
+    for (const s of RUN_SIGNALS) process.off(s, outsideRun);
   }
 }

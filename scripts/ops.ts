@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { cacheParsedYaml } from '../core/config/environment.ts';
 import { onUncaught } from '../core/errors.ts';
+import { guardOutput } from '../core/report.ts';
 import { runCli } from './cli.ts';
 import { allCommands } from './commands/index.ts';
 
@@ -13,6 +14,8 @@ import { allCommands } from './commands/index.ts';
 export async function main(argv: string[], options: { cacheDir?: string } = {}): Promise<number> {
   // An error nobody awaited (a socket error between two steps) still ends as one message, not a stack trace.
   onUncaught((message) => process.stderr.write(`error: ${message}\n`));
+  // Its own output failing (a reader gone, a full disk) never ends a run half-way.
+  guardOutput();
   cacheParsedYaml(options.cacheDir && join(options.cacheDir, 'parsed'));
   return runCli(allCommands, { argv });
 }

@@ -58,7 +58,16 @@ export function parseAuditLine(line: string): AuditEntry {
   return { time: '', environment: '', operation: '?', result: 'failed', actor: '?', message: `unreadable line: ${line.slice(0, 120)}` };
 }
 
-/** Append one entry to the environment's audit log on the host (root; the log stays 0644). */
+/**
+ * Shell that ends a torn last line of the append-only file at `path` (shell-quoted here), a crash or a full disk
+ * mid-append having left it without its newline, so that what is appended next starts a line of its own: glued onto
+ * the torn one, it would be lost with it (an unreadable audit entry). Nothing for a file missing, empty or whole.
+ */
+export function endTornLine(path: string): string {
+  return `if [ -s ${quote(path)} ] && [ -n "$(tail -c 1 ${quote(path)})" ]; then printf '\\n' >> ${quote(path)}; fi`;
+}
+
+/** Append one entry to the environment's audit log on the host (root; the log stays 0644), on a line of its own (endTornLine). */
 export function appendAudit(env: Target, entry: AuditEntry): Step {
   const L = env.layout;
   const line = auditLine(entry);
@@ -67,7 +76,7 @@ export function appendAudit(env: Target, entry: AuditEntry): Step {
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: `install -d -m 0755 ${quote(L.state)}\nprintf '%s\\n' ${quote(line)} >> ${quote(L.audit)}\nchmod 0644 ${quote(L.audit)}`,
+    script: `install -d -m 0755 ${quote(L.state)}\n${endTornLine(L.audit)}\nprintf '%s\\n' ${quote(line)} >> ${quote(L.audit)}\nchmod 0644 ${quote(L.audit)}`,
   };
 }
 

@@ -1,4 +1,5 @@
-// One run at a time per environment: an atomic `mkdir` lock on each host, holding who/what/when, the run's
+// One run at a time per environment: a lock directory on each host that appears and goes whole (rename(2): never seen
+// without its details, which would read as a lock left by a dead run), holding who/what/when, the run's
 // id, the id of its connection (OPS_CONNECTION, which every process its steps start carries), and the holder: the
 // PID (plus start time) of the SSH server process of the holder's connection, which lives exactly as long as that
 // connection and needs no channel of its own. A lock whose holder process is gone was left by a run that died:
@@ -7,6 +8,7 @@ import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { endTornLine } from './audit.ts';
 import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
@@ -73,16 +75,37 @@ export interface LockRequest {
   wait: number;
 }
 
-/** Shell that sets `lock_state` to free, held or stale for the lock at $lock. */
-const LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+/**
+ * Shell that sets `lock_state` to free, held or stale for the lock at $lock, and `lock_info` to its details (read once:
+ * the pid and start time of one lock, never one lock's pid with the next one's start). A lock appears and goes whole
+ * (takeLock, LET_GO): a directory without details was left by an older ops killed between its mkdir and its details
+ * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
+ * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
+ * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good.
+ */
+const LOCK_STATE = String.raw`lock_state=free; lock_info=
+for lock_try in 1 2 3; do
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${'$'}{lock_info%$'\n'}; lock_state=stale; break; fi
+  [ -d "$lock" ] || break
+  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
+done
+if [ "$lock_state" = stale ]; then
+  pid=; start=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; esac; done <<< "$lock_info"
+  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi`;
 
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
+
+/**
+ * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in
+ * place, its details would go before its directory, and a run looking meanwhile would read a lock without details: a
+ * stale one, refused at once whatever its switch.lock_wait.
+ */
+const LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
 
@@ -136,32 +159,54 @@ export function acquireLock(env: Target, req: LockRequest, then = '', finish = '
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+# The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
+holder_start=$(proc_start "$holder" || true)
+[ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+# What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
+# (looked for by bash first: usually there is none).
+for f in "$lock".taking.* "$lock".gone.*; do
+  if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split('/').pop()}.taking.*`)} -o -name ${quote(`${L.lock.split('/').pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
+done
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
+taking="$lock.taking.$$"
 while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+  # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
+  # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
+  if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
+  if [ ! -e "$lock" ]; then
+    # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
+    # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
+    # written (disk full), the lock is not taken.
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+    rm -rf "$taking"
+    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$taking/info"; } 2>&1); then
+      rm -rf "$taking"
+      echo "cannot write the lock's details in $taking: ${'$'}{made:-no space left under ${L.base}?}" >&2
       exit 1
     fi
-    ops_report ${LOCK_KEYS.lock} acquired
-    ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # When it was taken (the host's clock): how a forced release's audit line names this lock.
-    ops_report ${LOCK_KEYS.holder} "since=$since"
-    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
-    # bash first: usually there are none).
-    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
-    for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
-    # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
-    ${runLockVars(env).replace(/\n/g, '\n    ')}
-    break
+    if made=$(mv -T "$taking" "$lock" 2>&1); then
+      ops_report ${LOCK_KEYS.lock} acquired
+      ops_report ${LOCK_KEYS.holder_pid} "$holder"
+      # When it was taken (the host's clock): how a forced release's audit line names this lock.
+      ops_report ${LOCK_KEYS.holder} "since=$since"
+      # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+      # bash first: usually there are none).
+      left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+      for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+      # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
+      ${runLockVars(env).replace(/\n/g, '\n      ')}
+      break
+    fi
+    rm -rf "$taking"
+    # Another run's lock came first (the rename finds it there, ENOTEMPTY): looked at below, or taken at the next
+    # turn when let go of meanwhile; else the rename itself failed.
+    case $made in *"Directory not empty"* | *"File exists"*) [ -e "$lock" ] || continue ;; *) echo "cannot take the lock: $made" >&2; exit 1 ;; esac
   fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
+  # Let go of between the two looks: taken at the next turn.
+  [ "$lock_state" != free ] || continue
   printf -v now '%(%s)T' -1
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
@@ -259,7 +304,7 @@ export function unlockScript(env: Target, runId: string, auditWords: string[]): 
   const audit = auditWords.length
     ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
 audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 `
@@ -269,7 +314,7 @@ fi
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
@@ -329,7 +374,7 @@ fi
 ${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
-rm -rf "$lock"`,
+${LET_GO}`,
   };
 }
 
@@ -365,6 +410,6 @@ export function parseLock(result: StepResult): LockInfo {
 
 /** A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)". */
 export function describeHolder(h: Record<string, string>): string {
-  if (!h.operation) return 'an unknown run (the lock has no details)';
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ''})`;
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
 }

@@ -1,6 +1,7 @@
 // Interrupting a deploy as a user or a cancelled workflow does, on a real host (sshd, supervisor, nginx), with the
 // ops binary as a process of its own: a Ctrl-C pressed twice, a SIGTERM while the switch runs. Whatever the moment,
 // the lock is let go, and what the run says is live is what serves.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +125,59 @@ describe.sequential('interrupting a deploy', () => {
     }
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
+
+  it('a queued run killed outright while it waits (SIGKILL during switch.lock_wait): when the holder ends, the lock is free, never taken in the dead connection\'s name', async () => {
+    let holder: SpawnedOps | undefined;
+    try {
+      holder = await deployUntilBuild('sleep 60', '2k');
+      project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' }, switch: { ...(config.switch as object), lock_wait: 120 } });
+      const queued = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, () => true, 'the queued deploy', 10_000);
+      // Its lock step waiting on the host: processes of two connections there (the holder's build, the queued lock step).
+      const connections = "grep -hzos '^OPS_CONNECTION=.*' /proc/[0-9]*/environ | sort -zu | tr '\\0' '\\n' | grep -c . || true";
+      for (let i = 0; i < 60 && Number(await onHost(connections)) < 2; i++) await new Promise((r) => setTimeout(r, 500));
+      expect(Number(await onHost(connections)), 'the queued run waiting on the host').toBeGreaterThanOrEqual(2);
+      await queued.stop('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+    } finally {
+      project.write(config);
+      if (holder) expect(await holder.stop('SIGINT')).toBe(130);
+    }
+    // The dead run's wait loop (it polls each second) had the time to take the lock, had it gone on.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 300_000);
+
+  it('SIGHUP (the terminal closed) during the build: the run stops as on SIGTERM, exit 129, the lock let go, what current names serves', async () => {
+    const before = await liveAndServed();
+    try {
+      const ops = await deployUntilBuild('sleep 60', '2h');
+      const code = await ops.stop('SIGHUP');
+      expect(code, ops.out()).toBe(129);
+      expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
+    } finally {
+      project.write(config);
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it('its own output failing (| head -2: EPIPE; > /dev/full: ENOSPC): the deploy goes on to its end, the release live, the lock let go, its audit line written; never blamed on the host', async () => {
+    const bin = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');
+    for (const [version, redirect] of [['2p', '| head -2 >/dev/null'], ['2d', '> /dev/full']] as const) {
+      commit(repo, { VERSION: `${version}\n` }, version);
+      const r = spawnSync('bash', ['-c', `"$NODE" "$BIN" deploy e2e --ref main ${redirect}; echo "rc=\${PIPESTATUS[0]}" >&2`], { env: { ...process.env, NODE: process.execPath, BIN: bin, OPS_ROOT: project.root, NO_COLOR: '1' }, encoding: 'utf8', timeout: 240_000 });
+      expect(r.stderr, redirect).toMatch(/rc=0\n$/);
+      expect(r.stderr, redirect).not.toMatch(/closed by the other end|host may have rebooted|no space left on this machine/);
+      if (redirect.includes('full')) expect(r.stderr).toContain('warning: ops could not write its own output (stdout: ENOSPC)');
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state, redirect).toBe('free');
+      const now = await liveAndServed();
+      expect(now.served).toBe(now.current);
+      const last = (await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!;
+      expect(last, redirect).toMatchObject({ operation: 'deploy', result: 'success', release: now.current });
+      expect(await onHost(`cat /srv/sample/releases/${now.current}/VERSION`)).toBe(version);
+    }
+  }, 600_000);
 
   it('a deploy whose lock is released by force by someone else (ops lock release --force) during its build: it says so and by whom, not only that its build was killed; and audits itself', async () => {
     const before = await liveAndServed();

@@ -232,3 +232,33 @@ describe('--json, a signal outside a run\'s lock (connecting, planning)', () => 
     expect(process.listenerCount('SIGINT')).toBe(before);
   });
 });
+
+describe('SIGHUP (the terminal closed, a dropped SSH session to a jump box)', () => {
+  it('is answered as SIGINT and SIGTERM are: a run\'s handler gets it, and outside a run --json prints its document and exits 129', async () => {
+    const own = vi.fn();
+    handleSignals(own);
+    try {
+      process.emit('SIGHUP', 'SIGHUP');
+      expect(own).toHaveBeenCalledWith('SIGHUP');
+    } finally {
+      stopHandlingSignals(own);
+    }
+    expect(process.listeners('SIGHUP')).not.toContain(own);
+    const root = testEnv({}, undefined, 'prod').root;
+    let exited!: (code: number | undefined) => void;
+    const exit = new Promise<number | undefined>((r) => (exited = r));
+    const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+    try {
+      let began!: () => void;
+      const begun = new Promise<void>((r) => (began = r));
+      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (began(), exit.then(() => 1)) });
+      const run = runOps(['slow', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [slow] });
+      await begun;
+      process.emit('SIGHUP', 'SIGHUP');
+      expect(await exit).toBe(129);
+      expect(JSON.parse((await run).out)).toMatchObject({ ok: false, result: 'interrupted', signal: 'SIGHUP', exitCode: 129 });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});

@@ -443,3 +443,17 @@ describe('keep_failed on a host: the latest failures and rollbacks are kept (bas
     });
   });
 });
+
+describe('a torn last line in the history (a crash mid-append left it without its newline)', () => {
+  it('the next event starts a line of its own and counts: the release that went live reads so', () => {
+    const e = withHistory({ [A]: '', [B]: '', [C]: '' }, A, [['live', A]]);
+    const file = join(e.layout.state, 'history');
+    // Cut in the middle of an event about B (its id whole, its operation cut), then C goes live.
+    writeFileSync(file, `${readFileSync(file, 'utf8')}2\t2026-11-02T00:00:00Z\tlive\t${B}\tdep`);
+    const r = bash(e, `history_add live ${C} deploy; release_reports`);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    expect(lines.at(-2)).toMatch(new RegExp(`^3\\t[^\\t]+\\tlive\\t${C}\\tdeploy$`));
+    const live = Object.fromEntries(reportedAll(r, LIBRARY_KEYS.release).map((l) => l.split(' ')).map(([id, , , seq]) => [id, seq]));
+    expect(live[C]).toBe('3');
+  });
+});

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
 import { unlockScript } from '../../core/steps/lock.ts';
+import { appendAudit } from '../../core/steps/audit.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { quote } from '../../core/shell.ts';
 
@@ -59,5 +60,19 @@ describe('unlockScript', () => {
     const { out, env } = await unlock(undefined, '0123456789abcdef', []);
     expect(out).toBe('@ops lock not_held');
     expect(existsSync(env.layout.lock)).toBe(false);
+  });
+
+  it('a torn last line in the audit log (a crash or a full disk mid-append): the run\'s lines start on a line of their own, readable', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-unlock-'));
+    const env = target(base);
+    mkdirSync(env.layout.lock, { recursive: true });
+    writeFileSync(join(env.layout.lock, 'info'), 'run_id=0123456789abcdef\n');
+    writeFileSync(env.layout.audit, '{"time":"2026-11-30T12:00:00Z","result":"succ');
+    await run('bash', ['-c', `${scriptPrelude}\n${unlockScript(env, '0123456789abcdef', [quote('{"result":"success"}')])}`]);
+    expect(readFileSync(env.layout.audit, 'utf8')).toBe('{"time":"2026-11-30T12:00:00Z","result":"succ\n{"result":"success"}\n');
+    // The one other append (ops lock release's line, appendAudit): the same.
+    writeFileSync(env.layout.audit, '{"time":"x');
+    await run('bash', ['-c', appendAudit(env, { time: 't', environment: 'test', operation: 'lock release', result: 'success', actor: 'me' }).script]);
+    expect(readFileSync(env.layout.audit, 'utf8').split('\n')[1]).toMatch(/^\{"time":"t",/);
   });
 });

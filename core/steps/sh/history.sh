@@ -10,6 +10,9 @@ history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\n' -1; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
+  # onto it, this event would be lost with it (a release that went live read as never live).
+  if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\n' >> "$history_file"; fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
 # release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
@@ -45,7 +48,9 @@ history_read() {
   while IFS=$'\t' read -r n _t event id _rest; do
     [[ $n =~ ^[0-9]+$ ]] || continue
     n=$(( 10#$n )); history_seq=$n
-    [ -n "$id" ] || continue
+    # A torn line (cut short by a crash mid-append; the last one, unended, is not read at all) names no event of a release.
+    [[ $id =~ $release_dir_pattern ]] || continue
+    case $event in live | failed | abandoned) ;; *) continue ;; esac
     history_last_seq[$id]=$n
     if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
   done < <(history_lines)

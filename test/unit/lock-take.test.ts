@@ -1,0 +1,127 @@
+// Taking the lock (core/steps/lock.ts acquireLock) and reading it (lockStatus), run by bash on this machine the way a
+// host runs a step (scriptText), on a layout in a temporary directory, under a copy of bash named sshd (the SSH server
+// process of the "connection", conn_pid). A run killed while it waits for the lock (its connection gone) never takes
+// it afterwards in the dead connection's name; a lock whose holder start time is empty or unreadable is stale, never
+// held for good; a lock appears and goes whole (no observer ever reads one without its details: "stale", refused at
+// once whatever switch.lock_wait); an old lock directory without details reads stale, with its age.
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { acquireLock, describeHolder, forceReleaseLock, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+function target(base: string): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: base, url: 'http://192.0.2.1' });
+}
+
+/** A layout in a temporary directory (its state directory made), the step scripts written there, and a bash named sshd. */
+function setup(): { dir: string; env: Target; sshd: string; write: (name: string, text: string) => string } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-locktake-'));
+  const env = target(join(dir, 'base'));
+  mkdirSync(env.layout.state, { recursive: true });
+  const sshd = join(dir, 'sshd');
+  copyFileSync('/bin/bash', sshd);
+  spawnSync('chmod', ['0755', sshd]);
+  const write = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  return { dir, env, sshd, write };
+}
+
+/** A step's output as a StepResult (for parseLock). */
+function result(stdout: string, code = 0): StepResult {
+  return { stdout, stderr: '', code, reports: parseReports(stdout) } as StepResult;
+}
+
+const request = (runId: string, wait: number) => ({ operation: 'deploy', actor: 'me', runUrl: '', runId, wait });
+
+/** lockStatus run by bash: the lock as it reads. */
+function status(env: Target, write: (name: string, text: string) => string): ReturnType<typeof parseLock> {
+  const r = spawnSync('bash', [write('status.sh', scriptText(lockStatus(env)))], { encoding: 'utf8' });
+  return parseLock(result(r.stdout));
+}
+
+describe('taking the lock', () => {
+  it('a run killed while it waits (its connection gone): its wait ends, and the lock is never taken in its name when the holder lets go', async () => {
+    const { dir, env, sshd, write } = setup();
+    // Held by a live process of another run.
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+    mkdirSync(env.layout.lock);
+    writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+    expect(status(env, write).state).toBe('held');
+    // The waiting run: its step under its "sshd", which is then killed as a dropped connection ends it.
+    const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
+    const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; true`], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1500));
+    conn.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    // The holder ends and lets go.
+    holder.kill('SIGKILL');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(existsSync(env.layout.lock)).toBe(false);
+    expect(readFileSync(join(dir, 'err'), 'utf8')).toContain("this run's connection is gone");
+    expect(status(env, write).state).toBe('free');
+  }, 20_000);
+
+  it('a lock whose holder start time is empty or unreadable (written by an older ops for a dead connection) is stale, and ops lock release removes it without --force', () => {
+    const { env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      // A pid long gone (proc_start prints nothing: "" = "" must not read as held), with an empty start time or none;
+      // a live pid with an empty one.
+      for (const [pid, start] of [[999999999, 'holder_start='], [999999999, ''], [alive.pid, 'holder_start=']] as const) {
+        mkdirSync(env.layout.lock);
+        writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=me\nrun_id=r1\nsince=x\nholder_pid=${pid}\n${start}\n`);
+        expect(status(env, write).state).toBe('stale');
+        const r = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8' });
+        expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
+        expect(existsSync(env.layout.lock)).toBe(false);
+      }
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
+  it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
+    const { env, write } = setup();
+    mkdirSync(env.layout.lock);
+    utimesSync(env.layout.lock, new Date('2026-11-30T12:00:00Z'), new Date('2026-11-30T12:00:00Z'));
+    const lock = status(env, write);
+    expect(lock).toEqual({ state: 'stale', holder: { since: '2026-11-30T12:00:00Z' } });
+    expect(describeHolder(lock.holder)).toBe('an unknown run (the lock has no details; taken 2026-11-30T12:00:00Z)');
+    // A lock with its details: each line reported once, none empty.
+    writeFileSync(join(env.layout.lock, 'info'), 'operation=deploy\nactor=me\nsince=x\n');
+    const r = spawnSync('bash', [write('status.sh', scriptText(lockStatus(env)))], { encoding: 'utf8' });
+    expect(parseReports(r.stdout).filter(([k]) => k === LOCK_KEYS.holder).map(([, v]) => v)).toEqual(['operation=deploy', 'actor=me', 'since=x']);
+  });
+
+  it('appears and goes whole: runs taking and letting go of it in turn are never seen as a lock without details (stale) by a run that waits, nor by ops lock status', async () => {
+    const { dir, env, sshd, write } = setup();
+    // Three runs, each taking the lock (waiting for the others) and letting go of it at once, 15 times over; beside
+    // them, lock status read again and again.
+    const take = (id: string) => write(`take-${id}.sh`, scriptText(acquireLock(env, request(id, 60), '', unlockScript(env, id, []))));
+    const runs = ['a', 'b', 'c'].map((id) => `for i in {1..15}; do bash ${take(id)} >/dev/null 2>> ${join(dir, 'err')} || echo "run ${id} exit $?"; done`);
+    const watch = `for i in {1..300}; do bash ${write('status.sh', scriptText(lockStatus(env)))} | grep -q '^@ops ${LOCK_KEYS.lock} stale' && echo "seen stale"; done`;
+    const script = `${[...runs, watch].map((r) => `( ${r} ) &`).join('\n')}\nwait`;
+    const r = await new Promise<string>((resolve) => {
+      let out = '';
+      const p = spawn(sshd, ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      p.stdout.on('data', (d: Buffer) => (out += String(d)));
+      p.on('exit', () => resolve(out));
+    });
+    expect(r).toBe('');
+    expect(existsSync(env.layout.lock)).toBe(false);
+  }, 120_000);
+});

@@ -218,7 +218,9 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
   if (code === 'ETIMEDOUT' || /Timed out while waiting for handshake/.test(m)) return { what: 'no answer before the timeout', hint: network };
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { what: 'no route to the host', hint: network };
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || e.level === 'client-dns') return { what: 'the name does not resolve (DNS)', hint: 'check the address in the environment, and this machine\'s DNS' };
-  if (code === 'ECONNRESET' || code === 'EPIPE' || /Connection lost before handshake/.test(m)) return { what: 'the connection was closed by the other end', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
+  // Closed before any SSH was spoken: also what a port of another server does (a web server answers an SSH greeting 400 and closes).
+  if (/Connection lost before handshake/.test(m)) return { what: 'the connection was closed before the SSH handshake', hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
+  if (code === 'ECONNRESET' || code === 'EPIPE') return { what: 'the connection was closed by the other end', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
   if (/^No response from server/.test(m)) return { what: 'the connection closed before the host answered', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
   if (e.level === 'client-timeout' || /Keepalive timeout/.test(m)) return { what: 'the host stopped answering (no reply to SSH keepalives)', hint: 'check the host and the network between; then try again' };
   if (/^Not connected/.test(m)) return { what: 'the SSH connection was already closed' };

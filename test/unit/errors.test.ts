@@ -40,6 +40,7 @@ const KINDS: [string, () => unknown, RegExp][] = [
   ['DNS', () => ssh2('getaddrinfo ENOTFOUND web1.example', { code: 'ENOTFOUND', level: 'client-dns' }), /does not resolve/],
   ['connection reset', () => ssh2('read ECONNRESET', { code: 'ECONNRESET', level: 'client-socket' }), /closed by the other end/],
   ['broken pipe', () => ssh2('write EPIPE', { code: 'EPIPE' }), /closed by the other end/],
+  ['closed before the handshake (a port of another server: nginx answers 400 and closes)', () => ssh2('Connection lost before handshake', { level: 'client-socket' }), /closed before the SSH handshake/],
   ['keepalive timeout', () => ssh2('Keepalive timeout', { level: 'client-timeout' }), /stopped answering/],
   ['handshake timeout', () => ssh2('Timed out while waiting for handshake', { level: 'client-timeout' }), /no answer before the timeout/],
   ['channel refused', () => ssh2('(SSH) Channel open failure: open failed', { reason: 1 }), /refused to open a session/],

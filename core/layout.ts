@@ -12,7 +12,7 @@
 //                                            the hosts mask themselves (ops status and logs run without the key)
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
-//     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
+//     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot

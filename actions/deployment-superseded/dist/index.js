@@ -19163,12 +19163,17 @@ var require_undici = __commonJS({
 
 // core/errors.ts
 import { dirname } from "node:path";
+function isOwnOutputError(err) {
+  return typeof err === "object" && err !== null && ownOutput.has(err);
+}
 function describeLowLevel(err) {
   if (!(err instanceof Error)) return void 0;
   const e = err;
   const code = typeof e.code === "string" ? e.code : "";
   const m = e.message;
   const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  const stream2 = ownOutput.get(err);
+  if (stream2) return { what: `ops could not write its own output (${stream2}: ${code || m})`, hint: code === "EPIPE" ? "the program reading it (head, a pager, a closed terminal) stopped reading" : "check where that output goes (a full disk here, not on the hosts)" };
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
@@ -19180,7 +19185,8 @@ function describeLowLevel(err) {
   if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
   if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
-  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/Connection lost before handshake/.test(m)) return { what: "the connection was closed before the SSH handshake", hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
+  if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
   if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
@@ -19218,13 +19224,14 @@ ${err.stack}` : "";
 }
 function onUncaught(print) {
   const handle = (err) => {
+    if (isOwnOutputError(err)) return;
     print(formatError(err));
     process.exit(1);
   };
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity;
+var OpsError, NoAgeIdentity, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19238,6 +19245,7 @@ var init_errors = __esm({
     };
     NoAgeIdentity = class extends OpsError {
     };
+    ownOutput = /* @__PURE__ */ new WeakMap();
   }
 });
 
@@ -30074,6 +30082,62 @@ function checkKeyText(text, label) {
 
 // core/secrets/parts.ts
 var MIN_MASKED_LENGTH = 3;
+var SHORT_SECRET_LENGTH = 8;
+var COMMON = /* @__PURE__ */ new Set([
+  // first guesses for a password
+  "password",
+  "password1",
+  "password123",
+  "passw0rd",
+  "p@ssw0rd",
+  "changeme",
+  "changeit",
+  "letmein1",
+  "iloveyou",
+  "sunshine",
+  "football",
+  "baseball",
+  "welcome1",
+  "trustno1",
+  "superuser",
+  "supersecret",
+  "secret123",
+  "admin123",
+  "qwertyui",
+  "qwertyuiop",
+  "qwerty123",
+  "abcdefgh",
+  "abcd1234",
+  "testtest",
+  "test1234",
+  "root1234",
+  // words deploy logs and app output are full of
+  "postgres",
+  "postgresql",
+  "username",
+  "database",
+  "localhost",
+  "127.0.0.1",
+  "production",
+  "development",
+  "administrator",
+  "application",
+  "deployment",
+  "undefined",
+  "disabled",
+  "password_hash",
+  // numbers
+  "12345678",
+  "123456789",
+  "1234567890",
+  "87654321",
+  "11111111",
+  "00000000",
+  "99999999"
+]);
+function isWeakPart(part) {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
 var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
@@ -30251,7 +30315,14 @@ function percentEscapedChar(text, at) {
 }
 
 // core/report.ts
+init_errors();
 var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
+var MARK_OPEN = "\uE000";
+var MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;
+var OWN_TEXT = /* @__PURE__ */ new Set();
+function unmarked(text) {
+  return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, "") : text;
+}
 var FNV_OFFSET = 2166136261 & 1073741823;
 var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
 var FILTER_BITS_PER_PREFIX = 16;
@@ -30408,11 +30479,19 @@ var Masker = class {
       }
       if (end > start) spans.push([start, end]);
     }
-    return starred(text, spans);
+    if (!spans.length) return text;
+    const kept = this.allowed.size ? this.allowedSpans(text, spans.map(([a, b]) => text.slice(a, b))) : [];
+    return starred(
+      text,
+      spans.filter(([a, b]) => !kept.some(([x, y]) => x <= a && b <= y && y - x > b - a))
+    );
   }
   /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
   allowed = /* @__PURE__ */ new Set();
+  /** Every text allow was told of, whatever its length: a keyName mark around one of them counts. */
+  names = /* @__PURE__ */ new Set();
   allow(text) {
+    this.names.add(text);
     if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
   }
   /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
@@ -30424,7 +30503,54 @@ var Masker = class {
     }
     return spans;
   }
+  /**
+   * `text` with every secret masked (***), its marks (own, keyName) dropped: an occurrence wholly inside a mark that
+   * counts is left as it is (see MARK_OPEN for the rule).
+   */
   redact(text) {
+    if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
+    const clean5 = unmarked(text);
+    if (this.secrets.size === 0) return clean5;
+    const spans = [];
+    let removed = 0;
+    for (const m of text.matchAll(MARKED)) {
+      const start = m.index - removed;
+      removed += 2;
+      const kind = this.names.has(m[1]) ? "key" : OWN_TEXT.has(m[1]) ? "own" : void 0;
+      if (m[1].length && kind) spans.push([start, start + m[1].length, kind]);
+    }
+    if (!spans.length || /[\ue100-\ueeff]/.test(clean5) || this.unkeepable(clean5, spans)) return this.redactPlain(clean5);
+    let held = "";
+    let from = 0;
+    spans.forEach(([a, b], k2) => {
+      held += `${clean5.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
+      from = b;
+    });
+    held += clean5.slice(from);
+    let k = 0;
+    return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
+      const [a, b] = spans[k++];
+      return clean5.slice(a, b);
+    });
+  }
+  /**
+   * Whether the marks (`spans` of `text`) cannot be kept as they are: an occurrence of a secret overlaps one without
+   * lying wholly inside it, or one inside ops's own words is no weak value (parts.ts isWeakPart: a real secret is
+   * masked even there; a key name, which sops keeps in clear text, is shown whole as Reporter.allow's are).
+   */
+  unkeepable(text, spans) {
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (!this.byLength.get(n).has(piece)) continue;
+        if (spans.some(([a, b, kind]) => i < b && i + n > a && !(a <= i && i + n <= b && (kind === "key" || isWeakPart(piece))))) return true;
+      }
+    }
+    return false;
+  }
+  redactPlain(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
     const found = new Set(this.starred);

@@ -19164,8 +19164,15 @@ var require_undici = __commonJS({
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
+  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function sudoWarningFix(line, host) {
+  if (!/^sudo: /.test(line)) return void 0;
+  const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 function readOnlySetHint(step, output) {
   if (/dependencies$/.test(step)) return void 0;
@@ -19206,12 +19213,17 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
+function isOwnOutputError(err) {
+  return typeof err === "object" && err !== null && ownOutput.has(err);
+}
 function describeLowLevel(err) {
   if (!(err instanceof Error)) return void 0;
   const e = err;
   const code = typeof e.code === "string" ? e.code : "";
   const m = e.message;
   const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  const stream2 = ownOutput.get(err);
+  if (stream2) return { what: `ops could not write its own output (${stream2}: ${code || m})`, hint: code === "EPIPE" ? "the program reading it (head, a pager, a closed terminal) stopped reading" : "check where that output goes (a full disk here, not on the hosts)" };
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
@@ -19223,7 +19235,8 @@ function describeLowLevel(err) {
   if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
   if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
-  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/Connection lost before handshake/.test(m)) return { what: "the connection was closed before the SSH handshake", hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
+  if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
   if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
@@ -19269,6 +19282,7 @@ ${err.stack}` : "";
 }
 function onUncaught(print) {
   const handle = (err) => {
+    if (isOwnOutputError(err)) return;
     print(formatError(err));
     process.exit(1);
   };
@@ -19282,7 +19296,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NoAgeIdentity, StepError, AUDIT_REASON_MAX, SAYS_WHY, NOISE, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, AUDIT_REASON_MAX, SAYS_WHY, NOISE, ownOutput, TransportError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19293,6 +19307,9 @@ var init_errors = __esm({
       }
       hint;
       name = "OpsError";
+    };
+    NotStartedError = class extends OpsError {
+      name = "NotStartedError";
     };
     NoAgeIdentity = class extends OpsError {
     };
@@ -19320,9 +19337,11 @@ ${indent(stderrTail.trim())}` : "";
       verdict;
       name = "StepError";
     };
+    REQUIRETTY = /sudo: sorry, you must have a tty/;
     AUDIT_REASON_MAX = 400;
     SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
     NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
+    ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
     };
@@ -19331,6 +19350,9 @@ ${indent(stderrTail.trim())}` : "";
 });
 
 // core/secrets/parts.ts
+function isWeakPart(part) {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
@@ -19502,15 +19524,397 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
     MIN_MASKED_LENGTH = 3;
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
+  }
+});
+
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+var RUN_SIGNALS, runHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
+// core/report.ts
+function own(strings, ...values) {
+  let out = "";
+  strings.forEach((chunk, i) => {
+    if (i > 0) out += String(values[i - 1]);
+    if (chunk.length < MIN_SECRET_LENGTH) out += chunk;
+    else {
+      OWN_TEXT.add(chunk);
+      out += `${MARK_OPEN}${chunk}${MARK_CLOSE}`;
+    }
+  });
+  return out;
+}
+function keyName(name2) {
+  return `${MARK_OPEN}${name2}${MARK_CLOSE}`;
+}
+function unmarked(text) {
+  return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, "") : text;
+}
+function urlEncodedForms(secret) {
+  const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
+  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
+}
+function exactForms(parts) {
+  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+}
+function maskedParts(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
+    const t = v.trim();
+    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
+  }
+  return [...out];
+}
+function starred(text, spans) {
+  let out = "";
+  let copied = 0;
+  for (let k = 0; k < spans.length; ) {
+    const from = spans[k][0];
+    let to = spans[k][1];
+    for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
+    out += `${text.slice(copied, from)}***`;
+    copied = to;
+  }
+  return out + text.slice(copied);
+}
+function seconds(ms) {
+  return `${(ms / 1e3).toFixed(1)}s`;
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker;
+var init_report = __esm({
+  "core/report.ts"() {
+    "use strict";
+    init_parts();
+    init_errors();
+    init_signals();
+    MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
+    MARK_OPEN = "\uE000";
+    MARK_CLOSE = "\uE001";
+    MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;
+    OWN_TEXT = /* @__PURE__ */ new Set();
+    FNV_OFFSET = 2166136261 & 1073741823;
+    fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
+    FILTER_BITS_PER_PREFIX = 16;
+    FILTER_MAX_LOG2 = 27;
+    Masker = class {
+      /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+      secrets = /* @__PURE__ */ new Map();
+      /** Secrets by length, and the lengths in ascending order. */
+      byLength = /* @__PURE__ */ new Map();
+      lengths = [];
+      /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+      starts = /* @__PURE__ */ new Set();
+      /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+      starred = [];
+      /** The length of the longest secret. */
+      longest = 0;
+      /**
+       * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
+       * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
+       */
+      filter = new Int32Array(1 << 11);
+      filterLog2 = 16;
+      prefixes = 0;
+      /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
+      wholes = /* @__PURE__ */ new Set();
+      /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
+      add(value) {
+        const added = [];
+        for (const t of maskedParts(value)) {
+          if (!this.secrets.has(t)) {
+            this.secrets.set(t, this.secrets.size);
+            let same = this.byLength.get(t.length);
+            if (!same) {
+              this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
+              this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+            }
+            same.add(t);
+            this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+            if (t.includes("*")) this.starred.push(t);
+            this.longest = Math.max(this.longest, t.length);
+            this.prefixes += t.length;
+            if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
+              while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
+              this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
+              for (const s of this.secrets.keys()) this.remember(s);
+            } else this.remember(t);
+            added.push(t);
+          }
+        }
+        return added;
+      }
+      /** Record a secret's prefixes in the filter, and its hash. */
+      remember(secret) {
+        let hash = FNV_OFFSET;
+        for (let k = 0; k < secret.length; k++) {
+          hash = fnvStep(hash, secret.charCodeAt(k));
+          const shift = 32 - this.filterLog2;
+          const a = Math.imul(hash, 2654435761) >>> shift;
+          const b = Math.imul(hash, 739982445) >>> shift;
+          this.filter[a >>> 5] |= 1 << (a & 31);
+          this.filter[b >>> 5] |= 1 << (b & 31);
+        }
+        this.wholes.add(hash);
+      }
+      /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
+      mayStart(hash) {
+        const shift = 32 - this.filterLog2;
+        const a = Math.imul(hash, 2654435761) >>> shift;
+        if ((this.filter[a >>> 5] & 1 << (a & 31)) === 0) return false;
+        const b = Math.imul(hash, 739982445) >>> shift;
+        return (this.filter[b >>> 5] & 1 << (b & 31)) !== 0;
+      }
+      /**
+       * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
+       * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
+       * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
+       * or is as long as the longest. No regular expression: the work is the text's length times the readings that
+       * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
+       * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
+       * only when a reading's hash is a secret's.
+       */
+      urlForms(text) {
+        const spans = [];
+        const at2 = [];
+        const hash = [];
+        const length = [];
+        const parent = [];
+        const read2 = [];
+        const pending = [];
+        const decoded = (r) => {
+          let s = "";
+          for (; r > 0; r = parent[r]) s = read2[r] + s;
+          return s;
+        };
+        for (let start = 0; start < text.length; start++) {
+          let end = -1;
+          let count = 1;
+          at2[0] = start;
+          hash[0] = FNV_OFFSET;
+          length[0] = 0;
+          parent[0] = -1;
+          pending.push(0);
+          while (pending.length > 0) {
+            const r = pending.pop();
+            const p = at2[r];
+            if (p >= text.length || length[r] >= this.longest) continue;
+            const code = text.charCodeAt(p);
+            for (let way = 0; way < 3; way++) {
+              let char;
+              let width = 1;
+              if (way === 0) char = text[p];
+              else if (way === 1) {
+                if (code !== 43) continue;
+                char = " ";
+              } else {
+                if (code !== 37) continue;
+                const e = percentEscapedChar(text, p);
+                if (!e) continue;
+                [char, width] = e;
+              }
+              let h = hash[r];
+              let k = 0;
+              for (; k < char.length; k++) if (!this.mayStart(h = fnvStep(h, char.charCodeAt(k)))) break;
+              if (k < char.length) continue;
+              const n = count++;
+              at2[n] = p + width;
+              hash[n] = h;
+              length[n] = length[r] + char.length;
+              parent[n] = r;
+              read2[n] = char;
+              if (p + width > end && this.wholes.has(h)) {
+                const s = decoded(n);
+                if (this.byLength.get(s.length)?.has(s)) end = p + width;
+              }
+              pending.push(n);
+            }
+          }
+          if (end > start) spans.push([start, end]);
+        }
+        if (!spans.length) return text;
+        const kept = this.allowed.size ? this.allowedSpans(text, spans.map(([a, b]) => text.slice(a, b))) : [];
+        return starred(
+          text,
+          spans.filter(([a, b]) => !kept.some(([x, y]) => x <= a && b <= y && y - x > b - a))
+        );
+      }
+      /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+      allowed = /* @__PURE__ */ new Set();
+      /** Every text allow was told of, whatever its length: a keyName mark around one of them counts. */
+      names = /* @__PURE__ */ new Set();
+      allow(text) {
+        this.names.add(text);
+        if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+      }
+      /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+      allowedSpans(text, found) {
+        const spans = [];
+        for (const a of this.allowed) {
+          if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+          for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+        }
+        return spans;
+      }
+      /**
+       * `text` with every secret masked (***), its marks (own, keyName) dropped: an occurrence wholly inside a mark that
+       * counts is left as it is (see MARK_OPEN for the rule).
+       */
+      redact(text) {
+        if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
+        const clean5 = unmarked(text);
+        if (this.secrets.size === 0) return clean5;
+        const spans = [];
+        let removed = 0;
+        for (const m of text.matchAll(MARKED)) {
+          const start = m.index - removed;
+          removed += 2;
+          const kind = this.names.has(m[1]) ? "key" : OWN_TEXT.has(m[1]) ? "own" : void 0;
+          if (m[1].length && kind) spans.push([start, start + m[1].length, kind]);
+        }
+        if (!spans.length || /[\ue100-\ueeff]/.test(clean5) || this.unkeepable(clean5, spans)) return this.redactPlain(clean5);
+        let held = "";
+        let from = 0;
+        spans.forEach(([a, b], k2) => {
+          held += `${clean5.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
+          from = b;
+        });
+        held += clean5.slice(from);
+        let k = 0;
+        return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
+          const [a, b] = spans[k++];
+          return clean5.slice(a, b);
+        });
+      }
+      /**
+       * Whether the marks (`spans` of `text`) cannot be kept as they are: an occurrence of a secret overlaps one without
+       * lying wholly inside it, or one inside ops's own words is no weak value (parts.ts isWeakPart: a real secret is
+       * masked even there; a key name, which sops keeps in clear text, is shown whole as Reporter.allow's are).
+       */
+      unkeepable(text, spans) {
+        for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+          if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+          for (const n of this.lengths) {
+            if (i + n > text.length) break;
+            const piece = text.slice(i, i + n);
+            if (!this.byLength.get(n).has(piece)) continue;
+            if (spans.some(([a, b, kind]) => i < b && i + n > a && !(a <= i && i + n <= b && (kind === "key" || isWeakPart(piece))))) return true;
+          }
+        }
+        return false;
+      }
+      redactPlain(text) {
+        if (this.secrets.size === 0) return text;
+        if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
+        const found = new Set(this.starred);
+        for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+          if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+          for (const n of this.lengths) {
+            if (i + n > text.length) break;
+            const piece = text.slice(i, i + n);
+            if (this.byLength.get(n).has(piece)) found.add(piece);
+          }
+        }
+        if (found.size === 0) return text;
+        const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+        const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+        if (kept.length) return this.hideOutside(text, order, kept);
+        let out = text;
+        for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
+        return out;
+      }
+      /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+      hideOutside(text, found, kept) {
+        const hide = [];
+        for (const s of found) {
+          for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+            if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+          }
+        }
+        return starred(text, hide.sort((x, y) => x[0] - y[0]));
+      }
+    };
   }
 });
 
@@ -36677,6 +37081,69 @@ var init_utf8 = __esm({
   }
 });
 
+// core/yaml-depth.ts
+function nestingDepth(text) {
+  const indents = [];
+  let flow = 0;
+  let max = 0;
+  let quote2;
+  let scalarAt;
+  for (const line of text.split("\n")) {
+    let i = 0;
+    if (!quote2) {
+      while (line[i] === " ") i++;
+      if (i === line.length || line[i] === "#" || line[i] === "\r") continue;
+      if (scalarAt !== void 0 && i > scalarAt) continue;
+      scalarAt = void 0;
+      if (flow === 0) {
+        while (indents.length && indents.at(-1) >= i) indents.pop();
+        indents.push(i);
+      }
+    }
+    let block = indents.length;
+    let prev = "";
+    for (; i < line.length; i++) {
+      const c = line[i];
+      if (quote2) {
+        if (c === "\\" && quote2 === '"') i++;
+        else if (c === quote2) quote2 = void 0;
+        prev = c;
+        continue;
+      }
+      if (c === " " || c === "	") continue;
+      if (c === "#" && (i === 0 || line[i - 1] === " " || line[i - 1] === "	")) break;
+      const starts = prev === "" || prev === ":" || prev === "," || prev === "[" || prev === "{" || prev === "-" || prev === "?";
+      if ((c === '"' || c === "'") && starts) quote2 = c;
+      else if ((c === "-" || c === "?") && flow === 0 && (prev === "" || prev === "-" || prev === "?") && (line[i + 1] === " " || i + 1 === line.length)) block++;
+      else if ((c === "[" || c === "{") && starts) max = Math.max(max, block + ++flow);
+      else if ((c === "]" || c === "}") && flow > 0) flow--;
+      else if (c === "[" || c === "{") {
+        prev = "x";
+        continue;
+      } else if ((c === "|" || c === ">") && flow === 0 && starts && /^[|>][0-9+-]*\s*(#.*)?\r?$/.test(line.slice(i))) {
+        scalarAt = indents.at(-1);
+        break;
+      }
+      prev = c;
+    }
+    max = Math.max(max, block);
+  }
+  return max;
+}
+function refuseDeepNesting(text, file) {
+  if (nestingDepth(text) > MAX_NESTING) {
+    throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
+  }
+}
+var MAX_NESTING;
+var init_yaml_depth = __esm({
+  "core/yaml-depth.ts"() {
+    "use strict";
+    init_errors();
+    MAX_NESTING = 100;
+  }
+});
+
 // core/config/env-names.ts
 function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
@@ -37074,9 +37541,9 @@ function object(fields, options = {}) {
     json() {
       const properties = {};
       for (const [k, field] of Object.entries(fields)) {
-        const own = field.schema.json();
+        const own2 = field.schema.json();
         properties[k] = {
-          ...field.presence === "required" ? own : nullable(own),
+          ...field.presence === "required" ? own2 : nullable(own2),
           description: `${field.doc}. Expected: ${field.schema.form}.`,
           ...field.default !== void 0 ? { default: field.default } : {}
         };
@@ -37124,8 +37591,8 @@ function ownDirectoryProblem(path) {
   return void 0;
 }
 function appDirectoryProblem(baseDir, app, appUser) {
-  const own = ownDirectoryProblem(baseDir);
-  if (own) return own;
+  const own2 = ownDirectoryProblem(baseDir);
+  if (own2) return own2;
   const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
   if (home && home !== appUser)
     return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
@@ -37281,11 +37748,11 @@ var init_environment_schema = __esm({
     );
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
-      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
+      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime})"),
       directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
-      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
+      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
@@ -37379,7 +37846,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets. The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -37482,6 +37949,7 @@ var init_environment_schema = __esm({
 import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
+import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join3, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
@@ -37492,7 +37960,9 @@ function listEnvironments(root) {
   if (!existsSync4(dir)) return [];
   return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
 }
-function relativeTo(base, p) {
+function userPath(base, p, home = process.env.HOME || homedir3()) {
+  if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
+  if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
   return isAbsolute(p) ? p : resolve(base, p);
 }
 function machineId(h) {
@@ -37506,6 +37976,13 @@ function systemAccount(user) {
   if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
   if (user.startsWith("systemd-")) return "one of systemd's accounts";
   return void 0;
+}
+function liveReleasePathProblem(text, base, placeholders) {
+  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const m = new RegExp(`${esc}/+(current(?![A-Za-z0-9._-])|releases/+[^\\s/'"]+)`).exec(text);
+  if (!m) return void 0;
+  const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
+  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -37538,6 +38015,16 @@ function crossCheck(config, problems) {
       if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
       ports.set(port2, pname);
     }
+  }
+  const base = (config.base_dir ?? `/srv/${config.app}`).replace(/\/+$/, "");
+  const named = [
+    ...Object.entries(config.programs).flatMap(([pname, p]) => [[`programs.${pname}.command`, p.command], ...Object.entries(p.env).map(([k, v]) => [`programs.${pname}.env.${k}`, v])]),
+    ["release.build", config.release.build],
+    ["release.migrate", config.release.migrate]
+  ];
+  for (const [path, text] of named) {
+    const why = liveReleasePathProblem(text, base, path.startsWith("programs."));
+    if (why) problems.push({ path, message: why });
   }
   const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
@@ -37611,6 +38098,7 @@ function readYamlFile(file, label = file) {
     throw new OpsError(why.message, why.hint);
   }
   const text = decodeUtf8(bytes, label, "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+  refuseDeepNesting(text, label);
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : void 0;
   if (kept) return kept.value;
@@ -37709,7 +38197,7 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -37719,6 +38207,7 @@ var init_environment = __esm({
     init_errors();
     init_shell();
     init_utf8();
+    init_yaml_depth();
     init_environment_schema();
     init_hostkey();
     init_schema_object();
@@ -37739,6 +38228,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       file;
       problems;
     };
+    relativeTo = userPath;
     RESERVED_APPS = {
       default: "nginx's default site",
       nginx: "/var/log/nginx",
@@ -39359,7 +39849,7 @@ var require_proper_lockfile = __commonJS({
 
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes6 } from "node:crypto";
-import { lstat as lstat2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve2 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
@@ -39421,6 +39911,25 @@ function interruption(signal, where) {
   const sig = typeof signal === "string" && signal ? signal : "SIGINT";
   return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
 }
+async function takeOver(lockDir, seen) {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir2(guard);
+  } catch (e) {
+    if (e.code !== "EEXIST") throw e;
+    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    const now = await stat2(lockDir).catch(() => void 0);
+    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
+    await rm2(lockDir, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm2(guard, { recursive: true, force: true });
+  }
+}
 async function takeLock(target, shown, notify, signal) {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
@@ -39430,16 +39939,17 @@ async function takeLock(target, shown, notify, signal) {
   const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (; ; ) {
     if (signal?.aborted) throw interrupted(false);
-    const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
+    const seen = await stat2(lockDir).catch(() => void 0);
+    const before = seen && Date.now() - seen.mtimeMs;
+    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
     try {
       let lost;
-      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
       const release = Object.assign(() => unlock(), { lost: () => lost });
       if (signal?.aborted) {
         await release().catch(() => void 0);
         throw interrupted(false);
       }
-      if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
       return release;
     } catch (e) {
       if (e instanceof InterruptedError) throw e;
@@ -39507,7 +40017,7 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -39525,6 +40035,9 @@ var init_atomic = __esm({
     ChangedOnDiskError = class extends OpsError {
     };
     LOCK_STALE_MS = 1e4;
+    LOCK_REFRESH_MS = 5e3;
+    NEVER_STALE_MS = 24 * 36e5;
+    TAKEOVER_STALE_MS = 5e3;
     LOCK_WAIT_MS = 15e3;
     LOCK_QUIET_MS = 1e3;
     warnOnStderr = (m) => {
@@ -47071,6 +47584,7 @@ function aliasTargets(doc) {
 }
 function parseTree(text, format, options) {
   const { file } = options;
+  refuseDeepNesting(text, file);
   const docs = (0, import_yaml5.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
@@ -47240,6 +47754,7 @@ var init_tree_parse = __esm({
     "use strict";
     import_yaml5 = __toESM(require_dist(), 1);
     init_errors();
+    init_yaml_depth();
     init_comments();
     init_goyaml();
     init_tree_print();
@@ -47340,20 +47855,23 @@ function hasSopsKey(text, format) {
       const v = JSON.parse(text.replace(/^\uFEFF/, ""));
       return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
     }
+    if (nestingDepth(text) > MAX_NESTING) return void 0;
     const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
-    if (!Array.isArray(docs) || docs.length !== 1 || docs[0].errors.length) return void 0;
-    const top = docs[0].contents;
-    return (0, import_yaml6.isMap)(top) && top.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops");
+    if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
+    return docs.some((d) => (0, import_yaml6.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops"));
   } catch {
     return void 0;
   }
+}
+function surelyNotSops(text, format) {
+  return hasSopsKey(text, format) === false;
 }
 function parseSops(text, file, format = formatOf(file)) {
   let tree;
   try {
     tree = parseTree(text, format, { file, keys: "strict" });
   } catch (e) {
-    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
     throw e;
   }
   const sops = getEntry(tree, "sops");
@@ -47407,6 +47925,7 @@ var init_sops_metadata = __esm({
     init_errors();
     init_goregex();
     init_tree_parse();
+    init_yaml_depth();
     init_tree_print();
     init_tree_scalars();
     init_tree();
@@ -47620,6 +48139,11 @@ function allowKeys(node, allow, path = []) {
     allowKeys(v, allow, at2);
   }
 }
+function allowPath(file, allow) {
+  if (!allow) return;
+  const parts = file.split("/");
+  for (let i = 0; i < parts.length; i++) if (parts[i]) allow(parts.slice(i).join("/"));
+}
 var IvStash;
 var init_sops_decrypt = __esm({
   "core/secrets/sops-decrypt.ts"() {
@@ -47715,6 +48239,7 @@ var init_sops = __esm({
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
         allowKeys(plain, opts2.allow);
+        allowPath(file, opts2.allow);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
         const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
         f.openedWith = opts2;
@@ -47735,7 +48260,19 @@ var init_sops = __esm({
         } catch (e) {
           throw fileError(e, file, "read", "a sops-encrypted file");
         }
-        const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
+        let text;
+        try {
+          text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
+        } catch (e) {
+          let format;
+          try {
+            format = formatOf(file);
+          } catch {
+            throw e;
+          }
+          if (surelyNotSops(bytes.toString("utf8"), format)) throw notSops(file);
+          throw e;
+        }
         return _SecretsFile.fromText(text, file, opts2);
       }
       /**
@@ -47755,8 +48292,9 @@ var init_sops = __esm({
           new IvStash()
         );
         f.setRecipients(opts2.recipients);
-        f.setTree(tree);
         f.openedWith = opts2.openWith ?? {};
+        allowPath(file, f.openedWith.allow);
+        f.setTree(tree);
         if (opts2.mode !== void 0) f.createMode = opts2.mode;
         return f;
       }
@@ -47823,6 +48361,7 @@ var init_sops = __esm({
         if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
         this.refuseMergeKeys(tree);
         this.plain = tree;
+        allowKeys(tree, this.openedWith?.allow);
       }
       /**
        * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
@@ -48050,6 +48589,7 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
+  refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
@@ -48096,10 +48636,10 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
   rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
   return rule.age;
 }
-async function setEnvRule(root, env, recipients) {
-  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients));
+async function setEnvRule(root, env, recipients, signal) {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
 }
-async function setEnvRuleOnce(root, env, recipients) {
+async function setEnvRuleOnce(root, env, recipients, signal) {
   const regex = envPathRegex(env);
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
@@ -48116,10 +48656,10 @@ async function setEnvRuleOnce(root, env, recipients) {
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const own2 = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
   const ageValue = new import_yaml7.Scalar(list2.join(","));
-  if (own >= 0) {
-    const rule = items[own];
+  if (own2 >= 0) {
+    const rule = items[own2];
     const old = rule.get("age", true);
     if ((0, import_yaml7.isSeq)(old)) {
       const s = new import_yaml7.YAMLSeq();
@@ -48135,7 +48675,7 @@ async function setEnvRuleOnce(root, env, recipients) {
     if (at2) items.splice(at2.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null);
+  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -48162,6 +48702,7 @@ var init_sops_config = __esm({
     init_atomic();
     init_goregex();
     init_keys();
+    init_yaml_depth();
     SOPS_CONFIG_FILE = ".sops.yaml";
     CONFIG_HEADER = [
       " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
@@ -48280,11 +48821,12 @@ function findPlaceholders(tree) {
   return found;
 }
 function placeholderError(label, env, keys, change) {
-  const what = `placeholder value${keys.length === 1 ? "" : "s"} (CHANGE-ME)`;
+  const named = keys.map(keyName).join(", ");
+  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
   return change ? new OpsError(
-    `${label} would hold ${keys.length === 1 ? "a " : ""}${what}, which every deploy refuses (${change.untouched}): ${keys.join(", ")}`,
-    `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
-  ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
+    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
+  ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
 var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
@@ -48293,6 +48835,7 @@ var init_env = __esm({
     import_yaml8 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
+    init_report();
     init_shell();
     init_keys();
     init_sops_metadata();
@@ -48314,7 +48857,7 @@ var init_env = __esm({
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
-import { mkdir as mkdir2, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
@@ -48434,7 +48977,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
-  await mkdir2(join8(dir, "assets"), { recursive: true });
+  await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
     await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     await setEnvRule(root, name2, recipients);
@@ -48539,11 +49082,11 @@ function weakParts(value) {
 }
 function weakSecretWarning(what, parts) {
   const said = parts.map((p) => {
-    const n = `${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? ", a common word or number" : ""}`;
-    if (p.why === "unmasked") return `${n}: too short to be masked, so the logs show it as it is`;
-    return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
+    const n = own`${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? own`, a common word or number` : ""}`;
+    if (p.why === "unmasked") return own`${n}: too short to be masked, so the logs show it as it is`;
+    return own`${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
   });
-  return `${what} is weak: ${[...new Set(said)].join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+  return own`${what} is weak: ${[...new Set(said)].join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
 }
 function weakSecretWarnings(tree, include = () => true, shown = showPath) {
   const byValue = /* @__PURE__ */ new Map();
@@ -48560,77 +49103,26 @@ function weakSecretWarnings(tree, include = () => true, shown = showPath) {
   for (const [text, keys] of byValue) {
     const parts = weakParts(text);
     if (!parts.length) continue;
-    const named = keys.map((k) => `"${k}"`);
-    const what = named.length === 1 ? `secret ${named[0]}` : `secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
+    const named = keys.map((k) => `"${keyName(k)}"`);
+    const what = named.length === 1 ? own`secret ${named[0]}` : own`secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
     out.push(weakSecretWarning(what, parts));
   }
   return out;
 }
-var SHORT_SECRET_LENGTH, COMMON, SUBJECT;
+var SUBJECT;
 var init_weak = __esm({
   "core/secrets/weak.ts"() {
     "use strict";
+    init_report();
     init_parts();
     init_tree_scalars();
     init_tree();
-    SHORT_SECRET_LENGTH = 8;
-    COMMON = /* @__PURE__ */ new Set([
-      // first guesses for a password
-      "password",
-      "password1",
-      "password123",
-      "passw0rd",
-      "p@ssw0rd",
-      "changeme",
-      "changeit",
-      "letmein1",
-      "iloveyou",
-      "sunshine",
-      "football",
-      "baseball",
-      "welcome1",
-      "trustno1",
-      "superuser",
-      "supersecret",
-      "secret123",
-      "admin123",
-      "qwertyui",
-      "qwertyuiop",
-      "qwerty123",
-      "abcdefgh",
-      "abcd1234",
-      "testtest",
-      "test1234",
-      "root1234",
-      // words deploy logs and app output are full of
-      "postgres",
-      "postgresql",
-      "username",
-      "database",
-      "localhost",
-      "127.0.0.1",
-      "production",
-      "development",
-      "administrator",
-      "application",
-      "deployment",
-      "undefined",
-      "disabled",
-      "password_hash",
-      // numbers
-      "12345678",
-      "123456789",
-      "1234567890",
-      "87654321",
-      "11111111",
-      "00000000",
-      "99999999"
-    ]);
+    init_parts();
     SUBJECT = {
-      value: "its value",
-      line: "one of its lines (masked on its own)",
-      "URL password": "its URL's password (masked on its own)",
-      part: "a part of it masked on its own (a string inside its JSON, or a URL password in one)"
+      value: own`its value`,
+      line: own`one of its lines (masked on its own)`,
+      "URL password": own`its URL's password (masked on its own)`,
+      part: own`a part of it masked on its own (a string inside its JSON, or a URL password in one)`
     };
   }
 });
@@ -50024,11 +50516,11 @@ var require_make_dir = __commonJS({
     var makeDir2 = async (input, options) => {
       checkPath(input);
       options = processOptions(options);
-      const mkdir3 = promisify(options.fs.mkdir);
+      const mkdir4 = promisify(options.fs.mkdir);
       const stat3 = promisify(options.fs.stat);
       if (useNativeRecursiveOption && options.fs.mkdir === fs5.mkdir) {
         const pth = path.resolve(input);
-        await mkdir3(pth, {
+        await mkdir4(pth, {
           mode: options.mode,
           recursive: true
         });
@@ -50036,7 +50528,7 @@ var require_make_dir = __commonJS({
       }
       const make = async (pth) => {
         try {
-          await mkdir3(pth, options.mode);
+          await mkdir4(pth, options.mode);
           return pth;
         } catch (error2) {
           if (error2.code === "EPERM") {
@@ -69878,14 +70370,14 @@ var require_keygen = __commonJS({
           reader.readString(Ber.Integer, true);
           reader.readString(Ber.Integer, true);
           const iqmp = reader.readString(Ber.Integer, true);
-          const keyName = Buffer.from("ssh-rsa");
+          const keyName2 = Buffer.from("ssh-rsa");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
+            4 + keyName2.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(n.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(n.length, pos += keyName2.length);
           privBuf.set(n, pos += 4);
           privBuf.writeUInt32BE(e.length, pos += n.length);
           privBuf.set(e, pos += 4);
@@ -69898,16 +70390,16 @@ var require_keygen = __commonJS({
           privBuf.writeUInt32BE(q.length, pos += p.length);
           privBuf.set(q, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + e.length + 4 + n.length
+            4 + keyName2.length + 4 + e.length + 4 + n.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(e.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(e.length, pos += keyName2.length);
           pubBuf.set(e, pos += 4);
           pubBuf.writeUInt32BE(n.length, pos += e.length);
           pubBuf.set(n, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ec": {
           let reader = new Ber.Reader(pub);
@@ -69953,31 +70445,31 @@ var require_keygen = __commonJS({
             Buffer.from([0]),
             reader.readString(Ber.OctetString, true)
           ]);
-          const keyName = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
+          const keyName2 = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
           sshCurveName = Buffer.from(sshCurveName);
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           privBuf.set(sshCurveName, pos += 4);
           privBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(privBin.length, pos += pubBin.length);
           privBuf.set(privBin, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           pubBuf.set(sshCurveName, pos += 4);
           pubBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ed25519": {
           let reader = new Ber.Reader(pub);
@@ -70001,14 +70493,14 @@ var require_keygen = __commonJS({
             throw new Error("Bad ED25519 private OID");
           reader = new Ber.Reader(reader.readString(Ber.OctetString, true));
           const privBin = reader.readString(Ber.OctetString, true);
-          const keyName = Buffer.from("ssh-ed25519");
+          const keyName2 = Buffer.from("ssh-ed25519");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
+            4 + keyName2.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(
             privBin.length + pubBin.length,
@@ -70017,14 +70509,14 @@ var require_keygen = __commonJS({
           privBuf.set(privBin, pos += 4);
           privBuf.set(pubBin, pos += privBin.length);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
       }
     }
@@ -70780,7 +71272,8 @@ function readKey(file, label) {
     return readFileSync(file, "utf8");
   } catch (e) {
     const why = fileError(e, file, "read", "an SSH private key file");
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, why.hint);
+    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
   }
 }
 function checkKeyText(text, label) {
@@ -70813,229 +71306,8 @@ function resolveCredentials(sources, reporter) {
   );
 }
 
-// core/report.ts
-init_parts();
-var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
-var FNV_OFFSET = 2166136261 & 1073741823;
-var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
-var FILTER_BITS_PER_PREFIX = 16;
-var FILTER_MAX_LOG2 = 27;
-function urlEncodedForms(secret) {
-  const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
-  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
-  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
-}
-function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
-}
-function maskedParts(value) {
-  const out = /* @__PURE__ */ new Set();
-  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
-    const t = v.trim();
-    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
-  }
-  return [...out];
-}
-var Masker = class {
-  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
-  secrets = /* @__PURE__ */ new Map();
-  /** Secrets by length, and the lengths in ascending order. */
-  byLength = /* @__PURE__ */ new Map();
-  lengths = [];
-  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
-  starts = /* @__PURE__ */ new Set();
-  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
-  starred = [];
-  /** The length of the longest secret. */
-  longest = 0;
-  /**
-   * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
-   * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
-   */
-  filter = new Int32Array(1 << 11);
-  filterLog2 = 16;
-  prefixes = 0;
-  /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
-  wholes = /* @__PURE__ */ new Set();
-  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
-  add(value) {
-    const added = [];
-    for (const t of maskedParts(value)) {
-      if (!this.secrets.has(t)) {
-        this.secrets.set(t, this.secrets.size);
-        let same = this.byLength.get(t.length);
-        if (!same) {
-          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
-          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-        }
-        same.add(t);
-        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
-        if (t.includes("*")) this.starred.push(t);
-        this.longest = Math.max(this.longest, t.length);
-        this.prefixes += t.length;
-        if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
-          while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
-          this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
-          for (const s of this.secrets.keys()) this.remember(s);
-        } else this.remember(t);
-        added.push(t);
-      }
-    }
-    return added;
-  }
-  /** Record a secret's prefixes in the filter, and its hash. */
-  remember(secret) {
-    let hash = FNV_OFFSET;
-    for (let k = 0; k < secret.length; k++) {
-      hash = fnvStep(hash, secret.charCodeAt(k));
-      const shift = 32 - this.filterLog2;
-      const a = Math.imul(hash, 2654435761) >>> shift;
-      const b = Math.imul(hash, 739982445) >>> shift;
-      this.filter[a >>> 5] |= 1 << (a & 31);
-      this.filter[b >>> 5] |= 1 << (b & 31);
-    }
-    this.wholes.add(hash);
-  }
-  /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
-  mayStart(hash) {
-    const shift = 32 - this.filterLog2;
-    const a = Math.imul(hash, 2654435761) >>> shift;
-    if ((this.filter[a >>> 5] & 1 << (a & 31)) === 0) return false;
-    const b = Math.imul(hash, 739982445) >>> shift;
-    return (this.filter[b >>> 5] & 1 << (b & 31)) !== 0;
-  }
-  /**
-   * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
-   * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
-   * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
-   * or is as long as the longest. No regular expression: the work is the text's length times the readings that
-   * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
-   * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
-   * only when a reading's hash is a secret's.
-   */
-  urlForms(text) {
-    const spans = [];
-    const at2 = [];
-    const hash = [];
-    const length = [];
-    const parent = [];
-    const read2 = [];
-    const pending = [];
-    const decoded = (r) => {
-      let s = "";
-      for (; r > 0; r = parent[r]) s = read2[r] + s;
-      return s;
-    };
-    for (let start = 0; start < text.length; start++) {
-      let end = -1;
-      let count = 1;
-      at2[0] = start;
-      hash[0] = FNV_OFFSET;
-      length[0] = 0;
-      parent[0] = -1;
-      pending.push(0);
-      while (pending.length > 0) {
-        const r = pending.pop();
-        const p = at2[r];
-        if (p >= text.length || length[r] >= this.longest) continue;
-        const code = text.charCodeAt(p);
-        for (let way = 0; way < 3; way++) {
-          let char;
-          let width = 1;
-          if (way === 0) char = text[p];
-          else if (way === 1) {
-            if (code !== 43) continue;
-            char = " ";
-          } else {
-            if (code !== 37) continue;
-            const e = percentEscapedChar(text, p);
-            if (!e) continue;
-            [char, width] = e;
-          }
-          let h = hash[r];
-          let k = 0;
-          for (; k < char.length; k++) if (!this.mayStart(h = fnvStep(h, char.charCodeAt(k)))) break;
-          if (k < char.length) continue;
-          const n = count++;
-          at2[n] = p + width;
-          hash[n] = h;
-          length[n] = length[r] + char.length;
-          parent[n] = r;
-          read2[n] = char;
-          if (p + width > end && this.wholes.has(h)) {
-            const s = decoded(n);
-            if (this.byLength.get(s.length)?.has(s)) end = p + width;
-          }
-          pending.push(n);
-        }
-      }
-      if (end > start) spans.push([start, end]);
-    }
-    return starred(text, spans);
-  }
-  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
-  allowed = /* @__PURE__ */ new Set();
-  allow(text) {
-    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
-  }
-  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
-  allowedSpans(text, found) {
-    const spans = [];
-    for (const a of this.allowed) {
-      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
-      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
-    }
-    return spans;
-  }
-  redact(text) {
-    if (this.secrets.size === 0) return text;
-    if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
-    const found = new Set(this.starred);
-    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
-      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
-      for (const n of this.lengths) {
-        if (i + n > text.length) break;
-        const piece = text.slice(i, i + n);
-        if (this.byLength.get(n).has(piece)) found.add(piece);
-      }
-    }
-    if (found.size === 0) return text;
-    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
-    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
-    if (kept.length) return this.hideOutside(text, order, kept);
-    let out = text;
-    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
-    return out;
-  }
-  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
-  hideOutside(text, found, kept) {
-    const hide = [];
-    for (const s of found) {
-      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
-        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
-      }
-    }
-    return starred(text, hide.sort((x, y) => x[0] - y[0]));
-  }
-};
-function starred(text, spans) {
-  let out = "";
-  let copied = 0;
-  for (let k = 0; k < spans.length; ) {
-    const from = spans[k][0];
-    let to = spans[k][1];
-    for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
-    out += `${text.slice(copied, from)}***`;
-    copied = to;
-  }
-  return out + text.slice(copied);
-}
-function seconds(ms) {
-  return `${(ms / 1e3).toFixed(1)}s`;
-}
-
 // core/action.ts
+init_report();
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -71059,9 +71331,9 @@ var ActionsReporter = class {
     error(this.redact(message));
   }
   async group(title, fn) {
-    const own = !this.groupOpen;
+    const own2 = !this.groupOpen;
     const start = Date.now();
-    if (own) {
+    if (own2) {
       startGroup(this.redact(title));
       this.groupOpen = true;
     } else info(`\u25B8 ${this.redact(title)}`);
@@ -71073,7 +71345,7 @@ var ActionsReporter = class {
       info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
-      if (own) {
+      if (own2) {
         endGroup();
         this.groupOpen = false;
       }
@@ -71599,6 +71871,7 @@ init_shell();
 init_shell();
 
 // core/steps/masks.ts
+init_report();
 init_shell();
 function secretEnvNames(env) {
   return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
@@ -71685,7 +71958,132 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
 
 // core/steps/sh/history.sh
-var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
+history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
+  # onto it, this event would be lost with it (a release that went live read as never live).
+  if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=\${d%/}; r=\${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
+  done
+}
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
+# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local n _t event id _rest
+  history_live_seq=(); history_last_seq=(); history_seq=0
+  while IFS=$'\\t' read -r n _t event id _rest; do
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    n=$(( 10#$n )); history_seq=$n
+    # A torn line (cut short by a crash mid-append; the last one, unended, is not read at all) names no event of a release.
+    [[ $id =~ $release_dir_pattern ]] || continue
+    case $event in live | failed | abandoned) ;; *) continue ;; esac
+    history_last_seq[$id]=$n
+    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
+  done < <(history_lines)
+}
+# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
+# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
+# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
+release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
+# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+release_status() {
+  release_state=ok
+  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
+  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+# release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
+# never went live (release_went_live: its deploy was interrupted, killed, or is under way).
+release_reports() {
+  local r d sha cur
+  history_read
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    release_status "$r"
+    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+  done
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
+  done
+  true
+}
+`;
 
 // core/steps/sh/host-lock.sh
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
@@ -71740,11 +72138,13 @@ in_tree() {
   done
   return 1
 }
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release
+# (a daemon's "/") with OPS_RELEASE=ID. A working directory inside another release of DIR's releases directory is that
+# release's code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the
+# previous release (supervisor gave it the new release's environment and directory).
 same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; "\${3%/*}"/*) return 1 ;; esac
+  [ "$(proc_env_release "$1")" = "$2" ]
 }
 # describe_proc PID: "pid N (command) running RELEASE-or-directory"
 describe_proc() {
@@ -71778,11 +72178,36 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
-# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
-# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
+# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
+# daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as
+# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or
+# that says it was started by slot SLOT's programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is
+# the other slot's (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:
+# call sup_pids first). Exactly such a process on a slot's port is one leftovers_down stops; anything else there
+# (another user's, or not run from our releases) is not ours.
+ours() {
+  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where
+  uid=$(id -u "$3" 2>/dev/null) || return 1
+  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true
+  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1
+  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=\${v#*=} ;; OPS_RELEASE=*) rel=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1
+  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  case "$where" in
+    *" $4"/?*) ;;
+    # Started by this slot's programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.
+    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;
+  esac
+  for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done
+  return 0
+}
+# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and
+# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the
+# tree of the slot's own supervisor process), "own" (a program of this environment left it running outside
+# supervisor: ours, with USER the programs' user and RELEASES the releases' directory; the start stops it first), or
+# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l ls tree; shift 2
+  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf '%s' "$4"); shift 4
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
@@ -71790,9 +72215,10 @@ report_slot() {
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     ls=$(listeners "$port")
     for l in $ls; do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      tree=other
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
+      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
@@ -72822,19 +73248,20 @@ var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 init_shell();
 
 // core/steps/switch.ts
-function expand4(env, text, release, program, slot) {
+function expand4(env, text, release, program, slot, key = `programs.${program}`) {
   const paths = env.runtime;
-  return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
+  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal, name2, arg) => {
+    if (literal !== void 0) return `{${literal}}`;
     if (name2 === "release" && !arg) return release;
     if (name2 === "python" && !arg) return paths.python;
     if (name2 === "node" && !arg) return paths.node;
     if (name2 === "npm" && !arg) return paths.npm;
     if (name2 === "port") {
       const target = arg ?? program;
-      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
+      if (!env.config.programs[target]) throw new OpsError(`${key}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
       return String(env.port(target, slot));
     }
-    throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
+    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
 function programName(env, slot, program) {
@@ -72879,12 +73306,12 @@ function slotConfigText(env, slot, release, releaseId, carry, refused) {
       OPS_RELEASE: releaseId,
       OPS_SLOT: slot
     });
-    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand4(env, v, release, name2, slot));
-    const log = `${L.logDir}/${name2}-${slot}`;
     const key = (k) => `programs.${name2}.${k}`;
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand4(env, v, release, name2, slot, key(`env.${k}`)));
+    const log = `${L.logDir}/${name2}-${slot}`;
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand4(env, p.command, release, name2, slot)))}`,
+      `command=${carry(() => supervisorValue(key("command"), expand4(env, p.command, release, name2, slot, key("command"))))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -73187,7 +73614,7 @@ nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PR
 }
 function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
-  const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
+  const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, slot).map(quote).join(" ")}`;
   const other = whenNone === "blue" ? "green" : "blue";
   return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${maskLibrary(env)}
@@ -73543,8 +73970,28 @@ init_environment();
 import { existsSync as existsSync8 } from "node:fs";
 import { join as join9 } from "node:path";
 init_errors();
+init_parts();
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+function plainPasswords(env) {
+  const values = [
+    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+function maskPlainPasswords(ctx, env, warn) {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+    );
+}
 async function environmentSecrets(ctx, env) {
+  maskPlainPasswords(ctx, env, true);
   const file = join9(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
@@ -73555,6 +74002,7 @@ async function environmentSecrets(ctx, env) {
   const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
   const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
   const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
+  allowSecretRefs(env, ctx);
   const masked = [];
   let decrypted;
   try {
@@ -73572,6 +74020,9 @@ async function environmentSecrets(ctx, env) {
   const placeholders = findPlaceholders2(decrypted.tree);
   if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
   return decrypted.data;
+}
+function allowSecretRefs(env, ctx) {
+  for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
 }
 
 // core/ops/host-state.ts
@@ -74548,6 +74999,15 @@ var Bastion = class _Bastion {
 // core/remote/wrap.ts
 init_shell();
 var START_MARKER = "@ops-start";
+var REFUSED_PREFIX = "@ops-refused ";
+var STEP_ENV = "OPS_STEP=1";
+var stepGuard = [
+  "ops_line1=1",
+  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+  ":",
+  ":",
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+].join("\n");
 var scriptPrelude = [
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
@@ -74562,7 +75022,7 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), ...connection ? ["env", `OPS_CONNECTION=${connection}`] : [], "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds2), "env", ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
@@ -74573,6 +75033,10 @@ function scriptText(step) {
 OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
+}
+function stepInput(step) {
+  return `${stepGuard}
+${scriptText(step)}`;
 }
 function uploadStep(remotePath, size2, mode, guard) {
   const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
@@ -74686,6 +75150,8 @@ var SshRemote = class {
   lost;
   closed = false;
   warnedPreamble = false;
+  warnedSudo = false;
+  warnedStderr = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -74786,7 +75252,7 @@ var SshRemote = class {
     const what = `step "${step.name}"`;
     if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
+      if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -74829,31 +75295,71 @@ var SshRemote = class {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    if (preamble && !this.warnedPreamble) {
+    const lines = preamble.split("\n").filter(Boolean);
+    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join("\n");
+    const quoted = (text) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    if (sudoLines.length && !this.warnedSudo) {
+      this.warnedSudo = true;
+      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+    }
+    if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
+      this.warnedStderr = true;
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
     }
     const code = status.code ?? (status.signal ? 128 : 255);
-    if (code === 0 && !out.started) {
-      throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
-        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
-      );
-    }
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
     }
     return result;
   }
+  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+  refused(what, line) {
+    const [why, ...rest] = line.split(" ");
+    const detail = rest.join(" ");
+    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
+    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const stopped = "ops stopped it before it did anything";
+    if (why === "stdin")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+        `move that read below ${guard}, or make it read from /dev/tty`
+      );
+    if (why === "stderr")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`
+      );
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`
+    );
+  }
+  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+  notStarted(what, code, output) {
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : "";
+    const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`
+    );
+  }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -74938,6 +75444,11 @@ async function inBatches(items, size2, fn) {
   }
   return results;
 }
+function unreachableError(unreachable, total) {
+  if (total === 1 && unreachable.length === 1) return unreachable[0].error;
+  return new OpsError(`cannot reach ${unreachable.length} of ${total} hosts; nothing was changed:
+${unreachable.map((u) => `  - ${u.message}`).join("\n")}`);
+}
 var Session = class _Session {
   constructor(env, hosts, remotes, connector) {
     this.env = env;
@@ -74956,21 +75467,28 @@ var Session = class _Session {
    * at once, without retries, and it rejects.
    */
   static async open(ctx, env, hosts = env.hosts, signal) {
+    const { session, unreachable } = await _Session.openReachable(ctx, env, hosts, signal);
+    if (unreachable.length) {
+      await session.close();
+      throw unreachableError(unreachable, hosts.length);
+    }
+    return session;
+  }
+  /**
+   * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
+   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its first text), in the
+   * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
+   */
+  static async openReachable(ctx, env, hosts = env.hosts, signal) {
     const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
     const remotes = /* @__PURE__ */ new Map();
-    const failures = [];
+    const unreachable = [];
     settled.forEach((s, i) => {
       if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+      else unreachable.push({ host: hosts[i], error: s.reason, message: s.reason instanceof Error ? s.reason.message : String(s.reason) });
     });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
-${failures.map((f) => `  - ${f}`).join("\n")}`);
-    }
-    return new _Session(env, hosts, remotes, connector);
+    return { session: new _Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
   }
   /**
    * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
@@ -75055,23 +75573,7 @@ function parseState(r) {
 
 // core/ops/locked.ts
 import { randomBytes as randomBytes11 } from "node:crypto";
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-var runHandlers = /* @__PURE__ */ new Set();
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  process.on("SIGINT", handler).on("SIGTERM", handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  process.off("SIGINT", handler).off("SIGTERM", handler);
-}
-
-// core/ops/locked.ts
+init_signals();
 init_errors();
 
 // core/runinfo.ts
@@ -75122,6 +75624,9 @@ function parseAuditLine(line) {
   }
   return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
 }
+function endTornLine(path) {
+  return `if [ -s ${quote(path)} ] && [ -n "$(tail -c 1 ${quote(path)})" ]; then printf '\\n' >> ${quote(path)}; fi`;
+}
 function appendAudit(env, entry) {
   const L = env.layout;
   const line = auditLine(entry);
@@ -75131,6 +75636,7 @@ function appendAudit(env, entry) {
     timeout: 30,
     quiet: true,
     script: `install -d -m 0755 ${quote(L.state)}
+${endTornLine(L.audit)}
 printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
 chmod 0644 ${quote(L.audit)}`
   };
@@ -75180,14 +75686,21 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   fi
 fi`;
 }
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+var LOCK_STATE = String.raw`lock_state=free; lock_info=
+for lock_try in 1 2 3; do
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
+  [ -d "$lock" ] || break
+  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
+done
+if [ "$lock_state" = stale ]; then
+  pid=; start=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; esac; done <<< "$lock_info"
+  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
+var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
@@ -75217,32 +75730,54 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+# The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
+holder_start=$(proc_start "$holder" || true)
+[ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+# What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
+# (looked for by bash first: usually there is none).
+for f in "$lock".taking.* "$lock".gone.*; do
+  if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split("/").pop()}.taking.*`)} -o -name ${quote(`${L.lock.split("/").pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
+done
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+taking="$lock.taking.$$"
 while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+  # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
+  # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
+  if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
+  if [ ! -e "$lock" ]; then
+    # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
+    # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
+    # written (disk full), the lock is not taken.
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+    rm -rf "$taking"
+    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$taking/info"; } 2>&1); then
+      rm -rf "$taking"
+      echo "cannot write the lock's details in $taking: ${"$"}{made:-no space left under ${L.base}?}" >&2
       exit 1
     fi
-    ops_report ${LOCK_KEYS.lock} acquired
-    ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # When it was taken (the host's clock): how a forced release's audit line names this lock.
-    ops_report ${LOCK_KEYS.holder} "since=$since"
-    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
-    # bash first: usually there are none).
-    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
-    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
-    # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
-    ${runLockVars(env).replace(/\n/g, "\n    ")}
-    break
+    if made=$(mv -T "$taking" "$lock" 2>&1); then
+      ops_report ${LOCK_KEYS.lock} acquired
+      ops_report ${LOCK_KEYS.holder_pid} "$holder"
+      # When it was taken (the host's clock): how a forced release's audit line names this lock.
+      ops_report ${LOCK_KEYS.holder} "since=$since"
+      # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+      # bash first: usually there are none).
+      left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+      for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+      # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
+      ${runLockVars(env).replace(/\n/g, "\n      ")}
+      break
+    fi
+    rm -rf "$taking"
+    # Another run's lock came first (the rename finds it there, ENOTEMPTY): looked at below, or taken at the next
+    # turn when let go of meanwhile; else the rename itself failed.
+    case $made in *"Directory not empty"* | *"File exists"*) [ -e "$lock" ] || continue ;; *) echo "cannot take the lock: $made" >&2; exit 1 ;; esac
   fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  # Let go of between the two looks: taken at the next turn.
+  [ "$lock_state" != free ] || continue
   printf -v now '%(%s)T' -1
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
@@ -75299,14 +75834,14 @@ function unlockScript(env, runId, auditWords) {
   const L = env.layout;
   const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
 audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released
+${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 function lockStatus(env) {
@@ -75335,7 +75870,7 @@ function parseLock(result) {
   return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
   return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
 }
 
@@ -75555,8 +76090,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     for (const host of taken) {
       const tail2 = await auditTail(host);
       const refused = lost.get(host);
-      const own = closingTimes.get(host);
-      if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      const own2 = closingTimes.get(host);
+      if (!refused && own2 && tail2.some((a) => a.time === own2 && a.operation === operation && a.actor === request.actor)) continue;
       let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
@@ -75689,6 +76224,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+      }).catch((e) => {
+        if (e instanceof NotStartedError) mine.delete(r.name);
+        throw e;
       });
       inspected.set(r.name, result2);
       if (options.lockRead) read2.set(r.name, options.lockRead(result2));
@@ -75767,6 +76305,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
 }
 
 // core/ops/initdata.ts
+init_yaml_depth();
 function isJson(text) {
   try {
     JSON.parse(text);
@@ -75800,6 +76339,7 @@ async function readInitdata(ctx, env, file) {
   const format = /\.json$/i.test(path) ? "json" : "yaml";
   let text = raw;
   let encrypted = false;
+  refuseDeepNesting(raw, path);
   if (isSopsText(raw, format)) {
     encrypted = true;
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });

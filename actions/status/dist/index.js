@@ -5797,7 +5797,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5872,7 +5872,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5967,11 +5967,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5994,10 +5994,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6014,7 +6014,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6194,7 +6194,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6216,7 +6216,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6252,13 +6252,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -11653,7 +11653,7 @@ var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
     var { isIP: isIP3 } = __require("node:net");
-    var { lookup } = __require("node:dns");
+    var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
     var maxInt = Math.pow(2, 31) - 1;
@@ -11743,7 +11743,7 @@ var require_dns = __commonJS({
         }
       }
       #defaultLookup(origin, opts2, cb) {
-        lookup(
+        lookup2(
           origin.hostname,
           {
             all: true,
@@ -19164,8 +19164,15 @@ var require_undici = __commonJS({
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
+  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function sudoWarningFix(line, host) {
+  if (!/^sudo: /.test(line)) return void 0;
+  const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 function readOnlySetHint(step, output) {
   if (/dependencies$/.test(step)) return void 0;
@@ -19193,12 +19200,17 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
+function isOwnOutputError(err) {
+  return typeof err === "object" && err !== null && ownOutput.has(err);
+}
 function describeLowLevel(err) {
   if (!(err instanceof Error)) return void 0;
   const e = err;
   const code = typeof e.code === "string" ? e.code : "";
   const m = e.message;
   const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  const stream2 = ownOutput.get(err);
+  if (stream2) return { what: `ops could not write its own output (${stream2}: ${code || m})`, hint: code === "EPIPE" ? "the program reading it (head, a pager, a closed terminal) stopped reading" : "check where that output goes (a full disk here, not on the hosts)" };
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
@@ -19210,7 +19222,8 @@ function describeLowLevel(err) {
   if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
   if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
-  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/Connection lost before handshake/.test(m)) return { what: "the connection was closed before the SSH handshake", hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
+  if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
   if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
@@ -19256,13 +19269,14 @@ ${err.stack}` : "";
 }
 function onUncaught(print) {
   const handle = (err) => {
+    if (isOwnOutputError(err)) return;
     print(formatError(err));
     process.exit(1);
   };
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, StepError, TransportError;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, ownOutput, TransportError;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19273,6 +19287,9 @@ var init_errors = __esm({
       }
       hint;
       name = "OpsError";
+    };
+    NotStartedError = class extends OpsError {
+      name = "NotStartedError";
     };
     NoAgeIdentity = class extends OpsError {
     };
@@ -19300,8 +19317,579 @@ ${indent(stderrTail.trim())}` : "";
       verdict;
       name = "StepError";
     };
+    REQUIRETTY = /sudo: sorry, you must have a tty/;
+    ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
+    };
+  }
+});
+
+// core/secrets/parts.ts
+function isWeakPart(part) {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const userinfo = authority.slice(0, at2);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function pythonRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
+    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
+    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
+    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
+    else out += `\\U${hex(cp, 8)}`;
+  }
+  return out;
+}
+function pythonBytesRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) {
+    const ch = String.fromCharCode(b);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
+    else out += ch;
+  }
+  return out;
+}
+function nodeInspect(text) {
+  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
+  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === "\\") out += "\\\\";
+    else if (ch === "'" && single) out += "\\'";
+    else if (named[ch]) out += named[ch];
+    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
+    else out += ch;
+  }
+  return out;
+}
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
+function bashSingleQuoted(text) {
+  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+}
+function printedForms(text) {
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
+}
+function secretParts(value, options = {}) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit3 = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit3(p, depth + 1);
+    }
+  };
+  visit3(value, 0);
+  if (options.escapes !== false) {
+    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+  }
+  return [...parts];
+}
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at2) {
+  if (text.charCodeAt(at2) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at2 + 1));
+  const lo = hexDigit(text.charCodeAt(at2 + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at2) {
+  const lead = escapedOctet(text, at2);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at2 + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var init_parts = __esm({
+  "core/secrets/parts.ts"() {
+    "use strict";
+    MIN_MASKED_LENGTH = 3;
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
+    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
+    hex = (n, width) => n.toString(16).padStart(width, "0");
+  }
+});
+
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+var RUN_SIGNALS, runHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
+// core/report.ts
+function own(strings, ...values) {
+  let out = "";
+  strings.forEach((chunk, i) => {
+    if (i > 0) out += String(values[i - 1]);
+    if (chunk.length < MIN_SECRET_LENGTH) out += chunk;
+    else {
+      OWN_TEXT.add(chunk);
+      out += `${MARK_OPEN}${chunk}${MARK_CLOSE}`;
+    }
+  });
+  return out;
+}
+function keyName(name2) {
+  return `${MARK_OPEN}${name2}${MARK_CLOSE}`;
+}
+function unmarked(text) {
+  return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, "") : text;
+}
+function urlEncodedForms(secret) {
+  const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
+  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
+  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
+  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
+}
+function exactForms(parts) {
+  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+}
+function maskedParts(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
+    const t = v.trim();
+    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
+  }
+  return [...out];
+}
+function starred(text, spans) {
+  let out = "";
+  let copied = 0;
+  for (let k = 0; k < spans.length; ) {
+    const from = spans[k][0];
+    let to = spans[k][1];
+    for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
+    out += `${text.slice(copied, from)}***`;
+    copied = to;
+  }
+  return out + text.slice(copied);
+}
+function seconds(ms) {
+  return `${(ms / 1e3).toFixed(1)}s`;
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker;
+var init_report = __esm({
+  "core/report.ts"() {
+    "use strict";
+    init_parts();
+    init_errors();
+    init_signals();
+    MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
+    MARK_OPEN = "\uE000";
+    MARK_CLOSE = "\uE001";
+    MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;
+    OWN_TEXT = /* @__PURE__ */ new Set();
+    FNV_OFFSET = 2166136261 & 1073741823;
+    fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
+    FILTER_BITS_PER_PREFIX = 16;
+    FILTER_MAX_LOG2 = 27;
+    Masker = class {
+      /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+      secrets = /* @__PURE__ */ new Map();
+      /** Secrets by length, and the lengths in ascending order. */
+      byLength = /* @__PURE__ */ new Map();
+      lengths = [];
+      /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+      starts = /* @__PURE__ */ new Set();
+      /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+      starred = [];
+      /** The length of the longest secret. */
+      longest = 0;
+      /**
+       * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
+       * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
+       */
+      filter = new Int32Array(1 << 11);
+      filterLog2 = 16;
+      prefixes = 0;
+      /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
+      wholes = /* @__PURE__ */ new Set();
+      /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
+      add(value) {
+        const added = [];
+        for (const t of maskedParts(value)) {
+          if (!this.secrets.has(t)) {
+            this.secrets.set(t, this.secrets.size);
+            let same = this.byLength.get(t.length);
+            if (!same) {
+              this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
+              this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+            }
+            same.add(t);
+            this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+            if (t.includes("*")) this.starred.push(t);
+            this.longest = Math.max(this.longest, t.length);
+            this.prefixes += t.length;
+            if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
+              while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
+              this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
+              for (const s of this.secrets.keys()) this.remember(s);
+            } else this.remember(t);
+            added.push(t);
+          }
+        }
+        return added;
+      }
+      /** Record a secret's prefixes in the filter, and its hash. */
+      remember(secret) {
+        let hash = FNV_OFFSET;
+        for (let k = 0; k < secret.length; k++) {
+          hash = fnvStep(hash, secret.charCodeAt(k));
+          const shift = 32 - this.filterLog2;
+          const a = Math.imul(hash, 2654435761) >>> shift;
+          const b = Math.imul(hash, 739982445) >>> shift;
+          this.filter[a >>> 5] |= 1 << (a & 31);
+          this.filter[b >>> 5] |= 1 << (b & 31);
+        }
+        this.wholes.add(hash);
+      }
+      /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
+      mayStart(hash) {
+        const shift = 32 - this.filterLog2;
+        const a = Math.imul(hash, 2654435761) >>> shift;
+        if ((this.filter[a >>> 5] & 1 << (a & 31)) === 0) return false;
+        const b = Math.imul(hash, 739982445) >>> shift;
+        return (this.filter[b >>> 5] & 1 << (b & 31)) !== 0;
+      }
+      /**
+       * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
+       * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
+       * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
+       * or is as long as the longest. No regular expression: the work is the text's length times the readings that
+       * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
+       * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
+       * only when a reading's hash is a secret's.
+       */
+      urlForms(text) {
+        const spans = [];
+        const at2 = [];
+        const hash = [];
+        const length = [];
+        const parent = [];
+        const read2 = [];
+        const pending = [];
+        const decoded = (r) => {
+          let s = "";
+          for (; r > 0; r = parent[r]) s = read2[r] + s;
+          return s;
+        };
+        for (let start = 0; start < text.length; start++) {
+          let end = -1;
+          let count = 1;
+          at2[0] = start;
+          hash[0] = FNV_OFFSET;
+          length[0] = 0;
+          parent[0] = -1;
+          pending.push(0);
+          while (pending.length > 0) {
+            const r = pending.pop();
+            const p = at2[r];
+            if (p >= text.length || length[r] >= this.longest) continue;
+            const code = text.charCodeAt(p);
+            for (let way = 0; way < 3; way++) {
+              let char;
+              let width = 1;
+              if (way === 0) char = text[p];
+              else if (way === 1) {
+                if (code !== 43) continue;
+                char = " ";
+              } else {
+                if (code !== 37) continue;
+                const e = percentEscapedChar(text, p);
+                if (!e) continue;
+                [char, width] = e;
+              }
+              let h = hash[r];
+              let k = 0;
+              for (; k < char.length; k++) if (!this.mayStart(h = fnvStep(h, char.charCodeAt(k)))) break;
+              if (k < char.length) continue;
+              const n = count++;
+              at2[n] = p + width;
+              hash[n] = h;
+              length[n] = length[r] + char.length;
+              parent[n] = r;
+              read2[n] = char;
+              if (p + width > end && this.wholes.has(h)) {
+                const s = decoded(n);
+                if (this.byLength.get(s.length)?.has(s)) end = p + width;
+              }
+              pending.push(n);
+            }
+          }
+          if (end > start) spans.push([start, end]);
+        }
+        if (!spans.length) return text;
+        const kept = this.allowed.size ? this.allowedSpans(text, spans.map(([a, b]) => text.slice(a, b))) : [];
+        return starred(
+          text,
+          spans.filter(([a, b]) => !kept.some(([x, y]) => x <= a && b <= y && y - x > b - a))
+        );
+      }
+      /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
+      allowed = /* @__PURE__ */ new Set();
+      /** Every text allow was told of, whatever its length: a keyName mark around one of them counts. */
+      names = /* @__PURE__ */ new Set();
+      allow(text) {
+        this.names.add(text);
+        if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
+      }
+      /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
+      allowedSpans(text, found) {
+        const spans = [];
+        for (const a of this.allowed) {
+          if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
+          for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
+        }
+        return spans;
+      }
+      /**
+       * `text` with every secret masked (***), its marks (own, keyName) dropped: an occurrence wholly inside a mark that
+       * counts is left as it is (see MARK_OPEN for the rule).
+       */
+      redact(text) {
+        if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
+        const clean4 = unmarked(text);
+        if (this.secrets.size === 0) return clean4;
+        const spans = [];
+        let removed = 0;
+        for (const m of text.matchAll(MARKED)) {
+          const start = m.index - removed;
+          removed += 2;
+          const kind = this.names.has(m[1]) ? "key" : OWN_TEXT.has(m[1]) ? "own" : void 0;
+          if (m[1].length && kind) spans.push([start, start + m[1].length, kind]);
+        }
+        if (!spans.length || /[\ue100-\ueeff]/.test(clean4) || this.unkeepable(clean4, spans)) return this.redactPlain(clean4);
+        let held = "";
+        let from = 0;
+        spans.forEach(([a, b], k2) => {
+          held += `${clean4.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
+          from = b;
+        });
+        held += clean4.slice(from);
+        let k = 0;
+        return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
+          const [a, b] = spans[k++];
+          return clean4.slice(a, b);
+        });
+      }
+      /**
+       * Whether the marks (`spans` of `text`) cannot be kept as they are: an occurrence of a secret overlaps one without
+       * lying wholly inside it, or one inside ops's own words is no weak value (parts.ts isWeakPart: a real secret is
+       * masked even there; a key name, which sops keeps in clear text, is shown whole as Reporter.allow's are).
+       */
+      unkeepable(text, spans) {
+        for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+          if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+          for (const n of this.lengths) {
+            if (i + n > text.length) break;
+            const piece = text.slice(i, i + n);
+            if (!this.byLength.get(n).has(piece)) continue;
+            if (spans.some(([a, b, kind]) => i < b && i + n > a && !(a <= i && i + n <= b && (kind === "key" || isWeakPart(piece))))) return true;
+          }
+        }
+        return false;
+      }
+      redactPlain(text) {
+        if (this.secrets.size === 0) return text;
+        if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
+        const found = new Set(this.starred);
+        for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+          if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+          for (const n of this.lengths) {
+            if (i + n > text.length) break;
+            const piece = text.slice(i, i + n);
+            if (this.byLength.get(n).has(piece)) found.add(piece);
+          }
+        }
+        if (found.size === 0) return text;
+        const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
+        const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
+        if (kept.length) return this.hideOutside(text, order, kept);
+        let out = text;
+        for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
+        return out;
+      }
+      /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
+      hideOutside(text, found, kept) {
+        const hide = [];
+        for (const s of found) {
+          for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
+            if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
+          }
+        }
+        return starred(text, hide.sort((x, y) => x[0] - y[0]));
+      }
     };
   }
 });
@@ -36439,6 +37027,69 @@ var init_utf8 = __esm({
   }
 });
 
+// core/yaml-depth.ts
+function nestingDepth(text) {
+  const indents = [];
+  let flow = 0;
+  let max = 0;
+  let quote2;
+  let scalarAt;
+  for (const line of text.split("\n")) {
+    let i = 0;
+    if (!quote2) {
+      while (line[i] === " ") i++;
+      if (i === line.length || line[i] === "#" || line[i] === "\r") continue;
+      if (scalarAt !== void 0 && i > scalarAt) continue;
+      scalarAt = void 0;
+      if (flow === 0) {
+        while (indents.length && indents.at(-1) >= i) indents.pop();
+        indents.push(i);
+      }
+    }
+    let block = indents.length;
+    let prev = "";
+    for (; i < line.length; i++) {
+      const c = line[i];
+      if (quote2) {
+        if (c === "\\" && quote2 === '"') i++;
+        else if (c === quote2) quote2 = void 0;
+        prev = c;
+        continue;
+      }
+      if (c === " " || c === "	") continue;
+      if (c === "#" && (i === 0 || line[i - 1] === " " || line[i - 1] === "	")) break;
+      const starts = prev === "" || prev === ":" || prev === "," || prev === "[" || prev === "{" || prev === "-" || prev === "?";
+      if ((c === '"' || c === "'") && starts) quote2 = c;
+      else if ((c === "-" || c === "?") && flow === 0 && (prev === "" || prev === "-" || prev === "?") && (line[i + 1] === " " || i + 1 === line.length)) block++;
+      else if ((c === "[" || c === "{") && starts) max = Math.max(max, block + ++flow);
+      else if ((c === "]" || c === "}") && flow > 0) flow--;
+      else if (c === "[" || c === "{") {
+        prev = "x";
+        continue;
+      } else if ((c === "|" || c === ">") && flow === 0 && starts && /^[|>][0-9+-]*\s*(#.*)?\r?$/.test(line.slice(i))) {
+        scalarAt = indents.at(-1);
+        break;
+      }
+      prev = c;
+    }
+    max = Math.max(max, block);
+  }
+  return max;
+}
+function refuseDeepNesting(text, file) {
+  if (nestingDepth(text) > MAX_NESTING) {
+    throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
+  }
+}
+var MAX_NESTING;
+var init_yaml_depth = __esm({
+  "core/yaml-depth.ts"() {
+    "use strict";
+    init_errors();
+    MAX_NESTING = 100;
+  }
+});
+
 // core/config/env-names.ts
 function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
@@ -36836,9 +37487,9 @@ function object(fields, options = {}) {
     json() {
       const properties = {};
       for (const [k, field] of Object.entries(fields)) {
-        const own = field.schema.json();
+        const own2 = field.schema.json();
         properties[k] = {
-          ...field.presence === "required" ? own : nullable(own),
+          ...field.presence === "required" ? own2 : nullable(own2),
           description: `${field.doc}. Expected: ${field.schema.form}.`,
           ...field.default !== void 0 ? { default: field.default } : {}
         };
@@ -36886,8 +37537,8 @@ function ownDirectoryProblem(path) {
   return void 0;
 }
 function appDirectoryProblem(baseDir, app, appUser) {
-  const own = ownDirectoryProblem(baseDir);
-  if (own) return own;
+  const own2 = ownDirectoryProblem(baseDir);
+  if (own2) return own2;
   const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
   if (home && home !== appUser)
     return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
@@ -37043,11 +37694,11 @@ var init_environment_schema = __esm({
     );
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
-      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
+      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime})"),
       directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
-      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
+      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
@@ -37141,7 +37792,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets. The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -37244,6 +37895,7 @@ var init_environment_schema = __esm({
 import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
+import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join3, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
@@ -37254,7 +37906,9 @@ function listEnvironments(root) {
   if (!existsSync4(dir)) return [];
   return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
 }
-function relativeTo(base, p) {
+function userPath(base, p, home = process.env.HOME || homedir3()) {
+  if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
+  if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
   return isAbsolute(p) ? p : resolve(base, p);
 }
 function machineId(h) {
@@ -37268,6 +37922,13 @@ function systemAccount(user) {
   if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
   if (user.startsWith("systemd-")) return "one of systemd's accounts";
   return void 0;
+}
+function liveReleasePathProblem(text, base, placeholders) {
+  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const m = new RegExp(`${esc}/+(current(?![A-Za-z0-9._-])|releases/+[^\\s/'"]+)`).exec(text);
+  if (!m) return void 0;
+  const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
+  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -37300,6 +37961,16 @@ function crossCheck(config, problems) {
       if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
       ports.set(port2, pname);
     }
+  }
+  const base = (config.base_dir ?? `/srv/${config.app}`).replace(/\/+$/, "");
+  const named = [
+    ...Object.entries(config.programs).flatMap(([pname, p]) => [[`programs.${pname}.command`, p.command], ...Object.entries(p.env).map(([k, v]) => [`programs.${pname}.env.${k}`, v])]),
+    ["release.build", config.release.build],
+    ["release.migrate", config.release.migrate]
+  ];
+  for (const [path, text] of named) {
+    const why = liveReleasePathProblem(text, base, path.startsWith("programs."));
+    if (why) problems.push({ path, message: why });
   }
   const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
@@ -37373,6 +38044,7 @@ function readYamlFile(file, label = file) {
     throw new OpsError(why.message, why.hint);
   }
   const text = decodeUtf8(bytes, label, "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+  refuseDeepNesting(text, label);
   const entry = parsedEntry(text);
   const kept = entry ? readParsed(entry) : void 0;
   if (kept) return kept.value;
@@ -37471,7 +38143,7 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -37481,6 +38153,7 @@ var init_environment = __esm({
     init_errors();
     init_shell();
     init_utf8();
+    init_yaml_depth();
     init_environment_schema();
     init_hostkey();
     init_schema_object();
@@ -37501,6 +38174,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       file;
       problems;
     };
+    relativeTo = userPath;
     RESERVED_APPS = {
       default: "nginx's default site",
       nginx: "/var/log/nginx",
@@ -38931,11 +39605,11 @@ var require_make_dir = __commonJS({
     var makeDir2 = async (input, options) => {
       checkPath(input);
       options = processOptions(options);
-      const mkdir3 = promisify(options.fs.mkdir);
+      const mkdir4 = promisify(options.fs.mkdir);
       const stat3 = promisify(options.fs.stat);
       if (useNativeRecursiveOption && options.fs.mkdir === fs5.mkdir) {
         const pth = path.resolve(input);
-        await mkdir3(pth, {
+        await mkdir4(pth, {
           mode: options.mode,
           recursive: true
         });
@@ -38943,7 +39617,7 @@ var require_make_dir = __commonJS({
       }
       const make = async (pth) => {
         try {
-          await mkdir3(pth, options.mode);
+          await mkdir4(pth, options.mode);
           return pth;
         } catch (error2) {
           if (error2.code === "EPERM") {
@@ -52072,7 +52746,7 @@ var require_SFTP = __commonJS({
     "use strict";
     var EventEmitter = __require("events");
     var fs5 = __require("fs");
-    var { constants: constants3 } = fs5;
+    var { constants: constants4 } = fs5;
     var {
       Readable: ReadableStream2,
       Writable: WritableStream
@@ -53927,25 +54601,25 @@ var require_SFTP = __commonJS({
         this.extended = initial && initial.extended;
       }
       isDirectory() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFDIR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFDIR;
       }
       isFile() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFREG;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFREG;
       }
       isBlockDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFBLK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFBLK;
       }
       isCharacterDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFCHR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFCHR;
       }
       isSymbolicLink() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFLNK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFLNK;
       }
       isFIFO() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFIFO;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFIFO;
       }
       isSocket() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFSOCK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFSOCK;
       }
     };
     function attrsToBytes(attrs) {
@@ -58785,14 +59459,14 @@ var require_keygen = __commonJS({
           reader.readString(Ber.Integer, true);
           reader.readString(Ber.Integer, true);
           const iqmp = reader.readString(Ber.Integer, true);
-          const keyName = Buffer.from("ssh-rsa");
+          const keyName2 = Buffer.from("ssh-rsa");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
+            4 + keyName2.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(n.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(n.length, pos += keyName2.length);
           privBuf.set(n, pos += 4);
           privBuf.writeUInt32BE(e.length, pos += n.length);
           privBuf.set(e, pos += 4);
@@ -58805,16 +59479,16 @@ var require_keygen = __commonJS({
           privBuf.writeUInt32BE(q.length, pos += p.length);
           privBuf.set(q, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + e.length + 4 + n.length
+            4 + keyName2.length + 4 + e.length + 4 + n.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(e.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(e.length, pos += keyName2.length);
           pubBuf.set(e, pos += 4);
           pubBuf.writeUInt32BE(n.length, pos += e.length);
           pubBuf.set(n, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ec": {
           let reader = new Ber.Reader(pub);
@@ -58860,31 +59534,31 @@ var require_keygen = __commonJS({
             Buffer.from([0]),
             reader.readString(Ber.OctetString, true)
           ]);
-          const keyName = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
+          const keyName2 = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
           sshCurveName = Buffer.from(sshCurveName);
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           privBuf.set(sshCurveName, pos += 4);
           privBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(privBin.length, pos += pubBin.length);
           privBuf.set(privBin, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           pubBuf.set(sshCurveName, pos += 4);
           pubBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ed25519": {
           let reader = new Ber.Reader(pub);
@@ -58908,14 +59582,14 @@ var require_keygen = __commonJS({
             throw new Error("Bad ED25519 private OID");
           reader = new Ber.Reader(reader.readString(Ber.OctetString, true));
           const privBin = reader.readString(Ber.OctetString, true);
-          const keyName = Buffer.from("ssh-ed25519");
+          const keyName2 = Buffer.from("ssh-ed25519");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
+            4 + keyName2.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(
             privBin.length + pubBin.length,
@@ -58924,14 +59598,14 @@ var require_keygen = __commonJS({
           privBuf.set(privBin, pos += 4);
           privBuf.set(pubBin, pos += privBin.length);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
       }
     }
@@ -59163,10 +59837,359 @@ var require_lib3 = __commonJS({
   }
 });
 
+// core/secrets/goyaml.ts
+function intValue(n) {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function goParseInteger(s, unsigned) {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return void 0;
+  const [, sign, digits] = m;
+  if (unsigned && sign) return void 0;
+  let n;
+  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
+  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
+  else n = BigInt(digits.toLowerCase());
+  if (sign === "-") n = -n;
+  if (unsigned) return n <= UINT64_MAX ? n : void 0;
+  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
+}
+function goParseDecimalFloat(s) {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : void 0;
+}
+function validTime(t) {
+  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
+  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
+}
+function offsetOf(zone) {
+  if (!zone || zone === "Z") return 0;
+  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
+  const [h, min] = [Number(m[2]), Number(m[3])];
+  if (h > 24 || min > 60) return void 0;
+  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
+}
+function formatTime(t) {
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
+  const off = Math.abs(t.offset);
+  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
+  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
+}
+function timeFrom(m, zone) {
+  const offset = offsetOf(zone);
+  if (offset === void 0) return void 0;
+  const t = {
+    year: Number(m[1]),
+    month: Number(m[2]),
+    day: Number(m[3]),
+    hour: Number(m[4] ?? 0),
+    minute: Number(m[5] ?? 0),
+    second: Number(m[6] ?? 0),
+    fraction: m[7] ?? "",
+    offset
+  };
+  return validTime(t) ? formatTime(t) : void 0;
+}
+function parseYamlTimestamp(s) {
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
+  if (m) return timeFrom(m, m[8]);
+  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
+  if (m) return timeFrom(m, void 0);
+  return void 0;
+}
+function parseRfc3339(s) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
+  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
+}
+function resolvePlain(text) {
+  if (NULLS.has(text)) return { type: "null" };
+  if (TRUES.has(text)) return { type: "bool", value: true };
+  if (FALSES.has(text)) return { type: "bool", value: false };
+  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
+  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
+  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
+  const hint = text[0];
+  if (hint === ".") {
+    const f = goParseDecimalFloat(text);
+    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
+  }
+  if (/[0-9+-]/.test(hint)) {
+    const time = parseYamlTimestamp(text);
+    if (time) return { type: "time", value: time };
+    const plain = text.replace(/_/g, "");
+    const i = goParseInteger(plain, false);
+    if (i !== void 0) return { type: "int", value: intValue(i) };
+    const u = goParseInteger(plain, true);
+    if (u !== void 0) return { type: "uint64", value: u };
+    if (YAML_STYLE_FLOAT.test(plain)) {
+      const f = goParseDecimalFloat(plain);
+      if (f !== void 0) return { type: "float", value: f };
+    }
+  }
+  return { type: "str", value: text };
+}
+function resolveScalar(text, plain, tag) {
+  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
+  if (!tag.startsWith(TAG)) return { type: "str", value: text };
+  const want = tag.slice(TAG.length);
+  if (want === "str") return { type: "str", value: text };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
+  const r = resolvePlain(text);
+  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
+  if (want === got) return r;
+  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
+  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
+  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
+}
+function plainChangesMeaning(s) {
+  const r = resolvePlain(s);
+  return r.type !== "str" || r.value !== s;
+}
+var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
+    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
+    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
+    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
+    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
+    TAG = "tag:yaml.org,2002:";
+  }
+});
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function maskedText(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
+    }
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
+  }
+}
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function formatOf(file) {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".json")) return "json";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
+}
+function showPath(path) {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+function mapLeaves(node, fn, keys = [], path = []) {
+  switch (node.kind) {
+    case "map":
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+    case "list":
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+    case "null":
+      return node;
+    case "scalar":
+      return fn(node, keys, path);
+  }
+}
+function walkTree(node, walker, keys = [], path = [], stack = []) {
+  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
+  if (node.kind === "null") return node;
+  const level = [];
+  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
+  const comments = [];
+  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
+  const visitComments = (i) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = (i, value, k, p) => {
+    visitComments(i);
+    const out2 = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out2;
+  };
+  let out;
+  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size2);
+  if (comments.length) out.comments = comments;
+  return out;
+}
+function commentsAt(node, i) {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
+function forEachLeaf(node, fn) {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+function sameComments(a, b) {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
+}
+function treeEquals(a, b) {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case "null":
+      return true;
+    case "scalar": {
+      const s = b;
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+    }
+    case "list": {
+      const l = b;
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+    }
+    case "map": {
+      const m = b;
+      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+    }
+  }
+}
+function getEntry(map, key) {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+function toPlain(node) {
+  switch (node.kind) {
+    case "null":
+      return null;
+    case "scalar":
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
+    case "list":
+      return node.items.map(toPlain);
+    case "map": {
+      const out = {};
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+function fromPlain(value, path = []) {
+  if (value === null || value === void 0) return { kind: "null" };
+  if (typeof value === "string") return str(value);
+  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
+  if (typeof value === "number") {
+    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
+  }
+  if (typeof value === "bigint") {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
+      `${showPath(path)}: an integer out of the 64-bit range sops holds`
+      /* never the value: it is a secret */
+    );
+    return { kind: "scalar", type: "int", value: intValue(value) };
+  }
+  if (value instanceof Uint8Array) return bytesNode(value);
+  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
+  if (typeof value === "object") {
+    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
+  }
+  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
+}
+var str;
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+    str = (value) => ({ kind: "scalar", type: "str", value });
+  }
+});
+
 // node_modules/graceful-fs/polyfills.js
 var require_polyfills = __commonJS({
   "node_modules/graceful-fs/polyfills.js"(exports, module) {
-    var constants3 = __require("constants");
+    var constants4 = __require("constants");
     var origCwd = process.cwd;
     var cwd = null;
     var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
@@ -59190,7 +60213,7 @@ var require_polyfills = __commonJS({
     var chdir;
     module.exports = patch;
     function patch(fs5) {
-      if (constants3.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
+      if (constants4.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
         patchLchmod(fs5);
       }
       if (!fs5.lutimes) {
@@ -59292,7 +60315,7 @@ var require_polyfills = __commonJS({
         fs6.lchmod = function(path, mode, callback) {
           fs6.open(
             path,
-            constants3.O_WRONLY | constants3.O_SYMLINK,
+            constants4.O_WRONLY | constants4.O_SYMLINK,
             mode,
             function(err, fd) {
               if (err) {
@@ -59308,7 +60331,7 @@ var require_polyfills = __commonJS({
           );
         };
         fs6.lchmodSync = function(path, mode) {
-          var fd = fs6.openSync(path, constants3.O_WRONLY | constants3.O_SYMLINK, mode);
+          var fd = fs6.openSync(path, constants4.O_WRONLY | constants4.O_SYMLINK, mode);
           var threw = true;
           var ret;
           try {
@@ -59328,9 +60351,9 @@ var require_polyfills = __commonJS({
         };
       }
       function patchLutimes(fs6) {
-        if (constants3.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
+        if (constants4.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
           fs6.lutimes = function(path, at2, mt, cb) {
-            fs6.open(path, constants3.O_SYMLINK, function(er, fd) {
+            fs6.open(path, constants4.O_SYMLINK, function(er, fd) {
               if (er) {
                 if (cb) cb(er);
                 return;
@@ -59343,7 +60366,7 @@ var require_polyfills = __commonJS({
             });
           };
           fs6.lutimesSync = function(path, at2, mt) {
-            var fd = fs6.openSync(path, constants3.O_SYMLINK);
+            var fd = fs6.openSync(path, constants4.O_SYMLINK);
             var ret;
             var threw = true;
             try {
@@ -60742,7 +61765,7 @@ var require_proper_lockfile = __commonJS({
 
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes7 } from "node:crypto";
-import { lstat as lstat2, open as open2, readFile as readFile2, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile as readFile2, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve2 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
@@ -60804,6 +61827,25 @@ function interruption(signal, where) {
   const sig = typeof signal === "string" && signal ? signal : "SIGINT";
   return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
 }
+async function takeOver(lockDir, seen) {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir2(guard);
+  } catch (e) {
+    if (e.code !== "EEXIST") throw e;
+    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    const now = await stat2(lockDir).catch(() => void 0);
+    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
+    await rm2(lockDir, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm2(guard, { recursive: true, force: true });
+  }
+}
 async function takeLock(target, shown, notify, signal) {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
@@ -60813,16 +61855,17 @@ async function takeLock(target, shown, notify, signal) {
   const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
   for (; ; ) {
     if (signal?.aborted) throw interrupted(false);
-    const before = await stat2(lockDir).then((st) => Date.now() - st.mtimeMs, () => void 0);
+    const seen = await stat2(lockDir).catch(() => void 0);
+    const before = seen && Date.now() - seen.mtimeMs;
+    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
     try {
       let lost;
-      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: LOCK_STALE_MS, onCompromised: (e) => void (lost = e) });
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
       const release = Object.assign(() => unlock(), { lost: () => lost });
       if (signal?.aborted) {
         await release().catch(() => void 0);
         throw interrupted(false);
       }
-      if (before !== void 0 && before > LOCK_STALE_MS) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
       return release;
     } catch (e) {
       if (e instanceof InterruptedError) throw e;
@@ -60890,7 +61933,7 @@ async function retryOnChange(what, attempt) {
     }
   }
 }
-var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
 var init_atomic = __esm({
   "core/secrets/atomic.ts"() {
     "use strict";
@@ -60908,6 +61951,9 @@ var init_atomic = __esm({
     ChangedOnDiskError = class extends OpsError {
     };
     LOCK_STALE_MS = 1e4;
+    LOCK_REFRESH_MS = 5e3;
+    NEVER_STALE_MS = 24 * 36e5;
+    TAKEOVER_STALE_MS = 5e3;
     LOCK_WAIT_MS = 15e3;
     LOCK_QUIET_MS = 1e3;
     warnOnStderr = (m) => {
@@ -60915,355 +61961,6 @@ var init_atomic = __esm({
 `);
     };
     RETRY_FOR_MS = 3e4;
-  }
-});
-
-// core/secrets/goyaml.ts
-function intValue(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-}
-function goParseInteger(s, unsigned) {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return void 0;
-  const [, sign, digits] = m;
-  if (unsigned && sign) return void 0;
-  let n;
-  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
-  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
-  else n = BigInt(digits.toLowerCase());
-  if (sign === "-") n = -n;
-  if (unsigned) return n <= UINT64_MAX ? n : void 0;
-  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
-}
-function goParseDecimalFloat(s) {
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : void 0;
-}
-function validTime(t) {
-  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
-  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
-}
-function offsetOf(zone) {
-  if (!zone || zone === "Z") return 0;
-  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
-  const [h, min] = [Number(m[2]), Number(m[3])];
-  if (h > 24 || min > 60) return void 0;
-  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
-}
-function formatTime(t) {
-  const p = (n, w = 2) => String(n).padStart(w, "0");
-  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
-  const off = Math.abs(t.offset);
-  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
-  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
-}
-function timeFrom(m, zone) {
-  const offset = offsetOf(zone);
-  if (offset === void 0) return void 0;
-  const t = {
-    year: Number(m[1]),
-    month: Number(m[2]),
-    day: Number(m[3]),
-    hour: Number(m[4] ?? 0),
-    minute: Number(m[5] ?? 0),
-    second: Number(m[6] ?? 0),
-    fraction: m[7] ?? "",
-    offset
-  };
-  return validTime(t) ? formatTime(t) : void 0;
-}
-function parseYamlTimestamp(s) {
-  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
-  if (m) return timeFrom(m, m[8]);
-  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
-  if (m) return timeFrom(m, void 0);
-  return void 0;
-}
-function parseRfc3339(s) {
-  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
-  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
-}
-function resolvePlain(text) {
-  if (NULLS.has(text)) return { type: "null" };
-  if (TRUES.has(text)) return { type: "bool", value: true };
-  if (FALSES.has(text)) return { type: "bool", value: false };
-  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
-  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
-  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
-  const hint = text[0];
-  if (hint === ".") {
-    const f = goParseDecimalFloat(text);
-    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
-  }
-  if (/[0-9+-]/.test(hint)) {
-    const time = parseYamlTimestamp(text);
-    if (time) return { type: "time", value: time };
-    const plain = text.replace(/_/g, "");
-    const i = goParseInteger(plain, false);
-    if (i !== void 0) return { type: "int", value: intValue(i) };
-    const u = goParseInteger(plain, true);
-    if (u !== void 0) return { type: "uint64", value: u };
-    if (YAML_STYLE_FLOAT.test(plain)) {
-      const f = goParseDecimalFloat(plain);
-      if (f !== void 0) return { type: "float", value: f };
-    }
-  }
-  return { type: "str", value: text };
-}
-function resolveScalar(text, plain, tag) {
-  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
-  if (!tag.startsWith(TAG)) return { type: "str", value: text };
-  const want = tag.slice(TAG.length);
-  if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
-  const r = resolvePlain(text);
-  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
-  if (want === got) return r;
-  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
-  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
-  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
-}
-function plainChangesMeaning(s) {
-  const r = resolvePlain(s);
-  return r.type !== "str" || r.value !== s;
-}
-var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
-    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
-    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
-    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
-    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
-    TAG = "tag:yaml.org,2002:";
-  }
-});
-
-// core/secrets/tree.ts
-function bytesNode(bytes) {
-  const buf = Buffer.from(bytes);
-  const text = buf.toString("utf8");
-  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
-}
-function formatOf(file) {
-  const lower = file.toLowerCase();
-  if (lower.endsWith(".json")) return "json";
-  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
-  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
-    );
-  }
-  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
-}
-function showPath(path) {
-  let out = "";
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
-  return out || "(top level)";
-}
-function mapLeaves(node, fn, keys = [], path = []) {
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
-    case "list":
-      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
-    case "null":
-      return node;
-    case "scalar":
-      return fn(node, keys, path);
-  }
-}
-function walkTree(node, walker, keys = [], path = [], stack = []) {
-  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
-  if (node.kind === "null") return node;
-  const level = [];
-  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
-  const comments = [];
-  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
-  const visitComments = (i) => {
-    for (const c of commentsAt(node, i)) {
-      level.push(c.text);
-      comments.push(walker.comment(c, keys, snapshot(), node));
-    }
-  };
-  const walkItem = (i, value, k, p) => {
-    visitComments(i);
-    const out2 = walkTree(value, walker, k, p, snapshot());
-    level.length = 0;
-    return out2;
-  };
-  let out;
-  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
-  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
-  visitComments(size2);
-  if (comments.length) out.comments = comments;
-  return out;
-}
-function commentsAt(node, i) {
-  return (node.comments ?? []).filter((c) => c.before === i);
-}
-function forEachLeaf(node, fn) {
-  mapLeaves(node, (leaf, keys, path) => {
-    fn(leaf, keys, path);
-    return leaf;
-  });
-}
-function sameComments(a, b) {
-  const x = a.comments ?? [];
-  const y = b.comments ?? [];
-  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
-}
-function treeEquals(a, b) {
-  if (a.kind !== b.kind) return false;
-  switch (a.kind) {
-    case "null":
-      return true;
-    case "scalar": {
-      const s = b;
-      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
-    }
-    case "list": {
-      const l = b;
-      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
-    }
-    case "map": {
-      const m = b;
-      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
-    }
-  }
-}
-function getEntry(map, key) {
-  return map.entries.find(([k]) => k === key)?.[1];
-}
-function toPlain(node) {
-  switch (node.kind) {
-    case "null":
-      return null;
-    case "scalar":
-      return node.bytes ? Buffer.from(node.bytes) : node.value;
-    case "list":
-      return node.items.map(toPlain);
-    case "map": {
-      const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
-      return out;
-    }
-  }
-}
-function fromPlain(value, path = []) {
-  if (value === null || value === void 0) return { kind: "null" };
-  if (typeof value === "string") return str(value);
-  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
-  if (typeof value === "number") {
-    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
-  }
-  if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
-      `${showPath(path)}: an integer out of the 64-bit range sops holds`
-      /* never the value: it is a secret */
-    );
-    return { kind: "scalar", type: "int", value: intValue(value) };
-  }
-  if (value instanceof Uint8Array) return bytesNode(value);
-  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
-  if (typeof value === "object") {
-    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
-  }
-  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
-}
-var str;
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
-    str = (value) => ({ kind: "scalar", type: "str", value });
-  }
-});
-
-// core/secrets/tree-scalars.ts
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function maskedText(s) {
-  if (s.type === "bool") return void 0;
-  return s.type === "str" ? s.value : String(s.value);
-}
-function scalarBytes(node) {
-  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
   }
 });
 
@@ -68380,6 +69077,7 @@ function aliasTargets(doc) {
 }
 function parseTree(text, format, options) {
   const { file } = options;
+  refuseDeepNesting(text, file);
   const docs = (0, import_yaml5.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
@@ -68549,6 +69247,7 @@ var init_tree_parse = __esm({
     "use strict";
     import_yaml5 = __toESM(require_dist(), 1);
     init_errors();
+    init_yaml_depth();
     init_comments();
     init_goyaml();
     init_tree_print();
@@ -68649,20 +69348,23 @@ function hasSopsKey(text, format) {
       const v = JSON.parse(text.replace(/^\uFEFF/, ""));
       return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
     }
+    if (nestingDepth(text) > MAX_NESTING) return void 0;
     const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
-    if (!Array.isArray(docs) || docs.length !== 1 || docs[0].errors.length) return void 0;
-    const top = docs[0].contents;
-    return (0, import_yaml6.isMap)(top) && top.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops");
+    if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
+    return docs.some((d) => (0, import_yaml6.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops"));
   } catch {
     return void 0;
   }
+}
+function surelyNotSops(text, format) {
+  return hasSopsKey(text, format) === false;
 }
 function parseSops(text, file, format = formatOf(file)) {
   let tree;
   try {
     tree = parseTree(text, format, { file, keys: "strict" });
   } catch (e) {
-    if (e instanceof OpsError && hasSopsKey(text, format) === false) throw notSops(file);
+    if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
     throw e;
   }
   const sops = getEntry(tree, "sops");
@@ -68716,6 +69418,7 @@ var init_sops_metadata = __esm({
     init_errors();
     init_goregex();
     init_tree_parse();
+    init_yaml_depth();
     init_tree_print();
     init_tree_scalars();
     init_tree();
@@ -68929,6 +69632,11 @@ function allowKeys(node, allow, path = []) {
     allowKeys(v, allow, at2);
   }
 }
+function allowPath(file, allow) {
+  if (!allow) return;
+  const parts = file.split("/");
+  for (let i = 0; i < parts.length; i++) if (parts[i]) allow(parts.slice(i).join("/"));
+}
 var IvStash;
 var init_sops_decrypt = __esm({
   "core/secrets/sops-decrypt.ts"() {
@@ -69024,6 +69732,7 @@ var init_sops = __esm({
         const { plain, stash, secrets } = decryptTree(doc, key);
         maskAll(secrets, opts2.mask);
         allowKeys(plain, opts2.allow);
+        allowPath(file, opts2.allow);
         const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
         const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
         f.openedWith = opts2;
@@ -69044,7 +69753,19 @@ var init_sops = __esm({
         } catch (e) {
           throw fileError(e, file, "read", "a sops-encrypted file");
         }
-        const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
+        let text;
+        try {
+          text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
+        } catch (e) {
+          let format;
+          try {
+            format = formatOf(file);
+          } catch {
+            throw e;
+          }
+          if (surelyNotSops(bytes.toString("utf8"), format)) throw notSops(file);
+          throw e;
+        }
         return _SecretsFile.fromText(text, file, opts2);
       }
       /**
@@ -69064,8 +69785,9 @@ var init_sops = __esm({
           new IvStash()
         );
         f.setRecipients(opts2.recipients);
-        f.setTree(tree);
         f.openedWith = opts2.openWith ?? {};
+        allowPath(file, f.openedWith.allow);
+        f.setTree(tree);
         if (opts2.mode !== void 0) f.createMode = opts2.mode;
         return f;
       }
@@ -69132,6 +69854,7 @@ var init_sops = __esm({
         if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
         this.refuseMergeKeys(tree);
         this.plain = tree;
+        allowKeys(tree, this.openedWith?.allow);
       }
       /**
        * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
@@ -69359,6 +70082,7 @@ function load(root, required) {
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
+  refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
@@ -69405,10 +70129,10 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
   rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
   return rule.age;
 }
-async function setEnvRule(root, env, recipients) {
-  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients));
+async function setEnvRule(root, env, recipients, signal) {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
 }
-async function setEnvRuleOnce(root, env, recipients) {
+async function setEnvRuleOnce(root, env, recipients, signal) {
   const regex = envPathRegex(env);
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
@@ -69425,10 +70149,10 @@ async function setEnvRuleOnce(root, env, recipients) {
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const own2 = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
   const ageValue = new import_yaml7.Scalar(list2.join(","));
-  if (own >= 0) {
-    const rule = items[own];
+  if (own2 >= 0) {
+    const rule = items[own2];
     const old = rule.get("age", true);
     if ((0, import_yaml7.isSeq)(old)) {
       const s = new import_yaml7.YAMLSeq();
@@ -69444,7 +70168,7 @@ async function setEnvRuleOnce(root, env, recipients) {
     if (at2) items.splice(at2.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null);
+  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -69471,6 +70195,7 @@ var init_sops_config = __esm({
     init_atomic();
     init_goregex();
     init_keys();
+    init_yaml_depth();
     SOPS_CONFIG_FILE = ".sops.yaml";
     CONFIG_HEADER = [
       " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
@@ -69589,11 +70314,12 @@ function findPlaceholders(tree) {
   return found;
 }
 function placeholderError(label, env, keys, change) {
-  const what = `placeholder value${keys.length === 1 ? "" : "s"} (CHANGE-ME)`;
+  const named = keys.map(keyName).join(", ");
+  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
   return change ? new OpsError(
-    `${label} would hold ${keys.length === 1 ? "a " : ""}${what}, which every deploy refuses (${change.untouched}): ${keys.join(", ")}`,
-    `set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keys[0] : "<key>"}); a value starting with ${PLACEHOLDER} is taken for one \`ops env new\` wrote`
-  ) : new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${keys.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
+    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
+  ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
 var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
@@ -69602,6 +70328,7 @@ var init_env = __esm({
     import_yaml8 = __toESM(require_dist(), 1);
     init_environment();
     init_errors();
+    init_report();
     init_shell();
     init_keys();
     init_sops_metadata();
@@ -69623,7 +70350,7 @@ var init_env = __esm({
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
-import { mkdir as mkdir2, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
@@ -69743,7 +70470,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
-  await mkdir2(join8(dir, "assets"), { recursive: true });
+  await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
     await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     await setEnvRule(root, name2, recipients);
@@ -70340,7 +71067,8 @@ function readKey(file, label) {
     return readFileSync(file, "utf8");
   } catch (e) {
     const why = fileError(e, file, "read", "an SSH private key file");
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, why.hint);
+    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
   }
 }
 function checkKeyText(text, label) {
@@ -70373,406 +71101,8 @@ function resolveCredentials(sources, reporter) {
   );
 }
 
-// core/secrets/parts.ts
-var MIN_MASKED_LENGTH = 3;
-var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
-function percentDecode(text) {
-  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
-}
-function urlPassword(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const userinfo = authority.slice(0, at2);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
-}
-function jsonStrings(value) {
-  const t = value.trim();
-  if (!/^[[{]/.test(t)) return [];
-  let doc;
-  try {
-    doc = JSON.parse(t);
-  } catch {
-    return [];
-  }
-  const out = [];
-  const walk = (node) => {
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(doc);
-  return out;
-}
-function jsonEscaped(text) {
-  const js = JSON.stringify(text).slice(1, -1);
-  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
-}
-var PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
-var pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
-var hex = (n, width) => n.toString(16).padStart(width, "0");
-function pythonRepr(text) {
-  const quote2 = pyQuote(text);
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
-    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
-    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
-    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
-    else out += `\\U${hex(cp, 8)}`;
-  }
-  return out;
-}
-function pythonBytesRepr(text) {
-  const quote2 = pyQuote(text);
-  let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
-    const ch = String.fromCharCode(b);
-    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
-    else out += ch;
-  }
-  return out;
-}
-function nodeInspect(text) {
-  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
-  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === "\\") out += "\\\\";
-    else if (ch === "'" && single) out += "\\'";
-    else if (named[ch]) out += named[ch];
-    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
-    else out += ch;
-  }
-  return out;
-}
-function pythonAscii(text) {
-  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
-    const cp = ch.codePointAt(0);
-    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
-  });
-}
-function pydanticInputValue(text) {
-  const q = pyQuote(text);
-  const chars = [...`${q}${pythonRepr(text)}${q}`];
-  const bytes = (c) => Buffer.byteLength(c, "utf8");
-  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
-  let head = "";
-  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
-  let tail2 = "";
-  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
-  return `${head}...${tail2}`;
-}
-function htmlEscapedForms(text) {
-  if (!/[&<>"']/.test(text)) return [];
-  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
-  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
-}
-function collapsedSpace(text) {
-  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
-}
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
-}
-function printedForms(text) {
-  const pydantic = pydanticInputValue(text);
-  return [
-    ...jsonEscaped(text),
-    pythonRepr(text),
-    pythonAscii(text),
-    pythonBytesRepr(text),
-    ...pydantic ? [pydantic] : [],
-    ...htmlEscapedForms(text),
-    collapsedSpace(text),
-    nodeInspect(text),
-    ...bashSingleQuoted(text)
-  ];
-}
-function secretParts(value, options = {}) {
-  const parts = /* @__PURE__ */ new Set([value]);
-  const visit3 = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
-      if (parts.has(p)) continue;
-      parts.add(p);
-      if (depth < 4) visit3(p, depth + 1);
-    }
-  };
-  visit3(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
-  return [...parts];
-}
-function hexDigit(code) {
-  if (code >= 48 && code <= 57) return code - 48;
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
-}
-function escapedOctet(text, at2) {
-  if (text.charCodeAt(at2) !== 37) return -1;
-  const hi = hexDigit(text.charCodeAt(at2 + 1));
-  const lo = hexDigit(text.charCodeAt(at2 + 2));
-  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
-}
-function percentEscapedChar(text, at2) {
-  const lead = escapedOctet(text, at2);
-  if (lead < 0) return void 0;
-  if (lead < 128) return [String.fromCharCode(lead), 3];
-  let bytes;
-  let cp;
-  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
-  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
-  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
-  else return void 0;
-  for (let k = 1; k < bytes; k++) {
-    const b = escapedOctet(text, at2 + 3 * k);
-    if (b < 0 || (b & 192) !== 128) return void 0;
-    cp = cp << 6 | b & 63;
-  }
-  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
-  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
-  return [String.fromCodePoint(cp), 3 * bytes];
-}
-
-// core/report.ts
-var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
-var FNV_OFFSET = 2166136261 & 1073741823;
-var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
-var FILTER_BITS_PER_PREFIX = 16;
-var FILTER_MAX_LOG2 = 27;
-function urlEncodedForms(secret) {
-  const encode2 = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
-  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode2);
-  const spaced = forms.flatMap((f) => [f, f.replace(/%20/g, "+")]);
-  return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
-}
-function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
-}
-function maskedParts(value) {
-  const out = /* @__PURE__ */ new Set();
-  for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
-    const t = v.trim();
-    if (t.length >= MIN_SECRET_LENGTH) out.add(t);
-  }
-  return [...out];
-}
-var Masker = class {
-  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
-  secrets = /* @__PURE__ */ new Map();
-  /** Secrets by length, and the lengths in ascending order. */
-  byLength = /* @__PURE__ */ new Map();
-  lengths = [];
-  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
-  starts = /* @__PURE__ */ new Set();
-  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
-  starred = [];
-  /** The length of the longest secret. */
-  longest = 0;
-  /**
-   * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
-   * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
-   */
-  filter = new Int32Array(1 << 11);
-  filterLog2 = 16;
-  prefixes = 0;
-  /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
-  wholes = /* @__PURE__ */ new Set();
-  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
-  add(value) {
-    const added = [];
-    for (const t of maskedParts(value)) {
-      if (!this.secrets.has(t)) {
-        this.secrets.set(t, this.secrets.size);
-        let same = this.byLength.get(t.length);
-        if (!same) {
-          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
-          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-        }
-        same.add(t);
-        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
-        if (t.includes("*")) this.starred.push(t);
-        this.longest = Math.max(this.longest, t.length);
-        this.prefixes += t.length;
-        if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
-          while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
-          this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
-          for (const s of this.secrets.keys()) this.remember(s);
-        } else this.remember(t);
-        added.push(t);
-      }
-    }
-    return added;
-  }
-  /** Record a secret's prefixes in the filter, and its hash. */
-  remember(secret) {
-    let hash = FNV_OFFSET;
-    for (let k = 0; k < secret.length; k++) {
-      hash = fnvStep(hash, secret.charCodeAt(k));
-      const shift = 32 - this.filterLog2;
-      const a = Math.imul(hash, 2654435761) >>> shift;
-      const b = Math.imul(hash, 739982445) >>> shift;
-      this.filter[a >>> 5] |= 1 << (a & 31);
-      this.filter[b >>> 5] |= 1 << (b & 31);
-    }
-    this.wholes.add(hash);
-  }
-  /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
-  mayStart(hash) {
-    const shift = 32 - this.filterLog2;
-    const a = Math.imul(hash, 2654435761) >>> shift;
-    if ((this.filter[a >>> 5] & 1 << (a & 31)) === 0) return false;
-    const b = Math.imul(hash, 739982445) >>> shift;
-    return (this.filter[b >>> 5] & 1 << (b & 31)) !== 0;
-  }
-  /**
-   * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
-   * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
-   * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
-   * or is as long as the longest. No regular expression: the work is the text's length times the readings that
-   * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
-   * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
-   * only when a reading's hash is a secret's.
-   */
-  urlForms(text) {
-    const spans = [];
-    const at2 = [];
-    const hash = [];
-    const length = [];
-    const parent = [];
-    const read2 = [];
-    const pending = [];
-    const decoded = (r) => {
-      let s = "";
-      for (; r > 0; r = parent[r]) s = read2[r] + s;
-      return s;
-    };
-    for (let start = 0; start < text.length; start++) {
-      let end = -1;
-      let count = 1;
-      at2[0] = start;
-      hash[0] = FNV_OFFSET;
-      length[0] = 0;
-      parent[0] = -1;
-      pending.push(0);
-      while (pending.length > 0) {
-        const r = pending.pop();
-        const p = at2[r];
-        if (p >= text.length || length[r] >= this.longest) continue;
-        const code = text.charCodeAt(p);
-        for (let way = 0; way < 3; way++) {
-          let char;
-          let width = 1;
-          if (way === 0) char = text[p];
-          else if (way === 1) {
-            if (code !== 43) continue;
-            char = " ";
-          } else {
-            if (code !== 37) continue;
-            const e = percentEscapedChar(text, p);
-            if (!e) continue;
-            [char, width] = e;
-          }
-          let h = hash[r];
-          let k = 0;
-          for (; k < char.length; k++) if (!this.mayStart(h = fnvStep(h, char.charCodeAt(k)))) break;
-          if (k < char.length) continue;
-          const n = count++;
-          at2[n] = p + width;
-          hash[n] = h;
-          length[n] = length[r] + char.length;
-          parent[n] = r;
-          read2[n] = char;
-          if (p + width > end && this.wholes.has(h)) {
-            const s = decoded(n);
-            if (this.byLength.get(s.length)?.has(s)) end = p + width;
-          }
-          pending.push(n);
-        }
-      }
-      if (end > start) spans.push([start, end]);
-    }
-    return starred(text, spans);
-  }
-  /** Text that is no secret though secrets occur in it (Reporter.allow): the key names and paths ops prints. */
-  allowed = /* @__PURE__ */ new Set();
-  allow(text) {
-    if (text.length > MIN_SECRET_LENGTH) this.allowed.add(text);
-  }
-  /** Where the allowed strings holding one of `found` stand in `text`: [start, end) spans, unsorted. */
-  allowedSpans(text, found) {
-    const spans = [];
-    for (const a of this.allowed) {
-      if (this.secrets.has(a) || !found.some((s) => s.length < a.length && a.includes(s))) continue;
-      for (let i = text.indexOf(a); i !== -1; i = text.indexOf(a, i + 1)) spans.push([i, i + a.length]);
-    }
-    return spans;
-  }
-  redact(text) {
-    if (this.secrets.size === 0) return text;
-    if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
-    const found = new Set(this.starred);
-    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
-      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
-      for (const n of this.lengths) {
-        if (i + n > text.length) break;
-        const piece = text.slice(i, i + n);
-        if (this.byLength.get(n).has(piece)) found.add(piece);
-      }
-    }
-    if (found.size === 0) return text;
-    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
-    const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
-    if (kept.length) return this.hideOutside(text, order, kept);
-    let out = text;
-    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
-    return out;
-  }
-  /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
-  hideOutside(text, found, kept) {
-    const hide = [];
-    for (const s of found) {
-      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) {
-        if (!kept.some(([a, b]) => a <= i && i + s.length <= b && b - a > s.length)) hide.push([i, i + s.length]);
-      }
-    }
-    return starred(text, hide.sort((x, y) => x[0] - y[0]));
-  }
-};
-function starred(text, spans) {
-  let out = "";
-  let copied = 0;
-  for (let k = 0; k < spans.length; ) {
-    const from = spans[k][0];
-    let to = spans[k][1];
-    for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
-    out += `${text.slice(copied, from)}***`;
-    copied = to;
-  }
-  return out + text.slice(copied);
-}
-function seconds(ms) {
-  return `${(ms / 1e3).toFixed(1)}s`;
-}
-
 // core/action.ts
+init_report();
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -70796,9 +71126,9 @@ var ActionsReporter = class {
     error(this.redact(message));
   }
   async group(title, fn) {
-    const own = !this.groupOpen;
+    const own2 = !this.groupOpen;
     const start = Date.now();
-    if (own) {
+    if (own2) {
       startGroup(this.redact(title));
       this.groupOpen = true;
     } else info(`\u25B8 ${this.redact(title)}`);
@@ -70810,7 +71140,7 @@ var ActionsReporter = class {
       info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
-      if (own) {
+      if (own2) {
         endGroup();
         this.groupOpen = false;
       }
@@ -71127,6 +71457,7 @@ function parseAuditLine(line) {
 }
 
 // core/steps/status.ts
+init_parts();
 init_shell();
 
 // core/steps/certs.ts
@@ -71136,6 +71467,7 @@ init_shell();
 init_shell();
 
 // core/steps/masks.ts
+init_report();
 init_shell();
 function secretEnvNames(env) {
   return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
@@ -71267,7 +71599,132 @@ served_serial() {
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
 // core/steps/sh/history.sh
-var history_default = '# shellcheck shell=bash\n# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:\n# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.\n# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the\n# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only\n# views); release_reports reports every release directory as\n# `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback\'s release.\n# Needs ops_report.\nhistory_now() { TZ=UTC0 printf \'%(%Y-%m-%dT%H:%M:%SZ)T\\n\' -1; }\nhistory_last() { if [ -f "$history_file" ]; then awk -F\'\\t\' \'$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }\' "$history_file"; else echo 0; fi; }\nhistory_add() {\n  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first\n  printf \'%s\\t%s\\t%s\\t%s\\t%s\\n\' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"\n}\n# release_ids: the release directories, sorted (a glob expands sorted, in the prelude\'s C.UTF-8 collation, as\n# sort(1) would; bash itself: no process, it runs on every rollback and deploy).\nrelease_ids() {\n  local d r\n  for d in "$releases_dir"/*/; do\n    r=${d%/}; r=${r##*/}\n    if [[ $r =~ $release_dir_pattern ]]; then printf \'%s\\n\' "$r"; fi\n  done\n}\nhistory_derive() {\n  local cur n=0 r now\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)\n  for r in $(release_ids); do\n    [ "$r" != "$cur" ] || continue\n    n=$(( n + 1 ))\n    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf \'%s\\t%s\\tfailed\\t%s\\tderived\\n\' "$n" "$now" "$r"; continue; fi\n    printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$n" "$now" "$r"\n    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf \'%s\\t%s\\tabandoned\\t%s\\tderived\\n\' "$n" "$now" "$r"; fi\n  done\n  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf \'%s\\t%s\\tlive\\t%s\\tderived\\n\' "$(( n + 1 ))" "$now" "$cur"; fi\n}\nhistory_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }\nhistory_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }\n# history_read: one pass over the history, by bash: each release\'s last going live (history_live_seq[ID]) and\n# last event (history_last_seq[ID]), and the last sequence number (history_seq).\ndeclare -gA history_live_seq history_last_seq\nhistory_seq=0\nhistory_read() {\n  local n _t event id _rest\n  history_live_seq=(); history_last_seq=(); history_seq=0\n  while IFS=$\'\\t\' read -r n _t event id _rest; do\n    [[ $n =~ ^[0-9]+$ ]] || continue\n    n=$(( 10#$n )); history_seq=$n\n    [ -n "$id" ] || continue\n    history_last_seq[$id]=$n\n    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi\n  done < <(history_lines)\n}\n# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)\n# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose\n# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.\nrelease_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }\n# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).\nrelease_status() {\n  release_state=ok\n  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed\n  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned\n  true\n}\n# release_reports reports each release with its status: release_status\'s, or `unfinished` for one unmarked that\n# never went live (release_went_live: its deploy was interrupted, killed, or is under way).\nrelease_reports() {\n  local r d sha cur\n  history_read\n  cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}\n  for r in $(release_ids); do\n    d=$releases_dir/$r\n    release_status "$r"\n    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi\n    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}\n    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"\n  done\n  ops_report history_seq "$history_seq"\n}\n# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in\n# rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not\n# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing\n# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order\n# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.\n# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step\nrollback_choice() {\n  local cur=$1 to=${2:-} r seq since best=-1\n  release_id=""\n  if [ -n "$to" ]; then\n    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi\n    history_read\n    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi\n  else\n    history_read\n    since=${history_live_seq[$cur]:-}\n    for r in $(release_ids); do\n      seq=${history_live_seq[$r]:-}\n      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi\n      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi\n      release_status "$r"\n      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi\n    done\n    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi\n  fi\n  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi\n}\n# slot_releases: the release each slot\'s supervisor file runs ("slot_release SLOT ID"), from its header.\nslot_releases() {\n  local s f line id header=\'^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. \'\n  for s in blue green; do\n    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac\n    [ -f "$f" ] || continue\n    # The release named in the file\'s header line (the first such line), read by bash.\n    id=""\n    while IFS= read -r line || [ -n "$line" ]; do\n      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi\n    done < "$f"\n    ops_report slot_release "$s $id"\n  done\n  true\n}\n';
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
+history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
+  # onto it, this event would be lost with it (a release that went live read as never live).
+  if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=\${d%/}; r=\${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
+  done
+}
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
+# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local n _t event id _rest
+  history_live_seq=(); history_last_seq=(); history_seq=0
+  while IFS=$'\\t' read -r n _t event id _rest; do
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    n=$(( 10#$n )); history_seq=$n
+    # A torn line (cut short by a crash mid-append; the last one, unended, is not read at all) names no event of a release.
+    [[ $id =~ $release_dir_pattern ]] || continue
+    case $event in live | failed | abandoned) ;; *) continue ;; esac
+    history_last_seq[$id]=$n
+    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
+  done < <(history_lines)
+}
+# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
+# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
+# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
+release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
+# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+release_status() {
+  release_state=ok
+  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
+  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+# release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
+# never went live (release_went_live: its deploy was interrupted, killed, or is under way).
+release_reports() {
+  local r d sha cur
+  history_read
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    release_status "$r"
+    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+  done
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
+  done
+  true
+}
+`;
 
 // core/steps/sh/identity.sh
 var identity_default = `# shellcheck shell=bash
@@ -71319,11 +71776,13 @@ in_tree() {
   done
   return 1
 }
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release
+# (a daemon's "/") with OPS_RELEASE=ID. A working directory inside another release of DIR's releases directory is that
+# release's code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the
+# previous release (supervisor gave it the new release's environment and directory).
 same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; "\${3%/*}"/*) return 1 ;; esac
+  [ "$(proc_env_release "$1")" = "$2" ]
 }
 # describe_proc PID: "pid N (command) running RELEASE-or-directory"
 describe_proc() {
@@ -71357,11 +71816,36 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
-# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
-# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
+# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
+# daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as
+# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or
+# that says it was started by slot SLOT's programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is
+# the other slot's (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:
+# call sup_pids first). Exactly such a process on a slot's port is one leftovers_down stops; anything else there
+# (another user's, or not run from our releases) is not ours.
+ours() {
+  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where
+  uid=$(id -u "$3" 2>/dev/null) || return 1
+  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true
+  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1
+  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=\${v#*=} ;; OPS_RELEASE=*) rel=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1
+  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  case "$where" in
+    *" $4"/?*) ;;
+    # Started by this slot's programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.
+    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;
+  esac
+  for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done
+  return 0
+}
+# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and
+# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the
+# tree of the slot's own supervisor process), "own" (a program of this environment left it running outside
+# supervisor: ours, with USER the programs' user and RELEASES the releases' directory; the start stops it first), or
+# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l ls tree; shift 2
+  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf '%s' "$4"); shift 4
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
@@ -71369,9 +71853,10 @@ report_slot() {
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     ls=$(listeners "$port")
     for l in $ls; do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      tree=other
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
+      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
@@ -72378,14 +72863,21 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 
 // core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+var LOCK_STATE = String.raw`lock_state=free; lock_info=
+for lock_try in 1 2 3; do
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
+  [ -d "$lock" ] || break
+  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
+done
+if [ "$lock_state" = stale ]; then
+  pid=; start=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; esac; done <<< "$lock_info"
+  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
+var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
 ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
 function lockStatus(env) {
@@ -72409,7 +72901,7 @@ function parseLock(result) {
   return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
   return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
 }
 
@@ -72425,7 +72917,7 @@ function parseProcReports(env, r) {
     const [slot = "", program = "", pid = "0"] = f;
     const rest = withTree ? f.slice(4) : f.slice(3);
     const [envRelease = "", cwd = "", ...command2] = rest;
-    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, ...withTree && f[3] === "own" && { leftover: true }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
   };
   return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
 }
@@ -72434,7 +72926,10 @@ function describeProcess(p) {
   return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
 }
 function foreignListeners(listeners, slot) {
-  return listeners.filter((x) => x.slot === slot && !x.supervised);
+  return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
+}
+function leftoverListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && x.leftover);
 }
 var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
 function unescapeXml(s) {
@@ -72595,8 +73090,8 @@ if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodRespons
     esac
   fi
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
-  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "green").map(quote).join(" ")}
 else
   ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
@@ -72751,6 +73246,8 @@ function parseHostStatus(env, host, r, redact) {
         warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? "", (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
       }
       const idle = otherSlot(s.slot);
+      for (const l of leftoverListeners(listeners, idle))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is held by ${describeProcess(l)}, which a program of this environment left running outside supervisor: the next deploy or rollback on slot ${idle} stops it first`);
       for (const l of foreignListeners(listeners, idle))
         warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
@@ -73797,6 +74294,15 @@ var Bastion = class _Bastion {
 // core/remote/wrap.ts
 init_shell();
 var START_MARKER = "@ops-start";
+var REFUSED_PREFIX = "@ops-refused ";
+var STEP_ENV = "OPS_STEP=1";
+var stepGuard = [
+  "ops_line1=1",
+  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+  ":",
+  ":",
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+].join("\n");
 var scriptPrelude = [
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
@@ -73811,7 +74317,7 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), ...connection ? ["env", `OPS_CONNECTION=${connection}`] : [], "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds2), "env", ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
@@ -73822,6 +74328,10 @@ function scriptText(step) {
 OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
+}
+function stepInput(step) {
+  return `${stepGuard}
+${scriptText(step)}`;
 }
 function uploadStep(remotePath, size2, mode, guard) {
   const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
@@ -73935,6 +74445,8 @@ var SshRemote = class {
   lost;
   closed = false;
   warnedPreamble = false;
+  warnedSudo = false;
+  warnedStderr = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -74035,7 +74547,7 @@ var SshRemote = class {
     const what = `step "${step.name}"`;
     if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
+      if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -74078,31 +74590,71 @@ var SshRemote = class {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    if (preamble && !this.warnedPreamble) {
+    const lines = preamble.split("\n").filter(Boolean);
+    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join("\n");
+    const quoted = (text) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    if (sudoLines.length && !this.warnedSudo) {
+      this.warnedSudo = true;
+      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+    }
+    if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble, 80, (t) => this.reporter.redact(t))}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (out.started && !err.started && status2.code !== null && !this.warnedStderr) {
+      this.warnedStderr = true;
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
     }
     const code = status2.code ?? (status2.signal ? 128 : 255);
-    if (code === 0 && !out.started) {
-      throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(preamble)), 3))}` : ""}`,
-        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
-      );
-    }
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
+    if (!out.started && status2.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
     }
     return result;
   }
+  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+  refused(what, line) {
+    const [why, ...rest] = line.split(" ");
+    const detail = rest.join(" ");
+    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
+    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const stopped = "ops stopped it before it did anything";
+    if (why === "stdin")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+        `move that read below ${guard}, or make it read from /dev/tty`
+      );
+    if (why === "stderr")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`
+      );
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`
+    );
+  }
+  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+  notStarted(what, code, output) {
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : "";
+    const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`
+    );
+  }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -74183,7 +74735,7 @@ async function eachHost(ctx, env, fn, onError) {
         remote = await connector(env, host);
         return await fn(remote, host, started);
       } catch (e) {
-        return onError(host, formatError(e), remote !== void 0);
+        return onError(host, formatError(e), remote !== void 0, e);
       } finally {
         await remote?.close();
       }
@@ -74191,34 +74743,109 @@ async function eachHost(ctx, env, fn, onError) {
   );
 }
 
+// core/ops/secrets.ts
+init_environment();
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/ops/secrets.ts
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/ops/secrets.ts
+init_parts();
+function plainPasswords(env) {
+  const values = [
+    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+function maskPlainPasswords(ctx, env, warn) {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+    );
+}
+
 // core/ops/status.ts
+init_signals();
 async function status(ctx, environment) {
   const env = resolveTarget(environment);
   const masking = maskWithKey(ctx, env);
-  const hosts = await eachHost(
-    ctx,
-    env,
-    async (remote, host) => {
-      const r = await remote.run(hostStatus(env));
-      await masking;
-      return parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
-    },
-    (host, message, connected) => ({
-      host: host.name,
-      address: host.address,
-      reachable: connected,
-      error: message,
-      problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, " ")}` : `cannot reach it: ${message.split("\n")[0]}`],
-      warnings: []
-    })
-  );
-  await masking;
+  const answered = /* @__PURE__ */ new Map();
+  const onSignal = (signal) => {
+    const doc = statusInterrupted(env, answered, signal);
+    ctx.reporter.error(String(doc.reason));
+    try {
+      ctx.interrupted?.(doc);
+    } finally {
+      process.exit(signalExit(signal));
+    }
+  };
+  if (ctx.interrupted) handleSignals(onSignal);
+  let hosts;
+  try {
+    hosts = await eachHost(
+      ctx,
+      env,
+      async (remote, host) => {
+        const r = await remote.run(hostStatus(env));
+        await masking;
+        const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
+        answered.set(host.name, s);
+        return s;
+      },
+      (host, message, connected) => {
+        const s = {
+          host: host.name,
+          address: host.address,
+          reachable: connected,
+          error: message,
+          problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, " ")}` : `cannot reach it: ${message.split("\n")[0]}`],
+          warnings: []
+        };
+        answered.set(host.name, s);
+        return s;
+      }
+    );
+    await masking;
+  } finally {
+    stopHandlingSignals(onSignal);
+  }
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   const sharing = hostSharing(env);
   const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
 }
+function statusInterrupted(env, answered, signal) {
+  const hosts = env.hosts.map((h) => {
+    const s2 = answered.get(h.name);
+    const live = s2 && !s2.error ? s2.release?.id ?? "" : null;
+    return { host: h.name, release: live, previous: live, live };
+  });
+  const waiting = env.hosts.filter((h) => !answered.has(h.name)).map((h) => h.name);
+  const reason = `interrupted by ${signal} while reading the hosts' status${waiting.length ? ` (not answered yet: ${waiting.join(", ")})` : ""}; status changes nothing`;
+  const first = hosts[0];
+  const s = answered.get(first.host);
+  const note = !s ? `not known: ${first.host} had not answered when the status was interrupted` : `not known: ${first.host}'s status could not be read (${s.reachable ? "its status check failed" : "unreachable"})`;
+  return { result: "interrupted", signal, operation: "status", environment: env.name, url: env.url, release: first.release, ...first.release === null && { releaseNote: note }, previous: first.previous, live: first.live, hosts, reason, error: reason, exitCode: signalExit(signal) };
+}
 async function maskWithKey(ctx, env) {
+  maskPlainPasswords(ctx, env, false);
   const file = join9(env.dir, SECRETS_FILE);
   if (!existsSync8(file)) return;
   try {

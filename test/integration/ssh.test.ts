@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer, connect as connectTcp, type AddressInfo } from 'node:net';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { OpsError, StepError, formatError } from '../../core/errors.ts';
+import { NotStartedError, OpsError, StepError, formatError } from '../../core/errors.ts';
 import { reportKeys, reported, type Remote } from '../../core/remote/types.ts';
 import { startSshd, type TestSshd } from '../support/sshd.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
@@ -181,9 +181,15 @@ describe('SSH transport on a real sshd', () => {
     const port = (proxy.address() as AddressInfo).port;
     const remote = await connect(options({ appUser: 'ops-no-such-user', host: { name: 'lo', address: '127.0.0.1', port, user: 'root', hostKey: sshd.hostKey } }));
     try {
-      const codes = new Set<number>();
-      for (let i = 0; i < 4; i++) codes.add((await remote.run({ name: 'lock', as: 'app', script: 'echo ran' }, { allowFailure: true })).code);
-      expect([...codes]).toEqual([127]);
+      // It never started (the command line's sudo is missing): NotStartedError, which names the exit code it ended with.
+      const codes = new Set<string>();
+      for (let i = 0; i < 4; i++) {
+        const err = await remote.run({ name: 'lock', as: 'app', script: 'echo ran' }, { allowFailure: true }).then(() => undefined, (e: Error) => e);
+        expect(err).toBeInstanceOf(NotStartedError);
+        codes.add(/exit code (\d+)/.exec(err!.message)?.[1] ?? err!.message);
+        expect(err!.message).toContain('sudo is not installed there');
+      }
+      expect([...codes]).toEqual(['127']);
     } finally {
       await remote.close();
       proxy.close();

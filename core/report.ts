@@ -435,7 +435,8 @@ const brokenOutputs = new WeakSet<object>();
  * and its errors are marked as ops's own (markOwnOutput: never a host's). Within a run (from its lock on:
  * runHandlesSignals), the run goes on to its end, its lock released and its audit lines written, and ends with its own
  * exit code; outside one, a reader gone ends the command quietly, as SIGPIPE ends other tools (exit 141), and a full
- * disk says so on stderr and exits 1. Once per process: the CLI entry point (scripts/ops.ts).
+ * disk says so on stderr and exits 1; a terminal hung up (EIO) is left to the SIGHUP that comes with it. Once per
+ * process: the CLI entry point (scripts/ops.ts).
  */
 export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { stdout: process.stdout, stderr: process.stderr }, exit: (code: number) => void = (code) => process.exit(code)): void {
   const entries = Object.entries(streams);
@@ -448,6 +449,9 @@ export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { s
         if (!runHandlesSignals()) exit(signalExit('SIGPIPE'));
         return;
       }
+      // The terminal hung up (EIO): its SIGHUP is the command's to handle (a run's, or the secrets commands' own: exit
+      // 129, nothing written), not ended here with another code.
+      if (err.code === 'EIO') return;
       const said = describeLowLevel(err)?.what ?? err.message;
       const other = entries.find(([, s]) => s !== stream && !brokenOutputs.has(s))?.[1];
       if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end\n`);

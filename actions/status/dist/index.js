@@ -74643,6 +74643,12 @@ var SshRemote = class {
   notStarted(what, code, output) {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
+    const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
+    if (missing)
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
+        `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+      );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
       `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`

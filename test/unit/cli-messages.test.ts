@@ -184,20 +184,32 @@ describe('--json on a failure', () => {
   });
 });
 
+/** process.exit replaced for a test: `exit` settles with the code the CLI exits with (spy.mockRestore() puts it back). */
+function trapExit() {
+  let exited!: (code: number | undefined) => void;
+  const exit = new Promise<number | undefined>((r) => (exited = r));
+  const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+  return { exit, spy };
+}
+
+/** A command `slow` that never ends on its own (only once `exit` settles): `begun` once it runs, after `first`. */
+function slowCommand(exit: Promise<unknown>, first: () => unknown = () => undefined) {
+  let began!: () => void;
+  const begun = new Promise<void>((r) => (began = r));
+  const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (first(), began(), exit.then(() => 1)) });
+  return { slow, begun };
+}
+
 describe('--json, a signal outside a run\'s lock (connecting, planning)', () => {
   it('stdout still holds one JSON document (result interrupted, the signal, release fields null saying why), exit 130; none of its own inside a run\'s lock', async () => {
     const root = testEnv({}, undefined, 'prod').root;
-    let exited!: (code: number | undefined) => void;
-    const exit = new Promise<number | undefined>((r) => (exited = r));
-    const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+    const { exit, spy } = trapExit();
     try {
       // A command still planning when Ctrl-C comes: it never ends on its own.
-      let began!: () => void;
-      const begun = new Promise<void>((r) => (began = r));
       // A library's own listeners added meanwhile (proper-lockfile's signal-exit, loaded with the secrets file: it
       // leaves a signal to others) are no run of ours: the CLI still answers.
       const library = () => undefined;
-      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (process.on('SIGINT', library).on('SIGTERM', library), began(), exit.then(() => 1)) });
+      const { slow, begun } = slowCommand(exit, () => process.on('SIGINT', library).on('SIGTERM', library));
       const run = runOps(['slow', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [slow] });
       await begun;
       process.emit('SIGINT', 'SIGINT');
@@ -245,13 +257,9 @@ describe('SIGHUP (the terminal closed, a dropped SSH session to a jump box)', ()
     }
     expect(process.listeners('SIGHUP')).not.toContain(own);
     const root = testEnv({}, undefined, 'prod').root;
-    let exited!: (code: number | undefined) => void;
-    const exit = new Promise<number | undefined>((r) => (exited = r));
-    const spy = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => exited(code)) as never);
+    const { exit, spy } = trapExit();
     try {
-      let began!: () => void;
-      const begun = new Promise<void>((r) => (began = r));
-      const slow = command({ name: 'slow', summary: 'x', args: ['<env>'], options: { json: JSON_OPTION }, run: () => (began(), exit.then(() => 1)) });
+      const { slow, begun } = slowCommand(exit);
       const run = runOps(['slow', 'prod', '--json'], { root, processEnv: { PATH: process.env.PATH }, commands: [slow] });
       await begun;
       process.emit('SIGHUP', 'SIGHUP');

@@ -2,6 +2,7 @@
 // Entry points print `message` (and `hint`) without a stack trace; anything else is a bug and keeps its stack.
 
 import { dirname } from 'node:path';
+import { stopRunsOnFault } from './signals.ts';
 
 export class OpsError extends Error {
   override name = 'OpsError';
@@ -292,13 +293,16 @@ export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process
 
 /**
  * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
- * emitted between two steps) is printed as one message, and the process exits non-zero.
+ * emitted between two steps) is printed as one message, and the process exits 1; while a run holds locks
+ * (core/signals.ts handleFaults: core/ops/locked.ts withLock), the run first stops as on a signal, releasing them.
  */
 export function onUncaught(print: (message: string) => void): void {
   const handle = (err: unknown) => {
     // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    // Exiting here would leave the run's locks held and its steps running: the run stops, then exits.
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on('uncaughtException', handle);

@@ -39,3 +39,34 @@ export function stopHandlingSignals(handler: (signal: NodeJS.Signals) => void): 
 export function runHandlesSignals(): boolean {
   return runHandlers.size > 0;
 }
+
+/** An error nobody caught or awaited (core/errors.ts onUncaught), met while a run holds locks: it stops the run. */
+export interface RunFault {
+  error: unknown;
+}
+
+const faultHandlers = new Set<(fault: RunFault) => void>();
+
+/**
+ * Install `handler`, a run's, for errors nobody caught while it runs (an exception thrown in an event handler, a promise
+ * nobody awaited that rejects), until stopHandlingFaults(handler). Without it such an error exits the process at once,
+ * leaving the run's locks held and its steps running on the hosts; with it the run stops as on a signal (its locks
+ * released, its audit lines written), then exits 1.
+ */
+export function handleFaults(handler: (fault: RunFault) => void): void {
+  faultHandlers.add(handler);
+}
+
+/** Remove a handler handleFaults installed (again: nothing). */
+export function stopHandlingFaults(handler: (fault: RunFault) => void): void {
+  faultHandlers.delete(handler);
+}
+
+/**
+ * Hands `error`, one nobody caught, to the runs under way (handleFaults). @returns whether one took it: it then stops
+ * and exits the process itself; otherwise the caller exits.
+ */
+export function stopRunsOnFault(error: unknown): boolean {
+  for (const h of faultHandlers) h({ error });
+  return faultHandlers.size > 0;
+}

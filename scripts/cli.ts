@@ -301,8 +301,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
-    // Not a run stopped by a signal: its document is printed as the process exits (ops.interrupted), once.
-    if (json && failedResult(err)?.result !== 'interrupted') {
+    // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
+    // (ops.interrupted), once.
+    if (json && !failedResult(err)?.stopped) {
       const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
       stdout.write(reporter.redact(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');

@@ -10,9 +10,9 @@
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
+import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, failedResult, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -284,7 +284,8 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
  * no longer the run's changes nothing and throws LockLostError, and no later step runs there; the run then fails
  * saying who released it by force and what is live, and audits a failure. A run that fails or is refused (another
  * run's lock on one of its hosts) leaves one failed line on each host whose lock it held where the operation queued
- * none, saying why (auditReason). SIGINT/SIGTERM release the lock, tell ctx.interrupted what the run had got to (--json's document), and exit 128 + the signal's number (signalExit: 130, 143).
+ * none, saying why (auditReason). SIGINT/SIGTERM/SIGHUP release the lock, tell ctx.interrupted what the run had got to (--json's document), and exit 128 + the signal's number (signalExit: 130, 143, 129);
+ * an error nobody caught while the run holds locks (core/errors.ts onUncaught, handleFaults) stops it the same way, "stopped by" that error, and exits 1.
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
@@ -450,20 +451,30 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const releaseAll = (fresh = false, after: Promise<unknown> = Promise.resolve()): Promise<string[]> =>
     (releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f): f is string => f !== undefined)));
 
-  // The first signal stops the run; later ones (Ctrl-C pressed again, a workflow's SIGTERM after its SIGINT) must
-  // not kill the process half-way through releasing: that would leave the lock stale and the steps running.
-  let stopping: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
+  // The first signal (or error nobody caught: a RunFault) stops the run; later ones (Ctrl-C pressed again, a workflow's
+  // SIGTERM after its SIGINT) must not kill the process half-way through releasing: that would leave the lock stale
+  // and the steps running. `stopping`: what stopped it, as said (the signal's name, or the error's message).
+  let stopping: string | undefined;
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (cause: NodeJS.Signals | RunFault) => {
+    const signal = typeof cause === 'string' ? cause : undefined;
+    // The error's message as printed (errorParts: "internal error: ...", a lost connection in words), masked, one line.
+    const what = typeof cause === 'string' ? cause : oneLine(ctx.reporter.redact(errorParts(cause.error, {}).message));
+    // What each line says of the cause: a signal received, or the error the run stops on (exit 1).
+    const received = signal ? `${signal} received` : what;
+    const by = signal ? `interrupted by ${signal}` : `stopped by ${what}`;
+    const exitCode = signal ? signalExit(signal) : 1;
     if (stopping) {
-      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      ctx.reporter.error(`${received}: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
       return;
     }
-    stopping = signal;
+    stopping = what;
+    stoppedBy = signal;
     const remotes = [...session.remotes.values()];
     // Nothing new starts on any host from now on; what runs is stopped, except a switch: cut off half-way, nginx
     // would route to the new release while `current` still names the old one (what status, rollback and the next
     // deploy read). It is short (a reload, two renames): it ends first, then its host's lock is released.
-    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
     const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     // What the signal cuts off: the steps in flight, each stopped on its host with the lock's release (a migration
@@ -477,12 +488,12 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === 'lock' && !inspected.has(f.host));
     ctx.reporter.error(
       !all.length
-        ? `${signal} received: releasing the lock and stopping`
+        ? `${received}: releasing the lock and stopping`
         : waiting
-          ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped`
+          ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped`
           : !ending.length
-            ? `${signal} received${during}: stopping them, releasing the lock`
-            : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
+            ? `${received}${during}: stopping them, releasing the lock`
+            : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
     );
     if (cut.some((c) => c.startsWith('migrate on '))) {
       ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
@@ -503,7 +514,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result, message }, runnerNow(ctx)));
     const queued = (host: string) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, 'failed', `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, 'failed', `${by}${during}${standing(host)}`)]);
     // A switch let end: once it has, and the operation has read its answer (a turn of the event loop), the host's
     // line says what happened: its release went live (a success, interrupted after the switch), or it did not.
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle()))
@@ -516,8 +527,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           pending.set(host, [
             ...queued(host),
             undone === undefined
-              ? interruption(host, 'failed', `interrupted by ${signal}${during}${standing(host)}`)
-              : interruption(host, 'success', `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? 'the release'} is live${undone ? `; ${undone}` : ''}`),
+              ? interruption(host, 'failed', `${by}${during}${standing(host)}`)
+              : interruption(host, 'success', `${by} during switch on ${host}, which was let end: ${release ?? 'the release'} is live${undone ? `; ${undone}` : ''}`),
           ]);
           if (undone !== undefined) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? 'the release'} went live${undone ? ` (${undone})` : ''}`);
         }
@@ -525,7 +536,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
     void releaseAll(true, switchesEnded)
       .then((failures) => {
-        if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+        if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
         // Where the lock was not this run's: it gave up waiting (no audit line: it never held the lock there).
         for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
         // What serves now, read after the stop: the run's last word on each host it held.
@@ -535,19 +546,20 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .finally(() => {
         // The run's document (--json): stdout gets one even when the run is cut off, for a CI step that parses it.
         try {
-          ctx.interrupted?.(interruptedDoc(signal, during));
+          ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
         } finally {
-          process.exit(signalExit(signal));
+          process.exit(exitCode);
         }
       });
   };
   /**
-   * What an interrupted run had got to (ctx.interrupted, for --json): result "interrupted", the signal, the operation,
+   * What an interrupted run had got to (ctx.interrupted, for --json): result "interrupted" and the signal (or "failed", stopped by
+   * an error nobody caught: `by` says which), the operation,
    * its environment and the fields known before the lock (a deploy's ref and sha), and per host (the first host's at
    * the top, runRecord: null where not known) the release it was about, the one live before and the one live now (what
    * `current` named once the stop ended, else its release where its switch put it live, else the one live before).
    */
-  const interruptedDoc = (signal: NodeJS.Signals, during: string): Record<string, unknown> => {
+  const interruptedDoc = (signal: NodeJS.Signals | undefined, by: string, during: string, exitCode: number): Record<string, unknown> => {
     const hosts = [...session.remotes.keys()].map((host): RunHost => {
       const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
@@ -555,8 +567,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     });
     const { ref, sha } = options.fields ?? {};
     const record = runRecord({ ...hosts[0], hosts }, [], { none: 'none was chosen: the run was interrupted before it chose one' });
-    const reason = `interrupted by ${signal}${during}`;
-    return { result: 'interrupted', signal, operation, environment: env.name, url: env.url, ...(ref && { ref }), ...(sha && { sha }), ...record, reason, error: reason, exitCode: signalExit(signal) };
+    const reason = `${by}${during}`;
+    // Stopped by an error nobody caught: a failure (exit 1), not an interruption.
+    return { result: signal ? 'interrupted' : 'failed', ...(signal && { signal }), operation, environment: env.name, url: env.url, ...(ref && { ref }), ...(sha && { sha }), ...record, reason, error: reason, exitCode };
   };
   /**
    * One failed line for the run on every host where it holds the lock and queued none (the operation's own lines say
@@ -584,12 +597,14 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       return { host, release, previous, live };
     });
     const { release, previous, live } = hosts[0] ?? {};
-    // Stopped by a signal: the run's document is the interruption's (ctx.interrupted, as the process exits), not this.
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...(stopping && { result: 'interrupted', signal: stopping }) });
+    // Stopped (a signal, an error nobody caught): the run's document is the interruption's (ctx.interrupted, as the
+    // process exits), not this (`stopped`).
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...(stopping && { stopped: true }), ...(stoppedBy && { result: 'interrupted', signal: stoppedBy }) });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
+  handleFaults(onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
@@ -621,6 +636,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // said and audited as for any step of the run.
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
@@ -684,6 +700,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // After the release: a signal during it waits for it (above) rather than killing the run half-way.
     await releaseAll();
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

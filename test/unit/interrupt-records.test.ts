@@ -8,6 +8,7 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { failedResult } from '../../core/errors.ts';
+import { stopRunsOnFault } from '../../core/signals.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
@@ -169,6 +170,38 @@ describe('an interrupted deploy, in the audit log and its words', () => {
     expect(said).not.toContain('stopping them, releasing the lock');
     expect(said).not.toContain('stopped what the run had left running');
     expect(said).toContain('web1: gave up waiting for the lock, held by a deploy run by bob, started 2026-12-02T16:00:00Z: this run never held it there, so it stopped nothing of that run\'s and wrote no audit line');
+  });
+});
+
+describe('a run that meets an error nobody caught (an exception in an event handler, a promise nobody awaited)', () => {
+  it('stops as on a signal: its lock released with one failed line naming the error and where the releases stand, exit 1 (not an exit that leaves the lock held)', async () => {
+    const h = harness('build', (step) => (step.name === 'unlock' ? { stdout: opsLines(LOCK_KEYS, 'lock released', `live_after ${LIVE}`) } : undefined));
+    const run = deploy(h.ctx, loadEnvironment('x', root), {}).catch(() => undefined);
+    await h.first.entered;
+    expect(stopRunsOnFault(new TypeError('this.channel.write is not a function'))).toBe(true);
+    h.first.open();
+    expect(await h.exit).toBe(1);
+    const unlock = h.later.flatMap((r) => r.runs).find((r) => r.step.name === 'unlock');
+    expect(unlock, 'the lock is released over a new connection').toBeDefined();
+    const lines = auditLines(unlock!.stdin);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ operation: 'deploy', result: 'failed', ref: 'v1', sha: v1, previous: LIVE });
+    expect(lines[0]!.message).toBe(`stopped by internal error: this.channel.write is not a function during build on web1; ${lines[0]!.release} did not go live, ${LIVE} is still live`);
+    expect(h.reporter.lines.join('\n')).toContain('internal error: this.channel.write is not a function during build on web1: stopping them, releasing the lock');
+    await run;
+  });
+
+  it('ops deploy --json: one document, result failed (not interrupted), the error, exit 1', async () => {
+    const h = harness('build', (step) => (step.name === 'unlock' ? { stdout: opsLines(LOCK_KEYS, 'lock released', `live_after ${LIVE}`) } : undefined));
+    const cli = runOps(['deploy', 'x', '--json'], { root, processEnv: { PATH: process.env.PATH }, connector: h.ctx.connector });
+    await h.first.entered;
+    stopRunsOnFault(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+    h.first.open();
+    expect(await h.exit).toBe(1);
+    const doc = JSON.parse((await cli).out) as Record<string, unknown>;
+    expect(doc).toMatchObject({ ok: false, result: 'failed', exitCode: 1, operation: 'deploy', previous: LIVE, live: LIVE });
+    expect(doc).not.toHaveProperty('signal');
+    expect(doc.error).toMatch(/^stopped by the connection was closed by the other end during build on web1/);
   });
 });
 

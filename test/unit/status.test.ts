@@ -625,7 +625,7 @@ describe('logs step text', () => {
 });
 
 describe('ops ping, a preflight', () => {
-  const facts = (lines: string[], preamble = '') => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: lines.map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)] as [string, string]), preamble });
+  const facts = (lines: string[], preamble = '') => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: lines.map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)] as [string, string]), preamble });
   const healthy = ['hostname web1', 'os Debian GNU/Linux 12 (bookworm)', 'uptime 100.5', 'login deploy', 'sudo yes ', 'max_sessions 10', 'disk 2097152 1000000 900000 /srv/shop', 'footprint 300000 20000'];
 
   it('a healthy host: facts, no problem; the need is the live release with its dependency sets, at least 256 MB and 10000 inodes', () => {

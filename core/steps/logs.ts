@@ -50,7 +50,7 @@ export function logsStep(env: Target, req: LogsRequest): Step {
 # Never provisioned for this environment: said as every command says it (notProvisioned), not as "no logs yet", and
 # no host-wide nginx log (another app's) shown for it.
 ${readProvisioned(env)}
-if [ "$provisioned" = no ]; then echo ${quote(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix}): no logs of ${env.config.app} on `)}"$(hostname)" >&2; exit 0; fi
+if [ "${'$'}{provisioned:-no}" = no ]; then echo ${quote(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix}): no logs of ${env.config.app} on `)}"$(hostname)" >&2; exit 0; fi
 live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 case "$live" in
   blue) idle=green ;;

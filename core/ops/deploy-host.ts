@@ -113,8 +113,8 @@ export function refuseUnprovisioned(env: Target, hosts: { host: string; state: H
 /**
  * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
  * state read with the lock, once no host is unprovisioned (refuseUnprovisioned): no certificate for TLS,
- * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker). Hosts' masked nginx and foreign listeners are refused by
- * refuseMaskedNginx and refuseTakenPorts, once every host passed this.
+ * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker). Hosts' masked
+ * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
  */
 export function refuseUnready(env: Target, host: string, state: HostState): void {

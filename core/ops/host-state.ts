@@ -104,8 +104,8 @@ export function parseState(r: StepResult): HostState {
 }
 
 /**
- * The refusal of an operation that needs provisioned hosts (notProvisioned, core/steps/system.ts), from each host's state read before it
- * touched anything: every host without the marker named in one error, before any other refusal. `hosts`: each host's
+ * The refusal of an operation that needs provisioned hosts (notProvisioned, core/steps/system.ts), from each host's
+ * state read before it touched anything: every host without the marker named in one error, before any other refusal. `hosts`: each host's
  * name and whether it is provisioned (HostState.provisioned), in the environment's order; `nothing`: what the
  * operation did not do; `then`: what to run once provisioned (a host never provisioned has no release: a rollback's
  * or initdata's next step is a deploy). undefined when every host is provisioned. Pure.

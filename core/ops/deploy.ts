@@ -17,7 +17,7 @@ import { deployState, markRelease, noopFinish } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, partialState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnready, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnprovisioned, refuseUnready, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { failedRun, withLock, type LockedRun } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
@@ -110,10 +110,12 @@ const HALTED = new Error('the rollout stopped: another host failed');
 async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions, migrateBeside: boolean): Promise<HostSwitch[]> {
   const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
-  // Refused before anything is sent to any host: a host that cannot run the deploy (the first one found), then
-  // nginx masked, then the ports taken on the slot each host would start on, every host at once.
+  // Refused before anything is sent to any host: hosts never provisioned (all of them), then a host that cannot run
+  // the deploy (the first one found), then nginx masked, then the ports taken on the slot each host would start on,
+  // every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
   try {
+    refuseUnprovisioned(env, read);
     for (const { host, state } of read) refuseUnready(env, host, state);
     refuseMaskedNginx(read);
     refuseTakenPorts(env, read);

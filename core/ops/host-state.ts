@@ -10,6 +10,7 @@ import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
+import { notProvisioned } from '../steps/system.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
@@ -100,6 +101,21 @@ export function parseState(r: StepResult): HostState {
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped),
   };
+}
+
+/**
+ * The refusal of an operation that needs provisioned hosts (notProvisioned, core/steps/system.ts), from each host's
+ * state read before it touched anything: every host without the marker named in one error, before any other refusal. `hosts`: each host's
+ * name and whether it is provisioned (HostState.provisioned), in the environment's order; `nothing`: what the
+ * operation did not do; `then`: what to run once provisioned (a host never provisioned has no release: a rollback's
+ * or initdata's next step is a deploy). undefined when every host is provisioned. Pure.
+ */
+export function unprovisionedError(env: { name: string }, hosts: { host: string; state: Pick<HostState, 'provisioned'> }[], nothing: string, then: string): OpsError | undefined {
+  const bare = hosts.filter((h) => !h.state.provisioned).map((h) => h.host);
+  if (!bare.length) return undefined;
+  const { problem, fix } = notProvisioned(env);
+  const which = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(', ')}) are`;
+  return new OpsError(`${which} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
 }
 
 /**

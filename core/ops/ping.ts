@@ -1,7 +1,9 @@
 // ops ping <env>: per host, can we reach it with the pinned key, what is it, and will a deploy work there.
 // A preflight: besides the facts it fails (with the exact fix) on what makes a deploy fail or other tools
 // break: sudo asking for a password, a login shell that prints text, sshd's session limit, too little free
-// disk or inodes under the app's directory.
+// disk or inodes under the app's directory. A host not provisioned for the environment yet is said too, with the
+// next step (ops provision <env>): not a fault (ping is what a new user runs before the first provision), so it
+// does not fail ping, but never a plain ✓ either.
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
@@ -9,6 +11,7 @@ import { REQUIRETTY, maskSecretLike, oneLine, sudoWarningFix } from '../errors.t
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
+import { notProvisioned } from '../steps/system.ts';
 
 /** Sessions ops opens at once on a connection (one step or upload at a time). */
 export const SESSIONS_NEEDED = 1;
@@ -24,7 +27,7 @@ export interface PingProblem {
 export interface PingResult {
   host: string;
   address: string;
-  /** Reachable, and no problem. */
+  /** Reachable, and no problem (a host only waiting for its provision is ok: see `next`). */
   ok: boolean;
   /** The connection failed: nothing else is known. */
   error?: string;
@@ -38,15 +41,24 @@ export interface PingResult {
   maxSessions?: number;
   /** What the login shell printed before our command ran (it should print nothing). */
   loginShellOutput?: string;
+  /** What makes a deploy or other tools fail there, each with its fix: ping exits 1. */
   problems: PingProblem[];
+  /** Provision's marker is there (notProvisioned); undefined when unknown (unreachable). */
+  provisioned?: boolean;
+  /**
+   * Not faults: what to run before a deploy can work there, each with its command (`fix`): a host not provisioned for
+   * the environment yet (notProvisioned). Ping exits 0 for them (ping, then provision, then deploy is the first run).
+   */
+  next?: PingProblem[];
   latencyMs?: number;
 }
 
 /**
- * The facts step's report, read: facts and problems (each with its fix). What the login shell printed is masked as other
- * text from a host is (`redact`, the reporter's, and maskSecretLike), whole, before it is quoted or cut.
+ * The facts step's report, read: facts, problems (each with its fix) and next steps (a host not provisioned for `env`
+ * yet: notProvisioned's words). What the login shell printed is masked as other text from a host is (`redact`, the
+ * reporter's, and maskSecretLike), whole, before it is quoted or cut.
  */
-export function readFacts(host: { name: string; user: string }, r: StepResult, redact: (text: string) => string = (t) => t): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
+export function readFacts(env: { name: string }, host: { name: string; user: string }, r: StepResult, redact: (text: string) => string = (t) => t): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
   const problems: PingProblem[] = [];
   const login = reported(r, FACTS_KEYS.login) || host.user;
   const [sudoState = 'no', ...why] = (reported(r, FACTS_KEYS.sudo) ?? 'no').split(' ');
@@ -84,6 +96,11 @@ export function readFacts(host: { name: string; user: string }, r: StepResult, r
     if (disk.freeInodes !== undefined && disk.freeInodes < disk.needInodes)
       problems.push({ problem: `only ${disk.freeInodes} free inodes under ${disk.path}; a deploy may need ${disk.needInodes}`, fix });
   }
+  // A facts step of an older ops says nothing of it: nothing said either.
+  const marker = reported(r, FACTS_KEYS.provisioned);
+  const provisioned = marker === undefined ? undefined : marker !== 'no';
+  const bare = notProvisioned(env);
+  const next = provisioned === false ? [{ problem: `${bare.problem} yet: deploy, rollback and initdata refuse until it is`, fix: `${bare.fix}, then ops deploy ${env.name}` }] : [];
   return {
     hostname: reported(r, FACTS_KEYS.hostname),
     os: reported(r, FACTS_KEYS.os),
@@ -93,6 +110,8 @@ export function readFacts(host: { name: string; user: string }, r: StepResult, r
     ...(maxSessions !== undefined && { maxSessions }),
     ...(preamble && { loginShellOutput: preamble }),
     problems,
+    ...(provisioned !== undefined && { provisioned }),
+    ...(next.length && { next }),
   };
 }
 
@@ -103,7 +122,7 @@ export async function ping(ctx: OpsContext, environment: Environment): Promise<P
     ctx,
     env,
     async (remote, host, started): Promise<PingResult> => {
-      const facts = readFacts(host, await remote.run(hostFacts(env)), (t) => ctx.reporter.redact(t));
+      const facts = readFacts(env, host, await remote.run(hostFacts(env)), (t) => ctx.reporter.redact(t));
       return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
     },
     (host, error): PingResult => ({ host: host.name, address: host.address, ok: false, error, problems: [] }),
@@ -116,15 +135,19 @@ function duration(s: number): string {
   return `${Math.floor(s / 60)}m ${s % 60}s`;
 }
 
-/** `ops ping` for a terminal: one block per host, with the fix for each problem on one line. */
+/**
+ * `ops ping` for a terminal: one block per host, with the fix for each problem on one line (✗), then each next step
+ * with its command (→). A host with next steps and no problem is marked `!`, not ✓.
+ */
 export function formatPing(results: PingResult[]): string {
   return results
     .map((r) => {
       if (r.error) return `✗ ${r.host} (${r.address}): ${r.error.replace(/\n/g, '\n    ')}`;
       const disk = r.disk ? `, ${describeDisk(r.disk)}` : '';
       const facts = `key verified, ${r.hostname}, ${r.os}, up ${duration(r.uptimeSeconds ?? 0)}${disk}${r.sudo ? ', sudo ok' : ''}${r.maxSessions !== undefined ? `, MaxSessions ${r.maxSessions}` : ''} [${r.latencyMs} ms]`;
-      if (r.ok) return `✓ ${r.host} (${r.address}): ${facts}`;
-      return [`✗ ${r.host} (${r.address}): ${facts}`, ...r.problems.map((p) => `    ✗ ${r.host}: ${p.problem}; fix: ${p.fix}`)].join('\n');
+      const next = (r.next ?? []).map((n) => `    → ${r.host}: ${n.problem}; next: ${n.fix}`);
+      if (r.ok) return [`${next.length ? '!' : '✓'} ${r.host} (${r.address}): ${facts}`, ...next].join('\n');
+      return [`✗ ${r.host} (${r.address}): ${facts}`, ...r.problems.map((p) => `    ✗ ${r.host}: ${p.problem}; fix: ${p.fix}`), ...next].join('\n');
     })
     .join('\n');
 }

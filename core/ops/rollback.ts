@@ -14,7 +14,7 @@ import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, partialState, unprovisionedError, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
@@ -103,8 +103,18 @@ export function unlessNginxMasked(work: string, refused: string): string {
 }
 
 /**
+ * A one-host rollback's work in its lock step (`finish`), not run on a host never provisioned for the environment
+ * (deployState's `provisioned`, read just before in the same step): the verdict `not_provisioned` instead, and the
+ * lock kept (rollbackRefusal refuses on the state read, notProvisioned's words, and audits it).
+ */
+export function unlessUnprovisioned(work: string): string {
+  return `if [ "\${provisioned:-no}" = no ]; then\n  ops_report ${ROLLBACK_KEYS.rollback} not_provisioned\nelse\n${work}\nfi`;
+}
+
+/**
  * What refuses a rollback on every host before any host changes, from the lock step's state reads (each host's,
- * `inspected`), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
+ * `inspected`), in order: hosts never provisioned for the environment (unprovisionedError: all of them, before any
+ * symptom of it: supervisord, nginx, no release), nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
  * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
  * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
  * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's
@@ -114,6 +124,8 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   const alone = inspected.length === 1;
   const untouched = `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`;
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
+  const bare = unprovisionedError(env, hosts, untouched, `ops deploy ${env.name}`);
+  if (bare) return bare;
   const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, 'roll back');
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
@@ -268,8 +280,9 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
  * Put back the release that was live before the current one on each host (its history), or release `to`,
  * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
  * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
- * Refused before any host changes (rollbackRefusal, from the lock step's state read: no round trip of its own): nginx
- * stopped with its unit masked on a host, supervisord not running on a host, or a port of the slot a host would start
+ * Refused before any host changes (rollbackRefusal, from the lock step's state read: no round trip of its own): a host
+ * never provisioned for the environment (said first: what it lacks is only a symptom), nginx stopped with its unit
+ * masked on a host, supervisord not running on a host, or a port of the slot a host would start
  * on held by a process that is not that slot's own.
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
  * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
@@ -328,7 +341,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         },
         ...(alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
+          finish: (unlock) => unlessUnprovisioned(unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, '')),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

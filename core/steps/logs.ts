@@ -5,6 +5,7 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, MASK_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
+import { notProvisioned, readProvisioned } from './system.ts';
 
 /** The most lines `ops logs --lines` reads per log file. */
 export const MAX_LOG_LINES = 10_000;
@@ -28,7 +29,10 @@ export interface LogsRequest {
   follow?: { holderPid?: number };
 }
 
-/** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
+/**
+ * The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. On a host never
+ * provisioned for the environment: notProvisioned's words on stderr, nothing shown, exit 0 (as "no logs yet").
+ */
 export function logsStep(env: Target, req: LogsRequest): Step {
   const L = env.layout;
   const lines = Math.max(0, Math.floor(req.lines));
@@ -43,6 +47,10 @@ export function logsStep(env: Target, req: LogsRequest): Step {
     // Following: until the connection ends (see below), a week at most.
     timeout: req.follow ? 7 * 86400 : 60,
     script: String.raw`${MASK_FUNCTIONS}
+# Never provisioned for this environment: said as every command says it (notProvisioned), not as "no logs yet", and
+# no host-wide nginx log (another app's) shown for it.
+${readProvisioned(env)}
+if [ "${'$'}{provisioned:-no}" = no ]; then echo ${quote(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix}): no logs of ${env.config.app} on `)}"$(hostname)" >&2; exit 0; fi
 live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 case "$live" in
   blue) idle=green ;;

@@ -10,6 +10,7 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
+import { readProvisioned } from './system.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
@@ -172,7 +173,7 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${'$'}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
+${readProvisioned(env)}
 # The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
 # release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""

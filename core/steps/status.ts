@@ -17,6 +17,7 @@ import { describeProcess, foreignListeners, leftoverListeners, parseProcReports,
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
+import { notProvisioned } from './system.ts';
 
 /** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
 export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run');
@@ -308,7 +309,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const warn = (w: string) => s.warnings.push(w);
 
   s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? 'no') !== 'no';
-  if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
+  // First, before its symptoms (nothing live, nginx or supervisor missing): the one rule (notProvisioned).
+  if (!s.provisioned) problem(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix})`);
   const current = reported(r, STATUS_KEYS.current) ?? '';
   const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === 'blue' || slot === 'green' ? slot : undefined;

@@ -335,8 +335,34 @@ export function supervisorService(): Step {
   };
 }
 
+/** The marker provision writes last on a host (markProvisioned): the date it completed, UTC. Its absence: never provisioned. */
+export function provisionedMarker(env: Target): string {
+  return `${env.layout.state}/provisioned`;
+}
+
+/**
+ * Shell setting `provisioned` to the marker's date (provisionedMarker), or `no` when the host was never provisioned
+ * for the environment: what every step that reports `provisioned` reads (deployState, hostFacts). Read by bash's
+ * `read` alone (no process); readable by the login too (the marker and its directory are 0644 and 0755).
+ */
+export function readProvisioned(env: Target): string {
+  const f = provisionedMarker(env);
+  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
+}
+
+/**
+ * The one rule of every command that needs a provisioned host (deploy, rollback, initdata refuse: unprovisionedError
+ * in core/ops/host-state.ts; status and ping report it): a host without the marker (provisionedMarker) is "not
+ * provisioned for <env>", said before anything else found there, since what a host never provisioned lacks
+ * (supervisord, nginx's site, a release) is only a symptom of it. `problem`: "not provisioned for <env>"; `fix`: the
+ * command to run, "ops provision <env>".
+ */
+export function notProvisioned(env: { name: string }): { problem: string; fix: string } {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
 /** Record that provision completed (deploys check it to give a clear "provision first" error). */
 export function markProvisioned(env: Target): Step {
-  const f = `${env.layout.state}/provisioned`;
+  const f = provisionedMarker(env);
   return { name: 'mark provisioned', as: 'root', timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}\nmv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }

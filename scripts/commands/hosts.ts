@@ -9,7 +9,7 @@ const json = JSON_OPTION;
 export const commands: Command[] = [
   command({
     name: 'ping',
-    summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk',
+    summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk, sudo; says when it is not provisioned yet (next: ops provision)',
     args: ['<env>'],
     options: { json },
     async run(ctx) {

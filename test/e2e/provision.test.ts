@@ -7,6 +7,9 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
+import { formatPing, ping } from '../../core/ops/ping.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { status } from '../../core/ops/status.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
@@ -37,6 +40,17 @@ describe.sequential('provision a bare bookworm host', () => {
     if (host) await downHost(host.name, { purge: true });
     project?.cleanup();
   });
+
+  it('before the first provision: ping says the host is not provisioned and what to run next (no ✓, ok for the exit); rollback and status say so first, not a symptom (supervisord, nginx)', async () => {
+    const pinged = await ping(project.ctx(), project.env());
+    expect(pinged[0]).toMatchObject({ ok: true, provisioned: false, problems: [], next: [{ fix: 'ops provision e2e, then ops deploy e2e' }] });
+    expect(formatPing(pinged)).toMatch(/^! .*\n {4}→ .*: not provisioned for e2e yet: deploy, rollback and initdata refuse until it is; next: ops provision e2e, then ops deploy e2e$/);
+    const e = (await rollback(project.ctx(), project.env()).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^\S+ is not provisioned for e2e \(run: ops provision e2e\): nothing was changed/);
+    expect(e.message).not.toMatch(/supervisord/);
+    const st = await status(project.ctx(), project.env());
+    expect(st.hosts[0]!.problems[0]).toBe('not provisioned for e2e (run: ops provision e2e)');
+  }, 300_000);
 
   it('installs and configures everything, then a second run changes nothing', async () => {
     const first = await provision(project.ctx(), project.env());

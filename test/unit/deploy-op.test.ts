@@ -358,13 +358,15 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'disk space', 'mark failed', 'unlock']);
   });
 
-  it('an unprovisioned host: a clear error before anything is sent', async () => {
-    const h = harness(opsLines(STATE, 'provisioned no'));
-    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);
+  it('an unprovisioned host: a clear error before anything is sent, said before its symptoms (supervisord not running, nginx stopped and masked)', async () => {
+    const h = harness(opsLines(STATE, 'provisioned no', 'supervisor_down 1', 'nginx_stopped masked'));
+    const e = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('web1 is not provisioned for x (run: ops provision x): nothing was sent, built or started');
+    expect(e.hint).toBe('run: ops provision x, then ops deploy x');
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
     // Refused, but a run that failed: in the audit log, saying why.
-    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['refused, nothing changed: web1 is not provisioned for x']);
+    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['refused, nothing changed: web1 is not provisioned for x (run: ops provision x): nothing was sent, built or started']);
   });
 
   it('supervisord not running (the state step says so): refused at the lock, naming it and its start, before any build; never "keeps serving"', async () => {

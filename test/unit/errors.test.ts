@@ -62,7 +62,7 @@ function failing(phase: Phase, error: () => unknown): Connector {
     // The live release runs with what environment x renders now (no env: an empty environ), so initdata goes on.
     const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
       step.name === 'lock'
-        ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') }
+        ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'provisioned 2026-11-01T00:00:00Z', 'current 20261125T120000Z-0123456789ab') }
         : step.name === 'initdata settings'
           ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${environDigest('')}`) }
           : undefined,

@@ -156,6 +156,8 @@ describe('what status, logs and a failed start quote of the app is masked on the
   it('logs: every line of the program logs', async () => {
     const t = target();
     mkdirSync(t.layout.logDir, { recursive: true });
+    mkdirSync(t.layout.state, { recursive: true });
+    writeFileSync(`${t.layout.state}/provisioned`, '2026-11-01T00:00:00Z\n');
     writeFileSync(join(t.layout.logDir, 'web-blue.err.log'), printed());
     const { stdout } = await run('bash', ['--norc', '--noprofile', '-c', scriptText(logsStep(t, { programs: ['web'], nginx: [], slots: 'live', lines: 50 }))], { encoding: 'utf8' });
     expect(stdout).toMatch(/web-blue.err \| settings \{'SECRET_KEY': '\*\*\*', 'DATABASE_URL': '\*\*\*'\}/);

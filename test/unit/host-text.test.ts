@@ -32,7 +32,7 @@ describe('host text quoted on the runner is masked', () => {
   it("ops ping: the login shell's text, in the problem and in --json (loginShellOutput), masked whole", () => {
     const reporter = new MemoryReporter();
     reporter.mask(KNOWN);
-    const r = readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [], preamble: `Welcome!\nexport API_TOKEN=${LEAK}\necho ${KNOWN}` }, (t) => reporter.redact(t));
+    const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [], preamble: `Welcome!\nexport API_TOKEN=${LEAK}\necho ${KNOWN}` }, (t) => reporter.redact(t));
     const said = JSON.stringify(r);
     expect(said).not.toContain(LEAK);
     expect(said).not.toContain(KNOWN);

@@ -31,9 +31,9 @@ beforeAll(() => {
 /**
  * `ops initdata x --file <text>` against a recorded host with a live release: the exit, stderr and what was
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
- * renders now, which has no env: an empty environ).
+ * renders now, which has no env: an empty environ). `provisioned: false`: the host was never provisioned (nothing is live either).
  */
-async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string } = {}) {
+async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string; provisioned?: false } = {}) {
   const file = join(root, name);
   if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
@@ -43,7 +43,7 @@ async function load(name: string, text: string | Uint8Array | undefined, options
     connector: async () =>
       (host = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
         step.name === 'lock'
-          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
+          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', `provisioned ${options.provisioned === false ? 'no' : '2026-11-01T00:00:00Z'}`, ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
           : step.name === 'initdata settings'
             ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${options.liveDigest ?? environDigest('')}`) }
             : undefined,
@@ -192,6 +192,15 @@ describe('initdata: the live release loads with the env and secrets the environm
     expect(none.code).toBe(1);
     expect(none.err).toContain('no release is live on web1 yet');
     expect(none.audit).toMatchObject({ operation: 'initdata', result: 'failed', message: 'refused, nothing changed: no release is live on web1 yet' });
+    // Never provisioned (nothing live there either): said first, with its fix, not as "no release is live".
+    const bare = await load('users.yml', 'users: []\n', { current: '', provisioned: false });
+    expect(bare.code).toBe(1);
+    expect(bare.err).toContain('web1 is not provisioned for x (run: ops provision x): nothing was loaded');
+    expect(bare.err).toContain('deploy first: ops deploy x');
+    expect(bare.err).not.toContain('no release is live');
+    expect(bare.uploads).toEqual([]);
+    expect(bare.steps).toEqual(['lock', 'unlock']);
+    expect(bare.audit).toMatchObject({ operation: 'initdata', result: 'failed', message: 'refused, nothing changed: web1 is not provisioned for x (run: ops provision x): nothing was loaded' });
     const other = await load('users.yml', 'users: []\n', { liveDigest: 'none' });
     expect(other.audit).toMatchObject({ operation: 'initdata', result: 'failed', release: '20261125T120000Z-0123456789ab', message: expect.stringMatching(/^refused, nothing changed: the live release runs with other settings or secrets than environments\/x now has/) });
   });

@@ -139,7 +139,7 @@ describe('a step through the login shell', () => {
 });
 
 describe('ops ping on a login that reaches sudo oddly', () => {
-  const facts = (sudo: string) => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
+  const facts = (sudo: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
 
   it("reports sudo's warning (its host name missing from /etc/hosts) as a problem with its fix, sudo working", () => {
     const r = facts('yes sudo: unable to resolve host brk1: Name or service not known');

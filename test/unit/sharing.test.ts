@@ -305,7 +305,9 @@ describe('day-2 commands of one app on a shared host', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-shared-logs-'));
     writeFileSync(join(dir, 'error.log'), 'host-wide error\n');
     writeFileSync(join(dir, 'access.log'), 'GET / demo.example.org\n');
-    const run = () => execFileSync('bash', ['-s'], { input: scriptText(logsStep(staging, { programs: [], nginx: ['error', 'access'], slots: 'live', lines: 5 })).replaceAll('/var/log/nginx', dir), encoding: 'utf8' });
+    // Provisioned for staging (provision's marker, here in the scratch directory).
+    writeFileSync(join(dir, 'provisioned'), '2026-11-01T00:00:00Z\n');
+    const run = () => execFileSync('bash', ['-s'], { input: scriptText(logsStep(staging, { programs: [], nginx: ['error', 'access'], slots: 'live', lines: 5 })).replaceAll('/var/log/nginx', dir).replaceAll(`${staging.layout.state}/provisioned`, join(dir, 'provisioned')), encoding: 'utf8' });
     expect(run().trim().split('\n').filter((l) => l !== START_MARKER)).toEqual(['nginx.error | host-wide error', 'nginx.access | GET / demo.example.org']);
     writeFileSync(join(dir, 'catalogage-staging.error.log'), 'staging error\n');
     writeFileSync(join(dir, 'catalogage-staging.access.log'), 'GET / staging.example.org\n');

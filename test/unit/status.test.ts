@@ -364,6 +364,7 @@ describe('logs step, run here on a copy of the layout', () => {
   mkdirSync(join(dir, 'app'));
   mkdirSync(join(dir, 'nginx'));
   writeFileSync(join(dir, 'slot'), 'green\n');
+  writeFileSync(join(dir, 'provisioned'), '2026-11-01T00:00:00Z\n');
   for (const slot of ['blue', 'green']) {
     writeFileSync(join(dir, 'app', `server-${slot}.out.log`), `server ${slot} line 1\n\nserver ${slot} line 2\n`);
     writeFileSync(join(dir, 'app', `server-${slot}.err.log`), `server ${slot} error\n`);
@@ -372,7 +373,7 @@ describe('logs step, run here on a copy of the layout', () => {
   writeFileSync(join(dir, 'nginx', 'error.log'), 'nginx error 1\nnginx error 2\n');
   writeFileSync(join(dir, 'nginx', 'access.log'), 'GET /\n');
   /** The real script, with the host's paths pointed at the scratch copy. */
-  const local = (text: string) => text.replaceAll('/var/log/shop', join(dir, 'app')).replaceAll('/srv/shop/.ops/slot', join(dir, 'slot')).replaceAll('/var/log/nginx', join(dir, 'nginx'));
+  const local = (text: string) => text.replaceAll('/var/log/shop', join(dir, 'app')).replaceAll('/srv/shop/.ops/slot', join(dir, 'slot')).replaceAll('/srv/shop/.ops/provisioned', join(dir, 'provisioned')).replaceAll('/var/log/nginx', join(dir, 'nginx'));
   const run = (req: Parameters<typeof logsRequest>[1]) =>
     execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '');
 
@@ -384,6 +385,14 @@ describe('logs step, run here on a copy of the layout', () => {
     expect(run({ program: 'server', slots: 'previous', lines: 5 }).trim().split('\n')).toEqual(['server-blue.out | server blue line 1', 'server-blue.out | server blue line 2', 'server-blue.err | server blue error']);
     expect(run({ program: 'client', slots: 'both' }).trim().split('\n')).toEqual(['client-green.out | client green line', 'client-blue.out | client blue line']);
     expect(run({ program: 'nginx', lines: 1 }).trim().split('\n')).toEqual(['nginx.error | nginx error 2', 'nginx.access | GET /']);
+  });
+
+  it('a host never provisioned for the environment (no provision marker): says so, as every command does, and shows no log (not even the host-wide nginx log another app writes); exit 0, as "no logs yet"', () => {
+    const script = local(scriptText(logsStep(env, logsRequest(env, { lines: 5 })))).replaceAll(join(dir, 'provisioned'), join(dir, 'never-written'));
+    const r = spawnSync('bash', ['-s'], { input: script, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout.replace(`\n${START_MARKER}\n`, '')).toBe('');
+    expect(r.stderr).toContain(`not provisioned for demo (run: ops provision demo): no logs of shop on ${execFileSync('hostname', { encoding: 'utf8' }).trim()}`);
   });
 
   it('refuses unknown programs and bad line counts, naming the choices', () => {
@@ -625,7 +634,7 @@ describe('logs step text', () => {
 });
 
 describe('ops ping, a preflight', () => {
-  const facts = (lines: string[], preamble = '') => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: lines.map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)] as [string, string]), preamble });
+  const facts = (lines: string[], preamble = '') => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: lines.map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)] as [string, string]), preamble });
   const healthy = ['hostname web1', 'os Debian GNU/Linux 12 (bookworm)', 'uptime 100.5', 'login deploy', 'sudo yes ', 'max_sessions 10', 'disk 2097152 1000000 900000 /srv/shop', 'footprint 300000 20000'];
 
   it('a healthy host: facts, no problem; the need is the live release with its dependency sets, at least 256 MB and 10000 inodes', () => {

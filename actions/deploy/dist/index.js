@@ -19161,6 +19161,39 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function handleFaults(handler) {
+  faultHandlers.add(handler);
+}
+function stopHandlingFaults(handler) {
+  faultHandlers.delete(handler);
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
@@ -19284,6 +19317,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19300,6 +19334,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullErr
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -19595,28 +19630,6 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
-  }
-});
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-var RUN_SIGNALS, runHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
   }
 });
 
@@ -75357,7 +75370,266 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+function lookup(tree, path) {
+  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const keysAt = (keys) => {
+    const n = keys.reduce(child, tree);
+    return isMap4(n) ? Object.keys(n) : [];
+  };
+  return splitKeyPath(path, keysAt).reduce(child, tree);
+}
+function asString(value) {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  return jsonText(value) ?? "null";
+}
+function jsonText(value) {
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? "null").join(",")}]`;
+  if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
+    const members = Object.keys(value).flatMap((k) => {
+      const text = jsonText(value[k]);
+      return text === void 0 ? [] : [`${JSON.stringify(k)}:${text}`];
+    });
+    return `{${members.join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+var FORMS = [
+  { name: "single-quoted", quote: "'" },
+  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+  { name: "double-quoted", quote: '"' },
+  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+  { name: "backtick-quoted", quote: "`" },
+  { name: "unquoted", quote: "" },
+  { name: "single-quoted with \\$", quote: "'", dollars: true },
+  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+  { name: "double-quoted with \\$", quote: '"', dollars: true },
+  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+  { name: "unquoted with \\$", quote: "", dollars: true }
+];
+function write(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return `${form.quote}${s}${form.quote}`;
+}
+var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function formsFor(value, readers, others = []) {
+  return FORMS.filter((f) => {
+    const text = write(value, f);
+    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
+  });
+}
+function statementReason(reader, value) {
+  const why = reader === "shell" ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\' : value.endsWith("\\") ? "it ends with a backslash and needs quotes, which it reads past the closing quote" : reader === "python-dotenv" ? "it holds a character python-dotenv cannot read in any quoting" : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === "node-env-file" || reader === "vite" ? ", or a carriage return" : ""}`;
+  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
+}
+function aloneReason(reader, value) {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case "python-dotenv":
+      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
+    case "node-dotenv":
+    case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case "node-env-file":
+    case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
+      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case "shell":
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+function encodeValue(value, readers, others = []) {
+  const all = [...readers, ...others];
+  if (value.includes("\0")) return { refused: { readers: all, reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers, others);
+  if (form) return { text: write(value, form), form: form.name };
+  const suits = (rs) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
+  const alone = all.filter((r) => suits([r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => readers.includes(r) ? aloneReason(r, value) : statementReason(r, value)).join("; ") } };
+  for (const [i, a] of all.entries())
+    for (const b of all.slice(i + 1))
+      if (suits([a, b]).length === 0) {
+        const list3 = (r) => suits([r]).map((f) => f.name).join(", ");
+        if (readers.includes(a) && readers.includes(b))
+          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list3(a)}; ${b} only ${list3(b)}` } };
+        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list3(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list3(r)}`;
+        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
+      }
+  return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
+}
+function dotenvReaders(env) {
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  const declared = dotenvReaders(env);
+  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
+  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
+  return { exact, others };
+}
+function encodeVariable(env, key, spec, value) {
+  const { exact, others } = readersOf(env, key);
+  const encoded = encodeValue(value, exact, others);
+  if (!("refused" in encoded)) return encoded;
+  const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
+  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
+  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
+}
+function unreadableError(env, refused, untouched, command2) {
+  const secrets = refused.some((r) => r.secret);
+  const plain = refused.some((r) => !r.secret);
+  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
+  const named = old.join(", ");
+  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
+  return new OpsError(
+    `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
+${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
+    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+  );
+}
+function holdsRoundedInteger(value) {
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
+  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+  return false;
+}
+function roundedError(env, rounded, untouched) {
+  const first = rounded[0];
+  const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
+  return new OpsError(
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
+${rounded.map(line).join("\n")}`,
+    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
+  );
+}
+function memberHolding(value, holds) {
+  return memberPaths(value).find((p) => holds(memberAt(value, p)));
+}
+function binaryMemberRefused(env, key, secret, member) {
+  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
+}
+function renderDotenv(env, secrets) {
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
+  const missing2 = [];
+  const rounded = [];
+  const refused = [];
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records = [];
+  const forms = /* @__PURE__ */ Object.create(null);
+  for (const [key, spec] of Object.entries(env.config.env)) {
+    let value;
+    if (typeof spec === "string") value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === void 0 || found === null) {
+        missing2.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      const binary = memberHolding(found, holdsBinary);
+      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const round = memberHolding(found, holdsRoundedInteger);
+      if (round) {
+        rounded.push({ key, secret: spec.secret, member: round });
+        continue;
+      }
+      value = asString(found);
+    }
+    const encoded = encodeVariable(env, key, spec, value);
+    if ("refused" in encoded) {
+      refused.push(encoded.refused);
+      continue;
+    }
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
+  }
+  if (missing2.length)
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing2.length} secret${missing2.length > 1 ? "s" : ""} the .env needs:
+${missing2.map((m) => `  - ${m}`).join("\n")}`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
+    );
+  if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
+  if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
+  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function memberPaths(value, path = []) {
+  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
+  return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
+}
+function memberAt(value, path) {
+  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
+}
+function memberKey(secret, path) {
+  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
+}
+function environLoader(...files) {
+  const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
+  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
+  if (!tests.length) return "";
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+${tests.join("\n")}
+fi
+unset -v REPLY`;
+}
+
+// core/packages.ts
+init_errors();
+init_tree();
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+var INDEX_READ_TIMEOUT = 120;
+
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+function readProvisioned(env) {
+  const f = provisionedMarker(env);
+  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -75453,7 +75725,7 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
+${readProvisioned(env)}
 # The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
 # release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
@@ -77279,6 +77551,13 @@ function parseState(r) {
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
   };
 }
+function unprovisionedError(env, hosts, nothing, then) {
+  const bare = hosts.filter((h) => !h.state.provisioned).map((h) => h.host);
+  if (!bare.length) return void 0;
+  const { problem, fix } = notProvisioned(env);
+  const which2 = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(", ")}) are`;
+  return new OpsError(`${which2} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
+}
 function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
@@ -77343,243 +77622,8 @@ import { readFileSync as readFileSync9 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
 init_errors();
 
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-function lookup(tree, path) {
-  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
-  const keysAt = (keys) => {
-    const n = keys.reduce(child, tree);
-    return isMap4(n) ? Object.keys(n) : [];
-  };
-  return splitKeyPath(path, keysAt).reduce(child, tree);
-}
-function asString(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  return jsonText(value) ?? "null";
-}
-function jsonText(value) {
-  if (typeof value === "bigint") return value.toString();
-  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? "null").join(",")}]`;
-  if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
-    const members = Object.keys(value).flatMap((k) => {
-      const text = jsonText(value[k]);
-      return text === void 0 ? [] : [`${JSON.stringify(k)}:${text}`];
-    });
-    return `{${members.join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-var FORMS = [
-  { name: "single-quoted", quote: "'" },
-  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
-  { name: "double-quoted", quote: '"' },
-  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
-  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
-  { name: "backtick-quoted", quote: "`" },
-  { name: "unquoted", quote: "" },
-  { name: "single-quoted with \\$", quote: "'", dollars: true },
-  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
-  { name: "double-quoted with \\$", quote: '"', dollars: true },
-  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
-  { name: "unquoted with \\$", quote: "", dollars: true }
-];
-function write(value, form) {
-  let s = value;
-  if (form.backslashes) {
-    s = s.replace(/\\/g, "\\\\");
-    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
-  }
-  if (form.dollars) s = s.replace(/\$/g, "\\$");
-  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
-  return `${form.quote}${s}${form.quote}`;
-}
-var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function formsFor(value, readers, others = []) {
-  return FORMS.filter((f) => {
-    const text = write(value, f);
-    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
-  });
-}
-function statementReason(reader, value) {
-  const why = reader === "shell" ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\' : value.endsWith("\\") ? "it ends with a backslash and needs quotes, which it reads past the closing quote" : reader === "python-dotenv" ? "it holds a character python-dotenv cannot read in any quoting" : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === "node-env-file" || reader === "vite" ? ", or a carriage return" : ""}`;
-  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
-}
-function aloneReason(reader, value) {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
-  switch (reader) {
-    case "python-dotenv":
-      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
-      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
-    case "node-dotenv":
-    case "dotenv-expand":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
-      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
-    case "node-env-file":
-    case "vite":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
-      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
-      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
-    case "shell":
-      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
-  }
-}
-function encodeValue(value, readers, others = []) {
-  const all = [...readers, ...others];
-  if (value.includes("\0")) return { refused: { readers: all, reason: "it holds a NUL character, which no process environment can carry" } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
-  const [form] = formsFor(value, readers, others);
-  if (form) return { text: write(value, form), form: form.name };
-  const suits = (rs) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
-  const alone = all.filter((r) => suits([r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => readers.includes(r) ? aloneReason(r, value) : statementReason(r, value)).join("; ") } };
-  for (const [i, a] of all.entries())
-    for (const b of all.slice(i + 1))
-      if (suits([a, b]).length === 0) {
-        const list3 = (r) => suits([r]).map((f) => f.name).join(", ");
-        if (readers.includes(a) && readers.includes(b))
-          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list3(a)}; ${b} only ${list3(b)}` } };
-        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list3(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list3(r)}`;
-        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
-      }
-  return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
-}
-function dotenvReaders(env) {
-  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
-}
-function readersOf(env, key) {
-  const declared = dotenvReaders(env);
-  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
-  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
-  return { exact, others };
-}
-function encodeVariable(env, key, spec, value) {
-  const { exact, others } = readersOf(env, key);
-  const encoded = encodeValue(value, exact, others);
-  if (!("refused" in encoded)) return encoded;
-  const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
-  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
-  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
-}
-function unreadableError(env, refused, untouched, command2) {
-  const secrets = refused.some((r) => r.secret);
-  const plain = refused.some((r) => !r.secret);
-  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
-  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
-  const named = old.join(", ");
-  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
-  return new OpsError(
-    `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
-${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
-    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
-  );
-}
-function holdsRoundedInteger(value) {
-  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
-  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
-  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
-  return false;
-}
-function roundedError(env, rounded, untouched) {
-  const first = rounded[0];
-  const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
-  return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
-${rounded.map(line).join("\n")}`,
-    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
-  );
-}
-function memberHolding(value, holds) {
-  return memberPaths(value).find((p) => holds(memberAt(value, p)));
-}
-function binaryMemberRefused(env, key, secret, member) {
-  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
-}
-function renderDotenv(env, secrets) {
-  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
-  const missing2 = [];
-  const rounded = [];
-  const refused = [];
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
-  const records = [];
-  const forms = /* @__PURE__ */ Object.create(null);
-  for (const [key, spec] of Object.entries(env.config.env)) {
-    let value;
-    if (typeof spec === "string") value = spec;
-    else {
-      const found = lookup(secrets, spec.secret);
-      if (found === void 0 || found === null) {
-        missing2.push(`${key} needs the secret "${spec.secret}"`);
-        continue;
-      }
-      const binary = memberHolding(found, holdsBinary);
-      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
-      const round = memberHolding(found, holdsRoundedInteger);
-      if (round) {
-        rounded.push({ key, secret: spec.secret, member: round });
-        continue;
-      }
-      value = asString(found);
-    }
-    const encoded = encodeVariable(env, key, spec, value);
-    if ("refused" in encoded) {
-      refused.push(encoded.refused);
-      continue;
-    }
-    lines.push(`${key}=${encoded.text}`);
-    records.push(`${key}=${value}\0`);
-    forms[key] = encoded.form;
-  }
-  if (missing2.length)
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing2.length} secret${missing2.length > 1 ? "s" : ""} the .env needs:
-${missing2.map((m) => `  - ${m}`).join("\n")}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
-    );
-  if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
-  if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
-  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
-}
-function memberPaths(value, path = []) {
-  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
-  return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
-}
-function memberAt(value, path) {
-  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
-}
-function memberKey(secret, path) {
-  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
-}
-function environLoader(...files) {
-  const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
-  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
-  if (!tests.length) return "";
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-${tests.join("\n")}
-fi
-unset -v REPLY`;
-}
-
 // core/steps/app.ts
 init_shell();
-
-// core/packages.ts
-init_errors();
-init_tree();
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-var INDEX_READ_TIMEOUT = 120;
-
-// core/steps/app.ts
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = env.runtime;
@@ -78742,14 +78786,21 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
   let stopping;
-  const onSignal = (signal) => {
+  let stoppedBy;
+  const onSignal = (cause) => {
+    const signal = typeof cause === "string" ? cause : void 0;
+    const what = typeof cause === "string" ? cause : oneLine(ctx.reporter.redact(errorParts(cause.error, {}).message));
+    const received = signal ? `${signal} received` : what;
+    const by = signal ? `interrupted by ${signal}` : `stopped by ${what}`;
+    const exitCode = signal ? signalExit(signal) : 1;
     if (stopping) {
-      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      ctx.reporter.error(`${received}: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
       return;
     }
-    stopping = signal;
+    stopping = what;
+    stoppedBy = signal;
     const remotes = [...session.remotes.values()];
-    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
     const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
@@ -78758,7 +78809,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
     const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
@@ -78773,7 +78824,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const interruption2 = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve6) => setImmediate(resolve6))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -78781,24 +78832,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption2(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption2(host, "failed", `${by}${during}${standing(host)}`) : interruption2(host, "success", `${by} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
     });
     void releaseAll(true, switchesEnded).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => {
       try {
-        ctx.interrupted?.(interruptedDoc(signal, during));
+        ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
-        process.exit(signalExit(signal));
+        process.exit(exitCode);
       }
     });
   };
-  const interruptedDoc = (signal, during) => {
+  const interruptedDoc = (signal, by, during, exitCode) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
@@ -78806,8 +78857,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     });
     const { ref, sha } = options.fields ?? {};
     const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
-    const reason = `interrupted by ${signal}${during}`;
-    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
+    const reason = `${by}${during}`;
+    return { result: signal ? "interrupted" : "failed", ...signal && { signal }, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -78823,10 +78874,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
+  handleFaults(onSignal);
   const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -78851,6 +78903,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -78906,6 +78959,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   } finally {
     await releaseAll();
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
@@ -78940,8 +78994,12 @@ var DEPLOY_PORTS = { starting: "this release would start on", nothing: "nothing 
 function deploySlot(state) {
   return state.slot ? otherSlot(state.slot) : "blue";
 }
+var DEPLOY_UNTOUCHED = "nothing was sent, built or started";
+function refuseUnprovisioned(env, hosts) {
+  const bare = unprovisionedError(env, hosts, DEPLOY_UNTOUCHED, `ops deploy ${env.name}`);
+  if (bare) throw bare;
+}
 function refuseUnready(env, host, state) {
-  if (!state.provisioned) throw new OpsError(`${host} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const cert = certificatePaths(env);
   if (cert && !state.certificate)
     throw new OpsError(
@@ -79274,6 +79332,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   const plans = [];
   const read2 = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name), state: parseState(locked.inspected.get(host.name)) }));
   try {
+    refuseUnprovisioned(env, read2);
     for (const { host, state } of read2) refuseUnready(env, host, state);
     refuseMaskedNginx(read2);
     refuseTakenPorts(env, read2);

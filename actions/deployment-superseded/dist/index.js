@@ -19161,6 +19161,19 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function isOwnOutputError(err) {
@@ -19226,6 +19239,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19235,6 +19249,7 @@ var OpsError, NoAgeIdentity, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -30316,6 +30331,7 @@ function percentEscapedChar(text, at) {
 
 // core/report.ts
 init_errors();
+init_signals();
 var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
 var MARK_OPEN = "\uE000";
 var MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;

@@ -19161,6 +19161,39 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function handleFaults(handler) {
+  faultHandlers.add(handler);
+}
+function stopHandlingFaults(handler) {
+  faultHandlers.delete(handler);
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
@@ -19284,6 +19317,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19300,6 +19334,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, AUDIT_REASO
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -19586,28 +19621,6 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
-  }
-});
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-var RUN_SIGNALS, runHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
   }
 });
 
@@ -73488,188 +73501,6 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
-function diskReport(dir) {
-  return String.raw`d=${quote(dir)}
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
-}
-function parseDisk(value) {
-  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
-  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
-  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
-}
-
-// core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
-function deployState(env, shas, options = {}) {
-  const L = env.layout;
-  const cert = certificatePaths(env);
-  const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const { fingerprint: fingerprint2 } = options;
-  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-# A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
-if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
-fi
-# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
-live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
-# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
-sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
-# Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
-# own). Not indented: the files' text is quoted in it.
-${liveFilesShell(env)}
-  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
-  # had sums has none to compare).
-  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
-    if sums=$(sha256sum -- "${L.dotenv("$cur")}" "${L.environ("$cur")}" 2>/dev/null); then
-      mapfile -t sums <<< "$sums"
-      [ "${"$"}{#sums[@]}" = 2 ] && [ "${"$"}{sums[0]%% *} ${"$"}{sums[1]%% *}" = "$live_sums" ] || live_files=no
-    else live_files=no; fi
-  fi
-  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
-elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
-elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
-` : "";
-  const noop = options.commit ? String.raw`${probeLibrary(env)}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-# The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
-# all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}{live_same:-no}" = yes ]; then
-  live_health=$(case "$slot" in
-    blue) ${live("blue")} ;;
-    green) ${live("green")} ;;
-  esac 2>/dev/null)
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-  state_done=1
-fi
-` : "";
-  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
-  const code = shas ? String.raw`${diskReport(L.base)}
-if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
-${mirrorShallow(L.mirror)}
-  wanted_shas=(${shas.map(quote).join(" ")})
-  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
-  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
-  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
-  true
-fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
-# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
-# program of the live release runs either.
-${supervisorReport}
-# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
-if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
-${switchPreflight(env, !options.commit)}
-` : "";
-  return {
-    name: "state",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: String.raw`${historyFunctions(env)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-cur_id=${"$"}{cur##*/}
-slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
-# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
-# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
-live_sha=""
-if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
-printf -v now '%(%s)T' -1
-ops_report ${RELEASE_KEYS.now} "$now"
-ops_report ${RELEASE_KEYS.provisioned} "${"$"}{provisioned:-no}"
-ops_report ${RELEASE_KEYS.current} "$cur_id"
-ops_report ${RELEASE_KEYS.slot} "$slot"
-ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
-# shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
-live_health=""
-state_done=""
-${recorded}${noop}if [ -z "$state_done" ]; then
-${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
-` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
-release_reports
-slot_releases
-${code}${options.supervisor && !shas ? `${supervisorReport}
-` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
-` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
-${nginxStoppedReport()}
-` : ""}${options.platform ? `${platformReport(env)}
-` : ""}fi`
-  };
-}
-var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
-function switchPreflight(env, libraries) {
-  return String.raw`${SYSTEM_FUNCTIONS}
-${slotPorts(env, "blue", libraries)}
-${nginxStoppedReport()}`;
-}
-function nginxStoppedReport() {
-  return String.raw`# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
-REPORT_NGINX_STOPPED=""
-nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$REPORT_NGINX_STOPPED"; }`;
-}
-function slotPorts(env, whenNone, libraries) {
-  const L = env.layout;
-  const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, slot).map(quote).join(" ")}`;
-  const other = whenNone === "blue" ? "green" : "blue";
-  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
-${maskLibrary(env)}
-${IDENTITY_FUNCTIONS}
-` : ""}# Who listens on the ports the release would start on (one ss for them all).
-REPORT_SLOT_FOREIGN=0
-if command -v ss >/dev/null; then
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  case "$slot" in
-    ${whenNone}) ${report(other)} ;;
-    *) ${report(whenNone)} ;;
-  esac
-  unset LISTEN_TABLE
-fi`;
-}
-function platformReport(env) {
-  const paths = env.runtime;
-  return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
-platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
-# A runtime missing (or failing) reads "none": its error text must not become part of the line.
-platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${"$"}{platform_python##* } || platform_python=none
-platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
-ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
-}
-function mirrorShallow(mirror) {
-  const g = `git --git-dir=${quote(mirror)}`;
-  return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
-mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
-if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
-  missing=$(printf '%s\n' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
-  for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
-fi`;
-}
-function markRelease(env, id, mark, why, withoutLock = false) {
-  const dir = word(`${env.layout.releases}/`, id);
-  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
-  return {
-    name: `mark ${mark}`,
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: withoutLock ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
-if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
-  ${marker}
-fi` : `${historyFunctions(env)}
-if [ -d ${dir} ]; then
-  ${marker}
-  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
-fi`
-  };
-}
-
-// core/steps/initdata.ts
-import { createHash as createHash4 } from "node:crypto";
-init_shell();
 
 // core/dotenv.ts
 init_errors();
@@ -73895,9 +73726,6 @@ fi
 unset -v REPLY`;
 }
 
-// core/steps/app.ts
-init_shell();
-
 // core/packages.ts
 init_errors();
 init_tree();
@@ -73906,7 +73734,216 @@ function packagesNeedSecrets(env) {
   return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
 }
 
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+function readProvisioned(env) {
+  const f = provisionedMarker(env);
+  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+
+// core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+function deployState(env, shas, options = {}) {
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
+  const { fingerprint: fingerprint2 } = options;
+  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+# A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
+if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+fi
+# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
+live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
+# Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
+# own). Not indented: the files' text is quoted in it.
+${liveFilesShell(env)}
+  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
+  # had sums has none to compare).
+  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
+    if sums=$(sha256sum -- "${L.dotenv("$cur")}" "${L.environ("$cur")}" 2>/dev/null); then
+      mapfile -t sums <<< "$sums"
+      [ "${"$"}{#sums[@]}" = 2 ] && [ "${"$"}{sums[0]%% *} ${"$"}{sums[1]%% *}" = "$live_sums" ] || live_files=no
+    else live_files=no; fi
+  fi
+  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
+elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
+elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
+` : "";
+  const noop = options.commit ? String.raw`${probeLibrary(env)}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+# The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
+# all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}{live_same:-no}" = yes ]; then
+  live_health=$(case "$slot" in
+    blue) ${live("blue")} ;;
+    green) ${live("green")} ;;
+  esac 2>/dev/null)
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+  state_done=1
+fi
+` : "";
+  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
+  const code = shas ? String.raw`${diskReport(L.base)}
+if [ -d ${quote(L.mirror)} ]; then
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
+${mirrorShallow(L.mirror)}
+  wanted_shas=(${shas.map(quote).join(" ")})
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
+  true
+fi
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
+# program of the live release runs either.
+${supervisorReport}
+# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
+if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
+${switchPreflight(env, !options.commit)}
+` : "";
+  return {
+    name: "state",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+cur_id=${"$"}{cur##*/}
+slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
+${readProvisioned(env)}
+# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
+# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+live_sha=""
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
+printf -v now '%(%s)T' -1
+ops_report ${RELEASE_KEYS.now} "$now"
+ops_report ${RELEASE_KEYS.provisioned} "${"$"}{provisioned:-no}"
+ops_report ${RELEASE_KEYS.current} "$cur_id"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
+# shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
+live_health=""
+state_done=""
+${recorded}${noop}if [ -z "$state_done" ]; then
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
+` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
+${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
+` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
+${nginxStoppedReport()}
+` : ""}${options.platform ? `${platformReport(env)}
+` : ""}fi`
+  };
+}
+var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
+function switchPreflight(env, libraries) {
+  return String.raw`${SYSTEM_FUNCTIONS}
+${slotPorts(env, "blue", libraries)}
+${nginxStoppedReport()}`;
+}
+function nginxStoppedReport() {
+  return String.raw`# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
+REPORT_NGINX_STOPPED=""
+nginx_master >/dev/null || { REPORT_NGINX_STOPPED=$(nginx_unit); ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$REPORT_NGINX_STOPPED"; }`;
+}
+function slotPorts(env, whenNone, libraries) {
+  const L = env.layout;
+  const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, slot).map(quote).join(" ")}`;
+  const other = whenNone === "blue" ? "green" : "blue";
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
+${maskLibrary(env)}
+${IDENTITY_FUNCTIONS}
+` : ""}# Who listens on the ports the release would start on (one ss for them all).
+REPORT_SLOT_FOREIGN=0
+if command -v ss >/dev/null; then
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  case "$slot" in
+    ${whenNone}) ${report(other)} ;;
+    *) ${report(whenNone)} ;;
+  esac
+  unset LISTEN_TABLE
+fi`;
+}
+function platformReport(env) {
+  const paths = env.runtime;
+  return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
+# A runtime missing (or failing) reads "none": its error text must not become part of the line.
+platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${"$"}{platform_python##* } || platform_python=none
+platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
+}
+function mirrorShallow(mirror) {
+  const g = `git --git-dir=${quote(mirror)}`;
+  return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
+mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
+if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
+  missing=$(printf '%s\n' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
+  for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
+fi`;
+}
+function markRelease(env, id, mark, why, withoutLock = false) {
+  const dir = word(`${env.layout.releases}/`, id);
+  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  return {
+    name: `mark ${mark}`,
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: withoutLock ? `live=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+if [ -d ${dir} ] && [ "\${live##*/}" != ${word(id)} ]; then
+  ${marker}
+fi` : `${historyFunctions(env)}
+if [ -d ${dir} ]; then
+  ${marker}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+fi`
+  };
+}
+
+// core/steps/initdata.ts
+import { createHash as createHash4 } from "node:crypto";
+init_shell();
+
 // core/steps/app.ts
+init_shell();
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = env.runtime;
@@ -75576,6 +75613,13 @@ function parseState(r) {
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
   };
 }
+function unprovisionedError(env, hosts, nothing, then) {
+  const bare = hosts.filter((h) => !h.state.provisioned).map((h) => h.host);
+  if (!bare.length) return void 0;
+  const { problem, fix } = notProvisioned(env);
+  const which2 = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(", ")}) are`;
+  return new OpsError(`${which2} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
+}
 
 // core/ops/locked.ts
 import { randomBytes as randomBytes11 } from "node:crypto";
@@ -76139,14 +76183,21 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
   let stopping;
-  const onSignal = (signal) => {
+  let stoppedBy;
+  const onSignal = (cause) => {
+    const signal = typeof cause === "string" ? cause : void 0;
+    const what = typeof cause === "string" ? cause : oneLine(ctx.reporter.redact(errorParts(cause.error, {}).message));
+    const received = signal ? `${signal} received` : what;
+    const by = signal ? `interrupted by ${signal}` : `stopped by ${what}`;
+    const exitCode = signal ? signalExit(signal) : 1;
     if (stopping) {
-      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      ctx.reporter.error(`${received}: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
       return;
     }
-    stopping = signal;
+    stopping = what;
+    stoppedBy = signal;
     const remotes = [...session.remotes.values()];
-    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
     const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
@@ -76155,7 +76206,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
     const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
@@ -76170,7 +76221,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const interruption2 = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve5) => setImmediate(resolve5))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -76178,24 +76229,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption2(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption2(host, "failed", `${by}${during}${standing(host)}`) : interruption2(host, "success", `${by} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
     });
     void releaseAll(true, switchesEnded).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => {
       try {
-        ctx.interrupted?.(interruptedDoc(signal, during));
+        ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
-        process.exit(signalExit(signal));
+        process.exit(exitCode);
       }
     });
   };
-  const interruptedDoc = (signal, during) => {
+  const interruptedDoc = (signal, by, during, exitCode) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
@@ -76203,8 +76254,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     });
     const { ref, sha } = options.fields ?? {};
     const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
-    const reason = `interrupted by ${signal}${during}`;
-    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
+    const reason = `${by}${during}`;
+    return { result: signal ? "interrupted" : "failed", ...signal && { signal }, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -76220,10 +76271,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
+  handleFaults(onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -76248,6 +76300,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -76303,6 +76356,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   } finally {
     await releaseAll();
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
@@ -76404,6 +76458,8 @@ async function initdataRun(ctx, env, options, known) {
           locked.audit(host.name, { result: "failed", ...state.current && { release: state.current }, message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
           return e;
         };
+        const bare = unprovisionedError(env, [{ host: host.name, state }], "nothing was loaded", `deploy first: ops deploy ${env.name}`);
+        if (bare) throw refuse2(bare);
         if (!state.current) throw refuse2(new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`));
         if (expected !== void 0) {
           const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? "none";

@@ -19161,6 +19161,39 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function handleFaults(handler) {
+  faultHandlers.add(handler);
+}
+function stopHandlingFaults(handler) {
+  faultHandlers.delete(handler);
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
@@ -19284,6 +19317,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19297,6 +19331,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullErr
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -19592,28 +19627,6 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
-  }
-});
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-var RUN_SIGNALS, runHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
   }
 });
 
@@ -73611,8 +73624,11 @@ for _ in {1..50}; do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
 item supervisor`
   };
 }
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
 function markProvisioned(env) {
-  const f = `${env.layout.state}/provisioned`;
+  const f = provisionedMarker(env);
   return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
 mv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }
@@ -73736,7 +73752,7 @@ init_errors();
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -76210,14 +76226,21 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
   let stopping;
-  const onSignal = (signal) => {
+  let stoppedBy;
+  const onSignal = (cause) => {
+    const signal = typeof cause === "string" ? cause : void 0;
+    const what = typeof cause === "string" ? cause : oneLine(ctx.reporter.redact(errorParts(cause.error, {}).message));
+    const received = signal ? `${signal} received` : what;
+    const by = signal ? `interrupted by ${signal}` : `stopped by ${what}`;
+    const exitCode = signal ? signalExit(signal) : 1;
     if (stopping) {
-      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      ctx.reporter.error(`${received}: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
       return;
     }
-    stopping = signal;
+    stopping = what;
+    stoppedBy = signal;
     const remotes = [...session.remotes.values()];
-    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
     const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
@@ -76226,7 +76249,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
     const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
@@ -76241,7 +76264,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const interruption2 = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve4) => setImmediate(resolve4))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -76249,24 +76272,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption2(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption2(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption2(host, "failed", `${by}${during}${standing(host)}`) : interruption2(host, "success", `${by} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
     });
     void releaseAll(true, switchesEnded).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => {
       try {
-        ctx.interrupted?.(interruptedDoc(signal, during));
+        ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
-        process.exit(signalExit(signal));
+        process.exit(exitCode);
       }
     });
   };
-  const interruptedDoc = (signal, during) => {
+  const interruptedDoc = (signal, by, during, exitCode) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
@@ -76274,8 +76297,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     });
     const { ref, sha } = options.fields ?? {};
     const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
-    const reason = `interrupted by ${signal}${during}`;
-    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
+    const reason = `${by}${during}`;
+    return { result: signal ? "interrupted" : "failed", ...signal && { signal }, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -76291,10 +76314,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
+  handleFaults(onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -76319,6 +76343,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -76374,6 +76399,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   } finally {
     await releaseAll();
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -19161,6 +19161,39 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function handleFaults(handler) {
+  faultHandlers.add(handler);
+}
+function stopHandlingFaults(handler) {
+  faultHandlers.delete(handler);
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
@@ -19284,6 +19317,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19300,6 +19334,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullErr
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -19595,28 +19630,6 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
-  }
-});
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-var RUN_SIGNALS, runHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
   }
 });
 
@@ -64584,7 +64597,44 @@ fi`
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+function readProvisioned(env) {
+  const f = provisionedMarker(env);
+  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -64676,7 +64726,7 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
+${readProvisioned(env)}
 # The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
 # release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
@@ -65014,6 +65064,13 @@ function parseState(r) {
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
   };
 }
+function unprovisionedError(env, hosts, nothing, then) {
+  const bare = hosts.filter((h) => !h.state.provisioned).map((h) => h.host);
+  if (!bare.length) return void 0;
+  const { problem, fix } = notProvisioned(env);
+  const which2 = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(", ")}) are`;
+  return new OpsError(`${which2} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
+}
 function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
@@ -65056,15 +65113,6 @@ ${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).
 init_environment();
 import { createHash as createHash3 } from "node:crypto";
 import { readFileSync as readFileSync5 } from "node:fs";
-
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-
-// core/ops/deploy-plan.ts
 init_errors();
 init_shell();
 
@@ -65088,12 +65136,6 @@ init_errors();
 // core/ops/secrets.ts
 init_environment();
 init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-
-// core/ops/secrets.ts
 init_parts();
 
 // core/ops/deploy-plan.ts
@@ -65658,14 +65700,21 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   let releasing;
   const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
   let stopping;
-  const onSignal = (signal) => {
+  let stoppedBy;
+  const onSignal = (cause) => {
+    const signal = typeof cause === "string" ? cause : void 0;
+    const what = typeof cause === "string" ? cause : oneLine(ctx.reporter.redact(errorParts(cause.error, {}).message));
+    const received = signal ? `${signal} received` : what;
+    const by = signal ? `interrupted by ${signal}` : `stopped by ${what}`;
+    const exitCode = signal ? signalExit(signal) : 1;
     if (stopping) {
-      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      ctx.reporter.error(`${received}: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
       return;
     }
-    stopping = signal;
+    stopping = what;
+    stoppedBy = signal;
     const remotes = [...session.remotes.values()];
-    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
     const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
@@ -65674,7 +65723,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
     const waiting = inFlight.length > 0 && inFlight.every((f) => f.step === "lock" && !inspected.has(f.host));
     ctx.reporter.error(
-      !all.length ? `${signal} received: releasing the lock and stopping` : waiting ? `${signal} received${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+      !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
@@ -65689,7 +65738,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const interruption = (host, result2, message) => auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: result2, message }, runnerNow(ctx)));
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
-    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`)]);
+    for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `${by}${during}${standing(host)}`)]);
     const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve2) => setImmediate(resolve2))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
@@ -65697,24 +65746,24 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
         const release = about.get(host)?.release ?? options.fields?.release;
         pending.set(host, [
           ...queued(host),
-          undone === void 0 ? interruption(host, "failed", `interrupted by ${signal}${during}${standing(host)}`) : interruption(host, "success", `interrupted by ${signal} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
+          undone === void 0 ? interruption(host, "failed", `${by}${during}${standing(host)}`) : interruption(host, "success", `${by} during switch on ${host}, which was let end: ${release ?? "the release"} is live${undone ? `; ${undone}` : ""}`)
         ]);
         if (undone !== void 0) ctx.reporter.warn(`${host}: the switch ended before the stop: ${release ?? "the release"} went live${undone ? ` (${undone})` : ""}`);
       }
     });
     void releaseAll(true, switchesEnded).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => {
       try {
-        ctx.interrupted?.(interruptedDoc(signal, during));
+        ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
-        process.exit(signalExit(signal));
+        process.exit(exitCode);
       }
     });
   };
-  const interruptedDoc = (signal, during) => {
+  const interruptedDoc = (signal, by, during, exitCode) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release, previous } = { ...options.fields, ...read2.get(host), ...about.get(host) };
       const live = liveAfter.has(host) ? liveAfter.get(host) : wentLive.has(host) ? release : previous;
@@ -65722,8 +65771,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     });
     const { ref, sha } = options.fields ?? {};
     const record2 = runRecord({ ...hosts[0], hosts }, [], { none: "none was chosen: the run was interrupted before it chose one" });
-    const reason = `interrupted by ${signal}${during}`;
-    return { result: "interrupted", signal, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode: signalExit(signal) };
+    const reason = `${by}${during}`;
+    return { result: signal ? "interrupted" : "failed", ...signal && { signal }, operation, environment: env.name, url: env.url, ...ref && { ref }, ...sha && { sha }, ...record2, reason, error: reason, exitCode };
   };
   const failedWhere = (e, prefix = "") => {
     if (stopping) return;
@@ -65739,10 +65788,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
-    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { result: "interrupted", signal: stopping } });
+    return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
+  handleFaults(onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -65767,6 +65817,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -65822,6 +65873,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   } finally {
     await releaseAll();
     stopHandlingSignals(onSignal);
+    stopHandlingFaults(onSignal);
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();
@@ -65867,10 +65919,19 @@ else
 ${work}
 fi`;
 }
+function unlessUnprovisioned(work) {
+  return `if [ "\${provisioned:-no}" = no ]; then
+  ops_report ${ROLLBACK_KEYS.rollback} not_provisioned
+else
+${work}
+fi`;
+}
 function rollbackRefusal(env, inspected, done) {
   const alone = inspected.length === 1;
   const untouched = `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`;
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
+  const bare = unprovisionedError(env, hosts, untouched, `ops deploy ${env.name}`);
+  if (bare) return bare;
   const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, "roll back");
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
@@ -66039,7 +66100,7 @@ async function rollbackRun(ctx, env, to) {
         },
         ...alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ""),
+          finish: (unlock) => unlessUnprovisioned(unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, "")),
           finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout
         }
       }

@@ -19161,6 +19161,33 @@ var require_undici = __commonJS({
   }
 });
 
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
 // core/errors.ts
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
@@ -19271,6 +19298,7 @@ function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
     print(formatError(err));
+    if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
@@ -19280,6 +19308,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, ownOutput, 
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
         super(message);
@@ -19562,28 +19591,6 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
-  }
-});
-
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-var RUN_SIGNALS, runHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
   }
 });
 
@@ -38213,6 +38220,355 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     MAX_ALIASES = 1e4;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+  }
+});
+
+// core/secrets/goyaml.ts
+function intValue(n) {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function goParseInteger(s, unsigned) {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return void 0;
+  const [, sign, digits] = m;
+  if (unsigned && sign) return void 0;
+  let n;
+  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
+  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
+  else n = BigInt(digits.toLowerCase());
+  if (sign === "-") n = -n;
+  if (unsigned) return n <= UINT64_MAX ? n : void 0;
+  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
+}
+function goParseDecimalFloat(s) {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : void 0;
+}
+function validTime(t) {
+  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
+  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
+}
+function offsetOf(zone) {
+  if (!zone || zone === "Z") return 0;
+  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
+  const [h, min] = [Number(m[2]), Number(m[3])];
+  if (h > 24 || min > 60) return void 0;
+  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
+}
+function formatTime(t) {
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
+  const off = Math.abs(t.offset);
+  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
+  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
+}
+function timeFrom(m, zone) {
+  const offset = offsetOf(zone);
+  if (offset === void 0) return void 0;
+  const t = {
+    year: Number(m[1]),
+    month: Number(m[2]),
+    day: Number(m[3]),
+    hour: Number(m[4] ?? 0),
+    minute: Number(m[5] ?? 0),
+    second: Number(m[6] ?? 0),
+    fraction: m[7] ?? "",
+    offset
+  };
+  return validTime(t) ? formatTime(t) : void 0;
+}
+function parseYamlTimestamp(s) {
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
+  if (m) return timeFrom(m, m[8]);
+  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
+  if (m) return timeFrom(m, void 0);
+  return void 0;
+}
+function parseRfc3339(s) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
+  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
+}
+function resolvePlain(text) {
+  if (NULLS.has(text)) return { type: "null" };
+  if (TRUES.has(text)) return { type: "bool", value: true };
+  if (FALSES.has(text)) return { type: "bool", value: false };
+  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
+  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
+  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
+  const hint = text[0];
+  if (hint === ".") {
+    const f = goParseDecimalFloat(text);
+    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
+  }
+  if (/[0-9+-]/.test(hint)) {
+    const time = parseYamlTimestamp(text);
+    if (time) return { type: "time", value: time };
+    const plain = text.replace(/_/g, "");
+    const i = goParseInteger(plain, false);
+    if (i !== void 0) return { type: "int", value: intValue(i) };
+    const u = goParseInteger(plain, true);
+    if (u !== void 0) return { type: "uint64", value: u };
+    if (YAML_STYLE_FLOAT.test(plain)) {
+      const f = goParseDecimalFloat(plain);
+      if (f !== void 0) return { type: "float", value: f };
+    }
+  }
+  return { type: "str", value: text };
+}
+function resolveScalar(text, plain, tag) {
+  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
+  if (!tag.startsWith(TAG)) return { type: "str", value: text };
+  const want = tag.slice(TAG.length);
+  if (want === "str") return { type: "str", value: text };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
+  const r = resolvePlain(text);
+  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
+  if (want === got) return r;
+  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
+  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
+  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
+}
+function plainChangesMeaning(s) {
+  const r = resolvePlain(s);
+  return r.type !== "str" || r.value !== s;
+}
+var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
+    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
+    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
+    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
+    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
+    TAG = "tag:yaml.org,2002:";
+  }
+});
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function maskedText(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
+    }
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
+  }
+}
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function formatOf(file) {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".json")) return "json";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
+}
+function showPath(path) {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+function mapLeaves(node, fn, keys = [], path = []) {
+  switch (node.kind) {
+    case "map":
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+    case "list":
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+    case "null":
+      return node;
+    case "scalar":
+      return fn(node, keys, path);
+  }
+}
+function walkTree(node, walker, keys = [], path = [], stack = []) {
+  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
+  if (node.kind === "null") return node;
+  const level = [];
+  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
+  const comments = [];
+  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
+  const visitComments = (i) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = (i, value, k, p) => {
+    visitComments(i);
+    const out2 = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out2;
+  };
+  let out;
+  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size2);
+  if (comments.length) out.comments = comments;
+  return out;
+}
+function commentsAt(node, i) {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
+function forEachLeaf(node, fn) {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+function sameComments(a, b) {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
+}
+function treeEquals(a, b) {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case "null":
+      return true;
+    case "scalar": {
+      const s = b;
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+    }
+    case "list": {
+      const l = b;
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+    }
+    case "map": {
+      const m = b;
+      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+    }
+  }
+}
+function getEntry(map, key) {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+function toPlain(node) {
+  switch (node.kind) {
+    case "null":
+      return null;
+    case "scalar":
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
+    case "list":
+      return node.items.map(toPlain);
+    case "map": {
+      const out = {};
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+function fromPlain(value, path = []) {
+  if (value === null || value === void 0) return { kind: "null" };
+  if (typeof value === "string") return str(value);
+  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
+  if (typeof value === "number") {
+    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
+  }
+  if (typeof value === "bigint") {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
+      `${showPath(path)}: an integer out of the 64-bit range sops holds`
+      /* never the value: it is a secret */
+    );
+    return { kind: "scalar", type: "int", value: intValue(value) };
+  }
+  if (value instanceof Uint8Array) return bytesNode(value);
+  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
+  if (typeof value === "object") {
+    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
+  }
+  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
+}
+var str;
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+    str = (value) => ({ kind: "scalar", type: "str", value });
   }
 });
 
@@ -59837,355 +60193,6 @@ var require_lib3 = __commonJS({
   }
 });
 
-// core/secrets/goyaml.ts
-function intValue(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-}
-function goParseInteger(s, unsigned) {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return void 0;
-  const [, sign, digits] = m;
-  if (unsigned && sign) return void 0;
-  let n;
-  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
-  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
-  else n = BigInt(digits.toLowerCase());
-  if (sign === "-") n = -n;
-  if (unsigned) return n <= UINT64_MAX ? n : void 0;
-  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
-}
-function goParseDecimalFloat(s) {
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : void 0;
-}
-function validTime(t) {
-  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
-  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
-}
-function offsetOf(zone) {
-  if (!zone || zone === "Z") return 0;
-  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
-  const [h, min] = [Number(m[2]), Number(m[3])];
-  if (h > 24 || min > 60) return void 0;
-  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
-}
-function formatTime(t) {
-  const p = (n, w = 2) => String(n).padStart(w, "0");
-  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
-  const off = Math.abs(t.offset);
-  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
-  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
-}
-function timeFrom(m, zone) {
-  const offset = offsetOf(zone);
-  if (offset === void 0) return void 0;
-  const t = {
-    year: Number(m[1]),
-    month: Number(m[2]),
-    day: Number(m[3]),
-    hour: Number(m[4] ?? 0),
-    minute: Number(m[5] ?? 0),
-    second: Number(m[6] ?? 0),
-    fraction: m[7] ?? "",
-    offset
-  };
-  return validTime(t) ? formatTime(t) : void 0;
-}
-function parseYamlTimestamp(s) {
-  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
-  if (m) return timeFrom(m, m[8]);
-  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
-  if (m) return timeFrom(m, void 0);
-  return void 0;
-}
-function parseRfc3339(s) {
-  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
-  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
-}
-function resolvePlain(text) {
-  if (NULLS.has(text)) return { type: "null" };
-  if (TRUES.has(text)) return { type: "bool", value: true };
-  if (FALSES.has(text)) return { type: "bool", value: false };
-  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
-  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
-  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
-  const hint = text[0];
-  if (hint === ".") {
-    const f = goParseDecimalFloat(text);
-    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
-  }
-  if (/[0-9+-]/.test(hint)) {
-    const time = parseYamlTimestamp(text);
-    if (time) return { type: "time", value: time };
-    const plain = text.replace(/_/g, "");
-    const i = goParseInteger(plain, false);
-    if (i !== void 0) return { type: "int", value: intValue(i) };
-    const u = goParseInteger(plain, true);
-    if (u !== void 0) return { type: "uint64", value: u };
-    if (YAML_STYLE_FLOAT.test(plain)) {
-      const f = goParseDecimalFloat(plain);
-      if (f !== void 0) return { type: "float", value: f };
-    }
-  }
-  return { type: "str", value: text };
-}
-function resolveScalar(text, plain, tag) {
-  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
-  if (!tag.startsWith(TAG)) return { type: "str", value: text };
-  const want = tag.slice(TAG.length);
-  if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
-  const r = resolvePlain(text);
-  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
-  if (want === got) return r;
-  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
-  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
-  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
-}
-function plainChangesMeaning(s) {
-  const r = resolvePlain(s);
-  return r.type !== "str" || r.value !== s;
-}
-var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
-    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
-    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
-    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
-    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
-    TAG = "tag:yaml.org,2002:";
-  }
-});
-
-// core/secrets/tree-scalars.ts
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function maskedText(s) {
-  if (s.type === "bool") return void 0;
-  return s.type === "str" ? s.value : String(s.value);
-}
-function scalarBytes(node) {
-  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
-  }
-});
-
-// core/secrets/tree.ts
-function bytesNode(bytes) {
-  const buf = Buffer.from(bytes);
-  const text = buf.toString("utf8");
-  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
-}
-function formatOf(file) {
-  const lower = file.toLowerCase();
-  if (lower.endsWith(".json")) return "json";
-  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
-  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
-    );
-  }
-  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
-}
-function showPath(path) {
-  let out = "";
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
-  return out || "(top level)";
-}
-function mapLeaves(node, fn, keys = [], path = []) {
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
-    case "list":
-      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
-    case "null":
-      return node;
-    case "scalar":
-      return fn(node, keys, path);
-  }
-}
-function walkTree(node, walker, keys = [], path = [], stack = []) {
-  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
-  if (node.kind === "null") return node;
-  const level = [];
-  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
-  const comments = [];
-  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
-  const visitComments = (i) => {
-    for (const c of commentsAt(node, i)) {
-      level.push(c.text);
-      comments.push(walker.comment(c, keys, snapshot(), node));
-    }
-  };
-  const walkItem = (i, value, k, p) => {
-    visitComments(i);
-    const out2 = walkTree(value, walker, k, p, snapshot());
-    level.length = 0;
-    return out2;
-  };
-  let out;
-  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
-  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
-  visitComments(size2);
-  if (comments.length) out.comments = comments;
-  return out;
-}
-function commentsAt(node, i) {
-  return (node.comments ?? []).filter((c) => c.before === i);
-}
-function forEachLeaf(node, fn) {
-  mapLeaves(node, (leaf, keys, path) => {
-    fn(leaf, keys, path);
-    return leaf;
-  });
-}
-function sameComments(a, b) {
-  const x = a.comments ?? [];
-  const y = b.comments ?? [];
-  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
-}
-function treeEquals(a, b) {
-  if (a.kind !== b.kind) return false;
-  switch (a.kind) {
-    case "null":
-      return true;
-    case "scalar": {
-      const s = b;
-      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
-    }
-    case "list": {
-      const l = b;
-      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
-    }
-    case "map": {
-      const m = b;
-      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
-    }
-  }
-}
-function getEntry(map, key) {
-  return map.entries.find(([k]) => k === key)?.[1];
-}
-function toPlain(node) {
-  switch (node.kind) {
-    case "null":
-      return null;
-    case "scalar":
-      return node.bytes ? Buffer.from(node.bytes) : node.value;
-    case "list":
-      return node.items.map(toPlain);
-    case "map": {
-      const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
-      return out;
-    }
-  }
-}
-function fromPlain(value, path = []) {
-  if (value === null || value === void 0) return { kind: "null" };
-  if (typeof value === "string") return str(value);
-  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
-  if (typeof value === "number") {
-    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
-  }
-  if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
-      `${showPath(path)}: an integer out of the 64-bit range sops holds`
-      /* never the value: it is a secret */
-    );
-    return { kind: "scalar", type: "int", value: intValue(value) };
-  }
-  if (value instanceof Uint8Array) return bytesNode(value);
-  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
-  if (typeof value === "object") {
-    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
-  }
-  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
-}
-var str;
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
-    str = (value) => ({ kind: "scalar", type: "str", value });
-  }
-});
-
 // node_modules/graceful-fs/polyfills.js
 var require_polyfills = __commonJS({
   "node_modules/graceful-fs/polyfills.js"(exports, module) {
@@ -72981,7 +72988,37 @@ init_shell();
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
 
 // core/steps/release.ts
 var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
@@ -73175,7 +73212,7 @@ function parseHostStatus(env, host, r, redact) {
   const problem = (p) => s.problems.push(p);
   const warn = (w) => s.warnings.push(w);
   s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? "no") !== "no";
-  if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
+  if (!s.provisioned) problem(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix})`);
   const current = reported(r, STATUS_KEYS.current) ?? "";
   const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === "blue" || slot === "green" ? slot : void 0;
@@ -74751,22 +74788,7 @@ async function eachHost(ctx, env, fn, onError) {
 
 // core/ops/secrets.ts
 init_environment();
-
-// core/dotenv.ts
 init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-
-// core/ops/secrets.ts
-init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-
-// core/ops/secrets.ts
 init_parts();
 function plainPasswords(env) {
   const values = [

@@ -122,10 +122,14 @@ export function isRecipient(s: string): boolean {
 /** Check an `age1…` recipient (bech32 checksum included): throws an OpsError saying what is wrong. */
 export function checkRecipient(r: string, where = 'recipient'): string {
   const value = r.trim();
-  if (value.startsWith('AGE-SECRET-KEY-')) {
-    throw new OpsError(`${where}: that is a private key, not a recipient`, 'give the public key (age1…) printed by `ops keygen`; keep the private key secret');
+  // A private key however pasted: cut (`GE-SECRET-KEY-1…`), behind a comment mark, or in lower case (bech32 ignores
+  // case: still the same key). Never quoted.
+  if (/secret-key-/i.test(value)) {
+    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');
+  // Quoted only when it is one (a public key: age1… that fails its checksum); anything else may be a secret pasted in
+  // the wrong place, said by its shape alone.
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith('age1') ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');
   try {
     new Encrypter().addRecipient(value);
   } catch {

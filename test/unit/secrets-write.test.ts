@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { OpsError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/secrets/atomic.ts';
 import { MacBuilder, aadOf, encryptScalar, openText, parseEnc } from '../../core/secrets/cipher.ts';
 import { generateIdentity, identitiesFromText } from '../../core/secrets/keys.ts';
@@ -216,7 +217,18 @@ describe('data key and recipients', () => {
     expect(asA.tree).toEqual(SAMPLE());
     expect(() => asA.removeRecipient(a.recipient)).toThrow('is the only recipient');
     expect(() => asA.addRecipient('age1notakey')).toThrow('is not a valid age recipient');
-    expect(() => asA.addRecipient(a.secret)).toThrow('that is a private key, not a recipient');
+    expect(() => asA.addRecipient(a.secret)).toThrow('that is a private key (AGE-SECRET-KEY-…), not a recipient');
+    // A private key or another value pasted in the wrong place, however damaged, is never quoted.
+    for (const pasted of [a.secret.slice(1), `# ${a.secret}`, a.secret.toLowerCase(), `Age-Secret-Key-1${a.secret.slice(16)}`, 'ghp_R3alT0kenL00king1234567890abcdef', `${a.secret.slice(0, 14)}`]) {
+      let said = '';
+      try {
+        asA.addRecipient(pasted);
+      } catch (e) {
+        said = `${(e as Error).message}\n${(e as OpsError).hint ?? ''}`;
+      }
+      expect(said, pasted).toMatch(/is not an age recipient|not a recipient/);
+      expect(said, pasted).not.toContain(pasted.slice(-20));
+    }
   });
 
   it('setRecipients (updatekeys): adds without rotating, rotates when one is removed', async () => {

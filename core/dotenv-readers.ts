@@ -89,8 +89,25 @@ function quotedWithout(text: string, quote: string): string | undefined {
 }
 
 const PY_ESCAPES: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
-/** python-dotenv variables.py `_posix_variable`: `${name}` or `${name:-default}`. */
-export const PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
+/**
+ * Whether python-dotenv would replace part of `value` (variables.py `_posix_variable`, the pattern
+ * `\$\{(?P<name>[^\}:]*)(?::-(?P<default>[^\}]*))?\}`): a `${` whose first `}` after it comes before its first `:`, or
+ * whose first `:` is followed by `-` with a `}` after it. A scan in linear time: the pattern as a regular expression
+ * rescans to the end from every `${` with no `}` after it (minutes for a few hundred KB of `${x `).
+ */
+export function pythonInterpolates(value: string): boolean {
+  // The first `}` and `:` at or after a position: each only moves forward as the `${` found do.
+  let close = 0;
+  let colon = 0;
+  for (let i = value.indexOf('${'); i !== -1; i = value.indexOf('${', i + 1)) {
+    const from = i + 2;
+    if (close < from) close = value.indexOf('}', from);
+    if (close === -1) return false; // no `}` after this one, so none after any later one either
+    if (colon !== -1 && colon < from) colon = value.indexOf(':', from);
+    if (colon === -1 || colon > close || value[colon + 1] === '-') return true;
+  }
+  return false;
+}
 
 /** python-dotenv 0.21-1.2's parser (parser.py parse_value), before interpolation. */
 const pythonParse: Decode = (text) => {
@@ -116,7 +133,7 @@ const pythonParse: Decode = (text) => {
 /** python-dotenv 0.21-1.2 (parser.py parse_value, then main.py resolve_variables: no `${...}` left to replace). */
 const pythonDotenv: Decode = (text) => {
   const value = pythonParse(text);
-  return value === undefined || PYTHON_INTERPOLATION.test(value) ? undefined : value;
+  return value === undefined || pythonInterpolates(value) ? undefined : value;
 };
 
 /**

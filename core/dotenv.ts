@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
-import { keepsStatement, PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
@@ -132,7 +132,7 @@ function aloneReason(reader: Reader, value: string): string {
   const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
   switch (reader) {
     case 'python-dotenv':
-      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
       return 'it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote';
     case 'node-dotenv':
     case 'dotenv-expand':

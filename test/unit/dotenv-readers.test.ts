@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_READERS, encodeValue, READERS, renderDotenv, type Reader } from '../../core/dotenv.ts';
+import { pythonInterpolates } from '../../core/dotenv-readers.ts';
 import { OpsError } from '../../core/errors.ts';
 import { dotenvDir, readReal } from '../support/real-dotenv.ts';
 import { environment } from '../support/dotenv-environment.ts';
@@ -288,5 +289,25 @@ describe('readers limited to a prefix read every line: no value changes another 
     expect(renderDotenv(environment(rest, readers), {}).dotenv).toContain('NOTE="abc\'\\nVITE_API=https://evil.example"\n');
     // a value only python-dotenv cannot keep whole, for a variable it does not read
     expect(encodeValue(' ends with \\', [], ['python-dotenv'])).toEqual({ refused: { readers: ['python-dotenv'], reason: expect.stringContaining('python-dotenv parses every line of the .env') } });
+  });
+});
+
+describe('python-dotenv interpolation, found in linear time (pythonInterpolates)', () => {
+  // python-dotenv's own pattern (variables.py _posix_variable), the reference: the same answer on any text.
+  const PATTERN = /\$\{[^}:]*(?::-[^}]*)?\}/;
+
+  it('answers as python-dotenv\'s pattern does, on any mix of $ { } : - and text', () => {
+    const text = fc.array(fc.constantFrom('$', '{', '}', ':', '-', 'x', '${', ':-', ' '), { maxLength: 40 }).map((parts) => parts.join(''));
+    fc.assert(fc.property(text, (value) => pythonInterpolates(value) === PATTERN.test(value)), { numRuns: 5000 });
+    for (const [value, expected] of [['${A}', true], ['${A:-b}', true], ['${A:b}', false], ['${A:b} ${C}', true], ['${A', false], ['${:-}', true], ['$${A}', true], ['${A:b}:-}', false]] as const)
+      expect(pythonInterpolates(value), value).toBe(expected);
+  });
+
+  it('a long value of many "${" and no "}" (a pasted blob) is answered, not rescanned from each "${" (minutes with the pattern)', () => {
+    const blob = 'a ${x'.repeat(200_000);
+    expect(pythonInterpolates(blob)).toBe(false);
+    expect(pythonInterpolates(`${blob}:-}`)).toBe(true);
+    // Every form encodeValue weighs asks it (python-dotenv among the readers): carried, as no "${...}" is there.
+    expect(encodeValue(blob, DEFAULT_READERS)).toHaveProperty('text');
   });
 });

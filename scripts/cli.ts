@@ -130,7 +130,12 @@ function checkArgs(c: Command, args: string[]): void {
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
   if (args.length < required) throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
-  if (!variadic && args.length > spec.length) throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+  if (!variadic && args.length > spec.length) {
+    // A secrets command's extra argument is most often the value typed on the command line: never shown.
+    if (c.name.startsWith('secrets '))
+      throw new UsageError(`unexpected argument (argument ${spec.length + 1}) for "ops ${c.name}": not shown, as it may be a secret value`, `values are read from stdin, never from arguments (which shell history and ps keep): printf '%s' 'the value' | ops ${c.name} ...; usage: ${usageLine(c)}`);
+    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+  }
 }
 
 /** Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber). */

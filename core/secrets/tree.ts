@@ -257,6 +257,15 @@ function keyPathParts(text: string): KeyPart[] {
       const dot = text.indexOf('.', i);
       const key = text.slice(i, dot < 0 ? text.length : dot);
       if (key === '') throw bad('an empty key (two dots in a row, or a dot at an end)');
+      // `KEY=VALUE` typed for a key: the value never reaches a message (nor the file, whose key names sops keeps in
+      // clear text). A key whose name holds = is written in double quotes.
+      if (key.includes('=')) {
+        const name = key.slice(0, key.indexOf('='));
+        throw new OpsError(
+          `the key path holds "${name}=…": a key path is a name, not KEY=VALUE (what follows = was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted)`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); a key whose name holds = goes in double quotes: '"${name}=..."'`,
+        );
+      }
       // `list[0]` reads as an index, which key paths do not have: never taken as a new key named so
       if (/[[\]]/.test(key))
         throw new OpsError(
@@ -318,10 +327,25 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
         `say which with double quotes (one quoted part is one key): '${one}' or '${nested}' (single quotes keep the shell off the double quotes)`,
       );
     }
-    for (const p of parts.slice(i)) path.push(p.key);
+    for (const p of parts.slice(i)) {
+      if (options.creating) checkNewKey(p);
+      path.push(p.key);
+    }
     break;
   }
   return path;
+}
+
+/**
+ * A new key `ops secrets set` would create, refused where it is a mistake the app never sees as meant: a space at an
+ * end (a paste: `database_url ` beside `database_url`) or a control character (a newline).
+ */
+function checkNewKey(part: KeyPart): void {
+  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
+    throw new OpsError(
+      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? 'a control character (a newline, a tab) in it' : 'a space or tab at an end'}: no env entry or app would name it so`,
+      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ''}; ops secrets show <env> lists the keys there are`,
+    );
 }
 
 /** The keys of the map node at `path` under `node` (empty when it is not a map), for splitKeyPath. */

@@ -107,6 +107,32 @@ describe('ops env new', () => {
 });
 
 describe('ops secrets set / show / decrypt', () => {
+  it('a value typed on the command line (as an argument, or as KEY=VALUE) is refused and never shown; a key with a space at an end or a control character is refused; nothing is written', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const value = 'MyArgvS3cretPassXYZ';
+    const extra = await cli(e.root, ['secrets', 'set', 'qa', 'database_url', value], e.env, '');
+    expect(extra.code).toBe(2);
+    expect(extra.err).toContain('unexpected argument (argument 3) for "ops secrets set": not shown');
+    const assigned = await cli(e.root, ['secrets', 'set', 'qa', `api_token=${value}`], e.env, 'x');
+    expect(assigned.code).toBe(1);
+    expect(assigned.err).toContain('the key path holds "api_token=…": a key path is a name, not KEY=VALUE');
+    expect(assigned.err).toContain("printf '%s' 'the value' | ops secrets set <env> api_token");
+    for (const r of [extra, assigned]) expect(`${r.out}${r.err}`).not.toContain(value);
+    for (const [key, said] of [['database_url ', 'a space or tab at an end'], [' database_url', 'a space or tab at an end'], ['data\nbase', 'a control character'], ['datapass.client_id\t', 'a space or tab at an end']] as const) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'new-value');
+      expect(r.code, key).toBe(1);
+      expect(r.err, key).toContain(said);
+    }
+    // A quoted part is taken as written: a key holding = on purpose.
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."a=b@example.org"'], e.env, 'pw-Ky7q-long-enough')).code).toBe(0);
+    const after = await open(e);
+    expect(Object.keys(after.data as Record<string, unknown>)).toEqual(Object.keys((await open({ ...e, secrets: e.secrets })).data as Record<string, unknown>));
+    expect(before).not.toBe(readFileSync(e.secrets, 'utf8'));
+    expect(Object.keys((after.data as Record<string, Record<string, unknown>>).passwords!)).toContain('a=b@example.org');
+    expect(Object.keys(after.data as Record<string, unknown>)).not.toContain('database_url ');
+  });
+
   it('set reads the value from stdin, creates nested keys; show prints it', async () => {
     const e = await newEnv();
     const url = 'postgresql+asyncpg://app:p%40ss-w0rd-Ky7q@db.example.org:5432/catalogage';

@@ -480,6 +480,8 @@ export interface HostLive {
   changed?: boolean;
   /** Of `changed`: the host has no record of what the live release was deployed with (older, or records damaged). */
   unrecorded?: boolean;
+  /** Of `changed`: a file of the live release's commit changed or gone on the host since it went live (the first found, relative to the release). */
+  changedFile?: string;
 }
 
 export interface HostsChange {
@@ -492,17 +494,17 @@ export interface HostsChange {
  * Why the live release of the commit deployed is deployed again (HostLive.changed), in words: deployed with another
  * .env or settings, or with none on record (deployed before records were kept; the records missing or damaged).
  */
-export function liveChangedWhy(live: Pick<HostLive, 'unrecorded'>): string {
-  return live.unrecorded
-    ? 'with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)'
-    : "with another .env or other settings than this deploy's";
+export function liveChangedWhy(live: Pick<HostLive, 'unrecorded' | 'changedFile'>): string {
+  if (live.unrecorded) return 'with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)';
+  if (live.changedFile !== undefined) return `with its files changed on the host since it went live (e.g. ${live.changedFile})`;
+  return "with another .env or other settings than this deploy's";
 }
 
 /** Group hosts serving the same commit and describe the change for each group. */
 export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
   const groups = new Map<string, HostsChange>();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''}`;
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''} ${l.changedFile ?? ''}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });

@@ -10,6 +10,9 @@
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
 //       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
 //                                            the hosts mask themselves (ops status and logs run without the key)
+//       .ops-files          app              its commit's files as made (size, mtime, path), before its build
+//       .ops-tree           root 0600        those still as made when its deploy switched to it: what a no-op
+//                                            compares (core/steps/sh/tree.sh)
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
@@ -41,6 +44,10 @@ export interface Layout {
   environ: (release: string) => string;
   /** The masks file of the release in directory `release` (core/steps/masks.ts releaseMasks): root 0600, never sent back. */
   masks: (release: string) => string;
+  /** The record of the commit's files of the release in directory `release`, as made (core/steps/sh/tree.sh tree_made). */
+  treeMade: (release: string) => string;
+  /** The record of those files still as made when a deploy switched to the release in directory `release` (tree_record): what a no-op compares. */
+  treeLive: (release: string) => string;
   /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
   legacyShared: { dotenv: string; environ: string };
   /** The texts to mask of every release pruned (core/steps/sh/mask.sh keep_masks): root 0600, never sent back. */
@@ -89,6 +96,8 @@ export function layout(env: Environment): Layout {
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
+    treeMade: (release) => `${release}/.ops-files`,
+    treeLive: (release) => `${release}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,

@@ -182,9 +182,9 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  // The commit live, deployed with another .env or other settings: deployed again, said so.
+  // The commit live, deployed with another .env or other settings, or its files changed on the host: deployed again, said so.
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
-    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : 'with another .env or other settings'}: deployed again`);
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded || state.liveChangedFile !== undefined ? liveChangedWhy({ unrecorded: state.liveUnrecorded, changedFile: state.liveChangedFile }) : 'with another .env or other settings'}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok') {
       const unhealthy = new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);

@@ -39,6 +39,8 @@ export interface HostState {
   liveChanged: boolean;
   /** Of liveChanged: no record of what the live release was deployed with (deployed before records; records missing or damaged). */
   liveUnrecorded: boolean;
+  /** Of liveChanged: the first file of the live release's commit changed or gone since it went live (relative to the release), when that is why. */
+  liveChangedFile?: string;
   /** The host's clock (`date +%s`), read with the lock. */
   hostTime?: string;
   /** The release each slot's supervisor file runs. */
@@ -92,6 +94,7 @@ export function parseState(r: StepResult): HostState {
     liveHealth: maskSecretLike(reported(r, RELEASE_KEYS.live_health) ?? ''),
     liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
     liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === 'unrecorded',
+    ...(reported(r, RELEASE_KEYS.live_changed) === 'files' && { liveChangedFile: reported(r, RELEASE_KEYS.live_changed_file) ?? '' }),
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
@@ -221,7 +224,7 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }) };
+  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };
 }
 
 /**

@@ -18,6 +18,7 @@ import maskFunctions from './sh/mask.sh';
 import probeFunctions from './sh/probe.sh';
 import supervisorFunctions from './sh/supervisor.sh';
 import systemFunctions from './sh/system.sh';
+import treeFunctions from './sh/tree.sh';
 
 /** svc, svc_up, item (CHANGED), put_file, ensure_dir: provision and the system parts of deploys. */
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
@@ -50,6 +51,15 @@ export const PROBE_FUNCTIONS: string = `${probeFunctions}\n${maskFunctions}`;
  */
 export function probeLibrary(env: Target): string {
   return `${PROBE_FUNCTIONS}\n${probeHeaders(env)}\n${maskSettings(env)}`;
+}
+/**
+ * tree_made, tree_record, tree_changed (sh/tree.sh): the record of a release's commit files as made, those still so
+ * when a deploy switched to it, and the first of them changed or gone since (a deploy's no-op), with the records'
+ * names for `env` (layout.treeMade, layout.treeLive).
+ */
+export function treeLibrary(env: Target): string {
+  const name = (path: string) => path.slice(path.lastIndexOf('/') + 1);
+  return `${treeFunctions}\nTREE_MADE=${quote(name(env.layout.treeMade('.')))}\nTREE_LIVE=${quote(name(env.layout.treeLive('.')))}`;
 }
 /** MASK_ARGS for `env` (mask_forms's arguments, masks.ts maskArgs): what mask_ready and wait_healthy load. */
 function maskSettings(env: Target): string {

@@ -11,11 +11,11 @@ import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervi
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { readProvisioned } from './system.ts';
-import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -75,7 +75,9 @@ export function releaseId(sha: string, now = new Date()): string {
  *   upstreams are also those these settings render (liveFilesShell), and its own `.env` and environ still the
  *   bytes its deploy wrote (their sha256 against the record's, `dotenvSums`: edited on the host or rewritten by
  *   the app, they are not what the record says; a record written before records had sums is not compared);
- *   else `live_changed settings`.
+ *   else `live_changed settings`. Last, the commit's files the release went live with (layout.treeLive, written by
+ *   the switch: tree.sh), each still of the size and mtime it had then, else `live_changed files` and the first
+ *   changed or gone in `live_changed_file` (a release switched to by an older version has no such record: not compared).
  *   Alone: a dry run's read.
  * - `supervisor` (a rollback's read; a deploy's with `shas` has it too): `supervisor_down` when supervisord is not running.
  * - `ports` (a rollback's read): who holds the ports of the slot a rollback starts on (the other than the live one;
@@ -102,6 +104,7 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const recorded =
     fingerprint !== undefined
       ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+${treeLibrary(env)}
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv('$cur')}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
@@ -122,7 +125,14 @@ ${liveFilesShell(env)}
       [ "${'$'}{#sums[@]}" = 2 ] && [ "${'$'}{sums[0]%% *} ${'$'}{sums[1]%% *}" = "$live_sums" ] || live_files=no
     else live_files=no; fi
   fi
-  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
+  # And the commit's files it went live with, still as they were then (tree.sh: a stat each, no hashing; a release
+  # its deploy recorded none of, made or switched by an older version, is not compared).
+  live_why=settings
+  if [ "$live_files" = yes ] && [ -f "${L.treeLive('$cur')}" ]; then
+    live_tree=$(tree_changed "$cur" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
+    if [ -n "$live_tree" ]; then live_files=no; live_why=files; live_tree=${'$'}{live_tree//[^[:print:]]/?}; ops_report ${RELEASE_KEYS.live_changed_file} "${'$'}{live_tree:0:200}"; fi
+  fi
+  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} "$live_why"; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
@@ -385,8 +395,9 @@ export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads)
 /**
  * A new release directory: the commit's files (no .git; export-ignore respected, as `git archive` does), each
  * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, and the
- * .env and environ this deploy uploaded (`dotenv`: releaseDotenv; the uploads are removed whatever happens).
- * Built beside the releases and renamed into place: never half there.
+ * .env and environ this deploy uploaded (`dotenv`: releaseDotenv; the uploads are removed whatever happens), and
+ * the record of those files as made (layout.treeMade: tree_made, before the build; what the switch records of it,
+ * a deploy's no-op compares). Built beside the releases and renamed into place: never half there.
  */
 export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUploads): Step {
   const L = env.layout;
@@ -411,6 +422,9 @@ mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${tmp}/release.json`)}
+# The commit's files as made, before the build (for a later deploy's no-op: tree.sh); a release without it is only not compared.
+${treeLibrary(env)}
+tree_made ${quote(tmp)} || rm -f ${quote(L.treeMade(tmp))}
 chown -R ${owner} ${quote(tmp)}
 ${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}

@@ -13,7 +13,7 @@ import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-confi
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
 
 /**
@@ -723,7 +723,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}` : ''}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}\n${treeRecord(env)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
       critical: SWITCH_THEN_SECONDS + gateSeconds(env),
@@ -765,6 +765,16 @@ echo "live: $release_id on slot ${slot}"`,
     }),
     name: 'switch',
   };
+}
+
+/**
+ * A deploy's switch: the commit's files of the release `$release_id` still as they were made (tree.sh tree_record,
+ * into layout.treeLive), what a later deploy's no-op compares (deployState). Never fails the switch: without it,
+ * the release's files are only not compared (a warning says so).
+ */
+function treeRecord(env: Target): string {
+  return `${treeLibrary(env)}
+tree_record ${word(`${env.layout.releases}/`, onHost('release_id'))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed\n' "$release_id" >&2; }`;
 }
 
 /** Before the parts of a step that run through ops_part (invoked indirectly, in a subshell of their own). */

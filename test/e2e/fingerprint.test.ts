@@ -2,7 +2,7 @@
 // changed by the real `sops` binary: a deploy of the live sha is a no-op ("already live") only when the live
 // release was deployed with the same .env and the settings that shape a host; a changed secret, a changed file a
 // setting names (the nginx site template), the live release's .env edited on the host, a host whose record is
-// garbage: deployed again, saying why; a rotated data key, a comment, a key order, the rollout's pace, a rollback to
+// garbage, a file of the live release's commit edited or deleted on the host: deployed again, saying why; a rotated data key, a comment, a key order, the rollout's pace, a rollback to
 // a release with these settings: still a no-op.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -125,6 +125,27 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     expect((await get(host)).body).toBe(`${r.release} ${hash('second-token')}`);
     expect((await run()).noop).toBe(true);
   }, 180_000);
+
+  it("a file of the live release's commit edited on the host (a hotfix), or deleted: deployed again, naming it, and the commit's code serves; what the app writes itself (a log, Python's caches, a new file) keeps the no-op", async () => {
+    const live = (await onHost('readlink /srv/sample/current')).split('/').pop()!;
+    const owner = await onHost('stat -c %U /srv/sample/current/server.py');
+    await onHost(`runuser -u ${owner} -- bash -c 'cd /srv/sample/current && echo served >> app.log && mkdir -p __pycache__ && echo x > __pycache__/extra.cpython-311.pyc && echo data > uploads.json'`);
+    expect((await run()).noop, "the app's own files").toBe(true);
+    await onHost(`sed -i 's/hexdigest()\\[:12\\]/hexdigest()[:12] + " hotfix"/' /srv/sample/current/server.py`);
+    await restartedServes(live);
+    expect((await get(host)).body).toBe(`${live} ${hash('second-token')} hotfix`);
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with its files changed on the host since it went live \(e\.g\. server\.py\): deployed again/);
+    expect((await get(host)).body).toBe(`${r.release} ${hash('second-token')}`);
+    expect((await run()).noop).toBe(true);
+    await onHost('rm /srv/sample/current/server.py');
+    const gone = await run();
+    expect(gone.noop, 'a file deleted').toBe(false);
+    expect(gone.hosts[0]!.notes.join('\n')).toMatch(/\(e\.g\. server\.py\): deployed again/);
+    expect((await get(host)).body).toBe(`${gone.release} ${hash('second-token')}`);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
 
   it('the nginx site template a setting names, changed: deployed again; the new site serves', async () => {
     const template = (header: string) => `{{upstreams_include}}

@@ -153,6 +153,17 @@ describe('deploy operation', () => {
     expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged): deployed again`);
   });
 
+  it('the same sha live, its files changed on the host since it went live (live_changed files): deployed again, naming the file; the switch records the new release\'s files and the release step records them as made', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed files', 'live_changed_file server/app.py', `has ${v1}`));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with its files changed on the host since it went live (e.g. server/app.py): deployed again`);
+    expect(h.remote.runs[0]!.stdin).toContain('live_tree=$(tree_changed "$cur" 2>/dev/null)');
+    expect(h.remote.runs.find((x) => x.step.name === 'release')!.stdin).toMatch(/\ntree_made '?\/srv\/sample\/releases\/\.new-/);
+    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toContain('tree_record /srv/sample/releases/"${release_id}"');
+  });
+
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor how a run proceeds (rollout pace, health gate, lock wait, drain) nor key order', () => {
     const e = loadEnvironment('x', root);
     const dotenv = { dotenv: 'A=1\n', environ: 'A=1\0', forms: {} };

@@ -4,7 +4,7 @@
 // check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
 // (absent here: it runs no process for the slot, which the verdict must say).
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,8 @@ import type { RenderedEnv } from '../../core/dotenv.ts';
 import { parseReports, reported, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
-import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LIBRARY_KEYS, treeLibrary } from '../../core/steps/libraries.ts';
+import { quote } from '../../core/shell.ts';
 import { RELEASE_KEYS, deployState, receivePack } from '../../core/steps/release.ts';
 import { knownCommits, packFor } from '../../core/source.ts';
 import { commit, hermeticGitEnv, initRepo } from '../support/gitrepo.ts';
@@ -201,6 +202,68 @@ describe('the state step on a host (bash)', () => {
     expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: false, liveUnrecorded: false });
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: 'f'.repeat(32) })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });
+
+  it("the live commit with this record, but a file of its commit changed, gone or rewritten on the host since it went live (tree.sh): live_changed files naming it, no live check; what the build, the migrations and the app write is never compared", async () => {
+    const t0 = new Date('2026-11-01T09:00:00Z'); // git archive gives every file the commit's time
+    /** The live release as made (its commit's files, as createRelease runs tree_made), built and started (the build, the app), then switched to (tree_record). */
+    const made = async (base: string) => {
+      const e = env(base);
+      const dir = `${base}/releases/${LIVE}`;
+      const files: Record<string, string> = { 'server/app.py': 'print("hello")\n', 'static/app.js': 'go()\n', 'data.db': 'v1', 'version.txt': 'dev\n', 'cache/__pycache__/m.cpython-311.pyc': 'pyc', 'logs/.gitkeep': '', 'odd name\twith tab.py': 'x = 1\n', 'db.sqlite3': 'empty', 'debug.log': '' };
+      for (const [path, text] of Object.entries(files)) {
+        mkdirSync(join(dir, path, '..'), { recursive: true });
+        writeFileSync(join(dir, path), text);
+        utimesSync(join(dir, path), t0, t0);
+      }
+      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_made ${quote(dir)}`]);
+      // The build: its own files, and one of the commit's rewritten; the migrations and the start: a database of the commit written, Python's caches, a log.
+      mkdirSync(join(dir, 'dist'));
+      writeFileSync(join(dir, 'dist', 'bundle.js'), 'built()\n');
+      writeFileSync(join(dir, 'version.txt'), 'v1.2.3\n');
+      writeFileSync(join(dir, 'data.db'), 'v1 migrated');
+      mkdirSync(join(dir, 'server', '__pycache__'));
+      writeFileSync(join(dir, 'server', '__pycache__', 'app.cpython-311.pyc'), 'pyc');
+      writeFileSync(join(dir, 'logs', 'app.log'), 'started\n');
+      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_record ${quote(dir)}`]);
+      expect(statSync(e.layout.treeLive(dir)).mode & 0o777).toBe(0o600);
+      return dir;
+    };
+    const state = async (base: string) => parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })));
+    const later = new Date('2026-11-02T09:00:00Z');
+    const damages: [string, string, (dir: string) => void][] = [
+      ['a hotfix in the code', 'server/app.py', (dir) => writeFileSync(join(dir, 'server', 'app.py'), 'print("hotfix")\n')],
+      ['an edit that keeps the size (a later mtime)', 'static/app.js', (dir) => (writeFileSync(join(dir, 'static', 'app.js'), 'no()\n'), utimesSync(join(dir, 'static', 'app.js'), later, later))],
+      ['a file of the commit deleted', 'static/app.js', (dir) => rmSync(join(dir, 'static', 'app.js'))],
+      ['a name with a tab', 'odd name?with tab.py', (dir) => writeFileSync(join(dir, 'odd name\twith tab.py'), 'x = 2\n')],
+    ];
+    for (const [label, file, damage] of damages) {
+      const base = host();
+      const dir = await made(base);
+      expect(await state(base), `${label}: as it went live`).toMatchObject({ liveChanged: false });
+      // What the app writes as it runs: caches, logs, its database, files of its own; a committed .pyc Python rewrites.
+      writeFileSync(join(dir, 'logs', 'app.log'), 'started\nserved\n');
+      writeFileSync(join(dir, 'data.db'), 'v1 migrated, and rows');
+      writeFileSync(join(dir, 'server', '__pycache__', 'app.cpython-311.pyc'), 'pyc again');
+      writeFileSync(join(dir, 'cache', '__pycache__', 'm.cpython-311.pyc'), 'rewritten');
+      writeFileSync(join(dir, 'uploads.txt'), 'a new file');
+      writeFileSync(join(dir, 'db.sqlite3'), 'the first rows, on a request'); // committed, written only after the switch
+      writeFileSync(join(dir, 'debug.log'), 'a line');
+      rmSync(join(dir, 'dist', 'bundle.js'));
+      rmSync(join(dir, 'logs', '.gitkeep'));
+      writeFileSync(join(dir, 'version.txt'), 'v1.2.3, the build\'s, rewritten\n'); // the build rewrote it: the app's (not compared)
+      expect(await state(base), `${label}: after the app wrote its own`).toMatchObject({ liveChanged: false });
+      damage(dir);
+      const r = await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
+      expect(parseState(r), label).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveChangedFile: file, liveHealth: '' });
+      expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT }))).liveChangedFile, `${label}: the dry run's read`).toBe(file);
+    }
+    // A release made or switched to by an older version (no record of its files): they are not compared.
+    const base = host();
+    const dir = await made(base);
+    rmSync(env(base).layout.treeLive(dir));
+    writeFileSync(join(dir, 'server', 'app.py'), 'print("hotfix")\n');
+    expect(await state(base)).toMatchObject({ liveChanged: false });
+  }, 60_000);
 
   it('with TLS: the site is the one for whether the certificate is there (a deploy before it was issued, or after `ops certs`)', async () => {
     const base = host();

@@ -29423,10 +29423,10 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (value.startsWith("AGE-SECRET-KEY-")) {
-    throw new OpsError(`${where}: that is a private key, not a recipient`, "give the public key (age1\u2026) printed by `ops keygen`; keep the private key secret");
+  if (/secret-key-/i.test(value)) {
+    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
   } catch {
@@ -38587,6 +38587,13 @@ function keyPathParts(text) {
       const dot = text.indexOf(".", i);
       const key = text.slice(i, dot < 0 ? text.length : dot);
       if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      if (key.includes("=")) {
+        const name2 = key.slice(0, key.indexOf("="));
+        throw new OpsError(
+          `the key path holds "${name2}=\u2026": a key path is a name, not KEY=VALUE (what follows = was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted)`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds = goes in double quotes: '"${name2}=..."'`
+        );
+      }
       if (/[[\]]/.test(key))
         throw new OpsError(
           `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
@@ -38628,10 +38635,20 @@ function splitKeyPath(text, keysAt, options = {}) {
         `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
       );
     }
-    for (const p of parts.slice(i)) path.push(p.key);
+    for (const p of parts.slice(i)) {
+      if (options.creating) checkNewKey(p);
+      path.push(p.key);
+    }
     break;
   }
   return path;
+}
+function checkNewKey(part) {
+  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
+    throw new OpsError(
+      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? "a control character (a newline, a tab) in it" : "a space or tab at an end"}: no env entry or app would name it so`,
+      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ""}; ops secrets show <env> lists the keys there are`
+    );
 }
 function getEntry(map, key) {
   return map.entries.find(([k]) => k === key)?.[1];
@@ -71445,6 +71462,8 @@ function layout(env) {
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
+    treeMade: (release) => `${release}/.ops-files`,
+    treeLive: (release) => `${release}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
@@ -75729,7 +75748,7 @@ var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function markRelease(env, id, mark, why, withoutLock = false) {
   const dir = word(`${env.layout.releases}/`, id);

@@ -29530,10 +29530,10 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (value.startsWith("AGE-SECRET-KEY-")) {
-    throw new OpsError(`${where}: that is a private key, not a recipient`, "give the public key (age1\u2026) printed by `ops keygen`; keep the private key secret");
+  if (/secret-key-/i.test(value)) {
+    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
   } catch {

@@ -29387,10 +29387,10 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (value.startsWith("AGE-SECRET-KEY-")) {
-    throw new OpsError(`${where}: that is a private key, not a recipient`, "give the public key (age1\u2026) printed by `ops keygen`; keep the private key secret");
+  if (/secret-key-/i.test(value)) {
+    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
   } catch {
@@ -71261,6 +71261,8 @@ function layout(env) {
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
+    treeMade: (release) => `${release}/.ops-files`,
+    treeLive: (release) => `${release}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
@@ -73021,7 +73023,7 @@ function notProvisioned(env) {
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;

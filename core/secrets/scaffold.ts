@@ -12,6 +12,7 @@ import { APP_SECRETS, PLACEHOLDER, envDir, generateApiKey, generateSecretKey, se
 import { type NewIdentity, checkRecipient, generateIdentity } from './keys.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, setEnvRule } from './sops-config.ts';
 import { SecretsFile } from './sops.ts';
+import { interruption } from './atomic.ts';
 import { type MapNode, type TreeNode, str } from './tree.ts';
 
 /** A syntactically valid ed25519 public key that belongs to no host: a pinned placeholder refuses every connection. */
@@ -152,9 +153,14 @@ export interface NewEnvironment {
 
 /**
  * Scaffold environments/<name>/. `recipients` (e.g. the team's existing keys) are added to the new
- * identity's. Nothing is left half-made: on failure the new folder is removed and the rule taken back.
+ * identity's. Nothing is left half-made: on failure, or `signal` aborted (a Ctrl-C: InterruptedError, "nothing was
+ * changed"), the new folder is removed and the rule taken back.
  */
-export async function newEnvironment(root: string, name: string, opts: { recipients?: string[] } = {}): Promise<NewEnvironment> {
+export async function newEnvironment(root: string, name: string, opts: { recipients?: string[]; signal?: AbortSignal } = {}): Promise<NewEnvironment> {
+  // A signal (Ctrl-C) heeded between the writes: what was written is undone below, and it is said as nothing changed.
+  const heed = () => {
+    if (opts.signal?.aborted) throw interruption(opts.signal.reason, `while creating environments/${name}`);
+  };
   validate('environment', name);
   const dir = envDir(root, name);
   if (existsSync(dir)) throw new OpsError(`environments/${name} already exists`, `choose another name, or remove environments/${name} first`);
@@ -165,12 +171,16 @@ export async function newEnvironment(root: string, name: string, opts: { recipie
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name}/`, 'remove it first, or choose another name');
   const configBefore = existsSync(join(root, '.sops.yaml'));
   const address = freePlaceholderAddress(root);
+  heed();
   await mkdir(join(dir, 'assets'), { recursive: true });
   try {
     await writeFile(join(dir, 'environment.yml'), environmentTemplate(name, address), { flag: 'wx' });
-    await setEnvRule(root, name, recipients);
+    heed();
+    await setEnvRule(root, name, recipients, opts.signal);
+    heed();
     const secrets = SecretsFile.create(secretsPath(root, name), initialSecrets(), { recipients });
     await secrets.save();
+    heed();
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     await removeEnvRule(root, name).catch(() => undefined);

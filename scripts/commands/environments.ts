@@ -4,6 +4,7 @@
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import { validate } from '../../core/shell.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
+import { interruptible } from './secrets.ts';
 
 const json = JSON_OPTION;
 
@@ -23,19 +24,23 @@ The new environment's age private key is printed once: store it, it is not writt
       const { args, ops, values, stdout } = ctx;
       const { newEnvironment } = await import('../../core/secrets/scaffold.ts');
       const name = validate('environment', ctx.args[0]!);
-      const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [] });
-      for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
-      ctx.stdout.write(
-        `\n# age identity of environment ${name}: shown once, store it now (password manager, and\n` +
-          `# ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE locally, the SOPS_AGE_KEY secret in CI)\n` +
-          result.identity.keyFile,
-      );
-      ctx.reporter.info(
-        `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
-          `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +
-          (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`),
-      );
-      return 0;
+      // A signal while it writes: what was written is undone, said as nothing changed (exit 130), never a half-made
+      // environment whose secrets are encrypted to a key nobody was shown.
+      return interruptible(ctx, async (signal) => {
+        const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [], signal });
+        for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
+        ctx.stdout.write(
+          `\n# age identity of environment ${name}: shown once, store it now (password manager, and\n` +
+            `# ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE locally, the SOPS_AGE_KEY secret in CI)\n` +
+            result.identity.keyFile,
+        );
+        ctx.reporter.info(
+          `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
+            `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +
+            (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`),
+        );
+        return 0;
+      });
     },
   }),
   command({

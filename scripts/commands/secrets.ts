@@ -265,7 +265,7 @@ function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => 
  * the signal and stops before its next write once it aborts, saying what it had written (stoppedWriting), with the
  * signal's exit code (exitOnInterrupt); a signal never ends it silently half-way.
  */
-function interruptible(ctx: CommandContext, run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+export function interruptible(ctx: CommandContext, run: (signal: AbortSignal) => Promise<number>): Promise<number> {
   return exitOnInterrupt(ctx, async () => {
     const abort = signalsAbort();
     abort.listen();

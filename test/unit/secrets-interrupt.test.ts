@@ -2,7 +2,7 @@
 // (Ctrl-C, SIGTERM) half-way: they stop before the next file and say which files they had written and which not,
 // with the signal's exit code, as `set` and `edit` say "interrupted; nothing was changed". They ended silently.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -93,3 +93,21 @@ describe('interrupted between two files: what was written, and what not, said; t
     expect(readFileSync(plain, 'utf8')).toBe('a: Zq8-plain-value\n');
   }, 60_000);
 });
+
+describe('ops env new interrupted', () => {
+  it('Ctrl-C while it writes (here: waiting for the lock of .sops.yaml, which another command holds): nothing is left of the new environment (folder, rule, a key nobody was shown); exit 130; made again at once', async () => {
+    const e = await newEnv();
+    const rules = join(e.root, '.sops.yaml');
+    const before = readFileSync(rules, 'utf8');
+    const r = await interruptedAt(e, ['env', 'new', 'staging2'], rules, 'SIGINT');
+    expect(r.err).toContain('error: interrupted while waiting for the lock');
+    expect(r.err).toContain('nothing was changed');
+    expect(r.code, r.err).toBe(130);
+    expect(existsSync(join(e.root, 'environments', 'staging2'))).toBe(false);
+    expect(readFileSync(rules, 'utf8')).toBe(before);
+    rmSync(`${rules}.lock`, { recursive: true });
+    const again = await cli(e.root, ['env', 'new', 'staging2'], e.env);
+    expect(again.code, again.err).toBe(0);
+  }, 60_000);
+});
+

@@ -70596,6 +70596,9 @@ function initialSecrets() {
   return { kind: "map", entries };
 }
 async function newEnvironment(root, name2, opts2 = {}) {
+  const heed = () => {
+    if (opts2.signal?.aborted) throw interruption(opts2.signal.reason, `while creating environments/${name2}`);
+  };
   validate("environment", name2);
   const dir = envDir(root, name2);
   if (existsSync7(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
@@ -70606,12 +70609,16 @@ async function newEnvironment(root, name2, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
+  heed();
   await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
     await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
-    await setEnvRule(root, name2, recipients);
+    heed();
+    await setEnvRule(root, name2, recipients, opts2.signal);
+    heed();
     const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
     await secrets.save();
+    heed();
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name2).catch(() => void 0);
@@ -70631,6 +70638,7 @@ var init_scaffold = __esm({
     init_keys();
     init_sops_config();
     init_sops();
+    init_atomic();
     init_tree();
   }
 });

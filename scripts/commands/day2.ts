@@ -4,6 +4,7 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
 import { LOG_SLOTS, type LogSlots } from '../../core/steps/logs.ts';
 import { OpsError } from '../../core/errors.ts';
+import { RUN_SIGNALS, signalExit } from '../../core/signals.ts';
 import { JSON_OPTION, UsageError, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
@@ -48,15 +49,22 @@ warning that masking is limited to those.`,
       } catch (e) {
         throw e instanceof OpsError ? new UsageError(e.message, e.hint) : e;
       }
+      // --follow ends on any of RUN_SIGNALS, its connections closed: a cancelled workflow's SIGTERM or a closed
+      // terminal's SIGHUP would otherwise kill ops outright and leave `tail -F` running on every host (sshd does not
+      // stop a command without a terminal when its connection drops). Ctrl-C is how --follow is meant to end: exit 0.
       const controller = new AbortController();
-      const onSignal = () => controller.abort();
-      if (values.follow) process.once('SIGINT', onSignal);
+      let received: NodeJS.Signals | undefined;
+      const onSignal = (signal: NodeJS.Signals) => {
+        received ??= signal;
+        controller.abort();
+      };
+      if (values.follow) for (const s of RUN_SIGNALS) process.on(s, onSignal);
       try {
         await logs(ops, env, { program: args[1], lines: values.lines, slots: values.slot as LogSlots | undefined /* one of its choices */, follow: Boolean(values.follow), signal: controller.signal });
       } finally {
-        process.off('SIGINT', onSignal);
+        for (const s of RUN_SIGNALS) process.off(s, onSignal);
       }
-      return 0;
+      return received && received !== 'SIGINT' ? signalExit(received) : 0;
     },
   }),
   command({

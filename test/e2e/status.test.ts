@@ -18,7 +18,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '../../core/secrets/index.ts';
 import type { MapNode } from '../../core/secrets/tree.ts';
 import { fromPlain } from '../../core/secrets/tree.ts';
-import { runOps } from '../support/cli.ts';
+import { runOps, spawnOps } from '../support/cli.ts';
 import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -212,6 +212,16 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     await new Promise((r) => setTimeout(r, 1500));
     expect((await sshRun(host, 'pgrep -f "tail -n [1] -F" || true')).stdout.trim()).toBe(''); // [1]: not this shell's own command line
   }, 60_000);
+
+  it('ops logs -f stopped by SIGTERM or SIGHUP (a cancelled workflow, a closed terminal): exits as the signal says, nothing left on the host', async () => {
+    for (const [signal, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '2'], project.root, (out) => out.includes('server-'), 'the first log lines', 60_000);
+      expect(await following.stop(signal)).toBe(code);
+      await new Promise((r) => setTimeout(r, 1500));
+      // Killed outright, ops leaves tail -F running: sshd does not stop a command without a terminal when its connection drops.
+      expect((await sshRun(host, 'pgrep -f "tail -n [2] -F" || true')).stdout.trim(), `after ${signal}`).toBe(''); // [2]: not this shell's own command line
+    }
+  }, 90_000);
 
   it('a passphrase with white space: no word of it in a failed probe verdict; rotated, its release pruned, none in ops logs', async () => {
     const PASS = `correct horse\tbattery  staple ${process.pid}`;

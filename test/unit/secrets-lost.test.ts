@@ -1,0 +1,56 @@
+// Secrets never lost nor silently changed: text UTF-8 cannot hold refused (a lone surrogate escape, bytes typed at a
+// terminal that are not UTF-8), a new file encrypted to nobody the user is refused, and a new private key that
+// cannot be printed undoes what it would have opened.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
+
+describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD', () => {
+  it('ops secrets encrypt: a JSON and a YAML file refused naming key and line, left as they were (the real sops refuses the YAML one, stores U+FFFD for the JSON one)', async () => {
+    const e = await newEnv();
+    const assets = join(e.root, 'environments', 'qa', 'assets');
+    const json = join(assets, 'lone.json');
+    const yaml = join(assets, 'lone.yml');
+    const jsonText = '{\n  "ok": "fine",\n  "pw": "Zq8-\\ud800-x"\n}\n';
+    const yamlText = 'ok: fine\nnested:\n  pw: "Zq8-\\udc00"\n';
+    writeFileSync(json, jsonText);
+    writeFileSync(yaml, yamlText);
+    const rj = await cli(e.root, ['secrets', 'encrypt', json], e.env);
+    expect(rj.code, rj.err).toBe(1);
+    expect(rj.err).toMatch(/pw \(line 3, column \d+\): holds a \\uD800-\\uDFFF escape that is half of a surrogate pair/);
+    expect(rj.err).not.toContain('Zq8');
+    expect(readFileSync(json, 'utf8')).toBe(jsonText);
+    const ry = await cli(e.root, ['secrets', 'encrypt', yaml], e.env);
+    expect(ry.code, ry.err).toBe(1);
+    expect(ry.err).toMatch(/nested\.pw \(line 3, column \d+\): holds a \\uD800-\\uDFFF escape/);
+    expect(readFileSync(yaml, 'utf8')).toBe(yamlText);
+    // the real sops refuses the YAML one ("invalid Unicode character escape code"); its JSON store (Go's
+    // encoding/json) silently stores U+FFFD, the loss refused here
+    const age = execFileSync('age-keygen', ['-y', e.keyFile], { encoding: 'utf8' }).trim();
+    const plainYaml = join(tempDir(), 'lone.yaml');
+    writeFileSync(plainYaml, yamlText);
+    expect(sops(['encrypt', '--age', age, plainYaml], e.keyFile).err).toContain('invalid Unicode character escape');
+    const plainJson = join(tempDir(), 'lone.json');
+    writeFileSync(plainJson, jsonText);
+    const encrypted = sops(['encrypt', '--age', age, plainJson], e.keyFile);
+    expect(encrypted.code).toBe(0);
+    writeFileSync(plainJson, encrypted.out);
+    expect(sops(['decrypt', plainJson], e.keyFile).out).toContain('"Zq8-\uFFFD-x"');
+    // a pair is one character: stored as such
+    writeFileSync(json, '{"pw": "\\ud83d\\ude00"}\n');
+    expect((await cli(e.root, ['secrets', 'encrypt', json], e.env)).code).toBe(0);
+  }, 60_000);
+
+  it('ops secrets edit: a value typed as "\\ud800" is refused and offered back; answered n, nothing changed', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`printf '%s\\n' 'typed: "Zq8-\\ud800"' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/typed \(line \d+, column \d+\): holds a \\uD800-\\uDFFF escape/);
+    expect(r.err).not.toContain('Zq8');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 60_000);
+});

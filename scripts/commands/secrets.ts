@@ -514,6 +514,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets edit',
     summary: "edit an environment's secrets in $EDITOR; they are re-encrypted on save",
     args: ['<env>'],
+    options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' } },
     help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
@@ -532,7 +533,9 @@ A new or changed value the environment's .env carries that its readers (dotenv.r
 exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value; and so
 is a placeholder (CHANGE-ME), a packages secret provision would not write, and a key "<<" holding a value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
-warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
+warning naming its key: it is masked wherever it appears in the logs, making them hard to read.
+A secrets file created by edit (the environment had none) encrypted to none of your own age keys is refused before the
+editor opens, unless --force, as ops secrets encrypt refuses it.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
@@ -541,7 +544,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         const env = validate('environment', ctx.args[0]!);
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
-        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal });
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });
         abort.listen();
         const io: EditIo = {
           edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
@@ -597,6 +600,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
       empty: { type: 'boolean', description: 'set the empty value (stdin is not read; a value piped in is refused, not dropped): an empty stdin is refused, as a value lost on the way' },
       exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
+      force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
@@ -624,7 +628,9 @@ wherever it appears in the logs (one of 1 or 2 characters is too short to be mas
 A value the environment's .env carries (an env entry names its key) that its readers (dotenv.readers) would not
 read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
 each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: every deploy refuses it) and a
-packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
+packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").
+A secrets file created by set (the environment had none) encrypted to none of your own age keys (the .sops.yaml rule
+lists none of them) is refused, nothing written, unless --force, as ops secrets encrypt refuses it.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
@@ -659,7 +665,7 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
           const { retryOnChange } = await import('../../core/secrets/atomic.ts');
           const open = { ...(await openWith(ctx, env)), signal: abort.signal };
           return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-            const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
+            const { secrets, created } = await openEnvSecrets(ctx.root, env, open, { redo: `ops secrets set ${env} ${key}`, force: ctx.values.force === true });
             const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
             ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;

@@ -2,10 +2,10 @@
 // terminal that are not UTF-8), a new file encrypted to nobody the user is refused, and a new private key that
 // cannot be printed undoes what it would have opened.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
+import { ageKey, cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
 
 describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD', () => {
   it('ops secrets encrypt: a JSON and a YAML file refused naming key and line, left as they were (the real sops refuses the YAML one, stores U+FFFD for the JSON one)', async () => {
@@ -52,5 +52,43 @@ describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD',
     expect(r.err).toMatch(/typed \(line \d+, column \d+\): holds a \\uD800-\\uDFFF escape/);
     expect(r.err).not.toContain('Zq8');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 60_000);
+});
+
+describe('a new secrets file encrypted to none of your keys is refused, as ops secrets encrypt refuses it', () => {
+  /** qa with no secrets file yet, and a user holding another key than the one its rule lists. */
+  async function strangerAndNoFile() {
+    const e = await newEnv();
+    rmSync(e.secrets);
+    const stranger = ageKey();
+    return { e, env: { SOPS_AGE_KEY_FILE: stranger.file } };
+  }
+
+  it('ops secrets set: refused, no file written; with --force created; with a key of yours created', async () => {
+    const { e, env } = await strangerAndNoFile();
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'pw'], env, 'Zq8-value-lost');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml would be encrypted to age1');
+    expect(r.err).toContain('you could no longer decrypt it');
+    expect(r.err).toContain('ops secrets set qa pw --force');
+    expect(existsSync(e.secrets)).toBe(false);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'pw'], e.env, 'Zq8-value-kept')).code).toBe(0);
+    rmSync(e.secrets);
+    const forced = await cli(e.root, ['secrets', 'set', 'qa', 'pw', '--force'], env, 'Zq8-value-given');
+    expect(forced.code, forced.err).toBe(0);
+    expect(existsSync(e.secrets)).toBe(true);
+  }, 60_000);
+
+  it('ops secrets edit: refused before the editor opens, no file written; with --force the editor opens', async () => {
+    const { e, env } = await strangerAndNoFile();
+    const ed = editor(`printf 'pw: Zq8-typed\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...env, EDITOR: ed.cmd });
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('ops secrets edit qa --force');
+    expect(existsSync(ed.record)).toBe(false);
+    expect(existsSync(e.secrets)).toBe(false);
+    const forced = await cli(e.root, ['secrets', 'edit', 'qa', '--force'], { ...env, EDITOR: ed.cmd });
+    expect(forced.code, forced.err).toBe(0);
+    expect(existsSync(e.secrets)).toBe(true);
   }, 60_000);
 });

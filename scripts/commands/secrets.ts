@@ -13,7 +13,7 @@ import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
-import { keyName, own } from '../../core/report.ts';
+import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
 import { validate } from '../../core/shell.ts';
 import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
@@ -741,8 +741,9 @@ written and those not (each file is written whole); run it again to finish.`,
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
-      const id = await generateIdentity();
       const out = ctx.values.output;
+      if (!out && discardsOutput(ctx.stdout)) throw new OpsError('stdout is /dev/null: the new private key, printed once, would be lost', 'run it with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
+      const id = await generateIdentity();
       if (out) {
         const path = out; // absolute: the CLI resolves it
         try {
@@ -758,7 +759,9 @@ written and those not (each file is written whole); run it again to finish.`,
           ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
-      ctx.stdout.write(id.keyFile);
+      // synchronously, said when it fails (stdout full or gone): a key nobody saw is no key
+      const failed = writeToKeep(id.keyFile, ctx.stdout);
+      if (failed) throw new OpsError(`cannot print the new private key to stdout (${failed}): it is not kept anywhere; nothing was changed`, 'run it again with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
       ctx.stderr.write(
         `This private key is shown once: store it (password manager; ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE; the SOPS_AGE_KEY secret in CI).\n` +
           `Give the public key to whoever adds you: ops secrets recipients <env> add ${id.recipient}\n`,

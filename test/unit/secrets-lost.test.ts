@@ -1,11 +1,12 @@
 // Secrets never lost nor silently changed: text UTF-8 cannot hold refused (a lone surrogate escape, bytes typed at a
 // terminal that are not UTF-8), a new file encrypted to nobody the user is refused, and a new private key that
 // cannot be printed undoes what it would have opened.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ageKey, cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
+import { type Env, ageKey, cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
 
 describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD', () => {
   it('ops secrets encrypt: a JSON and a YAML file refused naming key and line, left as they were (the real sops refuses the YAML one, stores U+FFFD for the JSON one)', async () => {
@@ -90,5 +91,71 @@ describe('a new secrets file encrypted to none of your keys is refused, as ops s
     const forced = await cli(e.root, ['secrets', 'edit', 'qa', '--force'], { ...env, EDITOR: ed.cmd });
     expect(forced.code, forced.err).toBe(0);
     expect(existsSync(e.secrets)).toBe(true);
+  }, 60_000);
+});
+
+const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
+
+/**
+ * `ops <argv>` as a process of its own in e's project, its stdout `to`: /dev/full (ENOSPC), a pipe whose reader is
+ * gone before anything is written (EPIPE), /dev/null, or a pipe read. @returns exit code, stderr and what stdout read.
+ */
+async function opsTo(e: Env, argv: string[], to: '/dev/full' | 'closed pipe' | '/dev/null' | 'pipe', env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; err: string; out: string }> {
+  const fd = to.startsWith('/dev/') ? openSync(to, 'w') : undefined;
+  const child = spawn(process.execPath, [OPS, ...argv], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, NO_COLOR: '1', ...env }, stdio: ['ignore', fd ?? 'pipe', 'pipe'] });
+  if (fd !== undefined) closeSync(fd);
+  let out = '';
+  if (to === 'closed pipe') child.stdout!.destroy();
+  else child.stdout?.on('data', (c) => (out += String(c)));
+  let err = '';
+  child.stderr!.on('data', (c) => (err += String(c)));
+  const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+  return { code, err, out };
+}
+
+describe('a new private key that cannot be printed: nothing is left encrypted to it', () => {
+  for (const to of ['/dev/full', 'closed pipe'] as const) {
+    it(`ops env new, stdout ${to}: exit 1, nothing was changed (no folder, .sops.yaml as it was); made again at once`, async () => {
+      const e = await newEnv();
+      const rules = join(e.root, '.sops.yaml');
+      const before = readFileSync(rules, 'utf8');
+      const r = await opsTo(e, ['env', 'new', 'staging2'], to);
+      expect(r.err).toMatch(/error: cannot print the new environment's private key to stdout \((no space left where it goes \(ENOSPC\)|the program reading it stopped reading \(EPIPE\))\): its secrets would be encrypted to a key nobody holds; nothing was changed/);
+      expect(r.code, r.err).toBe(1);
+      expect(existsSync(join(e.root, 'environments', 'staging2'))).toBe(false);
+      expect(readFileSync(rules, 'utf8')).toBe(before);
+      const again = await opsTo(e, ['env', 'new', 'staging2'], 'pipe');
+      expect(again.code, again.err).toBe(0);
+      expect(again.out).toMatch(/AGE-SECRET-KEY-1/);
+    }, 60_000);
+
+    it(`ops keygen, stdout ${to}: exit 1, said`, async () => {
+      const e = await newEnv();
+      const r = await opsTo(e, ['keygen'], to);
+      expect(r.err).toContain('error: cannot print the new private key to stdout (');
+      expect(r.err).not.toContain('AGE-SECRET-KEY');
+      expect(r.code, r.err).toBe(1);
+    }, 60_000);
+  }
+
+  it('stdout /dev/null: ops env new refused, nothing written, unless a --recipient is a key of yours; ops keygen refused', async () => {
+    const e = await newEnv();
+    const rules = join(e.root, '.sops.yaml');
+    const before = readFileSync(rules, 'utf8');
+    const r = await opsTo(e, ['env', 'new', 'staging2'], '/dev/null', e.env);
+    expect(r.err).toContain("error: stdout is /dev/null: the new environment's private key, printed once, would be lost");
+    expect(r.code, r.err).toBe(1);
+    expect(existsSync(join(e.root, 'environments', 'staging2'))).toBe(false);
+    expect(readFileSync(rules, 'utf8')).toBe(before);
+    // someone else's key is no help to the user
+    const other = ageKey();
+    expect((await opsTo(e, ['env', 'new', 'staging2', '--recipient', other.recipient], '/dev/null', e.env)).code).toBe(1);
+    const mine = execFileSync('age-keygen', ['-y', e.keyFile], { encoding: 'utf8' }).trim();
+    const ok = await opsTo(e, ['env', 'new', 'staging2', '--recipient', mine], '/dev/null', e.env);
+    expect(ok.code, ok.err).toBe(0);
+    expect(existsSync(join(e.root, 'environments', 'staging2', 'secrets.sops.yaml'))).toBe(true);
+    const k = await opsTo(e, ['keygen'], '/dev/null');
+    expect(k.err).toContain('error: stdout is /dev/null: the new private key, printed once, would be lost');
+    expect(k.code).toBe(1);
   }, 60_000);
 });

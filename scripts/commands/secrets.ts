@@ -81,16 +81,22 @@ function setValueFromInput(text: string): string {
  * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
  * `prompt` goes to `stderr` (again after Ctrl-Z and fg). The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), while stopped by Ctrl-Z, and on
  * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
- * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
+ * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line; so are
+ * bytes that are not UTF-8 (a terminal set to latin1), never stored as U+FFFD.
  * A terminal that hangs up meanwhile (its window closed, the ssh connection lost: stdin reads its end, and giving it
  * its modes back fails with EIO) ends the read as SIGHUP does, said so.
  * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C, a signal or a hang-up.
  */
 async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
   const { interruption } = await import('../../core/secrets/atomic.ts');
+  const { invalidUtf8Offset } = await import('../../core/secrets/utf8.ts');
   return new Promise((res, rej) => {
     const muted = new Writable({ write: (_chunk, _enc, done) => done() });
     const rl = createInterface({ input: stdin, output: muted, terminal: true, historySize: 0 });
+    // the bytes typed, as they came: readline decodes them leniently (bytes that are not UTF-8 become U+FFFD)
+    const raw: Buffer[] = [];
+    const onData = (c: Buffer | string) => raw.push(Buffer.from(c));
+    stdin.on('data', onData);
     stderr.write(prompt); // once the terminal is raw: a Ctrl-C typed after the prompt is read here, not a signal
     const lines: string[] = [];
     let settled = false;
@@ -108,12 +114,14 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
+      stdin.off('data', onData);
       const rest = rl.line; // a paste's last line without its end, still in readline's buffer
       rl.close(); // the terminal's modes back: echo on (the error of a terminal gone is heard, and dropped: settled)
       stdin.pause();
       stderr.write('\n'); // the Enter typed was not echoed either
       if (err) rej(err);
       else if (lines.length > 1 || rest) rej(new OpsError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
+      else if (invalidUtf8Offset(Buffer.concat(raw)) >= 0) rej(new OpsError(`the value typed for this key is not UTF-8 text (the terminal sends another encoding: see its settings and LANG); it would be stored changed, so nothing was changed`, `set the terminal to UTF-8, or give the value from a file: ${fromFile}`));
       else res(lines[0] ?? '');
     };
     // the lines of one paste arrive in one chunk, one event each: the first is taken once they are all in

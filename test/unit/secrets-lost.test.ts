@@ -1,12 +1,13 @@
 // Secrets never lost nor silently changed: text UTF-8 cannot hold refused (a lone surrogate escape, bytes typed at a
 // terminal that are not UTF-8), a new file encrypted to nobody the user is refused, and a new private key that
 // cannot be printed undoes what it would have opened.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type Env, ageKey, cli, editor, newEnv, sops, tempDir } from './secrets.helpers.ts';
+import { type Env, ageKey, cli, editor, newEnv, open, sops, tempDir } from './secrets.helpers.ts';
 
 describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD', () => {
   it('ops secrets encrypt: a JSON and a YAML file refused naming key and line, left as they were (the real sops refuses the YAML one, stores U+FFFD for the JSON one)', async () => {
@@ -158,4 +159,28 @@ describe('a new private key that cannot be printed: nothing is left encrypted to
     expect(k.err).toContain('error: stdout is /dev/null: the new private key, printed once, would be lost');
     expect(k.code).toBe(1);
   }, 60_000);
+});
+
+const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));
+
+describe('ops secrets set at a terminal: bytes typed that are not UTF-8 are refused, never stored as U+FFFD', () => {
+  /** `ops secrets set qa typed_key` on a new terminal (on_terminal.py), `typed` sent as its bytes (\udcXX: the byte XX). */
+  async function typedAtTerminal(e: Env, typed: string): Promise<{ out: string; exit: number }> {
+    const spec = { argv: ['sh', '-c', 'node "$OPS" secrets set qa typed_key; echo "exit=$?"'], cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS, TERM: 'xterm', ...e.env }, steps: [['value for typed_key', typed]] };
+    const { stdout } = await promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
+    const { out } = JSON.parse(stdout) as { out: string };
+    return { out, exit: Number(/exit=(\d+)/.exec(out)?.[1] ?? -1) };
+  }
+
+  it('a latin1 é (the byte e9) typed: refused, saying the terminal is not UTF-8; nothing changed; UTF-8 é and a real U+FFFD stored', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const bad = await typedAtTerminal(e, 'Zq8-caf\udce9\r');
+    expect(bad.out).toContain('error: the value typed for this key is not UTF-8 text');
+    expect(bad.exit, bad.out).toBe(1);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const good = await typedAtTerminal(e, 'Zq8-café \uFFFD\r');
+    expect(good.exit, good.out).toBe(0);
+    expect((await open(e)).data.typed_key).toBe('Zq8-café \uFFFD');
+  }, 120_000);
 });

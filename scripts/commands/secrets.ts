@@ -678,6 +678,9 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
             ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+            // a new key holding U+FFFD: what bytes of the command line that are not UTF-8 became (a latin1 terminal)
+            if (!existing && key.includes('\uFFFD'))
+              throw new OpsError(`the key ${key} holds U+FFFD (\uFFFD), which is what bytes that are not UTF-8 (a terminal set to latin1) become: it would be created with another name than typed; nothing was changed`, 'type the key in UTF-8 (set the terminal to UTF-8), or create it with ops secrets edit');
             if (existing?.kind === 'list' && !ctx.values.replace) {
               const n = existing.items.length;
               throw new OpsError(

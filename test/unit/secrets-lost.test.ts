@@ -184,3 +184,19 @@ describe('ops secrets set at a terminal: bytes typed that are not UTF-8 are refu
     expect((await open(e)).data.typed_key).toBe('Zq8-café \uFFFD');
   }, 120_000);
 });
+
+describe('a new key named in bytes that are not UTF-8 (they reach ops as U+FFFD) is refused', () => {
+  it('ops secrets set qa "caf\\xe9" (a real argv byte): refused, nothing changed; an existing key so named is set', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await promisify(execFile)('sh', ['-c', `printf 'Zq8-value' | node "$OPS" secrets set qa "$(printf 'caf\\351')"; echo "exit=$?"`], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS, NO_COLOR: '1', ...e.env }, encoding: 'utf8' });
+    expect(r.stderr).toContain('error: the key caf\uFFFD holds U+FFFD');
+    expect(r.stdout).toContain('exit=1');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // one that exists (made by edit, a real U+FFFD typed on purpose) is named as it is
+    const ed = editor(`printf 'caf\\357\\277\\275: old\\n' >> "$1"`);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd })).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'caf\uFFFD'], e.env, 'Zq8-new')).code).toBe(0);
+    expect((await open(e)).data['caf\uFFFD']).toBe('Zq8-new');
+  }, 60_000);
+});

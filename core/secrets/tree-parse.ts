@@ -166,7 +166,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = node.value;
     const where = () => `${file}: ${showPath(path)}`;
-    // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does)
+    // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
     if (format === 'json') {
       if (v === null || v === undefined) return { kind: 'null' };

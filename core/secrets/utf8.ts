@@ -45,7 +45,8 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 /**
  * Refuse text holding a lone surrogate (a JSON or YAML escape `\ud800` with no pair): UTF-8 cannot hold one, so it
- * would be stored as U+FFFD, something else than was typed (the real sops refuses such a file). `where` names the
+ * would be stored as U+FFFD, something else than was typed (the real sops refuses one in YAML; its JSON store
+ * stores U+FFFD without a word). `where` names the
  * place (file, key path, line); the text itself is never shown.
  * @throws OpsError naming `where`.
  */

@@ -3,6 +3,7 @@
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
 // the runner's own masking does not apply (local runs).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { fstatSync, statSync, writeSync } from 'node:fs';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput } from './errors.ts';
 import { runHandlesSignals, signalExit } from './signals.ts';
@@ -460,6 +461,62 @@ export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { s
         exit(1);
       }
     });
+  }
+}
+
+/** The file descriptor behind `out` (process.stdout: 1), or undefined for a stream of another kind (a test's). */
+function fdOf(out: NodeJS.WritableStream): number | undefined {
+  const fd = (out as { fd?: unknown }).fd;
+  return typeof fd === 'number' ? fd : undefined;
+}
+
+/**
+ * Write `text` that must reach a person or it is lost (a new private key, shown once) to `out` (default stdout),
+ * synchronously, past the stream (whose errors guardOutput turns into an exit after the fact): when it goes to a
+ * file descriptor, written there whole before this returns. `out` without one (a test's stream) is written to as ever.
+ * @returns undefined once written; else what failed, in words (a reader gone: EPIPE; a full disk: ENOSPC; a terminal
+ * gone: EIO), for the caller to undo what the text was needed for. Part of the text may have been written then.
+ */
+export function writeToKeep(text: string, out: NodeJS.WritableStream = process.stdout): string | undefined {
+  const fd = fdOf(out);
+  if (fd === undefined) {
+    if (brokenOutputs.has(out)) return 'it failed before';
+    out.write(text);
+    return undefined;
+  }
+  const bytes = Buffer.from(text);
+  let done = 0;
+  let waited = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(fd, bytes, done);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // a non-blocking pipe that is full: its reader is slow, not gone (up to a minute)
+      if (code === 'EAGAIN' && waited < 60_000) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        waited += 10;
+        continue;
+      }
+      const said: Record<string, string> = { EPIPE: 'the program reading it stopped reading (EPIPE)', ENOSPC: 'no space left where it goes (ENOSPC)', EIO: 'the terminal is gone (EIO)' };
+      return said[code ?? ''] ?? (e as Error).message;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Whether `out` (default stdout) is /dev/null, where text shown once (a new private key) is lost unseen. A stream
+ * without a file descriptor (a test's) is not.
+ */
+export function discardsOutput(out: NodeJS.WritableStream = process.stdout): boolean {
+  const fd = fdOf(out);
+  if (fd === undefined) return false;
+  try {
+    const st = fstatSync(fd);
+    return st.isCharacterDevice() && st.rdev === statSync('/dev/null').rdev;
+  } catch {
+    return false;
   }
 }
 

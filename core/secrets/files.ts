@@ -31,16 +31,29 @@ export function requireEnvironment(root: string, env: string): void {
   );
 }
 
+/** How openEnvSecrets creates a file that does not exist yet. */
+export interface CreateOptions {
+  /** The command to run again with --force, named in the refusal (e.g. `ops secrets set qa key`). */
+  redo: string;
+  /** Create it even when none of its recipients is a key of the user's (refuseEncryptingAway). */
+  force?: boolean;
+}
+
 /**
  * The secrets file of environment `env` under project `root`, opened (MAC verified, values masked); or, when
- * there is none yet, a new empty one for .sops.yaml's recipients (written by its first `save`).
- * @throws OpsError for an invalid name, an environment folder that does not exist, or a file that cannot be opened.
+ * there is none yet, a new empty one for .sops.yaml's recipients (written by its first `save`), as `secrets encrypt`
+ * would encrypt a file: refused when none of them is an age key of the user's (`open.identities`), unless `create.force`.
+ * @throws OpsError for an invalid name, an environment folder that does not exist, a file that cannot be opened, or
+ * a new one that would be encrypted away from the user (nothing written).
  */
-export async function openEnvSecrets(root: string, env: string, open: OpenWith): Promise<{ secrets: SecretsFile; created: boolean }> {
+export async function openEnvSecrets(root: string, env: string, open: OpenWith, create: CreateOptions): Promise<{ secrets: SecretsFile; created: boolean }> {
   requireEnvironment(root, env);
   const file = secretsPath(root, env);
   if (existsSync(file)) return { secrets: await SecretsFile.open(file, open), created: false };
-  return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file), openWith: open }), created: true };
+  const recipients = recipientsFor(root, file);
+  // a new file encrypted to none of the user's keys is lost to them, as one `secrets encrypt` makes (encryptInPlace)
+  refuseEncryptingAway(`environments/${env}/secrets.sops.yaml`, recipients, open.identities, env, create.redo, create.force === true);
+  return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients, openWith: open }), created: true };
 }
 
 /** How encryptInPlace is run. */

@@ -153,10 +153,12 @@ export interface NewEnvironment {
 
 /**
  * Scaffold environments/<name>/. `recipients` (e.g. the team's existing keys) are added to the new
- * identity's. Nothing is left half-made: on failure, or `signal` aborted (a Ctrl-C: InterruptedError, "nothing was
+ * identity's. Once everything is written, `deliver` hands the new identity to the person (prints it); it throws
+ * when it cannot (stdout full or gone): the secrets would be encrypted to a key nobody holds. Nothing is left
+ * half-made: on failure (`deliver`'s included), or `signal` aborted (a Ctrl-C: InterruptedError, "nothing was
  * changed"), the new folder is removed and the rule taken back.
  */
-export async function newEnvironment(root: string, name: string, opts: { recipients?: string[]; signal?: AbortSignal } = {}): Promise<NewEnvironment> {
+export async function newEnvironment(root: string, name: string, opts: { recipients?: string[]; signal?: AbortSignal; deliver?: (identity: NewIdentity) => void | Promise<void> } = {}): Promise<NewEnvironment> {
   // A signal (Ctrl-C) heeded between the writes: what was written is undone below, and it is said as nothing changed.
   const heed = () => {
     if (opts.signal?.aborted) throw interruption(opts.signal.reason, `while creating environments/${name}`);
@@ -181,6 +183,7 @@ export async function newEnvironment(root: string, name: string, opts: { recipie
     const secrets = SecretsFile.create(secretsPath(root, name), initialSecrets(), { recipients });
     await secrets.save();
     heed();
+    await opts.deliver?.(identity); // last: once the key is shown, the environment is the person's
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     await removeEnvRule(root, name).catch(() => undefined);

@@ -6,6 +6,7 @@ import { refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
+import { refuseLoneSurrogate } from './utf8.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -165,6 +166,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = node.value;
     const where = () => `${file}: ${showPath(path)}`;
+    // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
+    if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
     if (format === 'json') {
       if (v === null || v === undefined) return { kind: 'null' };
       if (typeof v === 'string') return str(v);

@@ -39,3 +39,21 @@ export function decodeUtf8(bytes: Uint8Array, where: string, hint?: string): str
     );
   }
 }
+
+// a high surrogate with no low one after it, or a low one with no high one before it
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Refuse text holding a lone surrogate (a JSON or YAML escape `\ud800` with no pair): UTF-8 cannot hold one, so it
+ * would be stored as U+FFFD, something else than was typed (the real sops refuses one in YAML; its JSON store
+ * stores U+FFFD without a word). `where` names the
+ * place (file, key path, line); the text itself is never shown.
+ * @throws OpsError naming `where`.
+ */
+export function refuseLoneSurrogate(text: string, where: () => string): void {
+  if (!LONE_SURROGATE.test(text)) return;
+  throw new OpsError(
+    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
+    'write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text',
+  );
+}

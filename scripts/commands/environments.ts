@@ -1,7 +1,10 @@
 // `ops env new` and `ops env remove`: an environment's folder made (configuration with placeholders, a new age
 // key, its .sops.yaml rule, encrypted secrets) and removed (once no host serves it). The work is in core/
 // (secrets/scaffold.ts, ops/decommission.ts); here only the arguments and what is printed.
+import { OpsError } from '../../core/errors.ts';
+import { discardsOutput, writeToKeep } from '../../core/report.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
+import type { NewIdentity } from '../../core/secrets/keys.ts';
 import { validate } from '../../core/shell.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 import { interruptible } from './secrets.ts';
@@ -19,21 +22,43 @@ export const commands: Command[] = [
     help: `Writes environments/<name>/environment.yml (every value to replace is marked PLACEHOLDER), a rule
 for environments/<name>/ in .sops.yaml, and environments/<name>/secrets.sops.yaml with a generated
 secret_key and config_repo_api_key, and CHANGE-ME placeholders for the other secrets.
-The new environment's age private key is printed once: store it, it is not written anywhere.`,
+The new environment's age private key is printed once: store it, it is not written anywhere. When it cannot be
+printed (stdout full, its reader gone), everything written is undone (exit 1, nothing changed); stdout /dev/null is
+refused unless a --recipient is a key of yours.`,
     async run(ctx) {
       const { args, ops, values, stdout } = ctx;
       const { newEnvironment } = await import('../../core/secrets/scaffold.ts');
       const name = validate('environment', ctx.args[0]!);
       // A signal while it writes: what was written is undone, said as nothing changed (exit 130), never a half-made
       // environment whose secrets are encrypted to a key nobody was shown.
-      return interruptible(ctx, async (signal) => {
-        const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [], signal });
-        for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
-        ctx.stdout.write(
+      const recipients = ctx.values.recipient ?? [];
+      // a key printed to /dev/null is lost: refused unless a key of the user's is a recipient too
+      if (discardsOutput(ctx.stdout)) {
+        const { loadIdentities } = await import('../../core/secrets/keys.ts');
+        const mine = (await loadIdentities(ctx.processEnv)).identities.map((i) => i.recipient);
+        if (!recipients.some((r) => mine.includes(r)))
+          throw new OpsError(
+            `stdout is /dev/null: the new environment's private key, printed once, would be lost, and with it its secrets; nothing was changed`,
+            `run it with stdout to a terminal or a file you keep (ops env new ${name} > FILE), or give --recipient with a public key of yours`,
+          );
+      }
+      // the key printed at once, synchronously: when it cannot be (stdout full or gone), the environment is undone
+      const deliver = (identity: NewIdentity) => {
+        const failed = writeToKeep(
           `\n# age identity of environment ${name}: shown once, store it now (password manager, and\n` +
             `# ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE locally, the SOPS_AGE_KEY secret in CI)\n` +
-            result.identity.keyFile,
+            identity.keyFile,
+          ctx.stdout,
         );
+        if (failed)
+          throw new OpsError(
+            `cannot print the new environment's private key to stdout (${failed}): its secrets would be encrypted to a key nobody holds; nothing was changed`,
+            `run it again with stdout to a terminal or a file you keep (ops env new ${name} > FILE)`,
+          );
+      };
+      return interruptible(ctx, async (signal) => {
+        const result = await newEnvironment(ctx.root, name, { recipients, signal, deliver });
+        for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
         ctx.reporter.info(
           `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
             `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +

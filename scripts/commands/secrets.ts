@@ -13,7 +13,7 @@ import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
-import { keyName, own } from '../../core/report.ts';
+import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
 import { validate } from '../../core/shell.ts';
 import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
@@ -81,16 +81,22 @@ function setValueFromInput(text: string): string {
  * (echo off; its line editing kept: backspace, Ctrl-U) and draws the line on an output that drops everything.
  * `prompt` goes to `stderr` (again after Ctrl-Z and fg). The terminal gets its modes back (echo on) on Enter, Ctrl-C and Ctrl-D (rl.close), while stopped by Ctrl-Z, and on
  * `signal`'s abort (SIGTERM, SIGHUP, SIGINT from outside: signalsAbort; their default action leaves the terminal raw).
- * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line.
+ * A paste of several lines is refused (`fromFile`: how to give such a value), never cut to its first line; so are
+ * bytes that are not UTF-8 (a terminal set to latin1), never stored as U+FFFD.
  * A terminal that hangs up meanwhile (its window closed, the ssh connection lost: stdin reads its end, and giving it
  * its modes back fails with EIO) ends the read as SIGHUP does, said so.
  * @returns the line without its end ('' for Ctrl-D on an empty line). @throws InterruptedError on Ctrl-C, a signal or a hang-up.
  */
 async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string, fromFile: string, signal: AbortSignal): Promise<string> {
   const { interruption } = await import('../../core/secrets/atomic.ts');
+  const { invalidUtf8Offset } = await import('../../core/secrets/utf8.ts');
   return new Promise((res, rej) => {
     const muted = new Writable({ write: (_chunk, _enc, done) => done() });
     const rl = createInterface({ input: stdin, output: muted, terminal: true, historySize: 0 });
+    // the bytes typed, as they came: readline decodes them leniently (bytes that are not UTF-8 become U+FFFD)
+    const raw: Buffer[] = [];
+    const onData = (c: Buffer | string) => raw.push(Buffer.from(c));
+    stdin.on('data', onData);
     stderr.write(prompt); // once the terminal is raw: a Ctrl-C typed after the prompt is read here, not a signal
     const lines: string[] = [];
     let settled = false;
@@ -108,12 +114,14 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
+      stdin.off('data', onData);
       const rest = rl.line; // a paste's last line without its end, still in readline's buffer
       rl.close(); // the terminal's modes back: echo on (the error of a terminal gone is heard, and dropped: settled)
       stdin.pause();
       stderr.write('\n'); // the Enter typed was not echoed either
       if (err) rej(err);
       else if (lines.length > 1 || rest) rej(new OpsError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
+      else if (invalidUtf8Offset(Buffer.concat(raw)) >= 0) rej(new OpsError(`the value typed for this key is not UTF-8 text (the terminal sends another encoding: see its settings and LANG); it would be stored changed, so nothing was changed`, `set the terminal to UTF-8, or give the value from a file: ${fromFile}`));
       else res(lines[0] ?? '');
     };
     // the lines of one paste arrive in one chunk, one event each: the first is taken once they are all in
@@ -514,6 +522,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets edit',
     summary: "edit an environment's secrets in $EDITOR; they are re-encrypted on save",
     args: ['<env>'],
+    options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' } },
     help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
@@ -532,7 +541,9 @@ A new or changed value the environment's .env carries that its readers (dotenv.r
 exactly is offered back too (every deploy would refuse it), named by variable and reader, never by value; and so
 is a placeholder (CHANGE-ME), a packages secret provision would not write, and a key "<<" holding a value.
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
-warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
+warning naming its key: it is masked wherever it appears in the logs, making them hard to read.
+A secrets file created by edit (the environment had none) encrypted to none of your own age keys is refused before the
+editor opens, unless --force, as ops secrets encrypt refuses it.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
@@ -541,7 +552,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
         const env = validate('environment', ctx.args[0]!);
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
-        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal });
+        const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });
         abort.listen();
         const io: EditIo = {
           edit: (file) => runEditor(file, ctx.processEnv, abort.signal),
@@ -597,6 +608,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
       empty: { type: 'boolean', description: 'set the empty value (stdin is not read; a value piped in is refused, not dropped): an empty stdin is refused, as a value lost on the way' },
       exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
+      force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
@@ -624,7 +636,9 @@ wherever it appears in the logs (one of 1 or 2 characters is too short to be mas
 A value the environment's .env carries (an env entry names its key) that its readers (dotenv.readers) would not
 read back exactly is refused, nothing written, as every deploy would refuse it (README: "The .env: which values
 each reader can carry"); so are a placeholder (a value starting with CHANGE-ME: every deploy refuses it) and a
-packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").`,
+packages.pip_index_url or npm_token secret provision would not write (README: "Secrets").
+A secrets file created by set (the environment had none) encrypted to none of your own age keys (the .sops.yaml rule
+lists none of them) is refused, nothing written, unless --force, as ops secrets encrypt refuses it.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
@@ -659,11 +673,14 @@ packages.pip_index_url or npm_token secret provision would not write (README: "S
           const { retryOnChange } = await import('../../core/secrets/atomic.ts');
           const open = { ...(await openWith(ctx, env)), signal: abort.signal };
           return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-            const { secrets, created } = await openEnvSecrets(ctx.root, env, open);
+            const { secrets, created } = await openEnvSecrets(ctx.root, env, open, { redo: `ops secrets set ${env} ${key}`, force: ctx.values.force === true });
             const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
             ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+            // a new key holding U+FFFD: what bytes of the command line that are not UTF-8 became (a latin1 terminal)
+            if (!existing && key.includes('\uFFFD'))
+              throw new OpsError(`the key ${key} holds U+FFFD (\uFFFD), which is what bytes that are not UTF-8 (a terminal set to latin1) become: it would be created with another name than typed; nothing was changed`, 'type the key in UTF-8 (set the terminal to UTF-8), or create it with ops secrets edit');
             if (existing?.kind === 'list' && !ctx.values.replace) {
               const n = existing.items.length;
               throw new OpsError(
@@ -735,8 +752,9 @@ written and those not (each file is written whole); run it again to finish.`,
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
-      const id = await generateIdentity();
       const out = ctx.values.output;
+      if (!out && discardsOutput(ctx.stdout)) throw new OpsError('stdout is /dev/null: the new private key, printed once, would be lost', 'run it with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
+      const id = await generateIdentity();
       if (out) {
         const path = out; // absolute: the CLI resolves it
         try {
@@ -752,7 +770,9 @@ written and those not (each file is written whole); run it again to finish.`,
           ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
-      ctx.stdout.write(id.keyFile);
+      // synchronously, said when it fails (stdout full or gone): a key nobody saw is no key
+      const failed = writeToKeep(id.keyFile, ctx.stdout);
+      if (failed) throw new OpsError(`cannot print the new private key to stdout (${failed}): it is not kept anywhere; nothing was changed`, 'run it again with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
       ctx.stderr.write(
         `This private key is shown once: store it (password manager; ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE; the SOPS_AGE_KEY secret in CI).\n` +
           `Give the public key to whoever adds you: ops secrets recipients <env> add ${id.recipient}\n`,

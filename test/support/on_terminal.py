@@ -2,7 +2,8 @@
 # shows): python3 on_terminal.py '<json spec>'. The spec: argv, cwd, env, and steps, each [text to wait for, what to type]
 # (or [text, {"signal": "SIGTERM"}]: the signal sent to the shell's child, the command under test; or [text, {"hangup": true}]:
 # the terminal closed, as a closed terminal window closes it). The text waited for is the terminal's, or {"file": path,
-# "text": text} a file's (a command whose stderr goes to a file). Prints
+# "text": text} a file's (a command whose stderr goes to a file). Text typed is sent as UTF-8, a lone "\udcXX" in it as
+# the byte XX (surrogateescape: bytes that are not UTF-8, as a terminal set to latin1 sends them). Prints
 # {"out": everything the terminal showed, "status": the exit status} as JSON once the terminal is closed.
 import json, os, pty, select, signal, sys, time
 
@@ -53,7 +54,7 @@ for wait, send in spec['steps']:
         children = open('/proc/%d/task/%d/children' % (pid, pid)).read().split()
         os.kill(int(children[0]), getattr(signal, send['signal']))
     else:
-        os.write(fd, send.encode())
+        os.write(fd, send.encode('utf-8', 'surrogateescape'))  # \udcXX in the spec: the byte XX, not UTF-8
 
 end = time.time() + 60
 while not closed and time.time() < end and read_some(1):

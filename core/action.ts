@@ -2,6 +2,7 @@
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
 import { NoAgeIdentity, OpsError, formatError, onUncaught } from './errors.ts';
+import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
 import { exactForms, Masker, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
@@ -181,6 +182,7 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
   } catch (e) {
     const environment = core.getInput('environment').trim();
     const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    core.setFailed(reporter.redact(formatError(error)));
+    // What it quotes of an input or a file with a URL's password and a private key hidden (hideSecrets), as the CLI does.
+    core.setFailed(hideSecrets(reporter.redact(formatError(error))));
   }
 }

@@ -6,6 +6,7 @@ import { OpsError, errorParts, failedResult, formatError } from '../core/errors.
 import { wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
+import { hideSecrets } from '../core/secrets/parts.ts';
 import { projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
@@ -220,17 +221,22 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   });
   // With --json, stdout carries only the JSON: progress goes to stderr.
   const reporter = io.reporter ?? (argv.includes('--json') ? new ConsoleReporter(stderr, stderr) : new ConsoleReporter(stdout, stderr));
+  /**
+   * An error as printed: masked (the run's secret values), and what it quotes of the arguments or a file (a word typed
+   * in the wrong place, an option's value, a setting) with a URL's password and a private key hidden (hideSecrets).
+   */
+  const shown = (text: string): string => hideSecrets(reporter.redact(text));
   if (!command) {
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const word = argv[1];
     if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
-      stderr.write(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
+      stderr.write(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`));
     } else if (group.length) {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else {
       const near = didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
-      stderr.write(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}\n\n${mainHelp(commands)}\n`);
+      stderr.write(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`) + `\n\n${mainHelp(commands)}\n`);
     }
     return 2;
   }
@@ -300,7 +306,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
-    stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
+    stderr.write(`error: ${shown(formatError(e, processEnv))}\n`);
     const code = e instanceof UsageError ? 2 : 1;
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
@@ -311,7 +317,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (json && !failedResult(err)?.stopped) {
       const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
-      stdout.write(reporter.redact(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
+      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
     }
     return code;
   } finally {

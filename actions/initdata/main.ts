@@ -1,11 +1,11 @@
 // The initdata action: inputs → core initdata → job summary with the loader's (masked) output.
 import { join } from 'node:path';
 import { runAction } from '../../core/action.ts';
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { openEnvironment } from '../../core/ops/secrets.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
 
 await runAction({ required: ['environment', 'ssh-key'], flags: { 'live-settings': false } }, async ({ ops, reporter, input, flag }) => {
-  const env = loadEnvironment(input('environment', { required: true }), ops.root);
+  const env = openEnvironment(ops, input('environment', { required: true }));
   const file = input('file');
   const result = await initdata(ops, env, { file: file ? join(ops.root, file) : undefined, liveSettings: flag('live-settings') });
   await reporter.summary(initdataSummary(result));

@@ -1,13 +1,13 @@
 // The status action: inputs → core status → outputs and job summary; fails (gating the workflow) when any host
 // is unhealthy, with one line per problem.
 import { runAction } from '../../core/action.ts';
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { openEnvironment } from '../../core/ops/secrets.ts';
 import { OpsError } from '../../core/errors.ts';
 import { status, statusSummary } from '../../core/ops/status.ts';
 
 // Its key comes from the GitHub environment <env>-status (status.yml; README "Repository checklist").
 await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unhealthy': true }, secretsFrom: (e) => `${e}-status` }, async ({ ops, reporter, input, flag }) => {
-  const env = loadEnvironment(input('environment', { required: true }), ops.root);
+  const env = openEnvironment(ops, input('environment', { required: true }));
   const result = await status(ops, env);
   reporter.output('healthy', String(result.healthy));
   reporter.output('problems', result.problems.join('\n'));

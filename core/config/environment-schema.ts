@@ -5,6 +5,7 @@ import { posix } from 'node:path';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
+import { urlPasswordsIn } from '../secrets/parts.ts';
 import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
 import { object } from './schema-object.ts';
 import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
@@ -135,6 +136,15 @@ const ownDir = string({
 });
 
 const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
+
+/**
+ * Why a setting that is a URL yet must never hold a password (it is printed, logged and committed: `repository`,
+ * `url`, `tls.acme_server`) cannot be `v`: a URL with a password (scheme://user:PASSWORD@host), or undefined. The
+ * value is quoted with its password hidden (describe: hideSecrets).
+ */
+function noUrlPassword(where: string): (v: string) => string | undefined {
+  return (v) => (urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : undefined);
+}
 
 const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
 
@@ -285,10 +295,10 @@ const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or {
 export const environmentSchema = object(
   {
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
-  repository: opt(anyPath, 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
+  repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path', check: noUrlPassword('an SSH URL with a deploy key, or a git credential helper: git config credential.helper') }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
-  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL' }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
+  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noUrlPassword('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),
   ssh: opt(
@@ -411,7 +421,7 @@ export const environmentSchema = object(
     object({
       mode: req(oneOf(['off', 'letsencrypt', 'self-signed']), 'off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS'),
       email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: 'an e-mail address' }), 'ACME account contact (letsencrypt)'),
-      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: 'an https URL' }), 'ACME directory URL; default: Let\'s Encrypt production'),
+      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: 'an https URL', check: noUrlPassword('the ACME directory URL needs none; account credentials are not read from it') }), 'ACME directory URL; default: Let\'s Encrypt production'),
       acme_ca_file: opt(anyPath, 'CA bundle that signs the ACME server\'s API certificate (test servers only), relative to the environment folder'),
     }),
     'HTTPS',

@@ -6,11 +6,12 @@ import { isIP, isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
-import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode } from 'yaml';
+import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
+import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseDeepNesting } from '../yaml-depth.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
@@ -62,8 +63,9 @@ export class ConfigError extends OpsError {
     readonly problems: Problem[],
   ) {
     const n = problems.length;
+    // A problem quotes the value it is about: a URL's password or a private key pasted in the wrong place never shown.
     super(
-      `${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`,
+      hideSecrets(`${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`),
       'fix the file; every key and its expected form is listed in the README under "Environment reference"',
     );
   }
@@ -342,11 +344,11 @@ export function readYamlFile(file: string, label = file): unknown {
   let value: unknown;
   try {
     const doc = parseDocument(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0]!.message}`);
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
-        `${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`,
+        hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
         'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
       );
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -355,7 +357,7 @@ export function readYamlFile(file: string, label = file): unknown {
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
     const aliases = /alias/i.test(String((e as Error).message));
     throw new OpsError(
-      `${label} cannot be read as YAML: ${(e as Error).message ?? e}`,
+      hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`),
       aliases
         ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
         : 'fix the file (see the message above)',
@@ -363,6 +365,24 @@ export function readYamlFile(file: string, label = file): unknown {
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+
+/**
+ * A YAML parse error as said to the user: the parser's words and where, then the line it points at (and the one
+ * before when it points at a line's start), as the yaml library's prettyErrors shows them, but with each URL's
+ * password and any private key on them hidden (hideSecrets). Shown whole, not cut to 80 characters as the library
+ * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
+ */
+function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
+  const said = hideSecrets(error.message.split(/:\n\n/)[0]!);
+  const at = error.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  if (!at) return `${label} is not valid YAML: ${said}`;
+  const line = lines[at.line - 1] ?? '';
+  const before = line.slice(0, at.col - 1);
+  const context = at.line > 1 && !before.trim() ? `${hideSecrets(lines[at.line - 2] ?? '')}\n` : '';
+  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
+  return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
 }
 
 /**

@@ -4,6 +4,8 @@
 // editors, so neither the README nor the editor can drift from what the loader accepts.
 // Here: values (strings, numbers, lists, records, either) and fields; mappings and rules across keys: schema-object.ts.
 
+import { hideSecrets } from '../secrets/parts.ts';
+
 export interface Problem {
   path: string;
   message: string;
@@ -47,7 +49,11 @@ export function describe(value: unknown): string {
   if (value instanceof Map) return 'a !!omap or !!pairs value';
   if (isMapping(value)) return 'a mapping';
   if (typeof value === 'object') return 'a tagged YAML value';
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'string') {
+    // hidden before the cut: a URL cut before its "@" no longer shows which part is the password
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 

@@ -6,7 +6,7 @@
 // app name, user, base_dir) is named as shared with it and kept.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling } from '../config/siblings.ts';
@@ -18,6 +18,7 @@ import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type 
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
 import { status } from './status.ts';
+import { openEnvironment } from './secrets.ts';
 
 export interface RemoveOptions {
   /** Remove even if hosts still serve, or cannot be checked (no host is contacted). */
@@ -155,10 +156,11 @@ function loginKeyCommands(name: string, host: Host, on: Sibling[]): string[] {
  * its audit log), then out of service (DNS, the certificate, the VMs), then the rest. `removed`: the folder is
  * gone (the checklist printed after `ops env remove`): what is left of the audit log and logs is on the hosts.
  */
-export function decommissionChecklist(name: string, env: Environment | undefined, root: string, options: { removed?: boolean; rules?: CreationRule[] } = {}): string[] {
+export function decommissionChecklist(name: string, env: Environment | undefined, ctx: Pick<OpsContext, 'root' | 'reporter'>, options: { removed?: boolean; rules?: CreationRule[] } = {}): string[] {
   const list: string[] = [];
   const c = env?.config;
-  const others = env ? otherEnvironments(env) : [];
+  const root = ctx.root;
+  const others = env ? otherEnvironments(ctx, env) : [];
   const domainOf = (e: Environment) => e.config.domain?.toLowerCase().replace(/\.$/, '');
   /** The other environments with the same domain (DNS record, certificate, callback URLs). */
   const sameDomain = env && c?.domain ? others.filter((o) => domainOf(o) === domainOf(env)).map((o) => o.name) : [];
@@ -217,13 +219,13 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   return list;
 }
 
-/** The project's other environments that can be read (one that cannot is compared with nothing). */
-function otherEnvironments(env: Environment): Environment[] {
+/** The project's other environments that can be read (one that cannot is compared with nothing), their passwords masked (openEnvironment). */
+function otherEnvironments(ctx: Pick<OpsContext, 'root' | 'reporter'>, env: Environment): Environment[] {
   return listEnvironments(env.root)
     .filter((n) => n !== env.name)
     .flatMap((n) => {
       try {
-        return [loadEnvironment(n, env.root)];
+        return [openEnvironment(ctx, n)];
       } catch {
         return [];
       }
@@ -298,11 +300,11 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   let env: Environment | undefined;
   let loadError: unknown;
   try {
-    env = loadEnvironment(name, ctx.root);
+    env = openEnvironment(ctx, name);
   } catch (e) {
     loadError = e;
   }
-  const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx.root) };
+  const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx) };
   if (!options.force) {
     if (!env)
       throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${formatError(loadError).split('\n')[0]}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
@@ -329,7 +331,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   rmSync(dir, { recursive: true, force: true });
   await removeEnvRule(ctx.root, name);
   result.removed = true;
-  result.checklist = decommissionChecklist(name, env, ctx.root, { removed: true, rules });
+  result.checklist = decommissionChecklist(name, env, ctx, { removed: true, rules });
   return result;
 }
 

@@ -2,12 +2,12 @@
 // refused while they are still placeholders or still readable with the published example key.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SECRETS_FILE, readEnvironmentConfig, type Environment } from '../config/environment.ts';
+import { SECRETS_FILE, loadEnvironment, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
-import { urlPassword } from '../secrets/parts.ts';
+import { urlPassword, urlPasswordsIn } from '../secrets/parts.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
@@ -26,6 +26,34 @@ export function plainPasswords(env: Environment): { path: string; passwords: str
     const passwords = typeof v === 'string' ? urlPassword(v) : [];
     return passwords.length ? [{ path, passwords }] : [];
   });
+}
+
+/**
+ * Every URL password written anywhere in the environment's settings (any string at any depth: an env value, a
+ * command line, a package index URL), as written and percent-decoded (urlPasswordsIn).
+ */
+export function settingsPasswords(env: Pick<Environment, 'config'>): string[] {
+  const out = new Set<string>();
+  const walk = (node: unknown): void => {
+    if (typeof node === 'string') for (const p of urlPasswordsIn(node)) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+
+/**
+ * The one way a command or an action loads an environment: loadEnvironment (its errors thrown as they are), then
+ * every URL password in its settings masked in all ops prints from then on (settingsPasswords): `ops config`, a
+ * deploy and a status alike. The secrets file's values are masked where it is decrypted (environmentSecrets,
+ * dotenvPreview, status's and logs' masking). Guarded: test/unit/printed-secrets.test.ts fails on a command,
+ * action or operation calling loadEnvironment itself.
+ */
+export function openEnvironment(ctx: Pick<OpsContext, 'root' | 'reporter'>, name: string): Environment {
+  const env = loadEnvironment(name, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
 }
 
 /**

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError } from '../errors.ts';
 import { defaultKeyFile } from './key-file.ts';
+import { isPrivateKey } from './parts.ts';
 
 export { defaultKeyFile };
 
@@ -124,7 +125,7 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   const value = r.trim();
   // A private key however pasted: cut (`GE-SECRET-KEY-1…`), behind a comment mark, or in lower case (bech32 ignores
   // case: still the same key). Never quoted.
-  if (/secret-key-/i.test(value)) {
+  if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
   // Quoted only when it is one (a public key: age1… that fails its checksum); anything else may be a secret pasted in

@@ -63,6 +63,68 @@ export function urlPassword(value: string): string[] {
   return password ? [password, percentDecode(password)] : [];
 }
 
+/** A URL in running text: its scheme and authority (up to the path, query, fragment, white space or a quote). */
+const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+
+/**
+ * The authority of a URL split as urlPassword reads it (userinfo before the LAST "@", password after its FIRST
+ * ":"): the text before the password, the password, and the text after it; undefined without a password.
+ */
+function splitPassword(url: string): [before: string, password: string, after: string] | undefined {
+  const m = URL_AUTHORITY.exec(url);
+  if (!m) return undefined;
+  const start = url.indexOf('://') + 3;
+  const authority = m[1]!;
+  const at = authority.lastIndexOf('@');
+  const colon = at < 0 ? -1 : authority.slice(0, at).indexOf(':');
+  if (colon < 0 || colon + 1 === at) return undefined;
+  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at), url.slice(start + at)];
+}
+
+/**
+ * The passwords of every URL found in running text (a message, a command line, a setting holding a URL among other
+ * words: `psql postgres://u:PW@h/db`), each as written and percent-decoded (urlPassword), in order; [] for none.
+ */
+export function urlPasswordsIn(text: string): string[] {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
+}
+
+/** `s` with the password of every URL in it written `***` (scheme://user:***@host): what a message may quote of it. */
+export function hideUrlPassword(s: string): string {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const split = splitPassword(url);
+    return split ? `${split[0]}***${split[2]}` : url;
+  });
+}
+
+/**
+ * An age private key however pasted, as it appears in text: whole (AGE-SECRET-KEY-1…, AGE-SECRET-KEY-PQ-1…), cut at
+ * its start (GE-SECRET-KEY-1…), behind a comment mark, or in lower case (bech32 ignores case: still the same key).
+ * Something must follow "SECRET-KEY-": the bare shape ("AGE-SECRET-KEY-…", as messages say it) is no key.
+ */
+const PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+
+/** Whether `s` holds an age private key (PRIVATE_KEY_IN_TEXT's shapes): never to be quoted, said by its shape. */
+export function isPrivateKey(s: string): boolean {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+
+/** The age private keys in `text` (PRIVATE_KEY_IN_TEXT's shapes), as written; [] for none. */
+export function privateKeysIn(text: string): string[] {
+  return text.match(PRIVATE_KEY_IN_TEXT) ?? [];
+}
+
+/** How a message says an age private key it must not quote: by its shape. */
+export const PRIVATE_KEY_SHOWN = '<an age private key (AGE-SECRET-KEY-…), not shown>';
+
+/**
+ * `text` as a message may quote it (an argument, a setting's value, a YAML excerpt): each age private key said by its
+ * shape (PRIVATE_KEY_SHOWN), each URL's password written `***` (hideUrlPassword).
+ */
+export function hideSecrets(text: string): string {
+  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
+
 /** Every string inside a JSON document (not its keys, numbers or booleans), at any depth; [] when `value` is not JSON. */
 export function jsonStrings(value: string): string[] {
   const t = value.trim();

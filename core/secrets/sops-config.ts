@@ -9,6 +9,7 @@ import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
+import { hideSecrets, isPrivateKey } from './parts.ts';
 import { refuseDeepNesting } from '../yaml-depth.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
@@ -38,7 +39,7 @@ export function rulePath(root: string, file: string): string {
 }
 
 function configError(file: string, what: string): OpsError {
-  return new OpsError(`${file}: ${what}`, 'each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`');
+  return new OpsError(hideSecrets(`${file}: ${what}`), 'each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`');
 }
 
 function parseAge(file: string, i: number, node: unknown): string[] {
@@ -84,7 +85,11 @@ function load(root: string, required: boolean): Loaded | undefined {
         throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${(e as Error).message})`);
       }
     }
-    rules.push({ index, pathRegex: typeof re === 'string' && re !== '' ? re : undefined, age: parseAge(SOPS_CONFIG_FILE, index, item.get('age', true)) });
+    const age = parseAge(SOPS_CONFIG_FILE, index, item.get('age', true));
+    // A private key pasted as a recipient is refused on every read (never listed, never used), by the recipient check:
+    // said by its shape, never quoted. Other entries are checked where a rule is used (recipientsFor).
+    age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
+    rules.push({ index, pathRegex: typeof re === 'string' && re !== '' ? re : undefined, age });
   });
   return { path, text, doc, rules };
 }

@@ -1,6 +1,6 @@
 // Day-2 commands: what the seed's troubleshooting sections had people do by hand over SSH — status (502s,
 // nginx not restarting, the deployed version), logs, certificates.
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { openEnvironment } from '../../core/ops/secrets.ts';
 import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
 import { LOG_SLOTS, type LogSlots } from '../../core/steps/logs.ts';
 import { OpsError } from '../../core/errors.ts';
@@ -21,7 +21,7 @@ renewal running late, a disk filling up, the previous release's programs down) d
     async run(ctx) {
       const { args, ops } = ctx;
       const { formatStatus, status } = await import('../../core/ops/status.ts');
-      const r = await status(ops, loadEnvironment(args[0]!, ops.root));
+      const r = await status(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, r, formatStatus);
       return r.healthy ? 0 : 1;
     },
@@ -42,7 +42,7 @@ values their releases' .env takes from secrets themselves, so without a key the 
 warning that masking is limited to those.`,
     async run({ args, ops, values }) {
       const { logs, logsRequest } = await import('../../core/ops/logs.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       // A program the environment does not have is a wrong argument: a usage error, before any host is reached.
       try {
         logsRequest(env, { program: args[1], lines: values.lines });
@@ -75,7 +75,7 @@ warning that masking is limited to those.`,
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { certificates, formatCerts, renewCertificates } = await import('../../core/ops/certs.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const r = values.renew ? await renewCertificates(ops, env) : await certificates(ops, env);
       await printResult(ctx, r, formatCerts);
       return r.ok ? 0 : 1;

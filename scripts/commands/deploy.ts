@@ -1,5 +1,5 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { openEnvironment } from '../../core/ops/secrets.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
@@ -19,7 +19,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']), forwardOnly: Boolean(values['forward-only']) });
       await printResult(ctx, r, deploySummary, 'summary');
       return 0;
@@ -33,7 +33,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { diff, formatDiff } = await import('../../core/ops/diff.ts');
-      const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref);
+      const r = await diff(ops, openEnvironment(ops, args[0]!), values.ref);
       await printResult(ctx, r, formatDiff);
       return 0;
     },
@@ -47,7 +47,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const r = await rollback(ops, env, values.to);
       await printResult(ctx, r, rollbackSummary, 'summary');
       return 0;
@@ -65,7 +65,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { initdata, initdataSummary } = await import('../../core/ops/initdata.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const r = await initdata(ops, env, { file: values.file, liveSettings: Boolean(values['live-settings']) });
       await printResult(ctx, r, initdataSummary, 'summary');
       return 0;
@@ -79,7 +79,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops } = ctx;
       const { formatReleases, listReleases, someUnread } = await import('../../core/ops/records.ts');
-      const list = await listReleases(ops, loadEnvironment(args[0]!, ops.root));
+      const list = await listReleases(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, list, formatReleases);
       return someUnread(list) ? 1 : 0;
     },
@@ -92,7 +92,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops } = ctx;
       const { formatLock, getLockStatus } = await import('../../core/ops/records.ts');
-      const list = await getLockStatus(ops, loadEnvironment(args[0]!, ops.root));
+      const list = await getLockStatus(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, list, formatLock);
       return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
     },
@@ -104,7 +104,7 @@ export const commands: Command[] = [
     options: { force: { type: 'boolean', description: 'also a lock whose run is still connected (a stuck run): its processes there are stopped' } },
     async run({ args, ops, stdout, values }) {
       const { breakLock, formatLockRelease } = await import('../../core/ops/records.ts');
-      const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root), Boolean(values.force));
+      const list = await breakLock(ops, openEnvironment(ops, args[0]!), Boolean(values.force));
       stdout.write(`${formatLockRelease(list, args[0]!)}\n`);
       return list.some((r) => r.refused) ? 1 : 0;
     },
@@ -117,7 +117,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { auditLog, formatAudit, someUnread } = await import('../../core/ops/records.ts');
-      const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), values.lines ?? 20);
+      const list = await auditLog(ops, openEnvironment(ops, args[0]!), values.lines ?? 20);
       await printResult(ctx, list, formatAudit);
       return someUnread(list) ? 1 : 0;
     },

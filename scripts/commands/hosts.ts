@@ -1,6 +1,6 @@
 // Commands about an environment's hosts and configuration.
 import { stringify } from 'yaml';
-import { loadEnvironment } from '../../core/config/environment.ts';
+import { openEnvironment } from '../../core/ops/secrets.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
@@ -15,7 +15,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops } = ctx;
       const { formatPing, ping } = await import('../../core/ops/ping.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const results = await ping(ops, env);
       await printResult(ctx, results, formatPing, 'info');
       return results.every((r) => r.ok) ? 0 : 1;
@@ -29,7 +29,7 @@ export const commands: Command[] = [
     async run(ctx) {
       const { args, ops } = ctx;
       const { allowSettingKeys, dotenvPreview } = await import('../../core/ops/secrets.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
       const dotenv = await dotenvPreview(ops, env);
       if (dotenv.unchecked) ops.reporter.warn(dotenv.unchecked);
@@ -58,7 +58,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     async run({ args, ops }) {
       const { provision, provisionSummary } = await import('../../core/ops/provision.ts');
-      const env = loadEnvironment(args[0]!, ops.root);
+      const env = openEnvironment(ops, args[0]!);
       const results = await provision(ops, env);
       await ops.reporter.summary(provisionSummary(env, results));
       return 0;

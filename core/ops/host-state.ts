@@ -10,7 +10,7 @@ import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
-import { notProvisioned } from '../steps/system.ts';
+import { notProvisioned, provisionedIn } from '../steps/system.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
@@ -80,7 +80,8 @@ export function parseState(r: StepResult): HostState {
     if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? 'no') !== 'no',
+    // Only the marker's absence is "never provisioned" (unknown is not).
+    provisioned: provisionedIn(r) !== false,
     current: reported(r, RELEASE_KEYS.current) ?? '',
     liveSha: reported(r, RELEASE_KEYS.live_sha) ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,

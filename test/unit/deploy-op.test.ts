@@ -1,5 +1,6 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,7 @@ import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
 const KEY = TEST_HOST_KEY;
 let root: string;

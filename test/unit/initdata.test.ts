@@ -1,5 +1,6 @@
 // ops initdata before any host: the data file is checked the way the app's loader will read it (a YAML
 // document), then sent whole. A file the loader reads must not be refused, and a broken one never leaves the runner.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,7 +44,7 @@ async function load(name: string, text: string | Uint8Array | undefined, options
     connector: async () =>
       (host = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
         step.name === 'lock'
-          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', `provisioned ${options.provisioned === false ? 'no' : '2026-11-01T00:00:00Z'}`, ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
+          ? { stdout: opsLines({ ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', `provisioned ${options.provisioned === false ? 'no' : '2026-11-01T00:00:00Z'}`, ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
           : step.name === 'initdata settings'
             ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${options.liveDigest ?? environDigest('')}`) }
             : undefined,

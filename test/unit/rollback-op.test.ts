@@ -2,6 +2,7 @@
 // round trip after connecting), several hosts take every lock before any host changes; what the host reports
 // (its choice, a refusal, a failed start) becomes the result or the error. The host's side of the choice runs
 // with bash on a scratch release tree: refusals and the no-op end with `refused`, never with `done`.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +29,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
-const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS, ...PREFLIGHT_KEYS };
+const KEYS = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS, ...PREFLIGHT_KEYS };
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const OLD = '20261101T100000Z-aaaaaaaaaaaa';
 const LIVE = '20261102T100000Z-bbbbbbbbbbbb';

@@ -92,7 +92,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
         },
         { batch: 1 },
       );
-    }),
+    }, { unprovisioned: { nothing: 'no certificate was renewed', then: `ops certs ${env.name} --renew` } }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: true };
 }

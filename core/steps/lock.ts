@@ -327,14 +327,14 @@ ${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
-/** Report the environment's lock (free, held or stale) and its holder's details, read only. */
+/** Report the environment's lock (free, held or stale) and its holder's details, and PROVISIONED_KEYS (as the login: reportProvisioned), read only. */
 export function lockStatus(env: Target): Step {
   return {
     name: 'lock status',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
+    script: `${CONNECTION_FUNCTIONS}\n${reportProvisioned(env, 'login')}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
   };
 }
 

@@ -457,7 +457,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   // Never provisioned: that alone is the problem (the one rule, unprovisionedNote); what else is missing there (nothing
   // live, nginx, its site, supervisord) is only a symptom of it, not more problems to fix one by one.
-  if (!s.provisioned) s.problems = [unprovisionedNote(host.name, env).slice(host.name.length + 2)];
+  if (!s.provisioned) s.problems = [unprovisionedNote(undefined, env)];
   return s;
 }
 

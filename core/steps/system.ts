@@ -393,10 +393,14 @@ export function notProvisioned(env: { name: string }): { problem: string; fix: s
   return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
 }
 
-/** What a read-only command says of a host never provisioned (notProvisioned), in place of what it would show: "<host>: not provisioned for <env> (run: ops provision <env>)". */
-export function unprovisionedNote(host: string, env: { name: string }): string {
+/**
+ * What a read-only command says of a host never provisioned (notProvisioned), in place of what it would show there:
+ * "<host>: not provisioned for <env> (run: ops provision <env>)"; without `host` (a line under the host's name), the
+ * words alone.
+ */
+export function unprovisionedNote(host: string | undefined, env: { name: string }): string {
   const { problem, fix } = notProvisioned(env);
-  return `${host}: ${problem} (run: ${fix})`;
+  return `${host ? `${host}: ` : ''}${problem} (run: ${fix})`;
 }
 
 /** Record that provision completed (deploys check it to give a clear "provision first" error). */

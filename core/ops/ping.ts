@@ -43,7 +43,7 @@ export interface PingResult {
   loginShellOutput?: string;
   /** What makes a deploy or other tools fail there, each with its fix: ping exits 1. */
   problems: PingProblem[];
-  /** Provision's marker is there (notProvisioned); undefined when unknown (unreachable). */
+  /** Provision's marker is there (notProvisioned); undefined when unknown (unreachable, or the login may not read it: sudo asks for a password). */
   provisioned?: boolean;
   /**
    * Not faults: what to run before a deploy can work there, each with its command (`fix`): a host not provisioned for

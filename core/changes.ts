@@ -474,6 +474,8 @@ export interface HostLive {
   release: string;
   /** Set when the host could not be read (the plan still prints). */
   error?: string;
+  /** Set when the host was never provisioned for the environment (its state read found no marker): what is said of it instead of a change (unprovisionedNote), as a deploy refuses there. */
+  unprovisioned?: string;
   /** What builds run on there (OS release, architecture, runtimes), read for environments of several hosts. */
   platform?: string;
   /** The live release was not deployed with this deploy's .env and settings (deployFingerprint): deployed again. */
@@ -504,12 +506,12 @@ export function liveChangedWhy(live: Pick<HostLive, 'unrecorded' | 'changedFile'
 export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
   const groups = new Map<string, HostsChange>();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''} ${l.changedFile ?? ''}`;
+    const key = l.error ? `error ${l.host}` : l.unprovisioned ? `unprovisioned ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''} ${l.changedFile ?? ''}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });
   }
-  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target);
+  for (const g of groups.values()) if (!g.live.error && !g.live.unprovisioned) g.change = await describeChange(repo, env, g.live.sha, target);
   return [...groups.values()];
 }
 
@@ -526,6 +528,10 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
   const out: string[] = [];
   for (const { hosts, live, change } of groups) {
     const who = hosts.join(', ');
+    if (live.unprovisioned) {
+      out.push(`${live.unprovisioned}: a deploy refuses there until it is`);
+      continue;
+    }
     if (live.error || !change) {
       out.push(`${who}: live commit unknown (${live.error ?? 'not read'})`);
       continue;

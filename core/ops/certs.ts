@@ -12,6 +12,7 @@ import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
+import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
 import { eachHost, withSession } from './hosts.ts';
 
@@ -26,6 +27,8 @@ export interface HostCertificates {
   /** letsencrypt: "certbot.timer active", "cron /etc/cron.d/certbot" or "none". */
   renewal?: string;
   renewed?: boolean;
+  /** Never provisioned for the environment (listCertificates read provision's marker): said instead of its missing certificate (unprovisionedNote's words). */
+  unprovisioned?: string;
 }
 
 export interface CertsResult {
@@ -39,7 +42,7 @@ function noTls(env: Target): OpsError {
   return new OpsError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
 }
 
-function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
+function hostResult(env: Target, host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
   const served = reported(r, CERTS_KEYS.served_serial);
   return {
     host,
@@ -48,6 +51,7 @@ function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?:
     servedSerial: served ? served.toUpperCase() : '',
     renewal: reported(r, CERTS_KEYS.renewal),
     ...(renewed === undefined ? {} : { renewed }),
+    ...(provisionedIn(r) === false && { unprovisioned: unprovisionedNote(undefined, env) }),
   };
 }
 
@@ -63,10 +67,10 @@ export async function certificates(ctx: OpsContext, environment: Environment): P
   const hosts = await eachHost(
     ctx,
     env,
-    async (remote, host) => hostResult(host.name, await remote.run(listCertificates(env, siblingDomains))),
+    async (remote, host) => hostResult(env, host.name, await remote.run(listCertificates(env, siblingDomains))),
     (host, message): HostCertificates => ({ host: host.name, error: message.split('\n')[0], certificates: [] }),
   );
-  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
+  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && !h.unprovisioned && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
 }
 
 /** Force a renewal on every host, one host at a time, under the environment's lock (a deploy reloads nginx too). */
@@ -82,7 +86,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
       return session.each(
         async (remote, h) => {
           try {
-            const result = hostResult(h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
+            const result = hostResult(env, h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
             locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
             return result;
           } catch (e) {
@@ -92,7 +96,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
         },
         { batch: 1 },
       );
-    }),
+    }, { unprovisioned: { nothing: 'no certificate was renewed', then: `ops certs ${env.name} --renew` } }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: true };
 }
@@ -104,6 +108,10 @@ export function formatCerts(r: CertsResult): string {
     out.push(`${h.host}:${h.renewed ? ' renewed' : ''}`);
     if (h.error) {
       out.push(`  ✗ unreachable: ${h.error}`);
+      continue;
+    }
+    if (h.unprovisioned && !h.certificates.length) {
+      out.push(`  ✗ ${h.unprovisioned}`);
       continue;
     }
     if (!h.certificates.length) out.push('  (no certificate)');

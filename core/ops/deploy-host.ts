@@ -18,7 +18,7 @@ import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../s
 import { createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { nginxMaskedError, parseState, unprovisionedError, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -98,21 +98,11 @@ export function deploySlot(state: Pick<HostState, 'slot'>): Slot {
 }
 
 /** What a deploy refused before it sent anything did not do. */
-const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
-
-/**
- * Refuse, before anything else is looked at, a deploy to hosts that were never provisioned for the environment
- * (unprovisionedError: every such host named; what else they lack is only a symptom of it).
- * @throws OpsError; nothing was changed on any host.
- */
-export function refuseUnprovisioned(env: Target, hosts: { host: string; state: HostState }[]): void {
-  const bare = unprovisionedError(env, hosts, DEPLOY_UNTOUCHED, `ops deploy ${env.name}`);
-  if (bare) throw bare;
-}
+export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
 
 /**
  * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
- * state read with the lock, once no host is unprovisioned (refuseUnprovisioned): no certificate for TLS,
+ * state read with the lock (hosts never provisioned were refused by the lock step: withLock's LockOptions.unprovisioned): no certificate for TLS,
  * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.

@@ -17,7 +17,7 @@ import { deployState, markRelease, noopFinish } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, partialState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnprovisioned, refuseUnready, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { failedRun, withLock, type LockedRun } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
@@ -110,12 +110,11 @@ const HALTED = new Error('the rollout stopped: another host failed');
 async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions, migrateBeside: boolean): Promise<HostSwitch[]> {
   const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
-  // Refused before anything is sent to any host: hosts never provisioned (all of them), then a host that cannot run
-  // the deploy (the first one found), then nginx masked, then the ports taken on the slot each host would start on,
+  // Refused before anything is sent to any host (hosts never provisioned were, by the lock step): a host that cannot
+  // run the deploy (the first one found), then nginx masked, then the ports taken on the slot each host would start on,
   // every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
   try {
-    refuseUnprovisioned(env, read);
     for (const { host, state } of read) refuseUnready(env, host, state);
     refuseMaskedNginx(read);
     refuseTakenPorts(env, read);
@@ -364,6 +363,8 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
       // The release live before, as the lock step read it (one that failed after reading it too): for --json.
       lockRead: partialState,
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
+      // Hosts never provisioned: refused by their lock step, before it makes anything there (all of them named).
+      unprovisioned: { nothing: `${DEPLOY_UNTOUCHED}${env.hosts.length > 1 ? ' on any host' : ''}`, then: `ops deploy ${env.name}` },
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       // There, the no-op's audit line and the unlock end the lock step: one round trip.
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' })),

@@ -10,7 +10,7 @@ import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
-import { notProvisioned } from '../steps/system.ts';
+import { notProvisioned, provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
@@ -80,7 +80,8 @@ export function parseState(r: StepResult): HostState {
     if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? 'no') !== 'no',
+    // Only the marker's absence is "never provisioned" (unknown is not).
+    provisioned: provisionedIn(r) !== false,
     current: reported(r, RELEASE_KEYS.current) ?? '',
     liveSha: reported(r, RELEASE_KEYS.live_sha) ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
@@ -229,7 +230,8 @@ export function liveOf(host: string, state: HostState): HostLive {
 
 /**
  * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
- * the live check; with several hosts, each one's platform too, for who builds). `expected`: what the deploy gives
+ * the live check; with several hosts, each one's platform too, for who builds); a host never provisioned says so
+ * (HostLive.unprovisioned). `expected`: what the deploy gives
  * (its fingerprint), so that each host says whether its live release was deployed with it. A host
  * that cannot be read is reported as such, so that a plan still prints.
  */
@@ -240,7 +242,7 @@ export async function readLive(ctx: OpsContext, env: Target, expected?: { finger
     env,
     async (remote, h) => {
       const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
-      return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
+      return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }), ...(!state.provisioned && { unprovisioned: unprovisionedNote(h.name, env) }) };
     },
     (h, error) => ({ host: h.name, sha: '', release: '', error: error.split('\n')[0]! }),
   );

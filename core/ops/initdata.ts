@@ -18,7 +18,7 @@ import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../
 import { renderDotenv } from '../dotenv.ts';
 import { reported } from '../remote/types.ts';
 import { environmentSecrets } from './secrets.ts';
-import { parseState, partialState, unprovisionedError } from './host-state.ts';
+import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
 import { refuseDeepNesting } from '../yaml-depth.ts';
@@ -160,9 +160,6 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
           locked.audit(host.name, { result: 'failed', ...(state.current && { release: state.current }), message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
           return e;
         };
-        // Never provisioned: said first (no release is live there only as a symptom of it).
-        const bare = unprovisionedError(env, [{ host: host.name, state }], 'nothing was loaded', `deploy first: ops deploy ${env.name}`);
-        if (bare) throw refuse(bare);
         if (!state.current) throw refuse(new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`));
         if (expected !== undefined) {
           const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? 'none';
@@ -180,7 +177,8 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
           throw e;
         }
       },
-      { inspect: deployState(env), lockRead: partialState },
+      // Never provisioned: refused by the lock step, said first (no release is live there only as a symptom of it).
+      { inspect: deployState(env), lockRead: partialState, unprovisioned: { nothing: 'nothing was loaded', then: `deploy first: ops deploy ${env.name}` } },
     ),
   [env.hosts[0]!]);
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };

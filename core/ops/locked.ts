@@ -16,9 +16,11 @@ import { auditReason, errorParts, failedResult, NotStartedError, oneLine, OpsErr
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { provisionedIn } from '../steps/system.ts';
+import { unprovisionedError } from './host-state.ts';
 import type { Target } from '../target.ts';
 
 export class LockError extends OpsError {}
@@ -191,6 +193,21 @@ export interface LockOptions {
    * partial) has it merged into LockedRun.about, for its audit line too.
    */
   lockRead?: (result: StepResult) => Partial<AuditEntryFields>;
+  /**
+   * The operation needs hosts provisioned for the environment (deploy, rollback, initdata, certs --renew): each lock
+   * step looks for provision's marker before it makes anything (LockRequest.provisioned), and the run is refused,
+   * every host without it named in one error (unprovisionedError: `nothing`, what the operation did not do; `then`,
+   * what to run once provisioned), before `inspect` or `fn` ran anywhere; the locks it took elsewhere are let go,
+   * each with a failed audit line saying why.
+   */
+  unprovisioned?: { nothing: string; then: string };
+}
+
+/** A lock step that found its host never provisioned (LOCK_UNPROVISIONED_EXIT): nothing taken, nothing made there. */
+class Unprovisioned extends Error {
+  constructor(readonly host: string) {
+    super(`${host} is not provisioned`);
+  }
 }
 
 /**
@@ -205,6 +222,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
+  if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === 'stale')
@@ -292,7 +310,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: LockOptions = {}): Promise<T> {
   const env = session.env;
   const info = runInfo(ctx.processEnv);
-  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait };
+  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait, ...(options.unprovisioned && { provisioned: true }) };
   // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
   const mine = new Set<string>();
   const pending = new Map<string, string[]>();
@@ -626,11 +644,14 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       }
     }),
   );
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  // Hosts never provisioned: all of them in one refusal, said before anything else that failed (only a symptom of it).
+  const bare = new Set(settled.flatMap((s) => (s.status === 'rejected' && s.reason instanceof Unprovisioned ? [s.reason.host] : [])));
+  const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : undefined;
+  const failed = refusedBare ? { reason: refusedBare } : settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
     // Refused on a host (another run's lock there) or a lock step that failed: each host where the lock is this run's
     // records the run as a failure, saying why.
-    failedWhere(failed.reason, failed.reason instanceof LockError ? 'refused, nothing changed: ' : '');
+    failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? 'refused, nothing changed: ' : '');
     const left = await releaseAll();
     // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
     // said and audited as for any step of the run.

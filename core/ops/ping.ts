@@ -11,7 +11,7 @@ import { REQUIRETTY, maskSecretLike, oneLine, sudoWarningFix } from '../errors.t
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
-import { notProvisioned } from '../steps/system.ts';
+import { notProvisioned, provisionedIn } from '../steps/system.ts';
 
 /** Sessions ops opens at once on a connection (one step or upload at a time). */
 export const SESSIONS_NEEDED = 1;
@@ -43,7 +43,7 @@ export interface PingResult {
   loginShellOutput?: string;
   /** What makes a deploy or other tools fail there, each with its fix: ping exits 1. */
   problems: PingProblem[];
-  /** Provision's marker is there (notProvisioned); undefined when unknown (unreachable). */
+  /** Provision's marker is there (notProvisioned); undefined when unknown (unreachable, or the login may not read it: sudo asks for a password). */
   provisioned?: boolean;
   /**
    * Not faults: what to run before a deploy can work there, each with its command (`fix`): a host not provisioned for
@@ -97,8 +97,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
       problems.push({ problem: `only ${disk.freeInodes} free inodes under ${disk.path}; a deploy may need ${disk.needInodes}`, fix });
   }
   // A facts step of an older ops says nothing of it: nothing said either.
-  const marker = reported(r, FACTS_KEYS.provisioned);
-  const provisioned = marker === undefined ? undefined : marker !== 'no';
+  const provisioned = provisionedIn(r);
   const bare = notProvisioned(env);
   const next = provisioned === false ? [{ problem: `${bare.problem} yet: deploy, rollback and initdata refuse until it is`, fix: `${bare.fix}, then ops deploy ${env.name}` }] : [];
   return {

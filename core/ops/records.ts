@@ -6,7 +6,8 @@ import { runnerNow, type OpsContext } from '../context.ts';
 import { readHosts, withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
 import { oneLine } from '../errors.ts';
-import { reported, reportedAll } from '../remote/types.ts';
+import { reported, reportedAll, type StepResult } from '../remote/types.ts';
+import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
 import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
@@ -18,6 +19,13 @@ import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, sto
  */
 export interface HostUnread {
   error?: string;
+  /** The host was never provisioned for the environment (the command's own step read provision's marker): what is said of it instead of what it lacks (unprovisionedNote). */
+  unprovisioned?: string;
+}
+
+/** `unprovisioned` of a host whose step reported provision's marker absent (provisionedIn false), for a HostUnread. */
+function unprovisionedOf(env: { name: string }, host: string, r: StepResult): Pick<HostUnread, 'unprovisioned'> {
+  return provisionedIn(r) === false ? { unprovisioned: unprovisionedNote(host, env) } : {};
 }
 
 /** A host's `error` for a terminal: `<host>: cannot be read: <why>` (the rest of a multi-line reason indented). */
@@ -36,7 +44,10 @@ export async function listReleases(ctx: OpsContext, environment: Environment): P
   return readHosts(
     ctx,
     env,
-    async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) }),
+    async (remote, host) => {
+      const r = await remote.run(keptReleases(env));
+      return { host: host.name, releases: parseReleases(env, r), ...unprovisionedOf(env, host.name, r) };
+    },
     (host, error) => ({ host: host.name, releases: [], error }),
   );
 }
@@ -57,8 +68,8 @@ function releaseMark(r: ReleaseInfo): string {
  */
 export function formatReleases(list: ({ host: string; releases: ReleaseInfo[] } & HostUnread)[]): string {
   return list
-    .map(({ host, releases, error }) =>
-      error !== undefined ? unreadLine(host, error) : [
+    .map(({ host, releases, error, unprovisioned }) =>
+      error !== undefined ? unreadLine(host, error) : unprovisioned && !releases.length ? unprovisioned : [
         `${host}:`,
         ...(releases.length
           ? releases.map(
@@ -77,7 +88,10 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
   return readHosts(
     ctx,
     env,
-    async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) }),
+    async (remote, h) => {
+      const r = await remote.run(lockStatus(env));
+      return { host: h.name, lock: parseLock(r), ...unprovisionedOf(env, h.name, r) };
+    },
     (h, error) => ({ host: h.name, lock: { state: 'unknown', holder: {} }, error }),
   );
 }
@@ -85,7 +99,7 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error }) => (error !== undefined ? unreadLine(host, error) : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
+    .map(({ host, lock, error, unprovisioned }) => (error !== undefined ? unreadLine(host, error) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
     .join('\n');
 }
 
@@ -153,7 +167,10 @@ export async function auditLog(ctx: OpsContext, environment: Environment, lines:
   return readHosts(
     ctx,
     env,
-    async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) }),
+    async (remote, h) => {
+      const r = await remote.run(readAudit(env, lines));
+      return { host: h.name, entries: reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine), ...unprovisionedOf(env, h.name, r) };
+    },
     (h, error) => ({ host: h.name, entries: [], error }),
   );
 }
@@ -161,8 +178,8 @@ export async function auditLog(ctx: OpsContext, environment: Environment, lines:
 /** Audit entries for a terminal: one line each (time, actor, operation, ref, sha, result), per host. */
 export function formatAudit(list: ({ host: string; entries: AuditEntry[] } & HostUnread)[]): string {
   return list
-    .map(({ host, entries, error }) =>
-      error !== undefined ? unreadLine(host, error) : [
+    .map(({ host, entries, error, unprovisioned }) =>
+      error !== undefined ? unreadLine(host, error) : unprovisioned && !entries.length ? `${unprovisioned}: no audit log (nothing ran there)` : [
         `${host}:`,
         ...(entries.length
           ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(12)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)

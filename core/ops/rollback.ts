@@ -14,7 +14,7 @@ import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { nginxMaskedError, parseState, partialState, unprovisionedError, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
@@ -103,18 +103,8 @@ export function unlessNginxMasked(work: string, refused: string): string {
 }
 
 /**
- * A one-host rollback's work in its lock step (`finish`), not run on a host never provisioned for the environment
- * (deployState's `provisioned`, read just before in the same step): the verdict `not_provisioned` instead, and the
- * lock kept (rollbackRefusal refuses on the state read, notProvisioned's words, and audits it).
- */
-export function unlessUnprovisioned(work: string): string {
-  return `if [ "\${provisioned:-no}" = no ]; then\n  ops_report ${ROLLBACK_KEYS.rollback} not_provisioned\nelse\n${work}\nfi`;
-}
-
-/**
  * What refuses a rollback on every host before any host changes, from the lock step's state reads (each host's,
- * `inspected`), in order: hosts never provisioned for the environment (unprovisionedError: all of them, before any
- * symptom of it: supervisord, nginx, no release), nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
+ * `inspected`; hosts never provisioned were refused by their lock step, withLock's LockOptions.unprovisioned), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
  * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
  * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
  * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's
@@ -124,8 +114,6 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   const alone = inspected.length === 1;
   const untouched = `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`;
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
-  const bare = unprovisionedError(env, hosts, untouched, `ops deploy ${env.name}`);
-  if (bare) return bare;
   const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, 'roll back');
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
@@ -280,8 +268,9 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
  * Put back the release that was live before the current one on each host (its history), or release `to`,
  * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
  * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
- * Refused before any host changes (rollbackRefusal, from the lock step's state read: no round trip of its own): a host
- * never provisioned for the environment (said first: what it lacks is only a symptom), nginx stopped with its unit
+ * Refused before any host changes: a host never provisioned for the environment (by its lock step, before it makes
+ * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
+ * round trip of its own) nginx stopped with its unit
  * masked on a host, supervisord not running on a host, or a port of the slot a host would start
  * on held by a process that is not that slot's own.
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
@@ -331,6 +320,8 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
+        // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
+        unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, then: `ops deploy ${env.name}` },
         ...(to && { fields: { release: to } }),
         // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
         // the host chose if it got to.
@@ -341,7 +332,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         },
         ...(alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
-          finish: (unlock) => unlessUnprovisioned(unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, '')),
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

@@ -2,8 +2,9 @@
 import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { reportProvisioned } from './system.ts';
 
-/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first. */
+/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first; and PROVISIONED_KEYS. */
 export const AUDIT_KEYS = reportKeys('entry');
 
 export interface AuditEntry {
@@ -87,6 +88,7 @@ export function readAudit(env: Target, lines: number): Step {
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `f=${quote(env.layout.audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`,
+    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
+    script: `${reportProvisioned(env, 'login')}\nf=${quote(env.layout.audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`,
   };
 }

@@ -6,6 +6,7 @@ import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
 import { certbotCertificate, certificatePaths } from './nginx-config.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+import { reportProvisioned } from './system.ts';
 
 /** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`); each certificate file's lines come as LIBRARY_KEYS.cert. */
 export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal');
@@ -57,13 +58,14 @@ export function siteName(env: Target): string {
 /**
  * Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the
  * self-signed one). `siblingDomains`: the domains of the other environments on the host, whose certificates
- * are theirs, not forgotten ones of this environment: left out.
+ * are theirs, not forgotten ones of this environment: left out. Reports PROVISIONED_KEYS first (reportProvisioned).
  */
 export function listCertificates(env: Target, siblingDomains: string[] = []): Step {
   const cert = certificatePaths(env);
   const script = !cert
     ? ': no TLS'
     : String.raw`${CERT_FUNCTIONS}
+${reportProvisioned(env)}
 ops_report ${CERTS_KEYS.configured} ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
 ${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}

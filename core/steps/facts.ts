@@ -4,10 +4,10 @@
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { readProvisioned } from './system.ts';
+import { reportProvisioned } from './system.ts';
 
-/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`), `provisioned` (provision's marker: its date, or `no`). */
-export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'sudo', 'max_sessions', 'footprint', 'provisioned');
+/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`); `hostFacts` also PROVISIONED_KEYS. */
+export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'sudo', 'max_sessions', 'footprint');
 
 /**
  * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
@@ -46,7 +46,7 @@ export function diskSpace(env: Target): Step {
 /**
  * What `ops ping` reads on a host as the SSH login: hostname, OS, uptime, sudo without a password, sshd's
  * MaxSessions for this connection, free space and inodes under base_dir, whether it was provisioned for the
- * environment (provision's marker, readable by the login: readProvisioned). Read only.
+ * environment (provision's marker through sudo -n: reportProvisioned; `unknown` when sudo asks for a password). Read only.
  */
 export function hostFacts(env: Target): Step {
   const base = env.baseDir;
@@ -61,8 +61,7 @@ ops_report ${FACTS_KEYS.os} "$(. /etc/os-release && echo "$PRETTY_NAME")"
 ops_report ${FACTS_KEYS.uptime} "$(cut -d' ' -f1 /proc/uptime)"
 ops_report ${FACTS_KEYS.login} "$(id -un)"
 # Provisioned for this environment? (Every command that needs it says so first: notProvisioned.)
-${readProvisioned(env)}
-ops_report ${FACTS_KEYS.provisioned} "${'$'}{provisioned:-no}"
+${reportProvisioned(env, 'login')}
 if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
 ops_report ${FACTS_KEYS.sudo} "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
 if [ "$sudo" = yes ]; then

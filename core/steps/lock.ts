@@ -9,6 +9,7 @@ import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepR
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 import { endTornLine } from './audit.ts';
+import { PROVISIONED_KEYS, provisionedMarker, reportProvisioned } from './system.ts';
 import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
@@ -73,6 +74,12 @@ export interface LockRequest {
   runId: string;
   /** Seconds to wait for a live holder before giving up. */
   wait: number;
+  /**
+   * The operation needs a host provisioned for the environment (deploy, rollback, initdata, certs --renew): on a host
+   * without provision's marker the lock step creates nothing (not even the lock's directory) and ends at once with
+   * LOCK_UNPROVISIONED_EXIT, reporting PROVISIONED_KEYS `no`.
+   */
+  provisioned?: boolean;
 }
 
 /**
@@ -108,6 +115,8 @@ elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); 
 const LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
+/** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
+export const LOCK_UNPROVISIONED_EXIT = 4;
 
 /** The shell that sets the run's lock for run_lock_guard (OPS_RUN_LOCK, OPS_RUN_CURRENT): needs HOST_LOCK_FUNCTIONS to run it. */
 function runLockVars(env: Target): string {
@@ -157,7 +166,7 @@ export function acquireLock(env: Target, req: LockRequest, then = '', finish = '
     timeout: req.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
+${req.provisioned ? `# Never provisioned: refused before anything is made here (the lock's directory is provision's to make).\nif [ ! -f ${quote(provisionedMarker(env))} ]; then ops_report ${PROVISIONED_KEYS.provisioned} no; exit ${LOCK_UNPROVISIONED_EXIT}; fi\n` : ''}lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
@@ -318,14 +327,14 @@ ${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
-/** Report the environment's lock (free, held or stale) and its holder's details, read only. */
+/** Report the environment's lock (free, held or stale) and its holder's details, and PROVISIONED_KEYS (as the login: reportProvisioned), read only. */
 export function lockStatus(env: Target): Step {
   return {
     name: 'lock status',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
+    script: `${CONNECTION_FUNCTIONS}\n${reportProvisioned(env, 'login')}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
   };
 }
 

@@ -5,7 +5,7 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, MASK_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
-import { notProvisioned, readProvisioned } from './system.ts';
+import { readProvisioned, unprovisionedNote } from './system.ts';
 
 /** The most lines `ops logs --lines` reads per log file. */
 export const MAX_LOG_LINES = 10_000;
@@ -31,7 +31,7 @@ export interface LogsRequest {
 
 /**
  * The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. On a host never
- * provisioned for the environment: notProvisioned's words on stderr, nothing shown, exit 0 (as "no logs yet").
+ * provisioned for the environment: unprovisionedNote's words on stderr, nothing shown, exit 0 (as "no logs yet").
  */
 export function logsStep(env: Target, req: LogsRequest): Step {
   const L = env.layout;
@@ -50,7 +50,7 @@ export function logsStep(env: Target, req: LogsRequest): Step {
 # Never provisioned for this environment: said as every command says it (notProvisioned), not as "no logs yet", and
 # no host-wide nginx log (another app's) shown for it.
 ${readProvisioned(env)}
-if [ "${'$'}{provisioned:-no}" = no ]; then echo ${quote(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix}): no logs of ${env.config.app} on `)}"$(hostname)" >&2; exit 0; fi
+if [ "${'$'}{provisioned:-no}" = no ]; then echo ${quote(`${unprovisionedNote(undefined, env)}: no logs of ${env.config.app} on `)}"$(hostname)" >&2; exit 0; fi
 live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 case "$live" in
   blue) idle=green ;;

@@ -8,6 +8,7 @@ import { historyFunctions, historyOrder, parseReleaseRecord, retention } from '.
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { LIBRARY_KEYS } from './libraries.ts';
 import { parseAuditLine } from './audit.ts';
+import { reportProvisioned } from './system.ts';
 
 /**
  * What `keptReleases` reports besides the history's LIBRARY_KEYS: `current` (the live release id, '' when none), `slot`
@@ -45,6 +46,7 @@ export function keptReleases(env: Target): Step {
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
+${reportProvisioned(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${RELEASES_KEYS.current} "${'$'}{cur##*/}"
 ops_report ${RELEASES_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"

@@ -17,10 +17,10 @@ import { describeProcess, foreignListeners, leftoverListeners, parseProcReports,
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
-import { notProvisioned } from './system.ts';
+import { provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -83,7 +83,7 @@ ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${reportProvisioned(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
@@ -308,9 +308,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const problem = (p: string) => s.problems.push(p);
   const warn = (w: string) => s.warnings.push(w);
 
-  s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? 'no') !== 'no';
-  // First, before its symptoms (nothing live, nginx or supervisor missing): the one rule (notProvisioned).
-  if (!s.provisioned) problem(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix})`);
+  // Unknown (not reported) is not "never provisioned": only the marker's absence is.
+  s.provisioned = provisionedIn(r) !== false;
   const current = reported(r, STATUS_KEYS.current) ?? '';
   const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === 'blue' || slot === 'green' ? slot : undefined;
@@ -456,6 +455,9 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   // when), not a problem, or the hourly status workflow would fail during every deploy. One whose run is gone is.
   if (s.lock.state === 'held') warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
+  // Never provisioned: that alone is the problem (the one rule, unprovisionedNote); what else is missing there (nothing
+  // live, nginx, its site, supervisord) is only a symptom of it, not more problems to fix one by one.
+  if (!s.provisioned) s.problems = [unprovisionedNote(undefined, env)];
   return s;
 }
 

@@ -785,8 +785,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
  * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
  * that never went live, its deploy failed or cut short; no_live: nothing is live; supervisor_down: supervisord is not
  * running, nothing was touched; ports_taken: a port of the idle slot is held by a process that is not the slot's own,
- * as the lock step's state read found it, nothing was touched; and in a one-host rollback's lock step, nginx_masked
- * and not_provisioned, reported around it: unlessNginxMasked, unlessUnprovisioned in core/ops/rollback.ts),
+ * as the lock step's state read found it, nothing was touched; and in a one-host rollback's lock step, nginx_masked,
+ * reported around it: unlessNginxMasked in core/ops/rollback.ts),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch),

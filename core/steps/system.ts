@@ -3,13 +3,13 @@
 import type { Target } from '../target.ts';
 import { INDEX_READ_TIMEOUT, type PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
-import { reportKeys, type Step } from '../remote/types.ts';
+import { reported, reportKeys, type Step, type StepResult } from '../remote/types.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
 
-/** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), `provisioned` (date or `no`); `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
-export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'provisioned', 'runtime');
+/** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), and PROVISIONED_KEYS; `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
+export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'runtime');
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 
@@ -43,7 +43,6 @@ export function debianRuntimeProblem(env: Target, host: string, codename: string
 
 /** What the operations need to know about a host before touching it. */
 export function inspectHost(env: Target): Step {
-  const L = env.layout;
   return {
     name: 'inspect',
     as: 'root',
@@ -55,7 +54,7 @@ ops_report ${SYSTEM_KEYS.os_id} "$ID"
 ops_report ${SYSTEM_KEYS.codename} "$VERSION_CODENAME"
 ops_report ${SYSTEM_KEYS.init} "$([ -d /run/systemd/system ] && echo systemd || echo none)"
 ops_report ${SYSTEM_KEYS.app_user} "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
-ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`,
+${reportProvisioned(env)}`,
   };
 }
 
@@ -340,25 +339,68 @@ export function provisionedMarker(env: Target): string {
   return `${env.layout.state}/provisioned`;
 }
 
+/** What every step that reads provision's marker reports (reportProvisioned): `provisioned`, the marker's date, `no` when the host was never provisioned for the environment, `unknown` when the step could not read it (a login without sudo that may not look under the app's directory). Read with provisionedIn. */
+export const PROVISIONED_KEYS = reportKeys('provisioned');
+
 /**
- * Shell setting `provisioned` to the marker's date (provisionedMarker), or `no` when the host was never provisioned
- * for the environment: what every step that reports `provisioned` reads (deployState, hostFacts). Read by bash's
- * `read` alone (no process); readable by the login too (the marker and its directory are 0644 and 0755).
+ * Shell setting `provisioned` to the marker's date (provisionedMarker; `yes` for an empty one), `no` when the host
+ * was never provisioned for the environment, `unknown` when it cannot be told: what every step that reads it runs
+ * (reportProvisioned; logs.ts). As root: bash's `read` alone (no process). As the login (`as: 'login'`): through
+ * `sudo -n` (the marker may sit under a directory the login may not search), else directly; unreadable either way
+ * (sudo asks for a password, a directory on the way not searchable) is `unknown`, never `no`.
  */
-export function readProvisioned(env: Target): string {
-  const f = provisionedMarker(env);
-  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
+export function readProvisioned(env: Target, as: 'root' | 'login' = 'root'): string {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === 'root') return root;
+  // Without sudo: absent only when the nearest directory of its path that exists may be searched (else unknown).
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${'$'}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${'$'}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+
+/** Shell reporting PROVISIONED_KEYS.provisioned (readProvisioned, `as` the step runs), leaving `provisioned` set for what follows in the step. */
+export function reportProvisioned(env: Target, as: 'root' | 'login' = 'root'): string {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
 }
 
 /**
- * The one rule of every command that needs a provisioned host (deploy, rollback, initdata refuse: unprovisionedError
- * in core/ops/host-state.ts; status and ping report it): a host without the marker (provisionedMarker) is "not
+ * Whether a step's answer says the host was provisioned for the environment (PROVISIONED_KEYS, reportProvisioned):
+ * false when never; undefined when not known (not reported: a step that ended before, or `unknown`). Pure.
+ */
+export function provisionedIn(r: StepResult): boolean | undefined {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === undefined || marker === 'unknown') return undefined;
+  return marker !== 'no';
+}
+
+/**
+ * The one rule of every command that needs a provisioned host (deploy, rollback, initdata, certs --renew refuse:
+ * withLock's LockOptions.unprovisioned, unprovisionedError in core/ops/host-state.ts; status, ping, releases, audit,
+ * lock status, certs and diff report it: unprovisionedNote): a host without the marker (provisionedMarker) is "not
  * provisioned for <env>", said before anything else found there, since what a host never provisioned lacks
  * (supervisord, nginx's site, a release) is only a symptom of it. `problem`: "not provisioned for <env>"; `fix`: the
  * command to run, "ops provision <env>".
  */
 export function notProvisioned(env: { name: string }): { problem: string; fix: string } {
   return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
+/**
+ * What a read-only command says of a host never provisioned (notProvisioned), in place of what it would show there:
+ * "<host>: not provisioned for <env> (run: ops provision <env>)"; without `host` (a line under the host's name), the
+ * words alone.
+ */
+export function unprovisionedNote(host: string | undefined, env: { name: string }): string {
+  const { problem, fix } = notProvisioned(env);
+  return `${host ? `${host}: ` : ''}${problem} (run: ${fix})`;
 }
 
 /** Record that provision completed (deploys check it to give a clear "provision first" error). */

@@ -10,6 +10,9 @@ import { provision } from '../../core/ops/provision.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { auditLog, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
+import { resolveTarget } from '../../core/target.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
@@ -49,7 +52,19 @@ describe.sequential('provision a bare bookworm host', () => {
     expect(e.message).toMatch(/^\S+ is not provisioned for e2e \(run: ops provision e2e\): nothing was changed/);
     expect(e.message).not.toMatch(/supervisord/);
     const st = await status(project.ctx(), project.env());
-    expect(st.hosts[0]!.problems[0]).toBe('not provisioned for e2e (run: ops provision e2e)');
+    // The one problem: what else is missing (nginx's site, supervisord, a release) is only a symptom of it.
+    expect(st.hosts[0]!.problems).toEqual(['not provisioned for e2e (run: ops provision e2e)']);
+  }, 300_000);
+
+  it('before the first provision: a refused deploy made nothing there (no .ops directory); releases, audit, lock status say the host is not provisioned', async () => {
+    const e = (await deploy(project.ctx(), project.env(), {}).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^\S+ is not provisioned for e2e \(run: ops provision e2e\): nothing was sent, built or started/);
+    const base = resolveTarget(project.env()).layout.base;
+    expect((await sshRun(host, `test -e ${base}/.ops && echo made || echo nothing`)).stdout.trim()).toBe('nothing');
+    const note = `${host.name}: not provisioned for e2e (run: ops provision e2e)`;
+    expect(formatReleases(await listReleases(project.ctx(), project.env()))).toBe(note);
+    expect(formatAudit(await auditLog(project.ctx(), project.env(), 20))).toBe(`${note}: no audit log (nothing ran there)`);
+    expect(formatLock(await getLockStatus(project.ctx(), project.env()))).toBe(`${note}: no lock (nothing ran there)`);
   }, 300_000);
 
   it('installs and configures everything, then a second run changes nothing', async () => {

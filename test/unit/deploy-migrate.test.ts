@@ -2,6 +2,7 @@
 // three hosts of one platform: web1 builds and migrates while its build is carried to web2 and web3. What a stopped
 // rollout says when the migrations already ran (the database has the new schema, no host switched), and that a
 // failed migration stops it before any hook, whenever it fails (before or after the transfer).
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +21,7 @@ import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { opsLines } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 const KEY = TEST_HOST_KEY;
 const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
 const HOSTS = ['web1', 'web2', 'web3'];

@@ -1,5 +1,6 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { RecordingRemote, type Responder } from '../../core/remote/recording.ts'
 import type { Step } from '../../core/remote/types.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, SWITCH_KEYS } from '../../core/steps/switch.ts';
@@ -31,7 +32,7 @@ import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
 const KEY = TEST_HOST_KEY;
 let root: string;
@@ -59,9 +60,10 @@ function projectWithRelease(release: string): string {
   return other;
 }
 
-function harness(state: string, respond: Responder = () => undefined) {
+/** `lockToo`: `respond` answers the lock step as well. */
+function harness(state: string, respond: Responder = () => undefined, lockToo = false) {
   const remote = new RecordingRemote('web1', 'deploy', 'sample', (step) => {
-    if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired')}${state}` };
+    if (step.name === 'lock' && !lockToo) return { stdout: `${opsLines(STATE, 'lock acquired')}${state}` };
     return respond(step);
   });
   let connections = 0;
@@ -369,15 +371,17 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'disk space', 'mark failed', 'unlock']);
   });
 
-  it('an unprovisioned host: a clear error before anything is sent, said before its symptoms (supervisord not running, nginx stopped and masked)', async () => {
-    const h = harness(opsLines(STATE, 'provisioned no', 'supervisor_down 1', 'nginx_stopped masked'));
+  it('an unprovisioned host: its lock step refuses before it makes anything (no lock, no state read), a clear error before anything is sent', async () => {
+    const h = harness('', (step) => (step.name === 'lock' ? { stdout: opsLines(STATE, 'provisioned no'), code: LOCK_UNPROVISIONED_EXIT } : undefined), true);
     const e = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe('web1 is not provisioned for x (run: ops provision x): nothing was sent, built or started');
     expect(e.hint).toBe('run: ops provision x, then ops deploy x');
-    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    // Nothing taken there: nothing to let go (and no audit log to write to).
+    expect(h.remote.stepNames()).toEqual(['lock']);
     expect(h.remote.uploads).toEqual([]);
-    // Refused, but a run that failed: in the audit log, saying why.
-    expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['refused, nothing changed: web1 is not provisioned for x (run: ops provision x): nothing was sent, built or started']);
+    // The lock step is asked to look for the marker first (before it makes the lock's directory).
+    expect(h.remote.runs[0]!.stdin).toContain(`if [ ! -f /srv/sample/.ops/provisioned ]; then ops_report provisioned no; exit ${LOCK_UNPROVISIONED_EXIT}; fi`);
   });
 
   it('supervisord not running (the state step says so): refused at the lock, naming it and its start, before any build; never "keeps serving"', async () => {

@@ -1,6 +1,7 @@
 // No stack trace ever reaches a user: every kind of low-level failure (the SSH library, sockets, DNS, a
 // bug) is fed through the top level of the CLI and of an action, at each place it can happen (connecting,
 // a step, an upload), and what comes out is one message naming the host, and a hint.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,7 +63,7 @@ function failing(phase: Phase, error: () => unknown): Connector {
     // The live release runs with what environment x renders now (no env: an empty environ), so initdata goes on.
     const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
       step.name === 'lock'
-        ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'provisioned 2026-11-01T00:00:00Z', 'current 20261125T120000Z-0123456789ab') }
+        ? { stdout: opsLines({ ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'provisioned 2026-11-01T00:00:00Z', 'current 20261125T120000Z-0123456789ab') }
         : step.name === 'initdata settings'
           ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${environDigest('')}`) }
           : undefined,

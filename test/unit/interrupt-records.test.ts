@@ -3,6 +3,7 @@
 // and host in the audit log, with what the run was about (ref, sha, release); a switch let end that put its release
 // live said as such; a run stopped while queued behind another says it gave up waiting; a run whose lock was
 // released by force says so, and by whom.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
@@ -21,7 +22,7 @@ import { opsLines } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
 let root: string;
 let v1: string;

@@ -2,6 +2,7 @@
 // round trip after connecting), several hosts take every lock before any host changes; what the host reports
 // (its choice, a refusal, a failed start) becomes the result or the error. The host's side of the choice runs
 // with bash on a scratch release tree: refusals and the no-op end with `refused`, never with `done`.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked, unlessUnprovisioned } from '../../core/ops/rollback.ts';
+import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
@@ -20,7 +21,7 @@ import { parseReports, reported } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
-import { describeHolder, LOCK_KEYS } from '../../core/steps/lock.ts';
+import { describeHolder, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { runInfo } from '../../core/runinfo.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
@@ -28,7 +29,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
-const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS, ...PREFLIGHT_KEYS };
+const KEYS = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS, ...PREFLIGHT_KEYS };
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const OLD = '20261101T100000Z-aaaaaaaaaaaa';
 const LIVE = '20261102T100000Z-bbbbbbbbbbbb';
@@ -226,36 +227,30 @@ describe('rollback operation', () => {
     expect(lock).toContain('rollback_verdict=supervisor_down');
   });
 
-  it('one host never provisioned (no provision marker): refused as not provisioned, before its symptoms (supervisord not running, nothing live); the rollback work does not run; audited as failed', async () => {
-    const bare = opsLines(KEYS, 'lock acquired', 'provisioned no', 'current ', 'slot ', `now ${Math.floor(Date.now() / 1000)}`, 'supervisor_down 1', 'nginx_stopped disabled', 'rollback not_provisioned');
-    const h = harness((step) => (step.name === 'lock' ? { stdout: bare } : undefined));
+  it('one host never provisioned (no provision marker): its lock step refuses before it makes anything (no lock taken, no inspect, no work), said as not provisioned; nothing to let go', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: opsLines(KEYS, 'provisioned no'), code: LOCK_UNPROVISIONED_EXIT } : undefined));
     const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toBe('web1 is not provisioned for one (run: ops provision one): nothing was changed (no slot started or stopped; nginx and current as they were)');
     expect(e.hint).toBe('run: ops provision one, then ops deploy one');
-    expect(h.names()).toEqual(['lock', 'unlock']);
-    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', message: 'refused, nothing changed: web1 is not provisioned for one (run: ops provision one): nothing was changed (no slot started or stopped; nginx and current as they were)' });
-    // The lock step reads the marker, and its rollback part runs only where it is.
+    // The lock was never taken there: no unlock, no audit line (the audit log is under the directory it would make).
+    expect(h.names()).toEqual(['lock']);
+    // The marker is looked for first, before the lock's directory is made.
     const lock = h.remotes.get('web1')!.runs[0]!.stdin;
-    expect(lock).toContain('provisioned=no; if [ -f /srv/sample/.ops/provisioned ]');
-    expect(lock).toContain('if [ "${provisioned:-no}" = no ]; then\n  ops_report rollback not_provisioned\nelse\n');
+    const check = lock.indexOf(`if [ ! -f /srv/sample/.ops/provisioned ]; then ops_report provisioned no; exit ${LOCK_UNPROVISIONED_EXIT}; fi`);
+    expect(check).toBeGreaterThan(-1);
+    expect(check).toBeLessThan(lock.indexOf('install -d -m 0755 -o root -g root'));
   });
 
-  it("the one-host guard, run by bash: on a host never provisioned the rollback's work does not run, the verdict is not_provisioned; provisioned, it runs", () => {
-    const guard = unlessUnprovisioned('echo WORK');
-    const run = (provisioned: string) => execFileSync('bash', ['-c', `ops_report() { echo "@ops $*"; }\n${provisioned}\n${guard}`], { encoding: 'utf8' });
-    expect(run('provisioned=no')).toBe('@ops rollback not_provisioned\n');
-    expect(run('')).toBe('@ops rollback not_provisioned\n');
-    expect(run('provisioned=2026-11-01T00:00:00Z')).toBe('WORK\n');
-  });
-
-  it('two hosts, supervisord not running on the first and the second never provisioned: the second is said, as not provisioned, before the first one\'s supervisord; every lock let go', async () => {
+  it('two hosts, supervisord not running on the first and the second never provisioned: the second is said, as not provisioned, before the first one\'s supervisord; the first one\'s lock let go, audited as refused', async () => {
     const h = harness((step, host) => {
-      if (step.name === 'lock') return { stdout: host === 'web1' ? STATE + opsLines(KEYS, 'supervisor_down 1') : opsLines(KEYS, 'lock acquired', 'provisioned no', 'current ', 'supervisor_down 1') };
+      if (step.name === 'lock') return host === 'web1' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1') } : { stdout: opsLines(KEYS, 'provisioned no'), code: LOCK_UNPROVISIONED_EXIT };
       return undefined;
     });
     await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^web2 is not provisioned for two \(run: ops provision two\): nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host/);
-    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+    expect(h.names('web1')).toEqual(['lock', 'unlock']);
+    expect(h.names('web2')).toEqual(['lock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', message: expect.stringMatching(/^refused, nothing changed: web2 is not provisioned for two/) });
   });
 
   it('two hosts, supervisord not running on the second: refused once every lock is taken, before any host changes; every lock let go', async () => {

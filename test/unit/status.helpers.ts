@@ -1,4 +1,5 @@
 // Shared by the status tests: a throwaway environment, and what a host's status step would report.
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,7 @@ export const RUNNING = processXml([
 ]);
 
 /** What the fake status step reports: its own keys, the certificate library's, and the lock's (status reads the lock in the same look). */
-const KEYS = { ...STATUS_KEYS, ...LIBRARY_KEYS, ...LOCK_KEYS };
+const KEYS = { ...PROVISIONED_KEYS, ...STATUS_KEYS, ...LIBRARY_KEYS, ...LOCK_KEYS };
 type Lines = Partial<Record<keyof typeof KEYS, string | string[] | undefined>>;
 
 /** The report of a healthy host, with `override` lines replacing those of the same key. */

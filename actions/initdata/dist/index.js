@@ -19403,6 +19403,31 @@ function urlPassword(value) {
   const password = userinfo.slice(colon + 1);
   return password ? [password, percentDecode(password)] : [];
 }
+function splitPassword(url) {
+  const m = URL_AUTHORITY.exec(url);
+  if (!m) return void 0;
+  const start = url.indexOf("://") + 3;
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
+  if (colon < 0 || colon + 1 === at2) return void 0;
+  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
+}
+function urlPasswordsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
+}
+function hideUrlPassword(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const split3 = splitPassword(url);
+    return split3 ? `${split3[0]}***${split3[2]}` : url;
+  });
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
 function jsonStrings(value) {
   const t = value.trim();
   if (!/^[[{]/.test(t)) return [];
@@ -19559,7 +19584,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19618,6 +19643,9 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -29417,7 +29445,7 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (/secret-key-/i.test(value)) {
+  if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
@@ -29465,6 +29493,7 @@ var init_keys = __esm({
     init_dist();
     init_errors();
     init_key_file();
+    init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
   }
@@ -37095,13 +37124,21 @@ function decodeUtf8(bytes, where, hint) {
     );
   }
 }
-var strict, lenient;
+function refuseLoneSurrogate(text, where) {
+  if (!LONE_SURROGATE.test(text)) return;
+  throw new OpsError(
+    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
+    "write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text"
+  );
+}
+var strict, lenient, LONE_SURROGATE;
 var init_utf8 = __esm({
   "core/secrets/utf8.ts"() {
     "use strict";
     init_errors();
     strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+    LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
   }
 });
 
@@ -37300,7 +37337,10 @@ function describe(value) {
   if (value instanceof Map) return "a !!omap or !!pairs value";
   if (isMapping(value)) return "a mapping";
   if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 function fail(problems, path, form, value, extra = "") {
@@ -37438,6 +37478,7 @@ function opt(schema, doc, defaultValue) {
 var init_schema = __esm({
   "core/config/schema.ts"() {
     "use strict";
+    init_parts();
   }
 });
 
@@ -37625,6 +37666,9 @@ function appDirectoryProblem(baseDir, app, appUser) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
+function noUrlPassword(where) {
+  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
   const segments = v.split("/").slice(1, -1);
@@ -37661,6 +37705,7 @@ var init_environment_schema = __esm({
     init_dotenv_readers();
     init_env_names();
     init_shell();
+    init_parts();
     init_hostkey();
     init_schema_object();
     init_schema();
@@ -37782,10 +37827,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -37908,7 +37953,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -38129,12 +38174,12 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
-        `${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        hideSecrets(`${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -38142,12 +38187,28 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`,
     if (e instanceof OpsError) throw e;
     const aliases = /alias/i.test(String(e.message));
     throw new OpsError(
-      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
       aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+function yamlErrorMessage(label, text, error2) {
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const at2 = error2.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  if (!at2) return `${label} is not valid YAML: ${said}`;
+  const line = lines[at2.line - 1] ?? "";
+  const before = line.slice(0, at2.col - 1);
+  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
+` : "";
+  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
+  return `${label} is not valid YAML: ${said}:
+
+${context}${hideSecrets(line)}
+${" ".repeat(hideSecrets(before).length)}^
+`;
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38230,6 +38291,7 @@ var init_environment = __esm({
     init_dotenv_readers();
     init_errors();
     init_shell();
+    init_parts();
     init_utf8();
     init_yaml_depth();
     init_environment_schema();
@@ -38242,8 +38304,8 @@ var init_environment = __esm({
       constructor(file, problems) {
         const n = problems.length;
         super(
-          `${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
+          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
           'fix the file; every key and its expected form is listed in the README under "Environment reference"'
         );
         this.file = file;
@@ -38291,6 +38353,446 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     MAX_ALIASES = 1e4;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+  }
+});
+
+// core/secrets/goyaml.ts
+function intValue(n) {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function goParseInteger(s, unsigned) {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return void 0;
+  const [, sign, digits] = m;
+  if (unsigned && sign) return void 0;
+  let n;
+  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
+  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
+  else n = BigInt(digits.toLowerCase());
+  if (sign === "-") n = -n;
+  if (unsigned) return n <= UINT64_MAX ? n : void 0;
+  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
+}
+function goParseDecimalFloat(s) {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : void 0;
+}
+function validTime(t) {
+  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
+  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
+}
+function offsetOf(zone) {
+  if (!zone || zone === "Z") return 0;
+  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
+  const [h, min] = [Number(m[2]), Number(m[3])];
+  if (h > 24 || min > 60) return void 0;
+  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
+}
+function formatTime(t) {
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
+  const off = Math.abs(t.offset);
+  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
+  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
+}
+function timeFrom(m, zone) {
+  const offset = offsetOf(zone);
+  if (offset === void 0) return void 0;
+  const t = {
+    year: Number(m[1]),
+    month: Number(m[2]),
+    day: Number(m[3]),
+    hour: Number(m[4] ?? 0),
+    minute: Number(m[5] ?? 0),
+    second: Number(m[6] ?? 0),
+    fraction: m[7] ?? "",
+    offset
+  };
+  return validTime(t) ? formatTime(t) : void 0;
+}
+function parseYamlTimestamp(s) {
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
+  if (m) return timeFrom(m, m[8]);
+  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
+  if (m) return timeFrom(m, void 0);
+  return void 0;
+}
+function parseRfc3339(s) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
+  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
+}
+function resolvePlain(text) {
+  if (NULLS.has(text)) return { type: "null" };
+  if (TRUES.has(text)) return { type: "bool", value: true };
+  if (FALSES.has(text)) return { type: "bool", value: false };
+  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
+  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
+  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
+  const hint = text[0];
+  if (hint === ".") {
+    const f = goParseDecimalFloat(text);
+    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
+  }
+  if (/[0-9+-]/.test(hint)) {
+    const time = parseYamlTimestamp(text);
+    if (time) return { type: "time", value: time };
+    const plain = text.replace(/_/g, "");
+    const i = goParseInteger(plain, false);
+    if (i !== void 0) return { type: "int", value: intValue(i) };
+    const u = goParseInteger(plain, true);
+    if (u !== void 0) return { type: "uint64", value: u };
+    if (YAML_STYLE_FLOAT.test(plain)) {
+      const f = goParseDecimalFloat(plain);
+      if (f !== void 0) return { type: "float", value: f };
+    }
+  }
+  return { type: "str", value: text };
+}
+function resolveScalar(text, plain, tag) {
+  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
+  if (!tag.startsWith(TAG)) return { type: "str", value: text };
+  const want = tag.slice(TAG.length);
+  if (want === "str") return { type: "str", value: text };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
+  const r = resolvePlain(text);
+  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
+  if (want === got) return r;
+  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
+  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
+  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
+}
+function plainChangesMeaning(s) {
+  const r = resolvePlain(s);
+  return r.type !== "str" || r.value !== s;
+}
+var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
+    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
+    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
+    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
+    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
+    TAG = "tag:yaml.org,2002:";
+  }
+});
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function maskedText(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
+    }
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
+  }
+}
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function binaryRefused(path, where, env = "<env>") {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
+  );
+}
+function holdsBinary(value) {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
+}
+function formatOf(file) {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".json")) return "json";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
+}
+function showPath(path) {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+function mapLeaves(node, fn, keys = [], path = []) {
+  switch (node.kind) {
+    case "map":
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+    case "list":
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+    case "null":
+      return node;
+    case "scalar":
+      return fn(node, keys, path);
+  }
+}
+function walkTree(node, walker, keys = [], path = [], stack = []) {
+  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
+  if (node.kind === "null") return node;
+  const level = [];
+  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
+  const comments = [];
+  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
+  const visitComments = (i) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = (i, value, k, p) => {
+    visitComments(i);
+    const out2 = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out2;
+  };
+  let out;
+  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size2);
+  if (comments.length) out.comments = comments;
+  return out;
+}
+function commentsAt(node, i) {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
+function forEachLeaf(node, fn) {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+function sameComments(a, b) {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
+}
+function treeEquals(a, b) {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case "null":
+      return true;
+    case "scalar": {
+      const s = b;
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+    }
+    case "list": {
+      const l = b;
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+    }
+    case "map": {
+      const m = b;
+      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+    }
+  }
+}
+function keyPathParts(text) {
+  const parts = [];
+  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (; ; ) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad("a quote is not closed");
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
+    } else {
+      const dot = text.indexOf(".", i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      if (key.includes("=")) {
+        const name2 = key.slice(0, key.indexOf("="));
+        throw new OpsError(
+          `the key path holds "${name2}=\u2026": a key path is a name, not KEY=VALUE (what follows = was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted)`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds = goes in double quotes: '"${name2}=..."'`
+        );
+      }
+      if (/[[\]]/.test(key))
+        throw new OpsError(
+          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
+          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`
+        );
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++;
+    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
+  }
+}
+function splitKeyPath(text, keysAt, options = {}) {
+  const parts = keyPathParts(text);
+  const path = [];
+  for (let i = 0; i < parts.length; ) {
+    if (parts[i].quoted) {
+      path.push(parts[i].key);
+      i++;
+      continue;
+    }
+    const keys = new Set(keysAt(path));
+    let run = i;
+    while (run < parts.length && !parts[run].quoted) run++;
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join("."));
+      i = end;
+      continue;
+    }
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
+      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
+      );
+    }
+    for (const p of parts.slice(i)) {
+      if (options.creating) checkNewKey(p);
+      path.push(p.key);
+    }
+    break;
+  }
+  return path;
+}
+function checkNewKey(part) {
+  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
+    throw new OpsError(
+      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? "a control character (a newline, a tab) in it" : "a space or tab at an end"}: no env entry or app would name it so`,
+      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ""}; ops secrets show <env> lists the keys there are`
+    );
+}
+function getEntry(map, key) {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+function toPlain(node) {
+  switch (node.kind) {
+    case "null":
+      return null;
+    case "scalar":
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
+    case "list":
+      return node.items.map(toPlain);
+    case "map": {
+      const out = {};
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+function fromPlain(value, path = []) {
+  if (value === null || value === void 0) return { kind: "null" };
+  if (typeof value === "string") return str(value);
+  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
+  if (typeof value === "number") {
+    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
+  }
+  if (typeof value === "bigint") {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
+      `${showPath(path)}: an integer out of the 64-bit range sops holds`
+      /* never the value: it is a secret */
+    );
+    return { kind: "scalar", type: "int", value: intValue(value) };
+  }
+  if (value instanceof Uint8Array) return bytesNode(value);
+  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
+  if (typeof value === "object") {
+    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
+  }
+  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
+}
+var str, PATH_HINT;
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+    str = (value) => ({ kind: "scalar", type: "str", value });
+    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
   }
 });
 
@@ -39874,7 +40376,7 @@ var require_proper_lockfile = __commonJS({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes6 } from "node:crypto";
 import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve2 } from "node:path";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join4, relative, resolve as resolve2 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
   for (let n = 0; n <= MAX_LINKS; n++) {
@@ -39906,7 +40408,7 @@ function writeError(err, target, shown) {
 async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
+  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -40069,446 +40571,6 @@ var init_atomic = __esm({
 `);
     };
     RETRY_FOR_MS = 3e4;
-  }
-});
-
-// core/secrets/goyaml.ts
-function intValue(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-}
-function goParseInteger(s, unsigned) {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return void 0;
-  const [, sign, digits] = m;
-  if (unsigned && sign) return void 0;
-  let n;
-  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
-  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
-  else n = BigInt(digits.toLowerCase());
-  if (sign === "-") n = -n;
-  if (unsigned) return n <= UINT64_MAX ? n : void 0;
-  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
-}
-function goParseDecimalFloat(s) {
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : void 0;
-}
-function validTime(t) {
-  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
-  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
-}
-function offsetOf(zone) {
-  if (!zone || zone === "Z") return 0;
-  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
-  const [h, min] = [Number(m[2]), Number(m[3])];
-  if (h > 24 || min > 60) return void 0;
-  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
-}
-function formatTime(t) {
-  const p = (n, w = 2) => String(n).padStart(w, "0");
-  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
-  const off = Math.abs(t.offset);
-  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
-  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
-}
-function timeFrom(m, zone) {
-  const offset = offsetOf(zone);
-  if (offset === void 0) return void 0;
-  const t = {
-    year: Number(m[1]),
-    month: Number(m[2]),
-    day: Number(m[3]),
-    hour: Number(m[4] ?? 0),
-    minute: Number(m[5] ?? 0),
-    second: Number(m[6] ?? 0),
-    fraction: m[7] ?? "",
-    offset
-  };
-  return validTime(t) ? formatTime(t) : void 0;
-}
-function parseYamlTimestamp(s) {
-  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
-  if (m) return timeFrom(m, m[8]);
-  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
-  if (m) return timeFrom(m, void 0);
-  return void 0;
-}
-function parseRfc3339(s) {
-  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
-  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
-}
-function resolvePlain(text) {
-  if (NULLS.has(text)) return { type: "null" };
-  if (TRUES.has(text)) return { type: "bool", value: true };
-  if (FALSES.has(text)) return { type: "bool", value: false };
-  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
-  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
-  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
-  const hint = text[0];
-  if (hint === ".") {
-    const f = goParseDecimalFloat(text);
-    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
-  }
-  if (/[0-9+-]/.test(hint)) {
-    const time = parseYamlTimestamp(text);
-    if (time) return { type: "time", value: time };
-    const plain = text.replace(/_/g, "");
-    const i = goParseInteger(plain, false);
-    if (i !== void 0) return { type: "int", value: intValue(i) };
-    const u = goParseInteger(plain, true);
-    if (u !== void 0) return { type: "uint64", value: u };
-    if (YAML_STYLE_FLOAT.test(plain)) {
-      const f = goParseDecimalFloat(plain);
-      if (f !== void 0) return { type: "float", value: f };
-    }
-  }
-  return { type: "str", value: text };
-}
-function resolveScalar(text, plain, tag) {
-  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
-  if (!tag.startsWith(TAG)) return { type: "str", value: text };
-  const want = tag.slice(TAG.length);
-  if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
-  const r = resolvePlain(text);
-  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
-  if (want === got) return r;
-  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
-  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
-  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
-}
-function plainChangesMeaning(s) {
-  const r = resolvePlain(s);
-  return r.type !== "str" || r.value !== s;
-}
-var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
-    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
-    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
-    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
-    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
-    TAG = "tag:yaml.org,2002:";
-  }
-});
-
-// core/secrets/tree.ts
-function bytesNode(bytes) {
-  const buf = Buffer.from(bytes);
-  const text = buf.toString("utf8");
-  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
-}
-function binaryRefused(path, where, env = "<env>") {
-  return new OpsError(
-    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
-    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
-  );
-}
-function holdsBinary(value) {
-  if (value instanceof Uint8Array) return true;
-  if (Array.isArray(value)) return value.some(holdsBinary);
-  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
-}
-function formatOf(file) {
-  const lower = file.toLowerCase();
-  if (lower.endsWith(".json")) return "json";
-  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
-  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
-    );
-  }
-  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
-}
-function showPath(path) {
-  let out = "";
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
-  return out || "(top level)";
-}
-function mapLeaves(node, fn, keys = [], path = []) {
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
-    case "list":
-      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
-    case "null":
-      return node;
-    case "scalar":
-      return fn(node, keys, path);
-  }
-}
-function walkTree(node, walker, keys = [], path = [], stack = []) {
-  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
-  if (node.kind === "null") return node;
-  const level = [];
-  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
-  const comments = [];
-  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
-  const visitComments = (i) => {
-    for (const c of commentsAt(node, i)) {
-      level.push(c.text);
-      comments.push(walker.comment(c, keys, snapshot(), node));
-    }
-  };
-  const walkItem = (i, value, k, p) => {
-    visitComments(i);
-    const out2 = walkTree(value, walker, k, p, snapshot());
-    level.length = 0;
-    return out2;
-  };
-  let out;
-  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
-  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
-  visitComments(size2);
-  if (comments.length) out.comments = comments;
-  return out;
-}
-function commentsAt(node, i) {
-  return (node.comments ?? []).filter((c) => c.before === i);
-}
-function forEachLeaf(node, fn) {
-  mapLeaves(node, (leaf, keys, path) => {
-    fn(leaf, keys, path);
-    return leaf;
-  });
-}
-function sameComments(a, b) {
-  const x = a.comments ?? [];
-  const y = b.comments ?? [];
-  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
-}
-function treeEquals(a, b) {
-  if (a.kind !== b.kind) return false;
-  switch (a.kind) {
-    case "null":
-      return true;
-    case "scalar": {
-      const s = b;
-      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
-    }
-    case "list": {
-      const l = b;
-      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
-    }
-    case "map": {
-      const m = b;
-      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
-    }
-  }
-}
-function keyPathParts(text) {
-  const parts = [];
-  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
-  let i = 0;
-  for (; ; ) {
-    if (text[i] === '"') {
-      const close = text.indexOf('"', i + 1);
-      if (close < 0) throw bad("a quote is not closed");
-      if (close === i + 1) throw bad('an empty key ("")');
-      parts.push({ key: text.slice(i + 1, close), quoted: true });
-      i = close + 1;
-      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
-    } else {
-      const dot = text.indexOf(".", i);
-      const key = text.slice(i, dot < 0 ? text.length : dot);
-      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
-      if (key.includes("=")) {
-        const name2 = key.slice(0, key.indexOf("="));
-        throw new OpsError(
-          `the key path holds "${name2}=\u2026": a key path is a name, not KEY=VALUE (what follows = was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted)`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds = goes in double quotes: '"${name2}=..."'`
-        );
-      }
-      if (/[[\]]/.test(key))
-        throw new OpsError(
-          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
-          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`
-        );
-      parts.push({ key, quoted: false });
-      i = dot < 0 ? text.length : dot;
-    }
-    if (i >= text.length) return parts;
-    i++;
-    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
-  }
-}
-function splitKeyPath(text, keysAt, options = {}) {
-  const parts = keyPathParts(text);
-  const path = [];
-  for (let i = 0; i < parts.length; ) {
-    if (parts[i].quoted) {
-      path.push(parts[i].key);
-      i++;
-      continue;
-    }
-    const keys = new Set(keysAt(path));
-    let run = i;
-    while (run < parts.length && !parts[run].quoted) run++;
-    let end = run;
-    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
-    if (end > i) {
-      path.push(parts.slice(i, end).map((p) => p.key).join("."));
-      i = end;
-      continue;
-    }
-    const rest = parts.slice(i, run).map((p) => p.key);
-    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
-      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
-      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
-      throw new OpsError(
-        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
-        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
-      );
-    }
-    for (const p of parts.slice(i)) {
-      if (options.creating) checkNewKey(p);
-      path.push(p.key);
-    }
-    break;
-  }
-  return path;
-}
-function checkNewKey(part) {
-  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
-    throw new OpsError(
-      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? "a control character (a newline, a tab) in it" : "a space or tab at an end"}: no env entry or app would name it so`,
-      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ""}; ops secrets show <env> lists the keys there are`
-    );
-}
-function getEntry(map, key) {
-  return map.entries.find(([k]) => k === key)?.[1];
-}
-function toPlain(node) {
-  switch (node.kind) {
-    case "null":
-      return null;
-    case "scalar":
-      return node.bytes ? Buffer.from(node.bytes) : node.value;
-    case "list":
-      return node.items.map(toPlain);
-    case "map": {
-      const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
-      return out;
-    }
-  }
-}
-function fromPlain(value, path = []) {
-  if (value === null || value === void 0) return { kind: "null" };
-  if (typeof value === "string") return str(value);
-  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
-  if (typeof value === "number") {
-    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
-  }
-  if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
-      `${showPath(path)}: an integer out of the 64-bit range sops holds`
-      /* never the value: it is a secret */
-    );
-    return { kind: "scalar", type: "int", value: intValue(value) };
-  }
-  if (value instanceof Uint8Array) return bytesNode(value);
-  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
-  if (typeof value === "object") {
-    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
-  }
-  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
-}
-var str, PATH_HINT;
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
-    str = (value) => ({ kind: "scalar", type: "str", value });
-    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
-  }
-});
-
-// core/secrets/tree-scalars.ts
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function maskedText(s) {
-  if (s.type === "bool") return void 0;
-  return s.type === "str" ? s.value : String(s.value);
-}
-function scalarBytes(node) {
-  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
   }
 });
 
@@ -47647,6 +47709,7 @@ function parseTree(text, format, options) {
   const scalar = (node, path) => {
     const v = node.value;
     const where = () => `${file}: ${showPath(path)}`;
+    if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
       if (v === null || v === void 0) return { kind: "null" };
       if (typeof v === "string") return str(v);
@@ -47799,6 +47862,7 @@ var init_tree_parse = __esm({
     init_comments();
     init_goyaml();
     init_tree_print();
+    init_utf8();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -48604,7 +48668,7 @@ var init_sops = __esm({
 
 // core/secrets/sops-config.ts
 import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
+import { isAbsolute as isAbsolute3, join as join5, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
@@ -48613,7 +48677,7 @@ function rulePath(root, file) {
   return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
 }
 function configError(file, what) {
-  return new OpsError(`${file}: ${what}`, "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
+  return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
@@ -48624,7 +48688,7 @@ function parseAge(file, i, node) {
   throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
 }
 function load(root, required) {
-  const path = join6(root, SOPS_CONFIG_FILE);
+  const path = join5(root, SOPS_CONFIG_FILE);
   if (!existsSync5(path)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
@@ -48649,7 +48713,9 @@ function load(root, required) {
         throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${e.message})`);
       }
     }
-    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age: parseAge(SOPS_CONFIG_FILE, index, item.get("age", true)) });
+    const age = parseAge(SOPS_CONFIG_FILE, index, item.get("age", true));
+    age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
+    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age });
   });
   return { path, text, doc, rules };
 }
@@ -48716,7 +48782,7 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
     if (at2) items.splice(at2.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+  await writeIfUnchanged(join5(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -48743,6 +48809,7 @@ var init_sops_config = __esm({
     init_atomic();
     init_goregex();
     init_keys();
+    init_parts();
     init_yaml_depth();
     SOPS_CONFIG_FILE = ".sops.yaml";
     CONFIG_HEADER = [
@@ -48757,23 +48824,23 @@ var init_sops_config = __esm({
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
 import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join6, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
 function envDir(root, env) {
-  return join7(root, "environments", validate("environment", env));
+  return join6(root, "environments", validate("environment", env));
 }
 function secretsPath(root, env) {
-  return join7(envDir(root, env), SECRETS_FILE);
+  return join6(envDir(root, env), SECRETS_FILE);
 }
 function envSopsFiles(root, env) {
   const dir = envDir(root, env);
   const files = [];
-  const secrets = join7(dir, SECRETS_FILE);
+  const secrets = join6(dir, SECRETS_FILE);
   if (existsSync6(secrets)) files.push(secrets);
-  const assets = join7(dir, "assets");
+  const assets = join6(dir, "assets");
   if (existsSync6(assets)) {
     for (const name2 of readdirSync2(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join7(assets, name2);
+      const file = join6(assets, name2);
       try {
         if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
@@ -48817,7 +48884,7 @@ function ageKeyFileProblems(root, env, path) {
 }
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join7(envDir(root, env), "environment.yml");
+  const configFile = join6(envDir(root, env), "environment.yml");
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
@@ -48899,7 +48966,7 @@ var init_env = __esm({
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join8, relative as relative4 } from "node:path";
+import { join as join7, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -48912,9 +48979,9 @@ function placeholderHostKey() {
 }
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
-  const envs = join8(root, "environments");
+  const envs = join7(root, "environments");
   for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
-    const file = join8(envs, e.name, "environment.yml");
+    const file = join7(envs, e.name, "environment.yml");
     if (!e.isDirectory() || !existsSync7(file)) continue;
     for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
@@ -49019,25 +49086,26 @@ async function newEnvironment(root, name2, opts2 = {}) {
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
-  const configBefore = existsSync7(join8(root, ".sops.yaml"));
+  const configBefore = existsSync7(join7(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   heed();
-  await mkdir3(join8(dir, "assets"), { recursive: true });
+  await mkdir3(join7(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
+    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     heed();
     await setEnvRule(root, name2, recipients, opts2.signal);
     heed();
     const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
     await secrets.save();
     heed();
+    await opts2.deliver?.(identity);
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name2).catch(() => void 0);
-    if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
+    if (!configBefore) await rm3(join7(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
+  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
@@ -57526,7 +57594,7 @@ ${formatted}-----END ${type} KEY-----`;
           }
         };
       })(),
-      isPrivateKey: function isPrivateKey() {
+      isPrivateKey: function isPrivateKey2() {
         return this[SYM_PRIV_PEM] !== null;
       },
       getPrivatePEM: function getPrivatePEM() {
@@ -71310,6 +71378,7 @@ function endGroup() {
 
 // core/action.ts
 init_errors();
+init_parts();
 
 // core/remote/identity.ts
 init_errors();
@@ -71482,12 +71551,320 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(reporter.redact(formatError(error2)));
+    setFailed(hideSecrets(reporter.redact(formatError(error2))));
   }
 }
 
-// actions/initdata/main.ts
+// core/ops/secrets.ts
 init_environment();
+import { existsSync as existsSync8 } from "node:fs";
+import { join as join8 } from "node:path";
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+function lookup(tree, path) {
+  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const keysAt = (keys) => {
+    const n = keys.reduce(child, tree);
+    return isMap4(n) ? Object.keys(n) : [];
+  };
+  return splitKeyPath(path, keysAt).reduce(child, tree);
+}
+function asString(value) {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  return jsonText(value) ?? "null";
+}
+function jsonText(value) {
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? "null").join(",")}]`;
+  if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
+    const members = Object.keys(value).flatMap((k) => {
+      const text = jsonText(value[k]);
+      return text === void 0 ? [] : [`${JSON.stringify(k)}:${text}`];
+    });
+    return `{${members.join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+var FORMS = [
+  { name: "single-quoted", quote: "'" },
+  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+  { name: "double-quoted", quote: '"' },
+  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+  { name: "backtick-quoted", quote: "`" },
+  { name: "unquoted", quote: "" },
+  { name: "single-quoted with \\$", quote: "'", dollars: true },
+  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+  { name: "double-quoted with \\$", quote: '"', dollars: true },
+  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+  { name: "unquoted with \\$", quote: "", dollars: true }
+];
+function write(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return `${form.quote}${s}${form.quote}`;
+}
+var LONE_SURROGATE2 = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function formsFor(value, readers, others = []) {
+  return FORMS.filter((f) => {
+    const text = write(value, f);
+    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
+  });
+}
+function statementReason(reader, value) {
+  const why = reader === "shell" ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\' : value.endsWith("\\") ? "it ends with a backslash and needs quotes, which it reads past the closing quote" : reader === "python-dotenv" ? "it holds a character python-dotenv cannot read in any quoting" : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === "node-env-file" || reader === "vite" ? ", or a carriage return" : ""}`;
+  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
+}
+function aloneReason(reader, value) {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case "python-dotenv":
+      if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
+    case "node-dotenv":
+    case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case "node-env-file":
+    case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
+      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case "shell":
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+function encodeValue(value, readers, others = []) {
+  const all = [...readers, ...others];
+  if (value.includes("\0")) return { refused: { readers: all, reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE2.test(value)) return { refused: { readers: all, reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers, others);
+  if (form) return { text: write(value, form), form: form.name };
+  const suits = (rs) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
+  const alone = all.filter((r) => suits([r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => readers.includes(r) ? aloneReason(r, value) : statementReason(r, value)).join("; ") } };
+  for (const [i, a] of all.entries())
+    for (const b of all.slice(i + 1))
+      if (suits([a, b]).length === 0) {
+        const list2 = (r) => suits([r]).map((f) => f.name).join(", ");
+        if (readers.includes(a) && readers.includes(b))
+          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list2(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list2(r)}`;
+        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
+      }
+  return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
+}
+function dotenvReaders(env) {
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  const declared = dotenvReaders(env);
+  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
+  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
+  return { exact, others };
+}
+function encodeVariable(env, key, spec, value) {
+  const { exact, others } = readersOf(env, key);
+  const encoded = encodeValue(value, exact, others);
+  if (!("refused" in encoded)) return encoded;
+  const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
+  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
+  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
+}
+function unreadableError(env, refused, untouched, command2) {
+  const secrets = refused.some((r) => r.secret);
+  const plain = refused.some((r) => !r.secret);
+  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
+  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
+  const named = old.join(", ");
+  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
+  return new OpsError(
+    `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
+${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
+    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+  );
+}
+function holdsRoundedInteger(value) {
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
+  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+  return false;
+}
+function roundedError(env, rounded, untouched) {
+  const first = rounded[0];
+  const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
+  return new OpsError(
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
+${rounded.map(line).join("\n")}`,
+    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
+  );
+}
+function memberHolding(value, holds) {
+  return memberPaths(value).find((p) => holds(memberAt(value, p)));
+}
+function binaryMemberRefused(env, key, secret, member) {
+  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
+}
+function renderDotenv(env, secrets) {
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
+  const missing = [];
+  const rounded = [];
+  const refused = [];
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records = [];
+  const forms = /* @__PURE__ */ Object.create(null);
+  for (const [key, spec] of Object.entries(env.config.env)) {
+    let value;
+    if (typeof spec === "string") value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === void 0 || found === null) {
+        missing.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      const binary = memberHolding(found, holdsBinary);
+      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const round = memberHolding(found, holdsRoundedInteger);
+      if (round) {
+        rounded.push({ key, secret: spec.secret, member: round });
+        continue;
+      }
+      value = asString(found);
+    }
+    const encoded = encodeVariable(env, key, spec, value);
+    if ("refused" in encoded) {
+      refused.push(encoded.refused);
+      continue;
+    }
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
+  }
+  if (missing.length)
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
+${missing.map((m) => `  - ${m}`).join("\n")}`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
+    );
+  if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
+  if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
+  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function memberPaths(value, path = []) {
+  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
+  return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
+}
+function memberAt(value, path) {
+  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
+}
+function memberKey(secret, path) {
+  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
+}
+function environLoader(...files) {
+  const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
+  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
+  if (!tests.length) return "";
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+${tests.join("\n")}
+fi
+unset -v REPLY`;
+}
+
+// core/ops/secrets.ts
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+
+// core/ops/secrets.ts
+init_parts();
+var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+function plainPasswords(env) {
+  const values = [
+    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+function settingsPasswords(env) {
+  const out = /* @__PURE__ */ new Set();
+  const walk = (node) => {
+    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+function openEnvironment(ctx, name2) {
+  const env = loadEnvironment(name2, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
+}
+function maskPlainPasswords(ctx, env, warn) {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+    );
+}
+async function environmentSecrets(ctx, env) {
+  maskPlainPasswords(ctx, env, true);
+  const file = join8(env.dir, SECRETS_FILE);
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
+  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
+  if (!existsSync8(file)) {
+    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    return {};
+  }
+  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
+  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
+  allowSecretRefs(env, ctx);
+  const masked = [];
+  let decrypted;
+  try {
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
+    const seen = new Set(masked);
+    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
+  } finally {
+    for (const v of masked) ctx.reporter.mask(v);
+  }
+  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
+    throw new OpsError(
+      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
+      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
+    );
+  const placeholders = findPlaceholders2(decrypted.tree);
+  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
+  return decrypted.data;
+}
+function allowSecretRefs(env, ctx) {
+  for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
+}
 
 // core/ops/initdata.ts
 var import_yaml9 = __toESM(require_dist(), 1);
@@ -71498,7 +71875,7 @@ import { isAbsolute as isAbsolute5, relative as relative5, resolve as resolve4 }
 
 // core/config/siblings.ts
 init_errors();
-import { join as join4, posix as posix2 } from "node:path";
+import { join as join9, posix as posix2 } from "node:path";
 
 // core/layout.ts
 function layout(env) {
@@ -71570,7 +71947,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join4(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join9(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -73337,6 +73714,50 @@ var TLS_KEYS = reportKeys("certificate");
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+var PROVISIONED_KEYS = reportKeys("provisioned");
+function readProvisioned(env, as = "root") {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === "root") return root;
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+function reportProvisioned(env, as = "root") {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
+}
+function provisionedIn(r) {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === void 0 || marker === "unknown") return void 0;
+  return marker !== "no";
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
 // core/steps/certs.ts
 var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 
@@ -73584,265 +74005,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 
 // core/steps/facts.ts
 init_shell();
-
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-function lookup(tree, path) {
-  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
-  const keysAt = (keys) => {
-    const n = keys.reduce(child, tree);
-    return isMap4(n) ? Object.keys(n) : [];
-  };
-  return splitKeyPath(path, keysAt).reduce(child, tree);
-}
-function asString(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  return jsonText(value) ?? "null";
-}
-function jsonText(value) {
-  if (typeof value === "bigint") return value.toString();
-  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? "null").join(",")}]`;
-  if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
-    const members = Object.keys(value).flatMap((k) => {
-      const text = jsonText(value[k]);
-      return text === void 0 ? [] : [`${JSON.stringify(k)}:${text}`];
-    });
-    return `{${members.join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-var FORMS = [
-  { name: "single-quoted", quote: "'" },
-  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
-  { name: "double-quoted", quote: '"' },
-  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
-  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
-  { name: "backtick-quoted", quote: "`" },
-  { name: "unquoted", quote: "" },
-  { name: "single-quoted with \\$", quote: "'", dollars: true },
-  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
-  { name: "double-quoted with \\$", quote: '"', dollars: true },
-  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
-  { name: "unquoted with \\$", quote: "", dollars: true }
-];
-function write(value, form) {
-  let s = value;
-  if (form.backslashes) {
-    s = s.replace(/\\/g, "\\\\");
-    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
-  }
-  if (form.dollars) s = s.replace(/\$/g, "\\$");
-  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
-  return `${form.quote}${s}${form.quote}`;
-}
-var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function formsFor(value, readers, others = []) {
-  return FORMS.filter((f) => {
-    const text = write(value, f);
-    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
-  });
-}
-function statementReason(reader, value) {
-  const why = reader === "shell" ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\' : value.endsWith("\\") ? "it ends with a backslash and needs quotes, which it reads past the closing quote" : reader === "python-dotenv" ? "it holds a character python-dotenv cannot read in any quoting" : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === "node-env-file" || reader === "vite" ? ", or a carriage return" : ""}`;
-  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
-}
-function aloneReason(reader, value) {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
-  switch (reader) {
-    case "python-dotenv":
-      if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
-      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
-    case "node-dotenv":
-    case "dotenv-expand":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
-      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
-    case "node-env-file":
-    case "vite":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
-      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
-      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
-    case "shell":
-      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
-  }
-}
-function encodeValue(value, readers, others = []) {
-  const all = [...readers, ...others];
-  if (value.includes("\0")) return { refused: { readers: all, reason: "it holds a NUL character, which no process environment can carry" } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
-  const [form] = formsFor(value, readers, others);
-  if (form) return { text: write(value, form), form: form.name };
-  const suits = (rs) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
-  const alone = all.filter((r) => suits([r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => readers.includes(r) ? aloneReason(r, value) : statementReason(r, value)).join("; ") } };
-  for (const [i, a] of all.entries())
-    for (const b of all.slice(i + 1))
-      if (suits([a, b]).length === 0) {
-        const list2 = (r) => suits([r]).map((f) => f.name).join(", ");
-        if (readers.includes(a) && readers.includes(b))
-          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
-        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list2(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list2(r)}`;
-        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
-      }
-  return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
-}
-function dotenvReaders(env) {
-  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
-}
-function readersOf(env, key) {
-  const declared = dotenvReaders(env);
-  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
-  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
-  return { exact, others };
-}
-function encodeVariable(env, key, spec, value) {
-  const { exact, others } = readersOf(env, key);
-  const encoded = encodeValue(value, exact, others);
-  if (!("refused" in encoded)) return encoded;
-  const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
-  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
-  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
-}
-function unreadableError(env, refused, untouched, command2) {
-  const secrets = refused.some((r) => r.secret);
-  const plain = refused.some((r) => !r.secret);
-  const culprits = [...new Set(refused.flatMap((r) => r.readers))];
-  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
-  const named = old.join(", ");
-  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
-  return new OpsError(
-    `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
-${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
-    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
-  );
-}
-function holdsRoundedInteger(value) {
-  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
-  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
-  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
-  return false;
-}
-function roundedError(env, rounded, untouched) {
-  const first = rounded[0];
-  const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
-  return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
-${rounded.map(line).join("\n")}`,
-    `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
-  );
-}
-function memberHolding(value, holds) {
-  return memberPaths(value).find((p) => holds(memberAt(value, p)));
-}
-function binaryMemberRefused(env, key, secret, member) {
-  return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
-}
-function renderDotenv(env, secrets) {
-  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
-  const missing = [];
-  const rounded = [];
-  const refused = [];
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
-  const records = [];
-  const forms = /* @__PURE__ */ Object.create(null);
-  for (const [key, spec] of Object.entries(env.config.env)) {
-    let value;
-    if (typeof spec === "string") value = spec;
-    else {
-      const found = lookup(secrets, spec.secret);
-      if (found === void 0 || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
-        continue;
-      }
-      const binary = memberHolding(found, holdsBinary);
-      if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
-      const round = memberHolding(found, holdsRoundedInteger);
-      if (round) {
-        rounded.push({ key, secret: spec.secret, member: round });
-        continue;
-      }
-      value = asString(found);
-    }
-    const encoded = encodeVariable(env, key, spec, value);
-    if ("refused" in encoded) {
-      refused.push(encoded.refused);
-      continue;
-    }
-    lines.push(`${key}=${encoded.text}`);
-    records.push(`${key}=${value}\0`);
-    forms[key] = encoded.form;
-  }
-  if (missing.length)
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
-${missing.map((m) => `  - ${m}`).join("\n")}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
-    );
-  if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
-  if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
-  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
-}
-function memberPaths(value, path = []) {
-  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
-  return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
-}
-function memberAt(value, path) {
-  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
-}
-function memberKey(secret, path) {
-  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
-}
-function environLoader(...files) {
-  const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
-  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
-  if (!tests.length) return "";
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-${tests.join("\n")}
-fi
-unset -v REPLY`;
-}
-
-// core/packages.ts
-init_errors();
-init_tree();
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-
-// core/steps/system.ts
-init_errors();
-init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
-var NPMRC_TOKEN_PY = String.raw`import json, re, sys
-key = sys.argv[1]
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith(key):
-        v = line[len(key):].rstrip("\n")
-        if v.startswith('"'):
-            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
-        sys.stdout.write(v)
-        break`;
-function provisionedMarker(env) {
-  return `${env.layout.state}/provisioned`;
-}
-function readProvisioned(env) {
-  const f = provisionedMarker(env);
-  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
-}
-function notProvisioned(env) {
-  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
-}
-
-// core/steps/facts.ts
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -73855,7 +74018,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -73936,14 +74099,13 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-${readProvisioned(env)}
 # The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
 # release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
 if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
 printf -v now '%(%s)T' -1
 ops_report ${RELEASE_KEYS.now} "$now"
-ops_report ${RELEASE_KEYS.provisioned} "${"$"}{provisioned:-no}"
+${reportProvisioned(env)}
 ops_report ${RELEASE_KEYS.current} "$cur_id"
 ops_report ${RELEASE_KEYS.slot} "$slot"
 ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
@@ -74091,66 +74253,6 @@ rm -f ${quote(uploaded)}
 OPS_INITDATA_FILE="$tmp/initdata.yml" runuser -u ${u} -- env HOME=${quote(`/home/${env.appUser}`)} OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail
 ${inner}`)}`
   };
-}
-
-// core/ops/secrets.ts
-init_environment();
-import { existsSync as existsSync8 } from "node:fs";
-import { join as join9 } from "node:path";
-init_errors();
-init_parts();
-var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
-function plainPasswords(env) {
-  const values = [
-    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
-    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
-  ];
-  return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlPassword(v) : [];
-    return passwords.length ? [{ path, passwords }] : [];
-  });
-}
-function maskPlainPasswords(ctx, env, warn) {
-  const found = plainPasswords(env);
-  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
-  if (warn && found.length)
-    ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
-    );
-}
-async function environmentSecrets(ctx, env) {
-  maskPlainPasswords(ctx, env, true);
-  const file = join9(env.dir, SECRETS_FILE);
-  const label = `environments/${env.name}/${SECRETS_FILE}`;
-  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
-  if (!existsSync8(file)) {
-    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
-    return {};
-  }
-  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
-  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
-  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
-  allowSecretRefs(env, ctx);
-  const masked = [];
-  let decrypted;
-  try {
-    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
-    const seen = new Set(masked);
-    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
-  } finally {
-    for (const v of masked) ctx.reporter.mask(v);
-  }
-  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
-    throw new OpsError(
-      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
-      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
-    );
-  const placeholders = findPlaceholders2(decrypted.tree);
-  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
-  return decrypted.data;
-}
-function allowSecretRefs(env, ctx) {
-  for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
 }
 
 // core/ops/host-state.ts
@@ -75680,7 +75782,8 @@ function parseState(r) {
     if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
+    // Only the marker's absence is "never provisioned" (unknown is not).
+    provisioned: provisionedIn(r) !== false,
     current: reported(r, RELEASE_KEYS.current) ?? "",
     liveSha: reported(r, RELEASE_KEYS.live_sha) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
@@ -75789,7 +75892,9 @@ function readAudit(env, lines) {
     as: "login",
     timeout: 30,
     quiet: true,
-    script: `f=${quote(env.layout.audit)}
+    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
+    script: `${reportProvisioned(env, "login")}
+f=${quote(env.layout.audit)}
 [ -f "$f" ] || exit 0
 tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
   };
@@ -75844,6 +75949,7 @@ if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var LOCK_BUSY_EXIT = 3;
+var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
 OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
@@ -75870,7 +75976,9 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
+${req2.provisioned ? `# Never provisioned: refused before anything is made here (the lock's directory is provision's to make).
+if [ ! -f ${quote(provisionedMarker(env))} ]; then ops_report ${PROVISIONED_KEYS.provisioned} no; exit ${LOCK_UNPROVISIONED_EXIT}; fi
+` : ""}lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
@@ -75993,6 +76101,7 @@ function lockStatus(env) {
     timeout: 30,
     quiet: true,
     script: `${CONNECTION_FUNCTIONS}
+${reportProvisioned(env, "login")}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
@@ -76118,12 +76227,20 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
+var Unprovisioned = class extends Error {
+  constructor(host) {
+    super(`${host} is not provisioned`);
+    this.host = host;
+  }
+  host;
+};
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
+  if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
@@ -76168,7 +76285,7 @@ function failedRun(e, env, fields, defaults, redact) {
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes11(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes11(8).toString("hex"), wait: env.config.switch.lock_wait, ...options.unprovisioned && { provisioned: true } };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
@@ -76386,9 +76503,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       }
     })
   );
-  const failed = settled.find((s) => s.status === "rejected");
+  const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
+  const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
+  const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");
   if (failed) {
-    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
+    failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
@@ -76550,8 +76669,6 @@ async function initdataRun(ctx, env, options, known) {
           locked.audit(host.name, { result: "failed", ...state.current && { release: state.current }, message: auditReason(`refused, nothing changed: ${auditReason(e, (t) => ctx.reporter.redact(t))}`) });
           return e;
         };
-        const bare = unprovisionedError(env, [{ host: host.name, state }], "nothing was loaded", `deploy first: ops deploy ${env.name}`);
-        if (bare) throw refuse2(bare);
         if (!state.current) throw refuse2(new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`));
         if (expected !== void 0) {
           const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? "none";
@@ -76569,7 +76686,8 @@ async function initdataRun(ctx, env, options, known) {
           throw e;
         }
       },
-      { inspect: deployState(env), lockRead: partialState }
+      // Never provisioned: refused by the lock step, said first (no release is live there only as a symptom of it).
+      { inspect: deployState(env), lockRead: partialState, unprovisioned: { nothing: "nothing was loaded", then: `deploy first: ops deploy ${env.name}` } }
     ),
     [env.hosts[0]]
   );
@@ -76587,7 +76705,7 @@ function initdataSummary(r) {
 
 // actions/initdata/main.ts
 await runAction({ required: ["environment", "ssh-key"], flags: { "live-settings": false } }, async ({ ops, reporter, input, flag }) => {
-  const env = loadEnvironment(input("environment", { required: true }), ops.root);
+  const env = openEnvironment(ops, input("environment", { required: true }));
   const file = input("file");
   const result = await initdata(ops, env, { file: file ? join10(ops.root, file) : void 0, liveSettings: flag("live-settings") });
   await reporter.summary(initdataSummary(result));

@@ -19409,6 +19409,31 @@ function urlPassword(value) {
   const password = userinfo.slice(colon + 1);
   return password ? [password, percentDecode(password)] : [];
 }
+function splitPassword(url) {
+  const m = URL_AUTHORITY.exec(url);
+  if (!m) return void 0;
+  const start = url.indexOf("://") + 3;
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
+  if (colon < 0 || colon + 1 === at2) return void 0;
+  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
+}
+function urlPasswordsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
+}
+function hideUrlPassword(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const split3 = splitPassword(url);
+    return split3 ? `${split3[0]}***${split3[2]}` : url;
+  });
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
 function jsonStrings(value) {
   const t = value.trim();
   if (!/^[[{]/.test(t)) return [];
@@ -19565,7 +19590,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19624,6 +19649,9 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -29423,7 +29451,7 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (/secret-key-/i.test(value)) {
+  if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
@@ -29471,6 +29499,7 @@ var init_keys = __esm({
     init_dist();
     init_errors();
     init_key_file();
+    init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
   }
@@ -37067,13 +37096,21 @@ function decodeUtf8(bytes, where, hint) {
     );
   }
 }
-var strict, lenient;
+function refuseLoneSurrogate(text, where) {
+  if (!LONE_SURROGATE.test(text)) return;
+  throw new OpsError(
+    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
+    "write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text"
+  );
+}
+var strict, lenient, LONE_SURROGATE;
 var init_utf8 = __esm({
   "core/secrets/utf8.ts"() {
     "use strict";
     init_errors();
     strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+    LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
   }
 });
 
@@ -37272,7 +37309,10 @@ function describe(value) {
   if (value instanceof Map) return "a !!omap or !!pairs value";
   if (isMapping(value)) return "a mapping";
   if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 function fail(problems, path, form, value, extra = "") {
@@ -37410,6 +37450,7 @@ function opt(schema, doc, defaultValue) {
 var init_schema = __esm({
   "core/config/schema.ts"() {
     "use strict";
+    init_parts();
   }
 });
 
@@ -37597,6 +37638,9 @@ function appDirectoryProblem(baseDir, app, appUser2) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
+function noUrlPassword(where) {
+  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
   const segments = v.split("/").slice(1, -1);
@@ -37633,6 +37677,7 @@ var init_environment_schema = __esm({
     init_dotenv_readers();
     init_env_names();
     init_shell();
+    init_parts();
     init_hostkey();
     init_schema_object();
     init_schema();
@@ -37754,10 +37799,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -37880,7 +37925,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -38101,12 +38146,12 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
-        `${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        hideSecrets(`${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -38114,12 +38159,28 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`,
     if (e instanceof OpsError) throw e;
     const aliases = /alias/i.test(String(e.message));
     throw new OpsError(
-      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
       aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+function yamlErrorMessage(label, text, error2) {
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const at2 = error2.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  if (!at2) return `${label} is not valid YAML: ${said}`;
+  const line = lines[at2.line - 1] ?? "";
+  const before = line.slice(0, at2.col - 1);
+  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
+` : "";
+  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
+  return `${label} is not valid YAML: ${said}:
+
+${context}${hideSecrets(line)}
+${" ".repeat(hideSecrets(before).length)}^
+`;
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38202,6 +38263,7 @@ var init_environment = __esm({
     init_dotenv_readers();
     init_errors();
     init_shell();
+    init_parts();
     init_utf8();
     init_yaml_depth();
     init_environment_schema();
@@ -38214,8 +38276,8 @@ var init_environment = __esm({
       constructor(file, problems) {
         const n = problems.length;
         super(
-          `${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
+          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
           'fix the file; every key and its expected form is listed in the README under "Environment reference"'
         );
         this.file = file;
@@ -38698,6 +38760,10454 @@ var init_tree = __esm({
     init_tree_scalars();
     str = (value) => ({ kind: "scalar", type: "str", value });
     PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+  }
+});
+
+// node_modules/graceful-fs/polyfills.js
+var require_polyfills = __commonJS({
+  "node_modules/graceful-fs/polyfills.js"(exports, module) {
+    var constants4 = __require("constants");
+    var origCwd = process.cwd;
+    var cwd = null;
+    var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
+    process.cwd = function() {
+      if (!cwd)
+        cwd = origCwd.call(process);
+      return cwd;
+    };
+    try {
+      process.cwd();
+    } catch (er) {
+    }
+    if (typeof process.chdir === "function") {
+      chdir = process.chdir;
+      process.chdir = function(d) {
+        cwd = null;
+        chdir.call(process, d);
+      };
+      if (Object.setPrototypeOf) Object.setPrototypeOf(process.chdir, chdir);
+    }
+    var chdir;
+    module.exports = patch;
+    function patch(fs5) {
+      if (constants4.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
+        patchLchmod(fs5);
+      }
+      if (!fs5.lutimes) {
+        patchLutimes(fs5);
+      }
+      fs5.chown = chownFix(fs5.chown);
+      fs5.fchown = chownFix(fs5.fchown);
+      fs5.lchown = chownFix(fs5.lchown);
+      fs5.chmod = chmodFix(fs5.chmod);
+      fs5.fchmod = chmodFix(fs5.fchmod);
+      fs5.lchmod = chmodFix(fs5.lchmod);
+      fs5.chownSync = chownFixSync(fs5.chownSync);
+      fs5.fchownSync = chownFixSync(fs5.fchownSync);
+      fs5.lchownSync = chownFixSync(fs5.lchownSync);
+      fs5.chmodSync = chmodFixSync(fs5.chmodSync);
+      fs5.fchmodSync = chmodFixSync(fs5.fchmodSync);
+      fs5.lchmodSync = chmodFixSync(fs5.lchmodSync);
+      fs5.stat = statFix(fs5.stat);
+      fs5.fstat = statFix(fs5.fstat);
+      fs5.lstat = statFix(fs5.lstat);
+      fs5.statSync = statFixSync(fs5.statSync);
+      fs5.fstatSync = statFixSync(fs5.fstatSync);
+      fs5.lstatSync = statFixSync(fs5.lstatSync);
+      if (fs5.chmod && !fs5.lchmod) {
+        fs5.lchmod = function(path, mode, cb) {
+          if (cb) process.nextTick(cb);
+        };
+        fs5.lchmodSync = function() {
+        };
+      }
+      if (fs5.chown && !fs5.lchown) {
+        fs5.lchown = function(path, uid, gid, cb) {
+          if (cb) process.nextTick(cb);
+        };
+        fs5.lchownSync = function() {
+        };
+      }
+      if (platform2 === "win32") {
+        fs5.rename = typeof fs5.rename !== "function" ? fs5.rename : (function(fs$rename) {
+          function rename3(from, to, cb) {
+            var start = Date.now();
+            var backoff = 0;
+            fs$rename(from, to, function CB(er) {
+              if (er && (er.code === "EACCES" || er.code === "EPERM" || er.code === "EBUSY") && Date.now() - start < 6e4) {
+                setTimeout(function() {
+                  fs5.stat(to, function(stater, st) {
+                    if (stater && stater.code === "ENOENT")
+                      fs$rename(from, to, CB);
+                    else
+                      cb(er);
+                  });
+                }, backoff);
+                if (backoff < 100)
+                  backoff += 10;
+                return;
+              }
+              if (cb) cb(er);
+            });
+          }
+          if (Object.setPrototypeOf) Object.setPrototypeOf(rename3, fs$rename);
+          return rename3;
+        })(fs5.rename);
+      }
+      fs5.read = typeof fs5.read !== "function" ? fs5.read : (function(fs$read) {
+        function read2(fd, buffer, offset, length, position, callback_) {
+          var callback;
+          if (callback_ && typeof callback_ === "function") {
+            var eagCounter = 0;
+            callback = function(er, _, __) {
+              if (er && er.code === "EAGAIN" && eagCounter < 10) {
+                eagCounter++;
+                return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
+              }
+              callback_.apply(this, arguments);
+            };
+          }
+          return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
+        }
+        if (Object.setPrototypeOf) Object.setPrototypeOf(read2, fs$read);
+        return read2;
+      })(fs5.read);
+      fs5.readSync = typeof fs5.readSync !== "function" ? fs5.readSync : /* @__PURE__ */ (function(fs$readSync) {
+        return function(fd, buffer, offset, length, position) {
+          var eagCounter = 0;
+          while (true) {
+            try {
+              return fs$readSync.call(fs5, fd, buffer, offset, length, position);
+            } catch (er) {
+              if (er.code === "EAGAIN" && eagCounter < 10) {
+                eagCounter++;
+                continue;
+              }
+              throw er;
+            }
+          }
+        };
+      })(fs5.readSync);
+      function patchLchmod(fs6) {
+        fs6.lchmod = function(path, mode, callback) {
+          fs6.open(
+            path,
+            constants4.O_WRONLY | constants4.O_SYMLINK,
+            mode,
+            function(err, fd) {
+              if (err) {
+                if (callback) callback(err);
+                return;
+              }
+              fs6.fchmod(fd, mode, function(err2) {
+                fs6.close(fd, function(err22) {
+                  if (callback) callback(err2 || err22);
+                });
+              });
+            }
+          );
+        };
+        fs6.lchmodSync = function(path, mode) {
+          var fd = fs6.openSync(path, constants4.O_WRONLY | constants4.O_SYMLINK, mode);
+          var threw = true;
+          var ret;
+          try {
+            ret = fs6.fchmodSync(fd, mode);
+            threw = false;
+          } finally {
+            if (threw) {
+              try {
+                fs6.closeSync(fd);
+              } catch (er) {
+              }
+            } else {
+              fs6.closeSync(fd);
+            }
+          }
+          return ret;
+        };
+      }
+      function patchLutimes(fs6) {
+        if (constants4.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
+          fs6.lutimes = function(path, at2, mt, cb) {
+            fs6.open(path, constants4.O_SYMLINK, function(er, fd) {
+              if (er) {
+                if (cb) cb(er);
+                return;
+              }
+              fs6.futimes(fd, at2, mt, function(er2) {
+                fs6.close(fd, function(er22) {
+                  if (cb) cb(er2 || er22);
+                });
+              });
+            });
+          };
+          fs6.lutimesSync = function(path, at2, mt) {
+            var fd = fs6.openSync(path, constants4.O_SYMLINK);
+            var ret;
+            var threw = true;
+            try {
+              ret = fs6.futimesSync(fd, at2, mt);
+              threw = false;
+            } finally {
+              if (threw) {
+                try {
+                  fs6.closeSync(fd);
+                } catch (er) {
+                }
+              } else {
+                fs6.closeSync(fd);
+              }
+            }
+            return ret;
+          };
+        } else if (fs6.futimes) {
+          fs6.lutimes = function(_a, _b, _c, cb) {
+            if (cb) process.nextTick(cb);
+          };
+          fs6.lutimesSync = function() {
+          };
+        }
+      }
+      function chmodFix(orig) {
+        if (!orig) return orig;
+        return function(target, mode, cb) {
+          return orig.call(fs5, target, mode, function(er) {
+            if (chownErOk(er)) er = null;
+            if (cb) cb.apply(this, arguments);
+          });
+        };
+      }
+      function chmodFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, mode) {
+          try {
+            return orig.call(fs5, target, mode);
+          } catch (er) {
+            if (!chownErOk(er)) throw er;
+          }
+        };
+      }
+      function chownFix(orig) {
+        if (!orig) return orig;
+        return function(target, uid, gid, cb) {
+          return orig.call(fs5, target, uid, gid, function(er) {
+            if (chownErOk(er)) er = null;
+            if (cb) cb.apply(this, arguments);
+          });
+        };
+      }
+      function chownFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, uid, gid) {
+          try {
+            return orig.call(fs5, target, uid, gid);
+          } catch (er) {
+            if (!chownErOk(er)) throw er;
+          }
+        };
+      }
+      function statFix(orig) {
+        if (!orig) return orig;
+        return function(target, options, cb) {
+          if (typeof options === "function") {
+            cb = options;
+            options = null;
+          }
+          function callback(er, stats) {
+            if (stats) {
+              if (stats.uid < 0) stats.uid += 4294967296;
+              if (stats.gid < 0) stats.gid += 4294967296;
+            }
+            if (cb) cb.apply(this, arguments);
+          }
+          return options ? orig.call(fs5, target, options, callback) : orig.call(fs5, target, callback);
+        };
+      }
+      function statFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, options) {
+          var stats = options ? orig.call(fs5, target, options) : orig.call(fs5, target);
+          if (stats) {
+            if (stats.uid < 0) stats.uid += 4294967296;
+            if (stats.gid < 0) stats.gid += 4294967296;
+          }
+          return stats;
+        };
+      }
+      function chownErOk(er) {
+        if (!er)
+          return true;
+        if (er.code === "ENOSYS")
+          return true;
+        var nonroot = !process.getuid || process.getuid() !== 0;
+        if (nonroot) {
+          if (er.code === "EINVAL" || er.code === "EPERM")
+            return true;
+        }
+        return false;
+      }
+    }
+  }
+});
+
+// node_modules/graceful-fs/legacy-streams.js
+var require_legacy_streams = __commonJS({
+  "node_modules/graceful-fs/legacy-streams.js"(exports, module) {
+    var Stream = __require("stream").Stream;
+    module.exports = legacy;
+    function legacy(fs5) {
+      return {
+        ReadStream,
+        WriteStream
+      };
+      function ReadStream(path, options) {
+        if (!(this instanceof ReadStream)) return new ReadStream(path, options);
+        Stream.call(this);
+        var self2 = this;
+        this.path = path;
+        this.fd = null;
+        this.readable = true;
+        this.paused = false;
+        this.flags = "r";
+        this.mode = 438;
+        this.bufferSize = 64 * 1024;
+        options = options || {};
+        var keys = Object.keys(options);
+        for (var index = 0, length = keys.length; index < length; index++) {
+          var key = keys[index];
+          this[key] = options[key];
+        }
+        if (this.encoding) this.setEncoding(this.encoding);
+        if (this.start !== void 0) {
+          if ("number" !== typeof this.start) {
+            throw TypeError("start must be a Number");
+          }
+          if (this.end === void 0) {
+            this.end = Infinity;
+          } else if ("number" !== typeof this.end) {
+            throw TypeError("end must be a Number");
+          }
+          if (this.start > this.end) {
+            throw new Error("start must be <= end");
+          }
+          this.pos = this.start;
+        }
+        if (this.fd !== null) {
+          process.nextTick(function() {
+            self2._read();
+          });
+          return;
+        }
+        fs5.open(this.path, this.flags, this.mode, function(err, fd) {
+          if (err) {
+            self2.emit("error", err);
+            self2.readable = false;
+            return;
+          }
+          self2.fd = fd;
+          self2.emit("open", fd);
+          self2._read();
+        });
+      }
+      function WriteStream(path, options) {
+        if (!(this instanceof WriteStream)) return new WriteStream(path, options);
+        Stream.call(this);
+        this.path = path;
+        this.fd = null;
+        this.writable = true;
+        this.flags = "w";
+        this.encoding = "binary";
+        this.mode = 438;
+        this.bytesWritten = 0;
+        options = options || {};
+        var keys = Object.keys(options);
+        for (var index = 0, length = keys.length; index < length; index++) {
+          var key = keys[index];
+          this[key] = options[key];
+        }
+        if (this.start !== void 0) {
+          if ("number" !== typeof this.start) {
+            throw TypeError("start must be a Number");
+          }
+          if (this.start < 0) {
+            throw new Error("start must be >= zero");
+          }
+          this.pos = this.start;
+        }
+        this.busy = false;
+        this._queue = [];
+        if (this.fd === null) {
+          this._open = fs5.open;
+          this._queue.push([this._open, this.path, this.flags, this.mode, void 0]);
+          this.flush();
+        }
+      }
+    }
+  }
+});
+
+// node_modules/graceful-fs/clone.js
+var require_clone = __commonJS({
+  "node_modules/graceful-fs/clone.js"(exports, module) {
+    "use strict";
+    module.exports = clone;
+    var getPrototypeOf = Object.getPrototypeOf || function(obj) {
+      return obj.__proto__;
+    };
+    function clone(obj) {
+      if (obj === null || typeof obj !== "object")
+        return obj;
+      if (obj instanceof Object)
+        var copy = { __proto__: getPrototypeOf(obj) };
+      else
+        var copy = /* @__PURE__ */ Object.create(null);
+      Object.getOwnPropertyNames(obj).forEach(function(key) {
+        Object.defineProperty(copy, key, Object.getOwnPropertyDescriptor(obj, key));
+      });
+      return copy;
+    }
+  }
+});
+
+// node_modules/graceful-fs/graceful-fs.js
+var require_graceful_fs = __commonJS({
+  "node_modules/graceful-fs/graceful-fs.js"(exports, module) {
+    var fs5 = __require("fs");
+    var polyfills = require_polyfills();
+    var legacy = require_legacy_streams();
+    var clone = require_clone();
+    var util = __require("util");
+    var gracefulQueue;
+    var previousSymbol;
+    if (typeof Symbol === "function" && typeof Symbol.for === "function") {
+      gracefulQueue = /* @__PURE__ */ Symbol.for("graceful-fs.queue");
+      previousSymbol = /* @__PURE__ */ Symbol.for("graceful-fs.previous");
+    } else {
+      gracefulQueue = "___graceful-fs.queue";
+      previousSymbol = "___graceful-fs.previous";
+    }
+    function noop() {
+    }
+    function publishQueue(context, queue2) {
+      Object.defineProperty(context, gracefulQueue, {
+        get: function() {
+          return queue2;
+        }
+      });
+    }
+    var debug2 = noop;
+    if (util.debuglog)
+      debug2 = util.debuglog("gfs4");
+    else if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || ""))
+      debug2 = function() {
+        var m = util.format.apply(util, arguments);
+        m = "GFS4: " + m.split(/\n/).join("\nGFS4: ");
+        console.error(m);
+      };
+    if (!fs5[gracefulQueue]) {
+      queue = global[gracefulQueue] || [];
+      publishQueue(fs5, queue);
+      fs5.close = (function(fs$close) {
+        function close(fd, cb) {
+          return fs$close.call(fs5, fd, function(err) {
+            if (!err) {
+              resetQueue();
+            }
+            if (typeof cb === "function")
+              cb.apply(this, arguments);
+          });
+        }
+        Object.defineProperty(close, previousSymbol, {
+          value: fs$close
+        });
+        return close;
+      })(fs5.close);
+      fs5.closeSync = (function(fs$closeSync) {
+        function closeSync(fd) {
+          fs$closeSync.apply(fs5, arguments);
+          resetQueue();
+        }
+        Object.defineProperty(closeSync, previousSymbol, {
+          value: fs$closeSync
+        });
+        return closeSync;
+      })(fs5.closeSync);
+      if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || "")) {
+        process.on("exit", function() {
+          debug2(fs5[gracefulQueue]);
+          __require("assert").equal(fs5[gracefulQueue].length, 0);
+        });
+      }
+    }
+    var queue;
+    if (!global[gracefulQueue]) {
+      publishQueue(global, fs5[gracefulQueue]);
+    }
+    module.exports = patch(clone(fs5));
+    if (process.env.TEST_GRACEFUL_FS_GLOBAL_PATCH && !fs5.__patched) {
+      module.exports = patch(fs5);
+      fs5.__patched = true;
+    }
+    function patch(fs6) {
+      polyfills(fs6);
+      fs6.gracefulify = patch;
+      fs6.createReadStream = createReadStream;
+      fs6.createWriteStream = createWriteStream;
+      var fs$readFile = fs6.readFile;
+      fs6.readFile = readFile4;
+      function readFile4(path, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$readFile(path, options, cb);
+        function go$readFile(path2, options2, cb2, startTime) {
+          return fs$readFile(path2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$readFile, [path2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$writeFile = fs6.writeFile;
+      fs6.writeFile = writeFile3;
+      function writeFile3(path, data, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$writeFile(path, data, options, cb);
+        function go$writeFile(path2, data2, options2, cb2, startTime) {
+          return fs$writeFile(path2, data2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$writeFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$appendFile = fs6.appendFile;
+      if (fs$appendFile)
+        fs6.appendFile = appendFile2;
+      function appendFile2(path, data, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$appendFile(path, data, options, cb);
+        function go$appendFile(path2, data2, options2, cb2, startTime) {
+          return fs$appendFile(path2, data2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$appendFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$copyFile = fs6.copyFile;
+      if (fs$copyFile)
+        fs6.copyFile = copyFile2;
+      function copyFile2(src, dest, flags, cb) {
+        if (typeof flags === "function") {
+          cb = flags;
+          flags = 0;
+        }
+        return go$copyFile(src, dest, flags, cb);
+        function go$copyFile(src2, dest2, flags2, cb2, startTime) {
+          return fs$copyFile(src2, dest2, flags2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$copyFile, [src2, dest2, flags2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$readdir = fs6.readdir;
+      fs6.readdir = readdir2;
+      var noReaddirOptionVersions = /^v[0-5]\./;
+      function readdir2(path, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        var go$readdir = noReaddirOptionVersions.test(process.version) ? function go$readdir2(path2, options2, cb2, startTime) {
+          return fs$readdir(path2, fs$readdirCallback(
+            path2,
+            options2,
+            cb2,
+            startTime
+          ));
+        } : function go$readdir2(path2, options2, cb2, startTime) {
+          return fs$readdir(path2, options2, fs$readdirCallback(
+            path2,
+            options2,
+            cb2,
+            startTime
+          ));
+        };
+        return go$readdir(path, options, cb);
+        function fs$readdirCallback(path2, options2, cb2, startTime) {
+          return function(err, files) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([
+                go$readdir,
+                [path2, options2, cb2],
+                err,
+                startTime || Date.now(),
+                Date.now()
+              ]);
+            else {
+              if (files && files.sort)
+                files.sort();
+              if (typeof cb2 === "function")
+                cb2.call(this, err, files);
+            }
+          };
+        }
+      }
+      if (process.version.substr(0, 4) === "v0.8") {
+        var legStreams = legacy(fs6);
+        ReadStream = legStreams.ReadStream;
+        WriteStream = legStreams.WriteStream;
+      }
+      var fs$ReadStream = fs6.ReadStream;
+      if (fs$ReadStream) {
+        ReadStream.prototype = Object.create(fs$ReadStream.prototype);
+        ReadStream.prototype.open = ReadStream$open;
+      }
+      var fs$WriteStream = fs6.WriteStream;
+      if (fs$WriteStream) {
+        WriteStream.prototype = Object.create(fs$WriteStream.prototype);
+        WriteStream.prototype.open = WriteStream$open;
+      }
+      Object.defineProperty(fs6, "ReadStream", {
+        get: function() {
+          return ReadStream;
+        },
+        set: function(val) {
+          ReadStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      Object.defineProperty(fs6, "WriteStream", {
+        get: function() {
+          return WriteStream;
+        },
+        set: function(val) {
+          WriteStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      var FileReadStream = ReadStream;
+      Object.defineProperty(fs6, "FileReadStream", {
+        get: function() {
+          return FileReadStream;
+        },
+        set: function(val) {
+          FileReadStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      var FileWriteStream = WriteStream;
+      Object.defineProperty(fs6, "FileWriteStream", {
+        get: function() {
+          return FileWriteStream;
+        },
+        set: function(val) {
+          FileWriteStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      function ReadStream(path, options) {
+        if (this instanceof ReadStream)
+          return fs$ReadStream.apply(this, arguments), this;
+        else
+          return ReadStream.apply(Object.create(ReadStream.prototype), arguments);
+      }
+      function ReadStream$open() {
+        var that = this;
+        open3(that.path, that.flags, that.mode, function(err, fd) {
+          if (err) {
+            if (that.autoClose)
+              that.destroy();
+            that.emit("error", err);
+          } else {
+            that.fd = fd;
+            that.emit("open", fd);
+            that.read();
+          }
+        });
+      }
+      function WriteStream(path, options) {
+        if (this instanceof WriteStream)
+          return fs$WriteStream.apply(this, arguments), this;
+        else
+          return WriteStream.apply(Object.create(WriteStream.prototype), arguments);
+      }
+      function WriteStream$open() {
+        var that = this;
+        open3(that.path, that.flags, that.mode, function(err, fd) {
+          if (err) {
+            that.destroy();
+            that.emit("error", err);
+          } else {
+            that.fd = fd;
+            that.emit("open", fd);
+          }
+        });
+      }
+      function createReadStream(path, options) {
+        return new fs6.ReadStream(path, options);
+      }
+      function createWriteStream(path, options) {
+        return new fs6.WriteStream(path, options);
+      }
+      var fs$open = fs6.open;
+      fs6.open = open3;
+      function open3(path, flags, mode, cb) {
+        if (typeof mode === "function")
+          cb = mode, mode = null;
+        return go$open(path, flags, mode, cb);
+        function go$open(path2, flags2, mode2, cb2, startTime) {
+          return fs$open(path2, flags2, mode2, function(err, fd) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$open, [path2, flags2, mode2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      return fs6;
+    }
+    function enqueue(elem) {
+      debug2("ENQUEUE", elem[0].name, elem[1]);
+      fs5[gracefulQueue].push(elem);
+      retry();
+    }
+    var retryTimer;
+    function resetQueue() {
+      var now = Date.now();
+      for (var i = 0; i < fs5[gracefulQueue].length; ++i) {
+        if (fs5[gracefulQueue][i].length > 2) {
+          fs5[gracefulQueue][i][3] = now;
+          fs5[gracefulQueue][i][4] = now;
+        }
+      }
+      retry();
+    }
+    function retry() {
+      clearTimeout(retryTimer);
+      retryTimer = void 0;
+      if (fs5[gracefulQueue].length === 0)
+        return;
+      var elem = fs5[gracefulQueue].shift();
+      var fn = elem[0];
+      var args = elem[1];
+      var err = elem[2];
+      var startTime = elem[3];
+      var lastTime = elem[4];
+      if (startTime === void 0) {
+        debug2("RETRY", fn.name, args);
+        fn.apply(null, args);
+      } else if (Date.now() - startTime >= 6e4) {
+        debug2("TIMEOUT", fn.name, args);
+        var cb = args.pop();
+        if (typeof cb === "function")
+          cb.call(null, err);
+      } else {
+        var sinceAttempt = Date.now() - lastTime;
+        var sinceStart = Math.max(lastTime - startTime, 1);
+        var desiredDelay = Math.min(sinceStart * 1.2, 100);
+        if (sinceAttempt >= desiredDelay) {
+          debug2("RETRY", fn.name, args);
+          fn.apply(null, args.concat([startTime]));
+        } else {
+          fs5[gracefulQueue].push(elem);
+        }
+      }
+      if (retryTimer === void 0) {
+        retryTimer = setTimeout(retry, 0);
+      }
+    }
+  }
+});
+
+// node_modules/retry/lib/retry_operation.js
+var require_retry_operation = __commonJS({
+  "node_modules/retry/lib/retry_operation.js"(exports, module) {
+    function RetryOperation(timeouts, options) {
+      if (typeof options === "boolean") {
+        options = { forever: options };
+      }
+      this._originalTimeouts = JSON.parse(JSON.stringify(timeouts));
+      this._timeouts = timeouts;
+      this._options = options || {};
+      this._maxRetryTime = options && options.maxRetryTime || Infinity;
+      this._fn = null;
+      this._errors = [];
+      this._attempts = 1;
+      this._operationTimeout = null;
+      this._operationTimeoutCb = null;
+      this._timeout = null;
+      this._operationStart = null;
+      if (this._options.forever) {
+        this._cachedTimeouts = this._timeouts.slice(0);
+      }
+    }
+    module.exports = RetryOperation;
+    RetryOperation.prototype.reset = function() {
+      this._attempts = 1;
+      this._timeouts = this._originalTimeouts;
+    };
+    RetryOperation.prototype.stop = function() {
+      if (this._timeout) {
+        clearTimeout(this._timeout);
+      }
+      this._timeouts = [];
+      this._cachedTimeouts = null;
+    };
+    RetryOperation.prototype.retry = function(err) {
+      if (this._timeout) {
+        clearTimeout(this._timeout);
+      }
+      if (!err) {
+        return false;
+      }
+      var currentTime = (/* @__PURE__ */ new Date()).getTime();
+      if (err && currentTime - this._operationStart >= this._maxRetryTime) {
+        this._errors.unshift(new Error("RetryOperation timeout occurred"));
+        return false;
+      }
+      this._errors.push(err);
+      var timeout = this._timeouts.shift();
+      if (timeout === void 0) {
+        if (this._cachedTimeouts) {
+          this._errors.splice(this._errors.length - 1, this._errors.length);
+          this._timeouts = this._cachedTimeouts.slice(0);
+          timeout = this._timeouts.shift();
+        } else {
+          return false;
+        }
+      }
+      var self2 = this;
+      var timer = setTimeout(function() {
+        self2._attempts++;
+        if (self2._operationTimeoutCb) {
+          self2._timeout = setTimeout(function() {
+            self2._operationTimeoutCb(self2._attempts);
+          }, self2._operationTimeout);
+          if (self2._options.unref) {
+            self2._timeout.unref();
+          }
+        }
+        self2._fn(self2._attempts);
+      }, timeout);
+      if (this._options.unref) {
+        timer.unref();
+      }
+      return true;
+    };
+    RetryOperation.prototype.attempt = function(fn, timeoutOps) {
+      this._fn = fn;
+      if (timeoutOps) {
+        if (timeoutOps.timeout) {
+          this._operationTimeout = timeoutOps.timeout;
+        }
+        if (timeoutOps.cb) {
+          this._operationTimeoutCb = timeoutOps.cb;
+        }
+      }
+      var self2 = this;
+      if (this._operationTimeoutCb) {
+        this._timeout = setTimeout(function() {
+          self2._operationTimeoutCb();
+        }, self2._operationTimeout);
+      }
+      this._operationStart = (/* @__PURE__ */ new Date()).getTime();
+      this._fn(this._attempts);
+    };
+    RetryOperation.prototype.try = function(fn) {
+      console.log("Using RetryOperation.try() is deprecated");
+      this.attempt(fn);
+    };
+    RetryOperation.prototype.start = function(fn) {
+      console.log("Using RetryOperation.start() is deprecated");
+      this.attempt(fn);
+    };
+    RetryOperation.prototype.start = RetryOperation.prototype.try;
+    RetryOperation.prototype.errors = function() {
+      return this._errors;
+    };
+    RetryOperation.prototype.attempts = function() {
+      return this._attempts;
+    };
+    RetryOperation.prototype.mainError = function() {
+      if (this._errors.length === 0) {
+        return null;
+      }
+      var counts = {};
+      var mainError = null;
+      var mainErrorCount = 0;
+      for (var i = 0; i < this._errors.length; i++) {
+        var error2 = this._errors[i];
+        var message = error2.message;
+        var count = (counts[message] || 0) + 1;
+        counts[message] = count;
+        if (count >= mainErrorCount) {
+          mainError = error2;
+          mainErrorCount = count;
+        }
+      }
+      return mainError;
+    };
+  }
+});
+
+// node_modules/retry/lib/retry.js
+var require_retry2 = __commonJS({
+  "node_modules/retry/lib/retry.js"(exports) {
+    var RetryOperation = require_retry_operation();
+    exports.operation = function(options) {
+      var timeouts = exports.timeouts(options);
+      return new RetryOperation(timeouts, {
+        forever: options && options.forever,
+        unref: options && options.unref,
+        maxRetryTime: options && options.maxRetryTime
+      });
+    };
+    exports.timeouts = function(options) {
+      if (options instanceof Array) {
+        return [].concat(options);
+      }
+      var opts2 = {
+        retries: 10,
+        factor: 2,
+        minTimeout: 1 * 1e3,
+        maxTimeout: Infinity,
+        randomize: false
+      };
+      for (var key in options) {
+        opts2[key] = options[key];
+      }
+      if (opts2.minTimeout > opts2.maxTimeout) {
+        throw new Error("minTimeout is greater than maxTimeout");
+      }
+      var timeouts = [];
+      for (var i = 0; i < opts2.retries; i++) {
+        timeouts.push(this.createTimeout(i, opts2));
+      }
+      if (options && options.forever && !timeouts.length) {
+        timeouts.push(this.createTimeout(i, opts2));
+      }
+      timeouts.sort(function(a, b) {
+        return a - b;
+      });
+      return timeouts;
+    };
+    exports.createTimeout = function(attempt, opts2) {
+      var random = opts2.randomize ? Math.random() + 1 : 1;
+      var timeout = Math.round(random * opts2.minTimeout * Math.pow(opts2.factor, attempt));
+      timeout = Math.min(timeout, opts2.maxTimeout);
+      return timeout;
+    };
+    exports.wrap = function(obj, options, methods) {
+      if (options instanceof Array) {
+        methods = options;
+        options = null;
+      }
+      if (!methods) {
+        methods = [];
+        for (var key in obj) {
+          if (typeof obj[key] === "function") {
+            methods.push(key);
+          }
+        }
+      }
+      for (var i = 0; i < methods.length; i++) {
+        var method = methods[i];
+        var original = obj[method];
+        obj[method] = function retryWrapper(original2) {
+          var op = exports.operation(options);
+          var args = Array.prototype.slice.call(arguments, 1);
+          var callback = args.pop();
+          args.push(function(err) {
+            if (op.retry(err)) {
+              return;
+            }
+            if (err) {
+              arguments[0] = op.mainError();
+            }
+            callback.apply(this, arguments);
+          });
+          op.attempt(function() {
+            original2.apply(obj, args);
+          });
+        }.bind(obj, original);
+        obj[method].options = options;
+      }
+    };
+  }
+});
+
+// node_modules/retry/index.js
+var require_retry3 = __commonJS({
+  "node_modules/retry/index.js"(exports, module) {
+    module.exports = require_retry2();
+  }
+});
+
+// node_modules/signal-exit/signals.js
+var require_signals = __commonJS({
+  "node_modules/signal-exit/signals.js"(exports, module) {
+    module.exports = [
+      "SIGABRT",
+      "SIGALRM",
+      "SIGHUP",
+      "SIGINT",
+      "SIGTERM"
+    ];
+    if (process.platform !== "win32") {
+      module.exports.push(
+        "SIGVTALRM",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGUSR2",
+        "SIGTRAP",
+        "SIGSYS",
+        "SIGQUIT",
+        "SIGIOT"
+        // should detect profiler and enable/disable accordingly.
+        // see #21
+        // 'SIGPROF'
+      );
+    }
+    if (process.platform === "linux") {
+      module.exports.push(
+        "SIGIO",
+        "SIGPOLL",
+        "SIGPWR",
+        "SIGSTKFLT",
+        "SIGUNUSED"
+      );
+    }
+  }
+});
+
+// node_modules/signal-exit/index.js
+var require_signal_exit = __commonJS({
+  "node_modules/signal-exit/index.js"(exports, module) {
+    var process2 = global.process;
+    var processOk = function(process3) {
+      return process3 && typeof process3 === "object" && typeof process3.removeListener === "function" && typeof process3.emit === "function" && typeof process3.reallyExit === "function" && typeof process3.listeners === "function" && typeof process3.kill === "function" && typeof process3.pid === "number" && typeof process3.on === "function";
+    };
+    if (!processOk(process2)) {
+      module.exports = function() {
+        return function() {
+        };
+      };
+    } else {
+      assert = __require("assert");
+      signals = require_signals();
+      isWin = /^win/i.test(process2.platform);
+      EE = __require("events");
+      if (typeof EE !== "function") {
+        EE = EE.EventEmitter;
+      }
+      if (process2.__signal_exit_emitter__) {
+        emitter = process2.__signal_exit_emitter__;
+      } else {
+        emitter = process2.__signal_exit_emitter__ = new EE();
+        emitter.count = 0;
+        emitter.emitted = {};
+      }
+      if (!emitter.infinite) {
+        emitter.setMaxListeners(Infinity);
+        emitter.infinite = true;
+      }
+      module.exports = function(cb, opts2) {
+        if (!processOk(global.process)) {
+          return function() {
+          };
+        }
+        assert.equal(typeof cb, "function", "a callback must be provided for exit handler");
+        if (loaded === false) {
+          load2();
+        }
+        var ev = "exit";
+        if (opts2 && opts2.alwaysLast) {
+          ev = "afterexit";
+        }
+        var remove = function() {
+          emitter.removeListener(ev, cb);
+          if (emitter.listeners("exit").length === 0 && emitter.listeners("afterexit").length === 0) {
+            unload();
+          }
+        };
+        emitter.on(ev, cb);
+        return remove;
+      };
+      unload = function unload2() {
+        if (!loaded || !processOk(global.process)) {
+          return;
+        }
+        loaded = false;
+        signals.forEach(function(sig) {
+          try {
+            process2.removeListener(sig, sigListeners[sig]);
+          } catch (er) {
+          }
+        });
+        process2.emit = originalProcessEmit;
+        process2.reallyExit = originalProcessReallyExit;
+        emitter.count -= 1;
+      };
+      module.exports.unload = unload;
+      emit = function emit2(event, code, signal) {
+        if (emitter.emitted[event]) {
+          return;
+        }
+        emitter.emitted[event] = true;
+        emitter.emit(event, code, signal);
+      };
+      sigListeners = {};
+      signals.forEach(function(sig) {
+        sigListeners[sig] = function listener() {
+          if (!processOk(global.process)) {
+            return;
+          }
+          var listeners = process2.listeners(sig);
+          if (listeners.length === emitter.count) {
+            unload();
+            emit("exit", null, sig);
+            emit("afterexit", null, sig);
+            if (isWin && sig === "SIGHUP") {
+              sig = "SIGINT";
+            }
+            process2.kill(process2.pid, sig);
+          }
+        };
+      });
+      module.exports.signals = function() {
+        return signals;
+      };
+      loaded = false;
+      load2 = function load3() {
+        if (loaded || !processOk(global.process)) {
+          return;
+        }
+        loaded = true;
+        emitter.count += 1;
+        signals = signals.filter(function(sig) {
+          try {
+            process2.on(sig, sigListeners[sig]);
+            return true;
+          } catch (er) {
+            return false;
+          }
+        });
+        process2.emit = processEmit;
+        process2.reallyExit = processReallyExit;
+      };
+      module.exports.load = load2;
+      originalProcessReallyExit = process2.reallyExit;
+      processReallyExit = function processReallyExit2(code) {
+        if (!processOk(global.process)) {
+          return;
+        }
+        process2.exitCode = code || /* istanbul ignore next */
+        0;
+        emit("exit", process2.exitCode, null);
+        emit("afterexit", process2.exitCode, null);
+        originalProcessReallyExit.call(process2, process2.exitCode);
+      };
+      originalProcessEmit = process2.emit;
+      processEmit = function processEmit2(ev, arg) {
+        if (ev === "exit" && processOk(global.process)) {
+          if (arg !== void 0) {
+            process2.exitCode = arg;
+          }
+          var ret = originalProcessEmit.apply(this, arguments);
+          emit("exit", process2.exitCode, null);
+          emit("afterexit", process2.exitCode, null);
+          return ret;
+        } else {
+          return originalProcessEmit.apply(this, arguments);
+        }
+      };
+    }
+    var assert;
+    var signals;
+    var isWin;
+    var EE;
+    var emitter;
+    var unload;
+    var emit;
+    var sigListeners;
+    var loaded;
+    var load2;
+    var originalProcessReallyExit;
+    var processReallyExit;
+    var originalProcessEmit;
+    var processEmit;
+  }
+});
+
+// node_modules/proper-lockfile/lib/mtime-precision.js
+var require_mtime_precision = __commonJS({
+  "node_modules/proper-lockfile/lib/mtime-precision.js"(exports, module) {
+    "use strict";
+    var cacheSymbol = /* @__PURE__ */ Symbol();
+    function probe(file, fs5, callback) {
+      const cachedPrecision = fs5[cacheSymbol];
+      if (cachedPrecision) {
+        return fs5.stat(file, (err, stat3) => {
+          if (err) {
+            return callback(err);
+          }
+          callback(null, stat3.mtime, cachedPrecision);
+        });
+      }
+      const mtime = new Date(Math.ceil(Date.now() / 1e3) * 1e3 + 5);
+      fs5.utimes(file, mtime, mtime, (err) => {
+        if (err) {
+          return callback(err);
+        }
+        fs5.stat(file, (err2, stat3) => {
+          if (err2) {
+            return callback(err2);
+          }
+          const precision = stat3.mtime.getTime() % 1e3 === 0 ? "s" : "ms";
+          Object.defineProperty(fs5, cacheSymbol, { value: precision });
+          callback(null, stat3.mtime, precision);
+        });
+      });
+    }
+    function getMtime(precision) {
+      let now = Date.now();
+      if (precision === "s") {
+        now = Math.ceil(now / 1e3) * 1e3;
+      }
+      return new Date(now);
+    }
+    module.exports.probe = probe;
+    module.exports.getMtime = getMtime;
+  }
+});
+
+// node_modules/proper-lockfile/lib/lockfile.js
+var require_lockfile = __commonJS({
+  "node_modules/proper-lockfile/lib/lockfile.js"(exports, module) {
+    "use strict";
+    var path = __require("path");
+    var fs5 = require_graceful_fs();
+    var retry = require_retry3();
+    var onExit = require_signal_exit();
+    var mtimePrecision = require_mtime_precision();
+    var locks = {};
+    function getLockFile(file, options) {
+      return options.lockfilePath || `${file}.lock`;
+    }
+    function resolveCanonicalPath(file, options, callback) {
+      if (!options.realpath) {
+        return callback(null, path.resolve(file));
+      }
+      options.fs.realpath(file, callback);
+    }
+    function acquireLock2(file, options, callback) {
+      const lockfilePath = getLockFile(file, options);
+      options.fs.mkdir(lockfilePath, (err) => {
+        if (!err) {
+          return mtimePrecision.probe(lockfilePath, options.fs, (err2, mtime, mtimePrecision2) => {
+            if (err2) {
+              options.fs.rmdir(lockfilePath, () => {
+              });
+              return callback(err2);
+            }
+            callback(null, mtime, mtimePrecision2);
+          });
+        }
+        if (err.code !== "EEXIST") {
+          return callback(err);
+        }
+        if (options.stale <= 0) {
+          return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
+        }
+        options.fs.stat(lockfilePath, (err2, stat3) => {
+          if (err2) {
+            if (err2.code === "ENOENT") {
+              return acquireLock2(file, { ...options, stale: 0 }, callback);
+            }
+            return callback(err2);
+          }
+          if (!isLockStale(stat3, options)) {
+            return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
+          }
+          removeLock(file, options, (err3) => {
+            if (err3) {
+              return callback(err3);
+            }
+            acquireLock2(file, { ...options, stale: 0 }, callback);
+          });
+        });
+      });
+    }
+    function isLockStale(stat3, options) {
+      return stat3.mtime.getTime() < Date.now() - options.stale;
+    }
+    function removeLock(file, options, callback) {
+      options.fs.rmdir(getLockFile(file, options), (err) => {
+        if (err && err.code !== "ENOENT") {
+          return callback(err);
+        }
+        callback();
+      });
+    }
+    function updateLock(file, options) {
+      const lock3 = locks[file];
+      if (lock3.updateTimeout) {
+        return;
+      }
+      lock3.updateDelay = lock3.updateDelay || options.update;
+      lock3.updateTimeout = setTimeout(() => {
+        lock3.updateTimeout = null;
+        options.fs.stat(lock3.lockfilePath, (err, stat3) => {
+          const isOverThreshold = lock3.lastUpdate + options.stale < Date.now();
+          if (err) {
+            if (err.code === "ENOENT" || isOverThreshold) {
+              return setLockAsCompromised(file, lock3, Object.assign(err, { code: "ECOMPROMISED" }));
+            }
+            lock3.updateDelay = 1e3;
+            return updateLock(file, options);
+          }
+          const isMtimeOurs = lock3.mtime.getTime() === stat3.mtime.getTime();
+          if (!isMtimeOurs) {
+            return setLockAsCompromised(
+              file,
+              lock3,
+              Object.assign(
+                new Error("Unable to update lock within the stale threshold"),
+                { code: "ECOMPROMISED" }
+              )
+            );
+          }
+          const mtime = mtimePrecision.getMtime(lock3.mtimePrecision);
+          options.fs.utimes(lock3.lockfilePath, mtime, mtime, (err2) => {
+            const isOverThreshold2 = lock3.lastUpdate + options.stale < Date.now();
+            if (lock3.released) {
+              return;
+            }
+            if (err2) {
+              if (err2.code === "ENOENT" || isOverThreshold2) {
+                return setLockAsCompromised(file, lock3, Object.assign(err2, { code: "ECOMPROMISED" }));
+              }
+              lock3.updateDelay = 1e3;
+              return updateLock(file, options);
+            }
+            lock3.mtime = mtime;
+            lock3.lastUpdate = Date.now();
+            lock3.updateDelay = null;
+            updateLock(file, options);
+          });
+        });
+      }, lock3.updateDelay);
+      if (lock3.updateTimeout.unref) {
+        lock3.updateTimeout.unref();
+      }
+    }
+    function setLockAsCompromised(file, lock3, err) {
+      lock3.released = true;
+      if (lock3.updateTimeout) {
+        clearTimeout(lock3.updateTimeout);
+      }
+      if (locks[file] === lock3) {
+        delete locks[file];
+      }
+      lock3.options.onCompromised(err);
+    }
+    function lock2(file, options, callback) {
+      options = {
+        stale: 1e4,
+        update: null,
+        realpath: true,
+        retries: 0,
+        fs: fs5,
+        onCompromised: (err) => {
+          throw err;
+        },
+        ...options
+      };
+      options.retries = options.retries || 0;
+      options.retries = typeof options.retries === "number" ? { retries: options.retries } : options.retries;
+      options.stale = Math.max(options.stale || 0, 2e3);
+      options.update = options.update == null ? options.stale / 2 : options.update || 0;
+      options.update = Math.max(Math.min(options.update, options.stale / 2), 1e3);
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        const operation = retry.operation(options.retries);
+        operation.attempt(() => {
+          acquireLock2(file2, options, (err2, mtime, mtimePrecision2) => {
+            if (operation.retry(err2)) {
+              return;
+            }
+            if (err2) {
+              return callback(operation.mainError());
+            }
+            const lock3 = locks[file2] = {
+              lockfilePath: getLockFile(file2, options),
+              mtime,
+              mtimePrecision: mtimePrecision2,
+              options,
+              lastUpdate: Date.now()
+            };
+            updateLock(file2, options);
+            callback(null, (releasedCallback) => {
+              if (lock3.released) {
+                return releasedCallback && releasedCallback(Object.assign(new Error("Lock is already released"), { code: "ERELEASED" }));
+              }
+              unlock(file2, { ...options, realpath: false }, releasedCallback);
+            });
+          });
+        });
+      });
+    }
+    function unlock(file, options, callback) {
+      options = {
+        fs: fs5,
+        realpath: true,
+        ...options
+      };
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        const lock3 = locks[file2];
+        if (!lock3) {
+          return callback(Object.assign(new Error("Lock is not acquired/owned by you"), { code: "ENOTACQUIRED" }));
+        }
+        lock3.updateTimeout && clearTimeout(lock3.updateTimeout);
+        lock3.released = true;
+        delete locks[file2];
+        removeLock(file2, options, callback);
+      });
+    }
+    function check(file, options, callback) {
+      options = {
+        stale: 1e4,
+        realpath: true,
+        fs: fs5,
+        ...options
+      };
+      options.stale = Math.max(options.stale || 0, 2e3);
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        options.fs.stat(getLockFile(file2, options), (err2, stat3) => {
+          if (err2) {
+            return err2.code === "ENOENT" ? callback(null, false) : callback(err2);
+          }
+          return callback(null, !isLockStale(stat3, options));
+        });
+      });
+    }
+    function getLocks() {
+      return locks;
+    }
+    onExit(() => {
+      for (const file in locks) {
+        const options = locks[file].options;
+        try {
+          options.fs.rmdirSync(getLockFile(file, options));
+        } catch (e) {
+        }
+      }
+    });
+    module.exports.lock = lock2;
+    module.exports.unlock = unlock;
+    module.exports.check = check;
+    module.exports.getLocks = getLocks;
+  }
+});
+
+// node_modules/proper-lockfile/lib/adapter.js
+var require_adapter = __commonJS({
+  "node_modules/proper-lockfile/lib/adapter.js"(exports, module) {
+    "use strict";
+    var fs5 = require_graceful_fs();
+    function createSyncFs(fs6) {
+      const methods = ["mkdir", "realpath", "stat", "rmdir", "utimes"];
+      const newFs = { ...fs6 };
+      methods.forEach((method) => {
+        newFs[method] = (...args) => {
+          const callback = args.pop();
+          let ret;
+          try {
+            ret = fs6[`${method}Sync`](...args);
+          } catch (err) {
+            return callback(err);
+          }
+          callback(null, ret);
+        };
+      });
+      return newFs;
+    }
+    function toPromise(method) {
+      return (...args) => new Promise((resolve4, reject) => {
+        args.push((err, result) => {
+          if (err) {
+            reject(err);
+          } else {
+            resolve4(result);
+          }
+        });
+        method(...args);
+      });
+    }
+    function toSync(method) {
+      return (...args) => {
+        let err;
+        let result;
+        args.push((_err, _result) => {
+          err = _err;
+          result = _result;
+        });
+        method(...args);
+        if (err) {
+          throw err;
+        }
+        return result;
+      };
+    }
+    function toSyncOptions(options) {
+      options = { ...options };
+      options.fs = createSyncFs(options.fs || fs5);
+      if (typeof options.retries === "number" && options.retries > 0 || options.retries && typeof options.retries.retries === "number" && options.retries.retries > 0) {
+        throw Object.assign(new Error("Cannot use retries with the sync api"), { code: "ESYNC" });
+      }
+      return options;
+    }
+    module.exports = {
+      toPromise,
+      toSync,
+      toSyncOptions
+    };
+  }
+});
+
+// node_modules/proper-lockfile/index.js
+var require_proper_lockfile = __commonJS({
+  "node_modules/proper-lockfile/index.js"(exports, module) {
+    "use strict";
+    var lockfile = require_lockfile();
+    var { toPromise, toSync, toSyncOptions } = require_adapter();
+    async function lock2(file, options) {
+      const release = await toPromise(lockfile.lock)(file, options);
+      return toPromise(release);
+    }
+    function lockSync(file, options) {
+      const release = toSync(lockfile.lock)(file, toSyncOptions(options));
+      return toSync(release);
+    }
+    function unlock(file, options) {
+      return toPromise(lockfile.unlock)(file, options);
+    }
+    function unlockSync(file, options) {
+      return toSync(lockfile.unlock)(file, toSyncOptions(options));
+    }
+    function check(file, options) {
+      return toPromise(lockfile.check)(file, options);
+    }
+    function checkSync(file, options) {
+      return toSync(lockfile.check)(file, toSyncOptions(options));
+    }
+    module.exports = lock2;
+    module.exports.lock = lock2;
+    module.exports.unlock = unlock;
+    module.exports.lockSync = lockSync;
+    module.exports.unlockSync = unlockSync;
+    module.exports.check = check;
+    module.exports.checkSync = checkSync;
+  }
+});
+
+// core/secrets/atomic.ts
+import { randomBytes as randomBytes6 } from "node:crypto";
+import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join4, relative, resolve as resolve2 } from "node:path";
+async function writeTarget(file, shown = shownPath(file)) {
+  let path = file;
+  for (let n = 0; n <= MAX_LINKS; n++) {
+    let link;
+    try {
+      if (!(await lstat2(path)).isSymbolicLink()) return path;
+      link = await readlink2(path);
+    } catch (e) {
+      if (e.code === "ENOENT") return path;
+      if (e.code === "ELOOP") break;
+      throw e;
+    }
+    path = resolve2(dirname2(path), link);
+  }
+  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
+}
+function writeError(err, target, shown) {
+  const code = err?.code;
+  const via = target === shown || resolve2(shown) === target ? "" : ` (through the link ${shown})`;
+  const dir = dirname2(target);
+  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
+  if (code === "EACCES" || code === "EPERM")
+    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === "ENOENT" || code === "ENOTDIR")
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
+  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
+  return err;
+}
+async function replaceFile(file, content, mode, newMode = 420) {
+  const dir = dirname2(file);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
+  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
+  const fh = await open2(tmp, "wx", keep);
+  try {
+    try {
+      await fh.chmod(keep);
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename2(tmp, file);
+  } catch (e) {
+    await rm2(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const d = await open2(dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
+  }
+}
+function interruption(signal, where) {
+  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
+  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
+}
+async function takeOver(lockDir, seen) {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir2(guard);
+  } catch (e) {
+    if (e.code !== "EEXIST") throw e;
+    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    const now = await stat2(lockDir).catch(() => void 0);
+    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
+    await rm2(lockDir, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm2(guard, { recursive: true, force: true });
+  }
+}
+async function takeLock(target, shown, notify, signal) {
+  const lockDir = `${target}.lock`;
+  const lockShown = `${shown}.lock`;
+  const started = Date.now();
+  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
+  let told = false;
+  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
+  for (; ; ) {
+    if (signal?.aborted) throw interrupted(false);
+    const seen = await stat2(lockDir).catch(() => void 0);
+    const before = seen && Date.now() - seen.mtimeMs;
+    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
+    try {
+      let lost;
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
+      const release = Object.assign(() => unlock(), { lost: () => lost });
+      if (signal?.aborted) {
+        await release().catch(() => void 0);
+        throw interrupted(false);
+      }
+      return release;
+    } catch (e) {
+      if (e instanceof InterruptedError) throw e;
+      const code = e.code;
+      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
+      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
+    }
+    const waited = Date.now() - started;
+    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
+    if (!told && waited > LOCK_QUIET_MS) {
+      told = true;
+      const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
+      notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
+    }
+    await new Promise((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
+  }
+}
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
+  const target = await writeTarget(file, shown);
+  const release = await takeLock(target, shown, notify, signal);
+  try {
+    const now = await readFile(target, "utf8").catch((e) => {
+      if (e.code === "ENOENT") return null;
+      throw e;
+    });
+    const bare = (t) => t?.replace(/^\uFEFF/, "") ?? null;
+    if (bare(now) !== bare(expected))
+      throw new ChangedOnDiskError(
+        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
+        "run the command again: it reads the file as it is now"
+      );
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
+    try {
+      await replaceFile(target, content, void 0, newMode);
+    } catch (e) {
+      throw writeError(e, target, shown);
+    }
+  } finally {
+    await release().catch(() => void 0);
+  }
+}
+function shownPath(file) {
+  const r = relative(process.cwd(), file);
+  return r && !r.startsWith("..") && !isAbsolute2(r) ? r : file;
+}
+async function retryOnChange(what, attempt) {
+  const deadline = Date.now() + RETRY_FOR_MS;
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(e instanceof ChangedOnDiskError)) throw e;
+      if (Date.now() > deadline)
+        throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1e3} s (${n} attempts; ${e.message})`, "run it again once the other commands writing it have ended");
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
+    }
+  }
+}
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var init_atomic = __esm({
+  "core/secrets/atomic.ts"() {
+    "use strict";
+    import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
+    init_errors();
+    init_shell();
+    MAX_LINKS = 40;
+    InterruptedError = class extends OpsError {
+      constructor(message, signal = "SIGINT") {
+        super(message);
+        this.signal = signal;
+      }
+      signal;
+    };
+    ChangedOnDiskError = class extends OpsError {
+    };
+    LOCK_STALE_MS = 1e4;
+    LOCK_REFRESH_MS = 5e3;
+    NEVER_STALE_MS = 24 * 36e5;
+    TAKEOVER_STALE_MS = 5e3;
+    LOCK_WAIT_MS = 15e3;
+    LOCK_QUIET_MS = 1e3;
+    warnOnStderr = (m) => {
+      process.stderr.write(`warning: ${m}
+`);
+    };
+    RETRY_FOR_MS = 3e4;
+  }
+});
+
+// core/secrets/cipher.ts
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes7 } from "node:crypto";
+function b64(field, text) {
+  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
+  return Buffer.from(text, "base64");
+}
+function parseEnc(value) {
+  const m = ENC_RE.exec(value);
+  if (!m) throw new MalformedValue("it is not of the form ENC[AES256_GCM,data:\u2026,iv:\u2026,tag:\u2026,type:\u2026]");
+  const enc = { data: b64("data", m[1]), iv: b64("iv", m[2]), tag: b64("tag", m[3]), type: m[4] };
+  if (enc.iv.length === 0) throw new MalformedValue("its iv is empty");
+  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
+  return enc;
+}
+function formatEnc(enc) {
+  return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
+}
+function sealText(plaintext, type, key, aad, iv = randomBytes7(IV_BYTES)) {
+  const c = createCipheriv("aes-256-gcm", key, iv);
+  c.setAAD(Buffer.from(aad, "utf8"));
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
+  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
+}
+function openBytes(enc, key, aad) {
+  const d = createDecipheriv("aes-256-gcm", key, enc.iv);
+  d.setAAD(Buffer.from(aad, "utf8"));
+  d.setAuthTag(enc.tag);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
+  const text = out.toString("utf8");
+  if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
+  return text;
+}
+function aadOf(keys) {
+  return keys.join(":") + ":";
+}
+function encryptScalar(leaf, key, aad, iv) {
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
+}
+function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
+  return parseScalarText(openText(enc, key, aad), enc.type);
+}
+var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
+var init_cipher = __esm({
+  "core/secrets/cipher.ts"() {
+    "use strict";
+    init_tree_scalars();
+    init_tree();
+    IV_BYTES = 32;
+    DATA_KEY_BYTES = 32;
+    ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
+    B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+    MalformedValue = class extends Error {
+    };
+    MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
+    MacBuilder = class {
+      hash = createHash3("sha512");
+      constructor(macOnlyEncrypted = false) {
+        if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
+      }
+      add(leaf) {
+        this.hash.update(scalarBytes(leaf));
+      }
+      hex() {
+        return this.hash.digest("hex").toUpperCase();
+      }
+    };
+  }
+});
+
+// node_modules/re2js/build/index.js
+var RE2Flags, PublicFlags, ASCII_SIZE, ASCII_TO_UPPER, ASCII_TO_LOWER, MAX_BMP, Codepoint, UnicodeRangeTable, B64, B64_MAP, decodeVLQ, decodeRanges, decodeOrbit, LazyMap, UnicodeTables, Unicode, RE2JSException, RE2JSSyntaxException, RE2JSCompileException, RE2JSGroupException, RE2JSFlagsException, RE2JSInternalException, FAST_PATH_TABLE_SIZE, WORD_RUNE_TABLE, cachedNativeEncoder, cachedNativeDecoder, Utils, createEnum, MatcherInputBase, Utf8MatcherInput, Utf16MatcherInput, MatcherInput, MachineInputBase, MachineUTF8Input, MachineUTF16Input, MachineInput, Matcher, Inst, Queue, LookbehindState, Machine, hashState, arraysEqual, isState, NO_IDS, END_TEXT, DFAState, DFA, VISITED_BITS, MAX_BACKTRACK_PROG, INITIAL_JOB_CAPACITY, MAX_BACKTRACK_VECTOR, BitState, bitStatePool, Backtracker, QueueOnePass, mergeRuneSets, OnePassProg, onePassCopy, makeOnePass, cleanupOnePass, OnePass, Regexp, RegexpWalker, AhoCorasick, Prefilter, PrefilterTree, PatchList, Prog, ANY_RUNE_NOT_NL, ANY_RUNE, Frag, Compiler, Simplify, CharGroup, code1, code2, code3, PERL_GROUPS, code4, code5, code6, code7, code8, code9, code10, code11, code12, code13, code14, code15, code16, code17, POSIX_GROUPS, CharClass, StringIterator, Parser, RE2, RE2Set, TranslateRegExpString, execResult, RE2JS;
+var init_build = __esm({
+  "node_modules/re2js/build/index.js"() {
+    RE2Flags = class RE2Flags2 {
+      static FOLD_CASE = 1;
+      static LITERAL = 2;
+      static CLASS_NL = 4;
+      static DOT_NL = 8;
+      static ONE_LINE = 16;
+      static NON_GREEDY = 32;
+      static PERL_X = 64;
+      static UNICODE_GROUPS = 128;
+      static WAS_DOLLAR = 256;
+      static LOOKBEHIND = 512;
+      static MATCH_NL = RE2Flags2.CLASS_NL | RE2Flags2.DOT_NL;
+      static PERL = RE2Flags2.CLASS_NL | RE2Flags2.ONE_LINE | RE2Flags2.PERL_X | RE2Flags2.UNICODE_GROUPS;
+      static POSIX = 0;
+      static UNANCHORED = 0;
+      static ANCHOR_START = 1;
+      static ANCHOR_BOTH = 2;
+    };
+    PublicFlags = {
+      CASE_INSENSITIVE: 1,
+      DOTALL: 2,
+      MULTILINE: 4,
+      DISABLE_UNICODE_GROUPS: 8,
+      LONGEST_MATCH: 16,
+      LOOKBEHINDS: 512
+    };
+    ASCII_SIZE = 128;
+    ASCII_TO_UPPER = new Int32Array(ASCII_SIZE);
+    ASCII_TO_LOWER = new Int32Array(ASCII_SIZE);
+    MAX_BMP = 65535;
+    for (let i = 0; i < ASCII_SIZE; i++) {
+      if (i >= 97 && i <= 122) ASCII_TO_UPPER[i] = i - 32;
+      else ASCII_TO_UPPER[i] = i;
+      if (i >= 65 && i <= 90) ASCII_TO_LOWER[i] = i + 32;
+      else ASCII_TO_LOWER[i] = i;
+    }
+    Codepoint = class {
+      static CODES = Object.freeze({
+        "\x07": 7,
+        "\b": 8,
+        "	": 9,
+        "\n": 10,
+        "\v": 11,
+        "\f": 12,
+        "\r": 13,
+        " ": 32,
+        '"': 34,
+        $: 36,
+        "&": 38,
+        "'": 39,
+        "(": 40,
+        ")": 41,
+        "*": 42,
+        "+": 43,
+        "-": 45,
+        ".": 46,
+        0: 48,
+        1: 49,
+        2: 50,
+        3: 51,
+        4: 52,
+        5: 53,
+        6: 54,
+        7: 55,
+        8: 56,
+        9: 57,
+        ":": 58,
+        "<": 60,
+        ">": 62,
+        "?": 63,
+        A: 65,
+        B: 66,
+        C: 67,
+        F: 70,
+        P: 80,
+        Q: 81,
+        U: 85,
+        Z: 90,
+        "[": 91,
+        "\\": 92,
+        "]": 93,
+        "^": 94,
+        _: 95,
+        "`": 96,
+        a: 97,
+        b: 98,
+        f: 102,
+        i: 105,
+        m: 109,
+        n: 110,
+        r: 114,
+        s: 115,
+        t: 116,
+        v: 118,
+        x: 120,
+        z: 122,
+        "{": 123,
+        "|": 124,
+        "}": 125
+      });
+      static toUpperCase(codepoint) {
+        if (codepoint < ASCII_SIZE) return ASCII_TO_UPPER[codepoint];
+        const s = String.fromCodePoint(codepoint).toUpperCase();
+        const expectedLen = s.codePointAt(0) > MAX_BMP ? 2 : 1;
+        if (s.length > expectedLen) return codepoint;
+        const sOrigin = String.fromCodePoint(s.codePointAt(0)).toLowerCase();
+        const originExpectedLen = sOrigin.codePointAt(0) > MAX_BMP ? 2 : 1;
+        if (sOrigin.length > originExpectedLen || sOrigin.codePointAt(0) !== codepoint) return codepoint;
+        return s.codePointAt(0);
+      }
+      static toLowerCase(codepoint) {
+        if (codepoint < ASCII_SIZE) return ASCII_TO_LOWER[codepoint];
+        const s = String.fromCodePoint(codepoint).toLowerCase();
+        const expectedLen = s.codePointAt(0) > MAX_BMP ? 2 : 1;
+        if (s.length > expectedLen) return codepoint;
+        const sOrigin = String.fromCodePoint(s.codePointAt(0)).toUpperCase();
+        const originExpectedLen = sOrigin.codePointAt(0) > MAX_BMP ? 2 : 1;
+        if (sOrigin.length > originExpectedLen || sOrigin.codePointAt(0) !== codepoint) return codepoint;
+        return s.codePointAt(0);
+      }
+    };
+    UnicodeRangeTable = class {
+      /**
+      * @param {Uint32Array | number[]} data
+      * @param {boolean} isStride1
+      */
+      constructor(data, isStride1 = false) {
+        this.data = data;
+        this.isStride1 = isStride1;
+        this.SIZE = isStride1 ? 2 : 3;
+      }
+      getLo(index) {
+        return this.data[index * this.SIZE];
+      }
+      getHi(index) {
+        return this.data[index * this.SIZE + 1];
+      }
+      getStride(index) {
+        return this.isStride1 ? 1 : this.data[index * this.SIZE + 2];
+      }
+      get length() {
+        return this.data.length / this.SIZE;
+      }
+    };
+    B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-";
+    B64_MAP = /* @__PURE__ */ new Uint8Array(256);
+    for (let i = 0; i < 64; i++) B64_MAP[B64.charCodeAt(i)] = i;
+    decodeVLQ = (str2) => {
+      const res = [];
+      let value = 0;
+      let shift = 0;
+      for (let i = 0; i < str2.length; i++) {
+        const digit = B64_MAP[str2.charCodeAt(i)];
+        value |= (digit & 31) << shift;
+        if ((digit & 32) === 0) {
+          res.push(value);
+          value = 0;
+          shift = 0;
+        } else shift += 5;
+      }
+      return res;
+    };
+    decodeRanges = (str2, isStride1) => {
+      const res = decodeVLQ(str2);
+      const numRanges = isStride1 ? res.length / 2 : res.length / 3;
+      const out = new Uint32Array(numRanges * 3);
+      let current = 0;
+      let resIdx = 0;
+      for (let i = 0; i < numRanges; i++) {
+        current += res[resIdx++];
+        out[i * 3] = current;
+        current += res[resIdx++];
+        out[i * 3 + 1] = current;
+        out[i * 3 + 2] = isStride1 ? 1 : res[resIdx++];
+      }
+      return out;
+    };
+    decodeOrbit = (str2) => {
+      const res = decodeVLQ(str2);
+      const map = /* @__PURE__ */ new Map();
+      let currentKey = 0;
+      for (let i = 0; i < res.length; i += 2) {
+        currentKey += res[i];
+        const zz = res[i + 1];
+        const delta = zz >>> 1 ^ -(zz & 1);
+        map.set(currentKey, currentKey + delta);
+      }
+      return map;
+    };
+    LazyMap = class {
+      constructor(initializer) {
+        this.initializer = initializer;
+        this.cache = /* @__PURE__ */ new Map();
+      }
+      has(key) {
+        return Object.hasOwn(this.initializer, key);
+      }
+      get(key) {
+        if (this.cache.has(key)) return this.cache.get(key);
+        const val = this.has(key) ? this.initializer[key]() : null;
+        this.cache.set(key, val);
+        return val;
+      }
+    };
+    UnicodeTables = class {
+      static _CASE_ORBIT = null;
+      static get CASE_ORBIT() {
+        if (!this._CASE_ORBIT) this._CASE_ORBIT = decodeOrbit("rCgCIgCY+rQI4QiCuuBLgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCCgCBgCBgCBgCBgCBgCBgCB+7OB-BB-BB-BB-BB-BBskQB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BC-BB-BB-BB-BB-BB-BB-BByHBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBDCBBBCBBBCBBCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBxHBCBBBCBBBCBBB3SBmMBkNBCBBBCBBB8MBCBBB6MB6MBCBBC+EB0MB2MBCBBB6MB+MBiGBmNBiNBCBBBmKBikzCBmNBqNBkIBsNBCBBBCBBBCBBB0NBCBBB0NDCBBB0NBCBBByNByNBCBBBCBBB2NBCBBDCBBCwDFCBCBDBCBCBDBCBCBDBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBB9EBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCCBCBDBCBBBhGBvDBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBjICCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBH2iVBCBBBlKBwiVB+jVB+jVBCBBBlMBqEBuEBCBBBCBBBCBBBCBBBCBBB+hVB4hVB8hVBjNB7MC5MB5MCzMC1MB+0yCE5MB20yCC9MBu2yCBwyyCBo0yCChNBlNBo0yCBu-UBi0yCDlNC6-UBpNDrNIu+UDzNCm0yCBzNE0yyCBzNBpEBxNBxNBtEG1NLqxyCBkxyCnFoFrBCBBBCBBDCBBEkIBkIBkICoHHsCCqCBqCBqCCgEC+DB+DBmkOBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCC+BBgCBgCBgCBgCBgCBgCBgCBgCBrCBpCBpCBpCBmjOB-BB8BB-BB-BBgEB-BB-BByBBqgOBsDB-BBtwBB-BB-BB-BBsBBgDBCB-BB-BB-BBeB-BB-BB61OB-BB-BB-DB9DB9DBQB7DBmCE9CBrDBPBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBrFB-EBOBnHB3FB-FCCBBBNBCBBCjIBjIBjIBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB8kMB-BB6kMB-BB-BB-BB-BB-BB-BB-BB-BB-BBokMB-BB-BBkkMBkkMB-BB-BB-BB-BB-BB-BB-BB4jMB-BB-BB-BB-BB-BB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EBCBBBCBoiMBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBJCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBeBCBBBCBBBCBBBCBBBCBBBCBBBCBBBdBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDL-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-C64CgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOCgmOGgmODg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FDg8FBg8FBg8FhVg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBQBQBQBQBQBQDPBPBPBPBPBPjkC7mMB5mMBnmMBjmMBCBlmMB3lMBpiMBk8kCBCBBG-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FD-7FB-7FB-7F6FoglCEsuHRwjlCyDCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCB0DBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBG1DD97OCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQDPBPBPBPBPBPDQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQDPBPBPBPBPBPEQCQCQCQCPCPCPCPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPB0EB0EBsFBsFBsFBsFBoGBoGBgIBgIBgHBgHB8HB8HDQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQCSFPBPBzEBzEBRCxnOFSFrFBrFBrFBrFBREQBQClkOFPBPBnGBnGFQBQCljOCODPBPB-GB-GBNHSF-HB-HB7HB7HBRqJ53OE9tQBrmQH4Bc3BSgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBfBfBfBfBfBfBfBfBfBfBfBfBfBfBfBfECBByZ0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzB34BgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CBCBBBt-UBruHBt+UB1iVBviVBCBBBCBBBCBBB3hVB5-UB9hVB7hVCCBBCCBBI9jVB9jVBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBICBBBCBBECBBN-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOC-lOG-lOzoeCBBBCBBBCBBBCBBBCBBBCBl8kCBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBTCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBnECBBBCBBBCBBBCBBBCBBBCBBBCBBDCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBKCBBBCBBBnglCBCBBBCBBBCBBBCBBBCBBECBBBvyyCDCBBBCBBBgDCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBn0yCB90yCB10yCBh0yCBn0yCCjxyCBzyyCBpxyCBg6BBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBB-CBl0yCBvjlCBCBBBCBBBt2yCBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBhkzCZCBB9a-5Bd-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCm6TCBB7gBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCH-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BmlBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvChDwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCFvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvC1DuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCCuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCCuCBuCBuCBuCBuCBuCBuCCuCBuCCtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCCtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCCtCBtCBtCBtCBtCBtCBtCCtCBtCk2BgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEO-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-D+CgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCL-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-B74CgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BhrVgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BhB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BD1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BtxekCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjC");
+        return this._CASE_ORBIT;
+      }
+      static _Print = null;
+      static get Print() {
+        if (!this._Print) this._Print = new UnicodeRangeTable(decodeRanges("hB9CBjBLBCpWBDFBFGBCCCBSBCsMBClBBDxBBDCBC2BBJaBFFBSVBC-FBCvBBD6BBDkDBP6BBDwBBDOBCbBDCCBJBGfBIqCBCgFBCHBDBBDVBCGBCEEBCBDIBDBBDDBJFFBCCBDBDYBDCBCFBFBBDVBCGBCBBCBBCBBDCCBDBFBBDCBEIIBCBCIIBPBLCBCIBCCBCVBCGBCBBCEBDJBCCBCCBDQQBCBDLBIGBCCBCHBDBBDVBCGBCBBCEBDIBDBBDCBICBFBBCEBDRBLBBCFBECBCDBEBBCCCBEEBEEBBBELBFEBECBCDBDHHPUBGMBCCBCWBCPBDIBCCBCDBIBBCCBCBBDDBDJBIVBCCBCWBCJBCEBDIBCCBCDBIBBGCBCDBDJBCCBNMBCCBCyBBCCBCFBFPBDZBCCBCRBEXBCIBCDDBFBEFFBEBCCCBGBHJBDCBN5BBFcBmBBBCCCBDBCXBCCCBVBDEBCCCBFBCJBDDBhBnCBCjBBFmBBCjBBCOBCMBmBlGBCGGD4LBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBDfBEZBH1CBDFBD-TBCbBE4CBIVBKXBKTBNMBCCBCBBN9CBDJBHJBHNBCKBH4CBIqBBGlCBLeBCLBFLBFEEBoBBDEBMrBBFZBHKBE9BBDgCBCcBDKBHJBHNBDtBBDLBVsCBClFBJ7BBEOBE9BBGqBBDKBJqBBG1QBDFBDlBBDFBDHBCGCBdBD0BBCOBCNBDFBCSBDCBCIBSXBJuBBSBBDaBCMBEhBBPgBBQrEBF5UBXKBWz4BBD9LBGsBBCGGD3BBIBBPXBKGBCGBCGBCGBCGBCGBCGBCGBC9DBjBZBC4CBN1GBbPBC+BBC1CBDmDBGqBBC9CBC1CBKvBBCszcBE2BBK7KBV3FBJ8GBV7BBEJBH3BBJlCBJLBHzDBMdBEtCBCKBFgBBC2BBKNBDJBDmDBZbBLFBDFBDFBKGBCGBC7BBF9DBDJBHj9KBNWBFwBBloItLBDpDBnBGBNEBGZBCEBCCCBCCBCCBoUBhBpBBHyBBCSBCDBFEBCmEBF9FBEFBDFBDFBDCBEGBCGBOBBDLBCZBCSBCBBCOBDNBjB6DBGCBFsBBE3CBCMBEwBwBBsBBjEcBEwBBQbBFjBBKdBGqBBGdBCkBBFNBrB9EBDJBHjBBFjBBFnBBJzBBMLBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBCnCBJIBxBSBCBBGgBBEaBGaBnB3BBFTBDxBBCBBGHBCCBCcBDCBFJBIIBI-BBhBmBBFLBK1BBEcBDaBGZBIDBNGBxCoCB4ByBBOyBBItBBJJBHlBBEcBJBBxGeBCpBBCCBDBBRFBJIBiBtBBJpBBXZBnBbBVWBKtCBFjBBK9BBCEBOYBIJBH0BBCRBJmBBK-CBCTBMRBCuBB-BGBCCCBCBCOBCKBH6BBGJBHDBCHBDBBDVBCGBCBBCEBCJBDBBDCBDHHGGBDGBEEBMJBCDDClBBCJBCDDCDBCJBCBBJBBe7CBCEBfnCBJJBnF1BBDlBBjBkCBMJBHMBU5BBHJBHTBdaBDOBFWB6F7BBlDyCBNHBDDDBGBCBBCdBCBBDLBKJBnCHBDtBBDKBcnCBJyCBOoCBIJB3CHB5ChBBPJBHIBCsBBCNBLcBEfBDVBCNBqCGBCBBCrBBECCBCCBHBJJBHFBCBBCkBBCBBCFBIJBHrBBFJB3HYBIQBCoBBEcB2CQQBwBBO6cBnDuDBCEBMjGBtyCiDBOvhBBRVBL68DBGmSB61G5BBn2B4RBIeBCJBFwCBCJBHdBDFBLlCBLJBCGBCUBGSBxN5BBnG6CBGYBDYBtBqCBF4BBIQBhCEBMGBK1mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBDDBh7D8HBEzNBHWBQQBQtBBDWBKzDB9B1HBLmBBDpCBJvDBWlCB7DTBNTBN2CBKYBoE0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBD9VBQEBCOBxiBeBHFB2GGBCQBDGBCBBCEBG9BBiBxDxDBrBBENBDJBFBBhKeBS5BBGxOxOBoBB3GqBBFhGhGBdBCVBJBBhHGBCDBCBBCOBCkGBDPBqBrCBFJBFBByYjCBtC8BBjGDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBBvIrBBFjDBNOBDOBCOBCkBBLtFB5BcBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBCmDBmgB-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIBnkzVvHB", false));
+        return this._Print;
+      }
+      static CATEGORIES = new LazyMap({
+        C: () => new UnicodeRangeTable(decodeRanges("AfBgDgBBOrWrWBHHBCBICCVuMuMnBBBzBBBE4B4BBGBcDBHQBXhGhGxBBB8BBBmDNB8BBByBBBQddBCCMEBhBGBsCiFiFJBBDBBXIICCBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBPMMBEB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKMMBDBbEByBPBDBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBjoIBvLBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCB-FCBHBBHBBHBBECBIIIBLBDBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIB-BGGBLBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMBxhBPBXJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBF-6DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBrCHBxDUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIlkzVBxHvw-FB", false)),
+        Cc: () => new UnicodeRangeTable(decodeRanges("AfgDgB", true)),
+        Cf: () => new UnicodeRangeTable(decodeRanges("tFzqBzqBBEBXhGhGyBhMhMBxCxCs5D9-B9-BBDBbEByBEBCJBw03B6H6HBBBimEQQj7IPBhjiBDBwmFHBn0rYffB+CB", false)),
+        Cn: () => new UnicodeRangeTable(decodeRanges("4bBBHDBICCVuMuMnBBBzBBBE4B4BBGBcDBHKBvI9B9BBmDmDBMB8BBByBBBQddBCCMEBjBEBuHJJBDDBXXICCBBBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBbFB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKmDmDNBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBDBvzIBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCC-FCBHBBHBBHBBECBIIIBIBGBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIBlCJBCBBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMB3iBJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBJ76DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBjGUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIm8yVBCdBhD-DBxHvw-BB---BBB---BBB", false)),
+        Co: () => new UnicodeRangeTable(decodeRanges("gg4B-nGh4hc9--BD9--B", true)),
+        Cs: () => new UnicodeRangeTable(decodeRanges("gg2B--B", true)),
+        L: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBLLFGGBVBCeBCpOBFLBPEBICCiEEBCBBDDBCHHCCBCCCBSBCyCBCqEBJlFBClBBDHHBnBBoCaBFDBuBqBBkBBBCiDBCQQBIIBLLBBBDRRCdBe4CBMZZBfBKBBFGGBUBFKKEYYBXBIKBGXBCGBRpBB7B1BBETTIJBQPBFHBDBBDVBCGBCEEBCBERROBBCCBPBBLJJBEBFBBDVBCGBCBBCBBCBBgBDBCUUBBBRIBCCBCVBCGBCBBCEBETTQBBYMMBGBDBBDVBCGBCBBCEBEffBCCBBBQSSCFBECBCDBEBBCCCBEEBEEBBBELBX1B1BBGBCCBCWBCPBEbbBBBCBBDBBfFFBGBCCBCWBCJBCEBEffBBBCBBQBBSIBCCBCoBBDRRGCBJCBZFBGRBEXBCIBCDDBFB7BvBBCBBNGB7BBBCCCBDBCXBCCCBIBCBBKDDBDBCWWBCBhBgCgCBGBCjBBcEB0DqBBVRRBEBFDBEEEBIIBBBFMBNSSBkBBCGGDqBBCsKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPBR1CBDFBErTBDQBCZBGqCBHHBIRBOSBPRBPMBCCBQzBBkBFFkC4CBIEBDhBBCGGBkCBLeByBdBDEBMrBBFZB3BWBK0BBzC+C+CBtBBSHB3BdBOBBLrBBbjBBqBCBLjBBDKBGqBBDCBqBDBCFBCBBEGGB+FBhC1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGB1DOORMBmDFFDJBCEEBDBHGCBCBCKBDDBGEBF1B1BB8zC8zCBjHBHDBEBBNlBBCGGD3BBIRRBVBKGBCGBCGBCGBCGBCGBCGBCGBxC2O2OBrBrBBDBGBBF1CBHCBC5CBCDBGqBBC9CBSfBxBPBhQ-tGBhCs0VBkCtBBDsIBEPBLBBVuBBReBDlCByBIBDmDBDxCBVQBCCBCDBCWBezBBPxBB-BFBECCBMMBaBLWBacBIuBBdRRBDBCJBLEBCoBBYCBCHBVWBEEEBwBBCEEBDDBDBDCCZCBDKBICBNFBDFBDFBKGBCGBCqBBCNBHyDBej9KBNWBFwBBloItLBDpDBnBGBNEBGCCBIBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBlBZBHZBM4CBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmMcBEwBBwBfBOTBCHBHlBBLdBDjBBFHBxB9EBTjBBFjBBFnBBJzBBNKBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCQQBCBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4ByBBOyBBOjBBnBbBKWB7HpBBHBBRFB5BcBLJJBUBrBRBvBUBcWBN0BB6BBBDOOBrBBhBYBbjBBeDDJiBBENNBuBBPDBWCCkBRBCYBUBBgCGBCCCBCBCOBCJBIuBBnBHBDBBDVBCGBCBBCEBETTNEBfJBCDDClBBCaaCtBtBBzBBTDBVCBfvBBVBBC5F5FBtBBqBDBlBvBBV8B8BBpBBOoCoCBZBmBGB6FrBB1D-BBgBHBDDDBGBCBBCXBQCC-CHBDmBBRCCdLLBmBBIWWMtBBUTTBnCBoGgBBgBIBCkBBSyByBBcBxDGBCBBClBBWaaBEBCBBCfBPYYBqBBlISBQCCBLBChBB9DwCwCB4cBnHjGBtyCgDBQvhBBSFBa68DBGmSB61GdBj3B4RBIeBSuCBSdBTvBBRDBgBUBGSBxNsBB0G-BBhBYBDYBtBqCBGjCjCBLBhCBBCPPBNNB0mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBn7F0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BeBHFBmI9BBzEsBBLGBRiKiKBcBTrBBlPbBlHdBDwGwGBdBCCBCBBCGBDEBKBBhHGBCDBCBBCOBCkGB8BjCBI1lB1lBBCBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQBlqE-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
+        LC: () => new UnicodeRangeTable(decodeRanges("hCZBHZB7BLLBVBCeBCiGBCDBFvGBDZBhGDBDBBECBCHHCCBCCCBSBCyCBCqEBJlFBClBBKoBB44ClBBCGGDqBBDCBhV1CBDFBjkCKBGqBBDCBhCrBBgCMBChBBmD1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGBmIFFDJBCEEBDBHGCBCBCFBFDDBCBGEBF1B1BB8zC8zCB6DBDmDBHDBEBBNlBBCGGzoetBBTbBnEtCBCWBEDBCsCBZBBE2Z2ZBpBBGIBIvCBh6TGBNEBqgBZBHZBmlBvCBhDjBBFjBB1DKBCOBCGBCBBCKBCOBCGBCBBk2ByBBOyBB+CVBLVB74C-BBhrV-BBhBYBDYBtpZ0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BJBCTBHFB2uCjCB", false)),
+        Ll: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBC2BCBQCBuBCDECBBBDCCDEEBFFDEEBBBDDDCCCDCCBCCDEECDDBDDBBBHGDCOCBSCBDDCEEC4BCBFBDDDBCCFICBjCBDZBiGCCEEEBBBTccBhBBCBBECBCWCBDBCGDB0B0BBuBBCgBCK0BCDMCBgDCxBoBBo6CqBBDCB5XFBjkCIBC2D2DBqBBgCMBChBBnD0ECBHBCgDCBHBJFBLHBJHBJFBLHBJHBJNBDHBJHBJHBJEBCBBHEEBBBCBBJDBDBBJHBLCBCBBzIEEBEEcKFDBBJDBF2B2Bs1CvBBCEEBGCFCCBCCBEBGiDCBIICFFNlBBCGG0oesBCUaCoEMCBBBC+BCBGBCCCDICFCCDCCBBBCSCGGGCMCFCCDOCbEE2ZqBBGIBIvCBh6TGBNEBqhBZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBnqZZBbGBCRBbZBbDBCCCBFBCKBbZBbZBbZBbZBbZBbZBbZBbZBbbBdYBCFBbYBCFBbYBCFBbYBCFBbYBCFBC15B15BBIBCTBHFB4vChBB", false)),
+        Lm: () => new UnicodeRangeTable(decodeRanges("wVRBFLBPEBICCmEGG-OnHnHlFBBuIBBFgBgBKEEhFoFoF1mBgEgE2R72B72BsDkTkTxOFBvF+BBOjBjBBjBByVOORMBg-CBByHgGgG2OsBsBBDBGiDiDB+C+CBBB34bjnBjnBBEBvIzDzDdBB6DIBxCYYpDDBEBB2OXXqEtDtDWBBoDDBKngVngVuBBBh-BFBCpBBCIB0sBhBhB2K04D04DnrTDB9PCBpBBBnRMBhCBBCPPB9-P9-PBCBCGBCBByhM9BBqGGBud0Q0QsSAB", false)),
+        Lo: () => new UnicodeRangeTable(decodeRanges("qFQQhIFFBCBxGBB7ZaBFDBuBfBCJBkBBBCiDBCZZBLLBBBDRRCdBe4CBMZZBfBWVBrBYBIKBGXBCGBRoBB8B1BBETTIJBROBFHBDBBDVBCGBCEEBCBERROBBCCBPBBLJJBEBFBBDVBCGBCBBCBBCBBgBDBCUUBBBRIBCCBCVBCGBCBBCEBETTQBBYMMBGBDBBDVBCGBCBBCEBEffBCCBBBQSSCFBECBCDBEBBCCCBEEBEEBBBELBX1B1BBGBCCBCWBCPBEbbBBBCBBDBBfFFBGBCCBCWBCJBCEBEffBBBCBBQBBSIBCCBCoBBDRRGCBJCBZFBGRBEXBCIBCDDBFB7BvBBCBBNFB8BBBCCCBDBCXBCCCBIBCBBKDDBDBYDBhBgCgCBGBCjBBcEB0DqBBVRRBEBFDBEEEBIIBBBFMBNyDyDBnKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPByDrTBDQBCZBGqCBHHBIRBOSBPRBPMBCCBQzBBpBkCkCBhBBC0BBIEBDhBBCGGBkCBLeByBdBDEBMrBBFZB3BWBK0BBxFuBBSHB3BdBOBBLrBBbjBBqBCBLdByDDBCFBCBBE7hB7hBBCB4-C3BBZWBKGBCGBCGBCGBCGBCGBCGBCGBoR2B2BF1CBJCCB4CBFGGBpBBC9CBSfBxBPBhQ-tGBhC0wUBC2jBBkCnBBJrIBFPBLBBjCyByBBkCBqFoDoDEGBCCBCDBCWBezBBPxBB-BFBECCBMMBaBLWBacBIuBBuBEBDIBLEBCoBBYCBCHBVPBCFBEEEBwBBCEEBDDBDBDCCZBBEKBIPPBEBDFBDFBKGBCGByEiBBej9KBNWBFwBBloItLBDpDBkCCCBIBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBqDJBCsBBDeBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmMcBEwBBwBfBOTBCHBHlBBLdBDjBBFHBhEtCBjDnBBJzBB9CzBBN2JBKVBLHB5EFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCQQBCBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4FjBBnBDBCxJxJBoBBHBBRCBCBB5BcBLJJBUBrBRBvBUBcWBN0BB6BBBDOOBrBBhBYBbjBBeDDJiBBENNBuBBPDBWCCkBRBCYBUBBgCGBCCCBCBCOBCJBIuBBnBHBDBBDVBCGBCBBCEBETTNEBfJBCDDClBBCaaCtBtBBzBBTDBVCBfvBBVBBC5F5FBtBBqBDBlBvBBV8B8BBpBBOoCoCBZBmBGB6FrBB0GHBDDDBGBCBBCXBQCC-CHBDmBBRCCdLLBmBBIWWMtBBUTTBnCBoGgBBgBIBCkBBSyByBBcBxDGBCBBClBBWaaBEBCBBCfBPYYBnBBCBBlISBQCCBLBChBB9DwCwCB4cBnHjGBtyCgDBQvhBBSFBa68DBGmSB61GdBj3B4RBIeBSuCBSdBTvBB0BUBGSB0NnBB2MqCBGwFwFB0mHBqBfBiDyDBuwIiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBxzI2P2PBrBBiBiKiKBcBTrBBlPaBmHdBDwGwGBdBCCBCBBCGBDEBKiHiHBFBCDBCBBCOBCkGB8pBDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQBlqE-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
+        Lt: () => new UnicodeRangeTable(decodeRanges("lOGDnB2sH2sHBGBJHBJHBNQQwBAB", false)),
+        Lu: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiB2BCDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIJDCMCDQCDDDCCBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBDDBBBEWCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBpCDBNDBNDBNEBMDBnIFFECBDCBDEEBDBHGCBCBDDBLBBG+B+B9zCvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoqZZBbZBbZBbCCBGDBDDBCBCHBbZBbBBCDBDHBCGBcBBCDBCEBCEEBFBcZBbZBbZBbZBbZBbZBfYBiBYBiBYBiBYBiBYBiB2pE2pEBgBB", false)),
+        M: () => new UnicodeRangeTable(decodeRanges("gYvDB0IGBoIsBBCCCBCCBCCpCKBxBUBRmDmDBFBDFBDBBCDBkBffBZB8CKB7BIBKZZBCBCIBCCBCEBsBCB8BIBrBXBCgBB3BCBCRBCGBLBBeCB5BCCBFBDBBDCBKLLBbbDCB5BCCBDBFBBDCBEffBEEMCB5BCCBGBCCBCCBVBBXFBCCB5BCCBFBDBBDCBICBLBBf8B8BBDBECBCDBKpBpBBDB4BCCBFBCCBCDBIBBMBBeCB5BCCBFBCCBCDBIBBMBBQNNBCB4BBBCGBCCBCDBKLLBeeBBBnCFFBEBCCCBGBTBB+BDDBFBNHBjDDDBHBMGBqCBBcECFBByBTBCBBGKBCjBBKlDlDBSBYDBFCBCCBDGBEDBOLBCLLBCBgWCBzdDBdCBeBBfBBhCfBKuBuBBBBC2D2DBjBjB3DLBFLB8GEB6BJBCcBDxBxBBsBBDLBVEBwBQBnBIBNCBfMB5BNBxBTB5ECBCUBFHHDCBnG-BBxWgBB--CCBuEhDhDBeBrRFBqDBB1udDBCJBhBBBxCBBxIEEFYYBDBF0C0CBzBzBBQBbRBOnBnBBGBaMBtBDBwBNBlBkCkCBMBNJJBuBuBBBBzBCCBBBDBBGBBCqBqBBDBGBBtHHBCBBx5TiXiXBOBRPBuejHjH2EEBn0BCBCBBGDBpBCBFmFmFB+R+RBCBiCEB+JBBuCFBnCKByBDB7DCB2BOBqBDDBLLBCBuBKBI+B+BBBBlBNBRBBtBNNBBBxBNBJDBCBB9CLBHDD+ELBWDB4BBBCGBDBBDCBKLLBDDBFBEEBkCIBCDDCDBCEBCPPBzCzCBQBYyCyCBSBsHGBDIBcBBzCQBrDMBmDOBhIOB2HFBCBBDDBCCCBuEuEBFBDGBEddBIBpBGBCDBJKKBJBvBPBnGHBoGHBCHBzCVBCNB7DFBECCBCCBFBCjCjCBDBCBBCEB8KDBKBBCxBxBBFBEEBYmnFmnFHOBpmLRBhuCEB8BGB5gBCCB1BBIDByCMMBslTslTBizEizEBsBBDWB-QEBEFBJHBDGBfDB1ECB89B2BBFxBBJPPXEBCOBxqBGBCQBDGBCBBCEBlDhFhFBFB4L+B+BBCB9PDB-HBB0HDDIBBG7O7OBFBuDGB29lYvHB", false)),
+        Mc: () => new UnicodeRangeTable(decodeRanges("joC4B4BDCBJDBCBBzBBB7BCBHBBDBBLsBsB7BCBjC7B7BBBBJCCB2B2BB7B7BCHHBDDBLLnDBBCBBECBCCBLqBqBBBB+BDB+BBB7BCCBDBDBBCBBKBBdPPB7B7BBBBGCBCCBLrBrBBsCsCBBBHHBTBBrKBBgCsFsFBFFHDDBaaBLLBBBDGBWBBDFBDLLBBB5zBffiEIIBGBCBB7KDBDCBFBBCFBhHBB7BCCKCCBJJBEByExBxBGCCBDBCBB+BffFBBD9B9BDCBCEEBxBxBBGBJBBsFWW35EBB0-dBBD5C5CBzBzBBOBvEBBwBxBxBBFFBDDBBBvDBBDBBZuBuBCuDuDDBBGuHuHBCCBCCBCC0gZCCgEuBuBBBBFBB0DZZB8B8BxBCBKBBO+C+CBBBEBBCrFrFBBBgBBB7BBBCDBDBBDCBKLLB1C1CBBBIDDCDBCBBCmDmDBBBJBBErDrDBBBHCCBCBDuHuHBBBHDBDyDyDBBBJBBCuDuDCBBHoDoDCBBFmImIBBBK4H4HBEBCBBFDDCvEvEBBBJDBF1C1CeBB-BqGqGECCoGPPrDIID2G2GBDBFBBC-K-KBNNxBBBJBBCpvQpvQBBBlxD2BBpDBB0rYBBHFB", false)),
+        Me: () => new UnicodeRangeTable(decodeRanges("okBBB1xF-wB-wBBCBCCBsshBCB", false)),
+        Mn: () => new UnicodeRangeTable(decodeRanges("gYvDB0IEBqIsBBCCCBCCBCCpCKBxBUBRmDmDBFBDFBDBBCDBkBffBZB8CKB7BIBKZZBCBCIBCCBCEBsBCB8BIBrBXBCfB4BCCFHBFEEBFBLBBe7B7BFDBJVVBbbDBB6BFFBFFBDDBBBEffBEEMBB6BFFBDBCBBFVVBXXBEBC7B7BDCCBCBJIIBMMBff+BNNzBEE4BCCBBBGCBCDBIBBMBBe7B7BDHHGBBVBBdBB6BBBFDBJVVBeepCIIBBBC7C7CDGBNHBjDDDBHBMGBqCBBcEC4BNBCEBCBBGKBCjBBKnDnDBCBCFBCBBDBBaBBFCBRDBODDBHHQgWgWBBBzdCBeBBfBBfBBhCBBCGBJDDBJBKuBuBBBBC2D2DBjBjB3DCBFBBKHHBBB8GBBD7B7BCGBCCCDHBHJBDxBxBBMBCeBDLBVDBxBCCBDBCGGpBIBNBBhBDBDBBCCB5BCCBEECCB7BHBDBB5ECBCMBCGBFHHEBBnG-BBxWMBFEEBKB--CCBuEhDhDBeBrRDBsDBB1udFFBIBhBBBxCBBxIEEFaaBGG4EBBbRBOnBnBBGBaKBvBCBxBDDBCBDBBoBkCkCBEBDBBDBBNJJwB0B0BCCBDBBGBBCrBrBBJJvHDDFx5Tx5TiXPBRPBuejHjH2EEBn0BCBCBBGDBpBCBFmFmFB+R+RBCBiCEB+JBBuCFBnCKByBDB8D3B3BBNBqBDDBLLBBByBDBDBBI+B+BBBBlBEBCHB-BNNB1B1BBHBLDBDgDgDBBBDCCBHHD+E+EEHBWBB6BBBEmBmBBFBEEBnCFBOECPBB2CHBDCBCYY1CFBCFFBCCBvHvHBCBHBBCBBcBB2CHBDCCBrDrDCDDBEBCmDmDCDDBCBCEBkIIBCBBhIBBCFFxEDBDBBFhBhBBIBpBFBDDBJKKBEBDCBvBMBCBBnGCCBBBCqGqGBFBCFBCzCzCBUBDGBCBBCBB7DFBECCBCCBFBCpCpCBEEC8K8KBMMB1B1BBDBGCCYmnFmnFHOBpmLLBECBhuCEB8BGB5gBgCgCBCByC5lT5lTBizEizEBsBBDWBhRCBSHBDGBfDB1ECB89B2BBFxBBJPPXEBCOBxqBGBCQBDGBCBBCEBlDhFhFBFB4L+B+BBCB9PDB-HBB0HDDIBBG7O7OBFBuDGB29lYvHB", false)),
+        N: () => new UnicodeRangeTable(decodeRanges("wBJB5DBBGDDBBBitBJBnEJBnGJB9MJB3DJBFFBtDJB3DJB3DJBDFBvDMB0DJBJGBoDJBpDGBISBuDJBhDJB3DJBnCTBtIJBnCJBwWTBybCBwHJBHJBXJBtJJBhEKBmFJBHJB3FJB3CJBnEJBHJB3gBEEBEBHJBnGyBBDEB3W7BBvCVB3TdBqrBqYqYaIBPCB4KDBrEJBfHBCOBhBJBoBOBh7cJB9FJBhKFB7EJBnBJBnGJBXJB3CJB3MJB34UJBuPsBBN4BBSBB2KaBlBDBeJJnEEBrGJBvdHBaGBoBIBsCEBXFBhFBBDPBDtBBhCIB1BBBfCBsCEBpDHBZHBqBGBrKFBxBJBHJB3IeB-EJBrBDBxDGBnEdBhEJB9BJBxEJBITB8HJB3KJB3DJB3LJBnDJBHTBtCLBlNSB+CJB3UJB3CcBkHJBnCJB3BJBnLJBnDUBshBuDBimPJBnpCJB3CJBnEJBCGBvQJBnIWB+KCB6nXJBnuBTBNTBtDYB2iBxBBhqCJBnNJB3PJB4HJBtWIBhEJB4Y6BBCCBCDBtCsBBCOBjeMBk3CJB", false)),
+        Nd: () => new UnicodeRangeTable(decodeRanges("wBJnxBJnEJnGJ9MJ3DJ3DJ3DJ3DJ3DJ3DJ3DJ3DJ3DJhDJ3DJnCJ3IJnCJn6BJnBJtJJhEJnFJHJ3FJ3CJnEJHJnuiBJnVJnBJnGJXJ3CJ3MJ34UJnsBJnkCJHJ9YJhEJ9BJxEJ3IJ3KJ3DJ3LJnDJHTtCJnNJnDJ3UJ3CJ3HJnCJ3BJnLJ3uQJnpCJ3CJnEJ3QJ37XJ12CxBhqCJnNJ3PJ4HJ2aJ30EJ", true)),
+        Nl: () => new UnicodeRangeTable(decodeRanges("u3FCBwzCiBBDDB-zDaaBHBPCBs1dJBxyW0BBtOJJnEEBrhIuDBm8SCB", false)),
+        No: () => new UnicodeRangeTable(decodeRanges("yFBBGDDBBB2pCFB5LFB5DCBmEGB6GGBSIByNJB2hBTB0jBJBhP20B20BEFBHJBnGPBqB3W3WB6BBvCVB3TdBqrB1kB1kBBCBrEJBfHBCOBhBJBoBOBxrdFBymWsBBiCDBSBB2KaBlBDB1pBHBaGBoBIBsCEBXFBhFBBDPBDtBBhCIB1BBBfCBsCEBpDHBZHBqBGBrKFBhLeB-EJBrBDBxDGBnETB8LTBmqBBBvNIBobSB0aUBn8SGB-YWBqhZTBNTBtDYBvqFIBid6BBCCBCDBtCsBBCOBjeMB", false)),
+        P: () => new UnicodeRangeTable(decodeRanges("hBCBCFBCDBLBBEBBbCBCccCkBkBGEELBBEEE-VJJzOFBqBBB0BCCDDDtBBBVBBCBBOCCBBBrCDBnDsBsBBMBqHCB3BOBgBmImIBLLtE5D5D6DnMnMNwLwL7CLLBpFpFBNBCmBmBBCBoCrCrCBDBFBBwDFBsFlTlTBHB4EuTuTtBBBvCCBoCBB+ECBCCBmBKB6JBB5GBBhEGBCFBhFBBLGBdCB9DDB8BEB-BBBhCHBM9Z9ZBWBJTBCMBCLBfBBPBB6TDBeBB+hBNBwCBBgBJB0MVBgCDBhBBB8XDBCBBxDwEwEBtBBCfBDLBkNCBFJBDLBRNNjD7C7CjgdBBuICBkDLL0DFB9LDB3CBBpBCBCyByBBwBwBiDMBRBB9DDB-DBBRBB6HzqUzqUBxGxGBIBXiBBCNBCFFCBB2ECBCFBCDBLBBEBBbCBCccCCCBFB7MCB9UxBxB-MoXoXoGgBgBxIIBnBxDxDBFBjCGB6CDByO-J-JjBlElEBDBtBDB+FGBuDBBCDB-DDBxBBBwCDBFOOCCB5CFBsDrJrJBCCBzDzDBDBLBBCpDpD7HWBqDCBdMBtCjEjEBBB9HpIpIBBB8E9C9CBGB0CCBCEB+CJB4GgDgDBDBrBBBmUBBrCMBwFxjBxjBBDB97CBB8zOBBmEiCiCBDBJpRpRBBBoJDBoK9lT9lTovHEB07C-a-aBAB", false)),
+        Pc: () => new UnicodeRangeTable(decodeRanges("-Cg-Hg-HBUU-u3BBBZCBwHAB", false)),
+        Pd: () => new UnicodeRangeTable(decodeRanges("tB9qB9qB0BiyDiyDmgBqgCqgCBEBiwDDDgBBBFdd-NUUwDxszBxszBBmBmBLqFqFhzD-J-J", false)),
+        Pe: () => new UnicodeRangeTable(decodeRanges("pB0B0BgB+1D+1DC-6B-6BqtC4B4BQ7T7TCff-hBMCxChBhBCGC1MUChCCCiBmhBmhBCECtBGCtNICEGCDBB-ozB6G6GeOCESSCCCrF0B0BgBGD", false)),
+        Pf: () => new UnicodeRangeTable(decodeRanges("7F+6H+6HEddpuDCCFDDQEE", false)),
+        Pi: () => new UnicodeRangeTable(decodeRanges("rFt7Ht7HDBBDaapuDCCFDDQEE", false)),
+        Po: () => new UnicodeRangeTable(decodeRanges("hBCBCCBDECBLLBEEBcclCGGPBBI-V-VJzOzOBEBqB3B3BDDDtBBBVBBCBBOCCBBBrCDBnDsBsBBMBqHCB3BOBgBmImIBLLtE5D5D6DnMnMNwLwL7CLLBpFpFBNBCxDxDrCEBFBBwDFBsFlTlTBHBmY9D9DBBBoCBB+ECBCCBmBFBCDB6JBB5GBBhEGBCFBhFBBLGBdCB9DDB8BEB-BBBhCHBMjajaBJJBGBJIBDDBDCBEKBCCCBIB7kDDBCBBxDwEwEBFFBBBDDDBHBCBBCDDBLLBDBCJBDDBCCCBLBDCBtNCB6B+F+FjgdBBuICBkDLL0DFB9LDB3CBBpBCBCyByBBwBwBiDMBRBB9DDB-DBBRBB6HlxUlxUBFBDXXVBBDDBECBCDBICBHCCB2E2EBBBCCBDECBLLBEEBcclBDDB7M7MBBB9UxBxB-MoXoXoGgBgBxIIBnBxDxDBFBjCGB6CDB0ZlElEBDBtBDB+FGBuDBBCDB-DDBxBBBwCDBFOOCCB5CFBsDrJrJBCCBzDzDBDBLBBCpDpD7HWBqDCBdMBtCjEjEBBB9HpIpIBBB8E9C9CBGB0CCBCEB+CJB4GgDgDBDBrBBBmUBBrCMBwFxjBxjBBDB97CBB8zOBBmEiCiCBDBJpRpRBBBoJDBoK9lT9lTovHEB07C-a-aBAB", false)),
+        Ps: () => new UnicodeRangeTable(decodeRanges("oBzBzBgB-1D-1DC-6B-6B-rCEEnB4B4BQ7T7TCff-hBMCxChBhBCGC1MUChCCCiBmhBmhBCECaTTCECtNICEGCDipzBipzB4GeeCMCESSCCCrFzBzBgBEEDAB", false)),
+        S: () => new UnicodeRangeTable(decodeRanges("kBHHRCBgBCCcCCkBEBCBBDCCBCBDEEfgBgBrODBNNBGGBCCCBPB2DPPBxDxDsErIrIBBB3DCBDDDBvGvGLUUB4H4HIBBpEqLqLBHHB2H2H-DjEjEBGBlEwGwGqBmGmGiGCBQCCBBBDFBVECmEHBCFBCBBGDBmGBBxXJB0WuLuLlL+E+EBgBBiLJBKIBhiBCCBBBMCBOCBOCBOBBmCOOoBCBOCBUhBB-BBBCDBCBBLCCBBBGFBCECFMMBFFBDBGDBC7B7BBFFB2LBFcBD+HBXKByCtCBXnTBtBwBBDeBLyMBX+BBFfBD1LBDpEBmHFBmLBBvBZBC4CBN1GBbPBFOOBNNWBBHBB8CBB0HBBFJBhBlBBKRRBdBMdBJQQBeBLmBBQ-JBhuG-BBx0V2BB6RWBKBBoDBB+EDBLDB+RCBiHPPB+9T+9TpEgBBuLPBhCBB3BHBtBDBjDCCBBBD7E7EHRRBBBgBCCcCCiEGBCGBOBB6JIB6BQBDCBCMBEwBwBBrBB7zBBBwSmWmWBiKiKBGBnjC2kC2kCBbBr6SDBG3qU3qUk7DvHBLCBEzNBHWBQQBgDzDB9B1HBLmBBD7BBGCBXBBIdBF8BBWhCBE7F7FB1CBrbaagBaagBaagBaagBaa9B-PB4BDBzBHBCNBCBBp2BwNwNttCEE+DiOiOBvIvIBqBBFjDBNOBDOBCOBCkBBYgFB5BcBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBC7CBLAB", false)),
+        Sc: () => new UnicodeRangeTable(decodeRanges("kB+D+DBCBqnB8D8DzPBBzPBBI2H2HoImSmS8sClmClmCBgBB37hBkuVkuVtD7E7E8GBBEBB3-HDB-4wBxtCxtC", false)),
+        Sk: () => new UnicodeRangeTable(decodeRanges("+CCCoCHHFEEqQDBNNBGGBCCCBPB2DPPBjoBjoB15FCCBBBMCBOCBOCBOBB9kEBBkzdWBKBBoDBBxePPBniUniUBPB8bCCjF4g9B4g9BBDB", false)),
+        Sm: () => new UnicodeRangeTable(decodeRanges("rBRRBBB+BCCuBFFmBgBgB-XwQwQBBB8xGOOoBCBOCBsEoBoBBDBHlClCBDBGBBFGDIgBgBBDDCgBgBBqIBhBBB7CffBXBpBFB2OKK3BHBwDxKxKBDBDeBLPBhIiEBX+BBFfBDhIBxBUBDFB9+zB5Z5ZCCBlFRRBBB+BCCkEHHBCBitDBBhrwBx+Bx+BagBgBagBgBagBgBagBgBat5Ft5FB-uC-uCBHB", false)),
+        So: () => new UnicodeRangeTable(decodeRanges("mFDDFCCyerIrIBgEgEBvGvGLUUB4H4HkQ2L2LjEFBClElEwGqBqBoMCBQCCBBBDFBVECmEHBCFBCBBGDBmGBBxXJB0WzWzW+EhBBiLJBKIBksBBBCDBCBBLCCBHHBEBCECFMMBPPCBBC7B7BBKKBDBDDBCBBCBBCGBCeBDBBCCCBdBtIHBFTBDGBDwCBCdBanBBHnCBXKByCtCBX2FBCIBC1BBJuDBC3HBtBrBBhC-HBhQvBBWBBHmBBDpEBmHFBmLBBvBZBC4CBN1GBbPBFOOBNNWBBHBBxKBBFJBhBlBBKRRBdBMdBJQQBeBLmBBQ-JBhuG-BBx0V2BBibDBLBBC+R+RBBBqqUPBuLPBhCBB3BHBuBCBlPEEFBBOBB6JIB6BQBDCBCMBEwBwBBrBB7zBBBwSpgBpgBBGBnjC2kC2kCBGBFQBr6SDBG3qU3qUk7DvHBLCBEzNBHWBQPBhDzDB9B1HBLmBBD7BBGCBXBBIdBF8BBWhCBE7F7FB1CBqlB-PB4BDBzBHBCNBCBBp2B96C96CiEyWyWBqBBFjDBNOBDOBCOBCkBBYgFB5BcBOrBBFIBIBBPFB7E6HBG4WBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBB-B3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBC7CBLAB", false)),
+        Z: () => new UnicodeRangeTable(decodeRanges("gBgEgEgvFgsCgsCBJBeBBGwBwBh9DAB", false)),
+        Zl: () => new UnicodeRangeTable(decodeRanges("ohIA", true)),
+        Zp: () => new UnicodeRangeTable(decodeRanges("phIA", true)),
+        Zs: () => new UnicodeRangeTable(decodeRanges("gBgEgEgvFgsCgsCBJBlBwBwBh9DAB", false)),
+        ASCII_Hex_Digit: () => new UnicodeRangeTable(decodeRanges("wBJIFbF", true)),
+        Alphabetic: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBLLFGGBVBCeBCpOBFLBPEBICC3CeeBQBCBBDDBCHHCCBCCCBSBCyCBCqEBJlFBClBBDHHBnBBoBNBCCCBCCBCCJaBFDBeKBG3BBCGBPlDBCHBFHBFCBLCBDRRBuBBOkDBZgBBKBBFGGBWBDSBUYBIKBGXBCGBIJJBoBBLLBEGBHrCBCPBCCBFOBOSBCHBDBBDVBCGBCEEBCBEHBDBBDBBCJJFBBCEBNBBLFFBBBCFBFBBDVBCGBCBBCBBCBBFEBFBBDBBFIIBCBCSSBEBMCBCIBCCBCVBCGBCBBCEBEIBCCBCBBEQQBCBWDBFCBCHBDBBDVBCGBCBBCEBEHBDBBDBBKBBFBBCEBORRBCCBEBECBCDBEBBCCCBEEBEEBBBELBFEBECBCCBEHHpBMBCCBCWBCPBEHBCCBCCBJBBCCBCBBDDBdDBCHBCCBCWBCJBCEBEHBCCBCCBJBBGCBCDBOCBNMBCCBCoBBDHBCCBCCBCGGBCBIEBXFBCCBCRBEXBCIBCDDBFBJFBCCCBGBTBBO5BBGGBH0B0BBECBDBCXBCCCBRBCCBDEBCHHPDBhBgCgCBGBCjBBFSBFPBCjBBkC2BBCDDBDBR-BBLDBDlBBCGGDqBBCsKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPBR1CBDFBErTBDQBCZBGqCBEKBITBMUBNTBNMBCCBCBBNzBBDSBPFFkC4CBIqBBGlCBLeBCLBFIBYdBDEBMrBBFZB3BbBF+BBDTBzBYYBMMBBByBzBBCOBCHB0BpBBDDBLrBBCKBP2BBXCBLjBBDKBGqBBDCBqBDBCFBCBBEGGB+FBUhBBM1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGB1DOORMBmDFFDJBCEEBDBHGCBCBCKBDDBGEBFSSBnBBuZzBB34BkHBHDBEBBNlBBCGGD3BBIRRBVBKGBCGBCGBCGBCGBCGBCGBCGBCfBwB2O2OBBBaIBIEBDEBF1CBHCBC5CBCDBGqBBC9CBSfBxBPBhQ-tGBhCs0VBkCtBBDsIBEPBLBBVuBBGHBEwDBoBIBDmDBDxCBVUBCgBBZzBBNjCBCtBtBBEBECCBBBLgBBGiBBOcBEyBBCLBQRRBOBLEBC2BBKNBTWBEkCBCCCZCBDPBDDBMFBDFBDFBKGBCGBCqBBCNBH6DBWj9KBNWBFwBBloItLBDpDBnBGBNEBGLBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBlBZBHZBM4CBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmC0BBsIcBEwBBwBfBOdBGqBBGdBDjBBFHBCEBrB9EBTjBBFjBBFnBBJzBBNKBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCDBCBBGHBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4ByBBOyBBOnBBjBbBEGGBVB7HpBBCBBEBBRFBzBCBEcBLJJBUBrBRBvBUBcWBKlCBsBEBL4BBKOOBXBYyBBSDBJiBBEKKB+BBCDBKBBLCCkBRBChBBDHHBCB-BGBCCCBCBCOBCJBI4BBYDBCHBDBBDVBCGBCBBCEBEHBDBBDBBEHHGGBdJBCDDClBBCJBCDDCDBCBBECCtBhCBCCBCDBVCBfhCBDBBC5F5FB0BBDGBaFBjB+BBCEE8B1BBDoCoCBZBDNBWGB6F4BBoD-BBgBHBDDDBGBCBBCdBCBBDBBDDB+CHBDtBBDFBCCCBccBxBBDJBSnCBGTTBnCBoDHB5CgBBgBIBCsBBCGBCyByBBcBDVBCNBqCGBCBBCrBBECCBCCBBBCDDBZZBEBCBBCkBBCBBCDBCYYBqBBlIWBKQBCoBBECBwDwCwCB4cBnDuDBSjGBtyCgDBQvhBBSFBa68DBGmSB61GuBBy2B4RBIeBSuCBSdBTvBBRDBgBUBGSBxNsBB0G-BBhBYBDYBtBqCBF4BBIQBhCBBCNNBFBK1mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBFi7Fi7FBzCBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BeBHFB2GGBCQBDGBCBBCEBG9BBiBxDxDBrBBLGBRiKiKBcBTrBBlPbBlHdBDwGwGBdBCVBJBBhHGBCDBCBBCOBCkGB8BjCBEEE1lBDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1TZBHZBHZB3zD-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
+        Dash: () => new UnicodeRangeTable(decodeRanges("tB9qB9qB0BiyDiyDmgBqgCqgCBEB+BoBoBQnMnMlgDDDgBBBFdd-NUUwDxszBxszBBmBmBLqFqFhzD-J-J", false)),
+        Emoji: () => new UnicodeRangeTable(decodeRanges("jBHHGJBwDFFu8HNN5GXX7CFBQBBwLBBNnFnFaKBFCBoGoHoHBLLK7B7BBCBCEBKGDBDDFDDCBBDIEBJJBBBGCCGLBMBBDCCBCCTDDBTTBEBCCCBEEBGGDBBFBBMBBGBBDGGBECBVVBGGBEBCDBDFFDDDBEBCDDCCCHEEHLLBQQDFFCFFBBBCMMBxBxBBBBKeP1LBBwOCBUBB0BFF7mBNN6SCCrrvDrGrGhFBBNBBPDDBIBsCZBCBBYVVDIBWBBvFhBBDvDBDBBCCBDyCBDCBCmIBC+BBMFBCXBIBBDHBNDDBCBDFFBOOBDDJBBKGGBBBNCBJCBDCCFHHEHHB0CBxBlCBGHBDDBEJBECCBEEDJBkHLBF8I8IBtBBCJBC4FBxDMBEKBE4BBCFFBOBDLBFJB", false)),
+        Emoji_Component: () => new UnicodeRangeTable(decodeRanges("jBHHGJB0+H2G2Gsp3B3+8B3+8BBYB8PEBxtBDBtzhY-CB", false)),
+        Emoji_Modifier: () => new UnicodeRangeTable(decodeRanges("7-8DE", true)),
+        Emoji_Modifier_Base: () => new UnicodeRangeTable(decodeRanges("9wJ8G8GRDB4jzD9B9BBBBDDDBBB2DBBDKBWSBEFFBBBCCBICCZqGqGBFFWFFBvFvFBBBEEB0CRRBBBKMMgSDDJHBHKKBIBDCB5B+B+BBCCBCCSCBCMBmHCBrBIB", false)),
+        Emoji_Presentation: () => new UnicodeRangeTable(decodeRanges("64IBBuGDBEDDqQBBWBBzBLBsBUUOJJBSSBGGBJJGWWIBBCFFDIIFBBdkBkBCFFBBBC+B+BBBBZPP8aBB0BFFvlxDrGrG-FDDBIBsCZBCZZVDDBDBCCBWBBvFgBBNIBClCBCVBNqBBFEBNQBEEEBlCBCCCB5FBD+BBODBCXBTbbBOO3C0CBxBlCBHEEBBBDDBEDBMBBIIBkHLBF8I8IBtBBCJBC4FBxDMBEKBE4BBCFFBOBDLBFJB", false)),
+        Extended_Pictographic: () => new UnicodeRangeTable(decodeRanges("pFFFu8HNN5GXX7CFBQBBwLBBNnFnFaKBFCBoGoHoHBLLK7B7BBCBCEBKGDBDDFDDCBBDIEBJJBBBGCCGLBMBBDCCBCCTDDBTTBEBCCCBEEBGGDBBFBBMBBGBBDGGBECBVVBGGBEBCDBDFFDDDBEBCDDCCCHEEHLLBQQDFFCFFBBBCMMBxBxBBBBKeP1LBBwOCBUBB0BFF7mBNN6SCCrrvDoBoBBCBlDLBQBBQPPBmBmBBIBxDBBNBBPDDBIBU3BBcOBLVVDIBCDBKWBH7FBDvDBDBBCCBDyCBDCBCDBG9HBC+BBMFBCXBIBBDHBNDDBCBDFFBOOBDDJBBKGGBBBNCBJCBDCCFHHEHHB0CBxBlCBGHBDQBECCBEBDMB7GlBBNDB5BHBLFBpBHBfBBNDBDNBKmBBNuBBCJBC4FB5CHBPxEBhI9fB", false)),
+        Hex_Digit: () => new UnicodeRangeTable(decodeRanges("wBJIFbFq1-BJIFbF", true)),
+        Lowercase: () => new UnicodeRangeTable(decodeRanges("hDZBwBLLFlBlBBWBCHBC2BCBQCBuBCDECBBBDCCDEEBFFDEEBBBDDDCCCDCCBCCDEECDDBDDBBBHGDCOCBSCBDDCEEC4BCBFBDDDBCCFICBjCBDiBBIBBfEBhDsBsBCEEDDBTccBhBBCBBECBCWCBDBCGDB0B0BBuBBCgBCK0BCDMCBgDCxBoBBo6CqBBCDB5XFBjkCIBC2D2DB+FBiC0ECBHBCgDCBHBJFBLHBJHBJFBLHBJHBJNBDHBJHBJHBJEBCBBHEEBBBCBBJDBDBBJHBLCBCBB6DOORMBuDEEBEEcKFDBBJDBFiBiBBOBFsasaBYBn6BvBBCEEBGCFCCBCCBGBEiDCBIICFFNlBBCGG0oesBCUaCBBBmEMCBBBC8BCBIBCCCDICFCCDCCBBBCSCGGGCMCFCCDOCWDBCCCBBB2ZqBBCNBHvCBh6TGBNEBqhBZBumBnBBpEjBB8EKBCOBCGBCBBkODDBBBCpBBCIBmoByBB+DVB75CfBhsVfB8BYBnqZZBbGBCRBbZBbDBCCCBFBCKBbZBbZBbZBbZBbZBbZBbZBbZBbbBdYBCFBbYBCFBbYBCFBbYBCFBbYBCFBC15B15BBIBCTBHFBmI9BB1lChBB", false)),
+        Math: () => new UnicodeRangeTable(decodeRanges("rBRRBBBgBeeCuBuBFmBmBgB5W5WBBBDbbBDDBBBwQCBuwGccBBBMEEOPPBCBWEBMEBiCMBFEEBFFBDBTFFDJBCDDBEBHEEBDDBCCBBBCFBENBClClCBWBCFBCBBFBBFfBCHHBPPBqIBJDBVBB7CffBZBCZZMGB+NBBNJBFFBFBBDBBEEBPCCDFBMHBGBB6BCCeDBKCBxK-BBhI-PBxBUBDFB9+zB4Z4ZBEBCjFjFRCBeCCeCCkEHHBCBitDBBhrwBwoBwoBBzCBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBDxBBhwFDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBB-uCIB", false)),
+        Quotation_Mark: () => new UnicodeRangeTable(decodeRanges("iBFFkEQQ96HHBaBBowDqOqOBCBOCBixzBDB+FFF7CBB", false)),
+        Terminal_Punctuation: () => new UnicodeRangeTable(decodeRanges("hBLLCMMBEE-ZJJiQ6B6BpCPPCCB1FsBsBBJBCsHsHB3B3BBEBCHBgBmImIB1nB1nBBtFtFFFB4JBB2YHBmY9D9DBBBoCBB+ECBEoBoBBCBDBB7JBBjLDBjFBBLBBCCBeCB8FEB-BBBldYYBKKBBBwlDCBzJOOFLLCBBEBBtNBB8ndBBuICBkHEB-LBB3CBBgD4E4EBBB0ECBgERRB6H6HnxUDDB6B6BBBBCDBqFLLCMMBEEiCDD7hBxBxBnkBoGoG3JBB5EFBlCFB6CDB5dEBtBDB+FGBxDDBgECBiEBBHRRB5C5CBDBtDrJrJB2D2DBBBNBBnLDBEOBqDBB6HCBmQCC8HBB4CBBFBB-MCBuBmUmUBrCrCBspBspBBDB6vRBBmEiCiCBBBLqRqRBoJoJBnwTnwTovHDB", false)),
+        Uppercase: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiB2BCDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIJDCMCDQCDDDCCBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBDDBBBEWCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBpCDBNDBNDBNEBMDBnIFFECBDCBDEEBDBHGCBCBDDBLBBGbbBOBUzZzZBYBx5BvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoqZZBbZBbZBbCCBGDBDDBCBCHBbZBbBBCDBDHBCGBcBBCDBCEBCEEBFBcZBbZBbZBbZBbZBbZBfYBiBYBiBYBiBYBiBYBiB2pE2pEBgBBvgCZBHZBHZB", false)),
+        White_Space: () => new UnicodeRangeTable(decodeRanges("JEBTlDlDbgvFgvFgsCKBeBBGwBwBh9DAB", false))
+      });
+      static SCRIPTS = new LazyMap({
+        Adlam: () => new UnicodeRangeTable(decodeRanges("go6DrCFJFB", true)),
+        Ahom: () => new UnicodeRangeTable(decodeRanges("g4lCaDOFW", true)),
+        Anatolian_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("ggxCmS", true)),
+        Arabic: () => new UnicodeRangeTable(decodeRanges("gwBEBCFBCNBCCBCfBCJBMZBCrDBChBBxCvBBxHhBBGqCBCcBxy8BtPBDvEBhBPBxDEBCmEBk7DeBkCFBJIBiBFBh43BDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBB", false)),
+        Armenian: () => new UnicodeRangeTable(decodeRanges("xpBlBDxBDCks9BE", true)),
+        Avestan: () => new UnicodeRangeTable(decodeRanges("g4iC1BEG", true)),
+        Balinese: () => new UnicodeRangeTable(decodeRanges("g4GsCCxB", true)),
+        Bamum: () => new UnicodeRangeTable(decodeRanges("g1pB3CpowB4R", true)),
+        Bassa_Vah: () => new UnicodeRangeTable(decodeRanges("w26CdDF", true)),
+        Batak: () => new UnicodeRangeTable(decodeRanges("g+GzBJD", true)),
+        Bengali: () => new UnicodeRangeTable(decodeRanges("gsCDBCHBDBBDVBCGBCEEBCBDIBDBBDDBJFFBCCBDBDYB", false)),
+        Beria_Erfe: () => new UnicodeRangeTable(decodeRanges("g17CYDY", true)),
+        Bhaiksuki: () => new UnicodeRangeTable(decodeRanges("ggnCICsBCNLc", true)),
+        Bopomofo: () => new UnicodeRangeTable(decodeRanges("qXB6wLqBxDf", true)),
+        Brahmi: () => new UnicodeRangeTable(decodeRanges("ggkCtCFjBKA", true)),
+        Braille: () => new UnicodeRangeTable(decodeRanges("ggK-H", true)),
+        Buginese: () => new UnicodeRangeTable(decodeRanges("gwGbDB", true)),
+        Buhid: () => new UnicodeRangeTable(decodeRanges("g6FT", true)),
+        Canadian_Aboriginal: () => new UnicodeRangeTable(decodeRanges("ggF-TxRlC7tgCP", true)),
+        Carian: () => new UnicodeRangeTable(decodeRanges("g1gCwB", true)),
+        Caucasian_Albanian: () => new UnicodeRangeTable(decodeRanges("wphCzBMA", true)),
+        Chakma: () => new UnicodeRangeTable(decodeRanges("gokC0BCR", true)),
+        Cham: () => new UnicodeRangeTable(decodeRanges("gwqB2BKNDJDD", true)),
+        Cherokee: () => new UnicodeRangeTable(decodeRanges("g9E1CDFz7lBvC", true)),
+        Chorasmian: () => new UnicodeRangeTable(decodeRanges("w9jCb", true)),
+        Common: () => new UnicodeRangeTable(decodeRanges("AgCBbFBbuBBCOBCEBYgBgBiOmBBGEBDTB1DKKHCC+THHPEEhB9E9ElQiEiEB6mB6mB2MDBjJwvBwvBBBBoCBBsGBBCumBumBOIIBCBCFBCCBDmYmYBKBD2CBCKBEKBCOBShBB-BlBBCCBDFBCaBCQBqBCBF5UBXKBW-cBhIzTBDpEBhQ9CBzMUBCCCBXBQHBFDB8CBBE7C7CB0E0EBOBhBlBBKxBxBB+BBgBwCBwB5C5CBmFBhuG-BBhoWhBBnDCBmFJB1HhFhFsMPPBzuUzuUBxGxGBIBXiBBCSBCDB0ECCBeBbFBbKBLuBuBBhChCBFBCGBLEBjICBFsBBEIBxCMB0BsBBlHaBltuBDB96D8HBEzNBHWBQQBgDzDB9B1HBLmBBD9BBEQBJBBIdBF8BB2GTBNTBN2CBKYBoE0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBDxBByjFjCBtC8BBjWrBBFjDBNOBDOBCOBCkBBLtFB5BZBCBBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBCmDBnghYffB+CB", false)),
+        Coptic: () => new UnicodeRangeTable(decodeRanges("ifNxkKzDGG", true)),
+        Cuneiform: () => new UnicodeRangeTable(decodeRanges("ggoC5cnDuDCEMjG", true)),
+        Cypriot: () => new UnicodeRangeTable(decodeRanges("ggiCFBDCCBqBBCBBEDD", false)),
+        Cypro_Minoan: () => new UnicodeRangeTable(decodeRanges("w8rCiD", true)),
+        Cyrillic: () => new UnicodeRangeTable(decodeRanges("ggBkEBDoFBx6FKBhFtCtCojEfBhie-CBv8VBBhw4B9BBiBAB", false)),
+        Deseret: () => new UnicodeRangeTable(decodeRanges("gghCvC", true)),
+        Devanagari: () => new UnicodeRangeTable(decodeRanges("goCwCFODZh7nBfhwcJ", true)),
+        Dives_Akuru: () => new UnicodeRangeTable(decodeRanges("gomCGBDDDBGBCBBCdBCBBDLBKJB", false)),
+        Dogra: () => new UnicodeRangeTable(decodeRanges("ggmC7B", true)),
+        Duployan: () => new UnicodeRangeTable(decodeRanges("ggvDqDGMEIIJDD", true)),
+        Egyptian_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("ggsC1iBL68D", true)),
+        Elbasan: () => new UnicodeRangeTable(decodeRanges("gohCnB", true)),
+        Elymaic: () => new UnicodeRangeTable(decodeRanges("g-jCW", true)),
+        Ethiopic: () => new UnicodeRangeTable(decodeRanges("gwEoCBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBDfBEZBnvGWBKGBCGBCGBCGBCGBCGBCGBCGBjpfFBDFBDFBKGBCGBylvCGBCDBCBBCOB", false)),
+        Garay: () => new UnicodeRangeTable(decodeRanges("gqjClBEcJB", true)),
+        Georgian: () => new UnicodeRangeTable(decodeRanges("glElBBCGGDqBBCDBx8CqBBDCBhiElBBCGG", false)),
+        Glagolitic: () => new UnicodeRangeTable(decodeRanges("ggL-Ch9sDGCQDGCBCE", true)),
+        Gothic: () => new UnicodeRangeTable(decodeRanges("w5gCa", true)),
+        Grantha: () => new UnicodeRangeTable(decodeRanges("g4kCDBCHBDBBDVBCGBCBBCEBDIBDBBDCBDHHGGBDGBEEB", false)),
+        Greek: () => new UnicodeRangeTable(decodeRanges("wbDBCCBDDBCFFCCCBBBCCCBSBC+BBPPBnpGEBzBEBFEB1ChKhKBUBDFBDlBBDFBDHBCGCBdBD0BBCOBCNBDFBCSBDCBCIBoJ-xiB-xiB7uVuCBSgj0Bgj0BBkCB", false)),
+        Gujarati: () => new UnicodeRangeTable(decodeRanges("h0CCBCIBCCBCVBCGBCBBCEBDJBCCBCCBDQQBCBDLBIGB", false)),
+        Gunjala_Gondi: () => new UnicodeRangeTable(decodeRanges("grnCFCBCkBCBCFIJ", true)),
+        Gurmukhi: () => new UnicodeRangeTable(decodeRanges("hwCCBCFBFBBDVBCGBCBBCBBCBBDCCBDBFBBDCBEIIBCBCIIBPB", false)),
+        Gurung_Khema: () => new UnicodeRangeTable(decodeRanges("go4C5B", true)),
+        Han: () => new UnicodeRangeTable(decodeRanges("g0LZBC4CBN1GBwBCCaIBPDBle-tGBhC-vUBhoWtLBDpDBpodBBNGBqgkB-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
+        Hangul: () => new UnicodeRangeTable(decodeRanges("goE-HvxHBiI9CyDeiCei3dckUj9KNWFwBl9JeEFDFDFDC", true)),
+        Hanifi_Rohingya: () => new UnicodeRangeTable(decodeRanges("gojCnBJJ", true)),
+        Hanunoo: () => new UnicodeRangeTable(decodeRanges("g5FU", true)),
+        Hatran: () => new UnicodeRangeTable(decodeRanges("gniCSCBGE", true)),
+        Hebrew: () => new UnicodeRangeTable(decodeRanges("xsB2BBJaBFFBpp9BZBCEBCCCBCCBCCBIB", false)),
+        Hiragana: () => new UnicodeRangeTable(decodeRanges("hiM1CBHCBi7-C+IBTeeBBBulQAB", false)),
+        Imperial_Aramaic: () => new UnicodeRangeTable(decodeRanges("giiCVCI", true)),
+        Inherited: () => new UnicodeRangeTable(decodeRanges("gYvDB2IBBlOKBbhXhXBCB8qEtBBDLBlPCBCMBCGBFHHEBBnG-BBtQBBjGgBB65DDBsDBBmrzBPBRNBwejHjH7iEl+uBl+uBBsBBDWBhRCBSHBDGBfDBz6rYvHB", false)),
+        Inscriptional_Pahlavi: () => new UnicodeRangeTable(decodeRanges("g7iCSGH", true)),
+        Inscriptional_Parthian: () => new UnicodeRangeTable(decodeRanges("g6iCVDH", true)),
+        Javanese: () => new UnicodeRangeTable(decodeRanges("gsqBtCDJFB", true)),
+        Kaithi: () => new UnicodeRangeTable(decodeRanges("gkkCiCLA", true)),
+        Kannada: () => new UnicodeRangeTable(decodeRanges("gkDMCCCWCJCEDICCCDIBGCCDDJCC", true)),
+        Katakana: () => new UnicodeRangeTable(decodeRanges("hlM5CBDCBxHPBxGuBBC3CBvgzBJBCsBBzisBDBCGBCBBCgJgJBBBzBPPBCB", false)),
+        Kawi: () => new UnicodeRangeTable(decodeRanges("g4nCQCoBEc", true)),
+        Kayah_Li: () => new UnicodeRangeTable(decodeRanges("goqBtBCA", true)),
+        Kharoshthi: () => new UnicodeRangeTable(decodeRanges("gwiCDCBGHCCCcDCFJII", true)),
+        Khitan_Small_Script: () => new UnicodeRangeTable(decodeRanges("k-7C84G84GB0OBqBAB", false)),
+        Khmer: () => new UnicodeRangeTable(decodeRanges("g8F9CDJHJnPf", true)),
+        Khojki: () => new UnicodeRangeTable(decodeRanges("gwkCRCuB", true)),
+        Khudawadi: () => new UnicodeRangeTable(decodeRanges("w1kC6BGJ", true)),
+        Kirat_Rai: () => new UnicodeRangeTable(decodeRanges("gq7C5B", true)),
+        Lao: () => new UnicodeRangeTable(decodeRanges("h0DBBCCCBDBCXBCCCBVBDEBCCCBFBCJBDDB", false)),
+        Latin: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBQQGWBCeBCgOBoBEB8wGlBBHwBBGDBGMBClCBiC-HByLOORMBuEBBHccSoBB42CfBj1elDBExCBVOBxZqBBCIBCDB38TGB7gBZBHZBmhCFBCpBBCIBm61BeBHFB", false)),
+        Lepcha: () => new UnicodeRangeTable(decodeRanges("ggH3BEOEC", true)),
+        Limbu: () => new UnicodeRangeTable(decodeRanges("goGeBCLBFLBFEEBKB", false)),
+        Linear_A: () => new UnicodeRangeTable(decodeRanges("gwhC2JKVLH", true)),
+        Linear_B: () => new UnicodeRangeTable(decodeRanges("gggCLCZCSCBCODNjB6D", true)),
+        Lisu: () => new UnicodeRangeTable(decodeRanges("wmpBvBx1eA", true)),
+        Lycian: () => new UnicodeRangeTable(decodeRanges("g0gCc", true)),
+        Lydian: () => new UnicodeRangeTable(decodeRanges("gpiCZGA", true)),
+        Mahajani: () => new UnicodeRangeTable(decodeRanges("wqkCmB", true)),
+        Makasar: () => new UnicodeRangeTable(decodeRanges("g3nCY", true)),
+        Malayalam: () => new UnicodeRangeTable(decodeRanges("goDMCCCyBCCCFFPDZ", true)),
+        Mandaic: () => new UnicodeRangeTable(decodeRanges("giCbDA", true)),
+        Manichaean: () => new UnicodeRangeTable(decodeRanges("g2iCmBFL", true)),
+        Marchen: () => new UnicodeRangeTable(decodeRanges("wjnCfDVCN", true)),
+        Masaram_Gondi: () => new UnicodeRangeTable(decodeRanges("gonCGBCBBCrBBECCBCCBHBJJB", false)),
+        Medefaidrin: () => new UnicodeRangeTable(decodeRanges("gy7C6C", true)),
+        Meetei_Mayek: () => new UnicodeRangeTable(decodeRanges("g3qBWqGtBDJ", true)),
+        Mende_Kikakui: () => new UnicodeRangeTable(decodeRanges("gg6DkGDP", true)),
+        Meroitic_Cursive: () => new UnicodeRangeTable(decodeRanges("gtiCXFTDtB", true)),
+        Meroitic_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("gsiCf", true)),
+        Miao: () => new UnicodeRangeTable(decodeRanges("g47CqCF4BIQ", true)),
+        Modi: () => new UnicodeRangeTable(decodeRanges("gwlCkCMJ", true)),
+        Mongolian: () => new UnicodeRangeTable(decodeRanges("ggGBBDCCBSBH4CBIqBB2t-BMB", false)),
+        Mro: () => new UnicodeRangeTable(decodeRanges("gy6CeCJFB", true)),
+        Multani: () => new UnicodeRangeTable(decodeRanges("g0kCGBCCCBCBCOBCKB", false)),
+        Myanmar: () => new UnicodeRangeTable(decodeRanges("ggE-EhqmBeiDfxibT", true)),
+        Nabataean: () => new UnicodeRangeTable(decodeRanges("gkiCeJI", true)),
+        Nag_Mundari: () => new UnicodeRangeTable(decodeRanges("wm5DpB", true)),
+        Nandinagari: () => new UnicodeRangeTable(decodeRanges("gtmCHDtBDK", true)),
+        New_Tai_Lue: () => new UnicodeRangeTable(decodeRanges("gsGrBFZHKEB", true)),
+        Newa: () => new UnicodeRangeTable(decodeRanges("gglC7CCE", true)),
+        Nko: () => new UnicodeRangeTable(decodeRanges("g+B6BDC", true)),
+        Nushu: () => new UnicodeRangeTable(decodeRanges("h-7CvsQvsQBqMB", false)),
+        Nyiakeng_Puachue_Hmong: () => new UnicodeRangeTable(decodeRanges("go4DsBENDJFB", true)),
+        Ogham: () => new UnicodeRangeTable(decodeRanges("g0Fc", true)),
+        Ol_Chiki: () => new UnicodeRangeTable(decodeRanges("wiHvB", true)),
+        Ol_Onal: () => new UnicodeRangeTable(decodeRanges("wu5DqBFA", true)),
+        Old_Hungarian: () => new UnicodeRangeTable(decodeRanges("gkjCyBOyBIF", true)),
+        Old_Italic: () => new UnicodeRangeTable(decodeRanges("g4gCjBKC", true)),
+        Old_North_Arabian: () => new UnicodeRangeTable(decodeRanges("g0iCf", true)),
+        Old_Permic: () => new UnicodeRangeTable(decodeRanges("w6gCqB", true)),
+        Old_Persian: () => new UnicodeRangeTable(decodeRanges("g9gCjBFN", true)),
+        Old_Sogdian: () => new UnicodeRangeTable(decodeRanges("g4jCnB", true)),
+        Old_South_Arabian: () => new UnicodeRangeTable(decodeRanges("gziCf", true)),
+        Old_Turkic: () => new UnicodeRangeTable(decodeRanges("ggjCoC", true)),
+        Old_Uyghur: () => new UnicodeRangeTable(decodeRanges("w7jCZ", true)),
+        Oriya: () => new UnicodeRangeTable(decodeRanges("h4CCCHDBDVCGCBCEDIDBDCICFBCEDR", true)),
+        Osage: () => new UnicodeRangeTable(decodeRanges("wlhCjBFjB", true)),
+        Osmanya: () => new UnicodeRangeTable(decodeRanges("gkhCdDJ", true)),
+        Pahawh_Hmong: () => new UnicodeRangeTable(decodeRanges("g46ClCLJCGCUGS", true)),
+        Palmyrene: () => new UnicodeRangeTable(decodeRanges("gjiCf", true)),
+        Pau_Cin_Hau: () => new UnicodeRangeTable(decodeRanges("g2mC4B", true)),
+        Phags_Pa: () => new UnicodeRangeTable(decodeRanges("giqB3B", true)),
+        Phoenician: () => new UnicodeRangeTable(decodeRanges("goiCbEA", true)),
+        Psalter_Pahlavi: () => new UnicodeRangeTable(decodeRanges("g8iCRIDNG", true)),
+        Rejang: () => new UnicodeRangeTable(decodeRanges("wpqBjBMA", true)),
+        Runic: () => new UnicodeRangeTable(decodeRanges("g1FqCEK", true)),
+        Samaritan: () => new UnicodeRangeTable(decodeRanges("ggCtBDO", true)),
+        Saurashtra: () => new UnicodeRangeTable(decodeRanges("gkqBlCJL", true)),
+        Sharada: () => new UnicodeRangeTable(decodeRanges("gskC-ChsCH", true)),
+        Shavian: () => new UnicodeRangeTable(decodeRanges("wihCvB", true)),
+        Siddham: () => new UnicodeRangeTable(decodeRanges("gslC1BDlB", true)),
+        Sidetic: () => new UnicodeRangeTable(decodeRanges("gqiCZ", true)),
+        SignWriting: () => new UnicodeRangeTable(decodeRanges("gg2DrUQECO", true)),
+        Sinhala: () => new UnicodeRangeTable(decodeRanges("hsDCBCRBEXBCIBCDDBFBEFFBEBCCCBGBHJBDCBt-gCTB", false)),
+        Sogdian: () => new UnicodeRangeTable(decodeRanges("w5jCpB", true)),
+        Sora_Sompeng: () => new UnicodeRangeTable(decodeRanges("wmkCYIJ", true)),
+        Soyombo: () => new UnicodeRangeTable(decodeRanges("wymCyC", true)),
+        Sundanese: () => new UnicodeRangeTable(decodeRanges("g8G-BhIH", true)),
+        Sunuwar: () => new UnicodeRangeTable(decodeRanges("g+mChBPJ", true)),
+        Syloti_Nagri: () => new UnicodeRangeTable(decodeRanges("ggqBsB", true)),
+        Syriac: () => new UnicodeRangeTable(decodeRanges("g4BNC7BDCxIK", true)),
+        Tagalog: () => new UnicodeRangeTable(decodeRanges("g4FVKA", true)),
+        Tagbanwa: () => new UnicodeRangeTable(decodeRanges("g7FMCCCB", true)),
+        Tai_Le: () => new UnicodeRangeTable(decodeRanges("wqGdDE", true)),
+        Tai_Tham: () => new UnicodeRangeTable(decodeRanges("gxG+BCcDKHJHN", true)),
+        Tai_Viet: () => new UnicodeRangeTable(decodeRanges("g0qBiCZE", true)),
+        Tai_Yo: () => new UnicodeRangeTable(decodeRanges("g25DeCVJB", true)),
+        Takri: () => new UnicodeRangeTable(decodeRanges("g0lC5BHJ", true)),
+        Tamil: () => new UnicodeRangeTable(decodeRanges("i8CBBCFBECBCDBEBBCCCBEEBEEBBBELBFEBECBCDBDHHPUBm+kCxBBOAB", false)),
+        Tangsa: () => new UnicodeRangeTable(decodeRanges("wz6CuCCJ", true)),
+        Tangut: () => new UnicodeRangeTable(decodeRanges("g-7CgBgBB+3GBhQeBiDyDB", false)),
+        Telugu: () => new UnicodeRangeTable(decodeRanges("ggDMCCCWCPDICCCDIBCCCBDDDJII", true)),
+        Thaana: () => new UnicodeRangeTable(decodeRanges("g8BxB", true)),
+        Thai: () => new UnicodeRangeTable(decodeRanges("hwD5BGb", true)),
+        Tibetan: () => new UnicodeRangeTable(decodeRanges("g4DnCCjBFmBCjBCOCGFB", true)),
+        Tifinagh: () => new UnicodeRangeTable(decodeRanges("wpL3BIBPA", true)),
+        Tirhuta: () => new UnicodeRangeTable(decodeRanges("gklCnCJJ", true)),
+        Todhri: () => new UnicodeRangeTable(decodeRanges("guhCzB", true)),
+        Tolong_Siki: () => new UnicodeRangeTable(decodeRanges("wtnCrBFJ", true)),
+        Toto: () => new UnicodeRangeTable(decodeRanges("w04De", true)),
+        Tulu_Tigalari: () => new UnicodeRangeTable(decodeRanges("g8kCJBCDDClBBCJBCDDCDBCJBCBBJBB", false)),
+        Ugaritic: () => new UnicodeRangeTable(decodeRanges("g8gCdCA", true)),
+        Unknown: () => new UnicodeRangeTable(decodeRanges("4bBBHDBICCVuMuMnBBBzBBBE4B4BBGBcDBHKBvI9B9BBmDmDBMB8BBByBBBQddBCCMEBjBEBuHJJBDDBXXICCBBBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBbFB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKmDmDNBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBjoIBvLBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCC-FCBHBBHBBHBBECBIIIBIBGBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIBlCJBCBBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMB3iBJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBJ76DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBjGUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIm8yVBCdBhD-DBxHvw-FB", false)),
+        Vai: () => new UnicodeRangeTable(decodeRanges("gopBrJ", true)),
+        Vithkuqi: () => new UnicodeRangeTable(decodeRanges("wrhCKCOCGCBCKCOCGCB", true)),
+        Wancho: () => new UnicodeRangeTable(decodeRanges("g24D5BGA", true)),
+        Warang_Citi: () => new UnicodeRangeTable(decodeRanges("glmCyCNA", true)),
+        Yezidi: () => new UnicodeRangeTable(decodeRanges("g0jCpBCCDB", true)),
+        Yi: () => new UnicodeRangeTable(decodeRanges("ggoBskBE2B", true)),
+        Zanabazar_Square: () => new UnicodeRangeTable(decodeRanges("gwmCnC", true))
+      });
+      static FOLD_CATEGORIES = new LazyMap({
+        L: () => new UnicodeRangeTable(decodeRanges("laA", true)),
+        LC: () => new UnicodeRangeTable(decodeRanges("laA", true)),
+        Ll: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiBuBCEECDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIBBCBBCBBCOCDQCDBBCCCBBBC4BCIBBCBBDCCBCBCGC3HrBrBCEEJHHCCBCCCBCCBPBCIBkBJJCUCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBZHBJHBJHBJEBMEBMDBNEBMEBqJEEBHHxC9zC9zCBuBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoyehBB", false)),
+        Lt: () => new UnicodeRangeTable(decodeRanges("kOCCBCCBCClBCCtsHHBJHBJHBMQQwBAB", false)),
+        Lu: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBCuBCEECDOCDsBCDECBBBDCCDEEGDDECBDDDCCCDFFDEECDDECCGBBCBBCBBCOCBSCDBBCEECkBCEQCJDDBCCFICBEBCBBCCCBEEBCCBCBCEBDCCBDDIDDCBBEFBGLLBnFnFsBCCEEEBBBvBDBCdBCBBECBCWCBDBCGD1BvBBCgBCK0BCDMCBgDCyBlBBq6CqBBDCB5XFBjkCIBCvHvHERRzD0ECGGGC8CCBHBJFBLHBJHBJFBMGCJHBJNBzBBBNSSBPPBEEpL2B2Bs1CvBBCEEBGCHDDLiDCJCCFNNBkBBCGG0oesBCUaCoEMCE8BCLCCDICFFFCBBDSCMOCFCCDOCb9a9advCBi8UZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBvyehBB", false)),
+        M: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false)),
+        Mn: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false)),
+        Emoji: () => new UnicodeRangeTable(decodeRanges("8mJA", true)),
+        Extended_Pictographic: () => new UnicodeRangeTable(decodeRanges("8mJA", true)),
+        Lowercase: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiBuBCEECDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIBBCBBCBBCOCDQCDBBCCCBBBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBJJCUCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBZHBJHBJHBJEBMEBMDBNEBMEBqJEEBHHuBPBUzZzZBYBx5BvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoyehBB", false)),
+        Math: () => new UnicodeRangeTable(decodeRanges("ycGDCHHFMMDDDCHHFAB", false)),
+        Uppercase: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBCuBCEECDOCDsBCDECBBBDCCDEEGDDECBDDDCCCDFFDEECDDECCGBBCBBCBBCOCBSCDBBCEECkBCEQCJDDBCCFICBEBCBBCCCBEEBCCBCBCEBDCCBDDIDDCBBEFBGLLBnFnFsBCCEEEBBBvBDBCdBCBBECBCWCBDBCGD1BvBBCgBCK0BCDMCBgDCyBlBBq6CqBBDCB5XFBjkCIBCvHvHERRzD0ECGGGC8CCBHBJFBLHBJHBJFBMGCJHBJNBzBBBNSSBPPBEEpLiBiBBOBFsasaBYBn6BvBBCEEBGCHDDLiDCJCCFNNBkBBCGG0oesBCUaCoEMCE8BCLCCDICFFFCBBDSCMOCFCCDOCb9a9advCBi8UZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBvyehBB", false))
+      });
+      static FOLD_SCRIPT = new LazyMap({
+        Common: () => new UnicodeRangeTable(decodeRanges("8cgBgB", false)),
+        Greek: () => new UnicodeRangeTable(decodeRanges("1FwUwU", false)),
+        Inherited: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false))
+      });
+    };
+    Unicode = class Unicode2 {
+      static MAX_RUNE = 1114111;
+      static RUNE_ERROR = 65533;
+      static isUnsearchable(r) {
+        return r === Unicode2.RUNE_ERROR || r >= Unicode2.MIN_HIGH_SURROGATE && r <= Unicode2.MAX_LOW_SURROGATE;
+      }
+      static MAX_ASCII = 127;
+      static MAX_LATIN1 = 255;
+      static MAX_BMP = 65535;
+      static MIN_FOLD = 65;
+      static MAX_FOLD = 125251;
+      static MIN_HIGH_SURROGATE = 55296;
+      static MAX_HIGH_SURROGATE = 56319;
+      static MIN_LOW_SURROGATE = 56320;
+      static MAX_LOW_SURROGATE = 57343;
+      static MIN_SUPPLEMENTARY_CODE_POINT = 65536;
+      static is32(ranges, r) {
+        let lo = 0;
+        let hi = ranges.length;
+        while (lo < hi) {
+          const m = lo + Math.floor((hi - lo) / 2);
+          const rlo = ranges.getLo(m);
+          const rhi = ranges.getHi(m);
+          if (rlo <= r && r <= rhi) {
+            const stride = ranges.getStride(m);
+            return (r - rlo) % stride === 0;
+          }
+          if (r < rlo) hi = m;
+          else lo = m + 1;
+        }
+        return false;
+      }
+      static is(ranges, r) {
+        if (r <= Unicode2.MAX_LATIN1) {
+          for (let i = 0; i < ranges.length; i++) {
+            if (r > ranges.getHi(i)) continue;
+            const rlo = ranges.getLo(i);
+            if (r < rlo) return false;
+            const stride = ranges.getStride(i);
+            return (r - rlo) % stride === 0;
+          }
+          return false;
+        }
+        return ranges.length > 0 && r >= ranges.getLo(0) && Unicode2.is32(ranges, r);
+      }
+      static isPrint(r) {
+        if (r <= Unicode2.MAX_LATIN1) return r >= 32 && r < Unicode2.MAX_ASCII || r >= 161 && r !== 173;
+        return Unicode2.is(UnicodeTables.Print, r);
+      }
+      static simpleFold(r) {
+        if (UnicodeTables.CASE_ORBIT.has(r)) return UnicodeTables.CASE_ORBIT.get(r);
+        if (r <= Unicode2.MAX_ASCII) {
+          const l = Codepoint.toLowerCase(r);
+          return l !== r ? l : Codepoint.toUpperCase(r);
+        }
+        return r;
+      }
+      static equalsIgnoreCase(r1, r2) {
+        if (r1 === r2) return true;
+        if (r1 < 0 || r2 < 0) return false;
+        if (r1 <= Unicode2.MAX_ASCII && r2 <= Unicode2.MAX_ASCII) {
+          if (65 <= r1 && r1 <= 90) r1 |= 32;
+          if (65 <= r2 && r2 <= 90) r2 |= 32;
+          return r1 === r2;
+        }
+        for (let r = Unicode2.simpleFold(r1); r !== r1; r = Unicode2.simpleFold(r)) if (r === r2) return true;
+        return false;
+      }
+    };
+    RE2JSException = class extends Error {
+      /** @param {string} message */
+      constructor(message) {
+        super(message);
+        this.name = "RE2JSException";
+      }
+    };
+    RE2JSSyntaxException = class extends RE2JSException {
+      /**
+      * @param {string} error
+      * @param {string|null} [input=null]
+      */
+      constructor(error2, input = null) {
+        let message = `error parsing regexp: ${error2}`;
+        if (input) message += `: \`${input}\``;
+        super(message);
+        this.name = "RE2JSSyntaxException";
+        this.message = message;
+        this.error = error2;
+        this.input = input;
+      }
+      /**
+      * Retrieves the description of the error.
+      * @returns {string}
+      */
+      getDescription() {
+        return this.error;
+      }
+      /**
+      * Retrieves the erroneous regular-expression pattern.
+      * @returns {string|null}
+      */
+      getPattern() {
+        return this.input;
+      }
+    };
+    RE2JSCompileException = class extends RE2JSException {
+      /** @param {string} message */
+      constructor(message) {
+        super(message);
+        this.name = "RE2JSCompileException";
+      }
+    };
+    RE2JSGroupException = class extends RE2JSException {
+      /** @param {string} message */
+      constructor(message) {
+        super(message);
+        this.name = "RE2JSGroupException";
+      }
+    };
+    RE2JSFlagsException = class extends RE2JSException {
+      /** @param {string} message */
+      constructor(message) {
+        super(message);
+        this.name = "RE2JSFlagsException";
+      }
+    };
+    RE2JSInternalException = class extends RE2JSException {
+      /** @param {string} message */
+      constructor(message) {
+        super(message);
+        this.name = "RE2JSInternalException";
+      }
+    };
+    FAST_PATH_TABLE_SIZE = 256;
+    WORD_RUNE_TABLE = new Uint8Array(FAST_PATH_TABLE_SIZE);
+    for (let i = 0; i < FAST_PATH_TABLE_SIZE; i++) WORD_RUNE_TABLE[i] = 97 <= i && i <= 122 || 65 <= i && i <= 90 || 48 <= i && i <= 57 || i === 95 ? 1 : 0;
+    cachedNativeEncoder = null;
+    cachedNativeDecoder = null;
+    Utils = class Utils2 {
+      static METACHARACTERS = "\\.+*?()|[]{}^$";
+      static EMPTY_BEGIN_LINE = 1;
+      static EMPTY_END_LINE = 2;
+      static EMPTY_BEGIN_TEXT = 4;
+      static EMPTY_END_TEXT = 8;
+      static EMPTY_WORD_BOUNDARY = 16;
+      static EMPTY_NO_WORD_BOUNDARY = 32;
+      static EMPTY_ALL = -1;
+      static emptyInts() {
+        return [];
+      }
+      static isString(value) {
+        return typeof value === "string" || Object.prototype.toString.call(value) === "[object String]";
+      }
+      static typeName(value) {
+        if (value === null || typeof value !== "object" && typeof value !== "function") return value === null ? "null" : typeof value;
+        return Object.prototype.toString.call(value).slice(8, -1);
+      }
+      static checkPattern(pattern) {
+        if (!Utils2.isString(pattern)) throw new TypeError(`The pattern must be a string, not ${Utils2.typeName(pattern)} (RE2JS.translateRegExp() converts a RegExp)`);
+      }
+      static checkInput(input) {
+        if (!Utils2.isString(input) && !Utils2.isByteArray(input)) throw new TypeError(`The input must be a string or a byte array (Uint8Array or number[]), not ${Utils2.typeName(input)}`);
+      }
+      static checkFlags(flags) {
+        const known = PublicFlags.MULTILINE | PublicFlags.DOTALL | PublicFlags.CASE_INSENSITIVE | PublicFlags.DISABLE_UNICODE_GROUPS | PublicFlags.LONGEST_MATCH | PublicFlags.LOOKBEHINDS;
+        if (!Number.isInteger(flags) || (flags & ~known) !== 0) throw new RE2JSFlagsException("Flags should only be a combination of MULTILINE, DOTALL, CASE_INSENSITIVE, DISABLE_UNICODE_GROUPS, LONGEST_MATCH, LOOKBEHINDS");
+      }
+      static isByteArray(input) {
+        return Array.isArray(input) || Object.prototype.toString.call(input) === "[object Uint8Array]";
+      }
+      static isalnum(c) {
+        return Codepoint.CODES["0"] <= c && c <= Codepoint.CODES["9"] || Codepoint.CODES["a"] <= c && c <= Codepoint.CODES["z"] || Codepoint.CODES["A"] <= c && c <= Codepoint.CODES["Z"];
+      }
+      static unhex(c) {
+        if (Codepoint.CODES["0"] <= c && c <= Codepoint.CODES["9"]) return c - Codepoint.CODES["0"];
+        if (Codepoint.CODES["a"] <= c && c <= Codepoint.CODES["f"]) return c - Codepoint.CODES["a"] + 10;
+        if (Codepoint.CODES["A"] <= c && c <= Codepoint.CODES["F"]) return c - Codepoint.CODES["A"] + 10;
+        return -1;
+      }
+      static escapeRune(rune) {
+        let out = "";
+        if (Unicode.isPrint(rune)) {
+          if (Utils2.METACHARACTERS.indexOf(String.fromCodePoint(rune)) >= 0) out += "\\";
+          out += String.fromCodePoint(rune);
+        } else switch (rune) {
+          case Codepoint.CODES['"']:
+            out += '\\"';
+            break;
+          case Codepoint.CODES["\\"]:
+            out += "\\\\";
+            break;
+          case Codepoint.CODES["	"]:
+            out += "\\t";
+            break;
+          case Codepoint.CODES["\n"]:
+            out += "\\n";
+            break;
+          case Codepoint.CODES["\r"]:
+            out += "\\r";
+            break;
+          case Codepoint.CODES["\b"]:
+            out += "\\b";
+            break;
+          case Codepoint.CODES["\f"]:
+            out += "\\f";
+            break;
+          default: {
+            let s = rune.toString(16);
+            if (rune < 256) {
+              out += "\\x";
+              if (s.length === 1) out += "0";
+              out += s;
+            } else out += `\\x{${s}}`;
+            break;
+          }
+        }
+        return out;
+      }
+      static stringToRunes(str2) {
+        const string2 = String(str2);
+        const runes = [];
+        let i = 0;
+        while (i < string2.length) {
+          const cp = string2.codePointAt(i);
+          runes.push(cp);
+          i += cp > Unicode.MAX_BMP ? 2 : 1;
+        }
+        return new Int32Array(runes);
+      }
+      static runeToString(r) {
+        return String.fromCodePoint(r);
+      }
+      static isWordRune(r) {
+        return r < FAST_PATH_TABLE_SIZE ? WORD_RUNE_TABLE[r] === 1 : false;
+      }
+      static emptyOpContext(r1, r2) {
+        let op = 0;
+        if (r1 < 0) op |= Utils2.EMPTY_BEGIN_TEXT | Utils2.EMPTY_BEGIN_LINE;
+        if (r1 === 10) op |= Utils2.EMPTY_BEGIN_LINE;
+        if (r2 < 0) op |= Utils2.EMPTY_END_TEXT | Utils2.EMPTY_END_LINE;
+        if (r2 === 10) op |= Utils2.EMPTY_END_LINE;
+        if (Utils2.isWordRune(r1) !== Utils2.isWordRune(r2)) op |= Utils2.EMPTY_WORD_BOUNDARY;
+        else op |= Utils2.EMPTY_NO_WORD_BOUNDARY;
+        return op;
+      }
+      /**
+      * Returns a string that quotes all regular expression metacharacters inside the argument text;
+      * the returned string is a regular expression matching the literal text. For example,
+      * {@code quoteMeta("[foo]").equals("\\[foo\\]")}.
+      * @param {string} str
+      * @returns {string}
+      */
+      static quoteMeta(str2) {
+        return str2.split("").map((s) => {
+          if (Utils2.METACHARACTERS.indexOf(s) >= 0) return `\\${s}`;
+          return s;
+        }).join("");
+      }
+      static charCount(codePoint) {
+        return codePoint > Unicode.MAX_BMP ? 2 : 1;
+      }
+      /**
+      * High-speed conversion from TypedArrays to standard JS Arrays.
+      * Bypasses the expensive Symbol.iterator overhead of Array.from()
+      */
+      static toArray(typedArray) {
+        const len = typedArray.length;
+        const res = new Array(len);
+        for (let i = 0; i < len; i++) res[i] = typedArray[i];
+        return res;
+      }
+      static stringToUtf8ByteArray(str2) {
+        if (globalThis.TextEncoder) {
+          if (!cachedNativeEncoder) cachedNativeEncoder = new TextEncoder();
+          return cachedNativeEncoder.encode(str2);
+        } else {
+          let out = [], p = 0;
+          for (let i = 0; i < str2.length; i++) {
+            let c = str2.charCodeAt(i);
+            if (c < 128) out[p++] = c;
+            else if (c < 2048) {
+              out[p++] = c >> 6 | 192;
+              out[p++] = c & 63 | 128;
+            } else if ((c & 64512) === Unicode.MIN_HIGH_SURROGATE && i + 1 < str2.length && (str2.charCodeAt(i + 1) & 64512) === Unicode.MIN_LOW_SURROGATE) {
+              c = Unicode.MIN_SUPPLEMENTARY_CODE_POINT + ((c & 1023) << 10) + (str2.charCodeAt(++i) & 1023);
+              out[p++] = c >> 18 | 240;
+              out[p++] = c >> 12 & 63 | 128;
+              out[p++] = c >> 6 & 63 | 128;
+              out[p++] = c & 63 | 128;
+            } else {
+              out[p++] = c >> 12 | 224;
+              out[p++] = c >> 6 & 63 | 128;
+              out[p++] = c & 63 | 128;
+            }
+          }
+          return out;
+        }
+      }
+      static utf8ByteArrayToString(bytes) {
+        if (globalThis.TextDecoder) {
+          if (!cachedNativeDecoder) cachedNativeDecoder = new TextDecoder("utf-8");
+          const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+          return cachedNativeDecoder.decode(view);
+        } else {
+          let out = [], pos = 0, c = 0;
+          while (pos < bytes.length) {
+            let c1 = bytes[pos++];
+            if (c1 < 128) out[c++] = String.fromCharCode(c1);
+            else if (c1 > 191 && c1 < 224) {
+              let c2 = bytes[pos++];
+              out[c++] = String.fromCharCode((c1 & 31) << 6 | c2 & 63);
+            } else if (c1 > 239 && c1 < 365) {
+              let c2 = bytes[pos++];
+              let c3 = bytes[pos++];
+              let c4 = bytes[pos++];
+              let u = ((c1 & 7) << 18 | (c2 & 63) << 12 | (c3 & 63) << 6 | c4 & 63) - Unicode.MIN_SUPPLEMENTARY_CODE_POINT;
+              out[c++] = String.fromCharCode(Unicode.MIN_HIGH_SURROGATE + (u >> 10));
+              out[c++] = String.fromCharCode(Unicode.MIN_LOW_SURROGATE + (u & 1023));
+            } else {
+              let c2 = bytes[pos++];
+              let c3 = bytes[pos++];
+              out[c++] = String.fromCharCode((c1 & 15) << 12 | (c2 & 63) << 6 | c3 & 63);
+            }
+          }
+          return out.join("");
+        }
+      }
+    };
+    createEnum = (values = [], initNum = 0) => {
+      const enumObject = /* @__PURE__ */ Object.create(null);
+      for (let i = 0; i < values.length; i++) {
+        const val = values[i];
+        const keyVal = initNum + i;
+        enumObject[val] = keyVal;
+        enumObject[keyVal] = val;
+      }
+      return Object.freeze(enumObject);
+    };
+    MatcherInputBase = class MatcherInputBase2 {
+      static Encoding = createEnum(["UTF_16", "UTF_8"]);
+      getEncoding() {
+        throw Error("not implemented");
+      }
+      /** @returns {string} */
+      asCharSequence() {
+        throw Error("not implemented");
+      }
+      /** @returns {Uint8Array|number[]|null} */
+      asBytes() {
+        throw Error("not implemented");
+      }
+      /** @returns {number} */
+      length() {
+        throw Error("not implemented");
+      }
+      /**
+      *
+      * @returns {boolean}
+      */
+      isUTF8Encoding() {
+        return this.getEncoding() === MatcherInputBase2.Encoding.UTF_8;
+      }
+      /**
+      *
+      * @returns {boolean}
+      */
+      isUTF16Encoding() {
+        return this.getEncoding() === MatcherInputBase2.Encoding.UTF_16;
+      }
+    };
+    Utf8MatcherInput = class extends MatcherInputBase {
+      /** @param {Uint8Array|number[]|null} bytes */
+      constructor(bytes = null) {
+        super();
+        this.bytes = bytes;
+      }
+      getEncoding() {
+        return MatcherInputBase.Encoding.UTF_8;
+      }
+      /**
+      *
+      * @returns {string}
+      */
+      asCharSequence() {
+        return Utils.utf8ByteArrayToString(this.bytes);
+      }
+      /**
+      *
+      * @returns {Uint8Array|number[]|null}
+      */
+      asBytes() {
+        return this.bytes;
+      }
+      /**
+      *
+      * @returns {number}
+      */
+      length() {
+        return this.bytes.length;
+      }
+    };
+    Utf16MatcherInput = class extends MatcherInputBase {
+      /** @param {string|null} charSequence */
+      constructor(charSequence = null) {
+        super();
+        this.charSequence = charSequence;
+      }
+      getEncoding() {
+        return MatcherInputBase.Encoding.UTF_16;
+      }
+      /**
+      *
+      * @returns {string}
+      */
+      asCharSequence() {
+        return this.charSequence;
+      }
+      /**
+      *
+      * @returns {number[]}
+      */
+      asBytes() {
+        return Utils.stringToUtf8ByteArray(this.charSequence.toString());
+      }
+      /**
+      *
+      * @returns {number}
+      */
+      length() {
+        return this.charSequence.length;
+      }
+    };
+    MatcherInput = class {
+      /**
+      * Return the MatcherInput for UTF_16 encoding.
+      * @returns {Utf16MatcherInput}
+      */
+      static utf16(charSequence) {
+        Utils.checkInput(charSequence);
+        return new Utf16MatcherInput(charSequence);
+      }
+      /**
+      * Return the MatcherInput for UTF_8 encoding.
+      * @returns {Utf8MatcherInput}
+      */
+      static utf8(input) {
+        if (Utils.isByteArray(input)) return new Utf8MatcherInput(input);
+        return new Utf8MatcherInput(Utils.stringToUtf8ByteArray(input));
+      }
+    };
+    MachineInputBase = class {
+      static EOF() {
+        return -8;
+      }
+      constructor() {
+        this.start = 0;
+        this.end = 0;
+      }
+      canCheckPrefix() {
+        return true;
+      }
+      endPos() {
+        return this.end - this.start;
+      }
+      hasString() {
+        return false;
+      }
+      hasAnyString() {
+        return false;
+      }
+      prefixLength() {
+        return 0;
+      }
+    };
+    MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
+      static RUNE_ERROR_STEP = Unicode.RUNE_ERROR << 3 | 1;
+      constructor(bytes, start = 0, end = bytes.length) {
+        super();
+        this.bytes = bytes;
+        this.start = start;
+        this.end = end;
+      }
+      hasString(prefilter, pos) {
+        const target = prefilter.bytes;
+        if (target.length === 0) return true;
+        const idx = this.indexOf(this.bytes, target, this.start + pos);
+        return idx !== -1 && idx <= this.end - target.length;
+      }
+      hasAnyString(prefilter, pos) {
+        return prefilter.automaton8().searchUTF8(this.bytes, this.start + pos, this.end);
+      }
+      step(pos) {
+        pos += this.start;
+        if (pos >= this.end) return MachineInputBase.EOF();
+        const c = this.bytes[pos] & 255;
+        if (c < 128) return c << 3 | 1;
+        let size2;
+        let rune;
+        let lo = 128;
+        let hi = 191;
+        if (c >= 194 && c <= 223) {
+          size2 = 2;
+          rune = c & 31;
+        } else if (c >= 224 && c <= 239) {
+          size2 = 3;
+          rune = c & 15;
+          if (c === 224) lo = 160;
+          else if (c === 237) hi = 159;
+        } else if (c >= 240 && c <= 244) {
+          size2 = 4;
+          rune = c & 7;
+          if (c === 240) lo = 144;
+          else if (c === 244) hi = 143;
+        } else return MachineUTF8Input2.RUNE_ERROR_STEP;
+        if (pos + size2 > this.end) return MachineUTF8Input2.RUNE_ERROR_STEP;
+        const c1 = this.bytes[pos + 1] & 255;
+        if (c1 < lo || c1 > hi) return MachineUTF8Input2.RUNE_ERROR_STEP;
+        rune = rune << 6 | c1 & 63;
+        if (size2 > 2) {
+          const c2 = this.bytes[pos + 2] & 255;
+          if ((c2 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
+          rune = rune << 6 | c2 & 63;
+          if (size2 > 3) {
+            const c3 = this.bytes[pos + 3] & 255;
+            if ((c3 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
+            rune = rune << 6 | c3 & 63;
+          }
+        }
+        return rune << 3 | size2;
+      }
+      index(re2, pos) {
+        pos += this.start;
+        const i = this.indexOf(this.bytes, re2.prefixUTF8, pos);
+        return i < 0 ? i : i - pos;
+      }
+      context(pos) {
+        pos += this.start;
+        let r1 = -1;
+        if (pos > this.start && pos <= this.end) {
+          let start = pos - 1;
+          r1 = this.bytes[start--];
+          if (r1 >= 128) {
+            let lim = pos - 4;
+            if (lim < this.start) lim = this.start;
+            while (start >= lim && (this.bytes[start] & 192) === 128) start--;
+            if (start < this.start) start = this.start;
+            const r = this.step(start - this.start);
+            r1 = start + (r & 7) === pos ? r >> 3 : Unicode.RUNE_ERROR;
+          }
+        }
+        const r2 = pos < this.end ? this.step(pos - this.start) >> 3 : -1;
+        return Utils.emptyOpContext(r1, r2);
+      }
+      indexOf(source, target, fromIndex = 0) {
+        let targetLength = target.length;
+        if (targetLength === 0) return fromIndex <= this.end ? fromIndex : -1;
+        const firstByte = target[0];
+        let limit = this.end - targetLength;
+        const hasNativeIndexOf = typeof source.indexOf === "function";
+        let i = fromIndex;
+        while (i <= limit) {
+          if (hasNativeIndexOf) {
+            i = source.indexOf(firstByte, i);
+            if (i === -1 || i > limit) return -1;
+          } else {
+            while (i <= limit && source[i] !== firstByte) i++;
+            if (i > limit) return -1;
+          }
+          let match = true;
+          for (let j = 1; j < targetLength; j++) if (source[i + j] !== target[j]) {
+            match = false;
+            break;
+          }
+          if (match) return i;
+          i++;
+        }
+        return -1;
+      }
+      prefixLength(re2) {
+        return re2.prefixUTF8.length;
+      }
+    };
+    MachineUTF16Input = class extends MachineInputBase {
+      constructor(charSequence, start = 0, end = charSequence.length) {
+        super();
+        this.charSequence = charSequence;
+        this.start = start;
+        this.end = end;
+      }
+      hasString(prefilter, pos) {
+        const idx = this.charSequence.indexOf(prefilter.str, this.start + pos);
+        return idx !== -1 && idx <= this.end - prefilter.str.length;
+      }
+      hasAnyString(prefilter, pos) {
+        return prefilter.automaton16().searchUTF16(this.charSequence, this.start + pos, this.end);
+      }
+      step(pos) {
+        pos += this.start;
+        if (pos >= this.end) return MachineInputBase.EOF();
+        const c1 = this.charSequence.charCodeAt(pos);
+        if (c1 < Unicode.MIN_HIGH_SURROGATE || c1 > Unicode.MAX_HIGH_SURROGATE || pos + 1 >= this.end) return c1 << 3 | 1;
+        const c2 = this.charSequence.charCodeAt(pos + 1);
+        if (c2 >= Unicode.MIN_LOW_SURROGATE && c2 <= Unicode.MAX_LOW_SURROGATE) return (c1 - Unicode.MIN_HIGH_SURROGATE) * 1024 + (c2 - Unicode.MIN_LOW_SURROGATE) + Unicode.MIN_SUPPLEMENTARY_CODE_POINT << 3 | 2;
+        return c1 << 3 | 1;
+      }
+      index(re2, pos) {
+        pos += this.start;
+        const i = this.charSequence.indexOf(re2.prefix, pos);
+        if (i < 0 || i > this.end - re2.prefix.length) return -1;
+        return i - pos;
+      }
+      context(pos) {
+        pos += this.start;
+        const r1 = pos > this.start && pos <= this.end ? this.charSequence.charCodeAt(pos - 1) : -1;
+        const r2 = pos < this.end ? this.charSequence.charCodeAt(pos) : -1;
+        return Utils.emptyOpContext(r1, r2);
+      }
+      prefixLength(re2) {
+        return re2.prefix.length;
+      }
+    };
+    MachineInput = class {
+      static fromUTF8(bytes, start = 0, end = bytes.length) {
+        return new MachineUTF8Input(bytes, start, end);
+      }
+      static fromUTF16(charSequence, start = 0, end = void 0) {
+        Utils.checkInput(charSequence);
+        return new MachineUTF16Input(charSequence, start, end ?? charSequence.length);
+      }
+    };
+    Matcher = class Matcher2 {
+      /**
+      * V8 and WebKit have historical hard limits on the number of arguments
+      * that can be passed to a function. We cap replacer arguments to prevent
+      * Call Stack Overflow (DoS) vulnerabilities on massive ASTs.
+      */
+      static MAX_REPLACER_ARGS = 65535;
+      /**
+      * Quotes '\' and '$' in {@code s}, so that the returned string could be used in
+      * {@link #appendReplacement} as a literal replacement of {@code s}.
+      *
+      * @param {string} str the string to be quoted
+      * @param {boolean} [javaMode=false] whether the replacement will be used in javaMode
+      * @returns {string} the quoted string
+      */
+      static quoteReplacement(str2, javaMode = false) {
+        if (javaMode) {
+          if (str2.indexOf("\\") < 0 && str2.indexOf("$") < 0) return str2;
+          return str2.split("").map((s) => {
+            const c = s.codePointAt(0);
+            if (c === Codepoint.CODES["\\"] || c === Codepoint.CODES["$"]) return `\\${s}`;
+            return s;
+          }).join("");
+        }
+        if (str2.indexOf("$") < 0) return str2;
+        return str2.split("").map((s) => {
+          if (s.codePointAt(0) === Codepoint.CODES["$"]) return "$$";
+          return s;
+        }).join("");
+      }
+      /**
+      *
+      * @param {import('./index.js').RE2JS} pattern
+      * @param {string|number[]|Uint8Array|MatcherInputBase} input
+      */
+      constructor(pattern, input) {
+        if (pattern === null) throw new Error("pattern is null");
+        this.patternInput = pattern;
+        const re2 = this.patternInput.re2();
+        this.patternGroupCount = re2.numberOfCapturingGroups();
+        this.groups = [];
+        this.namedGroups = re2.namedGroups;
+        this.hasNamedGroups = Object.keys(this.namedGroups).length > 0;
+        this.numberOfInstructions = re2.numberOfInstructions();
+        this.lookbehindState = null;
+        if (input instanceof MatcherInputBase) this.resetMatcherInput(input);
+        else if (Utils.isByteArray(input)) this.resetMatcherInput(MatcherInput.utf8(input));
+        else this.resetMatcherInput(MatcherInput.utf16(input));
+      }
+      /**
+      * Returns the {@code RE2JS} associated with this {@code Matcher}.
+      * @returns {import('./index.js').RE2JS}
+      */
+      pattern() {
+        return this.patternInput;
+      }
+      /**
+      * Resets the {@code Matcher}, rewinding input and discarding any match information.
+      *
+      * @returns {Matcher} the {@code Matcher} itself, for chained method calls
+      */
+      reset() {
+        this.matcherInputLength = this.matcherInput.length();
+        this.appendPos = 0;
+        this.hasMatch = false;
+        this.hasGroups = false;
+        this.anchorFlag = 0;
+        return this;
+      }
+      /**
+      * Resets the {@code Matcher} and changes the input.
+      * @param {string|number[]|Uint8Array|MatcherInputBase} input
+      * @returns {Matcher} the {@code Matcher} itself, for chained method calls
+      */
+      resetMatcherInput(input) {
+        if (input === null) throw new Error("input is null");
+        if (!(input instanceof MatcherInputBase)) {
+          if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
+          else input = MatcherInput.utf16(input);
+        }
+        this.matcherInput = input;
+        if (this.lookbehindState !== null) this.lookbehindState.reset();
+        else this.lookbehindState = this.patternInput.re2().createLookbehindState();
+        this.reset();
+        return this;
+      }
+      /**
+      * Returns the start of the named group of the most recent match, or -1 if the group was not
+      * matched.
+      * @param {string|number} [group=0]
+      * @returns {number}
+      */
+      start(group = 0) {
+        if (typeof group === "string") {
+          const groupInt = this.namedGroups[group];
+          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
+          group = groupInt;
+        }
+        this.loadGroup(group);
+        return this.groups[2 * group];
+      }
+      /**
+      * Returns the end of the named group of the most recent match, or -1 if the group was not
+      * matched.
+      * @param {string|number} [group=0]
+      * @returns {number}
+      */
+      end(group = 0) {
+        if (typeof group === "string") {
+          const groupInt = this.namedGroups[group];
+          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
+          group = groupInt;
+        }
+        this.loadGroup(group);
+        return this.groups[2 * group + 1];
+      }
+      /**
+      * Returns the program size of this pattern.
+      *
+      * <p>
+      * Similar to the C++ implementation, the program size is a very approximate measure of a regexp's
+      * "cost". Larger numbers are more expensive than smaller numbers.
+      * </p>
+      *
+      * @returns {number} the program size of this pattern
+      */
+      programSize() {
+        return this.numberOfInstructions;
+      }
+      /**
+      * Returns the named group of the most recent match, or {@code null} if the group was not matched.
+      * @param {string|number} [group=0]
+      * @returns {string|null}
+      */
+      group(group = 0) {
+        if (typeof group === "string") {
+          const groupInt = this.namedGroups[group];
+          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
+          group = groupInt;
+        }
+        const start = this.start(group);
+        const end = this.end(group);
+        if (start < 0 && end < 0) return null;
+        return this.substring(start, end);
+      }
+      /**
+      * Returns a dictionary map of all named capturing groups and their matched values.
+      * If a group was not matched, its value will be `null`.
+      * @returns {Record<string, string|null>}
+      */
+      getNamedGroups() {
+        if (!this.hasMatch) throw new RE2JSGroupException("perhaps no match attempted");
+        const result = /* @__PURE__ */ Object.create(null);
+        for (const name2 of Object.keys(this.namedGroups)) result[name2] = this.group(name2);
+        return result;
+      }
+      /**
+      * Returns the number of subgroups in this pattern.
+      *
+      * @returns {number} the number of subgroups; the overall match (group 0) does not count
+      */
+      groupCount() {
+        return this.patternGroupCount;
+      }
+      /**
+      * Helper: finds subgroup information if needed for group.
+      * @param {number} group
+      * @private
+      */
+      loadGroup(group) {
+        if (!Number.isInteger(group) || group < 0 || group > this.patternGroupCount) throw new RE2JSGroupException(`Group index out of bounds: ${group}`);
+        if (!this.hasMatch) throw new RE2JSGroupException("perhaps no match attempted");
+        if (group === 0 || this.hasGroups) return;
+        const end = this.matcherInputLength;
+        const res = this.patternInput.re2().matchMachineInput(this.matcherInput, this.groups[0], end, this.anchorFlag, 1 + this.patternGroupCount, this.lookbehindState);
+        if (!res[0]) throw new RE2JSGroupException("inconsistency in matching group data");
+        this.groups = res[1];
+        this.hasGroups = true;
+      }
+      /**
+      * Matches the entire input against the pattern (anchored start and end). If there is a match,
+      * {@code matches} sets the match state to describe it.
+      *
+      * @returns {boolean} true if the entire input matches the pattern
+      */
+      matches() {
+        return this.genMatch(0, RE2Flags.ANCHOR_BOTH);
+      }
+      /**
+      * Matches the beginning of input against the pattern (anchored start). If there is a match,
+      * {@code lookingAt} sets the match state to describe it.
+      *
+      * @returns {boolean} true if the beginning of the input matches the pattern
+      */
+      lookingAt() {
+        return this.genMatch(0, RE2Flags.ANCHOR_START);
+      }
+      /**
+      * Matches the input against the pattern (unanchored), starting at a specified position. If there
+      * is a match, {@code find} sets the match state to describe it.
+      *
+      * @param {number|null} [start=null] the input position where the search begins
+      * @returns {boolean} if it finds a match
+      * @throws IndexOutOfBoundsException if start is not a valid input position
+      */
+      find(start = null) {
+        if (start !== null) {
+          if (!Number.isInteger(start) || start < 0 || start > this.matcherInputLength) throw new RE2JSGroupException(`start index out of bounds: ${start}`);
+          this.reset();
+          return this.genMatch(start, 0);
+        }
+        start = 0;
+        if (this.hasMatch) {
+          start = this.groups[1];
+          if (this.groups[0] === this.groups[1]) {
+            const r = (this.matcherInput.isUTF16Encoding() ? MachineInput.fromUTF16(this.matcherInput.asCharSequence(), 0, this.matcherInputLength) : MachineInput.fromUTF8(this.matcherInput.asBytes(), 0, this.matcherInputLength)).step(start);
+            if (r < 0) start++;
+            else start += r & 7;
+          }
+        }
+        return this.genMatch(start, RE2Flags.UNANCHORED);
+      }
+      /**
+      * Helper: does match starting at start, with RE2 anchor flag.
+      * @param {number} startByte
+      * @param {number} anchor
+      * @returns {boolean}
+      * @private
+      */
+      genMatch(startByte, anchor) {
+        const res = this.patternInput.re2().matchMachineInput(this.matcherInput, startByte, this.matcherInputLength, anchor, 1, this.lookbehindState);
+        if (!res[0]) {
+          this.hasMatch = false;
+          return false;
+        }
+        this.groups = res[1];
+        this.hasMatch = true;
+        this.hasGroups = this.patternGroupCount === 0;
+        this.anchorFlag = anchor;
+        return true;
+      }
+      /**
+      * Helper: return substring for [start, end).
+      * @param {number} start
+      * @param {number} end
+      * @returns {string}
+      */
+      substring(start, end) {
+        if (this.matcherInput.isUTF8Encoding()) return Utils.utf8ByteArrayToString(this.matcherInput.asBytes().slice(start, end));
+        return this.matcherInput.asCharSequence().substring(start, end).toString();
+      }
+      /**
+      * Helper for Pattern: return input length.
+      * @returns {number}
+      */
+      inputLength() {
+        return this.matcherInputLength;
+      }
+      /**
+      * Appends to result two strings: the text from the append position up to the beginning of the
+      * most recent match, and then the replacement with submatch groups substituted for references to
+      * them. It advances the append position to where the most recent match ended.
+      *
+      * By default the replacement is expanded as by String.prototype.replace (see
+      * appendReplacementInternalJs). In Java mode it follows re2j / java.util.regex: $n takes as
+      * many digits as still form a valid group number, ${name} is a named group, and a backslash
+      * escapes the next character (so "\\$" in a JS string literal inserts a literal $).
+      *
+      * @param {string} replacement the replacement string
+      * @param {boolean} [javaMode=false] activate java mode (different behaviour for capture groups and special characters)
+      * @returns {string}
+      * @throws IllegalStateException if there was no most recent match
+      * @throws IndexOutOfBoundsException in Java mode, if replacement refers to an invalid group
+      * @private
+      */
+      appendReplacement(replacement, javaMode = false) {
+        let res = "";
+        const s = this.start();
+        const e = this.end();
+        if (this.appendPos < s) res += this.substring(this.appendPos, s);
+        this.appendPos = e;
+        res += javaMode ? this.appendReplacementInternalJava(replacement) : this.appendReplacementInternalJs(replacement);
+        return res;
+      }
+      /**
+      * @param {string} replacement - the replacement string
+      * @returns {string}
+      * @private
+      */
+      appendReplacementInternalJava(replacement) {
+        let res = "";
+        let last = 0;
+        const m = replacement.length;
+        let i = 0;
+        while (i < m) {
+          const cCode = replacement.codePointAt(i);
+          if (cCode === Codepoint.CODES["\\"]) {
+            if (last < i) res += replacement.substring(last, i);
+            i++;
+            if (i >= m) throw new RE2JSGroupException("character to be escaped is missing");
+            last = i;
+            i++;
+            continue;
+          }
+          if (cCode === Codepoint.CODES["$"]) {
+            if (last < i) res += replacement.substring(last, i);
+            if (i + 1 >= m) throw new RE2JSGroupException("Illegal group reference: group index is missing");
+            const nextCode = replacement.codePointAt(i + 1);
+            if (Codepoint.CODES["0"] <= nextCode && nextCode <= Codepoint.CODES["9"]) {
+              let n = nextCode - Codepoint.CODES["0"];
+              let j = i + 2;
+              for (; j < m; j++) {
+                const digit = replacement.codePointAt(j);
+                if (digit < Codepoint.CODES["0"] || digit > Codepoint.CODES["9"] || n * 10 + digit - Codepoint.CODES["0"] > this.patternGroupCount) break;
+                n = n * 10 + digit - Codepoint.CODES["0"];
+              }
+              if (n > this.patternGroupCount) throw new RE2JSGroupException(`n > number of groups: ${n}`);
+              const group = this.group(n);
+              if (group !== null) res += group;
+              i = j;
+              last = i;
+            } else if (nextCode === Codepoint.CODES["{"]) {
+              let j = i + 2;
+              while (j < m && replacement.codePointAt(j) !== Codepoint.CODES["}"]) j++;
+              if (j >= m) throw new RE2JSGroupException("named capture group is missing trailing '}'");
+              const groupName = replacement.substring(i + 2, j);
+              const groupVal = this.group(groupName);
+              if (groupVal !== null) res += groupVal;
+              i = j + 1;
+              last = i;
+            } else throw new RE2JSGroupException("Illegal group reference");
+            continue;
+          }
+          i++;
+        }
+        if (last < m) res += replacement.substring(last, m);
+        return res;
+      }
+      /**
+      * Expands |replacement| for the current match by the rules of String.prototype.replace
+      * (ECMAScript GetSubstitution): $$ is "$", $& the match, $` the text before it, $' the text
+      * after it, $n and $nn a group (two digits only when they form a valid group number, so with
+      * one group "$10" is group 1 then "0"; an unmatched group is empty), and $<name> a named group
+      * (empty when no such group), only when the pattern has named groups. Anything else, such as
+      * "$0" or "$<" without a closing ">", is kept as is.
+      * @param {string} replacement - the replacement string
+      * @returns {string}
+      * @private
+      */
+      appendReplacementInternalJs(replacement) {
+        const isDigit = (c) => c >= 48 && c <= 57;
+        const groupCount = this.patternGroupCount;
+        let res = "";
+        let i = 0;
+        while (i < replacement.length) {
+          const dollar = replacement.indexOf("$", i);
+          if (dollar < 0) break;
+          res += replacement.substring(i, dollar);
+          i = dollar;
+          const c = replacement.charCodeAt(i + 1);
+          if (c === Codepoint.CODES["$"]) {
+            res += "$";
+            i += 2;
+          } else if (c === Codepoint.CODES["&"]) {
+            res += this.group(0);
+            i += 2;
+          } else if (c === Codepoint.CODES["`"]) {
+            res += this.substring(0, this.start(0));
+            i += 2;
+          } else if (c === Codepoint.CODES["'"]) {
+            res += this.substring(this.end(0), this.matcherInputLength);
+            i += 2;
+          } else if (isDigit(c)) {
+            let digits = 1;
+            let index = c - 48;
+            const c2 = replacement.charCodeAt(i + 2);
+            if (isDigit(c2) && index * 10 + c2 - 48 <= groupCount) {
+              digits = 2;
+              index = index * 10 + c2 - 48;
+            }
+            if (index >= 1 && index <= groupCount) {
+              const group = this.group(index);
+              if (group !== null) res += group;
+            } else res += replacement.substring(i, i + 1 + digits);
+            i += 1 + digits;
+          } else if (c === Codepoint.CODES["<"] && this.hasNamedGroups) {
+            const gt = replacement.indexOf(">", i + 2);
+            if (gt < 0) {
+              res += "$<";
+              i += 2;
+            } else {
+              const name2 = replacement.substring(i + 2, gt);
+              if (Object.hasOwn(this.namedGroups, name2)) {
+                const group = this.group(name2);
+                if (group !== null) res += group;
+              }
+              i = gt + 1;
+            }
+          } else {
+            res += "$";
+            i += 1;
+          }
+        }
+        return res + replacement.substring(i);
+      }
+      /**
+      * Return the substring of the input from the append position to the end of the
+      * input.
+      * @returns {string}
+      */
+      appendTail() {
+        return this.substring(this.appendPos, this.matcherInputLength);
+      }
+      /**
+      * Returns the input with all matches replaced by {@code replacement}, interpreted as for
+      * {@code appendReplacement}.
+      *
+      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
+      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
+      * @returns {string} the input string with the matches replaced
+      * @throws IndexOutOfBoundsException if replacement refers to an invalid group and javaMode is true
+      */
+      replaceAll(replacement, javaMode = false) {
+        return this.replace(replacement, true, javaMode);
+      }
+      /**
+      * Returns the input with the first match replaced by {@code replacement}, interpreted as for
+      * {@code appendReplacement}.
+      *
+      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
+      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
+      * @returns {string} the input string with the first match replaced
+      * @throws IndexOutOfBoundsException if replacement refers to an invalid group and javaMode is true
+      */
+      replaceFirst(replacement, javaMode = false) {
+        return this.replace(replacement, false, javaMode);
+      }
+      /**
+      * Helper: replaceAll/replaceFirst hybrid.
+      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
+      * @param {boolean} [all=true] - replace all matches
+      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
+      * @returns {string}
+      * @private
+      */
+      replace(replacement, all = true, javaMode = false) {
+        let res = "";
+        this.reset();
+        const isFunc = typeof replacement === "function";
+        let originalInput = null;
+        if (isFunc) {
+          if (this.groupCount() >= Matcher2.MAX_REPLACER_ARGS) throw new RE2JSGroupException("Too many capture groups to safely invoke replacer function");
+          originalInput = this.matcherInput.isUTF8Encoding() ? this.matcherInput.asBytes() : this.matcherInput.asCharSequence();
+        }
+        while (this.find()) {
+          res += isFunc ? this.appendReplacementFunc(replacement, originalInput) : this.appendReplacement(replacement, javaMode);
+          if (!all) break;
+        }
+        res += this.appendTail();
+        return res;
+      }
+      /**
+      * Evaluates a replacer function for the current match and appends the result,
+      * along with any un-matched preceding text, advancing the append position.
+      * @param {Function} replacer - the replacer function
+      * @param {string|Uint8Array|number[]} originalInput - the cached original input reference
+      * @returns {string} the evaluated string to append
+      * @private
+      */
+      appendReplacementFunc(replacer, originalInput) {
+        let res = "";
+        const s = this.start();
+        const e = this.end();
+        if (this.appendPos < s) res += this.substring(this.appendPos, s);
+        this.appendPos = e;
+        const args = this.matchArray();
+        args.push(s, originalInput);
+        if (this.hasNamedGroups) args.push(this.namedGroupsObject());
+        res += String(replacer(...args));
+        return res;
+      }
+      /**
+      * The match and its groups, as the elements of a JS RegExpExecArray: undefined for a group that
+      * did not take part in the match. Used by exec(), matchAll() and replacer functions.
+      * @returns {Array<string|undefined>}
+      * @private
+      */
+      matchArray() {
+        const result = [this.group(0)];
+        for (let i = 1; i <= this.patternGroupCount; i++) {
+          const group = this.group(i);
+          result.push(group === null ? void 0 : group);
+        }
+        return result;
+      }
+      /**
+      * The named groups, as the groups property of a JS RegExpExecArray: an object without a
+      * prototype mapping each name to its group (undefined when it did not take part in the match),
+      * or undefined when the pattern has no named groups.
+      * @returns {Record<string, string|undefined>|undefined}
+      * @private
+      */
+      namedGroupsObject() {
+        if (!this.hasNamedGroups) return;
+        const result = this.getNamedGroups();
+        for (const name2 in result) if (result[name2] === null) result[name2] = void 0;
+        return result;
+      }
+    };
+    Inst = class Inst2 {
+      static ALT = 1;
+      static ALT_MATCH = 2;
+      static CAPTURE = 3;
+      static EMPTY_WIDTH = 4;
+      static FAIL = 5;
+      static MATCH = 6;
+      static NOP = 7;
+      static RUNE = 8;
+      static RUNE1 = 9;
+      static RUNE_ANY = 10;
+      static RUNE_ANY_NOT_NL = 11;
+      static LB_WRITE = 12;
+      static LB_CHECK = 13;
+      static isRuneOp(op) {
+        return Inst2.RUNE <= op && op <= Inst2.RUNE_ANY_NOT_NL;
+      }
+      static escapeRunes(runes) {
+        let out = '"';
+        for (let rune of runes) out += Utils.escapeRune(rune);
+        out += '"';
+        return out;
+      }
+      constructor(op) {
+        this.op = op;
+        this.out = 0;
+        this.arg = 0;
+        this.runes = /* @__PURE__ */ new Int32Array(0);
+        this.next = null;
+      }
+      matchRune(r) {
+        if (this.runes.length === 1) {
+          const r0 = this.runes[0];
+          if ((this.arg & RE2Flags.FOLD_CASE) !== 0) return Unicode.equalsIgnoreCase(r0, r);
+          return r === r0;
+        }
+        const len = this.runes.length;
+        if (len === 0) return false;
+        if (len === 2 || len === 4 || len === 6 || len === 8) {
+          for (let j = 0; j < len; j += 2) {
+            if (r < this.runes[j]) return false;
+            if (r <= this.runes[j + 1]) return true;
+          }
+          return false;
+        }
+        let base = 0;
+        let n = len >> 1;
+        while (n > 1) {
+          const half = n >> 1;
+          base += this.runes[base + half << 1] <= r ? half : 0;
+          n -= half;
+        }
+        base += this.runes[base << 1] <= r ? 1 : 0;
+        const m = base - 1;
+        return m >= 0 && r <= this.runes[m << 1 | 1];
+      }
+      matchRunePos(r) {
+        if (this.runes.length === 1) {
+          const r0 = this.runes[0];
+          if ((this.arg & RE2Flags.FOLD_CASE) !== 0) return Unicode.equalsIgnoreCase(r0, r) ? 0 : -1;
+          return r === r0 ? 0 : -1;
+        }
+        const len = this.runes.length;
+        if (len === 0) return -1;
+        if (len === 2 || len === 4 || len === 6 || len === 8) {
+          for (let j = 0; j < len; j += 2) {
+            if (r < this.runes[j]) return -1;
+            if (r <= this.runes[j + 1]) return Math.floor(j / 2);
+          }
+          return -1;
+        }
+        let base = 0;
+        let n = len >> 1;
+        while (n > 1) {
+          const half = n >> 1;
+          base += this.runes[base + half << 1] <= r ? half : 0;
+          n -= half;
+        }
+        base += this.runes[base << 1] <= r ? 1 : 0;
+        const m = base - 1;
+        return m >= 0 && r <= this.runes[m << 1 | 1] ? m : -1;
+      }
+      /**
+      *
+      * @returns {string}
+      */
+      toString() {
+        switch (this.op) {
+          case Inst2.ALT:
+            return `alt -> ${this.out}, ${this.arg}`;
+          case Inst2.ALT_MATCH:
+            return `altmatch -> ${this.out}, ${this.arg}`;
+          case Inst2.CAPTURE:
+            return `cap ${this.arg} -> ${this.out}`;
+          case Inst2.EMPTY_WIDTH:
+            return `empty ${this.arg} -> ${this.out}`;
+          case Inst2.MATCH:
+            return `match${this.arg !== 0 ? ` ${this.arg}` : ""}`;
+          case Inst2.FAIL:
+            return "fail";
+          case Inst2.NOP:
+            return `nop -> ${this.out}`;
+          case Inst2.LB_WRITE:
+            return `lbwrite ${this.arg} -> ${this.out}`;
+          case Inst2.LB_CHECK:
+            return `lbcheck ${this.arg} -> ${this.out}`;
+          case Inst2.RUNE:
+            if (this.runes === null) return "rune <null>";
+            return [
+              "rune ",
+              Inst2.escapeRunes(this.runes),
+              (this.arg & RE2Flags.FOLD_CASE) !== 0 ? "/i" : "",
+              " -> ",
+              this.out
+            ].join("");
+          case Inst2.RUNE1:
+            return `rune1 ${Inst2.escapeRunes(this.runes)} -> ${this.out}`;
+          case Inst2.RUNE_ANY:
+            return `any -> ${this.out}`;
+          case Inst2.RUNE_ANY_NOT_NL:
+            return `anynotnl -> ${this.out}`;
+          default:
+            throw new Error("unhandled case in Inst.toString");
+        }
+      }
+    };
+    Queue = class Queue2 {
+      constructor(numInst) {
+        this.sparse = new Int32Array(numInst);
+        this.densePcs = new Int32Array(numInst);
+        this.denseCaps = null;
+        this.size = 0;
+        this.ncap = 0;
+        this.mainThreads = 0;
+      }
+      static INITIAL_THREADS = 32;
+      init(ncap) {
+        this.ncap = ncap;
+        const needed = Math.min(this.densePcs.length, Queue2.INITIAL_THREADS) * ncap;
+        if (!this.denseCaps || this.denseCaps.length < needed) this.denseCaps = new Int32Array(needed);
+      }
+      growCaps(needed) {
+        const limit = this.densePcs.length * this.ncap;
+        const grown = new Int32Array(Math.min(limit, Math.max(needed, 2 * this.denseCaps.length)));
+        grown.set(this.denseCaps);
+        this.denseCaps = grown;
+      }
+      contains(pc) {
+        const j = this.sparse[pc];
+        return j < this.size && this.densePcs[j] === pc;
+      }
+      isEmpty() {
+        return this.size === 0;
+      }
+      add(pc) {
+        const j = this.size++;
+        this.sparse[pc] = j;
+        this.densePcs[j] = pc;
+        return j;
+      }
+      clear() {
+        this.size = 0;
+        this.mainThreads = 0;
+      }
+      toString() {
+        let out = "{";
+        for (let i = 0; i < this.size; i++) {
+          if (i !== 0) out += ", ";
+          out += this.densePcs[i];
+        }
+        out += "}";
+        return out;
+      }
+    };
+    LookbehindState = class {
+      constructor(prog) {
+        this.pos = -1;
+        this.pcs = new Int32Array(prog.numInst());
+        this.size = 0;
+        this.lbTable = new Int32Array(prog.numLb + 1);
+      }
+      reset() {
+        this.pos = -1;
+        this.size = 0;
+      }
+    };
+    Machine = class Machine2 {
+      static fromRE2(re2) {
+        const m = new Machine2();
+        m.prog = re2.prog;
+        m.re2 = re2;
+        m.q0 = new Queue(m.prog.numInst());
+        m.q1 = new Queue(m.prog.numInst());
+        m.addStack = new Int32Array(2 * (m.prog.numInst() + 1));
+        m.matched = false;
+        m.matchcap = new Int32Array(m.prog.numCap < 2 ? 2 : m.prog.numCap);
+        m.ncap = 0;
+        return m;
+      }
+      constructor() {
+        this.prog = null;
+        this.re2 = null;
+        this.q0 = null;
+        this.q1 = null;
+        this.addStack = null;
+        this.matched = false;
+        this.matchcap = null;
+        this.ncap = 0;
+        this.lbTable = null;
+      }
+      init(ncap) {
+        this.ncap = ncap;
+        if (ncap > this.matchcap.length) this.matchcap = new Int32Array(ncap).fill(-1);
+        else this.matchcap.fill(-1);
+        this.q0.init(ncap);
+        this.q1.init(ncap);
+        if (this.prog.numLb > 0) {
+          if (!this.lbTable || this.lbTable.length < this.prog.numLb + 1) this.lbTable = new Int32Array(this.prog.numLb + 1);
+          this.lbTable.fill(-1);
+        }
+      }
+      submatches() {
+        if (this.ncap === 0) return Utils.emptyInts();
+        return Utils.toArray(this.matchcap.subarray(0, this.ncap));
+      }
+      match(input, pos, anchor, lbState = null) {
+        const startCond = this.re2.cond;
+        if (startCond === Utils.EMPTY_ALL) return false;
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return false;
+        this.matched = false;
+        this.matchcap.fill(-1);
+        const hasLookbehinds = this.prog.numLb > 0;
+        const matchStartPos = pos;
+        let currentPos = pos;
+        let resumeLookbehinds = false;
+        if (hasLookbehinds) {
+          if (lbState !== null && lbState.pos >= 0 && lbState.pos <= pos) {
+            currentPos = lbState.pos;
+            resumeLookbehinds = true;
+          } else currentPos = 0;
+        }
+        let saveLookbehinds = hasLookbehinds && lbState !== null;
+        let runq = this.q0;
+        let nextq = this.q1;
+        let r = input.step(currentPos);
+        let rune = r >> 3;
+        let width = r & 7;
+        let rune1 = -1;
+        let width1 = 0;
+        if (r !== MachineInputBase.EOF()) {
+          r = input.step(currentPos + width);
+          rune1 = r >> 3;
+          width1 = r & 7;
+        }
+        let flag;
+        if (currentPos === 0) flag = Utils.emptyOpContext(-1, rune);
+        else flag = input.context(currentPos);
+        if (hasLookbehinds) {
+          if (resumeLookbehinds) this.restoreLookbehinds(lbState, runq, flag);
+          else this.spawnLookbehinds(runq, currentPos, flag);
+        }
+        while (true) {
+          if (runq.mainThreads === 0) {
+            if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && currentPos !== 0) break;
+            if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && currentPos !== 0) break;
+            if (this.matched) break;
+            if (this.prog.numLb === 0 && runq.isEmpty() && !(this.re2.prefix.length === 0) && rune1 !== this.re2.prefixRune && input.canCheckPrefix()) {
+              const advance = input.index(this.re2, currentPos);
+              if (advance < 0) break;
+              currentPos += advance;
+              r = input.step(currentPos);
+              rune = r >> 3;
+              width = r & 7;
+              r = input.step(currentPos + width);
+              rune1 = r >> 3;
+              width1 = r & 7;
+              flag = input.context(currentPos);
+            }
+          }
+          if (currentPos >= matchStartPos) {
+            if (saveLookbehinds) {
+              this.saveLookbehinds(lbState, runq, currentPos);
+              saveLookbehinds = false;
+            }
+            if (!this.matched && (currentPos === 0 || anchor === RE2Flags.UNANCHORED)) {
+              if (this.ncap > 0) this.matchcap[0] = currentPos;
+              this.add(runq, this.prog.start, currentPos, this.matchcap, 0, flag);
+            }
+          }
+          const nextPos = currentPos + width;
+          flag = input.context(nextPos);
+          this.step(runq, nextq, currentPos, nextPos, rune, flag, anchor, currentPos === input.endPos());
+          if (width === 0) break;
+          if (this.ncap === 0 && this.matched) break;
+          currentPos += width;
+          rune = rune1;
+          width = width1;
+          if (rune !== -1) {
+            r = input.step(currentPos + width);
+            rune1 = r >> 3;
+            width1 = r & 7;
+          }
+          const tmpq = runq;
+          runq = nextq;
+          nextq = tmpq;
+        }
+        runq.clear();
+        nextq.clear();
+        return this.matched;
+      }
+      matchSet(input, pos, anchor) {
+        const startCond = this.re2.cond;
+        if (startCond === Utils.EMPTY_ALL) return [];
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return [];
+        let currentPos = this.prog.numLb > 0 ? 0 : pos;
+        let matchStartPos = pos;
+        let runq = this.q0;
+        let nextq = this.q1;
+        let r = input.step(currentPos);
+        let rune = r >> 3;
+        let width = r & 7;
+        let rune1 = -1;
+        let width1 = 0;
+        if (r !== MachineInputBase.EOF()) {
+          r = input.step(currentPos + width);
+          rune1 = r >> 3;
+          width1 = r & 7;
+        }
+        let flag = currentPos === 0 ? Utils.emptyOpContext(-1, rune) : input.context(currentPos);
+        const matches = /* @__PURE__ */ new Set();
+        if (this.prog.numLb > 0) this.spawnLookbehinds(runq, currentPos, flag);
+        while (true) {
+          if (runq.mainThreads === 0) {
+            if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && currentPos !== 0) break;
+            if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && currentPos !== 0) break;
+          }
+          if (currentPos === 0 || anchor === RE2Flags.UNANCHORED) {
+            if (currentPos >= matchStartPos) this.add(runq, this.prog.start, currentPos, this.matchcap, 0, flag);
+          }
+          const nextPos = currentPos + width;
+          flag = input.context(nextPos);
+          for (let j = 0; j < runq.size; j++) {
+            const pc = runq.densePcs[j];
+            const i = this.prog.inst[pc];
+            const capOffset = j * this.ncap;
+            let add2 = false;
+            switch (i.op) {
+              case Inst.MATCH:
+                if (anchor === RE2Flags.ANCHOR_BOTH && currentPos !== input.endPos()) break;
+                matches.add(i.arg);
+                break;
+              case Inst.RUNE:
+                add2 = i.matchRune(rune);
+                break;
+              case Inst.RUNE1:
+                add2 = rune === i.runes[0];
+                break;
+              case Inst.RUNE_ANY:
+                add2 = true;
+                break;
+              case Inst.RUNE_ANY_NOT_NL:
+                add2 = rune !== 10;
+                break;
+              default:
+                continue;
+            }
+            if (add2) this.add(nextq, i.out, nextPos, runq.denseCaps, capOffset, flag);
+          }
+          runq.clear();
+          if (width === 0) break;
+          currentPos += width;
+          rune = rune1;
+          width = width1;
+          if (rune !== -1) {
+            r = input.step(currentPos + width);
+            rune1 = r >> 3;
+            width1 = r & 7;
+          }
+          const tmpq = runq;
+          runq = nextq;
+          nextq = tmpq;
+        }
+        nextq.clear();
+        return Array.from(matches).sort((a, b) => a - b);
+      }
+      step(runq, nextq, pos, nextPos, c, nextCond, anchor, atEnd) {
+        const longest = this.re2.longest;
+        for (let j = 0; j < runq.size; j++) {
+          const pc = runq.densePcs[j];
+          const capOffset = j * this.ncap;
+          if (longest && this.matched && this.ncap > 0 && this.matchcap[0] < runq.denseCaps[capOffset]) continue;
+          const i = this.prog.inst[pc];
+          let add2 = false;
+          switch (i.op) {
+            case Inst.MATCH:
+              if (anchor === RE2Flags.ANCHOR_BOTH && !atEnd) break;
+              if (this.ncap > 0 && (!longest || !this.matched || this.matchcap[1] < pos)) {
+                runq.denseCaps[capOffset + 1] = pos;
+                for (let k = 0; k < this.ncap; k++) this.matchcap[k] = runq.denseCaps[capOffset + k];
+              }
+              if (!longest) runq.size = 0;
+              this.matched = true;
+              break;
+            case Inst.RUNE:
+              add2 = i.matchRune(c);
+              break;
+            case Inst.RUNE1:
+              add2 = c === i.runes[0];
+              break;
+            case Inst.RUNE_ANY:
+              add2 = true;
+              break;
+            case Inst.RUNE_ANY_NOT_NL:
+              add2 = c !== 10;
+              break;
+            default:
+              continue;
+          }
+          if (add2) this.add(nextq, i.out, nextPos, runq.denseCaps, capOffset, nextCond);
+        }
+        runq.clear();
+      }
+      spawnLookbehinds(q, pos, flag) {
+        for (let i = 0; i < this.prog.lbStarts.length; i++) this.add(q, this.prog.lbStarts[i], pos, this.matchcap, 0, flag);
+      }
+      restoreLookbehinds(lbState, q, flag) {
+        this.lbTable.set(lbState.lbTable);
+        for (let j = 0; j < lbState.size; j++) this.add(q, lbState.pcs[j], lbState.pos, this.matchcap, 0, flag);
+      }
+      saveLookbehinds(lbState, q, pos) {
+        let size2 = 0;
+        for (let j = 0; j < q.size; j++) {
+          const pc = q.densePcs[j];
+          if (this.prog.lbInst[pc] === 1 && Inst.isRuneOp(this.prog.inst[pc].op)) lbState.pcs[size2++] = pc;
+        }
+        lbState.size = size2;
+        lbState.pos = pos;
+        lbState.lbTable.set(this.lbTable);
+      }
+      add(q, pc, pos, capArray, capOffset, cond) {
+        const stk = this.addStack;
+        let nstk = 0;
+        for (; ; ) {
+          while (pc !== 0 && !q.contains(pc)) {
+            const d = q.add(pc);
+            const inst = this.prog.inst[pc];
+            switch (inst.op) {
+              case Inst.FAIL:
+                pc = 0;
+                break;
+              case Inst.ALT:
+              case Inst.ALT_MATCH:
+                stk[nstk++] = inst.arg;
+                stk[nstk++] = 0;
+                pc = inst.out;
+                break;
+              case Inst.EMPTY_WIDTH:
+                pc = (inst.arg & ~cond) === 0 ? inst.out : 0;
+                break;
+              case Inst.NOP:
+                pc = inst.out;
+                break;
+              case Inst.CAPTURE:
+                if (inst.arg < this.ncap) {
+                  stk[nstk++] = -inst.arg - 1;
+                  stk[nstk++] = capArray[capOffset + inst.arg];
+                  capArray[capOffset + inst.arg] = pos;
+                }
+                pc = inst.out;
+                break;
+              case Inst.LB_WRITE:
+                this.lbTable[Math.abs(inst.arg)] = pos;
+                pc = inst.out;
+                break;
+              case Inst.LB_CHECK:
+                if (inst.arg > 0) pc = this.lbTable[inst.arg] === pos ? inst.out : 0;
+                else pc = this.lbTable[-inst.arg] !== pos ? inst.out : 0;
+                break;
+              case Inst.MATCH:
+              case Inst.RUNE:
+              case Inst.RUNE1:
+              case Inst.RUNE_ANY:
+              case Inst.RUNE_ANY_NOT_NL:
+                if (this.prog.lbInst[pc] === 0) q.mainThreads++;
+                if (this.ncap > 0) {
+                  const destOffset = d * this.ncap;
+                  if (destOffset + this.ncap > q.denseCaps.length) q.growCaps(destOffset + this.ncap);
+                  for (let c = 0; c < this.ncap; c++) q.denseCaps[destOffset + c] = capArray[capOffset + c];
+                }
+                pc = 0;
+                break;
+              default:
+                throw new RE2JSInternalException("unhandled");
+            }
+          }
+          if (nstk === 0) return;
+          nstk -= 2;
+          const entry = stk[nstk];
+          if (entry < 0) {
+            capArray[capOffset - entry - 1] = stk[nstk + 1];
+            pc = 0;
+          } else pc = entry;
+        }
+      }
+    };
+    hashState = (pcs, flag, ids) => {
+      let h = -2128831035;
+      for (let i = 0; i < pcs.length; i++) {
+        h ^= pcs[i];
+        h = Math.imul(h, 16777619);
+      }
+      h ^= flag;
+      h = Math.imul(h, 16777619);
+      for (let i = 0; i < ids.length; i++) {
+        h ^= ids[i];
+        h = Math.imul(h, 16777619);
+      }
+      return h;
+    };
+    arraysEqual = (a, b) => {
+      if (a.length !== b.length) return false;
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+      return true;
+    };
+    isState = (state, pcs, flag, ids) => state.flag === flag && arraysEqual(state.nfaStates, pcs) && arraysEqual(state.matchIDs, ids);
+    NO_IDS = [];
+    END_TEXT = -1;
+    DFAState = class {
+      constructor(nfaStates, flag, matchIDs) {
+        this.nfaStates = nfaStates;
+        this.flag = flag;
+        this.isMatch = (flag & DFA.FLAG_MATCH) !== 0;
+        this.matchIDs = matchIDs;
+        this.next = null;
+        this.nextAnchored = null;
+      }
+    };
+    DFA = class DFA2 {
+      static FLAG_EMPTY_MASK = 255;
+      static FLAG_MATCH = 256;
+      static FLAG_LAST_WORD = 512;
+      static FLAG_NEED_SHIFT = 16;
+      static STATE_OVERHEAD = 150;
+      static ARRAY_OVERHEAD = 40;
+      static ELEMENT_SIZE = 8;
+      static TABLE_OVERHEAD = 48;
+      static PROGRESS_PER_STATE = 10;
+      constructor(prog, maxMem = 8388608) {
+        this.prog = prog;
+        this.maxMem = maxMem;
+        this.stateCache = /* @__PURE__ */ new Map();
+        this.stateCount = 0;
+        this.startStates = /* @__PURE__ */ new Map();
+        this.failed = false;
+        for (let pc = 0; pc < prog.numInst(); pc++) {
+          const op = prog.getInst(pc).op;
+          if (op === Inst.LB_WRITE || op === Inst.LB_CHECK) {
+            this.failed = true;
+            break;
+          }
+        }
+        this.computeRuneClasses();
+        this.stateBudget = maxMem;
+        this.memBudget = maxMem;
+      }
+      computeRuneClasses() {
+        const bounds = /* @__PURE__ */ new Set();
+        const addRange = (lo, hi) => {
+          bounds.add(lo);
+          bounds.add(hi + 1);
+        };
+        for (let pc = 0; pc < this.prog.numInst(); pc++) {
+          const inst = this.prog.getInst(pc);
+          switch (inst.op) {
+            case Inst.RUNE:
+            case Inst.RUNE1:
+              if (inst.runes.length === 1) {
+                addRange(inst.runes[0], inst.runes[0]);
+                if ((inst.arg & RE2Flags.FOLD_CASE) !== 0) for (let f = Unicode.simpleFold(inst.runes[0]); f !== inst.runes[0]; f = Unicode.simpleFold(f)) addRange(f, f);
+              } else for (let j = 0; j < inst.runes.length; j += 2) addRange(inst.runes[j], inst.runes[j + 1]);
+              break;
+            case Inst.RUNE_ANY_NOT_NL:
+              addRange(10, 10);
+              break;
+            case Inst.EMPTY_WIDTH:
+              if ((inst.arg & (Utils.EMPTY_BEGIN_LINE | Utils.EMPTY_END_LINE)) !== 0) addRange(10, 10);
+              if ((inst.arg & (Utils.EMPTY_WORD_BOUNDARY | Utils.EMPTY_NO_WORD_BOUNDARY)) !== 0) {
+                addRange(48, 57);
+                addRange(65, 90);
+                addRange(95, 95);
+                addRange(97, 122);
+              }
+          }
+        }
+        bounds.delete(0);
+        this.classBounds = Int32Array.from(bounds).sort();
+        this.numClasses = this.classBounds.length + 1;
+        const latin1Class = new Int32Array(Unicode.MAX_LATIN1 + 1);
+        for (let r = 0; r <= Unicode.MAX_LATIN1; r++) latin1Class[r] = this.searchClass(r);
+        this.latin1Class = latin1Class;
+      }
+      runeClass(r) {
+        if (r <= Unicode.MAX_LATIN1) return this.latin1Class[r];
+        return this.searchClass(r);
+      }
+      searchClass(r) {
+        const bounds = this.classBounds;
+        let lo = 0;
+        let hi = bounds.length;
+        while (lo < hi) {
+          const mid = lo + hi >> 1;
+          if (bounds[mid] <= r) lo = mid + 1;
+          else hi = mid;
+        }
+        return lo;
+      }
+      closure(pcs, flag) {
+        const closure = /* @__PURE__ */ new Set();
+        const stack = Array.from(pcs);
+        let needflags = 0;
+        while (stack.length > 0) {
+          const pc = stack.pop();
+          if (pc === 0 || closure.has(pc)) continue;
+          closure.add(pc);
+          const inst = this.prog.getInst(pc);
+          switch (inst.op) {
+            case Inst.ALT:
+            case Inst.ALT_MATCH:
+              stack.push(inst.out);
+              stack.push(inst.arg);
+              break;
+            case Inst.NOP:
+            case Inst.CAPTURE:
+              stack.push(inst.out);
+              break;
+            case Inst.EMPTY_WIDTH:
+              needflags |= inst.arg;
+              if ((inst.arg & ~flag) === 0) stack.push(inst.out);
+          }
+        }
+        return {
+          pcs: Array.from(closure).sort((a, b) => a - b),
+          needflags
+        };
+      }
+      getState(pcs, flag, ids) {
+        const hash = hashState(pcs, flag, ids);
+        const cached = this.stateCache.get(hash);
+        if (cached instanceof DFAState) {
+          if (isState(cached, pcs, flag, ids)) return cached;
+        } else if (cached !== void 0) {
+          for (let i = 0; i < cached.length; i++) if (isState(cached[i], pcs, flag, ids)) return cached[i];
+        }
+        const cost = DFA2.stateCost(pcs, ids);
+        if (this.memBudget < cost) return null;
+        this.memBudget -= cost;
+        const state = new DFAState(pcs, flag, ids);
+        if (cached === void 0) this.stateCache.set(hash, state);
+        else if (cached instanceof DFAState) this.stateCache.set(hash, [cached, state]);
+        else cached.push(state);
+        this.stateCount++;
+        return state;
+      }
+      static stateCost(pcs, ids) {
+        const idsCost = ids.length === 0 ? 0 : DFA2.ARRAY_OVERHEAD + DFA2.ELEMENT_SIZE * ids.length;
+        return DFA2.STATE_OVERHEAD + DFA2.ELEMENT_SIZE * pcs.length + idsCost;
+      }
+      *cachedStates() {
+        for (const cached of this.stateCache.values()) if (cached instanceof DFAState) yield cached;
+        else yield* cached;
+      }
+      makeState(pcs, flag, ids) {
+        const closure = this.closure(pcs, flag & DFA2.FLAG_EMPTY_MASK);
+        let stateFlag = flag;
+        if (closure.needflags === 0) stateFlag &= DFA2.FLAG_MATCH;
+        stateFlag |= closure.needflags << DFA2.FLAG_NEED_SHIFT;
+        return this.getState(closure.pcs, stateFlag, ids);
+      }
+      allocTable(state, anchor) {
+        const size2 = this.numClasses + 1;
+        const cost = DFA2.TABLE_OVERHEAD + DFA2.ELEMENT_SIZE * size2;
+        if (this.memBudget < cost) return null;
+        this.memBudget -= cost;
+        const table = new Array(size2).fill(null);
+        if (anchor === RE2Flags.UNANCHORED) state.next = table;
+        else state.nextAnchored = table;
+        return table;
+      }
+      clearCache() {
+        this.stateCache.clear();
+        this.stateCount = 0;
+        this.startStates.clear();
+        this.memBudget = this.stateBudget;
+      }
+      resetCache(current) {
+        this.clearCache();
+        return this.getState(current.nfaStates, current.flag, current.matchIDs);
+      }
+      step(state, cls, rune, anchor) {
+        let table = anchor === RE2Flags.UNANCHORED ? state.next : state.nextAnchored;
+        if (table !== null) {
+          const cached = table[cls];
+          if (cached !== null) return cached;
+        } else {
+          table = this.allocTable(state, anchor);
+          if (table === null) return null;
+        }
+        const needflag = state.flag >>> DFA2.FLAG_NEED_SHIFT;
+        const oldbeforeflag = state.flag & DFA2.FLAG_EMPTY_MASK;
+        let beforeflag = oldbeforeflag;
+        let afterflag = 0;
+        if (rune === 10) {
+          beforeflag |= Utils.EMPTY_END_LINE;
+          afterflag |= Utils.EMPTY_BEGIN_LINE;
+        }
+        if (rune === END_TEXT) beforeflag |= Utils.EMPTY_END_LINE | Utils.EMPTY_END_TEXT;
+        const islastword = (state.flag & DFA2.FLAG_LAST_WORD) !== 0;
+        const isword = rune !== END_TEXT && Utils.isWordRune(rune);
+        beforeflag |= isword === islastword ? Utils.EMPTY_NO_WORD_BOUNDARY : Utils.EMPTY_WORD_BOUNDARY;
+        let pcs = state.nfaStates;
+        if ((beforeflag & ~oldbeforeflag & needflag) !== 0) pcs = this.closure(pcs, beforeflag).pcs;
+        const nextPCs = [];
+        let ismatch = false;
+        let ids = NO_IDS;
+        for (let i = 0; i < pcs.length; i++) {
+          const inst = this.prog.getInst(pcs[i]);
+          if (inst.op === Inst.MATCH) {
+            if (!ismatch) {
+              ismatch = true;
+              ids = [];
+            }
+            ids.push(inst.arg);
+          } else if (rune !== END_TEXT && Inst.isRuneOp(inst.op) && inst.matchRune(rune)) nextPCs.push(inst.out);
+        }
+        if (ids.length > 1) ids.sort((a, b) => a - b);
+        if (anchor === RE2Flags.UNANCHORED && rune !== END_TEXT) nextPCs.push(this.prog.start);
+        let flag = afterflag;
+        if (ismatch) flag |= DFA2.FLAG_MATCH;
+        if (isword) flag |= DFA2.FLAG_LAST_WORD;
+        const nextState = this.makeState(nextPCs, flag, ids);
+        if (nextState === null) return null;
+        table[cls] = nextState;
+        return nextState;
+      }
+      start(input, pos) {
+        const context = input.context(pos);
+        let flags;
+        if ((context & Utils.EMPTY_BEGIN_TEXT) !== 0) flags = Utils.EMPTY_BEGIN_TEXT | Utils.EMPTY_BEGIN_LINE;
+        else if ((context & Utils.EMPTY_BEGIN_LINE) !== 0) flags = Utils.EMPTY_BEGIN_LINE;
+        else {
+          const r = input.step(pos);
+          const nextIsWord = r >= 0 && Utils.isWordRune(r >> 3);
+          flags = (context & Utils.EMPTY_WORD_BOUNDARY) !== 0 !== nextIsWord ? DFA2.FLAG_LAST_WORD : 0;
+        }
+        let state = this.startStates.get(flags);
+        if (state === void 0) {
+          state = this.makeState([this.prog.start], flags, NO_IDS);
+          if (state === null) {
+            this.clearCache();
+            state = this.makeState([this.prog.start], flags, NO_IDS);
+            if (state === null) return null;
+          }
+          this.startStates.set(flags, state);
+        }
+        return state;
+      }
+      stepOrReset(state, cls, rune, anchor, pos, search) {
+        let next = this.step(state, cls, rune, anchor);
+        if (next !== null) return next;
+        if (search.resetPos >= 0 && pos - search.resetPos < DFA2.PROGRESS_PER_STATE * this.stateCount) return null;
+        search.resetPos = pos;
+        const restored = this.resetCache(state);
+        if (restored === null) return null;
+        next = this.step(restored, cls, rune, anchor);
+        return next;
+      }
+      run(input, pos, anchor, state, onMatch) {
+        const endPos = input.endPos();
+        const latin1Class = this.latin1Class;
+        const unanchored = anchor === RE2Flags.UNANCHORED;
+        const search = { resetPos: -1 };
+        let i = pos;
+        while (i < endPos) {
+          const r = input.step(i);
+          const rune = r >> 3;
+          const width = r & 7;
+          if (width === 0) break;
+          const cls = rune <= Unicode.MAX_LATIN1 ? latin1Class[rune] : this.runeClass(rune);
+          let next = unanchored && state.next !== null ? state.next[cls] : null;
+          if (next === null) {
+            next = this.stepOrReset(state, cls, rune, anchor, i, search);
+            if (next === null) return null;
+          }
+          state = next;
+          if (state.isMatch && onMatch(state, false)) return true;
+          if (!unanchored && state.nfaStates.length === 0) return false;
+          i += width;
+        }
+        state = this.stepOrReset(state, this.numClasses, END_TEXT, anchor, i, search);
+        if (state === null) return null;
+        return state.isMatch && onMatch(state, true);
+      }
+      match(input, pos, anchor) {
+        if (this.failed) return null;
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return false;
+        const startState = this.start(input, pos);
+        if (startState === null) return null;
+        return this.run(input, pos, anchor, startState, (state, atEnd) => anchor !== RE2Flags.ANCHOR_BOTH || atEnd);
+      }
+      matchSet(input, pos, anchor) {
+        if (this.failed) return null;
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return [];
+        const startState = this.start(input, pos);
+        if (startState === null) return null;
+        const matches = /* @__PURE__ */ new Set();
+        const collect = (state, atEnd) => {
+          if (anchor !== RE2Flags.ANCHOR_BOTH || atEnd) for (let k = 0; k < state.matchIDs.length; k++) matches.add(state.matchIDs[k]);
+          return false;
+        };
+        if (this.run(input, pos, anchor, startState, collect) === null) return null;
+        return Array.from(matches).sort((a, b) => a - b);
+      }
+    };
+    VISITED_BITS = 32;
+    MAX_BACKTRACK_PROG = 500;
+    INITIAL_JOB_CAPACITY = 256;
+    MAX_BACKTRACK_VECTOR = 262144;
+    BitState = class {
+      constructor() {
+        this.end = 0;
+        this.cap = /* @__PURE__ */ new Int32Array(0);
+        this.matchcap = /* @__PURE__ */ new Int32Array(0);
+        this.ncap = 0;
+        this.jobPc = new Int32Array(INITIAL_JOB_CAPACITY);
+        this.jobArg = new Uint8Array(INITIAL_JOB_CAPACITY);
+        this.jobPos = new Int32Array(INITIAL_JOB_CAPACITY);
+        this.jobLen = 0;
+        this.visited = /* @__PURE__ */ new Uint32Array(0);
+      }
+      reset(prog, end, ncap) {
+        this.end = end;
+        this.jobLen = 0;
+        this.ncap = ncap;
+        const visitedSize = prog.numInst() * (end + 1) + VISITED_BITS - 1 >>> 5;
+        if (this.visited.length < visitedSize) this.visited = new Uint32Array(visitedSize);
+        else this.visited.fill(0, 0, visitedSize);
+        if (this.cap.length < ncap) this.cap = new Int32Array(ncap).fill(-1);
+        else this.cap.fill(-1, 0, ncap);
+        if (this.matchcap.length < ncap) this.matchcap = new Int32Array(ncap).fill(-1);
+        else this.matchcap.fill(-1, 0, ncap);
+      }
+      shouldVisit(pc, pos) {
+        const n = pc * (this.end + 1) + pos;
+        const idx = n >>> 5;
+        const mask = 1 << (n & 31);
+        if ((this.visited[idx] & mask) !== 0) return false;
+        this.visited[idx] |= mask;
+        return true;
+      }
+      push(re2, pc, pos, arg) {
+        if (re2.prog.getInst(pc).op !== Inst.FAIL && (arg || this.shouldVisit(pc, pos))) {
+          if (this.jobLen >= this.jobPc.length) {
+            const newSize = this.jobPc.length * 2;
+            const newPc = new Int32Array(newSize);
+            newPc.set(this.jobPc);
+            this.jobPc = newPc;
+            const newArg = new Uint8Array(newSize);
+            newArg.set(this.jobArg);
+            this.jobArg = newArg;
+            const newPos = new Int32Array(newSize);
+            newPos.set(this.jobPos);
+            this.jobPos = newPos;
+          }
+          this.jobPc[this.jobLen] = pc;
+          this.jobArg[this.jobLen] = arg ? 1 : 0;
+          this.jobPos[this.jobLen] = pos;
+          this.jobLen++;
+        }
+      }
+      tryBacktrack(re2, input, pc, pos, anchor) {
+        const longest = re2.longest;
+        this.push(re2, pc, pos, false);
+        while (this.jobLen > 0) {
+          this.jobLen--;
+          let currentPc = this.jobPc[this.jobLen];
+          let arg = this.jobArg[this.jobLen] === 1;
+          let currentPos = this.jobPos[this.jobLen];
+          let skipShouldVisit = true;
+          while (true) {
+            if (!skipShouldVisit) {
+              if (!this.shouldVisit(currentPc, currentPos)) break;
+            }
+            skipShouldVisit = false;
+            const inst = re2.prog.getInst(currentPc);
+            switch (inst.op) {
+              case Inst.FAIL:
+                break;
+              case Inst.ALT:
+                if (arg) {
+                  arg = false;
+                  currentPc = inst.arg;
+                  continue;
+                } else {
+                  this.push(re2, currentPc, currentPos, true);
+                  currentPc = inst.out;
+                  continue;
+                }
+              case Inst.ALT_MATCH: {
+                const outInst = re2.prog.getInst(inst.out);
+                if (Inst.isRuneOp(outInst.op)) {
+                  this.push(re2, inst.arg, currentPos, false);
+                  currentPc = inst.arg;
+                  currentPos = this.end;
+                  continue;
+                }
+                this.push(re2, inst.out, this.end, false);
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.RUNE: {
+                const r = input.step(currentPos);
+                if (r === MachineInputBase.EOF()) break;
+                if (!inst.matchRune(r >> 3)) break;
+                currentPos += r & 7;
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.RUNE1: {
+                const r = input.step(currentPos);
+                if (r === MachineInputBase.EOF()) break;
+                if (r >> 3 !== inst.runes[0]) break;
+                currentPos += r & 7;
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.RUNE_ANY_NOT_NL: {
+                const r = input.step(currentPos);
+                if (r === MachineInputBase.EOF()) break;
+                if (r >> 3 === 10) break;
+                currentPos += r & 7;
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.RUNE_ANY: {
+                const r = input.step(currentPos);
+                if (r === MachineInputBase.EOF()) break;
+                currentPos += r & 7;
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.CAPTURE:
+                if (arg) {
+                  this.cap[inst.arg] = currentPos;
+                  break;
+                } else {
+                  if (inst.arg < this.ncap) {
+                    this.push(re2, currentPc, this.cap[inst.arg], true);
+                    this.cap[inst.arg] = currentPos;
+                  }
+                  currentPc = inst.out;
+                  continue;
+                }
+              case Inst.EMPTY_WIDTH: {
+                const flag = input.context(currentPos);
+                if ((inst.arg & ~flag) !== 0) break;
+                currentPc = inst.out;
+                continue;
+              }
+              case Inst.NOP:
+                currentPc = inst.out;
+                continue;
+              case Inst.MATCH: {
+                if (anchor === RE2Flags.ANCHOR_BOTH && currentPos !== this.end) break;
+                if (this.ncap === 0) return true;
+                if (this.ncap > 1) this.cap[1] = currentPos;
+                const old = this.matchcap[1];
+                if (old === -1 || longest && currentPos > 0 && currentPos > old) this.matchcap.set(this.cap);
+                if (!longest) return true;
+                if (currentPos === this.end) return true;
+                break;
+              }
+              case Inst.LB_WRITE:
+              case Inst.LB_CHECK:
+                throw new RE2JSInternalException("Backtracker cannot evaluate Lookbehind instructions");
+              default:
+                throw new RE2JSInternalException("bad inst");
+            }
+            break;
+          }
+        }
+        return longest && this.matchcap.length > 1 && this.matchcap[1] >= 0;
+      }
+    };
+    bitStatePool = [];
+    Backtracker = class Backtracker2 {
+      static shouldBacktrack(prog) {
+        return prog.numInst() <= MAX_BACKTRACK_PROG;
+      }
+      static maxBitStateLen(prog) {
+        if (!Backtracker2.shouldBacktrack(prog)) return 0;
+        return Math.floor(MAX_BACKTRACK_VECTOR / prog.numInst());
+      }
+      static execute(re2, input, pos, anchor, ncap) {
+        const startCond = re2.cond;
+        if (startCond === Utils.EMPTY_ALL) return null;
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return null;
+        if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && pos !== 0) return null;
+        const b = bitStatePool.length > 0 ? bitStatePool.pop() : new BitState();
+        const end = input.endPos();
+        b.reset(re2.prog, end, ncap);
+        let matched = false;
+        if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 || anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) {
+          if (b.ncap > 0) b.cap[0] = pos;
+          if (b.tryBacktrack(re2, input, re2.prog.start, pos, anchor)) matched = true;
+        } else {
+          let width = -1;
+          for (; pos <= end && width !== 0; pos += width) {
+            if (re2.prefix.length > 0) {
+              const advance = input.index(re2, pos);
+              if (advance < 0) break;
+              pos += advance;
+            }
+            if (b.ncap > 0) b.cap[0] = pos;
+            if (b.tryBacktrack(re2, input, re2.prog.start, pos, anchor)) {
+              matched = true;
+              break;
+            }
+            const r = input.step(pos);
+            width = r === MachineInputBase.EOF() ? 0 : r & 7;
+          }
+        }
+        if (!matched) {
+          bitStatePool.push(b);
+          return null;
+        }
+        const result = ncap === 0 ? [] : Utils.toArray(b.matchcap.subarray(0, ncap));
+        bitStatePool.push(b);
+        return result;
+      }
+    };
+    QueueOnePass = class {
+      constructor(size2) {
+        this.sparse = new Uint32Array(size2);
+        this.dense = new Uint32Array(size2);
+        this.size = 0;
+        this.nextIndex = 0;
+      }
+      empty() {
+        return this.nextIndex >= this.size;
+      }
+      next() {
+        return this.dense[this.nextIndex++];
+      }
+      clear() {
+        this.size = 0;
+        this.nextIndex = 0;
+      }
+      contains(u) {
+        return u < this.sparse.length && this.sparse[u] < this.size && this.dense[this.sparse[u]] === u;
+      }
+      insert(u) {
+        if (!this.contains(u)) this.insertNew(u);
+      }
+      insertNew(u) {
+        if (u >= this.sparse.length) return;
+        this.sparse[u] = this.size;
+        this.dense[this.size] = u;
+        this.size++;
+      }
+    };
+    mergeRuneSets = (leftRunes, rightRunes, leftPC, rightPC) => {
+      const leftLen = leftRunes.length;
+      const rightLen = rightRunes.length;
+      let lx = 0, rx = 0;
+      const merged = [];
+      const next = [];
+      let ok = true;
+      let ix = -1;
+      const extend = (isLeft) => {
+        const newArray = isLeft ? leftRunes : rightRunes;
+        const low = isLeft ? lx : rx;
+        const pc = isLeft ? leftPC : rightPC;
+        if (ix > 0 && newArray[low] <= merged[ix]) return false;
+        merged.push(newArray[low], newArray[low + 1]);
+        if (isLeft) lx += 2;
+        else rx += 2;
+        ix += 2;
+        next.push(pc);
+        return true;
+      };
+      while (lx < leftLen || rx < rightLen) {
+        if (rx >= rightLen) ok = extend(true);
+        else if (lx >= leftLen) ok = extend(false);
+        else if (rightRunes[rx] < leftRunes[lx]) ok = extend(false);
+        else ok = extend(true);
+        if (!ok) return null;
+      }
+      return {
+        merged,
+        next
+      };
+    };
+    OnePassProg = class {
+      constructor(prog) {
+        this.start = prog.start;
+        this.numCap = prog.numCap;
+        this.inst = new Array(prog.inst.length);
+        for (let i = 0; i < prog.inst.length; i++) {
+          const orig = prog.inst[i];
+          const inst = new Inst(orig.op);
+          inst.out = orig.out;
+          inst.arg = orig.arg;
+          inst.runes = orig.runes ? new Int32Array(orig.runes) : /* @__PURE__ */ new Int32Array(0);
+          inst.next = null;
+          this.inst[i] = inst;
+        }
+      }
+    };
+    onePassCopy = (prog) => {
+      const p = new OnePassProg(prog);
+      for (let pc = 0; pc < p.inst.length; pc++) {
+        const inst = p.inst[pc];
+        if (inst.op !== Inst.ALT && inst.op !== Inst.ALT_MATCH) continue;
+        let pAOther = "out";
+        let pAAlt = "arg";
+        let instAlt = p.inst[inst[pAAlt]];
+        if (instAlt.op !== Inst.ALT && instAlt.op !== Inst.ALT_MATCH) {
+          pAOther = "arg";
+          pAAlt = "out";
+          instAlt = p.inst[inst[pAAlt]];
+          if (instAlt.op !== Inst.ALT && instAlt.op !== Inst.ALT_MATCH) continue;
+        }
+        const instOther = p.inst[inst[pAOther]];
+        if (instOther.op === Inst.ALT || instOther.op === Inst.ALT_MATCH) continue;
+        let pBAlt = "out";
+        let pBOther = "arg";
+        let patch = false;
+        if (instAlt.out === pc) patch = true;
+        else if (instAlt.arg === pc) {
+          patch = true;
+          pBAlt = "arg";
+          pBOther = "out";
+        }
+        if (patch) instAlt[pBAlt] = inst[pAOther];
+        if (inst[pAOther] === instAlt[pBAlt]) inst[pAAlt] = instAlt[pBOther];
+      }
+      return p;
+    };
+    makeOnePass = (p) => {
+      if (p.inst.length >= 1e3) return null;
+      const instQueue = new QueueOnePass(p.inst.length);
+      const visitQueue = new QueueOnePass(p.inst.length);
+      const onePassRunes = new Array(p.inst.length);
+      const m = new Array(p.inst.length).fill(false);
+      const check = (pc) => {
+        let ok = true;
+        const inst = p.inst[pc];
+        if (visitQueue.contains(pc)) return true;
+        visitQueue.insert(pc);
+        switch (inst.op) {
+          case Inst.ALT:
+          case Inst.ALT_MATCH: {
+            ok = check(inst.out) && check(inst.arg);
+            let matchOut = m[inst.out];
+            let matchArg = m[inst.arg];
+            if (matchOut && matchArg) return false;
+            if (matchArg) {
+              const tempOut = inst.out;
+              inst.out = inst.arg;
+              inst.arg = tempOut;
+              const tempMatch = matchOut;
+              matchOut = matchArg;
+              matchArg = tempMatch;
+            }
+            if (matchOut) {
+              m[pc] = true;
+              inst.op = Inst.ALT_MATCH;
+            }
+            const leftRunes = onePassRunes[inst.out] || [];
+            const rightRunes = onePassRunes[inst.arg] || [];
+            const mergeRes = mergeRuneSets(leftRunes, rightRunes, inst.out, inst.arg);
+            if (!mergeRes) return false;
+            onePassRunes[pc] = new Int32Array(mergeRes.merged);
+            inst.next = new Uint32Array(mergeRes.next);
+            break;
+          }
+          case Inst.CAPTURE:
+          case Inst.EMPTY_WIDTH:
+          case Inst.NOP:
+            ok = check(inst.out);
+            m[pc] = m[inst.out];
+            onePassRunes[pc] = onePassRunes[inst.out] ? new Int32Array(onePassRunes[inst.out]) : /* @__PURE__ */ new Int32Array(0);
+            inst.next = new Uint32Array(Math.floor(onePassRunes[pc].length / 2) + 1).fill(inst.out);
+            break;
+          case Inst.MATCH:
+          case Inst.FAIL:
+            m[pc] = inst.op === Inst.MATCH;
+            break;
+          case Inst.RUNE: {
+            m[pc] = false;
+            if (inst.next && inst.next.length > 0) break;
+            instQueue.insert(inst.out);
+            if (!inst.runes || inst.runes.length === 0) {
+              onePassRunes[pc] = /* @__PURE__ */ new Int32Array(0);
+              inst.next = new Uint32Array([inst.out]);
+              break;
+            }
+            let runes = [];
+            if (inst.runes.length === 1 && (inst.arg & RE2Flags.FOLD_CASE) !== 0) {
+              const r0 = inst.runes[0];
+              runes.push(r0, r0);
+              for (let r1 = Unicode.simpleFold(r0); r1 !== r0; r1 = Unicode.simpleFold(r1)) runes.push(r1, r1);
+              runes.sort((a, b) => a - b);
+            } else for (let j = 0; j < inst.runes.length; j++) runes.push(inst.runes[j]);
+            onePassRunes[pc] = new Int32Array(runes);
+            inst.next = new Uint32Array(Math.floor(runes.length / 2) + 1).fill(inst.out);
+            inst.op = Inst.RUNE;
+            break;
+          }
+          case Inst.RUNE1: {
+            m[pc] = false;
+            if (inst.next && inst.next.length > 0) break;
+            instQueue.insert(inst.out);
+            let runes = [];
+            if ((inst.arg & RE2Flags.FOLD_CASE) !== 0) {
+              const r0 = inst.runes[0];
+              runes.push(r0, r0);
+              for (let r1 = Unicode.simpleFold(r0); r1 !== r0; r1 = Unicode.simpleFold(r1)) runes.push(r1, r1);
+              runes.sort((a, b) => a - b);
+            } else runes.push(inst.runes[0], inst.runes[0]);
+            onePassRunes[pc] = new Int32Array(runes);
+            inst.next = new Uint32Array(Math.floor(runes.length / 2) + 1).fill(inst.out);
+            inst.op = Inst.RUNE;
+            break;
+          }
+          case Inst.RUNE_ANY:
+            m[pc] = false;
+            if (inst.next && inst.next.length > 0) break;
+            instQueue.insert(inst.out);
+            onePassRunes[pc] = new Int32Array([0, Unicode.MAX_RUNE]);
+            inst.next = new Uint32Array([inst.out]);
+            break;
+          case Inst.RUNE_ANY_NOT_NL:
+            m[pc] = false;
+            if (inst.next && inst.next.length > 0) break;
+            instQueue.insert(inst.out);
+            onePassRunes[pc] = new Int32Array([
+              0,
+              9,
+              11,
+              Unicode.MAX_RUNE
+            ]);
+            inst.next = new Uint32Array(Math.floor(onePassRunes[pc].length / 2) + 1).fill(inst.out);
+        }
+        return ok;
+      };
+      instQueue.clear();
+      instQueue.insert(p.start);
+      while (!instQueue.empty()) {
+        visitQueue.clear();
+        if (!check(instQueue.next())) return null;
+      }
+      for (let i = 0; i < p.inst.length; i++) if (onePassRunes[i]) p.inst[i].runes = onePassRunes[i];
+      return p;
+    };
+    cleanupOnePass = (p, original) => {
+      for (let ix = 0; ix < original.inst.length; ix++) {
+        const instOriginal = original.inst[ix];
+        switch (instOriginal.op) {
+          case Inst.ALT:
+          case Inst.ALT_MATCH:
+          case Inst.RUNE:
+            break;
+          case Inst.CAPTURE:
+          case Inst.EMPTY_WIDTH:
+          case Inst.NOP:
+          case Inst.MATCH:
+          case Inst.FAIL:
+            p.inst[ix].next = null;
+            break;
+          case Inst.RUNE1:
+          case Inst.RUNE_ANY:
+          case Inst.RUNE_ANY_NOT_NL:
+            p.inst[ix].next = null;
+            p.inst[ix].op = instOriginal.op;
+            p.inst[ix].runes = instOriginal.runes ? new Int32Array(instOriginal.runes) : /* @__PURE__ */ new Int32Array(0);
+        }
+      }
+    };
+    OnePass = class OnePass2 {
+      static compile(prog) {
+        if (prog.start === 0) return null;
+        if (prog.numLb > 0) return null;
+        const startInst = prog.inst[prog.start];
+        if (startInst.op !== Inst.EMPTY_WIDTH || (startInst.arg & Utils.EMPTY_BEGIN_TEXT) === 0) return null;
+        let hasAlt = false;
+        for (let i = 0; i < prog.inst.length; i++) if (prog.inst[i].op === Inst.ALT || prog.inst[i].op === Inst.ALT_MATCH) {
+          hasAlt = true;
+          break;
+        }
+        for (let i = 0; i < prog.inst.length; i++) {
+          const inst = prog.inst[i];
+          const opOut = prog.inst[inst.out].op;
+          switch (inst.op) {
+            case Inst.ALT:
+            case Inst.ALT_MATCH:
+              if (opOut === Inst.MATCH || prog.inst[inst.arg].op === Inst.MATCH) return null;
+              break;
+            case Inst.EMPTY_WIDTH:
+              if (opOut === Inst.MATCH) {
+                if ((inst.arg & Utils.EMPTY_END_TEXT) === Utils.EMPTY_END_TEXT) continue;
+                return null;
+              }
+              break;
+            default:
+              if (opOut === Inst.MATCH && hasAlt) return null;
+          }
+        }
+        let p = onePassCopy(prog);
+        p = makeOnePass(p);
+        if (p !== null) cleanupOnePass(p, prog);
+        return p;
+      }
+      static next(inst, r) {
+        const nextIdx = inst.matchRunePos(r);
+        if (nextIdx >= 0) return inst.next[nextIdx];
+        if (inst.op === Inst.ALT_MATCH) return inst.out;
+        return 0;
+      }
+      static execute(re2, input, pos, anchor, ncap) {
+        const onepass = re2.onepass;
+        if (!onepass) return null;
+        const matchcap = new Int32Array(ncap).fill(-1);
+        let matched = false;
+        let r = input.step(pos);
+        let rune = r >> 3;
+        let width = r & 7;
+        let r1 = MachineInputBase.EOF();
+        let rune1 = -1;
+        let width1 = 0;
+        if (r !== MachineInputBase.EOF()) {
+          r1 = input.step(pos + width);
+          if (r1 !== MachineInputBase.EOF()) {
+            rune1 = r1 >> 3;
+            width1 = r1 & 7;
+          }
+        }
+        let flag = pos === 0 ? Utils.emptyOpContext(-1, rune) : input.context(pos);
+        let pc = onepass.start;
+        let inst;
+        while (true) {
+          inst = onepass.inst[pc];
+          pc = inst.out;
+          switch (inst.op) {
+            case Inst.MATCH:
+              if (anchor === RE2Flags.ANCHOR_BOTH && pos !== input.endPos()) return null;
+              matched = true;
+              if (matchcap.length > 0) {
+                matchcap[0] = 0;
+                matchcap[1] = pos;
+              }
+              return ncap === 0 ? [] : Utils.toArray(matchcap);
+            case Inst.RUNE:
+              if (!inst.matchRune(rune)) return null;
+              break;
+            case Inst.RUNE1:
+              if (rune !== inst.runes[0]) return null;
+              break;
+            case Inst.RUNE_ANY:
+              break;
+            case Inst.RUNE_ANY_NOT_NL:
+              if (rune === 10) return null;
+              break;
+            case Inst.ALT:
+            case Inst.ALT_MATCH:
+              pc = OnePass2.next(inst, rune);
+              continue;
+            case Inst.FAIL:
+              return null;
+            case Inst.NOP:
+              continue;
+            case Inst.EMPTY_WIDTH:
+              if ((inst.arg & ~flag) !== 0) return null;
+              continue;
+            case Inst.CAPTURE:
+              if (inst.arg < matchcap.length) matchcap[inst.arg] = pos;
+              continue;
+            default:
+              throw new RE2JSInternalException("bad inst");
+          }
+          if (width === 0) break;
+          flag = Utils.emptyOpContext(rune, rune1);
+          pos += width;
+          rune = rune1;
+          width = width1;
+          if (rune !== -1) {
+            r1 = input.step(pos + width);
+            if (r1 !== MachineInputBase.EOF()) {
+              rune1 = r1 >> 3;
+              width1 = r1 & 7;
+            } else {
+              rune1 = -1;
+              width1 = 0;
+            }
+          }
+        }
+        if (!matched) return null;
+        return ncap === 0 ? [] : Utils.toArray(matchcap);
+      }
+    };
+    Regexp = class Regexp2 {
+      static Op = createEnum([
+        "NO_MATCH",
+        "EMPTY_MATCH",
+        "LITERAL",
+        "CHAR_CLASS",
+        "ANY_CHAR_NOT_NL",
+        "ANY_CHAR",
+        "BEGIN_LINE",
+        "END_LINE",
+        "BEGIN_TEXT",
+        "END_TEXT",
+        "WORD_BOUNDARY",
+        "NO_WORD_BOUNDARY",
+        "CAPTURE",
+        "STAR",
+        "PLUS",
+        "QUEST",
+        "REPEAT",
+        "CONCAT",
+        "ALTERNATE",
+        "PLB",
+        "NLB",
+        "LEFT_PAREN",
+        "VERTICAL_BAR"
+      ]);
+      static isPseudoOp(op) {
+        return op >= Regexp2.Op.LEFT_PAREN;
+      }
+      static emptySubs() {
+        return [];
+      }
+      static quoteIfHyphen(rune) {
+        if (rune === Codepoint.CODES["-"]) return "\\";
+        return "";
+      }
+      static fromRegexp(re) {
+        const regex = new Regexp2(re.op);
+        regex.flags = re.flags;
+        regex.subs = re.subs;
+        regex.runes = re.runes;
+        regex.cap = re.cap;
+        regex.min = re.min;
+        regex.max = re.max;
+        regex.name = re.name;
+        regex.namedGroups = re.namedGroups;
+        regex.lb = re.lb;
+        return regex;
+      }
+      constructor(op) {
+        this.op = op;
+        this.flags = 0;
+        this.subs = Regexp2.emptySubs();
+        this.runes = /* @__PURE__ */ new Int32Array(0);
+        this.min = 0;
+        this.max = 0;
+        this.cap = 0;
+        this.name = null;
+        this.namedGroups = /* @__PURE__ */ Object.create(null);
+        this.lb = 0;
+      }
+      reinit() {
+        this.flags = 0;
+        this.subs = Regexp2.emptySubs();
+        this.runes = /* @__PURE__ */ new Int32Array(0);
+        this.cap = 0;
+        this.min = 0;
+        this.max = 0;
+        this.name = null;
+        this.namedGroups = /* @__PURE__ */ Object.create(null);
+        this.lb = 0;
+      }
+      toString() {
+        return this.appendTo();
+      }
+      appendTo() {
+        let out = "";
+        switch (this.op) {
+          case Regexp2.Op.NO_MATCH:
+            out += "[^\\x00-\\x{10FFFF}]";
+            break;
+          case Regexp2.Op.EMPTY_MATCH:
+            out += "(?:)";
+            break;
+          case Regexp2.Op.STAR:
+          case Regexp2.Op.PLUS:
+          case Regexp2.Op.QUEST:
+          case Regexp2.Op.REPEAT: {
+            const sub = this.subs[0];
+            if (sub.op > Regexp2.Op.CAPTURE || sub.op === Regexp2.Op.LITERAL && sub.runes.length > 1) out += `(?:${sub.appendTo()})`;
+            else out += sub.appendTo();
+            switch (this.op) {
+              case Regexp2.Op.STAR:
+                out += "*";
+                break;
+              case Regexp2.Op.PLUS:
+                out += "+";
+                break;
+              case Regexp2.Op.QUEST:
+                out += "?";
+                break;
+              case Regexp2.Op.REPEAT:
+                out += `{${this.min}`;
+                if (this.min !== this.max) {
+                  out += ",";
+                  if (this.max >= 0) out += this.max;
+                }
+                out += "}";
+            }
+            if ((this.flags & RE2Flags.NON_GREEDY) !== 0) out += "?";
+            break;
+          }
+          case Regexp2.Op.CONCAT:
+            for (let sub of this.subs) if (sub.op === Regexp2.Op.ALTERNATE) out += `(?:${sub.appendTo()})`;
+            else out += sub.appendTo();
+            break;
+          case Regexp2.Op.ALTERNATE: {
+            let sep3 = "";
+            for (let sub of this.subs) {
+              out += sep3;
+              sep3 = "|";
+              out += sub.appendTo();
+            }
+            break;
+          }
+          case Regexp2.Op.LITERAL:
+            if ((this.flags & RE2Flags.FOLD_CASE) !== 0) out += "(?i:";
+            for (let rune of this.runes) out += Utils.escapeRune(rune);
+            if ((this.flags & RE2Flags.FOLD_CASE) !== 0) out += ")";
+            break;
+          case Regexp2.Op.ANY_CHAR_NOT_NL:
+            out += "(?-s:.)";
+            break;
+          case Regexp2.Op.ANY_CHAR:
+            out += "(?s:.)";
+            break;
+          case Regexp2.Op.PLB:
+            out += `(?<=${this.subs[0].appendTo()})`;
+            break;
+          case Regexp2.Op.NLB:
+            out += `(?<!${this.subs[0].appendTo()})`;
+            break;
+          case Regexp2.Op.CAPTURE:
+            if (this.name === null || this.name.length === 0) out += "(";
+            else out += `(?P<${this.name}>`;
+            if (this.subs[0].op !== Regexp2.Op.EMPTY_MATCH) out += this.subs[0].appendTo();
+            out += ")";
+            break;
+          case Regexp2.Op.BEGIN_TEXT:
+            out += "\\A";
+            break;
+          case Regexp2.Op.END_TEXT:
+            if ((this.flags & RE2Flags.WAS_DOLLAR) !== 0) out += "(?-m:$)";
+            else out += "\\z";
+            break;
+          case Regexp2.Op.BEGIN_LINE:
+            out += "^";
+            break;
+          case Regexp2.Op.END_LINE:
+            out += "$";
+            break;
+          case Regexp2.Op.WORD_BOUNDARY:
+            out += "\\b";
+            break;
+          case Regexp2.Op.NO_WORD_BOUNDARY:
+            out += "\\B";
+            break;
+          case Regexp2.Op.CHAR_CLASS:
+            if (this.runes.length % 2 !== 0) {
+              out += "[invalid char class]";
+              break;
+            }
+            out += "[";
+            if (this.runes.length === 0) out += "^\\x00-\\x{10FFFF}";
+            else if (this.runes[0] === 0 && this.runes[this.runes.length - 1] === Unicode.MAX_RUNE) {
+              out += "^";
+              for (let i = 1; i < this.runes.length - 1; i += 2) {
+                const lo = this.runes[i] + 1;
+                const hi = this.runes[i + 1] - 1;
+                out += Regexp2.quoteIfHyphen(lo);
+                out += Utils.escapeRune(lo);
+                if (lo !== hi) {
+                  out += "-";
+                  out += Regexp2.quoteIfHyphen(hi);
+                  out += Utils.escapeRune(hi);
+                }
+              }
+            } else for (let i = 0; i < this.runes.length; i += 2) {
+              const lo = this.runes[i];
+              const hi = this.runes[i + 1];
+              out += Regexp2.quoteIfHyphen(lo);
+              out += Utils.escapeRune(lo);
+              if (lo !== hi) {
+                out += "-";
+                out += Regexp2.quoteIfHyphen(hi);
+                out += Utils.escapeRune(hi);
+              }
+            }
+            out += "]";
+            break;
+          default:
+            out += this.op;
+        }
+        return out;
+      }
+      maxCap() {
+        let m = 0;
+        if (this.op === Regexp2.Op.CAPTURE) m = this.cap;
+        if (this.subs !== null) for (let sub of this.subs) {
+          const n = sub.maxCap();
+          if (m < n) m = n;
+        }
+        return m;
+      }
+      equals(that) {
+        if (!(that !== null && that instanceof Regexp2)) return false;
+        if (this.op !== that.op) return false;
+        switch (this.op) {
+          case Regexp2.Op.END_TEXT:
+            if ((this.flags & RE2Flags.WAS_DOLLAR) !== (that.flags & RE2Flags.WAS_DOLLAR)) return false;
+            break;
+          case Regexp2.Op.LITERAL:
+          case Regexp2.Op.CHAR_CLASS:
+            if ((this.flags & RE2Flags.FOLD_CASE) !== (that.flags & RE2Flags.FOLD_CASE)) return false;
+            if (this.runes === null && that.runes === null) break;
+            if (this.runes === null || that.runes === null) return false;
+            if (this.runes.length !== that.runes.length) return false;
+            for (let i = 0; i < this.runes.length; i++) if (this.runes[i] !== that.runes[i]) return false;
+            break;
+          case Regexp2.Op.ALTERNATE:
+          case Regexp2.Op.CONCAT:
+            if (this.subs.length !== that.subs.length) return false;
+            for (let i = 0; i < this.subs.length; ++i) if (!this.subs[i].equals(that.subs[i])) return false;
+            break;
+          case Regexp2.Op.STAR:
+          case Regexp2.Op.PLUS:
+          case Regexp2.Op.QUEST:
+            if ((this.flags & RE2Flags.NON_GREEDY) !== (that.flags & RE2Flags.NON_GREEDY) || !this.subs[0].equals(that.subs[0])) return false;
+            break;
+          case Regexp2.Op.REPEAT:
+            if ((this.flags & RE2Flags.NON_GREEDY) !== (that.flags & RE2Flags.NON_GREEDY) || this.min !== that.min || this.max !== that.max || !this.subs[0].equals(that.subs[0])) return false;
+            break;
+          case Regexp2.Op.CAPTURE:
+            if (this.cap !== that.cap || (this.name === null ? that.name !== null : this.name !== that.name) || !this.subs[0].equals(that.subs[0])) return false;
+            break;
+          case Regexp2.Op.PLB:
+          case Regexp2.Op.NLB:
+            if (this.lb !== that.lb || !this.subs[0].equals(that.subs[0])) return false;
+        }
+        return true;
+      }
+    };
+    RegexpWalker = class {
+      static walk(root, handler) {
+        const stack = [];
+        let re = root;
+        let result;
+        for (; ; ) {
+          if (re.subs.length === 0) result = handler.leaf(re);
+          else {
+            const state = handler.enter(re);
+            if (state.result === void 0) {
+              stack.push({
+                re,
+                state,
+                i: 0
+              });
+              re = re.subs[0];
+              continue;
+            }
+            result = state.result;
+          }
+          for (; ; ) {
+            if (stack.length === 0) return result;
+            const frame = stack[stack.length - 1];
+            handler.child(frame.re, frame.state, result, frame.i);
+            frame.i++;
+            if (frame.state.result === void 0 && frame.i < frame.re.subs.length) {
+              re = frame.re.subs[frame.i];
+              break;
+            }
+            stack.pop();
+            result = frame.state.result !== void 0 ? frame.state.result : handler.leave(frame.re, frame.state);
+          }
+        }
+      }
+    };
+    AhoCorasick = class {
+      constructor(words, alphabetSize) {
+        const edges = /* @__PURE__ */ new Map();
+        const parent = [0];
+        const unit = [0];
+        const depth = [0];
+        const terminal = [0];
+        for (const word2 of words) {
+          let node = 0;
+          for (let i = 0; i < word2.length; i++) {
+            const key = node * alphabetSize + word2[i];
+            let child = edges.get(key);
+            if (child === void 0) {
+              child = parent.length;
+              edges.set(key, child);
+              parent.push(node);
+              unit.push(word2[i]);
+              depth.push(depth[node] + 1);
+              terminal.push(0);
+            }
+            node = child;
+          }
+          terminal[node] = 1;
+        }
+        const numNodes = parent.length;
+        const children = new Int32Array(numNodes - 1);
+        for (let c = 1; c < numNodes; c++) children[c - 1] = c;
+        children.sort((a, b) => parent[a] - parent[b] || unit[a] - unit[b]);
+        const childStart = new Int32Array(numNodes + 1);
+        for (let c = 1; c < numNodes; c++) childStart[parent[c] + 1]++;
+        for (let n = 0; n < numNodes; n++) childStart[n + 1] += childStart[n];
+        const childUnit = new Int32Array(numNodes - 1);
+        for (let k = 0; k < children.length; k++) childUnit[k] = unit[children[k]];
+        this.childStart = childStart;
+        this.childUnit = childUnit;
+        this.childNode = children;
+        const byDepth = new Int32Array(numNodes);
+        for (let n = 0; n < numNodes; n++) byDepth[n] = n;
+        byDepth.sort((a, b) => depth[a] - depth[b]);
+        const fail2 = new Int32Array(numNodes);
+        const match = Uint8Array.from(terminal);
+        for (let k = 1; k < numNodes; k++) {
+          const c = byDepth[k];
+          const p = parent[c];
+          if (p !== 0) {
+            let f = fail2[p];
+            let next = this.next(f, unit[c]);
+            while (next < 0 && f !== 0) {
+              f = fail2[f];
+              next = this.next(f, unit[c]);
+            }
+            fail2[c] = next >= 0 ? next : 0;
+          }
+          match[c] |= match[fail2[c]];
+        }
+        this.fail = fail2;
+        this.match = match;
+      }
+      next(node, u) {
+        let lo = this.childStart[node];
+        let hi = this.childStart[node + 1];
+        const units = this.childUnit;
+        while (lo < hi) {
+          const mid = lo + hi >> 1;
+          const m = units[mid];
+          if (m === u) return this.childNode[mid];
+          if (m < u) lo = mid + 1;
+          else hi = mid;
+        }
+        return -1;
+      }
+      advance(node, u) {
+        for (; ; ) {
+          const next = this.next(node, u);
+          if (next >= 0) return next;
+          if (node === 0) return 0;
+          node = this.fail[node];
+        }
+      }
+      searchUTF16(charSeq, start, end) {
+        let node = 0;
+        for (let i = start; i < end; i++) {
+          node = this.advance(node, charSeq.charCodeAt(i));
+          if (this.match[node] === 1) return true;
+        }
+        return false;
+      }
+      searchUTF8(bytes, start, end) {
+        let node = 0;
+        for (let i = start; i < end; i++) {
+          node = this.advance(node, bytes[i]);
+          if (this.match[node] === 1) return true;
+        }
+        return false;
+      }
+    };
+    Prefilter = class Prefilter2 {
+      static Type = {
+        NONE: 0,
+        EXACT: 1,
+        AND: 2,
+        OR: 3
+      };
+      static MAX_SCANS = 32;
+      static MAX_AC_UNITS = 1 << 18;
+      constructor(type) {
+        this.type = type;
+        this.subs = [];
+        this.str = "";
+        this.bytes = null;
+        this.cost = type === Prefilter2.Type.EXACT ? 1 : 0;
+        this.allExact = false;
+        this.ac16 = null;
+        this.ac8 = null;
+      }
+      automaton16() {
+        if (this.ac16 === null) {
+          const words = this.subs.map((s) => {
+            const arr = new Array(s.str.length);
+            for (let i = 0; i < s.str.length; i++) arr[i] = s.str.charCodeAt(i);
+            return arr;
+          });
+          this.ac16 = new AhoCorasick(words, 65536);
+        }
+        return this.ac16;
+      }
+      automaton8() {
+        if (this.ac8 === null) this.ac8 = new AhoCorasick(this.subs.map((s) => s.bytes), 256);
+        return this.ac8;
+      }
+      eval(input, pos) {
+        switch (this.type) {
+          case Prefilter2.Type.NONE:
+            return true;
+          case Prefilter2.Type.EXACT:
+            return input.hasString(this, pos);
+          case Prefilter2.Type.AND:
+            for (let i = 0; i < this.subs.length; i++) if (!this.subs[i].eval(input, pos)) return false;
+            return true;
+          case Prefilter2.Type.OR:
+            if (this.allExact) return input.hasAnyString(this, pos);
+            for (let i = 0; i < this.subs.length; i++) if (this.subs[i].eval(input, pos)) return true;
+            return false;
+          default:
+            return true;
+        }
+      }
+    };
+    PrefilterTree = class PrefilterTree2 {
+      static build(re) {
+        if (!re) return new Prefilter(Prefilter.Type.NONE);
+        return RegexpWalker.walk(re, PrefilterTree2.WALKER);
+      }
+      static WALKER = {
+        leaf: (re) => PrefilterTree2.leaf(re),
+        enter: (re) => PrefilterTree2.enter(re),
+        child: (re, state, result) => PrefilterTree2.child(re, state, result),
+        leave: (re, state) => PrefilterTree2.leave(re, state)
+      };
+      static leaf(re) {
+        if (re.op !== Regexp.Op.LITERAL) return new Prefilter(Prefilter.Type.NONE);
+        if (re.runes.length === 0 || (re.flags & RE2Flags.FOLD_CASE) !== 0) return new Prefilter(Prefilter.Type.NONE);
+        let str2 = "";
+        for (let i = 0; i < re.runes.length; i++) {
+          if (Unicode.isUnsearchable(re.runes[i])) return new Prefilter(Prefilter.Type.NONE);
+          str2 += String.fromCodePoint(re.runes[i]);
+        }
+        const pf = new Prefilter(Prefilter.Type.EXACT);
+        pf.str = str2;
+        pf.bytes = Utils.stringToUtf8ByteArray(pf.str);
+        return pf;
+      }
+      static enter(re) {
+        switch (re.op) {
+          case Regexp.Op.CAPTURE:
+          case Regexp.Op.PLUS:
+            return { sub: null };
+          case Regexp.Op.REPEAT:
+            if (re.min >= 1) return { sub: null };
+            return { result: new Prefilter(Prefilter.Type.NONE) };
+          case Regexp.Op.CONCAT:
+            return {
+              pf: new Prefilter(Prefilter.Type.AND),
+              subs: []
+            };
+          case Regexp.Op.ALTERNATE:
+            return {
+              pf: new Prefilter(Prefilter.Type.OR),
+              subs: []
+            };
+          default:
+            return { result: new Prefilter(Prefilter.Type.NONE) };
+        }
+      }
+      static child(re, state, s) {
+        if (state.subs === void 0) {
+          state.sub = s;
+          return;
+        }
+        if (state.pf.type === Prefilter.Type.AND) {
+          if (s.type === Prefilter.Type.NONE) return;
+          if (s.type === Prefilter.Type.AND) {
+            for (let j = 0; j < s.subs.length; j++) state.subs.push(s.subs[j]);
+            return;
+          }
+          state.subs.push(s);
+          return;
+        }
+        if (s.type === Prefilter.Type.NONE) {
+          state.result = new Prefilter(Prefilter.Type.NONE);
+          return;
+        }
+        if (s.type === Prefilter.Type.OR) {
+          for (let j = 0; j < s.subs.length; j++) state.subs.push(s.subs[j]);
+          return;
+        }
+        state.subs.push(s);
+      }
+      static leave(re, state) {
+        if (state.subs === void 0) return state.sub;
+        const pf = state.pf;
+        const seen = /* @__PURE__ */ new Set();
+        const subs = [];
+        for (const sub of state.subs) {
+          if (sub.type === Prefilter.Type.EXACT) {
+            if (seen.has(sub.str)) continue;
+            seen.add(sub.str);
+          }
+          subs.push(sub);
+        }
+        if (pf.type === Prefilter.Type.AND) {
+          const kept = [];
+          let cost2 = 0;
+          for (const sub of subs) {
+            if (cost2 + sub.cost > Prefilter.MAX_SCANS) continue;
+            kept.push(sub);
+            cost2 += sub.cost;
+          }
+          if (kept.length === 0) return new Prefilter(Prefilter.Type.NONE);
+          if (kept.length === 1) return kept[0];
+          pf.subs = kept;
+          pf.cost = cost2;
+          return pf;
+        }
+        if (subs.length === 0) return new Prefilter(Prefilter.Type.NONE);
+        if (subs.length === 1) return subs[0];
+        pf.subs = subs;
+        let allExact = true;
+        let cost = 0;
+        let units = 0;
+        for (const sub of subs) {
+          if (sub.type !== Prefilter.Type.EXACT) allExact = false;
+          else units += sub.bytes.length;
+          cost += sub.cost;
+        }
+        if (allExact) {
+          if (units > Prefilter.MAX_AC_UNITS) return new Prefilter(Prefilter.Type.NONE);
+          pf.allExact = true;
+          pf.cost = 1;
+          return pf;
+        }
+        if (cost > Prefilter.MAX_SCANS) return new Prefilter(Prefilter.Type.NONE);
+        pf.cost = cost;
+        return pf;
+      }
+    };
+    PatchList = class {
+      /**
+      * @param {number} head - Encoded pointer to the start of the patch list.
+      * @param {number} tail - Encoded pointer to the end of the patch list.
+      */
+      constructor(head = 0, tail2 = 0) {
+        this.head = head;
+        this.tail = tail2;
+      }
+    };
+    Prog = class {
+      constructor() {
+        this.inst = [];
+        this.start = 0;
+        this.numCap = 2;
+        this.lbStarts = [];
+        this.numLb = 0;
+        this.lbInst = null;
+      }
+      getInst(pc) {
+        return this.inst[pc];
+      }
+      numInst() {
+        return this.inst.length;
+      }
+      addInst(op) {
+        this.inst.push(new Inst(op));
+      }
+      markLookbehindInsts() {
+        const lbInst = new Uint8Array(this.inst.length);
+        const pending = this.lbStarts.slice();
+        while (pending.length > 0) {
+          const pc = pending.pop();
+          if (pc === 0 || lbInst[pc] === 1) continue;
+          lbInst[pc] = 1;
+          const i = this.inst[pc];
+          switch (i.op) {
+            case Inst.ALT:
+            case Inst.ALT_MATCH:
+              pending.push(i.out, i.arg);
+              break;
+            case Inst.MATCH:
+            case Inst.FAIL:
+              break;
+            default:
+              pending.push(i.out);
+          }
+        }
+        this.lbInst = lbInst;
+      }
+      skipNop(pc) {
+        let i = this.inst[pc];
+        while (i.op === Inst.NOP || i.op === Inst.CAPTURE) {
+          i = this.inst[pc];
+          pc = i.out;
+        }
+        return i;
+      }
+      /** @returns {[boolean, string]} */
+      prefix() {
+        let prefix = "";
+        let i = this.skipNop(this.start);
+        if (!Inst.isRuneOp(i.op) || i.runes.length !== 1) return [i.op === Inst.MATCH, prefix];
+        while (Inst.isRuneOp(i.op) && i.runes.length === 1 && (i.arg & RE2Flags.FOLD_CASE) === 0 && !Unicode.isUnsearchable(i.runes[0])) {
+          prefix += String.fromCodePoint(i.runes[0]);
+          i = this.skipNop(i.out);
+        }
+        return [i.op === Inst.MATCH, prefix];
+      }
+      startCond() {
+        let flag = 0;
+        let pc = this.start;
+        loop: for (; ; ) {
+          const i = this.inst[pc];
+          switch (i.op) {
+            case Inst.EMPTY_WIDTH:
+              flag |= i.arg;
+              break;
+            case Inst.FAIL:
+              return -1;
+            case Inst.CAPTURE:
+            case Inst.NOP:
+              break;
+            default:
+              break loop;
+          }
+          pc = i.out;
+        }
+        return flag;
+      }
+      patch(l, val) {
+        let head = l.head;
+        while (head !== 0) {
+          const i = this.inst[head >> 1];
+          if ((head & 1) === 0) {
+            head = i.out;
+            i.out = val;
+          } else {
+            head = i.arg;
+            i.arg = val;
+          }
+        }
+      }
+      append(l1, l2) {
+        if (l1.head === 0) return l2;
+        if (l2.head === 0) return l1;
+        const i = this.inst[l1.tail >> 1];
+        if ((l1.tail & 1) === 0) i.out = l2.head;
+        else i.arg = l2.head;
+        return new PatchList(l1.head, l2.tail);
+      }
+      /**
+      *
+      * @returns {string}
+      */
+      toString() {
+        let out = "";
+        for (let pc = 0; pc < this.inst.length; pc++) {
+          const len = out.length;
+          out += pc;
+          if (pc === this.start) out += "*";
+          out += "        ".substring(out.length - len);
+          out += this.inst[pc];
+          out += "\n";
+        }
+        return out;
+      }
+    };
+    ANY_RUNE_NOT_NL = new Int32Array([
+      0,
+      Codepoint.CODES["\n"] - 1,
+      Codepoint.CODES["\n"] + 1,
+      Unicode.MAX_RUNE
+    ]);
+    ANY_RUNE = new Int32Array([0, Unicode.MAX_RUNE]);
+    Frag = class {
+      constructor(i = 0, out = new PatchList(), nullable2 = false) {
+        this.i = i;
+        this.out = out;
+        this.nullable = nullable2;
+      }
+    };
+    Compiler = class Compiler2 {
+      static compileRegexp(re) {
+        const c = new Compiler2();
+        const f = c.compile(re);
+        c.prog.patch(f.out, c.newInst(Inst.MATCH).i);
+        c.prog.start = f.i;
+        c.prog.markLookbehindInsts();
+        return c.prog;
+      }
+      static compileSet(regexps) {
+        const c = new Compiler2();
+        if (regexps.length === 0) {
+          c.prog.start = c.newInst(Inst.FAIL).i;
+          c.prog.markLookbehindInsts();
+          return c.prog;
+        }
+        let starts = [];
+        for (let i = 0; i < regexps.length; i++) {
+          c.lbOffset = c.prog.numLb;
+          const f = c.compile(regexps[i]);
+          const m = c.newInst(Inst.MATCH);
+          c.prog.getInst(m.i).arg = i;
+          c.prog.patch(f.out, m.i);
+          starts.push(f.i);
+        }
+        let start = starts[0];
+        for (let i = 1; i < starts.length; i++) {
+          const f = c.newInst(Inst.ALT);
+          const inst = c.prog.getInst(f.i);
+          inst.out = start;
+          inst.arg = starts[i];
+          start = f.i;
+        }
+        c.prog.start = start;
+        c.prog.markLookbehindInsts();
+        return c.prog;
+      }
+      constructor() {
+        this.prog = new Prog();
+        this.newInst(Inst.FAIL);
+        this.lbOffset = 0;
+        this.runeCache = /* @__PURE__ */ new Map();
+        this.walker = {
+          leaf: (re) => this.leaf(re),
+          enter: (re) => this.enter(re),
+          child: (re, state, result) => this.child(re, state, result),
+          leave: (re, state) => this.leave(re, state)
+        };
+      }
+      newInst(op) {
+        this.prog.addInst(op);
+        return new Frag(this.prog.numInst() - 1, new PatchList(), true);
+      }
+      nop() {
+        const f = this.newInst(Inst.NOP);
+        f.out = new PatchList(f.i << 1, f.i << 1);
+        return f;
+      }
+      fail() {
+        return new Frag();
+      }
+      cap(arg) {
+        const f = this.newInst(Inst.CAPTURE);
+        f.out = new PatchList(f.i << 1, f.i << 1);
+        this.prog.getInst(f.i).arg = arg;
+        if (this.prog.numCap < arg + 1) this.prog.numCap = arg + 1;
+        return f;
+      }
+      cat(f1, f2) {
+        if (f1.i === 0 || f2.i === 0) {
+          this.prog.patch(f1.out, 0);
+          this.prog.patch(f2.out, 0);
+          return this.fail();
+        }
+        this.prog.patch(f1.out, f2.i);
+        return new Frag(f1.i, f2.out, f1.nullable && f2.nullable);
+      }
+      alt(f1, f2) {
+        if (f1.i === 0) return f2;
+        if (f2.i === 0) return f1;
+        const f = this.newInst(Inst.ALT);
+        const i = this.prog.getInst(f.i);
+        i.out = f1.i;
+        i.arg = f2.i;
+        f.out = this.prog.append(f1.out, f2.out);
+        f.nullable = f1.nullable || f2.nullable;
+        return f;
+      }
+      loop(f1, nongreedy) {
+        const f = this.newInst(Inst.ALT);
+        const i = this.prog.getInst(f.i);
+        if (nongreedy) {
+          i.arg = f1.i;
+          f.out = new PatchList(f.i << 1, f.i << 1);
+        } else {
+          i.out = f1.i;
+          f.out = new PatchList(f.i << 1 | 1, f.i << 1 | 1);
+        }
+        this.prog.patch(f1.out, f.i);
+        return f;
+      }
+      quest(f1, nongreedy) {
+        if (f1.i === 0) return this.nop();
+        const f = this.newInst(Inst.ALT);
+        const i = this.prog.getInst(f.i);
+        if (nongreedy) {
+          i.arg = f1.i;
+          f.out = new PatchList(f.i << 1, f.i << 1);
+        } else {
+          i.out = f1.i;
+          f.out = new PatchList(f.i << 1 | 1, f.i << 1 | 1);
+        }
+        f.out = this.prog.append(f.out, f1.out);
+        return f;
+      }
+      star(f1, nongreedy) {
+        if (f1.i === 0) return this.nop();
+        if (f1.nullable) return this.quest(this.plus(f1, nongreedy), nongreedy);
+        return this.loop(f1, nongreedy);
+      }
+      plus(f1, nongreedy) {
+        if (f1.i === 0) return this.fail();
+        return new Frag(f1.i, this.loop(f1, nongreedy).out, f1.nullable);
+      }
+      empty(op) {
+        const f = this.newInst(Inst.EMPTY_WIDTH);
+        this.prog.getInst(f.i).arg = op;
+        f.out = new PatchList(f.i << 1, f.i << 1);
+        return f;
+      }
+      rune(runes, flags) {
+        const f = this.newInst(Inst.RUNE);
+        f.nullable = false;
+        const i = this.prog.getInst(f.i);
+        i.runes = runes;
+        flags &= RE2Flags.FOLD_CASE;
+        if (runes.length !== 1 || Unicode.simpleFold(runes[0]) === runes[0]) flags &= ~RE2Flags.FOLD_CASE;
+        i.arg = flags;
+        f.out = new PatchList(f.i << 1, f.i << 1);
+        if ((flags & RE2Flags.FOLD_CASE) === 0 && runes.length === 1 || runes.length === 2 && runes[0] === runes[1]) i.op = Inst.RUNE1;
+        else if (runes.length === 2 && runes[0] === 0 && runes[1] === Unicode.MAX_RUNE) i.op = Inst.RUNE_ANY;
+        else if (runes.length === 4 && runes[0] === 0 && runes[1] === Codepoint.CODES["\n"] - 1 && runes[2] === Codepoint.CODES["\n"] + 1 && runes[3] === Unicode.MAX_RUNE) i.op = Inst.RUNE_ANY_NOT_NL;
+        return f;
+      }
+      lookBehind(a, parsedLb) {
+        const lb = Math.sign(parsedLb) * (Math.abs(parsedLb) + this.lbOffset);
+        const id = this.newInst(Inst.LB_WRITE);
+        this.prog.getInst(id.i).arg = lb;
+        const any = this.rune(ANY_RUNE, 0);
+        const dotStar = this.star(any, true);
+        const lbAutomaton = this.cat(dotStar, a);
+        this.prog.patch(lbAutomaton.out, id.i);
+        const checkId = this.newInst(Inst.LB_CHECK);
+        this.prog.getInst(checkId.i).arg = lb;
+        this.prog.lbStarts.push(lbAutomaton.i);
+        if (Math.abs(lb) > this.prog.numLb) this.prog.numLb = Math.abs(lb);
+        checkId.out = new PatchList(checkId.i << 1, checkId.i << 1);
+        return checkId;
+      }
+      compile(re) {
+        return RegexpWalker.walk(re, this.walker);
+      }
+      leaf(re) {
+        switch (re.op) {
+          case Regexp.Op.NO_MATCH:
+            return this.fail();
+          case Regexp.Op.EMPTY_MATCH:
+            return this.nop();
+          case Regexp.Op.LITERAL: {
+            if (re.runes.length === 0) return this.nop();
+            let f = null;
+            for (let r of re.runes) {
+              let singleRune = this.runeCache.get(r);
+              if (singleRune === void 0) {
+                singleRune = new Int32Array([r]);
+                this.runeCache.set(r, singleRune);
+              }
+              const f1 = this.rune(singleRune, re.flags);
+              f = f === null ? f1 : this.cat(f, f1);
+            }
+            return f;
+          }
+          case Regexp.Op.CHAR_CLASS:
+            return this.rune(re.runes, re.flags);
+          case Regexp.Op.ANY_CHAR_NOT_NL:
+            return this.rune(ANY_RUNE_NOT_NL, 0);
+          case Regexp.Op.ANY_CHAR:
+            return this.rune(ANY_RUNE, 0);
+          case Regexp.Op.BEGIN_LINE:
+            return this.empty(Utils.EMPTY_BEGIN_LINE);
+          case Regexp.Op.END_LINE:
+            return this.empty(Utils.EMPTY_END_LINE);
+          case Regexp.Op.BEGIN_TEXT:
+            return this.empty(Utils.EMPTY_BEGIN_TEXT);
+          case Regexp.Op.END_TEXT:
+            return this.empty(Utils.EMPTY_END_TEXT);
+          case Regexp.Op.WORD_BOUNDARY:
+            return this.empty(Utils.EMPTY_WORD_BOUNDARY);
+          case Regexp.Op.NO_WORD_BOUNDARY:
+            return this.empty(Utils.EMPTY_NO_WORD_BOUNDARY);
+          case Regexp.Op.CONCAT:
+          case Regexp.Op.ALTERNATE:
+            return this.nop();
+          default:
+            throw new RE2JSCompileException("regexp: unhandled case in compile");
+        }
+      }
+      enter(re) {
+        switch (re.op) {
+          case Regexp.Op.PLB:
+          case Regexp.Op.NLB:
+          case Regexp.Op.STAR:
+          case Regexp.Op.PLUS:
+          case Regexp.Op.QUEST:
+            return { sub: null };
+          case Regexp.Op.CAPTURE:
+            return {
+              bra: this.cap(re.cap << 1),
+              sub: null
+            };
+          case Regexp.Op.CONCAT:
+          case Regexp.Op.ALTERNATE:
+            return { f: null };
+          default:
+            throw new RE2JSCompileException("regexp: unhandled case in compile");
+        }
+      }
+      child(re, state, f1) {
+        if (re.op === Regexp.Op.CONCAT) state.f = state.f === null ? f1 : this.cat(state.f, f1);
+        else if (re.op === Regexp.Op.ALTERNATE) state.f = state.f === null ? f1 : this.alt(state.f, f1);
+        else state.sub = f1;
+      }
+      leave(re, state) {
+        switch (re.op) {
+          case Regexp.Op.PLB:
+          case Regexp.Op.NLB:
+            return this.lookBehind(state.sub, re.lb);
+          case Regexp.Op.CAPTURE: {
+            const ket = this.cap(re.cap << 1 | 1);
+            return this.cat(this.cat(state.bra, state.sub), ket);
+          }
+          case Regexp.Op.STAR:
+            return this.star(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
+          case Regexp.Op.PLUS:
+            return this.plus(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
+          case Regexp.Op.QUEST:
+            return this.quest(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
+          case Regexp.Op.CONCAT:
+          case Regexp.Op.ALTERNATE:
+            return state.f;
+          default:
+            throw new RE2JSCompileException("regexp: unhandled case in compile");
+        }
+      }
+    };
+    Simplify = class Simplify2 {
+      static simplify(re) {
+        if (re === null) return null;
+        return RegexpWalker.walk(re, Simplify2.WALKER);
+      }
+      static WALKER = {
+        leaf: (re) => Simplify2.leaf(re),
+        enter: (re) => Simplify2.enter(re),
+        child: (re, state, result, i) => Simplify2.child(re, state, result, i),
+        leave: (re, state) => Simplify2.leave(re, state)
+      };
+      static leaf(re) {
+        if (re.op === Regexp.Op.CHAR_CLASS) {
+          if (re.runes === null) return re;
+          if (re.runes.length === 0) return new Regexp(Regexp.Op.NO_MATCH);
+          if (re.runes.length === 2 && re.runes[0] === 0 && re.runes[1] === Unicode.MAX_RUNE) return new Regexp(Regexp.Op.ANY_CHAR);
+          if (re.runes.length === 4 && re.runes[0] === 0 && re.runes[1] === Codepoint.CODES["\n"] - 1 && re.runes[2] === Codepoint.CODES["\n"] + 1 && re.runes[3] === Unicode.MAX_RUNE) return new Regexp(Regexp.Op.ANY_CHAR_NOT_NL);
+        }
+        return re;
+      }
+      static enter(re) {
+        switch (re.op) {
+          case Regexp.Op.PLB:
+          case Regexp.Op.NLB:
+          case Regexp.Op.CAPTURE:
+          case Regexp.Op.STAR:
+          case Regexp.Op.PLUS:
+          case Regexp.Op.QUEST:
+            return { sub: null };
+          case Regexp.Op.CONCAT:
+          case Regexp.Op.ALTERNATE:
+            return {
+              subs: [],
+              changed: false
+            };
+          case Regexp.Op.REPEAT:
+            if (re.min === 0 && re.max === 0) return { result: new Regexp(Regexp.Op.EMPTY_MATCH) };
+            return { sub: null };
+          default:
+            return { result: re };
+        }
+      }
+      static child(re, state, nsub, i) {
+        if (state.subs === void 0) {
+          state.sub = nsub;
+          return;
+        }
+        if (nsub !== re.subs[i]) state.changed = true;
+        if (re.op === Regexp.Op.CONCAT) {
+          if (nsub.op === Regexp.Op.NO_MATCH) {
+            state.result = new Regexp(Regexp.Op.NO_MATCH);
+            return;
+          }
+          if (nsub.op === Regexp.Op.EMPTY_MATCH) {
+            state.changed = true;
+            return;
+          }
+          if (nsub.op === Regexp.Op.CONCAT) {
+            state.changed = true;
+            for (let j = 0; j < nsub.subs.length; j++) state.subs.push(nsub.subs[j]);
+            return;
+          }
+        } else {
+          if (nsub.op === Regexp.Op.NO_MATCH) {
+            state.changed = true;
+            return;
+          }
+          if (nsub.op === Regexp.Op.ALTERNATE) {
+            state.changed = true;
+            for (let j = 0; j < nsub.subs.length; j++) state.subs.push(nsub.subs[j]);
+            return;
+          }
+        }
+        state.subs.push(nsub);
+      }
+      static leave(re, state) {
+        switch (re.op) {
+          case Regexp.Op.PLB:
+          case Regexp.Op.NLB:
+          case Regexp.Op.CAPTURE: {
+            const sub = state.sub;
+            if (sub !== re.subs[0]) {
+              const nre = Regexp.fromRegexp(re);
+              nre.runes = /* @__PURE__ */ new Int32Array(0);
+              nre.subs = [sub];
+              return nre;
+            }
+            return re;
+          }
+          case Regexp.Op.CONCAT:
+          case Regexp.Op.ALTERNATE:
+            if (state.changed) {
+              const newSubs = state.subs;
+              if (newSubs.length === 0) return new Regexp(re.op === Regexp.Op.CONCAT ? Regexp.Op.EMPTY_MATCH : Regexp.Op.NO_MATCH);
+              if (newSubs.length === 1) return newSubs[0];
+              const nre = Regexp.fromRegexp(re);
+              nre.runes = /* @__PURE__ */ new Int32Array(0);
+              nre.subs = newSubs;
+              return nre;
+            }
+            return re;
+          case Regexp.Op.STAR:
+          case Regexp.Op.PLUS:
+          case Regexp.Op.QUEST:
+            return Simplify2.simplify1(re.op, re.flags, state.sub, re);
+          case Regexp.Op.REPEAT:
+            return Simplify2.simplifyRepeat(re, state.sub);
+          default:
+            return re;
+        }
+      }
+      static simplifyRepeat(re, sub) {
+        if (re.max === -1) {
+          if (re.min === 0) return Simplify2.simplify1(Regexp.Op.STAR, re.flags, sub, null);
+          if (re.min === 1) return Simplify2.simplify1(Regexp.Op.PLUS, re.flags, sub, null);
+          const subs = [];
+          for (let i = 0; i < re.min - 1; i++) subs.push(sub);
+          subs.push(Simplify2.simplify1(Regexp.Op.PLUS, re.flags, sub, null));
+          return Simplify2.concat(subs);
+        }
+        if (re.min === 1 && re.max === 1) return sub;
+        let prefixSubs = null;
+        if (re.min > 0) {
+          prefixSubs = [];
+          for (let i = 0; i < re.min; i++) prefixSubs.push(sub);
+        }
+        if (re.max > re.min) {
+          let suffix = Simplify2.simplify1(Regexp.Op.QUEST, re.flags, sub, null);
+          for (let i = re.min + 1; i < re.max; i++) suffix = Simplify2.simplify1(Regexp.Op.QUEST, re.flags, Simplify2.concat([sub, suffix]), null);
+          if (prefixSubs === null) return suffix;
+          prefixSubs.push(suffix);
+        }
+        if (prefixSubs !== null) return Simplify2.concat(prefixSubs);
+        return new Regexp(Regexp.Op.NO_MATCH);
+      }
+      static concat(subs) {
+        const newSubs = [];
+        for (let i = 0; i < subs.length; i++) {
+          const sub = subs[i];
+          if (sub.op === Regexp.Op.NO_MATCH) return new Regexp(Regexp.Op.NO_MATCH);
+          if (sub.op === Regexp.Op.EMPTY_MATCH) continue;
+          if (sub.op === Regexp.Op.CONCAT) {
+            for (let j = 0; j < sub.subs.length; j++) newSubs.push(sub.subs[j]);
+            continue;
+          }
+          newSubs.push(sub);
+        }
+        if (newSubs.length === 0) return new Regexp(Regexp.Op.EMPTY_MATCH);
+        if (newSubs.length === 1) return newSubs[0];
+        const nre = new Regexp(Regexp.Op.CONCAT);
+        nre.subs = newSubs;
+        return nre;
+      }
+      static simplify1(op, flags, sub, re) {
+        if (sub.op === Regexp.Op.EMPTY_MATCH) return sub;
+        if (sub.op === Regexp.Op.NO_MATCH) {
+          if (op === Regexp.Op.PLUS) return sub;
+          return new Regexp(Regexp.Op.EMPTY_MATCH);
+        }
+        if (op === sub.op && (flags & RE2Flags.NON_GREEDY) === (sub.flags & RE2Flags.NON_GREEDY)) return sub;
+        if (re !== null && re.op === op && (re.flags & RE2Flags.NON_GREEDY) === (flags & RE2Flags.NON_GREEDY) && sub === re.subs[0]) return re;
+        const nre = new Regexp(op);
+        nre.flags = flags;
+        nre.subs = [sub];
+        return nre;
+      }
+    };
+    CharGroup = class {
+      constructor(sign, cls) {
+        this.sign = sign;
+        this.cls = cls;
+      }
+    };
+    code1 = [48, 57];
+    code2 = [
+      9,
+      10,
+      12,
+      13,
+      32,
+      32
+    ];
+    code3 = [
+      48,
+      57,
+      65,
+      90,
+      95,
+      95,
+      97,
+      122
+    ];
+    PERL_GROUPS = /* @__PURE__ */ new Map([
+      ["\\d", new CharGroup(1, code1)],
+      ["\\D", new CharGroup(-1, code1)],
+      ["\\s", new CharGroup(1, code2)],
+      ["\\S", new CharGroup(-1, code2)],
+      ["\\w", new CharGroup(1, code3)],
+      ["\\W", new CharGroup(-1, code3)]
+    ]);
+    code4 = [
+      48,
+      57,
+      65,
+      90,
+      97,
+      122
+    ];
+    code5 = [
+      65,
+      90,
+      97,
+      122
+    ];
+    code6 = [0, 127];
+    code7 = [
+      9,
+      9,
+      32,
+      32
+    ];
+    code8 = [
+      0,
+      31,
+      127,
+      127
+    ];
+    code9 = [48, 57];
+    code10 = [33, 126];
+    code11 = [97, 122];
+    code12 = [32, 126];
+    code13 = [
+      33,
+      47,
+      58,
+      64,
+      91,
+      96,
+      123,
+      126
+    ];
+    code14 = [
+      9,
+      13,
+      32,
+      32
+    ];
+    code15 = [65, 90];
+    code16 = [
+      48,
+      57,
+      65,
+      90,
+      95,
+      95,
+      97,
+      122
+    ];
+    code17 = [
+      48,
+      57,
+      65,
+      70,
+      97,
+      102
+    ];
+    POSIX_GROUPS = /* @__PURE__ */ new Map([
+      ["[:alnum:]", new CharGroup(1, code4)],
+      ["[:^alnum:]", new CharGroup(-1, code4)],
+      ["[:alpha:]", new CharGroup(1, code5)],
+      ["[:^alpha:]", new CharGroup(-1, code5)],
+      ["[:ascii:]", new CharGroup(1, code6)],
+      ["[:^ascii:]", new CharGroup(-1, code6)],
+      ["[:blank:]", new CharGroup(1, code7)],
+      ["[:^blank:]", new CharGroup(-1, code7)],
+      ["[:cntrl:]", new CharGroup(1, code8)],
+      ["[:^cntrl:]", new CharGroup(-1, code8)],
+      ["[:digit:]", new CharGroup(1, code9)],
+      ["[:^digit:]", new CharGroup(-1, code9)],
+      ["[:graph:]", new CharGroup(1, code10)],
+      ["[:^graph:]", new CharGroup(-1, code10)],
+      ["[:lower:]", new CharGroup(1, code11)],
+      ["[:^lower:]", new CharGroup(-1, code11)],
+      ["[:print:]", new CharGroup(1, code12)],
+      ["[:^print:]", new CharGroup(-1, code12)],
+      ["[:punct:]", new CharGroup(1, code13)],
+      ["[:^punct:]", new CharGroup(-1, code13)],
+      ["[:space:]", new CharGroup(1, code14)],
+      ["[:^space:]", new CharGroup(-1, code14)],
+      ["[:upper:]", new CharGroup(1, code15)],
+      ["[:^upper:]", new CharGroup(-1, code15)],
+      ["[:word:]", new CharGroup(1, code16)],
+      ["[:^word:]", new CharGroup(-1, code16)],
+      ["[:xdigit:]", new CharGroup(1, code17)],
+      ["[:^xdigit:]", new CharGroup(-1, code17)]
+    ]);
+    CharClass = class CharClass2 {
+      static charClassToString(r, len) {
+        let result = "[";
+        for (let i = 0; i < len; i += 2) {
+          if (i > 0) result += " ";
+          const lo = r[i];
+          const hi = r[i + 1];
+          if (lo === hi) result += `0x${lo.toString(16)}`;
+          else result += `0x${lo.toString(16)}-0x${hi.toString(16)}`;
+        }
+        result += "]";
+        return result;
+      }
+      static sortRanges(array, len) {
+        const n = len >> 1;
+        const order = new Array(n);
+        for (let i = 0; i < n; i++) order[i] = i;
+        order.sort((a, b) => array[2 * a] - array[2 * b] || array[2 * b + 1] - array[2 * a + 1]);
+        const sorted = array.slice(0, len);
+        for (let i = 0; i < n; i++) {
+          array[2 * i] = sorted[2 * order[i]];
+          array[2 * i + 1] = sorted[2 * order[i] + 1];
+        }
+      }
+      /**
+      * @param {number[]|Int32Array} [r]
+      */
+      constructor(r = Utils.emptyInts()) {
+        this.r = r;
+        this.len = r.length;
+      }
+      toArray() {
+        if (this.r instanceof Int32Array) return this.len === this.r.length ? this.r : this.r.subarray(0, this.len);
+        return new Int32Array(this.len === this.r.length ? this.r : this.r.slice(0, this.len));
+      }
+      toGrowableArray() {
+        if (Array.isArray(this.r)) {
+          this.r.length = this.len;
+          return this.r;
+        }
+        return Array.from(this.r.subarray(0, this.len));
+      }
+      cleanClass() {
+        if (this.len < 4) return this;
+        CharClass2.sortRanges(this.r, this.len);
+        let w = 2;
+        for (let i = 2; i < this.len; i += 2) {
+          const lo = this.r[i];
+          const hi = this.r[i + 1];
+          if (lo <= this.r[w - 1] + 1) {
+            if (hi > this.r[w - 1]) this.r[w - 1] = hi;
+            continue;
+          }
+          this.r[w] = lo;
+          this.r[w + 1] = hi;
+          w += 2;
+        }
+        this.len = w;
+        return this;
+      }
+      appendLiteral(x, flags) {
+        return (flags & RE2Flags.FOLD_CASE) !== 0 ? this.appendFoldedRange(x, x) : this.appendRange(x, x);
+      }
+      appendRange(lo, hi) {
+        if (this.len > 0) {
+          for (let i = 2; i <= 4; i += 2) if (this.len >= i) {
+            const rlo = this.r[this.len - i];
+            const rhi = this.r[this.len - i + 1];
+            if (lo <= rhi + 1 && rlo <= hi + 1) {
+              if (lo < rlo) this.r[this.len - i] = lo;
+              if (hi > rhi) this.r[this.len - i + 1] = hi;
+              return this;
+            }
+          }
+        }
+        this.r[this.len++] = lo;
+        this.r[this.len++] = hi;
+        return this;
+      }
+      appendFoldedRange(lo, hi) {
+        if (lo <= Unicode.MIN_FOLD && hi >= Unicode.MAX_FOLD) return this.appendRange(lo, hi);
+        if (hi < Unicode.MIN_FOLD || lo > Unicode.MAX_FOLD) return this.appendRange(lo, hi);
+        if (lo < Unicode.MIN_FOLD) {
+          this.appendRange(lo, Unicode.MIN_FOLD - 1);
+          lo = Unicode.MIN_FOLD;
+        }
+        if (hi > Unicode.MAX_FOLD) {
+          this.appendRange(Unicode.MAX_FOLD + 1, hi);
+          hi = Unicode.MAX_FOLD;
+        }
+        for (let c = lo; c <= hi; c++) {
+          this.appendRange(c, c);
+          for (let f = Unicode.simpleFold(c); f !== c; f = Unicode.simpleFold(f)) this.appendRange(f, f);
+        }
+        return this;
+      }
+      appendClass(x) {
+        for (let i = 0; i < x.length; i += 2) this.appendRange(x[i], x[i + 1]);
+        return this;
+      }
+      appendFoldedClass(x) {
+        for (let i = 0; i < x.length; i += 2) this.appendFoldedRange(x[i], x[i + 1]);
+        return this;
+      }
+      appendNegatedClass(x) {
+        let nextLo = 0;
+        for (let i = 0; i < x.length; i += 2) {
+          const lo = x[i];
+          const hi = x[i + 1];
+          if (nextLo <= lo - 1) this.appendRange(nextLo, lo - 1);
+          nextLo = hi + 1;
+        }
+        if (nextLo <= Unicode.MAX_RUNE) this.appendRange(nextLo, Unicode.MAX_RUNE);
+        return this;
+      }
+      appendTable(table) {
+        for (let i = 0; i < table.length; ++i) {
+          const lo = table.getLo(i);
+          const hi = table.getHi(i);
+          const stride = table.getStride(i);
+          if (stride === 1) {
+            this.appendRange(lo, hi);
+            continue;
+          }
+          for (let c = lo; c <= hi; c += stride) this.appendRange(c, c);
+        }
+        return this;
+      }
+      appendNegatedTable(table) {
+        let nextLo = 0;
+        for (let i = 0; i < table.length; ++i) {
+          const lo = table.getLo(i);
+          const hi = table.getHi(i);
+          const stride = table.getStride(i);
+          if (stride === 1) {
+            if (nextLo <= lo - 1) this.appendRange(nextLo, lo - 1);
+            nextLo = hi + 1;
+            continue;
+          }
+          for (let c = lo; c <= hi; c += stride) {
+            if (nextLo <= c - 1) this.appendRange(nextLo, c - 1);
+            nextLo = c + 1;
+          }
+        }
+        if (nextLo <= Unicode.MAX_RUNE) this.appendRange(nextLo, Unicode.MAX_RUNE);
+        return this;
+      }
+      appendTableWithSign(table, sign) {
+        return sign < 0 ? this.appendNegatedTable(table) : this.appendTable(table);
+      }
+      negateClass() {
+        let nextLo = 0;
+        let w = 0;
+        for (let i = 0; i < this.len; i += 2) {
+          const lo = this.r[i];
+          const hi = this.r[i + 1];
+          if (nextLo <= lo - 1) {
+            this.r[w] = nextLo;
+            this.r[w + 1] = lo - 1;
+            w += 2;
+          }
+          nextLo = hi + 1;
+        }
+        this.len = w;
+        if (nextLo <= Unicode.MAX_RUNE) {
+          this.r[this.len++] = nextLo;
+          this.r[this.len++] = Unicode.MAX_RUNE;
+        }
+        return this;
+      }
+      appendClassWithSign(x, sign) {
+        return sign < 0 ? this.appendNegatedClass(x) : this.appendClass(x);
+      }
+      appendGroup(g, foldCase) {
+        let cls = g.cls;
+        if (foldCase) cls = new CharClass2().appendFoldedClass(cls).cleanClass().toArray();
+        return this.appendClassWithSign(cls, g.sign);
+      }
+      toString() {
+        return CharClass2.charClassToString(this.r, this.len);
+      }
+    };
+    StringIterator = class {
+      constructor(str2) {
+        this.str = str2;
+        this.position = 0;
+      }
+      pos() {
+        return this.position;
+      }
+      rewindTo(pos) {
+        this.position = pos;
+      }
+      more() {
+        return this.position < this.str.length;
+      }
+      peek() {
+        return this.str.codePointAt(this.position);
+      }
+      skip(n) {
+        this.position += n;
+      }
+      skipString(s) {
+        this.position += s.length;
+      }
+      pop() {
+        const r = this.str.codePointAt(this.position);
+        this.position += Utils.charCount(r);
+        return r;
+      }
+      lookingAt(s) {
+        return this.str.startsWith(s, this.position);
+      }
+      rest() {
+        return this.str.substring(this.position);
+      }
+      from(beforePos) {
+        return this.str.substring(beforePos, this.position);
+      }
+      toString() {
+        return this.rest();
+      }
+    };
+    Parser = class Parser2 {
+      static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
+      static ERR_INVALID_CHAR_RANGE = "invalid character class range";
+      static ERR_INVALID_ESCAPE = "invalid escape sequence";
+      static ERR_INVALID_NAMED_CAPTURE = "invalid named capture";
+      static ERR_INVALID_PERL_OP = "invalid or unsupported Perl syntax";
+      static ERR_INVALID_REPEAT_OP = "invalid nested repetition operator";
+      static ERR_INVALID_REPEAT_SIZE = "invalid repeat count";
+      static ERR_MISSING_BRACKET = "missing closing ]";
+      static ERR_MISSING_PAREN = "missing closing )";
+      static ERR_MISSING_REPEAT_ARGUMENT = "missing argument to repetition operator";
+      static ERR_TRAILING_BACKSLASH = "trailing backslash at end of expression";
+      static ERR_DUPLICATE_NAMED_CAPTURE = "duplicate capture group name";
+      static ERR_UNEXPECTED_PAREN = "unexpected )";
+      static ERR_NESTING_DEPTH = "expression nests too deeply";
+      static ERR_LARGE = "expression too large";
+      static ERR_INVALID_CAPTURE_IN_LOOKBEHIND = "invalid capture in lookbehind";
+      static MAX_HEIGHT = 1e3;
+      static MAX_SIZE = 1398101;
+      static MAX_RUNES = 33554432;
+      static ANY_TABLE = new UnicodeRangeTable(new Uint32Array([
+        0,
+        Unicode.MAX_RUNE,
+        1
+      ]));
+      static ASCII_TABLE = new UnicodeRangeTable(new Uint32Array([
+        0,
+        127,
+        1
+      ]));
+      static ASCII_FOLD_TABLE = new UnicodeRangeTable(new Uint32Array([
+        0,
+        127,
+        1,
+        383,
+        383,
+        1,
+        8490,
+        8490,
+        1
+      ]));
+      static unicodeTable(name2) {
+        if (name2 === "Any") return {
+          tab: Parser2.ANY_TABLE,
+          fold: Parser2.ANY_TABLE,
+          sign: 1
+        };
+        if (name2 === "Ascii") return {
+          tab: Parser2.ASCII_TABLE,
+          fold: Parser2.ASCII_FOLD_TABLE,
+          sign: 1
+        };
+        if (name2 === "Assigned") return {
+          tab: UnicodeTables.CATEGORIES.get("Cn"),
+          fold: UnicodeTables.CATEGORIES.get("Cn"),
+          sign: -1
+        };
+        if (name2 === "Lc") return {
+          tab: UnicodeTables.CATEGORIES.get("LC"),
+          fold: UnicodeTables.FOLD_CATEGORIES.get("LC"),
+          sign: 1
+        };
+        if (UnicodeTables.CATEGORIES.has(name2)) return {
+          tab: UnicodeTables.CATEGORIES.get(name2),
+          fold: UnicodeTables.FOLD_CATEGORIES.get(name2),
+          sign: 1
+        };
+        if (UnicodeTables.SCRIPTS.has(name2)) return {
+          tab: UnicodeTables.SCRIPTS.get(name2),
+          fold: UnicodeTables.FOLD_SCRIPT.get(name2),
+          sign: 1
+        };
+        return null;
+      }
+      static minFoldRune(r) {
+        if (r < Unicode.MIN_FOLD || r > Unicode.MAX_FOLD) return r;
+        let min = r;
+        const r0 = r;
+        for (r = Unicode.simpleFold(r); r !== r0; r = Unicode.simpleFold(r)) if (min > r) min = r;
+        return min;
+      }
+      static leadingRegexp(re) {
+        if (re.op === Regexp.Op.EMPTY_MATCH) return null;
+        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
+          const sub = re.subs[0];
+          if (sub.op === Regexp.Op.EMPTY_MATCH) return null;
+          return sub;
+        }
+        return re;
+      }
+      static literalRegexp(s, flags) {
+        const re = new Regexp(Regexp.Op.LITERAL);
+        re.flags = flags;
+        re.runes = Utils.stringToRunes(s);
+        return re;
+      }
+      /**
+      * Parse regular expression pattern {@code pattern} with mode flags {@code flags}.
+      * @param {string} pattern
+      * @param {number} flags
+      */
+      static parse(pattern, flags) {
+        return new Parser2(pattern, flags).parseInternal();
+      }
+      static parseRepeat(t) {
+        const start = t.pos();
+        if (!t.more() || !t.lookingAt("{")) return -1;
+        t.skip(1);
+        const min = Parser2.parseInt(t);
+        if (min === -1) return -1;
+        if (!t.more()) return -1;
+        let max;
+        if (!t.lookingAt(",")) max = min;
+        else {
+          t.skip(1);
+          if (!t.more()) return -1;
+          if (t.lookingAt("}")) max = -1;
+          else if ((max = Parser2.parseInt(t)) === -1) return -1;
+        }
+        if (!t.more() || !t.lookingAt("}")) return -1;
+        t.skip(1);
+        if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
+        return min << 16 | max & Unicode.MAX_BMP;
+      }
+      static isValidCaptureName(name2) {
+        if (name2.length === 0) return false;
+        for (let i = 0; i < name2.length; i++) {
+          const c = name2.codePointAt(i);
+          if (c !== Codepoint.CODES["_"] && !Utils.isalnum(c)) return false;
+        }
+        return true;
+      }
+      static parseInt(t) {
+        const start = t.pos();
+        while (t.more() && t.peek() >= Codepoint.CODES["0"] && t.peek() <= Codepoint.CODES["9"]) t.skip(1);
+        const n = t.from(start);
+        if (n.length === 0 || n.length > 1 && n.codePointAt(0) === Codepoint.CODES["0"]) return -1;
+        if (n.length > 8) return -2;
+        return parseInt(n, 10);
+      }
+      static isCharClass(re) {
+        return re.op === Regexp.Op.LITERAL && re.runes.length === 1 || re.op === Regexp.Op.CHAR_CLASS || re.op === Regexp.Op.ANY_CHAR_NOT_NL || re.op === Regexp.Op.ANY_CHAR;
+      }
+      static matchRune(re, r) {
+        switch (re.op) {
+          case Regexp.Op.LITERAL:
+            return re.runes.length === 1 && re.runes[0] === r;
+          case Regexp.Op.CHAR_CLASS:
+            for (let i = 0; i < re.runes.length; i += 2) if (re.runes[i] <= r && r <= re.runes[i + 1]) return true;
+            return false;
+          case Regexp.Op.ANY_CHAR_NOT_NL:
+            return r !== Codepoint.CODES["\n"];
+          case Regexp.Op.ANY_CHAR:
+            return true;
+        }
+        return false;
+      }
+      static mergeCharClass(dst, src) {
+        switch (dst.op) {
+          case Regexp.Op.ANY_CHAR:
+            break;
+          case Regexp.Op.ANY_CHAR_NOT_NL:
+            if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+            break;
+          case Regexp.Op.CHAR_CLASS: {
+            const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
+            if (src.op === Regexp.Op.LITERAL) cc.appendLiteral(src.runes[0], src.flags);
+            else cc.appendClass(src.runes);
+            dst.runes = cc.toGrowableArray();
+            break;
+          }
+          case Regexp.Op.LITERAL:
+            if (src.runes[0] === dst.runes[0] && src.flags === dst.flags) break;
+            dst.op = Regexp.Op.CHAR_CLASS;
+            dst.runes = new CharClass().appendLiteral(dst.runes[0], dst.flags).appendLiteral(src.runes[0], src.flags).toGrowableArray();
+        }
+      }
+      static parseEscape(t) {
+        const startPos = t.pos();
+        t.skip(1);
+        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
+        let c = t.pop();
+        bigswitch: switch (c) {
+          case Codepoint.CODES["1"]:
+          case Codepoint.CODES["2"]:
+          case Codepoint.CODES["3"]:
+          case Codepoint.CODES["4"]:
+          case Codepoint.CODES["5"]:
+          case Codepoint.CODES["6"]:
+          case Codepoint.CODES["7"]:
+            if (!t.more() || t.peek() < Codepoint.CODES["0"] || t.peek() > Codepoint.CODES["7"]) break;
+          case Codepoint.CODES["0"]: {
+            let r = c - Codepoint.CODES["0"];
+            for (let i = 1; i < 3; i++) {
+              if (!t.more() || t.peek() < Codepoint.CODES["0"] || t.peek() > Codepoint.CODES["7"]) break;
+              r = r * 8 + t.peek() - Codepoint.CODES["0"];
+              t.skip(1);
+            }
+            return r;
+          }
+          case Codepoint.CODES["x"]: {
+            if (!t.more()) break;
+            c = t.pop();
+            if (c === Codepoint.CODES["{"]) {
+              let nhex = 0;
+              let r = 0;
+              while (true) {
+                if (!t.more()) break bigswitch;
+                c = t.pop();
+                if (c === Codepoint.CODES["}"]) break;
+                const v = Utils.unhex(c);
+                if (v < 0) break bigswitch;
+                r = r * 16 + v;
+                if (r > Unicode.MAX_RUNE) break bigswitch;
+                nhex++;
+              }
+              if (nhex === 0) break bigswitch;
+              return r;
+            }
+            const x = Utils.unhex(c);
+            if (!t.more()) break;
+            c = t.pop();
+            const y = Utils.unhex(c);
+            if (x < 0 || y < 0) break;
+            return x * 16 + y;
+          }
+          case Codepoint.CODES["a"]:
+            return Codepoint.CODES["\x07"];
+          case Codepoint.CODES["f"]:
+            return Codepoint.CODES["\f"];
+          case Codepoint.CODES["n"]:
+            return Codepoint.CODES["\n"];
+          case Codepoint.CODES["r"]:
+            return Codepoint.CODES["\r"];
+          case Codepoint.CODES["t"]:
+            return Codepoint.CODES["	"];
+          case Codepoint.CODES["v"]:
+            return Codepoint.CODES["\v"];
+          default:
+            if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
+        }
+        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
+      }
+      static parseClassChar(t, wholeClassPos) {
+        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+        if (t.lookingAt("\\")) return Parser2.parseEscape(t);
+        return t.pop();
+      }
+      static hasCapture(re) {
+        if (re === null) return false;
+        if (re.op === Regexp.Op.CAPTURE) return true;
+        if (re.subs) {
+          for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
+        }
+        return false;
+      }
+      constructor(wholeRegexp, flags = 0) {
+        this.wholeRegexp = wholeRegexp;
+        this.flags = flags;
+        this.numCap = 0;
+        this.namedGroups = /* @__PURE__ */ Object.create(null);
+        this.stack = [];
+        this.free = null;
+        this.numRegexp = 0;
+        this.numRunes = 0;
+        this.repeats = 0;
+        this.height = null;
+        this.size = null;
+        this.nlb = 0;
+      }
+      newRegexp(op) {
+        let re = this.free;
+        if (re !== null && re.subs !== null && re.subs.length > 0) {
+          this.free = re.subs[0];
+          re.reinit();
+          re.op = op;
+        } else {
+          re = new Regexp(op);
+          this.numRegexp += 1;
+        }
+        return re;
+      }
+      reuse(re) {
+        if (this.height !== null && this.height.has(re)) this.height.delete(re);
+        if (re.subs !== null && re.subs.length > 0) re.subs[0] = this.free;
+        this.free = re;
+      }
+      checkLimits(re) {
+        if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+        this.checkSize(re);
+        this.checkHeight(re);
+      }
+      checkSize(re) {
+        if (this.size === null) {
+          if (this.repeats === 0) this.repeats = 1;
+          if (re.op === Regexp.Op.REPEAT) {
+            let n = re.max;
+            if (n === -1) n = re.min;
+            if (n <= 0) n = 1;
+            if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
+            else this.repeats *= n;
+          }
+          if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
+          this.size = /* @__PURE__ */ new Map();
+          for (let reEx of this.stack) this.checkSize(reEx);
+        }
+        if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+      }
+      calcSize(re, force = false) {
+        if (!force && this.size !== null) {
+          if (this.size.has(re)) return this.size.get(re);
+        }
+        let size2 = 0;
+        switch (re.op) {
+          case Regexp.Op.LITERAL:
+            size2 = re.runes.length;
+            break;
+          case Regexp.Op.PLB:
+          case Regexp.Op.NLB:
+          case Regexp.Op.CAPTURE:
+          case Regexp.Op.STAR:
+            size2 = 2 + this.calcSize(re.subs[0]);
+            break;
+          case Regexp.Op.PLUS:
+          case Regexp.Op.QUEST:
+            size2 = 1 + this.calcSize(re.subs[0]);
+            break;
+          case Regexp.Op.CONCAT:
+            for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
+            break;
+          case Regexp.Op.ALTERNATE:
+            for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
+            if (re.subs.length > 1) size2 = size2 + re.subs.length - 1;
+            break;
+          case Regexp.Op.REPEAT: {
+            let sub = this.calcSize(re.subs[0]);
+            if (re.max === -1) {
+              if (re.min === 0) size2 = 2 + sub;
+              else size2 = 1 + re.min * sub;
+              break;
+            }
+            size2 = re.max * sub + (re.max - re.min);
+            break;
+          }
+        }
+        size2 = Math.max(1, size2);
+        if (this.size === null) this.size = /* @__PURE__ */ new Map();
+        this.size.set(re, size2);
+        return size2;
+      }
+      checkHeight(re) {
+        if (this.numRegexp < Parser2.MAX_HEIGHT) return;
+        if (this.height === null) {
+          this.height = /* @__PURE__ */ new Map();
+          for (let reEx of this.stack) this.checkHeight(reEx);
+        }
+        if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
+      }
+      calcHeight(re, force = false) {
+        if (!force && this.height !== null) {
+          if (this.height.has(re)) return this.height.get(re);
+        }
+        let h = 1;
+        for (let sub of re.subs) {
+          const hsub = this.calcHeight(sub);
+          if (h < 1 + hsub) h = 1 + hsub;
+        }
+        if (this.height === null) this.height = /* @__PURE__ */ new Map();
+        this.height.set(re, h);
+        return h;
+      }
+      pop() {
+        return this.stack.pop();
+      }
+      popToPseudo() {
+        const n = this.stack.length;
+        let i = n;
+        while (i > 0 && !Regexp.isPseudoOp(this.stack[i - 1].op)) i--;
+        return this.stack.splice(i, n - i);
+      }
+      push(re) {
+        this.numRunes += re.runes.length;
+        if (re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 2 && re.runes[0] === re.runes[1]) {
+          if (this.maybeConcat(re.runes[0], this.flags & ~RE2Flags.FOLD_CASE)) return null;
+          re.op = Regexp.Op.LITERAL;
+          re.runes = [re.runes[0]];
+          re.flags = this.flags & ~RE2Flags.FOLD_CASE;
+        } else if (re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 4 && re.runes[0] === re.runes[1] && re.runes[2] === re.runes[3] && Unicode.simpleFold(re.runes[0]) === re.runes[2] && Unicode.simpleFold(re.runes[2]) === re.runes[0] || re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 2 && re.runes[0] + 1 === re.runes[1] && Unicode.simpleFold(re.runes[0]) === re.runes[1] && Unicode.simpleFold(re.runes[1]) === re.runes[0]) {
+          if (this.maybeConcat(re.runes[0], this.flags | RE2Flags.FOLD_CASE)) return null;
+          re.op = Regexp.Op.LITERAL;
+          re.runes = [re.runes[0]];
+          re.flags = this.flags | RE2Flags.FOLD_CASE;
+        } else this.maybeConcat(-1, 0);
+        this.stack.push(re);
+        this.checkLimits(re);
+        return re;
+      }
+      maybeConcat(r, flags) {
+        const n = this.stack.length;
+        if (n < 2) return false;
+        const re1 = this.stack[n - 1];
+        const re2 = this.stack[n - 2];
+        if (re1.op !== Regexp.Op.LITERAL || re2.op !== Regexp.Op.LITERAL || (re1.flags & RE2Flags.FOLD_CASE) !== (re2.flags & RE2Flags.FOLD_CASE)) return false;
+        if (!Array.isArray(re2.runes)) re2.runes = Array.from(re2.runes);
+        for (let i = 0; i < re1.runes.length; i++) re2.runes.push(re1.runes[i]);
+        if (r >= 0) {
+          re1.runes = [r];
+          re1.flags = flags;
+          return true;
+        }
+        this.pop();
+        this.reuse(re1);
+        return false;
+      }
+      newLiteral(r, flags) {
+        const re = this.newRegexp(Regexp.Op.LITERAL);
+        re.flags = flags;
+        if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
+        re.runes = [r];
+        return re;
+      }
+      literal(r) {
+        this.push(this.newLiteral(r, this.flags));
+      }
+      op(op) {
+        const re = this.newRegexp(op);
+        re.flags = this.flags;
+        return this.push(re);
+      }
+      repeat(op, min, max, beforePos, t, lastRepeatPos) {
+        let flags = this.flags;
+        if ((flags & RE2Flags.PERL_X) !== 0) {
+          if (t.more() && t.lookingAt("?")) {
+            t.skip(1);
+            flags ^= RE2Flags.NON_GREEDY;
+          }
+          if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+        }
+        const n = this.stack.length;
+        if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+        const sub = this.stack[n - 1];
+        if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+        const re = this.newRegexp(op);
+        re.min = min;
+        re.max = max;
+        re.flags = flags;
+        re.subs = [sub];
+        this.stack[n - 1] = re;
+        this.checkLimits(re);
+        if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+      }
+      repeatIsValid(re, n) {
+        if (re.op === Regexp.Op.REPEAT) {
+          let m = re.max;
+          if (m === 0) return true;
+          if (m < 0) m = re.min;
+          if (m > n) return false;
+          if (m > 0) n = Math.trunc(n / m);
+        }
+        for (let sub of re.subs) if (!this.repeatIsValid(sub, n)) return false;
+        return true;
+      }
+      concat() {
+        this.maybeConcat(-1, 0);
+        const subs = this.popToPseudo();
+        if (subs.length === 0) return this.push(this.newRegexp(Regexp.Op.EMPTY_MATCH));
+        return this.push(this.collapse(subs, Regexp.Op.CONCAT));
+      }
+      alternate() {
+        const subs = this.popToPseudo();
+        if (subs.length > 0) this.cleanAlt(subs[subs.length - 1]);
+        if (subs.length === 0) return this.push(this.newRegexp(Regexp.Op.NO_MATCH));
+        return this.push(this.collapse(subs, Regexp.Op.ALTERNATE));
+      }
+      cleanAlt(re) {
+        if (re.op === Regexp.Op.CHAR_CLASS) {
+          re.runes = new CharClass(Array.from(re.runes)).cleanClass().toArray();
+          if (re.runes.length === 2 && re.runes[0] === 0 && re.runes[1] === Unicode.MAX_RUNE) {
+            re.runes = /* @__PURE__ */ new Int32Array(0);
+            re.op = Regexp.Op.ANY_CHAR;
+          } else if (re.runes.length === 4 && re.runes[0] === 0 && re.runes[1] === Codepoint.CODES["\n"] - 1 && re.runes[2] === Codepoint.CODES["\n"] + 1 && re.runes[3] === Unicode.MAX_RUNE) {
+            re.runes = /* @__PURE__ */ new Int32Array(0);
+            re.op = Regexp.Op.ANY_CHAR_NOT_NL;
+          }
+        }
+      }
+      collapse(subs, op) {
+        if (subs.length === 1) return subs[0];
+        let len = 0;
+        for (let sub of subs) len += sub.op === op ? sub.subs.length : 1;
+        let newsubs = new Array(len).fill(null);
+        let i = 0;
+        for (let sub of subs) if (sub.op === op) {
+          for (let j = 0; j < sub.subs.length; j++) newsubs[i++] = sub.subs[j];
+          this.reuse(sub);
+        } else newsubs[i++] = sub;
+        let re = this.newRegexp(op);
+        re.subs = newsubs;
+        if (op === Regexp.Op.ALTERNATE) {
+          re.subs = this.factor(re.subs);
+          if (re.subs.length === 1) {
+            const old = re;
+            re = re.subs[0];
+            this.reuse(old);
+          }
+        }
+        return re;
+      }
+      factor(array) {
+        if (array.length < 2) return array;
+        let s = 0;
+        let lensub = array.length;
+        let lenout = 0;
+        let str2 = null;
+        let strlen = 0;
+        let strflags = 0;
+        let start = 0;
+        for (let i = 0; i <= lensub; i++) {
+          let istr = null;
+          let istrlen = 0;
+          let iflags = 0;
+          if (i < lensub) {
+            let re = array[s + i];
+            if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) re = re.subs[0];
+            if (re.op === Regexp.Op.LITERAL) {
+              istr = re.runes;
+              istrlen = re.runes.length;
+              iflags = re.flags & RE2Flags.FOLD_CASE;
+            }
+            if (iflags === strflags) {
+              let same = 0;
+              while (same < strlen && same < istrlen && str2[same] === istr[same]) same++;
+              if (same > 0) {
+                strlen = same;
+                continue;
+              }
+            }
+          }
+          if (i === start) {
+          } else if (i === start + 1) array[lenout++] = array[s + start];
+          else {
+            const prefix = this.newRegexp(Regexp.Op.LITERAL);
+            prefix.flags = strflags;
+            prefix.runes = str2.slice(0, strlen);
+            for (let j = start; j < i; j++) {
+              array[s + j] = this.removeLeadingString(array[s + j], strlen);
+              this.checkLimits(array[s + j]);
+            }
+            const suffix = this.collapse(array.slice(s + start, s + i), Regexp.Op.ALTERNATE);
+            const re = this.newRegexp(Regexp.Op.CONCAT);
+            re.subs = [prefix, suffix];
+            array[lenout++] = re;
+          }
+          start = i;
+          str2 = istr;
+          strlen = istrlen;
+          strflags = iflags;
+        }
+        lensub = lenout;
+        s = 0;
+        start = 0;
+        lenout = 0;
+        let first = null;
+        for (let i = 0; i <= lensub; i++) {
+          let ifirst = null;
+          if (i < lensub) {
+            ifirst = Parser2.leadingRegexp(array[s + i]);
+            if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
+          }
+          if (i === start) {
+          } else if (i === start + 1) array[lenout++] = array[s + start];
+          else {
+            const prefix = first;
+            for (let j = start; j < i; j++) {
+              const reuse = j !== start;
+              array[s + j] = this.removeLeadingRegexp(array[s + j], reuse);
+              this.checkLimits(array[s + j]);
+            }
+            const suffix = this.collapse(array.slice(s + start, s + i), Regexp.Op.ALTERNATE);
+            const re = this.newRegexp(Regexp.Op.CONCAT);
+            re.subs = [prefix, suffix];
+            array[lenout++] = re;
+          }
+          start = i;
+          first = ifirst;
+        }
+        lensub = lenout;
+        s = 0;
+        start = 0;
+        lenout = 0;
+        for (let i = 0; i <= lensub; i++) {
+          if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
+          if (i === start) {
+          } else if (i === start + 1) array[lenout++] = array[s + start];
+          else {
+            let max = start;
+            for (let j = start + 1; j < i; j++) {
+              const subMax = array[s + max];
+              const subJ = array[s + j];
+              if (subMax.op < subJ.op || subMax.op === subJ.op && (subMax.runes !== null ? subMax.runes.length : 0) < (subJ.runes !== null ? subJ.runes.length : 0)) max = j;
+            }
+            const tmp = array[s + start];
+            array[s + start] = array[s + max];
+            array[s + max] = tmp;
+            for (let j = start + 1; j < i; j++) {
+              Parser2.mergeCharClass(array[s + start], array[s + j]);
+              this.reuse(array[s + j]);
+            }
+            this.cleanAlt(array[s + start]);
+            array[lenout++] = array[s + start];
+          }
+          if (i < lensub) array[lenout++] = array[s + i];
+          start = i + 1;
+        }
+        lensub = lenout;
+        s = 0;
+        start = 0;
+        lenout = 0;
+        for (let i = 0; i < lensub; ++i) {
+          if (i + 1 < lensub && array[s + i].op === Regexp.Op.EMPTY_MATCH && array[s + i + 1].op === Regexp.Op.EMPTY_MATCH) continue;
+          array[lenout++] = array[s + i];
+        }
+        lensub = lenout;
+        s = 0;
+        return array.slice(s, lensub);
+      }
+      removeLeadingString(re, n) {
+        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
+          const sub = this.removeLeadingString(re.subs[0], n);
+          re.subs[0] = sub;
+          if (sub.op === Regexp.Op.EMPTY_MATCH) {
+            this.reuse(sub);
+            switch (re.subs.length) {
+              case 0:
+              case 1:
+                re.op = Regexp.Op.EMPTY_MATCH;
+                re.subs = Regexp.emptySubs();
+                break;
+              case 2: {
+                const old = re;
+                re = re.subs[1];
+                this.reuse(old);
+                break;
+              }
+              default:
+                re.subs = re.subs.slice(1, re.subs.length);
+            }
+          }
+          return re;
+        }
+        if (re.op === Regexp.Op.LITERAL) {
+          re.runes = re.runes.slice(n, re.runes.length);
+          if (re.runes.length === 0) re.op = Regexp.Op.EMPTY_MATCH;
+        }
+        return re;
+      }
+      removeLeadingRegexp(re, reuse) {
+        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
+          if (reuse) this.reuse(re.subs[0]);
+          re.subs = re.subs.slice(1, re.subs.length);
+          switch (re.subs.length) {
+            case 0:
+              re.op = Regexp.Op.EMPTY_MATCH;
+              re.subs = Regexp.emptySubs();
+              break;
+            case 1: {
+              const old = re;
+              re = re.subs[0];
+              this.reuse(old);
+              break;
+            }
+          }
+          return re;
+        }
+        if (reuse) this.reuse(re);
+        return this.newRegexp(Regexp.Op.EMPTY_MATCH);
+      }
+      parseInternal() {
+        if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
+        let lastRepeatPos = -1;
+        let min = -1;
+        let max = -1;
+        const t = new StringIterator(this.wholeRegexp);
+        while (t.more()) {
+          let repeatPos = -1;
+          bigswitch: switch (t.peek()) {
+            case Codepoint.CODES["("]:
+              if ((this.flags & RE2Flags.LOOKBEHIND) !== 0) {
+                if (t.lookingAt("(?<=")) {
+                  this.parsePosLookBehind();
+                  t.skip(4);
+                  break;
+                }
+                if (t.lookingAt("(?<!")) {
+                  this.parseNegLookBehind();
+                  t.skip(4);
+                  break;
+                }
+              }
+              if ((this.flags & RE2Flags.PERL_X) !== 0 && t.lookingAt("(?")) {
+                this.parsePerlFlags(t);
+                break;
+              }
+              this.op(Regexp.Op.LEFT_PAREN).cap = ++this.numCap;
+              t.skip(1);
+              break;
+            case Codepoint.CODES["|"]:
+              this.parseVerticalBar();
+              t.skip(1);
+              break;
+            case Codepoint.CODES[")"]:
+              this.parseRightParen();
+              t.skip(1);
+              break;
+            case Codepoint.CODES["^"]:
+              if ((this.flags & RE2Flags.ONE_LINE) !== 0) this.op(Regexp.Op.BEGIN_TEXT);
+              else this.op(Regexp.Op.BEGIN_LINE);
+              t.skip(1);
+              break;
+            case Codepoint.CODES["$"]:
+              if ((this.flags & RE2Flags.ONE_LINE) !== 0) this.op(Regexp.Op.END_TEXT).flags |= RE2Flags.WAS_DOLLAR;
+              else this.op(Regexp.Op.END_LINE);
+              t.skip(1);
+              break;
+            case Codepoint.CODES["."]:
+              if ((this.flags & RE2Flags.DOT_NL) !== 0) this.op(Regexp.Op.ANY_CHAR);
+              else this.op(Regexp.Op.ANY_CHAR_NOT_NL);
+              t.skip(1);
+              break;
+            case Codepoint.CODES["["]:
+              this.parseClass(t);
+              break;
+            case Codepoint.CODES["*"]:
+            case Codepoint.CODES["+"]:
+            case Codepoint.CODES["?"]: {
+              repeatPos = t.pos();
+              let op = null;
+              switch (t.pop()) {
+                case Codepoint.CODES["*"]:
+                  op = Regexp.Op.STAR;
+                  break;
+                case Codepoint.CODES["+"]:
+                  op = Regexp.Op.PLUS;
+                  break;
+                case Codepoint.CODES["?"]:
+                  op = Regexp.Op.QUEST;
+              }
+              this.repeat(op, min, max, repeatPos, t, lastRepeatPos);
+              break;
+            }
+            case Codepoint.CODES["{"]: {
+              const before = t.pos();
+              const minMax = Parser2.parseRepeat(t);
+              if (minMax < 0) {
+                t.rewindTo(before);
+                this.literal(t.pop());
+                break;
+              }
+              repeatPos = before;
+              min = minMax >> 16;
+              max = (minMax & Unicode.MAX_BMP) << 16 >> 16;
+              this.repeat(Regexp.Op.REPEAT, min, max, repeatPos, t, lastRepeatPos);
+              break;
+            }
+            case Codepoint.CODES["\\"]: {
+              const savedPos = t.pos();
+              t.skip(1);
+              if ((this.flags & RE2Flags.PERL_X) !== 0 && t.more()) switch (t.pop()) {
+                case Codepoint.CODES["A"]:
+                  this.op(Regexp.Op.BEGIN_TEXT);
+                  break bigswitch;
+                case Codepoint.CODES["b"]:
+                  this.op(Regexp.Op.WORD_BOUNDARY);
+                  break bigswitch;
+                case Codepoint.CODES["B"]:
+                  this.op(Regexp.Op.NO_WORD_BOUNDARY);
+                  break bigswitch;
+                case Codepoint.CODES["C"]:
+                  throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
+                case Codepoint.CODES["Q"]: {
+                  let lit = t.rest();
+                  const i = lit.indexOf("\\E");
+                  if (i >= 0) {
+                    lit = lit.substring(0, i);
+                    t.skipString(lit);
+                    t.skipString("\\E");
+                  } else t.skipString(lit);
+                  let j = 0;
+                  while (j < lit.length) {
+                    const codepoint = lit.codePointAt(j);
+                    this.literal(codepoint);
+                    j += Utils.charCount(codepoint);
+                  }
+                  break bigswitch;
+                }
+                case Codepoint.CODES["z"]:
+                  this.op(Regexp.Op.END_TEXT);
+                  break bigswitch;
+                default:
+                  t.rewindTo(savedPos);
+              }
+              else t.rewindTo(savedPos);
+              const re = this.newRegexp(Regexp.Op.CHAR_CLASS);
+              re.flags = this.flags;
+              if (t.lookingAt("\\p") || t.lookingAt("\\P")) {
+                const cc2 = new CharClass();
+                if (this.parseUnicodeClass(t, cc2)) {
+                  re.runes = cc2.toArray();
+                  this.push(re);
+                  break bigswitch;
+                }
+              }
+              const cc = new CharClass();
+              if (this.parsePerlClassEscape(t, cc)) {
+                re.runes = cc.toArray();
+                this.push(re);
+                break bigswitch;
+              }
+              t.rewindTo(savedPos);
+              this.reuse(re);
+              this.literal(Parser2.parseEscape(t));
+              break;
+            }
+            default:
+              this.literal(t.pop());
+          }
+          lastRepeatPos = repeatPos;
+        }
+        this.concat();
+        if (this.swapVerticalBar()) this.pop();
+        this.alternate();
+        if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
+        this.stack[0].namedGroups = this.namedGroups;
+        return this.stack[0];
+      }
+      parsePerlFlags(t) {
+        const startPos = t.pos();
+        const s = t.rest();
+        if (s.startsWith("(?P<") || s.startsWith("(?<")) {
+          const begin = s.charAt(2) === "P" ? 4 : 3;
+          const end = s.indexOf(">");
+          if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
+          const name2 = s.substring(begin, end);
+          t.skipString(name2);
+          t.skip(begin + 1);
+          if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+          const re = this.op(Regexp.Op.LEFT_PAREN);
+          re.cap = ++this.numCap;
+          if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+          this.namedGroups[name2] = this.numCap;
+          re.name = name2;
+          return;
+        }
+        t.skip(2);
+        let flags = this.flags;
+        let sign = 1;
+        let sawFlag = false;
+        loop: while (t.more()) {
+          const c = t.pop();
+          switch (c) {
+            case Codepoint.CODES["i"]:
+              flags |= RE2Flags.FOLD_CASE;
+              sawFlag = true;
+              break;
+            case Codepoint.CODES["m"]:
+              flags &= ~RE2Flags.ONE_LINE;
+              sawFlag = true;
+              break;
+            case Codepoint.CODES["s"]:
+              flags |= RE2Flags.DOT_NL;
+              sawFlag = true;
+              break;
+            case Codepoint.CODES["U"]:
+              flags |= RE2Flags.NON_GREEDY;
+              sawFlag = true;
+              break;
+            case Codepoint.CODES["-"]:
+              if (sign < 0) break loop;
+              sign = -1;
+              flags = ~flags;
+              sawFlag = false;
+              break;
+            case Codepoint.CODES[":"]:
+            case Codepoint.CODES[")"]:
+              if (sign < 0) {
+                if (!sawFlag) break loop;
+                flags = ~flags;
+              }
+              if (c === Codepoint.CODES[":"]) this.op(Regexp.Op.LEFT_PAREN);
+              this.flags = flags;
+              return;
+            default:
+              break loop;
+          }
+        }
+        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
+      }
+      parsePosLookBehind() {
+        const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
+        re.flags = this.flags;
+        re.lb = ++this.nlb;
+        return this.push(re);
+      }
+      parseNegLookBehind() {
+        const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
+        re.flags = this.flags;
+        re.lb = -++this.nlb;
+        return this.push(re);
+      }
+      parseVerticalBar() {
+        this.concat();
+        if (!this.swapVerticalBar()) this.op(Regexp.Op.VERTICAL_BAR);
+      }
+      swapVerticalBar() {
+        const n = this.stack.length;
+        if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
+          let re1 = this.stack[n - 1];
+          let re3 = this.stack[n - 3];
+          if (re1.op > re3.op) {
+            const tmp = re3;
+            re3 = re1;
+            re1 = tmp;
+            this.stack[n - 3] = re3;
+          }
+          Parser2.mergeCharClass(re3, re1);
+          this.reuse(re1);
+          this.pop();
+          return true;
+        }
+        if (n >= 2) {
+          const re1 = this.stack[n - 1];
+          const re2 = this.stack[n - 2];
+          if (re2.op === Regexp.Op.VERTICAL_BAR) {
+            if (n >= 3) this.cleanAlt(this.stack[n - 3]);
+            this.stack[n - 2] = re1;
+            this.stack[n - 1] = re2;
+            return true;
+          }
+        }
+        return false;
+      }
+      parseRightParen() {
+        this.concat();
+        if (this.swapVerticalBar()) this.pop();
+        this.alternate();
+        if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+        const re1 = this.pop();
+        const re2 = this.pop();
+        if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+        this.flags = re2.flags;
+        if (re2.lb !== 0) {
+          if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+          if (re2.lb > 0) re2.op = Regexp.Op.PLB;
+          else re2.op = Regexp.Op.NLB;
+          re2.subs = [re1];
+          this.push(re2);
+          return;
+        }
+        if (re2.cap === 0) this.push(re1);
+        else {
+          re2.op = Regexp.Op.CAPTURE;
+          re2.subs = [re1];
+          this.push(re2);
+        }
+      }
+      parsePerlClassEscape(t, cc) {
+        const beforePos = t.pos();
+        if ((this.flags & RE2Flags.PERL_X) === 0 || !t.more() || t.pop() !== Codepoint.CODES["\\"] || !t.more()) return false;
+        t.pop();
+        const p = t.from(beforePos);
+        const g = PERL_GROUPS.has(p) ? PERL_GROUPS.get(p) : null;
+        if (g === null) return false;
+        cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
+        return true;
+      }
+      parseNamedClass(t, cc) {
+        const cls = t.rest();
+        const i = cls.indexOf(":]");
+        if (i < 0) return false;
+        const name2 = cls.substring(0, i + 2);
+        t.skipString(name2);
+        const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
+        if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
+        cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
+        return true;
+      }
+      parseUnicodeClass(t, cc) {
+        const startPos = t.pos();
+        if ((this.flags & RE2Flags.UNICODE_GROUPS) === 0 || !t.lookingAt("\\p") && !t.lookingAt("\\P")) return false;
+        t.skip(1);
+        let sign = 1;
+        let c = t.pop();
+        if (c === Codepoint.CODES["P"]) sign = -1;
+        if (!t.more()) {
+          t.rewindTo(startPos);
+          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+        }
+        c = t.pop();
+        let name2;
+        if (c !== Codepoint.CODES["{"]) name2 = Utils.runeToString(c);
+        else {
+          const rest = t.rest();
+          const end = rest.indexOf("}");
+          if (end < 0) {
+            t.rewindTo(startPos);
+            throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+          }
+          name2 = rest.substring(0, end);
+          t.skipString(name2);
+          t.skip(1);
+        }
+        if (!(name2.length === 0) && name2.codePointAt(0) === Codepoint.CODES["^"]) {
+          sign = 0 - sign;
+          name2 = name2.substring(1);
+        }
+        const pair = Parser2.unicodeTable(name2);
+        if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+        if (pair.sign < 0) sign = 0 - sign;
+        const tab = pair.tab;
+        const fold = pair.fold;
+        if ((this.flags & RE2Flags.FOLD_CASE) === 0 || fold === null) cc.appendTableWithSign(tab, sign);
+        else {
+          const tmp = new CharClass().appendTable(tab).appendTable(fold).cleanClass().toArray();
+          cc.appendClassWithSign(Array.from(tmp), sign);
+        }
+        return true;
+      }
+      parseClass(t) {
+        const startPos = t.pos();
+        t.skip(1);
+        const re = this.newRegexp(Regexp.Op.CHAR_CLASS);
+        re.flags = this.flags;
+        const cc = new CharClass();
+        let sign = 1;
+        if (t.more() && t.lookingAt("^")) {
+          sign = -1;
+          t.skip(1);
+          if ((this.flags & RE2Flags.CLASS_NL) === 0) cc.appendRange(Codepoint.CODES["\n"], Codepoint.CODES["\n"]);
+        }
+        let first = true;
+        while (!t.more() || t.peek() !== Codepoint.CODES["]"] || first) {
+          if (t.more() && t.lookingAt("-") && (this.flags & RE2Flags.PERL_X) === 0 && !first) {
+            const s = t.rest();
+            if (s === "-" || !s.startsWith("-]")) {
+              t.rewindTo(startPos);
+              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+            }
+          }
+          first = false;
+          const beforePos = t.pos();
+          if (t.lookingAt("[:")) {
+            if (this.parseNamedClass(t, cc)) continue;
+            t.rewindTo(beforePos);
+          }
+          if (this.parseUnicodeClass(t, cc)) continue;
+          if (this.parsePerlClassEscape(t, cc)) continue;
+          t.rewindTo(beforePos);
+          const lo = Parser2.parseClassChar(t, startPos);
+          let hi = lo;
+          if (t.more() && t.lookingAt("-")) {
+            t.skip(1);
+            if (t.more() && t.lookingAt("]")) t.skip(-1);
+            else {
+              hi = Parser2.parseClassChar(t, startPos);
+              if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+            }
+          }
+          if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
+          else cc.appendFoldedRange(lo, hi);
+        }
+        t.skip(1);
+        cc.cleanClass();
+        if (sign < 0) cc.negateClass();
+        re.runes = cc.toArray();
+        this.push(re);
+      }
+    };
+    RE2 = class RE22 {
+      static initTest(expr) {
+        const re2 = RE22.compile(expr);
+        const res = new RE22(re2.expr, re2.prog, re2.numSubexp, re2.longest);
+        res.cond = re2.cond;
+        res.prefix = re2.prefix;
+        res.prefixUTF8 = re2.prefixUTF8;
+        res.prefixComplete = re2.prefixComplete;
+        res.prefixRune = re2.prefixRune;
+        res.prefilter = re2.prefilter;
+        res.namedGroups = re2.namedGroups;
+        return res;
+      }
+      /**
+      * Parses a regular expression and returns, if successful, an {@code RE2} instance that can be
+      * used to match against text.
+      *
+      * When matching against text, the regexp returns a match that begins as early as possible in the
+      * input (leftmost), and among those it chooses the one that a backtracking search would have
+      * found first. This so-called leftmost-first matching is the same semantics that Perl, Python,
+      * and other implementations use, although this package implements it without the expense of
+      * backtracking. For POSIX leftmost-longest matching, see {@link #compilePOSIX}.
+      */
+      static compile(expr) {
+        return RE22.compileImpl(expr, RE2Flags.PERL, false);
+      }
+      /**
+      * {@code compilePOSIX} is like {@link #compile} but restricts the regular expression to POSIX ERE
+      * (egrep) syntax and changes the match semantics to leftmost-longest.
+      *
+      * That is, when matching against text, the regexp returns a match that begins as early as
+      * possible in the input (leftmost), and among those it chooses a match that is as long as
+      * possible. This so-called leftmost-longest matching is the same semantics that early regular
+      * expression implementations used and that POSIX specifies.
+      *
+      * However, there can be multiple leftmost-longest matches, with different submatch choices, and
+      * here this package diverges from POSIX. Among the possible leftmost-longest matches, this
+      * package chooses the one that a backtracking search would have found first, while POSIX
+      * specifies that the match be chosen to maximize the length of the first subexpression, then the
+      * second, and so on from left to right. The POSIX rule is computationally prohibitive and not
+      * even well-defined. See http://swtch.com/~rsc/regexp/regexp2.html#posix
+      */
+      static compilePOSIX(expr) {
+        return RE22.compileImpl(expr, RE2Flags.POSIX, true);
+      }
+      static compileImpl(expr, mode, longest) {
+        let re = Parser.parse(expr, mode);
+        const maxCap = re.maxCap();
+        const namedGroups = re.namedGroups;
+        re = Simplify.simplify(re);
+        const prefilter = PrefilterTree.build(re);
+        const prog = Compiler.compileRegexp(re);
+        const re2 = new RE22(expr, prog, maxCap, longest);
+        re2.prefilter = prefilter.type === Prefilter.Type.NONE ? null : prefilter;
+        const [prefixCompl, prefixStr] = prog.prefix();
+        re2.prefixComplete = prefixCompl;
+        re2.prefix = prefixStr;
+        re2.prefixUTF8 = Utils.stringToUtf8ByteArray(re2.prefix);
+        if (re2.prefix.length > 0) re2.prefixRune = re2.prefix.codePointAt(0);
+        re2.namedGroups = namedGroups;
+        return re2;
+      }
+      /**
+      * Returns true iff textual regular expression {@code pattern} matches string {@code s}.
+      *
+      * More complicated queries need to use {@link #compile} and the full {@code RE2} interface.
+      */
+      static match(pattern, s) {
+        return RE22.compile(pattern).match(s);
+      }
+      constructor(expr, prog, numSubexp = 0, longest = 0) {
+        this.expr = expr;
+        this.prog = prog;
+        this.numSubexp = numSubexp;
+        this.longest = longest;
+        this.cond = prog.startCond();
+        this.prefix = null;
+        this.prefixUTF8 = null;
+        this.prefixComplete = false;
+        this.prefixRune = 0;
+        this.namedGroups = /* @__PURE__ */ Object.create(null);
+        this.machinePool = [];
+        this.lazyDFA = null;
+        this.onepass = OnePass.compile(this.prog);
+        this.prefilter = null;
+      }
+      get dfa() {
+        if (this.lazyDFA === null) this.lazyDFA = new DFA(this.prog);
+        return this.lazyDFA;
+      }
+      matchPrefixComplete(input, pos, anchor, ncap) {
+        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return null;
+        let matchStart = -1;
+        let matchEnd = -1;
+        const pLen = input.prefixLength(this);
+        if (anchor === RE2Flags.UNANCHORED) {
+          const idx = input.index(this, pos);
+          if (idx < 0) return null;
+          matchStart = pos + idx;
+          matchEnd = matchStart + pLen;
+        } else if (anchor === RE2Flags.ANCHOR_BOTH) {
+          if (input.endPos() !== pLen) return null;
+          if (input.index(this, 0) !== 0) return null;
+          matchStart = 0;
+          matchEnd = pLen;
+        } else if (anchor === RE2Flags.ANCHOR_START) {
+          if (input.index(this, 0) !== 0) return null;
+          matchStart = 0;
+          matchEnd = pLen;
+        }
+        if (matchStart < 0) return null;
+        if (ncap > 0) {
+          const matchcap = new Int32Array(ncap).fill(-1);
+          matchcap[0] = matchStart;
+          matchcap[1] = matchEnd;
+          return Array.from(matchcap);
+        }
+        return [];
+      }
+      createLookbehindState() {
+        return this.prog.numLb > 0 ? new LookbehindState(this.prog) : null;
+      }
+      executeEngine(input, pos, anchor, ncap, lbState = null) {
+        if (this.prefixComplete && (ncap === 0 || this.numSubexp === 0)) return this.matchPrefixComplete(input, pos, anchor, ncap);
+        if (this.prefilter !== null && anchor === RE2Flags.UNANCHORED) {
+          if (!this.prefilter.eval(input, pos)) return null;
+        }
+        if (this.onepass !== null) return OnePass.execute(this, input, pos, anchor, ncap);
+        if (ncap > 0) {
+          if (this.prog.numLb === 0 && input.endPos() <= Backtracker.maxBitStateLen(this.prog)) return Backtracker.execute(this, input, pos, anchor, ncap);
+          return this.doExecuteNFA(input, pos, anchor, ncap, lbState);
+        }
+        if (this.prog.numLb === 0) {
+          const dfaResult = this.dfa.match(input, pos, anchor);
+          if (dfaResult !== null) return dfaResult ? [] : null;
+          if (input.endPos() <= Backtracker.maxBitStateLen(this.prog)) return Backtracker.execute(this, input, pos, anchor, ncap);
+        }
+        return this.doExecuteNFA(input, pos, anchor, ncap, lbState);
+      }
+      /**
+      * Returns the number of parenthesized subexpressions in this regular expression.
+      */
+      numberOfCapturingGroups() {
+        return this.numSubexp;
+      }
+      /**
+      * Returns the number of instructions in this compiled regular expression program.
+      */
+      numberOfInstructions() {
+        return this.prog.numInst();
+      }
+      get() {
+        return this.machinePool.length > 0 ? this.machinePool.pop() : null;
+      }
+      reset() {
+        this.machinePool.length = 0;
+      }
+      put(m) {
+        this.machinePool.push(m);
+      }
+      toString() {
+        return this.expr;
+      }
+      doExecuteNFA(input, pos, anchor, ncap, lbState = null) {
+        let m = this.get();
+        if (!m) m = Machine.fromRE2(this);
+        m.init(ncap);
+        const cap = m.match(input, pos, anchor, lbState) ? m.submatches() : null;
+        this.put(m);
+        return cap;
+      }
+      match(s) {
+        return this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 0) !== null;
+      }
+      /**
+      * Matches the regular expression against input starting at position start and ending at position
+      * end, with the given anchoring. Records the submatch boundaries in group, which is [start, end)
+      * pairs of byte offsets. The number of boundaries needed is inferred from the size of the group
+      * array. It is most efficient not to ask for submatch boundaries.
+      *
+      * @param input the input byte array
+      * @param start the beginning position in the input
+      * @param end the end position in the input
+      * @param anchor the anchoring flag (UNANCHORED, ANCHOR_START, ANCHOR_BOTH)
+      * @param group the array to fill with submatch positions
+      * @param ngroup the number of array pairs to fill in
+      * @param lbState optional state carried between successive matches over the same input (see
+      *   createLookbehindState); omit it to evaluate lookbehinds from the beginning of the input
+      * @returns true if a match was found
+      */
+      matchWithGroup(input, start, end, anchor, ngroup, lbState = null) {
+        if (!(input instanceof MatcherInputBase)) {
+          if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
+          else input = MatcherInput.utf16(input);
+        }
+        return this.matchMachineInput(input, start, end, anchor, ngroup, lbState);
+      }
+      matchMachineInput(input, start, end, anchor, ngroup, lbState = null) {
+        if (start > end) return [false, null];
+        const machineInput = input.isUTF16Encoding() ? MachineInput.fromUTF16(input.asCharSequence(), 0, end) : MachineInput.fromUTF8(input.asBytes(), 0, end);
+        const groupMatch = this.executeEngine(machineInput, start, anchor, 2 * ngroup, lbState);
+        if (groupMatch === null) return [false, null];
+        return [true, groupMatch];
+      }
+      /**
+      * Returns true iff this regexp matches the UTF-8 byte array {@code b}.
+      */
+      matchUTF8(b) {
+        return this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 0) !== null;
+      }
+      /**
+      * Returns a copy of {@code src} in which all matches for this regexp have been replaced by
+      * {@code repl}. No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
+      * replacement string.
+      */
+      replaceAll(src, repl) {
+        return this.replaceAllFunc(src, () => repl, 2 * src.length + 1);
+      }
+      /**
+      * Returns a copy of {@code src} in which only the first match for this regexp has been replaced
+      * by {@code repl}. No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
+      * replacement string.
+      */
+      replaceFirst(src, repl) {
+        return this.replaceAllFunc(src, () => repl, 1);
+      }
+      /**
+      * Returns a copy of {@code src} in which at most {@code maxReplaces} matches for this regexp have
+      * been replaced by the return value of of function {@code repl} (whose first argument is the
+      * matched string). No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
+      * replacement string.
+      */
+      replaceAllFunc(src, replFunc, maxReplaces) {
+        let lastMatchEnd = 0;
+        let searchPos = 0;
+        let out = "";
+        const input = MachineInput.fromUTF16(src);
+        const lbState = this.createLookbehindState();
+        let numReplaces = 0;
+        while (searchPos <= src.length) {
+          const a = this.executeEngine(input, searchPos, RE2Flags.UNANCHORED, 2, lbState);
+          if (a === null || a.length === 0) break;
+          out += src.substring(lastMatchEnd, a[0]);
+          if (a[1] > lastMatchEnd || a[0] === 0) {
+            out += replFunc(src.substring(a[0], a[1]));
+            numReplaces++;
+          }
+          lastMatchEnd = a[1];
+          const width = input.step(searchPos) & 7;
+          if (searchPos + width > a[1]) searchPos += width;
+          else if (searchPos + 1 > a[1]) searchPos++;
+          else searchPos = a[1];
+          if (numReplaces >= maxReplaces) break;
+        }
+        out += src.substring(lastMatchEnd);
+        return out;
+      }
+      pad(a) {
+        if (a === null) return null;
+        let n = (1 + this.numSubexp) * 2;
+        if (a.length < n) {
+          let a2 = new Array(n).fill(-1);
+          for (let i = 0; i < a.length; i++) a2[i] = a[i];
+          a = a2;
+        }
+        return a;
+      }
+      allMatches(input, n, deliverFun = (v) => v) {
+        let result = [];
+        const end = input.endPos();
+        if (n < 0) n = end + 1;
+        let pos = 0;
+        let i = 0;
+        let prevMatchEnd = -1;
+        const lbState = this.createLookbehindState();
+        while (i < n && pos <= end) {
+          const matches = this.executeEngine(input, pos, RE2Flags.UNANCHORED, this.prog.numCap, lbState);
+          if (matches === null || matches.length === 0) break;
+          let accept = true;
+          if (matches[1] === pos) {
+            if (matches[0] === prevMatchEnd) accept = false;
+            const r = input.step(pos);
+            if (r < 0) pos = end + 1;
+            else pos += r & 7;
+          } else pos = matches[1];
+          prevMatchEnd = matches[1];
+          if (accept) {
+            result.push(deliverFun(this.pad(matches)));
+            i++;
+          }
+        }
+        return result;
+      }
+      /**
+      * Returns an array holding the text of the leftmost match in {@code b} of this regular
+      * expression.
+      *
+      * A return value of null indicates no match.
+      */
+      findUTF8(b) {
+        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 2);
+        if (a === null) return null;
+        return b.slice(a[0], a[1]);
+      }
+      /**
+      * Returns a two-element array of integers defining the location of the leftmost match in
+      * {@code b} of this regular expression. The match itself is at {@code b[loc[0]...loc[1]]}.
+      *
+      * A return value of null indicates no match.
+      */
+      findUTF8Index(b) {
+        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 2);
+        if (a === null) return null;
+        return a.slice(0, 2);
+      }
+      /**
+      * Returns a string holding the text of the leftmost match in {@code s} of this regular
+      * expression.
+      *
+      * If there is no match, the return value is an empty string, but it will also be empty if the
+      * regular expression successfully matches an empty string. Use {@link #findIndex} or
+      * {@link #findSubmatch} if it is necessary to distinguish these cases.
+      */
+      find(s) {
+        const a = this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 2);
+        if (a === null) return "";
+        return s.substring(a[0], a[1]);
+      }
+      /**
+      * Returns a two-element array of integers defining the location of the leftmost match in
+      * {@code s} of this regular expression. The match itself is at
+      * {@code s.substring(loc[0], loc[1])}.
+      *
+      * A return value of null indicates no match.
+      */
+      findIndex(s) {
+        return this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 2);
+      }
+      /**
+      * Returns an array of arrays the text of the leftmost match of the regular expression in
+      * {@code b} and the matches, if any, of its subexpressions, as defined by the <a
+      * href='#submatch'>Submatch</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findUTF8Submatch(b) {
+        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, this.prog.numCap);
+        if (a === null) return null;
+        const ret = new Array(1 + this.numSubexp).fill(null);
+        for (let i = 0; i < ret.length; i++) if (2 * i < a.length && a[2 * i] >= 0) ret[i] = b.slice(a[2 * i], a[2 * i + 1]);
+        return ret;
+      }
+      /**
+      * Returns an array holding the index pairs identifying the leftmost match of this regular
+      * expression in {@code b} and the matches, if any, of its subexpressions, as defined by the the
+      * <a href='#submatch'>Submatch</a> and <a href='#index'>Index</a> descriptions above.
+      *
+      * A return value of null indicates no match.
+      */
+      findUTF8SubmatchIndex(b) {
+        return this.pad(this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, this.prog.numCap));
+      }
+      /**
+      * Returns an array of strings holding the text of the leftmost match of the regular expression in
+      * {@code s} and the matches, if any, of its subexpressions, as defined by the <a
+      * href='#submatch'>Submatch</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findSubmatch(s) {
+        const a = this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, this.prog.numCap);
+        if (a === null) return null;
+        const ret = new Array(1 + this.numSubexp).fill(null);
+        for (let i = 0; i < ret.length; i++) if (2 * i < a.length && a[2 * i] >= 0) ret[i] = s.substring(a[2 * i], a[2 * i + 1]);
+        return ret;
+      }
+      /**
+      * Returns an array holding the index pairs identifying the leftmost match of this regular
+      * expression in {@code s} and the matches, if any, of its subexpressions, as defined by the <a
+      * href='#submatch'>Submatch</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findSubmatchIndex(s) {
+        return this.pad(this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, this.prog.numCap));
+      }
+      /**
+      * {@code findAllUTF8()} is the <a href='#all'>All</a> version of {@link #findUTF8}; it returns a
+      * list of up to {@code n} successive matches of the expression, as defined by the <a
+      * href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      *
+      * TODO(adonovan): think about defining a byte slice view class, like a read-only Go slice backed
+      * by |b|.
+      */
+      findAllUTF8(b, n) {
+        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => b.slice(match[0], match[1]));
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllUTF8Index} is the <a href='#all'>All</a> version of {@link #findUTF8Index}; it
+      * returns a list of up to {@code n} successive matches of the expression, as defined by the <a
+      * href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllUTF8Index(b, n) {
+        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => match.slice(0, 2));
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAll} is the <a href='#all'>All</a> version of {@link #find}; it returns a list of up
+      * to {@code n} successive matches of the expression, as defined by the <a href='#all'>All</a>
+      * description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAll(s, n) {
+        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => s.substring(match[0], match[1]));
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllIndex} is the <a href='#all'>All</a> version of {@link #findIndex}; it returns a
+      * list of up to {@code n} successive matches of the expression, as defined by the <a
+      * href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllIndex(s, n) {
+        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => match.slice(0, 2));
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllUTF8Submatch} is the <a href='#all'>All</a> version of {@link #findUTF8Submatch};
+      * it returns a list of up to {@code n} successive matches of the expression, as defined by the <a
+      * href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllUTF8Submatch(b, n) {
+        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => {
+          let slice = new Array(match.length / 2 | 0).fill(null);
+          for (let j = 0; j < slice.length; j++) if (match[2 * j] >= 0) slice[j] = b.slice(match[2 * j], match[2 * j + 1]);
+          return slice;
+        });
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllUTF8SubmatchIndex} is the <a href='#all'>All</a> version of
+      * {@link #findUTF8SubmatchIndex}; it returns a list of up to {@code n} successive matches of the
+      * expression, as defined by the <a href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllUTF8SubmatchIndex(b, n) {
+        const result = this.allMatches(MachineInput.fromUTF8(b), n);
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllSubmatch} is the <a href='#all'>All</a> version of {@link #findSubmatch}; it
+      * returns a list of up to {@code n} successive matches of the expression, as defined by the <a
+      * href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllSubmatch(s, n) {
+        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => {
+          let slice = new Array(match.length / 2 | 0).fill(null);
+          for (let j = 0; j < slice.length; j++) if (match[2 * j] >= 0) slice[j] = s.substring(match[2 * j], match[2 * j + 1]);
+          return slice;
+        });
+        if (result.length === 0) return null;
+        return result;
+      }
+      /**
+      * {@code findAllSubmatchIndex} is the <a href='#all'>All</a> version of
+      * {@link #findSubmatchIndex}; it returns a list of up to {@code n} successive matches of the
+      * expression, as defined by the <a href='#all'>All</a> description above.
+      *
+      * A return value of null indicates no match.
+      */
+      findAllSubmatchIndex(s, n) {
+        const result = this.allMatches(MachineInput.fromUTF16(s), n);
+        if (result.length === 0) return null;
+        return result;
+      }
+    };
+    RE2Set = class RE2Set2 {
+      /** @type {number} */
+      static UNANCHORED = RE2Flags.UNANCHORED;
+      /** @type {number} */
+      static ANCHOR_START = RE2Flags.ANCHOR_START;
+      /** @type {number} */
+      static ANCHOR_BOTH = RE2Flags.ANCHOR_BOTH;
+      /**
+      * Constructs a new RE2Set with the specified anchor mode and flags.
+      * @param {number} [anchor=RE2Set.UNANCHORED] - The anchoring mode (e.g., RE2Set.UNANCHORED).
+      * @param {number} [flags=0] - The public flags to apply to all patterns in the set.
+      * @param {number} [maxMem=8388608] - The maximum memory in bytes to use for the DFA (default 8MB).
+      */
+      constructor(anchor = RE2Set2.UNANCHORED, flags = 0, maxMem = 8388608) {
+        if (![
+          RE2Set2.UNANCHORED,
+          RE2Set2.ANCHOR_START,
+          RE2Set2.ANCHOR_BOTH
+        ].includes(anchor)) throw new RE2JSFlagsException("The anchor should be RE2Set.UNANCHORED, RE2Set.ANCHOR_START or RE2Set.ANCHOR_BOTH");
+        Utils.checkFlags(flags);
+        this.anchor = anchor;
+        this.jsFlags = flags;
+        this.maxMem = maxMem;
+        let re2Flags = RE2Flags.PERL;
+        if ((flags & PublicFlags.DISABLE_UNICODE_GROUPS) !== 0) re2Flags &= ~RE2Flags.UNICODE_GROUPS;
+        if ((flags & PublicFlags.LOOKBEHINDS) !== 0) re2Flags |= RE2Flags.LOOKBEHIND;
+        this.re2Flags = re2Flags;
+        this.regexps = [];
+        this.prog = null;
+        this.dfa = null;
+        this.dummyRe2 = null;
+      }
+      /**
+      * Adds a new regular expression pattern to the set.
+      * Patterns cannot be added after the set has been compiled.
+      * @param {string} pattern - The regular expression pattern to add.
+      * @returns {number} The integer index assigned to the added pattern.
+      * @throws {RE2JSCompileException} If patterns are added after compilation.
+      */
+      add(pattern) {
+        if (this.prog) throw new RE2JSCompileException("Cannot add patterns after compile");
+        Utils.checkPattern(pattern);
+        let fregex = pattern;
+        if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
+        if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
+        if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
+        const re = Parser.parse(fregex, this.re2Flags);
+        this.regexps.push(Simplify.simplify(re));
+        return this.regexps.length - 1;
+      }
+      /**
+      * Compiles the added patterns into a single state machine.
+      * This is automatically called on the first match if not called explicitly.
+      * @returns {void}
+      */
+      compile() {
+        if (this.prog) return;
+        const prog = Compiler.compileSet(this.regexps);
+        if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
+        this.prog = prog;
+        this.dfa = new DFA(this.prog, this.maxMem);
+        this.dummyRe2 = {
+          prog: this.prog,
+          cond: this.prog.startCond(),
+          prefix: "",
+          prefixRune: 0,
+          longest: false
+        };
+      }
+      /**
+      * Matches the input against the compiled set of regular expressions.
+      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to match against.
+      * @returns {number[]} An array of indices representing the patterns that successfully matched the input.
+      */
+      match(input) {
+        if (!this.prog) this.compile();
+        const machineInput = Utils.isByteArray(input) ? MachineInput.fromUTF8(input) : MachineInput.fromUTF16(input);
+        let internalAnchor = RE2Flags.UNANCHORED;
+        if (this.anchor === RE2Set2.ANCHOR_START) internalAnchor = RE2Flags.ANCHOR_START;
+        else if (this.anchor === RE2Set2.ANCHOR_BOTH) internalAnchor = RE2Flags.ANCHOR_BOTH;
+        const dfaResult = this.dfa.matchSet(machineInput, 0, internalAnchor);
+        if (dfaResult !== null) return dfaResult;
+        const machine = Machine.fromRE2(this.dummyRe2);
+        machine.init(0);
+        return machine.matchSet(machineInput, 0, internalAnchor);
+      }
+    };
+    TranslateRegExpString = class TranslateRegExpString2 {
+      static isHexadecimal(ch) {
+        return "0" <= ch && ch <= "9" || "A" <= ch && ch <= "F" || "a" <= ch && ch <= "f";
+      }
+      static translate(data) {
+        let prefixFlags = "";
+        if (Object.prototype.toString.call(data) === "[object RegExp]") {
+          if (data.ignoreCase) prefixFlags += "i";
+          if (data.multiline) prefixFlags += "m";
+          if (data.dotAll) prefixFlags += "s";
+          data = data.source;
+        }
+        if (typeof data !== "string") return data;
+        let result = "";
+        let changed = false;
+        let size2 = data.length;
+        if (size2 === 0) {
+          result = "(?:)";
+          changed = true;
+        }
+        let inCharClass = false;
+        let i = 0;
+        while (i < size2) {
+          let ch = data[i];
+          if (ch === "\\") {
+            if (i + 1 < size2) {
+              ch = data[i + 1];
+              switch (ch) {
+                case "\\":
+                  result += "\\\\";
+                  i += 2;
+                  continue;
+                case "c":
+                  if (i + 2 < size2) {
+                    let code = data[i + 2].charCodeAt(0);
+                    if (code >= 65 && code <= 90 || code >= 97 && code <= 122) {
+                      let val = code % 32;
+                      result += "\\x";
+                      result += (val >> 4).toString(16).toUpperCase();
+                      result += (val & 15).toString(16).toUpperCase();
+                      i += 3;
+                      changed = true;
+                      continue;
+                    }
+                  }
+                  result += "c";
+                  i += 2;
+                  changed = true;
+                  continue;
+                case "u":
+                  if (i + 2 < size2) {
+                    if (data[i + 2] === "{") {
+                      let j = i + 3;
+                      let hasHex = false;
+                      let closed = false;
+                      while (j < size2) {
+                        const hexChar = data[j];
+                        if (hexChar === "}") {
+                          closed = true;
+                          break;
+                        }
+                        if (!TranslateRegExpString2.isHexadecimal(hexChar)) break;
+                        hasHex = true;
+                        j++;
+                      }
+                      if (closed && hasHex) {
+                        result += "\\x";
+                        i += 2;
+                        changed = true;
+                        continue;
+                      }
+                    } else if (i + 5 < size2) {
+                      let isHex4 = true;
+                      for (let j = 0; j < 4; j++) if (!TranslateRegExpString2.isHexadecimal(data[i + 2 + j])) {
+                        isHex4 = false;
+                        break;
+                      }
+                      if (isHex4) {
+                        result += "\\x{" + data.substring(i + 2, i + 6) + "}";
+                        i += 6;
+                        changed = true;
+                        continue;
+                      }
+                    }
+                  }
+                  result += "u";
+                  i += 2;
+                  changed = true;
+                  continue;
+                case "x": {
+                  let isValidHex = false;
+                  if (i + 2 < size2 && data[i + 2] === "{") {
+                    let j = i + 3;
+                    let hasHex = false;
+                    let closed = false;
+                    while (j < size2) {
+                      const hexChar = data[j];
+                      if (hexChar === "}") {
+                        closed = true;
+                        break;
+                      }
+                      if (!TranslateRegExpString2.isHexadecimal(hexChar)) break;
+                      hasHex = true;
+                      j++;
+                    }
+                    if (closed && hasHex) isValidHex = true;
+                  } else if (i + 3 < size2 && TranslateRegExpString2.isHexadecimal(data[i + 2]) && TranslateRegExpString2.isHexadecimal(data[i + 3])) isValidHex = true;
+                  if (isValidHex) {
+                    result += "\\x";
+                    i += 2;
+                  } else {
+                    result += "x";
+                    i += 2;
+                    changed = true;
+                  }
+                  continue;
+                }
+                case "n":
+                case "r":
+                case "t":
+                case "a":
+                case "f":
+                case "v":
+                case "d":
+                case "D":
+                case "s":
+                case "S":
+                case "w":
+                case "W":
+                case "b":
+                case "B":
+                case "p":
+                case "P":
+                case "A":
+                case "z":
+                case "Q":
+                case "E":
+                case "0":
+                case "1":
+                case "2":
+                case "3":
+                case "4":
+                case "5":
+                case "6":
+                case "7":
+                  result += "\\" + ch;
+                  i += 2;
+                  continue;
+                default: {
+                  let cp2 = data.codePointAt(i + 1);
+                  if (cp2 >= 48 && cp2 <= 57 || cp2 >= 65 && cp2 <= 90 || cp2 >= 97 && cp2 <= 122) {
+                    let symSize2 = Utils.charCount(cp2);
+                    result += data.substring(i + 1, i + 1 + symSize2);
+                    i += symSize2 + 1;
+                    changed = true;
+                  } else {
+                    result += "\\";
+                    let symSize2 = Utils.charCount(cp2);
+                    result += data.substring(i + 1, i + 1 + symSize2);
+                    i += symSize2 + 1;
+                  }
+                  continue;
+                }
+              }
+            }
+          } else if (ch === "/") {
+            result += "\\/";
+            i += 1;
+            changed = true;
+            continue;
+          } else if (ch === "[") {
+            if (!inCharClass && data[i + 1] === "]") {
+              result += "[^\\x00-\\x{10FFFF}]";
+              i += 2;
+              changed = true;
+              continue;
+            }
+            if (!inCharClass && data[i + 1] === "^" && data[i + 2] === "]") {
+              result += "[\\x00-\\x{10FFFF}]";
+              i += 3;
+              changed = true;
+              continue;
+            }
+            inCharClass = true;
+          } else if (ch === "]") inCharClass = false;
+          else if (!inCharClass && ch === "(" && i + 2 < size2 && data[i + 1] === "?" && data[i + 2] === "<") {
+            if (i + 3 < size2 && !"=!>)".includes(data[i + 3])) {
+              result += "(?P<";
+              i += 3;
+              changed = true;
+              continue;
+            }
+          }
+          let cp = data.codePointAt(i);
+          let symSize = Utils.charCount(cp);
+          result += data.substring(i, i + symSize);
+          i += symSize;
+        }
+        const finalResult = changed ? result : data;
+        if (prefixFlags.length > 0) return `(?${prefixFlags})${finalResult}`;
+        return finalResult;
+      }
+    };
+    execResult = (m, input) => {
+      const result = m.matchArray();
+      result.index = m.start(0);
+      result.input = input;
+      result.groups = m.namedGroupsObject();
+      return result;
+    };
+    RE2JS = class RE2JS2 {
+      /**
+      * Flag: case insensitive matching.
+      */
+      static CASE_INSENSITIVE = PublicFlags.CASE_INSENSITIVE;
+      /**
+      * Flag: dot ({@code .}) matches all characters, including newline.
+      */
+      static DOTALL = PublicFlags.DOTALL;
+      /**
+      * Flag: multiline matching: {@code ^} and {@code $} match at beginning and end of line, not just
+      * beginning and end of input.
+      */
+      static MULTILINE = PublicFlags.MULTILINE;
+      /**
+      * Flag: Unicode groups (e.g. {@code \p\ Greek\} ) will be syntax errors.
+      */
+      static DISABLE_UNICODE_GROUPS = PublicFlags.DISABLE_UNICODE_GROUPS;
+      /**
+      * Flag: matches longest possible string.
+      */
+      static LONGEST_MATCH = PublicFlags.LONGEST_MATCH;
+      /**
+      * Flag: enable linear-time captureless lookbehinds.
+      */
+      static LOOKBEHINDS = PublicFlags.LOOKBEHINDS;
+      /**
+      * Returns a literal pattern string for the specified string.
+      *
+      * This method produces a string that can be used to create a <code>RE2JS</code> that would
+      * match the string <code>s</code> as if it were a literal pattern.
+      *
+      * Metacharacters or escape sequences in the input sequence will be given no special meaning.
+      *
+      * @param {string} str The string to be literalized
+      * @returns {string} A literal string replacement
+      */
+      static quote(str2) {
+        return Utils.quoteMeta(str2);
+      }
+      /**
+      * Quotes '\' and '$' in {@code str}, so that the returned string could be used in
+      * replacement methods as a literal replacement of {@code str}.
+      *
+      * This is a convenience delegation to {@link Matcher.quoteReplacement}.
+      *
+      * @param {string} str the string to be quoted
+      * @param {boolean} [javaMode=false] whether the replacement will be used in javaMode
+      * @returns {string} the quoted string
+      */
+      static quoteReplacement(str2, javaMode = false) {
+        return Matcher.quoteReplacement(str2, javaMode);
+      }
+      /**
+      * Translates a given regular expression string to ensure compatibility with RE2JS.
+      *
+      * This function preprocesses the input regex string by applying necessary transformations,
+      * such as escaping special characters (e.g., `/`), converting named capture groups to
+      * RE2JS-compatible syntax, and handling Unicode sequences properly. It ensures that the
+      * resulting regex is safe and properly formatted before compilation.
+      *
+      * @param {string|RegExp} expr - The regular expression string to be translated.
+      * @returns {string} - The transformed regular expression string, ready for compilation.
+      */
+      static translateRegExp(expr) {
+        return TranslateRegExpString.translate(expr);
+      }
+      /**
+      * Helper: create new RE2JS with given regex and flags. Flregex is the regex with flags applied.
+      * @param {string} regex
+      * @param {number} [flags=0]
+      * @returns {RE2JS}
+      */
+      static compile(regex, flags = 0) {
+        Utils.checkPattern(regex);
+        Utils.checkFlags(flags);
+        let fregex = regex;
+        if ((flags & RE2JS2.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
+        if ((flags & RE2JS2.DOTALL) !== 0) fregex = `(?s)${fregex}`;
+        if ((flags & RE2JS2.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
+        let re2Flags = RE2Flags.PERL;
+        if ((flags & RE2JS2.DISABLE_UNICODE_GROUPS) !== 0) re2Flags &= ~RE2Flags.UNICODE_GROUPS;
+        if ((flags & RE2JS2.LOOKBEHINDS) !== 0) re2Flags |= RE2Flags.LOOKBEHIND;
+        const p = new RE2JS2(regex, flags);
+        p.re2Input = RE2.compileImpl(fregex, re2Flags, (flags & RE2JS2.LONGEST_MATCH) !== 0);
+        return p;
+      }
+      /**
+      * Matches a string against a regular expression.
+      *
+      * @param {string} regex the regular expression
+      * @param {string|number[]|Uint8Array} input the input
+      * @returns {boolean} true if the regular expression matches the entire input
+      * @throws RE2JSSyntaxException if the regular expression is malformed
+      */
+      static matches(regex, input) {
+        return RE2JS2.compile(regex).testExact(input);
+      }
+      /**
+      * This is visible for testing.
+      * @private
+      */
+      static initTest(pattern, flags, re2) {
+        if (pattern == null) throw new Error("pattern is null");
+        if (re2 == null) throw new Error("re2 is null");
+        const p = new RE2JS2(pattern, flags);
+        p.re2Input = re2;
+        return p;
+      }
+      /**
+      *
+      * @param {string} pattern
+      * @param {number} flags
+      */
+      constructor(pattern, flags) {
+        this.patternInput = pattern;
+        this.flagsInput = flags;
+        this.re2Input = null;
+      }
+      /**
+      * Releases memory used by internal caches associated with this pattern. Does not change the
+      * observable behaviour. Useful for tests that detect memory leaks via allocation tracking.
+      */
+      reset() {
+        this.re2Input.reset();
+      }
+      /**
+      * Returns the flags used in the constructor.
+      * @returns {number}
+      */
+      flags() {
+        return this.flagsInput;
+      }
+      /**
+      * Returns the pattern used in the constructor.
+      * @returns {string}
+      */
+      pattern() {
+        return this.patternInput;
+      }
+      re2() {
+        return this.re2Input;
+      }
+      /**
+      * Matches a string against a regular expression.
+      *
+      * @param {string|number[]|Uint8Array} input the input
+      * @returns {boolean} true if the regular expression matches the entire input
+      */
+      matches(input) {
+        return this.testExact(input);
+      }
+      /**
+      * Creates a new {@code Matcher} matching the pattern against the input.
+      *
+      * @param {string|number[]|Uint8Array|MatcherInputBase} input the input string
+      * @returns {Matcher}
+      */
+      matcher(input) {
+        if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
+        return new Matcher(this, input);
+      }
+      /**
+      * Tests whether the regular expression matches any part of the input string.
+      * Performance Note: This method is highly optimized. Because it only returns
+      * a boolean and does not extract capture groups, it bypasses the `Matcher` overhead
+      * and guarantees execution on the high-speed DFA engine whenever possible.
+      *
+      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to test against.
+      * @returns {boolean} `true` if the pattern is found anywhere in the input, `false` otherwise.
+      */
+      test(input) {
+        if (Utils.isByteArray(input)) return this.re2Input.matchUTF8(input);
+        return this.re2Input.match(input);
+      }
+      /**
+      * Tests whether the regular expression matches the ENTIRE input string.
+      * * **Performance Note:** This operates identically to `.matches()`, but is significantly
+      * faster because it does not request capture group data. By requesting 0 capture groups,
+      * it securely routes execution through the DFA fast-path.
+      *
+      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to test against.
+      * @returns {boolean} `true` if the exact input string fully matches the pattern, `false` otherwise.
+      */
+      testExact(input) {
+        const machineInput = Utils.isByteArray(input) ? MachineInput.fromUTF8(input) : MachineInput.fromUTF16(input);
+        return this.re2Input.executeEngine(machineInput, 0, RE2Flags.ANCHOR_BOTH, 0) !== null;
+      }
+      /**
+      * Executes a search for a match in a specified string.
+      * Returns a result array, or null if no match is found.
+      * The returned array perfectly mirrors standard JavaScript `RegExpExecArray`,
+      * including `.index`, `.input`, and `.groups` properties.
+      *
+      * @param {string|number[]|Uint8Array} input the input string or byte array
+      * @returns {Array|null} the match array with index, input, and groups properties, or null
+      */
+      exec(input) {
+        const m = this.matcher(input);
+        return m.find() ? execResult(m, input) : null;
+      }
+      /**
+      * Splits input around instances of the regular expression. It returns an array giving the strings
+      * that occur before, between, and after instances of the regular expression.
+      *
+      * If {@code limit <= 0}, there is no limit on the size of the returned array. If
+      * {@code limit == 0}, empty strings that would occur at the end of the array are omitted. If
+      * {@code limit > 0}, at most limit strings are returned. The final string contains the remainder
+      * of the input, possibly including additional matches of the pattern.
+      *
+      * @param {string} input the input string to be split
+      * @param {number} [limit=0] the limit
+      * @returns {string[]} the split strings
+      */
+      split(input, limit = 0) {
+        const m = this.matcher(input);
+        const result = [];
+        let emptiesSkipped = 0;
+        let last = 0;
+        while (m.find()) {
+          if (last === 0 && m.end() === 0) {
+            last = m.end();
+            continue;
+          }
+          if (limit > 0 && result.length === limit - 1) break;
+          if (last === m.start()) {
+            if (limit === 0) {
+              emptiesSkipped += 1;
+              last = m.end();
+              continue;
+            }
+          } else while (emptiesSkipped > 0) {
+            result.push("");
+            emptiesSkipped -= 1;
+          }
+          result.push(m.substring(last, m.start()));
+          last = m.end();
+        }
+        if (limit === 0 && last !== m.inputLength()) {
+          while (emptiesSkipped > 0) {
+            result.push("");
+            emptiesSkipped -= 1;
+          }
+          result.push(m.substring(last, m.inputLength()));
+        }
+        if (limit !== 0 || result.length === 0 && !(last === m.inputLength() && last > 0)) result.push(m.substring(last, m.inputLength()));
+        return result;
+      }
+      /**
+      * Returns an iterator of all results matching a string against the regular expression,
+      * including capturing groups.
+      *
+      * @param {string|number[]|Uint8Array} input the input string or byte array
+      * @returns {IterableIterator<RegExpMatchArray>}
+      */
+      *matchAll(input) {
+        const m = this.matcher(input);
+        while (m.find()) yield execResult(m, input);
+      }
+      /**
+      *
+      * @returns {string}
+      */
+      toString() {
+        return this.patternInput;
+      }
+      /**
+      * Returns the program size of this pattern.
+      *
+      * <p>
+      * Similar to the C++ implementation, the program size is a very approximate measure of a regexp's
+      * "cost". Larger numbers are more expensive than smaller numbers.
+      * </p>
+      *
+      * @returns {number} the program size of this pattern
+      */
+      programSize() {
+        return this.re2Input.numberOfInstructions();
+      }
+      /**
+      * Returns the number of capturing groups in this matcher's pattern. Group zero denotes the entire
+      * pattern and is excluded from this count.
+      *
+      * @returns {number} the number of capturing groups in this pattern
+      */
+      groupCount() {
+        return this.re2Input.numberOfCapturingGroups();
+      }
+      /**
+      * Return a map of the capturing groups in this matcher's pattern, where key is the name and value
+      * is the index of the group in the pattern.
+      * @returns {Record<string, number>}
+      */
+      namedGroups() {
+        return this.re2Input.namedGroups;
+      }
+      /**
+      *
+      * @param {*} other
+      * @returns {boolean}
+      */
+      equals(other) {
+        if (this === other) return true;
+        if (other === null || this.constructor !== other.constructor) return false;
+        return this.flagsInput === other.flagsInput && this.patternInput === other.patternInput;
+      }
+    };
+  }
+});
+
+// core/secrets/goregex.ts
+function goRegexp(source) {
+  const re = RE2JS.compile(source);
+  return { test: (text) => re.matcher(text).find() };
+}
+var init_goregex = __esm({
+  "core/secrets/goregex.ts"() {
+    "use strict";
+    init_build();
+  }
+});
+
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret2 = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret2[idx] = result;
+  }
+  return secret2;
+}
+var init_shamir = __esm({
+  "core/secrets/shamir.ts"() {
+    "use strict";
+  }
+});
+
+// core/secrets/comments.ts
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
+var import_yaml2, size;
+var init_comments = __esm({
+  "core/secrets/comments.ts"() {
+    "use strict";
+    import_yaml2 = __toESM(require_dist(), 1);
+    size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+  }
+});
+
+// core/secrets/yaml11.ts
+function yaml11Retypes(s) {
+  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
+}
+var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
+var init_yaml11 = __esm({
+  "core/secrets/yaml11.ts"() {
+    "use strict";
+    import_yaml3 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    STR_TAG = "tag:yaml.org,2002:str";
+    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
+    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
+    VALUE = /^=$/;
+    MERGE = /^<<$/;
+  }
+});
+
+// core/secrets/tree-print.ts
+function needsQuotesForGo(s) {
+  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
+}
+function yamlFloatText(v) {
+  if (Number.isNaN(v)) return ".nan";
+  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [digits, exp] = String(v).split("e");
+  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
+  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
+}
+function escapedDoubleQuoted(s) {
+  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, "g"), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function styleChangesText(s) {
+  if (!s.includes("\n")) return s.includes("	");
+  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float") s.format = OPS_FLOAT;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  return s;
+}
+function yamlScalarText(node) {
+  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
+}
+function jsonNumberText(node) {
+  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
+}
+function split2(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml4.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
+        const value = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml4.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml4.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (node.type === "time") return goJsonString(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
+}
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
+}
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var init_tree_print = __esm({
+  "core/secrets/tree-print.ts"() {
+    "use strict";
+    import_yaml4 = __toESM(require_dist(), 1);
+    init_errors();
+    init_goyaml();
+    init_yaml11();
+    init_tree();
+    OPS_FLOAT = "ops-float";
+    FLOAT_TAG = {
+      tag: "tag:yaml.org,2002:float",
+      format: OPS_FLOAT,
+      default: true,
+      identify: (v) => typeof v === "number",
+      test: /(?!)/,
+      resolve: (s) => Number(s),
+      stringify: (node) => yamlFloatText(Number(node.value))
+    };
+    RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+    ESCAPED_STR_TAG = {
+      tag: "tag:yaml.org,2002:str",
+      default: true,
+      identify: (v) => typeof v === "string" && RAW_UNSAFE.test(v),
+      test: /(?!)/,
+      resolve: (s) => s,
+      stringify: (node) => escapedDoubleQuoted(String(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
+    joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
+    CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+    LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+  }
+});
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function syntaxProblem(code) {
+  const words = {
+    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
+    BAD_ALIAS: "an alias (*name) that names no anchor before it",
+    BAD_DIRECTIVE: "a % directive YAML does not support",
+    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
+    BAD_INDENT: "bad indentation",
+    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
+    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
+    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
+    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
+    DUPLICATE_KEY: "a key given twice in the same map",
+    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
+    MISSING_CHAR: "a quote or bracket that is not closed",
+    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
+    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
+    MULTIPLE_DOCS: "several YAML documents",
+    MULTIPLE_TAGS: "two tags on one value",
+    NON_STRING_KEY: "a key that is not a string",
+    RESOURCE_EXHAUSTION: "too many aliases",
+    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
+    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
+    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
+    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
+  };
+  return words[code] ?? `a syntax error (${code})`;
+}
+function syntaxError(text, err) {
+  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(err.message ?? "") ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : syntaxProblem(err.code);
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function aliasTargets(doc) {
+  const named = /* @__PURE__ */ new Map();
+  const targets = /* @__PURE__ */ new Map();
+  (0, import_yaml5.visit)(doc, (_, node) => {
+    if ((0, import_yaml5.isAlias)(node)) targets.set(node, named.get(node.source));
+    else if (node?.anchor) named.set(node.anchor, node);
+  });
+  return targets;
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  refuseDeepNesting(text, file);
+  const docs = (0, import_yaml5.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
+      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
+      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
+        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
+      return bytesNode(Buffer.from(b643, "base64"));
+    }
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml5.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml5.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  const targets = aliasTargets(doc);
+  const target = (alias) => targets.get(alias);
+  let aliases = 0;
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml5.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml5.isMap)(v) || (0, import_yaml5.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
+  const record2 = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if ((0, import_yaml5.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    const n = node;
+    if (!n) return;
+    if (n.anchor) found.push({ path, kind: "anchor", line });
+    const empty = (0, import_yaml5.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
+    if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+  };
+  const recordValue = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+  };
+  const convert = (node, path, parent, keyAt) => {
+    record2(node, path, keyAt);
+    recordValue(node, path, keyAt);
+    if ((0, import_yaml5.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(target(node), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml5.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        record2(pair.key, [...path, key]);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml5.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml5.isScalar)(node)) {
+      const v = scalar(node, path);
+      if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
+        const text2 = String(node.value ?? "");
+        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
+        const text2 = typeof node.source === "string" ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      return v;
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml5.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml5.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
+    if ((0, import_yaml5.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}
+var import_yaml5, MERGE_TAG, BINARY_TAG;
+var init_tree_parse = __esm({
+  "core/secrets/tree-parse.ts"() {
+    "use strict";
+    import_yaml5 = __toESM(require_dist(), 1);
+    init_errors();
+    init_yaml_depth();
+    init_comments();
+    init_goyaml();
+    init_tree_print();
+    init_utf8();
+    init_tree();
+    MERGE_TAG = "tag:yaml.org,2002:merge";
+    BINARY_TAG = "tag:yaml.org,2002:binary";
+  }
+});
+
+// core/secrets/sops-metadata.ts
+function metaError(file, what) {
+  return new OpsError(`${file}: malformed sops metadata: ${what}`, "restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand");
+}
+function metaString(file, sops, key, required) {
+  const v = getEntry(sops, key);
+  if (v === void 0 || v.kind === "null") {
+    if (required) throw metaError(file, `sops.${key} is missing`);
+    return void 0;
+  }
+  if (v.kind !== "scalar") throw metaError(file, `sops.${key} is not a string`);
+  return v.type === "str" ? v.value : scalarText(v);
+}
+function canonicalLastModified(file, value) {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(value);
+  if (!m) throw metaError(file, `sops.lastmodified "${value}" is not an RFC 3339 time`);
+  return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
+}
+function parseMetadata(file, node) {
+  if (!node) throw notSops(file);
+  if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
+  const foreign = [];
+  for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
+    const v = getEntry(node, kind);
+    if (v && !(v.kind === "null" || v.kind === "list" && v.items.length === 0)) foreign.push(kind);
+  }
+  const ageList = (ageNode, where) => {
+    const age = [];
+    if (!ageNode || ageNode.kind === "null") return age;
+    if (ageNode.kind !== "list") throw metaError(file, `${where} is not a list`);
+    ageNode.items.forEach((item, i) => {
+      const r = item.kind === "map" ? getEntry(item, "recipient") : void 0;
+      const e = item.kind === "map" ? getEntry(item, "enc") : void 0;
+      if (r?.kind !== "scalar" || r.type !== "str" || e?.kind !== "scalar" || e.type !== "str") {
+        throw metaError(file, `${where}[${i}] needs a "recipient" and an "enc" string`);
+      }
+      age.push({ recipient: r.value, enc: e.value });
+    });
+    return age;
+  };
+  const groupsNode = getEntry(node, "key_groups");
+  let keyGroups;
+  if (groupsNode?.kind === "list" && groupsNode.items.length) {
+    keyGroups = groupsNode.items.map((g, i) => ageList(g.kind === "map" ? getEntry(g, "age") : void 0, `sops.key_groups[${i}].age`));
+  }
+  const threshold = getEntry(node, "shamir_threshold");
+  const macOnly = getEntry(node, "mac_only_encrypted");
+  const meta = {
+    age: ageList(getEntry(node, "age"), "sops.age"),
+    keyGroups,
+    shamirThreshold: threshold?.kind === "scalar" && threshold.type === "int" ? Number(threshold.value) : void 0,
+    lastModified: metaString(file, node, "lastmodified", true),
+    mac: metaString(file, node, "mac", false) ?? "",
+    version: metaString(file, node, "version", false) ?? "",
+    unencryptedSuffix: metaString(file, node, "unencrypted_suffix", false) || void 0,
+    encryptedSuffix: metaString(file, node, "encrypted_suffix", false) || void 0,
+    unencryptedRegex: metaString(file, node, "unencrypted_regex", false) || void 0,
+    encryptedRegex: metaString(file, node, "encrypted_regex", false) || void 0,
+    unencryptedCommentRegex: metaString(file, node, "unencrypted_comment_regex", false) || void 0,
+    encryptedCommentRegex: metaString(file, node, "encrypted_comment_regex", false) || void 0,
+    macOnlyEncrypted: macOnly?.kind === "scalar" && macOnly.value === true,
+    layout: CURRENT_LAYOUT,
+    foreign
+  };
+  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
+  if (rules > 1) throw metaError(file, "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, unencrypted_comment_regex, encrypted_comment_regex");
+  if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX;
+  canonicalLastModified(file, meta.lastModified);
+  return meta;
+}
+function listCommentsAsComments(node) {
+  if (node.kind === "map") return { ...node, entries: node.entries.map(([k, v]) => [k, listCommentsAsComments(v)]) };
+  if (node.kind !== "list") return node;
+  const items2 = [];
+  const comments = [...node.comments ?? []];
+  node.items.forEach((item, i) => {
+    if (item.kind === "scalar" && item.type === "str" && /^ENC\[AES256_GCM,.*,type:comment\]$/.test(item.value)) {
+      comments.push({ before: items2.length, text: item.value });
+    } else {
+      for (const c of node.comments ?? []) if (c.before === i) c.before = items2.length;
+      items2.push(listCommentsAsComments(item));
+    }
+  });
+  return { ...node, items: items2, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
+}
+function hasSopsKey(text, format) {
+  try {
+    if (format === "json") {
+      const v = JSON.parse(text.replace(/^\uFEFF/, ""));
+      return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
+    }
+    if (nestingDepth(text) > MAX_NESTING) return void 0;
+    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
+    if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
+    return docs.some((d) => (0, import_yaml6.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops"));
+  } catch {
+    return void 0;
+  }
+}
+function surelyNotSops(text, format) {
+  return hasSopsKey(text, format) === false;
+}
+function parseSops(text, file, format = formatOf(file)) {
+  let tree;
+  try {
+    tree = parseTree(text, format, { file, keys: "strict" });
+  } catch (e) {
+    if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
+    throw e;
+  }
+  const sops = getEntry(tree, "sops");
+  const meta = parseMetadata(file, sops);
+  meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
+  const at2 = tree.entries.findIndex(([k]) => k === "sops");
+  const comments = tree.comments?.map((c) => c.before > at2 ? { ...c, before: c.before - 1 } : c);
+  const data = { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops"), ...comments ? { comments } : {} };
+  return { file, format, data: listCommentsAsComments(data), meta, text };
+}
+function isSopsText(text, format) {
+  try {
+    const tree = parseTree(text, format, { file: "-", keys: "lenient" });
+    const sops = getEntry(tree, "sops");
+    return sops?.kind === "map" && getEntry(sops, "lastmodified") !== void 0 && getEntry(sops, "mac") !== void 0;
+  } catch {
+    return false;
+  }
+}
+function compileRegex(file, name2, source) {
+  try {
+    return goRegexp(source);
+  } catch (e) {
+    throw new OpsError(`${file}: sops.${name2} /${source}/ is not a valid Go regular expression: ${e.message}`, "restore the file from git history; sops itself could not use it either");
+  }
+}
+function encryptionRule(file, meta) {
+  const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
+  const ur = meta.unencryptedRegex ? compileRegex(file, "unencrypted_regex", meta.unencryptedRegex) : void 0;
+  const er = meta.encryptedRegex ? compileRegex(file, "encrypted_regex", meta.encryptedRegex) : void 0;
+  const ucr = meta.unencryptedCommentRegex ? compileRegex(file, "unencrypted_comment_regex", meta.unencryptedCommentRegex) : void 0;
+  const ecr = meta.encryptedCommentRegex ? compileRegex(file, "encrypted_comment_regex", meta.encryptedCommentRegex) : void 0;
+  return (keys, stack = [], isComment = false) => {
+    let encrypted = true;
+    if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
+    if (es) encrypted = keys.some((k) => k.endsWith(es));
+    if (ur && keys.some((k) => ur.test(k))) encrypted = false;
+    if (er) encrypted = keys.some((k) => er.test(k));
+    if (ucr && stack.some((level) => level.some((c) => ucr.test(c)))) encrypted = false;
+    if (ecr) {
+      encrypted = stack.some((level, i) => level.some((c, j) => !(isComment && i === stack.length - 1 && j === level.length - 1) && ecr.test(c)));
+    }
+    return encrypted;
+  };
+}
+var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
+var init_sops_metadata = __esm({
+  "core/secrets/sops-metadata.ts"() {
+    "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
+    init_errors();
+    init_goregex();
+    init_tree_parse();
+    init_yaml_depth();
+    init_tree_print();
+    init_tree_scalars();
+    init_tree();
+    SOPS_VERSION = "3.13.3";
+    LEGACY_SOPS_VERSION = "3.8.1";
+    DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
+    NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
+    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  }
+});
+
+// core/secrets/sops-decrypt.ts
+function stashText(leaf) {
+  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
+}
+async function unwrapAny(stanzas, ids) {
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const problems = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key) return { key: Buffer.from(key), problems };
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${e.message}`);
+    }
+  }
+  return { problems };
+}
+async function recoverDataKey(doc, ids) {
+  const { file, meta } = doc;
+  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
+  if (stanzas.length === 0) {
+    const others = meta.foreign.length ? ` (it has ${meta.foreign.join(", ")} keys, which this tool cannot use)` : "";
+    throw new OpsError(`${file} has no age recipients${others}`, "decrypt it with the sops binary, or re-encrypt it to age recipients");
+  }
+  if (ids.identities.length === 0) {
+    throw new NoAgeIdentity(
+      `no age identity to decrypt ${file}: looked in ${ids.tried.join(", ")}`,
+      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`
+    );
+  }
+  if (meta.keyGroups && meta.keyGroups.length > 1) {
+    const threshold = meta.shamirThreshold || meta.keyGroups.length;
+    const shares = [];
+    const opened = [];
+    for (const [i, group] of meta.keyGroups.entries()) {
+      const { key: key3 } = await unwrapAny(group, ids);
+      if (key3) {
+        shares.push(key3);
+        opened.push(i + 1);
+      }
+    }
+    if (shares.length < threshold) {
+      throw new OpsError(
+        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(", ")})` : ""}`,
+        "give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups"
+      );
+    }
+    let key2;
+    try {
+      key2 = combineShares(shares);
+    } catch (e) {
+      throw new OpsError(`${file}: the key groups' shares do not combine: ${e.message}`, "restore the file from git history");
+    }
+    if (key2.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key2.length} bytes, not ${DATA_KEY_BYTES}`, "restore the file from git history");
+    return key2;
+  }
+  const { key, problems } = await unwrapAny(stanzas, ids);
+  if (key?.length === DATA_KEY_BYTES) return key;
+  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
+  if (listed) {
+    throw new OpsError(
+      `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join("; ")})` : ""}`,
+      "the sops.age section was changed: restore the file from git history, or ask another recipient to re-add you"
+    );
+  }
+  const yours = ids.identities.map((i) => i.recipient).join(", ");
+  throw new OpsError(
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(", ")}`,
+    `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
+  );
+}
+async function resolveIdentities(opts2) {
+  const ids = opts2.identities;
+  if (!ids) return loadIdentities(opts2.processEnv ?? process.env);
+  if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
+  return ids;
+}
+function decryptTree(doc, key) {
+  const { file, meta } = doc;
+  const shouldEncrypt = encryptionRule(file, meta);
+  const mac = new MacBuilder(meta.macOnlyEncrypted);
+  const stash = new IvStash();
+  const secrets = [];
+  const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
+  const plain = walkTree(doc.data, {
+    leaf: (leaf, keys, path, stack) => {
+      const encrypted = shouldEncrypt(keys, stack);
+      let value = leaf;
+      if (encrypted) {
+        if (leaf.type !== "str") {
+          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
+        }
+        if (leaf.value !== "") {
+          const aad = aadOf(keys);
+          let enc;
+          try {
+            enc = parseEnc(leaf.value);
+          } catch (e) {
+            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+            throw e;
+          }
+          try {
+            value = decryptScalar(enc, key, aad);
+          } catch (e) {
+            const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
+            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+          }
+          stash.put(aad, stashText(value), enc.iv);
+          secrets.push(value);
+        }
+      }
+      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      return value;
+    },
+    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+    // stays as it is (sops: "possibly unencrypted comment").
+    comment: (c, keys, stack, branch) => {
+      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith("ENC[")) return c;
+      let enc;
+      try {
+        enc = parseEnc(c.text);
+      } catch {
+        return c;
+      }
+      for (const path of commentPaths(keys, branch)) {
+        const aad = aadOf(path);
+        try {
+          const text = openText(enc, key, aad);
+          stash.put(`#${aad}`, text, enc.iv);
+          return { ...c, text };
+        } catch {
+        }
+      }
+      return c;
+    }
+  });
+  if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, "a sops file always has one: restore the file from git history");
+  let stored;
+  try {
+    stored = openText(parseEnc(meta.mac), key, canonicalLastModified(file, meta.lastModified));
+  } catch (e) {
+    const why = e instanceof MalformedValue ? `it is malformed: ${e.message}` : "sops.mac or sops.lastmodified was changed";
+    throw new OpsError(`${file}: the stored MAC cannot be read: ${why}`, "restore the file from git history");
+  }
+  const computed = mac.hex();
+  if (stored !== computed) {
+    throw new OpsError(
+      `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
+      `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
+    );
+  }
+  return { plain, stash, secrets };
+}
+function lastChain(keys, branch) {
+  const out = [];
+  let node = branch;
+  let path = keys;
+  for (; ; ) {
+    if (node.kind === "map" && node.entries.length) {
+      const [k, v] = node.entries.at(-1);
+      path = [...path, k];
+      node = v;
+    } else if (node.kind === "list" && node.items.length) node = node.items.at(-1);
+    else break;
+    if (node.kind !== "map" && node.kind !== "list") break;
+    out.push(path);
+  }
+  return out;
+}
+function commentPath(c, keys, branch) {
+  const size2 = branch.kind === "map" ? branch.entries.length : branch.items.length;
+  return c.before === size2 ? lastChain(keys, branch).at(-1) ?? keys : keys;
+}
+function commentPaths(keys, branch) {
+  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
+  return all.filter((p, i) => all.findIndex((q) => q.join("\0") === p.join("\0")) === i);
+}
+function maskAll(secrets, mask) {
+  if (!mask) return;
+  for (const s of secrets) {
+    const text = maskedText(s);
+    if (text === void 0) continue;
+    mask(text);
+    if (/[\r\n]/.test(text)) {
+      for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+    }
+  }
+}
+function allowKeys(node, allow, path = []) {
+  if (!allow) return;
+  if (node.kind === "list") node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
+  if (node.kind !== "map") return;
+  for (const [k, v] of node.entries) {
+    const at2 = [...path, k];
+    allow(k);
+    allow(showPath(at2));
+    allow(at2.filter((p) => typeof p === "string").join("."));
+    allowKeys(v, allow, at2);
+  }
+}
+function allowPath(file, allow) {
+  if (!allow) return;
+  const parts = file.split("/");
+  for (let i = 0; i < parts.length; i++) if (parts[i]) allow(parts.slice(i).join("/"));
+}
+var IvStash;
+var init_sops_decrypt = __esm({
+  "core/secrets/sops-decrypt.ts"() {
+    "use strict";
+    init_errors();
+    init_cipher();
+    init_keys();
+    init_shamir();
+    init_sops_metadata();
+    init_tree_scalars();
+    init_tree();
+    IvStash = class _IvStash {
+      ivs = /* @__PURE__ */ new Map();
+      static key(aad, text) {
+        return `${aad}\0${text}`;
+      }
+      put(aad, text, iv) {
+        const k = _IvStash.key(aad, text);
+        const list2 = this.ivs.get(k);
+        if (list2) list2.push(iv);
+        else this.ivs.set(k, [iv]);
+      }
+      /** Each IV is handed out once: two equal values in one list do not become two equal ciphertexts. */
+      take(aad, text) {
+        return this.ivs.get(_IvStash.key(aad, text))?.shift();
+      }
+      copy() {
+        const c = new _IvStash();
+        for (const [k, v] of this.ivs) c.ivs.set(k, [...v]);
+        return c;
+      }
+      clear() {
+        this.ivs.clear();
+      }
+    };
+  }
+});
+
+// core/secrets/sops.ts
+import { randomBytes as randomBytes8 } from "node:crypto";
+import { readFile as readFile2 } from "node:fs/promises";
+async function decryptFile(file, opts2 = {}) {
+  const f = await SecretsFile.open(file, opts2);
+  return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
+}
+var SECRETS_FILE_MODE, SecretsFile;
+var init_sops = __esm({
+  "core/secrets/sops.ts"() {
+    "use strict";
+    init_errors();
+    init_atomic();
+    init_cipher();
+    init_goregex();
+    init_keys();
+    init_sops_decrypt();
+    init_sops_metadata();
+    init_tree_print();
+    init_tree_scalars();
+    init_tree();
+    init_utf8();
+    SECRETS_FILE_MODE = 384;
+    SecretsFile = class _SecretsFile {
+      constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
+        this.file = file;
+        this.format = format;
+        this.dataKey = dataKey;
+        this.plain = plain;
+        this.recipientList = recipientList;
+        this.meta = meta;
+        this.original = original;
+        this.stash = stash;
+        this.onDisk = original?.text ?? null;
+      }
+      file;
+      format;
+      dataKey;
+      plain;
+      recipientList;
+      meta;
+      original;
+      stash;
+      rotated = false;
+      /** How the file was opened (identities, mask): what reopen() opens it with again. */
+      openedWith = {};
+      /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
+      onDisk;
+      /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
+      createMode = SECRETS_FILE_MODE;
+      /** Decrypt and verify a sops document given as text. */
+      static async fromText(text, file, opts2 = {}) {
+        const doc = parseSops(text, file, opts2.format ?? formatOf(file));
+        const key = await recoverDataKey(doc, await resolveIdentities(opts2));
+        const { plain, stash, secrets } = decryptTree(doc, key);
+        maskAll(secrets, opts2.mask);
+        allowKeys(plain, opts2.allow);
+        allowPath(file, opts2.allow);
+        const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
+        const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
+        f.openedWith = opts2;
+        return f;
+      }
+      /**
+       * The file as it is on disk now, opened as this one was (its identities and mask): after another command
+       * changed it (ChangedOnDiskError). @throws OpsError when it can no longer be read or opened (removed, not a sops file).
+       */
+      async reopen() {
+        return _SecretsFile.open(this.file, this.openedWith);
+      }
+      /** Read, decrypt and verify a sops file. */
+      static async open(file, opts2 = {}) {
+        let bytes;
+        try {
+          bytes = await readFile2(file);
+        } catch (e) {
+          throw fileError(e, file, "read", "a sops-encrypted file");
+        }
+        let text;
+        try {
+          text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
+        } catch (e) {
+          let format;
+          try {
+            format = formatOf(file);
+          } catch {
+            throw e;
+          }
+          if (surelyNotSops(bytes.toString("utf8"), format)) throw notSops(file);
+          throw e;
+        }
+        return _SecretsFile.fromText(text, file, opts2);
+      }
+      /**
+       * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
+       * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
+       */
+      static create(file, tree, opts2) {
+        const format = opts2.format ?? formatOf(file);
+        const f = new _SecretsFile(
+          file,
+          format,
+          randomBytes8(DATA_KEY_BYTES),
+          { kind: "map", entries: [] },
+          [],
+          { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
+          void 0,
+          new IvStash()
+        );
+        f.setRecipients(opts2.recipients);
+        f.openedWith = opts2.openWith ?? {};
+        allowPath(file, f.openedWith.allow);
+        f.setTree(tree);
+        if (opts2.mode !== void 0) f.createMode = opts2.mode;
+        return f;
+      }
+      /** The decrypted document, keys in file order. */
+      get tree() {
+        return this.plain;
+      }
+      /** The decrypted document as plain JS values. */
+      get data() {
+        return toPlain(this.plain);
+      }
+      get recipients() {
+        return [...this.recipientList];
+      }
+      get lastModified() {
+        return this.original?.meta.lastModified;
+      }
+      /**
+       * The values this file's sops rules leave unencrypted when it is written (a key ending in its unencrypted_suffix,
+       * `_unencrypted` by default; unencrypted_regex, encrypted_regex, encrypted_suffix, the comment rules): readable
+       * to anyone who reads the file. Each as its key path (showPath, a list item as `[i]`); empty strings, which sops
+       * never encrypts, left out. Pure.
+       */
+      plaintextPaths() {
+        const shouldEncrypt = encryptionRule(this.file, this.meta);
+        const out = [];
+        walkTree(this.plain, {
+          leaf: (leaf, keys, path, stack) => {
+            if (!shouldEncrypt(keys, stack) && !(leaf.type === "str" && leaf.value === "")) out.push(showPath(path));
+            return leaf;
+          },
+          comment: (c) => c
+        });
+        return out;
+      }
+      /**
+       * The warning for values of this file stored in plain text (`paths`, from plaintextPaths; `shown`: the file as
+       * messages name it): what it means and how to encrypt them. Names keys only, never a value.
+       */
+      plaintextWarning(shown, paths) {
+        const one = paths.length === 1;
+        return `${paths.join(", ")} ${one ? "is" : "are"} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? "it" : "them"} readable to anyone who reads the file, its git history too. For a secret, rename its key so that those rules encrypt it (e.g. not ending in "_unencrypted"); a value that is not secret can stay so`;
+      }
+      /** The file's sops rules that leave values unencrypted, in words (`unencrypted_suffix "_unencrypted"`...), for messages. */
+      plaintextRules() {
+        const m = this.meta;
+        const rules = [
+          m.unencryptedSuffix && `unencrypted_suffix "${m.unencryptedSuffix}"`,
+          m.encryptedSuffix && `encrypted_suffix "${m.encryptedSuffix}"`,
+          m.unencryptedRegex && `unencrypted_regex`,
+          m.encryptedRegex && `encrypted_regex`,
+          m.unencryptedCommentRegex && `unencrypted_comment_regex`,
+          m.encryptedCommentRegex && `encrypted_comment_regex`
+        ].filter(Boolean);
+        return rules.join(", ");
+      }
+      /** The plaintext, in the file's format (YAML or JSON). */
+      plaintext() {
+        return printTree(this.plain, this.format, this.meta.layout);
+      }
+      /** Replace the whole document. */
+      setTree(tree) {
+        if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
+        if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
+        this.refuseMergeKeys(tree);
+        this.plain = tree;
+        allowKeys(tree, this.openedWith?.allow);
+      }
+      /**
+       * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
+       * as `!!merge <<`), and its value must be a map or a list of maps: with any other value sops can no longer read
+       * the file ("map merge requires map or sequence of maps as the value"; it refuses to encrypt one too). Refused
+       * in a YAML file before it is written; JSON files have no merge keys.
+       */
+      refuseMergeKeys(tree) {
+        if (this.format !== "yaml") return;
+        const bad = [];
+        const visit3 = (node, path) => {
+          if (node.kind === "list") node.items.forEach((n, i) => visit3(n, [...path, i]));
+          if (node.kind !== "map") return;
+          for (const [k, v] of node.entries) {
+            if (k === "<<" && !(v.kind === "map" || v.kind === "list" && v.items.every((i) => i.kind === "map"))) bad.push(showPath([...path, k]));
+            visit3(v, [...path, k]);
+          }
+        };
+        visit3(tree, []);
+        if (bad.length)
+          throw new OpsError(
+            `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
+            'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges'
+          );
+      }
+      /** Set the value at a key path, creating the maps on the way. */
+      set(path, value) {
+        if (path.length === 0 || path.some((k) => k === "")) throw new OpsError(`invalid key path "${path.join(".")}"`, "give keys separated by dots, e.g. database_url or datapass.client_id");
+        if (path[0] === "sops") throw new OpsError(`"sops" is reserved for sops's own metadata`, "choose another top-level key");
+        const setIn = (map, i) => {
+          const key = path[i];
+          const idx = map.entries.findIndex(([k]) => k === key);
+          const current = idx >= 0 ? map.entries[idx][1] : void 0;
+          let next;
+          if (i === path.length - 1) next = value;
+          else if (current === void 0 || current.kind === "null") next = setIn({ kind: "map", entries: [] }, i + 1);
+          else if (current.kind === "map") next = setIn(current, i + 1);
+          else {
+            const what = current.kind === "list" ? "a list" : `a ${current.type}`;
+            throw new OpsError(
+              `cannot set ${path.join(".")}: ${path.slice(0, i + 1).join(".")} is ${what}, not a map`,
+              current.kind === "list" ? "key paths do not index lists: change the list's items with `ops secrets edit`" : "choose another key path, or edit the file with `ops secrets edit`"
+            );
+          }
+          const entries = [...map.entries];
+          if (idx >= 0) entries[idx] = [key, next];
+          else entries.push([key, next]);
+          return { ...map, entries };
+        };
+        const plain = setIn(this.plain, 0);
+        this.refuseMergeKeys(plain);
+        this.plain = plain;
+      }
+      /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
+      addRecipient(recipient) {
+        const r = checkRecipient(recipient);
+        if (this.recipientList.includes(r)) return false;
+        this.recipientList.push(r);
+        return true;
+      }
+      /**
+       * Remove a recipient and rotate the data key (like `sops rotate --rm-age`): the removed key may have
+       * kept the old data key, which must not open the values written from now on.
+       */
+      removeRecipient(recipient) {
+        const r = recipient.trim();
+        if (!this.recipientList.includes(r)) {
+          throw new OpsError(`${r} is not a recipient of ${this.file}`, `its recipients are: ${this.recipientList.join(", ")}`);
+        }
+        if (this.recipientList.length === 1) {
+          throw new OpsError(`${r} is the only recipient of ${this.file}`, "add the new recipient first, then remove this one");
+        }
+        this.recipientList = this.recipientList.filter((x) => x !== r);
+        this.rotate();
+      }
+      /** Make the recipients exactly `recipients` (like `sops updatekeys`); rotates the data key if any was removed. */
+      setRecipients(recipients) {
+        const wanted = [...new Set(recipients.map((r) => checkRecipient(r)))];
+        if (wanted.length === 0) throw new OpsError(`${this.file} needs at least one recipient`, "add an age public key (age1...) to its creation rule in .sops.yaml");
+        const added = wanted.filter((r) => !this.recipientList.includes(r));
+        const removed = this.recipientList.filter((r) => !wanted.includes(r));
+        this.recipientList = wanted;
+        if (removed.length && this.original) this.rotate();
+        return { added, removed };
+      }
+      /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
+      rotate() {
+        this.dataKey = randomBytes8(DATA_KEY_BYTES);
+        this.stash.clear();
+        this.rotated = true;
+      }
+      /** The encrypted file text. Unchanged document and recipients → the original bytes. */
+      async render(opts2 = {}) {
+        if (this.meta.foreign.length) {
+          throw new OpsError(`${this.file} also has ${this.meta.foreign.join(", ")} keys, which this tool cannot re-encrypt to`, "change it with the sops binary");
+        }
+        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, "add one with `ops secrets recipients <env> add <age1...>`");
+        const key = this.dataKey;
+        const shouldEncrypt = encryptionRule(this.file, this.meta);
+        const mac = new MacBuilder(this.meta.macOnlyEncrypted);
+        const stash = this.stash.copy();
+        const ucr = this.meta.unencryptedCommentRegex ? goRegexp(this.meta.unencryptedCommentRegex) : void 0;
+        const data = walkTree(this.plain, {
+          leaf: (leaf, keys, _path, stack) => {
+            const encrypted = shouldEncrypt(keys, stack);
+            if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
+            if (!encrypted) return leaf;
+            if (leaf.type === "str" && leaf.value === "") return leaf;
+            const aad = aadOf(keys);
+            return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
+          },
+          // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
+          comment: (c, keys, stack, branch) => {
+            if (!shouldEncrypt(keys, stack, true) || c.text === "") return c;
+            const aad = aadOf(commentPath(c, keys, branch));
+            const text = sealText(c.text, "comment", key, aad, stash.take(`#${aad}`, c.text));
+            if (ucr?.test(text)) throw new OpsError(`${this.file}: an encrypted comment matches unencrypted_comment_regex`, 'choose an unencrypted_comment_regex that cannot match "ENC[AES256_GCM,...]" (as sops requires)');
+            return { ...c, text };
+          }
+        });
+        const old = this.original;
+        const sameKey = old !== void 0 && !this.rotated;
+        const age = [];
+        for (const recipient of this.recipientList) {
+          const kept = sameKey ? old.meta.age.find((s) => s.recipient === recipient) : void 0;
+          age.push(kept ?? { recipient, enc: await wrapDataKey(key, recipient) });
+        }
+        const sameStanzas = sameKey && age.length === old.meta.age.length && age.every((s, i) => s.enc === old.meta.age[i].enc && s.recipient === old.meta.age[i].recipient);
+        if (!opts2.force && sameStanzas && treeEquals(data, old.data)) return { text: old.text, changed: false };
+        const lastModified = opts2.lastModified ?? (opts2.now ?? /* @__PURE__ */ new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
+        const sealedMac = sealText(mac.hex(), "str", key, canonicalLastModified(this.file, lastModified), opts2.macIv);
+        const meta = this.metadataTree(age, lastModified, sealedMac);
+        const tree = { ...data, entries: [...data.entries, ["sops", meta]] };
+        return { text: printTree(tree, this.format, this.meta.layout), changed: true };
+      }
+      /**
+       * The `sops` section as the file's layout has it: sops 3.13 sorts its keys and leaves empty key lists out;
+       * sops 3.8.1 wrote a fixed order with empty key lists (`[]` in YAML, `null` in JSON).
+       */
+      metadataTree(age, lastModified, mac) {
+        const m = this.meta;
+        const rules = [
+          ["unencrypted_suffix", m.unencryptedSuffix],
+          ["encrypted_suffix", m.encryptedSuffix],
+          ["unencrypted_regex", m.unencryptedRegex],
+          ["encrypted_regex", m.encryptedRegex],
+          ["unencrypted_comment_regex", m.unencryptedCommentRegex],
+          ["encrypted_comment_regex", m.encryptedCommentRegex]
+        ];
+        if (!m.layout.legacyMetadata) {
+          const entries2 = [
+            ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["enc", str(s.enc)], ["recipient", str(s.recipient)]] })) }],
+            ["lastmodified", str(lastModified)],
+            ["mac", str(mac)],
+            ...rules.filter((r) => Boolean(r[1])).map(([k, v]) => [k, str(v)]),
+            ...m.macOnlyEncrypted ? [["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]] : [],
+            ["version", str(SOPS_VERSION)]
+          ];
+          return { kind: "map", entries: entries2.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0) };
+        }
+        const empty = this.format === "json" ? { kind: "null" } : { kind: "list", items: [] };
+        const entries = [
+          ["kms", empty],
+          ["gcp_kms", empty],
+          ["azure_kv", empty],
+          ["hc_vault", empty],
+          ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["recipient", str(s.recipient)], ["enc", str(s.enc)]] })) }],
+          ["lastmodified", str(lastModified)],
+          ["mac", str(mac)],
+          ["pgp", empty]
+        ];
+        for (const [k, v] of rules) if (v) entries.push([k, str(v)]);
+        if (m.macOnlyEncrypted) entries.push(["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]);
+        entries.push(["version", str(LEGACY_SOPS_VERSION)]);
+        return { kind: "map", entries };
+      }
+      /**
+       * Write the file atomically if anything changed, and only over the version this object read or last wrote
+       * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
+       * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
+       * Returns whether it was written.
+       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
+       * written) when the opening options' `signal` aborts before the file's lock is taken.
+       */
+      async save(opts2 = {}, replacing = this.onDisk) {
+        const { text, changed } = await this.render(opts2);
+        if (!changed) return false;
+        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn, this.openedWith.signal);
+        this.onDisk = text;
+        return true;
+      }
+      /** The data key, for interop tests (Debian's `age -d` must open each recipient's copy). */
+      dataKeyForTests() {
+        return Buffer.from(this.dataKey);
+      }
+    };
+  }
+});
+
+// core/secrets/sops-config.ts
+import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { isAbsolute as isAbsolute3, join as join5, relative as relative2, sep } from "node:path";
+function envPathRegex(env) {
+  validate("environment", env);
+  return `(^|/)environments/${env}/`;
+}
+function rulePath(root, file) {
+  return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
+}
+function configError(file, what) {
+  return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
+}
+function parseAge(file, i, node) {
+  if (node === void 0 || node === null) return [];
+  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
+  if (value === null || value === void 0) return [];
+  if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
+  throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
+}
+function load(root, required) {
+  const path = join5(root, SOPS_CONFIG_FILE);
+  if (!existsSync5(path)) {
+    if (!required) return void 0;
+    throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
+  }
+  const text = readFileSync4(path, "utf8");
+  refuseDeepNesting(text, SOPS_CONFIG_FILE);
+  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
+  if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
+  const rules = [];
+  const contents = doc.contents;
+  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list2 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml7.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml7.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+    const re = item.get("path_regex");
+    if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
+    if (typeof re === "string") {
+      try {
+        goRegexp(re);
+      } catch (e) {
+        throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${e.message})`);
+      }
+    }
+    const age = parseAge(SOPS_CONFIG_FILE, index, item.get("age", true));
+    age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
+    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age });
+  });
+  return { path, text, doc, rules };
+}
+function readCreationRules(root) {
+  return load(root, false)?.rules ?? [];
+}
+function ruleFor(root, file) {
+  const rel = rulePath(root, file);
+  return readCreationRules(root).find((r) => r.pathRegex === void 0 || goRegexp(r.pathRegex).test(rel));
+}
+function recipientsFor(root, file) {
+  const rel = rulePath(root, file);
+  const rule = ruleFor(root, file);
+  const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
+  const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)}
+    age: age1...`;
+  if (!rule) {
+    throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like
+creation_rules:
+${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops keygen\` makes an age key` : void 0);
+  }
+  if (rule.age.length === 0) {
+    throw new OpsError(`the creation rule for ${rel} in ${SOPS_CONFIG_FILE} (creation_rules[${rule.index}]) has no age recipients`, "add `age: age1...` to it (comma-separated for several)");
+  }
+  rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
+  return rule.age;
+}
+async function setEnvRule(root, env, recipients, signal) {
+  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
+}
+async function setEnvRuleOnce(root, env, recipients, signal) {
+  const regex = envPathRegex(env);
+  const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
+  if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
+  const loaded = load(root, false);
+  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
+  if (!loaded) doc.commentBefore = CONFIG_HEADER;
+  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
+  const found = doc.contents.get("creation_rules", true);
+  let seq;
+  if ((0, import_yaml7.isSeq)(found)) seq = found;
+  else {
+    seq = new import_yaml7.YAMLSeq();
+    doc.contents.set("creation_rules", seq);
+  }
+  seq.flow = false;
+  const items2 = seq.items;
+  const own2 = items2.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml7.Scalar(list2.join(","));
+  if (own2 >= 0) {
+    const rule = items2[own2];
+    const old = rule.get("age", true);
+    if ((0, import_yaml7.isSeq)(old)) {
+      const s = new import_yaml7.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml7.Scalar(r));
+      rule.set("age", s);
+    } else rule.set("age", ageValue);
+  } else {
+    const rule = new import_yaml7.YAMLMap();
+    rule.set("path_regex", regex);
+    rule.set("age", ageValue);
+    const probe = `environments/${env}/secrets.sops.yaml`;
+    const at2 = (loaded?.rules ?? []).find((r) => r.pathRegex === void 0 || goRegexp(r.pathRegex).test(probe));
+    if (at2) items2.splice(at2.index, 0, rule);
+    else items2.push(rule);
+  }
+  await writeIfUnchanged(join5(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+}
+async function removeEnvRule(root, env) {
+  return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
+}
+async function removeEnvRuleOnce(root, env) {
+  const regex = envPathRegex(env);
+  const loaded = load(root, false);
+  if (!loaded) return false;
+  const seq = loaded.doc.contents?.get("creation_rules", true);
+  if (!(0, import_yaml7.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  if (i < 0) return false;
+  seq.items.splice(i, 1);
+  await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
+  return true;
+}
+var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var init_sops_config = __esm({
+  "core/secrets/sops-config.ts"() {
+    "use strict";
+    import_yaml7 = __toESM(require_dist(), 1);
+    init_errors();
+    init_shell();
+    init_atomic();
+    init_goregex();
+    init_keys();
+    init_parts();
+    init_yaml_depth();
+    SOPS_CONFIG_FILE = ".sops.yaml";
+    CONFIG_HEADER = [
+      " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
+      " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
+      " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
+    ].join("\n");
+  }
+});
+
+// core/secrets/env.ts
+import { execFileSync as execFileSync2 } from "node:child_process";
+import { randomBytes as randomBytes9 } from "node:crypto";
+import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute4, join as join6, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
+function envDir(root, env) {
+  return join6(root, "environments", validate("environment", env));
+}
+function secretsPath(root, env) {
+  return join6(envDir(root, env), SECRETS_FILE);
+}
+function envSopsFiles(root, env) {
+  const dir = envDir(root, env);
+  const files = [];
+  const secrets = join6(dir, SECRETS_FILE);
+  if (existsSync6(secrets)) files.push(secrets);
+  const assets = join6(dir, "assets");
+  if (existsSync6(assets)) {
+    for (const name2 of readdirSync2(assets).sort()) {
+      if (!/\.(ya?ml|json)$/i.test(name2)) continue;
+      const file = join6(assets, name2);
+      try {
+        if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
+      } catch {
+      }
+    }
+  }
+  return files;
+}
+function gitState(root, file) {
+  const git = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
+  try {
+    if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
+  } catch {
+    return void 0;
+  }
+  try {
+    if (git("ls-files", "--", file).trim()) return "tracked";
+  } catch {
+    return void 0;
+  }
+  try {
+    git("check-ignore", "-q", "--", file);
+    return "ignored";
+  } catch {
+    return "untracked";
+  }
+}
+function ageKeyFileProblems(root, env, path) {
+  const rel = relative3(root, path);
+  if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
+  const shown = rel.split(sep2).join("/");
+  const out = [
+    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
+  ];
+  const state = gitState(root, rel);
+  if (state === "tracked")
+    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
+  else if (state === "untracked")
+    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
+  return out;
+}
+async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
+  const ids = await loadIdentities(processEnv);
+  const configFile = join6(envDir(root, env), "environment.yml");
+  if (!existsSync6(configFile)) return ids;
+  let keyFile;
+  try {
+    keyFile = (0, import_yaml8.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+  } catch {
+    return ids;
+  }
+  if (typeof keyFile !== "string" || !keyFile) return ids;
+  const path = isAbsolute4(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
+  let text;
+  try {
+    text = readFileSync5(path, "utf8");
+  } catch {
+    throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
+  }
+  const found = await parseIdentities(text, path);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
+  const known = new Set(ids.identities.map((i) => i.secret));
+  return {
+    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
+    tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
+    defaultFile: ids.defaultFile
+  };
+}
+function generateToken(bytes) {
+  return randomBytes9(bytes).toString("base64url");
+}
+function generateSecretKey() {
+  return generateToken(64);
+}
+function generateApiKey() {
+  return generateToken(32);
+}
+function isPlaceholder(leaf) {
+  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER);
+}
+function findPlaceholders(tree) {
+  const found = [];
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    if (isPlaceholder(leaf)) found.push(showPath(path));
+  });
+  return found;
+}
+function placeholderError(label, env, keys, change) {
+  const named = keys.map(keyName).join(", ");
+  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
+  return change ? new OpsError(
+    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
+    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
+  ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+}
+var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var init_env = __esm({
+  "core/secrets/env.ts"() {
+    "use strict";
+    import_yaml8 = __toESM(require_dist(), 1);
+    init_environment();
+    init_errors();
+    init_report();
+    init_shell();
+    init_keys();
+    init_sops_metadata();
+    init_tree();
+    THROWAWAY_ENVIRONMENT = "local";
+    PLACEHOLDER = "CHANGE-ME";
+    APP_SECRETS = [
+      { key: "host", about: "IP address of the VM (the seed kept it with the secrets)" },
+      { key: "secret_key", about: "cookie encryption key (generated: `ops secretkey`)" },
+      { key: "database_url", about: "postgresql+asyncpg://user:password@host:5432/db, the password URL-encoded" },
+      { key: "config_repo_api_key", about: "API key of the configuration repository (generated: `ops apikey`)" },
+      { key: "datapass_client_id", about: "OpenID Connect client ID at Comptes DataPass" },
+      { key: "datapass_client_secret", about: "OpenID Connect client secret at Comptes DataPass" },
+      { key: "passwords", about: "initdata users: e-mail -> password (TOOLS_PASSWORDS, used where initdata says __env__)" }
+    ];
+  }
+});
+
+// core/secrets/scaffold.ts
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
+import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import { join as join7, relative as relative4 } from "node:path";
+function placeholderHostKey() {
+  const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
+  const u324 = (n) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n, 0);
+    return b;
+  };
+  const blob = Buffer.concat([u324(11), Buffer.from("ssh-ed25519"), u324(32), der.subarray(der.length - 32)]);
+  return `ssh-ed25519 ${blob.toString("base64")}`;
+}
+function freePlaceholderAddress(root) {
+  const used = /* @__PURE__ */ new Set();
+  const envs = join7(root, "environments");
+  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+    const file = join7(envs, e.name, "environment.yml");
+    if (!e.isDirectory() || !existsSync7(file)) continue;
+    for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
+  }
+  for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
+  return "203.0.113.10";
+}
+function environmentTemplate(name2, address2 = "203.0.113.10") {
+  return `${SCHEMA_COMMENT}
+# The ${name2} environment (see the README, "Environment reference"). Written by \`ops env new ${name2}\`.
+# PLACEHOLDER values are marked: replace them before the first real run.
+app: catalogage
+ref: master
+domain: ${name2}.catalogue.example.org            # PLACEHOLDER: the public DNS name
+
+hosts:
+  - name: web1
+    address: ${address2}       # PLACEHOLDER (TEST-NET address, used by no other environment here): the VM's address
+    user: deploy
+    # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
+    # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
+    # /etc/ssh/ssh_host_ed25519_key.pub here.
+    host_key: ${placeholderHostKey()}
+
+tls:
+  mode: letsencrypt
+  email: ops@example.org   # PLACEHOLDER: who Let's Encrypt writes to about expiring certificates
+
+runtimes:
+  python: { strategy: debian, version: "3.11" }
+  node: { strategy: debian, version: "18" }
+
+release:
+  build: make build
+  migrate: make migrate
+  keep: 5
+
+programs:
+  server:
+    command: "{release}/venv/bin/python -m server.main"
+    port: 3579
+    health: /health
+    env:
+      APP_PORT: "{port}"
+  client:
+    command: "{node} ./build"
+    directory: client
+    port: 3000
+    health: /
+    env:
+      HOST: 127.0.0.1
+      PORT: "{port}"
+      VITE_API_SSR_URL: "http://127.0.0.1:{port:server}"
+
+routes:
+  /: client
+  /api/: server
+
+# Values from secrets.sops.yaml (edit them with \`ops secrets edit ${name2}\`)
+env:
+  APP_SERVER_MODE: live
+  APP_PORT: "3579"
+  APP_DATABASE_URL: { secret: database_url }
+  APP_SECRET_KEY: { secret: secret_key }
+  APP_CONFIG_REPO_API_KEY: { secret: config_repo_api_key }
+  APP_DATAPASS_CLIENT_ID: { secret: datapass_client_id }
+  APP_DATAPASS_CLIENT_SECRET: { secret: datapass_client_secret }
+  TOOLS_PASSWORDS: { secret: passwords }
+  VITE_SERVER_MODE: live
+  VITE_API_BROWSER_URL: /api
+  VITE_API_SSR_URL: http://127.0.0.1:3579
+
+# Who reads the .env: each value is written so that they all read it back exactly, or refused by name
+# (README: "The .env: which values each reader can carry").
+dotenv:
+  readers: [python-dotenv, node-dotenv, { reader: vite, only: VITE_ }]
+`;
+}
+function templateSecretKeys() {
+  return [...environmentTemplate("x").matchAll(/\{ secret: ([A-Za-z0-9_.-]+) \}/g)].map((m) => m[1]);
+}
+function initialSecrets() {
+  const generated = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
+  const read2 = new Set(templateSecretKeys());
+  const entries = APP_SECRETS.filter(({ key }) => read2.has(key)).map(({ key, about }) => {
+    if (generated[key]) return [key, str(generated[key])];
+    if (key === "passwords") {
+      return [key, { kind: "map", entries: [["admin@example.org", str(`${PLACEHOLDER}: password of this initdata user`)]] }];
+    }
+    return [key, str(`${PLACEHOLDER}: ${about}`)];
+  });
+  return { kind: "map", entries };
+}
+async function newEnvironment(root, name2, opts2 = {}) {
+  const heed = () => {
+    if (opts2.signal?.aborted) throw interruption(opts2.signal.reason, `while creating environments/${name2}`);
+  };
+  validate("environment", name2);
+  const dir = envDir(root, name2);
+  if (existsSync7(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
+  const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
+  const identity = await generateIdentity2();
+  const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
+  const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
+  if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
+  const configBefore = existsSync7(join7(root, ".sops.yaml"));
+  const address2 = freePlaceholderAddress(root);
+  heed();
+  await mkdir3(join7(dir, "assets"), { recursive: true });
+  try {
+    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
+    heed();
+    await setEnvRule(root, name2, recipients, opts2.signal);
+    heed();
+    const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
+    await secrets.save();
+    heed();
+    await opts2.deliver?.(identity);
+  } catch (e) {
+    await rm3(dir, { recursive: true, force: true });
+    await removeEnvRule(root, name2).catch(() => void 0);
+    if (!configBefore) await rm3(join7(root, ".sops.yaml"), { force: true });
+    throw e;
+  }
+  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
+  return { dir, identity, recipients, files, address: address2 };
+}
+var init_scaffold = __esm({
+  "core/secrets/scaffold.ts"() {
+    "use strict";
+    init_environment();
+    init_errors();
+    init_shell();
+    init_env();
+    init_keys();
+    init_sops_config();
+    init_sops();
+    init_atomic();
+    init_tree();
+  }
+});
+
+// core/secrets/index.ts
+var secrets_exports = {};
+__export(secrets_exports, {
+  APP_SECRETS: () => APP_SECRETS,
+  PLACEHOLDER: () => PLACEHOLDER,
+  SOPS_CONFIG_FILE: () => SOPS_CONFIG_FILE,
+  SOPS_VERSION: () => SOPS_VERSION,
+  SecretsFile: () => SecretsFile,
+  checkRecipient: () => checkRecipient,
+  decryptFile: () => decryptFile,
+  defaultKeyFile: () => defaultKeyFile,
+  envPathRegex: () => envPathRegex,
+  envSopsFiles: () => envSopsFiles,
+  findPlaceholders: () => findPlaceholders,
+  fromPlain: () => fromPlain,
+  generateApiKey: () => generateApiKey,
+  generateIdentity: () => generateIdentity2,
+  generateSecretKey: () => generateSecretKey,
+  generateToken: () => generateToken,
+  identitiesFromText: () => identitiesFromText,
+  isSopsText: () => isSopsText,
+  loadEnvIdentities: () => loadEnvIdentities,
+  loadIdentities: () => loadIdentities,
+  newEnvironment: () => newEnvironment,
+  parseSops: () => parseSops,
+  placeholderError: () => placeholderError,
+  readCreationRules: () => readCreationRules,
+  recipientsFor: () => recipientsFor,
+  removeEnvRule: () => removeEnvRule,
+  ruleFor: () => ruleFor,
+  secretsPath: () => secretsPath,
+  setEnvRule: () => setEnvRule,
+  toPlain: () => toPlain
+});
+var init_secrets = __esm({
+  "core/secrets/index.ts"() {
+    "use strict";
+    init_sops();
+    init_sops_metadata();
+    init_keys();
+    init_sops_config();
+    init_env();
+    init_scaffold();
+    init_tree();
+  }
+});
+
+// core/secrets/weak.ts
+var weak_exports = {};
+__export(weak_exports, {
+  SHORT_SECRET_LENGTH: () => SHORT_SECRET_LENGTH,
+  weakParts: () => weakParts,
+  weakSecretWarning: () => weakSecretWarning,
+  weakSecretWarnings: () => weakSecretWarnings
+});
+function weakParts(value) {
+  const whole = value.trim();
+  if (whole === "") return [];
+  const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
+  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
+  const seen = /* @__PURE__ */ new Set();
+  const out = [];
+  for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {
+    const t = raw.trim();
+    if (t === "" || seen.has(t)) continue;
+    seen.add(t);
+    const part = t === whole ? "value" : passwords.has(t) ? "URL password" : lines.has(t) ? "line" : "part";
+    if (t.length < MIN_MASKED_LENGTH) {
+      if (part !== "line") out.push({ part, length: t.length, why: "unmasked" });
+    } else if (t.length < SHORT_SECRET_LENGTH) out.push({ part, length: t.length, why: "short" });
+    else if (COMMON.has(t.toLowerCase())) out.push({ part, length: t.length, why: "common" });
+  }
+  return out;
+}
+function weakSecretWarning(what, parts) {
+  const said = parts.map((p) => {
+    const n = own`${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? own`, a common word or number` : ""}`;
+    if (p.why === "unmasked") return own`${n}: too short to be masked, so the logs show it as it is`;
+    return own`${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
+  });
+  return own`${what} is weak: ${[...new Set(said)].join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+}
+function weakSecretWarnings(tree, include = () => true, shown = showPath) {
+  const byValue = /* @__PURE__ */ new Map();
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    const text = maskedText(leaf);
+    if (text === void 0 || !include(text, path)) return;
+    const keys = byValue.get(text);
+    const name2 = shown(path);
+    if (keys) {
+      if (!keys.includes(name2)) keys.push(name2);
+    } else byValue.set(text, [name2]);
+  });
+  const out = [];
+  for (const [text, keys] of byValue) {
+    const parts = weakParts(text);
+    if (!parts.length) continue;
+    const named = keys.map((k) => `"${keyName(k)}"`);
+    const what = named.length === 1 ? own`secret ${named[0]}` : own`secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
+    out.push(weakSecretWarning(what, parts));
+  }
+  return out;
+}
+var SUBJECT;
+var init_weak = __esm({
+  "core/secrets/weak.ts"() {
+    "use strict";
+    init_report();
+    init_parts();
+    init_tree_scalars();
+    init_tree();
+    init_parts();
+    SUBJECT = {
+      value: own`its value`,
+      line: own`one of its lines (masked on its own)`,
+      "URL password": own`its URL's password (masked on its own)`,
+      part: own`a part of it masked on its own (a string inside its JSON, or a URL password in one)`
+    };
   }
 });
 
@@ -47051,7 +57561,7 @@ ${formatted}-----END ${type} KEY-----`;
           }
         };
       })(),
-      isPrivateKey: function isPrivateKey() {
+      isPrivateKey: function isPrivateKey2() {
         return this[SYM_PRIV_PEM] !== null;
       },
       getPrivatePEM: function getPrivatePEM() {
@@ -60322,10448 +70832,6 @@ var require_lib3 = __commonJS({
   }
 });
 
-// node_modules/graceful-fs/polyfills.js
-var require_polyfills = __commonJS({
-  "node_modules/graceful-fs/polyfills.js"(exports, module) {
-    var constants4 = __require("constants");
-    var origCwd = process.cwd;
-    var cwd = null;
-    var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
-    process.cwd = function() {
-      if (!cwd)
-        cwd = origCwd.call(process);
-      return cwd;
-    };
-    try {
-      process.cwd();
-    } catch (er) {
-    }
-    if (typeof process.chdir === "function") {
-      chdir = process.chdir;
-      process.chdir = function(d) {
-        cwd = null;
-        chdir.call(process, d);
-      };
-      if (Object.setPrototypeOf) Object.setPrototypeOf(process.chdir, chdir);
-    }
-    var chdir;
-    module.exports = patch;
-    function patch(fs5) {
-      if (constants4.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
-        patchLchmod(fs5);
-      }
-      if (!fs5.lutimes) {
-        patchLutimes(fs5);
-      }
-      fs5.chown = chownFix(fs5.chown);
-      fs5.fchown = chownFix(fs5.fchown);
-      fs5.lchown = chownFix(fs5.lchown);
-      fs5.chmod = chmodFix(fs5.chmod);
-      fs5.fchmod = chmodFix(fs5.fchmod);
-      fs5.lchmod = chmodFix(fs5.lchmod);
-      fs5.chownSync = chownFixSync(fs5.chownSync);
-      fs5.fchownSync = chownFixSync(fs5.fchownSync);
-      fs5.lchownSync = chownFixSync(fs5.lchownSync);
-      fs5.chmodSync = chmodFixSync(fs5.chmodSync);
-      fs5.fchmodSync = chmodFixSync(fs5.fchmodSync);
-      fs5.lchmodSync = chmodFixSync(fs5.lchmodSync);
-      fs5.stat = statFix(fs5.stat);
-      fs5.fstat = statFix(fs5.fstat);
-      fs5.lstat = statFix(fs5.lstat);
-      fs5.statSync = statFixSync(fs5.statSync);
-      fs5.fstatSync = statFixSync(fs5.fstatSync);
-      fs5.lstatSync = statFixSync(fs5.lstatSync);
-      if (fs5.chmod && !fs5.lchmod) {
-        fs5.lchmod = function(path, mode, cb) {
-          if (cb) process.nextTick(cb);
-        };
-        fs5.lchmodSync = function() {
-        };
-      }
-      if (fs5.chown && !fs5.lchown) {
-        fs5.lchown = function(path, uid, gid, cb) {
-          if (cb) process.nextTick(cb);
-        };
-        fs5.lchownSync = function() {
-        };
-      }
-      if (platform2 === "win32") {
-        fs5.rename = typeof fs5.rename !== "function" ? fs5.rename : (function(fs$rename) {
-          function rename3(from, to, cb) {
-            var start = Date.now();
-            var backoff = 0;
-            fs$rename(from, to, function CB(er) {
-              if (er && (er.code === "EACCES" || er.code === "EPERM" || er.code === "EBUSY") && Date.now() - start < 6e4) {
-                setTimeout(function() {
-                  fs5.stat(to, function(stater, st) {
-                    if (stater && stater.code === "ENOENT")
-                      fs$rename(from, to, CB);
-                    else
-                      cb(er);
-                  });
-                }, backoff);
-                if (backoff < 100)
-                  backoff += 10;
-                return;
-              }
-              if (cb) cb(er);
-            });
-          }
-          if (Object.setPrototypeOf) Object.setPrototypeOf(rename3, fs$rename);
-          return rename3;
-        })(fs5.rename);
-      }
-      fs5.read = typeof fs5.read !== "function" ? fs5.read : (function(fs$read) {
-        function read2(fd, buffer, offset, length, position, callback_) {
-          var callback;
-          if (callback_ && typeof callback_ === "function") {
-            var eagCounter = 0;
-            callback = function(er, _, __) {
-              if (er && er.code === "EAGAIN" && eagCounter < 10) {
-                eagCounter++;
-                return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
-              }
-              callback_.apply(this, arguments);
-            };
-          }
-          return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
-        }
-        if (Object.setPrototypeOf) Object.setPrototypeOf(read2, fs$read);
-        return read2;
-      })(fs5.read);
-      fs5.readSync = typeof fs5.readSync !== "function" ? fs5.readSync : /* @__PURE__ */ (function(fs$readSync) {
-        return function(fd, buffer, offset, length, position) {
-          var eagCounter = 0;
-          while (true) {
-            try {
-              return fs$readSync.call(fs5, fd, buffer, offset, length, position);
-            } catch (er) {
-              if (er.code === "EAGAIN" && eagCounter < 10) {
-                eagCounter++;
-                continue;
-              }
-              throw er;
-            }
-          }
-        };
-      })(fs5.readSync);
-      function patchLchmod(fs6) {
-        fs6.lchmod = function(path, mode, callback) {
-          fs6.open(
-            path,
-            constants4.O_WRONLY | constants4.O_SYMLINK,
-            mode,
-            function(err, fd) {
-              if (err) {
-                if (callback) callback(err);
-                return;
-              }
-              fs6.fchmod(fd, mode, function(err2) {
-                fs6.close(fd, function(err22) {
-                  if (callback) callback(err2 || err22);
-                });
-              });
-            }
-          );
-        };
-        fs6.lchmodSync = function(path, mode) {
-          var fd = fs6.openSync(path, constants4.O_WRONLY | constants4.O_SYMLINK, mode);
-          var threw = true;
-          var ret;
-          try {
-            ret = fs6.fchmodSync(fd, mode);
-            threw = false;
-          } finally {
-            if (threw) {
-              try {
-                fs6.closeSync(fd);
-              } catch (er) {
-              }
-            } else {
-              fs6.closeSync(fd);
-            }
-          }
-          return ret;
-        };
-      }
-      function patchLutimes(fs6) {
-        if (constants4.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
-          fs6.lutimes = function(path, at2, mt, cb) {
-            fs6.open(path, constants4.O_SYMLINK, function(er, fd) {
-              if (er) {
-                if (cb) cb(er);
-                return;
-              }
-              fs6.futimes(fd, at2, mt, function(er2) {
-                fs6.close(fd, function(er22) {
-                  if (cb) cb(er2 || er22);
-                });
-              });
-            });
-          };
-          fs6.lutimesSync = function(path, at2, mt) {
-            var fd = fs6.openSync(path, constants4.O_SYMLINK);
-            var ret;
-            var threw = true;
-            try {
-              ret = fs6.futimesSync(fd, at2, mt);
-              threw = false;
-            } finally {
-              if (threw) {
-                try {
-                  fs6.closeSync(fd);
-                } catch (er) {
-                }
-              } else {
-                fs6.closeSync(fd);
-              }
-            }
-            return ret;
-          };
-        } else if (fs6.futimes) {
-          fs6.lutimes = function(_a, _b, _c, cb) {
-            if (cb) process.nextTick(cb);
-          };
-          fs6.lutimesSync = function() {
-          };
-        }
-      }
-      function chmodFix(orig) {
-        if (!orig) return orig;
-        return function(target, mode, cb) {
-          return orig.call(fs5, target, mode, function(er) {
-            if (chownErOk(er)) er = null;
-            if (cb) cb.apply(this, arguments);
-          });
-        };
-      }
-      function chmodFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, mode) {
-          try {
-            return orig.call(fs5, target, mode);
-          } catch (er) {
-            if (!chownErOk(er)) throw er;
-          }
-        };
-      }
-      function chownFix(orig) {
-        if (!orig) return orig;
-        return function(target, uid, gid, cb) {
-          return orig.call(fs5, target, uid, gid, function(er) {
-            if (chownErOk(er)) er = null;
-            if (cb) cb.apply(this, arguments);
-          });
-        };
-      }
-      function chownFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, uid, gid) {
-          try {
-            return orig.call(fs5, target, uid, gid);
-          } catch (er) {
-            if (!chownErOk(er)) throw er;
-          }
-        };
-      }
-      function statFix(orig) {
-        if (!orig) return orig;
-        return function(target, options, cb) {
-          if (typeof options === "function") {
-            cb = options;
-            options = null;
-          }
-          function callback(er, stats) {
-            if (stats) {
-              if (stats.uid < 0) stats.uid += 4294967296;
-              if (stats.gid < 0) stats.gid += 4294967296;
-            }
-            if (cb) cb.apply(this, arguments);
-          }
-          return options ? orig.call(fs5, target, options, callback) : orig.call(fs5, target, callback);
-        };
-      }
-      function statFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, options) {
-          var stats = options ? orig.call(fs5, target, options) : orig.call(fs5, target);
-          if (stats) {
-            if (stats.uid < 0) stats.uid += 4294967296;
-            if (stats.gid < 0) stats.gid += 4294967296;
-          }
-          return stats;
-        };
-      }
-      function chownErOk(er) {
-        if (!er)
-          return true;
-        if (er.code === "ENOSYS")
-          return true;
-        var nonroot = !process.getuid || process.getuid() !== 0;
-        if (nonroot) {
-          if (er.code === "EINVAL" || er.code === "EPERM")
-            return true;
-        }
-        return false;
-      }
-    }
-  }
-});
-
-// node_modules/graceful-fs/legacy-streams.js
-var require_legacy_streams = __commonJS({
-  "node_modules/graceful-fs/legacy-streams.js"(exports, module) {
-    var Stream = __require("stream").Stream;
-    module.exports = legacy;
-    function legacy(fs5) {
-      return {
-        ReadStream,
-        WriteStream
-      };
-      function ReadStream(path, options) {
-        if (!(this instanceof ReadStream)) return new ReadStream(path, options);
-        Stream.call(this);
-        var self2 = this;
-        this.path = path;
-        this.fd = null;
-        this.readable = true;
-        this.paused = false;
-        this.flags = "r";
-        this.mode = 438;
-        this.bufferSize = 64 * 1024;
-        options = options || {};
-        var keys = Object.keys(options);
-        for (var index = 0, length = keys.length; index < length; index++) {
-          var key = keys[index];
-          this[key] = options[key];
-        }
-        if (this.encoding) this.setEncoding(this.encoding);
-        if (this.start !== void 0) {
-          if ("number" !== typeof this.start) {
-            throw TypeError("start must be a Number");
-          }
-          if (this.end === void 0) {
-            this.end = Infinity;
-          } else if ("number" !== typeof this.end) {
-            throw TypeError("end must be a Number");
-          }
-          if (this.start > this.end) {
-            throw new Error("start must be <= end");
-          }
-          this.pos = this.start;
-        }
-        if (this.fd !== null) {
-          process.nextTick(function() {
-            self2._read();
-          });
-          return;
-        }
-        fs5.open(this.path, this.flags, this.mode, function(err, fd) {
-          if (err) {
-            self2.emit("error", err);
-            self2.readable = false;
-            return;
-          }
-          self2.fd = fd;
-          self2.emit("open", fd);
-          self2._read();
-        });
-      }
-      function WriteStream(path, options) {
-        if (!(this instanceof WriteStream)) return new WriteStream(path, options);
-        Stream.call(this);
-        this.path = path;
-        this.fd = null;
-        this.writable = true;
-        this.flags = "w";
-        this.encoding = "binary";
-        this.mode = 438;
-        this.bytesWritten = 0;
-        options = options || {};
-        var keys = Object.keys(options);
-        for (var index = 0, length = keys.length; index < length; index++) {
-          var key = keys[index];
-          this[key] = options[key];
-        }
-        if (this.start !== void 0) {
-          if ("number" !== typeof this.start) {
-            throw TypeError("start must be a Number");
-          }
-          if (this.start < 0) {
-            throw new Error("start must be >= zero");
-          }
-          this.pos = this.start;
-        }
-        this.busy = false;
-        this._queue = [];
-        if (this.fd === null) {
-          this._open = fs5.open;
-          this._queue.push([this._open, this.path, this.flags, this.mode, void 0]);
-          this.flush();
-        }
-      }
-    }
-  }
-});
-
-// node_modules/graceful-fs/clone.js
-var require_clone = __commonJS({
-  "node_modules/graceful-fs/clone.js"(exports, module) {
-    "use strict";
-    module.exports = clone;
-    var getPrototypeOf = Object.getPrototypeOf || function(obj) {
-      return obj.__proto__;
-    };
-    function clone(obj) {
-      if (obj === null || typeof obj !== "object")
-        return obj;
-      if (obj instanceof Object)
-        var copy = { __proto__: getPrototypeOf(obj) };
-      else
-        var copy = /* @__PURE__ */ Object.create(null);
-      Object.getOwnPropertyNames(obj).forEach(function(key) {
-        Object.defineProperty(copy, key, Object.getOwnPropertyDescriptor(obj, key));
-      });
-      return copy;
-    }
-  }
-});
-
-// node_modules/graceful-fs/graceful-fs.js
-var require_graceful_fs = __commonJS({
-  "node_modules/graceful-fs/graceful-fs.js"(exports, module) {
-    var fs5 = __require("fs");
-    var polyfills = require_polyfills();
-    var legacy = require_legacy_streams();
-    var clone = require_clone();
-    var util = __require("util");
-    var gracefulQueue;
-    var previousSymbol;
-    if (typeof Symbol === "function" && typeof Symbol.for === "function") {
-      gracefulQueue = /* @__PURE__ */ Symbol.for("graceful-fs.queue");
-      previousSymbol = /* @__PURE__ */ Symbol.for("graceful-fs.previous");
-    } else {
-      gracefulQueue = "___graceful-fs.queue";
-      previousSymbol = "___graceful-fs.previous";
-    }
-    function noop() {
-    }
-    function publishQueue(context, queue2) {
-      Object.defineProperty(context, gracefulQueue, {
-        get: function() {
-          return queue2;
-        }
-      });
-    }
-    var debug2 = noop;
-    if (util.debuglog)
-      debug2 = util.debuglog("gfs4");
-    else if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || ""))
-      debug2 = function() {
-        var m = util.format.apply(util, arguments);
-        m = "GFS4: " + m.split(/\n/).join("\nGFS4: ");
-        console.error(m);
-      };
-    if (!fs5[gracefulQueue]) {
-      queue = global[gracefulQueue] || [];
-      publishQueue(fs5, queue);
-      fs5.close = (function(fs$close) {
-        function close(fd, cb) {
-          return fs$close.call(fs5, fd, function(err) {
-            if (!err) {
-              resetQueue();
-            }
-            if (typeof cb === "function")
-              cb.apply(this, arguments);
-          });
-        }
-        Object.defineProperty(close, previousSymbol, {
-          value: fs$close
-        });
-        return close;
-      })(fs5.close);
-      fs5.closeSync = (function(fs$closeSync) {
-        function closeSync(fd) {
-          fs$closeSync.apply(fs5, arguments);
-          resetQueue();
-        }
-        Object.defineProperty(closeSync, previousSymbol, {
-          value: fs$closeSync
-        });
-        return closeSync;
-      })(fs5.closeSync);
-      if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || "")) {
-        process.on("exit", function() {
-          debug2(fs5[gracefulQueue]);
-          __require("assert").equal(fs5[gracefulQueue].length, 0);
-        });
-      }
-    }
-    var queue;
-    if (!global[gracefulQueue]) {
-      publishQueue(global, fs5[gracefulQueue]);
-    }
-    module.exports = patch(clone(fs5));
-    if (process.env.TEST_GRACEFUL_FS_GLOBAL_PATCH && !fs5.__patched) {
-      module.exports = patch(fs5);
-      fs5.__patched = true;
-    }
-    function patch(fs6) {
-      polyfills(fs6);
-      fs6.gracefulify = patch;
-      fs6.createReadStream = createReadStream;
-      fs6.createWriteStream = createWriteStream;
-      var fs$readFile = fs6.readFile;
-      fs6.readFile = readFile4;
-      function readFile4(path, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$readFile(path, options, cb);
-        function go$readFile(path2, options2, cb2, startTime) {
-          return fs$readFile(path2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$readFile, [path2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$writeFile = fs6.writeFile;
-      fs6.writeFile = writeFile3;
-      function writeFile3(path, data, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$writeFile(path, data, options, cb);
-        function go$writeFile(path2, data2, options2, cb2, startTime) {
-          return fs$writeFile(path2, data2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$writeFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$appendFile = fs6.appendFile;
-      if (fs$appendFile)
-        fs6.appendFile = appendFile2;
-      function appendFile2(path, data, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$appendFile(path, data, options, cb);
-        function go$appendFile(path2, data2, options2, cb2, startTime) {
-          return fs$appendFile(path2, data2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$appendFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$copyFile = fs6.copyFile;
-      if (fs$copyFile)
-        fs6.copyFile = copyFile2;
-      function copyFile2(src, dest, flags, cb) {
-        if (typeof flags === "function") {
-          cb = flags;
-          flags = 0;
-        }
-        return go$copyFile(src, dest, flags, cb);
-        function go$copyFile(src2, dest2, flags2, cb2, startTime) {
-          return fs$copyFile(src2, dest2, flags2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$copyFile, [src2, dest2, flags2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$readdir = fs6.readdir;
-      fs6.readdir = readdir2;
-      var noReaddirOptionVersions = /^v[0-5]\./;
-      function readdir2(path, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        var go$readdir = noReaddirOptionVersions.test(process.version) ? function go$readdir2(path2, options2, cb2, startTime) {
-          return fs$readdir(path2, fs$readdirCallback(
-            path2,
-            options2,
-            cb2,
-            startTime
-          ));
-        } : function go$readdir2(path2, options2, cb2, startTime) {
-          return fs$readdir(path2, options2, fs$readdirCallback(
-            path2,
-            options2,
-            cb2,
-            startTime
-          ));
-        };
-        return go$readdir(path, options, cb);
-        function fs$readdirCallback(path2, options2, cb2, startTime) {
-          return function(err, files) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([
-                go$readdir,
-                [path2, options2, cb2],
-                err,
-                startTime || Date.now(),
-                Date.now()
-              ]);
-            else {
-              if (files && files.sort)
-                files.sort();
-              if (typeof cb2 === "function")
-                cb2.call(this, err, files);
-            }
-          };
-        }
-      }
-      if (process.version.substr(0, 4) === "v0.8") {
-        var legStreams = legacy(fs6);
-        ReadStream = legStreams.ReadStream;
-        WriteStream = legStreams.WriteStream;
-      }
-      var fs$ReadStream = fs6.ReadStream;
-      if (fs$ReadStream) {
-        ReadStream.prototype = Object.create(fs$ReadStream.prototype);
-        ReadStream.prototype.open = ReadStream$open;
-      }
-      var fs$WriteStream = fs6.WriteStream;
-      if (fs$WriteStream) {
-        WriteStream.prototype = Object.create(fs$WriteStream.prototype);
-        WriteStream.prototype.open = WriteStream$open;
-      }
-      Object.defineProperty(fs6, "ReadStream", {
-        get: function() {
-          return ReadStream;
-        },
-        set: function(val) {
-          ReadStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      Object.defineProperty(fs6, "WriteStream", {
-        get: function() {
-          return WriteStream;
-        },
-        set: function(val) {
-          WriteStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      var FileReadStream = ReadStream;
-      Object.defineProperty(fs6, "FileReadStream", {
-        get: function() {
-          return FileReadStream;
-        },
-        set: function(val) {
-          FileReadStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      var FileWriteStream = WriteStream;
-      Object.defineProperty(fs6, "FileWriteStream", {
-        get: function() {
-          return FileWriteStream;
-        },
-        set: function(val) {
-          FileWriteStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      function ReadStream(path, options) {
-        if (this instanceof ReadStream)
-          return fs$ReadStream.apply(this, arguments), this;
-        else
-          return ReadStream.apply(Object.create(ReadStream.prototype), arguments);
-      }
-      function ReadStream$open() {
-        var that = this;
-        open3(that.path, that.flags, that.mode, function(err, fd) {
-          if (err) {
-            if (that.autoClose)
-              that.destroy();
-            that.emit("error", err);
-          } else {
-            that.fd = fd;
-            that.emit("open", fd);
-            that.read();
-          }
-        });
-      }
-      function WriteStream(path, options) {
-        if (this instanceof WriteStream)
-          return fs$WriteStream.apply(this, arguments), this;
-        else
-          return WriteStream.apply(Object.create(WriteStream.prototype), arguments);
-      }
-      function WriteStream$open() {
-        var that = this;
-        open3(that.path, that.flags, that.mode, function(err, fd) {
-          if (err) {
-            that.destroy();
-            that.emit("error", err);
-          } else {
-            that.fd = fd;
-            that.emit("open", fd);
-          }
-        });
-      }
-      function createReadStream(path, options) {
-        return new fs6.ReadStream(path, options);
-      }
-      function createWriteStream(path, options) {
-        return new fs6.WriteStream(path, options);
-      }
-      var fs$open = fs6.open;
-      fs6.open = open3;
-      function open3(path, flags, mode, cb) {
-        if (typeof mode === "function")
-          cb = mode, mode = null;
-        return go$open(path, flags, mode, cb);
-        function go$open(path2, flags2, mode2, cb2, startTime) {
-          return fs$open(path2, flags2, mode2, function(err, fd) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$open, [path2, flags2, mode2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      return fs6;
-    }
-    function enqueue(elem) {
-      debug2("ENQUEUE", elem[0].name, elem[1]);
-      fs5[gracefulQueue].push(elem);
-      retry();
-    }
-    var retryTimer;
-    function resetQueue() {
-      var now = Date.now();
-      for (var i = 0; i < fs5[gracefulQueue].length; ++i) {
-        if (fs5[gracefulQueue][i].length > 2) {
-          fs5[gracefulQueue][i][3] = now;
-          fs5[gracefulQueue][i][4] = now;
-        }
-      }
-      retry();
-    }
-    function retry() {
-      clearTimeout(retryTimer);
-      retryTimer = void 0;
-      if (fs5[gracefulQueue].length === 0)
-        return;
-      var elem = fs5[gracefulQueue].shift();
-      var fn = elem[0];
-      var args = elem[1];
-      var err = elem[2];
-      var startTime = elem[3];
-      var lastTime = elem[4];
-      if (startTime === void 0) {
-        debug2("RETRY", fn.name, args);
-        fn.apply(null, args);
-      } else if (Date.now() - startTime >= 6e4) {
-        debug2("TIMEOUT", fn.name, args);
-        var cb = args.pop();
-        if (typeof cb === "function")
-          cb.call(null, err);
-      } else {
-        var sinceAttempt = Date.now() - lastTime;
-        var sinceStart = Math.max(lastTime - startTime, 1);
-        var desiredDelay = Math.min(sinceStart * 1.2, 100);
-        if (sinceAttempt >= desiredDelay) {
-          debug2("RETRY", fn.name, args);
-          fn.apply(null, args.concat([startTime]));
-        } else {
-          fs5[gracefulQueue].push(elem);
-        }
-      }
-      if (retryTimer === void 0) {
-        retryTimer = setTimeout(retry, 0);
-      }
-    }
-  }
-});
-
-// node_modules/retry/lib/retry_operation.js
-var require_retry_operation = __commonJS({
-  "node_modules/retry/lib/retry_operation.js"(exports, module) {
-    function RetryOperation(timeouts, options) {
-      if (typeof options === "boolean") {
-        options = { forever: options };
-      }
-      this._originalTimeouts = JSON.parse(JSON.stringify(timeouts));
-      this._timeouts = timeouts;
-      this._options = options || {};
-      this._maxRetryTime = options && options.maxRetryTime || Infinity;
-      this._fn = null;
-      this._errors = [];
-      this._attempts = 1;
-      this._operationTimeout = null;
-      this._operationTimeoutCb = null;
-      this._timeout = null;
-      this._operationStart = null;
-      if (this._options.forever) {
-        this._cachedTimeouts = this._timeouts.slice(0);
-      }
-    }
-    module.exports = RetryOperation;
-    RetryOperation.prototype.reset = function() {
-      this._attempts = 1;
-      this._timeouts = this._originalTimeouts;
-    };
-    RetryOperation.prototype.stop = function() {
-      if (this._timeout) {
-        clearTimeout(this._timeout);
-      }
-      this._timeouts = [];
-      this._cachedTimeouts = null;
-    };
-    RetryOperation.prototype.retry = function(err) {
-      if (this._timeout) {
-        clearTimeout(this._timeout);
-      }
-      if (!err) {
-        return false;
-      }
-      var currentTime = (/* @__PURE__ */ new Date()).getTime();
-      if (err && currentTime - this._operationStart >= this._maxRetryTime) {
-        this._errors.unshift(new Error("RetryOperation timeout occurred"));
-        return false;
-      }
-      this._errors.push(err);
-      var timeout = this._timeouts.shift();
-      if (timeout === void 0) {
-        if (this._cachedTimeouts) {
-          this._errors.splice(this._errors.length - 1, this._errors.length);
-          this._timeouts = this._cachedTimeouts.slice(0);
-          timeout = this._timeouts.shift();
-        } else {
-          return false;
-        }
-      }
-      var self2 = this;
-      var timer = setTimeout(function() {
-        self2._attempts++;
-        if (self2._operationTimeoutCb) {
-          self2._timeout = setTimeout(function() {
-            self2._operationTimeoutCb(self2._attempts);
-          }, self2._operationTimeout);
-          if (self2._options.unref) {
-            self2._timeout.unref();
-          }
-        }
-        self2._fn(self2._attempts);
-      }, timeout);
-      if (this._options.unref) {
-        timer.unref();
-      }
-      return true;
-    };
-    RetryOperation.prototype.attempt = function(fn, timeoutOps) {
-      this._fn = fn;
-      if (timeoutOps) {
-        if (timeoutOps.timeout) {
-          this._operationTimeout = timeoutOps.timeout;
-        }
-        if (timeoutOps.cb) {
-          this._operationTimeoutCb = timeoutOps.cb;
-        }
-      }
-      var self2 = this;
-      if (this._operationTimeoutCb) {
-        this._timeout = setTimeout(function() {
-          self2._operationTimeoutCb();
-        }, self2._operationTimeout);
-      }
-      this._operationStart = (/* @__PURE__ */ new Date()).getTime();
-      this._fn(this._attempts);
-    };
-    RetryOperation.prototype.try = function(fn) {
-      console.log("Using RetryOperation.try() is deprecated");
-      this.attempt(fn);
-    };
-    RetryOperation.prototype.start = function(fn) {
-      console.log("Using RetryOperation.start() is deprecated");
-      this.attempt(fn);
-    };
-    RetryOperation.prototype.start = RetryOperation.prototype.try;
-    RetryOperation.prototype.errors = function() {
-      return this._errors;
-    };
-    RetryOperation.prototype.attempts = function() {
-      return this._attempts;
-    };
-    RetryOperation.prototype.mainError = function() {
-      if (this._errors.length === 0) {
-        return null;
-      }
-      var counts = {};
-      var mainError = null;
-      var mainErrorCount = 0;
-      for (var i = 0; i < this._errors.length; i++) {
-        var error2 = this._errors[i];
-        var message = error2.message;
-        var count = (counts[message] || 0) + 1;
-        counts[message] = count;
-        if (count >= mainErrorCount) {
-          mainError = error2;
-          mainErrorCount = count;
-        }
-      }
-      return mainError;
-    };
-  }
-});
-
-// node_modules/retry/lib/retry.js
-var require_retry2 = __commonJS({
-  "node_modules/retry/lib/retry.js"(exports) {
-    var RetryOperation = require_retry_operation();
-    exports.operation = function(options) {
-      var timeouts = exports.timeouts(options);
-      return new RetryOperation(timeouts, {
-        forever: options && options.forever,
-        unref: options && options.unref,
-        maxRetryTime: options && options.maxRetryTime
-      });
-    };
-    exports.timeouts = function(options) {
-      if (options instanceof Array) {
-        return [].concat(options);
-      }
-      var opts2 = {
-        retries: 10,
-        factor: 2,
-        minTimeout: 1 * 1e3,
-        maxTimeout: Infinity,
-        randomize: false
-      };
-      for (var key in options) {
-        opts2[key] = options[key];
-      }
-      if (opts2.minTimeout > opts2.maxTimeout) {
-        throw new Error("minTimeout is greater than maxTimeout");
-      }
-      var timeouts = [];
-      for (var i = 0; i < opts2.retries; i++) {
-        timeouts.push(this.createTimeout(i, opts2));
-      }
-      if (options && options.forever && !timeouts.length) {
-        timeouts.push(this.createTimeout(i, opts2));
-      }
-      timeouts.sort(function(a, b) {
-        return a - b;
-      });
-      return timeouts;
-    };
-    exports.createTimeout = function(attempt, opts2) {
-      var random = opts2.randomize ? Math.random() + 1 : 1;
-      var timeout = Math.round(random * opts2.minTimeout * Math.pow(opts2.factor, attempt));
-      timeout = Math.min(timeout, opts2.maxTimeout);
-      return timeout;
-    };
-    exports.wrap = function(obj, options, methods) {
-      if (options instanceof Array) {
-        methods = options;
-        options = null;
-      }
-      if (!methods) {
-        methods = [];
-        for (var key in obj) {
-          if (typeof obj[key] === "function") {
-            methods.push(key);
-          }
-        }
-      }
-      for (var i = 0; i < methods.length; i++) {
-        var method = methods[i];
-        var original = obj[method];
-        obj[method] = function retryWrapper(original2) {
-          var op = exports.operation(options);
-          var args = Array.prototype.slice.call(arguments, 1);
-          var callback = args.pop();
-          args.push(function(err) {
-            if (op.retry(err)) {
-              return;
-            }
-            if (err) {
-              arguments[0] = op.mainError();
-            }
-            callback.apply(this, arguments);
-          });
-          op.attempt(function() {
-            original2.apply(obj, args);
-          });
-        }.bind(obj, original);
-        obj[method].options = options;
-      }
-    };
-  }
-});
-
-// node_modules/retry/index.js
-var require_retry3 = __commonJS({
-  "node_modules/retry/index.js"(exports, module) {
-    module.exports = require_retry2();
-  }
-});
-
-// node_modules/signal-exit/signals.js
-var require_signals = __commonJS({
-  "node_modules/signal-exit/signals.js"(exports, module) {
-    module.exports = [
-      "SIGABRT",
-      "SIGALRM",
-      "SIGHUP",
-      "SIGINT",
-      "SIGTERM"
-    ];
-    if (process.platform !== "win32") {
-      module.exports.push(
-        "SIGVTALRM",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGUSR2",
-        "SIGTRAP",
-        "SIGSYS",
-        "SIGQUIT",
-        "SIGIOT"
-        // should detect profiler and enable/disable accordingly.
-        // see #21
-        // 'SIGPROF'
-      );
-    }
-    if (process.platform === "linux") {
-      module.exports.push(
-        "SIGIO",
-        "SIGPOLL",
-        "SIGPWR",
-        "SIGSTKFLT",
-        "SIGUNUSED"
-      );
-    }
-  }
-});
-
-// node_modules/signal-exit/index.js
-var require_signal_exit = __commonJS({
-  "node_modules/signal-exit/index.js"(exports, module) {
-    var process2 = global.process;
-    var processOk = function(process3) {
-      return process3 && typeof process3 === "object" && typeof process3.removeListener === "function" && typeof process3.emit === "function" && typeof process3.reallyExit === "function" && typeof process3.listeners === "function" && typeof process3.kill === "function" && typeof process3.pid === "number" && typeof process3.on === "function";
-    };
-    if (!processOk(process2)) {
-      module.exports = function() {
-        return function() {
-        };
-      };
-    } else {
-      assert = __require("assert");
-      signals = require_signals();
-      isWin = /^win/i.test(process2.platform);
-      EE = __require("events");
-      if (typeof EE !== "function") {
-        EE = EE.EventEmitter;
-      }
-      if (process2.__signal_exit_emitter__) {
-        emitter = process2.__signal_exit_emitter__;
-      } else {
-        emitter = process2.__signal_exit_emitter__ = new EE();
-        emitter.count = 0;
-        emitter.emitted = {};
-      }
-      if (!emitter.infinite) {
-        emitter.setMaxListeners(Infinity);
-        emitter.infinite = true;
-      }
-      module.exports = function(cb, opts2) {
-        if (!processOk(global.process)) {
-          return function() {
-          };
-        }
-        assert.equal(typeof cb, "function", "a callback must be provided for exit handler");
-        if (loaded === false) {
-          load2();
-        }
-        var ev = "exit";
-        if (opts2 && opts2.alwaysLast) {
-          ev = "afterexit";
-        }
-        var remove = function() {
-          emitter.removeListener(ev, cb);
-          if (emitter.listeners("exit").length === 0 && emitter.listeners("afterexit").length === 0) {
-            unload();
-          }
-        };
-        emitter.on(ev, cb);
-        return remove;
-      };
-      unload = function unload2() {
-        if (!loaded || !processOk(global.process)) {
-          return;
-        }
-        loaded = false;
-        signals.forEach(function(sig) {
-          try {
-            process2.removeListener(sig, sigListeners[sig]);
-          } catch (er) {
-          }
-        });
-        process2.emit = originalProcessEmit;
-        process2.reallyExit = originalProcessReallyExit;
-        emitter.count -= 1;
-      };
-      module.exports.unload = unload;
-      emit = function emit2(event, code, signal) {
-        if (emitter.emitted[event]) {
-          return;
-        }
-        emitter.emitted[event] = true;
-        emitter.emit(event, code, signal);
-      };
-      sigListeners = {};
-      signals.forEach(function(sig) {
-        sigListeners[sig] = function listener() {
-          if (!processOk(global.process)) {
-            return;
-          }
-          var listeners = process2.listeners(sig);
-          if (listeners.length === emitter.count) {
-            unload();
-            emit("exit", null, sig);
-            emit("afterexit", null, sig);
-            if (isWin && sig === "SIGHUP") {
-              sig = "SIGINT";
-            }
-            process2.kill(process2.pid, sig);
-          }
-        };
-      });
-      module.exports.signals = function() {
-        return signals;
-      };
-      loaded = false;
-      load2 = function load3() {
-        if (loaded || !processOk(global.process)) {
-          return;
-        }
-        loaded = true;
-        emitter.count += 1;
-        signals = signals.filter(function(sig) {
-          try {
-            process2.on(sig, sigListeners[sig]);
-            return true;
-          } catch (er) {
-            return false;
-          }
-        });
-        process2.emit = processEmit;
-        process2.reallyExit = processReallyExit;
-      };
-      module.exports.load = load2;
-      originalProcessReallyExit = process2.reallyExit;
-      processReallyExit = function processReallyExit2(code) {
-        if (!processOk(global.process)) {
-          return;
-        }
-        process2.exitCode = code || /* istanbul ignore next */
-        0;
-        emit("exit", process2.exitCode, null);
-        emit("afterexit", process2.exitCode, null);
-        originalProcessReallyExit.call(process2, process2.exitCode);
-      };
-      originalProcessEmit = process2.emit;
-      processEmit = function processEmit2(ev, arg) {
-        if (ev === "exit" && processOk(global.process)) {
-          if (arg !== void 0) {
-            process2.exitCode = arg;
-          }
-          var ret = originalProcessEmit.apply(this, arguments);
-          emit("exit", process2.exitCode, null);
-          emit("afterexit", process2.exitCode, null);
-          return ret;
-        } else {
-          return originalProcessEmit.apply(this, arguments);
-        }
-      };
-    }
-    var assert;
-    var signals;
-    var isWin;
-    var EE;
-    var emitter;
-    var unload;
-    var emit;
-    var sigListeners;
-    var loaded;
-    var load2;
-    var originalProcessReallyExit;
-    var processReallyExit;
-    var originalProcessEmit;
-    var processEmit;
-  }
-});
-
-// node_modules/proper-lockfile/lib/mtime-precision.js
-var require_mtime_precision = __commonJS({
-  "node_modules/proper-lockfile/lib/mtime-precision.js"(exports, module) {
-    "use strict";
-    var cacheSymbol = /* @__PURE__ */ Symbol();
-    function probe(file, fs5, callback) {
-      const cachedPrecision = fs5[cacheSymbol];
-      if (cachedPrecision) {
-        return fs5.stat(file, (err, stat3) => {
-          if (err) {
-            return callback(err);
-          }
-          callback(null, stat3.mtime, cachedPrecision);
-        });
-      }
-      const mtime = new Date(Math.ceil(Date.now() / 1e3) * 1e3 + 5);
-      fs5.utimes(file, mtime, mtime, (err) => {
-        if (err) {
-          return callback(err);
-        }
-        fs5.stat(file, (err2, stat3) => {
-          if (err2) {
-            return callback(err2);
-          }
-          const precision = stat3.mtime.getTime() % 1e3 === 0 ? "s" : "ms";
-          Object.defineProperty(fs5, cacheSymbol, { value: precision });
-          callback(null, stat3.mtime, precision);
-        });
-      });
-    }
-    function getMtime(precision) {
-      let now = Date.now();
-      if (precision === "s") {
-        now = Math.ceil(now / 1e3) * 1e3;
-      }
-      return new Date(now);
-    }
-    module.exports.probe = probe;
-    module.exports.getMtime = getMtime;
-  }
-});
-
-// node_modules/proper-lockfile/lib/lockfile.js
-var require_lockfile = __commonJS({
-  "node_modules/proper-lockfile/lib/lockfile.js"(exports, module) {
-    "use strict";
-    var path = __require("path");
-    var fs5 = require_graceful_fs();
-    var retry = require_retry3();
-    var onExit = require_signal_exit();
-    var mtimePrecision = require_mtime_precision();
-    var locks = {};
-    function getLockFile(file, options) {
-      return options.lockfilePath || `${file}.lock`;
-    }
-    function resolveCanonicalPath(file, options, callback) {
-      if (!options.realpath) {
-        return callback(null, path.resolve(file));
-      }
-      options.fs.realpath(file, callback);
-    }
-    function acquireLock2(file, options, callback) {
-      const lockfilePath = getLockFile(file, options);
-      options.fs.mkdir(lockfilePath, (err) => {
-        if (!err) {
-          return mtimePrecision.probe(lockfilePath, options.fs, (err2, mtime, mtimePrecision2) => {
-            if (err2) {
-              options.fs.rmdir(lockfilePath, () => {
-              });
-              return callback(err2);
-            }
-            callback(null, mtime, mtimePrecision2);
-          });
-        }
-        if (err.code !== "EEXIST") {
-          return callback(err);
-        }
-        if (options.stale <= 0) {
-          return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
-        }
-        options.fs.stat(lockfilePath, (err2, stat3) => {
-          if (err2) {
-            if (err2.code === "ENOENT") {
-              return acquireLock2(file, { ...options, stale: 0 }, callback);
-            }
-            return callback(err2);
-          }
-          if (!isLockStale(stat3, options)) {
-            return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
-          }
-          removeLock(file, options, (err3) => {
-            if (err3) {
-              return callback(err3);
-            }
-            acquireLock2(file, { ...options, stale: 0 }, callback);
-          });
-        });
-      });
-    }
-    function isLockStale(stat3, options) {
-      return stat3.mtime.getTime() < Date.now() - options.stale;
-    }
-    function removeLock(file, options, callback) {
-      options.fs.rmdir(getLockFile(file, options), (err) => {
-        if (err && err.code !== "ENOENT") {
-          return callback(err);
-        }
-        callback();
-      });
-    }
-    function updateLock(file, options) {
-      const lock3 = locks[file];
-      if (lock3.updateTimeout) {
-        return;
-      }
-      lock3.updateDelay = lock3.updateDelay || options.update;
-      lock3.updateTimeout = setTimeout(() => {
-        lock3.updateTimeout = null;
-        options.fs.stat(lock3.lockfilePath, (err, stat3) => {
-          const isOverThreshold = lock3.lastUpdate + options.stale < Date.now();
-          if (err) {
-            if (err.code === "ENOENT" || isOverThreshold) {
-              return setLockAsCompromised(file, lock3, Object.assign(err, { code: "ECOMPROMISED" }));
-            }
-            lock3.updateDelay = 1e3;
-            return updateLock(file, options);
-          }
-          const isMtimeOurs = lock3.mtime.getTime() === stat3.mtime.getTime();
-          if (!isMtimeOurs) {
-            return setLockAsCompromised(
-              file,
-              lock3,
-              Object.assign(
-                new Error("Unable to update lock within the stale threshold"),
-                { code: "ECOMPROMISED" }
-              )
-            );
-          }
-          const mtime = mtimePrecision.getMtime(lock3.mtimePrecision);
-          options.fs.utimes(lock3.lockfilePath, mtime, mtime, (err2) => {
-            const isOverThreshold2 = lock3.lastUpdate + options.stale < Date.now();
-            if (lock3.released) {
-              return;
-            }
-            if (err2) {
-              if (err2.code === "ENOENT" || isOverThreshold2) {
-                return setLockAsCompromised(file, lock3, Object.assign(err2, { code: "ECOMPROMISED" }));
-              }
-              lock3.updateDelay = 1e3;
-              return updateLock(file, options);
-            }
-            lock3.mtime = mtime;
-            lock3.lastUpdate = Date.now();
-            lock3.updateDelay = null;
-            updateLock(file, options);
-          });
-        });
-      }, lock3.updateDelay);
-      if (lock3.updateTimeout.unref) {
-        lock3.updateTimeout.unref();
-      }
-    }
-    function setLockAsCompromised(file, lock3, err) {
-      lock3.released = true;
-      if (lock3.updateTimeout) {
-        clearTimeout(lock3.updateTimeout);
-      }
-      if (locks[file] === lock3) {
-        delete locks[file];
-      }
-      lock3.options.onCompromised(err);
-    }
-    function lock2(file, options, callback) {
-      options = {
-        stale: 1e4,
-        update: null,
-        realpath: true,
-        retries: 0,
-        fs: fs5,
-        onCompromised: (err) => {
-          throw err;
-        },
-        ...options
-      };
-      options.retries = options.retries || 0;
-      options.retries = typeof options.retries === "number" ? { retries: options.retries } : options.retries;
-      options.stale = Math.max(options.stale || 0, 2e3);
-      options.update = options.update == null ? options.stale / 2 : options.update || 0;
-      options.update = Math.max(Math.min(options.update, options.stale / 2), 1e3);
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        const operation = retry.operation(options.retries);
-        operation.attempt(() => {
-          acquireLock2(file2, options, (err2, mtime, mtimePrecision2) => {
-            if (operation.retry(err2)) {
-              return;
-            }
-            if (err2) {
-              return callback(operation.mainError());
-            }
-            const lock3 = locks[file2] = {
-              lockfilePath: getLockFile(file2, options),
-              mtime,
-              mtimePrecision: mtimePrecision2,
-              options,
-              lastUpdate: Date.now()
-            };
-            updateLock(file2, options);
-            callback(null, (releasedCallback) => {
-              if (lock3.released) {
-                return releasedCallback && releasedCallback(Object.assign(new Error("Lock is already released"), { code: "ERELEASED" }));
-              }
-              unlock(file2, { ...options, realpath: false }, releasedCallback);
-            });
-          });
-        });
-      });
-    }
-    function unlock(file, options, callback) {
-      options = {
-        fs: fs5,
-        realpath: true,
-        ...options
-      };
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        const lock3 = locks[file2];
-        if (!lock3) {
-          return callback(Object.assign(new Error("Lock is not acquired/owned by you"), { code: "ENOTACQUIRED" }));
-        }
-        lock3.updateTimeout && clearTimeout(lock3.updateTimeout);
-        lock3.released = true;
-        delete locks[file2];
-        removeLock(file2, options, callback);
-      });
-    }
-    function check(file, options, callback) {
-      options = {
-        stale: 1e4,
-        realpath: true,
-        fs: fs5,
-        ...options
-      };
-      options.stale = Math.max(options.stale || 0, 2e3);
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        options.fs.stat(getLockFile(file2, options), (err2, stat3) => {
-          if (err2) {
-            return err2.code === "ENOENT" ? callback(null, false) : callback(err2);
-          }
-          return callback(null, !isLockStale(stat3, options));
-        });
-      });
-    }
-    function getLocks() {
-      return locks;
-    }
-    onExit(() => {
-      for (const file in locks) {
-        const options = locks[file].options;
-        try {
-          options.fs.rmdirSync(getLockFile(file, options));
-        } catch (e) {
-        }
-      }
-    });
-    module.exports.lock = lock2;
-    module.exports.unlock = unlock;
-    module.exports.check = check;
-    module.exports.getLocks = getLocks;
-  }
-});
-
-// node_modules/proper-lockfile/lib/adapter.js
-var require_adapter = __commonJS({
-  "node_modules/proper-lockfile/lib/adapter.js"(exports, module) {
-    "use strict";
-    var fs5 = require_graceful_fs();
-    function createSyncFs(fs6) {
-      const methods = ["mkdir", "realpath", "stat", "rmdir", "utimes"];
-      const newFs = { ...fs6 };
-      methods.forEach((method) => {
-        newFs[method] = (...args) => {
-          const callback = args.pop();
-          let ret;
-          try {
-            ret = fs6[`${method}Sync`](...args);
-          } catch (err) {
-            return callback(err);
-          }
-          callback(null, ret);
-        };
-      });
-      return newFs;
-    }
-    function toPromise(method) {
-      return (...args) => new Promise((resolve4, reject) => {
-        args.push((err, result) => {
-          if (err) {
-            reject(err);
-          } else {
-            resolve4(result);
-          }
-        });
-        method(...args);
-      });
-    }
-    function toSync(method) {
-      return (...args) => {
-        let err;
-        let result;
-        args.push((_err, _result) => {
-          err = _err;
-          result = _result;
-        });
-        method(...args);
-        if (err) {
-          throw err;
-        }
-        return result;
-      };
-    }
-    function toSyncOptions(options) {
-      options = { ...options };
-      options.fs = createSyncFs(options.fs || fs5);
-      if (typeof options.retries === "number" && options.retries > 0 || options.retries && typeof options.retries.retries === "number" && options.retries.retries > 0) {
-        throw Object.assign(new Error("Cannot use retries with the sync api"), { code: "ESYNC" });
-      }
-      return options;
-    }
-    module.exports = {
-      toPromise,
-      toSync,
-      toSyncOptions
-    };
-  }
-});
-
-// node_modules/proper-lockfile/index.js
-var require_proper_lockfile = __commonJS({
-  "node_modules/proper-lockfile/index.js"(exports, module) {
-    "use strict";
-    var lockfile = require_lockfile();
-    var { toPromise, toSync, toSyncOptions } = require_adapter();
-    async function lock2(file, options) {
-      const release = await toPromise(lockfile.lock)(file, options);
-      return toPromise(release);
-    }
-    function lockSync(file, options) {
-      const release = toSync(lockfile.lock)(file, toSyncOptions(options));
-      return toSync(release);
-    }
-    function unlock(file, options) {
-      return toPromise(lockfile.unlock)(file, options);
-    }
-    function unlockSync(file, options) {
-      return toSync(lockfile.unlock)(file, toSyncOptions(options));
-    }
-    function check(file, options) {
-      return toPromise(lockfile.check)(file, options);
-    }
-    function checkSync(file, options) {
-      return toSync(lockfile.check)(file, toSyncOptions(options));
-    }
-    module.exports = lock2;
-    module.exports.lock = lock2;
-    module.exports.unlock = unlock;
-    module.exports.lockSync = lockSync;
-    module.exports.unlockSync = unlockSync;
-    module.exports.check = check;
-    module.exports.checkSync = checkSync;
-  }
-});
-
-// core/secrets/atomic.ts
-import { randomBytes as randomBytes8 } from "node:crypto";
-import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile as readFile2, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve2 } from "node:path";
-async function writeTarget(file, shown = shownPath(file)) {
-  let path = file;
-  for (let n = 0; n <= MAX_LINKS; n++) {
-    let link;
-    try {
-      if (!(await lstat2(path)).isSymbolicLink()) return path;
-      link = await readlink2(path);
-    } catch (e) {
-      if (e.code === "ENOENT") return path;
-      if (e.code === "ELOOP") break;
-      throw e;
-    }
-    path = resolve2(dirname2(path), link);
-  }
-  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
-}
-function writeError(err, target, shown) {
-  const code = err?.code;
-  const via = target === shown || resolve2(shown) === target ? "" : ` (through the link ${shown})`;
-  const dir = dirname2(target);
-  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
-  if (code === "EACCES" || code === "EPERM")
-    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
-  if (code === "ENOENT" || code === "ENOTDIR")
-    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
-  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
-  return err;
-}
-async function replaceFile(file, content, mode, newMode = 420) {
-  const dir = dirname2(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes8(6).toString("hex")}.tmp`);
-  const fh = await open2(tmp, "wx", keep);
-  try {
-    try {
-      await fh.chmod(keep);
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename2(tmp, file);
-  } catch (e) {
-    await rm2(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const d = await open2(dir, "r");
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  } catch {
-  }
-}
-function interruption(signal, where) {
-  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
-  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
-}
-async function takeOver(lockDir, seen) {
-  const guard = `${lockDir}.takeover`;
-  try {
-    await mkdir2(guard);
-  } catch (e) {
-    if (e.code !== "EEXIST") throw e;
-    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
-    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
-    return false;
-  }
-  try {
-    const now = await stat2(lockDir).catch(() => void 0);
-    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
-    await rm2(lockDir, { recursive: true, force: true });
-    return true;
-  } finally {
-    await rm2(guard, { recursive: true, force: true });
-  }
-}
-async function takeLock(target, shown, notify, signal) {
-  const lockDir = `${target}.lock`;
-  const lockShown = `${shown}.lock`;
-  const started = Date.now();
-  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
-  let told = false;
-  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
-  for (; ; ) {
-    if (signal?.aborted) throw interrupted(false);
-    const seen = await stat2(lockDir).catch(() => void 0);
-    const before = seen && Date.now() - seen.mtimeMs;
-    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
-    try {
-      let lost;
-      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
-      const release = Object.assign(() => unlock(), { lost: () => lost });
-      if (signal?.aborted) {
-        await release().catch(() => void 0);
-        throw interrupted(false);
-      }
-      return release;
-    } catch (e) {
-      if (e instanceof InterruptedError) throw e;
-      const code = e.code;
-      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
-      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
-    }
-    const waited = Date.now() - started;
-    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
-    if (!told && waited > LOCK_QUIET_MS) {
-      told = true;
-      const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
-      notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
-    }
-    await new Promise((r) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        r();
-      };
-      const timer = setTimeout(done, 25 + Math.random() * 75);
-      signal?.addEventListener("abort", done, { once: true });
-    });
-    if (signal?.aborted) throw interrupted(true);
-  }
-}
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
-  const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify, signal);
-  try {
-    const now = await readFile2(target, "utf8").catch((e) => {
-      if (e.code === "ENOENT") return null;
-      throw e;
-    });
-    const bare = (t) => t?.replace(/^\uFEFF/, "") ?? null;
-    if (bare(now) !== bare(expected))
-      throw new ChangedOnDiskError(
-        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
-        "run the command again: it reads the file as it is now"
-      );
-    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
-    try {
-      await replaceFile(target, content, void 0, newMode);
-    } catch (e) {
-      throw writeError(e, target, shown);
-    }
-  } finally {
-    await release().catch(() => void 0);
-  }
-}
-function shownPath(file) {
-  const r = relative(process.cwd(), file);
-  return r && !r.startsWith("..") && !isAbsolute2(r) ? r : file;
-}
-async function retryOnChange(what, attempt) {
-  const deadline = Date.now() + RETRY_FOR_MS;
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (e) {
-      if (!(e instanceof ChangedOnDiskError)) throw e;
-      if (Date.now() > deadline)
-        throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1e3} s (${n} attempts; ${e.message})`, "run it again once the other commands writing it have ended");
-      await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
-    }
-  }
-}
-var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
-var init_atomic = __esm({
-  "core/secrets/atomic.ts"() {
-    "use strict";
-    import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
-    init_errors();
-    init_shell();
-    MAX_LINKS = 40;
-    InterruptedError = class extends OpsError {
-      constructor(message, signal = "SIGINT") {
-        super(message);
-        this.signal = signal;
-      }
-      signal;
-    };
-    ChangedOnDiskError = class extends OpsError {
-    };
-    LOCK_STALE_MS = 1e4;
-    LOCK_REFRESH_MS = 5e3;
-    NEVER_STALE_MS = 24 * 36e5;
-    TAKEOVER_STALE_MS = 5e3;
-    LOCK_WAIT_MS = 15e3;
-    LOCK_QUIET_MS = 1e3;
-    warnOnStderr = (m) => {
-      process.stderr.write(`warning: ${m}
-`);
-    };
-    RETRY_FOR_MS = 3e4;
-  }
-});
-
-// core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes9 } from "node:crypto";
-function b642(field, text) {
-  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
-  return Buffer.from(text, "base64");
-}
-function parseEnc(value) {
-  const m = ENC_RE.exec(value);
-  if (!m) throw new MalformedValue("it is not of the form ENC[AES256_GCM,data:\u2026,iv:\u2026,tag:\u2026,type:\u2026]");
-  const enc = { data: b642("data", m[1]), iv: b642("iv", m[2]), tag: b642("tag", m[3]), type: m[4] };
-  if (enc.iv.length === 0) throw new MalformedValue("its iv is empty");
-  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
-  return enc;
-}
-function formatEnc(enc) {
-  return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
-}
-function sealText(plaintext, type, key, aad, iv = randomBytes9(IV_BYTES)) {
-  const c = createCipheriv("aes-256-gcm", key, iv);
-  c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
-  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
-}
-function openBytes(enc, key, aad) {
-  const d = createDecipheriv("aes-256-gcm", key, enc.iv);
-  d.setAAD(Buffer.from(aad, "utf8"));
-  d.setAuthTag(enc.tag);
-  return Buffer.concat([d.update(enc.data), d.final()]);
-}
-function openText(enc, key, aad) {
-  const out = openBytes(enc, key, aad);
-  const text = out.toString("utf8");
-  if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
-  return text;
-}
-function aadOf(keys) {
-  return keys.join(":") + ":";
-}
-function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
-}
-function decryptScalar(enc, key, aad) {
-  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
-  return parseScalarText(openText(enc, key, aad), enc.type);
-}
-var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
-var init_cipher = __esm({
-  "core/secrets/cipher.ts"() {
-    "use strict";
-    init_tree_scalars();
-    init_tree();
-    IV_BYTES = 32;
-    DATA_KEY_BYTES = 32;
-    ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
-    B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
-    MalformedValue = class extends Error {
-    };
-    MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
-    MacBuilder = class {
-      hash = createHash3("sha512");
-      constructor(macOnlyEncrypted = false) {
-        if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
-      }
-      add(leaf) {
-        this.hash.update(scalarBytes(leaf));
-      }
-      hex() {
-        return this.hash.digest("hex").toUpperCase();
-      }
-    };
-  }
-});
-
-// node_modules/re2js/build/index.js
-var RE2Flags, PublicFlags, ASCII_SIZE, ASCII_TO_UPPER, ASCII_TO_LOWER, MAX_BMP, Codepoint, UnicodeRangeTable, B64, B64_MAP, decodeVLQ, decodeRanges, decodeOrbit, LazyMap, UnicodeTables, Unicode, RE2JSException, RE2JSSyntaxException, RE2JSCompileException, RE2JSGroupException, RE2JSFlagsException, RE2JSInternalException, FAST_PATH_TABLE_SIZE, WORD_RUNE_TABLE, cachedNativeEncoder, cachedNativeDecoder, Utils, createEnum, MatcherInputBase, Utf8MatcherInput, Utf16MatcherInput, MatcherInput, MachineInputBase, MachineUTF8Input, MachineUTF16Input, MachineInput, Matcher, Inst, Queue, LookbehindState, Machine, hashState, arraysEqual, isState, NO_IDS, END_TEXT, DFAState, DFA, VISITED_BITS, MAX_BACKTRACK_PROG, INITIAL_JOB_CAPACITY, MAX_BACKTRACK_VECTOR, BitState, bitStatePool, Backtracker, QueueOnePass, mergeRuneSets, OnePassProg, onePassCopy, makeOnePass, cleanupOnePass, OnePass, Regexp, RegexpWalker, AhoCorasick, Prefilter, PrefilterTree, PatchList, Prog, ANY_RUNE_NOT_NL, ANY_RUNE, Frag, Compiler, Simplify, CharGroup, code1, code2, code3, PERL_GROUPS, code4, code5, code6, code7, code8, code9, code10, code11, code12, code13, code14, code15, code16, code17, POSIX_GROUPS, CharClass, StringIterator, Parser, RE2, RE2Set, TranslateRegExpString, execResult, RE2JS;
-var init_build = __esm({
-  "node_modules/re2js/build/index.js"() {
-    RE2Flags = class RE2Flags2 {
-      static FOLD_CASE = 1;
-      static LITERAL = 2;
-      static CLASS_NL = 4;
-      static DOT_NL = 8;
-      static ONE_LINE = 16;
-      static NON_GREEDY = 32;
-      static PERL_X = 64;
-      static UNICODE_GROUPS = 128;
-      static WAS_DOLLAR = 256;
-      static LOOKBEHIND = 512;
-      static MATCH_NL = RE2Flags2.CLASS_NL | RE2Flags2.DOT_NL;
-      static PERL = RE2Flags2.CLASS_NL | RE2Flags2.ONE_LINE | RE2Flags2.PERL_X | RE2Flags2.UNICODE_GROUPS;
-      static POSIX = 0;
-      static UNANCHORED = 0;
-      static ANCHOR_START = 1;
-      static ANCHOR_BOTH = 2;
-    };
-    PublicFlags = {
-      CASE_INSENSITIVE: 1,
-      DOTALL: 2,
-      MULTILINE: 4,
-      DISABLE_UNICODE_GROUPS: 8,
-      LONGEST_MATCH: 16,
-      LOOKBEHINDS: 512
-    };
-    ASCII_SIZE = 128;
-    ASCII_TO_UPPER = new Int32Array(ASCII_SIZE);
-    ASCII_TO_LOWER = new Int32Array(ASCII_SIZE);
-    MAX_BMP = 65535;
-    for (let i = 0; i < ASCII_SIZE; i++) {
-      if (i >= 97 && i <= 122) ASCII_TO_UPPER[i] = i - 32;
-      else ASCII_TO_UPPER[i] = i;
-      if (i >= 65 && i <= 90) ASCII_TO_LOWER[i] = i + 32;
-      else ASCII_TO_LOWER[i] = i;
-    }
-    Codepoint = class {
-      static CODES = Object.freeze({
-        "\x07": 7,
-        "\b": 8,
-        "	": 9,
-        "\n": 10,
-        "\v": 11,
-        "\f": 12,
-        "\r": 13,
-        " ": 32,
-        '"': 34,
-        $: 36,
-        "&": 38,
-        "'": 39,
-        "(": 40,
-        ")": 41,
-        "*": 42,
-        "+": 43,
-        "-": 45,
-        ".": 46,
-        0: 48,
-        1: 49,
-        2: 50,
-        3: 51,
-        4: 52,
-        5: 53,
-        6: 54,
-        7: 55,
-        8: 56,
-        9: 57,
-        ":": 58,
-        "<": 60,
-        ">": 62,
-        "?": 63,
-        A: 65,
-        B: 66,
-        C: 67,
-        F: 70,
-        P: 80,
-        Q: 81,
-        U: 85,
-        Z: 90,
-        "[": 91,
-        "\\": 92,
-        "]": 93,
-        "^": 94,
-        _: 95,
-        "`": 96,
-        a: 97,
-        b: 98,
-        f: 102,
-        i: 105,
-        m: 109,
-        n: 110,
-        r: 114,
-        s: 115,
-        t: 116,
-        v: 118,
-        x: 120,
-        z: 122,
-        "{": 123,
-        "|": 124,
-        "}": 125
-      });
-      static toUpperCase(codepoint) {
-        if (codepoint < ASCII_SIZE) return ASCII_TO_UPPER[codepoint];
-        const s = String.fromCodePoint(codepoint).toUpperCase();
-        const expectedLen = s.codePointAt(0) > MAX_BMP ? 2 : 1;
-        if (s.length > expectedLen) return codepoint;
-        const sOrigin = String.fromCodePoint(s.codePointAt(0)).toLowerCase();
-        const originExpectedLen = sOrigin.codePointAt(0) > MAX_BMP ? 2 : 1;
-        if (sOrigin.length > originExpectedLen || sOrigin.codePointAt(0) !== codepoint) return codepoint;
-        return s.codePointAt(0);
-      }
-      static toLowerCase(codepoint) {
-        if (codepoint < ASCII_SIZE) return ASCII_TO_LOWER[codepoint];
-        const s = String.fromCodePoint(codepoint).toLowerCase();
-        const expectedLen = s.codePointAt(0) > MAX_BMP ? 2 : 1;
-        if (s.length > expectedLen) return codepoint;
-        const sOrigin = String.fromCodePoint(s.codePointAt(0)).toUpperCase();
-        const originExpectedLen = sOrigin.codePointAt(0) > MAX_BMP ? 2 : 1;
-        if (sOrigin.length > originExpectedLen || sOrigin.codePointAt(0) !== codepoint) return codepoint;
-        return s.codePointAt(0);
-      }
-    };
-    UnicodeRangeTable = class {
-      /**
-      * @param {Uint32Array | number[]} data
-      * @param {boolean} isStride1
-      */
-      constructor(data, isStride1 = false) {
-        this.data = data;
-        this.isStride1 = isStride1;
-        this.SIZE = isStride1 ? 2 : 3;
-      }
-      getLo(index) {
-        return this.data[index * this.SIZE];
-      }
-      getHi(index) {
-        return this.data[index * this.SIZE + 1];
-      }
-      getStride(index) {
-        return this.isStride1 ? 1 : this.data[index * this.SIZE + 2];
-      }
-      get length() {
-        return this.data.length / this.SIZE;
-      }
-    };
-    B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-";
-    B64_MAP = /* @__PURE__ */ new Uint8Array(256);
-    for (let i = 0; i < 64; i++) B64_MAP[B64.charCodeAt(i)] = i;
-    decodeVLQ = (str2) => {
-      const res = [];
-      let value = 0;
-      let shift = 0;
-      for (let i = 0; i < str2.length; i++) {
-        const digit = B64_MAP[str2.charCodeAt(i)];
-        value |= (digit & 31) << shift;
-        if ((digit & 32) === 0) {
-          res.push(value);
-          value = 0;
-          shift = 0;
-        } else shift += 5;
-      }
-      return res;
-    };
-    decodeRanges = (str2, isStride1) => {
-      const res = decodeVLQ(str2);
-      const numRanges = isStride1 ? res.length / 2 : res.length / 3;
-      const out = new Uint32Array(numRanges * 3);
-      let current = 0;
-      let resIdx = 0;
-      for (let i = 0; i < numRanges; i++) {
-        current += res[resIdx++];
-        out[i * 3] = current;
-        current += res[resIdx++];
-        out[i * 3 + 1] = current;
-        out[i * 3 + 2] = isStride1 ? 1 : res[resIdx++];
-      }
-      return out;
-    };
-    decodeOrbit = (str2) => {
-      const res = decodeVLQ(str2);
-      const map = /* @__PURE__ */ new Map();
-      let currentKey = 0;
-      for (let i = 0; i < res.length; i += 2) {
-        currentKey += res[i];
-        const zz = res[i + 1];
-        const delta = zz >>> 1 ^ -(zz & 1);
-        map.set(currentKey, currentKey + delta);
-      }
-      return map;
-    };
-    LazyMap = class {
-      constructor(initializer) {
-        this.initializer = initializer;
-        this.cache = /* @__PURE__ */ new Map();
-      }
-      has(key) {
-        return Object.hasOwn(this.initializer, key);
-      }
-      get(key) {
-        if (this.cache.has(key)) return this.cache.get(key);
-        const val = this.has(key) ? this.initializer[key]() : null;
-        this.cache.set(key, val);
-        return val;
-      }
-    };
-    UnicodeTables = class {
-      static _CASE_ORBIT = null;
-      static get CASE_ORBIT() {
-        if (!this._CASE_ORBIT) this._CASE_ORBIT = decodeOrbit("rCgCIgCY+rQI4QiCuuBLgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCCgCBgCBgCBgCBgCBgCBgCB+7OB-BB-BB-BB-BB-BBskQB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BC-BB-BB-BB-BB-BB-BB-BByHBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBDCBBBCBBBCBBCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBxHBCBBBCBBBCBBB3SBmMBkNBCBBBCBBB8MBCBBB6MB6MBCBBC+EB0MB2MBCBBB6MB+MBiGBmNBiNBCBBBmKBikzCBmNBqNBkIBsNBCBBBCBBBCBBB0NBCBBB0NDCBBB0NBCBBByNByNBCBBBCBBB2NBCBBDCBBCwDFCBCBDBCBCBDBCBCBDBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBB9EBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCCBCBDBCBBBhGBvDBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBjICCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBH2iVBCBBBlKBwiVB+jVB+jVBCBBBlMBqEBuEBCBBBCBBBCBBBCBBBCBBB+hVB4hVB8hVBjNB7MC5MB5MCzMC1MB+0yCE5MB20yCC9MBu2yCBwyyCBo0yCChNBlNBo0yCBu-UBi0yCDlNC6-UBpNDrNIu+UDzNCm0yCBzNE0yyCBzNBpEBxNBxNBtEG1NLqxyCBkxyCnFoFrBCBBBCBBDCBBEkIBkIBkICoHHsCCqCBqCBqCCgEC+DB+DBmkOBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCC+BBgCBgCBgCBgCBgCBgCBgCBgCBrCBpCBpCBpCBmjOB-BB8BB-BB-BBgEB-BB-BByBBqgOBsDB-BBtwBB-BB-BB-BBsBBgDBCB-BB-BB-BBeB-BB-BB61OB-BB-BB-DB9DB9DBQB7DBmCE9CBrDBPBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBrFB-EBOBnHB3FB-FCCBBBNBCBBCjIBjIBjIBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgFBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB8kMB-BB6kMB-BB-BB-BB-BB-BB-BB-BB-BB-BBokMB-BB-BBkkMBkkMB-BB-BB-BB-BB-BB-BB-BB4jMB-BB-BB-BB-BB-BB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EB-EBCBBBCBoiMBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBJCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBeBCBBBCBBBCBBBCBBBCBBBCBBBCBBBdBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBCgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDL-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-C64CgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOBgmOCgmOGgmODg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FBg8FDg8FBg8FBg8FhVg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBg9rCBQBQBQBQBQBQDPBPBPBPBPBPjkC7mMB5mMBnmMBjmMBCBlmMB3lMBpiMBk8kCBCBBG-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FB-7FD-7FB-7FB-7F6FoglCEsuHRwjlCyDCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCB0DBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBG1DD97OCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQDPBPBPBPBPBPDQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQDPBPBPBPBPBPEQCQCQCQCPCPCPCPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPB0EB0EBsFBsFBsFBsFBoGBoGBgIBgIBgHBgHB8HB8HDQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQBQBQBQBQBQBQBPBPBPBPBPBPBPBPBQBQCSFPBPBzEBzEBRCxnOFSFrFBrFBrFBrFBREQBQClkOFPBPBnGBnGFQBQCljOCODPBPB-GB-GBNHSF-HB-HB7HB7HBRqJ53OE9tQBrmQH4Bc3BSgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBgBBfBfBfBfBfBfBfBfBfBfBfBfBfBfBfBfECBByZ0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BB0BBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzBBzB34BgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDBgDB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CB-CBCBBBt-UBruHBt+UB1iVBviVBCBBBCBBBCBBB3hVB5-UB9hVB7hVCCBBCCBBI9jVB9jVBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBICBBBCBBECBBN-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOB-lOC-lOG-lOzoeCBBBCBBBCBBBCBBBCBBBCBl8kCBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBTCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBnECBBBCBBBCBBBCBBBCBBBCBBBCBBDCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBKCBBBCBBBnglCBCBBBCBBBCBBBCBBBCBBECBBBvyyCDCBBBCBBBgDCCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBn0yCB90yCB10yCBh0yCBn0yCCjxyCBzyyCBpxyCBg6BBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBB-CBl0yCBvjlCBCBBBCBBBt2yCBCBBBCBBBCBBBCBBBCBBBCBBBCBBBCBBBhkzCZCBB9a-5Bd-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCB-8rCm6TCBB7gBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCH-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BmlBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvChDwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCBwCFvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvCBvC1DuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCCuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCBuCCuCBuCBuCBuCBuCBuCBuCCuCBuCCtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCCtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCBtCCtCBtCBtCBtCBtCBtCBtCCtCBtCk2BgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEBgEO-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-DB-D+CgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCL-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-B74CgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BhrVgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCBgCB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BB-BhB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BB2BD1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BB1BtxekCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBkCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjCBjC");
-        return this._CASE_ORBIT;
-      }
-      static _Print = null;
-      static get Print() {
-        if (!this._Print) this._Print = new UnicodeRangeTable(decodeRanges("hB9CBjBLBCpWBDFBFGBCCCBSBCsMBClBBDxBBDCBC2BBJaBFFBSVBC-FBCvBBD6BBDkDBP6BBDwBBDOBCbBDCCBJBGfBIqCBCgFBCHBDBBDVBCGBCEEBCBDIBDBBDDBJFFBCCBDBDYBDCBCFBFBBDVBCGBCBBCBBCBBDCCBDBFBBDCBEIIBCBCIIBPBLCBCIBCCBCVBCGBCBBCEBDJBCCBCCBDQQBCBDLBIGBCCBCHBDBBDVBCGBCBBCEBDIBDBBDCBICBFBBCEBDRBLBBCFBECBCDBEBBCCCBEEBEEBBBELBFEBECBCDBDHHPUBGMBCCBCWBCPBDIBCCBCDBIBBCCBCBBDDBDJBIVBCCBCWBCJBCEBDIBCCBCDBIBBGCBCDBDJBCCBNMBCCBCyBBCCBCFBFPBDZBCCBCRBEXBCIBCDDBFBEFFBEBCCCBGBHJBDCBN5BBFcBmBBBCCCBDBCXBCCCBVBDEBCCCBFBCJBDDBhBnCBCjBBFmBBCjBBCOBCMBmBlGBCGGD4LBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBDfBEZBH1CBDFBD-TBCbBE4CBIVBKXBKTBNMBCCBCBBN9CBDJBHJBHNBCKBH4CBIqBBGlCBLeBCLBFLBFEEBoBBDEBMrBBFZBHKBE9BBDgCBCcBDKBHJBHNBDtBBDLBVsCBClFBJ7BBEOBE9BBGqBBDKBJqBBG1QBDFBDlBBDFBDHBCGCBdBD0BBCOBCNBDFBCSBDCBCIBSXBJuBBSBBDaBCMBEhBBPgBBQrEBF5UBXKBWz4BBD9LBGsBBCGGD3BBIBBPXBKGBCGBCGBCGBCGBCGBCGBCGBC9DBjBZBC4CBN1GBbPBC+BBC1CBDmDBGqBBC9CBC1CBKvBBCszcBE2BBK7KBV3FBJ8GBV7BBEJBH3BBJlCBJLBHzDBMdBEtCBCKBFgBBC2BBKNBDJBDmDBZbBLFBDFBDFBKGBCGBC7BBF9DBDJBHj9KBNWBFwBBloItLBDpDBnBGBNEBGZBCEBCCCBCCBCCBoUBhBpBBHyBBCSBCDBFEBCmEBF9FBEFBDFBDFBDCBEGBCGBOBBDLBCZBCSBCBBCOBDNBjB6DBGCBFsBBE3CBCMBEwBwBBsBBjEcBEwBBQbBFjBBKdBGqBBGdBCkBBFNBrB9EBDJBHjBBFjBBFnBBJzBBMLBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBCnCBJIBxBSBCBBGgBBEaBGaBnB3BBFTBDxBBCBBGHBCCBCcBDCBFJBIIBI-BBhBmBBFLBK1BBEcBDaBGZBIDBNGBxCoCB4ByBBOyBBItBBJJBHlBBEcBJBBxGeBCpBBCCBDBBRFBJIBiBtBBJpBBXZBnBbBVWBKtCBFjBBK9BBCEBOYBIJBH0BBCRBJmBBK-CBCTBMRBCuBB-BGBCCCBCBCOBCKBH6BBGJBHDBCHBDBBDVBCGBCBBCEBCJBDBBDCBDHHGGBDGBEEBMJBCDDClBBCJBCDDCDBCJBCBBJBBe7CBCEBfnCBJJBnF1BBDlBBjBkCBMJBHMBU5BBHJBHTBdaBDOBFWB6F7BBlDyCBNHBDDDBGBCBBCdBCBBDLBKJBnCHBDtBBDKBcnCBJyCBOoCBIJB3CHB5ChBBPJBHIBCsBBCNBLcBEfBDVBCNBqCGBCBBCrBBECCBCCBHBJJBHFBCBBCkBBCBBCFBIJBHrBBFJB3HYBIQBCoBBEcB2CQQBwBBO6cBnDuDBCEBMjGBtyCiDBOvhBBRVBL68DBGmSB61G5BBn2B4RBIeBCJBFwCBCJBHdBDFBLlCBLJBCGBCUBGSBxN5BBnG6CBGYBDYBtBqCBF4BBIQBhCEBMGBK1mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBDDBh7D8HBEzNBHWBQQBQtBBDWBKzDB9B1HBLmBBDpCBJvDBWlCB7DTBNTBN2CBKYBoE0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBD9VBQEBCOBxiBeBHFB2GGBCQBDGBCBBCEBG9BBiBxDxDBrBBENBDJBFBBhKeBS5BBGxOxOBoBB3GqBBFhGhGBdBCVBJBBhHGBCDBCBBCOBCkGBDPBqBrCBFJBFBByYjCBtC8BBjGDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBBvIrBBFjDBNOBDOBCOBCkBBLtFB5BcBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBCmDBmgB-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIBnkzVvHB", false));
-        return this._Print;
-      }
-      static CATEGORIES = new LazyMap({
-        C: () => new UnicodeRangeTable(decodeRanges("AfBgDgBBOrWrWBHHBCBICCVuMuMnBBBzBBBE4B4BBGBcDBHQBXhGhGxBBB8BBBmDNB8BBByBBBQddBCCMEBhBGBsCiFiFJBBDBBXIICCBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBPMMBEB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKMMBDBbEByBPBDBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBjoIBvLBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCB-FCBHBBHBBHBBECBIIIBLBDBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIB-BGGBLBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMBxhBPBXJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBF-6DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBrCHBxDUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIlkzVBxHvw-FB", false)),
-        Cc: () => new UnicodeRangeTable(decodeRanges("AfgDgB", true)),
-        Cf: () => new UnicodeRangeTable(decodeRanges("tFzqBzqBBEBXhGhGyBhMhMBxCxCs5D9-B9-BBDBbEByBEBCJBw03B6H6HBBBimEQQj7IPBhjiBDBwmFHBn0rYffB+CB", false)),
-        Cn: () => new UnicodeRangeTable(decodeRanges("4bBBHDBICCVuMuMnBBBzBBBE4B4BBGBcDBHKBvI9B9BBmDmDBMB8BBByBBBQddBCCMEBjBEBuHJJBDDBXXICCBBBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBbFB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKmDmDNBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBDBvzIBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCC-FCBHBBHBBHBBECBIIIBIBGBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIBlCJBCBBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMB3iBJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBJ76DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBjGUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIm8yVBCdBhD-DBxHvw-BB---BBB---BBB", false)),
-        Co: () => new UnicodeRangeTable(decodeRanges("gg4B-nGh4hc9--BD9--B", true)),
-        Cs: () => new UnicodeRangeTable(decodeRanges("gg2B--B", true)),
-        L: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBLLFGGBVBCeBCpOBFLBPEBICCiEEBCBBDDBCHHCCBCCCBSBCyCBCqEBJlFBClBBDHHBnBBoCaBFDBuBqBBkBBBCiDBCQQBIIBLLBBBDRRCdBe4CBMZZBfBKBBFGGBUBFKKEYYBXBIKBGXBCGBRpBB7B1BBETTIJBQPBFHBDBBDVBCGBCEEBCBERROBBCCBPBBLJJBEBFBBDVBCGBCBBCBBCBBgBDBCUUBBBRIBCCBCVBCGBCBBCEBETTQBBYMMBGBDBBDVBCGBCBBCEBEffBCCBBBQSSCFBECBCDBEBBCCCBEEBEEBBBELBX1B1BBGBCCBCWBCPBEbbBBBCBBDBBfFFBGBCCBCWBCJBCEBEffBBBCBBQBBSIBCCBCoBBDRRGCBJCBZFBGRBEXBCIBCDDBFB7BvBBCBBNGB7BBBCCCBDBCXBCCCBIBCBBKDDBDBCWWBCBhBgCgCBGBCjBBcEB0DqBBVRRBEBFDBEEEBIIBBBFMBNSSBkBBCGGDqBBCsKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPBR1CBDFBErTBDQBCZBGqCBHHBIRBOSBPRBPMBCCBQzBBkBFFkC4CBIEBDhBBCGGBkCBLeByBdBDEBMrBBFZB3BWBK0BBzC+C+CBtBBSHB3BdBOBBLrBBbjBBqBCBLjBBDKBGqBBDCBqBDBCFBCBBEGGB+FBhC1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGB1DOORMBmDFFDJBCEEBDBHGCBCBCKBDDBGEBF1B1BB8zC8zCBjHBHDBEBBNlBBCGGD3BBIRRBVBKGBCGBCGBCGBCGBCGBCGBCGBxC2O2OBrBrBBDBGBBF1CBHCBC5CBCDBGqBBC9CBSfBxBPBhQ-tGBhCs0VBkCtBBDsIBEPBLBBVuBBReBDlCByBIBDmDBDxCBVQBCCBCDBCWBezBBPxBB-BFBECCBMMBaBLWBacBIuBBdRRBDBCJBLEBCoBBYCBCHBVWBEEEBwBBCEEBDDBDBDCCZCBDKBICBNFBDFBDFBKGBCGBCqBBCNBHyDBej9KBNWBFwBBloItLBDpDBnBGBNEBGCCBIBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBlBZBHZBM4CBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmMcBEwBBwBfBOTBCHBHlBBLdBDjBBFHBxB9EBTjBBFjBBFnBBJzBBNKBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCQQBCBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4ByBBOyBBOjBBnBbBKWB7HpBBHBBRFB5BcBLJJBUBrBRBvBUBcWBN0BB6BBBDOOBrBBhBYBbjBBeDDJiBBENNBuBBPDBWCCkBRBCYBUBBgCGBCCCBCBCOBCJBIuBBnBHBDBBDVBCGBCBBCEBETTNEBfJBCDDClBBCaaCtBtBBzBBTDBVCBfvBBVBBC5F5FBtBBqBDBlBvBBV8B8BBpBBOoCoCBZBmBGB6FrBB1D-BBgBHBDDDBGBCBBCXBQCC-CHBDmBBRCCdLLBmBBIWWMtBBUTTBnCBoGgBBgBIBCkBBSyByBBcBxDGBCBBClBBWaaBEBCBBCfBPYYBqBBlISBQCCBLBChBB9DwCwCB4cBnHjGBtyCgDBQvhBBSFBa68DBGmSB61GdBj3B4RBIeBSuCBSdBTvBBRDBgBUBGSBxNsBB0G-BBhBYBDYBtBqCBGjCjCBLBhCBBCPPBNNB0mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBn7F0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BeBHFBmI9BBzEsBBLGBRiKiKBcBTrBBlPbBlHdBDwGwGBdBCCBCBBCGBDEBKBBhHGBCDBCBBCOBCkGB8BjCBI1lB1lBBCBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQBlqE-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
-        LC: () => new UnicodeRangeTable(decodeRanges("hCZBHZB7BLLBVBCeBCiGBCDBFvGBDZBhGDBDBBECBCHHCCBCCCBSBCyCBCqEBJlFBClBBKoBB44ClBBCGGDqBBDCBhV1CBDFBjkCKBGqBBDCBhCrBBgCMBChBBmD1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGBmIFFDJBCEEBDBHGCBCBCFBFDDBCBGEBF1B1BB8zC8zCB6DBDmDBHDBEBBNlBBCGGzoetBBTbBnEtCBCWBEDBCsCBZBBE2Z2ZBpBBGIBIvCBh6TGBNEBqgBZBHZBmlBvCBhDjBBFjBB1DKBCOBCGBCBBCKBCOBCGBCBBk2ByBBOyBB+CVBLVB74C-BBhrV-BBhBYBDYBtpZ0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BJBCTBHFB2uCjCB", false)),
-        Ll: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBC2BCBQCBuBCDECBBBDCCDEEBFFDEEBBBDDDCCCDCCBCCDEECDDBDDBBBHGDCOCBSCBDDCEEC4BCBFBDDDBCCFICBjCBDZBiGCCEEEBBBTccBhBBCBBECBCWCBDBCGDB0B0BBuBBCgBCK0BCDMCBgDCxBoBBo6CqBBDCB5XFBjkCIBC2D2DBqBBgCMBChBBnD0ECBHBCgDCBHBJFBLHBJHBJFBLHBJHBJNBDHBJHBJHBJEBCBBHEEBBBCBBJDBDBBJHBLCBCBBzIEEBEEcKFDBBJDBF2B2Bs1CvBBCEEBGCFCCBCCBEBGiDCBIICFFNlBBCGG0oesBCUaCoEMCBBBC+BCBGBCCCDICFCCDCCBBBCSCGGGCMCFCCDOCbEE2ZqBBGIBIvCBh6TGBNEBqhBZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBnqZZBbGBCRBbZBbDBCCCBFBCKBbZBbZBbZBbZBbZBbZBbZBbZBbbBdYBCFBbYBCFBbYBCFBbYBCFBbYBCFBC15B15BBIBCTBHFB4vChBB", false)),
-        Lm: () => new UnicodeRangeTable(decodeRanges("wVRBFLBPEBICCmEGG-OnHnHlFBBuIBBFgBgBKEEhFoFoF1mBgEgE2R72B72BsDkTkTxOFBvF+BBOjBjBBjBByVOORMBg-CBByHgGgG2OsBsBBDBGiDiDB+C+CBBB34bjnBjnBBEBvIzDzDdBB6DIBxCYYpDDBEBB2OXXqEtDtDWBBoDDBKngVngVuBBBh-BFBCpBBCIB0sBhBhB2K04D04DnrTDB9PCBpBBBnRMBhCBBCPPB9-P9-PBCBCGBCBByhM9BBqGGBud0Q0QsSAB", false)),
-        Lo: () => new UnicodeRangeTable(decodeRanges("qFQQhIFFBCBxGBB7ZaBFDBuBfBCJBkBBBCiDBCZZBLLBBBDRRCdBe4CBMZZBfBWVBrBYBIKBGXBCGBRoBB8B1BBETTIJBROBFHBDBBDVBCGBCEEBCBERROBBCCBPBBLJJBEBFBBDVBCGBCBBCBBCBBgBDBCUUBBBRIBCCBCVBCGBCBBCEBETTQBBYMMBGBDBBDVBCGBCBBCEBEffBCCBBBQSSCFBECBCDBEBBCCCBEEBEEBBBELBX1B1BBGBCCBCWBCPBEbbBBBCBBDBBfFFBGBCCBCWBCJBCEBEffBBBCBBQBBSIBCCBCoBBDRRGCBJCBZFBGRBEXBCIBCDDBFB7BvBBCBBNFB8BBBCCCBDBCXBCCCBIBCBBKDDBDBYDBhBgCgCBGBCjBBcEB0DqBBVRRBEBFDBEEEBIIBBBFMBNyDyDBnKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPByDrTBDQBCZBGqCBHHBIRBOSBPRBPMBCCBQzBBpBkCkCBhBBC0BBIEBDhBBCGGBkCBLeByBdBDEBMrBBFZB3BWBK0BBxFuBBSHB3BdBOBBLrBBbjBBqBCBLdByDDBCFBCBBE7hB7hBBCB4-C3BBZWBKGBCGBCGBCGBCGBCGBCGBCGBoR2B2BF1CBJCCB4CBFGGBpBBC9CBSfBxBPBhQ-tGBhC0wUBC2jBBkCnBBJrIBFPBLBBjCyByBBkCBqFoDoDEGBCCBCDBCWBezBBPxBB-BFBECCBMMBaBLWBacBIuBBuBEBDIBLEBCoBBYCBCHBVPBCFBEEEBwBBCEEBDDBDBDCCZBBEKBIPPBEBDFBDFBKGBCGByEiBBej9KBNWBFwBBloItLBDpDBkCCCBIBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBqDJBCsBBDeBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmMcBEwBBwBfBOTBCHBHlBBLdBDjBBFHBhEtCBjDnBBJzBB9CzBBN2JBKVBLHB5EFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCQQBCBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4FjBBnBDBCxJxJBoBBHBBRCBCBB5BcBLJJBUBrBRBvBUBcWBN0BB6BBBDOOBrBBhBYBbjBBeDDJiBBENNBuBBPDBWCCkBRBCYBUBBgCGBCCCBCBCOBCJBIuBBnBHBDBBDVBCGBCBBCEBETTNEBfJBCDDClBBCaaCtBtBBzBBTDBVCBfvBBVBBC5F5FBtBBqBDBlBvBBV8B8BBpBBOoCoCBZBmBGB6FrBB0GHBDDDBGBCBBCXBQCC-CHBDmBBRCCdLLBmBBIWWMtBBUTTBnCBoGgBBgBIBCkBBSyByBBcBxDGBCBBClBBWaaBEBCBBCfBPYYBnBBCBBlISBQCCBLBChBB9DwCwCB4cBnHjGBtyCgDBQvhBBSFBa68DBGmSB61GdBj3B4RBIeBSuCBSdBTvBB0BUBGSB0NnBB2MqCBGwFwFB0mHBqBfBiDyDBuwIiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBxzI2P2PBrBBiBiKiKBcBTrBBlPaBmHdBDwGwGBdBCCBCBBCGBDEBKiHiHBFBCDBCBBCOBCkGB8pBDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQBlqE-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
-        Lt: () => new UnicodeRangeTable(decodeRanges("lOGDnB2sH2sHBGBJHBJHBNQQwBAB", false)),
-        Lu: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiB2BCDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIJDCMCDQCDDDCCBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBDDBBBEWCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBpCDBNDBNDBNEBMDBnIFFECBDCBDEEBDBHGCBCBDDBLBBG+B+B9zCvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoqZZBbZBbZBbCCBGDBDDBCBCHBbZBbBBCDBDHBCGBcBBCDBCEBCEEBFBcZBbZBbZBbZBbZBbZBfYBiBYBiBYBiBYBiBYBiB2pE2pEBgBB", false)),
-        M: () => new UnicodeRangeTable(decodeRanges("gYvDB0IGBoIsBBCCCBCCBCCpCKBxBUBRmDmDBFBDFBDBBCDBkBffBZB8CKB7BIBKZZBCBCIBCCBCEBsBCB8BIBrBXBCgBB3BCBCRBCGBLBBeCB5BCCBFBDBBDCBKLLBbbDCB5BCCBDBFBBDCBEffBEEMCB5BCCBGBCCBCCBVBBXFBCCB5BCCBFBDBBDCBICBLBBf8B8BBDBECBCDBKpBpBBDB4BCCBFBCCBCDBIBBMBBeCB5BCCBFBCCBCDBIBBMBBQNNBCB4BBBCGBCCBCDBKLLBeeBBBnCFFBEBCCCBGBTBB+BDDBFBNHBjDDDBHBMGBqCBBcECFBByBTBCBBGKBCjBBKlDlDBSBYDBFCBCCBDGBEDBOLBCLLBCBgWCBzdDBdCBeBBfBBhCfBKuBuBBBBC2D2DBjBjB3DLBFLB8GEB6BJBCcBDxBxBBsBBDLBVEBwBQBnBIBNCBfMB5BNBxBTB5ECBCUBFHHDCBnG-BBxWgBB--CCBuEhDhDBeBrRFBqDBB1udDBCJBhBBBxCBBxIEEFYYBDBF0C0CBzBzBBQBbRBOnBnBBGBaMBtBDBwBNBlBkCkCBMBNJJBuBuBBBBzBCCBBBDBBGBBCqBqBBDBGBBtHHBCBBx5TiXiXBOBRPBuejHjH2EEBn0BCBCBBGDBpBCBFmFmFB+R+RBCBiCEB+JBBuCFBnCKByBDB7DCB2BOBqBDDBLLBCBuBKBI+B+BBBBlBNBRBBtBNNBBBxBNBJDBCBB9CLBHDD+ELBWDB4BBBCGBDBBDCBKLLBDDBFBEEBkCIBCDDCDBCEBCPPBzCzCBQBYyCyCBSBsHGBDIBcBBzCQBrDMBmDOBhIOB2HFBCBBDDBCCCBuEuEBFBDGBEddBIBpBGBCDBJKKBJBvBPBnGHBoGHBCHBzCVBCNB7DFBECCBCCBFBCjCjCBDBCBBCEB8KDBKBBCxBxBBFBEEBYmnFmnFHOBpmLRBhuCEB8BGB5gBCCB1BBIDByCMMBslTslTBizEizEBsBBDWB-QEBEFBJHBDGBfDB1ECB89B2BBFxBBJPPXEBCOBxqBGBCQBDGBCBBCEBlDhFhFBFB4L+B+BBCB9PDB-HBB0HDDIBBG7O7OBFBuDGB29lYvHB", false)),
-        Mc: () => new UnicodeRangeTable(decodeRanges("joC4B4BDCBJDBCBBzBBB7BCBHBBDBBLsBsB7BCBjC7B7BBBBJCCB2B2BB7B7BCHHBDDBLLnDBBCBBECBCCBLqBqBBBB+BDB+BBB7BCCBDBDBBCBBKBBdPPB7B7BBBBGCBCCBLrBrBBsCsCBBBHHBTBBrKBBgCsFsFBFFHDDBaaBLLBBBDGBWBBDFBDLLBBB5zBffiEIIBGBCBB7KDBDCBFBBCFBhHBB7BCCKCCBJJBEByExBxBGCCBDBCBB+BffFBBD9B9BDCBCEEBxBxBBGBJBBsFWW35EBB0-dBBD5C5CBzBzBBOBvEBBwBxBxBBFFBDDBBBvDBBDBBZuBuBCuDuDDBBGuHuHBCCBCCBCC0gZCCgEuBuBBBBFBB0DZZB8B8BxBCBKBBO+C+CBBBEBBCrFrFBBBgBBB7BBBCDBDBBDCBKLLB1C1CBBBIDDCDBCBBCmDmDBBBJBBErDrDBBBHCCBCBDuHuHBBBHDBDyDyDBBBJBBCuDuDCBBHoDoDCBBFmImIBBBK4H4HBEBCBBFDDCvEvEBBBJDBF1C1CeBB-BqGqGECCoGPPrDIID2G2GBDBFBBC-K-KBNNxBBBJBBCpvQpvQBBBlxD2BBpDBB0rYBBHFB", false)),
-        Me: () => new UnicodeRangeTable(decodeRanges("okBBB1xF-wB-wBBCBCCBsshBCB", false)),
-        Mn: () => new UnicodeRangeTable(decodeRanges("gYvDB0IEBqIsBBCCCBCCBCCpCKBxBUBRmDmDBFBDFBDBBCDBkBffBZB8CKB7BIBKZZBCBCIBCCBCEBsBCB8BIBrBXBCfB4BCCFHBFEEBFBLBBe7B7BFDBJVVBbbDBB6BFFBFFBDDBBBEffBEEMBB6BFFBDBCBBFVVBXXBEBC7B7BDCCBCBJIIBMMBff+BNNzBEE4BCCBBBGCBCDBIBBMBBe7B7BDHHGBBVBBdBB6BBBFDBJVVBeepCIIBBBC7C7CDGBNHBjDDDBHBMGBqCBBcEC4BNBCEBCBBGKBCjBBKnDnDBCBCFBCBBDBBaBBFCBRDBODDBHHQgWgWBBBzdCBeBBfBBfBBhCBBCGBJDDBJBKuBuBBBBC2D2DBjBjB3DCBFBBKHHBBB8GBBD7B7BCGBCCCDHBHJBDxBxBBMBCeBDLBVDBxBCCBDBCGGpBIBNBBhBDBDBBCCB5BCCBEECCB7BHBDBB5ECBCMBCGBFHHEBBnG-BBxWMBFEEBKB--CCBuEhDhDBeBrRDBsDBB1udFFBIBhBBBxCBBxIEEFaaBGG4EBBbRBOnBnBBGBaKBvBCBxBDDBCBDBBoBkCkCBEBDBBDBBNJJwB0B0BCCBDBBGBBCrBrBBJJvHDDFx5Tx5TiXPBRPBuejHjH2EEBn0BCBCBBGDBpBCBFmFmFB+R+RBCBiCEB+JBBuCFBnCKByBDB8D3B3BBNBqBDDBLLBBByBDBDBBI+B+BBBBlBEBCHB-BNNB1B1BBHBLDBDgDgDBBBDCCBHHD+E+EEHBWBB6BBBEmBmBBFBEEBnCFBOECPBB2CHBDCBCYY1CFBCFFBCCBvHvHBCBHBBCBBcBB2CHBDCCBrDrDCDDBEBCmDmDCDDBCBCEBkIIBCBBhIBBCFFxEDBDBBFhBhBBIBpBFBDDBJKKBEBDCBvBMBCBBnGCCBBBCqGqGBFBCFBCzCzCBUBDGBCBBCBB7DFBECCBCCBFBCpCpCBEEC8K8KBMMB1B1BBDBGCCYmnFmnFHOBpmLLBECBhuCEB8BGB5gBgCgCBCByC5lT5lTBizEizEBsBBDWBhRCBSHBDGBfDB1ECB89B2BBFxBBJPPXEBCOBxqBGBCQBDGBCBBCEBlDhFhFBFB4L+B+BBCB9PDB-HBB0HDDIBBG7O7OBFBuDGB29lYvHB", false)),
-        N: () => new UnicodeRangeTable(decodeRanges("wBJB5DBBGDDBBBitBJBnEJBnGJB9MJB3DJBFFBtDJB3DJB3DJBDFBvDMB0DJBJGBoDJBpDGBISBuDJBhDJB3DJBnCTBtIJBnCJBwWTBybCBwHJBHJBXJBtJJBhEKBmFJBHJB3FJB3CJBnEJBHJB3gBEEBEBHJBnGyBBDEB3W7BBvCVB3TdBqrBqYqYaIBPCB4KDBrEJBfHBCOBhBJBoBOBh7cJB9FJBhKFB7EJBnBJBnGJBXJB3CJB3MJB34UJBuPsBBN4BBSBB2KaBlBDBeJJnEEBrGJBvdHBaGBoBIBsCEBXFBhFBBDPBDtBBhCIB1BBBfCBsCEBpDHBZHBqBGBrKFBxBJBHJB3IeB-EJBrBDBxDGBnEdBhEJB9BJBxEJBITB8HJB3KJB3DJB3LJBnDJBHTBtCLBlNSB+CJB3UJB3CcBkHJBnCJB3BJBnLJBnDUBshBuDBimPJBnpCJB3CJBnEJBCGBvQJBnIWB+KCB6nXJBnuBTBNTBtDYB2iBxBBhqCJBnNJB3PJB4HJBtWIBhEJB4Y6BBCCBCDBtCsBBCOBjeMBk3CJB", false)),
-        Nd: () => new UnicodeRangeTable(decodeRanges("wBJnxBJnEJnGJ9MJ3DJ3DJ3DJ3DJ3DJ3DJ3DJ3DJ3DJhDJ3DJnCJ3IJnCJn6BJnBJtJJhEJnFJHJ3FJ3CJnEJHJnuiBJnVJnBJnGJXJ3CJ3MJ34UJnsBJnkCJHJ9YJhEJ9BJxEJ3IJ3KJ3DJ3LJnDJHTtCJnNJnDJ3UJ3CJ3HJnCJ3BJnLJ3uQJnpCJ3CJnEJ3QJ37XJ12CxBhqCJnNJ3PJ4HJ2aJ30EJ", true)),
-        Nl: () => new UnicodeRangeTable(decodeRanges("u3FCBwzCiBBDDB-zDaaBHBPCBs1dJBxyW0BBtOJJnEEBrhIuDBm8SCB", false)),
-        No: () => new UnicodeRangeTable(decodeRanges("yFBBGDDBBB2pCFB5LFB5DCBmEGB6GGBSIByNJB2hBTB0jBJBhP20B20BEFBHJBnGPBqB3W3WB6BBvCVB3TdBqrB1kB1kBBCBrEJBfHBCOBhBJBoBOBxrdFBymWsBBiCDBSBB2KaBlBDB1pBHBaGBoBIBsCEBXFBhFBBDPBDtBBhCIB1BBBfCBsCEBpDHBZHBqBGBrKFBhLeB-EJBrBDBxDGBnETB8LTBmqBBBvNIBobSB0aUBn8SGB-YWBqhZTBNTBtDYBvqFIBid6BBCCBCDBtCsBBCOBjeMB", false)),
-        P: () => new UnicodeRangeTable(decodeRanges("hBCBCFBCDBLBBEBBbCBCccCkBkBGEELBBEEE-VJJzOFBqBBB0BCCDDDtBBBVBBCBBOCCBBBrCDBnDsBsBBMBqHCB3BOBgBmImIBLLtE5D5D6DnMnMNwLwL7CLLBpFpFBNBCmBmBBCBoCrCrCBDBFBBwDFBsFlTlTBHB4EuTuTtBBBvCCBoCBB+ECBCCBmBKB6JBB5GBBhEGBCFBhFBBLGBdCB9DDB8BEB-BBBhCHBM9Z9ZBWBJTBCMBCLBfBBPBB6TDBeBB+hBNBwCBBgBJB0MVBgCDBhBBB8XDBCBBxDwEwEBtBBCfBDLBkNCBFJBDLBRNNjD7C7CjgdBBuICBkDLL0DFB9LDB3CBBpBCBCyByBBwBwBiDMBRBB9DDB-DBBRBB6HzqUzqUBxGxGBIBXiBBCNBCFFCBB2ECBCFBCDBLBBEBBbCBCccCCCBFB7MCB9UxBxB-MoXoXoGgBgBxIIBnBxDxDBFBjCGB6CDByO-J-JjBlElEBDBtBDB+FGBuDBBCDB-DDBxBBBwCDBFOOCCB5CFBsDrJrJBCCBzDzDBDBLBBCpDpD7HWBqDCBdMBtCjEjEBBB9HpIpIBBB8E9C9CBGB0CCBCEB+CJB4GgDgDBDBrBBBmUBBrCMBwFxjBxjBBDB97CBB8zOBBmEiCiCBDBJpRpRBBBoJDBoK9lT9lTovHEB07C-a-aBAB", false)),
-        Pc: () => new UnicodeRangeTable(decodeRanges("-Cg-Hg-HBUU-u3BBBZCBwHAB", false)),
-        Pd: () => new UnicodeRangeTable(decodeRanges("tB9qB9qB0BiyDiyDmgBqgCqgCBEBiwDDDgBBBFdd-NUUwDxszBxszBBmBmBLqFqFhzD-J-J", false)),
-        Pe: () => new UnicodeRangeTable(decodeRanges("pB0B0BgB+1D+1DC-6B-6BqtC4B4BQ7T7TCff-hBMCxChBhBCGC1MUChCCCiBmhBmhBCECtBGCtNICEGCDBB-ozB6G6GeOCESSCCCrF0B0BgBGD", false)),
-        Pf: () => new UnicodeRangeTable(decodeRanges("7F+6H+6HEddpuDCCFDDQEE", false)),
-        Pi: () => new UnicodeRangeTable(decodeRanges("rFt7Ht7HDBBDaapuDCCFDDQEE", false)),
-        Po: () => new UnicodeRangeTable(decodeRanges("hBCBCCBDECBLLBEEBcclCGGPBBI-V-VJzOzOBEBqB3B3BDDDtBBBVBBCBBOCCBBBrCDBnDsBsBBMBqHCB3BOBgBmImIBLLtE5D5D6DnMnMNwLwL7CLLBpFpFBNBCxDxDrCEBFBBwDFBsFlTlTBHBmY9D9DBBBoCBB+ECBCCBmBFBCDB6JBB5GBBhEGBCFBhFBBLGBdCB9DDB8BEB-BBBhCHBMjajaBJJBGBJIBDDBDCBEKBCCCBIB7kDDBCBBxDwEwEBFFBBBDDDBHBCBBCDDBLLBDBCJBDDBCCCBLBDCBtNCB6B+F+FjgdBBuICBkDLL0DFB9LDB3CBBpBCBCyByBBwBwBiDMBRBB9DDB-DBBRBB6HlxUlxUBFBDXXVBBDDBECBCDBICBHCCB2E2EBBBCCBDECBLLBEEBcclBDDB7M7MBBB9UxBxB-MoXoXoGgBgBxIIBnBxDxDBFBjCGB6CDB0ZlElEBDBtBDB+FGBuDBBCDB-DDBxBBBwCDBFOOCCB5CFBsDrJrJBCCBzDzDBDBLBBCpDpD7HWBqDCBdMBtCjEjEBBB9HpIpIBBB8E9C9CBGB0CCBCEB+CJB4GgDgDBDBrBBBmUBBrCMBwFxjBxjBBDB97CBB8zOBBmEiCiCBDBJpRpRBBBoJDBoK9lT9lTovHEB07C-a-aBAB", false)),
-        Ps: () => new UnicodeRangeTable(decodeRanges("oBzBzBgB-1D-1DC-6B-6B-rCEEnB4B4BQ7T7TCff-hBMCxChBhBCGC1MUChCCCiBmhBmhBCECaTTCECtNICEGCDipzBipzB4GeeCMCESSCCCrFzBzBgBEEDAB", false)),
-        S: () => new UnicodeRangeTable(decodeRanges("kBHHRCBgBCCcCCkBEBCBBDCCBCBDEEfgBgBrODBNNBGGBCCCBPB2DPPBxDxDsErIrIBBB3DCBDDDBvGvGLUUB4H4HIBBpEqLqLBHHB2H2H-DjEjEBGBlEwGwGqBmGmGiGCBQCCBBBDFBVECmEHBCFBCBBGDBmGBBxXJB0WuLuLlL+E+EBgBBiLJBKIBhiBCCBBBMCBOCBOCBOBBmCOOoBCBOCBUhBB-BBBCDBCBBLCCBBBGFBCECFMMBFFBDBGDBC7B7BBFFB2LBFcBD+HBXKByCtCBXnTBtBwBBDeBLyMBX+BBFfBD1LBDpEBmHFBmLBBvBZBC4CBN1GBbPBFOOBNNWBBHBB8CBB0HBBFJBhBlBBKRRBdBMdBJQQBeBLmBBQ-JBhuG-BBx0V2BB6RWBKBBoDBB+EDBLDB+RCBiHPPB+9T+9TpEgBBuLPBhCBB3BHBtBDBjDCCBBBD7E7EHRRBBBgBCCcCCiEGBCGBOBB6JIB6BQBDCBCMBEwBwBBrBB7zBBBwSmWmWBiKiKBGBnjC2kC2kCBbBr6SDBG3qU3qUk7DvHBLCBEzNBHWBQQBgDzDB9B1HBLmBBD7BBGCBXBBIdBF8BBWhCBE7F7FB1CBrbaagBaagBaagBaagBaa9B-PB4BDBzBHBCNBCBBp2BwNwNttCEE+DiOiOBvIvIBqBBFjDBNOBDOBCOBCkBBYgFB5BcBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBC7CBLAB", false)),
-        Sc: () => new UnicodeRangeTable(decodeRanges("kB+D+DBCBqnB8D8DzPBBzPBBI2H2HoImSmS8sClmClmCBgBB37hBkuVkuVtD7E7E8GBBEBB3-HDB-4wBxtCxtC", false)),
-        Sk: () => new UnicodeRangeTable(decodeRanges("+CCCoCHHFEEqQDBNNBGGBCCCBPB2DPPBjoBjoB15FCCBBBMCBOCBOCBOBB9kEBBkzdWBKBBoDBBxePPBniUniUBPB8bCCjF4g9B4g9BBDB", false)),
-        Sm: () => new UnicodeRangeTable(decodeRanges("rBRRBBB+BCCuBFFmBgBgB-XwQwQBBB8xGOOoBCBOCBsEoBoBBDBHlClCBDBGBBFGDIgBgBBDDCgBgBBqIBhBBB7CffBXBpBFB2OKK3BHBwDxKxKBDBDeBLPBhIiEBX+BBFfBDhIBxBUBDFB9+zB5Z5ZCCBlFRRBBB+BCCkEHHBCBitDBBhrwBx+Bx+BagBgBagBgBagBgBagBgBat5Ft5FB-uC-uCBHB", false)),
-        So: () => new UnicodeRangeTable(decodeRanges("mFDDFCCyerIrIBgEgEBvGvGLUUB4H4HkQ2L2LjEFBClElEwGqBqBoMCBQCCBBBDFBVECmEHBCFBCBBGDBmGBBxXJB0WzWzW+EhBBiLJBKIBksBBBCDBCBBLCCBHHBEBCECFMMBPPCBBC7B7BBKKBDBDDBCBBCBBCGBCeBDBBCCCBdBtIHBFTBDGBDwCBCdBanBBHnCBXKByCtCBX2FBCIBC1BBJuDBC3HBtBrBBhC-HBhQvBBWBBHmBBDpEBmHFBmLBBvBZBC4CBN1GBbPBFOOBNNWBBHBBxKBBFJBhBlBBKRRBdBMdBJQQBeBLmBBQ-JBhuG-BBx0V2BBibDBLBBC+R+RBBBqqUPBuLPBhCBB3BHBuBCBlPEEFBBOBB6JIB6BQBDCBCMBEwBwBBrBB7zBBBwSpgBpgBBGBnjC2kC2kCBGBFQBr6SDBG3qU3qUk7DvHBLCBEzNBHWBQPBhDzDB9B1HBLmBBD7BBGCBXBBIdBF8BBWhCBE7F7FB1CBqlB-PB4BDBzBHBCNBCBBp2B96C96CiEyWyWBqBBFjDBNOBDOBCOBCkBBYgFB5BcBOrBBFIBIBBPFB7E6HBG4WBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBB-B3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBC7CBLAB", false)),
-        Z: () => new UnicodeRangeTable(decodeRanges("gBgEgEgvFgsCgsCBJBeBBGwBwBh9DAB", false)),
-        Zl: () => new UnicodeRangeTable(decodeRanges("ohIA", true)),
-        Zp: () => new UnicodeRangeTable(decodeRanges("phIA", true)),
-        Zs: () => new UnicodeRangeTable(decodeRanges("gBgEgEgvFgsCgsCBJBlBwBwBh9DAB", false)),
-        ASCII_Hex_Digit: () => new UnicodeRangeTable(decodeRanges("wBJIFbF", true)),
-        Alphabetic: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBLLFGGBVBCeBCpOBFLBPEBICC3CeeBQBCBBDDBCHHCCBCCCBSBCyCBCqEBJlFBClBBDHHBnBBoBNBCCCBCCBCCJaBFDBeKBG3BBCGBPlDBCHBFHBFCBLCBDRRBuBBOkDBZgBBKBBFGGBWBDSBUYBIKBGXBCGBIJJBoBBLLBEGBHrCBCPBCCBFOBOSBCHBDBBDVBCGBCEEBCBEHBDBBDBBCJJFBBCEBNBBLFFBBBCFBFBBDVBCGBCBBCBBCBBFEBFBBDBBFIIBCBCSSBEBMCBCIBCCBCVBCGBCBBCEBEIBCCBCBBEQQBCBWDBFCBCHBDBBDVBCGBCBBCEBEHBDBBDBBKBBFBBCEBORRBCCBEBECBCDBEBBCCCBEEBEEBBBELBFEBECBCCBEHHpBMBCCBCWBCPBEHBCCBCCBJBBCCBCBBDDBdDBCHBCCBCWBCJBCEBEHBCCBCCBJBBGCBCDBOCBNMBCCBCoBBDHBCCBCCBCGGBCBIEBXFBCCBCRBEXBCIBCDDBFBJFBCCCBGBTBBO5BBGGBH0B0BBECBDBCXBCCCBRBCCBDEBCHHPDBhBgCgCBGBCjBBFSBFPBCjBBkC2BBCDDBDBR-BBLDBDlBBCGGDqBBCsKBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBmBPBR1CBDFBErTBDQBCZBGqCBEKBITBMUBNTBNMBCCBCBBNzBBDSBPFFkC4CBIqBBGlCBLeBCLBFIBYdBDEBMrBBFZB3BbBF+BBDTBzBYYBMMBBByBzBBCOBCHB0BpBBDDBLrBBCKBP2BBXCBLjBBDKBGqBBDCBqBDBCFBCBBEGGB+FBUhBBM1IBDFBDlBBDFBDHBCGCBdBD0BBCGBCEEBBBCGBEDBDFBFMBGCBCGB1DOORMBmDFFDJBCEEBDBHGCBCBCKBDDBGEBFSSBnBBuZzBB34BkHBHDBEBBNlBBCGGD3BBIRRBVBKGBCGBCGBCGBCGBCGBCGBCGBCfBwB2O2OBBBaIBIEBDEBF1CBHCBC5CBCDBGqBBC9CBSfBxBPBhQ-tGBhCs0VBkCtBBDsIBEPBLBBVuBBGHBEwDBoBIBDmDBDxCBVUBCgBBZzBBNjCBCtBtBBEBECCBBBLgBBGiBBOcBEyBBCLBQRRBOBLEBC2BBKNBTWBEkCBCCCZCBDPBDDBMFBDFBDFBKGBCGBCqBBCNBH6DBWj9KBNWBFwBBloItLBDpDBnBGBNEBGLBCMBCEBCCCBCCBCCBqDBiBqLBT-BBD1BBpBLB1DEBCmEBlBZBHZBM4CBEFBDFBDFBDCBkBLBCZBCSBCBBCOBDNBjB6DBmC0BBsIcBEwBBwBfBOdBGqBBGdBDjBBFHBCEBrB9EBTjBBFjBBFnBBJzBBNKBCOBCGBCBBCKBCOBCGBCBBEzBBN2JBKVBLHBZFBCpBBCIBmCFBDCCBqBBCBBEDDBVBLWBKeBiCSBCBBLVBLZBHZBnB3BBHBBhCDBCBBGHBCCBCcBrBcBEcBkBHBCbBc1BBLVBLSBORBvDoCB4ByBBOyBBOnBBjBbBEGGBVB7HpBBCBBEBBRFBzBCBEcBLJJBUBrBRBvBUBcWBKlCBsBEBL4BBKOOBXBYyBBSDBJiBBEKKB+BBCDBKBBLCCkBRBChBBDHHBCB-BGBCCCBCBCOBCJBI4BBYDBCHBDBBDVBCGBCBBCEBEHBDBBDBBEHHGGBdJBCDDClBBCJBCDDCDBCBBECCtBhCBCCBCDBVCBfhCBDBBC5F5FB0BBDGBaFBjB+BBCEE8B1BBDoCoCBZBDNBWGB6F4BBoD-BBgBHBDDDBGBCBBCdBCBBDBBDDB+CHBDtBBDFBCCCBccBxBBDJBSnCBGTTBnCBoDHB5CgBBgBIBCsBBCGBCyByBBcBDVBCNBqCGBCBBCrBBECCBCCBBBCDDBZZBEBCBBCkBBCBBCDBCYYBqBBlIWBKQBCoBBECBwDwCwCB4cBnDuDBSjGBtyCgDBQvhBBSFBa68DBGmSB61GuBBy2B4RBIeBSuCBSdBTvBBRDBgBUBGSBxNsBB0G-BBhBYBDYBtBqCBF4BBIQBhCBBCNNBFBK1mHBqBfBiDyDB+vIDBCGBCBBCiJBQeeBBBDPPBCBJrMBloCqDBGMBEIBIJBFi7Fi7FBzCBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDYBCYBCeBCYBCeBCYBCeBCYBCeBCYBCHB15BeBHFB2GGBCQBDGBCBBCEBG9BBiBxDxDBrBBLGBRiKiKBcBTrBBlPbBlHdBDwGwGBdBCVBJBBhHGBCDBCBBCOBCkGB8BjCBEEE1lBDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1TZBHZBHZB3zD-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
-        Dash: () => new UnicodeRangeTable(decodeRanges("tB9qB9qB0BiyDiyDmgBqgCqgCBEB+BoBoBQnMnMlgDDDgBBBFdd-NUUwDxszBxszBBmBmBLqFqFhzD-J-J", false)),
-        Emoji: () => new UnicodeRangeTable(decodeRanges("jBHHGJBwDFFu8HNN5GXX7CFBQBBwLBBNnFnFaKBFCBoGoHoHBLLK7B7BBCBCEBKGDBDDFDDCBBDIEBJJBBBGCCGLBMBBDCCBCCTDDBTTBEBCCCBEEBGGDBBFBBMBBGBBDGGBECBVVBGGBEBCDBDFFDDDBEBCDDCCCHEEHLLBQQDFFCFFBBBCMMBxBxBBBBKeP1LBBwOCBUBB0BFF7mBNN6SCCrrvDrGrGhFBBNBBPDDBIBsCZBCBBYVVDIBWBBvFhBBDvDBDBBCCBDyCBDCBCmIBC+BBMFBCXBIBBDHBNDDBCBDFFBOOBDDJBBKGGBBBNCBJCBDCCFHHEHHB0CBxBlCBGHBDDBEJBECCBEEDJBkHLBF8I8IBtBBCJBC4FBxDMBEKBE4BBCFFBOBDLBFJB", false)),
-        Emoji_Component: () => new UnicodeRangeTable(decodeRanges("jBHHGJB0+H2G2Gsp3B3+8B3+8BBYB8PEBxtBDBtzhY-CB", false)),
-        Emoji_Modifier: () => new UnicodeRangeTable(decodeRanges("7-8DE", true)),
-        Emoji_Modifier_Base: () => new UnicodeRangeTable(decodeRanges("9wJ8G8GRDB4jzD9B9BBBBDDDBBB2DBBDKBWSBEFFBBBCCBICCZqGqGBFFWFFBvFvFBBBEEB0CRRBBBKMMgSDDJHBHKKBIBDCB5B+B+BBCCBCCSCBCMBmHCBrBIB", false)),
-        Emoji_Presentation: () => new UnicodeRangeTable(decodeRanges("64IBBuGDBEDDqQBBWBBzBLBsBUUOJJBSSBGGBJJGWWIBBCFFDIIFBBdkBkBCFFBBBC+B+BBBBZPP8aBB0BFFvlxDrGrG-FDDBIBsCZBCZZVDDBDBCCBWBBvFgBBNIBClCBCVBNqBBFEBNQBEEEBlCBCCCB5FBD+BBODBCXBTbbBOO3C0CBxBlCBHEEBBBDDBEDBMBBIIBkHLBF8I8IBtBBCJBC4FBxDMBEKBE4BBCFFBOBDLBFJB", false)),
-        Extended_Pictographic: () => new UnicodeRangeTable(decodeRanges("pFFFu8HNN5GXX7CFBQBBwLBBNnFnFaKBFCBoGoHoHBLLK7B7BBCBCEBKGDBDDFDDCBBDIEBJJBBBGCCGLBMBBDCCBCCTDDBTTBEBCCCBEEBGGDBBFBBMBBGBBDGGBECBVVBGGBEBCDBDFFDDDBEBCDDCCCHEEHLLBQQDFFCFFBBBCMMBxBxBBBBKeP1LBBwOCBUBB0BFF7mBNN6SCCrrvDoBoBBCBlDLBQBBQPPBmBmBBIBxDBBNBBPDDBIBU3BBcOBLVVDIBCDBKWBH7FBDvDBDBBCCBDyCBDCBCDBG9HBC+BBMFBCXBIBBDHBNDDBCBDFFBOOBDDJBBKGGBBBNCBJCBDCCFHHEHHB0CBxBlCBGHBDQBECCBEBDMB7GlBBNDB5BHBLFBpBHBfBBNDBDNBKmBBNuBBCJBC4FB5CHBPxEBhI9fB", false)),
-        Hex_Digit: () => new UnicodeRangeTable(decodeRanges("wBJIFbFq1-BJIFbF", true)),
-        Lowercase: () => new UnicodeRangeTable(decodeRanges("hDZBwBLLFlBlBBWBCHBC2BCBQCBuBCDECBBBDCCDEEBFFDEEBBBDDDCCCDCCBCCDEECDDBDDBBBHGDCOCBSCBDDCEEC4BCBFBDDDBCCFICBjCBDiBBIBBfEBhDsBsBCEEDDBTccBhBBCBBECBCWCBDBCGDB0B0BBuBBCgBCK0BCDMCBgDCxBoBBo6CqBBCDB5XFBjkCIBC2D2DB+FBiC0ECBHBCgDCBHBJFBLHBJHBJFBLHBJHBJNBDHBJHBJHBJEBCBBHEEBBBCBBJDBDBBJHBLCBCBB6DOORMBuDEEBEEcKFDBBJDBFiBiBBOBFsasaBYBn6BvBBCEEBGCFCCBCCBGBEiDCBIICFFNlBBCGG0oesBCUaCBBBmEMCBBBC8BCBIBCCCDICFCCDCCBBBCSCGGGCMCFCCDOCWDBCCCBBB2ZqBBCNBHvCBh6TGBNEBqhBZBumBnBBpEjBB8EKBCOBCGBCBBkODDBBBCpBBCIBmoByBB+DVB75CfBhsVfB8BYBnqZZBbGBCRBbZBbDBCCCBFBCKBbZBbZBbZBbZBbZBbZBbZBbZBbbBdYBCFBbYBCFBbYBCFBbYBCFBbYBCFBC15B15BBIBCTBHFBmI9BB1lChBB", false)),
-        Math: () => new UnicodeRangeTable(decodeRanges("rBRRBBBgBeeCuBuBFmBmBgB5W5WBBBDbbBDDBBBwQCBuwGccBBBMEEOPPBCBWEBMEBiCMBFEEBFFBDBTFFDJBCDDBEBHEEBDDBCCBBBCFBENBClClCBWBCFBCBBFBBFfBCHHBPPBqIBJDBVBB7CffBZBCZZMGB+NBBNJBFFBFBBDBBEEBPCCDFBMHBGBB6BCCeDBKCBxK-BBhI-PBxBUBDFB9+zB4Z4ZBEBCjFjFRCBeCCeCCkEHHBCBitDBBhrwBwoBwoBBzCBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBDxBBhwFDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBB-uCIB", false)),
-        Quotation_Mark: () => new UnicodeRangeTable(decodeRanges("iBFFkEQQ96HHBaBBowDqOqOBCBOCBixzBDB+FFF7CBB", false)),
-        Terminal_Punctuation: () => new UnicodeRangeTable(decodeRanges("hBLLCMMBEE-ZJJiQ6B6BpCPPCCB1FsBsBBJBCsHsHB3B3BBEBCHBgBmImIB1nB1nBBtFtFFFB4JBB2YHBmY9D9DBBBoCBB+ECBEoBoBBCBDBB7JBBjLDBjFBBLBBCCBeCB8FEB-BBBldYYBKKBBBwlDCBzJOOFLLCBBEBBtNBB8ndBBuICBkHEB-LBB3CBBgD4E4EBBB0ECBgERRB6H6HnxUDDB6B6BBBBCDBqFLLCMMBEEiCDD7hBxBxBnkBoGoG3JBB5EFBlCFB6CDB5dEBtBDB+FGBxDDBgECBiEBBHRRB5C5CBDBtDrJrJB2D2DBBBNBBnLDBEOBqDBB6HCBmQCC8HBB4CBBFBB-MCBuBmUmUBrCrCBspBspBBDB6vRBBmEiCiCBBBLqRqRBoJoJBnwTnwTovHDB", false)),
-        Uppercase: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiB2BCDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIJDCMCDQCDDDCCBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBDDBBBEWCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBpCDBNDBNDBNEBMDBnIFFECBDCBDEEBDBHGCBCBDDBLBBGbbBOBUzZzZBYBx5BvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoqZZBbZBbZBbCCBGDBDDBCBCHBbZBbBBCDBDHBCGBcBBCDBCEBCEEBFBcZBbZBbZBbZBbZBbZBfYBiBYBiBYBiBYBiBYBiB2pE2pEBgBBvgCZBHZBHZB", false)),
-        White_Space: () => new UnicodeRangeTable(decodeRanges("JEBTlDlDbgvFgvFgsCKBeBBGwBwBh9DAB", false))
-      });
-      static SCRIPTS = new LazyMap({
-        Adlam: () => new UnicodeRangeTable(decodeRanges("go6DrCFJFB", true)),
-        Ahom: () => new UnicodeRangeTable(decodeRanges("g4lCaDOFW", true)),
-        Anatolian_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("ggxCmS", true)),
-        Arabic: () => new UnicodeRangeTable(decodeRanges("gwBEBCFBCNBCCBCfBCJBMZBCrDBChBBxCvBBxHhBBGqCBCcBxy8BtPBDvEBhBPBxDEBCmEBk7DeBkCFBJIBiBFBh43BDBCaBCBBCDDCJBCDBCCCHFFCECBBBCBBCDDCICBCCDDBCGBCDBCDBCCCBIBCQBGCBCEBCQB1BBB", false)),
-        Armenian: () => new UnicodeRangeTable(decodeRanges("xpBlBDxBDCks9BE", true)),
-        Avestan: () => new UnicodeRangeTable(decodeRanges("g4iC1BEG", true)),
-        Balinese: () => new UnicodeRangeTable(decodeRanges("g4GsCCxB", true)),
-        Bamum: () => new UnicodeRangeTable(decodeRanges("g1pB3CpowB4R", true)),
-        Bassa_Vah: () => new UnicodeRangeTable(decodeRanges("w26CdDF", true)),
-        Batak: () => new UnicodeRangeTable(decodeRanges("g+GzBJD", true)),
-        Bengali: () => new UnicodeRangeTable(decodeRanges("gsCDBCHBDBBDVBCGBCEEBCBDIBDBBDDBJFFBCCBDBDYB", false)),
-        Beria_Erfe: () => new UnicodeRangeTable(decodeRanges("g17CYDY", true)),
-        Bhaiksuki: () => new UnicodeRangeTable(decodeRanges("ggnCICsBCNLc", true)),
-        Bopomofo: () => new UnicodeRangeTable(decodeRanges("qXB6wLqBxDf", true)),
-        Brahmi: () => new UnicodeRangeTable(decodeRanges("ggkCtCFjBKA", true)),
-        Braille: () => new UnicodeRangeTable(decodeRanges("ggK-H", true)),
-        Buginese: () => new UnicodeRangeTable(decodeRanges("gwGbDB", true)),
-        Buhid: () => new UnicodeRangeTable(decodeRanges("g6FT", true)),
-        Canadian_Aboriginal: () => new UnicodeRangeTable(decodeRanges("ggF-TxRlC7tgCP", true)),
-        Carian: () => new UnicodeRangeTable(decodeRanges("g1gCwB", true)),
-        Caucasian_Albanian: () => new UnicodeRangeTable(decodeRanges("wphCzBMA", true)),
-        Chakma: () => new UnicodeRangeTable(decodeRanges("gokC0BCR", true)),
-        Cham: () => new UnicodeRangeTable(decodeRanges("gwqB2BKNDJDD", true)),
-        Cherokee: () => new UnicodeRangeTable(decodeRanges("g9E1CDFz7lBvC", true)),
-        Chorasmian: () => new UnicodeRangeTable(decodeRanges("w9jCb", true)),
-        Common: () => new UnicodeRangeTable(decodeRanges("AgCBbFBbuBBCOBCEBYgBgBiOmBBGEBDTB1DKKHCC+THHPEEhB9E9ElQiEiEB6mB6mB2MDBjJwvBwvBBBBoCBBsGBBCumBumBOIIBCBCFBCCBDmYmYBKBD2CBCKBEKBCOBShBB-BlBBCCBDFBCaBCQBqBCBF5UBXKBW-cBhIzTBDpEBhQ9CBzMUBCCCBXBQHBFDB8CBBE7C7CB0E0EBOBhBlBBKxBxBB+BBgBwCBwB5C5CBmFBhuG-BBhoWhBBnDCBmFJB1HhFhFsMPPBzuUzuUBxGxGBIBXiBBCSBCDB0ECCBeBbFBbKBLuBuBBhChCBFBCGBLEBjICBFsBBEIBxCMB0BsBBlHaBltuBDB96D8HBEzNBHWBQQBgDzDB9B1HBLmBBD9BBEQBJBBIdBF8BB2GTBNTBN2CBKYBoE0CBCmCBCBBDDDBDDBCBCLBCCCBFBCgCBCDBDHBCGBCbBCDBCEBCEEBFBCzKBDjJBDxBByjFjCBtC8BBjWrBBFjDBNOBDOBCOBCkBBLtFB5BZBCBBOrBBFIBIBBPFB7E4eBEQBEMBE5GBHLBFQQBKBF3BBJJBHnBBJdBDLBFBBPIBoB3KBJNBDMBEKBE4BBCFFBOBDLBFJBIyEBCmDBnghYffB+CB", false)),
-        Coptic: () => new UnicodeRangeTable(decodeRanges("ifNxkKzDGG", true)),
-        Cuneiform: () => new UnicodeRangeTable(decodeRanges("ggoC5cnDuDCEMjG", true)),
-        Cypriot: () => new UnicodeRangeTable(decodeRanges("ggiCFBDCCBqBBCBBEDD", false)),
-        Cypro_Minoan: () => new UnicodeRangeTable(decodeRanges("w8rCiD", true)),
-        Cyrillic: () => new UnicodeRangeTable(decodeRanges("ggBkEBDoFBx6FKBhFtCtCojEfBhie-CBv8VBBhw4B9BBiBAB", false)),
-        Deseret: () => new UnicodeRangeTable(decodeRanges("gghCvC", true)),
-        Devanagari: () => new UnicodeRangeTable(decodeRanges("goCwCFODZh7nBfhwcJ", true)),
-        Dives_Akuru: () => new UnicodeRangeTable(decodeRanges("gomCGBDDDBGBCBBCdBCBBDLBKJB", false)),
-        Dogra: () => new UnicodeRangeTable(decodeRanges("ggmC7B", true)),
-        Duployan: () => new UnicodeRangeTable(decodeRanges("ggvDqDGMEIIJDD", true)),
-        Egyptian_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("ggsC1iBL68D", true)),
-        Elbasan: () => new UnicodeRangeTable(decodeRanges("gohCnB", true)),
-        Elymaic: () => new UnicodeRangeTable(decodeRanges("g-jCW", true)),
-        Ethiopic: () => new UnicodeRangeTable(decodeRanges("gwEoCBCDBDGBCCCBCBDoBBCDBDgBBCDBDGBCCCBCBDOBC4BBCDBDiCBDfBEZBnvGWBKGBCGBCGBCGBCGBCGBCGBCGBjpfFBDFBDFBKGBCGBylvCGBCDBCBBCOB", false)),
-        Garay: () => new UnicodeRangeTable(decodeRanges("gqjClBEcJB", true)),
-        Georgian: () => new UnicodeRangeTable(decodeRanges("glElBBCGGDqBBCDBx8CqBBDCBhiElBBCGG", false)),
-        Glagolitic: () => new UnicodeRangeTable(decodeRanges("ggL-Ch9sDGCQDGCBCE", true)),
-        Gothic: () => new UnicodeRangeTable(decodeRanges("w5gCa", true)),
-        Grantha: () => new UnicodeRangeTable(decodeRanges("g4kCDBCHBDBBDVBCGBCBBCEBDIBDBBDCBDHHGGBDGBEEB", false)),
-        Greek: () => new UnicodeRangeTable(decodeRanges("wbDBCCBDDBCFFCCCBBBCCCBSBC+BBPPBnpGEBzBEBFEB1ChKhKBUBDFBDlBBDFBDHBCGCBdBD0BBCOBCNBDFBCSBDCBCIBoJ-xiB-xiB7uVuCBSgj0Bgj0BBkCB", false)),
-        Gujarati: () => new UnicodeRangeTable(decodeRanges("h0CCBCIBCCBCVBCGBCBBCEBDJBCCBCCBDQQBCBDLBIGB", false)),
-        Gunjala_Gondi: () => new UnicodeRangeTable(decodeRanges("grnCFCBCkBCBCFIJ", true)),
-        Gurmukhi: () => new UnicodeRangeTable(decodeRanges("hwCCBCFBFBBDVBCGBCBBCBBCBBDCCBDBFBBDCBEIIBCBCIIBPB", false)),
-        Gurung_Khema: () => new UnicodeRangeTable(decodeRanges("go4C5B", true)),
-        Han: () => new UnicodeRangeTable(decodeRanges("g0LZBC4CBN1GBwBCCaIBPDBle-tGBhC-vUBhoWtLBDpDBpodBBNGBqgkB-2pBBhB9oEBDt0FBDwpHBQtTBjtC9QBjvBq6EBGppIB", false)),
-        Hangul: () => new UnicodeRangeTable(decodeRanges("goE-HvxHBiI9CyDeiCei3dckUj9KNWFwBl9JeEFDFDFDC", true)),
-        Hanifi_Rohingya: () => new UnicodeRangeTable(decodeRanges("gojCnBJJ", true)),
-        Hanunoo: () => new UnicodeRangeTable(decodeRanges("g5FU", true)),
-        Hatran: () => new UnicodeRangeTable(decodeRanges("gniCSCBGE", true)),
-        Hebrew: () => new UnicodeRangeTable(decodeRanges("xsB2BBJaBFFBpp9BZBCEBCCCBCCBCCBIB", false)),
-        Hiragana: () => new UnicodeRangeTable(decodeRanges("hiM1CBHCBi7-C+IBTeeBBBulQAB", false)),
-        Imperial_Aramaic: () => new UnicodeRangeTable(decodeRanges("giiCVCI", true)),
-        Inherited: () => new UnicodeRangeTable(decodeRanges("gYvDB2IBBlOKBbhXhXBCB8qEtBBDLBlPCBCMBCGBFHHEBBnG-BBtQBBjGgBB65DDBsDBBmrzBPBRNBwejHjH7iEl+uBl+uBBsBBDWBhRCBSHBDGBfDBz6rYvHB", false)),
-        Inscriptional_Pahlavi: () => new UnicodeRangeTable(decodeRanges("g7iCSGH", true)),
-        Inscriptional_Parthian: () => new UnicodeRangeTable(decodeRanges("g6iCVDH", true)),
-        Javanese: () => new UnicodeRangeTable(decodeRanges("gsqBtCDJFB", true)),
-        Kaithi: () => new UnicodeRangeTable(decodeRanges("gkkCiCLA", true)),
-        Kannada: () => new UnicodeRangeTable(decodeRanges("gkDMCCCWCJCEDICCCDIBGCCDDJCC", true)),
-        Katakana: () => new UnicodeRangeTable(decodeRanges("hlM5CBDCBxHPBxGuBBC3CBvgzBJBCsBBzisBDBCGBCBBCgJgJBBBzBPPBCB", false)),
-        Kawi: () => new UnicodeRangeTable(decodeRanges("g4nCQCoBEc", true)),
-        Kayah_Li: () => new UnicodeRangeTable(decodeRanges("goqBtBCA", true)),
-        Kharoshthi: () => new UnicodeRangeTable(decodeRanges("gwiCDCBGHCCCcDCFJII", true)),
-        Khitan_Small_Script: () => new UnicodeRangeTable(decodeRanges("k-7C84G84GB0OBqBAB", false)),
-        Khmer: () => new UnicodeRangeTable(decodeRanges("g8F9CDJHJnPf", true)),
-        Khojki: () => new UnicodeRangeTable(decodeRanges("gwkCRCuB", true)),
-        Khudawadi: () => new UnicodeRangeTable(decodeRanges("w1kC6BGJ", true)),
-        Kirat_Rai: () => new UnicodeRangeTable(decodeRanges("gq7C5B", true)),
-        Lao: () => new UnicodeRangeTable(decodeRanges("h0DBBCCCBDBCXBCCCBVBDEBCCCBFBCJBDDB", false)),
-        Latin: () => new UnicodeRangeTable(decodeRanges("hCZBHZBwBQQGWBCeBCgOBoBEB8wGlBBHwBBGDBGMBClCBiC-HByLOORMBuEBBHccSoBB42CfBj1elDBExCBVOBxZqBBCIBCDB38TGB7gBZBHZBmhCFBCpBBCIBm61BeBHFB", false)),
-        Lepcha: () => new UnicodeRangeTable(decodeRanges("ggH3BEOEC", true)),
-        Limbu: () => new UnicodeRangeTable(decodeRanges("goGeBCLBFLBFEEBKB", false)),
-        Linear_A: () => new UnicodeRangeTable(decodeRanges("gwhC2JKVLH", true)),
-        Linear_B: () => new UnicodeRangeTable(decodeRanges("gggCLCZCSCBCODNjB6D", true)),
-        Lisu: () => new UnicodeRangeTable(decodeRanges("wmpBvBx1eA", true)),
-        Lycian: () => new UnicodeRangeTable(decodeRanges("g0gCc", true)),
-        Lydian: () => new UnicodeRangeTable(decodeRanges("gpiCZGA", true)),
-        Mahajani: () => new UnicodeRangeTable(decodeRanges("wqkCmB", true)),
-        Makasar: () => new UnicodeRangeTable(decodeRanges("g3nCY", true)),
-        Malayalam: () => new UnicodeRangeTable(decodeRanges("goDMCCCyBCCCFFPDZ", true)),
-        Mandaic: () => new UnicodeRangeTable(decodeRanges("giCbDA", true)),
-        Manichaean: () => new UnicodeRangeTable(decodeRanges("g2iCmBFL", true)),
-        Marchen: () => new UnicodeRangeTable(decodeRanges("wjnCfDVCN", true)),
-        Masaram_Gondi: () => new UnicodeRangeTable(decodeRanges("gonCGBCBBCrBBECCBCCBHBJJB", false)),
-        Medefaidrin: () => new UnicodeRangeTable(decodeRanges("gy7C6C", true)),
-        Meetei_Mayek: () => new UnicodeRangeTable(decodeRanges("g3qBWqGtBDJ", true)),
-        Mende_Kikakui: () => new UnicodeRangeTable(decodeRanges("gg6DkGDP", true)),
-        Meroitic_Cursive: () => new UnicodeRangeTable(decodeRanges("gtiCXFTDtB", true)),
-        Meroitic_Hieroglyphs: () => new UnicodeRangeTable(decodeRanges("gsiCf", true)),
-        Miao: () => new UnicodeRangeTable(decodeRanges("g47CqCF4BIQ", true)),
-        Modi: () => new UnicodeRangeTable(decodeRanges("gwlCkCMJ", true)),
-        Mongolian: () => new UnicodeRangeTable(decodeRanges("ggGBBDCCBSBH4CBIqBB2t-BMB", false)),
-        Mro: () => new UnicodeRangeTable(decodeRanges("gy6CeCJFB", true)),
-        Multani: () => new UnicodeRangeTable(decodeRanges("g0kCGBCCCBCBCOBCKB", false)),
-        Myanmar: () => new UnicodeRangeTable(decodeRanges("ggE-EhqmBeiDfxibT", true)),
-        Nabataean: () => new UnicodeRangeTable(decodeRanges("gkiCeJI", true)),
-        Nag_Mundari: () => new UnicodeRangeTable(decodeRanges("wm5DpB", true)),
-        Nandinagari: () => new UnicodeRangeTable(decodeRanges("gtmCHDtBDK", true)),
-        New_Tai_Lue: () => new UnicodeRangeTable(decodeRanges("gsGrBFZHKEB", true)),
-        Newa: () => new UnicodeRangeTable(decodeRanges("gglC7CCE", true)),
-        Nko: () => new UnicodeRangeTable(decodeRanges("g+B6BDC", true)),
-        Nushu: () => new UnicodeRangeTable(decodeRanges("h-7CvsQvsQBqMB", false)),
-        Nyiakeng_Puachue_Hmong: () => new UnicodeRangeTable(decodeRanges("go4DsBENDJFB", true)),
-        Ogham: () => new UnicodeRangeTable(decodeRanges("g0Fc", true)),
-        Ol_Chiki: () => new UnicodeRangeTable(decodeRanges("wiHvB", true)),
-        Ol_Onal: () => new UnicodeRangeTable(decodeRanges("wu5DqBFA", true)),
-        Old_Hungarian: () => new UnicodeRangeTable(decodeRanges("gkjCyBOyBIF", true)),
-        Old_Italic: () => new UnicodeRangeTable(decodeRanges("g4gCjBKC", true)),
-        Old_North_Arabian: () => new UnicodeRangeTable(decodeRanges("g0iCf", true)),
-        Old_Permic: () => new UnicodeRangeTable(decodeRanges("w6gCqB", true)),
-        Old_Persian: () => new UnicodeRangeTable(decodeRanges("g9gCjBFN", true)),
-        Old_Sogdian: () => new UnicodeRangeTable(decodeRanges("g4jCnB", true)),
-        Old_South_Arabian: () => new UnicodeRangeTable(decodeRanges("gziCf", true)),
-        Old_Turkic: () => new UnicodeRangeTable(decodeRanges("ggjCoC", true)),
-        Old_Uyghur: () => new UnicodeRangeTable(decodeRanges("w7jCZ", true)),
-        Oriya: () => new UnicodeRangeTable(decodeRanges("h4CCCHDBDVCGCBCEDIDBDCICFBCEDR", true)),
-        Osage: () => new UnicodeRangeTable(decodeRanges("wlhCjBFjB", true)),
-        Osmanya: () => new UnicodeRangeTable(decodeRanges("gkhCdDJ", true)),
-        Pahawh_Hmong: () => new UnicodeRangeTable(decodeRanges("g46ClCLJCGCUGS", true)),
-        Palmyrene: () => new UnicodeRangeTable(decodeRanges("gjiCf", true)),
-        Pau_Cin_Hau: () => new UnicodeRangeTable(decodeRanges("g2mC4B", true)),
-        Phags_Pa: () => new UnicodeRangeTable(decodeRanges("giqB3B", true)),
-        Phoenician: () => new UnicodeRangeTable(decodeRanges("goiCbEA", true)),
-        Psalter_Pahlavi: () => new UnicodeRangeTable(decodeRanges("g8iCRIDNG", true)),
-        Rejang: () => new UnicodeRangeTable(decodeRanges("wpqBjBMA", true)),
-        Runic: () => new UnicodeRangeTable(decodeRanges("g1FqCEK", true)),
-        Samaritan: () => new UnicodeRangeTable(decodeRanges("ggCtBDO", true)),
-        Saurashtra: () => new UnicodeRangeTable(decodeRanges("gkqBlCJL", true)),
-        Sharada: () => new UnicodeRangeTable(decodeRanges("gskC-ChsCH", true)),
-        Shavian: () => new UnicodeRangeTable(decodeRanges("wihCvB", true)),
-        Siddham: () => new UnicodeRangeTable(decodeRanges("gslC1BDlB", true)),
-        Sidetic: () => new UnicodeRangeTable(decodeRanges("gqiCZ", true)),
-        SignWriting: () => new UnicodeRangeTable(decodeRanges("gg2DrUQECO", true)),
-        Sinhala: () => new UnicodeRangeTable(decodeRanges("hsDCBCRBEXBCIBCDDBFBEFFBEBCCCBGBHJBDCBt-gCTB", false)),
-        Sogdian: () => new UnicodeRangeTable(decodeRanges("w5jCpB", true)),
-        Sora_Sompeng: () => new UnicodeRangeTable(decodeRanges("wmkCYIJ", true)),
-        Soyombo: () => new UnicodeRangeTable(decodeRanges("wymCyC", true)),
-        Sundanese: () => new UnicodeRangeTable(decodeRanges("g8G-BhIH", true)),
-        Sunuwar: () => new UnicodeRangeTable(decodeRanges("g+mChBPJ", true)),
-        Syloti_Nagri: () => new UnicodeRangeTable(decodeRanges("ggqBsB", true)),
-        Syriac: () => new UnicodeRangeTable(decodeRanges("g4BNC7BDCxIK", true)),
-        Tagalog: () => new UnicodeRangeTable(decodeRanges("g4FVKA", true)),
-        Tagbanwa: () => new UnicodeRangeTable(decodeRanges("g7FMCCCB", true)),
-        Tai_Le: () => new UnicodeRangeTable(decodeRanges("wqGdDE", true)),
-        Tai_Tham: () => new UnicodeRangeTable(decodeRanges("gxG+BCcDKHJHN", true)),
-        Tai_Viet: () => new UnicodeRangeTable(decodeRanges("g0qBiCZE", true)),
-        Tai_Yo: () => new UnicodeRangeTable(decodeRanges("g25DeCVJB", true)),
-        Takri: () => new UnicodeRangeTable(decodeRanges("g0lC5BHJ", true)),
-        Tamil: () => new UnicodeRangeTable(decodeRanges("i8CBBCFBECBCDBEBBCCCBEEBEEBBBELBFEBECBCDBDHHPUBm+kCxBBOAB", false)),
-        Tangsa: () => new UnicodeRangeTable(decodeRanges("wz6CuCCJ", true)),
-        Tangut: () => new UnicodeRangeTable(decodeRanges("g-7CgBgBB+3GBhQeBiDyDB", false)),
-        Telugu: () => new UnicodeRangeTable(decodeRanges("ggDMCCCWCPDICCCDIBCCCBDDDJII", true)),
-        Thaana: () => new UnicodeRangeTable(decodeRanges("g8BxB", true)),
-        Thai: () => new UnicodeRangeTable(decodeRanges("hwD5BGb", true)),
-        Tibetan: () => new UnicodeRangeTable(decodeRanges("g4DnCCjBFmBCjBCOCGFB", true)),
-        Tifinagh: () => new UnicodeRangeTable(decodeRanges("wpL3BIBPA", true)),
-        Tirhuta: () => new UnicodeRangeTable(decodeRanges("gklCnCJJ", true)),
-        Todhri: () => new UnicodeRangeTable(decodeRanges("guhCzB", true)),
-        Tolong_Siki: () => new UnicodeRangeTable(decodeRanges("wtnCrBFJ", true)),
-        Toto: () => new UnicodeRangeTable(decodeRanges("w04De", true)),
-        Tulu_Tigalari: () => new UnicodeRangeTable(decodeRanges("g8kCJBCDDClBBCJBCDDCDBCJBCBBJBB", false)),
-        Ugaritic: () => new UnicodeRangeTable(decodeRanges("g8gCdCA", true)),
-        Unknown: () => new UnicodeRangeTable(decodeRanges("4bBBHDBICCVuMuMnBBBzBBBE4B4BBGBcDBHKBvI9B9BBmDmDBMB8BBByBBBQddBCCMEBjBEBuHJJBDDBXXICCBBBFBBKBBDBBFHBCDBDGGBaaBEEHDBDBBXIIDGDBCCGDBDBBECBCGBFCCBFBSJBEKKEXXIDDGBBLIEBCCBNBFBBNGBIEEJBBDBBXIIDGGBKKBDDBEEBFBEDBDGGBTTBIBDHHBBBEFFBBBDCCDCBDCBECBNDBGCBEFFBCCBEBCNBWEBOEEYRRBKKEFFBFBDEEDBBFBBLGBXEEYLLGBBKEEFGBDEBEFFBLLELBOEE0BEEHDBRBBbEETCBZKKCBBICBCDBHCCJFBLBBELB7BDBekBBDCCGZZCYYBGGCIILBBFfBpClBlBBCBoBlBlBQOOBjBBnGCCBDBCBB6LFFBIICFFBqBqBFBBiBFFBIICFFBQQ6BFFBkCkCBhBhBBBBbFB3CBBHBB+UCB6CGBXIBZIBVLBOEEDLB-CBBLFBLFBbFB6CGBsBEBnCJBgBNNBCBNDBCCBrBBBGKBtBDBbFBMCB-BBBiCeeBMMBEBLFBPBBvBBBNTBuCnFnFBGB9BCBQCB-BEBsBBBMHBsBEB3QBBHBBnBBBHBBJGCgBBB2BQQPBBHUUBEEKmDmDNBBcOOBBBjBNBiBOBtEDB7UVBMUB14BBB-LEBuBCCBDBCBB5BGBDNBZIBI4BI-DhBBb6C6CBKB3GZBxC3C3CBoDoDBDBsB-C-C3CIBxBuzcuzcBBB4BIB9KTB5FHB+GTB9BCBLFB5BHBnCHBNFB1DKBfCBvCMMBCBiB4B4BBHBPBBLBBoDXBdJBHBBHBBHIBIII9BDB-DBBLFBl9KLBYDByBjoIBvLBBrDlBBILBGEBbGGCGDrUfBrBFB0BUUFDBGoEoEBCC-FCBHBBHBBHBBECBIIIBIBGBBNbbUDDQBBPhBB8DEBEDBuBCB5COOBBBCuBBvBhEBeCByBOBdDBlBIBfEBsBEBfmBmBBCBPpBB-EBBLFBlBDBlBDBpBHB1BKBNQQIDDMQQIDDBBB1BLB4JIBXJBJXBHrBrBKkCBHBBCtBtBDCBCBBYpCpCBGBKvBBUDDBDBiBCBcEBclBB5BDBVBBzBDDBDBJEEeBBEDBLGBKGBhCfBoBDBNIB3BCBeBBcEBbGBFLBIvCBqC2BB0BMB0BGBvBHBLFBnBCBeHBDvGBgBrBrBEBBDPBHHBKgBBvBHBrBVBblBBdTBYIBvCDBlBIBlCJBCBBaGBLFB2BTTBGBoBIBhDVVBJBTwBwBB8BBICCFQQMFB8BEBLFBFJJBDDBXXIDDGLLBDDBEEBCCBEBCEBIBBICBGKBLCCBCCnBLLCBBCFFLDDBGBDcB9CGGBcBpCHBLlFB3BBBnBhBBmCKBLFBOSB7BFBLFBVbBcBBQDBY4FB9BjDB0CLBJBBCBBJDDfDDBNNBHBLlCBJBBvBBBMaBpCHB0CMBqCGBL1CBJ3CBjBNBLFBKuBuBPJBeCBhBBBXPPBnCBIDDtBCBCDDKHBLFBHDDmBDDHGBLFBtBDBL1HBaGBSqBqBBBBe0CBCOBzBMB8clDBwDGGBJBlGryCBkDMB3iBJB88DEBoS41GB7Bl2BB6RGBgBLLBCByCLLBEBfBBHJBnCJBLIIWEBUvNB7BlGB8CEBaBBarBBsCDB6BGBS-BBGKBIIB3mHoBBhBgDB0D8vIBFIIDkJkJBNBCcBEBBCNBFHBtMjoCBsDEBOCBKGBLBBJ76DB+HCB1NFBYOBSOBvBBBYIB1D7BB3HJBoBBBjGUBnC5DBVLBVLB4CIBamEB2CoCoCDBBCBBDBBFNNCIIiCFFBJJIddFGGCCBI1K1KBlJlJB-V-VBNBGQQBuiBBgBFBH0GBISSBIIDGGBDB-BgBBCvDBuBCBPBBLDBD-JBgBQB7BEBCvOBrB1GBsBDBC-FBgBXXBGBD-GBIFFDQQmGBBRoBBtCDBLDBDwYBlCrCB+BhGBFccDCCBCCLFFCCCBEBCDBCECEDDCBBCICDCCBFFIKFCLLSEBEGGSzBBDtIBtBDBlDLBQBBQQQmBJBvF3BBeMBtBDBKGBDNBH5EB6eCBSCBOCB7GFBNDBCOBNDB5BHBLFBpBHBfBBNDBDNBKmBB5KHBPBBOCBMCB6BCCBCBRBBNDBLGB0EoDoDBjgBBh3pBfB-oEBBv0FBBypHOBvThtCB-QhvBBs6EEBrpIm8yVBCdBhD-DBxHvw-FB", false)),
-        Vai: () => new UnicodeRangeTable(decodeRanges("gopBrJ", true)),
-        Vithkuqi: () => new UnicodeRangeTable(decodeRanges("wrhCKCOCGCBCKCOCGCB", true)),
-        Wancho: () => new UnicodeRangeTable(decodeRanges("g24D5BGA", true)),
-        Warang_Citi: () => new UnicodeRangeTable(decodeRanges("glmCyCNA", true)),
-        Yezidi: () => new UnicodeRangeTable(decodeRanges("g0jCpBCCDB", true)),
-        Yi: () => new UnicodeRangeTable(decodeRanges("ggoBskBE2B", true)),
-        Zanabazar_Square: () => new UnicodeRangeTable(decodeRanges("gwmCnC", true))
-      });
-      static FOLD_CATEGORIES = new LazyMap({
-        L: () => new UnicodeRangeTable(decodeRanges("laA", true)),
-        LC: () => new UnicodeRangeTable(decodeRanges("laA", true)),
-        Ll: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiBuBCEECDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIBBCBBCBBCOCDQCDBBCCCBBBC4BCIBBCBBDCCBCBCGC3HrBrBCEEJHHCCBCCCBCCBPBCIBkBJJCUCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBZHBJHBJHBJEBMEBMDBNEBMEBqJEEBHHxC9zC9zCBuBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoyehBB", false)),
-        Lt: () => new UnicodeRangeTable(decodeRanges("kOCCBCCBCClBCCtsHHBJHBJHBMQQwBAB", false)),
-        Lu: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBCuBCEECDOCDsBCDECBBBDCCDEEGDDECBDDDCCCDFFDEECDDECCGBBCBBCBBCOCBSCDBBCEECkBCEQCJDDBCCFICBEBCBBCCCBEEBCCBCBCEBDCCBDDIDDCBBEFBGLLBnFnFsBCCEEEBBBvBDBCdBCBBECBCWCBDBCGD1BvBBCgBCK0BCDMCBgDCyBlBBq6CqBBDCB5XFBjkCIBCvHvHERRzD0ECGGGC8CCBHBJFBLHBJHBJFBMGCJHBJNBzBBBNSSBPPBEEpL2B2Bs1CvBBCEEBGCHDDLiDCJCCFNNBkBBCGG0oesBCUaCoEMCE8BCLCCDICFFFCBBDSCMOCFCCDOCb9a9advCBi8UZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBvyehBB", false)),
-        M: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false)),
-        Mn: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false)),
-        Emoji: () => new UnicodeRangeTable(decodeRanges("8mJA", true)),
-        Extended_Pictographic: () => new UnicodeRangeTable(decodeRanges("8mJA", true)),
-        Lowercase: () => new UnicodeRangeTable(decodeRanges("hCZBmDWBCGBiBuBCEECDOCDuBCBECEBBCCCBCCBBBDDBCBBCCBEBBCBBCECBCCDCCBCCBBBCCCBEEIBBCBBCBBCOCDQCDBBCCCBBBC4BCIBBCBBDCCBCBCGCiJCCEJJHCCBBBCCCBCCBPBCIBkBJJCUCGDDCBBDyBBxBgBCK2BCBMCD+CCDlBBq6ClBBCGGzW1CB0kCHHBpBBDCBhK0ECKgDCKHBJFBLHBJHBJFBMGCJHBZHBJHBJHBJEBMEBMDBNEBMEBqJEEBHHuBPBUzZzZBYBx5BvBBxBCCBBBDGCBCBCDDJCBCgDCJCCFuqeuqeCqBCUaCoEMCE8BCLECBICFCCDCCEUCBDBCEBCOCBCBCCCBQCZs5Vs5VBYBmmBnBBpEjBB9EKBCOBCGBCBBr3ByBB+EVB75CfBhsVfBhCYBoyehBB", false)),
-        Math: () => new UnicodeRangeTable(decodeRanges("ycGDCHHFMMDDDCHHFAB", false)),
-        Uppercase: () => new UnicodeRangeTable(decodeRanges("hDZB7BqBqBBWBCHBCuBCEECDOCDsBCDECBBBDCCDEEGDDECBDDDCCCDFFDEECDDECCGBBCBBCBBCOCBSCDBBCEECkBCEQCJDDBCCFICBEBCBBCCCBEEBCCBCBCEBDCCBDDIDDCBBEFBGLLBnFnFsBCCEEEBBBvBDBCdBCBBECBCWCBDBCGD1BvBBCgBCK0BCDMCBgDCyBlBBq6CqBBDCB5XFBjkCIBCvHvHERRzD0ECGGGC8CCBHBJFBLHBJHBJFBMGCJHBJNBzBBBNSSBPPBEEpLiBiBBOBFsasaBYBn6BvBBCEEBGCHDDLiDCJCCFNNBkBBCGG0oesBCUaCoEMCE8BCLCCDICFFFCBBDSCMOCFCCDOCb9a9advCBi8UZBumBnBBpEjBB8EKBCOBCGBCBBk4ByBB+DVB75CfBhsVfB8BYBvyehBB", false))
-      });
-      static FOLD_SCRIPT = new LazyMap({
-        Common: () => new UnicodeRangeTable(decodeRanges("8cgBgB", false)),
-        Greek: () => new UnicodeRangeTable(decodeRanges("1FwUwU", false)),
-        Inherited: () => new UnicodeRangeTable(decodeRanges("5cgBgBlgHAB", false))
-      });
-    };
-    Unicode = class Unicode2 {
-      static MAX_RUNE = 1114111;
-      static RUNE_ERROR = 65533;
-      static isUnsearchable(r) {
-        return r === Unicode2.RUNE_ERROR || r >= Unicode2.MIN_HIGH_SURROGATE && r <= Unicode2.MAX_LOW_SURROGATE;
-      }
-      static MAX_ASCII = 127;
-      static MAX_LATIN1 = 255;
-      static MAX_BMP = 65535;
-      static MIN_FOLD = 65;
-      static MAX_FOLD = 125251;
-      static MIN_HIGH_SURROGATE = 55296;
-      static MAX_HIGH_SURROGATE = 56319;
-      static MIN_LOW_SURROGATE = 56320;
-      static MAX_LOW_SURROGATE = 57343;
-      static MIN_SUPPLEMENTARY_CODE_POINT = 65536;
-      static is32(ranges, r) {
-        let lo = 0;
-        let hi = ranges.length;
-        while (lo < hi) {
-          const m = lo + Math.floor((hi - lo) / 2);
-          const rlo = ranges.getLo(m);
-          const rhi = ranges.getHi(m);
-          if (rlo <= r && r <= rhi) {
-            const stride = ranges.getStride(m);
-            return (r - rlo) % stride === 0;
-          }
-          if (r < rlo) hi = m;
-          else lo = m + 1;
-        }
-        return false;
-      }
-      static is(ranges, r) {
-        if (r <= Unicode2.MAX_LATIN1) {
-          for (let i = 0; i < ranges.length; i++) {
-            if (r > ranges.getHi(i)) continue;
-            const rlo = ranges.getLo(i);
-            if (r < rlo) return false;
-            const stride = ranges.getStride(i);
-            return (r - rlo) % stride === 0;
-          }
-          return false;
-        }
-        return ranges.length > 0 && r >= ranges.getLo(0) && Unicode2.is32(ranges, r);
-      }
-      static isPrint(r) {
-        if (r <= Unicode2.MAX_LATIN1) return r >= 32 && r < Unicode2.MAX_ASCII || r >= 161 && r !== 173;
-        return Unicode2.is(UnicodeTables.Print, r);
-      }
-      static simpleFold(r) {
-        if (UnicodeTables.CASE_ORBIT.has(r)) return UnicodeTables.CASE_ORBIT.get(r);
-        if (r <= Unicode2.MAX_ASCII) {
-          const l = Codepoint.toLowerCase(r);
-          return l !== r ? l : Codepoint.toUpperCase(r);
-        }
-        return r;
-      }
-      static equalsIgnoreCase(r1, r2) {
-        if (r1 === r2) return true;
-        if (r1 < 0 || r2 < 0) return false;
-        if (r1 <= Unicode2.MAX_ASCII && r2 <= Unicode2.MAX_ASCII) {
-          if (65 <= r1 && r1 <= 90) r1 |= 32;
-          if (65 <= r2 && r2 <= 90) r2 |= 32;
-          return r1 === r2;
-        }
-        for (let r = Unicode2.simpleFold(r1); r !== r1; r = Unicode2.simpleFold(r)) if (r === r2) return true;
-        return false;
-      }
-    };
-    RE2JSException = class extends Error {
-      /** @param {string} message */
-      constructor(message) {
-        super(message);
-        this.name = "RE2JSException";
-      }
-    };
-    RE2JSSyntaxException = class extends RE2JSException {
-      /**
-      * @param {string} error
-      * @param {string|null} [input=null]
-      */
-      constructor(error2, input = null) {
-        let message = `error parsing regexp: ${error2}`;
-        if (input) message += `: \`${input}\``;
-        super(message);
-        this.name = "RE2JSSyntaxException";
-        this.message = message;
-        this.error = error2;
-        this.input = input;
-      }
-      /**
-      * Retrieves the description of the error.
-      * @returns {string}
-      */
-      getDescription() {
-        return this.error;
-      }
-      /**
-      * Retrieves the erroneous regular-expression pattern.
-      * @returns {string|null}
-      */
-      getPattern() {
-        return this.input;
-      }
-    };
-    RE2JSCompileException = class extends RE2JSException {
-      /** @param {string} message */
-      constructor(message) {
-        super(message);
-        this.name = "RE2JSCompileException";
-      }
-    };
-    RE2JSGroupException = class extends RE2JSException {
-      /** @param {string} message */
-      constructor(message) {
-        super(message);
-        this.name = "RE2JSGroupException";
-      }
-    };
-    RE2JSFlagsException = class extends RE2JSException {
-      /** @param {string} message */
-      constructor(message) {
-        super(message);
-        this.name = "RE2JSFlagsException";
-      }
-    };
-    RE2JSInternalException = class extends RE2JSException {
-      /** @param {string} message */
-      constructor(message) {
-        super(message);
-        this.name = "RE2JSInternalException";
-      }
-    };
-    FAST_PATH_TABLE_SIZE = 256;
-    WORD_RUNE_TABLE = new Uint8Array(FAST_PATH_TABLE_SIZE);
-    for (let i = 0; i < FAST_PATH_TABLE_SIZE; i++) WORD_RUNE_TABLE[i] = 97 <= i && i <= 122 || 65 <= i && i <= 90 || 48 <= i && i <= 57 || i === 95 ? 1 : 0;
-    cachedNativeEncoder = null;
-    cachedNativeDecoder = null;
-    Utils = class Utils2 {
-      static METACHARACTERS = "\\.+*?()|[]{}^$";
-      static EMPTY_BEGIN_LINE = 1;
-      static EMPTY_END_LINE = 2;
-      static EMPTY_BEGIN_TEXT = 4;
-      static EMPTY_END_TEXT = 8;
-      static EMPTY_WORD_BOUNDARY = 16;
-      static EMPTY_NO_WORD_BOUNDARY = 32;
-      static EMPTY_ALL = -1;
-      static emptyInts() {
-        return [];
-      }
-      static isString(value) {
-        return typeof value === "string" || Object.prototype.toString.call(value) === "[object String]";
-      }
-      static typeName(value) {
-        if (value === null || typeof value !== "object" && typeof value !== "function") return value === null ? "null" : typeof value;
-        return Object.prototype.toString.call(value).slice(8, -1);
-      }
-      static checkPattern(pattern) {
-        if (!Utils2.isString(pattern)) throw new TypeError(`The pattern must be a string, not ${Utils2.typeName(pattern)} (RE2JS.translateRegExp() converts a RegExp)`);
-      }
-      static checkInput(input) {
-        if (!Utils2.isString(input) && !Utils2.isByteArray(input)) throw new TypeError(`The input must be a string or a byte array (Uint8Array or number[]), not ${Utils2.typeName(input)}`);
-      }
-      static checkFlags(flags) {
-        const known = PublicFlags.MULTILINE | PublicFlags.DOTALL | PublicFlags.CASE_INSENSITIVE | PublicFlags.DISABLE_UNICODE_GROUPS | PublicFlags.LONGEST_MATCH | PublicFlags.LOOKBEHINDS;
-        if (!Number.isInteger(flags) || (flags & ~known) !== 0) throw new RE2JSFlagsException("Flags should only be a combination of MULTILINE, DOTALL, CASE_INSENSITIVE, DISABLE_UNICODE_GROUPS, LONGEST_MATCH, LOOKBEHINDS");
-      }
-      static isByteArray(input) {
-        return Array.isArray(input) || Object.prototype.toString.call(input) === "[object Uint8Array]";
-      }
-      static isalnum(c) {
-        return Codepoint.CODES["0"] <= c && c <= Codepoint.CODES["9"] || Codepoint.CODES["a"] <= c && c <= Codepoint.CODES["z"] || Codepoint.CODES["A"] <= c && c <= Codepoint.CODES["Z"];
-      }
-      static unhex(c) {
-        if (Codepoint.CODES["0"] <= c && c <= Codepoint.CODES["9"]) return c - Codepoint.CODES["0"];
-        if (Codepoint.CODES["a"] <= c && c <= Codepoint.CODES["f"]) return c - Codepoint.CODES["a"] + 10;
-        if (Codepoint.CODES["A"] <= c && c <= Codepoint.CODES["F"]) return c - Codepoint.CODES["A"] + 10;
-        return -1;
-      }
-      static escapeRune(rune) {
-        let out = "";
-        if (Unicode.isPrint(rune)) {
-          if (Utils2.METACHARACTERS.indexOf(String.fromCodePoint(rune)) >= 0) out += "\\";
-          out += String.fromCodePoint(rune);
-        } else switch (rune) {
-          case Codepoint.CODES['"']:
-            out += '\\"';
-            break;
-          case Codepoint.CODES["\\"]:
-            out += "\\\\";
-            break;
-          case Codepoint.CODES["	"]:
-            out += "\\t";
-            break;
-          case Codepoint.CODES["\n"]:
-            out += "\\n";
-            break;
-          case Codepoint.CODES["\r"]:
-            out += "\\r";
-            break;
-          case Codepoint.CODES["\b"]:
-            out += "\\b";
-            break;
-          case Codepoint.CODES["\f"]:
-            out += "\\f";
-            break;
-          default: {
-            let s = rune.toString(16);
-            if (rune < 256) {
-              out += "\\x";
-              if (s.length === 1) out += "0";
-              out += s;
-            } else out += `\\x{${s}}`;
-            break;
-          }
-        }
-        return out;
-      }
-      static stringToRunes(str2) {
-        const string2 = String(str2);
-        const runes = [];
-        let i = 0;
-        while (i < string2.length) {
-          const cp = string2.codePointAt(i);
-          runes.push(cp);
-          i += cp > Unicode.MAX_BMP ? 2 : 1;
-        }
-        return new Int32Array(runes);
-      }
-      static runeToString(r) {
-        return String.fromCodePoint(r);
-      }
-      static isWordRune(r) {
-        return r < FAST_PATH_TABLE_SIZE ? WORD_RUNE_TABLE[r] === 1 : false;
-      }
-      static emptyOpContext(r1, r2) {
-        let op = 0;
-        if (r1 < 0) op |= Utils2.EMPTY_BEGIN_TEXT | Utils2.EMPTY_BEGIN_LINE;
-        if (r1 === 10) op |= Utils2.EMPTY_BEGIN_LINE;
-        if (r2 < 0) op |= Utils2.EMPTY_END_TEXT | Utils2.EMPTY_END_LINE;
-        if (r2 === 10) op |= Utils2.EMPTY_END_LINE;
-        if (Utils2.isWordRune(r1) !== Utils2.isWordRune(r2)) op |= Utils2.EMPTY_WORD_BOUNDARY;
-        else op |= Utils2.EMPTY_NO_WORD_BOUNDARY;
-        return op;
-      }
-      /**
-      * Returns a string that quotes all regular expression metacharacters inside the argument text;
-      * the returned string is a regular expression matching the literal text. For example,
-      * {@code quoteMeta("[foo]").equals("\\[foo\\]")}.
-      * @param {string} str
-      * @returns {string}
-      */
-      static quoteMeta(str2) {
-        return str2.split("").map((s) => {
-          if (Utils2.METACHARACTERS.indexOf(s) >= 0) return `\\${s}`;
-          return s;
-        }).join("");
-      }
-      static charCount(codePoint) {
-        return codePoint > Unicode.MAX_BMP ? 2 : 1;
-      }
-      /**
-      * High-speed conversion from TypedArrays to standard JS Arrays.
-      * Bypasses the expensive Symbol.iterator overhead of Array.from()
-      */
-      static toArray(typedArray) {
-        const len = typedArray.length;
-        const res = new Array(len);
-        for (let i = 0; i < len; i++) res[i] = typedArray[i];
-        return res;
-      }
-      static stringToUtf8ByteArray(str2) {
-        if (globalThis.TextEncoder) {
-          if (!cachedNativeEncoder) cachedNativeEncoder = new TextEncoder();
-          return cachedNativeEncoder.encode(str2);
-        } else {
-          let out = [], p = 0;
-          for (let i = 0; i < str2.length; i++) {
-            let c = str2.charCodeAt(i);
-            if (c < 128) out[p++] = c;
-            else if (c < 2048) {
-              out[p++] = c >> 6 | 192;
-              out[p++] = c & 63 | 128;
-            } else if ((c & 64512) === Unicode.MIN_HIGH_SURROGATE && i + 1 < str2.length && (str2.charCodeAt(i + 1) & 64512) === Unicode.MIN_LOW_SURROGATE) {
-              c = Unicode.MIN_SUPPLEMENTARY_CODE_POINT + ((c & 1023) << 10) + (str2.charCodeAt(++i) & 1023);
-              out[p++] = c >> 18 | 240;
-              out[p++] = c >> 12 & 63 | 128;
-              out[p++] = c >> 6 & 63 | 128;
-              out[p++] = c & 63 | 128;
-            } else {
-              out[p++] = c >> 12 | 224;
-              out[p++] = c >> 6 & 63 | 128;
-              out[p++] = c & 63 | 128;
-            }
-          }
-          return out;
-        }
-      }
-      static utf8ByteArrayToString(bytes) {
-        if (globalThis.TextDecoder) {
-          if (!cachedNativeDecoder) cachedNativeDecoder = new TextDecoder("utf-8");
-          const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-          return cachedNativeDecoder.decode(view);
-        } else {
-          let out = [], pos = 0, c = 0;
-          while (pos < bytes.length) {
-            let c1 = bytes[pos++];
-            if (c1 < 128) out[c++] = String.fromCharCode(c1);
-            else if (c1 > 191 && c1 < 224) {
-              let c2 = bytes[pos++];
-              out[c++] = String.fromCharCode((c1 & 31) << 6 | c2 & 63);
-            } else if (c1 > 239 && c1 < 365) {
-              let c2 = bytes[pos++];
-              let c3 = bytes[pos++];
-              let c4 = bytes[pos++];
-              let u = ((c1 & 7) << 18 | (c2 & 63) << 12 | (c3 & 63) << 6 | c4 & 63) - Unicode.MIN_SUPPLEMENTARY_CODE_POINT;
-              out[c++] = String.fromCharCode(Unicode.MIN_HIGH_SURROGATE + (u >> 10));
-              out[c++] = String.fromCharCode(Unicode.MIN_LOW_SURROGATE + (u & 1023));
-            } else {
-              let c2 = bytes[pos++];
-              let c3 = bytes[pos++];
-              out[c++] = String.fromCharCode((c1 & 15) << 12 | (c2 & 63) << 6 | c3 & 63);
-            }
-          }
-          return out.join("");
-        }
-      }
-    };
-    createEnum = (values = [], initNum = 0) => {
-      const enumObject = /* @__PURE__ */ Object.create(null);
-      for (let i = 0; i < values.length; i++) {
-        const val = values[i];
-        const keyVal = initNum + i;
-        enumObject[val] = keyVal;
-        enumObject[keyVal] = val;
-      }
-      return Object.freeze(enumObject);
-    };
-    MatcherInputBase = class MatcherInputBase2 {
-      static Encoding = createEnum(["UTF_16", "UTF_8"]);
-      getEncoding() {
-        throw Error("not implemented");
-      }
-      /** @returns {string} */
-      asCharSequence() {
-        throw Error("not implemented");
-      }
-      /** @returns {Uint8Array|number[]|null} */
-      asBytes() {
-        throw Error("not implemented");
-      }
-      /** @returns {number} */
-      length() {
-        throw Error("not implemented");
-      }
-      /**
-      *
-      * @returns {boolean}
-      */
-      isUTF8Encoding() {
-        return this.getEncoding() === MatcherInputBase2.Encoding.UTF_8;
-      }
-      /**
-      *
-      * @returns {boolean}
-      */
-      isUTF16Encoding() {
-        return this.getEncoding() === MatcherInputBase2.Encoding.UTF_16;
-      }
-    };
-    Utf8MatcherInput = class extends MatcherInputBase {
-      /** @param {Uint8Array|number[]|null} bytes */
-      constructor(bytes = null) {
-        super();
-        this.bytes = bytes;
-      }
-      getEncoding() {
-        return MatcherInputBase.Encoding.UTF_8;
-      }
-      /**
-      *
-      * @returns {string}
-      */
-      asCharSequence() {
-        return Utils.utf8ByteArrayToString(this.bytes);
-      }
-      /**
-      *
-      * @returns {Uint8Array|number[]|null}
-      */
-      asBytes() {
-        return this.bytes;
-      }
-      /**
-      *
-      * @returns {number}
-      */
-      length() {
-        return this.bytes.length;
-      }
-    };
-    Utf16MatcherInput = class extends MatcherInputBase {
-      /** @param {string|null} charSequence */
-      constructor(charSequence = null) {
-        super();
-        this.charSequence = charSequence;
-      }
-      getEncoding() {
-        return MatcherInputBase.Encoding.UTF_16;
-      }
-      /**
-      *
-      * @returns {string}
-      */
-      asCharSequence() {
-        return this.charSequence;
-      }
-      /**
-      *
-      * @returns {number[]}
-      */
-      asBytes() {
-        return Utils.stringToUtf8ByteArray(this.charSequence.toString());
-      }
-      /**
-      *
-      * @returns {number}
-      */
-      length() {
-        return this.charSequence.length;
-      }
-    };
-    MatcherInput = class {
-      /**
-      * Return the MatcherInput for UTF_16 encoding.
-      * @returns {Utf16MatcherInput}
-      */
-      static utf16(charSequence) {
-        Utils.checkInput(charSequence);
-        return new Utf16MatcherInput(charSequence);
-      }
-      /**
-      * Return the MatcherInput for UTF_8 encoding.
-      * @returns {Utf8MatcherInput}
-      */
-      static utf8(input) {
-        if (Utils.isByteArray(input)) return new Utf8MatcherInput(input);
-        return new Utf8MatcherInput(Utils.stringToUtf8ByteArray(input));
-      }
-    };
-    MachineInputBase = class {
-      static EOF() {
-        return -8;
-      }
-      constructor() {
-        this.start = 0;
-        this.end = 0;
-      }
-      canCheckPrefix() {
-        return true;
-      }
-      endPos() {
-        return this.end - this.start;
-      }
-      hasString() {
-        return false;
-      }
-      hasAnyString() {
-        return false;
-      }
-      prefixLength() {
-        return 0;
-      }
-    };
-    MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
-      static RUNE_ERROR_STEP = Unicode.RUNE_ERROR << 3 | 1;
-      constructor(bytes, start = 0, end = bytes.length) {
-        super();
-        this.bytes = bytes;
-        this.start = start;
-        this.end = end;
-      }
-      hasString(prefilter, pos) {
-        const target = prefilter.bytes;
-        if (target.length === 0) return true;
-        const idx = this.indexOf(this.bytes, target, this.start + pos);
-        return idx !== -1 && idx <= this.end - target.length;
-      }
-      hasAnyString(prefilter, pos) {
-        return prefilter.automaton8().searchUTF8(this.bytes, this.start + pos, this.end);
-      }
-      step(pos) {
-        pos += this.start;
-        if (pos >= this.end) return MachineInputBase.EOF();
-        const c = this.bytes[pos] & 255;
-        if (c < 128) return c << 3 | 1;
-        let size2;
-        let rune;
-        let lo = 128;
-        let hi = 191;
-        if (c >= 194 && c <= 223) {
-          size2 = 2;
-          rune = c & 31;
-        } else if (c >= 224 && c <= 239) {
-          size2 = 3;
-          rune = c & 15;
-          if (c === 224) lo = 160;
-          else if (c === 237) hi = 159;
-        } else if (c >= 240 && c <= 244) {
-          size2 = 4;
-          rune = c & 7;
-          if (c === 240) lo = 144;
-          else if (c === 244) hi = 143;
-        } else return MachineUTF8Input2.RUNE_ERROR_STEP;
-        if (pos + size2 > this.end) return MachineUTF8Input2.RUNE_ERROR_STEP;
-        const c1 = this.bytes[pos + 1] & 255;
-        if (c1 < lo || c1 > hi) return MachineUTF8Input2.RUNE_ERROR_STEP;
-        rune = rune << 6 | c1 & 63;
-        if (size2 > 2) {
-          const c2 = this.bytes[pos + 2] & 255;
-          if ((c2 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
-          rune = rune << 6 | c2 & 63;
-          if (size2 > 3) {
-            const c3 = this.bytes[pos + 3] & 255;
-            if ((c3 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
-            rune = rune << 6 | c3 & 63;
-          }
-        }
-        return rune << 3 | size2;
-      }
-      index(re2, pos) {
-        pos += this.start;
-        const i = this.indexOf(this.bytes, re2.prefixUTF8, pos);
-        return i < 0 ? i : i - pos;
-      }
-      context(pos) {
-        pos += this.start;
-        let r1 = -1;
-        if (pos > this.start && pos <= this.end) {
-          let start = pos - 1;
-          r1 = this.bytes[start--];
-          if (r1 >= 128) {
-            let lim = pos - 4;
-            if (lim < this.start) lim = this.start;
-            while (start >= lim && (this.bytes[start] & 192) === 128) start--;
-            if (start < this.start) start = this.start;
-            const r = this.step(start - this.start);
-            r1 = start + (r & 7) === pos ? r >> 3 : Unicode.RUNE_ERROR;
-          }
-        }
-        const r2 = pos < this.end ? this.step(pos - this.start) >> 3 : -1;
-        return Utils.emptyOpContext(r1, r2);
-      }
-      indexOf(source, target, fromIndex = 0) {
-        let targetLength = target.length;
-        if (targetLength === 0) return fromIndex <= this.end ? fromIndex : -1;
-        const firstByte = target[0];
-        let limit = this.end - targetLength;
-        const hasNativeIndexOf = typeof source.indexOf === "function";
-        let i = fromIndex;
-        while (i <= limit) {
-          if (hasNativeIndexOf) {
-            i = source.indexOf(firstByte, i);
-            if (i === -1 || i > limit) return -1;
-          } else {
-            while (i <= limit && source[i] !== firstByte) i++;
-            if (i > limit) return -1;
-          }
-          let match = true;
-          for (let j = 1; j < targetLength; j++) if (source[i + j] !== target[j]) {
-            match = false;
-            break;
-          }
-          if (match) return i;
-          i++;
-        }
-        return -1;
-      }
-      prefixLength(re2) {
-        return re2.prefixUTF8.length;
-      }
-    };
-    MachineUTF16Input = class extends MachineInputBase {
-      constructor(charSequence, start = 0, end = charSequence.length) {
-        super();
-        this.charSequence = charSequence;
-        this.start = start;
-        this.end = end;
-      }
-      hasString(prefilter, pos) {
-        const idx = this.charSequence.indexOf(prefilter.str, this.start + pos);
-        return idx !== -1 && idx <= this.end - prefilter.str.length;
-      }
-      hasAnyString(prefilter, pos) {
-        return prefilter.automaton16().searchUTF16(this.charSequence, this.start + pos, this.end);
-      }
-      step(pos) {
-        pos += this.start;
-        if (pos >= this.end) return MachineInputBase.EOF();
-        const c1 = this.charSequence.charCodeAt(pos);
-        if (c1 < Unicode.MIN_HIGH_SURROGATE || c1 > Unicode.MAX_HIGH_SURROGATE || pos + 1 >= this.end) return c1 << 3 | 1;
-        const c2 = this.charSequence.charCodeAt(pos + 1);
-        if (c2 >= Unicode.MIN_LOW_SURROGATE && c2 <= Unicode.MAX_LOW_SURROGATE) return (c1 - Unicode.MIN_HIGH_SURROGATE) * 1024 + (c2 - Unicode.MIN_LOW_SURROGATE) + Unicode.MIN_SUPPLEMENTARY_CODE_POINT << 3 | 2;
-        return c1 << 3 | 1;
-      }
-      index(re2, pos) {
-        pos += this.start;
-        const i = this.charSequence.indexOf(re2.prefix, pos);
-        if (i < 0 || i > this.end - re2.prefix.length) return -1;
-        return i - pos;
-      }
-      context(pos) {
-        pos += this.start;
-        const r1 = pos > this.start && pos <= this.end ? this.charSequence.charCodeAt(pos - 1) : -1;
-        const r2 = pos < this.end ? this.charSequence.charCodeAt(pos) : -1;
-        return Utils.emptyOpContext(r1, r2);
-      }
-      prefixLength(re2) {
-        return re2.prefix.length;
-      }
-    };
-    MachineInput = class {
-      static fromUTF8(bytes, start = 0, end = bytes.length) {
-        return new MachineUTF8Input(bytes, start, end);
-      }
-      static fromUTF16(charSequence, start = 0, end = void 0) {
-        Utils.checkInput(charSequence);
-        return new MachineUTF16Input(charSequence, start, end ?? charSequence.length);
-      }
-    };
-    Matcher = class Matcher2 {
-      /**
-      * V8 and WebKit have historical hard limits on the number of arguments
-      * that can be passed to a function. We cap replacer arguments to prevent
-      * Call Stack Overflow (DoS) vulnerabilities on massive ASTs.
-      */
-      static MAX_REPLACER_ARGS = 65535;
-      /**
-      * Quotes '\' and '$' in {@code s}, so that the returned string could be used in
-      * {@link #appendReplacement} as a literal replacement of {@code s}.
-      *
-      * @param {string} str the string to be quoted
-      * @param {boolean} [javaMode=false] whether the replacement will be used in javaMode
-      * @returns {string} the quoted string
-      */
-      static quoteReplacement(str2, javaMode = false) {
-        if (javaMode) {
-          if (str2.indexOf("\\") < 0 && str2.indexOf("$") < 0) return str2;
-          return str2.split("").map((s) => {
-            const c = s.codePointAt(0);
-            if (c === Codepoint.CODES["\\"] || c === Codepoint.CODES["$"]) return `\\${s}`;
-            return s;
-          }).join("");
-        }
-        if (str2.indexOf("$") < 0) return str2;
-        return str2.split("").map((s) => {
-          if (s.codePointAt(0) === Codepoint.CODES["$"]) return "$$";
-          return s;
-        }).join("");
-      }
-      /**
-      *
-      * @param {import('./index.js').RE2JS} pattern
-      * @param {string|number[]|Uint8Array|MatcherInputBase} input
-      */
-      constructor(pattern, input) {
-        if (pattern === null) throw new Error("pattern is null");
-        this.patternInput = pattern;
-        const re2 = this.patternInput.re2();
-        this.patternGroupCount = re2.numberOfCapturingGroups();
-        this.groups = [];
-        this.namedGroups = re2.namedGroups;
-        this.hasNamedGroups = Object.keys(this.namedGroups).length > 0;
-        this.numberOfInstructions = re2.numberOfInstructions();
-        this.lookbehindState = null;
-        if (input instanceof MatcherInputBase) this.resetMatcherInput(input);
-        else if (Utils.isByteArray(input)) this.resetMatcherInput(MatcherInput.utf8(input));
-        else this.resetMatcherInput(MatcherInput.utf16(input));
-      }
-      /**
-      * Returns the {@code RE2JS} associated with this {@code Matcher}.
-      * @returns {import('./index.js').RE2JS}
-      */
-      pattern() {
-        return this.patternInput;
-      }
-      /**
-      * Resets the {@code Matcher}, rewinding input and discarding any match information.
-      *
-      * @returns {Matcher} the {@code Matcher} itself, for chained method calls
-      */
-      reset() {
-        this.matcherInputLength = this.matcherInput.length();
-        this.appendPos = 0;
-        this.hasMatch = false;
-        this.hasGroups = false;
-        this.anchorFlag = 0;
-        return this;
-      }
-      /**
-      * Resets the {@code Matcher} and changes the input.
-      * @param {string|number[]|Uint8Array|MatcherInputBase} input
-      * @returns {Matcher} the {@code Matcher} itself, for chained method calls
-      */
-      resetMatcherInput(input) {
-        if (input === null) throw new Error("input is null");
-        if (!(input instanceof MatcherInputBase)) {
-          if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
-          else input = MatcherInput.utf16(input);
-        }
-        this.matcherInput = input;
-        if (this.lookbehindState !== null) this.lookbehindState.reset();
-        else this.lookbehindState = this.patternInput.re2().createLookbehindState();
-        this.reset();
-        return this;
-      }
-      /**
-      * Returns the start of the named group of the most recent match, or -1 if the group was not
-      * matched.
-      * @param {string|number} [group=0]
-      * @returns {number}
-      */
-      start(group = 0) {
-        if (typeof group === "string") {
-          const groupInt = this.namedGroups[group];
-          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
-          group = groupInt;
-        }
-        this.loadGroup(group);
-        return this.groups[2 * group];
-      }
-      /**
-      * Returns the end of the named group of the most recent match, or -1 if the group was not
-      * matched.
-      * @param {string|number} [group=0]
-      * @returns {number}
-      */
-      end(group = 0) {
-        if (typeof group === "string") {
-          const groupInt = this.namedGroups[group];
-          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
-          group = groupInt;
-        }
-        this.loadGroup(group);
-        return this.groups[2 * group + 1];
-      }
-      /**
-      * Returns the program size of this pattern.
-      *
-      * <p>
-      * Similar to the C++ implementation, the program size is a very approximate measure of a regexp's
-      * "cost". Larger numbers are more expensive than smaller numbers.
-      * </p>
-      *
-      * @returns {number} the program size of this pattern
-      */
-      programSize() {
-        return this.numberOfInstructions;
-      }
-      /**
-      * Returns the named group of the most recent match, or {@code null} if the group was not matched.
-      * @param {string|number} [group=0]
-      * @returns {string|null}
-      */
-      group(group = 0) {
-        if (typeof group === "string") {
-          const groupInt = this.namedGroups[group];
-          if (!Number.isFinite(groupInt)) throw new RE2JSGroupException(`group '${group}' not found`);
-          group = groupInt;
-        }
-        const start = this.start(group);
-        const end = this.end(group);
-        if (start < 0 && end < 0) return null;
-        return this.substring(start, end);
-      }
-      /**
-      * Returns a dictionary map of all named capturing groups and their matched values.
-      * If a group was not matched, its value will be `null`.
-      * @returns {Record<string, string|null>}
-      */
-      getNamedGroups() {
-        if (!this.hasMatch) throw new RE2JSGroupException("perhaps no match attempted");
-        const result = /* @__PURE__ */ Object.create(null);
-        for (const name2 of Object.keys(this.namedGroups)) result[name2] = this.group(name2);
-        return result;
-      }
-      /**
-      * Returns the number of subgroups in this pattern.
-      *
-      * @returns {number} the number of subgroups; the overall match (group 0) does not count
-      */
-      groupCount() {
-        return this.patternGroupCount;
-      }
-      /**
-      * Helper: finds subgroup information if needed for group.
-      * @param {number} group
-      * @private
-      */
-      loadGroup(group) {
-        if (!Number.isInteger(group) || group < 0 || group > this.patternGroupCount) throw new RE2JSGroupException(`Group index out of bounds: ${group}`);
-        if (!this.hasMatch) throw new RE2JSGroupException("perhaps no match attempted");
-        if (group === 0 || this.hasGroups) return;
-        const end = this.matcherInputLength;
-        const res = this.patternInput.re2().matchMachineInput(this.matcherInput, this.groups[0], end, this.anchorFlag, 1 + this.patternGroupCount, this.lookbehindState);
-        if (!res[0]) throw new RE2JSGroupException("inconsistency in matching group data");
-        this.groups = res[1];
-        this.hasGroups = true;
-      }
-      /**
-      * Matches the entire input against the pattern (anchored start and end). If there is a match,
-      * {@code matches} sets the match state to describe it.
-      *
-      * @returns {boolean} true if the entire input matches the pattern
-      */
-      matches() {
-        return this.genMatch(0, RE2Flags.ANCHOR_BOTH);
-      }
-      /**
-      * Matches the beginning of input against the pattern (anchored start). If there is a match,
-      * {@code lookingAt} sets the match state to describe it.
-      *
-      * @returns {boolean} true if the beginning of the input matches the pattern
-      */
-      lookingAt() {
-        return this.genMatch(0, RE2Flags.ANCHOR_START);
-      }
-      /**
-      * Matches the input against the pattern (unanchored), starting at a specified position. If there
-      * is a match, {@code find} sets the match state to describe it.
-      *
-      * @param {number|null} [start=null] the input position where the search begins
-      * @returns {boolean} if it finds a match
-      * @throws IndexOutOfBoundsException if start is not a valid input position
-      */
-      find(start = null) {
-        if (start !== null) {
-          if (!Number.isInteger(start) || start < 0 || start > this.matcherInputLength) throw new RE2JSGroupException(`start index out of bounds: ${start}`);
-          this.reset();
-          return this.genMatch(start, 0);
-        }
-        start = 0;
-        if (this.hasMatch) {
-          start = this.groups[1];
-          if (this.groups[0] === this.groups[1]) {
-            const r = (this.matcherInput.isUTF16Encoding() ? MachineInput.fromUTF16(this.matcherInput.asCharSequence(), 0, this.matcherInputLength) : MachineInput.fromUTF8(this.matcherInput.asBytes(), 0, this.matcherInputLength)).step(start);
-            if (r < 0) start++;
-            else start += r & 7;
-          }
-        }
-        return this.genMatch(start, RE2Flags.UNANCHORED);
-      }
-      /**
-      * Helper: does match starting at start, with RE2 anchor flag.
-      * @param {number} startByte
-      * @param {number} anchor
-      * @returns {boolean}
-      * @private
-      */
-      genMatch(startByte, anchor) {
-        const res = this.patternInput.re2().matchMachineInput(this.matcherInput, startByte, this.matcherInputLength, anchor, 1, this.lookbehindState);
-        if (!res[0]) {
-          this.hasMatch = false;
-          return false;
-        }
-        this.groups = res[1];
-        this.hasMatch = true;
-        this.hasGroups = this.patternGroupCount === 0;
-        this.anchorFlag = anchor;
-        return true;
-      }
-      /**
-      * Helper: return substring for [start, end).
-      * @param {number} start
-      * @param {number} end
-      * @returns {string}
-      */
-      substring(start, end) {
-        if (this.matcherInput.isUTF8Encoding()) return Utils.utf8ByteArrayToString(this.matcherInput.asBytes().slice(start, end));
-        return this.matcherInput.asCharSequence().substring(start, end).toString();
-      }
-      /**
-      * Helper for Pattern: return input length.
-      * @returns {number}
-      */
-      inputLength() {
-        return this.matcherInputLength;
-      }
-      /**
-      * Appends to result two strings: the text from the append position up to the beginning of the
-      * most recent match, and then the replacement with submatch groups substituted for references to
-      * them. It advances the append position to where the most recent match ended.
-      *
-      * By default the replacement is expanded as by String.prototype.replace (see
-      * appendReplacementInternalJs). In Java mode it follows re2j / java.util.regex: $n takes as
-      * many digits as still form a valid group number, ${name} is a named group, and a backslash
-      * escapes the next character (so "\\$" in a JS string literal inserts a literal $).
-      *
-      * @param {string} replacement the replacement string
-      * @param {boolean} [javaMode=false] activate java mode (different behaviour for capture groups and special characters)
-      * @returns {string}
-      * @throws IllegalStateException if there was no most recent match
-      * @throws IndexOutOfBoundsException in Java mode, if replacement refers to an invalid group
-      * @private
-      */
-      appendReplacement(replacement, javaMode = false) {
-        let res = "";
-        const s = this.start();
-        const e = this.end();
-        if (this.appendPos < s) res += this.substring(this.appendPos, s);
-        this.appendPos = e;
-        res += javaMode ? this.appendReplacementInternalJava(replacement) : this.appendReplacementInternalJs(replacement);
-        return res;
-      }
-      /**
-      * @param {string} replacement - the replacement string
-      * @returns {string}
-      * @private
-      */
-      appendReplacementInternalJava(replacement) {
-        let res = "";
-        let last = 0;
-        const m = replacement.length;
-        let i = 0;
-        while (i < m) {
-          const cCode = replacement.codePointAt(i);
-          if (cCode === Codepoint.CODES["\\"]) {
-            if (last < i) res += replacement.substring(last, i);
-            i++;
-            if (i >= m) throw new RE2JSGroupException("character to be escaped is missing");
-            last = i;
-            i++;
-            continue;
-          }
-          if (cCode === Codepoint.CODES["$"]) {
-            if (last < i) res += replacement.substring(last, i);
-            if (i + 1 >= m) throw new RE2JSGroupException("Illegal group reference: group index is missing");
-            const nextCode = replacement.codePointAt(i + 1);
-            if (Codepoint.CODES["0"] <= nextCode && nextCode <= Codepoint.CODES["9"]) {
-              let n = nextCode - Codepoint.CODES["0"];
-              let j = i + 2;
-              for (; j < m; j++) {
-                const digit = replacement.codePointAt(j);
-                if (digit < Codepoint.CODES["0"] || digit > Codepoint.CODES["9"] || n * 10 + digit - Codepoint.CODES["0"] > this.patternGroupCount) break;
-                n = n * 10 + digit - Codepoint.CODES["0"];
-              }
-              if (n > this.patternGroupCount) throw new RE2JSGroupException(`n > number of groups: ${n}`);
-              const group = this.group(n);
-              if (group !== null) res += group;
-              i = j;
-              last = i;
-            } else if (nextCode === Codepoint.CODES["{"]) {
-              let j = i + 2;
-              while (j < m && replacement.codePointAt(j) !== Codepoint.CODES["}"]) j++;
-              if (j >= m) throw new RE2JSGroupException("named capture group is missing trailing '}'");
-              const groupName = replacement.substring(i + 2, j);
-              const groupVal = this.group(groupName);
-              if (groupVal !== null) res += groupVal;
-              i = j + 1;
-              last = i;
-            } else throw new RE2JSGroupException("Illegal group reference");
-            continue;
-          }
-          i++;
-        }
-        if (last < m) res += replacement.substring(last, m);
-        return res;
-      }
-      /**
-      * Expands |replacement| for the current match by the rules of String.prototype.replace
-      * (ECMAScript GetSubstitution): $$ is "$", $& the match, $` the text before it, $' the text
-      * after it, $n and $nn a group (two digits only when they form a valid group number, so with
-      * one group "$10" is group 1 then "0"; an unmatched group is empty), and $<name> a named group
-      * (empty when no such group), only when the pattern has named groups. Anything else, such as
-      * "$0" or "$<" without a closing ">", is kept as is.
-      * @param {string} replacement - the replacement string
-      * @returns {string}
-      * @private
-      */
-      appendReplacementInternalJs(replacement) {
-        const isDigit = (c) => c >= 48 && c <= 57;
-        const groupCount = this.patternGroupCount;
-        let res = "";
-        let i = 0;
-        while (i < replacement.length) {
-          const dollar = replacement.indexOf("$", i);
-          if (dollar < 0) break;
-          res += replacement.substring(i, dollar);
-          i = dollar;
-          const c = replacement.charCodeAt(i + 1);
-          if (c === Codepoint.CODES["$"]) {
-            res += "$";
-            i += 2;
-          } else if (c === Codepoint.CODES["&"]) {
-            res += this.group(0);
-            i += 2;
-          } else if (c === Codepoint.CODES["`"]) {
-            res += this.substring(0, this.start(0));
-            i += 2;
-          } else if (c === Codepoint.CODES["'"]) {
-            res += this.substring(this.end(0), this.matcherInputLength);
-            i += 2;
-          } else if (isDigit(c)) {
-            let digits = 1;
-            let index = c - 48;
-            const c2 = replacement.charCodeAt(i + 2);
-            if (isDigit(c2) && index * 10 + c2 - 48 <= groupCount) {
-              digits = 2;
-              index = index * 10 + c2 - 48;
-            }
-            if (index >= 1 && index <= groupCount) {
-              const group = this.group(index);
-              if (group !== null) res += group;
-            } else res += replacement.substring(i, i + 1 + digits);
-            i += 1 + digits;
-          } else if (c === Codepoint.CODES["<"] && this.hasNamedGroups) {
-            const gt = replacement.indexOf(">", i + 2);
-            if (gt < 0) {
-              res += "$<";
-              i += 2;
-            } else {
-              const name2 = replacement.substring(i + 2, gt);
-              if (Object.hasOwn(this.namedGroups, name2)) {
-                const group = this.group(name2);
-                if (group !== null) res += group;
-              }
-              i = gt + 1;
-            }
-          } else {
-            res += "$";
-            i += 1;
-          }
-        }
-        return res + replacement.substring(i);
-      }
-      /**
-      * Return the substring of the input from the append position to the end of the
-      * input.
-      * @returns {string}
-      */
-      appendTail() {
-        return this.substring(this.appendPos, this.matcherInputLength);
-      }
-      /**
-      * Returns the input with all matches replaced by {@code replacement}, interpreted as for
-      * {@code appendReplacement}.
-      *
-      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
-      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
-      * @returns {string} the input string with the matches replaced
-      * @throws IndexOutOfBoundsException if replacement refers to an invalid group and javaMode is true
-      */
-      replaceAll(replacement, javaMode = false) {
-        return this.replace(replacement, true, javaMode);
-      }
-      /**
-      * Returns the input with the first match replaced by {@code replacement}, interpreted as for
-      * {@code appendReplacement}.
-      *
-      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
-      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
-      * @returns {string} the input string with the first match replaced
-      * @throws IndexOutOfBoundsException if replacement refers to an invalid group and javaMode is true
-      */
-      replaceFirst(replacement, javaMode = false) {
-        return this.replace(replacement, false, javaMode);
-      }
-      /**
-      * Helper: replaceAll/replaceFirst hybrid.
-      * @param {string|((...args: any[]) => string)} replacement - the replacement string or a replacer function
-      * @param {boolean} [all=true] - replace all matches
-      * @param {boolean} [javaMode=false] - activate java mode (different behaviour for capture groups and special characters)
-      * @returns {string}
-      * @private
-      */
-      replace(replacement, all = true, javaMode = false) {
-        let res = "";
-        this.reset();
-        const isFunc = typeof replacement === "function";
-        let originalInput = null;
-        if (isFunc) {
-          if (this.groupCount() >= Matcher2.MAX_REPLACER_ARGS) throw new RE2JSGroupException("Too many capture groups to safely invoke replacer function");
-          originalInput = this.matcherInput.isUTF8Encoding() ? this.matcherInput.asBytes() : this.matcherInput.asCharSequence();
-        }
-        while (this.find()) {
-          res += isFunc ? this.appendReplacementFunc(replacement, originalInput) : this.appendReplacement(replacement, javaMode);
-          if (!all) break;
-        }
-        res += this.appendTail();
-        return res;
-      }
-      /**
-      * Evaluates a replacer function for the current match and appends the result,
-      * along with any un-matched preceding text, advancing the append position.
-      * @param {Function} replacer - the replacer function
-      * @param {string|Uint8Array|number[]} originalInput - the cached original input reference
-      * @returns {string} the evaluated string to append
-      * @private
-      */
-      appendReplacementFunc(replacer, originalInput) {
-        let res = "";
-        const s = this.start();
-        const e = this.end();
-        if (this.appendPos < s) res += this.substring(this.appendPos, s);
-        this.appendPos = e;
-        const args = this.matchArray();
-        args.push(s, originalInput);
-        if (this.hasNamedGroups) args.push(this.namedGroupsObject());
-        res += String(replacer(...args));
-        return res;
-      }
-      /**
-      * The match and its groups, as the elements of a JS RegExpExecArray: undefined for a group that
-      * did not take part in the match. Used by exec(), matchAll() and replacer functions.
-      * @returns {Array<string|undefined>}
-      * @private
-      */
-      matchArray() {
-        const result = [this.group(0)];
-        for (let i = 1; i <= this.patternGroupCount; i++) {
-          const group = this.group(i);
-          result.push(group === null ? void 0 : group);
-        }
-        return result;
-      }
-      /**
-      * The named groups, as the groups property of a JS RegExpExecArray: an object without a
-      * prototype mapping each name to its group (undefined when it did not take part in the match),
-      * or undefined when the pattern has no named groups.
-      * @returns {Record<string, string|undefined>|undefined}
-      * @private
-      */
-      namedGroupsObject() {
-        if (!this.hasNamedGroups) return;
-        const result = this.getNamedGroups();
-        for (const name2 in result) if (result[name2] === null) result[name2] = void 0;
-        return result;
-      }
-    };
-    Inst = class Inst2 {
-      static ALT = 1;
-      static ALT_MATCH = 2;
-      static CAPTURE = 3;
-      static EMPTY_WIDTH = 4;
-      static FAIL = 5;
-      static MATCH = 6;
-      static NOP = 7;
-      static RUNE = 8;
-      static RUNE1 = 9;
-      static RUNE_ANY = 10;
-      static RUNE_ANY_NOT_NL = 11;
-      static LB_WRITE = 12;
-      static LB_CHECK = 13;
-      static isRuneOp(op) {
-        return Inst2.RUNE <= op && op <= Inst2.RUNE_ANY_NOT_NL;
-      }
-      static escapeRunes(runes) {
-        let out = '"';
-        for (let rune of runes) out += Utils.escapeRune(rune);
-        out += '"';
-        return out;
-      }
-      constructor(op) {
-        this.op = op;
-        this.out = 0;
-        this.arg = 0;
-        this.runes = /* @__PURE__ */ new Int32Array(0);
-        this.next = null;
-      }
-      matchRune(r) {
-        if (this.runes.length === 1) {
-          const r0 = this.runes[0];
-          if ((this.arg & RE2Flags.FOLD_CASE) !== 0) return Unicode.equalsIgnoreCase(r0, r);
-          return r === r0;
-        }
-        const len = this.runes.length;
-        if (len === 0) return false;
-        if (len === 2 || len === 4 || len === 6 || len === 8) {
-          for (let j = 0; j < len; j += 2) {
-            if (r < this.runes[j]) return false;
-            if (r <= this.runes[j + 1]) return true;
-          }
-          return false;
-        }
-        let base = 0;
-        let n = len >> 1;
-        while (n > 1) {
-          const half = n >> 1;
-          base += this.runes[base + half << 1] <= r ? half : 0;
-          n -= half;
-        }
-        base += this.runes[base << 1] <= r ? 1 : 0;
-        const m = base - 1;
-        return m >= 0 && r <= this.runes[m << 1 | 1];
-      }
-      matchRunePos(r) {
-        if (this.runes.length === 1) {
-          const r0 = this.runes[0];
-          if ((this.arg & RE2Flags.FOLD_CASE) !== 0) return Unicode.equalsIgnoreCase(r0, r) ? 0 : -1;
-          return r === r0 ? 0 : -1;
-        }
-        const len = this.runes.length;
-        if (len === 0) return -1;
-        if (len === 2 || len === 4 || len === 6 || len === 8) {
-          for (let j = 0; j < len; j += 2) {
-            if (r < this.runes[j]) return -1;
-            if (r <= this.runes[j + 1]) return Math.floor(j / 2);
-          }
-          return -1;
-        }
-        let base = 0;
-        let n = len >> 1;
-        while (n > 1) {
-          const half = n >> 1;
-          base += this.runes[base + half << 1] <= r ? half : 0;
-          n -= half;
-        }
-        base += this.runes[base << 1] <= r ? 1 : 0;
-        const m = base - 1;
-        return m >= 0 && r <= this.runes[m << 1 | 1] ? m : -1;
-      }
-      /**
-      *
-      * @returns {string}
-      */
-      toString() {
-        switch (this.op) {
-          case Inst2.ALT:
-            return `alt -> ${this.out}, ${this.arg}`;
-          case Inst2.ALT_MATCH:
-            return `altmatch -> ${this.out}, ${this.arg}`;
-          case Inst2.CAPTURE:
-            return `cap ${this.arg} -> ${this.out}`;
-          case Inst2.EMPTY_WIDTH:
-            return `empty ${this.arg} -> ${this.out}`;
-          case Inst2.MATCH:
-            return `match${this.arg !== 0 ? ` ${this.arg}` : ""}`;
-          case Inst2.FAIL:
-            return "fail";
-          case Inst2.NOP:
-            return `nop -> ${this.out}`;
-          case Inst2.LB_WRITE:
-            return `lbwrite ${this.arg} -> ${this.out}`;
-          case Inst2.LB_CHECK:
-            return `lbcheck ${this.arg} -> ${this.out}`;
-          case Inst2.RUNE:
-            if (this.runes === null) return "rune <null>";
-            return [
-              "rune ",
-              Inst2.escapeRunes(this.runes),
-              (this.arg & RE2Flags.FOLD_CASE) !== 0 ? "/i" : "",
-              " -> ",
-              this.out
-            ].join("");
-          case Inst2.RUNE1:
-            return `rune1 ${Inst2.escapeRunes(this.runes)} -> ${this.out}`;
-          case Inst2.RUNE_ANY:
-            return `any -> ${this.out}`;
-          case Inst2.RUNE_ANY_NOT_NL:
-            return `anynotnl -> ${this.out}`;
-          default:
-            throw new Error("unhandled case in Inst.toString");
-        }
-      }
-    };
-    Queue = class Queue2 {
-      constructor(numInst) {
-        this.sparse = new Int32Array(numInst);
-        this.densePcs = new Int32Array(numInst);
-        this.denseCaps = null;
-        this.size = 0;
-        this.ncap = 0;
-        this.mainThreads = 0;
-      }
-      static INITIAL_THREADS = 32;
-      init(ncap) {
-        this.ncap = ncap;
-        const needed = Math.min(this.densePcs.length, Queue2.INITIAL_THREADS) * ncap;
-        if (!this.denseCaps || this.denseCaps.length < needed) this.denseCaps = new Int32Array(needed);
-      }
-      growCaps(needed) {
-        const limit = this.densePcs.length * this.ncap;
-        const grown = new Int32Array(Math.min(limit, Math.max(needed, 2 * this.denseCaps.length)));
-        grown.set(this.denseCaps);
-        this.denseCaps = grown;
-      }
-      contains(pc) {
-        const j = this.sparse[pc];
-        return j < this.size && this.densePcs[j] === pc;
-      }
-      isEmpty() {
-        return this.size === 0;
-      }
-      add(pc) {
-        const j = this.size++;
-        this.sparse[pc] = j;
-        this.densePcs[j] = pc;
-        return j;
-      }
-      clear() {
-        this.size = 0;
-        this.mainThreads = 0;
-      }
-      toString() {
-        let out = "{";
-        for (let i = 0; i < this.size; i++) {
-          if (i !== 0) out += ", ";
-          out += this.densePcs[i];
-        }
-        out += "}";
-        return out;
-      }
-    };
-    LookbehindState = class {
-      constructor(prog) {
-        this.pos = -1;
-        this.pcs = new Int32Array(prog.numInst());
-        this.size = 0;
-        this.lbTable = new Int32Array(prog.numLb + 1);
-      }
-      reset() {
-        this.pos = -1;
-        this.size = 0;
-      }
-    };
-    Machine = class Machine2 {
-      static fromRE2(re2) {
-        const m = new Machine2();
-        m.prog = re2.prog;
-        m.re2 = re2;
-        m.q0 = new Queue(m.prog.numInst());
-        m.q1 = new Queue(m.prog.numInst());
-        m.addStack = new Int32Array(2 * (m.prog.numInst() + 1));
-        m.matched = false;
-        m.matchcap = new Int32Array(m.prog.numCap < 2 ? 2 : m.prog.numCap);
-        m.ncap = 0;
-        return m;
-      }
-      constructor() {
-        this.prog = null;
-        this.re2 = null;
-        this.q0 = null;
-        this.q1 = null;
-        this.addStack = null;
-        this.matched = false;
-        this.matchcap = null;
-        this.ncap = 0;
-        this.lbTable = null;
-      }
-      init(ncap) {
-        this.ncap = ncap;
-        if (ncap > this.matchcap.length) this.matchcap = new Int32Array(ncap).fill(-1);
-        else this.matchcap.fill(-1);
-        this.q0.init(ncap);
-        this.q1.init(ncap);
-        if (this.prog.numLb > 0) {
-          if (!this.lbTable || this.lbTable.length < this.prog.numLb + 1) this.lbTable = new Int32Array(this.prog.numLb + 1);
-          this.lbTable.fill(-1);
-        }
-      }
-      submatches() {
-        if (this.ncap === 0) return Utils.emptyInts();
-        return Utils.toArray(this.matchcap.subarray(0, this.ncap));
-      }
-      match(input, pos, anchor, lbState = null) {
-        const startCond = this.re2.cond;
-        if (startCond === Utils.EMPTY_ALL) return false;
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return false;
-        this.matched = false;
-        this.matchcap.fill(-1);
-        const hasLookbehinds = this.prog.numLb > 0;
-        const matchStartPos = pos;
-        let currentPos = pos;
-        let resumeLookbehinds = false;
-        if (hasLookbehinds) {
-          if (lbState !== null && lbState.pos >= 0 && lbState.pos <= pos) {
-            currentPos = lbState.pos;
-            resumeLookbehinds = true;
-          } else currentPos = 0;
-        }
-        let saveLookbehinds = hasLookbehinds && lbState !== null;
-        let runq = this.q0;
-        let nextq = this.q1;
-        let r = input.step(currentPos);
-        let rune = r >> 3;
-        let width = r & 7;
-        let rune1 = -1;
-        let width1 = 0;
-        if (r !== MachineInputBase.EOF()) {
-          r = input.step(currentPos + width);
-          rune1 = r >> 3;
-          width1 = r & 7;
-        }
-        let flag;
-        if (currentPos === 0) flag = Utils.emptyOpContext(-1, rune);
-        else flag = input.context(currentPos);
-        if (hasLookbehinds) {
-          if (resumeLookbehinds) this.restoreLookbehinds(lbState, runq, flag);
-          else this.spawnLookbehinds(runq, currentPos, flag);
-        }
-        while (true) {
-          if (runq.mainThreads === 0) {
-            if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && currentPos !== 0) break;
-            if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && currentPos !== 0) break;
-            if (this.matched) break;
-            if (this.prog.numLb === 0 && runq.isEmpty() && !(this.re2.prefix.length === 0) && rune1 !== this.re2.prefixRune && input.canCheckPrefix()) {
-              const advance = input.index(this.re2, currentPos);
-              if (advance < 0) break;
-              currentPos += advance;
-              r = input.step(currentPos);
-              rune = r >> 3;
-              width = r & 7;
-              r = input.step(currentPos + width);
-              rune1 = r >> 3;
-              width1 = r & 7;
-              flag = input.context(currentPos);
-            }
-          }
-          if (currentPos >= matchStartPos) {
-            if (saveLookbehinds) {
-              this.saveLookbehinds(lbState, runq, currentPos);
-              saveLookbehinds = false;
-            }
-            if (!this.matched && (currentPos === 0 || anchor === RE2Flags.UNANCHORED)) {
-              if (this.ncap > 0) this.matchcap[0] = currentPos;
-              this.add(runq, this.prog.start, currentPos, this.matchcap, 0, flag);
-            }
-          }
-          const nextPos = currentPos + width;
-          flag = input.context(nextPos);
-          this.step(runq, nextq, currentPos, nextPos, rune, flag, anchor, currentPos === input.endPos());
-          if (width === 0) break;
-          if (this.ncap === 0 && this.matched) break;
-          currentPos += width;
-          rune = rune1;
-          width = width1;
-          if (rune !== -1) {
-            r = input.step(currentPos + width);
-            rune1 = r >> 3;
-            width1 = r & 7;
-          }
-          const tmpq = runq;
-          runq = nextq;
-          nextq = tmpq;
-        }
-        runq.clear();
-        nextq.clear();
-        return this.matched;
-      }
-      matchSet(input, pos, anchor) {
-        const startCond = this.re2.cond;
-        if (startCond === Utils.EMPTY_ALL) return [];
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return [];
-        let currentPos = this.prog.numLb > 0 ? 0 : pos;
-        let matchStartPos = pos;
-        let runq = this.q0;
-        let nextq = this.q1;
-        let r = input.step(currentPos);
-        let rune = r >> 3;
-        let width = r & 7;
-        let rune1 = -1;
-        let width1 = 0;
-        if (r !== MachineInputBase.EOF()) {
-          r = input.step(currentPos + width);
-          rune1 = r >> 3;
-          width1 = r & 7;
-        }
-        let flag = currentPos === 0 ? Utils.emptyOpContext(-1, rune) : input.context(currentPos);
-        const matches = /* @__PURE__ */ new Set();
-        if (this.prog.numLb > 0) this.spawnLookbehinds(runq, currentPos, flag);
-        while (true) {
-          if (runq.mainThreads === 0) {
-            if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && currentPos !== 0) break;
-            if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && currentPos !== 0) break;
-          }
-          if (currentPos === 0 || anchor === RE2Flags.UNANCHORED) {
-            if (currentPos >= matchStartPos) this.add(runq, this.prog.start, currentPos, this.matchcap, 0, flag);
-          }
-          const nextPos = currentPos + width;
-          flag = input.context(nextPos);
-          for (let j = 0; j < runq.size; j++) {
-            const pc = runq.densePcs[j];
-            const i = this.prog.inst[pc];
-            const capOffset = j * this.ncap;
-            let add2 = false;
-            switch (i.op) {
-              case Inst.MATCH:
-                if (anchor === RE2Flags.ANCHOR_BOTH && currentPos !== input.endPos()) break;
-                matches.add(i.arg);
-                break;
-              case Inst.RUNE:
-                add2 = i.matchRune(rune);
-                break;
-              case Inst.RUNE1:
-                add2 = rune === i.runes[0];
-                break;
-              case Inst.RUNE_ANY:
-                add2 = true;
-                break;
-              case Inst.RUNE_ANY_NOT_NL:
-                add2 = rune !== 10;
-                break;
-              default:
-                continue;
-            }
-            if (add2) this.add(nextq, i.out, nextPos, runq.denseCaps, capOffset, flag);
-          }
-          runq.clear();
-          if (width === 0) break;
-          currentPos += width;
-          rune = rune1;
-          width = width1;
-          if (rune !== -1) {
-            r = input.step(currentPos + width);
-            rune1 = r >> 3;
-            width1 = r & 7;
-          }
-          const tmpq = runq;
-          runq = nextq;
-          nextq = tmpq;
-        }
-        nextq.clear();
-        return Array.from(matches).sort((a, b) => a - b);
-      }
-      step(runq, nextq, pos, nextPos, c, nextCond, anchor, atEnd) {
-        const longest = this.re2.longest;
-        for (let j = 0; j < runq.size; j++) {
-          const pc = runq.densePcs[j];
-          const capOffset = j * this.ncap;
-          if (longest && this.matched && this.ncap > 0 && this.matchcap[0] < runq.denseCaps[capOffset]) continue;
-          const i = this.prog.inst[pc];
-          let add2 = false;
-          switch (i.op) {
-            case Inst.MATCH:
-              if (anchor === RE2Flags.ANCHOR_BOTH && !atEnd) break;
-              if (this.ncap > 0 && (!longest || !this.matched || this.matchcap[1] < pos)) {
-                runq.denseCaps[capOffset + 1] = pos;
-                for (let k = 0; k < this.ncap; k++) this.matchcap[k] = runq.denseCaps[capOffset + k];
-              }
-              if (!longest) runq.size = 0;
-              this.matched = true;
-              break;
-            case Inst.RUNE:
-              add2 = i.matchRune(c);
-              break;
-            case Inst.RUNE1:
-              add2 = c === i.runes[0];
-              break;
-            case Inst.RUNE_ANY:
-              add2 = true;
-              break;
-            case Inst.RUNE_ANY_NOT_NL:
-              add2 = c !== 10;
-              break;
-            default:
-              continue;
-          }
-          if (add2) this.add(nextq, i.out, nextPos, runq.denseCaps, capOffset, nextCond);
-        }
-        runq.clear();
-      }
-      spawnLookbehinds(q, pos, flag) {
-        for (let i = 0; i < this.prog.lbStarts.length; i++) this.add(q, this.prog.lbStarts[i], pos, this.matchcap, 0, flag);
-      }
-      restoreLookbehinds(lbState, q, flag) {
-        this.lbTable.set(lbState.lbTable);
-        for (let j = 0; j < lbState.size; j++) this.add(q, lbState.pcs[j], lbState.pos, this.matchcap, 0, flag);
-      }
-      saveLookbehinds(lbState, q, pos) {
-        let size2 = 0;
-        for (let j = 0; j < q.size; j++) {
-          const pc = q.densePcs[j];
-          if (this.prog.lbInst[pc] === 1 && Inst.isRuneOp(this.prog.inst[pc].op)) lbState.pcs[size2++] = pc;
-        }
-        lbState.size = size2;
-        lbState.pos = pos;
-        lbState.lbTable.set(this.lbTable);
-      }
-      add(q, pc, pos, capArray, capOffset, cond) {
-        const stk = this.addStack;
-        let nstk = 0;
-        for (; ; ) {
-          while (pc !== 0 && !q.contains(pc)) {
-            const d = q.add(pc);
-            const inst = this.prog.inst[pc];
-            switch (inst.op) {
-              case Inst.FAIL:
-                pc = 0;
-                break;
-              case Inst.ALT:
-              case Inst.ALT_MATCH:
-                stk[nstk++] = inst.arg;
-                stk[nstk++] = 0;
-                pc = inst.out;
-                break;
-              case Inst.EMPTY_WIDTH:
-                pc = (inst.arg & ~cond) === 0 ? inst.out : 0;
-                break;
-              case Inst.NOP:
-                pc = inst.out;
-                break;
-              case Inst.CAPTURE:
-                if (inst.arg < this.ncap) {
-                  stk[nstk++] = -inst.arg - 1;
-                  stk[nstk++] = capArray[capOffset + inst.arg];
-                  capArray[capOffset + inst.arg] = pos;
-                }
-                pc = inst.out;
-                break;
-              case Inst.LB_WRITE:
-                this.lbTable[Math.abs(inst.arg)] = pos;
-                pc = inst.out;
-                break;
-              case Inst.LB_CHECK:
-                if (inst.arg > 0) pc = this.lbTable[inst.arg] === pos ? inst.out : 0;
-                else pc = this.lbTable[-inst.arg] !== pos ? inst.out : 0;
-                break;
-              case Inst.MATCH:
-              case Inst.RUNE:
-              case Inst.RUNE1:
-              case Inst.RUNE_ANY:
-              case Inst.RUNE_ANY_NOT_NL:
-                if (this.prog.lbInst[pc] === 0) q.mainThreads++;
-                if (this.ncap > 0) {
-                  const destOffset = d * this.ncap;
-                  if (destOffset + this.ncap > q.denseCaps.length) q.growCaps(destOffset + this.ncap);
-                  for (let c = 0; c < this.ncap; c++) q.denseCaps[destOffset + c] = capArray[capOffset + c];
-                }
-                pc = 0;
-                break;
-              default:
-                throw new RE2JSInternalException("unhandled");
-            }
-          }
-          if (nstk === 0) return;
-          nstk -= 2;
-          const entry = stk[nstk];
-          if (entry < 0) {
-            capArray[capOffset - entry - 1] = stk[nstk + 1];
-            pc = 0;
-          } else pc = entry;
-        }
-      }
-    };
-    hashState = (pcs, flag, ids) => {
-      let h = -2128831035;
-      for (let i = 0; i < pcs.length; i++) {
-        h ^= pcs[i];
-        h = Math.imul(h, 16777619);
-      }
-      h ^= flag;
-      h = Math.imul(h, 16777619);
-      for (let i = 0; i < ids.length; i++) {
-        h ^= ids[i];
-        h = Math.imul(h, 16777619);
-      }
-      return h;
-    };
-    arraysEqual = (a, b) => {
-      if (a.length !== b.length) return false;
-      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-      return true;
-    };
-    isState = (state, pcs, flag, ids) => state.flag === flag && arraysEqual(state.nfaStates, pcs) && arraysEqual(state.matchIDs, ids);
-    NO_IDS = [];
-    END_TEXT = -1;
-    DFAState = class {
-      constructor(nfaStates, flag, matchIDs) {
-        this.nfaStates = nfaStates;
-        this.flag = flag;
-        this.isMatch = (flag & DFA.FLAG_MATCH) !== 0;
-        this.matchIDs = matchIDs;
-        this.next = null;
-        this.nextAnchored = null;
-      }
-    };
-    DFA = class DFA2 {
-      static FLAG_EMPTY_MASK = 255;
-      static FLAG_MATCH = 256;
-      static FLAG_LAST_WORD = 512;
-      static FLAG_NEED_SHIFT = 16;
-      static STATE_OVERHEAD = 150;
-      static ARRAY_OVERHEAD = 40;
-      static ELEMENT_SIZE = 8;
-      static TABLE_OVERHEAD = 48;
-      static PROGRESS_PER_STATE = 10;
-      constructor(prog, maxMem = 8388608) {
-        this.prog = prog;
-        this.maxMem = maxMem;
-        this.stateCache = /* @__PURE__ */ new Map();
-        this.stateCount = 0;
-        this.startStates = /* @__PURE__ */ new Map();
-        this.failed = false;
-        for (let pc = 0; pc < prog.numInst(); pc++) {
-          const op = prog.getInst(pc).op;
-          if (op === Inst.LB_WRITE || op === Inst.LB_CHECK) {
-            this.failed = true;
-            break;
-          }
-        }
-        this.computeRuneClasses();
-        this.stateBudget = maxMem;
-        this.memBudget = maxMem;
-      }
-      computeRuneClasses() {
-        const bounds = /* @__PURE__ */ new Set();
-        const addRange = (lo, hi) => {
-          bounds.add(lo);
-          bounds.add(hi + 1);
-        };
-        for (let pc = 0; pc < this.prog.numInst(); pc++) {
-          const inst = this.prog.getInst(pc);
-          switch (inst.op) {
-            case Inst.RUNE:
-            case Inst.RUNE1:
-              if (inst.runes.length === 1) {
-                addRange(inst.runes[0], inst.runes[0]);
-                if ((inst.arg & RE2Flags.FOLD_CASE) !== 0) for (let f = Unicode.simpleFold(inst.runes[0]); f !== inst.runes[0]; f = Unicode.simpleFold(f)) addRange(f, f);
-              } else for (let j = 0; j < inst.runes.length; j += 2) addRange(inst.runes[j], inst.runes[j + 1]);
-              break;
-            case Inst.RUNE_ANY_NOT_NL:
-              addRange(10, 10);
-              break;
-            case Inst.EMPTY_WIDTH:
-              if ((inst.arg & (Utils.EMPTY_BEGIN_LINE | Utils.EMPTY_END_LINE)) !== 0) addRange(10, 10);
-              if ((inst.arg & (Utils.EMPTY_WORD_BOUNDARY | Utils.EMPTY_NO_WORD_BOUNDARY)) !== 0) {
-                addRange(48, 57);
-                addRange(65, 90);
-                addRange(95, 95);
-                addRange(97, 122);
-              }
-          }
-        }
-        bounds.delete(0);
-        this.classBounds = Int32Array.from(bounds).sort();
-        this.numClasses = this.classBounds.length + 1;
-        const latin1Class = new Int32Array(Unicode.MAX_LATIN1 + 1);
-        for (let r = 0; r <= Unicode.MAX_LATIN1; r++) latin1Class[r] = this.searchClass(r);
-        this.latin1Class = latin1Class;
-      }
-      runeClass(r) {
-        if (r <= Unicode.MAX_LATIN1) return this.latin1Class[r];
-        return this.searchClass(r);
-      }
-      searchClass(r) {
-        const bounds = this.classBounds;
-        let lo = 0;
-        let hi = bounds.length;
-        while (lo < hi) {
-          const mid = lo + hi >> 1;
-          if (bounds[mid] <= r) lo = mid + 1;
-          else hi = mid;
-        }
-        return lo;
-      }
-      closure(pcs, flag) {
-        const closure = /* @__PURE__ */ new Set();
-        const stack = Array.from(pcs);
-        let needflags = 0;
-        while (stack.length > 0) {
-          const pc = stack.pop();
-          if (pc === 0 || closure.has(pc)) continue;
-          closure.add(pc);
-          const inst = this.prog.getInst(pc);
-          switch (inst.op) {
-            case Inst.ALT:
-            case Inst.ALT_MATCH:
-              stack.push(inst.out);
-              stack.push(inst.arg);
-              break;
-            case Inst.NOP:
-            case Inst.CAPTURE:
-              stack.push(inst.out);
-              break;
-            case Inst.EMPTY_WIDTH:
-              needflags |= inst.arg;
-              if ((inst.arg & ~flag) === 0) stack.push(inst.out);
-          }
-        }
-        return {
-          pcs: Array.from(closure).sort((a, b) => a - b),
-          needflags
-        };
-      }
-      getState(pcs, flag, ids) {
-        const hash = hashState(pcs, flag, ids);
-        const cached = this.stateCache.get(hash);
-        if (cached instanceof DFAState) {
-          if (isState(cached, pcs, flag, ids)) return cached;
-        } else if (cached !== void 0) {
-          for (let i = 0; i < cached.length; i++) if (isState(cached[i], pcs, flag, ids)) return cached[i];
-        }
-        const cost = DFA2.stateCost(pcs, ids);
-        if (this.memBudget < cost) return null;
-        this.memBudget -= cost;
-        const state = new DFAState(pcs, flag, ids);
-        if (cached === void 0) this.stateCache.set(hash, state);
-        else if (cached instanceof DFAState) this.stateCache.set(hash, [cached, state]);
-        else cached.push(state);
-        this.stateCount++;
-        return state;
-      }
-      static stateCost(pcs, ids) {
-        const idsCost = ids.length === 0 ? 0 : DFA2.ARRAY_OVERHEAD + DFA2.ELEMENT_SIZE * ids.length;
-        return DFA2.STATE_OVERHEAD + DFA2.ELEMENT_SIZE * pcs.length + idsCost;
-      }
-      *cachedStates() {
-        for (const cached of this.stateCache.values()) if (cached instanceof DFAState) yield cached;
-        else yield* cached;
-      }
-      makeState(pcs, flag, ids) {
-        const closure = this.closure(pcs, flag & DFA2.FLAG_EMPTY_MASK);
-        let stateFlag = flag;
-        if (closure.needflags === 0) stateFlag &= DFA2.FLAG_MATCH;
-        stateFlag |= closure.needflags << DFA2.FLAG_NEED_SHIFT;
-        return this.getState(closure.pcs, stateFlag, ids);
-      }
-      allocTable(state, anchor) {
-        const size2 = this.numClasses + 1;
-        const cost = DFA2.TABLE_OVERHEAD + DFA2.ELEMENT_SIZE * size2;
-        if (this.memBudget < cost) return null;
-        this.memBudget -= cost;
-        const table = new Array(size2).fill(null);
-        if (anchor === RE2Flags.UNANCHORED) state.next = table;
-        else state.nextAnchored = table;
-        return table;
-      }
-      clearCache() {
-        this.stateCache.clear();
-        this.stateCount = 0;
-        this.startStates.clear();
-        this.memBudget = this.stateBudget;
-      }
-      resetCache(current) {
-        this.clearCache();
-        return this.getState(current.nfaStates, current.flag, current.matchIDs);
-      }
-      step(state, cls, rune, anchor) {
-        let table = anchor === RE2Flags.UNANCHORED ? state.next : state.nextAnchored;
-        if (table !== null) {
-          const cached = table[cls];
-          if (cached !== null) return cached;
-        } else {
-          table = this.allocTable(state, anchor);
-          if (table === null) return null;
-        }
-        const needflag = state.flag >>> DFA2.FLAG_NEED_SHIFT;
-        const oldbeforeflag = state.flag & DFA2.FLAG_EMPTY_MASK;
-        let beforeflag = oldbeforeflag;
-        let afterflag = 0;
-        if (rune === 10) {
-          beforeflag |= Utils.EMPTY_END_LINE;
-          afterflag |= Utils.EMPTY_BEGIN_LINE;
-        }
-        if (rune === END_TEXT) beforeflag |= Utils.EMPTY_END_LINE | Utils.EMPTY_END_TEXT;
-        const islastword = (state.flag & DFA2.FLAG_LAST_WORD) !== 0;
-        const isword = rune !== END_TEXT && Utils.isWordRune(rune);
-        beforeflag |= isword === islastword ? Utils.EMPTY_NO_WORD_BOUNDARY : Utils.EMPTY_WORD_BOUNDARY;
-        let pcs = state.nfaStates;
-        if ((beforeflag & ~oldbeforeflag & needflag) !== 0) pcs = this.closure(pcs, beforeflag).pcs;
-        const nextPCs = [];
-        let ismatch = false;
-        let ids = NO_IDS;
-        for (let i = 0; i < pcs.length; i++) {
-          const inst = this.prog.getInst(pcs[i]);
-          if (inst.op === Inst.MATCH) {
-            if (!ismatch) {
-              ismatch = true;
-              ids = [];
-            }
-            ids.push(inst.arg);
-          } else if (rune !== END_TEXT && Inst.isRuneOp(inst.op) && inst.matchRune(rune)) nextPCs.push(inst.out);
-        }
-        if (ids.length > 1) ids.sort((a, b) => a - b);
-        if (anchor === RE2Flags.UNANCHORED && rune !== END_TEXT) nextPCs.push(this.prog.start);
-        let flag = afterflag;
-        if (ismatch) flag |= DFA2.FLAG_MATCH;
-        if (isword) flag |= DFA2.FLAG_LAST_WORD;
-        const nextState = this.makeState(nextPCs, flag, ids);
-        if (nextState === null) return null;
-        table[cls] = nextState;
-        return nextState;
-      }
-      start(input, pos) {
-        const context = input.context(pos);
-        let flags;
-        if ((context & Utils.EMPTY_BEGIN_TEXT) !== 0) flags = Utils.EMPTY_BEGIN_TEXT | Utils.EMPTY_BEGIN_LINE;
-        else if ((context & Utils.EMPTY_BEGIN_LINE) !== 0) flags = Utils.EMPTY_BEGIN_LINE;
-        else {
-          const r = input.step(pos);
-          const nextIsWord = r >= 0 && Utils.isWordRune(r >> 3);
-          flags = (context & Utils.EMPTY_WORD_BOUNDARY) !== 0 !== nextIsWord ? DFA2.FLAG_LAST_WORD : 0;
-        }
-        let state = this.startStates.get(flags);
-        if (state === void 0) {
-          state = this.makeState([this.prog.start], flags, NO_IDS);
-          if (state === null) {
-            this.clearCache();
-            state = this.makeState([this.prog.start], flags, NO_IDS);
-            if (state === null) return null;
-          }
-          this.startStates.set(flags, state);
-        }
-        return state;
-      }
-      stepOrReset(state, cls, rune, anchor, pos, search) {
-        let next = this.step(state, cls, rune, anchor);
-        if (next !== null) return next;
-        if (search.resetPos >= 0 && pos - search.resetPos < DFA2.PROGRESS_PER_STATE * this.stateCount) return null;
-        search.resetPos = pos;
-        const restored = this.resetCache(state);
-        if (restored === null) return null;
-        next = this.step(restored, cls, rune, anchor);
-        return next;
-      }
-      run(input, pos, anchor, state, onMatch) {
-        const endPos = input.endPos();
-        const latin1Class = this.latin1Class;
-        const unanchored = anchor === RE2Flags.UNANCHORED;
-        const search = { resetPos: -1 };
-        let i = pos;
-        while (i < endPos) {
-          const r = input.step(i);
-          const rune = r >> 3;
-          const width = r & 7;
-          if (width === 0) break;
-          const cls = rune <= Unicode.MAX_LATIN1 ? latin1Class[rune] : this.runeClass(rune);
-          let next = unanchored && state.next !== null ? state.next[cls] : null;
-          if (next === null) {
-            next = this.stepOrReset(state, cls, rune, anchor, i, search);
-            if (next === null) return null;
-          }
-          state = next;
-          if (state.isMatch && onMatch(state, false)) return true;
-          if (!unanchored && state.nfaStates.length === 0) return false;
-          i += width;
-        }
-        state = this.stepOrReset(state, this.numClasses, END_TEXT, anchor, i, search);
-        if (state === null) return null;
-        return state.isMatch && onMatch(state, true);
-      }
-      match(input, pos, anchor) {
-        if (this.failed) return null;
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return false;
-        const startState = this.start(input, pos);
-        if (startState === null) return null;
-        return this.run(input, pos, anchor, startState, (state, atEnd) => anchor !== RE2Flags.ANCHOR_BOTH || atEnd);
-      }
-      matchSet(input, pos, anchor) {
-        if (this.failed) return null;
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return [];
-        const startState = this.start(input, pos);
-        if (startState === null) return null;
-        const matches = /* @__PURE__ */ new Set();
-        const collect = (state, atEnd) => {
-          if (anchor !== RE2Flags.ANCHOR_BOTH || atEnd) for (let k = 0; k < state.matchIDs.length; k++) matches.add(state.matchIDs[k]);
-          return false;
-        };
-        if (this.run(input, pos, anchor, startState, collect) === null) return null;
-        return Array.from(matches).sort((a, b) => a - b);
-      }
-    };
-    VISITED_BITS = 32;
-    MAX_BACKTRACK_PROG = 500;
-    INITIAL_JOB_CAPACITY = 256;
-    MAX_BACKTRACK_VECTOR = 262144;
-    BitState = class {
-      constructor() {
-        this.end = 0;
-        this.cap = /* @__PURE__ */ new Int32Array(0);
-        this.matchcap = /* @__PURE__ */ new Int32Array(0);
-        this.ncap = 0;
-        this.jobPc = new Int32Array(INITIAL_JOB_CAPACITY);
-        this.jobArg = new Uint8Array(INITIAL_JOB_CAPACITY);
-        this.jobPos = new Int32Array(INITIAL_JOB_CAPACITY);
-        this.jobLen = 0;
-        this.visited = /* @__PURE__ */ new Uint32Array(0);
-      }
-      reset(prog, end, ncap) {
-        this.end = end;
-        this.jobLen = 0;
-        this.ncap = ncap;
-        const visitedSize = prog.numInst() * (end + 1) + VISITED_BITS - 1 >>> 5;
-        if (this.visited.length < visitedSize) this.visited = new Uint32Array(visitedSize);
-        else this.visited.fill(0, 0, visitedSize);
-        if (this.cap.length < ncap) this.cap = new Int32Array(ncap).fill(-1);
-        else this.cap.fill(-1, 0, ncap);
-        if (this.matchcap.length < ncap) this.matchcap = new Int32Array(ncap).fill(-1);
-        else this.matchcap.fill(-1, 0, ncap);
-      }
-      shouldVisit(pc, pos) {
-        const n = pc * (this.end + 1) + pos;
-        const idx = n >>> 5;
-        const mask = 1 << (n & 31);
-        if ((this.visited[idx] & mask) !== 0) return false;
-        this.visited[idx] |= mask;
-        return true;
-      }
-      push(re2, pc, pos, arg) {
-        if (re2.prog.getInst(pc).op !== Inst.FAIL && (arg || this.shouldVisit(pc, pos))) {
-          if (this.jobLen >= this.jobPc.length) {
-            const newSize = this.jobPc.length * 2;
-            const newPc = new Int32Array(newSize);
-            newPc.set(this.jobPc);
-            this.jobPc = newPc;
-            const newArg = new Uint8Array(newSize);
-            newArg.set(this.jobArg);
-            this.jobArg = newArg;
-            const newPos = new Int32Array(newSize);
-            newPos.set(this.jobPos);
-            this.jobPos = newPos;
-          }
-          this.jobPc[this.jobLen] = pc;
-          this.jobArg[this.jobLen] = arg ? 1 : 0;
-          this.jobPos[this.jobLen] = pos;
-          this.jobLen++;
-        }
-      }
-      tryBacktrack(re2, input, pc, pos, anchor) {
-        const longest = re2.longest;
-        this.push(re2, pc, pos, false);
-        while (this.jobLen > 0) {
-          this.jobLen--;
-          let currentPc = this.jobPc[this.jobLen];
-          let arg = this.jobArg[this.jobLen] === 1;
-          let currentPos = this.jobPos[this.jobLen];
-          let skipShouldVisit = true;
-          while (true) {
-            if (!skipShouldVisit) {
-              if (!this.shouldVisit(currentPc, currentPos)) break;
-            }
-            skipShouldVisit = false;
-            const inst = re2.prog.getInst(currentPc);
-            switch (inst.op) {
-              case Inst.FAIL:
-                break;
-              case Inst.ALT:
-                if (arg) {
-                  arg = false;
-                  currentPc = inst.arg;
-                  continue;
-                } else {
-                  this.push(re2, currentPc, currentPos, true);
-                  currentPc = inst.out;
-                  continue;
-                }
-              case Inst.ALT_MATCH: {
-                const outInst = re2.prog.getInst(inst.out);
-                if (Inst.isRuneOp(outInst.op)) {
-                  this.push(re2, inst.arg, currentPos, false);
-                  currentPc = inst.arg;
-                  currentPos = this.end;
-                  continue;
-                }
-                this.push(re2, inst.out, this.end, false);
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.RUNE: {
-                const r = input.step(currentPos);
-                if (r === MachineInputBase.EOF()) break;
-                if (!inst.matchRune(r >> 3)) break;
-                currentPos += r & 7;
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.RUNE1: {
-                const r = input.step(currentPos);
-                if (r === MachineInputBase.EOF()) break;
-                if (r >> 3 !== inst.runes[0]) break;
-                currentPos += r & 7;
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.RUNE_ANY_NOT_NL: {
-                const r = input.step(currentPos);
-                if (r === MachineInputBase.EOF()) break;
-                if (r >> 3 === 10) break;
-                currentPos += r & 7;
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.RUNE_ANY: {
-                const r = input.step(currentPos);
-                if (r === MachineInputBase.EOF()) break;
-                currentPos += r & 7;
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.CAPTURE:
-                if (arg) {
-                  this.cap[inst.arg] = currentPos;
-                  break;
-                } else {
-                  if (inst.arg < this.ncap) {
-                    this.push(re2, currentPc, this.cap[inst.arg], true);
-                    this.cap[inst.arg] = currentPos;
-                  }
-                  currentPc = inst.out;
-                  continue;
-                }
-              case Inst.EMPTY_WIDTH: {
-                const flag = input.context(currentPos);
-                if ((inst.arg & ~flag) !== 0) break;
-                currentPc = inst.out;
-                continue;
-              }
-              case Inst.NOP:
-                currentPc = inst.out;
-                continue;
-              case Inst.MATCH: {
-                if (anchor === RE2Flags.ANCHOR_BOTH && currentPos !== this.end) break;
-                if (this.ncap === 0) return true;
-                if (this.ncap > 1) this.cap[1] = currentPos;
-                const old = this.matchcap[1];
-                if (old === -1 || longest && currentPos > 0 && currentPos > old) this.matchcap.set(this.cap);
-                if (!longest) return true;
-                if (currentPos === this.end) return true;
-                break;
-              }
-              case Inst.LB_WRITE:
-              case Inst.LB_CHECK:
-                throw new RE2JSInternalException("Backtracker cannot evaluate Lookbehind instructions");
-              default:
-                throw new RE2JSInternalException("bad inst");
-            }
-            break;
-          }
-        }
-        return longest && this.matchcap.length > 1 && this.matchcap[1] >= 0;
-      }
-    };
-    bitStatePool = [];
-    Backtracker = class Backtracker2 {
-      static shouldBacktrack(prog) {
-        return prog.numInst() <= MAX_BACKTRACK_PROG;
-      }
-      static maxBitStateLen(prog) {
-        if (!Backtracker2.shouldBacktrack(prog)) return 0;
-        return Math.floor(MAX_BACKTRACK_VECTOR / prog.numInst());
-      }
-      static execute(re2, input, pos, anchor, ncap) {
-        const startCond = re2.cond;
-        if (startCond === Utils.EMPTY_ALL) return null;
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return null;
-        if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 && pos !== 0) return null;
-        const b = bitStatePool.length > 0 ? bitStatePool.pop() : new BitState();
-        const end = input.endPos();
-        b.reset(re2.prog, end, ncap);
-        let matched = false;
-        if ((startCond & Utils.EMPTY_BEGIN_TEXT) !== 0 || anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) {
-          if (b.ncap > 0) b.cap[0] = pos;
-          if (b.tryBacktrack(re2, input, re2.prog.start, pos, anchor)) matched = true;
-        } else {
-          let width = -1;
-          for (; pos <= end && width !== 0; pos += width) {
-            if (re2.prefix.length > 0) {
-              const advance = input.index(re2, pos);
-              if (advance < 0) break;
-              pos += advance;
-            }
-            if (b.ncap > 0) b.cap[0] = pos;
-            if (b.tryBacktrack(re2, input, re2.prog.start, pos, anchor)) {
-              matched = true;
-              break;
-            }
-            const r = input.step(pos);
-            width = r === MachineInputBase.EOF() ? 0 : r & 7;
-          }
-        }
-        if (!matched) {
-          bitStatePool.push(b);
-          return null;
-        }
-        const result = ncap === 0 ? [] : Utils.toArray(b.matchcap.subarray(0, ncap));
-        bitStatePool.push(b);
-        return result;
-      }
-    };
-    QueueOnePass = class {
-      constructor(size2) {
-        this.sparse = new Uint32Array(size2);
-        this.dense = new Uint32Array(size2);
-        this.size = 0;
-        this.nextIndex = 0;
-      }
-      empty() {
-        return this.nextIndex >= this.size;
-      }
-      next() {
-        return this.dense[this.nextIndex++];
-      }
-      clear() {
-        this.size = 0;
-        this.nextIndex = 0;
-      }
-      contains(u) {
-        return u < this.sparse.length && this.sparse[u] < this.size && this.dense[this.sparse[u]] === u;
-      }
-      insert(u) {
-        if (!this.contains(u)) this.insertNew(u);
-      }
-      insertNew(u) {
-        if (u >= this.sparse.length) return;
-        this.sparse[u] = this.size;
-        this.dense[this.size] = u;
-        this.size++;
-      }
-    };
-    mergeRuneSets = (leftRunes, rightRunes, leftPC, rightPC) => {
-      const leftLen = leftRunes.length;
-      const rightLen = rightRunes.length;
-      let lx = 0, rx = 0;
-      const merged = [];
-      const next = [];
-      let ok = true;
-      let ix = -1;
-      const extend = (isLeft) => {
-        const newArray = isLeft ? leftRunes : rightRunes;
-        const low = isLeft ? lx : rx;
-        const pc = isLeft ? leftPC : rightPC;
-        if (ix > 0 && newArray[low] <= merged[ix]) return false;
-        merged.push(newArray[low], newArray[low + 1]);
-        if (isLeft) lx += 2;
-        else rx += 2;
-        ix += 2;
-        next.push(pc);
-        return true;
-      };
-      while (lx < leftLen || rx < rightLen) {
-        if (rx >= rightLen) ok = extend(true);
-        else if (lx >= leftLen) ok = extend(false);
-        else if (rightRunes[rx] < leftRunes[lx]) ok = extend(false);
-        else ok = extend(true);
-        if (!ok) return null;
-      }
-      return {
-        merged,
-        next
-      };
-    };
-    OnePassProg = class {
-      constructor(prog) {
-        this.start = prog.start;
-        this.numCap = prog.numCap;
-        this.inst = new Array(prog.inst.length);
-        for (let i = 0; i < prog.inst.length; i++) {
-          const orig = prog.inst[i];
-          const inst = new Inst(orig.op);
-          inst.out = orig.out;
-          inst.arg = orig.arg;
-          inst.runes = orig.runes ? new Int32Array(orig.runes) : /* @__PURE__ */ new Int32Array(0);
-          inst.next = null;
-          this.inst[i] = inst;
-        }
-      }
-    };
-    onePassCopy = (prog) => {
-      const p = new OnePassProg(prog);
-      for (let pc = 0; pc < p.inst.length; pc++) {
-        const inst = p.inst[pc];
-        if (inst.op !== Inst.ALT && inst.op !== Inst.ALT_MATCH) continue;
-        let pAOther = "out";
-        let pAAlt = "arg";
-        let instAlt = p.inst[inst[pAAlt]];
-        if (instAlt.op !== Inst.ALT && instAlt.op !== Inst.ALT_MATCH) {
-          pAOther = "arg";
-          pAAlt = "out";
-          instAlt = p.inst[inst[pAAlt]];
-          if (instAlt.op !== Inst.ALT && instAlt.op !== Inst.ALT_MATCH) continue;
-        }
-        const instOther = p.inst[inst[pAOther]];
-        if (instOther.op === Inst.ALT || instOther.op === Inst.ALT_MATCH) continue;
-        let pBAlt = "out";
-        let pBOther = "arg";
-        let patch = false;
-        if (instAlt.out === pc) patch = true;
-        else if (instAlt.arg === pc) {
-          patch = true;
-          pBAlt = "arg";
-          pBOther = "out";
-        }
-        if (patch) instAlt[pBAlt] = inst[pAOther];
-        if (inst[pAOther] === instAlt[pBAlt]) inst[pAAlt] = instAlt[pBOther];
-      }
-      return p;
-    };
-    makeOnePass = (p) => {
-      if (p.inst.length >= 1e3) return null;
-      const instQueue = new QueueOnePass(p.inst.length);
-      const visitQueue = new QueueOnePass(p.inst.length);
-      const onePassRunes = new Array(p.inst.length);
-      const m = new Array(p.inst.length).fill(false);
-      const check = (pc) => {
-        let ok = true;
-        const inst = p.inst[pc];
-        if (visitQueue.contains(pc)) return true;
-        visitQueue.insert(pc);
-        switch (inst.op) {
-          case Inst.ALT:
-          case Inst.ALT_MATCH: {
-            ok = check(inst.out) && check(inst.arg);
-            let matchOut = m[inst.out];
-            let matchArg = m[inst.arg];
-            if (matchOut && matchArg) return false;
-            if (matchArg) {
-              const tempOut = inst.out;
-              inst.out = inst.arg;
-              inst.arg = tempOut;
-              const tempMatch = matchOut;
-              matchOut = matchArg;
-              matchArg = tempMatch;
-            }
-            if (matchOut) {
-              m[pc] = true;
-              inst.op = Inst.ALT_MATCH;
-            }
-            const leftRunes = onePassRunes[inst.out] || [];
-            const rightRunes = onePassRunes[inst.arg] || [];
-            const mergeRes = mergeRuneSets(leftRunes, rightRunes, inst.out, inst.arg);
-            if (!mergeRes) return false;
-            onePassRunes[pc] = new Int32Array(mergeRes.merged);
-            inst.next = new Uint32Array(mergeRes.next);
-            break;
-          }
-          case Inst.CAPTURE:
-          case Inst.EMPTY_WIDTH:
-          case Inst.NOP:
-            ok = check(inst.out);
-            m[pc] = m[inst.out];
-            onePassRunes[pc] = onePassRunes[inst.out] ? new Int32Array(onePassRunes[inst.out]) : /* @__PURE__ */ new Int32Array(0);
-            inst.next = new Uint32Array(Math.floor(onePassRunes[pc].length / 2) + 1).fill(inst.out);
-            break;
-          case Inst.MATCH:
-          case Inst.FAIL:
-            m[pc] = inst.op === Inst.MATCH;
-            break;
-          case Inst.RUNE: {
-            m[pc] = false;
-            if (inst.next && inst.next.length > 0) break;
-            instQueue.insert(inst.out);
-            if (!inst.runes || inst.runes.length === 0) {
-              onePassRunes[pc] = /* @__PURE__ */ new Int32Array(0);
-              inst.next = new Uint32Array([inst.out]);
-              break;
-            }
-            let runes = [];
-            if (inst.runes.length === 1 && (inst.arg & RE2Flags.FOLD_CASE) !== 0) {
-              const r0 = inst.runes[0];
-              runes.push(r0, r0);
-              for (let r1 = Unicode.simpleFold(r0); r1 !== r0; r1 = Unicode.simpleFold(r1)) runes.push(r1, r1);
-              runes.sort((a, b) => a - b);
-            } else for (let j = 0; j < inst.runes.length; j++) runes.push(inst.runes[j]);
-            onePassRunes[pc] = new Int32Array(runes);
-            inst.next = new Uint32Array(Math.floor(runes.length / 2) + 1).fill(inst.out);
-            inst.op = Inst.RUNE;
-            break;
-          }
-          case Inst.RUNE1: {
-            m[pc] = false;
-            if (inst.next && inst.next.length > 0) break;
-            instQueue.insert(inst.out);
-            let runes = [];
-            if ((inst.arg & RE2Flags.FOLD_CASE) !== 0) {
-              const r0 = inst.runes[0];
-              runes.push(r0, r0);
-              for (let r1 = Unicode.simpleFold(r0); r1 !== r0; r1 = Unicode.simpleFold(r1)) runes.push(r1, r1);
-              runes.sort((a, b) => a - b);
-            } else runes.push(inst.runes[0], inst.runes[0]);
-            onePassRunes[pc] = new Int32Array(runes);
-            inst.next = new Uint32Array(Math.floor(runes.length / 2) + 1).fill(inst.out);
-            inst.op = Inst.RUNE;
-            break;
-          }
-          case Inst.RUNE_ANY:
-            m[pc] = false;
-            if (inst.next && inst.next.length > 0) break;
-            instQueue.insert(inst.out);
-            onePassRunes[pc] = new Int32Array([0, Unicode.MAX_RUNE]);
-            inst.next = new Uint32Array([inst.out]);
-            break;
-          case Inst.RUNE_ANY_NOT_NL:
-            m[pc] = false;
-            if (inst.next && inst.next.length > 0) break;
-            instQueue.insert(inst.out);
-            onePassRunes[pc] = new Int32Array([
-              0,
-              9,
-              11,
-              Unicode.MAX_RUNE
-            ]);
-            inst.next = new Uint32Array(Math.floor(onePassRunes[pc].length / 2) + 1).fill(inst.out);
-        }
-        return ok;
-      };
-      instQueue.clear();
-      instQueue.insert(p.start);
-      while (!instQueue.empty()) {
-        visitQueue.clear();
-        if (!check(instQueue.next())) return null;
-      }
-      for (let i = 0; i < p.inst.length; i++) if (onePassRunes[i]) p.inst[i].runes = onePassRunes[i];
-      return p;
-    };
-    cleanupOnePass = (p, original) => {
-      for (let ix = 0; ix < original.inst.length; ix++) {
-        const instOriginal = original.inst[ix];
-        switch (instOriginal.op) {
-          case Inst.ALT:
-          case Inst.ALT_MATCH:
-          case Inst.RUNE:
-            break;
-          case Inst.CAPTURE:
-          case Inst.EMPTY_WIDTH:
-          case Inst.NOP:
-          case Inst.MATCH:
-          case Inst.FAIL:
-            p.inst[ix].next = null;
-            break;
-          case Inst.RUNE1:
-          case Inst.RUNE_ANY:
-          case Inst.RUNE_ANY_NOT_NL:
-            p.inst[ix].next = null;
-            p.inst[ix].op = instOriginal.op;
-            p.inst[ix].runes = instOriginal.runes ? new Int32Array(instOriginal.runes) : /* @__PURE__ */ new Int32Array(0);
-        }
-      }
-    };
-    OnePass = class OnePass2 {
-      static compile(prog) {
-        if (prog.start === 0) return null;
-        if (prog.numLb > 0) return null;
-        const startInst = prog.inst[prog.start];
-        if (startInst.op !== Inst.EMPTY_WIDTH || (startInst.arg & Utils.EMPTY_BEGIN_TEXT) === 0) return null;
-        let hasAlt = false;
-        for (let i = 0; i < prog.inst.length; i++) if (prog.inst[i].op === Inst.ALT || prog.inst[i].op === Inst.ALT_MATCH) {
-          hasAlt = true;
-          break;
-        }
-        for (let i = 0; i < prog.inst.length; i++) {
-          const inst = prog.inst[i];
-          const opOut = prog.inst[inst.out].op;
-          switch (inst.op) {
-            case Inst.ALT:
-            case Inst.ALT_MATCH:
-              if (opOut === Inst.MATCH || prog.inst[inst.arg].op === Inst.MATCH) return null;
-              break;
-            case Inst.EMPTY_WIDTH:
-              if (opOut === Inst.MATCH) {
-                if ((inst.arg & Utils.EMPTY_END_TEXT) === Utils.EMPTY_END_TEXT) continue;
-                return null;
-              }
-              break;
-            default:
-              if (opOut === Inst.MATCH && hasAlt) return null;
-          }
-        }
-        let p = onePassCopy(prog);
-        p = makeOnePass(p);
-        if (p !== null) cleanupOnePass(p, prog);
-        return p;
-      }
-      static next(inst, r) {
-        const nextIdx = inst.matchRunePos(r);
-        if (nextIdx >= 0) return inst.next[nextIdx];
-        if (inst.op === Inst.ALT_MATCH) return inst.out;
-        return 0;
-      }
-      static execute(re2, input, pos, anchor, ncap) {
-        const onepass = re2.onepass;
-        if (!onepass) return null;
-        const matchcap = new Int32Array(ncap).fill(-1);
-        let matched = false;
-        let r = input.step(pos);
-        let rune = r >> 3;
-        let width = r & 7;
-        let r1 = MachineInputBase.EOF();
-        let rune1 = -1;
-        let width1 = 0;
-        if (r !== MachineInputBase.EOF()) {
-          r1 = input.step(pos + width);
-          if (r1 !== MachineInputBase.EOF()) {
-            rune1 = r1 >> 3;
-            width1 = r1 & 7;
-          }
-        }
-        let flag = pos === 0 ? Utils.emptyOpContext(-1, rune) : input.context(pos);
-        let pc = onepass.start;
-        let inst;
-        while (true) {
-          inst = onepass.inst[pc];
-          pc = inst.out;
-          switch (inst.op) {
-            case Inst.MATCH:
-              if (anchor === RE2Flags.ANCHOR_BOTH && pos !== input.endPos()) return null;
-              matched = true;
-              if (matchcap.length > 0) {
-                matchcap[0] = 0;
-                matchcap[1] = pos;
-              }
-              return ncap === 0 ? [] : Utils.toArray(matchcap);
-            case Inst.RUNE:
-              if (!inst.matchRune(rune)) return null;
-              break;
-            case Inst.RUNE1:
-              if (rune !== inst.runes[0]) return null;
-              break;
-            case Inst.RUNE_ANY:
-              break;
-            case Inst.RUNE_ANY_NOT_NL:
-              if (rune === 10) return null;
-              break;
-            case Inst.ALT:
-            case Inst.ALT_MATCH:
-              pc = OnePass2.next(inst, rune);
-              continue;
-            case Inst.FAIL:
-              return null;
-            case Inst.NOP:
-              continue;
-            case Inst.EMPTY_WIDTH:
-              if ((inst.arg & ~flag) !== 0) return null;
-              continue;
-            case Inst.CAPTURE:
-              if (inst.arg < matchcap.length) matchcap[inst.arg] = pos;
-              continue;
-            default:
-              throw new RE2JSInternalException("bad inst");
-          }
-          if (width === 0) break;
-          flag = Utils.emptyOpContext(rune, rune1);
-          pos += width;
-          rune = rune1;
-          width = width1;
-          if (rune !== -1) {
-            r1 = input.step(pos + width);
-            if (r1 !== MachineInputBase.EOF()) {
-              rune1 = r1 >> 3;
-              width1 = r1 & 7;
-            } else {
-              rune1 = -1;
-              width1 = 0;
-            }
-          }
-        }
-        if (!matched) return null;
-        return ncap === 0 ? [] : Utils.toArray(matchcap);
-      }
-    };
-    Regexp = class Regexp2 {
-      static Op = createEnum([
-        "NO_MATCH",
-        "EMPTY_MATCH",
-        "LITERAL",
-        "CHAR_CLASS",
-        "ANY_CHAR_NOT_NL",
-        "ANY_CHAR",
-        "BEGIN_LINE",
-        "END_LINE",
-        "BEGIN_TEXT",
-        "END_TEXT",
-        "WORD_BOUNDARY",
-        "NO_WORD_BOUNDARY",
-        "CAPTURE",
-        "STAR",
-        "PLUS",
-        "QUEST",
-        "REPEAT",
-        "CONCAT",
-        "ALTERNATE",
-        "PLB",
-        "NLB",
-        "LEFT_PAREN",
-        "VERTICAL_BAR"
-      ]);
-      static isPseudoOp(op) {
-        return op >= Regexp2.Op.LEFT_PAREN;
-      }
-      static emptySubs() {
-        return [];
-      }
-      static quoteIfHyphen(rune) {
-        if (rune === Codepoint.CODES["-"]) return "\\";
-        return "";
-      }
-      static fromRegexp(re) {
-        const regex = new Regexp2(re.op);
-        regex.flags = re.flags;
-        regex.subs = re.subs;
-        regex.runes = re.runes;
-        regex.cap = re.cap;
-        regex.min = re.min;
-        regex.max = re.max;
-        regex.name = re.name;
-        regex.namedGroups = re.namedGroups;
-        regex.lb = re.lb;
-        return regex;
-      }
-      constructor(op) {
-        this.op = op;
-        this.flags = 0;
-        this.subs = Regexp2.emptySubs();
-        this.runes = /* @__PURE__ */ new Int32Array(0);
-        this.min = 0;
-        this.max = 0;
-        this.cap = 0;
-        this.name = null;
-        this.namedGroups = /* @__PURE__ */ Object.create(null);
-        this.lb = 0;
-      }
-      reinit() {
-        this.flags = 0;
-        this.subs = Regexp2.emptySubs();
-        this.runes = /* @__PURE__ */ new Int32Array(0);
-        this.cap = 0;
-        this.min = 0;
-        this.max = 0;
-        this.name = null;
-        this.namedGroups = /* @__PURE__ */ Object.create(null);
-        this.lb = 0;
-      }
-      toString() {
-        return this.appendTo();
-      }
-      appendTo() {
-        let out = "";
-        switch (this.op) {
-          case Regexp2.Op.NO_MATCH:
-            out += "[^\\x00-\\x{10FFFF}]";
-            break;
-          case Regexp2.Op.EMPTY_MATCH:
-            out += "(?:)";
-            break;
-          case Regexp2.Op.STAR:
-          case Regexp2.Op.PLUS:
-          case Regexp2.Op.QUEST:
-          case Regexp2.Op.REPEAT: {
-            const sub = this.subs[0];
-            if (sub.op > Regexp2.Op.CAPTURE || sub.op === Regexp2.Op.LITERAL && sub.runes.length > 1) out += `(?:${sub.appendTo()})`;
-            else out += sub.appendTo();
-            switch (this.op) {
-              case Regexp2.Op.STAR:
-                out += "*";
-                break;
-              case Regexp2.Op.PLUS:
-                out += "+";
-                break;
-              case Regexp2.Op.QUEST:
-                out += "?";
-                break;
-              case Regexp2.Op.REPEAT:
-                out += `{${this.min}`;
-                if (this.min !== this.max) {
-                  out += ",";
-                  if (this.max >= 0) out += this.max;
-                }
-                out += "}";
-            }
-            if ((this.flags & RE2Flags.NON_GREEDY) !== 0) out += "?";
-            break;
-          }
-          case Regexp2.Op.CONCAT:
-            for (let sub of this.subs) if (sub.op === Regexp2.Op.ALTERNATE) out += `(?:${sub.appendTo()})`;
-            else out += sub.appendTo();
-            break;
-          case Regexp2.Op.ALTERNATE: {
-            let sep3 = "";
-            for (let sub of this.subs) {
-              out += sep3;
-              sep3 = "|";
-              out += sub.appendTo();
-            }
-            break;
-          }
-          case Regexp2.Op.LITERAL:
-            if ((this.flags & RE2Flags.FOLD_CASE) !== 0) out += "(?i:";
-            for (let rune of this.runes) out += Utils.escapeRune(rune);
-            if ((this.flags & RE2Flags.FOLD_CASE) !== 0) out += ")";
-            break;
-          case Regexp2.Op.ANY_CHAR_NOT_NL:
-            out += "(?-s:.)";
-            break;
-          case Regexp2.Op.ANY_CHAR:
-            out += "(?s:.)";
-            break;
-          case Regexp2.Op.PLB:
-            out += `(?<=${this.subs[0].appendTo()})`;
-            break;
-          case Regexp2.Op.NLB:
-            out += `(?<!${this.subs[0].appendTo()})`;
-            break;
-          case Regexp2.Op.CAPTURE:
-            if (this.name === null || this.name.length === 0) out += "(";
-            else out += `(?P<${this.name}>`;
-            if (this.subs[0].op !== Regexp2.Op.EMPTY_MATCH) out += this.subs[0].appendTo();
-            out += ")";
-            break;
-          case Regexp2.Op.BEGIN_TEXT:
-            out += "\\A";
-            break;
-          case Regexp2.Op.END_TEXT:
-            if ((this.flags & RE2Flags.WAS_DOLLAR) !== 0) out += "(?-m:$)";
-            else out += "\\z";
-            break;
-          case Regexp2.Op.BEGIN_LINE:
-            out += "^";
-            break;
-          case Regexp2.Op.END_LINE:
-            out += "$";
-            break;
-          case Regexp2.Op.WORD_BOUNDARY:
-            out += "\\b";
-            break;
-          case Regexp2.Op.NO_WORD_BOUNDARY:
-            out += "\\B";
-            break;
-          case Regexp2.Op.CHAR_CLASS:
-            if (this.runes.length % 2 !== 0) {
-              out += "[invalid char class]";
-              break;
-            }
-            out += "[";
-            if (this.runes.length === 0) out += "^\\x00-\\x{10FFFF}";
-            else if (this.runes[0] === 0 && this.runes[this.runes.length - 1] === Unicode.MAX_RUNE) {
-              out += "^";
-              for (let i = 1; i < this.runes.length - 1; i += 2) {
-                const lo = this.runes[i] + 1;
-                const hi = this.runes[i + 1] - 1;
-                out += Regexp2.quoteIfHyphen(lo);
-                out += Utils.escapeRune(lo);
-                if (lo !== hi) {
-                  out += "-";
-                  out += Regexp2.quoteIfHyphen(hi);
-                  out += Utils.escapeRune(hi);
-                }
-              }
-            } else for (let i = 0; i < this.runes.length; i += 2) {
-              const lo = this.runes[i];
-              const hi = this.runes[i + 1];
-              out += Regexp2.quoteIfHyphen(lo);
-              out += Utils.escapeRune(lo);
-              if (lo !== hi) {
-                out += "-";
-                out += Regexp2.quoteIfHyphen(hi);
-                out += Utils.escapeRune(hi);
-              }
-            }
-            out += "]";
-            break;
-          default:
-            out += this.op;
-        }
-        return out;
-      }
-      maxCap() {
-        let m = 0;
-        if (this.op === Regexp2.Op.CAPTURE) m = this.cap;
-        if (this.subs !== null) for (let sub of this.subs) {
-          const n = sub.maxCap();
-          if (m < n) m = n;
-        }
-        return m;
-      }
-      equals(that) {
-        if (!(that !== null && that instanceof Regexp2)) return false;
-        if (this.op !== that.op) return false;
-        switch (this.op) {
-          case Regexp2.Op.END_TEXT:
-            if ((this.flags & RE2Flags.WAS_DOLLAR) !== (that.flags & RE2Flags.WAS_DOLLAR)) return false;
-            break;
-          case Regexp2.Op.LITERAL:
-          case Regexp2.Op.CHAR_CLASS:
-            if ((this.flags & RE2Flags.FOLD_CASE) !== (that.flags & RE2Flags.FOLD_CASE)) return false;
-            if (this.runes === null && that.runes === null) break;
-            if (this.runes === null || that.runes === null) return false;
-            if (this.runes.length !== that.runes.length) return false;
-            for (let i = 0; i < this.runes.length; i++) if (this.runes[i] !== that.runes[i]) return false;
-            break;
-          case Regexp2.Op.ALTERNATE:
-          case Regexp2.Op.CONCAT:
-            if (this.subs.length !== that.subs.length) return false;
-            for (let i = 0; i < this.subs.length; ++i) if (!this.subs[i].equals(that.subs[i])) return false;
-            break;
-          case Regexp2.Op.STAR:
-          case Regexp2.Op.PLUS:
-          case Regexp2.Op.QUEST:
-            if ((this.flags & RE2Flags.NON_GREEDY) !== (that.flags & RE2Flags.NON_GREEDY) || !this.subs[0].equals(that.subs[0])) return false;
-            break;
-          case Regexp2.Op.REPEAT:
-            if ((this.flags & RE2Flags.NON_GREEDY) !== (that.flags & RE2Flags.NON_GREEDY) || this.min !== that.min || this.max !== that.max || !this.subs[0].equals(that.subs[0])) return false;
-            break;
-          case Regexp2.Op.CAPTURE:
-            if (this.cap !== that.cap || (this.name === null ? that.name !== null : this.name !== that.name) || !this.subs[0].equals(that.subs[0])) return false;
-            break;
-          case Regexp2.Op.PLB:
-          case Regexp2.Op.NLB:
-            if (this.lb !== that.lb || !this.subs[0].equals(that.subs[0])) return false;
-        }
-        return true;
-      }
-    };
-    RegexpWalker = class {
-      static walk(root, handler) {
-        const stack = [];
-        let re = root;
-        let result;
-        for (; ; ) {
-          if (re.subs.length === 0) result = handler.leaf(re);
-          else {
-            const state = handler.enter(re);
-            if (state.result === void 0) {
-              stack.push({
-                re,
-                state,
-                i: 0
-              });
-              re = re.subs[0];
-              continue;
-            }
-            result = state.result;
-          }
-          for (; ; ) {
-            if (stack.length === 0) return result;
-            const frame = stack[stack.length - 1];
-            handler.child(frame.re, frame.state, result, frame.i);
-            frame.i++;
-            if (frame.state.result === void 0 && frame.i < frame.re.subs.length) {
-              re = frame.re.subs[frame.i];
-              break;
-            }
-            stack.pop();
-            result = frame.state.result !== void 0 ? frame.state.result : handler.leave(frame.re, frame.state);
-          }
-        }
-      }
-    };
-    AhoCorasick = class {
-      constructor(words, alphabetSize) {
-        const edges = /* @__PURE__ */ new Map();
-        const parent = [0];
-        const unit = [0];
-        const depth = [0];
-        const terminal = [0];
-        for (const word2 of words) {
-          let node = 0;
-          for (let i = 0; i < word2.length; i++) {
-            const key = node * alphabetSize + word2[i];
-            let child = edges.get(key);
-            if (child === void 0) {
-              child = parent.length;
-              edges.set(key, child);
-              parent.push(node);
-              unit.push(word2[i]);
-              depth.push(depth[node] + 1);
-              terminal.push(0);
-            }
-            node = child;
-          }
-          terminal[node] = 1;
-        }
-        const numNodes = parent.length;
-        const children = new Int32Array(numNodes - 1);
-        for (let c = 1; c < numNodes; c++) children[c - 1] = c;
-        children.sort((a, b) => parent[a] - parent[b] || unit[a] - unit[b]);
-        const childStart = new Int32Array(numNodes + 1);
-        for (let c = 1; c < numNodes; c++) childStart[parent[c] + 1]++;
-        for (let n = 0; n < numNodes; n++) childStart[n + 1] += childStart[n];
-        const childUnit = new Int32Array(numNodes - 1);
-        for (let k = 0; k < children.length; k++) childUnit[k] = unit[children[k]];
-        this.childStart = childStart;
-        this.childUnit = childUnit;
-        this.childNode = children;
-        const byDepth = new Int32Array(numNodes);
-        for (let n = 0; n < numNodes; n++) byDepth[n] = n;
-        byDepth.sort((a, b) => depth[a] - depth[b]);
-        const fail2 = new Int32Array(numNodes);
-        const match = Uint8Array.from(terminal);
-        for (let k = 1; k < numNodes; k++) {
-          const c = byDepth[k];
-          const p = parent[c];
-          if (p !== 0) {
-            let f = fail2[p];
-            let next = this.next(f, unit[c]);
-            while (next < 0 && f !== 0) {
-              f = fail2[f];
-              next = this.next(f, unit[c]);
-            }
-            fail2[c] = next >= 0 ? next : 0;
-          }
-          match[c] |= match[fail2[c]];
-        }
-        this.fail = fail2;
-        this.match = match;
-      }
-      next(node, u) {
-        let lo = this.childStart[node];
-        let hi = this.childStart[node + 1];
-        const units = this.childUnit;
-        while (lo < hi) {
-          const mid = lo + hi >> 1;
-          const m = units[mid];
-          if (m === u) return this.childNode[mid];
-          if (m < u) lo = mid + 1;
-          else hi = mid;
-        }
-        return -1;
-      }
-      advance(node, u) {
-        for (; ; ) {
-          const next = this.next(node, u);
-          if (next >= 0) return next;
-          if (node === 0) return 0;
-          node = this.fail[node];
-        }
-      }
-      searchUTF16(charSeq, start, end) {
-        let node = 0;
-        for (let i = start; i < end; i++) {
-          node = this.advance(node, charSeq.charCodeAt(i));
-          if (this.match[node] === 1) return true;
-        }
-        return false;
-      }
-      searchUTF8(bytes, start, end) {
-        let node = 0;
-        for (let i = start; i < end; i++) {
-          node = this.advance(node, bytes[i]);
-          if (this.match[node] === 1) return true;
-        }
-        return false;
-      }
-    };
-    Prefilter = class Prefilter2 {
-      static Type = {
-        NONE: 0,
-        EXACT: 1,
-        AND: 2,
-        OR: 3
-      };
-      static MAX_SCANS = 32;
-      static MAX_AC_UNITS = 1 << 18;
-      constructor(type) {
-        this.type = type;
-        this.subs = [];
-        this.str = "";
-        this.bytes = null;
-        this.cost = type === Prefilter2.Type.EXACT ? 1 : 0;
-        this.allExact = false;
-        this.ac16 = null;
-        this.ac8 = null;
-      }
-      automaton16() {
-        if (this.ac16 === null) {
-          const words = this.subs.map((s) => {
-            const arr = new Array(s.str.length);
-            for (let i = 0; i < s.str.length; i++) arr[i] = s.str.charCodeAt(i);
-            return arr;
-          });
-          this.ac16 = new AhoCorasick(words, 65536);
-        }
-        return this.ac16;
-      }
-      automaton8() {
-        if (this.ac8 === null) this.ac8 = new AhoCorasick(this.subs.map((s) => s.bytes), 256);
-        return this.ac8;
-      }
-      eval(input, pos) {
-        switch (this.type) {
-          case Prefilter2.Type.NONE:
-            return true;
-          case Prefilter2.Type.EXACT:
-            return input.hasString(this, pos);
-          case Prefilter2.Type.AND:
-            for (let i = 0; i < this.subs.length; i++) if (!this.subs[i].eval(input, pos)) return false;
-            return true;
-          case Prefilter2.Type.OR:
-            if (this.allExact) return input.hasAnyString(this, pos);
-            for (let i = 0; i < this.subs.length; i++) if (this.subs[i].eval(input, pos)) return true;
-            return false;
-          default:
-            return true;
-        }
-      }
-    };
-    PrefilterTree = class PrefilterTree2 {
-      static build(re) {
-        if (!re) return new Prefilter(Prefilter.Type.NONE);
-        return RegexpWalker.walk(re, PrefilterTree2.WALKER);
-      }
-      static WALKER = {
-        leaf: (re) => PrefilterTree2.leaf(re),
-        enter: (re) => PrefilterTree2.enter(re),
-        child: (re, state, result) => PrefilterTree2.child(re, state, result),
-        leave: (re, state) => PrefilterTree2.leave(re, state)
-      };
-      static leaf(re) {
-        if (re.op !== Regexp.Op.LITERAL) return new Prefilter(Prefilter.Type.NONE);
-        if (re.runes.length === 0 || (re.flags & RE2Flags.FOLD_CASE) !== 0) return new Prefilter(Prefilter.Type.NONE);
-        let str2 = "";
-        for (let i = 0; i < re.runes.length; i++) {
-          if (Unicode.isUnsearchable(re.runes[i])) return new Prefilter(Prefilter.Type.NONE);
-          str2 += String.fromCodePoint(re.runes[i]);
-        }
-        const pf = new Prefilter(Prefilter.Type.EXACT);
-        pf.str = str2;
-        pf.bytes = Utils.stringToUtf8ByteArray(pf.str);
-        return pf;
-      }
-      static enter(re) {
-        switch (re.op) {
-          case Regexp.Op.CAPTURE:
-          case Regexp.Op.PLUS:
-            return { sub: null };
-          case Regexp.Op.REPEAT:
-            if (re.min >= 1) return { sub: null };
-            return { result: new Prefilter(Prefilter.Type.NONE) };
-          case Regexp.Op.CONCAT:
-            return {
-              pf: new Prefilter(Prefilter.Type.AND),
-              subs: []
-            };
-          case Regexp.Op.ALTERNATE:
-            return {
-              pf: new Prefilter(Prefilter.Type.OR),
-              subs: []
-            };
-          default:
-            return { result: new Prefilter(Prefilter.Type.NONE) };
-        }
-      }
-      static child(re, state, s) {
-        if (state.subs === void 0) {
-          state.sub = s;
-          return;
-        }
-        if (state.pf.type === Prefilter.Type.AND) {
-          if (s.type === Prefilter.Type.NONE) return;
-          if (s.type === Prefilter.Type.AND) {
-            for (let j = 0; j < s.subs.length; j++) state.subs.push(s.subs[j]);
-            return;
-          }
-          state.subs.push(s);
-          return;
-        }
-        if (s.type === Prefilter.Type.NONE) {
-          state.result = new Prefilter(Prefilter.Type.NONE);
-          return;
-        }
-        if (s.type === Prefilter.Type.OR) {
-          for (let j = 0; j < s.subs.length; j++) state.subs.push(s.subs[j]);
-          return;
-        }
-        state.subs.push(s);
-      }
-      static leave(re, state) {
-        if (state.subs === void 0) return state.sub;
-        const pf = state.pf;
-        const seen = /* @__PURE__ */ new Set();
-        const subs = [];
-        for (const sub of state.subs) {
-          if (sub.type === Prefilter.Type.EXACT) {
-            if (seen.has(sub.str)) continue;
-            seen.add(sub.str);
-          }
-          subs.push(sub);
-        }
-        if (pf.type === Prefilter.Type.AND) {
-          const kept = [];
-          let cost2 = 0;
-          for (const sub of subs) {
-            if (cost2 + sub.cost > Prefilter.MAX_SCANS) continue;
-            kept.push(sub);
-            cost2 += sub.cost;
-          }
-          if (kept.length === 0) return new Prefilter(Prefilter.Type.NONE);
-          if (kept.length === 1) return kept[0];
-          pf.subs = kept;
-          pf.cost = cost2;
-          return pf;
-        }
-        if (subs.length === 0) return new Prefilter(Prefilter.Type.NONE);
-        if (subs.length === 1) return subs[0];
-        pf.subs = subs;
-        let allExact = true;
-        let cost = 0;
-        let units = 0;
-        for (const sub of subs) {
-          if (sub.type !== Prefilter.Type.EXACT) allExact = false;
-          else units += sub.bytes.length;
-          cost += sub.cost;
-        }
-        if (allExact) {
-          if (units > Prefilter.MAX_AC_UNITS) return new Prefilter(Prefilter.Type.NONE);
-          pf.allExact = true;
-          pf.cost = 1;
-          return pf;
-        }
-        if (cost > Prefilter.MAX_SCANS) return new Prefilter(Prefilter.Type.NONE);
-        pf.cost = cost;
-        return pf;
-      }
-    };
-    PatchList = class {
-      /**
-      * @param {number} head - Encoded pointer to the start of the patch list.
-      * @param {number} tail - Encoded pointer to the end of the patch list.
-      */
-      constructor(head = 0, tail2 = 0) {
-        this.head = head;
-        this.tail = tail2;
-      }
-    };
-    Prog = class {
-      constructor() {
-        this.inst = [];
-        this.start = 0;
-        this.numCap = 2;
-        this.lbStarts = [];
-        this.numLb = 0;
-        this.lbInst = null;
-      }
-      getInst(pc) {
-        return this.inst[pc];
-      }
-      numInst() {
-        return this.inst.length;
-      }
-      addInst(op) {
-        this.inst.push(new Inst(op));
-      }
-      markLookbehindInsts() {
-        const lbInst = new Uint8Array(this.inst.length);
-        const pending = this.lbStarts.slice();
-        while (pending.length > 0) {
-          const pc = pending.pop();
-          if (pc === 0 || lbInst[pc] === 1) continue;
-          lbInst[pc] = 1;
-          const i = this.inst[pc];
-          switch (i.op) {
-            case Inst.ALT:
-            case Inst.ALT_MATCH:
-              pending.push(i.out, i.arg);
-              break;
-            case Inst.MATCH:
-            case Inst.FAIL:
-              break;
-            default:
-              pending.push(i.out);
-          }
-        }
-        this.lbInst = lbInst;
-      }
-      skipNop(pc) {
-        let i = this.inst[pc];
-        while (i.op === Inst.NOP || i.op === Inst.CAPTURE) {
-          i = this.inst[pc];
-          pc = i.out;
-        }
-        return i;
-      }
-      /** @returns {[boolean, string]} */
-      prefix() {
-        let prefix = "";
-        let i = this.skipNop(this.start);
-        if (!Inst.isRuneOp(i.op) || i.runes.length !== 1) return [i.op === Inst.MATCH, prefix];
-        while (Inst.isRuneOp(i.op) && i.runes.length === 1 && (i.arg & RE2Flags.FOLD_CASE) === 0 && !Unicode.isUnsearchable(i.runes[0])) {
-          prefix += String.fromCodePoint(i.runes[0]);
-          i = this.skipNop(i.out);
-        }
-        return [i.op === Inst.MATCH, prefix];
-      }
-      startCond() {
-        let flag = 0;
-        let pc = this.start;
-        loop: for (; ; ) {
-          const i = this.inst[pc];
-          switch (i.op) {
-            case Inst.EMPTY_WIDTH:
-              flag |= i.arg;
-              break;
-            case Inst.FAIL:
-              return -1;
-            case Inst.CAPTURE:
-            case Inst.NOP:
-              break;
-            default:
-              break loop;
-          }
-          pc = i.out;
-        }
-        return flag;
-      }
-      patch(l, val) {
-        let head = l.head;
-        while (head !== 0) {
-          const i = this.inst[head >> 1];
-          if ((head & 1) === 0) {
-            head = i.out;
-            i.out = val;
-          } else {
-            head = i.arg;
-            i.arg = val;
-          }
-        }
-      }
-      append(l1, l2) {
-        if (l1.head === 0) return l2;
-        if (l2.head === 0) return l1;
-        const i = this.inst[l1.tail >> 1];
-        if ((l1.tail & 1) === 0) i.out = l2.head;
-        else i.arg = l2.head;
-        return new PatchList(l1.head, l2.tail);
-      }
-      /**
-      *
-      * @returns {string}
-      */
-      toString() {
-        let out = "";
-        for (let pc = 0; pc < this.inst.length; pc++) {
-          const len = out.length;
-          out += pc;
-          if (pc === this.start) out += "*";
-          out += "        ".substring(out.length - len);
-          out += this.inst[pc];
-          out += "\n";
-        }
-        return out;
-      }
-    };
-    ANY_RUNE_NOT_NL = new Int32Array([
-      0,
-      Codepoint.CODES["\n"] - 1,
-      Codepoint.CODES["\n"] + 1,
-      Unicode.MAX_RUNE
-    ]);
-    ANY_RUNE = new Int32Array([0, Unicode.MAX_RUNE]);
-    Frag = class {
-      constructor(i = 0, out = new PatchList(), nullable2 = false) {
-        this.i = i;
-        this.out = out;
-        this.nullable = nullable2;
-      }
-    };
-    Compiler = class Compiler2 {
-      static compileRegexp(re) {
-        const c = new Compiler2();
-        const f = c.compile(re);
-        c.prog.patch(f.out, c.newInst(Inst.MATCH).i);
-        c.prog.start = f.i;
-        c.prog.markLookbehindInsts();
-        return c.prog;
-      }
-      static compileSet(regexps) {
-        const c = new Compiler2();
-        if (regexps.length === 0) {
-          c.prog.start = c.newInst(Inst.FAIL).i;
-          c.prog.markLookbehindInsts();
-          return c.prog;
-        }
-        let starts = [];
-        for (let i = 0; i < regexps.length; i++) {
-          c.lbOffset = c.prog.numLb;
-          const f = c.compile(regexps[i]);
-          const m = c.newInst(Inst.MATCH);
-          c.prog.getInst(m.i).arg = i;
-          c.prog.patch(f.out, m.i);
-          starts.push(f.i);
-        }
-        let start = starts[0];
-        for (let i = 1; i < starts.length; i++) {
-          const f = c.newInst(Inst.ALT);
-          const inst = c.prog.getInst(f.i);
-          inst.out = start;
-          inst.arg = starts[i];
-          start = f.i;
-        }
-        c.prog.start = start;
-        c.prog.markLookbehindInsts();
-        return c.prog;
-      }
-      constructor() {
-        this.prog = new Prog();
-        this.newInst(Inst.FAIL);
-        this.lbOffset = 0;
-        this.runeCache = /* @__PURE__ */ new Map();
-        this.walker = {
-          leaf: (re) => this.leaf(re),
-          enter: (re) => this.enter(re),
-          child: (re, state, result) => this.child(re, state, result),
-          leave: (re, state) => this.leave(re, state)
-        };
-      }
-      newInst(op) {
-        this.prog.addInst(op);
-        return new Frag(this.prog.numInst() - 1, new PatchList(), true);
-      }
-      nop() {
-        const f = this.newInst(Inst.NOP);
-        f.out = new PatchList(f.i << 1, f.i << 1);
-        return f;
-      }
-      fail() {
-        return new Frag();
-      }
-      cap(arg) {
-        const f = this.newInst(Inst.CAPTURE);
-        f.out = new PatchList(f.i << 1, f.i << 1);
-        this.prog.getInst(f.i).arg = arg;
-        if (this.prog.numCap < arg + 1) this.prog.numCap = arg + 1;
-        return f;
-      }
-      cat(f1, f2) {
-        if (f1.i === 0 || f2.i === 0) {
-          this.prog.patch(f1.out, 0);
-          this.prog.patch(f2.out, 0);
-          return this.fail();
-        }
-        this.prog.patch(f1.out, f2.i);
-        return new Frag(f1.i, f2.out, f1.nullable && f2.nullable);
-      }
-      alt(f1, f2) {
-        if (f1.i === 0) return f2;
-        if (f2.i === 0) return f1;
-        const f = this.newInst(Inst.ALT);
-        const i = this.prog.getInst(f.i);
-        i.out = f1.i;
-        i.arg = f2.i;
-        f.out = this.prog.append(f1.out, f2.out);
-        f.nullable = f1.nullable || f2.nullable;
-        return f;
-      }
-      loop(f1, nongreedy) {
-        const f = this.newInst(Inst.ALT);
-        const i = this.prog.getInst(f.i);
-        if (nongreedy) {
-          i.arg = f1.i;
-          f.out = new PatchList(f.i << 1, f.i << 1);
-        } else {
-          i.out = f1.i;
-          f.out = new PatchList(f.i << 1 | 1, f.i << 1 | 1);
-        }
-        this.prog.patch(f1.out, f.i);
-        return f;
-      }
-      quest(f1, nongreedy) {
-        if (f1.i === 0) return this.nop();
-        const f = this.newInst(Inst.ALT);
-        const i = this.prog.getInst(f.i);
-        if (nongreedy) {
-          i.arg = f1.i;
-          f.out = new PatchList(f.i << 1, f.i << 1);
-        } else {
-          i.out = f1.i;
-          f.out = new PatchList(f.i << 1 | 1, f.i << 1 | 1);
-        }
-        f.out = this.prog.append(f.out, f1.out);
-        return f;
-      }
-      star(f1, nongreedy) {
-        if (f1.i === 0) return this.nop();
-        if (f1.nullable) return this.quest(this.plus(f1, nongreedy), nongreedy);
-        return this.loop(f1, nongreedy);
-      }
-      plus(f1, nongreedy) {
-        if (f1.i === 0) return this.fail();
-        return new Frag(f1.i, this.loop(f1, nongreedy).out, f1.nullable);
-      }
-      empty(op) {
-        const f = this.newInst(Inst.EMPTY_WIDTH);
-        this.prog.getInst(f.i).arg = op;
-        f.out = new PatchList(f.i << 1, f.i << 1);
-        return f;
-      }
-      rune(runes, flags) {
-        const f = this.newInst(Inst.RUNE);
-        f.nullable = false;
-        const i = this.prog.getInst(f.i);
-        i.runes = runes;
-        flags &= RE2Flags.FOLD_CASE;
-        if (runes.length !== 1 || Unicode.simpleFold(runes[0]) === runes[0]) flags &= ~RE2Flags.FOLD_CASE;
-        i.arg = flags;
-        f.out = new PatchList(f.i << 1, f.i << 1);
-        if ((flags & RE2Flags.FOLD_CASE) === 0 && runes.length === 1 || runes.length === 2 && runes[0] === runes[1]) i.op = Inst.RUNE1;
-        else if (runes.length === 2 && runes[0] === 0 && runes[1] === Unicode.MAX_RUNE) i.op = Inst.RUNE_ANY;
-        else if (runes.length === 4 && runes[0] === 0 && runes[1] === Codepoint.CODES["\n"] - 1 && runes[2] === Codepoint.CODES["\n"] + 1 && runes[3] === Unicode.MAX_RUNE) i.op = Inst.RUNE_ANY_NOT_NL;
-        return f;
-      }
-      lookBehind(a, parsedLb) {
-        const lb = Math.sign(parsedLb) * (Math.abs(parsedLb) + this.lbOffset);
-        const id = this.newInst(Inst.LB_WRITE);
-        this.prog.getInst(id.i).arg = lb;
-        const any = this.rune(ANY_RUNE, 0);
-        const dotStar = this.star(any, true);
-        const lbAutomaton = this.cat(dotStar, a);
-        this.prog.patch(lbAutomaton.out, id.i);
-        const checkId = this.newInst(Inst.LB_CHECK);
-        this.prog.getInst(checkId.i).arg = lb;
-        this.prog.lbStarts.push(lbAutomaton.i);
-        if (Math.abs(lb) > this.prog.numLb) this.prog.numLb = Math.abs(lb);
-        checkId.out = new PatchList(checkId.i << 1, checkId.i << 1);
-        return checkId;
-      }
-      compile(re) {
-        return RegexpWalker.walk(re, this.walker);
-      }
-      leaf(re) {
-        switch (re.op) {
-          case Regexp.Op.NO_MATCH:
-            return this.fail();
-          case Regexp.Op.EMPTY_MATCH:
-            return this.nop();
-          case Regexp.Op.LITERAL: {
-            if (re.runes.length === 0) return this.nop();
-            let f = null;
-            for (let r of re.runes) {
-              let singleRune = this.runeCache.get(r);
-              if (singleRune === void 0) {
-                singleRune = new Int32Array([r]);
-                this.runeCache.set(r, singleRune);
-              }
-              const f1 = this.rune(singleRune, re.flags);
-              f = f === null ? f1 : this.cat(f, f1);
-            }
-            return f;
-          }
-          case Regexp.Op.CHAR_CLASS:
-            return this.rune(re.runes, re.flags);
-          case Regexp.Op.ANY_CHAR_NOT_NL:
-            return this.rune(ANY_RUNE_NOT_NL, 0);
-          case Regexp.Op.ANY_CHAR:
-            return this.rune(ANY_RUNE, 0);
-          case Regexp.Op.BEGIN_LINE:
-            return this.empty(Utils.EMPTY_BEGIN_LINE);
-          case Regexp.Op.END_LINE:
-            return this.empty(Utils.EMPTY_END_LINE);
-          case Regexp.Op.BEGIN_TEXT:
-            return this.empty(Utils.EMPTY_BEGIN_TEXT);
-          case Regexp.Op.END_TEXT:
-            return this.empty(Utils.EMPTY_END_TEXT);
-          case Regexp.Op.WORD_BOUNDARY:
-            return this.empty(Utils.EMPTY_WORD_BOUNDARY);
-          case Regexp.Op.NO_WORD_BOUNDARY:
-            return this.empty(Utils.EMPTY_NO_WORD_BOUNDARY);
-          case Regexp.Op.CONCAT:
-          case Regexp.Op.ALTERNATE:
-            return this.nop();
-          default:
-            throw new RE2JSCompileException("regexp: unhandled case in compile");
-        }
-      }
-      enter(re) {
-        switch (re.op) {
-          case Regexp.Op.PLB:
-          case Regexp.Op.NLB:
-          case Regexp.Op.STAR:
-          case Regexp.Op.PLUS:
-          case Regexp.Op.QUEST:
-            return { sub: null };
-          case Regexp.Op.CAPTURE:
-            return {
-              bra: this.cap(re.cap << 1),
-              sub: null
-            };
-          case Regexp.Op.CONCAT:
-          case Regexp.Op.ALTERNATE:
-            return { f: null };
-          default:
-            throw new RE2JSCompileException("regexp: unhandled case in compile");
-        }
-      }
-      child(re, state, f1) {
-        if (re.op === Regexp.Op.CONCAT) state.f = state.f === null ? f1 : this.cat(state.f, f1);
-        else if (re.op === Regexp.Op.ALTERNATE) state.f = state.f === null ? f1 : this.alt(state.f, f1);
-        else state.sub = f1;
-      }
-      leave(re, state) {
-        switch (re.op) {
-          case Regexp.Op.PLB:
-          case Regexp.Op.NLB:
-            return this.lookBehind(state.sub, re.lb);
-          case Regexp.Op.CAPTURE: {
-            const ket = this.cap(re.cap << 1 | 1);
-            return this.cat(this.cat(state.bra, state.sub), ket);
-          }
-          case Regexp.Op.STAR:
-            return this.star(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
-          case Regexp.Op.PLUS:
-            return this.plus(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
-          case Regexp.Op.QUEST:
-            return this.quest(state.sub, (re.flags & RE2Flags.NON_GREEDY) !== 0);
-          case Regexp.Op.CONCAT:
-          case Regexp.Op.ALTERNATE:
-            return state.f;
-          default:
-            throw new RE2JSCompileException("regexp: unhandled case in compile");
-        }
-      }
-    };
-    Simplify = class Simplify2 {
-      static simplify(re) {
-        if (re === null) return null;
-        return RegexpWalker.walk(re, Simplify2.WALKER);
-      }
-      static WALKER = {
-        leaf: (re) => Simplify2.leaf(re),
-        enter: (re) => Simplify2.enter(re),
-        child: (re, state, result, i) => Simplify2.child(re, state, result, i),
-        leave: (re, state) => Simplify2.leave(re, state)
-      };
-      static leaf(re) {
-        if (re.op === Regexp.Op.CHAR_CLASS) {
-          if (re.runes === null) return re;
-          if (re.runes.length === 0) return new Regexp(Regexp.Op.NO_MATCH);
-          if (re.runes.length === 2 && re.runes[0] === 0 && re.runes[1] === Unicode.MAX_RUNE) return new Regexp(Regexp.Op.ANY_CHAR);
-          if (re.runes.length === 4 && re.runes[0] === 0 && re.runes[1] === Codepoint.CODES["\n"] - 1 && re.runes[2] === Codepoint.CODES["\n"] + 1 && re.runes[3] === Unicode.MAX_RUNE) return new Regexp(Regexp.Op.ANY_CHAR_NOT_NL);
-        }
-        return re;
-      }
-      static enter(re) {
-        switch (re.op) {
-          case Regexp.Op.PLB:
-          case Regexp.Op.NLB:
-          case Regexp.Op.CAPTURE:
-          case Regexp.Op.STAR:
-          case Regexp.Op.PLUS:
-          case Regexp.Op.QUEST:
-            return { sub: null };
-          case Regexp.Op.CONCAT:
-          case Regexp.Op.ALTERNATE:
-            return {
-              subs: [],
-              changed: false
-            };
-          case Regexp.Op.REPEAT:
-            if (re.min === 0 && re.max === 0) return { result: new Regexp(Regexp.Op.EMPTY_MATCH) };
-            return { sub: null };
-          default:
-            return { result: re };
-        }
-      }
-      static child(re, state, nsub, i) {
-        if (state.subs === void 0) {
-          state.sub = nsub;
-          return;
-        }
-        if (nsub !== re.subs[i]) state.changed = true;
-        if (re.op === Regexp.Op.CONCAT) {
-          if (nsub.op === Regexp.Op.NO_MATCH) {
-            state.result = new Regexp(Regexp.Op.NO_MATCH);
-            return;
-          }
-          if (nsub.op === Regexp.Op.EMPTY_MATCH) {
-            state.changed = true;
-            return;
-          }
-          if (nsub.op === Regexp.Op.CONCAT) {
-            state.changed = true;
-            for (let j = 0; j < nsub.subs.length; j++) state.subs.push(nsub.subs[j]);
-            return;
-          }
-        } else {
-          if (nsub.op === Regexp.Op.NO_MATCH) {
-            state.changed = true;
-            return;
-          }
-          if (nsub.op === Regexp.Op.ALTERNATE) {
-            state.changed = true;
-            for (let j = 0; j < nsub.subs.length; j++) state.subs.push(nsub.subs[j]);
-            return;
-          }
-        }
-        state.subs.push(nsub);
-      }
-      static leave(re, state) {
-        switch (re.op) {
-          case Regexp.Op.PLB:
-          case Regexp.Op.NLB:
-          case Regexp.Op.CAPTURE: {
-            const sub = state.sub;
-            if (sub !== re.subs[0]) {
-              const nre = Regexp.fromRegexp(re);
-              nre.runes = /* @__PURE__ */ new Int32Array(0);
-              nre.subs = [sub];
-              return nre;
-            }
-            return re;
-          }
-          case Regexp.Op.CONCAT:
-          case Regexp.Op.ALTERNATE:
-            if (state.changed) {
-              const newSubs = state.subs;
-              if (newSubs.length === 0) return new Regexp(re.op === Regexp.Op.CONCAT ? Regexp.Op.EMPTY_MATCH : Regexp.Op.NO_MATCH);
-              if (newSubs.length === 1) return newSubs[0];
-              const nre = Regexp.fromRegexp(re);
-              nre.runes = /* @__PURE__ */ new Int32Array(0);
-              nre.subs = newSubs;
-              return nre;
-            }
-            return re;
-          case Regexp.Op.STAR:
-          case Regexp.Op.PLUS:
-          case Regexp.Op.QUEST:
-            return Simplify2.simplify1(re.op, re.flags, state.sub, re);
-          case Regexp.Op.REPEAT:
-            return Simplify2.simplifyRepeat(re, state.sub);
-          default:
-            return re;
-        }
-      }
-      static simplifyRepeat(re, sub) {
-        if (re.max === -1) {
-          if (re.min === 0) return Simplify2.simplify1(Regexp.Op.STAR, re.flags, sub, null);
-          if (re.min === 1) return Simplify2.simplify1(Regexp.Op.PLUS, re.flags, sub, null);
-          const subs = [];
-          for (let i = 0; i < re.min - 1; i++) subs.push(sub);
-          subs.push(Simplify2.simplify1(Regexp.Op.PLUS, re.flags, sub, null));
-          return Simplify2.concat(subs);
-        }
-        if (re.min === 1 && re.max === 1) return sub;
-        let prefixSubs = null;
-        if (re.min > 0) {
-          prefixSubs = [];
-          for (let i = 0; i < re.min; i++) prefixSubs.push(sub);
-        }
-        if (re.max > re.min) {
-          let suffix = Simplify2.simplify1(Regexp.Op.QUEST, re.flags, sub, null);
-          for (let i = re.min + 1; i < re.max; i++) suffix = Simplify2.simplify1(Regexp.Op.QUEST, re.flags, Simplify2.concat([sub, suffix]), null);
-          if (prefixSubs === null) return suffix;
-          prefixSubs.push(suffix);
-        }
-        if (prefixSubs !== null) return Simplify2.concat(prefixSubs);
-        return new Regexp(Regexp.Op.NO_MATCH);
-      }
-      static concat(subs) {
-        const newSubs = [];
-        for (let i = 0; i < subs.length; i++) {
-          const sub = subs[i];
-          if (sub.op === Regexp.Op.NO_MATCH) return new Regexp(Regexp.Op.NO_MATCH);
-          if (sub.op === Regexp.Op.EMPTY_MATCH) continue;
-          if (sub.op === Regexp.Op.CONCAT) {
-            for (let j = 0; j < sub.subs.length; j++) newSubs.push(sub.subs[j]);
-            continue;
-          }
-          newSubs.push(sub);
-        }
-        if (newSubs.length === 0) return new Regexp(Regexp.Op.EMPTY_MATCH);
-        if (newSubs.length === 1) return newSubs[0];
-        const nre = new Regexp(Regexp.Op.CONCAT);
-        nre.subs = newSubs;
-        return nre;
-      }
-      static simplify1(op, flags, sub, re) {
-        if (sub.op === Regexp.Op.EMPTY_MATCH) return sub;
-        if (sub.op === Regexp.Op.NO_MATCH) {
-          if (op === Regexp.Op.PLUS) return sub;
-          return new Regexp(Regexp.Op.EMPTY_MATCH);
-        }
-        if (op === sub.op && (flags & RE2Flags.NON_GREEDY) === (sub.flags & RE2Flags.NON_GREEDY)) return sub;
-        if (re !== null && re.op === op && (re.flags & RE2Flags.NON_GREEDY) === (flags & RE2Flags.NON_GREEDY) && sub === re.subs[0]) return re;
-        const nre = new Regexp(op);
-        nre.flags = flags;
-        nre.subs = [sub];
-        return nre;
-      }
-    };
-    CharGroup = class {
-      constructor(sign, cls) {
-        this.sign = sign;
-        this.cls = cls;
-      }
-    };
-    code1 = [48, 57];
-    code2 = [
-      9,
-      10,
-      12,
-      13,
-      32,
-      32
-    ];
-    code3 = [
-      48,
-      57,
-      65,
-      90,
-      95,
-      95,
-      97,
-      122
-    ];
-    PERL_GROUPS = /* @__PURE__ */ new Map([
-      ["\\d", new CharGroup(1, code1)],
-      ["\\D", new CharGroup(-1, code1)],
-      ["\\s", new CharGroup(1, code2)],
-      ["\\S", new CharGroup(-1, code2)],
-      ["\\w", new CharGroup(1, code3)],
-      ["\\W", new CharGroup(-1, code3)]
-    ]);
-    code4 = [
-      48,
-      57,
-      65,
-      90,
-      97,
-      122
-    ];
-    code5 = [
-      65,
-      90,
-      97,
-      122
-    ];
-    code6 = [0, 127];
-    code7 = [
-      9,
-      9,
-      32,
-      32
-    ];
-    code8 = [
-      0,
-      31,
-      127,
-      127
-    ];
-    code9 = [48, 57];
-    code10 = [33, 126];
-    code11 = [97, 122];
-    code12 = [32, 126];
-    code13 = [
-      33,
-      47,
-      58,
-      64,
-      91,
-      96,
-      123,
-      126
-    ];
-    code14 = [
-      9,
-      13,
-      32,
-      32
-    ];
-    code15 = [65, 90];
-    code16 = [
-      48,
-      57,
-      65,
-      90,
-      95,
-      95,
-      97,
-      122
-    ];
-    code17 = [
-      48,
-      57,
-      65,
-      70,
-      97,
-      102
-    ];
-    POSIX_GROUPS = /* @__PURE__ */ new Map([
-      ["[:alnum:]", new CharGroup(1, code4)],
-      ["[:^alnum:]", new CharGroup(-1, code4)],
-      ["[:alpha:]", new CharGroup(1, code5)],
-      ["[:^alpha:]", new CharGroup(-1, code5)],
-      ["[:ascii:]", new CharGroup(1, code6)],
-      ["[:^ascii:]", new CharGroup(-1, code6)],
-      ["[:blank:]", new CharGroup(1, code7)],
-      ["[:^blank:]", new CharGroup(-1, code7)],
-      ["[:cntrl:]", new CharGroup(1, code8)],
-      ["[:^cntrl:]", new CharGroup(-1, code8)],
-      ["[:digit:]", new CharGroup(1, code9)],
-      ["[:^digit:]", new CharGroup(-1, code9)],
-      ["[:graph:]", new CharGroup(1, code10)],
-      ["[:^graph:]", new CharGroup(-1, code10)],
-      ["[:lower:]", new CharGroup(1, code11)],
-      ["[:^lower:]", new CharGroup(-1, code11)],
-      ["[:print:]", new CharGroup(1, code12)],
-      ["[:^print:]", new CharGroup(-1, code12)],
-      ["[:punct:]", new CharGroup(1, code13)],
-      ["[:^punct:]", new CharGroup(-1, code13)],
-      ["[:space:]", new CharGroup(1, code14)],
-      ["[:^space:]", new CharGroup(-1, code14)],
-      ["[:upper:]", new CharGroup(1, code15)],
-      ["[:^upper:]", new CharGroup(-1, code15)],
-      ["[:word:]", new CharGroup(1, code16)],
-      ["[:^word:]", new CharGroup(-1, code16)],
-      ["[:xdigit:]", new CharGroup(1, code17)],
-      ["[:^xdigit:]", new CharGroup(-1, code17)]
-    ]);
-    CharClass = class CharClass2 {
-      static charClassToString(r, len) {
-        let result = "[";
-        for (let i = 0; i < len; i += 2) {
-          if (i > 0) result += " ";
-          const lo = r[i];
-          const hi = r[i + 1];
-          if (lo === hi) result += `0x${lo.toString(16)}`;
-          else result += `0x${lo.toString(16)}-0x${hi.toString(16)}`;
-        }
-        result += "]";
-        return result;
-      }
-      static sortRanges(array, len) {
-        const n = len >> 1;
-        const order = new Array(n);
-        for (let i = 0; i < n; i++) order[i] = i;
-        order.sort((a, b) => array[2 * a] - array[2 * b] || array[2 * b + 1] - array[2 * a + 1]);
-        const sorted = array.slice(0, len);
-        for (let i = 0; i < n; i++) {
-          array[2 * i] = sorted[2 * order[i]];
-          array[2 * i + 1] = sorted[2 * order[i] + 1];
-        }
-      }
-      /**
-      * @param {number[]|Int32Array} [r]
-      */
-      constructor(r = Utils.emptyInts()) {
-        this.r = r;
-        this.len = r.length;
-      }
-      toArray() {
-        if (this.r instanceof Int32Array) return this.len === this.r.length ? this.r : this.r.subarray(0, this.len);
-        return new Int32Array(this.len === this.r.length ? this.r : this.r.slice(0, this.len));
-      }
-      toGrowableArray() {
-        if (Array.isArray(this.r)) {
-          this.r.length = this.len;
-          return this.r;
-        }
-        return Array.from(this.r.subarray(0, this.len));
-      }
-      cleanClass() {
-        if (this.len < 4) return this;
-        CharClass2.sortRanges(this.r, this.len);
-        let w = 2;
-        for (let i = 2; i < this.len; i += 2) {
-          const lo = this.r[i];
-          const hi = this.r[i + 1];
-          if (lo <= this.r[w - 1] + 1) {
-            if (hi > this.r[w - 1]) this.r[w - 1] = hi;
-            continue;
-          }
-          this.r[w] = lo;
-          this.r[w + 1] = hi;
-          w += 2;
-        }
-        this.len = w;
-        return this;
-      }
-      appendLiteral(x, flags) {
-        return (flags & RE2Flags.FOLD_CASE) !== 0 ? this.appendFoldedRange(x, x) : this.appendRange(x, x);
-      }
-      appendRange(lo, hi) {
-        if (this.len > 0) {
-          for (let i = 2; i <= 4; i += 2) if (this.len >= i) {
-            const rlo = this.r[this.len - i];
-            const rhi = this.r[this.len - i + 1];
-            if (lo <= rhi + 1 && rlo <= hi + 1) {
-              if (lo < rlo) this.r[this.len - i] = lo;
-              if (hi > rhi) this.r[this.len - i + 1] = hi;
-              return this;
-            }
-          }
-        }
-        this.r[this.len++] = lo;
-        this.r[this.len++] = hi;
-        return this;
-      }
-      appendFoldedRange(lo, hi) {
-        if (lo <= Unicode.MIN_FOLD && hi >= Unicode.MAX_FOLD) return this.appendRange(lo, hi);
-        if (hi < Unicode.MIN_FOLD || lo > Unicode.MAX_FOLD) return this.appendRange(lo, hi);
-        if (lo < Unicode.MIN_FOLD) {
-          this.appendRange(lo, Unicode.MIN_FOLD - 1);
-          lo = Unicode.MIN_FOLD;
-        }
-        if (hi > Unicode.MAX_FOLD) {
-          this.appendRange(Unicode.MAX_FOLD + 1, hi);
-          hi = Unicode.MAX_FOLD;
-        }
-        for (let c = lo; c <= hi; c++) {
-          this.appendRange(c, c);
-          for (let f = Unicode.simpleFold(c); f !== c; f = Unicode.simpleFold(f)) this.appendRange(f, f);
-        }
-        return this;
-      }
-      appendClass(x) {
-        for (let i = 0; i < x.length; i += 2) this.appendRange(x[i], x[i + 1]);
-        return this;
-      }
-      appendFoldedClass(x) {
-        for (let i = 0; i < x.length; i += 2) this.appendFoldedRange(x[i], x[i + 1]);
-        return this;
-      }
-      appendNegatedClass(x) {
-        let nextLo = 0;
-        for (let i = 0; i < x.length; i += 2) {
-          const lo = x[i];
-          const hi = x[i + 1];
-          if (nextLo <= lo - 1) this.appendRange(nextLo, lo - 1);
-          nextLo = hi + 1;
-        }
-        if (nextLo <= Unicode.MAX_RUNE) this.appendRange(nextLo, Unicode.MAX_RUNE);
-        return this;
-      }
-      appendTable(table) {
-        for (let i = 0; i < table.length; ++i) {
-          const lo = table.getLo(i);
-          const hi = table.getHi(i);
-          const stride = table.getStride(i);
-          if (stride === 1) {
-            this.appendRange(lo, hi);
-            continue;
-          }
-          for (let c = lo; c <= hi; c += stride) this.appendRange(c, c);
-        }
-        return this;
-      }
-      appendNegatedTable(table) {
-        let nextLo = 0;
-        for (let i = 0; i < table.length; ++i) {
-          const lo = table.getLo(i);
-          const hi = table.getHi(i);
-          const stride = table.getStride(i);
-          if (stride === 1) {
-            if (nextLo <= lo - 1) this.appendRange(nextLo, lo - 1);
-            nextLo = hi + 1;
-            continue;
-          }
-          for (let c = lo; c <= hi; c += stride) {
-            if (nextLo <= c - 1) this.appendRange(nextLo, c - 1);
-            nextLo = c + 1;
-          }
-        }
-        if (nextLo <= Unicode.MAX_RUNE) this.appendRange(nextLo, Unicode.MAX_RUNE);
-        return this;
-      }
-      appendTableWithSign(table, sign) {
-        return sign < 0 ? this.appendNegatedTable(table) : this.appendTable(table);
-      }
-      negateClass() {
-        let nextLo = 0;
-        let w = 0;
-        for (let i = 0; i < this.len; i += 2) {
-          const lo = this.r[i];
-          const hi = this.r[i + 1];
-          if (nextLo <= lo - 1) {
-            this.r[w] = nextLo;
-            this.r[w + 1] = lo - 1;
-            w += 2;
-          }
-          nextLo = hi + 1;
-        }
-        this.len = w;
-        if (nextLo <= Unicode.MAX_RUNE) {
-          this.r[this.len++] = nextLo;
-          this.r[this.len++] = Unicode.MAX_RUNE;
-        }
-        return this;
-      }
-      appendClassWithSign(x, sign) {
-        return sign < 0 ? this.appendNegatedClass(x) : this.appendClass(x);
-      }
-      appendGroup(g, foldCase) {
-        let cls = g.cls;
-        if (foldCase) cls = new CharClass2().appendFoldedClass(cls).cleanClass().toArray();
-        return this.appendClassWithSign(cls, g.sign);
-      }
-      toString() {
-        return CharClass2.charClassToString(this.r, this.len);
-      }
-    };
-    StringIterator = class {
-      constructor(str2) {
-        this.str = str2;
-        this.position = 0;
-      }
-      pos() {
-        return this.position;
-      }
-      rewindTo(pos) {
-        this.position = pos;
-      }
-      more() {
-        return this.position < this.str.length;
-      }
-      peek() {
-        return this.str.codePointAt(this.position);
-      }
-      skip(n) {
-        this.position += n;
-      }
-      skipString(s) {
-        this.position += s.length;
-      }
-      pop() {
-        const r = this.str.codePointAt(this.position);
-        this.position += Utils.charCount(r);
-        return r;
-      }
-      lookingAt(s) {
-        return this.str.startsWith(s, this.position);
-      }
-      rest() {
-        return this.str.substring(this.position);
-      }
-      from(beforePos) {
-        return this.str.substring(beforePos, this.position);
-      }
-      toString() {
-        return this.rest();
-      }
-    };
-    Parser = class Parser2 {
-      static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
-      static ERR_INVALID_CHAR_RANGE = "invalid character class range";
-      static ERR_INVALID_ESCAPE = "invalid escape sequence";
-      static ERR_INVALID_NAMED_CAPTURE = "invalid named capture";
-      static ERR_INVALID_PERL_OP = "invalid or unsupported Perl syntax";
-      static ERR_INVALID_REPEAT_OP = "invalid nested repetition operator";
-      static ERR_INVALID_REPEAT_SIZE = "invalid repeat count";
-      static ERR_MISSING_BRACKET = "missing closing ]";
-      static ERR_MISSING_PAREN = "missing closing )";
-      static ERR_MISSING_REPEAT_ARGUMENT = "missing argument to repetition operator";
-      static ERR_TRAILING_BACKSLASH = "trailing backslash at end of expression";
-      static ERR_DUPLICATE_NAMED_CAPTURE = "duplicate capture group name";
-      static ERR_UNEXPECTED_PAREN = "unexpected )";
-      static ERR_NESTING_DEPTH = "expression nests too deeply";
-      static ERR_LARGE = "expression too large";
-      static ERR_INVALID_CAPTURE_IN_LOOKBEHIND = "invalid capture in lookbehind";
-      static MAX_HEIGHT = 1e3;
-      static MAX_SIZE = 1398101;
-      static MAX_RUNES = 33554432;
-      static ANY_TABLE = new UnicodeRangeTable(new Uint32Array([
-        0,
-        Unicode.MAX_RUNE,
-        1
-      ]));
-      static ASCII_TABLE = new UnicodeRangeTable(new Uint32Array([
-        0,
-        127,
-        1
-      ]));
-      static ASCII_FOLD_TABLE = new UnicodeRangeTable(new Uint32Array([
-        0,
-        127,
-        1,
-        383,
-        383,
-        1,
-        8490,
-        8490,
-        1
-      ]));
-      static unicodeTable(name2) {
-        if (name2 === "Any") return {
-          tab: Parser2.ANY_TABLE,
-          fold: Parser2.ANY_TABLE,
-          sign: 1
-        };
-        if (name2 === "Ascii") return {
-          tab: Parser2.ASCII_TABLE,
-          fold: Parser2.ASCII_FOLD_TABLE,
-          sign: 1
-        };
-        if (name2 === "Assigned") return {
-          tab: UnicodeTables.CATEGORIES.get("Cn"),
-          fold: UnicodeTables.CATEGORIES.get("Cn"),
-          sign: -1
-        };
-        if (name2 === "Lc") return {
-          tab: UnicodeTables.CATEGORIES.get("LC"),
-          fold: UnicodeTables.FOLD_CATEGORIES.get("LC"),
-          sign: 1
-        };
-        if (UnicodeTables.CATEGORIES.has(name2)) return {
-          tab: UnicodeTables.CATEGORIES.get(name2),
-          fold: UnicodeTables.FOLD_CATEGORIES.get(name2),
-          sign: 1
-        };
-        if (UnicodeTables.SCRIPTS.has(name2)) return {
-          tab: UnicodeTables.SCRIPTS.get(name2),
-          fold: UnicodeTables.FOLD_SCRIPT.get(name2),
-          sign: 1
-        };
-        return null;
-      }
-      static minFoldRune(r) {
-        if (r < Unicode.MIN_FOLD || r > Unicode.MAX_FOLD) return r;
-        let min = r;
-        const r0 = r;
-        for (r = Unicode.simpleFold(r); r !== r0; r = Unicode.simpleFold(r)) if (min > r) min = r;
-        return min;
-      }
-      static leadingRegexp(re) {
-        if (re.op === Regexp.Op.EMPTY_MATCH) return null;
-        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
-          const sub = re.subs[0];
-          if (sub.op === Regexp.Op.EMPTY_MATCH) return null;
-          return sub;
-        }
-        return re;
-      }
-      static literalRegexp(s, flags) {
-        const re = new Regexp(Regexp.Op.LITERAL);
-        re.flags = flags;
-        re.runes = Utils.stringToRunes(s);
-        return re;
-      }
-      /**
-      * Parse regular expression pattern {@code pattern} with mode flags {@code flags}.
-      * @param {string} pattern
-      * @param {number} flags
-      */
-      static parse(pattern, flags) {
-        return new Parser2(pattern, flags).parseInternal();
-      }
-      static parseRepeat(t) {
-        const start = t.pos();
-        if (!t.more() || !t.lookingAt("{")) return -1;
-        t.skip(1);
-        const min = Parser2.parseInt(t);
-        if (min === -1) return -1;
-        if (!t.more()) return -1;
-        let max;
-        if (!t.lookingAt(",")) max = min;
-        else {
-          t.skip(1);
-          if (!t.more()) return -1;
-          if (t.lookingAt("}")) max = -1;
-          else if ((max = Parser2.parseInt(t)) === -1) return -1;
-        }
-        if (!t.more() || !t.lookingAt("}")) return -1;
-        t.skip(1);
-        if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
-        return min << 16 | max & Unicode.MAX_BMP;
-      }
-      static isValidCaptureName(name2) {
-        if (name2.length === 0) return false;
-        for (let i = 0; i < name2.length; i++) {
-          const c = name2.codePointAt(i);
-          if (c !== Codepoint.CODES["_"] && !Utils.isalnum(c)) return false;
-        }
-        return true;
-      }
-      static parseInt(t) {
-        const start = t.pos();
-        while (t.more() && t.peek() >= Codepoint.CODES["0"] && t.peek() <= Codepoint.CODES["9"]) t.skip(1);
-        const n = t.from(start);
-        if (n.length === 0 || n.length > 1 && n.codePointAt(0) === Codepoint.CODES["0"]) return -1;
-        if (n.length > 8) return -2;
-        return parseInt(n, 10);
-      }
-      static isCharClass(re) {
-        return re.op === Regexp.Op.LITERAL && re.runes.length === 1 || re.op === Regexp.Op.CHAR_CLASS || re.op === Regexp.Op.ANY_CHAR_NOT_NL || re.op === Regexp.Op.ANY_CHAR;
-      }
-      static matchRune(re, r) {
-        switch (re.op) {
-          case Regexp.Op.LITERAL:
-            return re.runes.length === 1 && re.runes[0] === r;
-          case Regexp.Op.CHAR_CLASS:
-            for (let i = 0; i < re.runes.length; i += 2) if (re.runes[i] <= r && r <= re.runes[i + 1]) return true;
-            return false;
-          case Regexp.Op.ANY_CHAR_NOT_NL:
-            return r !== Codepoint.CODES["\n"];
-          case Regexp.Op.ANY_CHAR:
-            return true;
-        }
-        return false;
-      }
-      static mergeCharClass(dst, src) {
-        switch (dst.op) {
-          case Regexp.Op.ANY_CHAR:
-            break;
-          case Regexp.Op.ANY_CHAR_NOT_NL:
-            if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
-            break;
-          case Regexp.Op.CHAR_CLASS: {
-            const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
-            if (src.op === Regexp.Op.LITERAL) cc.appendLiteral(src.runes[0], src.flags);
-            else cc.appendClass(src.runes);
-            dst.runes = cc.toGrowableArray();
-            break;
-          }
-          case Regexp.Op.LITERAL:
-            if (src.runes[0] === dst.runes[0] && src.flags === dst.flags) break;
-            dst.op = Regexp.Op.CHAR_CLASS;
-            dst.runes = new CharClass().appendLiteral(dst.runes[0], dst.flags).appendLiteral(src.runes[0], src.flags).toGrowableArray();
-        }
-      }
-      static parseEscape(t) {
-        const startPos = t.pos();
-        t.skip(1);
-        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
-        let c = t.pop();
-        bigswitch: switch (c) {
-          case Codepoint.CODES["1"]:
-          case Codepoint.CODES["2"]:
-          case Codepoint.CODES["3"]:
-          case Codepoint.CODES["4"]:
-          case Codepoint.CODES["5"]:
-          case Codepoint.CODES["6"]:
-          case Codepoint.CODES["7"]:
-            if (!t.more() || t.peek() < Codepoint.CODES["0"] || t.peek() > Codepoint.CODES["7"]) break;
-          case Codepoint.CODES["0"]: {
-            let r = c - Codepoint.CODES["0"];
-            for (let i = 1; i < 3; i++) {
-              if (!t.more() || t.peek() < Codepoint.CODES["0"] || t.peek() > Codepoint.CODES["7"]) break;
-              r = r * 8 + t.peek() - Codepoint.CODES["0"];
-              t.skip(1);
-            }
-            return r;
-          }
-          case Codepoint.CODES["x"]: {
-            if (!t.more()) break;
-            c = t.pop();
-            if (c === Codepoint.CODES["{"]) {
-              let nhex = 0;
-              let r = 0;
-              while (true) {
-                if (!t.more()) break bigswitch;
-                c = t.pop();
-                if (c === Codepoint.CODES["}"]) break;
-                const v = Utils.unhex(c);
-                if (v < 0) break bigswitch;
-                r = r * 16 + v;
-                if (r > Unicode.MAX_RUNE) break bigswitch;
-                nhex++;
-              }
-              if (nhex === 0) break bigswitch;
-              return r;
-            }
-            const x = Utils.unhex(c);
-            if (!t.more()) break;
-            c = t.pop();
-            const y = Utils.unhex(c);
-            if (x < 0 || y < 0) break;
-            return x * 16 + y;
-          }
-          case Codepoint.CODES["a"]:
-            return Codepoint.CODES["\x07"];
-          case Codepoint.CODES["f"]:
-            return Codepoint.CODES["\f"];
-          case Codepoint.CODES["n"]:
-            return Codepoint.CODES["\n"];
-          case Codepoint.CODES["r"]:
-            return Codepoint.CODES["\r"];
-          case Codepoint.CODES["t"]:
-            return Codepoint.CODES["	"];
-          case Codepoint.CODES["v"]:
-            return Codepoint.CODES["\v"];
-          default:
-            if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
-        }
-        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
-      }
-      static parseClassChar(t, wholeClassPos) {
-        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-        if (t.lookingAt("\\")) return Parser2.parseEscape(t);
-        return t.pop();
-      }
-      static hasCapture(re) {
-        if (re === null) return false;
-        if (re.op === Regexp.Op.CAPTURE) return true;
-        if (re.subs) {
-          for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
-        }
-        return false;
-      }
-      constructor(wholeRegexp, flags = 0) {
-        this.wholeRegexp = wholeRegexp;
-        this.flags = flags;
-        this.numCap = 0;
-        this.namedGroups = /* @__PURE__ */ Object.create(null);
-        this.stack = [];
-        this.free = null;
-        this.numRegexp = 0;
-        this.numRunes = 0;
-        this.repeats = 0;
-        this.height = null;
-        this.size = null;
-        this.nlb = 0;
-      }
-      newRegexp(op) {
-        let re = this.free;
-        if (re !== null && re.subs !== null && re.subs.length > 0) {
-          this.free = re.subs[0];
-          re.reinit();
-          re.op = op;
-        } else {
-          re = new Regexp(op);
-          this.numRegexp += 1;
-        }
-        return re;
-      }
-      reuse(re) {
-        if (this.height !== null && this.height.has(re)) this.height.delete(re);
-        if (re.subs !== null && re.subs.length > 0) re.subs[0] = this.free;
-        this.free = re;
-      }
-      checkLimits(re) {
-        if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
-        this.checkSize(re);
-        this.checkHeight(re);
-      }
-      checkSize(re) {
-        if (this.size === null) {
-          if (this.repeats === 0) this.repeats = 1;
-          if (re.op === Regexp.Op.REPEAT) {
-            let n = re.max;
-            if (n === -1) n = re.min;
-            if (n <= 0) n = 1;
-            if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
-            else this.repeats *= n;
-          }
-          if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
-          this.size = /* @__PURE__ */ new Map();
-          for (let reEx of this.stack) this.checkSize(reEx);
-        }
-        if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
-      }
-      calcSize(re, force = false) {
-        if (!force && this.size !== null) {
-          if (this.size.has(re)) return this.size.get(re);
-        }
-        let size2 = 0;
-        switch (re.op) {
-          case Regexp.Op.LITERAL:
-            size2 = re.runes.length;
-            break;
-          case Regexp.Op.PLB:
-          case Regexp.Op.NLB:
-          case Regexp.Op.CAPTURE:
-          case Regexp.Op.STAR:
-            size2 = 2 + this.calcSize(re.subs[0]);
-            break;
-          case Regexp.Op.PLUS:
-          case Regexp.Op.QUEST:
-            size2 = 1 + this.calcSize(re.subs[0]);
-            break;
-          case Regexp.Op.CONCAT:
-            for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
-            break;
-          case Regexp.Op.ALTERNATE:
-            for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
-            if (re.subs.length > 1) size2 = size2 + re.subs.length - 1;
-            break;
-          case Regexp.Op.REPEAT: {
-            let sub = this.calcSize(re.subs[0]);
-            if (re.max === -1) {
-              if (re.min === 0) size2 = 2 + sub;
-              else size2 = 1 + re.min * sub;
-              break;
-            }
-            size2 = re.max * sub + (re.max - re.min);
-            break;
-          }
-        }
-        size2 = Math.max(1, size2);
-        if (this.size === null) this.size = /* @__PURE__ */ new Map();
-        this.size.set(re, size2);
-        return size2;
-      }
-      checkHeight(re) {
-        if (this.numRegexp < Parser2.MAX_HEIGHT) return;
-        if (this.height === null) {
-          this.height = /* @__PURE__ */ new Map();
-          for (let reEx of this.stack) this.checkHeight(reEx);
-        }
-        if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
-      }
-      calcHeight(re, force = false) {
-        if (!force && this.height !== null) {
-          if (this.height.has(re)) return this.height.get(re);
-        }
-        let h = 1;
-        for (let sub of re.subs) {
-          const hsub = this.calcHeight(sub);
-          if (h < 1 + hsub) h = 1 + hsub;
-        }
-        if (this.height === null) this.height = /* @__PURE__ */ new Map();
-        this.height.set(re, h);
-        return h;
-      }
-      pop() {
-        return this.stack.pop();
-      }
-      popToPseudo() {
-        const n = this.stack.length;
-        let i = n;
-        while (i > 0 && !Regexp.isPseudoOp(this.stack[i - 1].op)) i--;
-        return this.stack.splice(i, n - i);
-      }
-      push(re) {
-        this.numRunes += re.runes.length;
-        if (re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 2 && re.runes[0] === re.runes[1]) {
-          if (this.maybeConcat(re.runes[0], this.flags & ~RE2Flags.FOLD_CASE)) return null;
-          re.op = Regexp.Op.LITERAL;
-          re.runes = [re.runes[0]];
-          re.flags = this.flags & ~RE2Flags.FOLD_CASE;
-        } else if (re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 4 && re.runes[0] === re.runes[1] && re.runes[2] === re.runes[3] && Unicode.simpleFold(re.runes[0]) === re.runes[2] && Unicode.simpleFold(re.runes[2]) === re.runes[0] || re.op === Regexp.Op.CHAR_CLASS && re.runes.length === 2 && re.runes[0] + 1 === re.runes[1] && Unicode.simpleFold(re.runes[0]) === re.runes[1] && Unicode.simpleFold(re.runes[1]) === re.runes[0]) {
-          if (this.maybeConcat(re.runes[0], this.flags | RE2Flags.FOLD_CASE)) return null;
-          re.op = Regexp.Op.LITERAL;
-          re.runes = [re.runes[0]];
-          re.flags = this.flags | RE2Flags.FOLD_CASE;
-        } else this.maybeConcat(-1, 0);
-        this.stack.push(re);
-        this.checkLimits(re);
-        return re;
-      }
-      maybeConcat(r, flags) {
-        const n = this.stack.length;
-        if (n < 2) return false;
-        const re1 = this.stack[n - 1];
-        const re2 = this.stack[n - 2];
-        if (re1.op !== Regexp.Op.LITERAL || re2.op !== Regexp.Op.LITERAL || (re1.flags & RE2Flags.FOLD_CASE) !== (re2.flags & RE2Flags.FOLD_CASE)) return false;
-        if (!Array.isArray(re2.runes)) re2.runes = Array.from(re2.runes);
-        for (let i = 0; i < re1.runes.length; i++) re2.runes.push(re1.runes[i]);
-        if (r >= 0) {
-          re1.runes = [r];
-          re1.flags = flags;
-          return true;
-        }
-        this.pop();
-        this.reuse(re1);
-        return false;
-      }
-      newLiteral(r, flags) {
-        const re = this.newRegexp(Regexp.Op.LITERAL);
-        re.flags = flags;
-        if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
-        re.runes = [r];
-        return re;
-      }
-      literal(r) {
-        this.push(this.newLiteral(r, this.flags));
-      }
-      op(op) {
-        const re = this.newRegexp(op);
-        re.flags = this.flags;
-        return this.push(re);
-      }
-      repeat(op, min, max, beforePos, t, lastRepeatPos) {
-        let flags = this.flags;
-        if ((flags & RE2Flags.PERL_X) !== 0) {
-          if (t.more() && t.lookingAt("?")) {
-            t.skip(1);
-            flags ^= RE2Flags.NON_GREEDY;
-          }
-          if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
-        }
-        const n = this.stack.length;
-        if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
-        const sub = this.stack[n - 1];
-        if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
-        const re = this.newRegexp(op);
-        re.min = min;
-        re.max = max;
-        re.flags = flags;
-        re.subs = [sub];
-        this.stack[n - 1] = re;
-        this.checkLimits(re);
-        if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
-      }
-      repeatIsValid(re, n) {
-        if (re.op === Regexp.Op.REPEAT) {
-          let m = re.max;
-          if (m === 0) return true;
-          if (m < 0) m = re.min;
-          if (m > n) return false;
-          if (m > 0) n = Math.trunc(n / m);
-        }
-        for (let sub of re.subs) if (!this.repeatIsValid(sub, n)) return false;
-        return true;
-      }
-      concat() {
-        this.maybeConcat(-1, 0);
-        const subs = this.popToPseudo();
-        if (subs.length === 0) return this.push(this.newRegexp(Regexp.Op.EMPTY_MATCH));
-        return this.push(this.collapse(subs, Regexp.Op.CONCAT));
-      }
-      alternate() {
-        const subs = this.popToPseudo();
-        if (subs.length > 0) this.cleanAlt(subs[subs.length - 1]);
-        if (subs.length === 0) return this.push(this.newRegexp(Regexp.Op.NO_MATCH));
-        return this.push(this.collapse(subs, Regexp.Op.ALTERNATE));
-      }
-      cleanAlt(re) {
-        if (re.op === Regexp.Op.CHAR_CLASS) {
-          re.runes = new CharClass(Array.from(re.runes)).cleanClass().toArray();
-          if (re.runes.length === 2 && re.runes[0] === 0 && re.runes[1] === Unicode.MAX_RUNE) {
-            re.runes = /* @__PURE__ */ new Int32Array(0);
-            re.op = Regexp.Op.ANY_CHAR;
-          } else if (re.runes.length === 4 && re.runes[0] === 0 && re.runes[1] === Codepoint.CODES["\n"] - 1 && re.runes[2] === Codepoint.CODES["\n"] + 1 && re.runes[3] === Unicode.MAX_RUNE) {
-            re.runes = /* @__PURE__ */ new Int32Array(0);
-            re.op = Regexp.Op.ANY_CHAR_NOT_NL;
-          }
-        }
-      }
-      collapse(subs, op) {
-        if (subs.length === 1) return subs[0];
-        let len = 0;
-        for (let sub of subs) len += sub.op === op ? sub.subs.length : 1;
-        let newsubs = new Array(len).fill(null);
-        let i = 0;
-        for (let sub of subs) if (sub.op === op) {
-          for (let j = 0; j < sub.subs.length; j++) newsubs[i++] = sub.subs[j];
-          this.reuse(sub);
-        } else newsubs[i++] = sub;
-        let re = this.newRegexp(op);
-        re.subs = newsubs;
-        if (op === Regexp.Op.ALTERNATE) {
-          re.subs = this.factor(re.subs);
-          if (re.subs.length === 1) {
-            const old = re;
-            re = re.subs[0];
-            this.reuse(old);
-          }
-        }
-        return re;
-      }
-      factor(array) {
-        if (array.length < 2) return array;
-        let s = 0;
-        let lensub = array.length;
-        let lenout = 0;
-        let str2 = null;
-        let strlen = 0;
-        let strflags = 0;
-        let start = 0;
-        for (let i = 0; i <= lensub; i++) {
-          let istr = null;
-          let istrlen = 0;
-          let iflags = 0;
-          if (i < lensub) {
-            let re = array[s + i];
-            if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) re = re.subs[0];
-            if (re.op === Regexp.Op.LITERAL) {
-              istr = re.runes;
-              istrlen = re.runes.length;
-              iflags = re.flags & RE2Flags.FOLD_CASE;
-            }
-            if (iflags === strflags) {
-              let same = 0;
-              while (same < strlen && same < istrlen && str2[same] === istr[same]) same++;
-              if (same > 0) {
-                strlen = same;
-                continue;
-              }
-            }
-          }
-          if (i === start) {
-          } else if (i === start + 1) array[lenout++] = array[s + start];
-          else {
-            const prefix = this.newRegexp(Regexp.Op.LITERAL);
-            prefix.flags = strflags;
-            prefix.runes = str2.slice(0, strlen);
-            for (let j = start; j < i; j++) {
-              array[s + j] = this.removeLeadingString(array[s + j], strlen);
-              this.checkLimits(array[s + j]);
-            }
-            const suffix = this.collapse(array.slice(s + start, s + i), Regexp.Op.ALTERNATE);
-            const re = this.newRegexp(Regexp.Op.CONCAT);
-            re.subs = [prefix, suffix];
-            array[lenout++] = re;
-          }
-          start = i;
-          str2 = istr;
-          strlen = istrlen;
-          strflags = iflags;
-        }
-        lensub = lenout;
-        s = 0;
-        start = 0;
-        lenout = 0;
-        let first = null;
-        for (let i = 0; i <= lensub; i++) {
-          let ifirst = null;
-          if (i < lensub) {
-            ifirst = Parser2.leadingRegexp(array[s + i]);
-            if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
-          }
-          if (i === start) {
-          } else if (i === start + 1) array[lenout++] = array[s + start];
-          else {
-            const prefix = first;
-            for (let j = start; j < i; j++) {
-              const reuse = j !== start;
-              array[s + j] = this.removeLeadingRegexp(array[s + j], reuse);
-              this.checkLimits(array[s + j]);
-            }
-            const suffix = this.collapse(array.slice(s + start, s + i), Regexp.Op.ALTERNATE);
-            const re = this.newRegexp(Regexp.Op.CONCAT);
-            re.subs = [prefix, suffix];
-            array[lenout++] = re;
-          }
-          start = i;
-          first = ifirst;
-        }
-        lensub = lenout;
-        s = 0;
-        start = 0;
-        lenout = 0;
-        for (let i = 0; i <= lensub; i++) {
-          if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
-          if (i === start) {
-          } else if (i === start + 1) array[lenout++] = array[s + start];
-          else {
-            let max = start;
-            for (let j = start + 1; j < i; j++) {
-              const subMax = array[s + max];
-              const subJ = array[s + j];
-              if (subMax.op < subJ.op || subMax.op === subJ.op && (subMax.runes !== null ? subMax.runes.length : 0) < (subJ.runes !== null ? subJ.runes.length : 0)) max = j;
-            }
-            const tmp = array[s + start];
-            array[s + start] = array[s + max];
-            array[s + max] = tmp;
-            for (let j = start + 1; j < i; j++) {
-              Parser2.mergeCharClass(array[s + start], array[s + j]);
-              this.reuse(array[s + j]);
-            }
-            this.cleanAlt(array[s + start]);
-            array[lenout++] = array[s + start];
-          }
-          if (i < lensub) array[lenout++] = array[s + i];
-          start = i + 1;
-        }
-        lensub = lenout;
-        s = 0;
-        start = 0;
-        lenout = 0;
-        for (let i = 0; i < lensub; ++i) {
-          if (i + 1 < lensub && array[s + i].op === Regexp.Op.EMPTY_MATCH && array[s + i + 1].op === Regexp.Op.EMPTY_MATCH) continue;
-          array[lenout++] = array[s + i];
-        }
-        lensub = lenout;
-        s = 0;
-        return array.slice(s, lensub);
-      }
-      removeLeadingString(re, n) {
-        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
-          const sub = this.removeLeadingString(re.subs[0], n);
-          re.subs[0] = sub;
-          if (sub.op === Regexp.Op.EMPTY_MATCH) {
-            this.reuse(sub);
-            switch (re.subs.length) {
-              case 0:
-              case 1:
-                re.op = Regexp.Op.EMPTY_MATCH;
-                re.subs = Regexp.emptySubs();
-                break;
-              case 2: {
-                const old = re;
-                re = re.subs[1];
-                this.reuse(old);
-                break;
-              }
-              default:
-                re.subs = re.subs.slice(1, re.subs.length);
-            }
-          }
-          return re;
-        }
-        if (re.op === Regexp.Op.LITERAL) {
-          re.runes = re.runes.slice(n, re.runes.length);
-          if (re.runes.length === 0) re.op = Regexp.Op.EMPTY_MATCH;
-        }
-        return re;
-      }
-      removeLeadingRegexp(re, reuse) {
-        if (re.op === Regexp.Op.CONCAT && re.subs.length > 0) {
-          if (reuse) this.reuse(re.subs[0]);
-          re.subs = re.subs.slice(1, re.subs.length);
-          switch (re.subs.length) {
-            case 0:
-              re.op = Regexp.Op.EMPTY_MATCH;
-              re.subs = Regexp.emptySubs();
-              break;
-            case 1: {
-              const old = re;
-              re = re.subs[0];
-              this.reuse(old);
-              break;
-            }
-          }
-          return re;
-        }
-        if (reuse) this.reuse(re);
-        return this.newRegexp(Regexp.Op.EMPTY_MATCH);
-      }
-      parseInternal() {
-        if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
-        let lastRepeatPos = -1;
-        let min = -1;
-        let max = -1;
-        const t = new StringIterator(this.wholeRegexp);
-        while (t.more()) {
-          let repeatPos = -1;
-          bigswitch: switch (t.peek()) {
-            case Codepoint.CODES["("]:
-              if ((this.flags & RE2Flags.LOOKBEHIND) !== 0) {
-                if (t.lookingAt("(?<=")) {
-                  this.parsePosLookBehind();
-                  t.skip(4);
-                  break;
-                }
-                if (t.lookingAt("(?<!")) {
-                  this.parseNegLookBehind();
-                  t.skip(4);
-                  break;
-                }
-              }
-              if ((this.flags & RE2Flags.PERL_X) !== 0 && t.lookingAt("(?")) {
-                this.parsePerlFlags(t);
-                break;
-              }
-              this.op(Regexp.Op.LEFT_PAREN).cap = ++this.numCap;
-              t.skip(1);
-              break;
-            case Codepoint.CODES["|"]:
-              this.parseVerticalBar();
-              t.skip(1);
-              break;
-            case Codepoint.CODES[")"]:
-              this.parseRightParen();
-              t.skip(1);
-              break;
-            case Codepoint.CODES["^"]:
-              if ((this.flags & RE2Flags.ONE_LINE) !== 0) this.op(Regexp.Op.BEGIN_TEXT);
-              else this.op(Regexp.Op.BEGIN_LINE);
-              t.skip(1);
-              break;
-            case Codepoint.CODES["$"]:
-              if ((this.flags & RE2Flags.ONE_LINE) !== 0) this.op(Regexp.Op.END_TEXT).flags |= RE2Flags.WAS_DOLLAR;
-              else this.op(Regexp.Op.END_LINE);
-              t.skip(1);
-              break;
-            case Codepoint.CODES["."]:
-              if ((this.flags & RE2Flags.DOT_NL) !== 0) this.op(Regexp.Op.ANY_CHAR);
-              else this.op(Regexp.Op.ANY_CHAR_NOT_NL);
-              t.skip(1);
-              break;
-            case Codepoint.CODES["["]:
-              this.parseClass(t);
-              break;
-            case Codepoint.CODES["*"]:
-            case Codepoint.CODES["+"]:
-            case Codepoint.CODES["?"]: {
-              repeatPos = t.pos();
-              let op = null;
-              switch (t.pop()) {
-                case Codepoint.CODES["*"]:
-                  op = Regexp.Op.STAR;
-                  break;
-                case Codepoint.CODES["+"]:
-                  op = Regexp.Op.PLUS;
-                  break;
-                case Codepoint.CODES["?"]:
-                  op = Regexp.Op.QUEST;
-              }
-              this.repeat(op, min, max, repeatPos, t, lastRepeatPos);
-              break;
-            }
-            case Codepoint.CODES["{"]: {
-              const before = t.pos();
-              const minMax = Parser2.parseRepeat(t);
-              if (minMax < 0) {
-                t.rewindTo(before);
-                this.literal(t.pop());
-                break;
-              }
-              repeatPos = before;
-              min = minMax >> 16;
-              max = (minMax & Unicode.MAX_BMP) << 16 >> 16;
-              this.repeat(Regexp.Op.REPEAT, min, max, repeatPos, t, lastRepeatPos);
-              break;
-            }
-            case Codepoint.CODES["\\"]: {
-              const savedPos = t.pos();
-              t.skip(1);
-              if ((this.flags & RE2Flags.PERL_X) !== 0 && t.more()) switch (t.pop()) {
-                case Codepoint.CODES["A"]:
-                  this.op(Regexp.Op.BEGIN_TEXT);
-                  break bigswitch;
-                case Codepoint.CODES["b"]:
-                  this.op(Regexp.Op.WORD_BOUNDARY);
-                  break bigswitch;
-                case Codepoint.CODES["B"]:
-                  this.op(Regexp.Op.NO_WORD_BOUNDARY);
-                  break bigswitch;
-                case Codepoint.CODES["C"]:
-                  throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
-                case Codepoint.CODES["Q"]: {
-                  let lit = t.rest();
-                  const i = lit.indexOf("\\E");
-                  if (i >= 0) {
-                    lit = lit.substring(0, i);
-                    t.skipString(lit);
-                    t.skipString("\\E");
-                  } else t.skipString(lit);
-                  let j = 0;
-                  while (j < lit.length) {
-                    const codepoint = lit.codePointAt(j);
-                    this.literal(codepoint);
-                    j += Utils.charCount(codepoint);
-                  }
-                  break bigswitch;
-                }
-                case Codepoint.CODES["z"]:
-                  this.op(Regexp.Op.END_TEXT);
-                  break bigswitch;
-                default:
-                  t.rewindTo(savedPos);
-              }
-              else t.rewindTo(savedPos);
-              const re = this.newRegexp(Regexp.Op.CHAR_CLASS);
-              re.flags = this.flags;
-              if (t.lookingAt("\\p") || t.lookingAt("\\P")) {
-                const cc2 = new CharClass();
-                if (this.parseUnicodeClass(t, cc2)) {
-                  re.runes = cc2.toArray();
-                  this.push(re);
-                  break bigswitch;
-                }
-              }
-              const cc = new CharClass();
-              if (this.parsePerlClassEscape(t, cc)) {
-                re.runes = cc.toArray();
-                this.push(re);
-                break bigswitch;
-              }
-              t.rewindTo(savedPos);
-              this.reuse(re);
-              this.literal(Parser2.parseEscape(t));
-              break;
-            }
-            default:
-              this.literal(t.pop());
-          }
-          lastRepeatPos = repeatPos;
-        }
-        this.concat();
-        if (this.swapVerticalBar()) this.pop();
-        this.alternate();
-        if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
-        this.stack[0].namedGroups = this.namedGroups;
-        return this.stack[0];
-      }
-      parsePerlFlags(t) {
-        const startPos = t.pos();
-        const s = t.rest();
-        if (s.startsWith("(?P<") || s.startsWith("(?<")) {
-          const begin = s.charAt(2) === "P" ? 4 : 3;
-          const end = s.indexOf(">");
-          if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
-          const name2 = s.substring(begin, end);
-          t.skipString(name2);
-          t.skip(begin + 1);
-          if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
-          const re = this.op(Regexp.Op.LEFT_PAREN);
-          re.cap = ++this.numCap;
-          if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
-          this.namedGroups[name2] = this.numCap;
-          re.name = name2;
-          return;
-        }
-        t.skip(2);
-        let flags = this.flags;
-        let sign = 1;
-        let sawFlag = false;
-        loop: while (t.more()) {
-          const c = t.pop();
-          switch (c) {
-            case Codepoint.CODES["i"]:
-              flags |= RE2Flags.FOLD_CASE;
-              sawFlag = true;
-              break;
-            case Codepoint.CODES["m"]:
-              flags &= ~RE2Flags.ONE_LINE;
-              sawFlag = true;
-              break;
-            case Codepoint.CODES["s"]:
-              flags |= RE2Flags.DOT_NL;
-              sawFlag = true;
-              break;
-            case Codepoint.CODES["U"]:
-              flags |= RE2Flags.NON_GREEDY;
-              sawFlag = true;
-              break;
-            case Codepoint.CODES["-"]:
-              if (sign < 0) break loop;
-              sign = -1;
-              flags = ~flags;
-              sawFlag = false;
-              break;
-            case Codepoint.CODES[":"]:
-            case Codepoint.CODES[")"]:
-              if (sign < 0) {
-                if (!sawFlag) break loop;
-                flags = ~flags;
-              }
-              if (c === Codepoint.CODES[":"]) this.op(Regexp.Op.LEFT_PAREN);
-              this.flags = flags;
-              return;
-            default:
-              break loop;
-          }
-        }
-        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
-      }
-      parsePosLookBehind() {
-        const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
-        re.flags = this.flags;
-        re.lb = ++this.nlb;
-        return this.push(re);
-      }
-      parseNegLookBehind() {
-        const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
-        re.flags = this.flags;
-        re.lb = -++this.nlb;
-        return this.push(re);
-      }
-      parseVerticalBar() {
-        this.concat();
-        if (!this.swapVerticalBar()) this.op(Regexp.Op.VERTICAL_BAR);
-      }
-      swapVerticalBar() {
-        const n = this.stack.length;
-        if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
-          let re1 = this.stack[n - 1];
-          let re3 = this.stack[n - 3];
-          if (re1.op > re3.op) {
-            const tmp = re3;
-            re3 = re1;
-            re1 = tmp;
-            this.stack[n - 3] = re3;
-          }
-          Parser2.mergeCharClass(re3, re1);
-          this.reuse(re1);
-          this.pop();
-          return true;
-        }
-        if (n >= 2) {
-          const re1 = this.stack[n - 1];
-          const re2 = this.stack[n - 2];
-          if (re2.op === Regexp.Op.VERTICAL_BAR) {
-            if (n >= 3) this.cleanAlt(this.stack[n - 3]);
-            this.stack[n - 2] = re1;
-            this.stack[n - 1] = re2;
-            return true;
-          }
-        }
-        return false;
-      }
-      parseRightParen() {
-        this.concat();
-        if (this.swapVerticalBar()) this.pop();
-        this.alternate();
-        if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
-        const re1 = this.pop();
-        const re2 = this.pop();
-        if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
-        this.flags = re2.flags;
-        if (re2.lb !== 0) {
-          if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
-          if (re2.lb > 0) re2.op = Regexp.Op.PLB;
-          else re2.op = Regexp.Op.NLB;
-          re2.subs = [re1];
-          this.push(re2);
-          return;
-        }
-        if (re2.cap === 0) this.push(re1);
-        else {
-          re2.op = Regexp.Op.CAPTURE;
-          re2.subs = [re1];
-          this.push(re2);
-        }
-      }
-      parsePerlClassEscape(t, cc) {
-        const beforePos = t.pos();
-        if ((this.flags & RE2Flags.PERL_X) === 0 || !t.more() || t.pop() !== Codepoint.CODES["\\"] || !t.more()) return false;
-        t.pop();
-        const p = t.from(beforePos);
-        const g = PERL_GROUPS.has(p) ? PERL_GROUPS.get(p) : null;
-        if (g === null) return false;
-        cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
-        return true;
-      }
-      parseNamedClass(t, cc) {
-        const cls = t.rest();
-        const i = cls.indexOf(":]");
-        if (i < 0) return false;
-        const name2 = cls.substring(0, i + 2);
-        t.skipString(name2);
-        const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-        if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
-        cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
-        return true;
-      }
-      parseUnicodeClass(t, cc) {
-        const startPos = t.pos();
-        if ((this.flags & RE2Flags.UNICODE_GROUPS) === 0 || !t.lookingAt("\\p") && !t.lookingAt("\\P")) return false;
-        t.skip(1);
-        let sign = 1;
-        let c = t.pop();
-        if (c === Codepoint.CODES["P"]) sign = -1;
-        if (!t.more()) {
-          t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
-        }
-        c = t.pop();
-        let name2;
-        if (c !== Codepoint.CODES["{"]) name2 = Utils.runeToString(c);
-        else {
-          const rest = t.rest();
-          const end = rest.indexOf("}");
-          if (end < 0) {
-            t.rewindTo(startPos);
-            throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
-          }
-          name2 = rest.substring(0, end);
-          t.skipString(name2);
-          t.skip(1);
-        }
-        if (!(name2.length === 0) && name2.codePointAt(0) === Codepoint.CODES["^"]) {
-          sign = 0 - sign;
-          name2 = name2.substring(1);
-        }
-        const pair = Parser2.unicodeTable(name2);
-        if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
-        if (pair.sign < 0) sign = 0 - sign;
-        const tab = pair.tab;
-        const fold = pair.fold;
-        if ((this.flags & RE2Flags.FOLD_CASE) === 0 || fold === null) cc.appendTableWithSign(tab, sign);
-        else {
-          const tmp = new CharClass().appendTable(tab).appendTable(fold).cleanClass().toArray();
-          cc.appendClassWithSign(Array.from(tmp), sign);
-        }
-        return true;
-      }
-      parseClass(t) {
-        const startPos = t.pos();
-        t.skip(1);
-        const re = this.newRegexp(Regexp.Op.CHAR_CLASS);
-        re.flags = this.flags;
-        const cc = new CharClass();
-        let sign = 1;
-        if (t.more() && t.lookingAt("^")) {
-          sign = -1;
-          t.skip(1);
-          if ((this.flags & RE2Flags.CLASS_NL) === 0) cc.appendRange(Codepoint.CODES["\n"], Codepoint.CODES["\n"]);
-        }
-        let first = true;
-        while (!t.more() || t.peek() !== Codepoint.CODES["]"] || first) {
-          if (t.more() && t.lookingAt("-") && (this.flags & RE2Flags.PERL_X) === 0 && !first) {
-            const s = t.rest();
-            if (s === "-" || !s.startsWith("-]")) {
-              t.rewindTo(startPos);
-              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
-            }
-          }
-          first = false;
-          const beforePos = t.pos();
-          if (t.lookingAt("[:")) {
-            if (this.parseNamedClass(t, cc)) continue;
-            t.rewindTo(beforePos);
-          }
-          if (this.parseUnicodeClass(t, cc)) continue;
-          if (this.parsePerlClassEscape(t, cc)) continue;
-          t.rewindTo(beforePos);
-          const lo = Parser2.parseClassChar(t, startPos);
-          let hi = lo;
-          if (t.more() && t.lookingAt("-")) {
-            t.skip(1);
-            if (t.more() && t.lookingAt("]")) t.skip(-1);
-            else {
-              hi = Parser2.parseClassChar(t, startPos);
-              if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
-            }
-          }
-          if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
-          else cc.appendFoldedRange(lo, hi);
-        }
-        t.skip(1);
-        cc.cleanClass();
-        if (sign < 0) cc.negateClass();
-        re.runes = cc.toArray();
-        this.push(re);
-      }
-    };
-    RE2 = class RE22 {
-      static initTest(expr) {
-        const re2 = RE22.compile(expr);
-        const res = new RE22(re2.expr, re2.prog, re2.numSubexp, re2.longest);
-        res.cond = re2.cond;
-        res.prefix = re2.prefix;
-        res.prefixUTF8 = re2.prefixUTF8;
-        res.prefixComplete = re2.prefixComplete;
-        res.prefixRune = re2.prefixRune;
-        res.prefilter = re2.prefilter;
-        res.namedGroups = re2.namedGroups;
-        return res;
-      }
-      /**
-      * Parses a regular expression and returns, if successful, an {@code RE2} instance that can be
-      * used to match against text.
-      *
-      * When matching against text, the regexp returns a match that begins as early as possible in the
-      * input (leftmost), and among those it chooses the one that a backtracking search would have
-      * found first. This so-called leftmost-first matching is the same semantics that Perl, Python,
-      * and other implementations use, although this package implements it without the expense of
-      * backtracking. For POSIX leftmost-longest matching, see {@link #compilePOSIX}.
-      */
-      static compile(expr) {
-        return RE22.compileImpl(expr, RE2Flags.PERL, false);
-      }
-      /**
-      * {@code compilePOSIX} is like {@link #compile} but restricts the regular expression to POSIX ERE
-      * (egrep) syntax and changes the match semantics to leftmost-longest.
-      *
-      * That is, when matching against text, the regexp returns a match that begins as early as
-      * possible in the input (leftmost), and among those it chooses a match that is as long as
-      * possible. This so-called leftmost-longest matching is the same semantics that early regular
-      * expression implementations used and that POSIX specifies.
-      *
-      * However, there can be multiple leftmost-longest matches, with different submatch choices, and
-      * here this package diverges from POSIX. Among the possible leftmost-longest matches, this
-      * package chooses the one that a backtracking search would have found first, while POSIX
-      * specifies that the match be chosen to maximize the length of the first subexpression, then the
-      * second, and so on from left to right. The POSIX rule is computationally prohibitive and not
-      * even well-defined. See http://swtch.com/~rsc/regexp/regexp2.html#posix
-      */
-      static compilePOSIX(expr) {
-        return RE22.compileImpl(expr, RE2Flags.POSIX, true);
-      }
-      static compileImpl(expr, mode, longest) {
-        let re = Parser.parse(expr, mode);
-        const maxCap = re.maxCap();
-        const namedGroups = re.namedGroups;
-        re = Simplify.simplify(re);
-        const prefilter = PrefilterTree.build(re);
-        const prog = Compiler.compileRegexp(re);
-        const re2 = new RE22(expr, prog, maxCap, longest);
-        re2.prefilter = prefilter.type === Prefilter.Type.NONE ? null : prefilter;
-        const [prefixCompl, prefixStr] = prog.prefix();
-        re2.prefixComplete = prefixCompl;
-        re2.prefix = prefixStr;
-        re2.prefixUTF8 = Utils.stringToUtf8ByteArray(re2.prefix);
-        if (re2.prefix.length > 0) re2.prefixRune = re2.prefix.codePointAt(0);
-        re2.namedGroups = namedGroups;
-        return re2;
-      }
-      /**
-      * Returns true iff textual regular expression {@code pattern} matches string {@code s}.
-      *
-      * More complicated queries need to use {@link #compile} and the full {@code RE2} interface.
-      */
-      static match(pattern, s) {
-        return RE22.compile(pattern).match(s);
-      }
-      constructor(expr, prog, numSubexp = 0, longest = 0) {
-        this.expr = expr;
-        this.prog = prog;
-        this.numSubexp = numSubexp;
-        this.longest = longest;
-        this.cond = prog.startCond();
-        this.prefix = null;
-        this.prefixUTF8 = null;
-        this.prefixComplete = false;
-        this.prefixRune = 0;
-        this.namedGroups = /* @__PURE__ */ Object.create(null);
-        this.machinePool = [];
-        this.lazyDFA = null;
-        this.onepass = OnePass.compile(this.prog);
-        this.prefilter = null;
-      }
-      get dfa() {
-        if (this.lazyDFA === null) this.lazyDFA = new DFA(this.prog);
-        return this.lazyDFA;
-      }
-      matchPrefixComplete(input, pos, anchor, ncap) {
-        if ((anchor === RE2Flags.ANCHOR_START || anchor === RE2Flags.ANCHOR_BOTH) && pos !== 0) return null;
-        let matchStart = -1;
-        let matchEnd = -1;
-        const pLen = input.prefixLength(this);
-        if (anchor === RE2Flags.UNANCHORED) {
-          const idx = input.index(this, pos);
-          if (idx < 0) return null;
-          matchStart = pos + idx;
-          matchEnd = matchStart + pLen;
-        } else if (anchor === RE2Flags.ANCHOR_BOTH) {
-          if (input.endPos() !== pLen) return null;
-          if (input.index(this, 0) !== 0) return null;
-          matchStart = 0;
-          matchEnd = pLen;
-        } else if (anchor === RE2Flags.ANCHOR_START) {
-          if (input.index(this, 0) !== 0) return null;
-          matchStart = 0;
-          matchEnd = pLen;
-        }
-        if (matchStart < 0) return null;
-        if (ncap > 0) {
-          const matchcap = new Int32Array(ncap).fill(-1);
-          matchcap[0] = matchStart;
-          matchcap[1] = matchEnd;
-          return Array.from(matchcap);
-        }
-        return [];
-      }
-      createLookbehindState() {
-        return this.prog.numLb > 0 ? new LookbehindState(this.prog) : null;
-      }
-      executeEngine(input, pos, anchor, ncap, lbState = null) {
-        if (this.prefixComplete && (ncap === 0 || this.numSubexp === 0)) return this.matchPrefixComplete(input, pos, anchor, ncap);
-        if (this.prefilter !== null && anchor === RE2Flags.UNANCHORED) {
-          if (!this.prefilter.eval(input, pos)) return null;
-        }
-        if (this.onepass !== null) return OnePass.execute(this, input, pos, anchor, ncap);
-        if (ncap > 0) {
-          if (this.prog.numLb === 0 && input.endPos() <= Backtracker.maxBitStateLen(this.prog)) return Backtracker.execute(this, input, pos, anchor, ncap);
-          return this.doExecuteNFA(input, pos, anchor, ncap, lbState);
-        }
-        if (this.prog.numLb === 0) {
-          const dfaResult = this.dfa.match(input, pos, anchor);
-          if (dfaResult !== null) return dfaResult ? [] : null;
-          if (input.endPos() <= Backtracker.maxBitStateLen(this.prog)) return Backtracker.execute(this, input, pos, anchor, ncap);
-        }
-        return this.doExecuteNFA(input, pos, anchor, ncap, lbState);
-      }
-      /**
-      * Returns the number of parenthesized subexpressions in this regular expression.
-      */
-      numberOfCapturingGroups() {
-        return this.numSubexp;
-      }
-      /**
-      * Returns the number of instructions in this compiled regular expression program.
-      */
-      numberOfInstructions() {
-        return this.prog.numInst();
-      }
-      get() {
-        return this.machinePool.length > 0 ? this.machinePool.pop() : null;
-      }
-      reset() {
-        this.machinePool.length = 0;
-      }
-      put(m) {
-        this.machinePool.push(m);
-      }
-      toString() {
-        return this.expr;
-      }
-      doExecuteNFA(input, pos, anchor, ncap, lbState = null) {
-        let m = this.get();
-        if (!m) m = Machine.fromRE2(this);
-        m.init(ncap);
-        const cap = m.match(input, pos, anchor, lbState) ? m.submatches() : null;
-        this.put(m);
-        return cap;
-      }
-      match(s) {
-        return this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 0) !== null;
-      }
-      /**
-      * Matches the regular expression against input starting at position start and ending at position
-      * end, with the given anchoring. Records the submatch boundaries in group, which is [start, end)
-      * pairs of byte offsets. The number of boundaries needed is inferred from the size of the group
-      * array. It is most efficient not to ask for submatch boundaries.
-      *
-      * @param input the input byte array
-      * @param start the beginning position in the input
-      * @param end the end position in the input
-      * @param anchor the anchoring flag (UNANCHORED, ANCHOR_START, ANCHOR_BOTH)
-      * @param group the array to fill with submatch positions
-      * @param ngroup the number of array pairs to fill in
-      * @param lbState optional state carried between successive matches over the same input (see
-      *   createLookbehindState); omit it to evaluate lookbehinds from the beginning of the input
-      * @returns true if a match was found
-      */
-      matchWithGroup(input, start, end, anchor, ngroup, lbState = null) {
-        if (!(input instanceof MatcherInputBase)) {
-          if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
-          else input = MatcherInput.utf16(input);
-        }
-        return this.matchMachineInput(input, start, end, anchor, ngroup, lbState);
-      }
-      matchMachineInput(input, start, end, anchor, ngroup, lbState = null) {
-        if (start > end) return [false, null];
-        const machineInput = input.isUTF16Encoding() ? MachineInput.fromUTF16(input.asCharSequence(), 0, end) : MachineInput.fromUTF8(input.asBytes(), 0, end);
-        const groupMatch = this.executeEngine(machineInput, start, anchor, 2 * ngroup, lbState);
-        if (groupMatch === null) return [false, null];
-        return [true, groupMatch];
-      }
-      /**
-      * Returns true iff this regexp matches the UTF-8 byte array {@code b}.
-      */
-      matchUTF8(b) {
-        return this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 0) !== null;
-      }
-      /**
-      * Returns a copy of {@code src} in which all matches for this regexp have been replaced by
-      * {@code repl}. No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
-      * replacement string.
-      */
-      replaceAll(src, repl) {
-        return this.replaceAllFunc(src, () => repl, 2 * src.length + 1);
-      }
-      /**
-      * Returns a copy of {@code src} in which only the first match for this regexp has been replaced
-      * by {@code repl}. No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
-      * replacement string.
-      */
-      replaceFirst(src, repl) {
-        return this.replaceAllFunc(src, () => repl, 1);
-      }
-      /**
-      * Returns a copy of {@code src} in which at most {@code maxReplaces} matches for this regexp have
-      * been replaced by the return value of of function {@code repl} (whose first argument is the
-      * matched string). No support is provided for expressions (e.g. {@code \1} or {@code $1}) in the
-      * replacement string.
-      */
-      replaceAllFunc(src, replFunc, maxReplaces) {
-        let lastMatchEnd = 0;
-        let searchPos = 0;
-        let out = "";
-        const input = MachineInput.fromUTF16(src);
-        const lbState = this.createLookbehindState();
-        let numReplaces = 0;
-        while (searchPos <= src.length) {
-          const a = this.executeEngine(input, searchPos, RE2Flags.UNANCHORED, 2, lbState);
-          if (a === null || a.length === 0) break;
-          out += src.substring(lastMatchEnd, a[0]);
-          if (a[1] > lastMatchEnd || a[0] === 0) {
-            out += replFunc(src.substring(a[0], a[1]));
-            numReplaces++;
-          }
-          lastMatchEnd = a[1];
-          const width = input.step(searchPos) & 7;
-          if (searchPos + width > a[1]) searchPos += width;
-          else if (searchPos + 1 > a[1]) searchPos++;
-          else searchPos = a[1];
-          if (numReplaces >= maxReplaces) break;
-        }
-        out += src.substring(lastMatchEnd);
-        return out;
-      }
-      pad(a) {
-        if (a === null) return null;
-        let n = (1 + this.numSubexp) * 2;
-        if (a.length < n) {
-          let a2 = new Array(n).fill(-1);
-          for (let i = 0; i < a.length; i++) a2[i] = a[i];
-          a = a2;
-        }
-        return a;
-      }
-      allMatches(input, n, deliverFun = (v) => v) {
-        let result = [];
-        const end = input.endPos();
-        if (n < 0) n = end + 1;
-        let pos = 0;
-        let i = 0;
-        let prevMatchEnd = -1;
-        const lbState = this.createLookbehindState();
-        while (i < n && pos <= end) {
-          const matches = this.executeEngine(input, pos, RE2Flags.UNANCHORED, this.prog.numCap, lbState);
-          if (matches === null || matches.length === 0) break;
-          let accept = true;
-          if (matches[1] === pos) {
-            if (matches[0] === prevMatchEnd) accept = false;
-            const r = input.step(pos);
-            if (r < 0) pos = end + 1;
-            else pos += r & 7;
-          } else pos = matches[1];
-          prevMatchEnd = matches[1];
-          if (accept) {
-            result.push(deliverFun(this.pad(matches)));
-            i++;
-          }
-        }
-        return result;
-      }
-      /**
-      * Returns an array holding the text of the leftmost match in {@code b} of this regular
-      * expression.
-      *
-      * A return value of null indicates no match.
-      */
-      findUTF8(b) {
-        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 2);
-        if (a === null) return null;
-        return b.slice(a[0], a[1]);
-      }
-      /**
-      * Returns a two-element array of integers defining the location of the leftmost match in
-      * {@code b} of this regular expression. The match itself is at {@code b[loc[0]...loc[1]]}.
-      *
-      * A return value of null indicates no match.
-      */
-      findUTF8Index(b) {
-        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, 2);
-        if (a === null) return null;
-        return a.slice(0, 2);
-      }
-      /**
-      * Returns a string holding the text of the leftmost match in {@code s} of this regular
-      * expression.
-      *
-      * If there is no match, the return value is an empty string, but it will also be empty if the
-      * regular expression successfully matches an empty string. Use {@link #findIndex} or
-      * {@link #findSubmatch} if it is necessary to distinguish these cases.
-      */
-      find(s) {
-        const a = this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 2);
-        if (a === null) return "";
-        return s.substring(a[0], a[1]);
-      }
-      /**
-      * Returns a two-element array of integers defining the location of the leftmost match in
-      * {@code s} of this regular expression. The match itself is at
-      * {@code s.substring(loc[0], loc[1])}.
-      *
-      * A return value of null indicates no match.
-      */
-      findIndex(s) {
-        return this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, 2);
-      }
-      /**
-      * Returns an array of arrays the text of the leftmost match of the regular expression in
-      * {@code b} and the matches, if any, of its subexpressions, as defined by the <a
-      * href='#submatch'>Submatch</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findUTF8Submatch(b) {
-        const a = this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, this.prog.numCap);
-        if (a === null) return null;
-        const ret = new Array(1 + this.numSubexp).fill(null);
-        for (let i = 0; i < ret.length; i++) if (2 * i < a.length && a[2 * i] >= 0) ret[i] = b.slice(a[2 * i], a[2 * i + 1]);
-        return ret;
-      }
-      /**
-      * Returns an array holding the index pairs identifying the leftmost match of this regular
-      * expression in {@code b} and the matches, if any, of its subexpressions, as defined by the the
-      * <a href='#submatch'>Submatch</a> and <a href='#index'>Index</a> descriptions above.
-      *
-      * A return value of null indicates no match.
-      */
-      findUTF8SubmatchIndex(b) {
-        return this.pad(this.executeEngine(MachineInput.fromUTF8(b), 0, RE2Flags.UNANCHORED, this.prog.numCap));
-      }
-      /**
-      * Returns an array of strings holding the text of the leftmost match of the regular expression in
-      * {@code s} and the matches, if any, of its subexpressions, as defined by the <a
-      * href='#submatch'>Submatch</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findSubmatch(s) {
-        const a = this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, this.prog.numCap);
-        if (a === null) return null;
-        const ret = new Array(1 + this.numSubexp).fill(null);
-        for (let i = 0; i < ret.length; i++) if (2 * i < a.length && a[2 * i] >= 0) ret[i] = s.substring(a[2 * i], a[2 * i + 1]);
-        return ret;
-      }
-      /**
-      * Returns an array holding the index pairs identifying the leftmost match of this regular
-      * expression in {@code s} and the matches, if any, of its subexpressions, as defined by the <a
-      * href='#submatch'>Submatch</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findSubmatchIndex(s) {
-        return this.pad(this.executeEngine(MachineInput.fromUTF16(s), 0, RE2Flags.UNANCHORED, this.prog.numCap));
-      }
-      /**
-      * {@code findAllUTF8()} is the <a href='#all'>All</a> version of {@link #findUTF8}; it returns a
-      * list of up to {@code n} successive matches of the expression, as defined by the <a
-      * href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      *
-      * TODO(adonovan): think about defining a byte slice view class, like a read-only Go slice backed
-      * by |b|.
-      */
-      findAllUTF8(b, n) {
-        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => b.slice(match[0], match[1]));
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllUTF8Index} is the <a href='#all'>All</a> version of {@link #findUTF8Index}; it
-      * returns a list of up to {@code n} successive matches of the expression, as defined by the <a
-      * href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllUTF8Index(b, n) {
-        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => match.slice(0, 2));
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAll} is the <a href='#all'>All</a> version of {@link #find}; it returns a list of up
-      * to {@code n} successive matches of the expression, as defined by the <a href='#all'>All</a>
-      * description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAll(s, n) {
-        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => s.substring(match[0], match[1]));
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllIndex} is the <a href='#all'>All</a> version of {@link #findIndex}; it returns a
-      * list of up to {@code n} successive matches of the expression, as defined by the <a
-      * href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllIndex(s, n) {
-        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => match.slice(0, 2));
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllUTF8Submatch} is the <a href='#all'>All</a> version of {@link #findUTF8Submatch};
-      * it returns a list of up to {@code n} successive matches of the expression, as defined by the <a
-      * href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllUTF8Submatch(b, n) {
-        const result = this.allMatches(MachineInput.fromUTF8(b), n, (match) => {
-          let slice = new Array(match.length / 2 | 0).fill(null);
-          for (let j = 0; j < slice.length; j++) if (match[2 * j] >= 0) slice[j] = b.slice(match[2 * j], match[2 * j + 1]);
-          return slice;
-        });
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllUTF8SubmatchIndex} is the <a href='#all'>All</a> version of
-      * {@link #findUTF8SubmatchIndex}; it returns a list of up to {@code n} successive matches of the
-      * expression, as defined by the <a href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllUTF8SubmatchIndex(b, n) {
-        const result = this.allMatches(MachineInput.fromUTF8(b), n);
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllSubmatch} is the <a href='#all'>All</a> version of {@link #findSubmatch}; it
-      * returns a list of up to {@code n} successive matches of the expression, as defined by the <a
-      * href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllSubmatch(s, n) {
-        const result = this.allMatches(MachineInput.fromUTF16(s), n, (match) => {
-          let slice = new Array(match.length / 2 | 0).fill(null);
-          for (let j = 0; j < slice.length; j++) if (match[2 * j] >= 0) slice[j] = s.substring(match[2 * j], match[2 * j + 1]);
-          return slice;
-        });
-        if (result.length === 0) return null;
-        return result;
-      }
-      /**
-      * {@code findAllSubmatchIndex} is the <a href='#all'>All</a> version of
-      * {@link #findSubmatchIndex}; it returns a list of up to {@code n} successive matches of the
-      * expression, as defined by the <a href='#all'>All</a> description above.
-      *
-      * A return value of null indicates no match.
-      */
-      findAllSubmatchIndex(s, n) {
-        const result = this.allMatches(MachineInput.fromUTF16(s), n);
-        if (result.length === 0) return null;
-        return result;
-      }
-    };
-    RE2Set = class RE2Set2 {
-      /** @type {number} */
-      static UNANCHORED = RE2Flags.UNANCHORED;
-      /** @type {number} */
-      static ANCHOR_START = RE2Flags.ANCHOR_START;
-      /** @type {number} */
-      static ANCHOR_BOTH = RE2Flags.ANCHOR_BOTH;
-      /**
-      * Constructs a new RE2Set with the specified anchor mode and flags.
-      * @param {number} [anchor=RE2Set.UNANCHORED] - The anchoring mode (e.g., RE2Set.UNANCHORED).
-      * @param {number} [flags=0] - The public flags to apply to all patterns in the set.
-      * @param {number} [maxMem=8388608] - The maximum memory in bytes to use for the DFA (default 8MB).
-      */
-      constructor(anchor = RE2Set2.UNANCHORED, flags = 0, maxMem = 8388608) {
-        if (![
-          RE2Set2.UNANCHORED,
-          RE2Set2.ANCHOR_START,
-          RE2Set2.ANCHOR_BOTH
-        ].includes(anchor)) throw new RE2JSFlagsException("The anchor should be RE2Set.UNANCHORED, RE2Set.ANCHOR_START or RE2Set.ANCHOR_BOTH");
-        Utils.checkFlags(flags);
-        this.anchor = anchor;
-        this.jsFlags = flags;
-        this.maxMem = maxMem;
-        let re2Flags = RE2Flags.PERL;
-        if ((flags & PublicFlags.DISABLE_UNICODE_GROUPS) !== 0) re2Flags &= ~RE2Flags.UNICODE_GROUPS;
-        if ((flags & PublicFlags.LOOKBEHINDS) !== 0) re2Flags |= RE2Flags.LOOKBEHIND;
-        this.re2Flags = re2Flags;
-        this.regexps = [];
-        this.prog = null;
-        this.dfa = null;
-        this.dummyRe2 = null;
-      }
-      /**
-      * Adds a new regular expression pattern to the set.
-      * Patterns cannot be added after the set has been compiled.
-      * @param {string} pattern - The regular expression pattern to add.
-      * @returns {number} The integer index assigned to the added pattern.
-      * @throws {RE2JSCompileException} If patterns are added after compilation.
-      */
-      add(pattern) {
-        if (this.prog) throw new RE2JSCompileException("Cannot add patterns after compile");
-        Utils.checkPattern(pattern);
-        let fregex = pattern;
-        if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
-        if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
-        if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-        const re = Parser.parse(fregex, this.re2Flags);
-        this.regexps.push(Simplify.simplify(re));
-        return this.regexps.length - 1;
-      }
-      /**
-      * Compiles the added patterns into a single state machine.
-      * This is automatically called on the first match if not called explicitly.
-      * @returns {void}
-      */
-      compile() {
-        if (this.prog) return;
-        const prog = Compiler.compileSet(this.regexps);
-        if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
-        this.prog = prog;
-        this.dfa = new DFA(this.prog, this.maxMem);
-        this.dummyRe2 = {
-          prog: this.prog,
-          cond: this.prog.startCond(),
-          prefix: "",
-          prefixRune: 0,
-          longest: false
-        };
-      }
-      /**
-      * Matches the input against the compiled set of regular expressions.
-      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to match against.
-      * @returns {number[]} An array of indices representing the patterns that successfully matched the input.
-      */
-      match(input) {
-        if (!this.prog) this.compile();
-        const machineInput = Utils.isByteArray(input) ? MachineInput.fromUTF8(input) : MachineInput.fromUTF16(input);
-        let internalAnchor = RE2Flags.UNANCHORED;
-        if (this.anchor === RE2Set2.ANCHOR_START) internalAnchor = RE2Flags.ANCHOR_START;
-        else if (this.anchor === RE2Set2.ANCHOR_BOTH) internalAnchor = RE2Flags.ANCHOR_BOTH;
-        const dfaResult = this.dfa.matchSet(machineInput, 0, internalAnchor);
-        if (dfaResult !== null) return dfaResult;
-        const machine = Machine.fromRE2(this.dummyRe2);
-        machine.init(0);
-        return machine.matchSet(machineInput, 0, internalAnchor);
-      }
-    };
-    TranslateRegExpString = class TranslateRegExpString2 {
-      static isHexadecimal(ch) {
-        return "0" <= ch && ch <= "9" || "A" <= ch && ch <= "F" || "a" <= ch && ch <= "f";
-      }
-      static translate(data) {
-        let prefixFlags = "";
-        if (Object.prototype.toString.call(data) === "[object RegExp]") {
-          if (data.ignoreCase) prefixFlags += "i";
-          if (data.multiline) prefixFlags += "m";
-          if (data.dotAll) prefixFlags += "s";
-          data = data.source;
-        }
-        if (typeof data !== "string") return data;
-        let result = "";
-        let changed = false;
-        let size2 = data.length;
-        if (size2 === 0) {
-          result = "(?:)";
-          changed = true;
-        }
-        let inCharClass = false;
-        let i = 0;
-        while (i < size2) {
-          let ch = data[i];
-          if (ch === "\\") {
-            if (i + 1 < size2) {
-              ch = data[i + 1];
-              switch (ch) {
-                case "\\":
-                  result += "\\\\";
-                  i += 2;
-                  continue;
-                case "c":
-                  if (i + 2 < size2) {
-                    let code = data[i + 2].charCodeAt(0);
-                    if (code >= 65 && code <= 90 || code >= 97 && code <= 122) {
-                      let val = code % 32;
-                      result += "\\x";
-                      result += (val >> 4).toString(16).toUpperCase();
-                      result += (val & 15).toString(16).toUpperCase();
-                      i += 3;
-                      changed = true;
-                      continue;
-                    }
-                  }
-                  result += "c";
-                  i += 2;
-                  changed = true;
-                  continue;
-                case "u":
-                  if (i + 2 < size2) {
-                    if (data[i + 2] === "{") {
-                      let j = i + 3;
-                      let hasHex = false;
-                      let closed = false;
-                      while (j < size2) {
-                        const hexChar = data[j];
-                        if (hexChar === "}") {
-                          closed = true;
-                          break;
-                        }
-                        if (!TranslateRegExpString2.isHexadecimal(hexChar)) break;
-                        hasHex = true;
-                        j++;
-                      }
-                      if (closed && hasHex) {
-                        result += "\\x";
-                        i += 2;
-                        changed = true;
-                        continue;
-                      }
-                    } else if (i + 5 < size2) {
-                      let isHex4 = true;
-                      for (let j = 0; j < 4; j++) if (!TranslateRegExpString2.isHexadecimal(data[i + 2 + j])) {
-                        isHex4 = false;
-                        break;
-                      }
-                      if (isHex4) {
-                        result += "\\x{" + data.substring(i + 2, i + 6) + "}";
-                        i += 6;
-                        changed = true;
-                        continue;
-                      }
-                    }
-                  }
-                  result += "u";
-                  i += 2;
-                  changed = true;
-                  continue;
-                case "x": {
-                  let isValidHex = false;
-                  if (i + 2 < size2 && data[i + 2] === "{") {
-                    let j = i + 3;
-                    let hasHex = false;
-                    let closed = false;
-                    while (j < size2) {
-                      const hexChar = data[j];
-                      if (hexChar === "}") {
-                        closed = true;
-                        break;
-                      }
-                      if (!TranslateRegExpString2.isHexadecimal(hexChar)) break;
-                      hasHex = true;
-                      j++;
-                    }
-                    if (closed && hasHex) isValidHex = true;
-                  } else if (i + 3 < size2 && TranslateRegExpString2.isHexadecimal(data[i + 2]) && TranslateRegExpString2.isHexadecimal(data[i + 3])) isValidHex = true;
-                  if (isValidHex) {
-                    result += "\\x";
-                    i += 2;
-                  } else {
-                    result += "x";
-                    i += 2;
-                    changed = true;
-                  }
-                  continue;
-                }
-                case "n":
-                case "r":
-                case "t":
-                case "a":
-                case "f":
-                case "v":
-                case "d":
-                case "D":
-                case "s":
-                case "S":
-                case "w":
-                case "W":
-                case "b":
-                case "B":
-                case "p":
-                case "P":
-                case "A":
-                case "z":
-                case "Q":
-                case "E":
-                case "0":
-                case "1":
-                case "2":
-                case "3":
-                case "4":
-                case "5":
-                case "6":
-                case "7":
-                  result += "\\" + ch;
-                  i += 2;
-                  continue;
-                default: {
-                  let cp2 = data.codePointAt(i + 1);
-                  if (cp2 >= 48 && cp2 <= 57 || cp2 >= 65 && cp2 <= 90 || cp2 >= 97 && cp2 <= 122) {
-                    let symSize2 = Utils.charCount(cp2);
-                    result += data.substring(i + 1, i + 1 + symSize2);
-                    i += symSize2 + 1;
-                    changed = true;
-                  } else {
-                    result += "\\";
-                    let symSize2 = Utils.charCount(cp2);
-                    result += data.substring(i + 1, i + 1 + symSize2);
-                    i += symSize2 + 1;
-                  }
-                  continue;
-                }
-              }
-            }
-          } else if (ch === "/") {
-            result += "\\/";
-            i += 1;
-            changed = true;
-            continue;
-          } else if (ch === "[") {
-            if (!inCharClass && data[i + 1] === "]") {
-              result += "[^\\x00-\\x{10FFFF}]";
-              i += 2;
-              changed = true;
-              continue;
-            }
-            if (!inCharClass && data[i + 1] === "^" && data[i + 2] === "]") {
-              result += "[\\x00-\\x{10FFFF}]";
-              i += 3;
-              changed = true;
-              continue;
-            }
-            inCharClass = true;
-          } else if (ch === "]") inCharClass = false;
-          else if (!inCharClass && ch === "(" && i + 2 < size2 && data[i + 1] === "?" && data[i + 2] === "<") {
-            if (i + 3 < size2 && !"=!>)".includes(data[i + 3])) {
-              result += "(?P<";
-              i += 3;
-              changed = true;
-              continue;
-            }
-          }
-          let cp = data.codePointAt(i);
-          let symSize = Utils.charCount(cp);
-          result += data.substring(i, i + symSize);
-          i += symSize;
-        }
-        const finalResult = changed ? result : data;
-        if (prefixFlags.length > 0) return `(?${prefixFlags})${finalResult}`;
-        return finalResult;
-      }
-    };
-    execResult = (m, input) => {
-      const result = m.matchArray();
-      result.index = m.start(0);
-      result.input = input;
-      result.groups = m.namedGroupsObject();
-      return result;
-    };
-    RE2JS = class RE2JS2 {
-      /**
-      * Flag: case insensitive matching.
-      */
-      static CASE_INSENSITIVE = PublicFlags.CASE_INSENSITIVE;
-      /**
-      * Flag: dot ({@code .}) matches all characters, including newline.
-      */
-      static DOTALL = PublicFlags.DOTALL;
-      /**
-      * Flag: multiline matching: {@code ^} and {@code $} match at beginning and end of line, not just
-      * beginning and end of input.
-      */
-      static MULTILINE = PublicFlags.MULTILINE;
-      /**
-      * Flag: Unicode groups (e.g. {@code \p\ Greek\} ) will be syntax errors.
-      */
-      static DISABLE_UNICODE_GROUPS = PublicFlags.DISABLE_UNICODE_GROUPS;
-      /**
-      * Flag: matches longest possible string.
-      */
-      static LONGEST_MATCH = PublicFlags.LONGEST_MATCH;
-      /**
-      * Flag: enable linear-time captureless lookbehinds.
-      */
-      static LOOKBEHINDS = PublicFlags.LOOKBEHINDS;
-      /**
-      * Returns a literal pattern string for the specified string.
-      *
-      * This method produces a string that can be used to create a <code>RE2JS</code> that would
-      * match the string <code>s</code> as if it were a literal pattern.
-      *
-      * Metacharacters or escape sequences in the input sequence will be given no special meaning.
-      *
-      * @param {string} str The string to be literalized
-      * @returns {string} A literal string replacement
-      */
-      static quote(str2) {
-        return Utils.quoteMeta(str2);
-      }
-      /**
-      * Quotes '\' and '$' in {@code str}, so that the returned string could be used in
-      * replacement methods as a literal replacement of {@code str}.
-      *
-      * This is a convenience delegation to {@link Matcher.quoteReplacement}.
-      *
-      * @param {string} str the string to be quoted
-      * @param {boolean} [javaMode=false] whether the replacement will be used in javaMode
-      * @returns {string} the quoted string
-      */
-      static quoteReplacement(str2, javaMode = false) {
-        return Matcher.quoteReplacement(str2, javaMode);
-      }
-      /**
-      * Translates a given regular expression string to ensure compatibility with RE2JS.
-      *
-      * This function preprocesses the input regex string by applying necessary transformations,
-      * such as escaping special characters (e.g., `/`), converting named capture groups to
-      * RE2JS-compatible syntax, and handling Unicode sequences properly. It ensures that the
-      * resulting regex is safe and properly formatted before compilation.
-      *
-      * @param {string|RegExp} expr - The regular expression string to be translated.
-      * @returns {string} - The transformed regular expression string, ready for compilation.
-      */
-      static translateRegExp(expr) {
-        return TranslateRegExpString.translate(expr);
-      }
-      /**
-      * Helper: create new RE2JS with given regex and flags. Flregex is the regex with flags applied.
-      * @param {string} regex
-      * @param {number} [flags=0]
-      * @returns {RE2JS}
-      */
-      static compile(regex, flags = 0) {
-        Utils.checkPattern(regex);
-        Utils.checkFlags(flags);
-        let fregex = regex;
-        if ((flags & RE2JS2.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
-        if ((flags & RE2JS2.DOTALL) !== 0) fregex = `(?s)${fregex}`;
-        if ((flags & RE2JS2.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-        let re2Flags = RE2Flags.PERL;
-        if ((flags & RE2JS2.DISABLE_UNICODE_GROUPS) !== 0) re2Flags &= ~RE2Flags.UNICODE_GROUPS;
-        if ((flags & RE2JS2.LOOKBEHINDS) !== 0) re2Flags |= RE2Flags.LOOKBEHIND;
-        const p = new RE2JS2(regex, flags);
-        p.re2Input = RE2.compileImpl(fregex, re2Flags, (flags & RE2JS2.LONGEST_MATCH) !== 0);
-        return p;
-      }
-      /**
-      * Matches a string against a regular expression.
-      *
-      * @param {string} regex the regular expression
-      * @param {string|number[]|Uint8Array} input the input
-      * @returns {boolean} true if the regular expression matches the entire input
-      * @throws RE2JSSyntaxException if the regular expression is malformed
-      */
-      static matches(regex, input) {
-        return RE2JS2.compile(regex).testExact(input);
-      }
-      /**
-      * This is visible for testing.
-      * @private
-      */
-      static initTest(pattern, flags, re2) {
-        if (pattern == null) throw new Error("pattern is null");
-        if (re2 == null) throw new Error("re2 is null");
-        const p = new RE2JS2(pattern, flags);
-        p.re2Input = re2;
-        return p;
-      }
-      /**
-      *
-      * @param {string} pattern
-      * @param {number} flags
-      */
-      constructor(pattern, flags) {
-        this.patternInput = pattern;
-        this.flagsInput = flags;
-        this.re2Input = null;
-      }
-      /**
-      * Releases memory used by internal caches associated with this pattern. Does not change the
-      * observable behaviour. Useful for tests that detect memory leaks via allocation tracking.
-      */
-      reset() {
-        this.re2Input.reset();
-      }
-      /**
-      * Returns the flags used in the constructor.
-      * @returns {number}
-      */
-      flags() {
-        return this.flagsInput;
-      }
-      /**
-      * Returns the pattern used in the constructor.
-      * @returns {string}
-      */
-      pattern() {
-        return this.patternInput;
-      }
-      re2() {
-        return this.re2Input;
-      }
-      /**
-      * Matches a string against a regular expression.
-      *
-      * @param {string|number[]|Uint8Array} input the input
-      * @returns {boolean} true if the regular expression matches the entire input
-      */
-      matches(input) {
-        return this.testExact(input);
-      }
-      /**
-      * Creates a new {@code Matcher} matching the pattern against the input.
-      *
-      * @param {string|number[]|Uint8Array|MatcherInputBase} input the input string
-      * @returns {Matcher}
-      */
-      matcher(input) {
-        if (Utils.isByteArray(input)) input = MatcherInput.utf8(input);
-        return new Matcher(this, input);
-      }
-      /**
-      * Tests whether the regular expression matches any part of the input string.
-      * Performance Note: This method is highly optimized. Because it only returns
-      * a boolean and does not extract capture groups, it bypasses the `Matcher` overhead
-      * and guarantees execution on the high-speed DFA engine whenever possible.
-      *
-      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to test against.
-      * @returns {boolean} `true` if the pattern is found anywhere in the input, `false` otherwise.
-      */
-      test(input) {
-        if (Utils.isByteArray(input)) return this.re2Input.matchUTF8(input);
-        return this.re2Input.match(input);
-      }
-      /**
-      * Tests whether the regular expression matches the ENTIRE input string.
-      * * **Performance Note:** This operates identically to `.matches()`, but is significantly
-      * faster because it does not request capture group data. By requesting 0 capture groups,
-      * it securely routes execution through the DFA fast-path.
-      *
-      * @param {string|number[]|Uint8Array} input - The input string or UTF-8 byte array to test against.
-      * @returns {boolean} `true` if the exact input string fully matches the pattern, `false` otherwise.
-      */
-      testExact(input) {
-        const machineInput = Utils.isByteArray(input) ? MachineInput.fromUTF8(input) : MachineInput.fromUTF16(input);
-        return this.re2Input.executeEngine(machineInput, 0, RE2Flags.ANCHOR_BOTH, 0) !== null;
-      }
-      /**
-      * Executes a search for a match in a specified string.
-      * Returns a result array, or null if no match is found.
-      * The returned array perfectly mirrors standard JavaScript `RegExpExecArray`,
-      * including `.index`, `.input`, and `.groups` properties.
-      *
-      * @param {string|number[]|Uint8Array} input the input string or byte array
-      * @returns {Array|null} the match array with index, input, and groups properties, or null
-      */
-      exec(input) {
-        const m = this.matcher(input);
-        return m.find() ? execResult(m, input) : null;
-      }
-      /**
-      * Splits input around instances of the regular expression. It returns an array giving the strings
-      * that occur before, between, and after instances of the regular expression.
-      *
-      * If {@code limit <= 0}, there is no limit on the size of the returned array. If
-      * {@code limit == 0}, empty strings that would occur at the end of the array are omitted. If
-      * {@code limit > 0}, at most limit strings are returned. The final string contains the remainder
-      * of the input, possibly including additional matches of the pattern.
-      *
-      * @param {string} input the input string to be split
-      * @param {number} [limit=0] the limit
-      * @returns {string[]} the split strings
-      */
-      split(input, limit = 0) {
-        const m = this.matcher(input);
-        const result = [];
-        let emptiesSkipped = 0;
-        let last = 0;
-        while (m.find()) {
-          if (last === 0 && m.end() === 0) {
-            last = m.end();
-            continue;
-          }
-          if (limit > 0 && result.length === limit - 1) break;
-          if (last === m.start()) {
-            if (limit === 0) {
-              emptiesSkipped += 1;
-              last = m.end();
-              continue;
-            }
-          } else while (emptiesSkipped > 0) {
-            result.push("");
-            emptiesSkipped -= 1;
-          }
-          result.push(m.substring(last, m.start()));
-          last = m.end();
-        }
-        if (limit === 0 && last !== m.inputLength()) {
-          while (emptiesSkipped > 0) {
-            result.push("");
-            emptiesSkipped -= 1;
-          }
-          result.push(m.substring(last, m.inputLength()));
-        }
-        if (limit !== 0 || result.length === 0 && !(last === m.inputLength() && last > 0)) result.push(m.substring(last, m.inputLength()));
-        return result;
-      }
-      /**
-      * Returns an iterator of all results matching a string against the regular expression,
-      * including capturing groups.
-      *
-      * @param {string|number[]|Uint8Array} input the input string or byte array
-      * @returns {IterableIterator<RegExpMatchArray>}
-      */
-      *matchAll(input) {
-        const m = this.matcher(input);
-        while (m.find()) yield execResult(m, input);
-      }
-      /**
-      *
-      * @returns {string}
-      */
-      toString() {
-        return this.patternInput;
-      }
-      /**
-      * Returns the program size of this pattern.
-      *
-      * <p>
-      * Similar to the C++ implementation, the program size is a very approximate measure of a regexp's
-      * "cost". Larger numbers are more expensive than smaller numbers.
-      * </p>
-      *
-      * @returns {number} the program size of this pattern
-      */
-      programSize() {
-        return this.re2Input.numberOfInstructions();
-      }
-      /**
-      * Returns the number of capturing groups in this matcher's pattern. Group zero denotes the entire
-      * pattern and is excluded from this count.
-      *
-      * @returns {number} the number of capturing groups in this pattern
-      */
-      groupCount() {
-        return this.re2Input.numberOfCapturingGroups();
-      }
-      /**
-      * Return a map of the capturing groups in this matcher's pattern, where key is the name and value
-      * is the index of the group in the pattern.
-      * @returns {Record<string, number>}
-      */
-      namedGroups() {
-        return this.re2Input.namedGroups;
-      }
-      /**
-      *
-      * @param {*} other
-      * @returns {boolean}
-      */
-      equals(other) {
-        if (this === other) return true;
-        if (other === null || this.constructor !== other.constructor) return false;
-        return this.flagsInput === other.flagsInput && this.patternInput === other.patternInput;
-      }
-    };
-  }
-});
-
-// core/secrets/goregex.ts
-function goRegexp(source) {
-  const re = RE2JS.compile(source);
-  return { test: (text) => re.matcher(text).find() };
-}
-var init_goregex = __esm({
-  "core/secrets/goregex.ts"() {
-    "use strict";
-    init_build();
-  }
-});
-
-// core/secrets/shamir.ts
-function mult(a, b) {
-  let acc = 0;
-  for (let i = 7; i >= 0; i--) {
-    const bit = b >> i & 1;
-    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
-    if (bit) acc ^= a;
-  }
-  return acc;
-}
-function inverse(a) {
-  let r = 1;
-  for (let i = 0; i < 254; i++) r = mult(r, a);
-  return r;
-}
-function combineShares(shares) {
-  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
-  const len = shares[0].length;
-  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
-  const xs = shares.map((s) => s[len - 1]);
-  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
-  const secret2 = Buffer.alloc(len - 1);
-  for (let idx = 0; idx < len - 1; idx++) {
-    let result = 0;
-    for (let i = 0; i < shares.length; i++) {
-      let basis = 1;
-      for (let j = 0; j < shares.length; j++) {
-        if (i === j) continue;
-        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
-      }
-      result ^= mult(shares[i][idx], basis);
-    }
-    secret2[idx] = result;
-  }
-  return secret2;
-}
-var init_shamir = __esm({
-  "core/secrets/shamir.ts"() {
-    "use strict";
-  }
-});
-
-// core/secrets/comments.ts
-function positions(text) {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  return (offset) => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = lo + hi + 1 >> 1;
-      if (starts[mid] <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo, col: offset - starts[lo] };
-  };
-}
-function commentTokens(text) {
-  const at2 = positions(text);
-  const found = [];
-  const scan = (x) => {
-    if (!x || typeof x !== "object") return;
-    if (Array.isArray(x)) {
-      for (const y of x) scan(y);
-      return;
-    }
-    const t = x;
-    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
-    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
-  };
-  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
-  const seen = /* @__PURE__ */ new Set();
-  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
-    const { line, col } = at2(c.offset);
-    const lineStart = c.offset - col;
-    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
-  });
-}
-function attach(branch, before, token, inline = false) {
-  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
-  (branch.node.comments ??= []).push(c);
-}
-function placeComments(tokens, anchors, root) {
-  for (const t of tokens) {
-    if (!t.fullLine) {
-      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
-      if (onLine) {
-        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
-        continue;
-      }
-    }
-    const next = anchors.find((a) => a.offset > t.offset);
-    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
-    if (next && (t.col <= next.col || !prev)) {
-      attach(next.branch, next.index, t);
-      continue;
-    }
-    if (!prev) {
-      attach(root, size(root), t);
-      continue;
-    }
-    let b = prev.branch;
-    while (b.col > t.col && b.parent) b = b.parent.branch;
-    attach(b, size(b), t);
-  }
-}
-var import_yaml2, size;
-var init_comments = __esm({
-  "core/secrets/comments.ts"() {
-    "use strict";
-    import_yaml2 = __toESM(require_dist(), 1);
-    size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
-  }
-});
-
-// core/secrets/yaml11.ts
-function yaml11Retypes(s) {
-  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
-}
-var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
-var init_yaml11 = __esm({
-  "core/secrets/yaml11.ts"() {
-    "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
-    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
-    STR_TAG = "tag:yaml.org,2002:str";
-    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
-    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
-    VALUE = /^=$/;
-    MERGE = /^<<$/;
-  }
-});
-
-// core/secrets/tree-print.ts
-function needsQuotesForGo(s) {
-  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
-}
-function yamlFloatText(v) {
-  if (Number.isNaN(v)) return ".nan";
-  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
-  if (Object.is(v, -0)) return "-0.0";
-  const [digits, exp] = String(v).split("e");
-  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
-  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
-}
-function escapedDoubleQuoted(s) {
-  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, "g"), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function styleChangesText(s) {
-  if (!s.includes("\n")) return s.includes("	");
-  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
-}
-function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml4.Scalar(null);
-  if (node.bytes) {
-    const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
-    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
-  }
-  const s = new import_yaml4.Scalar(node.value);
-  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float") s.format = OPS_FLOAT;
-  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
-  return s;
-}
-function yamlScalarText(node) {
-  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
-}
-function jsonNumberText(node) {
-  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
-}
-function split2(node, i, value) {
-  const here = commentsAt(node, i);
-  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
-  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
-}
-function toYamlNode(node) {
-  switch (node.kind) {
-    case "map": {
-      const m = new import_yaml4.YAMLMap();
-      node.entries.forEach(([k, v], i) => {
-        const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
-        const value = toYamlNode(v);
-        const { head, inline } = split2(node, i, v);
-        if (head.length) key.commentBefore = joinComment(head);
-        if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml4.Pair(key, value));
-      });
-      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
-      if (tail2.length) m.comment = joinComment(tail2);
-      return m;
-    }
-    case "list": {
-      const s = new import_yaml4.YAMLSeq();
-      node.items.forEach((v, i) => {
-        const item = toYamlNode(v);
-        const { head, inline } = split2(node, i, v);
-        if (head.length) item.commentBefore = joinComment(head);
-        if (inline.length) item.comment = inline.join(" #");
-        s.items.push(item);
-      });
-      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
-      if (tail2.length) s.comment = joinComment(tail2);
-      return s;
-    }
-    default:
-      return yamlScalar(node);
-  }
-}
-function detectLayout(text, format, sops) {
-  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
-  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
-  if (format === "json") {
-    const m2 = /^([ \t]+)"/m.exec(text);
-    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
-  }
-  const m = /^( +)\S/m.exec(text);
-  const n = m ? m[1].length : 0;
-  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
-}
-function toYaml(tree, indent2 = 2) {
-  if (tree.entries.length === 0) {
-    const only = (tree.comments ?? []).map((c) => `#${c.text}
-`).join("");
-    return `${only}{}
-`;
-  }
-  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
-  const root = toYamlNode(tree);
-  if (root.comment) {
-    doc.comment = root.comment;
-    root.comment = void 0;
-  }
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
-}
-function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function jsonValue(node, indent2, step) {
-  const inner = indent2 + step;
-  switch (node.kind) {
-    case "null":
-      return "null";
-    case "scalar":
-      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
-      if (node.type === "str") return goJsonString(node.value);
-      if (node.type === "bool") return node.value ? "true" : "false";
-      if (node.type === "time") return goJsonString(node.value);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
-    case "list":
-      if (node.items.length === 0) return "[]";
-      return `[
-${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
-${indent2}]`;
-    case "map":
-      if (node.entries.length === 0) return "{}";
-      return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
-${indent2}}`;
-  }
-}
-function toJson(tree, indent2 = "  ") {
-  return jsonValue(tree, "", indent2) + "\n";
-}
-function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
-  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
-}
-var import_yaml4, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
-var init_tree_print = __esm({
-  "core/secrets/tree-print.ts"() {
-    "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
-    init_errors();
-    init_goyaml();
-    init_yaml11();
-    init_tree();
-    OPS_FLOAT = "ops-float";
-    FLOAT_TAG = {
-      tag: "tag:yaml.org,2002:float",
-      format: OPS_FLOAT,
-      default: true,
-      identify: (v) => typeof v === "number",
-      test: /(?!)/,
-      resolve: (s) => Number(s),
-      stringify: (node) => yamlFloatText(Number(node.value))
-    };
-    RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
-    ESCAPED_STR_TAG = {
-      tag: "tag:yaml.org,2002:str",
-      default: true,
-      identify: (v) => typeof v === "string" && RAW_UNSAFE.test(v),
-      test: /(?!)/,
-      resolve: (s) => s,
-      stringify: (node) => escapedDoubleQuoted(String(node.value))
-    };
-    DOC_OPTIONS = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
-    joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
-    CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
-    LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
-  }
-});
-
-// core/secrets/tree-parse.ts
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
-}
-function syntaxProblem(code) {
-  const words = {
-    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
-    BAD_ALIAS: "an alias (*name) that names no anchor before it",
-    BAD_DIRECTIVE: "a % directive YAML does not support",
-    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
-    BAD_INDENT: "bad indentation",
-    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
-    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
-    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
-    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
-    DUPLICATE_KEY: "a key given twice in the same map",
-    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
-    MISSING_CHAR: "a quote or bracket that is not closed",
-    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
-    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
-    MULTIPLE_DOCS: "several YAML documents",
-    MULTIPLE_TAGS: "two tags on one value",
-    NON_STRING_KEY: "a key that is not a string",
-    RESOURCE_EXHAUSTION: "too many aliases",
-    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
-    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
-    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
-    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
-  };
-  return words[code] ?? `a syntax error (${code})`;
-}
-function syntaxError(text, err) {
-  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(err.message ?? "") ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : syntaxProblem(err.code);
-  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
-}
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function aliasTargets(doc) {
-  const named = /* @__PURE__ */ new Map();
-  const targets = /* @__PURE__ */ new Map();
-  (0, import_yaml5.visit)(doc, (_, node) => {
-    if ((0, import_yaml5.isAlias)(node)) targets.set(node, named.get(node.source));
-    else if (node?.anchor) named.set(node.anchor, node);
-  });
-  return targets;
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  refuseDeepNesting(text, file);
-  const docs = (0, import_yaml5.parseAllDocuments)(text, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
-  }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    const v = node.value;
-    const where = () => `${file}: ${showPath(path)}`;
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
-      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
-      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
-        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
-      return bytesNode(Buffer.from(b643, "base64"));
-    }
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml5.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml5.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  const targets = aliasTargets(doc);
-  const target = (alias) => targets.get(alias);
-  let aliases = 0;
-  const at2 = positions(text);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml5.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml5.isMap)(v) || (0, import_yaml5.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
-  const record2 = (node, path, keyAt) => {
-    const found = options.constructs;
-    if (!found || format !== "yaml" || aliases) return;
-    const line = lineOf(keyAt ?? offsetOf2(node));
-    if ((0, import_yaml5.isAlias)(node)) return found.push({ path, kind: "alias", line });
-    const n = node;
-    if (!n) return;
-    if (n.anchor) found.push({ path, kind: "anchor", line });
-    const empty = (0, import_yaml5.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
-    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
-    if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
-    else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
-  };
-  const recordValue = (node, path, keyAt) => {
-    const found = options.constructs;
-    if (!found || format !== "yaml" || aliases) return;
-    const line = lineOf(keyAt ?? offsetOf2(node));
-    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
-    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
-  };
-  const convert = (node, path, parent, keyAt) => {
-    record2(node, path, keyAt);
-    recordValue(node, path, keyAt);
-    if ((0, import_yaml5.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(target(node), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml5.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        record2(pair.key, [...path, key]);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml5.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml5.isScalar)(node)) {
-      const v = scalar(node, path);
-      if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
-        const text2 = String(node.value ?? "");
-        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
-        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
-      }
-      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
-        const text2 = typeof node.source === "string" ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
-      }
-      return v;
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml5.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml5.isScalar)(k) && k.tag === MERGE_TAG) {
-      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
-      if (source === "<<" || source === "") return "<<";
-      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
-    }
-    if ((0, import_yaml5.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
-  return tree;
-}
-var import_yaml5, MERGE_TAG, BINARY_TAG;
-var init_tree_parse = __esm({
-  "core/secrets/tree-parse.ts"() {
-    "use strict";
-    import_yaml5 = __toESM(require_dist(), 1);
-    init_errors();
-    init_yaml_depth();
-    init_comments();
-    init_goyaml();
-    init_tree_print();
-    init_tree();
-    MERGE_TAG = "tag:yaml.org,2002:merge";
-    BINARY_TAG = "tag:yaml.org,2002:binary";
-  }
-});
-
-// core/secrets/sops-metadata.ts
-function metaError(file, what) {
-  return new OpsError(`${file}: malformed sops metadata: ${what}`, "restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand");
-}
-function metaString(file, sops, key, required) {
-  const v = getEntry(sops, key);
-  if (v === void 0 || v.kind === "null") {
-    if (required) throw metaError(file, `sops.${key} is missing`);
-    return void 0;
-  }
-  if (v.kind !== "scalar") throw metaError(file, `sops.${key} is not a string`);
-  return v.type === "str" ? v.value : scalarText(v);
-}
-function canonicalLastModified(file, value) {
-  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(value);
-  if (!m) throw metaError(file, `sops.lastmodified "${value}" is not an RFC 3339 time`);
-  return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
-}
-function parseMetadata(file, node) {
-  if (!node) throw notSops(file);
-  if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
-  const foreign = [];
-  for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
-    const v = getEntry(node, kind);
-    if (v && !(v.kind === "null" || v.kind === "list" && v.items.length === 0)) foreign.push(kind);
-  }
-  const ageList = (ageNode, where) => {
-    const age = [];
-    if (!ageNode || ageNode.kind === "null") return age;
-    if (ageNode.kind !== "list") throw metaError(file, `${where} is not a list`);
-    ageNode.items.forEach((item, i) => {
-      const r = item.kind === "map" ? getEntry(item, "recipient") : void 0;
-      const e = item.kind === "map" ? getEntry(item, "enc") : void 0;
-      if (r?.kind !== "scalar" || r.type !== "str" || e?.kind !== "scalar" || e.type !== "str") {
-        throw metaError(file, `${where}[${i}] needs a "recipient" and an "enc" string`);
-      }
-      age.push({ recipient: r.value, enc: e.value });
-    });
-    return age;
-  };
-  const groupsNode = getEntry(node, "key_groups");
-  let keyGroups;
-  if (groupsNode?.kind === "list" && groupsNode.items.length) {
-    keyGroups = groupsNode.items.map((g, i) => ageList(g.kind === "map" ? getEntry(g, "age") : void 0, `sops.key_groups[${i}].age`));
-  }
-  const threshold = getEntry(node, "shamir_threshold");
-  const macOnly = getEntry(node, "mac_only_encrypted");
-  const meta = {
-    age: ageList(getEntry(node, "age"), "sops.age"),
-    keyGroups,
-    shamirThreshold: threshold?.kind === "scalar" && threshold.type === "int" ? Number(threshold.value) : void 0,
-    lastModified: metaString(file, node, "lastmodified", true),
-    mac: metaString(file, node, "mac", false) ?? "",
-    version: metaString(file, node, "version", false) ?? "",
-    unencryptedSuffix: metaString(file, node, "unencrypted_suffix", false) || void 0,
-    encryptedSuffix: metaString(file, node, "encrypted_suffix", false) || void 0,
-    unencryptedRegex: metaString(file, node, "unencrypted_regex", false) || void 0,
-    encryptedRegex: metaString(file, node, "encrypted_regex", false) || void 0,
-    unencryptedCommentRegex: metaString(file, node, "unencrypted_comment_regex", false) || void 0,
-    encryptedCommentRegex: metaString(file, node, "encrypted_comment_regex", false) || void 0,
-    macOnlyEncrypted: macOnly?.kind === "scalar" && macOnly.value === true,
-    layout: CURRENT_LAYOUT,
-    foreign
-  };
-  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
-  if (rules > 1) throw metaError(file, "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, unencrypted_comment_regex, encrypted_comment_regex");
-  if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX;
-  canonicalLastModified(file, meta.lastModified);
-  return meta;
-}
-function listCommentsAsComments(node) {
-  if (node.kind === "map") return { ...node, entries: node.entries.map(([k, v]) => [k, listCommentsAsComments(v)]) };
-  if (node.kind !== "list") return node;
-  const items2 = [];
-  const comments = [...node.comments ?? []];
-  node.items.forEach((item, i) => {
-    if (item.kind === "scalar" && item.type === "str" && /^ENC\[AES256_GCM,.*,type:comment\]$/.test(item.value)) {
-      comments.push({ before: items2.length, text: item.value });
-    } else {
-      for (const c of node.comments ?? []) if (c.before === i) c.before = items2.length;
-      items2.push(listCommentsAsComments(item));
-    }
-  });
-  return { ...node, items: items2, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
-}
-function hasSopsKey(text, format) {
-  try {
-    if (format === "json") {
-      const v = JSON.parse(text.replace(/^\uFEFF/, ""));
-      return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
-    }
-    if (nestingDepth(text) > MAX_NESTING) return void 0;
-    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
-    if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
-    return docs.some((d) => (0, import_yaml6.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops"));
-  } catch {
-    return void 0;
-  }
-}
-function surelyNotSops(text, format) {
-  return hasSopsKey(text, format) === false;
-}
-function parseSops(text, file, format = formatOf(file)) {
-  let tree;
-  try {
-    tree = parseTree(text, format, { file, keys: "strict" });
-  } catch (e) {
-    if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
-    throw e;
-  }
-  const sops = getEntry(tree, "sops");
-  const meta = parseMetadata(file, sops);
-  meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
-  const at2 = tree.entries.findIndex(([k]) => k === "sops");
-  const comments = tree.comments?.map((c) => c.before > at2 ? { ...c, before: c.before - 1 } : c);
-  const data = { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops"), ...comments ? { comments } : {} };
-  return { file, format, data: listCommentsAsComments(data), meta, text };
-}
-function isSopsText(text, format) {
-  try {
-    const tree = parseTree(text, format, { file: "-", keys: "lenient" });
-    const sops = getEntry(tree, "sops");
-    return sops?.kind === "map" && getEntry(sops, "lastmodified") !== void 0 && getEntry(sops, "mac") !== void 0;
-  } catch {
-    return false;
-  }
-}
-function compileRegex(file, name2, source) {
-  try {
-    return goRegexp(source);
-  } catch (e) {
-    throw new OpsError(`${file}: sops.${name2} /${source}/ is not a valid Go regular expression: ${e.message}`, "restore the file from git history; sops itself could not use it either");
-  }
-}
-function encryptionRule(file, meta) {
-  const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
-  const ur = meta.unencryptedRegex ? compileRegex(file, "unencrypted_regex", meta.unencryptedRegex) : void 0;
-  const er = meta.encryptedRegex ? compileRegex(file, "encrypted_regex", meta.encryptedRegex) : void 0;
-  const ucr = meta.unencryptedCommentRegex ? compileRegex(file, "unencrypted_comment_regex", meta.unencryptedCommentRegex) : void 0;
-  const ecr = meta.encryptedCommentRegex ? compileRegex(file, "encrypted_comment_regex", meta.encryptedCommentRegex) : void 0;
-  return (keys, stack = [], isComment = false) => {
-    let encrypted = true;
-    if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
-    if (es) encrypted = keys.some((k) => k.endsWith(es));
-    if (ur && keys.some((k) => ur.test(k))) encrypted = false;
-    if (er) encrypted = keys.some((k) => er.test(k));
-    if (ucr && stack.some((level) => level.some((c) => ucr.test(c)))) encrypted = false;
-    if (ecr) {
-      encrypted = stack.some((level, i) => level.some((c, j) => !(isComment && i === stack.length - 1 && j === level.length - 1) && ecr.test(c)));
-    }
-    return encrypted;
-  };
-}
-var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
-var init_sops_metadata = __esm({
-  "core/secrets/sops-metadata.ts"() {
-    "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
-    init_errors();
-    init_goregex();
-    init_tree_parse();
-    init_yaml_depth();
-    init_tree_print();
-    init_tree_scalars();
-    init_tree();
-    SOPS_VERSION = "3.13.3";
-    LEGACY_SOPS_VERSION = "3.8.1";
-    DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
-    NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
-    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
-  }
-});
-
-// core/secrets/sops-decrypt.ts
-function stashText(leaf) {
-  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
-}
-async function unwrapAny(stanzas, ids) {
-  const mine = new Set(ids.identities.map((i) => i.recipient));
-  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
-  const problems = [];
-  for (const stanza of ordered) {
-    try {
-      const key = await unwrapDataKey(stanza.enc, ids.identities);
-      if (key) return { key: Buffer.from(key), problems };
-    } catch (e) {
-      problems.push(`the data key for ${stanza.recipient}: ${e.message}`);
-    }
-  }
-  return { problems };
-}
-async function recoverDataKey(doc, ids) {
-  const { file, meta } = doc;
-  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
-  if (stanzas.length === 0) {
-    const others = meta.foreign.length ? ` (it has ${meta.foreign.join(", ")} keys, which this tool cannot use)` : "";
-    throw new OpsError(`${file} has no age recipients${others}`, "decrypt it with the sops binary, or re-encrypt it to age recipients");
-  }
-  if (ids.identities.length === 0) {
-    throw new NoAgeIdentity(
-      `no age identity to decrypt ${file}: looked in ${ids.tried.join(", ")}`,
-      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`
-    );
-  }
-  if (meta.keyGroups && meta.keyGroups.length > 1) {
-    const threshold = meta.shamirThreshold || meta.keyGroups.length;
-    const shares = [];
-    const opened = [];
-    for (const [i, group] of meta.keyGroups.entries()) {
-      const { key: key3 } = await unwrapAny(group, ids);
-      if (key3) {
-        shares.push(key3);
-        opened.push(i + 1);
-      }
-    }
-    if (shares.length < threshold) {
-      throw new OpsError(
-        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(", ")})` : ""}`,
-        "give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups"
-      );
-    }
-    let key2;
-    try {
-      key2 = combineShares(shares);
-    } catch (e) {
-      throw new OpsError(`${file}: the key groups' shares do not combine: ${e.message}`, "restore the file from git history");
-    }
-    if (key2.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key2.length} bytes, not ${DATA_KEY_BYTES}`, "restore the file from git history");
-    return key2;
-  }
-  const { key, problems } = await unwrapAny(stanzas, ids);
-  if (key?.length === DATA_KEY_BYTES) return key;
-  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
-  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
-  if (listed) {
-    throw new OpsError(
-      `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join("; ")})` : ""}`,
-      "the sops.age section was changed: restore the file from git history, or ask another recipient to re-add you"
-    );
-  }
-  const yours = ids.identities.map((i) => i.recipient).join(", ");
-  throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(", ")}`,
-    `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
-  );
-}
-async function resolveIdentities(opts2) {
-  const ids = opts2.identities;
-  if (!ids) return loadIdentities(opts2.processEnv ?? process.env);
-  if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
-  return ids;
-}
-function decryptTree(doc, key) {
-  const { file, meta } = doc;
-  const shouldEncrypt = encryptionRule(file, meta);
-  const mac = new MacBuilder(meta.macOnlyEncrypted);
-  const stash = new IvStash();
-  const secrets = [];
-  const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
-  const plain = walkTree(doc.data, {
-    leaf: (leaf, keys, path, stack) => {
-      const encrypted = shouldEncrypt(keys, stack);
-      let value = leaf;
-      if (encrypted) {
-        if (leaf.type !== "str") {
-          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
-        }
-        if (leaf.value !== "") {
-          const aad = aadOf(keys);
-          let enc;
-          try {
-            enc = parseEnc(leaf.value);
-          } catch (e) {
-            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
-            throw e;
-          }
-          try {
-            value = decryptScalar(enc, key, aad);
-          } catch (e) {
-            const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
-            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
-          }
-          stash.put(aad, stashText(value), enc.iv);
-          secrets.push(value);
-        }
-      }
-      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
-      return value;
-    },
-    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
-    // stays as it is (sops: "possibly unencrypted comment").
-    comment: (c, keys, stack, branch) => {
-      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith("ENC[")) return c;
-      let enc;
-      try {
-        enc = parseEnc(c.text);
-      } catch {
-        return c;
-      }
-      for (const path of commentPaths(keys, branch)) {
-        const aad = aadOf(path);
-        try {
-          const text = openText(enc, key, aad);
-          stash.put(`#${aad}`, text, enc.iv);
-          return { ...c, text };
-        } catch {
-        }
-      }
-      return c;
-    }
-  });
-  if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, "a sops file always has one: restore the file from git history");
-  let stored;
-  try {
-    stored = openText(parseEnc(meta.mac), key, canonicalLastModified(file, meta.lastModified));
-  } catch (e) {
-    const why = e instanceof MalformedValue ? `it is malformed: ${e.message}` : "sops.mac or sops.lastmodified was changed";
-    throw new OpsError(`${file}: the stored MAC cannot be read: ${why}`, "restore the file from git history");
-  }
-  const computed = mac.hex();
-  if (stored !== computed) {
-    throw new OpsError(
-      `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
-      `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
-    );
-  }
-  return { plain, stash, secrets };
-}
-function lastChain(keys, branch) {
-  const out = [];
-  let node = branch;
-  let path = keys;
-  for (; ; ) {
-    if (node.kind === "map" && node.entries.length) {
-      const [k, v] = node.entries.at(-1);
-      path = [...path, k];
-      node = v;
-    } else if (node.kind === "list" && node.items.length) node = node.items.at(-1);
-    else break;
-    if (node.kind !== "map" && node.kind !== "list") break;
-    out.push(path);
-  }
-  return out;
-}
-function commentPath(c, keys, branch) {
-  const size2 = branch.kind === "map" ? branch.entries.length : branch.items.length;
-  return c.before === size2 ? lastChain(keys, branch).at(-1) ?? keys : keys;
-}
-function commentPaths(keys, branch) {
-  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
-  return all.filter((p, i) => all.findIndex((q) => q.join("\0") === p.join("\0")) === i);
-}
-function maskAll(secrets, mask) {
-  if (!mask) return;
-  for (const s of secrets) {
-    const text = maskedText(s);
-    if (text === void 0) continue;
-    mask(text);
-    if (/[\r\n]/.test(text)) {
-      for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
-    }
-  }
-}
-function allowKeys(node, allow, path = []) {
-  if (!allow) return;
-  if (node.kind === "list") node.items.forEach((item, i) => allowKeys(item, allow, [...path, i]));
-  if (node.kind !== "map") return;
-  for (const [k, v] of node.entries) {
-    const at2 = [...path, k];
-    allow(k);
-    allow(showPath(at2));
-    allow(at2.filter((p) => typeof p === "string").join("."));
-    allowKeys(v, allow, at2);
-  }
-}
-function allowPath(file, allow) {
-  if (!allow) return;
-  const parts = file.split("/");
-  for (let i = 0; i < parts.length; i++) if (parts[i]) allow(parts.slice(i).join("/"));
-}
-var IvStash;
-var init_sops_decrypt = __esm({
-  "core/secrets/sops-decrypt.ts"() {
-    "use strict";
-    init_errors();
-    init_cipher();
-    init_keys();
-    init_shamir();
-    init_sops_metadata();
-    init_tree_scalars();
-    init_tree();
-    IvStash = class _IvStash {
-      ivs = /* @__PURE__ */ new Map();
-      static key(aad, text) {
-        return `${aad}\0${text}`;
-      }
-      put(aad, text, iv) {
-        const k = _IvStash.key(aad, text);
-        const list2 = this.ivs.get(k);
-        if (list2) list2.push(iv);
-        else this.ivs.set(k, [iv]);
-      }
-      /** Each IV is handed out once: two equal values in one list do not become two equal ciphertexts. */
-      take(aad, text) {
-        return this.ivs.get(_IvStash.key(aad, text))?.shift();
-      }
-      copy() {
-        const c = new _IvStash();
-        for (const [k, v] of this.ivs) c.ivs.set(k, [...v]);
-        return c;
-      }
-      clear() {
-        this.ivs.clear();
-      }
-    };
-  }
-});
-
-// core/secrets/sops.ts
-import { randomBytes as randomBytes10 } from "node:crypto";
-import { readFile as readFile3 } from "node:fs/promises";
-async function decryptFile(file, opts2 = {}) {
-  const f = await SecretsFile.open(file, opts2);
-  return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
-}
-var SECRETS_FILE_MODE, SecretsFile;
-var init_sops = __esm({
-  "core/secrets/sops.ts"() {
-    "use strict";
-    init_errors();
-    init_atomic();
-    init_cipher();
-    init_goregex();
-    init_keys();
-    init_sops_decrypt();
-    init_sops_metadata();
-    init_tree_print();
-    init_tree_scalars();
-    init_tree();
-    init_utf8();
-    SECRETS_FILE_MODE = 384;
-    SecretsFile = class _SecretsFile {
-      constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
-        this.file = file;
-        this.format = format;
-        this.dataKey = dataKey;
-        this.plain = plain;
-        this.recipientList = recipientList;
-        this.meta = meta;
-        this.original = original;
-        this.stash = stash;
-        this.onDisk = original?.text ?? null;
-      }
-      file;
-      format;
-      dataKey;
-      plain;
-      recipientList;
-      meta;
-      original;
-      stash;
-      rotated = false;
-      /** How the file was opened (identities, mask): what reopen() opens it with again. */
-      openedWith = {};
-      /** The file's text as this object last read or wrote it (null: not on disk yet): what save() may replace. */
-      onDisk;
-      /** The mode the file is created with when it is not on disk yet (an existing file keeps its own). */
-      createMode = SECRETS_FILE_MODE;
-      /** Decrypt and verify a sops document given as text. */
-      static async fromText(text, file, opts2 = {}) {
-        const doc = parseSops(text, file, opts2.format ?? formatOf(file));
-        const key = await recoverDataKey(doc, await resolveIdentities(opts2));
-        const { plain, stash, secrets } = decryptTree(doc, key);
-        maskAll(secrets, opts2.mask);
-        allowKeys(plain, opts2.allow);
-        allowPath(file, opts2.allow);
-        const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
-        const f = new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
-        f.openedWith = opts2;
-        return f;
-      }
-      /**
-       * The file as it is on disk now, opened as this one was (its identities and mask): after another command
-       * changed it (ChangedOnDiskError). @throws OpsError when it can no longer be read or opened (removed, not a sops file).
-       */
-      async reopen() {
-        return _SecretsFile.open(this.file, this.openedWith);
-      }
-      /** Read, decrypt and verify a sops file. */
-      static async open(file, opts2 = {}) {
-        let bytes;
-        try {
-          bytes = await readFile3(file);
-        } catch (e) {
-          throw fileError(e, file, "read", "a sops-encrypted file");
-        }
-        let text;
-        try {
-          text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
-        } catch (e) {
-          let format;
-          try {
-            format = formatOf(file);
-          } catch {
-            throw e;
-          }
-          if (surelyNotSops(bytes.toString("utf8"), format)) throw notSops(file);
-          throw e;
-        }
-        return _SecretsFile.fromText(text, file, opts2);
-      }
-      /**
-       * A new document (not written yet): a fresh data key, encrypted to `recipients`. `mode`: the mode the file is
-       * created with if it does not exist when saved (default 0600, SECRETS_FILE_MODE: only its owner reads it).
-       */
-      static create(file, tree, opts2) {
-        const format = opts2.format ?? formatOf(file);
-        const f = new _SecretsFile(
-          file,
-          format,
-          randomBytes10(DATA_KEY_BYTES),
-          { kind: "map", entries: [] },
-          [],
-          { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
-          void 0,
-          new IvStash()
-        );
-        f.setRecipients(opts2.recipients);
-        f.openedWith = opts2.openWith ?? {};
-        allowPath(file, f.openedWith.allow);
-        f.setTree(tree);
-        if (opts2.mode !== void 0) f.createMode = opts2.mode;
-        return f;
-      }
-      /** The decrypted document, keys in file order. */
-      get tree() {
-        return this.plain;
-      }
-      /** The decrypted document as plain JS values. */
-      get data() {
-        return toPlain(this.plain);
-      }
-      get recipients() {
-        return [...this.recipientList];
-      }
-      get lastModified() {
-        return this.original?.meta.lastModified;
-      }
-      /**
-       * The values this file's sops rules leave unencrypted when it is written (a key ending in its unencrypted_suffix,
-       * `_unencrypted` by default; unencrypted_regex, encrypted_regex, encrypted_suffix, the comment rules): readable
-       * to anyone who reads the file. Each as its key path (showPath, a list item as `[i]`); empty strings, which sops
-       * never encrypts, left out. Pure.
-       */
-      plaintextPaths() {
-        const shouldEncrypt = encryptionRule(this.file, this.meta);
-        const out = [];
-        walkTree(this.plain, {
-          leaf: (leaf, keys, path, stack) => {
-            if (!shouldEncrypt(keys, stack) && !(leaf.type === "str" && leaf.value === "")) out.push(showPath(path));
-            return leaf;
-          },
-          comment: (c) => c
-        });
-        return out;
-      }
-      /**
-       * The warning for values of this file stored in plain text (`paths`, from plaintextPaths; `shown`: the file as
-       * messages name it): what it means and how to encrypt them. Names keys only, never a value.
-       */
-      plaintextWarning(shown, paths) {
-        const one = paths.length === 1;
-        return `${paths.join(", ")} ${one ? "is" : "are"} stored in plain text in ${shown}, not encrypted: the file's sops rules (${this.plaintextRules()}) leave ${one ? "it" : "them"} readable to anyone who reads the file, its git history too. For a secret, rename its key so that those rules encrypt it (e.g. not ending in "_unencrypted"); a value that is not secret can stay so`;
-      }
-      /** The file's sops rules that leave values unencrypted, in words (`unencrypted_suffix "_unencrypted"`...), for messages. */
-      plaintextRules() {
-        const m = this.meta;
-        const rules = [
-          m.unencryptedSuffix && `unencrypted_suffix "${m.unencryptedSuffix}"`,
-          m.encryptedSuffix && `encrypted_suffix "${m.encryptedSuffix}"`,
-          m.unencryptedRegex && `unencrypted_regex`,
-          m.encryptedRegex && `encrypted_regex`,
-          m.unencryptedCommentRegex && `unencrypted_comment_regex`,
-          m.encryptedCommentRegex && `encrypted_comment_regex`
-        ].filter(Boolean);
-        return rules.join(", ");
-      }
-      /** The plaintext, in the file's format (YAML or JSON). */
-      plaintext() {
-        return printTree(this.plain, this.format, this.meta.layout);
-      }
-      /** Replace the whole document. */
-      setTree(tree) {
-        if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
-        if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
-        this.refuseMergeKeys(tree);
-        this.plain = tree;
-        allowKeys(tree, this.openedWith?.allow);
-      }
-      /**
-       * A key `<<` is a YAML merge key to go-yaml, so to sops, however it is written (quoted too: sops writes it back
-       * as `!!merge <<`), and its value must be a map or a list of maps: with any other value sops can no longer read
-       * the file ("map merge requires map or sequence of maps as the value"; it refuses to encrypt one too). Refused
-       * in a YAML file before it is written; JSON files have no merge keys.
-       */
-      refuseMergeKeys(tree) {
-        if (this.format !== "yaml") return;
-        const bad = [];
-        const visit3 = (node, path) => {
-          if (node.kind === "list") node.items.forEach((n, i) => visit3(n, [...path, i]));
-          if (node.kind !== "map") return;
-          for (const [k, v] of node.entries) {
-            if (k === "<<" && !(v.kind === "map" || v.kind === "list" && v.items.every((i) => i.kind === "map"))) bad.push(showPath([...path, k]));
-            visit3(v, [...path, k]);
-          }
-        };
-        visit3(tree, []);
-        if (bad.length)
-          throw new OpsError(
-            `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
-            'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges'
-          );
-      }
-      /** Set the value at a key path, creating the maps on the way. */
-      set(path, value) {
-        if (path.length === 0 || path.some((k) => k === "")) throw new OpsError(`invalid key path "${path.join(".")}"`, "give keys separated by dots, e.g. database_url or datapass.client_id");
-        if (path[0] === "sops") throw new OpsError(`"sops" is reserved for sops's own metadata`, "choose another top-level key");
-        const setIn = (map, i) => {
-          const key = path[i];
-          const idx = map.entries.findIndex(([k]) => k === key);
-          const current = idx >= 0 ? map.entries[idx][1] : void 0;
-          let next;
-          if (i === path.length - 1) next = value;
-          else if (current === void 0 || current.kind === "null") next = setIn({ kind: "map", entries: [] }, i + 1);
-          else if (current.kind === "map") next = setIn(current, i + 1);
-          else {
-            const what = current.kind === "list" ? "a list" : `a ${current.type}`;
-            throw new OpsError(
-              `cannot set ${path.join(".")}: ${path.slice(0, i + 1).join(".")} is ${what}, not a map`,
-              current.kind === "list" ? "key paths do not index lists: change the list's items with `ops secrets edit`" : "choose another key path, or edit the file with `ops secrets edit`"
-            );
-          }
-          const entries = [...map.entries];
-          if (idx >= 0) entries[idx] = [key, next];
-          else entries.push([key, next]);
-          return { ...map, entries };
-        };
-        const plain = setIn(this.plain, 0);
-        this.refuseMergeKeys(plain);
-        this.plain = plain;
-      }
-      /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
-      addRecipient(recipient) {
-        const r = checkRecipient(recipient);
-        if (this.recipientList.includes(r)) return false;
-        this.recipientList.push(r);
-        return true;
-      }
-      /**
-       * Remove a recipient and rotate the data key (like `sops rotate --rm-age`): the removed key may have
-       * kept the old data key, which must not open the values written from now on.
-       */
-      removeRecipient(recipient) {
-        const r = recipient.trim();
-        if (!this.recipientList.includes(r)) {
-          throw new OpsError(`${r} is not a recipient of ${this.file}`, `its recipients are: ${this.recipientList.join(", ")}`);
-        }
-        if (this.recipientList.length === 1) {
-          throw new OpsError(`${r} is the only recipient of ${this.file}`, "add the new recipient first, then remove this one");
-        }
-        this.recipientList = this.recipientList.filter((x) => x !== r);
-        this.rotate();
-      }
-      /** Make the recipients exactly `recipients` (like `sops updatekeys`); rotates the data key if any was removed. */
-      setRecipients(recipients) {
-        const wanted = [...new Set(recipients.map((r) => checkRecipient(r)))];
-        if (wanted.length === 0) throw new OpsError(`${this.file} needs at least one recipient`, "add an age public key (age1...) to its creation rule in .sops.yaml");
-        const added = wanted.filter((r) => !this.recipientList.includes(r));
-        const removed = this.recipientList.filter((r) => !wanted.includes(r));
-        this.recipientList = wanted;
-        if (removed.length && this.original) this.rotate();
-        return { added, removed };
-      }
-      /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
-      rotate() {
-        this.dataKey = randomBytes10(DATA_KEY_BYTES);
-        this.stash.clear();
-        this.rotated = true;
-      }
-      /** The encrypted file text. Unchanged document and recipients → the original bytes. */
-      async render(opts2 = {}) {
-        if (this.meta.foreign.length) {
-          throw new OpsError(`${this.file} also has ${this.meta.foreign.join(", ")} keys, which this tool cannot re-encrypt to`, "change it with the sops binary");
-        }
-        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, "add one with `ops secrets recipients <env> add <age1...>`");
-        const key = this.dataKey;
-        const shouldEncrypt = encryptionRule(this.file, this.meta);
-        const mac = new MacBuilder(this.meta.macOnlyEncrypted);
-        const stash = this.stash.copy();
-        const ucr = this.meta.unencryptedCommentRegex ? goRegexp(this.meta.unencryptedCommentRegex) : void 0;
-        const data = walkTree(this.plain, {
-          leaf: (leaf, keys, _path, stack) => {
-            const encrypted = shouldEncrypt(keys, stack);
-            if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
-            if (!encrypted) return leaf;
-            if (leaf.type === "str" && leaf.value === "") return leaf;
-            const aad = aadOf(keys);
-            return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
-          },
-          // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
-          comment: (c, keys, stack, branch) => {
-            if (!shouldEncrypt(keys, stack, true) || c.text === "") return c;
-            const aad = aadOf(commentPath(c, keys, branch));
-            const text = sealText(c.text, "comment", key, aad, stash.take(`#${aad}`, c.text));
-            if (ucr?.test(text)) throw new OpsError(`${this.file}: an encrypted comment matches unencrypted_comment_regex`, 'choose an unencrypted_comment_regex that cannot match "ENC[AES256_GCM,...]" (as sops requires)');
-            return { ...c, text };
-          }
-        });
-        const old = this.original;
-        const sameKey = old !== void 0 && !this.rotated;
-        const age = [];
-        for (const recipient of this.recipientList) {
-          const kept = sameKey ? old.meta.age.find((s) => s.recipient === recipient) : void 0;
-          age.push(kept ?? { recipient, enc: await wrapDataKey(key, recipient) });
-        }
-        const sameStanzas = sameKey && age.length === old.meta.age.length && age.every((s, i) => s.enc === old.meta.age[i].enc && s.recipient === old.meta.age[i].recipient);
-        if (!opts2.force && sameStanzas && treeEquals(data, old.data)) return { text: old.text, changed: false };
-        const lastModified = opts2.lastModified ?? (opts2.now ?? /* @__PURE__ */ new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
-        const sealedMac = sealText(mac.hex(), "str", key, canonicalLastModified(this.file, lastModified), opts2.macIv);
-        const meta = this.metadataTree(age, lastModified, sealedMac);
-        const tree = { ...data, entries: [...data.entries, ["sops", meta]] };
-        return { text: printTree(tree, this.format, this.meta.layout), changed: true };
-      }
-      /**
-       * The `sops` section as the file's layout has it: sops 3.13 sorts its keys and leaves empty key lists out;
-       * sops 3.8.1 wrote a fixed order with empty key lists (`[]` in YAML, `null` in JSON).
-       */
-      metadataTree(age, lastModified, mac) {
-        const m = this.meta;
-        const rules = [
-          ["unencrypted_suffix", m.unencryptedSuffix],
-          ["encrypted_suffix", m.encryptedSuffix],
-          ["unencrypted_regex", m.unencryptedRegex],
-          ["encrypted_regex", m.encryptedRegex],
-          ["unencrypted_comment_regex", m.unencryptedCommentRegex],
-          ["encrypted_comment_regex", m.encryptedCommentRegex]
-        ];
-        if (!m.layout.legacyMetadata) {
-          const entries2 = [
-            ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["enc", str(s.enc)], ["recipient", str(s.recipient)]] })) }],
-            ["lastmodified", str(lastModified)],
-            ["mac", str(mac)],
-            ...rules.filter((r) => Boolean(r[1])).map(([k, v]) => [k, str(v)]),
-            ...m.macOnlyEncrypted ? [["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]] : [],
-            ["version", str(SOPS_VERSION)]
-          ];
-          return { kind: "map", entries: entries2.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0) };
-        }
-        const empty = this.format === "json" ? { kind: "null" } : { kind: "list", items: [] };
-        const entries = [
-          ["kms", empty],
-          ["gcp_kms", empty],
-          ["azure_kv", empty],
-          ["hc_vault", empty],
-          ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["recipient", str(s.recipient)], ["enc", str(s.enc)]] })) }],
-          ["lastmodified", str(lastModified)],
-          ["mac", str(mac)],
-          ["pgp", empty]
-        ];
-        for (const [k, v] of rules) if (v) entries.push([k, str(v)]);
-        if (m.macOnlyEncrypted) entries.push(["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]);
-        entries.push(["version", str(LEGACY_SOPS_VERSION)]);
-        return { kind: "map", entries };
-      }
-      /**
-       * Write the file atomically if anything changed, and only over the version this object read or last wrote
-       * (`replacing`: that text, or null when it did not exist): a change written meanwhile by another command is never
-       * dropped (writeIfUnchanged). An existing file keeps its mode; a new one is created 0600 (or create's `mode`).
-       * Returns whether it was written.
-       * @throws ChangedOnDiskError (nothing written) when the file is no longer what was read; InterruptedError (nothing
-       * written) when the opening options' `signal` aborts before the file's lock is taken.
-       */
-      async save(opts2 = {}, replacing = this.onDisk) {
-        const { text, changed } = await this.render(opts2);
-        if (!changed) return false;
-        await writeIfUnchanged(this.file, text, replacing, void 0, this.createMode, this.openedWith.warn, this.openedWith.signal);
-        this.onDisk = text;
-        return true;
-      }
-      /** The data key, for interop tests (Debian's `age -d` must open each recipient's copy). */
-      dataKeyForTests() {
-        return Buffer.from(this.dataKey);
-      }
-    };
-  }
-});
-
-// core/secrets/sops-config.ts
-import { existsSync as existsSync5, readFileSync as readFileSync5 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
-function envPathRegex(env) {
-  validate("environment", env);
-  return `(^|/)environments/${env}/`;
-}
-function rulePath(root, file) {
-  return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
-}
-function configError(file, what) {
-  return new OpsError(`${file}: ${what}`, "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
-}
-function parseAge(file, i, node) {
-  if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
-  if (value === null || value === void 0) return [];
-  if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
-  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
-  throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
-}
-function load(root, required) {
-  const path = join6(root, SOPS_CONFIG_FILE);
-  if (!existsSync5(path)) {
-    if (!required) return void 0;
-    throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
-  }
-  const text = readFileSync5(path, "utf8");
-  refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
-  if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
-  const rules = [];
-  const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml7.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml7.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
-    const re = item.get("path_regex");
-    if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
-    if (typeof re === "string") {
-      try {
-        goRegexp(re);
-      } catch (e) {
-        throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${e.message})`);
-      }
-    }
-    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age: parseAge(SOPS_CONFIG_FILE, index, item.get("age", true)) });
-  });
-  return { path, text, doc, rules };
-}
-function readCreationRules(root) {
-  return load(root, false)?.rules ?? [];
-}
-function ruleFor(root, file) {
-  const rel = rulePath(root, file);
-  return readCreationRules(root).find((r) => r.pathRegex === void 0 || goRegexp(r.pathRegex).test(rel));
-}
-function recipientsFor(root, file) {
-  const rel = rulePath(root, file);
-  const rule = ruleFor(root, file);
-  const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
-  const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)}
-    age: age1...`;
-  if (!rule) {
-    throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like
-creation_rules:
-${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops keygen\` makes an age key` : void 0);
-  }
-  if (rule.age.length === 0) {
-    throw new OpsError(`the creation rule for ${rel} in ${SOPS_CONFIG_FILE} (creation_rules[${rule.index}]) has no age recipients`, "add `age: age1...` to it (comma-separated for several)");
-  }
-  rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
-  return rule.age;
-}
-async function setEnvRule(root, env, recipients, signal) {
-  await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
-}
-async function setEnvRuleOnce(root, env, recipients, signal) {
-  const regex = envPathRegex(env);
-  const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
-  if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
-  const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
-  if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
-  const found = doc.contents.get("creation_rules", true);
-  let seq;
-  if ((0, import_yaml7.isSeq)(found)) seq = found;
-  else {
-    seq = new import_yaml7.YAMLSeq();
-    doc.contents.set("creation_rules", seq);
-  }
-  seq.flow = false;
-  const items2 = seq.items;
-  const own2 = items2.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml7.Scalar(list2.join(","));
-  if (own2 >= 0) {
-    const rule = items2[own2];
-    const old = rule.get("age", true);
-    if ((0, import_yaml7.isSeq)(old)) {
-      const s = new import_yaml7.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml7.Scalar(r));
-      rule.set("age", s);
-    } else rule.set("age", ageValue);
-  } else {
-    const rule = new import_yaml7.YAMLMap();
-    rule.set("path_regex", regex);
-    rule.set("age", ageValue);
-    const probe = `environments/${env}/secrets.sops.yaml`;
-    const at2 = (loaded?.rules ?? []).find((r) => r.pathRegex === void 0 || goRegexp(r.pathRegex).test(probe));
-    if (at2) items2.splice(at2.index, 0, rule);
-    else items2.push(rule);
-  }
-  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
-}
-async function removeEnvRule(root, env) {
-  return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
-}
-async function removeEnvRuleOnce(root, env) {
-  const regex = envPathRegex(env);
-  const loaded = load(root, false);
-  if (!loaded) return false;
-  const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml7.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
-  if (i < 0) return false;
-  seq.items.splice(i, 1);
-  await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
-  return true;
-}
-var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
-var init_sops_config = __esm({
-  "core/secrets/sops-config.ts"() {
-    "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
-    init_errors();
-    init_shell();
-    init_atomic();
-    init_goregex();
-    init_keys();
-    init_yaml_depth();
-    SOPS_CONFIG_FILE = ".sops.yaml";
-    CONFIG_HEADER = [
-      " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
-      " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
-      " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
-    ].join("\n");
-  }
-});
-
-// core/secrets/env.ts
-import { execFileSync as execFileSync2 } from "node:child_process";
-import { randomBytes as randomBytes11 } from "node:crypto";
-import { existsSync as existsSync6, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
-function envDir(root, env) {
-  return join7(root, "environments", validate("environment", env));
-}
-function secretsPath(root, env) {
-  return join7(envDir(root, env), SECRETS_FILE);
-}
-function envSopsFiles(root, env) {
-  const dir = envDir(root, env);
-  const files = [];
-  const secrets = join7(dir, SECRETS_FILE);
-  if (existsSync6(secrets)) files.push(secrets);
-  const assets = join7(dir, "assets");
-  if (existsSync6(assets)) {
-    for (const name2 of readdirSync2(assets).sort()) {
-      if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join7(assets, name2);
-      try {
-        if (isSopsText(readFileSync6(file, "utf8"), formatOf(file))) files.push(file);
-      } catch {
-      }
-    }
-  }
-  return files;
-}
-function gitState(root, file) {
-  const git = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
-  try {
-    if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
-  } catch {
-    return void 0;
-  }
-  try {
-    if (git("ls-files", "--", file).trim()) return "tracked";
-  } catch {
-    return void 0;
-  }
-  try {
-    git("check-ignore", "-q", "--", file);
-    return "ignored";
-  } catch {
-    return "untracked";
-  }
-}
-function ageKeyFileProblems(root, env, path) {
-  const rel = relative3(root, path);
-  if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
-  const shown = rel.split(sep2).join("/");
-  const out = [
-    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
-  ];
-  const state = gitState(root, rel);
-  if (state === "tracked")
-    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
-  else if (state === "untracked")
-    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
-  return out;
-}
-async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
-  const ids = await loadIdentities(processEnv);
-  const configFile = join7(envDir(root, env), "environment.yml");
-  if (!existsSync6(configFile)) return ids;
-  let keyFile;
-  try {
-    keyFile = (0, import_yaml8.parse)(readFileSync6(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
-  } catch {
-    return ids;
-  }
-  if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute4(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
-  let text;
-  try {
-    text = readFileSync6(path, "utf8");
-  } catch {
-    throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
-  }
-  const found = await parseIdentities(text, path);
-  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
-  const known = new Set(ids.identities.map((i) => i.secret));
-  return {
-    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
-    tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
-    defaultFile: ids.defaultFile
-  };
-}
-function generateToken(bytes) {
-  return randomBytes11(bytes).toString("base64url");
-}
-function generateSecretKey() {
-  return generateToken(64);
-}
-function generateApiKey() {
-  return generateToken(32);
-}
-function isPlaceholder(leaf) {
-  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER);
-}
-function findPlaceholders(tree) {
-  const found = [];
-  forEachLeaf(tree, (leaf, _keys, path) => {
-    if (isPlaceholder(leaf)) found.push(showPath(path));
-  });
-  return found;
-}
-function placeholderError(label, env, keys, change) {
-  const named = keys.map(keyName).join(", ");
-  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
-  return change ? new OpsError(
-    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
-    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
-  ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
-}
-var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
-var init_env = __esm({
-  "core/secrets/env.ts"() {
-    "use strict";
-    import_yaml8 = __toESM(require_dist(), 1);
-    init_environment();
-    init_errors();
-    init_report();
-    init_shell();
-    init_keys();
-    init_sops_metadata();
-    init_tree();
-    THROWAWAY_ENVIRONMENT = "local";
-    PLACEHOLDER = "CHANGE-ME";
-    APP_SECRETS = [
-      { key: "host", about: "IP address of the VM (the seed kept it with the secrets)" },
-      { key: "secret_key", about: "cookie encryption key (generated: `ops secretkey`)" },
-      { key: "database_url", about: "postgresql+asyncpg://user:password@host:5432/db, the password URL-encoded" },
-      { key: "config_repo_api_key", about: "API key of the configuration repository (generated: `ops apikey`)" },
-      { key: "datapass_client_id", about: "OpenID Connect client ID at Comptes DataPass" },
-      { key: "datapass_client_secret", about: "OpenID Connect client secret at Comptes DataPass" },
-      { key: "passwords", about: "initdata users: e-mail -> password (TOOLS_PASSWORDS, used where initdata says __env__)" }
-    ];
-  }
-});
-
-// core/secrets/scaffold.ts
-import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
-import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join8, relative as relative4 } from "node:path";
-function placeholderHostKey() {
-  const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
-  const u324 = (n) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(n, 0);
-    return b;
-  };
-  const blob = Buffer.concat([u324(11), Buffer.from("ssh-ed25519"), u324(32), der.subarray(der.length - 32)]);
-  return `ssh-ed25519 ${blob.toString("base64")}`;
-}
-function freePlaceholderAddress(root) {
-  const used = /* @__PURE__ */ new Set();
-  const envs = join8(root, "environments");
-  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
-    const file = join8(envs, e.name, "environment.yml");
-    if (!e.isDirectory() || !existsSync7(file)) continue;
-    for (const m of readFileSync7(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
-  }
-  for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
-  return "203.0.113.10";
-}
-function environmentTemplate(name2, address2 = "203.0.113.10") {
-  return `${SCHEMA_COMMENT}
-# The ${name2} environment (see the README, "Environment reference"). Written by \`ops env new ${name2}\`.
-# PLACEHOLDER values are marked: replace them before the first real run.
-app: catalogage
-ref: master
-domain: ${name2}.catalogue.example.org            # PLACEHOLDER: the public DNS name
-
-hosts:
-  - name: web1
-    address: ${address2}       # PLACEHOLDER (TEST-NET address, used by no other environment here): the VM's address
-    user: deploy
-    # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
-    # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
-    # /etc/ssh/ssh_host_ed25519_key.pub here.
-    host_key: ${placeholderHostKey()}
-
-tls:
-  mode: letsencrypt
-  email: ops@example.org   # PLACEHOLDER: who Let's Encrypt writes to about expiring certificates
-
-runtimes:
-  python: { strategy: debian, version: "3.11" }
-  node: { strategy: debian, version: "18" }
-
-release:
-  build: make build
-  migrate: make migrate
-  keep: 5
-
-programs:
-  server:
-    command: "{release}/venv/bin/python -m server.main"
-    port: 3579
-    health: /health
-    env:
-      APP_PORT: "{port}"
-  client:
-    command: "{node} ./build"
-    directory: client
-    port: 3000
-    health: /
-    env:
-      HOST: 127.0.0.1
-      PORT: "{port}"
-      VITE_API_SSR_URL: "http://127.0.0.1:{port:server}"
-
-routes:
-  /: client
-  /api/: server
-
-# Values from secrets.sops.yaml (edit them with \`ops secrets edit ${name2}\`)
-env:
-  APP_SERVER_MODE: live
-  APP_PORT: "3579"
-  APP_DATABASE_URL: { secret: database_url }
-  APP_SECRET_KEY: { secret: secret_key }
-  APP_CONFIG_REPO_API_KEY: { secret: config_repo_api_key }
-  APP_DATAPASS_CLIENT_ID: { secret: datapass_client_id }
-  APP_DATAPASS_CLIENT_SECRET: { secret: datapass_client_secret }
-  TOOLS_PASSWORDS: { secret: passwords }
-  VITE_SERVER_MODE: live
-  VITE_API_BROWSER_URL: /api
-  VITE_API_SSR_URL: http://127.0.0.1:3579
-
-# Who reads the .env: each value is written so that they all read it back exactly, or refused by name
-# (README: "The .env: which values each reader can carry").
-dotenv:
-  readers: [python-dotenv, node-dotenv, { reader: vite, only: VITE_ }]
-`;
-}
-function templateSecretKeys() {
-  return [...environmentTemplate("x").matchAll(/\{ secret: ([A-Za-z0-9_.-]+) \}/g)].map((m) => m[1]);
-}
-function initialSecrets() {
-  const generated = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
-  const read2 = new Set(templateSecretKeys());
-  const entries = APP_SECRETS.filter(({ key }) => read2.has(key)).map(({ key, about }) => {
-    if (generated[key]) return [key, str(generated[key])];
-    if (key === "passwords") {
-      return [key, { kind: "map", entries: [["admin@example.org", str(`${PLACEHOLDER}: password of this initdata user`)]] }];
-    }
-    return [key, str(`${PLACEHOLDER}: ${about}`)];
-  });
-  return { kind: "map", entries };
-}
-async function newEnvironment(root, name2, opts2 = {}) {
-  const heed = () => {
-    if (opts2.signal?.aborted) throw interruption(opts2.signal.reason, `while creating environments/${name2}`);
-  };
-  validate("environment", name2);
-  const dir = envDir(root, name2);
-  if (existsSync7(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
-  const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
-  const identity = await generateIdentity2();
-  const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
-  const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
-  if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
-  const configBefore = existsSync7(join8(root, ".sops.yaml"));
-  const address2 = freePlaceholderAddress(root);
-  heed();
-  await mkdir3(join8(dir, "assets"), { recursive: true });
-  try {
-    await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
-    heed();
-    await setEnvRule(root, name2, recipients, opts2.signal);
-    heed();
-    const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
-    await secrets.save();
-    heed();
-  } catch (e) {
-    await rm3(dir, { recursive: true, force: true });
-    await removeEnvRule(root, name2).catch(() => void 0);
-    if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
-    throw e;
-  }
-  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
-  return { dir, identity, recipients, files, address: address2 };
-}
-var init_scaffold = __esm({
-  "core/secrets/scaffold.ts"() {
-    "use strict";
-    init_environment();
-    init_errors();
-    init_shell();
-    init_env();
-    init_keys();
-    init_sops_config();
-    init_sops();
-    init_atomic();
-    init_tree();
-  }
-});
-
-// core/secrets/index.ts
-var secrets_exports = {};
-__export(secrets_exports, {
-  APP_SECRETS: () => APP_SECRETS,
-  PLACEHOLDER: () => PLACEHOLDER,
-  SOPS_CONFIG_FILE: () => SOPS_CONFIG_FILE,
-  SOPS_VERSION: () => SOPS_VERSION,
-  SecretsFile: () => SecretsFile,
-  checkRecipient: () => checkRecipient,
-  decryptFile: () => decryptFile,
-  defaultKeyFile: () => defaultKeyFile,
-  envPathRegex: () => envPathRegex,
-  envSopsFiles: () => envSopsFiles,
-  findPlaceholders: () => findPlaceholders,
-  fromPlain: () => fromPlain,
-  generateApiKey: () => generateApiKey,
-  generateIdentity: () => generateIdentity2,
-  generateSecretKey: () => generateSecretKey,
-  generateToken: () => generateToken,
-  identitiesFromText: () => identitiesFromText,
-  isSopsText: () => isSopsText,
-  loadEnvIdentities: () => loadEnvIdentities,
-  loadIdentities: () => loadIdentities,
-  newEnvironment: () => newEnvironment,
-  parseSops: () => parseSops,
-  placeholderError: () => placeholderError,
-  readCreationRules: () => readCreationRules,
-  recipientsFor: () => recipientsFor,
-  removeEnvRule: () => removeEnvRule,
-  ruleFor: () => ruleFor,
-  secretsPath: () => secretsPath,
-  setEnvRule: () => setEnvRule,
-  toPlain: () => toPlain
-});
-var init_secrets = __esm({
-  "core/secrets/index.ts"() {
-    "use strict";
-    init_sops();
-    init_sops_metadata();
-    init_keys();
-    init_sops_config();
-    init_env();
-    init_scaffold();
-    init_tree();
-  }
-});
-
-// core/secrets/weak.ts
-var weak_exports = {};
-__export(weak_exports, {
-  SHORT_SECRET_LENGTH: () => SHORT_SECRET_LENGTH,
-  weakParts: () => weakParts,
-  weakSecretWarning: () => weakSecretWarning,
-  weakSecretWarnings: () => weakSecretWarnings
-});
-function weakParts(value) {
-  const whole = value.trim();
-  if (whole === "") return [];
-  const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
-  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
-  const seen = /* @__PURE__ */ new Set();
-  const out = [];
-  for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {
-    const t = raw.trim();
-    if (t === "" || seen.has(t)) continue;
-    seen.add(t);
-    const part = t === whole ? "value" : passwords.has(t) ? "URL password" : lines.has(t) ? "line" : "part";
-    if (t.length < MIN_MASKED_LENGTH) {
-      if (part !== "line") out.push({ part, length: t.length, why: "unmasked" });
-    } else if (t.length < SHORT_SECRET_LENGTH) out.push({ part, length: t.length, why: "short" });
-    else if (COMMON.has(t.toLowerCase())) out.push({ part, length: t.length, why: "common" });
-  }
-  return out;
-}
-function weakSecretWarning(what, parts) {
-  const said = parts.map((p) => {
-    const n = own`${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? own`, a common word or number` : ""}`;
-    if (p.why === "unmasked") return own`${n}: too short to be masked, so the logs show it as it is`;
-    return own`${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
-  });
-  return own`${what} is weak: ${[...new Set(said)].join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
-}
-function weakSecretWarnings(tree, include = () => true, shown = showPath) {
-  const byValue = /* @__PURE__ */ new Map();
-  forEachLeaf(tree, (leaf, _keys, path) => {
-    const text = maskedText(leaf);
-    if (text === void 0 || !include(text, path)) return;
-    const keys = byValue.get(text);
-    const name2 = shown(path);
-    if (keys) {
-      if (!keys.includes(name2)) keys.push(name2);
-    } else byValue.set(text, [name2]);
-  });
-  const out = [];
-  for (const [text, keys] of byValue) {
-    const parts = weakParts(text);
-    if (!parts.length) continue;
-    const named = keys.map((k) => `"${keyName(k)}"`);
-    const what = named.length === 1 ? own`secret ${named[0]}` : own`secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
-    out.push(weakSecretWarning(what, parts));
-  }
-  return out;
-}
-var SUBJECT;
-var init_weak = __esm({
-  "core/secrets/weak.ts"() {
-    "use strict";
-    init_report();
-    init_parts();
-    init_tree_scalars();
-    init_tree();
-    init_parts();
-    SUBJECT = {
-      value: own`its value`,
-      line: own`one of its lines (masked on its own)`,
-      "URL password": own`its URL's password (masked on its own)`,
-      part: own`a part of it masked on its own (a string inside its JSON, or a URL password in one)`
-    };
-  }
-});
-
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -71274,6 +71342,7 @@ function endGroup() {
 
 // core/action.ts
 init_errors();
+init_parts();
 
 // core/remote/identity.ts
 init_errors();
@@ -71446,12 +71515,175 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(reporter.redact(formatError(error2)));
+    setFailed(hideSecrets(reporter.redact(formatError(error2))));
   }
 }
 
-// actions/provision/main.ts
+// core/ops/secrets.ts
 init_environment();
+import { existsSync as existsSync8 } from "node:fs";
+import { join as join8 } from "node:path";
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+function lookup(tree, path) {
+  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const keysAt = (keys) => {
+    const n = keys.reduce(child, tree);
+    return isMap4(n) ? Object.keys(n) : [];
+  };
+  return splitKeyPath(path, keysAt).reduce(child, tree);
+}
+
+// core/ops/secrets.ts
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+function secret(env, secrets, setting, path) {
+  const value = lookup(secrets, path);
+  if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
+  if (typeof value !== "string" || !value)
+    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
+  return value;
+}
+function oneLine2(env, setting, value) {
+  if (/[\r\n]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
+  if (value.includes("\0")) throw new OpsError(`${setting} of ${env.name} holds a NUL character`, "a URL or token is text without NUL characters: fix the value (it was not printed)");
+  return value;
+}
+var NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}]+)\}/g;
+function npmrcText(env, setting, value) {
+  oneLine2(env, setting, value);
+  if (value !== value.trim())
+    throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, "remove it from the value (it was not printed)");
+  if (["true", "false", "null", "undefined"].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, "use the real value (it was not printed)");
+  if (!/[;#\\"'$]/.test(value)) return value;
+  const escaped = value.replace(NPM_ENV_EXPR, (m, esc, name2) => {
+    if (/^[^?]+\??$/.test(name2)) return `${esc}${esc}\\${m.slice(esc.length)}`;
+    if (esc) throw new OpsError(`${setting} of ${env.name} holds a backslash before a "\${...}" with a "?" inside, which npm versions read differently in .npmrc`, "change the value (it was not printed)");
+    return m;
+  });
+  return JSON.stringify(escaped);
+}
+var INDEX_READ_TIMEOUT = 120;
+function packageIndexFiles(env, secrets) {
+  const p = env.config.packages;
+  const out = {};
+  if (p.pip_index_url !== void 0) {
+    const url = oneLine2(env, "packages.pip_index_url", typeof p.pip_index_url === "string" ? p.pip_index_url : secret(env, secrets, "packages.pip_index_url", p.pip_index_url.secret));
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new OpsError(
+        `packages.pip_index_url of ${env.name} is not a URL`,
+        "expected https://host/simple/ or https://user:password@host/simple/, with characters of user and password percent-encoded as pip decodes them (# as %23, / as %2F, ? as %3F, : as %3A, @ as %40, % as %25); the value was not printed"
+      );
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
+    const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
+    if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
+    out.pipConf = lines.join("\n") + "\n";
+    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url).replace(/\x7f/g, "\\u007f")}`, "default = true", ""].join("\n");
+  }
+  if (p.npm_registry !== void 0) {
+    const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
+    const lines = ["# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.", `registry=${npmrcText(env, "packages.npm_registry", registry)}`];
+    if (p.npm_token) {
+      const token = npmrcText(env, "packages.npm_token", secret(env, secrets, "packages.npm_token", p.npm_token.secret));
+      const u = new URL(registry);
+      const key = `//${u.host}${u.pathname}:_authToken`;
+      if (key.includes("=") || u.search || u.hash)
+        throw new OpsError(`packages.npm_registry of ${env.name} has "=", "?" or "#" in it, which the .npmrc key of its token cannot hold`, "use the registry's URL without them");
+      out.npmTokenKey = `${npmrcText(env, "packages.npm_registry", key)}=`;
+      lines.push(`${out.npmTokenKey}${token}`);
+    }
+    out.npmrc = lines.join("\n") + "\n";
+  }
+  return out;
+}
+
+// core/ops/secrets.ts
+init_parts();
+var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+function plainPasswords(env) {
+  const values = [
+    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+function settingsPasswords(env) {
+  const out = /* @__PURE__ */ new Set();
+  const walk = (node) => {
+    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+function openEnvironment(ctx, name2) {
+  const env = loadEnvironment(name2, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
+}
+function maskPlainPasswords(ctx, env, warn) {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+    );
+}
+async function environmentSecrets(ctx, env) {
+  maskPlainPasswords(ctx, env, true);
+  const file = join8(env.dir, SECRETS_FILE);
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
+  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
+  if (!existsSync8(file)) {
+    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    return {};
+  }
+  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
+  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
+  allowSecretRefs(env, ctx);
+  const masked = [];
+  let decrypted;
+  try {
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
+    const seen = new Set(masked);
+    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
+  } finally {
+    for (const v of masked) ctx.reporter.mask(v);
+  }
+  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
+    throw new OpsError(
+      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
+      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
+    );
+  const placeholders = findPlaceholders2(decrypted.tree);
+  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
+  return decrypted.data;
+}
+function allowSecretRefs(env, ctx) {
+  for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
+}
 
 // core/ops/provision.ts
 import { randomBytes as randomBytes12 } from "node:crypto";
@@ -71562,7 +71794,7 @@ init_environment();
 
 // core/config/siblings.ts
 init_errors();
-import { join as join4, posix as posix2 } from "node:path";
+import { join as join9, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -71584,7 +71816,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join4(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join9(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -71664,93 +71896,6 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
 // core/ops/provision.ts
 init_errors();
 
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-function lookup(tree, path) {
-  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
-  const keysAt = (keys) => {
-    const n = keys.reduce(child, tree);
-    return isMap4(n) ? Object.keys(n) : [];
-  };
-  return splitKeyPath(path, keysAt).reduce(child, tree);
-}
-
-// core/packages.ts
-init_errors();
-init_tree();
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-function secret(env, secrets, setting, path) {
-  const value = lookup(secrets, path);
-  if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
-  if (typeof value !== "string" || !value)
-    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
-  return value;
-}
-function oneLine2(env, setting, value) {
-  if (/[\r\n]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
-  if (value.includes("\0")) throw new OpsError(`${setting} of ${env.name} holds a NUL character`, "a URL or token is text without NUL characters: fix the value (it was not printed)");
-  return value;
-}
-var NPM_ENV_EXPR = /(?<!\\)(\\*)\$\{([^${}]+)\}/g;
-function npmrcText(env, setting, value) {
-  oneLine2(env, setting, value);
-  if (value !== value.trim())
-    throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, "remove it from the value (it was not printed)");
-  if (["true", "false", "null", "undefined"].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, "use the real value (it was not printed)");
-  if (!/[;#\\"'$]/.test(value)) return value;
-  const escaped = value.replace(NPM_ENV_EXPR, (m, esc, name2) => {
-    if (/^[^?]+\??$/.test(name2)) return `${esc}${esc}\\${m.slice(esc.length)}`;
-    if (esc) throw new OpsError(`${setting} of ${env.name} holds a backslash before a "\${...}" with a "?" inside, which npm versions read differently in .npmrc`, "change the value (it was not printed)");
-    return m;
-  });
-  return JSON.stringify(escaped);
-}
-var INDEX_READ_TIMEOUT = 120;
-function packageIndexFiles(env, secrets) {
-  const p = env.config.packages;
-  const out = {};
-  if (p.pip_index_url !== void 0) {
-    const url = oneLine2(env, "packages.pip_index_url", typeof p.pip_index_url === "string" ? p.pip_index_url : secret(env, secrets, "packages.pip_index_url", p.pip_index_url.secret));
-    let parsed;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new OpsError(
-        `packages.pip_index_url of ${env.name} is not a URL`,
-        "expected https://host/simple/ or https://user:password@host/simple/, with characters of user and password percent-encoded as pip decodes them (# as %23, / as %2F, ? as %3F, : as %3A, @ as %40, % as %25); the value was not printed"
-      );
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
-    const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
-    if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
-    out.pipConf = lines.join("\n") + "\n";
-    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url).replace(/\x7f/g, "\\u007f")}`, "default = true", ""].join("\n");
-  }
-  if (p.npm_registry !== void 0) {
-    const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
-    const lines = ["# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.", `registry=${npmrcText(env, "packages.npm_registry", registry)}`];
-    if (p.npm_token) {
-      const token = npmrcText(env, "packages.npm_token", secret(env, secrets, "packages.npm_token", p.npm_token.secret));
-      const u = new URL(registry);
-      const key = `//${u.host}${u.pathname}:_authToken`;
-      if (key.includes("=") || u.search || u.hash)
-        throw new OpsError(`packages.npm_registry of ${env.name} has "=", "?" or "#" in it, which the .npmrc key of its token cannot hold`, "use the registry's URL without them");
-      out.npmTokenKey = `${npmrcText(env, "packages.npm_registry", key)}=`;
-      lines.push(`${out.npmTokenKey}${token}`);
-    }
-    out.npmrc = lines.join("\n") + "\n";
-  }
-  return out;
-}
-
 // core/remote/types.ts
 init_errors();
 var REPORT_PREFIX = "@ops ";
@@ -71796,7 +71941,7 @@ var DEFAULT_STEP_TIMEOUT = 600;
 init_environment();
 init_errors();
 init_shell();
-import { readFileSync as readFileSync4 } from "node:fs";
+import { readFileSync as readFileSync7 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function baseConfig() {
   return `${HEADER}
@@ -72011,7 +72156,7 @@ function renderTemplate(template, vars, source) {
 function readTemplate(env, custom) {
   const file = envPath(env, custom);
   try {
-    return readFileSync4(file, "utf8");
+    return readFileSync7(file, "utf8");
   } catch {
     throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
   }
@@ -72030,17 +72175,17 @@ init_shell();
 
 // core/steps/script.ts
 init_shell();
-function b64(content) {
+function b642(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return putFileWord(path, b64(content), mode, owner);
+  return putFileWord(path, b642(content), mode, owner);
 }
 function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 function putChecked(path, content, check, what, mode = "0644") {
-  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+  return String.raw`new=$(mktemp); printf %s ${b642(content)} | base64 -d > "$new"
 if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
 rm -f "$new"
 ${putFile(path, content, mode)}`;
@@ -73390,7 +73535,7 @@ function provisionNginx(env, certificateReady) {
 // core/steps/system.ts
 init_errors();
 init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
 var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
 var DEBIAN_RUNTIMES = {
   bullseye: { number: 11, python: "3.9", node: "12" },
@@ -73412,7 +73557,6 @@ function debianRuntimeProblem(env, host, codename) {
   );
 }
 function inspectHost(env) {
-  const L = env.layout;
   return {
     name: "inspect",
     as: "root",
@@ -73424,7 +73568,7 @@ ops_report ${SYSTEM_KEYS.os_id} "$ID"
 ops_report ${SYSTEM_KEYS.codename} "$VERSION_CODENAME"
 ops_report ${SYSTEM_KEYS.init} "$([ -d /run/systemd/system ] && echo systemd || echo none)"
 ops_report ${SYSTEM_KEYS.app_user} "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
-ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`
+${reportProvisioned(env)}`
   };
 }
 function packageList(env) {
@@ -73654,6 +73798,33 @@ item supervisor`
 function provisionedMarker(env) {
   return `${env.layout.state}/provisioned`;
 }
+var PROVISIONED_KEYS = reportKeys("provisioned");
+function readProvisioned(env, as = "root") {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === "root") return root;
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+function reportProvisioned(env, as = "root") {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
+}
+function provisionedIn(r) {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === void 0 || marker === "unknown") return void 0;
+  return marker !== "no";
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
 function markProvisioned(env) {
   const f = provisionedMarker(env);
   return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
@@ -73779,7 +73950,7 @@ init_errors();
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -73872,7 +74043,7 @@ init_errors();
 
 // core/remote/ssh.ts
 init_errors();
-import { randomBytes as randomBytes6 } from "node:crypto";
+import { randomBytes as randomBytes10 } from "node:crypto";
 import { StringDecoder } from "node:string_decoder";
 import { setTimeout as sleep2 } from "node:timers/promises";
 
@@ -74057,7 +74228,7 @@ function unixifyPath(path) {
   }
   return path;
 }
-async function readFile(filePath) {
+async function readFile3(filePath) {
   return new Promise((resolve4, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
@@ -74142,7 +74313,7 @@ var NodeSSH = class {
       invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
       if (config.privateKeyPath != null) {
         try {
-          config.privateKey = await readFile(config.privateKeyPath);
+          config.privateKey = await readFile3(config.privateKeyPath);
         } catch (err) {
           if (err != null && err.code === "ENOENT") {
             throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
@@ -74984,7 +75155,7 @@ var SshRemote = class {
   onClose;
   name;
   login;
-  connection = randomBytes6(6).toString("hex");
+  connection = randomBytes10(6).toString("hex");
   lost;
   closed = false;
   warnedPreamble = false;
@@ -75378,7 +75549,7 @@ async function withOpenSession(session, fn) {
 }
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes7 } from "node:crypto";
+import { randomBytes as randomBytes11 } from "node:crypto";
 init_signals();
 init_errors();
 
@@ -75453,7 +75624,9 @@ function readAudit(env, lines) {
     as: "login",
     timeout: 30,
     quiet: true,
-    script: `f=${quote(env.layout.audit)}
+    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
+    script: `${reportProvisioned(env, "login")}
+f=${quote(env.layout.audit)}
 [ -f "$f" ] || exit 0
 tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
   };
@@ -75653,7 +75826,7 @@ function programPorts(env, slot) {
 var RELEASE_MARK = "@@ops-release-id@@";
 function slotConfigShell(env, slot, releaseId) {
   const L = env.layout;
-  if (typeof releaseId === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  if (typeof releaseId === "string") return `conf_b64=${b642(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
   return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
 conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/${word(releaseId)}}
 conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
@@ -75756,7 +75929,7 @@ var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function markRelease(env, id, mark, why, withoutLock = false) {
   const dir = word(`${env.layout.releases}/`, id);
@@ -75826,6 +75999,7 @@ if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var LOCK_BUSY_EXIT = 3;
+var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
 OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
@@ -75852,7 +76026,9 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
+${req2.provisioned ? `# Never provisioned: refused before anything is made here (the lock's directory is provision's to make).
+if [ ! -f ${quote(provisionedMarker(env))} ]; then ops_report ${PROVISIONED_KEYS.provisioned} no; exit ${LOCK_UNPROVISIONED_EXIT}; fi
+` : ""}lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
@@ -75975,6 +76151,7 @@ function lockStatus(env) {
     timeout: 30,
     quiet: true,
     script: `${CONNECTION_FUNCTIONS}
+${reportProvisioned(env, "login")}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
@@ -76000,6 +76177,18 @@ function describeHolder(h) {
 
 // core/ops/locked.ts
 init_shell();
+
+// core/ops/host-state.ts
+init_errors();
+function unprovisionedError(env, hosts, nothing, then) {
+  const bare = hosts.filter((h) => !h.state.provisioned).map((h) => h.host);
+  if (!bare.length) return void 0;
+  const { problem, fix } = notProvisioned(env);
+  const which2 = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(", ")}) are`;
+  return new OpsError(`${which2} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
+}
+
+// core/ops/locked.ts
 var LockError = class extends OpsError {
 };
 var LockLostError = class extends OpsError {
@@ -76100,12 +76289,20 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
+var Unprovisioned = class extends Error {
+  constructor(host) {
+    super(`${host} is not provisioned`);
+    this.host = host;
+  }
+  host;
+};
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
+  if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
@@ -76146,7 +76343,7 @@ function runRecord(known, hostNames, defaults) {
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes7(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes11(8).toString("hex"), wait: env.config.switch.lock_wait, ...options.unprovisioned && { provisioned: true } };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
@@ -76364,9 +76561,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       }
     })
   );
-  const failed = settled.find((s) => s.status === "rejected");
+  const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
+  const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
+  const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");
   if (failed) {
-    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
+    failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
@@ -76432,66 +76631,6 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const left = await releaseAll();
   if (left.length) throw lockLeft(env, left);
   return result;
-}
-
-// core/ops/secrets.ts
-init_environment();
-import { existsSync as existsSync8 } from "node:fs";
-import { join as join9 } from "node:path";
-init_errors();
-init_parts();
-var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
-function plainPasswords(env) {
-  const values = [
-    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
-    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
-  ];
-  return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlPassword(v) : [];
-    return passwords.length ? [{ path, passwords }] : [];
-  });
-}
-function maskPlainPasswords(ctx, env, warn) {
-  const found = plainPasswords(env);
-  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
-  if (warn && found.length)
-    ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
-    );
-}
-async function environmentSecrets(ctx, env) {
-  maskPlainPasswords(ctx, env, true);
-  const file = join9(env.dir, SECRETS_FILE);
-  const label = `environments/${env.name}/${SECRETS_FILE}`;
-  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
-  if (!existsSync8(file)) {
-    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
-    return {};
-  }
-  const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
-  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
-  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
-  allowSecretRefs(env, ctx);
-  const masked = [];
-  let decrypted;
-  try {
-    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v), allow: (k) => ctx.reporter.allow?.(k) });
-    const seen = new Set(masked);
-    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
-  } finally {
-    for (const v of masked) ctx.reporter.mask(v);
-  }
-  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
-    throw new OpsError(
-      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
-      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
-    );
-  const placeholders = findPlaceholders2(decrypted.tree);
-  if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
-  return decrypted.data;
-}
-function allowSecretRefs(env, ctx) {
-  for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
 }
 
 // core/ops/provision.ts
@@ -76601,7 +76740,7 @@ function provisionSummary(env, results) {
 
 // actions/provision/main.ts
 await runAction({ required: ["environment", "ssh-key"] }, async ({ ops, reporter, input }) => {
-  const env = loadEnvironment(input("environment", { required: true }), ops.root);
+  const env = openEnvironment(ops, input("environment", { required: true }));
   const results = await provision(ops, env);
   reporter.output("changed", String(results.some((r) => r.items.some((i) => i.state === "changed"))));
   await reporter.summary(provisionSummary(env, results));

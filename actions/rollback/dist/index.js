@@ -19412,6 +19412,31 @@ function urlPassword(value) {
   const password = userinfo.slice(colon + 1);
   return password ? [password, percentDecode(password)] : [];
 }
+function splitPassword(url) {
+  const m = URL_AUTHORITY.exec(url);
+  if (!m) return void 0;
+  const start = url.indexOf("://") + 3;
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
+  if (colon < 0 || colon + 1 === at2) return void 0;
+  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
+}
+function urlPasswordsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
+}
+function hideUrlPassword(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const split2 = splitPassword(url);
+    return split2 ? `${split2[0]}***${split2[2]}` : url;
+  });
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
 function jsonStrings(value) {
   const t = value.trim();
   if (!/^[[{]/.test(t)) return [];
@@ -19568,7 +19593,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19627,6 +19652,9 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -29410,7 +29438,7 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (/secret-key-/i.test(value)) {
+  if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
@@ -29458,6 +29486,7 @@ var init_keys = __esm({
     init_dist();
     init_errors();
     init_key_file();
+    init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
   }
@@ -37259,7 +37288,10 @@ function describe(value) {
   if (value instanceof Map) return "a !!omap or !!pairs value";
   if (isMapping(value)) return "a mapping";
   if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 function fail(problems, path, form, value, extra = "") {
@@ -37397,6 +37429,7 @@ function opt(schema, doc, defaultValue) {
 var init_schema = __esm({
   "core/config/schema.ts"() {
     "use strict";
+    init_parts();
   }
 });
 
@@ -37584,6 +37617,9 @@ function appDirectoryProblem(baseDir, app, appUser) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
+function noUrlPassword(where) {
+  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
   const segments = v.split("/").slice(1, -1);
@@ -37620,6 +37656,7 @@ var init_environment_schema = __esm({
     init_dotenv_readers();
     init_env_names();
     init_shell();
+    init_parts();
     init_hostkey();
     init_schema_object();
     init_schema();
@@ -37741,10 +37778,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -37867,7 +37904,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -38088,12 +38125,12 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
-        `${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        hideSecrets(`${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -38101,12 +38138,28 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`,
     if (e instanceof OpsError) throw e;
     const aliases = /alias/i.test(String(e.message));
     throw new OpsError(
-      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
       aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+function yamlErrorMessage(label, text, error2) {
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const at2 = error2.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  if (!at2) return `${label} is not valid YAML: ${said}`;
+  const line = lines[at2.line - 1] ?? "";
+  const before = line.slice(0, at2.col - 1);
+  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
+` : "";
+  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
+  return `${label} is not valid YAML: ${said}:
+
+${context}${hideSecrets(line)}
+${" ".repeat(hideSecrets(before).length)}^
+`;
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38189,6 +38242,7 @@ var init_environment = __esm({
     init_dotenv_readers();
     init_errors();
     init_shell();
+    init_parts();
     init_utf8();
     init_yaml_depth();
     init_environment_schema();
@@ -38200,8 +38254,8 @@ var init_environment = __esm({
       constructor(file, problems) {
         const n = problems.length;
         super(
-          `${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
+          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
           'fix the file; every key and its expected form is listed in the README under "Environment reference"'
         );
         this.file = file;
@@ -38249,6 +38303,36 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     MAX_ALIASES = 1e4;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+  }
+});
+
+// core/secrets/goyaml.ts
+var INT64_MIN, INT64_MAX, UINT64_MAX;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+  }
+});
+
+// core/secrets/tree-scalars.ts
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
   }
 });
 
@@ -46602,7 +46686,7 @@ ${formatted}-----END ${type} KEY-----`;
           }
         };
       })(),
-      isPrivateKey: function isPrivateKey() {
+      isPrivateKey: function isPrivateKey2() {
         return this[SYM_PRIV_PEM] !== null;
       },
       getPrivatePEM: function getPrivatePEM() {
@@ -59873,36 +59957,6 @@ var require_lib3 = __commonJS({
   }
 });
 
-// core/secrets/goyaml.ts
-var INT64_MIN, INT64_MAX, UINT64_MAX;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-  }
-});
-
-// core/secrets/tree-scalars.ts
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
-  }
-});
-
-// core/secrets/tree.ts
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
-  }
-});
-
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -60413,6 +60467,7 @@ function endGroup() {
 
 // core/action.ts
 init_errors();
+init_parts();
 
 // core/remote/identity.ts
 init_errors();
@@ -60585,12 +60640,44 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(reporter.redact(formatError(error2)));
+    setFailed(hideSecrets(reporter.redact(formatError(error2))));
   }
 }
 
-// actions/rollback/main.ts
+// core/ops/secrets.ts
 init_environment();
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/ops/secrets.ts
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/ops/secrets.ts
+init_parts();
+function settingsPasswords(env) {
+  const out = /* @__PURE__ */ new Set();
+  const walk = (node) => {
+    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+function openEnvironment(ctx, name2) {
+  const env = loadEnvironment(name2, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
+}
 
 // core/layout.ts
 function layout(env) {
@@ -63946,6 +64033,50 @@ var TLS_KEYS = reportKeys("certificate");
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
+// core/steps/system.ts
+init_errors();
+init_shell();
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+var PROVISIONED_KEYS = reportKeys("provisioned");
+function readProvisioned(env, as = "root") {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === "root") return root;
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+function reportProvisioned(env, as = "root") {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
+}
+function provisionedIn(r) {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === void 0 || marker === "unknown") return void 0;
+  return marker !== "no";
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+
 // core/steps/certs.ts
 var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 function siteName(env) {
@@ -64650,44 +64781,7 @@ fi`
 
 // core/steps/facts.ts
 init_shell();
-
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-
-// core/packages.ts
-init_errors();
-init_tree();
-
-// core/steps/system.ts
-init_errors();
-init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
-var NPMRC_TOKEN_PY = String.raw`import json, re, sys
-key = sys.argv[1]
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith(key):
-        v = line[len(key):].rstrip("\n")
-        if v.startswith('"'):
-            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
-        sys.stdout.write(v)
-        break`;
-function provisionedMarker(env) {
-  return `${env.layout.state}/provisioned`;
-}
-function readProvisioned(env) {
-  const f = provisionedMarker(env);
-  return `provisioned=no; if [ -f ${quote(f)} ]; then read -r provisioned < ${quote(f)} || true; fi`;
-}
-function notProvisioned(env) {
-  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
-}
-
-// core/steps/facts.ts
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -64706,7 +64800,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -64787,14 +64881,13 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-${readProvisioned(env)}
 # The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
 # release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
 if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
 printf -v now '%(%s)T' -1
 ops_report ${RELEASE_KEYS.now} "$now"
-ops_report ${RELEASE_KEYS.provisioned} "${"$"}{provisioned:-no}"
+${reportProvisioned(env)}
 ops_report ${RELEASE_KEYS.current} "$cur_id"
 ops_report ${RELEASE_KEYS.slot} "$slot"
 ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
@@ -65101,7 +65194,8 @@ function parseState(r) {
     if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
+    // Only the marker's absence is "never provisioned" (unknown is not).
+    provisioned: provisionedIn(r) !== false,
     current: reported(r, RELEASE_KEYS.current) ?? "",
     liveSha: reported(r, RELEASE_KEYS.live_sha) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
@@ -65195,11 +65289,6 @@ init_errors();
 // core/tree-content.ts
 init_errors();
 
-// core/ops/secrets.ts
-init_environment();
-init_errors();
-init_parts();
-
 // core/ops/deploy-plan.ts
 var sortedKeys = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
 function fingerprintSettings(env) {
@@ -65276,7 +65365,9 @@ function readAudit(env, lines) {
     as: "login",
     timeout: 30,
     quiet: true,
-    script: `f=${quote(env.layout.audit)}
+    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
+    script: `${reportProvisioned(env, "login")}
+f=${quote(env.layout.audit)}
 [ -f "$f" ] || exit 0
 tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
   };
@@ -65331,6 +65422,7 @@ if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var LOCK_BUSY_EXIT = 3;
+var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
 OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
@@ -65357,7 +65449,9 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
+${req2.provisioned ? `# Never provisioned: refused before anything is made here (the lock's directory is provision's to make).
+if [ ! -f ${quote(provisionedMarker(env))} ]; then ops_report ${PROVISIONED_KEYS.provisioned} no; exit ${LOCK_UNPROVISIONED_EXIT}; fi
+` : ""}lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
@@ -65480,6 +65574,7 @@ function lockStatus(env) {
     timeout: 30,
     quiet: true,
     script: `${CONNECTION_FUNCTIONS}
+${reportProvisioned(env, "login")}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
@@ -65605,12 +65700,20 @@ var FencedRemote = class {
 function unfenced(remote) {
   return remote instanceof FencedRemote ? remote.inner : remote;
 }
+var Unprovisioned = class extends Error {
+  constructor(host) {
+    super(`${host} is not provisioned`);
+    this.host = host;
+  }
+  host;
+};
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
+  if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
   const lock = parseLock(result);
   if (lock.state === "stale")
@@ -65655,7 +65758,7 @@ function failedRun(e, env, fields, defaults, redact) {
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes7(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes7(8).toString("hex"), wait: env.config.switch.lock_wait, ...options.unprovisioned && { provisioned: true } };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
@@ -65873,9 +65976,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       }
     })
   );
-  const failed = settled.find((s) => s.status === "rejected");
+  const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
+  const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
+  const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");
   if (failed) {
-    failedWhere(failed.reason, failed.reason instanceof LockError ? "refused, nothing changed: " : "");
+    failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
     const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
     stopHandlingSignals(onSignal);
@@ -65981,19 +66086,10 @@ else
 ${work}
 fi`;
 }
-function unlessUnprovisioned(work) {
-  return `if [ "\${provisioned:-no}" = no ]; then
-  ops_report ${ROLLBACK_KEYS.rollback} not_provisioned
-else
-${work}
-fi`;
-}
 function rollbackRefusal(env, inspected, done) {
   const alone = inspected.length === 1;
   const untouched = `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`;
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
-  const bare = unprovisionedError(env, hosts, untouched, `ops deploy ${env.name}`);
-  if (bare) return bare;
   const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, "roll back");
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
@@ -66152,6 +66248,8 @@ async function rollbackRun(ctx, env, to) {
         // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
         // runs, or may be started by the switch (in this same step: no round trip of its own).
         inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true }),
+        // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
+        unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`, then: `ops deploy ${env.name}` },
         ...to && { fields: { release: to } },
         // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
         // the host chose if it got to.
@@ -66162,7 +66260,7 @@ async function rollbackRun(ctx, env, to) {
         },
         ...alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
-          finish: (unlock) => unlessUnprovisioned(unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, "")),
+          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ""),
           finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout
         }
       }
@@ -66179,7 +66277,7 @@ function rollbackSummary(r) {
 
 // actions/rollback/main.ts
 await runAction({ required: ["environment", "ssh-key"] }, async ({ ops, reporter, input }) => {
-  const env = loadEnvironment(input("environment", { required: true }), ops.root);
+  const env = openEnvironment(ops, input("environment", { required: true }));
   const result = await rollback(ops, env, input("to") || void 0);
   reporter.output("release", result.hosts[0]?.release ?? "");
   reporter.output("previous-release", result.hosts[0]?.previous ?? "");

@@ -19373,6 +19373,31 @@ function urlPassword(value) {
   const password = userinfo.slice(colon + 1);
   return password ? [password, percentDecode(password)] : [];
 }
+function splitPassword(url) {
+  const m = URL_AUTHORITY.exec(url);
+  if (!m) return void 0;
+  const start = url.indexOf("://") + 3;
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
+  if (colon < 0 || colon + 1 === at2) return void 0;
+  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
+}
+function urlPasswordsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
+}
+function hideUrlPassword(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const split3 = splitPassword(url);
+    return split3 ? `${split3[0]}***${split3[2]}` : url;
+  });
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
 function jsonStrings(value) {
   const t = value.trim();
   if (!/^[[{]/.test(t)) return [];
@@ -19529,7 +19554,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19588,6 +19613,9 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
@@ -29387,7 +29415,7 @@ function isRecipient(s) {
 }
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
-  if (/secret-key-/i.test(value)) {
+  if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
@@ -29435,6 +29463,7 @@ var init_keys = __esm({
     init_dist();
     init_errors();
     init_key_file();
+    init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
   }
@@ -37024,13 +37053,21 @@ function decodeUtf8(bytes, where, hint) {
     );
   }
 }
-var strict, lenient;
+function refuseLoneSurrogate(text, where) {
+  if (!LONE_SURROGATE.test(text)) return;
+  throw new OpsError(
+    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
+    "write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text"
+  );
+}
+var strict, lenient, LONE_SURROGATE;
 var init_utf8 = __esm({
   "core/secrets/utf8.ts"() {
     "use strict";
     init_errors();
     strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+    LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
   }
 });
 
@@ -37229,7 +37266,10 @@ function describe(value) {
   if (value instanceof Map) return "a !!omap or !!pairs value";
   if (isMapping(value)) return "a mapping";
   if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 function fail(problems, path, form, value, extra = "") {
@@ -37367,6 +37407,7 @@ function opt(schema, doc, defaultValue) {
 var init_schema = __esm({
   "core/config/schema.ts"() {
     "use strict";
+    init_parts();
   }
 });
 
@@ -37554,6 +37595,9 @@ function appDirectoryProblem(baseDir, app, appUser) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
+function noUrlPassword(where) {
+  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
   const segments = v.split("/").slice(1, -1);
@@ -37590,6 +37634,7 @@ var init_environment_schema = __esm({
     init_dotenv_readers();
     init_env_names();
     init_shell();
+    init_parts();
     init_hostkey();
     init_schema_object();
     init_schema();
@@ -37711,10 +37756,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -37837,7 +37882,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -38058,12 +38103,12 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
-        `${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        hideSecrets(`${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
     value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -38071,12 +38116,28 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`,
     if (e instanceof OpsError) throw e;
     const aliases = /alias/i.test(String(e.message));
     throw new OpsError(
-      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
       aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+function yamlErrorMessage(label, text, error2) {
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const at2 = error2.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  if (!at2) return `${label} is not valid YAML: ${said}`;
+  const line = lines[at2.line - 1] ?? "";
+  const before = line.slice(0, at2.col - 1);
+  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
+` : "";
+  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
+  return `${label} is not valid YAML: ${said}:
+
+${context}${hideSecrets(line)}
+${" ".repeat(hideSecrets(before).length)}^
+`;
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38159,6 +38220,7 @@ var init_environment = __esm({
     init_dotenv_readers();
     init_errors();
     init_shell();
+    init_parts();
     init_utf8();
     init_yaml_depth();
     init_environment_schema();
@@ -38171,8 +38233,8 @@ var init_environment = __esm({
       constructor(file, problems) {
         const n = problems.length;
         super(
-          `${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
+          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
           'fix the file; every key and its expected form is listed in the README under "Environment reference"'
         );
         this.file = file;
@@ -46922,7 +46984,7 @@ ${formatted}-----END ${type} KEY-----`;
           }
         };
       })(),
-      isPrivateKey: function isPrivateKey() {
+      isPrivateKey: function isPrivateKey2() {
         return this[SYM_PRIV_PEM] !== null;
       },
       getPrivatePEM: function getPrivatePEM() {
@@ -69106,6 +69168,7 @@ function parseTree(text, format, options) {
   const scalar = (node, path) => {
     const v = node.value;
     const where = () => `${file}: ${showPath(path)}`;
+    if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
       if (v === null || v === void 0) return { kind: "null" };
       if (typeof v === "string") return str(v);
@@ -69258,6 +69321,7 @@ var init_tree_parse = __esm({
     init_comments();
     init_goyaml();
     init_tree_print();
+    init_utf8();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -70072,7 +70136,7 @@ function rulePath(root, file) {
   return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
 }
 function configError(file, what) {
-  return new OpsError(`${file}: ${what}`, "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
+  return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
@@ -70108,7 +70172,9 @@ function load(root, required) {
         throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${e.message})`);
       }
     }
-    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age: parseAge(SOPS_CONFIG_FILE, index, item.get("age", true)) });
+    const age = parseAge(SOPS_CONFIG_FILE, index, item.get("age", true));
+    age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
+    rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age });
   });
   return { path, text, doc, rules };
 }
@@ -70202,6 +70268,7 @@ var init_sops_config = __esm({
     init_atomic();
     init_goregex();
     init_keys();
+    init_parts();
     init_yaml_depth();
     SOPS_CONFIG_FILE = ".sops.yaml";
     CONFIG_HEADER = [
@@ -70490,6 +70557,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
     const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
     await secrets.save();
     heed();
+    await opts2.deliver?.(identity);
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name2).catch(() => void 0);
@@ -71071,6 +71139,7 @@ function endGroup() {
 
 // core/action.ts
 init_errors();
+init_parts();
 
 // core/remote/identity.ts
 init_errors();
@@ -71243,12 +71312,64 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(reporter.redact(formatError(error2)));
+    setFailed(hideSecrets(reporter.redact(formatError(error2))));
   }
 }
 
-// actions/status/main.ts
+// core/ops/secrets.ts
 init_environment();
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/ops/secrets.ts
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/ops/secrets.ts
+init_parts();
+function plainPasswords(env) {
+  const values = [
+    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
+    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+  ];
+  return values.flatMap(([path, v]) => {
+    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    return passwords.length ? [{ path, passwords }] : [];
+  });
+}
+function settingsPasswords(env) {
+  const out = /* @__PURE__ */ new Set();
+  const walk = (node) => {
+    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+function openEnvironment(ctx, name2) {
+  const env = loadEnvironment(name2, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
+}
+function maskPlainPasswords(ctx, env, warn) {
+  const found = plainPasswords(env);
+  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
+  if (warn && found.length)
+    ctx.reporter.warn(
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+    );
+}
+
+// actions/status/main.ts
 init_errors();
 
 // core/ops/status.ts
@@ -71463,21 +71584,9 @@ var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/steps/audit.ts
 init_shell();
-var AUDIT_KEYS = reportKeys("entry");
-function parseAuditLine(line) {
-  try {
-    const entry = JSON.parse(line);
-    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
-  } catch {
-  }
-  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
-}
 
-// core/steps/status.ts
-init_parts();
-init_shell();
-
-// core/steps/certs.ts
+// core/steps/system.ts
+init_errors();
 init_shell();
 
 // core/steps/libraries.ts
@@ -72788,6 +72897,70 @@ var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
+// core/steps/system.ts
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+var PROVISIONED_KEYS = reportKeys("provisioned");
+function readProvisioned(env, as = "root") {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === "root") return root;
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+function reportProvisioned(env, as = "root") {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
+}
+function provisionedIn(r) {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === void 0 || marker === "unknown") return void 0;
+  return marker !== "no";
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+function unprovisionedNote(host, env) {
+  const { problem, fix } = notProvisioned(env);
+  return `${host ? `${host}: ` : ""}${problem} (run: ${fix})`;
+}
+
+// core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+
+// core/steps/status.ts
+init_parts();
+init_shell();
+
+// core/steps/certs.ts
+init_shell();
+
 // core/steps/tls.ts
 init_shell();
 
@@ -72904,6 +73077,7 @@ function lockStatus(env) {
     timeout: 30,
     quiet: true,
     script: `${CONNECTION_FUNCTIONS}
+${reportProvisioned(env, "login")}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
@@ -72998,40 +73172,10 @@ init_shell();
 
 // core/steps/facts.ts
 init_shell();
-
-// core/dotenv.ts
-init_errors();
-init_dotenv_readers();
-init_shell();
-init_tree();
-init_dotenv_readers();
-
-// core/packages.ts
-init_errors();
-init_tree();
-
-// core/steps/system.ts
-init_errors();
-init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
-var NPMRC_TOKEN_PY = String.raw`import json, re, sys
-key = sys.argv[1]
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith(key):
-        v = line[len(key):].rstrip("\n")
-        if v.startswith('"'):
-            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
-        sys.stdout.write(v)
-        break`;
-function notProvisioned(env) {
-  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
-}
-
-// core/steps/facts.ts
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint", "provisioned");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -73049,7 +73193,7 @@ var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "live_ended", "last_run");
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "rollback_to", "never_live", "live_started", "live_ended", "last_run");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -73088,7 +73232,7 @@ ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${reportProvisioned(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
@@ -73221,8 +73365,7 @@ function parseHostStatus(env, host, r, redact) {
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p) => s.problems.push(p);
   const warn = (w) => s.warnings.push(w);
-  s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? "no") !== "no";
-  if (!s.provisioned) problem(`${notProvisioned(env).problem} (run: ${notProvisioned(env).fix})`);
+  s.provisioned = provisionedIn(r) !== false;
   const current = reported(r, STATUS_KEYS.current) ?? "";
   const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === "blue" || slot === "green" ? slot : void 0;
@@ -73344,6 +73487,7 @@ function parseHostStatus(env, host, r, redact) {
   s.lock = parseLock(r);
   if (s.lock.state === "held") warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
+  if (!s.provisioned) s.problems = [unprovisionedNote(void 0, env)];
   return s;
 }
 var FIRST_START_SECONDS = 5;
@@ -74796,29 +74940,6 @@ async function eachHost(ctx, env, fn, onError) {
   );
 }
 
-// core/ops/secrets.ts
-init_environment();
-init_errors();
-init_parts();
-function plainPasswords(env) {
-  const values = [
-    ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
-    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
-  ];
-  return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlPassword(v) : [];
-    return passwords.length ? [{ path, passwords }] : [];
-  });
-}
-function maskPlainPasswords(ctx, env, warn) {
-  const found = plainPasswords(env);
-  for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
-  if (warn && found.length)
-    ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
-    );
-}
-
 // core/ops/status.ts
 init_signals();
 async function status(ctx, environment) {
@@ -74914,7 +75035,7 @@ function statusSummary(r) {
 
 // actions/status/main.ts
 await runAction({ required: ["environment", "ssh-key"], flags: { "fail-on-unhealthy": true }, secretsFrom: (e) => `${e}-status` }, async ({ ops, reporter, input, flag }) => {
-  const env = loadEnvironment(input("environment", { required: true }), ops.root);
+  const env = openEnvironment(ops, input("environment", { required: true }));
   const result = await status(ops, env);
   reporter.output("healthy", String(result.healthy));
   reporter.output("problems", result.problems.join("\n"));

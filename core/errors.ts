@@ -141,6 +141,22 @@ export function maskSecretLike(text: string): string {
     .replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
 }
 
+/**
+ * An error's whole message on one line, for where a message is quoted inside another (a warning, a host's row, an audit
+ * line): cutting to the first line would keep only a heading such as "environment.yml has 1 problem:". Each line is
+ * trimmed of its indent and list or quote marks ("- ", "| "), empty ones dropped; a line ending in ":" is followed by a
+ * space, any other by "; " ("environment.yml has 1 problem: programs.api.command: ..."). `err`: an Error (its message,
+ * or its name when empty), or anything else as text (a message kept as a string).
+ */
+export function messageLine(err: unknown): string {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message
+    .split(/\r?\n/)
+    .map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, '').trim())
+    .filter(Boolean);
+  return lines.reduce((out, line) => (out ? `${out}${/:$/.test(out) ? ' ' : '; '}${line}` : line), '');
+}
+
 /** The longest reason auditReason gives (characters): an audit line stays one readable line. */
 export const AUDIT_REASON_MAX = 400;
 
@@ -149,8 +165,8 @@ const SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exi
 const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
 
 /**
- * Why a run failed, for its audit line and its release's mark: the error's first line, then (a failed step's) the
- * step's own verdict (its reported `failure`, e.g. a start's health verdict; a full disk's summary) or else the last
+ * Why a run failed, for its audit line and its release's mark: the error's message on one line (messageLine), or a
+ * failed step's first line then the step's own verdict (its reported `failure`, e.g. a start's health verdict; a full disk's summary) or else the last
  * line of its output that says what went wrong (a migration's "relation x does not exist"). `redact` (the reporter's:
  * the run's secret values) and maskSecretLike mask the whole text before anything is picked or cut, so no part of a
  * secret survives; then every control character (a newline too) becomes a space and the result is cut to `max`
@@ -159,7 +175,10 @@ const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files
 export function auditReason(err: unknown, redact: (text: string) => string = (t) => t, max = AUDIT_REASON_MAX): string {
   const clean = (text: string) => maskSecretLike(redact(text));
   const message = err instanceof Error ? err.message || err.name : String(err);
-  const [first = '', ...rest] = clean(message).split('\n');
+  const [head = '', ...rest] = clean(message).split('\n');
+  // A step's first line names it and the lines after are its output (picked from below); any other error's lines are
+  // all its message (a config error's problems under its heading).
+  const first = err instanceof StepError ? head : messageLine(clean(message));
   let why = '';
   if (err instanceof StepError) {
     const lines = (err.verdict ? clean(err.verdict).split('\n') : rest.map((l) => l.replace(/^ {2}\| ?/, ''))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));

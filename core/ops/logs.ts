@@ -9,7 +9,7 @@ import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { Session, unreachableError, withOpenSession } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
-import { oneLine, OpsError, tail } from '../errors.ts';
+import { messageLine, oneLine, OpsError, tail } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
@@ -51,7 +51,7 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
     await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     return undefined;
   } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    const why = messageLine(e);
     return `cannot decrypt environments/${env.name}/${SECRETS_FILE} (${why}): masking is limited: the hosts mask the values the releases' .env takes from secrets, not the file's other secrets; give a key (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE) to mask them all`;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SECRETS_FILE, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
-import { OpsError } from '../errors.ts';
+import { messageLine, OpsError } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 import { urlPassword } from '../secrets/parts.ts';
 
@@ -121,7 +121,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
       return renderDotenv(env, decrypted.data);
     } catch (e) {
       if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;
-      why = e.message.split('\n')[0]!;
+      why = messageLine(e);
     }
   } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
@@ -153,7 +153,7 @@ export async function secretsChangeCheck(root: string, envName: string, warn: (m
   } catch (e) {
     if (!(e instanceof OpsError)) throw e;
     // The error's heading ends in "has N problems:", each problem on a line of its own: all of them said.
-    const why = e.message.split('\n').map((l) => l.trim().replace(/^- /, '')).filter(Boolean).join(' ');
+    const why = messageLine(e);
     return (before, after) => {
       placeholders(before, after);
       warn(`the values were not checked against dotenv.readers or packages (${why}): a deploy checks them`);

@@ -456,6 +456,7 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
 export const commands: Command[] = [
   command({
     name: 'secrets decrypt',
+    project: 'optional',
     summary: 'print the plaintext of a sops-encrypted file (verifies its MAC)',
     args: ['<file>'],
     pathArgs: [0],
@@ -464,7 +465,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
+      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, ctx.inProject ? envOfPath(ctx.root, file) : undefined), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
     },
@@ -731,6 +732,7 @@ written and those not (each file is written whole); run it again to finish.`,
     run: (ctx) => interruptible(ctx, (signal) => recipients(ctx, signal)),
   }),  command({
     name: 'keygen',
+    project: 'optional',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
@@ -748,7 +750,7 @@ written and those not (each file is written whole); run it again to finish.`,
         ctx.stdout.write(`${id.recipient}\n`);
         ctx.stderr.write(`private key written to ${path}; public key (recipient) above\n`);
         const inProject = relative(ctx.root, path);
-        if (!inProject.startsWith('..') && !isAbsolute(inProject))
+        if (ctx.inProject && !inProject.startsWith('..') && !isAbsolute(inProject))
           ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
@@ -762,6 +764,7 @@ written and those not (each file is written whole); run it again to finish.`,
   }),
   command({
     name: 'secretkey',
+    project: 'optional',
     summary: 'print a new random secret_key (86 URL-safe characters)',
     async run(ctx) {
       const { generateSecretKey } = await import('../../core/secrets/env.ts');
@@ -771,6 +774,7 @@ written and those not (each file is written whole); run it again to finish.`,
   }),
   command({
     name: 'apikey',
+    project: 'optional',
     summary: 'print a new random API key (43 URL-safe characters)',
     async run(ctx) {
       const { generateApiKey } = await import('../../core/secrets/env.ts');

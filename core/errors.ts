@@ -1,6 +1,7 @@
 // Errors meant for people: a message that says what is wrong, and a hint that says how to fix it.
 // Entry points print `message` (and `hint`) without a stack trace; anything else is a bug and keeps its stack.
 
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { stopRunsOnFault } from './signals.ts';
 
@@ -266,6 +267,29 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
   if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === 'EEXIST') return new OpsError(`${fail}: it already exists`);
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+
+/**
+ * Whether a user's file (a secrets file, .sops.yaml, environment.yml, a key file, an initdata file) is there, for code
+ * that treats "not there" as a case of its own: false only when nothing is at `path` (ENOENT; a dangling symlink points
+ * at nothing, so it is nothing there too). Anything that is there but cannot be read is never taken as absent (which
+ * would say "no secrets file" of a broken one): it throws an OpsError naming `shown` (the path as the user knows it)
+ * and what to fix: a symlink loop, a directory where `expected` ("a file", "an age key file") should be, a part of
+ * the path that is a file, a directory that may not be searched. Reads nothing and changes nothing.
+ */
+export function userFileExists(path: string, shown: string = path, expected = 'a file'): boolean {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code === 'ELOOP') throw new OpsError(`${shown} is a symlink loop (or a chain of too many links): it leads to no file`, `fix or remove it (ls -l ${path})`);
+    if (code === 'ENOTDIR') throw new OpsError(`${shown} cannot be read: a part of its path is a file, not a directory`, 'check the path');
+    if (code === 'EACCES' || code === 'EPERM') throw new OpsError(`${shown} cannot be read: permission denied on a directory of its path`, `check the permissions of the directories above ${path}`);
+    if (code === 'ENAMETOOLONG') throw new OpsError(`${shown} cannot be read: its path is too long`, 'check the path');
+    throw e;
+  }
+  throw new OpsError(`${shown} is a directory, not ${expected}`, `move it away (or remove it) and put ${expected} there`);
 }
 
 /** An error out of the SSH library, a socket or the network, translated: what happened on which host. */

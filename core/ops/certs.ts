@@ -2,13 +2,12 @@
 // with their expiry, the one nginx actually serves, and how renewals are scheduled; --renew forces a renewal
 // now (certbot renew --force-renewal, or a new self-signed certificate) under the environment's lock, and
 // reloads nginx only after `nginx -t` accepts it.
-import { existsSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, messageLine, OpsError } from '../errors.ts';
+import { auditReason, messageLine, OpsError, userFileExists } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -75,7 +74,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
   if (env.config.tls.mode === 'off') throw noTls(env);
   const caFile = env.config.tls.acme_ca_file;
   // The CA file itself was put on the hosts by provision; renewals must trust the same server.
-  if (caFile && env.config.tls.mode === 'letsencrypt' && !existsSync(envPath(env, caFile))) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
+  if (caFile && env.config.tls.mode === 'letsencrypt' && !userFileExists(envPath(env, caFile), `tls.acme_ca_file ${envPath(env, caFile)}`, 'a CA certificate file')) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
   const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
   const hosts = await withSession(ctx, env, (session) =>
     withLock(ctx, session, 'certs renew', async (locked) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SECRETS_FILE, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
-import { messageLine, OpsError } from '../errors.ts';
+import { messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 import { urlPassword } from '../secrets/parts.ts';
 
@@ -52,7 +52,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);
-  if (!existsSync(file)) {
+  if (!userFileExists(file, label)) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
@@ -114,7 +114,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   if (!refs.length) return renderDotenv(env, {});
   let why: string;
   allowSecretRefs(env, ctx);
-  if (existsSync(file)) {
+  if (userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {
       const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });

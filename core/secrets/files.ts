@@ -1,9 +1,9 @@
 // An environment's sops files opened for a change: its secrets file (created for .sops.yaml's recipients when
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { listEnvironments } from '../config/environment.ts';
-import { OpsError, fileError } from '../errors.ts';
+import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { Identities } from './keys.ts';
@@ -39,7 +39,7 @@ export function requireEnvironment(root: string, env: string): void {
 export async function openEnvSecrets(root: string, env: string, open: OpenWith): Promise<{ secrets: SecretsFile; created: boolean }> {
   requireEnvironment(root, env);
   const file = secretsPath(root, env);
-  if (existsSync(file)) return { secrets: await SecretsFile.open(file, open), created: false };
+  if (userFileExists(file, `environments/${env}/${basename(file)}`)) return { secrets: await SecretsFile.open(file, open), created: false };
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(root, file), openWith: open }), created: true };
 }
 
@@ -66,7 +66,7 @@ export interface EncryptOptions {
  */
 export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
   const { shown = file, warn, signal } = opts;
-  if (!existsSync(file)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
+  if (!userFileExists(file, shown)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
   try {

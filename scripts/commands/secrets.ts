@@ -1,13 +1,13 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
-import { OpsError, fileError } from '../../core/errors.ts';
+import { OpsError, fileError, userFileExists } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
@@ -484,7 +484,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
       const file = secretsPath(ctx.root, env);
-      if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
+      if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
       const key = ctx.values.key;
       if (!key) {

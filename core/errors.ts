@@ -255,7 +255,8 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
 
 /**
  * A local file that cannot be read or written, as an OpsError saying what was wrong with `path` (shown as given)
- * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission.
+ * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission, a
+ * loop of symbolic links.
  */
 export function fileError(err: unknown, path: string, action: 'read' | 'write', expected = 'a file'): OpsError {
   const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
@@ -266,6 +267,8 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
   if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
   if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === 'EEXIST') return new OpsError(`${fail}: it already exists`);
+  if (code === 'ELOOP') return new OpsError(`${fail}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === 'ENAMETOOLONG') return new OpsError(`${fail}: the path is too long`, 'check the path');
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 
@@ -281,15 +284,10 @@ export function userFileExists(path: string, shown: string = path, expected = 'a
   try {
     if (!statSync(path).isDirectory()) return true;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return false;
-    if (code === 'ELOOP') throw new OpsError(`${shown} is a symlink loop (or a chain of too many links): it leads to no file`, `fix or remove it (ls -l ${path})`);
-    if (code === 'ENOTDIR') throw new OpsError(`${shown} cannot be read: a part of its path is a file, not a directory`, 'check the path');
-    if (code === 'EACCES' || code === 'EPERM') throw new OpsError(`${shown} cannot be read: permission denied on a directory of its path`, `check the permissions of the directories above ${path}`);
-    if (code === 'ENAMETOOLONG') throw new OpsError(`${shown} cannot be read: its path is too long`, 'check the path');
-    throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw fileError(e, shown, 'read', expected);
   }
-  throw new OpsError(`${shown} is a directory, not ${expected}`, `move it away (or remove it) and put ${expected} there`);
+  throw fileError(Object.assign(new Error('EISDIR'), { code: 'EISDIR' }), shown, 'read', expected);
 }
 
 /** An error out of the SSH library, a socket or the network, translated: what happened on which host. */

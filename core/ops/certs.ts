@@ -7,7 +7,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, messageLine, OpsError, userFileExists } from '../errors.ts';
+import { auditReason, errorParts, messageLine, OpsError, userFileExists } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -63,7 +63,7 @@ export async function certificates(ctx: OpsContext, environment: Environment): P
     ctx,
     env,
     async (remote, host) => hostResult(host.name, await remote.run(listCertificates(env, siblingDomains))),
-    (host, message): HostCertificates => ({ host: host.name, error: messageLine(message), certificates: [] }),
+    (host, _message, _connected, e): HostCertificates => ({ host: host.name, error: messageLine(errorParts(e).message), certificates: [] }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
 }

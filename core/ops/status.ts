@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
-import { messageLine } from '../errors.ts';
+import { errorParts, messageLine } from '../errors.ts';
 import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -59,13 +59,13 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
         answered.set(host.name, s);
         return s;
       },
-      (host, message, connected): HostStatus => {
+      (host, message, connected, e): HostStatus => {
         const s: HostStatus = {
           host: host.name,
           address: host.address,
           reachable: connected,
           error: message,
-          problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${messageLine(message)}`],
+          problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${messageLine(errorParts(e).message)}`],
           warnings: [],
         };
         answered.set(host.name, s);

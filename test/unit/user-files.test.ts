@@ -27,10 +27,10 @@ describe('userFileExists', () => {
     expect(userFileExists(join(dir, 'missing'))).toBe(false);
     expect(userFileExists(join(dir, 'dangling'))).toBe(false);
     const loop = caught(() => userFileExists(join(dir, 'loop'), 'environments/qa/secrets.sops.yaml'));
-    expect(loop.message).toBe('environments/qa/secrets.sops.yaml is a symlink loop (or a chain of too many links): it leads to no file');
+    expect(loop.message).toBe('cannot read environments/qa/secrets.sops.yaml: it is a symbolic link that leads to itself (a loop of links, or too many in a row)');
     expect(loop.hint).toMatch(/^fix or remove it/);
-    expect(caught(() => userFileExists(join(dir, 'folder'), 'keys.txt', 'an age key file')).message).toBe('keys.txt is a directory, not an age key file');
-    expect(caught(() => userFileExists(join(dir, 'file', 'below'), 'x.yml')).message).toBe('x.yml cannot be read: a part of its path is a file, not a directory');
+    expect(caught(() => userFileExists(join(dir, 'folder'), 'keys.txt', 'an age key file')).message).toBe('cannot read keys.txt: it is a directory, not an age key file');
+    expect(caught(() => userFileExists(join(dir, 'file', 'below'), 'x.yml')).message).toBe('cannot read x.yml: a part of the path is a file, not a directory');
   });
 });
 
@@ -42,7 +42,7 @@ describe('where the commands look for user files', () => {
     symlinkSync('secrets.sops.yaml', e.secrets);
     const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/^error: environments\/qa\/secrets\.sops\.yaml is a symlink loop .*\n {2}hint: fix or remove it/);
+    expect(r.err).toMatch(/^error: cannot read environments\/qa\/secrets\.sops\.yaml: it is a symbolic link that leads to itself .*\n {2}hint: fix or remove it/);
     expect(r.err).not.toMatch(/no secrets file/);
   });
 
@@ -53,12 +53,12 @@ describe('where the commands look for user files', () => {
     // The default key file ($HOME/.config/sops/age/keys.txt: HOME is the root) a directory: not "no such file".
     mkdirSync(join(e.root, '.config', 'sops', 'age', 'keys.txt'), { recursive: true });
     const decrypt = await cli(e.root, ['secrets', 'decrypt', e.secrets]);
-    expect(decrypt.err).toMatch(/keys\.txt is a directory, not an age key file/);
+    expect(decrypt.err).toMatch(/cannot read \S+keys\.txt: it is a directory, not an age key file/);
     rmSync(join(e.root, '.config'), { recursive: true });
     rmSync(config);
     mkdirSync(config);
     const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/environments\/qa\/environment\.yml is a directory, not a file/);
+    expect(r.err).toMatch(/cannot read environments\/qa\/environment\.yml: it is a directory, not a file/);
   });
 });

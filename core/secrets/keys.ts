@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { defaultKeyFile } from './key-file.ts';
 
 export { defaultKeyFile };
@@ -92,7 +92,7 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     try {
       text = execFileSync('sh', ['-c', processEnv.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${(e as Error).message.split('\n')[0]}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
     }
     const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD');
     identities.push(...found);

@@ -222,4 +222,10 @@ describe('messageLine: an error quoted inside another message keeps its whole pr
     expect(messageLine(new Error(''))).toBe('Error');
     expect(messageLine('a\r\n\r\nb')).toBe('a; b');
   });
+
+  it('a failing SOPS_AGE_KEY_CMD says what the command printed, not only "Command failed"', async () => {
+    const { loadIdentities } = await import('../../core/secrets/keys.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-keycmd-'));
+    await expect(loadIdentities({ SOPS_AGE_KEY_CMD: 'echo vault is sealed >&2; exit 3', HOME: dir, PATH: process.env.PATH })).rejects.toThrow(/^SOPS_AGE_KEY_CMD failed: Command failed: .*; vault is sealed$/);
+  });
 });

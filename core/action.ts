@@ -4,7 +4,7 @@ import * as core from '@actions/core';
 import { NoAgeIdentity, OpsError, formatError, onUncaught } from './errors.ts';
 import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
-import { exactForms, Masker, seconds, type Reporter } from './report.ts';
+import { exactForms, guardOutput, Masker, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -145,13 +145,15 @@ export async function checkInputs(spec: ActionInputs, get: (name: string) => str
 /**
  * Run an action body with the shared inputs handled once, before any work: `spec`'s inputs checked
  * (checkInputs); `ssh-key` and `age-key` masked (every line) and handed to the core through the same
- * variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY). A secrets file the core cannot open for want of a key,
+ * variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY); its own output guarded as the CLI's (guardOutput). A secrets file the core cannot open for want of a key,
  * with `age-key` empty, is said as that input being empty.
  */
 export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) => Promise<void>): Promise<void> {
   const reporter = new ActionsReporter();
   const processEnv: NodeJS.ProcessEnv = { ...process.env };
   onUncaught((message) => core.setFailed(reporter.redact(message)));
+  // The job log failing (the runner's pipe gone, a full disk) never ends a run half-way, as in the CLI.
+  guardOutput();
   let ageKey = '';
   try {
     const sshKey = core.getInput('ssh-key');

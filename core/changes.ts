@@ -2,7 +2,7 @@
 // the target is behind (a rollback in disguise), the migrations the target adds, and which dependency sets
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
-import { OpsError } from './errors.ts';
+import { messageLine, OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
 import { dependencyInputs } from './dependency-inputs.ts';
 import { treeEntries } from './source.ts';
@@ -387,7 +387,7 @@ export async function describeChange(repo: string, env: Environment, live: strin
     await filesCompared(repo, env, live, target, change);
   } catch (e) {
     if (!(e instanceof OpsError)) throw e;
-    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: e.message.split('\n')[0]! };
+    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: messageLine(e) };
   }
   return change;
 }

@@ -1,6 +1,7 @@
 // Errors meant for people: a message that says what is wrong, and a hint that says how to fix it.
 // Entry points print `message` (and `hint`) without a stack trace; anything else is a bug and keeps its stack.
 
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { stopRunsOnFault } from './signals.ts';
 
@@ -141,6 +142,22 @@ export function maskSecretLike(text: string): string {
     .replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
 }
 
+/**
+ * An error's whole message on one line, for where a message is quoted inside another (a warning, a host's row, an audit
+ * line): cutting to the first line would keep only a heading such as "environment.yml has 1 problem:". Each line is
+ * trimmed of its indent and list or quote marks ("- ", "| "), empty ones dropped; a line ending in ":" is followed by a
+ * space, any other by "; " ("environment.yml has 1 problem: programs.api.command: ..."). `err`: an Error (its message,
+ * or its name when empty), or anything else as text (a message kept as a string).
+ */
+export function messageLine(err: unknown): string {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message
+    .split(/\r?\n/)
+    .map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, '').trim())
+    .filter(Boolean);
+  return lines.reduce((out, line) => (out ? `${out}${/:$/.test(out) ? ' ' : '; '}${line}` : line), '');
+}
+
 /** The longest reason auditReason gives (characters): an audit line stays one readable line. */
 export const AUDIT_REASON_MAX = 400;
 
@@ -149,8 +166,8 @@ const SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exi
 const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
 
 /**
- * Why a run failed, for its audit line and its release's mark: the error's first line, then (a failed step's) the
- * step's own verdict (its reported `failure`, e.g. a start's health verdict; a full disk's summary) or else the last
+ * Why a run failed, for its audit line and its release's mark: the error's message on one line (messageLine), or a
+ * failed step's first line then the step's own verdict (its reported `failure`, e.g. a start's health verdict; a full disk's summary) or else the last
  * line of its output that says what went wrong (a migration's "relation x does not exist"). `redact` (the reporter's:
  * the run's secret values) and maskSecretLike mask the whole text before anything is picked or cut, so no part of a
  * secret survives; then every control character (a newline too) becomes a space and the result is cut to `max`
@@ -159,7 +176,10 @@ const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files
 export function auditReason(err: unknown, redact: (text: string) => string = (t) => t, max = AUDIT_REASON_MAX): string {
   const clean = (text: string) => maskSecretLike(redact(text));
   const message = err instanceof Error ? err.message || err.name : String(err);
-  const [first = '', ...rest] = clean(message).split('\n');
+  const [head = '', ...rest] = clean(message).split('\n');
+  // A step's first line names it and the lines after are its output (picked from below); any other error's lines are
+  // all its message (a config error's problems under its heading).
+  const first = err instanceof StepError ? head : messageLine(clean(message));
   let why = '';
   if (err instanceof StepError) {
     const lines = (err.verdict ? clean(err.verdict).split('\n') : rest.map((l) => l.replace(/^ {2}\| ?/, ''))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
@@ -235,7 +255,8 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
 
 /**
  * A local file that cannot be read or written, as an OpsError saying what was wrong with `path` (shown as given)
- * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission.
+ * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission, a
+ * loop of symbolic links.
  */
 export function fileError(err: unknown, path: string, action: 'read' | 'write', expected = 'a file'): OpsError {
   const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
@@ -246,7 +267,27 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
   if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
   if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === 'EEXIST') return new OpsError(`${fail}: it already exists`);
+  if (code === 'ELOOP') return new OpsError(`${fail}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === 'ENAMETOOLONG') return new OpsError(`${fail}: the path is too long`, 'check the path');
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+
+/**
+ * Whether a user's file (a secrets file, .sops.yaml, environment.yml, a key file, an initdata file) is there, for code
+ * that treats "not there" as a case of its own: false only when nothing is at `path` (ENOENT; a dangling symlink points
+ * at nothing, so it is nothing there too). Anything that is there but cannot be read is never taken as absent (which
+ * would say "no secrets file" of a broken one): it throws an OpsError naming `shown` (the path as the user knows it)
+ * and what to fix: a symlink loop, a directory where `expected` ("a file", "an age key file") should be, a part of
+ * the path that is a file, a directory that may not be searched. Reads nothing and changes nothing.
+ */
+export function userFileExists(path: string, shown: string = path, expected = 'a file'): boolean {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw fileError(e, shown, 'read', expected);
+  }
+  throw fileError(Object.assign(new Error('EISDIR'), { code: 'EISDIR' }), shown, 'read', expected);
 }
 
 /** An error out of the SSH library, a socket or the network, translated: what happened on which host. */

@@ -427,6 +427,8 @@ export function seconds(ms: number): string {
  */
 /** Output streams that failed (guardOutput): written to no more. */
 const brokenOutputs = new WeakSet<object>();
+/** Output streams guardOutput listens to already: one listener each, however often it is called. */
+const guardedOutputs = new WeakSet<object>();
 
 /**
  * Keeps a command going when its own output fails: the reader of stdout or stderr gone (`ops deploy e | head -2`:
@@ -437,11 +439,13 @@ const brokenOutputs = new WeakSet<object>();
  * runHandlesSignals), the run goes on to its end, its lock released and its audit lines written, and ends with its own
  * exit code; outside one, a reader gone ends the command quietly, as SIGPIPE ends other tools (exit 141), and a full
  * disk says so on stderr and exits 1; a terminal hung up (EIO) is left to the SIGHUP that comes with it. Once per
- * process: the CLI entry point (scripts/ops.ts).
+ * process: the entry points (scripts/ops.ts, core/action.ts runAction); a stream already guarded is left as it is.
  */
 export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { stdout: process.stdout, stderr: process.stderr }, exit: (code: number) => void = (code) => process.exit(code)): void {
   const entries = Object.entries(streams);
   for (const [name, stream] of entries) {
+    if (guardedOutputs.has(stream)) continue;
+    guardedOutputs.add(stream);
     stream.on('error', (err: NodeJS.ErrnoException) => {
       markOwnOutput(err, name);
       if (brokenOutputs.has(stream)) return;

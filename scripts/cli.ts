@@ -7,7 +7,7 @@ import { wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
-import { projectRoot, userPath } from '../core/config/environment.ts';
+import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 
@@ -31,8 +31,10 @@ export interface CommandContext<O extends Options = Options> {
   /** Parsed options. */
   values: OptionValues<O>;
   reporter: Reporter;
-  /** Project root (holds environments/). */
+  /** Project root (holds environments/); for a command with `project: 'optional'` run outside any project, the directory it was run from. */
   root: string;
+  /** Whether `root` is a project (false only for a `project: 'optional'` command run outside one). */
+  inProject: boolean;
   /** The directory the command was run from (see invocationDir); path arguments are already resolved against it. */
   cwd: string;
   processEnv: NodeJS.ProcessEnv;
@@ -54,6 +56,11 @@ export interface Command<O extends Options = Options> {
   options?: O;
   /** Longer help text shown by `ops <command> --help`. */
   help?: string;
+  /**
+   * 'optional': the command runs in any directory (making a key, decrypting a file it is given); inside a project it
+   * still knows it. Default: it needs a project, found from the current directory or $OPS_ROOT.
+   */
+  project?: 'optional';
   run(ctx: CommandContext<O>): Promise<number>;
 }
 
@@ -84,6 +91,20 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show help' },
   identity: { type: 'string', short: 'i', value: 'FILE', path: true, description: 'SSH private key to log in with' },
 };
+
+/**
+ * The project root for a command that does not need one: projectRoot's, or undefined where no project is found from
+ * the current directory. A mistyped $OPS_ROOT is still refused (it was given on purpose).
+ */
+function optionalProjectRoot(value: string | undefined, cwd: string): string | undefined {
+  if (value) return projectRoot(value, cwd);
+  try {
+    return findRoot();
+  } catch (e) {
+    if (e instanceof OpsError) return undefined;
+    throw e;
+  }
+}
 
 function usageLine(c: Command): string {
   const opts = Object.entries(c.options ?? {}).map(([k, o]) => (o.type === 'boolean' ? `[--${k}]` : `[--${k} ${o.value ?? 'VALUE'}]`));
@@ -287,7 +308,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       return 0;
     }
     checkArgs(command, parsed.positionals);
-    const root = io.root ?? projectRoot(processEnv.OPS_ROOT, cwd);
+    const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd) : projectRoot(processEnv.OPS_ROOT, cwd));
+    const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
@@ -298,12 +320,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
     // A run stopped by a signal exits from inside (core/ops/locked.ts): with --json, its document first, as a failure's.
     const interrupted = (doc: Record<string, unknown>) => stdout.write(reporter.redact(JSON.stringify({ ok: false, ...doc }, null, 2)) + '\n');
-    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
+    const ops: OpsContext = { root: root ?? cwd, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };
     if (json) {
       if (command.args?.[0] === '<env>') environment = args[0];
       for (const s of RUN_SIGNALS) process.on(s, outsideRun);
     }
-    return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
+    return await command.run({ args, values, reporter, root: root ?? cwd, inProject, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${shown(formatError(e, processEnv))}\n`);

@@ -6,6 +6,7 @@
 // Source: the bash manual, "Shell Variables" (bash 5.2, and 5.3's additions), checked with bash 5.2
 // (test/unit/dotenv-render.test.ts runs the loader and the names left allowed through real bash).
 // Names bash reads only in interactive shells, and locale and host settings apps do need, stay allowed.
+// And `__proto__`, which Node's .env readers drop (they fill a plain object, where that key sets its prototype).
 
 /** Each refused name, in groups that share the reason given in the error. */
 const GROUPS: { reason: string; names: string[] }[] = [
@@ -27,6 +28,11 @@ const GROUPS: { reason: string; names: string[] }[] = [
       'COMP_WORDS', 'DIRSTACK', 'EPOCHREALTIME', 'EPOCHSECONDS', 'EUID', 'FUNCNAME', 'GROUPS', 'HISTCMD', 'LINENO', 'PIPESTATUS', 'PPID', 'RANDOM',
       'READLINE_ARGUMENT', 'READLINE_LINE', 'READLINE_MARK', 'READLINE_POINT', 'SECONDS', 'SHLVL', 'SRANDOM', 'UID',
     ],
+  },
+  {
+    // Checked with Node 20 and dotenv 16 and 18: `__proto__=x` parses to {} (test/unit/dotenv-render.test.ts).
+    reason: "Node's .env readers drop it (process.loadEnvFile, util.parseEnv and the dotenv package fill a plain object, where __proto__ sets its prototype instead of a key), so a Node app would never see it",
+    names: ['__proto__'],
   },
   {
     reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",

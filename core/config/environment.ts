@@ -9,7 +9,7 @@ import { deserialize, serialize } from 'node:v8';
 import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
-import { OpsError, fileError } from '../errors.ts';
+import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
@@ -432,7 +432,7 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
   validate('environment', envName);
   const dir = join(environmentsDir(root), envName);
   const file = join(dir, ENVIRONMENT_FILE);
-  if (!existsSync(file)) {
+  if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,

@@ -5,7 +5,7 @@
 // names derived from them. Checked before anything runs, from the environment files alone: cheap (a few
 // small YAML files) and independent of the hosts' state.
 import { join, posix } from 'node:path';
-import { OpsError, formatError } from '../errors.ts';
+import { errorParts, messageLine, OpsError } from '../errors.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Reporter } from '../report.ts';
 import {
@@ -69,7 +69,7 @@ export function findSiblings(env: Environment): { siblings: Sibling[]; unreadabl
       const machines = rawMachines(doc);
       // A broken file that names none of our machines is no sibling; one we cannot tell about is reported.
       if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${formatError(e).split('\n')[0]}): whether ${name} shares a host with ${env.name}, and collides with it, is not checked`);
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name} shares a host with ${env.name}, and collides with it, is not checked`);
     }
   }
   return { siblings, unreadable };

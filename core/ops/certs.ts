@@ -2,13 +2,12 @@
 // with their expiry, the one nginx actually serves, and how renewals are scheduled; --renew forces a renewal
 // now (certbot renew --force-renewal, or a new self-signed certificate) under the environment's lock, and
 // reloads nginx only after `nginx -t` accepts it.
-import { existsSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, OpsError } from '../errors.ts';
+import { auditReason, errorParts, messageLine, OpsError, userFileExists } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -68,7 +67,7 @@ export async function certificates(ctx: OpsContext, environment: Environment): P
     ctx,
     env,
     async (remote, host) => hostResult(env, host.name, await remote.run(listCertificates(env, siblingDomains))),
-    (host, message): HostCertificates => ({ host: host.name, error: message.split('\n')[0], certificates: [] }),
+    (host, _message, _connected, e): HostCertificates => ({ host: host.name, error: messageLine(errorParts(e).message), certificates: [] }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && !h.unprovisioned && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
 }
@@ -79,7 +78,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
   if (env.config.tls.mode === 'off') throw noTls(env);
   const caFile = env.config.tls.acme_ca_file;
   // The CA file itself was put on the hosts by provision; renewals must trust the same server.
-  if (caFile && env.config.tls.mode === 'letsencrypt' && !existsSync(envPath(env, caFile))) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
+  if (caFile && env.config.tls.mode === 'letsencrypt' && !userFileExists(envPath(env, caFile), `tls.acme_ca_file ${envPath(env, caFile)}`, 'a CA certificate file')) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
   const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
   const hosts = await withSession(ctx, env, (session) =>
     withLock(ctx, session, 'certs renew', async (locked) => {

@@ -13,7 +13,7 @@ import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling }
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
-import { OpsError, formatError } from '../errors.ts';
+import { errorParts, messageLine, OpsError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
@@ -47,8 +47,8 @@ export function servingHosts(hosts: HostStatus[]): HostStatus[] {
 }
 
 function describeHost(h: HostStatus): string {
-  if (!h.reachable) return `unreachable (${h.error?.split('\n')[0]})`;
-  if (h.error) return `reachable, but its status cannot be read (${h.error.split('\n')[0]})`;
+  if (!h.reachable) return `unreachable (${messageLine(h.error)})`;
+  if (h.error) return `reachable, but its status cannot be read (${messageLine(h.error)})`;
   if (!h.release) return 'reachable, no live release';
   return `serves ${h.release.id}${h.release.ref ? ` (${h.release.ref})` : ''}${h.site?.status ? `, ${h.site.url} answers ${h.site.status}` : ''}`;
 }
@@ -307,7 +307,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx) };
   if (!options.force) {
     if (!env)
-      throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${formatError(loadError).split('\n')[0]}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
+      throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${messageLine(errorParts(loadError).message)}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
     const st = await status(ctx, env);
     result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: describeHost(h) }));
     // An unreachable host may well still serve (to others than us: a missing key, a firewall, a VPN down).

@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, maskSecretLike, OpsError, fileError } from '../errors.ts';
+import { auditReason, maskSecretLike, OpsError, fileError, userFileExists } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets, syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
@@ -45,7 +45,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   // --file: from the directory the command was run from (the CLI passes it resolved; npm's INIT_CWD, see scripts/cli.ts)
   const cwd = ctx.cwd ?? process.cwd();
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
-  if (!existsSync(path)) {
+  if (!userFileExists(path, path, 'an initdata file')) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
     // one written from the environment's folder (as initdata.file is) is a common slip

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, messageLine, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -370,7 +370,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ''}`;
       } catch (e) {
-        why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+        why = messageLine(e);
       }
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }

@@ -2,14 +2,13 @@
 // line prefixed with the host and the log it comes from, with the environment's secret values masked.
 // Programs' logs are the live slot's by default (the release serving traffic); --slot previous shows the
 // release kept warm on the other slot (e.g. after a rollback), --slot both shows both.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { Session, unreachableError, withOpenSession } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
-import { oneLine, OpsError, tail } from '../errors.ts';
+import { messageLine, oneLine, OpsError, tail, userFileExists } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
@@ -46,12 +45,12 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
 export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment): Promise<string | undefined> {
   maskPlainPasswords(ctx, env, false);
   const file = join(env.dir, SECRETS_FILE);
-  if (!existsSync(file)) return undefined;
   try {
+    if (!userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) return undefined;
     await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     return undefined;
   } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    const why = messageLine(e);
     return `cannot decrypt environments/${env.name}/${SECRETS_FILE} (${why}): masking is limited: the hosts mask the values the releases' .env takes from secrets, not the file's other secrets; give a key (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE) to mask them all`;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SECRETS_FILE, loadEnvironment, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
-import { OpsError } from '../errors.ts';
+import { messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 import { urlPassword, urlPasswordsIn } from '../secrets/parts.ts';
 
@@ -80,7 +80,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);
-  if (!existsSync(file)) {
+  if (!userFileExists(file, label)) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
@@ -142,14 +142,14 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   if (!refs.length) return renderDotenv(env, {});
   let why: string;
   allowSecretRefs(env, ctx);
-  if (existsSync(file)) {
+  if (userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {
       const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       return renderDotenv(env, decrypted.data);
     } catch (e) {
       if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;
-      why = e.message.split('\n')[0]!;
+      why = messageLine(e);
     }
   } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
@@ -181,7 +181,7 @@ export async function secretsChangeCheck(root: string, envName: string, warn: (m
   } catch (e) {
     if (!(e instanceof OpsError)) throw e;
     // The error's heading ends in "has N problems:", each problem on a line of its own: all of them said.
-    const why = e.message.split('\n').map((l) => l.trim().replace(/^- /, '')).filter(Boolean).join(' ');
+    const why = messageLine(e);
     return (before, after) => {
       placeholders(before, after);
       warn(`the values were not checked against dotenv.readers or packages (${why}): a deploy checks them`);

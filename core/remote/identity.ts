@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { OpsError, fileError } from '../errors.ts';
+import { OpsError, fileError, userFileExists } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 
 export interface Credentials {
@@ -60,7 +60,7 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   const home = sources.home ?? homedir();
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);
-    if (existsSync(p)) return fromText(readKey(p, 'default key'), `key file ${p}`);
+    if (userFileExists(p, p, 'an SSH private key')) return fromText(readKey(p, 'default key'), `key file ${p}`);
   }
   throw new OpsError(
     'no SSH key to log in with',

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SECRETS_FILE } from '../config/environment.ts';
-import { OpsError } from '../errors.ts';
+import { OpsError, userFileExists } from '../errors.ts';
 import { keyName, own } from '../report.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
@@ -29,7 +29,7 @@ export function envSopsFiles(root: string, env: string): string[] {
   const dir = envDir(root, env);
   const files: string[] = [];
   const secrets = join(dir, SECRETS_FILE);
-  if (existsSync(secrets)) files.push(secrets);
+  if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
   const assets = join(dir, 'assets');
   if (existsSync(assets)) {
     for (const name of readdirSync(assets).sort()) {
@@ -99,7 +99,7 @@ export function ageKeyFileProblems(root: string, env: string, path: string): str
 export async function loadEnvIdentities(root: string, env: string, processEnv: NodeJS.ProcessEnv = process.env, warn?: (message: string) => void): Promise<Identities> {
   const ids = await loadIdentities(processEnv);
   const configFile = join(envDir(root, env), 'environment.yml');
-  if (!existsSync(configFile)) return ids;
+  if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile: unknown;
   try {
     keyFile = (parseYaml(readFileSync(configFile, 'utf8'), { logLevel: 'error' }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;

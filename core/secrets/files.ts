@@ -1,9 +1,9 @@
 // An environment's sops files opened for a change: its secrets file (created for .sops.yaml's recipients when
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { listEnvironments } from '../config/environment.ts';
-import { OpsError, fileError } from '../errors.ts';
+import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { Identities } from './keys.ts';
@@ -49,7 +49,7 @@ export interface CreateOptions {
 export async function openEnvSecrets(root: string, env: string, open: OpenWith, create: CreateOptions): Promise<{ secrets: SecretsFile; created: boolean }> {
   requireEnvironment(root, env);
   const file = secretsPath(root, env);
-  if (existsSync(file)) return { secrets: await SecretsFile.open(file, open), created: false };
+  if (userFileExists(file, `environments/${env}/${basename(file)}`)) return { secrets: await SecretsFile.open(file, open), created: false };
   const recipients = recipientsFor(root, file);
   // a new file encrypted to none of the user's keys is lost to them, as one `secrets encrypt` makes (encryptInPlace)
   refuseEncryptingAway(`environments/${env}/secrets.sops.yaml`, recipients, open.identities, env, create.redo, create.force === true);
@@ -79,7 +79,7 @@ export interface EncryptOptions {
  */
 export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
   const { shown = file, warn, signal } = opts;
-  if (!existsSync(file)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
+  if (!userFileExists(file, shown, 'a plain YAML or JSON file')) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
   try {

@@ -1,10 +1,10 @@
 // age identities (private keys) and recipients (public keys), found the way sops finds them, and the
 // file's data key wrapped for each recipient as an armored age file.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { OpsError, fileError } from '../errors.ts';
+import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { defaultKeyFile } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
 
@@ -93,14 +93,14 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     try {
       text = execFileSync('sh', ['-c', processEnv.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${(e as Error).message.split('\n')[0]}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
     }
     const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD');
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? '' : 's'})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync(file)) {
+  if (userFileExists(file, file, 'an age key file')) {
     const found = await parseIdentities(readFileSync(file, 'utf8'), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);

@@ -1,10 +1,10 @@
 // .sops.yaml at the project root: creation rules mapping file paths (path_regex) to age recipients, read
 // as sops reads them (path_regex is a Go regexp; first matching rule wins; a rule without path_regex matches every file; `age` is a
 // comma-separated string or a list) and edited in place, keeping comments and the other rules.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq } from 'yaml';
-import { OpsError } from '../errors.ts';
+import { OpsError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
@@ -61,7 +61,7 @@ interface Loaded {
 
 function load(root: string, required: boolean): Loaded | undefined {
   const path = join(root, SOPS_CONFIG_FILE);
-  if (!existsSync(path)) {
+  if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return undefined;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, 'create an environment with `ops env new <name>`, which writes its rule');
   }

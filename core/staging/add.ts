@@ -10,7 +10,7 @@
 // fast-forward has no commit of its own to carry a trailer, a per-ref ref needs no merge of a shared notes ref
 // when two adds race, keeps each update under its own lease, and is deleted by the next rebuild. A record only
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
-import { OpsError, formatError } from '../errors.ts';
+import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { type LocalResult, applyLocally, approvedCommit, pinSource } from './apply.ts';
 import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
@@ -121,7 +121,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
         } catch (e) {
           if (!(e instanceof StagingRefusal)) throw e;
           skipped.push({ source: s, reason: e.reason, message: e.message, files: e.files });
-          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${e.message.split('\n')[0]}`);
+          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${messageLine(e)}`);
         }
       }
 

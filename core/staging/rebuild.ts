@@ -4,7 +4,7 @@
 // skipped, listed, and told so in a comment. A pull request staging already holds is re-applied at the commit
 // staging took for it (recorded by its add: the labelled head), not at its head now: a label approves the commits
 // it saw, and commits pushed since wait for a new label even when the label is still on (unlabel not run yet).
-import { OpsError, formatError } from '../errors.ts';
+import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
 import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
@@ -78,7 +78,7 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
           }
           // Its branch is gone, but staging holds the approved commit: re-apply that.
           s = { ...source, key, sha: at };
-          reporter.warn(`${s.display}: its branch could not be read (${e.message.split('\n')[0]}); re-applying the commit ${staging} took, ${short(at)}`);
+          reporter.warn(`${s.display}: its branch could not be read (${messageLine(e)}); re-applying the commit ${staging} took, ${short(at)}`);
         }
         if (at && at !== s.sha && s.key === key) {
           try {
@@ -96,7 +96,7 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
           } catch (e) {
             if (!(e instanceof StagingRefusal)) throw e;
             skipped.push({ source: { ...s, sha: at }, reason: e.reason, message: e.message });
-            reporter.warn(`${s.display} skipped: ${e.message.split('\n')[0]}`);
+            reporter.warn(`${s.display} skipped: ${messageLine(e)}`);
             continue;
           }
         }
@@ -119,7 +119,7 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
           if (!(e instanceof StagingRefusal)) throw e;
           const moved = movedOn.get(source);
           skipped.push({ source, reason: e.reason, message: e.message, files: e.files, ...(moved && { moved }) });
-          reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${e.message.split('\n')[0]}`);
+          reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${messageLine(e)}`);
         }
       }
 

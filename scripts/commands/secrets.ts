@@ -1,13 +1,13 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
-import { OpsError, fileError } from '../../core/errors.ts';
+import { OpsError, fileError, userFileExists } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
@@ -464,6 +464,7 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
 export const commands: Command[] = [
   command({
     name: 'secrets decrypt',
+    project: 'optional',
     summary: 'print the plaintext of a sops-encrypted file (verifies its MAC)',
     args: ['<file>'],
     pathArgs: [0],
@@ -472,7 +473,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
+      const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, ctx.inProject ? envOfPath(ctx.root, file) : undefined), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
     },
@@ -491,7 +492,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
       const file = secretsPath(ctx.root, env);
-      if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
+      if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
       const key = ctx.values.key;
       if (!key) {
@@ -756,6 +757,7 @@ written and those not (each file is written whole); run it again to finish.`,
     run: (ctx) => interruptible(ctx, (signal) => recipients(ctx, signal)),
   }),  command({
     name: 'keygen',
+    project: 'optional',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
     options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
@@ -774,7 +776,7 @@ written and those not (each file is written whole); run it again to finish.`,
         ctx.stdout.write(`${id.recipient}\n`);
         ctx.stderr.write(`private key written to ${path}; public key (recipient) above\n`);
         const inProject = relative(ctx.root, path);
-        if (!inProject.startsWith('..') && !isAbsolute(inProject))
+        if (ctx.inProject && !inProject.startsWith('..') && !isAbsolute(inProject))
           ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
@@ -790,6 +792,7 @@ written and those not (each file is written whole); run it again to finish.`,
   }),
   command({
     name: 'secretkey',
+    project: 'optional',
     summary: 'print a new random secret_key (86 URL-safe characters)',
     async run(ctx) {
       const { generateSecretKey } = await import('../../core/secrets/env.ts');
@@ -799,6 +802,7 @@ written and those not (each file is written whole); run it again to finish.`,
   }),
   command({
     name: 'apikey',
+    project: 'optional',
     summary: 'print a new random API key (43 URL-safe characters)',
     async run(ctx) {
       const { generateApiKey } = await import('../../core/secrets/env.ts');

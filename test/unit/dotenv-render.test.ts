@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseEnv } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
@@ -28,11 +29,19 @@ describe('secrets of every shape', () => {
 });
 
 describe('variable names', () => {
-  it('"__proto__" and "constructor" are written like any other name, to the .env, the environ file and the forms', () => {
-    const { dotenv, environ, forms } = renderDotenv(environment(JSON.parse('{"__proto__": "polluted", "constructor": "c"}')), {});
-    expect(dotenv.split('\n').slice(1)).toEqual(["__proto__='polluted'", "constructor='c'", '']);
-    expect(environ).toBe('__proto__=polluted\0constructor=c\0');
-    expect(Object.entries(forms)).toEqual([['__proto__', 'single-quoted'], ['constructor', 'single-quoted']]);
+  it('"constructor" and "toString" are written like any other name, to the .env, the environ file and the forms', () => {
+    const { dotenv, environ, forms } = renderDotenv(environment(JSON.parse('{"constructor": "c", "toString": "t"}')), {});
+    expect(dotenv.split('\n').slice(1)).toEqual(["constructor='c'", "toString='t'", '']);
+    expect(environ).toBe('constructor=c\0toString=t\0');
+    expect(Object.entries(forms)).toEqual([['constructor', 'single-quoted'], ['toString', 'single-quoted']]);
+  });
+
+  it('"__proto__" is refused, saying why: Node\'s .env readers (util.parseEnv, the dotenv package) drop it', async () => {
+    const line = "__proto__='x'\nA='1'\n";
+    expect(JSON.stringify(parseEnv(line))).toBe('{"A":"1"}');
+    for (const dotenv of [await import('dotenv'), await import('dotenv-16')]) expect(JSON.stringify(dotenv.parse(line))).toBe('{"A":"1"}');
+    expect(() => environment(JSON.parse('{"__proto__": "x"}'))).toThrow(/env\.__proto__: .*Node's \.env readers drop it .*; give the app this value under another name/);
+    expect(() => environment(JSON.parse('{"__proto__": {"secret": "db"}}'))).toThrow(/env\.__proto__: /);
   });
 });
 
@@ -101,7 +110,7 @@ echo done`;
 
   it("names bash gives a meaning of its own, and the pipeline's, are refused by the config, each with its reason", () => {
     const refused = BASH_NAMES.filter((n) => !ALLOWED.includes(n));
-    expect([...RESERVED_ENV_NAMES.keys()].sort()).toEqual([...refused, 'OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'].sort());
+    expect([...RESERVED_ENV_NAMES.keys()].sort()).toEqual([...refused, 'OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE', '__proto__'].sort());
     for (const name of [...refused, 'OPS_CONNECTION']) {
       let problems: string[] = [];
       try {

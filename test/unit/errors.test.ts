@@ -9,7 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { formatError, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
+import { formatError, messageLine, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -211,5 +211,22 @@ describe('a local file given by the user that cannot be read says why in words (
     const age = await caught(() => loadIdentities({ SOPS_AGE_KEY_FILE: dir, HOME: dir }));
     expect(age.message).toBe(`SOPS_AGE_KEY_FILE: cannot read ${dir}: it is a directory, not an age key file`);
     for (const e of [missing, folder, yaml, age]) expect(e.message).not.toMatch(/\bE[A-Z]{3,}\b/);
+  });
+});
+
+describe('messageLine: an error quoted inside another message keeps its whole problem, on one line', () => {
+  it('joins a heading and its list, and other lines with "; "', () => {
+    const config = new OpsError('environments/prod/environment.yml has 2 problems:\n  - programs.api.command: must be a string\n  - hosts: must not be empty');
+    expect(messageLine(config)).toBe('environments/prod/environment.yml has 2 problems: programs.api.command: must be a string; hosts: must not be empty');
+    expect(messageLine(new StepError('build', 'web1', 2, 'compiling\nlinking failed'))).toBe('step "build" on web1 failed with exit code 2; compiling; linking failed');
+    expect(messageLine('one line')).toBe('one line');
+    expect(messageLine(new Error(''))).toBe('Error');
+    expect(messageLine('a\r\n\r\nb')).toBe('a; b');
+  });
+
+  it('a failing SOPS_AGE_KEY_CMD says what the command printed, not only "Command failed"', async () => {
+    const { loadIdentities } = await import('../../core/secrets/keys.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-keycmd-'));
+    await expect(loadIdentities({ SOPS_AGE_KEY_CMD: 'echo vault is sealed >&2; exit 3', HOME: dir, PATH: process.env.PATH })).rejects.toThrow(/^SOPS_AGE_KEY_CMD failed: Command failed: .*; vault is sealed$/);
   });
 });

@@ -33,7 +33,28 @@ reporter.info('done');`;
   return { code, stderr: r.stderr.replace(/rc=\d+\n$/, ''), finished: existsSync(marker) };
 }
 
+/** An action (core/action.ts runAction) logging 400 lines (one per ms), its stdout (the job log) to `redirect`. */
+function action(redirect: string): { code: number; stderr: string; finished: boolean } {
+  const marker = join(mkdtempSync(join(tmpdir(), 'ops-output-')), 'finished');
+  const script = `const { runAction } = await import(${JSON.stringify(join(CORE, 'action.ts'))});
+const { writeFileSync } = await import('node:fs');
+await runAction({}, async ({ reporter }) => {
+  for (let i = 0; i < 400; i++) { reporter.info('line ' + i); await new Promise((r) => setTimeout(r, 1)); }
+  writeFileSync(${JSON.stringify(marker)}, 'the run ended');
+});`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GITHUB_') && !k.startsWith('INPUT_')));
+  const r = spawnSync('bash', ['-c', `"$NODE" --import tsx --input-type=module -e "$SCRIPT" ${redirect}; echo "rc=\${PIPESTATUS[0]}" >&2`], { env: { ...env, NODE: process.execPath, SCRIPT: script }, encoding: 'utf8', timeout: 60_000 });
+  const code = Number(/rc=(\d+)\n$/.exec(r.stderr)?.[1]);
+  return { code, stderr: r.stderr.replace(/rc=\d+\n$/, ''), finished: existsSync(marker) };
+}
+
 describe('ops\'s own output failing', () => {
+  it('in an action (runAction) as in the CLI: a full job log is said as ops\'s own output, never a host\'s or a bug', () => {
+    const r = action('> /dev/full');
+    expect(r).toMatchObject({ code: 1, finished: false });
+    expect(r.stderr).toBe('error: ops could not write its own output (stdout: ENOSPC)\n');
+  }, 60_000);
+
   it('a reader gone (| head -2) within a run: the run goes on to its end, quietly, with its own exit code', () => {
     expect(command(true, '| head -2 >/dev/null')).toEqual({ code: 0, stderr: '', finished: true });
   }, 60_000);

@@ -81,7 +81,7 @@ describe('ops env remove', () => {
     const { root, env } = await project();
     const noSudo: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
     await expect(removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: noSudo }, 'old')).rejects.toThrow(
-      "cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) reachable, but its status cannot be read (step \"status\" on web1 failed with exit code 1)",
+      "cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) reachable, but its status cannot be read (step \"status\" on web1 failed with exit code 1; sudo: a password is required)",
     );
     expect(existsSync(env.dir)).toBe(true);
   });

@@ -5797,7 +5797,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5872,7 +5872,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5967,11 +5967,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5994,10 +5994,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6014,7 +6014,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6194,7 +6194,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6216,7 +6216,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request2.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6252,13 +6252,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -19162,20 +19162,37 @@ var require_undici = __commonJS({
 });
 
 // core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function runHandlesSignals() {
+  return runHandlers.size > 0;
+}
 function stopRunsOnFault(error2) {
   for (const h of faultHandlers) h({ error: error2 });
   return faultHandlers.size > 0;
 }
-var faultHandlers;
+var runHandlers, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
+    runHandlers = /* @__PURE__ */ new Set();
     faultHandlers = /* @__PURE__ */ new Set();
   }
 });
 
 // core/errors.ts
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
+function messageLine(err) {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
+  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
+}
+function markOwnOutput(err, stream2) {
+  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
+}
 function isOwnOutputError(err) {
   return typeof err === "object" && err !== null && ownOutput.has(err);
 }
@@ -19219,7 +19236,18 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENOTDIR") return new OpsError(`${fail}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail}: it already exists`);
+  if (code === "ELOOP") return new OpsError(`${fail}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new OpsError(`${fail}: the path is too long`, "check the path");
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+function userFileExists(path, shown = path, expected = "a file") {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if (e.code === "ENOENT") return false;
+    throw fileError(e, shown, "read", expected);
+  }
+  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
 function formatError(err, processEnv = process.env) {
   const { message, hint } = errorParts(err, processEnv);
@@ -28937,7 +28965,7 @@ __export(keys_exports, {
   wrapDataKey: () => wrapDataKey
 });
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync2, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 async function parseIdentities(text, source) {
   const out = [];
   const lines = text.split(/\r?\n/);
@@ -28992,14 +29020,14 @@ async function loadIdentities(processEnv = process.env) {
     try {
       text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
     const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync2(file)) {
+  if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -30646,6 +30674,34 @@ function starred(text, spans) {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
+var brokenOutputs = /* @__PURE__ */ new WeakSet();
+var guardedOutputs = /* @__PURE__ */ new WeakSet();
+function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
+  const entries = Object.entries(streams);
+  for (const [name, stream2] of entries) {
+    if (guardedOutputs.has(stream2)) continue;
+    guardedOutputs.add(stream2);
+    stream2.on("error", (err) => {
+      markOwnOutput(err, name);
+      if (brokenOutputs.has(stream2)) return;
+      brokenOutputs.add(stream2);
+      if (err.code === "EPIPE") {
+        if (!runHandlesSignals()) exit(signalExit("SIGPIPE"));
+        return;
+      }
+      if (err.code === "EIO") return;
+      const said = describeLowLevel(err)?.what ?? err.message;
+      const other = entries.find(([, s]) => s !== stream2 && !brokenOutputs.has(s))?.[1];
+      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end
+`);
+      else {
+        other?.write(`error: ${said}
+`);
+        exit(1);
+      }
+    });
+  }
+}
 
 // core/action.ts
 var ActionsReporter = class {
@@ -30743,6 +30799,7 @@ async function runAction(spec, body) {
   const reporter = new ActionsReporter();
   const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
+  guardOutput();
   let ageKey = "";
   try {
     const sshKey = getInput("ssh-key");
@@ -30778,7 +30835,7 @@ async function runAction(spec, body) {
 }
 
 // node_modules/@actions/github/lib/context.js
-import { readFileSync as readFileSync2, existsSync as existsSync3 } from "fs";
+import { readFileSync as readFileSync2, existsSync as existsSync2 } from "fs";
 import { EOL as EOL5 } from "os";
 var Context = class {
   /**
@@ -30788,7 +30845,7 @@ var Context = class {
     var _a, _b, _c;
     this.payload = {};
     if (process.env.GITHUB_EVENT_PATH) {
-      if (existsSync3(process.env.GITHUB_EVENT_PATH)) {
+      if (existsSync2(process.env.GITHUB_EVENT_PATH)) {
         this.payload = JSON.parse(readFileSync2(process.env.GITHUB_EVENT_PATH, { encoding: "utf8" }));
       } else {
         const path = process.env.GITHUB_EVENT_PATH;

@@ -19174,6 +19174,9 @@ function stopHandlingSignals(handler) {
   runHandlers.delete(handler);
   for (const s of RUN_SIGNALS) process.off(s, handler);
 }
+function runHandlesSignals() {
+  return runHandlers.size > 0;
+}
 function handleFaults(handler) {
   faultHandlers.add(handler);
 }
@@ -19195,6 +19198,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19228,10 +19232,16 @@ function oneLine(text, max = 80, redact = (t) => t) {
 function maskSecretLike(text) {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
+function messageLine(err) {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
+  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
+}
 function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
   const clean5 = (text2) => maskSecretLike(redact(text2));
   const message = err instanceof Error ? err.message || err.name : String(err);
-  const [first = "", ...rest] = clean5(message).split("\n");
+  const [head = "", ...rest] = clean5(message).split("\n");
+  const first = err instanceof StepError ? head : messageLine(clean5(message));
   let why = "";
   if (err instanceof StepError) {
     const lines = (err.verdict ? clean5(err.verdict).split("\n") : rest.map((l) => l.replace(/^ {2}\| ?/, ""))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
@@ -19245,6 +19255,9 @@ function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
+}
+function markOwnOutput(err, stream2) {
+  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
 }
 function isOwnOutputError(err) {
   return typeof err === "object" && err !== null && ownOutput.has(err);
@@ -19289,7 +19302,18 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+function userFileExists(path, shown = path, expected = "a file") {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if (e.code === "ENOENT") return false;
+    throw fileError(e, shown, "read", expected);
+  }
+  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -19703,7 +19727,33 @@ function starred(text, spans) {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker;
+function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
+  const entries = Object.entries(streams);
+  for (const [name2, stream2] of entries) {
+    if (guardedOutputs.has(stream2)) continue;
+    guardedOutputs.add(stream2);
+    stream2.on("error", (err) => {
+      markOwnOutput(err, name2);
+      if (brokenOutputs.has(stream2)) return;
+      brokenOutputs.add(stream2);
+      if (err.code === "EPIPE") {
+        if (!runHandlesSignals()) exit(signalExit("SIGPIPE"));
+        return;
+      }
+      if (err.code === "EIO") return;
+      const said = describeLowLevel(err)?.what ?? err.message;
+      const other = entries.find(([, s]) => s !== stream2 && !brokenOutputs.has(s))?.[1];
+      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end
+`);
+      else {
+        other?.write(`error: ${said}
+`);
+        exit(1);
+      }
+    });
+  }
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -19956,6 +20006,8 @@ var init_report = __esm({
         return starred(text, hide.sort((x, y) => x[0] - y[0]));
       }
     };
+    brokenOutputs = /* @__PURE__ */ new WeakSet();
+    guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
 });
 
@@ -29367,7 +29419,7 @@ __export(keys_exports, {
   wrapDataKey: () => wrapDataKey
 });
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { readFileSync as readFileSync2 } from "node:fs";
 async function parseIdentities(text, source) {
   const out = [];
   const lines = text.split(/\r?\n/);
@@ -29422,14 +29474,14 @@ async function loadIdentities(processEnv = process.env) {
     try {
       text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
     const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync3(file)) {
+  if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -37271,6 +37323,11 @@ var init_env_names = __esm({
         ]
       },
       {
+        // Checked with Node 20 and dotenv 16 and 18: `__proto__=x` parses to {} (test/unit/dotenv-render.test.ts).
+        reason: "Node's .env readers drop it (process.loadEnvFile, util.parseEnv and the dotenv package fill a plain object, where __proto__ sets its prototype instead of a key), so a Node app would never see it",
+        names: ["__proto__"]
+      },
+      {
         reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
         names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
       }
@@ -38016,7 +38073,7 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync3, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync2, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join3, resolve } from "node:path";
@@ -38026,8 +38083,8 @@ function environmentsDir(root) {
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync4(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync3(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync3(join3(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
   if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
@@ -38149,7 +38206,7 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    const byAge = names.map((n) => ({ n, t: statSync2(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
   } catch {
     try {
@@ -38237,7 +38294,7 @@ function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
-  if (!existsSync4(file)) {
+  if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,
@@ -48667,7 +48724,7 @@ var init_sops = __esm({
 });
 
 // core/secrets/sops-config.ts
-import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { readFileSync as readFileSync4 } from "node:fs";
 import { isAbsolute as isAbsolute3, join as join5, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
@@ -48689,7 +48746,7 @@ function parseAge(file, i, node) {
 }
 function load(root, required) {
   const path = join5(root, SOPS_CONFIG_FILE);
-  if (!existsSync5(path)) {
+  if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
@@ -48823,7 +48880,7 @@ var init_sops_config = __esm({
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute4, join as join6, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join6(root, "environments", validate("environment", env));
@@ -48835,9 +48892,9 @@ function envSopsFiles(root, env) {
   const dir = envDir(root, env);
   const files = [];
   const secrets = join6(dir, SECRETS_FILE);
-  if (existsSync6(secrets)) files.push(secrets);
+  if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
   const assets = join6(dir, "assets");
-  if (existsSync6(assets)) {
+  if (existsSync4(assets)) {
     for (const name2 of readdirSync2(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
       const file = join6(assets, name2);
@@ -48885,7 +48942,7 @@ function ageKeyFileProblems(root, env, path) {
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
   const configFile = join6(envDir(root, env), "environment.yml");
-  if (!existsSync6(configFile)) return ids;
+  if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
     keyFile = (0, import_yaml8.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
@@ -48964,7 +49021,7 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync5, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join7, relative as relative4 } from "node:path";
 function placeholderHostKey() {
@@ -48980,9 +49037,9 @@ function placeholderHostKey() {
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
   const envs = join7(root, "environments");
-  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+  for (const e of existsSync5(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
     const file = join7(envs, e.name, "environment.yml");
-    if (!e.isDirectory() || !existsSync7(file)) continue;
+    if (!e.isDirectory() || !existsSync5(file)) continue;
     for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
@@ -49080,13 +49137,13 @@ async function newEnvironment(root, name2, opts2 = {}) {
   };
   validate("environment", name2);
   const dir = envDir(root, name2);
-  if (existsSync7(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
+  if (existsSync5(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
   const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
   const identity = await generateIdentity2();
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
-  const configBefore = existsSync7(join7(root, ".sops.yaml"));
+  const configBefore = existsSync5(join7(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   heed();
   await mkdir3(join7(dir, "assets"), { recursive: true });
@@ -71416,7 +71473,7 @@ function resolveCredentials(sources, reporter) {
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
     const p = join(home, ".ssh", f);
-    if (existsSync2(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
+    if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
     "no SSH key to log in with",
@@ -71521,6 +71578,7 @@ async function runAction(spec, body) {
   const reporter = new ActionsReporter();
   const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
+  guardOutput();
   let ageKey = "";
   try {
     const sshKey = getInput("ssh-key");
@@ -71557,7 +71615,6 @@ async function runAction(spec, body) {
 
 // core/ops/secrets.ts
 init_environment();
-import { existsSync as existsSync8 } from "node:fs";
 import { join as join8 } from "node:path";
 
 // core/dotenv.ts
@@ -71836,7 +71893,7 @@ async function environmentSecrets(ctx, env) {
   const file = join8(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
-  if (!existsSync8(file)) {
+  if (!userFileExists(file, label)) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
@@ -71869,7 +71926,7 @@ function allowSecretRefs(env, ctx) {
 // core/ops/initdata.ts
 var import_yaml9 = __toESM(require_dist(), 1);
 init_environment();
-import { existsSync as existsSync9, readFileSync as readFileSync8 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
 import { isAbsolute as isAbsolute5, relative as relative5, resolve as resolve4 } from "node:path";
 
@@ -71955,7 +72012,7 @@ function findSiblings(env) {
     } catch (e) {
       const machines = rawMachines(doc);
       if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
     }
   }
   return { siblings, unreadable };
@@ -76324,7 +76381,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ""}`;
       } catch (e) {
-        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+        why = messageLine(e);
       }
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }
@@ -76588,12 +76645,12 @@ function isJson(text) {
 async function readInitdata(ctx, env, file) {
   const cwd = ctx.cwd ?? process.cwd();
   const path = file ? resolve4(cwd, file) : envPath(env, env.config.initdata.file);
-  if (!existsSync9(path)) {
+  if (!userFileExists(path, path, "an initdata file")) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
     const typed = relative5(cwd, path);
     const inEnv = typed.startsWith("..") || isAbsolute5(typed) ? void 0 : envPath(env, typed);
-    const there = inEnv && existsSync9(inEnv) ? inEnv : void 0;
+    const there = inEnv && existsSync6(inEnv) ? inEnv : void 0;
     const fromHere = there && relative5(cwd, there);
     throw new OpsError(
       `initdata file ${path} does not exist (--file is relative to the directory the command was run from, ${cwd}, not to environments/${env.name}/)`,

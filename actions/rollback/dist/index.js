@@ -19174,6 +19174,9 @@ function stopHandlingSignals(handler) {
   runHandlers.delete(handler);
   for (const s of RUN_SIGNALS) process.off(s, handler);
 }
+function runHandlesSignals() {
+  return runHandlers.size > 0;
+}
 function handleFaults(handler) {
   faultHandlers.add(handler);
 }
@@ -19195,6 +19198,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19228,10 +19232,16 @@ function oneLine(text, max = 80, redact = (t) => t) {
 function maskSecretLike(text) {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
+function messageLine(err) {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
+  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
+}
 function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
   const clean5 = (text2) => maskSecretLike(redact(text2));
   const message = err instanceof Error ? err.message || err.name : String(err);
-  const [first = "", ...rest] = clean5(message).split("\n");
+  const [head = "", ...rest] = clean5(message).split("\n");
+  const first = err instanceof StepError ? head : messageLine(clean5(message));
   let why = "";
   if (err instanceof StepError) {
     const lines = (err.verdict ? clean5(err.verdict).split("\n") : rest.map((l) => l.replace(/^ {2}\| ?/, ""))).map((l) => l.trim()).filter((l) => l && !NOISE.test(l));
@@ -19245,6 +19255,9 @@ function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
+}
+function markOwnOutput(err, stream2) {
+  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
 }
 function isOwnOutputError(err) {
   return typeof err === "object" && err !== null && ownOutput.has(err);
@@ -19289,7 +19302,18 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+function userFileExists(path, shown = path, expected = "a file") {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if (e.code === "ENOENT") return false;
+    throw fileError(e, shown, "read", expected);
+  }
+  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -19697,7 +19721,33 @@ function starred(text, spans) {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker;
+function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
+  const entries = Object.entries(streams);
+  for (const [name2, stream2] of entries) {
+    if (guardedOutputs.has(stream2)) continue;
+    guardedOutputs.add(stream2);
+    stream2.on("error", (err) => {
+      markOwnOutput(err, name2);
+      if (brokenOutputs.has(stream2)) return;
+      brokenOutputs.add(stream2);
+      if (err.code === "EPIPE") {
+        if (!runHandlesSignals()) exit(signalExit("SIGPIPE"));
+        return;
+      }
+      if (err.code === "EIO") return;
+      const said = describeLowLevel(err)?.what ?? err.message;
+      const other = entries.find(([, s]) => s !== stream2 && !brokenOutputs.has(s))?.[1];
+      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end
+`);
+      else {
+        other?.write(`error: ${said}
+`);
+        exit(1);
+      }
+    });
+  }
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -19949,6 +19999,8 @@ var init_report = __esm({
         return starred(text, hide.sort((x, y) => x[0] - y[0]));
       }
     };
+    brokenOutputs = /* @__PURE__ */ new WeakSet();
+    guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
 });
 
@@ -29360,7 +29412,7 @@ __export(keys_exports, {
   wrapDataKey: () => wrapDataKey
 });
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { readFileSync as readFileSync2 } from "node:fs";
 async function parseIdentities(text, source) {
   const out = [];
   const lines = text.split(/\r?\n/);
@@ -29415,14 +29467,14 @@ async function loadIdentities(processEnv = process.env) {
     try {
       text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
     const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync3(file)) {
+  if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -37222,6 +37274,11 @@ var init_env_names = __esm({
         ]
       },
       {
+        // Checked with Node 20 and dotenv 16 and 18: `__proto__=x` parses to {} (test/unit/dotenv-render.test.ts).
+        reason: "Node's .env readers drop it (process.loadEnvFile, util.parseEnv and the dotenv package fill a plain object, where __proto__ sets its prototype instead of a key), so a Node app would never see it",
+        names: ["__proto__"]
+      },
+      {
         reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
         names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
       }
@@ -37967,7 +38024,7 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync3, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync2, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join3, resolve } from "node:path";
@@ -37977,8 +38034,8 @@ function environmentsDir(root) {
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync4(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync3(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync3(join3(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
   if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
@@ -38100,7 +38157,7 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    const byAge = names.map((n) => ({ n, t: statSync2(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
   } catch {
     try {
@@ -38188,7 +38245,7 @@ function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
   const dir = join3(environmentsDir(root), envName);
   const file = join3(dir, ENVIRONMENT_FILE);
-  if (!existsSync4(file)) {
+  if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,
@@ -60505,7 +60562,7 @@ function resolveCredentials(sources, reporter) {
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
     const p = join(home, ".ssh", f);
-    if (existsSync2(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
+    if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
     "no SSH key to log in with",
@@ -60610,6 +60667,7 @@ async function runAction(spec, body) {
   const reporter = new ActionsReporter();
   const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
+  guardOutput();
   let ageKey = "";
   try {
     const sshKey = getInput("ssh-key");
@@ -60783,7 +60841,7 @@ function findSiblings(env) {
     } catch (e) {
       const machines = rawMachines(doc);
       if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
     }
   }
   return { siblings, unreadable };
@@ -65797,7 +65855,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${oneLine(tail(r.stderr, 1), 200, (t) => ctx.reporter.redact(t))}` : ""}`;
       } catch (e) {
-        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+        why = messageLine(e);
       }
       if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }

@@ -5878,7 +5878,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5953,7 +5953,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -6048,11 +6048,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -6075,10 +6075,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6095,7 +6095,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6275,7 +6275,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6297,7 +6297,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request2.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6333,13 +6333,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -19934,27 +19934,44 @@ var require_lib = __commonJS({
 });
 
 // core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function runHandlesSignals() {
+  return runHandlers.size > 0;
+}
 function stopRunsOnFault(error2) {
   for (const h of faultHandlers) h({ error: error2 });
   return faultHandlers.size > 0;
 }
-var faultHandlers;
+var runHandlers, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
+    runHandlers = /* @__PURE__ */ new Set();
     faultHandlers = /* @__PURE__ */ new Set();
   }
 });
 
 // core/errors.ts
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
+}
+function messageLine(err) {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
+  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
+}
+function markOwnOutput(err, stream2) {
+  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
 }
 function isOwnOutputError(err) {
   return typeof err === "object" && err !== null && ownOutput.has(err);
@@ -19999,7 +20016,18 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+function userFileExists(path, shown = path, expected = "a file") {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if (e.code === "ENOENT") return false;
+    throw fileError(e, shown, "read", expected);
+  }
+  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
 function formatError(err, processEnv = process.env) {
   const { message, hint } = errorParts(err, processEnv);
@@ -29720,7 +29748,7 @@ __export(keys_exports, {
   wrapDataKey: () => wrapDataKey
 });
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { readFileSync as readFileSync2 } from "node:fs";
 async function parseIdentities(text, source) {
   const out = [];
   const lines = text.split(/\r?\n/);
@@ -29775,14 +29803,14 @@ async function loadIdentities(processEnv = process.env) {
     try {
       text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
     const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync3(file)) {
+  if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -42152,6 +42180,34 @@ function starred(text, spans) {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
+var brokenOutputs = /* @__PURE__ */ new WeakSet();
+var guardedOutputs = /* @__PURE__ */ new WeakSet();
+function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
+  const entries = Object.entries(streams);
+  for (const [name2, stream2] of entries) {
+    if (guardedOutputs.has(stream2)) continue;
+    guardedOutputs.add(stream2);
+    stream2.on("error", (err) => {
+      markOwnOutput(err, name2);
+      if (brokenOutputs.has(stream2)) return;
+      brokenOutputs.add(stream2);
+      if (err.code === "EPIPE") {
+        if (!runHandlesSignals()) exit(signalExit("SIGPIPE"));
+        return;
+      }
+      if (err.code === "EIO") return;
+      const said = describeLowLevel(err)?.what ?? err.message;
+      const other = entries.find(([, s]) => s !== stream2 && !brokenOutputs.has(s))?.[1];
+      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end
+`);
+      else {
+        other?.write(`error: ${said}
+`);
+        exit(1);
+      }
+    });
+  }
+}
 
 // core/action.ts
 var ActionsReporter = class {
@@ -42249,6 +42305,7 @@ async function runAction(spec, body) {
   const reporter = new ActionsReporter();
   const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
+  guardOutput();
   let ageKey = "";
   try {
     const sshKey = getInput("ssh-key");
@@ -42346,7 +42403,7 @@ init_errors();
 // core/git.ts
 init_errors();
 import { spawn } from "node:child_process";
-import { constants as constants3 } from "node:os";
+import { constants as constants4 } from "node:os";
 var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
 var GitError = class extends OpsError {
   constructor(args, result, hint) {
@@ -42411,7 +42468,7 @@ var Git = class {
         "error",
         (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
       );
-      child.on("close", (code, signal) => resolve({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.on("close", (code, signal) => resolve({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
       child.stdin.on("error", () => {
       });
       child.stdin.end(options.input ?? "");
@@ -42593,6 +42650,11 @@ var GROUPS = [
       "SRANDOM",
       "UID"
     ]
+  },
+  {
+    // Checked with Node 20 and dotenv 16 and 18: `__proto__=x` parses to {} (test/unit/dotenv-render.test.ts).
+    reason: "Node's .env readers drop it (process.loadEnvFile, util.parseEnv and the dotenv package fill a plain object, where __proto__ sets its prototype instead of a key), so a Node app would never see it",
+    names: ["__proto__"]
   },
   {
     reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
@@ -44016,7 +44078,7 @@ async function addToStaging(ctx, ref, pull, options = {}) {
         } catch (e) {
           if (!(e instanceof StagingRefusal)) throw e;
           skipped.push({ source: s, reason: e.reason, message: e.message, files: e.files });
-          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${e.message.split("\n")[0]}`);
+          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${messageLine(e)}`);
         }
       }
       const created = state.staging === void 0;
@@ -44102,7 +44164,7 @@ async function rebuildStaging(ctx, options) {
             continue;
           }
           s = { ...source, key, sha: at2 };
-          reporter.warn(`${s.display}: its branch could not be read (${e.message.split("\n")[0]}); re-applying the commit ${staging} took, ${short(at2)}`);
+          reporter.warn(`${s.display}: its branch could not be read (${messageLine(e)}); re-applying the commit ${staging} took, ${short(at2)}`);
         }
         if (at2 && at2 !== s.sha && s.key === key) {
           try {
@@ -44117,7 +44179,7 @@ async function rebuildStaging(ctx, options) {
           } catch (e) {
             if (!(e instanceof StagingRefusal)) throw e;
             skipped.push({ source: { ...s, sha: at2 }, reason: e.reason, message: e.message });
-            reporter.warn(`${s.display} skipped: ${e.message.split("\n")[0]}`);
+            reporter.warn(`${s.display} skipped: ${messageLine(e)}`);
             continue;
           }
         }
@@ -44139,7 +44201,7 @@ async function rebuildStaging(ctx, options) {
           if (!(e instanceof StagingRefusal)) throw e;
           const moved2 = movedOn.get(source);
           skipped.push({ source, reason: e.reason, message: e.message, files: e.files, ...moved2 && { moved: moved2 } });
-          reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${e.message.split("\n")[0]}`);
+          reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${messageLine(e)}`);
         }
       }
       const desired = new Map(records.map((r) => [r.key, r.head]));

@@ -353,6 +353,16 @@ describe('deploy operation', () => {
     expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual(['live, but recording the switch failed: step "switch" on web1 failed with exit code 1: web1 ran out of disk space under /srv/sample']);
   });
 
+  it('a dependency install that met a full disk early and died of it later (npm: ENOSPC while unpacking, then a truncated binary crashing): said as a full disk, the cause line quoted', async () => {
+    const trace = ['npm ERR! code 1', 'npm ERR! command sh -c node install.js', ...Array.from({ length: 25 }, (_, i) => `npm ERR!     at frame${i} (/srv/sample/releases/r/client/node_modules/esbuild/install.js:${i}:5)`), "npm ERR!   signal: 'SIGSEGV',"];
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) =>
+      step.name === 'node dependencies' ? { code: 1, stderr: ["cp: error copying 'a/esbuild/bin/esbuild' to 'client/node_modules/esbuild/bin/esbuild': No space left on device", 'npm WARN tar TAR_ENTRY_ERROR ENOSPC: no space left on device, write', ...trace].join('\n') } : undefined,
+    );
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), { force: true }).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/SIGSEGV[\s\S]*cp: error copying .*: No space left on device[\s\S]*web1 ran out of disk space under \/srv\/sample/);
+    expect(err.message).toMatch(/web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+  });
+
   it('the switch fails before `current` flipped: nothing switched, the slot\'s previous release put back (the error says whether it is warm), the release marked failed', async () => {
     const back = 'the previous release 20261031T000000Z-cccccccccccc is back on slot green, healthy: kept warm, a rollback to it only moves traffic';
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {

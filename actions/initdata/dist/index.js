@@ -19354,7 +19354,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, AUDIT_REASON_MAX, SAYS_WHY, NOISE, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, ownOutput, TransportError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19397,6 +19397,7 @@ ${indent(stderrTail.trim())}` : "";
       name = "StepError";
     };
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    DISK_FULL = /No space left on device|Disk quota exceeded/i;
     AUDIT_REASON_MAX = 400;
     SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
     NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
@@ -72116,7 +72117,9 @@ var FAILURE_KEYS = reportKeys("failure");
 function failureDetail(stdout, stderr) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
-  return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
+  const full = DISK_FULL.test(end) ? void 0 : `${stderr}
+${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
+  return maskSecretLike([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"));
 }
 function failureVerdict(stdout) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);

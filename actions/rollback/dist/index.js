@@ -61888,7 +61888,9 @@ var FAILURE_KEYS = reportKeys("failure");
 function failureDetail(stdout, stderr) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
-  return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
+  const full = DISK_FULL.test(end) ? void 0 : `${stderr}
+${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
+  return maskSecretLike([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"));
 }
 function failureVerdict(stdout) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);

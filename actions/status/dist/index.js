@@ -19327,7 +19327,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, ownOutput, TransportError;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, ownOutput, TransportError;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19370,6 +19370,7 @@ ${indent(stderrTail.trim())}` : "";
       name = "StepError";
     };
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    DISK_FULL = /No space left on device|Disk quota exceeded/i;
     ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
@@ -71606,7 +71607,9 @@ var FAILURE_KEYS = reportKeys("failure");
 function failureDetail(stdout, stderr) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
-  return maskSecretLike([end, ...why].filter((t) => t.trim()).join("\n"));
+  const full = DISK_FULL.test(end) ? void 0 : `${stderr}
+${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
+  return maskSecretLike([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"));
 }
 function failureVerdict(stdout) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);

@@ -49,6 +49,8 @@ export function programName(env: Target, slot: Slot, program: string): string {
  * core/steps/sh/supervisor.sh, kills what is left of their process groups after as long).
  */
 export const STOP_WAIT_SECONDS = 15;
+/** supervisor's startsecs for every program (seconds): how long a program must run before supervisor takes it as started; the health gate waits for that too (group_settled). Why 3: slotConfig. */
+export const STARTSECS = 3;
 
 /**
  * The supervisor group of one slot, running one release. Every value is encoded for supervisor
@@ -113,7 +115,7 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
       // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
       // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
       // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
-      'startsecs=3',
+      `startsecs=${STARTSECS}`,
       'startretries=3',
       'stopsignal=TERM',
       `stopwaitsecs=${STOP_WAIT_SECONDS}`,
@@ -488,6 +490,11 @@ verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
+  verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
+elif ! group_settled ${quote(group)} ${STARTSECS}; then
+  verdict="release $release_id did not keep running on slot ${slot}: $SETTLE"
+elif ! ${identity}; then
+  # Started, and still the processes that answer (one that stopped listening, or lost its port to another).
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 [ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$(printf '%s' "$verdict" | ${maskText(env)})"

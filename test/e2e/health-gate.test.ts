@@ -16,13 +16,17 @@ import { downHost, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
 
-/** The app: serves its version; MODE=exit exits at once, MODE=silent listens and never answers (a hung worker). */
+/** The app: serves its version; MODE=exit exits at once, MODE=late-exit answers and exits a second later, MODE=silent listens and never answers (a hung worker). */
 const SERVER = String.raw`import os, socket, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 port = int(sys.argv[1])
 mode = open("MODE").read().strip()
 if mode == "exit":
     sys.exit("ModuleNotFoundError: No module named 'settings_local'")
+if mode == "late-exit":
+    # Up and answering at once, gone a second later (a worker thread failing on its first connection).
+    import threading
+    threading.Timer(1.0, lambda: os._exit(1)).start()
 if mode == "silent":
     s = socket.socket()
     s.bind(("127.0.0.1", port))
@@ -149,6 +153,22 @@ describe.sequential('the health gate', () => {
     expect(await onHost(`cat /srv/${APP}/.ops/slot`)).toBe(idle);
     expect(await pid()).toBe(running);
     expect((await get(host)).body).toBe('1');
+  }, 600_000);
+
+  it('a program that answers its health check and exits a second later (supervisor restarts it): the deploy fails naming it before any traffic goes there, the live release serves on', async () => {
+    project.write(config);
+    const live = await onHost(`readlink /srv/${APP}/current`);
+    commit(repo, { MODE: 'late-exit\n', VERSION: '5\n' }, 'a release whose program dies a second after it starts');
+    gitIn(repo, ['tag', 'late-exit']);
+    const err = await deploy(project.ctx(), project.env(), { ref: 'late-exit' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/release \S+ did not keep running on slot \w+: program web exited after it answered its health check, within 3s of its start \(supervisor: \w+; it ran as pid \d+\)/);
+    expect((err as Error).message).not.toMatch(/^Error|\n\s+at /);
+    expect(await onHost(`readlink /srv/${APP}/current`)).toBe(live);
+    for (let i = 0; i < 3; i++) {
+      expect((await get(host)).body).toBe('1');
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }, 600_000);
 });
 

@@ -132,6 +132,48 @@ report_slot() {
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
+# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,
+# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program
+# exited. A program that answers its health check and exits a second later (a worker thread dying on its first
+# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again
+# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.
+# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one
+# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process
+# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.
+# shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
+group_settled() {
+  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting
+  local -A first=()
+  limit=$(( (secs + 5) * 5 ))
+  SETTLE=""
+  exec {pause}<> <(:)
+  while :; do
+    sup_pids
+    waiting=0
+    for k in "${!SUP_STATE[@]}"; do
+      [[ $k == "$group:"* ]] || continue
+      pid=${SUP_PID[$k]:-0}
+      [ -n "${first[$k]+x}" ] || first[$k]=$pid
+      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
+      stat=${stat##*) }
+      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then
+        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"
+        exec {pause}<&-
+        return 1
+      fi
+      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1
+    done
+    [ "$waiting" = 1 ] || break
+    rounds=$(( rounds + 1 ))
+    if [ "$rounds" -ge "$limit" ]; then
+      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"
+      exec {pause}<&-
+      return 1
+    fi
+    read -r -t 0.2 -u "$pause" _ || true
+  done
+  exec {pause}<&-
+}
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
 # GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
 # (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked

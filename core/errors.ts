@@ -3,6 +3,7 @@
 
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { hideUrlCredentials } from './secrets/parts.ts';
 import { stopRunsOnFault } from './signals.ts';
 
 export class OpsError extends Error {
@@ -130,16 +131,15 @@ export function oneLine(text: string, max = 80, redact: (text: string) => string
 }
 
 /**
- * `text` with what looks like a secret masked as "***": a URL's password (scheme://user:***@host), the value of a
- * password, secret, token, key or authorization field (`password=...`, `"api_key": "..."`, `Authorization: Bearer
+ * `text` with what looks like a secret masked as "***": a URL's credentials (hideUrlCredentials: its password,
+ * scheme://user:***@host, or a token as its user, https://***@host), the value of a password, secret, token, key
+ * or authorization field (`password=...`, `"api_key": "..."`, `Authorization: Bearer
  * ...`). For what quotes a server's words where the environment's secret values are not known to mask (status
  * decrypts none) or not whole (a body cut short): status's excerpts of health answers, a failed step's detail
  * (failureDetail: a deploy's or rollback's health verdict quoting an error page).
  */
 export function maskSecretLike(text: string): string {
-  return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@')
-    .replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
 }
 
 /**

@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
-import { urlPasswordsIn } from '../secrets/parts.ts';
+import { urlCredentialsIn } from '../secrets/parts.ts';
 import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
 import { object } from './schema-object.ts';
 import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
@@ -138,12 +138,16 @@ const ownDir = string({
 const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
 
 /**
- * Why a setting that is a URL yet must never hold a password (it is printed, logged and committed: `repository`,
- * `url`, `tls.acme_server`) cannot be `v`: a URL with a password (scheme://user:PASSWORD@host), or undefined. The
- * value is quoted with its password hidden (describe: hideSecrets).
+ * Why a setting that may be a URL yet must never hold credentials (it is printed, logged and committed:
+ * `repository`, `url`, `tls.acme_server`) cannot be `v`: a URL with a password or a token as its user
+ * (scheme://user:PASSWORD@host, https://TOKEN@host: urlCredentialsIn), or undefined; `where` says where the
+ * credentials go instead. The value is quoted with its credentials hidden (describe: hideSecrets).
  */
 function noUrlPassword(where: string): (v: string) => string | undefined {
-  return (v) => (urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : undefined);
+  return (v) =>
+    urlCredentialsIn(v).length
+      ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}`
+      : undefined;
 }
 
 const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
@@ -295,7 +299,7 @@ const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or {
 export const environmentSchema = object(
   {
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
-  repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path', check: noUrlPassword('an SSH URL with a deploy key, or a git credential helper: git config credential.helper') }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
+  repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: noUrlPassword('ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout\'s token), and name the clone\'s path') }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noUrlPassword('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
@@ -383,7 +387,7 @@ export const environmentSchema = object(
   ),
   env: opt(
     record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
+    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password, or a token as its user, in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
     {},
   ),
   dotenv: opt(

@@ -7,14 +7,14 @@ import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
 import { messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
-import { urlPassword, urlPasswordsIn } from '../secrets/parts.ts';
+import { urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
 /**
- * The passwords written in plain values of environment.yml (committed in the clear): a URL's password
- * (scheme://user:PASSWORD@host, as urllib reads it: core/secrets/parts.ts urlPassword) in `env` or a program's `env`,
+ * The passwords written in plain values of environment.yml (committed in the clear): a URL's password or a token as
+ * its user (scheme://user:PASSWORD@host, scheme://TOKEN@host: core/secrets/parts.ts urlCredentials) in `env` or a program's `env`,
  * each with the setting it is in. `{ secret: key }` references are not plain: their values come from the secrets file.
  */
 export function plainPasswords(env: Environment): { path: string; passwords: string[] }[] {
@@ -23,19 +23,19 @@ export function plainPasswords(env: Environment): { path: string; passwords: str
     ...Object.entries(env.config.programs).flatMap(([name, p]) => Object.entries(p.env).map(([k, v]): [string, unknown] => [`programs.${name}.env.${k}`, v])),
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === 'string' ? urlPassword(v) : [];
+    const passwords = typeof v === 'string' ? urlCredentials(v) : [];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 
 /**
- * Every URL password written anywhere in the environment's settings (any string at any depth: an env value, a
- * command line, a package index URL), as written and percent-decoded (urlPasswordsIn).
+ * Every URL password or token written anywhere in the environment's settings (any string at any depth: an env value,
+ * a command line, a package index URL), as written and percent-decoded (urlCredentialsIn).
  */
 export function settingsPasswords(env: Pick<Environment, 'config'>): string[] {
   const out = new Set<string>();
   const walk = (node: unknown): void => {
-    if (typeof node === 'string') for (const p of urlPasswordsIn(node)) out.add(p);
+    if (typeof node === 'string') for (const p of urlCredentialsIn(node)) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === 'object') Object.values(node).forEach(walk);
   };
@@ -45,7 +45,7 @@ export function settingsPasswords(env: Pick<Environment, 'config'>): string[] {
 
 /**
  * The one way a command or an action loads an environment: loadEnvironment (its errors thrown as they are), then
- * every URL password in its settings masked in all ops prints from then on (settingsPasswords): `ops config`, a
+ * every URL password or token in its settings masked in all ops prints from then on (settingsPasswords): `ops config`, a
  * deploy and a status alike. The secrets file's values are masked where it is decrypted (environmentSecrets,
  * dotenvPreview, status's and logs' masking). Guarded: test/unit/printed-secrets.test.ts fails on a command,
  * action or operation calling loadEnvironment itself.
@@ -66,7 +66,7 @@ export function maskPlainPasswords(ctx: OpsContext, env: Environment, warn: bool
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(', ')} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(', ')} (a URL's user:password@, or a token as its user: https://TOKEN@host): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
     );
 }
 

@@ -1,4 +1,4 @@
-// The parts of a secret that can show up in a log on their own: a URL's password (a hook printing
+// The parts of a secret that can show up in a log on their own: a URL's password or token (a hook printing
 // `urlparse(DATABASE_URL).password`), the strings inside a JSON document (`json.loads(TOOLS_PASSWORDS)[email]`),
 // and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts), and finds
 // each in any URL-encoding too (Masker, through percentEscapedChar below).
@@ -47,54 +47,91 @@ export function percentDecode(text: string): string {
 }
 
 /**
- * The password of a URL-shaped value, as written and percent-decoded, the way urllib.parse.urlsplit finds it:
- * the userinfo is what precedes the LAST "@" of the authority, the password what follows its FIRST ":".
+ * Token prefixes of the forges and registries whose tokens end up written as a URL's user
+ * (`https://ghp_…@github.com/org/app.git`): GitHub's personal, OAuth, user-to-server, server-to-server and refresh
+ * tokens and fine-grained PATs (ghp_ gho_ ghu_ ghs_ ghr_ github_pat_), GitLab's personal, deploy and pipeline
+ * trigger tokens (glpat- gldt- glptt-), npm's (npm_) and Slack's (xoxb-, xoxp-, …). At least 16 characters follow
+ * (each has 20 or more), so a user merely named like one ("npm_ci") is no token.
  */
-export function urlPassword(value: string): string[] {
+const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+
+/**
+ * A user that looks generated: 20 or more letters and digits, both present, nothing else. Tokens without a known
+ * prefix (Bitbucket and Azure DevOps PATs, Gitea's 40 hex digits, a random string) have that shape; names people
+ * give a user (git, deploy, alice, ci-bot, first.last, svc_deploy_2024) are shorter or hold a separator (. - _), so
+ * they stay shown and accepted. A long run of letters and digits named by hand is taken for a token: masked and
+ * refused, which costs a rename; a token missed would be printed.
+ */
+const GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
+
+/** Whether a URL's user (as written) is a token rather than a name: a known prefix (TOKEN_PREFIX) or a generated look (GENERATED_USER). */
+export function isTokenUser(user: string): boolean {
+  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+}
+
+/**
+ * The credentials in the userinfo of a URL's authority (`authority`: what follows "scheme://" up to the path), read
+ * as urllib.parse.urlsplit reads it: the userinfo is what precedes the LAST "@", the password what follows its
+ * FIRST ":". Returns the user when it is a token (isTokenUser) and the password (when not empty), each with its
+ * place in `authority` ([start, end)); [] without userinfo or credentials. The one reading of a URL's credentials:
+ * urlCredentials and hideUrlCredentials use it.
+ */
+function credentialSpans(authority: string): [start: number, end: number][] {
+  const at = authority.lastIndexOf('@');
+  if (at < 0) return [];
+  const colon = authority.slice(0, at).indexOf(':');
+  const userEnd = colon < 0 ? at : colon;
+  const spans: [number, number][] = [];
+  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
+  if (colon >= 0 && colon + 1 < at) spans.push([colon + 1, at]);
+  return spans;
+}
+
+/**
+ * The credentials of a URL-shaped value (credentialSpans: its password, and its user when that is a token), each
+ * as written and percent-decoded; [] for none (`https://alice@host/`, `ssh://git@host/`, not a URL).
+ */
+export function urlCredentials(value: string): string[] {
   const m = URL_AUTHORITY.exec(value.trim());
   if (!m) return [];
   const authority = m[1]!;
-  const at = authority.lastIndexOf('@');
-  if (at < 0) return [];
-  const userinfo = authority.slice(0, at);
-  const colon = userinfo.indexOf(':');
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
+  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
 }
 
 /** A URL in running text: its scheme and authority (up to the path, query, fragment, white space or a quote). */
 const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
 
 /**
- * The authority of a URL split as urlPassword reads it (userinfo before the LAST "@", password after its FIRST
- * ":"): the text before the password, the password, and the text after it; undefined without a password.
+ * A URL's password as SQLAlchemy's make_url reads it (up to the next "@", "/" included: `postgresql://u:ab/cd@h/db`),
+ * where urllib ends the authority at the "/" and finds no password: a server's error page or a log quotes such
+ * URLs. Only hidden (hideUrlCredentials), never refused on: it also takes `https://host:8080/x@y` for a password.
  */
-function splitPassword(url: string): [before: string, password: string, after: string] | undefined {
-  const m = URL_AUTHORITY.exec(url);
-  if (!m) return undefined;
-  const start = url.indexOf('://') + 3;
-  const authority = m[1]!;
-  const at = authority.lastIndexOf('@');
-  const colon = at < 0 ? -1 : authority.slice(0, at).indexOf(':');
-  if (colon < 0 || colon + 1 === at) return undefined;
-  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at), url.slice(start + at)];
+const LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
+
+/**
+ * The credentials of every URL found in running text (a message, a command line, a setting holding a URL among other
+ * words: `psql postgres://u:PW@h/db`, `git clone https://ghp_…@github.com/o/r`), each as written and percent-decoded
+ * (urlCredentials), in order; [] for none.
+ */
+export function urlCredentialsIn(text: string): string[] {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
 }
 
 /**
- * The passwords of every URL found in running text (a message, a command line, a setting holding a URL among other
- * words: `psql postgres://u:PW@h/db`), each as written and percent-decoded (urlPassword), in order; [] for none.
+ * `s` with the credentials of every URL in it written `***` (credentialSpans: `scheme://user:***@host`,
+ * `https://***@github.com/o/r` for a token as the user; the scheme, a user that is a name and the host kept, so the
+ * message still says which URL), and a password as SQLAlchemy reads it too (LOOSE_URL_PASSWORD): what a message may
+ * quote of it. Idempotent.
  */
-export function urlPasswordsIn(text: string): string[] {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
-}
-
-/** `s` with the password of every URL in it written `***` (scheme://user:***@host): what a message may quote of it. */
-export function hideUrlPassword(s: string): string {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const split = splitPassword(url);
-    return split ? `${split[0]}***${split[2]}` : url;
-  });
+export function hideUrlCredentials(s: string): string {
+  return s
+    .replace(URL_IN_TEXT, (url) => {
+      const start = url.indexOf('://') + 3;
+      let authority = url.slice(start);
+      for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
+      return url.slice(0, start) + authority;
+    })
+    .replace(LOOSE_URL_PASSWORD, '$1***@');
 }
 
 /**
@@ -119,10 +156,10 @@ export const PRIVATE_KEY_SHOWN = '<an age private key (AGE-SECRET-KEY-…), not 
 
 /**
  * `text` as a message may quote it (an argument, a setting's value, a YAML excerpt): each age private key said by its
- * shape (PRIVATE_KEY_SHOWN), each URL's password written `***` (hideUrlPassword).
+ * shape (PRIVATE_KEY_SHOWN), each URL's credentials written `***` (hideUrlCredentials).
  */
 export function hideSecrets(text: string): string {
-  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+  return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
 }
 
 /** Every string inside a JSON document (not its keys, numbers or booleans), at any depth; [] when `value` is not JSON. */
@@ -312,7 +349,7 @@ export function printedForms(text: string): string[] {
 }
 
 /**
- * Everything to mask for one secret value: the value, the password of a URL (as written and decoded), the
+ * Everything to mask for one secret value: the value, the credentials of a URL (urlCredentials), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
  * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, bash's xtrace; not with
  * `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
@@ -320,7 +357,7 @@ export function printedForms(text: string): string[] {
 export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {
   const parts = new Set<string>([value]);
   const visit = (v: string, depth: number): void => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+    for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
       if (depth < 4) visit(p, depth + 1);

@@ -9,7 +9,7 @@
 // empty ones), but ops hands add-mask only what its own Masker keeps, so both logs agree. Below
 // SHORT_SECRET_LENGTH (8: GitLab's minimum for a masked CI variable) a value is masked but garbles the logs.
 import { keyName, own } from '../report.ts';
-import { COMMON, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, secretParts, urlPassword } from './parts.ts';
+import { COMMON, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, secretParts, urlCredentials } from './parts.ts';
 import { maskedText } from './tree-scalars.ts';
 import { type MapNode, forEachLeaf, showPath } from './tree.ts';
 
@@ -36,7 +36,7 @@ export function weakParts(value: string): WeakPart[] {
   const whole = value.trim();
   if (whole === '') return [];
   const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
-  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
+  const passwords = new Set(urlCredentials(value).map((p) => p.trim()));
   const seen = new Set<string>();
   const out: WeakPart[] = [];
   for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {

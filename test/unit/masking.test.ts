@@ -7,17 +7,17 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
-import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlPassword } from '../../core/secrets/parts.ts';
+import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { inspect } from 'node:util';
 import { PassThrough } from 'node:stream';
 
 describe('secret parts', () => {
   it("finds a URL's password where urllib.parse does: after the first ':' of what precedes the last '@'", () => {
-    expect(urlPassword('postgresql+asyncpg://app:p%40ss:w@rd@db.example.org:5432/app')).toEqual(['p%40ss:w@rd', 'p@ss:w@rd']);
-    expect(urlPassword('redis://:only-password@cache:6379/0')).toEqual(['only-password', 'only-password']);
-    expect(urlPassword('https://user@example.org/')).toEqual([]);
-    expect(urlPassword('not a url: x:y@z')).toEqual([]);
+    expect(urlCredentials('postgresql+asyncpg://app:p%40ss:w@rd@db.example.org:5432/app')).toEqual(['p%40ss:w@rd', 'p@ss:w@rd']);
+    expect(urlCredentials('redis://:only-password@cache:6379/0')).toEqual(['only-password', 'only-password']);
+    expect(urlCredentials('https://user@example.org/')).toEqual([]);
+    expect(urlCredentials('not a url: x:y@z')).toEqual([]);
   });
 
   it('percent-decodes like urllib.parse.unquote (UTF-8 runs, stray % kept)', () => {

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { hideSecrets, hideUrlPassword, isPrivateKey, privateKeysIn, urlPasswordsIn } from '../../core/secrets/parts.ts';
+import { maskSecretLike } from '../../core/errors.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { hideSecrets, hideUrlCredentials, isPrivateKey, isTokenUser, privateKeysIn, urlCredentials, urlCredentialsIn } from '../../core/secrets/parts.ts';
 import { newEnv, tempRoot } from './secrets.helpers.ts';
 
 const BIN = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
@@ -24,6 +26,35 @@ const PASSWORD = 'Zq9-hunter2-pw';
 const DB_URL = `postgres://app:${PASSWORD}@db.internal/shop`;
 /** A well-formed age private key nobody uses (the checksum of a key of age's own test vectors is not needed here). */
 const PRIVATE_KEY = 'AGE-SECRET-KEY-1QXRVEJH9S4NQU0FPD6V79ESZQ8S6PXH3L8V40EVPTHFH6KNKD4DQ7SKC4Q';
+/** A GitHub token written as a clone URL's user (no password): what `git clone https://TOKEN@github.com/...` takes. */
+const TOKEN = 'ghp_0123456789abcdefABCDEF0123456789abcd';
+const TOKEN_URL = `https://${TOKEN}@github.com/org/app.git`;
+/** Tokens people write as a URL's user: GitHub's kinds, GitLab's, npm's, Slack's, and unprefixed ones (Gitea's 40 hex digits, an Azure DevOps PAT). */
+const TOKENS = [
+  TOKEN,
+  'gho_16C7e42F292c6912E7710c838347Ae178B4a',
+  'ghs_AbCdEf0123456789AbCdEf0123456789AbCd',
+  'github_pat_11ABCDEFG0abcdefghijkl_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS',
+  'glpat-xxxxxxxxxxxxxxxxxxxx',
+  'gldt-Ab12Cd34Ef56Gh78Ij90',
+  'npm_0123456789abcdefghijABCDEFGHIJ012345',
+  'xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx',
+  '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b',
+  'k3j5h2g7f8d9s0a1q2w3e4r5t6y7u8i9o0p1a2s3d4f5g6h7j8k9',
+];
+/** URLs and addresses whose user is a name: shown and accepted as they are. */
+const NAMED = [
+  'ssh://git@github.com/org/app.git',
+  'git@github.com:org/app.git',
+  'https://alice@gitlab.example.org/group/app.git',
+  'deploy@host',
+  'ssh://deploy@192.0.2.1:2222/srv/app',
+  'https://svc_deploy_2024@git.example.org/app.git',
+  'https://first.last@example.org/',
+  'https://npm_ci@registry.example.org/',
+  'https://ci-bot-0123456789-abcdef0123@git.example.org/',
+  'https://serviceaccountfordeploys@git.example.org/',
+];
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
 /** A project with environment `demo` whose environment.yml holds `settings` over a minimal valid one (or `text` as is). */
@@ -38,15 +69,53 @@ function project(settings: Record<string, unknown> | string): string {
 
 describe('the detectors (core/secrets/parts.ts)', () => {
   it('find and hide a URL password in running text, and a private key however pasted', () => {
-    expect(urlPasswordsIn(`psql ${DB_URL} -c 'select 1'`)).toEqual([PASSWORD, PASSWORD]);
-    expect(urlPasswordsIn('https://user@host/x and https://host/y')).toEqual([]);
-    expect(hideUrlPassword(`got "${DB_URL}"`)).toBe('got "postgres://app:***@db.internal/shop"');
+    expect(urlCredentialsIn(`psql ${DB_URL} -c 'select 1'`)).toEqual([PASSWORD, PASSWORD]);
+    expect(urlCredentialsIn('https://user@host/x and https://host/y')).toEqual([]);
+    expect(hideUrlCredentials(`got "${DB_URL}"`)).toBe('got "postgres://app:***@db.internal/shop"');
     expect(privateKeysIn(`# ${PRIVATE_KEY.toLowerCase()}, GE-SECRET-KEY-1ABC`)).toEqual([PRIVATE_KEY.toLowerCase(), 'GE-SECRET-KEY-1ABC']);
     expect(isPrivateKey(PRIVATE_KEY.slice(1))).toBe(true);
     expect(isPrivateKey('that is a private key (AGE-SECRET-KEY-…)')).toBe(false);
     const once = hideSecrets(`${PRIVATE_KEY} ${DB_URL}`);
     expect(once).not.toMatch(/Zq9|QXRVEJ/);
     expect(hideSecrets(once)).toBe(once);
+  });
+
+  it("find and hide a token written as a URL's user, keeping the scheme and host", () => {
+    for (const token of TOKENS) {
+      expect(isTokenUser(token), token).toBe(true);
+      expect(urlCredentials(`https://${token}@git.example.org/app.git`), token).toEqual([token, token]);
+      expect(urlCredentialsIn(`git clone https://${token}@github.com/org/app.git .`), token).toEqual([token, token]);
+      expect(hideUrlCredentials(`git clone https://${token}@github.com/org/app.git .`)).toBe('git clone https://***@github.com/org/app.git .');
+      expect(hideSecrets(`remote: "https://${token}@github.com/org/app.git"`)).toBe('remote: "https://***@github.com/org/app.git"');
+    }
+    // with a password too: the password hidden, and the user when it is a token
+    expect(hideUrlCredentials(`https://x-access-token:${TOKENS[2]}@github.com/org/app.git`)).toBe('https://x-access-token:***@github.com/org/app.git');
+    expect(urlCredentials(`https://oauth2:${TOKENS[4]}@gitlab.com/g/app.git`)).toEqual([TOKENS[4], TOKENS[4]]);
+    expect(hideUrlCredentials(`https://${TOKEN}:x-oauth-basic@github.com/org/app.git`)).toBe('https://***:***@github.com/org/app.git');
+    const once = hideSecrets(`${TOKEN_URL} ${DB_URL}`);
+    expect(hideSecrets(once)).toBe(once);
+  });
+
+  it('leave a user that is a name shown: ssh://git@, git@host:, alice@, deploy@', () => {
+    for (const text of NAMED) {
+      expect(urlCredentialsIn(text), text).toEqual([]);
+      expect(hideSecrets(text), text).toBe(text);
+      expect(maskSecretLike(text), text).toBe(text);
+    }
+    for (const user of ['git', 'alice', 'deploy', 'npm_ci', 'ghp_short', 'serviceaccountfordeploys', 'ci-bot-0123456789-abcdef0123', '01234567890123456789012']) expect(isTokenUser(user), user).toBe(false);
+  });
+
+  it("maskSecretLike (a server's words) hides them through the same detector, and still a password SQLAlchemy reads past a '/'", () => {
+    expect(maskSecretLike(`fatal: could not read from ${TOKEN_URL}: token=abc123`)).toBe('fatal: could not read from https://***@github.com/org/app.git: token=***');
+    expect(maskSecretLike('connect postgresql://app:ab/cd@db/app failed')).toBe('connect postgresql://app:***@db/app failed');
+    expect(maskSecretLike(DB_URL)).toBe('postgres://app:***@db.internal/shop');
+  });
+
+  it('a secret holding a token URL masks the token printed on its own', () => {
+    const reporter = new MemoryReporter();
+    reporter.mask(TOKEN_URL);
+    reporter.info(`token: ${TOKEN}`);
+    expect(reporter.lines.at(-1)).toBe('token: ***');
   });
 });
 
@@ -59,6 +128,19 @@ describe('a URL password written in environment.yml', () => {
     expect(r.out).toContain('DATABASE_URL: postgres://app:***@db.internal/shop');
     expect(r.out).toContain('MIRROR: redis://:***@cache/0');
     expect(r.out + r.err).not.toContain(PASSWORD);
+  });
+
+  it("ops config masks a token written as a URL's user, wherever the token shows, and keeps a user name", () => {
+    const root = project({ env: { GIT_MIRROR: TOKEN_URL, TOKEN_AGAIN: `bearer ${TOKEN}`, PLAIN: 'ssh://git@github.com/org/app.git' } });
+    const r = ops(root, ['config', 'demo']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('GIT_MIRROR: https://***@github.com/org/app.git');
+    expect(r.out).toContain('TOKEN_AGAIN: bearer ***');
+    expect(r.out).toContain('PLAIN: ssh://git@github.com/org/app.git');
+    expect(r.out + r.err).not.toContain(TOKEN.slice(4));
+    const json = ops(root, ['config', 'demo', '--json']);
+    expect(json.out + json.err).not.toContain(TOKEN.slice(4));
   });
 
   it('every command, action and operation opens an environment through openEnvironment, never loadEnvironment itself', () => {
@@ -84,6 +166,14 @@ describe('errors quote no password and no private key', () => {
     expect(r.err).not.toMatch(/Zq9|QXRVEJ/);
   });
 
+  it("a config error quoting a value with a token as a URL's user", () => {
+    const root = project({ domain: `${TOKEN_URL}/and/more` });
+    const r = ops(root, ['config', 'demo']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('got "https://***@github.com/org/app.git/and/more"');
+    expect(r.err).not.toContain(TOKEN.slice(4));
+  });
+
   it("a YAML error's excerpt of the file", () => {
     const root = project(`app: shop\nenv:\n  DATABASE_URL: ${DB_URL}: x: y\n`);
     const r = ops(root, ['config', 'demo']);
@@ -98,6 +188,10 @@ describe('errors quote no password and no private key', () => {
     expect(l.err).not.toContain('ppp');
     const key = project(`app: shop\nkey: ${PRIVATE_KEY}: [\n`);
     expect(ops(key, ['config', 'demo']).err).not.toContain('QXRVEJ');
+    const token = project(`app: shop\nenv:\n  MIRROR: ${TOKEN_URL}: x: y\n`);
+    const t = ops(token, ['config', 'demo']);
+    expect(t.err).toContain('  MIRROR: https://***@github.com/org/app.git: x: y\n');
+    expect(t.err).not.toContain(TOKEN.slice(4));
   });
 
   it('an argument error: a password or a private key where a name or an option value goes, with and without --json', () => {
@@ -110,6 +204,17 @@ describe('errors quote no password and no private key', () => {
     }
     expect(ops(root, ['config', DB_URL]).err).toContain('invalid environment name "postgres://app:***@db.internal/shop"');
     expect(ops(root, ['config', PRIVATE_KEY]).err).toContain('invalid environment name "<an age private key (AGE-SECRET-KEY-…), not shown>"');
+  });
+
+  it("an argument error: a token as a URL's user where a name or an option value goes, with and without --json", () => {
+    const root = project({});
+    for (const argv of [['config', TOKEN_URL], ['logs', 'demo', '--lines', TOKEN_URL], [TOKEN_URL], ['deploy', 'demo', '--ref', TOKEN_URL, '--json'], ['config', TOKEN_URL, '--json']]) {
+      const r = ops(root, argv);
+      expect(r.code, argv.join(' ')).not.toBe(0);
+      expect(r.err, argv.join(' ')).toMatch(/error: /);
+      expect(r.out + r.err, argv.join(' ')).not.toContain(TOKEN.slice(4));
+    }
+    expect(ops(root, ['config', TOKEN_URL]).err).toContain('invalid environment name "https://***@github.com/org/app.git"');
   });
 });
 
@@ -133,23 +238,41 @@ describe('settings that are URLs but must never hold a password', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('has 3 problems');
     for (const [k, v] of <[string, string][]>[['repository', 'https://bob:***@git.example.org/shop.git'], ['url', 'https://u:***@shop.example.org'], ['tls.acme_server', 'https://u:***@acme.example.org/dir']])
-      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(a URL with a password in it: .*put credentials elsewhere: `));
+      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(a URL with credentials in it \\(a password, or a token as its user\\): .*put credentials elsewhere: `));
     expect(r.err).not.toContain(PASSWORD);
     // without a password, they are read
     const fine = project({ repository: 'https://bob@git.example.org/shop.git', url: 'https://shop.example.org' });
     expect(ops(fine, ['config', 'demo']).code).toBe(0);
   });
+
+  it("repository, url and tls.acme_server are refused with a token as the URL's user, saying where credentials go; a user name is read", () => {
+    const root = project({ repository: TOKEN_URL, url: `https://${TOKENS[8]}@shop.example.org`, domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: `https://${TOKENS[4]}@acme.example.org/dir` } });
+    const r = ops(root, ['config', 'demo']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('has 3 problems');
+    expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
+    expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (a URL with credentials in it');
+    expect(r.err).toContain('  - tls.acme_server: expected an https URL, got "https://***@acme.example.org/dir" (a URL with credentials in it');
+    for (const t of [TOKEN, TOKENS[8]!, TOKENS[4]!]) expect(r.out + r.err).not.toContain(t.slice(6));
+    for (const repository of ['ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git'])
+      expect(ops(project({ repository, url: 'https://deploy@shop.example.org' }), ['config', 'demo']).code, repository).toBe(0);
+  });
 });
 
 describe('ops secrets set with the value pasted as the key', () => {
-  it('a URL with a password, or a private key, as the key: refused, masked, nothing written', async () => {
+  it('a URL with a password or a token as its user, or a private key, as the key: refused, masked, nothing written', async () => {
     const e = await newEnv('qa');
     const before = readFileSync(e.secrets, 'utf8');
-    for (const key of [DB_URL, PRIVATE_KEY]) {
+    const said: Record<string, string> = {
+      [DB_URL]: 'the key given is a URL with credentials (postgres://app:***@db.internal/shop), not a key name',
+      [PRIVATE_KEY]: 'the key given is an age private key, not a key name',
+      [TOKEN_URL]: 'the key given is a URL with credentials (https://***@github.com/org/app.git), not a key name',
+    };
+    for (const key of [DB_URL, PRIVATE_KEY, TOKEN_URL]) {
       const r = ops(e.root, ['secrets', 'set', 'qa', key], 'a-value\n', { SOPS_AGE_KEY_FILE: e.keyFile });
       expect(r.code, key).toBe(2);
-      expect(r.err).toContain(key === DB_URL ? 'the key given is a URL with a password (postgres://app:***@db.internal/shop), not a key name' : 'the key given is an age private key, not a key name');
-      expect(r.out + r.err).not.toMatch(/Zq9|QXRVEJ/);
+      expect(r.err).toContain(said[key]);
+      expect(r.out + r.err).not.toMatch(/Zq9|QXRVEJ|0123456789abcdefABCDEF/);
     }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     expect(existsSync(e.secrets)).toBe(true);

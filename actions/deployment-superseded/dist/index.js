@@ -19161,6 +19161,273 @@ var require_undici = __commonJS({
   }
 });
 
+// core/secrets/parts.ts
+function isWeakPart(part) {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function isTokenUser(user) {
+  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+}
+function credentialSpans(authority) {
+  const at = authority.lastIndexOf("@");
+  if (at < 0) return [];
+  const colon = authority.slice(0, at).indexOf(":");
+  const userEnd = colon < 0 ? at : colon;
+  const spans = [];
+  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
+  if (colon >= 0 && colon + 1 < at) spans.push([colon + 1, at]);
+  return spans;
+}
+function urlCredentials(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+}
+function hideUrlCredentials(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const start = url.indexOf("://") + 3;
+    let authority = url.slice(start);
+    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
+    return url.slice(0, start) + authority;
+  }).replace(LOOSE_URL_PASSWORD, "$1***@");
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function pythonRepr(text) {
+  const quote = pyQuote(text);
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
+    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
+    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
+    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
+    else out += `\\U${hex(cp, 8)}`;
+  }
+  return out;
+}
+function pythonBytesRepr(text) {
+  const quote = pyQuote(text);
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) {
+    const ch = String.fromCharCode(b);
+    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
+    else out += ch;
+  }
+  return out;
+}
+function nodeInspect(text) {
+  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
+  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === "\\") out += "\\\\";
+    else if (ch === "'" && single) out += "\\'";
+    else if (named[ch]) out += named[ch];
+    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
+    else out += ch;
+  }
+  return out;
+}
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail = chars[i] + tail;
+  return `${head}...${tail}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
+function bashSingleQuoted(text) {
+  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+}
+function printedForms(text) {
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
+}
+function secretParts(value, options = {}) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit = (v, depth) => {
+    for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit(p, depth + 1);
+    }
+  };
+  visit(value, 0);
+  if (options.escapes !== false) {
+    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+  }
+  return [...parts];
+}
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at) {
+  if (text.charCodeAt(at) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at + 1));
+  const lo = hexDigit(text.charCodeAt(at + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at) {
+  const lead = escapedOctet(text, at);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var init_parts = __esm({
+  "core/secrets/parts.ts"() {
+    "use strict";
+    MIN_MASKED_LENGTH = 3;
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
+    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
+    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
+    hex = (n, width) => n.toString(16).padStart(width, "0");
+  }
+});
+
 // core/signals.ts
 import { constants as constants3 } from "node:os";
 function signalExit(signal) {
@@ -19277,6 +19544,7 @@ var OpsError, NoAgeIdentity, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_parts();
     init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
@@ -19289,271 +19557,6 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     ownOutput = /* @__PURE__ */ new WeakMap();
-  }
-});
-
-// core/secrets/parts.ts
-function isWeakPart(part) {
-  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
-}
-function percentDecode(text) {
-  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
-}
-function urlPassword(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  const at = authority.lastIndexOf("@");
-  if (at < 0) return [];
-  const userinfo = authority.slice(0, at);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
-}
-function splitPassword(url) {
-  const m = URL_AUTHORITY.exec(url);
-  if (!m) return void 0;
-  const start = url.indexOf("://") + 3;
-  const authority = m[1];
-  const at = authority.lastIndexOf("@");
-  const colon = at < 0 ? -1 : authority.slice(0, at).indexOf(":");
-  if (colon < 0 || colon + 1 === at) return void 0;
-  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at), url.slice(start + at)];
-}
-function hideUrlPassword(s) {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const split2 = splitPassword(url);
-    return split2 ? `${split2[0]}***${split2[2]}` : url;
-  });
-}
-function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
-}
-function hideSecrets(text) {
-  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
-}
-function jsonStrings(value) {
-  const t = value.trim();
-  if (!/^[[{]/.test(t)) return [];
-  let doc;
-  try {
-    doc = JSON.parse(t);
-  } catch {
-    return [];
-  }
-  const out = [];
-  const walk = (node) => {
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(doc);
-  return out;
-}
-function jsonEscaped(text) {
-  const js = JSON.stringify(text).slice(1, -1);
-  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
-}
-function pythonRepr(text) {
-  const quote = pyQuote(text);
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
-    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
-    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
-    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
-    else out += `\\U${hex(cp, 8)}`;
-  }
-  return out;
-}
-function pythonBytesRepr(text) {
-  const quote = pyQuote(text);
-  let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
-    const ch = String.fromCharCode(b);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
-    else out += ch;
-  }
-  return out;
-}
-function nodeInspect(text) {
-  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
-  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === "\\") out += "\\\\";
-    else if (ch === "'" && single) out += "\\'";
-    else if (named[ch]) out += named[ch];
-    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
-    else out += ch;
-  }
-  return out;
-}
-function pythonAscii(text) {
-  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
-    const cp = ch.codePointAt(0);
-    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
-  });
-}
-function pydanticInputValue(text) {
-  const q = pyQuote(text);
-  const chars = [...`${q}${pythonRepr(text)}${q}`];
-  const bytes = (c) => Buffer.byteLength(c, "utf8");
-  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
-  let head = "";
-  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
-  let tail = "";
-  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail = chars[i] + tail;
-  return `${head}...${tail}`;
-}
-function htmlEscapedForms(text) {
-  if (!/[&<>"']/.test(text)) return [];
-  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
-  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
-}
-function collapsedSpace(text) {
-  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
-}
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
-}
-function printedForms(text) {
-  const pydantic = pydanticInputValue(text);
-  return [
-    ...jsonEscaped(text),
-    pythonRepr(text),
-    pythonAscii(text),
-    pythonBytesRepr(text),
-    ...pydantic ? [pydantic] : [],
-    ...htmlEscapedForms(text),
-    collapsedSpace(text),
-    nodeInspect(text),
-    ...bashSingleQuoted(text)
-  ];
-}
-function secretParts(value, options = {}) {
-  const parts = /* @__PURE__ */ new Set([value]);
-  const visit = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
-      if (parts.has(p)) continue;
-      parts.add(p);
-      if (depth < 4) visit(p, depth + 1);
-    }
-  };
-  visit(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
-  return [...parts];
-}
-function hexDigit(code) {
-  if (code >= 48 && code <= 57) return code - 48;
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
-}
-function escapedOctet(text, at) {
-  if (text.charCodeAt(at) !== 37) return -1;
-  const hi = hexDigit(text.charCodeAt(at + 1));
-  const lo = hexDigit(text.charCodeAt(at + 2));
-  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
-}
-function percentEscapedChar(text, at) {
-  const lead = escapedOctet(text, at);
-  if (lead < 0) return void 0;
-  if (lead < 128) return [String.fromCharCode(lead), 3];
-  let bytes;
-  let cp;
-  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
-  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
-  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
-  else return void 0;
-  for (let k = 1; k < bytes; k++) {
-    const b = escapedOctet(text, at + 3 * k);
-    if (b < 0 || (b & 192) !== 128) return void 0;
-    cp = cp << 6 | b & 63;
-  }
-  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
-  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
-  return [String.fromCodePoint(cp), 3 * bytes];
-}
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
-var init_parts = __esm({
-  "core/secrets/parts.ts"() {
-    "use strict";
-    MIN_MASKED_LENGTH = 3;
-    SHORT_SECRET_LENGTH = 8;
-    COMMON = /* @__PURE__ */ new Set([
-      // first guesses for a password
-      "password",
-      "password1",
-      "password123",
-      "passw0rd",
-      "p@ssw0rd",
-      "changeme",
-      "changeit",
-      "letmein1",
-      "iloveyou",
-      "sunshine",
-      "football",
-      "baseball",
-      "welcome1",
-      "trustno1",
-      "superuser",
-      "supersecret",
-      "secret123",
-      "admin123",
-      "qwertyui",
-      "qwertyuiop",
-      "qwerty123",
-      "abcdefgh",
-      "abcd1234",
-      "testtest",
-      "test1234",
-      "root1234",
-      // words deploy logs and app output are full of
-      "postgres",
-      "postgresql",
-      "username",
-      "database",
-      "localhost",
-      "127.0.0.1",
-      "production",
-      "development",
-      "administrator",
-      "application",
-      "deployment",
-      "undefined",
-      "disabled",
-      "password_hash",
-      // numbers
-      "12345678",
-      "123456789",
-      "1234567890",
-      "87654321",
-      "11111111",
-      "00000000",
-      "99999999"
-    ]);
-    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
-    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
-    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
-    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
-    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
-    hex = (n, width) => n.toString(16).padStart(width, "0");
   }
 });
 

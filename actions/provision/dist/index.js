@@ -19161,6 +19161,276 @@ var require_undici = __commonJS({
   }
 });
 
+// core/secrets/parts.ts
+function isWeakPart(part) {
+  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
+}
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function isTokenUser(user) {
+  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+}
+function credentialSpans(authority) {
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const colon = authority.slice(0, at2).indexOf(":");
+  const userEnd = colon < 0 ? at2 : colon;
+  const spans = [];
+  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
+  if (colon >= 0 && colon + 1 < at2) spans.push([colon + 1, at2]);
+  return spans;
+}
+function urlCredentials(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+}
+function urlCredentialsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
+}
+function hideUrlCredentials(s) {
+  return s.replace(URL_IN_TEXT, (url) => {
+    const start = url.indexOf("://") + 3;
+    let authority = url.slice(start);
+    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
+    return url.slice(0, start) + authority;
+  }).replace(LOOSE_URL_PASSWORD, "$1***@");
+}
+function isPrivateKey(s) {
+  return /secret-key-[0-9a-z-]/i.test(s);
+}
+function hideSecrets(text) {
+  return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function pythonRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
+    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
+    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
+    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
+    else out += `\\U${hex(cp, 8)}`;
+  }
+  return out;
+}
+function pythonBytesRepr(text) {
+  const quote2 = pyQuote(text);
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) {
+    const ch = String.fromCharCode(b);
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
+    else if (ch === "	") out += "\\t";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
+    else out += ch;
+  }
+  return out;
+}
+function nodeInspect(text) {
+  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
+  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (ch === "\\") out += "\\\\";
+    else if (ch === "'" && single) out += "\\'";
+    else if (named[ch]) out += named[ch];
+    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
+    else out += ch;
+  }
+  return out;
+}
+function pythonAscii(text) {
+  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
+    const cp = ch.codePointAt(0);
+    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+  });
+}
+function pydanticInputValue(text) {
+  const q = pyQuote(text);
+  const chars = [...`${q}${pythonRepr(text)}${q}`];
+  const bytes = (c) => Buffer.byteLength(c, "utf8");
+  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
+  let head = "";
+  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
+  let tail2 = "";
+  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
+  return `${head}...${tail2}`;
+}
+function htmlEscapedForms(text) {
+  if (!/[&<>"']/.test(text)) return [];
+  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
+  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
+}
+function collapsedSpace(text) {
+  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
+}
+function bashSingleQuoted(text) {
+  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+}
+function printedForms(text) {
+  const pydantic = pydanticInputValue(text);
+  return [
+    ...jsonEscaped(text),
+    pythonRepr(text),
+    pythonAscii(text),
+    pythonBytesRepr(text),
+    ...pydantic ? [pydantic] : [],
+    ...htmlEscapedForms(text),
+    collapsedSpace(text),
+    nodeInspect(text),
+    ...bashSingleQuoted(text)
+  ];
+}
+function secretParts(value, options = {}) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit3 = (v, depth) => {
+    for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit3(p, depth + 1);
+    }
+  };
+  visit3(value, 0);
+  if (options.escapes !== false) {
+    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+  }
+  return [...parts];
+}
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at2) {
+  if (text.charCodeAt(at2) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at2 + 1));
+  const lo = hexDigit(text.charCodeAt(at2 + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at2) {
+  const lead = escapedOctet(text, at2);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at2 + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var init_parts = __esm({
+  "core/secrets/parts.ts"() {
+    "use strict";
+    MIN_MASKED_LENGTH = 3;
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
+    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
+    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
+    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
+    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
+    hex = (n, width) => n.toString(16).padStart(width, "0");
+  }
+});
+
 // core/signals.ts
 import { constants as constants3 } from "node:os";
 function signalExit(signal) {
@@ -19230,7 +19500,7 @@ function oneLine(text, max = 80, redact = (t) => t) {
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
 function maskSecretLike(text) {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19355,6 +19625,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullErr
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_parts();
     init_signals();
     OpsError = class extends Error {
       constructor(message, hint) {
@@ -19411,274 +19682,6 @@ ${summary2}`;
       name = "TransportError";
     };
     failedResults = /* @__PURE__ */ new WeakMap();
-  }
-});
-
-// core/secrets/parts.ts
-function isWeakPart(part) {
-  return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
-}
-function percentDecode(text) {
-  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
-}
-function urlPassword(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const userinfo = authority.slice(0, at2);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
-}
-function splitPassword(url) {
-  const m = URL_AUTHORITY.exec(url);
-  if (!m) return void 0;
-  const start = url.indexOf("://") + 3;
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
-  if (colon < 0 || colon + 1 === at2) return void 0;
-  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
-}
-function urlPasswordsIn(text) {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
-}
-function hideUrlPassword(s) {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const split3 = splitPassword(url);
-    return split3 ? `${split3[0]}***${split3[2]}` : url;
-  });
-}
-function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
-}
-function hideSecrets(text) {
-  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
-}
-function jsonStrings(value) {
-  const t = value.trim();
-  if (!/^[[{]/.test(t)) return [];
-  let doc;
-  try {
-    doc = JSON.parse(t);
-  } catch {
-    return [];
-  }
-  const out = [];
-  const walk = (node) => {
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(doc);
-  return out;
-}
-function jsonEscaped(text) {
-  const js = JSON.stringify(text).slice(1, -1);
-  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
-}
-function pythonRepr(text) {
-  const quote2 = pyQuote(text);
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (cp < 32 || cp === 127) out += `\\x${hex(cp, 2)}`;
-    else if (cp < 127 || !PY_UNPRINTABLE.test(ch)) out += ch;
-    else if (cp <= 255) out += `\\x${hex(cp, 2)}`;
-    else if (cp <= 65535) out += `\\u${hex(cp, 4)}`;
-    else out += `\\U${hex(cp, 8)}`;
-  }
-  return out;
-}
-function pythonBytesRepr(text) {
-  const quote2 = pyQuote(text);
-  let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
-    const ch = String.fromCharCode(b);
-    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
-    else if (ch === "	") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (b < 32 || b >= 127) out += `\\x${hex(b, 2)}`;
-    else out += ch;
-  }
-  return out;
-}
-function nodeInspect(text) {
-  const single = !text.includes("'") || text.includes('"') && (text.includes("`") || text.includes("${"));
-  const named = { "\b": "\\b", "	": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
-  let out = "";
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (ch === "\\") out += "\\\\";
-    else if (ch === "'" && single) out += "\\'";
-    else if (named[ch]) out += named[ch];
-    else if (cp < 32 || cp >= 127 && cp <= 159) out += `\\x${hex(cp, 2).toUpperCase()}`;
-    else out += ch;
-  }
-  return out;
-}
-function pythonAscii(text) {
-  return pythonRepr(text).replace(/[^\x00-\x7f]/gu, (ch) => {
-    const cp = ch.codePointAt(0);
-    return cp <= 255 ? `\\x${hex(cp, 2)}` : cp <= 65535 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
-  });
-}
-function pydanticInputValue(text) {
-  const q = pyQuote(text);
-  const chars = [...`${q}${pythonRepr(text)}${q}`];
-  const bytes = (c) => Buffer.byteLength(c, "utf8");
-  if (chars.reduce((n, c) => n + bytes(c), 0) <= 50) return void 0;
-  let head = "";
-  for (let i = 0, n = 0; i < chars.length && n + bytes(chars[i]) <= 25; n += bytes(chars[i]), i++) head += chars[i];
-  let tail2 = "";
-  for (let i = chars.length - 1, n = 0; i >= 0 && n + bytes(chars[i]) <= 24; n += bytes(chars[i]), i--) tail2 = chars[i] + tail2;
-  return `${head}...${tail2}`;
-}
-function htmlEscapedForms(text) {
-  if (!/[&<>"']/.test(text)) return [];
-  const base = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  const quoted = (dq, sq) => base.replace(/"/g, dq).replace(/'/g, sq);
-  return [.../* @__PURE__ */ new Set([quoted("&quot;", "&#x27;"), base, quoted("&#34;", "&#39;"), quoted("&quot;", "&#39;")])].filter((f) => f !== text);
-}
-function collapsedSpace(text) {
-  return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
-}
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
-}
-function printedForms(text) {
-  const pydantic = pydanticInputValue(text);
-  return [
-    ...jsonEscaped(text),
-    pythonRepr(text),
-    pythonAscii(text),
-    pythonBytesRepr(text),
-    ...pydantic ? [pydantic] : [],
-    ...htmlEscapedForms(text),
-    collapsedSpace(text),
-    nodeInspect(text),
-    ...bashSingleQuoted(text)
-  ];
-}
-function secretParts(value, options = {}) {
-  const parts = /* @__PURE__ */ new Set([value]);
-  const visit3 = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
-      if (parts.has(p)) continue;
-      parts.add(p);
-      if (depth < 4) visit3(p, depth + 1);
-    }
-  };
-  visit3(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
-  return [...parts];
-}
-function hexDigit(code) {
-  if (code >= 48 && code <= 57) return code - 48;
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
-}
-function escapedOctet(text, at2) {
-  if (text.charCodeAt(at2) !== 37) return -1;
-  const hi = hexDigit(text.charCodeAt(at2 + 1));
-  const lo = hexDigit(text.charCodeAt(at2 + 2));
-  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
-}
-function percentEscapedChar(text, at2) {
-  const lead = escapedOctet(text, at2);
-  if (lead < 0) return void 0;
-  if (lead < 128) return [String.fromCharCode(lead), 3];
-  let bytes;
-  let cp;
-  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
-  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
-  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
-  else return void 0;
-  for (let k = 1; k < bytes; k++) {
-    const b = escapedOctet(text, at2 + 3 * k);
-    if (b < 0 || (b & 192) !== 128) return void 0;
-    cp = cp << 6 | b & 63;
-  }
-  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
-  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
-  return [String.fromCodePoint(cp), 3 * bytes];
-}
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
-var init_parts = __esm({
-  "core/secrets/parts.ts"() {
-    "use strict";
-    MIN_MASKED_LENGTH = 3;
-    SHORT_SECRET_LENGTH = 8;
-    COMMON = /* @__PURE__ */ new Set([
-      // first guesses for a password
-      "password",
-      "password1",
-      "password123",
-      "passw0rd",
-      "p@ssw0rd",
-      "changeme",
-      "changeit",
-      "letmein1",
-      "iloveyou",
-      "sunshine",
-      "football",
-      "baseball",
-      "welcome1",
-      "trustno1",
-      "superuser",
-      "supersecret",
-      "secret123",
-      "admin123",
-      "qwertyui",
-      "qwertyuiop",
-      "qwerty123",
-      "abcdefgh",
-      "abcd1234",
-      "testtest",
-      "test1234",
-      "root1234",
-      // words deploy logs and app output are full of
-      "postgres",
-      "postgresql",
-      "username",
-      "database",
-      "localhost",
-      "127.0.0.1",
-      "production",
-      "development",
-      "administrator",
-      "application",
-      "deployment",
-      "undefined",
-      "disabled",
-      "password_hash",
-      // numbers
-      "12345678",
-      "123456789",
-      "1234567890",
-      "87654321",
-      "11111111",
-      "00000000",
-      "99999999"
-    ]);
-    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
-    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
-    PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
-    PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
-    pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
-    hex = (n, width) => n.toString(16).padStart(width, "0");
   }
 });
 
@@ -37696,7 +37699,7 @@ function appDirectoryProblem(baseDir, app, appUser2) {
   return void 0;
 }
 function noUrlPassword(where) {
-  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+  return (v) => urlCredentialsIn(v).length ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
 }
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
@@ -37856,7 +37859,7 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: noUrlPassword("ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
@@ -37944,7 +37947,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -49206,7 +49209,7 @@ function weakParts(value) {
   const whole = value.trim();
   if (whole === "") return [];
   const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
-  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
+  const passwords = new Set(urlCredentials(value).map((p) => p.trim()));
   const seen = /* @__PURE__ */ new Set();
   const out = [];
   for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {
@@ -71680,14 +71683,14 @@ function plainPasswords(env) {
     ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    const passwords = typeof v === "string" ? urlCredentials(v) : [];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
-    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    if (typeof node === "string") for (const p of urlCredentialsIn(node)) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };
@@ -71704,7 +71707,7 @@ function maskPlainPasswords(ctx, env, warn) {
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@, or a token as its user: https://TOKEN@host): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
     );
 }
 async function environmentSecrets(ctx, env) {
@@ -72605,6 +72608,48 @@ report_slot() {
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
+}
+# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,
+# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program
+# exited. A program that answers its health check and exits a second later (a worker thread dying on its first
+# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again
+# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.
+# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one
+# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process
+# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.
+# shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
+group_settled() {
+  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting
+  local -A first=()
+  limit=$(( (secs + 5) * 5 ))
+  SETTLE=""
+  exec {pause}<> <(:)
+  while :; do
+    sup_pids
+    waiting=0
+    for k in "\${!SUP_STATE[@]}"; do
+      [[ $k == "$group:"* ]] || continue
+      pid=\${SUP_PID[$k]:-0}
+      [ -n "\${first[$k]+x}" ] || first[$k]=$pid
+      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
+      stat=\${stat##*) }
+      if [ "$pid" = 0 ] || [ "$pid" != "\${first[$k]}" ] || [ -z "$stat" ] || [ "\${stat%% *}" = Z ] || [[ ! \${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then
+        SETTLE="program \${k#"$group:$group-"} exited after it answered its health check, within \${secs}s of its start (supervisor: \${SUP_STATE[$k]:-gone}; it ran as pid \${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"
+        exec {pause}<&-
+        return 1
+      fi
+      [ "\${SUP_STATE[$k]}" = RUNNING ] || waiting=1
+    done
+    [ "$waiting" = 1 ] || break
+    rounds=$(( rounds + 1 ))
+    if [ "$rounds" -ge "$limit" ]; then
+      SETTLE="supervisor did not take the programs of $group as started (RUNNING after \${secs}s) within $(( limit / 5 ))s"
+      exec {pause}<&-
+      return 1
+    fi
+    read -r -t 0.2 -u "$pause" _ || true
+  done
+  exec {pause}<&-
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
 # GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
@@ -75799,6 +75844,7 @@ function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
 var STOP_WAIT_SECONDS = 15;
+var STARTSECS = 3;
 function slotConfig(env, slot, release, releaseId) {
   const problems = /* @__PURE__ */ new Map();
   const note = (e) => {
@@ -75853,7 +75899,7 @@ function slotConfigText(env, slot, release, releaseId, carry, refused) {
       // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
       // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
       // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
-      "startsecs=3",
+      `startsecs=${STARTSECS}`,
       "startretries=3",
       "stopsignal=TERM",
       `stopwaitsecs=${STOP_WAIT_SECONDS}`,

@@ -19161,223 +19161,6 @@ var require_undici = __commonJS({
   }
 });
 
-// core/signals.ts
-import { constants as constants3 } from "node:os";
-function signalExit(signal) {
-  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
-}
-function handleSignals(handler) {
-  runHandlers.add(handler);
-  for (const s of RUN_SIGNALS) process.on(s, handler);
-}
-function stopHandlingSignals(handler) {
-  runHandlers.delete(handler);
-  for (const s of RUN_SIGNALS) process.off(s, handler);
-}
-function runHandlesSignals() {
-  return runHandlers.size > 0;
-}
-function stopRunsOnFault(error2) {
-  for (const h of faultHandlers) h({ error: error2 });
-  return faultHandlers.size > 0;
-}
-var RUN_SIGNALS, runHandlers, faultHandlers;
-var init_signals = __esm({
-  "core/signals.ts"() {
-    "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
-    runHandlers = /* @__PURE__ */ new Set();
-    faultHandlers = /* @__PURE__ */ new Set();
-  }
-});
-
-// core/errors.ts
-import { statSync } from "node:fs";
-import { dirname } from "node:path";
-function sudoHint(stderr, login2, host) {
-  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
-  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
-  return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
-}
-function sudoWarningFix(line, host) {
-  if (!/^sudo: /.test(line)) return void 0;
-  const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
-  if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
-  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
-}
-function readOnlySetHint(step, output) {
-  if (/dependencies$/.test(step)) return void 0;
-  const line = output.split("\n").find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
-  if (!line) return void 0;
-  const set = /shared\/deps\/((?:node|venv)-[0-9a-f]+)/.exec(line)?.[1];
-  const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
-  return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
-}
-function indent(text, prefix = "  | ") {
-  return text.split("\n").map((line) => prefix + line).join("\n");
-}
-function oneLine(text, max = 80, redact = (t) => t) {
-  const clean4 = (t) => maskSecretLike(redact(t));
-  const one = clean4(clean4(text).trim().replace(/\s*\n\s*/g, " / "));
-  if (one.length <= max) return one;
-  const cut = one.slice(0, max - 1);
-  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
-}
-function maskSecretLike(text) {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@").replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
-}
-function messageLine(err) {
-  const message = err instanceof Error ? err.message || err.name : String(err);
-  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
-  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
-}
-function tail(text, n = 20) {
-  const lines = text.split("\n");
-  while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
-  return lines.slice(-n).join("\n");
-}
-function markOwnOutput(err, stream2) {
-  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
-}
-function isOwnOutputError(err) {
-  return typeof err === "object" && err !== null && ownOutput.has(err);
-}
-function describeLowLevel(err) {
-  if (!(err instanceof Error)) return void 0;
-  const e = err;
-  const code = typeof e.code === "string" ? e.code : "";
-  const m = e.message;
-  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
-  const stream2 = ownOutput.get(err);
-  if (stream2) return { what: `ops could not write its own output (${stream2}: ${code || m})`, hint: code === "EPIPE" ? "the program reading it (head, a pager, a closed terminal) stopped reading" : "check where that output goes (a full disk here, not on the hosts)" };
-  if (/Channel open failure/.test(m)) {
-    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
-      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
-    return { what: m.replace(/^\(SSH\) /, "") };
-  }
-  if (/Packet length \d+ exceeds max length/.test(m))
-    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
-  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
-  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
-  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
-  if (/Connection lost before handshake/.test(m)) return { what: "the connection was closed before the SSH handshake", hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
-  if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
-  if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
-  if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
-  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
-  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
-  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
-  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
-  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
-  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
-  return void 0;
-}
-function fileError(err, path, action, expected = "a file") {
-  const code = err?.code ?? "";
-  const fail2 = `cannot ${action} ${path}`;
-  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
-  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
-  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
-  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
-  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
-  if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
-  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
-  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
-  return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
-}
-function userFileExists(path, shown = path, expected = "a file") {
-  try {
-    if (!statSync(path).isDirectory()) return true;
-  } catch (e) {
-    if (e.code === "ENOENT") return false;
-    throw fileError(e, shown, "read", expected);
-  }
-  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
-}
-function translateError(err, host, where) {
-  if (err instanceof OpsError) return err;
-  const known = describeLowLevel(err);
-  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
-  const message = err instanceof Error ? err.message : String(err);
-  if (message.includes(host)) return new TransportError(message);
-  return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
-}
-function formatError(err, processEnv = process.env) {
-  const { message, hint } = errorParts(err, processEnv);
-  return hint ? `${message}
-  hint: ${hint}` : message;
-}
-function errorParts(err, processEnv = process.env) {
-  if (err instanceof OpsError) return { message: err.message, ...err.hint && { hint: err.hint } };
-  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
-${err.stack}` : "";
-  const known = describeLowLevel(err);
-  if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
-  const message = err instanceof Error ? err.message || err.name : String(err);
-  return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
-}
-function onUncaught(print) {
-  const handle = (err) => {
-    if (isOwnOutputError(err)) return;
-    print(formatError(err));
-    if (stopRunsOnFault(err)) return;
-    process.exit(1);
-  };
-  process.on("uncaughtException", handle);
-  process.on("unhandledRejection", handle);
-}
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, ownOutput, TransportError;
-var init_errors = __esm({
-  "core/errors.ts"() {
-    "use strict";
-    init_signals();
-    OpsError = class extends Error {
-      constructor(message, hint) {
-        super(message);
-        this.hint = hint;
-      }
-      hint;
-      name = "OpsError";
-    };
-    NotStartedError = class extends OpsError {
-      name = "NotStartedError";
-    };
-    NoAgeIdentity = class extends OpsError {
-    };
-    StepError = class extends OpsError {
-      constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
-        const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
-        const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
-        const tail2 = stderrTail.trim() ? `
-${indent(stderrTail.trim())}` : "";
-        super(`step "${step}" on ${host} ${how}${tail2}`, hint);
-        this.step = step;
-        this.host = host;
-        this.exitCode = exitCode;
-        this.stderrTail = stderrTail;
-        this.signal = signal;
-        this.limit = limit;
-        this.verdict = verdict;
-      }
-      step;
-      host;
-      exitCode;
-      stderrTail;
-      signal;
-      limit;
-      verdict;
-      name = "StepError";
-    };
-    REQUIRETTY = /sudo: sorry, you must have a tty/;
-    DISK_FULL = /No space left on device|Disk quota exceeded/i;
-    ownOutput = /* @__PURE__ */ new WeakMap();
-    TransportError = class extends OpsError {
-      name = "TransportError";
-    };
-  }
-});
-
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
@@ -19385,42 +19168,41 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
-function urlPassword(value) {
+function isTokenUser(user) {
+  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+}
+function credentialSpans(authority) {
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const colon = authority.slice(0, at2).indexOf(":");
+  const userEnd = colon < 0 ? at2 : colon;
+  const spans = [];
+  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
+  if (colon >= 0 && colon + 1 < at2) spans.push([colon + 1, at2]);
+  return spans;
+}
+function urlCredentials(value) {
   const m = URL_AUTHORITY.exec(value.trim());
   if (!m) return [];
   const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const userinfo = authority.slice(0, at2);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
+  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
 }
-function splitPassword(url) {
-  const m = URL_AUTHORITY.exec(url);
-  if (!m) return void 0;
-  const start = url.indexOf("://") + 3;
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  const colon = at2 < 0 ? -1 : authority.slice(0, at2).indexOf(":");
-  if (colon < 0 || colon + 1 === at2) return void 0;
-  return [url.slice(0, start + colon + 1), authority.slice(colon + 1, at2), url.slice(start + at2)];
+function urlCredentialsIn(text) {
+  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
 }
-function urlPasswordsIn(text) {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlPassword(m[0]));
-}
-function hideUrlPassword(s) {
+function hideUrlCredentials(s) {
   return s.replace(URL_IN_TEXT, (url) => {
-    const split3 = splitPassword(url);
-    return split3 ? `${split3[0]}***${split3[2]}` : url;
-  });
+    const start = url.indexOf("://") + 3;
+    let authority = url.slice(start);
+    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
+    return url.slice(0, start) + authority;
+  }).replace(LOOSE_URL_PASSWORD, "$1***@");
 }
 function isPrivateKey(s) {
   return /secret-key-[0-9a-z-]/i.test(s);
 }
 function hideSecrets(text) {
-  return hideUrlPassword(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
+  return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
 }
 function jsonStrings(value) {
   const t = value.trim();
@@ -19536,7 +19318,7 @@ function printedForms(text) {
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit3 = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+    for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
       if (depth < 4) visit3(p, depth + 1);
@@ -19578,7 +19360,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, URL_IN_TEXT, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19637,12 +19419,233 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
     URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
+    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
     PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
+  }
+});
+
+// core/signals.ts
+import { constants as constants3 } from "node:os";
+function signalExit(signal) {
+  return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
+}
+function handleSignals(handler) {
+  runHandlers.add(handler);
+  for (const s of RUN_SIGNALS) process.on(s, handler);
+}
+function stopHandlingSignals(handler) {
+  runHandlers.delete(handler);
+  for (const s of RUN_SIGNALS) process.off(s, handler);
+}
+function runHandlesSignals() {
+  return runHandlers.size > 0;
+}
+function stopRunsOnFault(error2) {
+  for (const h of faultHandlers) h({ error: error2 });
+  return faultHandlers.size > 0;
+}
+var RUN_SIGNALS, runHandlers, faultHandlers;
+var init_signals = __esm({
+  "core/signals.ts"() {
+    "use strict";
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    runHandlers = /* @__PURE__ */ new Set();
+    faultHandlers = /* @__PURE__ */ new Set();
+  }
+});
+
+// core/errors.ts
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
+function sudoHint(stderr, login2, host) {
+  if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
+  return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function sudoWarningFix(line, host) {
+  if (!/^sudo: /.test(line)) return void 0;
+  const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
+}
+function readOnlySetHint(step, output) {
+  if (/dependencies$/.test(step)) return void 0;
+  const line = output.split("\n").find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
+  if (!line) return void 0;
+  const set = /shared\/deps\/((?:node|venv)-[0-9a-f]+)/.exec(line)?.[1];
+  const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
+  return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
+}
+function indent(text, prefix = "  | ") {
+  return text.split("\n").map((line) => prefix + line).join("\n");
+}
+function oneLine(text, max = 80, redact = (t) => t) {
+  const clean4 = (t) => maskSecretLike(redact(t));
+  const one = clean4(clean4(text).trim().replace(/\s*\n\s*/g, " / "));
+  if (one.length <= max) return one;
+  const cut = one.slice(0, max - 1);
+  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
+}
+function maskSecretLike(text) {
+  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+}
+function messageLine(err) {
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
+  return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
+}
+function tail(text, n = 20) {
+  const lines = text.split("\n");
+  while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
+  return lines.slice(-n).join("\n");
+}
+function markOwnOutput(err, stream2) {
+  if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
+}
+function isOwnOutputError(err) {
+  return typeof err === "object" && err !== null && ownOutput.has(err);
+}
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  const stream2 = ownOutput.get(err);
+  if (stream2) return { what: `ops could not write its own output (${stream2}: ${code || m})`, hint: code === "EPIPE" ? "the program reading it (head, a pager, a closed terminal) stopped reading" : "check where that output goes (a full disk here, not on the hosts)" };
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (/Connection lost before handshake/.test(m)) return { what: "the connection was closed before the SSH handshake", hint: "check that the port is sshd's (hosts[].port: not a web server's or another service's), that sshd runs and lets this machine in (MaxStartups, fail2ban, a firewall); then try again" };
+  if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+function fileError(err, path, action, expected = "a file") {
+  const code = err?.code ?? "";
+  const fail2 = `cannot ${action} ${path}`;
+  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
+  return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
+}
+function userFileExists(path, shown = path, expected = "a file") {
+  try {
+    if (!statSync(path).isDirectory()) return true;
+  } catch (e) {
+    if (e.code === "ENOENT") return false;
+    throw fileError(e, shown, "read", expected);
+  }
+  throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
+}
+function translateError(err, host, where) {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+}
+function formatError(err, processEnv = process.env) {
+  const { message, hint } = errorParts(err, processEnv);
+  return hint ? `${message}
+  hint: ${hint}` : message;
+}
+function errorParts(err, processEnv = process.env) {
+  if (err instanceof OpsError) return { message: err.message, ...err.hint && { hint: err.hint } };
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
+}
+function onUncaught(print) {
+  const handle = (err) => {
+    if (isOwnOutputError(err)) return;
+    print(formatError(err));
+    if (stopRunsOnFault(err)) return;
+    process.exit(1);
+  };
+  process.on("uncaughtException", handle);
+  process.on("unhandledRejection", handle);
+}
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, ownOutput, TransportError;
+var init_errors = __esm({
+  "core/errors.ts"() {
+    "use strict";
+    init_parts();
+    init_signals();
+    OpsError = class extends Error {
+      constructor(message, hint) {
+        super(message);
+        this.hint = hint;
+      }
+      hint;
+      name = "OpsError";
+    };
+    NotStartedError = class extends OpsError {
+      name = "NotStartedError";
+    };
+    NoAgeIdentity = class extends OpsError {
+    };
+    StepError = class extends OpsError {
+      constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
+        const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
+        const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
+        const tail2 = stderrTail.trim() ? `
+${indent(stderrTail.trim())}` : "";
+        super(`step "${step}" on ${host} ${how}${tail2}`, hint);
+        this.step = step;
+        this.host = host;
+        this.exitCode = exitCode;
+        this.stderrTail = stderrTail;
+        this.signal = signal;
+        this.limit = limit;
+        this.verdict = verdict;
+      }
+      step;
+      host;
+      exitCode;
+      stderrTail;
+      signal;
+      limit;
+      verdict;
+      name = "StepError";
+    };
+    REQUIRETTY = /sudo: sorry, you must have a tty/;
+    DISK_FULL = /No space left on device|Disk quota exceeded/i;
+    ownOutput = /* @__PURE__ */ new WeakMap();
+    TransportError = class extends OpsError {
+      name = "TransportError";
+    };
   }
 });
 
@@ -37653,7 +37656,7 @@ function appDirectoryProblem(baseDir, app, appUser) {
   return void 0;
 }
 function noUrlPassword(where) {
-  return (v) => urlPasswordsIn(v).length ? `a URL with a password in it: this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+  return (v) => urlCredentialsIn(v).length ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
 }
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
@@ -37813,7 +37816,7 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path", check: noUrlPassword("an SSH URL with a deploy key, or a git credential helper: git config credential.helper") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: noUrlPassword("ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
@@ -37901,7 +37904,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -71399,14 +71402,14 @@ function plainPasswords(env) {
     ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlPassword(v) : [];
+    const passwords = typeof v === "string" ? urlCredentials(v) : [];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
-    if (typeof node === "string") for (const p of urlPasswordsIn(node)) out.add(p);
+    if (typeof node === "string") for (const p of urlCredentialsIn(node)) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };
@@ -71423,7 +71426,7 @@ function maskPlainPasswords(ctx, env, warn) {
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@, or a token as its user: https://TOKEN@host): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
     );
 }
 
@@ -72047,6 +72050,48 @@ report_slot() {
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
+}
+# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,
+# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program
+# exited. A program that answers its health check and exits a second later (a worker thread dying on its first
+# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again
+# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.
+# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one
+# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process
+# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.
+# shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
+group_settled() {
+  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting
+  local -A first=()
+  limit=$(( (secs + 5) * 5 ))
+  SETTLE=""
+  exec {pause}<> <(:)
+  while :; do
+    sup_pids
+    waiting=0
+    for k in "\${!SUP_STATE[@]}"; do
+      [[ $k == "$group:"* ]] || continue
+      pid=\${SUP_PID[$k]:-0}
+      [ -n "\${first[$k]+x}" ] || first[$k]=$pid
+      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
+      stat=\${stat##*) }
+      if [ "$pid" = 0 ] || [ "$pid" != "\${first[$k]}" ] || [ -z "$stat" ] || [ "\${stat%% *}" = Z ] || [[ ! \${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then
+        SETTLE="program \${k#"$group:$group-"} exited after it answered its health check, within \${secs}s of its start (supervisor: \${SUP_STATE[$k]:-gone}; it ran as pid \${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"
+        exec {pause}<&-
+        return 1
+      fi
+      [ "\${SUP_STATE[$k]}" = RUNNING ] || waiting=1
+    done
+    [ "$waiting" = 1 ] || break
+    rounds=$(( rounds + 1 ))
+    if [ "$rounds" -ge "$limit" ]; then
+      SETTLE="supervisor did not take the programs of $group as started (RUNNING after \${secs}s) within $(( limit / 5 ))s"
+      exec {pause}<&-
+      return 1
+    fi
+    read -r -t 0.2 -u "$pause" _ || true
+  done
+  exec {pause}<&-
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
 # GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not

@@ -181,8 +181,12 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     if (taken) throw refuse(portsTakenError(env, [taken], ROLLBACK_PORTS));
     throw refuse(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
-  if (verdict === 'none')
-    throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`));
+  if (verdict === 'none') {
+    // --to helps only when a release that served is kept besides the live one; else only a deploy brings one back.
+    const served = state.releases.some((x) => x.id !== from && x.status === 'ok');
+    const hint = served ? `pick one with --to (see ops releases ${env.name})` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
+    throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, hint));
+  }
   if (verdict === 'not_kept') throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`));
   if (verdict === 'never_live') {
     const record = state.releases.find((x) => x.id === to);

@@ -123,8 +123,16 @@ describe('rollback operation', () => {
 
   it('one host with nothing earlier: the same error as ever, audited as failed saying why; already live (--to the live id): a no-op, audited in the lock step as a deploy\'s no-op is', async () => {
     const none = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
-    await expect(rollback(none.ctx, loadEnvironment('one', root))).rejects.toThrow(/web1 has no earlier healthy release to roll back to \(kept: /);
+    const refused = (await rollback(none.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(refused.message).toMatch(/web1 has no earlier healthy release to roll back to \(kept: /);
+    // An older release that served is kept: --to can name it.
+    expect(refused.hint).toBe('pick one with --to (see ops releases one)');
     expect(none.names()).toEqual(['lock', 'unlock']);
+    // Only the live release kept (a first deploy): no --to can help, a deploy can.
+    const alone = harness((step) => (step.name === 'lock' ? { stdout: opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${LIVE} x ok 2 2`, `now ${Math.floor(Date.now() / 1000)}`, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
+    const first = (await rollback(alone.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(first.message).toBe(`web1 has no earlier healthy release to roll back to (kept: ${LIVE})`);
+    expect(first.hint).toBe('no other release that served is kept on web1: deploy the commit you want instead (ops deploy one --ref <ref>)');
     expect(auditOf(none.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web1 has no earlier healthy release to roll back to \(kept: /) });
     const noop = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released') } : undefined));
     const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);

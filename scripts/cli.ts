@@ -181,6 +181,27 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
   return out as OptionValues<Options>;
 }
 
+/**
+ * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
+ * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
+ * when another option follows) says `--ref needs a value`; any other keeps its first sentence. The hint is the usage.
+ */
+function parseArgsError(e: unknown, specs: Options, c: Command): UsageError {
+  const message = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: unknown }).code;
+  const usage = `usage: ${usageLine(c)}`;
+  // "Option '-r, --ref <value>' argument missing", "Option '--ref' argument is ambiguous.\n…", "Option '-r' …"
+  const named = code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /^Option '([^']*)' argument (?:missing|is ambiguous)/.exec(message);
+  if (named) {
+    const flag = named[1]!.replace(/ <value>$/, '').split(', ').at(-1)!;
+    const name = flag.startsWith('--') ? flag.slice(2) : Object.keys(specs).find((k) => `-${specs[k]!.short}` === flag);
+    const spec = name === undefined ? undefined : specs[name];
+    const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
+    return new UsageError(`${name === undefined ? flag : `--${name}`} needs ${what}, got none`, usage);
+  }
+  return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
 /** The known word closest to a mistyped one (a typo or two, or its start), if any is close enough. */
 export function didYouMean(word: string, known: string[]): string | undefined {
   const w = word.toLowerCase();
@@ -301,7 +322,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         ),
       });
     } catch (e) {
-      throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ''), `usage: ${usageLine(command)}`);
+      throw parseArgsError(e, specs, command);
     }
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');

@@ -2,7 +2,7 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
+import { OpsError, errorFields, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
@@ -354,13 +354,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
-    // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
+    // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.
     if (json && !failedResult(err)?.stopped) {
-      const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
-      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
+      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), ...errorFields(e), exitCode: code }, null, 2)) + '\n');
     }
     return code;
   } finally {

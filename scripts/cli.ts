@@ -10,6 +10,7 @@ import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
+import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
@@ -143,7 +144,7 @@ export function mainHelp(commands: Command[]): string {
     'commands:',
     ...commands.map(line),
     '',
-    'Run `ops <command> --help` for a command\'s options.',
+    'Run `ops help <command>` (or `ops <command> --help`) for a command\'s options; `ops --version` for the version.',
   ].join('\n');
 }
 
@@ -252,6 +253,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   const processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
+  if (argv[0] === '--version' || argv[0] === '-V') {
+    stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
+    return 0;
+  }
+  // `ops help deploy` is `ops deploy --help`
+  if (argv[0] === 'help' && argv.length > 1) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
     return argv.length === 0 ? 2 : 0;
@@ -274,6 +281,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
       stderr.write(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`));
+    } else if (group.length && (word === '--help' || word === '-h')) {
+      stdout.write(`"ops ${argv[0]}" subcommands:\n${group.map((c) => `  ${usageLine(c)}\n      ${c.summary}`).join('\n')}\n`);
+      return 0;
     } else if (group.length) {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else {

@@ -185,9 +185,10 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
 /**
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
- * when another option follows) says `--ref needs a value`; any other keeps its first sentence. The hint is the usage.
+ * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
+ * how a value starting with "-" is written; any other keeps its first sentence. The hint is the usage.
  */
-function parseArgsError(e: unknown, specs: Options, c: Command): UsageError {
+function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
   const message = e instanceof Error ? e.message : String(e);
   const code = (e as { code?: unknown }).code;
   const usage = `usage: ${usageLine(c)}`;
@@ -198,7 +199,11 @@ function parseArgsError(e: unknown, specs: Options, c: Command): UsageError {
     const name = flag.startsWith('--') ? flag.slice(2) : Object.keys(specs).find((k) => `-${specs[k]!.short}` === flag);
     const spec = name === undefined ? undefined : specs[name];
     const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
-    return new UsageError(`${name === undefined ? flag : `--${name}`} needs ${what}, got none`, usage);
+    const display = name === undefined ? flag : `--${name}`;
+    const next = args[args.indexOf(named[1]!) + 1];
+    const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
+    const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
+    return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
 }
@@ -332,7 +337,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         ),
       });
     } catch (e) {
-      throw parseArgsError(e, specs, command);
+      throw parseArgsError(e, specs, command, rest);
     }
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');

@@ -50,6 +50,12 @@ describe('an option given no value', () => {
     expect(r.err).toBe(`error: ${doc.error}\n  hint: ${doc.hint}\n`);
   });
 
+  it('followed by a word starting with "-" that is no option of the command: the hint says how such a value is written', async () => {
+    const r = await runOps(['deploy', 'x', '--ref', '-my-branch'], { root, processEnv: { PATH: process.env.PATH } });
+    expect(r.err).toMatch(/^error: --ref needs a branch, tag or sha, got none\n  hint: a value starting with "-" is written --ref=-VALUE; usage: ops deploy /);
+    expect((await runOps(['logs', 'x', '-n', '-f'], { root, processEnv: { PATH: process.env.PATH } })).err).toMatch(/^error: --lines needs a whole number, got none\n  hint: usage: ops logs /);
+  });
+
   it('every option of every command that takes a value, followed by another option or last, or as its short form: "--<option> needs …, got none"', async () => {
     let checked = 0;
     for (const c of allCommands) {

@@ -472,8 +472,9 @@ export interface HostLive {
   /** The live sha, "" when nothing is live. */
   sha: string;
   release: string;
-  /** Set when the host could not be read (the plan still prints). */
+  /** Set when the host could not be read (the plan still prints): one line; `hint`, how to fix it. */
   error?: string;
+  hint?: string;
   /** Set when the host was never provisioned for the environment (its state read found no marker): what is said of it instead of a change (unprovisionedNote), as a deploy refuses there. */
   unprovisioned?: string;
   /** What builds run on there (OS release, architecture, runtimes), read for environments of several hosts. */

@@ -332,6 +332,26 @@ export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process
   return { message: `internal error: ${message}`, hint: 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it' + debug };
 }
 
+/** An error as a `--json` document gives it: what went wrong, and how to fix it when there is a hint; one line each. */
+export interface ErrorFields {
+  error: string;
+  hint?: string;
+}
+
+/**
+ * errorParts as `--json` fields, each on one line (messageLine: a config error's problems after its heading, a step's
+ * output after its first line): the one shape of an error in --json output, a failure's document's and a host's.
+ */
+export function errorFields(err: unknown, processEnv: NodeJS.ProcessEnv = {}): ErrorFields {
+  const { message, hint } = errorParts(err, processEnv);
+  return { error: messageLine(message), ...(hint && { hint: messageLine(hint) }) };
+}
+
+/** ErrorFields for a terminal, on one line: the error, then `; hint: …` when there is one. */
+export function errorFieldsLine(e: ErrorFields): string {
+  return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
+}
+
 /**
  * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
  * emitted between two steps) is printed as one message, and the process exits 1; while a run holds locks

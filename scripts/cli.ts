@@ -2,7 +2,7 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorParts, failedResult, formatError } from '../core/errors.ts';
+import { OpsError, errorFields, failedResult, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
@@ -10,6 +10,7 @@ import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
+import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
@@ -143,7 +144,7 @@ export function mainHelp(commands: Command[]): string {
     'commands:',
     ...commands.map(line),
     '',
-    'Run `ops <command> --help` for a command\'s options.',
+    'Run `ops help <command>` (or `ops <command> --help`) for a command\'s options; `ops --version` for the version.',
   ].join('\n');
 }
 
@@ -179,6 +180,32 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
     } else out[k] = v;
   }
   return out as OptionValues<Options>;
+}
+
+/**
+ * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
+ * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
+ * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
+ * how a value starting with "-" is written; any other keeps its first sentence. The hint is the usage.
+ */
+function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
+  const message = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: unknown }).code;
+  const usage = `usage: ${usageLine(c)}`;
+  // "Option '-r, --ref <value>' argument missing", "Option '--ref' argument is ambiguous.\n…", "Option '-r' …"
+  const named = code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /^Option '([^']*)' argument (?:missing|is ambiguous)/.exec(message);
+  if (named) {
+    const flag = named[1]!.replace(/ <value>$/, '').split(', ').at(-1)!;
+    const name = flag.startsWith('--') ? flag.slice(2) : Object.keys(specs).find((k) => `-${specs[k]!.short}` === flag);
+    const spec = name === undefined ? undefined : specs[name];
+    const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
+    const display = name === undefined ? flag : `--${name}`;
+    const next = args[args.indexOf(named[1]!) + 1];
+    const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
+    const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
+    return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
+  }
+  return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
 }
 
 /** The known word closest to a mistyped one (a typo or two, or its start), if any is close enough. */
@@ -231,6 +258,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   const processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
+  if (argv[0] === '--version' || argv[0] === '-V') {
+    stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
+    return 0;
+  }
+  // `ops help deploy` is `ops deploy --help`
+  if (argv[0] === 'help' && argv.length > 1) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
     return argv.length === 0 ? 2 : 0;
@@ -253,6 +286,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
       stderr.write(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`));
+    } else if (group.length && (word === '--help' || word === '-h')) {
+      stdout.write(`"ops ${argv[0]}" subcommands:\n${group.map((c) => `  ${usageLine(c)}\n      ${c.summary}`).join('\n')}\n`);
+      return 0;
     } else if (group.length) {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else {
@@ -301,7 +337,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         ),
       });
     } catch (e) {
-      throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ''), `usage: ${usageLine(command)}`);
+      throw parseArgsError(e, specs, command, rest);
     }
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');
@@ -333,13 +369,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
-    // The same words as on stderr (a bug's message and stack stay there), as `{ ok: false, error, hint? }`.
+    // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.
     if (json && !failedResult(err)?.stopped) {
-      const { message, hint } = errorParts(e, {});
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
-      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), error: message, ...(hint && { hint }), exitCode: code }, null, 2)) + '\n');
+      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), ...errorFields(e), exitCode: code }, null, 2)) + '\n');
     }
     return code;
   } finally {

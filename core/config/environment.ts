@@ -286,7 +286,7 @@ export function cacheParsedYaml(dir: string | undefined): void {
 const DIGEST = 32;
 
 function parsedEntry(text: string): string | undefined {
-  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version}\0${text}`).digest('hex'));
+  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest('hex'));
 }
 
 /** The value an entry holds, or undefined when it is missing or damaged. */
@@ -323,6 +323,14 @@ function keepParsed(entry: string, value: unknown): void {
 }
 
 /**
+ * How every environment file is parsed (readYamlFile; the loose read of secrets.age_key_file, core/secrets/env.ts):
+ * YAML 1.2 with YAML 1.1's merge keys, as hand-written configs share a block through an anchor (`<<: *common`, or a
+ * list `<<: [*a, *b]`, the first one's keys winning); a key written in the mapping wins over a merged one, before or
+ * after the `<<`.
+ */
+export const ENVIRONMENT_YAML = { merge: true } as const;
+
+/**
  * A YAML file's content (any shape), `label` naming it in errors; through the parsed-YAML cache when one is set
  * (cacheParsedYaml).
  * @throws OpsError when it cannot be read, is not UTF-8 (the byte offset and line) or cannot be parsed (with the line and column).
@@ -343,7 +351,7 @@ export function readYamlFile(file: string, label = file): unknown {
   if (kept) return kept.value;
   let value: unknown;
   try {
-    const doc = parseDocument(text, { prettyErrors: true });
+    const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
@@ -355,12 +363,14 @@ export function readYamlFile(file: string, label = file): unknown {
   } catch (e) {
     if (e instanceof OpsError) throw e;
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
-    const aliases = /alias/i.test(String((e as Error).message));
+    const message = String((e as Error).message);
     throw new OpsError(
       hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`),
-      aliases
-        ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
-        : 'fix the file (see the message above)',
+      /^Merge sources/.test(message)
+        ? 'a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])'
+        : /alias/i.test(message)
+          ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
+          : 'fix the file (see the message above)',
     );
   }
   if (entry) keepParsed(entry, value);

@@ -7,7 +7,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, errorParts, messageLine, OpsError, userFileExists } from '../errors.ts';
+import { auditReason, OpsError, userFileExists } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -17,7 +17,9 @@ import { eachHost, withSession } from './hosts.ts';
 
 export interface HostCertificates {
   host: string;
+  /** The host could not be read (one line; `hint`: how to fix it). */
   error?: string;
+  hint?: string;
   /** Path of the certificate nginx is configured with. */
   configured?: string;
   certificates: CertInfo[];
@@ -67,7 +69,7 @@ export async function certificates(ctx: OpsContext, environment: Environment): P
     ctx,
     env,
     async (remote, host) => hostResult(env, host.name, await remote.run(listCertificates(env, siblingDomains))),
-    (host, _message, _connected, e): HostCertificates => ({ host: host.name, error: messageLine(errorParts(e).message), certificates: [] }),
+    (host, fields): HostCertificates => ({ host: host.name, ...fields, certificates: [] }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && !h.unprovisioned && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
 }
@@ -106,7 +108,7 @@ export function formatCerts(r: CertsResult): string {
   for (const h of r.hosts) {
     out.push(`${h.host}:${h.renewed ? ' renewed' : ''}`);
     if (h.error) {
-      out.push(`  ✗ unreachable: ${h.error}`);
+      out.push(`  ✗ unreachable: ${h.error}`, ...(h.hint ? [`    hint: ${h.hint}`] : []));
       continue;
     }
     if (h.unprovisioned && !h.certificates.length) {

@@ -2,7 +2,7 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
-import { errorParts, maskSecretLike, messageLine, OpsError } from '../errors.ts';
+import { maskSecretLike, OpsError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { eachHost } from './hosts.ts';
@@ -244,6 +244,6 @@ export async function readLive(ctx: OpsContext, env: Target, expected?: { finger
       const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
       return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }), ...(!state.provisioned && { unprovisioned: unprovisionedNote(h.name, env) }) };
     },
-    (h, _message, _connected, e) => ({ host: h.name, sha: '', release: '', error: messageLine(errorParts(e).message) }),
+    (h, fields) => ({ host: h.name, sha: '', release: '', ...fields }),
   );
 }

@@ -6,7 +6,7 @@
 import type { Environment, Host } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { hostConnector, type Connector, type OpsContext } from '../context.ts';
-import { OpsError, formatError } from '../errors.ts';
+import { OpsError, errorFields, errorFieldsLine, type ErrorFields } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
 
 /** How `Session.each` goes through the hosts. */
@@ -138,7 +138,7 @@ export async function withOpenSession<T>(session: Session, fn: () => Promise<T>)
 /**
  * Run `fn` on every host over its own connection, all in parallel, each closed when its `fn` is done; `started`
  * is when that host's connection began (Date.now(), ms). A host that cannot be reached (`connected` false) or
- * whose `fn` fails gives `onError`'s value (`message`: formatError's text; `error`: what was thrown) instead of hiding
+ * whose `fn` fails gives `onError`'s value (`fields`: its error and hint for --json, one line each: errorFields; `error`: what was thrown) instead of hiding
  * the others.
  * @returns one value per host, in the environment's order; never throws for a host.
  */
@@ -146,7 +146,7 @@ export async function eachHost<T>(
   ctx: OpsContext,
   env: Environment,
   fn: (remote: Remote, host: Host, started: number) => Promise<T>,
-  onError: (host: Host, message: string, connected: boolean, error: unknown) => T,
+  onError: (host: Host, fields: ErrorFields, connected: boolean, error: unknown) => T,
 ): Promise<T[]> {
   const connector = hostConnector(ctx);
   return Promise.all(
@@ -157,7 +157,7 @@ export async function eachHost<T>(
         remote = await connector(env, host);
         return await fn(remote, host, started);
       } catch (e) {
-        return onError(host, formatError(e), remote !== undefined, e);
+        return onError(host, errorFields(e), remote !== undefined, e);
       } finally {
         await remote?.close();
       }
@@ -167,18 +167,21 @@ export async function eachHost<T>(
 
 /**
  * A read-only command's look at every host (`ops releases`, `lock status`, `audit`): eachHost, so that a host down
- * is that host's `unread` value (`error`: formatError's text) while the others are shown. When no host could be
+ * is that host's `unread` value (`fields`: its error and hint, one line each: errorFields) while the others are shown. When no host could be
  * read, there is nothing to show: @throws the one host's own error (one host), or one error listing every host's.
  */
-export async function readHosts<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, unread: (host: Host, error: string) => T): Promise<T[]> {
-  const errors: { error: unknown; message: string }[] = [];
-  const list = await eachHost(ctx, env, fn, (host, message, _connected, error) => {
-    errors.push({ error, message });
-    return unread(host, message);
+export async function readHosts<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, unread: (host: Host, fields: ErrorFields) => T): Promise<T[]> {
+  const errors: { host: string; error: unknown; fields: ErrorFields }[] = [];
+  const list = await eachHost(ctx, env, fn, (host, fields, _connected, error) => {
+    errors.push({ host: host.name, error, fields });
+    return unread(host, fields);
   });
   if (errors.length && errors.length === env.hosts.length) {
     if (errors.length === 1) throw errors[0]!.error;
-    throw new OpsError(`cannot read any of the ${errors.length} hosts:\n${errors.map((e) => `  - ${e.message.replace(/\n/g, '\n    ')}`).join('\n')}`);
+    // Every host failing alike (no key, no network here) is said once, with its hint.
+    const first = errors[0]!.fields;
+    if (errors.every((e) => e.fields.error === first.error && e.fields.hint === first.hint)) throw new OpsError(`cannot read any of the ${errors.length} hosts (${errors.map((e) => e.host).join(', ')}): ${first.error}`, first.hint);
+    throw new OpsError(`cannot read any of the ${errors.length} hosts:\n${errors.map((e) => `  - ${e.host}: ${errorFieldsLine(e.fields)}`).join('\n')}`);
   }
   return list;
 }

@@ -29,8 +29,9 @@ export interface PingResult {
   address: string;
   /** Reachable, and no problem (a host only waiting for its provision is ok: see `next`). */
   ok: boolean;
-  /** The connection failed: nothing else is known. */
+  /** The connection failed: nothing else is known (one line; `hint`: how to fix it). */
   error?: string;
+  hint?: string;
   hostname?: string;
   os?: string;
   uptimeSeconds?: number;
@@ -124,7 +125,7 @@ export async function ping(ctx: OpsContext, environment: Environment): Promise<P
       const facts = readFacts(env, host, await remote.run(hostFacts(env)), (t) => ctx.reporter.redact(t));
       return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
     },
-    (host, error): PingResult => ({ host: host.name, address: host.address, ok: false, error, problems: [] }),
+    (host, fields): PingResult => ({ host: host.name, address: host.address, ok: false, ...fields, problems: [] }),
   );
 }
 
@@ -141,7 +142,7 @@ function duration(s: number): string {
 export function formatPing(results: PingResult[]): string {
   return results
     .map((r) => {
-      if (r.error) return `✗ ${r.host} (${r.address}): ${r.error.replace(/\n/g, '\n    ')}`;
+      if (r.error) return `✗ ${r.host} (${r.address}): ${r.error}${r.hint ? `\n    hint: ${r.hint}` : ''}`;
       const disk = r.disk ? `, ${describeDisk(r.disk)}` : '';
       const facts = `key verified, ${r.hostname}, ${r.os}, up ${duration(r.uptimeSeconds ?? 0)}${disk}${r.sudo ? ', sudo ok' : ''}${r.maxSessions !== undefined ? `, MaxSessions ${r.maxSessions}` : ''} [${r.latencyMs} ms]`;
       const next = (r.next ?? []).map((n) => `    → ${r.host}: ${n.problem}; next: ${n.fix}`);

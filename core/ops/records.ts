@@ -14,11 +14,13 @@ import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, sto
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
- * its step failed (formatError's text). Each host is read on its own connection (readHosts), so one host down still
+ * its step failed (errorFields: one line each). Each host is read on its own connection (readHosts), so one host down still
  * shows the others: during an outage, the hosts that answer are the ones worth reading (none: the command fails).
  */
 export interface HostUnread {
   error?: string;
+  /** How to fix what `error` says, one line, if there is a hint. */
+  hint?: string;
   /** The host was never provisioned for the environment (the command's own step read provision's marker): what is said of it instead of what it lacks (unprovisionedNote). */
   unprovisioned?: string;
 }
@@ -28,9 +30,9 @@ function unprovisionedOf(env: { name: string }, host: string, r: StepResult): Pi
   return provisionedIn(r) === false ? { unprovisioned: unprovisionedNote(host, env) } : {};
 }
 
-/** A host's `error` for a terminal: `<host>: cannot be read: <why>` (the rest of a multi-line reason indented). */
-function unreadLine(host: string, error: string): string {
-  return `${host}: cannot be read: ${error.replace(/\n/g, '\n  ')}`;
+/** A host's `error` for a terminal: `<host>: cannot be read: <why>`, its hint on the next line. */
+function unreadLine(host: string, h: HostUnread): string {
+  return `${host}: cannot be read: ${h.error}${h.hint ? `\n  hint: ${h.hint}` : ''}`;
 }
 
 /** Whether any host of a read-only command's result could not be read (the command then exits 1). */
@@ -48,7 +50,7 @@ export async function listReleases(ctx: OpsContext, environment: Environment): P
       const r = await remote.run(keptReleases(env));
       return { host: host.name, releases: parseReleases(env, r), ...unprovisionedOf(env, host.name, r) };
     },
-    (host, error) => ({ host: host.name, releases: [], error }),
+    (host, fields) => ({ host: host.name, releases: [], ...fields }),
   );
 }
 
@@ -68,8 +70,8 @@ function releaseMark(r: ReleaseInfo): string {
  */
 export function formatReleases(list: ({ host: string; releases: ReleaseInfo[] } & HostUnread)[]): string {
   return list
-    .map(({ host, releases, error, unprovisioned }) =>
-      error !== undefined ? unreadLine(host, error) : unprovisioned && !releases.length ? unprovisioned : [
+    .map(({ host, releases, error, hint, unprovisioned }) =>
+      error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && !releases.length ? unprovisioned : [
         `${host}:`,
         ...(releases.length
           ? releases.map(
@@ -92,14 +94,14 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
       const r = await remote.run(lockStatus(env));
       return { host: h.name, lock: parseLock(r), ...unprovisionedOf(env, h.name, r) };
     },
-    (h, error) => ({ host: h.name, lock: { state: 'unknown', holder: {} }, error }),
+    (h, fields) => ({ host: h.name, lock: { state: 'unknown', holder: {} }, ...fields }),
   );
 }
 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error, unprovisioned }) => (error !== undefined ? unreadLine(host, error) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
+    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
     .join('\n');
 }
 
@@ -171,15 +173,15 @@ export async function auditLog(ctx: OpsContext, environment: Environment, lines:
       const r = await remote.run(readAudit(env, lines));
       return { host: h.name, entries: reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine), ...unprovisionedOf(env, h.name, r) };
     },
-    (h, error) => ({ host: h.name, entries: [], error }),
+    (h, fields) => ({ host: h.name, entries: [], ...fields }),
   );
 }
 
 /** Audit entries for a terminal: one line each (time, actor, operation, ref, sha, result), per host. */
 export function formatAudit(list: ({ host: string; entries: AuditEntry[] } & HostUnread)[]): string {
   return list
-    .map(({ host, entries, error, unprovisioned }) =>
-      error !== undefined ? unreadLine(host, error) : unprovisioned && !entries.length ? `${unprovisioned}: no audit log (nothing ran there)` : [
+    .map(({ host, entries, error, hint, unprovisioned }) =>
+      error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && !entries.length ? `${unprovisioned}: no audit log (nothing ran there)` : [
         `${host}:`,
         ...(entries.length
           ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(12)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)

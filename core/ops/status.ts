@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
-import { errorParts, messageLine } from '../errors.ts';
+import { errorFieldsLine } from '../errors.ts';
 import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -59,13 +59,13 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
         answered.set(host.name, s);
         return s;
       },
-      (host, message, connected, e): HostStatus => {
+      (host, fields, connected): HostStatus => {
         const s: HostStatus = {
           host: host.name,
           address: host.address,
           reachable: connected,
-          error: message,
-          problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${messageLine(errorParts(e).message)}`],
+          ...fields,
+          problems: [connected ? `the status check itself failed: ${errorFieldsLine(fields)}` : `cannot reach it: ${fields.error}`],
           warnings: [],
         };
         answered.set(host.name, s);
@@ -136,7 +136,7 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
   for (const h of r.hosts) {
     out.push(`${mark(h.problems.length === 0)} ${h.host} (${h.address})${h.problems.length ? ` — ${h.problems.length} problem${h.problems.length > 1 ? 's' : ''}` : ''}`);
     if (h.error) {
-      out.push(`    ${h.reachable ? 'status check failed' : 'unreachable'}: ${messageLine(h.error)}`);
+      out.push(`    ${h.reachable ? 'status check failed' : 'unreachable'}: ${errorFieldsLine({ error: h.error, hint: h.hint })}`);
       continue;
     }
     const rel = h.release;

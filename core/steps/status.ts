@@ -153,7 +153,9 @@ export interface HostStatus {
   host: string;
   address: string;
   reachable: boolean;
+  /** Why the host could not be read (unreachable, or its status step failed), one line; `hint`: how to fix it. */
   error?: string;
+  hint?: string;
   provisioned?: boolean;
   release?: ReleaseSummary;
   slot?: Slot;

@@ -1,11 +1,13 @@
 // An empty option value (--ref "$TAG" with TAG unset) is a usage error on every command, never "the default":
-// one check in scripts/cli.ts, the words of `rollback --to ''`; no host is reached.
+// one check in scripts/cli.ts, the words of `rollback --to ''`; no host is reached. So is a value forgotten (--ref
+// followed by another option, or last): one line naming the option, not the argument parser's own words.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { RecordingRemote } from '../../core/remote/recording.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
 import { runOps } from '../support/cli.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -35,5 +37,41 @@ describe('empty option values', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain(message);
     expect(connected).toBe(0);
+  });
+});
+
+describe('an option given no value', () => {
+  it('`ops deploy x --ref --json` says --ref needs a value in one line, in stderr and in the --json error, with the usage as hint', async () => {
+    const r = await runOps(['deploy', 'x', '--ref', '--json'], { root, processEnv: { PATH: process.env.PATH } });
+    expect(r.code).toBe(2);
+    const doc = JSON.parse(r.out) as { error: string; hint?: string };
+    expect(doc.error).toBe('--ref needs a branch, tag or sha, got none');
+    expect(doc.hint).toMatch(/^usage: ops deploy <env> .*\[--ref REF\]/);
+    expect(r.err).toBe(`error: ${doc.error}\n  hint: ${doc.hint}\n`);
+  });
+
+  it('followed by a word starting with "-" that is no option of the command: the hint says how such a value is written', async () => {
+    const r = await runOps(['deploy', 'x', '--ref', '-my-branch'], { root, processEnv: { PATH: process.env.PATH } });
+    expect(r.err).toMatch(/^error: --ref needs a branch, tag or sha, got none\n  hint: a value starting with "-" is written --ref=-VALUE; usage: ops deploy /);
+    expect((await runOps(['logs', 'x', '-n', '-f'], { root, processEnv: { PATH: process.env.PATH } })).err).toMatch(/^error: --lines needs a whole number, got none\n  hint: usage: ops logs /);
+  });
+
+  it('every option of every command that takes a value, followed by another option or last, or as its short form: "--<option> needs …, got none"', async () => {
+    let checked = 0;
+    for (const c of allCommands) {
+      const specs = { ...c.options, identity: { type: 'string', short: 'i' } };
+      for (const [name, spec] of Object.entries(specs)) {
+        if (spec.type === 'boolean') continue;
+        const forms = [[`--${name}`], [`--${name}`, '--help'], ...(spec.short ? [[`-${spec.short}`], [`-${spec.short}`, '--help']] : [])];
+        for (const form of forms) {
+          const argv = [...c.name.split(' '), ...form];
+          const r = await runOps(argv, { root, processEnv: { PATH: process.env.PATH } });
+          expect(r.code, argv.join(' ')).toBe(2);
+          expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: --${name} needs [^\\n]*, got none\\n  hint: usage: ops ${c.name}[^\\n]*\\n$`));
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
   });
 });

@@ -33,6 +33,29 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('help and version', () => {
+  it('`ops --version` prints the version (exit 0), not "unknown command" and the whole help', async () => {
+    const root = tempDir();
+    const version = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { name: string; version: string };
+    for (const flag of ['--version', '-V']) expect(await cli(root, flag)).toMatchObject({ code: 0, out: `${version.name} ${version.version}\n`, err: '' });
+  });
+
+  it('`ops help <command>` prints that command\'s help as `ops <command> --help` does; `ops help <group>` lists its subcommands; an unknown one is named', async () => {
+    const root = tempDir();
+    const deploy = await cli(root, 'deploy', '--help');
+    expect(deploy.out).toMatch(/^usage: ops deploy <env>/);
+    expect(await cli(root, 'help', 'deploy')).toEqual(deploy);
+    expect(await cli(root, 'help', 'secrets', 'show')).toEqual(await cli(root, 'secrets', 'show', '--help'));
+    const group = await cli(root, 'help', 'secrets');
+    expect(group.code).toBe(0);
+    expect(group.out).toMatch(/^"ops secrets" subcommands:\n {2}ops secrets \S+/);
+    expect(group.out).toContain("\n  ops secrets show <env>");
+    const unknown = await cli(root, 'help', 'deplyo');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/^error: unknown command "deplyo" \(did you mean "ops deploy"\?\)/);
+  });
+});
+
 describe('a path that is not the file expected', () => {
   it('secrets decrypt or encrypt of a directory, keygen -o into a missing directory: what was wrong and how to fix it', async () => {
     const root = testEnv({}, undefined, 'qb').root;

@@ -420,6 +420,50 @@ describe('YAML values the schema has no word for', () => {
   });
 });
 
+describe('YAML merge keys (<<: *anchor), as hand-written configs share a block', () => {
+  const read = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
+    writeFileSync(join(dir, 'environment.yml'), text);
+    return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
+  };
+  const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\n`;
+
+  it('are merged, the keys written in the mapping winning over merged ones (before or after the <<), a list\'s first source over the next', () => {
+    const c = parseEnvironment(
+      read(`${base}env: &shared
+  APP_MODE: live
+  LOG_LEVEL: info
+programs:
+  server:
+    command: run
+    port: 3579
+    env:
+      LOG_LEVEL: debug
+      <<: *shared
+      APP_MODE: maintenance
+  client:
+    command: run
+    port: 3000
+    env:
+      <<: [{ A: first, B: first }, { B: second, C: second }]
+`),
+      'f',
+    );
+    expect(c.env).toEqual({ APP_MODE: 'live', LOG_LEVEL: 'info' });
+    expect(c.programs.server!.env).toEqual({ LOG_LEVEL: 'debug', APP_MODE: 'maintenance' });
+    expect(c.programs.client!.env).toEqual({ A: 'first', B: 'first', C: 'second' });
+  });
+
+  it('a merge key given something else than a mapping is one error saying what it takes, not a variable named "<<"', () => {
+    expect(() => read(`${base}env:\n  <<: just-text\n`)).toThrow(/^environments\/x\/environment\.yml cannot be read as YAML: Merge sources must be maps/);
+    try {
+      read(`${base}env:\n  <<: just-text\n`);
+    } catch (e) {
+      expect((e as OpsError).hint).toMatch(/a merge key \(<<\) takes a mapping/);
+    }
+  });
+});
+
 describe('shipped environments', () => {
   const root = join(import.meta.dirname, '..', '..');
   it('prod, staging and demo load and validate', () => {

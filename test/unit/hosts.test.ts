@@ -88,7 +88,7 @@ describe('eachHost', () => {
       ctx,
       env,
       async (remote, host, started) => `${host.name} ok ${remote.name === host.name} ${started <= Date.now()}`,
-      (host, message, connected) => `${host.name} ${connected ? 'failed' : 'unreachable'}: ${message}`,
+      (host, fields, connected) => `${host.name} ${connected ? 'failed' : 'unreachable'}: ${fields.error}`,
     );
     expect(out).toEqual(['web1 ok true true', 'web2 unreachable: cannot connect to web2: timed out', 'web3 ok true true', 'web4 ok true true', 'web5 ok true true']);
     expect(remotes.every((r) => r.closed)).toBe(true);
@@ -110,7 +110,7 @@ describe('read-only commands with a host down (ops releases, lock status, audit,
     expect(formatAudit(audit).split('\n')).toContain('web1:');
     // No host answers: nothing to show, the command fails as before (every host's reason in one error).
     const none = context(['web1', 'web2', 'web3', 'web4', 'web5']);
-    expect(((await listReleases(none.ctx, env).catch((e: Error) => e)) as Error).message).toMatch(/^cannot read any of the 5 hosts:\n {2}- cannot connect to web1: timed out\n/);
+    expect(((await listReleases(none.ctx, env).catch((e: Error) => e)) as Error).message).toMatch(/^cannot read any of the 5 hosts:\n {2}- web1: cannot connect to web1: timed out\n/);
     const live = await readLive(ctx, env);
     expect(live.map((l) => l.error ?? 'read')).toEqual(['read', 'cannot connect to web2: timed out', 'read', 'read', 'read']);
   });

@@ -294,6 +294,15 @@ describe('the environment\'s age_key_file', () => {
     }
     expect(warnings).toEqual([]);
   });
+
+  it('is read through a YAML merge key as the environment\'s loader reads it (config/environment.ts ENVIRONMENT_YAML)', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'environments', 'local'), { recursive: true });
+    writeFileSync(join(root, 'environments', 'local', 'environment.yml'), 'app: shop\nenv: &keys {age_key_file: age-key.txt}\nsecrets:\n  <<: *keys\n');
+    writeFileSync(join(root, 'environments', 'local', 'age-key.txt'), (await generateIdentity()).keyFile);
+    const ids = await loadEnvIdentities(root, 'local', { HOME: root });
+    expect(ids.identities).toHaveLength(1);
+  });
 });
 
 describe('an age_key_file inside the repository', () => {

@@ -28,6 +28,8 @@ import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { freePort } from '../support/ports.ts';
+import { runOps } from '../support/cli.ts';
+import { OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines } from './reports.helpers.ts';
@@ -562,7 +564,7 @@ describe('status over recording remotes', () => {
       new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
     const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(r.hosts[0]).toMatchObject({ reachable: true });
-    expect(r.problems).toEqual(['web1: the status check itself failed: step "status" on web1 failed with exit code 1 sudo: a password is required']);
+    expect(r.problems).toEqual(['web1: the status check itself failed: step "status" on web1 failed with exit code 1; sudo: a password is required']);
     expect(formatStatus(r)).toContain('    status check failed: step "status" on web1 failed with exit code 1');
   });
 });
@@ -773,5 +775,57 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     ]);
     expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('-s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
     expect(hostStatus(env).script).toContain(nginxRouteShell(env));
+  });
+});
+
+describe('--json errors, one line each', () => {
+  const twoHosts = [
+    { name: 'web1', address: '192.0.2.1', host_key: KEY },
+    { name: 'web2', address: '192.0.2.2', host_key: KEY },
+  ];
+  const oneLine = (text: unknown) => expect(typeof text === 'string' && !text.includes('\n'), JSON.stringify(text)).toBe(true);
+
+  it('a host not read: its error and its hint in fields of their own, in status, ping, certs, releases, audit and lock status', async () => {
+    const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }, twoHosts);
+    // web1's error as a key missing says it (core/remote/identity.ts), on two lines to be sure they are joined
+    const connector: Connector = async (_e, host) => {
+      if (host.name === 'web1') throw new OpsError('no SSH key to log in with:\n  none found', 'tried --identity and ~/.ssh:\n  give one of them');
+      return new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: '' }));
+    };
+    for (const argv of [['status'], ['ping'], ['certs'], ['releases'], ['audit'], ['lock', 'status']]) {
+      const r = await runOps([...argv, 'demo', '--json'], { root: env.root, processEnv: { PATH: process.env.PATH }, connector });
+      const doc = JSON.parse(r.out) as { hosts?: Record<string, unknown>[]; warnings?: string[]; problems?: string[] } | Record<string, unknown>[];
+      const web1 = (Array.isArray(doc) ? doc : doc.hosts!).find((h) => h.host === 'web1')!;
+      expect(web1, argv.join(' ')).toMatchObject({ error: 'no SSH key to log in with: none found', hint: 'tried --identity and ~/.ssh: give one of them' });
+      if (!Array.isArray(doc)) for (const w of [...(doc.warnings ?? []), ...(doc.problems ?? [])]) oneLine(w);
+    }
+    // A terminal gets the hint too.
+    const text = await runOps(['releases', 'demo'], { root: env.root, processEnv: { PATH: process.env.PATH }, connector });
+    expect(text.out).toContain('web1: cannot be read: no SSH key to log in with: none found\n  hint: tried --identity and ~/.ssh: give one of them');
+  });
+
+  it('with no SSH key at all (the real lookup): status gives each host\'s hint apart; a failure\'s document (no host read, several hosts\' errors) has a one-line error', async () => {
+    const env = testEnv({}, twoHosts);
+    const processEnv = { PATH: process.env.PATH, HOME: mkdtempSync(join(tmpdir(), 'ops-nokey-')) };
+    const status = JSON.parse((await runOps(['status', 'demo', '--json'], { root: env.root, processEnv })).out) as { hosts: { error: string; hint?: string }[] };
+    expect(status.hosts[0]).toMatchObject({ error: 'no SSH key to log in with', hint: expect.stringContaining('give one of them') });
+    for (const h of status.hosts) [h.error, h.hint].forEach(oneLine);
+    for (const argv of [['releases'], ['audit'], ['lock', 'status'], ['rollback']]) {
+      const r = await runOps([...argv, 'demo', '--json'], { root: env.root, processEnv });
+      const doc = JSON.parse(r.out) as { ok: boolean; error: string; hint?: string };
+      expect(doc.ok, argv.join(' ')).toBe(false);
+      oneLine(doc.error);
+      if (doc.hint !== undefined) oneLine(doc.hint);
+    }
+    // Both hosts failing alike: said once, its hint apart.
+    const releases = JSON.parse((await runOps(['releases', 'demo', '--json'], { root: env.root, processEnv })).out) as { error: string; hint: string };
+    expect(releases).toMatchObject({ error: 'cannot read any of the 2 hosts (web1, web2): no SSH key to log in with', hint: expect.stringContaining('give one of them') });
+    // Failing each its own way: the error of several lines (one per host, on a terminal) is one line in the document.
+    const connector: Connector = async (_e, host) => {
+      throw host.name === 'web1' ? new OpsError('no SSH key to log in with', 'give one') : new OpsError('cannot connect to web2: timed out');
+    };
+    const r = await runOps(['audit', 'demo', '--json'], { root: env.root, processEnv, connector });
+    expect(r.err).toContain('cannot read any of the 2 hosts:\n  - web1: no SSH key to log in with; hint: give one\n  - web2: cannot connect to web2: timed out\n');
+    expect(JSON.parse(r.out)).toMatchObject({ error: 'cannot read any of the 2 hosts: web1: no SSH key to log in with; hint: give one; web2: cannot connect to web2: timed out' });
   });
 });

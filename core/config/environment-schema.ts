@@ -472,6 +472,9 @@ export const environmentSchema = object(
   ),
   },
   {
+    // Top-level `x-` keys are the user's own (Docker Compose's convention): a place for YAML anchors that
+    // settings merge (`<<: *common`), read by nothing else.
+    extensions: /^x-/,
     rules: [
       {
         when: { path: ['tls', 'mode'], equals: 'letsencrypt' },

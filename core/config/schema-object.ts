@@ -114,8 +114,8 @@ function nullable(schema: JsonSchema): JsonSchema {
  * `rules` are checked on the mapping as written (their problems are reported; the value is still
  * returned, so that checks across the whole document still run).
  */
-export function object<F extends Fields>(fields: F, options: string | { form?: string; rules?: Rule[] } = {}): Schema<ObjectOf<F>> {
-  const { form = 'a mapping', rules = [] } = typeof options === 'string' ? { form: options } : options;
+export function object<F extends Fields>(fields: F, options: string | { form?: string; rules?: Rule[]; extensions?: RegExp } = {}): Schema<ObjectOf<F>> {
+  const { form = 'a mapping', rules = [], extensions } = typeof options === 'string' ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -124,7 +124,8 @@ export function object<F extends Fields>(fields: F, options: string | { form?: s
       const out: Record<string, unknown> = {};
       let ok = true;
       for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
+        // Extension keys (`extensions`) are the user's own: read by nobody, kept out of the result.
+        if (!known.includes(k) && !extensions?.test(k)) {
           const near = closest(k, known);
           problems.push({
             path: path ? `${path}.${k}` : k,
@@ -184,6 +185,7 @@ export function object<F extends Fields>(fields: F, options: string | { form?: s
         type: 'object',
         properties,
         ...(required.length ? { required } : {}),
+        ...(extensions ? { patternProperties: { [extensions.source]: {} } } : {}),
         additionalProperties: false,
         ...(rules.length === 1 ? ruleJson(rules[0]!) : rules.length ? { allOf: rules.map(ruleJson) } : {}),
       };

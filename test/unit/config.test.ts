@@ -454,6 +454,27 @@ programs:
     expect(c.programs.client!.env).toEqual({ A: 'first', B: 'first', C: 'second' });
   });
 
+  it('top-level x- keys hold shared blocks (Docker Compose\'s convention): accepted, merged where named, kept out of the settings; other unknown top-level keys stay errors', () => {
+    const c = parseEnvironment(
+      read(`x-common-env: &common
+  TZ: Europe/Paris
+  LOG_LEVEL: info
+${base}programs:
+  server:
+    command: run
+    port: 3579
+    env:
+      <<: *common
+      LOG_LEVEL: debug
+routes: { /: server }
+`),
+      'f',
+    );
+    expect(c.programs.server!.env).toEqual({ TZ: 'Europe/Paris', LOG_LEVEL: 'debug' });
+    expect(Object.keys(c)).not.toContain('x-common-env');
+    expect(() => parseEnvironment(read(`common: &c {TZ: UTC}\n${base}`), 'f')).toThrow(/common: unknown key/);
+  });
+
   it('a merge key given something else than a mapping is one error saying what it takes, not a variable named "<<"', () => {
     expect(() => read(`${base}env:\n  <<: just-text\n`)).toThrow(/^environments\/x\/environment\.yml cannot be read as YAML: Merge sources must be maps/);
     try {

@@ -1,6 +1,8 @@
 // How deep a YAML or JSON file nests, read before any parser: the yaml library recurses once per level and a file
 // nested about a thousand levels deep exhausts it (a crash, not an error). Every YAML file ops reads from a user goes
-// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata.
+// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata. And how many aliases one
+// may expand (an alias bomb), for the readers that expand them: environment.yml (the yaml library's maxAliasCount)
+// and the sops files' tree (tree-parse.ts); the others read the document without expanding (initdata, .sops.yaml).
 import { OpsError } from './errors.ts';
 
 /**
@@ -76,4 +78,21 @@ export function refuseDeepNesting(text: string, file: string): void {
   if (nestingDepth(text) > MAX_NESTING) {
     throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
   }
+}
+
+/**
+ * How many alias expansions a YAML file ops reads may make (the yaml library's `maxAliasCount`: each use of an
+ * alias, times the aliases inside what it repeats); the same limit for every reader that expands aliases. The
+ * library's default, 100, refuses a legitimate file (120 hosts each `host_key: *key`); this still stops an alias
+ * bomb ("billion laughs": nested aliases that expand into a huge value, which ran out of memory) long before it
+ * costs memory.
+ */
+export const MAX_ALIASES = 10_000;
+
+/** The refusal of `file` for expanding more than MAX_ALIASES aliases, one line and a hint; nothing of its text quoted. */
+export function tooManyAliases(file: string): OpsError {
+  return new OpsError(
+    `${file} expands YAML aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
+    'write some values out instead of aliasing them',
+  );
 }

@@ -13,7 +13,7 @@ import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { MAX_ALIASES, refuseDeepNesting, tooManyAliases } from '../yaml-depth.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -355,13 +355,8 @@ export function readYamlFile(file: string, label = file): unknown {
   } catch (e) {
     if (e instanceof OpsError) throw e;
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
-    const aliases = /alias/i.test(String((e as Error).message));
-    throw new OpsError(
-      hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`),
-      aliases
-        ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
-        : 'fix the file (see the message above)',
-    );
+    if (/alias/i.test(String((e as Error).message))) throw tooManyAliases(label);
+    throw new OpsError(hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`), 'fix the file (see the message above)');
   }
   if (entry) keepParsed(entry, value);
   return value;
@@ -384,14 +379,6 @@ function yamlErrorMessage(label: string, text: string, error: YAMLError): string
   if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
   return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
 }
-
-/**
- * How many alias expansions readYamlFile lets a file make (the yaml library's `maxAliasCount`: each use of an
- * alias, times the aliases inside what it repeats). The library's default, 100, refuses a legitimate file (120
- * hosts each `host_key: *key`); this still stops an alias bomb ("billion laughs": nested aliases that expand
- * into a huge value) long before it costs memory.
- */
-export const MAX_ALIASES = 10_000;
 
 /**
  * The yaml library's warnings about a document (an unknown tag such as `!!foo` or `!local`, which it would read

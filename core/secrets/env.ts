@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { MAX_ALIASES } from '../yaml-depth.ts';
 import { SECRETS_FILE } from '../config/environment.ts';
 import { OpsError, userFileExists } from '../errors.ts';
 import { keyName, own } from '../report.ts';
@@ -102,7 +103,7 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile: unknown;
   try {
-    keyFile = (parseYaml(readFileSync(configFile, 'utf8'), { logLevel: 'error' }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
+    keyFile = (parseYaml(readFileSync(configFile, 'utf8'), { logLevel: 'error', maxAliasCount: MAX_ALIASES }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
   } catch {
     return ids;
   }

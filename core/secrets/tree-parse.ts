@@ -2,7 +2,7 @@
 // (goyaml.ts), comments kept where they stand (comments.ts), a file with several YAML documents refused.
 import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Alias, type Document } from 'yaml';
 import { OpsError } from '../errors.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { MAX_ALIASES, refuseDeepNesting, tooManyAliases } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
@@ -198,7 +198,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   }
   const targets = aliasTargets(doc);
   const target = (alias: Alias): unknown => targets.get(alias);
-  let aliases = 0;
+  let aliases = 0; // aliases being copied now (inside a copy: nothing recorded)
+  let expanded = 0; // aliases copied in all
   // Where each map key and list item stands (YAML), to place the comments afterwards
   const at = positions(text);
   const anchors: Anchor[] = [];
@@ -245,6 +246,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     recordValue(node, path, keyAt);
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
+      // every copy counted, those inside a copy too: nested aliases (an alias bomb) would copy without end
+      if (++expanded > MAX_ALIASES) throw tooManyAliases(file);
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
       aliases--;

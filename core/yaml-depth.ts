@@ -1,8 +1,9 @@
 // How deep a YAML or JSON file nests, read before any parser: the yaml library recurses once per level and a file
 // nested about a thousand levels deep exhausts it (a crash, not an error). Every YAML file ops reads from a user goes
-// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata. And how many aliases one
-// may expand (an alias bomb), for the readers that expand them: environment.yml (the yaml library's maxAliasCount)
-// and the sops files' tree (tree-parse.ts); the others read the document without expanding (initdata, .sops.yaml).
+// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata. And how many values its
+// aliases may make once copied (an alias bomb ran out of memory): every read that builds a file's values, or hands it
+// to a loader that does, goes through refuseAliasBomb (sops files' tree, environment.yml, initdata).
+import { type Alias, type Document, isAlias, isMap, isSeq, visit } from 'yaml';
 import { OpsError } from './errors.ts';
 
 /**
@@ -81,18 +82,55 @@ export function refuseDeepNesting(text: string, file: string): void {
 }
 
 /**
- * How many alias expansions a YAML file ops reads may make (the yaml library's `maxAliasCount`: each use of an
- * alias, times the aliases inside what it repeats); the same limit for every reader that expands aliases. The
- * library's default, 100, refuses a legitimate file (120 hosts each `host_key: *key`); this still stops an alias
- * bomb ("billion laughs": nested aliases that expand into a huge value, which ran out of memory) long before it
- * costs memory.
+ * How many values a YAML file ops reads may make by copying aliases: each use of an alias makes a copy of what it
+ * names, those inside it copied too. Thousands of entries sharing one anchor (`<<: *user`, 120 hosts' `*key`) make
+ * tens of thousands; an alias bomb ("billion laughs": nested aliases, 10 uses of 10 uses of ...) makes hundreds of
+ * millions, which ran the process out of memory. One limit for every reader (refuseAliasBomb).
  */
-export const MAX_ALIASES = 10_000;
+export const MAX_ALIAS_COPIES = 1_000_000;
 
-/** The refusal of `file` for expanding more than MAX_ALIASES aliases, one line and a hint; nothing of its text quoted. */
-export function tooManyAliases(file: string): OpsError {
-  return new OpsError(
-    `${file} expands YAML aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
-    'write some values out instead of aliasing them',
-  );
+/**
+ * What each alias of a parsed YAML document names: the last node before it holding that anchor (YAML 1.2,
+ * 7.1 "Alias Nodes"), undefined when none does; found in one pass in document order. Alias.resolve searches the
+ * whole document on each call, so a file sharing one anchor among thousands of entries took minutes to read.
+ */
+export function aliasTargets(doc: Document.Parsed | Document): Map<Alias, unknown> {
+  const named = new Map<string, unknown>();
+  const targets = new Map<Alias, unknown>();
+  visit(doc, (_, node) => {
+    if (isAlias(node)) targets.set(node, named.get(node.source));
+    else if ((node as { anchor?: string } | null)?.anchor) named.set((node as { anchor: string }).anchor, node);
+  });
+  return targets;
+}
+
+/**
+ * Refuse parsed document `doc` of `file` when its aliases would make more than MAX_ALIAS_COPIES values once built,
+ * counted without building them (linear in the document): every YAML read of a user file calls it before its values
+ * are built (or before the text goes to a loader that builds them: initdata's PyYAML). An alias inside what it names
+ * (recursion) counts as nothing more. Recursion follows the document's nesting (refuseDeepNesting bounds it).
+ * @throws OpsError naming the file and the aliases, one line; nothing of its text quoted.
+ */
+export function refuseAliasBomb(doc: Document.Parsed | Document, file: string): void {
+  const targets = aliasTargets(doc);
+  const size = new Map<unknown, number>(); // values a node makes when built, its aliases' copies included
+  let copies = 0;
+  // post-order in document order: what an alias names (before it) is counted before the alias (unless it holds it)
+  const count = (node: unknown): number => {
+    let n = 1;
+    if (isAlias(node)) {
+      n = size.get(targets.get(node)) ?? 0;
+      copies += n;
+      if (copies > MAX_ALIAS_COPIES)
+        throw new OpsError(
+          `${file} makes more than ${MAX_ALIAS_COPIES} values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
+          'write some values out instead of aliasing them',
+        );
+    } else if (isMap(node)) for (const pair of node.items) n += count(pair.key) + count(pair.value);
+    else if (isSeq(node)) for (const item of node.items) n += count(item);
+    else if (node === null || node === undefined) return 0;
+    size.set(node, n);
+    return n;
+  };
+  count(doc.contents);
 }

@@ -13,7 +13,7 @@ import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
-import { MAX_ALIASES, refuseDeepNesting, tooManyAliases } from '../yaml-depth.ts';
+import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -351,11 +351,11 @@ export function readYamlFile(file: string, label = file): unknown {
         hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
         'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
       );
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    refuseAliasBomb(doc, label);
+    value = doc.toJS({ maxAliasCount: -1 }); // counted above, by what the copies make (the library counts alias uses)
   } catch (e) {
     if (e instanceof OpsError) throw e;
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
-    if (/alias/i.test(String((e as Error).message))) throw tooManyAliases(label);
     throw new OpsError(hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`), 'fix the file (see the message above)');
   }
   if (entry) keepParsed(entry, value);

@@ -1,6 +1,9 @@
 // How deep a YAML or JSON file nests, read before any parser: the yaml library recurses once per level and a file
 // nested about a thousand levels deep exhausts it (a crash, not an error). Every YAML file ops reads from a user goes
-// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata.
+// through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata. And how many values its
+// aliases may make once copied (an alias bomb ran out of memory): every read that builds a file's values, or hands it
+// to a loader that does, goes through refuseAliasBomb (sops files' tree, environment.yml, initdata).
+import { type Alias, type Document, isAlias, isMap, isSeq, visit } from 'yaml';
 import { OpsError } from './errors.ts';
 
 /**
@@ -76,4 +79,58 @@ export function refuseDeepNesting(text: string, file: string): void {
   if (nestingDepth(text) > MAX_NESTING) {
     throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
   }
+}
+
+/**
+ * How many values a YAML file ops reads may make by copying aliases: each use of an alias makes a copy of what it
+ * names, those inside it copied too. Thousands of entries sharing one anchor (`<<: *user`, 120 hosts' `*key`) make
+ * tens of thousands; an alias bomb ("billion laughs": nested aliases, 10 uses of 10 uses of ...) makes hundreds of
+ * millions, which ran the process out of memory. One limit for every reader (refuseAliasBomb).
+ */
+export const MAX_ALIAS_COPIES = 1_000_000;
+
+/**
+ * What each alias of a parsed YAML document names: the last node before it holding that anchor (YAML 1.2,
+ * 7.1 "Alias Nodes"), undefined when none does; found in one pass in document order. Alias.resolve searches the
+ * whole document on each call, so a file sharing one anchor among thousands of entries took minutes to read.
+ */
+export function aliasTargets(doc: Document.Parsed | Document): Map<Alias, unknown> {
+  const named = new Map<string, unknown>();
+  const targets = new Map<Alias, unknown>();
+  visit(doc, (_, node) => {
+    if (isAlias(node)) targets.set(node, named.get(node.source));
+    else if ((node as { anchor?: string } | null)?.anchor) named.set((node as { anchor: string }).anchor, node);
+  });
+  return targets;
+}
+
+/**
+ * Refuse parsed document `doc` of `file` when its aliases would make more than MAX_ALIAS_COPIES values once built,
+ * counted without building them (linear in the document): every YAML read of a user file calls it before its values
+ * are built (or before the text goes to a loader that builds them: initdata's PyYAML). An alias inside what it names
+ * (recursion) counts as nothing more. Recursion follows the document's nesting (refuseDeepNesting bounds it).
+ * @throws OpsError naming the file and the aliases, one line; nothing of its text quoted.
+ */
+export function refuseAliasBomb(doc: Document.Parsed | Document, file: string): void {
+  const targets = aliasTargets(doc);
+  const size = new Map<unknown, number>(); // values a node makes when built, its aliases' copies included
+  let copies = 0;
+  // post-order in document order: what an alias names (before it) is counted before the alias (unless it holds it)
+  const count = (node: unknown): number => {
+    let n = 1;
+    if (isAlias(node)) {
+      n = size.get(targets.get(node)) ?? 0;
+      copies += n;
+      if (copies > MAX_ALIAS_COPIES)
+        throw new OpsError(
+          `${file} makes more than ${MAX_ALIAS_COPIES} values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
+          'write some values out instead of aliasing them',
+        );
+    } else if (isMap(node)) for (const pair of node.items) n += count(pair.key) + count(pair.value);
+    else if (isSeq(node)) for (const item of node.items) n += count(item);
+    else if (node === null || node === undefined) return 0;
+    size.set(node, n);
+    return n;
+  };
+  count(doc.contents);
 }

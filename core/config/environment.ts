@@ -13,7 +13,7 @@ import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -359,18 +359,15 @@ export function readYamlFile(file: string, label = file): unknown {
         hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
         'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
       );
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    refuseAliasBomb(doc, label);
+    value = doc.toJS({ maxAliasCount: -1 }); // counted above, by what the copies make (the library counts alias uses)
   } catch (e) {
     if (e instanceof OpsError) throw e;
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
     const message = String((e as Error).message);
     throw new OpsError(
       hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`),
-      /^Merge sources/.test(message)
-        ? 'a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])'
-        : /alias/i.test(message)
-          ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
-          : 'fix the file (see the message above)',
+      /^Merge sources/.test(message) ? 'a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])' : 'fix the file (see the message above)',
     );
   }
   if (entry) keepParsed(entry, value);
@@ -394,14 +391,6 @@ function yamlErrorMessage(label: string, text: string, error: YAMLError): string
   if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
   return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
 }
-
-/**
- * How many alias expansions readYamlFile lets a file make (the yaml library's `maxAliasCount`: each use of an
- * alias, times the aliases inside what it repeats). The library's default, 100, refuses a legitimate file (120
- * hosts each `host_key: *key`); this still stops an alias bomb ("billion laughs": nested aliases that expand
- * into a huge value) long before it costs memory.
- */
-export const MAX_ALIASES = 10_000;
 
 /**
  * The yaml library's warnings about a document (an unknown tag such as `!!foo` or `!local`, which it would read

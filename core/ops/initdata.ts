@@ -10,7 +10,7 @@ import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { auditReason, maskSecretLike, OpsError, fileError, userFileExists } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
-import { aliasTargets, syntaxError } from '../secrets/tree-parse.ts';
+import { syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { deployState } from '../steps/release.ts';
@@ -21,7 +21,7 @@ import { environmentSecrets } from './secrets.ts';
 import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -96,7 +96,9 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
       break;
     }
   }
-  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');
+  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
+  // a file the loader would expand past the limit every YAML read of ops has (an alias bomb): counted, not expanded
+  refuseAliasBomb(doc, path);
   return { path, text, encrypted };
 }
 

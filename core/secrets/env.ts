@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
+import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
 import { OpsError, userFileExists } from '../errors.ts';
 import { keyName, own } from '../report.ts';
@@ -102,7 +103,12 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile: unknown;
   try {
-    keyFile = (parseYaml(readFileSync(configFile, 'utf8'), { ...ENVIRONMENT_YAML, logLevel: 'error' }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
+    const text = readFileSync(configFile, 'utf8');
+    refuseDeepNesting(text, configFile);
+    const doc = parseDocument(text, { ...ENVIRONMENT_YAML, logLevel: 'error' });
+    if (doc.errors.length) return ids;
+    refuseAliasBomb(doc, configFile); // refused quietly here (the loader says so), never built
+    keyFile = (doc.toJS({ maxAliasCount: -1 }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
   } catch {
     return ids;
   }

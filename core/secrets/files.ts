@@ -1,7 +1,7 @@
 // An environment's sops files opened for a change: its secrets file (created for .sops.yaml's recipients when
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import { listEnvironments } from '../config/environment.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
@@ -56,6 +56,17 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith, 
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients, openWith: open }), created: true };
 }
 
+/**
+ * How to change sops file `file` (shown as `shown`), said when it is given to encrypt again: an environment's
+ * secrets file is edited by `ops secrets edit <env>`, which takes an environment, not a file; any other file
+ * (an asset) has no ops command that edits it, so sops's own, or its plaintext written back and encrypted again.
+ */
+function changeEncryptedHint(root: string, file: string, shown: string): string {
+  const env = /^environments\/([^/]+)\/secrets\.sops\.yaml$/.exec(relative(root, file).split(sep).join('/'))?.[1];
+  if (env) return `change it with \`ops secrets edit ${env}\` (or one value: ops secrets set ${env} <key>)`;
+  return `see it with \`ops secrets decrypt ${shown}\`; to change it, \`sops edit ${shown}\`, or write the plaintext back (\`ops secrets decrypt ${shown} > plain && mv plain ${shown}\`), edit it and run \`ops secrets encrypt ${shown}\` again`;
+}
+
 /** How encryptInPlace is run. */
 export interface EncryptOptions {
   /** Names the file in messages (default: its path). */
@@ -88,7 +99,7 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
     throw fileError(e, shown, 'read', 'a plain YAML or JSON file');
   }
   const text = decodeUtf8(bytes, shown, 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or keep binary data as base64 text; the file was left as it was');
-  if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
+  if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file; it was left as it was`, changeEncryptedHint(root, file, shown));
   const retyped: Retyped[] = [];
   const format = formatOf(file);
   const recipients = recipientsFor(root, file);

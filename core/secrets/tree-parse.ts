@@ -1,8 +1,8 @@
 // YAML and JSON text into the ordered tree, with the rules of sops's parsers: go-yaml's scalar resolution
 // (goyaml.ts), comments kept where they stand (comments.ts), a file with several YAML documents refused.
-import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Alias, type Document } from 'yaml';
+import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias } from 'yaml';
 import { OpsError } from '../errors.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
@@ -120,21 +120,6 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 }
 
 /**
- * What each alias of a parsed YAML document names: the last node before it holding that anchor (YAML 1.2,
- * 7.1 "Alias Nodes"), undefined when none does; found in one pass in document order. Alias.resolve searches the
- * whole document on each call, so a file sharing one anchor among thousands of entries took minutes to read.
- */
-export function aliasTargets(doc: Document.Parsed | Document): Map<Alias, unknown> {
-  const named = new Map<string, unknown>();
-  const targets = new Map<Alias, unknown>();
-  visit(doc, (_, node) => {
-    if (isAlias(node)) targets.set(node, named.get(node.source));
-    else if ((node as { anchor?: string } | null)?.anchor) named.set((node as { anchor: string }).anchor, node);
-  });
-  return targets;
-}
-
-/**
  * Parse YAML or JSON into a tree whose top level is a map, reading values as sops does: YAML scalars with
  * go-yaml v3's rules (goyaml.ts), JSON numbers as Go's json.Number normalised by sops (an integer in the
  * 64-bit range is an `int`, anything else a `float`). Aliases are expanded, each use a copy (sops encrypts each
@@ -196,9 +181,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   if (!isMap(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
   }
+  refuseAliasBomb(doc, file); // before any copy is made
   const targets = aliasTargets(doc);
   const target = (alias: Alias): unknown => targets.get(alias);
-  let aliases = 0;
+  let aliases = 0; // aliases being copied now (inside a copy: nothing recorded)
   // Where each map key and list item stands (YAML), to place the comments afterwards
   const at = positions(text);
   const anchors: Anchor[] = [];

@@ -207,12 +207,17 @@ function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => v
   return { stdout: fd, close: () => closeSync(fd) };
 }
 
+/** The editor the user chose: $EDITOR, else $VISUAL; undefined when neither is set (non-empty). */
+function chosenEditor(processEnv: NodeJS.ProcessEnv): string | undefined {
+  return processEnv.EDITOR || processEnv.VISUAL || undefined;
+}
+
 /**
  * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
  * person's terminal, never a pipe or a log (editorScreen).
  */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
-  const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';
+  const editor = chosenEditor(processEnv) ?? 'vi';
   return new Promise((res, rej) => {
     const screen = editorScreen();
     let child: ReturnType<typeof spawn>;
@@ -544,13 +549,22 @@ is a placeholder (CHANGE-ME), a packages secret provision would not write, and a
 A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.
 A secrets file created by edit (the environment had none) encrypted to none of your own age keys is refused before the
-editor opens, unless --force, as ops secrets encrypt refuses it.`,
+editor opens, unless --force, as ops secrets encrypt refuses it.
+With no $EDITOR or $VISUAL set and stdin not a terminal (CI, a pipe), it is refused (vi would wait forever); an
+editor that is set is run whatever stdin is (code --wait needs no terminal; vi or nano would need one).`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
+        // vi (the default) on a stdin that is no terminal (CI, a pipe) waits forever for keys that never come: refused
+        // before anything is decrypted. An editor that was set is run: a GUI one (code --wait) or a script needs none.
+        if (!chosenEditor(ctx.processEnv) && !(ctx.stdin as NodeJS.ReadStream).isTTY)
+          throw new OpsError(
+            'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
+            `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`,
+          );
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
         const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });
@@ -624,6 +638,8 @@ changes nothing); a value of several lines is given from a file instead (< FILE)
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
+A value typed into the key (api_token=..., 'api_token: ...', 'api_token ...') is refused before stdin is read, what
+follows the key never shown (sops keeps key names in clear text); a key holding = or a space goes in double quotes.
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
 New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing

@@ -87,6 +87,15 @@ describe('initdata: the file is checked as the loader will read it', () => {
     expect(Date.now() - started).toBeLessThan(30_000); // seconds when idle, more beside the suite; resolving each alias by a search of the whole document: hours
   });
 
+  it('refuses an alias bomb (nested aliases the loader would expand until the host runs out of memory) in one line, nothing sent', async () => {
+    let text = 'a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n';
+    for (let i = 1; i <= 8; i++) text += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(',')}]\n`;
+    const r = await load('bomb.yml', text);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/bomb\.yml makes more than 1000000 values by copying YAML aliases \(\*name\)/);
+    expect(r.uploads).toHaveLength(0);
+  });
+
   it('still refuses what is not one YAML document, before any step runs on the host', async () => {
     for (const [name, text, why] of [
       ['unclosed.yml', 'users: [unclosed\n', /not valid YAML/],

@@ -1,6 +1,6 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,6 +131,37 @@ describe('ops secrets set / show / decrypt', () => {
     expect(before).not.toBe(readFileSync(e.secrets, 'utf8'));
     expect(Object.keys((after.data as Record<string, Record<string, unknown>>).passwords!)).toContain('a=b@example.org');
     expect(Object.keys(after.data as Record<string, unknown>)).not.toContain('database_url ');
+  });
+
+  it('a value typed into the key as `KEY: VALUE` (copied from a secrets file) or `KEY VALUE` is refused like KEY=VALUE: not stored as a key name (sops keeps those in clear text), never shown, stdin or not', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const token = 'ghp_Zq8SecretTypedInArgv';
+    for (const [key, said] of [
+      [`api_token: ${token}`, 'the key path holds "api_token: …"'],
+      [`api_token ${token}`, 'the key path holds "api_token …"'],
+      [`api_token\t${token}`, 'the key path holds "api_token …"'],
+      [`datapass.client_secret: ${token}`, 'the key path holds "datapass.client_secret: …"'],
+    ] as const) {
+      // with the value on stdin, and with nothing there (its "no value on stdin" hint repeated the key)
+      for (const input of ['anything-long-enough-1', '']) {
+        const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, input);
+        expect(r.code, key).toBe(1);
+        expect(r.err, key).toContain(`${said}: a key path is a name, not KEY=VALUE, KEY: VALUE or KEY VALUE`);
+        expect(r.err, key).toMatch(/hint: give the value on stdin: printf '%s' 'the value' \| ops secrets set <env> (api_token|datapass\.client_secret) /);
+        expect(r.out + r.err, key).not.toContain(token);
+        expect(r.err.trim().split('\n'), key).toHaveLength(2); // the error and its hint
+      }
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // show --key takes the same paths: refused the same way, the value not echoed
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', `api_token: ${token}`], e.env);
+    expect(shown.code).toBe(1);
+    expect(shown.err).toContain('the key path holds "api_token: …"');
+    expect(shown.out + shown.err).not.toContain(token);
+    // a key holding a space on purpose is written in double quotes, as env's { secret: } references write it
+    expect((await cli(e.root, ['secrets', 'set', 'qa', '"my key"'], e.env, 'pw-Ky7q-long-enough')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', '"my key"'], e.env)).out).toBe('pw-Ky7q-long-enough');
   });
 
   it('set reads the value from stdin, creates nested keys; show prints it', async () => {
@@ -660,6 +691,26 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
   }
 });
 
+describe('ops secrets edit with no $EDITOR/$VISUAL and stdin not a terminal (CI, a pipe)', () => {
+  it('ends at once with an error saying to set $EDITOR or run it in a terminal, instead of waiting forever in vi; nothing changed', () => {
+    const e = (async () => newEnv())();
+    return e.then((e) => {
+      const before = readFileSync(e.secrets, 'utf8');
+      const started = Date.now();
+      const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), 'secrets', 'edit', 'qa'], {
+        env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...e.env },
+        input: '',
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(Date.now() - started).toBeLessThan(15_000); // it returned on its own, not stopped by the timeout
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^error: no \$EDITOR or \$VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed\n  hint: run it in a terminal, or set EDITOR to an editor that needs none \(EDITOR='code --wait'\), or set one value: printf '%s' "\$VALUE" \| ops secrets set qa <key>\n$/);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    });
+  }, 40_000);
+});
+
 describe('ops secrets edit with stdout not a terminal (piped, a CI log)', () => {
   it('the editor\'s screen (a terminal editor draws the plaintext there) does not reach stdout', async () => {
     const e = await newEnv();
@@ -1168,5 +1219,64 @@ describe('a file nested 1,000 levels deep (it ended the process: V8 out of memor
     expect(enc.code).toBe(1);
     expect(enc.err).toMatch(/\.sops\.yaml nests maps or lists more than 100 levels deep/);
     expect(readFileSync(shallow, 'utf8')).toBe('a: 1\n');
+  });
+});
+
+describe('a file with a YAML alias bomb (nested aliases: it ran for minutes, then out of memory)', () => {
+  it('secrets encrypt refuses it in one line naming the aliases, as environment.yml is refused; the file unchanged', () => {
+    const root = tempDir('ops-alias-bomb-');
+    mkdirSync(join(root, 'environments', 'qa', 'assets'), { recursive: true });
+    writeFileSync(join(root, 'package.json'), '{}');
+    const key = spawnSync('age-keygen', [], { encoding: 'utf8' }).stdout;
+    const recipient = /public key: (age1[0-9a-z]+)/.exec(key)![1]!;
+    writeFileSync(join(root, 'key.txt'), key, { mode: 0o600 });
+    writeFileSync(join(root, '.sops.yaml'), `creation_rules:\n  - path_regex: (^|/)environments/qa/\n    age: ${recipient}\n`);
+    // 10^8 values from 90 aliases
+    let text = 'a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n';
+    for (let i = 1; i <= 8; i++) text += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(',')}]\n`;
+    const file = join(root, 'environments', 'qa', 'assets', 'initdata.yml');
+    writeFileSync(file, text);
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), 'secrets', 'encrypt', file], {
+      env: { PATH: process.env.PATH, HOME: root, OPS_ROOT: root, SOPS_AGE_KEY_FILE: join(root, 'key.txt'), NODE_OPTIONS: '--max-old-space-size=512' },
+      encoding: 'utf8',
+      timeout: 40_000,
+    });
+    expect(r.stderr).not.toMatch(/Last few GCs|heap out of memory/);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^error: environments\/qa\/assets\/initdata\.yml makes more than 1000000 values by copying YAML aliases \(\*name\), counting those inside what an alias repeats \(an alias bomb\?\): ops reads no such file; nothing was changed\n  hint: write some values out instead of aliasing them\n$/);
+    expect(readFileSync(file, 'utf8')).toBe(text);
+  }, 60_000);
+
+  it('secrets edit refuses such a text typed in the editor, by the same limit; 20,000 uses of one alias are read', async () => {
+    const e = await newEnv();
+    const bomb = editor(`printf 'a0: &a0 [x,x,x,x,x,x,x,x,x,x]\\n' > "$1"; for i in 1 2 3 4 5 6 7; do printf "a$i: &a$i [*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1)),*a$((i-1))]\\n" >> "$1"; done`);
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bomb.cmd }, 'n\n');
+    expect(r.err).toContain('the edited text makes more than 1000000 values by copying YAML aliases (*name)');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const shared = join(e.root, 'environments', 'qa', 'assets', 'shared.yml');
+    writeFileSync(shared, `key: &k Zq8-shared-long-enough\nhosts:\n${Array.from({ length: 20_000 }, (_, i) => `  - {name: web${i}, key: *k}`).join('\n')}\n`);
+    expect((await cli(e.root, ['secrets', 'encrypt', shared], e.env)).code).toBe(0);
+  });
+});
+
+describe('ops secrets encrypt of a file already encrypted', () => {
+  it('refuses it with a hint that works for that file: an asset is seen with decrypt and changed with sops edit or encrypt again; the secrets file with ops secrets edit <env>', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments', 'qa', 'assets', 'initdata.yml');
+    mkdirSync(join(e.root, 'environments', 'qa', 'assets'), { recursive: true });
+    writeFileSync(file, 'users:\n  admin: Zq8-long-enough-password\n');
+    expect((await cli(e.root, ['secrets', 'encrypt', file], e.env)).code).toBe(0);
+    const encrypted = readFileSync(file, 'utf8');
+    const again = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(again.code).toBe(1);
+    expect(again.err).toBe(
+      'error: environments/qa/assets/initdata.yml is already a sops file; it was left as it was\n' +
+        '  hint: see it with `ops secrets decrypt environments/qa/assets/initdata.yml`; to change it, `sops edit environments/qa/assets/initdata.yml`, or write the plaintext back (`ops secrets decrypt environments/qa/assets/initdata.yml > plain && mv plain environments/qa/assets/initdata.yml`), edit it and run `ops secrets encrypt environments/qa/assets/initdata.yml` again\n',
+    );
+    expect(readFileSync(file, 'utf8')).toBe(encrypted);
+    const secrets = await cli(e.root, ['secrets', 'encrypt', e.secrets], e.env);
+    expect(secrets.code).toBe(1);
+    expect(secrets.err).toContain('hint: change it with `ops secrets edit qa` (or one value: ops secrets set qa <key>)');
   });
 });

@@ -305,6 +305,23 @@ describe('the environment\'s age_key_file', () => {
   });
 });
 
+describe('the environment\'s age_key_file in an environment.yml using aliases', () => {
+  it('is read when 120 hosts share a key by alias (the yaml library\'s default limit, 100 uses, dropped it silently), not when the file is an alias bomb', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+    const id = await generateIdentity();
+    writeFileSync(join(root, 'environments', 'x', 'age-key.txt'), id.keyFile);
+    const hosts = Array.from({ length: 120 }, (_, i) => `  - {name: web${i}, host_key: ${i ? '*hk' : '&hk ssh-ed25519 AAAA'}}`).join('\n');
+    writeFileSync(join(root, 'environments', 'x', 'environment.yml'), `app: shop\nhosts:\n${hosts}\nsecrets: {age_key_file: age-key.txt}\n`);
+    const recipients = (ids: Awaited<ReturnType<typeof loadEnvIdentities>>) => ids.identities.some((i) => i.recipient === id.recipient);
+    expect(recipients(await loadEnvIdentities(root, 'x', {}))).toBe(true);
+    let bomb = 'app: shop\nsecrets: {age_key_file: age-key.txt}\na0: &a0 [x,x,x,x,x,x,x,x,x,x]\n';
+    for (let i = 1; i <= 8; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(',')}]\n`;
+    writeFileSync(join(root, 'environments', 'x', 'environment.yml'), bomb);
+    expect(recipients(await loadEnvIdentities(root, 'x', {}))).toBe(false); // read loosely: the loader says what is wrong
+  });
+});
+
 describe('an age_key_file inside the repository', () => {
   it('is said for an environment other than the sandbox, with whether git tracks (committed) or ignores it; never for local or a key outside', async () => {
     const root = tempDir();

@@ -367,7 +367,8 @@ export function onUncaught(print: (message: string) => void): void {
   const handle = (err: unknown) => {
     // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    // its message may quote a host's words: shown as the reporters show them
+    print(showControls(formatError(err)));
     // Exiting here would leave the run's locks held and its steps running: the run stops, then exits.
     if (stopRunsOnFault(err)) return;
     process.exit(1);

@@ -1,7 +1,8 @@
 // What every action entry point shares: inputs → OpsContext → operation → outputs, summary and failure.
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
-import { NoAgeIdentity, OpsError, formatError, onUncaught } from './errors.ts';
+import { randomUUID } from 'node:crypto';
+import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
 import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
 import { exactForms, guardOutput, Masker, seconds, type Reporter } from './report.ts';
@@ -31,14 +32,34 @@ export class ActionsReporter implements Reporter {
   redact(text: string): string {
     return this.masker.redact(text);
   }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  private shown(text: string): string {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  private log(text: string): void {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return core.info(shown);
+    const token = randomUUID();
+    core.info(`::stop-commands::${token}`);
+    core.info(shown);
+    core.info(`::${token}::`);
+  }
   info(message: string): void {
-    core.info(this.redact(message));
+    this.log(message);
   }
   warn(message: string): void {
-    core.warning(this.redact(message));
+    // an annotation's text is escaped by @actions/core (% \r \n): no command can start in it
+    core.warning(this.shown(message));
   }
   error(message: string): void {
-    core.error(this.redact(message));
+    core.error(this.shown(message));
   }
   async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
     // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading. Whether a group is
@@ -47,15 +68,15 @@ export class ActionsReporter implements Reporter {
     const own = !this.groupOpen;
     const start = Date.now();
     if (own) {
-      core.startGroup(this.redact(title));
+      core.startGroup(this.shown(title));
       this.groupOpen = true;
-    } else core.info(`▸ ${this.redact(title)}`);
+    } else this.log(`▸ ${title}`);
     try {
       const result = await fn();
-      core.info(`✓ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`✓ ${title} (${seconds(Date.now() - start)})`);
       return result;
     } catch (e) {
-      core.info(`✗ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`✗ ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
       if (own) {
@@ -65,10 +86,10 @@ export class ActionsReporter implements Reporter {
     }
   }
   line(host: string, text: string): void {
-    core.info(this.redact(`${host} ${text}`));
+    this.log(`${host} ${text}`);
   }
   async summary(markdown: string): Promise<void> {
-    await core.summary.addRaw(this.redact(markdown), true).write();
+    await core.summary.addRaw(this.shown(markdown), true).write();
   }
   output(name: string, value: string): void {
     core.setOutput(name, this.redact(value));
@@ -185,6 +206,6 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
     const environment = core.getInput('environment').trim();
     const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
     // What it quotes of an input or a file with a URL's password and a private key hidden (hideSecrets), as the CLI does.
-    core.setFailed(hideSecrets(reporter.redact(formatError(error))));
+    core.setFailed(showControls(hideSecrets(reporter.redact(formatError(error)))));
   }
 }

@@ -186,9 +186,35 @@ export function auditReason(err: unknown, redact: (text: string) => string = (t)
     why = err.verdict ? lines.join(' / ') : (lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? '');
   }
   const text = [first, why].filter((t) => t.trim()).join(': ') || 'failed (no reason given)';
-  // eslint-disable-next-line no-control-regex
-  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const one = printableLine(text);
   return one.length > max ? `${one.slice(0, max - 1).trimEnd()}…` : one;
+}
+
+/**
+ * Control characters a terminal acts on (C0 but tab and newline, DEL, C1), found one by one: CONTROL_RUN for runs.
+ * ESC and BEL in an app's log line or a commit subject set the terminal's title, clear the screen or move the cursor.
+ */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+/** Runs of control characters, newlines and tab included, and the Unicode line and paragraph separators. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
+
+/**
+ * `text` as it may reach a terminal or a job log: each control character that text from outside carries (an app's
+ * log line, a commit subject, a host's output, an audit entry) shown as visible text, `\x1b` for ESC, `\x07` for BEL
+ * (two lowercase hex digits, C1 ones too: `\x9b`), so it is read, never acted on. Tab and newline stay (lines and
+ * columns), and a carriage return before a newline is dropped (a CRLF line end); a lone one is shown (`\x0d`: it
+ * would overwrite the line). The one way to make outside text safe for a person's screen: the reporters' lines and the
+ * CLI's human output go through it; --json output does not (JSON escapes them itself).
+ */
+export function showControls(text: string): string {
+  return text.replace(CONTROL, (c, at: number) => (c === '\r' && text[at + 1] === '\n' ? '' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
+/** `text` on one line of printable characters: every run of control characters (a newline too) and spaces as one space, trimmed. */
+export function printableLine(text: string): string {
+  return text.replace(CONTROL_RUN, ' ').replace(/\s+/g, ' ').trim();
 }
 
 /** The last `n` non-empty lines of a text. */
@@ -361,7 +387,8 @@ export function onUncaught(print: (message: string) => void): void {
   const handle = (err: unknown) => {
     // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    // its message may quote a host's words: shown as the reporters show them
+    print(showControls(formatError(err)));
     // Exiting here would leave the run's locks held and its steps running: the run stops, then exits.
     if (stopRunsOnFault(err)) return;
     process.exit(1);

@@ -1,11 +1,12 @@
 // One reporter for every operation: a terminal (aligned, optionally coloured lines) or GitHub Actions (groups,
 // masks, job summary, outputs: ActionsReporter in core/action.ts, so the CLI never loads @actions/core).
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
-// the runner's own masking does not apply (local runs).
+// the runner's own masking does not apply (local runs), then through showControls (core/errors.ts), so an escape
+// sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
-import { describeLowLevel, markOwnOutput } from './errors.ts';
+import { describeLowLevel, markOwnOutput, showControls } from './errors.ts';
 import { runHandlesSignals, signalExit } from './signals.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -541,12 +542,22 @@ export class ConsoleReporter implements Reporter {
   private paint(code: string, text: string): string {
     return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
-  private write(stream: NodeJS.WritableStream, text: string, depth = this.nesting.getStore() ?? (this.open ? 1 : 0)): void {
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls: none acts on the terminal). */
+  private shown(text: string): string {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` on `stream` (shown), each line indented to `depth`, painted with the colour `code` if any: ops's own
+   * escapes go on after the text is made safe, so only they reach the terminal. `host`: a remote line's prefix (cyan).
+   */
+  private write(stream: NodeJS.WritableStream, text: string, options: { code?: string; depth?: number; host?: string } = {}): void {
     // A stream that failed (guardOutput) takes nothing more: the run goes on without its output.
     if (brokenOutputs.has(stream)) return;
+    const depth = options.depth ?? this.nesting.getStore() ?? (this.open ? 1 : 0);
     const pad = '  '.repeat(depth);
+    const body = options.code ? this.paint(options.code, this.shown(text)) : this.shown(text);
     stream.write(
-      this.redact(text)
+      (options.host === undefined ? body : `${this.paint('36', this.shown(options.host))} ${body}`)
         .split('\n')
         .map((l) => pad + l)
         .join('\n') + '\n',
@@ -565,29 +576,29 @@ export class ConsoleReporter implements Reporter {
     this.write(this.out, message);
   }
   warn(message: string): void {
-    this.write(this.err, this.paint('33', `warning: ${message}`));
+    this.write(this.err, `warning: ${message}`, { code: '33' });
   }
   error(message: string): void {
-    this.write(this.err, this.paint('31', `error: ${message}`));
+    this.write(this.err, `error: ${message}`, { code: '31' });
   }
   async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
     const start = Date.now();
     const depth = this.nesting.getStore() ?? 0;
-    this.write(this.out, this.paint('1', `▸ ${title}`), depth);
+    this.write(this.out, `▸ ${title}`, { code: '1', depth });
     this.open++;
     try {
       const result = await this.nesting.run(depth + 1, fn);
-      this.write(this.out, this.paint('2', `✓ ${title} (${seconds(Date.now() - start)})`), depth);
+      this.write(this.out, `✓ ${title} (${seconds(Date.now() - start)})`, { code: '2', depth });
       return result;
     } catch (e) {
-      this.write(this.err, this.paint('31', `✗ ${title} (${seconds(Date.now() - start)})`), depth);
+      this.write(this.err, `✗ ${title} (${seconds(Date.now() - start)})`, { code: '31', depth });
       throw e;
     } finally {
       this.open--;
     }
   }
   line(host: string, text: string, stream: Stream): void {
-    this.write(stream === 'stderr' ? this.err : this.out, `${this.paint('36', host)} ${text}`);
+    this.write(stream === 'stderr' ? this.err : this.out, text, { host });
   }
   async summary(markdown: string): Promise<void> {
     this.write(this.out, markdown);

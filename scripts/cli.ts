@@ -2,7 +2,7 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorFields, failedResult, formatError } from '../core/errors.ts';
+import { OpsError, errorFields, errorParts, failedResult, formatError, showControls } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
@@ -73,14 +73,15 @@ export function command<const O extends Options = Record<never, OptionSpec>>(c: 
 /**
  * Print a command's result: with --json, the result as JSON on stdout (for scripts); else `human(result)` on
  * stdout, or through the reporter as the job's summary (`summary`: Markdown) or a message (`info`). Everything
- * goes through the reporter's redaction: a value registered as secret never reaches the output.
+ * goes through the reporter's redaction: a value registered as secret never reaches the output; human text also
+ * through showControls (a commit subject's or a log line's escape sequences shown, not acted on).
  */
 export async function printResult<T>(ctx: CommandContext, result: T, human: (r: T) => string, via: 'stdout' | 'summary' | 'info' = 'stdout'): Promise<void> {
   const { reporter, stdout } = ctx;
   if (ctx.values.json) stdout.write(reporter.redact(JSON.stringify(result, null, 2)) + '\n');
   else if (via === 'summary') await reporter.summary(human(result));
   else if (via === 'info') reporter.info(human(result));
-  else stdout.write(reporter.redact(human(result)) + '\n');
+  else stdout.write(showControls(reporter.redact(human(result))) + '\n');
 }
 
 /** The `--json` option every command that prints a result has. */
@@ -285,7 +286,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const word = argv[1];
     if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
-      stderr.write(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`));
+      stderr.write(showControls(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`)));
     } else if (group.length && (word === '--help' || word === '-h')) {
       stdout.write(`"ops ${argv[0]}" subcommands:\n${group.map((c) => `  ${usageLine(c)}\n      ${c.summary}`).join('\n')}\n`);
       return 0;
@@ -293,7 +294,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else {
       const near = didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
-      stderr.write(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`) + `\n\n${mainHelp(commands)}\n`);
+      stderr.write(showControls(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`)) + `\n\n${mainHelp(commands)}\n`);
     }
     return 2;
   }
@@ -364,7 +365,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     return await command.run({ args, values, reporter, root: root ?? cwd, inProject, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
-    stderr.write(`error: ${shown(formatError(e, processEnv))}\n`);
+    stderr.write(`error: ${showControls(shown(formatError(e, processEnv)))}\n`);
     const code = e instanceof UsageError ? 2 : 1;
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;

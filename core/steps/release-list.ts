@@ -4,6 +4,7 @@ import type { Target } from '../target.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { printableLine } from '../errors.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { LIBRARY_KEYS } from './libraries.ts';
@@ -102,16 +103,15 @@ export function parseReleases(env: Target, r: StepResult): ReleaseInfo[] {
  * the message of the last failed deploy audit line naming it (release_audit). One line of printable characters each.
  */
 function releaseReasons(r: StepResult): Map<string, string> {
-  const printable = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
   const out = new Map<string, string>();
   for (const line of reportedAll(r, RELEASES_KEYS.release_audit)) {
     const entry = parseAuditLine(line);
-    const why = printable(entry.message ?? '');
+    const why = printableLine(entry.message ?? '');
     if (entry.time && entry.release && why) out.set(entry.release, why);
   }
   for (const line of reportedAll(r, RELEASES_KEYS.release_mark)) {
     const sp = line.indexOf(' ');
-    const why = sp < 0 ? '' : printable(line.slice(sp + 1));
+    const why = sp < 0 ? '' : printableLine(line.slice(sp + 1));
     if (why) out.set(line.slice(0, sp), why);
   }
   return out;

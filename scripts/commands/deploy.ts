@@ -102,10 +102,12 @@ export const commands: Command[] = [
     summary: 'break the lock on purpose: stops what its run left running on each host first; recorded in the audit log',
     args: ['<env>'],
     options: { force: { type: 'boolean', description: 'also a lock whose run is still connected (a stuck run): its processes there are stopped' } },
-    async run({ args, ops, stdout, values }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { breakLock, formatLockRelease } = await import('../../core/ops/records.ts');
       const list = await breakLock(ops, openEnvironment(ops, args[0]!), Boolean(values.force));
-      stdout.write(`${formatLockRelease(list, args[0]!)}\n`);
+      // the holder's name and message come from whoever took the lock: printed as any result (masked, controls shown)
+      await printResult(ctx, list, (l) => formatLockRelease(l, args[0]!));
       return list.some((r) => r.refused) ? 1 : 0;
     },
   }),

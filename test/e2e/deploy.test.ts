@@ -145,6 +145,23 @@ describe.sequential('deploy on a provisioned host', () => {
     expect(await auditLog(project.ctx(), project.env(), 100)).toEqual(auditBefore);
   }, 120_000);
 
+  it('a dry run lists a commit whose subject holds a terminal escape sequence (an outside contributor wrote it) as visible text, not sent raw to the terminal', async () => {
+    const repo = await appRepo();
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim();
+    // a commit on top of v2 on a branch of its own (plumbing: the repository's checkout is left as it is)
+    const sha = git('commit-tree', 'v2^{tree}', '-p', 'v2^{commit}', '-m', 'fix \x1b]0;pwned\x07typo\x1b[2J');
+    git('update-ref', 'refs/heads/escape-subject', sha);
+    const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+    const plan = await cli('deploy', 'e2e', '--ref', 'escape-subject', '--dry-run');
+    expect(plan.code, plan.err).toBe(0);
+    expect(plan.out).toContain('fix \\x1b]0;pwned\\x07typo\\x1b[2J');
+    expect(plan.out + plan.err).not.toContain('\x1b');
+    // --json keeps the subject exact (JSON escapes it)
+    const json = await cli('deploy', 'e2e', '--ref', 'escape-subject', '--dry-run', '--json');
+    expect(json.code, json.err).toBe(0);
+    expect(json.out).toContain('fix \\u001b]0;pwned\\u0007typo\\u001b[2J');
+  }, 120_000);
+
   it('the live sha with a changed .env value is deployed again, not reported as already live; then it is a no-op again', async () => {
     const config = testConfig([host], await appRepo(), '');
     const good = { ...config, env: project.env().config.env };

@@ -213,6 +213,23 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect((await sshRun(host, 'pgrep -f "tail -n [1] -F" || true')).stdout.trim()).toBe(''); // [1]: not this shell's own command line
   }, 60_000);
 
+  it('ops logs and ops logs -f: a line holding a terminal escape sequence (a crafted request the app logged) is shown as visible text, not sent raw to the terminal', async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    await root(`printf 'GET /\\033]0;pwned\\007\\033[2J HTTP/1.1\\n' >> /var/log/sample/server-${slot}.out.log`);
+    const shown = 'GET /\\x1b]0;pwned\\x07\\x1b[2J HTTP/1.1';
+    const r = await cli('logs', 'e2e', 'server', '-n', '5');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`${host.name} server-${slot}.out | ${shown}`);
+    expect(r.out + r.err).not.toContain('\x1b');
+    // streamed as the lines come, by the installed binary
+    const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '5'], project.root, (out) => out.includes('HTTP/1.1'), 'the logged request', 60_000);
+    await new Promise((res) => setTimeout(res, 500));
+    const out = following.out();
+    expect(await following.stop('SIGTERM')).toBe(143);
+    expect(out).toContain(shown);
+    expect(out).not.toContain('\x1b');
+  }, 90_000);
+
   it('ops logs -f stopped by SIGTERM or SIGHUP (a cancelled workflow, a closed terminal): exits as the signal says, nothing left on the host', async () => {
     for (const [signal, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
       const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '2'], project.root, (out) => out.includes('server-'), 'the first log lines', 60_000);

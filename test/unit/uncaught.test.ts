@@ -9,12 +9,12 @@ import { describe, expect, it } from 'vitest';
 const CORE = join(import.meta.dirname, '..', '..', 'core');
 
 /** A command whose event handler throws (`how`), `inRun` inside a run's fault handling, which exits 7 a turn later. */
-function command(inRun: boolean, how: 'throw' | 'reject'): { code: number | null; stderr: string } {
+function command(inRun: boolean, how: 'throw' | 'reject', message = 'socket.write is not a function'): { code: number | null; stderr: string } {
   const script = `const { onUncaught } = await import(${JSON.stringify(join(CORE, 'errors.ts'))});
 const { handleFaults } = await import(${JSON.stringify(join(CORE, 'signals.ts'))});
 onUncaught((m) => process.stderr.write('error: ' + m + '\\n'));
 if (${inRun}) handleFaults(({ error }) => { process.stderr.write('run: releasing its locks after ' + error.message + '\\n'); setTimeout(() => process.exit(7), 50); });
-setTimeout(() => { ${how === 'throw' ? "throw new TypeError('socket.write is not a function')" : "void Promise.reject(new TypeError('socket.write is not a function'))"}; }, 10);
+setTimeout(() => { ${how === 'throw' ? `throw new TypeError(${JSON.stringify(message)})` : `void Promise.reject(new TypeError(${JSON.stringify(message)}))`}; }, 10);
 setTimeout(() => process.stderr.write('still running\\n'), 5000);`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status, stderr: r.stderr };
@@ -36,5 +36,12 @@ describe('an error nobody caught', () => {
       expect(r.stderr, how).toMatch(/^error: internal error: socket\.write is not a function\n.*\nrun: releasing its locks after socket\.write is not a function\n$/s);
       expect(r.code, how).toBe(7);
     }
+  }, 60_000);
+
+  it("a message quoting a host's escape sequence: shown as text, not sent raw to the terminal", () => {
+    const r = command(false, 'throw', 'read \x1b]0;pwned\x07 from the host');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('read \\x1b]0;pwned\\x07 from the host');
+    expect(r.stderr).not.toContain('\x1b');
   }, 60_000);
 });

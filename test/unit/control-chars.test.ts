@@ -1,0 +1,137 @@
+// Text from outside ops (an app's log line, a commit subject, a host's output, an audit entry) holding a terminal
+// escape sequence: shown as visible text (showControls: `\x1b`, `\x07`), never sent raw to the terminal or the job
+// log, where "ESC]0;… BEL" sets the terminal's title and "ESC[2J" clears the screen; ops's own colours stay. In a
+// GitHub Actions log, a line starting with "::" is not acted on as a workflow command.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { stringify } from 'yaml';
+import { ActionsReporter } from '../../core/action.ts';
+import { OpsError, showControls } from '../../core/errors.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
+import { ConsoleReporter } from '../../core/report.ts';
+import { command, JSON_OPTION, printResult, runCli } from '../../scripts/cli.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
+import { runOps } from '../support/cli.ts';
+
+afterEach(() => vi.restoreAllMocks());
+
+const HOSTILE = 'started \x1b]0;pwned\x07\x1b[2J version 13';
+const SHOWN = 'started \\x1b]0;pwned\\x07\\x1b[2J version 13';
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+function collect(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (c: Buffer) => (text += c));
+  return { stream, text: () => text };
+}
+
+describe('showControls', () => {
+  it('shows C0 and C1 control characters and DEL as \\xHH; keeps tab, newline and text; drops a CR before a newline only', () => {
+    expect(showControls(HOSTILE)).toBe(SHOWN);
+    expect(showControls('a\tb\nc\u0000d\u007fe\u009bf\u0085g')).toBe('a\tb\nc\\x00d\\x7fe\\x9bf\\x85g');
+    expect(showControls('line\r\nnext\rover')).toBe('line\nnext\\x0dover');
+    expect(showControls('héllo — 日本 ✓')).toBe('héllo — 日本 ✓');
+  });
+});
+
+describe('the terminal reporter', () => {
+  it("shows a remote line's, a message's and a group title's escapes as text; its own colours stay", () => {
+    const out = collect();
+    const err = collect();
+    const r = new ConsoleReporter(out.stream, err.stream, { color: true });
+    r.line('web1', HOSTILE, 'stdout');
+    r.info(`plan: ${HOSTILE}`);
+    r.warn(HOSTILE);
+    expect(out.text()).toBe(`\x1b[36mweb1\x1b[0m ${SHOWN}\nplan: ${SHOWN}\n`);
+    expect(err.text()).toBe(`\x1b[33mwarning: ${SHOWN}\x1b[0m\n`);
+  });
+});
+
+describe('through the CLI', () => {
+  const root = mkdtempSync(join(tmpdir(), 'ops-controls-'));
+  writeFileSync(join(root, 'package.json'), '{}');
+  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+  writeFileSync(
+    join(root, 'environments', 'x', 'environment.yml'),
+    stringify({ app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3579 } }, routes: { '/': 'web' } }),
+  );
+
+  it('ops logs: an app line holding an escape sequence is shown as text, prefixed with its host', async () => {
+    const out = collect();
+    const err = collect();
+    const reporter = new ConsoleReporter(out.stream, err.stream, { color: false });
+    // A host whose logs step prints the line, as the SSH transport hands each line of a step to the reporter.
+    class Logging extends RecordingRemote {
+      override async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+        if (step.name.includes('log')) reporter.line(this.name, `web | ${HOSTILE}`, 'stdout');
+        return super.run(step, options);
+      }
+    }
+    const code = await runCli(allCommands, { argv: ['logs', 'x', 'web'], root, processEnv: { PATH: process.env.PATH }, stdout: out.stream, stderr: err.stream, reporter, connector: async (_e, host) => new Logging(host.name) });
+    expect(err.text()).not.toContain('\x1b');
+    expect(code, err.text()).toBe(0);
+    expect(out.text()).toContain(`web1 web | ${SHOWN}`);
+    expect(out.text()).not.toContain('\x1b');
+  });
+
+  // A command printing outside text every way a command does: its result (human or --json), and its error.
+  const echo = command({
+    name: 'echo',
+    options: { json: JSON_OPTION, fail: { type: 'boolean', description: 'fail' } },
+    summary: 'test',
+    project: 'optional',
+    async run(ctx) {
+      if (ctx.values.fail) throw new OpsError(`step failed on web1: ${HOSTILE}`, 'look at the host');
+      await printResult(ctx, { subject: HOSTILE }, (r) => `commits:\n  abc1234 ${r.subject}`);
+      return 0;
+    },
+  });
+
+  it('a result and an error quoting outside text: escapes shown on a terminal; --json is exact JSON of the same text', async () => {
+    const human = await runOps(['echo'], { root, commands: [echo] });
+    expect(human).toMatchObject({ code: 0, out: `commits:\n  abc1234 ${SHOWN}\n` });
+    const failed = await runOps(['echo', '--fail'], { root, commands: [echo] });
+    expect(failed.code).toBe(1);
+    expect(failed.err).toContain(`step failed on web1: ${SHOWN}`);
+    expect(failed.err).not.toContain('\x1b');
+    const json = await runOps(['echo', '--json'], { root, commands: [echo] });
+    expect(JSON.parse(json.out)).toEqual({ subject: HOSTILE });
+    expect(json.out).not.toContain('\x1b');
+  });
+});
+
+describe('the job log (GitHub Actions)', () => {
+  /** What the reporter writes to stdout (the job log). */
+  function jobLog(fn: (r: ActionsReporter) => void): string {
+    let written = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((written += String(chunk)), true));
+    fn(new ActionsReporter());
+    return written;
+  }
+
+  it('escape sequences are shown as text', () => {
+    expect(jobLog((r) => r.line('web1', HOSTILE))).toBe(`web1 ${SHOWN}\n`);
+  });
+
+  it('a line of outside text that the runner would act on ("::set-output", "::add-mask::", "##[") is printed between stop-commands and its random token', () => {
+    const log = jobLog((r) => {
+      r.info('release log:\n::set-output name=live::evil\n  ::add-mask::x');
+      r.line('web1', 'GET /##[error]x');
+    });
+    const lines = log.split('\n');
+    const tokens = lines.filter((l) => l.startsWith('::stop-commands::')).map((l) => l.slice('::stop-commands::'.length));
+    expect(tokens).toHaveLength(2);
+    expect(tokens[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(tokens[0]).not.toBe(tokens[1]);
+    expect(lines).toEqual([`::stop-commands::${tokens[0]}`, 'release log:', '::set-output name=live::evil', '  ::add-mask::x', `::${tokens[0]}::`, `::stop-commands::${tokens[1]}`, 'web1 GET /##[error]x', `::${tokens[1]}::`, '']);
+  });
+
+  it('text without them is printed as it is', () => {
+    expect(jobLog((r) => r.info('deployed a1b2c3 (web: ok)'))).toBe('deployed a1b2c3 (web: ok)\n');
+  });
+});

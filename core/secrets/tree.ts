@@ -259,16 +259,17 @@ function keyPathParts(text: string): KeyPart[] {
       if (key === '') throw bad('an empty key (two dots in a row, or a dot at an end)');
       // A value typed into the key: `KEY=VALUE`, `KEY: VALUE` (copied from a secrets file) or `KEY VALUE`. It never
       // reaches a message, nor the file, whose key names sops keeps in clear text. A key whose name holds = or a
-      // space is written in double quotes (as env's { secret: } references must write it too).
+      // space (or a colon) is written in double quotes (as env's { secret: } references must write it too).
       const lead = key.length - key.trimStart().length;
       const rest = key.slice(lead);
-      const at = rest.search(/=|[ \t]/);
-      if (at >= 0 && (rest[at] === '=' || rest.slice(at).trim() !== '')) {
-        const name = `${text.slice(0, i)}${rest.slice(0, at)}`.replace(/:$/, '');
-        const sep = rest[at] === '=' ? '=' : rest[at - 1] === ':' ? ': ' : ' ';
+      // `KEY:VALUE` too (no space: what follows may be a token): a key holding a colon is quoted like one holding =.
+      const at = rest.search(/[=:]|[ \t]/);
+      if (at >= 0 && (rest[at] === '=' || rest[at] === ':' || rest.slice(at).trim() !== '')) {
+        const name = `${text.slice(0, i)}${rest.slice(0, at)}`;
+        const sep = rest[at] === '=' ? '=' : rest[at] === ':' ? (/[ \t]/.test(rest[at + 1] ?? '') ? ': ' : ':') : ' ';
         throw new OpsError(
-          `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); a key whose name holds = or a space goes in double quotes: '"${name}${sep}..."'`,
+          `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); a key whose name holds =, : or a space goes in double quotes: '"${name}${sep}..."'`,
         );
       }
       // `list[0]` reads as an index, which key paths do not have: never taken as a new key named so

@@ -638,7 +638,7 @@ changes nothing); a value of several lines is given from a file instead (< FILE)
 An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
-A value typed into the key (api_token=..., 'api_token: ...', 'api_token ...') is refused before stdin is read, what
+A value typed into the key (api_token=..., 'api_token: ...', api_token:..., 'api_token ...') is refused before stdin is read, what
 follows the key never shown (sops keeps key names in clear text); a key holding = or a space goes in double quotes.
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.

@@ -142,12 +142,13 @@ describe('ops secrets set / show / decrypt', () => {
       [`api_token ${token}`, 'the key path holds "api_token …"'],
       [`api_token\t${token}`, 'the key path holds "api_token …"'],
       [`datapass.client_secret: ${token}`, 'the key path holds "datapass.client_secret: …"'],
+      [`api_token:${token}`, 'the key path holds "api_token:…"'],
     ] as const) {
       // with the value on stdin, and with nothing there (its "no value on stdin" hint repeated the key)
       for (const input of ['anything-long-enough-1', '']) {
         const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, input);
         expect(r.code, key).toBe(1);
-        expect(r.err, key).toContain(`${said}: a key path is a name, not KEY=VALUE, KEY: VALUE or KEY VALUE`);
+        expect(r.err, key).toContain(`${said}: a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE`);
         expect(r.err, key).toMatch(/hint: give the value on stdin: printf '%s' 'the value' \| ops secrets set <env> (api_token|datapass\.client_secret) /);
         expect(r.out + r.err, key).not.toContain(token);
         expect(r.err.trim().split('\n'), key).toHaveLength(2); // the error and its hint
@@ -162,6 +163,9 @@ describe('ops secrets set / show / decrypt', () => {
     // a key holding a space on purpose is written in double quotes, as env's { secret: } references write it
     expect((await cli(e.root, ['secrets', 'set', 'qa', '"my key"'], e.env, 'pw-Ky7q-long-enough')).code).toBe(0);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', '"my key"'], e.env)).out).toBe('pw-Ky7q-long-enough');
+    // and one holding a colon
+    expect((await cli(e.root, ['secrets', 'set', 'qa', '"redis:url"'], e.env, 'redis://cache:6379/0')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', '"redis:url"'], e.env)).out).toBe('redis://cache:6379/0');
   });
 
   it('set reads the value from stdin, creates nested keys; show prints it', async () => {

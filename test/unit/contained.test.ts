@@ -28,7 +28,7 @@ function build(command: string, limit = 60): { code: number | null; stdout: stri
 }
 
 afterAll(() => {
-  for (const s of [9301, 9302, 9303, 9304, 9305, 9306]) spawnSync('pkill', ['-KILL', '-f', `^sleep ${s}$`]);
+  for (const s of [9301, 9302, 9303, 9304, 9305, 9306, 9307]) spawnSync('pkill', ['-KILL', '-f', `^sleep ${s}$`]);
   for (const c of started) if (c.pid) spawnSync('kill', ['-KILL', String(c.pid)]);
   rmSync(root, { recursive: true, force: true });
 });
@@ -51,6 +51,13 @@ describe('appCommand: what the command leaves running', () => {
     expect(running(9302), 'the nohup daemon').toBe('');
     expect(running(9303), 'the daemon in a session of its own (found by its mark)').toBe('');
     expect(running(9304), 'a process of the user the command did not start').not.toBe('');
+  });
+
+  it('one that ignores SIGTERM: killed (SIGKILL) after 5 s, and the step says so', () => {
+    const r = build(`bash -c "trap '' TERM; exec sleep 9307" & echo built`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\); killed \(SIGKILL\) after 5 s: \d+\n/);
+    expect(running(9307)).toBe('');
   });
 
   it('keeps the command\'s exit status and output, and runs it with the step\'s strictness (set -euo pipefail)', () => {

@@ -33,24 +33,27 @@ contained_left() {
   done
 }
 
-# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (again each 0.1 s: what they fork as they go), SIGKILL
+# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (looked for again each 0.1 s: what they fork as they go, each signalled once), SIGKILL
 # to what is left after 5 s (for 7 s at most in all); prints (stdout) what it stopped on one line, WHAT saying when;
 # nothing when nothing was left.
 contained_down() {
   local sid=$1 run=$2 what=$3 p pause now kill_at deadline said="" killed=""
-  local -a left=()
-  local -A seen=()
+  local -a left=() fresh=()
+  local -A seen=() was_killed=()
   exec {pause}<> <(:)
   printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
   while :; do
     mapfile -t left < <(contained_left "$sid" "$run")
     [ ${#left[@]} -gt 0 ] || break
+    fresh=()
     for p in "${left[@]}"; do
       [ -z "${seen[$p]:-}" ] || continue
-      seen[$p]=1; said+="${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
+      seen[$p]=1; fresh+=("$p"); said+="${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
     done
-    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; killed+="${killed:+ }${left[*]}"
-    else kill -TERM "${left[@]}" 2>/dev/null || true; fi
+    if [ "$now" -ge "$kill_at" ]; then
+      kill -KILL "${left[@]}" 2>/dev/null || true
+      for p in "${left[@]}"; do [ -n "${was_killed[$p]:-}" ] || { was_killed[$p]=1; killed+="${killed:+ }$p"; }; done
+    elif [ ${#fresh[@]} -gt 0 ]; then kill -TERM "${fresh[@]}" 2>/dev/null || true; fi
     [ "$now" -lt "$deadline" ] || break
     read -r -t 0.1 -u "$pause" _ || true
     printf -v now '%(%s)T' -1

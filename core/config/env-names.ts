@@ -35,8 +35,8 @@ const GROUPS: { reason: string; names: string[] }[] = [
     names: ['__proto__'],
   },
   {
-    reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
-    names: ['OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'],
+    reason: "the pipeline's own step scripts read or set it (core/remote/wrap.ts, core/steps/initdata.ts, core/steps/sh/contain.sh)",
+    names: ['OPS_CONNECTION', 'OPS_RUN', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'],
   },
 ];
 

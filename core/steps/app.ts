@@ -6,6 +6,7 @@ import { environLoader } from '../dotenv.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { INDEX_READ_TIMEOUT } from '../packages.ts';
+import { CONTAIN_FUNCTIONS } from './libraries.ts';
 
 /** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`. */
 export const APP_KEYS = reportKeys('deps');
@@ -271,7 +272,10 @@ if (bad.length) { console.error(bad.slice(0, 3).join('; ')); process.exit(1); }
  * An app command (build, migrate, hook, initdata) in the release (its directory, or `current`), as the app user,
  * with the release's .env values exported exactly as rendered (from its environ: no .env parsing by bash; a
  * release made by an older version, which has none, reads the shared one those versions wrote).
+ * The command runs `contained` (sh/contain.sh: bash -euo pipefail, stdin /dev/null, a session of its own): the step
+ * ends with the command's exit status once the command exits, after what it left running (a background process
+ * holding the step's output, a build daemon) is stopped, which the step's output names.
  */
 export function appCommand(env: Target, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}\n${command}` };
+  return { name, as: 'app', timeout, script: `${CONTAIN_FUNCTIONS}\n${appEnvironment(env, release)}\n${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}\ncontained ${quote(command)}` };
 }

@@ -10,6 +10,7 @@ import { maskArgs } from './masks.ts';
 import { probeHeaders } from './nginx-config.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
+import containFunctions from './sh/contain.sh';
 import criticalFunctions from './sh/critical.sh';
 import historyFunctions from './sh/history.sh';
 import hostLockFunctions from './sh/host-lock.sh';
@@ -37,8 +38,13 @@ export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 export const CRITICAL_WAIT_SECONDS = 60;
 /** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
-/** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port; leftovers_down: what a stopped slot left running outside supervisor. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
-export const IDENTITY_FUNCTIONS: string = identityFunctions;
+/** check_identity, live_verdict, report_slot (and their helpers, with CONTAIN_FUNCTIONS' proc_env): who answers on a program's port; leftovers_down: what a stopped slot left running outside supervisor. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
+export const IDENTITY_FUNCTIONS: string = `${containFunctions}\n${identityFunctions}`;
+/**
+ * proc_env PID NAME; contained COMMAND: a user's command run in a session of its own, and what it left running (its
+ * session, and this user's processes carrying its mark) stopped once it exited (sh/contain.sh).
+ */
+export const CONTAIN_FUNCTIONS: string = containFunctions;
 /**
  * probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS), with the
  * mask functions they quote an answer through (MASK_FUNCTIONS).

@@ -110,7 +110,7 @@ echo done`;
 
   it("names bash gives a meaning of its own, and the pipeline's, are refused by the config, each with its reason", () => {
     const refused = BASH_NAMES.filter((n) => !ALLOWED.includes(n));
-    expect([...RESERVED_ENV_NAMES.keys()].sort()).toEqual([...refused, 'OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE', '__proto__'].sort());
+    expect([...RESERVED_ENV_NAMES.keys()].sort()).toEqual([...refused, 'OPS_CONNECTION', 'OPS_RUN', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE', '__proto__'].sort());
     for (const name of [...refused, 'OPS_CONNECTION']) {
       let problems: string[] = [];
       try {

@@ -3,9 +3,9 @@
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_env_release() { proc_env "$1" OPS_RELEASE; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 # proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
 # argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.

@@ -1,0 +1,93 @@
+// What a user's command (build, hooks) leaves running on a real host, through the CLI as a user runs it: a background
+// process that holds the step's output does not hold the deploy (and its lock) until it exits, and a daemon the command
+// started (a build server, output redirected) is not left running as the app user, one more per deploy.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getLockStatus } from '../../core/ops/records.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { runOps, type CliResult } from '../support/cli.ts';
+import { commit, initRepo } from '../support/gitrepo.ts';
+import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** Serves VERSION. */
+const SERVER = String.raw`import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("VERSION").read().strip().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+let host: Host;
+let project: TestProject;
+let repo: string;
+let config: Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'ops-step-leftovers-'));
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+
+/** What a user reads: no stack trace, no internal error class. */
+function readable(r: CliResult): string {
+  const text = r.out + r.err;
+  expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  expect(text).not.toMatch(/\b(TypeError|RangeError|ReferenceError)\b/);
+  return text;
+}
+
+async function lockIsFree(): Promise<void> {
+  const locks = await getLockStatus(project.ctx(), project.env());
+  expect(locks.map((l) => l.lock.state)).toEqual(['free']);
+}
+
+beforeAll(async () => {
+  host = await readyHost('slo');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
+  config = webConfig(host, repo, { switch: { drain: 1, health_timeout: 20 } });
+  project = makeProject('e2e', config);
+  expect((await cli('deploy', 'e2e', '--ref', 'main')).code).toBe(0);
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('what a user command leaves running', () => {
+  it('a build that leaves a background process holding its output (a watcher): the deploy ends when the build command does, and the process is stopped', async () => {
+    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 45 & echo built' } });
+    commit(repo, { VERSION: '2\n' }, 'version 2');
+    const started = Date.now();
+    const r = await cli('deploy', 'e2e', '--ref', 'main');
+    const took = Date.now() - started;
+    expect(r.code, readable(r)).toBe(0);
+    expect((await get(host)).body).toBe('2');
+    expect(took, 'the deploy waited for the background sleep 45 of the build').toBeLessThan(35_000);
+    expect(await onHost('pgrep -a -f "^sleep 45$" || true'), "the build's background process still runs").toBe('');
+    await lockIsFree();
+  }, 300_000);
+
+  it('a build and a before_switch hook that start daemons (output redirected: a build server such as the Nx or Gradle daemon): nothing they started runs once the deploy ends, and the deploy says what it stopped', async () => {
+    project.write({
+      ...config,
+      release: { ...(config.release as object), build: 'nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo built', before_switch: ['setsid sleep 1002 >/dev/null 2>&1 </dev/null & echo hooked'] },
+    });
+    commit(repo, { VERSION: '3\n' }, 'version 3');
+    const r = await cli('deploy', 'e2e', '--ref', 'main');
+    const text = readable(r);
+    expect(r.code, text).toBe(0);
+    expect((await get(host)).body).toBe('3');
+    expect(await onHost('pgrep -a -f "^sleep 100[12]$" || true'), 'a daemon of the build or the hook still runs after the deploy').toBe('');
+    expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
+    await lockIsFree();
+  }, 300_000);
+});

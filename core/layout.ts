@@ -59,6 +59,8 @@ export interface Layout {
   audit: string;
   history: string;
   slotFile: string;
+  /** `<inode> <size> <log file>` lines, one per program log of the slot: where the release the slot runs began writing each (startSlot), so ops logs shows its lines alone. */
+  logStart: (slot: Slot) => string;
   /** `<release id> <fingerprint> <.env sha256> <environ sha256>` lines (older ones: the fingerprint alone), one per release a deploy put live and still kept: what each was deployed with (fingerprintRecords). */
   fingerprint: string;
   uploads: string;
@@ -107,6 +109,7 @@ export function layout(env: Environment): Layout {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
     fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,

@@ -1,7 +1,8 @@
 // ops logs <env> [program] [--lines N] [--follow]: the app programs' and nginx's logs from every host, each
 // line prefixed with the host and the log it comes from, with the environment's secret values masked.
-// Programs' logs are the live slot's by default (the release serving traffic); --slot previous shows the
-// release kept warm on the other slot (e.g. after a rollback), --slot both shows both.
+// Programs' logs are the live slot's by default (the release serving traffic), from where that release began writing
+// them (the lines of older releases that ran on the slot are not shown: logsStep); --slot previous shows the release
+// kept warm on the other slot (e.g. after a rollback), --slot both shows both.
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';

@@ -30,7 +30,9 @@ export interface LogsRequest {
 }
 
 /**
- * The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. On a host never
+ * The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. A program log
+ * is read from where the release its slot runs began writing it (startSlot's record, `layout.logStart`): never the lines of
+ * an older release on the same slot; with no record (a slot started by an older version), the whole file. On a host never
  * provisioned for the environment: unprovisionedNote's words on stderr, nothing shown, exit 0 (as "no logs yet").
  */
 export function logsStep(env: Target, req: LogsRequest): Step {
@@ -40,7 +42,7 @@ export function logsStep(env: Target, req: LogsRequest): Step {
   // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
   // Masked here (mask_text: the secret values of every release kept on the host, whose programs wrote these logs), as
   // ops logs may run without the key that lets the runner mask them.
-  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /" | ${maskText(env)}`;
+  const show = `release_tail "$f" ${lines}${req.follow ? ' -F' : ''} | sed -u "/^$/d; s/^/$label | /" | ${maskText(env)}`;
   return {
     name: 'logs',
     as: 'root',
@@ -74,6 +76,27 @@ done
 # to the host-wide files, shared with the other apps on the host.
 ${req.nginx.map((n) => `f=${quote(n === 'error' ? L.nginxErrorLog : L.nginxAccessLog)}; [ -f "$f" ] || f=/var/log/nginx/${n}.log; if [ -f "$f" ]; then files+=("$f"); fi`).join('\n')}
 if [ ${'$'}{#files[@]} -eq 0 ]; then echo "no logs yet on $(hostname)" >&2; exit 0; fi
+# A slot's program logs also hold what the releases before ran there wrote: each is shown from where the release
+# running on the slot began writing it (startSlot's record: the file's inode and size then). A file rotated since (another
+# inode: supervisor renames it) or cut (smaller) holds only newer lines; with no record (a slot started before ops kept
+# one), the whole file. The last <lines> lines of that part: with -F, then every new line.
+marks=$(cat ${quote(L.logStart('blue'))} ${quote(L.logStart('green'))} 2>/dev/null || true)
+release_tail() { # file lines [-F]
+  local f=$1 n=$2 ino off path now size
+  now=$(stat -c '%i %s' -- "$f" 2>/dev/null) || now=""
+  size=${'$'}{now#* }
+  while read -r ino off path; do
+    [ "$path" = "$f" ] || continue
+    if [ "$ino" = "${'$'}{now% *}" ] && [[ $off =~ ^[0-9]+$ ]] && [ "$off" -gt 0 ] && [ "$off" -le "$size" ]; then
+      # Counted on the part as it was when read (the file grows meanwhile): the byte its last n lines begin at.
+      off=$(( size - $(tail -c +$(( off + 1 )) -- "$f" | head -c $(( size - off )) | tail -n "$n" | wc -c) ))
+      tail -c +$(( off + 1 )) "${'$'}{@:3}" -- "$f"
+      return
+    fi
+    break
+  done <<< "$marks"
+  tail -n "$n" "${'$'}{@:3}" -- "$f"
+}
 for f in "${'$'}{files[@]}"; do
   label=${'$'}{f##*/}; label=${'$'}{label%.log}
   case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac

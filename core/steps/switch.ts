@@ -475,9 +475,12 @@ for p in ${probeList}; do
   if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back ${slot} "$keep" >&2 || true; exit ${START_FAILED_CLEAN}; fi
 done
 unset LISTEN_TABLE
-# Remember where each log ends, to show only what the new processes write.
-declare -A log_start
-for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
+# processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
+declare -A log_start log_inode
+for f in ${logFiles.map(quote).join(' ')}; do
+  at=$(stat -c '%i %s' "$f" 2>/dev/null || echo '- 0'); log_inode[$f]=${'$'}{at% *}; log_start[$f]=${'$'}{at#* }
+done
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -513,6 +516,12 @@ if [ -n "$verdict" ]; then
   [ -z "$back_msg" ] || printf '%s\n' "$back_msg" | ${maskText(env)} || true
   exit ${START_FAILED_CLEAN}
 fi >&2
+# The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
+# (the file removed), ops logs shows the whole files, the older releases' lines too: never the deploy's failure.
+marks=${quote(L.logStart(slot))}
+if ! { for f in "${'$'}{!log_start[@]}"; do printf '%s %s %s\n' "${'$'}{log_inode[$f]}" "${'$'}{log_start[$f]}" "$f"; done > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
+  rm -f "$marks.new" "$marks" 2>/dev/null || true
+fi
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
   };
 }

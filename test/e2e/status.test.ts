@@ -210,7 +210,7 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     await done;
     expect(Date.now() - stopped).toBeLessThan(5000);
     await new Promise((r) => setTimeout(r, 1500));
-    expect((await sshRun(host, 'pgrep -f "tail -n [1] -F" || true')).stdout.trim()).toBe(''); // [1]: not this shell's own command line
+    expect((await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim()).toBe(''); // tai[l]: not this shell's own command line
   }, 60_000);
 
   it('ops logs and ops logs -f: a line holding a terminal escape sequence (a crafted request the app logged) is shown as visible text, not sent raw to the terminal', async () => {
@@ -236,9 +236,28 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       expect(await following.stop(signal)).toBe(code);
       await new Promise((r) => setTimeout(r, 1500));
       // Killed outright, ops leaves tail -F running: sshd does not stop a command without a terminal when its connection drops.
-      expect((await sshRun(host, 'pgrep -f "tail -n [2] -F" || true')).stdout.trim(), `after ${signal}`).toBe(''); // [2]: not this shell's own command line
+      expect((await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim(), `after ${signal}`).toBe(''); // tai[l]: not this shell's own command line
     }
   }, 90_000);
+
+  it("logs shows what the live release's programs wrote: not the lines of a release before it that ran on the same slot", async () => {
+    const before = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    // What older releases wrote on both slots (the release live now, and the one kept warm).
+    await root(`for s in blue green; do echo "an older release on $s" >> /var/log/sample/server-$s.out.log; done`);
+    // Two deploys: a new release on the other slot, then one back on this slot, where the older lines are.
+    await deploy(project.ctx(), project.env(), { ref: 'v1', force: true });
+    await deploy(project.ctx(), project.env(), { ref: 'v1', force: true });
+    expect((await status(project.ctx(), project.env())).hosts[0]!.slot).toBe(before);
+    const r = await cli('logs', 'e2e', 'server', '-n', '5000');
+    expect(r.code, r.err).toBe(0);
+    // Its own start, once; nothing a release before it wrote there.
+    expect(r.out.match(new RegExp(`server-${before}\\.out \\| sample-app API .* listening`, 'g'))).toHaveLength(1);
+    expect(r.out).not.toContain('an older release');
+    // --slot previous: the release kept warm, from its own start.
+    const previous = await cli('logs', 'e2e', 'server', '-n', '5000', '--slot', 'previous');
+    expect(previous.out.match(/sample-app API .* listening/g)).toHaveLength(1);
+    expect(previous.out).not.toContain('an older release');
+  }, 600_000);
 
   it('a passphrase with white space: no word of it in a failed probe verdict; rotated, its release pruned, none in ops logs', async () => {
     const PASS = `correct horse\tbattery  staple ${process.pid}`;
@@ -292,11 +311,14 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect(JSON.stringify(third)).toMatch(/pruned/);
     const L = resolveTarget(project.env()).layout;
     expect((await root(`grep -rlF 'staple ${process.pid}' ${L.releases} || echo none`)).stdout.trim()).toBe('none');
+    // The live release quotes the old passphrase (read back from a database, say): ops logs shows the live release's lines.
+    const live = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    await root(`echo ${Buffer.from(`starting with passphrase ${PASS}
+`).toString('base64')} | base64 -d >> /var/log/sample/server-${live}.out.log`);
     for (const away of [false, true]) {
       if (away) renameSync(KEY, `${KEY}.away`);
       try {
         const reporter = new MemoryReporter();
-        // Enough lines to reach it: the status loop, the health checks and the through-nginx checks of two deploys log since.
         await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5000, slots: 'both' });
         expect(reporter.text()).toContain('starting with passphrase ***');
         expect(reporter.text()).not.toMatch(WORDS);

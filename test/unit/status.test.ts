@@ -17,7 +17,7 @@ import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { LOCK_KEYS, lockStatus } from '../../core/steps/lock.ts';
-import { probes } from '../../core/steps/switch.ts';
+import { probes, startSlot } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
@@ -425,6 +425,72 @@ describe('logs step, run here on a copy of the layout', () => {
   }, 15_000);
 });
 
+describe("logs step: the live release's lines, not those of a release before it on the same slot", () => {
+  const env = testEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'ops-logs-release-'));
+  const app = join(dir, 'app');
+  mkdirSync(app);
+  mkdirSync(join(dir, 'ops'));
+  writeFileSync(join(dir, 'ops', 'slot'), 'green\n');
+  writeFileSync(join(dir, 'ops', 'provisioned'), '2026-11-01T00:00:00Z\n');
+  const out = join(app, 'server-green.out.log');
+  /** The real script, with the host's paths pointed at the scratch copy. */
+  const local = (text: string) => text.replaceAll('/var/log/shop', app).replaceAll('/srv/shop/.ops', join(dir, 'ops'));
+  const run = (req: Parameters<typeof logsRequest>[1]) =>
+    execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '').trim().split('\n');
+  /** What startSlot runs around starting the slot's programs: where each log ends is taken before, kept once healthy. */
+  const started = () => {
+    const script = startSlot(env, 'green', `${env.layout.releases}/20261201T100000Z-0123456789ab`, '20261201T100000Z-0123456789ab').script;
+    const cut = (from: string, to: string) => script.slice(script.indexOf(from), script.indexOf(to, script.indexOf(from)) + to.length);
+    execFileSync('bash', ['-s'], { input: local(`set -euo pipefail\n${cut('declare -A log_start', '\ndone\n')}\n${cut('marks=', '\nfi\n')}`) });
+  };
+
+  it('shows only what the release running on the live slot wrote; with more lines than it wrote, no older line', () => {
+    writeFileSync(out, 'started version 10\nv10 request\n');
+    writeFileSync(join(app, 'server-green.err.log'), 'v10 warning\n');
+    started();
+    appendFileSync(out, 'started version 12\nv12 request 1\nv12 request 2\n');
+    expect(run({ program: 'server', lines: 50 })).toEqual(['server-green.out | started version 12', 'server-green.out | v12 request 1', 'server-green.out | v12 request 2']);
+    expect(run({ program: 'server', lines: 1 })).toEqual(['server-green.out | v12 request 2']);
+    expect(readFileSync(join(dir, 'ops', 'log-start-green'), 'utf8')).toMatch(new RegExp(`^\\d+ 31 ${out}$`, 'm'));
+  });
+
+  it('a log supervisor rotated since the release started (another file) is all newer; one with no record (a slot started before ops kept them) is shown whole', () => {
+    execFileSync('rm', ['-f', join(app, 'server-green.err.log')]);
+    writeFileSync(out, 'started version 10\n');
+    started();
+    appendFileSync(out, 'started version 12\n');
+    execFileSync('mv', [out, `${out}.1`]);
+    writeFileSync(out, 'after the rotation\n');
+    expect(run({ program: 'server', lines: 50 })).toEqual(['server-green.out | after the rotation']);
+    writeFileSync(out, 'started version 10\nstarted version 12\n');
+    execFileSync('rm', ['-f', join(dir, 'ops', 'log-start-green')]);
+    expect(run({ program: 'server', lines: 50 })).toEqual(['server-green.out | started version 10', 'server-green.out | started version 12']);
+  });
+
+  it('--follow starts from the release\'s last lines, then streams what it writes', async () => {
+    writeFileSync(out, 'started version 10\n');
+    started();
+    appendFileSync(out, 'started version 12\n');
+    const holder = spawn('sleep', ['30']);
+    const child = spawn('setsid', ['bash', '-s'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.end(local(scriptText(logsStep(env, { ...logsRequest(env, { program: 'server', lines: 5 }), follow: { holderPid: holder.pid! } }))));
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d));
+    const waitFor = async (line: string) => {
+      for (let i = 0; i < 100 && !text.includes(line); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(text).toContain(line);
+    };
+    await waitFor('server-green.out | started version 12');
+    appendFileSync(out, 'v12 request\n');
+    await waitFor('server-green.out | v12 request');
+    const exited = new Promise((r) => child.once('exit', r));
+    holder.kill();
+    await exited;
+    expect(text).not.toContain('version 10');
+  }, 15_000);
+});
+
 describe('masking', () => {
   it('masks a URL secret and its password alone, encoded or not', () => {
     const r = new MemoryReporter();
@@ -626,7 +692,7 @@ describe('logs step text', () => {
     const env = testEnv();
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
-    expect(follow.script).toContain('tail -n 50 -F -- "$f" | sed -u');
+    expect(follow.script).toContain('release_tail "$f" 50 -F | sed -u');
     expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 1; done\nkill 0');
     // By default, the SSH server process of the step's own connection.
     expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');

@@ -19457,6 +19457,9 @@ function messageLine(err) {
   const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
   return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
 }
+function showControls(text) {
+  return text.replace(CONTROL, (c, at) => c === "\r" && text[at + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
 function markOwnOutput(err, stream2) {
   if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
 }
@@ -19533,14 +19536,14 @@ ${err.stack}` : "";
 function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19556,6 +19559,7 @@ var init_errors = __esm({
     };
     NoAgeIdentity = class extends OpsError {
     };
+    CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
   }
 });
@@ -30383,6 +30387,7 @@ function endGroup() {
 // core/action.ts
 init_errors();
 init_parts();
+import { randomUUID as randomUUID2 } from "node:crypto";
 
 // core/remote/identity.ts
 init_errors();
@@ -30720,28 +30725,47 @@ var ActionsReporter = class {
   redact(text) {
     return this.masker.redact(text);
   }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  shown(text) {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  log(text) {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
+    const token = randomUUID2();
+    info(`::stop-commands::${token}`);
+    info(shown);
+    info(`::${token}::`);
+  }
   info(message) {
-    info(this.redact(message));
+    this.log(message);
   }
   warn(message) {
-    warning(this.redact(message));
+    warning(this.shown(message));
   }
   error(message) {
-    error(this.redact(message));
+    error(this.shown(message));
   }
   async group(title, fn) {
     const own = !this.groupOpen;
     const start = Date.now();
     if (own) {
-      startGroup(this.redact(title));
+      startGroup(this.shown(title));
       this.groupOpen = true;
-    } else info(`\u25B8 ${this.redact(title)}`);
+    } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      info(`\u2713 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
       return result;
     } catch (e) {
-      info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
       if (own) {
@@ -30751,10 +30775,10 @@ var ActionsReporter = class {
     }
   }
   line(host, text) {
-    info(this.redact(`${host} ${text}`));
+    this.log(`${host} ${text}`);
   }
   async summary(markdown) {
-    await summary.addRaw(this.redact(markdown), true).write();
+    await summary.addRaw(this.shown(markdown), true).write();
   }
   output(name, value) {
     setOutput(name, this.redact(value));
@@ -30833,7 +30857,7 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(hideSecrets(reporter.redact(formatError(error2))));
+    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
   }
 }
 

@@ -19518,8 +19518,14 @@ function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
     why = err.verdict ? lines.join(" / ") : lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? "";
   }
   const text = [first, why].filter((t) => t.trim()).join(": ") || "failed (no reason given)";
-  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+  const one = printableLine(text);
   return one.length > max ? `${one.slice(0, max - 1).trimEnd()}\u2026` : one;
+}
+function showControls(text) {
+  return text.replace(CONTROL, (c, at2) => c === "\r" && text[at2 + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+function printableLine(text) {
+  return text.replace(CONTROL_RUN, " ").replace(/\s+/g, " ").trim();
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
@@ -19610,7 +19616,7 @@ ${err.stack}` : "";
 function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
@@ -19624,7 +19630,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19672,6 +19678,8 @@ ${indent(stderrTail.trim())}` : "";
     AUDIT_REASON_MAX = 400;
     SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
     NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
+    CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+    CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
@@ -29566,12 +29574,12 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
     var isScalar4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isSeq5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -29601,14 +29609,14 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias2;
+    exports.isAlias = isAlias3;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap4;
+    exports.isMap = isMap5;
     exports.isNode = isNode;
     exports.isPair = isPair2;
     exports.isScalar = isScalar4;
-    exports.isSeq = isSeq4;
+    exports.isSeq = isSeq5;
   }
 });
 
@@ -33716,9 +33724,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap4 = fc.start.source === "{";
-      const fcName = isMap4 ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap4 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
+      const isMap5 = fc.start.source === "{";
+      const fcName = isMap5 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap5 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33754,7 +33762,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap4 && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap5 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -33794,7 +33802,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap4 && !sep3 && !props.found) {
+        if (!isMap5 && !sep3 && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -33817,7 +33825,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap4 && !props.found && ctx.options.strict) {
+            if (!isMap5 && !props.found && ctx.options.strict) {
               if (sep3)
                 for (const st of sep3) {
                   if (st === valueProps.found)
@@ -33849,7 +33857,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap4) {
+          if (isMap5) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -33865,7 +33873,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap4 ? "}" : "]";
+      const expectedEnd = isMap5 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -36766,7 +36774,7 @@ var require_public_api = __commonJS({
         return docs;
       return Object.assign([], { empty: true }, composer$1.streamInfo());
     }
-    function parseDocument4(source, options = {}) {
+    function parseDocument5(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -36792,7 +36800,7 @@ var require_public_api = __commonJS({
       } else if (options === void 0 && reviver && typeof reviver === "object") {
         options = reviver;
       }
-      const doc = parseDocument4(src, options);
+      const doc = parseDocument5(src, options);
       if (!doc)
         return null;
       doc.warnings.forEach((warning2) => log.warn(doc.options.logLevel, warning2));
@@ -36828,7 +36836,7 @@ var require_public_api = __commonJS({
     }
     exports.parse = parse;
     exports.parseAllDocuments = parseAllDocuments3;
-    exports.parseDocument = parseDocument4;
+    exports.parseDocument = parseDocument5;
     exports.stringify = stringify;
   }
 });
@@ -37252,12 +37260,45 @@ function refuseDeepNesting(text, file) {
     throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
   }
 }
-var MAX_NESTING;
+function aliasTargets(doc) {
+  const named = /* @__PURE__ */ new Map();
+  const targets = /* @__PURE__ */ new Map();
+  (0, import_yaml.visit)(doc, (_, node) => {
+    if ((0, import_yaml.isAlias)(node)) targets.set(node, named.get(node.source));
+    else if (node?.anchor) named.set(node.anchor, node);
+  });
+  return targets;
+}
+function refuseAliasBomb(doc, file) {
+  const targets = aliasTargets(doc);
+  const size2 = /* @__PURE__ */ new Map();
+  let copies = 0;
+  const count = (node) => {
+    let n = 1;
+    if ((0, import_yaml.isAlias)(node)) {
+      n = size2.get(targets.get(node)) ?? 0;
+      copies += n;
+      if (copies > MAX_ALIAS_COPIES)
+        throw new OpsError(
+          `${file} makes more than ${MAX_ALIAS_COPIES} values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
+          "write some values out instead of aliasing them"
+        );
+    } else if ((0, import_yaml.isMap)(node)) for (const pair of node.items) n += count(pair.key) + count(pair.value);
+    else if ((0, import_yaml.isSeq)(node)) for (const item of node.items) n += count(item);
+    else if (node === null || node === void 0) return 0;
+    size2.set(node, n);
+    return n;
+  };
+  count(doc.contents);
+}
+var import_yaml, MAX_NESTING, MAX_ALIAS_COPIES;
 var init_yaml_depth = __esm({
   "core/yaml-depth.ts"() {
     "use strict";
+    import_yaml = __toESM(require_dist(), 1);
     init_errors();
     MAX_NESTING = 100;
+    MAX_ALIAS_COPIES = 1e6;
   }
 });
 
@@ -37332,8 +37373,8 @@ var init_env_names = __esm({
         names: ["__proto__"]
       },
       {
-        reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
-        names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
+        reason: "the pipeline's own step scripts read or set it (core/remote/wrap.ts, core/steps/initdata.ts, core/steps/sh/contain.sh)",
+        names: ["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
       }
     ];
     RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
@@ -37610,7 +37651,7 @@ function nullable(schema) {
   return out;
 }
 function object(fields, options = {}) {
-  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
+  const { form = "a mapping", rules = [], extensions } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -37619,7 +37660,7 @@ function object(fields, options = {}) {
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
+        if (!known.includes(k) && !extensions?.test(k)) {
           const near = closest(k, known);
           problems.push({
             path: path ? `${path}.${k}` : k,
@@ -37679,6 +37720,7 @@ function object(fields, options = {}) {
         type: "object",
         properties,
         ...required.length ? { required } : {},
+        ...extensions ? { patternProperties: { [extensions.source]: {} } } : {},
         additionalProperties: false,
         ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
       };
@@ -37976,7 +38018,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -38061,6 +38103,9 @@ var init_environment_schema = __esm({
         )
       },
       {
+        // Top-level `x-` keys are the user's own (Docker Compose's convention): a place for YAML anchors that
+        // settings merge (`<<: *common`), read by nothing else.
+        extensions: /^x-/,
         rules: [
           {
             when: { path: ["tls", "mode"], equals: "letsencrypt" },
@@ -38189,7 +38234,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
+  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38234,7 +38279,7 @@ function readYamlFile(file, label = file) {
   if (kept) return kept.value;
   let value;
   try {
-    const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
+    const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
@@ -38243,13 +38288,14 @@ function readYamlFile(file, label = file) {
 ${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    refuseAliasBomb(doc, label);
+    value = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
     if (e instanceof OpsError) throw e;
-    const aliases = /alias/i.test(String(e.message));
+    const message = String(e.message);
     throw new OpsError(
       hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
-      aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
+      /^Merge sources/.test(message) ? "a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])" : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
@@ -38274,15 +38320,15 @@ ${" ".repeat(hideSecrets(before).length)}^
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
   const tagged = [];
-  (0, import_yaml.visit)(doc, {
+  (0, import_yaml2.visit)(doc, {
     Node(_key, node, ancestors) {
       if (!node.tag || !node.range) return;
       const chain2 = [...ancestors, node];
       let path = "";
       chain2.forEach((a, i) => {
         const child = chain2[i + 1];
-        if ((0, import_yaml.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+        if ((0, import_yaml2.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml2.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
       });
       tagged.push({ start: node.range[0], path });
     }
@@ -38343,11 +38389,11 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml2, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
-    import_yaml = __toESM(require_dist(), 1);
+    import_yaml2 = __toESM(require_dist(), 1);
     init_package();
     init_dotenv_readers();
     init_errors();
@@ -38411,7 +38457,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     };
     PARSED_KEPT = 64;
     DIGEST = 32;
-    MAX_ALIASES = 1e4;
+    ENVIRONMENT_YAML = { merge: true };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -38743,11 +38789,15 @@ function keyPathParts(text) {
       const dot = text.indexOf(".", i);
       const key = text.slice(i, dot < 0 ? text.length : dot);
       if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
-      if (key.includes("=")) {
-        const name2 = key.slice(0, key.indexOf("="));
+      const lead = key.length - key.trimStart().length;
+      const rest = key.slice(lead);
+      const at2 = rest.search(/[=:]|[ \t]/);
+      if (at2 >= 0 && (rest[at2] === "=" || rest[at2] === ":" || rest.slice(at2).trim() !== "")) {
+        const name2 = `${text.slice(0, i)}${rest.slice(0, at2)}`;
+        const sep3 = rest[at2] === "=" ? "=" : rest[at2] === ":" ? /[ \t]/.test(rest[at2 + 1] ?? "") ? ": " : ":" : " ";
         throw new OpsError(
-          `the key path holds "${name2}=\u2026": a key path is a name, not KEY=VALUE (what follows = was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted)`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds = goes in double quotes: '"${name2}=..."'`
+          `the key path holds "${name2}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds =, : or a space goes in double quotes: '"${name2}${sep3}..."'`
         );
       }
       if (/[[\]]/.test(key))
@@ -47458,7 +47508,7 @@ function commentTokens(text) {
     if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
     for (const v of Object.values(x)) if (typeof v === "object") scan(v);
   };
-  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  for (const doc of new import_yaml3.Parser().parse(text)) scan(doc);
   const seen = /* @__PURE__ */ new Set();
   return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
     const { line, col } = at2(c.offset);
@@ -47494,11 +47544,11 @@ function placeComments(tokens, anchors, root) {
     attach(b, size(b), t);
   }
 }
-var import_yaml2, size;
+var import_yaml3, size;
 var init_comments = __esm({
   "core/secrets/comments.ts"() {
     "use strict";
-    import_yaml2 = __toESM(require_dist(), 1);
+    import_yaml3 = __toESM(require_dist(), 1);
     size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
   }
 });
@@ -47507,12 +47557,12 @@ var init_comments = __esm({
 function yaml11Retypes(s) {
   return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
 }
-var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
+var import_yaml4, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
 var init_yaml11 = __esm({
   "core/secrets/yaml11.ts"() {
     "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
-    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    import_yaml4 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml4.Schema({ schema: "yaml-1.1", merge: true });
     STR_TAG = "tag:yaml.org,2002:str";
     LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
     TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
@@ -47541,21 +47591,21 @@ function styleChangesText(s) {
   return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
 }
 function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.kind === "null") return new import_yaml5.Scalar(null);
   if (node.bytes) {
     const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
-    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+    if (b643.length < 70) return Object.assign(new import_yaml5.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml5.Scalar.PLAIN });
+    return Object.assign(new import_yaml5.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml5.Scalar.BLOCK_LITERAL });
   }
-  const s = new import_yaml4.Scalar(node.value);
-  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  const s = new import_yaml5.Scalar(node.value);
+  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml5.Scalar.QUOTE_DOUBLE;
   if (node.type === "float") s.format = OPS_FLOAT;
-  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  if (node.type === "time") s.type = import_yaml5.Scalar.PLAIN;
   return s;
 }
 function yamlScalarText(node) {
-  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return new import_yaml5.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function jsonNumberText(node) {
   return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
@@ -47568,22 +47618,22 @@ function split2(node, i, value) {
 function toYamlNode(node) {
   switch (node.kind) {
     case "map": {
-      const m = new import_yaml4.YAMLMap();
+      const m = new import_yaml5.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml5.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
         if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml4.Pair(key, value));
+        m.items.push(new import_yaml5.Pair(key, value));
       });
       const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
       if (tail2.length) m.comment = joinComment(tail2);
       return m;
     }
     case "list": {
-      const s = new import_yaml4.YAMLSeq();
+      const s = new import_yaml5.YAMLSeq();
       node.items.forEach((v, i) => {
         const item = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
@@ -47617,7 +47667,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
+  const doc = new import_yaml5.Document(void 0, DOC_OPTIONS);
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -47659,11 +47709,11 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml5, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
+    import_yaml5 = __toESM(require_dist(), 1);
     init_errors();
     init_goyaml();
     init_yaml11();
@@ -47737,19 +47787,10 @@ function goNode(v, where) {
   if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
-function aliasTargets(doc) {
-  const named = /* @__PURE__ */ new Map();
-  const targets = /* @__PURE__ */ new Map();
-  (0, import_yaml5.visit)(doc, (_, node) => {
-    if ((0, import_yaml5.isAlias)(node)) targets.set(node, named.get(node.source));
-    else if (node?.anchor) named.set(node.anchor, node);
-  });
-  return targets;
-}
 function parseTree(text, format, options) {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = (0, import_yaml5.parseAllDocuments)(text, {
+  const docs = (0, import_yaml6.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -47793,10 +47834,11 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml5.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml5.isMap)(root)) {
+  if (root === null || (0, import_yaml6.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml6.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
+  refuseAliasBomb(doc, file);
   const targets = aliasTargets(doc);
   const target = (alias) => targets.get(alias);
   let aliases = 0;
@@ -47805,8 +47847,8 @@ function parseTree(text, format, options) {
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
     const { line, col } = at2(offset);
-    const v = (0, import_yaml5.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml5.isMap)(v) || (0, import_yaml5.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const v = (0, import_yaml6.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml6.isMap)(v) || (0, import_yaml6.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
     const a = { offset, line, col, branch, index, scalarOnLine };
     anchors.push(a);
     return a;
@@ -47817,26 +47859,26 @@ function parseTree(text, format, options) {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if ((0, import_yaml5.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    if ((0, import_yaml6.isAlias)(node)) return found.push({ path, kind: "alias", line });
     const n = node;
     if (!n) return;
     if (n.anchor) found.push({ path, kind: "anchor", line });
-    const empty = (0, import_yaml5.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    const empty = (0, import_yaml6.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
     if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
-    if ((0, import_yaml5.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
-    else if ((0, import_yaml5.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+    if ((0, import_yaml6.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml6.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
   const recordValue = (node, path, keyAt) => {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if (((0, import_yaml5.isMap)(node) || (0, import_yaml5.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml5.isMap)(node) ? "flow-map" : "flow-list", line });
-    else if ((0, import_yaml5.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+    if (((0, import_yaml6.isMap)(node) || (0, import_yaml6.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml6.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
   };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
     recordValue(node, path, keyAt);
-    if ((0, import_yaml5.isAlias)(node)) {
+    if ((0, import_yaml6.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
@@ -47844,7 +47886,7 @@ function parseTree(text, format, options) {
       return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml5.isMap)(node)) {
+    if ((0, import_yaml6.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
@@ -47857,7 +47899,7 @@ function parseTree(text, format, options) {
       if (!parent && path.length === 0) rootBranch = branch;
       return out;
     }
-    if ((0, import_yaml5.isSeq)(node)) {
+    if ((0, import_yaml6.isSeq)(node)) {
       const out = { kind: "list", items: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((item, i) => {
@@ -47874,7 +47916,7 @@ function parseTree(text, format, options) {
       return out;
     }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml5.isScalar)(node)) {
+    if ((0, import_yaml6.isScalar)(node)) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
@@ -47891,13 +47933,13 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml5.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml5.isScalar)(k) && k.tag === MERGE_TAG) {
+    const k = (0, import_yaml6.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml6.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
       throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
-    if ((0, import_yaml5.isScalar)(k)) {
+    if ((0, import_yaml6.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -47913,11 +47955,11 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml5, MERGE_TAG, BINARY_TAG;
+var import_yaml6, MERGE_TAG, BINARY_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
-    import_yaml5 = __toESM(require_dist(), 1);
+    import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
     init_yaml_depth();
     init_comments();
@@ -48022,9 +48064,9 @@ function hasSopsKey(text, format) {
       return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
     }
     if (nestingDepth(text) > MAX_NESTING) return void 0;
-    const docs = (0, import_yaml6.parseAllDocuments)(text, { uniqueKeys: false });
+    const docs = (0, import_yaml7.parseAllDocuments)(text, { uniqueKeys: false });
     if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
-    return docs.some((d) => (0, import_yaml6.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml6.isScalar)(pair.key) && pair.key.value === "sops"));
+    return docs.some((d) => (0, import_yaml7.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml7.isScalar)(pair.key) && pair.key.value === "sops"));
   } catch {
     return void 0;
   }
@@ -48083,11 +48125,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var import_yaml6, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
+var import_yaml7, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -48742,7 +48784,7 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml7.isScalar)(node) ? node.value : (0, import_yaml7.isSeq)(node) ? node.items.map((x) => (0, import_yaml7.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml8.isScalar)(node) ? node.value : (0, import_yaml8.isSeq)(node) ? node.items.map((x) => (0, import_yaml8.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -48756,15 +48798,15 @@ function load(root, required) {
   }
   const text = readFileSync4(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml7.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml8.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml7.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml7.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml7.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml7.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml7.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml8.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  const list2 = (0, import_yaml8.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml8.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml8.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml8.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -48812,30 +48854,30 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml7.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml8.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml7.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml7.YAMLMap();
+  if (doc.contents === null || (0, import_yaml8.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml8.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml7.isSeq)(found)) seq = found;
+  if ((0, import_yaml8.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml7.YAMLSeq();
+    seq = new import_yaml8.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own2 = items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml7.Scalar(list2.join(","));
+  const own2 = items.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml8.Scalar(list2.join(","));
   if (own2 >= 0) {
     const rule = items[own2];
     const old = rule.get("age", true);
-    if ((0, import_yaml7.isSeq)(old)) {
-      const s = new import_yaml7.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml7.Scalar(r));
+    if ((0, import_yaml8.isSeq)(old)) {
+      const s = new import_yaml8.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml8.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml7.YAMLMap();
+    const rule = new import_yaml8.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -48853,18 +48895,18 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml7.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml7.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml8.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml7, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml8, SOPS_CONFIG_FILE, CONFIG_HEADER;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_errors();
     init_shell();
     init_atomic();
@@ -48949,7 +48991,12 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml8.parse)(readFileSync5(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
+    const text2 = readFileSync5(configFile, "utf8");
+    refuseDeepNesting(text2, configFile);
+    const doc = (0, import_yaml9.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
+    if (doc.errors.length) return ids;
+    refuseAliasBomb(doc, configFile);
+    keyFile = doc.toJS({ maxAliasCount: -1 })?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -48997,11 +49044,12 @@ function placeholderError(label, env, keys, change) {
     own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
   ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml8, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml9, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml8 = __toESM(require_dist(), 1);
+    import_yaml9 = __toESM(require_dist(), 1);
+    init_yaml_depth();
     init_environment();
     init_errors();
     init_report();
@@ -71440,6 +71488,7 @@ function endGroup() {
 // core/action.ts
 init_errors();
 init_parts();
+import { randomUUID as randomUUID2 } from "node:crypto";
 
 // core/remote/identity.ts
 init_errors();
@@ -71500,28 +71549,47 @@ var ActionsReporter = class {
   redact(text) {
     return this.masker.redact(text);
   }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  shown(text) {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  log(text) {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
+    const token = randomUUID2();
+    info(`::stop-commands::${token}`);
+    info(shown);
+    info(`::${token}::`);
+  }
   info(message) {
-    info(this.redact(message));
+    this.log(message);
   }
   warn(message) {
-    warning(this.redact(message));
+    warning(this.shown(message));
   }
   error(message) {
-    error(this.redact(message));
+    error(this.shown(message));
   }
   async group(title, fn) {
     const own2 = !this.groupOpen;
     const start = Date.now();
     if (own2) {
-      startGroup(this.redact(title));
+      startGroup(this.shown(title));
       this.groupOpen = true;
-    } else info(`\u25B8 ${this.redact(title)}`);
+    } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      info(`\u2713 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
       return result;
     } catch (e) {
-      info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
       if (own2) {
@@ -71531,10 +71599,10 @@ var ActionsReporter = class {
     }
   }
   line(host, text) {
-    info(this.redact(`${host} ${text}`));
+    this.log(`${host} ${text}`);
   }
   async summary(markdown) {
-    await summary.addRaw(this.redact(markdown), true).write();
+    await summary.addRaw(this.shown(markdown), true).write();
   }
   output(name2, value) {
     setOutput(name2, this.redact(value));
@@ -71613,7 +71681,7 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(hideSecrets(reporter.redact(formatError(error2))));
+    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
   }
 }
 
@@ -71628,11 +71696,11 @@ init_shell();
 init_tree();
 init_dotenv_readers();
 function lookup(tree, path) {
-  const isMap4 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap4(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const isMap5 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap5(n) && Object.hasOwn(n, k) ? n[k] : void 0;
   const keysAt = (keys) => {
     const n = keys.reduce(child, tree);
-    return isMap4(n) ? Object.keys(n) : [];
+    return isMap5(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
@@ -71825,8 +71893,8 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function memberPaths(value, path = []) {
-  const isMap4 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap4 || path.length && Object.keys(value).length === 0) return [path];
+  const isMap5 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (!isMap5 || path.length && Object.keys(value).length === 0) return [path];
   return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
 }
 function memberAt(value, path) {
@@ -71928,7 +71996,7 @@ function allowSecretRefs(env, ctx) {
 }
 
 // core/ops/initdata.ts
-var import_yaml9 = __toESM(require_dist(), 1);
+var import_yaml10 = __toESM(require_dist(), 1);
 init_environment();
 import { existsSync as existsSync6, readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
@@ -71962,6 +72030,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
     fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -72376,6 +72445,89 @@ function maskArgs(env) {
 // core/steps/sh/connection.sh
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
+// core/steps/sh/contain.sh
+var contain_default = `# shellcheck shell=bash
+# What a user's command (build, migrate, hooks, initdata) leaves running when it exits: a background process that
+# keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build server,
+# output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
+# Builtins where they do. Needs nothing else.
+
+# proc_env_get PID NAME: PROC_ENV, the value of NAME in /proc/PID/environ (the environment it started with); empty
+# when unset or unreadable. Builtins only: no process per call. proc_env PID NAME prints it (a line; nothing when empty).
+proc_env_get() {
+  local v
+  PROC_ENV=""
+  # One it may not read (another user's, gone) fails the redirection: not an error (set -e) here.
+  { while IFS= read -r -d '' v; do case $v in "$2="*) PROC_ENV=\${v#"$2"=}; return 0 ;; esac; done < "/proc/$1/environ"; } 2>/dev/null || true
+}
+proc_env() { local PROC_ENV; proc_env_get "$1" "$2"; [ -z "$PROC_ENV" ] || printf '%s\\n' "$PROC_ENV"; }
+
+# contained_left SID RUN: the pids of this user's processes in session SID or with OPS_RUN=RUN in their environment,
+# but this script's own and zombies; one a line.
+contained_left() {
+  local p uid stat PROC_ENV
+  local -A in_session=()
+  uid=$(id -u)
+  for p in $(pgrep -u "$uid" -s "$1" 2>/dev/null || true); do in_session[$p]=1; done
+  for p in $(pgrep -u "$uid" 2>/dev/null || true); do
+    if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
+    [ -n "\${in_session[$p]:-}" ] || proc_env_get "$p" OPS_RUN
+    if [ -n "\${in_session[$p]:-}" ] || [ "$PROC_ENV" = "$2" ]; then
+      # A zombie (exited, not yet reaped by init) holds nothing open.
+      stat=""; read -r stat 2>/dev/null < "/proc/$p/stat" || true; stat=\${stat##*) }
+      [ "\${stat%% *}" = Z ] || printf '%s\\n' "$p"
+    fi
+  done
+}
+
+# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (looked for again each 0.1 s: what they fork as they go, each signalled once), SIGKILL
+# to what is left after 5 s (for 7 s at most in all); prints (stdout) what it stopped on one line, WHAT saying when;
+# nothing when nothing was left.
+contained_down() {
+  local sid=$1 run=$2 what=$3 p pause now kill_at deadline said="" killed=""
+  local -a left=() fresh=()
+  local -A seen=() was_killed=()
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while :; do
+    mapfile -t left < <(contained_left "$sid" "$run")
+    [ \${#left[@]} -gt 0 ] || break
+    fresh=()
+    for p in "\${left[@]}"; do
+      [ -z "\${seen[$p]:-}" ] || continue
+      seen[$p]=1; fresh+=("$p"); said+="\${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
+    done
+    if [ "$now" -ge "$kill_at" ]; then
+      kill -KILL "\${left[@]}" 2>/dev/null || true
+      for p in "\${left[@]}"; do [ -n "\${was_killed[$p]:-}" ] || { was_killed[$p]=1; killed+="\${killed:+ }$p"; }; done
+    elif [ \${#fresh[@]} -gt 0 ]; then kill -TERM "\${fresh[@]}" 2>/dev/null || true; fi
+    [ "$now" -lt "$deadline" ] || break
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
+}
+
+# contained COMMAND: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null) in a
+# session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it exited, stops what it left
+# (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's SIGTERM, which reaches the
+# step's process group, not the command's session) stops the command the same way before it ends (exit 143).
+contained() {
+  local run pid status=0
+  run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" < /dev/null &
+  pid=$!
+  # shellcheck disable=SC2064 # pid and run are this call's, fixed now
+  trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
+  wait "$pid" || status=$?
+  trap - TERM INT HUP
+  contained_down "$pid" "$run" "after it exited"
+  return "$status"
+}
+`;
+
 // core/steps/sh/critical.sh
 var critical_default = `# shellcheck shell=bash
 # A switch cut off half-way leaves nginx routing to the new release while \`current\` (what status, rollback and
@@ -72585,9 +72737,9 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_env_release() { proc_env "$1" OPS_RELEASE; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 # proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
 # argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
@@ -73694,7 +73846,9 @@ var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = identity_default;
+var IDENTITY_FUNCTIONS = `${contain_default}
+${identity_default}`;
+var CONTAIN_FUNCTIONS = contain_default;
 var PROBE_FUNCTIONS = `${probe_default}
 ${mask_default}`;
 function probeLibrary(env) {
@@ -73747,7 +73901,7 @@ init_shell();
 
 // core/supervisor.ts
 init_errors();
-var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var CONTROL2 = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
 var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
@@ -73766,7 +73920,7 @@ function refuse(key, why, hint) {
   throw new SupervisorRefusal(key, why, hint);
 }
 function checkLine(key, value) {
-  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (CONTROL2.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
   if (INLINE_COMMENT.test(value))
     refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
   if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
@@ -74312,9 +74466,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier
 cd ${quote(release)}`;
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
-  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
+  return { name: name2, as: "app", timeout, script: `${CONTAIN_FUNCTIONS}
+${appEnvironment(env, release)}
 ${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}
-${command2}` };
+contained ${quote(command2)}` };
 }
 
 // core/steps/initdata.ts
@@ -76724,7 +76879,7 @@ async function readInitdata(ctx, env, file) {
   } else if (format === "json" && raw.includes("	") && isJson(raw.replace(/^\uFEFF/, ""))) {
     text = raw.replace(/\t/g, "  ");
   }
-  const doc = (0, import_yaml9.parseDocument)(text);
+  const doc = (0, import_yaml10.parseDocument)(text);
   let why = doc.errors[0] && syntaxError(text, doc.errors[0]).replace(/^ at /, "at ");
   if (!why) {
     for (const [alias, target] of aliasTargets(doc)) {
@@ -76733,7 +76888,8 @@ async function readInitdata(ctx, env, file) {
       break;
     }
   }
-  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, "fix the file (ops secrets edit for an encrypted one); nothing was sent");
+  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
+  refuseAliasBomb(doc, path);
   return { path, text, encrypted };
 }
 function initdataSettingsRefusal(env, host, release, expected, live) {

@@ -19317,14 +19317,14 @@ function printedForms(text) {
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit3 = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit3(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit3(value, 0);
   if (options.escapes !== false) {
     for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
   }
@@ -19518,8 +19518,14 @@ function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
     why = err.verdict ? lines.join(" / ") : lines.filter((l) => SAYS_WHY.test(l)).at(-1) ?? lines.at(-1) ?? "";
   }
   const text = [first, why].filter((t) => t.trim()).join(": ") || "failed (no reason given)";
-  const one = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+  const one = printableLine(text);
   return one.length > max ? `${one.slice(0, max - 1).trimEnd()}\u2026` : one;
+}
+function showControls(text) {
+  return text.replace(CONTROL, (c, at2) => c === "\r" && text[at2 + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+function printableLine(text) {
+  return text.replace(CONTROL_RUN, " ").replace(/\s+/g, " ").trim();
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
@@ -19610,7 +19616,7 @@ ${err.stack}` : "";
 function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
@@ -19624,7 +19630,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19680,6 +19686,8 @@ ${summary2}`;
     AUDIT_REASON_MAX = 400;
     SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
     NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files)|\^+\s*$|-+\s*$)/;
+    CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+    CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
@@ -29558,12 +29566,12 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
     var isScalar = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isSeq3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -29593,14 +29601,14 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias;
+    exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap;
+    exports.isMap = isMap2;
     exports.isNode = isNode;
     exports.isPair = isPair2;
     exports.isScalar = isScalar;
-    exports.isSeq = isSeq2;
+    exports.isSeq = isSeq3;
   }
 });
 
@@ -29612,7 +29620,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit3(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -29621,9 +29629,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit3.BREAK = BREAK;
+    visit3.SKIP = SKIP;
+    visit3.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -29757,7 +29765,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit3;
     exports.visitAsync = visitAsync;
   }
 });
@@ -29767,7 +29775,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -29911,7 +29919,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit3.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -29938,7 +29946,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -29949,7 +29957,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit3.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -30129,7 +30137,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -30155,7 +30163,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit3.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -33708,9 +33716,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap = fc.start.source === "{";
-      const fcName = isMap ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
+      const isMap2 = fc.start.source === "{";
+      const fcName = isMap2 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap2 ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33746,7 +33754,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap2 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -33786,7 +33794,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap && !sep && !props.found) {
+        if (!isMap2 && !sep && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -33809,7 +33817,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap && !props.found && ctx.options.strict) {
+            if (!isMap2 && !props.found && ctx.options.strict) {
               if (sep)
                 for (const st of sep) {
                   if (st === valueProps.found)
@@ -33841,7 +33849,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap) {
+          if (isMap2) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -33857,7 +33865,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap ? "}" : "]";
+      const expectedEnd = isMap2 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -35077,15 +35085,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit3(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit3.BREAK = BREAK;
+    visit3.SKIP = SKIP;
+    visit3.REMOVE = REMOVE;
+    visit3.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -35096,8 +35104,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit3.parentCollection = (cst, path) => {
+      const parent = visit3.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -35128,7 +35136,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit3;
   }
 });
 
@@ -36844,7 +36852,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document.Document;
     exports.Schema = Schema.Schema;
@@ -36872,8 +36880,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit3.visit;
+    exports.visitAsync = visit3.visitAsync;
   }
 });
 
@@ -37202,12 +37210,45 @@ function refuseDeepNesting(text, file) {
     throw new OpsError(`${file} nests maps or lists more than ${MAX_NESTING} levels deep: ops reads no file nested so deep (a secrets or config file needs a few levels); nothing was changed`, `check that it is the file meant (a damaged or generated file?), and flatten it`);
   }
 }
-var MAX_NESTING;
+function aliasTargets(doc) {
+  const named = /* @__PURE__ */ new Map();
+  const targets = /* @__PURE__ */ new Map();
+  (0, import_yaml.visit)(doc, (_, node) => {
+    if ((0, import_yaml.isAlias)(node)) targets.set(node, named.get(node.source));
+    else if (node?.anchor) named.set(node.anchor, node);
+  });
+  return targets;
+}
+function refuseAliasBomb(doc, file) {
+  const targets = aliasTargets(doc);
+  const size = /* @__PURE__ */ new Map();
+  let copies = 0;
+  const count = (node) => {
+    let n = 1;
+    if ((0, import_yaml.isAlias)(node)) {
+      n = size.get(targets.get(node)) ?? 0;
+      copies += n;
+      if (copies > MAX_ALIAS_COPIES)
+        throw new OpsError(
+          `${file} makes more than ${MAX_ALIAS_COPIES} values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed`,
+          "write some values out instead of aliasing them"
+        );
+    } else if ((0, import_yaml.isMap)(node)) for (const pair of node.items) n += count(pair.key) + count(pair.value);
+    else if ((0, import_yaml.isSeq)(node)) for (const item of node.items) n += count(item);
+    else if (node === null || node === void 0) return 0;
+    size.set(node, n);
+    return n;
+  };
+  count(doc.contents);
+}
+var import_yaml, MAX_NESTING, MAX_ALIAS_COPIES;
 var init_yaml_depth = __esm({
   "core/yaml-depth.ts"() {
     "use strict";
+    import_yaml = __toESM(require_dist(), 1);
     init_errors();
     MAX_NESTING = 100;
+    MAX_ALIAS_COPIES = 1e6;
   }
 });
 
@@ -37282,8 +37323,8 @@ var init_env_names = __esm({
         names: ["__proto__"]
       },
       {
-        reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
-        names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
+        reason: "the pipeline's own step scripts read or set it (core/remote/wrap.ts, core/steps/initdata.ts, core/steps/sh/contain.sh)",
+        names: ["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
       }
     ];
     RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
@@ -37560,7 +37601,7 @@ function nullable(schema) {
   return out;
 }
 function object(fields, options = {}) {
-  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
+  const { form = "a mapping", rules = [], extensions } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -37569,7 +37610,7 @@ function object(fields, options = {}) {
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
+        if (!known.includes(k) && !extensions?.test(k)) {
           const near = closest(k, known);
           problems.push({
             path: path ? `${path}.${k}` : k,
@@ -37629,6 +37670,7 @@ function object(fields, options = {}) {
         type: "object",
         properties,
         ...required.length ? { required } : {},
+        ...extensions ? { patternProperties: { [extensions.source]: {} } } : {},
         additionalProperties: false,
         ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
       };
@@ -37926,7 +37968,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -38011,6 +38053,9 @@ var init_environment_schema = __esm({
         )
       },
       {
+        // Top-level `x-` keys are the user's own (Docker Compose's convention): a place for YAML anchors that
+        // settings merge (`<<: *common`), read by nothing else.
+        extensions: /^x-/,
         rules: [
           {
             when: { path: ["tls", "mode"], equals: "letsencrypt" },
@@ -38139,7 +38184,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
+  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38184,7 +38229,7 @@ function readYamlFile(file, label = file) {
   if (kept) return kept.value;
   let value;
   try {
-    const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
+    const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
@@ -38193,13 +38238,14 @@ function readYamlFile(file, label = file) {
 ${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    refuseAliasBomb(doc, label);
+    value = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
     if (e instanceof OpsError) throw e;
-    const aliases = /alias/i.test(String(e.message));
+    const message = String(e.message);
     throw new OpsError(
       hideSecrets(`${label} cannot be read as YAML: ${e.message ?? e}`),
-      aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
+      /^Merge sources/.test(message) ? "a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])" : "fix the file (see the message above)"
     );
   }
   if (entry) keepParsed(entry, value);
@@ -38224,15 +38270,15 @@ ${" ".repeat(hideSecrets(before).length)}^
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
   const tagged = [];
-  (0, import_yaml.visit)(doc, {
+  (0, import_yaml2.visit)(doc, {
     Node(_key, node, ancestors) {
       if (!node.tag || !node.range) return;
       const chain2 = [...ancestors, node];
       let path = "";
       chain2.forEach((a, i) => {
         const child = chain2[i + 1];
-        if ((0, import_yaml.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+        if ((0, import_yaml2.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml2.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
       });
       tagged.push({ start: node.range[0], path });
     }
@@ -38293,11 +38339,11 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml2, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
-    import_yaml = __toESM(require_dist(), 1);
+    import_yaml2 = __toESM(require_dist(), 1);
     init_package();
     init_dotenv_readers();
     init_errors();
@@ -38360,7 +38406,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     };
     PARSED_KEPT = 64;
     DIGEST = 32;
-    MAX_ALIASES = 1e4;
+    ENVIRONMENT_YAML = { merge: true };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -60528,6 +60574,7 @@ function endGroup() {
 // core/action.ts
 init_errors();
 init_parts();
+import { randomUUID as randomUUID2 } from "node:crypto";
 
 // core/remote/identity.ts
 init_errors();
@@ -60588,28 +60635,47 @@ var ActionsReporter = class {
   redact(text) {
     return this.masker.redact(text);
   }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  shown(text) {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  log(text) {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
+    const token = randomUUID2();
+    info(`::stop-commands::${token}`);
+    info(shown);
+    info(`::${token}::`);
+  }
   info(message) {
-    info(this.redact(message));
+    this.log(message);
   }
   warn(message) {
-    warning(this.redact(message));
+    warning(this.shown(message));
   }
   error(message) {
-    error(this.redact(message));
+    error(this.shown(message));
   }
   async group(title, fn) {
     const own = !this.groupOpen;
     const start = Date.now();
     if (own) {
-      startGroup(this.redact(title));
+      startGroup(this.shown(title));
       this.groupOpen = true;
-    } else info(`\u25B8 ${this.redact(title)}`);
+    } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      info(`\u2713 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
       return result;
     } catch (e) {
-      info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
       if (own) {
@@ -60619,10 +60685,10 @@ var ActionsReporter = class {
     }
   }
   line(host, text) {
-    info(this.redact(`${host} ${text}`));
+    this.log(`${host} ${text}`);
   }
   async summary(markdown) {
-    await summary.addRaw(this.redact(markdown), true).write();
+    await summary.addRaw(this.shown(markdown), true).write();
   }
   output(name2, value) {
     setOutput(name2, this.redact(value));
@@ -60701,7 +60767,7 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(hideSecrets(reporter.redact(formatError(error2))));
+    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
   }
 }
 
@@ -60764,6 +60830,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
     fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -62632,6 +62699,89 @@ function maskText(env) {
 // core/steps/sh/connection.sh
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
 
+// core/steps/sh/contain.sh
+var contain_default = `# shellcheck shell=bash
+# What a user's command (build, migrate, hooks, initdata) leaves running when it exits: a background process that
+# keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build server,
+# output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
+# Builtins where they do. Needs nothing else.
+
+# proc_env_get PID NAME: PROC_ENV, the value of NAME in /proc/PID/environ (the environment it started with); empty
+# when unset or unreadable. Builtins only: no process per call. proc_env PID NAME prints it (a line; nothing when empty).
+proc_env_get() {
+  local v
+  PROC_ENV=""
+  # One it may not read (another user's, gone) fails the redirection: not an error (set -e) here.
+  { while IFS= read -r -d '' v; do case $v in "$2="*) PROC_ENV=\${v#"$2"=}; return 0 ;; esac; done < "/proc/$1/environ"; } 2>/dev/null || true
+}
+proc_env() { local PROC_ENV; proc_env_get "$1" "$2"; [ -z "$PROC_ENV" ] || printf '%s\\n' "$PROC_ENV"; }
+
+# contained_left SID RUN: the pids of this user's processes in session SID or with OPS_RUN=RUN in their environment,
+# but this script's own and zombies; one a line.
+contained_left() {
+  local p uid stat PROC_ENV
+  local -A in_session=()
+  uid=$(id -u)
+  for p in $(pgrep -u "$uid" -s "$1" 2>/dev/null || true); do in_session[$p]=1; done
+  for p in $(pgrep -u "$uid" 2>/dev/null || true); do
+    if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
+    [ -n "\${in_session[$p]:-}" ] || proc_env_get "$p" OPS_RUN
+    if [ -n "\${in_session[$p]:-}" ] || [ "$PROC_ENV" = "$2" ]; then
+      # A zombie (exited, not yet reaped by init) holds nothing open.
+      stat=""; read -r stat 2>/dev/null < "/proc/$p/stat" || true; stat=\${stat##*) }
+      [ "\${stat%% *}" = Z ] || printf '%s\\n' "$p"
+    fi
+  done
+}
+
+# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (looked for again each 0.1 s: what they fork as they go, each signalled once), SIGKILL
+# to what is left after 5 s (for 7 s at most in all); prints (stdout) what it stopped on one line, WHAT saying when;
+# nothing when nothing was left.
+contained_down() {
+  local sid=$1 run=$2 what=$3 p pause now kill_at deadline said="" killed=""
+  local -a left=() fresh=()
+  local -A seen=() was_killed=()
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while :; do
+    mapfile -t left < <(contained_left "$sid" "$run")
+    [ \${#left[@]} -gt 0 ] || break
+    fresh=()
+    for p in "\${left[@]}"; do
+      [ -z "\${seen[$p]:-}" ] || continue
+      seen[$p]=1; fresh+=("$p"); said+="\${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
+    done
+    if [ "$now" -ge "$kill_at" ]; then
+      kill -KILL "\${left[@]}" 2>/dev/null || true
+      for p in "\${left[@]}"; do [ -n "\${was_killed[$p]:-}" ] || { was_killed[$p]=1; killed+="\${killed:+ }$p"; }; done
+    elif [ \${#fresh[@]} -gt 0 ]; then kill -TERM "\${fresh[@]}" 2>/dev/null || true; fi
+    [ "$now" -lt "$deadline" ] || break
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
+}
+
+# contained COMMAND: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null) in a
+# session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it exited, stops what it left
+# (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's SIGTERM, which reaches the
+# step's process group, not the command's session) stops the command the same way before it ends (exit 143).
+contained() {
+  local run pid status=0
+  run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" < /dev/null &
+  pid=$!
+  # shellcheck disable=SC2064 # pid and run are this call's, fixed now
+  trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
+  wait "$pid" || status=$?
+  trap - TERM INT HUP
+  contained_down "$pid" "$run" "after it exited"
+  return "$status"
+}
+`;
+
 // core/steps/sh/critical.sh
 var critical_default = `# shellcheck shell=bash
 # A switch cut off half-way leaves nginx routing to the new release while \`current\` (what status, rollback and
@@ -62841,9 +62991,9 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd) and ops_report; live_verdict needs probe.sh too.
+# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_env_release() { proc_env "$1" OPS_RELEASE; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 # proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
 # argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
@@ -63950,7 +64100,8 @@ var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = identity_default;
+var IDENTITY_FUNCTIONS = `${contain_default}
+${identity_default}`;
 var PROBE_FUNCTIONS = `${probe_default}
 ${mask_default}`;
 function probeLibrary(env) {
@@ -64003,7 +64154,7 @@ init_shell();
 
 // core/supervisor.ts
 init_errors();
-var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var CONTROL2 = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
 var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
@@ -64022,7 +64173,7 @@ function refuse(key, why, hint) {
   throw new SupervisorRefusal(key, why, hint);
 }
 function checkLine(key, value) {
-  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (CONTROL2.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
   if (INLINE_COMMENT.test(value))
     refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
   if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
@@ -64570,9 +64721,12 @@ for p in ${probeList}; do
   if [ -n "$(listeners "$port")" ]; then echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; previous_back ${slot} "$keep" >&2 || true; exit ${START_FAILED_CLEAN}; fi
 done
 unset LISTEN_TABLE
-# Remember where each log ends, to show only what the new processes write.
-declare -A log_start
-for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
+# Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
+# processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
+declare -A log_start log_inode
+for f in ${logFiles.map(quote).join(" ")}; do
+  at=$(stat -c '%i %s' "$f" 2>/dev/null || echo '- 0'); log_inode[$f]=${"$"}{at% *}; log_start[$f]=${"$"}{at#* }
+done
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -64608,6 +64762,12 @@ if [ -n "$verdict" ]; then
   [ -z "$back_msg" ] || printf '%s\n' "$back_msg" | ${maskText(env)} || true
   exit ${START_FAILED_CLEAN}
 fi >&2
+# The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
+# (the file removed), ops logs shows the whole files, the older releases' lines too: never the deploy's failure.
+marks=${quote(L.logStart(slot))}
+if ! { for f in "${"$"}{!log_start[@]}"; do printf '%s %s %s\n' "${"$"}{log_inode[$f]}" "${"$"}{log_start[$f]}" "$f"; done > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
+  rm -f "$marks.new" "$marks" 2>/dev/null || true
+fi
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
@@ -66251,8 +66411,11 @@ ${remote.name} still serves ${state.current}`, e.hint);
     if (taken) throw refuse2(portsTakenError(env, [taken], ROLLBACK_PORTS));
     throw refuse2(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
-  if (verdict === "none")
-    throw refuse2(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`));
+  if (verdict === "none") {
+    const served = state.releases.some((x) => x.id !== from && x.status === "ok");
+    const hint = served ? `pick one with --to (see ops releases ${env.name})` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
+    throw refuse2(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, hint));
+  }
   if (verdict === "not_kept") throw refuse2(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`));
   if (verdict === "never_live") {
     const record2 = state.releases.find((x) => x.id === to);

@@ -20089,14 +20089,14 @@ function printedForms(text) {
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit3 = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit3(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit3(value, 0);
   if (options.escapes !== false) {
     for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
   }
@@ -20235,6 +20235,9 @@ function messageLine(err) {
   const lines = message.split(/\r?\n/).map((l) => l.trim().replace(/^(?:[-*|]\s+|\|$)/, "").trim()).filter(Boolean);
   return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
 }
+function showControls(text) {
+  return text.replace(CONTROL, (c, at2) => c === "\r" && text[at2 + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
@@ -20316,14 +20319,14 @@ ${err.stack}` : "";
 function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
-    print(formatError(err));
+    print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20339,6 +20342,7 @@ var init_errors = __esm({
     };
     NoAgeIdentity = class extends OpsError {
     };
+    CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
   }
 });
@@ -29894,12 +29898,12 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
     var isScalar = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isSeq3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -29929,14 +29933,14 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias;
+    exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap;
+    exports.isMap = isMap2;
     exports.isNode = isNode;
     exports.isPair = isPair2;
     exports.isScalar = isScalar;
-    exports.isSeq = isSeq2;
+    exports.isSeq = isSeq3;
   }
 });
 
@@ -29948,7 +29952,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit3(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -29957,9 +29961,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit3.BREAK = BREAK;
+    visit3.SKIP = SKIP;
+    visit3.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -30093,7 +30097,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit3;
     exports.visitAsync = visitAsync;
   }
 });
@@ -30103,7 +30107,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -30247,7 +30251,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit3.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -30274,7 +30278,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -30285,7 +30289,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit3.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -30465,7 +30469,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -30491,7 +30495,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit3.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -34044,9 +34048,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap = fc.start.source === "{";
-      const fcName = isMap ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
+      const isMap2 = fc.start.source === "{";
+      const fcName = isMap2 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap2 ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -34082,7 +34086,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap2 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -34122,7 +34126,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap && !sep2 && !props.found) {
+        if (!isMap2 && !sep2 && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep2, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -34145,7 +34149,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap && !props.found && ctx.options.strict) {
+            if (!isMap2 && !props.found && ctx.options.strict) {
               if (sep2)
                 for (const st of sep2) {
                   if (st === valueProps.found)
@@ -34177,7 +34181,7 @@ var require_resolve_flow_collection = __commonJS({
           const pair = new Pair.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap) {
+          if (isMap2) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -34193,7 +34197,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap ? "}" : "]";
+      const expectedEnd = isMap2 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -35413,15 +35417,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit3(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit3.BREAK = BREAK;
+    visit3.SKIP = SKIP;
+    visit3.REMOVE = REMOVE;
+    visit3.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -35432,8 +35436,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit3.parentCollection = (cst, path) => {
+      const parent = visit3.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -35464,7 +35468,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit3;
   }
 });
 
@@ -37180,7 +37184,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit3 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document.Document;
     exports.Schema = Schema.Schema;
@@ -37208,8 +37212,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit3.visit;
+    exports.visitAsync = visit3.visitAsync;
   }
 });
 
@@ -41889,6 +41893,7 @@ function endGroup() {
 // core/action.ts
 init_errors();
 init_parts();
+import { randomUUID as randomUUID2 } from "node:crypto";
 
 // core/remote/identity.ts
 init_errors();
@@ -42226,28 +42231,47 @@ var ActionsReporter = class {
   redact(text) {
     return this.masker.redact(text);
   }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  shown(text) {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  log(text) {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
+    const token = randomUUID2();
+    info(`::stop-commands::${token}`);
+    info(shown);
+    info(`::${token}::`);
+  }
   info(message) {
-    info(this.redact(message));
+    this.log(message);
   }
   warn(message) {
-    warning(this.redact(message));
+    warning(this.shown(message));
   }
   error(message) {
-    error(this.redact(message));
+    error(this.shown(message));
   }
   async group(title, fn) {
     const own = !this.groupOpen;
     const start = Date.now();
     if (own) {
-      startGroup(this.redact(title));
+      startGroup(this.shown(title));
       this.groupOpen = true;
-    } else info(`\u25B8 ${this.redact(title)}`);
+    } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      info(`\u2713 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
       return result;
     } catch (e) {
-      info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
       if (own) {
@@ -42257,10 +42281,10 @@ var ActionsReporter = class {
     }
   }
   line(host, text) {
-    info(this.redact(`${host} ${text}`));
+    this.log(`${host} ${text}`);
   }
   async summary(markdown) {
-    await summary.addRaw(this.redact(markdown), true).write();
+    await summary.addRaw(this.shown(markdown), true).write();
   }
   output(name2, value) {
     setOutput(name2, this.redact(value));
@@ -42339,7 +42363,7 @@ async function runAction(spec, body) {
   } catch (e) {
     const environment = getInput("environment").trim();
     const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(hideSecrets(reporter.redact(formatError(error2))));
+    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
   }
 }
 
@@ -42517,7 +42541,7 @@ var Git = class {
 };
 
 // core/config/environment.ts
-var import_yaml = __toESM(require_dist(), 1);
+var import_yaml2 = __toESM(require_dist(), 1);
 
 // core/dotenv-readers.ts
 var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
@@ -42591,6 +42615,7 @@ var strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 var lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 // core/yaml-depth.ts
+var import_yaml = __toESM(require_dist(), 1);
 init_errors();
 
 // core/config/environment-schema.ts
@@ -42660,8 +42685,8 @@ var GROUPS = [
     names: ["__proto__"]
   },
   {
-    reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
-    names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
+    reason: "the pipeline's own step scripts read or set it (core/remote/wrap.ts, core/steps/initdata.ts, core/steps/sh/contain.sh)",
+    names: ["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
   }
 ];
 var RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
@@ -42924,7 +42949,7 @@ function nullable(schema) {
   return out;
 }
 function object(fields, options = {}) {
-  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
+  const { form = "a mapping", rules = [], extensions } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -42933,7 +42958,7 @@ function object(fields, options = {}) {
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
+        if (!known.includes(k) && !extensions?.test(k)) {
           const near = closest(k, known);
           problems.push({
             path: path ? `${path}.${k}` : k,
@@ -42993,6 +43018,7 @@ function object(fields, options = {}) {
         type: "object",
         properties,
         ...required.length ? { required } : {},
+        ...extensions ? { patternProperties: { [extensions.source]: {} } } : {},
         additionalProperties: false,
         ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
       };
@@ -43258,7 +43284,7 @@ var environmentSchema = object(
     ),
     env: opt(
       record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-      "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+      "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
       {}
     ),
     dotenv: opt(
@@ -43343,6 +43369,9 @@ var environmentSchema = object(
     )
   },
   {
+    // Top-level `x-` keys are the user's own (Docker Compose's convention): a place for YAML anchors that
+    // settings merge (`<<: *common`), read by nothing else.
+    extensions: /^x-/,
     rules: [
       {
         when: { path: ["tls", "mode"], equals: "letsencrypt" },

@@ -689,7 +689,7 @@ describe('deploy operation', () => {
       const hook = h.remote.runs.find((r) => r.step.name === 'before_switch[0]')!;
       expect(hook.step.as).toBe('app');
       // In the release, with the release's own environ (the shared one of older versions only when it has none).
-      expect(hook.stdin).toMatch(/cd (\/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12})\n(?:# shellcheck .*\n)?if \[ -f \1\/\.ops-environ \]; then\n.*read -r -d ''; do export -- "\$REPLY"; done < \1\/\.ops-environ\nelif \[ -f \/srv\/sample\/shared\/environ \]; then\n.*read -r -d ''; do export -- "\$REPLY"; done < \/srv\/sample\/shared\/environ\nfi\nunset -v REPLY\nmake warm-cache/);
+      expect(hook.stdin).toMatch(/cd (\/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12})\n(?:# shellcheck .*\n)?if \[ -f \1\/\.ops-environ \]; then\n.*read -r -d ''; do export -- "\$REPLY"; done < \1\/\.ops-environ\nelif \[ -f \/srv\/sample\/shared\/environ \]; then\n.*read -r -d ''; do export -- "\$REPLY"; done < \/srv\/sample\/shared\/environ\nfi\nunset -v REPLY\ncontained 'make warm-cache'/);
     } finally {
       writeFileSync(file, original);
     }

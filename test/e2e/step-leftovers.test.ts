@@ -10,22 +10,10 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 /** Serves VERSION. */
-const SERVER = String.raw`import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open("VERSION").read().strip().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
+const SERVER = pythonWebApp('open("VERSION").read().strip()');
 
 let host: Host;
 let project: TestProject;

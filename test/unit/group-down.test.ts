@@ -2,22 +2,20 @@
 // PyPI: scripts/setup-machine.sh) on a socket of its own: a slot's programs are gone and its group forgotten when
 // it returns, also a program that ignores SIGTERM (supervisord kills it after stopwaitsecs), without asking
 // supervisord to wait (its answer would come on a later turn of its main loop, up to a second late).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { startSupervisord, type Supervisord } from '../support/supervisord.ts';
 
 const run = promisify(execFile);
-const CACHE = process.env.OPS_TESTHOSTS_CACHE || '/var/cache/ops-testhosts';
-const SUPERVISORD = join(CACHE, 'python', 'supervisor-4.2.5', 'bin', 'supervisord');
 
+let sup: Supervisord;
 let dir: string;
-let daemon: ChildProcess;
-const sock = () => join(dir, 'supervisor.sock');
+const sock = () => sup.sock;
 
 /** Run the supervisor functions and `script` with bash, talking to this file's supervisord. */
 async function bash(script: string): Promise<string> {
@@ -32,16 +30,10 @@ async function states(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(SUPERVISORD)) throw new Error(`${SUPERVISORD} is missing: run scripts/setup-machine.sh`);
-  dir = mkdtempSync(join(tmpdir(), 'ops-group-down-'));
-  const program = (name: string, command: string, extra = '') =>
-    `[program:${name}]\ncommand=${command}\nautostart=true\nstartsecs=0\nstopwaitsecs=2\n${extra}stdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
-  writeFileSync(
-    join(dir, 'supervisord.conf'),
-    [
-      `[unix_http_server]\nfile=${sock()}\n`,
-      '[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n',
-      `[supervisord]\nlogfile=${dir}/supervisord.log\npidfile=${dir}/supervisord.pid\nnodaemon=true\n`,
+  sup = await startSupervisord('ops-group-down-', (d) => {
+    const program = (name: string, command: string, extra = '') =>
+      `[program:${name}]\ncommand=${command}\nautostart=true\nstartsecs=0\nstopwaitsecs=2\n${extra}stdout_logfile=${d}/${name}.log\nredirect_stderr=true\n`;
+    return [
       '[group:app-blue]\nprograms=app-blue-web,app-blue-stubborn\n',
       '[group:app-green]\nprograms=app-green-web\n',
       '[group:app-fork]\nprograms=app-fork-wrapped,app-fork-orphan\n',
@@ -51,20 +43,20 @@ beforeAll(async () => {
       program('app-green-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
       // As slotConfig writes them (stopasgroup, killasgroup). A shell that runs the server without exec: the shell
       // dies at once on SIGTERM, the server (its child, same process group) drains for 1.5 s, holding its port.
-      program('app-fork-wrapped', `/bin/bash -c "/usr/bin/python3 -c 'import signal,time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), exit(0))); open(\\"${dir}/wrapped.ready\\", \\"w\\"); time.sleep(600)'; echo gone"`, 'stopasgroup=true\nkillasgroup=true\n'),
+      program('app-fork-wrapped', `/bin/bash -c "/usr/bin/python3 -c 'import signal,time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), exit(0))); open(\\"${d}/wrapped.ready\\", \\"w\\"); time.sleep(600)'; echo gone"`, 'stopasgroup=true\nkillasgroup=true\n'),
       // Exits at once, every time: supervisord gives up on it (FATAL, no pid).
       program('app-dead-web', '/bin/false', 'startretries=0\n').replace('startsecs=0', 'startsecs=1'),
       // A worker started in the background that ignores SIGTERM: its parent exits at once, so supervisord never
       // reaches its kill (it waits on the parent only).
       program('app-fork-orphan', `/bin/bash -c "(trap '' TERM; exec -a orphan-worker sleep 600) & sleep 600"`, 'stopasgroup=true\nkillasgroup=true\n'),
-    ].join('\n'),
-  );
-  daemon = spawn(SUPERVISORD, ['-c', join(dir, 'supervisord.conf')], { stdio: 'ignore' });
+    ];
+  });
+  dir = sup.dir;
   for (let i = 0; i < 100 && (await states()).filter((s) => s.endsWith('=RUNNING') || s.endsWith('=FATAL')).length < 6; i++) await new Promise((r) => setTimeout(r, 100));
 }, 30_000);
 
 afterAll(() => {
-  daemon?.kill('SIGTERM');
+  sup?.daemon.kill('SIGTERM');
 });
 
 describe('group_down on a real supervisord 4.2.5', () => {

@@ -2,27 +2,20 @@
 // version Debian 12 ships, from PyPI: scripts/setup-machine.sh) on a socket of its own, with programs written as
 // slotConfig writes them (startsecs 3, autorestart): a program that keeps running passes once supervisor takes it as
 // started; one that answers and exits a second later (supervisor restarts it) fails at once, named.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { STARTSECS } from '../../core/steps/switch.ts';
+import { startSupervisord, type Supervisord } from '../support/supervisord.ts';
 
 const run = promisify(execFile);
-const CACHE = process.env.OPS_TESTHOSTS_CACHE || '/var/cache/ops-testhosts';
-const SUPERVISORD = join(CACHE, 'python', 'supervisor-4.2.5', 'bin', 'supervisord');
-
-let dir: string;
-let daemon: ChildProcess;
-const sock = () => join(dir, 'supervisor.sock');
+let sup: Supervisord;
 
 /** Start GROUP (supervisor does not wait for it) and run group_settled on it: its status, SETTLE and the seconds it took. */
 async function settle(group: string): Promise<{ status: number; settle: string; seconds: number }> {
-  const script = `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${IDENTITY_FUNCTIONS}\nSUPERVISOR_SOCK=${sock()}
+  const script = `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${IDENTITY_FUNCTIONS}\nSUPERVISOR_SOCK=${sup.sock}
 rpc supervisor.startProcessGroup ${group} bool:0 >/dev/null
 t0=\${EPOCHREALTIME/./}; rc=0; group_settled ${group} ${STARTSECS} || rc=$?
 printf '%s\\t%s\\t%s\\n' "$rc" $(( (\${EPOCHREALTIME/./} - t0) / 1000 )) "$SETTLE"`;
@@ -32,32 +25,22 @@ printf '%s\\t%s\\t%s\\n' "$rc" $(( (\${EPOCHREALTIME/./} - t0) / 1000 )) "$SETTL
 }
 
 beforeAll(async () => {
-  if (!existsSync(SUPERVISORD)) throw new Error(`${SUPERVISORD} is missing: run scripts/setup-machine.sh`);
-  dir = mkdtempSync(join(tmpdir(), 'ops-group-settled-'));
-  const program = (name: string, command: string) =>
+  const program = (dir: string, name: string, command: string) =>
     `[program:${name}]\ncommand=${command}\nautostart=false\nautorestart=true\nstartsecs=${STARTSECS}\nstartretries=3\nstopwaitsecs=2\nstdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
-  writeFileSync(
-    join(dir, 'supervisord.conf'),
-    [
-      `[unix_http_server]\nfile=${sock()}\n`,
-      '[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n',
-      `[supervisord]\nlogfile=${dir}/supervisord.log\npidfile=${dir}/supervisord.pid\nnodaemon=true\n`,
-      '[group:app-blue]\nprograms=app-blue-web,app-blue-api\n',
-      '[group:app-green]\nprograms=app-green-web,app-green-api\n',
-      program('app-blue-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
-      program('app-blue-api', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
-      // A server that is up at once (it would answer its health check) and dies 1 s later: a worker thread that
-      // fails on its first connection. supervisor restarts it (BACKOFF, then STARTING again), again and again.
-      program('app-green-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
-      program('app-green-api', '/usr/bin/python3 -c "import threading, time, os; threading.Timer(1.0, lambda: os._exit(1)).start(); time.sleep(600)"'),
-    ].join('\n'),
-  );
-  daemon = spawn(SUPERVISORD, ['-c', join(dir, 'supervisord.conf')], { stdio: 'ignore' });
-  for (let i = 0; i < 100 && !existsSync(sock()); i++) await new Promise((r) => setTimeout(r, 100));
+  sup = await startSupervisord('ops-group-settled-', (dir) => [
+    '[group:app-blue]\nprograms=app-blue-web,app-blue-api\n',
+    '[group:app-green]\nprograms=app-green-web,app-green-api\n',
+    program(dir, 'app-blue-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
+    program(dir, 'app-blue-api', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
+    // A server that is up at once (it would answer its health check) and dies 1 s later: a worker thread that
+    // fails on its first connection. supervisor restarts it (BACKOFF, then STARTING again), again and again.
+    program(dir, 'app-green-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
+    program(dir, 'app-green-api', '/usr/bin/python3 -c "import threading, time, os; threading.Timer(1.0, lambda: os._exit(1)).start(); time.sleep(600)"'),
+  ]);
 }, 30_000);
 
 afterAll(() => {
-  daemon?.kill('SIGTERM');
+  sup?.daemon.kill('SIGTERM');
 });
 
 describe('group_settled on a real supervisord 4.2.5', () => {

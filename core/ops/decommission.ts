@@ -13,7 +13,7 @@ import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling }
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
-import { errorParts, messageLine, OpsError } from '../errors.ts';
+import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
@@ -47,8 +47,8 @@ export function servingHosts(hosts: HostStatus[]): HostStatus[] {
 }
 
 function describeHost(h: HostStatus): string {
-  if (!h.reachable) return `unreachable (${messageLine(h.error)})`;
-  if (h.error) return `reachable, but its status cannot be read (${messageLine(h.error)})`;
+  if (!h.reachable) return `unreachable (${errorFieldsLine({ error: messageLine(h.error), hint: h.hint && messageLine(h.hint) })})`;
+  if (h.error) return `reachable, but its status cannot be read (${errorFieldsLine({ error: messageLine(h.error), hint: h.hint && messageLine(h.hint) })})`;
   if (!h.release) return 'reachable, no live release';
   return `serves ${h.release.id}${h.release.ref ? ` (${h.release.ref})` : ''}${h.site?.status ? `, ${h.site.url} answers ${h.site.status}` : ''}`;
 }

@@ -67,7 +67,7 @@ export class Session {
 
   /**
    * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
-   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its first text), in the
+   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its error and hint, on one line), in the
    * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
    */
   static async openReachable(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts, signal?: AbortSignal): Promise<{ session: Session; unreachable: { host: Host; error: unknown; message: string }[] }> {
@@ -77,7 +77,7 @@ export class Session {
     const unreachable: { host: Host; error: unknown; message: string }[] = [];
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') remotes.set(hosts[i]!.name, s.value);
-      else unreachable.push({ host: hosts[i]!, error: s.reason, message: s.reason instanceof Error ? s.reason.message : String(s.reason) });
+      else unreachable.push({ host: hosts[i]!, error: s.reason, message: errorFieldsLine(errorFields(s.reason)) });
     });
     return { session: new Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
   }

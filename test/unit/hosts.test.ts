@@ -71,6 +71,19 @@ describe('Session.each', () => {
     expect(events).toEqual(['start web1', 'start web2', 'start web3', 'end web1', 'end web2', 'end web3']);
   });
 
+  it('several hosts unreachable: each line keeps its own hint (what to check), not only its error', async () => {
+    const connector: Connector = async (_e, host) => {
+      if (host.name === 'web2' || host.name === 'web4') throw new OpsError(`cannot connect to ${host.name}: connection refused`, `check that sshd listens on ${host.name}'s port`);
+      return new RecordingRemote(host.name);
+    };
+    const ctx: OpsContext = { root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector };
+    const err = await withSession(ctx, env, async () => undefined).catch((e: Error) => e);
+    expect((err as Error).message.split('\n').slice(1)).toEqual([
+      "  - cannot connect to web2: connection refused; hint: check that sshd listens on web2's port",
+      "  - cannot connect to web4: connection refused; hint: check that sshd listens on web4's port",
+    ]);
+  });
+
   it('opens all connections or none: one unreachable host and nothing runs', async () => {
     const { ctx, remotes } = context(['web3']);
     let ran = 0;

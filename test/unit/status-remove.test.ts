@@ -10,6 +10,7 @@ import { RecordingRemote } from '../../core/remote/recording.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
 import { runOps } from '../support/cli.ts';
 import { report, testEnv } from './status.helpers.ts';
 
@@ -61,6 +62,15 @@ describe('ops env remove', () => {
     expect(existsSync(join(root, 'environments', 'keep', 'environment.yml'))).toBe(true);
     expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/keep/']);
     expect(r.changes).toEqual(['environments/old/ (2 files)', '.sops.yaml: the creation rule for environments/old/']);
+  });
+
+  it('an unreachable host: the refusal says how to reach it too (its hint), not only its error', async () => {
+    const { root } = await project();
+    const refused: Connector = async (_e, host) => {
+      throw new OpsError(`cannot connect to ${host.name}: connection refused`, 'check that sshd runs on the host and listens on hosts[].port');
+    };
+    const err = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: refused }, 'old').catch((e: Error) => e);
+    expect((err as Error).message).toBe("cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) unreachable (cannot connect to web1: connection refused; hint: check that sshd runs on the host and listens on hosts[].port)");
   });
 
   it('an unreachable host blocks removal (it may still serve others), dry run too, naming it and why; --force removes', async () => {

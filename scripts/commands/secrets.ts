@@ -212,6 +212,28 @@ function chosenEditor(processEnv: NodeJS.ProcessEnv): string | undefined {
   return processEnv.EDITOR || processEnv.VISUAL || undefined;
 }
 
+/** Editors that draw on a terminal and read their keys from stdin, by program name (vim.basic: Debian's alternatives). */
+const TERMINAL_EDITORS = new Set(['vi', 'vim', 'vim.basic', 'vim.tiny', 'vim.nox', 'view', 'nvim', 'nvi', 'elvis', 'vile', 'ex', 'nano', 'rnano', 'pico', 'emacs', 'mg', 'jove', 'zile', 'micro', 'hx', 'helix', 'kak', 'joe', 'jed', 'ne', 'mcedit', 'dte']);
+
+/**
+ * The program of an editor command that needs a terminal (vi, nano, emacs...), undefined for any other: a GUI editor
+ * (code --wait, subl -w, gvim -f), a script, an editor ops does not know. By the command's first word (a path's last
+ * part; VAR=value words and `env` before it skipped), as the shell runs it (runEditor): emacs and vim with a window
+ * (emacs where $DISPLAY or $WAYLAND_DISPLAY is set and no -nw; vim -g) need none; emacsclient does with -t/-nw/--tty.
+ * Pure.
+ */
+export function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string | undefined {
+  const words = command.trim().split(/\s+/).map((w) => w.replace(/^(['"])(.*)\1$/, '$2'));
+  while (words.length > 1 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!) || words[0] === 'env')) words.shift();
+  const program = words[0]!.split('/').at(-1)!;
+  const args = words.slice(1);
+  if (program === 'emacsclient') return args.some((a) => ['-t', '-nw', '--tty'].includes(a)) ? program : undefined;
+  if (!TERMINAL_EDITORS.has(program)) return undefined;
+  if (program === 'emacs' && (processEnv.DISPLAY || processEnv.WAYLAND_DISPLAY) && !args.some((a) => a === '-nw' || a === '--no-window-system')) return undefined;
+  if (/^(vim?|view)$/.test(program) && args.includes('-g')) return undefined;
+  return program;
+}
+
 /**
  * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
  * person's terminal, never a pipe or a log (editorScreen).
@@ -550,21 +572,34 @@ A new or changed value that is weak (fewer than 8 characters, or a common word o
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.
 A secrets file created by edit (the environment had none) encrypted to none of your own age keys is refused before the
 editor opens, unless --force, as ops secrets encrypt refuses it.
-With no $EDITOR or $VISUAL set and stdin not a terminal (CI, a pipe), it is refused (vi would wait forever); an
-editor that is set is run whatever stdin is (code --wait needs no terminal; vi or nano would need one).`,
+With stdin not a terminal (CI, a pipe), an editor that needs a terminal (vi, the default with no $EDITOR or
+$VISUAL set; vim, nvim, nano, emacs without a display or with -nw, micro, hx...: it would wait forever for keys) is
+refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
-        // vi (the default) on a stdin that is no terminal (CI, a pipe) waits forever for keys that never come: refused
-        // before anything is decrypted. An editor that was set is run: a GUI one (code --wait) or a script needs none.
-        if (!chosenEditor(ctx.processEnv) && !(ctx.stdin as NodeJS.ReadStream).isTTY)
+        // A terminal editor (vi, the default; vim, nano...) reads its keys from stdin, which it shares with ops: on a
+        // stdin that is no terminal (CI, a pipe) it waits forever for keys that never come. Refused before anything is
+        // decrypted. Any other editor is run whatever stdin is: a GUI one (code --wait) or a script needs no terminal.
+        // TERM is not looked at: git refuses its default editor on TERM=dumb (Emacs's shell buffer), where vi is
+        // awkward but still ends on :q; what hangs is no terminal at all.
+        const chosen = chosenEditor(ctx.processEnv);
+        const needsTerminal = terminalEditor(chosen ?? 'vi', ctx.processEnv);
+        if (needsTerminal && !(ctx.stdin as NodeJS.ReadStream).isTTY) {
+          const set = `set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`;
+          if (!chosen)
+            throw new OpsError(
+              'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
+              `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or ${set}`,
+            );
           throw new OpsError(
-            'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
-            `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`,
+            `$${ctx.processEnv.EDITOR ? 'EDITOR' : 'VISUAL'} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,
+            `run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or ${set}`,
           );
+        }
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
         const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });

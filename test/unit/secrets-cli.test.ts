@@ -715,6 +715,37 @@ describe('ops secrets edit with no $EDITOR/$VISUAL and stdin not a terminal (CI,
   }, 40_000);
 });
 
+describe('ops secrets edit with a terminal editor set and stdin not a terminal (CI, a pipe)', () => {
+  it('vim, nano, emacs (no display), emacsclient -t... are refused before anything is decrypted; GUI editors and scripts are run', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // stand-ins on PATH under the editors' names, each exiting at once as if nothing was edited: run, they leave "no changes"
+    const bin = tempDir('ops-editors-');
+    for (const name of ['vim', 'nvim', 'nano', 'hx', 'emacs', 'emacsclient', 'code', 'subl', 'gvim']) {
+      writeFileSync(join(bin, name), '#!/bin/sh\nexit 0\n');
+      chmodSync(join(bin, name), 0o755);
+    }
+    const PATH = `${bin}:${process.env.PATH}`;
+    for (const [EDITOR, program] of [['vim', 'vim'], [`${bin}/nvim -u NONE`, 'nvim'], ['nano', 'nano'], ['FOO=1 env hx', 'hx'], ['emacs', 'emacs'], ['emacsclient -t', 'emacsclient'], ['vi', 'vi']]) {
+      // no age key given: a decryption would fail otherwise, so the refusal comes first
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, EDITOR }, '');
+      expect(r.code, EDITOR).toBe(1);
+      expect(r.err, EDITOR).toBe(
+        `error: $EDITOR is ${program}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed\n` +
+          `  hint: run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or set one value: printf '%s' "$VALUE" | ops secrets set qa <key>\n`,
+      );
+    }
+    const visual = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, VISUAL: 'nano' }, '');
+    expect(visual.err).toContain('error: $VISUAL is nano, an editor that needs a terminal');
+    for (const [EDITOR, extra] of [['code --wait', {}], ['subl -w', {}], ['gvim -f', {}], ['emacs', { DISPLAY: ':0' }], ['emacsclient', {}], [editor('').cmd, {}]] as const) {
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, PATH, EDITOR, ...extra }, '');
+      expect(r.code, `${EDITOR}: ${r.err}`).toBe(0);
+      expect(r.out, EDITOR).toContain('no changes');
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
 describe('ops secrets edit with stdout not a terminal (piped, a CI log)', () => {
   it('the editor\'s screen (a terminal editor draws the plaintext there) does not reach stdout', async () => {
     const e = await newEnv();

@@ -528,7 +528,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       }
       ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
       let node: TreeNode | undefined = secrets.tree;
-      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
+      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { show: { env } })) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
       // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
       // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that

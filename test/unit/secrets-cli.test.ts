@@ -160,6 +160,9 @@ describe('ops secrets set / show / decrypt', () => {
     expect(shown.code).toBe(1);
     expect(shown.err).toContain('the key path holds "api_token: …"');
     expect(shown.out + shown.err).not.toContain(token);
+    // its hint is show's: how to print the key, not how to set it (nothing is written by show)
+    expect(shown.err).toContain(`hint: to print that key's value: ops secrets show qa --key api_token; a key whose name holds =, : or a space goes in double quotes: '"api_token: ..."'`);
+    expect(shown.err).not.toMatch(/secrets set|nothing was changed|committed/);
     // a key holding a space on purpose is written in double quotes, as env's { secret: } references write it
     expect((await cli(e.root, ['secrets', 'set', 'qa', '"my key"'], e.env, 'pw-Ky7q-long-enough')).code).toBe(0);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', '"my key"'], e.env)).out).toBe('pw-Ky7q-long-enough');
@@ -369,7 +372,14 @@ describe('ops secrets set / show / decrypt', () => {
       expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
       expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
     }
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'list[0]'], e.env)).err).toContain('key paths do not index lists');
+    // show's hint says how to print the list, not how to change its items
+    for (const [key, list] of [['list[0]', 'list'], ['list.[0]', 'list'], ['"list".[1]', `'"list"'`]] as const) {
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env);
+      expect(shown.code, key).toBe(1);
+      expect(shown.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists`);
+      expect(shown.err, key).toContain(`hint: print the whole list: ops secrets show qa --key ${list} (a key path reaches a whole list, not an item)`);
+      expect(shown.err, key).not.toMatch(/secrets (set|edit)/);
+    }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     const under = await cli(e.root, ['secrets', 'set', 'qa', 'list.x'], e.env, 'v');
     expect(under.err).toContain('error: cannot set list.x: list is a list, not a map');

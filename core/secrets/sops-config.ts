@@ -10,7 +10,7 @@ import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
 import { hideSecrets, isPrivateKey } from './parts.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
 
@@ -69,6 +69,8 @@ function load(root: string, required: boolean): Loaded | undefined {
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  // as every user YAML file: ops reads the rules without building the aliases' copies, sops (go-yaml) builds them
+  refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules: CreationRule[] = [];
   const contents = doc.contents;
   if (contents !== null && !isMap(contents)) throw configError(SOPS_CONFIG_FILE, 'the top level must be a map with `creation_rules:`');

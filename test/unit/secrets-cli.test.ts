@@ -2,7 +2,7 @@
 // rotate, recipients add/remove/sync, keygen and the token generators.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findRoot, loadEnvironment } from '../../core/config/environment.ts';
@@ -1291,6 +1291,27 @@ describe('a file with a YAML alias bomb (nested aliases: it ran for minutes, the
     expect(r.stderr).toMatch(/^error: environments\/qa\/assets\/initdata\.yml makes more than 1000000 values by copying YAML aliases \(\*name\), counting those inside what an alias repeats \(an alias bomb\?\): ops reads no such file; nothing was changed\n  hint: write some values out instead of aliasing them\n$/);
     expect(readFileSync(file, 'utf8')).toBe(text);
   }, 60_000);
+
+  it('.sops.yaml holding one is refused in one line by the commands reading its rules, as environment.yml is; nothing changed', async () => {
+    const e = await newEnv();
+    let bomb = 'a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n';
+    for (let i = 1; i <= 8; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(',')}]\n`;
+    const config = join(e.root, '.sops.yaml');
+    writeFileSync(config, `${bomb}${readFileSync(config, 'utf8')}`);
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'initdata.yml');
+    mkdirSync(dirname(plain), { recursive: true });
+    writeFileSync(plain, 'users: []\n');
+    const before = [readFileSync(config, 'utf8'), readFileSync(e.secrets, 'utf8'), readFileSync(plain, 'utf8')];
+    for (const argv of [['secrets', 'recipients', 'qa'], ['secrets', 'recipients', 'qa', 'sync'], ['secrets', 'encrypt', plain], ['env', 'new', 'qb']]) {
+      const r = await cli(e.root, argv, e.env);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err, argv.join(' ')).toBe(
+        'error: .sops.yaml makes more than 1000000 values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed\n  hint: write some values out instead of aliasing them\n',
+      );
+    }
+    expect([readFileSync(config, 'utf8'), readFileSync(e.secrets, 'utf8'), readFileSync(plain, 'utf8')]).toEqual(before);
+    expect(existsSync(join(e.root, 'environments', 'qb'))).toBe(false);
+  });
 
   it('secrets edit refuses such a text typed in the editor, by the same limit; 20,000 uses of one alias are read', async () => {
     const e = await newEnv();

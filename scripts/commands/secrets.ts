@@ -1,7 +1,7 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
@@ -142,10 +142,19 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
   });
 }
 
+/** Whether file descriptor `fd` is open on a directory (false when it cannot be checked). */
+function isDirectoryFd(fd: number): boolean {
+  try {
+    return fstatSync(fd).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
- * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
+ * @throws OpsError when stdin is a directory (`< DIR`), empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
  * `signal` aborts (Ctrl-C at the terminal too).
  */
 async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
@@ -154,6 +163,9 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
     if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
     return typed;
   }
+  // `< DIR`: node's stdin on a directory reads as empty (no EISDIR), which was said as "no value on stdin"
+  if (ctx.stdin === process.stdin && isDirectoryFd(0))
+    throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${key} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
@@ -670,7 +682,8 @@ With --exact stdin is taken byte for byte, nothing dropped (a one-line value tha
   printf 'line\n' | ops secrets set prod motd --exact
 At a terminal (nothing piped in), the value is typed on one line, not shown, and Enter ends it (Ctrl-C
 changes nothing); a value of several lines is given from a file instead (< FILE).
-An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
+An empty stdin is refused (a value lost on the way), and so is a directory (< DIR: give the file in it); to
+store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
 A value typed into the key (api_token=..., 'api_token: ...', api_token:..., 'api_token ...') is refused before stdin is read, what

@@ -1,7 +1,7 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -317,6 +317,28 @@ describe('ops secrets set / show / decrypt', () => {
     expect(r).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set smtp.password\n' });
     expect(lookup((await open(e)).data, 'smtp.password')).toBe('');
   });
+
+  it('set with stdin a directory (`< DIR`) says so (EISDIR) and how to give the file, not "no value on stdin"', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const dir = openSync(join(e.root, 'environments'), 'r');
+    try {
+      const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), 'secrets', 'set', 'qa', 'tls.key'], {
+        env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...e.env },
+        stdio: [dir, 'pipe', 'pipe'],
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        'error: stdin is a directory (EISDIR: `< DIR` gave a folder, not the file holding the value for tls.key); nothing was changed\n' +
+          `  hint: give the file holding the value: ops secrets set qa tls.key < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set qa tls.key\n`,
+      );
+    } finally {
+      closeSync(dir);
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 40_000);
 
   it('set --empty with a value piped in is refused, not the piped value dropped silently; so is --empty with --exact', async () => {
     const e = await newEnv();

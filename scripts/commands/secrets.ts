@@ -1,9 +1,9 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { isAbsolute, relative, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
@@ -146,6 +146,15 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
 function isDirectoryFd(fd: number): boolean {
   try {
     return fstatSync(fd).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `path` is a directory (a symlink followed; false when nothing is there or it cannot be checked). */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
   } catch {
     return false;
   }
@@ -828,6 +837,8 @@ written and those not (each file is written whole); run it again to finish.`,
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
       const out = ctx.values.output;
       if (!out && discardsOutput(ctx.stdout)) throw new OpsError('stdout is /dev/null: the new private key, printed once, would be lost', 'run it with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
+      // a directory given for the file: its EEXIST (the write never overwrites) said "already exists"
+      if (out && isDirectory(out)) throw new OpsError(`cannot write ${out}: it is a directory; -o takes the path of the key file to create`, `give a file path: ops keygen -o ${join(out, 'age-key.txt')}`);
       const id = await generateIdentity();
       if (out) {
         const path = out; // absolute: the CLI resolves it

@@ -72,6 +72,12 @@ describe('a path that is not the file expected', () => {
     expect(keygen.err).toContain(`error: cannot write ${nodir}/x.key: its directory ${nodir} does not exist`);
     expect(keygen.err).toContain(`hint: create it first (mkdir -p ${nodir}), or choose a file in an existing directory`);
     expect(keygen.out).not.toContain('AGE-SECRET-KEY');
+    // an existing directory: said so, not "already exists" (the write never overwrites), -o wanting a file's path
+    for (const given of [dir, `${dir}/`]) {
+      const intoDir = await cli(root, 'keygen', '-o', given);
+      expect(intoDir).toMatchObject({ code: 1, out: '' });
+      expect(intoDir.err).toBe(`error: cannot write ${given}: it is a directory; -o takes the path of the key file to create\n  hint: give a file path: ops keygen -o ${dir}/age-key.txt\n`);
+    }
   });
 
   it('initdata --file is from the current directory: the file under environments/<env>/ is suggested, not "create" it', async () => {

@@ -243,7 +243,7 @@ const TERMINAL_EDITORS = new Set(['vi', 'vim', 'vim.basic', 'vim.tiny', 'vim.nox
  * (emacs where $DISPLAY or $WAYLAND_DISPLAY is set and no -nw; vim -g) need none; emacsclient does with -t/-nw/--tty.
  * Pure.
  */
-export function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string | undefined {
+function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string | undefined {
   const words = command.trim().split(/\s+/).map((w) => w.replace(/^(['"])(.*)\1$/, '$2'));
   while (words.length > 1 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!) || words[0] === 'env')) words.shift();
   const program = words[0]!.split('/').at(-1)!;

@@ -2,7 +2,7 @@
 // nested about a thousand levels deep exhausts it (a crash, not an error). Every YAML file ops reads from a user goes
 // through refuseDeepNesting first: secrets files, .sops.yaml, environment.yml, initdata. And how many values its
 // aliases may make once copied (an alias bomb ran out of memory): every read that builds a file's values, or hands it
-// to a loader that does, goes through refuseAliasBomb (sops files' tree, environment.yml, initdata).
+// to a loader that does, goes through refuseAliasBomb (sops files' tree, .sops.yaml, environment.yml, initdata).
 import { type Alias, type Document, isAlias, isMap, isSeq, visit } from 'yaml';
 import { OpsError } from './errors.ts';
 

@@ -187,7 +187,8 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
  * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
- * how a value starting with "-" is written; any other keeps its first sentence. The hint is the usage.
+ * how a value starting with "-" is written; an unknown option is named with the closest option of the command
+ * (didYouMean); any other keeps its first sentence. The hint is the usage.
  */
 function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
   const message = e instanceof Error ? e.message : String(e);
@@ -205,6 +206,13 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
     const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
+  }
+  // an option the command does not take, named with the closest one it does (`--dryrun`: --dry-run); node's message
+  // holds the option without its =value
+  const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /^Unknown option '(--?)([^'=]*)'/.exec(message);
+  if (unknown) {
+    const near = unknown[1] === '--' ? didYouMean(unknown[2]!, Object.keys(specs)) : undefined;
+    return new UsageError(`unknown option ${unknown[1]}${unknown[2]} for "ops ${c.name}"${near ? ` (did you mean --${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
 }

@@ -10,7 +10,7 @@ import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
 import { hideSecrets, isPrivateKey } from './parts.ts';
-import { refuseDeepNesting } from '../yaml-depth.ts';
+import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
 
@@ -33,9 +33,16 @@ export function envPathRegex(env: string): string {
   return `(^|/)environments/${env}/`;
 }
 
-/** The file path a rule is matched against: relative to the project root, with "/" separators. */
+/**
+ * The file path a rule is matched against, with "/" separators, as sops matches it: relative to the project root
+ * (the .sops.yaml's directory) for a file under it; a file outside it keeps its absolute path, as sops only trims
+ * that directory off the front of the file's absolute path (sops 3.13, config.go parseCreationRuleForFile), so a
+ * path_regex never meets `../`.
+ */
 export function rulePath(root: string, file: string): string {
-  return (isAbsolute(file) ? relative(root, file) : file).split(sep).join('/');
+  const rel = isAbsolute(file) ? relative(root, file) : file;
+  const outside = isAbsolute(file) && (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel));
+  return (outside ? file : rel).split(sep).join('/');
 }
 
 function configError(file: string, what: string): OpsError {
@@ -69,6 +76,8 @@ function load(root: string, required: boolean): Loaded | undefined {
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  // as every user YAML file: ops reads the rules without building the aliases' copies, sops (go-yaml) builds them
+  refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules: CreationRule[] = [];
   const contents = doc.contents;
   if (contents !== null && !isMap(contents)) throw configError(SOPS_CONFIG_FILE, 'the top level must be a map with `creation_rules:`');
@@ -111,6 +120,12 @@ export function recipientsFor(root: string, file: string): string[] {
   const rule = ruleFor(root, file);
   const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
   const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)}\n    age: age1...`;
+  // no rule for a file outside the project: a rule naming its absolute path would hold one machine's layout
+  if (!rule && isAbsolute(rel))
+    throw new OpsError(
+      `no creation rule in ${SOPS_CONFIG_FILE} matches ${rel}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`,
+      `move it into the project (an environment's files go in environments/<env>/assets/) and run the command on it there`,
+    );
   if (!rule) {
     throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like\ncreation_rules:\n${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops keygen\` makes an age key` : undefined);
   }

@@ -107,7 +107,20 @@ export function syntaxProblem(code: string): string {
 export function syntaxError(text: string, err: { code: string; pos?: [number, number]; message?: string }): string {
   // an unclosed [ or { is a BAD_INDENT at the next line to the library: said as what it most likely is (the
   // library's own words, not the text, tell it apart; they are never shown)
-  const what = err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(err.message ?? '') ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key' : syntaxProblem(err.code);
+  const message = err.message ?? '';
+  // a line with no ": " after its key (`KEY VALUE`, KEY=VALUE, KEY:VALUE): a key missing its value to the library when
+  // a blank line, a comment or the end follows ("Implicit map keys need to be followed by map values", said as a
+  // quote not closed), or a plain key going on to the next line when a `key: value` does ("Implicit keys need to be on
+  // a single line"); the place is that line's start either way. A quoted key over several lines is the latter too.
+  const noColon =
+    (err.code === 'MISSING_CHAR' && /^Implicit map keys need to be followed by map values/.test(message)) ||
+    (err.code === 'MULTILINE_IMPLICIT_KEY' && err.pos !== undefined && !/["']/.test(text[err.pos[0]] ?? ''));
+  const what =
+    err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
+      ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
+      : noColon
+        ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
+        : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 

@@ -240,8 +240,11 @@ interface KeyPart {
 
 const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
 
-/** The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included). */
-function keyPathParts(text: string): KeyPart[] {
+/**
+ * The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included). `show`: the path
+ * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit).
+ */
+function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
   const parts: KeyPart[] = [];
   const bad = (why: string) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
@@ -267,17 +270,28 @@ function keyPathParts(text: string): KeyPart[] {
       if (at >= 0 && (rest[at] === '=' || rest[at] === ':' || rest.slice(at).trim() !== '')) {
         const name = `${text.slice(0, i)}${rest.slice(0, at)}`;
         const sep = rest[at] === '=' ? '=' : rest[at] === ':' ? (/[ \t]/.test(rest[at + 1] ?? '') ? ': ' : ':') : ' ';
+        const quoted = `a key whose name holds =, : or a space goes in double quotes: '"${name}${sep}..."'`;
+        if (show)
+          throw new OpsError(
+            `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown)`,
+            `to print that key's value: ops secrets show ${show.env} --key ${name || '<key>'}; ${quoted}`,
+          );
         throw new OpsError(
           `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); a key whose name holds =, : or a space goes in double quotes: '"${name}${sep}..."'`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); ${quoted}`,
         );
       }
       // `list[0]` reads as an index, which key paths do not have: never taken as a new key named so
-      if (/[[\]]/.test(key))
+      if (/[[\]]/.test(key)) {
+        // the path up to the [: the list meant (`list[0]`, `list.[0]`)
+        const at = key.indexOf('[');
+        const list = at > 0 ? `${text.slice(0, i)}${key.slice(0, at)}` : at === 0 && i > 0 ? text.slice(0, i - 1) : '';
+        const whole = list ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list) ? `'${list}'` : list}` : `\`ops secrets show ${show?.env}\` prints them all`;
         throw new OpsError(
           `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
-          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`,
+          `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`,
         );
+      }
       parts.push({ key, quoted: false });
       i = dot < 0 ? text.length : dot;
     }
@@ -299,10 +313,11 @@ function keyPathParts(text: string): KeyPart[] {
  * spellings: new unquoted parts with a dot between them under an existing map (`passwords.new@x.org` when
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
+ * `show` (ops secrets show --key): refusals' hints say how to print a key (how to set one, otherwise).
  * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean } = {}): string[] {
-  const parts = keyPathParts(text);
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string } } = {}): string[] {
+  const parts = keyPathParts(text, options.show);
   const path: string[] = [];
   for (let i = 0; i < parts.length; ) {
     if (parts[i]!.quoted) {

@@ -1,9 +1,9 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { isAbsolute, relative, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
@@ -142,10 +142,28 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
   });
 }
 
+/** Whether file descriptor `fd` is open on a directory (false when it cannot be checked). */
+function isDirectoryFd(fd: number): boolean {
+  try {
+    return fstatSync(fd).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `path` is a directory (a symlink followed; false when nothing is there or it cannot be checked). */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
- * @throws OpsError when stdin is empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
+ * @throws OpsError when stdin is a directory (`< DIR`), empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
  * `signal` aborts (Ctrl-C at the terminal too).
  */
 async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
@@ -154,6 +172,9 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
     if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
     return typed;
   }
+  // `< DIR`: node's stdin on a directory reads as empty (no EISDIR), which was said as "no value on stdin"
+  if (ctx.stdin === process.stdin && isDirectoryFd(0))
+    throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${key} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
@@ -210,6 +231,28 @@ function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => v
 /** The editor the user chose: $EDITOR, else $VISUAL; undefined when neither is set (non-empty). */
 function chosenEditor(processEnv: NodeJS.ProcessEnv): string | undefined {
   return processEnv.EDITOR || processEnv.VISUAL || undefined;
+}
+
+/** Editors that draw on a terminal and read their keys from stdin, by program name (vim.basic: Debian's alternatives). */
+const TERMINAL_EDITORS = new Set(['vi', 'vim', 'vim.basic', 'vim.tiny', 'vim.nox', 'view', 'nvim', 'nvi', 'elvis', 'vile', 'ex', 'nano', 'rnano', 'pico', 'emacs', 'mg', 'jove', 'zile', 'micro', 'hx', 'helix', 'kak', 'joe', 'jed', 'ne', 'mcedit', 'dte']);
+
+/**
+ * The program of an editor command that needs a terminal (vi, nano, emacs...), undefined for any other: a GUI editor
+ * (code --wait, subl -w, gvim -f), a script, an editor ops does not know. By the command's first word (a path's last
+ * part; VAR=value words and `env` before it skipped), as the shell runs it (runEditor): emacs and vim with a window
+ * (emacs where $DISPLAY or $WAYLAND_DISPLAY is set and no -nw; vim -g) need none; emacsclient does with -t/-nw/--tty.
+ * Pure.
+ */
+function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string | undefined {
+  const words = command.trim().split(/\s+/).map((w) => w.replace(/^(['"])(.*)\1$/, '$2'));
+  while (words.length > 1 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!) || words[0] === 'env')) words.shift();
+  const program = words[0]!.split('/').at(-1)!;
+  const args = words.slice(1);
+  if (program === 'emacsclient') return args.some((a) => ['-t', '-nw', '--tty'].includes(a)) ? program : undefined;
+  if (!TERMINAL_EDITORS.has(program)) return undefined;
+  if (program === 'emacs' && (processEnv.DISPLAY || processEnv.WAYLAND_DISPLAY) && !args.some((a) => a === '-nw' || a === '--no-window-system')) return undefined;
+  if (/^(vim?|view)$/.test(program) && args.includes('-g')) return undefined;
+  return program;
 }
 
 /**
@@ -506,7 +549,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       }
       ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
       let node: TreeNode | undefined = secrets.tree;
-      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
+      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { show: { env } })) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
       // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
       // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that
@@ -550,21 +593,34 @@ A new or changed value that is weak (fewer than 8 characters, or a common word o
 warning naming its key: it is masked wherever it appears in the logs, making them hard to read.
 A secrets file created by edit (the environment had none) encrypted to none of your own age keys is refused before the
 editor opens, unless --force, as ops secrets encrypt refuses it.
-With no $EDITOR or $VISUAL set and stdin not a terminal (CI, a pipe), it is refused (vi would wait forever); an
-editor that is set is run whatever stdin is (code --wait needs no terminal; vi or nano would need one).`,
+With stdin not a terminal (CI, a pipe), an editor that needs a terminal (vi, the default with no $EDITOR or
+$VISUAL set; vim, nvim, nano, emacs without a display or with -nw, micro, hx...: it would wait forever for keys) is
+refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
-        // vi (the default) on a stdin that is no terminal (CI, a pipe) waits forever for keys that never come: refused
-        // before anything is decrypted. An editor that was set is run: a GUI one (code --wait) or a script needs none.
-        if (!chosenEditor(ctx.processEnv) && !(ctx.stdin as NodeJS.ReadStream).isTTY)
+        // A terminal editor (vi, the default; vim, nano...) reads its keys from stdin, which it shares with ops: on a
+        // stdin that is no terminal (CI, a pipe) it waits forever for keys that never come. Refused before anything is
+        // decrypted. Any other editor is run whatever stdin is: a GUI one (code --wait) or a script needs no terminal.
+        // TERM is not looked at: git refuses its default editor on TERM=dumb (Emacs's shell buffer), where vi is
+        // awkward but still ends on :q; what hangs is no terminal at all.
+        const chosen = chosenEditor(ctx.processEnv);
+        const needsTerminal = terminalEditor(chosen ?? 'vi', ctx.processEnv);
+        if (needsTerminal && !(ctx.stdin as NodeJS.ReadStream).isTTY) {
+          const set = `set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`;
+          if (!chosen)
+            throw new OpsError(
+              'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
+              `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or ${set}`,
+            );
           throw new OpsError(
-            'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
-            `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`,
+            `$${ctx.processEnv.EDITOR ? 'EDITOR' : 'VISUAL'} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,
+            `run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or ${set}`,
           );
+        }
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
         const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });
@@ -635,7 +691,8 @@ With --exact stdin is taken byte for byte, nothing dropped (a one-line value tha
   printf 'line\n' | ops secrets set prod motd --exact
 At a terminal (nothing piped in), the value is typed on one line, not shown, and Enter ends it (Ctrl-C
 changes nothing); a value of several lines is given from a file instead (< FILE).
-An empty stdin is refused (a value lost on the way); to store an empty value, give --empty:
+An empty stdin is refused (a value lost on the way), and so is a directory (< DIR: give the file in it); to
+store an empty value, give --empty:
   ops secrets set prod smtp.password --empty
 (--empty with a value piped in, or with --exact, is refused: say which value you mean.)
 A value typed into the key (api_token=..., 'api_token: ...', api_token:..., 'api_token ...') is refused before stdin is read, what
@@ -780,6 +837,8 @@ written and those not (each file is written whole); run it again to finish.`,
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
       const out = ctx.values.output;
       if (!out && discardsOutput(ctx.stdout)) throw new OpsError('stdout is /dev/null: the new private key, printed once, would be lost', 'run it with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
+      // a directory given for the file: its EEXIST (the write never overwrites) said "already exists"
+      if (out && isDirectory(out)) throw new OpsError(`cannot write ${out}: it is a directory; -o takes the path of the key file to create`, `give a file path: ops keygen -o ${join(out, 'age-key.txt')}`);
       const id = await generateIdentity();
       if (out) {
         const path = out; // absolute: the CLI resolves it

@@ -33,6 +33,19 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('a mistyped option', () => {
+  it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const [typed, near] of [['--dryrun', '--dry-run'], ['--dry_run', '--dry-run'], ['--DRY-RUN', '--dry-run'], ['--forse', '--force'], ['--jsn=Zq8-value', '--json']] as const) {
+      const r = await cli(root, 'env', 'remove', 'prod', typed);
+      expect(r.code, typed).toBe(2);
+      expect(r.err, typed).toBe(`error: unknown option ${typed.split('=')[0]} for "ops env remove" (did you mean ${near}?)\n  hint: usage: ops env remove <name> [--force] [--dry-run] [--json]\n`);
+    }
+    expect((await cli(root, 'secrets', 'show', 'prod', '--keys', 'a')).err).toContain('error: unknown option --keys for "ops secrets show" (did you mean --key?)');
+    for (const typed of ['--zzzzzz', '-x']) expect((await cli(root, 'env', 'remove', 'prod', typed)).err, typed).toMatch(new RegExp(`^error: unknown option ${typed} for "ops env remove"\n`));
+  });
+});
+
 describe('help and version', () => {
   it('`ops --version` prints the version (exit 0), not "unknown command" and the whole help', async () => {
     const root = tempDir();
@@ -72,6 +85,12 @@ describe('a path that is not the file expected', () => {
     expect(keygen.err).toContain(`error: cannot write ${nodir}/x.key: its directory ${nodir} does not exist`);
     expect(keygen.err).toContain(`hint: create it first (mkdir -p ${nodir}), or choose a file in an existing directory`);
     expect(keygen.out).not.toContain('AGE-SECRET-KEY');
+    // an existing directory: said so, not "already exists" (the write never overwrites), -o wanting a file's path
+    for (const given of [dir, `${dir}/`]) {
+      const intoDir = await cli(root, 'keygen', '-o', given);
+      expect(intoDir).toMatchObject({ code: 1, out: '' });
+      expect(intoDir.err).toBe(`error: cannot write ${given}: it is a directory; -o takes the path of the key file to create\n  hint: give a file path: ops keygen -o ${dir}/age-key.txt\n`);
+    }
   });
 
   it('initdata --file is from the current directory: the file under environments/<env>/ is suggested, not "create" it', async () => {

@@ -1,8 +1,8 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findRoot, loadEnvironment } from '../../core/config/environment.ts';
@@ -160,6 +160,9 @@ describe('ops secrets set / show / decrypt', () => {
     expect(shown.code).toBe(1);
     expect(shown.err).toContain('the key path holds "api_token: …"');
     expect(shown.out + shown.err).not.toContain(token);
+    // its hint is show's: how to print the key, not how to set it (nothing is written by show)
+    expect(shown.err).toContain(`hint: to print that key's value: ops secrets show qa --key api_token; a key whose name holds =, : or a space goes in double quotes: '"api_token: ..."'`);
+    expect(shown.err).not.toMatch(/secrets set|nothing was changed|committed/);
     // a key holding a space on purpose is written in double quotes, as env's { secret: } references write it
     expect((await cli(e.root, ['secrets', 'set', 'qa', '"my key"'], e.env, 'pw-Ky7q-long-enough')).code).toBe(0);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', '"my key"'], e.env)).out).toBe('pw-Ky7q-long-enough');
@@ -315,6 +318,28 @@ describe('ops secrets set / show / decrypt', () => {
     expect(lookup((await open(e)).data, 'smtp.password')).toBe('');
   });
 
+  it('set with stdin a directory (`< DIR`) says so (EISDIR) and how to give the file, not "no value on stdin"', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const dir = openSync(join(e.root, 'environments'), 'r');
+    try {
+      const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url)), 'secrets', 'set', 'qa', 'tls.key'], {
+        env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...e.env },
+        stdio: [dir, 'pipe', 'pipe'],
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        'error: stdin is a directory (EISDIR: `< DIR` gave a folder, not the file holding the value for tls.key); nothing was changed\n' +
+          `  hint: give the file holding the value: ops secrets set qa tls.key < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set qa tls.key\n`,
+      );
+    } finally {
+      closeSync(dir);
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 40_000);
+
   it('set --empty with a value piped in is refused, not the piped value dropped silently; so is --empty with --exact', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
@@ -369,7 +394,14 @@ describe('ops secrets set / show / decrypt', () => {
       expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
       expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
     }
-    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'list[0]'], e.env)).err).toContain('key paths do not index lists');
+    // show's hint says how to print the list, not how to change its items
+    for (const [key, list] of [['list[0]', 'list'], ['list.[0]', 'list'], ['"list".[1]', `'"list"'`]] as const) {
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env);
+      expect(shown.code, key).toBe(1);
+      expect(shown.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists`);
+      expect(shown.err, key).toContain(`hint: print the whole list: ops secrets show qa --key ${list} (a key path reaches a whole list, not an item)`);
+      expect(shown.err, key).not.toMatch(/secrets (set|edit)/);
+    }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     const under = await cli(e.root, ['secrets', 'set', 'qa', 'list.x'], e.env, 'v');
     expect(under.err).toContain('error: cannot set list.x: list is a list, not a map');
@@ -713,6 +745,37 @@ describe('ops secrets edit with no $EDITOR/$VISUAL and stdin not a terminal (CI,
       expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     });
   }, 40_000);
+});
+
+describe('ops secrets edit with a terminal editor set and stdin not a terminal (CI, a pipe)', () => {
+  it('vim, nano, emacs (no display), emacsclient -t... are refused before anything is decrypted; GUI editors and scripts are run', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // stand-ins on PATH under the editors' names, each exiting at once as if nothing was edited: run, they leave "no changes"
+    const bin = tempDir('ops-editors-');
+    for (const name of ['vim', 'nvim', 'nano', 'hx', 'emacs', 'emacsclient', 'code', 'subl', 'gvim']) {
+      writeFileSync(join(bin, name), '#!/bin/sh\nexit 0\n');
+      chmodSync(join(bin, name), 0o755);
+    }
+    const PATH = `${bin}:${process.env.PATH}`;
+    for (const [EDITOR, program] of [['vim', 'vim'], [`${bin}/nvim -u NONE`, 'nvim'], ['nano', 'nano'], ['FOO=1 env hx', 'hx'], ['emacs', 'emacs'], ['emacsclient -t', 'emacsclient'], ['vi', 'vi']]) {
+      // no age key given: a decryption would fail otherwise, so the refusal comes first
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, EDITOR }, '');
+      expect(r.code, EDITOR).toBe(1);
+      expect(r.err, EDITOR).toBe(
+        `error: $EDITOR is ${program}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed\n` +
+          `  hint: run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or set one value: printf '%s' "$VALUE" | ops secrets set qa <key>\n`,
+      );
+    }
+    const visual = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, VISUAL: 'nano' }, '');
+    expect(visual.err).toContain('error: $VISUAL is nano, an editor that needs a terminal');
+    for (const [EDITOR, extra] of [['code --wait', {}], ['subl -w', {}], ['gvim -f', {}], ['emacs', { DISPLAY: ':0' }], ['emacsclient', {}], [editor('').cmd, {}]] as const) {
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, PATH, EDITOR, ...extra }, '');
+      expect(r.code, `${EDITOR}: ${r.err}`).toBe(0);
+      expect(r.out, EDITOR).toContain('no changes');
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
 });
 
 describe('ops secrets edit with stdout not a terminal (piped, a CI log)', () => {
@@ -1250,6 +1313,27 @@ describe('a file with a YAML alias bomb (nested aliases: it ran for minutes, the
     expect(r.stderr).toMatch(/^error: environments\/qa\/assets\/initdata\.yml makes more than 1000000 values by copying YAML aliases \(\*name\), counting those inside what an alias repeats \(an alias bomb\?\): ops reads no such file; nothing was changed\n  hint: write some values out instead of aliasing them\n$/);
     expect(readFileSync(file, 'utf8')).toBe(text);
   }, 60_000);
+
+  it('.sops.yaml holding one is refused in one line by the commands reading its rules, as environment.yml is; nothing changed', async () => {
+    const e = await newEnv();
+    let bomb = 'a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n';
+    for (let i = 1; i <= 8; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(',')}]\n`;
+    const config = join(e.root, '.sops.yaml');
+    writeFileSync(config, `${bomb}${readFileSync(config, 'utf8')}`);
+    const plain = join(e.root, 'environments', 'qa', 'assets', 'initdata.yml');
+    mkdirSync(dirname(plain), { recursive: true });
+    writeFileSync(plain, 'users: []\n');
+    const before = [readFileSync(config, 'utf8'), readFileSync(e.secrets, 'utf8'), readFileSync(plain, 'utf8')];
+    for (const argv of [['secrets', 'recipients', 'qa'], ['secrets', 'recipients', 'qa', 'sync'], ['secrets', 'encrypt', plain], ['env', 'new', 'qb']]) {
+      const r = await cli(e.root, argv, e.env);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err, argv.join(' ')).toBe(
+        'error: .sops.yaml makes more than 1000000 values by copying YAML aliases (*name), counting those inside what an alias repeats (an alias bomb?): ops reads no such file; nothing was changed\n  hint: write some values out instead of aliasing them\n',
+      );
+    }
+    expect([readFileSync(config, 'utf8'), readFileSync(e.secrets, 'utf8'), readFileSync(plain, 'utf8')]).toEqual(before);
+    expect(existsSync(join(e.root, 'environments', 'qb'))).toBe(false);
+  });
 
   it('secrets edit refuses such a text typed in the editor, by the same limit; 20,000 uses of one alias are read', async () => {
     const e = await newEnv();

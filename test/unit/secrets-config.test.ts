@@ -1,4 +1,5 @@
 // .sops.yaml: creation rules read as sops reads them, and edited per environment without losing the rest.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +7,7 @@ import { parse } from 'yaml';
 import { OpsError } from '../../core/errors.ts';
 import { generateIdentity } from '../../core/secrets/keys.ts';
 import { envPathRegex, readCreationRules, recipientsFor, removeEnvRule, ruleFor, setEnvRule } from '../../core/secrets/sops-config.ts';
-import { tempRoot } from './secrets.helpers.ts';
+import { ageKey, sops, tempDir, tempRoot } from './secrets.helpers.ts';
 
 /** Four fresh age recipients. */
 async function recipients(): Promise<[string, string, string, string]> {
@@ -52,6 +53,33 @@ describe('.sops.yaml', () => {
       'no matching creation rule for environments/qa/secrets.sops.yaml in .sops.yaml: add one like\ncreation_rules:\n  - path_regex: (^|/)environments/qa/\n    age: age1...',
     );
     expect(() => recipientsFor(tempRoot(), 'environments/qa/secrets.sops.yaml')).toThrow('no matching creation rule');
+  });
+
+  it('a file outside the project is matched by its absolute path, as sops matches it (never by ../); with no rule it is refused saying so, no ../ rule suggested', async () => {
+    const key = ageKey();
+    const root = tempRoot();
+    const outside = join(tempDir(), 'plain.yaml');
+    writeFileSync(outside, 'a: 1\n');
+    const config = join(root, '.sops.yaml');
+    const hasSops = !spawnSync('sops', ['--version', '--disable-version-check']).error;
+    for (const [regex, matches] of [['^\\.\\./', false], ['(^|/)plain\\.yaml$', true], [`^${outside.replace(/\./g, '\\.')}$`, true]] as const) {
+      writeFileSync(config, `creation_rules:\n  - path_regex: '${regex}'\n    age: ${key.recipient}\n`);
+      expect(ruleFor(root, outside)?.index, regex).toBe(matches ? 0 : undefined);
+      // the real sops, given this .sops.yaml, picks the same rule
+      if (hasSops) expect(sops(['--config', config, 'encrypt', outside], key.file).code === 0, regex).toBe(matches);
+    }
+    writeFileSync(config, `creation_rules:\n  - path_regex: (^|/)environments/prod/\n    age: ${key.recipient}\n`);
+    const err = (() => {
+      try {
+        recipientsFor(root, outside);
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('expected an error');
+    })();
+    expect(err.message).toBe(`no creation rule in .sops.yaml matches ${outside}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`);
+    expect(err.hint).toBe('move it into the project (an environment\'s files go in environments/<env>/assets/) and run the command on it there');
+    expect(ruleFor(root, join(root, 'environments/prod/x.yaml'))?.index).toBe(0); // a file inside: relative to the project, as before
   });
 
   it('a rule with a bad recipient or a bad regex is reported with its place', async () => {

@@ -166,6 +166,30 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
   });
 });
 
+describe('ops secrets edit: a line with no ": " after its key', () => {
+  it('KEY VALUE, KEY=VALUE, KEY:VALUE (before another key, a nested key, or at the end) is named by its line and how to write it, not as a quote not closed; never quoting the value', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const line = join(tempDir(), 'line');
+    for (const [what, sed] of [
+      ['a space, before another key', 's/^config_repo_api_key: /config_repo_api_key Zq7/'],
+      ['=, before another key', 's/^config_repo_api_key: /config_repo_api_key=Zq7/'],
+      ['a space, nested under a key', 's/^\\( *\\)admin@example.org: /\\1ops@example.org Zq7-secret\\n&/'],
+      ['a space, at the end', '$s/$/\\nnew_key Zq7-secret/'],
+      [':, at the end', '$s/$/\\nnew_key:Zq7-secret/'],
+    ]) {
+      const ed = editor(`sed -i '${sed}' "$1" && grep -n 'Zq7' "$1" | cut -d: -f1 > '${line}'`);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+      expect(r.code, what).toBe(1);
+      const n = readFileSync(line, 'utf8').trim();
+      expect(r.err, what).toMatch(new RegExp(`the edited text is not valid YAML at line ${n}, column \\d+: a line with no ": " after its key \\(a space, = or : alone between the key and its value\\?\\): write it KEY: VALUE\n`));
+      expect(r.err, what).not.toContain('not closed');
+      expect(r.err, what).not.toContain('Zq7');
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
 describe('ops secrets edit: the file changed on disk while the editor was open', () => {
   afterEach(() => {
     vi.useRealTimers();

@@ -42,6 +42,19 @@ const TOKENS = [
   '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b',
   'k3j5h2g7f8d9s0a1q2w3e4r5t6y7u8i9o0p1a2s3d4f5g6h7j8k9',
 ];
+/** Tokens without a known prefix that a shape gives away: base64url with "-" and "_", a JWT, a UUID, an AWS access key id. */
+const GENERATED = [
+  'dGhpcyBpcyBh-c2VjcmV0X3Rva2Vu_Zm9y',
+  'xK9-aB3_qZ7mN2pL8vR4tY6w',
+  'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ',
+  '123e4567-e89b-12d3-a456-426614174000',
+  'AKIAIOSFODNN7EXAMPLE',
+];
+/** An AWS CodeCommit SSH URL: its user is the IAM SSH public key's id (APKA…), public like a user name. */
+const CODECOMMIT = 'ssh://APKAEIBAERJR2EXAMPLE@git-codecommit.us-east-2.amazonaws.com/v1/repos/x';
+/** Git's scp-like addresses with a token as the user, or after "oauth2:". */
+const SCP_TOKEN = `${TOKEN}@github.com:org/app.git`;
+const SCP_OAUTH = `oauth2:${TOKENS[4]}@gitlab.com:g/app.git`;
 /** URLs and addresses whose user is a name: shown and accepted as they are. */
 const NAMED = [
   'ssh://git@github.com/org/app.git',
@@ -54,6 +67,11 @@ const NAMED = [
   'https://npm_ci@registry.example.org/',
   'https://ci-bot-0123456789-abcdef0123@git.example.org/',
   'https://serviceaccountfordeploys@git.example.org/',
+  'deploy@host:path',
+  'deploy:x@host:srv/app',
+  'https://deploy-bot@git.example.org/ and https://ci_user@git.example.org/',
+  'https://John-Smith-2024-Deploy-Bot@git.example.org/',
+  CODECOMMIT,
 ];
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -103,6 +121,51 @@ describe('the detectors (core/secrets/parts.ts)', () => {
       expect(maskSecretLike(text), text).toBe(text);
     }
     for (const user of ['git', 'alice', 'deploy', 'npm_ci', 'ghp_short', 'serviceaccountfordeploys', 'ci-bot-0123456789-abcdef0123', '01234567890123456789012']) expect(isTokenUser(user), user).toBe(false);
+  });
+
+  it("find and hide a token in git's scp-like address (TOKEN@host:path, oauth2:TOKEN@host:path), as in a URL", () => {
+    expect(urlCredentials(SCP_TOKEN)).toEqual([TOKEN, TOKEN]);
+    expect(urlCredentials(SCP_OAUTH)).toEqual([TOKENS[4], TOKENS[4]]);
+    expect(urlCredentialsIn(`git clone ${SCP_TOKEN} . && git remote add gl "${SCP_OAUTH}"`)).toEqual([TOKEN, TOKEN, TOKENS[4], TOKENS[4]]);
+    expect(hideSecrets(`git clone ${SCP_TOKEN} .`)).toBe('git clone ***@github.com:org/app.git .');
+    expect(maskSecretLike(`fatal: could not read from '${SCP_OAUTH}'`)).toBe("fatal: could not read from 'oauth2:***@gitlab.com:g/app.git'");
+    const reporter = new MemoryReporter();
+    reporter.mask(SCP_TOKEN);
+    reporter.info(`token: ${TOKEN}`);
+    expect(reporter.lines.at(-1)).toBe('token: ***');
+  });
+
+  it('find a token without a known prefix by its shape (base64url, JWT, hex), never a name people write', () => {
+    for (const token of GENERATED) {
+      expect(isTokenUser(token), token).toBe(true);
+      expect(hideUrlCredentials(`https://${token}@git.example.org/app.git`), token).toBe('https://***@git.example.org/app.git');
+    }
+    for (const user of ['deploy-bot', 'ci_user', 'firstname.lastname', 'John-Smith-2024-Deploy-Bot', 'DeployBot_Production_2024', 'k8s-Prod-EU-West-1-Deployer', 'Build_Agent_Win2019_X64', 'release-2024-01-15-hotfix-3', 'user_12345678901234567890'])
+      expect(isTokenUser(user), user).toBe(false);
+  });
+
+  it("an AWS identifier as the user (CodeCommit's SSH key id) is no secret: shown; an access key id is", () => {
+    expect(isTokenUser('APKAEIBAERJR2EXAMPLE')).toBe(false);
+    expect(urlCredentials(CODECOMMIT)).toEqual([]);
+    expect(maskSecretLike(`cloning ${CODECOMMIT}`)).toBe(`cloning ${CODECOMMIT}`);
+    expect(isTokenUser('AKIAIOSFODNN7EXAMPLE')).toBe(true);
+  });
+
+  it("a URL password holding '/' is read whole, as SQLAlchemy reads it: found, hidden and masked on its own", () => {
+    const url = 'postgresql://app:pa/ss-Word@db/x';
+    expect(urlCredentials(url)).toEqual(['pa/ss-Word', 'pa/ss-Word']);
+    expect(urlCredentialsIn(`psql ${url} -c 'select 1'`)).toEqual(['pa/ss-Word', 'pa/ss-Word']);
+    expect(hideSecrets(`"${url}"`)).toBe('"postgresql://app:***@db/x"');
+    expect(urlCredentials('redis://:se?cr/et#1@cache:6379/0')).toEqual(['se?cr/et#1', 'se?cr/et#1']);
+    const reporter = new MemoryReporter();
+    reporter.mask(url);
+    reporter.info('make_url(DATABASE_URL).password = pa/ss-Word');
+    expect(reporter.lines.at(-1)).toBe('make_url(DATABASE_URL).password = ***');
+    // a port is no password: https://host:8080/x@y holds none
+    for (const text of ['https://host:8080/a@b', 'http://[::1]:8080/x@y', 'see http://host:/x@y']) {
+      expect(urlCredentialsIn(text), text).toEqual([]);
+      expect(hideSecrets(text), text).toBe(text);
+    }
   });
 
   it("maskSecretLike (a server's words) hides them through the same detector, and still a password SQLAlchemy reads past a '/'", () => {

@@ -301,10 +301,10 @@ describe('settings that are URLs but must never hold a password', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('has 3 problems');
     for (const [k, v] of <[string, string][]>[['repository', 'https://bob:***@git.example.org/shop.git'], ['url', 'https://u:***@shop.example.org'], ['tls.acme_server', 'https://u:***@acme.example.org/dir']])
-      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(a URL with credentials in it \\(a password, or a token as its user\\): .*put credentials elsewhere: `));
+      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(credentials in it \\(a password, or a token as the user of a URL or of a git address user@host:path\\): .*put credentials elsewhere: `));
     expect(r.err).not.toContain(PASSWORD);
     // without a password, they are read
-    const fine = project({ repository: 'https://bob@git.example.org/shop.git', url: 'https://shop.example.org' });
+    const fine = project({ repository: '../shop', url: 'https://bob@shop.example.org' });
     expect(ops(fine, ['config', 'demo']).code).toBe(0);
   });
 
@@ -313,12 +313,33 @@ describe('settings that are URLs but must never hold a password', () => {
     const r = ops(root, ['config', 'demo']);
     expect(r.code).toBe(1);
     expect(r.err).toContain('has 3 problems');
-    expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
-    expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (a URL with credentials in it');
-    expect(r.err).toContain('  - tls.acme_server: expected an https URL, got "https://***@acme.example.org/dir" (a URL with credentials in it');
+    expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
+    expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (credentials in it');
+    expect(r.err).toContain('  - tls.acme_server: expected an https URL, got "https://***@acme.example.org/dir" (credentials in it');
     for (const t of [TOKEN, TOKENS[8]!, TOKENS[4]!]) expect(r.out + r.err).not.toContain(t.slice(6));
-    for (const repository of ['ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git'])
-      expect(ops(project({ repository, url: 'https://deploy@shop.example.org' }), ['config', 'demo']).code, repository).toBe(0);
+    expect(ops(project({ repository: '../shop', url: 'https://deploy@shop.example.org' }), ['config', 'demo']).code).toBe(0);
+  });
+
+  it("repository is refused with a token in git's scp-like address, the token masked, as in a URL", () => {
+    for (const [repository, shown] of [[SCP_TOKEN, '***@github.com:org/app.git'], [SCP_OAUTH, 'oauth2:***@gitlab.com:g/app.git']]) {
+      const r = ops(project({ repository }), ['config', 'demo']);
+      expect(r.code, repository).toBe(1);
+      expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${shown}" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed;`);
+      expect(r.out + r.err).not.toContain(TOKEN.slice(6));
+      expect(r.out + r.err).not.toContain(TOKENS[4]!.slice(6));
+    }
+  });
+
+  it("repository given as a remote's address (https, ssh, user@host:path) is refused when the config is read, the user shown", () => {
+    for (const repository of ['https://github.com/org/app.git', 'ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git', CODECOMMIT]) {
+      const r = ops(project({ repository }), ['config', 'demo']);
+      expect(r.code, repository).toBe(1);
+      expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${repository.slice(0, 50)}`); // long values are cut
+      expect(r.err).toContain(`" (a remote's address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in`);
+      expect(r.err).not.toContain('credentials');
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+    for (const repository of ['../shop', '/srv/clones/shop', './odd:name', 'clones/a:b']) expect(ops(project({ repository }), ['config', 'demo']).code, repository).toBe(0);
   });
 });
 

@@ -35,8 +35,11 @@ export function isWeakPart(part: string): boolean {
 }
 
 
-/** A URL's scheme and "://" (RFC 3986): its authority follows. */
-const URL_SCHEME = /[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
+/**
+ * A URL's scheme and "://" (RFC 3986): its authority follows. Only where a scheme can start, not inside a run of its
+ * characters: each is tried once, so a long line of letters (minified code) stays linear.
+ */
+const URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
 
 /**
  * Percent-decoding as Python's urllib.parse.unquote does it: each run of %XX escapes is decoded as UTF-8
@@ -139,7 +142,7 @@ const PORT = /^[0-9]{0,5}$/;
  * to the first "@" (`postgresql://app:pa/ss@db/x`, where urllib sees host "app" and port "pa"). Returns the user
  * when it is a token (isTokenUser) and the password (when not empty), each as [start, end) in `text`.
  */
-function urlSpans(text: string, start: number, stop: RegExp): [start: number, end: number][] {
+function urlSpans(text: string, start: number, stop: RegExp, nextAt: (from: number) => number): [start: number, end: number][] {
   let end = start;
   while (end < text.length && !'/?#'.includes(text[end]!) && !stop.test(text[end]!)) end++;
   const authority = text.slice(start, end);
@@ -148,9 +151,8 @@ function urlSpans(text: string, start: number, stop: RegExp): [start: number, en
   if (at < 0) {
     // an IPv6 literal's colons ([::1]:8080) are no password's
     if (colon < 0 || authority.startsWith('[') || PORT.test(authority.slice(colon + 1))) return [];
-    let past = end;
-    while (past < text.length && text[past] !== '@' && !stop.test(text[past]!)) past++;
-    if (text[past] !== '@') return [];
+    const past = nextAt(end);
+    if (past < 0) return [];
     at = past - start;
   }
   const userEnd = colon < 0 ? at : colon;
@@ -163,9 +165,10 @@ function urlSpans(text: string, start: number, stop: RegExp): [start: number, en
 /**
  * Git's scp-like address, `[user@]host:path` (git-clone(1), "GIT URLS": no "//" after the ":", no "/" before it),
  * with its userinfo: a token as the user (`ghp_…@github.com:org/app.git`) or after a ":" (`oauth2:glpat-…@gitlab.com:g/p.git`)
- * gets there as into a URL. In running text it starts a word (after white space, a quote, "(", "<", "=", ",", ";").
+ * gets there as into a URL. In running text it starts a word (after white space, a quote, "(", "<", "=", ",", ";"),
+ * and its userinfo holds none of those: each character is tried as a start once (a line of "a=a=a=…" stays linear).
  */
-const SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
+const SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@(=,;]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
 
 /**
  * Where the credentials are in a git address's userinfo at `start` of `text` (SCP_ADDRESS): its user, and what
@@ -184,6 +187,28 @@ const TEXT_STOP = /[\s"'`<>]/;
 const VALUE_STOP = /(?!)/;
 
 /**
+ * For `text`: the first "@" at or after a place with no `stop` character before it, or -1 (where SQLAlchemy's
+ * reading of a password ends: urlSpans). Asked at places that only grow, it keeps what it found: one pass over the
+ * text however many URLs it holds.
+ */
+function atFinder(text: string, stop: RegExp): (from: number) => number {
+  const stops = new RegExp(stop.source, 'g');
+  let at = -1; // the first "@" at or after the place last asked; text.length for none
+  let block = -1; // the first stop character there, likewise
+  return (from) => {
+    if (at < from) {
+      const i = text.indexOf('@', from);
+      at = i < 0 ? text.length : i;
+    }
+    if (block < from) {
+      stops.lastIndex = from;
+      block = stops.exec(text)?.index ?? text.length;
+    }
+    return at < text.length && at < block ? at : -1;
+  };
+}
+
+/**
  * The one reading of credentials in URLs and git addresses: where each is in `text` (urlSpans for each
  * `scheme://`, scpSpans for each `user@host:path`), sorted, for urlCredentials, urlCredentialsIn and
  * hideUrlCredentials. `whole`: `text` is one value (a setting), not running text: only a URL or a git address at
@@ -192,9 +217,10 @@ const VALUE_STOP = /(?!)/;
 function credentialSpans(text: string, whole: boolean): [start: number, end: number][] {
   const spans: [number, number][] = [];
   const stop = whole ? VALUE_STOP : TEXT_STOP;
+  const nextAt = atFinder(text, stop);
   for (const m of text.matchAll(URL_SCHEME)) {
     if (whole && m.index !== 0) break;
-    spans.push(...urlSpans(text, m.index + m[0].length, stop));
+    spans.push(...urlSpans(text, m.index + m[0].length, stop, nextAt));
   }
   for (const m of text.matchAll(SCP_ADDRESS)) {
     if (whole && m.index !== 0) break;
@@ -232,9 +258,13 @@ export function urlCredentialsIn(text: string): string[] {
  * user that is a name and the host kept, so the message still says which URL). Idempotent.
  */
 export function hideUrlCredentials(s: string): string {
-  let out = s;
-  for (const [a, b] of credentialSpans(s, false).reverse()) out = `${out.slice(0, a)}***${out.slice(b)}`;
-  return out;
+  const pieces: string[] = [];
+  let from = 0;
+  for (const [a, b] of credentialSpans(s, false)) {
+    pieces.push(s.slice(from, a), '***');
+    from = b;
+  }
+  return pieces.join('') + s.slice(from);
 }
 
 /**
@@ -242,7 +272,7 @@ export function hideUrlCredentials(s: string): string {
  * its start (GE-SECRET-KEY-1…), behind a comment mark, or in lower case (bech32 ignores case: still the same key).
  * Something must follow "SECRET-KEY-": the bare shape ("AGE-SECRET-KEY-…", as messages say it) is no key.
  */
-const PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+const PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi; // tried at a run's start only: linear
 
 /** Whether `s` holds an age private key (PRIVATE_KEY_IN_TEXT's shapes): never to be quoted, said by its shape. */
 export function isPrivateKey(s: string): boolean {

@@ -161,6 +161,11 @@ describe('the detectors (core/secrets/parts.ts)', () => {
     reporter.mask(url);
     reporter.info('make_url(DATABASE_URL).password = pa/ss-Word');
     expect(reporter.lines.at(-1)).toBe('make_url(DATABASE_URL).password = ***');
+    // a long line (minified code, a URL list) is read in one pass
+    const started = Date.now();
+    expect(hideSecrets('ab'.repeat(60_000))).toHaveLength(120_000);
+    expect(hideSecrets('http://a:b/'.repeat(10_000))).toHaveLength(110_000);
+    expect(Date.now() - started).toBeLessThan(1000);
     // a port is no password: https://host:8080/x@y holds none
     for (const text of ['https://host:8080/a@b', 'http://[::1]:8080/x@y', 'see http://host:/x@y']) {
       expect(urlCredentialsIn(text), text).toEqual([]);

@@ -53,9 +53,10 @@ export function percentDecode(text: string): string {
  * Token prefixes of the forges and registries whose tokens end up written as a URL's user
  * (`https://ghp_…@github.com/org/app.git`): GitHub's personal, OAuth, user-to-server, server-to-server and refresh
  * tokens and fine-grained PATs (ghp_ gho_ ghu_ ghs_ ghr_ github_pat_), GitLab's personal, deploy and pipeline
- * trigger tokens (glpat- gldt- glptt-), npm's (npm_) and Slack's (xoxb-, xoxp-, …): the forges' own documentation of their formats (GitHub Docs, "About
- * authentication to GitHub", GitHub's token formats; GitLab Docs, "Token overview", token prefixes). At least 16
- * characters follow (each has 20 or more), so a user merely named like one ("npm_ci") is no token.
+ * trigger tokens (glpat- gldt- glptt-), npm's (npm_) and Slack's (xoxb-, xoxp-, …), as the forges document their
+ * formats (GitHub Docs, "About authentication to GitHub", GitHub's token formats; GitLab Docs, "Token overview",
+ * token prefixes). At least 16 characters follow (each has 20 or more), so a user merely named like one ("npm_ci")
+ * is no token.
  */
 const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
 
@@ -101,11 +102,12 @@ function kindChanges(s: string): number {
 /**
  * A base64url run (BASE64URL_RUN) whose letters and digits change kind at a quarter of their pairs or more
  * (kindChanges): drawn at random from 64 characters they do so at about 4 pairs in 10, while names people write
- * change kind at word boundaries only, made of words and numbers (John-Smith-2024-Deploy-Bot 0, DeployBot_Production_2024
- * 0.05, k8s-Prod-EU-West-1-Deployer 0.13). The shape test of gitleaks' generic rule (a random look, not a keyword)
- * learned as a measure of words rather than of letter frequencies: a Shannon entropy threshold also passes names of
- * many distinct letters (ci-bot-0123456789-abcdef0123 has 4.2 bits a character, a random 20-character token 4.3). A
- * random token of 20 characters falls under it about once in 15 (once in 200 at 40): shown as a name would be.
+ * change kind at word boundaries only, being words and numbers (John-Smith-2024-Deploy-Bot 0,
+ * DeployBot_Production_2024 0.05, k8s-Prod-EU-West-1-Deployer 0.13). The idea of gitleaks' generic rule (a random
+ * look tells a secret), measured on words rather than on letter frequencies: a Shannon entropy threshold also passes
+ * names of many distinct characters (ci-bot-0123456789-abcdef0123 has 4.2 bits a character, a random 20-character
+ * token 4.3). A random token of 20 characters falls under it about once in 20 (once in 200 at 40): shown as a
+ * name would be.
  */
 function isRandomRun(s: string): boolean {
   return BASE64URL_RUN.test(s) && kindChanges(s) >= 0.25;
@@ -226,8 +228,10 @@ function credentialSpans(text: string, whole: boolean): [start: number, end: num
     if (whole && m.index !== 0) break;
     spans.push(...scpSpans(m[1]!, m.index));
   }
-  // a git address's shape inside a URL's ("https://x,t@h:1/"): the URL's reading first, nothing read twice
-  return spans.sort((a, b) => a[0] - b[0]).filter((s, i, all) => i === 0 || s[0] >= all[i - 1]![1]);
+  // a span inside one before it (a URL's password read past "/" over the next URL): read once, as the first
+  const kept: [number, number][] = [];
+  for (const span of spans.sort((a, b) => a[0] - b[0])) if (!kept.length || span[0] >= kept.at(-1)![1]) kept.push(span);
+  return kept;
 }
 
 /** Each span's text as written and percent-decoded. */

@@ -299,7 +299,7 @@ describe('a private key pasted into .sops.yaml', () => {
   });
 });
 
-describe('settings that are URLs but must never hold a password', () => {
+describe('settings that are URLs or git addresses but must never hold credentials', () => {
   it('repository, url and tls.acme_server are refused with one, the password masked', () => {
     const root = project({ repository: `https://bob:${PASSWORD}@git.example.org/shop.git`, url: `https://u:${PASSWORD}@shop.example.org`, domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: `https://u:${PASSWORD}@acme.example.org/dir` } });
     const r = ops(root, ['config', 'demo']);
@@ -349,15 +349,16 @@ describe('settings that are URLs but must never hold a password', () => {
 });
 
 describe('ops secrets set with the value pasted as the key', () => {
-  it('a URL with a password or a token as its user, or a private key, as the key: refused, masked, nothing written', async () => {
+  it('a URL with a password or a token as its user, a git address with a token, or a private key, as the key: refused, masked, nothing written', async () => {
     const e = await newEnv('qa');
     const before = readFileSync(e.secrets, 'utf8');
     const said: Record<string, string> = {
       [DB_URL]: 'the key given is a URL with credentials (postgres://app:***@db.internal/shop), not a key name',
       [PRIVATE_KEY]: 'the key given is an age private key, not a key name',
       [TOKEN_URL]: 'the key given is a URL with credentials (https://***@github.com/org/app.git), not a key name',
+      [SCP_TOKEN]: 'the key given is a git address with credentials (***@github.com:org/app.git), not a key name',
     };
-    for (const key of [DB_URL, PRIVATE_KEY, TOKEN_URL]) {
+    for (const key of [DB_URL, PRIVATE_KEY, TOKEN_URL, SCP_TOKEN]) {
       const r = ops(e.root, ['secrets', 'set', 'qa', key], 'a-value\n', { SOPS_AGE_KEY_FILE: e.keyFile });
       expect(r.code, key).toBe(2);
       expect(r.err).toContain(said[key]);

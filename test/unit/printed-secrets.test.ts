@@ -177,6 +177,11 @@ describe('the detectors (core/secrets/parts.ts)', () => {
     expect(maskSecretLike(`fatal: could not read from ${TOKEN_URL}: token=abc123`)).toBe('fatal: could not read from https://***@github.com/org/app.git: token=***');
     expect(maskSecretLike('connect postgresql://app:ab/cd@db/app failed')).toBe('connect postgresql://app:***@db/app failed');
     expect(maskSecretLike(DB_URL)).toBe('postgres://app:***@db.internal/shop');
+    expect(maskSecretLike('{"db_password": "x1", x"api_key"=y, my-token: z}')).toBe('{"db_password": ***, x"api_key"=***, my-token: ***}');
+    // a long line (minified code in an error page) is read in one pass
+    const started = Date.now();
+    expect(maskSecretLike('ab'.repeat(60_000))).toHaveLength(120_000);
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 
   it('a secret holding a token URL masks the token printed on its own', () => {

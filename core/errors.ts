@@ -131,15 +131,16 @@ export function oneLine(text: string, max = 80, redact: (text: string) => string
 }
 
 /**
- * `text` with what looks like a secret masked as "***": a URL's credentials (hideUrlCredentials: its password,
- * scheme://user:***@host, or a token as its user, https://***@host), the value of a password, secret, token, key
+ * `text` with what looks like a secret masked as "***": a URL's or git address's credentials (hideUrlCredentials:
+ * its password, scheme://user:***@host, or a token as its user, https://***@host, ***@host:path), the value of a password, secret, token, key
  * or authorization field (`password=...`, `"api_key": "..."`, `Authorization: Bearer
  * ...`). For what quotes a server's words where the environment's secret values are not known to mask (status
  * decrypts none) or not whole (a body cut short): status's excerpts of health answers, a failed step's detail
  * (failureDetail: a deploy's or rollback's health verdict quoting an error page).
  */
 export function maskSecretLike(text: string): string {
-  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  // a field's name is tried where a word or a quote starts, not inside a word: a long line stays linear
+  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
 }
 
 /**

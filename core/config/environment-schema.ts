@@ -138,16 +138,33 @@ const ownDir = string({
 const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
 
 /**
- * Why a setting that may be a URL yet must never hold credentials (it is printed, logged and committed:
- * `repository`, `url`, `tls.acme_server`) cannot be `v`: a URL with a password or a token as its user
- * (scheme://user:PASSWORD@host, https://TOKEN@host: urlCredentialsIn), or undefined; `where` says where the
- * credentials go instead. The value is quoted with its credentials hidden (describe: hideSecrets).
+ * Why a setting that may be a URL or a git address yet must never hold credentials (it is printed, logged and
+ * committed: `repository`, `url`, `tls.acme_server`) cannot be `v`: a password or a token in it (scheme://user:PASSWORD@host,
+ * https://TOKEN@host, TOKEN@host:path: urlCredentialsIn), or undefined; `where` says where the credentials go
+ * instead. The value is quoted with its credentials hidden (describe: hideSecrets).
  */
-function noUrlPassword(where: string): (v: string) => string | undefined {
+function noCredentials(where: string): (v: string) => string | undefined {
   return (v) =>
     urlCredentialsIn(v).length
-      ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}`
+      ? `credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ${where}`
       : undefined;
+}
+
+/**
+ * Why `v` cannot be `repository`, a path to a clone on this machine, or undefined: credentials in it
+ * (noCredentials), else a remote's address as git reads one (git-clone(1), "GIT URLS": scheme://..., or
+ * [user@]host:path, a ":" before any "/"), which ops would only find missing at deploy time.
+ */
+function clonePathProblem(v: string): string | undefined {
+  const credentials = noCredentials(
+    "ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path",
+  )(v);
+  if (credentials) return credentials;
+  const colon = v.indexOf(':');
+  const slash = v.indexOf('/');
+  if (colon > 0 && (slash < 0 || colon < slash))
+    return 'a remote\'s address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in (a directory named with ":" is written ./<name>)';
+  return undefined;
 }
 
 const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
@@ -299,10 +316,10 @@ const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or {
 export const environmentSchema = object(
   {
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
-  repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: noUrlPassword('ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout\'s token), and name the clone\'s path') }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
+  repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: clonePathProblem }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
-  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noUrlPassword('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
+  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noCredentials('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),
   ssh: opt(
@@ -425,7 +442,7 @@ export const environmentSchema = object(
     object({
       mode: req(oneOf(['off', 'letsencrypt', 'self-signed']), 'off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS'),
       email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: 'an e-mail address' }), 'ACME account contact (letsencrypt)'),
-      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: 'an https URL', check: noUrlPassword('the ACME directory URL needs none; account credentials are not read from it') }), 'ACME directory URL; default: Let\'s Encrypt production'),
+      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: 'an https URL', check: noCredentials('the ACME directory URL needs none; account credentials are not read from it') }), 'ACME directory URL; default: Let\'s Encrypt production'),
       acme_ca_file: opt(anyPath, 'CA bundle that signs the ACME server\'s API certificate (test servers only), relative to the environment folder'),
     }),
     'HTTPS',

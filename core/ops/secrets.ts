@@ -13,8 +13,9 @@ import { urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
 /**
- * The passwords written in plain values of environment.yml (committed in the clear): a URL's password or a token as
- * its user (scheme://user:PASSWORD@host, scheme://TOKEN@host: core/secrets/parts.ts urlCredentials) in `env` or a program's `env`,
+ * The credentials written in plain values of environment.yml (committed in the clear): a URL's password or a token as
+ * the user of a URL or a git address (scheme://user:PASSWORD@host, scheme://TOKEN@host, TOKEN@host:path:
+ * core/secrets/parts.ts urlCredentials) in `env` or a program's `env`,
  * each with the setting it is in. `{ secret: key }` references are not plain: their values come from the secrets file.
  */
 export function plainPasswords(env: Environment): { path: string; passwords: string[] }[] {
@@ -66,7 +67,7 @@ export function maskPlainPasswords(ctx: OpsContext, env: Environment, warn: bool
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(', ')} (a URL's user:password@, or a token as its user: https://TOKEN@host): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
+      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(', ')} (a URL's password, user:PASSWORD@, or a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
     );
 }
 

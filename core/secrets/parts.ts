@@ -35,8 +35,11 @@ export function isWeakPart(part: string): boolean {
 }
 
 
-/** A URL with an authority: scheme://[userinfo@]host... (RFC 3986; Python's urllib.parse.urlsplit reads it the same). */
-const URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+/**
+ * A URL's scheme and "://" (RFC 3986): its authority follows. Only where a scheme can start, not inside a run of its
+ * characters: each is tried once, so a long line of letters (minified code) stays linear.
+ */
+const URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
 
 /**
  * Percent-decoding as Python's urllib.parse.unquote does it: each run of %XX escapes is decoded as UTF-8
@@ -50,8 +53,10 @@ export function percentDecode(text: string): string {
  * Token prefixes of the forges and registries whose tokens end up written as a URL's user
  * (`https://ghp_…@github.com/org/app.git`): GitHub's personal, OAuth, user-to-server, server-to-server and refresh
  * tokens and fine-grained PATs (ghp_ gho_ ghu_ ghs_ ghr_ github_pat_), GitLab's personal, deploy and pipeline
- * trigger tokens (glpat- gldt- glptt-), npm's (npm_) and Slack's (xoxb-, xoxp-, …). At least 16 characters follow
- * (each has 20 or more), so a user merely named like one ("npm_ci") is no token.
+ * trigger tokens (glpat- gldt- glptt-), npm's (npm_) and Slack's (xoxb-, xoxp-, …), as the forges document their
+ * formats (GitHub Docs, "About authentication to GitHub", GitHub's token formats; GitLab Docs, "Token overview",
+ * token prefixes). At least 16 characters follow (each has 20 or more), so a user merely named like one ("npm_ci")
+ * is no token.
  */
 const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
 
@@ -64,74 +69,206 @@ const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-
  */
 const GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
 
-/** Whether a URL's user (as written) is a token rather than a name: a known prefix (TOKEN_PREFIX) or a generated look (GENERATED_USER). */
-export function isTokenUser(user: string): boolean {
-  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+/**
+ * A JSON Web Token (RFC 7519, in JWS compact form): base64url header, payload and signature joined by ".", the
+ * header a JSON object, so its base64url starts "eyJ" (`{"`). Names never start so and hold two dots.
+ */
+const JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
+
+/**
+ * A base64url run (letters, digits, "-", "_") of 20 characters or more, letters and digits both in it: a token
+ * without a known prefix may hold "-" and "_" (base64url, RFC 4648 §5), as a name does (deploy-bot, ci_user).
+ */
+const BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
+
+/**
+ * Of the pairs of neighbouring letters and digits in `s` (pairs across a "-" or "_" not counted), the share that
+ * change kind where a word would not: lower case to upper case, a letter to a digit, a digit to a letter. An upper
+ * case letter followed by lower case is how a word starts (Deploy, GitHub), so it does not count.
+ */
+function kindChanges(s: string): number {
+  const kind = (c: string): string => (c >= 'a' && c <= 'z' ? 'l' : c >= 'A' && c <= 'Z' ? 'U' : c >= '0' && c <= '9' ? 'd' : '');
+  let pairs = 0;
+  let changes = 0;
+  for (let i = 1; i < s.length; i++) {
+    const [a, b] = [kind(s[i - 1]!), kind(s[i]!)];
+    if (!a || !b) continue;
+    pairs++;
+    if (a !== b && !(a === 'U' && b === 'l')) changes++;
+  }
+  return pairs ? changes / pairs : 0;
 }
 
 /**
- * The credentials in the userinfo of a URL's authority (`authority`: what follows "scheme://" up to the path), read
- * as urllib.parse.urlsplit reads it: the userinfo is what precedes the LAST "@", the password what follows its
- * FIRST ":". Returns the user when it is a token (isTokenUser) and the password (when not empty), each with its
- * place in `authority` ([start, end)); [] without userinfo or credentials. The one reading of a URL's credentials:
- * urlCredentials and hideUrlCredentials use it.
+ * A base64url run (BASE64URL_RUN) whose letters and digits change kind at a quarter of their pairs or more
+ * (kindChanges): drawn at random from 64 characters they do so at about 4 pairs in 10, while names people write
+ * change kind at word boundaries only, being words and numbers (John-Smith-2024-Deploy-Bot 0,
+ * DeployBot_Production_2024 0.05, k8s-Prod-EU-West-1-Deployer 0.13). The idea of gitleaks' generic rule (a random
+ * look tells a secret), measured on words rather than on letter frequencies: a Shannon entropy threshold also passes
+ * names of many distinct characters (ci-bot-0123456789-abcdef0123 has 4.2 bits a character, a random 20-character
+ * token 4.3). A random token of 20 characters falls under it about once in 20 (once in 200 at 40): shown as a
+ * name would be.
  */
-function credentialSpans(authority: string): [start: number, end: number][] {
-  const at = authority.lastIndexOf('@');
-  if (at < 0) return [];
-  const colon = authority.slice(0, at).indexOf(':');
+function isRandomRun(s: string): boolean {
+  return BASE64URL_RUN.test(s) && kindChanges(s) >= 0.25;
+}
+
+/**
+ * AWS IAM unique identifiers of what is no credential (IAM User Guide, "IAM identifiers", unique ID prefixes): a
+ * user (AIDA), a group (AGPA), a role (AROA), a public key (APKA: the SSH key id CodeCommit takes as the user of
+ * `ssh://APKA…@git-codecommit.<region>.amazonaws.com/v1/repos/<repo>`), an instance profile (AIPA), a managed policy
+ * and its versions (ANPA, ANVA), a certificate (ASCA). The console lists them and policies name them, like a user
+ * name: shown and accepted. Access key ids (AKIA, ASIA), bearer tokens (ABIA) and context-specific credentials (ACCA)
+ * are half a credential or one: not listed here, so GENERATED_USER takes them for tokens.
+ */
+const AWS_PUBLIC_ID = /^A(?:IDA|GPA|ROA|PKA|IPA|NPA|NVA|SCA)[A-Z0-9]{16,17}$/;
+
+/**
+ * Whether a URL's user, or a part of a git address's userinfo (TOKEN@host:path, oauth2:TOKEN@host:path), as written,
+ * is a token rather than a name: a known prefix (TOKEN_PREFIX), a JWT, or a generated look (GENERATED_USER:
+ * long hex too; isRandomRun: a UUID too); never an AWS identifier (AWS_PUBLIC_ID).
+ */
+export function isTokenUser(user: string): boolean {
+  if (AWS_PUBLIC_ID.test(user)) return false;
+  return TOKEN_PREFIX.test(user) || JWT.test(user) || GENERATED_USER.test(user) || isRandomRun(user);
+}
+
+/** A port after a host's ":" (up to 5 digits, or none: urllib reads `host:` as no port): not a password. */
+const PORT = /^[0-9]{0,5}$/;
+
+/**
+ * Where the credentials are in the URL whose authority starts at `start` of `text`, read as urllib.parse.urlsplit
+ * reads it: the authority runs to the first "/", "?" or "#" (or a character of `stop`), its userinfo is what
+ * precedes the LAST "@", the password what follows its FIRST ":". Without an "@" there, a ":" followed by
+ * something other than a port is read as SQLAlchemy's make_url reads it: the password runs past "/", "?" and "#"
+ * to the first "@" (`postgresql://app:pa/ss@db/x`, where urllib sees host "app" and port "pa"). Returns the user
+ * when it is a token (isTokenUser) and the password (when not empty), each as [start, end) in `text`.
+ */
+function urlSpans(text: string, start: number, stop: RegExp, nextAt: (from: number) => number): [start: number, end: number][] {
+  let end = start;
+  while (end < text.length && !'/?#'.includes(text[end]!) && !stop.test(text[end]!)) end++;
+  const authority = text.slice(start, end);
+  let at = authority.lastIndexOf('@');
+  const colon = (at < 0 ? authority : authority.slice(0, at)).indexOf(':');
+  if (at < 0) {
+    // an IPv6 literal's colons ([::1]:8080) are no password's
+    if (colon < 0 || authority.startsWith('[') || PORT.test(authority.slice(colon + 1))) return [];
+    const past = nextAt(end);
+    if (past < 0) return [];
+    at = past - start;
+  }
   const userEnd = colon < 0 ? at : colon;
   const spans: [number, number][] = [];
-  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
-  if (colon >= 0 && colon + 1 < at) spans.push([colon + 1, at]);
+  if (isTokenUser(text.slice(start, start + userEnd))) spans.push([start, start + userEnd]);
+  if (colon >= 0 && colon + 1 < at) spans.push([start + colon + 1, start + at]);
   return spans;
 }
 
 /**
- * The credentials of a URL-shaped value (credentialSpans: its password, and its user when that is a token), each
- * as written and percent-decoded; [] for none (`https://alice@host/`, `ssh://git@host/`, not a URL).
+ * Git's scp-like address, `[user@]host:path` (git-clone(1), "GIT URLS": no "//" after the ":", no "/" before it),
+ * with its userinfo: a token as the user (`ghp_…@github.com:org/app.git`) or after a ":" (`oauth2:glpat-…@gitlab.com:g/p.git`)
+ * gets there as into a URL. In running text it starts a word (after white space, a quote, "(", "<", "=", ",", ";"),
+ * and its userinfo holds none of those: each character is tried as a start once (a line of "a=a=a=…" stays linear).
+ */
+const SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@(=,;]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
+
+/**
+ * Where the credentials are in a git address's userinfo at `start` of `text` (SCP_ADDRESS): its user, and what
+ * follows a ":" in it, each when it is a token (isTokenUser). ssh has no password field there, so only a token's
+ * shape says a part is one: `deploy:x@host:path` is shown, as is `git@github.com:org/app.git`.
+ */
+function scpSpans(userinfo: string, start: number): [start: number, end: number][] {
+  const colon = userinfo.indexOf(':');
+  const parts: [number, number][] = colon < 0 ? [[0, userinfo.length]] : [[0, colon], [colon + 1, userinfo.length]];
+  return parts.filter(([a, b]) => isTokenUser(userinfo.slice(a, b))).map(([a, b]) => [start + a, start + b]);
+}
+
+/** What ends a URL or a git address in running text: white space, a quote, "<" or ">". */
+const TEXT_STOP = /[\s"'`<>]/;
+/** Nothing ends a value's URL but the value's end (urllib takes a space or a quote into the authority). */
+const VALUE_STOP = /(?!)/;
+
+/**
+ * For `text`: the first "@" at or after a place with no `stop` character before it, or -1 (where SQLAlchemy's
+ * reading of a password ends: urlSpans). Asked at places that only grow, it keeps what it found: one pass over the
+ * text however many URLs it holds.
+ */
+function atFinder(text: string, stop: RegExp): (from: number) => number {
+  const stops = new RegExp(stop.source, 'g');
+  let at = -1; // the first "@" at or after the place last asked; text.length for none
+  let block = -1; // the first stop character there, likewise
+  return (from) => {
+    if (at < from) {
+      const i = text.indexOf('@', from);
+      at = i < 0 ? text.length : i;
+    }
+    if (block < from) {
+      stops.lastIndex = from;
+      block = stops.exec(text)?.index ?? text.length;
+    }
+    return at < text.length && at < block ? at : -1;
+  };
+}
+
+/**
+ * The one reading of credentials in URLs and git addresses: where each is in `text` (urlSpans for each
+ * `scheme://`, scpSpans for each `user@host:path`), sorted, for urlCredentials, urlCredentialsIn and
+ * hideUrlCredentials. `whole`: `text` is one value (a setting), not running text: only a URL or a git address at
+ * its start counts, read to its end.
+ */
+function credentialSpans(text: string, whole: boolean): [start: number, end: number][] {
+  const spans: [number, number][] = [];
+  const stop = whole ? VALUE_STOP : TEXT_STOP;
+  const nextAt = atFinder(text, stop);
+  for (const m of text.matchAll(URL_SCHEME)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...urlSpans(text, m.index + m[0].length, stop, nextAt));
+  }
+  for (const m of text.matchAll(SCP_ADDRESS)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...scpSpans(m[1]!, m.index));
+  }
+  // a span inside one before it (a URL's password read past "/" over the next URL): read once, as the first
+  const kept: [number, number][] = [];
+  for (const span of spans.sort((a, b) => a[0] - b[0])) if (!kept.length || span[0] >= kept.at(-1)![1]) kept.push(span);
+  return kept;
+}
+
+/** Each span's text as written and percent-decoded. */
+const spanTexts = (text: string, spans: [number, number][]): string[] => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
+
+/**
+ * The credentials of a URL-shaped value or a git address (credentialSpans: its password, and its user when that is a
+ * token), each as written and percent-decoded; [] for none (`https://alice@host/`, `ssh://git@host/`,
+ * `git@github.com:org/app.git`, not a URL).
  */
 export function urlCredentials(value: string): string[] {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1]!;
-  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+  const v = value.trim();
+  return spanTexts(v, credentialSpans(v, true));
 }
 
-/** A URL in running text: its scheme and authority (up to the path, query, fragment, white space or a quote). */
-const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-
 /**
- * A URL's password as SQLAlchemy's make_url reads it (up to the next "@", "/" included: `postgresql://u:ab/cd@h/db`),
- * where urllib ends the authority at the "/" and finds no password: a server's error page or a log quotes such
- * URLs. Only hidden (hideUrlCredentials), never refused on: it also takes `https://host:8080/x@y` for a password.
- */
-const LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
-
-/**
- * The credentials of every URL found in running text (a message, a command line, a setting holding a URL among other
- * words: `psql postgres://u:PW@h/db`, `git clone https://ghp_…@github.com/o/r`), each as written and percent-decoded
- * (urlCredentials), in order; [] for none.
+ * The credentials of every URL and git address found in running text (a message, a command line, a setting holding
+ * a URL among other words: `psql postgres://u:PW@h/db`, `git clone https://ghp_…@github.com/o/r`), each as written
+ * and percent-decoded (credentialSpans), in order; [] for none.
  */
 export function urlCredentialsIn(text: string): string[] {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
+  return spanTexts(text, credentialSpans(text, false));
 }
 
 /**
- * `s` with the credentials of every URL in it written `***` (credentialSpans: `scheme://user:***@host`,
- * `https://***@github.com/o/r` for a token as the user; the scheme, a user that is a name and the host kept, so the
- * message still says which URL), and a password as SQLAlchemy reads it too (LOOSE_URL_PASSWORD): what a message may
- * quote of it. Idempotent.
+ * `s` with the credentials of every URL and git address in it written `***` (credentialSpans:
+ * `scheme://user:***@host`, `https://***@github.com/o/r`, `***@github.com:o/r` for a token as the user; the scheme, a
+ * user that is a name and the host kept, so the message still says which URL). Idempotent.
  */
 export function hideUrlCredentials(s: string): string {
-  return s
-    .replace(URL_IN_TEXT, (url) => {
-      const start = url.indexOf('://') + 3;
-      let authority = url.slice(start);
-      for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
-      return url.slice(0, start) + authority;
-    })
-    .replace(LOOSE_URL_PASSWORD, '$1***@');
+  const pieces: string[] = [];
+  let from = 0;
+  for (const [a, b] of credentialSpans(s, false)) {
+    pieces.push(s.slice(from, a), '***');
+    from = b;
+  }
+  return pieces.join('') + s.slice(from);
 }
 
 /**
@@ -139,7 +276,7 @@ export function hideUrlCredentials(s: string): string {
  * its start (GE-SECRET-KEY-1…), behind a comment mark, or in lower case (bech32 ignores case: still the same key).
  * Something must follow "SECRET-KEY-": the bare shape ("AGE-SECRET-KEY-…", as messages say it) is no key.
  */
-const PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+const PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi; // tried at a run's start only: linear
 
 /** Whether `s` holds an age private key (PRIVATE_KEY_IN_TEXT's shapes): never to be quoted, said by its shape. */
 export function isPrivateKey(s: string): boolean {

@@ -719,12 +719,12 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
         const env = validate('environment', ctx.args[0]!);
         const key = ctx.args[1]!;
-        // the value typed where the key goes (a URL with its password, a private key): refused before anything is
+        // the value typed where the key goes (a URL with its password, a git address with a token, a private key): refused before anything is
         // read or written, its secret part never quoted; it is in the shell's history now, so said
         const { hideSecrets, isPrivateKey, urlCredentialsIn } = await import('../../core/secrets/parts.ts');
         if (isPrivateKey(key) || urlCredentialsIn(key).length)
           throw new UsageError(
-            `the key given is ${isPrivateKey(key) ? 'an age private key' : `a URL with credentials (${hideSecrets(key)})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
+            `the key given is ${isPrivateKey(key) ? 'an age private key' : `a ${key.includes('://') ? 'URL' : 'git address'} with credentials (${hideSecrets(key)})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
             `give a key name and pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} <key>; the value is in your shell's history now: change it if others can read that`,
           );
         splitKeyPath(key, () => []); // a malformed path is refused before stdin is read

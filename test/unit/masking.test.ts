@@ -341,17 +341,20 @@ describe('a password written in a plain value of environment.yml', () => {
     const { environmentSecrets, plainPasswords } = await import('../../core/ops/secrets.ts');
     const env = testEnv({
       env: { DATABASE_URL: 'postgresql://app:S3cr3t-Passw0rd@db.internal/app', SITE: 'https://example.org/x', NOPASS: 'postgresql://app@db/app' },
-      programs: { web: { command: 'run', port: 4000, env: { CACHE: 'redis://:c4che-pw%21@cache:6379/0' } } },
+      programs: { web: { command: 'run', port: 4000, env: { CACHE: 'redis://:c4che-pw%21@cache:6379/0', MIRROR: 'ghp_0123456789abcdefABCDEF0123456789abcd@github.com:org/app.git' } } },
       routes: { '/': 'web' },
     });
     expect(plainPasswords(env)).toEqual([
       { path: 'env.DATABASE_URL', passwords: ['S3cr3t-Passw0rd', 'S3cr3t-Passw0rd'] },
       { path: 'programs.web.env.CACHE', passwords: ['c4che-pw%21', 'c4che-pw!'] },
+      { path: 'programs.web.env.MIRROR', passwords: ['ghp_0123456789abcdefABCDEF0123456789abcd', 'ghp_0123456789abcdefABCDEF0123456789abcd'] },
     ]);
     const reporter = new MemoryReporter();
     await environmentSecrets({ root: env.root, reporter, processEnv: {} }, env);
-    const warning = reporter.lines.find((l) => l.includes('password in plain text'))!;
-    expect(warning).toContain('env.DATABASE_URL, programs.web.env.CACHE');
+    // a token is no password: the warning names what it found neutrally
+    const warning = reporter.lines.find((l) => l.includes('holds a credential in plain text'))!;
+    expect(warning).toContain('env.DATABASE_URL, programs.web.env.CACHE, programs.web.env.MIRROR');
+    expect(warning).not.toContain('0123456789abcdef');
     expect(warning).not.toContain('S3cr3t');
     reporter.info('brk1 [build] connecting to postgresql://app:S3cr3t-Passw0rd@db.internal/app and c4che-pw!');
     expect(reporter.lines.at(-1)).toBe('brk1 [build] connecting to postgresql://app:***@db.internal/app and ***');

@@ -42,6 +42,19 @@ const TOKENS = [
   '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b',
   'k3j5h2g7f8d9s0a1q2w3e4r5t6y7u8i9o0p1a2s3d4f5g6h7j8k9',
 ];
+/** Tokens without a known prefix that a shape gives away: base64url with "-" and "_", a JWT, a UUID, an AWS access key id. */
+const GENERATED = [
+  'dGhpcyBpcyBh-c2VjcmV0X3Rva2Vu_Zm9y',
+  'xK9-aB3_qZ7mN2pL8vR4tY6w',
+  'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ',
+  '123e4567-e89b-12d3-a456-426614174000',
+  'AKIAIOSFODNN7EXAMPLE',
+];
+/** An AWS CodeCommit SSH URL: its user is the IAM SSH public key's id (APKA…), public like a user name. */
+const CODECOMMIT = 'ssh://APKAEIBAERJR2EXAMPLE@git-codecommit.us-east-2.amazonaws.com/v1/repos/x';
+/** Git's scp-like addresses with a token as the user, or after "oauth2:". */
+const SCP_TOKEN = `${TOKEN}@github.com:org/app.git`;
+const SCP_OAUTH = `oauth2:${TOKENS[4]}@gitlab.com:g/app.git`;
 /** URLs and addresses whose user is a name: shown and accepted as they are. */
 const NAMED = [
   'ssh://git@github.com/org/app.git',
@@ -54,6 +67,11 @@ const NAMED = [
   'https://npm_ci@registry.example.org/',
   'https://ci-bot-0123456789-abcdef0123@git.example.org/',
   'https://serviceaccountfordeploys@git.example.org/',
+  'deploy@host:path',
+  'deploy:x@host:srv/app',
+  'https://deploy-bot@git.example.org/ and https://ci_user@git.example.org/',
+  'https://John-Smith-2024-Deploy-Bot@git.example.org/',
+  CODECOMMIT,
 ];
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -105,10 +123,65 @@ describe('the detectors (core/secrets/parts.ts)', () => {
     for (const user of ['git', 'alice', 'deploy', 'npm_ci', 'ghp_short', 'serviceaccountfordeploys', 'ci-bot-0123456789-abcdef0123', '01234567890123456789012']) expect(isTokenUser(user), user).toBe(false);
   });
 
+  it("find and hide a token in git's scp-like address (TOKEN@host:path, oauth2:TOKEN@host:path), as in a URL", () => {
+    expect(urlCredentials(SCP_TOKEN)).toEqual([TOKEN, TOKEN]);
+    expect(urlCredentials(SCP_OAUTH)).toEqual([TOKENS[4], TOKENS[4]]);
+    expect(urlCredentialsIn(`git clone ${SCP_TOKEN} . && git remote add gl "${SCP_OAUTH}"`)).toEqual([TOKEN, TOKEN, TOKENS[4], TOKENS[4]]);
+    expect(hideSecrets(`git clone ${SCP_TOKEN} .`)).toBe('git clone ***@github.com:org/app.git .');
+    expect(maskSecretLike(`fatal: could not read from '${SCP_OAUTH}'`)).toBe("fatal: could not read from 'oauth2:***@gitlab.com:g/app.git'");
+    const reporter = new MemoryReporter();
+    reporter.mask(SCP_TOKEN);
+    reporter.info(`token: ${TOKEN}`);
+    expect(reporter.lines.at(-1)).toBe('token: ***');
+  });
+
+  it('find a token without a known prefix by its shape (base64url, JWT, hex), never a name people write', () => {
+    for (const token of GENERATED) {
+      expect(isTokenUser(token), token).toBe(true);
+      expect(hideUrlCredentials(`https://${token}@git.example.org/app.git`), token).toBe('https://***@git.example.org/app.git');
+    }
+    for (const user of ['deploy-bot', 'ci_user', 'firstname.lastname', 'John-Smith-2024-Deploy-Bot', 'DeployBot_Production_2024', 'k8s-Prod-EU-West-1-Deployer', 'Build_Agent_Win2019_X64', 'release-2024-01-15-hotfix-3', 'user_12345678901234567890'])
+      expect(isTokenUser(user), user).toBe(false);
+  });
+
+  it("an AWS identifier as the user (CodeCommit's SSH key id) is no secret: shown; an access key id is", () => {
+    expect(isTokenUser('APKAEIBAERJR2EXAMPLE')).toBe(false);
+    expect(urlCredentials(CODECOMMIT)).toEqual([]);
+    expect(maskSecretLike(`cloning ${CODECOMMIT}`)).toBe(`cloning ${CODECOMMIT}`);
+    expect(isTokenUser('AKIAIOSFODNN7EXAMPLE')).toBe(true);
+  });
+
+  it("a URL password holding '/' is read whole, as SQLAlchemy reads it: found, hidden and masked on its own", () => {
+    const url = 'postgresql://app:pa/ss-Word@db/x';
+    expect(urlCredentials(url)).toEqual(['pa/ss-Word', 'pa/ss-Word']);
+    expect(urlCredentialsIn(`psql ${url} -c 'select 1'`)).toEqual(['pa/ss-Word', 'pa/ss-Word']);
+    expect(hideSecrets(`"${url}"`)).toBe('"postgresql://app:***@db/x"');
+    expect(urlCredentials('redis://:se?cr/et#1@cache:6379/0')).toEqual(['se?cr/et#1', 'se?cr/et#1']);
+    const reporter = new MemoryReporter();
+    reporter.mask(url);
+    reporter.info('make_url(DATABASE_URL).password = pa/ss-Word');
+    expect(reporter.lines.at(-1)).toBe('make_url(DATABASE_URL).password = ***');
+    // a long line (minified code, a URL list) is read in one pass
+    const started = Date.now();
+    expect(hideSecrets('ab'.repeat(60_000))).toHaveLength(120_000);
+    expect(hideSecrets('http://a:b/'.repeat(10_000))).toHaveLength(110_000);
+    expect(Date.now() - started).toBeLessThan(1000);
+    // a port is no password: https://host:8080/x@y holds none
+    for (const text of ['https://host:8080/a@b', 'http://[::1]:8080/x@y', 'see http://host:/x@y']) {
+      expect(urlCredentialsIn(text), text).toEqual([]);
+      expect(hideSecrets(text), text).toBe(text);
+    }
+  });
+
   it("maskSecretLike (a server's words) hides them through the same detector, and still a password SQLAlchemy reads past a '/'", () => {
     expect(maskSecretLike(`fatal: could not read from ${TOKEN_URL}: token=abc123`)).toBe('fatal: could not read from https://***@github.com/org/app.git: token=***');
     expect(maskSecretLike('connect postgresql://app:ab/cd@db/app failed')).toBe('connect postgresql://app:***@db/app failed');
     expect(maskSecretLike(DB_URL)).toBe('postgres://app:***@db.internal/shop');
+    expect(maskSecretLike('{"db_password": "x1", x"api_key"=y, my-token: z}')).toBe('{"db_password": ***, x"api_key"=***, my-token: ***}');
+    // a long line (minified code in an error page) is read in one pass
+    const started = Date.now();
+    expect(maskSecretLike('ab'.repeat(60_000))).toHaveLength(120_000);
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 
   it('a secret holding a token URL masks the token printed on its own', () => {
@@ -231,17 +304,17 @@ describe('a private key pasted into .sops.yaml', () => {
   });
 });
 
-describe('settings that are URLs but must never hold a password', () => {
+describe('settings that are URLs or git addresses but must never hold credentials', () => {
   it('repository, url and tls.acme_server are refused with one, the password masked', () => {
     const root = project({ repository: `https://bob:${PASSWORD}@git.example.org/shop.git`, url: `https://u:${PASSWORD}@shop.example.org`, domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: `https://u:${PASSWORD}@acme.example.org/dir` } });
     const r = ops(root, ['config', 'demo']);
     expect(r.code).toBe(1);
     expect(r.err).toContain('has 3 problems');
     for (const [k, v] of <[string, string][]>[['repository', 'https://bob:***@git.example.org/shop.git'], ['url', 'https://u:***@shop.example.org'], ['tls.acme_server', 'https://u:***@acme.example.org/dir']])
-      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(a URL with credentials in it \\(a password, or a token as its user\\): .*put credentials elsewhere: `));
+      expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(credentials in it \\(a password, or a token as the user of a URL or of a git address user@host:path\\): .*put credentials elsewhere: `));
     expect(r.err).not.toContain(PASSWORD);
     // without a password, they are read
-    const fine = project({ repository: 'https://bob@git.example.org/shop.git', url: 'https://shop.example.org' });
+    const fine = project({ repository: '../shop', url: 'https://bob@shop.example.org' });
     expect(ops(fine, ['config', 'demo']).code).toBe(0);
   });
 
@@ -250,25 +323,47 @@ describe('settings that are URLs but must never hold a password', () => {
     const r = ops(root, ['config', 'demo']);
     expect(r.code).toBe(1);
     expect(r.err).toContain('has 3 problems');
-    expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
-    expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (a URL with credentials in it');
-    expect(r.err).toContain('  - tls.acme_server: expected an https URL, got "https://***@acme.example.org/dir" (a URL with credentials in it');
+    expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
+    expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (credentials in it');
+    expect(r.err).toContain('  - tls.acme_server: expected an https URL, got "https://***@acme.example.org/dir" (credentials in it');
     for (const t of [TOKEN, TOKENS[8]!, TOKENS[4]!]) expect(r.out + r.err).not.toContain(t.slice(6));
-    for (const repository of ['ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git'])
-      expect(ops(project({ repository, url: 'https://deploy@shop.example.org' }), ['config', 'demo']).code, repository).toBe(0);
+    expect(ops(project({ repository: '../shop', url: 'https://deploy@shop.example.org' }), ['config', 'demo']).code).toBe(0);
+  });
+
+  it("repository is refused with a token in git's scp-like address, the token masked, as in a URL", () => {
+    for (const [repository, shown] of [[SCP_TOKEN, '***@github.com:org/app.git'], [SCP_OAUTH, 'oauth2:***@gitlab.com:g/app.git']]) {
+      const r = ops(project({ repository }), ['config', 'demo']);
+      expect(r.code, repository).toBe(1);
+      expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${shown}" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed;`);
+      expect(r.out + r.err).not.toContain(TOKEN.slice(6));
+      expect(r.out + r.err).not.toContain(TOKENS[4]!.slice(6));
+    }
+  });
+
+  it("repository given as a remote's address (https, ssh, user@host:path) is refused when the config is read, the user shown", () => {
+    for (const repository of ['https://github.com/org/app.git', 'ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git', CODECOMMIT]) {
+      const r = ops(project({ repository }), ['config', 'demo']);
+      expect(r.code, repository).toBe(1);
+      expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${repository.slice(0, 50)}`); // long values are cut
+      expect(r.err).toContain(`" (a remote's address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in`);
+      expect(r.err).not.toContain('credentials');
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+    for (const repository of ['../shop', '/srv/clones/shop', './odd:name', 'clones/a:b']) expect(ops(project({ repository }), ['config', 'demo']).code, repository).toBe(0);
   });
 });
 
 describe('ops secrets set with the value pasted as the key', () => {
-  it('a URL with a password or a token as its user, or a private key, as the key: refused, masked, nothing written', async () => {
+  it('a URL with a password or a token as its user, a git address with a token, or a private key, as the key: refused, masked, nothing written', async () => {
     const e = await newEnv('qa');
     const before = readFileSync(e.secrets, 'utf8');
     const said: Record<string, string> = {
       [DB_URL]: 'the key given is a URL with credentials (postgres://app:***@db.internal/shop), not a key name',
       [PRIVATE_KEY]: 'the key given is an age private key, not a key name',
       [TOKEN_URL]: 'the key given is a URL with credentials (https://***@github.com/org/app.git), not a key name',
+      [SCP_TOKEN]: 'the key given is a git address with credentials (***@github.com:org/app.git), not a key name',
     };
-    for (const key of [DB_URL, PRIVATE_KEY, TOKEN_URL]) {
+    for (const key of [DB_URL, PRIVATE_KEY, TOKEN_URL, SCP_TOKEN]) {
       const r = ops(e.root, ['secrets', 'set', 'qa', key], 'a-value\n', { SOPS_AGE_KEY_FILE: e.keyFile });
       expect(r.code, key).toBe(2);
       expect(r.err).toContain(said[key]);

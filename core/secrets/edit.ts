@@ -7,11 +7,12 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
 import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
-import { type Format, type MapNode, type TreeChanges, type TreeNode, bytesNode, diffTrees, forEachLeaf, getEntry, showPath, str, treeEquals } from './tree.ts';
+import { type Format, type ListNode, type MapNode, type TreeChanges, type TreeNode, bytesNode, diffTrees, forEachLeaf, getEntry, quotePart, showPath, str, treeEquals } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 import { weakSecretWarnings } from './weak.ts';
 
@@ -82,7 +83,7 @@ function isBlank(text: string): boolean {
 }
 
 /** What each YAML construct does to a value typed plain (YamlConstruct.kind), never naming the value. */
-const CONSTRUCT_MEANING: Record<YamlConstruct['kind'], string> = {
+const CONSTRUCT_MEANING: Record<Exclude<YamlConstruct['kind'], 'key-value'>, string> = {
   tag: 'starts with "!", which YAML reads as a tag (a type), not as part of the value: it would be stored emptied, changed or refused',
   alias: 'starts with "*", which YAML reads as an alias: it would be replaced by another value of this file (or by nothing)',
   anchor: 'starts with "&", which YAML reads as an anchor: its first word would be dropped from the value',
@@ -111,6 +112,8 @@ function nodeAt(tree: MapNode, path: (string | number)[]): TreeNode | undefined 
 function refusedConstructs(found: YamlConstruct[], allowed: (c: YamlConstruct) => boolean, before: MapNode): YamlConstruct[] {
   return found.filter((c) => {
     if (allowed(c)) return false;
+    // a key named so already in the file is not a new slip (the file may hold one, written by ops secrets set)
+    if (c.kind === 'key-value') return nodeAt(before, c.path) === undefined;
     if (!ONLY_OVER_TEXT.has(c.kind)) return true;
     const was = nodeAt(before, c.path);
     return was?.kind === 'scalar' && was.type === 'str' && !was.bytes;
@@ -141,8 +144,95 @@ export function constructWarning(found: YamlConstruct[]): string {
   const one = found.length === 1;
   return (
     `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
-    found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind]}`).join('\n') +
+    found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind as Exclude<YamlConstruct['kind'], 'key-value'>]}`).join('\n') +
     `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+  );
+}
+
+/**
+ * A new key that looks like a value typed into its name (YamlConstruct `key-value`) as messages name it: up to the
+ * first quote, space or ": ", then "…" (what follows may be a value, and sops keeps key names in clear text).
+ */
+function keyValueName(path: (string | number)[]): { shown: string; name: string } {
+  const key = String(path.at(-1));
+  const name = key.split(/["'\s]|:[ \t]/)[0]!;
+  return { shown: `${showPath([...path.slice(0, -1), name])}…`, name };
+}
+
+/**
+ * The warning for new keys that look like a value typed into their name (`database_url "CHANGE-ME: x"` is the key
+ * `database_url "CHANGE-ME`): each named up to the first quote or space (keyValueName), by line and what its name
+ * holds, and the key of that name the edit dropped, if any (`after` has no longer what `before` had); how to write
+ * KEY: VALUE, and how to name such a key on purpose (in quotes, as ParseOptions.constructs does not record).
+ */
+function keyValueWarning(found: YamlConstruct[], before: MapNode, after: MapNode): string {
+  const one = found.length === 1;
+  const lines = found.map((c) => {
+    const key = String(c.path.at(-1));
+    const { shown, name } = keyValueName(c.path);
+    const holds = /["']/.test(key) ? 'a quote' : /:[ \t]/.test(key) ? '": "' : 'a space after its first word';
+    const old = [...c.path.slice(0, -1), name];
+    const gone = name && nodeAt(before, old) !== undefined && nodeAt(after, old) === undefined ? `, and ${showPath(old)} is gone` : '';
+    return `  ${shown} (line ${c.line}): a new key whose name holds ${holds}${gone}`;
+  });
+  return (
+    `${one ? 'a new key' : `${found.length} new keys`} in the edited text ${one ? 'looks' : 'look'} like a value typed into the key's name (its ": " missing or misplaced?), which sops would store in clear text:\n` +
+    `${lines.join('\n')}\n` +
+    `write it KEY: VALUE (": " right after the key, the value in double quotes when it holds a quote or ": "); to name a key so on purpose, write the name in double quotes: "api token": ...`
+  );
+}
+
+/** A map or list of `before` that `after` holds a single value (a scalar) in place of, with its path. */
+interface ShapeLost {
+  path: (string | number)[];
+  was: MapNode | ListNode;
+}
+
+/**
+ * The maps and lists of `before` that became one value in `after` (not null: emptied by deleting their lines; not
+ * an empty one: nothing lost), in
+ * document order: a line typed under `passwords:` without its ": " (`  admin@example.org Zq7`) is valid YAML that
+ * makes the whole map one text. Pure.
+ */
+function shapesLost(before: TreeNode, after: TreeNode, path: (string | number)[] = []): ShapeLost[] {
+  // an empty one ({} or []) loses nothing: given a value, it is filled
+  if (before.kind === 'map' && after.kind === 'scalar') return before.entries.length ? [{ path, was: before }] : [];
+  if (before.kind === 'list' && after.kind === 'scalar') return before.items.length ? [{ path, was: before }] : [];
+  if (before.kind === 'map' && after.kind === 'map')
+    return before.entries.flatMap(([k, v]) => {
+      const now = getEntry(after, k);
+      return now ? shapesLost(v, now, [...path, k]) : [];
+    });
+  if (before.kind === 'list' && after.kind === 'list') return before.items.flatMap((v, i) => (i < after.items.length ? shapesLost(v, after.items[i]!, [...path, i]) : []));
+  return [];
+}
+
+/** A map's or list's size in words: "a map of 3 keys", "a list of 1 item". */
+function sizeOf(node: MapNode | ListNode): string {
+  const n = node.kind === 'map' ? node.entries.length : node.items.length;
+  return `a ${node.kind} of ${n} ${node.kind === 'map' ? 'key' : 'item'}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * The warning for maps and lists an edit turned into one value (shapesLost): each named by key and size (never
+ * the value, nor the keys it held), and how to do it on purpose: `ops secrets set <env> <key> --replace`; for an
+ * item of a list (key paths do not index lists), deleted in one edit and added in the next (an edit refuses the
+ * change only where the value stays).
+ */
+function shapeWarning(lost: ShapeLost[], file: string): string {
+  const env = envOf(file);
+  const lines = lost.map(({ path, was }) => {
+    const n = was.kind === 'map' ? was.entries.length : was.items.length;
+    return `  ${showPath(path)}: held ${sizeOf(was)}, now one value: ${n === 1 ? 'it' : `all ${n}`} would be lost`;
+  });
+  // ops secrets set reaches keys only (no list index), and no key holding a quote (a quoted part cannot hold one)
+  const settable = lost.filter(({ path }) => path.every((p) => typeof p === 'string' && !p.includes('"')));
+  const set = settable.map(({ path }) => `ops secrets set ${env} ${quote((path as string[]).map(quotePart).join('.'))} --replace`);
+  return (
+    `${lost.length === 1 ? 'a map or list' : `${lost.length} maps or lists`} in the edited text became one value (a line typed without ": " after its key, or not indented under it?):\n` +
+    `${lines.join('\n')}\n` +
+    `put the keys or items back (one "key: value" or "- item" per line, indented under the key); to replace ${lost.length === 1 ? 'it' : 'them'} with one value on purpose: ` +
+    [set.length ? `${set.join(', ')} (the value on stdin)` : '', set.length < lost.length ? `${set.length ? 'for an item of a list, ' : ''}delete it in one edit and add it with its value in the next` : ''].filter(Boolean).join('; ')
   );
 }
 
@@ -225,7 +315,8 @@ export const UNSAVED_TEXT_KEY = 'unsaved_edit_text';
 /**
  * An edit aborted in a reopened round (`result`), kept aside (keepAside, encrypted to `base`'s recipients) so that
  * nothing typed is lost: the editor's text as left (`typed`, its bytes; blank or unreadable: `yours`, the text it was
- * reopened on), as YAML values when it parses to what was typed (no construct `allowed` refuses, nothing retyped),
+ * reopened on), as YAML values when it parses to what was typed (no construct `allowed` refuses, nothing retyped, no
+ * map or list become one value),
  * else whole, as one value (UNSAVED_TEXT_KEY; not UTF-8: its bytes, a binary value). Nothing is kept when the text
  * is the file's as it is now (`base`). @returns `result`, its reason naming the file kept and how to merge it.
  * @throws OpsError when it cannot be written (the abort reason said, the edit lost).
@@ -246,7 +337,7 @@ async function keepReopened(result: { status: 'aborted'; reason: string }, typed
       const retyped: Retyped[] = [];
       const t = parseTree(fromEditor, base.format, { file: 'the edited text', keys: 'lenient', retyped, constructs: found });
       if (treeEquals(t, base.tree)) return result;
-      if (refusedConstructs(found, allowed, base.tree).length === 0 && retyped.every((r) => leafText(base.tree, r.path) === leafText(t, r.path)) && !getEntry(t, 'sops')) tree = t;
+      if (refusedConstructs(found, allowed, base.tree).length === 0 && shapesLost(base.tree, t).length === 0 && retyped.every((r) => leafText(base.tree, r.path) === leafText(t, r.path)) && !getEntry(t, 'sops')) tree = t;
     } catch (e) {
       if (!(e instanceof OpsError)) throw e; // not valid YAML: kept whole below
     }
@@ -307,7 +398,9 @@ function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapN
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
  * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
- * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; the file is not written until the text is valid.
+ * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; so is a new key typed plain
+ * whose name holds a quote, ": " or a space between words (a value typed into it: keyValueWarning), and a map or list
+ * that became one value (a nested line missing its ": ": shapeWarning); the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
@@ -379,11 +472,32 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
           // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
           // text had as opened, e.g. a binary value sops writes as `!!binary`)
-          const meant = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
+          const refused = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
+          const meant = refused.filter((c) => c.kind !== 'key-value');
           if (meant.length) {
             const stop = await offerBack(
               constructWarning(meant),
               `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a new key named like a value typed into it (`database_url "CHANGE-ME: x"`): asked, as invalid YAML is
+          const keyed = refused.filter((c) => c.kind === 'key-value');
+          if (keyed.length) {
+            const stop = await offerBack(
+              keyValueWarning(keyed, before, tree),
+              `${keyed.map((c) => keyValueName(c.path).shown).join(', ')} ${keyed.length === 1 ? 'looks' : 'look'} like a value typed into a key's name; nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a map or list become one value (a nested line missing its ": "): its keys would be lost, asked as invalid YAML is
+          const lost = shapesLost(before, tree);
+          if (lost.length) {
+            const stop = await offerBack(
+              shapeWarning(lost, secrets.file),
+              `${lost.map(({ path, was }) => `${showPath(path)} (${sizeOf(was)})`).join(', ')} would become one value, ${lost.length === 1 ? 'its' : 'their'} keys or items lost; nothing was changed`,
             );
             if (stop) return stop;
             continue;

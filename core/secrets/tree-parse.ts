@@ -34,6 +34,9 @@ export interface ParseOptions {
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
    * Also each value (not key) written as a flow collection (`{abc}` is a map, `[abc]` a list) or as a null word typed
    * plain (`null`, `Null`, `NULL`, `~`): meant as text when it replaces a string (`ops secrets edit` decides).
+   * Also each key typed plain that looks like a value typed into it (`key-value`): its name holds a quote, ": " or a
+   * space between words (`database_url "CHANGE-ME: x"` is the key `database_url "CHANGE-ME`, `api_token Zq7: x` the
+   * key `api_token Zq7`); a key written in quotes is not one (named so on purpose), nor one in a map typed on one line.
    */
   constructs?: YamlConstruct[];
 }
@@ -41,7 +44,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'key-value';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -239,6 +242,12 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     // go-yaml's null words (an empty value is null too, but typed so on purpose: not recorded)
     else if (isScalar(node) && node.type === 'PLAIN' && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ''))) found.push({ path, kind: 'null', line });
   };
+  /** Records a key typed plain that looks like a value typed into it (ParseOptions.constructs, `key-value`). */
+  const recordKey = (node: unknown, path: (string | number)[]) => {
+    const found = options.constructs;
+    if (!found || format !== 'yaml' || aliases || !isScalar(node) || node.type !== 'PLAIN' || node.tag) return;
+    if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: 'key-value', line: lineOf(offsetOf(node)) });
+  };
   const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
     record(node, path, keyAt);
     recordValue(node, path, keyAt);
@@ -256,6 +265,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
         record(pair.key, [...path, key]);
+        // not in a map typed on one line ({...}): its keys may be a value meant as text, never named (ops secrets edit)
+        if (!node.flow) recordKey(pair.key, [...path, key]);
         const a = anchor(offsetOf(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf(pair.key))]);

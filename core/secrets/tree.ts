@@ -301,6 +301,11 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
   }
 }
 
+/** A key path part as `ops secrets set` reads it back (splitKeyPath): quoted when it holds a dot or a quote. */
+export function quotePart(k: string): string {
+  return /^[^."]+$/.test(k) ? k : `"${k}"`;
+}
+
 /**
  * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`,
  * `passwords."new@example.org"`), split into keys against what exists: at each level the longest run of

@@ -450,11 +450,6 @@ function changeSummary(c: { added: string[]; removed: string[]; changed: string[
   return parts.join('; ') || own`formatting only`;
 }
 
-/** A key path part as `ops secrets set` reads it back: quoted when it holds a dot or a quote. */
-function quotePart(k: string): string {
-  return /^[^."]+$/.test(k) ? k : `"${k}"`;
-}
-
 /** The paths of the values under a map (key names only, never a value), nested maps followed; a list named once, as a list (key paths do not index lists). */
 function leafPaths(node: TreeNode, prefix: string[]): string[] {
   if (node.kind === 'map') return node.entries.flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
@@ -581,6 +576,12 @@ So is a value YAML reads otherwise than typed, named by key and line: one starti
 over a value that held text, {...} or [...] (a map or a list) or null/~ (no value): quote it (password: "!x").
 A new key (or one that held a map, a list or nothing) may be given [a, b], {k: v} or null: stored as a list, a map
 or nothing, said so, and named by that key only (never the text inside the brackets, which may be a value).
+Slips that are still valid YAML are offered back too: a new key whose name holds a quote, ": " or a space
+between words (database_url "CHANGE-ME: x" makes all before its ": " one key; a value typed into a key would be
+stored in clear text), named up to the slip: write a key named so on purpose in double quotes ("api token": ...).
+And a map or list that became one value (a line under passwords: typed without its ": " makes the whole map that
+one text), named with how many keys or items it held: to replace one with a single value on purpose, use
+ops secrets set <env> <key> --replace.
 When the file changed on disk while the editor was open (another command), the keys changed meanwhile are named and
 the editor is offered again on your text (up to 3 times); declined, or with no answer, your edit is kept aside,
 encrypted, as environments/<env>/secrets.unsaved-edit-<UTC time>.sops.yaml (mode 0600), and the message says how to merge it;
@@ -716,7 +717,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-        const { getEntry, mapKeysAt, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+        const { getEntry, mapKeysAt, quotePart, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
         const env = validate('environment', ctx.args[0]!);
         const key = ctx.args[1]!;
         // the value typed where the key goes (a URL with its password, a git address with a token, a private key): refused before anything is

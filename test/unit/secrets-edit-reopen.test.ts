@@ -61,6 +61,16 @@ describe('ops secrets edit: an abort in a round reopened after a change on disk 
     expect((await s.open()).data).toEqual({ name: 'Zq8-vT3m-Lw5x-Pk2r', theirs: 'Zq8-their-value' });
   });
 
+  it('a map become one value in that round (a nested line missing its ": "), answered no: kept whole, as typed, not as that value', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\nsmtp:\n  user: Zq8-user\n  password: Zq8-pass\n');
+    const { reason } = await reopened(s, (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace(/\n +user: .*\n +password: .*\n/, '\n    user Zq8-slip\n')), { code: 0, signal: null }));
+    expect(reason).toContain('smtp (a map of 2 keys) would become one value');
+    expect(reason).toContain(`(as you left it, which could not be saved as it stands: whole, as the value ${UNSAVED_TEXT_KEY})`);
+    const d = decrypt(s, `["${UNSAVED_TEXT_KEY}"]`);
+    expect(d.out).toContain('smtp:\n    user Zq8-slip\n');
+    expect(d.out).toContain('mine: Zq8-typed-by-me\n');
+  });
+
   it('text that is not valid YAML in that round, answered no: kept whole', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const { reason } = await reopened(s, (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}broken: [Zq8-unclosed\n`), { code: 0, signal: null }));

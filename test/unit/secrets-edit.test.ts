@@ -190,6 +190,112 @@ describe('ops secrets edit: a line with no ": " after its key', () => {
   });
 });
 
+describe('ops secrets edit: a slip that is still valid YAML', () => {
+  /** A new environment whose passwords map holds 3 keys (set as a user sets them). */
+  async function threePasswords() {
+    const e = await newEnv();
+    for (const who of ['admin', 'ops', 'dev']) expect((await cli(e.root, ['secrets', 'set', 'qa', `passwords."${who}@example.org"`], e.env, `pw-${who}-Kq8v-long`)).code).toBe(0);
+    return e;
+  }
+
+  it('a map whose nested lines became one line without ": " (passwords: a map of 3 keys, now one text) is refused naming key and size, never the value; the file byte-identical; set --replace, as the hint says, does it on purpose', async () => {
+    const e = await threePasswords();
+    const before = readFileSync(e.secrets, 'utf8');
+    // passwords is the last key: its nested lines replaced by one, its ": " forgotten
+    const ed = editor(`sed -i '/^passwords:/q' "$1"; printf '  admin@example.org Zq7\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('a map or list in the edited text became one value (a line typed without ": " after its key, or not indented under it?):\n  passwords: held a map of 3 keys, now one value: all 3 would be lost\n');
+    expect(r.err).toContain("to replace it with one value on purpose: ops secrets set qa passwords --replace (the value on stdin)\n");
+    expect(r.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml: passwords (a map of 3 keys) would become one value, its keys or items lost; nothing was changed');
+    expect(r.err).not.toContain('Zq7');
+    expect(r.out).toBe('');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // on purpose, the way the hint names (deleting passwords in an edit is refused here: the .env needs it)
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'passwords', '--replace'], e.env, 'one-value-Kq8v-long')).toMatchObject({ code: 0 });
+    expect((await open(e)).data.passwords).toBe('one-value-Kq8v-long');
+  });
+
+  it('answered y: the editor reopens on the text as the user left it (the slip there to fix), then saves the fix', async () => {
+    const e = await threePasswords();
+    const count = join(tempDir(), 'n');
+    const seen = join(tempDir(), 'seen');
+    const ed = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org Zq7-slip\\n' >> "$1"; sed -i '1i mine: typed-by-me-Kq8v' "$1"; else cp "$1" '${seen}'; sed -i 's/^  admin@example.org Zq7-slip$/  admin@example.org: Zq7-fixed-long/' "$1"; fi`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'y\n');
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(count, 'utf8').trim()).toBe('2');
+    expect(r.err).toContain('passwords: held a map of 3 keys, now one value');
+    // what the user changed in the first round (a key added, two deleted) is still there on the second
+    const text = readFileSync(seen, 'utf8');
+    expect(text).toMatch(/^mine: typed-by-me-Kq8v\n/);
+    expect(text).toMatch(/\npasswords:\n {2}admin@example.org Zq7-slip\n$/);
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (changed passwords.admin@example.org; added mine; removed passwords.ops@example.org, passwords.dev@example.org)\n');
+    expect((await open(e)).data).toMatchObject({ mine: 'typed-by-me-Kq8v', passwords: { 'admin@example.org': 'Zq7-fixed-long' } });
+  });
+
+  it('a list become one value, and a map nested deeper: each named by its path and size', async () => {
+    const s = await secretsFile('hosts:\n  - Zq8-a\n  - Zq8-b\nsmtp:\n  auth:\n    user: Zq8-user\n    password: Zq8-pass\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, 'hosts: Zq8-a Zq8-b\nsmtp:\n  auth:\n    user Zq8-user\n'), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toEqual({ status: 'aborted', reason: 'hosts (a list of 2 items), smtp.auth (a map of 2 keys) would become one value, their keys or items lost; nothing was changed' });
+    const w = warnings.join('\n');
+    expect(w).toContain('2 maps or lists in the edited text became one value');
+    expect(w).toContain('  hosts: held a list of 2 items, now one value: all 2 would be lost\n  smtp.auth: held a map of 2 keys, now one value: all 2 would be lost\n');
+    expect(w).toContain("ops secrets set <env> hosts --replace, ops secrets set <env> smtp.auth --replace (the value on stdin)");
+    expect(w).not.toContain('Zq8');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+  });
+
+  it('a key whose ": " slipped into its value (database_url "CHANGE-ME: x", api_token Zq7: x) is refused naming the key up to the slip and the key gone, never what follows; quoted on purpose, saved', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`sed -i 's/^database_url: "CHANGE-ME/database_url "CHANGE-ME/' "$1"; printf 'api_token Zq7-secret-long: x\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/2 new keys in the edited text look like a value typed into the key's name \(its ": " missing or misplaced\?\), which sops would store in clear text:\n  database_url… \(line \d+\): a new key whose name holds a quote, and database_url is gone\n  api_token… \(line \d+\): a new key whose name holds a space after its first word\n/);
+    expect(r.err).toContain('to name a key so on purpose, write the name in double quotes: "api token": ...');
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml: database_url…, api_token… look like a value typed into a key\'s name; nothing was changed');
+    expect(r.err).not.toMatch(/Zq7|CHANGE-ME: x/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // a key named with a space on purpose: in double quotes
+    const ok = editor(`printf '"api token": Zq7-secret-long\\n' >> "$1"`);
+    expect(await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ok.cmd })).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added api token)\n' });
+    // once in the file, such a key is no new slip: another value edited beside it saves
+    const again = editor(`printf 'other: Zq7-other-long\\n' >> "$1"`);
+    expect(await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: again.cmd })).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added other)\n' });
+  });
+  it('an empty map or list ({}, []) given one value loses nothing: saved', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\nempty: {}\nnone: []\n');
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, 'name: Zq8-vT3m-Lw5x-Pk2r\nempty: Zq8-filled-value\nnone: Zq8-other-value\n'), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: () => undefined,
+    });
+    expect(r).toMatchObject({ status: 'saved' });
+    expect((await s.open()).data).toEqual({ name: 'Zq8-vT3m-Lw5x-Pk2r', empty: 'Zq8-filled-value', none: 'Zq8-other-value' });
+  });
+
+  it('a key holding a space inside a map typed on one line ({...}: maybe text meant as a value) is no slip to name: stored as typedOnOneLine says, never named', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}newkey: {Zq8 secret words: 1}\n`), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toEqual({ status: 'saved', changes: { added: ['newkey'], removed: [], changed: [] } });
+    expect(warnings.join('\n')).toContain('newkey (line 2) was typed on one line in {...}: stored as a map of 1 key');
+    expect(warnings.join('\n')).not.toContain('Zq8');
+  });
+});
+
 describe('ops secrets edit: the file changed on disk while the editor was open', () => {
   afterEach(() => {
     vi.useRealTimers();

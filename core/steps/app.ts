@@ -39,7 +39,8 @@ function dependencySet(env: Target, release: string, kind: 'python' | 'node', se
     name: `${kind} dependencies`,
     as: 'app',
     timeout: 1800,
-    script: String.raw`${appEnvironment(env, release)}
+    script: String.raw`${CONTAIN_FUNCTIONS}
+${appEnvironment(env, release)}
 set_dir=${quote(`${env.layout.deps}/${set}`)}
 # rm -rf of a tree whose directories may be read-only: only they are made writable (its files may be hard links of
 # another set's or of uv's cache, whose mode is theirs; rm needs none on a file).
@@ -87,6 +88,8 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * for other hosts (core/steps/artifact.ts; tar keeps the sources' mtimes the bytecode is checked against).
  * At a lower CPU priority (nice 10): made beside the build (and the node set, with pip), it takes what CPU they leave,
  * so compiling does not lengthen their path, the deploy's longest.
+ * pip and uv run `contained` (sh/contain.sh), as app commands do: what an sdist's build (setup.py) left running is
+ * stopped once the installer exits, and the step's output names it.
  * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
  */
 export function pythonDependencies(env: Target, release: string, hash: string): Step {
@@ -95,14 +98,15 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req)} ]; then PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
+  if [ -f ${quote(req)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req)}`)} "$set_dir"; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req)} ]; then
-    uv_install() { nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "$@" -r ${quote(req)}; }
+    # shellcheck disable=SC2016 # the command's $1... are its own (contained's ARGs: set_dir, then uv_install's), expanded by its bash
+    uv_install() { contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r ${quote(req)}`)} "$set_dir" "$@"; }
     # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each
     # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
@@ -143,11 +147,15 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
  * npm reports a file it could not write while unpacking (ENOSPC, EDQUOT, EIO...) as a warning, `TAR_ENTRY_ERROR`,
  * and may still exit 0 with files missing (npm/cli#3526): such a run fails here, with npm's first lines, and the
  * set is not marked complete. npm's other warnings (deprecations) are not shown, as before.
+ * Each npm run is `contained` (sh/contain.sh), as app commands are: what an install script (the app's or a
+ * dependency's postinstall) left running, a daemon with its output redirected, is stopped once npm exits, and the
+ * step's output names it. (One that keeps its output open holds npm itself, which waits for it: until the step's
+ * timeout, which stops it the same way.)
  */
 export function nodeDependencies(env: Target, release: string, hash: string, fromLive = false): Step {
   const nodeDir = env.config.release.node_dir;
   const modules = `${nodeDir}/node_modules`;
-  const npm = (command: string) => String.raw`(cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command} --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"`;
+  const npm = (command: string) => String.raw`contained ${quote(`cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command} --prefer-offline --no-audit --no-fund --loglevel=warn`)} 2> "$npm_log"`;
   const npmFailed = String.raw`grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1`;
   const nodeBin = quote(env.runtime.node);
   const live = String.raw`

@@ -41,8 +41,9 @@ export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers, with CONTAIN_FUNCTIONS' proc_env): who answers on a program's port; leftovers_down: what a stopped slot left running outside supervisor. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
 export const IDENTITY_FUNCTIONS: string = `${containFunctions}\n${identityFunctions}`;
 /**
- * proc_env PID NAME; contained COMMAND: a user's command run in a session of its own, and what it left running (its
- * session, and this user's processes carrying its mark) stopped once it exited (sh/contain.sh).
+ * proc_env PID NAME; contained COMMAND [ARG...]: a user's command or a dependency install run in a session of its own,
+ * and what it left running (its session, and this user's processes carrying its mark) stopped once it exited
+ * (sh/contain.sh).
  */
 export const CONTAIN_FUNCTIONS: string = containFunctions;
 /**

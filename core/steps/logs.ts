@@ -32,7 +32,8 @@ export interface LogsRequest {
 /**
  * The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. A program log
  * is read from where the release its slot runs began writing it (startSlot's record, `layout.logStart`): never the lines of
- * an older release on the same slot; with no record (a slot started by an older version), the whole file. On a host never
+ * an older release on the same slot, nor those of a release whose start or switch failed there (previous_back moves
+ * the record past them as it puts the slot's previous release back: core/steps/switch.ts); with no record (a slot started by an older version), the whole file. On a host never
  * provisioned for the environment: unprovisionedNote's words on stderr, nothing shown, exit 0 (as "no logs yet").
  */
 export function logsStep(env: Target, req: LogsRequest): Step {

@@ -101,7 +101,7 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
     });
     const key = (k: string) => `programs.${name}.${k}`;
     for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot, key(`env.${k}`)));
-    const log = `${L.logDir}/${name}-${slot}`;
+    const log = programLog(env, slot, name);
     return [
       `[program:${programName(env, slot, name)}]`,
       `command=${carry(() => supervisorValue(key('command'), expand(env, p.command, release, name, slot, key('command'))))}`,
@@ -150,6 +150,16 @@ export function probes(env: Target, slot: Slot): string[] {
  * which puts the previous release back from the records the start kept in the run's lock (putPreviousBack).
  */
 export const START_FAILED_CLEAN = 3;
+
+/** Where a program of a slot logs: `<this>.out.log` and `<this>.err.log` (supervisor's stdout and stderr files). */
+function programLog(env: Target, slot: Slot, program: string): string {
+  return `${env.layout.logDir}/${program}-${slot}`;
+}
+
+/** A slot's program logs (each program's stderr and stdout files), as its supervisor file names them. */
+function slotLogFiles(env: Target, slot: Slot): string[] {
+  return Object.keys(env.config.programs).flatMap((n) => [`${programLog(env, slot, n)}.err.log`, `${programLog(env, slot, n)}.out.log`]);
+}
 
 /** `name:port` of each program in a slot: what the identity check and status look at. */
 export function programPorts(env: Target, slot: Slot): string[] {
@@ -301,9 +311,16 @@ export const PREVIOUS_FILE = 'previous.conf';
  * `previous_file DIR`: puts the slot's previous supervisor file back as it was (its mode and owner; removed when the
  * slot had none) and has supervisor read it (reloadConfig: no process is touched).
  *
+ * `log_ends SLOT`: where each of SLOT's program logs ends now (`inode size path` a line, `- 0 path` when missing): where
+ * what starts next on the slot begins writing them. `log_record SLOT ENDS`: ENDS (log_ends's lines) become SLOT's
+ * record (layout.logStart), which ops logs shows the slot's logs from (core/steps/logs.ts); removed when it cannot be
+ * written (ops logs then shows the whole files). A start writes it once its release is healthy (startRelease).
+ *
  * `previous_back SLOT DIR`: SLOT's programs stop (group_down), and what the release its file names (the one this run
  * started there) left running outside supervisor (leftovers_down: a program that daemonised, holding the slot's
- * ports, would keep the previous release from binding them; said at the head of the line), previous_file, and when its programs ran before the
+ * ports, would keep the previous release from binding them; said at the head of the line), the slot's log record
+ * moved to where its logs end (what the release this run started there wrote is never shown as the slot's again,
+ * whatever runs there next: the previous release, or the one a rollback reuses there), previous_file, and when its programs ran before the
  * start, supervisor starts its group again (group_add); only then are the records (and STARTED_RECORD) removed, so an
  * interruption on the way leaves them for the next caller, which does it all again. The previous release is then warm
  * again when it is what a rollback reuses at once (startRelease's reuse check: the file today's settings render for
@@ -323,6 +340,7 @@ export function previousBackFunctions(env: Target): string {
     `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(' ')}) ;;`;
   // What a rollback to the release would write on the slot: its file as today's settings render it (conf_b64).
   const rendered = (slot: Slot) => `${slot})\n${slotConfigShell(env, slot, onHost('prev_id'))} ;;`;
+  const logs = (slot: Slot) => `${slot}) files=(${slotLogFiles(env, slot).map(quote).join(' ')}) ;;`;
   return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
 previous_slot() {
   case "$1" in
@@ -342,6 +360,27 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+log_ends() {
+  local f at files=()
+  case "$1" in
+    ${slots.map(logs).join('\n    ')}
+    *) return 1 ;;
+  esac
+  for f in "${'$'}{files[@]}"; do
+    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
+    printf '%s %s\n' "$at" "$f"
+  done
+}
+log_record() {
+  local marks
+  case "$1" in
+    ${slots.map((slot) => `${slot}) marks=${quote(L.logStart(slot))} ;;`).join('\n    ')}
+    *) return 1 ;;
+  esac
+  if ! { printf '%s\n' "$2" > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
+    rm -f "$marks.new" "$marks" 2>/dev/null || true
+  fi
+}
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
@@ -358,6 +397,8 @@ previous_back() {
   group_down "$group" ${STOP_WAIT_SECONDS}
   left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
   back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${'$'}{checks[@]}") || true
+  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on.
+  log_record "$slot" "$(log_ends "$slot")"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -391,7 +432,6 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
-  const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(' ');
   const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(' ')}`;
   return {
@@ -477,10 +517,9 @@ done
 unset LISTEN_TABLE
 # Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
 # processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
-declare -A log_start log_inode
-for f in ${logFiles.map(quote).join(' ')}; do
-  at=$(stat -c '%i %s' "$f" 2>/dev/null || echo '- 0'); log_inode[$f]=${'$'}{at% *}; log_start[$f]=${'$'}{at#* }
-done
+log_at=$(log_ends ${slot})
+declare -A log_start
+while read -r _ size f; do log_start[$f]=$size; done <<< "$log_at"
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -517,11 +556,8 @@ if [ -n "$verdict" ]; then
   exit ${START_FAILED_CLEAN}
 fi >&2
 # The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
-# (the file removed), ops logs shows the whole files, the older releases' lines too: never the deploy's failure.
-marks=${quote(L.logStart(slot))}
-if ! { for f in "${'$'}{!log_start[@]}"; do printf '%s %s %s\n' "${'$'}{log_inode[$f]}" "${'$'}{log_start[$f]}" "$f"; done > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
-  rm -f "$marks.new" "$marks" 2>/dev/null || true
-fi
+# (the file removed), ops logs shows the whole files, the older releases' lines too.
+log_record ${slot} "$log_at"
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
   };
 }

@@ -329,6 +329,24 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect((await root(`stat -c '%a %U' ${L.keptMasks}`)).stdout.trim()).toBe('600 root');
   }, 900_000);
 
+  it("logs after a failed deploy on the warm slot, then a rollback that reuses the release put back there: only that release's lines since it came back, none of the failed release's", async () => {
+    // A new release live on the other slot; the one before it kept warm where the failed deploy starts.
+    await deploy(project.ctx(), project.env(), { ref: 'v1', force: true });
+    const warm = (await status(project.ctx(), project.env())).hosts[0]!.slot === 'blue' ? 'green' : 'blue';
+    const programs = config.programs as Record<string, Record<string, unknown>>;
+    project.write({ ...config, programs: { ...programs, server: { ...programs.server, command: "sh -c 'echo the failed release wrote this; exit 3'" } } });
+    const failed = await deploy(project.ctx(), project.env(), { ref: 'v1', force: true }).then(() => undefined, (e: Error) => e);
+    expect(failed, 'the deploy with a server that exits at once').toBeInstanceOf(Error);
+    project.write(config);
+    const back = await cli('rollback', 'e2e');
+    expect(back.code, back.out + back.err).toBe(0);
+    expect((await status(project.ctx(), project.env())).hosts[0]!.slot).toBe(warm);
+    const r = await cli('logs', 'e2e', 'server', '-n', '5000');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).not.toContain('the failed release wrote this');
+    expect(r.out.match(new RegExp(`server-${warm}\\.out \\| sample-app API .* listening`, 'g')), "the warm release's start since it came back, once").toHaveLength(1);
+  }, 600_000);
+
   it('certs: a self-signed certificate with its expiry, served by nginx; --renew makes a new one and nginx serves it', async () => {
     const domain = `sta${process.pid}.test`;
     project.write({ ...config, domain, tls: { mode: 'self-signed' } });

@@ -1,7 +1,9 @@
 // What a user's command (build, hooks) leaves running on a real host, through the CLI as a user runs it: a background
 // process that holds the step's output does not hold the deploy (and its lock) until it exits, and a daemon the command
-// started (a build server, output redirected) is not left running as the app user, one more per deploy.
-import { mkdtempSync } from 'node:fs';
+// started (a build server, output redirected) is not left running as the app user, one more per deploy. Nor is a daemon
+// a dependency's install script started while npm ci made the node set.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +77,28 @@ describe.sequential('what a user command leaves running', () => {
     expect(r.code, text).toBe(0);
     expect((await get(host)).body).toBe('3');
     expect(await onHost('pgrep -a -f "^sleep 100[12]$" || true'), 'a daemon of the build or the hook still runs after the deploy').toBe('');
+    expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
+    await lockIsFree();
+  }, 300_000);
+
+  it("a dependency whose postinstall starts a daemon (a vendored tarball, file:vendor/x.tgz): npm ci's leftover is stopped, the deploy says so", async () => {
+    // The package and the app's lockfile, made by real npm here (offline: the tarball is in the repository).
+    const dep = join(root, 'devserver');
+    const pack = join(root, 'pack');
+    mkdirSync(dep, { recursive: true });
+    mkdirSync(join(pack, 'vendor'), { recursive: true });
+    writeFileSync(join(dep, 'package.json'), JSON.stringify({ name: 'devserver', version: '1.0.0', scripts: { postinstall: 'nohup sleep 1003 >/dev/null 2>&1 </dev/null & echo started' } }));
+    execFileSync('npm', ['pack', '--pack-destination', join(pack, 'vendor'), '--loglevel=error'], { cwd: dep, stdio: 'ignore' });
+    const pkg = `${JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { devserver: 'file:vendor/devserver-1.0.0.tgz' } }, null, 2)}\n`;
+    writeFileSync(join(pack, 'package.json'), pkg);
+    execFileSync('npm', ['install', '--package-lock-only', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: pack, stdio: 'ignore' });
+    project.write({ ...config, release: { ...(config.release as object), node_dir: '.' } });
+    commit(repo, { 'package.json': pkg, 'package-lock.json': readFileSync(join(pack, 'package-lock.json')), 'vendor/devserver-1.0.0.tgz': readFileSync(join(pack, 'vendor', 'devserver-1.0.0.tgz')), VERSION: '4\n' }, 'version 4, with a vendored dependency');
+    const r = await cli('deploy', 'e2e', '--ref', 'main');
+    const text = readable(r);
+    expect(r.code, text).toBe(0);
+    expect((await get(host)).body).toBe('4');
+    expect(await onHost('pgrep -a -f "^sleep 1003$" || true'), "the postinstall's daemon still runs after the deploy").toBe('');
     expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
     await lockIsFree();
   }, 300_000);

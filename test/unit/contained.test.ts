@@ -1,15 +1,17 @@
 // An app command (appCommand: build, migrate, hooks, initdata) run by real bash as a step script, on real processes of
 // this machine's user: the step ends when the command exits, with its status and output, and what the command left
 // running (a background process holding the step's output, a daemon with its output redirected) is stopped; the
-// user's other processes are left alone. Stopped by its timeout, the step stops the command's processes too.
+// user's other processes are left alone. Stopped by its timeout, the step stops the command's processes too. The
+// dependency sets' installers (nodeDependencies: npm ci running a dependency's postinstall; pythonDependencies: pip
+// or uv building an sdist) run the same way.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { appCommand } from '../../core/steps/app.ts';
+import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { resolveTarget } from '../../core/target.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -28,7 +30,7 @@ function build(command: string, limit = 60): { code: number | null; stdout: stri
 }
 
 afterAll(() => {
-  for (const s of [9301, 9302, 9303, 9304, 9305, 9306, 9307]) spawnSync('pkill', ['-KILL', '-f', `^sleep ${s}$`]);
+  for (const s of [9301, 9302, 9303, 9304, 9305, 9306, 9307, 9308, 9309, 9310]) spawnSync('pkill', ['-KILL', '-f', `^sleep ${s}$`]);
   for (const c of started) if (c.pid) spawnSync('kill', ['-KILL', String(c.pid)]);
   rmSync(root, { recursive: true, force: true });
 });
@@ -78,5 +80,55 @@ describe('appCommand: what the command leaves running', () => {
     expect(r.stdout).toMatch(/stopped what the command left running when the step was stopped/);
     expect(running(9305)).toBe('');
     expect(running(9306)).toBe('');
+  });
+});
+
+describe('the dependency sets: what an install script leaves running', () => {
+  /** Runs `step` as a host would (bash -s reading the script), HOME the scratch root's (npm's and uv's caches). */
+  const runStep = (step: ReturnType<typeof nodeDependencies>) =>
+    spawnSync('timeout', ['-k', '10', '120', 'bash', '-s'], { input: scriptText(step), encoding: 'utf8', timeout: 150_000, env: { ...process.env, HOME: root } });
+
+  it("npm ci running a vendored dependency's postinstall that starts a daemon (real npm, offline): the set is made, the daemon stopped, the step says so", () => {
+    const which = (c: string) => execFileSync('bash', ['-c', `command -v ${c}`], { encoding: 'utf8' }).trim();
+    const npm = which('npm');
+    const dep = join(root, 'dep');
+    mkdirSync(dep, { recursive: true });
+    writeFileSync(join(dep, 'package.json'), JSON.stringify({ name: 'devserver', version: '1.0.0', scripts: { postinstall: 'nohup sleep 9308 >/dev/null 2>&1 </dev/null & echo started' } }));
+    const client = join(root, 'releases', 'n1', 'client');
+    mkdirSync(join(client, 'vendor'), { recursive: true });
+    execFileSync(npm, ['pack', '--pack-destination', join(client, 'vendor'), '--loglevel=error'], { cwd: dep, stdio: 'ignore' });
+    writeFileSync(join(client, 'package.json'), JSON.stringify({ name: 'web', version: '1.0.0', private: true, dependencies: { devserver: 'file:vendor/devserver-1.0.0.tgz' } }));
+    // The lockfile, as a team commits it (real npm, offline: the tarball is in the repository).
+    execFileSync(npm, ['install', '--package-lock-only', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: client, stdio: 'ignore', env: { ...process.env, HOME: root } });
+    const r = runStep(nodeDependencies({ ...env, runtime: { ...env.runtime, npm, node: which('node') } }, join(root, 'releases', 'n1'), 'n1'));
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(join(env.layout.deps, 'node-n1', 'node_modules', 'devserver', 'package.json'))).toBe(true);
+    expect(r.stdout).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
+    expect(running(9308), "the postinstall's daemon").toBe('');
+  });
+
+  it('pip and uv building an sdist whose setup.py starts a daemon: the set is made, the daemon stopped', () => {
+    const release = join(root, 'releases', 'p1');
+    mkdirSync(release, { recursive: true });
+    writeFileSync(join(release, 'requirements.txt'), 'legacy-sdist==1.0\n');
+    // Installers standing in for a build that runs setup.py: it starts a daemon with its output redirected.
+    const fake = (name: string, body: string) => {
+      const f = join(root, name);
+      writeFileSync(f, `#!/bin/bash\n${body}\n`);
+      chmodSync(f, 0o755);
+      return f;
+    };
+    const uv = fake('uv', 'if [ "$1" = venv ]; then mkdir -p "${@: -1}/bin"; exit 0; fi\nnohup sleep 9309 >/dev/null 2>&1 </dev/null &');
+    const python = fake('python', 'mkdir -p "${@: -1}/bin"\nprintf \'#!/bin/bash\\nnohup sleep 9310 >/dev/null 2>&1 </dev/null &\\n\' > "${@: -1}/bin/pip"; chmod +x "${@: -1}/bin/pip"');
+    const runtime = { ...env.runtime, uv, python };
+    const withUv = runStep(pythonDependencies({ ...env, runtime }, release, 'pu'));
+    expect(withUv.status, withUv.stderr).toBe(0);
+    expect(withUv.stdout).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
+    expect(running(9309), "uv's build's daemon").toBe('');
+    const pipEnv = { ...env, runtime, config: { ...env.config, release: { ...env.config.release, python_installer: 'pip' as const } } };
+    const withPip = runStep(pythonDependencies(pipEnv, release, 'pp'));
+    expect(withPip.status, withPip.stderr).toBe(0);
+    expect(existsSync(join(env.layout.deps, 'venv-pp', '.complete'))).toBe(true);
+    expect(running(9310), "pip's build's daemon").toBe('');
   });
 });

@@ -17,7 +17,7 @@ import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { LOCK_KEYS, lockStatus } from '../../core/steps/lock.ts';
-import { probes, startSlot } from '../../core/steps/switch.ts';
+import { PREVIOUS_RECORD, previousBackFunctions, probes, startSlot } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
@@ -442,7 +442,19 @@ describe("logs step: the live release's lines, not those of a release before it 
   const started = () => {
     const script = startSlot(env, 'green', `${env.layout.releases}/20261201T100000Z-0123456789ab`, '20261201T100000Z-0123456789ab').script;
     const cut = (from: string, to: string) => script.slice(script.indexOf(from), script.indexOf(to, script.indexOf(from)) + to.length);
-    execFileSync('bash', ['-s'], { input: local(`set -euo pipefail\n${cut('declare -A log_start', '\ndone\n')}\n${cut('marks=', '\nfi\n')}`) });
+    execFileSync('bash', ['-s'], { input: local(`set -euo pipefail\n${previousBackFunctions(env)}\n${cut('log_at=', '\n')}${cut('log_record green', '\n')}`) });
+  };
+  /**
+   * previous_back on green (a failed start's, a failed switch's, an interrupted run's): the real function, blue live,
+   * supervisor's part left out (its programs' stop and start are the test's appends), the slot holding no file before.
+   */
+  const putBack = () => {
+    const lock = mkdtempSync(join(tmpdir(), 'ops-logs-lock-'));
+    writeFileSync(join(lock, PREVIOUS_RECORD), 'green 0 0 - -\n');
+    writeFileSync(join(dir, 'ops', 'slot'), 'blue\n');
+    const stubs = 'group_down() { :; }; leftovers_down() { :; }; reread() { :; }; group_add() { :; }';
+    const back = execFileSync('bash', ['-s'], { input: local(`set -euo pipefail\n${previousBackFunctions(env)}\n${stubs}\nprevious_back green ${lock}`).replaceAll('/etc/supervisor/conf.d', dir), encoding: 'utf8' });
+    expect(back).toContain('slot green held no release before this run');
   };
 
   it('shows only what the release running on the live slot wrote; with more lines than it wrote, no older line', () => {
@@ -489,6 +501,26 @@ describe("logs step: the live release's lines, not those of a release before it 
     await exited;
     expect(text).not.toContain('version 10');
   }, 15_000);
+
+  it("after a failed start or a failed switch on the slot, then a rollback that reuses the release put back there: only that release's lines since it came back, never the failed release's", () => {
+    execFileSync('rm', ['-f', join(app, 'server-green.err.log')]);
+    // A failed switch: version 12 started (healthy: its record written), the switch failed, version 10 put back.
+    writeFileSync(out, 'started version 10\n');
+    started();
+    appendFileSync(out, 'started version 12\nv12 request\n');
+    putBack();
+    appendFileSync(out, 'started version 10 again\nv10 request\n');
+    writeFileSync(join(dir, 'ops', 'slot'), 'green\n'); // the rollback to version 10, warm there: reused
+    expect(run({ program: 'server', lines: 50 })).toEqual(['server-green.out | started version 10 again', 'server-green.out | v10 request']);
+    // A failed start: version 13 never healthy (no record written), version 10 put back.
+    writeFileSync(out, 'started version 10\n');
+    started();
+    appendFileSync(out, 'v10 request\nstarted version 13\nv13 failed\n');
+    putBack();
+    appendFileSync(out, 'started version 10 again\n');
+    writeFileSync(join(dir, 'ops', 'slot'), 'green\n');
+    expect(run({ program: 'server', lines: 50 })).toEqual(['server-green.out | started version 10 again']);
+  });
 });
 
 describe('masking', () => {

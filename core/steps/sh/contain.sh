@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# What a user's command (build, migrate, hooks, initdata) leaves running when it exits: a background process that
-# keeps the step's output open (`watcher &`) holds the step until it exits, and a daemon it started (a build server,
-# output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
+# packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
+# that keeps the step's output open (`watcher &`) holds the step until it exits, and a daemon it started (a build
+# server, output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
 # with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
 # Builtins where they do. Needs nothing else.
 
@@ -62,14 +63,15 @@ contained_down() {
   [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\n' "$what" "$said" "${killed:+; killed (SIGKILL) after 5 s: $killed}"
 }
 
-# contained COMMAND: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null) in a
-# session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it exited, stops what it left
-# (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's SIGTERM, which reaches the
-# step's process group, not the command's session) stops the command the same way before it ends (exit 143).
+# contained COMMAND [ARG...]: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null;
+# the ARGs as its $1...) in a session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it
+# exited, stops what it left (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's
+# SIGTERM, which reaches the step's process group, not the command's session) stops the command the same way before it
+# ends (exit 143).
 contained() {
   local run pid status=0
   run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
-  OPS_RUN=$run setsid bash -euo pipefail -c "$1" < /dev/null &
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" bash "${@:2}" < /dev/null &
   pid=$!
   # shellcheck disable=SC2064 # pid and run are this call's, fixed now
   trap "contained_down $pid ${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP

@@ -18,7 +18,8 @@ import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary } from '.
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
 import { excerpt, healthReasons } from '../../core/steps/status.ts';
-import { oneLine } from '../../core/errors.ts';
+import { auditReason, oneLine, StepError } from '../../core/errors.ts';
+import { failureDetail, failureVerdict } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -152,6 +153,24 @@ describe('probe verdicts: the answer masked as received, before any cut or chang
     const redact = (x: string) => runner.redact(x);
     expect(oneLine(`welcome\n${'w'.repeat(60)} ${PASSPHRASE} and more`, 80, redact)).toBe(`welcome / ${'w'.repeat(60)} *** and…`);
     expect(oneLine(`${'w'.repeat(70)} ${TOKEN}`, 80, redact)).toBe(`${'w'.repeat(70)}…`);
+  });
+});
+
+describe("a failed step's quoted lines: masked as its log lines are, the run's values first (maskedText)", () => {
+  const SECRET = "Zq7'Wx9&vLm3 pR8";
+  it("bash's trace of an Authorization header (set -x): its error's lines, and its audit reason, as the log's line", () => {
+    const runner = new MemoryReporter();
+    runner.mask(SECRET);
+    const redact = (x: string) => runner.redact(x);
+    const trace = `+ curl_stub --header 'Authorization: Bearer Zq7'\\''Wx9&vLm3 pR8'`;
+    expect(redact(trace)).toBe(`+ curl_stub --header 'Authorization: Bearer ***'`); // the step's log line
+    // Masked by the field's look first, the value was cut at its "&" and the rest shown: `Bearer ***&vLm3 pR8'`.
+    for (const detail of [failureDetail('', `${trace}\n`, redact), failureDetail(`${trace}\n`, '', redact), failureVerdict(`@ops failure ${trace}`, redact)!]) {
+      expect(detail).not.toMatch(/Zq7|Wx9|vLm3|pR8/);
+      expect(detail).toContain('Authorization: Bearer ***');
+    }
+    const reason = auditReason(new StepError('build', 'web1', 4, failureDetail('', `${trace}\n`, redact)), redact);
+    expect(reason).toBe(`step "build" on web1 failed with exit code 4: + curl_stub --header 'Authorization: Bearer ***`);
   });
 });
 

@@ -229,6 +229,20 @@ print("line", " ".join(s.split()))`,
     expect(text.split('\n').map((l) => runner.redact(l)).join('\n')).not.toMatch(TELL);
   });
 
+  it("a command line quoting it for a shell (bash's set -x, printf %q, declare -p; Python's shlex.quote): on the host and the runner", () => {
+    const secret = "Zq7'Wx9&vLm3 pR8\\$`x";
+    const bash = spawnSync('bash', ['--norc', '--noprofile', '-c', 'printf "curl -u ci:%q\\n" "$T"; declare -p T; set -x; curl_stub() { :; }; curl_stub -H "Authorization: Bearer $T"'], { env: { PATH: process.env.PATH, T: secret }, encoding: 'utf8' });
+    const py = spawnSync('python3', ['-c', 'import os, shlex; print("running: curl -u " + shlex.quote("ci:" + os.environ["T"]))'], { env: { PATH: process.env.PATH, T: secret }, encoding: 'utf8' });
+    const text = `${bash.stdout}${bash.stderr}${py.stdout}`;
+    const TELL = /Zq7|Wx9|vLm3|pR8/;
+    expect(text.split('\n').filter((l) => TELL.test(l))).toHaveLength(4);
+    const t = target(8000, { PASSPHRASE: secret, TOKEN });
+    expect(hostMasked(t, text)).not.toMatch(TELL);
+    const runner = new MemoryReporter();
+    runner.mask(secret);
+    expect(text.split('\n').map((l) => runner.redact(l)).join('\n')).not.toMatch(TELL);
+  });
+
   it('keeps the minimum length: a value too short to mask is masked in none of its forms either', () => {
     const t = target(8000, { PASSPHRASE: 'a&', TOKEN: 'ab' });
     expect(hostMasked(t, 'a&amp; ab a& x\n')).toBe('a&amp; ab a& x\n');

@@ -123,11 +123,22 @@ export function indent(text: string, prefix = '  | '): string {
  * word it falls in (it may be a secret's start). The one way to quote a host's text in a message.
  */
 export function oneLine(text: string, max = 80, redact: (text: string) => string = (t) => t): string {
-  const clean = (t: string) => maskSecretLike(redact(t));
+  const clean = (t: string) => maskedText(t, redact);
   const one = clean(clean(text).trim().replace(/\s*\n\s*/g, ' / '));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]!) ? cut.trimEnd() : cut.replace(/\S*$/, '').trimEnd()}…`;
+}
+
+/**
+ * `text` from a host (a step's output, a login shell's words) as a message may quote it: the run's secret values
+ * masked first (`redact`, the reporter's: every exact form of each, as the step's log lines are masked), then what
+ * looks like a secret (maskSecretLike). The one way such text is masked, in that order: the heuristic run first cuts
+ * a quoted form of a value at a character it ends a field at (bash's trace `'Authorization: Bearer Zq7'\''Wx9&vLm3
+ * pR8'` masked up to the "&"), and the exact form is then no longer found, so the rest of the value is shown.
+ */
+export function maskedText(text: string, redact: (text: string) => string): string {
+  return maskSecretLike(redact(text));
 }
 
 /**
@@ -175,7 +186,7 @@ const NOISE = /^\s*(at\s|Node\.js v\d|npm (ERR|error)! (A complete log|Log files
  * characters ("…" at the end). Always one line; never empty.
  */
 export function auditReason(err: unknown, redact: (text: string) => string = (t) => t, max = AUDIT_REASON_MAX): string {
-  const clean = (text: string) => maskSecretLike(redact(text));
+  const clean = (text: string) => maskedText(text, redact);
   const message = err instanceof Error ? err.message || err.name : String(err);
   const [head = '', ...rest] = clean(message).split('\n');
   // A step's first line names it and the lines after are its output (picked from below); any other error's lines are

@@ -15,7 +15,8 @@ export interface Reporter {
   /**
    * Register a secret value: every later print replaces it with ***, and each of its lines, and its parts that
    * may be printed alone: a URL's password (as written and percent-decoded), the strings of a JSON document,
-   * and those as JSON escapes them (core/secrets/parts.ts); each of them also in any URL-encoding (Masker).
+   * and those as programs print them quoted (JSON, repr, quoted for a shell: core/secrets/parts.ts printedForms);
+   * each of them also in any URL-encoding (Masker).
    */
   mask(value: string): void;
   /**
@@ -130,8 +131,8 @@ export function urlEncodedForms(secret: string): string[] {
 /**
  * Every exact string masking one secret value means, for a mask that sees exact strings only (GitHub's add-mask,
  * the hosts' mask_text: core/steps/masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
- * password, the strings of a JSON document, as programs print them quoted, HTML-escaped, cut by pydantic or on one
- * line: core/secrets/parts.ts printedForms; trimmed, MIN_MASKED_LENGTH characters at least) and the URL-encodings
+ * password, the strings of a JSON document, as programs print them quoted, quoted for a shell, HTML-escaped, cut by
+ * pydantic or on one line: core/secrets/parts.ts printedForms; trimmed, MIN_MASKED_LENGTH characters at least) and the URL-encodings
  * of each most encoders write (urlEncodedForms).
  */
 export function exactForms(parts: string[]): string[] {

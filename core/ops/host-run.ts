@@ -73,7 +73,8 @@ export class HostRun {
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
   async failure(name: string, result: StepResult, code = result.code): Promise<unknown> {
-    return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr), undefined, undefined, undefined, failureVerdict(result.stdout)));
+    const redact = (t: string) => this.ctx.reporter.redact(t);
+    return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr, redact), undefined, undefined, undefined, failureVerdict(result.stdout, redact)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or

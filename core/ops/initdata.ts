@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, maskSecretLike, OpsError, fileError, userFileExists } from '../errors.ts';
+import { auditReason, maskedText, OpsError, fileError, userFileExists } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
@@ -173,7 +173,7 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
         try {
           const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
           locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
-          return [{ host: host.name, release: state.current, output: maskSecretLike(ctx.reporter.redact(r.stdout.trim())) }];
+          return [{ host: host.name, release: state.current, output: maskedText(r.stdout.trim(), (t) => ctx.reporter.redact(t)) }];
         } catch (e) {
           locked.audit(host.name, { result: 'failed', release: state.current, message: auditReason(e, (t) => ctx.reporter.redact(t)) });
           throw e;

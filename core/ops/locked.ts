@@ -213,9 +213,10 @@ class Unprovisioned extends Error {
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
  * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
- * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too).
+ * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too);
+ * `redact`: the reporter's, for its error's quote of the step's output.
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
   if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
@@ -223,7 +224,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout));
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
@@ -630,7 +631,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }).catch((e: unknown) => {
+      }, (t) => ctx.reporter.redact(t)).catch((e: unknown) => {
         // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
         if (e instanceof NotStartedError) mine.delete(r.name);
         throw e;

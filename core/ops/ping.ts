@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, maskSecretLike, oneLine, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -57,7 +57,7 @@ export interface PingResult {
 /**
  * The facts step's report, read: facts, problems (each with its fix) and next steps (a host not provisioned for `env`
  * yet: notProvisioned's words). What the login shell printed is masked as other text from a host is (`redact`, the
- * reporter's, and maskSecretLike), whole, before it is quoted or cut.
+ * reporter's, then maskSecretLike: maskedText), whole, before it is quoted or cut.
  */
 export function readFacts(env: { name: string }, host: { name: string; user: string }, r: StepResult, redact: (text: string) => string = (t) => t): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
   const problems: PingProblem[] = [];
@@ -77,8 +77,8 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
   // sudo works but warns (on every command): its own problem, with its own fix.
   const warning = why.join(' ');
   const warningFix = sudo ? sudoWarningFix(warning, host.name) : undefined;
-  if (warningFix) problems.push({ problem: `sudo warns on every command: "${oneLine(maskSecretLike(redact(warning)), 80, redact)}"`, fix: warningFix });
-  const preamble = maskSecretLike(redact(r.preamble ?? '')).trim();
+  if (warningFix) problems.push({ problem: `sudo warns on every command: "${oneLine(warning, 80, redact)}"`, fix: warningFix });
+  const preamble = maskedText(r.preamble ?? '', redact).trim();
   if (preamble)
     problems.push({
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,

@@ -236,8 +236,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
-    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr)), redact)}`);
-    throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
+    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr, redact)), redact)}`);
+    throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr, redact)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
   reportNginxStarted(ctx, result, r);

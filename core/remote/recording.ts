@@ -27,7 +27,7 @@ export class RecordingRemote implements Remote {
     this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
     const r = this.respond(step) ?? {};
     const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
-    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, failureDetail(result.stdout, result.stderr), undefined, undefined, step.timeout, failureVerdict(result.stdout)); // as ssh.ts builds it
+    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, failureDetail(result.stdout, result.stderr, (t) => t), undefined, undefined, step.timeout, failureVerdict(result.stdout, (t) => t)); // as ssh.ts builds it (no reporter here: the operations mask its message again)
     return result;
   }
   /** Recorded steps answer at once: none is ever in flight. */

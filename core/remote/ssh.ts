@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotStartedError, OpsError, StepError, TransportError, maskSecretLike, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { NotStartedError, OpsError, StepError, TransportError, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -313,11 +313,11 @@ export class SshRemote implements Remote {
     // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
     const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
-      const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
+      const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }
@@ -347,7 +347,7 @@ export class SshRemote implements Remote {
 
   /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
   private notStarted(what: string, code: number, output: string): NotStartedError {
-    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : '';
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : '';
     const nologin = /This account is currently not available/.test(output) ? ' (its login shell is nologin)' : '';
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
     const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : undefined;

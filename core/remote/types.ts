@@ -1,7 +1,7 @@
 // The contract between steps (what to run) and transports (how it reaches a host).
 // A step is data: a bash script plus who runs it. It never opens a connection, so it is unit-tested
 // by its exact text. A Remote runs steps over one connection per host (node-ssh) or records them (tests).
-import { DISK_FULL, maskSecretLike, tail } from '../errors.ts';
+import { DISK_FULL, maskedText, tail } from '../errors.ts';
 
 /** Who runs a script on the host: the SSH login itself, root (through sudo), or the unprivileged app user. */
 export type RunAs = 'login' | 'root' | 'app';
@@ -90,20 +90,21 @@ export const FAILURE_KEYS = reportKeys('failure');
  * either stream that says a disk was full (DISK_FULL) when this end does not: a tool can print ENOSPC early and die of
  * its consequence later (npm unpacks a truncated esbuild, whose install script then crashes with SIGSEGV), and the
  * cleanup that follows may give the space back, so this line is what tells the run a full disk failed it (HostRun's
- * diskFull); what looks like a secret masked (maskSecretLike: a health verdict quotes the first bytes of an error
- * page, core/steps/sh/probe.sh probe_body).
+ * diskFull); masked as the step's log lines are, by maskedText (`redact`: the reporter's, the run's secret values;
+ * then what looks like a secret, maskSecretLike: a health verdict quotes the first bytes of an error page,
+ * core/steps/sh/probe.sh probe_body), on whole lines: a line's end is never cut off before it is masked.
  */
-export function failureDetail(stdout: string, stderr: string): string {
+export function failureDetail(stdout: string, stderr: string, redact: (text: string) => string): string {
   const end = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
   const why = parseReports(stdout).flatMap(([k, v]) => (k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []));
   const full = DISK_FULL.test(end) ? undefined : `${stderr}\n${stdout}`.split('\n').find((l) => DISK_FULL.test(l))?.trim();
-  return maskSecretLike([end, ...why, ...(full ? [full] : [])].filter((t) => t.trim()).join('\n'));
+  return maskedText([end, ...why, ...(full ? [full] : [])].filter((t) => t.trim()).join('\n'), redact);
 }
 
-/** What a failed step said of its failure itself (each `failure` it reported, FAILURE_KEYS), masked, one a line; undefined if nothing. */
-export function failureVerdict(stdout: string): string | undefined {
+/** What a failed step said of its failure itself (each `failure` it reported, FAILURE_KEYS), masked (maskedText), one a line; undefined if nothing. */
+export function failureVerdict(stdout: string, redact: (text: string) => string): string | undefined {
   const why = parseReports(stdout).flatMap(([k, v]) => (k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []));
-  return why.length ? maskSecretLike(why.join('\n')) : undefined;
+  return why.length ? maskedText(why.join('\n'), redact) : undefined;
 }
 
 /** Parse `@ops key value` lines. */

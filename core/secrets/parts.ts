@@ -455,18 +455,33 @@ export function collapsedSpace(text: string): string {
 }
 
 /**
- * A word as bash's xtrace (`set -x`, a hook's trace) writes it between single quotes (bash print_cmd.c
- * xtrace_print_word_list, lib/sh/shquote.c sh_single_quote): each ' as '\''. Only for text that holds a ' and
- * no control character (bash writes those in $'...'); without a ' the text appears as itself.
+ * A word as shells and programs quote it for a shell, between the outer quotes (which stay unmasked): the forms a
+ * command line printed before it runs, a trace or a listing of variables shows of a secret. Each, checked against
+ * bash 5.2 and Python 3.11:
+ * - POSIX single quotes, each ' written '\'': bash's xtrace (`set -x`), `${v@Q}` and `set`'s listing (bash
+ *   lib/sh/shquote.c sh_single_quote);
+ * - Python's shlex.quote, each ' written '"'"' (Lib/shlex.py; the text is quoted whole when it holds a ');
+ * - a backslash before each character a shell reads specially, as bash's `printf %q` writes it (sh_backslash_quote:
+ *   space and !"$&'()*,;<>?[\]^`{|}; a ~ or # that starts the word too, whose rest is still this form);
+ * - double quotes with a backslash before " \ $ and ` (the characters a backslash escapes there: POSIX Shell Command
+ *   Language 2.2.3), as `declare -p` and `export -p` list a variable (sh_double_quote).
+ * None for text holding a control character (bash writes it as $'...'); a form may equal the text itself.
  */
-function bashSingleQuoted(text: string): string[] {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+function shellQuotedForms(text: string): string[] {
+  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  return [
+    text.replace(/'/g, "'\\''"),
+    text.replace(/'/g, `'"'"'`),
+    text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, '\\$&'),
+    text.replace(/["\\$`]/g, '\\$&'),
+  ];
 }
 
 /**
  * A string as programs print it quoted, between the quotes (which stay unmasked): JSON (JavaScript's
  * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() and ascii() of str and repr()
- * of its bytes, Node's util.inspect, bash's xtrace; HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
+ * of its bytes, Node's util.inspect, quoted for a shell (shellQuotedForms: bash's xtrace and printf %q, Python's
+ * shlex.quote, declare -p); HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
  * input, quotes included (pydanticInputValue); and on one line (collapsedSpace). Each may equal the text itself
  * (then it adds nothing).
  */
@@ -481,14 +496,14 @@ export function printedForms(text: string): string[] {
     ...htmlEscapedForms(text),
     collapsedSpace(text),
     nodeInspect(text),
-    ...bashSingleQuoted(text),
+    ...shellQuotedForms(text),
   ];
 }
 
 /**
  * Everything to mask for one secret value: the value, the credentials of a URL (urlCredentials), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
- * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, bash's xtrace; not with
+ * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, shell quoting; not with
  * `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
  */
 export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {

@@ -17,7 +17,7 @@ describe('auditReason', () => {
   it("a failed step: its first line, then the step's own verdict (its reported failure), not the output's last line", () => {
     const verdict = 'release r1 did not become healthy on slot green: web:5101:/api/health answered 502 (Bad Gateway)';
     const stdout = `${REPORT_PREFIX}${FAILURE_KEYS.failure} ${verdict}\n`;
-    const err = new StepError('start green', 'web1', 3, `--- /tmp/app.log\nstarting\n${verdict}; the live release keeps serving\nthe previous release r0 is back on slot green`, undefined, undefined, undefined, failureVerdict(stdout));
+    const err = new StepError('start green', 'web1', 3, `--- /tmp/app.log\nstarting\n${verdict}; the live release keeps serving\nthe previous release r0 is back on slot green`, undefined, undefined, undefined, failureVerdict(stdout, (t) => t));
     expect(auditReason(err)).toBe(`step "start green" on web1 failed with exit code 3: ${verdict}`);
   });
 

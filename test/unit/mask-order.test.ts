@@ -18,7 +18,8 @@ import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary } from '.
 import { maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
 import { excerpt, healthReasons } from '../../core/steps/status.ts';
-import { oneLine } from '../../core/errors.ts';
+import { auditReason, oneLine, StepError } from '../../core/errors.ts';
+import { failureDetail, failureVerdict } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -155,6 +156,24 @@ describe('probe verdicts: the answer masked as received, before any cut or chang
   });
 });
 
+describe("a failed step's quoted lines: masked as its log lines are, the run's values first (maskedText)", () => {
+  const SECRET = "Zq7'Wx9&vLm3 pR8";
+  it("bash's trace of an Authorization header (set -x): its error's lines, and its audit reason, as the log's line", () => {
+    const runner = new MemoryReporter();
+    runner.mask(SECRET);
+    const redact = (x: string) => runner.redact(x);
+    const trace = `+ curl_stub --header 'Authorization: Bearer Zq7'\\''Wx9&vLm3 pR8'`;
+    expect(redact(trace)).toBe(`+ curl_stub --header 'Authorization: Bearer ***'`); // the step's log line
+    // Masked by the field's look first, the value was cut at its "&" and the rest shown: `Bearer ***&vLm3 pR8'`.
+    for (const detail of [failureDetail('', `${trace}\n`, redact), failureDetail(`${trace}\n`, '', redact), failureVerdict(`@ops failure ${trace}`, redact)!]) {
+      expect(detail).not.toMatch(/Zq7|Wx9|vLm3|pR8/);
+      expect(detail).toContain('Authorization: Bearer ***');
+    }
+    const reason = auditReason(new StepError('build', 'web1', 4, failureDetail('', `${trace}\n`, redact)), redact);
+    expect(reason).toBe(`step "build" on web1 failed with exit code 4: + curl_stub --header 'Authorization: Bearer ***`);
+  });
+});
+
 describe("a process's command line (status, the identity checks): each argument masked, then on one line, then cut", () => {
   it('a secret given as an argument, with its white space; a long one cut whole', () => {
     const t = target(8000, { PASSPHRASE, TOKEN });
@@ -207,6 +226,20 @@ print("line", " ".join(s.split()))`,
     expect(host).toContain('input_value=***');
     const runner = new MemoryReporter();
     runner.mask(SECRET);
+    expect(text.split('\n').map((l) => runner.redact(l)).join('\n')).not.toMatch(TELL);
+  });
+
+  it("a command line quoting it for a shell (bash's set -x, printf %q, declare -p; Python's shlex.quote): on the host and the runner", () => {
+    const secret = "Zq7'Wx9&vLm3 pR8\\$`x";
+    const bash = spawnSync('bash', ['--norc', '--noprofile', '-c', 'printf "curl -u ci:%q\\n" "$T"; declare -p T; set -x; curl_stub() { :; }; curl_stub -H "Authorization: Bearer $T"'], { env: { PATH: process.env.PATH, T: secret }, encoding: 'utf8' });
+    const py = spawnSync('python3', ['-c', 'import os, shlex; print("running: curl -u " + shlex.quote("ci:" + os.environ["T"]))'], { env: { PATH: process.env.PATH, T: secret }, encoding: 'utf8' });
+    const text = `${bash.stdout}${bash.stderr}${py.stdout}`;
+    const TELL = /Zq7|Wx9|vLm3|pR8/;
+    expect(text.split('\n').filter((l) => TELL.test(l))).toHaveLength(4);
+    const t = target(8000, { PASSPHRASE: secret, TOKEN });
+    expect(hostMasked(t, text)).not.toMatch(TELL);
+    const runner = new MemoryReporter();
+    runner.mask(secret);
     expect(text.split('\n').map((l) => runner.redact(l)).join('\n')).not.toMatch(TELL);
   });
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
-import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
+import { ConsoleReporter, exactForms, Masker, maskedParts, MemoryReporter } from '../../core/report.ts';
 import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { inspect } from 'node:util';
@@ -55,6 +55,9 @@ const PRINTED = [
   'pässwörd\u00a0nbsp\u200bzwsp\u0085nel-🔑-long',
 ];
 
+/** A secret as password generators make them (the breaker's): a single quote, an ampersand, a space. */
+const SHELL_SECRET = "Zq7'Wx9&vLm3 pR8";
+
 /** What `program` prints for each of PRINTED (read as JSON on its stdin), one line each. */
 function printedBy(command: string, args: string[]): string[] {
   return execFileSync(command, args, { input: JSON.stringify(PRINTED), encoding: 'utf8' }).split('\n').slice(0, PRINTED.length);
@@ -78,9 +81,35 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     PRINTED.forEach((v) => expect(nodeInspect(v)).toBe(inner(inspect(v))));
   });
 
-  it("bash's xtrace (set -x) of a word holding a single quote", () => {
-    const trace = spawnSync('bash', ['--norc', '--noprofile', '-c', 'set -x; : "$V"'], { env: { PATH: process.env.PATH, V: PRINTED[1] }, encoding: 'utf8' }).stderr;
-    expect(trace.trim()).toBe(`+ : '${printedForms(PRINTED[1]!).at(-1)}'`);
+  it("a word as shells quote it (the real quoters: bash's xtrace, ${v@Q}, printf %q, declare -p; Python's shlex.quote): each, between its quotes, is one of its printed forms", () => {
+    const words = [...PRINTED.filter((v) => /^[\x20-\x7e]*$/.test(v)), SHELL_SECRET, 'a~b#c=d:e,f%g+h@i!j$k`l"m\\n{o}p[q]r*s?t^u|v;w<x>y(z)_.-/'];
+    const shlex = execFileSync('python3', ['-c', 'import json, shlex, sys\nfor v in json.load(sys.stdin): print(shlex.quote(v))'], { input: JSON.stringify(words), encoding: 'utf8' }).split('\n');
+    const quoted = words.map((v, i) => {
+      const bash = spawnSync('bash', ['--norc', '--noprofile', '-c', 'printf "%s\\n" "${V@Q}"; printf "%q\\n" "$V"; declare -p V; set -x; : "$V"'], { env: { PATH: process.env.PATH, V: v }, encoding: 'utf8' });
+      const [atQ, q, declared] = bash.stdout.split('\n');
+      const trace = bash.stderr.trim().replace(/^\+ : /, '');
+      return [v, [atQ!, q!, declared!.replace(/^declare -x V=/, ''), trace, shlex[i]!]] as const;
+    });
+    const inner = (q: string) => q.replace(/^(['"])([\s\S]*)\1$/, '$2');
+    for (const [v, forms] of quoted) for (const q of forms) expect([v, ...printedForms(v)], `${v}: ${q}`).toContain(inner(q));
+    // The breaker's secret: each quoter writes it otherwise.
+    expect(new Set(quoted.find(([v]) => v === SHELL_SECRET)![1].map(inner)).size).toBe(4);
+  });
+
+  it('masks a secret quoted for a shell inside a command line, as the hosts do (their masks file) and the runner does', () => {
+    const lines = [
+      `running: curl -u 'ci:Zq7'"'"'Wx9&vLm3 pR8'`, // shlex.quote("ci:" + token)
+      `+ curl_stub --header 'Authorization: Bearer Zq7'\\''Wx9&vLm3 pR8'`, // set -x
+      'curl -u ci:Zq7\\\'Wx9\\&vLm3\\ pR8', // printf %q
+      'declare -x API_TOKEN="a\\"b\\$c\\`d-Zq7-long"', // declare -p
+    ];
+    const runner = new MemoryReporter();
+    runner.mask(SHELL_SECRET);
+    runner.mask('a"b$c`d-Zq7-long');
+    const masked = lines.map((l) => runner.redact(l));
+    expect(masked).toEqual([`running: curl -u 'ci:***'`, `+ curl_stub --header 'Authorization: Bearer ***'`, 'curl -u ci:***', 'declare -x API_TOKEN="***"']);
+    const forms = exactForms([...maskedParts(SHELL_SECRET), ...maskedParts('a"b$c`d-Zq7-long')]);
+    expect(lines.map((l) => [...forms].sort((a, b) => b.length - a.length).reduce((out, f) => out.split(f).join('***'), l))).toEqual(masked);
   });
 
   it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {

@@ -809,7 +809,7 @@ describe('health reasons, from the real probes', () => {
 
   it('a deploy\'s or rollback\'s failure quotes the health verdict with the same masking (failureDetail, maskSecretLike)', () => {
     const verdict = 'release r1 did not become healthy on slot green: no healthy answer within 60s from server:3579:/health (The requested URL returned error: 500 (HTTP/1.1 500 Internal Server Error), answering: OperationalError: could not connect postgresql://app:hunter2@db/app token=abc123 retrying)';
-    const detail = failureDetail(`@ops start failed\n${verdict}; the live release keeps serving`, '');
+    const detail = failureDetail(`@ops start failed\n${verdict}; the live release keeps serving`, '', (t) => t);
     expect(detail).toBe(`${verdict.replace('app:hunter2@', 'app:***@').replace('token=abc123', 'token=***')}; the live release keeps serving`);
     expect(detail).not.toMatch(/hunter2|abc123/);
   });

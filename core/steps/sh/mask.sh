@@ -6,8 +6,8 @@
 # - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
 #   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
 #     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
-#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
-#     white space collapsed), one a line;
+#     value, as programs print them quoted, quoted for a shell (set -x, printf %q, shlex.quote), URL-encoded,
+#     repr'd, HTML-escaped, cut short by pydantic, with their white space collapsed), one a line;
 #   - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
 #     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with

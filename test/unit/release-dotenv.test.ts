@@ -99,7 +99,7 @@ describe("a release's own .env and environ", () => {
 
     const receiver = target();
     const mine = uploads(receiver, 'b', 'TOKEN=receiver-secret\n');
-    await runStep(unpackArtifacts(receiver, ID, [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
+    await runStep(unpackArtifacts(receiver, meta(sha), [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
     const got = `${receiver.layout.releases}/${ID}`;
     expect(readFileSync(receiver.layout.dotenv(got), 'utf8')).toBe('TOKEN=receiver-secret\n');
     expect(readFileSync(receiver.layout.masks(got), 'utf8')).toBe('receiver-secret\n');

@@ -378,7 +378,9 @@ export interface DotenvUploads {
  * Put a deploy's uploaded .env and environ into the release directory `dir` being made (before it is renamed into
  * place: a release never exists without them), 0600, owned by the app user (its masks file too, owned by root: only
  * the hosts' own masking reads it), replacing whatever the commit has at
- * those paths (a committed .env, a link). Shell for createRelease and unpackArtifacts, whose traps remove the uploads.
+ * those paths (a committed .env, a link). `dir` is root's (0750) while they are written, so its entries are not the
+ * app user's to swap for links meanwhile, then the app user's again. Shell for createRelease and unpackArtifacts,
+ * whose traps remove the uploads.
  */
 export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads): string {
   const u = quote(env.appUser);
@@ -387,8 +389,9 @@ export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads)
     [uploaded.dotenv, L.dotenv(dir)],
     [uploaded.environ, L.environ(dir)],
   ];
-  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`)
-    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`)
+  return [`chown root:root ${quote(dir)}; chmod 0750 ${quote(dir)}`]
+    .concat(files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`))
+    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`, `chown ${u}:${u} ${quote(dir)}`)
     .join('\n');
 }
 

@@ -471,7 +471,9 @@ export function markRelease(env: Target, id: string | HostVariable, mark: 'faile
   const rec = word(`${L.records}/`, id);
   const text = `printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))}`;
   const marker = `if [ -d ${rec} ]; then ${text} > ${word(`${L.records}/`, id, `/.ops-${mark}`)}
-  else mark_tmp=$(mktemp -p ${quote(L.state)}) && { ${text} > "$mark_tmp" && chmod 0644 "$mark_tmp" && mv -fT "$mark_tmp" ${word(`${L.releases}/`, id, `/.ops-${mark}`)} || { rm -f "$mark_tmp"; false; }; }; fi`;
+  else mark_tmp=$(mktemp -p ${quote(L.state)})
+    if ! { ${text} > "$mark_tmp" && chmod 0644 "$mark_tmp" && mv -fT "$mark_tmp" ${word(`${L.releases}/`, id, `/.ops-${mark}`)}; }; then rm -f "$mark_tmp"; false; fi
+  fi`;
   return {
     name: `mark ${mark}`,
     as: 'root',

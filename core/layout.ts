@@ -3,16 +3,15 @@
 //   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
 //     repo.git/             root             bare mirror; the runner sends git packs into it (submodule commits too)
 //     repo.git/lfs/objects/ root             Git LFS contents by oid, sent by the runner
-//     releases/<id>/        app              code (git archive), release.json, REVISION, and what its deploy gave it:
+//     releases/<id>/        app              code (git archive), release.json and REVISION (copies for the app to read,
+//                                            written after removing the commit's own entries at those names), and what
+//                                            its deploy gave it:
 //       .env                app 0600         rendered for the app's .env parsers; the release's own (12-factor: a
 //                                            release is code + config), so a failed deploy touches no live one and a
 //                                            rollback brings back what its release was deployed with
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
 //       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
 //                                            the hosts mask themselves (ops status and logs run without the key)
-//       .ops-files          app              its commit's files as made (size, mtime, path), before its build
-//       .ops-tree           root 0600        those still as made when its deploy switched to it: what a no-op
-//                                            compares (core/steps/sh/tree.sh)
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
@@ -21,6 +20,18 @@
 //     .ops/slot             root             live blue/green slot
 //     .ops/kept-masks       root 0600        the .ops-masks lines of every release pruned: what their programs wrote
 //                                            stays in the log files after them (core/steps/sh/mask.sh keep_masks)
+//     .ops/releases/<id>/   root 0755        what ops records of release <id> (made with it, pruned with it), the
+//                                            only place ops reads them from: the app user owns its release directory
+//                                            and may leave anything there (a link into /etc, a REVISION of its own)
+//       REVISION            root 0644        its commit
+//       release.json        root 0644        its ReleaseMeta as ops wrote it
+//       .ops-files          root 0644        its commit's files as made (size, mtime, path), before its build
+//       .ops-tree           root 0600        those still as made when its deploy switched to it: what a no-op
+//                                            compares (core/steps/sh/tree.sh)
+//       .ops-failed, .ops-abandoned  root    its mark: its deploy failed, or it was rolled back from (markRelease)
+//                                            A release made by an older ops has no such directory: its own directory
+//                                            holds these under the same names, read as before (history.sh
+//                                            release_record) for it alone.
 //     .ops/fingerprint      root 0600        per kept release, its id, the digest of what its deploy gave it (.env, settings)
 //                                            and the sha256 of the .env and .ops-environ it wrote
 //
@@ -44,10 +55,14 @@ export interface Layout {
   environ: (release: string) => string;
   /** The masks file of the release in directory `release` (core/steps/masks.ts releaseMasks): root 0600, never sent back. */
   masks: (release: string) => string;
-  /** The record of the commit's files of the release in directory `release`, as made (core/steps/sh/tree.sh tree_made). */
-  treeMade: (release: string) => string;
-  /** The record of those files still as made when a deploy switched to the release in directory `release` (tree_record): what a no-op compares. */
-  treeLive: (release: string) => string;
+  /** Where ops records what it knows of each release, by id (root's; the app user cannot write there). */
+  records: string;
+  /** What ops records of release `id` (its REVISION, release.json, tree records and mark): created with it, pruned with it. */
+  record: (id: string) => string;
+  /** In a release's record directory `record` (layout.record): the record of its commit's files as made (core/steps/sh/tree.sh tree_made). */
+  treeMade: (record: string) => string;
+  /** In a release's record directory `record`: those files still as made when a deploy switched to it (tree_record): what a no-op compares. */
+  treeLive: (record: string) => string;
   /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
   legacyShared: { dotenv: string; environ: string };
   /** The texts to mask of every release pruned (core/steps/sh/mask.sh keep_masks): root 0600, never sent back. */
@@ -98,8 +113,10 @@ export function layout(env: Environment): Layout {
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
     masks: (release) => `${release}/.ops-masks`,
-    treeMade: (release) => `${release}/.ops-files`,
-    treeLive: (release) => `${release}/.ops-tree`,
+    records: `${base}/.ops/releases`,
+    record: (id) => `${base}/.ops/releases/${id}`,
+    treeMade: (record) => `${record}/.ops-files`,
+    treeLive: (record) => `${record}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,

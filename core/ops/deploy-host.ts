@@ -361,7 +361,7 @@ export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: 
   const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
   hp.created = true;
   hp.making();
-  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
+  await hp.h.run(unpackArtifacts(env, p.meta, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
   const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split('-')[0] === 'venv' ? 'python' : 'node'} ${hp.state.depsHas.includes(set) ? 'reused' : `received from ${builder}`}`);

@@ -20,7 +20,7 @@ import { foreignListeners, parseProcReports, type ProcReport } from '../steps/pr
 export interface HostState {
   provisioned: boolean;
   current: string;
-  /** The commit of the live release (its REVISION); '' when nothing is live. */
+  /** The commit of the live release (its record's REVISION: layout.record); '' when nothing is live. */
   liveSha: string;
   slot: Slot | undefined;
   /** Every release directory with its place in the host's history. */

@@ -7,7 +7,7 @@ import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { releaseDotenv, type DotenvUploads } from './release.ts';
+import { releaseDotenv, releaseRecord, type DotenvUploads, type ReleaseMeta } from './release.ts';
 
 /** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`); `readChunk`: `chunk` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
 export const ARTIFACT_KEYS = reportKeys('part', 'chunk', 'received');
@@ -34,6 +34,9 @@ function packDir(env: Target, id: string): string {
   return `${env.layout.uploads}/pack-${id}`;
 }
 
+/** The last part of a path: a record's name (layout.treeMade). */
+const name = (path: string) => path.slice(path.lastIndexOf('/') + 1);
+
 function checkName(name: string): void {
   if (!PART_NAME.test(name)) throw new OpsError(`not a part of a release: ${name}`);
 }
@@ -58,7 +61,9 @@ pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
   # A release's .env, environ and masks stay on its host: each host is given its own (unpackArtifacts).
-  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" --exclude="${L.masks('$3')}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  # With the release, its record of its files as made (root's, beside it: layout.treeMade), for the receivers' no-op.
+  made=(); if [ "$1" = release ] && [ -f ${quote(L.treeMade(L.record(id)))} ]; then made=(-C ${quote(L.record(id))} ${quote(name(L.treeMade('.')))}); fi
+  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" --exclude="${L.masks('$3')}" -cf - "$3" "${'$'}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
 ${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
@@ -116,8 +121,10 @@ export function dropPacked(env: Target, id: string): Step {
  * (`dotenv`: releaseDotenv) put in before its rename. A damaged part fails the step with both hashes; nothing is
  * unpacked then. The uploads and anything half-unpacked are removed whatever happens.
  */
-export function unpackArtifacts(env: Target, id: string, parts: { name: string; uploads: string[]; sha256: string }[], builder: string, dotenv: DotenvUploads): Step {
+export function unpackArtifacts(env: Target, meta: ReleaseMeta, parts: { name: string; uploads: string[]; sha256: string }[], builder: string, dotenv: DotenvUploads): Step {
   const L = env.layout;
+  const id = meta.id;
+  const made = name(L.treeMade('.'));
   const owner = `${env.appUser}:${env.appUser}`;
   for (const p of parts) checkName(p.name);
   const place = (p: { name: string }) => (p.name === 'release' ? [L.releases, id] : [L.deps, p.name]);
@@ -126,7 +133,7 @@ export function unpackArtifacts(env: Target, id: string, parts: { name: string; 
     name: 'receive build',
     as: 'root',
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*; [ -d ${quote(`${L.releases}/${id}`)} ] || rm -rf ${quote(L.record(id))}' EXIT
 ${parts
   .map(
     (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
@@ -139,6 +146,11 @@ unpack() { # DIR ENTRY FILE...
   if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
   rm -rf "$new"; mkdir -p "$new"
   cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
+  if [ "$dir" = ${quote(L.releases)} ]; then
+    # Its record, from this deploy's own meta (not the builder's files), with the builder's record of its files as made.
+    ${releaseRecord(env, `${L.releases}/.new-${id}/${id}`, meta)}
+    if [ -f "$new"/${quote(made)} ]; then mv -f "$new"/${quote(made)} ${quote(L.treeMade(L.record(id)))}; fi
+  fi
   chown -R ${quote(owner)} "$new/$entry"
   if [ "$dir" = ${quote(L.releases)} ]; then
     ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, dotenv)}

@@ -29,6 +29,7 @@ export function historyFunctions(env: Target): string {
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
+    records_dir: L.records,
     current_link: L.current,
     supervisor_conf_blue: L.supervisorConf('blue'),
     supervisor_conf_green: L.supervisorConf('green'),

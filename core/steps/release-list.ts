@@ -57,11 +57,11 @@ slot_releases
 cur=${'$'}{cur##*/}
 never=()
 for r in $(release_ids); do
-  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"
-  release_status "$r"
+  release_status "$r" # and release_record: its release.json and mark as ops wrote them
+  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < "$release_record/release.json" 2>/dev/null || echo '{}')"
   if [ "$release_state" != ok ]; then
     # The mark's text, as one line of printable characters (a mark written by hand may hold anything).
-    why=$(head -c ${MARK_BYTES} ${quote(L.releases)}/"$r"/.ops-"$release_state" 2>/dev/null | tr '\000-\037\177' ' ') || true
+    why=$(head -c ${MARK_BYTES} "$release_record/.ops-$release_state" 2>/dev/null | tr '\000-\037\177' ' ') || true
     [ -z "${'$'}{why// /}" ] || ops_report ${RELEASES_KEYS.release_mark} "$r $why"
   elif ! release_went_live "$r" "$cur"; then never+=(-e "\"release\":\"$r\""); fi
 done

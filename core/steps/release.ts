@@ -128,8 +128,9 @@ ${liveFilesShell(env)}
   # And the commit's files it went live with, still as they were then (tree.sh: a stat each, no hashing; a release
   # its deploy recorded none of, made or switched by an older version, is not compared).
   live_why=settings
-  if [ "$live_files" = yes ] && [ -f "${L.treeLive('$cur')}" ]; then
-    live_tree=$(tree_changed "$cur" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
+  release_record "$cur_id"
+  if [ "$live_files" = yes ] && [ -f "${L.treeLive('$release_record')}" ]; then
+    live_tree=$(tree_changed "$cur" "$release_record" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
     if [ -n "$live_tree" ]; then live_files=no; live_why=files; live_tree=${'$'}{live_tree//[^[:print:]]/?}; ops_report ${RELEASE_KEYS.live_changed_file} "${'$'}{live_tree:0:200}"; fi
   fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} "$live_why"; fi
@@ -183,10 +184,10 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${'$'}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
-# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+# The live commit, as release_reports reads each release's (its record's REVISION: release_sha); a current that is
+# not a release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
-if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${'$'}{live_sha//[^0-9a-f]/}; live_sha=${'$'}{live_sha:0:64}; fi
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then release_sha "$cur_id"; live_sha=$release_sha; fi
 printf -v now '%(%s)T' -1
 ops_report ${RELEASE_KEYS.now} "$now"
 ${reportProvisioned(env)}
@@ -377,7 +378,9 @@ export interface DotenvUploads {
  * Put a deploy's uploaded .env and environ into the release directory `dir` being made (before it is renamed into
  * place: a release never exists without them), 0600, owned by the app user (its masks file too, owned by root: only
  * the hosts' own masking reads it), replacing whatever the commit has at
- * those paths (a committed .env, a link). Shell for createRelease and unpackArtifacts, whose traps remove the uploads.
+ * those paths (a committed .env, a link). `dir` is root's (0750) while they are written, so its entries are not the
+ * app user's to swap for links meanwhile, then the app user's again. Shell for createRelease and unpackArtifacts,
+ * whose traps remove the uploads.
  */
 export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads): string {
   const u = quote(env.appUser);
@@ -386,22 +389,43 @@ export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads)
     [uploaded.dotenv, L.dotenv(dir)],
     [uploaded.environ, L.environ(dir)],
   ];
-  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`)
-    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`)
+  return [`chown root:root ${quote(dir)}; chmod 0750 ${quote(dir)}`]
+    .concat(files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`))
+    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`, `chown ${u}:${u} ${quote(dir)}`)
     .join('\n');
 }
 
 /**
+ * Shell recording the release of `meta` being made in directory `dir` (still root's: before its chown and rename):
+ * its record directory (layout.record, root's: REVISION and release.json, what ops reads of it), and copies of both in
+ * `dir` for the app to read, written after removing whatever the commit put at those names (a link into /etc is
+ * removed, never written through). Shell for createRelease and unpackArtifacts, whose traps remove the record when
+ * the release is not made.
+ */
+export function releaseRecord(env: Target, dir: string, meta: ReleaseMeta): string {
+  const L = env.layout;
+  const rec = L.record(meta.id);
+  return String.raw`install -d -m 0755 ${quote(L.records)}
+rm -rf ${quote(rec)}; mkdir -m 0755 ${quote(rec)}
+printf '%s\n' ${quote(meta.sha)} > ${quote(`${rec}/REVISION`)}
+printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${rec}/release.json`)}
+rm -rf ${quote(`${dir}/REVISION`)} ${quote(`${dir}/release.json`)}
+cp ${quote(`${rec}/REVISION`)} ${quote(`${rec}/release.json`)} ${quote(dir)}/`;
+}
+
+/**
  * A new release directory: the commit's files (no .git; export-ignore respected, as `git archive` does), each
- * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, and the
- * .env and environ this deploy uploaded (`dotenv`: releaseDotenv; the uploads are removed whatever happens), and
- * the record of those files as made (layout.treeMade: tree_made, before the build; what the switch records of it,
- * a deploy's no-op compares). Built beside the releases and renamed into place: never half there.
+ * submodule's files at its path, Git LFS contents in place of their pointers, REVISION and release.json (and its
+ * record: releaseRecord), the .env and environ this deploy uploaded (`dotenv`: releaseDotenv; the uploads are
+ * removed whatever happens), and the record of those files as made (layout.treeMade: tree_made, before the build;
+ * what the switch records of it, a deploy's no-op compares). Built beside the releases and renamed into place: never
+ * half there.
  */
 export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUploads): Step {
   const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
+  const rec = L.record(meta.id);
   const owner = `${env.appUser}:${env.appUser}`;
   const archive = (sha: string, into: string) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
   const extra = [
@@ -416,14 +440,13 @@ export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUplo
     script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 [ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)} ${quote(rec)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
-${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
-printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${tmp}/release.json`)}
+${extra.length ? `${extra.join('\n')}\n` : ''}${releaseRecord(env, tmp, meta)}
 # The commit's files as made, before the build (for a later deploy's no-op: tree.sh); a release without it is only not compared.
 ${treeLibrary(env)}
-tree_made ${quote(tmp)} || rm -f ${quote(L.treeMade(tmp))}
+tree_made ${quote(tmp)} ${quote(rec)} || rm -f ${quote(L.treeMade(rec))}
 chown -R ${owner} ${quote(tmp)}
 ${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
@@ -434,14 +457,23 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
 
 /**
  * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
- * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history. `id` and the
+ * its record (layout.record; skipped by rollback, kept apart by pruning) and an event in the host's history. A
+ * release made by an older ops has no record: its marker goes in its own directory (where history.sh reads it), the
+ * app user's, so it is written in root's state directory and renamed over whatever is there (a link is replaced,
+ * never written through). `id` and the
  * parts of `why` may be values known only on the host (a rollback's, chosen there: `onHost`). `withoutLock`: for a run
  * whose lock on the host was taken away (another run may hold it now): the marker alone, in the run's own release,
  * and only while `current` does not name it; the history, which the lock's holder writes, is left alone.
  */
 export function markRelease(env: Target, id: string | HostVariable, mark: 'failed' | 'abandoned', why: string | (string | HostVariable)[], withoutLock = false): Step {
-  const dir = word(`${env.layout.releases}/`, id);
-  const marker = `printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  const L = env.layout;
+  const dir = word(`${L.releases}/`, id);
+  const rec = word(`${L.records}/`, id);
+  const text = `printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))}`;
+  const marker = `if [ -d ${rec} ]; then ${text} > ${word(`${L.records}/`, id, `/.ops-${mark}`)}
+  else mark_tmp=$(mktemp -p ${quote(L.state)})
+    if ! { ${text} > "$mark_tmp" && chmod 0644 "$mark_tmp" && mv -fT "$mark_tmp" ${word(`${L.releases}/`, id, `/.ops-${mark}`)}; }; then rm -f "$mark_tmp"; false; fi
+  fi`;
   return {
     name: `mark ${mark}`,
     as: 'root',
@@ -465,7 +497,7 @@ fi`,
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
  * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
  * by its release.json), the shared .env and environ of older versions
- * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
+ * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json: its record's, layout.record), and the record of each release removed.
  */
 export function pruneReleases(env: Target, remove: string[]): Step {
   const L = env.layout;
@@ -490,14 +522,19 @@ for r in "${'$'}{remove[@]}"; do
   if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   # Its secret values stay masked in the logs its programs wrote (kept masks); else it stays, for the next prune.
   ${keepMasks(env, 'r')} || { echo "could not keep the masks of $r (left for the next prune)" >&2; continue; }
-  rm -rf -- "$r"
+  rm -rf -- "$r" ${quote(L.records)}/"$r"
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
+# The records of releases no longer here (removed by hand, or a release step cut short).
+for d in ${quote(L.records)}/*/; do d=${'$'}{d%/}; [ ! -d "$d" ] || [ -d "${'$'}{d##*/}" ] || rm -rf -- "$d"; done
+# Where ops's records of each kept release are (release_record in history.sh: its record directory, or for a release
+# made by an older ops, its own): their release.json and REVISION, not the app's copies.
+recorded=(); for r in */; do r=${'$'}{r%/}; if [ -d ${quote(L.records)}/"$r" ]; then recorded+=(${quote(L.records)}/"$r"); else recorded+=("$r"); fi; done
 # The sets each kept release uses: its links where this or an earlier setting put them (venv; node_modules at the
 # root, one level down, or node_dir's), and the sets its release.json names (a node_dir that has since changed).
 used=$({ for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || '.')}/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done
-  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' ./*/release.json | while read -r kind hash; do
+  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' "${'$'}{recorded[@]/%//release.json}" /dev/null | while read -r kind hash; do
     if [ "$kind" = python ]; then printf '%s\n' ${quote(L.deps)}/venv-"$hash"; else printf '%s\n' ${quote(L.deps)}/node-"$hash"; fi
   done
 } 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
@@ -510,12 +547,12 @@ legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; d
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
 # Looked up in bash (no process per object: a repository may have thousands).
 declare -A keep_oid=()
-while read -r o; do keep_oid[$o]=1; done < <(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
+while read -r o; do keep_oid[$o]=1; done < <(cat "${'$'}{recorded[@]/%//release.json}" /dev/null 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   [ -n "${'$'}{keep_oid[${'$'}{f##*/}]:-}" ] || rm -f -- "$f"
 done
-keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat "${'$'}{recorded[@]/%//REVISION}" /dev/null; cat "${'$'}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,

@@ -86,7 +86,8 @@ ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ${reportProvisioned(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
+# Its release.json as ops wrote it (its record's: release_record).
+if [ -n "$cur" ]; then release_record "${'$'}{cur##*/}"; if [ -f "$release_record/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$release_record/release.json")"; fi; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
 # The last run here (the audit log's last line): a failure says why.

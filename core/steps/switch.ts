@@ -812,7 +812,8 @@ mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || {
     : ''
 }
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
-[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
+# (Its record's, or, made by an older ops, its own directory's: release_record. rm removes a link, never its target.)
+release_record "$release_id"; [ ! -e "$release_record/.ops-abandoned" ] || rm -f "$release_record/.ops-abandoned"
 echo "live: $release_id on slot ${slot}"`,
     }),
     name: 'switch',
@@ -821,12 +822,13 @@ echo "live: $release_id on slot ${slot}"`,
 
 /**
  * A deploy's switch: the commit's files of the release `$release_id` still as they were made (tree.sh tree_record,
- * into layout.treeLive), what a later deploy's no-op compares (deployState). Never fails the switch: without it,
+ * into layout.treeLive in its record, root's: nothing is written in the app's directory), what a later deploy's no-op
+ * compares (deployState). Never fails the switch: without it,
  * the release's files are only not compared (a warning says so).
  */
 function treeRecord(env: Target): string {
   return `${treeLibrary(env)}
-tree_record ${word(`${env.layout.releases}/`, onHost('release_id'))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed\n' "$release_id" >&2; }`;
+tree_record ${word(`${env.layout.releases}/`, onHost('release_id'))} ${word(`${env.layout.records}/`, onHost('release_id'))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed\n' "$release_id" >&2; }`;
 }
 
 /** Before the parts of a step that run through ops_part (invoked indirectly, in a subshell of their own). */

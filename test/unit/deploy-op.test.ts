@@ -161,9 +161,9 @@ describe('deploy operation', () => {
     expect(r.noop).toBe(false);
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
     expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with its files changed on the host since it went live (e.g. server/app.py): deployed again`);
-    expect(h.remote.runs[0]!.stdin).toContain('live_tree=$(tree_changed "$cur" 2>/dev/null)');
-    expect(h.remote.runs.find((x) => x.step.name === 'release')!.stdin).toMatch(/\ntree_made '?\/srv\/sample\/releases\/\.new-/);
-    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toContain('tree_record /srv/sample/releases/"${release_id}"');
+    expect(h.remote.runs[0]!.stdin).toContain('live_tree=$(tree_changed "$cur" "$release_record" 2>/dev/null)');
+    expect(h.remote.runs.find((x) => x.step.name === 'release')!.stdin).toMatch(/\ntree_made '?\/srv\/sample\/releases\/\.new-[^ ]* '?\/srv\/sample\/\.ops\/releases\//);
+    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toContain('tree_record /srv/sample/releases/"${release_id}" /srv/sample/.ops/releases/"${release_id}"');
   });
 
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor how a run proceeds (rollout pace, health gate, lock wait, drain) nor key order', () => {

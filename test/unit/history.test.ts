@@ -53,6 +53,25 @@ const D = '20261104T100000Z-dddddddddddd';
 const SKEWED = '20260301T100000Z-eeeeeeeeeeee';
 
 describe('history on a host (bash)', () => {
+  it("a release's commit and mark are its record's (root's), not what the app left in its directory (a REVISION of its own, an .ops-failed link); a release made by an older ops (no record) is read from its own", () => {
+    const base = host({ [A]: 'failed', [B]: '', [C]: '' }, C);
+    const e = env(base);
+    for (const id of [B, C]) {
+      mkdirSync(e.layout.record(id), { recursive: true });
+      writeFileSync(join(e.layout.record(id), 'REVISION'), `${id.slice(-12).padEnd(40, '1')}\n`);
+      writeFileSync(join(base, 'releases', id, 'REVISION'), 'built 1796412224\n');
+      symlinkSync('/nonexistent/shared-marker', join(base, 'releases', id, '.ops-failed'));
+      writeFileSync(join(base, 'releases', id, '.ops-abandoned'), 'x\n');
+    }
+    writeFileSync(join(e.layout.record(B), '.ops-failed'), 'why\n');
+    const reports = reportedAll(bash(e, 'history_init; release_reports'), LIBRARY_KEYS.release).map(parseReleaseRecord);
+    expect(reports.map((r) => [r.id, r.sha, r.status])).toEqual([
+      [A, 'aaaaaaaaaaaa'.padEnd(40, '0'), 'failed'],
+      [B, 'bbbbbbbbbbbb'.padEnd(40, '1'), 'failed'],
+      [C, 'cccccccccccc'.padEnd(40, '1'), 'ok'],
+    ]);
+  });
+
   it('a host deployed before the history existed: the order is derived once from the ids, `current` last, then appended to', () => {
     // D was rolled back to B: D abandoned, C failed, B current.
     const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: 'abandoned' }, B);
@@ -339,6 +358,28 @@ describe('prune on a host (bash)', () => {
     const files = { a: store(oid('a')), b: store(oid('b')), c: store(oid('c')), d: store(oid('d')) };
     execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(env(base), [A]).script}`], { encoding: 'utf8' });
     expect(Object.fromEntries(Object.entries(files).map(([k, f]) => [k, existsSync(f)]))).toEqual({ a: false, b: true, c: true, d: false });
+  });
+
+  it("reads what ops recorded of each kept release (its record's release.json, not the app's copy: a release made by an older ops, its own), and removes the records of the releases it removes and of those no longer here", () => {
+    const base = host({ [A]: '', [B]: '', [C]: '' }, C);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    const oid = (c: string) => c.repeat(64);
+    const stored = (o: string) => {
+      const f = join(e.layout.lfsStore, o.slice(0, 2), o.slice(2, 4), o);
+      mkdirSync(join(f, '..'), { recursive: true });
+      writeFileSync(f, o);
+      return f;
+    };
+    const json = (id: string, o: string) => JSON.stringify({ id, lfs: [{ path: 'a.bin', oid: o }] }, null, 2) + '\n';
+    for (const id of [A, B, 'gone']) mkdirSync(e.layout.record(id), { recursive: true });
+    writeFileSync(join(e.layout.record(B), 'release.json'), json(B, oid('b')));
+    writeFileSync(join(base, 'releases', B, 'release.json'), json(B, oid('e'))); // the app's copy, rewritten: not read
+    writeFileSync(join(base, 'releases', C, 'release.json'), json(C, oid('c'))); // made by an older ops: its own
+    const files = { b: stored(oid('b')), c: stored(oid('c')), e: stored(oid('e')) };
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [A]).script}`], { encoding: 'utf8' });
+    expect(Object.fromEntries(Object.entries(files).map(([k, f]) => [k, existsSync(f)]))).toEqual({ b: true, c: true, e: false });
+    expect([A, B, 'gone'].map((id) => existsSync(e.layout.record(id)))).toEqual([false, true, false]);
   });
 
   it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {

@@ -3,7 +3,7 @@
 // own gets the deploy's in its place (0600), the uploads gone; packed for other hosts, the release leaves its
 // .env and environ behind (not a nested client/.env of the app); a host receiving it puts in its own.
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,7 +12,8 @@ import { parseEnvironment } from '../../core/config/environment.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { packArtifacts, parsePacked, unpackArtifacts } from '../../core/steps/artifact.ts';
-import { createRelease, type DotenvUploads } from '../../core/steps/release.ts';
+import { createRelease, markRelease, type DotenvUploads } from '../../core/steps/release.ts';
+import { treeLibrary } from '../../core/steps/libraries.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -46,7 +47,8 @@ function uploads(t: Target, tag: string, dotenv: string): DotenvUploads {
 
 /**
  * The app's repository as the host's mirror holds it: a committed .env (a developer's defaults) and client/.env;
- * `shape` makes the committed .env and .ops-environ what users also commit: a directory, links out of the tree.
+ * `shape` makes the committed .env and .ops-environ what users also commit: a directory, links out of the tree (and
+ * REVISION, release.json, .ops-files and .ops-failed links out of it too).
  */
 function mirror(t: Target, shape: 'file' | 'odd' = 'file'): string {
   const work = mkdtempSync(join(tmpdir(), 'ops-release-repo-'));
@@ -58,6 +60,8 @@ function mirror(t: Target, shape: 'file' | 'odd' = 'file'): string {
     mkdirSync(join(work, '.env'));
     writeFileSync(join(work, '.env', 'production'), 'TOKEN=committed-default\n');
     symlinkSync(VICTIM, join(work, '.ops-environ'));
+    // And links named like what ops records of a release (core/layout.ts): root writes through none of them.
+    for (const name of ['REVISION', 'release.json', '.ops-files', '.ops-failed']) symlinkSync(VICTIM, join(work, name));
   }
   writeFileSync(join(work, 'client', '.env'), 'VITE_TITLE=shop\n');
   writeFileSync(join(work, 'app.py'), 'print(1)\n');
@@ -99,7 +103,7 @@ describe("a release's own .env and environ", () => {
 
     const receiver = target();
     const mine = uploads(receiver, 'b', 'TOKEN=receiver-secret\n');
-    await runStep(unpackArtifacts(receiver, ID, [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
+    await runStep(unpackArtifacts(receiver, meta(sha), [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
     const got = `${receiver.layout.releases}/${ID}`;
     expect(readFileSync(receiver.layout.dotenv(got), 'utf8')).toBe('TOKEN=receiver-secret\n');
     expect(readFileSync(receiver.layout.masks(got), 'utf8')).toBe('receiver-secret\n');
@@ -108,9 +112,13 @@ describe("a release's own .env and environ", () => {
     expect(readFileSync(join(got, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
     expect(existsSync(mine.dotenv) || existsSync(mine.environ), 'the uploads are removed').toBe(false);
     expect(readdirSync(receiver.layout.releases)).toEqual([ID]);
+    // Its record: this deploy's commit, and the builder's record of its files as made (packed beside the release).
+    expect(members).toContain('.ops-files');
+    expect(readFileSync(join(receiver.layout.record(ID), 'REVISION'), 'utf8')).toBe(`${sha}\n`);
+    expect(readFileSync(receiver.layout.treeMade(receiver.layout.record(ID)), 'utf8')).toBe(readFileSync(builder.layout.treeMade(builder.layout.record(ID)), 'utf8'));
   });
 
-  it('a committed .env directory and an .ops-environ link out of the tree: replaced by the deploy\'s files, nothing written through the link; packed without them', async () => {
+  it('a committed .env directory and an .ops-environ link out of the tree (and links at REVISION, release.json, .ops-files, .ops-failed, a build\'s .ops-tree.new): replaced by the deploy\'s files, or ops\'s records kept in root\'s record directory, nothing written through a link; packed without them', async () => {
     writeFileSync(VICTIM, 'root:x:0:0\n', { mode: 0o644 });
     const t = target();
     const sha = mirror(t, 'odd');
@@ -121,8 +129,34 @@ describe("a release's own .env and environ", () => {
       expect(readFileSync(file, 'utf8')).toBe(text);
       expect(statSync(file).mode & 0o777).toBe(0o600);
     }
+    expect(readFileSync(VICTIM, 'utf8'), 'nothing written through the links the commit has').toBe('root:x:0:0\n');
+    // The release's records are root's, beside it; its REVISION and release.json ops's own files in place of the links.
+    const rec = t.layout.record(ID);
+    expect(readFileSync(join(rec, 'REVISION'), 'utf8')).toBe(`${sha}\n`);
+    expect(JSON.parse(readFileSync(join(rec, 'release.json'), 'utf8'))).toMatchObject({ id: ID, sha });
+    expect(existsSync(t.layout.treeMade(rec))).toBe(true);
+    for (const name of ['REVISION', 'release.json']) {
+      expect(lstatSync(join(dir, name)).isFile(), name).toBe(true);
+      expect(readFileSync(join(dir, name), 'utf8')).toBe(readFileSync(join(rec, name), 'utf8'));
+    }
+    // Marked failed (the commit's .ops-failed a link), then switched to (tree_record, a build's .ops-tree.new a link): into its record.
+    symlinkSync(VICTIM, join(dir, '.ops-tree.new'));
+    await runStep(markRelease(t, ID, 'failed', 'the build failed'));
+    await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(t)}\ntree_record ${dir} ${rec}`]);
+    expect(readFileSync(join(rec, '.ops-failed'), 'utf8')).toBe('the build failed\n');
+    expect(statSync(t.layout.treeLive(rec)).mode & 0o777).toBe(0o600);
     expect(readFileSync(VICTIM, 'utf8')).toBe('root:x:0:0\n');
     expect(statSync(VICTIM).mode & 0o777).toBe(0o644);
+    // A release made by an older ops (no record): its mark in its own directory, renamed over the link there.
+    rmSync(rec, { recursive: true });
+    await runStep(markRelease(t, ID, 'abandoned', 'rolled back'));
+    expect(lstatSync(join(dir, '.ops-abandoned')).isFile()).toBe(true);
+    rmSync(join(dir, '.ops-failed'));
+    symlinkSync(VICTIM, join(dir, '.ops-failed'));
+    await runStep(markRelease(t, ID, 'failed', 'again'));
+    expect(readFileSync(join(dir, '.ops-failed'), 'utf8')).toBe('again\n');
+    expect(lstatSync(join(dir, '.ops-failed')).isFile()).toBe(true);
+    expect(readFileSync(VICTIM, 'utf8')).toBe('root:x:0:0\n');
     parsePacked(await runStep(packArtifacts(t, ID, [])), 'web1');
     const members = execFileSync('bash', ['-c', `gzip -dc < '${t.layout.uploads}/pack-${ID}/release' | tar -tf -`], { encoding: 'utf8' }).trim().split('\n');
     expect(members.filter((m) => m.startsWith(`${ID}/.env`) || m.startsWith(`${ID}/.ops-environ`))).toEqual([]);

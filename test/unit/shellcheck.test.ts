@@ -79,6 +79,7 @@ const ENVIRONMENTS: Record<string, Target> = {
 /** Every step function of core/steps (and the transport's upload step), rendered for one environment. */
 function render(env: Target): Record<string, Step> {
   const release = `${env.baseDir}/releases/${RELEASE_ID}`;
+  const meta = { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } };
   // Uploaded files are where the operations put them (under base_dir, which may need quoting).
   const up = (name: string) => `${layout(env).uploads}/${name}`;
   const tls = env.config.tls.mode !== 'off';
@@ -93,7 +94,7 @@ function render(env: Target): Record<string, Step> {
     deployStateRead: deployState(env),
     'deployState rollback': deployState(env, undefined, { supervisor: true, ports: true }),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
-    createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
+    createRelease: createRelease(env, meta, { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),
@@ -113,7 +114,7 @@ function render(env: Target): Record<string, Step> {
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),
     readChunk: readChunk(env, RELEASE_ID, 'venv-aaaa', 33554432, 1024),
     dropPacked: dropPacked(env, RELEASE_ID),
-    unpackArtifacts: unpackArtifacts(env, RELEASE_ID, [{ name: 'release', uploads: [up('build-release.0'), up('build-release.1')], sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', uploads: [up('build-venv.0')], sha256: 'd'.repeat(64) }], 'web1', { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
+    unpackArtifacts: unpackArtifacts(env, meta, [{ name: 'release', uploads: [up('build-release.0'), up('build-release.1')], sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', uploads: [up('build-venv.0')], sha256: 'd'.repeat(64) }], 'web1', { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
     hostStatus: hostStatus(env),
     logsStep: logsStep(env, { programs: Object.keys(env.config.programs), nginx: ['error', 'access'], slots: 'both', lines: 100 }),
     'logsStep follow': logsStep(env, { programs: Object.keys(env.config.programs), nginx: [], slots: 'live', lines: 10, follow: {} }),

@@ -115,6 +115,18 @@ describe('the state step on a host (bash)', () => {
     expect(reportedAll(r, LIBRARY_KEYS.release)).toEqual([]);
   }, 30_000);
 
+  it("the live commit is its record's (root's), not the REVISION in its directory (the app's: a build may write it, a commit hold it as a link); a release made by an older ops (no record) is read from its own", async () => {
+    const e = env(host());
+    const rec = e.layout.record(LIVE);
+    mkdirSync(rec, { recursive: true });
+    writeFileSync(join(rec, 'REVISION'), `${LIVE_SHA}\n`);
+    writeFileSync(join(e.layout.releases, LIVE, 'REVISION'), 'built 1796412224\n');
+    writeFileSync(join(e.layout.releases, OLD, 'REVISION'), `${'c'.repeat(40)}\n`);
+    const state = parseState(await runStep(deployState(e, [LIVE_SHA])));
+    expect(state.liveSha).toBe(LIVE_SHA);
+    expect(state.releases.map((r) => [r.id, r.sha])).toEqual([[OLD, 'c'.repeat(40)], [LIVE, LIVE_SHA]]);
+  }, 30_000);
+
   it('the live commit deployed with another .env or settings (another fingerprint, or none on record: deployed before records were kept): live_changed, no live check, and the rest is read as for any deploy', async () => {
     for (const recorded of ['fedcba9876543210fedcba9876543210', undefined]) {
       const base = host();
@@ -215,7 +227,11 @@ describe('the state step on a host (bash)', () => {
         writeFileSync(join(dir, path), text);
         utimesSync(join(dir, path), t0, t0);
       }
-      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_made ${quote(dir)}`]);
+      // Its record (root's, as createRelease makes it): its commit, and the records of its files.
+      const rec = e.layout.record(LIVE);
+      mkdirSync(rec, { recursive: true });
+      writeFileSync(join(rec, 'REVISION'), `${LIVE_SHA}\n`);
+      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_made ${quote(dir)} ${quote(rec)}`]);
       // The build: its own files, and one of the commit's rewritten; the migrations and the start: a database of the commit written, Python's caches, a log.
       mkdirSync(join(dir, 'dist'));
       writeFileSync(join(dir, 'dist', 'bundle.js'), 'built()\n');
@@ -224,8 +240,8 @@ describe('the state step on a host (bash)', () => {
       mkdirSync(join(dir, 'server', '__pycache__'));
       writeFileSync(join(dir, 'server', '__pycache__', 'app.cpython-311.pyc'), 'pyc');
       writeFileSync(join(dir, 'logs', 'app.log'), 'started\n');
-      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_record ${quote(dir)}`]);
-      expect(statSync(e.layout.treeLive(dir)).mode & 0o777).toBe(0o600);
+      await run('bash', ['-c', `set -euo pipefail\n${treeLibrary(e)}\ntree_record ${quote(dir)} ${quote(rec)}`]);
+      expect(statSync(e.layout.treeLive(rec)).mode & 0o777).toBe(0o600);
       return dir;
     };
     const state = async (base: string) => parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })));
@@ -260,7 +276,7 @@ describe('the state step on a host (bash)', () => {
     // A release made or switched to by an older version (no record of its files): they are not compared.
     const base = host();
     const dir = await made(base);
-    rmSync(env(base).layout.treeLive(dir));
+    rmSync(env(base).layout.treeLive(env(base).layout.record(LIVE)));
     writeFileSync(join(dir, 'server', 'app.py'), 'print("hotfix")\n');
     expect(await state(base)).toMatchObject({ liveChanged: false });
   }, 60_000);

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
 # history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
 # views); release_reports reports every release directory as
@@ -15,6 +15,9 @@ history_add() {
   if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\n' >> "$history_file"; fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
+# release_record ID: where ops's records of release ID are, in release_record: its directory under records_dir
+# (root's), or for a release made by an older ops, which has none, its own directory (the same names, as before).
+release_record() { release_record=$records_dir/$1; [ -d "$release_record" ] || release_record=$releases_dir/$1; }
 # release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
 # sort(1) would; bash itself: no process, it runs on every rollback and deploy).
 release_ids() {
@@ -30,9 +33,10 @@ history_derive() {
   for r in $(release_ids); do
     [ "$r" != "$cur" ] || continue
     n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
+    release_record "$r"
+    if [ -e "$release_record/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
     printf '%s\t%s\tlive\t%s\tderived\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
+    if [ -e "$release_record/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
   done
   if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\t%s\tlive\t%s\tderived\n' "$(( n + 1 ))" "$now" "$cur"; fi
 }
@@ -59,25 +63,31 @@ history_read() {
 # records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
 # deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
 release_went_live() { [ -n "$1" ] && { [ "$1" = "${2:-}" ] || [ -n "${history_live_seq[$1]:-}" ]; }; }
-# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+# release_status ID: ok, failed or abandoned, from the markers in its record (release_record; in release_state).
 release_status() {
   release_state=ok
-  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
-  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  release_record "$1"
+  [ -e "$release_record/.ops-failed" ] && release_state=failed
+  [ -e "$release_record/.ops-abandoned" ] && release_state=abandoned
   true
+}
+# release_sha ID: its commit, from its record's REVISION (release_record; hex digits only, '' when none), in release_sha.
+release_sha() {
+  release_sha=""; release_record "$1"
+  if [ -f "$release_record/REVISION" ]; then read -r release_sha < "$release_record/REVISION" || true; fi
+  release_sha=${release_sha//[^0-9a-f]/}; release_sha=${release_sha:0:64}
 }
 # release_reports reports each release with its status: release_status's, or `unfinished` for one unmarked that
 # never went live (release_went_live: its deploy was interrupted, killed, or is under way).
 release_reports() {
-  local r d sha cur
+  local r cur
   history_read
   cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}
   for r in $(release_ids); do
-    d=$releases_dir/$r
     release_status "$r"
     if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}
-    ops_report release "$r ${sha:0:64} $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"
+    release_sha "$r"
+    ops_report release "$r $release_sha $release_state ${history_live_seq[$r]:--} ${history_last_seq[$r]:--}"
   done
   ops_report history_seq "$history_seq"
 }

@@ -45,7 +45,8 @@ describe('packages settings', () => {
     expect(uv.config.release.python_installer).toBe('uv');
     const u = pythonDependencies(uv, '/srv/shop/releases/r', 'aa').script;
     expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
-    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "$@" -r requirements.txt`);
+    // contained (sh/contain.sh) runs it, the set's directory as its $1: what a setup.py leaves running is stopped.
+    expect(u).toContain(`uv_install() { contained 'nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r requirements.txt' "$set_dir" "$@"; }`);
     // Pinned by hashes: uv's cache first (no index round trips), the index when the cache lacks a file.
     expect(u).toContain('uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes\n');
     expect(u).not.toContain('-m venv');
@@ -55,7 +56,7 @@ describe('packages settings', () => {
     const pip = env({ release: { python_installer: 'pip' } });
     const p = pythonDependencies(pip, '/srv/shop/releases/r', 'aa').script;
     expect(p).toContain('/usr/bin/python3.11 -m venv "$set_dir"');
-    expect(p).toContain('"$set_dir/bin/pip" install -q -r requirements.txt');
+    expect(p).toMatch(/contained 'PIP_DEFAULT_TIMEOUT=\d+ nice -n 10 "\$1\/bin\/pip" install -q -r requirements\.txt' "\$set_dir"/);
     expect(p).not.toContain('ops-uv');
     expect(runtimes(pip).script).not.toContain('uv==');
     expect(runtimes(env({ release: { python_requirements: '' } })).script).not.toContain('uv==');

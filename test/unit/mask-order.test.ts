@@ -266,6 +266,8 @@ describe('the masks of pruned releases are kept: their programs\' lines stay in 
     expect(hostMasked(t, log)).toBe('started with *** and ***\n');
     expect(statSync(t.layout.keptMasks).mode & 0o777).toBe(0o600);
     expect(readFileSync(t.layout.keptMasks, 'utf8')).not.toContain('tok_new'); // the kept releases' own are not copied
+    // Its masks file's forms, read from its record (its environ holds the plain values alone).
+    expect(readFileSync(t.layout.keptMasks, 'utf8').split('\n')).toContain(encodeURIComponent(PASSPHRASE));
     rmSync(t.layout.base, { recursive: true, force: true });
   });
 });

@@ -16,7 +16,7 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
-//     .ops/kept-masks       root 0600        the masks (.ops-masks) lines of every release pruned: what their programs wrote
+//     .ops/kept-masks       root 0600        the .ops-masks lines of every release pruned: what their programs wrote
 //                                            stays in the log files after them (core/steps/sh/mask.sh keep_masks)
 //     .ops/releases/<id>/   root 0755        what ops records of release <id> (made with it, pruned with it), the
 //                                            only place ops reads them from: the app user owns its release directory

@@ -10,8 +10,6 @@
 //                                            release is code + config), so a failed deploy touches no live one and a
 //                                            rollback brings back what its release was deployed with
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
-//       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
-//                                            the hosts mask themselves (ops status and logs run without the key)
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
@@ -28,10 +26,13 @@
 //       .ops-files          root 0644        its commit's files as made (size, mtime, path), before its build
 //       .ops-tree           root 0600        those still as made when its deploy switched to it: what a no-op
 //                                            compares (core/steps/sh/tree.sh)
+//       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
+//                                            the hosts mask themselves (ops status and logs run without the key;
+//                                            core/steps/sh/mask.sh); never packed for other hosts (each has its own)
 //       .ops-failed, .ops-abandoned  root    its mark: its deploy failed, or it was rolled back from (markRelease)
 //                                            A release made by an older ops has no such directory: its own directory
 //                                            holds these under the same names, read as before (history.sh
-//                                            release_record) for it alone.
+//                                            release_record, mask.sh mask_record) for it alone.
 //     .ops/fingerprint      root 0600        per kept release, its id, the digest of what its deploy gave it (.env, settings)
 //                                            and the sha256 of the .env and .ops-environ it wrote
 //
@@ -53,8 +54,12 @@ export interface Layout {
   dotenv: (release: string) => string;
   /** The environ (NUL-separated NAME=VALUE records) of the release in directory `release`. */
   environ: (release: string) => string;
-  /** The masks file of the release in directory `release` (core/steps/masks.ts releaseMasks): root 0600, never sent back. */
-  masks: (release: string) => string;
+  /**
+   * In a release's record directory `record` (layout.record): its masks file (core/steps/masks.ts releaseMasks), root
+   * 0600, never sent back; read by the hosts' masking (sh/mask.sh). A release made by an older ops has it in its own
+   * directory under the same name (read there for it alone: mask.sh mask_record).
+   */
+  masks: (record: string) => string;
   /** Where ops records what it knows of each release, by id (root's; the app user cannot write there). */
   records: string;
   /** What ops records of release `id` (its REVISION, release.json, tree records and mark): created with it, pruned with it. */
@@ -112,7 +117,7 @@ export function layout(env: Environment): Layout {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
-    masks: (release) => `${release}/.ops-masks`,
+    masks: (record) => `${record}/.ops-masks`,
     records: `${base}/.ops/releases`,
     record: (id) => `${base}/.ops/releases/${id}`,
     treeMade: (record) => `${record}/.ops-files`,

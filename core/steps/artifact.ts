@@ -60,10 +60,11 @@ export function packArtifacts(env: Target, id: string, sets: string[]): Step {
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  # A release's .env, environ and masks stay on its host: each host is given its own (unpackArtifacts).
-  # With the release, its record of its files as made (root's, beside it: layout.treeMade), for the receivers' no-op.
+  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts), and its masks file
+  # (in its record) too. With the release, of its record only its files as made (layout.treeMade), for the
+  # receivers' no-op.
   made=(); if [ "$1" = release ] && [ -f ${quote(L.treeMade(L.record(id)))} ]; then made=(-C ${quote(L.record(id))} ${quote(name(L.treeMade('.')))}); fi
-  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" --exclude="${L.masks('$3')}" -cf - "$3" "${'$'}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
+  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" -cf - "$3" "${'$'}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
 ${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
@@ -153,7 +154,7 @@ unpack() { # DIR ENTRY FILE...
   fi
   chown -R ${quote(owner)} "$new/$entry"
   if [ "$dir" = ${quote(L.releases)} ]; then
-    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, dotenv)}
+    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, L.record(id), dotenv)}
   fi
   rm -rf "${'$'}{dir:?}/${'$'}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
   echo "$entry: unpacked"

@@ -15,7 +15,7 @@ export function secretEnvNames(env: Target): string[] {
 }
 
 /**
- * The masks file of a release (layout.masks): every exact form the runner masks (core/report.ts exactForms of
+ * The masks file of a release (layout.masks, in its record): every exact form the runner masks (core/report.ts exactForms of
  * maskedParts: the value, each line, a URL's password, the strings of a JSON value, each as programs print it
  * quoted, quoted for a shell and URL-encoded) for the value of each variable of `environ` (the release's NUL-separated NAME=VALUE
  * records, as the deploy renders them) that comes from a secret; booleans (rendered "true", "false") are not
@@ -37,13 +37,15 @@ export function releaseMasks(env: Target, environ: string): string {
 }
 
 /**
- * mask_forms's arguments for `env` (sh/mask.sh): the releases directory, the names of a release's masks and environ
- * files, the kept masks file (layout.keptMasks: the releases pruned) and the variables that come from secrets.
+ * mask_forms's arguments for `env` (sh/mask.sh): the releases directory, the record directories (layout.records:
+ * where each release's masks file is, mask_record), the names of a release's masks file (in its record) and environ
+ * file (in its directory), the kept masks file (layout.keptMasks: the releases pruned) and the variables that come
+ * from secrets.
  */
 export function maskArgs(env: Target): string[] {
   const L = env.layout;
   const name = (path: string) => path.slice(path.lastIndexOf('/') + 1);
-  return [L.releases, name(L.masks('x')), name(L.environ('x')), L.keptMasks, ...secretEnvNames(env)];
+  return [L.releases, L.records, name(L.masks('x')), name(L.environ('x')), L.keptMasks, ...secretEnvNames(env)];
 }
 
 /**
@@ -57,11 +59,10 @@ export function maskText(env: Target): string {
 }
 
 /**
- * Shell that adds the texts to mask of the release directory in shell variable `dirVar` to the kept masks file
- * (keep_masks): for the prune, before the release is removed (its programs' lines stay in the log files). Needs
- * MASK_FUNCTIONS; runs as root.
+ * Shell that adds the texts to mask of the release whose id is in shell variable `idVar` to the kept masks file
+ * (keep_masks): for the prune, before the release and its record are removed (its programs' lines stay in the log
+ * files). Needs MASK_FUNCTIONS; runs as root.
  */
-export function keepMasks(env: Target, dirVar: string): string {
-  const [, masks = '', environ = '', kept = '', ...names] = maskArgs(env);
-  return `keep_masks "$${dirVar}" ${[masks, environ, kept, ...names].map(quote).join(' ')}`;
+export function keepMasks(env: Target, idVar: string): string {
+  return `keep_masks "$${idVar}" ${maskArgs(env).map(quote).join(' ')}`;
 }

@@ -376,13 +376,14 @@ export interface DotenvUploads {
 
 /**
  * Put a deploy's uploaded .env and environ into the release directory `dir` being made (before it is renamed into
- * place: a release never exists without them), 0600, owned by the app user (its masks file too, owned by root: only
- * the hosts' own masking reads it), replacing whatever the commit has at
- * those paths (a committed .env, a link). `dir` is root's (0750) while they are written, so its entries are not the
- * app user's to swap for links meanwhile, then the app user's again. Shell for createRelease and unpackArtifacts,
- * whose traps remove the uploads.
+ * place: a release never exists without them), 0600, owned by the app user, replacing whatever the commit has at
+ * those paths (a committed .env, a link); and its masks file into its record directory `record` (layout.record, made
+ * by releaseRecord first), owned by root: only the hosts' own masking reads it, and the app user, who owns `dir`
+ * once it is in place, could remove or replace a file there. `dir` is root's (0750) while they are written, so its
+ * entries are not the app user's to swap for links meanwhile, then the app user's again. Shell for createRelease and
+ * unpackArtifacts, whose traps remove the uploads.
  */
-export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads): string {
+export function releaseDotenv(env: Target, dir: string, record: string, uploaded: DotenvUploads): string {
   const u = quote(env.appUser);
   const L = env.layout;
   const files: [string, string][] = [
@@ -391,15 +392,15 @@ export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads)
   ];
   return [`chown root:root ${quote(dir)}; chmod 0750 ${quote(dir)}`]
     .concat(files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`))
-    .concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`, `chown ${u}:${u} ${quote(dir)}`)
+    .concat(`chown ${u}:${u} ${quote(dir)}`, `install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(record))}`)
     .join('\n');
 }
 
 /**
  * Shell recording the release of `meta` being made in directory `dir` (still root's: before its chown and rename):
- * its record directory (layout.record, root's: REVISION and release.json, what ops reads of it), and copies of both in
- * `dir` for the app to read, written after removing whatever the commit put at those names (a link into /etc is
- * removed, never written through). Shell for createRelease and unpackArtifacts, whose traps remove the record when
+ * its record directory (layout.record, root's: REVISION and release.json, what ops reads of it; its masks file and
+ * the records of its files go there too), and copies of both in `dir` for the app to read, written after removing
+ * whatever the commit put at those names (a link into /etc is removed, never written through). Shell for createRelease and unpackArtifacts, whose traps remove the record when
  * the release is not made.
  */
 export function releaseRecord(env: Target, dir: string, meta: ReleaseMeta): string {
@@ -448,7 +449,7 @@ ${extra.length ? `${extra.join('\n')}\n` : ''}${releaseRecord(env, tmp, meta)}
 ${treeLibrary(env)}
 tree_made ${quote(tmp)} ${quote(rec)} || rm -f ${quote(L.treeMade(rec))}
 chown -R ${owner} ${quote(tmp)}
-${releaseDotenv(env, tmp, dotenv)}
+${releaseDotenv(env, tmp, rec, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
 trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,

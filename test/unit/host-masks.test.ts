@@ -3,7 +3,7 @@
 // bash on a scratch host tree, with what python3 and node really print, an HTTP server answering 503 with a secret
 // in its body, and a log file.
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,8 +38,14 @@ const VALUES = { SECRET_KEY, DATABASE_URL, PASSWORDS, PEM, FLAG: 'true', SHORT: 
 /** Every secret's tell-tale text: none may appear once masked. */
 const TELLS = /long-secret|s3cr|adm1n|line-of-key/;
 
-/** A scratch host tree: releases/<id> with its environ (and masks file, unless `masks` is false). */
-function target(port = 8000, masks = true): Target {
+const ID = '20261201T100000Z-0123456789ab';
+
+/**
+ * A scratch host tree: releases/<id> with its environ, and its masks file where `masks` says: in its record
+ * (layout.record, as ops makes a release), in its own directory (a release made by an older ops, which has no record),
+ * or none (a release deployed before masks files).
+ */
+function target(port = 8000, masks: 'record' | 'own' | 'none' = 'record'): Target {
   const base = mkdtempSync(join(tmpdir(), 'ops-host-masks-'));
   const config = parseEnvironment(
     {
@@ -52,19 +58,21 @@ function target(port = 8000, masks = true): Target {
     'test',
   );
   const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'root', baseDir: base, url: 'http://x' });
-  const dir = `${t.layout.releases}/20261201T100000Z-0123456789ab`;
+  const dir = `${t.layout.releases}/${ID}`;
   mkdirSync(dir, { recursive: true });
   const environ = Object.entries({ APP_NAME: 'shop-catalogue', ...VALUES })
     .map(([k, v]) => `${k}=${v}\0`)
     .join('');
   writeFileSync(t.layout.environ(dir), environ, { mode: 0o600 });
-  if (masks) writeFileSync(t.layout.masks(dir), releaseMasks(t, environ), { mode: 0o600 });
+  if (masks === 'record') mkdirSync(t.layout.record(ID), { recursive: true });
+  if (masks !== 'none') writeFileSync(t.layout.masks(masks === 'record' ? t.layout.record(ID) : dir), releaseMasks(t, environ), { mode: 0o600 });
   return { ...t, layout: { ...t.layout, logDir: join(base, 'log') } };
 }
 
 /** `text` through the host's mask_text for `t`. */
 function hostMasked(t: Target, text: string): string {
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${maskText(t)}`], { input: text, encoding: 'utf8' });
+  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${maskText(t)}`], { input: text, encoding: 'utf8', timeout: 10_000 });
+  expect(r.error, 'mask_text ended').toBeUndefined();
   expect(r.stderr).toBe('');
   return r.stdout;
 }
@@ -106,9 +114,36 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
   });
 
   it('masks each line of the values the environ holds for secret variables (a release deployed before masks files)', () => {
-    const t = target(8000, false);
+    const t = target(8000, 'none');
     const host = hostMasked(t, `raw ${SECRET_KEY}\npem ${PEM}\nurl ${DATABASE_URL}\nplain shop-catalogue true ab\n`);
     expect(host).toBe('raw ***\npem ***\n***\nurl ***\nplain shop-catalogue true ab\n');
+  });
+
+  it("the app user rewrites its release's environ and removes or replaces a masks file there: the record's masks file still masks every form; a FIFO is not read", () => {
+    const t = target();
+    const dir = `${t.layout.releases}/${ID}`;
+    const other = join(t.layout.base, 'other-root-file');
+    writeFileSync(other, 'nothing-secret-here\n');
+    // What the app can do in its own directory: its environ rewritten without the secrets, a masks file of its own.
+    writeFileSync(t.layout.environ(dir), 'APP_NAME=shop-catalogue\0');
+    const text = printed();
+    for (const replace of [() => {}, () => symlinkSync(other, t.layout.masks(dir)), () => spawnSync('mkfifo', [t.layout.masks(dir)])]) {
+      rmSync(t.layout.masks(dir), { force: true });
+      replace();
+      const host = hostMasked(t, text);
+      expect(host).not.toMatch(TELLS);
+      expect(host).toContain("'SECRET_KEY': '***'");
+    }
+    // Its environ a FIFO (no writer: a read would wait for ever): skipped, the record's masks still read.
+    rmSync(t.layout.environ(dir));
+    spawnSync('mkfifo', [t.layout.environ(dir)]);
+    expect(hostMasked(t, `raw ${SECRET_KEY}\n`)).toBe('raw ***\n');
+  });
+
+  it("a release made by an older ops (no record): its own directory's masks file, read for it alone", () => {
+    const t = target(8000, 'own');
+    writeFileSync(t.layout.environ(`${t.layout.releases}/${ID}`), ''); // its environ says nothing: the masks file alone
+    expect(hostMasked(t, `url ${DATABASE_URL}\npassword ${encodeURIComponent(DB_PASSWORD)}\n`)).toBe('url ***\npassword ***\n');
   });
 
   it('passes text through unchanged on a host without releases', () => {
@@ -138,7 +173,7 @@ describe('what status, logs and a failed start quote of the app is masked on the
 
   it("a failed start (a rollback's, without the key): the programs' new log lines, the verdict and what previous_back says", () => {
     const t = target();
-    const script = startSlot(t, 'green', `${t.layout.releases}/20261201T100000Z-0123456789ab`, '20261201T100000Z-0123456789ab').script;
+    const script = startSlot(t, 'green', `${t.layout.releases}/${ID}`, ID).script;
     // The start's failure branch as the step has it, run with supervisor stubbed: a log the new programs wrote to.
     const branch = script.slice(script.indexOf('if [ -n "$verdict" ]; then'), script.indexOf('fi >&2', script.indexOf('if [ -n "$verdict" ]; then')) + 'fi >&2'.length);
     expect(branch).toContain('mask_text');

@@ -31,7 +31,7 @@ const TOKEN = 'tok_9f8e7d6c5b4a39281706';
 /** Any word of either, or the token's start: none may appear. */
 const FRAGMENTS = /correct|horse|battery|staple|zebra|tok_9|9f8e7d/;
 
-/** A scratch host tree: one release per `values` (environ and masks file) under releases/. */
+/** A scratch host tree: one release per `values` under releases/ (its environ), its masks file in its record (layout.record). */
 function target(port: number, ...values: Record<string, string>[]): Target {
   const base = mkdtempSync(join(tmpdir(), 'ops-mask-order-'));
   const config = parseEnvironment(
@@ -55,7 +55,8 @@ function release(t: Target, id: string, values: Record<string, string>): string 
   mkdirSync(dir, { recursive: true });
   const environ = Object.entries(values).map(([k, v]) => `${k}=${v}\0`).join('');
   writeFileSync(t.layout.environ(dir), environ, { mode: 0o600 });
-  writeFileSync(t.layout.masks(dir), releaseMasks(t, environ), { mode: 0o600 });
+  mkdirSync(t.layout.record(id), { recursive: true });
+  writeFileSync(t.layout.masks(t.layout.record(id)), releaseMasks(t, environ), { mode: 0o600 });
   return dir;
 }
 
@@ -261,9 +262,12 @@ describe('the masks of pruned releases are kept: their programs\' lines stay in 
     const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `git() { :; }\n${scriptText(step)}`], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(existsSync(old)).toBe(false);
+    expect(existsSync(t.layout.record('20261201T100000Z-0123456789ab')), 'its record (and masks file) pruned with it').toBe(false);
     expect(hostMasked(t, log)).toBe('started with *** and ***\n');
     expect(statSync(t.layout.keptMasks).mode & 0o777).toBe(0o600);
     expect(readFileSync(t.layout.keptMasks, 'utf8')).not.toContain('tok_new'); // the kept releases' own are not copied
+    // Its masks file's forms, read from its record (its environ holds the plain values alone).
+    expect(readFileSync(t.layout.keptMasks, 'utf8').split('\n')).toContain(encodeURIComponent(PASSPHRASE));
     rmSync(t.layout.base, { recursive: true, force: true });
   });
 });

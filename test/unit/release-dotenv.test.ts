@@ -86,9 +86,12 @@ describe("a release's own .env and environ", () => {
     expect(statSync(builder.layout.dotenv(dir)).mode & 0o777).toBe(0o600);
     expect(statSync(builder.layout.environ(dir)).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dir, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
-    expect(readFileSync(builder.layout.masks(dir), 'utf8')).toBe('builder-secret\n');
-    expect(statSync(builder.layout.masks(dir)).mode & 0o777).toBe(0o600);
-    expect(statSync(builder.layout.masks(dir)).uid, 'owned by root: only the host masking reads it').toBe(0);
+    // Its masks file in its record (root's), not in the directory the app user owns (which could remove or replace it).
+    const masks = builder.layout.masks(builder.layout.record(ID));
+    expect(readFileSync(masks, 'utf8')).toBe('builder-secret\n');
+    expect(statSync(masks).mode & 0o777).toBe(0o600);
+    expect(statSync(masks).uid, 'owned by root: only the host masking reads it').toBe(0);
+    expect(existsSync(builder.layout.masks(dir)), 'none in the release directory').toBe(false);
     expect(existsSync(given.dotenv) || existsSync(given.environ) || existsSync(given.masks), 'the uploads are removed').toBe(false);
 
     const packed = parsePacked(await runStep(packArtifacts(builder, ID, [])), 'web1');
@@ -99,14 +102,16 @@ describe("a release's own .env and environ", () => {
     expect(members).toContain(`${ID}/app.py`);
     expect(members).not.toContain(`${ID}/.env`);
     expect(members).not.toContain(`${ID}/.ops-environ`);
-    expect(members, 'the masks file stays on its host too').not.toContain(`${ID}/.ops-masks`);
+    expect(members.filter((m) => m.endsWith('.ops-masks')), 'the masks file stays on its host too').toEqual([]);
 
     const receiver = target();
     const mine = uploads(receiver, 'b', 'TOKEN=receiver-secret\n');
     await runStep(unpackArtifacts(receiver, meta(sha), [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
     const got = `${receiver.layout.releases}/${ID}`;
     expect(readFileSync(receiver.layout.dotenv(got), 'utf8')).toBe('TOKEN=receiver-secret\n');
-    expect(readFileSync(receiver.layout.masks(got), 'utf8')).toBe('receiver-secret\n');
+    expect(readFileSync(receiver.layout.masks(receiver.layout.record(ID)), 'utf8')).toBe('receiver-secret\n');
+    expect(statSync(receiver.layout.masks(receiver.layout.record(ID))).mode & 0o777).toBe(0o600);
+    expect(existsSync(receiver.layout.masks(got))).toBe(false);
     expect(readFileSync(receiver.layout.environ(got), 'utf8')).toBe('TOKEN=receiver-secret\0');
     expect(statSync(receiver.layout.dotenv(got)).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(got, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');

@@ -4,10 +4,11 @@
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
 # root; no value leaves the host. The texts to mask:
 # - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
-#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
-#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
-#     value, as programs print them quoted, quoted for a shell (set -x, printf %q, shlex.quote), URL-encoded,
-#     repr'd, HTML-escaped, cut short by pydantic, with their white space collapsed), one a line;
+#   - its masks file, written by its deploy in its record directory (root's: mask_record; core/steps/masks.ts
+#     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
+#     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
+#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
+#     their white space collapsed), one a line;
 #   - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
 #     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
@@ -18,12 +19,18 @@
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
-# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
+# RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
+# user's: read there for it alone; history.sh release_record's rule for its other records).
+mask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }
+# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in
+# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one
+# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.
 release_forms() {
-  local dir=${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
-  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm
+  mask_record "$1" "$2" "$3"; shift 5
+  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"
+  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi
   while IFS= read -r -d '' rec; do
     name=${rec%%=*}
     for want; do
@@ -37,37 +44,42 @@ release_forms() {
         [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf '%s\n' "$norm"
       done <<< "${rec#*=}"
     done
-  done < "$dir$environ"
+  done < "$dir/$environ"
 }
-# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
-# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.
 mask_forms() {
-  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5
   {
     [ ! -r "$kept" ] || cat -- "$kept"
-    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+    for dir in "$releases"/*/; do
+      [ -d "$dir" ] || continue
+      id=${dir%/}; id=${id##*/}
+      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"
+    done
   } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
 }
-# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
-# text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
-# a file or given on a command line.
+# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
+# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
+# written to a file or given on a command line.
 mask_text() {
   local script
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\/$*.^[]/\\&/g; s/.*/s\/&\/***\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\n' "$script")
 }
-# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
-# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
-# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
-# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
+# the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
+# Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
+# lines are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
 keep_masks() {
-  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
-  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
   mv -f -- "$kept.new" "$kept"
 }
-# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
-# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest
+# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut
+# (mask_clip).
 mask_load() {
   MASK_FORMS=()
   mapfile -t MASK_FORMS < <(mask_forms "$@")

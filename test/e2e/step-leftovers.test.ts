@@ -38,6 +38,21 @@ async function lockIsFree(): Promise<void> {
   expect(locks.map((l) => l.lock.state)).toEqual(['free']);
 }
 
+/**
+ * Deploys main and checks that it serves `version`, that no process matching `leftover` (pgrep -f) runs on the host
+ * once the deploy ended (`what`: whose it would be, for the failure message), that the deploy said what it stopped,
+ * and that the lock is free.
+ */
+async function deployStopsLeftovers(version: string, leftover: string, what: string): Promise<void> {
+  const r = await cli('deploy', 'e2e', '--ref', 'main');
+  const text = readable(r);
+  expect(r.code, text).toBe(0);
+  expect((await get(host)).body).toBe(version);
+  expect(await onHost(`pgrep -a -f ${quote(leftover)} || true`), `${what} still runs after the deploy`).toBe('');
+  expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
+  await lockIsFree();
+}
+
 beforeAll(async () => {
   host = await readyHost('slo');
   repo = join(root, 'app');
@@ -72,13 +87,7 @@ describe.sequential('what a user command leaves running', () => {
       release: { ...(config.release as object), build: 'nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo built', before_switch: ['setsid sleep 1002 >/dev/null 2>&1 </dev/null & echo hooked'] },
     });
     commit(repo, { VERSION: '3\n' }, 'version 3');
-    const r = await cli('deploy', 'e2e', '--ref', 'main');
-    const text = readable(r);
-    expect(r.code, text).toBe(0);
-    expect((await get(host)).body).toBe('3');
-    expect(await onHost('pgrep -a -f "^sleep 100[12]$" || true'), 'a daemon of the build or the hook still runs after the deploy').toBe('');
-    expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
-    await lockIsFree();
+    await deployStopsLeftovers('3', '^sleep 100[12]$', 'a daemon of the build or the hook');
   }, 300_000);
 
   it("a dependency whose postinstall starts a daemon (a vendored tarball, file:vendor/x.tgz): npm ci's leftover is stopped, the deploy says so", async () => {
@@ -94,12 +103,6 @@ describe.sequential('what a user command leaves running', () => {
     execFileSync('npm', ['install', '--package-lock-only', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: pack, stdio: 'ignore' });
     project.write({ ...config, release: { ...(config.release as object), node_dir: '.' } });
     commit(repo, { 'package.json': pkg, 'package-lock.json': readFileSync(join(pack, 'package-lock.json')), 'vendor/devserver-1.0.0.tgz': readFileSync(join(pack, 'vendor', 'devserver-1.0.0.tgz')), VERSION: '4\n' }, 'version 4, with a vendored dependency');
-    const r = await cli('deploy', 'e2e', '--ref', 'main');
-    const text = readable(r);
-    expect(r.code, text).toBe(0);
-    expect((await get(host)).body).toBe('4');
-    expect(await onHost('pgrep -a -f "^sleep 1003$" || true'), "the postinstall's daemon still runs after the deploy").toBe('');
-    expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
-    await lockIsFree();
+    await deployStopsLeftovers('4', '^sleep 1003$', "the postinstall's daemon");
   }, 300_000);
 });

@@ -27,8 +27,8 @@ var __commonJS = (cb, mod4) => function __require2() {
   }
 };
 var __export = (target, all) => {
-  for (var name2 in all)
-    __defProp(target, name2, { get: all[name2], enumerable: true });
+  for (var name3 in all)
+    __defProp(target, name3, { get: all[name3], enumerable: true });
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
@@ -1383,15 +1383,15 @@ var require_util = __commonJS({
         size: m[3] ? parseInt(m[3]) : null
       } : null;
     }
-    function addListener(obj, name2, listener) {
+    function addListener(obj, name3, listener) {
       const listeners = obj[kListeners] ??= [];
-      listeners.push([name2, listener]);
-      obj.on(name2, listener);
+      listeners.push([name3, listener]);
+      obj.on(name3, listener);
       return obj;
     }
     function removeAllListeners(obj) {
-      for (const [name2, listener] of obj[kListeners] ?? []) {
-        obj.removeListener(name2, listener);
+      for (const [name3, listener] of obj[kListeners] ?? []) {
+        obj.removeListener(name3, listener);
       }
       obj[kListeners] = null;
     }
@@ -3559,9 +3559,9 @@ var require_data_url = __commonJS({
       assert(mimeType !== "failure");
       const { parameters, essence } = mimeType;
       let serialization = essence;
-      for (let [name2, value] of parameters.entries()) {
+      for (let [name3, value] of parameters.entries()) {
         serialization += ";";
-        serialization += name2;
+        serialization += name3;
         serialization += "=";
         if (!HTTP_TOKEN_CODEPOINTS.test(value)) {
           value = value.replace(/(\\|")/g, "\\$1");
@@ -4009,11 +4009,11 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.TypedArray = function(V, T, prefix, name2, opts2) {
+    webidl.converters.TypedArray = function(V, T, prefix, name3, opts2) {
       if (webidl.util.Type(V) !== "Object" || !types.isTypedArray(V) || V.constructor.name !== T.name) {
         throw webidl.errors.conversionFailed({
           prefix,
-          argument: `${name2} ("${webidl.util.Stringify(V)}")`,
+          argument: `${name3} ("${webidl.util.Stringify(V)}")`,
           types: [T.name]
         });
       }
@@ -4031,11 +4031,11 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.DataView = function(V, prefix, name2, opts2) {
+    webidl.converters.DataView = function(V, prefix, name3, opts2) {
       if (webidl.util.Type(V) !== "Object" || !types.isDataView(V)) {
         throw webidl.errors.exception({
           header: prefix,
-          message: `${name2} is not a DataView.`
+          message: `${name3} is not a DataView.`
         });
       }
       if (opts2?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
@@ -4052,19 +4052,19 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.BufferSource = function(V, prefix, name2, opts2) {
+    webidl.converters.BufferSource = function(V, prefix, name3, opts2) {
       if (types.isAnyArrayBuffer(V)) {
-        return webidl.converters.ArrayBuffer(V, prefix, name2, { ...opts2, allowShared: false });
+        return webidl.converters.ArrayBuffer(V, prefix, name3, { ...opts2, allowShared: false });
       }
       if (types.isTypedArray(V)) {
-        return webidl.converters.TypedArray(V, V.constructor, prefix, name2, { ...opts2, allowShared: false });
+        return webidl.converters.TypedArray(V, V.constructor, prefix, name3, { ...opts2, allowShared: false });
       }
       if (types.isDataView(V)) {
-        return webidl.converters.DataView(V, prefix, name2, { ...opts2, allowShared: false });
+        return webidl.converters.DataView(V, prefix, name3, { ...opts2, allowShared: false });
       }
       throw webidl.errors.conversionFailed({
         prefix,
-        argument: `${name2} ("${webidl.util.Stringify(V)}")`,
+        argument: `${name3} ("${webidl.util.Stringify(V)}")`,
         types: ["BufferSource"]
       });
     };
@@ -4508,7 +4508,7 @@ var require_util2 = __commonJS({
       return result;
     }
     var esIteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
-    function createIterator(name2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
+    function createIterator(name3, kInternalIterator, keyIndex = 0, valueIndex = 1) {
       class FastIterableIterator {
         /** @type {any} */
         #target;
@@ -4529,7 +4529,7 @@ var require_util2 = __commonJS({
         next() {
           if (typeof this !== "object" || this === null || !(#target in this)) {
             throw new TypeError(
-              `'next' called on an object that does not implement interface ${name2} Iterator.`
+              `'next' called on an object that does not implement interface ${name3} Iterator.`
             );
           }
           const index = this.#index;
@@ -4568,7 +4568,7 @@ var require_util2 = __commonJS({
           writable: false,
           enumerable: false,
           configurable: true,
-          value: `${name2} Iterator`
+          value: `${name3} Iterator`
         },
         next: { writable: true, enumerable: true, configurable: true }
       });
@@ -4576,8 +4576,8 @@ var require_util2 = __commonJS({
         return new FastIterableIterator(target, kind);
       };
     }
-    function iteratorMixin(name2, object2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
-      const makeIterator = createIterator(name2, kInternalIterator, keyIndex, valueIndex);
+    function iteratorMixin(name3, object2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
+      const makeIterator = createIterator(name3, kInternalIterator, keyIndex, valueIndex);
       const properties = {
         keys: {
           writable: true,
@@ -4612,10 +4612,10 @@ var require_util2 = __commonJS({
           configurable: true,
           value: function forEach(callbackfn, thisArg = globalThis) {
             webidl.brandCheck(this, object2);
-            webidl.argumentLengthCheck(arguments, 1, `${name2}.forEach`);
+            webidl.argumentLengthCheck(arguments, 1, `${name3}.forEach`);
             if (typeof callbackfn !== "function") {
               throw new TypeError(
-                `Failed to execute 'forEach' on '${name2}': parameter 1 is not of type 'Function'.`
+                `Failed to execute 'forEach' on '${name3}': parameter 1 is not of type 'Function'.`
               );
             }
             for (const { 0: key, 1: value } of makeIterator(this, "key+value")) {
@@ -4867,8 +4867,8 @@ var require_util2 = __commonJS({
       }
       return values;
     }
-    function getDecodeSplit(name2, list3) {
-      const value = list3.get(name2, true);
+    function getDecodeSplit(name3, list3) {
+      const value = list3.get(name3, true);
       if (value === null) {
         return null;
       }
@@ -5055,7 +5055,7 @@ var require_formdata = __commonJS({
         }
         this[kState] = [];
       }
-      append(name2, value, filename = void 0) {
+      append(name3, value, filename = void 0) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.append";
         webidl.argumentLengthCheck(arguments, 2, prefix);
@@ -5064,45 +5064,45 @@ var require_formdata = __commonJS({
             "Failed to execute 'append' on 'FormData': parameter 2 is not of type 'Blob'"
           );
         }
-        name2 = webidl.converters.USVString(name2, prefix, "name");
+        name3 = webidl.converters.USVString(name3, prefix, "name");
         value = isBlobLike(value) ? webidl.converters.Blob(value, prefix, "value", { strict: false }) : webidl.converters.USVString(value, prefix, "value");
         filename = arguments.length === 3 ? webidl.converters.USVString(filename, prefix, "filename") : void 0;
-        const entry = makeEntry(name2, value, filename);
+        const entry = makeEntry(name3, value, filename);
         this[kState].push(entry);
       }
-      delete(name2) {
+      delete(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.delete";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        this[kState] = this[kState].filter((entry) => entry.name !== name2);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        this[kState] = this[kState].filter((entry) => entry.name !== name3);
       }
-      get(name2) {
+      get(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.get";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        const idx = this[kState].findIndex((entry) => entry.name === name2);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        const idx = this[kState].findIndex((entry) => entry.name === name3);
         if (idx === -1) {
           return null;
         }
         return this[kState][idx].value;
       }
-      getAll(name2) {
+      getAll(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.getAll";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        return this[kState].filter((entry) => entry.name === name2).map((entry) => entry.value);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        return this[kState].filter((entry) => entry.name === name3).map((entry) => entry.value);
       }
-      has(name2) {
+      has(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.has";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        return this[kState].findIndex((entry) => entry.name === name2) !== -1;
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        return this[kState].findIndex((entry) => entry.name === name3) !== -1;
       }
-      set(name2, value, filename = void 0) {
+      set(name3, value, filename = void 0) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.set";
         webidl.argumentLengthCheck(arguments, 2, prefix);
@@ -5111,16 +5111,16 @@ var require_formdata = __commonJS({
             "Failed to execute 'set' on 'FormData': parameter 2 is not of type 'Blob'"
           );
         }
-        name2 = webidl.converters.USVString(name2, prefix, "name");
+        name3 = webidl.converters.USVString(name3, prefix, "name");
         value = isBlobLike(value) ? webidl.converters.Blob(value, prefix, "name", { strict: false }) : webidl.converters.USVString(value, prefix, "name");
         filename = arguments.length === 3 ? webidl.converters.USVString(filename, prefix, "name") : void 0;
-        const entry = makeEntry(name2, value, filename);
-        const idx = this[kState].findIndex((entry2) => entry2.name === name2);
+        const entry = makeEntry(name3, value, filename);
+        const idx = this[kState].findIndex((entry2) => entry2.name === name3);
         if (idx !== -1) {
           this[kState] = [
             ...this[kState].slice(0, idx),
             entry,
-            ...this[kState].slice(idx + 1).filter((entry2) => entry2.name !== name2)
+            ...this[kState].slice(idx + 1).filter((entry2) => entry2.name !== name3)
           ];
         } else {
           this[kState].push(entry);
@@ -5158,7 +5158,7 @@ var require_formdata = __commonJS({
         configurable: true
       }
     });
-    function makeEntry(name2, value, filename) {
+    function makeEntry(name3, value, filename) {
       if (typeof value === "string") {
       } else {
         if (!isFileLike(value)) {
@@ -5172,7 +5172,7 @@ var require_formdata = __commonJS({
           value = value instanceof NativeFile ? new File([value], filename, options) : new FileLike(value, filename, options);
         }
       }
-      return { name: name2, value };
+      return { name: name3, value };
     }
     module.exports = { FormData, makeEntry };
   }
@@ -5251,7 +5251,7 @@ var require_formdata_parser = __commonJS({
         if (result === "failure") {
           return "failure";
         }
-        let { name: name2, filename, contentType, encoding } = result;
+        let { name: name3, filename, contentType, encoding } = result;
         position.position += 2;
         let body;
         {
@@ -5280,22 +5280,22 @@ var require_formdata_parser = __commonJS({
         } else {
           value = utf8DecodeBytes(Buffer.from(body));
         }
-        assert(isUSVString(name2));
+        assert(isUSVString(name3));
         assert(typeof value === "string" && isUSVString(value) || isFileLike(value));
-        entryList.push(makeEntry(name2, value, filename));
+        entryList.push(makeEntry(name3, value, filename));
       }
     }
     function parseMultipartFormDataHeaders(input, position) {
-      let name2 = null;
+      let name3 = null;
       let filename = null;
       let contentType = null;
       let encoding = null;
       while (true) {
         if (input[position.position] === 13 && input[position.position + 1] === 10) {
-          if (name2 === null) {
+          if (name3 === null) {
             return "failure";
           }
-          return { name: name2, filename, contentType, encoding };
+          return { name: name3, filename, contentType, encoding };
         }
         let headerName = collectASequenceOfBytes(
           (char) => char !== 10 && char !== 13 && char !== 58,
@@ -5317,13 +5317,13 @@ var require_formdata_parser = __commonJS({
         );
         switch (bufferToLowerCasedHeaderName(headerName)) {
           case "content-disposition": {
-            name2 = filename = null;
+            name3 = filename = null;
             if (!bufferStartsWith(input, formDataNameBuffer, position)) {
               return "failure";
             }
             position.position += 17;
-            name2 = parseMultipartFormDataName(input, position);
-            if (name2 === null) {
+            name3 = parseMultipartFormDataName(input, position);
+            if (name3 === null) {
               return "failure";
             }
             if (bufferStartsWith(input, filenameBuffer, position)) {
@@ -5380,7 +5380,7 @@ var require_formdata_parser = __commonJS({
     }
     function parseMultipartFormDataName(input, position) {
       assert(input[position.position - 1] === 34);
-      let name2 = collectASequenceOfBytes(
+      let name3 = collectASequenceOfBytes(
         (char) => char !== 10 && char !== 13 && char !== 34,
         input,
         position
@@ -5390,8 +5390,8 @@ var require_formdata_parser = __commonJS({
       } else {
         position.position++;
       }
-      name2 = new TextDecoder().decode(name2).replace(/%0A/ig, "\n").replace(/%0D/ig, "\r").replace(/%22/g, '"');
-      return name2;
+      name3 = new TextDecoder().decode(name3).replace(/%0A/ig, "\n").replace(/%0D/ig, "\r").replace(/%22/g, '"');
+      return name3;
     }
     function collectASequenceOfBytes(condition, input, position) {
       let start = position.position;
@@ -5518,16 +5518,16 @@ Content-Disposition: form-data`;
         const rn = new Uint8Array([13, 10]);
         length = 0;
         let hasUnknownSizeValue = false;
-        for (const [name2, value] of object2) {
+        for (const [name3, value] of object2) {
           if (typeof value === "string") {
-            const chunk2 = textEncoder.encode(prefix + `; name="${escape(normalizeLinefeeds(name2))}"\r
+            const chunk2 = textEncoder.encode(prefix + `; name="${escape(normalizeLinefeeds(name3))}"\r
 \r
 ${normalizeLinefeeds(value)}\r
 `);
             blobParts.push(chunk2);
             length += chunk2.byteLength;
           } else {
-            const chunk2 = textEncoder.encode(`${prefix}; name="${escape(normalizeLinefeeds(name2))}"` + (value.name ? `; filename="${escape(value.name)}"` : "") + `\r
+            const chunk2 = textEncoder.encode(`${prefix}; name="${escape(normalizeLinefeeds(name3))}"` + (value.name ? `; filename="${escape(value.name)}"` : "") + `\r
 Content-Type: ${value.type || "application/octet-stream"}\r
 \r
 `);
@@ -5671,8 +5671,8 @@ Content-Type: ${value.type || "application/octet-stream"}\r
                 case "application/x-www-form-urlencoded": {
                   const entries = new URLSearchParams(value.toString());
                   const fd = new FormData();
-                  for (const [name2, value2] of entries) {
-                    fd.append(name2, value2);
+                  for (const [name3, value2] of entries) {
+                    fd.append(name3, value2);
                   }
                   return fd;
                 }
@@ -6928,13 +6928,13 @@ var require_client_h2 = __commonJS({
     } = http2;
     function parseH2Headers(headers) {
       const result = [];
-      for (const [name2, value] of Object.entries(headers)) {
+      for (const [name3, value] of Object.entries(headers)) {
         if (Array.isArray(value)) {
           for (const subvalue of value) {
-            result.push(Buffer.from(name2), Buffer.from(subvalue));
+            result.push(Buffer.from(name3), Buffer.from(subvalue));
           }
         } else {
-          result.push(Buffer.from(name2), Buffer.from(value));
+          result.push(Buffer.from(name3), Buffer.from(value));
         }
       }
       return result;
@@ -7578,8 +7578,8 @@ var require_redirect_handler = __commonJS({
         return true;
       }
       if (unknownOrigin && (header.length === 13 || header.length === 6 || header.length === 19)) {
-        const name2 = util.headerNameToString(header);
-        return name2 === "authorization" || name2 === "cookie" || name2 === "proxy-authorization";
+        const name3 = util.headerNameToString(header);
+        return name3 === "authorization" || name3 === "cookie" || name3 === "proxy-authorization";
       }
       return false;
     }
@@ -10832,13 +10832,13 @@ var require_mock_utils = __commonJS({
       for (let i = 0; i < keys.length; ++i) {
         const key = keys[i];
         const value = data[key];
-        const name2 = Buffer.from(`${key}`);
+        const name3 = Buffer.from(`${key}`);
         if (Array.isArray(value)) {
           for (let j = 0; j < value.length; ++j) {
-            result.push(name2, Buffer.from(`${value[j]}`));
+            result.push(name3, Buffer.from(`${value[j]}`));
           }
         } else {
-          result.push(name2, Buffer.from(`${value}`));
+          result.push(name3, Buffer.from(`${value}`));
         }
       }
       return result;
@@ -11988,12 +11988,12 @@ var require_headers = __commonJS({
         });
       }
     }
-    function appendHeader(headers, name2, value) {
+    function appendHeader(headers, name3, value) {
       value = headerValueNormalize(value);
-      if (!isValidHeaderName(name2)) {
+      if (!isValidHeaderName(name3)) {
         throw webidl.errors.invalidArgument({
           prefix: "Headers.append",
-          value: name2,
+          value: name3,
           type: "header name"
         });
       } else if (!isValidHeaderValue(value)) {
@@ -12006,7 +12006,7 @@ var require_headers = __commonJS({
       if (getHeadersGuard(headers) === "immutable") {
         throw new TypeError("immutable");
       }
-      return getHeadersList(headers).append(name2, value, false);
+      return getHeadersList(headers).append(name3, value, false);
     }
     function compareHeaderName(a, b) {
       return a[0] < b[0] ? -1 : 1;
@@ -12029,8 +12029,8 @@ var require_headers = __commonJS({
        * @param {string} name
        * @param {boolean} isLowerCase
        */
-      contains(name2, isLowerCase) {
-        return this[kHeadersMap].has(isLowerCase ? name2 : name2.toLowerCase());
+      contains(name3, isLowerCase) {
+        return this[kHeadersMap].has(isLowerCase ? name3 : name3.toLowerCase());
       }
       clear() {
         this[kHeadersMap].clear();
@@ -12043,9 +12043,9 @@ var require_headers = __commonJS({
        * @param {string} value
        * @param {boolean} isLowerCase
        */
-      append(name2, value, isLowerCase) {
+      append(name3, value, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        const lowercaseName = isLowerCase ? name2 : name2.toLowerCase();
+        const lowercaseName = isLowerCase ? name3 : name3.toLowerCase();
         const exists2 = this[kHeadersMap].get(lowercaseName);
         if (exists2) {
           const delimiter = lowercaseName === "cookie" ? "; " : ", ";
@@ -12054,7 +12054,7 @@ var require_headers = __commonJS({
             value: `${exists2.value}${delimiter}${value}`
           });
         } else {
-          this[kHeadersMap].set(lowercaseName, { name: name2, value });
+          this[kHeadersMap].set(lowercaseName, { name: name3, value });
         }
         if (lowercaseName === "set-cookie") {
           (this.cookies ??= []).push(value);
@@ -12066,26 +12066,26 @@ var require_headers = __commonJS({
        * @param {string} value
        * @param {boolean} isLowerCase
        */
-      set(name2, value, isLowerCase) {
+      set(name3, value, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        const lowercaseName = isLowerCase ? name2 : name2.toLowerCase();
+        const lowercaseName = isLowerCase ? name3 : name3.toLowerCase();
         if (lowercaseName === "set-cookie") {
           this.cookies = [value];
         }
-        this[kHeadersMap].set(lowercaseName, { name: name2, value });
+        this[kHeadersMap].set(lowercaseName, { name: name3, value });
       }
       /**
        * @see https://fetch.spec.whatwg.org/#concept-header-list-delete
        * @param {string} name
        * @param {boolean} isLowerCase
        */
-      delete(name2, isLowerCase) {
+      delete(name3, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        if (!isLowerCase) name2 = name2.toLowerCase();
-        if (name2 === "set-cookie") {
+        if (!isLowerCase) name3 = name3.toLowerCase();
+        if (name3 === "set-cookie") {
           this.cookies = null;
         }
-        this[kHeadersMap].delete(name2);
+        this[kHeadersMap].delete(name3);
       }
       /**
        * @see https://fetch.spec.whatwg.org/#concept-header-list-get
@@ -12093,19 +12093,19 @@ var require_headers = __commonJS({
        * @param {boolean} isLowerCase
        * @returns {string | null}
        */
-      get(name2, isLowerCase) {
-        return this[kHeadersMap].get(isLowerCase ? name2 : name2.toLowerCase())?.value ?? null;
+      get(name3, isLowerCase) {
+        return this[kHeadersMap].get(isLowerCase ? name3 : name3.toLowerCase())?.value ?? null;
       }
       *[Symbol.iterator]() {
-        for (const { 0: name2, 1: { value } } of this[kHeadersMap]) {
-          yield [name2, value];
+        for (const { 0: name3, 1: { value } } of this[kHeadersMap]) {
+          yield [name3, value];
         }
       }
       get entries() {
         const headers = {};
         if (this[kHeadersMap].size !== 0) {
-          for (const { name: name2, value } of this[kHeadersMap].values()) {
-            headers[name2] = value;
+          for (const { name: name3, value } of this[kHeadersMap].values()) {
+            headers[name3] = value;
           }
         }
         return headers;
@@ -12116,13 +12116,13 @@ var require_headers = __commonJS({
       get entriesList() {
         const headers = [];
         if (this[kHeadersMap].size !== 0) {
-          for (const { 0: lowerName, 1: { name: name2, value } } of this[kHeadersMap]) {
+          for (const { 0: lowerName, 1: { name: name3, value } } of this[kHeadersMap]) {
             if (lowerName === "set-cookie") {
               for (const cookie of this.cookies) {
-                headers.push([name2, cookie]);
+                headers.push([name3, cookie]);
               }
             } else {
-              headers.push([name2, value]);
+              headers.push([name3, value]);
             }
           }
         }
@@ -12168,8 +12168,8 @@ var require_headers = __commonJS({
           return array;
         } else {
           let i = 0;
-          for (const { 0: name2, 1: { value } } of this[kHeadersMap]) {
-            array[i++] = [name2, value];
+          for (const { 0: name3, 1: { value } } of this[kHeadersMap]) {
+            array[i++] = [name3, value];
             assert(value !== null);
           }
           return array.sort(compareHeaderName);
@@ -12192,77 +12192,77 @@ var require_headers = __commonJS({
         }
       }
       // https://fetch.spec.whatwg.org/#dom-headers-append
-      append(name2, value) {
+      append(name3, value) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 2, "Headers.append");
         const prefix = "Headers.append";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
         value = webidl.converters.ByteString(value, prefix, "value");
-        return appendHeader(this, name2, value);
+        return appendHeader(this, name3, value);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-delete
-      delete(name2) {
+      delete(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.delete");
         const prefix = "Headers.delete";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix: "Headers.delete",
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
         if (this.#guard === "immutable") {
           throw new TypeError("immutable");
         }
-        if (!this.#headersList.contains(name2, false)) {
+        if (!this.#headersList.contains(name3, false)) {
           return;
         }
-        this.#headersList.delete(name2, false);
+        this.#headersList.delete(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-get
-      get(name2) {
+      get(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.get");
         const prefix = "Headers.get";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
-        return this.#headersList.get(name2, false);
+        return this.#headersList.get(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-has
-      has(name2) {
+      has(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.has");
         const prefix = "Headers.has";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
-        return this.#headersList.contains(name2, false);
+        return this.#headersList.contains(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-set
-      set(name2, value) {
+      set(name3, value) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 2, "Headers.set");
         const prefix = "Headers.set";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
         value = webidl.converters.ByteString(value, prefix, "value");
         value = headerValueNormalize(value);
-        if (!isValidHeaderName(name2)) {
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         } else if (!isValidHeaderValue(value)) {
@@ -12275,7 +12275,7 @@ var require_headers = __commonJS({
         if (this.#guard === "immutable") {
           throw new TypeError("immutable");
         }
-        this.#headersList.set(name2, value, false);
+        this.#headersList.set(name3, value, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
@@ -12298,13 +12298,13 @@ var require_headers = __commonJS({
           return this.#headersList[kHeadersSortedMap] = names;
         }
         for (let i = 0; i < names.length; ++i) {
-          const { 0: name2, 1: value } = names[i];
-          if (name2 === "set-cookie") {
+          const { 0: name3, 1: value } = names[i];
+          if (name3 === "set-cookie") {
             for (let j = 0; j < cookies.length; ++j) {
-              headers.push([name2, cookies[j]]);
+              headers.push([name3, cookies[j]]);
             }
           } else {
-            headers.push([name2, value]);
+            headers.push([name3, value]);
           }
         }
         return this.#headersList[kHeadersSortedMap] = headers;
@@ -12724,23 +12724,23 @@ var require_response = __commonJS({
     webidl.converters.URLSearchParams = webidl.interfaceConverter(
       URLSearchParams
     );
-    webidl.converters.XMLHttpRequestBodyInit = function(V, prefix, name2) {
+    webidl.converters.XMLHttpRequestBodyInit = function(V, prefix, name3) {
       if (typeof V === "string") {
-        return webidl.converters.USVString(V, prefix, name2);
+        return webidl.converters.USVString(V, prefix, name3);
       }
       if (isBlobLike(V)) {
-        return webidl.converters.Blob(V, prefix, name2, { strict: false });
+        return webidl.converters.Blob(V, prefix, name3, { strict: false });
       }
       if (ArrayBuffer.isView(V) || types.isArrayBuffer(V)) {
-        return webidl.converters.BufferSource(V, prefix, name2);
+        return webidl.converters.BufferSource(V, prefix, name3);
       }
       if (util.isFormDataLike(V)) {
-        return webidl.converters.FormData(V, prefix, name2, { strict: false });
+        return webidl.converters.FormData(V, prefix, name3, { strict: false });
       }
       if (V instanceof URLSearchParams) {
-        return webidl.converters.URLSearchParams(V, prefix, name2);
+        return webidl.converters.URLSearchParams(V, prefix, name3);
       }
-      return webidl.converters.DOMString(V, prefix, name2);
+      return webidl.converters.DOMString(V, prefix, name3);
     };
     webidl.converters.BodyInit = function(V, prefix, argument) {
       if (V instanceof ReadableStream) {
@@ -13111,8 +13111,8 @@ var require_request2 = __commonJS({
           const headers = init.headers !== void 0 ? init.headers : new HeadersList(headersList);
           headersList.clear();
           if (headers instanceof HeadersList) {
-            for (const { name: name2, value } of headers.rawValues()) {
-              headersList.append(name2, value, false);
+            for (const { name: name3, value } of headers.rawValues()) {
+              headersList.append(name3, value, false);
             }
             headersList.cookies = headers.cookies;
           } else {
@@ -16116,9 +16116,9 @@ var require_util6 = __commonJS({
       }
       return false;
     }
-    function validateCookieName(name2) {
-      for (let i = 0; i < name2.length; ++i) {
-        const code = name2.charCodeAt(i);
+    function validateCookieName(name3) {
+      for (let i = 0; i < name3.length; ++i) {
+        const code = name3.charCodeAt(i);
         if (code < 33 || // exclude CTLs (0-31), SP and HT
         code > 126 || // exclude non-ascii and DEL
         code === 34 || // "
@@ -16325,7 +16325,7 @@ var require_parse = __commonJS({
       }
       let nameValuePair = "";
       let unparsedAttributes = "";
-      let name2 = "";
+      let name3 = "";
       let value = "";
       if (header.includes(";")) {
         const position = { position: 0 };
@@ -16338,20 +16338,20 @@ var require_parse = __commonJS({
         value = nameValuePair;
       } else {
         const position = { position: 0 };
-        name2 = collectASequenceOfCodePointsFast(
+        name3 = collectASequenceOfCodePointsFast(
           "=",
           nameValuePair,
           position
         );
         value = nameValuePair.slice(position.position + 1);
       }
-      name2 = name2.trim();
+      name3 = name3.trim();
       value = value.trim();
-      if (name2.length + value.length > maxNameValuePairSize) {
+      if (name3.length + value.length > maxNameValuePairSize) {
         return null;
       }
       return {
-        name: name2,
+        name: name3,
         value,
         ...parseUnparsedAttributes(unparsedAttributes)
       };
@@ -16464,19 +16464,19 @@ var require_cookies = __commonJS({
         return out;
       }
       for (const piece of cookie.split(";")) {
-        const [name2, ...value] = piece.split("=");
-        out[name2.trim()] = value.join("=");
+        const [name3, ...value] = piece.split("=");
+        out[name3.trim()] = value.join("=");
       }
       return out;
     }
-    function deleteCookie(headers, name2, attributes2) {
+    function deleteCookie(headers, name3, attributes2) {
       webidl.brandCheck(headers, Headers2, { strict: false });
       const prefix = "deleteCookie";
       webidl.argumentLengthCheck(arguments, 2, prefix);
-      name2 = webidl.converters.DOMString(name2, prefix, "name");
+      name3 = webidl.converters.DOMString(name3, prefix, "name");
       attributes2 = webidl.converters.DeleteCookieAttributes(attributes2);
       setCookie(headers, {
-        name: name2,
+        name: name3,
         value: "",
         expires: /* @__PURE__ */ new Date(0),
         ...attributes2
@@ -17038,9 +17038,9 @@ var require_util7 = __commonJS({
       const extensionList = /* @__PURE__ */ new Map();
       while (position.position < extensions.length) {
         const pair = collectASequenceOfCodePointsFast(";", extensions, position);
-        const [name2, value = ""] = pair.split("=");
+        const [name3, value = ""] = pair.split("=");
         extensionList.set(
-          removeHTTPWhitespace(name2, true, false),
+          removeHTTPWhitespace(name3, true, false),
           removeHTTPWhitespace(value, false, true)
         );
         position.position++;
@@ -19168,35 +19168,95 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
-function isTokenUser(user) {
-  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+function kindChanges(s) {
+  const kind = (c) => c >= "a" && c <= "z" ? "l" : c >= "A" && c <= "Z" ? "U" : c >= "0" && c <= "9" ? "d" : "";
+  let pairs = 0;
+  let changes = 0;
+  for (let i = 1; i < s.length; i++) {
+    const [a, b] = [kind(s[i - 1]), kind(s[i])];
+    if (!a || !b) continue;
+    pairs++;
+    if (a !== b && !(a === "U" && b === "l")) changes++;
+  }
+  return pairs ? changes / pairs : 0;
 }
-function credentialSpans(authority) {
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const colon = authority.slice(0, at2).indexOf(":");
+function isRandomRun(s) {
+  return BASE64URL_RUN.test(s) && kindChanges(s) >= 0.25;
+}
+function isTokenUser(user) {
+  if (AWS_PUBLIC_ID.test(user)) return false;
+  return TOKEN_PREFIX.test(user) || JWT.test(user) || GENERATED_USER.test(user) || isRandomRun(user);
+}
+function urlSpans(text, start, stop, nextAt) {
+  let end = start;
+  while (end < text.length && !"/?#".includes(text[end]) && !stop.test(text[end])) end++;
+  const authority = text.slice(start, end);
+  let at2 = authority.lastIndexOf("@");
+  const colon = (at2 < 0 ? authority : authority.slice(0, at2)).indexOf(":");
+  if (at2 < 0) {
+    if (colon < 0 || authority.startsWith("[") || PORT.test(authority.slice(colon + 1))) return [];
+    const past = nextAt(end);
+    if (past < 0) return [];
+    at2 = past - start;
+  }
   const userEnd = colon < 0 ? at2 : colon;
   const spans = [];
-  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
-  if (colon >= 0 && colon + 1 < at2) spans.push([colon + 1, at2]);
+  if (isTokenUser(text.slice(start, start + userEnd))) spans.push([start, start + userEnd]);
+  if (colon >= 0 && colon + 1 < at2) spans.push([start + colon + 1, start + at2]);
   return spans;
 }
+function scpSpans(userinfo, start) {
+  const colon = userinfo.indexOf(":");
+  const parts = colon < 0 ? [[0, userinfo.length]] : [[0, colon], [colon + 1, userinfo.length]];
+  return parts.filter(([a, b]) => isTokenUser(userinfo.slice(a, b))).map(([a, b]) => [start + a, start + b]);
+}
+function atFinder(text, stop) {
+  const stops = new RegExp(stop.source, "g");
+  let at2 = -1;
+  let block = -1;
+  return (from) => {
+    if (at2 < from) {
+      const i = text.indexOf("@", from);
+      at2 = i < 0 ? text.length : i;
+    }
+    if (block < from) {
+      stops.lastIndex = from;
+      block = stops.exec(text)?.index ?? text.length;
+    }
+    return at2 < text.length && at2 < block ? at2 : -1;
+  };
+}
+function credentialSpans(text, whole) {
+  const spans = [];
+  const stop = whole ? VALUE_STOP : TEXT_STOP;
+  const nextAt = atFinder(text, stop);
+  for (const m of text.matchAll(URL_SCHEME)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...urlSpans(text, m.index + m[0].length, stop, nextAt));
+  }
+  for (const m of text.matchAll(SCP_ADDRESS)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...scpSpans(m[1], m.index));
+  }
+  const kept = [];
+  for (const span of spans.sort((a, b) => a[0] - b[0])) if (!kept.length || span[0] >= kept.at(-1)[1]) kept.push(span);
+  return kept;
+}
 function urlCredentials(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+  const v = value.trim();
+  return spanTexts(v, credentialSpans(v, true));
 }
 function urlCredentialsIn(text) {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
+  return spanTexts(text, credentialSpans(text, false));
 }
 function hideUrlCredentials(s) {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const start = url.indexOf("://") + 3;
-    let authority = url.slice(start);
-    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
-    return url.slice(0, start) + authority;
-  }).replace(LOOSE_URL_PASSWORD, "$1***@");
+  const pieces = [];
+  let from = 0;
+  for (const [a, b] of credentialSpans(s, false)) {
+    pieces.push(s.slice(from, a), "***");
+    from = b;
+  }
+  return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
   return /secret-key-[0-9a-z-]/i.test(s);
@@ -19298,8 +19358,14 @@ function htmlEscapedForms(text) {
 function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+function shellQuotedForms(text) {
+  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  return [
+    text.replace(/'/g, "'\\''"),
+    text.replace(/'/g, `'"'"'`),
+    text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
+    text.replace(/["\\$`]/g, "\\$&")
+  ];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19312,7 +19378,7 @@ function printedForms(text) {
     ...htmlEscapedForms(text),
     collapsedSpace(text),
     nodeInspect(text),
-    ...bashSingleQuoted(text)
+    ...shellQuotedForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19360,7 +19426,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19418,12 +19484,18 @@ var init_parts = __esm({
       "00000000",
       "99999999"
     ]);
-    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
     TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
-    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
-    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
+    BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
+    AWS_PUBLIC_ID = /^A(?:IDA|GPA|ROA|PKA|IPA|NPA|NVA|SCA)[A-Z0-9]{16,17}$/;
+    PORT = /^[0-9]{0,5}$/;
+    SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@(=,;]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
+    TEXT_STOP = /[\s"'`<>]/;
+    VALUE_STOP = /(?!)/;
+    spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -19477,8 +19549,8 @@ function sudoHint(stderr, login2, host) {
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
-  const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
-  if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  const name3 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
+  if (name3) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name3}' >> /etc/hosts): sudo looks it up on every command`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 function readOnlySetHint(step, output) {
@@ -19493,14 +19565,17 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const clean5 = (t) => maskSecretLike(redact(t));
+  const clean5 = (t) => maskedText(t, redact);
   const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
+function maskedText(text, redact) {
+  return maskSecretLike(redact(text));
+}
 function maskSecretLike(text) {
-  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19508,7 +19583,7 @@ function messageLine(err) {
   return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
 }
 function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
-  const clean5 = (text2) => maskSecretLike(redact(text2));
+  const clean5 = (text2) => maskedText(text2, redact);
   const message = err instanceof Error ? err.message || err.name : String(err);
   const [head = "", ...rest] = clean5(message).split("\n");
   const first = err instanceof StepError ? head : messageLine(clean5(message));
@@ -19617,6 +19692,9 @@ function errorFields(err, processEnv = {}) {
   const { message, hint } = errorParts(err, processEnv);
   return { error: messageLine(message), ...hint && { hint: messageLine(hint) } };
 }
+function errorFieldsLine(e) {
+  return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
+}
 function onUncaught(print) {
   const handle = (err) => {
     if (isOwnOutputError(err)) return;
@@ -19713,8 +19791,8 @@ function own(strings, ...values) {
   });
   return out;
 }
-function keyName(name2) {
-  return `${MARK_OPEN}${name2}${MARK_CLOSE}`;
+function keyName(name3) {
+  return `${MARK_OPEN}${name3}${MARK_CLOSE}`;
 }
 function unmarked(text) {
   return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, "") : text;
@@ -19753,11 +19831,11 @@ function seconds(ms) {
 }
 function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
   const entries = Object.entries(streams);
-  for (const [name2, stream2] of entries) {
+  for (const [name3, stream2] of entries) {
     if (guardedOutputs.has(stream2)) continue;
     guardedOutputs.add(stream2);
     stream2.on("error", (err) => {
-      markOwnOutput(err, name2);
+      markOwnOutput(err, name3);
       if (brokenOutputs.has(stream2)) return;
       brokenOutputs.add(stream2);
       if (err.code === "EPIPE") {
@@ -25587,11 +25665,11 @@ function ecdhKem(curve, allowZeroKey = false) {
     }
   };
 }
-function splitLengths(lst, name2) {
-  return splitCoder(name2, ...lst.map((i) => {
-    if (typeof i.lengths[name2] !== "number")
-      throw new Error("wrong length: " + name2);
-    return i.lengths[name2];
+function splitLengths(lst, name3) {
+  return splitCoder(name3, ...lst.map((i) => {
+    if (typeof i.lengths[name3] !== "number")
+      throw new Error("wrong length: " + name3);
+    return i.lengths[name3];
   }));
 }
 function expandSeedXof(xof) {
@@ -26176,8 +26254,8 @@ function validateField2(field) {
     throw new TypeError('param "ORDER" is invalid: expected bigint, got ' + typeof field.ORDER);
   asafenumber(field.BYTES, "BYTES");
   asafenumber(field.BITS, "BITS");
-  for (const name2 of FIELD_FIELDS2)
-    afunction(field[name2], "field." + name2);
+  for (const name3 of FIELD_FIELDS2)
+    afunction(field[name3], "field." + name3);
   if (field.BYTES < 1 || field.BITS < 1)
     throw new Error("invalid field: expected BYTES/BITS > 0");
   if (field.ORDER <= _1n9)
@@ -29849,8 +29927,8 @@ var require_directives = __commonJS({
           this.atNextDocument = false;
         }
         const parts = line.trim().split(/[ \t]+/);
-        const name2 = parts.shift();
-        switch (name2) {
+        const name3 = parts.shift();
+        switch (name3) {
           case "%TAG": {
             if (parts.length !== 2) {
               onError(0, "%TAG directive should contain exactly two parts");
@@ -29878,7 +29956,7 @@ var require_directives = __commonJS({
             }
           }
           default:
-            onError(0, `Unknown directive ${name2}`, true);
+            onError(0, `Unknown directive ${name3}`, true);
             return false;
         }
       }
@@ -29987,9 +30065,9 @@ var require_anchors = __commonJS({
     }
     function findNewAnchor(prefix, exclude) {
       for (let i = 1; true; ++i) {
-        const name2 = `${prefix}${i}`;
-        if (!exclude.has(name2))
-          return name2;
+        const name3 = `${prefix}${i}`;
+        if (!exclude.has(name3))
+          return name3;
       }
     }
     function createNodeAnchors(doc, prefix) {
@@ -31026,8 +31104,8 @@ var require_stringify = __commonJS({
         tagObj = tags.find((t) => t.nodeClass && obj instanceof t.nodeClass);
       }
       if (!tagObj) {
-        const name2 = obj?.constructor?.name ?? (obj === null ? "null" : typeof obj);
-        throw new Error(`Tag not resolved for ${name2} value`);
+        const name3 = obj?.constructor?.name ?? (obj === null ? "null" : typeof obj);
+        throw new Error(`Tag not resolved for ${name3} value`);
       }
       return tagObj;
     }
@@ -33026,11 +33104,11 @@ var require_Document = __commonJS({
        * `name` will be used as a prefix for a new unique anchor.
        * If `name` is undefined, the generated anchor will use 'a' as a prefix.
        */
-      createAlias(node, name2) {
+      createAlias(node, name3) {
         if (!node.anchor) {
           const prev = anchors.anchorNames(this);
           node.anchor = // eslint-disable-next-line @typescript-eslint/prefer-nullish-coalescing
-          !name2 || prev.has(name2) ? anchors.findNewAnchor(name2 || "a", prev) : name2;
+          !name3 || prev.has(name3) ? anchors.findNewAnchor(name3 || "a", prev) : name3;
         }
         return new Alias.Alias(node.anchor);
       }
@@ -33249,9 +33327,9 @@ var require_errors2 = __commonJS({
   "node_modules/yaml/dist/errors.js"(exports) {
     "use strict";
     var YAMLError = class extends Error {
-      constructor(name2, pos, code, message) {
+      constructor(name3, pos, code, message) {
         super();
-        this.name = name2;
+        this.name = name3;
         this.code = code;
         this.message = message;
         this.pos = pos;
@@ -33891,8 +33969,8 @@ var require_resolve_flow_collection = __commonJS({
       if (ce?.source === expectedEnd)
         cePos = ce.offset + ce.source.length;
       else {
-        const name2 = fcName[0].toUpperCase() + fcName.substring(1);
-        const msg = atRoot ? `${name2} must end with a ${expectedEnd}` : `${name2} in block collection must be sufficiently indented and end with a ${expectedEnd}`;
+        const name3 = fcName[0].toUpperCase() + fcName.substring(1);
+        const msg = atRoot ? `${name3} must end with a ${expectedEnd}` : `${name3} in block collection must be sufficiently indented and end with a ${expectedEnd}`;
         onError(offset, atRoot ? "MISSING_CHAR" : "BAD_INDENT", msg);
         if (ce && ce.source.length !== 1)
           ee.unshift(ce);
@@ -37315,8 +37393,8 @@ var init_yaml_depth = __esm({
 });
 
 // core/config/env-names.ts
-function reservedEnvName(name2) {
-  const reason = RESERVED_ENV_NAMES.get(name2);
+function reservedEnvName(name3) {
+  const reason = RESERVED_ENV_NAMES.get(name3);
   return reason && `${reason}; give the app this value under another name`;
 }
 var GROUPS, RESERVED_ENV_NAMES;
@@ -37781,8 +37859,19 @@ function appDirectoryProblem(baseDir, app, appUser) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
-function noUrlPassword(where) {
-  return (v) => urlCredentialsIn(v).length ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+function noCredentials(where) {
+  return (v) => urlCredentialsIn(v).length ? `credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
+function clonePathProblem(v) {
+  const credentials = noCredentials(
+    "ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path"
+  )(v);
+  if (credentials) return credentials;
+  const colon = v.indexOf(":");
+  const slash = v.indexOf("/");
+  if (colon > 0 && (slash < 0 || colon < slash))
+    return `a remote's address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in (a directory named with ":" is written ./<name>)`;
+  return void 0;
 }
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
@@ -37808,9 +37897,9 @@ function addressProblem(v) {
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
   if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
-  const name2 = v.replace(/\.$/, "");
+  const name3 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-  if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  if (name3.length > 253 || !name3.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
 var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
@@ -37863,7 +37952,7 @@ var init_environment_schema = __esm({
       ["/var/www/letsencrypt", "is the ACME webroot nginx serves to the world: the app's files and secrets would be public"],
       // Other services' state directories (FHS 5.8 /var/lib/<name>): each belongs to its package, which may rewrite or
       // purge it (apt-get purge of postgresql-common deletes /var/lib/postgresql, its clusters with it).
-      ...SERVICE_STATE.map((name2) => [`/var/lib/${name2}`, `is ${name2}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`])
+      ...SERVICE_STATE.map((name3) => [`/var/lib/${name3}`, `is ${name3}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`])
     ];
     ownDir = string({
       pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
@@ -37942,10 +38031,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: noUrlPassword("ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -38068,7 +38157,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noCredentials("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -38618,7 +38707,7 @@ function goFormatFloat(v) {
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
-function maskedText(s) {
+function maskedText2(s) {
   if (s.type === "bool") return void 0;
   return s.type === "str" ? s.value : String(s.value);
 }
@@ -38785,7 +38874,7 @@ function treeEquals(a, b) {
     }
   }
 }
-function keyPathParts(text) {
+function keyPathParts(text, show) {
   const parts = [];
   const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
@@ -38805,18 +38894,28 @@ function keyPathParts(text) {
       const rest = key.slice(lead);
       const at2 = rest.search(/[=:]|[ \t]/);
       if (at2 >= 0 && (rest[at2] === "=" || rest[at2] === ":" || rest.slice(at2).trim() !== "")) {
-        const name2 = `${text.slice(0, i)}${rest.slice(0, at2)}`;
+        const name3 = `${text.slice(0, i)}${rest.slice(0, at2)}`;
         const sep3 = rest[at2] === "=" ? "=" : rest[at2] === ":" ? /[ \t]/.test(rest[at2 + 1] ?? "") ? ": " : ":" : " ";
+        const quoted = `a key whose name holds =, : or a space goes in double quotes: '"${name3}${sep3}..."'`;
+        if (show)
+          throw new OpsError(
+            `the key path holds "${name3}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name3}" was not shown)`,
+            `to print that key's value: ops secrets show ${show.env} --key ${name3 || "<key>"}; ${quoted}`
+          );
         throw new OpsError(
-          `the key path holds "${name2}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); a key whose name holds =, : or a space goes in double quotes: '"${name2}${sep3}..."'`
+          `the key path holds "${name3}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name3}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name3 || "<key>"} (or ops secrets edit <env>); ${quoted}`
         );
       }
-      if (/[[\]]/.test(key))
+      if (/[[\]]/.test(key)) {
+        const at3 = key.indexOf("[");
+        const list3 = at3 > 0 ? `${text.slice(0, i)}${key.slice(0, at3)}` : at3 === 0 && i > 0 ? text.slice(0, i - 1) : "";
+        const whole = list3 ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list3) ? `'${list3}'` : list3}` : `\`ops secrets show ${show?.env}\` prints them all`;
         throw new OpsError(
           `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
-          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`
+          `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`
         );
+      }
       parts.push({ key, quoted: false });
       i = dot < 0 ? text.length : dot;
     }
@@ -38826,7 +38925,7 @@ function keyPathParts(text) {
   }
 }
 function splitKeyPath(text, keysAt, options = {}) {
-  const parts = keyPathParts(text);
+  const parts = keyPathParts(text, options.show);
   const path = [];
   for (let i = 0; i < parts.length; ) {
     if (parts[i].quoted) {
@@ -42025,7 +42124,7 @@ var init_build = __esm({
       getNamedGroups() {
         if (!this.hasMatch) throw new RE2JSGroupException("perhaps no match attempted");
         const result = /* @__PURE__ */ Object.create(null);
-        for (const name2 of Object.keys(this.namedGroups)) result[name2] = this.group(name2);
+        for (const name3 of Object.keys(this.namedGroups)) result[name3] = this.group(name3);
         return result;
       }
       /**
@@ -42263,9 +42362,9 @@ var init_build = __esm({
               res += "$<";
               i += 2;
             } else {
-              const name2 = replacement.substring(i + 2, gt);
-              if (Object.hasOwn(this.namedGroups, name2)) {
-                const group = this.group(name2);
+              const name3 = replacement.substring(i + 2, gt);
+              if (Object.hasOwn(this.namedGroups, name3)) {
+                const group = this.group(name3);
                 if (group !== null) res += group;
               }
               i = gt + 1;
@@ -42377,7 +42476,7 @@ var init_build = __esm({
       namedGroupsObject() {
         if (!this.hasNamedGroups) return;
         const result = this.getNamedGroups();
-        for (const name2 in result) if (result[name2] === null) result[name2] = void 0;
+        for (const name3 in result) if (result[name3] === null) result[name3] = void 0;
         return result;
       }
     };
@@ -45301,35 +45400,35 @@ var init_build = __esm({
         8490,
         1
       ]));
-      static unicodeTable(name2) {
-        if (name2 === "Any") return {
+      static unicodeTable(name3) {
+        if (name3 === "Any") return {
           tab: Parser2.ANY_TABLE,
           fold: Parser2.ANY_TABLE,
           sign: 1
         };
-        if (name2 === "Ascii") return {
+        if (name3 === "Ascii") return {
           tab: Parser2.ASCII_TABLE,
           fold: Parser2.ASCII_FOLD_TABLE,
           sign: 1
         };
-        if (name2 === "Assigned") return {
+        if (name3 === "Assigned") return {
           tab: UnicodeTables.CATEGORIES.get("Cn"),
           fold: UnicodeTables.CATEGORIES.get("Cn"),
           sign: -1
         };
-        if (name2 === "Lc") return {
+        if (name3 === "Lc") return {
           tab: UnicodeTables.CATEGORIES.get("LC"),
           fold: UnicodeTables.FOLD_CATEGORIES.get("LC"),
           sign: 1
         };
-        if (UnicodeTables.CATEGORIES.has(name2)) return {
-          tab: UnicodeTables.CATEGORIES.get(name2),
-          fold: UnicodeTables.FOLD_CATEGORIES.get(name2),
+        if (UnicodeTables.CATEGORIES.has(name3)) return {
+          tab: UnicodeTables.CATEGORIES.get(name3),
+          fold: UnicodeTables.FOLD_CATEGORIES.get(name3),
           sign: 1
         };
-        if (UnicodeTables.SCRIPTS.has(name2)) return {
-          tab: UnicodeTables.SCRIPTS.get(name2),
-          fold: UnicodeTables.FOLD_SCRIPT.get(name2),
+        if (UnicodeTables.SCRIPTS.has(name3)) return {
+          tab: UnicodeTables.SCRIPTS.get(name3),
+          fold: UnicodeTables.FOLD_SCRIPT.get(name3),
           sign: 1
         };
         return null;
@@ -45384,10 +45483,10 @@ var init_build = __esm({
         if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
         return min << 16 | max & Unicode.MAX_BMP;
       }
-      static isValidCaptureName(name2) {
-        if (name2.length === 0) return false;
-        for (let i = 0; i < name2.length; i++) {
-          const c = name2.codePointAt(i);
+      static isValidCaptureName(name3) {
+        if (name3.length === 0) return false;
+        for (let i = 0; i < name3.length; i++) {
+          const c = name3.codePointAt(i);
           if (c !== Codepoint.CODES["_"] && !Utils.isalnum(c)) return false;
         }
         return true;
@@ -46102,15 +46201,15 @@ var init_build = __esm({
           const begin = s.charAt(2) === "P" ? 4 : 3;
           const end = s.indexOf(">");
           if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
-          const name2 = s.substring(begin, end);
-          t.skipString(name2);
+          const name3 = s.substring(begin, end);
+          t.skipString(name3);
           t.skip(begin + 1);
-          if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+          if (!Parser2.isValidCaptureName(name3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
           const re = this.op(Regexp.Op.LEFT_PAREN);
           re.cap = ++this.numCap;
-          if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
-          this.namedGroups[name2] = this.numCap;
-          re.name = name2;
+          if (this.namedGroups[name3]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name3);
+          this.namedGroups[name3] = this.numCap;
+          re.name = name3;
           return;
         }
         t.skip(2);
@@ -46239,10 +46338,10 @@ var init_build = __esm({
         const cls = t.rest();
         const i = cls.indexOf(":]");
         if (i < 0) return false;
-        const name2 = cls.substring(0, i + 2);
-        t.skipString(name2);
-        const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-        if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
+        const name3 = cls.substring(0, i + 2);
+        t.skipString(name3);
+        const g = POSIX_GROUPS.has(name3) ? POSIX_GROUPS.get(name3) : null;
+        if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name3);
         cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
         return true;
       }
@@ -46258,8 +46357,8 @@ var init_build = __esm({
           throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
         }
         c = t.pop();
-        let name2;
-        if (c !== Codepoint.CODES["{"]) name2 = Utils.runeToString(c);
+        let name3;
+        if (c !== Codepoint.CODES["{"]) name3 = Utils.runeToString(c);
         else {
           const rest = t.rest();
           const end = rest.indexOf("}");
@@ -46267,15 +46366,15 @@ var init_build = __esm({
             t.rewindTo(startPos);
             throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
           }
-          name2 = rest.substring(0, end);
-          t.skipString(name2);
+          name3 = rest.substring(0, end);
+          t.skipString(name3);
           t.skip(1);
         }
-        if (!(name2.length === 0) && name2.codePointAt(0) === Codepoint.CODES["^"]) {
+        if (!(name3.length === 0) && name3.codePointAt(0) === Codepoint.CODES["^"]) {
           sign = 0 - sign;
-          name2 = name2.substring(1);
+          name3 = name3.substring(1);
         }
-        const pair = Parser2.unicodeTable(name2);
+        const pair = Parser2.unicodeTable(name3);
         if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
         if (pair.sign < 0) sign = 0 - sign;
         const tab = pair.tab;
@@ -47791,7 +47890,9 @@ function syntaxProblem(code) {
   return words[code] ?? `a syntax error (${code})`;
 }
 function syntaxError(text, err) {
-  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(err.message ?? "") ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : syntaxProblem(err.code);
+  const message = err.message ?? "";
+  const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
+  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
 }
 function goNode(v, where) {
@@ -47887,6 +47988,11 @@ function parseTree(text, format, options) {
     if (((0, import_yaml6.isMap)(node) || (0, import_yaml6.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml6.isMap)(node) ? "flow-map" : "flow-list", line });
     else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
   };
+  const recordKey = (node, path) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases || !(0, import_yaml6.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
+    if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
+  };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
     recordValue(node, path, keyAt);
@@ -47904,6 +48010,7 @@ function parseTree(text, format, options) {
       node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
         record2(pair.key, [...path, key]);
+        if (!node.flow) recordKey(pair.key, [...path, key]);
         const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
@@ -48111,11 +48218,11 @@ function isSopsText(text, format) {
     return false;
   }
 }
-function compileRegex(file, name2, source) {
+function compileRegex(file, name3, source) {
   try {
     return goRegexp(source);
   } catch (e) {
-    throw new OpsError(`${file}: sops.${name2} /${source}/ is not a valid Go regular expression: ${e.message}`, "restore the file from git history; sops itself could not use it either");
+    throw new OpsError(`${file}: sops.${name3} /${source}/ is not a valid Go regular expression: ${e.message}`, "restore the file from git history; sops itself could not use it either");
   }
 }
 function encryptionRule(file, meta) {
@@ -48339,7 +48446,7 @@ function commentPaths(keys, branch) {
 function maskAll(secrets, mask) {
   if (!mask) return;
   for (const s of secrets) {
-    const text = maskedText(s);
+    const text = maskedText2(s);
     if (text === void 0) continue;
     mask(text);
     if (/[\r\n]/.test(text)) {
@@ -48789,7 +48896,9 @@ function envPathRegex(env) {
   return `(^|/)environments/${env}/`;
 }
 function rulePath(root, file) {
-  return (isAbsolute3(file) ? relative2(root, file) : file).split(sep).join("/");
+  const rel = isAbsolute3(file) ? relative2(root, file) : file;
+  const outside = isAbsolute3(file) && (rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute3(rel));
+  return (outside ? file : rel).split(sep).join("/");
 }
 function configError(file, what) {
   return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
@@ -48812,6 +48921,7 @@ function load(root, required) {
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = (0, import_yaml8.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
+  refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules = [];
   const contents = doc.contents;
   if (contents !== null && !(0, import_yaml8.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
@@ -48847,6 +48957,11 @@ function recipientsFor(root, file) {
   const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
   const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)}
     age: age1...`;
+  if (!rule && isAbsolute3(rel))
+    throw new OpsError(
+      `no creation rule in ${SOPS_CONFIG_FILE} matches ${rel}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`,
+      `move it into the project (an environment's files go in environments/<env>/assets/) and run the command on it there`
+    );
   if (!rule) {
     throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like
 creation_rules:
@@ -48953,9 +49068,9 @@ function envSopsFiles(root, env) {
   if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
   const assets = join6(dir, "assets");
   if (existsSync4(assets)) {
-    for (const name2 of readdirSync2(assets).sort()) {
-      if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join6(assets, name2);
+    for (const name3 of readdirSync2(assets).sort()) {
+      if (!/\.(ya?ml|json)$/i.test(name3)) continue;
+      const file = join6(assets, name3);
       try {
         if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
@@ -49109,13 +49224,13 @@ function freePlaceholderAddress(root) {
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
   return "203.0.113.10";
 }
-function environmentTemplate(name2, address2 = "203.0.113.10") {
+function environmentTemplate(name3, address2 = "203.0.113.10") {
   return `${SCHEMA_COMMENT}
-# The ${name2} environment (see the README, "Environment reference"). Written by \`ops env new ${name2}\`.
+# The ${name3} environment (see the README, "Environment reference"). Written by \`ops env new ${name3}\`.
 # PLACEHOLDER values are marked: replace them before the first real run.
 app: catalogage
 ref: master
-domain: ${name2}.catalogue.example.org            # PLACEHOLDER: the public DNS name
+domain: ${name3}.catalogue.example.org            # PLACEHOLDER: the public DNS name
 
 hosts:
   - name: web1
@@ -49160,7 +49275,7 @@ routes:
   /: client
   /api/: server
 
-# Values from secrets.sops.yaml (edit them with \`ops secrets edit ${name2}\`)
+# Values from secrets.sops.yaml (edit them with \`ops secrets edit ${name3}\`)
 env:
   APP_SERVER_MODE: live
   APP_PORT: "3579"
@@ -49195,38 +49310,38 @@ function initialSecrets() {
   });
   return { kind: "map", entries };
 }
-async function newEnvironment(root, name2, opts2 = {}) {
+async function newEnvironment(root, name3, opts2 = {}) {
   const heed = () => {
-    if (opts2.signal?.aborted) throw interruption(opts2.signal.reason, `while creating environments/${name2}`);
+    if (opts2.signal?.aborted) throw interruption(opts2.signal.reason, `while creating environments/${name3}`);
   };
-  validate("environment", name2);
-  const dir = envDir(root, name2);
-  if (existsSync5(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
+  validate("environment", name3);
+  const dir = envDir(root, name3);
+  if (existsSync5(dir)) throw new OpsError(`environments/${name3} already exists`, `choose another name, or remove environments/${name3} first`);
   const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
   const identity = await generateIdentity2();
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
-  const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
-  if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
+  const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name3));
+  if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name3}/`, "remove it first, or choose another name");
   const configBefore = existsSync5(join7(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   heed();
   await mkdir3(join7(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
+    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name3, address2), { flag: "wx" });
     heed();
-    await setEnvRule(root, name2, recipients, opts2.signal);
+    await setEnvRule(root, name3, recipients, opts2.signal);
     heed();
-    const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
+    const secrets = SecretsFile.create(secretsPath(root, name3), initialSecrets(), { recipients });
     await secrets.save();
     heed();
     await opts2.deliver?.(identity);
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
-    await removeEnvRule(root, name2).catch(() => void 0);
+    await removeEnvRule(root, name3).catch(() => void 0);
     if (!configBefore) await rm3(join7(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
+  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name3)].map((f) => relative4(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
@@ -49329,13 +49444,13 @@ function weakSecretWarning(what, parts) {
 function weakSecretWarnings(tree, include = () => true, shown = showPath) {
   const byValue = /* @__PURE__ */ new Map();
   forEachLeaf(tree, (leaf, _keys, path) => {
-    const text = maskedText(leaf);
+    const text = maskedText2(leaf);
     if (text === void 0 || !include(text, path)) return;
     const keys = byValue.get(text);
-    const name2 = shown(path);
+    const name3 = shown(path);
     if (keys) {
-      if (!keys.includes(name2)) keys.push(name2);
-    } else byValue.set(text, [name2]);
+      if (!keys.includes(name3)) keys.push(name3);
+    } else byValue.set(text, [name3]);
   });
   const out = [];
   for (const [text, keys] of byValue) {
@@ -54975,7 +55090,7 @@ var require_constants6 = __commonJS({
     ]);
     var canUseCipher = (() => {
       const ciphers = crypto3.getCiphers();
-      return (name2) => ciphers.includes(CIPHER_INFO[name2].sslName);
+      return (name3) => ciphers.includes(CIPHER_INFO[name3].sslName);
     })();
     var DEFAULT_CIPHER = [
       // http://tools.ietf.org/html/rfc5647
@@ -55013,7 +55128,7 @@ var require_constants6 = __commonJS({
     ].filter(canUseCipher));
     var canUseMAC = (() => {
       const hashes = crypto3.getHashes();
-      return (name2) => hashes.includes(MAC_INFO[name2].sslName);
+      return (name3) => hashes.includes(MAC_INFO[name3].sslName);
     })();
     var DEFAULT_MAC = [
       "hmac-sha2-256-etm@openssh.com",
@@ -59733,31 +59848,31 @@ var require_handlers_misc = __commonJS({
       },
       [MESSAGE.SERVICE_REQUEST]: (self2, payload) => {
         bufferParser.init(payload, 1);
-        const name2 = bufferParser.readString(true);
+        const name3 = bufferParser.readString(true);
         bufferParser.clear();
-        if (name2 === void 0) {
+        if (name3 === void 0) {
           return doFatalError(
             self2,
             "Inbound: Malformed SERVICE_REQUEST packet"
           );
         }
-        self2._debug && self2._debug(`Inbound: Received SERVICE_REQUEST (${name2})`);
+        self2._debug && self2._debug(`Inbound: Received SERVICE_REQUEST (${name3})`);
         const handler = self2._handlers.SERVICE_REQUEST;
-        handler && handler(self2, name2);
+        handler && handler(self2, name3);
       },
       [MESSAGE.SERVICE_ACCEPT]: (self2, payload) => {
         bufferParser.init(payload, 1);
-        const name2 = bufferParser.readString(true);
+        const name3 = bufferParser.readString(true);
         bufferParser.clear();
-        if (name2 === void 0) {
+        if (name3 === void 0) {
           return doFatalError(
             self2,
             "Inbound: Malformed SERVICE_ACCEPT packet"
           );
         }
-        self2._debug && self2._debug(`Inbound: Received SERVICE_ACCEPT (${name2})`);
+        self2._debug && self2._debug(`Inbound: Received SERVICE_ACCEPT (${name3})`);
         const handler = self2._handlers.SERVICE_ACCEPT;
-        handler && handler(self2, name2);
+        handler && handler(self2, name3);
       },
       [MESSAGE.EXT_INFO]: (self2, payload) => {
         bufferParser.init(payload, 1);
@@ -59766,13 +59881,13 @@ var require_handlers_misc = __commonJS({
         if (numExts !== void 0) {
           exts = [];
           for (let i = 0; i < numExts; ++i) {
-            const name2 = bufferParser.readString(true);
+            const name3 = bufferParser.readString(true);
             const data = bufferParser.readString();
             if (data !== void 0) {
-              switch (name2) {
+              switch (name3) {
                 case "server-sig-algs": {
                   const algs = data.latin1Slice(0, data.length).split(",");
-                  exts.push({ name: name2, algs });
+                  exts.push({ name: name3, algs });
                   continue;
                 }
                 default:
@@ -60013,7 +60128,7 @@ var require_handlers_misc = __commonJS({
           }
           case "keyboard-interactive": {
             bufferParser.init(payload, 1);
-            const name2 = bufferParser.readString(true);
+            const name3 = bufferParser.readString(true);
             const instructions = bufferParser.readString(true);
             bufferParser.readString();
             const numPrompts = bufferParser.readUInt32BE();
@@ -60040,7 +60155,7 @@ var require_handlers_misc = __commonJS({
             }
             self2._debug && self2._debug("Inbound: Received USERAUTH_INFO_REQUEST");
             const handler = self2._handlers.USERAUTH_INFO_REQUEST;
-            handler && handler(self2, name2, instructions, prompts);
+            handler && handler(self2, name3, instructions, prompts);
             break;
           }
           default:
@@ -60087,11 +60202,11 @@ var require_handlers_misc = __commonJS({
       // Connection protocol -- generic ============================================
       [MESSAGE.GLOBAL_REQUEST]: (self2, payload) => {
         bufferParser.init(payload, 1);
-        const name2 = bufferParser.readString(true);
+        const name3 = bufferParser.readString(true);
         const wantReply = bufferParser.readBool();
         let data;
         if (wantReply !== void 0) {
-          switch (name2) {
+          switch (name3) {
             case "tcpip-forward":
             case "cancel-tcpip-forward": {
               const bindAddr = bufferParser.readString(true);
@@ -60135,10 +60250,10 @@ var require_handlers_misc = __commonJS({
             "Inbound: Malformed GLOBAL_REQUEST packet"
           );
         }
-        self2._debug && self2._debug(`Inbound: GLOBAL_REQUEST (${name2})`);
+        self2._debug && self2._debug(`Inbound: GLOBAL_REQUEST (${name3})`);
         const handler = self2._handlers.GLOBAL_REQUEST;
         if (handler)
-          handler(self2, name2, wantReply, data);
+          handler(self2, name3, wantReply, data);
         else
           self2.requestFailure();
       },
@@ -60429,13 +60544,13 @@ var require_handlers_misc = __commonJS({
                   const opcode = bufferParser.readByte();
                   if (opcode === TERMINAL_MODE.TTY_OP_END)
                     break;
-                  const name2 = TERMINAL_MODE_BY_VALUE[opcode];
+                  const name3 = TERMINAL_MODE_BY_VALUE[opcode];
                   const value = bufferParser.readUInt32BE();
-                  if (opcode === void 0 || name2 === void 0 || value === void 0) {
+                  if (opcode === void 0 || name3 === void 0 || value === void 0) {
                     modes = void 0;
                     break;
                   }
-                  modes[name2] = value;
+                  modes[name3] = value;
                 }
                 if (modes !== void 0)
                   data = { term, cols, rows, width, height, modes };
@@ -60470,13 +60585,13 @@ var require_handlers_misc = __commonJS({
               break;
             }
             case "env": {
-              const name2 = bufferParser.readString(true);
+              const name3 = bufferParser.readString(true);
               const value = bufferParser.readString(true);
               if (value !== void 0)
-                data = { name: name2, value };
+                data = { name: name3, value };
               if (self2._debug) {
                 self2._debug(
-                  `Inbound: CHANNEL_REQUEST (r:${recipient}, ${type}: ${name2}=${value})`
+                  `Inbound: CHANNEL_REQUEST (r:${recipient}, ${type}: ${name3}=${value})`
                 );
               }
               break;
@@ -61083,10 +61198,10 @@ var require_kex = __commonJS({
             let parsedHostKey;
             {
               bufferParser.init(this._hostKey, 0);
-              const name2 = bufferParser.readString(true);
+              const name3 = bufferParser.readString(true);
               const hostKey2 = this._hostKey.slice(bufferParser.pos());
               bufferParser.clear();
-              parsedHostKey = parseDERKey(hostKey2, name2);
+              parsedHostKey = parseDERKey(hostKey2, name3);
               if (parsedHostKey instanceof Error) {
                 parsedHostKey.level = "handshake";
                 return doFatalError(
@@ -62655,16 +62770,16 @@ var require_Protocol = __commonJS({
       // ===========================================================================
       // Global
       // ------
-      service(name2) {
+      service(name3) {
         if (this._server)
           throw new Error("Client-only method called in server mode");
-        const nameLen = Buffer.byteLength(name2);
+        const nameLen = Buffer.byteLength(name3);
         let p = this._packetRW.write.allocStart;
         const packet = this._packetRW.write.alloc(1 + 4 + nameLen);
         packet[p] = MESSAGE.SERVICE_REQUEST;
         writeUInt32BE(packet, nameLen, ++p);
-        packet.utf8Write(name2, p += 4, nameLen);
-        this._debug && this._debug(`Outbound: Sending SERVICE_REQUEST (${name2})`);
+        packet.utf8Write(name3, p += 4, nameLen);
+        this._debug && this._debug(`Outbound: Sending SERVICE_REQUEST (${name3})`);
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
       // 'ssh-userauth' service-specific
@@ -63265,10 +63380,10 @@ var require_Protocol = __commonJS({
         this._debug && this._debug(`Outbound: Sending CHANNEL_REQUEST (r:${chan}, x11-req)`);
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
-      subsystem(chan, name2, wantReply) {
+      subsystem(chan, name3, wantReply) {
         if (this._server)
           throw new Error("Client-only method called in server mode");
-        const nameLen = Buffer.byteLength(name2);
+        const nameLen = Buffer.byteLength(name3);
         let p = this._packetRW.write.allocStart;
         const packet = this._packetRW.write.alloc(1 + 4 + 4 + 9 + 1 + 4 + nameLen);
         packet[p] = MESSAGE.CHANNEL_REQUEST;
@@ -63277,9 +63392,9 @@ var require_Protocol = __commonJS({
         packet.utf8Write("subsystem", p += 4, 9);
         packet[p += 9] = wantReply === void 0 || wantReply === true ? 1 : 0;
         writeUInt32BE(packet, nameLen, ++p);
-        packet.utf8Write(name2, p += 4, nameLen);
+        packet.utf8Write(name3, p += 4, nameLen);
         this._debug && this._debug(
-          `Outbound: Sending CHANNEL_REQUEST (r:${chan}, subsystem: ${name2})`
+          `Outbound: Sending CHANNEL_REQUEST (r:${chan}, subsystem: ${name3})`
         );
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
@@ -63464,13 +63579,13 @@ var require_Protocol = __commonJS({
         );
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
-      exitSignal(chan, name2, coreDumped, msg) {
+      exitSignal(chan, name3, coreDumped, msg) {
         if (!this._server)
           throw new Error("Server-only method called in client mode");
-        const origSignal = name2;
+        const origSignal = name3;
         if (typeof origSignal !== "string" || !origSignal)
           throw new Error(`Invalid signal: ${origSignal}`);
-        let signal = name2.toUpperCase();
+        let signal = name3.toUpperCase();
         if (signal.slice(0, 3) === "SIG")
           signal = signal.slice(3);
         if (SIGNALS[signal] !== 1)
@@ -63497,7 +63612,7 @@ var require_Protocol = __commonJS({
         }
         writeUInt32BE(packet, 0, p);
         this._debug && this._debug(
-          `Outbound: Sending CHANNEL_REQUEST (r:${chan}, exit-signal: ${name2})`
+          `Outbound: Sending CHANNEL_REQUEST (r:${chan}, exit-signal: ${name3})`
         );
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
@@ -63582,11 +63697,11 @@ var require_Protocol = __commonJS({
         this._debug && this._debug("Outbound: Sending USERAUTH_PASSWD_CHANGEREQ");
         sendPacket(this, this._packetRW.write.finalize(packet));
       }
-      authInfoReq(name2, instructions, prompts) {
+      authInfoReq(name3, instructions, prompts) {
         if (!this._server)
           throw new Error("Server-only method called in client mode");
         let promptsLen = 0;
-        const nameLen = name2 ? Buffer.byteLength(name2) : 0;
+        const nameLen = name3 ? Buffer.byteLength(name3) : 0;
         const instrLen = instructions ? Buffer.byteLength(instructions) : 0;
         for (let i = 0; i < prompts.length; ++i)
           promptsLen += 4 + Buffer.byteLength(prompts[i].prompt) + 1;
@@ -63597,8 +63712,8 @@ var require_Protocol = __commonJS({
         packet[p] = MESSAGE.USERAUTH_INFO_REQUEST;
         writeUInt32BE(packet, nameLen, ++p);
         p += 4;
-        if (name2) {
-          packet.utf8Write(name2, p, nameLen);
+        if (name3) {
+          packet.utf8Write(name3, p, nameLen);
           p += nameLen;
         }
         writeUInt32BE(packet, instrLen, p);
@@ -63859,10 +63974,10 @@ ${suffix}`;
       }
     };
     var ERR_INVALID_ARG_TYPE = class _ERR_INVALID_ARG_TYPE extends TypeError {
-      constructor(name2, expected, actual) {
+      constructor(name3, expected, actual) {
         super();
         Error.captureStackTrace(this, _ERR_INVALID_ARG_TYPE);
-        assert(typeof name2 === "string", `'name' must be a string`);
+        assert(typeof name3 === "string", `'name' must be a string`);
         let determiner;
         if (typeof expected === "string" && expected.startsWith("not ")) {
           determiner = "must not be";
@@ -63871,20 +63986,20 @@ ${suffix}`;
           determiner = "must be";
         }
         let msg;
-        if (name2.endsWith(" argument")) {
-          msg = `The ${name2} ${determiner} ${oneOf2(expected, "type")}`;
+        if (name3.endsWith(" argument")) {
+          msg = `The ${name3} ${determiner} ${oneOf2(expected, "type")}`;
         } else {
-          const type = name2.includes(".") ? "property" : "argument";
-          msg = `The "${name2}" ${type} ${determiner} ${oneOf2(expected, "type")}`;
+          const type = name3.includes(".") ? "property" : "argument";
+          msg = `The "${name3}" ${type} ${determiner} ${oneOf2(expected, "type")}`;
         }
         msg += `. Received type ${typeof actual}`;
         this.message = msg;
       }
     };
     exports.ERR_INVALID_ARG_TYPE = ERR_INVALID_ARG_TYPE;
-    exports.validateNumber = function validateNumber(value, name2) {
+    exports.validateNumber = function validateNumber(value, name3) {
       if (typeof value !== "number")
-        throw new ERR_INVALID_ARG_TYPE(name2, "number", value);
+        throw new ERR_INVALID_ARG_TYPE(name3, "number", value);
     };
   }
 });
@@ -65379,13 +65494,13 @@ var require_SFTP = __commonJS({
         let nameAttrs;
         const attrs = [];
         for (let i = 0; i < count; ++i) {
-          const name2 = names[i];
-          const filename = !name2 || !name2.filename || typeof name2.filename !== "string" ? "" : name2.filename;
+          const name3 = names[i];
+          const filename = !name3 || !name3.filename || typeof name3.filename !== "string" ? "" : name3.filename;
           namesLen += 4 + Buffer.byteLength(filename);
-          const longname = !name2 || !name2.longname || typeof name2.longname !== "string" ? "" : name2.longname;
+          const longname = !name3 || !name3.longname || typeof name3.longname !== "string" ? "" : name3.longname;
           namesLen += 4 + Buffer.byteLength(longname);
-          if (typeof name2.attrs === "object" && name2.attrs !== null) {
-            nameAttrs = attrsToBytes(name2.attrs);
+          if (typeof name3.attrs === "object" && name3.attrs !== null) {
+            nameAttrs = attrsToBytes(name3.attrs);
             namesLen += 4 + nameAttrs.nb;
             if (nameAttrs.nb) {
               let bytes;
@@ -65411,9 +65526,9 @@ var require_SFTP = __commonJS({
         writeUInt32BE(buf, count, p);
         p += 4;
         for (let i = 0; i < count; ++i) {
-          const name2 = names[i];
+          const name3 = names[i];
           {
-            const filename = !name2 || !name2.filename || typeof name2.filename !== "string" ? "" : name2.filename;
+            const filename = !name3 || !name3.filename || typeof name3.filename !== "string" ? "" : name3.filename;
             const len = Buffer.byteLength(filename);
             writeUInt32BE(buf, len, p);
             p += 4;
@@ -65423,7 +65538,7 @@ var require_SFTP = __commonJS({
             }
           }
           {
-            const longname = !name2 || !name2.longname || typeof name2.longname !== "string" ? "" : name2.longname;
+            const longname = !name3 || !name3.longname || typeof name3.longname !== "string" ? "" : name3.longname;
             const len = Buffer.byteLength(longname);
             writeUInt32BE(buf, len, p);
             p += 4;
@@ -66612,15 +66727,15 @@ var require_SFTP = __commonJS({
         pool = Buffer.allocUnsafe(poolSize);
       pool.used = 0;
     }
-    function checkPosition(pos, name2) {
+    function checkPosition(pos, name3) {
       if (!Number.isSafeInteger(pos)) {
-        validateNumber(pos, name2);
+        validateNumber(pos, name3);
         if (!Number.isInteger(pos))
-          throw new ERR_OUT_OF_RANGE(name2, "an integer", pos);
-        throw new ERR_OUT_OF_RANGE(name2, ">= 0 and <= 2 ** 53 - 1", pos);
+          throw new ERR_OUT_OF_RANGE(name3, "an integer", pos);
+        throw new ERR_OUT_OF_RANGE(name3, ">= 0 and <= 2 ** 53 - 1", pos);
       }
       if (pos < 0)
-        throw new ERR_OUT_OF_RANGE(name2, ">= 0 and <= 2 ** 53 - 1", pos);
+        throw new ERR_OUT_OF_RANGE(name3, ">= 0 and <= 2 ** 53 - 1", pos);
     }
     function roundUpToMultipleOf8(n) {
       return n + 7 & ~7;
@@ -67749,8 +67864,8 @@ var require_client2 = __commonJS({
               }
               sock.end();
             },
-            SERVICE_ACCEPT: (p, name2) => {
-              if (name2 === "ssh-userauth")
+            SERVICE_ACCEPT: (p, name3) => {
+              if (name3 === "ssh-userauth")
                 tryNextAuth();
             },
             EXT_INFO: (p, exts) => {
@@ -67868,7 +67983,7 @@ var require_client2 = __commonJS({
                 });
               }
             },
-            USERAUTH_INFO_REQUEST: (p, name2, instructions, prompts) => {
+            USERAUTH_INFO_REQUEST: (p, name3, instructions, prompts) => {
               if (curAuth.type === "keyboard-interactive") {
                 const nprompts = Array.isArray(prompts) ? prompts.length : 0;
                 if (nprompts === 0) {
@@ -67879,7 +67994,7 @@ var require_client2 = __commonJS({
                   return;
                 }
                 curAuth.prompt(
-                  name2,
+                  name3,
                   instructions,
                   "",
                   prompts,
@@ -67897,8 +68012,8 @@ var require_client2 = __commonJS({
               if (callbacks.length)
                 callbacks.shift()(true);
             },
-            GLOBAL_REQUEST: (p, name2, wantReply, data) => {
-              switch (name2) {
+            GLOBAL_REQUEST: (p, name3, wantReply, data) => {
+              switch (name3) {
                 case "hostkeys-00@openssh.com":
                   hostKeysProve(this, data, (err, keys) => {
                     if (err)
@@ -68579,7 +68694,7 @@ var require_client2 = __commonJS({
         });
         return this;
       }
-      subsys(name2, cb) {
+      subsys(name3, cb) {
         if (!this._sock || !isWritable(this._sock))
           throw new Error("Not connected");
         openChannel(this, "session", (err, chan) => {
@@ -68587,7 +68702,7 @@ var require_client2 = __commonJS({
             cb(err);
             return;
           }
-          reqSubsystem(chan, name2, (err2, stream2) => {
+          reqSubsystem(chan, name3, (err2, stream2) => {
             if (err2) {
               cb(err2);
               return;
@@ -69028,20 +69143,20 @@ var require_client2 = __commonJS({
         chan._client._protocol.env(chan.outgoing.id, key, val, wantReply);
       }
     }
-    function reqSubsystem(chan, name2, cb) {
+    function reqSubsystem(chan, name3, cb) {
       if (chan.outgoing.state !== "open") {
         cb(new Error("Channel is not open"));
         return;
       }
       chan._callbacks.push((had_err) => {
         if (had_err) {
-          cb(had_err !== true ? had_err : new Error(`Unable to start subsystem: ${name2}`));
+          cb(had_err !== true ? had_err : new Error(`Unable to start subsystem: ${name3}`));
           return;
         }
         chan.subtype = "subsystem";
         cb(void 0, chan);
       });
-      chan._client._protocol.subsystem(chan.outgoing.id, name2, true);
+      chan._client._protocol.subsystem(chan.outgoing.id, name3, true);
     }
     function onCHANNEL_OPEN(self2, info2) {
       let localChan = -1;
@@ -70316,7 +70431,7 @@ var require_server = __commonJS({
                 authCtx._onInfoResponse(responses);
             },
             // End service/auth-related ============================================
-            GLOBAL_REQUEST: (p, name2, wantReply, data) => {
+            GLOBAL_REQUEST: (p, name3, wantReply, data) => {
               const reply = {
                 type: null,
                 buf: null
@@ -70328,7 +70443,7 @@ var require_server = __commonJS({
               }
               if (wantReply)
                 unsentGlobalRequestsReplies.push(reply);
-              if ((name2 === "tcpip-forward" || name2 === "cancel-tcpip-forward" || name2 === "no-more-sessions@openssh.com" || name2 === "streamlocal-forward@openssh.com" || name2 === "cancel-streamlocal-forward@openssh.com") && listenerCount(this, "request") && this.authenticated) {
+              if ((name3 === "tcpip-forward" || name3 === "cancel-tcpip-forward" || name3 === "no-more-sessions@openssh.com" || name3 === "streamlocal-forward@openssh.com" || name3 === "cancel-streamlocal-forward@openssh.com") && listenerCount(this, "request") && this.authenticated) {
                 let accept;
                 let reject;
                 if (wantReply) {
@@ -70338,7 +70453,7 @@ var require_server = __commonJS({
                       return;
                     replied = true;
                     let bufPort;
-                    if (name2 === "tcpip-forward" && data.bindPort === 0 && typeof chosenPort === "number") {
+                    if (name3 === "tcpip-forward" && data.bindPort === 0 && typeof chosenPort === "number") {
                       bufPort = Buffer.allocUnsafe(4);
                       writeUInt32BE(bufPort, chosenPort, 0);
                     }
@@ -70351,12 +70466,12 @@ var require_server = __commonJS({
                     setReply("FAILURE");
                   };
                 }
-                if (name2 === "no-more-sessions@openssh.com") {
+                if (name3 === "no-more-sessions@openssh.com") {
                   this.noMoreSessions = true;
                   accept && accept();
                   return;
                 }
-                this.emit("request", accept, reject, name2, data);
+                this.emit("request", accept, reject, name3, data);
               } else if (wantReply) {
                 setReply("FAILURE");
               }
@@ -71017,8 +71132,8 @@ function issueCommand(command2, properties, message) {
   const cmd2 = new Command(command2, properties, message);
   process.stdout.write(cmd2.toString() + os.EOL);
 }
-function issue(name2, message = "") {
-  issueCommand(name2, {}, message);
+function issue(name3, message = "") {
+  issueCommand(name3, {}, message);
 }
 var CMD_STRING = "::";
 var Command = class {
@@ -71456,23 +71571,23 @@ var ExitCode;
 function setSecret(secret) {
   issueCommand("add-mask", {}, secret);
 }
-function getInput(name2, options) {
-  const val = process.env[`INPUT_${name2.replace(/ /g, "_").toUpperCase()}`] || "";
+function getInput(name3, options) {
+  const val = process.env[`INPUT_${name3.replace(/ /g, "_").toUpperCase()}`] || "";
   if (options && options.required && !val) {
-    throw new Error(`Input required and not supplied: ${name2}`);
+    throw new Error(`Input required and not supplied: ${name3}`);
   }
   if (options && options.trimWhitespace === false) {
     return val;
   }
   return val.trim();
 }
-function setOutput(name2, value) {
+function setOutput(name3, value) {
   const filePath = process.env["GITHUB_OUTPUT"] || "";
   if (filePath) {
-    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name2, value));
+    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name3, value));
   }
   process.stdout.write(os4.EOL);
-  issueCommand("set-output", { name: name2 }, toCommandValue(value));
+  issueCommand("set-output", { name: name3 }, toCommandValue(value));
 }
 function setFailed(message) {
   process.exitCode = ExitCode.Failure;
@@ -71487,8 +71602,8 @@ function warning(message, properties = {}) {
 function info(message) {
   process.stdout.write(message + os4.EOL);
 }
-function startGroup(name2) {
-  issue("group", name2);
+function startGroup(name3) {
+  issue("group", name3);
 }
 function endGroup() {
   issue("endgroup");
@@ -71613,37 +71728,37 @@ var ActionsReporter = class {
   async summary(markdown) {
     await summary.addRaw(this.shown(markdown), true).write();
   }
-  output(name2, value) {
-    setOutput(name2, this.redact(value));
+  output(name3, value) {
+    setOutput(name3, this.redact(value));
   }
 };
-function booleanInput(name2, value, fallback) {
+function booleanInput(name3, value, fallback) {
   const v = value.trim().toLowerCase();
   if (v === "") return fallback;
   if (["true", "yes", "1"].includes(v)) return true;
   if (["false", "no", "0"].includes(v)) return false;
-  throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
+  throw new OpsError(`invalid input ${name3}: ${JSON.stringify(value)}`, `${name3} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
-function emptyKeyInput(name2, githubEnvironment) {
-  const secret = KEY_SECRETS[name2];
+function emptyKeyInput(name3, githubEnvironment) {
+  const secret = KEY_SECRETS[name3];
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
-    `input \`${name2}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
-    `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret} }} (README: "Repository checklist")`
+    `input \`${name3}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
+    `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name3}: \${{ secrets.${secret} }} (README: "Repository checklist")`
   );
 }
 async function checkInputs(spec, get = (n) => getInput(n)) {
   const environment = get("environment").trim();
-  for (const name2 of spec.required ?? []) {
-    if (get(name2).trim()) continue;
-    if (name2 in KEY_SECRETS) throw emptyKeyInput(name2, environment && (spec.secretsFrom ?? ((e) => e))(environment));
-    throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
+  for (const name3 of spec.required ?? []) {
+    if (get(name3).trim()) continue;
+    if (name3 in KEY_SECRETS) throw emptyKeyInput(name3, environment && (spec.secretsFrom ?? ((e) => e))(environment));
+    throw new OpsError(`input ${name3} is required`, `give it in the step's with: block`);
   }
-  const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name2, fallback]) => [name2, booleanInput(name2, get(name2), fallback)]));
-  for (const [name2, values] of Object.entries(spec.choices ?? {})) {
-    const v = get(name2).trim();
-    if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
+  const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name3, fallback]) => [name3, booleanInput(name3, get(name3), fallback)]));
+  for (const [name3, values] of Object.entries(spec.choices ?? {})) {
+    const v = get(name3).trim();
+    if (v && !values.includes(v)) throw new OpsError(`invalid input ${name3}: ${JSON.stringify(v)}`, `${name3} is ${values.map((x) => `"${x}"`).join(" or ")}`);
   }
   const sshKey = get("ssh-key");
   if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
@@ -71677,14 +71792,14 @@ async function runAction(spec, body) {
     await body({
       ops: { root, reporter, processEnv },
       reporter,
-      input: (name2, options) => {
-        const value = getInput(name2).trim();
-        if (options?.required && !value) throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
+      input: (name3, options) => {
+        const value = getInput(name3).trim();
+        if (options?.required && !value) throw new OpsError(`input ${name3} is required`, `give it in the step's with: block`);
         return value;
       },
-      flag: (name2) => {
-        if (!(name2 in flags)) throw new Error(`flag ${name2} is not among the flags runAction checks first (its spec.flags)`);
-        return flags[name2];
+      flag: (name3) => {
+        if (!(name3 in flags)) throw new Error(`flag ${name3} is not among the flags runAction checks first (its spec.flags)`);
+        return flags[name3];
       }
     });
   } catch (e) {
@@ -71940,7 +72055,7 @@ var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gm
 function plainPasswords(env) {
   const values = [
     ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
-    ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
+    ...Object.entries(env.config.programs).flatMap(([name3, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name3}.env.${k}`, v]))
   ];
   return values.flatMap(([path, v]) => {
     const passwords = typeof v === "string" ? urlCredentials(v) : [];
@@ -71957,8 +72072,8 @@ function settingsPasswords(env) {
   walk(env.config);
   return [...out];
 }
-function openEnvironment(ctx, name2) {
-  const env = loadEnvironment(name2, ctx.root);
+function openEnvironment(ctx, name3) {
+  const env = loadEnvironment(name3, ctx.root);
   for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
   return env;
 }
@@ -71967,7 +72082,7 @@ function maskPlainPasswords(ctx, env, warn) {
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a password in plain text in ${found.map((f) => f.path).join(", ")} (a URL's user:password@, or a token as its user: https://TOKEN@host): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(", ")} (a URL's password, user:PASSWORD@, or a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
     );
 }
 async function environmentSecrets(ctx, env) {
@@ -72017,9 +72132,11 @@ function layout(env) {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
-    masks: (release) => `${release}/.ops-masks`,
-    treeMade: (release) => `${release}/.ops-files`,
-    treeLive: (release) => `${release}/.ops-tree`,
+    masks: (record2) => `${record2}/.ops-masks`,
+    records: `${base}/.ops/releases`,
+    record: (id) => `${base}/.ops/releases/${id}`,
+    treeMade: (record2) => `${record2}/.ops-files`,
+    treeLive: (record2) => `${record2}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
@@ -72097,20 +72214,20 @@ function findSiblings(env) {
   const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
   const siblings = [];
   const unreadable = [];
-  for (const name2 of listEnvironments(env.root)) {
-    if (name2 === env.name) continue;
-    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+  for (const name3 of listEnvironments(env.root)) {
+    if (name3 === env.name) continue;
+    const label = `environments/${name3}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join9(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join9(environmentsDir(env.root), name3, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
-      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+      if (shared.length) siblings.push({ env: resolveEnvironment(name3, env.root, config, theirs), hosts: shared });
     } catch (e) {
       const machines = rawMachines(doc);
       if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name3} shares a host with ${env.name}, and collides with it, is not checked`);
     }
   }
   return { siblings, unreadable };
@@ -72481,7 +72598,7 @@ var NodeSSH = class {
       if (config.onKeyboardInteractive != null) {
         invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
       } else if (password != null) {
-        config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
+        config.onKeyboardInteractive = (name3, instructions, instructionsLang, prompts, finish) => {
           if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
             finish([password]);
           }
@@ -73161,16 +73278,16 @@ init_shell();
 init_errors();
 var REPORT_PREFIX = "@ops ";
 var FAILURE_KEYS = reportKeys("failure");
-function failureDetail(stdout, stderr) {
+function failureDetail(stdout, stderr, redact) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   const full = DISK_FULL.test(end) ? void 0 : `${stderr}
 ${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
-  return maskSecretLike([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"));
+  return maskedText([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"), redact);
 }
-function failureVerdict(stdout) {
+function failureVerdict(stdout, redact) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
-  return why.length ? maskSecretLike(why.join("\n")) : void 0;
+  return why.length ? maskedText(why.join("\n"), redact) : void 0;
 }
 function parseReports(stdout) {
   const out = [];
@@ -73517,11 +73634,11 @@ var SshRemote = class {
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
-      const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
+      const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }
@@ -73549,7 +73666,7 @@ var SshRemote = class {
   }
   /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
   notStarted(what, code, output) {
-    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : "";
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
     const missing2 = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
     if (missing2)
@@ -73830,9 +73947,9 @@ server {
 `;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
-  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
-    if (!(name2 in vars)) unknown.add(name2);
-    return vars[name2] ?? "";
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name3) => {
+    if (!(name3 in vars)) unknown.add(name3);
+    return vars[name3] ?? "";
   });
   if (unknown.size)
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
@@ -73871,7 +73988,7 @@ init_shell();
 init_report();
 init_shell();
 function secretEnvNames(env) {
-  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name3]) => name3).sort();
 }
 function releaseMasks(env, environ) {
   const names = new Set(secretEnvNames(env));
@@ -73889,15 +74006,14 @@ function releaseMasks(env, environ) {
 }
 function maskArgs(env) {
   const L = env.layout;
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return [L.releases, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+  const name3 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return [L.releases, L.records, name3(L.masks("x")), name3(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
 }
 function maskText(env) {
   return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
 }
-function keepMasks(env, dirVar) {
-  const [, masks = "", environ = "", kept = "", ...names] = maskArgs(env);
-  return `keep_masks "$${dirVar}" ${[masks, environ, kept, ...names].map(quote).join(" ")}`;
+function keepMasks(env, idVar) {
+  return `keep_masks "$${idVar}" ${maskArgs(env).map(quote).join(" ")}`;
 }
 
 // core/steps/sh/connection.sh
@@ -73905,9 +74021,10 @@ var connection_default = '# shellcheck shell=bash\n# A process\'s start time, an
 
 // core/steps/sh/contain.sh
 var contain_default = `# shellcheck shell=bash
-# What a user's command (build, migrate, hooks, initdata) leaves running when it exits: a background process that
-# keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build server,
-# output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
+# packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
+# that keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build
+# server, output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
 # with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
 # Builtins where they do. Needs nothing else.
 
@@ -73968,14 +74085,15 @@ contained_down() {
   [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
 }
 
-# contained COMMAND: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null) in a
-# session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it exited, stops what it left
-# (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's SIGTERM, which reaches the
-# step's process group, not the command's session) stops the command the same way before it ends (exit 143).
+# contained COMMAND [ARG...]: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null;
+# the ARGs as its $1...) in a session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it
+# exited, stops what it left (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's
+# SIGTERM, which reaches the step's process group, not the command's session) stops the command the same way before it
+# ends (exit 143).
 contained() {
   local run pid status=0
   run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
-  OPS_RUN=$run setsid bash -euo pipefail -c "$1" < /dev/null &
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" bash "\${@:2}" < /dev/null &
   pid=$!
   # shellcheck disable=SC2064 # pid and run are this call's, fixed now
   trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
@@ -74061,7 +74179,7 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 // core/steps/sh/history.sh
 var history_default = `# shellcheck shell=bash
 # The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
 # history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
 # views); release_reports reports every release directory as
@@ -74076,6 +74194,9 @@ history_add() {
   if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
   printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
+# release_record ID: where ops's records of release ID are, in release_record: its directory under records_dir
+# (root's), or for a release made by an older ops, which has none, its own directory (the same names, as before).
+release_record() { release_record=$records_dir/$1; [ -d "$release_record" ] || release_record=$releases_dir/$1; }
 # release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
 # sort(1) would; bash itself: no process, it runs on every rollback and deploy).
 release_ids() {
@@ -74091,9 +74212,10 @@ history_derive() {
   for r in $(release_ids); do
     [ "$r" != "$cur" ] || continue
     n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    release_record "$r"
+    if [ -e "$release_record/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
     printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+    if [ -e "$release_record/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
   done
   if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
 }
@@ -74120,25 +74242,31 @@ history_read() {
 # records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
 # deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
 release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
-# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+# release_status ID: ok, failed or abandoned, from the markers in its record (release_record; in release_state).
 release_status() {
   release_state=ok
-  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
-  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  release_record "$1"
+  [ -e "$release_record/.ops-failed" ] && release_state=failed
+  [ -e "$release_record/.ops-abandoned" ] && release_state=abandoned
   true
+}
+# release_sha ID: its commit, from its record's REVISION (release_record; hex digits only, '' when none), in release_sha.
+release_sha() {
+  release_sha=""; release_record "$1"
+  if [ -f "$release_record/REVISION" ]; then read -r release_sha < "$release_record/REVISION" || true; fi
+  release_sha=\${release_sha//[^0-9a-f]/}; release_sha=\${release_sha:0:64}
 }
 # release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
 # never went live (release_went_live: its deploy was interrupted, killed, or is under way).
 release_reports() {
-  local r d sha cur
+  local r cur
   history_read
   cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
   for r in $(release_ids); do
-    d=$releases_dir/$r
     release_status "$r"
     if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+    release_sha "$r"
+    ops_report release "$r $release_sha $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
   done
   ops_report history_seq "$history_seq"
 }
@@ -74450,10 +74578,11 @@ var mask_default = `# shellcheck shell=bash
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
 # root; no value leaves the host. The texts to mask:
 # - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
-#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
-#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
-#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
-#     white space collapsed), one a line;
+#   - its masks file, written by its deploy in its record directory (root's: mask_record; core/steps/masks.ts
+#     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
+#     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
+#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
+#     their white space collapsed), one a line;
 #   - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
 #     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
@@ -74464,12 +74593,18 @@ var mask_default = `# shellcheck shell=bash
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
-# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
+# RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
+# user's: read there for it alone; history.sh release_record's rule for its other records).
+mask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }
+# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in
+# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one
+# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.
 release_forms() {
-  local dir=\${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
-  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm
+  mask_record "$1" "$2" "$3"; shift 5
+  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"
+  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi
   while IFS= read -r -d '' rec; do
     name=\${rec%%=*}
     for want; do
@@ -74483,37 +74618,42 @@ release_forms() {
         [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
       done <<< "\${rec#*=}"
     done
-  done < "$dir$environ"
+  done < "$dir/$environ"
 }
-# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
-# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.
 mask_forms() {
-  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5
   {
     [ ! -r "$kept" ] || cat -- "$kept"
-    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+    for dir in "$releases"/*/; do
+      [ -d "$dir" ] || continue
+      id=\${dir%/}; id=\${id##*/}
+      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"
+    done
   } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
 }
-# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
-# text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
-# a file or given on a command line.
+# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
+# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
+# written to a file or given on a command line.
 mask_text() {
   local script
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
 }
-# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
-# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
-# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
-# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
+# the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
+# Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
+# lines are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
 keep_masks() {
-  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
-  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
   mv -f -- "$kept.new" "$kept"
 }
-# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
-# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest
+# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut
+# (mask_clip).
 mask_load() {
   MASK_FORMS=()
   mapfile -t MASK_FORMS < <(mask_forms "$@")
@@ -75260,10 +75400,11 @@ nginx_reload() {
 // core/steps/sh/tree.sh
 var tree_default = `# shellcheck shell=bash
 # The files of a release's commit, for a deploy's no-op: did anyone change them on the host since it went live?
-# Provides tree_made DIR (at the release's making, before its build: the record of its files, TREE_MADE),
-# tree_record DIR (at its switch: those still as made, TREE_LIVE) and tree_changed DIR (at a no-op: the first
-# file of TREE_LIVE changed or gone, printed; nothing when none). Needs TREE_MADE and TREE_LIVE (the records'
-# names in a release directory: layout.treeMade, layout.treeLive).
+# Provides tree_made DIR REC (at the release's making, before its build: the record of its files, TREE_MADE),
+# tree_record DIR REC (at its switch: those still as made, TREE_LIVE) and tree_changed DIR REC (at a no-op: the first
+# file of TREE_LIVE changed or gone, printed; nothing when none), for the release in directory DIR whose records are
+# in REC (root's: layout.record; the app owns DIR, so nothing is written there). Needs TREE_MADE and TREE_LIVE (the
+# records' names: layout.treeMade, layout.treeLive).
 #
 # A record is \`<size> <mtime, s> <path>\` per file, NUL-terminated, sorted (C locale): a stat per file, not a hash
 # of the contents (6,500 files, 180 MB: 0.1 s against 1.5 s with a warm cache; a no-op runs it on every deploy). An
@@ -75281,18 +75422,18 @@ tree_stats() { (cd -- "$1" && xargs -0r stat --printf '%s %Y %n\\0' -- 2>/dev/nu
 tree_paths() { sed -z 's/^[^ ]* [^ ]* //'; }
 
 tree_made() {
-  (cd -- "$1" && find . -path "./$TREE_MADE" -prune -o -name __pycache__ -prune -o \\( -type f -o -type l \\) ! -name '*.py[co]' ! -name '*.log' ! -name '*.db' ! -name '*.db-*' ! -name '*.sqlite*' ! -name .gitkeep ! -name .keep -printf '%P\\0') | tree_stats "$1" > "$1/$TREE_MADE"
+  (cd -- "$1" && find . -name __pycache__ -prune -o \\( -type f -o -type l \\) ! -name '*.py[co]' ! -name '*.log' ! -name '*.db' ! -name '*.db-*' ! -name '*.sqlite*' ! -name .gitkeep ! -name .keep -printf '%P\\0') | tree_stats "$1" > "$2/$TREE_MADE"
 }
 
-# A release made by an older version has no TREE_MADE: none recorded, so none compared.
+# A release made by an older version has no TREE_MADE in REC: none recorded, so none compared.
 tree_record() {
-  [ -f "$1/$TREE_MADE" ] || return 0
-  if LC_ALL=C comm -z -12 "$1/$TREE_MADE" <(tree_paths < "$1/$TREE_MADE" | tree_stats "$1") > "$1/$TREE_LIVE.new" && chmod 0600 "$1/$TREE_LIVE.new" && mv -f "$1/$TREE_LIVE.new" "$1/$TREE_LIVE"; then return 0; fi
-  rm -f "$1/$TREE_LIVE.new"; return 1
+  [ -f "$2/$TREE_MADE" ] || return 0
+  if LC_ALL=C comm -z -12 "$2/$TREE_MADE" <(tree_paths < "$2/$TREE_MADE" | tree_stats "$1") > "$2/$TREE_LIVE.new" && chmod 0600 "$2/$TREE_LIVE.new" && mv -f "$2/$TREE_LIVE.new" "$2/$TREE_LIVE"; then return 0; fi
+  rm -f "$2/$TREE_LIVE.new"; return 1
 }
 
 tree_changed() {
-  LC_ALL=C comm -z -23 "$1/$TREE_LIVE" <(tree_paths < "$1/$TREE_LIVE" | tree_stats "$1") | head -z -n 1 | tree_paths | tr -d '\\0'
+  LC_ALL=C comm -z -23 "$2/$TREE_LIVE" <(tree_paths < "$2/$TREE_LIVE" | tree_stats "$1") | head -z -n 1 | tree_paths | tr -d '\\0'
 }
 `;
 
@@ -75315,10 +75456,10 @@ ${probeHeaders(env)}
 ${maskSettings(env)}`;
 }
 function treeLibrary(env) {
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  const name3 = (path) => path.slice(path.lastIndexOf("/") + 1);
   return `${tree_default}
-TREE_MADE=${quote(name2(env.layout.treeMade(".")))}
-TREE_LIVE=${quote(name2(env.layout.treeLive(".")))}`;
+TREE_MADE=${quote(name3(env.layout.treeMade(".")))}
+TREE_LIVE=${quote(name3(env.layout.treeLive(".")))}`;
 }
 function maskSettings(env) {
   return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
@@ -75339,6 +75480,7 @@ function historyFunctions(env) {
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
+    records_dir: L.records,
     current_link: L.current,
     supervisor_conf_blue: L.supervisorConf("blue"),
     supervisor_conf_green: L.supervisorConf("green"),
@@ -75582,13 +75724,13 @@ var GATE_TRIES = 3;
 function gatePaths(env) {
   const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
   const out = [];
-  for (const [name2, p] of Object.entries(env.config.programs)) {
+  for (const [name3, p] of Object.entries(env.config.programs)) {
     for (const [prefix, program] of routes) {
-      if (program !== name2) continue;
+      if (program !== name3) continue;
       const path = prefix === "/" ? p.health : `${prefix}${p.health.replace(/^\//, "")}`;
       const taken = routes.find(([other]) => path.startsWith(other));
-      if (taken?.[1] !== name2) continue;
-      out.push({ program: name2, path });
+      if (taken?.[1] !== name3) continue;
+      out.push({ program: name3, path });
       break;
     }
   }
@@ -75602,10 +75744,10 @@ function nginxGate(env, slot, certificateReady) {
   if (!paths.length) return ": no program is routed by nginx: nothing to ask it";
   const L = env.layout;
   const cert = certificatePaths(env);
-  const name2 = siteName(env);
+  const name3 = siteName(env);
   const tls = certificateReady && cert;
-  const base = tls ? `https://${name2}` : "http://127.0.0.1";
-  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:127.0.0.1`)}` : env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const base = tls ? `https://${name3}` : "http://127.0.0.1";
+  const opts2 = tls ? `-k --resolve ${quote(`${name3}:443:127.0.0.1`)}` : env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)}` : "";
   const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
   const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
   const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
@@ -75640,13 +75782,13 @@ fi`;
 // core/steps/switch.ts
 function expand4(env, text, release, program, slot, key = `programs.${program}`) {
   const paths = env.runtime;
-  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal, name2, arg) => {
+  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal, name3, arg) => {
     if (literal !== void 0) return `{${literal}}`;
-    if (name2 === "release" && !arg) return release;
-    if (name2 === "python" && !arg) return paths.python;
-    if (name2 === "node" && !arg) return paths.node;
-    if (name2 === "npm" && !arg) return paths.npm;
-    if (name2 === "port") {
+    if (name3 === "release" && !arg) return release;
+    if (name3 === "python" && !arg) return paths.python;
+    if (name3 === "node" && !arg) return paths.node;
+    if (name3 === "npm" && !arg) return paths.npm;
+    if (name3 === "port") {
       const target = arg ?? program;
       if (!env.config.programs[target]) throw new OpsError(`${key}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
       return String(env.port(target, slot));
@@ -75688,8 +75830,8 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   const names = Object.keys(env.config.programs);
-  const blocks = names.map((name2) => {
-    const p = env.config.programs[name2];
+  const blocks = names.map((name3) => {
+    const p = env.config.programs[name3];
     const dir = p.directory === "." ? release : `${release}/${p.directory}`;
     const vars = Object.assign(/* @__PURE__ */ Object.create(null), {
       HOME: `/home/${env.appUser}`,
@@ -75697,12 +75839,12 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
       OPS_RELEASE: releaseId2,
       OPS_SLOT: slot
     });
-    const key = (k) => `programs.${name2}.${k}`;
-    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand4(env, v, release, name2, slot, key(`env.${k}`)));
-    const log = `${L.logDir}/${name2}-${slot}`;
+    const key = (k) => `programs.${name3}.${k}`;
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand4(env, v, release, name3, slot, key(`env.${k}`)));
+    const log = programLog(env, slot, name3);
     return [
-      `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand4(env, p.command, release, name2, slot, key("command"))))}`,
+      `[program:${programName(env, slot, name3)}]`,
+      `command=${carry(() => supervisorValue(key("command"), expand4(env, p.command, release, name3, slot, key("command"))))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -75737,11 +75879,17 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
   ].join("\n");
 }
 function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
+  return Object.entries(env.config.programs).map(([name3, p]) => `${name3}:${env.port(name3, slot)}:${p.health}`);
 }
 var START_FAILED_CLEAN = 3;
+function programLog(env, slot, program) {
+  return `${env.layout.logDir}/${program}-${slot}`;
+}
+function slotLogFiles(env, slot) {
+  return Object.keys(env.config.programs).flatMap((n) => [`${programLog(env, slot, n)}.err.log`, `${programLog(env, slot, n)}.out.log`]);
+}
 function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
+  return Object.keys(env.config.programs).map((name3) => `${name3}:${env.port(name3, slot)}`);
 }
 function startSlot(env, slot, release, releaseId2, dotenvSums2) {
   if (release !== `${env.layout.releases}/${releaseId2}`) throw new Error(`startSlot: release ${releaseId2} lives in ${env.layout.releases}/${releaseId2}, not ${release}`);
@@ -75750,9 +75898,9 @@ function startSlot(env, slot, release, releaseId2, dotenvSums2) {
 }
 function dotenvUnchanged(env, sums) {
   const [dotenv, environ] = sums.split(" ");
-  const name2 = (path) => path.replace(/^\//, "");
+  const name3 = (path) => path.replace(/^\//, "");
   return String.raw`changed=()
-for pair in ${quote(`${name2(env.layout.dotenv(""))}:${dotenv}`)} ${quote(`${name2(env.layout.environ(""))}:${environ}`)}; do
+for pair in ${quote(`${name3(env.layout.dotenv(""))}:${dotenv}`)} ${quote(`${name3(env.layout.environ(""))}:${environ}`)}; do
   f=${"$"}{pair%%:*}; want=${"$"}{pair#*:}
   got=$(sha256sum -- "$release/$f" 2>/dev/null || true)
   [ "${"$"}{got%% *}" = "$want" ] || changed+=("$f")
@@ -75817,6 +75965,7 @@ function previousBackFunctions(env) {
   const perSlot = (slot) => `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(" ")}) ;;`;
   const rendered = (slot) => `${slot})
 ${slotConfigShell(env, slot, onHost("prev_id"))} ;;`;
+  const logs = (slot) => `${slot}) files=(${slotLogFiles(env, slot).map(quote).join(" ")}) ;;`;
   return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
 previous_slot() {
   case "$1" in
@@ -75836,6 +75985,27 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+log_ends() {
+  local f at files=()
+  case "$1" in
+    ${slots.map(logs).join("\n    ")}
+    *) return 1 ;;
+  esac
+  for f in "${"$"}{files[@]}"; do
+    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
+    printf '%s %s\n' "$at" "$f"
+  done
+}
+log_record() {
+  local marks
+  case "$1" in
+    ${slots.map((slot) => `${slot}) marks=${quote(L.logStart(slot))} ;;`).join("\n    ")}
+    *) return 1 ;;
+  esac
+  if ! { printf '%s\n' "$2" > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
+    rm -f "$marks.new" "$marks" 2>/dev/null || true
+  fi
+}
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
@@ -75852,6 +76022,8 @@ previous_back() {
   group_down "$group" ${STOP_WAIT_SECONDS}
   left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
   back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${"$"}{checks[@]}") || true
+  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on.
+  log_record "$slot" "$(log_ends "$slot")"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -75877,7 +76049,6 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums2) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
-  const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(" ");
   const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
@@ -75963,10 +76134,9 @@ done
 unset LISTEN_TABLE
 # Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
 # processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
-declare -A log_start log_inode
-for f in ${logFiles.map(quote).join(" ")}; do
-  at=$(stat -c '%i %s' "$f" 2>/dev/null || echo '- 0'); log_inode[$f]=${"$"}{at% *}; log_start[$f]=${"$"}{at#* }
-done
+log_at=$(log_ends ${slot})
+declare -A log_start
+while read -r _ size f; do log_start[$f]=$size; done <<< "$log_at"
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -76003,11 +76173,8 @@ if [ -n "$verdict" ]; then
   exit ${START_FAILED_CLEAN}
 fi >&2
 # The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
-# (the file removed), ops logs shows the whole files, the older releases' lines too: never the deploy's failure.
-marks=${quote(L.logStart(slot))}
-if ! { for f in "${"$"}{!log_start[@]}"; do printf '%s %s %s\n' "${"$"}{log_inode[$f]}" "${"$"}{log_start[$f]}" "$f"; done > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
-  rm -f "$marks.new" "$marks" 2>/dev/null || true
-fi
+# (the file removed), ops logs shows the whole files, the older releases' lines too.
+log_record ${slot} "$log_at"
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
@@ -76085,9 +76252,9 @@ var RELOAD_BACK_SECONDS = 11;
 var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 function slotLook(env, slot, certificateReady) {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
-  const name2 = siteName(env);
+  const name3 = siteName(env);
   const https = certificateReady && certificatePaths(env) ? `
-  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null || true)` : "";
+  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name3}:443:127.0.0.1`)} ${quote(`https://${name3}/.ops/slot`)} 2>/dev/null || true)` : "";
   return String.raw`${maskLibrary(env)}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
@@ -76147,7 +76314,8 @@ history_add live "$release_id" ${operation}${record2 ? String.raw`
 # record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
 mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : ""}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
-[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
+# (Its record's, or, made by an older ops, its own directory's: release_record. rm removes a link, never its target.)
+release_record "$release_id"; [ ! -e "$release_record/.ops-abandoned" ] || rm -f "$release_record/.ops-abandoned"
 echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"
@@ -76155,7 +76323,7 @@ echo "live: $release_id on slot ${slot}"`
 }
 function treeRecord(env) {
   return `${treeLibrary(env)}
-tree_record ${word(`${env.layout.releases}/`, onHost("release_id"))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed
+tree_record ${word(`${env.layout.releases}/`, onHost("release_id"))} ${word(`${env.layout.records}/`, onHost("release_id"))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed
 ' "$release_id" >&2; }`;
 }
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
@@ -76216,8 +76384,9 @@ ${liveFilesShell(env)}
   # And the commit's files it went live with, still as they were then (tree.sh: a stat each, no hashing; a release
   # its deploy recorded none of, made or switched by an older version, is not compared).
   live_why=settings
-  if [ "$live_files" = yes ] && [ -f "${L.treeLive("$cur")}" ]; then
-    live_tree=$(tree_changed "$cur" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
+  release_record "$cur_id"
+  if [ "$live_files" = yes ] && [ -f "${L.treeLive("$release_record")}" ]; then
+    live_tree=$(tree_changed "$cur" "$release_record" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
     if [ -n "$live_tree" ]; then live_files=no; live_why=files; live_tree=${"$"}{live_tree//[^[:print:]]/?}; ops_report ${RELEASE_KEYS.live_changed_file} "${"$"}{live_tree:0:200}"; fi
   fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} "$live_why"; fi
@@ -76266,10 +76435,10 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
-# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+# The live commit, as release_reports reads each release's (its record's REVISION: release_sha); a current that is
+# not a release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
-if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then release_sha "$cur_id"; live_sha=$release_sha; fi
 printf -v now '%(%s)T' -1
 ops_report ${RELEASE_KEYS.now} "$now"
 ${reportProvisioned(env)}
@@ -76382,19 +76551,30 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
-function releaseDotenv(env, dir, uploaded) {
+function releaseDotenv(env, dir, record2, uploaded) {
   const u = quote(env.appUser);
   const L = env.layout;
   const files = [
     [uploaded.dotenv, L.dotenv(dir)],
     [uploaded.environ, L.environ(dir)]
   ];
-  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).concat(`rm -rf ${quote(L.masks(dir))}; install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(dir))}`).join("\n");
+  return [`chown root:root ${quote(dir)}; chmod 0750 ${quote(dir)}`].concat(files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`)).concat(`chown ${u}:${u} ${quote(dir)}`, `install -m 0600 -o root -g root ${quote(uploaded.masks)} ${quote(L.masks(record2))}`).join("\n");
+}
+function releaseRecord(env, dir, meta) {
+  const L = env.layout;
+  const rec = L.record(meta.id);
+  return String.raw`install -d -m 0755 ${quote(L.records)}
+rm -rf ${quote(rec)}; mkdir -m 0755 ${quote(rec)}
+printf '%s\n' ${quote(meta.sha)} > ${quote(`${rec}/REVISION`)}
+printf %s ${b642(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${rec}/release.json`)}
+rm -rf ${quote(`${dir}/REVISION`)} ${quote(`${dir}/release.json`)}
+cp ${quote(`${rec}/REVISION`)} ${quote(`${rec}/release.json`)} ${quote(dir)}/`;
 }
 function createRelease(env, meta, dotenv) {
   const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
+  const rec = L.record(meta.id);
   const owner = `${env.appUser}:${env.appUser}`;
   const archive = (sha, into) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
   const extra = [
@@ -76411,25 +76591,30 @@ ${archive(s.sha, `${tmp}/${s.path}`)}`),
     script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 [ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)} ${quote(rec)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join("\n")}
-` : ""}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
-printf %s ${b642(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${tmp}/release.json`)}
+` : ""}${releaseRecord(env, tmp, meta)}
 # The commit's files as made, before the build (for a later deploy's no-op: tree.sh); a release without it is only not compared.
 ${treeLibrary(env)}
-tree_made ${quote(tmp)} || rm -f ${quote(L.treeMade(tmp))}
+tree_made ${quote(tmp)} ${quote(rec)} || rm -f ${quote(L.treeMade(rec))}
 chown -R ${owner} ${quote(tmp)}
-${releaseDotenv(env, tmp, dotenv)}
+${releaseDotenv(env, tmp, rec, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
 trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
 }
 function markRelease(env, id, mark, why, withoutLock = false) {
-  const dir = word(`${env.layout.releases}/`, id);
-  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  const L = env.layout;
+  const dir = word(`${L.releases}/`, id);
+  const rec = word(`${L.records}/`, id);
+  const text = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)}`;
+  const marker = `if [ -d ${rec} ]; then ${text} > ${word(`${L.records}/`, id, `/.ops-${mark}`)}
+  else mark_tmp=$(mktemp -p ${quote(L.state)})
+    if ! { ${text} > "$mark_tmp" && chmod 0644 "$mark_tmp" && mv -fT "$mark_tmp" ${word(`${L.releases}/`, id, `/.ops-${mark}`)}; }; then rm -f "$mark_tmp"; false; fi
+  fi`;
   return {
     name: `mark ${mark}`,
     as: "root",
@@ -76468,14 +76653,19 @@ for r in "${"$"}{remove[@]}"; do
   if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   # Its secret values stay masked in the logs its programs wrote (kept masks); else it stays, for the next prune.
   ${keepMasks(env, "r")} || { echo "could not keep the masks of $r (left for the next prune)" >&2; continue; }
-  rm -rf -- "$r"
+  rm -rf -- "$r" ${quote(L.records)}/"$r"
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
+# The records of releases no longer here (removed by hand, or a release step cut short).
+for d in ${quote(L.records)}/*/; do d=${"$"}{d%/}; [ ! -d "$d" ] || [ -d "${"$"}{d##*/}" ] || rm -rf -- "$d"; done
+# Where ops's records of each kept release are (release_record in history.sh: its record directory, or for a release
+# made by an older ops, its own): their release.json and REVISION, not the app's copies.
+recorded=(); for r in */; do r=${"$"}{r%/}; if [ -d ${quote(L.records)}/"$r" ]; then recorded+=(${quote(L.records)}/"$r"); else recorded+=("$r"); fi; done
 # The sets each kept release uses: its links where this or an earlier setting put them (venv; node_modules at the
 # root, one level down, or node_dir's), and the sets its release.json names (a node_dir that has since changed).
 used=$({ for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || ".")}/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done
-  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' ./*/release.json | while read -r kind hash; do
+  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' "${"$"}{recorded[@]/%//release.json}" /dev/null | while read -r kind hash; do
     if [ "$kind" = python ]; then printf '%s\n' ${quote(L.deps)}/venv-"$hash"; else printf '%s\n' ${quote(L.deps)}/node-"$hash"; fi
   done
 } 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
@@ -76488,12 +76678,12 @@ legacy=no; for r in */; do if [ -L "${L.dotenv("$r")}" ]; then legacy=yes; fi; d
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
 # Looked up in bash (no process per object: a repository may have thousands).
 declare -A keep_oid=()
-while read -r o; do keep_oid[$o]=1; done < <(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
+while read -r o; do keep_oid[$o]=1; done < <(cat "${"$"}{recorded[@]/%//release.json}" /dev/null 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   [ -n "${"$"}{keep_oid[${"$"}{f##*/}]:-}" ] || rm -f -- "$f"
 done
-keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat "${"$"}{recorded[@]/%//REVISION}" /dev/null; cat "${"$"}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
@@ -76507,13 +76697,14 @@ var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
 function packDir(env, id) {
   return `${env.layout.uploads}/pack-${id}`;
 }
-function checkName(name2) {
-  if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+var name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+function checkName(name3) {
+  if (!PART_NAME.test(name3)) throw new OpsError(`not a part of a release: ${name3}`);
 }
 function packArtifacts(env, id, sets) {
   const L = env.layout;
   const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
-  for (const [name2] of parts) checkName(name2);
+  for (const [name3] of parts) checkName(name3);
   const dir = packDir(env, id);
   return {
     name: "pack build",
@@ -76523,29 +76714,32 @@ function packArtifacts(env, id, sets) {
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  # A release's .env, environ and masks stay on its host: each host is given its own (unpackArtifacts).
-  tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" --exclude="${L.masks("$3")}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts), and its masks file
+  # (in its record) too. With the release, of its record only its files as made (layout.treeMade), for the
+  # receivers' no-op.
+  made=(); if [ "$1" = release ] && [ -f ${quote(L.treeMade(L.record(id)))} ]; then made=(-C ${quote(L.record(id))} ${quote(name2(L.treeMade(".")))}); fi
+  tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" -cf - "$3" "${"$"}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
-${parts.map(([name2, d, entry]) => `pack ${quote(name2)} ${quote(d)} ${quote(entry)}`).join("\n")}`
+${parts.map(([name3, d, entry]) => `pack ${quote(name3)} ${quote(d)} ${quote(entry)}`).join("\n")}`
   };
 }
 function parsePacked(result, builder) {
   return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
-    const [name2 = "", sha2563 = "", size2 = ""] = line.split(" ");
-    if (!PART_NAME.test(name2) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
-    return { name: name2, sha256: sha2563, size: Number(size2) };
+    const [name3 = "", sha2563 = "", size2 = ""] = line.split(" ");
+    if (!PART_NAME.test(name3) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name: name3, sha256: sha2563, size: Number(size2) };
   });
 }
-function readChunk(env, id, name2, offset, length) {
-  checkName(name2);
+function readChunk(env, id, name3, offset, length) {
+  checkName(name3);
   return {
-    name: `read ${name2}`,
+    name: `read ${name3}`,
     as: "root",
     timeout: 300,
     quiet: true,
     script: String.raw`printf '${REPORT_PREFIX}${ARTIFACT_KEYS.chunk} '
-dd if=${quote(`${packDir(env, id)}/${name2}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
+dd if=${quote(`${packDir(env, id)}/${name3}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
 printf '\n'`
   };
 }
@@ -76561,8 +76755,10 @@ function checkPart(part, got, builder) {
 function dropPacked(env, id) {
   return { name: "drop packed build", as: "root", timeout: 60, script: `rm -rf ${quote(packDir(env, id))}` };
 }
-function unpackArtifacts(env, id, parts, builder, dotenv) {
+function unpackArtifacts(env, meta, parts, builder, dotenv) {
   const L = env.layout;
+  const id = meta.id;
+  const made = name2(L.treeMade("."));
   const owner = `${env.appUser}:${env.appUser}`;
   for (const p of parts) checkName(p.name);
   const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
@@ -76571,7 +76767,7 @@ function unpackArtifacts(env, id, parts, builder, dotenv) {
     name: "receive build",
     as: "root",
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*; [ -d ${quote(`${L.releases}/${id}`)} ] || rm -rf ${quote(L.record(id))}' EXIT
 ${parts.map(
       (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
 if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
@@ -76582,9 +76778,14 @@ unpack() { # DIR ENTRY FILE...
   if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
   rm -rf "$new"; mkdir -p "$new"
   cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
+  if [ "$dir" = ${quote(L.releases)} ]; then
+    # Its record, from this deploy's own meta (not the builder's files), with the builder's record of its files as made.
+    ${releaseRecord(env, `${L.releases}/.new-${id}/${id}`, meta)}
+    if [ -f "$new"/${quote(made)} ]; then mv -f "$new"/${quote(made)} ${quote(L.treeMade(L.record(id)))}; fi
+  fi
   chown -R ${quote(owner)} "$new/$entry"
   if [ "$dir" = ${quote(L.releases)} ]; then
-    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, dotenv)}
+    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, L.record(id), dotenv)}
   fi
   rm -rf "${"$"}{dir:?}/${"$"}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
   echo "$entry: unpacked"
@@ -76807,9 +77008,9 @@ async function resolveRef(repo, ref) {
     REF_NOT_FOUND_HINT
   );
 }
-function localBranchNote(name2, remote, local) {
+function localBranchNote(name3, remote, local) {
   if (!remote || !local || remote === local) return void 0;
-  return { notes: [`your local branch ${name2} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name2} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
+  return { notes: [`your local branch ${name3} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name3} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
 }
 async function checkoutNotes(repo, sha) {
   const r = await new Git(repo).run(["status", "--porcelain=v1", "-z", "--no-renames"]);
@@ -76913,10 +77114,10 @@ function depsHash(parts) {
   return createHash4("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 function setHashes(inputs, releaseId2) {
-  const name2 = (s) => s.perRelease ? depsHash([s.hash, `release ${releaseId2}`]) : s.hash;
-  return { python: name2(inputs.python), node: name2(inputs.node) };
+  const name3 = (s) => s.perRelease ? depsHash([s.hash, `release ${releaseId2}`]) : s.hash;
+  return { python: name3(inputs.python), node: name3(inputs.node) };
 }
-var URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+var URL_SCHEME2 = /^[a-z][a-z0-9+.-]*:\/\//i;
 var VCS = /^(git|hg|svn|bzr)\+/i;
 function fileUrlPath(url) {
   const rest = url.replace(/[#?].*$/, "").replace(/^file:(\/\/(localhost)?(?=\/))?/i, "");
@@ -76931,14 +77132,14 @@ var ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|t
 function localTarget(spec) {
   if (VCS.test(spec)) return void 0;
   if (/^file:/i.test(spec)) return fileUrlPath(spec);
-  if (URL_SCHEME.test(spec)) return void 0;
+  if (URL_SCHEME2.test(spec)) return void 0;
   const path = spec.replace(/\[[^\]]*\]$/, "");
   if (/^[.~/]/.test(spec) || spec.includes("/") || ARCHIVE.test(path)) return path;
   return void 0;
 }
 function optionTarget(kind, value) {
   if (/^file:/i.test(value)) return fileUrlPath(value);
-  if (URL_SCHEME.test(value) || VCS.test(value)) return void 0;
+  if (URL_SCHEME2.test(value) || VCS.test(value)) return void 0;
   return kind === "editable" ? value.replace(/\[[^\]]*\]$/, "") : value;
 }
 var REQUIREMENT_OPTIONS = [
@@ -76960,11 +77161,11 @@ var REQUIREMENT_OPTIONS = [
   { long: "--config-settings" },
   { long: "--global-option" }
 ];
-function findOption(name2) {
-  if (!name2.startsWith("--")) return REQUIREMENT_OPTIONS.find((o) => o.short === name2);
-  const exact = REQUIREMENT_OPTIONS.find((o) => o.long === name2);
+function findOption(name3) {
+  if (!name3.startsWith("--")) return REQUIREMENT_OPTIONS.find((o) => o.short === name3);
+  const exact = REQUIREMENT_OPTIONS.find((o) => o.long === name3);
   if (exact) return exact;
-  const prefixed = REQUIREMENT_OPTIONS.filter((o) => o.long.startsWith(name2));
+  const prefixed = REQUIREMENT_OPTIONS.filter((o) => o.long.startsWith(name3));
   return prefixed.length === 1 ? prefixed[0] : void 0;
 }
 function shellWords(text) {
@@ -77010,7 +77211,7 @@ function scanRequirements(text) {
   const requirement = (text2) => {
     const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(text2);
     if (direct) add2("path", localTarget(direct[1]));
-    else if (/^file:/i.test(text2) || URL_SCHEME.test(text2)) add2("path", localTarget(text2.split(/;\s|\s/)[0]));
+    else if (/^file:/i.test(text2) || URL_SCHEME2.test(text2)) add2("path", localTarget(text2.split(/;\s|\s/)[0]));
     else {
       const path = text2.split(";")[0].trim();
       add2("path", localTarget(path));
@@ -77038,8 +77239,8 @@ function scanRequirements(text) {
       }
       flush();
       const eq = word2.startsWith("--") ? word2.indexOf("=") : -1;
-      const name2 = eq > 0 ? word2.slice(0, eq) : /^-[a-z]/i.test(word2) && !word2.startsWith("--") ? word2.slice(0, 2) : word2;
-      const option = findOption(name2);
+      const name3 = eq > 0 ? word2.slice(0, eq) : /^-[a-z]/i.test(word2) && !word2.startsWith("--") ? word2.slice(0, 2) : word2;
+      const option = findOption(name3);
       if (!option || option.flag) continue;
       let value = eq > 0 ? word2.slice(eq + 1) : word2.length > 2 && !word2.startsWith("--") ? word2.slice(2) : words[++i];
       if (value === "=" || value === "") value = words[++i];
@@ -77155,7 +77356,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
         continue;
       }
       if (ref.kind === "include" || ref.kind === "constraint") {
-        if (URL_SCHEME.test(ref.target)) continue;
+        if (URL_SCHEME2.test(ref.target)) continue;
         for (const dir of dirs) {
           const inner = inRepository(dir, ref.target);
           if (inner === void 0) tie(`${path} includes ${ref.target}, outside the repository`);
@@ -77225,7 +77426,7 @@ async function refuseWorkspaceMember(repo, sha, dir) {
 }
 var NPM_CI_SCRIPTS = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare", "predependencies", "dependencies", "postdependencies"];
 async function nodeInputs(repo, sha, dir, extra) {
-  const at2 = (name2) => dir === "." || dir === "" ? name2 : `${posix3.normalize(dir).replace(/\/$/, "")}/${name2}`;
+  const at2 = (name3) => dir === "." || dir === "" ? name3 : `${posix3.normalize(dir).replace(/\/$/, "")}/${name3}`;
   const parts = [];
   const files = [];
   let perRelease;
@@ -77252,7 +77453,7 @@ async function nodeInputs(repo, sha, dir, extra) {
       parts.push(`lock ${JSON.stringify(parsed)}`);
       const declared = (from) => JSON.stringify(DECLARED.map((f) => Object.entries(from?.[f] ?? {}).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)));
       const root = parsed.packages?.[""];
-      const inStep = root ? declared(pkg) === declared(root) : DECLARED.filter((f) => f !== "peerDependencies").every((f) => Object.keys(pkg[f] ?? {}).every((name2) => parsed.dependencies?.[name2]));
+      const inStep = root ? declared(pkg) === declared(root) : DECLARED.filter((f) => f !== "peerDependencies").every((f) => Object.keys(pkg[f] ?? {}).every((name3) => parsed.dependencies?.[name3]));
       if (!inStep) parts.push(`package.json out of step with ${lockName} ${createHash4("sha256").update(declared(pkg)).digest("hex")}`);
       if (pkg.overrides !== void 0) parts.push(`overrides ${JSON.stringify(pkg.overrides)}`);
       fromLive = root !== void 0 && inStep && pkg.overrides === void 0;
@@ -77267,11 +77468,11 @@ async function nodeInputs(repo, sha, dir, extra) {
         ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => v?.version?.startsWith("file:") ? [[k, v.version]] : [])
       ];
       if (copied.some(([, spec]) => !ARCHIVE.test(fileUrlPath(spec))) || Object.values(parsed.packages ?? {}).some((v) => GIT_RESOLVED.test(v.resolved ?? ""))) fromLive = false;
-      for (const [name2, spec] of copied) {
+      for (const [name3, spec] of copied) {
         const path = inRepository(dir === "." ? "" : posix3.normalize(dir), fileUrlPath(spec));
-        if (path === void 0) perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
+        if (path === void 0) perRelease ??= `npm installs ${name3.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
         else {
-          parts.push(`copied ${path} ${await objectAt(repo, sha, path, (t) => void (perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${path}, a link to ${t}, outside the repository`))}`);
+          parts.push(`copied ${path} ${await objectAt(repo, sha, path, (t) => void (perRelease ??= `npm installs ${name3.replace(/^.*node_modules\//, "")} from ${path}, a link to ${t}, outside the repository`))}`);
           if (!files.includes(path)) files.push(path);
         }
       }
@@ -77344,14 +77545,14 @@ async function blobTexts(repo, names) {
   if (!asked.length) return out;
   const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: asked.join("\n") + "\n" });
   let pos = 0;
-  for (const name2 of asked) {
+  for (const name3 of asked) {
     const nl = raw.indexOf(10, pos);
     if (nl < 0) break;
     const header = raw.subarray(pos, nl).toString().split(" ");
     pos = nl + 1;
     if (header.length !== 3 || !/^\d+$/.test(header[2])) continue;
     const size2 = Number(header[2]);
-    out.set(name2, raw.subarray(pos, pos + size2).toString("utf8"));
+    out.set(name3, raw.subarray(pos, pos + size2).toString("utf8"));
     pos += size2 + 1;
   }
   return out;
@@ -77406,8 +77607,8 @@ async function treeContent(repo, sha) {
         if (m) names.set(m[2], m[1]);
       }
       for (const link of links) {
-        const name2 = names.get(link.path) ?? link.path;
-        const candidates = [join10(gitDir, "modules", name2), ...worktree ? [join10(worktree, link.path)] : []];
+        const name3 = names.get(link.path) ?? link.path;
+        const candidates = [join10(gitDir, "modules", name3), ...worktree ? [join10(worktree, link.path)] : []];
         let found;
         for (const c of candidates) {
           if (!existsSync7(c)) continue;
@@ -77529,9 +77730,9 @@ function iniSections(text) {
   }
   const defaults = raw.get("DEFAULT") ?? /* @__PURE__ */ new Map();
   const out = /* @__PURE__ */ new Map();
-  for (const [name2, keys] of raw) {
-    if (name2 === "DEFAULT") continue;
-    out.set(name2, new Map([...defaults, ...keys].map(([k, v]) => [k, v.join("\n").trimEnd()])));
+  for (const [name3, keys] of raw) {
+    if (name3 === "DEFAULT") continue;
+    out.set(name3, new Map([...defaults, ...keys].map(([k, v]) => [k, v.join("\n").trimEnd()])));
   }
   return out;
 }
@@ -77564,13 +77765,13 @@ function alembicVersionDirs(ini, text) {
       if (path !== void 0) out.add(path);
     }
   };
-  for (const [name2, keys] of iniSections(text)) {
+  for (const [name3, keys] of iniSections(text)) {
     const vars = new Map([...keys, ["here", HERE]]);
     const value = (key) => {
       let v = keys.get(key);
       for (let depth = 0; v !== void 0 && v.includes("%(") && depth < 10; depth++) v = v.replace(/%\(([^)]*)\)s/g, (m, n) => vars.get(n.toLowerCase()) ?? m);
       if (v?.includes("%(")) {
-        unknown ??= `${ini} [${name2}] ${key} = ${keys.get(key)}: an interpolation ops cannot resolve`;
+        unknown ??= `${ini} [${name3}] ${key} = ${keys.get(key)}: an interpolation ops cannot resolve`;
         return void 0;
       }
       return v?.replace(/%%/g, "%").trim();
@@ -77659,7 +77860,7 @@ function migrateCommandFiles(command2) {
         for (const base of ["", "src/"]) for (const f of [`${base}${mod4}.py`, `${base}${mod4}/__main__.py`]) for (const g of both(f)) files.add(g);
       }
       const tool = w.split("/").pop();
-      for (const name2 of TOOL_FILES[tool] ?? []) for (const f of both(name2)) files.add(f);
+      for (const name3 of TOOL_FILES[tool] ?? []) for (const f of both(name3)) files.add(f);
       if (tool === "make" || tool === "gmake") {
         let dir = "";
         let file = "";
@@ -77678,7 +77879,7 @@ function migrateCommandFiles(command2) {
     const dirs = words.filter((w) => pathLike(w) && !w.includes("."));
     for (const d of dirs) {
       for (const w of words) if (w !== d && pathLike(w)) for (const f of both(`${d}/${w}`)) files.add(f);
-      for (const name2 of new Set(Object.values(TOOL_FILES).flat())) for (const f of both(`${d}/${name2}`)) files.add(f);
+      for (const name3 of new Set(Object.values(TOOL_FILES).flat())) for (const f of both(`${d}/${name3}`)) files.add(f);
     }
     const cd = Math.max(words.lastIndexOf("cd"), words.lastIndexOf("pushd"));
     if (cd >= 0) cwd = words[cd + 1] && pathLike(words[cd + 1]) ? clean5(cwd ? `${cwd}/${words[cd + 1]}` : words[cd + 1]) : "";
@@ -77753,11 +77954,11 @@ async function filesCompared(repo, env, live, target, change) {
   change.migrationsChanged = differing.trim() !== "" || !found.split("\n").some((f) => f && !NOT_MIGRATIONS.test(f)) || Boolean(ofTarget.unknown ?? ofLive.unknown);
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  const entry = (name2) => ({
-    name: name2,
-    files: after[name2].files.join(", "),
-    changed: Boolean(after[name2].perRelease) || before[name2].hash !== after[name2].hash,
-    ...after[name2].perRelease && { perRelease: after[name2].perRelease }
+  const entry = (name3) => ({
+    name: name3,
+    files: after[name3].files.join(", "),
+    changed: Boolean(after[name3].perRelease) || before[name3].hash !== after[name3].hash,
+    ...after[name3].perRelease && { perRelease: after[name3].perRelease }
   });
   change.dependencies = [...req2 ? [entry("python")] : [], ...nodeDir ? [entry("node")] : []];
 }
@@ -77878,13 +78079,14 @@ var HostRun = class {
    * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
    * 0 thrown as the StepError `run` would throw (a full disk said as such).
    */
-  async record(name2, result, code = 0) {
-    this.steps.push({ name: name2, ms: result.durationMs });
-    if (code !== 0) throw await this.failure(name2, result, code);
+  async record(name3, result, code = 0) {
+    this.steps.push({ name: name3, ms: result.durationMs });
+    if (code !== 0) throw await this.failure(name3, result, code);
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
-  async failure(name2, result, code = result.code) {
-    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr), void 0, void 0, void 0, failureVerdict(result.stdout)));
+  async failure(name3, result, code = result.code) {
+    const redact = (t) => this.ctx.reporter.redact(t);
+    return this.diskFull(new StepError(name3, this.remote.name, code, failureDetail(result.stdout, result.stderr, redact), void 0, void 0, void 0, failureVerdict(result.stdout, redact)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
@@ -77970,7 +78172,7 @@ var Session = class _Session {
   }
   /**
    * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
-   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its first text), in the
+   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its error and hint, on one line), in the
    * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
    */
   static async openReachable(ctx, env, hosts = env.hosts, signal) {
@@ -77980,7 +78182,7 @@ var Session = class _Session {
     const unreachable = [];
     settled2.forEach((s, i) => {
       if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else unreachable.push({ host: hosts[i], error: s.reason, message: s.reason instanceof Error ? s.reason.message : String(s.reason) });
+      else unreachable.push({ host: hosts[i], error: s.reason, message: errorFieldsLine(errorFields(s.reason)) });
     });
     return { session: new _Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
   }
@@ -77996,12 +78198,12 @@ var Session = class _Session {
    * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
    * releasing a lock when the first connection broke. Never on a path that succeeds.
    */
-  async reconnect(name2) {
-    const host = this.env.hosts.find((h) => h.name === name2);
-    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
-    await this.remotes.get(name2)?.close();
+  async reconnect(name3) {
+    const host = this.env.hosts.find((h) => h.name === name3);
+    if (!host) throw new OpsError(`no host ${name3} in ${this.env.name}`);
+    await this.remotes.get(name3)?.close();
     const remote = await this.connector(this.env, host);
-    this.remotes.set(name2, remote);
+    this.remotes.set(name3, remote);
     return remote;
   }
   /** The open connection to `host`. @throws OpsError when the session has none. */
@@ -78188,7 +78390,8 @@ function dependencySet(env, release, kind, set, install, link, installed) {
     name: `${kind} dependencies`,
     as: "app",
     timeout: 1800,
-    script: String.raw`${appEnvironment(env, release)}
+    script: String.raw`${CONTAIN_FUNCTIONS}
+${appEnvironment(env, release)}
 set_dir=${quote(`${env.layout.deps}/${set}`)}
 # rm -rf of a tree whose directories may be read-only: only they are made writable (its files may be hard links of
 # another set's or of uv's cache, whose mode is theirs; rm needs none on a file).
@@ -78229,13 +78432,14 @@ function pythonDependencies(env, release, hash) {
   const paths = env.runtime;
   const { python_requirements: req2, python_installer: installer } = env.config.release;
   const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req2)} ]; then PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
+  if [ -f ${quote(req2)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req2)}`)} "$set_dir"; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req2)} ]; then
-    uv_install() { nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "$@" -r ${quote(req2)}; }
+    # shellcheck disable=SC2016 # the command's $1... are its own (contained's ARGs: set_dir, then uv_install's), expanded by its bash
+    uv_install() { contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r ${quote(req2)}`)} "$set_dir" "$@"; }
     # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each
     # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
@@ -78251,7 +78455,7 @@ function pythonDependencies(env, release, hash) {
 function nodeDependencies(env, release, hash, fromLive = false) {
   const nodeDir = env.config.release.node_dir;
   const modules = `${nodeDir}/node_modules`;
-  const npm = (command2) => String.raw`(cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command2} --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"`;
+  const npm = (command2) => String.raw`contained ${quote(`cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command2} --prefer-offline --no-audit --no-fund --loglevel=warn`)} 2> "$npm_log"`;
   const npmFailed = String.raw`grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1`;
   const nodeBin = quote(env.runtime.node);
   const live = String.raw`
@@ -78355,8 +78559,8 @@ for (const [k, v] of Object.entries(got)) {
 for (const [k, v] of Object.entries(lock)) if (k.includes('node_modules/') && !got[k] && !v.optional && !v.devOptional && !v.dev) bad.push(k + ' is missing');
 if (bad.length) { console.error(bad.slice(0, 3).join('; ')); process.exit(1); }
 `;
-function appCommand(env, release, name2, command2, timeout = 1800) {
-  return { name: name2, as: "app", timeout, script: `${CONTAIN_FUNCTIONS}
+function appCommand(env, release, name3, command2, timeout = 1800) {
+  return { name: name3, as: "app", timeout, script: `${CONTAIN_FUNCTIONS}
 ${appEnvironment(env, release)}
 ${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}
 contained ${quote(command2)}` };
@@ -78486,7 +78690,7 @@ async function preflight(repo, sha, env, tree) {
     if (kind === "file") problems.push(`release.node_dir ${nodeDir} is a file in commit ${at2}, not a directory${nodeFound(listing)}`);
     else if (!listing.has(dir)) problems.push(`release.node_dir ${missing(kind, nodeDir, at2)}: npm ci cannot run there${nodeFound(listing)}`);
     else if (kind === "dir") {
-      const inDir = (name2) => dir ? `${dir}/${name2}` : name2;
+      const inDir = (name3) => dir ? `${dir}/${name3}` : name3;
       const others = Object.keys(OTHER_NODE_LOCKS).filter((l) => listing.has(inDir(l)));
       if (!listing.has(inDir("package.json"))) problems.push(`release.node_dir ${shown} has no package.json in commit ${at2}: npm ci needs one${nodeFound(listing)}`);
       else if (!listing.has(inDir("package-lock.json")) && !listing.has(inDir("npm-shrinkwrap.json")))
@@ -78501,18 +78705,18 @@ async function preflight(repo, sha, env, tree) {
     if (problem) problems.push(problem);
   }
   const made = [...req2 ? ["venv"] : [], ...nodeDir ? [norm(`${nodeDir}/node_modules`)] : []];
-  for (const [name2, program] of Object.entries(env.config.programs)) {
+  for (const [name3, program] of Object.entries(env.config.programs)) {
     const dir = norm(program.directory ?? ".");
     const kind = listing.kind(dir);
     const fix = `
-  fix: set programs.${name2}.directory to the directory the program runs in, relative to the release ("." for its root)`;
-    if (kind === "file") problems.push(`programs.${name2}.directory ${program.directory} is a file in commit ${at2}, not a directory${fix}`);
-    else if (kind === "under-file") problems.push(`programs.${name2}.directory ${missing(kind, program.directory, at2)}${fix}`);
+  fix: set programs.${name3}.directory to the directory the program runs in, relative to the release ("." for its root)`;
+    if (kind === "file") problems.push(`programs.${name3}.directory ${program.directory} is a file in commit ${at2}, not a directory${fix}`);
+    else if (kind === "under-file") problems.push(`programs.${name3}.directory ${missing(kind, program.directory, at2)}${fix}`);
     else if ((kind === "absent" || kind === "ignored") && !made.some((m) => dir === m || dir.startsWith(`${m}/`)) && !build && !migrate && !beforeSwitch2.length)
-      problems.push(`programs.${name2}.directory ${missing(kind, program.directory, at2)}, and nothing runs in the release before the start that could make it (release.build and release.migrate are "", no before_switch hook)${fix}`);
+      problems.push(`programs.${name3}.directory ${missing(kind, program.directory, at2)}, and nothing runs in the release before the start that could make it (release.build and release.migrate are "", no before_switch hook)${fix}`);
     else if ((kind === "absent" || kind === "ignored") && !made.some((m) => dir === m || dir.startsWith(`${m}/`)))
       warnings.push(
-        `programs.${name2}.directory ${missing(kind, program.directory, at2)}: release.build (${build})${beforeSwitch2.length ? " or a before_switch hook" : ""} must make it, else supervisor cannot start ${name2} ("couldn't chdir") after the build`
+        `programs.${name3}.directory ${missing(kind, program.directory, at2)}: release.build (${build})${beforeSwitch2.length ? " or a before_switch hook" : ""} must make it, else supervisor cannot start ${name3} ("couldn't chdir") after the build`
       );
   }
   return { problems, warnings };
@@ -79134,14 +79338,14 @@ var Unprovisioned = class extends Error {
   }
   host;
 };
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
@@ -79391,7 +79595,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }).catch((e) => {
+      }, (t) => ctx.reporter.redact(t)).catch((e) => {
         if (e instanceof NotStartedError) mine.delete(r.name);
         throw e;
       });
@@ -79678,13 +79882,13 @@ async function receiveBuild(env, hp, p, builder, received) {
   const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes12(4).toString("hex")}`);
   hp.created = true;
   hp.making();
-  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
+  await hp.h.run(unpackArtifacts(env, p.meta, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
   const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
 }
-function wants(hp, name2) {
-  return name2 === "release" || !hp.state.depsHas.includes(name2);
+function wants(hp, name3) {
+  return name3 === "release" || !hp.state.depsHas.includes(name3);
 }
 async function beforeSwitch(env, hp, p) {
   const dir = `${env.layout.releases}/${p.id}`;

@@ -19168,32 +19168,92 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
-function isTokenUser(user) {
-  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+function kindChanges(s) {
+  const kind = (c) => c >= "a" && c <= "z" ? "l" : c >= "A" && c <= "Z" ? "U" : c >= "0" && c <= "9" ? "d" : "";
+  let pairs = 0;
+  let changes = 0;
+  for (let i = 1; i < s.length; i++) {
+    const [a, b] = [kind(s[i - 1]), kind(s[i])];
+    if (!a || !b) continue;
+    pairs++;
+    if (a !== b && !(a === "U" && b === "l")) changes++;
+  }
+  return pairs ? changes / pairs : 0;
 }
-function credentialSpans(authority) {
-  const at = authority.lastIndexOf("@");
-  if (at < 0) return [];
-  const colon = authority.slice(0, at).indexOf(":");
+function isRandomRun(s) {
+  return BASE64URL_RUN.test(s) && kindChanges(s) >= 0.25;
+}
+function isTokenUser(user) {
+  if (AWS_PUBLIC_ID.test(user)) return false;
+  return TOKEN_PREFIX.test(user) || JWT.test(user) || GENERATED_USER.test(user) || isRandomRun(user);
+}
+function urlSpans(text, start, stop, nextAt) {
+  let end = start;
+  while (end < text.length && !"/?#".includes(text[end]) && !stop.test(text[end])) end++;
+  const authority = text.slice(start, end);
+  let at = authority.lastIndexOf("@");
+  const colon = (at < 0 ? authority : authority.slice(0, at)).indexOf(":");
+  if (at < 0) {
+    if (colon < 0 || authority.startsWith("[") || PORT.test(authority.slice(colon + 1))) return [];
+    const past = nextAt(end);
+    if (past < 0) return [];
+    at = past - start;
+  }
   const userEnd = colon < 0 ? at : colon;
   const spans = [];
-  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
-  if (colon >= 0 && colon + 1 < at) spans.push([colon + 1, at]);
+  if (isTokenUser(text.slice(start, start + userEnd))) spans.push([start, start + userEnd]);
+  if (colon >= 0 && colon + 1 < at) spans.push([start + colon + 1, start + at]);
   return spans;
 }
+function scpSpans(userinfo, start) {
+  const colon = userinfo.indexOf(":");
+  const parts = colon < 0 ? [[0, userinfo.length]] : [[0, colon], [colon + 1, userinfo.length]];
+  return parts.filter(([a, b]) => isTokenUser(userinfo.slice(a, b))).map(([a, b]) => [start + a, start + b]);
+}
+function atFinder(text, stop) {
+  const stops = new RegExp(stop.source, "g");
+  let at = -1;
+  let block = -1;
+  return (from) => {
+    if (at < from) {
+      const i = text.indexOf("@", from);
+      at = i < 0 ? text.length : i;
+    }
+    if (block < from) {
+      stops.lastIndex = from;
+      block = stops.exec(text)?.index ?? text.length;
+    }
+    return at < text.length && at < block ? at : -1;
+  };
+}
+function credentialSpans(text, whole) {
+  const spans = [];
+  const stop = whole ? VALUE_STOP : TEXT_STOP;
+  const nextAt = atFinder(text, stop);
+  for (const m of text.matchAll(URL_SCHEME)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...urlSpans(text, m.index + m[0].length, stop, nextAt));
+  }
+  for (const m of text.matchAll(SCP_ADDRESS)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...scpSpans(m[1], m.index));
+  }
+  const kept = [];
+  for (const span of spans.sort((a, b) => a[0] - b[0])) if (!kept.length || span[0] >= kept.at(-1)[1]) kept.push(span);
+  return kept;
+}
 function urlCredentials(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+  const v = value.trim();
+  return spanTexts(v, credentialSpans(v, true));
 }
 function hideUrlCredentials(s) {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const start = url.indexOf("://") + 3;
-    let authority = url.slice(start);
-    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
-    return url.slice(0, start) + authority;
-  }).replace(LOOSE_URL_PASSWORD, "$1***@");
+  const pieces = [];
+  let from = 0;
+  for (const [a, b] of credentialSpans(s, false)) {
+    pieces.push(s.slice(from, a), "***");
+    from = b;
+  }
+  return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
   return /secret-key-[0-9a-z-]/i.test(s);
@@ -19295,8 +19355,14 @@ function htmlEscapedForms(text) {
 function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+function shellQuotedForms(text) {
+  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  return [
+    text.replace(/'/g, "'\\''"),
+    text.replace(/'/g, `'"'"'`),
+    text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
+    text.replace(/["\\$`]/g, "\\$&")
+  ];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19309,7 +19375,7 @@ function printedForms(text) {
     ...htmlEscapedForms(text),
     collapsedSpace(text),
     nodeInspect(text),
-    ...bashSingleQuoted(text)
+    ...shellQuotedForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19357,7 +19423,7 @@ function percentEscapedChar(text, at) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19415,12 +19481,18 @@ var init_parts = __esm({
       "00000000",
       "99999999"
     ]);
-    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
     TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
-    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
-    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
+    BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
+    AWS_PUBLIC_ID = /^A(?:IDA|GPA|ROA|PKA|IPA|NPA|NVA|SCA)[A-Z0-9]{16,17}$/;
+    PORT = /^[0-9]{0,5}$/;
+    SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@(=,;]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
+    TEXT_STOP = /[\s"'`<>]/;
+    VALUE_STOP = /(?!)/;
+    spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";

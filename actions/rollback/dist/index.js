@@ -19168,35 +19168,95 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
-function isTokenUser(user) {
-  return TOKEN_PREFIX.test(user) || GENERATED_USER.test(user);
+function kindChanges(s) {
+  const kind = (c) => c >= "a" && c <= "z" ? "l" : c >= "A" && c <= "Z" ? "U" : c >= "0" && c <= "9" ? "d" : "";
+  let pairs = 0;
+  let changes = 0;
+  for (let i = 1; i < s.length; i++) {
+    const [a, b] = [kind(s[i - 1]), kind(s[i])];
+    if (!a || !b) continue;
+    pairs++;
+    if (a !== b && !(a === "U" && b === "l")) changes++;
+  }
+  return pairs ? changes / pairs : 0;
 }
-function credentialSpans(authority) {
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const colon = authority.slice(0, at2).indexOf(":");
+function isRandomRun(s) {
+  return BASE64URL_RUN.test(s) && kindChanges(s) >= 0.25;
+}
+function isTokenUser(user) {
+  if (AWS_PUBLIC_ID.test(user)) return false;
+  return TOKEN_PREFIX.test(user) || JWT.test(user) || GENERATED_USER.test(user) || isRandomRun(user);
+}
+function urlSpans(text, start, stop, nextAt) {
+  let end = start;
+  while (end < text.length && !"/?#".includes(text[end]) && !stop.test(text[end])) end++;
+  const authority = text.slice(start, end);
+  let at2 = authority.lastIndexOf("@");
+  const colon = (at2 < 0 ? authority : authority.slice(0, at2)).indexOf(":");
+  if (at2 < 0) {
+    if (colon < 0 || authority.startsWith("[") || PORT.test(authority.slice(colon + 1))) return [];
+    const past = nextAt(end);
+    if (past < 0) return [];
+    at2 = past - start;
+  }
   const userEnd = colon < 0 ? at2 : colon;
   const spans = [];
-  if (isTokenUser(authority.slice(0, userEnd))) spans.push([0, userEnd]);
-  if (colon >= 0 && colon + 1 < at2) spans.push([colon + 1, at2]);
+  if (isTokenUser(text.slice(start, start + userEnd))) spans.push([start, start + userEnd]);
+  if (colon >= 0 && colon + 1 < at2) spans.push([start + colon + 1, start + at2]);
   return spans;
 }
+function scpSpans(userinfo, start) {
+  const colon = userinfo.indexOf(":");
+  const parts = colon < 0 ? [[0, userinfo.length]] : [[0, colon], [colon + 1, userinfo.length]];
+  return parts.filter(([a, b]) => isTokenUser(userinfo.slice(a, b))).map(([a, b]) => [start + a, start + b]);
+}
+function atFinder(text, stop) {
+  const stops = new RegExp(stop.source, "g");
+  let at2 = -1;
+  let block = -1;
+  return (from) => {
+    if (at2 < from) {
+      const i = text.indexOf("@", from);
+      at2 = i < 0 ? text.length : i;
+    }
+    if (block < from) {
+      stops.lastIndex = from;
+      block = stops.exec(text)?.index ?? text.length;
+    }
+    return at2 < text.length && at2 < block ? at2 : -1;
+  };
+}
+function credentialSpans(text, whole) {
+  const spans = [];
+  const stop = whole ? VALUE_STOP : TEXT_STOP;
+  const nextAt = atFinder(text, stop);
+  for (const m of text.matchAll(URL_SCHEME)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...urlSpans(text, m.index + m[0].length, stop, nextAt));
+  }
+  for (const m of text.matchAll(SCP_ADDRESS)) {
+    if (whole && m.index !== 0) break;
+    spans.push(...scpSpans(m[1], m.index));
+  }
+  const kept = [];
+  for (const span of spans.sort((a, b) => a[0] - b[0])) if (!kept.length || span[0] >= kept.at(-1)[1]) kept.push(span);
+  return kept;
+}
 function urlCredentials(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  return credentialSpans(authority).flatMap(([a, b]) => [authority.slice(a, b), percentDecode(authority.slice(a, b))]);
+  const v = value.trim();
+  return spanTexts(v, credentialSpans(v, true));
 }
 function urlCredentialsIn(text) {
-  return [...text.matchAll(URL_IN_TEXT)].flatMap((m) => urlCredentials(m[0]));
+  return spanTexts(text, credentialSpans(text, false));
 }
 function hideUrlCredentials(s) {
-  return s.replace(URL_IN_TEXT, (url) => {
-    const start = url.indexOf("://") + 3;
-    let authority = url.slice(start);
-    for (const [a, b] of credentialSpans(authority).reverse()) authority = `${authority.slice(0, a)}***${authority.slice(b)}`;
-    return url.slice(0, start) + authority;
-  }).replace(LOOSE_URL_PASSWORD, "$1***@");
+  const pieces = [];
+  let from = 0;
+  for (const [a, b] of credentialSpans(s, false)) {
+    pieces.push(s.slice(from, a), "***");
+    from = b;
+  }
+  return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
   return /secret-key-[0-9a-z-]/i.test(s);
@@ -19298,8 +19358,14 @@ function htmlEscapedForms(text) {
 function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
-function bashSingleQuoted(text) {
-  return text.includes("'") && !/[\u0000-\u001f\u007f]/.test(text) ? [text.replace(/'/g, "'\\''")] : [];
+function shellQuotedForms(text) {
+  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  return [
+    text.replace(/'/g, "'\\''"),
+    text.replace(/'/g, `'"'"'`),
+    text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
+    text.replace(/["\\$`]/g, "\\$&")
+  ];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19312,7 +19378,7 @@ function printedForms(text) {
     ...htmlEscapedForms(text),
     collapsedSpace(text),
     nodeInspect(text),
-    ...bashSingleQuoted(text)
+    ...shellQuotedForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19360,7 +19426,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_AUTHORITY, TOKEN_PREFIX, GENERATED_USER, URL_IN_TEXT, LOOSE_URL_PASSWORD, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19418,12 +19484,18 @@ var init_parts = __esm({
       "00000000",
       "99999999"
     ]);
-    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+    URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
     TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
-    URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s/?#"'`<>]*/g;
-    LOOSE_URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi;
-    PRIVATE_KEY_IN_TEXT = /[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
+    BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
+    AWS_PUBLIC_ID = /^A(?:IDA|GPA|ROA|PKA|IPA|NPA|NVA|SCA)[A-Z0-9]{16,17}$/;
+    PORT = /^[0-9]{0,5}$/;
+    SCP_ADDRESS = /(?<![^\s"'`(<=,;])([^\s"'`<>/@(=,;]+)@(?:\[[^\]\s/]+\]|[^\s"'`<>/:@[\]]+):(?!\/\/)/g;
+    TEXT_STOP = /[\s"'`<>]/;
+    VALUE_STOP = /(?!)/;
+    spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -19493,14 +19565,17 @@ function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
 function oneLine(text, max = 80, redact = (t) => t) {
-  const clean5 = (t) => maskSecretLike(redact(t));
+  const clean5 = (t) => maskedText(t, redact);
   const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
 }
+function maskedText(text, redact) {
+  return maskSecretLike(redact(text));
+}
 function maskSecretLike(text) {
-  return hideUrlCredentials(text).replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19508,7 +19583,7 @@ function messageLine(err) {
   return lines.reduce((out, line) => out ? `${out}${/:$/.test(out) ? " " : "; "}${line}` : line, "");
 }
 function auditReason(err, redact = (t) => t, max = AUDIT_REASON_MAX) {
-  const clean5 = (text2) => maskSecretLike(redact(text2));
+  const clean5 = (text2) => maskedText(text2, redact);
   const message = err instanceof Error ? err.message || err.name : String(err);
   const [head = "", ...rest] = clean5(message).split("\n");
   const first = err instanceof StepError ? head : messageLine(clean5(message));
@@ -19612,6 +19687,13 @@ ${err.stack}` : "";
   if (known) return { message: known.what + (known.hint ? "" : debug2), ...known.hint && { hint: known.hint + debug2 } };
   const message = err instanceof Error ? err.message || err.name : String(err);
   return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
+}
+function errorFields(err, processEnv = {}) {
+  const { message, hint } = errorParts(err, processEnv);
+  return { error: messageLine(message), ...hint && { hint: messageLine(hint) } };
+}
+function errorFieldsLine(e) {
+  return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
 }
 function onUncaught(print) {
   const handle = (err) => {
@@ -37719,8 +37801,19 @@ function appDirectoryProblem(baseDir, app, appUser) {
     return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
-function noUrlPassword(where) {
-  return (v) => urlCredentialsIn(v).length ? `a URL with credentials in it (a password, or a token as its user): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+function noCredentials(where) {
+  return (v) => urlCredentialsIn(v).length ? `credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ${where}` : void 0;
+}
+function clonePathProblem(v) {
+  const credentials = noCredentials(
+    "ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path"
+  )(v);
+  if (credentials) return credentials;
+  const colon = v.indexOf(":");
+  const slash = v.indexOf("/");
+  if (colon > 0 && (slash < 0 || colon < slash))
+    return `a remote's address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in (a directory named with ":" is written ./<name>)`;
+  return void 0;
 }
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
@@ -37880,10 +37973,10 @@ var init_environment_schema = __esm({
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: noUrlPassword("ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper (git config credential.helper; in a workflow, actions/checkout's token), and name the clone's path") }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noUrlPassword("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
         ssh: opt(
@@ -38006,7 +38099,7 @@ var init_environment_schema = __esm({
           object({
             mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
             email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noUrlPassword("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL", check: noCredentials("the ACME directory URL needs none; account credentials are not read from it") }), "ACME directory URL; default: Let's Encrypt production"),
             acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
           }),
           "HTTPS",
@@ -60818,9 +60911,11 @@ function layout(env) {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
-    masks: (release) => `${release}/.ops-masks`,
-    treeMade: (release) => `${release}/.ops-files`,
-    treeLive: (release) => `${release}/.ops-tree`,
+    masks: (record2) => `${record2}/.ops-masks`,
+    records: `${base}/.ops/releases`,
+    record: (id) => `${base}/.ops/releases/${id}`,
+    treeMade: (record2) => `${record2}/.ops-files`,
+    treeLive: (record2) => `${record2}/.ops-tree`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
@@ -61955,16 +62050,16 @@ init_shell();
 init_errors();
 var REPORT_PREFIX = "@ops ";
 var FAILURE_KEYS = reportKeys("failure");
-function failureDetail(stdout, stderr) {
+function failureDetail(stdout, stderr, redact) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   const full = DISK_FULL.test(end) ? void 0 : `${stderr}
 ${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
-  return maskSecretLike([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"));
+  return maskedText([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"), redact);
 }
-function failureVerdict(stdout) {
+function failureVerdict(stdout, redact) {
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
-  return why.length ? maskSecretLike(why.join("\n")) : void 0;
+  return why.length ? maskedText(why.join("\n"), redact) : void 0;
 }
 function parseReports(stdout) {
   const out = [];
@@ -62311,11 +62406,11 @@ var SshRemote = class {
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr));
+    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
     if (code !== 0 && !options.allowFailure) {
-      const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout));
+      const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }
@@ -62343,7 +62438,7 @@ var SshRemote = class {
   }
   /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
   notStarted(what, code, output) {
-    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskSecretLike(this.reporter.redact(output.trim())), 3))}` : "";
+    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
     const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
     if (missing)
@@ -62690,7 +62785,7 @@ function secretEnvNames(env) {
 function maskArgs(env) {
   const L = env.layout;
   const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return [L.releases, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+  return [L.releases, L.records, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
 }
 function maskText(env) {
   return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
@@ -62701,9 +62796,10 @@ var connection_default = '# shellcheck shell=bash\n# A process\'s start time, an
 
 // core/steps/sh/contain.sh
 var contain_default = `# shellcheck shell=bash
-# What a user's command (build, migrate, hooks, initdata) leaves running when it exits: a background process that
-# keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build server,
-# output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
+# packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
+# that keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build
+# server, output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
 # with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
 # Builtins where they do. Needs nothing else.
 
@@ -62764,14 +62860,15 @@ contained_down() {
   [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
 }
 
-# contained COMMAND: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null) in a
-# session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it exited, stops what it left
-# (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's SIGTERM, which reaches the
-# step's process group, not the command's session) stops the command the same way before it ends (exit 143).
+# contained COMMAND [ARG...]: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null;
+# the ARGs as its $1...) in a session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it
+# exited, stops what it left (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's
+# SIGTERM, which reaches the step's process group, not the command's session) stops the command the same way before it
+# ends (exit 143).
 contained() {
   local run pid status=0
   run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
-  OPS_RUN=$run setsid bash -euo pipefail -c "$1" < /dev/null &
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" bash "\${@:2}" < /dev/null &
   pid=$!
   # shellcheck disable=SC2064 # pid and run are this call's, fixed now
   trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
@@ -62857,7 +62954,7 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 // core/steps/sh/history.sh
 var history_default = `# shellcheck shell=bash
 # The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
 # history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
 # views); release_reports reports every release directory as
@@ -62872,6 +62969,9 @@ history_add() {
   if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
   printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
+# release_record ID: where ops's records of release ID are, in release_record: its directory under records_dir
+# (root's), or for a release made by an older ops, which has none, its own directory (the same names, as before).
+release_record() { release_record=$records_dir/$1; [ -d "$release_record" ] || release_record=$releases_dir/$1; }
 # release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
 # sort(1) would; bash itself: no process, it runs on every rollback and deploy).
 release_ids() {
@@ -62887,9 +62987,10 @@ history_derive() {
   for r in $(release_ids); do
     [ "$r" != "$cur" ] || continue
     n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    release_record "$r"
+    if [ -e "$release_record/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
     printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+    if [ -e "$release_record/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
   done
   if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
 }
@@ -62916,25 +63017,31 @@ history_read() {
 # records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
 # deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
 release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
-# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+# release_status ID: ok, failed or abandoned, from the markers in its record (release_record; in release_state).
 release_status() {
   release_state=ok
-  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
-  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  release_record "$1"
+  [ -e "$release_record/.ops-failed" ] && release_state=failed
+  [ -e "$release_record/.ops-abandoned" ] && release_state=abandoned
   true
+}
+# release_sha ID: its commit, from its record's REVISION (release_record; hex digits only, '' when none), in release_sha.
+release_sha() {
+  release_sha=""; release_record "$1"
+  if [ -f "$release_record/REVISION" ]; then read -r release_sha < "$release_record/REVISION" || true; fi
+  release_sha=\${release_sha//[^0-9a-f]/}; release_sha=\${release_sha:0:64}
 }
 # release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
 # never went live (release_went_live: its deploy was interrupted, killed, or is under way).
 release_reports() {
-  local r d sha cur
+  local r cur
   history_read
   cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
   for r in $(release_ids); do
-    d=$releases_dir/$r
     release_status "$r"
     if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+    release_sha "$r"
+    ops_report release "$r $release_sha $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
   done
   ops_report history_seq "$history_seq"
 }
@@ -63246,10 +63353,11 @@ var mask_default = `# shellcheck shell=bash
 # logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
 # root; no value leaves the host. The texts to mask:
 # - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
-#   - its masks file, written by its deploy (core/steps/masks.ts releaseMasks): every form the runner masks for each
-#     secret the release's .env holds (core/report.ts exactForms: its lines, a URL's password, the strings of a JSON
-#     value, as programs print them quoted, URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with their
-#     white space collapsed), one a line;
+#   - its masks file, written by its deploy in its record directory (root's: mask_record; core/steps/masks.ts
+#     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
+#     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
+#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
+#     their white space collapsed), one a line;
 #   - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
 #     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
@@ -63260,12 +63368,18 @@ var mask_default = `# shellcheck shell=bash
 # Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
 # share most of their values.
 
-# release_forms DIR MASKS ENVIRON NAME...: the texts to mask of the release in directory DIR (its files named MASKS
-# and ENVIRON, the values of the variables NAME... in the latter), one a line, unordered.
+# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
+# RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
+# user's: read there for it alone; history.sh release_record's rule for its other records).
+mask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }
+# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in
+# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one
+# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.
 release_forms() {
-  local dir=\${1%/}/ masks=$2 environ=$3 rec name want line norm; shift 3
-  [ ! -r "$dir$masks" ] || cat -- "$dir$masks"
-  if [ "$#" -eq 0 ] || [ ! -r "$dir$environ" ]; then return 0; fi
+  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm
+  mask_record "$1" "$2" "$3"; shift 5
+  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"
+  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi
   while IFS= read -r -d '' rec; do
     name=\${rec%%=*}
     for want; do
@@ -63279,37 +63393,42 @@ release_forms() {
         [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
       done <<< "\${rec#*=}"
     done
-  done < "$dir$environ"
+  done < "$dir/$environ"
 }
-# mask_forms RELEASES MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
-# (release_forms) and in the file KEPT (keep_masks), one a line, longest first.
+# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
+# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.
 mask_forms() {
-  local releases=$1 masks=$2 environ=$3 kept=$4 dir; shift 4
+  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5
   {
     [ ! -r "$kept" ] || cat -- "$kept"
-    for dir in "$releases"/*/; do [ ! -d "$dir" ] || release_forms "$dir" "$masks" "$environ" "$@"; done
+    for dir in "$releases"/*/; do
+      [ -d "$dir" ] || continue
+      id=\${dir%/}; id=\${id##*/}
+      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"
+    done
   } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
 }
-# mask_text RELEASES MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs -f), every
-# text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never written to
-# a file or given on a command line.
+# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
+# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
+# written to a file or given on a command line.
 mask_text() {
   local script
   script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
   if [ -z "$script" ]; then cat; return; fi
   LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
 }
-# keep_masks DIR MASKS ENVIRON KEPT NAME...: adds the texts to mask of the release in DIR (release_forms) to the file
-# KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files. Kept as
-# long as the app's base directory: a log file's mtime says when it was last written, not how old its first lines
-# are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
+# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
+# the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
+# Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
+# lines are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
 keep_masks() {
-  local dir=$1 masks=$2 environ=$3 kept=$4; shift 4
-  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$dir" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
+  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6
+  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
   mv -f -- "$kept.new" "$kept"
 }
-# mask_load RELEASES MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest first), for
-# mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut (mask_clip).
+# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest
+# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut
+# (mask_clip).
 mask_load() {
   MASK_FORMS=()
   mapfile -t MASK_FORMS < <(mask_forms "$@")
@@ -64056,10 +64175,11 @@ nginx_reload() {
 // core/steps/sh/tree.sh
 var tree_default = `# shellcheck shell=bash
 # The files of a release's commit, for a deploy's no-op: did anyone change them on the host since it went live?
-# Provides tree_made DIR (at the release's making, before its build: the record of its files, TREE_MADE),
-# tree_record DIR (at its switch: those still as made, TREE_LIVE) and tree_changed DIR (at a no-op: the first
-# file of TREE_LIVE changed or gone, printed; nothing when none). Needs TREE_MADE and TREE_LIVE (the records'
-# names in a release directory: layout.treeMade, layout.treeLive).
+# Provides tree_made DIR REC (at the release's making, before its build: the record of its files, TREE_MADE),
+# tree_record DIR REC (at its switch: those still as made, TREE_LIVE) and tree_changed DIR REC (at a no-op: the first
+# file of TREE_LIVE changed or gone, printed; nothing when none), for the release in directory DIR whose records are
+# in REC (root's: layout.record; the app owns DIR, so nothing is written there). Needs TREE_MADE and TREE_LIVE (the
+# records' names: layout.treeMade, layout.treeLive).
 #
 # A record is \`<size> <mtime, s> <path>\` per file, NUL-terminated, sorted (C locale): a stat per file, not a hash
 # of the contents (6,500 files, 180 MB: 0.1 s against 1.5 s with a warm cache; a no-op runs it on every deploy). An
@@ -64077,18 +64197,18 @@ tree_stats() { (cd -- "$1" && xargs -0r stat --printf '%s %Y %n\\0' -- 2>/dev/nu
 tree_paths() { sed -z 's/^[^ ]* [^ ]* //'; }
 
 tree_made() {
-  (cd -- "$1" && find . -path "./$TREE_MADE" -prune -o -name __pycache__ -prune -o \\( -type f -o -type l \\) ! -name '*.py[co]' ! -name '*.log' ! -name '*.db' ! -name '*.db-*' ! -name '*.sqlite*' ! -name .gitkeep ! -name .keep -printf '%P\\0') | tree_stats "$1" > "$1/$TREE_MADE"
+  (cd -- "$1" && find . -name __pycache__ -prune -o \\( -type f -o -type l \\) ! -name '*.py[co]' ! -name '*.log' ! -name '*.db' ! -name '*.db-*' ! -name '*.sqlite*' ! -name .gitkeep ! -name .keep -printf '%P\\0') | tree_stats "$1" > "$2/$TREE_MADE"
 }
 
-# A release made by an older version has no TREE_MADE: none recorded, so none compared.
+# A release made by an older version has no TREE_MADE in REC: none recorded, so none compared.
 tree_record() {
-  [ -f "$1/$TREE_MADE" ] || return 0
-  if LC_ALL=C comm -z -12 "$1/$TREE_MADE" <(tree_paths < "$1/$TREE_MADE" | tree_stats "$1") > "$1/$TREE_LIVE.new" && chmod 0600 "$1/$TREE_LIVE.new" && mv -f "$1/$TREE_LIVE.new" "$1/$TREE_LIVE"; then return 0; fi
-  rm -f "$1/$TREE_LIVE.new"; return 1
+  [ -f "$2/$TREE_MADE" ] || return 0
+  if LC_ALL=C comm -z -12 "$2/$TREE_MADE" <(tree_paths < "$2/$TREE_MADE" | tree_stats "$1") > "$2/$TREE_LIVE.new" && chmod 0600 "$2/$TREE_LIVE.new" && mv -f "$2/$TREE_LIVE.new" "$2/$TREE_LIVE"; then return 0; fi
+  rm -f "$2/$TREE_LIVE.new"; return 1
 }
 
 tree_changed() {
-  LC_ALL=C comm -z -23 "$1/$TREE_LIVE" <(tree_paths < "$1/$TREE_LIVE" | tree_stats "$1") | head -z -n 1 | tree_paths | tr -d '\\0'
+  LC_ALL=C comm -z -23 "$2/$TREE_LIVE" <(tree_paths < "$2/$TREE_LIVE" | tree_stats "$1") | head -z -n 1 | tree_paths | tr -d '\\0'
 }
 `;
 
@@ -64134,6 +64254,7 @@ function historyFunctions(env) {
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
+    records_dir: L.records,
     current_link: L.current,
     supervisor_conf_blue: L.supervisorConf("blue"),
     supervisor_conf_green: L.supervisorConf("green"),
@@ -64463,7 +64584,7 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
     });
     const key = (k) => `programs.${name2}.${k}`;
     for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand3(env, v, release, name2, slot, key(`env.${k}`)));
-    const log = `${L.logDir}/${name2}-${slot}`;
+    const log = programLog(env, slot, name2);
     return [
       `[program:${programName(env, slot, name2)}]`,
       `command=${carry(() => supervisorValue(key("command"), expand3(env, p.command, release, name2, slot, key("command"))))}`,
@@ -64504,6 +64625,12 @@ function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
 var START_FAILED_CLEAN = 3;
+function programLog(env, slot, program) {
+  return `${env.layout.logDir}/${program}-${slot}`;
+}
+function slotLogFiles(env, slot) {
+  return Object.keys(env.config.programs).flatMap((n) => [`${programLog(env, slot, n)}.err.log`, `${programLog(env, slot, n)}.out.log`]);
+}
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
@@ -64576,6 +64703,7 @@ function previousBackFunctions(env) {
   const perSlot = (slot) => `${slot}) conf=${quote(L.supervisorConf(slot))}; group=${quote(L.supervisorGroup(slot))}; checks=(${probes(env, slot).map(quote).join(" ")}) ;;`;
   const rendered = (slot) => `${slot})
 ${slotConfigShell(env, slot, onHost("prev_id"))} ;;`;
+  const logs = (slot) => `${slot}) files=(${slotLogFiles(env, slot).map(quote).join(" ")}) ;;`;
   return String.raw`# previous_slot SLOT: conf, group and checks of SLOT (blue or green), else fails.
 previous_slot() {
   case "$1" in
@@ -64595,6 +64723,27 @@ previous_file() {
   fi
   reread >/dev/null || true
 }
+log_ends() {
+  local f at files=()
+  case "$1" in
+    ${slots.map(logs).join("\n    ")}
+    *) return 1 ;;
+  esac
+  for f in "${"$"}{files[@]}"; do
+    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
+    printf '%s %s\n' "$at" "$f"
+  done
+}
+log_record() {
+  local marks
+  case "$1" in
+    ${slots.map((slot) => `${slot}) marks=${quote(L.logStart(slot))} ;;`).join("\n    ")}
+    *) return 1 ;;
+  esac
+  if ! { printf '%s\n' "$2" > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
+    rm -f "$marks.new" "$marks" 2>/dev/null || true
+  fi
+}
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
@@ -64611,6 +64760,8 @@ previous_back() {
   group_down "$group" ${STOP_WAIT_SECONDS}
   left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
   back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${"$"}{checks[@]}") || true
+  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on.
+  log_record "$slot" "$(log_ends "$slot")"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -64637,7 +64788,6 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
-  const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(" ");
   const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
@@ -64723,10 +64873,9 @@ done
 unset LISTEN_TABLE
 # Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
 # processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
-declare -A log_start log_inode
-for f in ${logFiles.map(quote).join(" ")}; do
-  at=$(stat -c '%i %s' "$f" 2>/dev/null || echo '- 0'); log_inode[$f]=${"$"}{at% *}; log_start[$f]=${"$"}{at#* }
-done
+log_at=$(log_ends ${slot})
+declare -A log_start
+while read -r _ size f; do log_start[$f]=$size; done <<< "$log_at"
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -64763,11 +64912,8 @@ if [ -n "$verdict" ]; then
   exit ${START_FAILED_CLEAN}
 fi >&2
 # The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
-# (the file removed), ops logs shows the whole files, the older releases' lines too: never the deploy's failure.
-marks=${quote(L.logStart(slot))}
-if ! { for f in "${"$"}{!log_start[@]}"; do printf '%s %s %s\n' "${"$"}{log_inode[$f]}" "${"$"}{log_start[$f]}" "$f"; done > "$marks.new" && mv -f "$marks.new" "$marks"; } 2>/dev/null; then
-  rm -f "$marks.new" "$marks" 2>/dev/null || true
-fi
+# (the file removed), ops logs shows the whole files, the older releases' lines too.
+log_record ${slot} "$log_at"
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
@@ -64916,7 +65062,8 @@ history_add live "$release_id" ${operation}${record2 ? String.raw`
 # record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
 mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : ""}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
-[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
+# (Its record's, or, made by an older ops, its own directory's: release_record. rm removes a link, never its target.)
+release_record "$release_id"; [ ! -e "$release_record/.ops-abandoned" ] || rm -f "$release_record/.ops-abandoned"
 echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"
@@ -64924,7 +65071,7 @@ echo "live: $release_id on slot ${slot}"`
 }
 function treeRecord(env) {
   return `${treeLibrary(env)}
-tree_record ${word(`${env.layout.releases}/`, onHost("release_id"))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed
+tree_record ${word(`${env.layout.releases}/`, onHost("release_id"))} ${word(`${env.layout.records}/`, onHost("release_id"))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed
 ' "$release_id" >&2; }`;
 }
 var PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
@@ -65102,8 +65249,9 @@ ${liveFilesShell(env)}
   # And the commit's files it went live with, still as they were then (tree.sh: a stat each, no hashing; a release
   # its deploy recorded none of, made or switched by an older version, is not compared).
   live_why=settings
-  if [ "$live_files" = yes ] && [ -f "${L.treeLive("$cur")}" ]; then
-    live_tree=$(tree_changed "$cur" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
+  release_record "$cur_id"
+  if [ "$live_files" = yes ] && [ -f "${L.treeLive("$release_record")}" ]; then
+    live_tree=$(tree_changed "$cur" "$release_record" 2>/dev/null) || true # head ends the pipe at the first: comm may get SIGPIPE
     if [ -n "$live_tree" ]; then live_files=no; live_why=files; live_tree=${"$"}{live_tree//[^[:print:]]/?}; ops_report ${RELEASE_KEYS.live_changed_file} "${"$"}{live_tree:0:200}"; fi
   fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} "$live_why"; fi
@@ -65152,10 +65300,10 @@ ${switchPreflight(env, !options.commit)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${"$"}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
-# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
-# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+# The live commit, as release_reports reads each release's (its record's REVISION: release_sha); a current that is
+# not a release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
 live_sha=""
-if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then release_sha "$cur_id"; live_sha=$release_sha; fi
 printf -v now '%(%s)T' -1
 ops_report ${RELEASE_KEYS.now} "$now"
 ${reportProvisioned(env)}
@@ -65233,8 +65381,14 @@ if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
 fi`;
 }
 function markRelease(env, id, mark, why, withoutLock = false) {
-  const dir = word(`${env.layout.releases}/`, id);
-  const marker = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}`;
+  const L = env.layout;
+  const dir = word(`${L.releases}/`, id);
+  const rec = word(`${L.records}/`, id);
+  const text = `printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)}`;
+  const marker = `if [ -d ${rec} ]; then ${text} > ${word(`${L.records}/`, id, `/.ops-${mark}`)}
+  else mark_tmp=$(mktemp -p ${quote(L.state)})
+    if ! { ${text} > "$mark_tmp" && chmod 0644 "$mark_tmp" && mv -fT "$mark_tmp" ${word(`${L.releases}/`, id, `/.ops-${mark}`)}; }; then rm -f "$mark_tmp"; false; fi
+  fi`;
   return {
     name: `mark ${mark}`,
     as: "root",
@@ -65298,7 +65452,8 @@ var HostRun = class {
   }
   /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
   async failure(name2, result, code = result.code) {
-    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr), void 0, void 0, void 0, failureVerdict(result.stdout)));
+    const redact = (t) => this.ctx.reporter.redact(t);
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr, redact), void 0, void 0, void 0, failureVerdict(result.stdout, redact)));
   }
   /**
    * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
@@ -65372,7 +65527,7 @@ var Session = class _Session {
   }
   /**
    * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
-   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its first text), in the
+   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its error and hint, on one line), in the
    * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
    */
   static async openReachable(ctx, env, hosts = env.hosts, signal) {
@@ -65382,7 +65537,7 @@ var Session = class _Session {
     const unreachable = [];
     settled.forEach((s, i) => {
       if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else unreachable.push({ host: hosts[i], error: s.reason, message: s.reason instanceof Error ? s.reason.message : String(s.reason) });
+      else unreachable.push({ host: hosts[i], error: s.reason, message: errorFieldsLine(errorFields(s.reason)) });
     });
     return { session: new _Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
   }
@@ -65978,14 +66133,14 @@ var Unprovisioned = class extends Error {
   }
   host;
 };
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed) {
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact) {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout));
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
   const lock = parseLock(result);
   if (lock.state === "stale")
     throw new LockError(
@@ -66235,7 +66390,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }).catch((e) => {
+      }, (t) => ctx.reporter.redact(t)).catch((e) => {
         if (e instanceof NotStartedError) mine.delete(r.name);
         throw e;
       });
@@ -66463,9 +66618,9 @@ ${remote.name} still serves ${from}`, joinHints(e.hint, unhealthyHint(env, state
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== void 0) {
-    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr)), redact)}`);
+    failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr, redact)), redact)}`);
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}
-${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
+${failureDetail(r.stdout, r.stderr, redact)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
   reportNginxStarted(ctx, result, r);

@@ -34,7 +34,8 @@ afterAll(async () => {
 const revision = async (h: Host) => (await get(h)).body.match(/revision ([0-9a-f]{40})/)?.[1];
 const sh = async (h: Host, script: string) => (await sshRun(h, script)).stdout;
 const lockFree = async (h: Host) => (await sh(h, 'sudo test -e /srv/sample/.ops/lock && echo held || echo free')).trim();
-const failedMark = async (h: Host, id: string) => (await sh(h, `sudo test -e /srv/sample/releases/${id}/.ops-failed && echo marked || echo unmarked`)).trim();
+// The mark is in the release's record (root's .ops/releases/<id>/, core/layout.ts), not in its directory.
+const failedMark = async (h: Host, id: string) => (await sh(h, `sudo test -e /srv/sample/.ops/releases/${id}/.ops-failed && echo marked || echo unmarked`)).trim();
 const auditOf = async (h: Host) => sh(h, 'sudo cat /srv/sample/.ops/audit.log');
 const releaseList = async (h: Host) => (await sh(h, 'sudo ls /srv/sample/releases')).split('\n').filter(Boolean);
 const errorOf = (p: Promise<unknown>) => p.then(() => new Error('the deploy succeeded'), (e: Error) => e);

@@ -83,7 +83,7 @@ describe.sequential('build once per rollout', () => {
     expect(await Promise.all(hosts.map(revision))).toEqual(before);
     for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
     // The release made for nothing is marked failed where it exists, never taken for a good one.
-    const marked = await sshRun(hosts[0]!, "sudo sh -c 'ls -d /srv/sample/releases/*/.ops-failed' 2>/dev/null | wc -l");
+    const marked = await sshRun(hosts[0]!, "sudo sh -c 'ls -d /srv/sample/.ops/releases/*/.ops-failed' 2>/dev/null | wc -l");
     expect(Number(marked.stdout.trim())).toBeGreaterThan(0);
   }, 600_000);
 

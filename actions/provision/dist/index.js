@@ -73801,7 +73801,14 @@ nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
     svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
-    nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
+    # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
+    printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
+    until nginx_master >/dev/null; do
+      printf -v now '%(%s)T' -1
+      [ "$now" -lt "$deadline" ] || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+      sleep 0.02
+    done
     # Not silent: the step's operation says the site was down and that this started it.
     ops_report nginx_started 1
     return 0

@@ -58,7 +58,7 @@ cur=${'$'}{cur##*/}
 never=()
 for r in $(release_ids); do
   release_status "$r" # and release_record: its release.json and mark as ops wrote them
-  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < "$release_record/release.json" 2>/dev/null || echo '{}')"
+  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' 2>/dev/null < "$release_record/release.json" || echo '{}')"
   if [ "$release_state" != ok ]; then
     # The mark's text, as one line of printable characters (a mark written by hand may hold anything).
     why=$(head -c ${MARK_BYTES} "$release_record/.ops-$release_state" 2>/dev/null | tr '\000-\037\177' ' ') || true

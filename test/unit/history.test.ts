@@ -2,7 +2,7 @@
 // scratch release tree (derive once for a host without history, append, report), and the pure decisions
 // built on them (the previous release, what pruning keeps and why), including release ids made by a runner
 // whose clock was months behind.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -175,6 +175,10 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     // A host without a history yet (derived): the live release is `current`, the rest as their markers say.
     const fresh = env(host({ [A]: '', [B]: '' }, B));
     expect(parseReleases(fresh, bash(fresh, keptReleases(fresh).script)).map((r) => r.status)).toEqual(['current', 'ok']);
+    // Releases with no release.json (made by hand, or by an older version): read as {} without a word on stderr.
+    const listed = spawnSync('bash', ['-c', `${scriptPrelude}\n${keptReleases(fresh).script}`], { encoding: 'utf8' });
+    expect(listed.status).toBe(0);
+    expect(listed.stderr).not.toMatch(/No such file|line \d+:/);
   });
 
   it('a release whose run lost its lock before it went live: marked failed without the lock (the marker alone, no history line, never the live one): `ops releases` says failed and why, as for any failed run', () => {

@@ -3,7 +3,7 @@
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
-import { maskSecretLike, oneLine } from '../errors.ts';
+import { maskedText, maskSecretLike, oneLine } from '../errors.ts';
 import { parseAuditLine, type AuditEntry } from './audit.ts';
 import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
@@ -211,7 +211,7 @@ export const BODY_EXCERPT_CHARS = 120;
  * once on one line (a passphrase's collapsed form); a cut drops the word it falls in.
  */
 export function excerpt(body: string, redact: (text: string) => string = (t) => t): string {
-  const t = maskSecretLike(redact(collapsedSpace(redact(body))).replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?'));
+  const t = maskedText(collapsedSpace(redact(body)), redact).replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
   if (t.length <= BODY_EXCERPT_CHARS) return t;
   const cut = t.slice(0, BODY_EXCERPT_CHARS);
   return `${/\s/.test(t[BODY_EXCERPT_CHARS]!) ? cut.trimEnd() : cut.replace(/[^\s/?&=;,:"'<>]*$/, '').trimEnd()}…`;

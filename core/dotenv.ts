@@ -226,8 +226,7 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
   const encoded = encodeValue(value, exact, others);
   if (!('refused' in encoded)) return encoded;
   const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
-  const source = typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
-  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${sourceOf(spec)}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
 }
 
 /**
@@ -270,6 +269,31 @@ export function holdsRoundedInteger(value: unknown): boolean {
   return false;
 }
 
+/**
+ * Linux's limit on one string of a process environment, `NAME=VALUE` and its NUL: MAX_ARG_STRLEN, 32 pages of
+ * 4 KiB (include/uapi/linux/binfmts.h). The release's commands and the app get every .env value as a variable
+ * (the environ file, exported), and a longer one makes every program they start fail (execve: E2BIG).
+ */
+export const MAX_ENVIRONMENT_STRING = 131_072;
+
+/** Whether variable `key` holding `value` is longer than one process environment string can be (MAX_ENVIRONMENT_STRING). */
+function overflowsEnvironment(key: string, value: string): boolean {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 > MAX_ENVIRONMENT_STRING;
+}
+
+/** The one refusal of .env values too long for a process environment (overflowsEnvironment): a deploy's, and `ops secrets set`/`edit`'s. Names each variable and its size, never its value. */
+function overflowError(env: DotenvSettings, long: { key: string; source: string; bytes: number }[], untouched: string): OpsError {
+  return new OpsError(
+    `${long.length === 1 ? '1 .env value' : `${long.length} .env values`} of ${env.name} ${long.length === 1 ? 'is' : 'are'} too long for a process environment: the release's commands and the app get each as an environment variable, and Linux starts no program whose environment holds one longer than ${MAX_ENVIRONMENT_STRING / 1024} KiB (NAME=VALUE; "Argument list too long") (${untouched}):\n${long.map((l) => `  - ${l.key} (${l.source}): ${l.bytes} bytes`).join('\n')}`,
+    `keep each under ${MAX_ENVIRONMENT_STRING / 1024} KiB; a larger value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
+  );
+}
+
+/** Where a variable's value comes from, as messages name it. */
+function sourceOf(spec: EnvironmentConfig['env'][string]): string {
+  return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
+}
+
 /** A variable whose secret holds an integer sops rounded: `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
@@ -309,6 +333,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const missing: string[] = [];
   const rounded: RoundedVariable[] = [];
   const refused: RefusedVariable[] = [];
+  const long: { key: string; source: string; bytes: number }[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
   const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
@@ -330,6 +355,10 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       }
       value = asString(found);
     }
+    if (overflowsEnvironment(key, value)) {
+      long.push({ key, source: sourceOf(spec), bytes: Buffer.byteLength(value) });
+      continue;
+    }
     const encoded = encodeVariable(env, key, spec, value);
     if ('refused' in encoded) {
       refused.push(encoded.refused);
@@ -345,6 +374,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
   if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
+  if (long.length) throw overflowError(env, long, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }
@@ -405,6 +435,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
   const refused: RefusedVariable[] = [];
   const rounded: RoundedVariable[] = [];
   const removed: string[] = [];
+  const long: { key: string; source: string; bytes: number }[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
     const found = lookup(after, spec.secret);
@@ -424,7 +455,12 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
       continue;
     }
-    const encoded = encodeVariable(env, key, spec, asString(found));
+    const value = asString(found);
+    if (overflowsEnvironment(key, value)) {
+      long.push({ key, source: sourceOf(spec), bytes: Buffer.byteLength(value) });
+      continue;
+    }
+    const encoded = encodeVariable(env, key, spec, value);
     if (!('refused' in encoded)) continue;
     if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
       const encodes = (v: unknown) => !('refused' in encodeVariable(env, key, spec, asString(v)));
@@ -455,6 +491,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );
   if (rounded.length) throw roundedError(env, rounded, how.untouched);
+  if (long.length) throw overflowError(env, long, how.untouched);
   if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 

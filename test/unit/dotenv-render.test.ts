@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
 import { ConfigError } from '../../core/config/environment.ts';
 import { environment } from '../support/dotenv-environment.ts';
@@ -42,6 +43,41 @@ describe('variable names', () => {
     for (const dotenv of [await import('dotenv'), await import('dotenv-16')]) expect(JSON.stringify(dotenv.parse(line))).toBe('{"A":"1"}');
     expect(() => environment(JSON.parse('{"__proto__": "x"}'))).toThrow(/env\.__proto__: .*Node's \.env readers drop it .*; give the app this value under another name/);
     expect(() => environment(JSON.parse('{"__proto__": {"secret": "db"}}'))).toThrow(/env\.__proto__: /);
+  });
+});
+
+// A value reaches the release's commands and the app as an environment variable (the environ file, exported):
+// Linux starts no program whose environment holds a string longer than MAX_ARG_STRLEN, so such a value is refused
+// when the .env is rendered, not met as "Argument list too long" by every command on the host.
+describe('a value too long for a process environment', () => {
+  /** Real bash loading an environ file holding `NAME=VALUE` of `length` bytes, then starting a program. */
+  const startsAProgram = (length: number): boolean => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), `BIG=${'x'.repeat(length - 4)}\0`);
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${environLoader(join(dir, 'environ'))}\n/bin/true`], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    return r.status === 0;
+  };
+
+  it('is refused at its length (NAME=VALUE of 128 KiB), by variable and size, never the value; one byte shorter is written', () => {
+    // the kernel's limit, as real bash meets it: NAME=VALUE and its NUL within 128 KiB start programs, one byte more none
+    expect(startsAProgram(131_071)).toBe(true);
+    expect(startsAProgram(131_072)).toBe(false);
+    const secret = 'Zq8-long-secret-'.repeat(8192).slice(0, 131_072 - 'BIG='.length);
+    const env = environment({ BIG: { secret: 'blob' }, SMALL: 'ok' });
+    const fits = renderDotenv(env, { blob: secret.slice(1) });
+    expect(fits.environ).toBe(`BIG=${secret.slice(1)}\0SMALL=ok\0`);
+    expect(() => renderDotenv(env, { blob: secret })).toThrow(/^1 \.env value of t is too long for a process environment: .*Argument list too long.*\n {2}- BIG \(secret "blob"\): 131068 bytes$/);
+    let message = '';
+    try {
+      renderDotenv(environment({ BIG: 'é'.repeat(70_000) }), {});
+    } catch (e) {
+      message = `${(e as OpsError).message}\n${(e as OpsError).hint}`;
+    }
+    // counted in UTF-8 bytes, as the kernel counts; a plain value is named as one
+    expect(message).toContain('  - BIG (a plain value in environment.yml): 140000 bytes');
+    expect(message).toContain('a larger value belongs in a file the app reads by its path');
+    expect(message).not.toContain('éé');
   });
 });
 

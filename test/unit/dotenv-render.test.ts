@@ -37,6 +37,21 @@ describe('variable names', () => {
     expect(Object.entries(forms)).toEqual([['constructor', 'single-quoted'], ['toString', 'single-quoted']]);
   });
 
+  it('names that differ only in case are refused where python-dotenv reads either: pydantic-settings (the real one) reads them as one setting', () => {
+    // the real pydantic-settings, as an API reads its settings: the field for APP_KEY gets app_key's value
+    const dir = mkdtempSync(join(tmpdir(), 'ops-pydantic-'));
+    writeFileSync(join(dir, '.env'), "APP_KEY='meant-for-the-api'\napp_key='another-variable'\n");
+    const code = 'from pydantic_settings import BaseSettings, SettingsConfigDict\nclass S(BaseSettings):\n    model_config = SettingsConfigDict(env_file=".env", extra="ignore")\n    app_key: str\nprint(S().app_key)';
+    const py = spawnSync('python3', ['-c', code], { cwd: dir, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    if (py.status === 0) expect(py.stdout.trim()).toBe('another-variable'); // where python3 has pydantic-settings (the dev machines' python)
+    expect(() => environment({ APP_KEY: { secret: 'k' }, app_key: 'x' })).toThrow(/env\.app_key: differs from env\.APP_KEY only in case: pydantic-settings .*; rename one/);
+    expect(() => environment({ APP_KEY: 'a', App_Key: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'node-dotenv'])).toThrow(/env\.App_Key: differs from env\.APP_KEY only in case/);
+    // python-dotenv not declared, or reading neither name: no one reads them as one
+    expect(renderDotenv(environment({ APP_KEY: 'a', app_key: 'b' }, ['node-dotenv', 'shell']), {}).environ).toBe('APP_KEY=a\0app_key=b\0');
+    expect(() => environment({ VITE_X: 'a', vite_x: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'vite'])).not.toThrow();
+  });
+
   it('"__proto__" is refused, saying why: Node\'s .env readers (util.parseEnv, the dotenv package) drop it', async () => {
     const line = "__proto__='x'\nA='1'\n";
     expect(JSON.stringify(parseEnv(line))).toBe('{"A":"1"}');

@@ -76,7 +76,9 @@ export function goFlowScalar(text: string, style: 'plain' | 'single' | 'double')
     if (leading) out += first === '\n' ? (more ? escaped(more) : ' ') : escaped(first + more);
     else out += escaped(whitespace);
   }
-  return parse(`"${out}"`, { schema: 'failsafe' }) as string;
+  // a double-quoted scalar of escapes the `yaml` library read already: it decodes them; its messages (which quote
+  // the text) are never printed
+  return parse(`"${out}"`, { schema: 'failsafe', logLevel: 'silent' }) as string;
 }
 
 /**

@@ -289,6 +289,28 @@ function overflowError(env: DotenvSettings, long: { key: string; source: string;
   );
 }
 
+/**
+ * How much of a process environment the .env may take in all: Linux starts no program whose arguments and
+ * environment, strings and pointers, exceed a quarter of the stack limit (fs/exec.c; 2 MiB with the usual 8 MiB),
+ * and the host's own variables and each command's arguments need room too.
+ */
+export const MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
+
+/** The bytes variable `key` holding `value` takes in a process environment: its string, NUL and pointer. */
+function environmentBytes(key: string, value: string): number {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 + 8;
+}
+
+/** The refusal of a .env too large in all for a process environment (MAX_ENVIRONMENT_TOTAL): its largest variables named by size, never a value. */
+function totalError(env: DotenvSettings, sizes: { key: string; bytes: number }[], untouched: string): OpsError {
+  const total = sizes.reduce((n, s) => n + s.bytes, 0);
+  const largest = [...sizes].sort((a, b) => b.bytes - a.bytes).slice(0, 5);
+  return new OpsError(
+    `the .env of ${env.name} takes ${total} bytes of a process environment, more than the ${MAX_ENVIRONMENT_TOTAL / 1024} KiB ops leaves it: the release's commands and the app get every value as an environment variable, and Linux starts no program whose environment and arguments exceed a quarter of the stack limit (2 MiB with the usual 8 MiB; "Argument list too long"), the host's own variables and the commands' arguments included (${untouched}); the largest:\n${largest.map((l) => `  - ${l.key}: ${l.bytes} bytes`).join('\n')}`,
+    `make the largest smaller; a large value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
+  );
+}
+
 /** Where a variable's value comes from, as messages name it. */
 function sourceOf(spec: EnvironmentConfig['env'][string]): string {
   return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
@@ -336,6 +358,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const long: { key: string; source: string; bytes: number }[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
+  const sizes: { key: string; bytes: number }[] = [];
   const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value: string;
@@ -366,6 +389,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     }
     lines.push(`${key}=${encoded.text}`);
     records.push(`${key}=${value}\0`);
+    sizes.push({ key, bytes: environmentBytes(key, value) });
     forms[key] = encoded.form;
   }
   if (missing.length)
@@ -376,6 +400,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
   if (long.length) throw overflowError(env, long, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
+  if (sizes.reduce((n, v) => n + v.bytes, 0) > MAX_ENVIRONMENT_TOTAL) throw totalError(env, sizes, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }
 
@@ -492,6 +517,15 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     );
   if (rounded.length) throw roundedError(env, rounded, how.untouched);
   if (long.length) throw overflowError(env, long, how.untouched);
+  const sizesIn = (secrets: unknown) =>
+    Object.entries(env.config.env).flatMap(([key, spec]) => {
+      const value = typeof spec === 'string' ? spec : lookup(secrets, spec.secret);
+      return value === undefined || value === null || holdsBinary(value) ? [] : [{ key, bytes: environmentBytes(key, asString(value)) }];
+    });
+  const [sizesBefore, sizesAfter] = [sizesIn(before), sizesIn(after)];
+  const sum = (sizes: { bytes: number }[]) => sizes.reduce((n, v) => n + v.bytes, 0);
+  // only a change that makes it larger, beyond the limit, is refused (a smaller one is the way out)
+  if (sum(sizesAfter) > MAX_ENVIRONMENT_TOTAL && sum(sizesAfter) > sum(sizesBefore)) throw totalError(env, sizesAfter, how.untouched);
   if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 

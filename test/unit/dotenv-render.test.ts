@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { asString, environLoader, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
 import { ConfigError } from '../../core/config/environment.ts';
@@ -93,6 +93,25 @@ describe('a value too long for a process environment', () => {
     expect(message).toContain('  - BIG (a plain value in environment.yml): 140000 bytes');
     expect(message).toContain('a larger value belongs in a file the app reads by its path');
     expect(message).not.toContain('éé');
+  });
+
+  it('a .env of more than 1 MiB in all is refused, naming its largest variables by size, at render and when a change makes it larger', () => {
+    // the kernel's limit in all, as real bash meets it: 17 variables of 130 000 bytes (2 MiB with an 8 MiB stack) start no program
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), Array.from({ length: 17 }, (_, i) => `V${i}=${'x'.repeat(130_000)}\0`).join(''));
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `${environLoader(join(dir, 'environ'))}\n/bin/true`], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.stderr).toContain('Argument list too long');
+    const blob = (i: number) => `Zq8-blob-${i}-`.repeat(12_000).slice(0, 120_000);
+    const env = environment(Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`B${i}`, { secret: `b${i}` }])));
+    const secrets = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`b${i}`, blob(i)]));
+    expect(() => renderDotenv(env, secrets)).toThrow(/^the \.env of t takes 1080108 bytes of a process environment, more than the 1024 KiB ops leaves it: .*Argument list too long.*\(nothing was sent to any host\); the largest:\n {2}- B0: 120012 bytes\n(?: {2}- B\d: 120012 bytes\n){3} {2}- B4: 120012 bytes$/);
+    const { b8: _, ...eight } = secrets;
+    expect(renderDotenv(env, { ...eight, b8: 'small' }).environ).toContain('B8=small\0');
+    // ops secrets set / edit: the change that makes it larger is refused, one that makes it smaller is not
+    const how = { command: 'set' as const, untouched: 'nothing was written' };
+    expect(() => refuseUnreadableSecrets(env, { ...eight, b8: 'small' }, secrets, how)).toThrow(/^the \.env of t takes 1080108 bytes .*\(nothing was written\)/);
+    expect(() => refuseUnreadableSecrets(env, secrets, { ...secrets, b0: 'smaller now' }, how)).not.toThrow();
   });
 });
 

@@ -226,8 +226,7 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
   const encoded = encodeValue(value, exact, others);
   if (!('refused' in encoded)) return encoded;
   const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
-  const source = typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
-  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${sourceOf(spec)}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== 'string', readers: encoded.refused.readers } };
 }
 
 /**
@@ -270,6 +269,53 @@ export function holdsRoundedInteger(value: unknown): boolean {
   return false;
 }
 
+/**
+ * Linux's limit on one string of a process environment, `NAME=VALUE` and its NUL: MAX_ARG_STRLEN, 32 pages of
+ * 4 KiB (include/uapi/linux/binfmts.h). The release's commands and the app get every .env value as a variable
+ * (the environ file, exported), and a longer one makes every program they start fail (execve: E2BIG).
+ */
+export const MAX_ENVIRONMENT_STRING = 131_072;
+
+/** Whether variable `key` holding `value` is longer than one process environment string can be (MAX_ENVIRONMENT_STRING). */
+function overflowsEnvironment(key: string, value: string): boolean {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 > MAX_ENVIRONMENT_STRING;
+}
+
+/** The one refusal of .env values too long for a process environment (overflowsEnvironment): a deploy's, and `ops secrets set`/`edit`'s. Names each variable and its size, never its value. */
+function overflowError(env: DotenvSettings, long: { key: string; source: string; bytes: number }[], untouched: string): OpsError {
+  return new OpsError(
+    `${long.length === 1 ? '1 .env value' : `${long.length} .env values`} of ${env.name} ${long.length === 1 ? 'is' : 'are'} too long for a process environment: the release's commands and the app get each as an environment variable, and Linux starts no program whose environment holds one longer than ${MAX_ENVIRONMENT_STRING / 1024} KiB (NAME=VALUE; "Argument list too long") (${untouched}):\n${long.map((l) => `  - ${l.key} (${l.source}): ${l.bytes} bytes`).join('\n')}`,
+    `keep each under ${MAX_ENVIRONMENT_STRING / 1024} KiB; a larger value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
+  );
+}
+
+/**
+ * How much of a process environment the .env may take in all: Linux starts no program whose arguments and
+ * environment, strings and pointers, exceed a quarter of the stack limit (fs/exec.c; 2 MiB with the usual 8 MiB),
+ * and the host's own variables and each command's arguments need room too.
+ */
+export const MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
+
+/** The bytes variable `key` holding `value` takes in a process environment: its string, NUL and pointer. */
+function environmentBytes(key: string, value: string): number {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 + 8;
+}
+
+/** The refusal of a .env too large in all for a process environment (MAX_ENVIRONMENT_TOTAL): its largest variables named by size, never a value. */
+function totalError(env: DotenvSettings, sizes: { key: string; bytes: number }[], untouched: string): OpsError {
+  const total = sizes.reduce((n, s) => n + s.bytes, 0);
+  const largest = [...sizes].sort((a, b) => b.bytes - a.bytes).slice(0, 5);
+  return new OpsError(
+    `the .env of ${env.name} takes ${total} bytes of a process environment, more than the ${MAX_ENVIRONMENT_TOTAL / 1024} KiB ops leaves it: the release's commands and the app get every value as an environment variable, and Linux starts no program whose environment and arguments exceed a quarter of the stack limit (2 MiB with the usual 8 MiB; "Argument list too long"), the host's own variables and the commands' arguments included (${untouched}); the largest:\n${largest.map((l) => `  - ${l.key}: ${l.bytes} bytes`).join('\n')}`,
+    `make the largest smaller; a large value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
+  );
+}
+
+/** Where a variable's value comes from, as messages name it. */
+function sourceOf(spec: EnvironmentConfig['env'][string]): string {
+  return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
+}
+
 /** A variable whose secret holds an integer sops rounded: `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
@@ -309,8 +355,10 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const missing: string[] = [];
   const rounded: RoundedVariable[] = [];
   const refused: RefusedVariable[] = [];
+  const long: { key: string; source: string; bytes: number }[] = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
+  const sizes: { key: string; bytes: number }[] = [];
   const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value: string;
@@ -330,6 +378,10 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       }
       value = asString(found);
     }
+    if (overflowsEnvironment(key, value)) {
+      long.push({ key, source: sourceOf(spec), bytes: Buffer.byteLength(value) });
+      continue;
+    }
     const encoded = encodeVariable(env, key, spec, value);
     if ('refused' in encoded) {
       refused.push(encoded.refused);
@@ -337,6 +389,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     }
     lines.push(`${key}=${encoded.text}`);
     records.push(`${key}=${value}\0`);
+    sizes.push({ key, bytes: environmentBytes(key, value) });
     forms[key] = encoded.form;
   }
   if (missing.length)
@@ -345,7 +398,9 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
   if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
+  if (long.length) throw overflowError(env, long, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');
+  if (sizes.reduce((n, v) => n + v.bytes, 0) > MAX_ENVIRONMENT_TOTAL) throw totalError(env, sizes, 'nothing was sent to any host');
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }
 
@@ -405,6 +460,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
   const refused: RefusedVariable[] = [];
   const rounded: RoundedVariable[] = [];
   const removed: string[] = [];
+  const long: { key: string; source: string; bytes: number }[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
     const found = lookup(after, spec.secret);
@@ -424,7 +480,12 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
       continue;
     }
-    const encoded = encodeVariable(env, key, spec, asString(found));
+    const value = asString(found);
+    if (overflowsEnvironment(key, value)) {
+      long.push({ key, source: sourceOf(spec), bytes: Buffer.byteLength(value) });
+      continue;
+    }
+    const encoded = encodeVariable(env, key, spec, value);
     if (!('refused' in encoded)) continue;
     if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
       const encodes = (v: unknown) => !('refused' in encodeVariable(env, key, spec, asString(v)));
@@ -455,6 +516,16 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );
   if (rounded.length) throw roundedError(env, rounded, how.untouched);
+  if (long.length) throw overflowError(env, long, how.untouched);
+  const sizesIn = (secrets: unknown) =>
+    Object.entries(env.config.env).flatMap(([key, spec]) => {
+      const value = typeof spec === 'string' ? spec : lookup(secrets, spec.secret);
+      return value === undefined || value === null || holdsBinary(value) ? [] : [{ key, bytes: environmentBytes(key, asString(value)) }];
+    });
+  const [sizesBefore, sizesAfter] = [sizesIn(before), sizesIn(after)];
+  const sum = (sizes: { bytes: number }[]) => sizes.reduce((n, v) => n + v.bytes, 0);
+  // only a change that makes it larger, beyond the limit, is refused (a smaller one is the way out)
+  if (sum(sizesAfter) > MAX_ENVIRONMENT_TOTAL && sum(sizesAfter) > sum(sizesBefore)) throw totalError(env, sizesAfter, how.untouched);
   if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
 }
 

@@ -181,6 +181,24 @@ export function liveReleasePathProblem(text: string, base: string, placeholders:
   return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : 'write a path relative to the release (the command runs in it)'}`;
 }
 
+/**
+ * Names of `env` that differ only in case, where python-dotenv reads either (its `only` prefix): pydantic-settings,
+ * how apps read the .env with python-dotenv, matches names case-insensitively by default (it lowercases every name
+ * of the file and of the environment), so APP_KEY and app_key are one setting to it, holding whichever comes last:
+ * one variable's value would reach the app as the other's.
+ */
+function envCaseProblems(config: EnvironmentConfig, problems: Problem[]): void {
+  const prefixes = config.dotenv.readers.flatMap((r) => (r === 'python-dotenv' ? [''] : typeof r === 'object' && r.reader === 'python-dotenv' ? [r.only] : []));
+  if (!prefixes.length) return;
+  const byLower = new Map<string, string>();
+  for (const name of Object.keys(config.env)) {
+    const other = byLower.get(name.toLowerCase());
+    if (other === undefined) byLower.set(name.toLowerCase(), name);
+    else if ([name, other].some((n) => prefixes.some((p) => n.startsWith(p))))
+      problems.push({ path: `env.${name}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
+  }
+}
+
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
@@ -246,6 +264,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
       path: config.app_user ? 'app_user' : 'app',
       message: `the app would run as "${appUser}"${config.app_user ? '' : ' (app_user defaults to the app name)'}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`,
     });
+  envCaseProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== 'npm') problems.push({ path: 'runtimes.node.npm', message: 'only with strategy npm (the other strategies bring their own npm)' });
   if (node.strategy === 'npm' && !config.packages.npm_registry)

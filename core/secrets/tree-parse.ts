@@ -7,6 +7,7 @@ import { type Anchor, type Branch, commentTokens, placeComments, positions } fro
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
+import { UNICODE_BREAK, goFlowScalar, goLiteralBlock } from './yaml-breaks.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -136,6 +137,29 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 }
 
 /**
+ * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS or PS raw (line breaks to go-yaml, see
+ * yaml-breaks.ts); any other scalar's value as the `yaml` library read it.
+ */
+function goBreaks(text: string, node: Scalar): unknown {
+  const [start, end] = node.range ?? [];
+  if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
+  const source = text.slice(start, end);
+  if (!UNICODE_BREAK.test(source)) return node.value;
+  try {
+    if (node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE') return goFlowScalar(source.slice(1, -1), node.type === 'QUOTE_SINGLE' ? 'single' : 'double');
+    if (node.type === 'PLAIN') return goFlowScalar(source, 'plain');
+  } catch {
+    return node.value; // never a message quoting the text (a secret): the value as read, which the MAC then checks
+  }
+  // a block: the spaces the `yaml` library took off each line are its indentation
+  const lines = source.split(/\r?\n/).slice(1);
+  const first = lines.findIndex((l) => l.trim() !== '');
+  const valueLine = node.value.split('\n')[first] ?? '';
+  const indent = first < 0 ? 0 : lines[first]!.length - lines[first]!.trimStart().length - (valueLine.length - valueLine.trimStart().length);
+  return goLiteralBlock(node.value, indent);
+}
+
+/**
  * Parse YAML or JSON into a tree whose top level is a map, reading values as sops does: YAML scalars with
  * go-yaml v3's rules (goyaml.ts), JSON numbers as Go's json.Number normalised by sops (an integer in the
  * 64-bit range is an `int`, anything else a `float`). Aliases are expanded, each use a copy (sops encrypts each
@@ -165,7 +189,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
-    const v = node.value;
+    const v = format === 'yaml' ? goBreaks(text, node) : node.value;
     const where = () => `${file}: ${showPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { asString, environLoader, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
 import { ConfigError } from '../../core/config/environment.ts';
 import { environment } from '../support/dotenv-environment.ts';
@@ -36,12 +37,81 @@ describe('variable names', () => {
     expect(Object.entries(forms)).toEqual([['constructor', 'single-quoted'], ['toString', 'single-quoted']]);
   });
 
+  it('names that differ only in case are refused where python-dotenv reads either: pydantic-settings (the real one) reads them as one setting', () => {
+    // the real pydantic-settings, as an API reads its settings: the field for APP_KEY gets app_key's value
+    const dir = mkdtempSync(join(tmpdir(), 'ops-pydantic-'));
+    writeFileSync(join(dir, '.env'), "APP_KEY='meant-for-the-api'\napp_key='another-variable'\n");
+    const code = 'from pydantic_settings import BaseSettings, SettingsConfigDict\nclass S(BaseSettings):\n    model_config = SettingsConfigDict(env_file=".env", extra="ignore")\n    app_key: str\nprint(S().app_key)';
+    const py = spawnSync('python3', ['-c', code], { cwd: dir, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    if (py.status === 0) expect(py.stdout.trim()).toBe('another-variable'); // where python3 has pydantic-settings (the dev machines' python)
+    expect(() => environment({ APP_KEY: { secret: 'k' }, app_key: 'x' })).toThrow(/env\.app_key: differs from env\.APP_KEY only in case: pydantic-settings .*; rename one/);
+    expect(() => environment({ APP_KEY: 'a', App_Key: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'node-dotenv'])).toThrow(/env\.App_Key: differs from env\.APP_KEY only in case/);
+    // python-dotenv not declared, or reading neither name: no one reads them as one
+    expect(renderDotenv(environment({ APP_KEY: 'a', app_key: 'b' }, ['node-dotenv', 'shell']), {}).environ).toBe('APP_KEY=a\0app_key=b\0');
+    expect(() => environment({ VITE_X: 'a', vite_x: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'vite'])).not.toThrow();
+  });
+
   it('"__proto__" is refused, saying why: Node\'s .env readers (util.parseEnv, the dotenv package) drop it', async () => {
     const line = "__proto__='x'\nA='1'\n";
     expect(JSON.stringify(parseEnv(line))).toBe('{"A":"1"}');
     for (const dotenv of [await import('dotenv'), await import('dotenv-16')]) expect(JSON.stringify(dotenv.parse(line))).toBe('{"A":"1"}');
     expect(() => environment(JSON.parse('{"__proto__": "x"}'))).toThrow(/env\.__proto__: .*Node's \.env readers drop it .*; give the app this value under another name/);
     expect(() => environment(JSON.parse('{"__proto__": {"secret": "db"}}'))).toThrow(/env\.__proto__: /);
+  });
+});
+
+// A value reaches the release's commands and the app as an environment variable (the environ file, exported):
+// Linux starts no program whose environment holds a string longer than MAX_ARG_STRLEN, so such a value is refused
+// when the .env is rendered, not met as "Argument list too long" by every command on the host.
+describe('a value too long for a process environment', () => {
+  /** Real bash loading an environ file holding `NAME=VALUE` of `length` bytes, then starting a program. */
+  const startsAProgram = (length: number): boolean => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), `BIG=${'x'.repeat(length - 4)}\0`);
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${environLoader(join(dir, 'environ'))}\n/bin/true`], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    return r.status === 0;
+  };
+
+  it('is refused at its length (NAME=VALUE of 128 KiB), by variable and size, never the value; one byte shorter is written', () => {
+    // the kernel's limit, as real bash meets it: NAME=VALUE and its NUL within 128 KiB start programs, one byte more none
+    expect(startsAProgram(131_071)).toBe(true);
+    expect(startsAProgram(131_072)).toBe(false);
+    const secret = 'Zq8-long-secret-'.repeat(8192).slice(0, 131_072 - 'BIG='.length);
+    const env = environment({ BIG: { secret: 'blob' }, SMALL: 'ok' });
+    const fits = renderDotenv(env, { blob: secret.slice(1) });
+    expect(fits.environ).toBe(`BIG=${secret.slice(1)}\0SMALL=ok\0`);
+    expect(() => renderDotenv(env, { blob: secret })).toThrow(/^1 \.env value of t is too long for a process environment: .*Argument list too long.*\n {2}- BIG \(secret "blob"\): 131068 bytes$/);
+    let message = '';
+    try {
+      renderDotenv(environment({ BIG: 'é'.repeat(70_000) }), {});
+    } catch (e) {
+      message = `${(e as OpsError).message}\n${(e as OpsError).hint}`;
+    }
+    // counted in UTF-8 bytes, as the kernel counts; a plain value is named as one
+    expect(message).toContain('  - BIG (a plain value in environment.yml): 140000 bytes');
+    expect(message).toContain('a larger value belongs in a file the app reads by its path');
+    expect(message).not.toContain('éé');
+  });
+
+  it('a .env of more than 1 MiB in all is refused, naming its largest variables by size, at render and when a change makes it larger', () => {
+    // the kernel's limit in all, as real bash meets it: 17 variables of 130 000 bytes (2 MiB with an 8 MiB stack) start no program
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), Array.from({ length: 17 }, (_, i) => `V${i}=${'x'.repeat(130_000)}\0`).join(''));
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `${environLoader(join(dir, 'environ'))}\n/bin/true`], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.stderr).toContain('Argument list too long');
+    const blob = (i: number) => `Zq8-blob-${i}-`.repeat(12_000).slice(0, 120_000);
+    const env = environment(Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`B${i}`, { secret: `b${i}` }])));
+    const secrets = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`b${i}`, blob(i)]));
+    expect(() => renderDotenv(env, secrets)).toThrow(/^the \.env of t takes 1080108 bytes of a process environment, more than the 1024 KiB ops leaves it: .*Argument list too long.*\(nothing was sent to any host\); the largest:\n {2}- B0: 120012 bytes\n(?: {2}- B\d: 120012 bytes\n){3} {2}- B4: 120012 bytes$/);
+    const { b8: _, ...eight } = secrets;
+    expect(renderDotenv(env, { ...eight, b8: 'small' }).environ).toContain('B8=small\0');
+    // ops secrets set / edit: the change that makes it larger is refused, one that makes it smaller is not
+    const how = { command: 'set' as const, untouched: 'nothing was written' };
+    expect(() => refuseUnreadableSecrets(env, { ...eight, b8: 'small' }, secrets, how)).toThrow(/^the \.env of t takes 1080108 bytes .*\(nothing was written\)/);
+    expect(() => refuseUnreadableSecrets(env, secrets, { ...secrets, b0: 'smaller now' }, how)).not.toThrow();
   });
 });
 

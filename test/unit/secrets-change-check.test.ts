@@ -112,6 +112,22 @@ describe('a map named whole refused for its members together, none alone', () =>
   });
 });
 
+describe('a value too long for a process environment (the app and the release\'s commands get it as a variable)', () => {
+  it('set: refused by variable and size, never the value, the file unchanged; a value within 128 KiB is stored', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, 'a-first-secret-key-5e1b9d')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const long = 'Zq8-pasted-blob-'.repeat(9000);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, long);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`error: 1 .env value of qa is too long for a process environment`);
+    expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml is unchanged):\n  - APP_SECRET_KEY (secret "secret_key"): 144000 bytes');
+    expect(r.err).not.toContain('Zq8-pasted');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, long.slice(0, 100_000))).code).toBe(0);
+  });
+});
+
 describe('with no secrets file yet, a refusal says none was created', () => {
   it('set: "was not created", never "is unchanged"; no file is left', async () => {
     const e = await newEnv();

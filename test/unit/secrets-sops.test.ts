@@ -469,6 +469,43 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
   });
 });
 
+// go-yaml, so sops, reads NEL, LS and PS as line breaks (YAML 1.1), and writes a value holding LS raw in single
+// quotes, the LS followed by a new line's indentation: read as YAML 1.2 those spaces were part of the value.
+describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and writes them', () => {
+  const [NEL, LS, PS] = ['\u0085', '\u2028', '\u2029'];
+  /** Plain YAML texts: as sops writes them, and as people type them (each parsed by go-yaml when sops encrypts it). */
+  const TEXTS = [
+    `x: '${LS}    ls'\n`, `x: 'a${LS}b'\n`, `x: 'a ${LS}  b'\n`, `x: 'a${LS}${LS}  b'\n`, `x: 'a${LS}\n  b'\n`, `x: 'a${NEL}b'\n`, `x: 'a${NEL}${NEL}b'\n`, `x: 'a${PS}  b'\n`,
+    `x: "a${LS}  b"\n`, `x: "a\\L  b${NEL} c"\n`, `x: "a${NEL}\n b"\n`, `x: a${LS} b\n`, `x: a ${NEL} b\n`,
+    `x: |\n    a${LS}    b\n    c\n`, `x: |-\n  a ${PS}  b\n`, `x: |2\n     a${LS}   b\n`,
+    `? 'k${LS}    ey'\n: v\n`, `x: [ 'a${LS}  b', "c${LS} d" ]\n`, `x: {k: 'a${LS}  b'}\n`,
+  ];
+
+  it('ops reads each value and key as sops does (sops encrypt, then sops decrypt --output-type json)', () => {
+    for (const [i, text] of TEXTS.entries()) {
+      const plainFile = join(dir, `breaks-${i}.yaml`);
+      writeFileSync(plainFile, text);
+      const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+      expect(enc.err, JSON.stringify(text)).toBe('');
+      expect(plainOf(text, 'yaml'), JSON.stringify(text)).toEqual(JSON.parse(sopsDecryptJson(enc.out, k1)));
+    }
+  });
+
+  it('a file sops wrote with such values left in clear (--unencrypted-regex) opens with ops (same MAC, same values), and its plaintext from sops decrypt is read by ops as it was (what ops secrets encrypt stores)', async () => {
+    const values = { ls: `a${LS}b`, ps: `${PS}p`, both: `x${LS}${PS}y`, multi: `one\ntwo${LS}three\n`, [`k${LS}ey`]: 'v' };
+    const plainFile = join(dir, 'breaks-clear.json');
+    writeFileSync(plainFile, JSON.stringify(values));
+    const enc = sops(['encrypt', '--unencrypted-regex', '.', '--input-type', 'json', '--output-type', 'yaml', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    expect(enc.out).toContain(`ls: 'a${LS}`); // in clear, the LS raw, as go-yaml writes it
+    const ours = await SecretsFile.fromText(enc.out, 'sops-breaks.yaml', { identities: k1.ids });
+    expect(toPlain(ours.tree)).toEqual(values);
+    const plaintext = sopsDecryptText(enc.out, 'yaml', k1);
+    expect(plaintext).toMatch(new RegExp(`${LS} +`)); // a new line's indentation after the LS
+    expect(plainOf(plaintext, 'yaml')).toEqual(values);
+  });
+});
+
 describe('binary values (YAML !!binary), as sops writes them', () => {
   const LONG = Buffer.alloc(100, 0xff);
   const PLAIN = `database_url: !!binary /+8=\nlong: !!binary ${LONG.toString('base64')}\ntext: !!binary aGk=\nother: ok\n`;

@@ -43,6 +43,13 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
     if (line.startsWith('AGE-PLUGIN-')) {
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }
+    // The public key beside it (what `# public key:` and .sops.yaml show) is the usual wrong paste.
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1…, a recipient), not an age identity`,
+        'give the private key instead: the AGE-SECRET-KEY-1… line `ops keygen` (or `ops env new`) printed below the public key',
+      );
+    }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
         `${where} is not an age identity`,

@@ -89,7 +89,7 @@ describe('key inputs', () => {
     let ran = false;
     await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
     expect(ran).toBe(false);
-    expect(failure()).toMatch(/^line 1 of input `age-key` is not an age identity/);
+    expect(failure()).toMatch(/^line 1 of input `age-key` is a public key \(age1…, a recipient\), not an age identity/);
   });
 
   it('an empty age-key where the secrets need one: the input and the secret SOPS_AGE_KEY are named, not ops keygen', async () => {

@@ -33,6 +33,20 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('an option before the command', () => {
+  it('(`ops --json deploy prod`) is said to go after it, with the command line reordered; --json still gets its document', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const json = await cli(root, '--json', 'deploy', 'prod', '--dry-run');
+    expect(json.code).toBe(2);
+    expect(json.err).toBe('error: unknown command "--json": options go after the command, not before it\n  hint: ops deploy prod --dry-run --json\n');
+    expect(JSON.parse(json.out)).toEqual({ ok: false, error: 'unknown command "--json": options go after the command, not before it', hint: 'ops deploy prod --dry-run --json', exitCode: 2 });
+    const identity = await cli(root, '-i', 'my key', 'secrets', 'show', 'prod', '--', '-x');
+    expect(identity).toMatchObject({ code: 2, out: '' });
+    expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
+    expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
+  });
+});
+
 describe('a mistyped option', () => {
   it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
     const root = testEnv({}, undefined, 'prod').root;

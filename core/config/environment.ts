@@ -18,6 +18,7 @@ import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDire
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
+import { projectDirProblem } from './project-dir.ts';
 
 export interface Host {
   name: string;
@@ -519,7 +520,7 @@ export function findRoot(from = process.cwd()): string {
 export function projectRoot(value: string | undefined, cwd: string): string {
   if (!value) return findRoot(); // from the process directory, as before: under npm, the project root
   const dir = resolve(cwd, value);
-  const what = !existsSync(dir) ? 'does not exist' : !statSync(dir).isDirectory() ? 'is not a folder' : !existsSync(join(dir, 'environments')) || !statSync(join(dir, 'environments')).isDirectory() ? 'has no environments/ folder' : undefined;
+  const what = projectDirProblem(dir);
   if (!what) return dir;
   throw new OpsError(
     `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,

@@ -103,11 +103,27 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['-oProxyCommand', /not a DNS name/],
       ['web..example.org', /not a DNS name/],
       ['web-.example.org', /not a DNS name/],
+      ['ssh://deploy@192.0.2.1:2222', /a URL: the address is the host alone \(address: 192\.0\.2\.1, port: 2222, user: deploy\)/],
+      ['https://[2001:db8::5]/', /a URL: the address is the host alone \(address: 2001:db8::5\)/],
+      ['deploy@web1.example.org', /the login goes in its own key: user: deploy, address: web1\.example\.org/],
+      ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
     ];
     for (const [address, why] of refused) {
       const doc = { ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }], bastion: { address, host_key: KEY } };
       expect(problems(doc), address).toEqual([expect.stringMatching(new RegExp(`^hosts\\[0\\]\\.address: expected an IP address or DNS name, got .*${why.source}`)), expect.stringMatching(new RegExp(`^bastion\\.address: .*${why.source}`))]);
     }
+  });
+
+  it('a domain is a DNS name as nginx and certbot take it: an empty label, a URL, an internationalized name are refused saying what to write', () => {
+    for (const domain of ['shop.example.org', 'Shop.Example.org', 'shop.example.org.', 'xn--caf-dma.example.org']) expect(problems({ ...minimal(), domain }), domain).toEqual([]);
+    const refused: Array<[string, string]> = [
+      ['shop..example.org', 'not a DNS name'],
+      ['.example.org', 'not a DNS name'],
+      ['-shop.example.org', 'not a DNS name'],
+      ['https://shop.example.org/', 'a URL: give the host name alone (shop.example.org)'],
+      ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
+    ];
+    for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });
 
   it("the default URL of a host known by its IPv6 address has it in brackets (RFC 3986's IP-literal)", () => {

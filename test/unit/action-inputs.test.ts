@@ -100,7 +100,7 @@ describe('key inputs', () => {
   it('an ssh-key that is no private key: the input is named, not $OPS_SSH_KEY', async () => {
     inputs({ environment: 'prod', 'ssh-key': 'ssh-ed25519 AAAA... a public key' });
     await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
-    expect(failure()).toMatch(/^input `ssh-key` does not hold a private key/);
+    expect(failure()).toMatch(/^input `ssh-key` holds a public key, not the private key/);
     expect(failure()).not.toContain('OPS_SSH_KEY');
   });
 

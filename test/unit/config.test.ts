@@ -385,6 +385,15 @@ describe('YAML values the schema has no word for', () => {
     expect(fileProblems('switch: {drain: .nan, health_interval: .NaN}')).toEqual(['switch.health_interval: expected a number 0.1-60, got number .nan', 'switch.drain: expected an integer 0-3600, got number .nan']);
   });
 
+  it('a number or boolean where text goes (YAML reading an unquoted 3.10, 18, false) says to quote it', () => {
+    const number = ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)';
+    expect(fileProblems('runtimes: {python: {strategy: debian, version: 3.10}}\nref: 2024\nenv: {DEBUG: false}\n')).toEqual([
+      'ref: expected a git branch, tag or sha, got number 2024' + number,
+      'runtimes.python.version: expected a version number ("18", "3.11", "3.8.9"), got number 3.1' + number,
+      'env.DEBUG: expected a string, got boolean false (unquoted, so YAML read a boolean: write the value in quotes, "false")',
+    ]);
+  });
+
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
     expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
     expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);

@@ -289,7 +289,7 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
 export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
-  const processEnv = io.processEnv ?? process.env;
+  let processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
   if (argv[0] === '--version' || argv[0] === '-V') {
     stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
@@ -334,6 +334,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   }
   const rest = argv.slice(command.name.split(' ').length);
   const cwd = invocationDir(processEnv);
+  // A key file named relative ($SOPS_AGE_KEY_FILE=keys.txt) starts from where the command was run, as every path
+  // typed does (npm runs ops from the project root: a relative one was read from there, not found).
+  const keyFile = processEnv.SOPS_AGE_KEY_FILE;
+  if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: resolve(cwd, keyFile) };
   /** Path arguments typed relative: resolved path -> as typed. */
   const typedPaths = new Map<string, string>();
   const absolute = (p: string): string => {

@@ -154,6 +154,11 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(readFileSync(join(assets, 'data.yml'), 'utf8')).toContain('sops:');
     const dec = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: join(env.dir, 'mykey.txt') } });
     expect(dec).toMatchObject({ code: 0, out: 'users: []\n' });
+    // $SOPS_AGE_KEY_FILE named relative starts from there too (npm runs ops from the root: it was looked for there)
+    const relativeKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: '../mykey.txt' } });
+    expect(relativeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
+    const noKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: 'mykey.txt' } });
+    expect(noKey.err).toContain(`error: SOPS_AGE_KEY_FILE: cannot read ${join(assets, 'mykey.txt')}: no such file`);
     // missing: the path as resolved, and where a relative one starts
     const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
     expect(missing.code).toBe(1);

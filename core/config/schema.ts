@@ -152,6 +152,12 @@ export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } =
     form,
     json: () => ({ type: 'array', items: item.json(), ...(opts.min ? { minItems: opts.min } : {}) }),
     check(value, path, problems) {
+      // A mapping of named entries where a list of them goes (an Ansible inventory's `hosts: {web1: {...}}`): the fix said.
+      const named = () => (item.json() as { properties?: Record<string, unknown> }).properties?.name !== undefined;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? 'web1';
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts.min && value.length < opts.min) {
         problems.push({ path, message: `expected at least ${opts.min} item${opts.min > 1 ? 's' : ''}, got ${value.length}` });

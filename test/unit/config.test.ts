@@ -394,6 +394,11 @@ describe('YAML values the schema has no word for', () => {
     ]);
   });
 
+  it('hosts written as an Ansible inventory (a mapping of names) says how to write the list', () => {
+    const text = `app: shop\nhosts:\n  web1:\n    address: 192.0.2.1\n    host_key: ${KEY}\nprograms: {web: {command: run, port: 3000}}\nroutes: {/: web}\n`;
+    expect(problems(read(text))).toEqual(['hosts: expected a list of a mapping, got a mapping (each entry is a list item with its name inside: "- name: web1", then its keys indented under it, not "web1:")']);
+  });
+
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
     expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
     expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);

@@ -6,7 +6,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
-import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
+import { type Document, isAlias, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
@@ -332,6 +332,29 @@ function keepParsed(entry: string, value: unknown): void {
 export const ENVIRONMENT_YAML = { merge: true } as const;
 
 /**
+ * An alias (`*common`) naming no anchor set before it: refused by its name and line, with the anchors there are. The
+ * yaml library says it only once it builds the value, and under a merge key (`<<: *comon`) as "Merge sources must be
+ * maps", which sent people to the merge syntax instead of the misspelt or misplaced anchor.
+ */
+function refuseUnresolvedAliases(doc: Document, text: string, label: string): void {
+  const anchors: string[] = [];
+  let missing: { name: string; line: number } | undefined;
+  visit(doc, {
+    Node(_, node) {
+      if (missing) return visit.BREAK;
+      if ('anchor' in node && typeof node.anchor === 'string' && node.anchor) anchors.push(node.anchor);
+      if (isAlias(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split('\n').length };
+      return undefined;
+    },
+  });
+  if (!missing) return;
+  throw new OpsError(
+    hideSecrets(`${label}: the alias *${missing.name} (line ${missing.line}) names no anchor set before it`),
+    anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(', ')}; an anchor (x-common: &common {...}) comes before the aliases that use it` : 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)',
+  );
+}
+
+/**
  * A YAML file's content (any shape), `label` naming it in errors; through the parsed-YAML cache when one is set
  * (cacheParsedYaml).
  * @throws OpsError when it cannot be read, is not UTF-8 (the byte offset and line) or cannot be parsed (with the line and column).
@@ -360,6 +383,7 @@ export function readYamlFile(file: string, label = file): unknown {
         hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
         'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
       );
+    refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
     value = doc.toJS({ maxAliasCount: -1 }); // counted above, by what the copies make (the library counts alias uses)
   } catch (e) {

@@ -513,6 +513,20 @@ routes: { /: server }
       expect((e as OpsError).hint).toMatch(/a merge key \(<<\) takes a mapping/);
     }
   });
+
+  it('an alias naming no anchor set before it (misspelt, or the anchor below) is said by name and line, not as "Merge sources must be maps"', () => {
+    const refused = (text: string) => {
+      try {
+        read(text);
+      } catch (e) {
+        return [(e as OpsError).message, (e as OpsError).hint];
+      }
+      return [];
+    };
+    expect(refused(`x-common: &common {TZ: UTC}\n${base}env:\n  <<: *comon\n`)).toEqual(['environments/x/environment.yml: the alias *comon (line 5) names no anchor set before it', 'anchors set before it: &common; an anchor (x-common: &common {...}) comes before the aliases that use it']);
+    expect(refused(`${base}env:\n  <<: *common\nx-common: &common {TZ: UTC}\n`)[0]).toBe('environments/x/environment.yml: the alias *common (line 4) names no anchor set before it');
+    expect(refused(`${base}ref: *nope\n`)).toEqual(['environments/x/environment.yml: the alias *nope (line 3) names no anchor set before it', 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)']);
+  });
 });
 
 describe('shipped environments', () => {

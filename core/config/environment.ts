@@ -376,7 +376,7 @@ export function readYamlFile(file: string, label = file): unknown {
   let value: unknown;
   try {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
@@ -406,7 +406,8 @@ export function readYamlFile(file: string, label = file): unknown {
  * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
  */
 function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
-  const said = hideSecrets(error.message.split(/:\n\n/)[0]!);
+  // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
+  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, ''));
   const at = error.linePos?.[0];
   const lines = text.split(/\r?\n/);
   if (!at) return `${label} is not valid YAML: ${said}`;
@@ -415,6 +416,20 @@ function yamlErrorMessage(label: string, text: string, error: YAMLError): string
   const context = at.line > 1 && !before.trim() ? `${hideSecrets(lines[at.line - 2] ?? '')}\n` : '';
   if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
   return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
+}
+
+/** What to do about a YAML syntax error, by its kind (the yaml library's code); the message says where. */
+function yamlErrorHint(error: YAMLError): string {
+  switch (error.code) {
+    case 'MULTIPLE_DOCS':
+      return 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)';
+    case 'TAB_AS_INDENT':
+      return 'indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)';
+    case 'DUPLICATE_KEY':
+      return 'keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)';
+    default:
+      return 'fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)';
+  }
 }
 
 /**

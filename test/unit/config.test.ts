@@ -399,6 +399,21 @@ describe('YAML values the schema has no word for', () => {
     expect(problems(read(text))).toEqual(['hosts: expected a list of a mapping, got a mapping (each entry is a list item with its name inside: "- name: web1", then its keys indented under it, not "web1:")']);
   });
 
+  it('a YAML syntax error says what to do by its kind, not the library\'s advice to its caller (YAML.parseAllDocuments())', () => {
+    const refused = (text: string) => {
+      try {
+        read(text);
+      } catch (e) {
+        return [(e as OpsError).message.split('\n')[0], (e as OpsError).hint];
+      }
+      return [];
+    };
+    expect(refused(`${base}---\napp: other\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml is not valid YAML: Source contains multiple documents at line \d+, column 1:$/), expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
+    expect(refused(`${base}env:\n\tX: y\n`)[1]).toBe('indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)');
+    expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
+    expect(refused(`${base}ref: "a\n`)[1]).toContain('fix the file at the line shown');
+  });
+
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
     expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
     expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);

@@ -214,6 +214,25 @@ describe('a local file given by the user that cannot be read says why in words (
   });
 });
 
+describe('a host address reserved for documentation (the placeholder ops env new writes) is refused before connecting (core/remote/ssh-login.ts)', () => {
+  it('names the address, why no machine has it, and where to set the machine\'s own, instead of a timeout blamed on sshd or a firewall', async () => {
+    const { documentationAddress, login } = await import('../../core/remote/ssh-login.ts');
+    const { MemoryReporter, unmarked } = await import('../../core/report.ts');
+    for (const a of ['203.0.113.11', '192.0.2.5', '198.51.100.7', '2001:db8::5', '2001:0db8:1::1', 'web1.example.org', 'example.com', 'vm.invalid']) expect(documentationAddress(a), a).toBeTruthy();
+    for (const a of ['10.0.0.5', '203.0.114.1', '192.0.20.1', 'myexample.org', 'example.org.uk', '2001:db9::1', 'sandbox.test']) expect(documentationAddress(a), a).toBeUndefined();
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+    const options = { credentials: { agent: '/nonexistent', describe: 'agent' }, reporter: new MemoryReporter(), connectTimeout: 1, retries: 2, configFile: 'environments/qa/environment.yml' };
+    const host = { name: 'web1', address: '203.0.113.11', port: 22, user: 'deploy', hostKey: key };
+    const err = await login(host, { where: 'web1 (deploy@203.0.113.11:22)', keyField: 'hosts[].host_key' }, options).catch((e: OpsError) => e);
+    expect([unmarked((err as OpsError).message), unmarked((err as OpsError).hint!)]).toEqual([
+      'web1 (deploy@203.0.113.11:22): 203.0.113.11 is a documentation address (RFC 5737), which no machine has: the placeholder `ops env new` writes, still in place',
+      "set the machine's own address in hosts[].address of environments/qa/environment.yml (and its host key, read on its console)",
+    ]);
+    const bastion = await login({ ...host, name: 'jump', address: 'jump.example.org' }, { where: 'bastion jump', keyField: 'bastion.host_key' }, options).catch((e: OpsError) => e);
+    expect(unmarked((bastion as OpsError).hint!)).toContain('in bastion.address of');
+  });
+});
+
 describe('an SSH key that is something else is said by its shape, never quoted (core/remote/identity.ts checkKeyText)', () => {
   it('a public key (a .pub file, an authorized_keys line), a path in $OPS_SSH_KEY, a PuTTY key', async () => {
     const { resolveCredentials } = await import('../../core/remote/identity.ts');

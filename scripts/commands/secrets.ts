@@ -277,7 +277,10 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     });
     child.on('exit', (code, sig) => {
       signal.removeEventListener('abort', stop);
-      res({ code, signal: sig });
+      // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
+      if (code === 127 || code === 126)
+        rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, 'set EDITOR (or VISUAL) to an installed editor, e.g. EDITOR=nano, or EDITOR="code --wait" for one that needs arguments'));
+      else res({ code, signal: sig });
     });
   });
 }

@@ -718,6 +718,17 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
     expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
   });
 
+  it('an EDITOR the shell cannot find or run (exit 127, 126) is said as that, with how to set one, not as the editor failing', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const [EDITOR, why] of [['no-such-editor-zq7', 'found no such command (exit 127)'], [e.root, 'could not run it (not an executable file) (exit 126)']] as const) {
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR });
+      expect(r.code, EDITOR).toBe(1);
+      expect(r.err, EDITOR).toContain(`error: cannot start the editor "${EDITOR}": the shell ${why}; nothing was changed\n  hint: set EDITOR (or VISUAL) to an installed editor`);
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`${signal} while the editor runs: the edit is dropped and the temporary file removed`, async () => {
       const e = await newEnv();

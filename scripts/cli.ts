@@ -276,7 +276,8 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   if (at >= 0) {
     const after = argv.slice(at);
     const end = after.includes('--') ? after.indexOf('--') : after.length;
-    hint = `ops ${[...after.slice(0, end), ...leading, ...after.slice(end)].map(quote).join(' ')}`;
+    // a leading `--` ends nothing there: it is dropped, not moved
+    hint = `ops ${[...after.slice(0, end), ...leading.filter((a) => a !== '--'), ...after.slice(end)].map(quote).join(' ')}`;
   }
   stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
   if (leading.includes('--json') && command?.options && 'json' in command.options) {

@@ -44,6 +44,7 @@ describe('an option before the command', () => {
     expect(identity).toMatchObject({ code: 2, out: '' });
     expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
     expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
+    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": options go after the command, not before it\n  hint: ops deploy prod\n');
   });
 });
 

@@ -2,6 +2,9 @@
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
 import { randomUUID } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { projectDirProblem } from './config/project-dir.ts';
 import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
 import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
@@ -135,6 +138,22 @@ function emptyKeyInput(name: string, githubEnvironment: string): OpsError {
 }
 
 /**
+ * The folder an action works in: `working-directory` (relative to the workspace, where the runner starts the action),
+ * checked as $OPS_ROOT is for an action that reads an environment (a mistyped one would otherwise read as "no
+ * environment <env>", pointing at `ops env new`), else only that it is a folder (staging-sync: any clone).
+ * @throws OpsError naming the input and what is wrong with the folder.
+ */
+function actionRoot(workingDirectory: string, spec: ActionInputs): string {
+  const dir = resolve(workingDirectory);
+  const problem = (spec.required ?? []).includes('environment') ? projectDirProblem(dir) : !existsSync(dir) ? 'does not exist' : !statSync(dir).isDirectory() ? 'is not a folder' : undefined;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    'give the checkout that holds environments/ (actions/checkout\'s `path:`, relative to the workspace), or leave working-directory out for the workspace',
+  );
+}
+
+/**
  * Every input of `spec` checked before any work, in one place: required ones present (an empty `ssh-key` or
  * `age-key` named with the secret that should fill it), flags true or false, choices among theirs, key inputs
  * holding keys (errors name the input, not the variable the core reads). @returns the flags' values.
@@ -151,6 +170,8 @@ export async function checkInputs(spec: ActionInputs, get: (name: string) => str
     const v = get(name).trim();
     if (v && !values.includes(v)) throw new OpsError(`invalid input ${name}: ${JSON.stringify(v)}`, `${name} is ${values.map((x) => `"${x}"`).join(' or ')}`);
   }
+  const workingDirectory = get('working-directory').trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
   const sshKey = get('ssh-key');
   if (sshKey) checkKeyText(sshKey, 'input `ssh-key`');
   const ageKey = get('age-key');
@@ -188,7 +209,8 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
       processEnv.SOPS_AGE_KEY = ageKey;
     }
     const flags = await checkInputs(spec);
-    const root = core.getInput('working-directory') || process.env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = core.getInput('working-directory').trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
       reporter,

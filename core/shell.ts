@@ -36,7 +36,8 @@ export function cmd(...words: (string | number)[]): string {
   return words.map(quote).join(' ');
 }
 
-type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined };
+/** A kind of value: its pattern, the form said when it fails, an extra rule, and the hint of a refusal (what to give instead). */
+type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined; hint?: (v: string) => string };
 
 const CHECKS = {
   // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
@@ -44,6 +45,13 @@ const CHECKS = {
     what: 'git ref',
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
     form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+    // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+    hint: (v) =>
+      /^\s|\s$/.test(v)
+        ? 'remove the white space around the name (copied with it?)'
+        : /[~^]|@\{/.test(v)
+          ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})`
+          : 'give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)',
   },
   environment: {
     what: 'environment name',
@@ -55,11 +63,13 @@ const CHECKS = {
       v.endsWith('-status')
         ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -'-status'.length)} (its deploy key without reviewers); pick another name`
         : undefined,
+    hint: () => 'the name of its folder under environments/ (`ops env new <name>` makes one)',
   },
   release: {
     what: 'release id',
     pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
     form: 'YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`',
+    hint: () => 'copy the id from `ops releases <env>`',
   },
   name: {
     what: 'name',
@@ -75,10 +85,10 @@ export function validate(kind: ValueKind, value: string, label?: string): string
   const check: Check = CHECKS[kind];
   if (typeof value !== 'string' || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === 'string' ? check.hint?.(value) : undefined);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
   return value;
 }
 

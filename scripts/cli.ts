@@ -3,7 +3,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
-import { wholeNumber } from '../core/shell.ts';
+import { quote, wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
@@ -261,11 +261,36 @@ export interface RunIo {
   connector?: Connector;
 }
 
+/**
+ * `ops --json deploy prod`, `ops -i key ping prod`: an option typed before the command (as Ansible's and many tools'
+ * global options go). Options follow the command here: the usage error says so with the command line reordered, and,
+ * with --json among them, prints its document on stdout as any usage error does. Exit 2.
+ */
+function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, shown: (text: string) => string): number {
+  const at = argv.findIndex((a) => commands.some((c) => c.name.split(' ')[0] === a));
+  const leading = at < 0 ? argv.slice(0, 1) : argv.slice(0, at);
+  const first = leading.find((a) => a.startsWith('-'))!;
+  const error = `unknown command "${first}": options go after the command, not before it`;
+  let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
+  const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
+  if (at >= 0) {
+    const after = argv.slice(at);
+    const end = after.includes('--') ? after.indexOf('--') : after.length;
+    // a leading `--` ends nothing there: it is dropped, not moved
+    hint = `ops ${[...after.slice(0, end), ...leading.filter((a) => a !== '--'), ...after.slice(end)].map(quote).join(' ')}`;
+  }
+  stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
+  if (leading.includes('--json') && command?.options && 'json' in command.options) {
+    stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }, null, 2)) + '\n');
+  }
+  return 2;
+}
+
 /** Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). */
 export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
-  const processEnv = io.processEnv ?? process.env;
+  let processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
   if (argv[0] === '--version' || argv[0] === '-V') {
     stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
@@ -300,6 +325,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       return 0;
     } else if (group.length) {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
+    } else if (argv[0]!.startsWith('-')) {
+      return optionBeforeCommand(commands, argv, stdout, stderr, shown);
     } else {
       const near = didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
       stderr.write(showControls(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`)) + `\n\n${mainHelp(commands)}\n`);
@@ -308,6 +335,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   }
   const rest = argv.slice(command.name.split(' ').length);
   const cwd = invocationDir(processEnv);
+  // A key file named relative ($SOPS_AGE_KEY_FILE=keys.txt) starts from where the command was run, as every path
+  // typed does (npm runs ops from the project root: a relative one was read from there, not found).
+  const keyFile = processEnv.SOPS_AGE_KEY_FILE;
+  if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: resolve(cwd, keyFile) };
   /** Path arguments typed relative: resolved path -> as typed. */
   const typedPaths = new Map<string, string>();
   const absolute = (p: string): string => {

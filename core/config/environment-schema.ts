@@ -2,6 +2,7 @@
 // definition validates files (environment.ts), renders the README's reference and the JSON Schema editors read.
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
+import { domainToASCII } from 'node:url';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
@@ -223,12 +224,44 @@ const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number (
  */
 export function addressProblem(v: string): string | undefined {
   if (isIP(v)) return undefined;
+  // As ssh or a browser takes a host: "ssh://deploy@web1:2222", "deploy@web1" (the login has its own key, `user`)
+  const url = urlParts(v);
+  if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ''}${url.user ? `, user: ${url.user}` : ''})`;
+  const login = /^([^@\s]+)@([^@\s]+)$/.exec(v);
+  if (login) return `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
   // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets)
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith('[')) return 'an IPv6 address is written without brackets (e.g. 2001:db8::5)';
   if (v.includes(':')) return 'not a valid IPv6 address';
   if (/^[\d.]+$/.test(v)) return 'not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)';
+  return dnsNameProblem(v);
+}
+
+/** The host, port and login of `v` when it is written as a URL (`scheme://[user@]host[:port][/...]`), else undefined. */
+function urlParts(v: string): { host: string; port: string; user: string } | undefined {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return undefined;
+  try {
+    const u = new URL(v);
+    return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port, user: decodeURIComponent(u.username) };
+  } catch {
+    return { host: '<the host>', port: '', user: '' };
+  }
+}
+
+/**
+ * Why `v` is not a DNS name (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an
+ * optional final dot), or undefined: what nginx's server_name, certbot and a resolver all take. An internationalized
+ * name is said with its ASCII form (IDNA, what DNS holds); a URL with its host.
+ */
+export function dnsNameProblem(v: string): string | undefined {
+  // Non-ASCII: written as DNS holds it (xn--...), which certbot and nginx need.
+  if (/[^\x00-\x7f]/.test(v)) {
+    const ascii = domainToASCII(v);
+    return `an internationalized name is written in its ASCII form (IDNA)${ascii ? `: ${ascii}` : ', xn--...'}`;
+  }
+  const url = urlParts(v);
+  if (url) return `a URL: give the host name alone (${url.host})`;
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -318,7 +351,7 @@ export const environmentSchema = object(
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
   repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: clonePathProblem }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
-  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
+  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: dnsNameProblem }), 'public name of the site (nginx server_name, TLS certificate)'),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noCredentials('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),

@@ -6,7 +6,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
-import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
+import { type Document, isAlias, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
@@ -18,6 +18,7 @@ import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDire
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
+import { projectDirProblem } from './project-dir.ts';
 
 export interface Host {
   name: string;
@@ -350,6 +351,29 @@ function keepParsed(entry: string, value: unknown): void {
 export const ENVIRONMENT_YAML = { merge: true } as const;
 
 /**
+ * An alias (`*common`) naming no anchor set before it: refused by its name and line, with the anchors there are. The
+ * yaml library says it only once it builds the value, and under a merge key (`<<: *comon`) as "Merge sources must be
+ * maps", which sent people to the merge syntax instead of the misspelt or misplaced anchor.
+ */
+function refuseUnresolvedAliases(doc: Document, text: string, label: string): void {
+  const anchors: string[] = [];
+  let missing: { name: string; line: number } | undefined;
+  visit(doc, {
+    Node(_, node) {
+      if (missing) return visit.BREAK;
+      if ('anchor' in node && typeof node.anchor === 'string' && node.anchor) anchors.push(node.anchor);
+      if (isAlias(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split('\n').length };
+      return undefined;
+    },
+  });
+  if (!missing) return;
+  throw new OpsError(
+    hideSecrets(`${label}: the alias *${missing.name} (line ${missing.line}) names no anchor set before it`),
+    anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(', ')}; an anchor (x-common: &common {...}) comes before the aliases that use it` : 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)',
+  );
+}
+
+/**
  * A YAML file's content (any shape), `label` naming it in errors; through the parsed-YAML cache when one is set
  * (cacheParsedYaml).
  * @throws OpsError when it cannot be read, is not UTF-8 (the byte offset and line) or cannot be parsed (with the line and column).
@@ -371,13 +395,14 @@ export function readYamlFile(file: string, label = file): unknown {
   let value: unknown;
   try {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
         hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
         'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
       );
+    refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
     value = doc.toJS({ maxAliasCount: -1 }); // counted above, by what the copies make (the library counts alias uses)
   } catch (e) {
@@ -400,7 +425,8 @@ export function readYamlFile(file: string, label = file): unknown {
  * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
  */
 function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
-  const said = hideSecrets(error.message.split(/:\n\n/)[0]!);
+  // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
+  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, ''));
   const at = error.linePos?.[0];
   const lines = text.split(/\r?\n/);
   if (!at) return `${label} is not valid YAML: ${said}`;
@@ -409,6 +435,20 @@ function yamlErrorMessage(label: string, text: string, error: YAMLError): string
   const context = at.line > 1 && !before.trim() ? `${hideSecrets(lines[at.line - 2] ?? '')}\n` : '';
   if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
   return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
+}
+
+/** What to do about a YAML syntax error, by its kind (the yaml library's code); the message says where. */
+function yamlErrorHint(error: YAMLError): string {
+  switch (error.code) {
+    case 'MULTIPLE_DOCS':
+      return 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)';
+    case 'TAB_AS_INDENT':
+      return 'indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)';
+    case 'DUPLICATE_KEY':
+      return 'keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)';
+    default:
+      return 'fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)';
+  }
 }
 
 /**
@@ -538,7 +578,7 @@ export function findRoot(from = process.cwd()): string {
 export function projectRoot(value: string | undefined, cwd: string): string {
   if (!value) return findRoot(); // from the process directory, as before: under npm, the project root
   const dir = resolve(cwd, value);
-  const what = !existsSync(dir) ? 'does not exist' : !statSync(dir).isDirectory() ? 'is not a folder' : !existsSync(join(dir, 'environments')) || !statSync(join(dir, 'environments')).isDirectory() ? 'has no environments/ folder' : undefined;
+  const what = projectDirProblem(dir);
   if (!what) return dir;
   throw new OpsError(
     `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,

@@ -85,6 +85,9 @@ export function string(opts: { pattern?: RegExp; form?: string; check?: (v: stri
     form,
     json: () => (opts.pattern ? { type: 'string', pattern: opts.pattern.source } : { type: 'string' }),
     check(value, path, problems) {
+      // A number or boolean where text goes is YAML reading an unquoted value (3.10 as 3.1, 18, 1e3, yes): say to quote it.
+      if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return fail(problems, path, form, value, typeof value === 'boolean' ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
       if (typeof value !== 'string') return fail(problems, path, form, value);
       // the refinement's reason is the most precise one, even when the pattern also fails
       const why = opts.check?.(value);
@@ -149,6 +152,12 @@ export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } =
     form,
     json: () => ({ type: 'array', items: item.json(), ...(opts.min ? { minItems: opts.min } : {}) }),
     check(value, path, problems) {
+      // A mapping of named entries where a list of them goes (an Ansible inventory's `hosts: {web1: {...}}`): the fix said.
+      const named = () => (item.json() as { properties?: Record<string, unknown> }).properties?.name !== undefined;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? 'web1';
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts.min && value.length < opts.min) {
         problems.push({ path, message: `expected at least ${opts.min} item${opts.min > 1 ? 's' : ''}, got ${value.length}` });

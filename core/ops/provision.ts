@@ -13,7 +13,7 @@ import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
 import { SUPPORTED_RELEASES, appUser, debianRuntimeProblem, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
-import { issueCertificate, prepareTls, TLS_KEYS } from '../steps/tls.ts';
+import { issueCertificate, letsEncryptRefusal, prepareTls, TLS_KEYS } from '../steps/tls.ts';
 import { HostRun } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
@@ -104,6 +104,9 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
   const env = resolveTarget(environment);
   // Apps sharing a host: nothing of theirs may collide with what this one sets up.
   refuseCollisions(env, ctx.reporter);
+  // What certbot would fail on at the host (with a hint about DNS that does not apply), refused before connecting.
+  const refusal = letsEncryptRefusal(env.config.tls, env.config.domain);
+  if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;
   if (caFile && env.config.tls.mode === 'letsencrypt') {

@@ -8,6 +8,9 @@ import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type Re
 import { messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 import { urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
+import { splitKeyPath } from '../secrets/tree.ts';
+import { distance } from '../config/schema-object.ts';
+import { keyName, own } from '../report.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
@@ -198,4 +201,41 @@ export async function secretsChangeCheck(root: string, envName: string, warn: (m
       throw new OpsError(`${e.message} (every provision would refuse it; ${how.untouched})`, e.hint);
     }
   };
+}
+
+/**
+ * The warning for a secret `ops secrets set` creates at `path` that nothing of the environment reads: no `env` entry
+ * or `packages` setting names it, a map holding it or a key inside it, so no deploy sends it. Most likely a mistyped
+ * key: the variable's name for its secret's (`DATABASE_URL` for `database_url`), or a typo; the closest secret read is
+ * suggested. undefined when something reads it. `data`: the secrets after the change (refs resolve against it).
+ */
+export function unreadSecretWarning(settings: Pick<Environment, 'name' | 'config'>, data: unknown, path: string[], allow?: (name: string) => void): string | undefined {
+  const c = settings.config;
+  const refs: Array<{ ref: string; reader: string }> = [
+    ...Object.entries(c.env).flatMap(([name, v]) => (typeof v === 'string' ? [] : [{ ref: v.secret, reader: name }])),
+    ...(['pip_index_url', 'npm_token'] as const).flatMap((k) => {
+      const v = c.packages?.[k];
+      return v && typeof v !== 'string' ? [{ ref: v.secret, reader: `packages.${k}` }] : [];
+    }),
+  ];
+  const isMap = (n: unknown): n is Record<string, unknown> => n !== null && typeof n === 'object' && !Array.isArray(n);
+  const keysAt = (keys: string[]) => {
+    const n = keys.reduce<unknown>((t, k) => (isMap(t) ? t[k] : undefined), data);
+    return isMap(n) ? Object.keys(n) : [];
+  };
+  const prefix = (a: string[], b: string[]) => a.length <= b.length && a.every((k, i) => k === b[i]);
+  const read = refs.map((r) => ({ ...r, path: splitKeyPath(r.ref, keysAt) }));
+  if (read.some((r) => prefix(r.path, path) || prefix(path, r.path))) return undefined;
+  const typed = path.join('.').toLowerCase();
+  const near = read.find((r) => r.reader.toLowerCase() === typed || r.reader.toLowerCase().endsWith(`_${typed}`)) ??
+    read.map((r) => ({ r, d: distance(typed, r.ref.toLowerCase()) })).sort((a, b) => a.d - b.d).find((x) => x.d <= Math.max(1, Math.floor(typed.length / 3)))?.r;
+  // Key and variable names, no secrets: said whole (ops's own words around them too), whatever value is masked.
+  const key = path.join('.');
+  for (const name of [key, ...(near ? [near.ref, near.reader] : [])]) allow?.(name);
+  return (
+    own`nothing in environments/${keyName(settings.name)}/environment.yml reads the new secret ${keyName(key)} (no env entry or packages setting names it): no deploy sends it` +
+    (near
+      ? own`; did you mean ${keyName(near.ref)} (read as ${keyName(near.reader)})? Set that one, and delete this one with ops secrets edit ${keyName(settings.name)}`
+      : own`; refer to it in env (NAME: { secret: ${keyName(key)} }), or check its name`)
+  );
 }

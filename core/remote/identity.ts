@@ -33,10 +33,28 @@ function readKey(file: string, label: string): string {
   }
 }
 
-/** Key text checked to hold a private key (`label` names where it came from in the error), with its final newline. */
+/**
+ * Key text checked to hold a private key (`label` names where it came from in the error: `key file <path>` for a
+ * file), with its final newline. What is there instead is said by its shape, never quoted: the usual mistakes are the
+ * public key (the .pub file, the line of authorized_keys), a path where the key's content goes ($OPS_SSH_KEY, the
+ * ssh-key input), and a PuTTY key.
+ */
 export function checkKeyText(text: string, label: string): string {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith('key file ');
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith('---- BEGIN SSH2 PUBLIC KEY ----')) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? 'give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)' : 'give the private key file\'s content (the file without .pub), with its BEGIN/END lines',
+      );
+    }
+    if (t.startsWith('PuTTY-User-Key-File-')) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, 'convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that');
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, 'give the key file\'s content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file');
+    }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
+  }
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 

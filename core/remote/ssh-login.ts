@@ -7,7 +7,7 @@ import { createConnection, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
-import type { Reporter } from '../report.ts';
+import { own, type Reporter } from '../report.ts';
 import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
 import type { Credentials } from './identity.ts';
 
@@ -69,6 +69,14 @@ interface Attempt {
 export async function login(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
+  // No machine has it: connecting would only time out or fail, with a hint about sshd and firewalls.
+  const reserved = documentationAddress(ep.address);
+  if (reserved) {
+    throw new OpsError(
+      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${options.configFile} (and its host key, read on its console)`,
+    );
+  }
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -145,6 +153,19 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       signal?.removeEventListener('abort', abort);
     }
   }
+}
+
+/**
+ * What reserves `address` for documentation and examples (so no machine answers at it), or undefined: the IPv4
+ * TEST-NETs (RFC 5737: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), IPv6's 2001:db8::/32 (RFC 3849), and the
+ * names example.com/.net/.org and the .example and .invalid top-level domains (RFC 2606).
+ */
+export function documentationAddress(address: string): string | undefined {
+  const a = address.toLowerCase().replace(/\.$/, '');
+  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return 'a documentation address (RFC 5737)';
+  if (/^2001:0?db8:/.test(a)) return 'a documentation address (RFC 3849)';
+  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return 'a name reserved for examples (RFC 2606)';
+  return undefined;
 }
 
 /** The live-log label of an endpoint: "web1 (deploy@10.0.0.5:22)". */

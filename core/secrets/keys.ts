@@ -43,6 +43,13 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
     if (line.startsWith('AGE-PLUGIN-')) {
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }
+    // The public key beside it (what `# public key:` and .sops.yaml show) is the usual wrong paste.
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1…, a recipient), not an age identity`,
+        'give the private key instead: the AGE-SECRET-KEY-1… line `ops keygen` (or `ops env new`) printed below the public key',
+      );
+    }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
         `${where} is not an age identity`,
@@ -128,6 +135,10 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
+  // Several public keys in one value, as .sops.yaml lists them (age1…,age1…): each is given on its own.
+  const several = value.split(/[\s,]+/).filter(Boolean);
+  if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
+    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(', ')})`, 'give one recipient per value: repeat the option (--recipient age1… --recipient age1…), or run `ops secrets recipients <env> add age1…` once for each');
   // Quoted only when it is one (a public key: age1… that fails its checksum); anything else may be a secret pasted in
   // the wrong place, said by its shape alone.
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith('age1') ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');

@@ -274,13 +274,14 @@ export function hideUrlCredentials(s: string): string {
 /**
  * An age private key however pasted, as it appears in text: whole (AGE-SECRET-KEY-1…, AGE-SECRET-KEY-PQ-1…), cut at
  * its start (GE-SECRET-KEY-1…), behind a comment mark, or in lower case (bech32 ignores case: still the same key).
- * Something must follow "SECRET-KEY-": the bare shape ("AGE-SECRET-KEY-…", as messages say it) is no key.
+ * Some of its data must follow "SECRET-KEY-": the bare shape, as messages and hints say it ("AGE-SECRET-KEY-…",
+ * "AGE-SECRET-KEY-1…": the "1" is bech32's separator, the same in every key), is no key.
  */
-const PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi; // tried at a run's start only: linear
+const PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-(?!(?:pq-)?1(?![0-9A-Za-z-]))[0-9A-Za-z-]+/gi; // tried at a run's start only: linear
 
 /** Whether `s` holds an age private key (PRIVATE_KEY_IN_TEXT's shapes): never to be quoted, said by its shape. */
 export function isPrivateKey(s: string): boolean {
-  return /secret-key-[0-9a-z-]/i.test(s);
+  return /secret-key-(?!(?:pq-)?1(?![0-9a-z-]))[0-9a-z-]/i.test(s);
 }
 
 /** The age private keys in `text` (PRIVATE_KEY_IN_TEXT's shapes), as written; [] for none. */

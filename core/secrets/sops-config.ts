@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { distance } from '../config/schema-object.ts';
 import { OpsError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
@@ -66,6 +67,25 @@ interface Loaded {
   rules: CreationRule[];
 }
 
+/** The keys sops reads at the top of .sops.yaml, and in a creation rule (getsops/sops config/config.go, v3.13). */
+const TOP_KEYS = ['creation_rules', 'destination_rules', 'stores'];
+const RULE_KEYS = ['path_regex', 'age', 'pgp', 'kms', 'aws_profile', 'gcp_kms', 'azure_keyvault', 'hc_vault_transit_uri', 'hckms', 'key_groups', 'shamir_threshold', 'unencrypted_suffix', 'encrypted_suffix', 'unencrypted_regex', 'encrypted_regex', 'unencrypted_comment_regex', 'encrypted_comment_regex', 'mac_only_encrypted'];
+
+/**
+ * A key of `map` that is a misspelling of one of `known` (`creation_rule`, `path-regex`, `ages`): sops ignores keys it
+ * does not know, so the rules would silently not be there (every file "has no matching rule"). A key far from all
+ * of them is left alone (another tool's, or a later sops's). @throws OpsError naming the key, where, and the key meant.
+ */
+function refuseMisspelledKeys(map: YAMLMap, known: string[], where: string): void {
+  for (const pair of map.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+    if (key === undefined || known.includes(key)) continue;
+    const typed = key.toLowerCase().replace(/-/g, '_');
+    const near = known.find((k) => k === typed) ?? known.map((k) => [k, distance(typed, k)] as const).sort((a, b) => a[1] - b[1]).find(([k, d]) => d <= Math.max(1, Math.floor(k.length / 4)))?.[0];
+    if (near) throw configError(SOPS_CONFIG_FILE, `${where}unknown key \`${key}\` (did you mean \`${near}\`?): sops ignores it, so what it holds is not read`);
+  }
+}
+
 function load(root: string, required: boolean): Loaded | undefined {
   const path = join(root, SOPS_CONFIG_FILE);
   if (!userFileExists(path, SOPS_CONFIG_FILE)) {
@@ -81,10 +101,12 @@ function load(root: string, required: boolean): Loaded | undefined {
   const rules: CreationRule[] = [];
   const contents = doc.contents;
   if (contents !== null && !isMap(contents)) throw configError(SOPS_CONFIG_FILE, 'the top level must be a map with `creation_rules:`');
+  if (isMap(contents)) refuseMisspelledKeys(contents, TOP_KEYS, '');
   const list = isMap(contents) ? contents.get('creation_rules', true) : undefined;
   if (list !== undefined && list !== null && !isSeq(list)) throw configError(SOPS_CONFIG_FILE, '`creation_rules` must be a list');
   (isSeq(list) ? list.items : []).forEach((item, index) => {
     if (!isMap(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+    refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
     const re = item.get('path_regex');
     if (re !== undefined && re !== null && typeof re !== 'string') throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === 'string') {

@@ -39,6 +39,25 @@ export function expand(env: Target, text: string, release: string, program: stri
   });
 }
 
+/**
+ * `command` as it is, once checked that no path placeholder in it ({release} {python} {node} {npm}) expands to a path
+ * holding white space, a quote or a backslash: supervisor splits a command line as a shell's words (shlex), so
+ * `/srv/demo app/releases/...` would start `/srv/demo` and the deploy fail at its start, after the build. (In `env`
+ * values, and for build, migrate and the hooks, which bash runs quoted, such a base_dir works.)
+ * @throws OpsError naming `key`, the placeholder and base_dir.
+ */
+function splitFreePaths(env: Target, command: string, release: string, key: string): string {
+  const paths: Record<string, string> = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+  for (const m of command.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
+    if (!/[\s'"\\]/.test(paths[m[1]!]!)) continue;
+    throw new OpsError(
+      `${key}: ${m[0]} expands to a path holding a space, a quote or a backslash (${m[1] === 'release' ? `base_dir ${env.baseDir}` : paths[m[1]!]}), which supervisor splits the command line at: the program would not start`,
+      `choose a base_dir without them (e.g. /srv/${env.config.app}), or start the program by a path relative to programs.<name>.directory (e.g. venv/bin/python)`,
+    );
+  }
+  return command;
+}
+
 /** supervisor's name of a program on a slot (`<app>-<slot>-<program>`). */
 export function programName(env: Target, slot: Slot, program: string): string {
   return env.layout.supervisorProgram(slot, program);
@@ -104,7 +123,7 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
     const log = programLog(env, slot, name);
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${carry(() => supervisorValue(key('command'), expand(env, p.command, release, name, slot, key('command'))))}`,
+      `command=${carry(() => supervisorValue(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command'))))}`,
       `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
       `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,

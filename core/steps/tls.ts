@@ -1,5 +1,6 @@
 // HTTPS: the ACME webroot, dhparams made on the host (the seed downloaded them), a renewal hook that
 // reloads nginx (the seed's cron renewed but never reloaded), certbot from Debian (not snap), self-signed mode.
+import { isIP } from 'node:net';
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -125,4 +126,23 @@ if [ ! -s ${quote(certificatePaths(env)!.cert)} ]; then
 fi
 item certificate`,
   };
+}
+
+/**
+ * Why Let's Encrypt (the default ACME server: no tls.acme_server) would refuse `tls` of an environment, or undefined:
+ * a domain it never issues for (an IP address, a name reserved for examples, example.org and its like, the placeholder
+ * `ops env new` writes, or one of a TLD that is never public: .test, .localhost, .local, .internal, .invalid,
+ * .example, home.arpa), or a contact e-mail at a domain reserved for examples (its account is refused). certbot fails
+ * on the host then, with a hint about DNS that does not apply.
+ */
+export function letsEncryptRefusal(tls: { mode: string; email?: string; acme_server?: string }, domain: string | undefined): string | undefined {
+  if (tls.mode !== 'letsencrypt' || tls.acme_server || !domain) return undefined;
+  const d = domain.toLowerCase().replace(/\.$/, '');
+  const reserved = (name: string) => /(^|\.)example\.(com|net|org)$/.test(name);
+  if (isIP(d)) return `domain ${domain} is an IP address: Let's Encrypt issues certificates for DNS names`;
+  if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
+    return `domain ${domain} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  const mailDomain = tls.email?.split('@')[1]?.toLowerCase();
+  if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;
+  return undefined;
 }

@@ -277,7 +277,10 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     });
     child.on('exit', (code, sig) => {
       signal.removeEventListener('abort', stop);
-      res({ code, signal: sig });
+      // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
+      if (code === 127 || code === 126)
+        rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, 'set EDITOR (or VISUAL) to an installed editor, e.g. EDITOR=nano, or EDITOR="code --wait" for one that needs arguments'));
+      else res({ code, signal: sig });
     });
   });
 }
@@ -785,6 +788,18 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
             (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
             const written = await secrets.save();
             ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? own`created with` : own`set`) : own`unchanged,`} ${keyName(path.join('.'))}`);
+            // A new key nothing reads (DATABASE_URL for database_url): stored, but said, as no deploy would send it.
+            if (!existing) {
+              const { unreadSecretWarning } = await import('../../core/ops/secrets.ts');
+              const { readEnvironmentConfig } = await import('../../core/config/environment.ts');
+              let unread: string | undefined;
+              try {
+                unread = unreadSecretWarning({ name: env, config: readEnvironmentConfig(env, ctx.root).config }, secrets.data, path, (name) => ctx.reporter.allow?.(name));
+              } catch (e) {
+                if (!(e instanceof OpsError)) throw e; // an environment.yml that cannot be read: the change check said so
+              }
+              if (unread) ctx.reporter.warn(unread);
+            }
             // sops leaves some keys unencrypted by the file's rules (`x_unencrypted`): said, never silently in clear text
             const shown = showPath(path);
             const plain = secrets.plaintextPaths().filter((p) => p === shown || p.startsWith(`${shown}.`) || p.startsWith(`${shown}[`));

@@ -51,6 +51,26 @@ describe('checked before any work', () => {
     expect(failure()).toBe('invalid input fail-on-unhealthy: "maybe"\n  hint: fail-on-unhealthy is true or false');
   });
 
+  it('a working-directory that is not a project: named as that input, before any work (not "no environment prod", pointing at ops env new)', async () => {
+    mkdirSync(join(dir, 'ops', 'environments', 'prod'), { recursive: true });
+    for (const [wd, problem] of [[join(dir, 'ops', 'environments'), 'has no environments/ folder'], [join(dir, 'opps'), 'does not exist'], [process.env.GITHUB_OUTPUT!, 'is not a folder']] as const) {
+      writes.length = 0;
+      inputs({ environment: 'prod', 'ssh-key': FAKE_KEY, 'working-directory': wd });
+      let ran = false;
+      await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
+      expect(ran, wd).toBe(false);
+      expect(failure(), wd).toMatch(new RegExp(`^invalid input working-directory: ${wd.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${problem}\n  hint: give the checkout that holds environments/`));
+    }
+    // The project itself, and any folder for an action without an environment (staging-sync: a clone).
+    let root = '';
+    inputs({ environment: 'prod', 'ssh-key': FAKE_KEY, 'working-directory': join(dir, 'ops') });
+    await runAction({ required: ['environment', 'ssh-key'] }, async ({ ops }) => void (root = ops.root));
+    expect(root).toBe(join(dir, 'ops'));
+    inputs({ mode: 'add', 'working-directory': join(dir, 'ops', 'environments') });
+    await runAction({ required: ['mode'] }, async ({ ops }) => void (root = ops.root));
+    expect(root).toBe(join(dir, 'ops', 'environments'));
+  });
+
   it('a choice outside its values, a required input missing', async () => {
     inputs({ mode: 'sync' });
     await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] } }, async () => undefined);
@@ -80,7 +100,7 @@ describe('key inputs', () => {
   it('an ssh-key that is no private key: the input is named, not $OPS_SSH_KEY', async () => {
     inputs({ environment: 'prod', 'ssh-key': 'ssh-ed25519 AAAA... a public key' });
     await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
-    expect(failure()).toMatch(/^input `ssh-key` does not hold a private key/);
+    expect(failure()).toMatch(/^input `ssh-key` holds a public key, not the private key/);
     expect(failure()).not.toContain('OPS_SSH_KEY');
   });
 
@@ -89,7 +109,7 @@ describe('key inputs', () => {
     let ran = false;
     await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
     expect(ran).toBe(false);
-    expect(failure()).toMatch(/^line 1 of input `age-key` is not an age identity/);
+    expect(failure()).toMatch(/^line 1 of input `age-key` is a public key \(age1…, a recipient\), not an age identity/);
   });
 
   it('an empty age-key where the secrets need one: the input and the secret SOPS_AGE_KEY are named, not ops keygen', async () => {

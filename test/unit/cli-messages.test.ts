@@ -33,6 +33,21 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('an option before the command', () => {
+  it('(`ops --json deploy prod`) is said to go after it, with the command line reordered; --json still gets its document', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const json = await cli(root, '--json', 'deploy', 'prod', '--dry-run');
+    expect(json.code).toBe(2);
+    expect(json.err).toBe('error: unknown command "--json": options go after the command, not before it\n  hint: ops deploy prod --dry-run --json\n');
+    expect(JSON.parse(json.out)).toEqual({ ok: false, error: 'unknown command "--json": options go after the command, not before it', hint: 'ops deploy prod --dry-run --json', exitCode: 2 });
+    const identity = await cli(root, '-i', 'my key', 'secrets', 'show', 'prod', '--', '-x');
+    expect(identity).toMatchObject({ code: 2, out: '' });
+    expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
+    expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
+    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": options go after the command, not before it\n  hint: ops deploy prod\n');
+  });
+});
+
 describe('a mistyped option', () => {
   it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
     const root = testEnv({}, undefined, 'prod').root;
@@ -140,6 +155,11 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(readFileSync(join(assets, 'data.yml'), 'utf8')).toContain('sops:');
     const dec = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: join(env.dir, 'mykey.txt') } });
     expect(dec).toMatchObject({ code: 0, out: 'users: []\n' });
+    // $SOPS_AGE_KEY_FILE named relative starts from there too (npm runs ops from the root: it was looked for there)
+    const relativeKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: '../mykey.txt' } });
+    expect(relativeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
+    const noKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: 'mykey.txt' } });
+    expect(noKey.err).toContain(`error: SOPS_AGE_KEY_FILE: cannot read ${join(assets, 'mykey.txt')}: no such file`);
     // missing: the path as resolved, and where a relative one starts
     const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
     expect(missing.code).toBe(1);

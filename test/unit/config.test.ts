@@ -103,11 +103,27 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['-oProxyCommand', /not a DNS name/],
       ['web..example.org', /not a DNS name/],
       ['web-.example.org', /not a DNS name/],
+      ['ssh://deploy@192.0.2.1:2222', /a URL: the address is the host alone \(address: 192\.0\.2\.1, port: 2222, user: deploy\)/],
+      ['https://[2001:db8::5]/', /a URL: the address is the host alone \(address: 2001:db8::5\)/],
+      ['deploy@web1.example.org', /the login goes in its own key: user: deploy, address: web1\.example\.org/],
+      ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
     ];
     for (const [address, why] of refused) {
       const doc = { ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }], bastion: { address, host_key: KEY } };
       expect(problems(doc), address).toEqual([expect.stringMatching(new RegExp(`^hosts\\[0\\]\\.address: expected an IP address or DNS name, got .*${why.source}`)), expect.stringMatching(new RegExp(`^bastion\\.address: .*${why.source}`))]);
     }
+  });
+
+  it('a domain is a DNS name as nginx and certbot take it: an empty label, a URL, an internationalized name are refused saying what to write', () => {
+    for (const domain of ['shop.example.org', 'Shop.Example.org', 'shop.example.org.', 'xn--caf-dma.example.org']) expect(problems({ ...minimal(), domain }), domain).toEqual([]);
+    const refused: Array<[string, string]> = [
+      ['shop..example.org', 'not a DNS name'],
+      ['.example.org', 'not a DNS name'],
+      ['-shop.example.org', 'not a DNS name'],
+      ['https://shop.example.org/', 'a URL: give the host name alone (shop.example.org)'],
+      ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
+    ];
+    for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });
 
   it("the default URL of a host known by its IPv6 address has it in brackets (RFC 3986's IP-literal)", () => {
@@ -369,6 +385,35 @@ describe('YAML values the schema has no word for', () => {
     expect(fileProblems('switch: {drain: .nan, health_interval: .NaN}')).toEqual(['switch.health_interval: expected a number 0.1-60, got number .nan', 'switch.drain: expected an integer 0-3600, got number .nan']);
   });
 
+  it('a number or boolean where text goes (YAML reading an unquoted 3.10, 18, false) says to quote it', () => {
+    const number = ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)';
+    expect(fileProblems('runtimes: {python: {strategy: debian, version: 3.10}}\nref: 2024\nenv: {DEBUG: false}\n')).toEqual([
+      'ref: expected a git branch, tag or sha, got number 2024' + number,
+      'runtimes.python.version: expected a version number ("18", "3.11", "3.8.9"), got number 3.1' + number,
+      'env.DEBUG: expected a string, got boolean false (unquoted, so YAML read a boolean: write the value in quotes, "false")',
+    ]);
+  });
+
+  it('hosts written as an Ansible inventory (a mapping of names) says how to write the list', () => {
+    const text = `app: shop\nhosts:\n  web1:\n    address: 192.0.2.1\n    host_key: ${KEY}\nprograms: {web: {command: run, port: 3000}}\nroutes: {/: web}\n`;
+    expect(problems(read(text))).toEqual(['hosts: expected a list of a mapping, got a mapping (each entry is a list item with its name inside: "- name: web1", then its keys indented under it, not "web1:")']);
+  });
+
+  it('a YAML syntax error says what to do by its kind, not the library\'s advice to its caller (YAML.parseAllDocuments())', () => {
+    const refused = (text: string) => {
+      try {
+        read(text);
+      } catch (e) {
+        return [(e as OpsError).message.split('\n')[0], (e as OpsError).hint];
+      }
+      return [];
+    };
+    expect(refused(`${base}---\napp: other\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml is not valid YAML: Source contains multiple documents at line \d+, column 1:$/), expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
+    expect(refused(`${base}env:\n\tX: y\n`)[1]).toBe('indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)');
+    expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
+    expect(refused(`${base}ref: "a\n`)[1]).toContain('fix the file at the line shown');
+  });
+
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
     expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
     expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);
@@ -482,6 +527,20 @@ routes: { /: server }
     } catch (e) {
       expect((e as OpsError).hint).toMatch(/a merge key \(<<\) takes a mapping/);
     }
+  });
+
+  it('an alias naming no anchor set before it (misspelt, or the anchor below) is said by name and line, not as "Merge sources must be maps"', () => {
+    const refused = (text: string) => {
+      try {
+        read(text);
+      } catch (e) {
+        return [(e as OpsError).message, (e as OpsError).hint];
+      }
+      return [];
+    };
+    expect(refused(`x-common: &common {TZ: UTC}\n${base}env:\n  <<: *comon\n`)).toEqual(['environments/x/environment.yml: the alias *comon (line 5) names no anchor set before it', 'anchors set before it: &common; an anchor (x-common: &common {...}) comes before the aliases that use it']);
+    expect(refused(`${base}env:\n  <<: *common\nx-common: &common {TZ: UTC}\n`)[0]).toBe('environments/x/environment.yml: the alias *common (line 4) names no anchor set before it');
+    expect(refused(`${base}ref: *nope\n`)).toEqual(['environments/x/environment.yml: the alias *nope (line 3) names no anchor set before it', 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)']);
   });
 });
 

@@ -214,6 +214,49 @@ describe('a local file given by the user that cannot be read says why in words (
   });
 });
 
+describe('a host address reserved for documentation (the placeholder ops env new writes) is refused before connecting (core/remote/ssh-login.ts)', () => {
+  it('names the address, why no machine has it, and where to set the machine\'s own, instead of a timeout blamed on sshd or a firewall', async () => {
+    const { documentationAddress, login } = await import('../../core/remote/ssh-login.ts');
+    const { MemoryReporter, unmarked } = await import('../../core/report.ts');
+    for (const a of ['203.0.113.11', '192.0.2.5', '198.51.100.7', '2001:db8::5', '2001:0db8:1::1', 'web1.example.org', 'example.com', 'vm.invalid']) expect(documentationAddress(a), a).toBeTruthy();
+    for (const a of ['10.0.0.5', '203.0.114.1', '192.0.20.1', 'myexample.org', 'example.org.uk', '2001:db9::1', 'sandbox.test']) expect(documentationAddress(a), a).toBeUndefined();
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+    const options = { credentials: { agent: '/nonexistent', describe: 'agent' }, reporter: new MemoryReporter(), connectTimeout: 1, retries: 2, configFile: 'environments/qa/environment.yml' };
+    const host = { name: 'web1', address: '203.0.113.11', port: 22, user: 'deploy', hostKey: key };
+    const err = await login(host, { where: 'web1 (deploy@203.0.113.11:22)', keyField: 'hosts[].host_key' }, options).catch((e: OpsError) => e);
+    expect([unmarked((err as OpsError).message), unmarked((err as OpsError).hint!)]).toEqual([
+      'web1 (deploy@203.0.113.11:22): 203.0.113.11 is a documentation address (RFC 5737), which no machine has: the placeholder `ops env new` writes, still in place',
+      "set the machine's own address in hosts[].address of environments/qa/environment.yml (and its host key, read on its console)",
+    ]);
+    const bastion = await login({ ...host, name: 'jump', address: 'jump.example.org' }, { where: 'bastion jump', keyField: 'bastion.host_key' }, options).catch((e: OpsError) => e);
+    expect(unmarked((bastion as OpsError).hint!)).toContain('in bastion.address of');
+  });
+});
+
+describe('an SSH key that is something else is said by its shape, never quoted (core/remote/identity.ts checkKeyText)', () => {
+  it('a public key (a .pub file, an authorized_keys line), a path in $OPS_SSH_KEY, a PuTTY key', async () => {
+    const { resolveCredentials } = await import('../../core/remote/identity.ts');
+    const { MemoryReporter } = await import('../../core/report.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-keyshape-'));
+    const pub = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P me@laptop\n';
+    writeFileSync(join(dir, 'id_ed25519.pub'), pub);
+    writeFileSync(join(dir, 'key.ppk'), 'PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n');
+    const refused = (sources: Parameters<typeof resolveCredentials>[0]) => {
+      try {
+        resolveCredentials(sources, new MemoryReporter());
+      } catch (e) {
+        return [(e as OpsError).message, (e as OpsError).hint];
+      }
+      throw new Error('not refused');
+    };
+    expect(refused({ identityFile: join(dir, 'id_ed25519.pub') })).toEqual([`key file ${dir}/id_ed25519.pub holds a public key, not the private key`, 'give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)']);
+    expect(refused({ processEnv: { OPS_SSH_KEY: `from="10.0.0.1" ${pub}` } })[0]).toBe('$OPS_SSH_KEY holds a public key, not the private key');
+    expect(refused({ processEnv: { OPS_SSH_KEY: '~/.ssh/id_ed25519' } })).toEqual(['$OPS_SSH_KEY holds a path, not the key\'s content', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);
+    expect(refused({ identityFile: join(dir, 'key.ppk') })[0]).toBe(`key file ${dir}/key.ppk holds a PuTTY key (.ppk), not an OpenSSH or PEM one`);
+    expect(refused({ processEnv: { OPS_SSH_KEY: 'hunter2 not a key' } })).toEqual(['$OPS_SSH_KEY does not hold a private key in PEM/OpenSSH format', 'give the whole key file content, including the BEGIN/END lines']);
+  });
+});
+
 describe('messageLine: an error quoted inside another message keeps its whole problem, on one line', () => {
   it('joins a heading and its list, and other lines with "; "', () => {
     const config = new OpsError('environments/prod/environment.yml has 2 problems:\n  - programs.api.command: must be a string\n  - hosts: must not be empty');

@@ -93,6 +93,11 @@ describe('the detectors (core/secrets/parts.ts)', () => {
     expect(privateKeysIn(`# ${PRIVATE_KEY.toLowerCase()}, GE-SECRET-KEY-1ABC`)).toEqual([PRIVATE_KEY.toLowerCase(), 'GE-SECRET-KEY-1ABC']);
     expect(isPrivateKey(PRIVATE_KEY.slice(1))).toBe(true);
     expect(isPrivateKey('that is a private key (AGE-SECRET-KEY-…)')).toBe(false);
+    // The shape as hints write it (`AGE-SECRET-KEY-1…`: the "1" is in every key) is no key: a hint stays readable.
+    const hint = 'each non-comment line must be a private key AGE-SECRET-KEY-1… (or AGE-SECRET-KEY-PQ-1…)';
+    expect(isPrivateKey(hint)).toBe(false);
+    expect(hideSecrets(hint)).toBe(hint);
+    expect(privateKeysIn('AGE-SECRET-KEY-1Q AGE-SECRET-KEY-PQ-1Q')).toEqual(['AGE-SECRET-KEY-1Q', 'AGE-SECRET-KEY-PQ-1Q']);
     const once = hideSecrets(`${PRIVATE_KEY} ${DB_URL}`);
     expect(once).not.toMatch(/Zq9|QXRVEJ/);
     expect(hideSecrets(once)).toBe(once);

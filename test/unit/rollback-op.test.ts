@@ -462,8 +462,8 @@ describe('rollback operation', () => {
   });
 });
 
-function target(base: string): Target {
-  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: '{release}/venv/bin/python -m web --pct "100%"', port: 4000, health: '/h', env: { WHERE: '{release}/data', RELEASE_NOTE: "it's {release}" } } }, routes: { '/': 'web' } }, 'test');
+function target(base: string, command = '{release}/venv/bin/python -m web --pct "100%"'): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command, port: 4000, health: '/h', env: { WHERE: '{release}/data', RELEASE_NOTE: "it's {release}" } } }, routes: { '/': 'web' } }, 'test');
   return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
 }
 
@@ -638,13 +638,15 @@ describe('the rollback step on a host (bash)', () => {
   });
 
   it('the supervisor file for a release chosen on the host is, byte for byte, the one rendered for that id on the runner', () => {
-    // A base directory with a space and a "%" (supervisor doubles it), programs whose command and environment name the release.
-    const e = target(join(mkdtempSync(join(tmpdir(), 'ops rollback ')), 'srv 100%'));
-    for (const slot of ['blue', 'green'] as const) {
-      const out = execFileSync('bash', ['-c', `release_id=${OLD}\n${slotConfigShell(e, slot, onHost('release_id'))}\nprintf %s "$conf_b64"`], { encoding: 'utf8' });
-      expect(Buffer.from(out, 'base64').toString()).toBe(slotConfig(e, slot, `${e.layout.releases}/${OLD}`, OLD));
-      expect(out).toBe(execFileSync('bash', ['-c', `${slotConfigShell(e, slot, OLD)}\nprintf %s "$conf_b64"`], { encoding: 'utf8' }));
-    }
+    // A base directory with a "%" (supervisor doubles it), programs whose command and environment name the release; with a
+    // space too, the environment only (a command's {release} under a base_dir with a space is refused: supervisor splits it).
+    const spaced = target(join(mkdtempSync(join(tmpdir(), 'ops rollback ')), 'srv 100%'), 'venv/bin/python -m web --pct "100%"');
+    for (const e of [spaced, target(join(mkdtempSync(join(tmpdir(), 'ops-rollback-')), 'srv-100%'))])
+      for (const slot of ['blue', 'green'] as const) {
+        const out = execFileSync('bash', ['-c', `release_id=${OLD}\n${slotConfigShell(e, slot, onHost('release_id'))}\nprintf %s "$conf_b64"`], { encoding: 'utf8' });
+        expect(Buffer.from(out, 'base64').toString()).toBe(slotConfig(e, slot, `${e.layout.releases}/${OLD}`, OLD));
+        expect(out).toBe(execFileSync('bash', ['-c', `${slotConfigShell(e, slot, OLD)}\nprintf %s "$conf_b64"`], { encoding: 'utf8' }));
+      }
   });
 });
 

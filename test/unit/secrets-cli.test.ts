@@ -488,8 +488,21 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // a secret no env entry names never reaches the .env
     const unread = await cli(e.root, ['secrets', 'set', 'qa', 'smtp_password'], e.env, interpolated);
-    expect(unread).toMatchObject({ code: 0, err: '' });
+    expect(unread).toMatchObject({ code: 0, err: 'warning: nothing in environments/qa/environment.yml reads the new secret smtp_password (no env entry or packages setting names it): no deploy sends it; refer to it in env (NAME: { secret: smtp_password }), or check its name\n' });
     expect((await open(e)).data.smtp_password).toBe(interpolated);
+  });
+
+  it('set: a new key nothing reads is stored and said, with the secret read under the name typed (the variable\'s, DATABASE_URL) or a close one; a key read, or under a map read, is not', async () => {
+    const e = await newEnv();
+    const value = 'postgresql://app:Long-Passw0rd-Zq7w@db/app';
+    const warning = (key: string, ref: string, reader: string) =>
+      `warning: nothing in environments/qa/environment.yml reads the new secret ${key} (no env entry or packages setting names it): no deploy sends it; did you mean ${ref} (read as ${reader})? Set that one, and delete this one with ops secrets edit qa\n`;
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'APP_DATABASE_URL'], e.env, value)).toMatchObject({ code: 0, err: warning('APP_DATABASE_URL', 'database_url', 'APP_DATABASE_URL') });
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'DATABASE_URL'], e.env, value)).toMatchObject({ code: 0, err: warning('DATABASE_URL', 'database_url', 'APP_DATABASE_URL') });
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'secret_kye'], e.env, value)).toMatchObject({ code: 0, err: warning('secret_kye', 'secret_key', 'APP_SECRET_KEY') });
+    // read: the key an env entry names (not new either), a new key under a map one names whole
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, value)).toMatchObject({ code: 0, err: '' });
+    expect(await cli(e.root, ['secrets', 'set', 'qa', 'passwords."bob@example.org"'], e.env, 'Long-Passw0rd-Bob1')).toMatchObject({ code: 0, err: '' });
   });
 
   it('set: the readers environment.yml declares decide; an environment.yml that cannot be read does not hold the value back, and says it was not checked', async () => {
@@ -703,6 +716,17 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
     expect(r.err).toContain('the editor exited with code 3; nothing was changed');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+  });
+
+  it('an EDITOR the shell cannot find or run (exit 127, 126) is said as that, with how to set one, not as the editor failing', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const [EDITOR, why] of [['no-such-editor-zq7', 'found no such command (exit 127)'], [e.root, 'could not run it (not an executable file) (exit 126)']] as const) {
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR });
+      expect(r.code, EDITOR).toBe(1);
+      expect(r.err, EDITOR).toContain(`error: cannot start the editor "${EDITOR}": the shell ${why}; nothing was changed\n  hint: set EDITOR (or VISUAL) to an installed editor`);
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -1211,7 +1235,7 @@ describe('two secrets commands writing one file at once', () => {
   // nothing said but, on a busy machine, that the lock was waited for over a second (the lock says what it waits for)
   const expectLanded = (r: { code: number; err: string }) => {
     expect(r.code, r.err).toBe(0);
-    expect(r.err.split('\n').filter((l) => l && !l.startsWith('warning: waiting up to 15 s for the lock '))).toEqual([]);
+    expect(r.err.split('\n').filter((l) => l && !l.startsWith('warning: waiting up to 15 s for the lock ') && !l.startsWith('warning: nothing in environments/qa/environment.yml reads the new secret '))).toEqual([]);
   };
 
   it('sets run together all land (each reads the file again when another wrote it first); nothing is lost', async () => {

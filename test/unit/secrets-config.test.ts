@@ -36,6 +36,25 @@ describe('.sops.yaml', () => {
     expect(ruleFor(root, 'environments/prod-eu/secrets.sops.yaml')?.index).toBe(2);
   });
 
+  it('a misspelled key sops would ignore (creation_rule, path-regex, ages) is refused by name: a rule without its path_regex would match every file', async () => {
+    const [a] = await recipients();
+    const root = tempRoot();
+    const refused = (text: string) => {
+      writeFileSync(join(root, '.sops.yaml'), text);
+      try {
+        readCreationRules(root);
+      } catch (e) {
+        return (e as OpsError).message;
+      }
+      return 'read';
+    };
+    expect(refused(`creation_rule:\n  - path_regex: (^|/)environments/prod/\n    age: ${a}\n`)).toBe('.sops.yaml: unknown key `creation_rule` (did you mean `creation_rules`?): sops ignores it, so what it holds is not read');
+    expect(refused(`creation_rules:\n  - path-regex: (^|/)environments/prod/\n    age: ${a}\n`)).toBe('.sops.yaml: creation_rules[0]: unknown key `path-regex` (did you mean `path_regex`?): sops ignores it, so what it holds is not read');
+    expect(refused(`creation_rules:\n  - path_regex: (^|/)environments/prod/\n    ages: ${a}\n`)).toContain('creation_rules[0]: unknown key `ages` (did you mean `age`?)');
+    // keys sops reads, and another tool's own, far from them: read as before
+    expect(refused(`x-team: ops\nstores: {yaml: {indent: 4}}\ncreation_rules:\n  - path_regex: x\n    age: ${a}\n    encrypted_regex: ^data$\n    mac_only_encrypted: true\n`)).toBe('read');
+  });
+
   it('no matching rule: says which file and shows the rule to add', async () => {
     const [a] = await recipients();
     const root = tempRoot();

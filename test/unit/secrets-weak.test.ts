@@ -68,7 +68,8 @@ describe('where values enter and where they are used', () => {
     const e = await newEnv();
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, 'app');
     expect(r.code).toBe(0);
-    expect(r.err).toBe(`warning: ${warning('secret "db_user"', weakParts('app'))}\n`);
+    // (and that nothing reads db_user yet: ops's own words too, whole though "app" is masked)
+    expect(r.err).toBe(`warning: ${warning('secret "db_user"', weakParts('app'))}\nwarning: nothing in environments/qa/environment.yml reads the new secret db_user (no env entry or packages setting names it): no deploy sends it; refer to it in env (NAME: { secret: db_user }), or check its name\n`);
     expect(r.err).toContain('wherever it appears in the logs'); // not "***ears"
     expect((await open(e)).data.db_user).toBe('app');
     const strong = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, STRONG);

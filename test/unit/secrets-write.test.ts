@@ -217,6 +217,8 @@ describe('data key and recipients', () => {
     expect(asA.tree).toEqual(SAMPLE());
     expect(() => asA.removeRecipient(a.recipient)).toThrow('is the only recipient');
     expect(() => asA.addRecipient('age1notakey')).toThrow('is not a valid age recipient');
+    // several, as .sops.yaml lists them: said so, with how to give each
+    expect(() => asA.addRecipient(`${a.recipient},${b.recipient}`)).toThrow(`recipient: 2 recipients in one value (${a.recipient}, ${b.recipient})`);
     expect(() => asA.addRecipient(a.secret)).toThrow('that is a private key (AGE-SECRET-KEY-…), not a recipient');
     // A private key or another value pasted in the wrong place, however damaged, is never quoted.
     for (const pasted of [a.secret.slice(1), `# ${a.secret}`, a.secret.toLowerCase(), `Age-Secret-Key-1${a.secret.slice(16)}`, 'ghp_R3alT0kenL00king1234567890abcdef', `${a.secret.slice(0, 14)}`]) {

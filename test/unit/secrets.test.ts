@@ -275,6 +275,15 @@ describe('keys', () => {
     const bad = 'AGE-SECRET-KEY-1QXRVEJH9S4NQU0FPD6V79ESZQ8S6PXH3L8V40EVPTHFH6KNKD4DQ7SKC4Q'; // checksum broken
     await expect(loadIdentities({ SOPS_AGE_KEY: bad, HOME: tempDir() })).rejects.toThrow('line 1 of SOPS_AGE_KEY is not a valid age identity');
   });
+
+  it('a public key where the private key goes is named as such, with where the private key is', async () => {
+    const a = await generateIdentity();
+    const dir = tempDir();
+    writeFileSync(join(dir, 'keys.txt'), `# public key: ${a.recipient}\n${a.recipient}\n`);
+    const err = await loadIdentities({ SOPS_AGE_KEY_FILE: join(dir, 'keys.txt'), HOME: dir }).catch((e: OpsError) => e);
+    expect((err as OpsError).message).toBe(`${join(dir, 'keys.txt')}:2 is a public key (age1…, a recipient), not an age identity`);
+    expect((err as OpsError).hint).toContain('the AGE-SECRET-KEY-1… line');
+  });
 });
 
 describe('the environment\'s age_key_file', () => {

@@ -184,6 +184,22 @@ describe('refused before anything runs', () => {
     }
   });
 
+  it("provision refuses, without connecting, what Let's Encrypt never issues for (a reserved or private domain, an IP, a contact at example.org): certbot failed on the host, its hint about DNS", async () => {
+    const tls = (domain: string, email = 'ops@catalogue.fr', more: Record<string, unknown> = {}) => config('shop', [5000, 6000], { domain, tls: { mode: 'letsencrypt', email, ...more } });
+    // each alone on its VM (one project each)
+    const refused = async (c: Record<string, unknown>) => {
+      const root = project({ x: c });
+      const err = await provision({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }, loadEnvironment('x', root)).catch((e: unknown) => e);
+      return err instanceof OpsError ? err.message : String(err);
+    };
+    expect(await refused(tls('shop.example.org'))).toBe("domain shop.example.org is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it; nothing was done");
+    expect(await refused(tls('shop.internal'))).toContain('domain shop.internal is reserved');
+    expect(await refused(tls('shop.catalogue.fr', 'ops@example.com'))).toBe("tls.email ops@example.com is at a domain reserved for examples: Let's Encrypt refuses such an account contact; nothing was done");
+    expect(await refused(tls('192.0.2.10'))).toContain("domain 192.0.2.10 is an IP address: Let's Encrypt issues certificates for DNS names");
+    // another ACME server (a test one, pebble) is its own judge: provision goes on, to the hosts
+    expect(await refused(tls('shop.example.org', 'ops@example.org', { acme_server: 'https://acme.test/dir' }))).toContain('must not connect');
+  });
+
   it('an unreadable sibling is a warning', () => {
     const r = project({ staging: STAGING, demo: 'hosts: [' });
     const reporter = new MemoryReporter();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { OpsError } from '../../core/errors.ts';
 import { cmd, isValid, quote, validate } from '../../core/shell.ts';
 
 describe('quote', () => {
@@ -33,6 +34,22 @@ describe('validate', () => {
     expect(isValid('environment', 'prod-status')).toBe(false);
     expect(validate('environment', 'status')).toBe('status');
     expect(validate('environment', 'prod-statuses')).toBe('prod-statuses');
+  });
+  it('says what to give instead (a hint), for a revision expression and a name pasted with white space too', () => {
+    const hint = (kind: Parameters<typeof validate>[0], v: string) => {
+      try {
+        validate(kind, v);
+      } catch (e) {
+        return (e as OpsError).hint;
+      }
+    };
+    expect(hint('gitRef', 'HEAD~1')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse 'HEAD~1')");
+    expect(hint('gitRef', 'v2^{}')).toContain("git rev-parse 'v2^{}'");
+    expect(hint('gitRef', 'main@{1}')).toContain('a revision expression');
+    expect(hint('gitRef', ' v1')).toBe('remove the white space around the name (copied with it?)');
+    expect(hint('gitRef', 'a..b')).toContain('git branch -a, git tag');
+    expect(hint('environment', 'Prod')).toContain('its folder under environments/');
+    expect(hint('release', 'latest')).toContain('ops releases <env>');
   });
   it('checks release ids', () => {
     expect(validate('release', '20261125T134501Z-a1b2c3d4e5f6')).toBeTruthy();

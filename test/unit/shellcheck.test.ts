@@ -73,7 +73,8 @@ const ENVIRONMENTS: Record<string, Target> = {
     provision: { packages: ['imagemagick', 'libpq-dev'] },
   }),
   'node from npm': environment('npmnode', { programs: twoPrograms, runtimes: { python: { strategy: 'debian', version: '3.11' }, node: { strategy: 'npm', version: '18.20.8' } }, packages: { npm_registry: 'https://npm.example.org/' } }),
-  'shared host': environment('demo', { app: 'demo', domain: 'demo.example.org', base_dir: '/srv/demo app', tls: { mode: 'letsencrypt', email: 'ops@example.org' }, nginx: { default_server: true }, programs: { server: { command: '{release}/venv/bin/python -m api', port: 4579, health: '/health' }, client: { command: '{node} ./build', port: 4000 } } }),
+  // a base_dir with a space: every script quotes it (a command's {release} would not do: supervisor splits it, refused)
+  'shared host': environment('demo', { app: 'demo', domain: 'demo.example.org', base_dir: '/srv/demo app', tls: { mode: 'letsencrypt', email: 'ops@example.org' }, nginx: { default_server: true }, programs: { server: { command: 'venv/bin/python -m api', port: 4579, health: '/health' }, client: { command: '{node} ./build', port: 4000 } } }),
 };
 
 /** Every step function of core/steps (and the transport's upload step), rendered for one environment. */

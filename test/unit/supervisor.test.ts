@@ -229,6 +229,20 @@ describe('every value supervisor cannot carry, in one error', () => {
     expect((err as OpsError).hint).toMatch(/environments\/test\/environment\.yml/);
   });
 
+  it('a path placeholder of the command expanding to a path with a space (base_dir "/srv/demo app") is refused: supervisor splits the command line there', () => {
+    const e = (command: string) => ({ ...env({ web: { command, port: 4000, directory: 'sub' } }), baseDir: '/srv/demo app' });
+    expect(() => slotConfig(e('{release}/venv/bin/python -m api'), 'blue', '/srv/demo app/releases/r1', 'r1')).toThrow(
+      /^programs\.web\.command: \{release\} expands to a path holding a space, a quote or a backslash \(base_dir \/srv\/demo app\), which supervisor splits the command line at: the program would not start$/,
+    );
+    // run by a relative path, from its directory: supervisor reads it back as written, the directory whole
+    const conf = slotConfig(e('venv/bin/python -m api {{release}}'), 'blue', '/srv/demo app/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!;
+      expect(got.argv, v).toEqual(['venv/bin/python', '-m', 'api', '{release}']);
+      expect(got.directory, v).toBe('/srv/demo app/releases/r1/sub');
+    }
+  });
+
   it('one refused value keeps its own message and hint', () => {
     expect(() => slotConfig(env({ web: { command: 'run', port: 4000, env: { BOTH: `a'"b` } } }), 'blue', '/srv/shop/releases/r1', 'r1')).toThrow(/^programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/);
   });

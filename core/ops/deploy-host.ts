@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { auditReason, DiskFullError, OpsError, StepError } from '../errors.ts';
+import { auditReason, DiskFullError, OpsError, StepError, TransportError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -396,9 +396,26 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
   }
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
   hp.audit({ result: 'failed', message: why });
-  if (e instanceof StepError || e instanceof DiskFullError)
+  // A lost connection before the switch changed nothing that serves either (a switch it cut ended on the host without
+  // its release live: lostDuringSwitch).
+  if (e instanceof StepError || e instanceof DiskFullError || e instanceof TransportError)
     return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched${back ? `\n${hp.name}: ${back}` : ''}`, e.hint);
   return e;
+}
+
+/**
+ * A host whose connection was lost during its switch (`e`): asked over a new connection once the switch ended there
+ * (LockedRun.settleLost). Its release live: the host is switched, audited and said so (live, what was left undone), thrown;
+ * else returns, nothing switched (failBeforeSwitch says what still serves).
+ */
+async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: LockedRun, e: TransportError): Promise<void> {
+  const live = await locked.settleLost(hp.name);
+  if (live !== p.id) return;
+  hp.switched = true;
+  const undone = `the switch ended on the host after the connection was lost; ${afterSwitchUndone(env)}`;
+  locked.wentLive(hp.name, undone);
+  hp.audit({ result: 'failed', message: `live, but ${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${undone}` });
+  throw new OpsError(`${e.message}\n${p.id} is live on ${hp.name} and serves: ${undone}`, `see ops status ${env.name}; the next deploy prunes`);
 }
 
 /** What a deploy stopped right after its switch leaves undone (for its audit line: the release is live). */
@@ -411,9 +428,11 @@ export function afterSwitchUndone(env: Target): string {
 export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
   const { h, state, result, newSlot } = hp;
   const dir = `${env.layout.releases}/${p.id}`;
+  let switching = false;
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
+    switching = true;
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);
@@ -430,6 +449,9 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
+    // The connection lost while the switch ran: the switch goes on without it (it ignores the hang-up), so whether the
+    // release went live is the host's word, not a failure assumed.
+    if (switching && e instanceof TransportError) await lostDuringSwitch(env, hp, p, locked, e);
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {

@@ -16,7 +16,7 @@ import { auditReason, errorParts, failedResult, messageLine, NotStartedError, on
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
@@ -168,6 +168,13 @@ export interface LockedRun {
    * there taken away (lockTakenAway), the release is marked failed, saying why, as a failed run's is (`ops releases`).
    */
   made(host: string, release: string): void;
+  /**
+   * The run's connection to `host` was lost during a step only the host saw end (a switch goes on without its runner):
+   * over a new connection, what the lost one still runs is stopped (a switch let end first) and a slot its start filled
+   * put back (settleLostRun); returns the release `current` names then ('' none), or undefined when the host could not
+   * be asked. The lock stays the run's, released as usual.
+   */
+  settleLost(host: string): Promise<string | undefined>;
 }
 
 export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
@@ -705,6 +712,19 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     },
     made(host, release) {
       made.set(host, release);
+    },
+    async settleLost(host) {
+      const old = session.remote(host).connection;
+      try {
+        const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+        const stopped = reported(r, LOCK_KEYS.stopped);
+        if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+        const slot = reported(r, LOCK_KEYS.stopped_slot);
+        if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+        return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : undefined;
+      } catch {
+        return undefined; // the host unreachable again: the lock's release tries once more, and says so
+      }
     },
   };
   let result: T;

@@ -310,6 +310,34 @@ server {
     }
   }, 300_000);
 
+  it('the connection lost while the switch runs (the runner alive; sshd\'s process for it killed): the switch ends on the host, and the run says its release is live and serves and audits it so, never that nothing was switched', async () => {
+    slowSwitch();
+    commit(repo, { VERSION: '4b\n' }, 'four b');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
+      const mid = await until((l) => l.served !== before.served, 30_000);
+      expect(mid.current, 'the switch window').toBe(before.current);
+      // The lock records the connection's sshd process: killing it cuts exactly that connection, the runner goes on.
+      await onHost(`kill "$(sed -n 's/^holder_pid=//p' ${project.env().layout.lock}/info)"`);
+      const code = await new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+      const out = ops.out();
+      const after = await liveAndServed();
+      expect(after.current, out).not.toBe(before.current);
+      expect(after.served).toBe(after.current);
+      expect(code, out).toBe(1);
+      expect(out).toContain(`${after.current} is live on ${host.name} and serves: the switch ended on the host after the connection was lost`);
+      expect(out).not.toMatch(/nothing was switched|serve the previous release/);
+      expect(out).not.toMatch(/^\s+at /m);
+      const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
+      expect(entries.at(-1), JSON.stringify(entries)).toMatchObject({ release: after.current, result: 'failed' });
+      expect(entries.at(-1)!.message).toMatch(/^live, but /);
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
+
   it('a SIGTERM while a one-host rollback switches (its work done by the lock step): not cut off half-way, the lock let go', async () => {
     slowSwitch();
     const before = await liveAndServed();

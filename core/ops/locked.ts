@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, messageLine, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, TransportError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -608,7 +608,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
-        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(withLostLive(host, message)) }, runnerNow(ctx)))]);
   };
   /**
    * `err` (the run's failure, as thrown) with what the run had got to (withResult, for --json): the reason (auditReason),
@@ -619,7 +619,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const failing = (err: unknown) => {
     const hosts = [...session.remotes.keys()].map((host): RunHost => {
       const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
-      const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
+      const live = wentLive.has(host) ? release : lostLive.has(host) ? lostLive.get(host) || undefined : (lost.get(host)?.live ?? previous);
       return { host, release, previous, live };
     });
     const { release, previous, live } = hosts[0] ?? {};
@@ -627,6 +627,26 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // process exits), not this (`stopped`).
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...(stopping && { stopped: true }), ...(stoppedBy && { result: 'interrupted', signal: stoppedBy }) });
   };
+  /** LockedRun.settleLost: over a new connection, what the lost one ran stopped (a switch let end); what `current` names then. */
+  const settleLost = async (host: string): Promise<string | undefined> => {
+    const old = session.remote(host).connection;
+    ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
+    try {
+      const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+      const stopped = reported(r, LOCK_KEYS.stopped);
+      if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+      const slot = reported(r, LOCK_KEYS.stopped_slot);
+      if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+      return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : undefined;
+    } catch {
+      return undefined; // the host unreachable again: the lock's release tries once more, and says so
+    }
+  };
+  // Per host, what `current` named once a lock step whose connection was lost had ended there (settleLost): that step
+  // may carry the operation's work (a one-host rollback's switch), which goes on without its runner.
+  const lostLive = new Map<string, string>();
+  /** `message` with what is live on `host` when a lost lock step's host said so (lostLive). */
+  const withLostLive = (host: string, message: string) => (lostLive.has(host) ? `${message}; ${lostLive.get(host) || 'no release'} is live on ${host} (what current names once the step ended there)` : message);
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
@@ -638,9 +658,14 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch((e: unknown) => {
+      }, (t) => ctx.reporter.redact(t)).catch(async (e: unknown) => {
         // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
         if (e instanceof NotStartedError) mine.delete(r.name);
+        // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
+        else if (e instanceof TransportError && mine.has(r.name) && !stopping) {
+          const live = await settleLost(r.name);
+          if (live !== undefined) lostLive.set(r.name, live);
+        }
         throw e;
       });
       inspected.set(r.name, result);
@@ -663,7 +688,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const left = await releaseAll();
     // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
     // said and audited as for any step of the run.
-    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const taken = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const said = [...lostLive.keys()].map((host) => withLostLive(host, '').slice(2));
+    const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}\n${said.join('\n')}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     throw failing(left.length ? lockLeft(env, left, err) : err);
@@ -713,19 +740,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     made(host, release) {
       made.set(host, release);
     },
-    async settleLost(host) {
-      const old = session.remote(host).connection;
-      try {
-        const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
-        const stopped = reported(r, LOCK_KEYS.stopped);
-        if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
-        const slot = reported(r, LOCK_KEYS.stopped_slot);
-        if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
-        return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : undefined;
-      } catch {
-        return undefined; // the host unreachable again: the lock's release tries once more, and says so
-      }
-    },
+    settleLost: (host) => settleLost(host),
   };
   let result: T;
   try {

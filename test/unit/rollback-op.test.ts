@@ -14,7 +14,7 @@ import type { OpsContext } from '../../core/context.ts';
 import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
-import { OpsError } from '../../core/errors.ts';
+import { OpsError, TransportError, failedResult } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { parseReports, reported } from '../../core/remote/types.ts';
@@ -94,6 +94,20 @@ describe('rollback operation', () => {
     expect(lock.stdin).toContain('"result":"success"');
     // Time for a start and a switch, beyond the lock's own 30 s.
     expect(lock.step.timeout).toBeGreaterThan(30 + 120 + 60);
+  });
+
+  it('one host, its connection lost while the lock step (its work: a switch goes on without its runner) ran: what the host says is live once that step ended, in the error, the --json fields and the audit line', async () => {
+    const h = harness((step) => {
+      if (step.name === 'lock') throw new TransportError('step "lock" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${OLD}`) };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe(`step "lock" on web1 (connection lost): the SSH connection was already closed\n${OLD} is live on web1 (what current names once the step ended there)`);
+    expect(e.hint).toBe('try again');
+    expect(failedResult(e)).toMatchObject({ live: OLD });
+    expect(h.names()).toEqual(['settle', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toContain(`${OLD} is live on web1`);
   });
 
   it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {

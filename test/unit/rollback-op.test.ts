@@ -110,6 +110,28 @@ describe('rollback operation', () => {
     expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toContain(`${OLD} is live on web1`);
   });
 
+  it.each([OLD, LIVE])('several hosts, the connection to one lost while its rollback step (a switch goes on without its runner) ran, the host saying %s is live once it ended: said as the host says, never assumed', async (live) => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback' && host === 'web2') throw new TransportError('step "rollback" on web2 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${live}`) };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toContain('step "rollback" on web2 (connection lost): the SSH connection was already closed\n');
+    const audit = auditOf(h.remotes.get('web2')!.runs.at(-1)!.stdin);
+    if (live === OLD) {
+      expect(e.message).toContain(`${OLD} is live on web2 and serves: the switch ended on the host after the connection was lost`);
+      expect(e.message).not.toContain('web2 still serves');
+      expect(audit).toMatchObject({ result: 'failed', release: OLD, previous: LIVE, message: expect.stringMatching(/^live, but /) });
+    } else {
+      expect(e.message).toContain(`web2 still serves ${LIVE}`);
+      expect(audit).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^step "rollback" on web2 \(connection lost\)/) });
+    }
+    expect(h.names('web2')).toEqual(['settle', 'unlock']);
+  });
+
   it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {
     const to = '20261001T100000Z-cccccccccccc';
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`) } : undefined));

@@ -60,6 +60,9 @@ export class StepError extends OpsError {
   }
 }
 
+/** What a migration cut off part-way means (a signal, its connection lost, killed from outside), and what to check. */
+export const MIGRATION_CUT = 'the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again';
+
 /** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
 export const REQUIRETTY = /sudo: sorry, you must have a tty/;
 

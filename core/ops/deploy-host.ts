@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { auditReason, DiskFullError, OpsError, StepError, TransportError } from '../errors.ts';
+import { auditReason, DiskFullError, MIGRATION_CUT, OpsError, StepError, TransportError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -336,6 +336,10 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     // queues every later query on that table behind it, the live site's too, for as long as it waits).
     if (e instanceof StepError && e.exitCode === 124)
       throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit, e.verdict);
+    // Its connection lost (the lock's release over a new one stops what it left running), or killed from outside
+    // (SIGTERM, SIGKILL: a forced lock release, the OOM killer): cut off part-way, as by a signal to ops.
+    if (e instanceof TransportError) throw new TransportError(`${e.message}\n${MIGRATION_CUT}`, e.hint);
+    if (e instanceof StepError && (e.exitCode === 143 || e.exitCode === 137)) throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${MIGRATION_CUT}; ${e.hint}` : MIGRATION_CUT, e.limit, e.verdict);
     throw e;
   }
   return true;

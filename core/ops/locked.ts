@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, TransportError, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, TransportError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -522,7 +522,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
             : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
     );
     if (cut.some((c) => c.startsWith('migrate on '))) {
-      ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
+      ctx.reporter.error(MIGRATION_CUT);
     }
     // One line per host for the run: the interruption's, with what the run is about there (ref, sha, release); a
     // line `closing` queued in case its step never unlocks is not another (that step was cut, or wrote its own).

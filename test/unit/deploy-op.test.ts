@@ -261,6 +261,20 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).not.toContain('settle');
   });
 
+  it('a migration cut off by its connection lost, or killed from outside (exit 143: a forced lock release; 137: the OOM killer): said to be stopped part-way, check the schema, as after a signal to ops', async () => {
+    const old = '20261101T000000Z-aaaaaaaaaaaa';
+    for (const cut of ['lost', 143, 137] as const) {
+      const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
+        if (step.name !== 'migrate') return undefined;
+        if (cut === 'lost') throw new TransportError('step "migrate" on web1 (connection lost): the SSH connection was already closed', 'try again');
+        return { code: cut, stderr: 'Running upgrade 0002 -> 0003' };
+      });
+      const text = formatError(await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x), {});
+      expect(text, String(cut)).toContain('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
+      expect(text, String(cut)).toContain(`web1 still serves ${old}; nothing was switched`);
+    }
+  });
+
   it('a failed Python set: the node set and the build beside it end first, no migrate, the Python step named', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
       step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined,

@@ -337,6 +337,20 @@ export class TransportError extends OpsError {
 }
 
 /**
+ * A step's connection lost while the step ran (or as it began): what the step did on the host is not known here, and a
+ * step that protects itself (a switch) goes on there without it: the host is asked (LockedRun.settleLost).
+ */
+export class ConnectionLostError extends TransportError {
+  override name = 'ConnectionLostError';
+}
+
+/** translateError for a step whose connection was lost: a ConnectionLostError (an OpsError of ours passes through). */
+export function connectionLost(err: unknown, host: string, where: string): OpsError {
+  const e = translateError(err, host, where);
+  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
+}
+
+/**
  * `err` as an OpsError saying what happened `where` ("step \"build\" on web1", "connecting to web1"), which
  * names `host`; OpsErrors pass through unchanged.
  */

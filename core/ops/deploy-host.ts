@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { auditReason, DiskFullError, MIGRATION_CUT, OpsError, StepError, TransportError } from '../errors.ts';
+import { auditReason, ConnectionLostError, DiskFullError, MIGRATION_CUT, OpsError, StepError, TransportError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -412,7 +412,7 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
  * (LockedRun.settleLost). Its release live: the host is switched, audited and said so (live, what was left undone), thrown;
  * else returns, nothing switched (failBeforeSwitch says what still serves).
  */
-async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: LockedRun, e: TransportError): Promise<void> {
+async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: LockedRun, e: ConnectionLostError): Promise<void> {
   const live = await locked.settleLost(hp.name);
   if (live !== p.id) return;
   hp.switched = true;
@@ -455,7 +455,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     if (hp.switched) throw e;
     // The connection lost while the switch ran: the switch goes on without it (it ignores the hang-up), so whether the
     // release went live is the host's word, not a failure assumed.
-    if (switching && e instanceof TransportError) await lostDuringSwitch(env, hp, p, locked, e);
+    if (switching && e instanceof ConnectionLostError) await lostDuringSwitch(env, hp, p, locked, e);
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {

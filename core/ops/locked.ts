@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, TransportError, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -662,7 +662,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
         if (e instanceof NotStartedError) mine.delete(r.name);
         // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
-        else if (e instanceof TransportError && mine.has(r.name) && !stopping) {
+        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
           const live = await settleLost(r.name);
           if (live !== undefined) lostLive.set(r.name, live);
         }

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, OpsError, StepError, TransportError } from '../errors.ts';
+import { auditReason, ConnectionLostError, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -157,7 +157,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     } catch (e) {
       // Its connection lost: the switch goes on without it, so what serves is the host's word, asked over a new
       // connection once it ended (which also puts back a slot it filled with a release that did not go live).
-      const live = e instanceof TransportError ? await locked.settleLost(remote.name) : undefined;
+      const live = e instanceof ConnectionLostError ? await locked.settleLost(remote.name) : undefined;
       if (live && live !== state.current) {
         const undone = `the switch ended on the host after the connection was lost${env.config.switch.keep_previous ? '' : '; the previous slot may still run (stopping it was cut off)'}`;
         locked.wentLive(remote.name, undone);

@@ -18,7 +18,7 @@ import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.
 import { parseState } from '../../core/ops/host-state.ts';
 import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
-import { OpsError, TransportError, failedResult, formatError } from '../../core/errors.ts';
+import { ConnectionLostError, OpsError, failedResult, formatError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -229,7 +229,7 @@ describe('deploy operation', () => {
     let made = '';
     const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
       made ||= new RegExp(`\\d{8}T\\d{6}Z-${v1.slice(0, 12)}`).exec(step.script)?.[0] ?? '';
-      if (step.name === 'switch') throw new TransportError('step "switch" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'switch') throw new ConnectionLostError('step "switch" on web1 (connection lost): the SSH connection was already closed', 'try again');
       if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${outcome === 'went live' ? made : old}`) };
       return undefined;
     });
@@ -253,7 +253,7 @@ describe('deploy operation', () => {
   it('the connection lost during the build: the error says what still serves and that nothing was switched, with a hint', async () => {
     const old = '20261101T000000Z-aaaaaaaaaaaa';
     const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
-      if (step.name === 'build') throw new TransportError('step "build" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'build') throw new ConnectionLostError('step "build" on web1 (connection lost): the SSH connection was already closed', 'try again');
       return undefined;
     });
     const text = formatError(await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x), {});
@@ -266,7 +266,7 @@ describe('deploy operation', () => {
     for (const cut of ['lost', 143, 137] as const) {
       const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
         if (step.name !== 'migrate') return undefined;
-        if (cut === 'lost') throw new TransportError('step "migrate" on web1 (connection lost): the SSH connection was already closed', 'try again');
+        if (cut === 'lost') throw new ConnectionLostError('step "migrate" on web1 (connection lost): the SSH connection was already closed', 'try again');
         return { code: cut, stderr: 'Running upgrade 0002 -> 0003' };
       });
       const text = formatError(await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x), {});

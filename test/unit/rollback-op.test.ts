@@ -14,7 +14,7 @@ import type { OpsContext } from '../../core/context.ts';
 import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
-import { OpsError, TransportError, failedResult } from '../../core/errors.ts';
+import { ConnectionLostError, OpsError, failedResult } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { parseReports, reported } from '../../core/remote/types.ts';
@@ -98,7 +98,7 @@ describe('rollback operation', () => {
 
   it('one host, its connection lost while the lock step (its work: a switch goes on without its runner) ran: what the host says is live once that step ended, in the error, the --json fields and the audit line', async () => {
     const h = harness((step) => {
-      if (step.name === 'lock') throw new TransportError('step "lock" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'lock') throw new ConnectionLostError('step "lock" on web1 (connection lost): the SSH connection was already closed', 'try again');
       if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${OLD}`) };
       return undefined;
     });
@@ -113,7 +113,7 @@ describe('rollback operation', () => {
   it.each([OLD, LIVE])('several hosts, the connection to one lost while its rollback step (a switch goes on without its runner) ran, the host saying %s is live once it ended: said as the host says, never assumed', async (live) => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return { stdout: STATE };
-      if (step.name === 'rollback' && host === 'web2') throw new TransportError('step "rollback" on web2 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'rollback' && host === 'web2') throw new ConnectionLostError('step "rollback" on web2 (connection lost): the SSH connection was already closed', 'try again');
       if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
       if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${live}`) };
       return undefined;

@@ -410,10 +410,18 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
 /**
  * A host whose connection was lost during its switch (`e`): asked over a new connection once the switch ended there
  * (LockedRun.settleLost). Its release live: the host is switched, audited and said so (live, what was left undone), thrown;
- * else returns, nothing switched (failBeforeSwitch says what still serves).
+ * the host not answering: said not known, thrown; else returns, nothing switched (failBeforeSwitch says what still serves).
  */
 async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: LockedRun, e: ConnectionLostError): Promise<void> {
   const live = await locked.settleLost(hp.name);
+  if (live === undefined) {
+    // The host not asked again: neither live nor not, so neither said (nor the release marked failed).
+    const unknown = `whether ${p.id} went live on ${hp.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
+    hp.failed = true;
+    hp.reason = `${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${unknown}`;
+    hp.audit({ result: 'failed', message: hp.reason });
+    throw new OpsError(`${e.message}\n${unknown}`, `see ops status ${env.name} (what current names and what serves), then deploy again or ops rollback ${env.name}`);
+  }
   if (live !== p.id) return;
   hp.switched = true;
   const undone = `the switch ended on the host after the connection was lost; ${afterSwitchUndone(env)}`;

@@ -224,13 +224,13 @@ describe('deploy operation', () => {
     expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([`refused, nothing changed: ${v1.slice(0, 12)} is already live on web1 but not healthy: no healthy answer within 3s from server:3579:/health`]);
   });
 
-  it.each(['went live', 'did not go live'])('the connection lost during the switch (it goes on on the host), whose release %s there: the run says what the host says serves, asked over a new connection, with a hint', async (outcome) => {
+  it.each(['went live', 'did not go live', 'is not known (the host not answering again)'])('the connection lost during the switch (it goes on on the host), whose release %s there: the run says what the host says serves, asked over a new connection, with a hint', async (outcome) => {
     const old = '20261101T000000Z-aaaaaaaaaaaa';
     let made = '';
     const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
       made ||= new RegExp(`\\d{8}T\\d{6}Z-${v1.slice(0, 12)}`).exec(step.script)?.[0] ?? '';
       if (step.name === 'switch') throw new ConnectionLostError('step "switch" on web1 (connection lost): the SSH connection was already closed', 'try again');
-      if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${outcome === 'went live' ? made : old}`) };
+      if (step.name === 'settle') return outcome.startsWith('is not known') ? { code: 255 } : { stdout: opsLines(LOCK_KEYS, `live_after ${outcome === 'went live' ? made : old}`) };
       return undefined;
     });
     const e = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x as OpsError);
@@ -244,9 +244,14 @@ describe('deploy operation', () => {
       expect(text).not.toContain('nothing was switched');
       expect(h.remote.stepNames()).not.toContain('mark failed');
       expect(audit).toEqual([expect.stringMatching(/^live, but step "switch" on web1 \(connection lost\)/)]);
-    } else {
+    } else if (outcome === 'did not go live') {
       expect(text).toContain(`web1 still serves ${old}; nothing was switched`);
       expect(audit).toEqual([expect.stringMatching(/^step "switch" on web1 \(connection lost\)/)]);
+    } else {
+      expect(text).toContain(`whether ${made} went live on web1 is not known`);
+      expect(text).not.toMatch(/nothing was switched|still serves/);
+      expect(h.remote.stepNames()).not.toContain('mark failed');
+      expect(audit).toEqual([expect.stringMatching(/is not known/)]);
     }
   });
 

@@ -110,12 +110,12 @@ describe('rollback operation', () => {
     expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toContain(`${OLD} is live on web1`);
   });
 
-  it.each([OLD, LIVE])('several hosts, the connection to one lost while its rollback step (a switch goes on without its runner) ran, the host saying %s is live once it ended: said as the host says, never assumed', async (live) => {
+  it.each([OLD, LIVE, 'nothing (not answering again)'])('several hosts, the connection to one lost while its rollback step (a switch goes on without its runner) ran, the host saying %s is live once it ended: said as the host says, never assumed', async (live) => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return { stdout: STATE };
       if (step.name === 'rollback' && host === 'web2') throw new ConnectionLostError('step "rollback" on web2 (connection lost): the SSH connection was already closed', 'try again');
       if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
-      if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${live}`) };
+      if (step.name === 'settle') return live.startsWith('nothing') ? { code: 255 } : { stdout: opsLines(LOCK_KEYS, `live_after ${live}`) };
       return undefined;
     });
     const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
@@ -125,6 +125,10 @@ describe('rollback operation', () => {
       expect(e.message).toContain(`${OLD} is live on web2 and serves: the switch ended on the host after the connection was lost`);
       expect(e.message).not.toContain('web2 still serves');
       expect(audit).toMatchObject({ result: 'failed', release: OLD, previous: LIVE, message: expect.stringMatching(/^live, but /) });
+    } else if (live.startsWith('nothing')) {
+      expect(e.message).toContain('what is live on web2 is not known');
+      expect(e.message).not.toContain('still serves');
+      expect(audit).toMatchObject({ result: 'failed', message: expect.stringMatching(/is not known/) });
     } else {
       expect(e.message).toContain(`web2 still serves ${LIVE}`);
       expect(audit).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^step "rollback" on web2 \(connection lost\)/) });

@@ -70,6 +70,8 @@ export interface HostPlan {
   failed: boolean;
   /** Its nginx and `current` point at the new release: it serves it, whatever failed after. */
   switched: boolean;
+  /** Its switch lost its connection and the host could not be asked again: what it serves is not known (lostDuringSwitch). */
+  liveUnknown?: boolean;
   /** release.migrate ran on it and succeeded (migrateOn): the database has the release's schema, whatever failed after. */
   migrated: boolean;
   /** Why its own step failed (auditReason), once failBeforeSwitch ran: what its audit line and release mark say. */
@@ -418,6 +420,7 @@ async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: Lock
     // The host not asked again: neither live nor not, so neither said (nor the release marked failed).
     const unknown = `whether ${p.id} went live on ${hp.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
     hp.failed = true;
+    hp.liveUnknown = true;
     hp.reason = `${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${unknown}`;
     hp.audit({ result: 'failed', message: hp.reason });
     throw new OpsError(`${e.message}\n${unknown}`, `see ops status ${env.name} (what current names and what serves), then deploy again or ops rollback ${env.name}`);

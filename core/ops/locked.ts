@@ -172,7 +172,7 @@ export interface LockedRun {
    * The run's connection to `host` was lost during a step only the host saw end (a switch goes on without its runner):
    * over a new connection, what the lost one still runs is stopped (a switch let end first) and a slot its start filled
    * put back (settleLostRun); returns the release `current` names then ('' none), or undefined when the host could not
-   * be asked. The lock stays the run's, released as usual.
+   * be asked (or the run is stopping: its release asks). The lock stays the run's, released as usual.
    */
   settleLost(host: string): Promise<string | undefined>;
 }
@@ -629,6 +629,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   /** LockedRun.settleLost: over a new connection, what the lost one ran stopped (a switch let end); what `current` names then. */
   const settleLost = async (host: string): Promise<string | undefined> => {
+    // Stopping (a signal): the stop's own release asks every host over new connections, and says what is live.
+    if (stopping) return undefined;
     const old = session.remote(host).connection;
     ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
     try {

@@ -60,6 +60,9 @@ export class StepError extends OpsError {
   }
 }
 
+/** What a migration cut off part-way means (a signal, its connection lost, killed from outside), and what to check. */
+export const MIGRATION_CUT = 'the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again';
+
 /** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
 export const REQUIRETTY = /sudo: sorry, you must have a tty/;
 
@@ -269,7 +272,7 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, '')})`, hint: 'ops needs 1 session per connection: check MaxSessions in the host\'s /etc/ssh/sshd_config (at least 1), then reload sshd' };
-    return { what: m.replace(/^\(SSH\) /, '') };
+    return { what: m.replace(/^\(SSH\) /, ''), hint: 'sshd refused a session on the connection: check its log on the host (journalctl -u ssh), then try again' };
   }
   if (/Packet length \d+ exceeds max length/.test(m))
     return { what: 'the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol', hint: 'move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)' };
@@ -282,12 +285,12 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
   if (code === 'ECONNRESET' || code === 'EPIPE') return { what: 'the connection was closed by the other end', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
   if (/^No response from server/.test(m)) return { what: 'the connection closed before the host answered', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
   if (e.level === 'client-timeout' || /Keepalive timeout/.test(m)) return { what: 'the host stopped answering (no reply to SSH keepalives)', hint: 'check the host and the network between; then try again' };
-  if (/^Not connected/.test(m)) return { what: 'the SSH connection was already closed' };
+  if (/^Not connected/.test(m)) return { what: 'the SSH connection was already closed', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection (or sshd\'s process for it was killed): try again' };
   if (e.level === 'handshake' || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: 'the host\'s sshd and ops have no algorithm in common, or it is not an SSH server' };
-  if (e.level === 'protocol' || e.level === 'client-socket') return { what: `SSH protocol error: ${m}` };
+  if (e.level === 'protocol' || e.level === 'client-socket') return { what: `SSH protocol error: ${m}`, hint: 'try again; if it keeps happening, check the network between and the host\'s sshd log (journalctl -u ssh)' };
   if (code === 'ENOSPC' || code === 'EDQUOT') return { what: `no space left on this machine (${m})`, hint: 'free disk space here (not on the hosts) and try again' };
-  if (code === 'EACCES' || code === 'EPERM') return { what: `permission denied on this machine (${m})` };
-  if (code === 'ENOENT') return { what: `a file is missing on this machine (${m})` };
+  if (code === 'EACCES' || code === 'EPERM') return { what: `permission denied on this machine (${m})`, hint: 'check the permissions of that path here (not on the hosts)' };
+  if (code === 'ENOENT') return { what: `a file is missing on this machine (${m})`, hint: 'check that path here (not on the hosts): a key file, the project\'s directory' };
   return undefined;
 }
 
@@ -331,6 +334,20 @@ export function userFileExists(path: string, shown: string = path, expected = 'a
 /** An error out of the SSH library, a socket or the network, translated: what happened on which host. */
 export class TransportError extends OpsError {
   override name = 'TransportError';
+}
+
+/**
+ * A step's connection lost while the step ran (or as it began): what the step did on the host is not known here, and a
+ * step that protects itself (a switch) goes on there without it: the host is asked (LockedRun.settleLost).
+ */
+export class ConnectionLostError extends TransportError {
+  override name = 'ConnectionLostError';
+}
+
+/** translateError for a step whose connection was lost: a ConnectionLostError (an OpsError of ours passes through). */
+export function connectionLost(err: unknown, host: string, where: string): OpsError {
+  const e = translateError(err, host, where);
+  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
 }
 
 /**

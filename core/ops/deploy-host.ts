@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { auditReason, DiskFullError, OpsError, StepError } from '../errors.ts';
+import { auditReason, ConnectionLostError, DiskFullError, MIGRATION_CUT, OpsError, StepError, TransportError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { releaseMasks } from '../steps/masks.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -70,6 +70,8 @@ export interface HostPlan {
   failed: boolean;
   /** Its nginx and `current` point at the new release: it serves it, whatever failed after. */
   switched: boolean;
+  /** Its switch lost its connection and the host could not be asked again: what it serves is not known (lostDuringSwitch). */
+  liveUnknown?: boolean;
   /** release.migrate ran on it and succeeded (migrateOn): the database has the release's schema, whatever failed after. */
   migrated: boolean;
   /** Why its own step failed (auditReason), once failBeforeSwitch ran: what its audit line and release mark say. */
@@ -336,6 +338,10 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     // queues every later query on that table behind it, the live site's too, for as long as it waits).
     if (e instanceof StepError && e.exitCode === 124)
       throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit, e.verdict);
+    // Its connection lost (the lock's release over a new one stops what it left running), or killed from outside
+    // (SIGTERM, SIGKILL: a forced lock release, the OOM killer): cut off part-way, as by a signal to ops.
+    if (e instanceof TransportError) throw new TransportError(`${e.message}\n${MIGRATION_CUT}`, e.hint);
+    if (e instanceof StepError && (e.exitCode === 143 || e.exitCode === 137)) throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${MIGRATION_CUT}; ${e.hint}` : MIGRATION_CUT, e.limit, e.verdict);
     throw e;
   }
   return true;
@@ -396,9 +402,35 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
   }
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
   hp.audit({ result: 'failed', message: why });
-  if (e instanceof StepError || e instanceof DiskFullError)
+  // A lost connection before the switch changed nothing that serves either (a switch it cut ended on the host without
+  // its release live: lostDuringSwitch).
+  if (e instanceof StepError || e instanceof DiskFullError || e instanceof TransportError)
     return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched${back ? `\n${hp.name}: ${back}` : ''}`, e.hint);
   return e;
+}
+
+/**
+ * A host whose connection was lost during its switch (`e`): asked over a new connection once the switch ended there
+ * (LockedRun.settleLost). Its release live: the host is switched, audited and said so (live, what was left undone), thrown;
+ * the host not answering: said not known, thrown; else returns, nothing switched (failBeforeSwitch says what still serves).
+ */
+async function lostDuringSwitch(env: Target, hp: HostPlan, p: Plan, locked: LockedRun, e: ConnectionLostError): Promise<void> {
+  const live = await locked.settleLost(hp.name);
+  if (live === undefined) {
+    // The host not asked again: neither live nor not, so neither said (nor the release marked failed).
+    const unknown = `whether ${p.id} went live on ${hp.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
+    hp.failed = true;
+    hp.liveUnknown = true;
+    hp.reason = `${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${unknown}`;
+    hp.audit({ result: 'failed', message: hp.reason });
+    throw new OpsError(`${e.message}\n${unknown}`, `see ops status ${env.name} (what current names and what serves), then deploy again or ops rollback ${env.name}`);
+  }
+  if (live !== p.id) return;
+  hp.switched = true;
+  const undone = `the switch ended on the host after the connection was lost; ${afterSwitchUndone(env)}`;
+  locked.wentLive(hp.name, undone);
+  hp.audit({ result: 'failed', message: `live, but ${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${undone}` });
+  throw new OpsError(`${e.message}\n${p.id} is live on ${hp.name} and serves: ${undone}`, `see ops status ${env.name}; the next deploy prunes`);
 }
 
 /** What a deploy stopped right after its switch leaves undone (for its audit line: the release is live). */
@@ -411,9 +443,11 @@ export function afterSwitchUndone(env: Target): string {
 export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
   const { h, state, result, newSlot } = hp;
   const dir = `${env.layout.releases}/${p.id}`;
+  let switching = false;
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
+    switching = true;
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);
@@ -430,6 +464,9 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
+    // The connection lost while the switch ran: the switch goes on without it (it ignores the hang-up), so whether the
+    // release went live is the host's word, not a failure assumed.
+    if (switching && e instanceof ConnectionLostError) await lostDuringSwitch(env, hp, p, locked, e);
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {

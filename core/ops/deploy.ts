@@ -138,6 +138,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
       const hp = plans.find((x) => x.name === hst.name);
       if (d) return `${hst.name}: ${d.noop ? `${d.release} (already live)` : d.release}`;
       if (hp?.switched) return `${hst.name}: ${p.id} (switched; see its error above)`;
+      if (hp?.liveUnknown) return `${hst.name}: not known (its switch went on without the connection; see its error above)`;
       // What still serves there: the release live when the run began (none: the host never had one).
       const live = hp?.state.current ? `${hp.state.current} still live` : 'nothing deployed yet';
       return `${hst.name}: unchanged (${hp?.failed ? `failed; ${live}` : live})`;
@@ -160,7 +161,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     const lines = [e.message];
     if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:\n  ${where().join('\n  ')}`);
     // The database is not the hosts': migrations that ran stay (a stopped rollout, like a rollback, undoes none).
-    if (migratedOn && !plans.some((hp) => hp.switched))
+    if (migratedOn && !plans.some((hp) => hp.switched || hp.liveUnknown))
       lines.push(
         migrateBeside
           ? `the migrations of ${p.id} ran on ${migratedOn} beside its build (${env.config.release.migrate}); no migration file changed since the live commit, so the database keeps the live release's schema`

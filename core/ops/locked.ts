@@ -12,11 +12,11 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, withResult } from '../errors.ts';
+import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
@@ -168,6 +168,13 @@ export interface LockedRun {
    * there taken away (lockTakenAway), the release is marked failed, saying why, as a failed run's is (`ops releases`).
    */
   made(host: string, release: string): void;
+  /**
+   * The run's connection to `host` was lost during a step only the host saw end (a switch goes on without its runner):
+   * over a new connection, what the lost one still runs is stopped (a switch let end first) and a slot its start filled
+   * put back (settleLostRun); returns the release `current` names then ('' none), or undefined when the host could not
+   * be asked (or the run is stopping: its release asks). The lock stays the run's, released as usual.
+   */
+  settleLost(host: string): Promise<string | undefined>;
 }
 
 export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
@@ -515,7 +522,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
             : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
     );
     if (cut.some((c) => c.startsWith('migrate on '))) {
-      ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
+      ctx.reporter.error(MIGRATION_CUT);
     }
     // One line per host for the run: the interruption's, with what the run is about there (ref, sha, release); a
     // line `closing` queued in case its step never unlocks is not another (that step was cut, or wrote its own).
@@ -601,7 +608,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
-        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(message) }, runnerNow(ctx)))]);
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: auditReason(withLostLive(host, message)) }, runnerNow(ctx)))]);
   };
   /**
    * `err` (the run's failure, as thrown) with what the run had got to (withResult, for --json): the reason (auditReason),
@@ -612,7 +619,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const failing = (err: unknown) => {
     const hosts = [...session.remotes.keys()].map((host): RunHost => {
       const { release, previous } = { ...options.fields, ...read.get(host), ...about.get(host) };
-      const live = wentLive.has(host) ? release : (lost.get(host)?.live ?? previous);
+      const live = wentLive.has(host) ? release : lostLive.has(host) ? lostLive.get(host) || undefined : (lost.get(host)?.live ?? previous);
       return { host, release, previous, live };
     });
     const { release, previous, live } = hosts[0] ?? {};
@@ -620,6 +627,28 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // process exits), not this (`stopped`).
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...(stopping && { stopped: true }), ...(stoppedBy && { result: 'interrupted', signal: stoppedBy }) });
   };
+  /** LockedRun.settleLost: over a new connection, what the lost one ran stopped (a switch let end); what `current` names then. */
+  const settleLost = async (host: string): Promise<string | undefined> => {
+    // Stopping (a signal): the stop's own release asks every host over new connections, and says what is live.
+    if (stopping) return undefined;
+    const old = session.remote(host).connection;
+    ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
+    try {
+      const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+      const stopped = reported(r, LOCK_KEYS.stopped);
+      if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+      const slot = reported(r, LOCK_KEYS.stopped_slot);
+      if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+      return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : undefined;
+    } catch {
+      return undefined; // the host unreachable again: the lock's release tries once more, and says so
+    }
+  };
+  // Per host, what `current` named once a lock step whose connection was lost had ended there (settleLost): that step
+  // may carry the operation's work (a one-host rollback's switch), which goes on without its runner.
+  const lostLive = new Map<string, string>();
+  /** `message` with what is live on `host` when a lost lock step's host said so (lostLive). */
+  const withLostLive = (host: string, message: string) => (lostLive.has(host) ? `${message}; ${lostLive.get(host) || 'no release'} is live on ${host} (what current names once the step ended there)` : message);
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
@@ -631,9 +660,14 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch((e: unknown) => {
+      }, (t) => ctx.reporter.redact(t)).catch(async (e: unknown) => {
         // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
         if (e instanceof NotStartedError) mine.delete(r.name);
+        // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
+        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+          const live = await settleLost(r.name);
+          if (live !== undefined) lostLive.set(r.name, live);
+        }
         throw e;
       });
       inspected.set(r.name, result);
@@ -656,7 +690,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const left = await releaseAll();
     // A lock step that took the lock and failed, its lock released by force meanwhile (the release stopped its work):
     // said and audited as for any step of the run.
-    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const taken = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const said = [...lostLive.keys()].map((host) => withLostLive(host, '').slice(2));
+    const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}\n${said.join('\n')}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     throw failing(left.length ? lockLeft(env, left, err) : err);
@@ -706,6 +742,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     made(host, release) {
       made.set(host, release);
     },
+    settleLost: (host) => settleLost(host),
   };
   let result: T;
   try {

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, OpsError, StepError } from '../errors.ts';
+import { auditReason, ConnectionLostError, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -155,9 +155,25 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     try {
       r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: '' }, today));
     } catch (e) {
+      // Its connection lost: the switch goes on without it, so what serves is the host's word, asked over a new
+      // connection once it ended (which also puts back a slot it filled with a release that did not go live).
+      const lostConnection = e instanceof ConnectionLostError;
+      const live = lostConnection ? await locked.settleLost(remote.name) : undefined;
+      if (lostConnection && live === undefined) {
+        // The host not asked again: neither live nor not, so neither said.
+        const unknown = `what is live on ${remote.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
+        locked.audit(remote.name, { result: 'failed', previous: state.current, message: `${auditReason(e, redact)}; ${unknown}` });
+        throw new OpsError(`${(e as Error).message}\n${unknown}`, `see ops status ${env.name} (what current names and what serves)`);
+      }
+      if (live && live !== state.current) {
+        const undone = `the switch ended on the host after the connection was lost${env.config.switch.keep_previous ? '' : '; the previous slot may still run (stopping it was cut off)'}`;
+        locked.wentLive(remote.name, undone);
+        locked.audit(remote.name, { result: 'failed', release: live, previous: state.current, message: `live, but ${auditReason(e, redact)}; ${undone}` });
+        throw new OpsError(`${(e as Error).message}\n${live} is live on ${remote.name} and serves: ${undone}`, `see ops status ${env.name}`);
+      }
       // The step broke (timed out, lost its connection): whatever it started on the idle slot goes, and the release
       // the slot held before comes back (putPreviousBack, from the start's records in the lock).
-      await h.tryRun(putPreviousBack(env, idle));
+      if (!lostConnection) await h.tryRun(putPreviousBack(env, idle));
       locked.audit(remote.name, { result: 'failed', previous: state.current, message: auditReason(e, redact) });
       throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
     }

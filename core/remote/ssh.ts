@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotStartedError, OpsError, StepError, TransportError, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { connectionLost, NotStartedError, OpsError, StepError, TransportError, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -215,7 +215,7 @@ export class SshRemote implements Remote {
         // connection going down, its close follows within moments: say the connection was lost, as for a step
         // that was running.
         const lost = this.lost ?? (await this.lostWithin(1000));
-        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
+        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
@@ -265,7 +265,7 @@ export class SshRemote implements Remote {
     let guard: NodeJS.Timeout | undefined;
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
-      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();

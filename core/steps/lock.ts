@@ -262,19 +262,12 @@ critical_done`;
 }
 
 /**
- * Release our own lock only (the run id matches: a lock taken over by someone else after a forced release is
- * left alone), from this connection or a new one, appending the run's audit lines first. A failed append (a
- * full disk) is reported (`audit_failed`) and never keeps the lock. `ended`: ids of this run's connections
- * that are gone (lost, or left on a signal): whatever they still run on the host (their steps' processes
- * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
- * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
- * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL). A slot the
- * run's start filled with a release that did not go live is stopped too, and the release it held before that start
- * put back there (stopStartedSlot: `stopped_slot`, `previous_back`); the step's timeout allows for its wait.
+ * Shell that stops what this run's `ended` connections still run on the host (a switch under way ends first), puts
+ * back the slot its start filled with a release that did not go live (stopStartedSlot), and reports the release
+ * `current` names then (`live_after`): releaseLock's first part, and settleLostRun's whole.
  */
-export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
-  const stop = ended.length
-    ? `${OUTLIVE_RUNNER}
+function stopGoneRun(env: Target, runId: string, ended: string[]): string {
+  return `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -289,8 +282,38 @@ ${stopStartedSlot(env)}
 fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
-`
-    : '';
+`;
+}
+
+/**
+ * The host's word on a run whose connection was lost during a step only the host saw end (a switch goes on without
+ * its runner): over a new connection, what the lost one still runs is stopped, a switch under way let end, a slot
+ * its start filled put back as the lock's release does (stopGoneRun), and the release `current` names then reported
+ * (`live_after`), the lock kept: the run says what serves from that, not from what it expected. Changes nothing else.
+ */
+export function settleLostRun(env: Target, runId: string, ended: string[]): Step {
+  return {
+    name: 'settle',
+    as: 'root',
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    quiet: true,
+    script: stopGoneRun(env, runId, ended),
+  };
+}
+
+/**
+ * Release our own lock only (the run id matches: a lock taken over by someone else after a forced release is
+ * left alone), from this connection or a new one, appending the run's audit lines first. A failed append (a
+ * full disk) is reported (`audit_failed`) and never keeps the lock. `ended`: ids of this run's connections
+ * that are gone (lost, or left on a signal): whatever they still run on the host (their steps' processes
+ * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
+ * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
+ * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL). A slot the
+ * run's start filled with a release that did not go live is stopped too, and the release it held before that start
+ * put back there (stopStartedSlot: `stopped_slot`, `previous_back`); the step's timeout allows for its wait.
+ */
+export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
+  const stop = ended.length ? stopGoneRun(env, runId, ended) : '';
   return {
     name: 'unlock',
     as: 'root',

@@ -153,7 +153,8 @@ describe.sequential('hostile hosts, through the CLI', () => {
     const text = readable(r);
     expect(r.code).toBe(1);
     expect(text).toMatch(new RegExp(`^error: step "[^"]+" on ${host.name}( \\(connection lost\\))?: the (connection|SSH connection) (was closed|closed|was already closed)`, 'm'));
-    expect(text).toContain(`${host.name}: could not release the lock`); // the first connection is gone...
+    // the first connection is gone (cut in the lock step or the switch, the host is asked over a new one first)...
+    expect(text).toMatch(new RegExp(`^warning: ${host.name}: (could not release the lock|the connection was lost; over a new connection)`, 'm'));
     await lockIsFree(); // ...the second one released it
     await serves(live);
   }, 300_000);

@@ -290,6 +290,11 @@ server {
     return l;
   };
 
+  /** The exit code of `ops` once it ends by itself. */
+  const exited = (ops: SpawnedOps) => new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
+  /** Cut the connection the lock records (its sshd process killed): the runner goes on. */
+  const cutLockConnection = () => onHost(`kill "$(sed -n 's/^holder_pid=//p' ${project.env().layout.lock}/info)"`);
+
   it('the runner killed outright while the switch runs (its connection lost: no unlock, pipes closed): the switch still ends on the host', async () => {
     slowSwitch();
     commit(repo, { VERSION: '4\n' }, 'four');
@@ -310,6 +315,33 @@ server {
     }
   }, 300_000);
 
+  it('the connection lost while the switch runs (the runner alive; sshd\'s process for it killed): the switch ends on the host, and the run says its release is live and serves and audits it so, never that nothing was switched', async () => {
+    slowSwitch();
+    commit(repo, { VERSION: '4b\n' }, 'four b');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
+      const mid = await until((l) => l.served !== before.served, 30_000);
+      expect(mid.current, 'the switch window').toBe(before.current);
+      await cutLockConnection();
+      const code = await exited(ops);
+      const out = ops.out();
+      const after = await liveAndServed();
+      expect(after.current, out).not.toBe(before.current);
+      expect(after.served).toBe(after.current);
+      expect(code, out).toBe(1);
+      expect(out).toContain(`${after.current} is live on ${host.name} and serves: the switch ended on the host after the connection was lost`);
+      expect(out).not.toMatch(/nothing was switched|serve the previous release/);
+      expect(out).not.toMatch(/^\s+at /m);
+      const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
+      expect(entries.at(-1), JSON.stringify(entries)).toMatchObject({ release: after.current, result: 'failed' });
+      expect(entries.at(-1)!.message).toMatch(/^live, but /);
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
+
   it('a SIGTERM while a one-host rollback switches (its work done by the lock step): not cut off half-way, the lock let go', async () => {
     slowSwitch();
     const before = await liveAndServed();
@@ -320,6 +352,32 @@ server {
       expect(mid.current, 'the switch window').toBe(before.current);
       const { now } = await stoppedCleanly(ops);
       expect(now.current).not.toBe(before.current);
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
+  it('the connection lost while a one-host rollback switches (its work done by the lock step): the run says what the host says is live once the switch ended, in its error and its audit line', async () => {
+    commit(repo, { VERSION: '4c\n' }, 'four c');
+    await deploy(project.ctx(), project.env(), {});
+    slowSwitch();
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
+      const mid = await until((l) => l.served !== before.served, 60_000);
+      expect(mid.current, 'the switch window').toBe(before.current);
+      await cutLockConnection();
+      const code = await exited(ops);
+      const out = ops.out();
+      const after = await liveAndServed();
+      expect(after.current, out).not.toBe(before.current);
+      expect(after.served).toBe(after.current);
+      expect(code, out).toBe(1);
+      expect(out).toContain(`${after.current} is live on ${host.name} (what current names once the step ended there)`);
+      expect(out).not.toMatch(/^\s+at /m);
+      const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;
+      expect(entries.at(-1), JSON.stringify(entries)).toMatchObject({ operation: 'rollback', result: 'failed' });
+      expect(entries.at(-1)!.message).toContain(`${after.current} is live on ${host.name}`);
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     } finally {
       project.write(config);
     }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import type { OpsError } from '../../core/errors.ts';
+import { ConnectionLostError, type OpsError } from '../../core/errors.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -113,6 +113,17 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (${LIVE} still live)\n  web2: unchanged (${LIVE} still live)\n  web3: unchanged (failed; ${LIVE} still live)`);
     // The schema is the new release's while every host serves the previous one: said, with what it means.
     expect(err.message).toMatch(/\nthe migrations of \d{8}T\d{6}Z-[0-9a-f]{12} ran on web1 \(alembic upgrade head\): the database has its schema while the hosts serve the previous release/);
+  });
+
+  it('web1\'s switch losing its connection, web1 not answering again: the rollout stops saying what web1 runs is not known, never that the hosts serve the previous release', async () => {
+    const h = harness((host, step) => {
+      if (host === 'web1' && step.name === 'switch') throw new ConnectionLostError('step "switch" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (host === 'web1' && step.name === 'settle') return { code: 255 };
+      return undefined;
+    });
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: not known (its switch went on without the connection; see its error above)\n  web2: unchanged (${LIVE} still live)`);
+    expect(err.message).not.toMatch(/serve the previous release|web1: unchanged/);
   });
 
   it('a migration that hangs (waiting for a lock) is stopped by release.migrate_timeout: the error says after how long and what to do; every lock is let go', async () => {

@@ -18,7 +18,7 @@ import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.
 import { parseState } from '../../core/ops/host-state.ts';
 import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
-import { OpsError, failedResult, formatError } from '../../core/errors.ts';
+import { ConnectionLostError, OpsError, failedResult, formatError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -222,6 +222,62 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([`refused, nothing changed: ${v1.slice(0, 12)} is already live on web1 but not healthy: no healthy answer within 3s from server:3579:/health`]);
+  });
+
+  it.each(['went live', 'did not go live', 'is not known (the host not answering again)'])('the connection lost during the switch (it goes on on the host), whose release %s there: the run says what the host says serves, asked over a new connection, with a hint', async (outcome) => {
+    const old = '20261101T000000Z-aaaaaaaaaaaa';
+    let made = '';
+    const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
+      made ||= new RegExp(`\\d{8}T\\d{6}Z-${v1.slice(0, 12)}`).exec(step.script)?.[0] ?? '';
+      if (step.name === 'switch') throw new ConnectionLostError('step "switch" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'settle') return outcome.startsWith('is not known') ? { code: 255 } : { stdout: opsLines(LOCK_KEYS, `live_after ${outcome === 'went live' ? made : old}`) };
+      return undefined;
+    });
+    const e = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x as OpsError);
+    const text = formatError(e, {});
+    expect(text).toMatch(/^step "switch" on web1 \(connection lost\): the SSH connection was already closed\n/);
+    expect(text).toMatch(/\n {2}hint: \S/);
+    expect(h.remote.stepNames()).toContain('settle');
+    const audit = auditMessages(h.remote.runs.at(-1)!.stdin);
+    if (outcome === 'went live') {
+      expect(text).toContain(`${made} is live on web1 and serves: the switch ended on the host after the connection was lost`);
+      expect(text).not.toContain('nothing was switched');
+      expect(h.remote.stepNames()).not.toContain('mark failed');
+      expect(audit).toEqual([expect.stringMatching(/^live, but step "switch" on web1 \(connection lost\)/)]);
+    } else if (outcome === 'did not go live') {
+      expect(text).toContain(`web1 still serves ${old}; nothing was switched`);
+      expect(audit).toEqual([expect.stringMatching(/^step "switch" on web1 \(connection lost\)/)]);
+    } else {
+      expect(text).toContain(`whether ${made} went live on web1 is not known`);
+      expect(text).not.toMatch(/nothing was switched|still serves|serve the previous release/);
+      expect(h.remote.stepNames()).not.toContain('mark failed');
+      expect(audit).toEqual([expect.stringMatching(/is not known/)]);
+    }
+  });
+
+  it('the connection lost during the build: the error says what still serves and that nothing was switched, with a hint', async () => {
+    const old = '20261101T000000Z-aaaaaaaaaaaa';
+    const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
+      if (step.name === 'build') throw new ConnectionLostError('step "build" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      return undefined;
+    });
+    const text = formatError(await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x), {});
+    expect(text).toMatch(new RegExp(`^step "build" on web1 \\(connection lost\\): the SSH connection was already closed\nweb1 still serves ${old}; nothing was switched\n {2}hint: try again$`));
+    expect(h.remote.stepNames()).not.toContain('settle');
+  });
+
+  it('a migration cut off by its connection lost, or killed from outside (exit 143: a forced lock release; 137: the OOM killer): said to be stopped part-way, check the schema, as after a signal to ops', async () => {
+    const old = '20261101T000000Z-aaaaaaaaaaaa';
+    for (const cut of ['lost', 143, 137] as const) {
+      const h = harness(opsLines(STATE, 'provisioned yes', `current ${old}`, 'slot green', `has ${v1}`), (step) => {
+        if (step.name !== 'migrate') return undefined;
+        if (cut === 'lost') throw new ConnectionLostError('step "migrate" on web1 (connection lost): the SSH connection was already closed', 'try again');
+        return { code: cut, stderr: 'Running upgrade 0002 -> 0003' };
+      });
+      const text = formatError(await deploy(h.ctx, loadEnvironment('x', root), {}).catch((x: unknown) => x), {});
+      expect(text, String(cut)).toContain('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
+      expect(text, String(cut)).toContain(`web1 still serves ${old}; nothing was switched`);
+    }
   });
 
   it('a failed Python set: the node set and the build beside it end first, no migrate, the Python step named', async () => {

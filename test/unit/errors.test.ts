@@ -9,7 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { formatError, messageLine, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
+import { describeLowLevel, formatError, messageLine, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -96,6 +96,13 @@ function expectOneMessage(text: string, kind: RegExp): void {
   expect(text).not.toMatch(/^\s+at /m); // no stack frame
   expect(text).not.toMatch(/\b(TypeError|Error): /);
 }
+
+describe('a connection failure in words', () => {
+  // The user's next step is part of the message: a lost connection (sshd's process for it killed, a reboot) too.
+  it.each(KINDS.filter(([name]) => name !== 'a bug' && name !== 'not even an Error'))('%s: says what to do (a hint)', (_name, error) => {
+    expect(describeLowLevel(error())?.hint).toMatch(/\w/);
+  });
+});
 
 describe('the CLI: one message naming the host, never a stack trace', () => {
   for (const phase of ['connect', 'step', 'upload'] as const) {

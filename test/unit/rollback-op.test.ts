@@ -14,7 +14,7 @@ import type { OpsContext } from '../../core/context.ts';
 import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
-import { OpsError } from '../../core/errors.ts';
+import { ConnectionLostError, OpsError, failedResult } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { parseReports, reported } from '../../core/remote/types.ts';
@@ -94,6 +94,46 @@ describe('rollback operation', () => {
     expect(lock.stdin).toContain('"result":"success"');
     // Time for a start and a switch, beyond the lock's own 30 s.
     expect(lock.step.timeout).toBeGreaterThan(30 + 120 + 60);
+  });
+
+  it('one host, its connection lost while the lock step (its work: a switch goes on without its runner) ran: what the host says is live once that step ended, in the error, the --json fields and the audit line', async () => {
+    const h = harness((step) => {
+      if (step.name === 'lock') throw new ConnectionLostError('step "lock" on web1 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'settle') return { stdout: opsLines(LOCK_KEYS, `live_after ${OLD}`) };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe(`step "lock" on web1 (connection lost): the SSH connection was already closed\n${OLD} is live on web1 (what current names once the step ended there)`);
+    expect(e.hint).toBe('try again');
+    expect(failedResult(e)).toMatchObject({ live: OLD });
+    expect(h.names()).toEqual(['settle', 'unlock']);
+    expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin).message).toContain(`${OLD} is live on web1`);
+  });
+
+  it.each([OLD, LIVE, 'nothing (not answering again)'])('several hosts, the connection to one lost while its rollback step (a switch goes on without its runner) ran, the host saying %s is live once it ended: said as the host says, never assumed', async (live) => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback' && host === 'web2') throw new ConnectionLostError('step "rollback" on web2 (connection lost): the SSH connection was already closed', 'try again');
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      if (step.name === 'settle') return live.startsWith('nothing') ? { code: 255 } : { stdout: opsLines(LOCK_KEYS, `live_after ${live}`) };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toContain('step "rollback" on web2 (connection lost): the SSH connection was already closed\n');
+    const audit = auditOf(h.remotes.get('web2')!.runs.at(-1)!.stdin);
+    if (live === OLD) {
+      expect(e.message).toContain(`${OLD} is live on web2 and serves: the switch ended on the host after the connection was lost`);
+      expect(e.message).not.toContain('web2 still serves');
+      expect(audit).toMatchObject({ result: 'failed', release: OLD, previous: LIVE, message: expect.stringMatching(/^live, but /) });
+    } else if (live.startsWith('nothing')) {
+      expect(e.message).toContain('what is live on web2 is not known');
+      expect(e.message).not.toContain('still serves');
+      expect(audit).toMatchObject({ result: 'failed', message: expect.stringMatching(/is not known/) });
+    } else {
+      expect(e.message).toContain(`web2 still serves ${LIVE}`);
+      expect(audit).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^step "rollback" on web2 \(connection lost\)/) });
+    }
+    expect(h.names('web2')).toEqual(['settle', 'unlock']);
   });
 
   it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {

@@ -20,7 +20,7 @@ import { appendAudit, readAudit } from '../../core/steps/audit.ts';
 import { listCertificates, renewCertificate } from '../../core/steps/certs.ts';
 import { diskSpace, hostFacts } from '../../core/steps/facts.ts';
 import { initdataSettings, runInitdata } from '../../core/steps/initdata.ts';
-import { acquireLock, fenceStep, forceReleaseLock, lockGuard, lockStatus, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, fenceStep, forceReleaseLock, lockGuard, lockStatus, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
@@ -87,6 +87,7 @@ function render(env: Target): Record<string, Step> {
   return {
     acquireLock: acquireLock(env, { operation: 'deploy', actor: "o'brien", runUrl: 'https://github.com/o/r/actions/runs/1', runId: '0123456789abcdef', wait: 5 }, 'ops_report extra 1'),
     releaseLock: releaseLock(env, '0123456789abcdef', ['{"a":1}'], ['c0ffee01', 'c0ffee02']),
+    settleLostRun: settleLostRun(env, '0123456789abcdef', ['c0ffee01']),
     lockStatus: lockStatus(env),
     forceReleaseLock: forceReleaseLock(env),
     appendAudit: appendAudit(env, { time: 't', environment: env.name, operation: 'deploy', result: 'success', actor: 'me' }),

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
+import { ConnectionLostError } from '../../core/errors.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -26,6 +27,8 @@ describe('a step whose exec fails as the connection goes down', () => {
   it('is reported as the connection lost, naming the step and the host', async () => {
     const remote = new SshRemote(dyingConnection(20), host, 'app', new MemoryReporter());
     await expect(remote.run(step)).rejects.toThrow(/^step "release" on web1 \(connection lost\): the SSH connection was already closed$/);
+    // Of its own kind: what the step did is the host's to say (a switch goes on there), asked over a new connection.
+    await expect(new SshRemote(dyingConnection(20), host, 'app', new MemoryReporter()).run(step)).rejects.toBeInstanceOf(ConnectionLostError);
   });
 
   it('an exec refused on a connection that stays up keeps ssh2\'s words', async () => {

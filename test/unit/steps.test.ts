@@ -9,7 +9,7 @@ import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
-import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
@@ -56,6 +56,7 @@ describe('step scripts, by exact text', () => {
   const steps = {
     lock: acquireLock(e, { operation: 'deploy', actor: "o'brien@laptop", runUrl: 'https://github.com/o/r/actions/runs/1', runId: '0123456789abcdef', wait: 0 }, 'ops_report extra 1'),
     unlock: releaseLock(e, '0123456789abcdef', ['{"a":1}']),
+    settle: settleLostRun(e, '0123456789abcdef', ['0123456789ab']),
     state: deployState(e, ['0123456789abcdef0123456789abcdef01234567'], { commit: '0123456789abcdef0123456789abcdef01234567' }),
     release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: '/srv/shop/.ops/uploads/x.env', environ: '/srv/shop/.ops/uploads/x.environ', masks: '/srv/shop/.ops/uploads/x.masks' }),
     'python dependencies': pythonDependencies(e, release, 'aaaa'),

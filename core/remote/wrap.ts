@@ -71,6 +71,15 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
 }
 
 /**
+ * The command sent to sshd for a step: commandLine, `exec`ed by the login shell, so nothing of that shell runs after it.
+ * A start-up file's `trap … EXIT` (~/.bashrc, ~/.zshenv) would otherwise run once the step ended: its text after the
+ * step's output, and its `exit 0` turning a failed step into a success.
+ */
+export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
+  return `exec ${commandLine(step, login, appUser, connection)}`;
+}
+
+/**
  * The text sent on stdin: prelude, then the step's own script. OPS_STEP_TIMEOUT is the step's timeout in seconds
  * (commandLine's): with bash's SECONDS, the time the script has left (a critical section is not begun without the
  * time it needs, core/steps/sh/critical.sh).

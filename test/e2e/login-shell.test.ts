@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
-import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -104,6 +104,20 @@ describe.sequential('odd login shells, through the CLI', () => {
       expect(text(ping)).not.toMatch(/login shell of deploy prints text/);
     });
   }, 300_000);
+
+  it("a ~/.bashrc whose EXIT trap prints and exits 0: a failing build still fails the deploy, the live release serves, the trap's text is nowhere", async () => {
+    await bashrc(`trap 'echo "bye from bashrc"; exit 0' EXIT`, async () => {
+      const v1 = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(v1.code, text(v1)).toBe(0);
+      const broken = await ops('deploy', 'e2e', '--ref', 'broken-build');
+      expect(broken.code, text(broken)).toBe(1);
+      expect(text(broken)).toMatch(/step "build" on .* failed/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+      const logs = await ops('logs', 'e2e', 'server', '-n', '5');
+      expect(logs.code, text(logs)).toBe(0);
+      for (const r of [v1, broken, logs]) expect(text(r)).not.toContain('bye from bashrc');
+    });
+  }, 900_000);
 
   it('Defaults requiretty: ping says so, with !requiretty, not NOPASSWD', async () => {
     const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-tty');

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
@@ -19,6 +19,12 @@ describe('step wrapping', () => {
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
+  });
+  it("is exec'd by the login shell: a start-up file's EXIT trap neither adds text after the step nor turns its failure into a success", () => {
+    const failing = { name: 's', script: 'echo hi; exit 3', timeout: 30, as: 'login' } as const;
+    // What sshd runs: `$SHELL -c COMMAND`, after ~/.bashrc set its trap.
+    const login = spawnSync('bash', ['-c', `trap 'echo "bye from bashrc"; exit 0' EXIT\n${sshCommand(failing, 'deploy', 'shop')}`], { input: stepInput(failing), encoding: 'utf8' });
+    expect([login.stdout, login.status]).toEqual([`\n${START_MARKER}\nhi\n`, 3]);
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });

@@ -55,6 +55,27 @@ export interface PingResult {
 }
 
 /**
+ * Where to silence what a login prints before a command runs, for its shell (`shell`, from passwd; bash when unknown:
+ * a facts step of an older ops): the start-up files that shell reads for `shell -c` (sshd's way to run a command), and
+ * sshd's own rc file (`sshRc`: ~/.ssh/rc or /etc/ssh/sshrc), run before every command whatever the shell.
+ */
+export function quietLoginFix(login: string, shell: string | undefined, sshRc: string | undefined): string {
+  const name = (shell || 'bash').split('/').pop()!;
+  const files: Record<string, string> = {
+    bash: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
+    zsh: `move it out of ~${login}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login}/.zshrc (interactive shells only)`,
+    fish: `put it inside "if status is-interactive … end" in ~${login}/.config/fish/config.fish (or /etc/fish/config.fish)`,
+    tcsh: `put it inside "if ($?prompt) then … endif" in ~${login}/.tcshrc or ~${login}/.cshrc (or /etc/csh.cshrc)`,
+  };
+  files.csh = files.tcsh!;
+  // dash, sh, ksh and the like read no start-up file for a command: the text is sshd's rc file's (or a ForceCommand's).
+  const shellFix = files[name];
+  const rc = sshRc && `remove it from ${sshRc} (sshd runs it before every command)`;
+  if (rc && shellFix) return `${shellFix}; or ${rc}`;
+  return rc ?? shellFix ?? `the login shell of ${login} (${shell}) reads no start-up file for a command: look for a ForceCommand for ${login} in /etc/ssh/sshd_config (sshd -T -C user=${login} | grep -i forcecommand)`;
+}
+
+/**
  * The facts step's report, read: facts, problems (each with its fix) and next steps (a host not provisioned for `env`
  * yet: notProvisioned's words). What the login shell printed is masked as other text from a host is (`redact`, the
  * reporter's, then maskSecretLike: maskedText), whole, before it is quoted or cut.
@@ -82,7 +103,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
   if (preamble)
     problems.push({
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,
-      fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
+      fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc)),
     });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
   const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;

@@ -133,7 +133,7 @@ describe('a step through the login shell', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
     expect(warnings).toEqual([
       `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
-      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc',
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login\'s shell, or sshd\'s ~/.ssh/rc)',
     ]);
   });
 });
@@ -160,5 +160,22 @@ describe('ops ping on a login that reaches sudo oddly', () => {
       'sudoers on web1 requires a terminal (Defaults requiretty), which ops\'s sessions have not: add the line "Defaults:deploy !requiretty" to /etc/sudoers.d/deploy (visudo -f /etc/sudoers.d/deploy)',
     );
     expect(facts('no sudo: a password is required').problems[0]!.fix).toContain('NOPASSWD');
+  });
+
+  describe("names the file that prints, for the login's shell and sshd's rc file", () => {
+    const chatty = (reports: [string, string][]) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes '], ...reports], preamble: 'hello there' }).problems.map((p) => p.fix);
+    it('bash (and a facts step that does not say): ~/.bashrc', () => {
+      expect(chatty([['shell', '/bin/bash']])).toEqual([expect.stringMatching(/^move it below the interactive guard at the top of ~deploy\/\.bashrc/)]);
+      expect(chatty([])).toEqual(chatty([['shell', '/bin/bash']]));
+    });
+    it('zsh: ~/.zshenv and /etc/zsh/zshenv, not ~/.bashrc', () => {
+      const [fix] = chatty([['shell', '/usr/bin/zsh']]);
+      expect(fix).toBe('move it out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)');
+    });
+    it("sshd's ~/.ssh/rc: named, beside the shell's files; alone for a shell that reads none (dash)", () => {
+      expect(chatty([['shell', '/bin/bash'], ['ssh_rc', '/home/deploy/.ssh/rc']])[0]).toMatch(/\.bashrc.*; or remove it from \/home\/deploy\/\.ssh\/rc \(sshd runs it before every command\)$/);
+      expect(chatty([['shell', '/bin/dash'], ['ssh_rc', '/etc/ssh/sshrc']])).toEqual(['remove it from /etc/ssh/sshrc (sshd runs it before every command)']);
+      expect(chatty([['shell', '/bin/dash']])[0]).toMatch(/^the login shell of deploy \(\/bin\/dash\) reads no start-up file for a command: look for a ForceCommand/);
+    });
   });
 });

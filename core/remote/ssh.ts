@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotStartedError, OpsError, StepError, TransportError, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -31,12 +31,24 @@ export interface ConnectOptions extends LoginOptions {
 interface ExitStatus {
   code: number | null;
   signal?: string;
+  /** The channel did not close within LINGER_MS of the exit status: ops closed it. */
+  lingered?: boolean;
 }
+
+/**
+ * How long a channel may stay open after its command's exit status came: sshd sends that status when the command
+ * exits, then closes the channel once every process holding its output has let go. A background process the login
+ * shell's start-up files started (`watcher &` in ~/.bashrc) holds it as long as it runs: the step is over all the
+ * same (its output is in: the status follows what it printed).
+ */
+const LINGER_MS = 2000;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
   channel: ClientChannel;
   ended: Promise<ExitStatus>;
+  /** To be called on each chunk of output: after the exit status, it defers the end that LINGER_MS gives. */
+  output: () => void;
 }
 
 /** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */
@@ -115,6 +127,7 @@ export class SshRemote implements Remote {
   private warnedPreamble = false;
   private warnedSudo = false;
   private warnedStderr = false;
+  private warnedLinger = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -186,12 +199,34 @@ export class SshRemote implements Remote {
           conn.exec(command, (e, c) => {
             if (e) return reject(e);
             const status: ExitStatus = { code: null };
-            c.on('exit', (code: number | null, sig?: string) => {
-              if (typeof code === 'number') status.code = code;
-              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+            let exited = (): void => undefined;
+            const ended = new Promise<ExitStatus>((closed) => {
+              let linger: NodeJS.Timeout | undefined;
+              let hasExited = false;
+              // After the exit status, each chunk of output waits LINGER_MS more for the close (what sshd still had).
+              const wait = () => {
+                if (!hasExited) return;
+                clearTimeout(linger);
+                linger = setTimeout(() => {
+                  status.lingered = true;
+                  closed(status);
+                  c.close();
+                }, LINGER_MS);
+              };
+              exited = wait;
+              c.on('close', () => {
+                clearTimeout(linger);
+                closed(status);
+              });
+              c.on('exit', (code: number | null, sig?: string) => {
+                if (typeof code === 'number') status.code = code;
+                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+                hasExited = true;
+                wait();
+              });
             });
             c.on('error', () => undefined); // writes after the remote end closed: the exit status tells
-            resolve({ channel: c, ended: new Promise((closed) => c.on('close', () => closed(status))) });
+            resolve({ channel: c, ended, output: () => exited() });
           }),
         );
         this.open++;
@@ -258,7 +293,7 @@ export class SshRemote implements Remote {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended } = await this.channel(command, what);
+    const { channel, ended, output } = await this.channel(command, what);
     this.running.push(step.name);
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
@@ -271,8 +306,14 @@ export class SshRemote implements Remote {
         channel.close();
         reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
       }, limit);
-      channel.on('data', (d: Buffer) => out.push(d));
-      channel.stderr.on('data', (d: Buffer) => err.push(d));
+      channel.on('data', (d: Buffer) => {
+        output();
+        out.push(d);
+      });
+      channel.stderr.on('data', (d: Buffer) => {
+        output();
+        err.push(d);
+      });
       void ended.then(resolve);
       channel.end(input);
     }).finally(() => {
@@ -301,6 +342,10 @@ export class SshRemote implements Remote {
       this.warnedPreamble = true;
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
     }
+    if (status.lingered && !this.warnedLinger) {
+      this.warnedLinger = true;
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
+    }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
     // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
@@ -314,7 +359,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

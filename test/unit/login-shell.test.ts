@@ -36,10 +36,9 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
           child.stdin.on('error', () => undefined); // a shell that ended before reading its input
           child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
           child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
-          child.on('close', (code, signal) => {
-            channel.emit('exit', code, signal ?? undefined);
-            channel.emit('close');
-          });
+          // As sshd: the exit status when the command exits, the close once nothing holds its output any more.
+          child.on('exit', (code, signal) => channel.emit('exit', code, signal ?? undefined));
+          child.on('close', () => channel.emit('close'));
           channel.close = () => child.kill();
           child.stdin.end(input);
         },
@@ -103,6 +102,17 @@ describe('a step through the login shell', () => {
     expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
   });
 
+  it('ends a step when its command exits, though a process ~/.bashrc started in the background holds the output; says so once, with the fix', async () => {
+    const started = Date.now();
+    const { result, ran, warnings } = await runWith('( sleep 60 ) &');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', lingered: true });
+    expect(warnings).toEqual([
+      'warning: web1: a session stays open after its command has exited: a start-up file of the login shell of deploy starts a process in the background that keeps the session\'s output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too; ops closed it: start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
+    ]);
+  }, 20_000);
+
   it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
     const { result, ran } = await runWith('read -r _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);
@@ -160,6 +170,11 @@ describe('ops ping on a login that reaches sudo oddly', () => {
       'sudoers on web1 requires a terminal (Defaults requiretty), which ops\'s sessions have not: add the line "Defaults:deploy !requiretty" to /etc/sudoers.d/deploy (visudo -f /etc/sudoers.d/deploy)',
     );
     expect(facts('no sudo: a password is required').problems[0]!.fix).toContain('NOPASSWD');
+  });
+
+  it('a session that stayed open after its command (a background process of ~/.bashrc): a problem, with the fix', () => {
+    const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', lingered: true });
+    expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a session stays open after its command has exited/), fix: expect.stringMatching(/^start it with its output elsewhere \(watcher >\/dev\/null 2>&1 &\)/) }]);
   });
 
   describe("names the file that prints, for the login's shell and sshd's rc file", () => {

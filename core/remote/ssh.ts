@@ -347,6 +347,14 @@ export class SshRemote implements Remote {
       this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    // Its start line came on stderr, never on stdout: the script ran, its stdout went elsewhere (a pipe the guard cannot
+    // tell from the channel's, e.g. exec > >(logger)): what it reported is lost, so it cannot be taken as done.
+    if (!out.started && err.started && status.code !== null)
+      throw new OpsError(
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any exec >… below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`,
+      );
     // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
     // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
@@ -378,6 +386,11 @@ export class SshRemote implements Remote {
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`,
+      );
+    if (why === 'stdout')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`,
       );
     if (why === 'stderr')
       return new NotStartedError(

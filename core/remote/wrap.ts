@@ -14,8 +14,8 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line) or `stderr` (fd 2 is not the channel's:
- * `detail` where it goes).
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `stderr` (fd 2 is not the channel's:
+ * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
@@ -27,8 +27,9 @@ const STEP_ENV = 'OPS_STEP=1';
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
- * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. POSIX sh: the wrong shell may be
- * dash or zsh.
+ * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. One that sends stdout to a file
+ * (`exec >>file`, `exec >/dev/null`) would have the script run unseen: fd 1 is then a file (the refusal on stderr; a pipe
+ * elsewhere the transport finds: the start line on stderr alone). POSIX sh: the wrong shell may be dash or zsh.
  */
 export const stepGuard = [
   'ops_line1=1',
@@ -37,6 +38,8 @@ export const stepGuard = [
   ':',
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
+    // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
+    ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
 ].join('\n');
 

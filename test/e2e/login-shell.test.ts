@@ -97,6 +97,10 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 300_000);
 
+  it('a ~/.bashrc that sends stdout to a file: nothing runs, ping and deploy name the redirection (not "did not start")', async () => {
+    await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
+  }, 300_000);
+
   it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {
     await withFile('etc/hosts', (t) => t.split('\n').filter((l) => !l.includes(host.name)).join('\n'), async () => {
       const ping = await ops('ping', 'e2e');

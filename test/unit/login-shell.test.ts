@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
-import { NotStartedError, sudoHint } from '../../core/errors.ts';
+import { NotStartedError, OpsError, sudoHint } from '../../core/errors.ts';
 import { readFacts } from '../../core/ops/ping.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -129,6 +129,28 @@ describe('a step through the login shell', () => {
     expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
+  it.each([
+    ['exec >>~/.bash_out', /to \/\S+\/\.bash_out, e\.g\. exec >>file/],
+    ['exec >/dev/null', /to \/dev\/null, e\.g\. exec >>file/],
+  ])('refuses a step whose stdout a start-up file sends to a file (%s): nothing done, said so, not "did not start"', async (rc, where) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard output of non-interactive sessions elsewhere /);
+    expect((result as Error).message).toMatch(where);
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+
+  it('a step whose stdout a start-up file pipes elsewhere (the guard cannot tell): it ran, its reports are lost; an error saying so, never "did not start" or a success', async () => {
+    const { result, ran } = await runWith('exec > >(cat >/dev/null)');
+    expect(ran).toBe(true);
+    expect(result).toBeInstanceOf(OpsError);
+    expect(result).not.toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
+    );
+  });
+
   it("warns when the script's stderr is lost where the guard cannot see it (a pipe to elsewhere: its start line on stderr never came)", async () => {
     const { result, ran, warnings } = await runWith('exec 2> >(cat >/dev/null)');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });

@@ -113,6 +113,17 @@ describe('a step through the login shell', () => {
     ]);
   }, 20_000);
 
+  it("says what else ends a session before the step begins: sshd's ForceCommand (a command run in place of ops's, printing and exiting 0)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-forced-'));
+    const forced = join(dir, 'forced');
+    writeFileSync(forced, '#!/bin/sh\necho "This account is restricted to maintenance tasks"\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/ended with exit code 0 before the step's script began, printing: "This account is restricted to maintenance tasks"/);
+    expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
+  });
+
   it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
     const { result, ran } = await runWith('read -r _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);

@@ -45,6 +45,9 @@ export const stepGuard = [
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the script.
+  'builtin unset -f $(builtin compgen -A function)',
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',

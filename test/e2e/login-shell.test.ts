@@ -101,6 +101,14 @@ describe.sequential('odd login shells, through the CLI', () => {
     await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
   }, 300_000);
 
+  it("a ~/.bashrc that exports functions named echo and cd (export -f): ping's facts are the host's, whole", async () => {
+    await bashrc('echo() { builtin echo "[$(date +%T)]" "$@"; }; cd() { builtin cd "$@" && builtin echo "entered $PWD"; }; export -f echo cd', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(ping.out).toMatch(new RegExp(`✓ ${host.name} \\(${host.address.replace(/\./g, '\\.')}\\): key verified, ${host.name}, Debian GNU/Linux 12 \\(bookworm\\), .*, sudo ok, MaxSessions 10 `));
+    });
+  }, 300_000);
+
   it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {
     await withFile('etc/hosts', (t) => t.split('\n').filter((l) => !l.includes(host.name)).join('\n'), async () => {
       const ping = await ops('ping', 'e2e');

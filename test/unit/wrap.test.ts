@@ -26,9 +26,15 @@ describe('step wrapping', () => {
     const login = spawnSync('bash', ['-c', `trap 'echo "bye from bashrc"; exit 0' EXIT\n${sshCommand(failing, 'deploy', 'shop')}`], { input: stepInput(failing), encoding: 'utf8' });
     expect([login.stdout, login.status]).toEqual([`\n${START_MARKER}\nhi\n`, 3]);
   });
+  it("runs the script's commands, not functions the login's environment exported (export -f in ~/.bashrc)", () => {
+    const step = { name: 's', script: 'echo hi; cd /tmp; printf "%s\\n" "$PWD"', timeout: 30, as: 'login' } as const;
+    const env = { ...process.env, 'BASH_FUNC_echo%%': '() { builtin echo "[12:00]" "$@"; }', 'BASH_FUNC_cd%%': '() { builtin cd "$@" && builtin echo "entered $PWD"; }', 'BASH_FUNC_printf%%': '() { builtin echo printf; }' };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, 0]);
+  });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
+    expect(text.startsWith(`builtin unset -f $(builtin compgen -A function)\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
     expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);

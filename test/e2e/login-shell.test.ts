@@ -3,7 +3,7 @@
 // sudo's own warning (the host name missing from /etc/hosts) and `Defaults requiretty`. Each: ops ping and a deploy
 // say what is wrong and the fix; nothing runs in the wrong shell; no lock is said to be left where none was taken.
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
-import { readFileSync, writeFileSync, chownSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, chownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, type Host } from '../hosts/index.ts';
@@ -107,6 +107,20 @@ describe.sequential('odd login shells, through the CLI', () => {
       expect(ping.code, text(ping)).toBe(0);
       expect(ping.out).toMatch(new RegExp(`✓ ${host.name} \\(${host.address.replace(/\./g, '\\.')}\\): key verified, ${host.name}, Debian GNU/Linux 12 \\(bookworm\\), .*, sudo ok, MaxSessions 10 `));
     });
+  }, 300_000);
+
+  it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
+    const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');
+    const { uid, gid } = statSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh'));
+    writeFileSync(rc, 'echo "rc says hi"\n');
+    chownSync(rc, uid, gid);
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(ping.out).toMatch(/✗ \S+: the login shell of deploy prints text for non-interactive sessions: "rc says hi" .*; fix: move it below the interactive guard at the top of ~deploy\/\.bashrc .*; or remove it from \/home\/deploy\/\.ssh\/rc \(sshd runs it before every command\)$/m);
+    } finally {
+      rmSync(rc);
+    }
   }, 300_000);
 
   it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {

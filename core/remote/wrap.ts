@@ -19,6 +19,12 @@ export const START_MARKER = '@ops-start';
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
+/**
+ * What the login's environment may hold that would change how bash runs a step's script (`set -o noclobber; export
+ * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script): env(1) drops them.
+ */
+const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
+
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
 
@@ -65,12 +71,12 @@ export const scriptPrelude = [
  * OPS_CONNECTION, so the step's own bash carries it in /proc/PID/environ as well as everything it starts (an
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
- * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart.
+ * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
   if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd('sudo', '-n', '-H', '--', ...run);
   return cmd(...run);
@@ -118,7 +124,8 @@ export function uploadStep(remotePath: string, size: number, mode: number, guard
     // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
     // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
     script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call\n{\n${guard}\n}\n` : ''}` + String.raw`ops_upload() {
-  local tmp got
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
   head -c ${size} > "$tmp"

@@ -109,6 +109,14 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 300_000);
 
+  it('a ~/.bashrc that exports its shell options (set -o noclobber; export SHELLOPTS): a deploy works (its uploads write as ops sent them)', async () => {
+    await bashrc('set -o noclobber; export SHELLOPTS', async () => {
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect((await get(host)).body).toContain('Version 2.0.0');
+    });
+  }, 900_000);
+
   it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
     const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');
     const { uid, gid } = statSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh'));

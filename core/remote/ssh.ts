@@ -407,6 +407,12 @@ export class SshRemote implements Remote {
   private notStarted(what: string, code: number, output: string): NotStartedError {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : '';
     const nologin = /This account is currently not available/.test(output) ? ' (its login shell is nologin)' : '';
+    // A restricted shell (rbash) refuses the exec that runs each step (sshCommand).
+    if (/\bexec: restricted\b/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
+      );
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
     const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : undefined;
     if (missing)

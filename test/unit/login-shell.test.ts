@@ -113,6 +113,14 @@ describe('a step through the login shell', () => {
     ]);
   }, 20_000);
 
+  it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
+    const { result, ran } = await runWith('', 'rbash');
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: the login shell of deploy is a restricted shell \(rbash\), which refuses to exec the command ops sends, printing: ".*exec: restricted"$/);
+    expect((result as NotStartedError).hint).toMatch(/^give deploy a plain shell: on web1, as root: chsh -s \/bin\/bash deploy/);
+  });
+
   it("says what else ends a session before the step begins: sshd's ForceCommand (a command run in place of ops's, printing and exiting 0)", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-forced-'));
     const forced = join(dir, 'forced');

@@ -414,7 +414,8 @@ export class SshRemote implements Remote {
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
       );
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
-    const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : undefined;
+    // (the login shell's words, or env's for the command after it: sshCommand)
+    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;
     if (missing)
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,

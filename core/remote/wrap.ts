@@ -77,9 +77,12 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
-  if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
-  if (step.as === 'root' && login !== 'root') return cmd('sudo', '-n', '-H', '--', ...run);
-  return cmd(...run);
+  // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
+  // (sudoHint, sudoWarningFix) to give the fix.
+  const english = ['env', 'LC_ALL=C.UTF-8'];
+  if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
+  if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
+  return cmd(...english, ...run);
 }
 
 /**

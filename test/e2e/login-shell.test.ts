@@ -6,7 +6,7 @@
 import { readFileSync, rmSync, writeFileSync, chownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, paths, type Host } from '../hosts/index.ts';
+import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -116,6 +116,21 @@ describe.sequential('odd login shells, through the CLI', () => {
       expect((await get(host)).body).toContain('Version 2.0.0');
     });
   }, 900_000);
+
+  it('a login in a German locale (/etc/default/locale) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
+    await sshRun(host, "sudo apt-get install -y -qq locales >/dev/null && echo 'de_DE.UTF-8 UTF-8' | sudo tee -a /etc/locale.gen >/dev/null && sudo locale-gen >/dev/null", { timeoutMs: 300_000 });
+    const locale = join(paths.hostsDir, host.name, 'etc/default/locale');
+    writeFileSync(locale, 'LANG=de_DE.UTF-8\n');
+    try {
+      await withFile('etc/sudoers.d/deploy', () => 'deploy ALL=(ALL:ALL) ALL\n', async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+        expect(deploy.code, text(deploy)).toBe(1);
+        expect(text(deploy)).toMatch(/hint: the login deploy needs passwordless sudo on \S+: add the line "deploy ALL=\(ALL\) NOPASSWD: ALL" to \/etc\/sudoers\.d\/deploy/);
+      });
+    } finally {
+      rmSync(locale);
+    }
+  }, 600_000);
 
   it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
     const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');

@@ -113,6 +113,19 @@ describe('a step through the login shell', () => {
     ]);
   }, 20_000);
 
+  it('sudo missing on the host (env, which runs it in the C locale, cannot find it): said so, with the package', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-nosudo-'));
+    const shell = join(dir, 'shell');
+    // A login shell whose PATH has env but no sudo.
+    writeFileSync(shell, `#!/bin/bash\nmkdir -p ${dir}/bin && ln -sf "$(command -v env)" ${dir}/bin/env\nPATH=${dir}/bin exec /bin/bash "$@"\n`, { mode: 0o755 });
+    const conn = localConnection('', shell);
+    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    const result = await remote.run({ name: 'lock', script: 'echo done', as: 'root', timeout: 30 }).catch((e: unknown) => e);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: sudo is not installed there/);
+    expect((result as NotStartedError).hint).toContain('apt-get install sudo');
+  });
+
   it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
     const { result, ran } = await runWith('', 'rbash');
     expect(ran).toBe(false);

@@ -9,13 +9,13 @@ import { parseReports } from '../../core/remote/types.ts';
 describe('step wrapping', () => {
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);

@@ -57,9 +57,16 @@ export interface PingResult {
 /**
  * Where to silence what a login prints before a command runs, for its shell (`shell`, from passwd; bash when unknown:
  * a facts step of an older ops): the start-up files that shell reads for `shell -c` (sshd's way to run a command), and
- * sshd's own rc file (`sshRc`: ~/.ssh/rc or /etc/ssh/sshrc), run before every command whatever the shell.
+ * sshd's own rc file (`sshRc`: ~/.ssh/rc or /etc/ssh/sshrc), run before every command whatever the shell; and
+ * sshd's ForceCommand when it ran ours (`forced`).
  */
-export function quietLoginFix(login: string, shell: string | undefined, sshRc: string | undefined): string {
+export function quietLoginFix(login: string, shell: string | undefined, sshRc: string | undefined, forced = false): string {
+  const fix = startupFilesFix(login, shell, sshRc);
+  // A ForceCommand that runs ours (a wrapper: SSH_ORIGINAL_COMMAND set) may print it too.
+  return forced ? `${fix}; or the ForceCommand sshd runs for ${login} prints it (on the host, as root: sshd -T -C user=${login} | grep -i forcecommand)` : fix;
+}
+
+function startupFilesFix(login: string, shell: string | undefined, sshRc: string | undefined): string {
   const name = (shell || 'bash').split('/').pop()!;
   const files: Record<string, string> = {
     bash: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
@@ -103,7 +110,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
   if (preamble)
     problems.push({
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,
-      fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc)),
+      fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc), reported(r, FACTS_KEYS.forced) === 'yes'),
     });
   if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login) });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));

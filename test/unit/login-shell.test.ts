@@ -246,5 +246,8 @@ describe('ops ping on a login that reaches sudo oddly', () => {
       expect(chatty([['shell', '/bin/dash'], ['ssh_rc', '/etc/ssh/sshrc']])).toEqual(['remove it from /etc/ssh/sshrc (sshd runs it before every command)']);
       expect(chatty([['shell', '/bin/dash']])[0]).toMatch(/^the login shell of deploy \(\/bin\/dash\) reads no start-up file for a command: look for a ForceCommand/);
     });
+    it("sshd's ForceCommand that ran ours (SSH_ORIGINAL_COMMAND set): named beside the shell's files", () => {
+      expect(chatty([['shell', '/bin/bash'], ['forced', 'yes']])[0]).toMatch(/\.bashrc.*; or the ForceCommand sshd runs for deploy prints it \(on the host, as root: sshd -T -C user=deploy \| grep -i forcecommand\)$/);
+    });
   });
 });

@@ -74,6 +74,16 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
 }
 
+/** A session that stays open after its command exited (StepResult.lingered): what is wrong, for `login`. */
+export function lingerProblem(login: string): string {
+  return `a session stays open after its command has exited: a start-up file of the login shell of ${login} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
+}
+
+/** The fix for lingerProblem. */
+export function lingerFix(login: string): string {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+}
+
 /**
  * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
  * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.

@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -55,6 +55,34 @@ export interface PingResult {
 }
 
 /**
+ * Where to silence what a login prints before a command runs, for its shell (`shell`, from passwd; bash when unknown:
+ * a facts step of an older ops): the start-up files that shell reads for `shell -c` (sshd's way to run a command), and
+ * sshd's own rc file (`sshRc`: ~/.ssh/rc or /etc/ssh/sshrc), run before every command whatever the shell; and
+ * sshd's ForceCommand when it ran ours (`forced`).
+ */
+export function quietLoginFix(login: string, shell: string | undefined, sshRc: string | undefined, forced = false): string {
+  const fix = startupFilesFix(login, shell, sshRc);
+  // A ForceCommand that runs ours (a wrapper: SSH_ORIGINAL_COMMAND set) may print it too.
+  return forced ? `${fix}; or the ForceCommand sshd runs for ${login} prints it (on the host, as root: sshd -T -C user=${login} | grep -i forcecommand)` : fix;
+}
+
+function startupFilesFix(login: string, shell: string | undefined, sshRc: string | undefined): string {
+  const name = (shell || 'bash').split('/').pop()!;
+  const files: Record<string, string> = {
+    bash: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
+    zsh: `move it out of ~${login}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login}/.zshrc (interactive shells only)`,
+    fish: `put it inside "if status is-interactive … end" in ~${login}/.config/fish/config.fish (or /etc/fish/config.fish)`,
+    tcsh: `put it inside "if ($?prompt) then … endif" in ~${login}/.tcshrc or ~${login}/.cshrc (or /etc/csh.cshrc)`,
+  };
+  files.csh = files.tcsh!;
+  // dash, sh, ksh and the like read no start-up file for a command: the text is sshd's rc file's (or a ForceCommand's).
+  const shellFix = files[name];
+  const rc = sshRc && `remove it from ${sshRc} (sshd runs it before every command)`;
+  if (rc && shellFix) return `${shellFix}; or ${rc}`;
+  return rc ?? shellFix ?? `the login shell of ${login} (${shell}) reads no start-up file for a command: look for a ForceCommand for ${login} in /etc/ssh/sshd_config (sshd -T -C user=${login} | grep -i forcecommand)`;
+}
+
+/**
  * The facts step's report, read: facts, problems (each with its fix) and next steps (a host not provisioned for `env`
  * yet: notProvisioned's words). What the login shell printed is masked as other text from a host is (`redact`, the
  * reporter's, then maskSecretLike: maskedText), whole, before it is quoted or cut.
@@ -82,8 +110,9 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
   if (preamble)
     problems.push({
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,
-      fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
+      fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc), reported(r, FACTS_KEYS.forced) === 'yes'),
     });
+  if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login) });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
   const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;
   if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)

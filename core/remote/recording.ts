@@ -1,6 +1,6 @@
 // A transport for tests: records every step and upload, answers with scripted results.
 import { OpsError, StepError } from '../errors.ts';
-import { commandLine, scriptText } from './wrap.ts';
+import { scriptText, sshCommand } from './wrap.ts';
 import { failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 export interface Recorded {
@@ -24,7 +24,7 @@ export class RecordingRemote implements Remote {
   ) {}
   async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
     if (this.halted) throw new OpsError(`step "${step.name}" on ${this.name} not started: ${this.halted}`);
-    this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
+    this.runs.push({ step, commandLine: sshCommand(step, this.login, this.appUser), stdin: scriptText(step) });
     const r = this.respond(step) ?? {};
     const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
     if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, failureDetail(result.stdout, result.stderr, (t) => t), undefined, undefined, step.timeout, failureVerdict(result.stdout, (t) => t)); // as ssh.ts builds it (no reporter here: the operations mask its message again)

@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionLost, NotStartedError, OpsError, StepError, TransportError, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { REFUSED_PREFIX, START_MARKER, commandLine, stepInput, uploadStep } from './wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -31,12 +31,24 @@ export interface ConnectOptions extends LoginOptions {
 interface ExitStatus {
   code: number | null;
   signal?: string;
+  /** The channel did not close within LINGER_MS of the exit status: ops closed it. */
+  lingered?: boolean;
 }
+
+/**
+ * How long a channel may stay open after its command's exit status came: sshd sends that status when the command
+ * exits, then closes the channel once every process holding its output has let go. A background process the login
+ * shell's start-up files started (`watcher &` in ~/.bashrc) holds it as long as it runs: the step is over all the
+ * same (its output is in: the status follows what it printed).
+ */
+const LINGER_MS = 2000;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
   channel: ClientChannel;
   ended: Promise<ExitStatus>;
+  /** To be called on each chunk of output: after the exit status, it defers the end that LINGER_MS gives. */
+  output: () => void;
 }
 
 /** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */
@@ -115,6 +127,7 @@ export class SshRemote implements Remote {
   private warnedPreamble = false;
   private warnedSudo = false;
   private warnedStderr = false;
+  private warnedLinger = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -186,12 +199,34 @@ export class SshRemote implements Remote {
           conn.exec(command, (e, c) => {
             if (e) return reject(e);
             const status: ExitStatus = { code: null };
-            c.on('exit', (code: number | null, sig?: string) => {
-              if (typeof code === 'number') status.code = code;
-              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+            let exited = (): void => undefined;
+            const ended = new Promise<ExitStatus>((closed) => {
+              let linger: NodeJS.Timeout | undefined;
+              let hasExited = false;
+              // After the exit status, each chunk of output waits LINGER_MS more for the close (what sshd still had).
+              const wait = () => {
+                if (!hasExited) return;
+                clearTimeout(linger);
+                linger = setTimeout(() => {
+                  status.lingered = true;
+                  closed(status);
+                  c.close();
+                }, LINGER_MS);
+              };
+              exited = wait;
+              c.on('close', () => {
+                clearTimeout(linger);
+                closed(status);
+              });
+              c.on('exit', (code: number | null, sig?: string) => {
+                if (typeof code === 'number') status.code = code;
+                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+                hasExited = true;
+                wait();
+              });
             });
             c.on('error', () => undefined); // writes after the remote end closed: the exit status tells
-            resolve({ channel: c, ended: new Promise((closed) => c.on('close', () => closed(status))) });
+            resolve({ channel: c, ended, output: () => exited() });
           }),
         );
         this.open++;
@@ -258,7 +293,7 @@ export class SshRemote implements Remote {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended } = await this.channel(command, what);
+    const { channel, ended, output } = await this.channel(command, what);
     this.running.push(step.name);
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
@@ -271,8 +306,14 @@ export class SshRemote implements Remote {
         channel.close();
         reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
       }, limit);
-      channel.on('data', (d: Buffer) => out.push(d));
-      channel.stderr.on('data', (d: Buffer) => err.push(d));
+      channel.on('data', (d: Buffer) => {
+        output();
+        out.push(d);
+      });
+      channel.stderr.on('data', (d: Buffer) => {
+        output();
+        err.push(d);
+      });
       void ended.then(resolve);
       channel.end(input);
     }).finally(() => {
@@ -299,9 +340,21 @@ export class SshRemote implements Remote {
     }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    if (status.lingered && !this.warnedLinger) {
+      this.warnedLinger = true;
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split('\n')[0]!);
+    // Its start line came on stderr, never on stdout: the script ran, its stdout went elsewhere (a pipe the guard cannot
+    // tell from the channel's, e.g. exec > >(logger)): what it reported is lost, so it cannot be taken as done.
+    if (!out.started && err.started && status.code !== null)
+      throw new OpsError(
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any exec >… below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`,
+      );
     // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
     // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
@@ -314,7 +367,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -334,6 +387,11 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`,
       );
+    if (why === 'stdout')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`,
+      );
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -349,8 +407,15 @@ export class SshRemote implements Remote {
   private notStarted(what: string, code: number, output: string): NotStartedError {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : '';
     const nologin = /This account is currently not available/.test(output) ? ' (its login shell is nologin)' : '';
+    // A restricted shell (rbash) refuses the exec that runs each step (sshCommand).
+    if (/\bexec: restricted\b/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
+      );
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
-    const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : undefined;
+    // (the login shell's words, or env's for the command after it: sshCommand)
+    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;
     if (missing)
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
@@ -358,18 +423,18 @@ export class SshRemote implements Remote {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
     );
   }
 
   run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 0o600, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
 
   async close(): Promise<void> {

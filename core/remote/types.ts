@@ -30,6 +30,11 @@ export interface StepResult {
    * /etc/bash.bashrc writing text for non-interactive sessions. Not part of stdout/stderr. '' when quiet.
    */
   preamble?: string;
+  /**
+   * The session stayed open after the step's command had exited: something the login shell started in the background
+   * (`cmd &` in ~/.bashrc) holds its output, and ops closed it (ssh.ts LINGER_MS). scp and rsync wait for it.
+   */
+  lingered?: boolean;
 }
 
 export interface RunOptions {

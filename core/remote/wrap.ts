@@ -14,10 +14,16 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line) or `stderr` (fd 2 is not the channel's:
- * `detail` where it goes).
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `stderr` (fd 2 is not the channel's:
+ * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
+
+/**
+ * What the login's environment may hold that would change how bash runs a step's script (`set -o noclobber; export
+ * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script): env(1) drops them.
+ */
+const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
 
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
@@ -27,8 +33,9 @@ const STEP_ENV = 'OPS_STEP=1';
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
- * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. POSIX sh: the wrong shell may be
- * dash or zsh.
+ * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. One that sends stdout to a file
+ * (`exec >>file`, `exec >/dev/null`) would have the script run unseen: fd 1 is then a file (the refusal on stderr; a pipe
+ * elsewhere the transport finds: the start line on stderr alone). POSIX sh: the wrong shell may be dash or zsh.
  */
 export const stepGuard = [
   'ops_line1=1',
@@ -37,11 +44,16 @@ export const stepGuard = [
   ':',
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
+    // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
+    ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the script.
+  'builtin unset -f $(builtin compgen -A function)',
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
@@ -59,15 +71,27 @@ export const scriptPrelude = [
  * OPS_CONNECTION, so the step's own bash carries it in /proc/PID/environ as well as everything it starts (an
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
- * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart.
+ * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
-  if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
-  if (step.as === 'root' && login !== 'root') return cmd('sudo', '-n', '-H', '--', ...run);
-  return cmd(...run);
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
+  // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
+  // (sudoHint, sudoWarningFix) to give the fix.
+  const english = ['env', 'LC_ALL=C.UTF-8'];
+  if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
+  if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
+  return cmd(...english, ...run);
+}
+
+/**
+ * The command sent to sshd for a step: commandLine, `exec`ed by the login shell, so nothing of that shell runs after it.
+ * A start-up file's `trap … EXIT` (~/.bashrc, ~/.zshenv) would otherwise run once the step ended: its text after the
+ * step's output, and its `exit 0` turning a failed step into a success.
+ */
+export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
+  return `exec ${commandLine(step, login, appUser, connection)}`;
 }
 
 /**
@@ -103,7 +127,8 @@ export function uploadStep(remotePath: string, size: number, mode: number, guard
     // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
     // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
     script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call\n{\n${guard}\n}\n` : ''}` + String.raw`ops_upload() {
-  local tmp got
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
   head -c ${size} > "$tmp"

@@ -6,8 +6,8 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`); `hostFacts` also PROVISIONED_KEYS. */
-export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'sudo', 'max_sessions', 'footprint');
+/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `shell` (the login's shell, from passwd), `ssh_rc` (the file sshd runs before every command of the login: ~/.ssh/rc, else /etc/ssh/sshrc; none when neither is there), `forced` (`yes` when sshd ran a ForceCommand that ran ours: SSH_ORIGINAL_COMMAND is set), `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`); `hostFacts` also PROVISIONED_KEYS. */
+export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'shell', 'ssh_rc', 'forced', 'sudo', 'max_sessions', 'footprint');
 
 /**
  * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
@@ -60,6 +60,11 @@ export function hostFacts(env: Target): Step {
 ops_report ${FACTS_KEYS.os} "$(. /etc/os-release && echo "$PRETTY_NAME")"
 ops_report ${FACTS_KEYS.uptime} "$(cut -d' ' -f1 /proc/uptime)"
 ops_report ${FACTS_KEYS.login} "$(id -un)"
+# Where text printed before our command can come from: the login shell's start-up files, and sshd's rc file.
+pw=$(getent passwd "$(id -un)" || true)
+ops_report ${FACTS_KEYS.shell} "$(printf '%s' "$pw" | cut -d: -f7)"
+for rc in "$(printf '%s' "$pw" | cut -d: -f6)/.ssh/rc" /etc/ssh/sshrc; do if [ -f "$rc" ]; then ops_report ${FACTS_KEYS.ssh_rc} "$rc"; break; fi; done
+if [ -n "${'$'}{SSH_ORIGINAL_COMMAND+x}" ]; then ops_report ${FACTS_KEYS.forced} yes; fi
 # Provisioned for this environment? (Every command that needs it says so first: notProvisioned.)
 ${reportProvisioned(env, 'login')}
 if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi

@@ -433,11 +433,15 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     }
   }
 
-  s.disk = reportedAll(r, STATUS_KEYS.disk).map((v) => {
+  // One entry per mount: df's lines for / and base_dir on one filesystem differ when it is written to between them.
+  const mounts = new Set<string>();
+  s.disk = reportedAll(r, STATUS_KEYS.disk).flatMap((v) => {
     const [mount, avail, size] = v.split(' ');
+    if (mounts.has(mount!)) return [];
+    mounts.add(mount!);
     const freeKb = Number(avail);
     const sizeKb = Number(size);
-    return { mount: mount!, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - (100 * freeKb) / sizeKb) : 0 };
+    return [{ mount: mount!, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - (100 * freeKb) / sizeKb) : 0 }];
   });
   for (const d of s.disk) {
     const freePercent = 100 - d.usedPercent;

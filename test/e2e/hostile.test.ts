@@ -4,7 +4,7 @@
 // no-op succeed (or fail with one clear message, no stack trace), the lock is free afterwards, and the live
 // release keeps serving (a run killed outright: test/e2e/deploy.test.ts). And the lock holder (the
 // connection's sshd process) checked on bullseye's sshd too.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
@@ -94,6 +94,27 @@ describe.sequential('hostile hosts, through the CLI', () => {
     const quiet = await ops('ping', 'e2e');
     expect(quiet.code, readable(quiet)).toBe(0);
   }, 300_000);
+
+  it('a ~/.bashrc that starts a process in the background holding the session open (watcher &): deploys work, each step ends with its command; ping names it with the fix', async () => {
+    // Written from the machine: a login whose every session lingers would make the put-back itself wait.
+    const bashrc = join(host.root, 'home/deploy/.bashrc');
+    const before = readFileSync(bashrc, 'utf8');
+    const { uid, gid } = statSync(bashrc);
+    writeFileSync(bashrc, `( sleep 600 ) &\n${before}`);
+    chownSync(bashrc, uid, gid);
+    try {
+      const started = Date.now();
+      const ping = await ops('ping', 'e2e');
+      const out = readable(ping);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(ping.code, out).toBe(1);
+      expect(out).toMatch(new RegExp(`✗ ${host.name}: a session stays open after its command has exited: a start-up file of the login shell of deploy starts a process in the background .*; fix: start it with its output elsewhere \\(watcher >/dev/null 2>&1 &\\)`));
+      expect(await changingAndNoop()).toMatch(/warning: .*a session stays open after its command has exited/);
+    } finally {
+      writeFileSync(bashrc, before);
+      chownSync(bashrc, uid, gid); // the sleeps left go with the host
+    }
+  }, 600_000);
 
   for (const max of [1, 2]) {
     it(`sshd with MaxSessions ${max}: a changing deploy, a no-op and a rollback work over one connection each; ping shows the limit`, async () => {

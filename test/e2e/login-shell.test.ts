@@ -3,12 +3,12 @@
 // sudo's own warning (the host name missing from /etc/hosts) and `Defaults requiretty`. Each: ops ping and a deploy
 // say what is wrong and the fix; nothing runs in the wrong shell; no lock is said to be left where none was taken.
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
-import { readFileSync, writeFileSync, chownSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, chownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, paths, type Host } from '../hosts/index.ts';
+import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
-import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -97,6 +97,55 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 300_000);
 
+  it('a ~/.bashrc that sends stdout to a file: nothing runs, ping and deploy name the redirection (not "did not start")', async () => {
+    await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
+  }, 300_000);
+
+  it("a ~/.bashrc that exports functions named echo and cd (export -f): ping's facts are the host's, whole", async () => {
+    await bashrc('echo() { builtin echo "[$(date +%T)]" "$@"; }; cd() { builtin cd "$@" && builtin echo "entered $PWD"; }; export -f echo cd', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(ping.out).toMatch(new RegExp(`✓ ${host.name} \\(${host.address.replace(/\./g, '\\.')}\\): key verified, ${host.name}, Debian GNU/Linux 12 \\(bookworm\\), .*, sudo ok, MaxSessions 10 `));
+    });
+  }, 300_000);
+
+  it('a ~/.bashrc that exports its shell options (set -o noclobber; export SHELLOPTS): a deploy works (its uploads write as ops sent them)', async () => {
+    await bashrc('set -o noclobber; export SHELLOPTS', async () => {
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect((await get(host)).body).toContain('Version 2.0.0');
+    });
+  }, 900_000);
+
+  it('a login in a German locale (/etc/default/locale) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
+    await sshRun(host, "sudo apt-get install -y -qq locales >/dev/null && echo 'de_DE.UTF-8 UTF-8' | sudo tee -a /etc/locale.gen >/dev/null && sudo locale-gen >/dev/null", { timeoutMs: 300_000 });
+    const locale = join(paths.hostsDir, host.name, 'etc/default/locale');
+    writeFileSync(locale, 'LANG=de_DE.UTF-8\n');
+    try {
+      await withFile('etc/sudoers.d/deploy', () => 'deploy ALL=(ALL:ALL) ALL\n', async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+        expect(deploy.code, text(deploy)).toBe(1);
+        expect(text(deploy)).toMatch(/hint: the login deploy needs passwordless sudo on \S+: add the line "deploy ALL=\(ALL\) NOPASSWD: ALL" to \/etc\/sudoers\.d\/deploy/);
+      });
+    } finally {
+      rmSync(locale);
+    }
+  }, 600_000);
+
+  it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
+    const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');
+    const { uid, gid } = statSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh'));
+    writeFileSync(rc, 'echo "rc says hi"\n');
+    chownSync(rc, uid, gid);
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(ping.out).toMatch(/✗ \S+: the login shell of deploy prints text for non-interactive sessions: "rc says hi" .*; fix: move it below the interactive guard at the top of ~deploy\/\.bashrc .*; or remove it from \/home\/deploy\/\.ssh\/rc \(sshd runs it before every command\)$/m);
+    } finally {
+      rmSync(rc);
+    }
+  }, 300_000);
+
   it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {
     await withFile('etc/hosts', (t) => t.split('\n').filter((l) => !l.includes(host.name)).join('\n'), async () => {
       const ping = await ops('ping', 'e2e');
@@ -104,6 +153,20 @@ describe.sequential('odd login shells, through the CLI', () => {
       expect(text(ping)).not.toMatch(/login shell of deploy prints text/);
     });
   }, 300_000);
+
+  it("a ~/.bashrc whose EXIT trap prints and exits 0: a failing build still fails the deploy, the live release serves, the trap's text is nowhere", async () => {
+    await bashrc(`trap 'echo "bye from bashrc"; exit 0' EXIT`, async () => {
+      const v1 = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(v1.code, text(v1)).toBe(0);
+      const broken = await ops('deploy', 'e2e', '--ref', 'broken-build');
+      expect(broken.code, text(broken)).toBe(1);
+      expect(text(broken)).toMatch(/step "build" on .* failed/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+      const logs = await ops('logs', 'e2e', 'server', '-n', '5');
+      expect(logs.code, text(logs)).toBe(0);
+      for (const r of [v1, broken, logs]) expect(text(r)).not.toContain('bye from bashrc');
+    });
+  }, 900_000);
 
   it('Defaults requiretty: ping says so, with !requiretty, not NOPASSWD', async () => {
     const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-tty');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
-import { NotStartedError, sudoHint } from '../../core/errors.ts';
+import { NotStartedError, OpsError, sudoHint } from '../../core/errors.ts';
 import { readFacts } from '../../core/ops/ping.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -36,10 +36,9 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
           child.stdin.on('error', () => undefined); // a shell that ended before reading its input
           child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
           child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
-          child.on('close', (code, signal) => {
-            channel.emit('exit', code, signal ?? undefined);
-            channel.emit('close');
-          });
+          // As sshd: the exit status when the command exits, the close once nothing holds its output any more.
+          child.on('exit', (code, signal) => channel.emit('exit', code, signal ?? undefined));
+          child.on('close', () => channel.emit('close'));
           channel.close = () => child.kill();
           child.stdin.end(input);
         },
@@ -103,6 +102,49 @@ describe('a step through the login shell', () => {
     expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
   });
 
+  it('ends a step when its command exits, though a process ~/.bashrc started in the background holds the output; says so once, with the fix', async () => {
+    const started = Date.now();
+    const { result, ran, warnings } = await runWith('( sleep 60 ) &');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', lingered: true });
+    expect(warnings).toEqual([
+      'warning: web1: a session stays open after its command has exited: a start-up file of the login shell of deploy starts a process in the background that keeps the session\'s output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too; ops closed it: start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
+    ]);
+  }, 20_000);
+
+  it('sudo missing on the host (env, which runs it in the C locale, cannot find it): said so, with the package', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-nosudo-'));
+    const shell = join(dir, 'shell');
+    // A login shell whose PATH has env but no sudo.
+    writeFileSync(shell, `#!/bin/bash\nmkdir -p ${dir}/bin && ln -sf "$(command -v env)" ${dir}/bin/env\nPATH=${dir}/bin exec /bin/bash "$@"\n`, { mode: 0o755 });
+    const conn = localConnection('', shell);
+    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    const result = await remote.run({ name: 'lock', script: 'echo done', as: 'root', timeout: 30 }).catch((e: unknown) => e);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: sudo is not installed there/);
+    expect((result as NotStartedError).hint).toContain('apt-get install sudo');
+  });
+
+  it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
+    const { result, ran } = await runWith('', 'rbash');
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: the login shell of deploy is a restricted shell \(rbash\), which refuses to exec the command ops sends, printing: ".*exec: restricted"$/);
+    expect((result as NotStartedError).hint).toMatch(/^give deploy a plain shell: on web1, as root: chsh -s \/bin\/bash deploy/);
+  });
+
+  it("says what else ends a session before the step begins: sshd's ForceCommand (a command run in place of ops's, printing and exiting 0)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-forced-'));
+    const forced = join(dir, 'forced');
+    writeFileSync(forced, '#!/bin/sh\necho "This account is restricted to maintenance tasks"\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/ended with exit code 0 before the step's script began, printing: "This account is restricted to maintenance tasks"/);
+    expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
+  });
+
   it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
     const { result, ran } = await runWith('read -r _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);
@@ -119,6 +161,28 @@ describe('a step through the login shell', () => {
     expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard error of non-interactive sessions elsewhere \(to \/\S+\/\.bash_errors, e\.g\. exec 2>>file\), so a failing step's errors would not be seen/);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
+  it.each([
+    ['exec >>~/.bash_out', /to \/\S+\/\.bash_out, e\.g\. exec >>file/],
+    ['exec >/dev/null', /to \/dev\/null, e\.g\. exec >>file/],
+  ])('refuses a step whose stdout a start-up file sends to a file (%s): nothing done, said so, not "did not start"', async (rc, where) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard output of non-interactive sessions elsewhere /);
+    expect((result as Error).message).toMatch(where);
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+
+  it('a step whose stdout a start-up file pipes elsewhere (the guard cannot tell): it ran, its reports are lost; an error saying so, never "did not start" or a success', async () => {
+    const { result, ran } = await runWith('exec > >(cat >/dev/null)');
+    expect(ran).toBe(true);
+    expect(result).toBeInstanceOf(OpsError);
+    expect(result).not.toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
+    );
+  });
+
   it("warns when the script's stderr is lost where the guard cannot see it (a pipe to elsewhere: its start line on stderr never came)", async () => {
     const { result, ran, warnings } = await runWith('exec 2> >(cat >/dev/null)');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
@@ -133,7 +197,7 @@ describe('a step through the login shell', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
     expect(warnings).toEqual([
       `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
-      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc',
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login\'s shell, or sshd\'s ~/.ssh/rc)',
     ]);
   });
 });
@@ -160,5 +224,30 @@ describe('ops ping on a login that reaches sudo oddly', () => {
       'sudoers on web1 requires a terminal (Defaults requiretty), which ops\'s sessions have not: add the line "Defaults:deploy !requiretty" to /etc/sudoers.d/deploy (visudo -f /etc/sudoers.d/deploy)',
     );
     expect(facts('no sudo: a password is required').problems[0]!.fix).toContain('NOPASSWD');
+  });
+
+  it('a session that stayed open after its command (a background process of ~/.bashrc): a problem, with the fix', () => {
+    const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', lingered: true });
+    expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a session stays open after its command has exited/), fix: expect.stringMatching(/^start it with its output elsewhere \(watcher >\/dev\/null 2>&1 &\)/) }]);
+  });
+
+  describe("names the file that prints, for the login's shell and sshd's rc file", () => {
+    const chatty = (reports: [string, string][]) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes '], ...reports], preamble: 'hello there' }).problems.map((p) => p.fix);
+    it('bash (and a facts step that does not say): ~/.bashrc', () => {
+      expect(chatty([['shell', '/bin/bash']])).toEqual([expect.stringMatching(/^move it below the interactive guard at the top of ~deploy\/\.bashrc/)]);
+      expect(chatty([])).toEqual(chatty([['shell', '/bin/bash']]));
+    });
+    it('zsh: ~/.zshenv and /etc/zsh/zshenv, not ~/.bashrc', () => {
+      const [fix] = chatty([['shell', '/usr/bin/zsh']]);
+      expect(fix).toBe('move it out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)');
+    });
+    it("sshd's ~/.ssh/rc: named, beside the shell's files; alone for a shell that reads none (dash)", () => {
+      expect(chatty([['shell', '/bin/bash'], ['ssh_rc', '/home/deploy/.ssh/rc']])[0]).toMatch(/\.bashrc.*; or remove it from \/home\/deploy\/\.ssh\/rc \(sshd runs it before every command\)$/);
+      expect(chatty([['shell', '/bin/dash'], ['ssh_rc', '/etc/ssh/sshrc']])).toEqual(['remove it from /etc/ssh/sshrc (sshd runs it before every command)']);
+      expect(chatty([['shell', '/bin/dash']])[0]).toMatch(/^the login shell of deploy \(\/bin\/dash\) reads no start-up file for a command: look for a ForceCommand/);
+    });
+    it("sshd's ForceCommand that ran ours (SSH_ORIGINAL_COMMAND set): named beside the shell's files", () => {
+      expect(chatty([['shell', '/bin/bash'], ['forced', 'yes']])[0]).toMatch(/\.bashrc.*; or the ForceCommand sshd runs for deploy prints it \(on the host, as root: sshd -T -C user=deploy \| grep -i forcecommand\)$/);
+    });
   });
 });

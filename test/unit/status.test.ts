@@ -271,6 +271,10 @@ describe('status parser', () => {
     expect(parse({ disk: '/ 3000000 40000000' }).warnings).toEqual(['disk / is 93% used (2930 MB free)']);
   });
 
+  it("one disk line per mount, though df's lines for / and base_dir on one filesystem differ (written to between them)", () => {
+    expect(parse({ disk: ['/ 20000000 40000000', '/ 19999000 40000000'] }).disk).toEqual([{ mount: '/', freeMb: 19531, sizeMb: 39063, usedPercent: 50 }]);
+  });
+
   it('a live release with an unreadable release.json: shown by id with a warning, not a crash', () => {
     const r = parse({ release_json: '{"sha": "01234' });
     expect(r.release).toEqual({ id: '20261125T140000Z-0123456789ab', sha: '', ref: '', time: '', actor: '', run: '' });

@@ -1,28 +1,50 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('timeout -k 10 30 env OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('sudo -n -H -- timeout -k 10 30 env OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 env OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
   });
+  it("is exec'd by the login shell: a start-up file's EXIT trap neither adds text after the step nor turns its failure into a success", () => {
+    const failing = { name: 's', script: 'echo hi; exit 3', timeout: 30, as: 'login' } as const;
+    // What sshd runs: `$SHELL -c COMMAND`, after ~/.bashrc set its trap.
+    const login = spawnSync('bash', ['-c', `trap 'echo "bye from bashrc"; exit 0' EXIT\n${sshCommand(failing, 'deploy', 'shop')}`], { input: stepInput(failing), encoding: 'utf8' });
+    expect([login.stdout, login.status]).toEqual([`\n${START_MARKER}\nhi\n`, 3]);
+  });
+  it("runs the script's commands, not functions the login's environment exported (export -f in ~/.bashrc)", () => {
+    const step = { name: 's', script: 'echo hi; cd /tmp; printf "%s\\n" "$PWD"', timeout: 30, as: 'login' } as const;
+    const env = { ...process.env, 'BASH_FUNC_echo%%': '() { builtin echo "[12:00]" "$@"; }', 'BASH_FUNC_cd%%': '() { builtin cd "$@" && builtin echo "entered $PWD"; }', 'BASH_FUNC_printf%%': '() { builtin echo printf; }' };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, 0]);
+  });
+  it("runs the script with bash's own options, not those the login's environment exports (SHELLOPTS, BASHOPTS, BASH_ENV)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-opts-'));
+    const bashEnv = join(dir, 'bash_env');
+    writeFileSync(bashEnv, 'set -o noclobber\n');
+    const step = { name: 's', script: `t=$(mktemp ${dir}/t.XXXXXX); echo x > "$t"; for f in ${dir}/none-*; do echo "$f"; done`, timeout: 30, as: 'login' } as const;
+    for (const env of [{ SHELLOPTS: 'braceexpand:hashall:interactive-comments:noclobber' }, { BASHOPTS: 'failglob' }, { BASH_ENV: bashEnv }]) {
+      const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, ...env } });
+      expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
+    }
+  });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
+    expect(text.startsWith(`builtin unset -f $(builtin compgen -A function)\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
     expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);
@@ -49,6 +71,12 @@ describe('step wrapping', () => {
     expect(cut.stderr.toString()).toContain(`the upload of ${dir}/g was cut short: 12 of 100 bytes arrived`);
     expect(readdirSync(dir)).toEqual(['f.env']);
     expect(step.script).not.toContain(content.toString('latin1'));
+    // A write that fails (set -e ends the script inside the upload's function: its EXIT trap then runs out of the
+    // function's scope): no temporary file left, no word of the trap's own.
+    const failed = spawnSync('bash', ['-c', 'ulimit -f 0; exec bash -s'], { input: Buffer.concat([Buffer.from(scriptText(uploadStep(`${dir}/h`, content.length, 0o600))), content]) });
+    expect(failed.status).not.toBe(0);
+    expect(failed.stderr.toString()).not.toMatch(/unbound variable/);
+    expect(readdirSync(dir)).toEqual(['f.env']);
   });
   it('parses @ops report lines only', () => {
     expect(parseReports('x\n@ops a 1\n@ops b two words\n@opsx no\n@ops flag')).toEqual([

@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve6(data);
+              return err ? reject(err) : resolve7(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve6(data);
+              ) : resolve7(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve6, reject) => {
-        res = resolve6;
+      const promise = new Promise((resolve7, reject) => {
+        res = resolve7;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve6, reject) => {
+      const waitForDrain = () => new Promise((resolve7, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve6;
+          callback = resolve7;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve6, reject) => {
+      const waitForDrain = () => new Promise((resolve7, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve6;
+          callback = resolve7;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve6) => {
+        return new Promise((resolve7) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve6;
+            this[kClosedResolve] = resolve7;
           } else {
-            resolve6(null);
+            resolve7(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve6) => {
+        return new Promise((resolve7) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve6(null);
+            resolve7(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve6, reject) => {
+        const socket = await new Promise((resolve7, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve6(socket2);
+              resolve7(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve6) => {
-            this[kClosedResolve] = resolve6;
+          await new Promise((resolve7) => {
+            this[kClosedResolve] = resolve7;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve6, reject) => {
+        return await new Promise((resolve7, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve6(null);
+              resolve7(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve6, reject) => {
+      return new Promise((resolve7, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve6,
+              resolve: resolve7,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve6, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve7, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve6(chunksDecode(body, length));
+          resolve7(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve6(JSON.parse(chunksDecode(body, length)));
+          resolve7(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve6(chunksConcat(body, length).buffer);
+          resolve7(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve6(new Blob(body, { type: stream2[kContentType] }));
+          resolve7(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve6(chunksConcat(body, length));
+          resolve7(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve6, reject) => agent.dispatch(
+        return new Promise((resolve7, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve6({
+              resolve7({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve6({
+              resolve7({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve6) => {
-        setTimeout(resolve6, ms).unref();
+      return new Promise((resolve7) => {
+        setTimeout(resolve7, ms).unref();
       });
     }
     module.exports = {
@@ -19161,6 +19161,22 @@ var require_undici = __commonJS({
   }
 });
 
+// core/config/project-dir.ts
+import { existsSync as existsSync2, statSync } from "node:fs";
+import { join } from "node:path";
+function projectDirProblem(dir) {
+  if (!existsSync2(dir)) return "does not exist";
+  if (!statSync(dir).isDirectory()) return "is not a folder";
+  const envs = join(dir, "environments");
+  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  return void 0;
+}
+var init_project_dir = __esm({
+  "core/config/project-dir.ts"() {
+    "use strict";
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
@@ -19259,7 +19275,7 @@ function hideUrlCredentials(s) {
   return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
+  return /secret-key-(?!(?:pq-)?1(?![0-9a-z-]))[0-9a-z-]/i.test(s);
 }
 function hideSecrets(text) {
   return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
@@ -19495,7 +19511,7 @@ var init_parts = __esm({
     TEXT_STOP = /[\s"'`<>]/;
     VALUE_STOP = /(?!)/;
     spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
-    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-(?!(?:pq-)?1(?![0-9A-Za-z-]))[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -19540,12 +19556,18 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync } from "node:fs";
+import { statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function lingerProblem(login2) {
+  return `a session stays open after its command has exited: a start-up file of the login shell of ${login2} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
+}
+function lingerFix(login2) {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
@@ -19624,7 +19646,7 @@ function describeLowLevel(err) {
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
-    return { what: m.replace(/^\(SSH\) /, "") };
+    return { what: m.replace(/^\(SSH\) /, ""), hint: "sshd refused a session on the connection: check its log on the host (journalctl -u ssh), then try again" };
   }
   if (/Packet length \d+ exceeds max length/.test(m))
     return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
@@ -19636,12 +19658,12 @@ function describeLowLevel(err) {
   if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
-  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed", hint: "the host may have rebooted, or sshd or a firewall dropped the connection (or sshd's process for it was killed): try again" };
   if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
-  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}`, hint: "try again; if it keeps happening, check the network between and the host's sshd log (journalctl -u ssh)" };
   if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
-  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
-  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})`, hint: "check the permissions of that path here (not on the hosts)" };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})`, hint: "check that path here (not on the hosts): a key file, the project's directory" };
   return void 0;
 }
 function fileError(err, path, action, expected = "a file") {
@@ -19659,12 +19681,16 @@ function fileError(err, path, action, expected = "a file") {
 }
 function userFileExists(path, shown = path, expected = "a file") {
   try {
-    if (!statSync(path).isDirectory()) return true;
+    if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
+}
+function connectionLost(err, host, where) {
+  const e = translateError(err, host, where);
+  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -19712,7 +19738,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19755,6 +19781,7 @@ ${indent(stderrTail.trim())}` : "";
       verdict;
       name = "StepError";
     };
+    MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
@@ -19773,6 +19800,9 @@ ${summary2}`;
     ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
+    };
+    ConnectionLostError = class extends TransportError {
+      name = "ConnectionLostError";
     };
     failedResults = /* @__PURE__ */ new WeakMap();
   }
@@ -29496,10 +29526,10 @@ var init_dist = __esm({
 
 // core/secrets/key-file.ts
 import { homedir as homedir2 } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir2(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir2(), ".config");
+  return join3(base, "sops", "age", "keys.txt");
 }
 var init_key_file = __esm({
   "core/secrets/key-file.ts"() {
@@ -29531,6 +29561,12 @@ async function parseIdentities(text, source) {
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+    }
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1\u2026, a recipient), not an age identity`,
+        "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
+      );
     }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
@@ -29602,6 +29638,9 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
+  const several = value.split(/[\s,]+/).filter(Boolean);
+  if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
+    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -29664,7 +29703,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -29699,7 +29738,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias3;
+    exports.isAlias = isAlias4;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap5;
@@ -29715,7 +29754,7 @@ var require_visit = __commonJS({
   "node_modules/yaml/dist/visit.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var BREAK = /* @__PURE__ */ Symbol("break visit");
+    var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
     function visit3(node, visitor) {
@@ -29727,7 +29766,7 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit3.BREAK = BREAK;
+    visit3.BREAK = BREAK2;
     visit3.SKIP = SKIP;
     visit3.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
@@ -29743,8 +29782,8 @@ var require_visit = __commonJS({
             const ci = visit_(i, node.items[i], visitor, path);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               node.items.splice(i, 1);
               i -= 1;
@@ -29753,13 +29792,13 @@ var require_visit = __commonJS({
         } else if (identity.isPair(node)) {
           path = Object.freeze(path.concat(node));
           const ck = visit_("key", node.key, visitor, path);
-          if (ck === BREAK)
-            return BREAK;
+          if (ck === BREAK2)
+            return BREAK2;
           else if (ck === REMOVE)
             node.key = null;
           const cv = visit_("value", node.value, visitor, path);
-          if (cv === BREAK)
-            return BREAK;
+          if (cv === BREAK2)
+            return BREAK2;
           else if (cv === REMOVE)
             node.value = null;
         }
@@ -29775,7 +29814,7 @@ var require_visit = __commonJS({
       } else
         await visitAsync_(null, node, visitor_, Object.freeze([]));
     }
-    visitAsync.BREAK = BREAK;
+    visitAsync.BREAK = BREAK2;
     visitAsync.SKIP = SKIP;
     visitAsync.REMOVE = REMOVE;
     async function visitAsync_(key, node, visitor, path) {
@@ -29791,8 +29830,8 @@ var require_visit = __commonJS({
             const ci = await visitAsync_(i, node.items[i], visitor, path);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               node.items.splice(i, 1);
               i -= 1;
@@ -29801,13 +29840,13 @@ var require_visit = __commonJS({
         } else if (identity.isPair(node)) {
           path = Object.freeze(path.concat(node));
           const ck = await visitAsync_("key", node.key, visitor, path);
-          if (ck === BREAK)
-            return BREAK;
+          if (ck === BREAK2)
+            return BREAK2;
           else if (ck === REMOVE)
             node.key = null;
           const cv = await visitAsync_("value", node.value, visitor, path);
-          if (cv === BREAK)
-            return BREAK;
+          if (cv === BREAK2)
+            return BREAK2;
           else if (cv === REMOVE)
             node.value = null;
         }
@@ -35180,7 +35219,7 @@ var require_cst_stringify = __commonJS({
 var require_cst_visit = __commonJS({
   "node_modules/yaml/dist/parse/cst-visit.js"(exports) {
     "use strict";
-    var BREAK = /* @__PURE__ */ Symbol("break visit");
+    var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
     function visit3(cst, visitor) {
@@ -35188,7 +35227,7 @@ var require_cst_visit = __commonJS({
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit3.BREAK = BREAK;
+    visit3.BREAK = BREAK2;
     visit3.SKIP = SKIP;
     visit3.REMOVE = REMOVE;
     visit3.itemAtPath = (cst, path) => {
@@ -35221,8 +35260,8 @@ var require_cst_visit = __commonJS({
             const ci = _visit(Object.freeze(path.concat([[field, i]])), token.items[i], visitor);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               token.items.splice(i, 1);
               i -= 1;
@@ -36883,7 +36922,7 @@ var require_public_api = __commonJS({
       }
       return doc;
     }
-    function parse(src, reviver, options) {
+    function parse2(src, reviver, options) {
       let _reviver = void 0;
       if (typeof reviver === "function") {
         _reviver = reviver;
@@ -36924,7 +36963,7 @@ var require_public_api = __commonJS({
         return value.toString(options);
       return new Document3.Document(value, _replacer, options).toString(options);
     }
-    exports.parse = parse;
+    exports.parse = parse2;
     exports.parseAllDocuments = parseAllDocuments3;
     exports.parseDocument = parseDocument4;
     exports.stringify = stringify;
@@ -37129,7 +37168,7 @@ function readsAs(reader, text, value) {
   return MODELS[reader].every((decode2) => decode2(text) === value);
 }
 function keepsStatement(reader, text) {
-  return STATEMENTS[reader].every((parse) => parse(text) !== void 0);
+  return STATEMENTS[reader].every((parse2) => parse2(text) !== void 0);
 }
 var READERS, DEFAULT_READERS, EDGE_SPACE, PY_ESCAPES, pythonParse, pythonDotenv, nodeDotenv, nodeEnvFile, shell, MODELS, STATEMENTS;
 var init_dotenv_readers = __esm({
@@ -37209,10 +37248,10 @@ function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
   return value;
 }
 function patternOf(kind) {
@@ -37232,7 +37271,9 @@ var init_shell = __esm({
       gitRef: {
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
       },
       environment: {
         what: "environment name",
@@ -37240,12 +37281,14 @@ var init_shell = __esm({
         form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
       },
       release: {
         what: "release id",
         pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
       },
       name: {
         what: "name",
@@ -37475,8 +37518,8 @@ var init_env_names = __esm({
 import { createHash } from "node:crypto";
 function printable(text, max = 40) {
   const cut = text.slice(0, max);
-  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
+  const escaped2 = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `"${escaped2}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
 function parseHostKey(line) {
   const parts = line.trim().split(/\s+/);
@@ -37551,6 +37594,8 @@ function string(opts2 = {}) {
     form,
     json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
     check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
@@ -37602,6 +37647,11 @@ function list(item, opts2 = {}) {
     form,
     json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
     check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -37715,7 +37765,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join11 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join12 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -37725,10 +37775,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join11(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join12(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join11(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join12(r.path), message: r.message(v) });
     }
   }
 }
@@ -37829,6 +37879,7 @@ var init_schema_object = __esm({
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { domainToASCII } from "node:url";
 function ownDirectoryProblem(path) {
   if (!path.startsWith("/")) return "not an absolute path";
   const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
@@ -37892,11 +37943,33 @@ function bodySizeProblem(v) {
 }
 function addressProblem(v) {
   if (isIP(v)) return void 0;
+  const url = urlParts(v);
+  if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const login2 = /^([^@\s]+)@([^@\s]+)$/.exec(v);
+  if (login2) return `the login goes in its own key: user: ${login2[1]}, address: ${login2[2]}`;
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
   if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  return dnsNameProblem(v);
+}
+function urlParts(v) {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return void 0;
+  try {
+    const u = new URL(v);
+    return { host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port, user: decodeURIComponent(u.username) };
+  } catch {
+    return { host: "<the host>", port: "", user: "" };
+  }
+}
+function dnsNameProblem(v) {
+  if (/[^\x00-\x7f]/.test(v)) {
+    const ascii = domainToASCII(v);
+    return `an internationalized name is written in its ASCII form (IDNA)${ascii ? `: ${ascii}` : ", xn--..."}`;
+  }
+  const url = urlParts(v);
+  if (url) return `a URL: give the host name alone (${url.host})`;
   const name3 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name3.length > 253 || !name3.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -38033,7 +38106,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38223,23 +38296,23 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync3, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync2, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync4, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
-import { isAbsolute, join as join3, resolve } from "node:path";
+import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join3(root, "environments");
+  return join4(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync3(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync3(join3(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync5(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join4(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
-  if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
+  if (p === "~" || p.startsWith("~/")) return join4(home, p.slice(1));
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
-  return isAbsolute(p) ? p : resolve(base, p);
+  return isAbsolute(p) ? p : resolve2(base, p);
 }
 function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
@@ -38259,6 +38332,17 @@ function liveReleasePathProblem(text, base, placeholders) {
   if (!m) return void 0;
   const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
   return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
+}
+function envCaseProblems(config, problems) {
+  const prefixes = config.dotenv.readers.flatMap((r) => r === "python-dotenv" ? [""] : typeof r === "object" && r.reader === "python-dotenv" ? [r.only] : []);
+  if (!prefixes.length) return;
+  const byLower = /* @__PURE__ */ new Map();
+  for (const name3 of Object.keys(config.env)) {
+    const other = byLower.get(name3.toLowerCase());
+    if (other === void 0) byLower.set(name3.toLowerCase(), name3);
+    else if ([name3, other].some((n) => prefixes.some((p) => n.startsWith(p))))
+      problems.push({ path: `env.${name3}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
+  }
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -38321,6 +38405,7 @@ function crossCheck(config, problems) {
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
+  envCaseProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -38335,7 +38420,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join4(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38356,14 +38441,31 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync2(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync4(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
     } catch {
     }
   }
+}
+function refuseUnresolvedAliases(doc, text, label) {
+  const anchors = [];
+  let missing2;
+  (0, import_yaml2.visit)(doc, {
+    Node(_, node) {
+      if (missing2) return import_yaml2.visit.BREAK;
+      if ("anchor" in node && typeof node.anchor === "string" && node.anchor) anchors.push(node.anchor);
+      if ((0, import_yaml2.isAlias)(node) && !anchors.includes(node.source)) missing2 = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
+      return void 0;
+    }
+  });
+  if (!missing2) return;
+  throw new OpsError(
+    hideSecrets(`${label}: the alias *${missing2.name} (line ${missing2.line}) names no anchor set before it`),
+    anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(", ")}; an anchor (x-common: &common {...}) comes before the aliases that use it` : "set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)"
+  );
 }
 function readYamlFile(file, label = file) {
   let bytes;
@@ -38381,7 +38483,7 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
@@ -38389,6 +38491,7 @@ function readYamlFile(file, label = file) {
 ${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
+    refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
     value = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
@@ -38403,7 +38506,7 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`),
   return value;
 }
 function yamlErrorMessage(label, text, error2) {
-  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0].replace(/; please use YAML\.\w+\(\)/, ""));
   const at2 = error2.linePos?.[0];
   const lines = text.split(/\r?\n/);
   if (!at2) return `${label} is not valid YAML: ${said}`;
@@ -38417,6 +38520,18 @@ function yamlErrorMessage(label, text, error2) {
 ${context}${hideSecrets(line)}
 ${" ".repeat(hideSecrets(before).length)}^
 `;
+}
+function yamlErrorHint(error2) {
+  switch (error2.code) {
+    case "MULTIPLE_DOCS":
+      return "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)";
+    case "TAB_AS_INDENT":
+      return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
+    case "DUPLICATE_KEY":
+      return "keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)";
+    default:
+      return "fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)";
+  }
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38443,8 +38558,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join3(environmentsDir(root), envName);
-  const file = join3(dir, ENVIRONMENT_FILE);
+  const dir = join4(environmentsDir(root), envName);
+  const file = join4(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known2 = listEnvironments(root);
     throw new OpsError(
@@ -38485,7 +38600,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join3(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -38506,6 +38621,7 @@ var init_environment = __esm({
     init_hostkey();
     init_schema_object();
     init_schema();
+    init_project_dir();
     ENVIRONMENT_FILE = "environment.yml";
     SECRETS_FILE = "secrets.sops.yaml";
     ConfigError = class extends OpsError {
@@ -40517,12 +40633,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve6, reject) => {
+      return (...args) => new Promise((resolve7, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve6(result);
+            resolve7(result);
           }
         });
         method(...args);
@@ -40598,7 +40714,7 @@ var require_proper_lockfile = __commonJS({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes6 } from "node:crypto";
 import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join4, relative, resolve as resolve2 } from "node:path";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve3 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
   for (let n = 0; n <= MAX_LINKS; n++) {
@@ -40611,13 +40727,13 @@ async function writeTarget(file, shown = shownPath(file)) {
       if (e.code === "ELOOP") break;
       throw e;
     }
-    path = resolve2(dirname2(path), link);
+    path = resolve3(dirname2(path), link);
   }
   throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
 }
 function writeError(err, target, shown) {
   const code = err?.code;
-  const via = target === shown || resolve2(shown) === target ? "" : ` (through the link ${shown})`;
+  const via = target === shown || resolve3(shown) === target ? "" : ` (through the link ${shown})`;
   const dir = dirname2(target);
   if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
   if (code === "EACCES" || code === "EPERM")
@@ -40630,7 +40746,7 @@ function writeError(err, target, shown) {
 async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -47855,6 +47971,75 @@ var init_tree_print = __esm({
   }
 });
 
+// core/secrets/yaml-breaks.ts
+function lineBreak(text, i) {
+  if (text[i] === "\r" && text[i + 1] === "\n") return ["\n", 2];
+  return [text[i] === "\u2028" || text[i] === "\u2029" ? text[i] : "\n", 1];
+}
+function escaped(s) {
+  return s.replace(
+    /[\\"\x00-\x1f\x7f\u0085\u2028\u2029]/g,
+    (c) => c === "\\" ? "\\\\" : c === '"' ? '\\"' : c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\u2028" ? "\\L" : c === "\u2029" ? "\\P" : c === "\x85" ? "\\N" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+  );
+}
+function goFlowScalar(text, style) {
+  let out = "";
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    let leading = false;
+    while (i < n && !BLANK.test(text[i]) && !BREAK.test(text[i])) {
+      const c = text[i];
+      if (style === "double" && c === "\\" && i + 1 < n) {
+        if (BREAK.test(text[i + 1])) {
+          i += 1 + lineBreak(text, i + 1)[1];
+          leading = true;
+          break;
+        }
+        out += c + text[i + 1];
+        i += 2;
+      } else if (style === "single" && c === "'" && text[i + 1] === "'") {
+        out += "'";
+        i += 2;
+      } else {
+        out += style === "double" ? c : escaped(c);
+        i += 1;
+      }
+    }
+    let whitespace = "";
+    let first = "";
+    let more = "";
+    while (i < n && (BLANK.test(text[i]) || BREAK.test(text[i]))) {
+      if (BLANK.test(text[i])) {
+        if (!leading) whitespace += text[i];
+        i += 1;
+        continue;
+      }
+      const [b, width] = lineBreak(text, i);
+      if (!leading) [whitespace, first, leading] = ["", b, true];
+      else more += b;
+      i += width;
+    }
+    if (i >= n && style === "plain") break;
+    if (leading) out += first === "\n" ? more ? escaped(more) : " " : escaped(first + more);
+    else out += escaped(whitespace);
+  }
+  return (0, import_yaml6.parse)(`"${out}"`, { schema: "failsafe", logLevel: "silent" });
+}
+function goLiteralBlock(value, indent2) {
+  return value.replace(new RegExp(`([\\u0085\\u2028\\u2029]) {0,${indent2}}`, "g"), (_, b) => b === "\x85" ? "\n" : b);
+}
+var import_yaml6, UNICODE_BREAK, BLANK, BREAK;
+var init_yaml_breaks = __esm({
+  "core/secrets/yaml-breaks.ts"() {
+    "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
+    UNICODE_BREAK = /[\u0085\u2028\u2029]/;
+    BLANK = /[ \t]/;
+    BREAK = /[\r\n\u0085\u2028\u2029]/;
+  }
+});
+
 // core/secrets/tree-parse.ts
 function lineCol(text, offset) {
   const before = text.slice(0, offset);
@@ -47900,10 +48085,27 @@ function goNode(v, where) {
   if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
+function goBreaks(text, node) {
+  const [start, end] = node.range ?? [];
+  if (typeof node.value !== "string" || start === void 0 || end === void 0) return node.value;
+  const source = text.slice(start, end);
+  if (!UNICODE_BREAK.test(source)) return node.value;
+  try {
+    if (node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE") return goFlowScalar(source.slice(1, -1), node.type === "QUOTE_SINGLE" ? "single" : "double");
+    if (node.type === "PLAIN") return goFlowScalar(source, "plain");
+  } catch {
+    return node.value;
+  }
+  const lines = source.split(/\r?\n/).slice(1);
+  const first = lines.findIndex((l) => l.trim() !== "");
+  const valueLine = node.value.split("\n")[first] ?? "";
+  const indent2 = first < 0 ? 0 : lines[first].length - lines[first].trimStart().length - (valueLine.length - valueLine.trimStart().length);
+  return goLiteralBlock(node.value, indent2);
+}
 function parseTree(text, format, options) {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = (0, import_yaml6.parseAllDocuments)(text, {
+  const docs = (0, import_yaml7.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -47922,7 +48124,7 @@ function parseTree(text, format, options) {
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
-    const v = node.value;
+    const v = format === "yaml" ? goBreaks(text, node) : node.value;
     const where = () => `${file}: ${showPath(path)}`;
     if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
@@ -47947,8 +48149,8 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml6.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml6.isMap)(root)) {
+  if (root === null || (0, import_yaml7.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml7.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
   refuseAliasBomb(doc, file);
@@ -47960,8 +48162,8 @@ function parseTree(text, format, options) {
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
     const { line, col } = at2(offset);
-    const v = (0, import_yaml6.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml6.isMap)(v) || (0, import_yaml6.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const v = (0, import_yaml7.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml7.isMap)(v) || (0, import_yaml7.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
     const a = { offset, line, col, branch, index, scalarOnLine };
     anchors.push(a);
     return a;
@@ -47972,31 +48174,31 @@ function parseTree(text, format, options) {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if ((0, import_yaml6.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    if ((0, import_yaml7.isAlias)(node)) return found.push({ path, kind: "alias", line });
     const n = node;
     if (!n) return;
     if (n.anchor) found.push({ path, kind: "anchor", line });
-    const empty = (0, import_yaml6.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    const empty = (0, import_yaml7.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
     if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
-    if ((0, import_yaml6.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
-    else if ((0, import_yaml6.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+    if ((0, import_yaml7.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml7.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
   const recordValue = (node, path, keyAt) => {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if (((0, import_yaml6.isMap)(node) || (0, import_yaml6.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml6.isMap)(node) ? "flow-map" : "flow-list", line });
-    else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+    if (((0, import_yaml7.isMap)(node) || (0, import_yaml7.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml7.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
   };
   const recordKey = (node, path) => {
     const found = options.constructs;
-    if (!found || format !== "yaml" || aliases || !(0, import_yaml6.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
+    if (!found || format !== "yaml" || aliases || !(0, import_yaml7.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
     if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
   };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
     recordValue(node, path, keyAt);
-    if ((0, import_yaml6.isAlias)(node)) {
+    if ((0, import_yaml7.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
@@ -48004,7 +48206,7 @@ function parseTree(text, format, options) {
       return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml6.isMap)(node)) {
+    if ((0, import_yaml7.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
@@ -48018,7 +48220,7 @@ function parseTree(text, format, options) {
       if (!parent && path.length === 0) rootBranch = branch;
       return out;
     }
-    if ((0, import_yaml6.isSeq)(node)) {
+    if ((0, import_yaml7.isSeq)(node)) {
       const out = { kind: "list", items: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((item, i) => {
@@ -48035,7 +48237,7 @@ function parseTree(text, format, options) {
       return out;
     }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml6.isScalar)(node)) {
+    if ((0, import_yaml7.isScalar)(node)) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
@@ -48052,13 +48254,13 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml6.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml6.isScalar)(k) && k.tag === MERGE_TAG) {
+    const k = (0, import_yaml7.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml7.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
       throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
-    if ((0, import_yaml6.isScalar)(k)) {
+    if ((0, import_yaml7.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -48074,17 +48276,18 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml6, MERGE_TAG, BINARY_TAG;
+var import_yaml7, MERGE_TAG, BINARY_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_yaml_depth();
     init_comments();
     init_goyaml();
     init_tree_print();
     init_utf8();
+    init_yaml_breaks();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -48183,9 +48386,9 @@ function hasSopsKey(text, format) {
       return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
     }
     if (nestingDepth(text) > MAX_NESTING) return void 0;
-    const docs = (0, import_yaml7.parseAllDocuments)(text, { uniqueKeys: false });
+    const docs = (0, import_yaml8.parseAllDocuments)(text, { uniqueKeys: false });
     if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
-    return docs.some((d) => (0, import_yaml7.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml7.isScalar)(pair.key) && pair.key.value === "sops"));
+    return docs.some((d) => (0, import_yaml8.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml8.isScalar)(pair.key) && pair.key.value === "sops"));
   } catch {
     return void 0;
   }
@@ -48244,11 +48447,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var import_yaml7, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
+var import_yaml8, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -48890,7 +49093,7 @@ var init_sops = __esm({
 
 // core/secrets/sops-config.ts
 import { readFileSync as readFileSync4 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join5, relative as relative2, sep } from "node:path";
+import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
@@ -48905,30 +49108,41 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml8.isScalar)(node) ? node.value : (0, import_yaml8.isSeq)(node) ? node.items.map((x) => (0, import_yaml8.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml9.isScalar)(node) ? node.value : (0, import_yaml9.isSeq)(node) ? node.items.map((x) => (0, import_yaml9.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
   throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
 }
+function refuseMisspelledKeys(map, known2, where) {
+  for (const pair of map.items) {
+    const key = (0, import_yaml9.isScalar)(pair.key) ? String(pair.key.value) : void 0;
+    if (key === void 0 || known2.includes(key)) continue;
+    const typed = key.toLowerCase().replace(/-/g, "_");
+    const near = known2.find((k) => k === typed) ?? known2.map((k) => [k, distance(typed, k)]).sort((a, b) => a[1] - b[1]).find(([k, d]) => d <= Math.max(1, Math.floor(k.length / 4)))?.[0];
+    if (near) throw configError(SOPS_CONFIG_FILE, `${where}unknown key \`${key}\` (did you mean \`${near}\`?): sops ignores it, so what it holds is not read`);
+  }
+}
 function load(root, required) {
-  const path = join5(root, SOPS_CONFIG_FILE);
+  const path = join6(root, SOPS_CONFIG_FILE);
   if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml8.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml9.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml8.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list3 = (0, import_yaml8.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list3 !== void 0 && list3 !== null && !(0, import_yaml8.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml8.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
-    if (!(0, import_yaml8.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml9.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  if ((0, import_yaml9.isMap)(contents)) refuseMisspelledKeys(contents, TOP_KEYS, "");
+  const list3 = (0, import_yaml9.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list3 !== void 0 && list3 !== null && !(0, import_yaml9.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml9.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
+    if (!(0, import_yaml9.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+    refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -48981,30 +49195,30 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
   const list3 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list3.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml8.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml9.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml8.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml8.YAMLMap();
+  if (doc.contents === null || (0, import_yaml9.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml9.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml8.isSeq)(found)) seq = found;
+  if ((0, import_yaml9.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml8.YAMLSeq();
+    seq = new import_yaml9.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items = seq.items;
-  const own2 = items.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml8.Scalar(list3.join(","));
+  const own2 = items.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml9.Scalar(list3.join(","));
   if (own2 >= 0) {
     const rule = items[own2];
     const old = rule.get("age", true);
-    if ((0, import_yaml8.isSeq)(old)) {
-      const s = new import_yaml8.YAMLSeq();
-      s.items = list3.map((r) => new import_yaml8.Scalar(r));
+    if ((0, import_yaml9.isSeq)(old)) {
+      const s = new import_yaml9.YAMLSeq();
+      s.items = list3.map((r) => new import_yaml9.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml8.YAMLMap();
+    const rule = new import_yaml9.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -49012,7 +49226,7 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
     if (at2) items.splice(at2.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join5(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -49022,18 +49236,19 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml8.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml9.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml8, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml9, SOPS_CONFIG_FILE, CONFIG_HEADER, TOP_KEYS, RULE_KEYS;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml8 = __toESM(require_dist(), 1);
+    import_yaml9 = __toESM(require_dist(), 1);
+    init_schema_object();
     init_errors();
     init_shell();
     init_atomic();
@@ -49047,30 +49262,32 @@ var init_sops_config = __esm({
       " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
       " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
     ].join("\n");
+    TOP_KEYS = ["creation_rules", "destination_rules", "stores"];
+    RULE_KEYS = ["path_regex", "age", "pgp", "kms", "aws_profile", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms", "key_groups", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex", "mac_only_encrypted"];
   }
 });
 
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join6, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
+import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve4, sep as sep2 } from "node:path";
 function envDir(root, env) {
-  return join6(root, "environments", validate("environment", env));
+  return join7(root, "environments", validate("environment", env));
 }
 function secretsPath(root, env) {
-  return join6(envDir(root, env), SECRETS_FILE);
+  return join7(envDir(root, env), SECRETS_FILE);
 }
 function envSopsFiles(root, env) {
   const dir = envDir(root, env);
   const files = [];
-  const secrets = join6(dir, SECRETS_FILE);
+  const secrets = join7(dir, SECRETS_FILE);
   if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
-  const assets = join6(dir, "assets");
-  if (existsSync4(assets)) {
+  const assets = join7(dir, "assets");
+  if (existsSync6(assets)) {
     for (const name3 of readdirSync2(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name3)) continue;
-      const file = join6(assets, name3);
+      const file = join7(assets, name3);
       try {
         if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
@@ -49114,13 +49331,13 @@ function ageKeyFileProblems(root, env, path) {
 }
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join6(envDir(root, env), "environment.yml");
+  const configFile = join7(envDir(root, env), "environment.yml");
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
     const text2 = readFileSync5(configFile, "utf8");
     refuseDeepNesting(text2, configFile);
-    const doc = (0, import_yaml9.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
+    const doc = (0, import_yaml10.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
     if (doc.errors.length) return ids;
     refuseAliasBomb(doc, configFile);
     keyFile = doc.toJS({ maxAliasCount: -1 })?.secrets?.age_key_file;
@@ -49128,7 +49345,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute4(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
+  const path = isAbsolute4(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -49171,11 +49388,11 @@ function placeholderError(label, env, keys, change) {
     own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
   ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml9, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml10, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml9 = __toESM(require_dist(), 1);
+    import_yaml10 = __toESM(require_dist(), 1);
     init_yaml_depth();
     init_environment();
     init_errors();
@@ -49200,9 +49417,9 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync5, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join7, relative as relative4 } from "node:path";
+import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -49215,10 +49432,10 @@ function placeholderHostKey() {
 }
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
-  const envs = join7(root, "environments");
-  for (const e of existsSync5(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
-    const file = join7(envs, e.name, "environment.yml");
-    if (!e.isDirectory() || !existsSync5(file)) continue;
+  const envs = join8(root, "environments");
+  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+    const file = join8(envs, e.name, "environment.yml");
+    if (!e.isDirectory() || !existsSync7(file)) continue;
     for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
@@ -49316,18 +49533,18 @@ async function newEnvironment(root, name3, opts2 = {}) {
   };
   validate("environment", name3);
   const dir = envDir(root, name3);
-  if (existsSync5(dir)) throw new OpsError(`environments/${name3} already exists`, `choose another name, or remove environments/${name3} first`);
+  if (existsSync7(dir)) throw new OpsError(`environments/${name3} already exists`, `choose another name, or remove environments/${name3} first`);
   const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
   const identity = await generateIdentity2();
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name3));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name3}/`, "remove it first, or choose another name");
-  const configBefore = existsSync5(join7(root, ".sops.yaml"));
+  const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   heed();
-  await mkdir3(join7(dir, "assets"), { recursive: true });
+  await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name3, address2), { flag: "wx" });
+    await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name3, address2), { flag: "wx" });
     heed();
     await setEnvRule(root, name3, recipients, opts2.signal);
     heed();
@@ -49338,10 +49555,10 @@ async function newEnvironment(root, name3, opts2 = {}) {
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name3).catch(() => void 0);
-    if (!configBefore) await rm3(join7(root, ".sops.yaml"), { force: true });
+    if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name3)].map((f) => relative4(root, f));
+  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name3)].map((f) => relative4(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
@@ -49629,8 +49846,8 @@ var require_semver = __commonJS({
       }
     }
     var i;
-    exports.parse = parse;
-    function parse(version2, options) {
+    exports.parse = parse2;
+    function parse2(version2, options) {
       if (!options || typeof options !== "object") {
         options = {
           loose: !!options,
@@ -49658,12 +49875,12 @@ var require_semver = __commonJS({
     }
     exports.valid = valid;
     function valid(version2, options) {
-      var v = parse(version2, options);
+      var v = parse2(version2, options);
       return v ? v.version : null;
     }
     exports.clean = clean5;
     function clean5(version2, options) {
-      var s = parse(version2.trim().replace(/^[=v]+/, ""), options);
+      var s = parse2(version2.trim().replace(/^[=v]+/, ""), options);
       return s ? s.version : null;
     }
     exports.SemVer = SemVer;
@@ -49899,8 +50116,8 @@ var require_semver = __commonJS({
       if (eq(version1, version2)) {
         return null;
       } else {
-        var v1 = parse(version1);
-        var v2 = parse(version2);
+        var v1 = parse2(version1);
+        var v2 = parse2(version2);
         var prefix = "";
         if (v1.prerelease.length || v2.prerelease.length) {
           prefix = "pre";
@@ -50787,7 +51004,7 @@ var require_semver = __commonJS({
     }
     exports.prerelease = prerelease;
     function prerelease(version2, options) {
-      var parsed = parse(version2, options);
+      var parsed = parse2(version2, options);
       return parsed && parsed.prerelease.length ? parsed.prerelease : null;
     }
     exports.intersects = intersects;
@@ -50824,7 +51041,7 @@ var require_semver = __commonJS({
       if (match === null) {
         return null;
       }
-      return parse(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
+      return parse2(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
     }
   }
 });
@@ -57458,7 +57675,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve6, reject) => {
+        return new Promise(async (resolve7, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -57470,7 +57687,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve6();
+          resolve7();
         });
       })(),
       NullCipher,
@@ -58728,7 +58945,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve6 } = __require("path");
+    var { resolve: resolve7 } = __require("path");
     var { readFile: readFile5 } = __require("fs");
     var { execFile: execFile2, spawn: spawn2 } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -58864,7 +59081,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve6(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve7(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -71266,11 +71483,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve6) {
-      resolve6(value);
+    return value instanceof P ? value : new P(function(resolve7) {
+      resolve7(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve6, reject) {
+  return new (P || (P = Promise))(function(resolve7, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -71286,7 +71503,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve7(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -71610,15 +71827,18 @@ function endGroup() {
 }
 
 // core/action.ts
+init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
+import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { resolve } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
-import { existsSync as existsSync2, readFileSync } from "node:fs";
+import { existsSync as existsSync3, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join as join2 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -71629,8 +71849,21 @@ function readKey(file, label) {
   }
 }
 function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -71646,10 +71879,10 @@ function resolveCredentials(sources, reporter) {
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (processEnv.SSH_AUTH_SOCK && existsSync2(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join(home, ".ssh", f);
+    const p = join2(home, ".ssh", f);
     if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -71748,6 +71981,15 @@ function emptyKeyInput(name3, githubEnvironment) {
     `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name3}: \${{ secrets.${secret} }} (README: "Repository checklist")`
   );
 }
+function actionRoot(workingDirectory, spec) {
+  const dir = resolve(workingDirectory);
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
+  );
+}
 async function checkInputs(spec, get = (n) => getInput(n)) {
   const environment = get("environment").trim();
   for (const name3 of spec.required ?? []) {
@@ -71760,6 +72002,8 @@ async function checkInputs(spec, get = (n) => getInput(n)) {
     const v = get(name3).trim();
     if (v && !values.includes(v)) throw new OpsError(`invalid input ${name3}: ${JSON.stringify(v)}`, `${name3} is ${values.map((x) => `"${x}"`).join(" or ")}`);
   }
+  const workingDirectory = get("working-directory").trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
   const sshKey = get("ssh-key");
   if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
   const ageKey = get("age-key");
@@ -71788,7 +72032,8 @@ async function runAction(spec, body) {
       processEnv.SOPS_AGE_KEY = ageKey;
     }
     const flags = await checkInputs(spec);
-    const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = getInput("working-directory").trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
       reporter,
@@ -71811,7 +72056,7 @@ async function runAction(spec, body) {
 
 // core/ops/secrets.ts
 init_environment();
-import { join as join8 } from "node:path";
+import { join as join9 } from "node:path";
 
 // core/dotenv.ts
 init_errors();
@@ -71934,8 +72179,7 @@ function encodeVariable(env, key, spec, value) {
   const encoded = encodeValue(value, exact, others);
   if (!("refused" in encoded)) return encoded;
   const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
-  const source = typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
-  return { refused: { head: `${key} (${source}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
+  return { refused: { head: `${key} (${sourceOf(spec)}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
 }
 function unreadableError(env, refused, untouched, command2) {
   const secrets = refused.some((r) => r.secret);
@@ -71955,6 +72199,33 @@ function holdsRoundedInteger(value) {
   if (Array.isArray(value)) return value.some(holdsRoundedInteger);
   if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
   return false;
+}
+var MAX_ENVIRONMENT_STRING = 131072;
+function overflowsEnvironment(key, value) {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 > MAX_ENVIRONMENT_STRING;
+}
+function overflowError(env, long, untouched) {
+  return new OpsError(
+    `${long.length === 1 ? "1 .env value" : `${long.length} .env values`} of ${env.name} ${long.length === 1 ? "is" : "are"} too long for a process environment: the release's commands and the app get each as an environment variable, and Linux starts no program whose environment holds one longer than ${MAX_ENVIRONMENT_STRING / 1024} KiB (NAME=VALUE; "Argument list too long") (${untouched}):
+${long.map((l) => `  - ${l.key} (${l.source}): ${l.bytes} bytes`).join("\n")}`,
+    `keep each under ${MAX_ENVIRONMENT_STRING / 1024} KiB; a larger value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`
+  );
+}
+var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
+function environmentBytes(key, value) {
+  return Buffer.byteLength(key) + Buffer.byteLength(value) + 2 + 8;
+}
+function totalError(env, sizes, untouched) {
+  const total = sizes.reduce((n, s) => n + s.bytes, 0);
+  const largest = [...sizes].sort((a, b) => b.bytes - a.bytes).slice(0, 5);
+  return new OpsError(
+    `the .env of ${env.name} takes ${total} bytes of a process environment, more than the ${MAX_ENVIRONMENT_TOTAL / 1024} KiB ops leaves it: the release's commands and the app get every value as an environment variable, and Linux starts no program whose environment and arguments exceed a quarter of the stack limit (2 MiB with the usual 8 MiB; "Argument list too long"), the host's own variables and the commands' arguments included (${untouched}); the largest:
+${largest.map((l) => `  - ${l.key}: ${l.bytes} bytes`).join("\n")}`,
+    `make the largest smaller; a large value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`
+  );
+}
+function sourceOf(spec) {
+  return typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`;
 }
 function roundedError(env, rounded, untouched) {
   const first = rounded[0];
@@ -71976,8 +72247,10 @@ function renderDotenv(env, secrets) {
   const missing2 = [];
   const rounded = [];
   const refused = [];
+  const long = [];
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records = [];
+  const sizes = [];
   const forms = /* @__PURE__ */ Object.create(null);
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value;
@@ -71997,6 +72270,10 @@ function renderDotenv(env, secrets) {
       }
       value = asString(found);
     }
+    if (overflowsEnvironment(key, value)) {
+      long.push({ key, source: sourceOf(spec), bytes: Buffer.byteLength(value) });
+      continue;
+    }
     const encoded = encodeVariable(env, key, spec, value);
     if ("refused" in encoded) {
       refused.push(encoded.refused);
@@ -72004,6 +72281,7 @@ function renderDotenv(env, secrets) {
     }
     lines.push(`${key}=${encoded.text}`);
     records.push(`${key}=${value}\0`);
+    sizes.push({ key, bytes: environmentBytes(key, value) });
     forms[key] = encoded.form;
   }
   if (missing2.length)
@@ -72013,7 +72291,9 @@ ${missing2.map((m) => `  - ${m}`).join("\n")}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
     );
   if (rounded.length) throw roundedError(env, rounded, "nothing was sent to any host");
+  if (long.length) throw overflowError(env, long, "nothing was sent to any host");
   if (refused.length) throw unreadableError(env, refused, "nothing was sent to any host");
+  if (sizes.reduce((n, v) => n + v.bytes, 0) > MAX_ENVIRONMENT_TOTAL) throw totalError(env, sizes, "nothing was sent to any host");
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function memberPaths(value, path = []) {
@@ -72051,6 +72331,9 @@ var INDEX_READ_TIMEOUT = 120;
 
 // core/ops/secrets.ts
 init_parts();
+init_tree();
+init_schema_object();
+init_report();
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 function plainPasswords(env) {
   const values = [
@@ -72087,7 +72370,7 @@ function maskPlainPasswords(ctx, env, warn) {
 }
 async function environmentSecrets(ctx, env) {
   maskPlainPasswords(ctx, env, true);
-  const file = join8(env.dir, SECRETS_FILE);
+  const file = join9(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
@@ -72197,7 +72480,7 @@ function resolveTarget(env) {
 
 // core/config/siblings.ts
 init_errors();
-import { join as join9, posix as posix2 } from "node:path";
+import { join as join10, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -72219,7 +72502,7 @@ function findSiblings(env) {
     const label = `environments/${name3}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join9(environmentsDir(env.root), name3, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join10(environmentsDir(env.root), name3, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -72341,24 +72624,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve6) => {
+    return new Promise((resolve7) => {
       if (this.running === 0) {
-        resolve6();
+        resolve7();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve6();
+        resolve7();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve6(val);
+            resolve7(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -72400,23 +72683,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -72460,7 +72743,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve6, reject) => {
+  await new Promise((resolve7, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -72469,7 +72752,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve6, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve7, reject);
   });
   return result;
 }
@@ -72495,12 +72778,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile3(filePath) {
-  return new Promise((resolve6, reject) => {
+  return new Promise((resolve7, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve6(res);
+        resolve7(res);
       }
     });
   });
@@ -72509,12 +72792,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve6, reject) => {
+    stats = await new Promise((resolve7, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -72527,12 +72810,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve6, reject) => {
+    await new Promise((resolve7, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve6();
+          resolve7();
         }
       });
     });
@@ -72607,14 +72890,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve6, reject) => {
+    await new Promise((resolve7, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve6();
+        resolve7();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -72636,14 +72919,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       };
       if (options == null) {
@@ -72664,14 +72947,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -72702,7 +72985,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -72748,7 +73031,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve6({
+          resolve7({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -72810,12 +73093,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve6();
+            resolve7();
           }
         });
       });
@@ -72830,21 +73113,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve6) => {
+    invariant2(await new Promise((resolve7) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve6(err === null);
+        resolve7(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve6, reject) => {
+      return new Promise((resolve7, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve6();
+            resolve7();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve6(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve7(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -72871,14 +73154,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve6);
+        queue.waitTillIdle().then(resolve7);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -72894,9 +73177,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
+    const localDirectoryStat = await new Promise((resolve7) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
+        resolve7(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -72911,16 +73194,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -72935,7 +73218,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -72947,9 +73230,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
+    const localDirectoryStat = await new Promise((resolve7) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
+        resolve7(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -72967,23 +73250,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve6(res.map((item) => item.filename));
+                resolve7(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve6(res);
+                resolve7(res);
               }
             });
           });
@@ -72995,16 +73278,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -73019,7 +73302,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -73030,7 +73313,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -73055,25 +73338,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve6({ port: port2, dispose });
+        resolve7({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve6(channel);
+        resolve7(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -73098,19 +73381,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve6({ dispose });
+        resolve7({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve6(channel);
+        resolve7(channel);
       });
     });
   }
@@ -73124,6 +73407,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 init_errors();
+init_report();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection, isIPv6 as isIPv62 } from "node:net";
@@ -73142,6 +73426,13 @@ function pinnedKey(ep, role, configFile) {
 async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
+  const reserved = documentationAddress(ep.address);
+  if (reserved) {
+    throw new OpsError(
+      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${options.configFile} (and its host key, read on its console)`
+    );
+  }
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -73210,6 +73501,13 @@ async function login(ep, attempt, options) {
     }
   }
 }
+function documentationAddress(address2) {
+  const a = address2.toLowerCase().replace(/\.$/, "");
+  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return "a documentation address (RFC 5737)";
+  if (/^2001:0?db8:/.test(a)) return "a documentation address (RFC 3849)";
+  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
+  return void 0;
+}
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
 }
@@ -73239,10 +73537,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve6(stream2);
+          if (!e) return resolve7(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -73320,15 +73618,19 @@ var DEFAULT_STEP_TIMEOUT = 600;
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
 var REFUSED_PREFIX = "@ops-refused ";
+var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS"];
 var STEP_ENV = "OPS_STEP=1";
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
 ].join("\n");
 var scriptPrelude = [
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the script.
+  "builtin unset -f $(builtin compgen -A function)",
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
@@ -73342,10 +73644,14 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), "env", ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
+  const run = ["timeout", "-k", "10", String(seconds2), "env", ...LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]), ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
+  const english = ["env", "LC_ALL=C.UTF-8"];
+  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  return cmd(...english, ...run);
+}
+function sshCommand(step, login2, appUser, connection) {
+  return `exec ${commandLine(step, login2, appUser, connection)}`;
 }
 function scriptText(step) {
   return `${scriptPrelude}
@@ -73374,7 +73680,8 @@ function uploadStep(remotePath, size2, mode, guard) {
 ${guard}
 }
 ` : ""}` + String.raw`ops_upload() {
-  local tmp got
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
   head -c ${size2} > "$tmp"
@@ -73389,6 +73696,7 @@ ops_upload; exit $?`
 }
 
 // core/remote/ssh.ts
+var LINGER_MS = 2e3;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -73472,6 +73780,7 @@ var SshRemote = class {
   warnedPreamble = false;
   warnedSudo = false;
   warnedStderr = false;
+  warnedLinger = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -73520,15 +73829,36 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve6, reject) => conn.exec(command2, (e, c) => {
+          (resolve7, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
-            c.on("exit", (code, sig) => {
-              if (typeof code === "number") status.code = code;
-              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            let exited = () => void 0;
+            const ended = new Promise((closed) => {
+              let linger;
+              let hasExited = false;
+              const wait = () => {
+                if (!hasExited) return;
+                clearTimeout(linger);
+                linger = setTimeout(() => {
+                  status.lingered = true;
+                  closed(status);
+                  c.close();
+                }, LINGER_MS);
+              };
+              exited = wait;
+              c.on("close", () => {
+                clearTimeout(linger);
+                closed(status);
+              });
+              c.on("exit", (code, sig) => {
+                if (typeof code === "number") status.code = code;
+                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+                hasExited = true;
+                wait();
+              });
             });
             c.on("error", () => void 0);
-            resolve6({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+            resolve7({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -73549,18 +73879,18 @@ var SshRemote = class {
             `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
         const lost = this.lost ?? await this.lostWithin(1e3);
-        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
+        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve6) => {
+    return new Promise((resolve7) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve6(e);
+        resolve7(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -73586,21 +73916,27 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended } = await this.channel(command2, what);
+    const { channel, ended, output } = await this.channel(command2, what);
     this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
-    const status = await new Promise((resolve6, reject) => {
-      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+    const status = await new Promise((resolve7, reject) => {
+      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
       }, limit);
-      channel.on("data", (d) => out.push(d));
-      channel.stderr.on("data", (d) => err.push(d));
-      void ended.then(resolve6);
+      channel.on("data", (d) => {
+        output();
+        out.push(d);
+      });
+      channel.stderr.on("data", (d) => {
+        output();
+        err.push(d);
+      });
+      void ended.then(resolve7);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -73625,9 +73961,19 @@ var SshRemote = class {
     }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    if (status.lingered && !this.warnedLinger) {
+      this.warnedLinger = true;
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && status.code !== null)
+      throw new OpsError(
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any exec >\u2026 below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`
+      );
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
       this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
@@ -73635,7 +73981,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -73654,6 +74000,11 @@ var SshRemote = class {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`
       );
+    if (why === "stdout")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`
+      );
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -73668,7 +74019,12 @@ var SshRemote = class {
   notStarted(what, code, output) {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
-    const missing2 = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
+    if (/\bexec: restricted\b/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
+      );
+    const missing2 = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
     if (missing2)
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${missing2} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
@@ -73676,16 +74032,16 @@ var SshRemote = class {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -75803,6 +76159,17 @@ function expand4(env, text, release, program, slot, key = `programs.${program}`)
     throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
+function splitFreePaths(env, command2, release, key) {
+  const paths = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+  for (const m of command2.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
+    if (!/[\s'"\\]/.test(paths[m[1]])) continue;
+    throw new OpsError(
+      `${key}: ${m[0]} expands to a path holding a space, a quote or a backslash (${m[1] === "release" ? `base_dir ${env.baseDir}` : paths[m[1]]}), which supervisor splits the command line at: the program would not start`,
+      `choose a base_dir without them (e.g. /srv/${env.config.app}), or start the program by a path relative to programs.<name>.directory (e.g. venv/bin/python)`
+    );
+  }
+  return command2;
+}
 function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
@@ -75851,7 +76218,7 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
     const log = programLog(env, slot, name3);
     return [
       `[program:${programName(env, slot, name3)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand4(env, p.command, release, name3, slot, key("command"))))}`,
+      `command=${carry(() => supervisorValue(key("command"), expand4(env, splitFreePaths(env, p.command, release, key("command")), release, name3, slot, key("command"))))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -76337,7 +76704,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -76863,7 +77230,7 @@ var Git = class {
    */
   async runBytes(args, options = {}) {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
       const out = [];
       const err = [];
@@ -76873,7 +77240,7 @@ var Git = class {
         "error",
         (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
       );
-      child.on("close", (code, signal) => resolve6({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.on("close", (code, signal) => resolve7({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
       child.stdin.on("error", () => {
       });
       child.stdin.end(options.input ?? "");
@@ -76930,9 +77297,9 @@ import { posix as posix3 } from "node:path";
 
 // core/source.ts
 init_errors();
-import { existsSync as existsSync6 } from "node:fs";
+import { existsSync as existsSync8 } from "node:fs";
 import { readFile as readFile4 } from "node:fs/promises";
-import { isAbsolute as isAbsolute5, resolve as resolve4 } from "node:path";
+import { isAbsolute as isAbsolute5, resolve as resolve5 } from "node:path";
 init_shell();
 init_environment();
 async function tryRev(repo, rev, peel = "^{commit}") {
@@ -76953,7 +77320,7 @@ async function commitsOf(repo, revs) {
   return revs.map((_, i) => /^([0-9a-f]{40,64}) commit \d+$/.exec(lines[i] ?? "")?.[1]);
 }
 async function checkRepository(repo) {
-  if (!existsSync6(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
+  if (!existsSync8(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
   const r = await new Git(repo).run(["rev-parse", "--git-dir"]);
   if (r.code === 0) return;
   if (/dubious ownership/.test(r.stderr))
@@ -76979,7 +77346,7 @@ async function commitsWithPrefix(repo, prefix) {
 var REF_NOT_FOUND_HINT = "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
 async function resolveRef(repo, ref) {
   validate("gitRef", ref);
-  if (!existsSync6(repo)) await checkRepository(repo);
+  if (!existsSync8(repo)) await checkRepository(repo);
   const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
   if (full || ref.startsWith("refs/")) {
     const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
@@ -77105,7 +77472,7 @@ async function packFor(repo, sha, haves, hostShallow = []) {
 async function shallowIn(g, sha) {
   const [flag, file] = (await g.out(["rev-parse", "--is-shallow-repository", "--git-path", "shallow"])).split("\n");
   if (flag !== "true" || !file) return [];
-  const boundary = (await readFile4(isAbsolute5(file) ? file : resolve4(g.dir, file), "utf8").catch(() => "")).split("\n").filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  const boundary = (await readFile4(isAbsolute5(file) ? file : resolve5(g.dir, file), "utf8").catch(() => "")).split("\n").filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   if (!boundary.length) return [];
   const listed = new Set((await g.out(["rev-list", sha])).split("\n"));
   return boundary.filter((s) => listed.has(s));
@@ -77536,9 +77903,9 @@ async function readInputs(repo, sha, env) {
 // core/tree-content.ts
 init_errors();
 import { execFile } from "node:child_process";
-import { existsSync as existsSync7, mkdtempSync, rmSync as rmSync2, statSync as statSync3 } from "node:fs";
+import { existsSync as existsSync9, mkdtempSync, rmSync as rmSync2, statSync as statSync5 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join as join10, resolve as resolve5 } from "node:path";
+import { join as join11, resolve as resolve6 } from "node:path";
 import { promisify } from "node:util";
 function parseLfsPointer(text) {
   if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
@@ -77567,9 +77934,9 @@ async function blobTexts(repo, names) {
 async function attributes(repo, sha, attr, paths) {
   const out = /* @__PURE__ */ new Map();
   if (!paths.length) return out;
-  const dir = mkdtempSync(join10(tmpdir(), "ops-attr-"));
+  const dir = mkdtempSync(join11(tmpdir(), "ops-attr-"));
   try {
-    const env = { GIT_INDEX_FILE: join10(dir, "index") };
+    const env = { GIT_INDEX_FILE: join11(dir, "index") };
     await git(repo, ["read-tree", sha], { env });
     const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
     for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
@@ -77579,9 +77946,9 @@ async function attributes(repo, sha, attr, paths) {
   return out;
 }
 async function archiveListing(repo, sha) {
-  const dir = mkdtempSync(join10(tmpdir(), "ops-archive-"));
+  const dir = mkdtempSync(join11(tmpdir(), "ops-archive-"));
   try {
-    const file = join10(dir, "release.tar");
+    const file = join11(dir, "release.tar");
     await git(repo, ["archive", "--format=tar", "-o", file, sha]);
     const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
     return new Set(stdout.split("\n").filter(Boolean));
@@ -77594,7 +77961,7 @@ async function absoluteGitDir(repo, which2) {
 }
 async function lfsObjects(gitDir) {
   const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
-  return join10(storage ? resolve5(gitDir, storage) : join10(gitDir, "lfs"), "objects");
+  return join11(storage ? resolve6(gitDir, storage) : join11(gitDir, "lfs"), "objects");
 }
 async function treeContent(repo, sha) {
   const content = { submodules: [], lfs: [], exportIgnored: [] };
@@ -77615,10 +77982,10 @@ async function treeContent(repo, sha) {
       }
       for (const link of links) {
         const name3 = names.get(link.path) ?? link.path;
-        const candidates = [join10(gitDir, "modules", name3), ...worktree ? [join10(worktree, link.path)] : []];
+        const candidates = [join11(gitDir, "modules", name3), ...worktree ? [join11(worktree, link.path)] : []];
         let found;
         for (const c of candidates) {
-          if (!existsSync7(c)) continue;
+          if (!existsSync9(c)) continue;
           const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
           if (!subGitDir || subGitDir === gitDir) continue;
           if (await new Git(subGitDir).commit(link.object)) {
@@ -77632,7 +77999,7 @@ async function treeContent(repo, sha) {
           continue;
         }
         content.submodules.push({ path, sha: link.object, gitDir: found });
-        const sub = worktree ? join10(worktree, link.path) : void 0;
+        const sub = worktree ? join11(worktree, link.path) : void 0;
         await visit3(found, async () => found, link.object, `${path}/`, async () => sub);
       }
     }
@@ -77644,9 +78011,9 @@ async function treeContent(repo, sha) {
       const store = await lfsObjects(await gitDirOf());
       for (const { e, p } of pointers) {
         if (filters.get(e.path) !== "lfs") continue;
-        const file = join10(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const file = join11(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
         const path = `${prefix}${e.path}`;
-        if (existsSync7(file) && statSync3(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        if (existsSync9(file) && statSync5(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
         else missingLfs.push(path);
       }
     }
@@ -78259,14 +78626,14 @@ function processRelease(env, envRelease, cwd) {
   return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
 }
 function parseProcReports(env, r) {
-  const parse = (line, withTree) => {
+  const parse2 = (line, withTree) => {
     const f = line.split("	");
     const [slot = "", program = "", pid = "0"] = f;
     const rest = withTree ? f.slice(4) : f.slice(3);
     const [envRelease = "", cwd = "", ...command2] = rest;
     return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, ...withTree && f[3] === "own" && { leftover: true }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
   };
-  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse2(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse2(l, true)) };
 }
 function foreignListeners(listeners, slot) {
   return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
@@ -79156,8 +79523,8 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
 fi
 critical_done`;
 }
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
+function stopGoneRun(env, runId, ended) {
+  return `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -79172,7 +79539,19 @@ ${stopStartedSlot(env)}
 fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
+`;
+}
+function settleLostRun(env, runId, ended) {
+  return {
+    name: "settle",
+    as: "root",
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    quiet: true,
+    script: stopGoneRun(env, runId, ended)
+  };
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? stopGoneRun(env, runId, ended) : "";
   return {
     name: "unlock",
     as: "root",
@@ -79529,7 +79908,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
-      ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
+      ctx.reporter.error(MIGRATION_CUT);
     }
     const standing = (host) => {
       const { release, previous } = { ...options.fields, ...about.get(host) };
@@ -79542,7 +79921,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve6) => setImmediate(resolve6))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve7) => setImmediate(resolve7))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -79582,17 +79961,34 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
-        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(withLostLive(host, message)) }, runnerNow(ctx)))]);
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
-      const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
+      const live2 = wentLive.has(host) ? release2 : lostLive.has(host) ? lostLive.get(host) || void 0 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
+  const settleLost = async (host) => {
+    if (stopping) return void 0;
+    const old = session.remote(host).connection;
+    ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
+    try {
+      const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+      const stopped = reported(r, LOCK_KEYS.stopped);
+      if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+      const slot = reported(r, LOCK_KEYS.stopped_slot);
+      if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+      return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : void 0;
+    } catch {
+      return void 0;
+    }
+  };
+  const lostLive = /* @__PURE__ */ new Map();
+  const withLostLive = (host, message) => lostLive.has(host) ? `${message}; ${lostLive.get(host) || "no release"} is live on ${host} (what current names once the step ended there)` : message;
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
@@ -79602,8 +79998,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch((e) => {
+      }, (t) => ctx.reporter.redact(t)).catch(async (e) => {
         if (e instanceof NotStartedError) mine.delete(r.name);
+        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+          const live = await settleLost(r.name);
+          if (live !== void 0) lostLive.set(r.name, live);
+        }
         throw e;
       });
       inspected.set(r.name, result2);
@@ -79620,7 +80020,10 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   if (failed) {
     failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
-    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const taken = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const said = [...lostLive.keys()].map((host) => withLostLive(host, "").slice(2));
+    const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}
+${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
@@ -79663,7 +80066,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     made(host, release) {
       made.set(host, release);
-    }
+    },
+    settleLost: (host) => settleLost(host)
   };
   let result;
   try {
@@ -79878,6 +80282,9 @@ ${step.script}` } : step);
   } catch (e) {
     if (e instanceof StepError && e.exitCode === 124)
       throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit, e.verdict);
+    if (e instanceof TransportError) throw new TransportError(`${e.message}
+${MIGRATION_CUT}`, e.hint);
+    if (e instanceof StepError && (e.exitCode === 143 || e.exitCode === 137)) throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${MIGRATION_CUT}; ${e.hint}` : MIGRATION_CUT, e.limit, e.verdict);
     throw e;
   }
   return true;
@@ -79912,11 +80319,30 @@ async function failBeforeSwitch(env, hp, p, e) {
   }
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
   hp.audit({ result: "failed", message: why });
-  if (e instanceof StepError || e instanceof DiskFullError)
+  if (e instanceof StepError || e instanceof DiskFullError || e instanceof TransportError)
     return new OpsError(`${e.message}
 ${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched${back ? `
 ${hp.name}: ${back}` : ""}`, e.hint);
   return e;
+}
+async function lostDuringSwitch(env, hp, p, locked, e) {
+  const live = await locked.settleLost(hp.name);
+  if (live === void 0) {
+    const unknown = `whether ${p.id} went live on ${hp.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
+    hp.failed = true;
+    hp.liveUnknown = true;
+    hp.reason = `${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${unknown}`;
+    hp.audit({ result: "failed", message: hp.reason });
+    throw new OpsError(`${e.message}
+${unknown}`, `see ops status ${env.name} (what current names and what serves), then deploy again or ops rollback ${env.name}`);
+  }
+  if (live !== p.id) return;
+  hp.switched = true;
+  const undone = `the switch ended on the host after the connection was lost; ${afterSwitchUndone(env)}`;
+  locked.wentLive(hp.name, undone);
+  hp.audit({ result: "failed", message: `live, but ${auditReason(e, (t) => hp.h.ctx.reporter.redact(t))}; ${undone}` });
+  throw new OpsError(`${e.message}
+${p.id} is live on ${hp.name} and serves: ${undone}`, `see ops status ${env.name}; the next deploy prunes`);
 }
 function afterSwitchUndone(env) {
   const undone = [...env.config.release.after_switch.length ? ["its after_switch hooks"] : [], ...env.config.switch.keep_previous ? [] : ["stopping the previous slot"], "pruning old releases"];
@@ -79925,9 +80351,11 @@ function afterSwitchUndone(env) {
 async function switchHost(env, hp, p, locked) {
   const { h, state, result, newSlot } = hp;
   const dir = `${env.layout.releases}/${p.id}`;
+  let switching = false;
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
+    switching = true;
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure("switch", switched);
@@ -79943,6 +80371,7 @@ ${p.id} is live on ${hp.name} and serves; recording it (the host's history, what
     reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
+    if (switching && e instanceof ConnectionLostError) await lostDuringSwitch(env, hp, p, locked, e);
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {
@@ -80068,6 +80497,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
     const hp = plans.find((x) => x.name === hst.name);
     if (d) return `${hst.name}: ${d.noop ? `${d.release} (already live)` : d.release}`;
     if (hp?.switched) return `${hst.name}: ${p.id} (switched; see its error above)`;
+    if (hp?.liveUnknown) return `${hst.name}: not known (its switch went on without the connection; see its error above)`;
     const live = hp?.state.current ? `${hp.state.current} still live` : "nothing deployed yet";
     return `${hst.name}: unchanged (${hp?.failed ? `failed; ${live}` : live})`;
   });
@@ -80087,7 +80517,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
     const lines = [e.message];
     if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:
   ${where().join("\n  ")}`);
-    if (migratedOn && !plans.some((hp) => hp.switched))
+    if (migratedOn && !plans.some((hp) => hp.switched || hp.liveUnknown))
       lines.push(
         migrateBeside ? `the migrations of ${p.id} ran on ${migratedOn} beside its build (${env.config.release.migrate}); no migration file changed since the live commit, so the database keeps the live release's schema` : `the migrations of ${p.id} ran on ${migratedOn} (${env.config.release.migrate}): the database has its schema while the hosts serve the previous release (README: "Schema changes: expand, then contract")`
       );
@@ -80108,7 +80538,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   };
   let migrated;
   let migratedOn;
-  const migrations = new Promise((resolve6, reject) => migrated = { resolve: resolve6, reject });
+  const migrations = new Promise((resolve7, reject) => migrated = { resolve: resolve7, reject });
   migrations.catch(() => void 0);
   const all = await Promise.allSettled(
     groups.map(async ({ builder: { hp: b }, receivers: rs }) => {

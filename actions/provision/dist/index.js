@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve4(data);
+              return err ? reject(err) : resolve5(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve4(data);
+              ) : resolve5(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve4, reject) => {
-        res = resolve4;
+      const promise = new Promise((resolve5, reject) => {
+        res = resolve5;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve4;
+            this[kClosedResolve] = resolve5;
           } else {
-            resolve4(null);
+            resolve5(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve4(null);
+            resolve5(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve4, reject) => {
+        const socket = await new Promise((resolve5, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve4(socket2);
+              resolve5(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve4) => {
-            this[kClosedResolve] = resolve4;
+          await new Promise((resolve5) => {
+            this[kClosedResolve] = resolve5;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve4, reject) => {
+        return await new Promise((resolve5, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve4(null);
+              resolve5(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve4,
+              resolve: resolve5,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve4, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve5, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve4(chunksDecode(body, length));
+          resolve5(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve4(JSON.parse(chunksDecode(body, length)));
+          resolve5(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve4(chunksConcat(body, length).buffer);
+          resolve5(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve4(new Blob(body, { type: stream2[kContentType] }));
+          resolve5(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve4(chunksConcat(body, length));
+          resolve5(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -11652,7 +11652,7 @@ var require_dump = __commonJS({
 var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
-    var { isIP: isIP3 } = __require("node:net");
+    var { isIP: isIP4 } = __require("node:net");
     var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
@@ -11907,7 +11907,7 @@ var require_dns = __commonJS({
       return (dispatch) => {
         return function dnsInterceptor(origDispatchOpts, handler) {
           const origin = origDispatchOpts.origin.constructor === URL ? origDispatchOpts.origin : new URL(origDispatchOpts.origin);
-          if (isIP3(origin.hostname) !== 0) {
+          if (isIP4(origin.hostname) !== 0) {
             return dispatch(origDispatchOpts, handler);
           }
           instance.runLookup(origin, origDispatchOpts, (err, newOrigin) => {
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve4, reject) => agent.dispatch(
+        return new Promise((resolve5, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve4({
+              resolve5({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve4({
+              resolve5({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve4) => {
-        setTimeout(resolve4, ms).unref();
+      return new Promise((resolve5) => {
+        setTimeout(resolve5, ms).unref();
       });
     }
     module.exports = {
@@ -19161,6 +19161,22 @@ var require_undici = __commonJS({
   }
 });
 
+// core/config/project-dir.ts
+import { existsSync as existsSync2, statSync } from "node:fs";
+import { join } from "node:path";
+function projectDirProblem(dir) {
+  if (!existsSync2(dir)) return "does not exist";
+  if (!statSync(dir).isDirectory()) return "is not a folder";
+  const envs = join(dir, "environments");
+  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  return void 0;
+}
+var init_project_dir = __esm({
+  "core/config/project-dir.ts"() {
+    "use strict";
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
@@ -19259,7 +19275,7 @@ function hideUrlCredentials(s) {
   return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
+  return /secret-key-(?!(?:pq-)?1(?![0-9a-z-]))[0-9a-z-]/i.test(s);
 }
 function hideSecrets(text) {
   return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
@@ -19495,7 +19511,7 @@ var init_parts = __esm({
     TEXT_STOP = /[\s"'`<>]/;
     VALUE_STOP = /(?!)/;
     spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
-    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-(?!(?:pq-)?1(?![0-9A-Za-z-]))[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -19540,12 +19556,18 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync } from "node:fs";
+import { statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function lingerProblem(login2) {
+  return `a session stays open after its command has exited: a start-up file of the login shell of ${login2} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
+}
+function lingerFix(login2) {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
@@ -19624,7 +19646,7 @@ function describeLowLevel(err) {
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
-    return { what: m.replace(/^\(SSH\) /, "") };
+    return { what: m.replace(/^\(SSH\) /, ""), hint: "sshd refused a session on the connection: check its log on the host (journalctl -u ssh), then try again" };
   }
   if (/Packet length \d+ exceeds max length/.test(m))
     return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
@@ -19636,12 +19658,12 @@ function describeLowLevel(err) {
   if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
-  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed", hint: "the host may have rebooted, or sshd or a firewall dropped the connection (or sshd's process for it was killed): try again" };
   if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
-  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}`, hint: "try again; if it keeps happening, check the network between and the host's sshd log (journalctl -u ssh)" };
   if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
-  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
-  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})`, hint: "check the permissions of that path here (not on the hosts)" };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})`, hint: "check that path here (not on the hosts): a key file, the project's directory" };
   return void 0;
 }
 function fileError(err, path, action, expected = "a file") {
@@ -19659,12 +19681,16 @@ function fileError(err, path, action, expected = "a file") {
 }
 function userFileExists(path, shown = path, expected = "a file") {
   try {
-    if (!statSync(path).isDirectory()) return true;
+    if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
+}
+function connectionLost(err, host, where) {
+  const e = translateError(err, host, where);
+  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -19709,7 +19735,7 @@ function withResult(e, fields, over = false) {
   if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19752,6 +19778,7 @@ ${indent(stderrTail.trim())}` : "";
       verdict;
       name = "StepError";
     };
+    MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
@@ -19770,6 +19797,9 @@ ${summary2}`;
     ownOutput = /* @__PURE__ */ new WeakMap();
     TransportError = class extends OpsError {
       name = "TransportError";
+    };
+    ConnectionLostError = class extends TransportError {
+      name = "ConnectionLostError";
     };
     failedResults = /* @__PURE__ */ new WeakMap();
   }
@@ -29493,10 +29523,10 @@ var init_dist = __esm({
 
 // core/secrets/key-file.ts
 import { homedir as homedir2 } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir2(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir2(), ".config");
+  return join3(base, "sops", "age", "keys.txt");
 }
 var init_key_file = __esm({
   "core/secrets/key-file.ts"() {
@@ -29528,6 +29558,12 @@ async function parseIdentities(text, source) {
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+    }
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1\u2026, a recipient), not an age identity`,
+        "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
+      );
     }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
@@ -29599,6 +29635,9 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
+  const several = value.split(/[\s,]+/).filter(Boolean);
+  if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
+    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -29661,7 +29700,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -29696,7 +29735,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias3;
+    exports.isAlias = isAlias4;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap5;
@@ -29712,7 +29751,7 @@ var require_visit = __commonJS({
   "node_modules/yaml/dist/visit.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var BREAK = /* @__PURE__ */ Symbol("break visit");
+    var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
     function visit3(node, visitor) {
@@ -29724,7 +29763,7 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit3.BREAK = BREAK;
+    visit3.BREAK = BREAK2;
     visit3.SKIP = SKIP;
     visit3.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
@@ -29740,8 +29779,8 @@ var require_visit = __commonJS({
             const ci = visit_(i, node.items[i], visitor, path);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               node.items.splice(i, 1);
               i -= 1;
@@ -29750,13 +29789,13 @@ var require_visit = __commonJS({
         } else if (identity.isPair(node)) {
           path = Object.freeze(path.concat(node));
           const ck = visit_("key", node.key, visitor, path);
-          if (ck === BREAK)
-            return BREAK;
+          if (ck === BREAK2)
+            return BREAK2;
           else if (ck === REMOVE)
             node.key = null;
           const cv = visit_("value", node.value, visitor, path);
-          if (cv === BREAK)
-            return BREAK;
+          if (cv === BREAK2)
+            return BREAK2;
           else if (cv === REMOVE)
             node.value = null;
         }
@@ -29772,7 +29811,7 @@ var require_visit = __commonJS({
       } else
         await visitAsync_(null, node, visitor_, Object.freeze([]));
     }
-    visitAsync.BREAK = BREAK;
+    visitAsync.BREAK = BREAK2;
     visitAsync.SKIP = SKIP;
     visitAsync.REMOVE = REMOVE;
     async function visitAsync_(key, node, visitor, path) {
@@ -29788,8 +29827,8 @@ var require_visit = __commonJS({
             const ci = await visitAsync_(i, node.items[i], visitor, path);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               node.items.splice(i, 1);
               i -= 1;
@@ -29798,13 +29837,13 @@ var require_visit = __commonJS({
         } else if (identity.isPair(node)) {
           path = Object.freeze(path.concat(node));
           const ck = await visitAsync_("key", node.key, visitor, path);
-          if (ck === BREAK)
-            return BREAK;
+          if (ck === BREAK2)
+            return BREAK2;
           else if (ck === REMOVE)
             node.key = null;
           const cv = await visitAsync_("value", node.value, visitor, path);
-          if (cv === BREAK)
-            return BREAK;
+          if (cv === BREAK2)
+            return BREAK2;
           else if (cv === REMOVE)
             node.value = null;
         }
@@ -35177,7 +35216,7 @@ var require_cst_stringify = __commonJS({
 var require_cst_visit = __commonJS({
   "node_modules/yaml/dist/parse/cst-visit.js"(exports) {
     "use strict";
-    var BREAK = /* @__PURE__ */ Symbol("break visit");
+    var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
     function visit3(cst, visitor) {
@@ -35185,7 +35224,7 @@ var require_cst_visit = __commonJS({
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit3.BREAK = BREAK;
+    visit3.BREAK = BREAK2;
     visit3.SKIP = SKIP;
     visit3.REMOVE = REMOVE;
     visit3.itemAtPath = (cst, path) => {
@@ -35218,8 +35257,8 @@ var require_cst_visit = __commonJS({
             const ci = _visit(Object.freeze(path.concat([[field, i]])), token.items[i], visitor);
             if (typeof ci === "number")
               i = ci - 1;
-            else if (ci === BREAK)
-              return BREAK;
+            else if (ci === BREAK2)
+              return BREAK2;
             else if (ci === REMOVE) {
               token.items.splice(i, 1);
               i -= 1;
@@ -36880,7 +36919,7 @@ var require_public_api = __commonJS({
       }
       return doc;
     }
-    function parse(src, reviver, options) {
+    function parse2(src, reviver, options) {
       let _reviver = void 0;
       if (typeof reviver === "function") {
         _reviver = reviver;
@@ -36921,7 +36960,7 @@ var require_public_api = __commonJS({
         return value.toString(options);
       return new Document3.Document(value, _replacer, options).toString(options);
     }
-    exports.parse = parse;
+    exports.parse = parse2;
     exports.parseAllDocuments = parseAllDocuments3;
     exports.parseDocument = parseDocument4;
     exports.stringify = stringify;
@@ -37172,10 +37211,10 @@ function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
   return value;
 }
 function patternOf(kind) {
@@ -37195,7 +37234,9 @@ var init_shell = __esm({
       gitRef: {
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
       },
       environment: {
         what: "environment name",
@@ -37203,12 +37244,14 @@ var init_shell = __esm({
         form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
       },
       release: {
         what: "release id",
         pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
       },
       name: {
         what: "name",
@@ -37438,8 +37481,8 @@ var init_env_names = __esm({
 import { createHash } from "node:crypto";
 function printable(text, max = 40) {
   const cut = text.slice(0, max);
-  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
+  const escaped2 = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `"${escaped2}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
 function parseHostKey(line) {
   const parts = line.trim().split(/\s+/);
@@ -37514,6 +37557,8 @@ function string(opts2 = {}) {
     form,
     json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
     check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
@@ -37565,6 +37610,11 @@ function list(item, opts2 = {}) {
     form,
     json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
     check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -37678,7 +37728,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join10 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join11 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -37688,10 +37738,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join10(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join11(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join10(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join11(r.path), message: r.message(v) });
     }
   }
 }
@@ -37792,6 +37842,7 @@ var init_schema_object = __esm({
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { domainToASCII } from "node:url";
 function ownDirectoryProblem(path) {
   if (!path.startsWith("/")) return "not an absolute path";
   const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
@@ -37855,11 +37906,33 @@ function bodySizeProblem(v) {
 }
 function addressProblem(v) {
   if (isIP(v)) return void 0;
+  const url = urlParts(v);
+  if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const login2 = /^([^@\s]+)@([^@\s]+)$/.exec(v);
+  if (login2) return `the login goes in its own key: user: ${login2[1]}, address: ${login2[2]}`;
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
   if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  return dnsNameProblem(v);
+}
+function urlParts(v) {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return void 0;
+  try {
+    const u = new URL(v);
+    return { host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port, user: decodeURIComponent(u.username) };
+  } catch {
+    return { host: "<the host>", port: "", user: "" };
+  }
+}
+function dnsNameProblem(v) {
+  if (/[^\x00-\x7f]/.test(v)) {
+    const ascii = domainToASCII(v);
+    return `an internationalized name is written in its ASCII form (IDNA)${ascii ? `: ${ascii}` : ", xn--..."}`;
+  }
+  const url = urlParts(v);
+  if (url) return `a URL: give the host name alone (${url.host})`;
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -37996,7 +38069,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38186,23 +38259,23 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync3, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync2, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync4, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
-import { isAbsolute, join as join3, resolve } from "node:path";
+import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join3(root, "environments");
+  return join4(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync3(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync3(join3(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync5(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join4(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
-  if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
+  if (p === "~" || p.startsWith("~/")) return join4(home, p.slice(1));
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
-  return isAbsolute(p) ? p : resolve(base, p);
+  return isAbsolute(p) ? p : resolve2(base, p);
 }
 function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
@@ -38222,6 +38295,17 @@ function liveReleasePathProblem(text, base, placeholders) {
   if (!m) return void 0;
   const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
   return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
+}
+function envCaseProblems(config, problems) {
+  const prefixes = config.dotenv.readers.flatMap((r) => r === "python-dotenv" ? [""] : typeof r === "object" && r.reader === "python-dotenv" ? [r.only] : []);
+  if (!prefixes.length) return;
+  const byLower = /* @__PURE__ */ new Map();
+  for (const name2 of Object.keys(config.env)) {
+    const other = byLower.get(name2.toLowerCase());
+    if (other === void 0) byLower.set(name2.toLowerCase(), name2);
+    else if ([name2, other].some((n) => prefixes.some((p) => n.startsWith(p))))
+      problems.push({ path: `env.${name2}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
+  }
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -38284,6 +38368,7 @@ function crossCheck(config, problems) {
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser2}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
+  envCaseProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -38298,7 +38383,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join4(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38319,14 +38404,31 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync2(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync4(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
     } catch {
     }
   }
+}
+function refuseUnresolvedAliases(doc, text, label) {
+  const anchors = [];
+  let missing;
+  (0, import_yaml2.visit)(doc, {
+    Node(_, node) {
+      if (missing) return import_yaml2.visit.BREAK;
+      if ("anchor" in node && typeof node.anchor === "string" && node.anchor) anchors.push(node.anchor);
+      if ((0, import_yaml2.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
+      return void 0;
+    }
+  });
+  if (!missing) return;
+  throw new OpsError(
+    hideSecrets(`${label}: the alias *${missing.name} (line ${missing.line}) names no anchor set before it`),
+    anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(", ")}; an anchor (x-common: &common {...}) comes before the aliases that use it` : "set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)"
+  );
 }
 function readYamlFile(file, label = file) {
   let bytes;
@@ -38344,7 +38446,7 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
@@ -38352,6 +38454,7 @@ function readYamlFile(file, label = file) {
 ${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
+    refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
     value = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
@@ -38366,7 +38469,7 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`),
   return value;
 }
 function yamlErrorMessage(label, text, error2) {
-  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0].replace(/; please use YAML\.\w+\(\)/, ""));
   const at2 = error2.linePos?.[0];
   const lines = text.split(/\r?\n/);
   if (!at2) return `${label} is not valid YAML: ${said}`;
@@ -38380,6 +38483,18 @@ function yamlErrorMessage(label, text, error2) {
 ${context}${hideSecrets(line)}
 ${" ".repeat(hideSecrets(before).length)}^
 `;
+}
+function yamlErrorHint(error2) {
+  switch (error2.code) {
+    case "MULTIPLE_DOCS":
+      return "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)";
+    case "TAB_AS_INDENT":
+      return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
+    case "DUPLICATE_KEY":
+      return "keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)";
+    default:
+      return "fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)";
+  }
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38406,8 +38521,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join3(environmentsDir(root), envName);
-  const file = join3(dir, ENVIRONMENT_FILE);
+  const dir = join4(environmentsDir(root), envName);
+  const file = join4(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known = listEnvironments(root);
     throw new OpsError(
@@ -38448,7 +38563,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join3(environmentsDir(root), envName), root, config, hosts, appUser: appUser2, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser: appUser2, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -38469,6 +38584,7 @@ var init_environment = __esm({
     init_hostkey();
     init_schema_object();
     init_schema();
+    init_project_dir();
     ENVIRONMENT_FILE = "environment.yml";
     SECRETS_FILE = "secrets.sops.yaml";
     ConfigError = class extends OpsError {
@@ -40475,12 +40591,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve4, reject) => {
+      return (...args) => new Promise((resolve5, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve4(result);
+            resolve5(result);
           }
         });
         method(...args);
@@ -40556,7 +40672,7 @@ var require_proper_lockfile = __commonJS({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes6 } from "node:crypto";
 import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join4, relative, resolve as resolve2 } from "node:path";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve3 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
   for (let n = 0; n <= MAX_LINKS; n++) {
@@ -40569,13 +40685,13 @@ async function writeTarget(file, shown = shownPath(file)) {
       if (e.code === "ELOOP") break;
       throw e;
     }
-    path = resolve2(dirname2(path), link);
+    path = resolve3(dirname2(path), link);
   }
   throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
 }
 function writeError(err, target, shown) {
   const code = err?.code;
-  const via = target === shown || resolve2(shown) === target ? "" : ` (through the link ${shown})`;
+  const via = target === shown || resolve3(shown) === target ? "" : ` (through the link ${shown})`;
   const dir = dirname2(target);
   if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
   if (code === "EACCES" || code === "EPERM")
@@ -40588,7 +40704,7 @@ function writeError(err, target, shown) {
 async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -47813,6 +47929,75 @@ var init_tree_print = __esm({
   }
 });
 
+// core/secrets/yaml-breaks.ts
+function lineBreak(text, i) {
+  if (text[i] === "\r" && text[i + 1] === "\n") return ["\n", 2];
+  return [text[i] === "\u2028" || text[i] === "\u2029" ? text[i] : "\n", 1];
+}
+function escaped(s) {
+  return s.replace(
+    /[\\"\x00-\x1f\x7f\u0085\u2028\u2029]/g,
+    (c) => c === "\\" ? "\\\\" : c === '"' ? '\\"' : c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\u2028" ? "\\L" : c === "\u2029" ? "\\P" : c === "\x85" ? "\\N" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+  );
+}
+function goFlowScalar(text, style) {
+  let out = "";
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    let leading = false;
+    while (i < n && !BLANK.test(text[i]) && !BREAK.test(text[i])) {
+      const c = text[i];
+      if (style === "double" && c === "\\" && i + 1 < n) {
+        if (BREAK.test(text[i + 1])) {
+          i += 1 + lineBreak(text, i + 1)[1];
+          leading = true;
+          break;
+        }
+        out += c + text[i + 1];
+        i += 2;
+      } else if (style === "single" && c === "'" && text[i + 1] === "'") {
+        out += "'";
+        i += 2;
+      } else {
+        out += style === "double" ? c : escaped(c);
+        i += 1;
+      }
+    }
+    let whitespace = "";
+    let first = "";
+    let more = "";
+    while (i < n && (BLANK.test(text[i]) || BREAK.test(text[i]))) {
+      if (BLANK.test(text[i])) {
+        if (!leading) whitespace += text[i];
+        i += 1;
+        continue;
+      }
+      const [b, width] = lineBreak(text, i);
+      if (!leading) [whitespace, first, leading] = ["", b, true];
+      else more += b;
+      i += width;
+    }
+    if (i >= n && style === "plain") break;
+    if (leading) out += first === "\n" ? more ? escaped(more) : " " : escaped(first + more);
+    else out += escaped(whitespace);
+  }
+  return (0, import_yaml6.parse)(`"${out}"`, { schema: "failsafe", logLevel: "silent" });
+}
+function goLiteralBlock(value, indent2) {
+  return value.replace(new RegExp(`([\\u0085\\u2028\\u2029]) {0,${indent2}}`, "g"), (_, b) => b === "\x85" ? "\n" : b);
+}
+var import_yaml6, UNICODE_BREAK, BLANK, BREAK;
+var init_yaml_breaks = __esm({
+  "core/secrets/yaml-breaks.ts"() {
+    "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
+    UNICODE_BREAK = /[\u0085\u2028\u2029]/;
+    BLANK = /[ \t]/;
+    BREAK = /[\r\n\u0085\u2028\u2029]/;
+  }
+});
+
 // core/secrets/tree-parse.ts
 function lineCol(text, offset) {
   const before = text.slice(0, offset);
@@ -47858,10 +48043,27 @@ function goNode(v, where) {
   if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
+function goBreaks(text, node) {
+  const [start, end] = node.range ?? [];
+  if (typeof node.value !== "string" || start === void 0 || end === void 0) return node.value;
+  const source = text.slice(start, end);
+  if (!UNICODE_BREAK.test(source)) return node.value;
+  try {
+    if (node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE") return goFlowScalar(source.slice(1, -1), node.type === "QUOTE_SINGLE" ? "single" : "double");
+    if (node.type === "PLAIN") return goFlowScalar(source, "plain");
+  } catch {
+    return node.value;
+  }
+  const lines = source.split(/\r?\n/).slice(1);
+  const first = lines.findIndex((l) => l.trim() !== "");
+  const valueLine = node.value.split("\n")[first] ?? "";
+  const indent2 = first < 0 ? 0 : lines[first].length - lines[first].trimStart().length - (valueLine.length - valueLine.trimStart().length);
+  return goLiteralBlock(node.value, indent2);
+}
 function parseTree(text, format, options) {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = (0, import_yaml6.parseAllDocuments)(text, {
+  const docs = (0, import_yaml7.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -47880,7 +48082,7 @@ function parseTree(text, format, options) {
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
-    const v = node.value;
+    const v = format === "yaml" ? goBreaks(text, node) : node.value;
     const where = () => `${file}: ${showPath(path)}`;
     if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
@@ -47905,8 +48107,8 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml6.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml6.isMap)(root)) {
+  if (root === null || (0, import_yaml7.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml7.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
   refuseAliasBomb(doc, file);
@@ -47918,8 +48120,8 @@ function parseTree(text, format, options) {
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
     const { line, col } = at2(offset);
-    const v = (0, import_yaml6.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml6.isMap)(v) || (0, import_yaml6.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const v = (0, import_yaml7.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml7.isMap)(v) || (0, import_yaml7.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
     const a = { offset, line, col, branch, index, scalarOnLine };
     anchors.push(a);
     return a;
@@ -47930,31 +48132,31 @@ function parseTree(text, format, options) {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if ((0, import_yaml6.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    if ((0, import_yaml7.isAlias)(node)) return found.push({ path, kind: "alias", line });
     const n = node;
     if (!n) return;
     if (n.anchor) found.push({ path, kind: "anchor", line });
-    const empty = (0, import_yaml6.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    const empty = (0, import_yaml7.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
     if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
-    if ((0, import_yaml6.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
-    else if ((0, import_yaml6.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+    if ((0, import_yaml7.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml7.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
   };
   const recordValue = (node, path, keyAt) => {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases) return;
     const line = lineOf(keyAt ?? offsetOf2(node));
-    if (((0, import_yaml6.isMap)(node) || (0, import_yaml6.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml6.isMap)(node) ? "flow-map" : "flow-list", line });
-    else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+    if (((0, import_yaml7.isMap)(node) || (0, import_yaml7.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml7.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
   };
   const recordKey = (node, path) => {
     const found = options.constructs;
-    if (!found || format !== "yaml" || aliases || !(0, import_yaml6.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
+    if (!found || format !== "yaml" || aliases || !(0, import_yaml7.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
     if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
   };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
     recordValue(node, path, keyAt);
-    if ((0, import_yaml6.isAlias)(node)) {
+    if ((0, import_yaml7.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
@@ -47962,7 +48164,7 @@ function parseTree(text, format, options) {
       return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml6.isMap)(node)) {
+    if ((0, import_yaml7.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((pair, i) => {
@@ -47976,7 +48178,7 @@ function parseTree(text, format, options) {
       if (!parent && path.length === 0) rootBranch = branch;
       return out;
     }
-    if ((0, import_yaml6.isSeq)(node)) {
+    if ((0, import_yaml7.isSeq)(node)) {
       const out = { kind: "list", items: [] };
       const branch = { node: out, col: 0, parent };
       node.items.forEach((item, i) => {
@@ -47993,7 +48195,7 @@ function parseTree(text, format, options) {
       return out;
     }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml6.isScalar)(node)) {
+    if ((0, import_yaml7.isScalar)(node)) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
@@ -48010,13 +48212,13 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml6.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml6.isScalar)(k) && k.tag === MERGE_TAG) {
+    const k = (0, import_yaml7.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml7.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
       throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
-    if ((0, import_yaml6.isScalar)(k)) {
+    if ((0, import_yaml7.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -48032,17 +48234,18 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml6, MERGE_TAG, BINARY_TAG;
+var import_yaml7, MERGE_TAG, BINARY_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_errors();
     init_yaml_depth();
     init_comments();
     init_goyaml();
     init_tree_print();
     init_utf8();
+    init_yaml_breaks();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -48141,9 +48344,9 @@ function hasSopsKey(text, format) {
       return typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, "sops");
     }
     if (nestingDepth(text) > MAX_NESTING) return void 0;
-    const docs = (0, import_yaml7.parseAllDocuments)(text, { uniqueKeys: false });
+    const docs = (0, import_yaml8.parseAllDocuments)(text, { uniqueKeys: false });
     if (!Array.isArray(docs) || docs.length === 0 || docs.some((d) => d.errors.length)) return void 0;
-    return docs.some((d) => (0, import_yaml7.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml7.isScalar)(pair.key) && pair.key.value === "sops"));
+    return docs.some((d) => (0, import_yaml8.isMap)(d.contents) && d.contents.items.some((pair) => (0, import_yaml8.isScalar)(pair.key) && pair.key.value === "sops"));
   } catch {
     return void 0;
   }
@@ -48202,11 +48405,11 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-var import_yaml7, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
+var import_yaml8, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({
   "core/secrets/sops-metadata.ts"() {
     "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
+    import_yaml8 = __toESM(require_dist(), 1);
     init_errors();
     init_goregex();
     init_tree_parse();
@@ -48848,7 +49051,7 @@ var init_sops = __esm({
 
 // core/secrets/sops-config.ts
 import { readFileSync as readFileSync4 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join5, relative as relative2, sep } from "node:path";
+import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
@@ -48863,30 +49066,41 @@ function configError(file, what) {
 }
 function parseAge(file, i, node) {
   if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml8.isScalar)(node) ? node.value : (0, import_yaml8.isSeq)(node) ? node.items.map((x) => (0, import_yaml8.isScalar)(x) ? x.value : x) : node;
+  const value = (0, import_yaml9.isScalar)(node) ? node.value : (0, import_yaml9.isSeq)(node) ? node.items.map((x) => (0, import_yaml9.isScalar)(x) ? x.value : x) : node;
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
   throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
 }
+function refuseMisspelledKeys(map, known, where) {
+  for (const pair of map.items) {
+    const key = (0, import_yaml9.isScalar)(pair.key) ? String(pair.key.value) : void 0;
+    if (key === void 0 || known.includes(key)) continue;
+    const typed = key.toLowerCase().replace(/-/g, "_");
+    const near = known.find((k) => k === typed) ?? known.map((k) => [k, distance(typed, k)]).sort((a, b) => a[1] - b[1]).find(([k, d]) => d <= Math.max(1, Math.floor(k.length / 4)))?.[0];
+    if (near) throw configError(SOPS_CONFIG_FILE, `${where}unknown key \`${key}\` (did you mean \`${near}\`?): sops ignores it, so what it holds is not read`);
+  }
+}
 function load(root, required) {
-  const path = join5(root, SOPS_CONFIG_FILE);
+  const path = join6(root, SOPS_CONFIG_FILE);
   if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
   const text = readFileSync4(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml8.parseDocument)(text, { prettyErrors: false });
+  const doc = (0, import_yaml9.parseDocument)(text, { prettyErrors: false });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml8.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml8.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml8.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml8.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
-    if (!(0, import_yaml8.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml9.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  if ((0, import_yaml9.isMap)(contents)) refuseMisspelledKeys(contents, TOP_KEYS, "");
+  const list2 = (0, import_yaml9.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml9.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml9.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+    if (!(0, import_yaml9.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+    refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
@@ -48939,30 +49153,30 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml8.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml9.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml8.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml8.YAMLMap();
+  if (doc.contents === null || (0, import_yaml9.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml9.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml8.isSeq)(found)) seq = found;
+  if ((0, import_yaml9.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml8.YAMLSeq();
+    seq = new import_yaml9.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items2 = seq.items;
-  const own2 = items2.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml8.Scalar(list2.join(","));
+  const own2 = items2.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
+  const ageValue = new import_yaml9.Scalar(list2.join(","));
   if (own2 >= 0) {
     const rule = items2[own2];
     const old = rule.get("age", true);
-    if ((0, import_yaml8.isSeq)(old)) {
-      const s = new import_yaml8.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml8.Scalar(r));
+    if ((0, import_yaml9.isSeq)(old)) {
+      const s = new import_yaml9.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml9.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml8.YAMLMap();
+    const rule = new import_yaml9.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -48970,7 +49184,7 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
     if (at2) items2.splice(at2.index, 0, rule);
     else items2.push(rule);
   }
-  await writeIfUnchanged(join5(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -48980,18 +49194,19 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml8.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml8.isMap)(it) && it.get("path_regex") === regex);
+  if (!(0, import_yaml9.isSeq)(seq)) return false;
+  const i = seq.items.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
   if (i < 0) return false;
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml8, SOPS_CONFIG_FILE, CONFIG_HEADER;
+var import_yaml9, SOPS_CONFIG_FILE, CONFIG_HEADER, TOP_KEYS, RULE_KEYS;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml8 = __toESM(require_dist(), 1);
+    import_yaml9 = __toESM(require_dist(), 1);
+    init_schema_object();
     init_errors();
     init_shell();
     init_atomic();
@@ -49005,30 +49220,32 @@ var init_sops_config = __esm({
       " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
       " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
     ].join("\n");
+    TOP_KEYS = ["creation_rules", "destination_rules", "stores"];
+    RULE_KEYS = ["path_regex", "age", "pgp", "kms", "aws_profile", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms", "key_groups", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex", "mac_only_encrypted"];
   }
 });
 
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join6, relative as relative3, resolve as resolve3, sep as sep2 } from "node:path";
+import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve4, sep as sep2 } from "node:path";
 function envDir(root, env) {
-  return join6(root, "environments", validate("environment", env));
+  return join7(root, "environments", validate("environment", env));
 }
 function secretsPath(root, env) {
-  return join6(envDir(root, env), SECRETS_FILE);
+  return join7(envDir(root, env), SECRETS_FILE);
 }
 function envSopsFiles(root, env) {
   const dir = envDir(root, env);
   const files = [];
-  const secrets = join6(dir, SECRETS_FILE);
+  const secrets = join7(dir, SECRETS_FILE);
   if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
-  const assets = join6(dir, "assets");
-  if (existsSync4(assets)) {
+  const assets = join7(dir, "assets");
+  if (existsSync6(assets)) {
     for (const name2 of readdirSync2(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join6(assets, name2);
+      const file = join7(assets, name2);
       try {
         if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
@@ -49072,13 +49289,13 @@ function ageKeyFileProblems(root, env, path) {
 }
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join6(envDir(root, env), "environment.yml");
+  const configFile = join7(envDir(root, env), "environment.yml");
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
     const text2 = readFileSync5(configFile, "utf8");
     refuseDeepNesting(text2, configFile);
-    const doc = (0, import_yaml9.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
+    const doc = (0, import_yaml10.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
     if (doc.errors.length) return ids;
     refuseAliasBomb(doc, configFile);
     keyFile = doc.toJS({ maxAliasCount: -1 })?.secrets?.age_key_file;
@@ -49086,7 +49303,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute4(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
+  const path = isAbsolute4(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -49129,11 +49346,11 @@ function placeholderError(label, env, keys, change) {
     own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
   ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
 }
-var import_yaml9, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
+var import_yaml10, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
-    import_yaml9 = __toESM(require_dist(), 1);
+    import_yaml10 = __toESM(require_dist(), 1);
     init_yaml_depth();
     init_environment();
     init_errors();
@@ -49158,9 +49375,9 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync5, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join7, relative as relative4 } from "node:path";
+import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -49173,10 +49390,10 @@ function placeholderHostKey() {
 }
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
-  const envs = join7(root, "environments");
-  for (const e of existsSync5(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
-    const file = join7(envs, e.name, "environment.yml");
-    if (!e.isDirectory() || !existsSync5(file)) continue;
+  const envs = join8(root, "environments");
+  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+    const file = join8(envs, e.name, "environment.yml");
+    if (!e.isDirectory() || !existsSync7(file)) continue;
     for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
@@ -49274,18 +49491,18 @@ async function newEnvironment(root, name2, opts2 = {}) {
   };
   validate("environment", name2);
   const dir = envDir(root, name2);
-  if (existsSync5(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
+  if (existsSync7(dir)) throw new OpsError(`environments/${name2} already exists`, `choose another name, or remove environments/${name2} first`);
   const extra = (opts2.recipients ?? []).map((r) => checkRecipient(r, "--recipient"));
   const identity = await generateIdentity2();
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
-  const configBefore = existsSync5(join7(root, ".sops.yaml"));
+  const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   heed();
-  await mkdir3(join7(dir, "assets"), { recursive: true });
+  await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join7(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
+    await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     heed();
     await setEnvRule(root, name2, recipients, opts2.signal);
     heed();
@@ -49296,10 +49513,10 @@ async function newEnvironment(root, name2, opts2 = {}) {
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name2).catch(() => void 0);
-    if (!configBefore) await rm3(join7(root, ".sops.yaml"), { force: true });
+    if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join7(dir, "environment.yml"), join7(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
+  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
@@ -49587,8 +49804,8 @@ var require_semver = __commonJS({
       }
     }
     var i;
-    exports.parse = parse;
-    function parse(version2, options) {
+    exports.parse = parse2;
+    function parse2(version2, options) {
       if (!options || typeof options !== "object") {
         options = {
           loose: !!options,
@@ -49616,12 +49833,12 @@ var require_semver = __commonJS({
     }
     exports.valid = valid;
     function valid(version2, options) {
-      var v = parse(version2, options);
+      var v = parse2(version2, options);
       return v ? v.version : null;
     }
     exports.clean = clean5;
     function clean5(version2, options) {
-      var s = parse(version2.trim().replace(/^[=v]+/, ""), options);
+      var s = parse2(version2.trim().replace(/^[=v]+/, ""), options);
       return s ? s.version : null;
     }
     exports.SemVer = SemVer;
@@ -49857,8 +50074,8 @@ var require_semver = __commonJS({
       if (eq(version1, version2)) {
         return null;
       } else {
-        var v1 = parse(version1);
-        var v2 = parse(version2);
+        var v1 = parse2(version1);
+        var v2 = parse2(version2);
         var prefix = "";
         if (v1.prerelease.length || v2.prerelease.length) {
           prefix = "pre";
@@ -50745,7 +50962,7 @@ var require_semver = __commonJS({
     }
     exports.prerelease = prerelease;
     function prerelease(version2, options) {
-      var parsed = parse(version2, options);
+      var parsed = parse2(version2, options);
       return parsed && parsed.prerelease.length ? parsed.prerelease : null;
     }
     exports.intersects = intersects;
@@ -50782,7 +50999,7 @@ var require_semver = __commonJS({
       if (match === null) {
         return null;
       }
-      return parse(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
+      return parse2(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
     }
   }
 });
@@ -57416,7 +57633,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve4, reject) => {
+        return new Promise(async (resolve5, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -57428,7 +57645,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve4();
+          resolve5();
         });
       })(),
       NullCipher,
@@ -58686,7 +58903,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve4 } = __require("path");
+    var { resolve: resolve5 } = __require("path");
     var { readFile: readFile4 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -58822,7 +59039,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve4(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve5(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -71224,11 +71441,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -71244,7 +71461,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -71568,15 +71785,18 @@ function endGroup() {
 }
 
 // core/action.ts
+init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
+import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { resolve } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
-import { existsSync as existsSync2, readFileSync } from "node:fs";
+import { existsSync as existsSync3, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join as join2 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -71587,8 +71807,21 @@ function readKey(file, label) {
   }
 }
 function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -71604,10 +71837,10 @@ function resolveCredentials(sources, reporter) {
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (processEnv.SSH_AUTH_SOCK && existsSync2(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join(home, ".ssh", f);
+    const p = join2(home, ".ssh", f);
     if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -71706,6 +71939,15 @@ function emptyKeyInput(name2, githubEnvironment) {
     `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret2} }} (README: "Repository checklist")`
   );
 }
+function actionRoot(workingDirectory, spec) {
+  const dir = resolve(workingDirectory);
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
+  );
+}
 async function checkInputs(spec, get = (n) => getInput(n)) {
   const environment = get("environment").trim();
   for (const name2 of spec.required ?? []) {
@@ -71718,6 +71960,8 @@ async function checkInputs(spec, get = (n) => getInput(n)) {
     const v = get(name2).trim();
     if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
   }
+  const workingDirectory = get("working-directory").trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
   const sshKey = get("ssh-key");
   if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
   const ageKey = get("age-key");
@@ -71746,7 +71990,8 @@ async function runAction(spec, body) {
       processEnv.SOPS_AGE_KEY = ageKey;
     }
     const flags = await checkInputs(spec);
-    const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = getInput("working-directory").trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
       reporter,
@@ -71769,7 +72014,7 @@ async function runAction(spec, body) {
 
 // core/ops/secrets.ts
 init_environment();
-import { join as join8 } from "node:path";
+import { join as join9 } from "node:path";
 
 // core/dotenv.ts
 init_errors();
@@ -71786,6 +72031,7 @@ function lookup(tree, path) {
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
+var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
 
 // core/ops/secrets.ts
 init_errors();
@@ -71816,12 +72062,12 @@ function npmrcText(env, setting, value) {
     throw new OpsError(`${setting} of ${env.name} starts or ends with white space, which npm drops when it reads .npmrc`, "remove it from the value (it was not printed)");
   if (["true", "false", "null", "undefined"].includes(value)) throw new OpsError(`${setting} of ${env.name} is a word npm reads as another type in .npmrc (true, false, null, undefined)`, "use the real value (it was not printed)");
   if (!/[;#\\"'$]/.test(value)) return value;
-  const escaped = value.replace(NPM_ENV_EXPR, (m, esc, name2) => {
+  const escaped2 = value.replace(NPM_ENV_EXPR, (m, esc, name2) => {
     if (/^[^?]+\??$/.test(name2)) return `${esc}${esc}\\${m.slice(esc.length)}`;
     if (esc) throw new OpsError(`${setting} of ${env.name} holds a backslash before a "\${...}" with a "?" inside, which npm versions read differently in .npmrc`, "change the value (it was not printed)");
     return m;
   });
-  return JSON.stringify(escaped);
+  return JSON.stringify(escaped2);
 }
 var INDEX_READ_TIMEOUT = 120;
 function packageIndexFiles(env, secrets) {
@@ -71863,6 +72109,9 @@ function packageIndexFiles(env, secrets) {
 
 // core/ops/secrets.ts
 init_parts();
+init_tree();
+init_schema_object();
+init_report();
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 function plainPasswords(env) {
   const values = [
@@ -71899,7 +72148,7 @@ function maskPlainPasswords(ctx, env, warn) {
 }
 async function environmentSecrets(ctx, env) {
   maskPlainPasswords(ctx, env, true);
-  const file = join8(env.dir, SECRETS_FILE);
+  const file = join9(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
@@ -72044,7 +72293,7 @@ init_environment();
 
 // core/config/siblings.ts
 init_errors();
-import { join as join9, posix as posix2 } from "node:path";
+import { join as join10, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -72066,7 +72315,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join9(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join10(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -74241,6 +74490,7 @@ mv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }
 
 // core/steps/tls.ts
+import { isIP as isIP3 } from "node:net";
 init_shell();
 var TLS_KEYS = reportKeys("certificate");
 var RENEW_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx";
@@ -74353,13 +74603,24 @@ fi
 item certificate`
   };
 }
+function letsEncryptRefusal(tls, domain) {
+  if (tls.mode !== "letsencrypt" || tls.acme_server || !domain) return void 0;
+  const d = domain.toLowerCase().replace(/\.$/, "");
+  const reserved = (name2) => /(^|\.)example\.(com|net|org)$/.test(name2);
+  if (isIP3(d)) return `domain ${domain} is an IP address: Let's Encrypt issues certificates for DNS names`;
+  if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
+    return `domain ${domain} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  const mailDomain = tls.email?.split("@")[1]?.toLowerCase();
+  if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;
+  return void 0;
+}
 
 // core/ops/host-run.ts
 init_errors();
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -74485,24 +74746,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve4) => {
+    return new Promise((resolve5) => {
       if (this.running === 0) {
-        resolve4();
+        resolve5();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve4();
+        resolve5();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve4(val);
+            resolve5(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -74544,23 +74805,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -74604,7 +74865,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve4, reject) => {
+  await new Promise((resolve5, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -74613,7 +74874,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve5, reject);
   });
   return result;
 }
@@ -74639,12 +74900,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile3(filePath) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve4(res);
+        resolve5(res);
       }
     });
   });
@@ -74653,12 +74914,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve4, reject) => {
+    stats = await new Promise((resolve5, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -74671,12 +74932,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve4, reject) => {
+    await new Promise((resolve5, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve4();
+          resolve5();
         }
       });
     });
@@ -74751,14 +75012,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve4, reject) => {
+    await new Promise((resolve5, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve4();
+        resolve5();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -74780,14 +75041,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       };
       if (options == null) {
@@ -74808,14 +75069,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -74846,7 +75107,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -74892,7 +75153,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve4({
+          resolve5({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -74954,12 +75215,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve4();
+            resolve5();
           }
         });
       });
@@ -74974,21 +75235,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve4) => {
+    invariant2(await new Promise((resolve5) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve4(err === null);
+        resolve5(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve4();
+            resolve5();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve5(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -75015,14 +75276,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve4);
+        queue.waitTillIdle().then(resolve5);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -75038,9 +75299,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
+    const localDirectoryStat = await new Promise((resolve5) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
+        resolve5(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -75055,16 +75316,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -75079,7 +75340,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -75091,9 +75352,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
+    const localDirectoryStat = await new Promise((resolve5) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
+        resolve5(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -75111,23 +75372,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve4(res.map((item) => item.filename));
+                resolve5(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve4(res);
+                resolve5(res);
               }
             });
           });
@@ -75139,16 +75400,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -75163,7 +75424,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -75174,7 +75435,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -75199,25 +75460,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve4({ port: port2, dispose });
+        resolve5({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve4(channel);
+        resolve5(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -75242,19 +75503,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve4({ dispose });
+        resolve5({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve4(channel);
+        resolve5(channel);
       });
     });
   }
@@ -75268,6 +75529,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 init_errors();
+init_report();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection, isIPv6 as isIPv62 } from "node:net";
@@ -75286,6 +75548,13 @@ function pinnedKey(ep, role, configFile) {
 async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
+  const reserved = documentationAddress(ep.address);
+  if (reserved) {
+    throw new OpsError(
+      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${options.configFile} (and its host key, read on its console)`
+    );
+  }
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -75354,6 +75623,13 @@ async function login(ep, attempt, options) {
     }
   }
 }
+function documentationAddress(address2) {
+  const a = address2.toLowerCase().replace(/\.$/, "");
+  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return "a documentation address (RFC 5737)";
+  if (/^2001:0?db8:/.test(a)) return "a documentation address (RFC 3849)";
+  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
+  return void 0;
+}
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
 }
@@ -75383,10 +75659,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve4(stream2);
+          if (!e) return resolve5(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -75419,15 +75695,19 @@ var Bastion = class _Bastion {
 init_shell();
 var START_MARKER = "@ops-start";
 var REFUSED_PREFIX = "@ops-refused ";
+var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS"];
 var STEP_ENV = "OPS_STEP=1";
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
 ].join("\n");
 var scriptPrelude = [
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the script.
+  "builtin unset -f $(builtin compgen -A function)",
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
@@ -75441,10 +75721,14 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser2, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), "env", ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser2, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
+  const run = ["timeout", "-k", "10", String(seconds2), "env", ...LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]), ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
+  const english = ["env", "LC_ALL=C.UTF-8"];
+  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser2, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  return cmd(...english, ...run);
+}
+function sshCommand(step, login2, appUser2, connection) {
+  return `exec ${commandLine(step, login2, appUser2, connection)}`;
 }
 function scriptText(step) {
   return `${scriptPrelude}
@@ -75473,7 +75757,8 @@ function uploadStep(remotePath, size2, mode, guard) {
 ${guard}
 }
 ` : ""}` + String.raw`ops_upload() {
-  local tmp got
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
   head -c ${size2} > "$tmp"
@@ -75488,6 +75773,7 @@ ops_upload; exit $?`
 }
 
 // core/remote/ssh.ts
+var LINGER_MS = 2e3;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -75571,6 +75857,7 @@ var SshRemote = class {
   warnedPreamble = false;
   warnedSudo = false;
   warnedStderr = false;
+  warnedLinger = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -75619,15 +75906,36 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve4, reject) => conn.exec(command2, (e, c) => {
+          (resolve5, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
-            c.on("exit", (code, sig) => {
-              if (typeof code === "number") status.code = code;
-              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            let exited = () => void 0;
+            const ended = new Promise((closed) => {
+              let linger;
+              let hasExited = false;
+              const wait = () => {
+                if (!hasExited) return;
+                clearTimeout(linger);
+                linger = setTimeout(() => {
+                  status.lingered = true;
+                  closed(status);
+                  c.close();
+                }, LINGER_MS);
+              };
+              exited = wait;
+              c.on("close", () => {
+                clearTimeout(linger);
+                closed(status);
+              });
+              c.on("exit", (code, sig) => {
+                if (typeof code === "number") status.code = code;
+                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+                hasExited = true;
+                wait();
+              });
             });
             c.on("error", () => void 0);
-            resolve4({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+            resolve5({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -75648,18 +75956,18 @@ var SshRemote = class {
             `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
         const lost = this.lost ?? await this.lostWithin(1e3);
-        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
+        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve4) => {
+    return new Promise((resolve5) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve4(e);
+        resolve5(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -75685,21 +75993,27 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended } = await this.channel(command2, what);
+    const { channel, ended, output } = await this.channel(command2, what);
     this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
-    const status = await new Promise((resolve4, reject) => {
-      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+    const status = await new Promise((resolve5, reject) => {
+      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
       }, limit);
-      channel.on("data", (d) => out.push(d));
-      channel.stderr.on("data", (d) => err.push(d));
-      void ended.then(resolve4);
+      channel.on("data", (d) => {
+        output();
+        out.push(d);
+      });
+      channel.stderr.on("data", (d) => {
+        output();
+        err.push(d);
+      });
+      void ended.then(resolve5);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -75724,9 +76038,19 @@ var SshRemote = class {
     }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    if (status.lingered && !this.warnedLinger) {
+      this.warnedLinger = true;
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && status.code !== null)
+      throw new OpsError(
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any exec >\u2026 below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`
+      );
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
       this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
@@ -75734,7 +76058,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -75753,6 +76077,11 @@ var SshRemote = class {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`
       );
+    if (why === "stdout")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`
+      );
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -75767,7 +76096,12 @@ var SshRemote = class {
   notStarted(what, code, output) {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
-    const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
+    if (/\bexec: restricted\b/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
+      );
+    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
     if (missing)
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
@@ -75775,16 +76109,16 @@ var SshRemote = class {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -76147,6 +76481,17 @@ function expand3(env, text, release, program, slot, key = `programs.${program}`)
     throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
+function splitFreePaths(env, command2, release, key) {
+  const paths = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+  for (const m of command2.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
+    if (!/[\s'"\\]/.test(paths[m[1]])) continue;
+    throw new OpsError(
+      `${key}: ${m[0]} expands to a path holding a space, a quote or a backslash (${m[1] === "release" ? `base_dir ${env.baseDir}` : paths[m[1]]}), which supervisor splits the command line at: the program would not start`,
+      `choose a base_dir without them (e.g. /srv/${env.config.app}), or start the program by a path relative to programs.<name>.directory (e.g. venv/bin/python)`
+    );
+  }
+  return command2;
+}
 function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
@@ -76195,7 +76540,7 @@ function slotConfigText(env, slot, release, releaseId, carry, refused) {
     const log = programLog(env, slot, name2);
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand3(env, p.command, release, name2, slot, key("command"))))}`,
+      `command=${carry(() => supervisorValue(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command")), release, name2, slot, key("command"))))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -76552,8 +76897,8 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
 fi
 critical_done`;
 }
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
+function stopGoneRun(env, runId, ended) {
+  return `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -76568,7 +76913,19 @@ ${stopStartedSlot(env)}
 fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
+`;
+}
+function settleLostRun(env, runId, ended) {
+  return {
+    name: "settle",
+    as: "root",
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    quiet: true,
+    script: stopGoneRun(env, runId, ended)
+  };
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? stopGoneRun(env, runId, ended) : "";
   return {
     name: "unlock",
     as: "root",
@@ -76924,7 +77281,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
-      ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
+      ctx.reporter.error(MIGRATION_CUT);
     }
     const standing = (host) => {
       const { release, previous } = { ...options.fields, ...about.get(host) };
@@ -76937,7 +77294,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve4) => setImmediate(resolve4))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve5) => setImmediate(resolve5))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -76977,17 +77334,34 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
-        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(withLostLive(host, message)) }, runnerNow(ctx)))]);
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
-      const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
+      const live2 = wentLive.has(host) ? release2 : lostLive.has(host) ? lostLive.get(host) || void 0 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
+  const settleLost = async (host) => {
+    if (stopping) return void 0;
+    const old = session.remote(host).connection;
+    ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
+    try {
+      const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+      const stopped = reported(r, LOCK_KEYS.stopped);
+      if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+      const slot = reported(r, LOCK_KEYS.stopped_slot);
+      if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+      return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : void 0;
+    } catch {
+      return void 0;
+    }
+  };
+  const lostLive = /* @__PURE__ */ new Map();
+  const withLostLive = (host, message) => lostLive.has(host) ? `${message}; ${lostLive.get(host) || "no release"} is live on ${host} (what current names once the step ended there)` : message;
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
@@ -76997,8 +77371,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch((e) => {
+      }, (t) => ctx.reporter.redact(t)).catch(async (e) => {
         if (e instanceof NotStartedError) mine.delete(r.name);
+        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+          const live = await settleLost(r.name);
+          if (live !== void 0) lostLive.set(r.name, live);
+        }
         throw e;
       });
       inspected.set(r.name, result2);
@@ -77015,7 +77393,10 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   if (failed) {
     failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
-    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const taken = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const said = [...lostLive.keys()].map((host) => withLostLive(host, "").slice(2));
+    const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}
+${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
@@ -77058,7 +77439,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     made(host, release) {
       made.set(host, release);
-    }
+    },
+    settleLost: (host) => settleLost(host)
   };
   let result;
   try {
@@ -77141,6 +77523,8 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
 async function provision(ctx, environment) {
   const env = resolveTarget(environment);
   refuseCollisions(env, ctx.reporter);
+  const refusal = letsEncryptRefusal(env.config.tls, env.config.domain);
+  if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa;
   if (caFile && env.config.tls.mode === "letsencrypt") {

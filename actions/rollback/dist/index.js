@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve2(data);
+              return err ? reject(err) : resolve3(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve2(data);
+              ) : resolve3(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve2, reject) => {
-        res = resolve2;
+      const promise = new Promise((resolve3, reject) => {
+        res = resolve3;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve2;
+            this[kClosedResolve] = resolve3;
           } else {
-            resolve2(null);
+            resolve3(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve2(null);
+            resolve3(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve2, reject) => {
+        const socket = await new Promise((resolve3, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve2(socket2);
+              resolve3(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve2) => {
-            this[kClosedResolve] = resolve2;
+          await new Promise((resolve3) => {
+            this[kClosedResolve] = resolve3;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve2, reject) => {
+        return await new Promise((resolve3, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve2(null);
+              resolve3(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve2, reject) => {
+      return new Promise((resolve3, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve2,
+              resolve: resolve3,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve2, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve3, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve2(chunksDecode(body, length));
+          resolve3(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve2(JSON.parse(chunksDecode(body, length)));
+          resolve3(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve2(chunksConcat(body, length).buffer);
+          resolve3(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve2(new Blob(body, { type: stream2[kContentType] }));
+          resolve3(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve2(chunksConcat(body, length));
+          resolve3(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve2, reject) => agent.dispatch(
+        return new Promise((resolve3, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve2({
+              resolve3({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve2({
+              resolve3({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve2) => {
-        setTimeout(resolve2, ms).unref();
+      return new Promise((resolve3) => {
+        setTimeout(resolve3, ms).unref();
       });
     }
     module.exports = {
@@ -19161,6 +19161,22 @@ var require_undici = __commonJS({
   }
 });
 
+// core/config/project-dir.ts
+import { existsSync as existsSync2, statSync } from "node:fs";
+import { join } from "node:path";
+function projectDirProblem(dir) {
+  if (!existsSync2(dir)) return "does not exist";
+  if (!statSync(dir).isDirectory()) return "is not a folder";
+  const envs = join(dir, "environments");
+  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  return void 0;
+}
+var init_project_dir = __esm({
+  "core/config/project-dir.ts"() {
+    "use strict";
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
@@ -19259,7 +19275,7 @@ function hideUrlCredentials(s) {
   return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
+  return /secret-key-(?!(?:pq-)?1(?![0-9a-z-]))[0-9a-z-]/i.test(s);
 }
 function hideSecrets(text) {
   return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
@@ -19495,7 +19511,7 @@ var init_parts = __esm({
     TEXT_STOP = /[\s"'`<>]/;
     VALUE_STOP = /(?!)/;
     spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
-    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-(?!(?:pq-)?1(?![0-9A-Za-z-]))[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -19540,12 +19556,18 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync } from "node:fs";
+import { statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
+function lingerProblem(login2) {
+  return `a session stays open after its command has exited: a start-up file of the login shell of ${login2} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
+}
+function lingerFix(login2) {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
@@ -19624,7 +19646,7 @@ function describeLowLevel(err) {
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
-    return { what: m.replace(/^\(SSH\) /, "") };
+    return { what: m.replace(/^\(SSH\) /, ""), hint: "sshd refused a session on the connection: check its log on the host (journalctl -u ssh), then try again" };
   }
   if (/Packet length \d+ exceeds max length/.test(m))
     return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
@@ -19636,12 +19658,12 @@ function describeLowLevel(err) {
   if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
-  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed", hint: "the host may have rebooted, or sshd or a firewall dropped the connection (or sshd's process for it was killed): try again" };
   if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
-  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}`, hint: "try again; if it keeps happening, check the network between and the host's sshd log (journalctl -u ssh)" };
   if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
-  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
-  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})`, hint: "check the permissions of that path here (not on the hosts)" };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})`, hint: "check that path here (not on the hosts): a key file, the project's directory" };
   return void 0;
 }
 function fileError(err, path, action, expected = "a file") {
@@ -19659,12 +19681,16 @@ function fileError(err, path, action, expected = "a file") {
 }
 function userFileExists(path, shown = path, expected = "a file") {
   try {
-    if (!statSync(path).isDirectory()) return true;
+    if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
+}
+function connectionLost(err, host, where) {
+  const e = translateError(err, host, where);
+  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -19712,7 +19738,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19755,6 +19781,7 @@ ${indent(stderrTail.trim())}` : "";
       verdict;
       name = "StepError";
     };
+    MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
@@ -19774,11 +19801,26 @@ ${summary2}`;
     TransportError = class extends OpsError {
       name = "TransportError";
     };
+    ConnectionLostError = class extends TransportError {
+      name = "ConnectionLostError";
+    };
     failedResults = /* @__PURE__ */ new WeakMap();
   }
 });
 
 // core/report.ts
+function own(strings, ...values) {
+  let out = "";
+  strings.forEach((chunk, i) => {
+    if (i > 0) out += String(values[i - 1]);
+    if (chunk.length < MIN_SECRET_LENGTH) out += chunk;
+    else {
+      OWN_TEXT.add(chunk);
+      out += `${MARK_OPEN}${chunk}${MARK_CLOSE}`;
+    }
+  });
+  return out;
+}
 function unmarked(text) {
   return text.includes(MARK_OPEN) ? text.replace(/[\uE000\uE001]/g, "") : text;
 }
@@ -19840,7 +19882,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -19849,6 +19891,7 @@ var init_report = __esm({
     init_signals();
     MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
     MARK_OPEN = "\uE000";
+    MARK_CLOSE = "\uE001";
     MARKED = /\uE000([^\uE000\uE001]*)\uE001/g;
     OWN_TEXT = /* @__PURE__ */ new Set();
     FNV_OFFSET = 2166136261 & 1073741823;
@@ -29480,10 +29523,10 @@ var init_dist = __esm({
 
 // core/secrets/key-file.ts
 import { homedir as homedir2 } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir2(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir2(), ".config");
+  return join3(base, "sops", "age", "keys.txt");
 }
 var init_key_file = __esm({
   "core/secrets/key-file.ts"() {
@@ -29515,6 +29558,12 @@ async function parseIdentities(text, source) {
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+    }
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1\u2026, a recipient), not an age identity`,
+        "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
+      );
     }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
@@ -29586,6 +29635,9 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
+  const several = value.split(/[\s,]+/).filter(Boolean);
+  if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
+    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -29648,7 +29700,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -29683,7 +29735,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias2;
+    exports.isAlias = isAlias3;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap2;
@@ -37159,10 +37211,10 @@ function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
   return value;
 }
 function patternOf(kind) {
@@ -37182,7 +37234,9 @@ var init_shell = __esm({
       gitRef: {
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
       },
       environment: {
         what: "environment name",
@@ -37190,12 +37244,14 @@ var init_shell = __esm({
         form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
       },
       release: {
         what: "release id",
         pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
       },
       name: {
         what: "name",
@@ -37493,6 +37549,8 @@ function string(opts2 = {}) {
     form,
     json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
     check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
@@ -37544,6 +37602,11 @@ function list(item, opts2 = {}) {
     form,
     json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
     check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -37657,7 +37720,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join5 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join6 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -37667,10 +37730,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join5(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join6(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join5(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join6(r.path), message: r.message(v) });
     }
   }
 }
@@ -37740,9 +37803,9 @@ function object(fields, options = {}) {
     json() {
       const properties = {};
       for (const [k, field] of Object.entries(fields)) {
-        const own = field.schema.json();
+        const own2 = field.schema.json();
         properties[k] = {
-          ...field.presence === "required" ? own : nullable(own),
+          ...field.presence === "required" ? own2 : nullable(own2),
           description: `${field.doc}. Expected: ${field.schema.form}.`,
           ...field.default !== void 0 ? { default: field.default } : {}
         };
@@ -37771,6 +37834,7 @@ var init_schema_object = __esm({
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { domainToASCII } from "node:url";
 function ownDirectoryProblem(path) {
   if (!path.startsWith("/")) return "not an absolute path";
   const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
@@ -37791,8 +37855,8 @@ function ownDirectoryProblem(path) {
   return void 0;
 }
 function appDirectoryProblem(baseDir, app, appUser) {
-  const own = ownDirectoryProblem(baseDir);
-  if (own) return own;
+  const own2 = ownDirectoryProblem(baseDir);
+  if (own2) return own2;
   const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
   if (home && home !== appUser)
     return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
@@ -37834,11 +37898,33 @@ function bodySizeProblem(v) {
 }
 function addressProblem(v) {
   if (isIP(v)) return void 0;
+  const url = urlParts(v);
+  if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const login2 = /^([^@\s]+)@([^@\s]+)$/.exec(v);
+  if (login2) return `the login goes in its own key: user: ${login2[1]}, address: ${login2[2]}`;
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
   if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  return dnsNameProblem(v);
+}
+function urlParts(v) {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return void 0;
+  try {
+    const u = new URL(v);
+    return { host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port, user: decodeURIComponent(u.username) };
+  } catch {
+    return { host: "<the host>", port: "", user: "" };
+  }
+}
+function dnsNameProblem(v) {
+  if (/[^\x00-\x7f]/.test(v)) {
+    const ascii = domainToASCII(v);
+    return `an internationalized name is written in its ASCII form (IDNA)${ascii ? `: ${ascii}` : ", xn--..."}`;
+  }
+  const url = urlParts(v);
+  if (url) return `a URL: give the host name alone (${url.host})`;
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -37975,7 +38061,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38165,23 +38251,23 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync3, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync2, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync4, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
-import { isAbsolute, join as join3, resolve } from "node:path";
+import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join3(root, "environments");
+  return join4(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync3(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync3(join3(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync5(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join4(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
-  if (p === "~" || p.startsWith("~/")) return join3(home, p.slice(1));
+  if (p === "~" || p.startsWith("~/")) return join4(home, p.slice(1));
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
-  return isAbsolute(p) ? p : resolve(base, p);
+  return isAbsolute(p) ? p : resolve2(base, p);
 }
 function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
@@ -38201,6 +38287,17 @@ function liveReleasePathProblem(text, base, placeholders) {
   if (!m) return void 0;
   const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
   return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
+}
+function envCaseProblems(config, problems) {
+  const prefixes = config.dotenv.readers.flatMap((r) => r === "python-dotenv" ? [""] : typeof r === "object" && r.reader === "python-dotenv" ? [r.only] : []);
+  if (!prefixes.length) return;
+  const byLower = /* @__PURE__ */ new Map();
+  for (const name2 of Object.keys(config.env)) {
+    const other = byLower.get(name2.toLowerCase());
+    if (other === void 0) byLower.set(name2.toLowerCase(), name2);
+    else if ([name2, other].some((n) => prefixes.some((p) => n.startsWith(p))))
+      problems.push({ path: `env.${name2}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
+  }
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -38263,6 +38360,7 @@ function crossCheck(config, problems) {
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
+  envCaseProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -38277,7 +38375,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join4(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38298,14 +38396,31 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync2(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync4(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
     } catch {
     }
   }
+}
+function refuseUnresolvedAliases(doc, text, label) {
+  const anchors = [];
+  let missing;
+  (0, import_yaml2.visit)(doc, {
+    Node(_, node) {
+      if (missing) return import_yaml2.visit.BREAK;
+      if ("anchor" in node && typeof node.anchor === "string" && node.anchor) anchors.push(node.anchor);
+      if ((0, import_yaml2.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
+      return void 0;
+    }
+  });
+  if (!missing) return;
+  throw new OpsError(
+    hideSecrets(`${label}: the alias *${missing.name} (line ${missing.line}) names no anchor set before it`),
+    anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(", ")}; an anchor (x-common: &common {...}) comes before the aliases that use it` : "set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)"
+  );
 }
 function readYamlFile(file, label = file) {
   let bytes;
@@ -38323,7 +38438,7 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
       throw new OpsError(
@@ -38331,6 +38446,7 @@ function readYamlFile(file, label = file) {
 ${warnings.map((w) => `  - ${w}`).join("\n")}`),
         "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
       );
+    refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
     value = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
@@ -38345,7 +38461,7 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`),
   return value;
 }
 function yamlErrorMessage(label, text, error2) {
-  const said = hideSecrets(error2.message.split(/:\n\n/)[0]);
+  const said = hideSecrets(error2.message.split(/:\n\n/)[0].replace(/; please use YAML\.\w+\(\)/, ""));
   const at2 = error2.linePos?.[0];
   const lines = text.split(/\r?\n/);
   if (!at2) return `${label} is not valid YAML: ${said}`;
@@ -38359,6 +38475,18 @@ function yamlErrorMessage(label, text, error2) {
 ${context}${hideSecrets(line)}
 ${" ".repeat(hideSecrets(before).length)}^
 `;
+}
+function yamlErrorHint(error2) {
+  switch (error2.code) {
+    case "MULTIPLE_DOCS":
+      return "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)";
+    case "TAB_AS_INDENT":
+      return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
+    case "DUPLICATE_KEY":
+      return "keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)";
+    default:
+      return "fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)";
+  }
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
@@ -38385,8 +38513,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join3(environmentsDir(root), envName);
-  const file = join3(dir, ENVIRONMENT_FILE);
+  const dir = join4(environmentsDir(root), envName);
+  const file = join4(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const known = listEnvironments(root);
     throw new OpsError(
@@ -38427,7 +38555,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join3(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -38448,6 +38576,7 @@ var init_environment = __esm({
     init_hostkey();
     init_schema_object();
     init_schema();
+    init_project_dir();
     ENVIRONMENT_FILE = "environment.yml";
     ConfigError = class extends OpsError {
       constructor(file, problems) {
@@ -46513,7 +46642,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve2, reject) => {
+        return new Promise(async (resolve3, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -46525,7 +46654,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve2();
+          resolve3();
         });
       })(),
       NullCipher,
@@ -47783,7 +47912,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve2 } = __require("path");
+    var { resolve: resolve3 } = __require("path");
     var { readFile: readFile2 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -47919,7 +48048,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve2(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve3(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -59778,14 +59907,14 @@ var require_keygen = __commonJS({
           reader.readString(Ber.Integer, true);
           reader.readString(Ber.Integer, true);
           const iqmp = reader.readString(Ber.Integer, true);
-          const keyName = Buffer.from("ssh-rsa");
+          const keyName2 = Buffer.from("ssh-rsa");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
+            4 + keyName2.length + 4 + n.length + 4 + e.length + 4 + d.length + 4 + iqmp.length + 4 + p.length + 4 + q.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(n.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(n.length, pos += keyName2.length);
           privBuf.set(n, pos += 4);
           privBuf.writeUInt32BE(e.length, pos += n.length);
           privBuf.set(e, pos += 4);
@@ -59798,16 +59927,16 @@ var require_keygen = __commonJS({
           privBuf.writeUInt32BE(q.length, pos += p.length);
           privBuf.set(q, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + e.length + 4 + n.length
+            4 + keyName2.length + 4 + e.length + 4 + n.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(e.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(e.length, pos += keyName2.length);
           pubBuf.set(e, pos += 4);
           pubBuf.writeUInt32BE(n.length, pos += e.length);
           pubBuf.set(n, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ec": {
           let reader = new Ber.Reader(pub);
@@ -59853,31 +59982,31 @@ var require_keygen = __commonJS({
             Buffer.from([0]),
             reader.readString(Ber.OctetString, true)
           ]);
-          const keyName = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
+          const keyName2 = Buffer.from(`ecdsa-sha2-${sshCurveName}`);
           sshCurveName = Buffer.from(sshCurveName);
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length + 4 + privBin.length
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           privBuf.set(sshCurveName, pos += 4);
           privBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(privBin.length, pos += pubBin.length);
           privBuf.set(privBin, pos += 4);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + sshCurveName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + sshCurveName.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(sshCurveName.length, pos += keyName2.length);
           pubBuf.set(sshCurveName, pos += 4);
           pubBuf.writeUInt32BE(pubBin.length, pos += sshCurveName.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
         case "ed25519": {
           let reader = new Ber.Reader(pub);
@@ -59901,14 +60030,14 @@ var require_keygen = __commonJS({
             throw new Error("Bad ED25519 private OID");
           reader = new Ber.Reader(reader.readString(Ber.OctetString, true));
           const privBin = reader.readString(Ber.OctetString, true);
-          const keyName = Buffer.from("ssh-ed25519");
+          const keyName2 = Buffer.from("ssh-ed25519");
           const privBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
+            4 + keyName2.length + 4 + pubBin.length + 4 + (privBin.length + pubBin.length)
           );
           let pos = 0;
-          privBuf.writeUInt32BE(keyName.length, pos += 0);
-          privBuf.set(keyName, pos += 4);
-          privBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          privBuf.writeUInt32BE(keyName2.length, pos += 0);
+          privBuf.set(keyName2, pos += 4);
+          privBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           privBuf.set(pubBin, pos += 4);
           privBuf.writeUInt32BE(
             privBin.length + pubBin.length,
@@ -59917,14 +60046,14 @@ var require_keygen = __commonJS({
           privBuf.set(privBin, pos += 4);
           privBuf.set(pubBin, pos += privBin.length);
           const pubBuf = Buffer.allocUnsafe(
-            4 + keyName.length + 4 + pubBin.length
+            4 + keyName2.length + 4 + pubBin.length
           );
           pos = 0;
-          pubBuf.writeUInt32BE(keyName.length, pos += 0);
-          pubBuf.set(keyName, pos += 4);
-          pubBuf.writeUInt32BE(pubBin.length, pos += keyName.length);
+          pubBuf.writeUInt32BE(keyName2.length, pos += 0);
+          pubBuf.set(keyName2, pos += 4);
+          pubBuf.writeUInt32BE(pubBin.length, pos += keyName2.length);
           pubBuf.set(pubBin, pos += 4);
-          return { sshName: keyName.toString(), priv: privBuf, pub: pubBuf };
+          return { sshName: keyName2.toString(), priv: privBuf, pub: pubBuf };
         }
       }
     }
@@ -60321,11 +60450,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve2) {
-      resolve2(value);
+    return value instanceof P ? value : new P(function(resolve3) {
+      resolve3(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve2, reject) {
+  return new (P || (P = Promise))(function(resolve3, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -60341,7 +60470,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve3(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -60665,15 +60794,18 @@ function endGroup() {
 }
 
 // core/action.ts
+init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
+import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { resolve } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
-import { existsSync as existsSync2, readFileSync } from "node:fs";
+import { existsSync as existsSync3, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join as join2 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -60684,8 +60816,21 @@ function readKey(file, label) {
   }
 }
 function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -60701,10 +60846,10 @@ function resolveCredentials(sources, reporter) {
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (processEnv.SSH_AUTH_SOCK && existsSync2(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join(home, ".ssh", f);
+    const p = join2(home, ".ssh", f);
     if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -60757,9 +60902,9 @@ var ActionsReporter = class {
     error(this.shown(message));
   }
   async group(title, fn) {
-    const own = !this.groupOpen;
+    const own2 = !this.groupOpen;
     const start = Date.now();
-    if (own) {
+    if (own2) {
       startGroup(this.shown(title));
       this.groupOpen = true;
     } else this.log(`\u25B8 ${title}`);
@@ -60771,7 +60916,7 @@ var ActionsReporter = class {
       this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
-      if (own) {
+      if (own2) {
         endGroup();
         this.groupOpen = false;
       }
@@ -60803,6 +60948,15 @@ function emptyKeyInput(name2, githubEnvironment) {
     `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret} }} (README: "Repository checklist")`
   );
 }
+function actionRoot(workingDirectory, spec) {
+  const dir = resolve(workingDirectory);
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
+  );
+}
 async function checkInputs(spec, get = (n) => getInput(n)) {
   const environment = get("environment").trim();
   for (const name2 of spec.required ?? []) {
@@ -60815,6 +60969,8 @@ async function checkInputs(spec, get = (n) => getInput(n)) {
     const v = get(name2).trim();
     if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
   }
+  const workingDirectory = get("working-directory").trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
   const sshKey = get("ssh-key");
   if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
   const ageKey = get("age-key");
@@ -60843,7 +60999,8 @@ async function runAction(spec, body) {
       processEnv.SOPS_AGE_KEY = ageKey;
     }
     const flags = await checkInputs(spec);
-    const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = getInput("working-directory").trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
       reporter,
@@ -60873,6 +61030,7 @@ init_dotenv_readers();
 init_shell();
 init_tree();
 init_dotenv_readers();
+var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
 
 // core/ops/secrets.ts
 init_errors();
@@ -60883,6 +61041,9 @@ init_tree();
 
 // core/ops/secrets.ts
 init_parts();
+init_tree();
+init_schema_object();
+init_report();
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
@@ -60976,7 +61137,7 @@ function resolveTarget(env) {
 
 // core/config/siblings.ts
 init_errors();
-import { join as join4, posix as posix2 } from "node:path";
+import { join as join5, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -60998,7 +61159,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join4(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join5(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -61113,24 +61274,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve2) => {
+    return new Promise((resolve3) => {
       if (this.running === 0) {
-        resolve2();
+        resolve3();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve2();
+        resolve3();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve2(val);
+            resolve3(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -61172,23 +61333,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -61232,7 +61393,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve2, reject) => {
+  await new Promise((resolve3, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -61241,7 +61402,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve2, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve3, reject);
   });
   return result;
 }
@@ -61267,12 +61428,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve2(res);
+        resolve3(res);
       }
     });
   });
@@ -61281,12 +61442,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve2, reject) => {
+    stats = await new Promise((resolve3, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -61299,12 +61460,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve2, reject) => {
+    await new Promise((resolve3, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve2();
+          resolve3();
         }
       });
     });
@@ -61379,14 +61540,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve2, reject) => {
+    await new Promise((resolve3, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve2();
+        resolve3();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -61408,14 +61569,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       };
       if (options == null) {
@@ -61436,14 +61597,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -61474,7 +61635,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -61520,7 +61681,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve2({
+          resolve3({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -61582,12 +61743,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve2();
+            resolve3();
           }
         });
       });
@@ -61602,21 +61763,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve2) => {
+    invariant2(await new Promise((resolve3) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve2(err === null);
+        resolve3(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve2, reject) => {
+      return new Promise((resolve3, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve2();
+            resolve3();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve2(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve3(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -61643,14 +61804,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve2);
+        queue.waitTillIdle().then(resolve3);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -61666,9 +61827,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve2) => {
+    const localDirectoryStat = await new Promise((resolve3) => {
       fs4.stat(localDirectory, (err, stat2) => {
-        resolve2(stat2 || null);
+        resolve3(stat2 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -61683,16 +61844,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -61707,7 +61868,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -61719,9 +61880,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve2) => {
+    const localDirectoryStat = await new Promise((resolve3) => {
       fs4.stat(localDirectory, (err, stat2) => {
-        resolve2(stat2 || null);
+        resolve3(stat2 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -61739,23 +61900,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve2(res.map((item) => item.filename));
+                resolve3(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve2(res);
+                resolve3(res);
               }
             });
           });
@@ -61767,16 +61928,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -61791,7 +61952,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -61802,7 +61963,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -61827,25 +61988,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve2({ port: port2, dispose });
+        resolve3({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve2(channel);
+        resolve3(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -61870,19 +62031,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve2({ dispose });
+        resolve3({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve2(channel);
+        resolve3(channel);
       });
     });
   }
@@ -61896,6 +62057,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 init_errors();
+init_report();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection, isIPv6 as isIPv62 } from "node:net";
@@ -61914,6 +62076,13 @@ function pinnedKey(ep, role, configFile) {
 async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
+  const reserved = documentationAddress(ep.address);
+  if (reserved) {
+    throw new OpsError(
+      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${options.configFile} (and its host key, read on its console)`
+    );
+  }
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -61982,6 +62151,13 @@ async function login(ep, attempt, options) {
     }
   }
 }
+function documentationAddress(address2) {
+  const a = address2.toLowerCase().replace(/\.$/, "");
+  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return "a documentation address (RFC 5737)";
+  if (/^2001:0?db8:/.test(a)) return "a documentation address (RFC 3849)";
+  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
+  return void 0;
+}
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
 }
@@ -62011,10 +62187,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve2(stream2);
+          if (!e) return resolve3(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -62092,15 +62268,19 @@ var DEFAULT_STEP_TIMEOUT = 600;
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
 var REFUSED_PREFIX = "@ops-refused ";
+var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS"];
 var STEP_ENV = "OPS_STEP=1";
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
 ].join("\n");
 var scriptPrelude = [
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the script.
+  "builtin unset -f $(builtin compgen -A function)",
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
@@ -62114,10 +62294,14 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), "env", ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
+  const run = ["timeout", "-k", "10", String(seconds2), "env", ...LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]), ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
+  const english = ["env", "LC_ALL=C.UTF-8"];
+  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  return cmd(...english, ...run);
+}
+function sshCommand(step, login2, appUser, connection) {
+  return `exec ${commandLine(step, login2, appUser, connection)}`;
 }
 function scriptText(step) {
   return `${scriptPrelude}
@@ -62146,7 +62330,8 @@ function uploadStep(remotePath, size, mode, guard) {
 ${guard}
 }
 ` : ""}` + String.raw`ops_upload() {
-  local tmp got
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
   tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
   trap 'rm -f "$tmp"' EXIT
   head -c ${size} > "$tmp"
@@ -62161,6 +62346,7 @@ ops_upload; exit $?`
 }
 
 // core/remote/ssh.ts
+var LINGER_MS = 2e3;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -62244,6 +62430,7 @@ var SshRemote = class {
   warnedPreamble = false;
   warnedSudo = false;
   warnedStderr = false;
+  warnedLinger = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -62292,15 +62479,36 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve2, reject) => conn.exec(command2, (e, c) => {
+          (resolve3, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
-            c.on("exit", (code, sig) => {
-              if (typeof code === "number") status.code = code;
-              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            let exited = () => void 0;
+            const ended = new Promise((closed) => {
+              let linger;
+              let hasExited = false;
+              const wait = () => {
+                if (!hasExited) return;
+                clearTimeout(linger);
+                linger = setTimeout(() => {
+                  status.lingered = true;
+                  closed(status);
+                  c.close();
+                }, LINGER_MS);
+              };
+              exited = wait;
+              c.on("close", () => {
+                clearTimeout(linger);
+                closed(status);
+              });
+              c.on("exit", (code, sig) => {
+                if (typeof code === "number") status.code = code;
+                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+                hasExited = true;
+                wait();
+              });
             });
             c.on("error", () => void 0);
-            resolve2({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+            resolve3({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -62321,18 +62529,18 @@ var SshRemote = class {
             `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
         const lost = this.lost ?? await this.lostWithin(1e3);
-        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
+        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve2) => {
+    return new Promise((resolve3) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve2(e);
+        resolve3(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -62358,21 +62566,27 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended } = await this.channel(command2, what);
+    const { channel, ended, output } = await this.channel(command2, what);
     this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
-    const status = await new Promise((resolve2, reject) => {
-      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+    const status = await new Promise((resolve3, reject) => {
+      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
       }, limit);
-      channel.on("data", (d) => out.push(d));
-      channel.stderr.on("data", (d) => err.push(d));
-      void ended.then(resolve2);
+      channel.on("data", (d) => {
+        output();
+        out.push(d);
+      });
+      channel.stderr.on("data", (d) => {
+        output();
+        err.push(d);
+      });
+      void ended.then(resolve3);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -62397,9 +62611,19 @@ var SshRemote = class {
     }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    if (status.lingered && !this.warnedLinger) {
+      this.warnedLinger = true;
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
+    if (!out.started && err.started && status.code !== null)
+      throw new OpsError(
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any exec >\u2026 below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`
+      );
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
       this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
@@ -62407,7 +62631,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -62426,6 +62650,11 @@ var SshRemote = class {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`
       );
+    if (why === "stdout")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `move that redirection below ${guard}`
+      );
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -62440,7 +62669,12 @@ var SshRemote = class {
   notStarted(what, code, output) {
     const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
     const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
-    const missing = code === 127 ? /\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output)?.[1] : void 0;
+    if (/\bexec: restricted\b/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
+      );
+    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
     if (missing)
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
@@ -62448,16 +62682,16 @@ var SshRemote = class {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac)`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -64546,6 +64780,17 @@ function expand3(env, text, release, program, slot, key = `programs.${program}`)
     throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
+function splitFreePaths(env, command2, release, key) {
+  const paths = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+  for (const m of command2.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
+    if (!/[\s'"\\]/.test(paths[m[1]])) continue;
+    throw new OpsError(
+      `${key}: ${m[0]} expands to a path holding a space, a quote or a backslash (${m[1] === "release" ? `base_dir ${env.baseDir}` : paths[m[1]]}), which supervisor splits the command line at: the program would not start`,
+      `choose a base_dir without them (e.g. /srv/${env.config.app}), or start the program by a path relative to programs.<name>.directory (e.g. venv/bin/python)`
+    );
+  }
+  return command2;
+}
 function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
@@ -64594,7 +64839,7 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
     const log = programLog(env, slot, name2);
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand3(env, p.command, release, name2, slot, key("command"))))}`,
+      `command=${carry(() => supervisorValue(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command")), release, name2, slot, key("command"))))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -65206,7 +65451,7 @@ fi`
 
 // core/steps/facts.ts
 init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -65960,8 +66205,8 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
 fi
 critical_done`;
 }
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
+function stopGoneRun(env, runId, ended) {
+  return `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -65976,7 +66221,19 @@ ${stopStartedSlot(env)}
 fi
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
+`;
+}
+function settleLostRun(env, runId, ended) {
+  return {
+    name: "settle",
+    as: "root",
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    quiet: true,
+    script: stopGoneRun(env, runId, ended)
+  };
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? stopGoneRun(env, runId, ended) : "";
   return {
     name: "unlock",
     as: "root",
@@ -66255,8 +66512,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     for (const host of taken) {
       const tail2 = await auditTail(host);
       const refused = lost.get(host);
-      const own = closingTimes.get(host);
-      if (!refused && own && tail2.some((a) => a.time === own && a.operation === operation && a.actor === request.actor)) continue;
+      const own2 = closingTimes.get(host);
+      if (!refused && own2 && tail2.some((a) => a.time === own2 && a.operation === operation && a.actor === request.actor)) continue;
       let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
@@ -66324,7 +66581,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       !all.length ? `${received}: releasing the lock and stopping` : waiting ? `${received}${during} (waiting for it, or taking it): giving up; the lock is let go where this run holds it, and nothing of another run's is stopped` : !ending.length ? `${received}${during}: stopping them, releasing the lock` : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
     );
     if (cut.some((c) => c.startsWith("migrate on "))) {
-      ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
+      ctx.reporter.error(MIGRATION_CUT);
     }
     const standing = (host) => {
       const { release, previous } = { ...options.fields, ...about.get(host) };
@@ -66337,7 +66594,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve2) => setImmediate(resolve2))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve3) => setImmediate(resolve3))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -66377,17 +66634,34 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const message = `${prefix}${auditReason(e, (t) => ctx.reporter.redact(t))}`;
     for (const host of mine)
       if (!lost.has(host) && !(pending.get(host) ?? []).length)
-        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(message) }, runnerNow(ctx)))]);
+        pending.set(host, [auditLine(auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: auditReason(withLostLive(host, message)) }, runnerNow(ctx)))]);
   };
   const failing = (err) => {
     const hosts = [...session.remotes.keys()].map((host) => {
       const { release: release2, previous: previous2 } = { ...options.fields, ...read2.get(host), ...about.get(host) };
-      const live2 = wentLive.has(host) ? release2 : lost.get(host)?.live ?? previous2;
+      const live2 = wentLive.has(host) ? release2 : lostLive.has(host) ? lostLive.get(host) || void 0 : lost.get(host)?.live ?? previous2;
       return { host, release: release2, previous: previous2, live: live2 };
     });
     const { release, previous, live } = hosts[0] ?? {};
     return withResult(err, { release, previous, live, reason: auditReason(err, (t) => ctx.reporter.redact(t)), hosts, ...stopping && { stopped: true }, ...stoppedBy && { result: "interrupted", signal: stoppedBy } });
   };
+  const settleLost = async (host) => {
+    if (stopping) return void 0;
+    const old = session.remote(host).connection;
+    ctx.reporter.warn(`${host}: the connection was lost; over a new connection: stopping what it still ran there and asking what is live`);
+    try {
+      const r = await unfenced(await session.reconnect(host)).run(settleLostRun(env, request.runId, [old]), { allowFailure: true });
+      const stopped = reported(r, LOCK_KEYS.stopped);
+      if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+      const slot = reported(r, LOCK_KEYS.stopped_slot);
+      if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot, reported(r, LOCK_KEYS.previous_back), operation)}`);
+      return r.code === 0 ? reported(r, LOCK_KEYS.live_after)?.trim() : void 0;
+    } catch {
+      return void 0;
+    }
+  };
+  const lostLive = /* @__PURE__ */ new Map();
+  const withLostLive = (host, message) => lostLive.has(host) ? `${message}; ${lostLive.get(host) || "no release"} is live on ${host} (what current names once the step ended there)` : message;
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
@@ -66397,8 +66671,12 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
         tookThenFailed.add(r.name);
         if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch((e) => {
+      }, (t) => ctx.reporter.redact(t)).catch(async (e) => {
         if (e instanceof NotStartedError) mine.delete(r.name);
+        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+          const live = await settleLost(r.name);
+          if (live !== void 0) lostLive.set(r.name, live);
+        }
         throw e;
       });
       inspected.set(r.name, result2);
@@ -66415,7 +66693,10 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   if (failed) {
     failedWhere(failed.reason, failed.reason instanceof LockError || refusedBare ? "refused, nothing changed: " : "");
     const left2 = await releaseAll();
-    const err = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const taken = stopping ? failed.reason : await lockTakenAway(failed.reason);
+    const said = [...lostLive.keys()].map((host) => withLostLive(host, "").slice(2));
+    const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}
+${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
@@ -66458,7 +66739,8 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     },
     made(host, release) {
       made.set(host, release);
-    }
+    },
+    settleLost: (host) => settleLost(host)
   };
   let result;
   try {
@@ -66551,7 +66833,22 @@ async function rollbackHost(ctx, env, remote, locked, to, today) {
     try {
       r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }, today));
     } catch (e) {
-      await h.tryRun(putPreviousBack(env, idle));
+      const lostConnection = e instanceof ConnectionLostError;
+      const live = lostConnection ? await locked.settleLost(remote.name) : void 0;
+      if (lostConnection && live === void 0) {
+        const unknown = `what is live on ${remote.name} is not known: its switch goes on there without the connection, and the host could not be asked again`;
+        locked.audit(remote.name, { result: "failed", previous: state.current, message: `${auditReason(e, redact)}; ${unknown}` });
+        throw new OpsError(`${e.message}
+${unknown}`, `see ops status ${env.name} (what current names and what serves)`);
+      }
+      if (live && live !== state.current) {
+        const undone = `the switch ended on the host after the connection was lost${env.config.switch.keep_previous ? "" : "; the previous slot may still run (stopping it was cut off)"}`;
+        locked.wentLive(remote.name, undone);
+        locked.audit(remote.name, { result: "failed", release: live, previous: state.current, message: `live, but ${auditReason(e, redact)}; ${undone}` });
+        throw new OpsError(`${e.message}
+${live} is live on ${remote.name} and serves: ${undone}`, `see ops status ${env.name}`);
+      }
+      if (!lostConnection) await h.tryRun(putPreviousBack(env, idle));
       locked.audit(remote.name, { result: "failed", previous: state.current, message: auditReason(e, redact) });
       throw new OpsError(`${e.message}
 ${remote.name} still serves ${state.current}`, e.hint);

@@ -2253,9 +2253,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve(data);
+              return err ? reject(err) : resolve2(data);
             });
           });
         }
@@ -2293,12 +2293,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve(data);
+              ) : resolve2(data);
             });
           });
         }
@@ -4565,8 +4565,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve, reject) => {
-        res = resolve;
+      const promise = new Promise((resolve2, reject) => {
+        res = resolve2;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6817,12 +6817,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7492,12 +7492,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7976,16 +7976,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve;
+            this[kClosedResolve] = resolve2;
           } else {
-            resolve(null);
+            resolve2(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request2 = requests[i];
@@ -7996,7 +7996,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve(null);
+            resolve2(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -8047,7 +8047,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve, reject) => {
+        const socket = await new Promise((resolve2, reject) => {
           client[kConnector]({
             host,
             hostname,
@@ -8059,7 +8059,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve(socket2);
+              resolve2(socket2);
             }
           });
         });
@@ -8395,8 +8395,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve) => {
-            this[kClosedResolve] = resolve;
+          await new Promise((resolve2) => {
+            this[kClosedResolve] = resolve2;
           });
         }
       }
@@ -9665,7 +9665,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve, reject) => {
+        return await new Promise((resolve2, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9678,7 +9678,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve(null);
+              resolve2(null);
             }
           }).on("error", noop3).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9697,7 +9697,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve, reject) => {
+      return new Promise((resolve2, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9714,7 +9714,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve,
+              resolve: resolve2,
               reject,
               length: 0,
               body: []
@@ -9784,18 +9784,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve2, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve(chunksDecode(body, length));
+          resolve2(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve(JSON.parse(chunksDecode(body, length)));
+          resolve2(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve(chunksConcat(body, length).buffer);
+          resolve2(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve(new Blob(body, { type: stream2[kContentType] }));
+          resolve2(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve(chunksConcat(body, length));
+          resolve2(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -10052,9 +10052,9 @@ var require_api_request = __commonJS({
     };
     function request2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           request2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10277,9 +10277,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10564,9 +10564,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10658,9 +10658,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           connect.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -14523,7 +14523,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request2);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve, reject) => agent.dispatch(
+        return new Promise((resolve2, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14599,7 +14599,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve({
+              resolve2({
                 status,
                 statusText,
                 headersList,
@@ -14642,7 +14642,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve({
+              resolve2({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18383,8 +18383,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve) => {
-        setTimeout(resolve, ms).unref();
+      return new Promise((resolve2) => {
+        setTimeout(resolve2, ms).unref();
       });
     }
     module.exports = {
@@ -19285,11 +19285,11 @@ var require_lib = __commonJS({
     })();
     var __awaiter3 = exports && exports.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve) {
-          resolve(value);
+        return value instanceof P ? value : new P(function(resolve2) {
+          resolve2(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve, reject) {
+      return new (P || (P = Promise))(function(resolve2, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -19305,7 +19305,7 @@ var require_lib = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -19392,26 +19392,26 @@ var require_lib = __commonJS({
       }
       readBody() {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
             let output = Buffer.alloc(0);
             this.message.on("data", (chunk) => {
               output = Buffer.concat([output, chunk]);
             });
             this.message.on("end", () => {
-              resolve(output.toString());
+              resolve2(output.toString());
             });
           }));
         });
       }
       readBodyBuffer() {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
             const chunks = [];
             this.message.on("data", (chunk) => {
               chunks.push(chunk);
             });
             this.message.on("end", () => {
-              resolve(Buffer.concat(chunks));
+              resolve2(Buffer.concat(chunks));
             });
           }));
         });
@@ -19619,14 +19619,14 @@ var require_lib = __commonJS({
        */
       requestRaw(info2, data) {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             function callbackForResult(err, res) {
               if (err) {
                 reject(err);
               } else if (!res) {
                 reject(new Error("Unknown error"));
               } else {
-                resolve(res);
+                resolve2(res);
               }
             }
             this.requestRawWithCallback(info2, data, callbackForResult);
@@ -19870,12 +19870,12 @@ var require_lib = __commonJS({
         return __awaiter3(this, void 0, void 0, function* () {
           retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
           const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
-          return new Promise((resolve) => setTimeout(() => resolve(), ms));
+          return new Promise((resolve2) => setTimeout(() => resolve2(), ms));
         });
       }
       _processResponse(res, options) {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve, reject) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2, reject) => __awaiter3(this, void 0, void 0, function* () {
             const statusCode = res.message.statusCode || 0;
             const response = {
               statusCode,
@@ -19883,7 +19883,7 @@ var require_lib = __commonJS({
               headers: {}
             };
             if (statusCode === HttpCodes2.NotFound) {
-              resolve(response);
+              resolve2(response);
             }
             function dateTimeDeserializer(key, value) {
               if (typeof value === "string") {
@@ -19922,7 +19922,7 @@ var require_lib = __commonJS({
               err.result = response.result;
               reject(err);
             } else {
-              resolve(response);
+              resolve2(response);
             }
           }));
         });
@@ -20031,7 +20031,7 @@ function hideUrlCredentials(s) {
   return pieces.join("") + s.slice(from);
 }
 function isPrivateKey(s) {
-  return /secret-key-[0-9a-z-]/i.test(s);
+  return /secret-key-(?!(?:pq-)?1(?![0-9a-z-]))[0-9a-z-]/i.test(s);
 }
 function hideSecrets(text) {
   return hideUrlCredentials(text.replace(PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN));
@@ -20060,11 +20060,11 @@ function jsonEscaped(text) {
   return [js, ascii];
 }
 function pythonRepr(text) {
-  const quote = pyQuote(text);
+  const quote2 = pyQuote(text);
   let out = "";
   for (const ch of text) {
     const cp = ch.codePointAt(0);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
@@ -20077,11 +20077,11 @@ function pythonRepr(text) {
   return out;
 }
 function pythonBytesRepr(text) {
-  const quote = pyQuote(text);
+  const quote2 = pyQuote(text);
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
     const ch = String.fromCharCode(b);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
@@ -20267,7 +20267,7 @@ var init_parts = __esm({
     TEXT_STOP = /[\s"'`<>]/;
     VALUE_STOP = /(?!)/;
     spanTexts = (text, spans) => spans.flatMap(([a, b]) => [text.slice(a, b), percentDecode(text.slice(a, b))]);
-    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-[0-9A-Za-z-]+/gi;
+    PRIVATE_KEY_IN_TEXT = /(?<![0-9A-Za-z-])[0-9A-Za-z-]*secret-key-(?!(?:pq-)?1(?![0-9A-Za-z-]))[0-9A-Za-z-]+/gi;
     PRIVATE_KEY_SHOWN = "<an age private key (AGE-SECRET-KEY-\u2026), not shown>";
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
@@ -20297,7 +20297,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync } from "node:fs";
+import { statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
@@ -20332,7 +20332,7 @@ function describeLowLevel(err) {
   if (/Channel open failure/.test(m)) {
     if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
       return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
-    return { what: m.replace(/^\(SSH\) /, "") };
+    return { what: m.replace(/^\(SSH\) /, ""), hint: "sshd refused a session on the connection: check its log on the host (journalctl -u ssh), then try again" };
   }
   if (/Packet length \d+ exceeds max length/.test(m))
     return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
@@ -20344,12 +20344,12 @@ function describeLowLevel(err) {
   if (code === "ECONNRESET" || code === "EPIPE") return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
   if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
-  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed", hint: "the host may have rebooted, or sshd or a firewall dropped the connection (or sshd's process for it was killed): try again" };
   if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
-  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}`, hint: "try again; if it keeps happening, check the network between and the host's sshd log (journalctl -u ssh)" };
   if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
-  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
-  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})`, hint: "check the permissions of that path here (not on the hosts)" };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})`, hint: "check that path here (not on the hosts): a key file, the project's directory" };
   return void 0;
 }
 function fileError(err, path, action, expected = "a file") {
@@ -20367,7 +20367,7 @@ function fileError(err, path, action, expected = "a file") {
 }
 function userFileExists(path, shown = path, expected = "a file") {
   try {
-    if (!statSync(path).isDirectory()) return true;
+    if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
@@ -29802,10 +29802,10 @@ var init_dist = __esm({
 
 // core/secrets/key-file.ts
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join as join2 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join(processEnv.HOME || homedir(), ".config");
-  return join(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
+  return join2(base, "sops", "age", "keys.txt");
 }
 var init_key_file = __esm({
   "core/secrets/key-file.ts"() {
@@ -29837,6 +29837,12 @@ async function parseIdentities(text, source) {
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+    }
+    if (RECIPIENT_RE.test(line)) {
+      throw new OpsError(
+        `${where} is a public key (age1\u2026, a recipient), not an age identity`,
+        "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
+      );
     }
     if (!IDENTITY_RE.test(line)) {
       throw new OpsError(
@@ -29908,6 +29914,9 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
+  const several = value.split(/[\s,]+/).filter(Boolean);
+  if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
+    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
   if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -29970,7 +29979,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -30005,7 +30014,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias2;
+    exports.isAlias = isAlias3;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap2;
@@ -35964,9 +35973,9 @@ var require_lexer = __commonJS({
         }
       }
       *parseQuotedScalar() {
-        const quote = this.charAt(0);
-        let end = this.buffer.indexOf(quote, this.pos + 1);
-        if (quote === "'") {
+        const quote2 = this.charAt(0);
+        let end = this.buffer.indexOf(quote2, this.pos + 1);
+        if (quote2 === "'") {
           while (end !== -1 && this.buffer[end + 1] === "'")
             end = this.buffer.indexOf("'", end + 2);
         } else {
@@ -37345,11 +37354,11 @@ var httpClient = __toESM(require_lib(), 1);
 var import_undici = __toESM(require_undici(), 1);
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve) {
-      resolve(value);
+    return value instanceof P ? value : new P(function(resolve2) {
+      resolve2(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve, reject) {
+  return new (P || (P = Promise))(function(resolve2, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -37365,7 +37374,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -41619,11 +41628,11 @@ import { EOL as EOL4 } from "os";
 import { constants, promises } from "fs";
 var __awaiter2 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve) {
-      resolve(value);
+    return value instanceof P ? value : new P(function(resolve2) {
+      resolve2(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve, reject) {
+  return new (P || (P = Promise))(function(resolve2, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -41639,7 +41648,7 @@ var __awaiter2 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -41963,15 +41972,43 @@ function endGroup() {
 }
 
 // core/action.ts
+import { randomUUID as randomUUID2 } from "node:crypto";
+import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { resolve } from "node:path";
+
+// core/config/project-dir.ts
+import { existsSync as existsSync3, statSync } from "node:fs";
+import { join } from "node:path";
+function projectDirProblem(dir) {
+  if (!existsSync3(dir)) return "does not exist";
+  if (!statSync(dir).isDirectory()) return "is not a folder";
+  const envs = join(dir, "environments");
+  if (!existsSync3(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  return void 0;
+}
+
+// core/action.ts
 init_errors();
 init_parts();
-import { randomUUID as randomUUID2 } from "node:crypto";
 
 // core/remote/identity.ts
 init_errors();
 function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -42378,6 +42415,15 @@ function emptyKeyInput(name2, githubEnvironment) {
     `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret} }} (README: "Repository checklist")`
   );
 }
+function actionRoot(workingDirectory, spec) {
+  const dir = resolve(workingDirectory);
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
+  );
+}
 async function checkInputs(spec, get = (n) => getInput(n)) {
   const environment = get("environment").trim();
   for (const name2 of spec.required ?? []) {
@@ -42390,6 +42436,8 @@ async function checkInputs(spec, get = (n) => getInput(n)) {
     const v = get(name2).trim();
     if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
   }
+  const workingDirectory = get("working-directory").trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
   const sshKey = get("ssh-key");
   if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
   const ageKey = get("age-key");
@@ -42418,7 +42466,8 @@ async function runAction(spec, body) {
       processEnv.SOPS_AGE_KEY = ageKey;
     }
     const flags = await checkInputs(spec);
-    const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = getInput("working-directory").trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
       reporter,
@@ -42444,12 +42493,19 @@ init_errors();
 
 // core/shell.ts
 init_errors();
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
 var CHECKS = {
   // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
   gitRef: {
     what: "git ref",
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters'
+    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+    // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+    hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
   },
   environment: {
     what: "environment name",
@@ -42457,12 +42513,14 @@ var CHECKS = {
     form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
     // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
     // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-    extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
+    extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+    hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
   },
   release: {
     what: "release id",
     pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-    form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
+    form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+    hint: () => "copy the id from `ops releases <env>`"
   },
   name: {
     what: "name",
@@ -42474,10 +42532,10 @@ function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
   return value;
 }
 function patternOf(kind) {
@@ -42557,7 +42615,7 @@ var Git = class {
    */
   async runBytes(args, options = {}) {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve2, reject) => {
       const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
       const out = [];
       const err = [];
@@ -42567,7 +42625,7 @@ var Git = class {
         "error",
         (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
       );
-      child.on("close", (code, signal) => resolve({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.on("close", (code, signal) => resolve2({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
       child.stdin.on("error", () => {
       });
       child.stdin.end(options.input ?? "");
@@ -42623,10 +42681,10 @@ function plainUnquoted(text) {
   if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
   return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
 }
-function quotedWithout(text, quote) {
-  if (text.length < 2 || text[0] !== quote || text[text.length - 1] !== quote) return void 0;
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
   const content = text.slice(1, -1);
-  return content.includes(quote) ? void 0 : content;
+  return content.includes(quote2) ? void 0 : content;
 }
 var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
 var pythonParse = (text) => {
@@ -42693,6 +42751,7 @@ init_errors();
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { domainToASCII } from "node:url";
 
 // core/config/env-names.ts
 var GROUPS = [
@@ -42836,6 +42895,8 @@ function string(opts2 = {}) {
     form,
     json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
     check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
@@ -42887,6 +42948,11 @@ function list(item, opts2 = {}) {
     form,
     json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
     check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -42995,7 +43061,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join2 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join3 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -43005,10 +43071,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join2(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join3(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join2(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join3(r.path), message: r.message(v) });
     }
   }
 }
@@ -43207,11 +43273,33 @@ function bodySizeProblem(v) {
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 function addressProblem(v) {
   if (isIP(v)) return void 0;
+  const url = urlParts(v);
+  if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const login = /^([^@\s]+)@([^@\s]+)$/.exec(v);
+  if (login) return `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
   if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  return dnsNameProblem(v);
+}
+function urlParts(v) {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return void 0;
+  try {
+    const u = new URL(v);
+    return { host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port, user: decodeURIComponent(u.username) };
+  } catch {
+    return { host: "<the host>", port: "", user: "" };
+  }
+}
+function dnsNameProblem(v) {
+  if (/[^\x00-\x7f]/.test(v)) {
+    const ascii = domainToASCII(v);
+    return `an internationalized name is written in its ASCII form (IDNA)${ascii ? `: ${ascii}` : ", xn--..."}`;
+  }
+  const url = urlParts(v);
+  if (url) return `a URL: give the host name alone (${url.host})`;
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -43281,7 +43369,7 @@ var environmentSchema = object(
     app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
     repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
     ref: opt(gitRef, "git ref deployed when none is given", "master"),
-    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
     url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
     hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),

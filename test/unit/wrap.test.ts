@@ -44,7 +44,7 @@ describe('step wrapping', () => {
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`builtin unset -f $(builtin compgen -A function)\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
+    expect(text.startsWith(`# shellcheck disable=SC2046\nbuiltin unset -f $(builtin compgen -A function)\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
     expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);

@@ -75707,6 +75707,8 @@ var stepGuard = [
 var scriptPrelude = [
   // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
   // none of them stands in for a command of the script.
+  // (function names are single words: the split is the point)
+  "# shellcheck disable=SC2046",
   "builtin unset -f $(builtin compgen -A function)",
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,

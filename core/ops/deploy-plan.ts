@@ -105,14 +105,8 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     if (e) throw e;
   });
   const dotenv = check(() => renderDotenv(env, secrets));
-  for (const slot of ['blue', 'green'] as const) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
-  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) check(() => site(env, true));
-  if (refused.size > 1)
-    throw new OpsError(
-      `the settings of ${env.name} have ${refused.size} kinds of problems (nothing was sent to any host):\n${[...refused.values()].map((e) => `${e.message}${e.hint ? `\n  fix: ${e.hint}` : ''}`).join('\n')}`,
-      'fix each of them, then deploy again',
-    );
-  if (refused.size || !dotenv) throw [...refused.values()][0]!;
+  checkHostFiles(env, id, check);
+  if (refused.size || !dotenv) throw settingsRefusal(env.name, [...refused.values()], '(nothing was sent to any host)', 'then deploy again');
   const info = runInfo(ctx.processEnv);
   const meta: ReleaseMeta = {
     id,
@@ -127,6 +121,30 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
   return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...local], warnings: fit.warnings };
+}
+
+/**
+ * One error for the settings' problems (`problems`, at least one, each an OpsError with its own hint): the problem
+ * itself when alone, else all of them, each with its fix, under "the settings of <env> have N kinds of problems
+ * <where>"; the hint ends with `then` ("then deploy again").
+ */
+export function settingsRefusal(envName: string, problems: OpsError[], where: string, then: string): OpsError {
+  if (problems.length === 1) return problems[0]!;
+  return new OpsError(
+    `the settings of ${envName} have ${problems.length} kinds of problems ${where}:\n${problems.map((e) => `${e.message}${e.hint ? `\n  fix: ${e.hint}` : ''}`).join('\n')}`,
+    `fix each of them, ${then}`,
+  );
+}
+
+/**
+ * The files a deploy renders for the hosts from the settings, rendered once to find their problems before any host
+ * is touched: supervisor's group for each slot (slotConfig: placeholders, values supervisor cannot carry, paths it
+ * would split) and nginx's site where ops writes it (site). Each problem (an OpsError) is given to `check`, which
+ * collects them (planDeploy, `ops config`); `id`: the release id the paths are rendered with.
+ */
+export function checkHostFiles(env: Target, id: string, check: (render: () => unknown) => void): void {
+  for (const slot of ['blue', 'green'] as const) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
+  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) check(() => site(env, true));
 }
 
 /**

@@ -1,5 +1,6 @@
 // Commands about an environment's hosts and configuration.
 import { stringify } from 'yaml';
+import { OpsError } from '../../core/errors.ts';
 import { openEnvironment } from '../../core/ops/secrets.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
@@ -23,7 +24,7 @@ export const commands: Command[] = [
   }),
   command({
     name: 'config',
-    summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown); fails on a .env value the declared readers cannot carry',
+    summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown); fails on what a deploy would refuse before reaching a host (a .env value the declared readers cannot carry, a program setting supervisor cannot be given, the site)',
     args: ['<env>'],
     options: { json },
     async run(ctx) {
@@ -33,6 +34,20 @@ export const commands: Command[] = [
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
       const dotenv = await dotenvPreview(ops, env);
       if (dotenv.unchecked) ops.reporter.warn(dotenv.unchecked);
+      // And the deploy's check of what it renders for the hosts (supervisor's programs, nginx's site).
+      const { checkHostFiles, settingsRefusal } = await import('../../core/ops/deploy-plan.ts');
+      const { resolveTarget } = await import('../../core/target.ts');
+      const { releaseId } = await import('../../core/steps/release.ts');
+      const refused = new Map<string, OpsError>();
+      checkHostFiles(resolveTarget(env), releaseId('0'.repeat(40)), (render) => {
+        try {
+          render();
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          refused.set(e.message, e);
+        }
+      });
+      if (refused.size) throw settingsRefusal(env.name, [...refused.values()], '(a deploy would refuse them before reaching any host)', 'then run ops config again');
       const resolved = {
         environment: env.name,
         url: env.url,

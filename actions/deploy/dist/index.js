@@ -79195,16 +79195,8 @@ async function planDeploy(ctx, env, { repo, resolved }) {
     if (e) throw e;
   });
   const dotenv = check(() => renderDotenv(env, secrets));
-  for (const slot of ["blue", "green"]) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
-  if (env.config.tls.mode === "off" || env.config.nginx.site_template) check(() => site(env, true));
-  if (refused.size > 1)
-    throw new OpsError(
-      `the settings of ${env.name} have ${refused.size} kinds of problems (nothing was sent to any host):
-${[...refused.values()].map((e) => `${e.message}${e.hint ? `
-  fix: ${e.hint}` : ""}`).join("\n")}`,
-      "fix each of them, then deploy again"
-    );
-  if (refused.size || !dotenv) throw [...refused.values()][0];
+  checkHostFiles(env, id, check);
+  if (refused.size || !dotenv) throw settingsRefusal(env.name, [...refused.values()], "(nothing was sent to any host)", "then deploy again");
   const info2 = runInfo(ctx.processEnv);
   const meta = {
     id,
@@ -79219,6 +79211,19 @@ ${[...refused.values()].map((e) => `${e.message}${e.hint ? `
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
   return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...resolved.notes ?? [], ...local], warnings: fit.warnings };
+}
+function settingsRefusal(envName, problems, where, then) {
+  if (problems.length === 1) return problems[0];
+  return new OpsError(
+    `the settings of ${envName} have ${problems.length} kinds of problems ${where}:
+${problems.map((e) => `${e.message}${e.hint ? `
+  fix: ${e.hint}` : ""}`).join("\n")}`,
+    `fix each of them, ${then}`
+  );
+}
+function checkHostFiles(env, id, check) {
+  for (const slot of ["blue", "green"]) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
+  if (env.config.tls.mode === "off" || env.config.nginx.site_template) check(() => site(env, true));
 }
 function deployFingerprint(env, dotenv) {
   const unordered = (text, separator) => text.split(separator).sort();

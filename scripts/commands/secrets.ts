@@ -546,9 +546,20 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         return 0;
       }
       ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
+      const parts = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { show: { env } });
       let node: TreeNode | undefined = secrets.tree;
-      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { show: { env } })) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
-      if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
+      let found = 0; // how many parts of the path exist
+      for (const k of parts) {
+        node = node?.kind === 'map' ? getEntry(node, k) : undefined;
+        if (node) found++;
+      }
+      if (!node) {
+        // The closest key where the path stops matching (key names are in clear in a sops file: no secret shown).
+        const near = found < parts.length ? didYouMean(parts[found]!, mapKeysAt(secrets.tree, parts.slice(0, found))) : undefined;
+        const written = (k: string) => (k.includes('.') ? `"${k}"` : k);
+        const suggestion = near === undefined ? '' : `did you mean ${[...parts.slice(0, found), near].map(written).join('.')}? `;
+        throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `${suggestion}\`ops secrets show ${env}\` lists them all`);
+      }
       // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
       // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that
       // has none, so that the prompt starts on a line of its own (nothing reads the value there).

@@ -190,6 +190,12 @@ describe('ops secrets set / show / decrypt', () => {
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
     expect(missing).toMatchObject({ code: 1, out: '' });
     expect(missing.err).toContain('no key nope');
+    expect(missing.err).not.toContain('did you mean');
+    // A typo: the closest key where the path stops matching (key names are in clear in a sops file).
+    const typo = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_ur'], e.env);
+    expect(typo).toMatchObject({ code: 1, out: '' });
+    expect(typo.err).toContain('did you mean database_url?');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_di'], e.env)).err).toContain('did you mean datapass.client_id?');
   });
 
   it('show --key prints the value exactly (no newline added): piped into set, it is copied unchanged', async () => {

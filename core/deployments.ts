@@ -8,6 +8,7 @@
 // inactive, in_progress, queued, pending, success; `auto_inactive: false` on ours so they touch nothing else.
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
+import { apiError, fetchWithDeadline } from './github.ts';
 import type { Reporter } from './report.ts';
 
 /** A deployment status as the REST API lists it (newest first), the fields used here. */
@@ -82,18 +83,14 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
   const timeoutMs = options.timeoutMs ?? 15_000;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
-    request: { fetch: ((input, init = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) })) as typeof fetch },
+    request: { fetch: fetchWithDeadline(timeoutMs) },
   });
   const [owner, repo] = options.repository.split('/') as [string, string];
   const call = async <T>(what: string, f: () => Promise<{ data: T }>): Promise<T> => {
     try {
       return (await f()).data;
     } catch (e) {
-      const status = (e as { status?: number }).status;
-      throw new OpsError(
-        `GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ''}${e instanceof Error ? e.message : String(e)}`,
-        status === 403 || status === 404 ? 'the job needs `permissions: deployments: write` (and the token access to this repository)' : `is ${options.apiUrl} reachable?`,
-      );
+      throw apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: 'the job needs `permissions: deployments: write` (and the token access to this repository)' }, e);
     }
   };
   // At most `max` items, through as many pages as the server makes of them.

@@ -1,5 +1,6 @@
 // GitHub's REST API, only as much as staging needs: open pull requests carrying a label (oldest first) and
 // one comment per pull request (created once, then updated, so a nightly job does not pile up comments).
+// Every caller of the REST API (staging, deployments.ts) says a failure the same way: apiError.
 // Access is optional: without a token or a known repository the caller gets `unavailable` with the reason.
 // Every HTTP request has a deadline (timeoutMs, 15 s by default), set on the fetch octokit uses, so it holds
 // for every page of a paginated listing too (octokit's paginate iterator does not pass a request's own signal
@@ -84,7 +85,7 @@ interface RestOptions {
 }
 
 /** fetch with a deadline on every request (and its body), on top of the caller's own signal if any. */
-function fetchWithDeadline(ms: number): typeof fetch {
+export function fetchWithDeadline(ms: number): typeof fetch {
   return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
 }
 
@@ -110,21 +111,24 @@ function rateLimited(status: number | undefined, headers: Record<string, string 
   };
 }
 
-function apiError(what: string, options: RestOptions, e: unknown): OpsError {
+/**
+ * One GitHub API failure as a one-line OpsError (the one way for every caller of the REST API): a rate limit says
+ * when to retry, a request past its deadline says so, 401 an invalid token, 403/404 what `access` says the token
+ * needs, anything else whether `apiUrl` is reachable.
+ */
+export function apiError(what: string, options: { apiUrl: string; timeoutMs: number; access: string }, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
   const status = (e as { status?: number }).status;
   const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
-  const hint =
-    status === 401
-      ? 'the token is invalid or expired'
-      : status === 403 || status === 404
-        ? 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist'
-        : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  const hint = status === 401 ? 'the token is invalid or expired' : status === 403 || status === 404 ? options.access : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
 }
+
+/** What staging's token needs (403/404 on the pull-request API). */
+const PULLS_ACCESS = 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist';
 
 const MAX_PULLS = 1000;
 
@@ -164,7 +168,7 @@ function restApi(options: RestOptions): GitHubApi {
           if (seen >= MAX_PULLS) break;
         }
       } catch (e) {
-        throw apiError(`list the open pull requests of ${options.repository}`, options, e);
+        throw apiError(`list the open pull requests of ${options.repository}`, { ...options, access: PULLS_ACCESS }, e);
       }
       // The API sorts by creation already; sort again so the order never depends on the server.
       return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
@@ -189,7 +193,7 @@ function restApi(options: RestOptions): GitHubApi {
         await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return 'created';
       } catch (e) {
-        throw apiError(`comment on pull request #${number}`, options, e);
+        throw apiError(`comment on pull request #${number}`, { ...options, access: PULLS_ACCESS }, e);
       }
     },
   };

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { markSuperseded, supersededDescription } from '../../core/deployments.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { perTest, type FakeGitHub } from './staging.support.ts';
+import { failure, perTest, type FakeGitHub } from './staging.support.ts';
 
 const each = perTest();
 const NEW = 'b'.repeat(40); // live
@@ -107,5 +107,15 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     await gh.close();
     const empty = await each.github();
     await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod: nothing to correct/);
+  });
+
+  it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
+    const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '30' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
+    const e = await failure(markSuperseded(options(limited), new MemoryReporter()));
+    expect(e).toMatchObject({ message: expect.stringMatching(/^GitHub API: cannot list the deployments of a{12} in prod: secondary rate limit reached .*retry after 30 s$/), hint: expect.stringMatching(/^wait 30 s/) });
+    expect(e.hint).not.toMatch(/deployments: write/);
+    const slow = await each.github({ hang: (q) => q.path.includes('/deployments') });
+    const t = await failure(markSuperseded(options(slow, { timeoutMs: 200 }), new MemoryReporter()));
+    expect(t.message).toMatch(/^GitHub API: cannot list the deployments of a{12} in prod: no answer within 0.2 s$/);
   });
 });

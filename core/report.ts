@@ -416,6 +416,16 @@ function starred(text: string, spans: [number, number][]): string {
   return out + text.slice(copied);
 }
 
+/**
+ * `text` as a markdown code block (job summary, pull-request comment): fenced with more backticks than any run of
+ * them in it, since a block ends at the first line of as many backticks as its fence (CommonMark): a host's output
+ * or a git message holding "```" then stays text, ending nothing (no markdown, links or @mentions from it).
+ */
+export function codeBlock(text: string): string[] {
+  const fence = '`'.repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
+  return [fence, text, fence];
+}
+
 /** A duration for a log line: "1.2s". */
 export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;

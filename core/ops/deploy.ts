@@ -9,7 +9,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
-import type { Reporter } from '../report.ts';
+import { codeBlock, type Reporter } from '../report.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
@@ -400,9 +400,9 @@ export function reportDeploy(reporter: Reporter, r: DeployResult): void {
 
 /** The job summary (Markdown) of a deploy or its dry run. */
 export function deploySummary(r: DeployResult): string {
-  if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', '```', ...(r.plan ?? []), '```'].join('\n');
+  if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', ...codeBlock((r.plan ?? []).join('\n'))].join('\n');
   if (r.superseded)
-    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, '', r.superseded, '', '**Changes** (live → target):', '', '```', ...formatChanges(r.changes, r.sha), '```', ''].join('\n');
+    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, '', r.superseded, '', '**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), ''].join('\n');
   const lines = [
     `### ${r.noop ? 'Already live' : 'Deployed'}: ${r.environment} @ ${r.sha.slice(0, 12)}`,
     '',
@@ -418,7 +418,7 @@ export function deploySummary(r: DeployResult): string {
     `| hosts | ${r.hosts.map((h) => h.host).join(', ')} |`,
     '',
   ];
-  if (r.changes.length) lines.push('**Changes** (live → target):', '', '```', ...formatChanges(r.changes, r.sha), '```', '');
+  if (r.changes.length) lines.push('**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), '');
   for (const h of r.hosts) {
     lines.push(`**${h.host}**: ${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`, '');
     if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');

@@ -17,6 +17,7 @@ import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
 import { renderDotenv } from '../dotenv.ts';
 import { reported } from '../remote/types.ts';
+import { codeBlock } from '../report.ts';
 import { environmentSecrets } from './secrets.ts';
 import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
@@ -193,6 +194,6 @@ export function initdataSummary(r: InitdataResult): string {
     '',
     `File: \`${r.file}\`${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
     '',
-    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, '', '```', h.output || '(no output)', '```']),
+    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, '', ...codeBlock(h.output || '(no output)')]),
   ].join('\n');
 }

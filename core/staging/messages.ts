@@ -1,6 +1,7 @@
 // How staging's results are told: one log line per add, the job summary (a table), the comment on a pull
 // request that no longer applies, and the refusal that leaves staging untouched. Pure.
 import { OpsError } from '../errors.ts';
+import { codeBlock } from '../report.ts';
 import type { Source } from './refs.ts';
 
 /** Marks the pull-request comment this tool writes (so the next run updates it instead of adding one). */
@@ -191,9 +192,7 @@ export function skippedComment(s: Skipped, names: { main: string; staging: strin
     COMMENT_MARKER,
     `**Not in \`${names.staging}\`**: ${when} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
     '',
-    '```',
-    s.message,
-    '```',
+    ...codeBlock(s.message),
     '',
   ];
   if (s.reason === 'conflict') {

@@ -11,6 +11,7 @@ import { RecordingRemote } from '../../core/remote/recording.ts';
 import { LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
+import { initdataSummary } from '../../core/ops/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
@@ -256,5 +257,15 @@ describe('initdata: the live release loads with the env and secrets the environm
     expect(environDigest(environ)).toBe(host);
     expect(environDigest([...records].reverse().map((r) => `${r}\0`).join(''))).toBe(host);
     expect(environDigest(environ.replace('AB=1', 'AB=2'))).not.toBe(host);
+  });
+
+  it("the job summary keeps the loader's output as text: a line of backticks in it ends no code block (no markdown, no @mention from a host)", () => {
+    const output = 'loaded 3 rows\n```\n# Deployed by nobody\n![x](https://evil.example/p.png) @acme/ops\n`````';
+    const lines = initdataSummary({ environment: 'prod', file: 'initdata.yml', encrypted: false, hosts: [{ host: 'web1', release: 'r1', output }] }).split('\n');
+    // CommonMark: a block opened by N backticks ends only at a line of N or more backticks (up to 3 spaces before).
+    const open = lines.findIndex((l) => /^`{3,}$/.test(l));
+    const fence = lines[open]!;
+    const close = lines.findIndex((l, i) => i > open && new RegExp(`^ {0,3}\`{${fence.length},}\\s*$`).test(l));
+    expect(lines.slice(open + 1, close).join('\n')).toBe(output);
   });
 });

@@ -56,6 +56,8 @@ export interface AccessOptions {
   remoteUrl?: string;
   /** Deadline of each HTTP request, in milliseconds (default 15 000). */
   timeoutMs?: number;
+  /** Pauses before trying a read again after a 5xx (default RETRY_DELAYS_MS). */
+  retryDelaysMs?: readonly number[];
 }
 
 /**
@@ -74,7 +76,7 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
   if (!token) return { unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' };
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : 'https://api.github.com')).replace(/\/+$/, '');
-  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000 }) };
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000, retryDelaysMs: options.retryDelaysMs }) };
 }
 
 interface RestOptions {
@@ -82,11 +84,33 @@ interface RestOptions {
   repository: string;
   apiUrl: string;
   timeoutMs: number;
+  retryDelaysMs?: readonly number[];
 }
 
-/** fetch with a deadline on every request (and its body), on top of the caller's own signal if any. */
-export function fetchWithDeadline(ms: number): typeof fetch {
-  return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+/** Answers of a passing outage (GitHub's 5xx), read again after a pause. */
+const PASSING = new Set([500, 502, 503, 504]);
+/** The pauses before each new try of a read that met a passing outage (ms): three tries in about 5 s. */
+export const RETRY_DELAYS_MS: readonly number[] = [1_000, 4_000];
+
+/**
+ * The fetch every GitHub API client here uses: a deadline on every request (and its body), on top of the caller's
+ * own signal if any; a read (GET) answered 500/502/503/504 is tried again after each of `retryDelaysMs` (GitHub
+ * answers these in passing outages, and a nightly rebuild that could not list its pull requests drops them all
+ * from staging). Writes are never repeated (a comment or a status would be written twice), nor a request past its
+ * deadline (it would wait that long again). The last answer is the caller's.
+ */
+export function fetchWithDeadline(ms: number, retryDelaysMs: readonly number[] = RETRY_DELAYS_MS): typeof fetch {
+  const once: typeof fetch = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+  return async (input, init = {}) => {
+    const method = (init.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+    for (const delay of method === 'GET' ? retryDelaysMs : []) {
+      const response = await once(input, init);
+      if (!PASSING.has(response.status)) return response;
+      await response.body?.cancel();
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    return once(input, init);
+  };
 }
 
 /**
@@ -133,7 +157,7 @@ const PULLS_ACCESS = 'the token needs read access to pull requests (and pull-req
 const MAX_PULLS = 1000;
 
 function restApi(options: RestOptions): GitHubApi {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs) } });
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
   const [owner, repo] = options.repository.split('/') as [string, string];
   return {
     repository: options.repository,

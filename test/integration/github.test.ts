@@ -89,3 +89,22 @@ describe('a GitHub API that refuses', () => {
     expect(e.hint).toMatch(/needs read access to pull requests/);
   });
 });
+
+describe('a GitHub API with a passing outage', () => {
+  it('a 502 on a page of a listing, then answers: read again after a pause, the listing complete; an outage that lasts fails with its status', async () => {
+    let failed = 0;
+    const gh = await startFakeGitHub({ pageSize: 1, answer: (r) => (r.method === 'GET' && r.path.includes('/pulls') && r.path.includes('page=2') && failed < 2 ? (failed++, { status: 502, body: { message: 'Server Error' } }) : undefined) });
+    fakes.push(gh);
+    for (let i = 1; i <= 3; i++) gh.pulls.push({ number: i, created_at: `2026-01-0${i}T00:00:00Z`, head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: ['staging'] });
+    const access = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [10, 10] });
+    expect((await access.api!.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2, 3]);
+    expect(failed).toBe(2);
+
+    const down = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) });
+    fakes.push(down);
+    const api = githubAccess({ token: down.token, processEnv: { GITHUB_REPOSITORY: down.repository, GITHUB_API_URL: down.url }, retryDelaysMs: [10, 10] }).api!;
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 503/);
+    expect(down.requests.filter((q) => q.path.includes('/pulls'))).toHaveLength(3);
+  });
+});

@@ -20,6 +20,11 @@ export interface ActionContext {
   flag(name: string): boolean;
 }
 
+/** The most a step's job summary may hold: GitHub shows none of a longer one (docs.github.com, "Adding a job summary"). */
+export const SUMMARY_MAX_BYTES = 1024 * 1024;
+/** Where a summary too long for GitHub is cut (ActionsReporter.summary). */
+const SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
+
 /** The reporter of the actions: log groups, masks (setSecret), job summary, outputs, through @actions/core. */
 export class ActionsReporter implements Reporter {
   private readonly masker = new Masker();
@@ -91,8 +96,25 @@ export class ActionsReporter implements Reporter {
   line(host: string, text: string): void {
     this.log(`${host} ${text}`);
   }
+  /** Bytes this step's job summary holds so far (summary). */
+  private summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
   async summary(markdown: string): Promise<void> {
-    await core.summary.addRaw(this.shown(markdown), true).write();
+    const text = Buffer.from(`${this.shown(markdown)}\n`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(0x0a, Math.max(0, room - note.length - 1)); // at a line: never inside a character
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES; // cut: nothing more after the note
+    } else this.summaryBytes += text.length;
+    await core.summary.addRaw(out.toString('utf8')).write();
   }
   output(name: string, value: string): void {
     core.setOutput(name, this.redact(value));

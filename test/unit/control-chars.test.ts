@@ -2,7 +2,7 @@
 // escape sequence: shown as visible text (showControls: `\x1b`, `\x07`), never sent raw to the terminal or the job
 // log, where "ESC]0;… BEL" sets the terminal's title and "ESC[2J" clears the screen; ops's own colours stay. In a
 // GitHub Actions log, a line starting with "::" is not acted on as a workflow command.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -133,5 +133,27 @@ describe('the job log (GitHub Actions)', () => {
 
   it('text without them is printed as it is', () => {
     expect(jobLog((r) => r.info('deployed a1b2c3 (web: ok)'))).toBe('deployed a1b2c3 (web: ok)\n');
+  });
+});
+
+describe('the job summary (GitHub Actions)', () => {
+  it("a host's output longer than a step's summary may be (1 MiB: GitHub shows none of a longer one) is cut at a line, saying so; later summaries add nothing past it", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ops-summary-')), 'summary.md');
+    writeFileSync(file, '');
+    process.env.GITHUB_STEP_SUMMARY = file;
+    try {
+      const r = new ActionsReporter();
+      const output = Array.from({ length: 60_000 }, (_, i) => `row ${i} loaded: é`).join('\n'); // ~1.3 MB
+      await r.summary(`### Initial data\n\n${output}`);
+      await r.summary('### more');
+      const written = readFileSync(file);
+      expect(written.length).toBeLessThanOrEqual(1024 * 1024);
+      const text = written.toString('utf8');
+      expect(text).toMatch(/^### Initial data\n\nrow 0 loaded: é\n/);
+      expect(text).toMatch(/\nrow \d+ loaded: é\n\n\*\*The job summary is cut here\*\*: a step's summary holds 1 MiB at most \(GitHub shows none of a longer one\)\.\n$/);
+      expect(text).not.toContain('### more');
+    } finally {
+      delete process.env.GITHUB_STEP_SUMMARY;
+    }
   });
 });

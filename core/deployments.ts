@@ -51,6 +51,8 @@ export interface SupersededOptions {
   pollMs?: number;
   /** Deadline of each HTTP request (ms, default 15 000). */
   timeoutMs?: number;
+  /** Pauses before reading again after a 5xx (default RETRY_DELAYS_MS, core/github.ts). */
+  retryDelaysMs?: readonly number[];
 }
 
 export interface SupersededResult {
@@ -83,7 +85,7 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
   const timeoutMs = options.timeoutMs ?? 15_000;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
-    request: { fetch: fetchWithDeadline(timeoutMs) },
+    request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) },
   });
   const [owner, repo] = options.repository.split('/') as [string, string];
   const call = async <T>(what: string, f: () => Promise<{ data: T }>): Promise<T> => {

@@ -138,7 +138,7 @@ function rateLimited(status: number | undefined, headers: Record<string, string 
 /**
  * One GitHub API failure as a one-line OpsError (the one way for every caller of the REST API): a rate limit says
  * when to retry, a request past its deadline says so, 401 an invalid token, 403/404 what `access` says the token
- * needs, anything else whether `apiUrl` is reachable.
+ * needs, 5xx an outage of GitHub's, another answer a request GitHub refused, no answer whether `apiUrl` is reachable.
  */
 export function apiError(what: string, options: { apiUrl: string; timeoutMs: number; access: string }, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
@@ -147,7 +147,17 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
-  const hint = status === 401 ? 'the token is invalid or expired' : status === 403 || status === 404 ? options.access : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  // Only a request that got no answer asks whether the API is reachable: one GitHub answered says what it answered.
+  const hint =
+    status === 401
+      ? 'the token is invalid or expired'
+      : status === 403 || status === 404
+        ? options.access
+        : status && status >= 500
+          ? 'GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later'
+          : status
+            ? 'GitHub refused the request as written (its message above): report it to ops-pipeline with this message'
+            : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
 }
 

@@ -12,8 +12,8 @@ const OLD = 'a'.repeat(40); // the older push, skipped
 const jobUrl = (run: number) => `https://github.example/acme/webapp/actions/runs/${run}/job/7`;
 
 /** prod: NEW deployed by run 200 (success); OLD's run 201 started (in_progress) and, unless `running`, ended in success. */
-async function scene(options: { running?: boolean } = {}): Promise<FakeGitHub> {
-  const gh = await each.github();
+async function scene(options: { running?: boolean; answer?: NonNullable<Parameters<typeof each.github>[0]>['answer'] } = {}): Promise<FakeGitHub> {
+  const gh = await each.github({ answer: options.answer });
   gh.deployments.push({ id: 1, sha: NEW, environment: 'prod', created_at: '2026-04-01T00:00:00Z', statuses: [] });
   gh.deploymentStatus(1, 'in_progress', { log_url: jobUrl(200) });
   gh.deploymentStatus(1, 'success', { log_url: jobUrl(200), environment_url: 'https://app.example.com' });
@@ -117,5 +117,16 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     const slow = await each.github({ hang: (q) => q.path.includes('/deployments') });
     const t = await failure(markSuperseded(options(slow, { timeoutMs: 200 }), new MemoryReporter()));
     expect(t.message).toMatch(/^GitHub API: cannot list the deployments of a{12} in prod: no answer within 0.2 s$/);
+  });
+
+  it('GitHub answering but refusing the status (422), or down (503): says what GitHub answered, not to check that the API is reachable', async () => {
+    const refusing = await scene({ answer: (q) => (q.method === 'POST' && q.path.includes('/statuses') ? { status: 422, body: { message: 'Validation Failed' } } : undefined) });
+    const e = await failure(markSuperseded(options(refusing), new MemoryReporter()));
+    expect(e.message).toMatch(/^GitHub API: cannot mark deployment 2 inactive: HTTP 422 Validation Failed/);
+    expect(e.hint).not.toMatch(/reachable/);
+    const down = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) });
+    const d = await failure(markSuperseded(options(down, { retryDelaysMs: [1] }), new MemoryReporter()));
+    expect(d.message).toMatch(/HTTP 503 Service Unavailable/);
+    expect(d.hint).toMatch(/^GitHub answered with an error of its own/);
   });
 });

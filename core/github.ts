@@ -164,8 +164,6 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
 /** What staging's token needs (403/404 on the pull-request API). */
 const PULLS_ACCESS = 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist';
 
-const MAX_PULLS = 1000;
-
 function restApi(options: RestOptions): GitHubApi {
   const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
   const [owner, repo] = options.repository.split('/') as [string, string];
@@ -173,6 +171,8 @@ function restApi(options: RestOptions): GitHubApi {
     repository: options.repository,
     async labelledPulls(label) {
       const wanted = label.toLowerCase();
+      // Every page, each under its deadline: a listing cut short would leave the newest labelled pull requests out of
+      // staging without a word (a repository with more open pull requests than the cut).
       const found: PullRequest[] = [];
       try {
         const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
@@ -183,10 +183,8 @@ function restApi(options: RestOptions): GitHubApi {
           direction: 'asc',
           per_page: 100,
         });
-        let seen = 0;
         for await (const page of pages) {
           for (const pr of page.data) {
-            seen++;
             if (!pr.labels.some((l) => (typeof l === 'string' ? l : l.name ?? '').toLowerCase() === wanted)) continue;
             found.push({
               number: pr.number,
@@ -199,7 +197,6 @@ function restApi(options: RestOptions): GitHubApi {
               labels: pr.labels.map((l) => (typeof l === 'string' ? l : l.name ?? '')),
             });
           }
-          if (seen >= MAX_PULLS) break;
         }
       } catch (e) {
         throw apiError(`list the open pull requests of ${options.repository}`, { ...options, access: PULLS_ACCESS }, e);

@@ -108,3 +108,14 @@ describe('a GitHub API with a passing outage', () => {
     expect(down.requests.filter((q) => q.path.includes('/pulls'))).toHaveLength(3);
   });
 });
+
+describe('a repository with many open pull requests', () => {
+  it('the labelled one opened after a thousand others is listed (every page read, none left out unsaid)', async () => {
+    const gh = await startFakeGitHub();
+    fakes.push(gh);
+    const at = (i: number) => new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
+    for (let i = 1; i <= 1001; i++) gh.pulls.push({ number: i, created_at: at(i), head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: i === 1001 ? ['staging'] : [] });
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+    expect((await api.labelledPulls('staging')).map((p) => p.number)).toEqual([1001]);
+  });
+});

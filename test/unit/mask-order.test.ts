@@ -257,9 +257,13 @@ describe('the masks of pruned releases are kept: their programs\' lines stay in 
     release(t, '20261202T100000Z-0123456789ab', { PASSPHRASE: 'the new passphrase value', TOKEN: 'tok_new_0000000000' });
     const log = `started with ${TOKEN} and ${PASSPHRASE}\n`;
     expect(hostMasked(t, log)).toBe('started with *** and ***\n');
-    // The real prune step, on this tree (no mirror: its git refs stubbed).
+    // The real prune step, on this tree (no mirror: its git refs stubbed by a `git` first in PATH; a function would
+    // be dropped by the script's prelude, as the login's exported functions are).
     const step = pruneReleases(t, ['20261201T100000Z-0123456789ab']);
-    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `git() { :; }\n${scriptText(step)}`], { encoding: 'utf8' });
+    const bin = join(t.baseDir, 'stub-bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'git'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     expect(r.status, r.stderr).toBe(0);
     expect(existsSync(old)).toBe(false);
     expect(existsSync(t.layout.record('20261201T100000Z-0123456789ab')), 'its record (and masks file) pruned with it').toBe(false);

@@ -19856,6 +19856,10 @@ function starred(text, spans) {
   }
   return out + text.slice(copied);
 }
+function codeBlock(text) {
+  const fence = "`".repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
+  return [fence, text, fence];
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -71893,6 +71897,8 @@ function resolveCredentials(sources, reporter) {
 
 // core/action.ts
 init_report();
+var SUMMARY_MAX_BYTES = 1024 * 1024;
+var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -71958,8 +71964,26 @@ var ActionsReporter = class {
   line(host, text) {
     this.log(`${host} ${text}`);
   }
+  /** Bytes this step's job summary holds so far (summary). */
+  summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
   async summary(markdown) {
-    await summary.addRaw(this.shown(markdown), true).write();
+    const text = Buffer.from(`${this.shown(markdown)}
+`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES;
+    } else this.summaryBytes += text.length;
+    await summary.addRaw(out.toString("utf8")).write();
   }
   output(name3, value) {
     setOutput(name3, this.redact(value));
@@ -74125,6 +74149,7 @@ function hostConnector(ctx) {
 }
 
 // core/ops/deploy.ts
+init_report();
 init_errors();
 
 // core/steps/artifact.ts
@@ -80725,9 +80750,9 @@ function reportDeploy(reporter, r) {
   reporter.output("noop", r.dryRun ? "" : String(r.noop));
 }
 function deploySummary(r) {
-  if (r.dryRun) return ["### Deploy plan (dry run: nothing changed)", "", "```", ...r.plan ?? [], "```"].join("\n");
+  if (r.dryRun) return ["### Deploy plan (dry run: nothing changed)", "", ...codeBlock((r.plan ?? []).join("\n"))].join("\n");
   if (r.superseded)
-    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, "", r.superseded, "", "**Changes** (live \u2192 target):", "", "```", ...formatChanges(r.changes, r.sha), "```", ""].join("\n");
+    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, "", r.superseded, "", "**Changes** (live \u2192 target):", "", ...codeBlock(formatChanges(r.changes, r.sha).join("\n")), ""].join("\n");
   const lines = [
     `### ${r.noop ? "Already live" : "Deployed"}: ${r.environment} @ ${r.sha.slice(0, 12)}`,
     "",
@@ -80743,7 +80768,7 @@ function deploySummary(r) {
     `| hosts | ${r.hosts.map((h) => h.host).join(", ")} |`,
     ""
   ];
-  if (r.changes.length) lines.push("**Changes** (live \u2192 target):", "", "```", ...formatChanges(r.changes, r.sha), "```", "");
+  if (r.changes.length) lines.push("**Changes** (live \u2192 target):", "", ...codeBlock(formatChanges(r.changes, r.sha).join("\n")), "");
   for (const h of r.hosts) {
     lines.push(`**${h.host}**: ${h.noop ? "no-op" : `${h.previous || "(none)"} \u2192 ${h.release}`}${h.notes.length ? ` \u2014 ${h.notes.join("; ")}` : ""}`, "");
     if (h.steps.length) lines.push("| step | duration |", "|---|---|", ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1e3).toFixed(2)}s |`), "");

@@ -1688,7 +1688,7 @@ var require_request = __commonJS({
     var { headerNameLowerCasedRecord } = require_constants();
     var invalidPathRegex = /[^\u0021-\u00ff]/;
     var kHandler = /* @__PURE__ */ Symbol("handler");
-    var Request = class {
+    var Request2 = class {
       constructor(origin, {
         path,
         method,
@@ -2053,7 +2053,7 @@ var require_request = __commonJS({
         request2.headers.push(key, val);
       }
     }
-    module.exports = Request;
+    module.exports = Request2;
   }
 });
 
@@ -7637,7 +7637,7 @@ var require_client = __commonJS({
     var http = __require("node:http");
     var util = require_util();
     var { channels } = require_diagnostics();
-    var Request = require_request();
+    var Request2 = require_request();
     var DispatcherBase = require_dispatcher_base();
     var {
       InvalidArgumentError,
@@ -7880,7 +7880,7 @@ var require_client = __commonJS({
       }
       [kDispatch](opts2, handler2) {
         const origin = opts2.origin || this[kUrl].origin;
-        const request2 = new Request(origin, opts2, handler2);
+        const request2 = new Request2(origin, opts2, handler2);
         this[kQueue].push(request2);
         if (this[kResuming]) {
         } else if (util.bodyLength(request2.body) == null && util.isIterable(request2.body)) {
@@ -12883,7 +12883,7 @@ var require_request2 = __commonJS({
       }
     }
     var patchMethodWarning = false;
-    var Request = class _Request {
+    var Request2 = class _Request {
       // https://fetch.spec.whatwg.org/#dom-request
       constructor(input, init = {}) {
         webidl.util.markAsUncloneable(this);
@@ -13330,7 +13330,7 @@ var require_request2 = __commonJS({
         return `Request ${nodeUtil.formatWithOptions(options, properties)}`;
       }
     };
-    mixinBody(Request);
+    mixinBody(Request2);
     function makeRequest(init) {
       return {
         method: init.method ?? "GET",
@@ -13381,7 +13381,7 @@ var require_request2 = __commonJS({
       return newRequest;
     }
     function fromInnerRequest(innerRequest, signal, guard) {
-      const request2 = new Request(kConstruct);
+      const request2 = new Request2(kConstruct);
       request2[kState] = innerRequest;
       request2[kSignal] = signal;
       request2[kHeaders] = new Headers2(kConstruct);
@@ -13389,7 +13389,7 @@ var require_request2 = __commonJS({
       setHeadersGuard(request2[kHeaders], guard);
       return request2;
     }
-    Object.defineProperties(Request.prototype, {
+    Object.defineProperties(Request2.prototype, {
       method: kEnumerableProperty,
       url: kEnumerableProperty,
       headers: kEnumerableProperty,
@@ -13416,13 +13416,13 @@ var require_request2 = __commonJS({
       }
     });
     webidl.converters.Request = webidl.interfaceConverter(
-      Request
+      Request2
     );
     webidl.converters.RequestInfo = function(V, prefix, argument) {
       if (typeof V === "string") {
         return webidl.converters.USVString(V, prefix, argument);
       }
-      if (V instanceof Request) {
+      if (V instanceof Request2) {
         return webidl.converters.Request(V, prefix, argument);
       }
       return webidl.converters.USVString(V, prefix, argument);
@@ -13513,7 +13513,7 @@ var require_request2 = __commonJS({
         converter: webidl.converters.any
       }
     ]);
-    module.exports = { Request, makeRequest, fromInnerRequest, cloneRequest };
+    module.exports = { Request: Request2, makeRequest, fromInnerRequest, cloneRequest };
   }
 });
 
@@ -13529,7 +13529,7 @@ var require_fetch = __commonJS({
       fromInnerResponse
     } = require_response();
     var { HeadersList } = require_headers();
-    var { Request, cloneRequest } = require_request2();
+    var { Request: Request2, cloneRequest } = require_request2();
     var zlib = __require("node:zlib");
     var {
       bytesMatch,
@@ -13624,7 +13624,7 @@ var require_fetch = __commonJS({
       let p = createDeferredPromise();
       let requestObject;
       try {
-        requestObject = new Request(input, init);
+        requestObject = new Request2(input, init);
       } catch (e) {
         p.reject(e);
         return p.promise;
@@ -15444,7 +15444,7 @@ var require_cache = __commonJS({
     var { kEnumerableProperty, isDisturbed } = require_util();
     var { webidl } = require_webidl();
     var { Response: Response2, cloneResponse, fromInnerResponse } = require_response();
-    var { Request, fromInnerRequest } = require_request2();
+    var { Request: Request2, fromInnerRequest } = require_request2();
     var { kState } = require_symbols2();
     var { fetching } = require_fetch();
     var { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = require_util2();
@@ -15518,7 +15518,7 @@ var require_cache = __commonJS({
         }
         const fetchControllers = [];
         for (const request2 of requests) {
-          const r = new Request(request2)[kState];
+          const r = new Request2(request2)[kState];
           if (!urlIsHttpHttpsScheme(r.url)) {
             throw webidl.errors.exception({
               header: prefix,
@@ -15602,10 +15602,10 @@ var require_cache = __commonJS({
         request2 = webidl.converters.RequestInfo(request2, prefix, "request");
         response = webidl.converters.Response(response, prefix, "response");
         let innerRequest = null;
-        if (request2 instanceof Request) {
+        if (request2 instanceof Request2) {
           innerRequest = request2[kState];
         } else {
-          innerRequest = new Request(request2)[kState];
+          innerRequest = new Request2(request2)[kState];
         }
         if (!urlIsHttpHttpsScheme(innerRequest.url) || innerRequest.method !== "GET") {
           throw webidl.errors.exception({
@@ -15683,14 +15683,14 @@ var require_cache = __commonJS({
         request2 = webidl.converters.RequestInfo(request2, prefix, "request");
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
-        if (request2 instanceof Request) {
+        if (request2 instanceof Request2) {
           r = request2[kState];
           if (r.method !== "GET" && !options.ignoreMethod) {
             return false;
           }
         } else {
           assert(typeof request2 === "string");
-          r = new Request(request2)[kState];
+          r = new Request2(request2)[kState];
         }
         const operations = [];
         const operation = {
@@ -15729,13 +15729,13 @@ var require_cache = __commonJS({
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
         if (request2 !== void 0) {
-          if (request2 instanceof Request) {
+          if (request2 instanceof Request2) {
             r = request2[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request2 === "string") {
-            r = new Request(request2)[kState];
+            r = new Request2(request2)[kState];
           }
         }
         const promise = createDeferredPromise();
@@ -15901,13 +15901,13 @@ var require_cache = __commonJS({
       #internalMatchAll(request2, options, maxResponses = Infinity) {
         let r = null;
         if (request2 !== void 0) {
-          if (request2 instanceof Request) {
+          if (request2 instanceof Request2) {
             r = request2[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request2 === "string") {
-            r = new Request(request2)[kState];
+            r = new Request2(request2)[kState];
           }
         }
         const responses = [];
@@ -30821,6 +30821,8 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
 }
 
 // core/action.ts
+var SUMMARY_MAX_BYTES = 1024 * 1024;
+var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -30886,8 +30888,26 @@ var ActionsReporter = class {
   line(host, text) {
     this.log(`${host} ${text}`);
   }
+  /** Bytes this step's job summary holds so far (summary). */
+  summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
   async summary(markdown) {
-    await summary.addRaw(this.shown(markdown), true).write();
+    const text = Buffer.from(`${this.shown(markdown)}
+`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES;
+    } else this.summaryBytes += text.length;
+    await summary.addRaw(out.toString("utf8")).write();
   }
   output(name, value) {
     setOutput(name, this.redact(value));
@@ -35149,6 +35169,52 @@ function getOctokit(token, options, ...additionalPlugins) {
 
 // core/deployments.ts
 init_errors();
+
+// core/github.ts
+init_errors();
+var PASSING = /* @__PURE__ */ new Set([500, 502, 503, 504]);
+var RETRY_DELAYS_MS = [1e3, 4e3];
+function fetchWithDeadline(ms, retryDelaysMs = RETRY_DELAYS_MS) {
+  const once = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+  return async (input, init = {}) => {
+    const method = (init.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
+    for (const delay of method === "GET" ? retryDelaysMs : []) {
+      const response = await once(input, init);
+      if (!PASSING.has(response.status)) return response;
+      await response.body?.cancel();
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    return once(input, init);
+  };
+}
+function rateLimited(status, headers) {
+  if (status !== 403 && status !== 429) return void 0;
+  const header = (name) => headers[name] === void 0 ? void 0 : String(headers[name]);
+  const retryAfter = Number(header("retry-after"));
+  if (Number.isInteger(retryAfter) && retryAfter >= 0) {
+    return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (header("x-ratelimit-remaining") !== "0") return void 0;
+  const reset = Number(header("x-ratelimit-reset"));
+  const until = Number.isFinite(reset) && reset > 0 ? `${new Date(reset * 1e3).toISOString().slice(11, 16)} UTC` : "the hour is over";
+  const limit = header("x-ratelimit-limit");
+  return {
+    message: `rate limit reached${limit ? ` (${limit} requests an hour for this token)` : ""}, until ${until}`,
+    hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`
+  };
+}
+function apiError(what, options, e) {
+  const { apiUrl, timeoutMs } = options;
+  const status = e.status;
+  const limited = rateLimited(status, e.response?.headers ?? {});
+  if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
+  const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
+  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
+}
+
+// core/deployments.ts
 var UNFINISHED = /* @__PURE__ */ new Set(["queued", "pending", "in_progress"]);
 function supersededDescription(sha) {
   return `Not deployed: a newer commit was already live when ${sha.slice(0, 12)} came (forward-only skip)`.slice(0, 140);
@@ -35159,18 +35225,14 @@ async function markSuperseded(options, reporter) {
   const timeoutMs = options.timeoutMs ?? 15e3;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ""),
-    request: { fetch: ((input, init = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) })) }
+    request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) }
   });
   const [owner, repo] = options.repository.split("/");
   const call = async (what, f) => {
     try {
       return (await f()).data;
     } catch (e) {
-      const status = e.status;
-      throw new OpsError(
-        `GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ""}${e instanceof Error ? e.message : String(e)}`,
-        status === 403 || status === 404 ? "the job needs `permissions: deployments: write` (and the token access to this repository)" : `is ${options.apiUrl} reachable?`
-      );
+      throw apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: "the job needs `permissions: deployments: write` (and the token access to this repository)" }, e);
     }
   };
   const upTo = async (what, max, first) => {

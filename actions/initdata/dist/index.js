@@ -19848,6 +19848,10 @@ function starred(text, spans) {
   }
   return out + text.slice(copied);
 }
+function codeBlock(text) {
+  const fence = "`".repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
+  return [fence, text, fence];
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -71888,6 +71892,8 @@ function resolveCredentials(sources, reporter) {
 
 // core/action.ts
 init_report();
+var SUMMARY_MAX_BYTES = 1024 * 1024;
+var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -71953,8 +71959,26 @@ var ActionsReporter = class {
   line(host, text) {
     this.log(`${host} ${text}`);
   }
+  /** Bytes this step's job summary holds so far (summary). */
+  summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
   async summary(markdown) {
-    await summary.addRaw(this.shown(markdown), true).write();
+    const text = Buffer.from(`${this.shown(markdown)}
+`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES;
+    } else this.summaryBytes += text.length;
+    await summary.addRaw(out.toString("utf8")).write();
   }
   output(name2, value) {
     setOutput(name2, this.redact(value));
@@ -75001,6 +75025,9 @@ ${inner}`)}`
   };
 }
 
+// core/ops/initdata.ts
+init_report();
+
 // core/ops/host-state.ts
 init_errors();
 
@@ -77558,7 +77585,7 @@ function initdataSummary(r) {
     "",
     `File: \`${r.file}\`${r.encrypted ? " (sops-encrypted; values masked)" : ""}`,
     "",
-    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, "", "```", h.output || "(no output)", "```"])
+    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, "", ...codeBlock(h.output || "(no output)")])
   ].join("\n");
 }
 

@@ -1769,7 +1769,7 @@ var require_request = __commonJS({
     var { headerNameLowerCasedRecord } = require_constants();
     var invalidPathRegex = /[^\u0021-\u00ff]/;
     var kHandler = /* @__PURE__ */ Symbol("handler");
-    var Request = class {
+    var Request2 = class {
       constructor(origin, {
         path,
         method,
@@ -2134,7 +2134,7 @@ var require_request = __commonJS({
         request2.headers.push(key, val);
       }
     }
-    module.exports = Request;
+    module.exports = Request2;
   }
 });
 
@@ -7718,7 +7718,7 @@ var require_client = __commonJS({
     var http = __require("node:http");
     var util = require_util();
     var { channels } = require_diagnostics();
-    var Request = require_request();
+    var Request2 = require_request();
     var DispatcherBase = require_dispatcher_base();
     var {
       InvalidArgumentError,
@@ -7961,7 +7961,7 @@ var require_client = __commonJS({
       }
       [kDispatch](opts2, handler2) {
         const origin = opts2.origin || this[kUrl].origin;
-        const request2 = new Request(origin, opts2, handler2);
+        const request2 = new Request2(origin, opts2, handler2);
         this[kQueue].push(request2);
         if (this[kResuming]) {
         } else if (util.bodyLength(request2.body) == null && util.isIterable(request2.body)) {
@@ -12964,7 +12964,7 @@ var require_request2 = __commonJS({
       }
     }
     var patchMethodWarning = false;
-    var Request = class _Request {
+    var Request2 = class _Request {
       // https://fetch.spec.whatwg.org/#dom-request
       constructor(input, init = {}) {
         webidl.util.markAsUncloneable(this);
@@ -13411,7 +13411,7 @@ var require_request2 = __commonJS({
         return `Request ${nodeUtil.formatWithOptions(options, properties)}`;
       }
     };
-    mixinBody(Request);
+    mixinBody(Request2);
     function makeRequest(init) {
       return {
         method: init.method ?? "GET",
@@ -13462,7 +13462,7 @@ var require_request2 = __commonJS({
       return newRequest;
     }
     function fromInnerRequest(innerRequest, signal, guard) {
-      const request2 = new Request(kConstruct);
+      const request2 = new Request2(kConstruct);
       request2[kState] = innerRequest;
       request2[kSignal] = signal;
       request2[kHeaders] = new Headers2(kConstruct);
@@ -13470,7 +13470,7 @@ var require_request2 = __commonJS({
       setHeadersGuard(request2[kHeaders], guard);
       return request2;
     }
-    Object.defineProperties(Request.prototype, {
+    Object.defineProperties(Request2.prototype, {
       method: kEnumerableProperty,
       url: kEnumerableProperty,
       headers: kEnumerableProperty,
@@ -13497,13 +13497,13 @@ var require_request2 = __commonJS({
       }
     });
     webidl.converters.Request = webidl.interfaceConverter(
-      Request
+      Request2
     );
     webidl.converters.RequestInfo = function(V, prefix, argument) {
       if (typeof V === "string") {
         return webidl.converters.USVString(V, prefix, argument);
       }
-      if (V instanceof Request) {
+      if (V instanceof Request2) {
         return webidl.converters.Request(V, prefix, argument);
       }
       return webidl.converters.USVString(V, prefix, argument);
@@ -13594,7 +13594,7 @@ var require_request2 = __commonJS({
         converter: webidl.converters.any
       }
     ]);
-    module.exports = { Request, makeRequest, fromInnerRequest, cloneRequest };
+    module.exports = { Request: Request2, makeRequest, fromInnerRequest, cloneRequest };
   }
 });
 
@@ -13610,7 +13610,7 @@ var require_fetch = __commonJS({
       fromInnerResponse
     } = require_response();
     var { HeadersList } = require_headers();
-    var { Request, cloneRequest } = require_request2();
+    var { Request: Request2, cloneRequest } = require_request2();
     var zlib = __require("node:zlib");
     var {
       bytesMatch,
@@ -13705,7 +13705,7 @@ var require_fetch = __commonJS({
       let p = createDeferredPromise();
       let requestObject;
       try {
-        requestObject = new Request(input, init);
+        requestObject = new Request2(input, init);
       } catch (e) {
         p.reject(e);
         return p.promise;
@@ -15525,7 +15525,7 @@ var require_cache = __commonJS({
     var { kEnumerableProperty, isDisturbed } = require_util();
     var { webidl } = require_webidl();
     var { Response: Response2, cloneResponse, fromInnerResponse } = require_response();
-    var { Request, fromInnerRequest } = require_request2();
+    var { Request: Request2, fromInnerRequest } = require_request2();
     var { kState } = require_symbols2();
     var { fetching } = require_fetch();
     var { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = require_util2();
@@ -15599,7 +15599,7 @@ var require_cache = __commonJS({
         }
         const fetchControllers = [];
         for (const request2 of requests) {
-          const r = new Request(request2)[kState];
+          const r = new Request2(request2)[kState];
           if (!urlIsHttpHttpsScheme(r.url)) {
             throw webidl.errors.exception({
               header: prefix,
@@ -15683,10 +15683,10 @@ var require_cache = __commonJS({
         request2 = webidl.converters.RequestInfo(request2, prefix, "request");
         response = webidl.converters.Response(response, prefix, "response");
         let innerRequest = null;
-        if (request2 instanceof Request) {
+        if (request2 instanceof Request2) {
           innerRequest = request2[kState];
         } else {
-          innerRequest = new Request(request2)[kState];
+          innerRequest = new Request2(request2)[kState];
         }
         if (!urlIsHttpHttpsScheme(innerRequest.url) || innerRequest.method !== "GET") {
           throw webidl.errors.exception({
@@ -15764,14 +15764,14 @@ var require_cache = __commonJS({
         request2 = webidl.converters.RequestInfo(request2, prefix, "request");
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
-        if (request2 instanceof Request) {
+        if (request2 instanceof Request2) {
           r = request2[kState];
           if (r.method !== "GET" && !options.ignoreMethod) {
             return false;
           }
         } else {
           assert(typeof request2 === "string");
-          r = new Request(request2)[kState];
+          r = new Request2(request2)[kState];
         }
         const operations = [];
         const operation = {
@@ -15810,13 +15810,13 @@ var require_cache = __commonJS({
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
         if (request2 !== void 0) {
-          if (request2 instanceof Request) {
+          if (request2 instanceof Request2) {
             r = request2[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request2 === "string") {
-            r = new Request(request2)[kState];
+            r = new Request2(request2)[kState];
           }
         }
         const promise = createDeferredPromise();
@@ -15982,13 +15982,13 @@ var require_cache = __commonJS({
       #internalMatchAll(request2, options, maxResponses = Infinity) {
         let r = null;
         if (request2 !== void 0) {
-          if (request2 instanceof Request) {
+          if (request2 instanceof Request2) {
             r = request2[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request2 === "string") {
-            r = new Request(request2)[kState];
+            r = new Request2(request2)[kState];
           }
         }
         const responses = [];
@@ -42294,6 +42294,10 @@ function starred(text, spans) {
   }
   return out + text.slice(copied);
 }
+function codeBlock(text) {
+  const fence = "`".repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
+  return [fence, text, fence];
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -42327,6 +42331,8 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
 }
 
 // core/action.ts
+var SUMMARY_MAX_BYTES = 1024 * 1024;
+var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
   /** Whether an Actions log group is open now (they cannot nest). */
@@ -42392,8 +42398,26 @@ var ActionsReporter = class {
   line(host, text) {
     this.log(`${host} ${text}`);
   }
+  /** Bytes this step's job summary holds so far (summary). */
+  summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
   async summary(markdown) {
-    await summary.addRaw(this.shown(markdown), true).write();
+    const text = Buffer.from(`${this.shown(markdown)}
+`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES;
+    } else this.summaryBytes += text.length;
+    await summary.addRaw(out.toString("utf8")).write();
   }
   output(name2, value) {
     setOutput(name2, this.redact(value));
@@ -43709,10 +43733,22 @@ function githubAccess(options) {
   if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
   if (!token) return { unavailable: "no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)" };
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
-  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3 }) };
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3, retryDelaysMs: options.retryDelaysMs }) };
 }
-function fetchWithDeadline(ms) {
-  return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+var PASSING = /* @__PURE__ */ new Set([500, 502, 503, 504]);
+var RETRY_DELAYS_MS = [1e3, 4e3];
+function fetchWithDeadline(ms, retryDelaysMs = RETRY_DELAYS_MS) {
+  const once = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+  return async (input, init = {}) => {
+    const method = (init.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
+    for (const delay of method === "GET" ? retryDelaysMs : []) {
+      const response = await once(input, init);
+      if (!PASSING.has(response.status)) return response;
+      await response.body?.cancel();
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    return once(input, init);
+  };
 }
 function rateLimited(status, headers) {
   if (status !== 403 && status !== 429) return void 0;
@@ -43737,12 +43773,12 @@ function apiError(what, options, e) {
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
-  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
 }
-var MAX_PULLS = 1e3;
+var PULLS_ACCESS = "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist";
 function restApi(options) {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs) } });
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
   const [owner, repo] = options.repository.split("/");
   return {
     repository: options.repository,
@@ -43758,10 +43794,8 @@ function restApi(options) {
           direction: "asc",
           per_page: 100
         });
-        let seen = 0;
         for await (const page of pages) {
           for (const pr of page.data) {
-            seen++;
             if (!pr.labels.some((l) => (typeof l === "string" ? l : l.name ?? "").toLowerCase() === wanted)) continue;
             found.push({
               number: pr.number,
@@ -43774,10 +43808,9 @@ function restApi(options) {
               labels: pr.labels.map((l) => typeof l === "string" ? l : l.name ?? "")
             });
           }
-          if (seen >= MAX_PULLS) break;
         }
       } catch (e) {
-        throw apiError(`list the open pull requests of ${options.repository}`, options, e);
+        throw apiError(`list the open pull requests of ${options.repository}`, { ...options, access: PULLS_ACCESS }, e);
       }
       return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
     },
@@ -43802,7 +43835,7 @@ ${body}`;
         await octokit.rest.issues.createComment({ owner, repo, issue_number: number2, body: text });
         return "created";
       } catch (e) {
-        throw apiError(`comment on pull request #${number2}`, options, e);
+        throw apiError(`comment on pull request #${number2}`, { ...options, access: PULLS_ACCESS }, e);
       }
     }
   };
@@ -43904,9 +43937,7 @@ function skippedComment(s, names, runUrl2) {
     COMMENT_MARKER,
     `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
     "",
-    "```",
-    s.message,
-    "```",
+    ...codeBlock(s.message),
     ""
   ];
   if (s.reason === "conflict") {

@@ -150,18 +150,23 @@ export function constructWarning(found: YamlConstruct[]): string {
 }
 
 /**
- * A new key that looks like a value typed into its name (YamlConstruct `key-value`) as messages name it: up to the
- * first quote, space or ": ", then "…" (what follows may be a value, and sops keeps key names in clear text).
+ * A new key that looks like a value typed into its name (YamlConstruct `key-value`) as messages name it: its first
+ * word (up to the first quote, space or ": ") only where the file had a key of that name there (the key the slip
+ * dropped: a name, not a value), then "…"; any other such key as "…" alone: what follows a key's first word may be
+ * a value, and so may a first word the file never had (a password typed at the wrong indentation).
  */
-function keyValueName(path: (string | number)[]): { shown: string; name: string } {
+function keyValueName(path: (string | number)[], before: MapNode): { shown: string; name: string } {
   const key = String(path.at(-1));
   const name = key.split(/["'\s]|:[ \t]/)[0]!;
-  return { shown: `${showPath([...path.slice(0, -1), name])}…`, name };
+  const known = name !== '' && nodeAt(before, [...path.slice(0, -1), name]) !== undefined;
+  const parent = path.slice(0, -1);
+  if (known) return { shown: `${showPath([...parent, name])}…`, name };
+  return { shown: parent.length ? `${showPath(parent)}.…` : '…', name: '' };
 }
 
 /**
  * The warning for new keys that look like a value typed into their name (`database_url "CHANGE-ME: x"` is the key
- * `database_url "CHANGE-ME`): each named up to the first quote or space (keyValueName), by line and what its name
+ * `database_url "CHANGE-ME`): each named by its first word only where that is a key the file had (keyValueName), by line and what its name
  * holds, and the key of that name the edit dropped, if any (`after` has no longer what `before` had); how to write
  * KEY: VALUE, and how to name such a key on purpose (in quotes, as ParseOptions.constructs does not record).
  */
@@ -169,10 +174,10 @@ function keyValueWarning(found: YamlConstruct[], before: MapNode, after: MapNode
   const one = found.length === 1;
   const lines = found.map((c) => {
     const key = String(c.path.at(-1));
-    const { shown, name } = keyValueName(c.path);
+    const { shown, name } = keyValueName(c.path, before);
     const holds = /["']/.test(key) ? 'a quote' : /:[ \t]/.test(key) ? '": "' : 'a space after its first word';
     const old = [...c.path.slice(0, -1), name];
-    const gone = name && nodeAt(before, old) !== undefined && nodeAt(after, old) === undefined ? `, and ${showPath(old)} is gone` : '';
+    const gone = name && nodeAt(after, old) === undefined ? `, and ${showPath(old)} is gone` : '';
     return `  ${shown} (line ${c.line}): a new key whose name holds ${holds}${gone}`;
   });
   return (
@@ -470,24 +475,25 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           const typed: Retyped[] = [];
           const found: YamlConstruct[] = [];
           const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
+          const refused = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
+          // a new key named like a value typed into it (`database_url "CHANGE-ME: x"`): asked, as invalid YAML is; first, so
+          // that no later message names such a key (its name may hold a value: keyValueName masks it)
+          const keyed = refused.filter((c) => c.kind === 'key-value');
+          if (keyed.length) {
+            const stop = await offerBack(
+              keyValueWarning(keyed, before, tree),
+              `${keyed.map((c) => keyValueName(c.path, before).shown).join(', ')} ${keyed.length === 1 ? 'looks' : 'look'} like a value typed into a key's name; nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
           // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
           // text had as opened, e.g. a binary value sops writes as `!!binary`)
-          const refused = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
           const meant = refused.filter((c) => c.kind !== 'key-value');
           if (meant.length) {
             const stop = await offerBack(
               constructWarning(meant),
               `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
-            );
-            if (stop) return stop;
-            continue;
-          }
-          // a new key named like a value typed into it (`database_url "CHANGE-ME: x"`): asked, as invalid YAML is
-          const keyed = refused.filter((c) => c.kind === 'key-value');
-          if (keyed.length) {
-            const stop = await offerBack(
-              keyValueWarning(keyed, before, tree),
-              `${keyed.map((c) => keyValueName(c.path).shown).join(', ')} ${keyed.length === 1 ? 'looks' : 'look'} like a value typed into a key's name; nothing was changed`,
             );
             if (stop) return stop;
             continue;

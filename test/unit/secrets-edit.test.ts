@@ -253,15 +253,16 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
     expect(readFileSync(s.file, 'utf8')).toBe(before);
   });
 
-  it('a key whose ": " slipped into its value (database_url "CHANGE-ME: x", api_token Zq7: x) is refused naming the key up to the slip and the key gone, never what follows; quoted on purpose, saved', async () => {
+  it('a key whose ": " slipped into its value (database_url "CHANGE-ME: x", Zq7 api_token: x) is refused naming the key up to the slip and the key gone, never what follows, nor a first word the file had no key of; quoted on purpose, saved', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    const ed = editor(`sed -i 's/^database_url: "CHANGE-ME/database_url "CHANGE-ME/' "$1"; printf 'api_token Zq7-secret-long: x\\n' >> "$1"`);
+    // the second: a password typed at the wrong place, its first word the secret (a key the file never had: not shown)
+    const ed = editor(`sed -i 's/^database_url: "CHANGE-ME/database_url "CHANGE-ME/' "$1"; printf 'Zq7-secret-long api_token: x\\n' >> "$1"`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
     expect(r.code, r.err).toBe(1);
-    expect(r.err).toMatch(/2 new keys in the edited text look like a value typed into the key's name \(its ": " missing or misplaced\?\), which sops would store in clear text:\n  database_url… \(line \d+\): a new key whose name holds a quote, and database_url is gone\n  api_token… \(line \d+\): a new key whose name holds a space after its first word\n/);
+    expect(r.err).toMatch(/2 new keys in the edited text look like a value typed into the key's name \(its ": " missing or misplaced\?\), which sops would store in clear text:\n  database_url… \(line \d+\): a new key whose name holds a quote, and database_url is gone\n  … \(line \d+\): a new key whose name holds a space after its first word\n/);
     expect(r.err).toContain('to name a key so on purpose, write the name in double quotes: "api token": ...');
-    expect(r.err).toContain('environments/qa/secrets.sops.yaml: database_url…, api_token… look like a value typed into a key\'s name; nothing was changed');
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml: database_url…, … look like a value typed into a key\'s name; nothing was changed');
     expect(r.err).not.toMatch(/Zq7|CHANGE-ME: x/);
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // a key named with a space on purpose: in double quotes

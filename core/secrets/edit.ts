@@ -6,6 +6,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { distance } from '../config/schema-object.ts';
 import { OpsError, formatError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
@@ -241,6 +242,58 @@ function shapeWarning(lost: ShapeLost[], file: string): string {
   );
 }
 
+/** A key of `before` gone from `after` while a key of a close name (a typo of it) came in its map: `from` → `to`. */
+interface KeyRenamed {
+  from: (string | number)[];
+  to: (string | number)[];
+}
+
+/**
+ * The keys an edit renamed by a slip: in a map both texts have, a key gone and a new key within a few typing
+ * slips of it (edit distance 1 to 2, by the name's length, as "did you mean" does: distance()), in document
+ * order: `client_id` → `clinet_id` saves valid YAML while the old key, and its value's name, are gone (a key
+ * nothing reads is not refused by the .env's check). Each gone key paired once, with its closest new key. Pure.
+ */
+function keysRenamed(before: TreeNode, after: TreeNode, path: (string | number)[] = []): KeyRenamed[] {
+  if (before.kind === 'list' && after.kind === 'list') return before.items.flatMap((v, i) => (i < after.items.length ? keysRenamed(v, after.items[i]!, [...path, i]) : []));
+  if (before.kind !== 'map' || after.kind !== 'map') return [];
+  const added = after.entries.map(([k]) => k).filter((k) => getEntry(before, k) === undefined);
+  const out: KeyRenamed[] = [];
+  for (const [k, v] of before.entries) {
+    const now = getEntry(after, k);
+    if (now) {
+      out.push(...keysRenamed(v, now, [...path, k]));
+      continue;
+    }
+    const near = added
+      .map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) }))
+      .filter(({ a, d }) => (d > 0 || a !== k) && d <= Math.max(1, Math.floor(Math.min(k.length, a.length) / 4)))
+      .sort((x, y) => x.d - y.d)[0];
+    if (near) {
+      added.splice(added.indexOf(near.a), 1);
+      out.push({ from: [...path, k], to: [...path, near.a] });
+    }
+  }
+  return out;
+}
+
+/**
+ * The warning for keys an edit renamed by a slip (keysRenamed): each old and new name (names, never values), and
+ * how to rename on purpose: in two edits, the new key added in one (or with ops secrets set), the old one deleted
+ * in the next (neither alone is a rename to ask about).
+ */
+function renameWarning(renamed: KeyRenamed[], file: string): string {
+  const one = renamed.length === 1;
+  const env = envOf(file);
+  const settable = renamed.filter(({ to }) => to.every((p) => typeof p === 'string' && !p.includes('"')));
+  const set = settable.map(({ to }) => `ops secrets set ${env} ${quote((to as string[]).map(quotePart).join('.'))}`);
+  return (
+    `${one ? 'a key' : `${renamed.length} keys`} in the edited text ${one ? 'was' : 'were'} renamed to a close name (a typo?): the old ${one ? 'key is' : 'keys are'} gone, and whatever reads ${one ? 'it' : 'them'} gets nothing:\n` +
+    renamed.map(({ from, to }) => `  ${showPath(from)} → ${showPath(to)}`).join('\n') +
+    `\nput the old name back; to rename on purpose, do it in two edits: add the new key (here, or with ${set.length ? `${set.join(', ')}, the value on stdin` : 'ops secrets set'}), then delete the old one in the next edit`
+  );
+}
+
 /** How many times the editor is reopened on the user's text after the file changed on disk under it. */
 const CONFLICT_ROUNDS = 3;
 /** The first characters of the note lines put at the top of the text when the file changed on disk (dropped on save). */
@@ -405,7 +458,8 @@ function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapN
  * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
  * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; so is a new key typed plain
  * whose name holds a quote, ": " or a space between words (a value typed into it: keyValueWarning), and a map or list
- * that became one value (a nested line missing its ": ": shapeWarning); the file is not written until the text is valid.
+ * that became one value (a nested line missing its ": ": shapeWarning), and a key renamed to a close name (a typo:
+ * renameWarning; on purpose, in two edits); the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
@@ -504,6 +558,16 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             const stop = await offerBack(
               shapeWarning(lost, secrets.file),
               `${lost.map(({ path, was }) => `${showPath(path)} (${sizeOf(was)})`).join(', ')} would become one value, ${lost.length === 1 ? 'its' : 'their'} keys or items lost; nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a key renamed by a typo (client_id → clinet_id): the old one gone, asked as invalid YAML is
+          const renamed = keysRenamed(before, tree);
+          if (renamed.length) {
+            const stop = await offerBack(
+              renameWarning(renamed, secrets.file),
+              `${renamed.map(({ from, to }) => `${showPath(from)} → ${showPath(to)}`).join(', ')}: ${renamed.length === 1 ? 'a key' : 'keys'} renamed to a close name (a typo?); nothing was changed`,
             );
             if (stop) return stop;
             continue;

@@ -272,6 +272,29 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
     const again = editor(`printf 'other: Zq7-other-long\\n' >> "$1"`);
     expect(await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: again.cmd })).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added other)\n' });
   });
+  it('a key renamed by a typo (datapass.client_id → datapass.clinet_id), read by nothing, is offered back naming both keys (never the value); renamed in two edits, saved', async () => {
+    const s = await secretsFile('datapass:\n  client_id: Zq8-vT3m-Lw5x-Pk2r\n  other: Zq8-other-value\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('client_id:', 'clinet_id:')), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toEqual({ status: 'aborted', reason: 'datapass.client_id → datapass.clinet_id: a key renamed to a close name (a typo?); nothing was changed' });
+    const w = warnings.join('\n');
+    expect(w).toContain('a key in the edited text was renamed to a close name (a typo?): the old key is gone, and whatever reads it gets nothing:\n  datapass.client_id → datapass.clinet_id\n');
+    expect(w).toContain("to rename on purpose, do it in two edits: add the new key (here, or with ops secrets set <env> datapass.clinet_id, the value on stdin), then delete the old one in the next edit");
+    expect(w).not.toContain('Zq8');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+    // on purpose, in two edits: neither alone is a rename; a key of a name not close is no typo either
+    const step = async (change: (text: string) => string) =>
+      editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, change(readFileSync(tmp, 'utf8'))), { code: 0, signal: null }), confirm: async () => false, warn: () => undefined });
+    expect(await step((t) => t.replace(/( +)other:/, '$1clinet_id: Zq8-vT3m-Lw5x-Pk2r\n$1other:'))).toMatchObject({ status: 'saved' });
+    expect(await step((t) => t.replace(/ +client_id: .*\n/, ''))).toMatchObject({ status: 'saved' });
+    expect(await step((t) => t.replace('other:', 'api_secret:'))).toMatchObject({ status: 'saved' });
+    expect((await s.open()).data).toEqual({ datapass: { clinet_id: 'Zq8-vT3m-Lw5x-Pk2r', api_secret: 'Zq8-other-value' } });
+  });
   it('an empty map or list ({}, []) given one value loses nothing: saved', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\nempty: {}\nnone: []\n');
     const r = await editSecrets(await s.open(), {

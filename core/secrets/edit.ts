@@ -92,6 +92,8 @@ const CONSTRUCT_MEANING: Record<Exclude<YamlConstruct['kind'], 'key-value'>, str
   trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
   'flow-map': 'held text, and now starts with "{", which YAML reads as a map written on one line: a map would be stored, not this text (for a map, write it in block form, one "key: value" per line below the key)',
   'flow-list': 'held text, and now starts with "[", which YAML reads as a list written on one line: a list would be stored, not this text (for a list, write it in block form, one "- item" per line below the key)',
+  folded:
+    'goes on over the line(s) below it (typed deeper than its key, without ": "), which YAML joins to the value with a space: the value would gain their words (a key typed without ": ", or indented too deep?); give each key its own line with ": " at its indentation, or, for text of several lines, write it as a block (key: |, the lines indented below)',
   null: 'held text, and now is a word YAML reads as null (null, Null, NULL or ~): the key would hold no value, not this text (for no value, leave it empty: key:)',
 };
 
@@ -146,7 +148,10 @@ export function constructWarning(found: YamlConstruct[]): string {
   return (
     `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
     found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind as Exclude<YamlConstruct['kind'], 'key-value'>]}`).join('\n') +
-    `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+    // quotes keep a tag, alias, comment... as text; a folded value's fix is said on its line (quoted, it folds too)
+    (found.some((c) => c.kind !== 'folded')
+      ? `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+      : '')
   );
 }
 
@@ -547,7 +552,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           if (meant.length) {
             const stop = await offerBack(
               constructWarning(meant),
-              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
+              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (${meant.every((c) => c.kind === 'folded') ? 'see above' : `quote ${meant.length === 1 ? 'it' : 'them'}`}); nothing was changed`,
             );
             if (stop) return stop;
             continue;

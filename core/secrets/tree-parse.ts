@@ -35,6 +35,8 @@ export interface ParseOptions {
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
    * Also each value (not key) written as a flow collection (`{abc}` is a map, `[abc]` a list) or as a null word typed
    * plain (`null`, `Null`, `NULL`, `~`): meant as text when it replaces a string (`ops secrets edit` decides).
+   * Also each value typed plain that goes on over more lines (`folded`): `x: 1` then `  y z` below it is the one
+   * value "1 y z" (YAML joins the lines with a space), most often a key typed without ": " or indented too deep.
    * Also each key typed plain that looks like a value typed into it (`key-value`): its name holds a quote, ": " or a
    * space between words (`database_url "CHANGE-ME: x"` is the key `database_url "CHANGE-ME`, `api_token Zq7: x` the
    * key `api_token Zq7`); a key written in quotes is not one (named so on purpose), nor one in a map typed on one line.
@@ -45,7 +47,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'key-value';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'folded' | 'key-value';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -265,6 +267,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if ((isMap(node) || isSeq(node)) && node.flow) found.push({ path, kind: isMap(node) ? 'flow-map' : 'flow-list', line });
     // go-yaml's null words (an empty value is null too, but typed so on purpose: not recorded)
     else if (isScalar(node) && node.type === 'PLAIN' && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ''))) found.push({ path, kind: 'null', line });
+    // a plain value over more lines: YAML folds them into one (`x: 1` then `  y z` is "1 y z")
+    else if (isScalar(node) && node.type === 'PLAIN' && node.range && text.slice(node.range[0], node.range[1]).includes('\n')) found.push({ path, kind: 'folded', line });
   };
   /** Records a key typed plain that looks like a value typed into it (ParseOptions.constructs, `key-value`). */
   const recordKey = (node: unknown, path: (string | number)[]) => {

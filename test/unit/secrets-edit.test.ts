@@ -73,6 +73,35 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     });
   }
 
+  it('a value that gained a continuation line (x: 1 then "  y z" below: YAML folds it into "1 y z") is refused naming key, line and the fix (never the value); reopened and fixed, saved', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    let round = 0;
+    const io = (answers: boolean[]): EditIo => ({
+      edit: async (tmp) => {
+        round++;
+        const text = readFileSync(tmp, 'utf8');
+        // a key typed without ": ", indented under the one above
+        writeFileSync(tmp, round === 1 ? `${text}  extra Zq8-typed-word\n` : text.replace('  extra Zq8-typed-word', 'extra: Zq8-typed-word'));
+        return { code: 0, signal: null };
+      },
+      confirm: async () => answers.shift() ?? false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(await editSecrets(await s.open(), io([false]))).toEqual({ status: 'aborted', reason: 'name would not be stored as typed (see above); nothing was changed' });
+    const w = warnings.join('\n');
+    expect(w).toMatch(/^a value in the edited text would not be stored as typed:\n {2}name \(line 1\): goes on over the line\(s\) below it \(typed deeper than its key, without ": "\), which YAML joins to the value with a space/);
+    expect(w).toContain('give each key its own line with ": " at its indentation, or, for text of several lines, write it as a block (key: |, the lines indented below)');
+    expect(w).not.toContain('double quotes');
+    expect(w).not.toContain('Zq8');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+    round = 0;
+    expect(await editSecrets(await s.open(), io([true]))).toMatchObject({ status: 'saved', changes: { added: ['extra'], changed: [] } });
+    expect(round).toBe(2);
+    expect((await s.open()).data).toEqual({ name: 'Zq8-vT3m-Lw5x-Pk2r', extra: 'Zq8-typed-word' });
+  });
+
   it('an anchor, an alias (a merge <<: *b too) and a tag all at once: each named with its line; nothing written', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const before = readFileSync(s.file, 'utf8');

@@ -105,6 +105,17 @@ export function syntaxProblem(code: string): string {
   return words[code] ?? `a syntax error (${code})`;
 }
 
+/** A key that looks like a value typed into it: it holds a quote, ": " or a space between words (`api_token Zq7: x`). */
+const VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
+
+/**
+ * A key path as this parser's errors name it: a key that looks like a value typed into it (VALUE_IN_KEY) as "…",
+ * for what it holds may be a secret (the error comes before `ops secrets edit` can ask about it: keyValueWarning).
+ */
+function errorPath(path: (string | number)[]): string {
+  return showPath(path.map((p) => (typeof p === 'string' && VALUE_IN_KEY.test(p) ? '…' : p)));
+}
+
 /**
  * A parse error of `text` said as " at line L, column C: <what>": by place and the error's code, never by the
  * parser's message, which quotes the text it met (an escape's characters, a tag, a scalar, a block header), and the
@@ -192,7 +203,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = format === 'yaml' ? goBreaks(text, node) : node.value;
-    const where = () => `${file}: ${showPath(path)}`;
+    const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
     if (format === 'json') {
@@ -274,19 +285,19 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const recordKey = (node: unknown, path: (string | number)[]) => {
     const found = options.constructs;
     if (!found || format !== 'yaml' || aliases || !isScalar(node) || node.type !== 'PLAIN' || node.tag) return;
-    if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: 'key-value', line: lineOf(offsetOf(node)) });
+    if (VALUE_IN_KEY.test(String(path.at(-1)))) found.push({ path, kind: 'key-value', line: lineOf(offsetOf(node)) });
   };
   const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
     record(node, path, keyAt);
     recordValue(node, path, keyAt);
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
       aliases--;
       return resolved;
     }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep`);
     if (isMap(node)) {
       const out: MapNode = { kind: 'map', entries: [] };
       const branch: Branch = { node: out, col: 0, parent };
@@ -338,7 +349,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       }
       return v;
     }
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+    throw new OpsError(`${file}: ${errorPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
   };
   let rootBranch: Branch | undefined;
   const keyOf = (key: unknown, path: (string | number)[]): string => {
@@ -348,7 +359,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if (isScalar(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === 'string' ? k.source : String(k.value ?? '');
       if (source === '<<' || source === '') return '<<';
-      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, 'remove the tag');
+      throw new OpsError(`${file}: ${errorPath(path)}: the key ${source} is tagged !!merge, which only << may be`, 'remove the tag');
     }
     if (isScalar(k)) {
       const v = scalar(k, path);
@@ -356,11 +367,11 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const source = String(k.value ?? '');
       if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;
       throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
+        `${file}: ${errorPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
         `quote it: "${source}":`,
       );
     }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
+    throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, 'use string keys only');
   };
   const tree = convert(root, []) as MapNode;
   if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);

@@ -301,6 +301,21 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
     const again = editor(`printf 'other: Zq7-other-long\\n' >> "$1"`);
     expect(await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: again.cmd })).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added other)\n' });
   });
+  it('a new key holding a value (Zq7-secret word: ...) that does not parse as typed is named in the error as "…", never by its words', async () => {
+    const s = await secretsFile('db:\n  name: Zq8-vT3m-Lw5x-Pk2r\n');
+    for (const typed of ['Zq7-secret-word more: !!int abc', 'Zq7-secret-word more: 18446744073709551615']) {
+      const warnings: string[] = [];
+      const r = await editSecrets(await s.open(), {
+        edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace(/^( +)name: .*$/m, (line, indent: string) => `${line}\n${indent}${typed}`)), { code: 0, signal: null }),
+        confirm: async () => false,
+        warn: (m) => warnings.push(m),
+      });
+      expect(r).toEqual({ status: 'aborted', reason: 'the edited text was not valid; nothing was changed' });
+      expect(warnings.join('\n')).toMatch(/^the edited text: db\.…: /);
+      expect(warnings.join('\n')).not.toContain('Zq7');
+    }
+  });
+
   it('a key renamed by a typo (datapass.client_id → datapass.clinet_id), read by nothing, is offered back naming both keys (never the value); renamed in two edits, saved', async () => {
     const s = await secretsFile('datapass:\n  client_id: Zq8-vT3m-Lw5x-Pk2r\n  other: Zq8-other-value\n');
     const before = readFileSync(s.file, 'utf8');

@@ -205,10 +205,12 @@ function envCaseProblems(config: EnvironmentConfig, problems: Problem[]): void {
  * Names of `env` that a variable the reading process already has shadows (PRESET_VARIABLES, and each program's
  * programs.<p>.env): python-dotenv's readers (pydantic-settings, load_dotenv) and Node's (dotenv, --env-file, vite's
  * loadEnv) let the process environment win over the .env, and pydantic-settings matches names ignoring case, so
- * the app would read the other variable's value, not this one. Refused where a reader of that kind reads the
- * name (its `only` prefix): a name differing only in case where python-dotenv does; the same name where any but
- * shell does (bash's `. .env` assigns over it), unless, for a program's env, the value is the same text without a
- * placeholder (nothing differs then). Names bash or ops reserve are refused by the schema already (reservedEnvName).
+ * the app would read the other variable's value, not this one. Refused where a reader of that kind reads the name
+ * (its `only` prefix): a name differing only in case where python-dotenv does; the same name as one ops, supervisor
+ * or the host sets in the programs' environment where any reader but shell does (bash's `. .env` assigns over it).
+ * The same name as a program's own env is that program's value on purpose (APP_PORT: "{port}" over the .env's, for
+ * each slot): refused only where shell reads it, which would assign the .env's over the program's, unless the
+ * same text without a placeholder. Names bash or ops reserve are refused by the schema already (reservedEnvName).
  */
 function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void {
   const readers = config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : r));
@@ -223,11 +225,16 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
       const by = other.value === undefined ? `${other.name}, which ${other.by} sets` : `${other.by}.${other.name}`;
       if (other.name !== name && readBy(name, (r) => r === 'python-dotenv'))
         problems.push({ path: `env.${name}`, message: `differs only in case from ${by}: pydantic-settings (how apps read python-dotenv's .env) matches names ignoring case and lets the process environment win, so the app would read ${other.name}'s value, not this one; rename env.${name}` });
-      // the same text, without a placeholder (expanded in the program's env only), is one value: nothing is shadowed
-      else if (other.name === name && other.app && !(other.value === spec && !spec.includes('{')) && readBy(name, (r) => r !== 'shell'))
+      else if (other.name === name && other.value === undefined && other.app && readBy(name, (r) => r !== 'shell'))
         problems.push({
           path: `env.${name}`,
-          message: `${other.value === undefined ? `${by} too` : `${by} gives that program the same variable${typeof spec === 'string' ? ' with another value' : ' (this one from a secret)'}`}: python-dotenv's and Node's .env readers let the process environment win, so the app would never see this value; rename env.${name}${other.value !== undefined ? ' (or give both the same text)' : other.host ? ` (to set ${name} for the programs themselves, give it in programs.<program>.env)` : ''}`,
+          message: `${by} too: python-dotenv's and Node's .env readers let the process environment win, so the app would never see this value; rename env.${name}${other.host ? ` (to set ${name} for the programs themselves, give it in programs.<program>.env)` : ''}`,
+        });
+      // the same text, without a placeholder (expanded in the program's env only), is one value: nothing is lost
+      else if (other.name === name && other.value !== undefined && !(other.value === spec && !spec.includes('{')) && readBy(name, (r) => r === 'shell'))
+        problems.push({
+          path: `env.${name}`,
+          message: `${by} gives that program its own value of this variable, and the shell reader (\`. .env\`) assigns the .env's over it, so that program would run with ${typeof spec === 'string' ? 'the .env\'s value' : 'the .env\'s secret'}, not its own; rename env.${name}, or give both the same text`,
         });
     }
   }

@@ -272,7 +272,8 @@ function keysRenamed(before: TreeNode, after: TreeNode, path: (string | number)[
     }
     const near = added
       .map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) }))
-      .filter(({ a, d }) => (d > 0 || a !== k) && d <= Math.max(1, Math.floor(Math.min(k.length, a.length) / 4)))
+      // 0: a change of case only (`Client_ID` → `client_id`), a slip too
+      .filter(({ a, d }) => d <= Math.max(1, Math.floor(Math.min(k.length, a.length) / 4)))
       .sort((x, y) => x.d - y.d)[0];
     if (near) {
       added.splice(added.indexOf(near.a), 1);
@@ -461,7 +462,8 @@ function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapN
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
  * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
- * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; so is a new key typed plain
+ * or a null word `null` `~`; a plain value going on over the lines below it, folded into one: constructWarning) unless
+ * it stood so in the text as opened; so is a new key typed plain
  * whose name holds a quote, ": " or a space between words (a value typed into it: keyValueWarning), and a map or list
  * that became one value (a nested line missing its ": ": shapeWarning), and a key renamed to a close name (a typo:
  * renameWarning; on purpose, in two edits); the file is not written until the text is valid.

@@ -51,3 +51,34 @@ export function reservedEnvName(name: string): string | undefined {
   const reason = RESERVED_ENV_NAMES.get(name);
   return reason && `${reason}; give the app this value under another name`;
 }
+
+/** A variable a process reading the .env already has in its environment: who sets it, and for which processes. */
+export interface PresetVariable {
+  /** Who sets it, as messages say it. */
+  by: string;
+  /** Set in the app's programs' environment (supervisor's), not only for the pipeline's commands. */
+  app: boolean;
+  /** Only passed on from the host (not ops's nor supervisor's own): a program's env may set it for the program. */
+  host?: boolean;
+}
+
+/**
+ * The variables the processes reading the .env already have, besides the .env: each program's environment as
+ * core/steps/switch.ts writes it (HOME, PATH, OPS_RELEASE, OPS_SLOT, and its programs.<p>.env: not listed here),
+ * what supervisor 4.2.5 adds (supervisor/process.py, _spawn_as_child: SUPERVISOR_ENABLED, SUPERVISOR_PROCESS_NAME,
+ * SUPERVISOR_GROUP_NAME, SUPERVISOR_SERVER_URL; `user=` only drops privileges: no HOME, USER, LOGNAME or SHELL)
+ * and passes on from supervisord's own environment (LANG, which systemd gives services from the system locale),
+ * and what sudo sets for the pipeline's commands (USER, LOGNAME, SHELL, HOME, PATH; the step scripts' OPS_*).
+ * Python's and Node's .env readers let such a variable win over the .env (core/config/environment.ts, envShadowProblems).
+ */
+export const PRESET_VARIABLES: ReadonlyMap<string, PresetVariable> = new Map(
+  (
+    [
+      [['HOME', 'PATH', 'OPS_RELEASE', 'OPS_SLOT'], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
+      [['SUPERVISOR_ENABLED', 'SUPERVISOR_PROCESS_NAME', 'SUPERVISOR_GROUP_NAME', 'SUPERVISOR_SERVER_URL'], { by: "supervisor, in each program's environment", app: true }],
+      [['LANG'], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+      [['USER', 'LOGNAME', 'SHELL'], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
+      [['OPS_CONNECTION', 'OPS_RUN', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'], { by: "ops's step scripts, for the pipeline's commands", app: false }],
+    ] satisfies [string[], PresetVariable][]
+  ).flatMap(([names, v]) => names.map((n) => [n, v] as const)),
+);

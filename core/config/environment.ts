@@ -14,6 +14,7 @@ import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
+import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
@@ -200,6 +201,45 @@ function envCaseProblems(config: EnvironmentConfig, problems: Problem[]): void {
   }
 }
 
+/**
+ * Names of `env` that a variable the reading process already has shadows (PRESET_VARIABLES, and each program's
+ * programs.<p>.env): python-dotenv's readers (pydantic-settings, load_dotenv) and Node's (dotenv, --env-file, vite's
+ * loadEnv) let the process environment win over the .env, and pydantic-settings matches names ignoring case, so
+ * the app would read the other variable's value, not this one. Refused where a reader of that kind reads the name
+ * (its `only` prefix): a name differing only in case where python-dotenv does; the same name as one ops, supervisor
+ * or the host sets in the programs' environment where any reader but shell does (bash's `. .env` assigns over it).
+ * The same name as a program's own env is that program's value on purpose (APP_PORT: "{port}" over the .env's, for
+ * each slot): refused only where shell reads it, which would assign the .env's over the program's, unless the
+ * same text without a placeholder. Names bash or ops reserve are refused by the schema already (reservedEnvName).
+ */
+function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void {
+  const readers = config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : r));
+  const readBy = (name: string, which: (r: string) => boolean) => readers.some((r) => which(r.reader) && name.startsWith(r.only));
+  const preset = new Map<string, { name: string; by: string; app: boolean; host?: boolean; value?: string }[]>();
+  const add = (name: string, v: { by: string; app: boolean; host?: boolean; value?: string }) => preset.set(name.toLowerCase(), [...(preset.get(name.toLowerCase()) ?? []), { name, ...v }]);
+  for (const [name, v] of PRESET_VARIABLES) add(name, v);
+  for (const [p, prog] of Object.entries(config.programs)) for (const [k, v] of Object.entries(prog.env)) add(k, { by: `programs.${p}.env`, app: true, value: v });
+  for (const [name, spec] of Object.entries(config.env)) {
+    if (reservedEnvName(name)) continue;
+    for (const other of preset.get(name.toLowerCase()) ?? []) {
+      const by = other.value === undefined ? `${other.name}, which ${other.by} sets` : `${other.by}.${other.name}`;
+      if (other.name !== name && readBy(name, (r) => r === 'python-dotenv'))
+        problems.push({ path: `env.${name}`, message: `differs only in case from ${by}: pydantic-settings (how apps read python-dotenv's .env) matches names ignoring case and lets the process environment win, so the app would read ${other.name}'s value, not this one; rename env.${name}` });
+      else if (other.name === name && other.value === undefined && other.app && readBy(name, (r) => r !== 'shell'))
+        problems.push({
+          path: `env.${name}`,
+          message: `${by} too: python-dotenv's and Node's .env readers let the process environment win, so the app would never see this value; rename env.${name}${other.host ? ` (to set ${name} for the programs themselves, give it in programs.<program>.env)` : ''}`,
+        });
+      // the same text, without a placeholder (expanded in the program's env only), is one value: nothing is lost
+      else if (other.name === name && other.value !== undefined && !(other.value === spec && !spec.includes('{')) && readBy(name, (r) => r === 'shell'))
+        problems.push({
+          path: `env.${name}`,
+          message: `${by} gives that program its own value of this variable, and the shell reader (\`. .env\`) assigns the .env's over it, so that program would run with ${typeof spec === 'string' ? 'the .env\'s value' : 'the .env\'s secret'}, not its own; rename env.${name}, or give both the same text`,
+        });
+    }
+  }
+}
+
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
@@ -266,6 +306,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
       message: `the app would run as "${appUser}"${config.app_user ? '' : ' (app_user defaults to the app name)'}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`,
     });
   envCaseProblems(config, problems);
+  envShadowProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== 'npm') problems.push({ path: 'runtimes.node.npm', message: 'only with strategy npm (the other strategies bring their own npm)' });
   if (node.strategy === 'npm' && !config.packages.npm_registry)

@@ -423,7 +423,7 @@ export class SshRemote implements Remote {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
     );
   }
 

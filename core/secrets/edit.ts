@@ -6,6 +6,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { distance } from '../config/schema-object.ts';
 import { OpsError, formatError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
@@ -91,6 +92,8 @@ const CONSTRUCT_MEANING: Record<Exclude<YamlConstruct['kind'], 'key-value'>, str
   trailing: 'holds " #" (a space, then #), where YAML starts a comment: the value would be cut short there (a comment goes on a line of its own)',
   'flow-map': 'held text, and now starts with "{", which YAML reads as a map written on one line: a map would be stored, not this text (for a map, write it in block form, one "key: value" per line below the key)',
   'flow-list': 'held text, and now starts with "[", which YAML reads as a list written on one line: a list would be stored, not this text (for a list, write it in block form, one "- item" per line below the key)',
+  folded:
+    'goes on over the line(s) below it (typed deeper than its key, without ": "), which YAML joins to the value with a space: the value would gain their words (a key typed without ": ", or indented too deep?); give each key its own line with ": " at its indentation, or, for text of several lines, write it as a block (key: |, the lines indented below)',
   null: 'held text, and now is a word YAML reads as null (null, Null, NULL or ~): the key would hold no value, not this text (for no value, leave it empty: key:)',
 };
 
@@ -145,23 +148,31 @@ export function constructWarning(found: YamlConstruct[]): string {
   return (
     `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
     found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind as Exclude<YamlConstruct['kind'], 'key-value'>]}`).join('\n') +
-    `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+    // quotes keep a tag, alias, comment... as text; a folded value's fix is said on its line (quoted, it folds too)
+    (found.some((c) => c.kind !== 'folded')
+      ? `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
+      : '')
   );
 }
 
 /**
- * A new key that looks like a value typed into its name (YamlConstruct `key-value`) as messages name it: up to the
- * first quote, space or ": ", then "…" (what follows may be a value, and sops keeps key names in clear text).
+ * A new key that looks like a value typed into its name (YamlConstruct `key-value`) as messages name it: its first
+ * word (up to the first quote, space or ": ") only where the file had a key of that name there (the key the slip
+ * dropped: a name, not a value), then "…"; any other such key as "…" alone: what follows a key's first word may be
+ * a value, and so may a first word the file never had (a password typed at the wrong indentation).
  */
-function keyValueName(path: (string | number)[]): { shown: string; name: string } {
+function keyValueName(path: (string | number)[], before: MapNode): { shown: string; name: string } {
   const key = String(path.at(-1));
   const name = key.split(/["'\s]|:[ \t]/)[0]!;
-  return { shown: `${showPath([...path.slice(0, -1), name])}…`, name };
+  const known = name !== '' && nodeAt(before, [...path.slice(0, -1), name]) !== undefined;
+  const parent = path.slice(0, -1);
+  if (known) return { shown: `${showPath([...parent, name])}…`, name };
+  return { shown: parent.length ? `${showPath(parent)}.…` : '…', name: '' };
 }
 
 /**
  * The warning for new keys that look like a value typed into their name (`database_url "CHANGE-ME: x"` is the key
- * `database_url "CHANGE-ME`): each named up to the first quote or space (keyValueName), by line and what its name
+ * `database_url "CHANGE-ME`): each named by its first word only where that is a key the file had (keyValueName), by line and what its name
  * holds, and the key of that name the edit dropped, if any (`after` has no longer what `before` had); how to write
  * KEY: VALUE, and how to name such a key on purpose (in quotes, as ParseOptions.constructs does not record).
  */
@@ -169,10 +180,10 @@ function keyValueWarning(found: YamlConstruct[], before: MapNode, after: MapNode
   const one = found.length === 1;
   const lines = found.map((c) => {
     const key = String(c.path.at(-1));
-    const { shown, name } = keyValueName(c.path);
+    const { shown, name } = keyValueName(c.path, before);
     const holds = /["']/.test(key) ? 'a quote' : /:[ \t]/.test(key) ? '": "' : 'a space after its first word';
     const old = [...c.path.slice(0, -1), name];
-    const gone = name && nodeAt(before, old) !== undefined && nodeAt(after, old) === undefined ? `, and ${showPath(old)} is gone` : '';
+    const gone = name && nodeAt(after, old) === undefined ? `, and ${showPath(old)} is gone` : '';
     return `  ${shown} (line ${c.line}): a new key whose name holds ${holds}${gone}`;
   });
   return (
@@ -233,6 +244,59 @@ function shapeWarning(lost: ShapeLost[], file: string): string {
     `${lines.join('\n')}\n` +
     `put the keys or items back (one "key: value" or "- item" per line, indented under the key); to replace ${lost.length === 1 ? 'it' : 'them'} with one value on purpose: ` +
     [set.length ? `${set.join(', ')} (the value on stdin)` : '', set.length < lost.length ? `${set.length ? 'for an item of a list, ' : ''}delete it in one edit and add it with its value in the next` : ''].filter(Boolean).join('; ')
+  );
+}
+
+/** A key of `before` gone from `after` while a key of a close name (a typo of it) came in its map: `from` → `to`. */
+interface KeyRenamed {
+  from: (string | number)[];
+  to: (string | number)[];
+}
+
+/**
+ * The keys an edit renamed by a slip: in a map both texts have, a key gone and a new key within a few typing
+ * slips of it (edit distance 1 to 2, by the name's length, as "did you mean" does: distance()), in document
+ * order: `client_id` → `clinet_id` saves valid YAML while the old key, and its value's name, are gone (a key
+ * nothing reads is not refused by the .env's check). Each gone key paired once, with its closest new key. Pure.
+ */
+function keysRenamed(before: TreeNode, after: TreeNode, path: (string | number)[] = []): KeyRenamed[] {
+  if (before.kind === 'list' && after.kind === 'list') return before.items.flatMap((v, i) => (i < after.items.length ? keysRenamed(v, after.items[i]!, [...path, i]) : []));
+  if (before.kind !== 'map' || after.kind !== 'map') return [];
+  const added = after.entries.map(([k]) => k).filter((k) => getEntry(before, k) === undefined);
+  const out: KeyRenamed[] = [];
+  for (const [k, v] of before.entries) {
+    const now = getEntry(after, k);
+    if (now) {
+      out.push(...keysRenamed(v, now, [...path, k]));
+      continue;
+    }
+    const near = added
+      .map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) }))
+      // 0: a change of case only (`Client_ID` → `client_id`), a slip too
+      .filter(({ a, d }) => d <= Math.max(1, Math.floor(Math.min(k.length, a.length) / 4)))
+      .sort((x, y) => x.d - y.d)[0];
+    if (near) {
+      added.splice(added.indexOf(near.a), 1);
+      out.push({ from: [...path, k], to: [...path, near.a] });
+    }
+  }
+  return out;
+}
+
+/**
+ * The warning for keys an edit renamed by a slip (keysRenamed): each old and new name (names, never values), and
+ * how to rename on purpose: in two edits, the new key added in one (or with ops secrets set), the old one deleted
+ * in the next (neither alone is a rename to ask about).
+ */
+function renameWarning(renamed: KeyRenamed[], file: string): string {
+  const one = renamed.length === 1;
+  const env = envOf(file);
+  const settable = renamed.filter(({ to }) => to.every((p) => typeof p === 'string' && !p.includes('"')));
+  const set = settable.map(({ to }) => `ops secrets set ${env} ${quote((to as string[]).map(quotePart).join('.'))}`);
+  return (
+    `${one ? 'a key' : `${renamed.length} keys`} in the edited text ${one ? 'was' : 'were'} renamed to a close name (a typo?): the old ${one ? 'key is' : 'keys are'} gone, and whatever reads ${one ? 'it' : 'them'} gets nothing:\n` +
+    renamed.map(({ from, to }) => `  ${showPath(from)} → ${showPath(to)}`).join('\n') +
+    `\nput the old name back; to rename on purpose, do it in two edits: add the new key (here, or with ${set.length ? `${set.join(', ')}, the value on stdin` : 'ops secrets set'}), then delete the old one in the next edit`
   );
 }
 
@@ -398,9 +462,11 @@ function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapN
  * strictly, utf8.ts), are offered back (`io.confirm`), and so is a value a deploy would refuse (`io.check`), and
  * a value YAML would read otherwise than typed (a tag `!x`, an alias `*x` (`<<: *base` too), an anchor `&x`, a
  * `#` comment, a plain value followed by ` #` on its line; over a value that held text, a flow map or list `{x}` `[x]`
- * or a null word `null` `~`: constructWarning) unless it stood so in the text as opened; so is a new key typed plain
+ * or a null word `null` `~`; a plain value going on over the lines below it, folded into one: constructWarning) unless
+ * it stood so in the text as opened; so is a new key typed plain
  * whose name holds a quote, ": " or a space between words (a value typed into it: keyValueWarning), and a map or list
- * that became one value (a nested line missing its ": ": shapeWarning); the file is not written until the text is valid.
+ * that became one value (a nested line missing its ": ": shapeWarning), and a key renamed to a close name (a typo:
+ * renameWarning; on purpose, in two edits); the file is not written until the text is valid.
  * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * When the file changed on disk while the editor was open (another command), the user is told which keys changed
  * (names only) and offered the editor again on their text, with a note at its top, up to 3 times; declined (or no
@@ -470,24 +536,25 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           const typed: Retyped[] = [];
           const found: YamlConstruct[] = [];
           const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed, constructs: found });
-          // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
-          // text had as opened, e.g. a binary value sops writes as `!!binary`)
           const refused = refusedConstructs(found, (c) => allowed.has(constructId(c)), before);
-          const meant = refused.filter((c) => c.kind !== 'key-value');
-          if (meant.length) {
-            const stop = await offerBack(
-              constructWarning(meant),
-              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (quote ${meant.length === 1 ? 'it' : 'them'}); nothing was changed`,
-            );
-            if (stop) return stop;
-            continue;
-          }
-          // a new key named like a value typed into it (`database_url "CHANGE-ME: x"`): asked, as invalid YAML is
+          // a new key named like a value typed into it (`database_url "CHANGE-ME: x"`): asked, as invalid YAML is; first, so
+          // that no later message names such a key (its name may hold a value: keyValueName masks it)
           const keyed = refused.filter((c) => c.kind === 'key-value');
           if (keyed.length) {
             const stop = await offerBack(
               keyValueWarning(keyed, before, tree),
-              `${keyed.map((c) => keyValueName(c.path).shown).join(', ')} ${keyed.length === 1 ? 'looks' : 'look'} like a value typed into a key's name; nothing was changed`,
+              `${keyed.map((c) => keyValueName(c.path, before).shown).join(', ')} ${keyed.length === 1 ? 'looks' : 'look'} like a value typed into a key's name; nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a password typed `!x`, `*x`, `&x y` or `#x` is not what YAML stores: asked, as invalid YAML is (not one the
+          // text had as opened, e.g. a binary value sops writes as `!!binary`)
+          const meant = refused.filter((c) => c.kind !== 'key-value');
+          if (meant.length) {
+            const stop = await offerBack(
+              constructWarning(meant),
+              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (${meant.every((c) => c.kind === 'folded') ? 'see above' : `quote ${meant.length === 1 ? 'it' : 'them'}`}); nothing was changed`,
             );
             if (stop) return stop;
             continue;
@@ -498,6 +565,16 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             const stop = await offerBack(
               shapeWarning(lost, secrets.file),
               `${lost.map(({ path, was }) => `${showPath(path)} (${sizeOf(was)})`).join(', ')} would become one value, ${lost.length === 1 ? 'its' : 'their'} keys or items lost; nothing was changed`,
+            );
+            if (stop) return stop;
+            continue;
+          }
+          // a key renamed by a typo (client_id → clinet_id): the old one gone, asked as invalid YAML is
+          const renamed = keysRenamed(before, tree);
+          if (renamed.length) {
+            const stop = await offerBack(
+              renameWarning(renamed, secrets.file),
+              `${renamed.map(({ from, to }) => `${showPath(from)} → ${showPath(to)}`).join(', ')}: ${renamed.length === 1 ? 'a key' : 'keys'} renamed to a close name (a typo?); nothing was changed`,
             );
             if (stop) return stop;
             continue;

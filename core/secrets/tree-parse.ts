@@ -35,6 +35,8 @@ export interface ParseOptions {
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
    * Also each value (not key) written as a flow collection (`{abc}` is a map, `[abc]` a list) or as a null word typed
    * plain (`null`, `Null`, `NULL`, `~`): meant as text when it replaces a string (`ops secrets edit` decides).
+   * Also each value typed plain that goes on over more lines (`folded`): `x: 1` then `  y z` below it is the one
+   * value "1 y z" (YAML joins the lines with a space), most often a key typed without ": " or indented too deep.
    * Also each key typed plain that looks like a value typed into it (`key-value`): its name holds a quote, ": " or a
    * space between words (`database_url "CHANGE-ME: x"` is the key `database_url "CHANGE-ME`, `api_token Zq7: x` the
    * key `api_token Zq7`); a key written in quotes is not one (named so on purpose), nor one in a map typed on one line.
@@ -45,7 +47,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'key-value';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'folded' | 'key-value';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -101,6 +103,17 @@ export function syntaxProblem(code: string): string {
     BAD_COLLECTION_TYPE: 'a tag that does not fit the value it is on',
   };
   return words[code] ?? `a syntax error (${code})`;
+}
+
+/** A key that looks like a value typed into it: it holds a quote, ": " or a space between words (`api_token Zq7: x`). */
+const VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
+
+/**
+ * A key path as this parser's errors name it: a key that looks like a value typed into it (VALUE_IN_KEY) as "…",
+ * for what it holds may be a secret (the error comes before `ops secrets edit` can ask about it: keyValueWarning).
+ */
+function errorPath(path: (string | number)[]): string {
+  return showPath(path.map((p) => (typeof p === 'string' && VALUE_IN_KEY.test(p) ? '…' : p)));
 }
 
 /**
@@ -190,7 +203,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     const v = format === 'yaml' ? goBreaks(text, node) : node.value;
-    const where = () => `${file}: ${showPath(path)}`;
+    const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
     if (format === 'json') {
@@ -265,24 +278,26 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if ((isMap(node) || isSeq(node)) && node.flow) found.push({ path, kind: isMap(node) ? 'flow-map' : 'flow-list', line });
     // go-yaml's null words (an empty value is null too, but typed so on purpose: not recorded)
     else if (isScalar(node) && node.type === 'PLAIN' && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ''))) found.push({ path, kind: 'null', line });
+    // a plain value over more lines: YAML folds them into one (`x: 1` then `  y z` is "1 y z")
+    else if (isScalar(node) && node.type === 'PLAIN' && node.range && text.slice(node.range[0], node.range[1]).includes('\n')) found.push({ path, kind: 'folded', line });
   };
   /** Records a key typed plain that looks like a value typed into it (ParseOptions.constructs, `key-value`). */
   const recordKey = (node: unknown, path: (string | number)[]) => {
     const found = options.constructs;
     if (!found || format !== 'yaml' || aliases || !isScalar(node) || node.type !== 'PLAIN' || node.tag) return;
-    if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: 'key-value', line: lineOf(offsetOf(node)) });
+    if (VALUE_IN_KEY.test(String(path.at(-1)))) found.push({ path, kind: 'key-value', line: lineOf(offsetOf(node)) });
   };
   const convert = (node: unknown, path: (string | number)[], parent?: Anchor, keyAt?: number): TreeNode => {
     record(node, path, keyAt);
     recordValue(node, path, keyAt);
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
       aliases--;
       return resolved;
     }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep`);
     if (isMap(node)) {
       const out: MapNode = { kind: 'map', entries: [] };
       const branch: Branch = { node: out, col: 0, parent };
@@ -334,7 +349,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       }
       return v;
     }
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+    throw new OpsError(`${file}: ${errorPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
   };
   let rootBranch: Branch | undefined;
   const keyOf = (key: unknown, path: (string | number)[]): string => {
@@ -344,7 +359,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if (isScalar(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === 'string' ? k.source : String(k.value ?? '');
       if (source === '<<' || source === '') return '<<';
-      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, 'remove the tag');
+      throw new OpsError(`${file}: ${errorPath(path)}: the key ${source} is tagged !!merge, which only << may be`, 'remove the tag');
     }
     if (isScalar(k)) {
       const v = scalar(k, path);
@@ -352,11 +367,11 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const source = String(k.value ?? '');
       if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;
       throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
+        `${file}: ${errorPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
         `quote it: "${source}":`,
       );
     }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
+    throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, 'use string keys only');
   };
   const tree = convert(root, []) as MapNode;
   if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);

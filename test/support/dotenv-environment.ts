@@ -3,14 +3,14 @@ import { parseEnvironment, resolveEnvironment, type Environment } from '../../co
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
-/** An environment whose .env is `env`, read by `readers` (dotenv.readers as written in environment.yml). */
-export function environment(env: Record<string, unknown>, readers?: unknown[]): Environment {
+/** An environment whose .env is `env`, read by `readers` (dotenv.readers as written in environment.yml); `serverEnv`: the server program's env. */
+export function environment(env: Record<string, unknown>, readers?: unknown[], serverEnv?: Record<string, string>): Environment {
   const config = parseEnvironment(
     {
       app: 'shop',
       tls: { mode: 'off' },
       hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
-      programs: { server: { command: 'run', port: 8000 }, client: { command: 'run', port: 3000 } },
+      programs: { server: { command: 'run', port: 8000, ...(serverEnv ? { env: serverEnv } : {}) }, client: { command: 'run', port: 3000 } },
       env,
       ...(readers ? { dotenv: { readers } } : {}),
     },

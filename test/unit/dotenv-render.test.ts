@@ -52,6 +52,27 @@ describe('variable names', () => {
     expect(() => environment({ VITE_X: 'a', vite_x: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'vite'])).not.toThrow();
   });
 
+  it('a name the process environment already has is refused naming both and the fix: ignoring case where python-dotenv reads it, the same name where a reader letting the environment win does; a program\'s own env only where shell would assign over it', () => {
+    // pydantic-settings matches names ignoring case, and the process environment wins: `path` would read PATH
+    expect(() => environment({ path: '/srv/x' })).toThrow(/env\.path: differs only in case from PATH, which ops, in each program's environment \(core\/steps\/switch\.ts\) sets: pydantic-settings .* lets the process environment win, so the app would read PATH's value, not this one; rename env\.path/);
+    expect(() => environment({ User: 'x' })).toThrow(/env\.User: differs only in case from USER, which sudo, for the pipeline's commands .* sets/);
+    expect(() => environment({ supervisor_process_name: 'x' })).toThrow(/env\.supervisor_process_name: differs only in case from SUPERVISOR_PROCESS_NAME, which supervisor/);
+    expect(() => environment({ api_url: 'x' }, undefined, { API_URL: 'y' })).toThrow(/env\.api_url: differs only in case from programs\.server\.env\.API_URL: .*; rename env\.api_url/);
+    // the same name as ops, supervisor or the host set for the programs: python-dotenv's and Node's readers let it win
+    expect(() => environment({ OPS_SLOT: 'x' }, ['node-dotenv'])).toThrow(/env\.OPS_SLOT: OPS_SLOT, which ops, in each program's environment .* sets too: python-dotenv's and Node's \.env readers let the process environment win, so the app would never see this value; rename env\.OPS_SLOT$/m);
+    expect(() => environment({ LANG: 'C.UTF-8' })).toThrow(/env\.LANG: LANG, which supervisord's own environment.*; rename env\.LANG \(to set LANG for the programs themselves, give it in programs\.<program>\.env\)/);
+    // a program's own value (APP_PORT: "{port}" per slot) over the .env's is meant, but bash's `. .env` assigns over it
+    expect(() => environment({ APP_PORT: '3579' }, undefined, { APP_PORT: '{port}' })).not.toThrow();
+    expect(() => environment({ APP_PORT: '3579' }, ['shell'], { APP_PORT: '{port}' })).toThrow(/env\.APP_PORT: programs\.server\.env\.APP_PORT gives that program its own value of this variable, and the shell reader .* assigns the \.env's over it, so that program would run with the \.env's value, not its own; rename env\.APP_PORT, or give both the same text/);
+    expect(() => environment({ API_URL: 'https://x' }, ['shell'], { API_URL: 'https://x' })).not.toThrow();
+    // not shadowed: USER exactly (the commands get the .env exported over sudo's; supervisor sets none); only shell
+    // reading it (bash's `. .env` assigns over the environment); python-dotenv not reading the other case
+    expect(() => environment({ USER: 'x' })).not.toThrow();
+    expect(() => environment({ OPS_SLOT: 'x' }, ['shell'])).not.toThrow();
+    expect(() => environment({ path: 'x' }, ['node-dotenv', 'shell'])).not.toThrow();
+    expect(() => environment({ path: 'x' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'node-dotenv'])).not.toThrow();
+  });
+
   it('"__proto__" is refused, saying why: Node\'s .env readers (util.parseEnv, the dotenv package) drop it', async () => {
     const line = "__proto__='x'\nA='1'\n";
     expect(JSON.stringify(parseEnv(line))).toBe('{"A":"1"}');

@@ -89,6 +89,7 @@ describe('a step through the login shell', () => {
   it.each([
     ['exit 7', 'bash', 7, ''],
     ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],
+    ['set -e\nfalse', 'bash', 1, ''],
     ['', '/bin/false', 1, ''],
     ['', '/usr/sbin/nologin', 1, ' (its login shell is nologin)'],
   ])('says the login shell ended before the step began (~/.bashrc %j, shell %s): exit code, the account\'s shell, the fix', async (rc, shell, code, nologin) => {
@@ -100,6 +101,8 @@ describe('a step through the login shell', () => {
     if (nologin) expect(e.message).toContain('printing: "This account is currently not available."');
     expect(e.hint).toContain('getent passwd deploy shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash deploy');
     expect(e.hint).toContain('must not exit or exec for non-interactive sessions');
+    // set -e then a failing command ends the login as an exit does: named among the causes
+    expect(e.hint).toContain('set -e');
   });
 
   it('ends a step when its command exits, though a process ~/.bashrc started in the background holds the output; says so once, with the fix', async () => {

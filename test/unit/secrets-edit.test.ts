@@ -73,6 +73,35 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     });
   }
 
+  it('a value that gained a continuation line (x: 1 then "  y z" below: YAML folds it into "1 y z") is refused naming key, line and the fix (never the value); reopened and fixed, saved', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    let round = 0;
+    const io = (answers: boolean[]): EditIo => ({
+      edit: async (tmp) => {
+        round++;
+        const text = readFileSync(tmp, 'utf8');
+        // a key typed without ": ", indented under the one above
+        writeFileSync(tmp, round === 1 ? `${text}  extra Zq8-typed-word\n` : text.replace('  extra Zq8-typed-word', 'extra: Zq8-typed-word'));
+        return { code: 0, signal: null };
+      },
+      confirm: async () => answers.shift() ?? false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(await editSecrets(await s.open(), io([false]))).toEqual({ status: 'aborted', reason: 'name would not be stored as typed (see above); nothing was changed' });
+    const w = warnings.join('\n');
+    expect(w).toMatch(/^a value in the edited text would not be stored as typed:\n {2}name \(line 1\): goes on over the line\(s\) below it \(typed deeper than its key, without ": "\), which YAML joins to the value with a space/);
+    expect(w).toContain('give each key its own line with ": " at its indentation, or, for text of several lines, write it as a block (key: |, the lines indented below)');
+    expect(w).not.toContain('double quotes');
+    expect(w).not.toContain('Zq8');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+    round = 0;
+    expect(await editSecrets(await s.open(), io([true]))).toMatchObject({ status: 'saved', changes: { added: ['extra'], changed: [] } });
+    expect(round).toBe(2);
+    expect((await s.open()).data).toEqual({ name: 'Zq8-vT3m-Lw5x-Pk2r', extra: 'Zq8-typed-word' });
+  });
+
   it('an anchor, an alias (a merge <<: *b too) and a tag all at once: each named with its line; nothing written', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const before = readFileSync(s.file, 'utf8');
@@ -253,15 +282,16 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
     expect(readFileSync(s.file, 'utf8')).toBe(before);
   });
 
-  it('a key whose ": " slipped into its value (database_url "CHANGE-ME: x", api_token Zq7: x) is refused naming the key up to the slip and the key gone, never what follows; quoted on purpose, saved', async () => {
+  it('a key whose ": " slipped into its value (database_url "CHANGE-ME: x", Zq7 api_token: x) is refused naming the key up to the slip and the key gone, never what follows, nor a first word the file had no key of; quoted on purpose, saved', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    const ed = editor(`sed -i 's/^database_url: "CHANGE-ME/database_url "CHANGE-ME/' "$1"; printf 'api_token Zq7-secret-long: x\\n' >> "$1"`);
+    // the second: a password typed at the wrong place, its first word the secret (a key the file never had: not shown)
+    const ed = editor(`sed -i 's/^database_url: "CHANGE-ME/database_url "CHANGE-ME/' "$1"; printf 'Zq7-secret-long api_token: x\\n' >> "$1"`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
     expect(r.code, r.err).toBe(1);
-    expect(r.err).toMatch(/2 new keys in the edited text look like a value typed into the key's name \(its ": " missing or misplaced\?\), which sops would store in clear text:\n  database_url… \(line \d+\): a new key whose name holds a quote, and database_url is gone\n  api_token… \(line \d+\): a new key whose name holds a space after its first word\n/);
+    expect(r.err).toMatch(/2 new keys in the edited text look like a value typed into the key's name \(its ": " missing or misplaced\?\), which sops would store in clear text:\n  database_url… \(line \d+\): a new key whose name holds a quote, and database_url is gone\n  … \(line \d+\): a new key whose name holds a space after its first word\n/);
     expect(r.err).toContain('to name a key so on purpose, write the name in double quotes: "api token": ...');
-    expect(r.err).toContain('environments/qa/secrets.sops.yaml: database_url…, api_token… look like a value typed into a key\'s name; nothing was changed');
+    expect(r.err).toContain('environments/qa/secrets.sops.yaml: database_url…, … look like a value typed into a key\'s name; nothing was changed');
     expect(r.err).not.toMatch(/Zq7|CHANGE-ME: x/);
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // a key named with a space on purpose: in double quotes
@@ -270,6 +300,44 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
     // once in the file, such a key is no new slip: another value edited beside it saves
     const again = editor(`printf 'other: Zq7-other-long\\n' >> "$1"`);
     expect(await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: again.cmd })).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: updated (added other)\n' });
+  });
+  it('a new key holding a value (Zq7-secret word: ...) that does not parse as typed is named in the error as "…", never by its words', async () => {
+    const s = await secretsFile('db:\n  name: Zq8-vT3m-Lw5x-Pk2r\n');
+    for (const typed of ['Zq7-secret-word more: !!int abc', 'Zq7-secret-word more: 18446744073709551615']) {
+      const warnings: string[] = [];
+      const r = await editSecrets(await s.open(), {
+        edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace(/^( +)name: .*$/m, (line, indent: string) => `${line}\n${indent}${typed}`)), { code: 0, signal: null }),
+        confirm: async () => false,
+        warn: (m) => warnings.push(m),
+      });
+      expect(r).toEqual({ status: 'aborted', reason: 'the edited text was not valid; nothing was changed' });
+      expect(warnings.join('\n')).toMatch(/^the edited text: db\.…: /);
+      expect(warnings.join('\n')).not.toContain('Zq7');
+    }
+  });
+
+  it('a key renamed by a typo (datapass.client_id → datapass.clinet_id), read by nothing, is offered back naming both keys (never the value); renamed in two edits, saved', async () => {
+    const s = await secretsFile('datapass:\n  client_id: Zq8-vT3m-Lw5x-Pk2r\n  other: Zq8-other-value\n');
+    const before = readFileSync(s.file, 'utf8');
+    const warnings: string[] = [];
+    const r = await editSecrets(await s.open(), {
+      edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('client_id:', 'clinet_id:')), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    });
+    expect(r).toEqual({ status: 'aborted', reason: 'datapass.client_id → datapass.clinet_id: a key renamed to a close name (a typo?); nothing was changed' });
+    const w = warnings.join('\n');
+    expect(w).toContain('a key in the edited text was renamed to a close name (a typo?): the old key is gone, and whatever reads it gets nothing:\n  datapass.client_id → datapass.clinet_id\n');
+    expect(w).toContain("to rename on purpose, do it in two edits: add the new key (here, or with ops secrets set <env> datapass.clinet_id, the value on stdin), then delete the old one in the next edit");
+    expect(w).not.toContain('Zq8');
+    expect(readFileSync(s.file, 'utf8')).toBe(before);
+    // on purpose, in two edits: neither alone is a rename; a key of a name not close is no typo either
+    const step = async (change: (text: string) => string) =>
+      editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, change(readFileSync(tmp, 'utf8'))), { code: 0, signal: null }), confirm: async () => false, warn: () => undefined });
+    expect(await step((t) => t.replace(/( +)other:/, '$1clinet_id: Zq8-vT3m-Lw5x-Pk2r\n$1other:'))).toMatchObject({ status: 'saved' });
+    expect(await step((t) => t.replace(/ +client_id: .*\n/, ''))).toMatchObject({ status: 'saved' });
+    expect(await step((t) => t.replace('other:', 'api_secret:'))).toMatchObject({ status: 'saved' });
+    expect((await s.open()).data).toEqual({ datapass: { clinet_id: 'Zq8-vT3m-Lw5x-Pk2r', api_secret: 'Zq8-other-value' } });
   });
   it('an empty map or list ({}, []) given one value loses nothing: saved', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\nempty: {}\nnone: []\n');

@@ -37444,7 +37444,7 @@ function reservedEnvName(name3) {
   const reason = RESERVED_ENV_NAMES.get(name3);
   return reason && `${reason}; give the app this value under another name`;
 }
-var GROUPS, RESERVED_ENV_NAMES;
+var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES;
 var init_env_names = __esm({
   "core/config/env-names.ts"() {
     "use strict";
@@ -37515,6 +37515,15 @@ var init_env_names = __esm({
       }
     ];
     RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
+    PRESET_VARIABLES = new Map(
+      [
+        [["HOME", "PATH", "OPS_RELEASE", "OPS_SLOT"], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
+        [["SUPERVISOR_ENABLED", "SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "SUPERVISOR_SERVER_URL"], { by: "supervisor, in each program's environment", app: true }],
+        [["LANG"], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+        [["USER", "LOGNAME", "SHELL"], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
+        [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
+      ].flatMap(([names, v]) => names.map((n) => [n, v]))
+    );
   }
 });
 
@@ -38348,6 +38357,32 @@ function envCaseProblems(config, problems) {
       problems.push({ path: `env.${name3}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
   }
 }
+function envShadowProblems(config, problems) {
+  const readers = config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : r);
+  const readBy = (name3, which2) => readers.some((r) => which2(r.reader) && name3.startsWith(r.only));
+  const preset = /* @__PURE__ */ new Map();
+  const add2 = (name3, v) => preset.set(name3.toLowerCase(), [...preset.get(name3.toLowerCase()) ?? [], { name: name3, ...v }]);
+  for (const [name3, v] of PRESET_VARIABLES) add2(name3, v);
+  for (const [p, prog] of Object.entries(config.programs)) for (const [k, v] of Object.entries(prog.env)) add2(k, { by: `programs.${p}.env`, app: true, value: v });
+  for (const [name3, spec] of Object.entries(config.env)) {
+    if (reservedEnvName(name3)) continue;
+    for (const other of preset.get(name3.toLowerCase()) ?? []) {
+      const by = other.value === void 0 ? `${other.name}, which ${other.by} sets` : `${other.by}.${other.name}`;
+      if (other.name !== name3 && readBy(name3, (r) => r === "python-dotenv"))
+        problems.push({ path: `env.${name3}`, message: `differs only in case from ${by}: pydantic-settings (how apps read python-dotenv's .env) matches names ignoring case and lets the process environment win, so the app would read ${other.name}'s value, not this one; rename env.${name3}` });
+      else if (other.name === name3 && other.value === void 0 && other.app && readBy(name3, (r) => r !== "shell"))
+        problems.push({
+          path: `env.${name3}`,
+          message: `${by} too: python-dotenv's and Node's .env readers let the process environment win, so the app would never see this value; rename env.${name3}${other.host ? ` (to set ${name3} for the programs themselves, give it in programs.<program>.env)` : ""}`
+        });
+      else if (other.name === name3 && other.value !== void 0 && !(other.value === spec && !spec.includes("{")) && readBy(name3, (r) => r === "shell"))
+        problems.push({
+          path: `env.${name3}`,
+          message: `${by} gives that program its own value of this variable, and the shell reader (\`. .env\`) assigns the .env's over it, so that program would run with ${typeof spec === "string" ? "the .env's value" : "the .env's secret"}, not its own; rename env.${name3}, or give both the same text`
+        });
+    }
+  }
+}
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -38410,6 +38445,7 @@ function crossCheck(config, problems) {
       message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
   envCaseProblems(config, problems);
+  envShadowProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -38621,6 +38657,7 @@ var init_environment = __esm({
     init_parts();
     init_utf8();
     init_yaml_depth();
+    init_env_names();
     init_environment_schema();
     init_hostkey();
     init_schema_object();
@@ -48078,6 +48115,9 @@ function syntaxProblem(code) {
   };
   return words[code] ?? `a syntax error (${code})`;
 }
+function errorPath(path) {
+  return showPath(path.map((p) => typeof p === "string" && VALUE_IN_KEY.test(p) ? "\u2026" : p));
+}
 function syntaxError(text, err) {
   const message = err.message ?? "";
   const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
@@ -48129,7 +48169,7 @@ function parseTree(text, format, options) {
   }
   const scalar = (node, path) => {
     const v = format === "yaml" ? goBreaks(text, node) : node.value;
-    const where = () => `${file}: ${showPath(path)}`;
+    const where = () => `${file}: ${errorPath(path)}`;
     if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
       if (v === null || v === void 0) return { kind: "null" };
@@ -48193,23 +48233,24 @@ function parseTree(text, format, options) {
     const line = lineOf(keyAt ?? offsetOf2(node));
     if (((0, import_yaml7.isMap)(node) || (0, import_yaml7.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml7.isMap)(node) ? "flow-map" : "flow-list", line });
     else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+    else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && node.range && text.slice(node.range[0], node.range[1]).includes("\n")) found.push({ path, kind: "folded", line });
   };
   const recordKey = (node, path) => {
     const found = options.constructs;
     if (!found || format !== "yaml" || aliases || !(0, import_yaml7.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
-    if (/["']|:[ \t]|\S[ \t]+\S/.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
+    if (VALUE_IN_KEY.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
   };
   const convert = (node, path, parent, keyAt) => {
     record2(node, path, keyAt);
     recordValue(node, path, keyAt);
     if ((0, import_yaml7.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep (recursive alias?)`);
       const resolved = convert(target(node), path);
       aliases--;
       return resolved;
     }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep`);
     if ((0, import_yaml7.isMap)(node)) {
       const out = { kind: "map", entries: [] };
       const branch = { node: out, col: 0, parent };
@@ -48254,7 +48295,7 @@ function parseTree(text, format, options) {
       }
       return v;
     }
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    throw new OpsError(`${file}: ${errorPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
   };
   let rootBranch;
   const keyOf = (key, path) => {
@@ -48262,7 +48303,7 @@ function parseTree(text, format, options) {
     if ((0, import_yaml7.isScalar)(k) && k.tag === MERGE_TAG) {
       const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
       if (source === "<<" || source === "") return "<<";
-      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+      throw new OpsError(`${file}: ${errorPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
     }
     if ((0, import_yaml7.isScalar)(k)) {
       const v = scalar(k, path);
@@ -48270,17 +48311,17 @@ function parseTree(text, format, options) {
       const source = String(k.value ?? "");
       if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
       throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `${file}: ${errorPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
         `quote it: "${source}":`
       );
     }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+    throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, "use string keys only");
   };
   const tree = convert(root, []);
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml7, MERGE_TAG, BINARY_TAG;
+var import_yaml7, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
@@ -48295,6 +48336,7 @@ var init_tree_parse = __esm({
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
+    VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
   }
 });
 
@@ -74058,7 +74100,7 @@ var SshRemote = class {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {

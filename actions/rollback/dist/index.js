@@ -37395,7 +37395,7 @@ function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
   return reason && `${reason}; give the app this value under another name`;
 }
-var GROUPS, RESERVED_ENV_NAMES;
+var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES;
 var init_env_names = __esm({
   "core/config/env-names.ts"() {
     "use strict";
@@ -37466,6 +37466,15 @@ var init_env_names = __esm({
       }
     ];
     RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
+    PRESET_VARIABLES = new Map(
+      [
+        [["HOME", "PATH", "OPS_RELEASE", "OPS_SLOT"], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
+        [["SUPERVISOR_ENABLED", "SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "SUPERVISOR_SERVER_URL"], { by: "supervisor, in each program's environment", app: true }],
+        [["LANG"], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+        [["USER", "LOGNAME", "SHELL"], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
+        [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
+      ].flatMap(([names, v]) => names.map((n) => [n, v]))
+    );
   }
 });
 
@@ -38299,6 +38308,32 @@ function envCaseProblems(config, problems) {
       problems.push({ path: `env.${name2}`, message: `differs from env.${other} only in case: pydantic-settings (how apps read python-dotenv's .env) matches names case-insensitively by default, so both would be one setting holding the value of whichever comes last; rename one` });
   }
 }
+function envShadowProblems(config, problems) {
+  const readers = config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : r);
+  const readBy = (name2, which2) => readers.some((r) => which2(r.reader) && name2.startsWith(r.only));
+  const preset = /* @__PURE__ */ new Map();
+  const add2 = (name2, v) => preset.set(name2.toLowerCase(), [...preset.get(name2.toLowerCase()) ?? [], { name: name2, ...v }]);
+  for (const [name2, v] of PRESET_VARIABLES) add2(name2, v);
+  for (const [p, prog] of Object.entries(config.programs)) for (const [k, v] of Object.entries(prog.env)) add2(k, { by: `programs.${p}.env`, app: true, value: v });
+  for (const [name2, spec] of Object.entries(config.env)) {
+    if (reservedEnvName(name2)) continue;
+    for (const other of preset.get(name2.toLowerCase()) ?? []) {
+      const by = other.value === void 0 ? `${other.name}, which ${other.by} sets` : `${other.by}.${other.name}`;
+      if (other.name !== name2 && readBy(name2, (r) => r === "python-dotenv"))
+        problems.push({ path: `env.${name2}`, message: `differs only in case from ${by}: pydantic-settings (how apps read python-dotenv's .env) matches names ignoring case and lets the process environment win, so the app would read ${other.name}'s value, not this one; rename env.${name2}` });
+      else if (other.name === name2 && other.value === void 0 && other.app && readBy(name2, (r) => r !== "shell"))
+        problems.push({
+          path: `env.${name2}`,
+          message: `${by} too: python-dotenv's and Node's .env readers let the process environment win, so the app would never see this value; rename env.${name2}${other.host ? ` (to set ${name2} for the programs themselves, give it in programs.<program>.env)` : ""}`
+        });
+      else if (other.name === name2 && other.value !== void 0 && !(other.value === spec && !spec.includes("{")) && readBy(name2, (r) => r === "shell"))
+        problems.push({
+          path: `env.${name2}`,
+          message: `${by} gives that program its own value of this variable, and the shell reader (\`. .env\`) assigns the .env's over it, so that program would run with ${typeof spec === "string" ? "the .env's value" : "the .env's secret"}, not its own; rename env.${name2}, or give both the same text`
+        });
+    }
+  }
+}
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -38361,6 +38396,7 @@ function crossCheck(config, problems) {
       message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
   envCaseProblems(config, problems);
+  envShadowProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -38572,6 +38608,7 @@ var init_environment = __esm({
     init_parts();
     init_utf8();
     init_yaml_depth();
+    init_env_names();
     init_environment_schema();
     init_hostkey();
     init_schema_object();
@@ -62704,7 +62741,7 @@ var SshRemote = class {
       );
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions: put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {

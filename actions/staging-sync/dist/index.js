@@ -42772,11 +42772,6 @@ var lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 var import_yaml = __toESM(require_dist(), 1);
 init_errors();
 
-// core/config/environment-schema.ts
-import { isIP } from "node:net";
-import { posix } from "node:path";
-import { domainToASCII } from "node:url";
-
 // core/config/env-names.ts
 var GROUPS = [
   {
@@ -42849,8 +42844,20 @@ function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
   return reason && `${reason}; give the app this value under another name`;
 }
+var PRESET_VARIABLES = new Map(
+  [
+    [["HOME", "PATH", "OPS_RELEASE", "OPS_SLOT"], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
+    [["SUPERVISOR_ENABLED", "SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "SUPERVISOR_SERVER_URL"], { by: "supervisor, in each program's environment", app: true }],
+    [["LANG"], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+    [["USER", "LOGNAME", "SHELL"], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
+    [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
+  ].flatMap(([names, v]) => names.map((n) => [n, v]))
+);
 
 // core/config/environment-schema.ts
+import { isIP } from "node:net";
+import { posix } from "node:path";
+import { domainToASCII } from "node:url";
 init_parts();
 
 // core/config/hostkey.ts

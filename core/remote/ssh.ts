@@ -42,6 +42,8 @@ interface ExitStatus {
  * same (its output is in: the status follows what it printed).
  */
 const LINGER_MS = 2000;
+/** The longest a channel is waited for after its exit status, however much a background process still writes to it. */
+const LINGER_MAX_MS = 5000;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
@@ -202,16 +204,20 @@ export class SshRemote implements Remote {
             let exited = (): void => undefined;
             const ended = new Promise<ExitStatus>((closed) => {
               let linger: NodeJS.Timeout | undefined;
-              let hasExited = false;
-              // After the exit status, each chunk of output waits LINGER_MS more for the close (what sshd still had).
+              let exitedAt: number | undefined;
+              // After the exit status, each chunk of output waits LINGER_MS more for the close (what sshd still had),
+              // up to LINGER_MAX_MS in all: a background process writing on and on never holds the step open.
               const wait = () => {
-                if (!hasExited) return;
+                if (exitedAt === undefined) return;
                 clearTimeout(linger);
-                linger = setTimeout(() => {
-                  status.lingered = true;
-                  closed(status);
-                  c.close();
-                }, LINGER_MS);
+                linger = setTimeout(
+                  () => {
+                    status.lingered = true;
+                    closed(status);
+                    c.close();
+                  },
+                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now())),
+                );
               };
               exited = wait;
               c.on('close', () => {
@@ -221,7 +227,7 @@ export class SshRemote implements Remote {
               c.on('exit', (code: number | null, sig?: string) => {
                 if (typeof code === 'number') status.code = code;
                 else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
-                hasExited = true;
+                exitedAt = Date.now();
                 wait();
               });
             });

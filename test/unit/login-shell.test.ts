@@ -116,6 +116,14 @@ describe('a step through the login shell', () => {
     ]);
   }, 20_000);
 
+  it('ends a step LINGER_MAX_MS after its exit at most, though the background process writes on and on (each chunk would defer the close)', async () => {
+    const started = Date.now();
+    const { result, ran } = await runWith('( for i in $(seq 100); do echo tick >&2; sleep 0.2; done ) &');
+    expect(Date.now() - started).toBeLessThan(12_000);
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, lingered: true });
+  }, 40_000);
+
   it('sudo missing on the host (env, which runs it in the C locale, cannot find it): said so, with the package', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-nosudo-'));
     const shell = join(dir, 'shell');

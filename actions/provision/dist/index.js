@@ -75838,6 +75838,7 @@ ops_upload; exit $?`
 
 // core/remote/ssh.ts
 var LINGER_MS = 2e3;
+var LINGER_MAX_MS = 5e3;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -75976,15 +75977,18 @@ var SshRemote = class {
             let exited = () => void 0;
             const ended = new Promise((closed) => {
               let linger;
-              let hasExited = false;
+              let exitedAt;
               const wait = () => {
-                if (!hasExited) return;
+                if (exitedAt === void 0) return;
                 clearTimeout(linger);
-                linger = setTimeout(() => {
-                  status.lingered = true;
-                  closed(status);
-                  c.close();
-                }, LINGER_MS);
+                linger = setTimeout(
+                  () => {
+                    status.lingered = true;
+                    closed(status);
+                    c.close();
+                  },
+                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now()))
+                );
               };
               exited = wait;
               c.on("close", () => {
@@ -75994,7 +75998,7 @@ var SshRemote = class {
               c.on("exit", (code, sig) => {
                 if (typeof code === "number") status.code = code;
                 else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-                hasExited = true;
+                exitedAt = Date.now();
                 wait();
               });
             });

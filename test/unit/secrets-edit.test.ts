@@ -20,6 +20,25 @@ function allText(dir: string): string {
     .join('\n');
 }
 
+/**
+ * An editor session scripted by `change` (the text as opened, and which round of this helper's edits it is, from 1),
+ * answering the reopen prompt from `answers`, warnings collected.
+ */
+function scriptedEdit(change: (text: string, round: number) => string) {
+  const warnings: string[] = [];
+  let round = 0;
+  const io = (answers: boolean[]): EditIo => ({
+    edit: async (tmp) => {
+      round++;
+      writeFileSync(tmp, change(readFileSync(tmp, 'utf8'), round));
+      return { code: 0, signal: null };
+    },
+    confirm: async () => answers.shift() ?? false,
+    warn: (m) => warnings.push(m),
+  });
+  return { io, warnings, rounds: () => round };
+}
+
 describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
   // each as a user types a password; what the yaml package made of it before: "", null, "y", garbage bytes, null, ""
   const CASES: [key: string, typed: string, quoted: string, kind: RegExp][] = [
@@ -35,17 +54,7 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     it(`${key}: ${typed} is refused naming key, line and kind (never the value), the file byte-identical; reopened and quoted, stored as typed`, async () => {
       const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
       const before = readFileSync(s.file, 'utf8');
-      const warnings: string[] = [];
-      let round = 0;
-      const io = (answers: boolean[]): EditIo => ({
-        edit: async (tmp) => {
-          round++;
-          writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}${key}: ${typed}\n`);
-          return { code: 0, signal: null };
-        },
-        confirm: async () => answers.shift() ?? false,
-        warn: (m) => warnings.push(m),
-      });
+      const { io, warnings } = scriptedEdit((text) => `${text}${key}: ${typed}\n`);
       const aborted = await editSecrets(await s.open(), io([false]));
       expect(aborted).toEqual({ status: 'aborted', reason: `${key} would not be stored as typed (quote it); nothing was changed` });
       expect(warnings.join('\n')).toMatch(new RegExp(`^a value in the edited text would not be stored as typed:\\n  ${key} \\(line 2\\): `));
@@ -54,19 +63,10 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
       expect(warnings.join('\n')).not.toContain(typed.replace(/^[!*&#]+/, ''));
       expect(readFileSync(s.file, 'utf8')).toBe(before);
       // reopened on the same text: the user quotes it, and sops itself reads back exactly what was typed
-      round = 0;
-      warnings.length = 0;
-      const saved = await editSecrets(await s.open(), {
-        ...io([true]),
-        edit: async (tmp) => {
-          round++;
-          const text = readFileSync(tmp, 'utf8');
-          writeFileSync(tmp, round === 1 ? `${text}${key}: ${typed}\n` : text.replace(`${key}: ${typed}`, `${key}: ${quoted}`));
-          return { code: 0, signal: null };
-        },
-      });
+      const quoting = scriptedEdit((text, round) => (round === 1 ? `${text}${key}: ${typed}\n` : text.replace(`${key}: ${typed}`, `${key}: ${quoted}`)));
+      const saved = await editSecrets(await s.open(), quoting.io([true]));
       expect(saved).toMatchObject({ status: 'saved', changes: { added: [key] } });
-      expect(round).toBe(2);
+      expect(quoting.rounds()).toBe(2);
       const r = sops(['decrypt', '--extract', `["${key}"]`, s.file], s.key.file);
       expect(r.err).toBe('');
       expect(r.out).toBe(typed);
@@ -76,19 +76,9 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
   it('a value that gained a continuation line (x: 1 then "  y z" below: YAML folds it into "1 y z") is refused naming key, line and the fix (never the value); reopened and fixed, saved', async () => {
     const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
     const before = readFileSync(s.file, 'utf8');
-    const warnings: string[] = [];
-    let round = 0;
-    const io = (answers: boolean[]): EditIo => ({
-      edit: async (tmp) => {
-        round++;
-        const text = readFileSync(tmp, 'utf8');
-        // a key typed without ": ", indented under the one above
-        writeFileSync(tmp, round === 1 ? `${text}  extra Zq8-typed-word\n` : text.replace('  extra Zq8-typed-word', 'extra: Zq8-typed-word'));
-        return { code: 0, signal: null };
-      },
-      confirm: async () => answers.shift() ?? false,
-      warn: (m) => warnings.push(m),
-    });
+    // a key typed without ": ", indented under the one above
+    const typing = (text: string, round: number) => (round === 1 ? `${text}  extra Zq8-typed-word\n` : text.replace('  extra Zq8-typed-word', 'extra: Zq8-typed-word'));
+    const { io, warnings } = scriptedEdit(typing);
     expect(await editSecrets(await s.open(), io([false]))).toEqual({ status: 'aborted', reason: 'name would not be stored as typed (see above); nothing was changed' });
     const w = warnings.join('\n');
     expect(w).toMatch(/^a value in the edited text would not be stored as typed:\n {2}name \(line 1\): goes on over the line\(s\) below it \(typed deeper than its key, without ": "\), which YAML joins to the value with a space/);
@@ -96,9 +86,9 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(w).not.toContain('double quotes');
     expect(w).not.toContain('Zq8');
     expect(readFileSync(s.file, 'utf8')).toBe(before);
-    round = 0;
-    expect(await editSecrets(await s.open(), io([true]))).toMatchObject({ status: 'saved', changes: { added: ['extra'], changed: [] } });
-    expect(round).toBe(2);
+    const reopened = scriptedEdit(typing);
+    expect(await editSecrets(await s.open(), reopened.io([true]))).toMatchObject({ status: 'saved', changes: { added: ['extra'], changed: [] } });
+    expect(reopened.rounds()).toBe(2);
     expect((await s.open()).data).toEqual({ name: 'Zq8-vT3m-Lw5x-Pk2r', extra: 'Zq8-typed-word' });
   });
 

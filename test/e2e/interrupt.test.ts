@@ -294,6 +294,22 @@ server {
   const exited = (ops: SpawnedOps) => new Promise<number | null>((r) => (ops.child.exitCode !== null ? r(ops.child.exitCode) : ops.child.once('exit', r)));
   /** Cut the connection the lock records (its sshd process killed): the runner goes on. */
   const cutLockConnection = () => onHost(`kill "$(sed -n 's/^holder_pid=//p' ${project.env().layout.lock}/info)"`);
+  /**
+   * `ops` run until its switch is under way (what serves changed, `current` not yet), then the lock holder's
+   * connection cut: the run's exit code and output, and what is live and served after it ended.
+   */
+  const cutDuringSwitch = async (ops: SpawnedOps, before: Awaited<ReturnType<typeof liveAndServed>>, within: number) => {
+    const mid = await until((l) => l.served !== before.served, within);
+    expect(mid.current, 'the switch window').toBe(before.current);
+    await cutLockConnection();
+    const code = await exited(ops);
+    const out = ops.out();
+    const after = await liveAndServed();
+    expect(after.current, out).not.toBe(before.current);
+    expect(after.served).toBe(after.current);
+    expect(code, out).toBe(1);
+    return { out, after };
+  };
 
   it('the runner killed outright while the switch runs (its connection lost: no unlock, pipes closed): the switch still ends on the host', async () => {
     slowSwitch();
@@ -321,15 +337,7 @@ server {
     const before = await liveAndServed();
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
-      const mid = await until((l) => l.served !== before.served, 30_000);
-      expect(mid.current, 'the switch window').toBe(before.current);
-      await cutLockConnection();
-      const code = await exited(ops);
-      const out = ops.out();
-      const after = await liveAndServed();
-      expect(after.current, out).not.toBe(before.current);
-      expect(after.served).toBe(after.current);
-      expect(code, out).toBe(1);
+      const { out, after } = await cutDuringSwitch(ops, before, 30_000);
       expect(out).toContain(`${after.current} is live on ${host.name} and serves: the switch ended on the host after the connection was lost`);
       expect(out).not.toMatch(/nothing was switched|serve the previous release/);
       expect(out).not.toMatch(/^\s+at /m);
@@ -363,15 +371,7 @@ server {
     const before = await liveAndServed();
     try {
       const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
-      const mid = await until((l) => l.served !== before.served, 60_000);
-      expect(mid.current, 'the switch window').toBe(before.current);
-      await cutLockConnection();
-      const code = await exited(ops);
-      const out = ops.out();
-      const after = await liveAndServed();
-      expect(after.current, out).not.toBe(before.current);
-      expect(after.served).toBe(after.current);
-      expect(code, out).toBe(1);
+      const { out, after } = await cutDuringSwitch(ops, before, 60_000);
       expect(out).toContain(`${after.current} is live on ${host.name} (what current names once the step ended there)`);
       expect(out).not.toMatch(/^\s+at /m);
       const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries;

@@ -158,7 +158,17 @@ export interface NewEnvironment {
  * half-made: on failure (`deliver`'s included), or `signal` aborted (a Ctrl-C: InterruptedError, "nothing was
  * changed"), the new folder is removed and the rule taken back.
  */
-export async function newEnvironment(root: string, name: string, opts: { recipients?: string[]; signal?: AbortSignal; deliver?: (identity: NewIdentity) => void | Promise<void> } = {}): Promise<NewEnvironment> {
+export async function newEnvironment(
+  root: string,
+  name: string,
+  opts: {
+    recipients?: string[];
+    signal?: AbortSignal;
+    deliver?: (identity: NewIdentity) => void | Promise<void>;
+    /** A check of where the result goes (stdout), run once the request itself is known good, before anything is written. */
+    beforeWrite?: (recipients: string[]) => void | Promise<void>;
+  } = {},
+): Promise<NewEnvironment> {
   // A signal (Ctrl-C) heeded between the writes: what was written is undone below, and it is said as nothing changed.
   const heed = () => {
     if (opts.signal?.aborted) throw interruption(opts.signal.reason, `while creating environments/${name}`);
@@ -173,6 +183,9 @@ export async function newEnvironment(root: string, name: string, opts: { recipie
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name}/`, 'remove it first, or choose another name');
   const configBefore = existsSync(join(root, '.sops.yaml'));
   const address = freePlaceholderAddress(root);
+  // what is wrong with the request itself (a name taken, a bad recipient) is said first: a check of the output
+  // comes after it, so fixing the one it names is not followed by another the person could have been told of
+  await opts.beforeWrite?.(extra);
   heed();
   await mkdir(join(dir, 'assets'), { recursive: true });
   try {

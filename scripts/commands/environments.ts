@@ -32,8 +32,10 @@ refused unless a --recipient is a key of yours.`,
       // A signal while it writes: what was written is undone, said as nothing changed (exit 130), never a half-made
       // environment whose secrets are encrypted to a key nobody was shown.
       const recipients = ctx.values.recipient ?? [];
-      // a key printed to /dev/null is lost: refused unless a key of the user's is a recipient too
-      if (discardsOutput(ctx.stdout)) {
+      // a key printed to /dev/null is lost: refused unless a key of the user's is a recipient too (checked after the
+      // request itself: a name already taken is the problem to say first)
+      const checkOutput = async (recipients: string[]) => {
+        if (!discardsOutput(ctx.stdout)) return;
         const { loadIdentities } = await import('../../core/secrets/keys.ts');
         const mine = (await loadIdentities(ctx.processEnv)).identities.map((i) => i.recipient);
         if (!recipients.some((r) => mine.includes(r)))
@@ -41,7 +43,7 @@ refused unless a --recipient is a key of yours.`,
             `stdout is /dev/null: the new environment's private key, printed once, would be lost, and with it its secrets; nothing was changed`,
             `run it with stdout to a terminal or a file you keep (ops env new ${name} > FILE), or give --recipient with a public key of yours`,
           );
-      }
+      };
       // the key printed at once, synchronously: when it cannot be (stdout full or gone), the environment is undone
       const deliver = (identity: NewIdentity) => {
         const failed = writeToKeep(
@@ -57,7 +59,7 @@ refused unless a --recipient is a key of yours.`,
           );
       };
       return interruptible(ctx, async (signal) => {
-        const result = await newEnvironment(ctx.root, name, { recipients, signal, deliver });
+        const result = await newEnvironment(ctx.root, name, { recipients, signal, deliver, beforeWrite: checkOutput });
         for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
         ctx.reporter.info(
           `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +

@@ -159,6 +159,14 @@ describe('a new private key that cannot be printed: nothing is left encrypted to
     expect(k.err).toContain('error: stdout is /dev/null: the new private key, printed once, would be lost');
     expect(k.code).toBe(1);
   }, 60_000);
+
+  it('stdout /dev/null and a name already taken: the name is said (the real problem), not stdout', async () => {
+    const e = await newEnv();
+    const r = await opsTo(e, ['env', 'new', 'qa'], '/dev/null', e.env);
+    expect(r.err).toContain('error: environments/qa already exists');
+    expect(r.err).not.toContain('/dev/null');
+    expect(r.code, r.err).toBe(1);
+  }, 60_000);
 });
 
 const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));

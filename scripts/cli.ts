@@ -208,13 +208,48 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
   // an option the command does not take, named with the closest one it does (`--dryrun`: --dry-run); node's message
-  // holds the option without its =value
+  // holds the option without its =value, and a single dash's first letter only (`-dry-run`: '-d')
   const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /^Unknown option '(--?)([^'=]*)'/.exec(message);
   if (unknown) {
-    const near = unknown[1] === '--' ? didYouMean(unknown[2]!, Object.keys(specs)) : undefined;
-    return new UsageError(`unknown option ${unknown[1]}${unknown[2]} for "ops ${c.name}"${near ? ` (did you mean --${near}?)` : ''}`, usage);
+    const named = unknown[1]! + unknown[2]!;
+    const typed = unknown[1] === '-' ? (args.find((a) => a.startsWith(named) && !a.startsWith('--')) ?? named) : named;
+    const near = nearOption(typed, specs);
+    // a word typed after one dash shown whole only when it is a long option's name (never a value glued to a letter)
+    const shown = near?.startsWith('--') && typed !== named ? typed : named;
+    return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/** What `ops` itself takes before any command (`ops --version`, `ops --help`): named by nearOption as `ops --version`. */
+const TOP_OPTIONS: Options = {
+  version: { type: 'boolean', short: 'V', description: 'print the version' },
+  help: GLOBAL_OPTIONS.help!,
+};
+
+/**
+ * The option closest to a mistyped one, as it is typed: among `specs` (`--dryrun`, `-dry-run`: --dry-run; `-N` where
+ * -n is one: -n), else among ops's own (`-v` alone, `--verison`, a command's `--version` or `-V`: `ops --version`).
+ * One mechanism for an option typed anywhere; `specs` empty: typed before any command.
+ */
+export function nearOption(typed: string, specs: Options): string | undefined {
+  const word = typed.replace(/^--?/, '');
+  /** The key of the option meant among `options`, and whether it was typed as its letter. */
+  const pick = (options: Options, anyCase: boolean): { key: string; letter: boolean } | undefined => {
+    if (!typed.startsWith('--') && word.length === 1) {
+      const same = (short: string | undefined) => short === word || (anyCase && short?.toLowerCase() === word.toLowerCase());
+      const key = Object.keys(options).find((k) => same(options[k]!.short));
+      return key === undefined ? undefined : { key, letter: true };
+    }
+    const key = didYouMean(word, Object.keys(options));
+    return key === undefined ? undefined : { key, letter: false };
+  };
+  const mine = pick(specs, true);
+  if (mine) return mine.letter ? `-${specs[mine.key]!.short}` : `--${mine.key}`;
+  // after a command, its letter exactly (`ops ping -V`); alone, in either case (`ops -v`): a command's -v is not
+  // taken for the version
+  const top = pick(Object.fromEntries(Object.entries(TOP_OPTIONS).filter(([k]) => !(k in specs))), Object.keys(specs).length === 0);
+  return top && `"ops --${top.key}"`;
 }
 
 /** The known word closest to a mistyped one (a typo or two, or its start), if any is close enough. */
@@ -270,7 +305,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const at = argv.findIndex((a) => commands.some((c) => c.name.split(' ')[0] === a));
   const leading = at < 0 ? argv.slice(0, 1) : argv.slice(0, at);
   const first = leading.find((a) => a.startsWith('-'))!;
-  const error = `unknown command "${first}": options go after the command, not before it`;
+  // no command at all, and a slip of ops's own options (`ops -v`, `ops --verison`): the option meant is named
+  const meant = at < 0 ? nearOption(first, {}) : undefined;
+  const error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}": options go after the command, not before it`;
   let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
   const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
   if (at >= 0) {
@@ -296,8 +333,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
     return 0;
   }
-  // `ops help deploy` is `ops deploy --help`
-  if (argv[0] === 'help' && argv.length > 1) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
+  // `ops help deploy` (and `ops --help deploy`, `ops -h deploy`) is `ops deploy --help`
+  if ((argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') && argv.length > 1 && !argv[1]!.startsWith('-')) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
     return argv.length === 0 ? 2 : 0;

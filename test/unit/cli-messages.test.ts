@@ -28,6 +28,8 @@ describe('a mistyped subcommand', () => {
     expect((await cli(root, 'lock', 'relase', 'prod')).err).toContain('(did you mean "ops lock release"?)');
     expect((await cli(root, 'lock')).err).toMatch(/^"ops lock" needs a subcommand:/);
     expect((await cli(root, 'deplyo', 'prod')).err).toMatch(/^error: unknown command "deplyo" \(did you mean "ops deploy"\?\)/);
+    // two neighbouring letters swapped is one slip, as a person types it
+    expect((await cli(root, 'pnig', 'prod')).err).toMatch(/^error: unknown command "pnig" \(did you mean "ops ping"\?\)/);
     const ad = await cli(root, 'secrets', 'recipients', 'prod', 'ad', 'age1x');
     expect(ad).toMatchObject({ code: 2, err: expect.stringContaining('error: unknown action "ad" (did you mean "add"?)') });
   });
@@ -57,6 +59,11 @@ describe('a mistyped option', () => {
       expect(r.err, typed).toBe(`error: unknown option ${typed.split('=')[0]} for "ops env remove" (did you mean ${near}?)\n  hint: usage: ops env remove <name> [--force] [--dry-run] [--json]\n`);
     }
     expect((await cli(root, 'secrets', 'show', 'prod', '--keys', 'a')).err).toContain('error: unknown option --keys for "ops secrets show" (did you mean --key?)');
+    // one dash before a long name, a letter in the other case
+    expect((await cli(root, 'deploy', 'prod', '-dry-run')).err).toMatch(/^error: unknown option -dry-run for "ops deploy" \(did you mean --dry-run\?\)\n/);
+    expect((await cli(root, 'logs', 'prod', '-N', '3')).err).toMatch(/^error: unknown option -N for "ops logs" \(did you mean -n\?\)\n/);
+    // a letter glued to a value is never shown whole
+    expect((await cli(root, 'logs', 'prod', '-xZq8-value')).err).toMatch(/^error: unknown option -x for "ops logs"\n/);
     for (const typed of ['--zzzzzz', '-x']) expect((await cli(root, 'env', 'remove', 'prod', typed)).err, typed).toMatch(new RegExp(`^error: unknown option ${typed} for "ops env remove"\n`));
   });
 });
@@ -66,6 +73,21 @@ describe('help and version', () => {
     const root = tempDir();
     const version = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { name: string; version: string };
     for (const flag of ['--version', '-V']) expect(await cli(root, flag)).toMatchObject({ code: 0, out: `${version.name} ${version.version}\n`, err: '' });
+  });
+
+  it('a slip of --version or --help, before or after a command, is named with the option meant', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const typed of ['-v', '--verison', '--vesion'])
+      expect(await cli(root, typed)).toMatchObject({ code: 2, err: expect.stringMatching(new RegExp(`^error: unknown option ${typed} \\(did you mean "ops --version"\\?\\)\n`)) });
+    for (const typed of ['--version', '-V', '--verison'])
+      expect((await cli(root, 'ping', 'prod', typed)).err, typed).toMatch(new RegExp(`^error: unknown option ${typed} for "ops ping" \\(did you mean "ops --version"\\?\\)\n`));
+    // a command's -v is not taken for the version
+    expect((await cli(root, 'ping', 'prod', '-v')).err).toMatch(/^error: unknown option -v for "ops ping"\n/);
+    // `ops --help ping` is `ops ping --help`, as `ops help ping` is
+    const help = await cli(root, 'ping', '--help');
+    expect(help.out).toMatch(/^usage: ops ping <env>/);
+    expect(await cli(root, '--help', 'ping')).toEqual(help);
+    expect(await cli(root, '-h', 'ping')).toEqual(help);
   });
 
   it('`ops help <command>` prints that command\'s help as `ops <command> --help` does; `ops help <group>` lists its subcommands; an unknown one is named', async () => {

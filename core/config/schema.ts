@@ -76,9 +76,10 @@ export function isMapping(value: unknown): value is Record<string, unknown> {
 /**
  * A string matching `pattern` (JavaScript syntax without flags, which is also what JSON Schema's `pattern`
  * means). `check` is a further refinement the JSON Schema cannot carry (e.g. decoding a host key's
- * base64): the editor accepts what the pattern accepts, the loader also runs `check`.
+ * base64): the editor accepts what the pattern accepts, the loader also runs `check`. `normalize` gives the value
+ * its one form for every reader (what the file may write in several equivalent ways).
  */
-export function string(opts: { pattern?: RegExp; form?: string; check?: (v: string) => string | undefined } = {}): Schema<string> {
+export function string(opts: { pattern?: RegExp; form?: string; check?: (v: string) => string | undefined; /** The one form every reader gets, once the value is accepted (a domain in lower case, without its final dot). */ normalize?: (v: string) => string } = {}): Schema<string> {
   const form = opts.form ?? 'a string';
   if (opts.pattern?.flags) throw new Error(`schema pattern /${opts.pattern.source}/${opts.pattern.flags}: flags have no JSON Schema equivalent`);
   return {
@@ -92,7 +93,7 @@ export function string(opts: { pattern?: RegExp; form?: string; check?: (v: stri
       // the refinement's reason is the most precise one, even when the pattern also fails
       const why = opts.check?.(value);
       if (why || (opts.pattern && !opts.pattern.test(value))) return fail(problems, path, form, value, why ? ` (${why})` : '');
-      return value;
+      return opts.normalize ? opts.normalize(value) : value;
     },
   };
 }

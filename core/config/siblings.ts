@@ -99,7 +99,7 @@ export function hostClaims(env: Environment): Claim[] {
   claims.push({ key: `app name "${c.app}"`, source: 'app: nginx site, supervisor groups, /var/log/<app>' });
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: 'app', derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? 'app_user' : 'app_user, default: the app name' });
-  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, '')}`, source: 'domain' });
+  if (c.domain) claims.push({ key: `domain ${c.domain}`, source: 'domain' });
   if (c.domain && c.nginx.default_server) claims.push({ key: 'the default server', source: 'nginx.default_server' });
   return claims;
 }

@@ -161,9 +161,8 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   const c = env?.config;
   const root = ctx.root;
   const others = env ? otherEnvironments(ctx, env) : [];
-  const domainOf = (e: Environment) => e.config.domain?.toLowerCase().replace(/\.$/, '');
   /** The other environments with the same domain (DNS record, certificate, callback URLs). */
-  const sameDomain = env && c?.domain ? others.filter((o) => domainOf(o) === domainOf(env)).map((o) => o.name) : [];
+  const sameDomain = env && c?.domain ? others.filter((o) => o.config.domain === c.domain).map((o) => o.name) : [];
   const sameUrl = env ? others.filter((o) => o.url === env.url || sameDomain.includes(o.name)).map((o) => o.name) : [];
   const vms: string[] = [];
   if (env) {

@@ -120,7 +120,7 @@ const PROBE_HOST_WITHOUT_DOMAIN = '127.0.0.1';
  */
 export function probeHeaders(env: Target): string {
   const cert = certificatePaths(env);
-  const host = env.config.domain?.toLowerCase().replace(/\.$/, '') ?? PROBE_HOST_WITHOUT_DOMAIN;
+  const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
   /** The assignments of PROBE_SITE_PROTO and PROBE_SITE_HEADERS for a site served with `proto`. */
   const sent = (proto: 'http' | 'https') => {
     const lines: string[] = [];

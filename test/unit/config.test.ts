@@ -126,6 +126,13 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });
 
+  it('a domain is read in one form, lower case without its final dot: what certbot --cert-name, nginx server_name and the certificate paths take', () => {
+    for (const domain of ['Shop.Example.ORG.', 'shop.example.org.', 'SHOP.example.org']) {
+      const c = parseEnvironment({ ...minimal(), domain, tls: { mode: 'letsencrypt', email: 'ops@shop.fr' } }, 'f');
+      expect(c.domain, domain).toBe('shop.example.org');
+    }
+  });
+
   it("the default URL of a host known by its IPv6 address has it in brackets (RFC 3986's IP-literal)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-url-'));
     mkdirSync(join(dir, 'environments', 'x'), { recursive: true });

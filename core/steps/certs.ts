@@ -44,7 +44,8 @@ export function parseCerts(result: StepResult, now: Date): CertInfo[] {
     } else if (field.startsWith('serial=')) c.serial = field.slice('serial='.length).toUpperCase();
     else if (field.startsWith('subject=')) c.subject = field.slice('subject='.length).trim();
     else if (field.startsWith('issuer=')) c.issuer = field.slice('issuer='.length).trim();
-    else if (field.startsWith('DNS:')) c.names.push(field.slice(4));
+    else if (field.startsWith('DNS:')) c.names.push(field.slice('DNS:'.length));
+    else if (field.startsWith('IP Address:')) c.names.push(field.slice('IP Address:'.length));
   }
   return [...byPath.values()];
 }

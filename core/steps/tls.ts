@@ -82,11 +82,12 @@ export function selfSignedCertificate(env: Target, force = false): string {
   const L = env.layout;
   const certs = certificatePaths(env)!;
   const domain = env.config.domain ?? env.config.app;
+  // An address is named as one (IP:, what curl and browsers compare an address with); a DNS: entry holding it matches nothing
   const when = force ? 'true' : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   // Key and certificate made beside the live ones (the key private from creation), then renamed over them.
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${isIP(domain) ? 'IP' : 'DNS'}:${domain}`)} \
     -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
     rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
     echo "could not make a self-signed certificate (full disk?)" >&2

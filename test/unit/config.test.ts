@@ -122,6 +122,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['-shop.example.org', 'not a DNS name'],
       ['https://shop.example.org/', 'a URL: give the host name alone (shop.example.org)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
+      ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
     ];
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });

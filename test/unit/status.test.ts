@@ -24,6 +24,7 @@ import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
 import { failureDetail } from '../../core/remote/types.ts';
 import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, LAST_RUN_SHOWN, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
 import { upstreams } from '../../core/steps/nginx-config.ts';
+import { selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
@@ -361,6 +362,19 @@ describe('cert_info, run here on real certificates', () => {
     expect(certs[0]).toMatchObject({ path: join(dir, 'c.pem'), daysLeft: 9, names: ['shop.test', 'www.shop.test'], serial });
     expect(certs[0]!.subject).toMatch(/CN ?= ?shop.test/);
     expect(Date.parse(certs[0]!.notAfter!) - Date.now()).toBeGreaterThan(9.9 * 86400_000);
+  });
+
+  it('a self-signed certificate for a domain that is an IP address names it as one (IP:, what curl and browsers check), and is listed by it', () => {
+    for (const [domain, shown] of [['10.231.0.9', 'IP Address:10.231.0.9'], ['shop.test', 'DNS:shop.test']] as const) {
+      const env = testEnv({ domain, tls: { mode: 'self-signed' } });
+      const here = mkdtempSync(join(tmpdir(), 'ops-selfsigned-'));
+      const script = selfSignedCertificate(env).replaceAll(env.layout.selfSignedDir, here);
+      execFileSync('bash', ['-c', `set -e; CHANGED=0\n${script}`], { stdio: 'ignore' });
+      const cert = join(here, `${domain}.crt`);
+      expect(execFileSync('openssl', ['x509', '-in', cert, '-noout', '-ext', 'subjectAltName'], { encoding: 'utf8' }), domain).toContain(shown);
+      const out = execFileSync('bash', ['-s'], { input: `${scriptPrelude}\n${CERT_FUNCTIONS}\ncert_info ${cert}`, encoding: 'utf8' });
+      expect(parseCerts(result(out), new Date())[0]!.names, domain).toEqual([domain]);
+    }
   });
 });
 

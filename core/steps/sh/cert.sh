@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # Certificates: cert_info PATH reports `cert` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
-# DNS names), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
+# DNS names and IP addresses), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
 # on :443 for that name (SNI). Needs ops_report.
 cert_info() {
   local f=$1 out line
   if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
   if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
+  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' || true)
   while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
 }
 served_serial() {

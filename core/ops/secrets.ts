@@ -123,16 +123,21 @@ function allowSecretRefs(env: Pick<Environment, 'config'>, ctx: OpsContext): voi
 }
 
 /**
- * The key names of settings printed (`ops config`: `app_user`, `APP_DATAPASS_CLIENT_ID`), no secrets, told to
- * `reporter` (allow): a value occurring in one ("app") leaves it whole; the values are masked as ever.
+ * The settings `ops config` prints, each key name marked as one (keyName) and told to `reporter` (allow): the
+ * structure is shown whole, though a secret's value occurs in a key or is one (a key `debug`, a secret "debug", a
+ * secret "app" in `app_user`): key names are environment.yml's, in clear in the repository, no secret. The values
+ * are masked as ever. `plain(key)`: whether the key prints as it is (a key the output quotes, `"null"`, is not
+ * marked: a mark inside it would change how it is quoted).
  */
-export function allowSettingKeys(node: unknown, reporter: OpsContext['reporter']): void {
-  if (Array.isArray(node)) node.forEach((item) => allowSettingKeys(item, reporter));
-  else if (node && typeof node === 'object')
-    for (const [k, v] of Object.entries(node)) {
+export function markSettingKeys(node: unknown, reporter: OpsContext['reporter'], plain: (key: string) => boolean): unknown {
+  if (Array.isArray(node)) return node.map((item) => markSettingKeys(item, reporter, plain));
+  if (!node || typeof node !== 'object') return node;
+  return Object.fromEntries(
+    Object.entries(node).map(([k, v]) => {
       reporter.allow?.(k);
-      allowSettingKeys(v, reporter);
-    }
+      return [plain(k) ? keyName(k) : k, markSettingKeys(v, reporter, plain)];
+    }),
+  );
 }
 
 /**

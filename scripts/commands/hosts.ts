@@ -29,7 +29,7 @@ export const commands: Command[] = [
     options: { json },
     async run(ctx) {
       const { args, ops } = ctx;
-      const { allowSettingKeys, dotenvPreview } = await import('../../core/ops/secrets.ts');
+      const { markSettingKeys, dotenvPreview } = await import('../../core/ops/secrets.ts');
       const env = openEnvironment(ops, args[0]!);
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
       const dotenv = await dotenvPreview(ops, env);
@@ -61,8 +61,9 @@ export const commands: Command[] = [
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
         dotenv: { ...env.config.dotenv, forms: dotenv.forms },
       };
-      allowSettingKeys(resolved, ops.reporter); // key names, left whole though a secret value occurs in one
-      await printResult(ctx, resolved, (r) => stringify(r, { lineWidth: 0 }).trimEnd());
+      // key names shown whole, though a secret's value occurs in one or is one (the values masked as ever)
+      const plain = (k: string) => stringify(k).trimEnd() === k;
+      await printResult(ctx, markSettingKeys(resolved, ops.reporter, plain), (r) => stringify(r, { lineWidth: 0 }).trimEnd());
       return 0;
     },
   }),

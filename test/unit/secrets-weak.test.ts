@@ -198,4 +198,27 @@ describe("a weak value masks neither ops's own words nor key names where ops nam
     expect(config.out).toContain('APP_DATAPASS_CLIENT_ID: <secret datapass_client_id>');
     expect(config.out).not.toMatch(/\*\*\*_(user|client_id)|secrets\.\*\*\*\.yaml/);
   });
+
+  it('ops config: a secret equal to a key name (a value "keep", the key `keep`) leaves the key shown, its structure whole; values are masked as ever', async () => {
+    const e = await newEnv();
+    for (const [k, v] of [['k1', 'keep'], ['k2', 'strategy'], ['k3', 'python_installer']]) expect((await cli(e.root, ['secrets', 'set', 'qa', k!], e.env, v)).code).toBe(0);
+    const debian = await cli(e.root, ['secrets', 'set', 'qa', 'k4'], e.env, 'debian');
+    expect(debian.code, debian.err).toBe(0);
+    for (const argv of [['config', 'qa'], ['config', 'qa', '--json']]) {
+      const config = await runOps(argv, { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+      expect(config.code, config.err).toBe(0);
+      expect(config.out).not.toContain('\uE000');
+      if (argv.length === 2) {
+        expect(config.out).toMatch(/^ {2}keep: 5$/m);
+        expect(config.out).toMatch(/^ {2}python_installer: /m);
+        // a value that is a secret stays masked
+        expect(config.out).toMatch(/^ {4}strategy: \*\*\*$/m);
+      } else {
+        expect(JSON.parse(config.out).release).toHaveProperty('keep', 5);
+        expect(config.out).toContain('"strategy": "***"');
+      }
+      expect(config.out).not.toContain('***:');
+      expect(config.out).not.toContain('debian');
+    }
+  });
 });

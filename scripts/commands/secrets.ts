@@ -228,9 +228,15 @@ function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => v
   return { stdout: fd, close: () => closeSync(fd) };
 }
 
-/** The editor the user chose: $EDITOR, else $VISUAL; undefined when neither is set (non-empty). */
-function chosenEditor(processEnv: NodeJS.ProcessEnv): string | undefined {
-  return processEnv.EDITOR || processEnv.VISUAL || undefined;
+/**
+ * The editor the user chose and the variable that chose it: $VISUAL, else $EDITOR (the convention git, sudoedit,
+ * crontab and less follow: VISUAL names the full-screen editor, EDITOR the line one); undefined when neither is set
+ * (non-empty).
+ */
+function chosenEditor(processEnv: NodeJS.ProcessEnv): { variable: 'VISUAL' | 'EDITOR'; command: string } | undefined {
+  if (processEnv.VISUAL) return { variable: 'VISUAL', command: processEnv.VISUAL };
+  if (processEnv.EDITOR) return { variable: 'EDITOR', command: processEnv.EDITOR };
+  return undefined;
 }
 
 /** Editors that draw on a terminal and read their keys from stdin, by program name (vim.basic: Debian's alternatives). */
@@ -256,11 +262,14 @@ function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string 
 }
 
 /**
- * Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
+ * Run $VISUAL (else $EDITOR, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
  * person's terminal, never a pipe or a log (editorScreen).
  */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
-  const editor = chosenEditor(processEnv) ?? 'vi';
+  const chosen = chosenEditor(processEnv);
+  const editor = chosen?.command ?? 'vi';
+  // the hint names the variable to change: the one that chose this editor (EDITOR when none did)
+  const variable = chosen?.variable ?? 'EDITOR';
   return new Promise((res, rej) => {
     const screen = editorScreen();
     let child: ReturnType<typeof spawn>;
@@ -273,13 +282,13 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     signal.addEventListener('abort', stop, { once: true });
     child.on('error', (e) => {
       signal.removeEventListener('abort', stop);
-      rej(new OpsError(`cannot start the editor "${editor}": ${e.message}`, 'set EDITOR to your editor command'));
+      rej(new OpsError(`cannot start the editor "${editor}": ${e.message}`, `set ${variable} to your editor command`));
     });
     child.on('exit', (code, sig) => {
       signal.removeEventListener('abort', stop);
       // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
       if (code === 127 || code === 126)
-        rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, 'set EDITOR (or VISUAL) to an installed editor, e.g. EDITOR=nano, or EDITOR="code --wait" for one that needs arguments'));
+        rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, `set ${variable} to an installed editor, e.g. ${variable}=nano, or ${variable}="code --wait" for one that needs arguments${chosen ? ` ($${chosen.variable} is used before ${chosen.variable === 'VISUAL' ? '$EDITOR' : 'the default, vi'})` : ''}`));
       else res({ code, signal: sig });
     });
   });
@@ -578,7 +587,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
   }),
   command({
     name: 'secrets edit',
-    summary: "edit an environment's secrets in $EDITOR; they are re-encrypted on save",
+    summary: "edit an environment's secrets in $VISUAL (else $EDITOR); they are re-encrypted on save",
     args: ['<env>'],
     options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' } },
     help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
@@ -623,7 +632,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
         // TERM is not looked at: git refuses its default editor on TERM=dumb (Emacs's shell buffer), where vi is
         // awkward but still ends on :q; what hangs is no terminal at all.
         const chosen = chosenEditor(ctx.processEnv);
-        const needsTerminal = terminalEditor(chosen ?? 'vi', ctx.processEnv);
+        const needsTerminal = terminalEditor(chosen?.command ?? 'vi', ctx.processEnv);
         if (needsTerminal && !(ctx.stdin as NodeJS.ReadStream).isTTY) {
           const set = `set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`;
           if (!chosen)
@@ -632,8 +641,8 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
               `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or ${set}`,
             );
           throw new OpsError(
-            `$${ctx.processEnv.EDITOR ? 'EDITOR' : 'VISUAL'} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,
-            `run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or ${set}`,
+            `$${chosen.variable} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,
+            `run it in a terminal, or use a GUI editor that waits for its window to close (${chosen.variable}='code --wait', 'subl -w'), or ${set}`,
           );
         }
         const abort = signalsAbort();

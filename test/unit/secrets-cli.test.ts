@@ -730,9 +730,22 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
     for (const [EDITOR, why] of [['no-such-editor-zq7', 'found no such command (exit 127)'], [e.root, 'could not run it (not an executable file) (exit 126)']] as const) {
       const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR });
       expect(r.code, EDITOR).toBe(1);
-      expect(r.err, EDITOR).toContain(`error: cannot start the editor "${EDITOR}": the shell ${why}; nothing was changed\n  hint: set EDITOR (or VISUAL) to an installed editor`);
+      expect(r.err, EDITOR).toContain(`error: cannot start the editor "${EDITOR}": the shell ${why}; nothing was changed\n  hint: set EDITOR to an installed editor`);
     }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+
+  it('$VISUAL is used before $EDITOR (as git, sudoedit and crontab do), and a hint names the variable that chose the editor', async () => {
+    const e = await newEnv();
+    const visual = editor('exit 0');
+    const plain = editor('exit 0');
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, VISUAL: visual.cmd, EDITOR: plain.cmd });
+    expect(r.code, r.err).toBe(0);
+    expect(recorded(visual.record)).toHaveLength(1);
+    expect(existsSync(plain.record)).toBe(false);
+    const broken = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, VISUAL: 'no-such-editor-zq7', EDITOR: plain.cmd });
+    expect(broken.err).toContain('error: cannot start the editor "no-such-editor-zq7": the shell found no such command (exit 127); nothing was changed\n  hint: set VISUAL to an installed editor, e.g. VISUAL=nano');
+    expect(broken.err).toContain('($VISUAL is used before $EDITOR)');
   });
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -327,8 +327,9 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   if (readCreationRules(ctx.root).some((r) => r.pathRegex === envPathRegex(name))) result.changes.push(`${SOPS_CONFIG_FILE}: the creation rule for environments/${name}/`);
   if (options.dryRun) return result;
   const rules = readCreationRules(ctx.root);
-  rmSync(dir, { recursive: true, force: true });
+  // the rule first: a rule ops cannot take out (shared through a YAML alias) refuses before anything is removed
   await removeEnvRule(ctx.root, name);
+  rmSync(dir, { recursive: true, force: true });
   result.removed = true;
   result.checklist = decommissionChecklist(name, env, ctx, { removed: true, rules });
   return result;

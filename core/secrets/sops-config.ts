@@ -3,7 +3,7 @@
 // comma-separated string or a list) and edited in place, keeping comments and the other rules.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, Scalar, visit, YAMLMap, YAMLSeq, type Node } from 'yaml';
 import { distance } from '../config/schema-object.ts';
 import { OpsError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
@@ -50,9 +50,8 @@ function configError(file: string, what: string): OpsError {
   return new OpsError(hideSecrets(`${file}: ${what}`), 'each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`');
 }
 
-function parseAge(file: string, i: number, node: unknown): string[] {
-  if (node === undefined || node === null) return [];
-  const value = isScalar(node) ? node.value : isSeq(node) ? node.items.map((x) => (isScalar(x) ? x.value : x)) : node;
+/** A rule's `age` as sops reads it (aliases and merge keys already resolved): a comma-separated string or a list. */
+function parseAge(file: string, i: number, value: unknown): string[] {
   if (value === null || value === undefined) return [];
   if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return (value as string[]).map((s) => s.trim()).filter(Boolean);
@@ -94,7 +93,8 @@ function load(root: string, required: boolean): Loaded | undefined {
   }
   const text = readFileSync(path, 'utf8');
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = parseDocument(text, { prettyErrors: false });
+  // merge keys (`<<: *base`) as sops (go-yaml) merges them: a key written in the rule wins over a merged one
+  const doc = parseDocument(text, { prettyErrors: false, merge: true });
   if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   // as every user YAML file: ops reads the rules without building the aliases' copies, sops (go-yaml) builds them
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
@@ -104,10 +104,13 @@ function load(root: string, required: boolean): Loaded | undefined {
   if (isMap(contents)) refuseMisspelledKeys(contents, TOP_KEYS, '');
   const list = isMap(contents) ? contents.get('creation_rules', true) : undefined;
   if (list !== undefined && list !== null && !isSeq(list)) throw configError(SOPS_CONFIG_FILE, '`creation_rules` must be a list');
-  (isSeq(list) ? list.items : []).forEach((item, index) => {
+  (isSeq(list) ? list.items : []).forEach((entry, index) => {
+    // read as sops reads it: an alias (`- *rule`, `age: *team`) is the node it names, merge keys merged
+    const item = isAlias(entry) ? entry.resolve(doc) : entry;
     if (!isMap(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
-    const re = item.get('path_regex');
+    const rule = item.toJS(doc, { maxAliasCount: -1 }) as Record<string, unknown>;
+    const re = rule.path_regex;
     if (re !== undefined && re !== null && typeof re !== 'string') throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === 'string') {
       try {
@@ -116,7 +119,7 @@ function load(root: string, required: boolean): Loaded | undefined {
         throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${(e as Error).message})`);
       }
     }
-    const age = parseAge(SOPS_CONFIG_FILE, index, item.get('age', true));
+    const age = parseAge(SOPS_CONFIG_FILE, index, rule.age);
     // A private key pasted as a recipient is refused on every read (never listed, never used), by the recipient check:
     // said by its shape, never quoted. Other entries are checked where a rule is used (recipientsFor).
     age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
@@ -159,6 +162,28 @@ export function recipientsFor(root: string, file: string): string[] {
 }
 
 /**
+ * The rule at `index` as a map ops may change or remove: one written out in full. A rule that is an alias, holds an
+ * anchor or an alias, or merges keys (`<<`) is shared with other places of the file, which sops reads through it:
+ * changing it in place would change them too, removing it would leave their aliases naming nothing. @throws OpsError
+ * saying so, and how to write the rule so ops can keep it; nothing is written.
+ */
+function plainRule(entry: unknown, index: number, env: string): YAMLMap {
+  let shared = isAlias(entry) || !isMap(entry);
+  if (!shared)
+    visit(entry as YAMLMap, {
+      Alias: () => void (shared = true),
+      Node: (_, node: Node) => void (node.anchor && (shared = true)),
+      Pair: (_, pair) => void (isPair(pair) && isScalar(pair.key) && pair.key.value === '<<' && (shared = true)),
+    });
+  if (shared)
+    throw new OpsError(
+      `${SOPS_CONFIG_FILE}: creation_rules[${index}], the rule of ${env}, is written with a YAML anchor, alias or merge key (&name, *name, <<): changing it in place would change or break the rules sharing it; nothing was changed`,
+      `write the rule of ${env} out in full (path_regex: ${envPathRegex(env)} and its own age: list), then run the command again`,
+    );
+  return entry as YAMLMap;
+}
+
+/**
  * Give environment `env` the recipients `recipients` in .sops.yaml: its own rule (path_regex
  * envPathRegex(env)) is updated, or created before any rule that would otherwise match its files. Written only over
  * the file as read, read again when another command changed it meanwhile (retryOnChange: two environments' rules
@@ -186,10 +211,11 @@ async function setEnvRuleOnce(root: string, env: string, recipients: string[], s
   }
   seq.flow = false;
   const items = seq.items;
-  const own = items.findIndex((it) => isMap(it) && it.get('path_regex') === regex);
+  // the rule sops takes for the environment's files, as read (an alias or a merged path_regex included)
+  const own = loaded?.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
   const ageValue = new Scalar(list.join(','));
   if (own >= 0) {
-    const rule = items[own] as YAMLMap;
+    const rule = plainRule(items[own], own, env);
     const old = rule.get('age', true);
     if (isSeq(old)) {
       const s = new YAMLSeq();
@@ -220,8 +246,9 @@ async function removeEnvRuleOnce(root: string, env: string): Promise<boolean> {
   if (!loaded) return false;
   const seq = (loaded.doc.contents as YAMLMap | null)?.get('creation_rules', true);
   if (!isSeq(seq)) return false;
-  const i = seq.items.findIndex((it) => isMap(it) && it.get('path_regex') === regex);
+  const i = loaded.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
   if (i < 0) return false;
+  plainRule(seq.items[i], i, env);
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;

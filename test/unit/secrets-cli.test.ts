@@ -87,6 +87,19 @@ describe('ops env new', () => {
     expect(loadEnvironment('prod', root).hosts[0]!.address).toBe('203.0.113.10');
   });
 
+  it('env remove of an environment whose .sops.yaml rule is shared through a YAML alias: refused before anything is removed', async () => {
+    const root = tempRoot();
+    expect((await cli(root, ['env', 'new', 'qd'])).code).toBe(0);
+    const config = join(root, '.sops.yaml');
+    const text = readFileSync(config, 'utf8').replace('- path_regex: (^|/)environments/qd/', '- &qd\n    path_regex: (^|/)environments/qd/') + '  - *qd\n';
+    writeFileSync(config, text);
+    const r = await cli(root, ['env', 'remove', 'qd', '--force']);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('the rule of qd, is written with a YAML anchor, alias or merge key');
+    expect(existsSync(join(root, 'environments', 'qd', 'environment.yml'))).toBe(true);
+    expect(readFileSync(config, 'utf8')).toBe(text);
+  });
+
   it('refuses an existing environment, and a bad name, changing nothing', async () => {
     const before = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
     const again = await cli(e.root, ['env', 'new', 'qa']);

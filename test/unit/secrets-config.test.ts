@@ -1,7 +1,7 @@
 // .sops.yaml: creation rules read as sops reads them, and edited per environment without losing the rest.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { OpsError } from '../../core/errors.ts';
@@ -99,6 +99,42 @@ describe('.sops.yaml', () => {
     expect(err.message).toBe(`no creation rule in .sops.yaml matches ${outside}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`);
     expect(err.hint).toBe('move it into the project (an environment\'s files go in environments/<env>/assets/) and run the command on it there');
     expect(ruleFor(root, join(root, 'environments/prod/x.yaml'))?.index).toBe(0); // a file inside: relative to the project, as before
+  });
+
+  it('YAML anchors, aliases and merge keys are read as the real sops reads them; a rule sharing nodes is refused for a change, the file unchanged', async () => {
+    const key = ageKey();
+    const [b] = await recipients();
+    const root = tempRoot();
+    const config = join(root, '.sops.yaml');
+    const plain = join(root, 'environments', 'prod', 'x.yaml');
+    mkdirSync(dirname(plain), { recursive: true });
+    const hasSops = !spawnSync('sops', ['--version', '--disable-version-check']).error;
+    const forms = {
+      'an alias of a recipient': `keys:\n  - &team ${key.recipient}\ncreation_rules:\n  - path_regex: (^|/)environments/prod/\n    age: *team\n`,
+      'an alias of a list': `recips: &r\n  - ${key.recipient}\ncreation_rules:\n  - path_regex: (^|/)environments/prod/\n    age: *r\n`,
+      'an alias of a whole rule': `creation_rules:\n  - &rule\n    path_regex: (^|/)environments/demo/\n    age: ${b}\n  - path_regex: (^|/)environments/prod/\n    age: &mine ${key.recipient}\n  - *rule\n`,
+      'a merge key': `x-base: &base\n  age: ${key.recipient}\ncreation_rules:\n  - <<: *base\n    path_regex: (^|/)environments/prod/\n`,
+    };
+    for (const [form, text] of Object.entries(forms)) {
+      writeFileSync(config, text);
+      expect(recipientsFor(root, 'environments/prod/secrets.sops.yaml'), form).toEqual([key.recipient]);
+      if (hasSops) {
+        // the real sops encrypts to the same recipient
+        writeFileSync(plain, 'a: 1\n');
+        const r = sops(['--config', config, 'encrypt', plain], key.file);
+        expect(r.code, `${form}: ${r.err}`).toBe(0);
+        expect((parse(r.out) as { sops: { age: { recipient: string }[] } }).sops.age.map((a) => a.recipient), form).toEqual([key.recipient]);
+      }
+      // changing or removing the rule would change or break what shares it: refused, the file as it was
+      await expect(setEnvRule(root, 'prod', [key.recipient, b]), form).rejects.toThrow(/creation_rules\[\d\], the rule of prod, is written with a YAML anchor, alias or merge key .*nothing was changed/);
+      await expect(removeEnvRule(root, 'prod'), form).rejects.toThrow(/the rule of prod, is written with a YAML anchor/);
+      expect(readFileSync(config, 'utf8'), form).toBe(text);
+    }
+    // another environment's rule, written in full, is changed as ever, the shared nodes kept
+    await setEnvRule(root, 'qa', [b]);
+    expect(recipientsFor(root, 'environments/qa/secrets.sops.yaml')).toEqual([b]);
+    expect(recipientsFor(root, 'environments/prod/secrets.sops.yaml')).toEqual([key.recipient]);
+    expect(readFileSync(config, 'utf8')).toContain('<<: *base');
   });
 
   it('a rule with a bad recipient or a bad regex is reported with its place', async () => {

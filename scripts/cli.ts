@@ -1,6 +1,6 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
 import { quote, wholeNumber } from '../core/shell.ts';
@@ -372,10 +372,6 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   }
   const rest = argv.slice(command.name.split(' ').length);
   const cwd = invocationDir(processEnv);
-  // A key file named relative ($SOPS_AGE_KEY_FILE=keys.txt) starts from where the command was run, as every path
-  // typed does (npm runs ops from the project root: a relative one was read from there, not found).
-  const keyFile = processEnv.SOPS_AGE_KEY_FILE;
-  if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: resolve(cwd, keyFile) };
   /** Path arguments typed relative: resolved path -> as typed. */
   const typedPaths = new Map<string, string>();
   const absolute = (p: string): string => {
@@ -402,6 +398,11 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     process.exit(exitCode);
   };
   try {
+    // A key file named relative ($SOPS_AGE_KEY_FILE=keys.txt) starts from where the command was run, and a `~` (quoted,
+    // so the shell left it: SOPS_AGE_KEY_FILE='~/keys.txt') is the home directory, as in every path typed (userPath;
+    // npm runs ops from the project root: a relative one was read from there, not found).
+    const keyFile = processEnv.SOPS_AGE_KEY_FILE;
+    if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     let parsed;
     try {

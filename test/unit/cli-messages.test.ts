@@ -182,6 +182,9 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(relativeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
     const noKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: 'mykey.txt' } });
     expect(noKey.err).toContain(`error: SOPS_AGE_KEY_FILE: cannot read ${join(assets, 'mykey.txt')}: no such file`);
+    // a `~` the shell left (quoted: SOPS_AGE_KEY_FILE='~/...') is the home directory, as in every path typed
+    const tildeKey = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: env.dir, INIT_CWD: assets, SOPS_AGE_KEY_FILE: '~/mykey.txt' } });
+    expect(tildeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
     // missing: the path as resolved, and where a relative one starts
     const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
     expect(missing.code).toBe(1);

@@ -36,6 +36,18 @@ export function cmd(...words: (string | number)[]): string {
   return words.map(quote).join(' ');
 }
 
+/**
+ * The environment name a refused one was most likely meant as, when it spells a valid one otherwise: a path to its
+ * folder or a file in it (the shell completes `environments/demo/`), upper case (`QA`), or "." "_" or spaces where
+ * names have "-" (`qa.eu`, `qa_eu`). Undefined when nothing valid comes of it.
+ */
+function environmentMeant(typed: string): string | undefined {
+  const path = typed.trim().replace(/^(\.\/)+/, '');
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, '');
+  const name = folder.toLowerCase().replace(/[._\s]+/g, '-');
+  return name !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name) && !name.endsWith('-status') ? name : undefined;
+}
+
 /** A kind of value: its pattern, the form said when it fails, an extra rule, and the hint of a refusal (what to give instead). */
 type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined; hint?: (v: string) => string };
 
@@ -63,7 +75,10 @@ const CHECKS = {
       v.endsWith('-status')
         ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -'-status'.length)} (its deploy key without reviewers); pick another name`
         : undefined,
-    hint: () => 'the name of its folder under environments/ (`ops env new <name>` makes one)',
+    hint: (v) => {
+      const meant = environmentMeant(v);
+      return `${meant ? `did you mean ${meant}? ` : ''}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+    },
   },
   release: {
     what: 'release id',

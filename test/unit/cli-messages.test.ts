@@ -35,6 +35,19 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('an environment name written otherwise', () => {
+  it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const [typed, meant] of [['environments/prod/', 'prod'], ['./environments/prod/environment.yml', 'prod'], ['prod/', 'prod'], ['PROD', 'prod'], ['qa.eu', 'qa-eu'], ['qa_eu', 'qa-eu']]) {
+      const r = await cli(root, 'config', typed!);
+      expect(r.code, typed).toBe(1);
+      expect(r.err, typed).toContain(`error: invalid environment name ${JSON.stringify(typed)}: expected lower-case letters`);
+      expect(r.err, typed).toContain(`hint: did you mean ${meant}? the name of its folder under environments/`);
+    }
+    expect((await cli(root, 'config', '../x')).err).not.toContain('did you mean');
+  });
+});
+
 describe('an option before the command', () => {
   it('(`ops --json deploy prod`) is said to go after it, with the command line reordered; --json still gets its document', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -551,7 +551,12 @@ export function loadEnvironment(envName: string, root: string): Environment {
     if (!file) return key ?? '';
     const keyFile = relativeTo(dir, file);
     try {
-      const text = readFileSync(keyFile, 'utf8').trim();
+      // as ssh reads a known_hosts file: comment lines ("# web1:22 SSH-2.0-...") and blank ones are no key
+      const text = readFileSync(keyFile, 'utf8')
+        .split(/\r?\n/)
+        .filter((l) => !/^\s*(#|$)/.test(l))
+        .join('\n')
+        .trim();
       const parsed = parseHostKey(text);
       if (typeof parsed === 'string') problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;

@@ -579,6 +579,16 @@ describe('shipped environments', () => {
     writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`${KEY} root@web1`);
   });
+
+  it('a host_key_file with comment lines, blank lines, a BOM or Windows line endings (a known_hosts excerpt) gives its key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'environments', 'x', 'web1.pub'), `\uFEFF# web1:22 SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\nweb1 ${KEY}\r\n`);
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.pub' };
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`web1 ${KEY}`);
+  });
 });
 
 describe('README environment reference', () => {

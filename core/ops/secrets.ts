@@ -11,9 +11,9 @@ import { urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
 import { splitKeyPath } from '../secrets/tree.ts';
 import { distance } from '../config/schema-object.ts';
 import { keyName, own } from '../report.ts';
+import { EXAMPLE_RECIPIENT } from '../secrets/key-file.ts';
 
-/** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
-export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
+export { EXAMPLE_RECIPIENT };
 
 /**
  * The credentials written in plain values of environment.yml (committed in the clear): a URL's password or a token as

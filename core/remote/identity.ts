@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import type { Reporter } from '../report.ts';
+import { exposedKeyWarning } from '../secrets/key-file.ts';
 
 export interface Credentials {
   privateKey?: string;
@@ -71,14 +72,21 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
     reporter.mask(key);
     return { privateKey: key, passphrase, describe };
   };
-  if (sources.identityFile) return fromText(readKey(sources.identityFile, '--identity'), `key file ${sources.identityFile}`);
+  /** A key file's text, with a warning when other users may read it (ssh itself refuses such a key). */
+  const fromFile = (file: string, label: string): Credentials => {
+    const creds = fromText(readKey(file, label), `key file ${file}`);
+    const w = exposedKeyWarning(file, 'an SSH private key');
+    if (w) reporter.warn(w);
+    return creds;
+  };
+  if (sources.identityFile) return fromFile(sources.identityFile, '--identity');
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, '$OPS_SSH_KEY');
-  if (sources.configFile) return fromText(readKey(sources.configFile, 'ssh.identity_file'), `key file ${sources.configFile}`);
+  if (sources.configFile) return fromFile(sources.configFile, 'ssh.identity_file');
   if (processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);
-    if (userFileExists(p, p, 'an SSH private key')) return fromText(readKey(p, 'default key'), `key file ${p}`);
+    if (userFileExists(p, p, 'an SSH private key')) return fromFile(p, 'default key');
   }
   throw new OpsError(
     'no SSH key to log in with',

@@ -99,6 +99,7 @@ export function ageKeyFileProblems(root: string, env: string, path: string): str
  */
 export async function loadEnvIdentities(root: string, env: string, processEnv: NodeJS.ProcessEnv = process.env, warn?: (message: string) => void): Promise<Identities> {
   const ids = await loadIdentities(processEnv);
+  if (warn) for (const w of ids.warnings ?? []) warn(w);
   const configFile = join(envDir(root, env), 'environment.yml');
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile: unknown;

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
-import { defaultKeyFile } from './key-file.ts';
+import { EXAMPLE_RECIPIENT, defaultKeyFile, exposedKeyWarning } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
 
 export { defaultKeyFile };
@@ -25,6 +25,8 @@ export interface Identities {
   tried: string[];
   /** The default key file for this environment (named in hints). */
   defaultFile?: string;
+  /** Key files read that other users may read (exposedKeyWarning), for a caller with a reporter to say. */
+  warnings?: string[];
 }
 
 
@@ -75,6 +77,13 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
 export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
   const identities: Identity[] = [];
   const tried: string[] = [];
+  const warnings: string[] = [];
+  // the published example key (public, committed with the repository's modes) is no one's secret to protect
+  const exposed = (file: string, found: Identity[]) => {
+    if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
+    const w = exposedKeyWarning(file, 'your age private key');
+    if (w) warnings.push(w);
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
     const found = await parseIdentities(processEnv.SOPS_AGE_KEY, 'SOPS_AGE_KEY');
     identities.push(...found);
@@ -93,6 +102,7 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     }
     const found = await parseIdentities(text, file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
   } else tried.push('SOPS_AGE_KEY_FILE (not set)');
   if (processEnv.SOPS_AGE_KEY_CMD) {
@@ -110,11 +120,12 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   if (userFileExists(file, file, 'an age key file')) {
     const found = await parseIdentities(readFileSync(file, 'utf8'), file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
   } else tried.push(`${file} (no such file)`);
   // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...(warnings.length && { warnings }) };
 }
 
 /** Identities given as text (tests, `--key`), in the same form as a key file. */

@@ -2,7 +2,8 @@
 // bug) is fed through the top level of the CLI and of an action, at each place it can happen (connecting,
 // a step, an upload), and what comes out is one message naming the host, and a hint.
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -218,6 +219,35 @@ describe('a local file given by the user that cannot be read says why in words (
     const age = await caught(() => loadIdentities({ SOPS_AGE_KEY_FILE: dir, HOME: dir }));
     expect(age.message).toBe(`SOPS_AGE_KEY_FILE: cannot read ${dir}: it is a directory, not an age key file`);
     for (const e of [missing, folder, yaml, age]) expect(e.message).not.toMatch(/\bE[A-Z]{3,}\b/);
+  });
+});
+
+describe('a private key file other users of this machine can read is warned of, with the chmod that fixes it', () => {
+  it('an age key file (SOPS_AGE_KEY_FILE, the default one) and an SSH key (--identity); mode 0600 and the published example key are not', async () => {
+    const { resolveCredentials } = await import('../../core/remote/identity.ts');
+    const { generateIdentity, loadIdentities } = await import('../../core/secrets/keys.ts');
+    const { MemoryReporter } = await import('../../core/report.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-modes-'));
+    const age = join(dir, 'keys.txt');
+    writeFileSync(age, (await generateIdentity()).keyFile, { mode: 0o644 });
+    chmodSync(age, 0o644);
+    expect((await loadIdentities({ SOPS_AGE_KEY_FILE: age, HOME: dir })).warnings).toEqual([`${age} (your age private key) can be read or changed by other users of this machine (mode 0644): chmod 600 ${age}`]);
+    const xdg = join(dir, 'xdg');
+    mkdirSync(join(xdg, 'sops', 'age'), { recursive: true });
+    const byDefault = join(xdg, 'sops', 'age', 'keys.txt');
+    writeFileSync(byDefault, readFileSync(age), { mode: 0o640 });
+    chmodSync(byDefault, 0o640);
+    expect((await loadIdentities({ HOME: dir, XDG_CONFIG_HOME: xdg })).warnings).toEqual([expect.stringContaining(`(mode 0640): chmod 600 ${byDefault}`)]);
+    chmodSync(age, 0o600);
+    expect((await loadIdentities({ SOPS_AGE_KEY_FILE: age, HOME: dir })).warnings).toBeUndefined();
+    const example = join(import.meta.dirname, '..', '..', 'environments', 'example-age-key.txt');
+    expect((await loadIdentities({ SOPS_AGE_KEY_FILE: example, HOME: dir })).warnings).toBeUndefined();
+    const ssh = join(dir, 'id_ed25519');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', ssh]);
+    chmodSync(ssh, 0o644);
+    const reporter = new MemoryReporter();
+    resolveCredentials({ identityFile: ssh }, reporter);
+    expect(reporter.lines.join('\n')).toContain(`${ssh} (an SSH private key) can be read or changed by other users of this machine (mode 0644): chmod 600 ${ssh}`);
   });
 });
 

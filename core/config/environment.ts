@@ -532,6 +532,13 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
   const dir = join(environmentsDir(root), envName);
   const file = join(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
+    // the folder is there with the settings under another name (environment.yaml, config.yml): said with the rename
+    const other = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes('.sops.')) : undefined;
+    if (other)
+      throw new OpsError(
+        `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
+        `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`,
+      );
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,

@@ -580,6 +580,14 @@ describe('shipped environments', () => {
     expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`${KEY} root@web1`);
   });
 
+  it('an environment folder holding its settings under another name (environment.yaml) is said so, with the rename', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'environments', 'x', 'secrets.sops.yaml'), 'a: 1\n');
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yaml'), JSON.stringify(minimal()));
+    expect(() => loadEnvironment('x', dir)).toThrow(expect.objectContaining({ message: 'environments/x/ has no environment.yml: the settings are read from that name only, and it holds environment.yaml', hint: expect.stringContaining('git mv environments/x/environment.yaml environments/x/environment.yml') }));
+  });
+
   it('a host_key_file with comment lines, blank lines, a BOM or Windows line endings (a known_hosts excerpt) gives its key', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
     mkdirSync(join(dir, 'environments', 'x'), { recursive: true });

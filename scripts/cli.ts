@@ -202,7 +202,9 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const spec = name === undefined ? undefined : specs[name];
     const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
     const display = name === undefined ? flag : `--${name}`;
-    const next = args[args.indexOf(named[1]!) + 1];
+    // the word after the option as typed (node names it "-r, --ref <value>"): none when it was last
+    const at = Math.max(...named[1]!.replace(/ <value>$/, '').split(', ').map((f) => args.lastIndexOf(f)));
+    const next = at < 0 ? undefined : args[at + 1];
     const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
     const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);

@@ -54,6 +54,9 @@ describe('an option given no value', () => {
     const r = await runOps(['deploy', 'x', '--ref', '-my-branch'], { root, processEnv: { PATH: process.env.PATH } });
     expect(r.err).toMatch(/^error: --ref needs a branch, tag or sha, got none\n  hint: a value starting with "-" is written --ref=-VALUE; usage: ops deploy /);
     expect((await runOps(['logs', 'x', '-n', '-f'], { root, processEnv: { PATH: process.env.PATH } })).err).toMatch(/^error: --lines needs a whole number, got none\n  hint: usage: ops logs /);
+    // last on the line, after the environment: nothing followed it, so no word starting with "-" is explained
+    for (const argv of [['deploy', 'x', '--ref'], ['logs', 'x', '-n'], ['secrets', 'show', 'x', '--key']])
+      expect((await runOps(argv, { root, processEnv: { PATH: process.env.PATH } })).err, argv.join(' ')).toMatch(/^error: --\S+ needs [^\n]*, got none\n  hint: usage: ops /);
   });
 
   it('every option of every command that takes a value, followed by another option or last, or as its short form: "--<option> needs …, got none"', async () => {

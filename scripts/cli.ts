@@ -98,8 +98,8 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
  * The project root for a command that does not need one: projectRoot's, or undefined where no project is found from
  * the current directory. A mistyped $OPS_ROOT is still refused (it was given on purpose).
  */
-function optionalProjectRoot(value: string | undefined, cwd: string): string | undefined {
-  if (value) return projectRoot(value, cwd);
+function optionalProjectRoot(value: string | undefined, cwd: string, home?: string): string | undefined {
+  if (value) return projectRoot(value, cwd, home);
   try {
     return findRoot();
   } catch (e) {
@@ -424,7 +424,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       return 0;
     }
     checkArgs(command, parsed.positionals);
-    const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd) : projectRoot(processEnv.OPS_ROOT, cwd));
+    const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
     json = 'json' in specs && values.json === true;

@@ -628,14 +628,24 @@ export function findRoot(from = process.cwd()): string {
  * project with no environments yet (where `ops env new` would start a new one in the wrong place).
  * @throws OpsError for an OPS_ROOT that does not exist, is not a folder, or holds no environments/ folder.
  */
-export function projectRoot(value: string | undefined, cwd: string): string {
+export function projectRoot(value: string | undefined, cwd: string, home?: string): string {
   if (!value) return findRoot(); // from the process directory, as before: under npm, the project root
-  const dir = resolve(cwd, value);
+  // a path as every path typed is read: a `~` the shell left (quoted) is the home directory
+  const dir = userPath(cwd, value, home);
   const what = projectDirProblem(dir);
   if (!what) return dir;
+  // a folder inside a project (its environments/ folder, an environment's): the project it is in is named
+  let inside: string | undefined;
+  try {
+    inside = existsSync(dir) ? findRoot(dir) : undefined;
+  } catch {
+    inside = undefined;
+  }
   throw new OpsError(
     `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,
-    'set OPS_ROOT to the project folder (the one holding environments/ and package.json), or unset it to find the project from the current directory; a new project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
+    inside
+      ? `it is inside the project ${inside}: set OPS_ROOT=${inside}, or unset it to find the project from the current directory`
+      : 'set OPS_ROOT to the project folder (the one holding environments/ and package.json), or unset it to find the project from the current directory; a new project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
   );
 }
 

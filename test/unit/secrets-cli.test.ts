@@ -2,7 +2,7 @@
 // rotate, recipients add/remove/sync, keygen and the token generators.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findRoot, loadEnvironment } from '../../core/config/environment.ts';
@@ -1119,6 +1119,16 @@ describe('OPS_ROOT', () => {
     const r = await runOps(['secrets', 'recipients', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: '.', INIT_CWD: e.root, ...e.env } });
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/age1/);
+  });
+
+  it('a ~ the shell left (quoted) is the home directory; a folder inside a project (its environments/) names the project', async () => {
+    const e = await newEnv();
+    const home = dirname(e.root);
+    const tilde = await runOps(['secrets', 'recipients', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: home, OPS_ROOT: `~/${basename(e.root)}`, INIT_CWD: tempDir(), ...e.env } });
+    expect(tilde.code, tilde.err).toBe(0);
+    const inside = await opsRoot(join(e.root, 'environments'), ['secrets', 'recipients', 'qa']);
+    expect(inside.code).toBe(1);
+    expect(inside.err).toContain(`hint: it is inside the project ${e.root}: set OPS_ROOT=${e.root}, or unset it`);
   });
 });
 

@@ -367,7 +367,14 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     } else if (argv[0]!.startsWith('-')) {
       return optionBeforeCommand(commands, argv, stdout, stderr, shown);
     } else {
-      const near = didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
+      // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
+      // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)
+      const groups = commands.filter((c) => c.name.includes(' ')).map((c) => c.name);
+      const second = argv[1] !== undefined && !argv[1].startsWith('-') ? argv[1] : undefined;
+      const near =
+        (second === undefined ? undefined : didYouMean(`${argv[0]} ${second}`, groups)) ??
+        (/[-_]/.test(argv[0]!) ? didYouMean(argv[0]!.replace(/[-_]+/g, ' '), groups) : undefined) ??
+        didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
       stderr.write(showControls(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`)) + `\n\n${mainHelp(commands)}\n`);
     }
     return 2;

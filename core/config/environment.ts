@@ -465,7 +465,7 @@ export function readYamlFile(file: string, label = file): unknown {
  * password and any private key on them hidden (hideSecrets). Shown whole, not cut to 80 characters as the library
  * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
  */
-function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
+export function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
   // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
   const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, ''));
   const at = error.linePos?.[0];
@@ -478,11 +478,14 @@ function yamlErrorMessage(label: string, text: string, error: YAMLError): string
   return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
 }
 
-/** What to do about a YAML syntax error, by its kind (the yaml library's code); the message says where. */
-function yamlErrorHint(error: YAMLError): string {
+/**
+ * What to do about a YAML syntax error, by its kind (the yaml library's code); the message says where. One for every
+ * YAML file a person writes (environment.yml, .sops.yaml); `oneDocument`: the hint for a second document in it.
+ */
+export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)'): string {
   switch (error.code) {
     case 'MULTIPLE_DOCS':
-      return 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)';
+      return oneDocument;
     case 'TAB_AS_INDENT':
       return 'indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)';
     case 'DUPLICATE_KEY':

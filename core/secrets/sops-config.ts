@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, Scalar, visit, YAMLMap, YAMLSeq, type Node } from 'yaml';
+import { yamlErrorHint, yamlErrorMessage } from '../config/environment.ts';
 import { distance } from '../config/schema-object.ts';
 import { OpsError, userFileExists } from '../errors.ts';
 import { validate } from '../shell.ts';
@@ -94,8 +95,10 @@ function load(root: string, required: boolean): Loaded | undefined {
   const text = readFileSync(path, 'utf8');
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
   // merge keys (`<<: *base`) as sops (go-yaml) merges them: a key written in the rule wins over a merged one
-  const doc = parseDocument(text, { prettyErrors: false, merge: true });
-  if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  const doc = parseDocument(text, { merge: true });
+  // said as every YAML file a person writes is: where, the line, and the fix for its kind (a tab: indent with spaces)
+  if (doc.errors.length)
+    throw new OpsError(yamlErrorMessage(SOPS_CONFIG_FILE, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, `${SOPS_CONFIG_FILE} is one YAML document: remove the \`---\` line and what is another document after it (sops reads one)`));
   // as every user YAML file: ops reads the rules without building the aliases' copies, sops (go-yaml) builds them
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules: CreationRule[] = [];

@@ -55,6 +55,23 @@ describe('.sops.yaml', () => {
     expect(refused(`x-team: ops\nstores: {yaml: {indent: 4}}\ncreation_rules:\n  - path_regex: x\n    age: ${a}\n    encrypted_regex: ^data$\n    mac_only_encrypted: true\n`)).toBe('read');
   });
 
+  it('a YAML mistake in it is said as in every YAML file a person writes: where, the line, and the fix for its kind', async () => {
+    const root = tempRoot();
+    const said = (text: string) => {
+      writeFileSync(join(root, '.sops.yaml'), text);
+      try {
+        readCreationRules(root);
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('read');
+    };
+    const tab = said('creation_rules:\n\t- path_regex: x\n');
+    expect(tab.message).toMatch(/^\.sops\.yaml is not valid YAML: Tabs are not allowed as indentation at line 2, column 1:\n/);
+    expect(tab.hint).toBe('indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)');
+    expect(said('creation_rules: []\n---\nx: 1\n').hint).toBe('.sops.yaml is one YAML document: remove the `---` line and what is another document after it (sops reads one)');
+  });
+
   it('no matching rule: says which file and shows the rule to add', async () => {
     const [a] = await recipients();
     const root = tempRoot();

@@ -168,9 +168,17 @@ export function documentationAddress(address: string): string | undefined {
   return undefined;
 }
 
-/** The live-log label of an endpoint: "web1 (deploy@10.0.0.5:22)". */
+/**
+ * An address and port as ssh and URLs write them: an IPv6 address in brackets ("[2001:db8::5]:22"), where
+ * "2001:db8::5:22" would read as another address with no port.
+ */
+export function addressPort(address: string, port: number): string {
+  return `${isIPv6(address) ? `[${address}]` : address}:${port}`;
+}
+
+/** The live-log label of an endpoint: "web1 (deploy@10.0.0.5:22)", "web1 (deploy@[2001:db8::5]:22)". */
 export function describeEndpoint(ep: Endpoint): string {
-  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+  return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
 }
 
 /**
@@ -192,7 +200,7 @@ export class Bastion {
 
   /** Log in to the bastion (retries like a host). */
   static async open(endpoint: Endpoint, options: LoginOptions): Promise<Bastion> {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: 'bastion.host_key (or hosts[].bastion.host_key)' }, options);
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: 'bastion.host_key (or hosts[].bastion.host_key)' }, options);
     return new Bastion(ssh, endpoint);
   }
 
@@ -203,7 +211,7 @@ export class Bastion {
   /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
   forward(target: Endpoint): Promise<Duplex> {
     const conn = this.ssh.connection;
-    const label = `${target.name} (${target.address}:${target.port})`;
+    const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, 'try again'));
     return new Promise((resolve, reject) => {
@@ -215,7 +223,7 @@ export class Bastion {
           // Marked retryable like a refused TCP connection when the bastion could not connect (the host booting).
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? 'the bastion refuses TCP forwarding' : why}`,
-            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv6(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
+            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`,
           );
           if (!denied) (err as { code?: string }).code = 'ECONNREFUSED';
           reject(err);

@@ -270,6 +270,14 @@ describe('a host address reserved for documentation (the placeholder ops env new
   });
 });
 
+describe('a host known by its IPv6 address is written [address]:port where a port follows (core/remote/ssh-login.ts)', () => {
+  it('as ssh and URLs write it: 2001:db8::5:22 would read as another address', async () => {
+    const { describeEndpoint } = await import('../../core/remote/ssh-login.ts');
+    expect(describeEndpoint({ name: 'web1', user: 'deploy', address: '2001:db8::5', port: 2222, hostKey: '' })).toBe('web1 (deploy@[2001:db8::5]:2222)');
+    expect(describeEndpoint({ name: 'web1', user: 'deploy', address: '10.0.0.5', port: 22, hostKey: '' })).toBe('web1 (deploy@10.0.0.5:22)');
+  });
+});
+
 describe('an SSH key that is something else is said by its shape, never quoted (core/remote/identity.ts checkKeyText)', () => {
   it('a public key (a .pub file, an authorized_keys line), a path in $OPS_SSH_KEY, a PuTTY key', async () => {
     const { resolveCredentials } = await import('../../core/remote/identity.ts');

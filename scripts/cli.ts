@@ -309,14 +309,28 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const first = leading.find((a) => a.startsWith('-'))!;
   // no command at all, and a slip of ops's own options (`ops -v`, `ops --verison`): the option meant is named
   const meant = at < 0 ? nearOption(first, {}) : undefined;
-  const error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}": options go after the command, not before it`;
+  let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}": options go after the command, not before it`;
   let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
   const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
   if (at >= 0) {
     const after = argv.slice(at);
     const end = after.includes('--') ? after.indexOf('--') : after.length;
+    // an option the command does not take, moved as its closest one (`ops --dryrun deploy`: --dry-run), or said
+    const specs = { ...(command?.options ?? {}), ...GLOBAL_OPTIONS };
+    const said: string[] = [];
+    const moved = leading.map((a) => {
+      if (!command || !a.startsWith('-') || a === '--') return a;
+      const [name, ...value] = a.split('=');
+      const known = Object.entries(specs).some(([k, o]) => name === `--${k}` || (o.short !== undefined && a.startsWith(`-${o.short}`) && !a.startsWith('--')));
+      if (known) return a;
+      const near = nearOption(name!, specs);
+      said.push(near ? `${name}: did you mean ${near}?` : `${name} is no option of "ops ${command.name}"`);
+      // one with nothing close is left out of the command line shown (it would be refused there again)
+      return near?.startsWith('-') ? [near, ...value].join('=') : undefined;
+    }).filter((a) => a !== undefined);
+    if (said.length) error += ` (${said.join('; ')})`;
     // a leading `--` ends nothing there: it is dropped, not moved
-    hint = `ops ${[...after.slice(0, end), ...leading.filter((a) => a !== '--'), ...after.slice(end)].map(quote).join(' ')}`;
+    hint = `ops ${[...after.slice(0, end), ...moved.filter((a) => a !== '--'), ...after.slice(end)].map(quote).join(' ')}`;
   }
   stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
   if (leading.includes('--json') && command?.options && 'json' in command.options) {

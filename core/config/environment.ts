@@ -613,7 +613,7 @@ export function findRoot(from = process.cwd()): string {
     const pkg = existsSync(join(dir, 'package.json'));
     if (envs && pkg) return dir;
     if (envs) halves.push(`${dir} has environments/ but no package.json`);
-    else if (pkg && halves.length < 3) halves.push(`${dir} has a package.json but no environments/ folder`);
+    else if (pkg && halves.length < 3) halves.push(`${dir} has a package.json but no environments/ folder${existsSync(join(dir, 'environments')) ? ' (its environments is a file)' : ''}`);
     const parent = resolve(dir, '..');
     if (parent === dir) {
       throw new OpsError(

@@ -8,6 +8,7 @@ export function projectDirProblem(dir: string): string | undefined {
   if (!existsSync(dir)) return 'does not exist';
   if (!statSync(dir).isDirectory()) return 'is not a folder';
   const envs = join(dir, 'environments');
-  if (!existsSync(envs) || !statSync(envs).isDirectory()) return 'has no environments/ folder';
+  if (!existsSync(envs)) return 'has no environments/ folder';
+  if (!statSync(envs).isDirectory()) return 'has no environments/ folder (its environments is a file)';
   return undefined;
 }

@@ -1150,6 +1150,15 @@ describe('the project not found', () => {
     expect(err.hint).toContain('set OPS_ROOT to the project folder');
     expect(err.hint).toContain('`npm init -y` writes a package.json');
   });
+
+  it('an environments that is a file, not a folder, is said so (from the current directory and through OPS_ROOT)', async () => {
+    const root = tempDir('ops-noproject-');
+    writeFileSync(join(root, 'package.json'), '{}');
+    writeFileSync(join(root, 'environments'), '');
+    expect(() => findRoot(root)).toThrow(`${root} has a package.json but no environments/ folder (its environments is a file)`);
+    const r = await runOps(['config', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', OPS_ROOT: root, INIT_CWD: root } });
+    expect(r.err).toContain(`${root} has no environments/ folder (its environments is a file)`);
+  });
 });
 
 describe('ops secrets set interrupted while reading the value', () => {

@@ -213,11 +213,11 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
   // holds the option without its =value, and a single dash's first letter only (`-dry-run`: '-d')
   const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /^Unknown option '(--?)([^'=]*)'/.exec(message);
   if (unknown) {
-    const named = unknown[1]! + unknown[2]!;
-    const typed = unknown[1] === '-' ? (args.find((a) => a.startsWith(named) && !a.startsWith('--')) ?? named) : named;
+    const given = unknown[1]! + unknown[2]!;
+    const typed = unknown[1] === '-' ? (args.find((a) => a.startsWith(given) && !a.startsWith('--')) ?? given) : given;
     const near = nearOption(typed, specs);
     // a word typed after one dash shown whole only when it is a long option's name (never a value glued to a letter)
-    const shown = near?.startsWith('--') && typed !== named ? typed : named;
+    const shown = near?.startsWith('--') && typed !== given ? typed : given;
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);

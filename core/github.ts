@@ -142,7 +142,9 @@ function rateLimited(status: number | undefined, headers: Record<string, string 
  */
 export function apiError(what: string, options: { apiUrl: string; timeoutMs: number; access: string }, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
-  const status = (e as { status?: number }).status;
+  // Octokit says a request that got no answer at all (refused, no such host) as status 500 without a response: no
+  // answer of GitHub's, so not its outage (a wrong $GITHUB_API_URL would read as githubstatus.com's business).
+  const status = (e as { response?: unknown }).response === undefined ? undefined : (e as { status?: number }).status;
   const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));

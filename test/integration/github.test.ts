@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { githubAccess } from '../../core/github.ts';
-import { startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
+import { deadUrl, startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
 
 const fakes: FakeGitHub[] = [];
 afterEach(async () => {
@@ -87,6 +87,17 @@ describe('a GitHub API that refuses', () => {
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 403 Resource not accessible by integration/);
     expect(e.hint).toMatch(/needs read access to pull requests/);
+  });
+});
+
+describe('a GitHub API that is not there', () => {
+  it('nothing answers at $GITHUB_API_URL (a mistyped Enterprise Server address): asks whether it is reachable, never "HTTP 500" nor an outage of GitHub\'s', async () => {
+    const url = `${await deadUrl()}/api/v3`;
+    const api = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } }).api!;
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: (?!HTTP)\S.*ECONNREFUSED/);
+    expect(e.hint).toBe(`is ${url} reachable? ($GITHUB_API_URL sets it)`);
   });
 });
 

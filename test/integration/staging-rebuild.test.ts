@@ -118,8 +118,6 @@ describe('staging rebuild', () => {
 
   it.each([
     ['no token', async (gh: FakeGitHub) => access(gh, ''), /no GitHub token/],
-    ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401.*token is invalid/],
-    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/],
     ['no known repository', async () => githubAccess({ token: 'x', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
   ])('without API access (%s) still resets staging and says labelled pull requests were not re-applied', async (_, make, reason) => {
     const { s, runner } = fresh(template);
@@ -131,6 +129,29 @@ describe('staging rebuild', () => {
     expect(s.sha('staging')).toBe(sha.master);
     expect(s.tracking()).toEqual({});
     expect(ctx.reporter.text()).toMatch(/warning: labelled pull requests will NOT be re-applied/);
+    expect(gh.comments).toEqual([]);
+  });
+
+  it.each([
+    ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401/, /token is invalid/],
+    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/, /reachable/],
+    [
+      'an outage that outlasts the retries',
+      async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [5, 5] }),
+      /HTTP 503/,
+      /outage/,
+    ],
+  ])('with a token, a listing of the labelled pull requests that fails (%s) leaves staging untouched and says why', async (what, make, reason, hint) => {
+    const { s, runner } = fresh(template);
+    const gh = await each.github(what.startsWith('an outage') ? { answer: (q) => (q.path.includes('/pulls') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) } : {});
+    const before = s.refs();
+    const e = await failure(rebuildStaging(context(runner.dir), { github: await make(gh), label: 'staging', comment: true }));
+    expect(e.message).toMatch(reason);
+    expect(e.message).toMatch(/staging was left as it is: rebuilt now, it would lose every pull request labelled "staging"$/);
+    expect(e.hint).toMatch(hint);
+    expect(e.hint).toMatch(/; staging keeps them until a rebuild can list them \(to reset it to master without them on purpose, run the rebuild without a token\)$/);
+    expect(s.refs()).toEqual(before);
+    expect(s.sha('staging')).toBe(sha.staging);
     expect(gh.comments).toEqual([]);
   });
 

@@ -226,7 +226,10 @@ function restApi(options: RestOptions): GitHubApi {
         await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return 'created';
       } catch (e) {
-        throw apiError(`comment on pull request #${number}`, { ...options, access: PULLS_ACCESS }, e);
+        // A locked conversation refuses comments with 403 whatever the token may do: not a question of access.
+        const locked = (e as { status?: number }).status === 403 && /\bis locked\b/i.test(e instanceof Error ? e.message : '');
+        const access = locked ? `the conversation of pull request #${number} is locked: unlock it on GitHub (Unlock conversation) to get the comment; the job summary lists it either way` : PULLS_ACCESS;
+        throw apiError(`comment on pull request #${number}`, { ...options, access }, e);
       }
     },
   };

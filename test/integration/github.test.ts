@@ -82,6 +82,16 @@ describe('a GitHub API that refuses', () => {
     expect(e.hint).toMatch(/^wait 60 s/);
   });
 
+  it('a comment on a locked pull request (403 "issue is locked"): says it is locked, not that the token lacks access', async () => {
+    const gh = await startFakeGitHub({ answer: (r) => (r.method === 'POST' && r.path.includes('/comments') ? { status: 403, body: { message: 'Unable to create comment because issue is locked.', documentation_url: 'https://docs.github.com/rest/issues/comments#create-an-issue-comment' } } : undefined) });
+    fakes.push(gh);
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+    const e = (await api.comment(3, 'x', '<!-- m -->').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^GitHub API: cannot comment on pull request #3: HTTP 403 Unable to create comment because issue is locked\./);
+    expect(e.hint).toMatch(/^the conversation of pull request #3 is locked: unlock it/);
+    expect(e.hint).not.toMatch(/read access/);
+  });
+
   it('a token without the permission (403, no rate limit): names the permission', async () => {
     const api = await refusing({ status: 403, body: { message: 'Resource not accessible by integration', documentation_url: 'https://docs.github.com/rest' } });
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;

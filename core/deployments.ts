@@ -68,7 +68,15 @@ export function supersededDescription(sha: string): string {
   return `Not deployed: a newer commit was already live when ${sha.slice(0, 12)} came (forward-only skip)`.slice(0, 140);
 }
 
-const runOf = (s: Status, runId: string): boolean => [s.log_url, s.target_url].some((u) => typeof u === 'string' && new RegExp(`/actions/runs/${runId}(/|$)`).test(u));
+/** Whether a status links to run `runId` (a number: checkRunId), as …/actions/runs/<id> or …/actions/runs/<id>/job/<job>. */
+const runOf = (s: Status, runId: string): boolean =>
+  [s.log_url, s.target_url].some((u) => typeof u === 'string' && (u.endsWith(`/actions/runs/${runId}`) || u.includes(`/actions/runs/${runId}/`)));
+
+/** $GITHUB_RUN_ID as the runner sets it (a number), else an OpsError: it is matched against GitHub's links. */
+function checkRunId(runId: string): string {
+  if (/^[1-9][0-9]{0,19}$/.test(runId)) return runId;
+  throw new OpsError(`invalid $GITHUB_RUN_ID ${JSON.stringify(runId)}: expected the workflow run's number`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');
+}
 
 /**
  * Tell the truth about a forward-only deploy that was skipped: its deployment (of `sha` in `environment`, the one
@@ -81,7 +89,8 @@ const runOf = (s: Status, runId: string): boolean => [s.log_url, s.target_url].s
  * job's status does not settle in time.
  */
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
-  const { environment, sha, runId } = options;
+  const { environment, sha } = options;
+  const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);
   const timeoutMs = options.timeoutMs ?? 15_000;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),

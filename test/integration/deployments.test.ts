@@ -109,6 +109,16 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod: nothing to correct/);
   });
 
+  it.each(['(', '201|.*', '201/../200', ' 201'])('a $GITHUB_RUN_ID that is no run number (%j): refused in one line before any request, nothing marked', async (runId) => {
+    const gh = await scene();
+    const before = JSON.stringify(gh.deployments);
+    const e = await failure(markSuperseded(options(gh, { runId }), new MemoryReporter()));
+    expect(e.message).toBe(`invalid $GITHUB_RUN_ID ${JSON.stringify(runId)}: expected the workflow run's number`);
+    expect(e.hint).toMatch(/the runner sets it/);
+    expect(gh.requests).toEqual([]);
+    expect(JSON.stringify(gh.deployments)).toBe(before);
+  });
+
   it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
     const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '30' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
     const e = await failure(markSuperseded(options(limited), new MemoryReporter()));

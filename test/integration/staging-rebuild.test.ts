@@ -7,7 +7,7 @@ import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, rebuildSummary } from '../../core/staging/messages.ts';
-import { MemoryReporter } from '../../core/report.ts';
+import { MemoryReporter, mdText } from '../../core/report.ts';
 import { RacingGit, Scratch, context, deadUrl, failure, line2, perTest, refusal, type FakeGitHub } from './staging.support.ts';
 
 const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
@@ -281,7 +281,7 @@ describe('staging rebuild', () => {
       expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
       const said = `#5 (feature/b) is at ${unreviewed.slice(0, 7)} now, not at the commit staging took (its approved head) ${sha.b!.slice(0, 7)}, which is what staging takes; 1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} pushed after the label`;
       expect(ctx.reporter.text()).toContain(`warning: ${said}`);
-      expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain(`> **Note**: ${said}`);
+      expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain(`> **Note**: ${mdText(said)}`);
     }
     // Read and labelled again: the label's add takes the new head, and so does every rebuild after it.
     await addToStaging(context(runner.dir), 'feature/b', undefined, { at: unreviewed });

@@ -278,10 +278,33 @@ describe('telling', () => {
     expect(describeMoved(moved, 'staging')).toBe(
       '#7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed | work',
     );
-    expect(addSummary(moved, { staging: 'staging', label: 'staging' })).toContain('> **Note**: #7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed \\| work');
+    expect(addSummary(moved, { staging: 'staging', label: 'staging' })).toContain('> **Note**: \\#\u20607 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed \\| work');
     expect(describeMoved({ ...add, moved: { head: B, newer: [], rewritten: true } }, 'staging')).toMatch(/the branch was rewritten since \(the labelled commit is no longer in it\): its new commits wait for a new label\.$/);
     expect(describeMoved(add, 'staging')).toBeUndefined();
   });
+  it("what comes from outside (a pull request's title, a ref, a file, a commit subject, an API error) shows as it is: no cell split, no markup, HTML, mention or issue link", () => {
+    const hostile = 'x | y <img src=x onerror=alert(1)> **b** @octocat #12 $a$';
+    const shown = 'x \\| y \\<img src=x onerror=alert(1)\\> \\*\\*b\\*\\* @\u2060octocat #\u206012 \\$a\\$';
+    const pull = { number: 3, title: hostile, url: 'https://x/pull/3)](javascript:alert(1)', branch: 'f|`x`' };
+    const src: Source = { display: '#3 (f|`x`)', key: 'refs/heads/f|`x`', sha: C, pull };
+    const md = rebuildSummary(
+      { ...base, added: [{ source: src, outcome: 'merge', sha: B }], skipped: [{ source: { display: 'a|`b`', sha: A }, reason: 'conflict', message: hostile, files: ['<b>|`c`.txt'] }], dropped: ['d|e'], lost: [`${A.slice(0, 7)} ${hostile}`], pullsUnavailable: hostile },
+      names,
+    );
+    expect(md).toContain(`| [#3](https://x/pull/3%29]%28javascript:alert%281%29) ${shown} | \`ccccccc\` | merge commit |`);
+    expect(md).toContain('| `` a\\|`b` `` | `aaaaaaa` | **skipped** (conflict: ``<b>\\|`c`.txt``) |');
+    expect(md).toContain('No longer in staging: `d|e`.');
+    expect(md).toContain(`- \`aaaaaaa\` ${shown}`);
+    expect(md).toContain(`were **not re-applied**: ${shown}.`);
+    // every table row has its three cells, as GitHub splits them (an unescaped "|" would add one)
+    for (const row of md.split('\n').filter((l) => l.startsWith('| '))) expect(row.split(/(?<!\\)\|/).length - 2).toBe(3);
+    expect(md).not.toMatch(/(?<!\\)<img|@octocat|#12/);
+    const comment = skippedComment({ source: src, reason: 'conflict', message: hostile }, { main: 'ma`in', staging: 'st|ag', label: '@team' }, 'https://run/1');
+    expect(comment).toContain('**Not in `st|ag`**: [the rebuild of `st|ag`](https://run/1)');
+    expect(comment).toContain('It conflicts with ``ma`in`` or with another pull request labelled `@team`');
+    expect(comment).toContain(`\`\`\`\n${hostile}\n\`\`\``);
+  });
+
   it('writes a pull-request comment that says why and what to do, with the marker', () => {
     const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');
     expect(body.startsWith(COMMENT_MARKER)).toBe(true);

@@ -95,22 +95,36 @@ export const RETRY_DELAYS_MS: readonly number[] = [1_000, 4_000];
 /**
  * The fetch every GitHub API client here uses: a deadline on every request (and its body), on top of the caller's
  * own signal if any; a read (GET) answered 500/502/503/504 is tried again after each of `retryDelaysMs` (GitHub
- * answers these in passing outages, and a nightly rebuild that could not list its pull requests drops them all
- * from staging). Writes are never repeated (a comment or a status would be written twice), nor a request past its
- * deadline (it would wait that long again). The last answer is the caller's.
+ * answers these in passing outages, and a nightly rebuild that could not list its pull requests fails). Writes are
+ * not repeated after those (a comment or a status would be written twice), nor is a request past its deadline (it
+ * would wait that long again). A request refused by a secondary rate limit (403/429 with retry-after, at most
+ * RETRY_AFTER_MAX_S) is sent again once that pause is over, a write too (refused, it did nothing), as many times as
+ * there are delays. The last answer is the caller's.
  */
 export function fetchWithDeadline(ms: number, retryDelaysMs: readonly number[] = RETRY_DELAYS_MS): typeof fetch {
   const once: typeof fetch = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
   return async (input, init = {}) => {
     const method = (init.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-    for (const delay of method === 'GET' ? retryDelaysMs : []) {
+    for (const delay of retryDelaysMs) {
       const response = await once(input, init);
-      if (!PASSING.has(response.status)) return response;
+      // A secondary rate limit's refusal did nothing (a write too): asked to come back within a minute, it does.
+      const wait = shortRetryAfter(response);
+      if (wait === undefined && !(method === 'GET' && PASSING.has(response.status))) return response;
       await response.body?.cancel();
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, wait ?? delay));
     }
     return once(input, init);
   };
+}
+
+/** The longest retry-after (s) a request waits out itself; a longer one is the caller's error (apiError says how long). */
+export const RETRY_AFTER_MAX_S = 60;
+
+/** The pause (ms) a 403/429 asks for in retry-after (GitHub's secondary rate limit), when at most RETRY_AFTER_MAX_S. */
+function shortRetryAfter(response: Response): number | undefined {
+  if (response.status !== 403 && response.status !== 429) return undefined;
+  const after = Number(response.headers.get('retry-after') ?? 'x');
+  return Number.isInteger(after) && after >= 0 && after <= RETRY_AFTER_MAX_S ? after * 1000 : undefined;
 }
 
 /**

@@ -120,9 +120,9 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
   });
 
   it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
-    const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '30' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
+    const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '300' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
     const e = await failure(markSuperseded(options(limited), new MemoryReporter()));
-    expect(e).toMatchObject({ message: expect.stringMatching(/^GitHub API: cannot list the deployments of a{12} in prod: secondary rate limit reached .*retry after 30 s$/), hint: expect.stringMatching(/^wait 30 s/) });
+    expect(e).toMatchObject({ message: expect.stringMatching(/^GitHub API: cannot list the deployments of a{12} in prod: secondary rate limit reached .*retry after 300 s$/), hint: expect.stringMatching(/^wait 300 s/) });
     expect(e.hint).not.toMatch(/deployments: write/);
     const slow = await each.github({ hang: (q) => q.path.includes('/deployments') });
     const t = await failure(markSuperseded(options(slow, { timeoutMs: 200 }), new MemoryReporter()));

@@ -75,11 +75,27 @@ describe('a GitHub API that refuses', () => {
     expect(e.hint).not.toMatch(/needs read access/);
   });
 
-  it('a secondary rate limit (429, retry-after): says how long to wait', async () => {
-    const api = await refusing({ status: 429, headers: { 'retry-after': '60' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
+  it('a secondary rate limit (429, retry-after longer than a request waits itself): says how long to wait', async () => {
+    const api = await refusing({ status: 429, headers: { 'retry-after': '120' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
     const e = (await api.comment(3, 'x', '<!-- m -->').catch((x: unknown) => x)) as OpsError;
-    expect(e.message).toBe('GitHub API: cannot comment on pull request #3: secondary rate limit reached (too many requests at once), retry after 60 s');
-    expect(e.hint).toMatch(/^wait 60 s/);
+    expect(e.message).toBe('GitHub API: cannot comment on pull request #3: secondary rate limit reached (too many requests at once), retry after 120 s');
+    expect(e.hint).toMatch(/^wait 120 s/);
+  });
+
+  it('a secondary rate limit asking for a short pause (403/429, retry-after 1): waited out, the listing and the comment go through, each written once', async () => {
+    let refused = 0;
+    const limit = (r: { method: string; path: string }): CannedAnswer | undefined =>
+      (r.path.includes('page=2') || r.method === 'POST') && refused < 2 ? (refused++, { status: refused === 1 ? 403 : 429, headers: { 'retry-after': '1' }, body: { message: 'You have exceeded a secondary rate limit.', documentation_url: docs } }) : undefined;
+    const gh = await startFakeGitHub({ pageSize: 1, answer: limit });
+    fakes.push(gh);
+    for (let i = 1; i <= 2; i++) gh.pulls.push({ number: i, created_at: `2026-01-0${i}T00:00:00Z`, head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: ['staging'] });
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+    const started = Date.now();
+    expect((await api.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(await api.comment(1, 'x', '<!-- m -->')).toBe('created');
+    expect(refused).toBe(2);
+    expect(gh.comments).toHaveLength(1);
   });
 
   it('a comment on a locked pull request (403 "issue is locked"): says it is locked, not that the token lacks access', async () => {

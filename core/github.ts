@@ -7,6 +7,7 @@
 // on to the pages after the first).
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
+import { REPOSITORY } from './runinfo.ts';
 
 export interface PullRequest {
   number: number;
@@ -32,7 +33,6 @@ export interface GitHubApi {
 
 export type GitHubAccess = { api: GitHubApi; unavailable?: undefined } | { api?: undefined; unavailable: string };
 
-const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 
 /** "owner/name" and the API base from a remote URL (https, ssh or scp-like); undefined for local paths. */
 export function repositoryFromUrl(url: string): { repository: string; host: string } | undefined {

@@ -209,6 +209,14 @@ describe('settings and inputs', () => {
     expect(runUrl({ GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' })).toBe('https://github.com/acme/app/actions/runs/42');
     expect(runUrl({})).toBe('');
   });
+  it("links to a re-run's own attempt (the run's URL shows its latest one), and to nothing when a part is not of its form", () => {
+    const env = { GITHUB_SERVER_URL: 'https://ghe.example.com/', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' };
+    expect(runUrl({ ...env, GITHUB_RUN_ATTEMPT: '1' })).toBe('https://ghe.example.com/acme/app/actions/runs/42');
+    expect(runUrl({ ...env, GITHUB_RUN_ATTEMPT: '2' })).toBe('https://ghe.example.com/acme/app/actions/runs/42/attempts/2');
+    expect(runUrl({ ...env, GITHUB_RUN_ID: '42)](javascript:x)' })).toBe('');
+    expect(runUrl({ ...env, GITHUB_REPOSITORY: 'acme/app x' })).toBe('');
+    expect(runUrl({ ...env, GITHUB_SERVER_URL: 'javascript:alert(1)//' })).toBe('');
+  });
 });
 
 describe('GitHub access', () => {

@@ -74,6 +74,21 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     expect(last(gh, 1).state).toBe('success');
   });
 
+  it('a re-run (same run id, attempt 2): marks the new attempt\'s deployment, and gives the live one its success back again', async () => {
+    const gh = await scene();
+    await markSuperseded(options(gh), new MemoryReporter());
+    // Attempt 2 of run 201: Actions makes a new deployment of the commit, whose success inactivates the restored one.
+    gh.deployments.push({ id: 3, sha: OLD, environment: 'prod', created_at: '2026-04-01T00:20:00Z', statuses: [] });
+    gh.deploymentStatus(3, 'in_progress', { log_url: `${jobUrl(201)}9` });
+    gh.deploymentStatus(3, 'success', { log_url: `${jobUrl(201)}9`, environment_url: 'https://app.example.com' });
+    expect(last(gh, 1).state).toBe('inactive');
+    const r = await markSuperseded(options(gh, { logUrl: 'https://github.example/acme/webapp/actions/runs/201/attempts/2' }), new MemoryReporter());
+    expect(r).toEqual({ deployment: 3, marked: 'inactive', restored: [1] });
+    expect(last(gh, 3)).toMatchObject({ state: 'inactive', log_url: 'https://github.example/acme/webapp/actions/runs/201/attempts/2' });
+    expect(last(gh, 1).state).toBe('success');
+    expect(last(gh, 2).state).toBe('inactive');
+  });
+
   it('takes the newest deployment of the commit, and says so, when none links to the run', async () => {
     const gh = await scene();
     const reporter = new MemoryReporter();

@@ -29,6 +29,9 @@ interface Deployment {
   created_at: string;
 }
 
+/** What the token needs (a 403/404 on the deployments API). */
+const DEPLOYMENTS_ACCESS = 'the job needs `permissions: deployments: write` (and the token access to this repository)';
+
 /** States of a deployment status that the job running it may still replace. */
 const UNFINISHED = new Set(['queued', 'pending', 'in_progress']);
 
@@ -97,29 +100,34 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
     request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) },
   });
   const [owner, repo] = options.repository.split('/') as [string, string];
+  const fail = (what: string, e: unknown) => apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: DEPLOYMENTS_ACCESS }, e);
   const call = async <T>(what: string, f: () => Promise<{ data: T }>): Promise<T> => {
     try {
       return (await f()).data;
     } catch (e) {
-      throw apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: 'the job needs `permissions: deployments: write` (and the token access to this repository)' }, e);
+      throw fail(what, e);
     }
   };
-  // At most `max` items, through as many pages as the server makes of them.
-  const upTo = async <T>(what: string, max: number, first: (page: number) => Promise<{ data: unknown }>): Promise<T[]> => {
+  // At most `max` items, through the pages the server links to (its Link header: no request past the last page, as
+  // a count of items would make for every deployment of the environment).
+  const upTo = async <T>(what: string, max: number, pages: AsyncIterable<{ data: unknown }>): Promise<T[]> => {
     const out: T[] = [];
-    for (let page = 1; out.length < max; page++) {
-      const data = (await call(what, () => first(page))) as T[];
-      out.push(...data);
-      if (data.length === 0) break;
+    try {
+      for await (const page of pages) {
+        out.push(...(page.data as T[]));
+        if (out.length >= max) break;
+      }
+    } catch (e) {
+      throw fail(what, e);
     }
     return out.slice(0, max);
   };
   const statuses = (id: number) =>
-    upTo<Status>(`read the statuses of deployment ${id}`, 100, (page) => octokit.rest.repos.listDeploymentStatuses({ owner, repo, deployment_id: id, per_page: 100, page }));
+    upTo<Status>(`read the statuses of deployment ${id}`, 100, octokit.paginate.iterator(octokit.rest.repos.listDeploymentStatuses, { owner, repo, deployment_id: id, per_page: 100 }));
   const byNewest = <T extends { created_at: string; id: number }>(list: T[]) => [...list].sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id - a.id);
 
   // The skipped run's deployment.
-  const ofSha = byNewest(await upTo<Deployment>(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, sha, per_page: 30, page })));
+  const ofSha = byNewest(await upTo<Deployment>(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, sha, per_page: 30 })));
   let ours: Deployment | undefined;
   for (const d of ofSha) {
     if (!runId || (await statuses(d.id)).some((s) => runOf(s, runId))) {
@@ -171,7 +179,7 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
   // run of this job), and only the newest such deployment (the one that was active), unless a newer deploy is.
   const ourSuccess = last.state === 'success' ? last : undefined;
   if (ourSuccess) {
-    const all = await upTo<Deployment>(`list the deployments in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, per_page: 30, page }));
+    const all = await upTo<Deployment>(`list the deployments in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, per_page: 30 }));
     const others = [];
     for (const d of byNewest(all)) if (d.id !== ours.id) others.push({ d, list: byNewest(await statuses(d.id)) });
     if (others.some((o) => o.list[0]?.state === 'success' && o.list[0].created_at >= ourSuccess.created_at)) return result;

@@ -56,6 +56,8 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     // Our statuses never inactivate anything else (auto_inactive: false): deployment 2 stays inactive.
     expect(last(gh, 2).state).toBe('inactive');
     expect(gh.requests.every((q) => q.authorized)).toBe(true);
+    // Pages as GitHub links them (2 a page here): deployment 1's three statuses in two requests, none for an empty page.
+    expect(gh.requests.filter((q) => q.method === 'GET' && q.path.startsWith('/repos/acme/webapp/deployments/1/statuses'))).toHaveLength(2);
 
     // Idempotent: nothing more written the second time.
     const before = gh.deployments.map((d) => d.statuses.length);

@@ -43,9 +43,14 @@ export function repositoryFromUrl(url: string): { repository: string; host: stri
   return { repository: m[2]!, host: m[1]!.toLowerCase() };
 }
 
-/** The API base for a git host: api.github.com for github.com, /api/v3 on a GitHub Enterprise Server. */
+/**
+ * The API base for a git host: api.github.com for github.com, api.<name>.ghe.com for GitHub Enterprise Cloud with
+ * data residency (<name>.ghe.com), /api/v3 on a GitHub Enterprise Server.
+ */
 export function apiUrlFor(host: string): string {
-  return host === 'github.com' || host === 'www.github.com' ? 'https://api.github.com' : `https://${host}/api/v3`;
+  if (host === 'github.com' || host === 'www.github.com') return 'https://api.github.com';
+  if (/^[a-z0-9-]+\.ghe\.com$/.test(host)) return `https://api.${host}`;
+  return `https://${host}/api/v3`;
 }
 
 export interface AccessOptions {

@@ -236,6 +236,10 @@ describe('GitHub access', () => {
     expect(apiUrlFor('github.com')).toBe('https://api.github.com');
     expect(apiUrlFor('ghe.example.com')).toBe('https://ghe.example.com/api/v3');
   });
+  it('knows the API of GitHub Enterprise Cloud with data residency (<name>.ghe.com: api.<name>.ghe.com, no /api/v3)', () => {
+    expect(apiUrlFor('octocorp.ghe.com')).toBe('https://api.octocorp.ghe.com');
+    expect(apiUrlFor(repositoryFromUrl('git@octocorp.ghe.com:acme/app.git')!.host)).toBe('https://api.octocorp.ghe.com');
+  });
   it('says why the API cannot be used', () => {
     expect(githubAccess({ processEnv: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
     expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app' } }).unavailable).toMatch(/no GitHub token/);

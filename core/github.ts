@@ -6,7 +6,7 @@
 // for every page of a paginated listing too (octokit's paginate iterator does not pass a request's own signal
 // on to the pages after the first).
 import { getOctokit } from '@actions/github';
-import { OpsError } from './errors.ts';
+import { OpsError, printableLine } from './errors.ts';
 import { REPOSITORY } from './runinfo.ts';
 
 export interface PullRequest {
@@ -167,7 +167,7 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
   const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
-  const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : answerText(e instanceof Error ? e.message : String(e));
   // Only a request that got no answer asks whether the API is reachable: one GitHub answered says what it answered.
   const hint =
     status === 401
@@ -180,6 +180,28 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
             ? 'GitHub refused the request as written (its message above): report it to ops-pipeline with this message'
             : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
+}
+
+/** The few named entities an error page's title holds; any other stays as written. */
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ', middot: '·', ndash: '–', mdash: '—' };
+
+/** An HTML entity (`&middot;`, `&#183;`, `&#xb7;`) as its character; one not known stays as written. */
+function entity(written: string, name: string): string {
+  if (name[0] !== '#') return ENTITIES[name.toLowerCase()] ?? written;
+  const hex = /^#x/i.test(name);
+  const code = Number.parseInt(name.slice(hex ? 2 : 1), hex ? 16 : 10);
+  return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : written;
+}
+
+/**
+ * What GitHub answered, on one line of at most 300 characters: an HTML page (GitHub's own 5xx page, a proxy's, an
+ * Enterprise Server's maintenance page: Octokit gives the whole page as the message) as its title, else its text.
+ */
+function answerText(message: string): string {
+  const html = /^\s*<(!doctype|html|head|body)\b/i.test(message);
+  const text = html ? (/<title[^>]*>([\s\S]*?)<\/title>/i.exec(message)?.[1] ?? message.replace(/<(script|style)\b[\s\S]*?<\/\1>|<[^>]*>/gi, ' ')) : message;
+  const line = printableLine(html ? text.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]+);/gi, entity) : text) || '(an empty page)';
+  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
 }
 
 /** What staging's token needs (403/404 on the pull-request API). */

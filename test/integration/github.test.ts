@@ -146,6 +146,18 @@ describe('a GitHub API with a passing outage', () => {
   });
 });
 
+describe('a GitHub API answering with a web page', () => {
+  it("an HTML error page (GitHub's 502 unicorn, a proxy's or an Enterprise Server's maintenance page): one line, its title, not the page", async () => {
+    const page = `<!DOCTYPE html>\n<html>\n<head>\n<title>Unicorn! &middot; GitHub</title>\n<style>body { color: red }</style>\n</head>\n<body>\n${'<p>No server is currently available to service your request.</p>\n'.repeat(50)}</body>\n</html>\n`;
+    const gh = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') ? { status: 502, body: page, html: true } : undefined) });
+    fakes.push(gh);
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [1] }).api!;
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('GitHub API: cannot list the open pull requests of acme/webapp: HTTP 502 Unicorn! · GitHub');
+    expect(e.hint).toMatch(/^GitHub answered with an error of its own/);
+  });
+});
+
 describe('a repository with many open pull requests', () => {
   it('the labelled one opened after a thousand others is listed (every page read, none left out unsaid)', async () => {
     const gh = await startFakeGitHub();

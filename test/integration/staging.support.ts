@@ -233,7 +233,9 @@ export interface FakeGitHub {
 export interface CannedAnswer {
   status: number;
   headers?: Record<string, string>;
+  /** JSON, as the API answers; a string with `html` (a proxy's or GitHub's own error page), sent as text/html. */
   body: unknown;
+  html?: boolean;
 }
 
 export async function startFakeGitHub(
@@ -313,6 +315,10 @@ export async function startFakeGitHub(
     state.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, authorized });
     if (options.hang?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` })) return;
     const canned = options.answer?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` });
+    if (canned?.html) {
+      res.writeHead(canned.status, { 'content-type': 'text/html; charset=utf-8', ...canned.headers });
+      return res.end(String(canned.body));
+    }
     if (canned) return send(res, canned.status, canned.body, canned.headers);
     if (!authorized) return send(res, 401, { message: 'Bad credentials' });
     const repo = `/repos/${repository}`;

@@ -444,12 +444,13 @@ const WORD_JOINER = '\u2060';
  * that starts a name or number and inside `GH-<number>` (no mention, no issue link).
  */
 export function mdText(text: string): string {
+  // The marks of own and keyName (dropped when printed) may stand anywhere: they are looked through ([\uE000\uE001]*).
   return printableLine(text)
     .replace(MD_INLINE, '\\$&')
-    .replace(/^([#>+=-])/, '\\$1')
-    .replace(/^(\d+)([.)])/, '$1\\$2')
-    .replace(/([@#])(?=[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`)
-    .replace(/\b(GH)-(?=\d)/gi, `$1${WORD_JOINER}-`);
+    .replace(/^([\uE000\uE001]*)([#>+=-])/, '$1\\$2')
+    .replace(/^([\uE000\uE001]*\d+)([.)])/, '$1\\$2')
+    .replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`)
+    .replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
 }
 
 /**

@@ -12,7 +12,7 @@ import { ActionsReporter } from '../../core/action.ts';
 import { OpsError, showControls } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
-import { ConsoleReporter, mdCode, mdLink, mdText } from '../../core/report.ts';
+import { ConsoleReporter, MemoryReporter, mdCode, mdLink, mdText, own } from '../../core/report.ts';
 import { command, JSON_OPTION, printResult, runCli } from '../../scripts/cli.ts';
 import { allCommands } from '../../scripts/commands/index.ts';
 import { runOps } from '../support/cli.ts';
@@ -170,6 +170,10 @@ describe('outside text in Markdown (job summaries, pull-request comments)', () =
     // what would start a heading, a quote or a list at the start of a line (a list item `- ${text}`)
     expect(['# h', '> q', '- l', '+ l', '1. n', '2) n'].map(mdText)).toEqual(['\\# h', '\\> q', '\\- l', '\\+ l', '1\\. n', '2\\) n']);
     expect(cells(`| ${mdText('a | b \\| c')} | x |`)).toHaveLength(2);
+    // ops's own words in a message (own: marked, the marks dropped when printed) do not hide a mention from it
+    const reporter = new MemoryReporter();
+    void reporter.summary(mdText(own`the lock is held by @${'octocat'}, see #${'12'} and GH-${'4'}`));
+    expect(reporter.summaries[0]).toBe('the lock is held by @\u2060octocat, see #\u206012 and GH\u2060-4');
   });
 
   it('mdCode: fenced past any backticks in it; in a table cell its "|" escaped (GitHub splits cells first), elsewhere left as it is', () => {

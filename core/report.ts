@@ -173,7 +173,7 @@ export class Masker {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
-    for (const t of maskedParts(value)) {
+    for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
@@ -445,12 +445,25 @@ const WORD_JOINER = '\u2060';
  */
 export function mdText(text: string): string {
   // The marks of own and keyName (dropped when printed) may stand anywhere: they are looked through ([\uE000\uE001]*).
-  return printableLine(text)
-    .replace(MD_INLINE, '\\$&')
+  return escapeInline(printableLine(text))
     .replace(/^([\uE000\uE001]*)([#>+=-])/, '$1\\$2')
-    .replace(/^([\uE000\uE001]*\d+)([.)])/, '$1\\$2')
+    .replace(/^([\uE000\uE001]*\d+)([.)])/, '$1\\$2');
+}
+
+/** mdText's escapes that do not depend on where the text stands: each character's own, mentions and issue links. */
+function escapeInline(text: string): string {
+  return text
+    .replace(MD_INLINE, '\\$&')
     .replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`)
     .replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+
+/**
+ * A secret as mdText and mdCode (in a cell) write it into Markdown, when that differs: a summary is masked after it
+ * is written (the reporters' summary), where `pa$$|word` stands as `pa\$\$\|word` (Masker.add masks these too).
+ */
+function markdownForms(secret: string): string[] {
+  return [...new Set([escapeInline(secret), secret.replace(/\|/g, '\\|')])].filter((f) => f !== secret);
 }
 
 /**

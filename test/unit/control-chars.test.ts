@@ -176,6 +176,13 @@ describe('outside text in Markdown (job summaries, pull-request comments)', () =
     expect(reporter.summaries[0]).toBe('the lock is held by @\u2060octocat, see #\u206012 and GH\u2060-4');
   });
 
+  it('a secret in outside text is masked in the summary as mdText and mdCode write it (escaped), not only as it is', async () => {
+    const reporter = new MemoryReporter();
+    reporter.mask('p@ss|w*rd$1_x');
+    await reporter.summary(`| ${mdText('login refused for p@ss|w*rd$1_x (bad)')} | ${mdCode('p@ss|w*rd$1_x', 'cell')} |\n\n- ${mdText('p@ss|w*rd$1_x')}`);
+    expect(reporter.summaries[0]).toBe('| login refused for *** (bad) | `***` |\n\n- ***');
+  });
+
   it('mdCode: fenced past any backticks in it; in a table cell its "|" escaped (GitHub splits cells first), elsewhere left as it is', () => {
     expect(mdCode('feature/x')).toBe('`feature/x`');
     expect(mdCode('a`b')).toBe('``a`b``');

@@ -217,7 +217,8 @@ async function finish(ctx: StagingContext, options: RebuildOptions, result: Rebu
   for (const s of result.skipped) {
     if (!s.source.pull) continue;
     try {
-      const how = await api.comment(s.source.pull.number, skippedComment(s, names, options.runUrl), COMMENT_MARKER);
+      // Masked as everything printed (a secret in git's message or a title): a comment is printed on GitHub.
+      const how = await api.comment(s.source.pull.number, ctx.reporter.redact(skippedComment(s, names, options.runUrl)), COMMENT_MARKER);
       result.comments.push({ number: s.source.pull.number, result: how });
     } catch (e) {
       ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);

@@ -104,6 +104,17 @@ describe('staging rebuild', () => {
     expect([...reporter.lines, summary].join('\n')).not.toContain(gh.token);
   });
 
+  it('masks a secret in the comment it writes on a pull request, as in everything it prints', async () => {
+    const { runner } = fresh(template);
+    const gh = await github();
+    const ctx = context(runner.dir);
+    ctx.reporter.mask('app.txt');
+    await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: true });
+    expect(gh.comments.map((c) => c.issue)).toEqual([3]);
+    expect(gh.comments[0]!.body).toMatch(/conflicts with staging[\s\S]*\*\*\*/);
+    expect(gh.comments[0]!.body).not.toContain('app.txt');
+  });
+
   it('is a no-op the second time (same merges, same shas) and updates its comment instead of adding one', async () => {
     const { s, runner } = fresh(template);
     const gh = await github();

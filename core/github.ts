@@ -137,12 +137,16 @@ function shortRetryAfter(response: Response): number | undefined {
  * x-ratelimit-reset, epoch seconds) or with retry-after (a secondary limit: too many requests at once). Source:
  * GitHub's "Rate limits for the REST API". @returns what to tell, or undefined for any other answer.
  */
-function rateLimited(status: number | undefined, headers: Record<string, string | number | undefined>): { message: string; hint: string } | undefined {
+function rateLimited(status: number | undefined, headers: Record<string, string | number | undefined>, said: string): { message: string; hint: string } | undefined {
   if (status !== 403 && status !== 429) return undefined;
   const header = (name: string) => (headers[name] === undefined ? undefined : String(headers[name]));
   const retryAfter = Number(header('retry-after'));
   if (Number.isInteger(retryAfter) && retryAfter >= 0) {
     return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  // A secondary limit without retry-after (and requests left this hour): GitHub says to wait at least a minute.
+  if (/secondary rate limit|abuse detection/i.test(said) && header('x-ratelimit-remaining') !== '0') {
+    return { message: 'secondary rate limit reached (too many requests at once)', hint: 'wait a few minutes, then run it again; other jobs using the same token at the same time count too' };
   }
   if (header('x-ratelimit-remaining') !== '0') return undefined;
   const reset = Number(header('x-ratelimit-reset'));
@@ -164,7 +168,7 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
   // Octokit says a request that got no answer at all (refused, no such host) as status 500 without a response: no
   // answer of GitHub's, so not its outage (a wrong $GITHUB_API_URL would read as githubstatus.com's business).
   const status = (e as { response?: unknown }).response === undefined ? undefined : (e as { status?: number }).status;
-  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
+  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {}, e instanceof Error ? e.message : '');
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : answerText(e instanceof Error ? e.message : String(e));

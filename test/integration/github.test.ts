@@ -108,6 +108,13 @@ describe('a GitHub API that refuses', () => {
     expect(e.hint).not.toMatch(/read access/);
   });
 
+  it('a secondary rate limit without retry-after (403, requests left this hour): says so, not that the token lacks access', async () => {
+    const api = await refusing({ status: 403, headers: { 'x-ratelimit-remaining': '4000' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('GitHub API: cannot list the open pull requests of acme/webapp: secondary rate limit reached (too many requests at once)');
+    expect(e.hint).toMatch(/^wait a few minutes/);
+  });
+
   it('a token without the permission (403, no rate limit): names the permission', async () => {
     const api = await refusing({ status: 403, body: { message: 'Resource not accessible by integration', documentation_url: 'https://docs.github.com/rest' } });
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;

@@ -9,6 +9,7 @@
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
 import { apiError, fetchWithDeadline } from './github.ts';
+import { REPOSITORY } from './runinfo.ts';
 import type { Reporter } from './report.ts';
 
 /** A deployment status as the REST API lists it (newest first), the fields used here. */
@@ -94,6 +95,9 @@ function checkRunId(runId: string): string {
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
   const { environment, sha } = options;
   const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);
+  if (!REPOSITORY.test(options.repository)) {
+    throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');
+  }
   const timeoutMs = options.timeoutMs ?? 15_000;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),

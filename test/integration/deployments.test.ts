@@ -136,6 +136,13 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     expect(JSON.stringify(gh.deployments)).toBe(before);
   });
 
+  it('a $GITHUB_REPOSITORY that is no owner/name: refused in one line before any request', async () => {
+    const gh = await scene();
+    const e = await failure(markSuperseded(options(gh, { repository: 'acme/webapp/../other' }), new MemoryReporter()));
+    expect(e.message).toBe('invalid $GITHUB_REPOSITORY "acme/webapp/../other": expected owner/name');
+    expect(gh.requests).toEqual([]);
+  });
+
   it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
     const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '300' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
     const e = await failure(markSuperseded(options(limited), new MemoryReporter()));

@@ -144,6 +144,12 @@ describe('merge records', () => {
     ]);
     expect(mergeMessage({ display: 'abc', sha: C }, 'staging').at(-1)).toBe(`Staging-Head: ${C}`);
   });
+  it("quotes a pull request's title without its skip instructions: a title's [skip ci] would skip staging's push workflows", () => {
+    const titled = (title: string) => mergeMessage({ ...pull, pull: { ...pull.pull!, title } }, 'staging')[1];
+    expect(titled('Docs only [skip ci]')).toBe('Docs only (skip ci)\nhttps://x/pull/5');
+    expect(['[ci skip] a', 'a [no ci]', '[Skip Actions]', '[actions skip]'].map(titled)).toEqual(['(ci skip) a', 'a (no ci)', '(Skip Actions)', '(actions skip)'].map((t) => `${t}\nhttps://x/pull/5`));
+    expect(titled('keep [skipping] and [ci] as they are')).toBe('keep [skipping] and [ci] as they are\nhttps://x/pull/5');
+  });
 
   it('reads records back from git log output, trusting only trailers that match the merge', () => {
     expect(LOG_FORMAT).toContain('trailers:key=Staging-Head');

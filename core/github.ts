@@ -208,6 +208,14 @@ function answerText(message: string): string {
   return line.length > 300 ? `${line.slice(0, 299)}…` : line;
 }
 
+/**
+ * Whether a comment holding our marker may be ours: written by a bot (GITHUB_TOKEN, an app) or by someone with write
+ * access (a person's token). Anyone can write the marker into a comment: taken for ours, theirs would be overwritten.
+ */
+function writtenByUs(c: { user?: { type?: string } | null; author_association?: string }): boolean {
+  return c.user?.type === 'Bot' || ['OWNER', 'MEMBER', 'COLLABORATOR'].includes(c.author_association ?? '');
+}
+
 /** What staging's token needs (403/404 on the pull-request API). */
 const PULLS_ACCESS = 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist';
 
@@ -261,7 +269,7 @@ function restApi(options: RestOptions): GitHubApi {
           issue_number: number,
           per_page: 100,
         })) {
-          const mine = page.data.find((c) => c.body?.includes(marker));
+          const mine = page.data.find((c) => c.body?.includes(marker) && writtenByUs(c));
           if (mine) existing = mine.id;
         }
         if (existing !== undefined) {

@@ -39,6 +39,17 @@ describe('a GitHub API that stops answering', () => {
     expect(gh.requests.filter((r) => r.path.includes('/pulls')).length).toBe(3);
   });
 
+  it("a comment someone else wrote with our marker in it (anyone can): never taken for ours, never overwritten", async () => {
+    const { gh, api: a } = await api(() => false);
+    gh.comments.unshift({ id: 5, issue: 2, body: '<!-- m -->\nplanted', updated: 0, user: { login: 'mallory', type: 'User' }, association: 'NONE' });
+    expect(await a.comment(2, 'x', '<!-- m -->')).toBe('created');
+    expect(gh.comments.find((c) => c.id === 5)).toMatchObject({ body: '<!-- m -->\nplanted', updated: 0 });
+    // A maintainer's (a person's token) is taken, as a bot's is.
+    gh.comments.unshift({ id: 6, issue: 3, body: '<!-- m -->\nby a person', updated: 0, user: { login: 'maintainer', type: 'User' }, association: 'MEMBER' });
+    expect(await a.comment(3, 'y', '<!-- m -->')).toBe('updated');
+    expect(gh.comments.find((c) => c.id === 6)!.updated).toBe(1);
+  });
+
   for (const [what, hang, call] of [
     ['the first page of pull requests', (r: { path: string }) => r.path.includes('/pulls'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
     ['a later page of pull requests', (r: { path: string }) => r.path.includes('/pulls') && r.path.includes('page=3'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],

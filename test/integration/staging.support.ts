@@ -197,6 +197,9 @@ export interface FakeComment {
   issue: number;
   body: string;
   updated: number;
+  /** Its author (default: the token's bot, as for the comments the fake creates) and their association with the repository. */
+  user?: { login: string; type: 'Bot' | 'User' };
+  association?: string;
 }
 
 /** A deployment and its statuses (oldest first, as written), as the fake keeps them. */
@@ -336,7 +339,11 @@ export async function startFakeGitHub(
     let c = /^\/issues\/(\d+)\/comments$/.exec(m);
     if (c && req.method === 'GET') {
       const issue = Number(c[1]);
-      return paginate(res, url, state.comments.filter((x) => x.issue === issue).map((x) => ({ id: x.id, body: x.body })));
+      return paginate(
+        res,
+        url,
+        state.comments.filter((x) => x.issue === issue).map((x) => ({ id: x.id, body: x.body, user: x.user ?? { login: 'github-actions[bot]', type: 'Bot' }, author_association: x.association ?? 'NONE' })),
+      );
     }
     if (c && req.method === 'POST') {
       const body = await readBody(req);

@@ -37,7 +37,6 @@ export function decideAdd(facts: AddFacts): AddDecision {
   return 'merge';
 }
 
-/** The merge commit message: a subject naming the ref and sha, then trailers that record what was added. */
 /**
  * A pull request's title as a merge commit quotes it, its skip instructions ([skip ci], [ci skip], [no ci],
  * [skip actions], [actions skip]: GitHub runs no push workflow for a commit whose message holds one) in
@@ -47,6 +46,7 @@ export function withoutSkipCi(title: string): string {
   return title.replace(/\[(\s*(?:skip|no)\s+(?:ci|actions)|\s*(?:ci|actions)\s+skip)\s*\]/gi, '($1)');
 }
 
+/** The merge commit message: a subject naming the ref and sha, then trailers that record what was added. */
 export function mergeMessage(source: Source, staging: string): string[] {
   const short = source.sha.slice(0, 12);
   const what = source.pull ? `pull request #${source.pull.number} (${source.pull.branch})` : source.display;

@@ -44,11 +44,12 @@ export function repositoryFromUrl(url: string): { repository: string; host: stri
 }
 
 /**
- * The API base for a git host: api.github.com for github.com, api.<name>.ghe.com for GitHub Enterprise Cloud with
+ * The API base for a git host: api.github.com for github.com (and ssh.github.com), api.<name>.ghe.com for GitHub Enterprise Cloud with
  * data residency (<name>.ghe.com), /api/v3 on a GitHub Enterprise Server.
  */
 export function apiUrlFor(host: string): string {
-  if (host === 'github.com' || host === 'www.github.com') return 'https://api.github.com';
+  // ssh.github.com: GitHub's SSH over port 443 (ssh://git@ssh.github.com:443/owner/name.git), behind firewalls.
+  if (host === 'github.com' || host === 'www.github.com' || host === 'ssh.github.com') return 'https://api.github.com';
   if (/^[a-z0-9-]+\.ghe\.com$/.test(host)) return `https://api.${host}`;
   return `https://${host}/api/v3`;
 }

@@ -241,6 +241,8 @@ describe('GitHub access', () => {
   it('knows the API of github.com and of an Enterprise Server', () => {
     expect(apiUrlFor('github.com')).toBe('https://api.github.com');
     expect(apiUrlFor('ghe.example.com')).toBe('https://ghe.example.com/api/v3');
+    // GitHub's SSH over port 443 (a firewall lets only 443 out) is github.com's API, not an Enterprise Server's
+    expect(apiUrlFor(repositoryFromUrl('ssh://git@ssh.github.com:443/acme/app.git')!.host)).toBe('https://api.github.com');
   });
   it('knows the API of GitHub Enterprise Cloud with data residency (<name>.ghe.com: api.<name>.ghe.com, no /api/v3)', () => {
     expect(apiUrlFor('octocorp.ghe.com')).toBe('https://api.octocorp.ghe.com');

@@ -33,7 +33,6 @@ export interface GitHubApi {
 
 export type GitHubAccess = { api: GitHubApi; unavailable?: undefined } | { api?: undefined; unavailable: string };
 
-
 /** "owner/name" and the API base from a remote URL (https, ssh or scp-like); undefined for local paths. */
 export function repositoryFromUrl(url: string): { repository: string; host: string } | undefined {
   const m =
@@ -44,8 +43,8 @@ export function repositoryFromUrl(url: string): { repository: string; host: stri
 }
 
 /**
- * The API base for a git host: api.github.com for github.com (and ssh.github.com), api.<name>.ghe.com for GitHub Enterprise Cloud with
- * data residency (<name>.ghe.com), /api/v3 on a GitHub Enterprise Server.
+ * The API base for a git host: api.github.com for github.com (and ssh.github.com), api.<name>.ghe.com for GitHub
+ * Enterprise Cloud with data residency (<name>.ghe.com), /api/v3 on a GitHub Enterprise Server.
  */
 export function apiUrlFor(host: string): string {
   // ssh.github.com: GitHub's SSH over port 443 (ssh://git@ssh.github.com:443/owner/name.git), behind firewalls.

@@ -2,7 +2,7 @@
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { projectDirProblem } from './config/project-dir.ts';
 import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
@@ -149,8 +149,29 @@ export interface ActionInputs {
 /** The GitHub secret each key input is given from in this repository's workflows (README: "Repository checklist"). */
 const KEY_SECRETS: Record<string, string> = { 'ssh-key': 'SSH_PRIVATE_KEY', 'age-key': 'SOPS_AGE_KEY' };
 
-/** The error of a key input left empty: most likely the job's GitHub environment lacks the secret. */
+/**
+ * Why GitHub gave this run no secrets at all, if it is such a run: one for a pull request from a fork (its event's
+ * head repository is not this one, or is gone), or one Dependabot started (it gets Dependabot's secrets only). Read
+ * from the runner's variables and event file; undefined when neither (or unreadable).
+ */
+export function secretlessRun(env: NodeJS.ProcessEnv = process.env): { why: string; hint: string } | undefined {
+  const hint = 'deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged';
+  if (env.GITHUB_ACTOR === 'dependabot[bot]') return { why: 'this run was started by Dependabot, and GitHub gives it only the Dependabot secrets', hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? '') || !env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    const pull = (JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as { pull_request?: { head?: { repo?: { full_name?: string } | null } } }).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || (repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? '').toLowerCase())) return undefined;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? 'deleted since'}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The error of a key input left empty: most likely the job's GitHub environment lacks the secret (or the run gets none). */
 function emptyKeyInput(name: string, githubEnvironment: string): OpsError {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name}\` is empty: ${secretless.why}`, secretless.hint);
   const secret = KEY_SECRETS[name]!;
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(

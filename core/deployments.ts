@@ -9,6 +9,7 @@
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
 import { apiError, fetchWithDeadline } from './github.ts';
+import { REPOSITORY } from './runinfo.ts';
 import type { Reporter } from './report.ts';
 
 /** A deployment status as the REST API lists it (newest first), the fields used here. */
@@ -28,6 +29,9 @@ interface Deployment {
   environment?: string;
   created_at: string;
 }
+
+/** What the token needs (a 403/404 on the deployments API). */
+const DEPLOYMENTS_ACCESS = 'the job needs `permissions: deployments: write` (and the token access to this repository)';
 
 /** States of a deployment status that the job running it may still replace. */
 const UNFINISHED = new Set(['queued', 'pending', 'in_progress']);
@@ -68,7 +72,15 @@ export function supersededDescription(sha: string): string {
   return `Not deployed: a newer commit was already live when ${sha.slice(0, 12)} came (forward-only skip)`.slice(0, 140);
 }
 
-const runOf = (s: Status, runId: string): boolean => [s.log_url, s.target_url].some((u) => typeof u === 'string' && new RegExp(`/actions/runs/${runId}(/|$)`).test(u));
+/** Whether a status links to run `runId` (a number: checkRunId), as …/actions/runs/<id> or …/actions/runs/<id>/job/<job>. */
+const runOf = (s: Status, runId: string): boolean =>
+  [s.log_url, s.target_url].some((u) => typeof u === 'string' && (u.endsWith(`/actions/runs/${runId}`) || u.includes(`/actions/runs/${runId}/`)));
+
+/** $GITHUB_RUN_ID as the runner sets it (a number), else an OpsError: it is matched against GitHub's links. */
+function checkRunId(runId: string): string {
+  if (/^[1-9][0-9]{0,19}$/.test(runId)) return runId;
+  throw new OpsError(`invalid $GITHUB_RUN_ID ${JSON.stringify(runId)}: expected the workflow run's number`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');
+}
 
 /**
  * Tell the truth about a forward-only deploy that was skipped: its deployment (of `sha` in `environment`, the one
@@ -81,36 +93,45 @@ const runOf = (s: Status, runId: string): boolean => [s.log_url, s.target_url].s
  * job's status does not settle in time.
  */
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
-  const { environment, sha, runId } = options;
+  const { environment, sha } = options;
+  const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);
+  if (!REPOSITORY.test(options.repository)) {
+    throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');
+  }
   const timeoutMs = options.timeoutMs ?? 15_000;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
     request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) },
   });
   const [owner, repo] = options.repository.split('/') as [string, string];
+  const fail = (what: string, e: unknown) => apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: DEPLOYMENTS_ACCESS }, e);
   const call = async <T>(what: string, f: () => Promise<{ data: T }>): Promise<T> => {
     try {
       return (await f()).data;
     } catch (e) {
-      throw apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: 'the job needs `permissions: deployments: write` (and the token access to this repository)' }, e);
+      throw fail(what, e);
     }
   };
-  // At most `max` items, through as many pages as the server makes of them.
-  const upTo = async <T>(what: string, max: number, first: (page: number) => Promise<{ data: unknown }>): Promise<T[]> => {
+  // At most `max` items, through the pages the server links to (its Link header: no request past the last page, as
+  // a count of items would make for every deployment of the environment).
+  const upTo = async <T>(what: string, max: number, pages: AsyncIterable<{ data: unknown }>): Promise<T[]> => {
     const out: T[] = [];
-    for (let page = 1; out.length < max; page++) {
-      const data = (await call(what, () => first(page))) as T[];
-      out.push(...data);
-      if (data.length === 0) break;
+    try {
+      for await (const page of pages) {
+        out.push(...(page.data as T[]));
+        if (out.length >= max) break;
+      }
+    } catch (e) {
+      throw fail(what, e);
     }
     return out.slice(0, max);
   };
   const statuses = (id: number) =>
-    upTo<Status>(`read the statuses of deployment ${id}`, 100, (page) => octokit.rest.repos.listDeploymentStatuses({ owner, repo, deployment_id: id, per_page: 100, page }));
+    upTo<Status>(`read the statuses of deployment ${id}`, 100, octokit.paginate.iterator(octokit.rest.repos.listDeploymentStatuses, { owner, repo, deployment_id: id, per_page: 100 }));
   const byNewest = <T extends { created_at: string; id: number }>(list: T[]) => [...list].sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id - a.id);
 
   // The skipped run's deployment.
-  const ofSha = byNewest(await upTo<Deployment>(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, sha, per_page: 30, page })));
+  const ofSha = byNewest(await upTo<Deployment>(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, sha, per_page: 30 })));
   let ours: Deployment | undefined;
   for (const d of ofSha) {
     if (!runId || (await statuses(d.id)).some((s) => runOf(s, runId))) {
@@ -162,7 +183,7 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
   // run of this job), and only the newest such deployment (the one that was active), unless a newer deploy is.
   const ourSuccess = last.state === 'success' ? last : undefined;
   if (ourSuccess) {
-    const all = await upTo<Deployment>(`list the deployments in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, per_page: 30, page }));
+    const all = await upTo<Deployment>(`list the deployments in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, per_page: 30 }));
     const others = [];
     for (const d of byNewest(all)) if (d.id !== ours.id) others.push({ d, list: byNewest(await statuses(d.id)) });
     if (others.some((o) => o.list[0]?.state === 'success' && o.list[0].created_at >= ourSuccess.created_at)) return result;

@@ -6,7 +6,8 @@
 // for every page of a paginated listing too (octokit's paginate iterator does not pass a request's own signal
 // on to the pages after the first).
 import { getOctokit } from '@actions/github';
-import { OpsError } from './errors.ts';
+import { OpsError, printableLine } from './errors.ts';
+import { REPOSITORY } from './runinfo.ts';
 
 export interface PullRequest {
   number: number;
@@ -32,8 +33,6 @@ export interface GitHubApi {
 
 export type GitHubAccess = { api: GitHubApi; unavailable?: undefined } | { api?: undefined; unavailable: string };
 
-const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
-
 /** "owner/name" and the API base from a remote URL (https, ssh or scp-like); undefined for local paths. */
 export function repositoryFromUrl(url: string): { repository: string; host: string } | undefined {
   const m =
@@ -43,9 +42,15 @@ export function repositoryFromUrl(url: string): { repository: string; host: stri
   return { repository: m[2]!, host: m[1]!.toLowerCase() };
 }
 
-/** The API base for a git host: api.github.com for github.com, /api/v3 on a GitHub Enterprise Server. */
+/**
+ * The API base for a git host: api.github.com for github.com (and ssh.github.com), api.<name>.ghe.com for GitHub
+ * Enterprise Cloud with data residency (<name>.ghe.com), /api/v3 on a GitHub Enterprise Server.
+ */
 export function apiUrlFor(host: string): string {
-  return host === 'github.com' || host === 'www.github.com' ? 'https://api.github.com' : `https://${host}/api/v3`;
+  // ssh.github.com: GitHub's SSH over port 443 (ssh://git@ssh.github.com:443/owner/name.git), behind firewalls.
+  if (host === 'github.com' || host === 'www.github.com' || host === 'ssh.github.com') return 'https://api.github.com';
+  if (/^[a-z0-9-]+\.ghe\.com$/.test(host)) return `https://api.${host}`;
+  return `https://${host}/api/v3`;
 }
 
 export interface AccessOptions {
@@ -95,22 +100,36 @@ export const RETRY_DELAYS_MS: readonly number[] = [1_000, 4_000];
 /**
  * The fetch every GitHub API client here uses: a deadline on every request (and its body), on top of the caller's
  * own signal if any; a read (GET) answered 500/502/503/504 is tried again after each of `retryDelaysMs` (GitHub
- * answers these in passing outages, and a nightly rebuild that could not list its pull requests drops them all
- * from staging). Writes are never repeated (a comment or a status would be written twice), nor a request past its
- * deadline (it would wait that long again). The last answer is the caller's.
+ * answers these in passing outages, and a nightly rebuild that could not list its pull requests fails). Writes are
+ * not repeated after those (a comment or a status would be written twice), nor is a request past its deadline (it
+ * would wait that long again). A request refused by a secondary rate limit (403/429 with retry-after, at most
+ * RETRY_AFTER_MAX_S) is sent again once that pause is over, a write too (refused, it did nothing), as many times as
+ * there are delays. The last answer is the caller's.
  */
 export function fetchWithDeadline(ms: number, retryDelaysMs: readonly number[] = RETRY_DELAYS_MS): typeof fetch {
   const once: typeof fetch = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
   return async (input, init = {}) => {
     const method = (init.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-    for (const delay of method === 'GET' ? retryDelaysMs : []) {
+    for (const delay of retryDelaysMs) {
       const response = await once(input, init);
-      if (!PASSING.has(response.status)) return response;
+      // A secondary rate limit's refusal did nothing (a write too): asked to come back within a minute, it does.
+      const wait = shortRetryAfter(response);
+      if (wait === undefined && !(method === 'GET' && PASSING.has(response.status))) return response;
       await response.body?.cancel();
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, wait ?? delay));
     }
     return once(input, init);
   };
+}
+
+/** The longest retry-after (s) a request waits out itself; a longer one is the caller's error (apiError says how long). */
+export const RETRY_AFTER_MAX_S = 60;
+
+/** The pause (ms) a 403/429 asks for in retry-after (GitHub's secondary rate limit), when at most RETRY_AFTER_MAX_S. */
+function shortRetryAfter(response: Response): number | undefined {
+  if (response.status !== 403 && response.status !== 429) return undefined;
+  const after = Number(response.headers.get('retry-after') ?? 'x');
+  return Number.isInteger(after) && after >= 0 && after <= RETRY_AFTER_MAX_S ? after * 1000 : undefined;
 }
 
 /**
@@ -118,12 +137,16 @@ export function fetchWithDeadline(ms: number, retryDelaysMs: readonly number[] =
  * x-ratelimit-reset, epoch seconds) or with retry-after (a secondary limit: too many requests at once). Source:
  * GitHub's "Rate limits for the REST API". @returns what to tell, or undefined for any other answer.
  */
-function rateLimited(status: number | undefined, headers: Record<string, string | number | undefined>): { message: string; hint: string } | undefined {
+function rateLimited(status: number | undefined, headers: Record<string, string | number | undefined>, said: string): { message: string; hint: string } | undefined {
   if (status !== 403 && status !== 429) return undefined;
   const header = (name: string) => (headers[name] === undefined ? undefined : String(headers[name]));
   const retryAfter = Number(header('retry-after'));
   if (Number.isInteger(retryAfter) && retryAfter >= 0) {
     return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  // A secondary limit without retry-after (and requests left this hour): GitHub says to wait at least a minute.
+  if (/secondary rate limit|abuse detection/i.test(said) && header('x-ratelimit-remaining') !== '0') {
+    return { message: 'secondary rate limit reached (too many requests at once)', hint: 'wait a few minutes, then run it again; other jobs using the same token at the same time count too' };
   }
   if (header('x-ratelimit-remaining') !== '0') return undefined;
   const reset = Number(header('x-ratelimit-reset'));
@@ -142,11 +165,13 @@ function rateLimited(status: number | undefined, headers: Record<string, string 
  */
 export function apiError(what: string, options: { apiUrl: string; timeoutMs: number; access: string }, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
-  const status = (e as { status?: number }).status;
-  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
+  // Octokit says a request that got no answer at all (refused, no such host) as status 500 without a response: no
+  // answer of GitHub's, so not its outage (a wrong $GITHUB_API_URL would read as githubstatus.com's business).
+  const status = (e as { response?: unknown }).response === undefined ? undefined : (e as { status?: number }).status;
+  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {}, e instanceof Error ? e.message : '');
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
-  const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : answerText(e instanceof Error ? e.message : String(e));
   // Only a request that got no answer asks whether the API is reachable: one GitHub answered says what it answered.
   const hint =
     status === 401
@@ -159,6 +184,36 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
             ? 'GitHub refused the request as written (its message above): report it to ops-pipeline with this message'
             : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
+}
+
+/** The few named entities an error page's title holds; any other stays as written. */
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ', middot: '·', ndash: '–', mdash: '—' };
+
+/** An HTML entity (`&middot;`, `&#183;`, `&#xb7;`) as its character; one not known stays as written. */
+function entity(written: string, name: string): string {
+  if (name[0] !== '#') return ENTITIES[name.toLowerCase()] ?? written;
+  const hex = /^#x/i.test(name);
+  const code = Number.parseInt(name.slice(hex ? 2 : 1), hex ? 16 : 10);
+  return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : written;
+}
+
+/**
+ * What GitHub answered, on one line of at most 300 characters: an HTML page (GitHub's own 5xx page, a proxy's, an
+ * Enterprise Server's maintenance page: Octokit gives the whole page as the message) as its title, else its text.
+ */
+function answerText(message: string): string {
+  const html = /^\s*<(!doctype|html|head|body)\b/i.test(message);
+  const text = html ? (/<title[^>]*>([\s\S]*?)<\/title>/i.exec(message)?.[1] ?? message.replace(/<(script|style)\b[\s\S]*?<\/\1>|<[^>]*>/gi, ' ')) : message;
+  const line = printableLine(html ? text.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]+);/gi, entity) : text) || '(an empty page)';
+  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
+}
+
+/**
+ * Whether a comment holding our marker may be ours: written by a bot (GITHUB_TOKEN, an app) or by someone with write
+ * access (a person's token). Anyone can write the marker into a comment: taken for ours, theirs would be overwritten.
+ */
+function writtenByUs(c: { user?: { type?: string } | null; author_association?: string }): boolean {
+  return c.user?.type === 'Bot' || ['OWNER', 'MEMBER', 'COLLABORATOR'].includes(c.author_association ?? '');
 }
 
 /** What staging's token needs (403/404 on the pull-request API). */
@@ -214,7 +269,7 @@ function restApi(options: RestOptions): GitHubApi {
           issue_number: number,
           per_page: 100,
         })) {
-          const mine = page.data.find((c) => c.body?.includes(marker));
+          const mine = page.data.find((c) => c.body?.includes(marker) && writtenByUs(c));
           if (mine) existing = mine.id;
         }
         if (existing !== undefined) {
@@ -224,7 +279,10 @@ function restApi(options: RestOptions): GitHubApi {
         await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return 'created';
       } catch (e) {
-        throw apiError(`comment on pull request #${number}`, { ...options, access: PULLS_ACCESS }, e);
+        // A locked conversation refuses comments with 403 whatever the token may do: not a question of access.
+        const locked = (e as { status?: number }).status === 403 && /\bis locked\b/i.test(e instanceof Error ? e.message : '');
+        const access = locked ? `the conversation of pull request #${number} is locked: unlock it on GitHub (Unlock conversation) to get the comment; the job summary lists it either way` : PULLS_ACCESS;
+        throw apiError(`comment on pull request #${number}`, { ...options, access }, e);
       }
     },
   };

@@ -6,7 +6,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
-import { describeLowLevel, markOwnOutput, showControls } from './errors.ts';
+import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { runHandlesSignals, signalExit } from './signals.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -173,7 +173,7 @@ export class Masker {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
-    for (const t of maskedParts(value)) {
+    for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
@@ -424,6 +424,69 @@ function starred(text: string, spans: [number, number][]): string {
 export function codeBlock(text: string): string[] {
   const fence = '`'.repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
   return [fence, text, fence];
+}
+
+// Text from outside in Markdown (job summaries, pull-request comments): GitHub renders the Markdown, HTML in it
+// (`<img>`, `<details>`), math (`$…$`), and links `@name` (a notification to that person or team) and `#123`, `GH-123`
+// (a link, and a back-reference on that issue). mdText, mdCode and mdLink are the one way any value from outside (a
+// program's state, a lock holder, a host's error text, a ref, a pull request's title, a commit subject) goes into
+// Markdown, so it is shown as it is and can neither break a table nor add markup; codeBlock for a multi-line one.
+
+/** Characters with a meaning in Markdown inline text (CommonMark, GFM tables, strikethrough, GitHub's math). */
+const MD_INLINE = /[\\`*_[\]<>|~&$]/g;
+/** U+2060 WORD JOINER: invisible, and no name or number may start after it, so no mention nor issue link forms. */
+const WORD_JOINER = '\u2060';
+
+/**
+ * `text` from outside as Markdown inline text that shows exactly it, on one line (printableLine), in a paragraph, a
+ * list item, a heading or a table cell: every character with a meaning backslash-escaped (`|` too: a table's cells
+ * stay as they are), a line-start marker (`#`, `>`, `-`, `+`, `1.`) escaped, and a word joiner after each `@` or `#`
+ * that starts a name or number and inside `GH-<number>` (no mention, no issue link).
+ */
+export function mdText(text: string): string {
+  // The marks of own and keyName (dropped when printed) may stand anywhere: they are looked through ([\uE000\uE001]*).
+  return escapeInline(printableLine(text))
+    .replace(/^([\uE000\uE001]*)([#>+=-])/, '$1\\$2')
+    .replace(/^([\uE000\uE001]*\d+)([.)])/, '$1\\$2');
+}
+
+/** mdText's escapes that do not depend on where the text stands: each character's own, mentions and issue links. */
+function escapeInline(text: string): string {
+  return text
+    .replace(MD_INLINE, '\\$&')
+    .replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`)
+    .replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+
+/**
+ * A secret as mdText and mdCode (in a cell) write it into Markdown, when that differs: a summary is masked after it
+ * is written (the reporters' summary), where `pa$$|word` stands as `pa\$\$\|word` (Masker.add masks these too).
+ */
+function markdownForms(secret: string): string[] {
+  return [...new Set([escapeInline(secret), secret.replace(/\|/g, '\\|')])].filter((f) => f !== secret);
+}
+
+/**
+ * `text` from outside as inline code (a ref, a release, a file name), on one line (printableLine): fenced with more
+ * backticks than any run of them in it (CommonMark), so nothing in it acts (no markup, HTML, mention or link is read
+ * inside code). `where` is 'cell' in a table cell: there `|` is escaped (GFM splits a row into cells before it reads
+ * code spans); elsewhere an escape would show.
+ */
+export function mdCode(text: string, where: 'cell' | 'text' = 'text'): string {
+  const line = printableLine(text);
+  if (!line) return '';
+  const fence = '`'.repeat(Math.max(0, ...[...line.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = line.startsWith('`') || line.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${where === 'cell' ? line.replace(/\|/g, '\\|') : line}${pad}${fence}`;
+}
+
+/**
+ * A link: `label` (Markdown of ops's own) to `url` (from outside: an API's html_url); only an http(s) URL, its
+ * characters that would end the link or a table cell percent-encoded. Anything else: the label alone.
+ */
+export function mdLink(label: string, url: string): string {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
 
 /** A duration for a log line: "1.2s". */

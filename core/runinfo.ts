@@ -13,13 +13,20 @@ function clean(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
 }
 
+/** A GitHub repository's "owner/name" (GITHUB_REPOSITORY, an API's full_name). */
+export const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+
 /**
  * The URL of the GitHub Actions run this process is part of (from GITHUB_SERVER_URL, GITHUB_REPOSITORY and
- * GITHUB_RUN_ID, which the runner sets), or "" outside Actions or when one is missing.
+ * GITHUB_RUN_ID, which the runner sets), of its attempt when it is a re-run (GITHUB_RUN_ATTEMPT 2 or more: the run's
+ * own URL shows its latest attempt, so a lock or an audit line of attempt 1 would point at attempt 2's log), or ""
+ * outside Actions or when one is missing or not of its form (it goes into locks, audit lines and comments' links).
  */
 export function runUrl(processEnv: NodeJS.ProcessEnv = process.env): string {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
-  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : '';
+  const { GITHUB_SERVER_URL: server = '', GITHUB_REPOSITORY: repo = '', GITHUB_RUN_ID: id = '', GITHUB_RUN_ATTEMPT: attempt = '' } = processEnv;
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id)) return '';
+  const again = /^[1-9][0-9]{0,5}$/.test(attempt) && attempt !== '1' ? `/attempts/${attempt}` : '';
+  return `${server.replace(/\/$/, '')}/${repo}/actions/runs/${id}${again}`;
 }
 
 /**

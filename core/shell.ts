@@ -63,7 +63,10 @@ const CHECKS = {
         ? 'remove the white space around the name (copied with it?)'
         : /[~^]|@\{/.test(v)
           ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})`
-          : 'give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)',
+          : // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+            /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v)
+            ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})`
+            : 'give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)',
   },
   environment: {
     what: 'environment name',

@@ -9,7 +9,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
-import { codeBlock, type Reporter } from '../report.ts';
+import { codeBlock, mdCode, mdText, type Reporter } from '../report.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
@@ -402,26 +402,26 @@ export function reportDeploy(reporter: Reporter, r: DeployResult): void {
 export function deploySummary(r: DeployResult): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', ...codeBlock((r.plan ?? []).join('\n'))].join('\n');
   if (r.superseded)
-    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, '', r.superseded, '', '**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), ''].join('\n');
+    return [`### Skipped (forward-only): ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`, '', mdText(r.superseded), '', '**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), ''].join('\n');
   const lines = [
-    `### ${r.noop ? 'Already live' : 'Deployed'}: ${r.environment} @ ${r.sha.slice(0, 12)}`,
+    `### ${r.noop ? 'Already live' : 'Deployed'}: ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`,
     '',
     '| | |',
     '|---|---|',
-    `| environment | ${r.environment} |`,
-    `| ref | \`${r.ref}\` (${r.matched}) |`,
+    `| environment | ${mdText(r.environment)} |`,
+    `| ref | ${mdCode(r.ref, 'cell')} (${mdText(r.matched)}) |`,
     `| sha | \`${r.sha}\` |`,
-    `| release | \`${r.release}\` |`,
+    `| release | ${mdCode(r.release, 'cell')} |`,
     // A no-op changed nothing: its "previous" is the live release itself.
-    ...(r.noop ? [] : [`| previous release | ${r.previous ? `\`${r.previous}\`` : '(none)'} |`]),
-    `| url | ${r.url} |`,
-    `| hosts | ${r.hosts.map((h) => h.host).join(', ')} |`,
+    ...(r.noop ? [] : [`| previous release | ${r.previous ? mdCode(r.previous, 'cell') : '(none)'} |`]),
+    `| url | ${mdText(r.url)} |`,
+    `| hosts | ${mdText(r.hosts.map((h) => h.host).join(', '))} |`,
     '',
   ];
   if (r.changes.length) lines.push('**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), '');
   for (const h of r.hosts) {
-    lines.push(`**${h.host}**: ${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`, '');
-    if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');
+    lines.push(`**${mdText(h.host)}**: ${mdText(`${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`)}`, '');
+    if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${mdText(s.name)} | ${(s.ms / 1000).toFixed(2)}s |`), '');
   }
   return lines.join('\n');
 }

@@ -17,7 +17,7 @@ import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
 import { renderDotenv } from '../dotenv.ts';
 import { reported } from '../remote/types.ts';
-import { codeBlock } from '../report.ts';
+import { codeBlock, mdCode, mdText } from '../report.ts';
 import { environmentSecrets } from './secrets.ts';
 import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
@@ -190,10 +190,10 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
 /** The job summary (Markdown) of an initdata run. */
 export function initdataSummary(r: InitdataResult): string {
   return [
-    `### Initial data loaded into ${r.environment}`,
+    `### Initial data loaded into ${mdText(r.environment)}`,
     '',
-    `File: \`${r.file}\`${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
+    `File: ${mdCode(r.file)}${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
     '',
-    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, '', ...codeBlock(h.output || '(no output)')]),
+    ...r.hosts.flatMap((h) => [`**${mdText(h.host)}** (release ${mdCode(h.release)}):`, '', ...codeBlock(h.output || '(no output)')]),
   ].join('\n');
 }

@@ -19,6 +19,7 @@ import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
+import { mdText } from '../report.ts';
 
 export interface ProvisionItem {
   name: string;
@@ -143,12 +144,12 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
 
 /** The job summary (Markdown) of a provision: one row per host and item. */
 export function provisionSummary(env: Environment, results: ProvisionHostResult[]): string {
-  const lines = [`### Provision of ${env.name}`, '', '| host | item | state |', '|---|---|---|'];
-  for (const r of results) for (const it of r.items) lines.push(`| ${r.host} | ${it.name} | ${it.state} |`);
+  const lines = [`### Provision of ${mdText(env.name)}`, '', '| host | item | state |', '|---|---|---|'];
+  for (const r of results) for (const it of r.items) lines.push(`| ${mdText(r.host)} | ${mdText(it.name)} | ${mdText(it.state)} |`);
   lines.push('');
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === 'changed').length;
-    lines.push(`- **${r.host}** (${r.os}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${r.runtimes.join('; ')}`);
+    lines.push(`- **${mdText(r.host)}** (${mdText(r.os)}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${mdText(r.runtimes.join('; '))}`);
   }
   return lines.join('\n');
 }

@@ -13,6 +13,7 @@ import { eachHost } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
 import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
 import type { Target } from '../target.ts';
+import { mdCode, mdText } from '../report.ts';
 
 export interface StatusResult {
   environment: string;
@@ -179,18 +180,20 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
 
 /** Markdown for a job summary. */
 export function statusSummary(r: StatusResult): string {
-  const lines = [`### Status of ${r.environment}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
+  // Every value here comes from a host (states, refs, a lock's holder, error text): mdText/mdCode, never as it is.
+  const lines = [`### Status of ${mdText(r.environment)}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
   for (const h of r.hosts) {
     if (h.error) {
-      lines.push(`| ${h.host} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
+      lines.push(`| ${mdText(h.host)} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}${p.release ? ` runs \`${p.release}\`` : ''}`).join(', ') ?? '';
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${mdText(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}`)}${p.release ? ` runs ${mdCode(p.release, 'cell')}` : ''}`).join(', ') ?? '';
+    const lock = h.lock ? mdText(`${h.lock.state}${h.lock.state !== 'free' && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'}` : ''}`) : '';
     lines.push(
-      `| ${h.host} | ${h.release ? `\`${h.release.id}\` ${h.release.ref}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? ''} | ${h.certificate?.notAfter ? `${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)` : ''} | ${h.lock?.state ?? ''} |`,
+      `| ${mdText(h.host)} | ${h.release ? `${mdCode(h.release.id, 'cell')} ${mdText(h.release.ref)}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${mdText(h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? '')} | ${h.certificate?.notAfter ? mdText(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ''} | ${lock} |`,
     );
   }
-  if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${p}`));
-  if (r.warnings.length) lines.push('', '**Warnings**', '', ...r.warnings.map((w) => `- ${w}`));
+  if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${mdText(p)}`));
+  if (r.warnings.length) lines.push('', '**Warnings**', '', ...r.warnings.map((w) => `- ${mdText(w)}`));
   return lines.join('\n');
 }

@@ -1,7 +1,7 @@
 // How staging's results are told: one log line per add, the job summary (a table), the comment on a pull
 // request that no longer applies, and the refusal that leaves staging untouched. Pure.
 import { OpsError } from '../errors.ts';
-import { codeBlock } from '../report.ts';
+import { codeBlock, mdCode, mdLink, mdText } from '../report.ts';
 import type { Source } from './refs.ts';
 
 /** Marks the pull-request comment this tool writes (so the next run updates it instead of adding one). */
@@ -86,10 +86,6 @@ export const lostCount = (lost: string[]): string => (lost.length === 1 ? '1 com
 /** A sha in messages (7 characters), or "(none)". */
 export const short = (sha: string | undefined): string => (sha ? sha.slice(0, 7) : '(none)');
 
-function cell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
-}
-
 const OUTCOME: Record<AddOutcome, string> = {
   'fast-forward': 'fast-forward',
   merge: 'merge commit',
@@ -123,56 +119,58 @@ export function describeMoved(r: { source: Source; moved?: Moved }, staging: str
 
 /** The job summary (Markdown) of an add, with the pull requests also added or skipped. */
 export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
-  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
+  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${mdText(r.source.display)}`, '', mdText(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
   const moved = describeMoved(r, names.staging);
-  if (moved) lines.push(`> **Note**: ${cell(moved)}`, '');
+  if (moved) lines.push(`> **Note**: ${mdText(moved)}`, '');
   if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
+    lines.push(`Open pull requests labelled ${mdCode(names.label)} that ${mdText(names.staging)} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
     for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
     lines.push('');
   }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, '');
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${mdCode(names.label)} were **not checked**: ${mdText(r.pullsUnavailable)}.`, '');
   return lines.join('\n');
 }
 
 function sourceCell(s: Source): string {
-  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
+  return s.pull ? `${mdLink(`#${s.pull.number}`, s.pull.url)} ${mdText(s.pull.title)}` : mdCode(s.display, 'cell');
 }
 
 /** The job summary (Markdown) of a rebuild: before and after, what was re-applied, what was skipped and why. */
 export function rebuildSummary(r: RebuildResult, names: { main: string; staging: string; label: string }): string {
+  const staging = mdText(names.staging);
+  const main = mdText(names.main);
   const lines = [
-    `### ${r.dryRun ? 'Dry run: ' : ''}staging sync: rebuild ${names.staging} from ${names.main}`,
+    `### ${r.dryRun ? 'Dry run: ' : ''}staging sync: rebuild ${staging} from ${main}`,
     '',
-    `\`${names.staging}\`: \`${short(r.before)}\` → \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? '' : ' — unchanged'}`,
+    `${mdCode(names.staging)}: \`${short(r.before)}\` → \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? '' : ' — unchanged'}`,
     '',
   ];
   if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? ' plus what was carried over (below)' : ''}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, '');
+    lines.push(`> **Warning**: pull requests labelled ${mdCode(names.label)} were **not re-applied**: ${mdText(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? ' plus what was carried over (below)' : ''}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, '');
   }
   if (r.added.length || r.skipped.length) {
     lines.push('| Source | Head | Result |', '| --- | --- | --- |');
     for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(', ')}${s.files.length > 10 ? ', …' : ''}` : '';
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => mdCode(f, 'cell')).join(', ')}${s.files.length > 10 ? ', …' : ''}` : '';
       lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push('');
     for (const a of [...r.added, ...r.skipped]) {
       const moved = describeMoved(a, names.staging, APPROVED);
-      if (moved) lines.push(`> **Note**: ${cell(moved)}`, '');
+      if (moved) lines.push(`> **Note**: ${mdText(moved)}`, '');
     }
   } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, '');
+    lines.push(`No open pull request carries the label ${mdCode(names.label)}.`, '');
   }
-  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(', ')}.`, '');
-  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(', ')}.`, '');
+  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => mdCode(c)).join(', ')}.`, '');
+  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => mdCode(d)).join(', ')}.`, '');
   if (r.lost.length) {
     lines.push(
-      `> **Warning**: ${lostCount(r.lost)} only ${names.staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${names.staging} by hand, or from ${names.main} before it was rewritten); no branch this run knows holds them:`,
+      `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,
       '',
-      ...r.lost.map((l) => `- \`${l.slice(0, l.indexOf(' '))}\` ${cell(l.slice(l.indexOf(' ') + 1))}`),
+      ...r.lost.map((l) => `- ${mdCode(l.slice(0, l.indexOf(' ')))} ${mdText(l.slice(l.indexOf(' ') + 1))}`),
       '',
       `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
       '',
@@ -187,22 +185,23 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
  * updates it.
  */
 export function skippedComment(s: Skipped, names: { main: string; staging: string; label: string }, runUrl?: string): string {
-  const when = runUrl ? `[the rebuild of \`${names.staging}\`](${runUrl})` : `the rebuild of \`${names.staging}\``;
+  const [staging, main, label] = [mdCode(names.staging), mdCode(names.main), mdCode(names.label)];
+  const when = runUrl ? mdLink(`the rebuild of ${staging}`, runUrl) : `the rebuild of ${staging}`;
   const lines = [
     COMMENT_MARKER,
-    `**Not in \`${names.staging}\`**: ${when} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
+    `**Not in ${staging}**: ${when} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
     '',
     ...codeBlock(s.message),
     '',
   ];
   if (s.reason === 'conflict') {
-    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
+    lines.push(`It conflicts with ${main} or with another pull request labelled ${label} that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase ${main}), or coordinate with the other pull request; the next rebuild tries again.`);
   } else if (s.reason === 'missing') {
     lines.push('Its head could not be fetched. Check that the branch still exists.');
   } else {
     lines.push('Push new commits instead of rewriting the branch, or wait for the next rebuild.');
   }
-  lines.push('', `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
+  lines.push('', `<sub>Written by ops-pipeline staging-sync; remove the ${label} label to stop re-applying this pull request.</sub>`);
   return lines.join('\n');
 }
 

@@ -37,12 +37,21 @@ export function decideAdd(facts: AddFacts): AddDecision {
   return 'merge';
 }
 
+/**
+ * A pull request's title as a merge commit quotes it, its skip instructions ([skip ci], [ci skip], [no ci],
+ * [skip actions], [actions skip]: GitHub runs no push workflow for a commit whose message holds one) in
+ * parentheses: a title saying not to run CI on the pull request's own commits would skip staging's CI.
+ */
+export function withoutSkipCi(title: string): string {
+  return title.replace(/\[(\s*(?:skip|no)\s+(?:ci|actions)|\s*(?:ci|actions)\s+skip)\s*\]/gi, '($1)');
+}
+
 /** The merge commit message: a subject naming the ref and sha, then trailers that record what was added. */
 export function mergeMessage(source: Source, staging: string): string[] {
   const short = source.sha.slice(0, 12);
   const what = source.pull ? `pull request #${source.pull.number} (${source.pull.branch})` : source.display;
   const subject = `Merge ${what} at ${short} into ${staging}`;
-  const body = source.pull ? [`${source.pull.title}\n${source.pull.url}`] : [];
+  const body = source.pull ? [`${withoutSkipCi(source.pull.title)}\n${source.pull.url}`] : [];
   const trailers = [...(source.key ? [`${REF_TRAILER}: ${source.key}`] : []), `${HEAD_TRAILER}: ${source.sha}`].join('\n');
   return [subject, ...body, trailers];
 }

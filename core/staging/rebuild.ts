@@ -4,6 +4,7 @@
 // skipped, listed, and told so in a comment. A pull request staging already holds is re-applied at the commit
 // staging took for it (recorded by its add: the labelled head), not at its head now: a label approves the commits
 // it saw, and commits pushed since wait for a new label even when the label is still on (unlabel not run yet).
+// With a token, a listing of the labelled pull requests that fails stops the rebuild, staging untouched.
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
@@ -40,7 +41,13 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       pulls = await options.github.api.labelledPulls(options.label);
       reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? '' : 's'} labelled "${options.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(', ')}` : ''}`);
     } catch (e) {
-      pullsUnavailable = formatError(e).replace(/\n\s*hint: /, ' — ');
+      // A token was given, so the labelled pull requests belong in staging: resetting without them would drop every
+      // one (a nightly run in an outage). Only a run without API access (no token) resets without them, said so.
+      if (!(e instanceof OpsError)) throw e;
+      throw new OpsError(
+        `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
+        `${e.hint ? `${e.hint}; ` : ''}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`,
+      );
     }
   }
   if (pullsUnavailable) reporter.warn(`labelled pull requests will NOT be re-applied: ${pullsUnavailable}`);
@@ -210,7 +217,8 @@ async function finish(ctx: StagingContext, options: RebuildOptions, result: Rebu
   for (const s of result.skipped) {
     if (!s.source.pull) continue;
     try {
-      const how = await api.comment(s.source.pull.number, skippedComment(s, names, options.runUrl), COMMENT_MARKER);
+      // Masked as everything printed (a secret in git's message or a title): a comment is printed on GitHub.
+      const how = await api.comment(s.source.pull.number, ctx.reporter.redact(skippedComment(s, names, options.runUrl)), COMMENT_MARKER);
       result.comments.push({ number: s.source.pull.number, result: how });
     } catch (e) {
       ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);

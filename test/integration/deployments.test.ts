@@ -56,6 +56,8 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     // Our statuses never inactivate anything else (auto_inactive: false): deployment 2 stays inactive.
     expect(last(gh, 2).state).toBe('inactive');
     expect(gh.requests.every((q) => q.authorized)).toBe(true);
+    // Pages as GitHub links them (2 a page here): deployment 1's three statuses in two requests, none for an empty page.
+    expect(gh.requests.filter((q) => q.method === 'GET' && q.path.startsWith('/repos/acme/webapp/deployments/1/statuses'))).toHaveLength(2);
 
     // Idempotent: nothing more written the second time.
     const before = gh.deployments.map((d) => d.statuses.length);
@@ -72,6 +74,21 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     expect(r).toEqual({ deployment: 2, marked: 'inactive', restored: [1] });
     expect(last(gh, 3).state).toBe('failure');
     expect(last(gh, 1).state).toBe('success');
+  });
+
+  it('a re-run (same run id, attempt 2): marks the new attempt\'s deployment, and gives the live one its success back again', async () => {
+    const gh = await scene();
+    await markSuperseded(options(gh), new MemoryReporter());
+    // Attempt 2 of run 201: Actions makes a new deployment of the commit, whose success inactivates the restored one.
+    gh.deployments.push({ id: 3, sha: OLD, environment: 'prod', created_at: '2026-04-01T00:20:00Z', statuses: [] });
+    gh.deploymentStatus(3, 'in_progress', { log_url: `${jobUrl(201)}9` });
+    gh.deploymentStatus(3, 'success', { log_url: `${jobUrl(201)}9`, environment_url: 'https://app.example.com' });
+    expect(last(gh, 1).state).toBe('inactive');
+    const r = await markSuperseded(options(gh, { logUrl: 'https://github.example/acme/webapp/actions/runs/201/attempts/2' }), new MemoryReporter());
+    expect(r).toEqual({ deployment: 3, marked: 'inactive', restored: [1] });
+    expect(last(gh, 3)).toMatchObject({ state: 'inactive', log_url: 'https://github.example/acme/webapp/actions/runs/201/attempts/2' });
+    expect(last(gh, 1).state).toBe('success');
+    expect(last(gh, 2).state).toBe('inactive');
   });
 
   it('takes the newest deployment of the commit, and says so, when none links to the run', async () => {
@@ -109,10 +126,27 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod: nothing to correct/);
   });
 
+  it.each(['(', '201|.*', '201/../200', ' 201'])('a $GITHUB_RUN_ID that is no run number (%j): refused in one line before any request, nothing marked', async (runId) => {
+    const gh = await scene();
+    const before = JSON.stringify(gh.deployments);
+    const e = await failure(markSuperseded(options(gh, { runId }), new MemoryReporter()));
+    expect(e.message).toBe(`invalid $GITHUB_RUN_ID ${JSON.stringify(runId)}: expected the workflow run's number`);
+    expect(e.hint).toMatch(/the runner sets it/);
+    expect(gh.requests).toEqual([]);
+    expect(JSON.stringify(gh.deployments)).toBe(before);
+  });
+
+  it('a $GITHUB_REPOSITORY that is no owner/name: refused in one line before any request', async () => {
+    const gh = await scene();
+    const e = await failure(markSuperseded(options(gh, { repository: 'acme/webapp/../other' }), new MemoryReporter()));
+    expect(e.message).toBe('invalid $GITHUB_REPOSITORY "acme/webapp/../other": expected owner/name');
+    expect(gh.requests).toEqual([]);
+  });
+
   it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
-    const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '30' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
+    const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '300' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
     const e = await failure(markSuperseded(options(limited), new MemoryReporter()));
-    expect(e).toMatchObject({ message: expect.stringMatching(/^GitHub API: cannot list the deployments of a{12} in prod: secondary rate limit reached .*retry after 30 s$/), hint: expect.stringMatching(/^wait 30 s/) });
+    expect(e).toMatchObject({ message: expect.stringMatching(/^GitHub API: cannot list the deployments of a{12} in prod: secondary rate limit reached .*retry after 300 s$/), hint: expect.stringMatching(/^wait 300 s/) });
     expect(e.hint).not.toMatch(/deployments: write/);
     const slow = await each.github({ hang: (q) => q.path.includes('/deployments') });
     const t = await failure(markSuperseded(options(slow, { timeoutMs: 200 }), new MemoryReporter()));

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { githubAccess } from '../../core/github.ts';
-import { startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
+import { deadUrl, startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
 
 const fakes: FakeGitHub[] = [];
 afterEach(async () => {
@@ -37,6 +37,17 @@ describe('a GitHub API that stops answering', () => {
     expect(await a.comment(1, 'again <!-- m -->', '<!-- m -->')).toBe('updated');
     expect(gh.comments.find((c) => c.id === 2)!.body).toBe('again <!-- m -->');
     expect(gh.requests.filter((r) => r.path.includes('/pulls')).length).toBe(3);
+  });
+
+  it("a comment someone else wrote with our marker in it (anyone can): never taken for ours, never overwritten", async () => {
+    const { gh, api: a } = await api(() => false);
+    gh.comments.unshift({ id: 5, issue: 2, body: '<!-- m -->\nplanted', updated: 0, user: { login: 'mallory', type: 'User' }, association: 'NONE' });
+    expect(await a.comment(2, 'x', '<!-- m -->')).toBe('created');
+    expect(gh.comments.find((c) => c.id === 5)).toMatchObject({ body: '<!-- m -->\nplanted', updated: 0 });
+    // A maintainer's (a person's token) is taken, as a bot's is.
+    gh.comments.unshift({ id: 6, issue: 3, body: '<!-- m -->\nby a person', updated: 0, user: { login: 'maintainer', type: 'User' }, association: 'MEMBER' });
+    expect(await a.comment(3, 'y', '<!-- m -->')).toBe('updated');
+    expect(gh.comments.find((c) => c.id === 6)!.updated).toBe(1);
   });
 
   for (const [what, hang, call] of [
@@ -75,11 +86,44 @@ describe('a GitHub API that refuses', () => {
     expect(e.hint).not.toMatch(/needs read access/);
   });
 
-  it('a secondary rate limit (429, retry-after): says how long to wait', async () => {
-    const api = await refusing({ status: 429, headers: { 'retry-after': '60' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
+  it('a secondary rate limit (429, retry-after longer than a request waits itself): says how long to wait', async () => {
+    const api = await refusing({ status: 429, headers: { 'retry-after': '120' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
     const e = (await api.comment(3, 'x', '<!-- m -->').catch((x: unknown) => x)) as OpsError;
-    expect(e.message).toBe('GitHub API: cannot comment on pull request #3: secondary rate limit reached (too many requests at once), retry after 60 s');
-    expect(e.hint).toMatch(/^wait 60 s/);
+    expect(e.message).toBe('GitHub API: cannot comment on pull request #3: secondary rate limit reached (too many requests at once), retry after 120 s');
+    expect(e.hint).toMatch(/^wait 120 s/);
+  });
+
+  it('a secondary rate limit asking for a short pause (403/429, retry-after 1): waited out, the listing and the comment go through, each written once', async () => {
+    let refused = 0;
+    const limit = (r: { method: string; path: string }): CannedAnswer | undefined =>
+      (r.path.includes('page=2') || r.method === 'POST') && refused < 2 ? (refused++, { status: refused === 1 ? 403 : 429, headers: { 'retry-after': '1' }, body: { message: 'You have exceeded a secondary rate limit.', documentation_url: docs } }) : undefined;
+    const gh = await startFakeGitHub({ pageSize: 1, answer: limit });
+    fakes.push(gh);
+    for (let i = 1; i <= 2; i++) gh.pulls.push({ number: i, created_at: `2026-01-0${i}T00:00:00Z`, head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: ['staging'] });
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+    const started = Date.now();
+    expect((await api.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(await api.comment(1, 'x', '<!-- m -->')).toBe('created');
+    expect(refused).toBe(2);
+    expect(gh.comments).toHaveLength(1);
+  });
+
+  it('a comment on a locked pull request (403 "issue is locked"): says it is locked, not that the token lacks access', async () => {
+    const gh = await startFakeGitHub({ answer: (r) => (r.method === 'POST' && r.path.includes('/comments') ? { status: 403, body: { message: 'Unable to create comment because issue is locked.', documentation_url: 'https://docs.github.com/rest/issues/comments#create-an-issue-comment' } } : undefined) });
+    fakes.push(gh);
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+    const e = (await api.comment(3, 'x', '<!-- m -->').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^GitHub API: cannot comment on pull request #3: HTTP 403 Unable to create comment because issue is locked\./);
+    expect(e.hint).toMatch(/^the conversation of pull request #3 is locked: unlock it/);
+    expect(e.hint).not.toMatch(/read access/);
+  });
+
+  it('a secondary rate limit without retry-after (403, requests left this hour): says so, not that the token lacks access', async () => {
+    const api = await refusing({ status: 403, headers: { 'x-ratelimit-remaining': '4000' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('GitHub API: cannot list the open pull requests of acme/webapp: secondary rate limit reached (too many requests at once)');
+    expect(e.hint).toMatch(/^wait a few minutes/);
   });
 
   it('a token without the permission (403, no rate limit): names the permission', async () => {
@@ -87,6 +131,17 @@ describe('a GitHub API that refuses', () => {
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 403 Resource not accessible by integration/);
     expect(e.hint).toMatch(/needs read access to pull requests/);
+  });
+});
+
+describe('a GitHub API that is not there', () => {
+  it('nothing answers at $GITHUB_API_URL (a mistyped Enterprise Server address): asks whether it is reachable, never "HTTP 500" nor an outage of GitHub\'s', async () => {
+    const url = `${await deadUrl()}/api/v3`;
+    const api = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } }).api!;
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: (?!HTTP)\S.*ECONNREFUSED/);
+    expect(e.hint).toBe(`is ${url} reachable? ($GITHUB_API_URL sets it)`);
   });
 });
 
@@ -106,6 +161,18 @@ describe('a GitHub API with a passing outage', () => {
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 503/);
     expect(down.requests.filter((q) => q.path.includes('/pulls'))).toHaveLength(3);
+  });
+});
+
+describe('a GitHub API answering with a web page', () => {
+  it("an HTML error page (GitHub's 502 unicorn, a proxy's or an Enterprise Server's maintenance page): one line, its title, not the page", async () => {
+    const page = `<!DOCTYPE html>\n<html>\n<head>\n<title>Unicorn! &middot; GitHub</title>\n<style>body { color: red }</style>\n</head>\n<body>\n${'<p>No server is currently available to service your request.</p>\n'.repeat(50)}</body>\n</html>\n`;
+    const gh = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') ? { status: 502, body: page, html: true } : undefined) });
+    fakes.push(gh);
+    const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [1] }).api!;
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('GitHub API: cannot list the open pull requests of acme/webapp: HTTP 502 Unicorn! · GitHub');
+    expect(e.hint).toMatch(/^GitHub answered with an error of its own/);
   });
 });
 

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { mdText } from '../../core/report.ts';
 import { Scratch, line2, perTest } from './staging.support.ts';
 
 const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
@@ -91,8 +92,8 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     expect(r.outputs).toEqual({ sha: sha.d, 'previous-sha': sha.master, changed: 'true', added: '#12', skipped: '' });
     expect(s.sha('staging')).toBe(sha.d);
     expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/d': sha.d });
-    expect(r.summary).toContain('### staging sync: add #12 (feature/d)');
-    expect(r.summary).toMatch(/#12 \(feature\/d\) \(`[0-9a-f]{7}`\) added to staging by fast-forward/);
+    expect(r.summary).toContain(`### staging sync: add ${mdText('#12 (feature/d)')}`);
+    expect(r.summary).toMatch(/\\#\u206012 \(feature\/d\) \(`[0-9a-f]{7}`\) added to staging by fast-forward/);
     expect(r.stdout).toContain('::group::add pull request #12 to staging');
   });
 

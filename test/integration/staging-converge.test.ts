@@ -3,7 +3,7 @@
 // add therefore also brings in the open labelled pull requests staging lacks. Real git (a bare remote, clones),
 // GitHub's API faked at the HTTP level (the real Octokit client talks to it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryReporter } from '../../core/report.ts';
+import { MemoryReporter, mdText } from '../../core/report.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 import { StagingRefusal, type AddResult } from '../../core/staging/messages.ts';
@@ -130,7 +130,7 @@ describe('staging converges', () => {
     expect(reporter.outputs).toMatchObject({ added: '#2,#1', skipped: '' });
     const said = `#2 (feature/two) is at ${unreviewed.slice(0, 7)} now, not at the labelled commit ${sha.two!.slice(0, 7)}, which is what staging takes; 1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} unreviewed change`;
     expect(reporter.lines.join('\n')).toContain(said);
-    expect(reporter.summaries.join('\n')).toContain(`> **Note**: ${said}`);
+    expect(reporter.summaries.join('\n')).toContain(`> **Note**: ${mdText(said)}`);
 
     // Labelled again after reading it: the new commits come in on top, no rewrite.
     const again = (await addRun(runner.dir, undefined, 2, 'feature/two', new MemoryReporter(), unreviewed)) as AddResult;

@@ -7,7 +7,7 @@ import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, rebuildSummary } from '../../core/staging/messages.ts';
-import { MemoryReporter } from '../../core/report.ts';
+import { MemoryReporter, mdText } from '../../core/report.ts';
 import { RacingGit, Scratch, context, deadUrl, failure, line2, perTest, refusal, type FakeGitHub } from './staging.support.ts';
 
 const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
@@ -104,6 +104,17 @@ describe('staging rebuild', () => {
     expect([...reporter.lines, summary].join('\n')).not.toContain(gh.token);
   });
 
+  it('masks a secret in the comment it writes on a pull request, as in everything it prints', async () => {
+    const { runner } = fresh(template);
+    const gh = await github();
+    const ctx = context(runner.dir);
+    ctx.reporter.mask('app.txt');
+    await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: true });
+    expect(gh.comments.map((c) => c.issue)).toEqual([3]);
+    expect(gh.comments[0]!.body).toMatch(/conflicts with staging[\s\S]*\*\*\*/);
+    expect(gh.comments[0]!.body).not.toContain('app.txt');
+  });
+
   it('is a no-op the second time (same merges, same shas) and updates its comment instead of adding one', async () => {
     const { s, runner } = fresh(template);
     const gh = await github();
@@ -118,8 +129,6 @@ describe('staging rebuild', () => {
 
   it.each([
     ['no token', async (gh: FakeGitHub) => access(gh, ''), /no GitHub token/],
-    ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401.*token is invalid/],
-    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/],
     ['no known repository', async () => githubAccess({ token: 'x', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
   ])('without API access (%s) still resets staging and says labelled pull requests were not re-applied', async (_, make, reason) => {
     const { s, runner } = fresh(template);
@@ -131,6 +140,29 @@ describe('staging rebuild', () => {
     expect(s.sha('staging')).toBe(sha.master);
     expect(s.tracking()).toEqual({});
     expect(ctx.reporter.text()).toMatch(/warning: labelled pull requests will NOT be re-applied/);
+    expect(gh.comments).toEqual([]);
+  });
+
+  it.each([
+    ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401/, /token is invalid/],
+    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/, /reachable/],
+    [
+      'an outage that outlasts the retries',
+      async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [5, 5] }),
+      /HTTP 503/,
+      /outage/,
+    ],
+  ])('with a token, a listing of the labelled pull requests that fails (%s) leaves staging untouched and says why', async (what, make, reason, hint) => {
+    const { s, runner } = fresh(template);
+    const gh = await each.github(what.startsWith('an outage') ? { answer: (q) => (q.path.includes('/pulls') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) } : {});
+    const before = s.refs();
+    const e = await failure(rebuildStaging(context(runner.dir), { github: await make(gh), label: 'staging', comment: true }));
+    expect(e.message).toMatch(reason);
+    expect(e.message).toMatch(/staging was left as it is: rebuilt now, it would lose every pull request labelled "staging"$/);
+    expect(e.hint).toMatch(hint);
+    expect(e.hint).toMatch(/; staging keeps them until a rebuild can list them \(to reset it to master without them on purpose, run the rebuild without a token\)$/);
+    expect(s.refs()).toEqual(before);
+    expect(s.sha('staging')).toBe(sha.staging);
     expect(gh.comments).toEqual([]);
   });
 
@@ -260,7 +292,7 @@ describe('staging rebuild', () => {
       expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
       const said = `#5 (feature/b) is at ${unreviewed.slice(0, 7)} now, not at the commit staging took (its approved head) ${sha.b!.slice(0, 7)}, which is what staging takes; 1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} pushed after the label`;
       expect(ctx.reporter.text()).toContain(`warning: ${said}`);
-      expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain(`> **Note**: ${said}`);
+      expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain(`> **Note**: ${mdText(said)}`);
     }
     // Read and labelled again: the label's add takes the new head, and so does every rebuild after it.
     await addToStaging(context(runner.dir), 'feature/b', undefined, { at: unreviewed });

@@ -197,6 +197,9 @@ export interface FakeComment {
   issue: number;
   body: string;
   updated: number;
+  /** Its author (default: the token's bot, as for the comments the fake creates) and their association with the repository. */
+  user?: { login: string; type: 'Bot' | 'User' };
+  association?: string;
 }
 
 /** A deployment and its statuses (oldest first, as written), as the fake keeps them. */
@@ -233,7 +236,9 @@ export interface FakeGitHub {
 export interface CannedAnswer {
   status: number;
   headers?: Record<string, string>;
+  /** JSON, as the API answers; a string with `html` (a proxy's or GitHub's own error page), sent as text/html. */
   body: unknown;
+  html?: boolean;
 }
 
 export async function startFakeGitHub(
@@ -313,6 +318,10 @@ export async function startFakeGitHub(
     state.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, authorized });
     if (options.hang?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` })) return;
     const canned = options.answer?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` });
+    if (canned?.html) {
+      res.writeHead(canned.status, { 'content-type': 'text/html; charset=utf-8', ...canned.headers });
+      return res.end(String(canned.body));
+    }
     if (canned) return send(res, canned.status, canned.body, canned.headers);
     if (!authorized) return send(res, 401, { message: 'Bad credentials' });
     const repo = `/repos/${repository}`;
@@ -330,7 +339,11 @@ export async function startFakeGitHub(
     let c = /^\/issues\/(\d+)\/comments$/.exec(m);
     if (c && req.method === 'GET') {
       const issue = Number(c[1]);
-      return paginate(res, url, state.comments.filter((x) => x.issue === issue).map((x) => ({ id: x.id, body: x.body })));
+      return paginate(
+        res,
+        url,
+        state.comments.filter((x) => x.issue === issue).map((x) => ({ id: x.id, body: x.body, user: x.user ?? { login: 'github-actions[bot]', type: 'Bot' }, author_association: x.association ?? 'NONE' })),
+      );
     }
     if (c && req.method === 'POST') {
       const body = await readBody(req);

@@ -97,6 +97,29 @@ describe('key inputs', () => {
     expect(failure()).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod-status`\?/);
   });
 
+  it('an empty ssh-key in a run for a pull request from a fork, or one Dependabot started: says GitHub gives such runs no secrets', async () => {
+    inputs({ environment: 'prod', 'ssh-key': '' });
+    const event = join(dir, 'event.json');
+    Object.assign(process.env, { GITHUB_EVENT_NAME: 'pull_request', GITHUB_EVENT_PATH: event, GITHUB_REPOSITORY: 'acme/app', GITHUB_ACTOR: 'someone' });
+    writeFileSync(event, JSON.stringify({ pull_request: { number: 7, head: { repo: { full_name: 'someone/app' } } } }));
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toBe('input `ssh-key` is empty: this run is for a pull request from a fork (someone/app), and GitHub gives such runs no secrets\n  hint: deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged');
+    writes.length = 0;
+    writeFileSync(event, JSON.stringify({ pull_request: { number: 7, head: { repo: null } } }));
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` is empty: this run is for a pull request from a fork \(deleted since\)/);
+    writes.length = 0;
+    process.env.GITHUB_ACTOR = 'dependabot[bot]';
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` is empty: this run was started by Dependabot, and GitHub gives it only the Dependabot secrets/);
+    // This repository's own pull request: the environment lacks the secret, as before.
+    writes.length = 0;
+    process.env.GITHUB_ACTOR = 'someone';
+    writeFileSync(event, JSON.stringify({ pull_request: { number: 7, head: { repo: { full_name: 'Acme/App' } } } }));
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod`/);
+  });
+
   it('an ssh-key that is no private key: the input is named, not $OPS_SSH_KEY', async () => {
     inputs({ environment: 'prod', 'ssh-key': 'ssh-ed25519 AAAA... a public key' });
     await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);

@@ -12,7 +12,7 @@ import { ActionsReporter } from '../../core/action.ts';
 import { OpsError, showControls } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
-import { ConsoleReporter } from '../../core/report.ts';
+import { ConsoleReporter, MemoryReporter, mdCode, mdLink, mdText, own } from '../../core/report.ts';
 import { command, JSON_OPTION, printResult, runCli } from '../../scripts/cli.ts';
 import { allCommands } from '../../scripts/commands/index.ts';
 import { runOps } from '../support/cli.ts';
@@ -155,5 +155,48 @@ describe('the job summary (GitHub Actions)', () => {
     } finally {
       delete process.env.GITHUB_STEP_SUMMARY;
     }
+  });
+});
+
+describe('outside text in Markdown (job summaries, pull-request comments)', () => {
+  /** A table row's cells as GitHub splits them: at every "|" no backslash escapes. */
+  const cells = (row: string) => row.split(/(?<!\\)\|/).slice(1, -1);
+
+  it('mdText: every character with a meaning escaped, one line, no mention, issue link, HTML or math', () => {
+    expect(mdText('a|b <img src=x onerror=alert(1)> *em* _u_ ~~s~~ [l](javascript:x) `c` &amp; \\ $x$\nnext line')).toBe(
+      'a\\|b \\<img src=x onerror=alert(1)\\> \\*em\\* \\_u\\_ \\~\\~s\\~\\~ \\[l\\](javascript:x) \\`c\\` \\&amp; \\\\ \\$x\\$ next line',
+    );
+    expect(mdText('@octocat and @acme/team, #123, GH-42, acme/app#7, mail@example.org')).toBe('@\u2060octocat and @\u2060acme/team, #\u2060123, GH\u2060-42, acme/app#\u20607, mail@\u2060example.org');
+    // what would start a heading, a quote or a list at the start of a line (a list item `- ${text}`)
+    expect(['# h', '> q', '- l', '+ l', '1. n', '2) n'].map(mdText)).toEqual(['\\# h', '\\> q', '\\- l', '\\+ l', '1\\. n', '2\\) n']);
+    expect(cells(`| ${mdText('a | b \\| c')} | x |`)).toHaveLength(2);
+    // ops's own words in a message (own: marked, the marks dropped when printed) do not hide a mention from it
+    const reporter = new MemoryReporter();
+    void reporter.summary(mdText(own`the lock is held by @${'octocat'}, see #${'12'} and GH-${'4'}`));
+    expect(reporter.summaries[0]).toBe('the lock is held by @\u2060octocat, see #\u206012 and GH\u2060-4');
+  });
+
+  it('a secret in outside text is masked in the summary as mdText and mdCode write it (escaped), not only as it is', async () => {
+    const reporter = new MemoryReporter();
+    reporter.mask('p@ss|w*rd$1_x');
+    await reporter.summary(`| ${mdText('login refused for p@ss|w*rd$1_x (bad)')} | ${mdCode('p@ss|w*rd$1_x', 'cell')} |\n\n- ${mdText('p@ss|w*rd$1_x')}`);
+    expect(reporter.summaries[0]).toBe('| login refused for *** (bad) | `***` |\n\n- ***');
+  });
+
+  it('mdCode: fenced past any backticks in it; in a table cell its "|" escaped (GitHub splits cells first), elsewhere left as it is', () => {
+    expect(mdCode('feature/x')).toBe('`feature/x`');
+    expect(mdCode('a`b')).toBe('``a`b``');
+    expect(mdCode('`x``')).toBe('``` `x`` ```');
+    expect(mdCode('a|b')).toBe('`a|b`');
+    expect(mdCode('a|b', 'cell')).toBe('`a\\|b`');
+    expect(mdCode('two\nlines')).toBe('`two lines`');
+    expect(cells(`| ${mdCode('a|b\\|c', 'cell')} | x |`)).toHaveLength(2);
+  });
+
+  it('mdLink: only an http(s) URL, its characters that would end the link or the cell encoded; anything else is the label alone', () => {
+    expect(mdLink('#3', 'https://github.com/acme/app/pull/3')).toBe('[#3](https://github.com/acme/app/pull/3)');
+    expect(mdLink('#3', 'https://x/3)|y')).toBe('[#3](https://x/3%29%7Cy)');
+    expect(mdLink('#3', 'javascript:alert(1)')).toBe('#3');
+    expect(mdLink('#3', 'https://x/a b')).toBe('#3');
   });
 });

@@ -130,6 +130,10 @@ describe('deploy operation', () => {
     expect(summary).toContain(`| release | \`20261125T120000Z-${v1.slice(0, 12)}\` |`);
     expect(summary).not.toContain('previous release');
     expect(summary).not.toContain('| step |');
+    // A ref from a workflow_dispatch input and a host's note, from outside: shown as they are, the table whole.
+    const odd = deploySummary({ ...r, ref: 'feat/a|b`x', hosts: r.hosts.map((x) => ({ ...x, notes: ['<img src=x> @octocat'] })) });
+    expect(odd).toContain('| ref | ``feat/a\\|b`x`` (');
+    expect(odd).not.toMatch(/(?<!\\)<img|@octocat/);
   });
 
   it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {

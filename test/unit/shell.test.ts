@@ -48,6 +48,10 @@ describe('validate', () => {
     expect(hint('gitRef', 'main@{1}')).toContain('a revision expression');
     expect(hint('gitRef', ' v1')).toBe('remove the white space around the name (copied with it?)');
     expect(hint('gitRef', 'a..b')).toContain('git branch -a, git tag');
+    // a branch name git allows with other characters (a workflow_dispatch ref input): deployed by its sha
+    expect(hint('gitRef', 'feat/été')).toBe("git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse 'feat/été')");
+    expect(hint('gitRef', 'fix#12')).toContain("git rev-parse 'fix#12'");
+    expect(hint('gitRef', 'a b')).toContain('git branch -a, git tag');
     expect(hint('environment', 'Prod')).toContain('its folder under environments/');
     expect(hint('release', 'latest')).toContain('ops releases <env>');
   });

@@ -144,6 +144,12 @@ describe('merge records', () => {
     ]);
     expect(mergeMessage({ display: 'abc', sha: C }, 'staging').at(-1)).toBe(`Staging-Head: ${C}`);
   });
+  it("quotes a pull request's title without its skip instructions: a title's [skip ci] would skip staging's push workflows", () => {
+    const titled = (title: string) => mergeMessage({ ...pull, pull: { ...pull.pull!, title } }, 'staging')[1];
+    expect(titled('Docs only [skip ci]')).toBe('Docs only (skip ci)\nhttps://x/pull/5');
+    expect(['[ci skip] a', 'a [no ci]', '[Skip Actions]', '[actions skip]'].map(titled)).toEqual(['(ci skip) a', 'a (no ci)', '(Skip Actions)', '(actions skip)'].map((t) => `${t}\nhttps://x/pull/5`));
+    expect(titled('keep [skipping] and [ci] as they are')).toBe('keep [skipping] and [ci] as they are\nhttps://x/pull/5');
+  });
 
   it('reads records back from git log output, trusting only trailers that match the merge', () => {
     expect(LOG_FORMAT).toContain('trailers:key=Staging-Head');
@@ -209,6 +215,14 @@ describe('settings and inputs', () => {
     expect(runUrl({ GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' })).toBe('https://github.com/acme/app/actions/runs/42');
     expect(runUrl({})).toBe('');
   });
+  it("links to a re-run's own attempt (the run's URL shows its latest one), and to nothing when a part is not of its form", () => {
+    const env = { GITHUB_SERVER_URL: 'https://ghe.example.com/', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' };
+    expect(runUrl({ ...env, GITHUB_RUN_ATTEMPT: '1' })).toBe('https://ghe.example.com/acme/app/actions/runs/42');
+    expect(runUrl({ ...env, GITHUB_RUN_ATTEMPT: '2' })).toBe('https://ghe.example.com/acme/app/actions/runs/42/attempts/2');
+    expect(runUrl({ ...env, GITHUB_RUN_ID: '42)](javascript:x)' })).toBe('');
+    expect(runUrl({ ...env, GITHUB_REPOSITORY: 'acme/app x' })).toBe('');
+    expect(runUrl({ ...env, GITHUB_SERVER_URL: 'javascript:alert(1)//' })).toBe('');
+  });
 });
 
 describe('GitHub access', () => {
@@ -227,6 +241,12 @@ describe('GitHub access', () => {
   it('knows the API of github.com and of an Enterprise Server', () => {
     expect(apiUrlFor('github.com')).toBe('https://api.github.com');
     expect(apiUrlFor('ghe.example.com')).toBe('https://ghe.example.com/api/v3');
+    // GitHub's SSH over port 443 (a firewall lets only 443 out) is github.com's API, not an Enterprise Server's
+    expect(apiUrlFor(repositoryFromUrl('ssh://git@ssh.github.com:443/acme/app.git')!.host)).toBe('https://api.github.com');
+  });
+  it('knows the API of GitHub Enterprise Cloud with data residency (<name>.ghe.com: api.<name>.ghe.com, no /api/v3)', () => {
+    expect(apiUrlFor('octocorp.ghe.com')).toBe('https://api.octocorp.ghe.com');
+    expect(apiUrlFor(repositoryFromUrl('git@octocorp.ghe.com:acme/app.git')!.host)).toBe('https://api.octocorp.ghe.com');
   });
   it('says why the API cannot be used', () => {
     expect(githubAccess({ processEnv: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
@@ -278,10 +298,33 @@ describe('telling', () => {
     expect(describeMoved(moved, 'staging')).toBe(
       '#7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed | work',
     );
-    expect(addSummary(moved, { staging: 'staging', label: 'staging' })).toContain('> **Note**: #7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed \\| work');
+    expect(addSummary(moved, { staging: 'staging', label: 'staging' })).toContain('> **Note**: \\#\u20607 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed \\| work');
     expect(describeMoved({ ...add, moved: { head: B, newer: [], rewritten: true } }, 'staging')).toMatch(/the branch was rewritten since \(the labelled commit is no longer in it\): its new commits wait for a new label\.$/);
     expect(describeMoved(add, 'staging')).toBeUndefined();
   });
+  it("what comes from outside (a pull request's title, a ref, a file, a commit subject, an API error) shows as it is: no cell split, no markup, HTML, mention or issue link", () => {
+    const hostile = 'x | y <img src=x onerror=alert(1)> **b** @octocat #12 $a$';
+    const shown = 'x \\| y \\<img src=x onerror=alert(1)\\> \\*\\*b\\*\\* @\u2060octocat #\u206012 \\$a\\$';
+    const pull = { number: 3, title: hostile, url: 'https://x/pull/3)](javascript:alert(1)', branch: 'f|`x`' };
+    const src: Source = { display: '#3 (f|`x`)', key: 'refs/heads/f|`x`', sha: C, pull };
+    const md = rebuildSummary(
+      { ...base, added: [{ source: src, outcome: 'merge', sha: B }], skipped: [{ source: { display: 'a|`b`', sha: A }, reason: 'conflict', message: hostile, files: ['<b>|`c`.txt'] }], dropped: ['d|e'], lost: [`${A.slice(0, 7)} ${hostile}`], pullsUnavailable: hostile },
+      names,
+    );
+    expect(md).toContain(`| [#3](https://x/pull/3%29]%28javascript:alert%281%29) ${shown} | \`ccccccc\` | merge commit |`);
+    expect(md).toContain('| `` a\\|`b` `` | `aaaaaaa` | **skipped** (conflict: ``<b>\\|`c`.txt``) |');
+    expect(md).toContain('No longer in staging: `d|e`.');
+    expect(md).toContain(`- \`aaaaaaa\` ${shown}`);
+    expect(md).toContain(`were **not re-applied**: ${shown}.`);
+    // every table row has its three cells, as GitHub splits them (an unescaped "|" would add one)
+    for (const row of md.split('\n').filter((l) => l.startsWith('| '))) expect(row.split(/(?<!\\)\|/).length - 2).toBe(3);
+    expect(md).not.toMatch(/(?<!\\)<img|@octocat|#12/);
+    const comment = skippedComment({ source: src, reason: 'conflict', message: hostile }, { main: 'ma`in', staging: 'st|ag', label: '@team' }, 'https://run/1');
+    expect(comment).toContain('**Not in `st|ag`**: [the rebuild of `st|ag`](https://run/1)');
+    expect(comment).toContain('It conflicts with ``ma`in`` or with another pull request labelled `@team`');
+    expect(comment).toContain(`\`\`\`\n${hostile}\n\`\`\``);
+  });
+
   it('writes a pull-request comment that says why and what to do, with the marker', () => {
     const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');
     expect(body.startsWith(COMMENT_MARKER)).toBe(true);

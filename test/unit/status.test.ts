@@ -576,6 +576,27 @@ describe('status over recording remotes', () => {
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
   });
 
+  it("the job summary shows what hosts report as it is (a program's state, a release's ref, the lock's holder, error text): no cell split, no markup, HTML or mention", () => {
+    const odd = 'RUNNING|x <img src=x> @octocat';
+    const host = {
+      host: 'web1',
+      release: { id: '20261125T140000Z-0123456789ab', ref: 'feat/a|b <b>' },
+      nginx: { running: true, configOk: true },
+      supervisor: { programs: [{ program: 'server', state: odd, pid: 211, release: 'r|1', live: true }] },
+      health: [{ program: 'server', ok: true }],
+      lock: { state: 'held', holder: { operation: 'deploy', actor: '@alice | **x**' } },
+    };
+    const r = { environment: 'demo', url: '', healthy: false, hosts: [host], problems: ['web1: nginx says: <details><summary>x</summary>'], warnings: ['web1: see #123'] } as unknown as Parameters<typeof statusSummary>[0];
+    const md = statusSummary(r);
+    const row = md.split('\n').find((l) => l.startsWith('| web1'))!;
+    expect(row.split(/(?<!\\)\|/).length - 2).toBe(7);
+    expect(row).toBe(
+      '| web1 | `20261125T140000Z-0123456789ab` feat/a\\|b \\<b\\> | running, valid | server RUNNING\\|x \\<img src=x\\> @\u2060octocat pid 211 runs `r\\|1` | server ok |  | held: deploy by @\u2060alice \\| \\*\\*x\\*\\* |',
+    );
+    expect(md).toContain('- web1: nginx says: \\<details\\>\\<summary\\>x\\</summary\\>');
+    expect(md).toContain('- web1: see #\u2060123');
+  });
+
   it('--json, stopped by SIGINT/SIGTERM while a host has not answered: its document gives what each host had answered by then (its live release; null for one not answered, saying so), exit 130', async () => {
     const env = testEnv({}, [
       { name: 'web1', address: '192.0.2.1', host_key: KEY },

@@ -7,7 +7,7 @@ import { type Anchor, type Branch, commentTokens, placeComments, positions } fro
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
-import { UNICODE_BREAK, goFlowScalar, goLiteralBlock } from './yaml-breaks.ts';
+import { UNICODE_BREAK, goBlockScalar, goFlowScalar, goLines } from './yaml-breaks.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -151,9 +151,9 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 
 /**
  * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS or PS raw (line breaks to go-yaml, see
- * yaml-breaks.ts); any other scalar's value as the `yaml` library read it.
+ * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)).
  */
-function goBreaks(text: string, node: Scalar): unknown {
+function goBreaks(text: string, lines: string, node: Scalar): unknown {
   const [start, end] = node.range ?? [];
   if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
   const source = text.slice(start, end);
@@ -164,12 +164,11 @@ function goBreaks(text: string, node: Scalar): unknown {
   } catch {
     return node.value; // never a message quoting the text (a secret): the value as read, which the MAC then checks
   }
-  // a block: the spaces the `yaml` library took off each line are its indentation
-  const lines = source.split(/\r?\n/).slice(1);
-  const first = lines.findIndex((l) => l.trim() !== '');
-  const valueLine = node.value.split('\n')[first] ?? '';
-  const indent = first < 0 ? 0 : lines[first]!.length - lines[first]!.trimStart().length - (valueLine.length - valueLine.trimStart().length);
-  return goLiteralBlock(node.value, indent);
+  // a block: the collection holding it is the one its header's line starts (`x: |`, `- |`, `- x: |`)
+  const head = lines.slice(Math.max(lines.lastIndexOf('\n', start - 1), lines.lastIndexOf('\r', start - 1)) + 1, start);
+  const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head)!;
+  const parent = collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1;
+  return goBlockScalar(source, parent);
 }
 
 /**
@@ -183,7 +182,9 @@ function goBreaks(text: string, node: Scalar): unknown {
 export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = parseAllDocuments(text, {
+  // YAML: the lines go-yaml sees (NEL, LS and PS end lines to it), the values read from `text` (goBreaks)
+  const lines = format === 'yaml' ? goLines(text) : text;
+  const docs = parseAllDocuments(lines, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -202,7 +203,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
-    const v = format === 'yaml' ? goBreaks(text, node) : node.value;
+    const v = format === 'yaml' ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
@@ -239,7 +240,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const target = (alias: Alias): unknown => targets.get(alias);
   let aliases = 0; // aliases being copied now (inside a copy: nothing recorded)
   // Where each map key and list item stands (YAML), to place the comments afterwards
-  const at = positions(text);
+  const at = positions(lines);
   const anchors: Anchor[] = [];
   const anchor = (offset: number | undefined, branch: Branch, index: number, value: unknown): Anchor | undefined => {
     if (format !== 'yaml' || offset === undefined || aliases) return undefined;
@@ -374,6 +375,6 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, 'use string keys only');
   };
   const tree = convert(root, []) as MapNode;
-  if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  if (format === 'yaml' && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
   return tree;
 }

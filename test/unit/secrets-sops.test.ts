@@ -479,6 +479,10 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
     `x: "a${LS}  b"\n`, `x: "a\\L  b${NEL} c"\n`, `x: "a${NEL}\n b"\n`, `x: a${LS} b\n`, `x: a ${NEL} b\n`,
     `x: |\n    a${LS}    b\n    c\n`, `x: |-\n  a ${PS}  b\n`, `x: |2\n     a${LS}   b\n`,
     `? 'k${LS}    ey'\n: v\n`, `x: [ 'a${LS}  b', "c${LS} d" ]\n`, `x: {k: 'a${LS}  b'}\n`,
+    // a folded block: a NEL folds as LF does (into a space between two lines), an LS or PS never
+    `x: >\n  a${NEL}  b\n  c\n`, `x: >-\n  a${LS}  b\n  c\n`, `x: >\n  a\n  ${NEL}  b\n`, `x: >\n  a${NEL}${NEL}  b\n`, `l:\n  - >\n    a${NEL}    b\n  - x\n`,
+    // a line holding only a break is an empty line; after a break, text less indented ends the block
+    `x: |\n  a\n${LS}  b\n`, `x: |\n  a${LS}y: 1\n`, `n:\n  x: |\n    a${LS}  y: 1\n`, `x: >+\n  ${LS}\ny: 1\n`, `x: |\n   ${NEL}${LS}${NEL} \n   \n  \ny: 1\n`,
   ];
 
   it('ops reads each value and key as sops does (sops encrypt, then sops decrypt --output-type json)', () => {
@@ -492,12 +496,18 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
   });
 
   it('a file sops wrote with such values left in clear (--unencrypted-regex) opens with ops (same MAC, same values), and its plaintext from sops decrypt is read by ops as it was (what ops secrets encrypt stores)', async () => {
-    const values = { ls: `a${LS}b`, ps: `${PS}p`, both: `x${LS}${PS}y`, multi: `one\ntwo${LS}three\n`, [`k${LS}ey`]: 'v' };
+    const values = {
+      ls: `a${LS}b`, ps: `${PS}p`, both: `x${LS}${PS}y`, multi: `one\ntwo${LS}three\n`, [`k${LS}ey`]: 'v',
+      // a line break then LS or PS: go-yaml writes the LS at the start of a line of a literal block (no indentation),
+      // and after a value ending in one the next key on the same line
+      after_break: `one\n${LS}two`, ends: `x\n${PS}`, nested: { deeper: { k: `a\n\n${LS}b${LS}` } }, list: [`a\n${PS}${PS}b\n`, { q: `x\n${LS}` }],
+    };
     const plainFile = join(dir, 'breaks-clear.json');
     writeFileSync(plainFile, JSON.stringify(values));
     const enc = sops(['encrypt', '--unencrypted-regex', '.', '--input-type', 'json', '--output-type', 'yaml', '--age', k1.recipient, plainFile], k1);
     expect(enc.err).toBe('');
     expect(enc.out).toContain(`ls: 'a${LS}`); // in clear, the LS raw, as go-yaml writes it
+    expect(enc.out).toContain(`after_break: |-\n    one\n${LS}    two\n`);
     const ours = await SecretsFile.fromText(enc.out, 'sops-breaks.yaml', { identities: k1.ids });
     expect(toPlain(ours.tree)).toEqual(values);
     const plaintext = sopsDecryptText(enc.out, 'yaml', k1);

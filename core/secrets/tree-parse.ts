@@ -364,6 +364,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     }
     if (isScalar(k)) {
       const v = scalar(k, path);
+      // sops keeps such a key as its bytes (its values' AES-GCM data names it so: read under its base64 text, they
+      // would not decrypt) and writes it back `!!binary`: ops keeps keys as text. A key is no secret: named.
+      if (v.kind === 'scalar' && v.bytes)
+        throw new OpsError(`${file}: the key !!binary ${String(v.value)}${path.length ? ` under ${errorPath(path)}` : ''} holds bytes that are not UTF-8 text, which ops does not support (keys are text)`, 'rename it to a text key (`sops edit` the file: the key without !!binary)');
       if (v.kind === 'scalar' && v.type === 'str') return v.value as string;
       const source = String(k.value ?? '');
       if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;

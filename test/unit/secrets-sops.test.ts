@@ -561,6 +561,19 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
     expect(sops(['decrypt', e.secrets], key).out).toContain('database_url: /+8=\n');
   });
 
+  it('a binary key: one of UTF-8 bytes is read as its text, as sops reads it; one of other bytes (sops keeps its bytes, and its value decrypts only under them) is refused by name, not as a changed ciphertext', async () => {
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'binary-key.yaml', 'other: ok\n!!binary aGk=: text\nnested:\n    !!binary /+8=: v\n').out);
+    expect(sops(['decrypt', e.secrets], { file: e.keyFile }).out).toContain('nested:\n    !!binary /+8=: v\n');
+    const dec = await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env);
+    expect(dec.code).toBe(1);
+    expect(dec.err).toContain('secrets.sops.yaml: the key !!binary /+8= under nested holds bytes that are not UTF-8 text, which ops does not support (keys are text)');
+    expect(dec.err).toContain('rename it to a text key');
+    expect(dec.err).not.toMatch(/does not decrypt|changed/);
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'text-key.yaml', 'other: ok\n!!binary aGk=: text\n').out);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'hi'], e.env)).out).toBe('text');
+  });
+
   it('ops secrets encrypt writes binary values as sops does', async () => {
     const e = await newEnv();
     const asset = join(e.root, 'environments/qa/assets/binary.yaml');

@@ -14,6 +14,7 @@ import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
 import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
+import { numberText } from './secrets/goyaml.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -39,7 +40,8 @@ export function lookup(tree: unknown, path: string): unknown {
  */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number') return numberText(value);
+  if (typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   return jsonText(value) ?? 'null';
 }
 

@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias 
 import { OpsError } from '../errors.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
-import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
+import { type GoScalar, intValue, numberText, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
 import { UNICODE_BREAK, goBlockScalar, goFlowScalar, goLines } from './yaml-breaks.ts';
@@ -336,17 +336,18 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString);
-        // not a float typed in the exponent form it reaches the .env in (1e-7), only printed back with a "." (1.0e-7)
-        const sameExponent = v.type === 'float' && /e/.test(text) && String(v.value) === text;
-        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there, 1e-7 is 1E-07: numberText);
+        // not a float typed in the exponent form it reaches the .env in (1E-07), only printed back with a "." (1.0e-7)
+        const sameExponent = v.type === 'float' && /e/i.test(text) && numberText(v.value as number) === text;
+        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes
       // back as 1, 0.10 as 0.1, 1e3 as 1000, -0 as 0, and an integer beyond int64 loses its digits past the 17th
       if (options.retyped && format === 'json' && v.kind === 'scalar' && (v.type === 'int' || v.type === 'float')) {
         const text = typeof node.source === 'string' ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // (and a float that reaches the .env otherwise: 1e-7 is 1E-07 there, numberText)
+        if (jsonNumberText(v) !== text || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       return v;
     }

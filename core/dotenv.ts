@@ -368,7 +368,8 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     else {
       const found = lookup(secrets, spec.secret);
       if (found === undefined || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
+        // null (`~`, `null`, nothing after the key): sops's dotenv output would give `<nil>`; no value for the app
+        missing.push(`${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : ''}`);
         continue;
       }
       const binary = memberHolding(found, holdsBinary);

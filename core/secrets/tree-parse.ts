@@ -7,7 +7,7 @@ import { type Anchor, type Branch, commentTokens, placeComments, positions } fro
 import { type GoScalar, intValue, numberText, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
-import { UNICODE_BREAK, goBlockScalar, goFlowScalar, goLines } from './yaml-breaks.ts';
+import { goBlockScalar, goFlowScalar, goLines, goOnlyBreak } from './yaml-breaks.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -150,14 +150,14 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 }
 
 /**
- * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS or PS raw (line breaks to go-yaml, see
+ * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS, PS or a lone CR raw (line breaks to go-yaml, see
  * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)).
  */
 function goBreaks(text: string, lines: string, node: Scalar): unknown {
   const [start, end] = node.range ?? [];
   if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
+  if (!goOnlyBreak(text, start, end)) return node.value;
   const source = text.slice(start, end);
-  if (!UNICODE_BREAK.test(source)) return node.value;
   try {
     if (node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE') return goFlowScalar(source.slice(1, -1), node.type === 'QUOTE_SINGLE' ? 'single' : 'double');
     if (node.type === 'PLAIN') return goFlowScalar(source, 'plain');

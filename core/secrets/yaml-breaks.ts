@@ -8,8 +8,15 @@
 // characters raw are read again here; every other one is as the `yaml` library read it.
 import { Parser, parse } from 'yaml';
 
-/** NEL, LS, PS: line breaks to go-yaml, not to the `yaml` library. */
-export const UNICODE_BREAK = /[\u0085\u2028\u2029]/;
+/** NEL, LS, PS, and a CR not followed by LF (an old Mac line end): line breaks to go-yaml, not to the `yaml` library. */
+const GO_ONLY_BREAK = /[\u0085\u2028\u2029]|\r(?!\n)/g;
+
+/** Whether `text` holds a line break of go-yaml's only (GO_ONLY_BREAK) from `start` to before `end`. */
+export function goOnlyBreak(text: string, start = 0, end = text.length): boolean {
+  GO_ONLY_BREAK.lastIndex = start;
+  const found = GO_ONLY_BREAK.exec(text);
+  return found !== null && found.index < end;
+}
 
 const BLANK = /[ \t]/;
 const BREAK = /[\r\n\u0085\u2028\u2029]/;
@@ -35,7 +42,7 @@ function quotedSpans(text: string): [number, number][] {
 }
 
 /**
- * `text` with go-yaml's lines for the `yaml` library: each NEL, LS or PS (a line break to go-yaml) made "\n", the
+ * `text` with go-yaml's lines for the `yaml` library: each NEL, LS, PS or lone CR (GO_ONLY_BREAK) made "\n", the
  * same length, so every offset stays; but inside quotes, where the library reads them as text on one line and
  * go-yaml lets the lines after a break start at any column (`x: 'a<LS>b'`). go-yaml writes a value holding LS or PS
  * in a literal block with the break raw: a line holding only it (`one\n<LS>    two`) is an empty line to go-yaml, but
@@ -45,12 +52,12 @@ function quotedSpans(text: string): [number, number][] {
  * parser, again on the text so changed (a block that swallowed a quote-looking line may end at such a break). Pure.
  */
 export function goLines(text: string): string {
-  if (!UNICODE_BREAK.test(text)) return text;
+  if (!goOnlyBreak(text)) return text;
   let lines = text;
   for (let round = 0; round < 4; round++) {
     const spans = quotedSpans(lines);
     const inQuotes = (i: number) => spans.some(([a, b]) => a <= i && i < b);
-    const next = text.replace(/[\u0085\u2028\u2029]/g, (c, i: number) => (inQuotes(i) ? c : '\n'));
+    const next = text.replace(GO_ONLY_BREAK, (c, i: number) => (inQuotes(i) ? c : '\n'));
     if (next === lines) break;
     lines = next;
   }

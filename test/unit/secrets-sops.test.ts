@@ -483,6 +483,8 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
     `x: >\n  a${NEL}  b\n  c\n`, `x: >-\n  a${LS}  b\n  c\n`, `x: >\n  a\n  ${NEL}  b\n`, `x: >\n  a${NEL}${NEL}  b\n`, `l:\n  - >\n    a${NEL}    b\n  - x\n`,
     // a line holding only a break is an empty line; after a break, text less indented ends the block
     `x: |\n  a\n${LS}  b\n`, `x: |\n  a${LS}y: 1\n`, `n:\n  x: |\n    a${LS}  y: 1\n`, `x: >+\n  ${LS}\ny: 1\n`, `x: |\n   ${NEL}${LS}${NEL} \n   \n  \ny: 1\n`,
+    // a CR not followed by LF (an old Mac line end) is a line break to go-yaml too
+    `a: b\rc: d\n`, `x: 'a\rb'\n`, `x: a\r  b\n`, `x: |\n  a\r  b\r\ny: 1\n`,
   ];
 
   it('ops reads each value and key as sops does (sops encrypt, then sops decrypt --output-type json)', () => {

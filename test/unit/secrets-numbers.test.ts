@@ -7,7 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { asString, holdsRoundedInteger, renderDotenv } from '../../core/dotenv.ts';
+import { asString, holdsRoundedInteger, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { environment } from '../support/dotenv-environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -214,6 +215,19 @@ describe('YAML scalars typed without quotes, in the .env', () => {
       const whole = WHOLE.some((w) => w.startsWith(`${k}:`));
       expect(asString(ours.data[k]), k).toBe(whole ? String(Number(v)) : v);
     }
+  });
+});
+
+describe('.inf and .nan in a map the .env takes whole (as JSON)', () => {
+  it('are refused by member, never written as null; the float on its own is written as sops gives it (+Inf)', () => {
+    const data = toPlain(parseTree('inf: .inf\nlimits:\n  max: .inf\n  n: 1\nlist: [1, .nan]\n', 'yaml', { file: 'typed' }));
+    expect(renderDotenv(environment({ INF: { secret: 'inf' } }), data).environ).toBe('INF=+Inf\0');
+    expect(() => renderDotenv(environment({ LIMITS: { secret: 'limits' } }), data)).toThrow(
+      'the secret "limits.max" holds .inf, -.inf or .nan, typed without quotes, inside "limits", which the .env (LIMITS) takes whole as JSON: JSON has no text for such a float (it would be null)',
+    );
+    expect(() => renderDotenv(environment({ LIST: { secret: 'list' } }), data)).toThrow(/^the secret "list" holds \.inf/);
+    // ops secrets set/edit refuse it as they store it, saying what was left as it was
+    expect(() => refuseUnreadableSecrets(environment({ LIMITS: { secret: 'limits' } }), {}, data)).toThrow(/^the secret "limits\.max" holds .*\(nothing was written: .* is unchanged\)$/);
   });
 });
 

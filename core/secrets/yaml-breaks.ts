@@ -13,9 +13,10 @@ const GO_ONLY_BREAK = /[\u0085\u2028\u2029]|\r(?!\n)/g;
 
 /** Whether `text` holds a line break of go-yaml's only (GO_ONLY_BREAK) from `start` to before `end`. */
 export function goOnlyBreak(text: string, start = 0, end = text.length): boolean {
-  GO_ONLY_BREAK.lastIndex = start;
-  const found = GO_ONLY_BREAK.exec(text);
-  return found !== null && found.index < end;
+  // the range and the character after it (a CR's LF), not the rest of the text: each scalar of a file is asked
+  GO_ONLY_BREAK.lastIndex = 0;
+  const found = GO_ONLY_BREAK.exec(text.slice(start, end + 1));
+  return found !== null && found.index < end - start;
 }
 
 const BLANK = /[ \t]/;
@@ -55,8 +56,12 @@ export function goLines(text: string): string {
   if (!goOnlyBreak(text)) return text;
   let lines = text;
   for (let round = 0; round < 4; round++) {
-    const spans = quotedSpans(lines);
-    const inQuotes = (i: number) => spans.some(([a, b]) => a <= i && i < b);
+    const spans = quotedSpans(lines).sort((x, y) => x[0] - y[0]);
+    let at = 0; // the breaks come in order: the first span not ending before the one met
+    const inQuotes = (i: number) => {
+      while (at < spans.length && spans[at]![1] <= i) at += 1;
+      return at < spans.length && spans[at]![0] <= i;
+    };
     const next = text.replace(GO_ONLY_BREAK, (c, i: number) => (inQuotes(i) ? c : '\n'));
     if (next === lines) break;
     lines = next;

@@ -161,14 +161,13 @@ function goBreaks(text: string, lines: string, node: Scalar): unknown {
   try {
     if (node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE') return goFlowScalar(source.slice(1, -1), node.type === 'QUOTE_SINGLE' ? 'single' : 'double');
     if (node.type === 'PLAIN') return goFlowScalar(source, 'plain');
+    // a block: the collection holding it is the one its header's line starts (`x: |`, `- |`, `- x: |`)
+    const head = lines.slice(Math.max(lines.lastIndexOf('\n', start - 1), lines.lastIndexOf('\r', start - 1)) + 1, start);
+    const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head)!;
+    return goBlockScalar(source, collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1);
   } catch {
     return node.value; // never a message quoting the text (a secret): the value as read, which the MAC then checks
   }
-  // a block: the collection holding it is the one its header's line starts (`x: |`, `- |`, `- x: |`)
-  const head = lines.slice(Math.max(lines.lastIndexOf('\n', start - 1), lines.lastIndexOf('\r', start - 1)) + 1, start);
-  const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head)!;
-  const parent = collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1;
-  return goBlockScalar(source, parent);
 }
 
 /**

@@ -218,6 +218,16 @@ describe('YAML scalars typed without quotes, in the .env', () => {
   });
 });
 
+describe('ops secrets show --key of a float', () => {
+  it('prints it as the .env gives it (+Inf, -0.0, 1E-07), not as JavaScript writes it (Infinity, 0, 1e-7)', async () => {
+    const e = await newEnv();
+    const file = await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) });
+    for (const [k, v] of [['inf', Infinity], ['negzero', -0], ['tiny', 1e-7], ['half', 0.5]] as const) file.set([k], { kind: 'scalar', type: 'float', value: v });
+    await file.save();
+    for (const [k, shown] of [['inf', '+Inf'], ['negzero', '-0.0'], ['tiny', '1E-07'], ['half', '0.5']]) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', k!], e.env)).out, k).toBe(shown);
+  });
+});
+
 describe('.inf and .nan in a map the .env takes whole (as JSON)', () => {
   it('are refused by member, never written as null; the float on its own is written as sops gives it (+Inf)', () => {
     const data = toPlain(parseTree('inf: .inf\nlimits:\n  max: .inf\n  n: 1\nlist: [1, .nan]\n', 'yaml', { file: 'typed' }));

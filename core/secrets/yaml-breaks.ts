@@ -4,8 +4,10 @@
 // the LS raw and followed by the indentation of a new line ('a<LS>    b' for "a<LS>b"), and in a literal block the
 // lines after an LS are indented too. Read as YAML 1.2, such a value keeps those spaces: a value sops left in clear
 // (--encrypted-regex, --unencrypted-suffix...) then failed the MAC, and a plaintext `sops decrypt` wrote, given to
-// `ops secrets encrypt`, was stored with spaces that were never in it. Only scalars whose text holds one of these
-// characters raw are read again here; every other one is as the `yaml` library read it.
+// `ops secrets encrypt`, was stored with spaces that were never in it; a line holding only such a break (go-yaml
+// writes "one\n<LS>two" so) ended a literal block for the library, which then refused the file. A CR not followed
+// by LF is a line break to go-yaml too. The library is given go-yaml's lines (goLines), and only scalars whose text
+// holds one of these breaks raw are read again here; every other one is as the `yaml` library read it.
 import { Parser, parse } from 'yaml';
 
 /** NEL, LS, PS, and a CR not followed by LF (an old Mac line end): line breaks to go-yaml, not to the `yaml` library. */

@@ -14,6 +14,7 @@ import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
 import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
+import { numberText } from './secrets/goyaml.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -39,7 +40,8 @@ export function lookup(tree: unknown, path: string): unknown {
  */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number') return numberText(value);
+  if (typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   return jsonText(value) ?? 'null';
 }
 
@@ -340,6 +342,30 @@ function memberHolding(value: unknown, holds: (member: unknown) => boolean): str
   return memberPaths(value).find((p) => holds(memberAt(value, p)));
 }
 
+/** Whether a plain value is or holds a float JSON has no text for (.inf, -.inf, .nan). */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (Array.isArray(value)) return value.some(holdsNonFinite);
+  return value !== null && typeof value === 'object' && !(value instanceof Uint8Array) && Object.values(value).some(holdsNonFinite);
+}
+
+/**
+ * The member of a map or list secret, written whole as JSON, that is or holds .inf, -.inf or .nan (JSON.stringify
+ * writes null for them, and JSON has no text the app's JSON.parse and json.loads both read); undefined for none,
+ * and for a secret that is such a float itself (written as text, `+Inf`: numberText).
+ */
+function nonFiniteMember(value: unknown): string[] | undefined {
+  return value !== null && typeof value === 'object' ? memberHolding(value, holdsNonFinite) : undefined;
+}
+
+/** The refusal of a map or list secret holding .inf or .nan (nonFiniteMember) in the .env. */
+function nonFiniteRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
+  return new OpsError(
+    `the secret "${memberKey(secret, member)}" holds .inf, -.inf or .nan, typed without quotes, inside "${secret}", which the .env (${key}) takes whole as JSON: JSON has no text for such a float (it would be null)`,
+    `quote it as text (\`ops secrets edit ${env.name}\`: "..."), or take the member on its own in env ({ secret: ${memberKey(secret, member)} })`,
+  );
+}
+
 /** The refusal of a binary value in the .env (binaryRefused), naming the member that holds it when the secret is a map named whole. */
 function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
   return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ''})`, env.name);
@@ -366,11 +392,14 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     else {
       const found = lookup(secrets, spec.secret);
       if (found === undefined || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
+        // null (`~`, `null`, nothing after the key): sops's dotenv output would give `<nil>`; no value for the app
+        missing.push(`${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : ''}`);
         continue;
       }
       const binary = memberHolding(found, holdsBinary);
       if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
+      const infinite = nonFiniteMember(found);
+      if (infinite) throw nonFiniteRefused(env, key, spec.secret, infinite);
       const round = memberHolding(found, holdsRoundedInteger);
       if (round) {
         rounded.push({ key, secret: spec.secret, member: round });
@@ -472,6 +501,11 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       const e = binaryMemberRefused(env, key, spec.secret, binary);
       const old = binary.length > 0 && isDeepStrictEqual(memberAt(had, binary), memberAt(found, binary));
       throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
+    }
+    const infinite = nonFiniteMember(found);
+    if (infinite) {
+      const e = nonFiniteRefused(env, key, spec.secret, infinite);
+      throw new OpsError(`${e.message} (${how.untouched})`, e.hint);
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such

@@ -50,7 +50,7 @@ function retypedLine(r: Retyped, format: Format): string {
   const key = showPath(r.path);
   // sops's JSON store: an integer within int64 is an int, any other number a float64 (tree-parse.ts)
   if (format === 'json' && r.type === 'float' && r.typed === 'digits') return `${key}: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded`;
-  if (format === 'json' && r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text`;
+  if (format === 'json' && r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`;
   if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
   if (r.type === 'float' && r.typed !== 'other') return `${key}: typed as digits${r.typed === 'leading-zero' ? ' with a leading 0' : ''}, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
   const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];

@@ -24,6 +24,36 @@ export function intValue(n: bigint): number | bigint {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 }
 
+/**
+ * A float as sops gives it where only text can go (`sops decrypt --output-type dotenv`, `sops exec-env`: its
+ * stores.ValToString): Go's shortest form, strconv.FormatFloat(v, 'G', -1, 64), an exponent from 1e6 and below 1e-4
+ * (`1.5E+10`, `1E-07`), and ".0" after one that would read as an integer (`2.0`, `-0.0`); `+Inf`, `-Inf`, `NaN`. Pure.
+ */
+export function goFloatText(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
+  const sign = v < 0 || Object.is(v, -0) ? '-' : '';
+  // JavaScript's shortest round-trip digits, as Go's: d.ddd and the exponent
+  const [mantissa, e] = Math.abs(v).toExponential().split('e') as [string, string];
+  const digits = mantissa.replace('.', '');
+  const exp = Number(e);
+  let text: string;
+  if (exp < -4 || exp >= 6) text = `${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ''}E${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  else if (exp < 0) text = `0.${'0'.repeat(-exp - 1)}${digits}`;
+  else text = digits.length > exp + 1 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `${digits}${'0'.repeat(exp + 1 - digits.length)}.0`;
+  return sign + text;
+}
+
+/**
+ * A number of a decrypted value as the .env carries it (core/dotenv.ts, asString): an integer as its digits (a whole
+ * float too, `2.0` is 2: the decrypted value no longer says which it was, and `ops secrets edit` asks before storing
+ * one typed so), any other float as sops gives it in text (goFloatText: `1E-07`, `-0.0`, `+Inf`, `NaN`), not as
+ * JavaScript writes it (`1e-7`, `0`, `Infinity`). Pure.
+ */
+export function numberText(value: number): string {
+  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
+}
+
 /** Go's strconv.ParseInt(s, 0, 64) (and ParseUint): sign, then 0x / 0o / 0b / leading-0 octal / decimal. */
 function goParseInteger(s: string, unsigned: boolean): bigint | undefined {
   const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);

@@ -4,10 +4,10 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias 
 import { OpsError } from '../errors.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
-import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
+import { type GoScalar, intValue, numberText, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
-import { UNICODE_BREAK, goFlowScalar, goLiteralBlock } from './yaml-breaks.ts';
+import { goBlockScalar, goFlowScalar, goLines, goOnlyBreak } from './yaml-breaks.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -150,26 +150,24 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 }
 
 /**
- * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS or PS raw (line breaks to go-yaml, see
- * yaml-breaks.ts); any other scalar's value as the `yaml` library read it.
+ * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS, PS or a lone CR raw (line breaks to go-yaml, see
+ * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)).
  */
-function goBreaks(text: string, node: Scalar): unknown {
+function goBreaks(text: string, lines: string, node: Scalar): unknown {
   const [start, end] = node.range ?? [];
   if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
+  if (!goOnlyBreak(text, start, end)) return node.value;
   const source = text.slice(start, end);
-  if (!UNICODE_BREAK.test(source)) return node.value;
   try {
     if (node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE') return goFlowScalar(source.slice(1, -1), node.type === 'QUOTE_SINGLE' ? 'single' : 'double');
     if (node.type === 'PLAIN') return goFlowScalar(source, 'plain');
+    // a block: the collection holding it is the one its header's line starts (`x: |`, `- |`, `- x: |`)
+    const head = lines.slice(Math.max(lines.lastIndexOf('\n', start - 1), lines.lastIndexOf('\r', start - 1)) + 1, start);
+    const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head)!;
+    return goBlockScalar(source, collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1);
   } catch {
     return node.value; // never a message quoting the text (a secret): the value as read, which the MAC then checks
   }
-  // a block: the spaces the `yaml` library took off each line are its indentation
-  const lines = source.split(/\r?\n/).slice(1);
-  const first = lines.findIndex((l) => l.trim() !== '');
-  const valueLine = node.value.split('\n')[first] ?? '';
-  const indent = first < 0 ? 0 : lines[first]!.length - lines[first]!.trimStart().length - (valueLine.length - valueLine.trimStart().length);
-  return goLiteralBlock(node.value, indent);
 }
 
 /**
@@ -183,7 +181,9 @@ function goBreaks(text: string, node: Scalar): unknown {
 export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = parseAllDocuments(text, {
+  // YAML: the lines go-yaml sees (NEL, LS and PS end lines to it), the values read from `text` (goBreaks)
+  const lines = format === 'yaml' ? goLines(text) : text;
+  const docs = parseAllDocuments(lines, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -202,7 +202,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
-    const v = format === 'yaml' ? goBreaks(text, node) : node.value;
+    const v = format === 'yaml' ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
     if (typeof v === 'string') refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ''}`);
@@ -239,7 +239,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   const target = (alias: Alias): unknown => targets.get(alias);
   let aliases = 0; // aliases being copied now (inside a copy: nothing recorded)
   // Where each map key and list item stands (YAML), to place the comments afterwards
-  const at = positions(text);
+  const at = positions(lines);
   const anchors: Anchor[] = [];
   const anchor = (offset: number | undefined, branch: Branch, index: number, value: unknown): Anchor | undefined => {
     if (format !== 'yaml' || offset === undefined || aliases) return undefined;
@@ -335,17 +335,18 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString);
-        // not a float typed in the exponent form it reaches the .env in (1e-7), only printed back with a "." (1.0e-7)
-        const sameExponent = v.type === 'float' && /e/.test(text) && String(v.value) === text;
-        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there, 1e-7 is 1E-07: numberText);
+        // not a float typed in the exponent form it reaches the .env in (1E-07), only printed back with a "." (1.0e-7)
+        const sameExponent = v.type === 'float' && /e/i.test(text) && numberText(v.value as number) === text;
+        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes
       // back as 1, 0.10 as 0.1, 1e3 as 1000, -0 as 0, and an integer beyond int64 loses its digits past the 17th
       if (options.retyped && format === 'json' && v.kind === 'scalar' && (v.type === 'int' || v.type === 'float')) {
         const text = typeof node.source === 'string' ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // (and a float that reaches the .env otherwise: 1e-7 is 1E-07 there, numberText)
+        if (jsonNumberText(v) !== text || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       return v;
     }
@@ -363,6 +364,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     }
     if (isScalar(k)) {
       const v = scalar(k, path);
+      // sops keeps such a key as its bytes (its values' AES-GCM data names it so: read under its base64 text, they
+      // would not decrypt) and writes it back `!!binary`: ops keeps keys as text. A key is no secret: named.
+      if (v.kind === 'scalar' && v.bytes)
+        throw new OpsError(`${file}: the key !!binary ${String(v.value)}${path.length ? ` under ${errorPath(path)}` : ''} holds bytes that are not UTF-8 text, which ops does not support (keys are text)`, 'rename it to a text key (`sops edit` the file: the key without !!binary)');
       if (v.kind === 'scalar' && v.type === 'str') return v.value as string;
       const source = String(k.value ?? '');
       if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;
@@ -374,6 +379,6 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, 'use string keys only');
   };
   const tree = convert(root, []) as MapNode;
-  if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  if (format === 'yaml' && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
   return tree;
 }

@@ -76,6 +76,16 @@ export const CORPUS: string[] = [
   'postgresql+asyncpg://user:p%40ss$word@db.example.org:5432/app?sslmode=require',
   '{"admin@example.org": "s3cr\\"et", "b": "x$y"}',
   '$(id) `id` ;|&<>*?~!',
+  // as teams' secrets come: a BOM a Windows editor left at the start, CRLF line ends, a pasted `export X=...` line,
+  // a service account's JSON (its key's line breaks written \n), a value holding another assignment on its next line
+  '\ufeffbom at the start',
+  'value from a windows editor\r\n',
+  '-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBg\r\n-----END PRIVATE KEY-----\r\n',
+  'export API_KEY=abc',
+  JSON.stringify({ type: 'service_account', private_key: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n', client_email: 'x@y.iam.gserviceaccount.com' }, null, 2),
+  'x\nOTHER=y',
+  "x\n'y",
+  '#',
   'x'.repeat(20_000),
   'ab$'.repeat(3000) + "'\"".repeat(10),
 ];

@@ -7,7 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { asString, holdsRoundedInteger, renderDotenv } from '../../core/dotenv.ts';
+import { asString, holdsRoundedInteger, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { environment } from '../support/dotenv-environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -25,11 +26,11 @@ const TYPED: [key: string, text: string, asTyped: boolean][] = [
   ['tenth', '0.10', false], // 0.1
   ['onezero', '1.0', false], // 1
   ['negzero', '-0', false], // the int 0
-  ['negzerof', '-0.0', false],
+  ['negzerof', '-0.0', true], // the float -0: -0.0 in the .env, as sops's dotenv output has it (its JSON output: -0)
   ['int', '42', true],
   ['i64max', '9223372036854775807', true], // an int, exact (a bigint here)
   ['half', '1.5', true],
-  ['tiny', '1e-7', true],
+  ['tiny', '1e-7', false], // 1E-07, as sops's dotenv output has it
 ];
 const JSON_TEXT = `{\n${TYPED.map(([k, t]) => `  "${k}": ${t}`).join(',\n')}\n}\n`;
 
@@ -46,14 +47,15 @@ describe('JSON numbers, as the real sops stores them', () => {
     for (const [k, typed, asTyped] of TYPED) {
       const env = asString(ours.data[k]);
       const theirs = sops(['decrypt', '--extract', `["${k}"]`, file], key.file).out.trim();
-      // the same number as sops's (its --extract writes 1e-7 as 1e-07, the same float64; -0.0 stays -0 there, 0 here)
-      expect(Number(env) === Number(theirs), `${k}: ${env} / ${theirs}`).toBe(true);
+      // the same number as sops's (its --extract writes 1e-7 as 1e-07, the same float64)
+      expect(Object.is(Number(env), Number(theirs)), `${k}: ${env} / ${theirs}`).toBe(true);
       expect(env === typed, `${k}: ${typed} reaches the .env as ${env}`).toBe(asTyped);
     }
     // the rule edit and encrypt apply names exactly those whose text changes
     const retyped: Retyped[] = [];
     parseTree(JSON_TEXT, 'json', { file: 'typed', retyped });
-    expect(retyped.map((r) => showPath(r.path))).toEqual(TYPED.filter(([, , t]) => !t).map(([k]) => k));
+    // (and -0.0, which reaches the .env as typed, but sops's JSON output writes as -0)
+    expect(retyped.map((r) => showPath(r.path))).toEqual(TYPED.filter(([k, , t]) => !t || k === 'negzerof').map(([k]) => k));
     expect(retyped.find((r) => showPath(r.path) === 'big')).toMatchObject({ type: 'float', typed: 'digits' });
   });
 
@@ -64,14 +66,14 @@ describe('JSON numbers, as the real sops stores them', () => {
     let text = JSON_TEXT;
     const io = (answer: boolean): EditIo => ({ edit: async (tmp) => (writeFileSync(tmp, text), { code: 0, signal: null }), confirm: async () => answer, warn: (m) => warnings.push(m) });
     const aborted = await editSecrets(await SecretsFile.open(file, { identities: ids }), io(false));
-    expect(aborted).toEqual({ status: 'aborted', reason: 'big, exp, tenth, onezero, negzero, negzerof would not be stored as typed (quote them); nothing was changed' });
+    expect(aborted).toEqual({ status: 'aborted', reason: 'big, exp, tenth, onezero, negzero, negzerof, tiny would not be stored as typed (quote them); nothing was changed' });
     expect(warnings[0]).toBe(
       [
-        '6 values typed without quotes would not be stored as typed:',
+        '7 values typed without quotes would not be stored as typed:',
         '  big: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded',
-        ...['exp', 'tenth', 'onezero'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text`),
+        ...['exp', 'tenth', 'onezero'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`),
         '  negzero: sops reads what was typed as an integer, stored in another form than typed',
-        '  negzerof: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text',
+        ...['negzerof', 'tiny'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`),
         'to keep them as typed (text), put each in double quotes: "key": "..."',
       ].join('\n'),
     );
@@ -94,7 +96,7 @@ describe('JSON numbers, as the real sops stores them', () => {
     writeFileSync(asset, JSON_TEXT);
     const r = await cli(e.root, ['secrets', 'encrypt', asset], e.env);
     expect(r.code).toBe(0);
-    expect(r.err).toContain('warning: environments/qa/assets/data.json: 6 values typed without quotes are not stored as typed:\n  big: typed as an integer beyond the 64-bit range');
+    expect(r.err).toContain('warning: environments/qa/assets/data.json: 7 values typed without quotes are not stored as typed:\n  big: typed as an integer beyond the 64-bit range');
     expect(r.err).toContain('to keep them as typed (text), put each in double quotes: "key": "..."');
     const theirs = JSON.parse(sops(['decrypt', asset], e.keyFile).out) as Record<string, number>;
     const ours = (await SecretsFile.open(asset, { identities: await identitiesFromText(e.key) })).data;
@@ -163,7 +165,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
 describe('YAML whole floats', () => {
   it('2.0 typed without quotes is a float that reaches the .env as 2: ops secrets edit names it and asks, as for 01234', async () => {
     const retyped: Retyped[] = [];
-    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1e-7\nint: 2\n', 'yaml', { file: 'typed', retyped });
+    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1E-07\nint: 2\n', 'yaml', { file: 'typed', retyped });
     expect(retyped).toEqual([{ path: ['whole'], type: 'float', typed: 'other' }]);
     expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
   });
@@ -179,6 +181,63 @@ describe('YAML whole floats', () => {
     const r = await editSecrets(await SecretsFile.open(file, { identities: ids }), io);
     expect(r).toEqual({ status: 'saved', changes: { added: [], removed: [], changed: ['name'] } });
     expect(warnings).toEqual([]);
+  });
+});
+
+describe('YAML scalars typed without quotes, in the .env', () => {
+  // go-yaml's types: YAML 1.1 and 1.2 ints (octal, hex, underscores, a sign), floats (an exponent, .inf, .nan, -0.0),
+  // booleans, timestamps; and words that stay strings (yes, on, 190:20:30)
+  const TYPED_YAML = [
+    'inf: .inf', 'pinf: +.Inf', 'ninf: -.inf', 'nan: .nan', 'negzero: -0.0', 'octal12: 0o17', 'octal11: 0777', 'hex: 0x1F', 'under: 1_000', 'plus: +1',
+    'bin: 0b101', 'small: 1e-7', 'neg_small: -2.5E-3', 'tiny: 0.00001', 'frac_big: 1234567.5', 'f3: 3.10', 'dot5: .5', 'yes_w: yes', 'on_w: on', 'off_w: off',
+    'true_w: true', 'False_w: False', 'date: 2001-12-14', 'ts: 2024-01-15T10:20:30Z', 'ts_offset: 2024-01-15T10:20:30+02:00', 'sexa: 190:20:30',
+    'int_big: 9223372036854775807', 'int_neg: -9223372036854775808',
+  ];
+  // a whole float reaches the .env as its digits (2.0 is 2: the decrypted value no longer says it was a float; ops
+  // secrets edit asks before storing one typed so), where sops's dotenv output has 2.0
+  const WHOLE = ['zero_f: 0.0', 'exp: 1e3', 'exp2: 1.5e10', 'f2: 2.0', 'dot: 1.', 'lead0: 08'];
+
+  it('each reaches the .env as `sops decrypt --output-type dotenv` gives it (+Inf, NaN, -0.0, 1E-07), but a whole float: its digits', async () => {
+    const key = ageKey();
+    const plain = join(tempDir('ops-numbers-'), 'typed.yaml');
+    writeFileSync(plain, [...TYPED_YAML, ...WHOLE].join('\n') + '\n');
+    const enc = sops(['encrypt', '--age', key.recipient, plain], key.file);
+    expect(enc.err).toBe('');
+    const file = join(tempDir('ops-numbers-'), 'typed.enc.yaml');
+    writeFileSync(file, enc.out);
+    const theirs = sops(['decrypt', '--output-type', 'dotenv', file], key.file);
+    expect(theirs.err).toBe('');
+    const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')) });
+    const lines = theirs.out.trimEnd().split('\n');
+    expect(lines.map((l) => l.split('=')[0])).toEqual(Object.keys(ours.data));
+    for (const line of lines) {
+      const [k, v] = [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)];
+      const whole = WHOLE.some((w) => w.startsWith(`${k}:`));
+      expect(asString(ours.data[k]), k).toBe(whole ? String(Number(v)) : v);
+    }
+  });
+});
+
+describe('ops secrets show --key of a float', () => {
+  it('prints it as the .env gives it (+Inf, -0.0, 1E-07), not as JavaScript writes it (Infinity, 0, 1e-7)', async () => {
+    const e = await newEnv();
+    const file = await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) });
+    for (const [k, v] of [['inf', Infinity], ['negzero', -0], ['tiny', 1e-7], ['half', 0.5]] as const) file.set([k], { kind: 'scalar', type: 'float', value: v });
+    await file.save();
+    for (const [k, shown] of [['inf', '+Inf'], ['negzero', '-0.0'], ['tiny', '1E-07'], ['half', '0.5']]) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', k!], e.env)).out, k).toBe(shown);
+  });
+});
+
+describe('.inf and .nan in a map the .env takes whole (as JSON)', () => {
+  it('are refused by member, never written as null; the float on its own is written as sops gives it (+Inf)', () => {
+    const data = toPlain(parseTree('inf: .inf\nlimits:\n  max: .inf\n  n: 1\nlist: [1, .nan]\n', 'yaml', { file: 'typed' }));
+    expect(renderDotenv(environment({ INF: { secret: 'inf' } }), data).environ).toBe('INF=+Inf\0');
+    expect(() => renderDotenv(environment({ LIMITS: { secret: 'limits' } }), data)).toThrow(
+      'the secret "limits.max" holds .inf, -.inf or .nan, typed without quotes, inside "limits", which the .env (LIMITS) takes whole as JSON: JSON has no text for such a float (it would be null)',
+    );
+    expect(() => renderDotenv(environment({ LIST: { secret: 'list' } }), data)).toThrow(/^the secret "list" holds \.inf/);
+    // ops secrets set/edit refuse it as they store it, saying what was left as it was
+    expect(() => refuseUnreadableSecrets(environment({ LIMITS: { secret: 'limits' } }), {}, data)).toThrow(/^the secret "limits\.max" holds .*\(nothing was written: .* is unchanged\)$/);
   });
 });
 

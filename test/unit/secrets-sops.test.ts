@@ -479,6 +479,12 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
     `x: "a${LS}  b"\n`, `x: "a\\L  b${NEL} c"\n`, `x: "a${NEL}\n b"\n`, `x: a${LS} b\n`, `x: a ${NEL} b\n`,
     `x: |\n    a${LS}    b\n    c\n`, `x: |-\n  a ${PS}  b\n`, `x: |2\n     a${LS}   b\n`,
     `? 'k${LS}    ey'\n: v\n`, `x: [ 'a${LS}  b', "c${LS} d" ]\n`, `x: {k: 'a${LS}  b'}\n`,
+    // a folded block: a NEL folds as LF does (into a space between two lines), an LS or PS never
+    `x: >\n  a${NEL}  b\n  c\n`, `x: >-\n  a${LS}  b\n  c\n`, `x: >\n  a\n  ${NEL}  b\n`, `x: >\n  a${NEL}${NEL}  b\n`, `l:\n  - >\n    a${NEL}    b\n  - x\n`,
+    // a line holding only a break is an empty line; after a break, text less indented ends the block
+    `x: |\n  a\n${LS}  b\n`, `x: |\n  a${LS}y: 1\n`, `n:\n  x: |\n    a${LS}  y: 1\n`, `x: >+\n  ${LS}\ny: 1\n`, `x: |\n   ${NEL}${LS}${NEL} \n   \n  \ny: 1\n`,
+    // a CR not followed by LF (an old Mac line end) is a line break to go-yaml too
+    `a: b\rc: d\n`, `x: 'a\rb'\n`, `x: a\r  b\n`, `x: |\n  a\r  b\r\ny: 1\n`,
   ];
 
   it('ops reads each value and key as sops does (sops encrypt, then sops decrypt --output-type json)', () => {
@@ -492,12 +498,18 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
   });
 
   it('a file sops wrote with such values left in clear (--unencrypted-regex) opens with ops (same MAC, same values), and its plaintext from sops decrypt is read by ops as it was (what ops secrets encrypt stores)', async () => {
-    const values = { ls: `a${LS}b`, ps: `${PS}p`, both: `x${LS}${PS}y`, multi: `one\ntwo${LS}three\n`, [`k${LS}ey`]: 'v' };
+    const values = {
+      ls: `a${LS}b`, ps: `${PS}p`, both: `x${LS}${PS}y`, multi: `one\ntwo${LS}three\n`, [`k${LS}ey`]: 'v',
+      // a line break then LS or PS: go-yaml writes the LS at the start of a line of a literal block (no indentation),
+      // and after a value ending in one the next key on the same line
+      after_break: `one\n${LS}two`, ends: `x\n${PS}`, nested: { deeper: { k: `a\n\n${LS}b${LS}` } }, list: [`a\n${PS}${PS}b\n`, { q: `x\n${LS}` }],
+    };
     const plainFile = join(dir, 'breaks-clear.json');
     writeFileSync(plainFile, JSON.stringify(values));
     const enc = sops(['encrypt', '--unencrypted-regex', '.', '--input-type', 'json', '--output-type', 'yaml', '--age', k1.recipient, plainFile], k1);
     expect(enc.err).toBe('');
     expect(enc.out).toContain(`ls: 'a${LS}`); // in clear, the LS raw, as go-yaml writes it
+    expect(enc.out).toContain(`after_break: |-\n    one\n${LS}    two\n`);
     const ours = await SecretsFile.fromText(enc.out, 'sops-breaks.yaml', { identities: k1.ids });
     expect(toPlain(ours.tree)).toEqual(values);
     const plaintext = sopsDecryptText(enc.out, 'yaml', k1);
@@ -549,6 +561,19 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, '/+8=')).code).toBe(0);
     expect(iv(readFileSync(e.secrets, 'utf8'))).not.toBe(iv(before));
     expect(sops(['decrypt', e.secrets], key).out).toContain('database_url: /+8=\n');
+  });
+
+  it('a binary key: one of UTF-8 bytes is read as its text, as sops reads it; one of other bytes (sops keeps its bytes, and its value decrypts only under them) is refused by name, not as a changed ciphertext', async () => {
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'binary-key.yaml', 'other: ok\n!!binary aGk=: text\nnested:\n    !!binary /+8=: v\n').out);
+    expect(sops(['decrypt', e.secrets], { file: e.keyFile }).out).toContain('nested:\n    !!binary /+8=: v\n');
+    const dec = await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env);
+    expect(dec.code).toBe(1);
+    expect(dec.err).toContain('secrets.sops.yaml: the key !!binary /+8= under nested holds bytes that are not UTF-8 text, which ops does not support (keys are text)');
+    expect(dec.err).toContain('rename it to a text key');
+    expect(dec.err).not.toMatch(/does not decrypt|changed/);
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'text-key.yaml', 'other: ok\n!!binary aGk=: text\n').out);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'hi'], e.env)).out).toBe('text');
   });
 
   it('ops secrets encrypt writes binary values as sops does', async () => {

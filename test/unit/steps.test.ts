@@ -468,6 +468,8 @@ describe('.env', () => {
   });
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
+    // a secret that is there but null (typed ~, null or nothing): named so, not given as sops's `<nil>`
+    expect(() => renderDotenv(env(), { database_url: null, passwords: {} })).toThrow(/lacks 1 secret the .env needs:\n  - DB needs the secret "database_url", which holds no value \(null: typed as ~, null or nothing after its key\)$/m);
   });
 });
 

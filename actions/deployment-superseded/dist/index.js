@@ -19532,6 +19532,9 @@ function messageLine(err) {
 function showControls(text) {
   return text.replace(CONTROL, (c, at) => c === "\r" && text[at + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
+function printableLine(text) {
+  return text.replace(CONTROL_RUN, " ").replace(/\s+/g, " ").trim();
+}
 function markOwnOutput(err, stream2) {
   if (typeof err === "object" && err !== null) ownOutput.set(err, stream2);
 }
@@ -19615,7 +19618,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, CONTROL, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19632,7 +19635,34 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+    CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
+  }
+});
+
+// core/secrets/key-file.ts
+import { statSync as statSync3 } from "node:fs";
+import { homedir } from "node:os";
+import { join as join2 } from "node:path";
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
+  return join2(base, "sops", "age", "keys.txt");
+}
+function exposedKeyWarning(file, what) {
+  let mode;
+  try {
+    mode = statSync3(file).mode;
+  } catch {
+    return void 0;
+  }
+  if (process.platform === "win32" || (mode & 63) === 0) return void 0;
+  return `${file} (${what}) can be read or changed by other users of this machine (mode ${(mode & 511).toString(8).padStart(4, "0")}): chmod 600 ${file}`;
+}
+var EXAMPLE_RECIPIENT;
+var init_key_file = __esm({
+  "core/secrets/key-file.ts"() {
+    "use strict";
+    EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
   }
 });
 
@@ -29017,19 +29047,6 @@ var init_dist = __esm({
   }
 });
 
-// core/secrets/key-file.ts
-import { homedir } from "node:os";
-import { join as join2 } from "node:path";
-function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
-}
-var init_key_file = __esm({
-  "core/secrets/key-file.ts"() {
-    "use strict";
-  }
-});
-
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
@@ -29080,6 +29097,12 @@ async function parseIdentities(text, source) {
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
+  const warnings = [];
+  const exposed = (file2, found) => {
+    if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
+    const w = exposedKeyWarning(file2, "your age private key");
+    if (w) warnings.push(w);
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
     const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
@@ -29098,6 +29121,7 @@ async function loadIdentities(processEnv = process.env) {
     }
     const found = await parseIdentities(text, file2);
     identities.push(...found);
+    exposed(file2, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD) {
@@ -29115,10 +29139,11 @@ async function loadIdentities(processEnv = process.env) {
   if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync(file, "utf8"), file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push(`${file} (no such file)`);
   const seen = /* @__PURE__ */ new Set();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
 }
 async function identitiesFromText(text, source = "given key") {
   return { identities: await parseIdentities(text, source), tried: [source] };
@@ -30467,7 +30492,7 @@ function endGroup() {
 
 // core/action.ts
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync3, statSync as statSync3 } from "node:fs";
+import { existsSync as existsSync3, readFileSync as readFileSync2, statSync as statSync4 } from "node:fs";
 import { resolve } from "node:path";
 
 // core/config/project-dir.ts
@@ -30477,7 +30502,8 @@ function projectDirProblem(dir) {
   if (!existsSync2(dir)) return "does not exist";
   if (!statSync(dir).isDirectory()) return "is not a folder";
   const envs = join(dir, "environments");
-  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  if (!existsSync2(envs)) return "has no environments/ folder";
+  if (!statSync(envs).isDirectory()) return "has no environments/ folder (its environments is a file)";
   return void 0;
 }
 
@@ -30487,6 +30513,7 @@ init_parts();
 
 // core/remote/identity.ts
 init_errors();
+init_key_file();
 function checkKeyText(text, label) {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     const file = label.startsWith("key file ");
@@ -30563,7 +30590,7 @@ var Masker = class {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const t of maskedParts(value)) {
+    for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
@@ -30704,8 +30731,8 @@ var Masker = class {
    */
   redact(text) {
     if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
-    const clean5 = unmarked(text);
-    if (this.secrets.size === 0) return clean5;
+    const clean4 = unmarked(text);
+    if (this.secrets.size === 0) return clean4;
     const spans = [];
     let removed = 0;
     for (const m of text.matchAll(MARKED)) {
@@ -30714,18 +30741,18 @@ var Masker = class {
       const kind = this.names.has(m[1]) ? "key" : OWN_TEXT.has(m[1]) ? "own" : void 0;
       if (m[1].length && kind) spans.push([start, start + m[1].length, kind]);
     }
-    if (!spans.length || /[\ue100-\ueeff]/.test(clean5) || this.unkeepable(clean5, spans)) return this.redactPlain(clean5);
+    if (!spans.length || /[\ue100-\ueeff]/.test(clean4) || this.unkeepable(clean4, spans)) return this.redactPlain(clean4);
     let held = "";
     let from = 0;
     spans.forEach(([a, b], k2) => {
-      held += `${clean5.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
+      held += `${clean4.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
       from = b;
     });
-    held += clean5.slice(from);
+    held += clean4.slice(from);
     let k = 0;
     return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
       const [a, b] = spans[k++];
-      return clean5.slice(a, b);
+      return clean4.slice(a, b);
     });
   }
   /**
@@ -30787,6 +30814,17 @@ function starred(text, spans) {
     copied = to;
   }
   return out + text.slice(copied);
+}
+var MD_INLINE = /[\\`*_[\]<>|~&$]/g;
+var WORD_JOINER = "\u2060";
+function mdText(text) {
+  return escapeInline(printableLine(text)).replace(/^([\uE000\uE001]*)([#>+=-])/, "$1\\$2").replace(/^([\uE000\uE001]*\d+)([.)])/, "$1\\$2");
+}
+function escapeInline(text) {
+  return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+function markdownForms(secret) {
+  return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
 }
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
@@ -30921,7 +30959,22 @@ function booleanInput(name, value, fallback) {
   throw new OpsError(`invalid input ${name}: ${JSON.stringify(value)}`, `${name} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function secretlessRun(env = process.env) {
+  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
+  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    const pull = JSON.parse(readFileSync2(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return void 0;
+  }
+}
 function emptyKeyInput(name, githubEnvironment) {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name}\` is empty: ${secretless.why}`, secretless.hint);
   const secret = KEY_SECRETS[name];
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
@@ -30931,7 +30984,7 @@ function emptyKeyInput(name, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync3(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync3(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -31003,7 +31056,7 @@ async function runAction(spec, body) {
 }
 
 // node_modules/@actions/github/lib/context.js
-import { readFileSync as readFileSync2, existsSync as existsSync4 } from "fs";
+import { readFileSync as readFileSync3, existsSync as existsSync4 } from "fs";
 import { EOL as EOL5 } from "os";
 var Context = class {
   /**
@@ -31014,7 +31067,7 @@ var Context = class {
     this.payload = {};
     if (process.env.GITHUB_EVENT_PATH) {
       if (existsSync4(process.env.GITHUB_EVENT_PATH)) {
-        this.payload = JSON.parse(readFileSync2(process.env.GITHUB_EVENT_PATH, { encoding: "utf8" }));
+        this.payload = JSON.parse(readFileSync3(process.env.GITHUB_EVENT_PATH, { encoding: "utf8" }));
       } else {
         const path = process.env.GITHUB_EVENT_PATH;
         process.stdout.write(`GITHUB_EVENT_PATH ${path} does not exist${EOL5}`);
@@ -35172,27 +35225,48 @@ init_errors();
 
 // core/github.ts
 init_errors();
+
+// core/runinfo.ts
+var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server = "", GITHUB_REPOSITORY: repo = "", GITHUB_RUN_ID: id = "", GITHUB_RUN_ATTEMPT: attempt = "" } = processEnv;
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id)) return "";
+  const again = /^[1-9][0-9]{0,5}$/.test(attempt) && attempt !== "1" ? `/attempts/${attempt}` : "";
+  return `${server.replace(/\/$/, "")}/${repo}/actions/runs/${id}${again}`;
+}
+
+// core/github.ts
 var PASSING = /* @__PURE__ */ new Set([500, 502, 503, 504]);
 var RETRY_DELAYS_MS = [1e3, 4e3];
 function fetchWithDeadline(ms, retryDelaysMs = RETRY_DELAYS_MS) {
   const once = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
   return async (input, init = {}) => {
     const method = (init.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
-    for (const delay of method === "GET" ? retryDelaysMs : []) {
+    for (const delay of retryDelaysMs) {
       const response = await once(input, init);
-      if (!PASSING.has(response.status)) return response;
+      const wait = shortRetryAfter(response);
+      if (wait === void 0 && !(method === "GET" && PASSING.has(response.status))) return response;
       await response.body?.cancel();
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, wait ?? delay));
     }
     return once(input, init);
   };
 }
-function rateLimited(status, headers) {
+var RETRY_AFTER_MAX_S = 60;
+function shortRetryAfter(response) {
+  if (response.status !== 403 && response.status !== 429) return void 0;
+  const after = Number(response.headers.get("retry-after") ?? "x");
+  return Number.isInteger(after) && after >= 0 && after <= RETRY_AFTER_MAX_S ? after * 1e3 : void 0;
+}
+function rateLimited(status, headers, said) {
   if (status !== 403 && status !== 429) return void 0;
   const header = (name) => headers[name] === void 0 ? void 0 : String(headers[name]);
   const retryAfter = Number(header("retry-after"));
   if (Number.isInteger(retryAfter) && retryAfter >= 0) {
     return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (/secondary rate limit|abuse detection/i.test(said) && header("x-ratelimit-remaining") !== "0") {
+    return { message: "secondary rate limit reached (too many requests at once)", hint: "wait a few minutes, then run it again; other jobs using the same token at the same time count too" };
   }
   if (header("x-ratelimit-remaining") !== "0") return void 0;
   const reset = Number(header("x-ratelimit-reset"));
@@ -35205,48 +35279,74 @@ function rateLimited(status, headers) {
 }
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
-  const status = e.status;
-  const limited = rateLimited(status, e.response?.headers ?? {});
+  const status = e.response === void 0 ? void 0 : e.status;
+  const limited = rateLimited(status, e.response?.headers ?? {}, e instanceof Error ? e.message : "");
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
-  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
   const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
 }
+var ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", middot: "\xB7", ndash: "\u2013", mdash: "\u2014" };
+function entity(written, name) {
+  if (name[0] !== "#") return ENTITIES[name.toLowerCase()] ?? written;
+  const hex2 = /^#x/i.test(name);
+  const code = Number.parseInt(name.slice(hex2 ? 2 : 1), hex2 ? 16 : 10);
+  return code > 0 && code <= 1114111 ? String.fromCodePoint(code) : written;
+}
+function answerText(message) {
+  const html = /^\s*<(!doctype|html|head|body)\b/i.test(message);
+  const text = html ? /<title[^>]*>([\s\S]*?)<\/title>/i.exec(message)?.[1] ?? message.replace(/<(script|style)\b[\s\S]*?<\/\1>|<[^>]*>/gi, " ") : message;
+  const line = printableLine(html ? text.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]+);/gi, entity) : text) || "(an empty page)";
+  return line.length > 300 ? `${line.slice(0, 299)}\u2026` : line;
+}
 
 // core/deployments.ts
+var DEPLOYMENTS_ACCESS = "the job needs `permissions: deployments: write` (and the token access to this repository)";
 var UNFINISHED = /* @__PURE__ */ new Set(["queued", "pending", "in_progress"]);
 function supersededDescription(sha) {
   return `Not deployed: a newer commit was already live when ${sha.slice(0, 12)} came (forward-only skip)`.slice(0, 140);
 }
-var runOf = (s, runId) => [s.log_url, s.target_url].some((u) => typeof u === "string" && new RegExp(`/actions/runs/${runId}(/|$)`).test(u));
+var runOf = (s, runId) => [s.log_url, s.target_url].some((u) => typeof u === "string" && (u.endsWith(`/actions/runs/${runId}`) || u.includes(`/actions/runs/${runId}/`)));
+function checkRunId(runId) {
+  if (/^[1-9][0-9]{0,19}$/.test(runId)) return runId;
+  throw new OpsError(`invalid $GITHUB_RUN_ID ${JSON.stringify(runId)}: expected the workflow run's number`, "the runner sets it in a GitHub Actions job: do not set it in the workflow's env:");
+}
 async function markSuperseded(options, reporter) {
-  const { environment, sha, runId } = options;
+  const { environment, sha } = options;
+  const runId = options.runId === void 0 || options.runId === "" ? void 0 : checkRunId(options.runId);
+  if (!REPOSITORY.test(options.repository)) {
+    throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, "the runner sets it in a GitHub Actions job: do not set it in the workflow's env:");
+  }
   const timeoutMs = options.timeoutMs ?? 15e3;
   const octokit = getOctokit(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ""),
     request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) }
   });
   const [owner, repo] = options.repository.split("/");
+  const fail = (what, e) => apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: DEPLOYMENTS_ACCESS }, e);
   const call = async (what, f) => {
     try {
       return (await f()).data;
     } catch (e) {
-      throw apiError(what, { apiUrl: options.apiUrl, timeoutMs, access: "the job needs `permissions: deployments: write` (and the token access to this repository)" }, e);
+      throw fail(what, e);
     }
   };
-  const upTo = async (what, max, first) => {
+  const upTo = async (what, max, pages) => {
     const out = [];
-    for (let page = 1; out.length < max; page++) {
-      const data = await call(what, () => first(page));
-      out.push(...data);
-      if (data.length === 0) break;
+    try {
+      for await (const page of pages) {
+        out.push(...page.data);
+        if (out.length >= max) break;
+      }
+    } catch (e) {
+      throw fail(what, e);
     }
     return out.slice(0, max);
   };
-  const statuses = (id) => upTo(`read the statuses of deployment ${id}`, 100, (page) => octokit.rest.repos.listDeploymentStatuses({ owner, repo, deployment_id: id, per_page: 100, page }));
+  const statuses = (id) => upTo(`read the statuses of deployment ${id}`, 100, octokit.paginate.iterator(octokit.rest.repos.listDeploymentStatuses, { owner, repo, deployment_id: id, per_page: 100 }));
   const byNewest = (list) => [...list].sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id - a.id);
-  const ofSha = byNewest(await upTo(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, sha, per_page: 30, page })));
+  const ofSha = byNewest(await upTo(`list the deployments of ${sha.slice(0, 12)} in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, sha, per_page: 30 })));
   let ours;
   for (const d of ofSha) {
     if (!runId || (await statuses(d.id)).some((s) => runOf(s, runId))) {
@@ -35291,7 +35391,7 @@ async function markSuperseded(options, reporter) {
   }
   const ourSuccess = last.state === "success" ? last : void 0;
   if (ourSuccess) {
-    const all = await upTo(`list the deployments in ${environment}`, 30, (page) => octokit.rest.repos.listDeployments({ owner, repo, environment, per_page: 30, page }));
+    const all = await upTo(`list the deployments in ${environment}`, 30, octokit.paginate.iterator(octokit.rest.repos.listDeployments, { owner, repo, environment, per_page: 30 }));
     const others = [];
     for (const d of byNewest(all)) if (d.id !== ours.id) others.push({ d, list: byNewest(await statuses(d.id)) });
     if (others.some((o) => o.list[0]?.state === "success" && o.list[0].created_at >= ourSuccess.created_at)) return result;
@@ -35321,17 +35421,6 @@ async function markSuperseded(options, reporter) {
 
 // actions/deployment-superseded/main.ts
 init_errors();
-
-// core/runinfo.ts
-function clean4(s) {
-  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
-}
-function runUrl(processEnv = process.env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
-  return server && repo && id ? clean4(`${server}/${repo}/actions/runs/${id}`) : "";
-}
-
-// actions/deployment-superseded/main.ts
 await runAction({ required: ["environment", "sha", "github-token"] }, async ({ ops, reporter, input }) => {
   const env = ops.processEnv;
   const sha = input("sha", { required: true });
@@ -35348,7 +35437,7 @@ await runAction({ required: ["environment", "sha", "github-token"] }, async ({ o
   reporter.output("marked", r.marked);
   reporter.output("restored", r.restored.join(","));
   await reporter.summary(
-    [`### Deployment record: ${environment} @ ${sha.slice(0, 12)} skipped (forward-only)`, "", `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(", ")}.` : "", ""].join("\n")
+    [`### Deployment record: ${mdText(environment)} @ ${sha.slice(0, 12)} skipped (forward-only)`, "", `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(", ")}.` : "", ""].join("\n")
   );
 });
 /*! Bundled license information:

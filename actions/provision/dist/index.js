@@ -5868,7 +5868,7 @@ var require_client_h1 = __commonJS({
     var TIMEOUT_HEADERS = 2 | USE_FAST_TIMER;
     var TIMEOUT_BODY = 4 | USE_FAST_TIMER;
     var TIMEOUT_KEEP_ALIVE = 8 | USE_NATIVE_TIMER;
-    var Parser4 = class {
+    var Parser5 = class {
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
@@ -6295,7 +6295,7 @@ var require_client_h1 = __commonJS({
       socket[kIdleSocketValidation] = 0;
       socket[kIdleSocketValidationTimeout] = null;
       socket[kSocketUsed] = false;
-      socket[kParser] = new Parser4(client, socket, llhttpInstance);
+      socket[kParser] = new Parser5(client, socket, llhttpInstance);
       addListener(socket, "error", function(err) {
         const parser = this[kParser];
         if (err.code === "ECONNRESET" && parser.statusCode && !parser.shouldKeepAlive) {
@@ -19168,7 +19168,8 @@ function projectDirProblem(dir) {
   if (!existsSync2(dir)) return "does not exist";
   if (!statSync(dir).isDirectory()) return "is not a folder";
   const envs = join(dir, "environments");
-  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  if (!existsSync2(envs)) return "has no environments/ folder";
+  if (!statSync(envs).isDirectory()) return "has no environments/ folder (its environments is a file)";
   return void 0;
 }
 var init_project_dir = __esm({
@@ -19399,14 +19400,14 @@ function printedForms(text) {
 }
 function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit3 = (v, depth) => {
+  const visit4 = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit3(p, depth + 1);
+      if (depth < 4) visit4(p, depth + 1);
     }
   };
-  visit3(value, 0);
+  visit4(value, 0);
   if (options.escapes !== false) {
     for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
   }
@@ -19805,6 +19806,32 @@ ${summary2}`;
   }
 });
 
+// core/secrets/key-file.ts
+import { statSync as statSync3 } from "node:fs";
+import { homedir } from "node:os";
+import { join as join2 } from "node:path";
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
+  return join2(base, "sops", "age", "keys.txt");
+}
+function exposedKeyWarning(file, what) {
+  let mode;
+  try {
+    mode = statSync3(file).mode;
+  } catch {
+    return void 0;
+  }
+  if (process.platform === "win32" || (mode & 63) === 0) return void 0;
+  return `${file} (${what}) can be read or changed by other users of this machine (mode ${(mode & 511).toString(8).padStart(4, "0")}): chmod 600 ${file}`;
+}
+var EXAMPLE_RECIPIENT;
+var init_key_file = __esm({
+  "core/secrets/key-file.ts"() {
+    "use strict";
+    EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+  }
+});
+
 // core/report.ts
 function own(strings, ...values) {
   let out = "";
@@ -19853,6 +19880,15 @@ function starred(text, spans) {
   }
   return out + text.slice(copied);
 }
+function mdText(text) {
+  return escapeInline(printableLine(text)).replace(/^([\uE000\uE001]*)([#>+=-])/, "$1\\$2").replace(/^([\uE000\uE001]*\d+)([.)])/, "$1\\$2");
+}
+function escapeInline(text) {
+  return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+function markdownForms(secret2) {
+  return [.../* @__PURE__ */ new Set([escapeInline(secret2), secret2.replace(/\|/g, "\\|")])].filter((f) => f !== secret2);
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19882,7 +19918,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -19922,7 +19958,7 @@ var init_report = __esm({
       /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
       add(value) {
         const added = [];
-        for (const t of maskedParts(value)) {
+        for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
           if (!this.secrets.has(t)) {
             this.secrets.set(t, this.secrets.size);
             let same = this.byLength.get(t.length);
@@ -20135,6 +20171,8 @@ var init_report = __esm({
         return starred(text, hide.sort((x, y) => x[0] - y[0]));
       }
     };
+    MD_INLINE = /[\\`*_[\]<>|~&$]/g;
+    WORD_JOINER = "\u2060";
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -29521,19 +29559,6 @@ var init_dist = __esm({
   }
 });
 
-// core/secrets/key-file.ts
-import { homedir as homedir2 } from "node:os";
-import { join as join3 } from "node:path";
-function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir2(), ".config");
-  return join3(base, "sops", "age", "keys.txt");
-}
-var init_key_file = __esm({
-  "core/secrets/key-file.ts"() {
-    "use strict";
-  }
-});
-
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
@@ -29584,6 +29609,12 @@ async function parseIdentities(text, source) {
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
+  const warnings = [];
+  const exposed = (file2, found) => {
+    if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
+    const w = exposedKeyWarning(file2, "your age private key");
+    if (w) warnings.push(w);
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
     const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
@@ -29602,6 +29633,7 @@ async function loadIdentities(processEnv = process.env) {
     }
     const found = await parseIdentities(text, file2);
     identities.push(...found);
+    exposed(file2, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD) {
@@ -29619,10 +29651,11 @@ async function loadIdentities(processEnv = process.env) {
   if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push(`${file} (no such file)`);
   const seen = /* @__PURE__ */ new Set();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
 }
 async function identitiesFromText(text, source = "given key") {
   return { identities: await parseIdentities(text, source), tried: [source] };
@@ -29700,10 +29733,10 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
-    var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
+    var isPair3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
     var isScalar4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
     var isSeq5 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
@@ -29735,12 +29768,12 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias4;
+    exports.isAlias = isAlias5;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap5;
     exports.isNode = isNode;
-    exports.isPair = isPair2;
+    exports.isPair = isPair3;
     exports.isScalar = isScalar4;
     exports.isSeq = isSeq5;
   }
@@ -29754,7 +29787,7 @@ var require_visit = __commonJS({
     var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit3(node, visitor) {
+    function visit4(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -29763,9 +29796,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit3.BREAK = BREAK2;
-    visit3.SKIP = SKIP;
-    visit3.REMOVE = REMOVE;
+    visit4.BREAK = BREAK2;
+    visit4.SKIP = SKIP;
+    visit4.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -29899,7 +29932,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit3;
+    exports.visit = visit4;
     exports.visitAsync = visitAsync;
   }
 });
@@ -29909,7 +29942,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit3 = require_visit();
+    var visit4 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -30053,7 +30086,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit3.visit(doc.contents, (_key, node) => {
+          visit4.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -30080,7 +30113,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit3 = require_visit();
+    var visit4 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -30091,7 +30124,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit3.visit(root, {
+      visit4.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -30271,7 +30304,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit3 = require_visit();
+    var visit4 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -30297,7 +30330,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit3.visit(doc, {
+          visit4.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -35219,15 +35252,15 @@ var require_cst_visit = __commonJS({
     var BREAK2 = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit3(cst, visitor) {
+    function visit4(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit3.BREAK = BREAK2;
-    visit3.SKIP = SKIP;
-    visit3.REMOVE = REMOVE;
-    visit3.itemAtPath = (cst, path) => {
+    visit4.BREAK = BREAK2;
+    visit4.SKIP = SKIP;
+    visit4.REMOVE = REMOVE;
+    visit4.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -35238,8 +35271,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit3.parentCollection = (cst, path) => {
-      const parent = visit3.itemAtPath(cst, path.slice(0, -1));
+    visit4.parentCollection = (cst, path) => {
+      const parent = visit4.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -35270,7 +35303,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit3;
+    exports.visit = visit4;
   }
 });
 
@@ -36093,7 +36126,7 @@ var require_parser = __commonJS({
         }
       }
     }
-    var Parser4 = class {
+    var Parser5 = class {
       /**
        * @param onNewLine - If defined, called separately with the start position of
        *   each new line (in `parse()`, including the start of input).
@@ -36866,7 +36899,7 @@ var require_parser = __commonJS({
         }
       }
     };
-    exports.Parser = Parser4;
+    exports.Parser = Parser5;
   }
 });
 
@@ -36986,7 +37019,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit3 = require_visit();
+    var visit4 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema2.Schema;
@@ -37014,8 +37047,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit3.visit;
-    exports.visitAsync = visit3.visitAsync;
+    exports.visit = visit4.visit;
+    exports.visitAsync = visit4.visitAsync;
   }
 });
 
@@ -37207,6 +37240,12 @@ function word(...parts) {
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
+function environmentMeant(typed) {
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
 function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
@@ -37236,7 +37275,10 @@ var init_shell = __esm({
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
         form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
         // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
       },
       environment: {
         what: "environment name",
@@ -37245,7 +37287,10 @@ var init_shell = __esm({
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
         extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
+        hint: (v) => {
+          const meant = environmentMeant(v);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
       },
       release: {
         what: "release id",
@@ -37571,7 +37616,7 @@ function string(opts2 = {}) {
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return value;
+      return opts2.normalize ? opts2.normalize(value) : value;
     }
   };
 }
@@ -37698,17 +37743,15 @@ var init_schema = __esm({
 
 // core/config/schema-object.ts
 function distance(a, b) {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
@@ -37942,10 +37985,14 @@ function dnsNameProblem(v) {
   }
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
+  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
+}
+function dnsName(v) {
+  return v.toLowerCase().replace(/\.$/, "");
 }
 var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
@@ -38078,7 +38125,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38268,7 +38315,7 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync4, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
@@ -38423,7 +38470,7 @@ function parsedEntry(text) {
 }
 function readParsed(entry) {
   try {
-    const data = readFileSync3(entry);
+    const data = readFileSync4(entry);
     const payload = data.subarray(DIGEST);
     if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
     return { value: deserialize(payload) };
@@ -38440,7 +38487,7 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync4(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    const byAge = names.map((n) => ({ n, t: statSync5(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
   } catch {
     try {
@@ -38469,7 +38516,7 @@ function refuseUnresolvedAliases(doc, text, label) {
 function readYamlFile(file, label = file) {
   let bytes;
   try {
-    bytes = readFileSync3(file);
+    bytes = readFileSync4(file);
   } catch (e) {
     const why = fileError(e, label, "read", "a YAML file");
     throw new OpsError(why.message, why.hint);
@@ -38520,10 +38567,10 @@ ${context}${hideSecrets(line)}
 ${" ".repeat(hideSecrets(before).length)}^
 `;
 }
-function yamlErrorHint(error2) {
+function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)") {
   switch (error2.code) {
     case "MULTIPLE_DOCS":
-      return "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)";
+      return oneDocument;
     case "TAB_AS_INDENT":
       return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
     case "DUPLICATE_KEY":
@@ -38560,6 +38607,12 @@ function readEnvironmentConfig(envName, root) {
   const dir = join4(environmentsDir(root), envName);
   const file = join4(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
+    const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
+    if (other)
+      throw new OpsError(
+        `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
+        `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`
+      );
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,
@@ -38576,7 +38629,7 @@ function loadEnvironment(envName, root) {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
     try {
-      const text = readFileSync3(keyFile, "utf8").trim();
+      const text = readFileSync4(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
       const parsed = parseHostKey(text);
       if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
@@ -38683,6 +38736,22 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
 // core/secrets/goyaml.ts
 function intValue(n) {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function goFloatText(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v < 0 ? "-Inf" : "+Inf";
+  const sign = v < 0 || Object.is(v, -0) ? "-" : "";
+  const [mantissa, e] = Math.abs(v).toExponential().split("e");
+  const digits = mantissa.replace(".", "");
+  const exp = Number(e);
+  let text;
+  if (exp < -4 || exp >= 6) text = `${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ""}E${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+  else if (exp < 0) text = `0.${"0".repeat(-exp - 1)}${digits}`;
+  else text = digits.length > exp + 1 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
+  return sign + text;
+}
+function numberText(value) {
+  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
 }
 function goParseInteger(s, unsigned) {
   const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
@@ -47967,9 +48036,42 @@ var init_tree_print = __esm({
 });
 
 // core/secrets/yaml-breaks.ts
+function goOnlyBreak(text, start = 0, end = text.length) {
+  GO_ONLY_BREAK.lastIndex = 0;
+  const found = GO_ONLY_BREAK.exec(text.slice(start, end + 1));
+  return found !== null && found.index < end - start;
+}
 function lineBreak(text, i) {
   if (text[i] === "\r" && text[i + 1] === "\n") return ["\n", 2];
   return [text[i] === "\u2028" || text[i] === "\u2029" ? text[i] : "\n", 1];
+}
+function quotedSpans(text) {
+  const spans = [];
+  const walk = (t) => {
+    if (Array.isArray(t)) return t.forEach(walk);
+    if (typeof t !== "object" || t === null) return;
+    const tok = t;
+    if ((tok.type === "single-quoted-scalar" || tok.type === "double-quoted-scalar") && tok.offset !== void 0 && tok.source !== void 0) spans.push([tok.offset, tok.offset + tok.source.length]);
+    else Object.values(t).forEach(walk);
+  };
+  for (const token of new import_yaml6.Parser().parse(text)) walk(token);
+  return spans;
+}
+function goLines(text) {
+  if (!goOnlyBreak(text)) return text;
+  let lines = text;
+  for (let round = 0; round < 4; round++) {
+    const spans = quotedSpans(lines).sort((x, y) => x[0] - y[0]);
+    let at2 = 0;
+    const inQuotes = (i) => {
+      while (at2 < spans.length && spans[at2][1] <= i) at2 += 1;
+      return at2 < spans.length && spans[at2][0] <= i;
+    };
+    const next = text.replace(GO_ONLY_BREAK, (c, i) => inQuotes(i) ? c : "\n");
+    if (next === lines) break;
+    lines = next;
+  }
+  return lines;
 }
 function escaped(s) {
   return s.replace(
@@ -48021,15 +48123,61 @@ function goFlowScalar(text, style) {
   }
   return (0, import_yaml6.parse)(`"${out}"`, { schema: "failsafe", logLevel: "silent" });
 }
-function goLiteralBlock(value, indent2) {
-  return value.replace(new RegExp(`([\\u0085\\u2028\\u2029]) {0,${indent2}}`, "g"), (_, b) => b === "\x85" ? "\n" : b);
+function goBlockScalar(source, parent) {
+  const literal = source[0] === "|";
+  const header = /^[|>]([-+]?)([1-9]?)([-+]?)/.exec(source);
+  const chomping = `${header[1]}${header[3]}`;
+  let indent2 = header[2] ? Math.max(parent, 0) + Number(header[2]) : 0;
+  let i = source.search(BREAK);
+  if (i < 0) return "";
+  const n = source.length;
+  const readLine = () => {
+    const [b, width] = lineBreak(source, i);
+    i += width;
+    return b;
+  };
+  readLine();
+  let column = 0;
+  const breaks = () => {
+    let out = "";
+    let most = 0;
+    for (; ; ) {
+      column = 0;
+      while ((indent2 === 0 || column < indent2) && source[i] === " ") [i, column] = [i + 1, column + 1];
+      most = Math.max(most, column);
+      if (i >= n || !BREAK.test(source[i])) break;
+      out += readLine();
+    }
+    if (indent2 === 0) indent2 = Math.max(most, parent + 1, 1);
+    return out;
+  };
+  let value = "";
+  let leadingBreak = "";
+  let leadingBlank = false;
+  let trailingBreaks = breaks();
+  while (column === indent2 && i < n) {
+    const trailingBlank = BLANK.test(source[i]);
+    if (!literal && leadingBreak === "\n" && !leadingBlank && !trailingBlank) {
+      if (trailingBreaks === "") value += " ";
+    } else value += leadingBreak;
+    value += trailingBreaks;
+    leadingBlank = trailingBlank;
+    const start = i;
+    while (i < n && !BREAK.test(source[i])) i += 1;
+    value += source.slice(start, i);
+    leadingBreak = i < n ? readLine() : "";
+    trailingBreaks = breaks();
+  }
+  if (chomping !== "-") value += leadingBreak;
+  if (chomping === "+") value += trailingBreaks;
+  return value;
 }
-var import_yaml6, UNICODE_BREAK, BLANK, BREAK;
+var import_yaml6, GO_ONLY_BREAK, BLANK, BREAK;
 var init_yaml_breaks = __esm({
   "core/secrets/yaml-breaks.ts"() {
     "use strict";
     import_yaml6 = __toESM(require_dist(), 1);
-    UNICODE_BREAK = /[\u0085\u2028\u2029]/;
+    GO_ONLY_BREAK = /[\u0085\u2028\u2029]|\r(?!\n)/g;
     BLANK = /[ \t]/;
     BREAK = /[\r\n\u0085\u2028\u2029]/;
   }
@@ -48083,27 +48231,26 @@ function goNode(v, where) {
   if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
-function goBreaks(text, node) {
+function goBreaks(text, lines, node) {
   const [start, end] = node.range ?? [];
   if (typeof node.value !== "string" || start === void 0 || end === void 0) return node.value;
+  if (!goOnlyBreak(text, start, end)) return node.value;
   const source = text.slice(start, end);
-  if (!UNICODE_BREAK.test(source)) return node.value;
   try {
     if (node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE") return goFlowScalar(source.slice(1, -1), node.type === "QUOTE_SINGLE" ? "single" : "double");
     if (node.type === "PLAIN") return goFlowScalar(source, "plain");
+    const head = lines.slice(Math.max(lines.lastIndexOf("\n", start - 1), lines.lastIndexOf("\r", start - 1)) + 1, start);
+    const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head);
+    return goBlockScalar(source, collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1);
   } catch {
     return node.value;
   }
-  const lines = source.split(/\r?\n/).slice(1);
-  const first = lines.findIndex((l) => l.trim() !== "");
-  const valueLine = node.value.split("\n")[first] ?? "";
-  const indent2 = first < 0 ? 0 : lines[first].length - lines[first].trimStart().length - (valueLine.length - valueLine.trimStart().length);
-  return goLiteralBlock(node.value, indent2);
 }
 function parseTree(text, format, options) {
   const { file } = options;
   refuseDeepNesting(text, file);
-  const docs = (0, import_yaml7.parseAllDocuments)(text, {
+  const lines = format === "yaml" ? goLines(text) : text;
+  const docs = (0, import_yaml7.parseAllDocuments)(lines, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -48122,7 +48269,7 @@ function parseTree(text, format, options) {
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
-    const v = format === "yaml" ? goBreaks(text, node) : node.value;
+    const v = format === "yaml" ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
     if (format === "json") {
@@ -48155,7 +48302,7 @@ function parseTree(text, format, options) {
   const targets = aliasTargets(doc);
   const target = (alias) => targets.get(alias);
   let aliases = 0;
-  const at2 = positions(text);
+  const at2 = positions(lines);
   const anchors = [];
   const anchor = (offset, branch, index, value) => {
     if (format !== "yaml" || offset === void 0 || aliases) return void 0;
@@ -48240,12 +48387,12 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        const sameExponent = v.type === "float" && /e/.test(text2) && String(v.value) === text2;
-        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        const sameExponent = v.type === "float" && /e/i.test(text2) && numberText(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
+        if (jsonNumberText(v) !== text2 || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       return v;
     }
@@ -48261,6 +48408,8 @@ function parseTree(text, format, options) {
     }
     if ((0, import_yaml7.isScalar)(k)) {
       const v = scalar(k, path);
+      if (v.kind === "scalar" && v.bytes)
+        throw new OpsError(`${file}: the key !!binary ${String(v.value)}${path.length ? ` under ${errorPath(path)}` : ""} holds bytes that are not UTF-8 text, which ops does not support (keys are text)`, "rename it to a text key (`sops edit` the file: the key without !!binary)");
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
       if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
@@ -48272,7 +48421,7 @@ function parseTree(text, format, options) {
     throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, "use string keys only");
   };
   const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
   return tree;
 }
 var import_yaml7, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY;
@@ -48902,15 +49051,15 @@ var init_sops = __esm({
       refuseMergeKeys(tree) {
         if (this.format !== "yaml") return;
         const bad = [];
-        const visit3 = (node, path) => {
-          if (node.kind === "list") node.items.forEach((n, i) => visit3(n, [...path, i]));
+        const visit4 = (node, path) => {
+          if (node.kind === "list") node.items.forEach((n, i) => visit4(n, [...path, i]));
           if (node.kind !== "map") return;
           for (const [k, v] of node.entries) {
             if (k === "<<" && !(v.kind === "map" || v.kind === "list" && v.items.every((i) => i.kind === "map"))) bad.push(showPath([...path, k]));
-            visit3(v, [...path, k]);
+            visit4(v, [...path, k]);
           }
         };
-        visit3(tree, []);
+        visit4(tree, []);
         if (bad.length)
           throw new OpsError(
             `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
@@ -49092,7 +49241,7 @@ var init_sops = __esm({
 });
 
 // core/secrets/sops-config.ts
-import { readFileSync as readFileSync4 } from "node:fs";
+import { readFileSync as readFileSync5 } from "node:fs";
 import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
@@ -49106,9 +49255,7 @@ function rulePath(root, file) {
 function configError(file, what) {
   return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
 }
-function parseAge(file, i, node) {
-  if (node === void 0 || node === null) return [];
-  const value = (0, import_yaml9.isScalar)(node) ? node.value : (0, import_yaml9.isSeq)(node) ? node.items.map((x) => (0, import_yaml9.isScalar)(x) ? x.value : x) : node;
+function parseAge(file, i, value) {
   if (value === null || value === void 0) return [];
   if (typeof value === "string") return value.split(",").map((s) => s.trim()).filter(Boolean);
   if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.map((s) => s.trim()).filter(Boolean);
@@ -49129,10 +49276,11 @@ function load(root, required) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
-  const text = readFileSync4(path, "utf8");
+  const text = readFileSync5(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml9.parseDocument)(text, { prettyErrors: false });
-  if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0].message.split("\n")[0]}`);
+  const doc = (0, import_yaml9.parseDocument)(text, { merge: true });
+  if (doc.errors.length)
+    throw new OpsError(yamlErrorMessage(SOPS_CONFIG_FILE, text, doc.errors[0]), yamlErrorHint(doc.errors[0], `${SOPS_CONFIG_FILE} is one YAML document: remove the \`---\` line and what is another document after it (sops reads one)`));
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules = [];
   const contents = doc.contents;
@@ -49140,10 +49288,12 @@ function load(root, required) {
   if ((0, import_yaml9.isMap)(contents)) refuseMisspelledKeys(contents, TOP_KEYS, "");
   const list2 = (0, import_yaml9.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
   if (list2 !== void 0 && list2 !== null && !(0, import_yaml9.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml9.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+  ((0, import_yaml9.isSeq)(list2) ? list2.items : []).forEach((entry, index) => {
+    const item = (0, import_yaml9.isAlias)(entry) ? entry.resolve(doc) : entry;
     if (!(0, import_yaml9.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
-    const re = item.get("path_regex");
+    const rule = item.toJS(doc, { maxAliasCount: -1 });
+    const re = rule.path_regex;
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === "string") {
       try {
@@ -49152,7 +49302,7 @@ function load(root, required) {
         throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${e.message})`);
       }
     }
-    const age = parseAge(SOPS_CONFIG_FILE, index, item.get("age", true));
+    const age = parseAge(SOPS_CONFIG_FILE, index, rule.age);
     age.forEach((r, i) => isPrivateKey(r) && checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${index}].age[${i}]`));
     rules.push({ index, pathRegex: typeof re === "string" && re !== "" ? re : void 0, age });
   });
@@ -49187,6 +49337,21 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
   rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
   return rule.age;
 }
+function plainRule(entry, index, env) {
+  let shared = (0, import_yaml9.isAlias)(entry) || !(0, import_yaml9.isMap)(entry);
+  if (!shared)
+    (0, import_yaml9.visit)(entry, {
+      Alias: () => void (shared = true),
+      Node: (_, node) => void (node.anchor && (shared = true)),
+      Pair: (_, pair) => void ((0, import_yaml9.isPair)(pair) && (0, import_yaml9.isScalar)(pair.key) && pair.key.value === "<<" && (shared = true))
+    });
+  if (shared)
+    throw new OpsError(
+      `${SOPS_CONFIG_FILE}: creation_rules[${index}], the rule of ${env}, is written with a YAML anchor, alias or merge key (&name, *name, <<): changing it in place would change or break the rules sharing it; nothing was changed`,
+      `write the rule of ${env} out in full (path_regex: ${envPathRegex(env)} and its own age: list), then run the command again`
+    );
+  return entry;
+}
 async function setEnvRule(root, env, recipients, signal) {
   await retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => setEnvRuleOnce(root, env, recipients, signal));
 }
@@ -49207,10 +49372,10 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
   }
   seq.flow = false;
   const items2 = seq.items;
-  const own2 = items2.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
+  const own2 = loaded?.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
   const ageValue = new import_yaml9.Scalar(list2.join(","));
   if (own2 >= 0) {
-    const rule = items2[own2];
+    const rule = plainRule(items2[own2], own2, env);
     const old = rule.get("age", true);
     if ((0, import_yaml9.isSeq)(old)) {
       const s = new import_yaml9.YAMLSeq();
@@ -49237,8 +49402,9 @@ async function removeEnvRuleOnce(root, env) {
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
   if (!(0, import_yaml9.isSeq)(seq)) return false;
-  const i = seq.items.findIndex((it) => (0, import_yaml9.isMap)(it) && it.get("path_regex") === regex);
+  const i = loaded.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
   if (i < 0) return false;
+  plainRule(seq.items[i], i, env);
   seq.items.splice(i, 1);
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
@@ -49248,6 +49414,7 @@ var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
     import_yaml9 = __toESM(require_dist(), 1);
+    init_environment();
     init_schema_object();
     init_errors();
     init_shell();
@@ -49270,7 +49437,7 @@ var init_sops_config = __esm({
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve4, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join7(root, "environments", validate("environment", env));
@@ -49289,7 +49456,7 @@ function envSopsFiles(root, env) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
       const file = join7(assets, name2);
       try {
-        if (isSopsText(readFileSync5(file, "utf8"), formatOf(file))) files.push(file);
+        if (isSopsText(readFileSync6(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
       }
     }
@@ -49331,11 +49498,12 @@ function ageKeyFileProblems(root, env, path) {
 }
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
+  if (warn) for (const w of ids.warnings ?? []) warn(w);
   const configFile = join7(envDir(root, env), "environment.yml");
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
-    const text2 = readFileSync5(configFile, "utf8");
+    const text2 = readFileSync6(configFile, "utf8");
     refuseDeepNesting(text2, configFile);
     const doc = (0, import_yaml10.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
     if (doc.errors.length) return ids;
@@ -49348,7 +49516,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const path = isAbsolute4(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
   let text;
   try {
-    text = readFileSync5(path, "utf8");
+    text = readFileSync6(path, "utf8");
   } catch {
     throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
   }
@@ -49417,7 +49585,7 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync6, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join8, relative as relative4 } from "node:path";
 function placeholderHostKey() {
@@ -49436,7 +49604,7 @@ function freePlaceholderAddress(root) {
   for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
     const file = join8(envs, e.name, "environment.yml");
     if (!e.isDirectory() || !existsSync7(file)) continue;
-    for (const m of readFileSync6(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
+    for (const m of readFileSync7(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
   return "203.0.113.10";
@@ -49541,6 +49709,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync7(join8(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
+  await opts2.beforeWrite?.(extra);
   heed();
   await mkdir3(join8(dir, "assets"), { recursive: true });
   try {
@@ -71831,14 +72000,15 @@ init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
 import { resolve } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
+init_key_file();
 import { existsSync as existsSync3, readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { homedir as homedir2 } from "node:os";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -71876,14 +72046,20 @@ function resolveCredentials(sources, reporter) {
     reporter.mask(key);
     return { privateKey: key, passphrase, describe: describe2 };
   };
-  if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
+  const fromFile = (file, label) => {
+    const creds = fromText(readKey(file, label), `key file ${file}`);
+    const w = exposedKeyWarning(file, "an SSH private key");
+    if (w) reporter.warn(w);
+    return creds;
+  };
+  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
-  if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
+  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
   if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
-  const home = sources.home ?? homedir();
+  const home = sources.home ?? homedir2();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
-    if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
+    const p = join3(home, ".ssh", f);
+    if (userFileExists(p, p, "an SSH private key")) return fromFile(p, "default key");
   }
   throw new OpsError(
     "no SSH key to log in with",
@@ -71993,7 +72169,22 @@ function booleanInput(name2, value, fallback) {
   throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function secretlessRun(env = process.env) {
+  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
+  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    const pull = JSON.parse(readFileSync3(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return void 0;
+  }
+}
 function emptyKeyInput(name2, githubEnvironment) {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name2}\` is empty: ${secretless.why}`, secretless.hint);
   const secret2 = KEY_SECRETS[name2];
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
@@ -72003,7 +72194,7 @@ function emptyKeyInput(name2, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -72082,6 +72273,7 @@ import { join as join9 } from "node:path";
 init_errors();
 init_dotenv_readers();
 init_shell();
+init_goyaml();
 init_tree();
 init_dotenv_readers();
 function lookup(tree, path) {
@@ -72174,7 +72366,7 @@ init_parts();
 init_tree();
 init_schema_object();
 init_report();
-var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+init_key_file();
 function plainPasswords(env) {
   const values = [
     ...Object.entries(env.config.env).map(([k, v]) => [`env.${k}`, v]),
@@ -72245,7 +72437,7 @@ function allowSecretRefs(env, ctx) {
 
 // core/ops/provision.ts
 import { randomBytes as randomBytes12 } from "node:crypto";
-import { readFileSync as readFileSync8 } from "node:fs";
+import { readFileSync as readFileSync9 } from "node:fs";
 
 // core/layout.ts
 function layout(env) {
@@ -72404,7 +72596,7 @@ function hostClaims(env) {
   claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
-  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain) claims.push({ key: `domain ${c.domain}`, source: "domain" });
   if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
   return claims;
 }
@@ -72504,7 +72696,7 @@ var DEFAULT_STEP_TIMEOUT = 600;
 init_environment();
 init_errors();
 init_shell();
-import { readFileSync as readFileSync7 } from "node:fs";
+import { readFileSync as readFileSync8 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function baseConfig() {
   return `${HEADER}
@@ -72588,7 +72780,7 @@ var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
   const cert = certificatePaths(env);
-  const host = env.config.domain?.toLowerCase().replace(/\.$/, "") ?? PROBE_HOST_WITHOUT_DOMAIN;
+  const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
   const sent = (proto) => {
     const lines = [];
     for (const h of FORWARDED) {
@@ -72719,7 +72911,7 @@ function renderTemplate(template, vars, source) {
 function readTemplate(env, custom) {
   const file = envPath(env, custom);
   try {
-    return readFileSync7(file, "utf8");
+    return readFileSync8(file, "utf8");
   } catch {
     throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
   }
@@ -74613,7 +74805,7 @@ function selfSignedCertificate(env, force = false) {
   const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${isIP3(domain) ? "IP" : "DNS"}:${domain}`)} \
     -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
     rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
     echo "could not make a self-signed certificate (full disk?)" >&2
@@ -75692,8 +75884,11 @@ function documentationAddress(address2) {
   if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
   return void 0;
 }
+function addressPort(address2, port2) {
+  return `${isIPv62(address2) ? `[${address2}]` : address2}:${port2}`;
+}
 function describeEndpoint(ep) {
-  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+  return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
 }
 var Bastion = class _Bastion {
   constructor(ssh, endpoint) {
@@ -75709,7 +75904,7 @@ var Bastion = class _Bastion {
   lost;
   /** Log in to the bastion (retries like a host). */
   static async open(endpoint, options) {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
     return new _Bastion(ssh, endpoint);
   }
   get alive() {
@@ -75718,7 +75913,7 @@ var Bastion = class _Bastion {
   /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
   forward(target) {
     const conn = this.ssh.connection;
-    const label = `${target.name} (${target.address}:${target.port})`;
+    const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
     return new Promise((resolve5, reject) => {
@@ -75729,7 +75924,7 @@ var Bastion = class _Bastion {
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv62(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
           );
           if (!denied) err.code = "ECONNREFUSED";
           reject(err);
@@ -76370,9 +76565,12 @@ import { hostname, userInfo } from "node:os";
 function clean4(s) {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 }
+var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function runUrl(processEnv = process.env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
-  return server && repo && id ? clean4(`${server}/${repo}/actions/runs/${id}`) : "";
+  const { GITHUB_SERVER_URL: server = "", GITHUB_REPOSITORY: repo = "", GITHUB_RUN_ID: id = "", GITHUB_RUN_ATTEMPT: attempt = "" } = processEnv;
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id)) return "";
+  const again = /^[1-9][0-9]{0,5}$/.test(attempt) && attempt !== "1" ? `/attempts/${attempt}` : "";
+  return `${server.replace(/\/$/, "")}/${repo}/actions/runs/${id}${again}`;
 }
 function runInfo(processEnv = process.env) {
   if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
@@ -77532,6 +77730,7 @@ ${said.join("\n")}`, taken.hint) : taken;
 }
 
 // core/ops/provision.ts
+init_report();
 function items(results) {
   return results.flatMap(
     (r) => reportedAll(r, LIBRARY_KEYS.item).map((v) => {
@@ -77597,7 +77796,7 @@ async function provision(ctx, environment) {
   let acmeCa;
   if (caFile && env.config.tls.mode === "letsencrypt") {
     try {
-      acmeCa = readFileSync8(envPath(env, caFile), "utf8");
+      acmeCa = readFileSync9(envPath(env, caFile), "utf8");
     } catch {
       throw new OpsError(`cannot read tls.acme_ca_file ${envPath(env, caFile)}`);
     }
@@ -77628,12 +77827,12 @@ async function provision(ctx, environment) {
   );
 }
 function provisionSummary(env, results) {
-  const lines = [`### Provision of ${env.name}`, "", "| host | item | state |", "|---|---|---|"];
-  for (const r of results) for (const it of r.items) lines.push(`| ${r.host} | ${it.name} | ${it.state} |`);
+  const lines = [`### Provision of ${mdText(env.name)}`, "", "| host | item | state |", "|---|---|---|"];
+  for (const r of results) for (const it of r.items) lines.push(`| ${mdText(r.host)} | ${mdText(it.name)} | ${mdText(it.state)} |`);
   lines.push("");
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === "changed").length;
-    lines.push(`- **${r.host}** (${r.os}): ${changed ? `${changed} item(s) changed` : "nothing to change"} in ${(r.durationMs / 1e3).toFixed(1)}s; ${r.runtimes.join("; ")}`);
+    lines.push(`- **${mdText(r.host)}** (${mdText(r.os)}): ${changed ? `${changed} item(s) changed` : "nothing to change"} in ${(r.durationMs / 1e3).toFixed(1)}s; ${mdText(r.runtimes.join("; "))}`);
   }
   return lines.join("\n");
 }

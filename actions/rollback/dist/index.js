@@ -19168,7 +19168,8 @@ function projectDirProblem(dir) {
   if (!existsSync2(dir)) return "does not exist";
   if (!statSync(dir).isDirectory()) return "is not a folder";
   const envs = join(dir, "environments");
-  if (!existsSync2(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  if (!existsSync2(envs)) return "has no environments/ folder";
+  if (!statSync(envs).isDirectory()) return "has no environments/ folder (its environments is a file)";
   return void 0;
 }
 var init_project_dir = __esm({
@@ -19808,6 +19809,32 @@ ${summary2}`;
   }
 });
 
+// core/secrets/key-file.ts
+import { statSync as statSync3 } from "node:fs";
+import { homedir } from "node:os";
+import { join as join2 } from "node:path";
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
+  return join2(base, "sops", "age", "keys.txt");
+}
+function exposedKeyWarning(file, what) {
+  let mode;
+  try {
+    mode = statSync3(file).mode;
+  } catch {
+    return void 0;
+  }
+  if (process.platform === "win32" || (mode & 63) === 0) return void 0;
+  return `${file} (${what}) can be read or changed by other users of this machine (mode ${(mode & 511).toString(8).padStart(4, "0")}): chmod 600 ${file}`;
+}
+var EXAMPLE_RECIPIENT;
+var init_key_file = __esm({
+  "core/secrets/key-file.ts"() {
+    "use strict";
+    EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+  }
+});
+
 // core/report.ts
 function own(strings, ...values) {
   let out = "";
@@ -19853,6 +19880,22 @@ function starred(text, spans) {
   }
   return out + text.slice(copied);
 }
+function mdText(text) {
+  return escapeInline(printableLine(text)).replace(/^([\uE000\uE001]*)([#>+=-])/, "$1\\$2").replace(/^([\uE000\uE001]*\d+)([.)])/, "$1\\$2");
+}
+function escapeInline(text) {
+  return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+function markdownForms(secret) {
+  return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
+}
+function mdCode(text, where = "text") {
+  const line = printableLine(text);
+  if (!line) return "";
+  const fence = "`".repeat(Math.max(0, ...[...line.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
+  return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19882,7 +19925,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -19922,7 +19965,7 @@ var init_report = __esm({
       /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
       add(value) {
         const added = [];
-        for (const t of maskedParts(value)) {
+        for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
           if (!this.secrets.has(t)) {
             this.secrets.set(t, this.secrets.size);
             let same = this.byLength.get(t.length);
@@ -20135,6 +20178,8 @@ var init_report = __esm({
         return starred(text, hide.sort((x, y) => x[0] - y[0]));
       }
     };
+    MD_INLINE = /[\\`*_[\]<>|~&$]/g;
+    WORD_JOINER = "\u2060";
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -29521,19 +29566,6 @@ var init_dist = __esm({
   }
 });
 
-// core/secrets/key-file.ts
-import { homedir as homedir2 } from "node:os";
-import { join as join3 } from "node:path";
-function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir2(), ".config");
-  return join3(base, "sops", "age", "keys.txt");
-}
-var init_key_file = __esm({
-  "core/secrets/key-file.ts"() {
-    "use strict";
-  }
-});
-
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
@@ -29584,6 +29616,12 @@ async function parseIdentities(text, source) {
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
+  const warnings = [];
+  const exposed = (file2, found) => {
+    if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
+    const w = exposedKeyWarning(file2, "your age private key");
+    if (w) warnings.push(w);
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
     const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
@@ -29602,6 +29640,7 @@ async function loadIdentities(processEnv = process.env) {
     }
     const found = await parseIdentities(text, file2);
     identities.push(...found);
+    exposed(file2, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD) {
@@ -29619,10 +29658,11 @@ async function loadIdentities(processEnv = process.env) {
   if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push(`${file} (no such file)`);
   const seen = /* @__PURE__ */ new Set();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
 }
 async function identitiesFromText(text, source = "given key") {
   return { identities: await parseIdentities(text, source), tried: [source] };
@@ -37207,6 +37247,12 @@ function word(...parts) {
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
+function environmentMeant(typed) {
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
 function validate(kind, value, label) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
@@ -37236,7 +37282,10 @@ var init_shell = __esm({
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
         form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
         // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
       },
       environment: {
         what: "environment name",
@@ -37245,7 +37294,10 @@ var init_shell = __esm({
         // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
         // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
         extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
+        hint: (v) => {
+          const meant = environmentMeant(v);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
       },
       release: {
         what: "release id",
@@ -37563,7 +37615,7 @@ function string(opts2 = {}) {
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return value;
+      return opts2.normalize ? opts2.normalize(value) : value;
     }
   };
 }
@@ -37690,17 +37742,15 @@ var init_schema = __esm({
 
 // core/config/schema-object.ts
 function distance(a, b) {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
@@ -37934,10 +37984,14 @@ function dnsNameProblem(v) {
   }
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
+  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
+}
+function dnsName(v) {
+  return v.toLowerCase().replace(/\.$/, "");
 }
 var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
@@ -38070,7 +38124,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38260,7 +38314,7 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync as statSync4, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
@@ -38415,7 +38469,7 @@ function parsedEntry(text) {
 }
 function readParsed(entry) {
   try {
-    const data = readFileSync3(entry);
+    const data = readFileSync4(entry);
     const payload = data.subarray(DIGEST);
     if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
     return { value: deserialize(payload) };
@@ -38432,7 +38486,7 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync4(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    const byAge = names.map((n) => ({ n, t: statSync5(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
   } catch {
     try {
@@ -38461,7 +38515,7 @@ function refuseUnresolvedAliases(doc, text, label) {
 function readYamlFile(file, label = file) {
   let bytes;
   try {
-    bytes = readFileSync3(file);
+    bytes = readFileSync4(file);
   } catch (e) {
     const why = fileError(e, label, "read", "a YAML file");
     throw new OpsError(why.message, why.hint);
@@ -38512,10 +38566,10 @@ ${context}${hideSecrets(line)}
 ${" ".repeat(hideSecrets(before).length)}^
 `;
 }
-function yamlErrorHint(error2) {
+function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)") {
   switch (error2.code) {
     case "MULTIPLE_DOCS":
-      return "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)";
+      return oneDocument;
     case "TAB_AS_INDENT":
       return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
     case "DUPLICATE_KEY":
@@ -38552,6 +38606,12 @@ function readEnvironmentConfig(envName, root) {
   const dir = join4(environmentsDir(root), envName);
   const file = join4(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
+    const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
+    if (other)
+      throw new OpsError(
+        `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
+        `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`
+      );
     const known = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,
@@ -38568,7 +38628,7 @@ function loadEnvironment(envName, root) {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
     try {
-      const text = readFileSync3(keyFile, "utf8").trim();
+      const text = readFileSync4(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
       const parsed = parseHostKey(text);
       if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
@@ -60835,14 +60895,15 @@ init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
 import { resolve } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
+init_key_file();
 import { existsSync as existsSync3, readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { homedir as homedir2 } from "node:os";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -60880,14 +60941,20 @@ function resolveCredentials(sources, reporter) {
     reporter.mask(key);
     return { privateKey: key, passphrase, describe: describe2 };
   };
-  if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
+  const fromFile = (file, label) => {
+    const creds = fromText(readKey(file, label), `key file ${file}`);
+    const w = exposedKeyWarning(file, "an SSH private key");
+    if (w) reporter.warn(w);
+    return creds;
+  };
+  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
-  if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
+  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
   if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
-  const home = sources.home ?? homedir();
+  const home = sources.home ?? homedir2();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
-    if (userFileExists(p, p, "an SSH private key")) return fromText(readKey(p, "default key"), `key file ${p}`);
+    const p = join3(home, ".ssh", f);
+    if (userFileExists(p, p, "an SSH private key")) return fromFile(p, "default key");
   }
   throw new OpsError(
     "no SSH key to log in with",
@@ -60997,7 +61064,22 @@ function booleanInput(name2, value, fallback) {
   throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function secretlessRun(env = process.env) {
+  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
+  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    const pull = JSON.parse(readFileSync3(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return void 0;
+  }
+}
 function emptyKeyInput(name2, githubEnvironment) {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name2}\` is empty: ${secretless.why}`, secretless.hint);
   const secret = KEY_SECRETS[name2];
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
@@ -61007,7 +61089,7 @@ function emptyKeyInput(name2, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -61085,6 +61167,7 @@ init_environment();
 init_errors();
 init_dotenv_readers();
 init_shell();
+init_goyaml();
 init_tree();
 init_dotenv_readers();
 var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
@@ -61101,6 +61184,7 @@ init_parts();
 init_tree();
 init_schema_object();
 init_report();
+init_key_file();
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
@@ -61243,7 +61327,7 @@ function hostClaims(env) {
   claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
-  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain) claims.push({ key: `domain ${c.domain}`, source: "domain" });
   if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
   return claims;
 }
@@ -62215,8 +62299,11 @@ function documentationAddress(address2) {
   if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
   return void 0;
 }
+function addressPort(address2, port2) {
+  return `${isIPv62(address2) ? `[${address2}]` : address2}:${port2}`;
+}
 function describeEndpoint(ep) {
-  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+  return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
 }
 var Bastion = class _Bastion {
   constructor(ssh, endpoint) {
@@ -62232,7 +62319,7 @@ var Bastion = class _Bastion {
   lost;
   /** Log in to the bastion (retries like a host). */
   static async open(endpoint, options) {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
     return new _Bastion(ssh, endpoint);
   }
   get alive() {
@@ -62241,7 +62328,7 @@ var Bastion = class _Bastion {
   /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
   forward(target) {
     const conn = this.ssh.connection;
-    const label = `${target.name} (${target.address}:${target.port})`;
+    const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
     return new Promise((resolve3, reject) => {
@@ -62252,7 +62339,7 @@ var Bastion = class _Bastion {
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv62(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
           );
           if (!denied) err.code = "ECONNREFUSED";
           reject(err);
@@ -62843,9 +62930,12 @@ import { hostname, userInfo } from "node:os";
 function clean4(s) {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 }
+var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function runUrl(processEnv = process.env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
-  return server && repo && id ? clean4(`${server}/${repo}/actions/runs/${id}`) : "";
+  const { GITHUB_SERVER_URL: server = "", GITHUB_REPOSITORY: repo = "", GITHUB_RUN_ID: id = "", GITHUB_RUN_ATTEMPT: attempt = "" } = processEnv;
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id)) return "";
+  const again = /^[1-9][0-9]{0,5}$/.test(attempt) && attempt !== "1" ? `/attempts/${attempt}` : "";
+  return `${server.replace(/\/$/, "")}/${repo}/actions/runs/${id}${again}`;
 }
 function runInfo(processEnv = process.env) {
   if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
@@ -62869,7 +62959,7 @@ init_shell();
 init_environment();
 init_errors();
 init_shell();
-import { readFileSync as readFileSync4 } from "node:fs";
+import { readFileSync as readFileSync5 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
   const L = env.layout;
@@ -62916,7 +63006,7 @@ var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
   const cert = certificatePaths(env);
-  const host = env.config.domain?.toLowerCase().replace(/\.$/, "") ?? PROBE_HOST_WITHOUT_DOMAIN;
+  const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
   const sent = (proto) => {
     const lines = [];
     for (const h of FORWARDED) {
@@ -63053,7 +63143,7 @@ function siteServesSlot(env, certificateReady) {
 function readTemplate(env, custom) {
   const file = envPath(env, custom);
   try {
-    return readFileSync4(file, "utf8");
+    return readFileSync5(file, "utf8");
   } catch {
     throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
   }
@@ -66009,7 +66099,7 @@ ${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).
 // core/ops/deploy-plan.ts
 init_environment();
 import { createHash as createHash3 } from "node:crypto";
-import { readFileSync as readFileSync5 } from "node:fs";
+import { readFileSync as readFileSync6 } from "node:fs";
 init_errors();
 init_shell();
 
@@ -66036,7 +66126,7 @@ function fingerprintSettings(env) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
   const template = env.config.nginx.site_template;
-  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readFileSync5(envPath(env, template), "utf8") } };
+  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readFileSync6(envPath(env, template), "utf8") } };
 }
 function settingsDigest(env) {
   const { settings, siteTemplate } = fingerprintSettings(env);
@@ -66827,6 +66917,7 @@ ${said.join("\n")}`, taken.hint) : taken;
 }
 
 // core/ops/rollback.ts
+init_report();
 function rollbackWork(env, ctx, to, ends, settings) {
   const info2 = runInfo(ctx.processEnv);
   const mark = markRelease(env, onHost("rollback_from"), "abandoned", ["rolled back to ", onHost("release_id"), ` by ${info2.actor} at ${runnerNow(ctx).toISOString()}`]);
@@ -67065,9 +67156,9 @@ async function rollbackRun(ctx, env, to) {
   return { environment: env.name, url: env.url, hosts };
 }
 function rollbackSummary(r) {
-  const lines = [`### Rollback of ${r.environment}`, "", "| host | from | to | |", "|---|---|---|---|"];
-  for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? "already live" : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1e3).toFixed(1)}s`} |`);
-  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith("settings: ")).map((n) => `- ${h.host}: ${n}`));
+  const lines = [`### Rollback of ${mdText(r.environment)}`, "", "| host | from | to | |", "|---|---|---|---|"];
+  for (const h of r.hosts) lines.push(`| ${mdText(h.host)} | ${mdCode(h.previous, "cell")} | ${mdCode(h.release, "cell")} | ${h.noop ? "already live" : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1e3).toFixed(1)}s`} |`);
+  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith("settings: ")).map((n) => `- ${mdText(`${h.host}: ${n}`)}`));
   return [...lines, ...said.length ? ["", ...said] : []].join("\n");
 }
 

@@ -20310,6 +20310,9 @@ function messageLine(err) {
 function showControls(text) {
   return text.replace(CONTROL, (c, at2) => c === "\r" && text[at2 + 1] === "\n" ? "" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
+function printableLine(text) {
+  return text.replace(CONTROL_RUN, " ").replace(/\s+/g, " ").trim();
+}
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
@@ -20398,7 +20401,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, CONTROL, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20415,7 +20418,34 @@ var init_errors = __esm({
     NoAgeIdentity = class extends OpsError {
     };
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+    CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
+  }
+});
+
+// core/secrets/key-file.ts
+import { statSync as statSync3 } from "node:fs";
+import { homedir } from "node:os";
+import { join as join2 } from "node:path";
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
+  return join2(base, "sops", "age", "keys.txt");
+}
+function exposedKeyWarning(file, what) {
+  let mode;
+  try {
+    mode = statSync3(file).mode;
+  } catch {
+    return void 0;
+  }
+  if (process.platform === "win32" || (mode & 63) === 0) return void 0;
+  return `${file} (${what}) can be read or changed by other users of this machine (mode ${(mode & 511).toString(8).padStart(4, "0")}): chmod 600 ${file}`;
+}
+var EXAMPLE_RECIPIENT;
+var init_key_file = __esm({
+  "core/secrets/key-file.ts"() {
+    "use strict";
+    EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
   }
 });
 
@@ -29800,19 +29830,6 @@ var init_dist = __esm({
   }
 });
 
-// core/secrets/key-file.ts
-import { homedir } from "node:os";
-import { join as join2 } from "node:path";
-function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
-}
-var init_key_file = __esm({
-  "core/secrets/key-file.ts"() {
-    "use strict";
-  }
-});
-
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
@@ -29863,6 +29880,12 @@ async function parseIdentities(text, source) {
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
+  const warnings = [];
+  const exposed = (file2, found) => {
+    if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
+    const w = exposedKeyWarning(file2, "your age private key");
+    if (w) warnings.push(w);
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
     const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
@@ -29881,6 +29904,7 @@ async function loadIdentities(processEnv = process.env) {
     }
     const found = await parseIdentities(text, file2);
     identities.push(...found);
+    exposed(file2, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD) {
@@ -29898,10 +29922,11 @@ async function loadIdentities(processEnv = process.env) {
   if (userFileExists(file, file, "an age key file")) {
     const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
+    exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push(`${file} (no such file)`);
   const seen = /* @__PURE__ */ new Set();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
 }
 async function identitiesFromText(text, source = "given key") {
   return { identities: await parseIdentities(text, source), tried: [source] };
@@ -41806,11 +41831,11 @@ var Summary = class {
    */
   addTable(rows) {
     const tableBody = rows.map((row) => {
-      const cells = row.map((cell2) => {
-        if (typeof cell2 === "string") {
-          return this.wrap("td", cell2);
+      const cells = row.map((cell) => {
+        if (typeof cell === "string") {
+          return this.wrap("td", cell);
         }
-        const { header, data, colspan, rowspan } = cell2;
+        const { header, data, colspan, rowspan } = cell;
         const tag = header ? "th" : "td";
         const attrs = Object.assign(Object.assign({}, colspan && { colspan }), rowspan && { rowspan });
         return this.wrap(tag, data, attrs);
@@ -41973,7 +41998,7 @@ function endGroup() {
 
 // core/action.ts
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, statSync as statSync3 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
 import { resolve } from "node:path";
 
 // core/config/project-dir.ts
@@ -41983,7 +42008,8 @@ function projectDirProblem(dir) {
   if (!existsSync3(dir)) return "does not exist";
   if (!statSync(dir).isDirectory()) return "is not a folder";
   const envs = join(dir, "environments");
-  if (!existsSync3(envs) || !statSync(envs).isDirectory()) return "has no environments/ folder";
+  if (!existsSync3(envs)) return "has no environments/ folder";
+  if (!statSync(envs).isDirectory()) return "has no environments/ folder (its environments is a file)";
   return void 0;
 }
 
@@ -41993,6 +42019,7 @@ init_parts();
 
 // core/remote/identity.ts
 init_errors();
+init_key_file();
 function checkKeyText(text, label) {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     const file = label.startsWith("key file ");
@@ -42069,7 +42096,7 @@ var Masker = class {
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const t of maskedParts(value)) {
+    for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
         let same = this.byLength.get(t.length);
@@ -42210,8 +42237,8 @@ var Masker = class {
    */
   redact(text) {
     if (!text.includes(MARK_OPEN)) return this.redactPlain(text);
-    const clean5 = unmarked(text);
-    if (this.secrets.size === 0) return clean5;
+    const clean4 = unmarked(text);
+    if (this.secrets.size === 0) return clean4;
     const spans = [];
     let removed = 0;
     for (const m of text.matchAll(MARKED)) {
@@ -42220,18 +42247,18 @@ var Masker = class {
       const kind = this.names.has(m[1]) ? "key" : OWN_TEXT.has(m[1]) ? "own" : void 0;
       if (m[1].length && kind) spans.push([start, start + m[1].length, kind]);
     }
-    if (!spans.length || /[\ue100-\ueeff]/.test(clean5) || this.unkeepable(clean5, spans)) return this.redactPlain(clean5);
+    if (!spans.length || /[\ue100-\ueeff]/.test(clean4) || this.unkeepable(clean4, spans)) return this.redactPlain(clean4);
     let held = "";
     let from = 0;
     spans.forEach(([a, b], k2) => {
-      held += `${clean5.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
+      held += `${clean4.slice(from, a)}${String.fromCharCode(57600 + k2 % 3584)}`;
       from = b;
     });
-    held += clean5.slice(from);
+    held += clean4.slice(from);
     let k = 0;
     return this.redactPlain(held).replace(/[\ue100-\ueeff]/g, () => {
       const [a, b] = spans[k++];
-      return clean5.slice(a, b);
+      return clean4.slice(a, b);
     });
   }
   /**
@@ -42297,6 +42324,28 @@ function starred(text, spans) {
 function codeBlock(text) {
   const fence = "`".repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
   return [fence, text, fence];
+}
+var MD_INLINE = /[\\`*_[\]<>|~&$]/g;
+var WORD_JOINER = "\u2060";
+function mdText(text) {
+  return escapeInline(printableLine(text)).replace(/^([\uE000\uE001]*)([#>+=-])/, "$1\\$2").replace(/^([\uE000\uE001]*\d+)([.)])/, "$1\\$2");
+}
+function escapeInline(text) {
+  return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
+}
+function markdownForms(secret) {
+  return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
+}
+function mdCode(text, where = "text") {
+  const line = printableLine(text);
+  if (!line) return "";
+  const fence = "`".repeat(Math.max(0, ...[...line.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
+  return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
+}
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
@@ -42431,7 +42480,22 @@ function booleanInput(name2, value, fallback) {
   throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function secretlessRun(env = process.env) {
+  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
+  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    const pull = JSON.parse(readFileSync3(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return void 0;
+  }
+}
 function emptyKeyInput(name2, githubEnvironment) {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name2}\` is empty: ${secretless.why}`, secretless.hint);
   const secret = KEY_SECRETS[name2];
   const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
@@ -42441,7 +42505,7 @@ function emptyKeyInput(name2, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync3(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -42522,6 +42586,12 @@ function quote(value) {
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+function environmentMeant(typed) {
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
 var CHECKS = {
   // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
   gitRef: {
@@ -42529,7 +42599,10 @@ var CHECKS = {
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
     form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
     // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-    hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+    hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+      // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+      /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+    )
   },
   environment: {
     what: "environment name",
@@ -42538,7 +42611,10 @@ var CHECKS = {
     // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
     // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
     extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-    hint: () => "the name of its folder under environments/ (`ops env new <name>` makes one)"
+    hint: (v) => {
+      const meant = environmentMeant(v);
+      return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+    }
   },
   release: {
     what: "release id",
@@ -42931,7 +43007,7 @@ function string(opts2 = {}) {
       if (typeof value !== "string") return fail(problems, path, form, value);
       const why = opts2.check?.(value);
       if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return value;
+      return opts2.normalize ? opts2.normalize(value) : value;
     }
   };
 }
@@ -43052,17 +43128,15 @@ function opt(schema, doc, defaultValue) {
 
 // core/config/schema-object.ts
 function distance(a, b) {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
@@ -43331,10 +43405,14 @@ function dnsNameProblem(v) {
   }
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
+  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
+}
+function dnsName(v) {
+  return v.toLowerCase().replace(/\.$/, "");
 }
 var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
 var loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
@@ -43400,7 +43478,7 @@ var environmentSchema = object(
     app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
     repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
     ref: opt(gitRef, "git ref deployed when none is given", "master"),
-    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem }), "public name of the site (nginx server_name, TLS certificate)"),
+    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
     url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
     hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -43707,12 +43785,12 @@ function requestedRefs(wanted) {
 }
 
 // core/runinfo.ts
-function clean4(s) {
-  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
-}
+var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function runUrl(processEnv = process.env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id2 } = processEnv;
-  return server && repo && id2 ? clean4(`${server}/${repo}/actions/runs/${id2}`) : "";
+  const { GITHUB_SERVER_URL: server = "", GITHUB_REPOSITORY: repo = "", GITHUB_RUN_ID: id2 = "", GITHUB_RUN_ATTEMPT: attempt = "" } = processEnv;
+  if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id2)) return "";
+  const again = /^[1-9][0-9]{0,5}$/.test(attempt) && attempt !== "1" ? `/attempts/${attempt}` : "";
+  return `${server.replace(/\/$/, "")}/${repo}/actions/runs/${id2}${again}`;
 }
 
 // core/staging/run.ts
@@ -43720,14 +43798,15 @@ init_errors();
 
 // core/github.ts
 init_errors();
-var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function repositoryFromUrl(url) {
   const m = /^(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url) ?? /^(?:[^@/]+@)?([^/:]+):([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
   if (!m || !REPOSITORY.test(m[2])) return void 0;
   return { repository: m[2], host: m[1].toLowerCase() };
 }
 function apiUrlFor(host) {
-  return host === "github.com" || host === "www.github.com" ? "https://api.github.com" : `https://${host}/api/v3`;
+  if (host === "github.com" || host === "www.github.com" || host === "ssh.github.com") return "https://api.github.com";
+  if (/^[a-z0-9-]+\.ghe\.com$/.test(host)) return `https://api.${host}`;
+  return `https://${host}/api/v3`;
 }
 function githubAccess(options) {
   const env = options.processEnv;
@@ -43748,21 +43827,31 @@ function fetchWithDeadline(ms, retryDelaysMs = RETRY_DELAYS_MS) {
   const once = (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
   return async (input, init = {}) => {
     const method = (init.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
-    for (const delay of method === "GET" ? retryDelaysMs : []) {
+    for (const delay of retryDelaysMs) {
       const response = await once(input, init);
-      if (!PASSING.has(response.status)) return response;
+      const wait = shortRetryAfter(response);
+      if (wait === void 0 && !(method === "GET" && PASSING.has(response.status))) return response;
       await response.body?.cancel();
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise((r) => setTimeout(r, wait ?? delay));
     }
     return once(input, init);
   };
 }
-function rateLimited(status, headers) {
+var RETRY_AFTER_MAX_S = 60;
+function shortRetryAfter(response) {
+  if (response.status !== 403 && response.status !== 429) return void 0;
+  const after = Number(response.headers.get("retry-after") ?? "x");
+  return Number.isInteger(after) && after >= 0 && after <= RETRY_AFTER_MAX_S ? after * 1e3 : void 0;
+}
+function rateLimited(status, headers, said) {
   if (status !== 403 && status !== 429) return void 0;
   const header = (name2) => headers[name2] === void 0 ? void 0 : String(headers[name2]);
   const retryAfter = Number(header("retry-after"));
   if (Number.isInteger(retryAfter) && retryAfter >= 0) {
     return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (/secondary rate limit|abuse detection/i.test(said) && header("x-ratelimit-remaining") !== "0") {
+    return { message: "secondary rate limit reached (too many requests at once)", hint: "wait a few minutes, then run it again; other jobs using the same token at the same time count too" };
   }
   if (header("x-ratelimit-remaining") !== "0") return void 0;
   const reset = Number(header("x-ratelimit-reset"));
@@ -43775,13 +43864,29 @@ function rateLimited(status, headers) {
 }
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
-  const status = e.status;
-  const limited = rateLimited(status, e.response?.headers ?? {});
+  const status = e.response === void 0 ? void 0 : e.status;
+  const limited = rateLimited(status, e.response?.headers ?? {}, e instanceof Error ? e.message : "");
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
-  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
   const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
+}
+var ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", middot: "\xB7", ndash: "\u2013", mdash: "\u2014" };
+function entity(written, name2) {
+  if (name2[0] !== "#") return ENTITIES[name2.toLowerCase()] ?? written;
+  const hex2 = /^#x/i.test(name2);
+  const code = Number.parseInt(name2.slice(hex2 ? 2 : 1), hex2 ? 16 : 10);
+  return code > 0 && code <= 1114111 ? String.fromCodePoint(code) : written;
+}
+function answerText(message) {
+  const html = /^\s*<(!doctype|html|head|body)\b/i.test(message);
+  const text = html ? /<title[^>]*>([\s\S]*?)<\/title>/i.exec(message)?.[1] ?? message.replace(/<(script|style)\b[\s\S]*?<\/\1>|<[^>]*>/gi, " ") : message;
+  const line = printableLine(html ? text.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]+);/gi, entity) : text) || "(an empty page)";
+  return line.length > 300 ? `${line.slice(0, 299)}\u2026` : line;
+}
+function writtenByUs(c) {
+  return c.user?.type === "Bot" || ["OWNER", "MEMBER", "COLLABORATOR"].includes(c.author_association ?? "");
 }
 var PULLS_ACCESS = "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist";
 function restApi(options) {
@@ -43832,7 +43937,7 @@ ${body}`;
           issue_number: number2,
           per_page: 100
         })) {
-          const mine = page.data.find((c) => c.body?.includes(marker));
+          const mine = page.data.find((c) => c.body?.includes(marker) && writtenByUs(c));
           if (mine) existing = mine.id;
         }
         if (existing !== void 0) {
@@ -43842,7 +43947,9 @@ ${body}`;
         await octokit.rest.issues.createComment({ owner, repo, issue_number: number2, body: text });
         return "created";
       } catch (e) {
-        throw apiError(`comment on pull request #${number2}`, { ...options, access: PULLS_ACCESS }, e);
+        const locked = e.status === 403 && /\bis locked\b/i.test(e instanceof Error ? e.message : "");
+        const access2 = locked ? `the conversation of pull request #${number2} is locked: unlock it on GitHub (Unlock conversation) to get the comment; the job summary lists it either way` : PULLS_ACCESS;
+        throw apiError(`comment on pull request #${number2}`, { ...options, access: access2 }, e);
       }
     }
   };
@@ -43859,9 +43966,6 @@ init_errors();
 var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
 var lostCount = (lost) => lost.length === 1 ? "1 commit" : `${lost.length}${lost.length >= 20 ? " or more" : ""} commits`;
 var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
-function cell(text) {
-  return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
-}
 var OUTCOME = {
   "fast-forward": "fast-forward",
   merge: "merge commit",
@@ -43883,53 +43987,55 @@ function describeMoved(r, staging, approved = "the labelled commit") {
   return `${what}; ${count} not added, waiting for a new label: ${newer.join("; ")}`;
 }
 function addSummary(r, names) {
-  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${mdText(r.source.display)}`, "", mdText(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
   const moved = describeMoved(r, names.staging);
-  if (moved) lines.push(`> **Note**: ${cell(moved)}`, "");
+  if (moved) lines.push(`> **Note**: ${mdText(moved)}`, "");
   if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
+    lines.push(`Open pull requests labelled ${mdCode(names.label)} that ${mdText(names.staging)} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
     for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
     lines.push("");
   }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${mdCode(names.label)} were **not checked**: ${mdText(r.pullsUnavailable)}.`, "");
   return lines.join("\n");
 }
 function sourceCell(s) {
-  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
+  return s.pull ? `${mdLink(`#${s.pull.number}`, s.pull.url)} ${mdText(s.pull.title)}` : mdCode(s.display, "cell");
 }
 function rebuildSummary(r, names) {
+  const staging = mdText(names.staging);
+  const main = mdText(names.main);
   const lines = [
-    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${names.staging} from ${names.main}`,
+    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${staging} from ${main}`,
     "",
-    `\`${names.staging}\`: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
+    `${mdCode(names.staging)}: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
     ""
   ];
   if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
+    lines.push(`> **Warning**: pull requests labelled ${mdCode(names.label)} were **not re-applied**: ${mdText(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
   }
   if (r.added.length || r.skipped.length) {
     lines.push("| Source | Head | Result |", "| --- | --- | --- |");
     for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => mdCode(f, "cell")).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
       lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push("");
     for (const a of [...r.added, ...r.skipped]) {
       const moved = describeMoved(a, names.staging, APPROVED);
-      if (moved) lines.push(`> **Note**: ${cell(moved)}`, "");
+      if (moved) lines.push(`> **Note**: ${mdText(moved)}`, "");
     }
   } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
+    lines.push(`No open pull request carries the label ${mdCode(names.label)}.`, "");
   }
-  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
-  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
+  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => mdCode(c)).join(", ")}.`, "");
+  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => mdCode(d)).join(", ")}.`, "");
   if (r.lost.length) {
     lines.push(
-      `> **Warning**: ${lostCount(r.lost)} only ${names.staging} had ${r.dryRun ? "would be" : r.lost.length === 1 ? "is" : "are"} dropped (pushed to ${names.staging} by hand, or from ${names.main} before it was rewritten); no branch this run knows holds them:`,
+      `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? "would be" : r.lost.length === 1 ? "is" : "are"} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,
       "",
-      ...r.lost.map((l) => `- \`${l.slice(0, l.indexOf(" "))}\` ${cell(l.slice(l.indexOf(" ") + 1))}`),
+      ...r.lost.map((l) => `- ${mdCode(l.slice(0, l.indexOf(" ")))} ${mdText(l.slice(l.indexOf(" ") + 1))}`),
       "",
       `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
       ""
@@ -43939,22 +44045,23 @@ function rebuildSummary(r, names) {
   return lines.join("\n");
 }
 function skippedComment(s, names, runUrl2) {
-  const when = runUrl2 ? `[the rebuild of \`${names.staging}\`](${runUrl2})` : `the rebuild of \`${names.staging}\``;
+  const [staging, main, label] = [mdCode(names.staging), mdCode(names.main), mdCode(names.label)];
+  const when = runUrl2 ? mdLink(`the rebuild of ${staging}`, runUrl2) : `the rebuild of ${staging}`;
   const lines = [
     COMMENT_MARKER,
-    `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
+    `**Not in ${staging}**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
     "",
     ...codeBlock(s.message),
     ""
   ];
   if (s.reason === "conflict") {
-    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
+    lines.push(`It conflicts with ${main} or with another pull request labelled ${label} that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase ${main}), or coordinate with the other pull request; the next rebuild tries again.`);
   } else if (s.reason === "missing") {
     lines.push("Its head could not be fetched. Check that the branch still exists.");
   } else {
     lines.push("Push new commits instead of rewriting the branch, or wait for the next rebuild.");
   }
-  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
+  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the ${label} label to stop re-applying this pull request.</sub>`);
   return lines.join("\n");
 }
 var StagingRefusal = class extends OpsError {
@@ -43977,11 +44084,14 @@ function decideAdd(facts) {
   if (facts.stagingIsAncestor) return "fast-forward";
   return "merge";
 }
+function withoutSkipCi(title) {
+  return title.replace(/\[(\s*(?:skip|no)\s+(?:ci|actions)|\s*(?:ci|actions)\s+skip)\s*\]/gi, "($1)");
+}
 function mergeMessage(source, staging) {
   const short2 = source.sha.slice(0, 12);
   const what = source.pull ? `pull request #${source.pull.number} (${source.pull.branch})` : source.display;
   const subject = `Merge ${what} at ${short2} into ${staging}`;
-  const body = source.pull ? [`${source.pull.title}
+  const body = source.pull ? [`${withoutSkipCi(source.pull.title)}
 ${source.pull.url}`] : [];
   const trailers = [...source.key ? [`${REF_TRAILER}: ${source.key}`] : [], `${HEAD_TRAILER}: ${source.sha}`].join("\n");
   return [subject, ...body, trailers];
@@ -44373,7 +44483,11 @@ async function rebuildStaging(ctx, options) {
       pulls = await options.github.api.labelledPulls(options.label);
       reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? "" : "s"} labelled "${options.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(", ")}` : ""}`);
     } catch (e) {
-      pullsUnavailable = formatError(e).replace(/\n\s*hint: /, " \u2014 ");
+      if (!(e instanceof OpsError)) throw e;
+      throw new OpsError(
+        `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
+        `${e.hint ? `${e.hint}; ` : ""}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`
+      );
     }
   }
   if (pullsUnavailable) reporter.warn(`labelled pull requests will NOT be re-applied: ${pullsUnavailable}`);
@@ -44519,7 +44633,7 @@ async function finish(ctx, options, result) {
   for (const s of result.skipped) {
     if (!s.source.pull) continue;
     try {
-      const how = await api.comment(s.source.pull.number, skippedComment(s, names, options.runUrl), COMMENT_MARKER);
+      const how = await api.comment(s.source.pull.number, ctx.reporter.redact(skippedComment(s, names, options.runUrl)), COMMENT_MARKER);
       result.comments.push({ number: s.source.pull.number, result: how });
     } catch (e) {
       ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);

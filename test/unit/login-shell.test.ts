@@ -32,7 +32,7 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
         end: (input: Buffer) => {
           // SHLVL=1: Debian's bash also sources ~/.bashrc by itself when its stdin is a socket (Node's pipes are socket
           // pairs) and its shell level below 2 (SSH_SOURCE_BASHRC); an environment without SHLVL then read it twice.
-          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } }) : spawn(shell, ['-c', command], { cwd: dir });
+          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } }) : spawn(shell, ['-c', command], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } });
           child.stdin.on('error', () => undefined); // a shell that ended before reading its input
           child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
           child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));

@@ -38,7 +38,9 @@ describe('step wrapping', () => {
     writeFileSync(bashEnv, 'set -o noclobber\n');
     const step = { name: 's', script: `t=$(mktemp ${dir}/t.XXXXXX); echo x > "$t"; for f in ${dir}/none-*; do echo "$f"; done`, timeout: 30, as: 'login' } as const;
     for (const env of [{ SHELLOPTS: 'braceexpand:hashall:interactive-comments:noclobber' }, { BASHOPTS: 'failglob' }, { BASH_ENV: bashEnv }]) {
-      const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, ...env } });
+      // HOME and SHLVL as a login's: Debian's bash reads ~/.bashrc when its stdin is a socket and SHLVL is unset
+      // (SSH_SOURCE_BASHRC), and this machine's own ~/.bashrc is not the subject here.
+      const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: dir, SHLVL: '1', ...env } });
       expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
     }
   });

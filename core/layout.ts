@@ -10,6 +10,7 @@
 //                                            release is code + config), so a failed deploy touches no live one and a
 //                                            rollback brings back what its release was deployed with
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
+//       .ops-assets-carried app              release.asset_dirs' files carried in from the release live before it
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
@@ -54,6 +55,8 @@ export interface Layout {
   dotenv: (release: string) => string;
   /** The environ (NUL-separated NAME=VALUE records) of the release in directory `release`. */
   environ: (release: string) => string;
+  /** The files release.asset_dirs carried into the release in directory `release` from the one live before it (NUL-separated paths): not its own, so never carried on. */
+  carriedAssets: (release: string) => string;
   /**
    * In a release's record directory `record` (layout.record): its masks file (core/steps/masks.ts releaseMasks), root
    * 0600, never sent back; read by the hosts' masking (sh/mask.sh). A release made by an older ops has it in its own
@@ -117,6 +120,7 @@ export function layout(env: Environment): Layout {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
     masks: (record) => `${record}/.ops-masks`,
     records: `${base}/.ops/releases`,
     record: (id) => `${base}/.ops/releases/${id}`,

@@ -410,6 +410,11 @@ export const environmentSchema = object(
         'where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)',
         [],
       ),
+      asset_dirs: opt(
+        list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
+        'directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release\'s own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried',
+        [],
+      ),
       before_switch: opt(list(command), 'commands run in the new release before traffic moves to it', []),
       after_switch: opt(list(command), 'commands run in the new release after traffic moved to it', []),
     }),

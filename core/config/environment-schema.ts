@@ -432,7 +432,7 @@ export const environmentSchema = object(
         'keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice',
         true,
       ),
-      drain: opt(integer(0, 3600), 'with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)', 30),
+      drain: opt(integer(0, 3600), 'at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)', 30),
       port_offset: opt(integer(1, 10000), 'the "green" slot listens on port + offset', 1),
       batch_size: opt(integer(1, 100), 'hosts deployed at once (rolling); a failure stops before the next batch', 1),
       lock_wait: opt(integer(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),

@@ -2,7 +2,9 @@
 // nginx's pid file gone (the master is found and signalled, status still sees nginx running), a master that does not
 // take up the reload, a hand-made map that keeps /.ops/slot from naming the new slot (deploy and rollback fail, the
 // previous routing is back, `current` unchanged, the live release serving), /.ops/slot refused to other machines,
-// a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped.
+// a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped;
+// and what a browser holding a page across switches sees: its hashed assets (release.asset_dirs), its request in flight
+// to the release kept warm when the next deploy replaces it.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,5 +278,67 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
     // Bounded: the first release's assets were the second's by carrying, not its own: not carried on.
     expect((await get(host, first)).status).toBe(404);
     expect(third).not.toBe(second);
+  }, 600_000);
+});
+
+// A request in flight when the next deploy (or a rollback) starts on the idle slot: nginx's old workers still send it
+// to the release that slot runs (the one kept warm), which the start replaces.
+describe('requests in flight to the previous release', () => {
+  const go = '/run/ops-test-go';
+  // /slow answers once the test lets it (the file `go` exists): an upload, a long poll or a report taking its time.
+  const slowServer = String.raw`import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            end = time.time() + 120
+            while not os.path.exists(${JSON.stringify(go)}) and time.time() < end:
+                time.sleep(0.1)
+        body = b"slow done" if self.path == "/slow" else open("VERSION", "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+  it('the next deploy waits (switch.drain at most) for those of the release it replaces on the idle slot before stopping it', async () => {
+    const slow = join(mkdtempSync(join(tmpdir(), 'ops-slow-')), 'app');
+    initRepo(slow, { 'server.py': slowServer, 'VERSION': 'a' });
+    project.write(webConfig(host, slow, { switch: { drain: 60, health_timeout: 30 } }));
+    await onHost(`rm -f ${go}`);
+    for (const v of ['b', 'c']) {
+      commit(slow, { 'VERSION': v }, v);
+      const r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+    }
+    expect(await serving()).toBe('c');
+    // A request to release c, then a switch away from it: c stays warm on the idle slot, the request in flight there.
+    let settled: { status: number; body: string } | Error | undefined;
+    const request = fetch(`http://${host.address}/slow`, { signal: AbortSignal.timeout(150_000) }).then(
+      async (res) => (settled = { status: res.status, body: await res.text() }),
+      (e: Error) => (settled = e),
+    );
+    await new Promise((ok) => setTimeout(ok, 500));
+    commit(slow, { 'VERSION': 'd' }, 'd');
+    const d = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(d.code, readable(d)).toBe(0);
+    expect(settled, 'the switch lets the request in flight go on').toBeUndefined();
+    // The next deploy starts on the slot that runs c.
+    commit(slow, { 'VERSION': 'e' }, 'e');
+    const e = ops('deploy', 'e2e', '--ref', 'main');
+    for (let i = 0; i < 600 && !(await onHost(`test -e /srv/${APP}/.ops/lock/started && echo started || true`)); i++) await new Promise((ok) => setTimeout(ok, 100));
+    for (let i = 0; i < 50 && !settled; i++) await new Promise((ok) => setTimeout(ok, 100));
+    expect(settled, 'the start waits for the request in flight to the release it replaces').toBeUndefined();
+    await onHost(`touch ${go}`);
+    await request;
+    expect(settled).toEqual({ status: 200, body: 'slow done' });
+    const r = await e;
+    expect(r.code, readable(r)).toBe(0);
+    expect(readable(r)).toMatch(/slot (blue|green): waited \d+ s for 1 request\(s\) nginx still had in flight to the release it ran\n/);
+    expect(await serving()).toBe('e');
+    await onHost(`rm -f ${go}`);
   }, 600_000);
 });

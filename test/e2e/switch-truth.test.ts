@@ -4,8 +4,11 @@
 // previous routing is back, `current` unchanged, the live release serving), /.ops/slot refused to other machines,
 // a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped;
 // and what a browser holding a page across switches sees: its hashed assets (release.asset_dirs), its request in flight
-// to the release kept warm when the next deploy replaces it.
+// to the release kept warm when the next deploy replaces it, its WebSocket.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -340,5 +343,77 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
     expect(readable(r)).toMatch(/slot (blue|green): waited \d+ s for 1 request\(s\) nginx still had in flight to the release it ran\n/);
     expect(await serving()).toBe('e');
     await onHost(`rm -f ${go}`);
+  }, 600_000);
+});
+
+// A WebSocket through the built-in site: its handshake reaches the program, and the connection stays open across a
+// switch (nginx's old worker keeps it, to the previous release kept warm).
+describe('a WebSocket across a switch', () => {
+  // After a handshake, each chunk comes back upper-cased after the release's VERSION: not WebSocket frames, but nginx
+  // only relays bytes once the program switched protocols.
+  const wsServer = String.raw`import base64, hashlib, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+VERSION = open("VERSION").read().strip()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in self.headers.get("Connection", "").lower():
+            accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(1024)
+                if not data:
+                    return
+                self.connection.sendall(VERSION.encode() + b":" + data.upper())
+        body = VERSION.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+  /** A WebSocket handshake with the site: the connection once the program switched protocols. */
+  const upgrade = (): Promise<Socket> =>
+    new Promise((ok, fail) => {
+      const req = request({ host: host.address, port: 80, path: '/ws', headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' }, timeout: 10_000 });
+      req.on('upgrade', (_res, socket: Socket) => ok(socket));
+      req.on('response', (res) => fail(new Error(`the site answered the handshake with ${res.statusCode}, not 101`)));
+      req.on('error', fail);
+      req.end();
+    });
+  const echo = (socket: Socket, text: string) =>
+    new Promise<string>((ok, fail) => {
+      socket.once('data', (d: Buffer) => ok(d.toString()));
+      socket.once('close', () => fail(new Error('the WebSocket was closed')));
+      socket.write(text);
+    });
+
+  it('its handshake reaches the program, and the connection stays open across a switch, to the release it began with', async () => {
+    const ws = join(mkdtempSync(join(tmpdir(), 'ops-ws-')), 'app');
+    initRepo(ws, { 'server.py': wsServer, 'VERSION': 'x' });
+    project.write(webConfig(host, ws));
+    let r = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(r.code, readable(r)).toBe(0);
+    const socket = await upgrade();
+    try {
+      expect(await echo(socket, 'hello')).toBe('x:HELLO');
+      commit(ws, { 'VERSION': 'y' }, 'y');
+      r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+      expect(await serving()).toBe('y');
+      expect(await echo(socket, 'after')).toBe('x:AFTER');
+      const fresh = await upgrade();
+      expect(await echo(fresh, 'new')).toBe('y:NEW');
+      fresh.destroy();
+    } finally {
+      socket.destroy();
+    }
   }, 600_000);
 });

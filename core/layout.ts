@@ -10,6 +10,7 @@
 //                                            release is code + config), so a failed deploy touches no live one and a
 //                                            rollback brings back what its release was deployed with
 //       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
+//       .ops-assets-carried app              release.asset_dirs' files carried in from the release live before it
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
@@ -54,6 +55,8 @@ export interface Layout {
   dotenv: (release: string) => string;
   /** The environ (NUL-separated NAME=VALUE records) of the release in directory `release`. */
   environ: (release: string) => string;
+  /** The files release.asset_dirs carried into the release in directory `release` from the one live before it (NUL-separated paths): not its own, so never carried on. */
+  carriedAssets: (release: string) => string;
   /**
    * In a release's record directory `record` (layout.record): its masks file (core/steps/masks.ts releaseMasks), root
    * 0600, never sent back; read by the hosts' masking (sh/mask.sh). A release made by an older ops has it in its own
@@ -92,6 +95,8 @@ export interface Layout {
   nginxUpstream: (program: string) => string;
   /** nginx variable holding the live slot, served at /.ops/slot (no "$"). */
   nginxSlotVariable: string;
+  /** nginx variable holding the Connection header passed to the programs: "upgrade" for a WebSocket, else "" (no "$"). */
+  nginxUpgradeVariable: string;
   /** The site's own nginx logs (not the host-wide ones shared by every site). */
   nginxAccessLog: string;
   nginxErrorLog: string;
@@ -117,6 +122,7 @@ export function layout(env: Environment): Layout {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
     masks: (record) => `${record}/.ops-masks`,
     records: `${base}/.ops/releases`,
     record: (id) => `${base}/.ops/releases/${id}`,
@@ -140,6 +146,7 @@ export function layout(env: Environment): Layout {
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, '_')}`,
+    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, '_')}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,

@@ -15,7 +15,7 @@ import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
-import { createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
+import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
@@ -445,6 +445,11 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   const dir = `${env.layout.releases}/${p.id}`;
   let switching = false;
   try {
+    // Asset bridging: the live release's hashed assets into the new one, before it starts (its server lists its files then).
+    if (env.config.release.asset_dirs.length && state.current) {
+      const carried = reported(await h.run(carryAssets(env, p.id, state.current)), RELEASE_KEYS.carried);
+      if (carried && carried !== '0') result.notes.push(`assets: carried ${carried} file(s) of ${state.current} (release.asset_dirs)`);
+    }
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
     switching = true;

@@ -276,7 +276,12 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   // With several hosts, one per platform builds; the others receive its build before any host switches.
   if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start the other slot + health checks', 'switch: nginx -t, graceful reload, current → release');
+  steps.push(
+    ...env.config.release.before_switch.map((c) => `before_switch: ${c}`),
+    ...(env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${env.config.release.asset_dirs.join(', ')})`] : []),
+    'start the other slot + health checks',
+    'switch: nginx -t, graceful reload, current → release',
+  );
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
     env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,

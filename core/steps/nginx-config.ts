@@ -94,7 +94,22 @@ const FORWARDED: readonly { name: string; nginx: string; probe: (site: { host: s
   { name: 'X-Forwarded-Proto', nginx: '$scheme', probe: (s) => s.proto },
 ];
 
-const PROXY = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join('\n        ');
+/**
+ * What each location passes to its program: HTTP/1.1 with an empty Connection header (the upstream's keep-alive
+ * connections), except for a WebSocket handshake, whose Upgrade and `Connection: upgrade` are hop-by-hop headers nginx
+ * drops unless set (upgradeMap), and the FORWARDED headers.
+ */
+function proxyHeaders(env: Target): string {
+  return ['proxy_http_version 1.1;', 'proxy_set_header Upgrade $http_upgrade;', `proxy_set_header Connection $${env.layout.nginxUpgradeVariable};`, ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join('\n        ');
+}
+
+/**
+ * The map behind proxyHeaders' Connection header (at the http level: in the site file, with {{upstreams_include}},
+ * which every site that routes to the programs has), named after the app: several sites share a host's nginx.
+ */
+function upgradeMap(env: Target): string {
+  return `map $http_upgrade $${env.layout.nginxUpgradeVariable} {\n    default upgrade;\n    '' '';\n}`;
+}
 
 /** A header value the probe may write into its request: a name, an address, a scheme (nothing to break a line). */
 const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
@@ -169,7 +184,7 @@ export function siteVariables(env: Target): Record<string, string> {
     .map(([prefix, program]) => {
       // A trailing "/" on proxy_pass replaces the matched prefix: "/api/x" reaches the API as "/x".
       const target = prefix === '/' ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
-      return `location ${prefix} {\n        proxy_pass ${target};\n        ${PROXY}\n    }`;
+      return `location ${prefix} {\n        proxy_pass ${target};\n        ${proxyHeaders(env)}\n    }`;
     });
   const root = env.config.routes['/'];
   const favicon = root ? `location = /favicon.ico {\n        access_log off;\n        log_not_found off;\n        proxy_pass http://${L.nginxUpstream(root)};\n    }` : '';
@@ -179,7 +194,7 @@ export function siteVariables(env: Target): Record<string, string> {
     server_name: env.config.domain ?? '_',
     default_server: isDefaultServer(env) ? ' default_server' : '',
     logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
+    upstreams_include: `include ${L.nginxUpstreams};\n${upgradeMap(env)}`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).

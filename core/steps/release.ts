@@ -15,7 +15,7 @@ import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVIS
 import { keepMasks } from './masks.ts';
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried');
 
 export interface ReleaseMeta {
   id: string;
@@ -453,6 +453,47 @@ ${releaseDotenv(env, tmp, rec, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
 trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
+  };
+}
+
+/**
+ * Asset bridging (release.asset_dirs): before release `id` starts, copy into it the files under the asset directories
+ * of release `live` (the one that was live) that it lacks, so a page that release served, still open in a browser,
+ * gets its content-hashed scripts and styles from the new one after the switch (servers such as adapter-node's sirv
+ * list their files when they start: added later, they would not be served). Never over a file of the new release's
+ * own; only `live`'s own files (its build's), not those it was given in turn (listed in its layout.carriedAssets), so
+ * old assets live one release longer, never forever. As the app user, who owns both releases (nothing of root's is
+ * written). Reports `carried` with the number of files copied.
+ */
+export function carryAssets(env: Target, id: string, live: string): Step {
+  const L = env.layout;
+  const to = `${L.releases}/${id}`;
+  const from = `${L.releases}/${live}`;
+  return {
+    name: 'carry assets',
+    as: 'app',
+    timeout: 300,
+    script: String.raw`export LC_ALL=C
+to=${quote(to)}
+carried=${quote(L.carriedAssets(to))}
+touch "$carried"
+# The live release gone (pruned by hand): nothing to carry.
+if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; fi
+own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
+cd ${quote(from)}
+# Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
+for d in ${env.config.release.asset_dirs.map(quote).join(' ')}; do
+  if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" \( -type f -o -type l \) -print0; fi
+done | sort -z > "$own"
+if [ -f ${quote(L.carriedAssets(from))} ]; then sort -z ${quote(L.carriedAssets(from))} > "$given"; fi
+n=0
+while IFS= read -r -d '' f; do
+  if [ -e "$to/$f" ] || [ -L "$to/$f" ]; then continue; fi
+  cp -P --preserve=mode,timestamps --parents -- "$f" "$to/"
+  printf '%s\0' "$f" >> "$carried"
+  n=$((n + 1))
+done < <(comm -z -23 "$own" "$given")
+ops_report ${RELEASE_KEYS.carried} "$n"`,
   };
 }
 

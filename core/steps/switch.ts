@@ -456,7 +456,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
   return {
     name: `start ${slot}`,
     as: 'root',
-    timeout: sw.health_timeout + previousBackSeconds(env) + 120,
+    timeout: sw.health_timeout + sw.drain + previousBackSeconds(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -520,6 +520,8 @@ fi
 # daemonised is out of the process group supervisor stops, and would run on or keep a port): the release its file
 # named, or, with no file naming one (a slot stopped by hand, its file gone), what holds the slot's ports alone (the
 # state read let only our own leftovers through there: report_slot's "own").
+# Requests nginx still has in flight to the release this slot ran (kept warm) end first (switch.drain at most).
+if [ "$prev_ran" = 1 ]; then ${drainSlot(env, slot)}; fi
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 left_id=""; left_dir=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
 if [ "$had_prev" = 1 ]; then IFS= read -r left_head < "$keep/${PREVIOUS_FILE}" || true; fi
@@ -579,6 +581,30 @@ fi >&2
 log_record ${slot} "$log_at"
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
   };
+}
+
+/**
+ * Shell waiting, for at most switch.drain seconds, until nginx holds no connection to the ports of `slot`, which is not
+ * live: the requests nginx's old workers (shutting down since a switch moved traffic away from the slot) still have in
+ * flight to the release it runs, kept warm (a long poll, an upload, a download, a stream); a start replacing that
+ * release (the next deploy, a rollback) stops it only then. Per port, not per old worker (stopSlot's drain): workers of
+ * older reloads may hold streams to the live slot for hours, and a request body nginx is still reading has no
+ * connection yet but finds the slot's ports answered again by the release starting there. Says how long it waited,
+ * and how many were cut at the limit.
+ */
+function drainSlot(env: Target, slot: Slot): string {
+  const seconds = env.config.switch.drain;
+  if (!seconds) return ':';
+  const filter = `( ${Object.keys(env.config.programs).map((name) => `dport = :${env.port(name, slot)}`).join(' or ')} )`;
+  // ss -p names each socket's processes: nginx's own connections only (a program's idle pool to its API is not a request).
+  return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
+  drain_n=$(in_flight)
+  if [ "$drain_n" -gt 0 ]; then
+    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds} ))
+    while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
+    drain_left=$(in_flight)
+    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds} s): cut")"
+  fi`;
 }
 
 /**

@@ -2,8 +2,13 @@
 // nginx's pid file gone (the master is found and signalled, status still sees nginx running), a master that does not
 // take up the reload, a hand-made map that keeps /.ops/slot from naming the new slot (deploy and rollback fail, the
 // previous routing is back, `current` unchanged, the live release serving), /.ops/slot refused to other machines,
-// a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped.
+// a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped;
+// and what a browser holding a page across switches sees: its hashed assets (release.asset_dirs), its request in flight
+// to the release kept warm when the next deploy replaces it, its WebSocket.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -226,5 +231,189 @@ describe.sequential('a switch reports success only when nginx serves the new slo
     expect(await current()).toBe(`/srv/${APP}/releases/${warm}`);
     // Reused as it ran: the process the failed deploy put back is the one that serves now.
     expect(await slotPid(idle), 'rollback reused the warm slot').toBe(pid);
+  }, 600_000);
+});
+
+// Version skew as a browser sees it: a page loaded before a switch asks for its content-hashed assets after it. The
+// app lists its assets once, at start, as adapter-node's sirv does (SvelteKit's /_app/immutable): a file put into its
+// release later is never served.
+describe('asset bridging (release.asset_dirs)', () => {
+  const assetServer = String.raw`import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+FILES = {"/static/" + n: open("static/" + n, "rb").read() for n in os.listdir("static")} if os.path.isdir("static") else {}
+PAGE = open("ASSET").read().strip()
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok" if self.path == "/health" else PAGE.encode() if self.path == "/" else FILES.get(self.path)
+        self.send_response(404 if body is None else 200)
+        body = body or b""
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+  // vite's way: the asset named after a hash of its content, and the page naming it.
+  const build = 'h=$(sha256sum app.js | cut -c1-12) && mkdir -p static && cp app.js static/app-$h.js && echo /static/app-$h.js > ASSET && printf %s $h > static/version.txt';
+
+  it('serves the assets of the page live before the switch after it, one release long, never over the new ones', async () => {
+    const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
+    initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log(1)\n' });
+    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: ['static'] } }));
+    const deployed = async (js: string): Promise<string> => {
+      commit(assets, { 'app.js': js }, js);
+      const r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+      const page = await serving();
+      expect(page).toMatch(/^\/static\/app-[0-9a-f]{12}\.js$/);
+      expect(await get(host, page)).toEqual({ status: 200, body: js });
+      // A file of the same name in both releases is the new release's own.
+      expect(await get(host, '/static/version.txt')).toEqual({ status: 200, body: page.slice('/static/app-'.length, -'.js'.length) });
+      return page;
+    };
+    const first = await deployed('console.log("first")\n');
+    const second = await deployed('console.log("second")\n');
+    // The page of the first release, loaded before the switch, gets its script from the second.
+    expect(await get(host, first)).toEqual({ status: 200, body: 'console.log("first")\n' });
+    const third = await deployed('console.log("third")\n');
+    expect(await get(host, second)).toEqual({ status: 200, body: 'console.log("second")\n' });
+    // Bounded: the first release's assets were the second's by carrying, not its own: not carried on.
+    expect((await get(host, first)).status).toBe(404);
+    expect(third).not.toBe(second);
+  }, 600_000);
+});
+
+// A request in flight when the next deploy (or a rollback) starts on the idle slot: nginx's old workers still send it
+// to the release that slot runs (the one kept warm), which the start replaces.
+describe('requests in flight to the previous release', () => {
+  const go = '/run/ops-test-go';
+  // /slow answers once the test lets it (the file `go` exists): an upload, a long poll or a report taking its time.
+  const slowServer = String.raw`import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            end = time.time() + 120
+            while not os.path.exists(${JSON.stringify(go)}) and time.time() < end:
+                time.sleep(0.1)
+        body = b"slow done" if self.path == "/slow" else open("VERSION", "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+  it('the next deploy waits (switch.drain at most) for those of the release it replaces on the idle slot before stopping it', async () => {
+    const slow = join(mkdtempSync(join(tmpdir(), 'ops-slow-')), 'app');
+    initRepo(slow, { 'server.py': slowServer, 'VERSION': 'a' });
+    project.write(webConfig(host, slow, { switch: { drain: 60, health_timeout: 30 } }));
+    await onHost(`rm -f ${go}`);
+    for (const v of ['b', 'c']) {
+      commit(slow, { 'VERSION': v }, v);
+      const r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+    }
+    expect(await serving()).toBe('c');
+    // A request to release c, then a switch away from it: c stays warm on the idle slot, the request in flight there.
+    let settled: { status: number; body: string } | Error | undefined;
+    const request = fetch(`http://${host.address}/slow`, { signal: AbortSignal.timeout(150_000) }).then(
+      async (res) => (settled = { status: res.status, body: await res.text() }),
+      (e: Error) => (settled = e),
+    );
+    await new Promise((ok) => setTimeout(ok, 500));
+    commit(slow, { 'VERSION': 'd' }, 'd');
+    const d = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(d.code, readable(d)).toBe(0);
+    expect(settled, 'the switch lets the request in flight go on').toBeUndefined();
+    // The next deploy starts on the slot that runs c.
+    commit(slow, { 'VERSION': 'e' }, 'e');
+    const e = ops('deploy', 'e2e', '--ref', 'main');
+    for (let i = 0; i < 600 && !(await onHost(`test -e /srv/${APP}/.ops/lock/started && echo started || true`)); i++) await new Promise((ok) => setTimeout(ok, 100));
+    for (let i = 0; i < 50 && !settled; i++) await new Promise((ok) => setTimeout(ok, 100));
+    expect(settled, 'the start waits for the request in flight to the release it replaces').toBeUndefined();
+    await onHost(`touch ${go}`);
+    await request;
+    expect(settled).toEqual({ status: 200, body: 'slow done' });
+    const r = await e;
+    expect(r.code, readable(r)).toBe(0);
+    expect(readable(r)).toMatch(/slot (blue|green): waited \d+ s for 1 request\(s\) nginx still had in flight to the release it ran\n/);
+    expect(await serving()).toBe('e');
+    await onHost(`rm -f ${go}`);
+  }, 600_000);
+});
+
+// A WebSocket through the built-in site: its handshake reaches the program, and the connection stays open across a
+// switch (nginx's old worker keeps it, to the previous release kept warm).
+describe('a WebSocket across a switch', () => {
+  // After a handshake, each chunk comes back upper-cased after the release's VERSION: not WebSocket frames, but nginx
+  // only relays bytes once the program switched protocols.
+  const wsServer = String.raw`import base64, hashlib, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+VERSION = open("VERSION").read().strip()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in self.headers.get("Connection", "").lower():
+            accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(1024)
+                if not data:
+                    return
+                self.connection.sendall(VERSION.encode() + b":" + data.upper())
+        body = VERSION.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+  /** A WebSocket handshake with the site: the connection once the program switched protocols. */
+  const upgrade = (): Promise<Socket> =>
+    new Promise((ok, fail) => {
+      const req = request({ host: host.address, port: 80, path: '/ws', headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' }, timeout: 10_000 });
+      req.on('upgrade', (_res, socket: Socket) => ok(socket));
+      req.on('response', (res) => fail(new Error(`the site answered the handshake with ${res.statusCode}, not 101`)));
+      req.on('error', fail);
+      req.end();
+    });
+  const echo = (socket: Socket, text: string) =>
+    new Promise<string>((ok, fail) => {
+      socket.once('data', (d: Buffer) => ok(d.toString()));
+      socket.once('close', () => fail(new Error('the WebSocket was closed')));
+      socket.write(text);
+    });
+
+  it('its handshake reaches the program, and the connection stays open across a switch, to the release it began with', async () => {
+    const ws = join(mkdtempSync(join(tmpdir(), 'ops-ws-')), 'app');
+    initRepo(ws, { 'server.py': wsServer, 'VERSION': 'x' });
+    project.write(webConfig(host, ws));
+    let r = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(r.code, readable(r)).toBe(0);
+    const socket = await upgrade();
+    try {
+      expect(await echo(socket, 'hello')).toBe('x:HELLO');
+      commit(ws, { 'VERSION': 'y' }, 'y');
+      r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+      expect(await serving()).toBe('y');
+      expect(await echo(socket, 'after')).toBe('x:AFTER');
+      const fresh = await upgrade();
+      expect(await echo(fresh, 'new')).toBe('y:NEW');
+      fresh.destroy();
+    } finally {
+      socket.destroy();
+    }
   }, 600_000);
 });

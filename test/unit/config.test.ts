@@ -153,6 +153,15 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), release: { python_requirements: '', node_dir: '' } })).toEqual([]);
   });
 
+  it('release.asset_dirs: none by default; paths inside the release only', () => {
+    expect(parseEnvironment(minimal(), 'environments/x/environment.yml').release.asset_dirs).toEqual([]);
+    expect(problems({ ...minimal(), release: { asset_dirs: ['client/build/client/_app/immutable', '/var/www/assets', 'dist/../../shared', ''] } })).toEqual([
+      'release.asset_dirs[1]: expected a path relative to the release, inside it ("client/build/client/_app/immutable"), got "/var/www/assets"',
+      'release.asset_dirs[2]: expected a path relative to the release, inside it ("client/build/client/_app/immutable"), got "dist/../../shared"',
+      'release.asset_dirs[3]: expected a path relative to the release, inside it ("client/build/client/_app/immutable"), got ""',
+    ]);
+  });
+
   it('release.build and release.migrate: "" for an app without them (null or left out: the default); two lines refused', () => {
     const none = parseEnvironment({ ...minimal(), release: { build: '', migrate: '' } }, 'environments/x/environment.yml');
     expect([none.release.build, none.release.migrate]).toEqual(['', '']);

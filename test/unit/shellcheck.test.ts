@@ -24,7 +24,7 @@ import { acquireLock, fenceStep, forceReleaseLock, lockGuard, lockStatus, releas
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
-import { createRelease, deployState, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
+import { carryAssets, createRelease, deployState, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
 import { putPreviousBack, rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -97,6 +97,7 @@ function render(env: Target): Record<string, Step> {
     'deployState rollback': deployState(env, undefined, { supervisor: true, ports: true }),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
     createRelease: createRelease(env, meta, { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
+    carryAssets: carryAssets({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['client/build/client/_app/immutable', "it's here"] } } }, RELEASE_ID, '20261120T120000Z-0123456789ab'),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),

@@ -38232,6 +38232,11 @@ var init_environment_schema = __esm({
               "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
               []
             ),
+            asset_dirs: opt(
+              list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
+              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried",
+              []
+            ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
             after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
           }),
@@ -38249,7 +38254,7 @@ var init_environment_schema = __esm({
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
               true
             ),
-            drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
+            drain: opt(integer(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
             lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
@@ -72697,6 +72702,7 @@ function layout(env) {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
     masks: (record2) => `${record2}/.ops-masks`,
     records: `${base}/.ops/releases`,
     record: (id) => `${base}/.ops/releases/${id}`,
@@ -72720,6 +72726,7 @@ function layout(env) {
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
@@ -74470,7 +74477,15 @@ var FORWARDED = [
   { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
   { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
 ];
-var PROXY = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
+function proxyHeaders(env) {
+  return ["proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;", `proxy_set_header Connection $${env.layout.nginxUpgradeVariable};`, ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
+}
+function upgradeMap(env) {
+  return `map $http_upgrade $${env.layout.nginxUpgradeVariable} {
+    default upgrade;
+    '' '';
+}`;
+}
 var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
@@ -74513,7 +74528,7 @@ function siteVariables(env) {
     const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
     return `location ${prefix} {
         proxy_pass ${target};
-        ${PROXY}
+        ${proxyHeaders(env)}
     }`;
   });
   const root = env.config.routes["/"];
@@ -74529,7 +74544,8 @@ function siteVariables(env) {
     default_server: isDefaultServer(env) ? " default_server" : "",
     logs: `access_log ${L.nginxAccessLog};
     error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
+    upstreams_include: `include ${L.nginxUpstreams};
+${upgradeMap(env)}`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {
         root ${L.acmeWebroot};
         default_type text/plain;
@@ -76720,7 +76736,7 @@ function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums2) {
   return {
     name: `start ${slot}`,
     as: "root",
-    timeout: sw.health_timeout + previousBackSeconds(env) + 120,
+    timeout: sw.health_timeout + sw.drain + previousBackSeconds(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -76784,6 +76800,8 @@ fi
 # daemonised is out of the process group supervisor stops, and would run on or keep a port): the release its file
 # named, or, with no file naming one (a slot stopped by hand, its file gone), what holds the slot's ports alone (the
 # state read let only our own leftovers through there: report_slot's "own").
+# Requests nginx still has in flight to the release this slot ran (kept warm) end first (switch.drain at most).
+if [ "$prev_ran" = 1 ]; then ${drainSlot(env, slot)}; fi
 group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 left_id=""; left_dir=""; left_head=""; left_re=', release ([^ ]+)\. Rewritten by deploys\.$'
 if [ "$had_prev" = 1 ]; then IFS= read -r left_head < "$keep/${PREVIOUS_FILE}" || true; fi
@@ -76843,6 +76861,19 @@ fi >&2
 log_record ${slot} "$log_at"
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
+}
+function drainSlot(env, slot) {
+  const seconds2 = env.config.switch.drain;
+  if (!seconds2) return ":";
+  const filter = `( ${Object.keys(env.config.programs).map((name3) => `dport = :${env.port(name3, slot)}`).join(" or ")} )`;
+  return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
+  drain_n=$(in_flight)
+  if [ "$drain_n" -gt 0 ]; then
+    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds2} ))
+    while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
+    drain_left=$(in_flight)
+    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds2} s): cut")"
+  fi`;
 }
 function stopSlot(env, slot, drainSeconds = 0) {
   const drain = drainSeconds ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
@@ -77015,7 +77046,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -77270,6 +77301,37 @@ ${releaseDotenv(env, tmp, rec, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
 trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)} ${quote(dotenv.masks)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
+  };
+}
+function carryAssets(env, id, live) {
+  const L = env.layout;
+  const to = `${L.releases}/${id}`;
+  const from = `${L.releases}/${live}`;
+  return {
+    name: "carry assets",
+    as: "app",
+    timeout: 300,
+    script: String.raw`export LC_ALL=C
+to=${quote(to)}
+carried=${quote(L.carriedAssets(to))}
+touch "$carried"
+# The live release gone (pruned by hand): nothing to carry.
+if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; fi
+own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
+cd ${quote(from)}
+# Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
+for d in ${env.config.release.asset_dirs.map(quote).join(" ")}; do
+  if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" \( -type f -o -type l \) -print0; fi
+done | sort -z > "$own"
+if [ -f ${quote(L.carriedAssets(from))} ]; then sort -z ${quote(L.carriedAssets(from))} > "$given"; fi
+n=0
+while IFS= read -r -d '' f; do
+  if [ -e "$to/$f" ] || [ -L "$to/$f" ]; then continue; fi
+  cp -P --preserve=mode,timestamps --parents -- "$f" "$to/"
+  printf '%s\0' "$f" >> "$carried"
+  n=$((n + 1))
+done < <(comm -z -23 "$own" "$given")
+ops_report ${RELEASE_KEYS.carried} "$n"`
   };
 }
 function markRelease(env, id, mark, why, withoutLock = false) {
@@ -79586,7 +79648,12 @@ function planText(env, p, sharing) {
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
+  steps.push(
+    ...env.config.release.before_switch.map((c) => `before_switch: ${c}`),
+    ...env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${env.config.release.asset_dirs.join(", ")})`] : [],
+    "start the other slot + health checks",
+    "switch: nginx -t, graceful reload, current \u2192 release"
+  );
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
     env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
@@ -80653,6 +80720,10 @@ async function switchHost(env, hp, p, locked) {
   const dir = `${env.layout.releases}/${p.id}`;
   let switching = false;
   try {
+    if (env.config.release.asset_dirs.length && state.current) {
+      const carried = reported(await h.run(carryAssets(env, p.id, state.current)), RELEASE_KEYS.carried);
+      if (carried && carried !== "0") result.notes.push(`assets: carried ${carried} file(s) of ${state.current} (release.asset_dirs)`);
+    }
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
     switching = true;

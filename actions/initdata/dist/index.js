@@ -38224,6 +38224,11 @@ var init_environment_schema = __esm({
               "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
               []
             ),
+            asset_dirs: opt(
+              list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
+              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried",
+              []
+            ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
             after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
           }),
@@ -38241,7 +38246,7 @@ var init_environment_schema = __esm({
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
               true
             ),
-            drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
+            drain: opt(integer(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
             lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
@@ -72702,6 +72707,7 @@ function layout(env) {
     shared: `${base}/shared`,
     dotenv: (release) => `${release}/.env`,
     environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
     masks: (record2) => `${record2}/.ops-masks`,
     records: `${base}/.ops/releases`,
     record: (id) => `${base}/.ops/releases/${id}`,
@@ -72725,6 +72731,7 @@ function layout(env) {
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
@@ -72960,7 +72967,15 @@ var FORWARDED = [
   { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
   { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
 ];
-var PROXY = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";', ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
+function proxyHeaders(env) {
+  return ["proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;", `proxy_set_header Connection $${env.layout.nginxUpgradeVariable};`, ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
+}
+function upgradeMap(env) {
+  return `map $http_upgrade $${env.layout.nginxUpgradeVariable} {
+    default upgrade;
+    '' '';
+}`;
+}
 var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
@@ -73003,7 +73018,7 @@ function siteVariables(env) {
     const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
     return `location ${prefix} {
         proxy_pass ${target};
-        ${PROXY}
+        ${proxyHeaders(env)}
     }`;
   });
   const root = env.config.routes["/"];
@@ -73019,7 +73034,8 @@ function siteVariables(env) {
     default_server: isDefaultServer(env) ? " default_server" : "",
     logs: `access_log ${L.nginxAccessLog};
     error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
+    upstreams_include: `include ${L.nginxUpstreams};
+${upgradeMap(env)}`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {
         root ${L.acmeWebroot};
         default_type text/plain;
@@ -75038,7 +75054,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);

@@ -43537,6 +43537,11 @@ var environmentSchema = object(
           "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
           []
         ),
+        asset_dirs: opt(
+          list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
+          "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried",
+          []
+        ),
         before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
         after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
       }),
@@ -43554,7 +43559,7 @@ var environmentSchema = object(
           "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
           true
         ),
-        drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
+        drain: opt(integer(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
         port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
         batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
         lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)

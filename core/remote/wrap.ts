@@ -29,6 +29,24 @@ const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
 const STEP_ENV = 'OPS_STEP=1';
 
 /**
+ * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
+ * login put first (`PATH=~/bin:$PATH` in ~/.bashrc, holding a `sudo`, `timeout` or `python3` of its own) runs none of
+ * ops's commands. App commands put the configured runtimes and the venv ahead of it (core/steps/app.ts).
+ */
+export const STEP_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The variables a step keeps from the environment it was started in; every other one is unset by the prelude. What a
+ * host's login leaves there (NODE_ENV=production or npm_config_omit=dev: npm ci then leaves out the build's devDependencies;
+ * PIP_*, UV_*, VIRTUAL_ENV, PYTHONPATH, NODE_OPTIONS, GIT_DIR, TMPDIR...: exported by ~/.bashrc for a login step, kept
+ * by sudoers' env_keep or `!env_reset`, read from /etc/environment by sudo's pam_env on Debian 11) must not change what
+ * a step does: a deploy does the same on every host. Kept: PATH (STEP_PATH, set by commandLine; sudo's secure_path), who runs it (sudo sets HOME, USER, LOGNAME for the app user
+ * and root; SUDO_* name the login), the connection (SSH_CONNECTION, SSH_ORIGINAL_COMMAND: read by hostFacts), ops's own.
+ * What the app is meant to have is set by the step itself (appEnvironment, the release's environ).
+ */
+const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION'];
+
+/**
  * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
@@ -56,6 +74,9 @@ export const scriptPrelude = [
   // (function names are single words: the split is the point)
   '# shellcheck disable=SC2046',
   'builtin unset -f $(builtin compgen -A function)',
+  // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
+  // the start marker, where the transport ignores it).
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
@@ -74,6 +95,7 @@ export const scriptPrelude = [
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
+ * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo).
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
@@ -81,7 +103,8 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
-  const english = ['env', 'LC_ALL=C.UTF-8'];
+  // env(1) by its path, with STEP_PATH, finds sudo, timeout and bash where Debian puts them, not in the login's PATH.
+  const english = ['/usr/bin/env', 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`];
   if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
   return cmd(...english, ...run);

@@ -14,7 +14,8 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line), `stderr` (fd 2 is not the channel's:
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `limit` (the open files limit is under 1024 or
+ * the file size limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's:
  * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
@@ -64,7 +65,11 @@ export const stepGuard = [
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
-    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
+    // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
+    // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
+    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125;` +
+    ` elif [ "$(ulimit -f)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -f %s\\n' "$(ulimit -f)"; exit 125; fi`,
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */

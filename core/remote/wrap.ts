@@ -37,6 +37,12 @@ const STEP_ENV = 'OPS_STEP=1';
 export const STEP_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
+ * The proxy a host reaches the package indexes through (sudoers' `env_keep += "http_proxy https_proxy no_proxy"`,
+ * Debian's way for a host behind one): kept, as it changes only the route, not what is installed (lockfiles, hashes).
+ */
+const PROXY_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'];
+
+/**
  * The variables a step keeps from the environment it was started in; every other one is unset by the prelude. What a
  * host's login leaves there (NODE_ENV=production or npm_config_omit=dev: npm ci then leaves out the build's devDependencies;
  * PIP_*, UV_*, VIRTUAL_ENV, PYTHONPATH, NODE_OPTIONS, GIT_DIR, TMPDIR...: exported by ~/.bashrc for a login step, kept
@@ -45,7 +51,7 @@ export const STEP_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
  * and root; SUDO_* name the login), the connection (SSH_CONNECTION, SSH_ORIGINAL_COMMAND: read by hostFacts), ops's own.
  * What the app is meant to have is set by the step itself (appEnvironment, the release's environ).
  */
-const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION'];
+const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION', ...PROXY_ENV];
 
 /**
  * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not

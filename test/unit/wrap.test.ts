@@ -43,15 +43,15 @@ describe('step wrapping', () => {
       expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
     }
   });
-  it("runs the script in a defined environment, not the login's: its exports (NODE_ENV, npm_config_omit, GIT_DIR, TMPDIR...) unset, PATH Debian's", () => {
+  it("runs the script in a defined environment, not the login's: its exports (NODE_ENV, npm_config_omit, GIT_DIR, TMPDIR...) unset, PATH Debian's, the proxy kept", () => {
     const step = { name: 's', script: 'env | sort', timeout: 30, as: 'login' } as const;
     const stray = { NODE_ENV: 'production', npm_config_omit: 'dev', NPM_CONFIG_IGNORE_SCRIPTS: 'true', NODE_OPTIONS: '--max-old-space-size=16', PIP_REQUIRE_VIRTUALENV: '1', UV_PYTHON: '/opt/py/bin/python3', VIRTUAL_ENV: '/opt/venv', PYTHONPATH: '/opt/lib', GIT_DIR: '/tmp/x.git', TMPDIR: '/nonexistent', LANG: 'xx_XX.UTF-8' };
-    const env = { HOME: '/home/deploy', USER: 'deploy', LOGNAME: 'deploy', SSH_CONNECTION: '10.0.0.1 5000 10.0.0.2 22', PATH: `/home/deploy/bin:${process.env.PATH}`, ...stray };
+    const env = { HOME: '/home/deploy', USER: 'deploy', LOGNAME: 'deploy', SSH_CONNECTION: '10.0.0.1 5000 10.0.0.2 22', https_proxy: 'http://proxy:3128', PATH: `/home/deploy/bin:${process.env.PATH}`, ...stray };
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop', 'c0ffee')], { input: stepInput(step), encoding: 'utf8', env });
     const vars = out.stdout.split('\n').filter((l) => /^[A-Za-z_]+=/.test(l)).map((l) => l.slice(0, l.indexOf('=')));
     expect(vars.filter((v) => v in stray)).toEqual([]);
     expect(out.stdout).toContain(`\nPATH=${STEP_PATH}\n`);
-    for (const kept of ['HOME=/home/deploy', 'USER=deploy', 'SSH_CONNECTION=10.0.0.1 5000 10.0.0.2 22', 'OPS_CONNECTION=c0ffee', 'LC_ALL=C.UTF-8']) expect(out.stdout).toContain(`\n${kept}\n`);
+    for (const kept of ['HOME=/home/deploy', 'USER=deploy', 'SSH_CONNECTION=10.0.0.1 5000 10.0.0.2 22', 'OPS_CONNECTION=c0ffee', 'LC_ALL=C.UTF-8', 'https_proxy=http://proxy:3128']) expect(out.stdout).toContain(`\n${kept}\n`);
     expect(out.status).toBe(0);
   });
   it("finds env, timeout and bash where Debian puts them, not in a directory the login put first on PATH (a ~/bin/timeout of its own)", () => {

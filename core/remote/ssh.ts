@@ -398,6 +398,11 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
         `move that redirection below ${guard}`,
       );
+    if (why === 'limit')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install or an upload fails half-way; ${stopped}`,
+        `remove that ulimit, or move it below ${guard}`,
+      );
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,

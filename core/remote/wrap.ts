@@ -14,7 +14,8 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line), `stderr` (fd 2 is not the channel's:
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `limit` (the open files limit is under 1024 or
+ * the file size limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's:
  * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
@@ -27,6 +28,30 @@ const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
 
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
+
+/**
+ * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
+ * login put first (`PATH=~/bin:$PATH` in ~/.bashrc, holding a `sudo`, `timeout` or `python3` of its own) runs none of
+ * ops's commands. App commands put the configured runtimes and the venv ahead of it (core/steps/app.ts).
+ */
+export const STEP_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The proxy a host reaches the package indexes through (sudoers' `env_keep += "http_proxy https_proxy no_proxy"`,
+ * Debian's way for a host behind one): kept, as it changes only the route, not what is installed (lockfiles, hashes).
+ */
+const PROXY_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'];
+
+/**
+ * The variables a step keeps from the environment it was started in; every other one is unset by the prelude. What a
+ * host's login leaves there (NODE_ENV=production or npm_config_omit=dev: npm ci then leaves out the build's devDependencies;
+ * PIP_*, UV_*, VIRTUAL_ENV, PYTHONPATH, NODE_OPTIONS, GIT_DIR, TMPDIR...: exported by ~/.bashrc for a login step, kept
+ * by sudoers' env_keep or `!env_reset`, read from /etc/environment by sudo's pam_env on Debian 11) must not change what
+ * a step does: a deploy does the same on every host. Kept: PATH (STEP_PATH, set by commandLine; sudo's secure_path), who runs it (sudo sets HOME, USER, LOGNAME for the app user
+ * and root; SUDO_* name the login), the connection (SSH_CONNECTION, SSH_ORIGINAL_COMMAND: read by hostFacts), ops's own.
+ * What the app is meant to have is set by the step itself (appEnvironment, the release's environ).
+ */
+const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION', ...PROXY_ENV];
 
 /**
  * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
@@ -46,7 +71,11 @@ export const stepGuard = [
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
-    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
+    // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
+    // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
+    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125;` +
+    ` elif [ "$(ulimit -f)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -f %s\\n' "$(ulimit -f)"; exit 125; fi`,
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
@@ -56,6 +85,9 @@ export const scriptPrelude = [
   // (function names are single words: the split is the point)
   '# shellcheck disable=SC2046',
   'builtin unset -f $(builtin compgen -A function)',
+  // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
+  // the start marker, where the transport ignores it).
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
@@ -74,6 +106,7 @@ export const scriptPrelude = [
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
+ * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo).
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
@@ -81,7 +114,8 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
-  const english = ['env', 'LC_ALL=C.UTF-8'];
+  // env(1) by its path, with STEP_PATH, finds sudo, timeout and bash where Debian puts them, not in the login's PATH.
+  const english = ['/usr/bin/env', 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`];
   if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
   return cmd(...english, ...run);

@@ -4,6 +4,7 @@
 import type { Target } from '../target.ts';
 import { environLoader } from '../dotenv.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
+import { STEP_PATH } from '../remote/wrap.ts';
 import { quote } from '../shell.ts';
 import { INDEX_READ_TIMEOUT } from '../packages.ts';
 import { CONTAIN_FUNCTIONS } from './libraries.ts';
@@ -15,7 +16,7 @@ export const APP_KEYS = reportKeys('deps');
 function appEnvironment(env: Target, release: string): string {
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
-  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
+  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:${STEP_PATH}`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 cd ${quote(release)}`;
 }

@@ -3,7 +3,7 @@
 // sudo's own warning (the host name missing from /etc/hosts) and `Defaults requiretty`. Each: ops ping and a deploy
 // say what is wrong and the fix; nothing runs in the wrong shell; no lock is said to be left where none was taken.
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
-import { readFileSync, rmSync, writeFileSync, chownSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
@@ -101,6 +101,10 @@ describe.sequential('odd login shells, through the CLI', () => {
     await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
   }, 300_000);
 
+  it('a ~/.bashrc that sets ulimit -n 64 for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix', async () => {
+    await bashrc('ulimit -n 64', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sets a resource limit for non-interactive sessions \(ulimit -n 64\)/, /remove that ulimit, or move it below the interactive guard/));
+  }, 300_000);
+
   it("a ~/.bashrc that exports functions named echo and cd (export -f): ping's facts are the host's, whole", async () => {
     await bashrc('echo() { builtin echo "[$(date +%T)]" "$@"; }; cd() { builtin cd "$@" && builtin echo "entered $PWD"; }; export -f echo cd', async () => {
       const ping = await ops('ping', 'e2e');
@@ -115,6 +119,29 @@ describe.sequential('odd login shells, through the CLI', () => {
       expect(deploy.code, text(deploy)).toBe(0);
       expect((await get(host)).body).toContain('Version 2.0.0');
     });
+  }, 900_000);
+
+  it("a login whose ~/.bashrc exports NODE_ENV=production and npm_config_omit=dev (kept by sudoers' env_keep) and puts a ~/bin/sudo first on PATH: a deploy builds as on a clean login, the wrapper never runs", async () => {
+    const root = join(paths.hostsDir, host.name);
+    const { uid, gid } = statSync(join(root, 'home/deploy'));
+    const wrapper = join(root, 'home/deploy/bin/sudo');
+    mkdirSync(join(root, 'home/deploy/bin'), { recursive: true });
+    writeFileSync(wrapper, '#!/bin/sh\necho "$*" >> "$HOME/wrapped"\nexec /usr/bin/sudo "$@"\n', { mode: 0o755 });
+    chownSync(wrapper, uid, gid);
+    const keep = join(root, 'etc/sudoers.d/keep-node-env');
+    writeFileSync(keep, 'Defaults env_keep += "NODE_ENV npm_config_omit GIT_DIR"\n', { mode: 0o440 });
+    try {
+      await bashrc('export NODE_ENV=production npm_config_omit=dev GIT_DIR=/nonexistent PATH="$HOME/bin:$PATH"', async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', 'deps-changed');
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+      });
+      expect(existsSync(join(root, 'home/deploy/wrapped'))).toBe(false);
+    } finally {
+      rmSync(keep, { force: true });
+      rmSync(join(root, 'home/deploy/bin'), { recursive: true, force: true });
+      rmSync(join(root, 'home/deploy/wrapped'), { force: true });
+    }
   }, 900_000);
 
   it('a login in a German locale (/etc/default/locale) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {

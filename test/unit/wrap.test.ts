@@ -3,19 +3,20 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REFUSED_PREFIX, START_MARKER, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
+  const STEP_HEAD = `/usr/bin/env LC_ALL=C.UTF-8 PATH=${STEP_PATH}`;
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('env LC_ALL=C.UTF-8 sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s');
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -44,9 +45,37 @@ describe('step wrapping', () => {
       expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
     }
   });
+  it("runs the script in a defined environment, not the login's: its exports (NODE_ENV, npm_config_omit, GIT_DIR, TMPDIR...) unset, PATH Debian's, the proxy kept", () => {
+    const step = { name: 's', script: 'env | sort', timeout: 30, as: 'login' } as const;
+    const stray = { NODE_ENV: 'production', npm_config_omit: 'dev', NPM_CONFIG_IGNORE_SCRIPTS: 'true', NODE_OPTIONS: '--max-old-space-size=16', PIP_REQUIRE_VIRTUALENV: '1', UV_PYTHON: '/opt/py/bin/python3', VIRTUAL_ENV: '/opt/venv', PYTHONPATH: '/opt/lib', GIT_DIR: '/tmp/x.git', TMPDIR: '/nonexistent', LANG: 'xx_XX.UTF-8' };
+    const env = { HOME: '/home/deploy', USER: 'deploy', LOGNAME: 'deploy', SSH_CONNECTION: '10.0.0.1 5000 10.0.0.2 22', https_proxy: 'http://proxy:3128', PATH: `/home/deploy/bin:${process.env.PATH}`, ...stray };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop', 'c0ffee')], { input: stepInput(step), encoding: 'utf8', env });
+    const vars = out.stdout.split('\n').filter((l) => /^[A-Za-z_]+=/.test(l)).map((l) => l.slice(0, l.indexOf('=')));
+    expect(vars.filter((v) => v in stray)).toEqual([]);
+    expect(out.stdout).toContain(`\nPATH=${STEP_PATH}\n`);
+    for (const kept of ['HOME=/home/deploy', 'USER=deploy', 'SSH_CONNECTION=10.0.0.1 5000 10.0.0.2 22', 'OPS_CONNECTION=c0ffee', 'LC_ALL=C.UTF-8', 'https_proxy=http://proxy:3128']) expect(out.stdout).toContain(`\n${kept}\n`);
+    expect(out.status).toBe(0);
+  });
+  it("finds env, timeout and bash where Debian puts them, not in a directory the login put first on PATH (a ~/bin/timeout of its own)", () => {
+    const bin = mkdtempSync(join(tmpdir(), 'ops-bin-'));
+    for (const name of ['env', 'timeout', 'bash', 'sudo']) {
+      writeFileSync(join(bin, name), '#!/bin/sh\necho "the login\'s own $0" >&2; exit 42\n', { mode: 0o755 });
+    }
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
+  });
+  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f in ~/.bashrc), naming it", () => {
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000']]) {
+      const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+      expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
+    }
+  });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`# shellcheck disable=SC2046\nbuiltin unset -f $(builtin compgen -A function)\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
+    expect(text.startsWith(`# shellcheck disable=SC2046\nbuiltin unset -f $(builtin compgen -A function)\n`)).toBe(true);
+    expect(text).toContain(`\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
     expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);

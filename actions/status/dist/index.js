@@ -75425,12 +75425,15 @@ var START_MARKER = "@ops-start";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS"];
 var STEP_ENV = "OPS_STEP=1";
+var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; elif [ "$(ulimit -f)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -f %s\\n' "$(ulimit -f)"; exit 125; fi`
 ].join("\n");
 var scriptPrelude = [
   // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
@@ -75438,6 +75441,9 @@ var scriptPrelude = [
   // (function names are single words: the split is the point)
   "# shellcheck disable=SC2046",
   "builtin unset -f $(builtin compgen -A function)",
+  // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
+  // the start marker, where the transport ignores it).
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
@@ -75452,7 +75458,7 @@ function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const run = ["timeout", "-k", "10", String(seconds2), "env", ...LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]), ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
-  const english = ["env", "LC_ALL=C.UTF-8"];
+  const english = ["/usr/bin/env", "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
   return cmd(...english, ...run);
@@ -75815,6 +75821,11 @@ var SshRemote = class {
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
         `move that redirection below ${guard}`
+      );
+    if (why === "limit")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install or an upload fails half-way; ${stopped}`,
+        `remove that ulimit, or move it below ${guard}`
       );
     if (why === "stderr")
       return new NotStartedError(

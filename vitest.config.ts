@@ -9,6 +9,10 @@ export default defineConfig({
   plugins: [textModulesPlugin],
   test: {
     pool: 'forks',
+    // Debian's bash reads ~/.bashrc for `bash -c` when its stdin is a socket (Node's pipes are) and SHLVL is unset
+    // (SSH_SOURCE_BASHRC): run from a process without SHLVL, every bash the tests start would run this machine's
+    // ~/.bashrc (a pyenv init there: seconds each, and its noise in what the tests compare).
+    env: { SHLVL: process.env.SHLVL ?? '1' },
     projects: [
       {
         extends: true,

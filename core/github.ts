@@ -31,7 +31,12 @@ export interface GitHubApi {
   comment(number: number, body: string, marker: string): Promise<'created' | 'updated'>;
 }
 
-export type GitHubAccess = { api: GitHubApi; unavailable?: undefined } | { api?: undefined; unavailable: string };
+/**
+ * The API, or why not. `failed`: a token was given, so the caller asked for the API, but what it names cannot be used
+ * (an invalid $GITHUB_REPOSITORY): told as a listing with it that failed (a rebuild leaves staging untouched).
+ * `warning`: the API is used, but say this once (a token sent in clear).
+ */
+export type GitHubAccess = { api: GitHubApi; unavailable?: undefined; failed?: undefined; warning?: string } | { api?: undefined; unavailable: string; failed?: OpsError; warning?: undefined };
 
 /** "owner/name" and the API base from a remote URL (https, ssh or scp-like); undefined for local paths. */
 export function repositoryFromUrl(url: string): { repository: string; host: string } | undefined {
@@ -68,7 +73,8 @@ export interface AccessOptions {
 /**
  * Decide whether the API can be used, and with what: a token (option, $GITHUB_TOKEN, $GH_TOKEN), the
  * repository ($GITHUB_REPOSITORY, else from the remote URL) and the API base ($GITHUB_API_URL, else from the
- * remote's host). Never throws: missing access is `unavailable`, with the reason.
+ * remote's host). Never throws: missing access is `unavailable`, with the reason (and `failed` when a token was
+ * given); an http:// API base off this machine is used, with a `warning` to print once.
  */
 export function githubAccess(options: AccessOptions): GitHubAccess {
   const env = options.processEnv;
@@ -78,10 +84,33 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   if (!repository) {
     return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)` };
   }
-  if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
+  if (!REPOSITORY.test(repository)) {
+    const unavailable = `invalid repository ${JSON.stringify(repository)}: expected owner/name`;
+    if (!token) return { unavailable };
+    // Only $GITHUB_REPOSITORY can be invalid here: repositoryFromUrl reads none that is not owner/name.
+    return { unavailable, failed: new OpsError(`the GitHub API cannot be used: $GITHUB_REPOSITORY is an ${unavailable}`, 'set $GITHUB_REPOSITORY to the repository as owner/name (or unset it to read it from a GitHub remote URL)') };
+  }
   if (!token) return { unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' };
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : 'https://api.github.com')).replace(/\/+$/, '');
-  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000, retryDelaysMs: options.retryDelaysMs }) };
+  const warning = clearTextWarning(apiUrl);
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000, retryDelaysMs: options.retryDelaysMs }), ...(warning && { warning }) };
+}
+
+/**
+ * The warning for an API base the token would cross the network to in clear (http:// to a host that is not the
+ * machine itself); undefined for https and loopback. Not refused: an internal Enterprise Server may serve http only.
+ */
+export function clearTextWarning(apiUrl: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(apiUrl);
+  } catch {
+    return undefined; // not a URL: the request fails and says so (apiError)
+  }
+  if (url.protocol !== 'http:') return undefined;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1') return undefined;
+  return `the GitHub API address ${printableLine(url.origin)} is plain http: the token goes to ${printableLine(url.hostname)} unencrypted; set $GITHUB_API_URL to its https:// address`;
 }
 
 interface RestOptions {

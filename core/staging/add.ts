@@ -38,15 +38,18 @@ export interface AddOptions {
 /** The open pull requests carrying the label, or why they could not be listed. */
 async function listLabelled(ctx: StagingContext, labelled: AddOptions['labelled']): Promise<{ pulls: PullRequest[]; unavailable?: string }> {
   if (!labelled) return { pulls: [] };
-  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
+  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.failed ? said(labelled.github.failed) : labelled.github.unavailable };
   try {
     const pulls = await labelled.github.api.labelledPulls(labelled.label);
     ctx.reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? '' : 's'} labelled "${labelled.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(', ')}` : ''}`);
     return { pulls };
   } catch (e) {
-    return { pulls: [], unavailable: formatError(e).replace(/\n\s*hint: /, ' — ') };
+    return { pulls: [], unavailable: said(e) };
   }
 }
+
+/** A failure to list as one line with its hint (a token was given: the user is told what to fix). */
+const said = (e: unknown): string => formatError(e).replace(/\n\s*hint: /, ' — ');
 
 /**
  * Add one ref to staging: fast-forward, merge, or nothing when already contained; then (with

@@ -4,7 +4,8 @@
 // skipped, listed, and told so in a comment. A pull request staging already holds is re-applied at the commit
 // staging took for it (recorded by its add: the labelled head), not at its head now: a label approves the commits
 // it saw, and commits pushed since wait for a new label even when the label is still on (unlabel not run yet).
-// With a token, a listing of the labelled pull requests that fails stops the rebuild, staging untouched.
+// With a token, a listing of the labelled pull requests that fails (or a repository it cannot name) stops the
+// rebuild, staging untouched.
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
@@ -36,18 +37,22 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
   const { reporter } = ctx;
   let pulls: PullRequest[] = [];
   let pullsUnavailable = options.github.unavailable;
+  // A token was given, so the labelled pull requests belong in staging: resetting without them would drop every
+  // one (a nightly run in an outage, a wrong $GITHUB_REPOSITORY). Only a run without a token resets without them, said so.
+  const keepStaging = (e: OpsError): never => {
+    throw new OpsError(
+      `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
+      `${e.hint ? `${e.hint}; ` : ''}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`,
+    );
+  };
+  if (options.github.failed) keepStaging(options.github.failed);
   if (options.github.api) {
     try {
       pulls = await options.github.api.labelledPulls(options.label);
       reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? '' : 's'} labelled "${options.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(', ')}` : ''}`);
     } catch (e) {
-      // A token was given, so the labelled pull requests belong in staging: resetting without them would drop every
-      // one (a nightly run in an outage). Only a run without API access (no token) resets without them, said so.
       if (!(e instanceof OpsError)) throw e;
-      throw new OpsError(
-        `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
-        `${e.hint ? `${e.hint}; ` : ''}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`,
-      );
+      keepStaging(e);
     }
   }
   if (pullsUnavailable) reporter.warn(`labelled pull requests will NOT be re-applied: ${pullsUnavailable}`);

@@ -51,6 +51,7 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
   const remoteUrl = (await git.run(['remote', 'get-url', '--', settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
   const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
+  if (github.warning) reporter.warn(github.warning);
   if (run.mode === 'add') {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
     const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label }, at: run.at }));

@@ -80,7 +80,8 @@ came from \`ops staging add\` (or the action), and otherwise stops the rebuild w
 A pull request staging holds is re-applied at the commit staging took for it (its approved head), not at a
 head pushed since: the output says what was left out (it waits for a new label).
 The pull-request API needs $GITHUB_TOKEN (or $GH_TOKEN) and a GitHub remote URL (or $GITHUB_REPOSITORY);
-without it staging is still reset, and the output says the labelled pull requests were not re-applied.`,
+without it staging is still reset, and the output says the labelled pull requests were not re-applied.
+With a token, a listing that fails (or a $GITHUB_REPOSITORY that is not owner/name) leaves staging untouched.`,
     run: (ctx) =>
       run(ctx, {
         ...request(ctx, 'rebuild'),

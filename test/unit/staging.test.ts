@@ -1,6 +1,9 @@
 // The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
-import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts';
+import { apiUrlFor, clearTextWarning, githubAccess, repositoryFromUrl } from '../../core/github.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { rebuildStaging } from '../../core/staging/rebuild.ts';
+import type { StagingContext } from '../../core/staging/settings.ts';
 import { checkIdentity } from '../../core/git.ts';
 import { runUrl } from '../../core/runinfo.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
@@ -252,6 +255,26 @@ describe('GitHub access', () => {
     expect(githubAccess({ processEnv: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
     expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app' } }).unavailable).toMatch(/no GitHub token/);
     expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/../x', GITHUB_TOKEN: 't' } }).unavailable).toMatch(/invalid repository/);
+  });
+  it('refuses a rebuild with a token and an invalid $GITHUB_REPOSITORY as a failed listing: staging untouched, saying what to set', async () => {
+    const github = githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme', GITHUB_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' });
+    expect(github.failed?.message).toMatch(/\$GITHUB_REPOSITORY is an invalid repository "acme": expected owner\/name/);
+    // The refusal comes before any git command: a repository that would fail every call shows none ran.
+    const git = new Proxy({}, { get: () => { throw new Error('git used'); } });
+    const ctx = { git, reporter: new MemoryReporter(), settings: stagingSettings({}) } as unknown as StagingContext;
+    const refused = rebuildStaging(ctx, { github, label: 'staging', comment: true });
+    await expect(refused).rejects.toThrow(/invalid repository "acme".*; staging was left as it is: rebuilt now, it would lose every pull request labelled "staging"/);
+    await expect(refused).rejects.toMatchObject({ hint: expect.stringMatching(/^set \$GITHUB_REPOSITORY to the repository as owner\/name.*; staging keeps them until a rebuild can list them/) });
+    // Without a token it stays "no API access": the rebuild resets without them, said so.
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme' } }).failed).toBeUndefined();
+  });
+  it('warns (one line, the fix: https) when the token would go to a host in clear http, and never for https or loopback', () => {
+    const access = githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app', GITHUB_TOKEN: 't', GITHUB_API_URL: 'http://ghe.internal/api/v3' } });
+    expect(access.api).toBeDefined(); // not refused: an internal Enterprise Server may serve http only
+    expect(access.warning).toBe('the GitHub API address http://ghe.internal is plain http: the token goes to ghe.internal unencrypted; set $GITHUB_API_URL to its https:// address');
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app', GITHUB_TOKEN: 't' } }).warning).toBeUndefined();
+    for (const url of ['https://ghe.internal/api/v3', 'http://127.0.0.1:8080', 'http://localhost:3000/api', 'http://[::1]:9000']) expect(clearTextWarning(url)).toBeUndefined();
+    expect(clearTextWarning('HTTP://10.0.0.5:8080/api/v3')).toMatch(/^the GitHub API address http:\/\/10\.0\.0\.5:8080 is plain http/);
   });
   it('takes the token from the input, then $GITHUB_TOKEN, then $GH_TOKEN, and the repository from the remote on a laptop', () => {
     expect(githubAccess({ processEnv: { GH_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/app');

@@ -34,8 +34,13 @@ export interface Reporter {
   group<T>(title: string, fn: () => Promise<T>): Promise<T>;
   /** One line of output from a remote command, prefixed with the host it came from. */
   line(host: string, text: string, stream: Stream): void;
-  /** Markdown for the job summary (Actions) or the end of the run (terminal). */
+  /**
+   * Markdown for the job summary (Actions) or the end of the run (terminal), its values from outside written with
+   * `values` (the text is built once, for this sink).
+   */
   summary(markdown: string): Promise<void>;
+  /** How `summary`'s text writes values from outside: markdownValues (a job summary) or plainValues (a terminal). */
+  readonly values: ValueFormat;
   /** A named result: a step output in Actions, ignored on a terminal. */
   output(name: string, value: string): void;
 }
@@ -489,6 +494,31 @@ export function mdLink(label: string, url: string): string {
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
 
+/**
+ * How a summary writes a value from outside, for the sink it goes to: one builder (a summary's text is composed once),
+ * rendered as Markdown for a job summary (markdownValues: escaped, so nothing in it acts) or as plain text for a
+ * terminal (plainValues: as it is, so what a user reads and copies is the value, not its escapes). Either way on one
+ * line; the reporter masks it and shows its control characters as text when it prints (ConsoleReporter.shown).
+ */
+export interface ValueFormat {
+  /** A value in running text or a table cell. */
+  text(text: string): string;
+  /** A name to copy: a ref, a release, a file name (`where`: 'cell' in a Markdown table). */
+  code(text: string, where?: 'cell' | 'text'): string;
+  /** `label` (ops's own text) linking to `url` (from outside). */
+  link(label: string, url: string): string;
+}
+
+/** Values as Markdown: mdText, mdCode, mdLink (job summary, pull-request comment). */
+export const markdownValues: ValueFormat = { text: mdText, code: mdCode, link: mdLink };
+
+/** Values as plain text (a terminal): as they are, on one line; a link as its label and, when http(s), the address. */
+export const plainValues: ValueFormat = {
+  text: printableLine,
+  code: printableLine,
+  link: (label, url) => (/^https?:\/\/[^\s]+$/i.test(url) ? `${label} (${url})` : label),
+};
+
 /** A duration for a log line: "1.2s". */
 export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
@@ -601,6 +631,8 @@ export function discardsOutput(out: NodeJS.WritableStream = process.stdout): boo
 
 export class ConsoleReporter implements Reporter {
   private readonly masker = new Masker();
+  /** A terminal shows values as they are: Markdown's escapes would show (backslashes, invisible word joiners). */
+  readonly values = plainValues;
   /** The depth of the groups enclosing the caller's work. */
   private readonly nesting = new AsyncLocalStorage<number>();
   /** Groups open now, on any flow. */
@@ -683,6 +715,8 @@ export class ConsoleReporter implements Reporter {
 /** A reporter that keeps everything in memory: for tests and for commands that print JSON. */
 export class MemoryReporter implements Reporter {
   private readonly masker = new Masker();
+  /** Summaries kept as a job summary would hold them. */
+  readonly values = markdownValues;
   readonly lines: string[] = [];
   readonly outputs: Record<string, string> = {};
   readonly summaries: string[] = [];

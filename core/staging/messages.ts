@@ -1,7 +1,7 @@
 // How staging's results are told: one log line per add, the job summary (a table), the comment on a pull
 // request that no longer applies, and the refusal that leaves staging untouched. Pure.
 import { OpsError } from '../errors.ts';
-import { codeBlock, mdCode, mdLink, mdText } from '../report.ts';
+import { codeBlock, markdownValues, mdCode, mdLink, type ValueFormat } from '../report.ts';
 import type { Source } from './refs.ts';
 
 /** Marks the pull-request comment this tool writes (so the next run updates it instead of adding one). */
@@ -117,60 +117,63 @@ export function describeMoved(r: { source: Source; moved?: Moved }, staging: str
   return `${what}; ${count} not added, waiting for a new label: ${newer.join('; ')}`;
 }
 
-/** The job summary (Markdown) of an add, with the pull requests also added or skipped. */
-export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
-  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${mdText(r.source.display)}`, '', mdText(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
+/**
+ * The job summary of an add, with the pull requests also added or skipped: Markdown, its values written with `f`
+ * (the reporter's: markdownValues for a job summary, plainValues for a terminal).
+ */
+export function addSummary(r: AddResult, names: { staging: string; label: string }, f: ValueFormat = markdownValues): string {
+  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${f.text(r.source.display)}`, '', f.text(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
   const moved = describeMoved(r, names.staging);
-  if (moved) lines.push(`> **Note**: ${mdText(moved)}`, '');
+  if (moved) lines.push(`> **Note**: ${f.text(moved)}`, '');
   if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled ${mdCode(names.label)} that ${mdText(names.staging)} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
-    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push(`Open pull requests labelled ${f.code(names.label)} that ${f.text(names.staging)} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source, f)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source, f)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
     lines.push('');
   }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${mdCode(names.label)} were **not checked**: ${mdText(r.pullsUnavailable)}.`, '');
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${f.code(names.label)} were **not checked**: ${f.text(r.pullsUnavailable)}.`, '');
   return lines.join('\n');
 }
 
-function sourceCell(s: Source): string {
-  return s.pull ? `${mdLink(`#${s.pull.number}`, s.pull.url)} ${mdText(s.pull.title)}` : mdCode(s.display, 'cell');
+function sourceCell(s: Source, f: ValueFormat): string {
+  return s.pull ? `${f.link(`#${s.pull.number}`, s.pull.url)} ${f.text(s.pull.title)}` : f.code(s.display, 'cell');
 }
 
-/** The job summary (Markdown) of a rebuild: before and after, what was re-applied, what was skipped and why. */
-export function rebuildSummary(r: RebuildResult, names: { main: string; staging: string; label: string }): string {
-  const staging = mdText(names.staging);
-  const main = mdText(names.main);
+/** The job summary of a rebuild: before and after, what was re-applied, what was skipped and why (`f`: as addSummary's). */
+export function rebuildSummary(r: RebuildResult, names: { main: string; staging: string; label: string }, f: ValueFormat = markdownValues): string {
+  const staging = f.text(names.staging);
+  const main = f.text(names.main);
   const lines = [
     `### ${r.dryRun ? 'Dry run: ' : ''}staging sync: rebuild ${staging} from ${main}`,
     '',
-    `${mdCode(names.staging)}: \`${short(r.before)}\` → \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? '' : ' — unchanged'}`,
+    `${f.code(names.staging)}: \`${short(r.before)}\` → \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? '' : ' — unchanged'}`,
     '',
   ];
   if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled ${mdCode(names.label)} were **not re-applied**: ${mdText(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? ' plus what was carried over (below)' : ''}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, '');
+    lines.push(`> **Warning**: pull requests labelled ${f.code(names.label)} were **not re-applied**: ${f.text(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? ' plus what was carried over (below)' : ''}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, '');
   }
   if (r.added.length || r.skipped.length) {
     lines.push('| Source | Head | Result |', '| --- | --- | --- |');
-    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const a of r.added) lines.push(`| ${sourceCell(a.source, f)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => mdCode(f, 'cell')).join(', ')}${s.files.length > 10 ? ', …' : ''}` : '';
-      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((file) => f.code(file, 'cell')).join(', ')}${s.files.length > 10 ? ', …' : ''}` : '';
+      lines.push(`| ${sourceCell(s.source, f)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push('');
     for (const a of [...r.added, ...r.skipped]) {
       const moved = describeMoved(a, names.staging, APPROVED);
-      if (moved) lines.push(`> **Note**: ${mdText(moved)}`, '');
+      if (moved) lines.push(`> **Note**: ${f.text(moved)}`, '');
     }
   } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label ${mdCode(names.label)}.`, '');
+    lines.push(`No open pull request carries the label ${f.code(names.label)}.`, '');
   }
-  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => mdCode(c)).join(', ')}.`, '');
-  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => mdCode(d)).join(', ')}.`, '');
+  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => f.code(c)).join(', ')}.`, '');
+  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(', ')}.`, '');
   if (r.lost.length) {
     lines.push(
       `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,
       '',
-      ...r.lost.map((l) => `- ${mdCode(l.slice(0, l.indexOf(' ')))} ${mdText(l.slice(l.indexOf(' ') + 1))}`),
+      ...r.lost.map((l) => `- ${f.code(l.slice(0, l.indexOf(' ')))} ${f.text(l.slice(l.indexOf(' ') + 1))}`),
       '',
       `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
       '',

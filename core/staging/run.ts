@@ -60,7 +60,7 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
     reporter.output('changed', String(result.changed));
     reporter.output('added', [...(result.outcome === 'already-contained' ? [] : [result.source]), ...result.alsoAdded.map((a) => a.source)].map(id).join(','));
     reporter.output('skipped', result.skipped.map((s) => id(s.source)).join(','));
-    await reporter.summary(addSummary(result, { staging: settings.staging, label }));
+    await reporter.summary(addSummary(result, { staging: settings.staging, label }, reporter.values));
     return result;
   }
   const result = await reporter.group(`rebuild ${settings.staging} from ${settings.main}`, () =>
@@ -76,6 +76,6 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
   reporter.output('changed', String(result.changed));
   reporter.output('added', result.added.map((a) => id(a.source)).join(','));
   reporter.output('skipped', result.skipped.map((s) => id(s.source)).join(','));
-  await reporter.summary(rebuildSummary(result, names));
+  await reporter.summary(rebuildSummary(result, names, reporter.values));
   return result;
 }

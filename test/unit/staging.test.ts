@@ -1,7 +1,8 @@
 // The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
 import { apiUrlFor, clearTextWarning, githubAccess, repositoryFromUrl } from '../../core/github.ts';
-import { MemoryReporter } from '../../core/report.ts';
+import { Writable } from 'node:stream';
+import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
 import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import type { StagingContext } from '../../core/staging/settings.ts';
 import { checkIdentity } from '../../core/git.ts';
@@ -348,6 +349,24 @@ describe('telling', () => {
     expect(comment).toContain(`\`\`\`\n${hostile}\n\`\`\``);
   });
 
+  it('prints the summary on a terminal with the values as they are (masked, one line, controls shown): no Markdown escapes', async () => {
+    const chunks: string[] = [];
+    const out = new Writable({ write: (c, _e, done) => (chunks.push(String(c)), done()) });
+    const terminal = new ConsoleReporter(out as NodeJS.WriteStream, out as NodeJS.WriteStream, { color: false });
+    terminal.mask('hunter2-secret');
+    const title = 'fix | @octocat #12 *b* $a$ GH-7 hunter2-secret\x1b[2J\nnext';
+    const pull = { number: 3, title, url: 'https://x/pull/3', branch: 'f' };
+    const r = { ...base, added: [{ source: { display: '#3 (f)', sha: C, pull }, outcome: 'merge' as const, sha: B }], lost: [`${A.slice(0, 7)} ${title}`], pullsUnavailable: `#9 by @team\\x` };
+    await terminal.summary(rebuildSummary(r, names, terminal.values));
+    const printed = chunks.join('');
+    const plain = 'fix | @octocat #12 *b* $a$ GH-7 *** [2J next'; // the escape and the line break made harmless (printableLine)
+    expect(printed).toContain(`| #3 (https://x/pull/3) ${plain} | \`ccccccc\` | merge commit |`);
+    expect(printed).toContain(`- aaaaaaa ${plain}`);
+    expect(printed).toContain('were **not re-applied**: #9 by @team\\x.');
+    expect(printed).not.toMatch(/\u2060|\x1b|hunter2/);
+    // The job summary of the same result keeps its escapes (markdownValues).
+    expect(rebuildSummary(r, names, new MemoryReporter().values)).toContain('- `aaaaaaa` fix \\| @\u2060octocat #\u206012 \\*b\\* \\$a\\$ GH\u2060-7 hunter2-secret');
+  });
   it('writes a pull-request comment that says why and what to do, with the marker', () => {
     const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');
     expect(body.startsWith(COMMENT_MARKER)).toBe(true);

@@ -8,7 +8,7 @@
 // inactive, in_progress, queued, pending, success; `auto_inactive: false` on ours so they touch nothing else.
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
-import { apiError, fetchWithDeadline } from './github.ts';
+import { apiError, clearTextWarning, fetchWithDeadline } from './github.ts';
 import { REPOSITORY } from './runinfo.ts';
 import type { Reporter } from './report.ts';
 
@@ -94,6 +94,8 @@ function checkRunId(runId: string): string {
  */
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
   const { environment, sha } = options;
+  const clear = clearTextWarning(options.apiUrl);
+  if (clear) reporter.warn(clear); // said first: every request of this run carries the token
   const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);
   if (!REPOSITORY.test(options.repository)) {
     throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');

@@ -1,5 +1,6 @@
 // The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
+import { markSuperseded } from '../../core/deployments.ts';
 import { apiUrlFor, clearTextWarning, githubAccess, repositoryFromUrl } from '../../core/github.ts';
 import { Writable } from 'node:stream';
 import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
@@ -276,6 +277,12 @@ describe('GitHub access', () => {
     expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app', GITHUB_TOKEN: 't' } }).warning).toBeUndefined();
     for (const url of ['https://ghe.internal/api/v3', 'http://127.0.0.1:8080', 'http://localhost:3000/api', 'http://[::1]:9000']) expect(clearTextWarning(url)).toBeUndefined();
     expect(clearTextWarning('HTTP://10.0.0.5:8080/api/v3')).toMatch(/^the GitHub API address http:\/\/10\.0\.0\.5:8080 is plain http/);
+  });
+  it('warns the same in the deployment-superseded action ($GITHUB_API_URL), before its first request', async () => {
+    const reporter = new MemoryReporter();
+    // An invalid repository stops it before any request: the warning came first.
+    await expect(markSuperseded({ token: 't', repository: 'acme', apiUrl: 'http://ghe.internal/api/v3', environment: 'prod', sha: A }, reporter)).rejects.toThrow(/invalid \$GITHUB_REPOSITORY/);
+    expect(reporter.lines).toEqual(['warning: the GitHub API address http://ghe.internal is plain http: the token goes to ghe.internal unencrypted; set $GITHUB_API_URL to its https:// address']);
   });
   it('takes the token from the input, then $GITHUB_TOKEN, then $GH_TOKEN, and the repository from the remote on a laptop', () => {
     expect(githubAccess({ processEnv: { GH_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/app');

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
 import { quote, wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
-import { ConsoleReporter, type Reporter } from '../core/report.ts';
+import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
@@ -72,16 +72,17 @@ export function command<const O extends Options = Record<never, OptionSpec>>(c: 
 
 /**
  * Print a command's result: with --json, the result as JSON on stdout (for scripts); else `human(result)` on
- * stdout, or through the reporter as the job's summary (`summary`: Markdown) or a message (`info`). Everything
+ * stdout, or through the reporter as the job's summary (`summary`: Markdown) or a message (`info`); `human` writes values
+ * from outside with the reporter's ValueFormat (escaped in a job summary, as they are on a terminal). Everything
  * goes through the reporter's redaction: a value registered as secret never reaches the output; human text also
  * through showControls (a commit subject's or a log line's escape sequences shown, not acted on).
  */
-export async function printResult<T>(ctx: CommandContext, result: T, human: (r: T) => string, via: 'stdout' | 'summary' | 'info' = 'stdout'): Promise<void> {
+export async function printResult<T>(ctx: CommandContext, result: T, human: (r: T, v: ValueFormat) => string, via: 'stdout' | 'summary' | 'info' = 'stdout'): Promise<void> {
   const { reporter, stdout } = ctx;
   if (ctx.values.json) stdout.write(reporter.redact(JSON.stringify(result, null, 2)) + '\n');
-  else if (via === 'summary') await reporter.summary(human(result));
-  else if (via === 'info') reporter.info(human(result));
-  else stdout.write(showControls(reporter.redact(human(result))) + '\n');
+  else if (via === 'summary') await reporter.summary(human(result, reporter.values));
+  else if (via === 'info') reporter.info(human(result, reporter.values));
+  else stdout.write(showControls(reporter.redact(human(result, reporter.values))) + '\n');
 }
 
 /** The `--json` option every command that prints a result has. */

@@ -7,5 +7,5 @@ await runAction({ required: ['environment', 'ssh-key'], flags: { force: false, '
   const env = openEnvironment(ops, input('environment', { required: true }));
   const result = await deploy(ops, env, { ref: input('ref') || undefined, force: flag('force'), dryRun: flag('dry-run'), forwardOnly: flag('forward-only') });
   reportDeploy(reporter, result);
-  await reporter.summary(deploySummary(result));
+  await reporter.summary(deploySummary(result, reporter.values));
 });

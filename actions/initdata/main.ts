@@ -8,5 +8,5 @@ await runAction({ required: ['environment', 'ssh-key'], flags: { 'live-settings'
   const env = openEnvironment(ops, input('environment', { required: true }));
   const file = input('file');
   const result = await initdata(ops, env, { file: file ? join(ops.root, file) : undefined, liveSettings: flag('live-settings') });
-  await reporter.summary(initdataSummary(result));
+  await reporter.summary(initdataSummary(result, reporter.values));
 });

@@ -7,5 +7,5 @@ await runAction({ required: ['environment', 'ssh-key'] }, async ({ ops, reporter
   const env = openEnvironment(ops, input('environment', { required: true }));
   const results = await provision(ops, env);
   reporter.output('changed', String(results.some((r) => r.items.some((i) => i.state === 'changed'))));
-  await reporter.summary(provisionSummary(env, results));
+  await reporter.summary(provisionSummary(env, results, reporter.values));
 });

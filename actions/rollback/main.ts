@@ -9,5 +9,5 @@ await runAction({ required: ['environment', 'ssh-key'] }, async ({ ops, reporter
   reporter.output('release', result.hosts[0]?.release ?? '');
   reporter.output('previous-release', result.hosts[0]?.previous ?? '');
   reporter.output('url', result.url);
-  await reporter.summary(rollbackSummary(result));
+  await reporter.summary(rollbackSummary(result, reporter.values));
 });

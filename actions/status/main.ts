@@ -12,7 +12,7 @@ await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unheal
   reporter.output('healthy', String(result.healthy));
   reporter.output('problems', result.problems.join('\n'));
   reporter.output('json', JSON.stringify(result));
-  await reporter.summary(statusSummary(result));
+  await reporter.summary(statusSummary(result, reporter.values));
   for (const w of result.warnings) reporter.warn(w);
   if (!result.healthy && flag('fail-on-unhealthy'))
     throw new OpsError(`${env.name} is unhealthy:\n${result.problems.map((p) => `  ${p}`).join('\n')}`, `details in the job summary; locally: ops status ${env.name}`);

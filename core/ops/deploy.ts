@@ -9,7 +9,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
-import { codeBlock, mdCode, mdText, type Reporter } from '../report.ts';
+import { codeBlock, type Reporter, markdownValues, type ValueFormat } from '../report.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
@@ -398,30 +398,30 @@ export function reportDeploy(reporter: Reporter, r: DeployResult): void {
   reporter.output('noop', r.dryRun ? '' : String(r.noop));
 }
 
-/** The job summary (Markdown) of a deploy or its dry run. */
-export function deploySummary(r: DeployResult): string {
+/** The job summary (Markdown) of a deploy or its dry run. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+export function deploySummary(r: DeployResult, v: ValueFormat = markdownValues): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', ...codeBlock((r.plan ?? []).join('\n'))].join('\n');
   if (r.superseded)
-    return [`### Skipped (forward-only): ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`, '', mdText(r.superseded), '', '**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), ''].join('\n');
+    return [`### Skipped (forward-only): ${v.text(r.environment)} @ ${r.sha.slice(0, 12)}`, '', v.text(r.superseded), '', '**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), ''].join('\n');
   const lines = [
-    `### ${r.noop ? 'Already live' : 'Deployed'}: ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`,
+    `### ${r.noop ? 'Already live' : 'Deployed'}: ${v.text(r.environment)} @ ${r.sha.slice(0, 12)}`,
     '',
     '| | |',
     '|---|---|',
-    `| environment | ${mdText(r.environment)} |`,
-    `| ref | ${mdCode(r.ref, 'cell')} (${mdText(r.matched)}) |`,
+    `| environment | ${v.text(r.environment)} |`,
+    `| ref | ${v.code(r.ref, 'cell')} (${v.text(r.matched)}) |`,
     `| sha | \`${r.sha}\` |`,
-    `| release | ${mdCode(r.release, 'cell')} |`,
+    `| release | ${v.code(r.release, 'cell')} |`,
     // A no-op changed nothing: its "previous" is the live release itself.
-    ...(r.noop ? [] : [`| previous release | ${r.previous ? mdCode(r.previous, 'cell') : '(none)'} |`]),
-    `| url | ${mdText(r.url)} |`,
-    `| hosts | ${mdText(r.hosts.map((h) => h.host).join(', '))} |`,
+    ...(r.noop ? [] : [`| previous release | ${r.previous ? v.code(r.previous, 'cell') : '(none)'} |`]),
+    `| url | ${v.text(r.url)} |`,
+    `| hosts | ${v.text(r.hosts.map((h) => h.host).join(', '))} |`,
     '',
   ];
   if (r.changes.length) lines.push('**Changes** (live → target):', '', ...codeBlock(formatChanges(r.changes, r.sha).join('\n')), '');
   for (const h of r.hosts) {
-    lines.push(`**${mdText(h.host)}**: ${mdText(`${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`)}`, '');
-    if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${mdText(s.name)} | ${(s.ms / 1000).toFixed(2)}s |`), '');
+    lines.push(`**${v.text(h.host)}**: ${v.text(`${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`)}`, '');
+    if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${v.text(s.name)} | ${(s.ms / 1000).toFixed(2)}s |`), '');
   }
   return lines.join('\n');
 }

@@ -17,7 +17,7 @@ import { deployState } from '../steps/release.ts';
 import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
 import { renderDotenv } from '../dotenv.ts';
 import { reported } from '../remote/types.ts';
-import { codeBlock, mdCode, mdText } from '../report.ts';
+import { codeBlock, markdownValues, type ValueFormat } from '../report.ts';
 import { environmentSecrets } from './secrets.ts';
 import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
@@ -187,13 +187,13 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
 }
 
-/** The job summary (Markdown) of an initdata run. */
-export function initdataSummary(r: InitdataResult): string {
+/** The job summary (Markdown) of an initdata run. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+export function initdataSummary(r: InitdataResult, v: ValueFormat = markdownValues): string {
   return [
-    `### Initial data loaded into ${mdText(r.environment)}`,
+    `### Initial data loaded into ${v.text(r.environment)}`,
     '',
-    `File: ${mdCode(r.file)}${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
+    `File: ${v.code(r.file)}${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
     '',
-    ...r.hosts.flatMap((h) => [`**${mdText(h.host)}** (release ${mdCode(h.release)}):`, '', ...codeBlock(h.output || '(no output)')]),
+    ...r.hosts.flatMap((h) => [`**${v.text(h.host)}** (release ${v.code(h.release)}):`, '', ...codeBlock(h.output || '(no output)')]),
   ].join('\n');
 }

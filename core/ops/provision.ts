@@ -19,7 +19,7 @@ import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
-import { mdText } from '../report.ts';
+import { markdownValues, type ValueFormat } from '../report.ts';
 
 export interface ProvisionItem {
   name: string;
@@ -142,14 +142,14 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
   );
 }
 
-/** The job summary (Markdown) of a provision: one row per host and item. */
-export function provisionSummary(env: Environment, results: ProvisionHostResult[]): string {
-  const lines = [`### Provision of ${mdText(env.name)}`, '', '| host | item | state |', '|---|---|---|'];
-  for (const r of results) for (const it of r.items) lines.push(`| ${mdText(r.host)} | ${mdText(it.name)} | ${mdText(it.state)} |`);
+/** The job summary (Markdown) of a provision: one row per host and item. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+export function provisionSummary(env: Environment, results: ProvisionHostResult[], v: ValueFormat = markdownValues): string {
+  const lines = [`### Provision of ${v.text(env.name)}`, '', '| host | item | state |', '|---|---|---|'];
+  for (const r of results) for (const it of r.items) lines.push(`| ${v.text(r.host)} | ${v.text(it.name)} | ${v.text(it.state)} |`);
   lines.push('');
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === 'changed').length;
-    lines.push(`- **${mdText(r.host)}** (${mdText(r.os)}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${mdText(r.runtimes.join('; '))}`);
+    lines.push(`- **${v.text(r.host)}** (${v.text(r.os)}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${v.text(r.runtimes.join('; '))}`);
   }
   return lines.join('\n');
 }

@@ -17,7 +17,7 @@ import { withSession } from './hosts.ts';
 import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
-import { mdCode, mdText } from '../report.ts';
+import { markdownValues, type ValueFormat } from '../report.ts';
 
 export interface RollbackResult {
   environment: string;
@@ -362,10 +362,10 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
   return { environment: env.name, url: env.url, hosts };
 }
 
-/** The job summary (Markdown) of a rollback: one row per host. */
-export function rollbackSummary(r: RollbackResult): string {
-  const lines = [`### Rollback of ${mdText(r.environment)}`, '', '| host | from | to | |', '|---|---|---|---|'];
-  for (const h of r.hosts) lines.push(`| ${mdText(h.host)} | ${mdCode(h.previous, 'cell')} | ${mdCode(h.release, 'cell')} | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
-  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith('settings: ')).map((n) => `- ${mdText(`${h.host}: ${n}`)}`));
+/** The job summary (Markdown) of a rollback: one row per host. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+export function rollbackSummary(r: RollbackResult, v: ValueFormat = markdownValues): string {
+  const lines = [`### Rollback of ${v.text(r.environment)}`, '', '| host | from | to | |', '|---|---|---|---|'];
+  for (const h of r.hosts) lines.push(`| ${v.text(h.host)} | ${v.code(h.previous, 'cell')} | ${v.code(h.release, 'cell')} | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
+  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith('settings: ')).map((n) => `- ${v.text(`${h.host}: ${n}`)}`));
   return [...lines, ...(said.length ? ['', ...said] : [])].join('\n');
 }

@@ -13,7 +13,7 @@ import { eachHost } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
 import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
 import type { Target } from '../target.ts';
-import { mdCode, mdText } from '../report.ts';
+import { markdownValues, type ValueFormat } from '../report.ts';
 
 export interface StatusResult {
   environment: string;
@@ -178,22 +178,22 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
   return out.join('\n');
 }
 
-/** Markdown for a job summary. */
-export function statusSummary(r: StatusResult): string {
-  // Every value here comes from a host (states, refs, a lock's holder, error text): mdText/mdCode, never as it is.
-  const lines = [`### Status of ${mdText(r.environment)}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
+/** Markdown for a job summary. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+export function statusSummary(r: StatusResult, v: ValueFormat = markdownValues): string {
+  // Every value here comes from a host (states, refs, a lock's holder, error text): v.text/v.code, never as it is.
+  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
   for (const h of r.hosts) {
     if (h.error) {
-      lines.push(`| ${mdText(h.host)} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
+      lines.push(`| ${v.text(h.host)} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${mdText(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}`)}${p.release ? ` runs ${mdCode(p.release, 'cell')}` : ''}`).join(', ') ?? '';
-    const lock = h.lock ? mdText(`${h.lock.state}${h.lock.state !== 'free' && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'}` : ''}`) : '';
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${v.text(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}`)}${p.release ? ` runs ${v.code(p.release, 'cell')}` : ''}`).join(', ') ?? '';
+    const lock = h.lock ? v.text(`${h.lock.state}${h.lock.state !== 'free' && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'}` : ''}`) : '';
     lines.push(
-      `| ${mdText(h.host)} | ${h.release ? `${mdCode(h.release.id, 'cell')} ${mdText(h.release.ref)}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${mdText(h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? '')} | ${h.certificate?.notAfter ? mdText(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ''} | ${lock} |`,
+      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, 'cell')} ${v.text(h.release.ref)}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? '')} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ''} | ${lock} |`,
     );
   }
-  if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${mdText(p)}`));
-  if (r.warnings.length) lines.push('', '**Warnings**', '', ...r.warnings.map((w) => `- ${mdText(w)}`));
+  if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${v.text(p)}`));
+  if (r.warnings.length) lines.push('', '**Warnings**', '', ...r.warnings.map((w) => `- ${v.text(w)}`));
   return lines.join('\n');
 }

@@ -22,7 +22,7 @@ renewal running late, a disk filling up, the previous release's programs down) d
       const { args, ops } = ctx;
       const { formatStatus, status } = await import('../../core/ops/status.ts');
       const r = await status(ops, openEnvironment(ops, args[0]!));
-      await printResult(ctx, r, formatStatus);
+      await printResult(ctx, r, (s) => formatStatus(s));
       return r.healthy ? 0 : 1;
     },
   }),

@@ -76,7 +76,7 @@ export const commands: Command[] = [
       const { provision, provisionSummary } = await import('../../core/ops/provision.ts');
       const env = openEnvironment(ops, args[0]!);
       const results = await provision(ops, env);
-      await ops.reporter.summary(provisionSummary(env, results));
+      await ops.reporter.summary(provisionSummary(env, results, ops.reporter.values));
       return 0;
     },
   }),

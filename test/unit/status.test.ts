@@ -14,7 +14,7 @@ import { formatStatus, status, statusInterrupted, statusSummary } from '../../co
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { formatPing, readFacts } from '../../core/ops/ping.ts';
-import { MemoryReporter } from '../../core/report.ts';
+import { MemoryReporter, plainValues } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { LOCK_KEYS, lockStatus } from '../../core/steps/lock.ts';
 import { PREVIOUS_RECORD, previousBackFunctions, probes, startSlot } from '../../core/steps/switch.ts';
@@ -595,6 +595,11 @@ describe('status over recording remotes', () => {
     );
     expect(md).toContain('- web1: nginx says: \\<details\\>\\<summary\\>x\\</summary\\>');
     expect(md).toContain('- web1: see #\u2060123');
+    // On a terminal (plainValues, the console reporter's) the same values read as they are: no escapes, no joiners.
+    const plain = statusSummary(r, plainValues);
+    expect(plain).toContain('| held: deploy by @alice | **x** |');
+    expect(plain).toContain('- web1: nginx says: <details><summary>x</summary>');
+    expect(plain).not.toMatch(/\\|\u2060/);
   });
 
   it('--json, stopped by SIGINT/SIGTERM while a host has not answered: its document gives what each host had answered by then (its live release; null for one not answered, saying so), exit 130', async () => {

@@ -19903,6 +19903,10 @@ function mdCode(text, where = "text") {
   const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
   return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
 }
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19932,7 +19936,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20187,6 +20191,7 @@ var init_report = __esm({
     };
     MD_INLINE = /[\\`*_[\]<>|~&$]/g;
     WORD_JOINER = "\u2060";
+    markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -72131,6 +72136,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -81099,29 +81106,29 @@ function reportDeploy(reporter, r) {
   reporter.output("url", r.dryRun ? "" : r.url);
   reporter.output("noop", r.dryRun ? "" : String(r.noop));
 }
-function deploySummary(r) {
+function deploySummary(r, v = markdownValues) {
   if (r.dryRun) return ["### Deploy plan (dry run: nothing changed)", "", ...codeBlock((r.plan ?? []).join("\n"))].join("\n");
   if (r.superseded)
-    return [`### Skipped (forward-only): ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`, "", mdText(r.superseded), "", "**Changes** (live \u2192 target):", "", ...codeBlock(formatChanges(r.changes, r.sha).join("\n")), ""].join("\n");
+    return [`### Skipped (forward-only): ${v.text(r.environment)} @ ${r.sha.slice(0, 12)}`, "", v.text(r.superseded), "", "**Changes** (live \u2192 target):", "", ...codeBlock(formatChanges(r.changes, r.sha).join("\n")), ""].join("\n");
   const lines = [
-    `### ${r.noop ? "Already live" : "Deployed"}: ${mdText(r.environment)} @ ${r.sha.slice(0, 12)}`,
+    `### ${r.noop ? "Already live" : "Deployed"}: ${v.text(r.environment)} @ ${r.sha.slice(0, 12)}`,
     "",
     "| | |",
     "|---|---|",
-    `| environment | ${mdText(r.environment)} |`,
-    `| ref | ${mdCode(r.ref, "cell")} (${mdText(r.matched)}) |`,
+    `| environment | ${v.text(r.environment)} |`,
+    `| ref | ${v.code(r.ref, "cell")} (${v.text(r.matched)}) |`,
     `| sha | \`${r.sha}\` |`,
-    `| release | ${mdCode(r.release, "cell")} |`,
+    `| release | ${v.code(r.release, "cell")} |`,
     // A no-op changed nothing: its "previous" is the live release itself.
-    ...r.noop ? [] : [`| previous release | ${r.previous ? mdCode(r.previous, "cell") : "(none)"} |`],
-    `| url | ${mdText(r.url)} |`,
-    `| hosts | ${mdText(r.hosts.map((h) => h.host).join(", "))} |`,
+    ...r.noop ? [] : [`| previous release | ${r.previous ? v.code(r.previous, "cell") : "(none)"} |`],
+    `| url | ${v.text(r.url)} |`,
+    `| hosts | ${v.text(r.hosts.map((h) => h.host).join(", "))} |`,
     ""
   ];
   if (r.changes.length) lines.push("**Changes** (live \u2192 target):", "", ...codeBlock(formatChanges(r.changes, r.sha).join("\n")), "");
   for (const h of r.hosts) {
-    lines.push(`**${mdText(h.host)}**: ${mdText(`${h.noop ? "no-op" : `${h.previous || "(none)"} \u2192 ${h.release}`}${h.notes.length ? ` \u2014 ${h.notes.join("; ")}` : ""}`)}`, "");
-    if (h.steps.length) lines.push("| step | duration |", "|---|---|", ...h.steps.map((s) => `| ${mdText(s.name)} | ${(s.ms / 1e3).toFixed(2)}s |`), "");
+    lines.push(`**${v.text(h.host)}**: ${v.text(`${h.noop ? "no-op" : `${h.previous || "(none)"} \u2192 ${h.release}`}${h.notes.length ? ` \u2014 ${h.notes.join("; ")}` : ""}`)}`, "");
+    if (h.steps.length) lines.push("| step | duration |", "|---|---|", ...h.steps.map((s) => `| ${v.text(s.name)} | ${(s.ms / 1e3).toFixed(2)}s |`), "");
   }
   return lines.join("\n");
 }
@@ -81131,7 +81138,7 @@ await runAction({ required: ["environment", "ssh-key"], flags: { force: false, "
   const env = openEnvironment(ops, input("environment", { required: true }));
   const result = await deploy(ops, env, { ref: input("ref") || void 0, force: flag("force"), dryRun: flag("dry-run"), forwardOnly: flag("forward-only") });
   reportDeploy(reporter, result);
-  await reporter.summary(deploySummary(result));
+  await reporter.summary(deploySummary(result, reporter.values));
 });
 /*! Bundled license information:
 

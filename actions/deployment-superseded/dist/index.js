@@ -30826,6 +30826,18 @@ function escapeInline(text) {
 function markdownForms(secret) {
   return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
 }
+function mdCode(text, where = "text") {
+  const line = printableLine(text);
+  if (!line) return "";
+  const fence = "`".repeat(Math.max(0, ...[...line.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
+  return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
+}
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
+var markdownValues = { text: mdText, code: mdCode, link: mdLink };
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -30863,6 +30875,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -35236,6 +35250,18 @@ function runUrl(processEnv = process.env) {
 }
 
 // core/github.ts
+function clearTextWarning(apiUrl) {
+  let url;
+  try {
+    url = new URL(apiUrl);
+  } catch {
+    return void 0;
+  }
+  if (url.protocol !== "http:") return void 0;
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost") || /^127\./.test(host) || host === "::1") return void 0;
+  return `the GitHub API address ${printableLine(url.origin)} is plain http: the token goes to ${printableLine(url.hostname)} unencrypted; set $GITHUB_API_URL to its https:// address`;
+}
 var PASSING = /* @__PURE__ */ new Set([500, 502, 503, 504]);
 var RETRY_DELAYS_MS = [1e3, 4e3];
 function fetchWithDeadline(ms, retryDelaysMs = RETRY_DELAYS_MS) {
@@ -35314,6 +35340,8 @@ function checkRunId(runId) {
 }
 async function markSuperseded(options, reporter) {
   const { environment, sha } = options;
+  const clear = clearTextWarning(options.apiUrl);
+  if (clear) reporter.warn(clear);
   const runId = options.runId === void 0 || options.runId === "" ? void 0 : checkRunId(options.runId);
   if (!REPOSITORY.test(options.repository)) {
     throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, "the runner sets it in a GitHub Actions job: do not set it in the workflow's env:");

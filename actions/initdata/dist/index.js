@@ -19895,6 +19895,10 @@ function mdCode(text, where = "text") {
   const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
   return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
 }
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19924,7 +19928,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20179,6 +20183,7 @@ var init_report = __esm({
     };
     MD_INLINE = /[\\`*_[\]<>|~&$]/g;
     WORD_JOINER = "\u2060";
+    markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -72126,6 +72131,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -77874,13 +77881,13 @@ async function initdataRun(ctx, env, options, known) {
   );
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
 }
-function initdataSummary(r) {
+function initdataSummary(r, v = markdownValues) {
   return [
-    `### Initial data loaded into ${mdText(r.environment)}`,
+    `### Initial data loaded into ${v.text(r.environment)}`,
     "",
-    `File: ${mdCode(r.file)}${r.encrypted ? " (sops-encrypted; values masked)" : ""}`,
+    `File: ${v.code(r.file)}${r.encrypted ? " (sops-encrypted; values masked)" : ""}`,
     "",
-    ...r.hosts.flatMap((h) => [`**${mdText(h.host)}** (release ${mdCode(h.release)}):`, "", ...codeBlock(h.output || "(no output)")])
+    ...r.hosts.flatMap((h) => [`**${v.text(h.host)}** (release ${v.code(h.release)}):`, "", ...codeBlock(h.output || "(no output)")])
   ].join("\n");
 }
 
@@ -77889,7 +77896,7 @@ await runAction({ required: ["environment", "ssh-key"], flags: { "live-settings"
   const env = openEnvironment(ops, input("environment", { required: true }));
   const file = input("file");
   const result = await initdata(ops, env, { file: file ? join11(ops.root, file) : void 0, liveSettings: flag("live-settings") });
-  await reporter.summary(initdataSummary(result));
+  await reporter.summary(initdataSummary(result, reporter.values));
 });
 /*! Bundled license information:
 

@@ -19889,6 +19889,17 @@ function escapeInline(text) {
 function markdownForms(secret2) {
   return [.../* @__PURE__ */ new Set([escapeInline(secret2), secret2.replace(/\|/g, "\\|")])].filter((f) => f !== secret2);
 }
+function mdCode(text, where = "text") {
+  const line = printableLine(text);
+  if (!line) return "";
+  const fence = "`".repeat(Math.max(0, ...[...line.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
+  return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
+}
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19918,7 +19929,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20173,6 +20184,7 @@ var init_report = __esm({
     };
     MD_INLINE = /[\\`*_[\]<>|~&$]/g;
     WORD_JOINER = "\u2060";
+    markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -72078,6 +72090,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -77853,13 +77867,13 @@ async function provision(ctx, environment) {
     )
   );
 }
-function provisionSummary(env, results) {
-  const lines = [`### Provision of ${mdText(env.name)}`, "", "| host | item | state |", "|---|---|---|"];
-  for (const r of results) for (const it of r.items) lines.push(`| ${mdText(r.host)} | ${mdText(it.name)} | ${mdText(it.state)} |`);
+function provisionSummary(env, results, v = markdownValues) {
+  const lines = [`### Provision of ${v.text(env.name)}`, "", "| host | item | state |", "|---|---|---|"];
+  for (const r of results) for (const it of r.items) lines.push(`| ${v.text(r.host)} | ${v.text(it.name)} | ${v.text(it.state)} |`);
   lines.push("");
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === "changed").length;
-    lines.push(`- **${mdText(r.host)}** (${mdText(r.os)}): ${changed ? `${changed} item(s) changed` : "nothing to change"} in ${(r.durationMs / 1e3).toFixed(1)}s; ${mdText(r.runtimes.join("; "))}`);
+    lines.push(`- **${v.text(r.host)}** (${v.text(r.os)}): ${changed ? `${changed} item(s) changed` : "nothing to change"} in ${(r.durationMs / 1e3).toFixed(1)}s; ${v.text(r.runtimes.join("; "))}`);
   }
   return lines.join("\n");
 }
@@ -77869,7 +77883,7 @@ await runAction({ required: ["environment", "ssh-key"] }, async ({ ops, reporter
   const env = openEnvironment(ops, input("environment", { required: true }));
   const results = await provision(ops, env);
   reporter.output("changed", String(results.some((r) => r.items.some((i) => i.state === "changed"))));
-  await reporter.summary(provisionSummary(env, results));
+  await reporter.summary(provisionSummary(env, results, reporter.values));
 });
 /*! Bundled license information:
 

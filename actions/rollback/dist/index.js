@@ -19896,6 +19896,10 @@ function mdCode(text, where = "text") {
   const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
   return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
 }
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19925,7 +19929,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20180,6 +20184,7 @@ var init_report = __esm({
     };
     MD_INLINE = /[\\`*_[\]<>|~&$]/g;
     WORD_JOINER = "\u2060";
+    markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -60973,6 +60978,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -67197,10 +67204,10 @@ async function rollbackRun(ctx, env, to) {
   );
   return { environment: env.name, url: env.url, hosts };
 }
-function rollbackSummary(r) {
-  const lines = [`### Rollback of ${mdText(r.environment)}`, "", "| host | from | to | |", "|---|---|---|---|"];
-  for (const h of r.hosts) lines.push(`| ${mdText(h.host)} | ${mdCode(h.previous, "cell")} | ${mdCode(h.release, "cell")} | ${h.noop ? "already live" : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1e3).toFixed(1)}s`} |`);
-  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith("settings: ")).map((n) => `- ${mdText(`${h.host}: ${n}`)}`));
+function rollbackSummary(r, v = markdownValues) {
+  const lines = [`### Rollback of ${v.text(r.environment)}`, "", "| host | from | to | |", "|---|---|---|---|"];
+  for (const h of r.hosts) lines.push(`| ${v.text(h.host)} | ${v.code(h.previous, "cell")} | ${v.code(h.release, "cell")} | ${h.noop ? "already live" : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1e3).toFixed(1)}s`} |`);
+  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith("settings: ")).map((n) => `- ${v.text(`${h.host}: ${n}`)}`));
   return [...lines, ...said.length ? ["", ...said] : []].join("\n");
 }
 
@@ -67211,7 +67218,7 @@ await runAction({ required: ["environment", "ssh-key"] }, async ({ ops, reporter
   reporter.output("release", result.hosts[0]?.release ?? "");
   reporter.output("previous-release", result.hosts[0]?.previous ?? "");
   reporter.output("url", result.url);
-  await reporter.summary(rollbackSummary(result));
+  await reporter.summary(rollbackSummary(result, reporter.values));
 });
 /*! Bundled license information:
 

@@ -42347,6 +42347,7 @@ function mdLink(label, url) {
   if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
+var markdownValues = { text: mdText, code: mdCode, link: mdLink };
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -42366,12 +42367,12 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
         return;
       }
       if (err.code === "EIO") return;
-      const said = describeLowLevel(err)?.what ?? err.message;
+      const said2 = describeLowLevel(err)?.what ?? err.message;
       const other = entries.find(([, s]) => s !== stream2 && !brokenOutputs.has(s))?.[1];
-      if (runHandlesSignals()) other?.write(`warning: ${said}: dropped from here on; the run goes on to its end
+      if (runHandlesSignals()) other?.write(`warning: ${said2}: dropped from here on; the run goes on to its end
 `);
       else {
-        other?.write(`error: ${said}
+        other?.write(`error: ${said2}
 `);
         exit(1);
       }
@@ -42384,6 +42385,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -43821,10 +43824,27 @@ function githubAccess(options) {
   if (!repository) {
     return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)` };
   }
-  if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
+  if (!REPOSITORY.test(repository)) {
+    const unavailable = `invalid repository ${JSON.stringify(repository)}: expected owner/name`;
+    if (!token) return { unavailable };
+    return { unavailable, failed: new OpsError(`the GitHub API cannot be used: $GITHUB_REPOSITORY is an ${unavailable}`, "set $GITHUB_REPOSITORY to the repository as owner/name (or unset it to read it from a GitHub remote URL)") };
+  }
   if (!token) return { unavailable: "no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)" };
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
-  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3, retryDelaysMs: options.retryDelaysMs }) };
+  const warning2 = clearTextWarning(apiUrl);
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3, retryDelaysMs: options.retryDelaysMs }), ...warning2 && { warning: warning2 } };
+}
+function clearTextWarning(apiUrl) {
+  let url;
+  try {
+    url = new URL(apiUrl);
+  } catch {
+    return void 0;
+  }
+  if (url.protocol !== "http:") return void 0;
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost") || /^127\./.test(host) || host === "::1") return void 0;
+  return `the GitHub API address ${printableLine(url.origin)} is plain http: the token goes to ${printableLine(url.hostname)} unencrypted; set $GITHUB_API_URL to its https:// address`;
 }
 var PASSING = /* @__PURE__ */ new Set([500, 502, 503, 504]);
 var RETRY_DELAYS_MS = [1e3, 4e3];
@@ -43848,14 +43868,14 @@ function shortRetryAfter(response) {
   const after = Number(response.headers.get("retry-after") ?? "x");
   return Number.isInteger(after) && after >= 0 && after <= RETRY_AFTER_MAX_S ? after * 1e3 : void 0;
 }
-function rateLimited(status, headers, said) {
+function rateLimited(status, headers, said2) {
   if (status !== 403 && status !== 429) return void 0;
   const header = (name2) => headers[name2] === void 0 ? void 0 : String(headers[name2]);
   const retryAfter = Number(header("retry-after"));
   if (Number.isInteger(retryAfter) && retryAfter >= 0) {
     return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
   }
-  if (/secondary rate limit|abuse detection/i.test(said) && header("x-ratelimit-remaining") !== "0") {
+  if (/secondary rate limit|abuse detection/i.test(said2) && header("x-ratelimit-remaining") !== "0") {
     return { message: "secondary rate limit reached (too many requests at once)", hint: "wait a few minutes, then run it again; other jobs using the same token at the same time count too" };
   }
   if (header("x-ratelimit-remaining") !== "0") return void 0;
@@ -43991,56 +44011,56 @@ function describeMoved(r, staging, approved = "the labelled commit") {
   const count = newer.length === 1 ? "1 newer commit" : `${newer.length}${newer.length >= 20 ? " or more" : ""} newer commits`;
   return `${what}; ${count} not added, waiting for a new label: ${newer.join("; ")}`;
 }
-function addSummary(r, names) {
-  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${mdText(r.source.display)}`, "", mdText(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+function addSummary(r, names, f = markdownValues) {
+  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${f.text(r.source.display)}`, "", f.text(describeAdd(r, names.staging)).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
   const moved = describeMoved(r, names.staging);
-  if (moved) lines.push(`> **Note**: ${mdText(moved)}`, "");
+  if (moved) lines.push(`> **Note**: ${f.text(moved)}`, "");
   if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled ${mdCode(names.label)} that ${mdText(names.staging)} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push(`Open pull requests labelled ${f.code(names.label)} that ${f.text(names.staging)} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source, f)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source, f)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
     lines.push("");
   }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${mdCode(names.label)} were **not checked**: ${mdText(r.pullsUnavailable)}.`, "");
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${f.code(names.label)} were **not checked**: ${f.text(r.pullsUnavailable)}.`, "");
   return lines.join("\n");
 }
-function sourceCell(s) {
-  return s.pull ? `${mdLink(`#${s.pull.number}`, s.pull.url)} ${mdText(s.pull.title)}` : mdCode(s.display, "cell");
+function sourceCell(s, f) {
+  return s.pull ? `${f.link(`#${s.pull.number}`, s.pull.url)} ${f.text(s.pull.title)}` : f.code(s.display, "cell");
 }
-function rebuildSummary(r, names) {
-  const staging = mdText(names.staging);
-  const main = mdText(names.main);
+function rebuildSummary(r, names, f = markdownValues) {
+  const staging = f.text(names.staging);
+  const main = f.text(names.main);
   const lines = [
     `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${staging} from ${main}`,
     "",
-    `${mdCode(names.staging)}: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
+    `${f.code(names.staging)}: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
     ""
   ];
   if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled ${mdCode(names.label)} were **not re-applied**: ${mdText(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
+    lines.push(`> **Warning**: pull requests labelled ${f.code(names.label)} were **not re-applied**: ${f.text(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
   }
   if (r.added.length || r.skipped.length) {
     lines.push("| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const a of r.added) lines.push(`| ${sourceCell(a.source, f)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
     for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => mdCode(f, "cell")).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
-      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((file) => f.code(file, "cell")).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
+      lines.push(`| ${sourceCell(s.source, f)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push("");
     for (const a of [...r.added, ...r.skipped]) {
       const moved = describeMoved(a, names.staging, APPROVED);
-      if (moved) lines.push(`> **Note**: ${mdText(moved)}`, "");
+      if (moved) lines.push(`> **Note**: ${f.text(moved)}`, "");
     }
   } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label ${mdCode(names.label)}.`, "");
+    lines.push(`No open pull request carries the label ${f.code(names.label)}.`, "");
   }
-  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => mdCode(c)).join(", ")}.`, "");
-  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => mdCode(d)).join(", ")}.`, "");
+  if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => f.code(c)).join(", ")}.`, "");
+  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(", ")}.`, "");
   if (r.lost.length) {
     lines.push(
       `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? "would be" : r.lost.length === 1 ? "is" : "are"} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,
       "",
-      ...r.lost.map((l) => `- ${mdCode(l.slice(0, l.indexOf(" ")))} ${mdText(l.slice(l.indexOf(" ") + 1))}`),
+      ...r.lost.map((l) => `- ${f.code(l.slice(0, l.indexOf(" ")))} ${f.text(l.slice(l.indexOf(" ") + 1))}`),
       "",
       `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
       ""
@@ -44363,15 +44383,16 @@ async function backoff(ctx, attempt) {
 // core/staging/add.ts
 async function listLabelled(ctx, labelled) {
   if (!labelled) return { pulls: [] };
-  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
+  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.failed ? said(labelled.github.failed) : labelled.github.unavailable };
   try {
     const pulls = await labelled.github.api.labelledPulls(labelled.label);
     ctx.reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? "" : "s"} labelled "${labelled.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(", ")}` : ""}`);
     return { pulls };
   } catch (e) {
-    return { pulls: [], unavailable: formatError(e).replace(/\n\s*hint: /, " \u2014 ") };
+    return { pulls: [], unavailable: said(e) };
   }
 }
+var said = (e) => formatError(e).replace(/\n\s*hint: /, " \u2014 ");
 async function addToStaging(ctx, ref, pull, options = {}) {
   const { staging, main, retries, remote } = ctx.settings;
   const { reporter } = ctx;
@@ -44483,16 +44504,20 @@ async function rebuildStaging(ctx, options) {
   const { reporter } = ctx;
   let pulls = [];
   let pullsUnavailable = options.github.unavailable;
+  const keepStaging = (e) => {
+    throw new OpsError(
+      `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
+      `${e.hint ? `${e.hint}; ` : ""}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`
+    );
+  };
+  if (options.github.failed) keepStaging(options.github.failed);
   if (options.github.api) {
     try {
       pulls = await options.github.api.labelledPulls(options.label);
       reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? "" : "s"} labelled "${options.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(", ")}` : ""}`);
     } catch (e) {
       if (!(e instanceof OpsError)) throw e;
-      throw new OpsError(
-        `${e.message}; ${staging} was left as it is: rebuilt now, it would lose every pull request labelled "${options.label}"`,
-        `${e.hint ? `${e.hint}; ` : ""}${staging} keeps them until a rebuild can list them (to reset it to ${ctx.settings.main} without them on purpose, run the rebuild without a token)`
-      );
+      keepStaging(e);
     }
   }
   if (pullsUnavailable) reporter.warn(`labelled pull requests will NOT be re-applied: ${pullsUnavailable}`);
@@ -44685,6 +44710,7 @@ async function runStaging(run) {
   const remoteUrl = (await git2.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
   const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
+  if (github.warning) reporter.warn(github.warning);
   if (run.mode === "add") {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
     const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label }, at: run.at }));
@@ -44693,7 +44719,7 @@ async function runStaging(run) {
     reporter.output("changed", String(result2.changed));
     reporter.output("added", [...result2.outcome === "already-contained" ? [] : [result2.source], ...result2.alsoAdded.map((a) => a.source)].map(id).join(","));
     reporter.output("skipped", result2.skipped.map((s) => id(s.source)).join(","));
-    await reporter.summary(addSummary(result2, { staging: settings.staging, label }));
+    await reporter.summary(addSummary(result2, { staging: settings.staging, label }, reporter.values));
     return result2;
   }
   const result = await reporter.group(
@@ -44709,7 +44735,7 @@ async function runStaging(run) {
   reporter.output("changed", String(result.changed));
   reporter.output("added", result.added.map((a) => id(a.source)).join(","));
   reporter.output("skipped", result.skipped.map((s) => id(s.source)).join(","));
-  await reporter.summary(rebuildSummary(result, names));
+  await reporter.summary(rebuildSummary(result, names, reporter.values));
   return result;
 }
 

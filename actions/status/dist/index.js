@@ -19859,6 +19859,10 @@ function mdCode(text, where = "text") {
   const pad = line.startsWith("`") || line.endsWith("`") ? " " : "";
   return `${fence}${pad}${where === "cell" ? line.replace(/\|/g, "\\|") : line}${pad}${fence}`;
 }
+function mdLink(label, url) {
+  if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
+  return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -19888,7 +19892,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20143,6 +20147,7 @@ var init_report = __esm({
     };
     MD_INLINE = /[\\`*_[\]<>|~&$]/g;
     WORD_JOINER = "\u2060";
+    markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
   }
@@ -71867,6 +71872,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
+  /** The job summary is Markdown: values from outside escaped. */
+  values = markdownValues;
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -76029,21 +76036,21 @@ async function maskWithKey(ctx, env) {
   } catch {
   }
 }
-function statusSummary(r) {
-  const lines = [`### Status of ${mdText(r.environment)}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", "| host | release | nginx | programs (live) | health | certificate | lock |", "|---|---|---|---|---|---|---|"];
+function statusSummary(r, v = markdownValues) {
+  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", "| host | release | nginx | programs (live) | health | certificate | lock |", "|---|---|---|---|---|---|---|"];
   for (const h of r.hosts) {
     if (h.error) {
-      lines.push(`| ${mdText(h.host)} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
+      lines.push(`| ${v.text(h.host)} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${mdText(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ""}`)}${p.release ? ` runs ${mdCode(p.release, "cell")}` : ""}`).join(", ") ?? "";
-    const lock2 = h.lock ? mdText(`${h.lock.state}${h.lock.state !== "free" && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? "?"}` : ""}`) : "";
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${v.text(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ""}`)}${p.release ? ` runs ${v.code(p.release, "cell")}` : ""}`).join(", ") ?? "";
+    const lock2 = h.lock ? v.text(`${h.lock.state}${h.lock.state !== "free" && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? "?"}` : ""}`) : "";
     lines.push(
-      `| ${mdText(h.host)} | ${h.release ? `${mdCode(h.release.id, "cell")} ${mdText(h.release.ref)}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${programs} | ${mdText(h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? "")} | ${h.certificate?.notAfter ? mdText(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ""} | ${lock2} |`
+      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, "cell")} ${v.text(h.release.ref)}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${programs} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? "")} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ""} | ${lock2} |`
     );
   }
-  if (r.problems.length) lines.push("", "**Problems**", "", ...r.problems.map((p) => `- ${mdText(p)}`));
-  if (r.warnings.length) lines.push("", "**Warnings**", "", ...r.warnings.map((w) => `- ${mdText(w)}`));
+  if (r.problems.length) lines.push("", "**Problems**", "", ...r.problems.map((p) => `- ${v.text(p)}`));
+  if (r.warnings.length) lines.push("", "**Warnings**", "", ...r.warnings.map((w) => `- ${v.text(w)}`));
   return lines.join("\n");
 }
 
@@ -76054,7 +76061,7 @@ await runAction({ required: ["environment", "ssh-key"], flags: { "fail-on-unheal
   reporter.output("healthy", String(result.healthy));
   reporter.output("problems", result.problems.join("\n"));
   reporter.output("json", JSON.stringify(result));
-  await reporter.summary(statusSummary(result));
+  await reporter.summary(statusSummary(result, reporter.values));
   for (const w of result.warnings) reporter.warn(w);
   if (!result.healthy && flag("fail-on-unhealthy"))
     throw new OpsError(`${env.name} is unhealthy:

@@ -57,22 +57,26 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
 /**
  * The `server.py` of a webConfig app: Python's http.server on 127.0.0.1 and the port in argv[1], answering every GET
  * with 200 and `body` (a Python expression giving a str, evaluated per request; `os` is imported), after `prelude`
- * (module code run once at start: what the app reads when it starts).
+ * (module code run once at start: what the app reads when it starts). `handle`: Python lines run first in do_GET (a
+ * path answered otherwise, a wait); `threaded`: requests served at once (ThreadingHTTPServer), as a long one must not
+ * hold the others; `http11`: answers in HTTP/1.1 (a protocol switch, 101, needs it).
  */
-export function pythonWebApp(body: string, prelude = ''): string {
+export function pythonWebApp(body: string, prelude = '', { handle = '', threaded = false, http11 = false } = {}): string {
+  const server = threaded ? 'ThreadingHTTPServer' : 'HTTPServer';
+  const first = handle ? `${handle.replace(/\n$/, '').replace(/^/gm, '        ')}\n` : '';
   return String.raw`import os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ${server}
 ${prelude}
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = (${body}).encode()
+${http11 ? '    protocol_version = "HTTP/1.1"\n' : ''}    def do_GET(self):
+${first}        body = (${body}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+${server}(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 `;
 }
 

@@ -289,23 +289,13 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 describe('requests in flight to the previous release', () => {
   const go = '/run/ops-test-go';
   // /slow answers once the test lets it (the file `go` exists): an upload, a long poll or a report taking its time.
-  const slowServer = String.raw`import os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/slow":
-            end = time.time() + 120
-            while not os.path.exists(${JSON.stringify(go)}) and time.time() < end:
-                time.sleep(0.1)
-        body = b"slow done" if self.path == "/slow" else open("VERSION", "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
+  const slowServer = pythonWebApp('"slow done" if self.path == "/slow" else open("VERSION").read()', 'import time', {
+    threaded: true,
+    handle: `if self.path == "/slow":
+    end = time.time() + 120
+    while not os.path.exists(${JSON.stringify(go)}) and time.time() < end:
+        time.sleep(0.1)`,
+  });
 
   it('the next deploy waits (switch.drain at most) for those of the release it replaces on the idle slot before stopping it', async () => {
     const slow = join(mkdtempSync(join(tmpdir(), 'ops-slow-')), 'app');
@@ -351,34 +341,23 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 describe('a WebSocket across a switch', () => {
   // After a handshake, each chunk comes back upper-cased after the release's VERSION: not WebSocket frames, but nginx
   // only relays bytes once the program switched protocols.
-  const wsServer = String.raw`import base64, hashlib, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-VERSION = open("VERSION").read().strip()
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in self.headers.get("Connection", "").lower():
-            accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
-            self.send_response(101)
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", accept)
-            self.end_headers()
-            self.wfile.flush()
-            while True:
-                data = self.connection.recv(1024)
-                if not data:
-                    return
-                self.connection.sendall(VERSION.encode() + b":" + data.upper())
-        body = VERSION.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
+  const wsServer = pythonWebApp('VERSION', 'import base64, hashlib\nVERSION = open("VERSION").read().strip()', {
+    threaded: true,
+    http11: true,
+    handle: String.raw`if self.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in self.headers.get("Connection", "").lower():
+    accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    self.send_response(101)
+    self.send_header("Upgrade", "websocket")
+    self.send_header("Connection", "Upgrade")
+    self.send_header("Sec-WebSocket-Accept", accept)
+    self.end_headers()
+    self.wfile.flush()
+    while True:
+        data = self.connection.recv(1024)
+        if not data:
+            return
+        self.connection.sendall(VERSION.encode() + b":" + data.upper())`,
+  });
   /** A WebSocket handshake with the site: the connection once the program switched protocols. */
   const upgrade = (): Promise<Socket> =>
     new Promise((ok, fail) => {

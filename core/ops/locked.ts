@@ -235,7 +235,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${lock.holder.silent ? ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)` : ''}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   throw new LockError(

@@ -240,7 +240,8 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
     );
   throw new LockError(
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
-    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : 'wait until it is done (or set switch.lock_wait to queue behind it)',
+    // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
+    `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : 'wait until it is done (or set switch.lock_wait to queue behind it)'}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`,
   );
 }
 

@@ -391,16 +391,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   /**
-   * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
-   * began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock) and, when the lock step
-   * said when it took the lock there, naming this run's lock (another run's broken within the leeway is not it).
+   * The last `ops lock release` among audit entries (who broke the lock, when, what it said) naming this run's lock, when
+   * the lock step said when it took the lock there (the host's clock, which the breaker's line quotes); else written
+   * since this run began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock). The
+   * breaker's time is its own runner's clock: a laptop hours behind this runner must still be found by the first.
    */
   const began = runnerNow(ctx).getTime() - 5 * 60_000;
   const lastBreak = (tail: AuditEntry[], host: string) => {
-    const breaks = tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began);
+    const breaks = tail.filter((a) => a.operation === 'lock release');
     // This run's lock as the breaker names it (describeHolder, with the time the lock step took it).
     const since = takenAt.get(host);
-    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks.filter((a) => Date.parse(a.time) >= began)).at(-1);
   };
   /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
   const brokenBy = (b: AuditEntry | undefined) =>

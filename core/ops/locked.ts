@@ -20,6 +20,7 @@ import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, descri
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
+import { diskFullError } from './host-run.ts';
 import { unprovisionedError } from './host-state.ts';
 import type { Target } from '../target.ts';
 
@@ -231,7 +232,8 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
+  // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is.
+  if (result.code !== LOCK_BUSY_EXIT) throw await diskFullError(remote, env, new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact)), request.operation);
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(

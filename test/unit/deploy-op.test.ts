@@ -851,6 +851,23 @@ describe('deploy operation', () => {
       expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
     }
   });
+  it('not one inode left for the lock itself: said as a full disk, with what is free and what to free, not as a bare failed lock step; nothing taken or changed', async () => {
+    const h = harness(
+      '',
+      (step) =>
+        step.name === 'lock'
+          ? { code: 1, stderr: "cannot write the lock's details in /srv/sample/.ops/lock.taking.42: mkdir: cannot create directory '/srv/sample/.ops/lock.taking.42': No space left on device\n" }
+          : step.name === 'disk space'
+            ? { stdout: opsLines(STATE, 'disk 800000 50000 0 /srv') }
+            : undefined,
+      true,
+    );
+    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toContain('\nweb1 ran out of free inodes: 781 MB and 0 inodes free under /srv');
+    expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
+    // The lock step answered without taking the lock: nothing to let go.
+    expect(h.remote.stepNames()).toEqual(['lock', 'disk space']);
+  });
 });
 
 describe('the lock is never leaked by a run that ends', () => {

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
+import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -232,8 +232,12 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is.
-  if (result.code !== LOCK_BUSY_EXIT) throw await diskFullError(remote, env, new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact)), request.operation);
+  if (result.code !== LOCK_BUSY_EXIT) {
+    const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
+    // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is;
+    // the look at the disk only when the step said ENOSPC.
+    throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
+  }
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(

@@ -83,26 +83,32 @@ export class HostRun {
   async tryRun(step: Step): Promise<StepResult | undefined> {
     return this.remote.run(step, { allowFailure: true }).catch(() => undefined);
   }
-  /**
-   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
-   * venv's ensurepip): the space and inodes left after it tell.
-   */
-  private async diskFull(e: unknown): Promise<unknown> {
-    if (!(e instanceof StepError) || e.exitCode === null) return e;
-    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
-    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
-    const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
-    if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    // ENOSPC names neither, and the failed step's cleanup may have given some back before this look (npm removes
-    // what it unpacked): few inodes left beside space to spare means the inodes ran out.
-    const inodes = disk?.freeInodes !== undefined && (disk.freeInodes === 0 || (disk.freeInodes < 1000 && disk.freeMb >= 64));
-    const what = inodes ? 'free inodes' : 'disk space';
-    return new DiskFullError(
-      e,
-      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`,
-    );
+  /** A failed step: was the disk full? (diskFullError) */
+  private diskFull(e: unknown): Promise<unknown> {
+    return diskFullError(this.remote, this.env, e, this.operation);
   }
+}
+
+/**
+ * `e` (a failed step on `remote`) as a DiskFullError when the disk was full: said in its error (ENOSPC), or not (a
+ * tool that hides its cause, like venv's ensurepip): the space and inodes left after it tell (one more round trip).
+ * Its hint ends "then <operation> again". `e` itself otherwise.
+ */
+export async function diskFullError(remote: Remote, env: Target, e: unknown, operation: string): Promise<unknown> {
+  if (!(e instanceof StepError) || e.exitCode === null) return e;
+  const r = await remote.run(diskSpace(env), { allowFailure: true }).catch(() => undefined);
+  const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
+  const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
+  if (!DISK_FULL.test(e.message) && !exhausted) return e;
+  // ENOSPC names neither, and the failed step's cleanup may have given some back before this look (npm removes
+  // what it unpacked): few inodes left beside space to spare means the inodes ran out.
+  const inodes = disk?.freeInodes !== undefined && (disk.freeInodes === 0 || (disk.freeInodes < 1000 && disk.freeMb >= 64));
+  const what = inodes ? 'free inodes' : 'disk space';
+  return new DiskFullError(
+    e,
+    `${remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${env.baseDir}`}`,
+    `free space on ${remote.name} under ${disk?.path ?? env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${operation} again`,
+  );
 }
 
 /** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */

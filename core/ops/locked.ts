@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
-import { auditReason, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
+import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -20,6 +20,7 @@ import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, descri
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
+import { diskFullError } from './host-run.ts';
 import { unprovisionedError } from './host-state.ts';
 import type { Target } from '../target.ts';
 
@@ -231,16 +232,22 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
+  if (result.code !== LOCK_BUSY_EXIT) {
+    const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
+    // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is;
+    // the look at the disk only when the step said ENOSPC.
+    throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
+  }
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${lock.holder.silent ? ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)` : ''}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   throw new LockError(
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
-    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : 'wait until it is done (or set switch.lock_wait to queue behind it)',
+    // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
+    `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : 'wait until it is done (or set switch.lock_wait to queue behind it)'}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`,
   );
 }
 
@@ -390,16 +397,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
   /**
-   * The last `ops lock release` among audit entries (who broke the lock, when, what it said), written since this run
-   * began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock) and, when the lock step
-   * said when it took the lock there, naming this run's lock (another run's broken within the leeway is not it).
+   * The last `ops lock release` among audit entries (who broke the lock, when, what it said) naming this run's lock, when
+   * the lock step said when it took the lock there (the host's clock, which the breaker's line quotes); else written
+   * since this run began (by the runners' clocks, a few minutes' leeway: an older one broke another run's lock). The
+   * breaker's time is its own runner's clock: a laptop hours behind this runner must still be found by the first.
    */
   const began = runnerNow(ctx).getTime() - 5 * 60_000;
   const lastBreak = (tail: AuditEntry[], host: string) => {
-    const breaks = tail.filter((a) => a.operation === 'lock release' && Date.parse(a.time) >= began);
+    const breaks = tail.filter((a) => a.operation === 'lock release');
     // This run's lock as the breaker names it (describeHolder, with the time the lock step took it).
     const since = takenAt.get(host);
-    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks.filter((a) => Date.parse(a.time) >= began)).at(-1);
   };
   /** A forced release of this run's lock on `host` in words, from the breaker's audit line. */
   const brokenBy = (b: AuditEntry | undefined) =>

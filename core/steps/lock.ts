@@ -83,12 +83,22 @@ export interface LockRequest {
 }
 
 /**
+ * Seconds a lock's holder connection may send nothing before the lock reads stale (conn_silent, core/steps/sh/
+ * connection.sh): the runner's SSH client sends a keepalive every 10 s and gives the connection up after 3 unanswered
+ * (core/remote/ssh-login.ts), so by then a live runner has spoken six times, and a runner that lost the host has
+ * itself given up. A runner that vanished with its network leaves sshd holding the connection open for hours (TCP
+ * keepalive): without this its lock would read held, refused to ops lock release without --force, all that time.
+ */
+export const HOLDER_SILENT_SECONDS = 60;
+
+/**
  * Shell that sets `lock_state` to free, held or stale for the lock at $lock, and `lock_info` to its details (read once:
  * the pid and start time of one lock, never one lock's pid with the next one's start). A lock appears and goes whole
  * (takeLock, LET_GO): a directory without details was left by an older ops killed between its mkdir and its details
  * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
  * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
- * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good.
+ * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good; so is
+ * one whose holder's connection has been silent HOLDER_SILENT_SECONDS (`lock_silent`, said by REPORT_HOLDER as `silent`).
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
@@ -100,12 +110,16 @@ if [ "$lock_state" = stale ]; then
   pid=; start=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; esac; done <<< "$lock_info"
   if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
-fi`;
+fi
+# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
+lock_silent=
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid") && [ "$lock_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a silent holder connection: for how long (`silent`, seconds). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
-elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
 
 /**
  * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in

@@ -66,6 +66,19 @@ describe.sequential('a full disk under the app', () => {
     }
   }, 300_000);
 
+  it('not one inode left: the lock cannot be taken; the run says the disk is full and how to free it, changes nothing and leaves no lock', async () => {
+    const before = await liveState();
+    await setFreeSpace(host.name, '/srv', { inodes: 0 });
+    try {
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'v2'), new RegExp(`${host.name} ran out of free inodes: \\d+ MB and 0 inodes free under /srv`));
+      expect(text).toMatch(/\n {2}hint: free space on .* under \/srv(\/sample)? /);
+      expect(await liveState()).toEqual(before);
+    } finally {
+      await setFreeSpace(host.name, '/srv');
+    }
+    await lockIsFree();
+  }, 300_000);
+
   it('out of inodes while installing dependencies: fails before the switch, saying so; nothing live changed', async () => {
     const before = await liveState();
     // Enough inodes for the code (the preflight passes), far too few for a new virtualenv (deps-changed).

@@ -10,6 +10,7 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
+import { HOLDER_SILENT_SECONDS } from '../../core/steps/lock.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { spawnOps, type SpawnedOps } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
@@ -220,6 +221,46 @@ describe.sequential('interrupting a deploy', () => {
     expect(released[0]!.stopped.length, 'processes stopped').toBeGreaterThan(0);
     expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
     expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toMatch(new RegExp(`^removed stale lock of a deploy run by .*; stopped what its run left running \\(processes [\\d ]+\\); ${before.current} is live$`));
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it('the runner gone with its network during the build (no FIN, no RST reaches the host: sshd keeps the connection open for hours): its lock reads stale once that connection has been silent HOLDER_SILENT_SECONDS, and `ops lock release` frees it without --force, stopping the build', async () => {
+    const before = await liveAndServed();
+    const veth = `ops${host.octet}h`;
+    try {
+      const ops = await deployUntilBuild('sleep 600', '2c');
+      // The network goes, then the runner: its sockets torn down while nothing reaches the host (ss -K sends an RST,
+      // lost), as a laptop closed or a runner VM deleted; then the network comes back.
+      spawnSync('ip', ['link', 'set', veth, 'down'], { stdio: 'inherit' });
+      try {
+        expect(spawnSync('ss', ['-K', 'dst', host.address, 'dport', '=', ':22']).status).toBe(0);
+        await ops.stop('SIGKILL');
+      } finally {
+        spawnSync('ip', ['link', 'set', veth, 'up'], { stdio: 'inherit' });
+      }
+      expect(await onHost("pgrep -fc '^sleep 600$' || true"), "the gone run's build").toBe('1');
+      // Its sshd still holds the connection: held while it may be a live run's, stale once silent past the keepalives.
+      const seen = new Set<string>();
+      let lock = (await getLockStatus(project.ctx(), project.env()))[0]!.lock;
+      for (let i = 0; lock.state !== 'stale' && i < HOLDER_SILENT_SECONDS + 30; i += 5) {
+        seen.add(lock.state);
+        await new Promise((r) => setTimeout(r, 5000));
+        lock = (await getLockStatus(project.ctx(), project.env()))[0]!.lock;
+      }
+      expect(seen).toEqual(new Set(['held']));
+      expect(lock.state).toBe('stale');
+      expect(Number(lock.holder.silent)).toBeGreaterThanOrEqual(HOLDER_SILENT_SECONDS);
+    } finally {
+      project.write(config);
+    }
+    // The next run is told it is stale, and how to free it.
+    await expect(deploy(project.ctx(), project.env(), {})).rejects.toThrow(/has a stale lock on .*its SSH connection is still open there but has sent nothing for \d+s/);
+    const released = await breakLock(project.ctx(), project.env());
+    expect(released[0]!.refused).toBe(false);
+    expect(released[0]!.lock.state).toBe('stale');
+    expect(released[0]!.stopped.length, 'processes stopped').toBeGreaterThan(0);
+    expect(await onHost("pgrep -fc '^sleep 600$' || true")).toBe('0');
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 

@@ -24,7 +24,8 @@ import { RecordingRemote, type Responder } from '../../core/remote/recording.ts'
 import type { Step } from '../../core/remote/types.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
+import { describeHolder, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
+import { runInfo } from '../../core/runinfo.ts';
 import { LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { PREVIOUS_KEYS, SWITCH_KEYS } from '../../core/steps/switch.ts';
@@ -850,6 +851,23 @@ describe('deploy operation', () => {
       expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
     }
   });
+  it('not one inode left for the lock itself: said as a full disk, with what is free and what to free, not as a bare failed lock step; nothing taken or changed', async () => {
+    const h = harness(
+      '',
+      (step) =>
+        step.name === 'lock'
+          ? { code: 1, stderr: "cannot write the lock's details in /srv/sample/.ops/lock.taking.42: mkdir: cannot create directory '/srv/sample/.ops/lock.taking.42': No space left on device\n" }
+          : step.name === 'disk space'
+            ? { stdout: opsLines(STATE, 'disk 800000 50000 0 /srv') }
+            : undefined,
+      true,
+    );
+    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toContain('\nweb1 ran out of free inodes: 781 MB and 0 inodes free under /srv');
+    expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
+    // The lock step answered without taking the lock: nothing to let go.
+    expect(h.remote.stepNames()).toEqual(['lock', 'disk space']);
+  });
 });
 
 describe('the lock is never leaked by a run that ends', () => {
@@ -952,6 +970,32 @@ describe('a deploy whose lock is taken away while it is paused (ops lock release
     expect(appended[0]).toContain('"operation":"deploy","actor"');
     expect(appended[0]).toMatch(/"result":"failed".*"message":"step \\"switch\\" on web1 changed nothing: [^"]*: its lock released by force by bob at /);
     for (const run of h.remote.runs) expect(run.stdin).not.toContain('"result":"success"');
+  });
+});
+
+describe('a deploy whose lock is taken away by a breaker whose clock is behind (a laptop hours slow)', () => {
+  it('the breaker is named all the same: its audit line names this run\'s lock by the time the host took it, whatever the time the breaker\'s clock wrote', async () => {
+    const live = '20261125T120000Z-aaaaaaaaaaaa';
+    const since = '2026-12-05T05:00:00Z';
+    const actor = runInfo({ PATH: process.env.PATH }).actor;
+    // Written by a laptop whose clock is three hours behind this runner's.
+    const breaker = JSON.stringify({ time: new Date(Date.now() - 3 * 3600_000).toISOString(), environment: 'x', operation: 'lock release', actor: 'bob', result: 'success', message: `removed held lock of ${describeHolder({ operation: 'deploy', actor, since })}; x is live` });
+    const h = harness(
+      '',
+      (step) => {
+        if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired', 'holder_pid 42', `holder since=${since}`)}${opsLines(STATE, 'provisioned yes', `current ${live}`, 'slot blue')}` };
+        if (step.name === 'switch' && step.script.includes('run_lock_guard'))
+          return { code: LOCK_LOST_EXIT, stderr: `${LOCK_LOST_MARK}it was released by force (ops lock release --force); this step changed nothing (current names ${live})\n` };
+        if (step.name === 'unlock') return { stdout: opsLines(STATE, 'lock not_held') };
+        if (step.name === 'read audit log') return { stdout: `@ops entry ${breaker}\n` };
+        return undefined;
+      },
+      true,
+    );
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toContain('web1: the lock on web1 was released by force by bob at ');
+    expect(err.message).not.toContain('removed by someone else');
   });
 });
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, describeHolder, forceReleaseLock, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -89,6 +89,43 @@ describe('taking the lock', () => {
         expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
         expect(existsSync(env.layout.lock)).toBe(false);
       }
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
+  it('a holder whose SSH connection has sent nothing for HOLDER_SILENT_SECONDS (its runner gone with its network; sshd keeps it open for hours) is stale, saying for how long, and ops lock release removes it without --force', () => {
+    const { dir, env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      // ss as a host prints it: the holder's socket (its pid among the users), its details indented on the next line,
+      // and another process's socket, silent for longer, around it.
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      const ss = (rcv: number, ack: number) => {
+        const other = `ESTAB 0 0 10.0.0.2:22 10.0.0.9:5000 users:(("sshd",pid=${alive.pid}1,fd=4))\n\t cubic lastsnd:900000 lastrcv:900000 lastack:900000\n`;
+        const mine = `ESTAB 0 0 10.0.0.2:22 10.0.0.1:40000 users:(("sshd",pid=${alive.pid},fd=4),("sshd",pid=1,fd=4))\n\t cubic rto:204 lastsnd:${rcv} lastrcv:${rcv} lastack:${ack} rcv_space:1000\n`;
+        writeFileSync(join(bin, 'ss'), `#!/bin/sh\nprintf '${other}${mine}${other}'\n`, { mode: 0o755 });
+      };
+      const look = () => {
+        const r = spawnSync('bash', [write('status.sh', scriptText(lockStatus(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+        return parseLock(result(r.stdout));
+      };
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${start}\n`);
+      // A live runner's keepalives (every 10 s), or acknowledgements of what the host sends it: held.
+      ss(9000, 120_000);
+      expect(look()).toMatchObject({ state: 'held' });
+      ss(120_000, 9000);
+      expect(look()).toMatchObject({ state: 'held' });
+      // Silent, both ways, for HOLDER_SILENT_SECONDS: stale, and for how long.
+      ss(HOLDER_SILENT_SECONDS * 1000 + 5500, HOLDER_SILENT_SECONDS * 1000 + 5000);
+      const lock = look();
+      expect(lock).toMatchObject({ state: 'stale', holder: { silent: String(HOLDER_SILENT_SECONDS + 5), actor: 'me' } });
+      const r = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
+      expect(existsSync(env.layout.lock)).toBe(false);
     } finally {
       alive.kill('SIGKILL');
     }

@@ -321,7 +321,10 @@ describe('rollback operation', () => {
       if (step.name === 'lock') return host === 'web2' ? { code: 3, stdout: opsLines(KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z') } : { stdout: STATE };
       return undefined;
     });
-    await expect(rollback(h.ctx, loadEnvironment('two', root), OLD)).rejects.toThrow('environment two is locked on web2 by a deploy run by bob, started 2026-12-02T16:00:00Z');
+    const err = await rollback(h.ctx, loadEnvironment('two', root), OLD).catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: 'environment two is locked on web2 by a deploy run by bob, started 2026-12-02T16:00:00Z' });
+    // The loser is told how to free it, should that run be stuck (it is connected: only --force breaks its lock).
+    expect((err as { hint?: string }).hint).toMatch(/; if that run is stuck, ops lock release two --force stops what it runs on the hosts and frees the lock$/);
     expect(h.names('web1')).toEqual(['lock', 'unlock']);
     expect(auditOf(h.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', release: OLD, message: 'refused, nothing changed: environment two is locked on web2 by a deploy run by bob, started 2026-12-02T16:00:00Z' });
     expect(h.names('web2')).toEqual(['lock']);

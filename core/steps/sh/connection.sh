@@ -28,3 +28,27 @@ connection_pids() {
   while IFS= read -r f; do f=${f#/proc/}; printf '%s ' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)
   return 0
 }
+# conn_silent PID: seconds since the client of the SSH server process PID last sent anything on its TCP connection
+# (the least of ss's lastrcv, data, and lastack, acknowledgements, over that process's sockets). Our runner's SSH
+# client sends a keepalive every 10 s (core/remote/ssh-login.ts), so a live connection is never silent for long; a
+# connection whose runner vanished with its network (a laptop closed, a VM gone, a cable pulled: no FIN, no RST)
+# stays open on the host, sshd waiting for TCP keepalive (two hours by default), silent all along. Fails (prints
+# nothing) when it cannot tell: no ss, or the process's socket not visible (sshd's per-connection process is not
+# dumpable: only root reads its sockets, so the login asks sudo, without a password).
+conn_silent() {
+  local line mine="" w rcv ack least="" ss=(ss)
+  command -v ss > /dev/null 2>&1 || return 1
+  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  while IFS= read -r line; do
+    # A socket's line, then its details indented on the next (-i).
+    if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
+    [ -n "$mine" ] || continue
+    rcv=; ack=
+    for w in $line; do case $w in lastrcv:*) rcv=${w#lastrcv:} ;; lastack:*) ack=${w#lastack:} ;; esac; done
+    [[ $rcv =~ ^[0-9]+$ && $ack =~ ^[0-9]+$ ]] || continue
+    (( ack < rcv )) && rcv=$ack
+    [ -n "$least" ] && (( least <= rcv )) || least=$rcv
+  done < <("${ss[@]}" -Htnpi state established 2> /dev/null)
+  [ -n "$least" ] || return 1
+  printf '%s\n' $(( least / 1000 ))
+}

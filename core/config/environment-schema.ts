@@ -7,7 +7,7 @@ import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
 import { urlCredentialsIn } from '../secrets/parts.ts';
-import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
+import { HOST_KEY_TYPES, parseHostKeys } from './hostkey.ts';
 import { object } from './schema-object.ts';
 import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
 
@@ -21,10 +21,10 @@ const stepCommand = string({ pattern: /^[^\n]*$/, form: 'a shell command on one 
 
 const hostKey = string({
   form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+  // the first line's shape (an editor can check it); every line's key blob is decoded by parseHostKeys
   pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join('|')})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
   check: (v) => {
-    const k = parseHostKey(v);
+    const k = parseHostKeys(v);
     return typeof k === 'string' ? k : undefined;
   },
 });

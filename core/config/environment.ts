@@ -16,7 +16,7 @@ import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
-import { parseHostKey } from './hostkey.ts';
+import { parseHostKeys } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
@@ -561,13 +561,14 @@ export function loadEnvironment(envName: string, root: string): Environment {
     if (!file) return key ?? '';
     const keyFile = relativeTo(dir, file);
     try {
-      // as ssh reads a known_hosts file: comment lines ("# web1:22 SSH-2.0-...") and blank ones are no key
+      // as ssh reads a known_hosts file: comment lines ("# web1:22 SSH-2.0-...") and blank ones are no key; every
+      // other line is one (`ssh-keyscan host > web1.keys` gives one per type the host has: any of them is accepted)
       const text = readFileSync(keyFile, 'utf8')
         .split(/\r?\n/)
         .filter((l) => !/^\s*(#|$)/.test(l))
         .join('\n')
         .trim();
-      const parsed = parseHostKey(text);
+      const parsed = parseHostKeys(text);
       if (typeof parsed === 'string') problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
     } catch {

@@ -46,6 +46,23 @@ export function parseHostKey(line: string): HostKey | string {
   return { type: expected, blob };
 }
 
+/**
+ * Every key of a pinned text: one key per line, as known_hosts and `ssh-keyscan` give them (comment lines such as
+ * "# web1:22 SSH-2.0-OpenSSH_9.2" and blank ones skipped). A host whose key is any of them is accepted, as
+ * OpenSSH accepts any key known_hosts lists for a host; a reason string when a line is malformed or none is there.
+ */
+export function parseHostKeys(text: string): HostKey[] | string {
+  const lines = text.split(/\r?\n/).map((l, i) => ({ line: l, n: i + 1 })).filter(({ line }) => !/^\s*(#|$)/.test(line));
+  if (!lines.length) return 'expected "<type> <base64>"';
+  const keys: HostKey[] = [];
+  for (const { line, n } of lines) {
+    const key = parseHostKey(line);
+    if (typeof key === 'string') return lines.length > 1 ? `line ${n}: ${key}` : key;
+    keys.push(key);
+  }
+  return keys;
+}
+
 /** OpenSSH's fingerprint format: SHA256:<base64 without padding>. */
 export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile, userPath } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
-import { blobType, fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+import { blobType, fingerprint, parseHostKey, parseHostKeys } from '../../core/config/hostkey.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const minimal = () => ({
@@ -605,6 +605,20 @@ describe('shipped environments', () => {
     doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.pub' };
     writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`web1 ${KEY}`);
+  });
+
+  it("a host_key_file of several keys (ssh-keyscan's output) pins them all, and a malformed line among them is named by its number", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    const rsa = `ssh-rsa ${Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-rsa'), Buffer.alloc(8)]).toString('base64')}`;
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.keys' };
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    writeFileSync(join(dir, 'environments', 'x', 'web1.keys'), `# web1:22 SSH-2.0-OpenSSH_9.2p1\nweb1 ${rsa}\nweb1 ${KEY}\n`);
+    const keys = parseHostKeys(loadEnvironment('x', dir).hosts[0]!.hostKey);
+    expect(typeof keys !== 'string' && keys.map((k) => k.type)).toEqual(['ssh-rsa', 'ssh-ed25519']);
+    writeFileSync(join(dir, 'environments', 'x', 'web1.keys'), `web1 ${KEY}\nweb1 ssh-ed25519 AAAA\n`);
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: .*web1\.keys: line 2: the key is truncated/);
   });
 });
 

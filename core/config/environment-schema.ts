@@ -227,10 +227,17 @@ export function addressProblem(v: string): string | undefined {
   // As ssh or a browser takes a host: "ssh://deploy@web1:2222", "deploy@web1" (the login has its own key, `user`)
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ''}${url.user ? `, user: ${url.user}` : ''})`;
+  // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets); also after a login
+  const portOf = (hostPort: string) => /^\[([^\]]*)\]:(\d{1,5})$/.exec(hostPort) ?? /^([^:]+):(\d{1,5})$/.exec(hostPort);
   const login = /^([^@\s]+)@([^@\s]+)$/.exec(v);
-  if (login) return `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
-  // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets)
-  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (login) {
+    // "deploy@web1:2222": each of the three in its own key, the address alone (never "address: web1:2222")
+    const hostPort = portOf(login[2]!);
+    return hostPort
+      ? `the login and the port go in their own keys: user: ${login[1]}, address: ${hostPort[1]}, port: ${hostPort[2]}`
+      : `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
+  }
+  const withPort = portOf(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith('[')) return 'an IPv6 address is written without brackets (e.g. 2001:db8::5)';
   if (v.includes(':')) return 'not a valid IPv6 address';

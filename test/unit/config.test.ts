@@ -106,6 +106,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['ssh://deploy@192.0.2.1:2222', /a URL: the address is the host alone \(address: 192\.0\.2\.1, port: 2222, user: deploy\)/],
       ['https://[2001:db8::5]/', /a URL: the address is the host alone \(address: 2001:db8::5\)/],
       ['deploy@web1.example.org', /the login goes in its own key: user: deploy, address: web1\.example\.org/],
+      ['deploy@192.0.2.1:2222', /the login and the port go in their own keys: user: deploy, address: 192\.0\.2\.1, port: 2222\)$/],
+      ['deploy@[2001:db8::5]:2222', /the login and the port go in their own keys: user: deploy, address: 2001:db8::5, port: 2222\)$/],
       ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
     ];
     for (const [address, why] of refused) {

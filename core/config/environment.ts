@@ -571,8 +571,12 @@ export function loadEnvironment(envName: string, root: string): Environment {
       const parsed = parseHostKeys(text);
       if (typeof parsed === 'string') problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
-    } catch {
-      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+    } catch (e) {
+      // what is wrong with the path, as the system said it: only a missing file may be a host not created yet
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        code === 'EISDIR' ? 'it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)' : code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file (is the host created? for the local sandbox: npm start)' : `${code ?? 'unreadable'}`;
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
       return '';
     }
   };

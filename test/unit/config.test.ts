@@ -234,6 +234,17 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     if (typeof k === 'object') expect(fingerprint(k.blob)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
   });
 
+  it("what a newcomer pastes instead of the key line: ssh-keygen -lf's fingerprint, or the private key file (ssh_host_ed25519_key without .pub), each said as that", () => {
+    expect(parseHostKey('256 SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o root@web1 (ED25519)')).toMatch(/^a fingerprint, not the key: pin the key line itself \(the content of \/etc\/ssh\/ssh_host_ed25519_key\.pub/);
+    expect(parseHostKey('SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o')).toMatch(/^a fingerprint, not the key/);
+    // a comment that happens to hold a fingerprint is a comment
+    expect(typeof parseHostKey(`${KEY} SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o`)).toBe('object');
+    const privateKey = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n';
+    for (const text of [privateKey, privateKey.replace(/OPENSSH /g, 'RSA ')]) {
+      expect(parseHostKeys(text)).toBe('a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository');
+    }
+  });
+
   it('a corrupted host key: its type bytes are printed escaped (no raw NUL or control byte in the message)', () => {
     const blob = Buffer.concat([Buffer.from([0, 0, 0, 15]), Buffer.from('ssh-ed25519\0\0\0 ', 'latin1'), Buffer.alloc(32, 7)]);
     const why = parseHostKey(`ssh-ed25519 ${blob.toString('base64')}`);
@@ -621,6 +632,13 @@ describe('shipped environments', () => {
     expect(typeof keys !== 'string' && keys.map((k) => k.type)).toEqual(['ssh-rsa', 'ssh-ed25519']);
     writeFileSync(join(dir, 'environments', 'x', 'web1.keys'), `web1 ${KEY}\nweb1 ssh-ed25519 AAAA\n`);
     expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: .*web1\.keys: line 2: the key is truncated/);
+    // a folder named (the host's /etc/ssh copied whole), or nothing there: each said as that
+    doc.hosts[0].host_key_file = '.';
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*environments\/x: it is a directory: name the key file in it/);
+    doc.hosts[0].host_key_file = 'gone.pub';
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*gone\.pub: no such file \(is the host created\?/);
   });
 });
 

@@ -805,6 +805,18 @@ describe('ops ping, a preflight', () => {
     expect(text.split('\n')[2]).toMatch(/^ {4}✗ web1: the login shell of deploy prints text .*; fix: move it below the interactive guard/);
   });
 
+  it('a host without sudo (Debian installed with a root password): said as not installed, the fix installs it (and gives the login its sudoers line)', () => {
+    const r = facts(['login deploy', 'sudo no bash: line 38: sudo: command not found', 'disk 2097152 1000000 900000 /srv']);
+    expect(r.problems).toEqual([
+      {
+        problem: 'sudo is not installed on web1 (bash: line 38: sudo: command not found): provision and every deploy run their steps through it',
+        fix: "on web1, as root: apt-get install -y sudo && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 0440 /etc/sudoers.d/deploy",
+      },
+    ]);
+    const root = readFacts({ name: 'prod' }, { name: 'web1', user: 'root' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['sudo', 'no sh: 1: sudo: not found']] });
+    expect(root.problems[0]!.fix).toBe('on web1, as root: apt-get install -y sudo');
+  });
+
   it('a filesystem without inode counts (btrfs) has no inode limit', () => {
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).disk).toEqual({ path: '/srv', freeMb: 2048, needMb: 256, needInodes: 10000 });
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).problems).toEqual([]);

@@ -266,6 +266,9 @@ describe('status parser', () => {
     expect(parse({ site: '502' }).problems).toEqual(['the site answers 502 through nginx (http://127.0.0.1/)']);
     expect(parse({ site: '000' }).problems).toEqual(['the site does not answer through nginx (http://127.0.0.1/)']);
     expect(parse({ supervisor: 'curl: (7) Failed to connect to localhost port 80', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on its socket: curl: (7) Failed to connect to localhost port 80']);
+    // the script reports rpc_error's words (core/steps/sh/supervisor.sh), which name the socket: said once, no markup
+    expect(hostStatus(testEnv()).script).toContain('ops_report supervisor "$(rpc_error "$xml")"');
+    expect(parse({ supervisor: 'supervisor does not answer on /var/run/supervisor.sock (is it running?)', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on /var/run/supervisor.sock (is it running?)']);
     expect(parse({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }).problems).toEqual(['no release is live (run: ops deploy demo)']);
     expect(parse({ provisioned: 'no', current: '', slot: '', health: undefined, site: '000' }).problems).toEqual(['not provisioned for demo (run: ops provision demo)']);
     expect(parse({ disk: '/ 100000 40000000' }).problems).toEqual(['disk / is nearly full: 98 MB free (100% used)']);

@@ -278,6 +278,17 @@ export function dnsNameProblem(v: string): string | undefined {
 }
 
 /**
+ * Why `v` is not a site's domain: a DNS name (dnsNameProblem), and not a URL without its scheme, "shop.example.org:8443"
+ * or "shop.example.org/app" (the site is served at its root, on nginx's ports), said with the name alone.
+ */
+function domainProblem(v: string): string | undefined {
+  const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
+  if (rest && (rest[2] || rest[3]) && !dnsNameProblem(rest[1]!))
+    return `${rest[2] ? 'a port' : 'a path'} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
+  return dnsNameProblem(v);
+}
+
+/**
  * A DNS name in its one form: lower case, without the final dot. DNS ignores both (Shop.Example.org. is
  * shop.example.org), but certbot's --cert-name, its live/ directory, nginx's server_name list and the certificate
  * paths take the text as written: two spellings would be two certificates, or a site not found.
@@ -369,7 +380,7 @@ export const environmentSchema = object(
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
   repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: clonePathProblem }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
-  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: dnsNameProblem, normalize: dnsName }), 'public name of the site (nginx server_name, TLS certificate)'),
+  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: domainProblem, normalize: dnsName }), 'public name of the site (nginx server_name, TLS certificate)'),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noCredentials('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),

@@ -123,6 +123,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['.example.org', 'not a DNS name'],
       ['-shop.example.org', 'not a DNS name'],
       ['https://shop.example.org/', 'a URL: give the host name alone (shop.example.org)'],
+      ['shop.example.org:8443', 'a port after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
+      ['shop.example.org/app/', 'a path after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
     ];

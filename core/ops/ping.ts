@@ -104,7 +104,11 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
   else if (!sudo && SUDO_MISSING.test(why.join(' ')))
     problems.push({
       problem: `sudo is not installed on ${host.name} (${why.join(' ')}): provision and every deploy run their steps through it`,
-      fix: `on ${host.name}, as root: apt-get install -y sudo${login === 'root' ? '' : ` && echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login}`}`,
+      // root runs provision's steps without sudo, and provision installs it (the app user's steps need it)
+      fix:
+        login === 'root'
+          ? `ops provision ${env.name} installs it (logged in as root, its steps need no sudo), or on ${host.name}: apt-get install -y sudo`
+          : `on ${host.name}, as root: apt-get install -y sudo && echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login}`,
     });
   else if (!sudo)
     problems.push({

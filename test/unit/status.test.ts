@@ -817,7 +817,7 @@ describe('ops ping, a preflight', () => {
       },
     ]);
     const root = readFacts({ name: 'prod' }, { name: 'web1', user: 'root' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['sudo', 'no sh: 1: sudo: not found']] });
-    expect(root.problems[0]!.fix).toBe('on web1, as root: apt-get install -y sudo');
+    expect(root.problems[0]!.fix).toBe('ops provision prod installs it (logged in as root, its steps need no sudo), or on web1: apt-get install -y sudo');
   });
 
   it('a filesystem without inode counts (btrfs) has no inode limit', () => {

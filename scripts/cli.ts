@@ -189,7 +189,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
  * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
  * how a value starting with "-" is written; an unknown option is named with the closest option of the command
- * (didYouMean); any other keeps its first sentence. The hint is the usage.
+ * (didYouMean); a switch given a value (`--dry-run=yes`) says it takes none; any other keeps its first sentence. The hint is the usage.
  */
 function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
   const message = e instanceof Error ? e.message : String(e);
@@ -210,6 +210,9 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
+  // a switch given a value (`--dry-run=yes`, `--force=false`): node says "Option '-d, --dry-run' does not take an argument"
+  const valued = code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /^Option '(?:-\w, )?(--[^']*)' does not take an argument/.exec(message);
+  if (valued) return new UsageError(`${valued[1]} takes no value: give ${valued[1]} alone to turn it on, or leave it out`, usage);
   // an option the command does not take, named with the closest one it does (`--dryrun`: --dry-run); node's message
   // holds the option without its =value, and a single dash's first letter only (`-dry-run`: '-d')
   const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /^Unknown option '(--?)([^'=]*)'/.exec(message);

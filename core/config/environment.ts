@@ -26,8 +26,10 @@ export interface Host {
   address: string;
   port: number;
   user: string;
-  /** The pinned public key line ("ssh-ed25519 AAAA..."). */
+  /** The pinned public key line ("ssh-ed25519 AAAA..."), or several (one per line). */
   hostKey: string;
+  /** The file it was read from (host_key_file, absolute): where a changed key goes. */
+  hostKeyFile?: string;
   /** The jump host to reach it through, if any. */
   bastion?: Bastion;
 }
@@ -39,6 +41,8 @@ export interface Bastion {
   port: number;
   user: string;
   hostKey: string;
+  /** As Host's. */
+  hostKeyFile?: string;
   identityFile?: string;
 }
 
@@ -581,11 +585,11 @@ export function loadEnvironment(envName: string, root: string): Environment {
     }
   };
   const bastion = (b: NonNullable<EnvironmentConfig['bastion']> | undefined, path: string): Bastion | undefined =>
-    b && { name: 'bastion', address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...(b.identity_file && { identityFile: relativeTo(dir, b.identity_file) }) };
+    b && { name: 'bastion', address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...(b.host_key_file && { hostKeyFile: relativeTo(dir, b.host_key_file) }), ...(b.identity_file && { identityFile: relativeTo(dir, b.identity_file) }) };
   const shared = bastion(config.bastion, 'bastion');
   const hosts: Host[] = config.hosts.map((h, i) => {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(via && { bastion: via }) };
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }), ...(via && { bastion: via }) };
   });
   if (problems.length) throw new ConfigError(label, problems);
   return resolveEnvironment(envName, root, config, hosts);

@@ -38,6 +38,8 @@ export interface Endpoint {
   port: number;
   user: string;
   hostKey: string;
+  /** The file the key was read from (host_key_file), when it was: where a new key goes, not the settings. */
+  hostKeyFile?: string;
 }
 
 /**
@@ -61,6 +63,11 @@ function pinnedKeys(ep: Endpoint, role: string, configFile: string): HostKey[] {
 /** The presented key is one of the pinned ones (compared in constant time). */
 function isPinned(key: Buffer, pinned: HostKey[]): boolean {
   return pinned.some((k) => key.length === k.blob.length && timingSafeEqual(key, k.blob));
+}
+
+/** Where the pinned key is written, for a hint: its host_key_file, else its key in the settings. */
+function pinPlace(ep: Endpoint, attempt: Attempt, configFile: string): string {
+  return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 
 interface Attempt {
@@ -135,14 +142,14 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
           `host key of ${where} does not match the pinned key${pinned.length > 1 ? 's' : ''}: refusing to connect\n` +
             `  presented: ${blobType(presented)} ${fingerprint(presented)}\n` +
             pinned.map((k) => `  pinned:    ${k.type} ${fingerprint(k.blob)}`).join('\n'),
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`,
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`,
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
         const types = [...new Set(pinned.map((k) => k.type))];
         throw new OpsError(
           `${where} offers no ${types.join(' or ')} host key, ${types.length > 1 ? 'the types' : 'which is the type'} pinned`,
-          `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`,
+          `pin the key of a type it offers, in ${pinPlace(ep, attempt, options.configFile)}`,
         );
       }
       // ssh2's own words for a key it cannot use (thrown before any byte is sent): not the network's fault.

@@ -54,7 +54,7 @@ export const commands: Command[] = [
         app_user: env.appUser,
         base_dir: env.baseDir,
         ...env.config,
-        hosts: env.hosts.map(({ hostKey, ...h }) => {
+        hosts: env.hosts.map(({ hostKey, hostKeyFile: _file, ...h }) => {
           const keys = parseHostKeys(hostKey);
           return { ...h, host_key: typeof keys === 'string' ? keys : keys.map((k) => `${k.type} ${fingerprint(k.blob)}`).join(', ') };
         }),

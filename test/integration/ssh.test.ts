@@ -267,6 +267,9 @@ describe('SSH transport on a real sshd', () => {
     const err = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: `${oldRsa}\n${other}` } })).catch((e) => e);
     expect(err.message).toContain('does not match the pinned keys');
     expect(err.message.match(/ {2}pinned: {4}/g)).toHaveLength(2);
+    // read from a host_key_file: the new key goes there, not into host_key (which would then be refused beside it)
+    const fromFile = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: other, hostKeyFile: '/srv/keys/web1.keys' } })).catch((e) => e);
+    expect(fromFile.hint).toMatch(/then put the key line in \/srv\/keys\/web1\.keys \(the host_key_file environments\/test\/environment\.yml names\)$/);
   });
 
   it('reports a refused client key clearly, without retrying', async () => {

@@ -274,7 +274,7 @@ describe('bastion', () => {
     doc.hosts.push({ name: 'web2', address: '10.0.0.6', host_key: KEY, bastion: { address: '203.0.113.9', port: 2222, host_key: KEY } });
     writeFileSync(join(root, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     const env = loadEnvironment('x', root);
-    expect(env.hosts[0]!.bastion).toEqual({ name: 'bastion', address: 'jump.example.org', port: 22, user: 'ops', hostKey: `${other} root@jump`, identityFile: join(root, 'environments', 'x', 'jump_key') });
+    expect(env.hosts[0]!.bastion).toEqual({ name: 'bastion', address: 'jump.example.org', port: 22, user: 'ops', hostKey: `${other} root@jump`, hostKeyFile: join(root, 'environments', 'x', 'bastion.pub'), identityFile: join(root, 'environments', 'x', 'jump_key') });
     expect(env.hosts[1]!.bastion).toEqual({ name: 'bastion', address: '203.0.113.9', port: 2222, user: 'deploy', hostKey: KEY });
   });
   it('a bastion without a pinned key, or with a bad one, is refused with its path', () => {

@@ -105,7 +105,9 @@ function bounded(kind: 'integer' | 'number', min: number, max: number, form: str
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
+      // a number written in quotes ("22") is text to YAML: said, as the quotes are easy to miss in `got "22"`
+      const quoted = typeof value === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? ' (a string, in quotes: write the number without them)' : '';
+      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
       return value;
     },
   };

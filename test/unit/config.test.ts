@@ -72,7 +72,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
         expect.stringMatching(/^hosts\[1\]\.colour: unknown key/),
         'releases: unknown key (did you mean "release"?)',
         expect.stringMatching(/^app: missing; expected a name/),
-        'programs.server.port: expected an integer 1-65535, got "3579"',
+        'programs.server.port: expected an integer 1-65535, got "3579" (a string, in quotes: write the number without them)',
       ]),
     );
     expect(err).toHaveLength(7);

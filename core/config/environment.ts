@@ -553,7 +553,11 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+  const doc = readYamlFile(file, label);
+  // nothing, or comments only (saved empty, emptied by a bad merge): said as that, not "expected a mapping, got null"
+  if (doc === null || doc === undefined)
+    throw new OpsError(`${label} is empty: it holds no settings (nothing but comments or blank lines)`, `write its settings (\`git checkout -- ${label}\` brings back the committed ones; \`ops env new <name>\` writes a full file to start from; every key is in the README under "Environment reference")`);
+  return { dir, label, config: parseEnvironment(doc, label) };
 }
 
 /** Load, validate and resolve environments/<name>/environment.yml under the project root. */

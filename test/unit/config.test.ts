@@ -612,6 +612,17 @@ describe('shipped environments', () => {
     expect(() => loadEnvironment('x', dir)).toThrow(expect.objectContaining({ message: 'environments/x/ has no environment.yml: the settings are read from that name only, and it holds environment.yaml', hint: expect.stringContaining('git mv environments/x/environment.yaml environments/x/environment.yml') }));
   });
 
+  it('an environment.yml that is empty, or holds only comments: said as that, with how to get settings back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    for (const text of ['', '\n\n', '# yaml-language-server: $schema=../../schema/environment.schema.json\n# todo\n']) {
+      writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), text);
+      expect(() => loadEnvironment('x', dir), JSON.stringify(text)).toThrow(
+        expect.objectContaining({ message: 'environments/x/environment.yml is empty: it holds no settings (nothing but comments or blank lines)', hint: expect.stringContaining('git checkout -- environments/x/environment.yml') }),
+      );
+    }
+  });
+
   it('a host_key_file with comment lines, blank lines, a BOM or Windows line endings (a known_hosts excerpt) gives its key', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
     mkdirSync(join(dir, 'environments', 'x'), { recursive: true });

@@ -337,6 +337,13 @@ describe('ops secrets set / show / decrypt', () => {
     expect(crlf.code, crlf.err).toBe(0);
     expect(lookup((await open(e)).data, 'tls.key')).toBe(pem);
     expect(crlf.err).toContain("the value of tls.key has Windows line ends (CRLF): stored with them; to store plain newlines, pipe it through `tr -d '\\r'`");
+    // UTF-16 (Windows PowerShell's `>`): named, with the conversion that keeps the text, not latin1's; nothing written
+    const before = readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'));
+    const utf16 = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token'], e.env, Buffer.from('\uFEFFps-t0ken-4f9a\r\n', 'utf16le'));
+    expect(utf16.code).toBe(1);
+    expect(utf16.err).toContain('the value on stdin for tls.token is UTF-16 text (byte order mark FF FE');
+    expect(utf16.err).toContain('iconv -f utf-16 -t utf-8 < FILE | ops secrets set qa tls.token');
+    expect(readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'))).toEqual(before);
     const exact = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token', '--exact'], e.env, '\uFEFFx-t0ken-4f9a\r\n');
     expect(exact.code, exact.err).toBe(0);
     expect(lookup((await open(e)).data, 'tls.token')).toBe('\uFEFFx-t0ken-4f9a\r\n');

@@ -431,6 +431,12 @@ describe('YAML values the schema has no word for', () => {
     expect(problems(read(text))).toEqual(['hosts: expected a list of a mapping, got a mapping (each entry is a list item with its name inside: "- name: web1", then its keys indented under it, not "web1:")']);
   });
 
+  it('hosts written as one item without its "- ", or as a bare address, says how to write the list', () => {
+    const tail = 'programs: {web: {command: run, port: 3000}}\nroutes: {/: web}\n';
+    expect(problems(read(`app: shop\nhosts:\n  name: web1\n  address: 192.0.2.1\n  host_key: ${KEY}\n${tail}`))).toEqual(['hosts: expected a list of a mapping, got a mapping (one item without its "- ": write "- name: ..." and indent its other keys under it)']);
+    expect(problems(read(`app: shop\nhosts: 192.0.2.1\n${tail}`))).toEqual(['hosts: expected a list of a mapping, got "192.0.2.1" (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)']);
+  });
+
   it('a YAML syntax error says what to do by its kind, not the library\'s advice to its caller (YAML.parseAllDocuments())', () => {
     const refused = (text: string) => {
       try {

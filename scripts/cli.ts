@@ -227,6 +227,11 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
 }
 
+/** The command taking an environment that `argv` names after its first word (`ops qa status`: status), if any. */
+function envCommandAfter(commands: Command[], argv: string[]): Command | undefined {
+  return commands.find((c) => c.args?.[0] === '<env>' && c.name === argv.slice(1, 1 + c.name.split(' ').length).join(' '));
+}
+
 /** What `ops` itself takes before any command (`ops --version`, `ops --help`): named by nearOption as `ops --version`. */
 const TOP_OPTIONS: Options = {
   version: { type: 'boolean', short: 'V', description: 'print the version' },
@@ -384,6 +389,11 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else if (argv[0]!.startsWith('-')) {
       return optionBeforeCommand(commands, argv, stdout, stderr, shown);
+    } else if (envCommandAfter(commands, argv)) {
+      // the environment typed before the command (`ops qa status`): the order said, with the line meant
+      const c = envCommandAfter(commands, argv)!;
+      const after = argv.slice(1 + c.name.split(' ').length);
+      stderr.write(showControls(shown(`error: unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`)) + `\n  hint: usage: ${usageLine(c)}\n`);
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)

@@ -393,7 +393,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       // the environment typed before the command (`ops qa status`): the order said, with the line meant
       const c = envCommandAfter(commands, argv)!;
       const after = argv.slice(1 + c.name.split(' ').length);
-      stderr.write(showControls(shown(`error: unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`)) + `\n  hint: usage: ${usageLine(c)}\n`);
+      const error = `unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`;
+      stderr.write(showControls(shown(`error: ${error}`)) + `\n  hint: usage: ${usageLine(c)}\n`);
+      // --json asked of a command that takes it: its one document, as for any usage error
+      if (after.includes('--json') && c.options && 'json' in c.options) stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, `usage: ${usageLine(c)}`)), exitCode: 2 }, null, 2)) + '\n');
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)

@@ -38,6 +38,8 @@ describe('a mistyped subcommand', () => {
     expect(swapped).toMatchObject({ code: 2, err: 'error: unknown command "prod": the command comes first, then the environment (did you mean "ops deploy prod --dry-run"?)\n  hint: usage: ops deploy <env> [--ref REF] [--force] [--dry-run] [--forward-only] [--json]\n' });
     expect((await cli(root, 'qa', 'lock', 'status')).err).toMatch(/^error: unknown command "qa": the command comes first, then the environment \(did you mean "ops lock status qa"\?\)/);
     expect((await cli(root, 'foo', 'keygen')).err).toMatch(/^error: unknown command "foo"\n/);
+    const json = await cli(root, 'prod', 'status', '--json');
+    expect(JSON.parse(json.out)).toEqual({ ok: false, error: 'unknown command "prod": the command comes first, then the environment (did you mean "ops status prod --json"?)', hint: 'usage: ops status <env> [--json]', exitCode: 2 });
     const ad = await cli(root, 'secrets', 'recipients', 'prod', 'ad', 'age1x');
     expect(ad).toMatchObject({ code: 2, err: expect.stringContaining('error: unknown action "ad" (did you mean "add"?)') });
   });

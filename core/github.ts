@@ -33,7 +33,7 @@ export interface GitHubApi {
 
 /**
  * The API, or why not. `failed`: a token was given, so the caller asked for the API, but what it names cannot be used
- * (an invalid $GITHUB_REPOSITORY): told as a listing with it that failed (a rebuild leaves staging untouched).
+ * (an invalid $GITHUB_REPOSITORY, or none known: not set, and a remote URL that is not GitHub's): told as a listing with it that failed (a rebuild leaves staging untouched).
  * `warning`: the API is used, but say this once (a token sent in clear).
  */
 export type GitHubAccess = { api: GitHubApi; unavailable?: undefined; failed?: undefined; warning?: string } | { api?: undefined; unavailable: string; failed?: OpsError; warning?: undefined };
@@ -82,7 +82,10 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
   if (!repository) {
-    return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)` };
+    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)`;
+    if (!token) return { unavailable };
+    // A token says the pull requests were wanted: not knowing where to list them is a failed listing, not "no API".
+    return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, 'set $GITHUB_REPOSITORY to the repository as owner/name (or unset the token to go on without the API)') };
   }
   if (!REPOSITORY.test(repository)) {
     const unavailable = `invalid repository ${JSON.stringify(repository)}: expected owner/name`;

@@ -90,6 +90,17 @@ const REF_NOT_FOUND_HINT =
   "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
 
 /**
+ * The error for a ref that names nothing: a repository with no commit yet says so (fetching would not help), and
+ * one with branches names a few of them (an environment's `ref: master` where the team's branch is `main`).
+ */
+async function refNotFound(repo: string, message: string): Promise<OpsError> {
+  const listed = await new Git(repo).run(['for-each-ref', '--count=6', '--format=%(refname:short)', 'refs/heads', 'refs/remotes', 'refs/tags']);
+  const names = listed.stdout.split('\n').filter((n) => n && !n.endsWith('/HEAD'));
+  if (listed.code === 0 && !names.length) return new OpsError(`${message}: it has no commits yet`, 'commit the app first (git add, git commit), then deploy');
+  return new OpsError(message, `${names.length ? `its branches and tags include ${names.slice(0, 5).join(', ')}; ` : ''}${REF_NOT_FOUND_HINT}`);
+}
+
+/**
  * One commit for a ref, resolved once on the runner. A full ref is taken as written: refs/tags/X (the tag),
  * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), any other
  * refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
@@ -111,13 +122,13 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
-    throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
+    throw await refNotFound(repo, `${ref} does not exist in ${repo}`);
   }
   // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
   // remote's default branch), which the branch lookup below would find.
   if (ref === 'HEAD') {
     const [head] = await commitsOf(repo, ['HEAD']);
-    if (!head) throw new OpsError(`HEAD of ${repo} names no commit`, REF_NOT_FOUND_HINT);
+    if (!head) throw await refNotFound(repo, `HEAD of ${repo} names no commit`);
     const on = (await new Git(repo).run(['symbolic-ref', '-q', '--short', 'HEAD'])).stdout.trim();
     return { ref, sha: head, matched: on ? `HEAD, branch ${on} as checked out` : 'HEAD, detached' };
   }
@@ -140,10 +151,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
   if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched, ...(matches[0].kind === 'branch' && localBranchNote(ref, remoteBranch, localBranch)) };
-  throw new OpsError(
-    `ref "${ref}" is not a tag, branch or commit of ${repo}`,
-    REF_NOT_FOUND_HINT,
-  );
+  throw await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`);
 }
 
 /**

@@ -189,7 +189,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
  * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
  * how a value starting with "-" is written; an unknown option is named with the closest option of the command
- * (didYouMean); any other keeps its first sentence. The hint is the usage.
+ * (didYouMean); a switch given a value (`--dry-run=yes`) says it takes none; any other keeps its first sentence. The hint is the usage.
  */
 function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
   const message = e instanceof Error ? e.message : String(e);
@@ -210,6 +210,9 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
+  // a switch given a value (`--dry-run=yes`, `--force=false`): node says "Option '-d, --dry-run' does not take an argument"
+  const valued = code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /^Option '(?:-\w, )?(--[^']*)' does not take an argument/.exec(message);
+  if (valued) return new UsageError(`${valued[1]} takes no value: give ${valued[1]} alone to turn it on, or leave it out`, usage);
   // an option the command does not take, named with the closest one it does (`--dryrun`: --dry-run); node's message
   // holds the option without its =value, and a single dash's first letter only (`-dry-run`: '-d')
   const unknown = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /^Unknown option '(--?)([^'=]*)'/.exec(message);
@@ -222,6 +225,11 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/** The command taking an environment that `argv` names after its first word (`ops qa status`: status), if any. */
+function envCommandAfter(commands: Command[], argv: string[]): Command | undefined {
+  return commands.find((c) => c.args?.[0] === '<env>' && c.name === argv.slice(1, 1 + c.name.split(' ').length).join(' '));
 }
 
 /** What `ops` itself takes before any command (`ops --version`, `ops --help`): named by nearOption as `ops --version`. */
@@ -381,6 +389,14 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else if (argv[0]!.startsWith('-')) {
       return optionBeforeCommand(commands, argv, stdout, stderr, shown);
+    } else if (envCommandAfter(commands, argv)) {
+      // the environment typed before the command (`ops qa status`): the order said, with the line meant
+      const c = envCommandAfter(commands, argv)!;
+      const after = argv.slice(1 + c.name.split(' ').length);
+      const error = `unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`;
+      stderr.write(showControls(shown(`error: ${error}`)) + `\n  hint: usage: ${usageLine(c)}\n`);
+      // --json asked of a command that takes it: its one document, as for any usage error
+      if (after.includes('--json') && c.options && 'json' in c.options) stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, `usage: ${usageLine(c)}`)), exitCode: 2 }, null, 2)) + '\n');
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)

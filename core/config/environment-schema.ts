@@ -7,7 +7,7 @@ import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
 import { urlCredentialsIn } from '../secrets/parts.ts';
-import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
+import { HOST_KEY_TYPES, parseHostKeys } from './hostkey.ts';
 import { object } from './schema-object.ts';
 import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
 
@@ -21,10 +21,10 @@ const stepCommand = string({ pattern: /^[^\n]*$/, form: 'a shell command on one 
 
 const hostKey = string({
   form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+  // the first line's shape (an editor can check it); every line's key blob is decoded by parseHostKeys
   pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join('|')})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
   check: (v) => {
-    const k = parseHostKey(v);
+    const k = parseHostKeys(v);
     return typeof k === 'string' ? k : undefined;
   },
 });
@@ -227,10 +227,17 @@ export function addressProblem(v: string): string | undefined {
   // As ssh or a browser takes a host: "ssh://deploy@web1:2222", "deploy@web1" (the login has its own key, `user`)
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ''}${url.user ? `, user: ${url.user}` : ''})`;
+  // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets); also after a login
+  const portOf = (hostPort: string) => /^\[([^\]]*)\]:(\d{1,5})$/.exec(hostPort) ?? /^([^:]+):(\d{1,5})$/.exec(hostPort);
   const login = /^([^@\s]+)@([^@\s]+)$/.exec(v);
-  if (login) return `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
-  // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets)
-  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (login) {
+    // "deploy@web1:2222": each of the three in its own key, the address alone (never "address: web1:2222")
+    const hostPort = portOf(login[2]!);
+    return hostPort
+      ? `the login and the port go in their own keys: user: ${login[1]}, address: ${hostPort[1]}, port: ${hostPort[2]}`
+      : `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
+  }
+  const withPort = portOf(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith('[')) return 'an IPv6 address is written without brackets (e.g. 2001:db8::5)';
   if (v.includes(':')) return 'not a valid IPv6 address';
@@ -268,6 +275,17 @@ export function dnsNameProblem(v: string): string | undefined {
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return undefined;
+}
+
+/**
+ * Why `v` is not a site's domain: a DNS name (dnsNameProblem), and not a URL without its scheme, "shop.example.org:8443"
+ * or "shop.example.org/app" (the site is served at its root, on nginx's ports), said with the name alone.
+ */
+function domainProblem(v: string): string | undefined {
+  const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
+  if (rest && (rest[2] || rest[3]) && !dnsNameProblem(rest[1]!))
+    return `${rest[2] ? 'a port' : 'a path'} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
+  return dnsNameProblem(v);
 }
 
 /**
@@ -362,7 +380,7 @@ export const environmentSchema = object(
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
   repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: clonePathProblem }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
-  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: dnsNameProblem, normalize: dnsName }), 'public name of the site (nginx server_name, TLS certificate)'),
+  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: domainProblem, normalize: dnsName }), 'public name of the site (nginx server_name, TLS certificate)'),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noCredentials('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),

@@ -16,7 +16,7 @@ import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
-import { parseHostKey } from './hostkey.ts';
+import { parseHostKeys } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
@@ -26,8 +26,10 @@ export interface Host {
   address: string;
   port: number;
   user: string;
-  /** The pinned public key line ("ssh-ed25519 AAAA..."). */
+  /** The pinned public key line ("ssh-ed25519 AAAA..."), or several (one per line). */
   hostKey: string;
+  /** The file it was read from (host_key_file, absolute): where a changed key goes. */
+  hostKeyFile?: string;
   /** The jump host to reach it through, if any. */
   bastion?: Bastion;
 }
@@ -39,6 +41,8 @@ export interface Bastion {
   port: number;
   user: string;
   hostKey: string;
+  /** As Host's. */
+  hostKeyFile?: string;
   identityFile?: string;
 }
 
@@ -549,7 +553,11 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+  const doc = readYamlFile(file, label);
+  // nothing, or comments only (saved empty, emptied by a bad merge): said as that, not "expected a mapping, got null"
+  if (doc === null || doc === undefined)
+    throw new OpsError(`${label} is empty: it holds no settings (nothing but comments or blank lines)`, `write its settings (\`git checkout -- ${label}\` brings back the committed ones; \`ops env new <name>\` writes a full file to start from; every key is in the README under "Environment reference")`);
+  return { dir, label, config: parseEnvironment(doc, label) };
 }
 
 /** Load, validate and resolve environments/<name>/environment.yml under the project root. */
@@ -561,26 +569,31 @@ export function loadEnvironment(envName: string, root: string): Environment {
     if (!file) return key ?? '';
     const keyFile = relativeTo(dir, file);
     try {
-      // as ssh reads a known_hosts file: comment lines ("# web1:22 SSH-2.0-...") and blank ones are no key
+      // as ssh reads a known_hosts file: comment lines ("# web1:22 SSH-2.0-...") and blank ones are no key; every
+      // other line is one (`ssh-keyscan host > web1.keys` gives one per type the host has: any of them is accepted)
       const text = readFileSync(keyFile, 'utf8')
         .split(/\r?\n/)
         .filter((l) => !/^\s*(#|$)/.test(l))
         .join('\n')
         .trim();
-      const parsed = parseHostKey(text);
+      const parsed = parseHostKeys(text);
       if (typeof parsed === 'string') problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
-    } catch {
-      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+    } catch (e) {
+      // what is wrong with the path, as the system said it: only a missing file may be a host not created yet
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        code === 'EISDIR' ? 'it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)' : code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file (is the host created? for the local sandbox: npm start)' : `${code ?? 'unreadable'}`;
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
       return '';
     }
   };
   const bastion = (b: NonNullable<EnvironmentConfig['bastion']> | undefined, path: string): Bastion | undefined =>
-    b && { name: 'bastion', address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...(b.identity_file && { identityFile: relativeTo(dir, b.identity_file) }) };
+    b && { name: 'bastion', address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...(b.host_key_file && { hostKeyFile: relativeTo(dir, b.host_key_file) }), ...(b.identity_file && { identityFile: relativeTo(dir, b.identity_file) }) };
   const shared = bastion(config.bastion, 'bastion');
   const hosts: Host[] = config.hosts.map((h, i) => {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(via && { bastion: via }) };
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }), ...(via && { bastion: via }) };
   });
   if (problems.length) throw new ConfigError(label, problems);
   return resolveEnvironment(envName, root, config, hosts);

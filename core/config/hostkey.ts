@@ -27,9 +27,17 @@ export function printable(text: string, max = 40): string {
   return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ''}`;
 }
 
+// A private key (the host's own ssh_host_*_key, or a login key) where its public key was meant: said as that, never
+// parsed line by line ("unknown key type", naming its armour or base64)
+const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+const PRIVATE_KEY_REASON = 'a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository';
+
 /** Parse a public key line; returns a reason string when it is malformed. */
 export function parseHostKey(line: string): HostKey | string {
+  if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
   const parts = line.trim().split(/\s+/);
+  // what `ssh-keygen -lf` prints ("256 SHA256:... root@web1 (ED25519)"): the key's digest, which cannot be pinned
+  if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return 'a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)';
   // Tolerate a known_hosts line ("host ssh-ed25519 AAAA...").
   if (parts.length >= 3 && !(HOST_KEY_TYPES as readonly string[]).includes(parts[0]!)) parts.shift();
   const [type, b64] = parts;
@@ -44,6 +52,24 @@ export function parseHostKey(line: string): HostKey | string {
   if (inner !== expected) return `the key data is of type ${printable(inner)}, not "${type}"`;
   if (type === 'ssh-ed25519' && blob.length !== 51) return 'an ed25519 key is 51 bytes long';
   return { type: expected, blob };
+}
+
+/**
+ * Every key of a pinned text: one key per line, as known_hosts and `ssh-keyscan` give them (comment lines such as
+ * "# web1:22 SSH-2.0-OpenSSH_9.2" and blank ones skipped). A host whose key is any of them is accepted, as
+ * OpenSSH accepts any key known_hosts lists for a host; a reason string when a line is malformed or none is there.
+ */
+export function parseHostKeys(text: string): HostKey[] | string {
+  if (PRIVATE_KEY.test(text)) return PRIVATE_KEY_REASON;
+  const lines = text.split(/\r?\n/).map((l, i) => ({ line: l, n: i + 1 })).filter(({ line }) => !/^\s*(#|$)/.test(line));
+  if (!lines.length) return 'expected "<type> <base64>"';
+  const keys: HostKey[] = [];
+  for (const { line, n } of lines) {
+    const key = parseHostKey(line);
+    if (typeof key === 'string') return lines.length > 1 ? `line ${n}: ${key}` : key;
+    keys.push(key);
+  }
+  return keys;
 }
 
 /** OpenSSH's fingerprint format: SHA256:<base64 without padding>. */

@@ -105,7 +105,9 @@ function bounded(kind: 'integer' | 'number', min: number, max: number, form: str
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
+      // a number written in quotes ("22") is text to YAML: said, as the quotes are easy to miss in `got "22"`
+      const quoted = typeof value === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? ' (a string, in quotes: write the number without them)' : '';
+      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
       return value;
     },
   };
@@ -159,6 +161,15 @@ export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } =
         const first = Object.keys(value)[0] ?? 'web1';
         return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
       }
+      // One item written without its "- " (`hosts:` then `name: web1` indented): its own keys, where the list goes.
+      const keys = (item.json() as { properties?: Record<string, unknown> }).properties;
+      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
+        const first = Object.keys(value)[0]!;
+        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
+      }
+      // A bare value where a list of mappings goes (`hosts: 203.0.113.10`): each item is a mapping of keys.
+      if (keys && (typeof value === 'string' || typeof value === 'number') && 'name' in keys)
+        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts.min && value.length < opts.min) {
         problems.push({ path, message: `expected at least ${opts.min} item${opts.min > 1 ? 's' : ''}, got ${value.length}` });

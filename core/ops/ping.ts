@@ -82,6 +82,9 @@ function startupFilesFix(login: string, shell: string | undefined, sshRc: string
   return rc ?? shellFix ?? `the login shell of ${login} (${shell}) reads no start-up file for a command: look for a ForceCommand for ${login} in /etc/ssh/sshd_config (sshd -T -C user=${login} | grep -i forcecommand)`;
 }
 
+/** The shell's words for a command it cannot find (bash, dash, zsh): `bash: line 38: sudo: command not found`. */
+const SUDO_MISSING = /\bsudo: (command )?not found|sudo: No such file or directory/;
+
 /**
  * The facts step's report, read: facts, problems (each with its fix) and next steps (a host not provisioned for `env`
  * yet: notProvisioned's words). What the login shell printed is masked as other text from a host is (`redact`, the
@@ -96,6 +99,16 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
     problems.push({
       problem: `sudo refuses ${login} without a terminal (${why.join(' ')}: Defaults requiretty in sudoers), and ops's sessions have none: provision and every deploy need sudo`,
       fix: `on ${host.name}, as root: echo 'Defaults:${login} !requiretty' > /etc/sudoers.d/${login}-tty && chmod 0440 /etc/sudoers.d/${login}-tty (or visudo -f /etc/sudoers.d/${login}-tty)`,
+    });
+  // a Debian installed with a root password has no sudo at all: no sudoers line makes it work, installing it does
+  else if (!sudo && SUDO_MISSING.test(why.join(' ')))
+    problems.push({
+      problem: `sudo is not installed on ${host.name} (${why.join(' ')}): provision and every deploy run their steps through it`,
+      // root runs provision's steps without sudo, and provision installs it (the app user's steps need it)
+      fix:
+        login === 'root'
+          ? `ops provision ${env.name} installs it (logged in as root, its steps need no sudo), or on ${host.name}: apt-get install -y sudo`
+          : `on ${host.name}, as root: apt-get install -y sudo && echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login}`,
     });
   else if (!sudo)
     problems.push({

@@ -56,6 +56,10 @@ export function checkKeyText(text: string, label: string): string {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
   }
+  // Its line breaks turned into spaces (`echo $KEY` unquoted, a one-line form field): ssh2 only says "Unsupported key
+  // format", which names no cause.
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, 'give the key file\'s content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks');
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 

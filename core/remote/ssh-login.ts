@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
-import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
+import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
 import type { Credentials } from './identity.ts';
 
 /** How to log in: with which key, how long to wait, how often to retry, and where to tell the user to pin a key. */
@@ -38,19 +38,36 @@ export interface Endpoint {
   port: number;
   user: string;
   hostKey: string;
+  /** The file the key was read from (host_key_file), when it was: where a new key goes, not the settings. */
+  hostKeyFile?: string;
 }
 
-/** Handshake algorithms that make the server present a key of the pinned type. */
-function hostKeyAlgorithms(type: string): string[] {
-  return type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [type];
+/**
+ * Handshake algorithms that make the server present a key of a pinned type: only those (a key of another type could
+ * never match), in OpenSSH's order of preference (ed25519, ECDSA, then RSA with SHA-2 before SHA-1).
+ */
+function hostKeyAlgorithms(pinned: HostKey[]): string[] {
+  const types = new Set(pinned.map((k) => k.type));
+  return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith('rsa-sha2') ? 'ssh-rsa' : alg));
 }
 
 const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 
-function pinnedKey(ep: Endpoint, role: string, configFile: string): HostKey {
-  const pinned = parseHostKey(ep.hostKey);
+/** The keys pinned for a server: one or several (a known_hosts excerpt, `ssh-keyscan`'s lines). */
+function pinnedKeys(ep: Endpoint, role: string, configFile: string): HostKey[] {
+  const pinned = parseHostKeys(ep.hostKey);
   if (typeof pinned === 'string') throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
   return pinned;
+}
+
+/** The presented key is one of the pinned ones (compared in constant time). */
+function isPinned(key: Buffer, pinned: HostKey[]): boolean {
+  return pinned.some((k) => key.length === k.blob.length && timingSafeEqual(key, k.blob));
+}
+
+/** Where the pinned key is written, for a hint: its host_key_file, else its key in the settings. */
+function pinPlace(ep: Endpoint, attempt: Attempt, configFile: string): string {
+  return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 
 interface Attempt {
@@ -67,7 +84,7 @@ interface Attempt {
  * through which bastion) failed and how: refused key, different host key, unreachable.
  */
 export async function login(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
-  const pinned = pinnedKey(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
+  const pinned = pinnedKeys(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
   // No machine has it: connecting would only time out or fail, with a hint about sshd and firewalls.
   const reserved = documentationAddress(ep.address);
@@ -105,10 +122,10 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
         ...options.credentials,
-        algorithms: { serverHostKey: hostKeyAlgorithms(pinned.type) as never },
+        algorithms: { serverHostKey: hostKeyAlgorithms(pinned) as never },
         hostVerifier: (key: Buffer) => {
           presented = key;
-          return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
+          return isPinned(key, pinned);
         },
       });
       return ssh;
@@ -120,16 +137,20 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      if (presented && !presented.equals(pinned.blob)) {
+      if (presented && !isPinned(presented, pinned)) {
         throw new OpsError(
-          `host key of ${where} does not match the pinned key: refusing to connect\n` +
+          `host key of ${where} does not match the pinned key${pinned.length > 1 ? 's' : ''}: refusing to connect\n` +
             `  presented: ${blobType(presented)} ${fingerprint(presented)}\n` +
-            `  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`,
+            pinned.map((k) => `  pinned:    ${k.type} ${fingerprint(k.blob)}`).join('\n'),
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`,
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+        const types = [...new Set(pinned.map((k) => k.type))];
+        throw new OpsError(
+          `${where} offers no ${types.join(' or ')} host key, ${types.length > 1 ? 'the types' : 'which is the type'} pinned`,
+          `pin the key of a type it offers, in ${pinPlace(ep, attempt, options.configFile)}`,
+        );
       }
       // ssh2's own words for a key it cannot use (thrown before any byte is sent): not the network's fault.
       if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {

@@ -36,7 +36,7 @@ export const LOCK_LOST_MARK = "the run's lock on this host is no longer its own:
 export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 /** The most seconds critical_begin waits for a switch under way, and critical_wait for one to end (critical.sh). */
 export const CRITICAL_WAIT_SECONDS = 60;
-/** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
+/** rpc, rpc_fault, rpc_error, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers, with CONTAIN_FUNCTIONS' proc_env): who answers on a program's port; leftovers_down: what a stopped slot left running outside supervisor. Needs SUPERVISOR_FUNCTIONS, MASK_FUNCTIONS (in PROBE_FUNCTIONS) and PROBE_FUNCTIONS for live_verdict. */
 export const IDENTITY_FUNCTIONS: string = `${containFunctions}\n${identityFunctions}`;

@@ -136,7 +136,7 @@ if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodRespons
   report_slot blue ${quote(L.supervisorGroup('blue'))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, 'blue').map(quote).join(' ')}
   report_slot green ${quote(L.supervisorGroup('green'))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, 'green').map(quote).join(' ')}
 else
-  ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
+  ops_report ${STATUS_KEYS.supervisor} "$(rpc_error "$xml")"
 fi
 # The deploys' health probes, on the live slot, one verdict per program.
 case "$live_slot" in
@@ -361,8 +361,10 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   if (sup === 'running') {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ''), s.slot) };
   } else {
-    s.supervisor = { running: false, error: sup.trim() || 'no answer', programs: [] };
-    problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
+    const error = sup.trim() || 'no answer';
+    s.supervisor = { running: false, error, programs: [] };
+    // rpc's own words name the socket already ("supervisor does not answer on /var/run/supervisor.sock (is it running?)")
+    problem(/^supervisor does not answer/.test(error) ? error : `supervisor does not answer on its socket: ${error}`);
   }
   if (s.supervisor.running) {
     // What actually runs, read from the processes: never trust `current` for it.

@@ -2,7 +2,7 @@
 import { stringify } from 'yaml';
 import { OpsError } from '../../core/errors.ts';
 import { openEnvironment } from '../../core/ops/secrets.ts';
-import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+import { fingerprint, parseHostKeys } from '../../core/config/hostkey.ts';
 import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
@@ -54,9 +54,9 @@ export const commands: Command[] = [
         app_user: env.appUser,
         base_dir: env.baseDir,
         ...env.config,
-        hosts: env.hosts.map(({ hostKey, ...h }) => {
-          const key = parseHostKey(hostKey);
-          return { ...h, host_key: typeof key === 'string' ? key : `${key.type} ${fingerprint(key.blob)}` };
+        hosts: env.hosts.map(({ hostKey, hostKeyFile: _file, ...h }) => {
+          const keys = parseHostKeys(hostKey);
+          return { ...h, host_key: typeof keys === 'string' ? keys : keys.map((k) => `${k.type} ${fingerprint(k.blob)}`).join(', ') };
         }),
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
         dotenv: { ...env.config.dotenv, forms: dotenv.forms },

@@ -162,6 +162,21 @@ function isDirectory(path: string): boolean {
 }
 
 /**
+ * A value piped from a file a Windows editor wrote: the byte order mark Notepad or PowerShell put before the text is
+ * an encoding mark, no part of the value (else stored first, unseen, and the app's password check fails): dropped,
+ * said. Lines ending in CRLF are kept (a PEM file reads the same either way; the one ending a one-line value goes as
+ * any final newline does), said, with how to store plain newlines. --exact keeps both: stdin byte for byte.
+ */
+function windowsText(ctx: CommandContext, key: string, text: string): string {
+  const unmarked = text.replace(/^\uFEFF/, '');
+  if (unmarked !== text) ctx.reporter.info(`the byte order mark (U+FEFF) a Windows editor puts at the start of a file was dropped from the value of ${key} (--exact keeps it)`);
+  const lines = unmarked.replace(/\r?\n$/, '');
+  if (/\r\n/.test(lines))
+    ctx.reporter.warn(`the value of ${key} has Windows line ends (CRLF): stored with them; to store plain newlines, pipe it through \`tr -d '\\r'\` (or dos2unix) first`);
+  return unmarked;
+}
+
+/**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
  * @throws OpsError when stdin is a directory (`< DIR`), empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
@@ -178,8 +193,16 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
     throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${key} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-  const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
-  const value = exact ? text : setValueFromInput(text);
+  const bytes = await readAll(ctx.stdin, signal);
+  // UTF-16 with its byte order mark (what Windows PowerShell 5's `>` and Out-File write): read as latin1 it would be
+  // every other byte NUL, so it is named, with the conversion that keeps the text
+  if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)))
+    throw new OpsError(
+      `the value on stdin for ${key} is UTF-16 text (byte order mark ${bytes[0] === 0xff ? 'FF FE' : 'FE FF'}: what Windows PowerShell's \`>\` and Out-File write), not UTF-8; nothing was changed`,
+      `convert it first: iconv -f utf-16 -t utf-8 < FILE | ops secrets set ${env} ${key} (in PowerShell: Set-Content -Encoding utf8, or pipe the value itself)`,
+    );
+  const text = decodeUtf8(bytes, `the value on stdin for ${key}`, hint);
+  const value = exact ? text : setValueFromInput(windowsText(ctx, key, text));
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
 }
@@ -709,7 +732,8 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
-included (a PEM key, a certificate):
+included (a PEM key, a certificate). A byte order mark at its start (Notepad's) is dropped, said; Windows
+line ends (CRLF) in a value of several lines are kept, with a warning:
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt
   ops secrets set prod tls.key < server.key

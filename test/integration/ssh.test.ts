@@ -254,6 +254,24 @@ describe('SSH transport on a real sshd', () => {
     expect(err.hint).toContain('environments/test/environment.yml');
   });
 
+  it("several pinned keys (ssh-keyscan's lines, a key the host no longer has first): any of them is accepted, as known_hosts does", async () => {
+    // what `ssh-keyscan` printed before the host dropped its RSA key: an RSA line first, then the host's own keys
+    const scan = execFileSync('ssh-keyscan', ['-p', String(sshd.port), '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    expect(scan).toContain('ssh-ed25519');
+    const oldRsa = execFileSync('sh', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t rsa -b 2048 -N "" -f $d/k; cat $d/k.pub; rm -rf $d']).toString().split(' ').slice(0, 2).join(' ');
+    const pinned = `[127.0.0.1]:${sshd.port} ${oldRsa}\n${scan}`;
+    const remote = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: pinned } }));
+    await remote.close();
+    // none of them the host's: each pinned key is shown beside the one presented
+    const other = execFileSync('sh', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k.pub; rm -rf $d']).toString();
+    const err = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: `${oldRsa}\n${other}` } })).catch((e) => e);
+    expect(err.message).toContain('does not match the pinned keys');
+    expect(err.message.match(/ {2}pinned: {4}/g)).toHaveLength(2);
+    // read from a host_key_file: the new key goes there, not into host_key (which would then be refused beside it)
+    const fromFile = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: other, hostKeyFile: '/srv/keys/web1.keys' } })).catch((e) => e);
+    expect(fromFile.hint).toMatch(/then put the key line in \/srv\/keys\/web1\.keys \(the host_key_file environments\/test\/environment\.yml names\)$/);
+  });
+
   it('reports a refused client key clearly, without retrying', async () => {
     const wrong = execFileSync('sh', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k; rm -rf $d']).toString();
     const err = await connect(options({ credentials: { privateKey: wrong, describe: 'key file /x' }, retries: 3 })).catch((e) => e);

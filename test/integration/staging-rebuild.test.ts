@@ -129,7 +129,7 @@ describe('staging rebuild', () => {
 
   it.each([
     ['no token', async (gh: FakeGitHub) => access(gh, ''), /no GitHub token/],
-    ['no known repository', async () => githubAccess({ token: 'x', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
+    ['no token and no known repository', async () => githubAccess({ token: '', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
   ])('without API access (%s) still resets staging and says labelled pull requests were not re-applied', async (_, make, reason) => {
     const { s, runner } = fresh(template);
     const gh = await github();
@@ -145,6 +145,7 @@ describe('staging rebuild', () => {
 
   it.each([
     ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401/, /token is invalid/],
+    ['no known repository: no $GITHUB_REPOSITORY, a remote that is not GitHub', async () => githubAccess({ token: 'x', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown .*"\/srv\/git\/app\.git" is not a GitHub URL/, /^set \$GITHUB_REPOSITORY to the repository as owner\/name/],
     ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/, /reachable/],
     [
       'an outage that outlasts the retries',

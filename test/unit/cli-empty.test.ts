@@ -50,6 +50,14 @@ describe('an option given no value', () => {
     expect(r.err).toBe(`error: ${doc.error}\n  hint: ${doc.hint}\n`);
   });
 
+  it('a switch given a value (`--dry-run=yes`, `--force=false`) says it takes none, in ops\'s words (not node\'s "Option \'--dry-run\' does not take an argument")', async () => {
+    for (const [argv, flag] of [[['deploy', 'x', '--dry-run=yes'], '--dry-run'], [['deploy', 'x', '--force=false'], '--force']] as const) {
+      const r = await runOps([...argv], { root, processEnv: { PATH: process.env.PATH } });
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: ${flag} takes no value: give ${flag} alone to turn it on, or leave it out\\n  hint: usage: ops deploy `));
+    }
+  });
+
   it('followed by a word starting with "-" that is no option of the command: the hint says how such a value is written', async () => {
     const r = await runOps(['deploy', 'x', '--ref', '-my-branch'], { root, processEnv: { PATH: process.env.PATH } });
     expect(r.err).toMatch(/^error: --ref needs a branch, tag or sha, got none\n  hint: a value starting with "-" is written --ref=-VALUE; usage: ops deploy /);

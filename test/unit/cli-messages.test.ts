@@ -33,6 +33,13 @@ describe('a mistyped subcommand', () => {
     // the whole command where the slip spans its two words or joins them
     for (const [argv, meant] of [[['secret', 'show', 'prod'], 'secrets show'], [['env-new', 'qa'], 'env new'], [['lock_status', 'prod'], 'lock status']] as const)
       expect((await cli(root, ...argv)).err, argv.join(' ')).toMatch(new RegExp(`^error: unknown command "${argv[0]}" \\(did you mean "ops ${meant}"\\?\\)`));
+    // the environment typed before the command: the order said, with the line meant; a command taking none is not offered
+    const swapped = await cli(root, 'prod', 'deploy', '--dry-run');
+    expect(swapped).toMatchObject({ code: 2, err: 'error: unknown command "prod": the command comes first, then the environment (did you mean "ops deploy prod --dry-run"?)\n  hint: usage: ops deploy <env> [--ref REF] [--force] [--dry-run] [--forward-only] [--json]\n' });
+    expect((await cli(root, 'qa', 'lock', 'status')).err).toMatch(/^error: unknown command "qa": the command comes first, then the environment \(did you mean "ops lock status qa"\?\)/);
+    expect((await cli(root, 'foo', 'keygen')).err).toMatch(/^error: unknown command "foo"\n/);
+    const json = await cli(root, 'prod', 'status', '--json');
+    expect(JSON.parse(json.out)).toEqual({ ok: false, error: 'unknown command "prod": the command comes first, then the environment (did you mean "ops status prod --json"?)', hint: 'usage: ops status <env> [--json]', exitCode: 2 });
     const ad = await cli(root, 'secrets', 'recipients', 'prod', 'ad', 'age1x');
     expect(ad).toMatchObject({ code: 2, err: expect.stringContaining('error: unknown action "ad" (did you mean "add"?)') });
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile, userPath } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
-import { blobType, fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+import { blobType, fingerprint, parseHostKey, parseHostKeys } from '../../core/config/hostkey.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const minimal = () => ({
@@ -72,7 +72,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
         expect.stringMatching(/^hosts\[1\]\.colour: unknown key/),
         'releases: unknown key (did you mean "release"?)',
         expect.stringMatching(/^app: missing; expected a name/),
-        'programs.server.port: expected an integer 1-65535, got "3579"',
+        'programs.server.port: expected an integer 1-65535, got "3579" (a string, in quotes: write the number without them)',
       ]),
     );
     expect(err).toHaveLength(7);
@@ -106,6 +106,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['ssh://deploy@192.0.2.1:2222', /a URL: the address is the host alone \(address: 192\.0\.2\.1, port: 2222, user: deploy\)/],
       ['https://[2001:db8::5]/', /a URL: the address is the host alone \(address: 2001:db8::5\)/],
       ['deploy@web1.example.org', /the login goes in its own key: user: deploy, address: web1\.example\.org/],
+      ['deploy@192.0.2.1:2222', /the login and the port go in their own keys: user: deploy, address: 192\.0\.2\.1, port: 2222\)$/],
+      ['deploy@[2001:db8::5]:2222', /the login and the port go in their own keys: user: deploy, address: 2001:db8::5, port: 2222\)$/],
       ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
     ];
     for (const [address, why] of refused) {
@@ -121,6 +123,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['.example.org', 'not a DNS name'],
       ['-shop.example.org', 'not a DNS name'],
       ['https://shop.example.org/', 'a URL: give the host name alone (shop.example.org)'],
+      ['shop.example.org:8443', 'a port after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
+      ['shop.example.org/app/', 'a path after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
     ];
@@ -232,6 +236,17 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     if (typeof k === 'object') expect(fingerprint(k.blob)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
   });
 
+  it("what a newcomer pastes instead of the key line: ssh-keygen -lf's fingerprint, or the private key file (ssh_host_ed25519_key without .pub), each said as that", () => {
+    expect(parseHostKey('256 SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o root@web1 (ED25519)')).toMatch(/^a fingerprint, not the key: pin the key line itself \(the content of \/etc\/ssh\/ssh_host_ed25519_key\.pub/);
+    expect(parseHostKey('SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o')).toMatch(/^a fingerprint, not the key/);
+    // a comment that happens to hold a fingerprint is a comment
+    expect(typeof parseHostKey(`${KEY} SHA256:tGT6zqfxjfmzc9xCf3lCT8h86R6VZpzTNk8oOduuM2o`)).toBe('object');
+    const privateKey = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n';
+    for (const text of [privateKey, privateKey.replace(/OPENSSH /g, 'RSA ')]) {
+      expect(parseHostKeys(text)).toBe('a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository');
+    }
+  });
+
   it('a corrupted host key: its type bytes are printed escaped (no raw NUL or control byte in the message)', () => {
     const blob = Buffer.concat([Buffer.from([0, 0, 0, 15]), Buffer.from('ssh-ed25519\0\0\0 ', 'latin1'), Buffer.alloc(32, 7)]);
     const why = parseHostKey(`ssh-ed25519 ${blob.toString('base64')}`);
@@ -259,7 +274,7 @@ describe('bastion', () => {
     doc.hosts.push({ name: 'web2', address: '10.0.0.6', host_key: KEY, bastion: { address: '203.0.113.9', port: 2222, host_key: KEY } });
     writeFileSync(join(root, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     const env = loadEnvironment('x', root);
-    expect(env.hosts[0]!.bastion).toEqual({ name: 'bastion', address: 'jump.example.org', port: 22, user: 'ops', hostKey: `${other} root@jump`, identityFile: join(root, 'environments', 'x', 'jump_key') });
+    expect(env.hosts[0]!.bastion).toEqual({ name: 'bastion', address: 'jump.example.org', port: 22, user: 'ops', hostKey: `${other} root@jump`, hostKeyFile: join(root, 'environments', 'x', 'bastion.pub'), identityFile: join(root, 'environments', 'x', 'jump_key') });
     expect(env.hosts[1]!.bastion).toEqual({ name: 'bastion', address: '203.0.113.9', port: 2222, user: 'deploy', hostKey: KEY });
   });
   it('a bastion without a pinned key, or with a bad one, is refused with its path', () => {
@@ -414,6 +429,12 @@ describe('YAML values the schema has no word for', () => {
   it('hosts written as an Ansible inventory (a mapping of names) says how to write the list', () => {
     const text = `app: shop\nhosts:\n  web1:\n    address: 192.0.2.1\n    host_key: ${KEY}\nprograms: {web: {command: run, port: 3000}}\nroutes: {/: web}\n`;
     expect(problems(read(text))).toEqual(['hosts: expected a list of a mapping, got a mapping (each entry is a list item with its name inside: "- name: web1", then its keys indented under it, not "web1:")']);
+  });
+
+  it('hosts written as one item without its "- ", or as a bare address, says how to write the list', () => {
+    const tail = 'programs: {web: {command: run, port: 3000}}\nroutes: {/: web}\n';
+    expect(problems(read(`app: shop\nhosts:\n  name: web1\n  address: 192.0.2.1\n  host_key: ${KEY}\n${tail}`))).toEqual(['hosts: expected a list of a mapping, got a mapping (one item without its "- ": write "- name: ..." and indent its other keys under it)']);
+    expect(problems(read(`app: shop\nhosts: 192.0.2.1\n${tail}`))).toEqual(['hosts: expected a list of a mapping, got "192.0.2.1" (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)']);
   });
 
   it('a YAML syntax error says what to do by its kind, not the library\'s advice to its caller (YAML.parseAllDocuments())', () => {
@@ -597,6 +618,17 @@ describe('shipped environments', () => {
     expect(() => loadEnvironment('x', dir)).toThrow(expect.objectContaining({ message: 'environments/x/ has no environment.yml: the settings are read from that name only, and it holds environment.yaml', hint: expect.stringContaining('git mv environments/x/environment.yaml environments/x/environment.yml') }));
   });
 
+  it('an environment.yml that is empty, or holds only comments: said as that, with how to get settings back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    for (const text of ['', '\n\n', '# yaml-language-server: $schema=../../schema/environment.schema.json\n# todo\n']) {
+      writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), text);
+      expect(() => loadEnvironment('x', dir), JSON.stringify(text)).toThrow(
+        expect.objectContaining({ message: 'environments/x/environment.yml is empty: it holds no settings (nothing but comments or blank lines)', hint: expect.stringContaining('git checkout -- environments/x/environment.yml') }),
+      );
+    }
+  });
+
   it('a host_key_file with comment lines, blank lines, a BOM or Windows line endings (a known_hosts excerpt) gives its key', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
     mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
@@ -605,6 +637,27 @@ describe('shipped environments', () => {
     doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.pub' };
     writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`web1 ${KEY}`);
+  });
+
+  it("a host_key_file of several keys (ssh-keyscan's output) pins them all, and a malformed line among them is named by its number", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    const rsa = `ssh-rsa ${Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-rsa'), Buffer.alloc(8)]).toString('base64')}`;
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.keys' };
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    writeFileSync(join(dir, 'environments', 'x', 'web1.keys'), `# web1:22 SSH-2.0-OpenSSH_9.2p1\nweb1 ${rsa}\nweb1 ${KEY}\n`);
+    const keys = parseHostKeys(loadEnvironment('x', dir).hosts[0]!.hostKey);
+    expect(typeof keys !== 'string' && keys.map((k) => k.type)).toEqual(['ssh-rsa', 'ssh-ed25519']);
+    writeFileSync(join(dir, 'environments', 'x', 'web1.keys'), `web1 ${KEY}\nweb1 ssh-ed25519 AAAA\n`);
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: .*web1\.keys: line 2: the key is truncated/);
+    // a folder named (the host's /etc/ssh copied whole), or nothing there: each said as that
+    doc.hosts[0].host_key_file = '.';
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*environments\/x: it is a directory: name the key file in it/);
+    doc.hosts[0].host_key_file = 'gone.pub';
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*gone\.pub: no such file \(is the host created\?/);
   });
 });
 

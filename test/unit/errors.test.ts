@@ -299,6 +299,9 @@ describe('an SSH key that is something else is said by its shape, never quoted (
     expect(refused({ processEnv: { OPS_SSH_KEY: '~/.ssh/id_ed25519' } })).toEqual(['$OPS_SSH_KEY holds a path, not the key\'s content', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);
     expect(refused({ identityFile: join(dir, 'key.ppk') })[0]).toBe(`key file ${dir}/key.ppk holds a PuTTY key (.ppk), not an OpenSSH or PEM one`);
     expect(refused({ processEnv: { OPS_SSH_KEY: 'hunter2 not a key' } })).toEqual(['$OPS_SSH_KEY does not hold a private key in PEM/OpenSSH format', 'give the whole key file content, including the BEGIN/END lines']);
+    // its line breaks lost (`echo $KEY` unquoted, a one-line field): said so, not ssh2's "Unsupported key format"
+    const oneLine = '-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW QyNTUxOQAAACBjJcJ3aR33CUL+l7pW1iMy4UOBOTKLjhkDpEldgzA/TwAAAJg= -----END OPENSSH PRIVATE KEY-----';
+    expect(refused({ processEnv: { OPS_SSH_KEY: oneLine } })).toEqual(['$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (turned into spaces)', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);
   });
 });
 

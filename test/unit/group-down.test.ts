@@ -98,3 +98,12 @@ describe('group_down on a real supervisord 4.2.5', () => {
     expect(await states()).toEqual(['app-green:app-green-web=RUNNING']);
   });
 });
+
+describe('rpc_error: why a call failed, in words (ops status shows it)', () => {
+  it("a socket nobody answers on: rpc's own message naming it, not curl's words nor the fault markup; a fault: supervisor's message", async () => {
+    const absent = await bash('SUPERVISOR_SOCK=/nonexistent/supervisor.sock; out=$(rpc supervisor.getAllProcessInfo); echo "[$(rpc_error "$out")]"');
+    expect(absent).toBe('[supervisor does not answer on /nonexistent/supervisor.sock (is it running?)]');
+    const fault = await bash('out=$(rpc supervisor.startProcess app-none:nothing); echo "[$(rpc_error "$out")]"');
+    expect(fault).toMatch(/^\[BAD_NAME: app-none:nothing\]$/);
+  });
+});

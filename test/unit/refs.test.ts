@@ -73,6 +73,16 @@ describe('ambiguous refs', () => {
     expect(await resolveRef(repo, sha.three!)).toEqual({ ref: sha.three, sha: sha.three, matched: 'commit' });
   });
 
+  it("a ref that names nothing: the hint names some of the branches there (ref: master where the branch is main); a repository with no commit yet says so, not to fetch", async () => {
+    const e = await resolveRef(repo, 'master').catch((x: OpsError) => x);
+    expect(e).toMatchObject({ message: `ref "master" is not a tag, branch or commit of ${repo}` });
+    expect((e as OpsError).hint).toMatch(/^its branches and tags include (\S+, )*main(, |;)/);
+    const empty = mkdtempSync(join(tmpdir(), 'ops-refs-empty-'));
+    execFileSync('git', ['init', '-q', empty]);
+    for (const ref of ['master', 'HEAD', 'refs/heads/main'])
+      await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
+  });
+
   it('a sha prefix that is also a branch name: ambiguous too', async () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });

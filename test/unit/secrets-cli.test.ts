@@ -325,6 +325,30 @@ describe('ops secrets set / show / decrypt', () => {
     expect(help.out).toContain('--empty');
   });
 
+  it("set from a file a Windows editor wrote: its byte order mark is dropped, said; CRLF line ends are kept, said with how to store plain newlines; --exact keeps both", async () => {
+    const e = await newEnv();
+    const bom = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token'], e.env, '\uFEFFnotepad-t0ken-4f9a\r\n');
+    expect(bom.code, bom.err).toBe(0);
+    expect(lookup((await open(e)).data, 'tls.token')).toBe('notepad-t0ken-4f9a');
+    expect(bom.out).toContain('the byte order mark (U+FEFF) a Windows editor puts at the start of a file was dropped from the value of tls.token');
+    expect(bom.out + bom.err).not.toContain('CRLF');
+    const pem = '-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\r\n-----END PRIVATE KEY-----\r\n';
+    const crlf = await cli(e.root, ['secrets', 'set', 'qa', 'tls.key'], e.env, `\uFEFF${pem}`);
+    expect(crlf.code, crlf.err).toBe(0);
+    expect(lookup((await open(e)).data, 'tls.key')).toBe(pem);
+    expect(crlf.err).toContain("the value of tls.key has Windows line ends (CRLF): stored with them; to store plain newlines, pipe it through `tr -d '\\r'`");
+    // UTF-16 (Windows PowerShell's `>`): named, with the conversion that keeps the text, not latin1's; nothing written
+    const before = readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'));
+    const utf16 = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token'], e.env, Buffer.from('\uFEFFps-t0ken-4f9a\r\n', 'utf16le'));
+    expect(utf16.code).toBe(1);
+    expect(utf16.err).toContain('the value on stdin for tls.token is UTF-16 text (byte order mark FF FE');
+    expect(utf16.err).toContain('iconv -f utf-16 -t utf-8 < FILE | ops secrets set qa tls.token');
+    expect(readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'))).toEqual(before);
+    const exact = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token', '--exact'], e.env, '\uFEFFx-t0ken-4f9a\r\n');
+    expect(exact.code, exact.err).toBe(0);
+    expect(lookup((await open(e)).data, 'tls.token')).toBe('\uFEFFx-t0ken-4f9a\r\n');
+  });
+
   it('set stores an empty value only when --empty says so (stdin is not read)', async () => {
     const e = await newEnv();
     const refused = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '');

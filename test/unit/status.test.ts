@@ -266,6 +266,9 @@ describe('status parser', () => {
     expect(parse({ site: '502' }).problems).toEqual(['the site answers 502 through nginx (http://127.0.0.1/)']);
     expect(parse({ site: '000' }).problems).toEqual(['the site does not answer through nginx (http://127.0.0.1/)']);
     expect(parse({ supervisor: 'curl: (7) Failed to connect to localhost port 80', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on its socket: curl: (7) Failed to connect to localhost port 80']);
+    // the script reports rpc_error's words (core/steps/sh/supervisor.sh), which name the socket: said once, no markup
+    expect(hostStatus(testEnv()).script).toContain('ops_report supervisor "$(rpc_error "$xml")"');
+    expect(parse({ supervisor: 'supervisor does not answer on /var/run/supervisor.sock (is it running?)', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on /var/run/supervisor.sock (is it running?)']);
     expect(parse({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }).problems).toEqual(['no release is live (run: ops deploy demo)']);
     expect(parse({ provisioned: 'no', current: '', slot: '', health: undefined, site: '000' }).problems).toEqual(['not provisioned for demo (run: ops provision demo)']);
     expect(parse({ disk: '/ 100000 40000000' }).problems).toEqual(['disk / is nearly full: 98 MB free (100% used)']);
@@ -803,6 +806,18 @@ describe('ops ping, a preflight', () => {
     // One line per problem, naming the host, what is wrong and the fix.
     expect(text.split('\n').slice(1)).toHaveLength(5);
     expect(text.split('\n')[2]).toMatch(/^ {4}✗ web1: the login shell of deploy prints text .*; fix: move it below the interactive guard/);
+  });
+
+  it('a host without sudo (Debian installed with a root password): said as not installed, the fix installs it (and gives the login its sudoers line)', () => {
+    const r = facts(['login deploy', 'sudo no bash: line 38: sudo: command not found', 'disk 2097152 1000000 900000 /srv']);
+    expect(r.problems).toEqual([
+      {
+        problem: 'sudo is not installed on web1 (bash: line 38: sudo: command not found): provision and every deploy run their steps through it',
+        fix: "on web1, as root: apt-get install -y sudo && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 0440 /etc/sudoers.d/deploy",
+      },
+    ]);
+    const root = readFacts({ name: 'prod' }, { name: 'web1', user: 'root' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['sudo', 'no sh: 1: sudo: not found']] });
+    expect(root.problems[0]!.fix).toBe('ops provision prod installs it (logged in as root, its steps need no sudo), or on web1: apt-get install -y sudo');
   });
 
   it('a filesystem without inode counts (btrfs) has no inode limit', () => {

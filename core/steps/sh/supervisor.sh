@@ -24,6 +24,13 @@ rpc_fault() {
   [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
   printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
 }
+# rpc_error ANSWER: why a call failed, on one line: supervisor's fault message, or rpc's own when the socket did not
+# answer (not curl's words before it, "Failed to connect to localhost port 80", which name no socket); never markup.
+rpc_error() {
+  local why
+  why=$(rpc_fault "$1") || why=$1
+  printf '%s' "$why" | tr '\n' ' ' | sed 's/ *$//'
+}
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }

@@ -424,6 +424,14 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
       );
+    // A cloud image's root key (cloud-init's disable_root: a command="…" before it in ~root/.ssh/authorized_keys) lets
+    // the login in only to say whom to log in as, then exits 142: nothing of the login shell is at fault.
+    const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
+    if (loginAs)
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="…" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
+        `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`,
+      );
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
     // (the login shell's words, or env's for the command after it: sshCommand)
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;

@@ -12,6 +12,8 @@ import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type Te
 
 let host: Host;
 let project: TestProject;
+/** The environment as beforeAll wrote it (a test that changes it puts it back). */
+let config: Record<string, unknown>;
 
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
 const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
@@ -36,7 +38,8 @@ const bashrc = (line: string, fn: () => Promise<void>) => withFile('home/deploy/
 
 beforeAll(async () => {
   host = await readyHost('lgs');
-  project = makeProject('e2e', testConfig([host], await appRepo(), await testDatabase(`login_${process.pid}`)));
+  config = testConfig([host], await appRepo(), await testDatabase(`login_${process.pid}`));
+  project = makeProject('e2e', config);
 }, 900_000);
 
 afterAll(async () => {
@@ -80,6 +83,19 @@ describe.sequential('odd login shells, through the CLI', () => {
     await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/sbin/nologin'), () =>
       bothSay(/did not start: the login shell of deploy \(its login shell is nologin\) ended with exit code 1 before the step's script began, printing: "This account is currently not available\."/, /chsh -s \/bin\/bash deploy/),
     );
+  }, 300_000);
+
+  it("root on a cloud image (cloud-init's command=\"…\" before the key in ~root/.ssh/authorized_keys): ping and deploy say to log in as debian, with the setting", async () => {
+    const file = join(paths.hostsDir, host.name, 'root/.ssh/authorized_keys');
+    const key = readFileSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh/authorized_keys'), 'utf8').trim();
+    writeFileSync(file, `no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \\"debian\\" rather than the user \\"root\\".';echo;sleep 10;exit 142" ${key}\n`, { mode: 0o600 });
+    project.write({ ...config, hosts: (config.hosts as object[]).map((h) => ({ ...h, user: 'root' })) });
+    try {
+      await bothSay(/did not start: \S+ lets ops's key in as root only to say to log in as debian, then exit 142 \(a command="…" before the key in ~root\/\.ssh\/authorized_keys/, /log in as debian: set user: debian for \S+ in hosts\[\]/);
+    } finally {
+      project.write(config);
+      rmSync(file);
+    }
   }, 300_000);
 
   it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {

@@ -156,6 +156,18 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
   });
 
+  it("a cloud image's root key (cloud-init: a command=\"…\" in authorized_keys saying whom to log in as, exit 142): names that login and the setting, not the login shell", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-cloudroot-'));
+    const forced = join(dir, 'forced');
+    // What cloud-init puts before the key in ~root/.ssh/authorized_keys (disable_root), run by sshd in place of ops's command.
+    writeFileSync(forced, `#!/bin/sh\necho 'Please login as the user "debian" rather than the user "root".';echo;exit 142\n`, { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: web1 lets ops\'s key in as deploy only to say to log in as debian, then exit 142 (a command="…" before the key in ~deploy/.ssh/authorized_keys, as cloud images have for root)');
+    expect((result as NotStartedError).hint).toBe("log in as debian: set user: debian for web1 in hosts[] of the environment (ops runs root's steps through its passwordless sudo)");
+  });
+
   it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
     const { result, ran } = await runWith('read -r _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);

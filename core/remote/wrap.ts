@@ -85,14 +85,18 @@ export const scriptPrelude = [
   // (function names are single words: the split is the point)
   '# shellcheck disable=SC2046',
   'builtin unset -f $(builtin compgen -A function)',
+  // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
+  // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
+  // export LC_MESSAGES=...), text ops would blame on the login shell.
+  'export LC_ALL=C.UTF-8',
   // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
   // the start marker, where the transport ignores it).
-  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, 'LC_ALL'].join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
   'umask 022', // files that must stay private (.env, keys) are created with explicit modes
-  'export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive',
+  'export DEBIAN_FRONTEND=noninteractive',
   '# shellcheck disable=SC2317 # for the step\'s own lines: some report nothing',
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   'cd /',

@@ -98,6 +98,19 @@ describe.sequential('odd login shells, through the CLI', () => {
     }
   }, 300_000);
 
+  it("fish as the login shell (which exports LC_CTYPE=en_US.UTF-8, a locale the host lacks): ping finds nothing wrong, a deploy works without a warning", async () => {
+    await sshRun(host, 'sudo timeout 240 apt-get install -y -qq fish >/dev/null', { timeoutMs: 300_000 });
+    await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/bin/fish'), async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(text(ping)).not.toMatch(/prints text|setlocale/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy)).not.toMatch(/prints text|setlocale/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+    });
+  }, 900_000);
+
   it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {
     await bashrc('read -r -t 1 _discard || true', () => bothSay(/reads standard input for non-interactive sessions \(a read\), which took the first line of the step's script; ops stopped it before it did anything/, /move that read below the interactive guard/));
   }, 300_000);

@@ -56,6 +56,12 @@ describe('step wrapping', () => {
     for (const kept of ['HOME=/home/deploy', 'USER=deploy', 'SSH_CONNECTION=10.0.0.1 5000 10.0.0.2 22', 'OPS_CONNECTION=c0ffee', 'LC_ALL=C.UTF-8', 'https_proxy=http://proxy:3128']) expect(out.stdout).toContain(`\n${kept}\n`);
     expect(out.status).toBe(0);
   });
+  it("unsets the login's locale without a word, though the host lacks it (fish's own LC_CTYPE=en_US.UTF-8, a ~/.bashrc's LC_MESSAGES): nothing on stderr for ops to blame on the login shell", () => {
+    const step = { name: 's', script: 'echo hi; echo "$LC_ALL"', timeout: 30, as: 'login' } as const;
+    const env = { PATH: process.env.PATH, HOME: '/home/deploy', LC_CTYPE: 'xx_XX.UTF-8', LC_MESSAGES: 'yy_YY.UTF-8', LANG: 'zz_ZZ.UTF-8' };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\nC.UTF-8\n`, `\n${START_MARKER}\n`, 0]);
+  });
   it("finds env, timeout and bash where Debian puts them, not in a directory the login put first on PATH (a ~/bin/timeout of its own)", () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-bin-'));
     for (const name of ['env', 'timeout', 'bash', 'sudo']) {

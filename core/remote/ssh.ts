@@ -400,8 +400,8 @@ export class SshRemote implements Remote {
       );
     if (why === 'limit')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`,
       );
     if (why === 'stderr')
       return new NotStartedError(

@@ -381,12 +381,25 @@ export class SshRemote implements Remote {
     return result;
   }
 
+  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
+  private startupFiles(): { files: string; guard: string } {
+    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  }
+
+  /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
+  private mergedOutput(what: string, stopped: string): NotStartedError {
+    const { files, guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
+      `move that redirection below ${guard}`,
+    );
+  }
+
   /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
   private refused(what: string, line: string): NotStartedError {
     const [why, ...rest] = line.split(' ');
     const detail = rest.join(' ');
-    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
-    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const { files, guard } = this.startupFiles();
     const stopped = 'ops stopped it before it did anything';
     if (why === 'stdin')
       return new NotStartedError(
@@ -403,6 +416,7 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
         `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`,
       );
+    if (why === 'merged') return this.mergedOutput(what, stopped);
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -432,6 +446,10 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="…" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
         `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`,
       );
+    // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
+    // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
+    if (code === 125 && !output.trim())
+      return this.mergedOutput(what, 'ops stopped it before it did anything (its refusal went there too)');
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
     // (the login shell's words, or env's for the command after it: sshCommand)
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;

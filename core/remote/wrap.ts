@@ -14,7 +14,7 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line), `limit` (the open files limit is under 1024, or
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe), `limit` (the open files limit is under 1024, or
  * a file size, CPU time or virtual memory limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's:
  * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
  */
@@ -71,6 +71,10 @@ export const stepGuard = [
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
+    // stdout and stderr one pipe (exec >&2, exec 2>&1, exec > >(logger) 2>&1): sshd gives each its own, so one was sent
+    // to the other: its reports lost on stderr, or errors mixed into them. Refused on that pipe (when it is logger's,
+    // nowhere ops sees: exit 125 alone).
+    ` elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
     // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
     // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.

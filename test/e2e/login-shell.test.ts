@@ -130,6 +130,11 @@ describe.sequential('odd login shells, through the CLI', () => {
     await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
   }, 300_000);
 
+  it('a ~/.bashrc that sends stdout and stderr to syslog (exec > >(logger) 2>&1): nothing runs, no lock is left, ping and deploy say so', async () => {
+    // Before: the lock step ran (the lock taken), its report lost; the unlock's too, so the lock stayed.
+    await bashrc('exec > >(logger -t bashrc) 2>&1', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output and standard error of non-interactive sessions to one place/, /move that redirection below the interactive guard/));
+  }, 300_000);
+
   // -v: a build of the sample app otherwise fails in Node.js ("WebAssembly.instantiate(): Out of memory"), the host changed.
   for (const limit of ['ulimit -n 64', 'ulimit -v 2000000'])
     it(`a ~/.bashrc that sets ${limit} for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix`, async () => {

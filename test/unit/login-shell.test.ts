@@ -196,6 +196,21 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
 
+  it.each([
+    ['exec 1>&2', ''],
+    ['exec 2>&1', ''],
+    // logger's pipe: the refusal goes there too, the step ends with exit 125 alone
+    ['exec > >(cat >/dev/null) 2>&1', ' (its refusal went there too)'],
+  ])('refuses a step whose stdout and stderr a start-up file sends to one place (%s): nothing done (no lock taken), said so', async (rc, also) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ops stopped it before it did anything${also}`,
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+
   it('a step whose stdout a start-up file pipes elsewhere (the guard cannot tell): it ran, its reports are lost; an error saying so, never "did not start" or a success', async () => {
     const { result, ran } = await runWith('exec > >(cat >/dev/null)');
     expect(ran).toBe(true);

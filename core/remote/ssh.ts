@@ -310,7 +310,8 @@ export class SshRemote implements Remote {
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
-        reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
+        // Not even the start line: the login shell never began the script (it did nothing), it waited before it.
+        reject(out.started || err.started ? new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout') : this.neverBegan(what, limit / 1000));
       }, limit);
       channel.on('data', (d: Buffer) => {
         output();
@@ -379,6 +380,15 @@ export class SshRemote implements Remote {
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
+  }
+
+  /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
+  private neverBegan(what: string, seconds: number): NotStartedError {
+    const { guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt), or sudo does (a host name it cannot resolve)`,
+      `move what waits below ${guard}`,
+    );
   }
 
   /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */

@@ -111,6 +111,15 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 900_000);
 
+  it('a ~/.bashrc that waits for non-interactive sessions (a sleep): ping says the script never began, naming the start-up files, at its time limit', async () => {
+    await bashrc('sleep 600', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/did not start: in \d+ s the login shell of deploy had not begun the step's script \(nothing came back\): a start-up file \(~deploy\/\.bashrc/);
+      expect(text(ping)).toMatch(/move what waits below the interactive guard/);
+    });
+  }, 300_000);
+
   it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {
     await bashrc('read -r -t 1 _discard || true', () => bothSay(/reads standard input for non-interactive sessions \(a read\), which took the first line of the step's script; ops stopped it before it did anything/, /move that read below the interactive guard/));
   }, 300_000);

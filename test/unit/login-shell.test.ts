@@ -230,6 +230,18 @@ describe('a step through the login shell', () => {
     ]);
   });
 
+  it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
+    const conn = localConnection('sleep 60');
+    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    // The shortest limit: the step's second and the transport's 30 s of grace.
+    const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt), or sudo does (a host name it cannot resolve)',
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
+  }, 45_000);
+
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });

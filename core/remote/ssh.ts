@@ -456,6 +456,12 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="…" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
         `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`,
       );
+    // sshd's own words for ForceCommand internal-sftp (a Match block for an sftp-only group or user).
+    if (/This service allows sftp connections only/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`,
+      );
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

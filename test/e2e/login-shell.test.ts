@@ -120,6 +120,25 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 300_000);
 
+  it("sshd's ForceCommand internal-sftp for deploy (a Match block): ping and deploy say sftp only, with where to look", async () => {
+    // Changed through root's login: deploy's runs no command once it is in place.
+    const root = join(paths.hostsDir, host.name);
+    const rootKeys = join(root, 'root/.ssh/authorized_keys');
+    const conf = join(root, 'etc/ssh/sshd_config.d/70-sftp-only.conf');
+    writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
+    // Host's user is deploy by type: root is this test's only.
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    writeFileSync(conf, 'Match User deploy\n    ForceCommand internal-sftp\n');
+    try {
+      await reload();
+      await bothSay(/did not start: sshd there lets deploy use sftp only \(ForceCommand internal-sftp/, /sshd -T -C user=deploy \| grep -i forcecommand shows it; take deploy out of that Match block/);
+    } finally {
+      rmSync(conf);
+      await reload();
+      rmSync(rootKeys);
+    }
+  }, 300_000);
+
   it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {
     await bashrc('read -r -t 1 _discard || true', () => bothSay(/reads standard input for non-interactive sessions \(a read\), which took the first line of the step's script; ops stopped it before it did anything/, /move that read below the interactive guard/));
   }, 300_000);

@@ -156,6 +156,18 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
   });
 
+  it("sshd's ForceCommand internal-sftp for the login (a Match block for an sftp-only group): said so, with where to look, not the login shell", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-sftponly-'));
+    const forced = join(dir, 'forced');
+    // What sshd prints and exits with when a command is asked of a session its ForceCommand internal-sftp serves.
+    writeFileSync(forced, '#!/bin/sh\necho "This service allows sftp connections only."\nexit 1\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: sshd there lets deploy use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command');
+    expect((result as NotStartedError).hint).toBe('on web1, as root: sshd -T -C user=deploy | grep -i forcecommand shows it; take deploy out of that Match block (or its group), then systemctl reload ssh');
+  });
+
   it("a cloud image's root key (cloud-init: a command=\"…\" in authorized_keys saying whom to log in as, exit 142): names that login and the setting, not the login shell", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-cloudroot-'));
     const forced = join(dir, 'forced');

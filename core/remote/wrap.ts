@@ -22,9 +22,10 @@ export const REFUSED_PREFIX = '@ops-refused ';
 
 /**
  * What the login's environment may hold that would change how bash runs a step's script (`set -o noclobber; export
- * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script): env(1) drops them.
+ * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script; BASH_XTRACEFD=1 or 2:
+ * the prelude's unset would close that descriptor, the step's stdout or stderr): env(1) drops them.
  */
-const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
+const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'BASH_XTRACEFD'];
 
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';

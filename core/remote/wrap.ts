@@ -14,9 +14,10 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe), `limit` (the open files limit is under 1024, or
- * a file size, CPU time or virtual memory limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's:
- * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
+ * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
+ * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
+ * file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
@@ -61,7 +62,9 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
  * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. One that sends stdout to a file
  * (`exec >>file`, `exec >/dev/null`) would have the script run unseen: fd 1 is then a file (the refusal on stderr; a pipe
- * elsewhere the transport finds: the start line on stderr alone). POSIX sh: the wrong shell may be dash or zsh.
+ * elsewhere the transport finds: the start line on stderr alone). One that sends both to one place (`exec >&2`, `exec >
+ * >(logger) 2>&1`): fd 1 and fd 2 are then one pipe. One that sets a resource limit (ulimit) a deploy fails under.
+ * POSIX sh: the wrong shell may be dash or zsh.
  */
 export const stepGuard = [
   'ops_line1=1',

@@ -386,7 +386,7 @@ export class SshRemote implements Remote {
   private neverBegan(what: string, seconds: number): NotStartedError {
     const { guard } = this.startupFiles();
     return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt), or sudo does (a host name it cannot resolve)`,
+      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
       `move what waits below ${guard}`,
     );
   }

@@ -249,7 +249,7 @@ describe('a step through the login shell', () => {
     const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(
-      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt), or sudo does (a host name it cannot resolve)',
+      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
     );
     expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
   }, 45_000);

@@ -44,6 +44,12 @@ interface ExitStatus {
 const LINGER_MS = 2000;
 /** The longest a channel is waited for after its exit status, however much a background process still writes to it. */
 const LINGER_MAX_MS = 5000;
+/**
+ * The longest a step's script may take to begin (its input sent, its start line back) before ops says so: a login whose
+ * start-up file runs something slow (nvm or conda set up, a network call) for non-interactive sessions makes every step
+ * of a deploy wait that long.
+ */
+const SLOW_START_MS = 1500;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
@@ -71,6 +77,8 @@ class AfterMarker {
   private head = '';
   private readonly decoder = new StringDecoder('utf8');
   started = false;
+  /** When the marker came (Date.now()): how long the login took to begin the script. */
+  startedAt?: number;
   preamble = '';
   constructor(private readonly emit: (text: string) => void) {}
   push(chunk: Buffer): void {
@@ -88,6 +96,7 @@ class AfterMarker {
     const i = this.head.indexOf(AfterMarker.MARK);
     if (i < 0) return;
     this.started = true;
+    this.startedAt = Date.now();
     this.preamble = this.head.slice(0, i);
     const rest = this.head.slice(i + AfterMarker.MARK.length);
     this.head = '';
@@ -130,6 +139,7 @@ export class SshRemote implements Remote {
   private warnedSudo = false;
   private warnedStderr = false;
   private warnedLinger = false;
+  private warnedSlow = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -304,6 +314,7 @@ export class SshRemote implements Remote {
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
+    let sent = Date.now();
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
@@ -322,6 +333,7 @@ export class SshRemote implements Remote {
         err.push(d);
       });
       void ended.then(resolve);
+      sent = Date.now();
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -348,6 +360,11 @@ export class SshRemote implements Remote {
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
+    if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
+      this.warnedSlow = true;
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;

@@ -242,6 +242,14 @@ describe('a step through the login shell', () => {
     ]);
   });
 
+  it('a ~/.bashrc that is slow for non-interactive sessions (2 s): the step runs, ops says every step waits as long, once', async () => {
+    const { result, ran, warnings } = await runWith('sleep 2');
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy \(~\/\.bashrc, ~\/\.profile, \/etc\/bash\.bashrc\) or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard of ~\/\.bashrc$/);
+  }, 20_000);
+
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
     const conn = localConnection('sleep 60');
     const remote = new SshRemote(conn, host, 'app', new MemoryReporter());

@@ -44,6 +44,12 @@ interface ExitStatus {
 const LINGER_MS = 2000;
 /** The longest a channel is waited for after its exit status, however much a background process still writes to it. */
 const LINGER_MAX_MS = 5000;
+/**
+ * The longest a step's script may take to begin (its input sent, its start line back) before ops says so: a login whose
+ * start-up file runs something slow (nvm or conda set up, a network call) for non-interactive sessions makes every step
+ * of a deploy wait that long.
+ */
+const SLOW_START_MS = 1500;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
@@ -71,6 +77,8 @@ class AfterMarker {
   private head = '';
   private readonly decoder = new StringDecoder('utf8');
   started = false;
+  /** When the marker came (Date.now()): how long the login took to begin the script. */
+  startedAt?: number;
   preamble = '';
   constructor(private readonly emit: (text: string) => void) {}
   push(chunk: Buffer): void {
@@ -88,6 +96,7 @@ class AfterMarker {
     const i = this.head.indexOf(AfterMarker.MARK);
     if (i < 0) return;
     this.started = true;
+    this.startedAt = Date.now();
     this.preamble = this.head.slice(0, i);
     const rest = this.head.slice(i + AfterMarker.MARK.length);
     this.head = '';
@@ -130,6 +139,7 @@ export class SshRemote implements Remote {
   private warnedSudo = false;
   private warnedStderr = false;
   private warnedLinger = false;
+  private warnedSlow = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -304,13 +314,15 @@ export class SshRemote implements Remote {
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
+    let sent = Date.now();
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
-        reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
+        // Not even the start line: the login shell never began the script (it did nothing), it waited before it.
+        reject(out.started || err.started ? new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout') : this.neverBegan(what, limit / 1000));
       }, limit);
       channel.on('data', (d: Buffer) => {
         output();
@@ -321,6 +333,7 @@ export class SshRemote implements Remote {
         err.push(d);
       });
       void ended.then(resolve);
+      sent = Date.now();
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -347,6 +360,11 @@ export class SshRemote implements Remote {
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+    }
+    const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
+    if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
+      this.warnedSlow = true;
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
@@ -381,12 +399,34 @@ export class SshRemote implements Remote {
     return result;
   }
 
+  /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
+  private neverBegan(what: string, seconds: number): NotStartedError {
+    const { guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `move what waits below ${guard}`,
+    );
+  }
+
+  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
+  private startupFiles(): { files: string; guard: string } {
+    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  }
+
+  /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
+  private mergedOutput(what: string, stopped: string): NotStartedError {
+    const { files, guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
+      `move that redirection below ${guard}`,
+    );
+  }
+
   /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
   private refused(what: string, line: string): NotStartedError {
     const [why, ...rest] = line.split(' ');
     const detail = rest.join(' ');
-    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
-    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const { files, guard } = this.startupFiles();
     const stopped = 'ops stopped it before it did anything';
     if (why === 'stdin')
       return new NotStartedError(
@@ -400,9 +440,10 @@ export class SshRemote implements Remote {
       );
     if (why === 'limit')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`,
       );
+    if (why === 'merged') return this.mergedOutput(what, stopped);
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -424,6 +465,24 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
       );
+    // A cloud image's root key (cloud-init's disable_root: a command="…" before it in ~root/.ssh/authorized_keys) lets
+    // the login in only to say whom to log in as, then exits 142: nothing of the login shell is at fault.
+    const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
+    if (loginAs)
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="…" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
+        `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`,
+      );
+    // sshd's own words for ForceCommand internal-sftp (a Match block for an sftp-only group or user).
+    if (/This service allows sftp connections only/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`,
+      );
+    // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
+    // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
+    if (code === 125 && !output.trim())
+      return this.mergedOutput(what, 'ops stopped it before it did anything (its refusal went there too)');
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
     // (the login shell's words, or env's for the command after it: sshCommand)
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;

@@ -14,17 +14,19 @@ export const START_MARKER = '@ops-start';
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
- * `detail` its $0), `stdin` (a start-up file read the script's first line), `limit` (the open files limit is under 1024 or
- * the file size limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's:
- * `detail` where it goes) or `stdout` (fd 1 is a file: `detail` which; this line then comes on stderr).
+ * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
+ * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
+ * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
+ * file: `detail` which; this line then comes on stderr).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
 /**
  * What the login's environment may hold that would change how bash runs a step's script (`set -o noclobber; export
- * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script): env(1) drops them.
+ * SHELLOPTS` in ~/.bashrc: every upload's `>` fails; BASH_ENV: a file bash runs before the script; BASH_XTRACEFD=1 or 2:
+ * the prelude's unset would close that descriptor, the step's stdout or stderr): env(1) drops them.
  */
-const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS'];
+const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'BASH_XTRACEFD'];
 
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
@@ -60,7 +62,9 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
  * leaves the step's errors unseen: fd 2 is then not a pipe or socket while fd 1 is. One that sends stdout to a file
  * (`exec >>file`, `exec >/dev/null`) would have the script run unseen: fd 1 is then a file (the refusal on stderr; a pipe
- * elsewhere the transport finds: the start line on stderr alone). POSIX sh: the wrong shell may be dash or zsh.
+ * elsewhere the transport finds: the start line on stderr alone). One that sends both to one place (`exec >&2`, `exec >
+ * >(logger) 2>&1`): fd 1 and fd 2 are then one pipe. One that sets a resource limit (ulimit) a deploy fails under.
+ * POSIX sh: the wrong shell may be dash or zsh.
  */
 export const stepGuard = [
   'ops_line1=1',
@@ -71,11 +75,17 @@ export const stepGuard = [
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
+    // stdout and stderr one pipe (exec >&2, exec 2>&1, exec > >(logger) 2>&1): sshd gives each its own, so one was sent
+    // to the other: its reports lost on stderr, or errors mixed into them. Refused on that pipe (when it is logger's,
+    // nowhere ops sees: exit 125 alone).
+    ` elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
     // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
     // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
-    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125;` +
-    ` elif [ "$(ulimit -f)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -f %s\\n' "$(ulimit -f)"; exit 125; fi`,
+    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
+  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`,
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
@@ -85,14 +95,18 @@ export const scriptPrelude = [
   // (function names are single words: the split is the point)
   '# shellcheck disable=SC2046',
   'builtin unset -f $(builtin compgen -A function)',
+  // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
+  // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
+  // export LC_MESSAGES=...), text ops would blame on the login shell.
+  'export LC_ALL=C.UTF-8',
   // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
   // the start marker, where the transport ignores it).
-  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, 'LC_ALL'].join('|')}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
   'umask 022', // files that must stay private (.env, keys) are created with explicit modes
-  'export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive',
+  'export DEBIAN_FRONTEND=noninteractive',
   '# shellcheck disable=SC2317 # for the step\'s own lines: some report nothing',
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   'cd /',

@@ -12,6 +12,8 @@ import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type Te
 
 let host: Host;
 let project: TestProject;
+/** The environment as beforeAll wrote it (a test that changes it puts it back). */
+let config: Record<string, unknown>;
 
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
 const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
@@ -36,7 +38,8 @@ const bashrc = (line: string, fn: () => Promise<void>) => withFile('home/deploy/
 
 beforeAll(async () => {
   host = await readyHost('lgs');
-  project = makeProject('e2e', testConfig([host], await appRepo(), await testDatabase(`login_${process.pid}`)));
+  config = testConfig([host], await appRepo(), await testDatabase(`login_${process.pid}`));
+  project = makeProject('e2e', config);
 }, 900_000);
 
 afterAll(async () => {
@@ -82,6 +85,60 @@ describe.sequential('odd login shells, through the CLI', () => {
     );
   }, 300_000);
 
+  it("root on a cloud image (cloud-init's command=\"…\" before the key in ~root/.ssh/authorized_keys): ping and deploy say to log in as debian, with the setting", async () => {
+    const file = join(paths.hostsDir, host.name, 'root/.ssh/authorized_keys');
+    const key = readFileSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh/authorized_keys'), 'utf8').trim();
+    writeFileSync(file, `no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \\"debian\\" rather than the user \\"root\\".';echo;sleep 10;exit 142" ${key}\n`, { mode: 0o600 });
+    project.write({ ...config, hosts: (config.hosts as object[]).map((h) => ({ ...h, user: 'root' })) });
+    try {
+      await bothSay(/did not start: \S+ lets ops's key in as root only to say to log in as debian, then exit 142 \(a command="…" before the key in ~root\/\.ssh\/authorized_keys/, /log in as debian: set user: debian for \S+ in hosts\[\]/);
+    } finally {
+      project.write(config);
+      rmSync(file);
+    }
+  }, 300_000);
+
+  it("fish as the login shell (which exports LC_CTYPE=en_US.UTF-8, a locale the host lacks): ping finds nothing wrong, a deploy works without a warning", async () => {
+    await sshRun(host, 'sudo timeout 240 apt-get install -y -qq fish >/dev/null', { timeoutMs: 300_000 });
+    await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/bin/fish'), async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(text(ping)).not.toMatch(/prints text|setlocale/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy)).not.toMatch(/prints text|setlocale/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+    });
+  }, 900_000);
+
+  it('a ~/.bashrc that waits for non-interactive sessions (a sleep): ping says the script never began, naming the start-up files, at its time limit', async () => {
+    await bashrc('sleep 600', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/did not start: in \d+ s the login shell of deploy had not begun the step's script \(nothing came back\): a start-up file \(~deploy\/\.bashrc/);
+      expect(text(ping)).toMatch(/move what waits below the interactive guard/);
+    });
+  }, 300_000);
+
+  it("sshd's ForceCommand internal-sftp for deploy (a Match block): ping and deploy say sftp only, with where to look", async () => {
+    // Changed through root's login: deploy's runs no command once it is in place.
+    const root = join(paths.hostsDir, host.name);
+    const rootKeys = join(root, 'root/.ssh/authorized_keys');
+    const conf = join(root, 'etc/ssh/sshd_config.d/70-sftp-only.conf');
+    writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
+    // Host's user is deploy by type: root is this test's only.
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    writeFileSync(conf, 'Match User deploy\n    ForceCommand internal-sftp\n');
+    try {
+      await reload();
+      await bothSay(/did not start: sshd there lets deploy use sftp only \(ForceCommand internal-sftp/, /sshd -T -C user=deploy \| grep -i forcecommand shows it; take deploy out of that Match block/);
+    } finally {
+      rmSync(conf);
+      await reload();
+      rmSync(rootKeys);
+    }
+  }, 300_000);
+
   it('a ~/.bashrc that reads stdin: the step is stopped before it does anything, saying so', async () => {
     await bashrc('read -r -t 1 _discard || true', () => bothSay(/reads standard input for non-interactive sessions \(a read\), which took the first line of the step's script; ops stopped it before it did anything/, /move that read below the interactive guard/));
   }, 300_000);
@@ -101,9 +158,16 @@ describe.sequential('odd login shells, through the CLI', () => {
     await bashrc('exec >>~/.bash_out', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output of non-interactive sessions elsewhere \(to \/home\/deploy\/\.bash_out, e\.g\. exec >>file\)/, /move that redirection below the interactive guard/));
   }, 300_000);
 
-  it('a ~/.bashrc that sets ulimit -n 64 for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix', async () => {
-    await bashrc('ulimit -n 64', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sets a resource limit for non-interactive sessions \(ulimit -n 64\)/, /remove that ulimit, or move it below the interactive guard/));
+  it('a ~/.bashrc that sends stdout and stderr to syslog (exec > >(logger) 2>&1): nothing runs, no lock is left, ping and deploy say so', async () => {
+    // Before: the lock step ran (the lock taken), its report lost; the unlock's too, so the lock stayed.
+    await bashrc('exec > >(logger -t bashrc) 2>&1', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ sends the standard output and standard error of non-interactive sessions to one place/, /move that redirection below the interactive guard/));
   }, 300_000);
+
+  // -v: a build of the sample app otherwise fails in Node.js ("WebAssembly.instantiate(): Out of memory"), the host changed.
+  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000'])
+    it(`a ~/.bashrc that sets ${limit} for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix`, async () => {
+      await bashrc(limit, () => bothSay(new RegExp(`did not run: ~deploy/\\.bashrc \\(or ~/\\.profile, /etc/bash\\.bashrc\\) on \\S+ sets a resource limit for non-interactive sessions \\(${limit}\\)`), /remove that ulimit, or move it below the interactive guard/));
+    }, 300_000);
 
   it("a ~/.bashrc that exports functions named echo and cd (export -f): ping's facts are the host's, whole", async () => {
     await bashrc('echo() { builtin echo "[$(date +%T)]" "$@"; }; cd() { builtin cd "$@" && builtin echo "entered $PWD"; }; export -f echo cd', async () => {

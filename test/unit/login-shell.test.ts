@@ -156,6 +156,30 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
   });
 
+  it("sshd's ForceCommand internal-sftp for the login (a Match block for an sftp-only group): said so, with where to look, not the login shell", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-sftponly-'));
+    const forced = join(dir, 'forced');
+    // What sshd prints and exits with when a command is asked of a session its ForceCommand internal-sftp serves.
+    writeFileSync(forced, '#!/bin/sh\necho "This service allows sftp connections only."\nexit 1\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: sshd there lets deploy use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command');
+    expect((result as NotStartedError).hint).toBe('on web1, as root: sshd -T -C user=deploy | grep -i forcecommand shows it; take deploy out of that Match block (or its group), then systemctl reload ssh');
+  });
+
+  it("a cloud image's root key (cloud-init: a command=\"…\" in authorized_keys saying whom to log in as, exit 142): names that login and the setting, not the login shell", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-cloudroot-'));
+    const forced = join(dir, 'forced');
+    // What cloud-init puts before the key in ~root/.ssh/authorized_keys (disable_root), run by sshd in place of ops's command.
+    writeFileSync(forced, `#!/bin/sh\necho 'Please login as the user "debian" rather than the user "root".';echo;exit 142\n`, { mode: 0o755 });
+    const { result, ran } = await runWith('', forced);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: web1 lets ops\'s key in as deploy only to say to log in as debian, then exit 142 (a command="…" before the key in ~deploy/.ssh/authorized_keys, as cloud images have for root)');
+    expect((result as NotStartedError).hint).toBe("log in as debian: set user: debian for web1 in hosts[] of the environment (ops runs root's steps through its passwordless sudo)");
+  });
+
   it.each([1, 3])('refuses, before doing anything, a script whose first lines a start-up file read from stdin (%i reads)', async (reads) => {
     const { result, ran } = await runWith('read -r _discard || true\n'.repeat(reads));
     expect(ran).toBe(false);
@@ -184,6 +208,21 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
 
+  it.each([
+    ['exec 1>&2', ''],
+    ['exec 2>&1', ''],
+    // logger's pipe: the refusal goes there too, the step ends with exit 125 alone
+    ['exec > >(cat >/dev/null) 2>&1', ' (its refusal went there too)'],
+  ])('refuses a step whose stdout and stderr a start-up file sends to one place (%s): nothing done (no lock taken), said so', async (rc, also) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ops stopped it before it did anything${also}`,
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
+  });
+
   it('a step whose stdout a start-up file pipes elsewhere (the guard cannot tell): it ran, its reports are lost; an error saying so, never "did not start" or a success', async () => {
     const { result, ran } = await runWith('exec > >(cat >/dev/null)');
     expect(ran).toBe(true);
@@ -202,6 +241,26 @@ describe('a step through the login shell', () => {
       'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc',
     ]);
   });
+
+  it('a ~/.bashrc that is slow for non-interactive sessions (2 s): the step runs, ops says every step waits as long, once', async () => {
+    const { result, ran, warnings } = await runWith('sleep 2');
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy \(~\/\.bashrc, ~\/\.profile, \/etc\/bash\.bashrc\) or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard of ~\/\.bashrc$/);
+  }, 20_000);
+
+  it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
+    const conn = localConnection('sleep 60');
+    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    // The shortest limit: the step's second and the transport's 30 s of grace.
+    const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
+  }, 45_000);
 
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');

@@ -10,13 +10,13 @@ describe('step wrapping', () => {
   const STEP_HEAD = `/usr/bin/env LC_ALL=C.UTF-8 PATH=${STEP_PATH}`;
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -33,12 +33,13 @@ describe('step wrapping', () => {
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
     expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, 0]);
   });
-  it("runs the script with bash's own options, not those the login's environment exports (SHELLOPTS, BASHOPTS, BASH_ENV)", () => {
+  it("runs the script with bash's own options, not those the login's environment exports (SHELLOPTS, BASHOPTS, BASH_ENV, BASH_XTRACEFD)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-opts-'));
     const bashEnv = join(dir, 'bash_env');
     writeFileSync(bashEnv, 'set -o noclobber\n');
     const step = { name: 's', script: `t=$(mktemp ${dir}/t.XXXXXX); echo x > "$t"; for f in ${dir}/none-*; do echo "$f"; done`, timeout: 30, as: 'login' } as const;
-    for (const env of [{ SHELLOPTS: 'braceexpand:hashall:interactive-comments:noclobber' }, { BASHOPTS: 'failglob' }, { BASH_ENV: bashEnv }]) {
+    // BASH_XTRACEFD=1 or 2: unset by the prelude, bash would close the step's stdout or stderr.
+    for (const env of [{ SHELLOPTS: 'braceexpand:hashall:interactive-comments:noclobber' }, { BASHOPTS: 'failglob' }, { BASH_ENV: bashEnv }, { BASH_XTRACEFD: '1' }, { BASH_XTRACEFD: '2' }]) {
       // HOME and SHLVL as a login's: Debian's bash reads ~/.bashrc when its stdin is a socket and SHLVL is unset
       // (SSH_SOURCE_BASHRC), and this machine's own ~/.bashrc is not the subject here.
       const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: dir, SHLVL: '1', ...env } });
@@ -56,6 +57,12 @@ describe('step wrapping', () => {
     for (const kept of ['HOME=/home/deploy', 'USER=deploy', 'SSH_CONNECTION=10.0.0.1 5000 10.0.0.2 22', 'OPS_CONNECTION=c0ffee', 'LC_ALL=C.UTF-8', 'https_proxy=http://proxy:3128']) expect(out.stdout).toContain(`\n${kept}\n`);
     expect(out.status).toBe(0);
   });
+  it("unsets the login's locale without a word, though the host lacks it (fish's own LC_CTYPE=en_US.UTF-8, a ~/.bashrc's LC_MESSAGES): nothing on stderr for ops to blame on the login shell", () => {
+    const step = { name: 's', script: 'echo hi; echo "$LC_ALL"', timeout: 30, as: 'login' } as const;
+    const env = { PATH: process.env.PATH, HOME: '/home/deploy', LC_CTYPE: 'xx_XX.UTF-8', LC_MESSAGES: 'yy_YY.UTF-8', LANG: 'zz_ZZ.UTF-8' };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\nC.UTF-8\n`, `\n${START_MARKER}\n`, 0]);
+  });
   it("finds env, timeout and bash where Debian puts them, not in a directory the login put first on PATH (a ~/bin/timeout of its own)", () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-bin-'));
     for (const name of ['env', 'timeout', 'bash', 'sudo']) {
@@ -65,9 +72,9 @@ describe('step wrapping', () => {
     const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
   });
-  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f in ~/.bashrc), naming it", () => {
+  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000']]) {
+    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000']]) {
       const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
     }

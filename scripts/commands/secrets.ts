@@ -178,7 +178,13 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
     throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${key} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
-  const text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
+  let text = decodeUtf8(await readAll(ctx.stdin, signal), `the value on stdin for ${key}`, hint);
+  // A UTF-8 byte order mark starts a file Notepad (or PowerShell's Out-File -Encoding utf8) saved: it marks the
+  // encoding, it is not part of the value; kept, the app would get an invisible U+FEFF before its password.
+  if (!exact && text.startsWith('\uFEFF')) {
+    text = text.slice(1);
+    ctx.reporter.warn(`the value on stdin for ${key} began with a UTF-8 byte order mark (EF BB BF, what Windows editors write at the start of a file): it is not stored as part of the value; to keep it, give --exact`);
+  }
   const value = exact ? text : setValueFromInput(text);
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
   return value;
@@ -709,7 +715,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
-included (a PEM key, a certificate):
+included (a PEM key, a certificate); a UTF-8 byte order mark starting it (a file Notepad saved) is dropped, said:
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt
   ops secrets set prod tls.key < server.key

@@ -313,8 +313,18 @@ describe('ops secrets set / show / decrypt', () => {
       expect(r.code, JSON.stringify(input)).toBe(0);
       expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(input)).toBe(want);
     }
-    // --exact: byte for byte, the one way to store a one-line value ending in a newline.
-    for (const v of ['one line\n', 'crlf\r\n', 'two\nlines\n\n', 'plain']) {
+    // a file a Windows editor saved (Notepad: a UTF-8 byte order mark first, CRLF line ends): the mark is no part of the value, said
+    for (const [input, want] of [
+      ['\uFEFFnotepad-t0ken-4f9a\r\n', 'notepad-t0ken-4f9a'],
+      [`\uFEFF${pem.replace(/\n/g, '\r\n')}`, pem.replace(/\n/g, '\r\n')],
+    ]) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'tls.key'], e.env, input);
+      expect(r.code, JSON.stringify(input)).toBe(0);
+      expect(r.err).toContain('the value on stdin for tls.key began with a UTF-8 byte order mark (EF BB BF, what Windows editors write at the start of a file): it is not stored as part of the value; to keep it, give --exact');
+      expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(input)).toBe(want);
+    }
+    // --exact: byte for byte, the one way to store a one-line value ending in a newline (or one starting with a byte order mark).
+    for (const v of ['one line\n', 'crlf\r\n', 'two\nlines\n\n', 'plain', '\uFEFFmarked']) {
       expect((await cli(e.root, ['secrets', 'set', 'qa', 'tls.key', '--exact'], e.env, v)).code, JSON.stringify(v)).toBe(0);
       expect(lookup((await open(e)).data, 'tls.key'), JSON.stringify(v)).toBe(v);
     }

@@ -77,12 +77,15 @@ const DOC_OPTIONS: DocumentOptions & SchemaOptions = { customTags: [FLOAT_TAG, E
  * character '\t' that cannot start any token"). Several lines whose first text starts with a space: the library's
  * indentation indicator counts 2 spaces whatever the indentation (`|2-` under 4-space indentation, sops 3.13's),
  * so every reader, this one too, reads the value's lines with 2 more spaces. Several lines of nothing but
- * whitespace: the spaces are written on lines every reader takes for empty (" \n" read back as "\n"). Such
- * strings are double-quoted (escapes, one line). Pure.
+ * whitespace: the spaces are written on lines every reader takes for empty (" \n" read back as "\n"). Several
+ * lines whose first text starts with a tab: go-yaml (sops, yq) refuses the block ("found a tab character where an
+ * indentation space is expected": it finds the block's indentation on that line), so sops could not read a file
+ * holding one in clear (an `_unencrypted` key), nor `ops secrets decrypt`'s output. Such strings are double-quoted
+ * (escapes, one line). Pure.
  */
 function styleChangesText(s: string): boolean {
   if (!s.includes('\n')) return s.includes('\t');
-  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+  return /^\n*[ \t]/.test(s) || /^[ \t\n]*$/.test(s);
 }
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {

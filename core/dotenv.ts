@@ -36,7 +36,8 @@ export function lookup(tree: unknown, path: string): unknown {
 /**
  * A secret as the string the .env carries: scalars as written, mappings and lists as compact JSON. An integer
  * beyond 2^53 (held as a bigint, see core/secrets/tree.ts) is written as its digits at any depth, as sops's JSON
- * output writes it (JSON.stringify would throw on it); everything else as JSON.stringify writes it. Pure.
+ * output writes it (JSON.stringify would throw on it); everything else as JSON.stringify writes it, strings but for the
+ * characters jsonString escapes. Pure.
  */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
@@ -52,11 +53,22 @@ function jsonText(value: unknown): string | undefined {
   if (value !== null && typeof value === 'object' && !('toJSON' in value && typeof value.toJSON === 'function')) {
     const members = Object.keys(value).flatMap((k) => {
       const text = jsonText((value as Record<string, unknown>)[k]);
-      return text === undefined ? [] : [`${JSON.stringify(k)}:${text}`];
+      return text === undefined ? [] : [`${jsonString(k)}:${text}`];
     });
     return `{${members.join(',')}}`;
   }
-  return JSON.stringify(value);
+  return typeof value === 'string' ? jsonString(value) : JSON.stringify(value);
+}
+
+/**
+ * A JSON string with `'`, a backtick and a backslash of the text written as \u escapes (\u0027, \u0060, \u005c):
+ * the same string to every JSON parser, and a text that every reader carries in single quotes (python-dotenv
+ * decodes `\\` and `\'` there, and nothing else). Raw, a map whose members held both quote kinds and a `#` (the
+ * TOOLS_PASSWORDS of one user's `it's` and another's `p#ss`), or a backslash beside a quote, was refused. A `$` stays
+ * raw: the readers' rules for it are those of any value (`${` is refused for python-dotenv, by member). Pure.
+ */
+function jsonString(text: string): string {
+  return JSON.stringify(text).replace(/\\[\s\S]|['`]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
 }
 
 /** One way of writing a value after `KEY=`. */
@@ -218,8 +230,6 @@ interface RefusedVariable {
   readers: Reader[];
   /** Members (key paths) of a map secret, already in the file before the change, that make it unreadable. */
   old?: string[];
-  /** `old` names the map: its members together, none alone, make it unreadable. */
-  together?: boolean;
 }
 
 /** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
@@ -247,9 +257,9 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
     old.length && command === 'edit'
       ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
       : old.length
-        ? old.length === 1 && !refused.some((r) => r.together)
+        ? old.length === 1
           ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0]!)}, or ops secrets edit ${env.name}), then run this one again`
-          : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
+          : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
         : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
@@ -532,15 +542,8 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
         refused.push({ ...encoded.refused, reason: `${which}: ${encoded.refused.reason}`, old });
         continue;
       }
-      if (!now.length && had !== undefined && had !== null && !encodes(had)) {
-        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, already in the file before this change, are what its readers would not read back (every deploy already refuses it): ${encoded.refused.reason}`, old: [spec.secret], together: true });
-        continue;
-      }
-      const changed = memberPaths(found).filter((p) => p.length > 0 && !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)));
-      if (!now.length && changed.length && memberPaths(found).length > changed.length) {
-        refused.push({ ...encoded.refused, reason: `no one member alone, but its members together, since this change to ${changed.map((p) => memberKey(spec.secret, p)).join(', ')}, are what its readers would not read back: ${encoded.refused.reason}` });
-        continue;
-      }
+      // members refused only together: none with the readers there are (the JSON's strings are apart, their quotes,
+      // backticks and backslashes escaped: jsonString), and the variable is refused as a whole below if one ever were
     }
     refused.push(encoded.refused);
   }

@@ -25,6 +25,15 @@ export function intValue(n: bigint): number | bigint {
 }
 
 /**
+ * A timestamp (held as MarshalText writes it) as sops gives it where only text can go (`sops decrypt --output-type
+ * dotenv`, `sops exec-env`: Go's time.Format(time.RFC3339)): whole seconds, its fraction of a second dropped
+ * (`2024-01-15T10:00:00.5Z` is `2024-01-15T10:00:00Z`). Pure.
+ */
+export function dotenvTime(marshal: string): string {
+  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, '');
+}
+
+/**
  * A float as sops gives it where only text can go (`sops decrypt --output-type dotenv`, `sops exec-env`: its
  * stores.ValToString): Go's shortest form, strconv.FormatFloat(v, 'G', -1, 64), an exponent from 1e6 and below 1e-4
  * (`1.5E+10`, `1E-07`), and ".0" after one that would read as an integer (`2.0`, `-0.0`); `+Inf`, `-Inf`, `NaN`. Pure.

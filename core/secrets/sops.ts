@@ -136,9 +136,12 @@ export class SecretsFile {
   get tree(): MapNode {
     return this.plain;
   }
-  /** The decrypted document as plain JS values. */
+  /**
+   * The decrypted document as plain JS values, as the app gets them in the .env: a timestamp as sops's dotenv
+   * output gives it, without its fraction of a second (toPlain 'dotenv'); `tree` has it whole.
+   */
   get data(): { [key: string]: PlainValue } {
-    return toPlain(this.plain) as { [key: string]: PlainValue };
+    return toPlain(this.plain, 'dotenv') as { [key: string]: PlainValue };
   }
   get recipients(): string[] {
     return [...this.recipientList];
@@ -410,7 +413,7 @@ export class SecretsFile {
 }
 
 export interface DecryptedFile {
-  /** The values as plain JS (objects, arrays, strings, numbers, booleans, null). */
+  /** The values as plain JS (objects, arrays, strings, numbers, booleans, null), as the .env gives them (SecretsFile.data). */
   data: { [key: string]: PlainValue };
   /** The same, as an ordered tree with sops's types (key order exactly as in the file). */
   tree: MapNode;

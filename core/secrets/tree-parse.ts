@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias 
 import { OpsError } from '../errors.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
-import { type GoScalar, intValue, numberText, resolveScalar } from './goyaml.ts';
+import { type GoScalar, dotenvTime, intValue, numberText, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
 import { goBlockScalar, goFlowScalar, goLines, goOnlyBreak } from './yaml-breaks.ts';
@@ -58,8 +58,8 @@ export interface YamlConstruct {
 export interface Retyped {
   path: (string | number)[];
   type: ScalarNode['type'];
-  /** How it was typed, as a kind (never the text): leading zero, digits only, or another form. */
-  typed: 'leading-zero' | 'digits' | 'other';
+  /** How it was typed, as a kind (never the text): leading zero, digits only, a timestamp with a fraction of a second, or another form. */
+  typed: 'leading-zero' | 'digits' | 'fraction' | 'other';
 }
 
 const MERGE_TAG = 'tag:yaml.org,2002:merge';
@@ -339,6 +339,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
         // not a float typed in the exponent form it reaches the .env in (1E-07), only printed back with a "." (1.0e-7)
         const sameExponent = v.type === 'float' && /e/i.test(text) && numberText(v.value as number) === text;
         if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // kept whole, but the .env gets it as sops's dotenv output does: without its fraction of a second
+        else if (v.type === 'time' && dotenvTime(v.value as string) !== v.value) options.retyped.push({ path, type: 'time', typed: 'fraction' });
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes

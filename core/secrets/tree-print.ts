@@ -57,12 +57,16 @@ function escapedDoubleQuoted(s: string): string {
   return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, 'g'), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-// How a string holding a RAW_UNSAFE character is written (keys too): escapedDoubleQuoted, whatever style it was
-// given. Only for writing: its `test` matches nothing, so no plain scalar is read with it.
+// A space or tab before a line break: the library's double-quoted style breaks the line there, the space escaped
+// (`\ `) at the line's end, where an editor trimming trailing whitespace leaves a `\` that joins the lines.
+const SPACE_BEFORE_BREAK = /[ \t]\n/;
+
+// How a string holding a RAW_UNSAFE character or SPACE_BEFORE_BREAK is written (keys too): escapedDoubleQuoted, on
+// one line, whatever style it was given. Only for writing: its `test` matches nothing, so no plain scalar is read with it.
 const ESCAPED_STR_TAG: ScalarTag = {
   tag: 'tag:yaml.org,2002:str',
   default: true,
-  identify: (v) => typeof v === 'string' && RAW_UNSAFE.test(v),
+  identify: (v) => typeof v === 'string' && (RAW_UNSAFE.test(v) || SPACE_BEFORE_BREAK.test(v)),
   test: /(?!)/,
   resolve: (s) => s,
   stringify: (node) => escapedDoubleQuoted(String((node as Scalar).value)),
@@ -77,12 +81,18 @@ const DOC_OPTIONS: DocumentOptions & SchemaOptions = { customTags: [FLOAT_TAG, E
  * character '\t' that cannot start any token"). Several lines whose first text starts with a space: the library's
  * indentation indicator counts 2 spaces whatever the indentation (`|2-` under 4-space indentation, sops 3.13's),
  * so every reader, this one too, reads the value's lines with 2 more spaces. Several lines of nothing but
- * whitespace: the spaces are written on lines every reader takes for empty (" \n" read back as "\n"). Such
- * strings are double-quoted (escapes, one line). Pure.
+ * whitespace: the spaces are written on lines every reader takes for empty (" \n" read back as "\n"). Several
+ * lines whose first text starts with a tab: go-yaml (sops, yq) refuses the block ("found a tab character where an
+ * indentation space is expected": it finds the block's indentation on that line), so sops could not read a file
+ * holding one in clear (an `_unencrypted` key), nor `ops secrets decrypt`'s output. Several lines with a space or
+ * tab ending one of them, or ending in an empty line (a `|+` block): an editor that trims trailing whitespace or
+ * final empty lines on save (VS Code's files.trimTrailingWhitespace, .editorconfig's trim_trailing_whitespace)
+ * would change the value during `ops secrets edit` of another key. Such strings are double-quoted (escapes, one
+ * line: nothing at a line's end). Pure.
  */
 function styleChangesText(s: string): boolean {
   if (!s.includes('\n')) return s.includes('\t');
-  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+  return /^\n*[ \t]/.test(s) || /^[ \t\n]*$/.test(s) || /[ \t](\n|$)/.test(s) || /\n\n$/.test(s);
 }
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {

@@ -3,7 +3,7 @@
 // document order. Here: the node types, walking, comparing, plain JS values. Parsing: tree-parse.ts; printing:
 // tree-print.ts; a scalar's text as sops encrypts it: tree-scalars.ts. Nothing here knows about encryption.
 import { OpsError } from '../errors.ts';
-import { intValue } from './goyaml.ts';
+import { dotenvTime, intValue } from './goyaml.ts';
 import { scalarText } from './tree-scalars.ts';
 
 /**
@@ -386,19 +386,24 @@ export function getEntry(map: MapNode, key: string): TreeNode | undefined {
   return map.entries.find(([k]) => k === key)?.[1];
 }
 
-/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer). */
-export function toPlain(node: TreeNode): PlainValue {
+/**
+ * The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer).
+ * A timestamp is a string: as sops decrypt --output-type json/yaml give it (`times: 'marshal'`, Go's MarshalText,
+ * its fraction of a second kept), or as the app gets it in the .env (`'dotenv'`, see dotenvTime).
+ */
+export function toPlain(node: TreeNode, times: 'marshal' | 'dotenv' = 'marshal'): PlainValue {
   switch (node.kind) {
     case 'null':
       return null;
     case 'scalar':
+      if (node.type === 'time' && times === 'dotenv') return dotenvTime(node.value as string);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case 'list':
-      return node.items.map(toPlain);
+      return node.items.map((item) => toPlain(item, times));
     case 'map': {
       const out: { [key: string]: PlainValue } = {};
       // defineProperty: a key named "__proto__" stays an ordinary key
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
       return out;
     }
   }

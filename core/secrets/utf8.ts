@@ -31,6 +31,14 @@ export function decodeUtf8(bytes: Uint8Array, where: string, hint?: string): str
   try {
     return strict.decode(bytes);
   } catch {
+    // UTF-16 with its byte order mark: what Windows PowerShell 5's `>` and Out-File write (`echo pw > pw.txt`).
+    // Text, not binary data: stored as base64 (the advice for binary data) the app would get other bytes.
+    const bom = bytes[0] === 0xff && bytes[1] === 0xfe ? 'FF FE' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'FE FF' : undefined;
+    if (bom)
+      throw new OpsError(
+        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
+        'convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)',
+      );
     const offset = invalidUtf8Offset(bytes);
     const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 0x0a).length + 1;
     throw new OpsError(

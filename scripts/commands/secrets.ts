@@ -194,13 +194,7 @@ async function valueFromStdin(ctx: CommandContext, env: string, key: string, exa
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const bytes = await readAll(ctx.stdin, signal);
-  // UTF-16 with its byte order mark (what Windows PowerShell 5's `>` and Out-File write): read as latin1 it would be
-  // every other byte NUL, so it is named, with the conversion that keeps the text
-  if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)))
-    throw new OpsError(
-      `the value on stdin for ${key} is UTF-16 text (byte order mark ${bytes[0] === 0xff ? 'FF FE' : 'FE FF'}: what Windows PowerShell's \`>\` and Out-File write), not UTF-8; nothing was changed`,
-      `convert it first: iconv -f utf-16 -t utf-8 < FILE | ops secrets set ${env} ${key} (in PowerShell: Set-Content -Encoding utf8, or pipe the value itself)`,
-    );
+  // UTF-16 (PowerShell 5's `>`) is named by decodeUtf8, with the conversion that keeps the text
   const text = decodeUtf8(bytes, `the value on stdin for ${key}`, hint);
   const value = exact ? text : setValueFromInput(windowsText(ctx, key, text));
   if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);

@@ -4,7 +4,7 @@
 // generated ones (fast-check).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_READERS, encodeValue, READERS, renderDotenv, type Reader } from '../../core/dotenv.ts';
+import { asString, DEFAULT_READERS, encodeValue, READERS, renderDotenv, type Reader } from '../../core/dotenv.ts';
 import { pythonInterpolates } from '../../core/dotenv-readers.ts';
 import { OpsError } from '../../core/errors.ts';
 import { dotenvDir, readReal } from '../support/real-dotenv.ts';
@@ -195,6 +195,24 @@ describe('.env values read back by the real parsers', () => {
 // Readers limited to a prefix (`only`) still parse every line of the file: whatever their `only`, each line must
 // be one statement with the same bounds for every declared reader, so that no value makes any reader see another
 // variable or another value of one. Whole files, rendered by renderDotenv, read by the real parsers.
+describe('a map or list an env entry takes whole, written as JSON', () => {
+  // the JSON of every corpus value as one member (TOOLS_PASSWORDS: e-mail -> password), keys with quotes and backslashes too
+  const MAPS = [...CORPUS.map((v) => asString({ 'admin@example.org': v })), asString(Object.fromEntries(CORPUS.slice(0, 40).map((v, i) => [`u${i}'\`\\@x.org`, v]))), asString(CORPUS.slice(0, 40)),
+    // as they come: a password holding ' and # (the JSON adds "), one user's ' beside another's #, a backslash beside quotes
+    ...[{ a: "it's-#1-password" }, { a: "it's", b: 'p#ss' }, { a: 'back`tick', b: "it's #" }, { a: "C:\\new\\'dir'" }, ["O'Neil", 'x #y']].map(asString)];
+
+  for (const readers of READER_SETS)
+    it(`readers ${readers.join(' + ')}: read back exactly, or refused`, async () => {
+      expect((await roundTrip(MAPS, readers)).mismatches).toEqual([]);
+    });
+
+  it("the default readers carry every one but a member holding \"${\" (', ` and \\ are \\u escapes in the JSON: the text is single-quoted whatever its members hold)", async () => {
+    const { accepted } = await roundTrip(MAPS, DEFAULT_READERS);
+    expect(MAPS.filter((_, i) => !accepted[i]).map((m) => m.includes('${'))).toEqual(MAPS.filter((_, i) => !accepted[i]).map(() => true));
+    expect(accepted.filter((a) => !a).length).toBe(MAPS.filter((m) => /\$\{/.test(m)).length);
+  });
+});
+
 describe('readers limited to a prefix read every line: no value changes another variable, for any reader', () => {
   /** Values made to end a statement early in one quoting or another and start a line of their own. */
   const HOSTILE = [

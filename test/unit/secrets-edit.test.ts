@@ -354,6 +354,32 @@ if [ "$n" = 0 ]; then sed -i '/^passwords:/q' "$1"; printf '  admin@example.org 
   });
 });
 
+describe('ops secrets edit: an editor that trims whitespace on save', () => {
+  it('changes no value but the one edited: a value with a space or tab ending a line, or ending in an empty line, is shown on one line, double-quoted', async () => {
+    const e = await newEnv();
+    // as teams' values come: a mail signature ("-- " and a line ending in two spaces, Markdown's line break), a
+    // certificate pasted with a space after a line, a TSV with an empty last cell, text ending in an empty line
+    const values: Record<string, string> = {
+      signature: '-- \nBest regards,  \nThe Team\n',
+      cert: '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU \n-----END CERTIFICATE-----\n',
+      tsv: 'name\tvalue\t\nkey\t\n',
+      spaced: 'first\n  \nlast',
+      blank_end: 'line one\nline two\n\n',
+      ends_space: 'line one\nline two ',
+    };
+    for (const [k, v] of Object.entries(values)) expect((await cli(e.root, ['secrets', 'set', 'qa', `texts.${k}`], e.env, v)).code, k).toBe(0);
+    // the editor changes one value, and trims every line's trailing spaces and tabs and the file's final empty
+    // lines on save (VS Code's files.trimTrailingWhitespace and trimFinalNewlines, .editorconfig's trim_trailing_whitespace)
+    const ed = editor(`sed -i -e 's/[ \t]*$//' -e 's/^datapass_client_id: .*/datapass_client_id: client-Zq8-new/' "$1" && printf '%s\n' "$(cat "$1")" > "$1.t" && cat "$1.t" > "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, '');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out + r.err).toContain('(changed datapass_client_id)');
+    const data = (await open(e)).data as { texts: Record<string, string>; datapass_client_id: string };
+    expect(data.texts).toEqual(values);
+    expect(data.datapass_client_id).toBe('client-Zq8-new');
+  });
+});
+
 describe('ops secrets edit: the file changed on disk while the editor was open', () => {
   afterEach(() => {
     vi.useRealTimers();

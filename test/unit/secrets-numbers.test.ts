@@ -12,7 +12,7 @@ import { environment } from '../support/dotenv-environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
+import { type EditIo, editSecrets, retypedWarning } from '../../core/secrets/edit.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { type Retyped, parseTree } from '../../core/secrets/tree-parse.ts';
@@ -170,6 +170,13 @@ describe('YAML whole floats', () => {
     expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
   });
 
+  it('a timestamp typed with a fraction of a second reaches the .env without it, as sops gives it: ops secrets edit names it and asks', () => {
+    const retyped: Retyped[] = [];
+    parseTree('ts: 2024-01-15T10:20:30Z\nfrac: 2024-01-15T10:20:30.25+02:00\nquoted: "2024-01-15T10:20:30.25Z"\n', 'yaml', { file: 'typed', retyped });
+    expect(retyped).toEqual([{ path: ['frac'], type: 'time', typed: 'fraction' }]);
+    expect(retypedWarning(retyped, 'yaml', 'would not be')).toContain('frac: sops reads what was typed as a timestamp, which the .env gets as sops\'s dotenv output gives it, without its fraction of a second');
+  });
+
   it('a whole float already stored (shown as 2.0) is not asked about again when another value is edited', async () => {
     const { file, ids } = await secretsFile('whole: 2.0\ninf: .inf\nname: Zq8-vT3m-Lw5x-Pk2r\n', 'secrets.yaml');
     const warnings: string[] = [];
@@ -191,6 +198,8 @@ describe('YAML scalars typed without quotes, in the .env', () => {
     'inf: .inf', 'pinf: +.Inf', 'ninf: -.inf', 'nan: .nan', 'negzero: -0.0', 'octal12: 0o17', 'octal11: 0777', 'hex: 0x1F', 'under: 1_000', 'plus: +1',
     'bin: 0b101', 'small: 1e-7', 'neg_small: -2.5E-3', 'tiny: 0.00001', 'frac_big: 1234567.5', 'f3: 3.10', 'dot5: .5', 'yes_w: yes', 'on_w: on', 'off_w: off',
     'true_w: true', 'False_w: False', 'date: 2001-12-14', 'ts: 2024-01-15T10:20:30Z', 'ts_offset: 2024-01-15T10:20:30+02:00', 'sexa: 190:20:30',
+    // a fraction of a second: kept by sops (json, yaml, --extract), dropped by its dotenv output and exec-env
+    'ts_frac: 2024-01-15T10:20:30.5Z', 'ts_frac_tz: 2001-12-14t21:59:43.10-05:00', 'ts_frac_space: 2001-12-14 21:59:43.123456789', 'ts_frac_zeros: 2024-01-15T10:20:30.000Z',
     'int_big: 9223372036854775807', 'int_neg: -9223372036854775808',
   ];
   // a whole float reaches the .env as its digits (2.0 is 2: the decrypted value no longer says it was a float; ops

@@ -469,6 +469,27 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
   });
 });
 
+describe('a value of several lines whose first text starts with a tab (a pasted TSV row, a Makefile recipe)', () => {
+  const VALUES = { first_tab_unencrypted: '\tname\tvalue\nrow\t1\n', blank_then_tab_unencrypted: '\n\tx', tab_only_first_unencrypted: '\t\nx', later_tab_unencrypted: 'a\n\tb', secret: '\tx\ny' };
+
+  it('is written so that sops reads it: in clear (an _unencrypted key) in the file ops writes, and in ops secrets decrypt\'s text', async () => {
+    const file = join(dir, 'tabs.yaml');
+    await SecretsFile.create(file, parseTree(JSON.stringify(VALUES), 'json', { file: 'tabs' }), { recipients: [k1.recipient] }).save();
+    const r = sops(['decrypt', '--output-type', 'json', file], k1);
+    expect(r.err).toBe(''); // go-yaml refused a literal block whose first text is a tab: "found a tab character where an indentation space is expected"
+    expect(JSON.parse(r.out)).toEqual(VALUES);
+    // the plaintext ops prints, encrypted again by sops (written as JSON: sops's own YAML writes such a value in
+    // clear as null, then fails its MAC, a go-yaml emitter fault of sops 3.13.3)
+    const plainFile = join(dir, 'tabs-plain.yaml');
+    writeFileSync(plainFile, (await SecretsFile.open(file, { identities: k1.ids })).plaintext());
+    const again = sops(['encrypt', '--age', k1.recipient, '--output-type', 'json', plainFile], k1);
+    expect(again.err).toBe('');
+    const json = join(dir, 'tabs-again.json');
+    writeFileSync(json, again.out);
+    expect(JSON.parse(sops(['decrypt', json], k1).out)).toEqual(VALUES);
+  });
+});
+
 // go-yaml, so sops, reads NEL, LS and PS as line breaks (YAML 1.1), and writes a value holding LS raw in single
 // quotes, the LS followed by a new line's indentation: read as YAML 1.2 those spaces were part of the value.
 describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and writes them', () => {

@@ -24,10 +24,10 @@ describe('bytes that are not UTF-8 are refused, nothing changed', () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 't_bin'], e.env, 'before')).code).toBe(0);
     const before = readFileSync(e.secrets);
-    // 0xff 0xfe never start a UTF-8 character; 32 random bytes are UTF-8 with a chance of about 2^-30
+    // 0xff never starts a UTF-8 character; 32 random bytes are UTF-8 with a chance of about 2^-30 (and start as UTF-16's mark 2^-15)
     let random = randomBytes(32);
-    while (invalidUtf8Offset(random) < 0) random = randomBytes(32);
-    for (const input of [Buffer.from([0xff, 0xfe]), random]) {
+    while (invalidUtf8Offset(random) < 0 || /^(fffe|feff)/.test(random.toString('hex'))) random = randomBytes(32);
+    for (const input of [Buffer.from([0xff, 0x61]), random]) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', 't_bin'], e.env, input);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/the value on stdin for t_bin is not UTF-8 text: invalid byte at offset \d+/);
@@ -39,6 +39,19 @@ describe('bytes that are not UTF-8 are refused, nothing changed', () => {
     // valid multi-byte text still goes through, as given
     expect((await cli(e.root, ['secrets', 'set', 'qa', 't_bin'], e.env, Buffer.from('café \uFFFD'))).code).toBe(0);
     expect((await open(e)).data.t_bin).toBe('café \uFFFD');
+  });
+
+  it('ops secrets set: UTF-16 text (`echo pw > pw.txt` in Windows PowerShell 5) is named as such, the fix to convert it, not to store it as base64', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'pw'], e.env, 'before')).code).toBe(0);
+    for (const [input, bom] of [[Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('s3cret-4f9a\r\n', 'utf16le')]), 'FF FE'], [Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('s3cret-4f9a', 'utf16le').swap16()]), 'FE FF']] as const) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', 'pw'], e.env, input);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`the value on stdin for pw is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`);
+      expect(r.err).toContain('iconv -f utf-16 -t utf-8 FILE');
+      expect(r.err).not.toContain('base64');
+    }
+    expect((await open(e)).data.pw).toBe('before');
   });
 
   it('ops secrets edit: an editor saving Latin-1 gets the text back to fix (or the edit dropped), never U+FFFD stored', async () => {

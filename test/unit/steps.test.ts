@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
-import { environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx } from '../../core/steps/nginx.ts';
@@ -419,7 +419,8 @@ describe('.env', () => {
     writeFileSync(join(dir, 'environ'), environ);
     const script = `${environLoader(join(dir, 'environ'))}\nprintf '%s\\0' "$MODE" "$DB" "$PASSWORDS"`;
     const out = execFileSync('bash', ['--norc', '-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    expect(out).toBe(['live', hard.DB, JSON.stringify(hard.PASSWORDS), ''].join('\0'));
+    expect(out).toBe(['live', hard.DB, asString(hard.PASSWORDS), ''].join('\0'));
+    expect(JSON.parse(out.split('\0')[2]!)).toEqual(hard.PASSWORDS); // the map as JSON (its ', ` and \ as \u escapes)
   });
 
   it('writes each value in a quoting every declared reader reads back (the real parsers: dotenv-readers.test.ts)', () => {

@@ -425,6 +425,10 @@ nginx -t && nginx -s reload`);
       expect(text).toMatch(/did not take: nginx was reloaded, but its \/\.ops\/slot answers 'old site'/);
       expect(text).toContain(`hint: nginx -t says: conflicting server name "${domain}" on 0.0.0.0:443, ignored: another enabled site has server_name ${domain}, loaded before this one, and nginx gives it the visitors; the files naming it: /etc/nginx/sites-enabled/${domain} `);
       expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
+      // ops status says where the visitors are, rather than "healthy".
+      const st = await ops('status', 'e2e');
+      expect(st.code).not.toBe(0);
+      expect(readable(st)).toContain(`nginx answers /.ops/slot with "old site", not a slot (over http: ${before.slot}): another enabled site takes ${domain} on port 443`);
     } finally {
       await onHost(`rm -f /etc/nginx/sites-enabled/${domain} /etc/nginx/old.key /etc/nginx/old.crt && nginx -s reload`);
     }

@@ -172,19 +172,23 @@ export function systemAccount(user: string): string | undefined {
 
 /**
  * Why a command or environment value that ops runs for one release (a program's command or env, release.build,
- * release.migrate) must not name `<base>/current` or `<base>/releases/...` by path, or undefined. The new release's
- * programs start, are health-checked and build/migrate BEFORE `current` flips to them (the blue/green switch), so
- * `<base>/current` there is the previous release: a deploy would go live running, building or migrating the old code
- * (and `releases/<id>` pins one release for good). `placeholders`: the text takes {release} (programs' command and
- * env, core/steps/switch.ts expand), else it runs in the release directory (build, migrate).
+ * release.migrate, a value of the release's `.env`, which build, migrate and hooks get exported) must not name
+ * `<base>/current` or `<base>/releases/...` by path, or undefined. The new release's programs start, are
+ * health-checked and build/migrate BEFORE `current` flips to them (the blue/green switch), so `<base>/current` there
+ * is the previous release: a deploy would go live running, building or migrating the old code (a
+ * `PYTHONPATH=<base>/current/src` imports the live release's modules in the new one's migrate), and `releases/<id>`
+ * pins one release for good. `where`: `program` takes {release} (programs' command and env, core/steps/switch.ts
+ * expand); a `command` runs in the release directory (build, migrate); a `dotenv` value is read by commands and
+ * programs running there.
  */
-export function liveReleasePathProblem(text: string, base: string, placeholders: boolean): string | undefined {
+export function liveReleasePathProblem(text: string, base: string, where: 'program' | 'command' | 'dotenv'): string | undefined {
   const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   // The path as a whole word: not a longer name (`/srv/app/currently`), in quotes, after `cd `, `=` or `:` alike.
   const m = new RegExp(`${esc}/+(current(?![A-Za-z0-9._-])|releases/+[^\\s/'"]+)`).exec(text);
   if (!m) return undefined;
   const what = m[1] === 'current' ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
-  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : 'write a path relative to the release (the command runs in it)'}`;
+  const fix = { program: "write {release} (this release's directory) instead", command: 'write a path relative to the release (the command runs in it)', dotenv: "write a path relative to the release (its commands and programs run in it; e.g. PYTHONPATH=src)" }[where];
+  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${fix}`;
 }
 
 /**
@@ -284,9 +288,11 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
     ...Object.entries(config.programs).flatMap(([pname, p]): [string, string][] => [[`programs.${pname}.command`, p.command], ...Object.entries(p.env).map(([k, v]): [string, string] => [`programs.${pname}.env.${k}`, v])]),
     ['release.build', config.release.build],
     ['release.migrate', config.release.migrate],
+    // The .env's plain values: build, migrate and hooks get them exported (a secret's value is not read here).
+    ...Object.entries(config.env).flatMap(([k, v]): [string, string][] => (typeof v === 'string' ? [[`env.${k}`, v]] : [])),
   ];
   for (const [path, text] of named) {
-    const why = liveReleasePathProblem(text, base, path.startsWith('programs.'));
+    const why = liveReleasePathProblem(text, base, path.startsWith('programs.') ? 'program' : path.startsWith('env.') ? 'dotenv' : 'command');
     if (why) problems.push({ path, message: why });
   }
   const reserved = reservedApp(config.app);

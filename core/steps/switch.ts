@@ -758,25 +758,43 @@ const RELOAD_BACK_SECONDS = 11;
 const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 
 /**
- * Shell that looks (SLOT_LOOK_SECONDS at most) for `slot` at /.ops/slot through the local nginx, as the site answers
- * it: over http, and over https too when the site is served with its certificate (a template may hold
- * {{slot_location}} in its https server alone). Sets `slot_seen` (1 when nginx answered the slot) and `slot_got`
- * (the last answer, on one line).
+ * Shell that looks (SLOT_LOOK_SECONDS at most) for `slot` at /.ops/slot through the local nginx, where the site's
+ * visitors are: over https when the site is served with its certificate (its port 80 only redirects there), else
+ * over http. Over http alone, a server block of another site that nginx takes first for the name on 443 (a
+ * hand-made or certbot-made site of the same domain: nginx warns "conflicting server name", ignored) would leave
+ * every https visitor on that site while the switch saw its slot on port 80. Sets `slot_seen` (1 when nginx
+ * answered the slot) and `slot_got` (the last answer, on one line).
  */
 function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   const name = siteName(env);
-  const https = certificateReady && certificatePaths(env) ? `\n  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null || true)` : '';
+  const ask =
+    certificateReady && certificatePaths(env)
+      ? `curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)}`
+      : `curl -s --max-time 1${host} http://127.0.0.1/.ops/slot`;
   // What answered is quoted masked, then cut (mask_clip): an app's page when nginx does not answer it itself.
   return String.raw`${maskLibrary(env)}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
-  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
+  got=$(${ask} 2>/dev/null || true)
   if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
   mask_ready; mask_string "$got"; mask_clip "${'$'}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT
   if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
   sleep 0.05
 done`;
+}
+
+/**
+ * Shell (stderr) naming what takes the site's name from it when nginx says so: another enabled site with the same
+ * server_name on a port of the site, loaded first (a certbot-made site of the same domain, left behind), which nginx
+ * keeps while it ignores the site's own block there ("conflicting server name ... ignored"): its visitors get that
+ * site. Nothing without a domain (the site is then the default server) or without such a warning.
+ */
+function conflictHint(env: Target): string {
+  const name = env.config.domain;
+  if (!name) return '';
+  return String.raw`  slot_conflict=$(nginx -t 2>&1 | grep -F ${quote(`conflicting server name "${name}"`)} | head -n 1 || true)
+  [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${'$'}{slot_conflict#*\]*: }: another enabled site has server_name ${name}, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- ${quote(name)} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2`;
 }
 
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
@@ -830,7 +848,9 @@ printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fing
 ${
         mustSee
           ? String.raw`if [ -z "$slot_seen" ]; then
-  echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2
+${conflictHint(env)}
+  false
 else
 ${gate}
 fi`

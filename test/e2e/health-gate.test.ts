@@ -170,6 +170,26 @@ describe.sequential('the health gate', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
   }, 600_000);
+
+  it("a start script that runs <base>/current's files (written for a layout deployed in place): the deploy fails naming the path and the live release it is, before any traffic goes there", async () => {
+    // Its working directory and OPS_RELEASE are the new release's; `current` names the live release until the
+    // switch, so the program would serve the live release's code under the new one's name, for good.
+    project.write({ ...config, programs: { web: { command: 'sh start.sh {port}', port: 5100, health: '/health', env: {} } } });
+    try {
+      const live = await onHost(`readlink /srv/${APP}/current`);
+      commit(repo, { MODE: 'ok\n', VERSION: '6\n', 'start.sh': `exec python3 /srv/${APP}/current/server.py "$1" >> /tmp/ops-gate-web.log 2>&1\n` }, 'a start script through current');
+      gitIn(repo, ['tag', 'through-current']);
+      const err = await deploy(project.ctx(), project.env(), { ref: 'through-current' }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      const id = live.split('/').pop()!;
+      expect((err as Error).message).toMatch(new RegExp(`port \\d+ of program web is answered by pid \\d+ \\(python3 /srv/${APP}/current/server\\.py \\d+\\) running \\S+, in /srv/${APP}/releases/\\S+, whose command line or environment names /srv/${APP}/current/server\\.py, release ${id}'s code, not release`));
+      expect((err as Error).message).not.toMatch(/^Error|\n\s+at /);
+      expect(await onHost(`readlink /srv/${APP}/current`)).toBe(live);
+      expect((await get(host)).body).toBe('1');
+    } finally {
+      project.write(config);
+    }
+  }, 600_000);
 });
 
 describe.sequential('what the start and the switch would meet, read before building', () => {

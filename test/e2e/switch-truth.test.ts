@@ -396,3 +396,41 @@ describe('a WebSocket across a switch', () => {
     }
   }, 600_000);
 });
+
+// A site served over https: its port 80 only redirects there, so nginx must answer the new slot on 443, where the
+// visitors are; another site that nginx takes first for the name on 443 (a certbot-made site of the same domain,
+// left behind: nginx warns "conflicting server name", ignored) keeps every visitor there.
+describe('a site served over https', () => {
+  it('another enabled site taking the domain on 443: the deploy fails (not live), the previous routing back', async () => {
+    const domain = 'app.swt.test'; // its certbot-made site file, named after it, sorts before the app's (sample)
+    const https = () => onHost(`curl -sk --resolve ${domain}:443:127.0.0.1 https://${domain}/`);
+    commit(repo, { 'VERSION': 'a\n' }, 'a');
+    project.write({ ...webConfig(host, repo), domain, tls: { mode: 'self-signed' } });
+    let r = await ops('provision', 'e2e');
+    expect(r.code, readable(r)).toBe(0);
+    r = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(r.code, readable(r)).toBe(0);
+    expect(await https()).toBe('version a');
+    // Sorted before the app's own site: nginx keeps this server block for the name on 443 and ignores the app's.
+    await onHost(`openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=${domain} -keyout /etc/nginx/old.key -out /etc/nginx/old.crt 2>/dev/null
+printf 'server {\\n    listen 443 ssl;\\n    listen [::]:443 ssl;\\n    server_name ${domain};\\n    ssl_certificate /etc/nginx/old.crt;\\n    ssl_certificate_key /etc/nginx/old.key;\\n    location / { return 200 "old site"; }\\n}\\n' > /etc/nginx/sites-enabled/${domain}
+nginx -t && nginx -s reload`);
+    try {
+      expect(await https()).toBe('old site');
+      const before = { current: await current(), slot: await liveSlot() };
+      commit(repo, { 'VERSION': 'b\n' }, 'b');
+      r = await ops('deploy', 'e2e', '--ref', 'main');
+      const text = readable(r);
+      expect(r.code, text).not.toBe(0);
+      expect(text).toMatch(/did not take: nginx was reloaded, but its \/\.ops\/slot answers 'old site'/);
+      expect(text).toContain(`hint: nginx -t says: conflicting server name "${domain}" on 0.0.0.0:443, ignored: another enabled site has server_name ${domain}, loaded before this one, and nginx gives it the visitors; the files naming it: /etc/nginx/sites-enabled/${domain} `);
+      expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
+      // ops status says where the visitors are, rather than "healthy".
+      const st = await ops('status', 'e2e');
+      expect(st.code).not.toBe(0);
+      expect(readable(st)).toContain(`nginx answers /.ops/slot with "old site", not a slot (over http: ${before.slot}): another enabled site takes ${domain} on port 443`);
+    } finally {
+      await onHost(`rm -f /etc/nginx/sites-enabled/${domain} /etc/nginx/old.key /etc/nginx/old.crt && nginx -s reload`);
+    }
+  }, 600_000);
+});

@@ -212,6 +212,14 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems(ok)).toEqual([]);
   });
 
+  it("refuses a .env value that names the live release by path: build and migrate get it exported before the switch (a PYTHONPATH through current imports the live release's modules)", () => {
+    const doc = minimal() as Record<string, any>;
+    doc.env = { PYTHONPATH: '/srv/shop/current/src', MEDIA: '/srv/shop/shared/media', DATABASE_URL: { secret: 'database_url' } };
+    expect(problems(doc)).toEqual([
+      expect.stringMatching(/^env\.PYTHONPATH: names \/srv\/shop\/current: \/srv\/shop\/current is the release live before this deploy .*; write a path relative to the release \(its commands and programs run in it; e\.g\. PYTHONPATH=src\)$/),
+    ]);
+  });
+
   it('paths in settings and options: ~/ is the home directory (YAML and --identity=~/... do not expand it), others from their folder', () => {
     expect(userPath('/p/environments/x', '~/.ssh/id_ed25519', '/home/me')).toBe('/home/me/.ssh/id_ed25519');
     expect(userPath('/p/environments/x', '~', '/home/me')).toBe('/home/me');

@@ -5,7 +5,7 @@
 // release, fails, named by pid, command and release. supervisor's pid is given (sup_pids is replaced); sup_pids itself
 // reads an answer of a real supervisord (4.2.5, Debian 12's) to getAllProcessInfo.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -144,11 +144,48 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     const r = await check(p.pid!, 'r5', dir, port);
     expect(r.ok).toBe(false);
     expect(r.identity).toMatch(new RegExp(`answered by pid ${p.pid} \\(/usr/bin/python3 .*\\) running r5, in ${old}, not release r5$`));
+    // ops status shows the release it runs from, not the one its OPS_RELEASE names.
+    expect(r.reports.filter(([k]) => k === 'listener').map(([, v]) => v.split('\t')[4])).toEqual(['r5old']);
     // Outside every release (a daemon's "/"), OPS_RELEASE still tells.
     const port2 = await freePort();
     const q = start(`cd / && exec /usr/bin/python3 ${root}/server.py ${port2}`, dir, 'r5');
     await listening(port2);
     expect((await check(q.pid!, 'r5', dir, port2)).ok).toBe(true);
+  });
+
+  it("a program started in the new release that runs another release's files by path (a start script's <base>/current/app.py, a PYTHONPATH through it): refused, naming the path and the release", async () => {
+    const old = release('r6old');
+    const dir = release('r6');
+    const live = join(root, 'current6');
+    symlinkSync(old, live);
+    writeFileSync(join(old, 'server.py'), SERVER);
+    // Its working directory and OPS_RELEASE are the new release's; the code it runs is the live one's (`current`
+    // names it until the switch), as a committed start script written for a Capistrano-style layout does.
+    const port = await freePort();
+    const p = start(`exec /usr/bin/python3 ${live}/server.py ${port}`, dir, 'r6');
+    await listening(port);
+    const r = await check(p.pid!, 'r6', dir, port);
+    expect(r.ok).toBe(false);
+    expect(r.identity).toMatch(new RegExp(`answered by pid ${p.pid} \\(/usr/bin/python3 ${live}/server\\.py ${port}\\) running r6, in ${dir}, whose command line or environment names ${live}/server\\.py, release r6old's code, not release r6 \\(\`current\` names the live release until the switch: use \\{release\\}\\)$`));
+    // ops status shows the release it runs as the old one (which it then compares with `current`).
+    expect(r.reports.filter(([k]) => k === 'proc').map(([, v]) => v.split('\t')[3])).toEqual(['r6old']);
+    expect(r.reports.filter(([k]) => k === 'listener').map(([, v]) => v.split('\t')[4])).toEqual(['r6old']);
+    // Relative (../current6/server.py from the new release), and as an --option=value: the same.
+    const port2 = await freePort();
+    const q = start(`exec /usr/bin/python3 ${root}/server.py ${port2} 0 --app=../../current6/server.py`, dir, 'r6');
+    await listening(port2);
+    expect((await check(q.pid!, 'r6', dir, port2)).identity).toContain("names ../../current6/server.py, release r6old's code");
+    // An environment entry (a PYTHONPATH list) through `current`: the same.
+    const port3 = await freePort();
+    const e = spawn('bash', ['-c', `exec /usr/bin/python3 ${root}/server.py ${port3}`], { cwd: dir, env: { PATH: process.env.PATH, OPS_RELEASE: 'r6', PYTHONPATH: `/nonexistent:${live}/src` }, detached: true, stdio: 'ignore' });
+    children.push(e);
+    await listening(port3);
+    expect((await check(e.pid!, 'r6', dir, port3)).identity).toContain(`names ${live}/src, release r6old's code`);
+    // Paths into its own release, or outside the releases, are its own business: accepted.
+    const port4 = await freePort();
+    const ok = start(`exec /usr/bin/python3 ${root}/server.py ${port4} 0 ${dir}/server.py /etc/hosts ${join(root, 'releases')}`, dir, 'r6');
+    await listening(port4);
+    expect((await check(ok.pid!, 'r6', dir, port4)).identity).toBe('');
   });
 
   it('nothing running for the program, or nothing listening: refused', async () => {

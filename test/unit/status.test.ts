@@ -1,6 +1,7 @@
 // Day-2 steps and parsers without a host: the scripts are valid bash, the parts that can run here do run
 // (certificate reading, log labelling and following), and the status parser turns reports into one line per
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
+import { certificatePaths } from '../../core/steps/nginx-config.ts';
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -922,6 +923,23 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again) (a run holds the lock: a switch may be under way)');
     // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
     expect(parse(look(env, upstreams(env, 'green'), '<html>404</html>').lines)).toEqual([]);
+  });
+
+  it('a site served over https: another enabled site taking its name on 443 (its visitors get that one) is a problem, though http answers the slot', () => {
+    const tls = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const dir = mkdtempSync(join(tmpdir(), 'ops-route-tls-'));
+    writeFileSync(join(dir, 'upstreams.conf'), upstreams(tls, 'green'));
+    writeFileSync(join(dir, 'cert.crt'), 'x');
+    // nginx over http: the site's own server block (the slot); over https: the other site's.
+    writeFileSync(join(dir, 'curl'), `#!/bin/sh\ncase "$*" in *https://*) printf 'old site' ;; *) printf green ;; esac\n`);
+    chmodSync(join(dir, 'curl'), 0o755);
+    const script = nginxRouteShell(tls).replaceAll(tls.layout.nginxUpstreams, join(dir, 'upstreams.conf')).replaceAll(certificatePaths(tls)!.cert, join(dir, 'cert.crt'));
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+    const rest = report({ slot: 'green', upstream: undefined, nginx_slot: undefined, supervisor: 'no answer', supervisor_xml: undefined, health: undefined });
+    const problems = parseHostStatus(tls, { name: 'web1', address: '192.0.2.1' }, result(rest + out.slice(out.indexOf(START_MARKER) + START_MARKER.length))).problems.filter((p) => !p.startsWith('supervisor'));
+    expect(problems).toEqual([
+      'over https, where the site\'s visitors are, nginx answers /.ops/slot with "old site", not a slot (over http: green): another enabled site takes shop.example.org on port 443 (nginx -t warns "conflicting server name"); remove the site no longer used, or its server_name, then reload nginx',
+    ]);
   });
 
   it('a missing upstreams file, a program without its upstream; the domain as Host, as the switch looks', () => {

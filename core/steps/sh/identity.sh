@@ -50,10 +50,50 @@ in_tree() {
 # same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release
 # (a daemon's "/") with OPS_RELEASE=ID. A working directory inside another release of DIR's releases directory is that
 # release's code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the
-# previous release (supervisor gave it the new release's environment and directory).
+# previous release (supervisor gave it the new release's environment and directory); so does one whose command line or
+# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).
 same_release() {
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; "${3%/*}"/*) return 1 ;; esac
-  [ "$(proc_env_release "$1")" = "$2" ]
+  local o
+  OTHER_RELEASE_PATH=""
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac
+  o=$(other_release "$1" "$3")
+  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$'\t'}, release ${o%%$'\t'*}'s code"
+  [ -z "$o" ]
+}
+# other_release PID DIR: the first path PID's command line or environment names (an argument, the value of an
+# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into
+# another release beside DIR, as "<that release's id><TAB><the path as named>"; nothing when none.
+# `python <base>/current/app.py` started in the new release before the switch runs the previous release's code
+# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or
+# NODE_PATH through `current`.
+other_release() {
+  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()
+  cwd=$(proc_cwd "$1")
+  while IFS= read -r -d '' w; do words+=("${w#--*=}"); done < "/proc/$1/cmdline" 2>/dev/null || true
+  # OLDPWD is a shell's record of where it was (a wrapper's `cd` from the release supervisor started it in), not read.
+  while IFS= read -r -d '' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done < "/proc/$1/environ" 2>/dev/null || true
+  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).
+  for w in "${words[@]}"; do
+    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac
+    named+=("$w")
+  done
+  [ "${#paths[@]}" -gt 0 ] || return 0
+  mapfile -d '' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)
+  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.
+  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi
+  for i in "${!resolved[@]}"; do
+    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf '%s\t%s' "${w%%/*}" "${named[$i]}"; return 0 ;; esac
+  done
+}
+# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES
+# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when
+# one does (other_release). What ops status shows, and what it compares with `current`.
+proc_release() {
+  local c r o
+  c=$(proc_cwd "$1")
+  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac
+  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$'\t'*}; fi
+  printf '%s' "$r"
 }
 # describe_proc PID: "pid N (command) running RELEASE-or-directory"
 describe_proc() {
@@ -81,6 +121,7 @@ check_identity() {
       IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
       if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
       elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\`current\` names the live release until the switch: use {release}); "
       else IDENTITY+="not release $id; "; fi
     done
   done
@@ -121,12 +162,12 @@ report_slot() {
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=${SUP_PID[$group:$group-$name]:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     ls=$(listeners "$port")
     for l in $ls; do
       tree=other
       if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"
       [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi

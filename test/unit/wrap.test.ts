@@ -69,7 +69,7 @@ describe('step wrapping', () => {
       writeFileSync(join(bin, name), '#!/bin/sh\necho "the login\'s own $0" >&2; exit 42\n', { mode: 0o755 });
     }
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: bin, SHLVL: '1', PATH: `${bin}:${process.env.PATH}` } });
     expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
   });
   it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {

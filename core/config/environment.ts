@@ -609,6 +609,11 @@ export function resolveEnvironment(envName: string, root: string, config: Enviro
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 
+/** release.asset_dirs as one form: each directory, with the URL prefix nginx serves it at when one is given. */
+export function assetDirs(config: EnvironmentConfig): { dir: string; url?: string }[] {
+  return config.release.asset_dirs.map((a) => (typeof a === 'string' ? { dir: a } : a));
+}
+
 /** Resolve a path from the environment's file (relative to its folder). */
 export function envPath(env: Environment, p: string): string {
   return relativeTo(env.dir, p);

@@ -2,7 +2,7 @@
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
 import { readFileSync } from 'node:fs';
 import type { Target } from '../target.ts';
-import { assetDirs, envPath } from '../config/environment.ts';
+import { NGINX_PATH, assetDirs, envPath } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
@@ -223,8 +223,8 @@ function assetLocations(env: Target): string[] {
   const L = env.layout;
   const prefixes = Object.keys(env.config.routes).sort((a, b) => b.length - a.length);
   const served = assetDirs(env.config).some((a) => a.url);
-  // base_dir may hold what nginx would read as syntax or a variable (a space, a quote, "$"): refused by name.
-  if (served && !SAFE_PATH.test(L.base))
+  // base_dir may hold what nginx would read as syntax or a variable (a space, a quote, "$"): the config refuses it (a guard).
+  if (served && !NGINX_PATH.test(L.base))
     throw new OpsError(`nginx cannot serve release.asset_dirs from base_dir ${JSON.stringify(L.base)}: only letters, digits, ".", "_", "-" and "/" can be written into its site`, `give release.asset_dirs without url, or another base_dir, in environments/${env.name}/environment.yml`);
   return assetDirs(env.config).flatMap((a, i) => {
     if (!a.url) return [];
@@ -246,7 +246,6 @@ function assetLocations(env: Target): string[] {
 
 /** What release.asset_dirs' schema lets through for { dir, url } (checked again here: written into nginx unquoted). */
 const SERVED_ASSET = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-const SAFE_PATH = /^[A-Za-z0-9._/-]+$/;
 const SERVED_URL = /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
 
 /** A URL path as a PCRE matching it literally (its "." the only metacharacter SERVED_URL lets through). */

@@ -811,10 +811,13 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets.
   const served = assetDirs(env.config).filter((a) => a.url);
   const assetsNew = `${L.assets}/.new`;
-  const ASSETS_READY = String.raw`rm -rf ${quote(assetsNew)}; mkdir -p -m 0755 ${quote(assetsNew)}
-for d in ${served.map((a) => quote(a.dir)).join(' ')}; do
+  // Directories are the copy's own (root's, 0755: nginx's workers go through them); files are the release's, linked.
+  const ASSETS_READY = String.raw`rm -rf ${quote(assetsNew)}; mkdir -p ${quote(assetsNew)}; chmod 0755 ${quote(L.assets)}
+served_dirs=(${served.map((a) => quote(a.dir)).join(' ')})
+for d in "${'$'}{served_dirs[@]}"; do
   if [ -d ${quote(L.releases)}/"$release_id/$d" ] && [ ! -L ${quote(L.releases)}/"$release_id/$d" ]; then (cd ${quote(L.releases)}/"$release_id" && cp -al --parents -- "$d" ${quote(`${assetsNew}/`)}); fi
-done`;
+done
+find ${quote(assetsNew)} -type d -exec chmod 0755 {} +`;
   const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
 mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
   return {

@@ -197,7 +197,7 @@ describe('nginx site', () => {
     // The switch links the new release's served directories before the reload; once `current` is renamed into place,
     // the release live until now becomes `previous`.
     const sw = switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(sw).toContain("for d in client/build/client/_app/immutable dist/assets; do");
+    expect(sw).toContain('served_dirs=(client/build/client/_app/immutable dist/assets)');
     expect(sw.indexOf('cp -al --parents')).toBeLessThan(sw.indexOf('if ! nginx_reload'));
     expect(sw.indexOf('mv -T /srv/shop/.ops/assets/current /srv/shop/.ops/assets/previous')).toBeGreaterThan(sw.indexOf('mv -T /srv/shop/.current.new /srv/shop/current'));
     bashSyntax(sw);

@@ -17,6 +17,8 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
+//     .ops/assets/{current,previous}/  root 0755  release.asset_dirs' { dir, url } of the live release and of the one
+//                                            before it, hard links: what nginx serves at those URLs (layout.assets)
 //     .ops/kept-masks       root 0600        the .ops-masks lines of every release pruned: what their programs wrote
 //                                            stays in the log files after them (core/steps/sh/mask.sh keep_masks)
 //     .ops/releases/<id>/   root 0755        what ops records of release <id> (made with it, pruned with it), the
@@ -77,6 +79,12 @@ export interface Layout {
   keptMasks: string;
   deps: string;
   current: string;
+  /**
+   * What nginx serves release.asset_dirs' { dir, url } from: `current/<dir>`, the live release's, and `previous/<dir>`,
+   * the release live before the last switch (deploy or rollback), whose pages may still be open. Root's, readable by
+   * nginx's workers (the releases are not: 0750), hard links to the releases' files (no copy, no link to follow).
+   */
+  assets: string;
   state: string;
   lock: string;
   audit: string;
@@ -132,6 +140,7 @@ export function layout(env: Environment): Layout {
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
+    assets: `${base}/.ops/assets`,
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,

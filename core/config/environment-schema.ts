@@ -213,6 +213,12 @@ export function bodySizeProblem(v: string): string | undefined {
   return undefined;
 }
 
+/** A directory of content-hashed files, relative to the release and inside it (release.asset_dirs). */
+const assetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' });
+/** One nginx serves (release.asset_dirs' { dir, url }): written into the site as it is, so no space, quote or `;`. */
+const servedAssetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, form: 'a path relative to the release, inside it, of letters, digits, ".", "_", "-" and "/" ("client/build/client/_app/immutable")' });
+/** The URL prefix an asset directory is served at: written into nginx's regex, so plain segments only (no dotfile, no `..`). */
+const assetUrl = string({ pattern: /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/, form: 'a URL path starting and ending with "/", of letters, digits, ".", "_", "-" ("/_app/immutable/")' });
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
 /**
@@ -440,8 +446,8 @@ export const environmentSchema = object(
         [],
       ),
       asset_dirs: opt(
-        list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
-        'directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release\'s own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried',
+        list(either(assetDir, object({ dir: req(servedAssetDir, 'the directory, relative to the release'), url: req(assetUrl, 'the URL prefix the app serves its files at') }, '{ dir: <path>, url: <URL prefix> }'))),
+        'directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release\'s own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried',
         [],
       ),
       before_switch: opt(list(command), 'commands run in the new release before traffic moves to it', []),

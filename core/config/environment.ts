@@ -249,6 +249,9 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
 }
 
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
+/** A path nginx reads as it is written (no quoting, no variable). */
+export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
+
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
   const machines = new Map<string, string>();
@@ -259,6 +262,9 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
     if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
     machines.set(machineId(h), h.name);
   });
+  // nginx's site names base_dir when it serves release.asset_dirs (nginx-config.ts assetLocations): nothing it would misread.
+  if (config.base_dir && !NGINX_PATH.test(config.base_dir) && assetDirs(config).some((a) => a.url))
+    problems.push({ path: 'base_dir', message: `${JSON.stringify(config.base_dir)} cannot be written into the nginx site that serves release.asset_dirs' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)` });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(', ')})` });
   }
@@ -613,6 +619,11 @@ export function resolveEnvironment(envName: string, root: string, config: Enviro
   const site = config.domain ?? (isIP(hosts[0]!.address) === 6 ? `[${hosts[0]!.address}]` : hosts[0]!.address);
   const url = config.url ?? `${scheme}://${site}`;
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+}
+
+/** release.asset_dirs as one form: each directory, with the URL prefix nginx serves it at when one is given. */
+export function assetDirs(config: EnvironmentConfig): { dir: string; url?: string }[] {
+  return config.release.asset_dirs.map((a) => (typeof a === 'string' ? { dir: a } : a));
 }
 
 /** Resolve a path from the environment's file (relative to its folder). */

@@ -2,7 +2,7 @@
 // is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { envPath, type Environment } from '../config/environment.ts';
+import { assetDirs, envPath, type Environment } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
@@ -278,7 +278,7 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
   steps.push(
     ...env.config.release.before_switch.map((c) => `before_switch: ${c}`),
-    ...(env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${env.config.release.asset_dirs.join(', ')})`] : []),
+    ...(env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${assetDirs(env.config).map((a) => a.dir).join(', ')})`] : []),
     'start the other slot + health checks',
     'switch: nginx -t, graceful reload, current → release',
   );

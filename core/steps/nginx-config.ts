@@ -2,7 +2,7 @@
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
 import { readFileSync } from 'node:fs';
 import type { Target } from '../target.ts';
-import { envPath } from '../config/environment.ts';
+import { NGINX_PATH, assetDirs, envPath } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
@@ -187,6 +187,7 @@ export function siteVariables(env: Target): Record<string, string> {
       return `location ${prefix} {\n        proxy_pass ${target};\n        ${proxyHeaders(env)}\n    }`;
     });
   const root = env.config.routes['/'];
+  const assets = assetLocations(env);
   const favicon = root ? `location = /favicon.ico {\n        access_log off;\n        log_not_found off;\n        proxy_pass http://${L.nginxUpstream(root)};\n    }` : '';
   return {
     app,
@@ -204,8 +205,52 @@ export function siteVariables(env: Target): Record<string, string> {
     ssl_certificate: certs?.cert ?? '',
     ssl_certificate_key: certs?.key ?? '',
     client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...locations].filter(Boolean).join('\n    '),
+    locations: [favicon, ...assets, ...locations].filter(Boolean).join('\n    '),
   };
+}
+
+/**
+ * The locations serving release.asset_dirs' { dir, url } from disk (layout.assets, which the switch fills): a file
+ * under the URL is the live release's (`current`), else that of the release live before it (`previous`: a page it
+ * served may still be open, after a deploy or a rollback), else the app's answer (the program its route sends the URL
+ * to). The same text for every release. Regex locations (checked before the routes' prefix ones): no part of the path
+ * starting with "." (dotfiles, `..`), the captured rest looked up under the declared directory only, no symbolic link
+ * followed (one in the build's output could name any file).
+ * Content-hashed names never change content: cached for good (`expires max`, which, unlike add_header, keeps the
+ * server's headers).
+ */
+function assetLocations(env: Target): string[] {
+  const L = env.layout;
+  const prefixes = Object.keys(env.config.routes).sort((a, b) => b.length - a.length);
+  const served = assetDirs(env.config).some((a) => a.url);
+  // base_dir may hold what nginx would read as syntax or a variable (a space, a quote, "$"): the config refuses it (a guard).
+  if (served && !NGINX_PATH.test(L.base))
+    throw new OpsError(`nginx cannot serve release.asset_dirs from base_dir ${JSON.stringify(L.base)}: only letters, digits, ".", "_", "-" and "/" can be written into its site`, `give release.asset_dirs without url, or another base_dir, in environments/${env.name}/environment.yml`);
+  return assetDirs(env.config).flatMap((a, i) => {
+    if (!a.url) return [];
+    if (!SERVED_ASSET.test(a.dir) || !SERVED_URL.test(a.url)) throw new OpsError(`release.asset_dirs[${i}] cannot be written into the nginx site: ${JSON.stringify(a)}`, `fix release.asset_dirs in environments/${env.name}/environment.yml`);
+    const fallback = `@${L.nginxUpstream('assets')}_${i}`;
+    const prefix = prefixes.find((p) => a.url!.startsWith(p));
+    const program = prefix === undefined ? undefined : env.config.routes[prefix];
+    // A route other than "/" strips its prefix (siteVariables' locations): so does the fallback, by rewrite.
+    const app = program
+      ? `location ${fallback} {\n        ${prefix === '/' ? '' : `rewrite ^${escapeRegex(prefix!)}(.*)$ /$1 break;\n        `}proxy_pass http://${L.nginxUpstream(program)};\n        ${proxyHeaders(env)}\n    }`
+      : `location ${fallback} {\n        return 404;\n    }`;
+    const from = (release: string) => `/${release}/${a.dir}/$1`;
+    return [
+      `location ~ ^${escapeRegex(a.url)}(?!(?:.*/)?\\.)(.+)$ {\n        root ${L.assets};\n        disable_symlinks on;\n        expires max;\n        try_files ${from('current')} ${from('previous')} ${fallback};\n    }`,
+      app,
+    ];
+  });
+}
+
+/** What release.asset_dirs' schema lets through for { dir, url } (checked again here: written into nginx unquoted). */
+const SERVED_ASSET = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const SERVED_URL = /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
+
+/** A URL path as a PCRE matching it literally (its "." the only metacharacter SERVED_URL lets through). */
+function escapeRegex(path: string): string {
+  return path.replace(/[.]/g, '\\.');
 }
 
 /** A port-80 server block; `body` is what it serves (the app, or a redirect to https). */

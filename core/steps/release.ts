@@ -2,6 +2,7 @@
 // (fed by packs from the runner), each release is a new directory, and the old release still serves until the
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
 import type { Target } from '../target.ts';
+import { assetDirs } from '../config/environment.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
@@ -482,7 +483,7 @@ if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; f
 own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
 cd ${quote(from)}
 # Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
-for d in ${env.config.release.asset_dirs.map(quote).join(' ')}; do
+for d in ${assetDirs(env.config).map((a) => quote(a.dir)).join(' ')}; do
   if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" \( -type f -o -type l \) -print0; fi
 done | sort -z > "$own"
 if [ -f ${quote(L.carriedAssets(from))} ]; then sort -z ${quote(L.carriedAssets(from))} > "$given"; fi

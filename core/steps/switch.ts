@@ -1,6 +1,7 @@
 // The gapless switch (blue/green): the new release's programs start beside the live ones on the other
 // slot's ports, must pass their health checks, then nginx moves to them with a validated graceful reload,
 // `current` flips by rename(2), and the old slot stops after a drain period.
+import { assetDirs } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
@@ -823,6 +824,20 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
   const gate = nginxGate(env, slot, certificateReady);
+  // nginx serves release.asset_dirs' URLs from layout.assets (nginx-config.ts assetLocations): the new release's
+  // files there made ready before the reload, and once it is live, those of the release live until now (after a
+  // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets.
+  const served = assetDirs(env.config).filter((a) => a.url);
+  const assetsNew = `${L.assets}/.new`;
+  // Directories are the copy's own (root's, 0755: nginx's workers go through them); files are the release's, linked.
+  const ASSETS_READY = String.raw`rm -rf ${quote(assetsNew)}; mkdir -p ${quote(assetsNew)}; chmod 0755 ${quote(L.assets)}
+served_dirs=(${served.map((a) => quote(a.dir)).join(' ')})
+for d in "${'$'}{served_dirs[@]}"; do
+  if [ -d ${quote(L.releases)}/"$release_id/$d" ] && [ ! -L ${quote(L.releases)}/"$release_id/$d" ]; then (cd ${quote(L.releases)}/"$release_id" && cp -al --parents -- "$d" ${quote(`${assetsNew}/`)}); fi
+done
+find ${quote(assetsNew)} -type d -exec chmod 0755 {} +`;
+  const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
+mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
   return {
     ...applyNginx({
       item: 'switch',
@@ -837,7 +852,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
-ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served.length ? `\n${ASSETS_READY}` : ''}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}\n${treeRecord(env)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
@@ -861,7 +876,7 @@ fi`
           ? '# nginx answered with the new slot (verify, above)'
           : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
       }
-mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
+mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}${served.length ? `\n${ASSETS_LIVE}` : ''}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"

@@ -282,6 +282,33 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
     expect((await get(host, first)).status).toBe(404);
     expect(third).not.toBe(second);
   }, 600_000);
+
+  it('given a url, nginx serves them from disk: after a rollback to the warm release (which listed its files at its start), a page of the release rolled back from keeps its assets', async () => {
+    const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
+    initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log(1)\n' });
+    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
+    const pages: string[] = [];
+    for (const js of ['console.log("one")\n', 'console.log("two")\n']) {
+      commit(assets, { 'app.js': js }, js);
+      const r = await ops('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, readable(r)).toBe(0);
+      pages.push(await serving());
+    }
+    const [one, two] = pages as [string, string];
+    const rb = await ops('rollback', 'e2e');
+    expect(rb.code, readable(rb)).toBe(0);
+    expect(await serving()).toBe(one);
+    // The page of release two, loaded before the rollback, asks the warm release one for its script.
+    expect(await get(host, two)).toEqual({ status: 200, body: 'console.log("two")\n' });
+    expect(await get(host, one)).toEqual({ status: 200, body: 'console.log("one")\n' });
+    // The live release's own file first; cached for good (hashed names); no dotfile, nothing but the directory.
+    const version = await onHost(`curl -si http://127.0.0.1${'/static/version.txt'}`);
+    expect(version).toMatch(/Cache-Control: max-age=315360000/);
+    expect(version.trim().endsWith(one.slice('/static/app-'.length, -'.js'.length))).toBe(true);
+    await onHost(`echo secret > /srv/${APP}/current/static/.hidden`);
+    expect((await get(host, '/static/.hidden')).status).toBe(404);
+    expect((await get(host, '/static/../ASSET')).status).not.toBe(200);
+  }, 600_000);
 });
 
 // A request in flight when the next deploy (or a rollback) starts on the idle slot: nginx's old workers still send it

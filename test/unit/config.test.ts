@@ -166,6 +166,18 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     ]);
   });
 
+  it('release.asset_dirs { dir, url }: what nginx serves, written into its site, so plain paths only (no `..`, no dotfile URL, no regex, no space)', () => {
+    const ok = { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' };
+    expect(parseEnvironment({ ...minimal(), release: { asset_dirs: [ok, { dir: '.next/static', url: '/_next/static/' }] } }, 'environments/x/environment.yml').release.asset_dirs).toEqual([ok, { dir: '.next/static', url: '/_next/static/' }]);
+    const urls = ['/_app/../etc/', '/.git/', '/assets', 'assets/', '/as sets/', '/assets/(.*)/'];
+    const dirs = ['dist/../assets', 'dist/a b', '/abs', 'dist/$x', 'dist/'];
+    expect(problems({ ...minimal(), base_dir: '/srv/my app', release: { asset_dirs: [ok] } })).toEqual([
+      'base_dir: "/srv/my app" cannot be written into the nginx site that serves release.asset_dirs\' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)',
+    ]);
+    expect(problems({ ...minimal(), base_dir: '/srv/my app', release: { asset_dirs: [ok.dir] } })).toEqual([]);
+    expect(problems({ ...minimal(), release: { asset_dirs: [...urls.map((url) => ({ dir: 'dist/assets', url })), ...dirs.map((dir) => ({ dir, url: '/assets/' }))] } }).length).toBe(urls.length + dirs.length);
+  });
+
   it('release.build and release.migrate: "" for an app without them (null or left out: the default); two lines refused', () => {
     const none = parseEnvironment({ ...minimal(), release: { build: '', migrate: '' } }, 'environments/x/environment.yml');
     expect([none.release.build, none.release.migrate]).toEqual(['', '']);

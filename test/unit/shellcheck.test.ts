@@ -112,6 +112,8 @@ function render(env: Target): Record<string, Step> {
     fenceStep: fenceStep(env, putPreviousBack(env, 'green')),
     switchTo: switchTo(env, 'green', RELEASE_ID, true, 'deploy', { fingerprint: '0'.repeat(32), dotenvSums: `${'1'.repeat(64)} ${'2'.repeat(64)}`, settings: 'app=01234567,programs=89abcdef' }),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
+    // (base_dir with a space: refused with release.asset_dirs' url, config.test.ts)
+    ...(/ /.test(env.baseDir) ? {} : { 'switchTo serving assets': switchTo({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['carried', { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' }] } } }, 'green', RELEASE_ID, true) }),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }, 'app=01234567,programs=89abcdef'),
     'rollbackStep --to': rollbackStep(env, RELEASE_ID, '', { done: '', refused: releaseLock(env, '0123456789abcdef').script }),
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),

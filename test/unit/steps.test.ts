@@ -183,6 +183,30 @@ describe('nginx site', () => {
     // With a domain and not marked the default server, it answers for its domain only.
     expect(s).toContain('listen 80;\n    listen [::]:80;\n    server_name shop.example.org;');
   });
+  it('serves release.asset_dirs given a url from disk: the live release, then the one live before it (the same text for every release), then the app; never a dotfile', () => {
+    const e = env({ release: { asset_dirs: ['carried/only', { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' }, { dir: 'dist/assets', url: '/api/assets.v1/' }] } });
+    const s = site(e, true);
+    expect(s).toContain(
+      'location ~ ^/_app/immutable/(?!(?:.*/)?\\.)(.+)$ {\n        root /srv/shop/.ops/assets;\n        disable_symlinks on;\n        expires max;\n        try_files /current/client/build/client/_app/immutable/$1 /previous/client/build/client/_app/immutable/$1 @shop_assets_1;\n    }',
+    );
+    expect(s).toContain('location @shop_assets_1 {\n        proxy_pass http://shop_client;');
+    // Under a route that strips its prefix, the app gets the URL as its own location passes it.
+    expect(s).toContain('location ~ ^/api/assets\\.v1/(?!(?:.*/)?\\.)(.+)$ {');
+    expect(s).toContain('location @shop_assets_2 {\n        rewrite ^/api/(.*)$ /$1 break;\n        proxy_pass http://shop_server;');
+    expect(s).not.toContain('carried/only');
+    // The switch links the new release's served directories before the reload; once `current` is renamed into place,
+    // the release live until now becomes `previous`.
+    const sw = switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(sw).toContain('served_dirs=(client/build/client/_app/immutable dist/assets)');
+    expect(sw.indexOf('cp -al --parents')).toBeLessThan(sw.indexOf('if ! nginx_reload'));
+    expect(sw.indexOf('mv -T /srv/shop/.ops/assets/current /srv/shop/.ops/assets/previous')).toBeGreaterThan(sw.indexOf('mv -T /srv/shop/.current.new /srv/shop/current'));
+    bashSyntax(sw);
+    expect(switchTo(env(), 'green', '20261125T120000Z-0123456789ab', true).script).not.toContain('.ops/assets');
+  });
+  it('refuses a base_dir nginx would misread when it serves assets', () => {
+    const e = env({ release: { asset_dirs: [{ dir: 'dist/assets', url: '/assets/' }] } });
+    expect(() => site({ ...e, layout: { ...e.layout, base: '/srv/my shop' } }, true)).toThrow(/nginx cannot serve release.asset_dirs from base_dir "\/srv\/my shop"/);
+  });
   it('names unknown placeholders of a custom template', () => {
     expect(() => renderTemplate('{{app}} {{oops}}', { app: 'x' }, 'my.conf')).toThrow(/my.conf uses unknown placeholder \{\{oops\}\}/);
   });

@@ -462,7 +462,7 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
  * of release `live` (the one that was live) that it lacks, so a page that release served, still open in a browser,
  * gets its content-hashed scripts and styles from the new one after the switch (servers such as adapter-node's sirv
  * list their files when they start: added later, they would not be served). Never over a file of the new release's
- * own; only `live`'s own files (its build's), not those it was given in turn (listed in its layout.carriedAssets), so
+ * own; only `live`'s own files (its build's; not its hidden ones, a build's manifests), not those it was given in turn (listed in its layout.carriedAssets), so
  * old assets live one release longer, never forever. As the app user, who owns both releases (nothing of root's is
  * written). Reports `carried` with the number of files copied.
  */
@@ -483,8 +483,11 @@ if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; f
 own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
 cd ${quote(from)}
 # Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
+# Hidden files and directories below an asset directory are its build's metadata, never a page's asset: a manifest
+# (Sprockets' .sprockets-manifest-<hex>.json, of which Rails takes the first by name; Vite's .vite/manifest.json)
+# carried in would make the new release read the old one's.
 for d in ${assetDirs(env.config).map((a) => quote(a.dir)).join(' ')}; do
-  if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" \( -type f -o -type l \) -print0; fi
+  if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" -mindepth 1 -name '.*' -prune -o \( -type f -o -type l \) -print0; fi
 done | sort -z > "$own"
 if [ -f ${quote(L.carriedAssets(from))} ]; then sort -z ${quote(L.carriedAssets(from))} > "$given"; fi
 n=0

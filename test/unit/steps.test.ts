@@ -13,7 +13,7 @@ import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.t
 import { applyNginx } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
-import { createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
+import { carryAssets, createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost } from '../../core/shell.ts';
 import { debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
@@ -432,6 +432,28 @@ describe('packages and runtimes', () => {
     expect(debianRuntimeProblem(newer, 'web1', 'trixie')!.message).toBe("web1 runs Debian 13 (trixie), whose packages cannot give strategy debian's runtimes.python 3.12: it has Python 3.13 only");
     // Other strategies bring their own versions.
     expect(debianRuntimeProblem(env({ runtimes: { python: { strategy: 'pyenv', version: '3.12.1' }, node: { strategy: 'nvm', version: '22.11.0' } } }), 'web1', 'bookworm')).toBeUndefined();
+  });
+});
+
+describe('asset bridging (carryAssets)', () => {
+  it("carries the live release's hashed files the new one lacks, never its hidden ones (Sprockets' .sprockets-manifest-<hex>.json: Rails would read the old release's; Vite's .vite/manifest.json)", () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-carry-'));
+    const config = parseEnvironment({ app: 'shop', domain: 'shop.example.org', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'x', port: 3000 } }, routes: { '/': 'web' }, release: { asset_dirs: ['public/assets', '.next/static'] } }, 'test');
+    const target = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: base, url: 'https://shop.example.org' });
+    const live = '20261120T120000Z-0123456789ab';
+    const id = '20261121T120000Z-0123456789ac';
+    const files = { 'public/assets/app-1a2b.js': true, 'public/assets/.sprockets-manifest-0ld.json': false, 'public/assets/.vite/manifest.json': false, '.next/static/chunks/p-9f.js': true, '.next/static/.cache/x': false };
+    for (const f of Object.keys(files)) {
+      mkdirSync(join(base, 'releases', live, f, '..'), { recursive: true });
+      writeFileSync(join(base, 'releases', live, f), 'old');
+    }
+    mkdirSync(join(base, 'releases', id, 'public/assets'), { recursive: true });
+    writeFileSync(join(base, 'releases', id, 'public/assets/.sprockets-manifest-n3w.json'), 'new');
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(carryAssets(target, id, live)), encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('@ops carried 2');
+    expect(Object.fromEntries(Object.keys(files).map((f) => [f, existsSync(join(base, 'releases', id, f))]))).toEqual(files);
+    rmSync(base, { recursive: true, force: true });
   });
 });
 

@@ -30530,6 +30530,8 @@ function checkKeyText(text, label) {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
   }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
   return text.endsWith("\n") ? text : `${text}
 `;
 }

@@ -19739,7 +19739,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19784,6 +19784,14 @@ ${indent(stderrTail.trim())}` : "";
     };
     MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    DiskFullError = class extends StepError {
+      name = "DiskFullError";
+      constructor(cause, summary2, hint) {
+        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit, summary2);
+        this.message = `${cause.message}
+${summary2}`;
+      }
+    };
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
     AUDIT_REASON_MAX = 400;
     SAYS_WHY = /error|fail|fatal|denied|refused|not found|no such|does not exist|cannot|can't|unable|invalid|exception|timed out|killed|in use|missing|no space/i;
@@ -37366,6 +37374,12 @@ function decodeUtf8(bytes, where, hint) {
   try {
     return strict.decode(bytes);
   } catch {
+    const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
+    if (bom)
+      throw new OpsError(
+        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
+        "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
+      );
     const offset = invalidUtf8Offset(bytes);
     const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
     throw new OpsError(
@@ -37584,7 +37598,9 @@ function printable(text, max = 40) {
   return `"${escaped2}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
 function parseHostKey(line) {
+  if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
   const parts = line.trim().split(/\s+/);
+  if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return "a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)";
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
   const [type, b643] = parts;
   if (!type || !b643) return 'expected "<type> <base64>"';
@@ -37599,6 +37615,18 @@ function parseHostKey(line) {
   if (type === "ssh-ed25519" && blob.length !== 51) return "an ed25519 key is 51 bytes long";
   return { type: expected, blob };
 }
+function parseHostKeys(text) {
+  if (PRIVATE_KEY.test(text)) return PRIVATE_KEY_REASON;
+  const lines = text.split(/\r?\n/).map((l, i) => ({ line: l, n: i + 1 })).filter(({ line }) => !/^\s*(#|$)/.test(line));
+  if (!lines.length) return 'expected "<type> <base64>"';
+  const keys = [];
+  for (const { line, n } of lines) {
+    const key = parseHostKey(line);
+    if (typeof key === "string") return lines.length > 1 ? `line ${n}: ${key}` : key;
+    keys.push(key);
+  }
+  return keys;
+}
 function fingerprint(blob) {
   return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
@@ -37607,7 +37635,7 @@ function blobType(blob) {
   const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
   return /^[\x21-\x7e]{1,64}$/.test(type) ? type : printable(type);
 }
-var HOST_KEY_TYPES;
+var HOST_KEY_TYPES, PRIVATE_KEY, PRIVATE_KEY_REASON;
 var init_hostkey = __esm({
   "core/config/hostkey.ts"() {
     "use strict";
@@ -37620,6 +37648,8 @@ var init_hostkey = __esm({
       "rsa-sha2-256",
       "ssh-rsa"
     ];
+    PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+    PRIVATE_KEY_REASON = "a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository";
   }
 });
 
@@ -37671,7 +37701,8 @@ function bounded(kind, min, max, form) {
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
+      const quoted = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
       return value;
     }
   };
@@ -37714,6 +37745,13 @@ function list(item, opts2 = {}) {
         const first = Object.keys(value)[0] ?? "web1";
         return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
       }
+      const keys = item.json().properties;
+      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
+        const first = Object.keys(value)[0];
+        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
+      }
+      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
+        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -38005,9 +38043,13 @@ function addressProblem(v) {
   if (isIP(v)) return void 0;
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const portOf = (hostPort) => /^\[([^\]]*)\]:(\d{1,5})$/.exec(hostPort) ?? /^([^:]+):(\d{1,5})$/.exec(hostPort);
   const login2 = /^([^@\s]+)@([^@\s]+)$/.exec(v);
-  if (login2) return `the login goes in its own key: user: ${login2[1]}, address: ${login2[2]}`;
-  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (login2) {
+    const hostPort = portOf(login2[2]);
+    return hostPort ? `the login and the port go in their own keys: user: ${login2[1]}, address: ${hostPort[1]}, port: ${hostPort[2]}` : `the login goes in its own key: user: ${login2[1]}, address: ${login2[2]}`;
+  }
+  const withPort = portOf(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
@@ -38036,10 +38078,16 @@ function dnsNameProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
+function domainProblem(v) {
+  const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
+  if (rest && (rest[2] || rest[3]) && !dnsNameProblem(rest[1]))
+    return `${rest[2] ? "a port" : "a path"} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
+  return dnsNameProblem(v);
+}
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -38056,10 +38104,10 @@ var init_environment_schema = __esm({
     stepCommand = string({ pattern: /^[^\n]*$/, form: 'a shell command on one line, or "" for none' });
     hostKey = string({
       form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-      // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+      // the first line's shape (an editor can check it); every line's key blob is decoded by parseHostKeys
       pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join("|")})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
       check: (v) => {
-        const k = parseHostKey(v);
+        const k = parseHostKeys(v);
         return typeof k === "string" ? k : void 0;
       }
     });
@@ -38105,6 +38153,9 @@ var init_environment_schema = __esm({
     });
     healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
     SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
+    assetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' });
+    servedAssetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, form: 'a path relative to the release, inside it, of letters, digits, ".", "_", "-" and "/" ("client/build/client/_app/immutable")' });
+    assetUrl = string({ pattern: /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/, form: 'a URL path starting and ending with "/", of letters, digits, ".", "_", "-" ("/_app/immutable/")' });
     version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
     address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
     loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
@@ -38170,7 +38221,7 @@ var init_environment_schema = __esm({
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
-        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: domainProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -38230,8 +38281,8 @@ var init_environment_schema = __esm({
               []
             ),
             asset_dirs: opt(
-              list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
-              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried",
+              list(either(assetDir, object({ dir: req(servedAssetDir, "the directory, relative to the release"), url: req(assetUrl, "the URL prefix the app serves its files at") }, "{ dir: <path>, url: <URL prefix> }"))),
+              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -38395,12 +38446,13 @@ function systemAccount(user) {
   if (user.startsWith("systemd-")) return "one of systemd's accounts";
   return void 0;
 }
-function liveReleasePathProblem(text, base, placeholders) {
+function liveReleasePathProblem(text, base, where) {
   const esc = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const m = new RegExp(`${esc}/+(current(?![A-Za-z0-9._-])|releases/+[^\\s/'"]+)`).exec(text);
   if (!m) return void 0;
   const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
-  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${placeholders ? "write {release} (this release's directory) instead" : "write a path relative to the release (the command runs in it)"}`;
+  const fix = { program: "write {release} (this release's directory) instead", command: "write a path relative to the release (the command runs in it)", dotenv: "write a path relative to the release (its commands and programs run in it; e.g. PYTHONPATH=src)" }[where];
+  return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${fix}`;
 }
 function envCaseProblems(config, problems) {
   const prefixes = config.dotenv.readers.flatMap((r) => r === "python-dotenv" ? [""] : typeof r === "object" && r.reader === "python-dotenv" ? [r.only] : []);
@@ -38449,6 +38501,8 @@ function crossCheck(config, problems) {
     if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
     machines.set(machineId(h), h.name);
   });
+  if (config.base_dir && !NGINX_PATH.test(config.base_dir) && assetDirs(config).some((a) => a.url))
+    problems.push({ path: "base_dir", message: `${JSON.stringify(config.base_dir)} cannot be written into the nginx site that serves release.asset_dirs' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)` });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
@@ -38475,10 +38529,12 @@ function crossCheck(config, problems) {
   const named = [
     ...Object.entries(config.programs).flatMap(([pname, p]) => [[`programs.${pname}.command`, p.command], ...Object.entries(p.env).map(([k, v]) => [`programs.${pname}.env.${k}`, v])]),
     ["release.build", config.release.build],
-    ["release.migrate", config.release.migrate]
+    ["release.migrate", config.release.migrate],
+    // The .env's plain values: build, migrate and hooks get them exported (a secret's value is not read here).
+    ...Object.entries(config.env).flatMap(([k, v]) => typeof v === "string" ? [[`env.${k}`, v]] : [])
   ];
   for (const [path, text] of named) {
-    const why = liveReleasePathProblem(text, base, path.startsWith("programs."));
+    const why = liveReleasePathProblem(text, base, path.startsWith("programs.") ? "program" : path.startsWith("env.") ? "dotenv" : "command");
     if (why) problems.push({ path, message: why });
   }
   const reserved = reservedApp(config.app);
@@ -38670,29 +38726,34 @@ function readEnvironmentConfig(envName, root) {
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  return { dir, label, config: parseEnvironment(readYamlFile(file, label), label) };
+  const doc = readYamlFile(file, label);
+  if (doc === null || doc === void 0)
+    throw new OpsError(`${label} is empty: it holds no settings (nothing but comments or blank lines)`, `write its settings (\`git checkout -- ${label}\` brings back the committed ones; \`ops env new <name>\` writes a full file to start from; every key is in the README under "Environment reference")`);
+  return { dir, label, config: parseEnvironment(doc, label) };
 }
 function loadEnvironment(envName, root) {
   const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
-  const pinnedKey2 = (key, file, path) => {
+  const pinnedKey = (key, file, path) => {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
     try {
       const text = readFileSync4(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
-      const parsed = parseHostKey(text);
+      const parsed = parseHostKeys(text);
       if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
-    } catch {
-      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+    } catch (e) {
+      const code = e.code;
+      const why = code === "EISDIR" ? "it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)" : code === "EACCES" ? "permission denied" : code === "ENOENT" ? "no such file (is the host created? for the local sandbox: npm start)" : `${code ?? "unreadable"}`;
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
       return "";
     }
   };
-  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey2(b.host_key, b.host_key_file, path), ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
+  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...b.host_key_file && { hostKeyFile: relativeTo(dir, b.host_key_file) }, ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
   const shared = bastion(config.bastion, "bastion");
   const hosts = config.hosts.map((h, i) => {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey2(h.host_key, h.host_key_file, `hosts[${i}]`), ...via && { bastion: via } };
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }, ...via && { bastion: via } };
   });
   if (problems.length) throw new ConfigError(label, problems);
   return resolveEnvironment(envName, root, config, hosts);
@@ -38704,10 +38765,13 @@ function resolveEnvironment(envName, root, config, hosts) {
   const url = config.url ?? `${scheme}://${site2}`;
   return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
+function assetDirs(config) {
+  return config.release.asset_dirs.map((a) => typeof a === "string" ? { dir: a } : a);
+}
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml2, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml2, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -38775,6 +38839,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       avahi: "avahi's account",
       postfix: "postfix's account"
     };
+    NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
     PARSED_KEPT = 64;
     DIGEST = 32;
     ENVIRONMENT_YAML = { merge: true };
@@ -38786,6 +38851,9 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
 // core/secrets/goyaml.ts
 function intValue(n) {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function dotenvTime(marshal) {
+  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
 }
 function goFloatText(v) {
   if (Number.isNaN(v)) return "NaN";
@@ -39205,17 +39273,18 @@ function checkNewKey(part) {
 function getEntry(map, key) {
   return map.entries.find(([k]) => k === key)?.[1];
 }
-function toPlain(node) {
+function toPlain(node, times = "marshal") {
   switch (node.kind) {
     case "null":
       return null;
     case "scalar":
+      if (node.type === "time" && times === "dotenv") return dotenvTime(node.value);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
-      return node.items.map(toPlain);
+      return node.items.map((item) => toPlain(item, times));
     case "map": {
       const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
       return out;
     }
   }
@@ -47934,7 +48003,7 @@ function escapedDoubleQuoted(s) {
 }
 function styleChangesText(s) {
   if (!s.includes("\n")) return s.includes("	");
-  return /^\n* /.test(s) || /^[ \t\n]*$/.test(s);
+  return /^\n*[ \t]/.test(s) || /^[ \t\n]*$/.test(s) || /[ \t](\n|$)/.test(s) || /\n\n$/.test(s);
 }
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml5.Scalar(null);
@@ -48055,7 +48124,7 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml5, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml5, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, SPACE_BEFORE_BREAK, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
@@ -48075,10 +48144,11 @@ var init_tree_print = __esm({
       stringify: (node) => yamlFloatText(Number(node.value))
     };
     RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+    SPACE_BEFORE_BREAK = /[ \t]\n/;
     ESCAPED_STR_TAG = {
       tag: "tag:yaml.org,2002:str",
       default: true,
-      identify: (v) => typeof v === "string" && RAW_UNSAFE.test(v),
+      identify: (v) => typeof v === "string" && (RAW_UNSAFE.test(v) || SPACE_BEFORE_BREAK.test(v)),
       test: /(?!)/,
       resolve: (s) => s,
       stringify: (node) => escapedDoubleQuoted(String(node.value))
@@ -48444,6 +48514,7 @@ function parseTree(text, format, options) {
         const text2 = String(node.value ?? "");
         const sameExponent = v.type === "float" && /e/i.test(text2) && numberText(v.value) === text2;
         if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
@@ -49036,9 +49107,12 @@ var init_sops = __esm({
       get tree() {
         return this.plain;
       }
-      /** The decrypted document as plain JS values. */
+      /**
+       * The decrypted document as plain JS values, as the app gets them in the .env: a timestamp as sops's dotenv
+       * output gives it, without its fraction of a second (toPlain 'dotenv'); `tree` has it whole.
+       */
       get data() {
-        return toPlain(this.plain);
+        return toPlain(this.plain, "dotenv");
       }
       get recipients() {
         return [...this.recipientList];
@@ -72092,6 +72166,8 @@ function checkKeyText(text, label) {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
   }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -72357,11 +72433,14 @@ function jsonText(value) {
   if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
     const members = Object.keys(value).flatMap((k) => {
       const text = jsonText(value[k]);
-      return text === void 0 ? [] : [`${JSON.stringify(k)}:${text}`];
+      return text === void 0 ? [] : [`${jsonString(k)}:${text}`];
     });
     return `{${members.join(",")}}`;
   }
-  return JSON.stringify(value);
+  return typeof value === "string" ? jsonString(value) : JSON.stringify(value);
+}
+function jsonString(text) {
+  return JSON.stringify(text).replace(/\\[\s\S]|['`]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
 }
 var FORMS = [
   { name: "single-quoted", quote: "'" },
@@ -72460,7 +72539,7 @@ function unreadableError(env, refused, untouched, command2) {
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
   const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
   const named = old.join(", ");
-  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 && !refused.some((r) => r.together) ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${refused.some((r) => r.together) ? `the members of ${named}` : named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
+  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
 ${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
@@ -72724,6 +72803,7 @@ function layout(env) {
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
+    assets: `${base}/.ops/assets`,
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
@@ -72882,6 +72962,9 @@ init_tree_parse();
 init_tree_print();
 init_utf8();
 
+// core/steps/release.ts
+init_environment();
+
 // core/remote/types.ts
 init_errors();
 var REPORT_PREFIX = "@ops ";
@@ -73029,6 +73112,7 @@ function siteVariables(env) {
     }`;
   });
   const root = env.config.routes["/"];
+  const assets = assetLocations(env);
   const favicon = root ? `location = /favicon.ico {
         access_log off;
         log_not_found off;
@@ -73061,8 +73145,44 @@ ${upgradeMap(env)}`,
     ssl_certificate: certs?.cert ?? "",
     ssl_certificate_key: certs?.key ?? "",
     client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
+    locations: [favicon, ...assets, ...locations].filter(Boolean).join("\n    ")
   };
+}
+function assetLocations(env) {
+  const L = env.layout;
+  const prefixes = Object.keys(env.config.routes).sort((a, b) => b.length - a.length);
+  const served = assetDirs(env.config).some((a) => a.url);
+  if (served && !NGINX_PATH.test(L.base))
+    throw new OpsError(`nginx cannot serve release.asset_dirs from base_dir ${JSON.stringify(L.base)}: only letters, digits, ".", "_", "-" and "/" can be written into its site`, `give release.asset_dirs without url, or another base_dir, in environments/${env.name}/environment.yml`);
+  return assetDirs(env.config).flatMap((a, i) => {
+    if (!a.url) return [];
+    if (!SERVED_ASSET.test(a.dir) || !SERVED_URL.test(a.url)) throw new OpsError(`release.asset_dirs[${i}] cannot be written into the nginx site: ${JSON.stringify(a)}`, `fix release.asset_dirs in environments/${env.name}/environment.yml`);
+    const fallback = `@${L.nginxUpstream("assets")}_${i}`;
+    const prefix = prefixes.find((p) => a.url.startsWith(p));
+    const program = prefix === void 0 ? void 0 : env.config.routes[prefix];
+    const app = program ? `location ${fallback} {
+        ${prefix === "/" ? "" : `rewrite ^${escapeRegex(prefix)}(.*)$ /$1 break;
+        `}proxy_pass http://${L.nginxUpstream(program)};
+        ${proxyHeaders(env)}
+    }` : `location ${fallback} {
+        return 404;
+    }`;
+    const from = (release) => `/${release}/${a.dir}/$1`;
+    return [
+      `location ~ ^${escapeRegex(a.url)}(?!(?:.*/)?\\.)(.+)$ {
+        root ${L.assets};
+        disable_symlinks on;
+        expires max;
+        try_files ${from("current")} ${from("previous")} ${fallback};
+    }`,
+      app
+    ];
+  });
+}
+var SERVED_ASSET = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+var SERVED_URL = /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
+function escapeRegex(path) {
+  return path.replace(/[.]/g, "\\.");
 }
 var port80 = (body) => `server {
     listen 80{{default_server}};
@@ -73152,7 +73272,61 @@ function maskArgs(env) {
 }
 
 // core/steps/sh/connection.sh
-var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+# One grep reads every process's environment (NUL-separated variables: -z; -x the whole variable, -l the files that
+# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.
+connection_pids() {
+  local f id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  while IFS= read -r f; do f=\${f#/proc/}; printf '%s ' "\${f%/environ}"; done < <(grep -lszxF "\${patterns[@]}" /proc/[0-9]*/environ)
+  return 0
+}
+# conn_silent PID: seconds since the client of the SSH server process PID last sent anything on its TCP connection
+# (the least of ss's lastrcv, data, and lastack, acknowledgements, over that process's sockets). Our runner's SSH
+# client sends a keepalive every 10 s (core/remote/ssh-login.ts), so a live connection is never silent for long; a
+# connection whose runner vanished with its network (a laptop closed, a VM gone, a cable pulled: no FIN, no RST)
+# stays open on the host, sshd waiting for TCP keepalive (two hours by default), silent all along. Fails (prints
+# nothing) when it cannot tell: no ss, or the process's socket not visible (sshd's per-connection process is not
+# dumpable: only root reads its sockets, so the login asks sudo, without a password).
+conn_silent() {
+  local line mine="" w rcv ack least="" ss=(ss)
+  command -v ss > /dev/null 2>&1 || return 1
+  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  while IFS= read -r line; do
+    # A socket's line, then its details indented on the next (-i).
+    if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
+    [ -n "$mine" ] || continue
+    rcv=; ack=
+    for w in $line; do case $w in lastrcv:*) rcv=\${w#lastrcv:} ;; lastack:*) ack=\${w#lastack:} ;; esac; done
+    [[ $rcv =~ ^[0-9]+$ && $ack =~ ^[0-9]+$ ]] || continue
+    (( ack < rcv )) && rcv=$ack
+    [ -n "$least" ] && (( least <= rcv )) || least=$rcv
+  done < <("\${ss[@]}" -Htnpi state established 2> /dev/null)
+  [ -n "$least" ] || return 1
+  printf '%s\\n' $(( least / 1000 ))
+}
+`;
 
 // core/steps/sh/contain.sh
 var contain_default = `# shellcheck shell=bash
@@ -73453,258 +73627,7 @@ slot_releases() {
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
-var identity_default = `# shellcheck shell=bash
-# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
-# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
-# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
-# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.
-# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { proc_env "$1" OPS_RELEASE; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
-# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
-proc_cmd() {
-  local a line="" args=()
-  mask_ready
-  mapfile -d '' -t args 2>/dev/null < "/proc/$1/cmdline" || true
-  for a in \${args[@]+"\${args[@]}"}; do mask_string "$a"; line+="\${line:+ }$MASK_TEXT"; done
-  mask_clip "\${line//[$'\\n\\t']/ }" 160; printf '%s' "\${MASK_TEXT% }"
-}
-# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
-# port) when set.
-listeners() {
-  local table l rest pid
-  local -A seen=()
-  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "\${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do
-      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
-      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
-    done
-  done <<< "$table"
-}
-# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).
-listening() {
-  local table l
-  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && return 0; done <<< "$table"
-  return 1
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s stat_fields
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release
-# (a daemon's "/") with OPS_RELEASE=ID. A working directory inside another release of DIR's releases directory is that
-# release's code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the
-# previous release (supervisor gave it the new release's environment and directory).
-same_release() {
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; "\${3%/*}"/*) return 1 ;; esac
-  [ "$(proc_env_release "$1")" = "$2" ]
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  sup_pids
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=\${SUP_PID[$group:$group-$name]:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=\${IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
-# daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as
-# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or
-# that says it was started by slot SLOT's programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is
-# the other slot's (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:
-# call sup_pids first). Exactly such a process on a slot's port is one leftovers_down stops; anything else there
-# (another user's, or not run from our releases) is not ours.
-ours() {
-  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where
-  uid=$(id -u "$3" 2>/dev/null) || return 1
-  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true
-  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1
-  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=\${v#*=} ;; OPS_RELEASE=*) rel=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
-  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1
-  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"
-  case "$where" in
-    *" $4"/?*) ;;
-    # Started by this slot's programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.
-    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;
-  esac
-  for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done
-  return 0
-}
-# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and
-# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the
-# tree of the slot's own supervisor process), "own" (a program of this environment left it running outside
-# supervisor: ours, with USER the programs' user and RELEASES the releases' directory; the start stops it first), or
-# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.
-report_slot() {
-  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf '%s' "$4"); shift 4
-  sup_pids
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=\${SUP_PID[$group:$group-$name]:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    ls=$(listeners "$port")
-    for l in $ls; do
-      tree=other
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
-    done
-    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
-  done
-}
-# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,
-# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program
-# exited. A program that answers its health check and exits a second later (a worker thread dying on its first
-# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again
-# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.
-# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one
-# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process
-# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.
-# shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
-group_settled() {
-  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting
-  local -A first=()
-  limit=$(( (secs + 5) * 5 ))
-  SETTLE=""
-  exec {pause}<> <(:)
-  while :; do
-    sup_pids
-    waiting=0
-    for k in "\${!SUP_STATE[@]}"; do
-      [[ $k == "$group:"* ]] || continue
-      pid=\${SUP_PID[$k]:-0}
-      [ -n "\${first[$k]+x}" ] || first[$k]=$pid
-      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
-      stat=\${stat##*) }
-      if [ "$pid" = 0 ] || [ "$pid" != "\${first[$k]}" ] || [ -z "$stat" ] || [ "\${stat%% *}" = Z ] || [[ ! \${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then
-        SETTLE="program \${k#"$group:$group-"} exited after it answered its health check, within \${secs}s of its start (supervisor: \${SUP_STATE[$k]:-gone}; it ran as pid \${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"
-        exec {pause}<&-
-        return 1
-      fi
-      [ "\${SUP_STATE[$k]}" = RUNNING ] || waiting=1
-    done
-    [ "$waiting" = 1 ] || break
-    rounds=$(( rounds + 1 ))
-    if [ "$rounds" -ge "$limit" ]; then
-      SETTLE="supervisor did not take the programs of $group as started (RUNNING after \${secs}s) within $(( limit / 5 ))s"
-      exec {pause}<&-
-      return 1
-    fi
-    read -r -t 0.2 -u "$pause" _ || true
-  done
-  exec {pause}<&-
-}
-# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
-# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
-# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
-# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
-# Needs probe.sh.
-live_verdict() {
-  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
-  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
-  ipid=$!
-  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
-  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
-  else printf '%s' "$IDENTITY"; fi
-}
-# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT's programs (group_down), stops
-# what they left running outside supervisor's reach: a program that daemonised (forked, setsid, its parent gone) is in
-# no process group supervisor or group_down signals, keeps the slot's ports, and the release put there next cannot bind
-# them. Those are the processes of USER (the programs' user) that supervisor's programs for release ID on SLOT started
-# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that
-# run from the release's directory DIR without a terminal (their working directory or executable inside DIR, or DIR in
-# their command line: a shell of someone working there has a terminal), or that listen on one of the slot's ports.
-# Never one that says it is the other slot's (OPS_SLOT), one in the tree of a process supervisor runs now (the live
-# slot's, another app's), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it
-# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the
-# ports alone then.
-# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners
-leftovers_down() {
-  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE
-  local -a found=() left=() stat_fields=()
-  local -A on_port=()
-  shift 4
-  id -u "$user" >/dev/null 2>&1 || return 0
-  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf '%s' "$dir")
-  if command -v ss >/dev/null; then
-    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done
-  fi
-  sup_pids
-  for pid in $(pgrep -u "$user" 2>/dev/null); do
-    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
-    rel=""; of=""
-    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=\${v#*=} ;; OPS_SLOT=*) of=\${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
-    [ -z "$of" ] || [ "$of" = "$slot" ] || continue
-    match=""
-    if [ -n "\${on_port[$pid]:-}" ]; then match="listening on port \${on_port[$pid]}"
-    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id's programs"
-    elif [ -n "$dir" ]; then
-      read -r s 2>/dev/null < "/proc/$pid/stat" || continue
-      read -r -a stat_fields <<< "\${s##*) }"; tty=\${stat_fields[4]:-0}
-      if [ "$tty" = 0 ]; then
-        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
-        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
-        cmd=$(tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
-        case " $cmd" in *" $dir/"* | *" $dir "*) match=\${match:-"running $dir's files"} ;; esac
-      fi
-    fi
-    [ -n "$match" ] || continue
-    for k in "\${!SUP_PID[@]}"; do sp=\${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done
-    [ -n "$match" ] || continue
-    found+=("$pid"); said+="\${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"
-  done
-  [ \${#found[@]} -gt 0 ] || return 0
-  kill -TERM "\${found[@]}" 2>/dev/null || true
-  exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
-  while [ "$now" -lt "$deadline" ]; do
-    left=(); for pid in "\${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
-    [ \${#left[@]} -gt 0 ] || break
-    found=("\${left[@]}")
-    if [ "$now" -ge "$kill_at" ]; then kill -KILL "\${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: \${left[*]}"; kill_at=$deadline; fi
-    read -r -t 0.1 -u "$pause" _ || true
-    printf -v now '%(%s)T' -1
-  done
-  exec {pause}<&-
-  printf 'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot'"'"'s ports): %s\\n' "\${id:-of unknown id}" "$slot" "$said"
-}
-`;
+var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s < "/proc/$p/stat" 2>/dev/null || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done < "/proc/$1/cmdline" 2>/dev/null || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done < "/proc/$1/environ" 2>/dev/null || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' < "/proc/$pid/cmdline" 2>/dev/null || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
 var mask_default = `# shellcheck shell=bash
@@ -74347,6 +74270,13 @@ rpc_fault() {
   [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
   printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
 }
+# rpc_error ANSWER: why a call failed, on one line: supervisor's fault message, or rpc's own when the socket did not
+# answer (not curl's words before it, "Failed to connect to localhost port 80", which name no socket); never markup.
+rpc_error() {
+  local why
+  why=$(rpc_fault "$1") || why=$1
+  printf '%s' "$why" | tr '\\n' ' ' | sed 's/ *$//'
+}
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
@@ -74638,6 +74568,7 @@ function parseReleaseRecord(line) {
 }
 
 // core/steps/switch.ts
+init_environment();
 init_errors();
 init_shell();
 
@@ -75059,6 +74990,12 @@ function parseDisk(value) {
   if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
   return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
 }
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
 
 // core/steps/release.ts
 var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
@@ -75249,7 +75186,7 @@ init_shell();
 init_shell();
 var START_MARKER = "@ops-start";
 var REFUSED_PREFIX = "@ops-refused ";
-var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS"];
+var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
 var STEP_ENV = "OPS_STEP=1";
 var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
@@ -75259,7 +75196,10 @@ var stepGuard = [
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; elif [ "$(ulimit -f)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -f %s\\n' "$(ulimit -f)"; exit 125; fi`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
+  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
 ].join("\n");
 var scriptPrelude = [
   // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
@@ -75267,15 +75207,19 @@ var scriptPrelude = [
   // (function names are single words: the split is the point)
   "# shellcheck disable=SC2046",
   "builtin unset -f $(builtin compgen -A function)",
+  // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
+  // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
+  // export LC_MESSAGES=...), text ops would blame on the login shell.
+  "export LC_ALL=C.UTF-8",
   // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
   // the start marker, where the transport ignores it).
-  `for ops_v in $(builtin compgen -e); do case $ops_v in ${KEPT_ENV.join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
+  `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, "LC_ALL"].join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
   // The leading newline ends whatever line the login shell left unfinished.
   `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "export DEBIAN_FRONTEND=noninteractive",
   "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
@@ -76229,17 +76173,24 @@ import { createConnection, isIPv6 as isIPv62 } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
-function hostKeyAlgorithms(type) {
-  return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
+function hostKeyAlgorithms(pinned) {
+  const types = new Set(pinned.map((k) => k.type));
+  return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith("rsa-sha2") ? "ssh-rsa" : alg));
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-function pinnedKey(ep, role, configFile) {
-  const pinned = parseHostKey(ep.hostKey);
+function pinnedKeys(ep, role, configFile) {
+  const pinned = parseHostKeys(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
   return pinned;
 }
+function isPinned(key, pinned) {
+  return pinned.some((k) => key.length === k.blob.length && timingSafeEqual(key, k.blob));
+}
+function pinPlace(ep, attempt, configFile) {
+  return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
+}
 async function login(ep, attempt, options) {
-  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
   const reserved = documentationAddress(ep.address);
   if (reserved) {
@@ -76270,10 +76221,10 @@ async function login(ep, attempt, options) {
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
         ...options.credentials,
-        algorithms: { serverHostKey: hostKeyAlgorithms(pinned.type) },
+        algorithms: { serverHostKey: hostKeyAlgorithms(pinned) },
         hostVerifier: (key) => {
           presented = key;
-          return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
+          return isPinned(key, pinned);
         }
       });
       return ssh;
@@ -76283,16 +76234,20 @@ async function login(ep, attempt, options) {
       if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      if (presented && !presented.equals(pinned.blob)) {
+      if (presented && !isPinned(presented, pinned)) {
         throw new OpsError(
-          `host key of ${where} does not match the pinned key: refusing to connect
+          `host key of ${where} does not match the pinned key${pinned.length > 1 ? "s" : ""}: refusing to connect
   presented: ${blobType(presented)} ${fingerprint(presented)}
-  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
+` + pinned.map((k) => `  pinned:    ${k.type} ${fingerprint(k.blob)}`).join("\n"),
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+        const types = [...new Set(pinned.map((k) => k.type))];
+        throw new OpsError(
+          `${where} offers no ${types.join(" or ")} host key, ${types.length > 1 ? "the types" : "which is the type"} pinned`,
+          `pin the key of a type it offers, in ${pinPlace(ep, attempt, options.configFile)}`
+        );
       }
       if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
         throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, "an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)");
@@ -76390,6 +76345,7 @@ var Bastion = class _Bastion {
 // core/remote/ssh.ts
 var LINGER_MS = 2e3;
 var LINGER_MAX_MS = 5e3;
+var SLOW_START_MS = 1500;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -76407,6 +76363,8 @@ ${START_MARKER}
   head = "";
   decoder = new StringDecoder("utf8");
   started = false;
+  /** When the marker came (Date.now()): how long the login took to begin the script. */
+  startedAt;
   preamble = "";
   push(chunk) {
     this.feed(this.decoder.write(chunk));
@@ -76423,6 +76381,7 @@ ${START_MARKER}
     const i = this.head.indexOf(_AfterMarker.MARK);
     if (i < 0) return;
     this.started = true;
+    this.startedAt = Date.now();
     this.preamble = this.head.slice(0, i);
     const rest = this.head.slice(i + _AfterMarker.MARK.length);
     this.head = "";
@@ -76474,6 +76433,7 @@ var SshRemote = class {
   warnedSudo = false;
   warnedStderr = false;
   warnedLinger = false;
+  warnedSlow = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -76616,13 +76576,14 @@ var SshRemote = class {
     this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
+    let sent = Date.now();
     let abort = (_) => void 0;
     const status = await new Promise((resolve6, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
-        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+        reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
       }, limit);
       channel.on("data", (d) => {
         output();
@@ -76633,6 +76594,7 @@ var SshRemote = class {
         err.push(d);
       });
       void ended.then(resolve6);
+      sent = Date.now();
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -76659,6 +76621,11 @@ var SshRemote = class {
       this.warnedPreamble = true;
       this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
     }
+    const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
+    if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
+      this.warnedSlow = true;
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+    }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
       this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
@@ -76684,12 +76651,31 @@ var SshRemote = class {
     }
     return result;
   }
+  /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
+  neverBegan(what, seconds2) {
+    const { guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `move what waits below ${guard}`
+    );
+  }
+  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
+  startupFiles() {
+    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  }
+  /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
+  mergedOutput(what, stopped) {
+    const { files, guard } = this.startupFiles();
+    return new NotStartedError(
+      `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
+      `move that redirection below ${guard}`
+    );
+  }
   /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
   refused(what, line) {
     const [why, ...rest] = line.split(" ");
     const detail = rest.join(" ");
-    const files = `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`;
-    const guard = `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+    const { files, guard } = this.startupFiles();
     const stopped = "ops stopped it before it did anything";
     if (why === "stdin")
       return new NotStartedError(
@@ -76703,9 +76689,10 @@ var SshRemote = class {
       );
     if (why === "limit")
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}`
+        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`
       );
+    if (why === "merged") return this.mergedOutput(what, stopped);
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
@@ -76725,6 +76712,19 @@ var SshRemote = class {
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
       );
+    const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
+    if (loginAs)
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="\u2026" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
+        `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`
+      );
+    if (/This service allows sftp connections only/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
+      );
+    if (code === 125 && !output.trim())
+      return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
     if (missing)
       return new NotStartedError(
@@ -77083,6 +77083,7 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   fi
 fi`;
 }
+var HOLDER_SILENT_SECONDS = 60;
 var LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
@@ -77093,10 +77094,14 @@ if [ "$lock_state" = stale ]; then
   pid=; start=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; esac; done <<< "$lock_info"
   if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
-fi`;
+fi
+# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
+lock_silent=
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid") && [ "$lock_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
-elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi`;
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
 var LOCK_BUSY_EXIT = 3;
 var LOCK_UNPROVISIONED_EXIT = 4;
@@ -77289,6 +77294,25 @@ function describeHolder(h) {
 
 // core/ops/locked.ts
 init_shell();
+
+// core/ops/host-run.ts
+init_errors();
+async function diskFullError(remote, env, e, operation) {
+  if (!(e instanceof StepError) || e.exitCode === null) return e;
+  const r = await remote.run(diskSpace(env), { allowFailure: true }).catch(() => void 0);
+  const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
+  const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+  if (!DISK_FULL.test(e.message) && !exhausted) return e;
+  const inodes = disk?.freeInodes !== void 0 && (disk.freeInodes === 0 || disk.freeInodes < 1e3 && disk.freeMb >= 64);
+  const what = inodes ? "free inodes" : "disk space";
+  return new DiskFullError(
+    e,
+    `${remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${env.baseDir}`}`,
+    `free space on ${remote.name} under ${disk?.path ?? env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${operation} again`
+  );
+}
+
+// core/ops/locked.ts
 var LockError = class extends OpsError {
 };
 var LockLostError = class extends OpsError {
@@ -77403,16 +77427,20 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
+  if (result.code !== LOCK_BUSY_EXIT) {
+    const e = new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
+    throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
+  }
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${lock2.holder.silent ? ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)` : ""}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
   throw new LockError(
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock2.holder)}`,
-    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
+    // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
+    `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`
   );
 }
 function auditEntry(env, request, entry, now) {
@@ -77498,9 +77526,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   };
   const began = runnerNow(ctx).getTime() - 5 * 6e4;
   const lastBreak = (tail2, host) => {
-    const breaks = tail2.filter((a) => a.operation === "lock release" && Date.parse(a.time) >= began);
+    const breaks = tail2.filter((a) => a.operation === "lock release");
     const since = takenAt.get(host);
-    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks).at(-1);
+    return (since ? breaks.filter((a) => a.message?.includes(`lock of ${describeHolder({ operation, actor: request.actor, since })}`)) : breaks.filter((a) => Date.parse(a.time) >= began)).at(-1);
   };
   const brokenBy = (b) => b ? `released by force by ${b.actor} at ${b.time} (ops lock release --force${b.message ? `: "${b.message}"` : ""})` : "removed by someone else (no ops lock release in the audit log since this run began: removed by hand?)";
   const lockTakenAway = async (e) => {

@@ -42036,6 +42036,8 @@ function checkKeyText(text, label) {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
   }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
   return text.endsWith("\n") ? text : `${text}
 `;
 }
@@ -42954,8 +42956,12 @@ function printable(text, max = 40) {
   const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
   return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
+var PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+var PRIVATE_KEY_REASON = "a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository";
 function parseHostKey(line) {
+  if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
   const parts = line.trim().split(/\s+/);
+  if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return "a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)";
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
   const [type, b64] = parts;
   if (!type || !b64) return 'expected "<type> <base64>"';
@@ -42969,6 +42975,18 @@ function parseHostKey(line) {
   if (inner !== expected) return `the key data is of type ${printable(inner)}, not "${type}"`;
   if (type === "ssh-ed25519" && blob.length !== 51) return "an ed25519 key is 51 bytes long";
   return { type: expected, blob };
+}
+function parseHostKeys(text) {
+  if (PRIVATE_KEY.test(text)) return PRIVATE_KEY_REASON;
+  const lines = text.split(/\r?\n/).map((l, i) => ({ line: l, n: i + 1 })).filter(({ line }) => !/^\s*(#|$)/.test(line));
+  if (!lines.length) return 'expected "<type> <base64>"';
+  const keys = [];
+  for (const { line, n } of lines) {
+    const key = parseHostKey(line);
+    if (typeof key === "string") return lines.length > 1 ? `line ${n}: ${key}` : key;
+    keys.push(key);
+  }
+  return keys;
 }
 
 // core/config/schema.ts
@@ -43020,7 +43038,8 @@ function bounded(kind, min, max, form) {
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
+      const quoted = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
       return value;
     }
   };
@@ -43063,6 +43082,13 @@ function list(item, opts2 = {}) {
         const first = Object.keys(value)[0] ?? "web1";
         return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
       }
+      const keys = item.json().properties;
+      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
+        const first = Object.keys(value)[0];
+        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
+      }
+      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
+        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts2.min && value.length < opts2.min) {
         problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
@@ -43279,10 +43305,10 @@ var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" 
 var stepCommand = string({ pattern: /^[^\n]*$/, form: 'a shell command on one line, or "" for none' });
 var hostKey = string({
   form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+  // the first line's shape (an editor can check it); every line's key blob is decoded by parseHostKeys
   pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join("|")})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
   check: (v) => {
-    const k = parseHostKey(v);
+    const k = parseHostKeys(v);
     return typeof k === "string" ? k : void 0;
   }
 });
@@ -43378,14 +43404,21 @@ function bodySizeProblem(v) {
   if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
   return void 0;
 }
+var assetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' });
+var servedAssetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, form: 'a path relative to the release, inside it, of letters, digits, ".", "_", "-" and "/" ("client/build/client/_app/immutable")' });
+var assetUrl = string({ pattern: /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/, form: 'a URL path starting and ending with "/", of letters, digits, ".", "_", "-" ("/_app/immutable/")' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 function addressProblem(v) {
   if (isIP(v)) return void 0;
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
+  const portOf = (hostPort) => /^\[([^\]]*)\]:(\d{1,5})$/.exec(hostPort) ?? /^([^:]+):(\d{1,5})$/.exec(hostPort);
   const login = /^([^@\s]+)@([^@\s]+)$/.exec(v);
-  if (login) return `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
-  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (login) {
+    const hostPort = portOf(login[2]);
+    return hostPort ? `the login and the port go in their own keys: user: ${login[1]}, address: ${hostPort[1]}, port: ${hostPort[2]}` : `the login goes in its own key: user: ${login[1]}, address: ${login[2]}`;
+  }
+  const withPort = portOf(v);
   if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
   if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
   if (v.includes(":")) return "not a valid IPv6 address";
@@ -43413,6 +43446,12 @@ function dnsNameProblem(v) {
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
+}
+function domainProblem(v) {
+  const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
+  if (rest && (rest[2] || rest[3]) && !dnsNameProblem(rest[1]))
+    return `${rest[2] ? "a port" : "a path"} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
+  return dnsNameProblem(v);
 }
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
@@ -43481,7 +43520,7 @@ var environmentSchema = object(
     app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
     repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
     ref: opt(gitRef, "git ref deployed when none is given", "master"),
-    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: dnsNameProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
+    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: domainProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
     url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
     hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -43541,8 +43580,8 @@ var environmentSchema = object(
           []
         ),
         asset_dirs: opt(
-          list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' })),
-          "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. [] = none carried",
+          list(either(assetDir, object({ dir: req(servedAssetDir, "the directory, relative to the release"), url: req(assetUrl, "the URL prefix the app serves its files at") }, "{ dir: <path>, url: <URL prefix> }"))),
+          "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
           []
         ),
         before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -43822,7 +43861,9 @@ function githubAccess(options) {
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : void 0;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
   if (!repository) {
-    return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)` };
+    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)`;
+    if (!token) return { unavailable };
+    return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, "set $GITHUB_REPOSITORY to the repository as owner/name (or unset the token to go on without the API)") };
   }
   if (!REPOSITORY.test(repository)) {
     const unavailable = `invalid repository ${JSON.stringify(repository)}: expected owner/name`;

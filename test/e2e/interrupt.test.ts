@@ -228,7 +228,7 @@ describe.sequential('interrupting a deploy', () => {
     const before = await liveAndServed();
     const veth = `ops${host.octet}h`;
     try {
-      const ops = await deployUntilBuild('sleep 600', '2c');
+      const ops = await deployUntilBuild('sleep 600', '2n'); // a version of its own: the same one twice commits nothing
       // The network goes, then the runner: its sockets torn down while nothing reaches the host (ss -K sends an RST,
       // lost), as a laptop closed or a runner VM deleted; then the network comes back.
       spawnSync('ip', ['link', 'set', veth, 'down'], { stdio: 'inherit' });

@@ -61,14 +61,15 @@ function jsonText(value: unknown): string | undefined {
 }
 
 /**
- * A JSON string with `'`, a backtick and a backslash of the text written as \u escapes (\u0027, \u0060, \u005c):
- * the same string to every JSON parser, and a text that every reader carries in single quotes (python-dotenv
- * decodes `\\` and `\'` there, and nothing else). Raw, a map whose members held both quote kinds and a `#` (the
- * TOOLS_PASSWORDS of one user's `it's` and another's `p#ss`), or a backslash beside a quote, was refused. A `$` stays
- * raw: the readers' rules for it are those of any value (`${` is refused for python-dotenv, by member). Pure.
+ * A JSON string with `'`, a backtick, a backslash and `$` of the text written as \u escapes (\u0027, \u0060, \u005c,
+ * \u0024): the same string to every JSON parser, and a text that every reader carries in single quotes as written
+ * (python-dotenv decodes `\\` and `\'` there, and nothing else; no `$` is left for python-dotenv to interpolate as
+ * `${...}` in any quoting, nor for dotenv-expand to expand). Raw, a map whose members held both quote kinds and a
+ * `#` (the TOOLS_PASSWORDS of one user's `it's` and another's `p#ss`), a backslash beside a quote, or a member
+ * holding `${` (python-dotenv) or `$HOME` (dotenv-expand, beside python-dotenv, which has no `\$`) was refused. Pure.
  */
 function jsonString(text: string): string {
-  return JSON.stringify(text).replace(/\\[\s\S]|['`]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
+  return JSON.stringify(text).replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
 }
 
 /** One way of writing a value after `KEY=`. */
@@ -228,8 +229,6 @@ interface RefusedVariable {
   secret: boolean;
   /** The readers that would corrupt it. */
   readers: Reader[];
-  /** Members (key paths) of a map secret, already in the file before the change, that make it unreadable. */
-  old?: string[];
 }
 
 /** The text after `KEY=` for variable `key` (`spec` says where its value comes from), or why its readers cannot carry `value`. */
@@ -246,24 +245,13 @@ function encodeVariable(env: DotenvSettings, key: string, spec: EnvironmentConfi
  * every variable named with its source and reason, never its value; `untouched` says what was left as it was;
  * the hint says where each kind of value is changed, or which readers to drop.
  */
-function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string, command?: 'set' | 'edit'): OpsError {
+function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouched: string): OpsError {
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
-  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
-  const named = old.join(', ');
-  // a member already in the file is at fault, not the value set now: fixed by another `set` first, or in this same edit
-  const first =
-    old.length && command === 'edit'
-      ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? 'it' : 'them'} too)`
-      : old.length
-        ? old.length === 1
-          ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0]!)}, or ops secrets edit ${env.name}), then run this one again`
-          : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again`
-        : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
-    `${first}, or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
   );
 }
 
@@ -461,27 +449,9 @@ function memberAt(value: unknown, path: string[]): unknown {
   return path.reduce<unknown>((n, k) => (n !== null && typeof n === 'object' && !Array.isArray(n) && Object.hasOwn(n, k) ? (n as Record<string, unknown>)[k] : undefined), value);
 }
 
-/** A map holding only the member at `path` of `value` (with its keys on the way: a key is part of the JSON too). */
-function onlyMember(value: unknown, path: string[]): unknown {
-  let out: unknown = memberAt(value, path);
-  for (const k of [...path].reverse()) out = Object.defineProperty({}, k, { value: out, enumerable: true, writable: true, configurable: true });
-  return out;
-}
-
 /** A member's key path as `ops secrets set` takes it (a key holding a dot or a quote in double quotes). */
 function memberKey(secret: string, path: string[]): string {
   return [secret, ...path.map((k) => (/^[^."]+$/.test(k) ? k : `"${k}"`))].join('.');
-}
-
-/**
- * Which members of a map secret an .env variable names whole (written as its JSON) make it unreadable: each
- * member is tried alone (its keys and value); `changed` says whether the change set or altered it. Empty when no
- * member is refused alone (only some of them together are).
- */
-function membersAtFault(encodes: (value: unknown) => boolean, found: unknown, had: unknown): { path: string[]; changed: boolean }[] {
-  return memberPaths(found)
-    .filter((p) => p.length > 0 && !encodes(onlyMember(found, p)))
-    .map((p) => ({ path: p, changed: !isDeepStrictEqual(memberAt(had, p), memberAt(found, p)) }));
 }
 
 /**
@@ -491,9 +461,10 @@ function membersAtFault(encodes: (value: unknown) => boolean, found: unknown, ha
  * message, so that the value is refused when it is stored, not at the next deploy (in CI). Only the variables the
  * change alters are held to it: a value stored before is the deploy's to refuse, and a secret still missing is not
  * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
- * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON, and when a
- * member that was already there is what makes it unreadable, the refusal names that member and says so (the
- * value just set is not at fault). `how` says which command runs it and what it left as it was. Throws OpsError.
+ * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON (which every
+ * reader carries whatever its members hold, jsonString: only its size, or a member holding a binary value, a
+ * rounded integer or .inf, can refuse it, and those by member). `how` says which command runs it and what it left
+ * as it was. Throws OpsError.
  */
 export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
   const refused: RefusedVariable[] = [];
@@ -530,22 +501,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
       continue;
     }
     const encoded = encodeVariable(env, key, spec, value);
-    if (!('refused' in encoded)) continue;
-    if (found !== null && typeof found === 'object' && !Array.isArray(found)) {
-      const encodes = (v: unknown) => !('refused' in encodeVariable(env, key, spec, asString(v)));
-      const faults = membersAtFault(encodes, found, had);
-      const old = faults.filter((f) => !f.changed).map((f) => memberKey(spec.secret, f.path));
-      const now = faults.filter((f) => f.changed).map((f) => memberKey(spec.secret, f.path));
-      if (old.length) {
-        const wasRefused = had !== undefined && had !== null && !encodes(had);
-        const which = `${old.length === 1 ? `its member ${old[0]}, already in the file before this change, is` : `its members ${old.join(', ')}, already in the file before this change, are`} what its readers would not read back${now.length ? ` (and ${now.join(', ')}, changed now)` : ' (not the value changed now)'}${wasRefused ? ': every deploy already refuses it' : ''}`;
-        refused.push({ ...encoded.refused, reason: `${which}: ${encoded.refused.reason}`, old });
-        continue;
-      }
-      // members refused only together: none with the readers there are (the JSON's strings are apart, their quotes,
-      // backticks and backslashes escaped: jsonString), and the variable is refused as a whole below if one ever were
-    }
-    refused.push(encoded.refused);
+    if ('refused' in encoded) refused.push(encoded.refused);
   }
   if (removed.length)
     throw new OpsError(
@@ -563,7 +519,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
   const sum = (sizes: { bytes: number }[]) => sizes.reduce((n, v) => n + v.bytes, 0);
   // only a change that makes it larger, beyond the limit, is refused (a smaller one is the way out)
   if (sum(sizesAfter) > MAX_ENVIRONMENT_TOTAL && sum(sizesAfter) > sum(sizesBefore)) throw totalError(env, sizesAfter, how.untouched);
-  if (refused.length) throw unreadableError(env, refused, how.untouched, how.command);
+  if (refused.length) throw unreadableError(env, refused, how.untouched);
 }
 
 /**

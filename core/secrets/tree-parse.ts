@@ -141,6 +141,18 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 
+/**
+ * Refuses a double-quoted YAML scalar (`text` from `start` to `end`) holding the escape `\/`: YAML 1.2 has it, and the
+ * `yaml` library decodes it to `/`, but go-yaml, so sops, does not know it ("found unknown escape character"): stored,
+ * the file would be one sops itself can no longer read. Said by place, never quoting the text. Throws OpsError.
+ */
+function refuseNonGoEscape(text: string, start: number, end: number, file: string): void {
+  // each backslash pairs with the character after it: `\\/` is an escaped backslash, then a plain `/`
+  for (const m of text.slice(start, end).matchAll(/\\[\s\S]/g))
+    if (m[0] === '\\/')
+      throw new OpsError(`${file} is not valid YAML at ${lineCol(text, start + m.index)}: the escape \\/ in a double-quoted string, which YAML 1.2 has but sops's YAML parser (go-yaml) does not know`, 'write / on its own (it needs no escape), and try again');
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -202,6 +214,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
+    if (format === 'yaml' && node.type === 'QUOTE_DOUBLE') refuseNonGoEscape(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
     const v = format === 'yaml' ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)

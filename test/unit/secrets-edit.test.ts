@@ -183,6 +183,21 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
       expect(r.err, typed).not.toMatch(/Zq|Z|q7/);
     }
   });
+  it('an escape \\/ in double quotes (YAML 1.2 has it, sops\'s go-yaml refuses it: "found unknown escape character") is refused by place, the file unchanged; \\\\/ (a backslash, then /) is stored', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // printf formats: two backslashes print one
+    const ed = editor(`printf 'webhook_url: "https:\\\\/\\\\/hooks.example.org\\\\/Zq7-secret"\\n' >> "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/the edited text is not valid YAML at line \d+, column 21: the escape \\\/ in a double-quoted string, which YAML 1\.2 has but sops's YAML parser \(go-yaml\) does not know/);
+    expect(r.err).not.toMatch(/Zq7|hooks/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const ok = editor(`printf 'webhook_url: "a\\\\\\\\/b"\\n' >> "$1"`);
+    const stored = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ok.cmd }, 'n\n');
+    expect(stored.code, stored.err).toBe(0);
+    expect(((await open(e)).data as Record<string, unknown>).webhook_url).toBe('a\\/b');
+  });
 });
 
 describe('ops secrets edit: a line with no ": " after its key', () => {

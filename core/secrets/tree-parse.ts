@@ -132,8 +132,13 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   const noColon =
     (err.code === 'MISSING_CHAR' && /^Implicit map keys need to be followed by map values/.test(message)) ||
     (err.code === 'MULTILINE_IMPLICIT_KEY' && err.pos !== undefined && !/["']/.test(text[err.pos[0]] ?? ''));
-  const what =
-    err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
+  // a quoted value the library ends at its line's end, with more text below: the lines below are not indented past
+  // its key, so they are no part of it to YAML (a quoted value typed or pasted on at column 0), or its quote is missing
+  const quoteEndsAtLine =
+    err.code === 'MISSING_CHAR' && /^Missing closing ["']quote/.test(message) && err.pos !== undefined && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== '';
+  const what = quoteEndsAtLine
+    ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
+    : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
       ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
       : noColon
         ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'

@@ -198,6 +198,19 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(stored.code, stored.err).toBe(0);
     expect(((await open(e)).data as Record<string, unknown>).webhook_url).toBe('a\\/b');
   });
+  it('a quoted value pasted on at the start of the next lines (a PEM key) is named as such by line, not as a quote not closed (sops would store it with its line breaks as spaces); never quoting it', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const lineFile = join(tempDir(), 'line');
+    const ed = editor(`printf 'tls_key: "-----BEGIN PRIVATE KEY-----\\nZq7-secret\\n-----END PRIVATE KEY-----"\\n' >> "$1" && grep -n '^tls_key' "$1" | cut -d: -f1 > '${lineFile}'`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+    expect(r.code, r.err).toBe(1);
+    const line = readFileSync(lineFile, 'utf8').trim();
+    expect(r.err).toContain(`the edited text is not valid YAML at line ${line}, column 38: a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line`);
+    expect(r.err).toContain('write `key: |` with its lines indented below');
+    expect(r.err).not.toMatch(/Zq7|BEGIN/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
 });
 
 describe('ops secrets edit: a line with no ": " after its key', () => {

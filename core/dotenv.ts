@@ -256,11 +256,12 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
 }
 
 /**
- * Whether a decrypted secret holds, at any depth, a number that is a whole number too large for a float64 to
- * hold exactly (beyond 2^53): sops stores an integer typed without quotes beyond the 64-bit range as a float64,
- * in its YAML store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber:
- * an integer within int64 is an int, anything else a float64), so its digits past the 17th are gone, and the
- * app would get another number than the one typed. (Integers within int64 are exact: bigints here.) Pure.
+ * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53: sops stores an
+ * integer typed without quotes beyond the 64-bit range as a float64, in its YAML store (go-yaml) and its JSON store
+ * alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer within int64 is an int, anything else a
+ * float64), so its digits past the 17th are gone, and the app would get another number than the one typed; one
+ * typed with an exponent (1e20) is such a float too, which the decrypted value cannot tell apart, and reaches the
+ * .env as sops writes it (1E+20), not as typed. (Integers within int64 are exact: bigints here.) Pure.
  */
 export function holdsRoundedInteger(value: unknown): boolean {
   if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value);
@@ -316,7 +317,7 @@ function sourceOf(spec: EnvironmentConfig['env'][string]): string {
   return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
 }
 
-/** A variable whose secret holds an integer sops rounded: `member` its key path inside that secret ([]: the secret itself). */
+/** A variable whose secret holds a whole float beyond 2^53 (holdsRoundedInteger): `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
   secret: string;
@@ -330,7 +331,7 @@ function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer's digits past the 17th were rounded (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
 }

@@ -110,7 +110,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     const e = await newEnv();
     const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
     const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
-    writeFileSync(plain, 'chat:\n    id: 123456789012345678901234\nexact: 9223372036854775807\nquoted: "123456789012345678901234"\n');
+    writeFileSync(plain, 'chat:\n    id: 123456789012345678901234\nexact: 9223372036854775807\nquoted: "123456789012345678901234"\nlimit: 1e20\n');
     const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
     expect(enc.err).toBe('');
     writeFileSync(e.secrets, enc.out);
@@ -130,10 +130,21 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer\'s digits past the 17th were rounded (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
+    // a number typed with an exponent (1e20, exact as a float64) is refused by the same rule, in words true of it too:
+    // no "integer beyond the 64-bit range" was typed, and nothing was rounded
+    const limit = (() => {
+      try {
+        renderDotenv(withEnv({ LIMIT: { secret: 'limit' } }), secrets);
+      } catch (x) {
+        return x as OpsError;
+      }
+      throw new Error('not refused');
+    })();
+    expect(limit.message).toMatch(/^environments\/qa\/secrets\.sops\.yaml: a secret the \.env needs holds a whole number beyond 2\^53 typed without quotes \(an integer beyond the 64-bit range, or a number with an exponent such as 1e20\)[^\n]*\n {2}- LIMIT \(secret "limit"\)$/);
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');

@@ -158,6 +158,28 @@ function refuseNonGoEscape(text: string, start: number, end: number, file: strin
       throw new OpsError(`${file} is not valid YAML at ${lineCol(text, start + m.index)}: the escape \\/ in a double-quoted string, which YAML 1.2 has but sops's YAML parser (go-yaml) does not know`, 'write / on its own (it needs no escape), and try again');
 }
 
+/**
+ * What go-yaml's reader (readerc.go, yaml_parser_update_buffer) refuses anywhere in a YAML text, raw: a control
+ * character (C0 but tab, LF and CR; DEL; C1 but NEL) and U+FFFE, U+FFFF. Written as an escape in double quotes
+ * (`"\e"`, `"\x01"`) it is allowed.
+ */
+const GO_YAML_UNREADABLE = /[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
+
+/**
+ * Refuses a YAML text a person typed or wrote (not an encrypted file, read as it is) that holds a character sops's
+ * YAML parser refuses raw ("control characters are not allowed", GO_YAML_UNREADABLE): most often invisible, pasted
+ * with a value (a terminal's colour code, ESC [ 0 m), it would be stored as part of it. Said by place, never by the
+ * character or the text around it. Throws OpsError.
+ */
+function refuseControlCharacter(text: string, file: string): void {
+  const at = GO_YAML_UNREADABLE.exec(text);
+  if (at)
+    throw new OpsError(
+      `${file} is not valid YAML at ${lineCol(text, at.index)}: an invisible control character (or U+FFFE, U+FFFF), which sops's YAML parser refuses anywhere in the file ("control characters are not allowed")`,
+      'remove it (pasted with a value, from a terminal\'s colours or a rich-text editor?); to store one on purpose, write it as an escape in double quotes ("\\e", "\\x01"), and try again',
+    );
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -198,6 +220,7 @@ function goBreaks(text: string, lines: string, node: Scalar): unknown {
 export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
   const { file } = options;
   refuseDeepNesting(text, file);
+  if (format === 'yaml' && options.keys !== 'strict') refuseControlCharacter(text, file);
   // YAML: the lines go-yaml sees (NEL, LS and PS end lines to it), the values read from `text` (goBreaks)
   const lines = format === 'yaml' ? goLines(text) : text;
   const docs = parseAllDocuments(lines, {

@@ -129,6 +129,25 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(sops(['encrypt', '--age', s.key.recipient, plain], s.key.file).code).not.toBe(0);
   });
 
+  it('a control character typed raw (a terminal colour code pasted with a password, DEL, C1, U+FFFE), which the real sops refuses, is refused by line and column, never shown; written as an escape in double quotes, stored', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    for (const typed of ['pw: Zq7-secret\x1b[0m\n', 'pw: "Zq7\x7fsecret"\n', "pw: 'Zq7\x9bsecret'\n", '# note \x01\npw: Zq7-secret\n', 'pw: Zq7\ufffe\n']) {
+      const warnings: string[] = [];
+      const r = await editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}${typed}`), { code: 0, signal: null }), confirm: async () => false, warn: (m) => warnings.push(m) });
+      expect(r, JSON.stringify(typed)).toEqual({ status: 'aborted', reason: 'the edited text was not valid; nothing was changed' });
+      expect(warnings.join('\n')).toMatch(/the edited text is not valid YAML at line \d+, column \d+: an invisible control character \(or U\+FFFE, U\+FFFF\), which sops's YAML parser refuses anywhere in the file/);
+      expect(warnings.join('\n')).not.toMatch(/Zq7|secret/);
+      expect(readFileSync(s.file, 'utf8')).toBe(before);
+      const plain = join(s.dir, 'p.yaml');
+      writeFileSync(plain, typed);
+      expect(sops(['encrypt', '--age', s.key.recipient, plain], s.key.file).err, JSON.stringify(typed)).toContain('control characters are not allowed');
+    }
+    const r = await editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}pw: "Zq7-secret\\e[0m"\n`), { code: 0, signal: null }), confirm: async () => false, warn: () => {} });
+    expect(r.status).toBe('saved');
+    expect(sops(['decrypt', '--extract', '["pw"]', s.file], s.key.file).out).toBe('Zq7-secret\x1b[0m');
+  });
+
   it('what the file already had as shown (a binary value as !!binary, a key "<<" as !!merge <<) is kept when another value is edited', async () => {
     const s = await secretsFile('base:\n  user: Zq8-admin-user\nother:\n  <<:\n    user: Zq8-admin-user\nname: Zq8-vT3m-Lw5x-Pk2r\nkept: Zq8-kept-value # a comment the file has\n');
     const f = await s.open();

@@ -67,7 +67,10 @@ export interface PresetVariable {
  * core/steps/switch.ts writes it (HOME, PATH, OPS_RELEASE, OPS_SLOT, and its programs.<p>.env: not listed here),
  * what supervisor 4.2.5 adds (supervisor/process.py, _spawn_as_child: SUPERVISOR_ENABLED, SUPERVISOR_PROCESS_NAME,
  * SUPERVISOR_GROUP_NAME, SUPERVISOR_SERVER_URL; `user=` only drops privileges: no HOME, USER, LOGNAME or SHELL)
- * and passes on from supervisord's own environment (LANG, which systemd gives services from the system locale),
+ * and passes on from supervisord's own environment: LANG, which systemd gives services from the system locale, and
+ * what systemd sets for every service it starts (systemd.exec(5), "Environment Variables in Spawned Processes":
+ * INVOCATION_ID; JOURNAL_STREAM, its output going to the journal as supervisor.service's does; SYSTEMD_EXEC_PID,
+ * systemd 248+; MEMORY_PRESSURE_WATCH and MEMORY_PRESSURE_WRITE, systemd 254+ where memory accounting is on),
  * and what sudo sets for the pipeline's commands (USER, LOGNAME, SHELL, HOME, PATH; the step scripts' OPS_*).
  * Python's and Node's .env readers let such a variable win over the .env (core/config/environment.ts, envShadowProblems).
  */
@@ -77,6 +80,7 @@ export const PRESET_VARIABLES: ReadonlyMap<string, PresetVariable> = new Map(
       [['HOME', 'PATH', 'OPS_RELEASE', 'OPS_SLOT'], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
       [['SUPERVISOR_ENABLED', 'SUPERVISOR_PROCESS_NAME', 'SUPERVISOR_GROUP_NAME', 'SUPERVISOR_SERVER_URL'], { by: "supervisor, in each program's environment", app: true }],
       [['LANG'], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+      [['INVOCATION_ID', 'JOURNAL_STREAM', 'SYSTEMD_EXEC_PID', 'MEMORY_PRESSURE_WATCH', 'MEMORY_PRESSURE_WRITE'], { by: "systemd, for the service running supervisord (supervisor.service), passed on to each program", app: true, host: true }],
       [['USER', 'LOGNAME', 'SHELL'], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
       [['OPS_CONNECTION', 'OPS_RUN', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'], { by: "ops's step scripts, for the pipeline's commands", app: false }],
     ] satisfies [string[], PresetVariable][]

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRESET_VARIABLES } from '../../core/config/env-names.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
@@ -140,6 +141,11 @@ describe.sequential('what ops reports live is what serves', () => {
     for (const [k, v] of Object.entries(hard)) expect(vars[k], k).toBe(v);
     expect(vars.LOG_FORMAT).toBe('%(h)s');
     expect(vars.OPS_RELEASE).toBe(r.release);
+    // every other variable the program has is one ops knows the process environment sets (PRESET_VARIABLES), so
+    // that a .env key of that name, which the app's .env readers would let it win over, is refused by the config
+    const others = Object.keys(vars).filter((k) => !(k in hard) && k !== 'LOG_FORMAT');
+    expect(others.filter((k) => !PRESET_VARIABLES.get(k)?.app)).toEqual([]);
+    expect(others).toEqual(expect.arrayContaining(['INVOCATION_ID', 'JOURNAL_STREAM', 'SUPERVISOR_PROCESS_NAME']));
     const s = await status(project.ctx(), project.env());
     expect(s.problems).toEqual([]);
     expect(s.hosts[0]!.supervisor!.programs.find((x) => x.live)).toMatchObject({ release: r.release, pid: Number(pid), deleted: false });

@@ -61,6 +61,10 @@ describe('variable names', () => {
     // the same name as ops, supervisor or the host set for the programs: python-dotenv's and Node's readers let it win
     expect(() => environment({ OPS_SLOT: 'x' }, ['node-dotenv'])).toThrow(/env\.OPS_SLOT: OPS_SLOT, which ops, in each program's environment .* sets too: python-dotenv's and Node's \.env readers let the process environment win, so the app would never see this value; rename env\.OPS_SLOT$/m);
     expect(() => environment({ LANG: 'C.UTF-8' })).toThrow(/env\.LANG: LANG, which supervisord's own environment.*; rename env\.LANG \(to set LANG for the programs themselves, give it in programs\.<program>\.env\)/);
+    // systemd sets these for supervisor.service (systemd.exec(5)), and supervisord passes them on to every program
+    for (const name of ['INVOCATION_ID', 'JOURNAL_STREAM', 'SYSTEMD_EXEC_PID'])
+      expect(() => environment({ [name]: 'x' })).toThrow(new RegExp(`env\\.${name}: ${name}, which systemd, for the service running supervisord \\(supervisor\\.service\\), passed on to each program sets too: .*; rename env\\.${name} \\(to set ${name} for the programs themselves, give it in programs\\.<program>\\.env\\)`));
+    expect(() => environment({ journal_stream: 'x' })).toThrow(/env\.journal_stream: differs only in case from JOURNAL_STREAM, which systemd/);
     // a program's own value (APP_PORT: "{port}" per slot) over the .env's is meant, but bash's `. .env` assigns over it
     expect(() => environment({ APP_PORT: '3579' }, undefined, { APP_PORT: '{port}' })).not.toThrow();
     expect(() => environment({ APP_PORT: '3579' }, ['shell'], { APP_PORT: '{port}' })).toThrow(/env\.APP_PORT: programs\.server\.env\.APP_PORT gives that program its own value of this variable, and the shell reader .* assigns the \.env's over it, so that program would run with the \.env's value, not its own; rename env\.APP_PORT, or give both the same text/);

@@ -15,6 +15,7 @@ import { OpsError } from './errors.ts';
 import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { numberText } from './secrets/goyaml.ts';
+import { dotenvJsonEscaped } from './secrets/parts.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -61,15 +62,15 @@ function jsonText(value: unknown): string | undefined {
 }
 
 /**
- * A JSON string with `'`, a backtick, a backslash and `$` of the text written as \u escapes (\u0027, \u0060, \u005c,
- * \u0024): the same string to every JSON parser, and a text that every reader carries in single quotes as written
+ * A JSON string with `'`, a backtick, a backslash and `$` of the text written as \u escapes (dotenvJsonEscaped):
+ * the same string to every JSON parser, and a text that every reader carries in single quotes as written
  * (python-dotenv decodes `\\` and `\'` there, and nothing else; no `$` is left for python-dotenv to interpolate as
  * `${...}` in any quoting, nor for dotenv-expand to expand). Raw, a map whose members held both quote kinds and a
  * `#` (the TOOLS_PASSWORDS of one user's `it's` and another's `p#ss`), a backslash beside a quote, or a member
  * holding `${` (python-dotenv) or `$HOME` (dotenv-expand, beside python-dotenv, which has no `\$`) was refused. Pure.
  */
 function jsonString(text: string): string {
-  return JSON.stringify(text).replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
+  return `"${dotenvJsonEscaped(text)}"`;
 }
 
 /** One way of writing a value after `KEY=`. */

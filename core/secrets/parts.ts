@@ -320,11 +320,25 @@ export function jsonStrings(value: string): string[] {
   return out;
 }
 
-/** A string as JSON writes it inside quotes: JavaScript's escapes, and Python's json.dumps (ensure_ascii) ones. */
+/**
+ * A string as the release's .env writes it inside a map or list taken whole as JSON (core/dotenv.ts, asString),
+ * between its quotes: JSON.stringify's escapes, with `'`, a backtick, a backslash and `$` as \u escapes (\u0027,
+ * \u0060, \u005c, \u0024), which every .env reader then carries single-quoted as written. Pure.
+ */
+export function dotenvJsonEscaped(text: string): string {
+  return JSON.stringify(text)
+    .slice(1, -1)
+    .replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
+}
+
+/**
+ * A string as JSON writes it inside quotes: JavaScript's escapes, Python's json.dumps (ensure_ascii) ones, and the
+ * .env's (dotenvJsonEscaped: an app printing a map variable's text as it got it).
+ */
 function jsonEscaped(text: string): string[] {
   const js = JSON.stringify(text).slice(1, -1);
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return [js, ascii];
+  return [js, ascii, dotenvJsonEscaped(text)];
 }
 
 /** Python's str.isprintable() is false for these (CPython Tools/unicode/makeunicodedata.py: categories Cc Cf Cs Co Cn Zl Zp Zs, but the space). */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, exactForms, Masker, maskedParts, MemoryReporter } from '../../core/report.ts';
+import { asString } from '../../core/dotenv.ts';
 import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { inspect } from 'node:util';
@@ -36,6 +37,14 @@ describe('secret parts', () => {
     expect(jsonStrings('{"admin@example.org": "pw-1", "nested": {"list": ["pw-2", 5432, true]}}')).toEqual(['pw-1', 'pw-2']);
     expect(jsonStrings('{not json')).toEqual([]);
     expect(jsonStrings('plain')).toEqual([]);
+  });
+
+  it("includes a map member as the .env's JSON writes it (', `, \\ and $ as \\u escapes): an app printing that variable as it got it", () => {
+    for (const v of [...PRINTED, 'pa$$word-$HOME-long-2026']) {
+      const text = asString({ 'admin@example.org': v });
+      const member = text.slice(text.indexOf(':"') + 2, -2);
+      expect(secretParts(v), v).toContain(member);
+    }
   });
 
   it('includes JSON-escaped forms and URLs inside JSON', () => {

@@ -48,11 +48,12 @@ export type EditResult =
 /** What happens to a value typed plain that sops reads as another type (never the value itself). */
 function retypedLine(r: Retyped, format: Format): string {
   const key = showPath(r.path);
-  // sops's JSON store: an integer within int64 is an int, any other number a float64 (tree-parse.ts)
-  if (format === 'json' && r.type === 'float' && r.typed === 'digits') return `${key}: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded`;
-  if (format === 'json' && r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`;
+  // sops's JSON store: an integer within int64 is an int, any other number a float64 (tree-parse.ts); go-yaml: digits
+  // beyond uint64 (within it: refused, see goNode) are a float64 too, and so is any number with a fraction or an exponent
+  if (r.type === 'float' && r.typed === 'digits') return `${key}: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded, and the app would get it as sops writes such a float (1E+20 for 100000000000000000000)`;
+  if (r.type === 'float' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
+  if (r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, 1E+20 for 1e20, digits past the 17th rounded): the app would get another text`;
   if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
-  if (r.type === 'float' && r.typed !== 'other') return `${key}: typed as digits${r.typed === 'leading-zero' ? ' with a leading 0' : ''}, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
   if (r.typed === 'fraction') return `${key}: sops reads what was typed as a timestamp, which the .env gets as sops's dotenv output gives it, without its fraction of a second: the app would get whole seconds`;
   const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];
   return `${key}: sops reads what was typed as ${what}, stored in another form than typed`;

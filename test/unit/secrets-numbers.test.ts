@@ -70,10 +70,10 @@ describe('JSON numbers, as the real sops stores them', () => {
     expect(warnings[0]).toBe(
       [
         '7 values typed without quotes would not be stored as typed:',
-        '  big: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded',
-        ...['exp', 'tenth', 'onezero'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`),
+        '  big: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded, and the app would get it as sops writes such a float (1E+20 for 100000000000000000000)',
+        ...['exp', 'tenth', 'onezero'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, 1E+20 for 1e20, digits past the 17th rounded): the app would get another text`),
         '  negzero: sops reads what was typed as an integer, stored in another form than typed',
-        ...['negzerof', 'tiny'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, digits past the 17th rounded): the app would get another text`),
+        ...['negzerof', 'tiny'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, 1E+20 for 1e20, digits past the 17th rounded): the app would get another text`),
         'to keep them as typed (text), put each in double quotes: "key": "..."',
       ].join('\n'),
     );
@@ -174,6 +174,16 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
 });
 
 describe('YAML whole floats', () => {
+  it('a huge number typed in YAML (digits beyond the 64-bit range, or 1e20) is named for what happens to it: no "leading zeros" it does not have', () => {
+    const retyped: Retyped[] = [];
+    parseTree('big: 100000000000000000000\nlimit: 1e20\nzeros: 0123456789012345678901\n', 'yaml', { file: 'typed', retyped });
+    const warning = retypedWarning(retyped, 'yaml', 'would not be');
+    expect(warning).toContain('  big: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded, and the app would get it as sops writes such a float (1E+20 for 100000000000000000000)');
+    expect(warning).toContain('  limit: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, 1E+20 for 1e20, digits past the 17th rounded)');
+    expect(warning).toContain('  zeros: typed as digits with a leading 0, which sops reads as a floating-point number: leading zeros are dropped');
+    expect(asString(1e20)).toBe('1E+20');
+  });
+
   it('2.0 typed without quotes is a float that reaches the .env as 2: ops secrets edit names it and asks, as for 01234', async () => {
     const retyped: Retyped[] = [];
     parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1E-07\nint: 2\n', 'yaml', { file: 'typed', retyped });

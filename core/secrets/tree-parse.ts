@@ -180,6 +180,21 @@ function refuseControlCharacter(text: string, file: string): void {
     );
 }
 
+/**
+ * Refuses a JSON string (`text` from `start` to `end`, quotes included) holding a control character raw, a line break
+ * or a tab too: JSON has them only as escapes, and Go's encoding/json, so sops, refuses the file ("invalid character
+ * in string literal"), where the `yaml` library would read on, joining the lines of a pasted PEM key with a space.
+ * Said by place, never quoting the text. Throws OpsError.
+ */
+function refuseRawJsonControl(text: string, start: number, end: number, file: string): void {
+  const at = /[\x00-\x1f]/.exec(text.slice(start, end));
+  if (at)
+    throw new OpsError(
+      `${file} is not valid JSON at ${lineCol(text, start + at.index)}: a line break, tab or other control character typed raw inside a string, which sops refuses ("invalid character in string literal")`,
+      'write it as an escape inside the string (\\n for a line break, \\t for a tab, \\u0001...), and try again',
+    );
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -243,6 +258,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
     if (format === 'yaml' && node.type === 'QUOTE_DOUBLE') refuseNonGoEscape(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
+    if (format === 'json' && node.type === 'QUOTE_DOUBLE') refuseRawJsonControl(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
     const v = format === 'yaml' ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     // a value or key (path: its map's) escaping half a surrogate pair: stored as U+FFFD, so refused (as sops does in YAML)
@@ -252,6 +268,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       if (typeof v === 'string') return str(v);
       if (typeof v === 'boolean') return { kind: 'scalar', type: 'bool', value: v };
       if (typeof v === 'bigint') return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: 'scalar', type: 'int', value: intValue(v) } : { kind: 'scalar', type: 'float', value: Number(v) };
+      // Go's strconv.ParseFloat: "value out of range", which sops refuses (the `yaml` library reads it as Infinity)
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new OpsError(`${where()}: a number beyond the floating-point range (about 1.8e308), which sops refuses ("value out of range")`, 'quote it to store it as text, or give a smaller number');
       if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
       throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
     }

@@ -148,6 +148,26 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(sops(['decrypt', '--extract', '["pw"]', s.file], s.key.file).out).toBe('Zq7-secret\x1b[0m');
   });
 
+  it('a JSON file: a line break or tab typed raw inside a string (a pasted PEM key) and a number beyond the float range, which the real sops refuses, are refused by place, never shown (the line breaks were joined with a space, the number stored as +Inf)', async () => {
+    const s = await secretsFile('{"name": "Zq8-vT3m-Lw5x-Pk2r"}', 'secrets.json');
+    const before = readFileSync(s.file, 'utf8');
+    for (const [typed, said] of [
+      ['{"name": "Zq8-vT3m-Lw5x-Pk2r", "key": "-----BEGIN KEY-----\nZq7-secret\n-----END KEY-----"}\n', /the edited text is not valid JSON at line 1, column 59: a line break, tab or other control character typed raw inside a string, which sops refuses/],
+      ['{"name": "Zq8-vT3m-Lw5x-Pk2r", "pw": "Zq7\tsecret"}\n', /not valid JSON at line 1, column 42: a line break, tab or other control character typed raw inside a string/],
+      ['{"name": "Zq8-vT3m-Lw5x-Pk2r", "limit": 1e400}\n', /the edited text: limit: a number beyond the floating-point range \(about 1\.8e308\), which sops refuses \("value out of range"\)/],
+    ] as const) {
+      const warnings: string[] = [];
+      const r = await editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, typed), { code: 0, signal: null }), confirm: async () => false, warn: (m) => warnings.push(m) });
+      expect(r, typed).toEqual({ status: 'aborted', reason: 'the edited text was not valid; nothing was changed' });
+      expect(warnings.join('\n')).toMatch(said);
+      expect(warnings.join('\n')).not.toMatch(/Zq7|secret"|1e400/);
+      expect(readFileSync(s.file, 'utf8')).toBe(before);
+      const plain = join(s.dir, 'p.json');
+      writeFileSync(plain, typed);
+      expect(sops(['encrypt', '--age', s.key.recipient, plain], s.key.file).err, typed).toMatch(/invalid character|value out of range/);
+    }
+  });
+
   it('what the file already had as shown (a binary value as !!binary, a key "<<" as !!merge <<) is kept when another value is edited', async () => {
     const s = await secretsFile('base:\n  user: Zq8-admin-user\nother:\n  <<:\n    user: Zq8-admin-user\nname: Zq8-vT3m-Lw5x-Pk2r\nkept: Zq8-kept-value # a comment the file has\n');
     const f = await s.open();

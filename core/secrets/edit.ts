@@ -97,6 +97,8 @@ const CONSTRUCT_MEANING: Record<Exclude<YamlConstruct['kind'], 'key-value'>, str
   folded:
     'goes on over the line(s) below it (typed deeper than its key, without ": "), which YAML joins to the value with a space: the value would gain their words (a key typed without ": ", or indented too deep?); give each key its own line with ": " at its indentation, or, for text of several lines, write it as a block (key: |, the lines indented below)',
   null: 'held text, and now is a word YAML reads as null (null, Null, NULL or ~): the key would hold no value, not this text (for no value, leave it empty: key:)',
+  'quoted-lines':
+    'is quoted over several lines, which YAML joins with a space (an empty line between them: one line break): the line breaks typed would be lost (a PEM key or certificate pasted in quotes?); for text of several lines, write it as a block (key: |, the lines indented below), or write \\n for each line break inside double quotes on one line',
 };
 
 /** Constructs that change what a value typed plain means only where it replaces text (a string before). */
@@ -150,8 +152,8 @@ export function constructWarning(found: YamlConstruct[]): string {
   return (
     `${one ? 'a value' : `${found.length} values`} in the edited text would not be stored as typed:\n` +
     found.map((c) => `  ${showPath(c.path)} (line ${c.line}): ${CONSTRUCT_MEANING[c.kind as Exclude<YamlConstruct['kind'], 'key-value'>]}`).join('\n') +
-    // quotes keep a tag, alias, comment... as text; a folded value's fix is said on its line (quoted, it folds too)
-    (found.some((c) => c.kind !== 'folded')
+    // quotes keep a tag, alias, comment... as text; a folded value's fix is said on its line (quoted, it folds too), and a quoted one is quoted already
+    (found.some((c) => c.kind !== 'folded' && c.kind !== 'quoted-lines')
       ? `\nto keep ${one ? 'it' : 'each'} as typed (text), put it in double quotes: key: "!..." (inside, write \\" for a quote and \\\\ for a backslash), or in single quotes: key: '*...' (write '' for a quote)`
       : '')
   );
@@ -556,7 +558,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           if (meant.length) {
             const stop = await offerBack(
               constructWarning(meant),
-              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (${meant.every((c) => c.kind === 'folded') ? 'see above' : `quote ${meant.length === 1 ? 'it' : 'them'}`}); nothing was changed`,
+              `${[...new Set(meant.map((c) => showPath(c.path)))].join(', ')} would not be stored as typed (${meant.every((c) => c.kind === 'folded' || c.kind === 'quoted-lines') ? 'see above' : `quote ${meant.length === 1 ? 'it' : 'them'}`}); nothing was changed`,
             );
             if (stop) return stop;
             continue;

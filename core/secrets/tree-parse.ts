@@ -35,6 +35,8 @@ export interface ParseOptions {
    * writes one so, and keeps `<<` as a key: SecretsFile refuses one holding anything but a map); its text stays here.
    * Also each value (not key) written as a flow collection (`{abc}` is a map, `[abc]` a list) or as a null word typed
    * plain (`null`, `Null`, `NULL`, `~`): meant as text when it replaces a string (`ops secrets edit` decides).
+   * Also each value in quotes that goes on over more lines (`quoted-lines`): YAML joins them with a space too, so a
+   * PEM key pasted in quotes would lose its line breaks (a line break escaped with `\` in double quotes is meant).
    * Also each value typed plain that goes on over more lines (`folded`): `x: 1` then `  y z` below it is the one
    * value "1 y z" (YAML joins the lines with a space), most often a key typed without ": " or indented too deep.
    * Also each key typed plain that looks like a value typed into it (`key-value`): its name holds a quote, ": " or a
@@ -47,7 +49,7 @@ export interface ParseOptions {
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
 export interface YamlConstruct {
   path: (string | number)[];
-  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'folded' | 'key-value';
+  kind: 'tag' | 'alias' | 'anchor' | 'comment' | 'trailing' | 'flow-map' | 'flow-list' | 'null' | 'folded' | 'quoted-lines' | 'key-value';
   /** 1-based line of the text where it stands. */
   line: number;
   /** For comparison only (the tag as resolved, e.g. `!secret`): it is part of what was typed, so never shown. */
@@ -195,6 +197,11 @@ function refuseRawJsonControl(text: string, start: number, end: number, file: st
     );
 }
 
+/** Whether a quoted scalar's source (quotes included) holds a line break YAML folds: in double quotes, one not escaped. */
+function quotedBreak(source: string, type: 'QUOTE_DOUBLE' | 'QUOTE_SINGLE'): boolean {
+  return /[\r\n\x85]/.test(type === 'QUOTE_DOUBLE' ? source.replace(/\\(?:\r\n|[\s\S])/g, '') : source);
+}
+
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
@@ -339,6 +346,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     else if (isScalar(node) && node.type === 'PLAIN' && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ''))) found.push({ path, kind: 'null', line });
     // a plain value over more lines: YAML folds them into one (`x: 1` then `  y z` is "1 y z")
     else if (isScalar(node) && node.type === 'PLAIN' && node.range && text.slice(node.range[0], node.range[1]).includes('\n')) found.push({ path, kind: 'folded', line });
+    // a quoted value over more lines: YAML joins them with a space too (a line break escaped, `\` at a line's end,
+    // joins them on purpose), so a PEM key pasted in quotes loses its line breaks
+    else if (isScalar(node) && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && node.range && quotedBreak(lines.slice(node.range[0], node.range[1]), node.type))
+      found.push({ path, kind: 'quoted-lines', line });
   };
   /** Records a key typed plain that looks like a value typed into it (ParseOptions.constructs, `key-value`). */
   const recordKey = (node: unknown, path: (string | number)[]) => {

@@ -148,6 +148,22 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(sops(['decrypt', '--extract', '["pw"]', s.file], s.key.file).out).toBe('Zq7-secret\x1b[0m');
   });
 
+  it('a PEM key pasted in quotes over several indented lines (YAML joins them with a space) is named by key and line and offered back, never shown; a line break escaped at a line\'s end, or \\n, is meant', async () => {
+    const s = await secretsFile('name: Zq8-vT3m-Lw5x-Pk2r\n');
+    const before = readFileSync(s.file, 'utf8');
+    for (const typed of ['tls_key: "-----BEGIN KEY-----\n  Zq7-secret\n  -----END KEY-----"\n', "tls_key: '-----BEGIN KEY-----\n\n  Zq7-secret'\n"]) {
+      const warnings: string[] = [];
+      const r = await editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}${typed}`), { code: 0, signal: null }), confirm: async () => false, warn: (m) => warnings.push(m) });
+      expect(r, typed).toEqual({ status: 'aborted', reason: 'tls_key would not be stored as typed (see above); nothing was changed' });
+      expect(warnings.join('\n')).toMatch(/tls_key \(line \d+\): is quoted over several lines, which YAML joins with a space .*write it as a block \(key: \|, the lines indented below\)/);
+      expect(warnings.join('\n')).not.toMatch(/Zq7|BEGIN|put it in double quotes/);
+      expect(readFileSync(s.file, 'utf8')).toBe(before);
+    }
+    const r = await editSecrets(await s.open(), { edit: async (tmp) => (writeFileSync(tmp, `${readFileSync(tmp, 'utf8')}tls_key: "-----BEGIN KEY-----\\n\\\n  Zq7-secret\\n"\n`), { code: 0, signal: null }), confirm: async () => false, warn: () => {} });
+    expect(r.status).toBe('saved');
+    expect(sops(['decrypt', '--extract', '["tls_key"]', s.file], s.key.file).out).toBe('-----BEGIN KEY-----\nZq7-secret\n');
+  });
+
   it('a JSON file: a line break or tab typed raw inside a string (a pasted PEM key) and a number beyond the float range, which the real sops refuses, are refused by place, never shown (the line breaks were joined with a space, the number stored as +Inf)', async () => {
     const s = await secretsFile('{"name": "Zq8-vT3m-Lw5x-Pk2r"}', 'secrets.json');
     const before = readFileSync(s.file, 'utf8');

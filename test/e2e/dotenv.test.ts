@@ -23,6 +23,8 @@ const PID = process.pid;
 const DB_PASSWORD = `s3cr%40t-${PID}-db`;
 const DB_URL = `postgresql+asyncpg://app_${PID}:${DB_PASSWORD}@10.230.0.1:5432/app_${PID}`;
 const ADMIN_PASSWORD = `adm1n-${PID}-"quoted"`;
+/** A map member holding $ forms: the .env's JSON writes $ as \u0024, so python-dotenv has no ${...} to interpolate. */
+const OPS_PASSWORD = `0ps-$\${HOME}-$USER-$$-${PID}-Sekr3t`;
 
 /** Hard values the default readers (python-dotenv + node-dotenv) must carry exactly. */
 const HARD: string[] = [
@@ -69,7 +71,9 @@ beforeAll(async () => {
     'python3 -c \'import os, hashlib, json, urllib.parse; e = os.environ',
     'print("HOOK-SUMS", json.dumps({k: hashlib.sha256(os.fsencode(e[k])).hexdigest() for k in sorted(e) if k.startswith("HARD_")}))',
     'print("HOOK-PASSWORD", urllib.parse.urlparse(e["APP_DATABASE_URL"]).password)',
-    'print("HOOK-ADMIN", json.loads(e["TOOLS_PASSWORDS"])["admin@example.org"])\'',
+    'print("HOOK-ADMIN", json.loads(e["TOOLS_PASSWORDS"])["admin@example.org"])',
+    'print("HOOK-OPS", json.loads(e["TOOLS_PASSWORDS"])["ops@example.org"])',
+    'print("HOOK-RAW", e["TOOLS_PASSWORDS"])\'',
   ].join('; ');
   config = {
     ...base,
@@ -89,7 +93,7 @@ beforeAll(async () => {
   const dir = join(project.root, 'environments', 'e2e');
   writeFileSync(KEY, id.keyFile, { mode: 0o600 });
   await setEnvRule(project.root, 'e2e', [id.recipient]);
-  await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ database_url: DB_URL, passwords: { 'admin@example.org': ADMIN_PASSWORD } }) as MapNode, { recipients: [id.recipient] }).save();
+  await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ database_url: DB_URL, passwords: { 'admin@example.org': ADMIN_PASSWORD, 'ops@example.org': OPS_PASSWORD } }) as MapNode, { recipients: [id.recipient] }).save();
   // The hard values go in as a user puts them: a one-line value with the newline echo adds (`ops secrets set` drops
   // it), one with a line break as a file gives it (kept exact), one ending in a newline with --exact.
   for (const [i, v] of HARD.entries()) {
@@ -116,7 +120,7 @@ describe.sequential('.env fidelity on a real host', () => {
         for (const { how, values } of await readReal(reader, dir, keys)) {
           expect(keys.map((k) => values[k]), how).toEqual(HARD);
           expect(values.APP_DATABASE_URL, how).toBe(DB_URL);
-          expect(JSON.parse(values.TOOLS_PASSWORDS!), how).toEqual({ 'admin@example.org': ADMIN_PASSWORD });
+          expect(JSON.parse(values.TOOLS_PASSWORDS!), how).toEqual({ 'admin@example.org': ADMIN_PASSWORD, 'ops@example.org': OPS_PASSWORD });
         }
     } finally {
       remove();
@@ -130,7 +134,10 @@ describe.sequential('.env fidelity on a real host', () => {
     expect(sums).toEqual(Object.fromEntries(keys.map((k, i) => [k, sha256(HARD[i]!)])));
     expect(log).toContain('HOOK-PASSWORD ***');
     expect(log).toContain('HOOK-ADMIN ***');
-    for (const leak of [DB_PASSWORD, decodeURIComponent(DB_PASSWORD), ADMIN_PASSWORD, HARD[0]!]) expect(log).not.toContain(leak);
+    expect(log).toContain('HOOK-OPS ***');
+    // the variable as the hook got it: each member masked in the form the .env's JSON writes it (\u0024 for $)
+    expect(log).toContain('HOOK-RAW {"admin@example.org":"***","ops@example.org":"***"}');
+    for (const leak of [DB_PASSWORD, decodeURIComponent(DB_PASSWORD), ADMIN_PASSWORD, OPS_PASSWORD, 'Sekr3t', HARD[0]!]) expect(log).not.toContain(leak);
   }, 300_000);
 
   it('a value the readers would corrupt: the dry run and the deploy refuse before anything changes, naming it, never printing it', async () => {

@@ -138,13 +138,17 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   // its key, so they are no part of it to YAML (a quoted value typed or pasted on at column 0), or its quote is missing
   const quoteEndsAtLine =
     err.code === 'MISSING_CHAR' && /^Missing closing ["']quote/.test(message) && err.pos !== undefined && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== '';
-  const what = quoteEndsAtLine
-    ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
-    : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
-      ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
-      : noColon
-        ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
-        : syntaxProblem(err.code);
+  // `\'` in double quotes: go-yaml (so sops) reads it as ', YAML 1.2 and the `yaml` library have no such escape
+  const quoteEscaped = err.code === 'BAD_DQ_ESCAPE' && message === "Invalid escape sequence \\'";
+  const what = quoteEscaped
+    ? "the escape \\' in a double-quoted string, which YAML does not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
+    : quoteEndsAtLine
+      ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
+      : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
+        ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
+        : noColon
+          ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
+          : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 

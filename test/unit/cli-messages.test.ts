@@ -45,6 +45,23 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('no command recognised, with --json', () => {
+  it('prints its JSON error document on stdout (a script parsing it gets one), as every other --json usage error does', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const doc = async (...argv: string[]) => {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      return JSON.parse(r.out) as { ok: boolean; error: string; hint?: string; exitCode: number };
+    };
+    expect(await doc('deplyo', 'prod', '--json')).toEqual({ ok: false, error: 'unknown command "deplyo" (did you mean "ops deploy"?)', hint: '`ops --help` lists the commands', exitCode: 2 });
+    expect(await doc('secrets', 'shw', 'prod', '--json')).toMatchObject({ ok: false, error: 'unknown subcommand "shw" for "ops secrets" (did you mean "ops secrets show"?)', hint: expect.stringContaining('its subcommands: ops secrets decrypt <file>') });
+    expect(await doc('lock', '--json')).toMatchObject({ ok: false, error: '"ops lock" needs a subcommand', exitCode: 2 });
+    expect(await doc('--json', 'deplyo')).toMatchObject({ ok: false, error: expect.stringContaining('unknown command "--json"') });
+    // after `--` it is an argument, not the option: nothing on stdout
+    expect((await cli(root, 'deplyo', '--', '--json')).out).toBe('');
+  });
+});
+
 describe('an environment name written otherwise', () => {
   it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -276,7 +276,10 @@ export function dnsNameProblem(v: string): string | undefined {
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
   // nginx's server_name and a Host header write one in brackets, which a DNS name never has
-  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  // written bare or as a URL writes it ([2001:db8::1])
+  if (isIP(v.replace(/^\[(.*)\]$/, '$1')) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  // nginx would take it as a pattern, but ops names the site's one name (its certificate, its URL, ping's Host)
+  if (/^\*\./.test(v)) return `a wildcard: give the site's one name (${v.slice(2)}, say); nginx's server_name, the certificate and the reports name that one`;
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';

@@ -127,6 +127,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['shop.example.org/app/', 'a path after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
+      ['[2001:db8::1]', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
+      ['*.example.org', "a wildcard: give the site's one name (example.org, say)"],
     ];
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });

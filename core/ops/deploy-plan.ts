@@ -66,7 +66,7 @@ export function deployRef(env: Environment, refOption: string | undefined): stri
  * @throws OpsError for an unknown ref or an unreachable repository; nothing is changed.
  */
 export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref: string): Promise<DeployCommit> {
-  const repo = await sourceRepository(ctx.root, env.config.repository);
+  const repo = await sourceRepository(ctx.root, env.config.repository, env);
   return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
 }
 

@@ -526,6 +526,12 @@ describe('.env', () => {
     // a secret that is there but null (typed ~, null or nothing): named so, not given as sops's `<nil>`
     expect(() => renderDotenv(env(), { database_url: null, passwords: {} })).toThrow(/lacks 1 secret the .env needs:\n  - DB needs the secret "database_url", which holds no value \(null: typed as ~, null or nothing after its key\)$/m);
   });
+  it('names the key the file has where the one asked for is a slip away (databse_url, a member path): a typo on either side', () => {
+    expect(() => renderDotenv(env(), { databse_url: 'x', passwords: 'y' })).toThrow(/lacks 1 secret the .env needs:\n  - DB needs the secret "database_url" \(the file has "databse_url": did you mean it\?\)$/m);
+    expect(() => renderDotenv(env(), { database_url: 'x', pass: { words: 'y' } })).toThrow(/  - PASSWORDS needs the secret "passwords" \(the file has "pass.words": did you mean it\?\)$/m);
+    // nothing close: no guess
+    expect(() => renderDotenv(env(), { database_url: 'x', other: 'y' })).toThrow(/  - PASSWORDS needs the secret "passwords"$/m);
+  });
 });
 
 describe('initdata', () => {

@@ -295,6 +295,17 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
   return e;
 }
 
+/**
+ * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`): npm
+ * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
+ * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
+ */
+function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
+  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
+  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`));
+  return Object.keys(specs).filter((k) => processEnv[`npm_config_${k.replace(/-/g, '_')}`] !== undefined && !given(k));
+}
+
 export interface RunIo {
   argv: string[];
   processEnv?: NodeJS.ProcessEnv;
@@ -459,6 +470,17 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const keyFile = processEnv.SOPS_AGE_KEY_FILE;
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
+    const took = npmTookOptions(specs, rest, processEnv);
+    if (took.length) {
+      // --json among them: the document a script expects, as for any usage error
+      if (took.includes('json') && command.options && 'json' in command.options) json = true;
+      const named = took.map((k) => `--${k}`).join(', ');
+      const valued = took.filter((k) => specs[k]!.type !== 'boolean');
+      throw new UsageError(
+        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
+        `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,
+      );
+    }
     let parsed;
     try {
       parsed = parseArgs({

@@ -62,6 +62,22 @@ describe('no command recognised, with --json', () => {
   });
 });
 
+describe('npm run ops without `--`', () => {
+  it('an option npm took as its own (npm run ops deploy prod --dry-run: npm_config_dry_run) is refused, not run without it; --json still gets its document', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const npm = (extra: Record<string, string>, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_command: 'run', npm_lifecycle_event: 'ops', ...extra } });
+    const dry = await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod');
+    expect(dry).toMatchObject({ code: 2, out: '' });
+    expect(dry.err).toBe('error: npm took --dry-run as its own option: ops did not get it (npm reads the options of `npm run ops deploy ...` before a `--` as its own); nothing was done\n  hint: put -- between npm\'s words and ops\'s: npm run ops -- deploy ... (or npx ops deploy ...)\n');
+    const json = await npm({ npm_config_json: 'true', npm_config_ref: 'true' }, 'diff', 'prod', 'v2');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: expect.stringContaining('npm took --ref, --json as its own options: ops did not get them (npm reads the options of `npm run ops diff ...` before a `--` as its own, and the value after --ref became an argument)'), exitCode: 2 });
+    // given to ops after `--`, npm's variable is no matter; outside npm run, no variable is looked at
+    expect((await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod', '--dry-run', '--bogus')).err).toContain('unknown option --bogus');
+    expect((await runOps(['deploy', 'prod', '--bogus'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_config_dry_run: 'true' } })).err).toContain('unknown option --bogus');
+  });
+});
+
 describe('an environment name written otherwise', () => {
   it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -70,6 +70,32 @@ function pinPlace(ep: Endpoint, attempt: Attempt, configFile: string): string {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 
+/**
+ * Whether `address:port` answers an SSH client's greeting in HTTP (`HTTP/1.1 400 …`, as nginx, Apache and most web
+ * servers do, also on an HTTPS port; or a bare HTML page): one connection of its own, after a login that ended before any SSH, within
+ * `ms`. Any other answer, none, or an error: false.
+ */
+export function answersHttp(address: string, port: number, ms = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    let got = '';
+    const socket = createConnection({ host: address, port });
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      // a status line, or an HTML page alone (the answer of a server taking the line for an HTTP/0.9 request: Python's)
+      resolve(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+    };
+    const timer = setTimeout(done, ms);
+    socket.on('connect', () => socket.write('SSH-2.0-ops\r\n'));
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.length >= 64) done();
+    });
+    socket.on('error', done);
+    socket.on('close', done);
+  });
+}
+
 interface Attempt {
   /** How to reach the server: a TCP connection (undefined) or a stream tunnelled through a bastion. */
   sock?: () => Promise<Duplex>;
@@ -158,6 +184,14 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+      }
+      // Closed before any SSH: a web server's port answers SSH's greeting 400 and closes, every time (no retry helps).
+      if (!attempt.sock && /Connection lost before handshake/.test(message) && (await answersHttp(ep.address, ep.port))) {
+        const field = attempt.keyField.replace(/host_key$/, 'port');
+        throw new TransportError(
+          own`cannot connect to ${where}: port ${ep.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
+          own`set ${field} in ${options.configFile} to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)`,
+        );
       }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
         if (e instanceof OpsError) throw e;

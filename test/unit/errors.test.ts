@@ -252,7 +252,7 @@ describe('a private key file other users of this machine can read is warned of, 
 });
 
 describe('hosts[].port naming a web server (core/remote/ssh-login.ts)', () => {
-  it("is said to be a web server's, with where sshd's port goes, at once (no retries); a port that closes without HTTP stays \"closed before the SSH handshake\"", async () => {
+  it("is said to be a web server's, with where sshd's port goes, at once (no retries); a silent port is said to be one; a port that closes without HTTP stays \"closed before the SSH handshake\"", async () => {
     const { createServer } = await import('node:http');
     const { createServer: tcpServer } = await import('node:net');
     const { login } = await import('../../core/remote/ssh-login.ts');
@@ -277,6 +277,17 @@ describe('hosts[].port naming a web server (core/remote/ssh-login.ts)', () => {
       const python = (await login({ ...host, port: portOf(bare) }, { where: 'web1', keyField: 'bastion.host_key' }, options).catch((e: OpsError) => e)) as OpsError;
       expect(unmarked(python.message)).toBe(`cannot connect to web1: port ${portOf(bare)} is a web server's (it answers SSH's greeting in HTTP), not sshd's`);
       expect(unmarked(python.hint!)).toMatch(/^set bastion\.port in /);
+      // a port that takes the connection and says nothing (a database's): not "no answer", which blames the network
+      const held: import('node:net').Socket[] = [];
+      const silent = tcpServer((c) => held.push(c));
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+      const quiet = (await login({ ...host, port: portOf(silent) }, { where: 'web1', keyField: 'hosts[].host_key' }, { ...options, connectTimeout: 1, retries: 0 }).catch((e: OpsError) => e)) as OpsError;
+      for (const c of held) c.destroy();
+      silent.close();
+      expect([unmarked(quiet.message), unmarked(quiet.hint!)]).toEqual([
+        'cannot connect to web1: the port accepted the connection but sent no SSH greeting within 1 s (sshd sends one at once)',
+        "check that hosts[].port is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again",
+      ]);
       const other = (await login({ ...host, port: portOf(closing) }, { where: 'web1', keyField: 'hosts[].host_key' }, { ...options, retries: 0 }).catch((e: OpsError) => e)) as OpsError;
       expect(unmarked(other.message)).toBe('cannot connect to web1: the connection was closed before the SSH handshake');
     } finally {

@@ -303,8 +303,14 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
 function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
   if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
   const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`));
-  return Object.keys(specs).filter((k) => processEnv[`npm_config_${k.replace(/-/g, '_')}`] !== undefined && !given(k));
+  return Object.keys(specs).filter((k) => processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] !== undefined && !given(k));
 }
+
+/**
+ * ops options npm reads as another of its settings (npm 11: an abbreviation expanded, `--to 3` as --token-description,
+ * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves. (`--key` leaves none: not told.)
+ */
+const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'replace_registry_host', 'no-comment': 'comment' };
 
 export interface RunIo {
   argv: string[];
@@ -475,7 +481,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       // --json among them: the document a script expects, as for any usage error
       if (took.includes('json') && command.options && 'json' in command.options) json = true;
       const named = took.map((k) => `--${k}`).join(', ');
-      const valued = took.filter((k) => specs[k]!.type !== 'boolean');
+      // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
+      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] === 'true');
       throw new UsageError(
         `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
         `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,

@@ -72,6 +72,8 @@ describe('npm run ops without `--`', () => {
     const json = await npm({ npm_config_json: 'true', npm_config_ref: 'true' }, 'diff', 'prod', 'v2');
     expect(json.code).toBe(2);
     expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: expect.stringContaining('npm took --ref, --json as its own options: ops did not get them (npm reads the options of `npm run ops diff ...` before a `--` as its own, and the value after --ref became an argument)'), exitCode: 2 });
+    // read by npm as another setting of its own: `rollback --to 3` would roll back to the previous release instead
+    expect((await npm({ npm_config_token_description: '3' }, 'rollback', 'prod')).err).toMatch(/^error: npm took --to as its own option: ops did not get it \(npm reads the options of `npm run ops rollback \.\.\.` before a `--` as its own\); nothing was done/);
     // given to ops after `--`, npm's variable is no matter; outside npm run, no variable is looked at
     expect((await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod', '--dry-run', '--bogus')).err).toContain('unknown option --bogus');
     expect((await runOps(['deploy', 'prod', '--bogus'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_config_dry_run: 'true' } })).err).toContain('unknown option --bogus');

@@ -52,10 +52,13 @@ http {
 /** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
 export function upstreams(env: Target, slot: Slot): string {
   const L = env.layout;
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${env.port(p, slot)};\n    keepalive 16;\n}`,
-  );
+  const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
   return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
+}
+
+/** One program's upstream at one slot's port: what the site's proxy_pass names (`<app>_<program>`). */
+export function upstreamBlock(env: Target, program: string, slot: Slot): string {
+  return `upstream ${env.layout.nginxUpstream(program)} {\n    server 127.0.0.1:${env.port(program, slot)};\n    keepalive 16;\n}`;
 }
 
 /** Mozilla's "intermediate" TLS settings (TLS 1.2 + 1.3). */

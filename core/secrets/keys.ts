@@ -39,9 +39,13 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
-    if (line === '' || line.startsWith('#')) continue;
     // A variable or an action's input ("input age-key") by its line; a file as file:line.
     const where = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ') ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    // A key file kept on one line, its line breaks written `\n` (a .env value, a CI secret store): its key would sit
+    // in its first line's comment, skipped, as sops and age skip it
+    if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, 'i').test(line))
+      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
+    if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('AGE-PLUGIN-')) {
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }

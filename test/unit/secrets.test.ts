@@ -298,6 +298,9 @@ describe('keys', () => {
     expect(await refused(`${a.secret},${(await generateIdentity()).secret}`)).toMatch(/^line 1 of SOPS_AGE_KEY holds 2 private keys on one line \(not shown\) \| give one key a line/);
     expect(await refused(a.secret.toLowerCase())).toMatch(/is a private key written in lower case; not shown/);
     expect(await refused(`key ${a.secret};`)).toMatch(/holds a private key with other text around it \(4 characters before it, 1 after it; not shown\)/);
+    // a key file kept on one line, \n for its line breaks (a .env value): its key sits in a comment
+    expect(await refused(a.keyFile.trim().replace(/\n/g, '\\n'))).toMatch(/^line 1 of SOPS_AGE_KEY holds a private key with its line breaks written as \\n \(a key file on one line; not shown\) \| give the text with real line breaks/);
+    expect(await refused(`${a.secret}\\n`)).toMatch(/written as \\n/);
     expect(await refused('~/.config/sops/age/keys.txt')).toMatch(/^line 1 of SOPS_AGE_KEY looks like a file's path, not a key \(not shown\) \| .*set SOPS_AGE_KEY_FILE to its path instead/);
     // in a key file, the line's place is its file:line
     const dir = tempDir();

@@ -632,6 +632,25 @@ export function envPath(env: Environment, p: string): string {
 }
 
 /**
+ * The text of a file a setting of environment.yml names (`tls.acme_ca_file`, `nginx.site_template`), from its folder.
+ * @throws OpsError naming the setting, the file it became and why it cannot be read (fileError); a missing one with
+ * where a relative path starts from (the environment's folder, not the project's or the current directory).
+ */
+export function readEnvFile(env: Environment, setting: string, value: string, expected = 'a file'): string {
+  const file = envPath(env, value);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const why = fileError(e, file, 'read', expected);
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new OpsError(
+      `${setting}: ${why.message}`,
+      missing ? `check ${setting} in environments/${env.name}/environment.yml (${JSON.stringify(value)}): a relative path starts from the environment's folder, environments/${env.name}/; ~/ from your home directory` : why.hint,
+    );
+  }
+}
+
+/**
  * The project root: the nearest folder from `from` up holding an `environments` folder and a package.json.
  * @throws OpsError saying what was looked for, from where, which folder had only one of the two, and how to fix it.
  */

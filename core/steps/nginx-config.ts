@@ -1,8 +1,7 @@
 // nginx's files as text: the base configuration, the app's site (built-in or the environment's template) and
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
-import { readFileSync } from 'node:fs';
 import type { Target } from '../target.ts';
-import { NGINX_PATH, assetDirs, envPath } from '../config/environment.ts';
+import { NGINX_PATH, assetDirs, readEnvFile } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
@@ -332,12 +331,7 @@ export function siteServesSlot(env: Target, certificateReady: boolean): boolean 
 }
 
 function readTemplate(env: Target, custom: string): string {
-  const file = envPath(env, custom);
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-  }
+  return readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template');
 }
 
 /**

@@ -80,6 +80,20 @@ describe('npm run ops without `--`', () => {
   });
 });
 
+describe('a file a setting of environment.yml names', () => {
+  it('missing: the setting, the path it became and that a relative one starts from the environment folder (nginx.site_template, tls.acme_ca_file)', async () => {
+    const root = testEnv({ domain: 'shop.example.org', nginx: { site_template: 'site.conf' }, tls: { mode: 'letsencrypt', email: 'ops@shop.fr', acme_server: 'https://acme.test/dir', acme_ca_file: '../ca.pem' } }, undefined, 'prod').root;
+    const config = await cli(root, 'config', 'prod');
+    expect(config.code).toBe(1);
+    expect(config.err).toContain(`nginx.site_template: cannot read ${join(root, 'environments', 'prod', 'site.conf')}: no such file\n  hint: check nginx.site_template in environments/prod/environment.yml ("site.conf"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory`);
+    writeFileSync(join(root, 'environments', 'prod', 'site.conf'), '{{upstreams_include}}\nserver { listen 80; {{locations}} }\n');
+    // before any connection (its hosts are documentation addresses: none is tried)
+    const provision = await cli(root, 'provision', 'prod');
+    expect(provision.code).toBe(1);
+    expect(provision.err).toBe(`error: tls.acme_ca_file: cannot read ${join(root, 'environments', 'ca.pem')}: no such file\n  hint: check tls.acme_ca_file in environments/prod/environment.yml ("../ca.pem"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory\n`);
+  });
+});
+
 describe('an environment name written otherwise', () => {
   it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
     const root = testEnv({}, undefined, 'prod').root;

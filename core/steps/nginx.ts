@@ -137,12 +137,12 @@ fi`);
  * site's proxy_pass names it, and nginx refuses a name it cannot find, "host not found in upstream"; its route
  * answers 502 until a deploy starts it there).
  */
-function ensureUpstreams(env: Target): string {
+export function ensureUpstreams(env: Target): string {
   const L = env.layout;
   const file = quote(L.nginxUpstreams);
   const adds = (slot: Slot) =>
     Object.keys(env.config.programs)
-      .map((p) => `grep -q ${quote(`^upstream ${L.nginxUpstream(p)} {`)} ${file} || { printf '\n%s\n' ${quote(upstreamBlock(env, p, slot))} >> ${file}; CHANGED=1; }`)
+      .map((p) => `grep -q ${quote(`^upstream ${L.nginxUpstream(p)} {`)} ${file} || { printf '\\n%s\\n' ${quote(upstreamBlock(env, p, slot))} >> ${file}; CHANGED=1; }`)
       .join('\n  ');
   return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, 'blue'))}
 else

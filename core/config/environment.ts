@@ -252,7 +252,7 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
 /** A path nginx reads as it is written (no quoting, no variable). */
 export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
 
-function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
+function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven: boolean): void {
   const seen = new Set<string>();
   const machines = new Map<string, string>();
   config.hosts.forEach((h, i) => {
@@ -265,9 +265,16 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   // nginx's site names base_dir when it serves release.asset_dirs (nginx-config.ts assetLocations): nothing it would misread.
   if (config.base_dir && !NGINX_PATH.test(config.base_dir) && assetDirs(config).some((a) => a.url))
     problems.push({ path: 'base_dir', message: `${JSON.stringify(config.base_dir)} cannot be written into the nginx site that serves release.asset_dirs' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)` });
-  for (const [prefix, program] of Object.entries(config.routes)) {
-    if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(', ')})` });
-  }
+  const programs = Object.keys(config.programs);
+  if (!programs.length) problems.push({ path: 'programs', message: 'expected at least one program (a long-running process of a release: its command and port)' });
+  else if (!routesGiven && Object.values(config.routes).some((program) => !config.programs[program])) {
+    // routes left out: the default's programs (client, server) named, not keys the file never wrote
+    const shown = Object.entries(config.routes).map(([prefix, program]) => `${prefix}: ${program}`).join(', ');
+    problems.push({ path: 'routes', message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(', ')}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
+  } else
+    for (const [prefix, program] of Object.entries(config.routes)) {
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(', ')})` });
+    }
   // Ports the host's own services listen on, then each program's two slots.
   const ports = new Map<number, string>([
     [80, 'nginx (http)'],
@@ -334,7 +341,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
 export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig {
   const problems: Problem[] = [];
   const config = environmentSchema.check(doc, '', problems);
-  if (config) crossCheck(config, problems);
+  if (config) crossCheck(config, problems, doc !== null && typeof doc === 'object' && Object.hasOwn(doc, 'routes'));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }

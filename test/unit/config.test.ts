@@ -45,6 +45,15 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), routes: { '/': 'constructor' } })).toEqual(['routes./: no program named "constructor" (programs: server, client)']);
   });
 
+  it('routes left out, where the default names programs the file lacks: one problem saying so (not routes./ and routes./api/, keys never written); no program at all: said', () => {
+    const web = { ...minimal(), programs: { web: { command: 'run', port: 8000 } } };
+    expect(problems(web)).toEqual(['routes: missing, and the default (/: client, /api/: server) names programs this file does not have (programs: web): give the URL prefixes nginx sends to yours, e.g. routes: { "/": web }']);
+    expect(problems({ ...web, routes: { '/': 'web' } })).toEqual([]);
+    // written, a route to no program stays named by its key
+    expect(problems({ ...web, routes: { '/': 'client' } })).toEqual(['routes./: no program named "client" (programs: web)']);
+    expect(problems({ ...minimal(), programs: {} })).toEqual(['programs: expected at least one program (a long-running process of a release: its command and port)']);
+  });
+
   it('fills defaults for a minimal file', () => {
     const c = parseEnvironment(minimal(), 'f');
     expect(c.ref).toBe('master');

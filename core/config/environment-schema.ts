@@ -194,7 +194,16 @@ const routePrefix = string({
   check: routeProblem,
 });
 /** A health check's path: a URL path, and a query string if the check wants one (`/health?full=1`). */
-const healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+const HEALTH_PATH = /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/;
+const healthPath = string({ pattern: HEALTH_PATH, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")', check: healthProblem });
+
+/** A health path written as its URL (the program is asked on 127.0.0.1 at its own port), or without its leading "/": the path meant. */
+function healthProblem(v: string): string | undefined {
+  const url = /^https?:\/\/[^/?#]*(\/[^#]*)?$/i.exec(v);
+  if (url) return `a URL: give its path alone (${url[1] || '/'}); the program is asked on 127.0.0.1, at its own port`;
+  if (!v.startsWith('/') && HEALTH_PATH.test(`/${v}`)) return `a path starts with "/": /${v}`;
+  return undefined;
+}
 
 /** Bytes of each size unit nginx reads (k, m, g, either case; none: bytes). */
 const SIZE_UNITS: Record<string, bigint> = { '': 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };

@@ -54,6 +54,13 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), programs: {} })).toEqual(['programs: expected at least one program (a long-running process of a release: its command and port)']);
   });
 
+  it('a health path written as a URL or without its "/" is said with the path meant', () => {
+    const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
+    expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);
+    expect(health('health')).toEqual([expect.stringMatching(/, got "health" \(a path starts with "\/": \/health\)$/)]);
+    expect(health('/health')).toEqual([]);
+  });
+
   it('fills defaults for a minimal file', () => {
     const c = parseEnvironment(minimal(), 'f');
     expect(c.ref).toBe('master');

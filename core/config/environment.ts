@@ -289,11 +289,15 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
         message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`,
       });
     }
+    // Each taker once: a program given another's port takes both its slots' ports (one mistake, one problem).
+    const taken = new Map<string, number[]>();
     for (const port of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port);
-      if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
+      if (other) taken.set(other, [...(taken.get(other) ?? []), port]);
       ports.set(port, pname);
     }
+    for (const [other, list] of taken)
+      problems.push({ path: `programs.${pname}.port`, message: `${list.length > 1 ? `ports ${list.join(' and ')} are` : `port ${list[0]} is`} also used by ${other} (each program needs port and port + switch.port_offset free)` });
   }
   // A command or value that names the live release by path runs the live release's code, not its own.
   const base = (config.base_dir ?? `/srv/${config.app}`).replace(/\/+$/, '');

@@ -222,6 +222,11 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     );
   });
 
+  it('a program given another program\'s port: one problem naming both slots\' ports (not one per port)', () => {
+    const doc = { ...minimal(), programs: { server: { command: 'run', port: 3579 }, client: { command: 'run', port: 3579 } } };
+    expect(problems(doc)).toEqual(['programs.client.port: ports 3579 and 3580 are also used by server (each program needs port and port + switch.port_offset free)']);
+  });
+
   it("refuses commands and values that name the live release by path (before the switch it is the previous release)", () => {
     const doc = minimal() as Record<string, any>;
     doc.programs.server.command = "bash -c 'cd /srv/shop/current && exec {python} server.py {port}'";

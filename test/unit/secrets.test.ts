@@ -346,6 +346,19 @@ describe('the environment\'s age_key_file', () => {
     const ids = await loadEnvIdentities(root, 'local', { HOME: root });
     expect(ids.identities).toHaveLength(1);
   });
+
+  it('that cannot be read is said with why, and where a relative one starts from', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'environments', 'local', 'keys'), { recursive: true });
+    writeFileSync(join(root, 'environments', 'local', 'environment.yml'), 'app: shop\nsecrets: {age_key_file: age-key.txt}\n');
+    const missing = (await loadEnvIdentities(root, 'local', { HOME: root }).catch((e: OpsError) => e)) as OpsError;
+    expect([missing.message, missing.hint]).toEqual([
+      `secrets.age_key_file of environments/local/environment.yml: cannot read ${join(root, 'environments', 'local', 'age-key.txt')}: no such file`,
+      "create it (`ops keygen --output <file>`) or remove that setting; a relative path starts from the environment's folder, environments/local/",
+    ]);
+    writeFileSync(join(root, 'environments', 'local', 'environment.yml'), 'app: shop\nsecrets: {age_key_file: keys}\n');
+    expect(((await loadEnvIdentities(root, 'local', { HOME: root }).catch((e: OpsError) => e)) as OpsError).message).toBe(`secrets.age_key_file of environments/local/environment.yml: cannot read ${join(root, 'environments', 'local', 'keys')}: it is a directory, not an age key file`);
+  });
 });
 
 describe('the environment\'s age_key_file in an environment.yml using aliases', () => {

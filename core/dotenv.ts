@@ -17,6 +17,7 @@ import { quote } from './shell.ts';
 import { numberText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
+import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
 
@@ -32,6 +33,12 @@ export function lookup(tree: unknown, path: string): unknown {
     return isMap(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
+}
+
+/** The key paths of a decrypted secrets tree, as `{ secret: … }` names them (a mapping's and its members', dotted). */
+function secretPaths(tree: unknown, prefix = ''): string[] {
+  if (tree === null || typeof tree !== 'object' || Array.isArray(tree)) return [];
+  return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 
 /**
@@ -393,7 +400,9 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       const found = lookup(secrets, spec.secret);
       if (found === undefined || found === null) {
         // null (`~`, `null`, nothing after the key): sops's dotenv output would give `<nil>`; no value for the app
-        missing.push(`${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : ''}`);
+        // a key misspelt on either side (environment.yml's `secret:` or the file's key): the one the file has, named
+        const near = found === undefined ? closest(spec.secret, secretPaths(secrets)) : undefined;
+        missing.push(`${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : near ? ` (the file has "${near}": did you mean it?)` : ''}`);
         continue;
       }
       const binary = memberHolding(found, holdsBinary);

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
@@ -346,8 +346,23 @@ async function shallowIn(g: Git, sha: string): Promise<string[]> {
  * The repository deployed from: the environment's `repository` (relative to the project root), else the git
  * repository holding the project (its top level), else the project root itself.
  */
-export async function sourceRepository(projectRoot: string, configured: string | undefined): Promise<string> {
-  if (configured) return userPath(projectRoot, configured);
+export async function sourceRepository(projectRoot: string, configured: string | undefined, env?: { name: string; dir: string }): Promise<string> {
+  if (configured) {
+    const repo = userPath(projectRoot, configured);
+    if (env && !existsSync(repo)) {
+      // Where a relative one was taken from (ssh.identity_file and the other files of an environment start from its
+      // folder, this one from the project's): the folder it was likely meant from is named when the clone is there.
+      const typed = !isAbsolute(configured) && !configured.startsWith('~');
+      const fromEnv = typed ? userPath(env.dir, configured) : undefined;
+      throw new OpsError(
+        `repository ${JSON.stringify(configured)} (environments/${env.name}/environment.yml) is ${repo}, which does not exist${typed ? `: a relative repository starts from the project folder, ${projectRoot}` : ''}`,
+        fromEnv && existsSync(fromEnv)
+          ? `it names ${fromEnv} from the environment's folder: write it from the project folder, repository: ${relative(projectRoot, fromEnv) || '.'} (or absolute)`
+          : 'set repository to the app\'s git clone on this machine (absolute, or relative to the project folder), or leave it out to deploy the repository ops runs in',
+      );
+    }
+    return repo;
+  }
   const top = await new Git(projectRoot).run(['rev-parse', '--show-toplevel']).catch(() => undefined);
   return top?.code === 0 ? top.stdout.trim() : projectRoot;
 }

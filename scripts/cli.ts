@@ -295,6 +295,23 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
   return e;
 }
 
+/**
+ * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`): npm
+ * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
+ * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
+ */
+function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
+  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
+  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`));
+  return Object.keys(specs).filter((k) => processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] !== undefined && !given(k));
+}
+
+/**
+ * ops options npm reads as another of its settings (npm 11: an abbreviation expanded, `--to 3` as --token-description,
+ * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves. (`--key` leaves none: not told.)
+ */
+const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'replace_registry_host', 'no-comment': 'comment' };
+
 export interface RunIo {
   argv: string[];
   processEnv?: NodeJS.ProcessEnv;
@@ -342,7 +359,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
     hint = `ops ${[...after.slice(0, end), ...moved.filter((a) => a !== '--'), ...after.slice(end)].map(quote).join(' ')}`;
   }
   stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
-  if (leading.includes('--json') && command?.options && 'json' in command.options) {
+  // --json given: a command that takes it, or none recognised (whether the one meant takes it is not known)
+  const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (flags.includes('--json') && (!command || (command.options && 'json' in command.options))) {
     stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }, null, 2)) + '\n');
   }
   return 2;
@@ -377,16 +396,27 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
    */
   const shown = (text: string): string => hideSecrets(reporter.redact(text));
   if (!command) {
+    // --json typed anywhere before `--`: no command was recognised to say whether it takes --json, and a script that
+    // gave it parses stdout all the same (as for any usage error): the error as a document there too
+    const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+    const document = (error: string, hint: string) => {
+      if (flags.includes('--json')) stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }, null, 2)) + '\n');
+    };
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const word = argv[1];
+    const subcommands = group.map((c) => `  ${usageLine(c)}`).join('\n');
+    const listHint = `its subcommands: ${group.map((c) => usageLine(c)).join('; ')}`;
     if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
-      stderr.write(showControls(shown(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`)));
+      const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}`;
+      stderr.write(showControls(shown(`error: ${error}; its subcommands:\n${subcommands}\n`)));
+      document(error, listHint);
     } else if (group.length && (word === '--help' || word === '-h')) {
       stdout.write(`"ops ${argv[0]}" subcommands:\n${group.map((c) => `  ${usageLine(c)}\n      ${c.summary}`).join('\n')}\n`);
       return 0;
     } else if (group.length) {
-      stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
+      stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${subcommands}\n`);
+      document(`"ops ${argv[0]}" needs a subcommand`, listHint);
     } else if (argv[0]!.startsWith('-')) {
       return optionBeforeCommand(commands, argv, stdout, stderr, shown);
     } else if (envCommandAfter(commands, argv)) {
@@ -396,7 +426,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       const error = `unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`;
       stderr.write(showControls(shown(`error: ${error}`)) + `\n  hint: usage: ${usageLine(c)}\n`);
       // --json asked of a command that takes it: its one document, as for any usage error
-      if (after.includes('--json') && c.options && 'json' in c.options) stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, `usage: ${usageLine(c)}`)), exitCode: 2 }, null, 2)) + '\n');
+      if (c.options && 'json' in c.options) document(error, `usage: ${usageLine(c)}`);
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)
@@ -406,7 +436,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         (second === undefined ? undefined : didYouMean(`${argv[0]} ${second}`, groups)) ??
         (/[-_]/.test(argv[0]!) ? didYouMean(argv[0]!.replace(/[-_]+/g, ' '), groups) : undefined) ??
         didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
-      stderr.write(showControls(shown(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`)) + `\n\n${mainHelp(commands)}\n`);
+      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`;
+      stderr.write(showControls(shown(`error: ${error}`)) + `\n\n${mainHelp(commands)}\n`);
+      document(error, '`ops --help` lists the commands');
     }
     return 2;
   }
@@ -444,6 +476,18 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const keyFile = processEnv.SOPS_AGE_KEY_FILE;
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
+    const took = npmTookOptions(specs, rest, processEnv);
+    if (took.length) {
+      // --json among them: the document a script expects, as for any usage error
+      if (took.includes('json') && command.options && 'json' in command.options) json = true;
+      const named = took.map((k) => `--${k}`).join(', ');
+      // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
+      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] === 'true');
+      throw new UsageError(
+        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
+        `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,
+      );
+    }
     let parsed;
     try {
       parsed = parseArgs({

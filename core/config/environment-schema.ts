@@ -194,7 +194,16 @@ const routePrefix = string({
   check: routeProblem,
 });
 /** A health check's path: a URL path, and a query string if the check wants one (`/health?full=1`). */
-const healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+const HEALTH_PATH = /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/;
+const healthPath = string({ pattern: HEALTH_PATH, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")', check: healthProblem });
+
+/** A health path written as its URL (the program is asked on 127.0.0.1 at its own port), or without its leading "/": the path meant. */
+function healthProblem(v: string): string | undefined {
+  const url = /^https?:\/\/[^/?#]*(\/[^#]*)?$/i.exec(v);
+  if (url) return `a URL: give its path alone (${url[1] || '/'}); the program is asked on 127.0.0.1, at its own port`;
+  if (!v.startsWith('/') && HEALTH_PATH.test(`/${v}`)) return `a path starts with "/": /${v}`;
+  return undefined;
+}
 
 /** Bytes of each size unit nginx reads (k, m, g, either case; none: bytes). */
 const SIZE_UNITS: Record<string, bigint> = { '': 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
@@ -276,7 +285,10 @@ export function dnsNameProblem(v: string): string | undefined {
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
   // nginx's server_name and a Host header write one in brackets, which a DNS name never has
-  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  // written bare or as a URL writes it ([2001:db8::1])
+  if (isIP(v.replace(/^\[(.*)\]$/, '$1')) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  // nginx would take it as a pattern, but ops names the site's one name (its certificate, its URL, ping's Host)
+  if (/^\*\./.test(v)) return `a wildcard: give the site's one name (${v.slice(2)}, say); nginx's server_name, the certificate and the reports name that one`;
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';

@@ -252,7 +252,7 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
 /** A path nginx reads as it is written (no quoting, no variable). */
 export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
 
-function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
+function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven: boolean): void {
   const seen = new Set<string>();
   const machines = new Map<string, string>();
   config.hosts.forEach((h, i) => {
@@ -265,9 +265,16 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   // nginx's site names base_dir when it serves release.asset_dirs (nginx-config.ts assetLocations): nothing it would misread.
   if (config.base_dir && !NGINX_PATH.test(config.base_dir) && assetDirs(config).some((a) => a.url))
     problems.push({ path: 'base_dir', message: `${JSON.stringify(config.base_dir)} cannot be written into the nginx site that serves release.asset_dirs' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)` });
-  for (const [prefix, program] of Object.entries(config.routes)) {
-    if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(', ')})` });
-  }
+  const programs = Object.keys(config.programs);
+  if (!programs.length) problems.push({ path: 'programs', message: 'expected at least one program (a long-running process of a release: its command and port)' });
+  else if (!routesGiven && Object.values(config.routes).some((program) => !config.programs[program])) {
+    // routes left out: the default's programs (client, server) named, not keys the file never wrote
+    const shown = Object.entries(config.routes).map(([prefix, program]) => `${prefix}: ${program}`).join(', ');
+    problems.push({ path: 'routes', message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(', ')}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
+  } else
+    for (const [prefix, program] of Object.entries(config.routes)) {
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(', ')})` });
+    }
   // Ports the host's own services listen on, then each program's two slots.
   const ports = new Map<number, string>([
     [80, 'nginx (http)'],
@@ -282,11 +289,15 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
         message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`,
       });
     }
+    // Each taker once: a program given another's port takes both its slots' ports (one mistake, one problem).
+    const taken = new Map<string, number[]>();
     for (const port of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port);
-      if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
+      if (other) taken.set(other, [...(taken.get(other) ?? []), port]);
       ports.set(port, pname);
     }
+    for (const [other, list] of taken)
+      problems.push({ path: `programs.${pname}.port`, message: `${list.length > 1 ? `ports ${list.join(' and ')} are` : `port ${list[0]} is`} also used by ${other} (each program needs port and port + switch.port_offset free)` });
   }
   // A command or value that names the live release by path runs the live release's code, not its own.
   const base = (config.base_dir ?? `/srv/${config.app}`).replace(/\/+$/, '');
@@ -334,7 +345,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
 export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig {
   const problems: Problem[] = [];
   const config = environmentSchema.check(doc, '', problems);
-  if (config) crossCheck(config, problems);
+  if (config) crossCheck(config, problems, doc !== null && typeof doc === 'object' && Object.hasOwn(doc, 'routes'));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
@@ -629,6 +640,25 @@ export function assetDirs(config: EnvironmentConfig): { dir: string; url?: strin
 /** Resolve a path from the environment's file (relative to its folder). */
 export function envPath(env: Environment, p: string): string {
   return relativeTo(env.dir, p);
+}
+
+/**
+ * The text of a file a setting of environment.yml names (`tls.acme_ca_file`, `nginx.site_template`), from its folder.
+ * @throws OpsError naming the setting, the file it became and why it cannot be read (fileError); a missing one with
+ * where a relative path starts from (the environment's folder, not the project's or the current directory).
+ */
+export function readEnvFile(env: Environment, setting: string, value: string, expected = 'a file'): string {
+  const file = envPath(env, value);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const why = fileError(e, file, 'read', expected);
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new OpsError(
+      `${setting}: ${why.message}`,
+      missing ? `check ${setting} in environments/${env.name}/environment.yml (${JSON.stringify(value)}): a relative path starts from the environment's folder, environments/${env.name}/; ~/ from your home directory` : why.hint,
+    );
+  }
 }
 
 /**

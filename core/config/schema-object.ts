@@ -28,7 +28,8 @@ export function distance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-function closest(key: string, known: string[]): string | undefined {
+/** The known key a misspelt one was meant as (a slip or two, any case, "-" for "_"), if one is that close. */
+export function closest(key: string, known: string[]): string | undefined {
   const norm = key.toLowerCase().replace(/-/g, '_');
   const best = known.map((k) => [k, distance(norm, k)] as const).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : undefined;

@@ -4,10 +4,10 @@
 // reloads nginx only after `nginx -t` accepts it.
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { envPath } from '../config/environment.ts';
+import { readEnvFile } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, OpsError, userFileExists } from '../errors.ts';
+import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -80,7 +80,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
   if (env.config.tls.mode === 'off') throw noTls(env);
   const caFile = env.config.tls.acme_ca_file;
   // The CA file itself was put on the hosts by provision; renewals must trust the same server.
-  if (caFile && env.config.tls.mode === 'letsencrypt' && !userFileExists(envPath(env, caFile), `tls.acme_ca_file ${envPath(env, caFile)}`, 'a CA certificate file')) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
+  if (caFile && env.config.tls.mode === 'letsencrypt') readEnvFile(env, 'tls.acme_ca_file', caFile, 'a CA certificate file');
   const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
   const hosts = await withSession(ctx, env, (session) =>
     withLock(ctx, session, 'certs renew', async (locked) => {

@@ -1,8 +1,7 @@
 // A deploy's plan: the commit and everything its release needs, resolved once on the runner before any host
 // is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { assetDirs, envPath, type Environment } from '../config/environment.ts';
+import { assetDirs, readEnvFile, type Environment } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
@@ -66,7 +65,7 @@ export function deployRef(env: Environment, refOption: string | undefined): stri
  * @throws OpsError for an unknown ref or an unreachable repository; nothing is changed.
  */
 export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref: string): Promise<DeployCommit> {
-  const repo = await sourceRepository(ctx.root, env.config.repository);
+  const repo = await sourceRepository(ctx.root, env.config.repository, env);
   return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
 }
 
@@ -184,7 +183,7 @@ function fingerprintSettings(env: Environment): { settings: Record<string, unkno
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
   const template = env.config.nginx.site_template;
-  return { settings: { ...settings, switch: switchSettings }, ...(template && { siteTemplate: readFileSync(envPath(env, template), 'utf8') }) };
+  return { settings: { ...settings, switch: switchSettings }, ...(template && { siteTemplate: readEnvFile(env, 'nginx.site_template', template, 'an nginx site template') }) };
 }
 
 /**

@@ -17,7 +17,7 @@ export interface DiffResult {
 
 /** The change per group of hosts serving the same commit. Errors: a bad ref (before any connection). */
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
-  const repo = await sourceRepository(ctx.root, env.config.repository);
+  const repo = await sourceRepository(ctx.root, env.config.repository, env);
   const commit = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
   return { environment: env.name, commit, changes: await describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), commit.sha) };
 }

@@ -2,10 +2,9 @@
 // and says so per item). Order: facts, packages, app user, package indexes, runtimes, supervisor, TLS, nginx,
 // certificate.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { envPath } from '../config/environment.ts';
+import { readEnvFile } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { auditReason, OpsError, StepError } from '../errors.ts';
@@ -111,11 +110,7 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;
   if (caFile && env.config.tls.mode === 'letsencrypt') {
-    try {
-      acmeCa = readFileSync(envPath(env, caFile), 'utf8');
-    } catch {
-      throw new OpsError(`cannot read tls.acme_ca_file ${envPath(env, caFile)}`);
-    }
+    acmeCa = readEnvFile(env, 'tls.acme_ca_file', caFile, 'a CA certificate file');
   }
   // Secrets are decrypted (and masked) only when a package index setting refers to them.
   const files = packageIndexFiles(env, packagesNeedSecrets(env) ? await environmentSecrets(ctx, env) : {});

@@ -70,6 +70,44 @@ function pinPlace(ep: Endpoint, attempt: Attempt, configFile: string): string {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 
+/**
+ * Whether `address:port` answers an SSH client's greeting in HTTP (`HTTP/1.1 400 …`, as nginx, Apache and most web
+ * servers do, also on an HTTPS port; or a bare HTML page): one connection of its own, after a login that ended before any SSH, within
+ * `ms`. Any other answer, none, or an error: false.
+ */
+export function answersHttp(address: string, port: number, ms = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    let got = '';
+    const socket = createConnection({ host: address, port });
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      // a status line, or an HTML page alone (the answer of a server taking the line for an HTTP/0.9 request: Python's)
+      resolve(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+    };
+    const timer = setTimeout(done, ms);
+    socket.on('connect', () => socket.write('SSH-2.0-ops\r\n'));
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.length >= 64) done();
+    });
+    socket.on('error', done);
+    socket.on('close', done);
+  });
+}
+
+/**
+ * ssh2's handshake timeout in words, by whether the TCP connection was made: none (the host is down or a firewall
+ * drops the packets), or made and silent (sshd greets at once: a service waiting for its client to speak first, or an
+ * sshd too busy to answer). Undefined for any other error.
+ */
+function timedOut(e: unknown, connected: boolean, seconds: number, keyField: string): { what: string; hint: string } | undefined {
+  if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return undefined;
+  const port = keyField.replace(/host_key$/, 'port');
+  if (!connected) return { what: `no answer to the connection within ${seconds} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds} s (sshd sends one at once)`, hint: `check that ${port} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
+}
+
 interface Attempt {
   /** How to reach the server: a TCP connection (undefined) or a stream tunnelled through a bastion. */
   sock?: () => Promise<Duplex>;
@@ -105,12 +143,16 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener('abort', abort, { once: true });
     let sock: Duplex | undefined;
+    let connected = false;
     try {
       // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
       // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
       // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
       // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
       sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      // whether the TCP connection was made (a stream through a bastion is): a timeout then is a silent port's
+      connected = Boolean(attempt.sock);
+      sock.once('connect', () => (connected = true));
       // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
@@ -159,16 +201,24 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
+      // Closed before any SSH: a web server's port answers SSH's greeting 400 and closes, every time (no retry helps).
+      if (!attempt.sock && /Connection lost before handshake/.test(message) && (await answersHttp(ep.address, ep.port))) {
+        const field = attempt.keyField.replace(/host_key$/, 'port');
+        throw new TransportError(
+          own`cannot connect to ${where}: port ${ep.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
+          own`set ${field} in ${options.configFile} to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)`,
+        );
+      }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
         if (e instanceof OpsError) throw e;
-        const known = describeLowLevel(e);
+        const known = timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e);
         throw new TransportError(
           `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ''}`,
           known?.hint ?? 'check the address and port, that sshd runs, and that a firewall lets this machine in',
         );
       }
       tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (describeLowLevel(e)?.what ?? message)}; retrying (${tries}/${options.retries})`);
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : ((timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e))?.what ?? message)}; retrying (${tries}/${options.retries})`);
       await sleep(1000 * 2 ** (tries - 1), undefined, { signal }).catch(() => undefined);
     } finally {
       signal?.removeEventListener('abort', abort);

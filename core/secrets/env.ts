@@ -7,7 +7,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseDocument } from 'yaml';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
-import { OpsError, userFileExists } from '../errors.ts';
+import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { keyName, own } from '../report.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
@@ -118,8 +118,11 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
-  } catch {
-    throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, 'create it (`ops keygen --output <file>`) or remove that setting');
+  } catch (e) {
+    // why (no such file, a directory...), and, missing, where a relative one starts from
+    const why = fileError(e, path, 'read', 'an age key file');
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
   }
   const found = await parseIdentities(text, path);
   if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);

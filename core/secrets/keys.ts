@@ -39,9 +39,13 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
-    if (line === '' || line.startsWith('#')) continue;
     // A variable or an action's input ("input age-key") by its line; a file as file:line.
     const where = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ') ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    // A key file kept on one line, its line breaks written `\n` (a .env value, a CI secret store): its key would sit
+    // in its first line's comment, skipped, as sops and age skip it
+    if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, 'i').test(line))
+      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
+    if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('AGE-PLUGIN-')) {
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }
@@ -52,12 +56,7 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
         'give the private key instead: the AGE-SECRET-KEY-1… line `ops keygen` (or `ops env new`) printed below the public key',
       );
     }
-    if (!IDENTITY_RE.test(line)) {
-      throw new OpsError(
-        `${where} is not an age identity`,
-        'each non-comment line must be a private key AGE-SECRET-KEY-1… (as written by `ops keygen` or age-keygen)',
-      );
-    }
+    if (!IDENTITY_RE.test(line)) throw notAnIdentity(line, where, source);
     let recipient: string;
     try {
       recipient = await identityToRecipient(line);
@@ -67,6 +66,43 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+
+/** A private key as written in a line of other text (any case: the shape is what is looked for, never shown). */
+const IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
+
+/**
+ * Why a key line (trimmed) is no identity, said by its shape and never quoted: the key with what a shell or a .env
+ * file would have stripped kept around it (quotes, `export SOPS_AGE_KEY=`), several keys on one line, a file's path
+ * where the key itself goes, or anything else. age and sops refuse all of these alike (sops only trims surrounding
+ * whitespace; age-keygen's `#` comment lines are its key-file format, skipped above): ops takes the key alone too, so
+ * that the value fixed once works with every tool reading it.
+ */
+function notAnIdentity(line: string, where: string, source: string): OpsError {
+  const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD';
+  const alone = variable ? `${source}'s value must be the key alone` : 'a key line must be the key alone';
+  const keys = [...line.matchAll(IDENTITY_IN_LINE)];
+  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1…, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length === 1) {
+    const before = line.slice(0, keys[0]!.index);
+    const after = line.slice(keys[0]!.index! + keys[0]![0].length);
+    // `export SOPS_AGE_KEY=…`, `SOPS_AGE_KEY='…'`, `SOPS_AGE_KEY: …`: a line of a .env, shell or YAML file pasted whole
+    const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
+    if (assignment && after === assignment[3]) {
+      const shape = `${assignment[1] ? 'export ' : ''}${assignment[2]}${before.includes(':') ? ': ' : '='}${assignment[3] ? `${assignment[3]}…${assignment[3]}` : '…'}`;
+      return new OpsError(`${where} is a whole ${before.includes(':') ? 'YAML' : 'shell or .env'} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1…: the "${before.trim()}" in front${assignment[3] ? ' and the closing quote' : ''} belong to the file it came from, not to the value (sops and age refuse it too)`);
+    }
+    // quote marks a shell would have removed ('…', "…"), or one left over from a paste
+    if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
+      const marks = before === after && before.length === 1 ? `in quotes (${before}…${after})` : `with quote marks around it (${before || 'none'} before it, ${after || 'none'} after it)`;
+      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+    }
+    if (!/^AGE-SECRET-KEY-/.test(keys[0]![0])) return new OpsError(`${where} is a private key written in lower case; not shown`, 'write it as age-keygen does, in upper case (AGE-SECRET-KEY-1…): sops and age read it so only');
+    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? '' : 's'} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1…, one a line`);
+  }
+  // a key file's path where the key itself goes (SOPS_AGE_KEY=~/.config/sops/age/keys.txt)
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1…); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new OpsError(`${where} is not an age identity`, 'each non-comment line must be a private key AGE-SECRET-KEY-1… (as written by `ops keygen` or age-keygen)');
 }
 
 /**

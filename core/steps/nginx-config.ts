@@ -1,8 +1,7 @@
 // nginx's files as text: the base configuration, the app's site (built-in or the environment's template) and
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
-import { readFileSync } from 'node:fs';
 import type { Target } from '../target.ts';
-import { NGINX_PATH, assetDirs, envPath } from '../config/environment.ts';
+import { NGINX_PATH, assetDirs, readEnvFile } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
@@ -52,10 +51,13 @@ http {
 /** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
 export function upstreams(env: Target, slot: Slot): string {
   const L = env.layout;
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${env.port(p, slot)};\n    keepalive 16;\n}`,
-  );
+  const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
   return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
+}
+
+/** One program's upstream at one slot's port: what the site's proxy_pass names (`<app>_<program>`). */
+export function upstreamBlock(env: Target, program: string, slot: Slot): string {
+  return `upstream ${env.layout.nginxUpstream(program)} {\n    server 127.0.0.1:${env.port(program, slot)};\n    keepalive 16;\n}`;
 }
 
 /** Mozilla's "intermediate" TLS settings (TLS 1.2 + 1.3). */
@@ -329,12 +331,7 @@ export function siteServesSlot(env: Target, certificateReady: boolean): boolean 
 }
 
 function readTemplate(env: Target, custom: string): string {
-  const file = envPath(env, custom);
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-  }
+  return readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template');
 }
 
 /**

@@ -2,7 +2,8 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { baseConfig, site, upstreams } from './nginx-config.ts';
+import { baseConfig, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { putFile } from './script.ts';
@@ -15,8 +16,12 @@ export interface NginxFile {
 
 export interface NginxChange {
   files: NginxFile[];
-  /** Files written only when absent (the live-slot upstreams belong to deploys once they exist). */
-  initialFiles?: NginxFile[];
+  /**
+   * Shell run after `files` are written, before `nginx -t`: completes a file that belongs to others once it exists
+   * (ensureUpstreams: the live slot's upstreams are the deploys'), setting CHANGED=1 when it writes. Put back with the
+   * rest when nginx refuses the result.
+   */
+  complete?: string;
   remove?: string[];
   /** [target, link]: symlinks to create (sites-enabled). */
   links?: [string, string][];
@@ -72,7 +77,7 @@ export function applyNginx(change: NginxChange): Step {
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
-  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
+  if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
@@ -125,7 +130,32 @@ fi`);
   return { name: change.item, as: 'root', timeout, script: lines.join('\n') };
 }
 
-/** What provision puts in place: base config, the site, initial upstreams (blue) unless a deploy wrote them. */
+/**
+ * The upstreams file as the site provision writes needs it: made pointing at blue when absent; once there, it is the
+ * deploys' (the live slot's ports: never rewritten here, which would move the traffic), but each program of the
+ * config it lacks gets its upstream at the slot the file routes to (a program added since the file was written: the
+ * site's proxy_pass names it, and nginx refuses a name it cannot find, "host not found in upstream"; its route
+ * answers 502 until a deploy starts it there).
+ */
+export function ensureUpstreams(env: Target): string {
+  const L = env.layout;
+  const file = quote(L.nginxUpstreams);
+  const adds = (slot: Slot) =>
+    Object.keys(env.config.programs)
+      .map((p) => `grep -q ${quote(`^upstream ${L.nginxUpstream(p)} {`)} ${file} || { printf '\\n%s\\n' ${quote(upstreamBlock(env, p, slot))} >> ${file}; CHANGED=1; }`)
+      .join('\n  ');
+  return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, 'blue'))}
+else
+  # the slot the file routes to: its $${L.nginxSlotVariable} map's default (blue for a file without it)
+  if grep -q '^    default "green";$' ${file}; then
+  ${adds('green')}
+  else
+  ${adds('blue')}
+  fi
+fi`;
+}
+
+/** What provision puts in place: base config, the site, the upstreams (blue when absent; see ensureUpstreams). */
 export function provisionNginx(env: Target, certificateReady: boolean): Step {
   const L = env.layout;
   return applyNginx({
@@ -135,7 +165,7 @@ export function provisionNginx(env: Target, certificateReady: boolean): Step {
       { path: '/etc/nginx/nginx.conf', content: baseConfig() },
       { path: L.nginxSite, content: site(env, certificateReady) },
     ],
-    initialFiles: [{ path: L.nginxUpstreams, content: upstreams(env, 'blue') }],
+    complete: ensureUpstreams(env),
     links: [[L.nginxSite, L.nginxSiteEnabled]],
     remove: ['/etc/nginx/sites-enabled/default'],
   });

@@ -13,6 +13,7 @@ import { status } from '../../core/ops/status.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { auditLog, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { resolveTarget } from '../../core/target.ts';
+import { quote } from '../../core/shell.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
@@ -75,6 +76,32 @@ describe.sequential('provision a bare bookworm host', () => {
     expect(second[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
     expect(second[0]!.items.map((i) => i.name)).toEqual(['packages', 'app user and directories', 'package indexes', 'runtimes', 'supervisor', 'nginx']);
     expect(reporter.text()).not.toMatch(/installing:/);
+  }, 900_000);
+
+  it('a program added to the config after a provision: provision again gives it its upstream at the slot live there, the others as they were (nginx refuses a site naming an upstream it lacks: "host not found in upstream")', async () => {
+    await provision(project.ctx(), project.env());
+    const file = '/etc/nginx/ops-upstreams/sample.conf';
+    const before = (await sshRun(host, `sudo cat ${file}`)).stdout;
+    // green live, as after a deploy: what provision must not move
+    const green = before.replace('default "blue";', 'default "green";');
+    await sshRun(host, `printf '%s' ${quote(green)} | sudo tee ${file} >/dev/null`);
+    const config = testConfig([host], await appRepo(), 'postgresql://unused');
+    const programs = config.programs as Record<string, unknown>;
+    project.write({ ...config, programs: { ...programs, worker: { command: '/bin/true', port: 3700 } }, routes: { '/': 'client', '/api/': 'server', '/worker/': 'worker' } });
+    try {
+      const again = await provision(project.ctx(), project.env());
+      expect(again[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+      const after = (await sshRun(host, `sudo cat ${file}; sudo nginx -t 2>&1 | tail -n 1`)).stdout;
+      expect(after.startsWith(green)).toBe(true);
+      expect(after).toContain(`upstream sample_worker {\n    server 127.0.0.1:${resolveTarget(project.env()).port('worker', 'green')};`);
+      expect(after).toContain('test is successful');
+      // provision again: nothing to add
+      expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      project.write(config);
+      await sshRun(host, `printf '%s' ${quote(before)} | sudo tee ${file} >/dev/null`);
+      await provision(project.ctx(), project.env());
+    }
   }, 900_000);
 
   it('leaves nginx answering with a valid config, supervisor running, pinned runtimes by absolute path and the app user', async () => {

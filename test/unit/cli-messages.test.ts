@@ -45,6 +45,55 @@ describe('a mistyped subcommand', () => {
   });
 });
 
+describe('no command recognised, with --json', () => {
+  it('prints its JSON error document on stdout (a script parsing it gets one), as every other --json usage error does', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const doc = async (...argv: string[]) => {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      return JSON.parse(r.out) as { ok: boolean; error: string; hint?: string; exitCode: number };
+    };
+    expect(await doc('deplyo', 'prod', '--json')).toEqual({ ok: false, error: 'unknown command "deplyo" (did you mean "ops deploy"?)', hint: '`ops --help` lists the commands', exitCode: 2 });
+    expect(await doc('secrets', 'shw', 'prod', '--json')).toMatchObject({ ok: false, error: 'unknown subcommand "shw" for "ops secrets" (did you mean "ops secrets show"?)', hint: expect.stringContaining('its subcommands: ops secrets decrypt <file>') });
+    expect(await doc('lock', '--json')).toMatchObject({ ok: false, error: '"ops lock" needs a subcommand', exitCode: 2 });
+    expect(await doc('--json', 'deplyo')).toMatchObject({ ok: false, error: expect.stringContaining('unknown command "--json"') });
+    // after `--` it is an argument, not the option: nothing on stdout
+    expect((await cli(root, 'deplyo', '--', '--json')).out).toBe('');
+  });
+});
+
+describe('npm run ops without `--`', () => {
+  it('an option npm took as its own (npm run ops deploy prod --dry-run: npm_config_dry_run) is refused, not run without it; --json still gets its document', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const npm = (extra: Record<string, string>, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_command: 'run', npm_lifecycle_event: 'ops', ...extra } });
+    const dry = await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod');
+    expect(dry).toMatchObject({ code: 2, out: '' });
+    expect(dry.err).toBe('error: npm took --dry-run as its own option: ops did not get it (npm reads the options of `npm run ops deploy ...` before a `--` as its own); nothing was done\n  hint: put -- between npm\'s words and ops\'s: npm run ops -- deploy ... (or npx ops deploy ...)\n');
+    const json = await npm({ npm_config_json: 'true', npm_config_ref: 'true' }, 'diff', 'prod', 'v2');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: expect.stringContaining('npm took --ref, --json as its own options: ops did not get them (npm reads the options of `npm run ops diff ...` before a `--` as its own, and the value after --ref became an argument)'), exitCode: 2 });
+    // read by npm as another setting of its own: `rollback --to 3` would roll back to the previous release instead
+    expect((await npm({ npm_config_token_description: '3' }, 'rollback', 'prod')).err).toMatch(/^error: npm took --to as its own option: ops did not get it \(npm reads the options of `npm run ops rollback \.\.\.` before a `--` as its own\); nothing was done/);
+    // given to ops after `--`, npm's variable is no matter; outside npm run, no variable is looked at
+    expect((await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod', '--dry-run', '--bogus')).err).toContain('unknown option --bogus');
+    expect((await runOps(['deploy', 'prod', '--bogus'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_config_dry_run: 'true' } })).err).toContain('unknown option --bogus');
+  });
+});
+
+describe('a file a setting of environment.yml names', () => {
+  it('missing: the setting, the path it became and that a relative one starts from the environment folder (nginx.site_template, tls.acme_ca_file)', async () => {
+    const root = testEnv({ domain: 'shop.example.org', nginx: { site_template: 'site.conf' }, tls: { mode: 'letsencrypt', email: 'ops@shop.fr', acme_server: 'https://acme.test/dir', acme_ca_file: '../ca.pem' } }, undefined, 'prod').root;
+    const config = await cli(root, 'config', 'prod');
+    expect(config.code).toBe(1);
+    expect(config.err).toContain(`nginx.site_template: cannot read ${join(root, 'environments', 'prod', 'site.conf')}: no such file\n  hint: check nginx.site_template in environments/prod/environment.yml ("site.conf"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory`);
+    writeFileSync(join(root, 'environments', 'prod', 'site.conf'), '{{upstreams_include}}\nserver { listen 80; {{locations}} }\n');
+    // before any connection (its hosts are documentation addresses: none is tried)
+    const provision = await cli(root, 'provision', 'prod');
+    expect(provision.code).toBe(1);
+    expect(provision.err).toBe(`error: tls.acme_ca_file: cannot read ${join(root, 'environments', 'ca.pem')}: no such file\n  hint: check tls.acme_ca_file in environments/prod/environment.yml ("../ca.pem"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory\n`);
+  });
+});
+
 describe('an environment name written otherwise', () => {
   it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
     const root = testEnv({}, undefined, 'prod').root;

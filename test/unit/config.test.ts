@@ -45,6 +45,22 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), routes: { '/': 'constructor' } })).toEqual(['routes./: no program named "constructor" (programs: server, client)']);
   });
 
+  it('routes left out, where the default names programs the file lacks: one problem saying so (not routes./ and routes./api/, keys never written); no program at all: said', () => {
+    const web = { ...minimal(), programs: { web: { command: 'run', port: 8000 } } };
+    expect(problems(web)).toEqual(['routes: missing, and the default (/: client, /api/: server) names programs this file does not have (programs: web): give the URL prefixes nginx sends to yours, e.g. routes: { "/": web }']);
+    expect(problems({ ...web, routes: { '/': 'web' } })).toEqual([]);
+    // written, a route to no program stays named by its key
+    expect(problems({ ...web, routes: { '/': 'client' } })).toEqual(['routes./: no program named "client" (programs: web)']);
+    expect(problems({ ...minimal(), programs: {} })).toEqual(['programs: expected at least one program (a long-running process of a release: its command and port)']);
+  });
+
+  it('a health path written as a URL or without its "/" is said with the path meant', () => {
+    const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
+    expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);
+    expect(health('health')).toEqual([expect.stringMatching(/, got "health" \(a path starts with "\/": \/health\)$/)]);
+    expect(health('/health')).toEqual([]);
+  });
+
   it('fills defaults for a minimal file', () => {
     const c = parseEnvironment(minimal(), 'f');
     expect(c.ref).toBe('master');
@@ -127,6 +143,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['shop.example.org/app/', 'a path after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
+      ['[2001:db8::1]', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
+      ['*.example.org', "a wildcard: give the site's one name (example.org, say)"],
     ];
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });
@@ -202,6 +220,11 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
         expect.stringMatching(/^tls.email: required/),
       ]),
     );
+  });
+
+  it('a program given another program\'s port: one problem naming both slots\' ports (not one per port)', () => {
+    const doc = { ...minimal(), programs: { server: { command: 'run', port: 3579 }, client: { command: 'run', port: 3579 } } };
+    expect(problems(doc)).toEqual(['programs.client.port: ports 3579 and 3580 are also used by server (each program needs port and port + switch.port_offset free)']);
   });
 
   it("refuses commands and values that name the live release by path (before the switch it is the previous release)", () => {

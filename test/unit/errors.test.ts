@@ -251,6 +251,51 @@ describe('a private key file other users of this machine can read is warned of, 
   });
 });
 
+describe('hosts[].port naming a web server (core/remote/ssh-login.ts)', () => {
+  it("is said to be a web server's, with where sshd's port goes, at once (no retries); a silent port is said to be one; a port that closes without HTTP stays \"closed before the SSH handshake\"", async () => {
+    const { createServer } = await import('node:http');
+    const { createServer: tcpServer } = await import('node:net');
+    const { login } = await import('../../core/remote/ssh-login.ts');
+    const { MemoryReporter, unmarked } = await import('../../core/report.ts');
+    const web = createServer((_, res) => res.end('hello'));
+    const closing = tcpServer((c) => c.end());
+    // Python's http.server takes the greeting for an HTTP/0.9 request: its error page alone, no status line
+    const bare = tcpServer((c) => c.once('data', () => c.end('<!DOCTYPE HTML>\n<html lang="en">\n<head><title>Error response</title></head></html>\n')));
+    await Promise.all([web, closing, bare].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))));
+    const portOf = (srv: { address(): unknown }) => (srv.address() as { port: number }).port;
+    try {
+      const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+      const reporter = new MemoryReporter();
+      const options = { credentials: { agent: '/nonexistent', describe: 'agent' }, reporter, connectTimeout: 5, retries: 2, configFile: 'environments/qa/environment.yml' };
+      const host = { name: 'web1', address: '127.0.0.1', port: portOf(web), user: 'deploy', hostKey: key };
+      const err = (await login(host, { where: `web1 (deploy@127.0.0.1:${host.port})`, keyField: 'hosts[].host_key' }, options).catch((e: OpsError) => e)) as OpsError;
+      expect([unmarked(err.message), unmarked(err.hint!)]).toEqual([
+        `cannot connect to web1 (deploy@127.0.0.1:${host.port}): port ${host.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
+        "set hosts[].port in environments/qa/environment.yml to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)",
+      ]);
+      expect(reporter.lines.join('\n')).not.toContain('retrying');
+      const python = (await login({ ...host, port: portOf(bare) }, { where: 'web1', keyField: 'bastion.host_key' }, options).catch((e: OpsError) => e)) as OpsError;
+      expect(unmarked(python.message)).toBe(`cannot connect to web1: port ${portOf(bare)} is a web server's (it answers SSH's greeting in HTTP), not sshd's`);
+      expect(unmarked(python.hint!)).toMatch(/^set bastion\.port in /);
+      // a port that takes the connection and says nothing (a database's): not "no answer", which blames the network
+      const held: import('node:net').Socket[] = [];
+      const silent = tcpServer((c) => held.push(c));
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+      const quiet = (await login({ ...host, port: portOf(silent) }, { where: 'web1', keyField: 'hosts[].host_key' }, { ...options, connectTimeout: 1, retries: 0 }).catch((e: OpsError) => e)) as OpsError;
+      for (const c of held) c.destroy();
+      silent.close();
+      expect([unmarked(quiet.message), unmarked(quiet.hint!)]).toEqual([
+        'cannot connect to web1: the port accepted the connection but sent no SSH greeting within 1 s (sshd sends one at once)',
+        "check that hosts[].port is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again",
+      ]);
+      const other = (await login({ ...host, port: portOf(closing) }, { where: 'web1', keyField: 'hosts[].host_key' }, { ...options, retries: 0 }).catch((e: OpsError) => e)) as OpsError;
+      expect(unmarked(other.message)).toBe('cannot connect to web1: the connection was closed before the SSH handshake');
+    } finally {
+      for (const srv of [web, closing, bare]) srv.close();
+    }
+  }, 30_000);
+});
+
 describe('a host address reserved for documentation (the placeholder ops env new writes) is refused before connecting (core/remote/ssh-login.ts)', () => {
   it('names the address, why no machine has it, and where to set the machine\'s own, instead of a timeout blamed on sshd or a firewall', async () => {
     const { documentationAddress, login } = await import('../../core/remote/ssh-login.ts');

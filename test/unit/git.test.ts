@@ -3,13 +3,14 @@
 // process carries (run from a git hook, a worktree, a CI that exports GIT_DIR...), in the C locale, never
 // prompting on a runner.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { describeChange } from '../../core/changes.ts';
 import { Git, GitError, gitEnvironment } from '../../core/git.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { openRepository } from '../../core/staging/remote.ts';
 import { packFor, resolveRef, sourceRepository } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
@@ -82,6 +83,23 @@ describe('the git environment', () => {
     expect(err.message).toMatch(/^git rev-parse --verify nope failed \(exit code 128\)\n {2}\| fatal: Needed a single revision/);
     // A git that exits without reading its input: its exit code, not an EPIPE that kills the process.
     expect((await g.run(['rev-parse', '--verify', 'nope'], { input: Buffer.alloc(4 * 1024 * 1024, 'a') })).code).toBe(128);
+  });
+});
+
+describe('the repository an environment names', () => {
+  it('relative, starts from the project folder; one that does not exist is said with where it was looked for, and where it is when written from the environment folder', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'ops-project-'));
+    mkdirSync(join(project, 'environments', 'qa'), { recursive: true });
+    const env = { name: 'qa', dir: join(project, 'environments', 'qa') };
+    expect(await sourceRepository(project, '.', env)).toBe(project);
+    const missing = (await sourceRepository(project, '../app', env).catch((e: OpsError) => e)) as OpsError;
+    expect(missing.message).toBe(`repository "../app" (environments/qa/environment.yml) is ${join(project, '..', 'app')}, which does not exist: a relative repository starts from the project folder, ${project}`);
+    expect(missing.hint).toMatch(/^set repository to the app's git clone on this machine/);
+    // the clone beside the environment's files, as ssh.identity_file would be read
+    mkdirSync(join(project, 'environments', 'app'));
+    const fromEnv = (await sourceRepository(project, '../app', env).catch((e: OpsError) => e)) as OpsError;
+    expect(fromEnv.hint).toBe(`it names ${join(project, 'environments', 'app')} from the environment's folder: write it from the project folder, repository: environments/app (or absolute)`);
+    expect(((await sourceRepository(project, '/nonexistent/app', env).catch((e: OpsError) => e)) as OpsError).message).toBe('repository "/nonexistent/app" (environments/qa/environment.yml) is /nonexistent/app, which does not exist');
   });
 });
 

@@ -276,6 +276,40 @@ describe('keys', () => {
     await expect(loadIdentities({ SOPS_AGE_KEY: bad, HOME: tempDir() })).rejects.toThrow('line 1 of SOPS_AGE_KEY is not a valid age identity');
   });
 
+  it('a key pasted with what its shell or .env line had around it is named precisely, never shown; whitespace, CRLF and a whole key file are taken', async () => {
+    const a = await generateIdentity();
+    const home = tempDir();
+    // what age's key-file format and sops take: surrounding whitespace, CRLF line ends, age-keygen's comment lines
+    for (const value of [`${a.secret}  `, `  ${a.secret}\r\n`, a.keyFile, a.keyFile.replace(/\n/g, '\r\n')]) {
+      expect((await loadIdentities({ SOPS_AGE_KEY: value, HOME: home })).identities.map((i) => i.recipient)).toEqual([a.recipient]);
+    }
+    const refused = async (value: string) => {
+      const err = (await loadIdentities({ SOPS_AGE_KEY: value, HOME: home }).catch((e: OpsError) => e)) as OpsError;
+      expect(err).toBeInstanceOf(OpsError);
+      expect(JSON.stringify({ m: err.message, h: err.hint })).not.toContain(a.secret.slice(16));
+      return `${err.message} | ${err.hint}`;
+    };
+    expect(await refused(`'${a.secret}'`)).toMatch(/^line 1 of SOPS_AGE_KEY is the key in quotes \('…'\); not shown \| SOPS_AGE_KEY's value must be the key alone, without quotes: sops and age read them as part of the key/);
+    expect(await refused(`"${a.secret}"\r\n`)).toMatch(/^line 1 of SOPS_AGE_KEY is the key in quotes \("…"\)/);
+    expect(await refused(`${a.secret}'`)).toMatch(/^line 1 of SOPS_AGE_KEY is the key with quote marks around it \(none before it, ' after it\)/);
+    expect(await refused(`export SOPS_AGE_KEY=${a.secret}`)).toMatch(/^line 1 of SOPS_AGE_KEY is a whole shell or \.env line \(export SOPS_AGE_KEY=…\), not the key alone; not shown \| SOPS_AGE_KEY's value must be the key alone, AGE-SECRET-KEY-1…: the "export SOPS_AGE_KEY=" in front belong/);
+    expect(await refused(`# .env\nSOPS_AGE_KEY='${a.secret}'`)).toMatch(/^line 2 of SOPS_AGE_KEY is a whole shell or \.env line \(SOPS_AGE_KEY='…'\)/);
+    expect(await refused(`sops_age_key: ${a.secret}`)).toMatch(/is a whole YAML line \(sops_age_key: …\)/);
+    expect(await refused(`${a.secret},${(await generateIdentity()).secret}`)).toMatch(/^line 1 of SOPS_AGE_KEY holds 2 private keys on one line \(not shown\) \| give one key a line/);
+    expect(await refused(a.secret.toLowerCase())).toMatch(/is a private key written in lower case; not shown/);
+    expect(await refused(`key ${a.secret};`)).toMatch(/holds a private key with other text around it \(4 characters before it, 1 after it; not shown\)/);
+    // a key file kept on one line, \n for its line breaks (a .env value): its key sits in a comment
+    expect(await refused(a.keyFile.trim().replace(/\n/g, '\\n'))).toMatch(/^line 1 of SOPS_AGE_KEY holds a private key with its line breaks written as \\n \(a key file on one line; not shown\) \| give the text with real line breaks/);
+    expect(await refused(`${a.secret}\\n`)).toMatch(/written as \\n/);
+    expect(await refused('~/.config/sops/age/keys.txt')).toMatch(/^line 1 of SOPS_AGE_KEY looks like a file's path, not a key \(not shown\) \| .*set SOPS_AGE_KEY_FILE to its path instead/);
+    // in a key file, the line's place is its file:line
+    const dir = tempDir();
+    writeFileSync(join(dir, 'keys.txt'), `# created: x\n"${a.secret}"\n`);
+    const err = (await loadIdentities({ SOPS_AGE_KEY_FILE: join(dir, 'keys.txt'), HOME: dir }).catch((e: OpsError) => e)) as OpsError;
+    expect(err.message).toBe(`${join(dir, 'keys.txt')}:2 is the key in quotes ("…"); not shown`);
+    expect(err.hint).toMatch(/^a key line must be the key alone, without quotes/);
+  });
+
   it('a public key where the private key goes is named as such, with where the private key is', async () => {
     const a = await generateIdentity();
     const dir = tempDir();
@@ -311,6 +345,19 @@ describe('the environment\'s age_key_file', () => {
     writeFileSync(join(root, 'environments', 'local', 'age-key.txt'), (await generateIdentity()).keyFile);
     const ids = await loadEnvIdentities(root, 'local', { HOME: root });
     expect(ids.identities).toHaveLength(1);
+  });
+
+  it('that cannot be read is said with why, and where a relative one starts from', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'environments', 'local', 'keys'), { recursive: true });
+    writeFileSync(join(root, 'environments', 'local', 'environment.yml'), 'app: shop\nsecrets: {age_key_file: age-key.txt}\n');
+    const missing = (await loadEnvIdentities(root, 'local', { HOME: root }).catch((e: OpsError) => e)) as OpsError;
+    expect([missing.message, missing.hint]).toEqual([
+      `secrets.age_key_file of environments/local/environment.yml: cannot read ${join(root, 'environments', 'local', 'age-key.txt')}: no such file`,
+      "create it (`ops keygen --output <file>`) or remove that setting; a relative path starts from the environment's folder, environments/local/",
+    ]);
+    writeFileSync(join(root, 'environments', 'local', 'environment.yml'), 'app: shop\nsecrets: {age_key_file: keys}\n');
+    expect(((await loadEnvIdentities(root, 'local', { HOME: root }).catch((e: OpsError) => e)) as OpsError).message).toBe(`secrets.age_key_file of environments/local/environment.yml: cannot read ${join(root, 'environments', 'local', 'keys')}: it is a directory, not an age key file`);
   });
 });
 

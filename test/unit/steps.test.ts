@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
-import { applyNginx } from '../../core/steps/nginx.ts';
+import { applyNginx, ensureUpstreams } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
@@ -220,6 +220,22 @@ describe('nginx site', () => {
     expect(s.indexOf('host_lock nginx')).toBeLessThan(s.indexOf('cp -a /etc/nginx'));
     expect(s.indexOf('host_unlock nginx')).toBeGreaterThan(s.indexOf('if ! nginx_reload'));
     bashSyntax(s);
+  });
+});
+
+describe("provision's upstreams file (ensureUpstreams)", () => {
+  it("adds the upstream of a program it lacks at the slot it routes to, leaving the others' ports; then nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-upstreams-'));
+    const file = join(dir, 'shop.conf');
+    const e = env();
+    // as a deploy to green left it, before the config gained `client`
+    const live = upstreams(e, 'green').replace(/upstream shop_client \{[^}]*\}\n/, '').replace('127.0.0.1:3580;', '127.0.0.1:9999;');
+    writeFileSync(file, live);
+    const run = () => execFileSync('bash', ['-c', `CHANGED=0\n${ensureUpstreams(e).replaceAll('/etc/nginx/ops-upstreams/shop.conf', file)}\necho "$CHANGED"`], { encoding: 'utf8' }).trim();
+    expect(run()).toBe('1');
+    expect(readFileSync(file, 'utf8')).toBe(`${live}\nupstream shop_client {\n    server 127.0.0.1:${e.port('client', 'green')};\n    keepalive 16;\n}\n`);
+    expect(run()).toBe('0');
+    rmSync(dir, { recursive: true });
   });
 });
 
@@ -525,6 +541,12 @@ describe('.env', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
     // a secret that is there but null (typed ~, null or nothing): named so, not given as sops's `<nil>`
     expect(() => renderDotenv(env(), { database_url: null, passwords: {} })).toThrow(/lacks 1 secret the .env needs:\n  - DB needs the secret "database_url", which holds no value \(null: typed as ~, null or nothing after its key\)$/m);
+  });
+  it('names the key the file has where the one asked for is a slip away (databse_url, a member path): a typo on either side', () => {
+    expect(() => renderDotenv(env(), { databse_url: 'x', passwords: 'y' })).toThrow(/lacks 1 secret the .env needs:\n  - DB needs the secret "database_url" \(the file has "databse_url": did you mean it\?\)$/m);
+    expect(() => renderDotenv(env(), { database_url: 'x', pass: { words: 'y' } })).toThrow(/  - PASSWORDS needs the secret "passwords" \(the file has "pass.words": did you mean it\?\)$/m);
+    // nothing close: no guess
+    expect(() => renderDotenv(env(), { database_url: 'x', other: 'y' })).toThrow(/  - PASSWORDS needs the secret "passwords"$/m);
   });
 });
 

@@ -799,7 +799,7 @@ function conflictHint(env: Target): string {
 }
 
 /** release.asset_dirs' directories given a url: those nginx serves from layout.assets. */
-export function servedAssetDirs(env: Target): string[] {
+export function servedAssetDirs(env: Pick<Target, 'config'>): string[] {
   return assetDirs(env.config).flatMap((a) => (a.url ? [a.dir] : []));
 }
 

@@ -17,7 +17,8 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
-//     .ops/assets/{current,previous}/  root 0755  release.asset_dirs' { dir, url } of the live release and of the one
+//     .ops/assets/{current,next,previous}/  root 0755  release.asset_dirs' { dir, url } of the live release, of the
+//                                            one a rollout under way is about to switch to, and of the one live
 //                                            before it, hard links: what nginx serves at those URLs (layout.assets)
 //     .ops/kept-masks       root 0600        the .ops-masks lines of every release pruned: what their programs wrote
 //                                            stays in the log files after them (core/steps/sh/mask.sh keep_masks)
@@ -80,9 +81,11 @@ export interface Layout {
   deps: string;
   current: string;
   /**
-   * What nginx serves release.asset_dirs' { dir, url } from: `current/<dir>`, the live release's, and `previous/<dir>`,
-   * the release live before the last switch (deploy or rollback), whose pages may still be open. Root's, readable by
-   * nginx's workers (the releases are not: 0750), hard links to the releases' files (no copy, no link to follow).
+   * What nginx serves release.asset_dirs' { dir, url } from: `current/<dir>`, the live release's, `next/<dir>`, the
+   * release a rollout under way prepared on this host and is about to switch it to (other hosts may serve its pages
+   * already), and `previous/<dir>`, the release live before the last switch (deploy or rollback), whose pages may
+   * still be open. Root's, readable by nginx's workers (the releases are not: 0750), hard links to the releases' files
+   * (no link to follow; a file not readable by all a copy: core/steps/sh/assets.sh).
    */
   assets: string;
   state: string;

@@ -16,7 +16,7 @@ import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
-import { PREVIOUS_KEYS, putPreviousBack, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
@@ -64,6 +64,8 @@ export interface HostPlan {
   created: boolean;
   /** Say the release may exist on the host from now on (LockedRun.made: marked failed if the run loses its lock there). */
   making: () => void;
+  /** Its release's asset directories may be served as `next` (stageAssets ran): dropped if the rollout stops with the release live nowhere. */
+  staged?: boolean;
   /** Its new processes may run (the start step ran): stopped again if the rollout fails. */
   started: boolean;
   /** Its own step failed (failBeforeSwitch ran: release marked, audited). */
@@ -378,10 +380,17 @@ export function wants(hp: HostPlan, name: string): boolean {
   return name === 'release' || !hp.state.depsHas.includes(name);
 }
 
-/** The before_switch hooks, on every host (they may act on the host itself). */
+/**
+ * The before_switch hooks, on every host (they may act on the host itself); then, the release prepared, its served
+ * asset directories staged as `next` (stageAssets), before any host switches.
+ */
 export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<void> {
   const dir = `${env.layout.releases}/${p.id}`;
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+  if (servedAssetDirs(env).length) {
+    hp.staged = true;
+    await hp.h.run(stageAssets(env, p.id));
+  }
 }
 
 /**

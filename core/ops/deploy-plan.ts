@@ -15,7 +15,7 @@ import { checkoutNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
-import { slotConfig } from '../steps/switch.ts';
+import { servedAssetDirs, slotConfig } from '../steps/switch.ts';
 import { environmentSecrets } from './secrets.ts';
 
 /** What a deploy puts live, resolved once on the runner before any host is touched. */
@@ -277,6 +277,7 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
   steps.push(
     ...env.config.release.before_switch.map((c) => `before_switch: ${c}`),
+    ...(servedAssetDirs(env).length ? [`serve the release's assets as next on every host before any switch (release.asset_dirs: ${servedAssetDirs(env).join(', ')})`] : []),
     ...(env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${assetDirs(env.config).map((a) => a.dir).join(', ')})`] : []),
     'start the other slot + health checks',
     'switch: nginx -t, graceful reload, current → release',

@@ -14,6 +14,7 @@ import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
+import { unstageAssets } from '../steps/switch.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, partialState, readLive } from './host-state.ts';
@@ -157,9 +158,17 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         hp.audit({ result: 'failed', message: why });
       }),
     );
+    // The release's assets staged as `next` (stageAssets): live nowhere, it must not answer a URL the live releases do
+    // not; live on some host (switched there, or its commit was live there already), the hosts left behind keep
+    // serving them for that host's pages (a load balancer sends their requests to any host), until their next switch.
+    const liveSomewhere = done.length > 0 || plans.some((hp) => hp.switched || hp.liveUnknown);
+    const staged = plans.filter((hp) => hp.staged && !hp.switched && !hp.liveUnknown);
+    if (!liveSomewhere) await Promise.all(staged.map((hp) => hp.h.tryRun(unstageAssets(env))));
     if (!(e instanceof OpsError)) return e;
     const lines = [e.message];
     if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:\n  ${where().join('\n  ')}`);
+    if (liveSomewhere && staged.length)
+      lines.push(`${staged.map((hp) => hp.name).join(', ')} also serve the assets of ${p.id} (release.asset_dirs), for the pages of the hosts it is live on, until their next switch`);
     // The database is not the hosts': migrations that ran stay (a stopped rollout, like a rollback, undoes none).
     if (migratedOn && !plans.some((hp) => hp.switched || hp.liveUnknown))
       lines.push(

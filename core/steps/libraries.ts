@@ -8,6 +8,7 @@ import type { Target } from '../target.ts';
 import { quote } from '../shell.ts';
 import { maskArgs } from './masks.ts';
 import { probeHeaders } from './nginx-config.ts';
+import assetsFunctions from './sh/assets.sh';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
 import containFunctions from './sh/contain.sh';
@@ -25,6 +26,8 @@ import treeFunctions from './sh/tree.sh';
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
+/** assets_link RELEASE TREE OWNER DIR...: what nginx serves of release.asset_dirs' { dir, url } of a release (sh/assets.sh). */
+export const ASSETS_FUNCTIONS: string = assetsFunctions;
 /**
  * The exit code of run_lock_guard (host-lock.sh): a step of a run found the run's lock no longer its own (released by
  * force, removed, or another run's now) and changed nothing.

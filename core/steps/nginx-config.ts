@@ -213,9 +213,11 @@ export function siteVariables(env: Target): Record<string, string> {
 
 /**
  * The locations serving release.asset_dirs' { dir, url } from disk (layout.assets, which the switch fills): a file
- * under the URL is the live release's (`current`), else that of the release live before it (`previous`: a page it
- * served may still be open, after a deploy or a rollback), else the app's answer (the program its route sends the URL
- * to). The same text for every release. Regex locations (checked before the routes' prefix ones): no part of the path
+ * under the URL is the live release's (`current`), else that of the release a rollout under way is about to switch
+ * this host to (`next`, switch.ts stageAssets: a page of a host switched before this one asks for its assets), else
+ * that of the release live before it (`previous`: a page it served may still be open, after a deploy or a rollback),
+ * else the app's answer (the program its route sends the URL to). The live release's file first: a name never means
+ * another file than the live release's. The same text for every release. Regex locations (checked before the routes' prefix ones): no part of the path
  * starting with "." (dotfiles, `..`), the captured rest looked up under the declared directory only, no symbolic link
  * followed (one in the build's output could name any file).
  * Content-hashed names never change content: cached for good (`expires max`, which, unlike add_header, keeps the
@@ -240,7 +242,7 @@ function assetLocations(env: Target): string[] {
       : `location ${fallback} {\n        return 404;\n    }`;
     const from = (release: string) => `/${release}/${a.dir}/$1`;
     return [
-      `location ~ ^${escapeRegex(a.url)}(?!(?:.*/)?\\.)(.+)$ {\n        root ${L.assets};\n        disable_symlinks on;\n        expires max;\n        try_files ${from('current')} ${from('previous')} ${fallback};\n    }`,
+      `location ~ ^${escapeRegex(a.url)}(?!(?:.*/)?\\.)(.+)$ {\n        root ${L.assets};\n        disable_symlinks on;\n        expires max;\n        try_files ${from('current')} ${from('next')} ${from('previous')} ${fallback};\n    }`,
       app,
     ];
   });

@@ -14,7 +14,7 @@ import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-confi
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
+import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
 
 /**
@@ -798,6 +798,55 @@ function conflictHint(env: Target): string {
   [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${'$'}{slot_conflict#*\]*: }: another enabled site has server_name ${name}, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- ${quote(name)} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2`;
 }
 
+/** release.asset_dirs' directories given a url: those nginx serves from layout.assets. */
+export function servedAssetDirs(env: Pick<Target, 'config'>): string[] {
+  return assetDirs(env.config).flatMap((a) => (a.url ? [a.dir] : []));
+}
+
+/**
+ * Shell that makes `tree` (under layout.assets) hold what nginx is to serve of the served asset directories of release
+ * `$release_id` (assets_link, sh/assets.sh: hard links, every file readable by nginx's workers, no symbolic link).
+ */
+function linkAssets(env: Target, tree: string): string {
+  const L = env.layout;
+  return String.raw`${ASSETS_FUNCTIONS}
+mkdir -p ${quote(L.assets)}; chmod 0755 ${quote(L.assets)}
+assets_link ${quote(L.releases)}/"$release_id" ${quote(tree)} ${quote(env.appUser)} ${servedAssetDirs(env).map(quote).join(' ')}`;
+}
+
+/**
+ * A rollout's release `id`, once prepared on a host (built or received, its before_switch hooks run), served there as
+ * `next` (layout.assets; nginx-config.ts assetLocations: after the live release's files, before those of the one live
+ * before it), before any host switches: a page of a host switched before this one asks it for the new release's hashed
+ * assets (a load balancer sends each request to any host). Only the release's own files, not those the switch carries
+ * into it (the live ones, served here anyway). The switch drops it (its release is then `current`); a rollout that
+ * stops with the release live nowhere drops it too (unstageAssets). For an environment serving asset directories
+ * (servedAssetDirs).
+ */
+export function stageAssets(env: Target, id: string): Step {
+  const L = env.layout;
+  const staged = `${L.assets}/.next.new`;
+  return {
+    name: 'stage assets',
+    as: 'root',
+    timeout: 300,
+    quiet: true,
+    script: String.raw`${releaseIdVar(id)}
+${linkAssets(env, staged)}
+rm -rf ${quote(`${L.assets}/next`)}
+mv -T ${quote(staged)} ${quote(`${L.assets}/next`)}`,
+  };
+}
+
+/**
+ * Stop serving a stopped rollout's release as `next` (stageAssets): a release live nowhere must not answer a URL the
+ * live releases do not (whatever it names, current and previous are then served alone, as before the deploy).
+ */
+export function unstageAssets(env: Target): Step {
+  const L = env.layout;
+  return { name: 'unstage assets', as: 'root', timeout: 60, quiet: true, script: `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}` };
+}
+
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
 export const SWITCH_KEYS = reportKeys('switched');
 
@@ -826,18 +875,14 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   const gate = nginxGate(env, slot, certificateReady);
   // nginx serves release.asset_dirs' URLs from layout.assets (nginx-config.ts assetLocations): the new release's
   // files there made ready before the reload, and once it is live, those of the release live until now (after a
-  // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets.
-  const served = assetDirs(env.config).filter((a) => a.url);
+  // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets;
+  // `next` (stageAssets: the rollout's release, for the pages of the hosts switched before this one) is done with.
+  const served = servedAssetDirs(env).length > 0;
   const assetsNew = `${L.assets}/.new`;
-  // Directories are the copy's own (root's, 0755: nginx's workers go through them); files are the release's, linked.
-  const ASSETS_READY = String.raw`rm -rf ${quote(assetsNew)}; mkdir -p ${quote(assetsNew)}; chmod 0755 ${quote(L.assets)}
-served_dirs=(${served.map((a) => quote(a.dir)).join(' ')})
-for d in "${'$'}{served_dirs[@]}"; do
-  if [ -d ${quote(L.releases)}/"$release_id/$d" ] && [ ! -L ${quote(L.releases)}/"$release_id/$d" ]; then (cd ${quote(L.releases)}/"$release_id" && cp -al --parents -- "$d" ${quote(`${assetsNew}/`)}); fi
-done
-find ${quote(assetsNew)} -type d -exec chmod 0755 {} +`;
+  const ASSETS_READY = linkAssets(env, assetsNew);
   const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
-mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
+mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}
+rm -rf ${quote(`${L.assets}/next`)}`;
   return {
     ...applyNginx({
       item: 'switch',
@@ -852,7 +897,7 @@ mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
-ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served.length ? `\n${ASSETS_READY}` : ''}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served ? `\n${ASSETS_READY}` : ''}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}\n${treeRecord(env)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
@@ -876,7 +921,7 @@ fi`
           ? '# nginx answered with the new slot (verify, above)'
           : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
       }
-mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}${served.length ? `\n${ASSETS_LIVE}` : ''}
+mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}${served ? `\n${ASSETS_LIVE}` : ''}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
@@ -973,7 +1018,7 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
   // the parts hold multi-line quoted text (a supervisor file).
-  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env), previousBackFunctions(env)];
+  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env), previousBackFunctions(env), ...(servedAssetDirs(env).length ? [ASSETS_FUNCTIONS] : [])];
   const body = (script: string) => libraries.reduce((text, lib) => text.split(`${lib}\n`).join(''), script);
   const variants = (name: string, on: string, parts: (readonly [string, Step])[]) =>
     `${PART}\ncase "${on}" in\n${parts.map(([key, step]) => `${key})\n${name}() {\n${body(step.script)}\n} ;;`).join('\n')}\nesac`;

@@ -1,10 +1,14 @@
 // Several hosts per environment: one sha everywhere, rolling batches, migrations once (first host), one SSH
 // connection per host; a failure on one host stops the rollout and says which hosts run which release.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
+import { commit, initRepo } from '../support/gitrepo.ts';
+import { appRepo, ASSET_HOLD, assetApp, assetPage, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, webConfig, type TestProject } from './support.ts';
 
 let hosts: Host[] = [];
 let project: TestProject;
@@ -110,4 +114,54 @@ describe.sequential('two hosts', () => {
     for (const h of hosts) expect((await get(h)).body).toContain('Version 1.0.0');
     after.forEach((n, i) => expect(n - before[i]! - 1).toBe(1));
   }, 300_000);
+
+  it("one host at a time (release.asset_dirs with a url): a host not switched yet serves the new release's hashed assets to the pages of the host switched before it; a rollout stopped with the release live nowhere leaves none of them served", async () => {
+    const repo = join(mkdtempSync(join(tmpdir(), 'ops-multi-assets-')), 'app');
+    initRepo(repo, { 'server.py': assetApp.server, 'app.js': 'console.log("one")\n' });
+    const [a, b] = hosts as [Host, Host];
+    project.write(
+      webConfig(a, repo, {
+        hosts: hosts.map((h) => ({ name: h.name, address: h.address, user: h.user, host_key: h.hostKey })),
+        release: { python_requirements: '', node_dir: '', build: assetApp.build, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] },
+        switch: { drain: 1, health_timeout: 120, batch_size: 1 },
+      }),
+    );
+    await deploy(project.ctx(), project.env(), { ref: 'main' });
+    const one = assetPage('console.log("one")\n');
+    for (const h of hosts) expect((await get(h)).body).toBe(one);
+    // The second host's new release stays unhealthy while held: its switch waits, the first host's is done.
+    const js = 'console.log("two")\n';
+    const two = assetPage(js);
+    commit(repo, { 'app.js': js }, 'two');
+    await sshRun(b, `sudo touch ${ASSET_HOLD}`);
+    let rollout: Promise<unknown> | undefined;
+    try {
+      rollout = deploy(project.ctx(), project.env(), { ref: 'main' });
+      rollout.catch(() => undefined);
+      for (let i = 0; i < 600 && (await get(a)).body !== two; i++) await new Promise((ok) => setTimeout(ok, 200));
+      expect((await get(a)).body).toBe(two);
+      // A page of the first host asks the second, not switched yet, for its script.
+      expect((await get(b)).body).toBe(one);
+      expect(await get(b, two)).toEqual({ status: 200, body: js });
+    } finally {
+      await sshRun(b, `sudo rm -f ${ASSET_HOLD}`);
+    }
+    await rollout;
+    for (const h of hosts) expect((await get(h)).body).toBe(two);
+    // Prepared on both hosts, then the first host's start fails: the release goes live nowhere, and neither serves its files.
+    const three = assetPage('console.log("three")\n');
+    commit(repo, { 'app.js': 'console.log("three")\n' }, 'three');
+    await sshRun(a, 'sudo mv /var/log/sample /var/log/sample.away');
+    try {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'main' }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(new RegExp(`rollout stopped; hosts now run:\\n  ${a.name}: unchanged \\(failed; \\S+ still live\\)\\n  ${b.name}: unchanged`));
+      expect((err as Error).message).not.toMatch(/also serve the assets/);
+    } finally {
+      await sshRun(a, 'sudo mv /var/log/sample.away /var/log/sample');
+    }
+    for (const h of hosts) {
+      expect((await get(h)).body).toBe(two);
+      expect((await get(h, three)).status).toBe(404);
+    }
+  }, 600_000);
 });

@@ -100,6 +100,43 @@ export function webConfig(host: Host, repository: string, overrides: Record<stri
   };
 }
 
+/** While this file exists on a host, assetApp's health path answers 503 there: a release started on it stays unhealthy (not refused). */
+export const ASSET_HOLD = '/run/ops-test-hold';
+
+/**
+ * An app with content-hashed assets (release.asset_dirs: `static`), as a browser meets one across switches: `build`
+ * names a copy of app.js after a hash of its content (vite's way), static/app-<12 hex>.js, and writes the page ("/"
+ * answers the asset's URL, nothing else) and static/version.txt (the hash: a name every release has). `server` lists
+ * the files of static/ once, at its start, as adapter-node's sirv does (SvelteKit's /_app/immutable): a file put into
+ * its release later is never served by it; it answers 404 for any other path, and 503 for its health path while
+ * ASSET_HOLD exists. assetPage: the page a release of an app.js serves.
+ */
+export const assetApp = {
+  server: String.raw`import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+FILES = {"/static/" + n: open("static/" + n, "rb").read() for n in os.listdir("static")} if os.path.isdir("static") else {}
+PAGE = open("ASSET").read().strip()
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        held = self.path == "/health" and os.path.exists(${JSON.stringify(ASSET_HOLD)})
+        body = b"ok" if self.path == "/health" else PAGE.encode() if self.path == "/" else FILES.get(self.path)
+        self.send_response(503 if held else 404 if body is None else 200)
+        body = body or b""
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`,
+  build: 'h=$(sha256sum app.js | cut -c1-12) && mkdir -p static && cp app.js static/app-$h.js && echo /static/app-$h.js > ASSET && printf %s $h > static/version.txt',
+};
+
+/** The page (the URL of its script) assetApp serves for a release whose app.js is `js`. */
+export function assetPage(js: string): string {
+  return `/static/app-${createHash('sha256').update(js).digest('hex').slice(0, 12)}.js`;
+}
+
 export interface TestProject {
   root: string;
   name: string;

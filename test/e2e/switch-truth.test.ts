@@ -16,7 +16,7 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
-import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, assetApp, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -238,24 +238,7 @@ describe.sequential('a switch reports success only when nginx serves the new slo
 // app lists its assets once, at start, as adapter-node's sirv does (SvelteKit's /_app/immutable): a file put into its
 // release later is never served.
 describe('asset bridging (release.asset_dirs)', () => {
-  const assetServer = String.raw`import os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-FILES = {"/static/" + n: open("static/" + n, "rb").read() for n in os.listdir("static")} if os.path.isdir("static") else {}
-PAGE = open("ASSET").read().strip()
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"ok" if self.path == "/health" else PAGE.encode() if self.path == "/" else FILES.get(self.path)
-        self.send_response(404 if body is None else 200)
-        body = body or b""
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
-  // vite's way: the asset named after a hash of its content, and the page naming it.
-  const build = 'h=$(sha256sum app.js | cut -c1-12) && mkdir -p static && cp app.js static/app-$h.js && echo /static/app-$h.js > ASSET && printf %s $h > static/version.txt';
+  const { server: assetServer, build } = assetApp;
 
   it('serves the assets of the page live before the switch after it, one release long, never over the new ones', async () => {
     const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
@@ -308,6 +291,27 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
     await onHost(`echo secret > /srv/${APP}/current/static/.hidden`);
     expect((await get(host, '/static/.hidden')).status).toBe(404);
     expect((await get(host, '/static/../ASSET')).status).not.toBe(200);
+  }, 600_000);
+
+  it("given a url, nginx serves from disk a build's files not readable by all (umask 077: a copy, the release's own untouched) and its links to files of the release", async () => {
+    const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
+    initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log("private")\n', 'images/logo.txt': 'logo\n' });
+    const linked = `${build} && ln -s ../images/logo.txt static/logo.txt`;
+    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build: `umask 077 && ${linked}`, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
+    const r = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(r.code, readable(r)).toBe(0);
+    const page = await serving();
+    const file = `/srv/${APP}/current${page}`;
+    expect(await onHost(`stat -c %a ${file}`)).toBe('600');
+    // From disk: nginx's answer (cached for good), not the app's (which lists these files too, as its own user).
+    const fromDisk = async (path: string) => {
+      const answer = await onHost(`curl -si http://127.0.0.1${path}`);
+      return { status: answer.split(' ')[1], cached: /\r\nCache-Control: max-age=315360000\r\n/.test(answer), body: answer.slice(answer.indexOf('\r\n\r\n') + 4) };
+    };
+    // (What the host printed, its last line break trimmed.)
+    expect(await fromDisk(page)).toEqual({ status: '200', cached: true, body: 'console.log("private")' });
+    expect(await fromDisk('/static/logo.txt')).toEqual({ status: '200', cached: true, body: 'logo' });
+    expect(await onHost(`stat -c %a ${file}`)).toBe('600');
   }, 600_000);
 });
 

@@ -27,7 +27,7 @@ import { appCommand, nodeDependencies, pythonDependencies } from '../../core/ste
 import { carryAssets, createRelease, deployState, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
-import { putPreviousBack, rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { putPreviousBack, rollbackStep, stageAssets, startSlot, stopSlot, switchTo, unstageAssets } from '../../core/steps/switch.ts';
 import { dropPacked, packArtifacts, readChunk, unpackArtifacts } from '../../core/steps/artifact.ts';
 import { appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { issueCertificate, prepareTls } from '../../core/steps/tls.ts';
@@ -77,6 +77,11 @@ const ENVIRONMENTS: Record<string, Target> = {
   'shared host': environment('demo', { app: 'demo', domain: 'demo.example.org', base_dir: '/srv/demo app', tls: { mode: 'letsencrypt', email: 'ops@example.org' }, nginx: { default_server: true }, programs: { server: { command: 'venv/bin/python -m api', port: 4579, health: '/health' }, client: { command: '{node} ./build', port: 4000 } } }),
 };
 
+/** `env` with release.asset_dirs, one of them served by nginx (given a url). */
+function servingAssets(env: Target): Target {
+  return { ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['carried', { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' }] } } };
+}
+
 /** Every step function of core/steps (and the transport's upload step), rendered for one environment. */
 function render(env: Target): Record<string, Step> {
   const release = `${env.baseDir}/releases/${RELEASE_ID}`;
@@ -113,7 +118,14 @@ function render(env: Target): Record<string, Step> {
     switchTo: switchTo(env, 'green', RELEASE_ID, true, 'deploy', { fingerprint: '0'.repeat(32), dotenvSums: `${'1'.repeat(64)} ${'2'.repeat(64)}`, settings: 'app=01234567,programs=89abcdef' }),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
     // (base_dir with a space: refused with release.asset_dirs' url, config.test.ts)
-    ...(/ /.test(env.baseDir) ? {} : { 'switchTo serving assets': switchTo({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['carried', { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' }] } } }, 'green', RELEASE_ID, true) }),
+    ...(/ /.test(env.baseDir)
+      ? {}
+      : {
+          'switchTo serving assets': switchTo(servingAssets(env), 'green', RELEASE_ID, true),
+          'rollbackStep serving assets': rollbackStep(servingAssets(env), undefined, '', { done: '', refused: '' }),
+          stageAssets: stageAssets(servingAssets(env), RELEASE_ID),
+        }),
+    unstageAssets: unstageAssets(env),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }, 'app=01234567,programs=89abcdef'),
     'rollbackStep --to': rollbackStep(env, RELEASE_ID, '', { done: '', refused: releaseLock(env, '0123456789abcdef').script }),
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),

@@ -1,8 +1,8 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
@@ -14,7 +14,7 @@ import { applyNginx, ensureUpstreams } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
-import { expand, putPreviousBack, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost } from '../../core/shell.ts';
 import { debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
@@ -183,11 +183,11 @@ describe('nginx site', () => {
     // With a domain and not marked the default server, it answers for its domain only.
     expect(s).toContain('listen 80;\n    listen [::]:80;\n    server_name shop.example.org;');
   });
-  it('serves release.asset_dirs given a url from disk: the live release, then the one live before it (the same text for every release), then the app; never a dotfile', () => {
+  it('serves release.asset_dirs given a url from disk: the live release, then the one a rollout is about to switch to, then the one live before it (the same text for every release), then the app; never a dotfile', () => {
     const e = env({ release: { asset_dirs: ['carried/only', { dir: 'client/build/client/_app/immutable', url: '/_app/immutable/' }, { dir: 'dist/assets', url: '/api/assets.v1/' }] } });
     const s = site(e, true);
     expect(s).toContain(
-      'location ~ ^/_app/immutable/(?!(?:.*/)?\\.)(.+)$ {\n        root /srv/shop/.ops/assets;\n        disable_symlinks on;\n        expires max;\n        try_files /current/client/build/client/_app/immutable/$1 /previous/client/build/client/_app/immutable/$1 @shop_assets_1;\n    }',
+      'location ~ ^/_app/immutable/(?!(?:.*/)?\\.)(.+)$ {\n        root /srv/shop/.ops/assets;\n        disable_symlinks on;\n        expires max;\n        try_files /current/client/build/client/_app/immutable/$1 /next/client/build/client/_app/immutable/$1 /previous/client/build/client/_app/immutable/$1 @shop_assets_1;\n    }',
     );
     expect(s).toContain('location @shop_assets_1 {\n        proxy_pass http://shop_client;');
     // Under a route that strips its prefix, the app gets the URL as its own location passes it.
@@ -195,12 +195,15 @@ describe('nginx site', () => {
     expect(s).toContain('location @shop_assets_2 {\n        rewrite ^/api/(.*)$ /$1 break;\n        proxy_pass http://shop_server;');
     expect(s).not.toContain('carried/only');
     // The switch links the new release's served directories before the reload; once `current` is renamed into place,
-    // the release live until now becomes `previous`.
+    // the release live until now becomes `previous`, and `next` (the rollout's release, staged) is done with.
     const sw = switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(sw).toContain('served_dirs=(client/build/client/_app/immutable dist/assets)');
-    expect(sw.indexOf('cp -al --parents')).toBeLessThan(sw.indexOf('if ! nginx_reload'));
+    const link = 'assets_link /srv/shop/releases/"$release_id" /srv/shop/.ops/assets/.new shop client/build/client/_app/immutable dist/assets';
+    expect(sw).toContain(link);
+    expect(sw.indexOf(link)).toBeLessThan(sw.indexOf('if ! nginx_reload'));
     expect(sw.indexOf('mv -T /srv/shop/.ops/assets/current /srv/shop/.ops/assets/previous')).toBeGreaterThan(sw.indexOf('mv -T /srv/shop/.current.new /srv/shop/current'));
+    expect(sw.indexOf('rm -rf /srv/shop/.ops/assets/next')).toBeGreaterThan(sw.indexOf('mv -T /srv/shop/.ops/assets/.new /srv/shop/.ops/assets/current'));
     bashSyntax(sw);
+    bashSyntax(stageAssets(e, '20261125T120000Z-0123456789ab').script);
     expect(switchTo(env(), 'green', '20261125T120000Z-0123456789ab', true).script).not.toContain('.ops/assets');
   });
   it('refuses a base_dir nginx would misread when it serves assets', () => {
@@ -469,6 +472,46 @@ describe('asset bridging (carryAssets)', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('@ops carried 2');
     expect(Object.fromEntries(Object.keys(files).map((f) => [f, existsSync(join(base, 'releases', id, f))]))).toEqual(files);
+    rmSync(base, { recursive: true, force: true });
+  });
+});
+
+describe('assets nginx serves (stageAssets, the switch: sh/assets.sh)', () => {
+  it("stages a prepared release's served directories as next: every file readable by all (a copy, root's, when the build's is not: the release's own untouched), a link to a file of the release as that file, no other link", () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-stage-'));
+    const config = parseEnvironment({ app: 'shop', domain: 'shop.example.org', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'x', port: 3000 } }, routes: { '/': 'web' }, release: { asset_dirs: [{ dir: 'static', url: '/static/' }] } }, 'test');
+    const target = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: userInfo().username, baseDir: base, url: 'https://shop.example.org' });
+    const id = '20261121T120000Z-0123456789ac';
+    const release = join(base, 'releases', id);
+    mkdirSync(join(release, 'static'), { recursive: true });
+    mkdirSync(join(release, 'images'));
+    writeFileSync(join(release, 'static/app-1a2b.js'), 'app');
+    // A build run with umask 077.
+    writeFileSync(join(release, 'static/chunk-3c4d.js'), 'chunk', { mode: 0o600 });
+    utimesSync(join(release, 'static/chunk-3c4d.js'), 1_700_000_000, 1_700_000_000);
+    writeFileSync(join(release, 'images/logo-5e6f.svg'), '<svg/>');
+    writeFileSync(join(release, '.env'), 'SECRET=x', { mode: 0o600 });
+    symlinkSync('../images/logo-5e6f.svg', join(release, 'static/logo-5e6f.svg'));
+    symlinkSync('../.env', join(release, 'static/env.txt'));
+    symlinkSync('/etc/hostname', join(release, 'static/hostname.txt'));
+    symlinkSync('../images', join(release, 'static/images'));
+    symlinkSync('gone.js', join(release, 'static/dangling.js'));
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(stageAssets(target, id)), encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    expect(r.status, r.stderr).toBe(0);
+    const next = join(base, '.ops/assets/next/static');
+    expect(readdirSync(next).sort()).toEqual(['app-1a2b.js', 'chunk-3c4d.js', 'logo-5e6f.svg']);
+    for (const f of readdirSync(next)) expect(lstatSync(join(next, f)).isFile()).toBe(true);
+    // Linked: the release's own file.
+    expect(statSync(join(next, 'app-1a2b.js')).ino).toBe(statSync(join(release, 'static/app-1a2b.js')).ino);
+    expect(statSync(join(next, 'logo-5e6f.svg')).ino).toBe(statSync(join(release, 'images/logo-5e6f.svg')).ino);
+    // Copied, readable by all, its mtime kept; the release's file as its build made it.
+    const copy = statSync(join(next, 'chunk-3c4d.js'));
+    expect(copy.ino).not.toBe(statSync(join(release, 'static/chunk-3c4d.js')).ino);
+    expect(copy.mode & 0o777).toBe(0o644);
+    expect(copy.mtimeMs).toBe(1_700_000_000_000);
+    expect(readFileSync(join(next, 'chunk-3c4d.js'), 'utf8')).toBe('chunk');
+    expect(statSync(join(release, 'static/chunk-3c4d.js')).mode & 0o777).toBe(0o600);
+    expect(readdirSync(join(base, '.ops/assets'))).toEqual(['next']);
     rmSync(base, { recursive: true, force: true });
   });
 });

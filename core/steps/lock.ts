@@ -98,7 +98,11 @@ export const HOLDER_SILENT_SECONDS = 60;
  * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
  * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
  * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good; so is
- * one whose holder's connection has been silent HOLDER_SILENT_SECONDS (`lock_silent`, said by REPORT_HOLDER as `silent`).
+ * one taken in another boot of the host (its holder_boot not the host's boot id: after a reboot the recorded pid and
+ * start time, clock ticks since boot, may be an unrelated process's; `lock_rebooted`, said by REPORT_HOLDER as
+ * `rebooted=yes`; a lock of an older ops, without holder_boot, is read by its pid and start time alone), and one whose
+ * holder's connection has been silent HOLDER_SILENT_SECONDS (said by REPORT_HOLDER as `silent`). A held lock's
+ * silence so far is `lock_silent` too (REPORT_HOLDER's `silent`: how long until it reads stale, staleInSeconds).
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
@@ -106,19 +110,22 @@ for lock_try in 1 2 3; do
   [ -d "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
+lock_rebooted=; lock_silent=
 if [ "$lock_state" = stale ]; then
-  pid=; start=
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; esac; done <<< "$lock_info"
-  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  pid=; start=; boot=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$lock_info"
+  lock_boot=; boot_id lock_boot
+  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
+  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
-lock_silent=
-if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid") && [ "$lock_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then lock_state=stale; else lock_silent=; fi`;
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a silent holder connection: for how long (`silent`, seconds). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
 
 /**
@@ -185,6 +192,8 @@ holder=$(conn_pid) || { echo "cannot find the SSH server process of this connect
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
 [ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
+# The boot it belongs to: after a reboot the same pid and start time may be another process's (LOCK_STATE).
+holder_boot=; boot_id holder_boot
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 # What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
 # (looked for by bash first: usually there is none).
@@ -204,7 +213,7 @@ while :; do
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
     rm -rf "$taking"
-    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$taking/info"; } 2>&1); then
+    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$taking/info"; } 2>&1); then
       rm -rf "$taking"
       echo "cannot write the lock's details in $taking: ${'$'}{made:-no space left under ${L.base}?}" >&2
       exit 1
@@ -458,4 +467,27 @@ export function parseLock(result: StepResult): LockInfo {
 export function describeHolder(h: Record<string, string>): string {
   if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ''})`;
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
+}
+
+/**
+ * Why a stale lock's run reads gone though the lock's holder pid may be a live process: the host rebooted since it was
+ * taken, or the holder's SSH connection has been silent HOLDER_SILENT_SECONDS (its runner went away with its network).
+ * Empty for any other stale lock (its holder process ended) and for a lock not stale.
+ */
+export function staleReason(lock: LockInfo): string {
+  if (lock.state !== 'stale') return '';
+  if (lock.holder.rebooted) return ' (the host has rebooted since it was taken)';
+  if (lock.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)`;
+  return '';
+}
+
+/**
+ * A held lock whose holder connection's silence the host could read (`silent`): the seconds until it reads stale if
+ * it stays silent (HOLDER_SILENT_SECONDS after its last word), and how long it has been silent; else undefined (not
+ * held, or ss not readable there).
+ */
+export function staleIn(lock: LockInfo): { silent: number; seconds: number } | undefined {
+  const silent = Number(lock.holder.silent);
+  if (lock.state !== 'held' || !/^\d+$/.test(lock.holder.silent ?? '')) return undefined;
+  return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
-import { formatLock } from '../../core/ops/records.ts';
+import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -119,7 +119,15 @@ describe('taking the lock', () => {
       ss(9000, 120_000);
       expect(look()).toMatchObject({ state: 'held' });
       ss(120_000, 9000);
-      expect(look()).toMatchObject({ state: 'held' });
+      expect(look()).toMatchObject({ state: 'held', holder: { silent: '9' } });
+      // Silent for 42 s (a runner gone without a FIN, not yet for long): left by ops lock release, which says in how
+      // many seconds it reads stale and what to do meanwhile.
+      ss(42_000, 42_500);
+      const left = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(left.stdout).toContain(`@ops ${LOCK_KEYS.refused} 1`);
+      expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test')).toBe(
+        `web1: NOT released (locked: a deploy run by me, started x): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
+      );
       // Silent, both ways, for HOLDER_SILENT_SECONDS: stale, and for how long.
       ss(HOLDER_SILENT_SECONDS * 1000 + 5500, HOLDER_SILENT_SECONDS * 1000 + 5000);
       const lock = look();

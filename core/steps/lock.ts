@@ -131,9 +131,13 @@ elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); 
 /**
  * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in
  * place, its details would go before its directory, and a run looking meanwhile would read a lock without details: a
- * stale one, refused at once whatever its switch.lock_wait.
+ * stale one, refused at once whatever its switch.lock_wait. A lock that cannot be renamed away (its directory read-only:
+ * a file system remounted so after an I/O error, chattr +i) is left whole, never said let go: `lock_kept` says why
+ * (else empty), on stderr too.
  */
-const LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
+const LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
+if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
+elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${'$'}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
@@ -343,7 +347,8 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
     timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
     quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
+    // A lock it could not remove (lock_kept): the step fails, saying why (the run then names the host and ops lock release).
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}\n[ -z "\${lock_kept:-}" ] || exit 1`,
   };
 }
 
@@ -369,7 +374,8 @@ fi
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
+${audit}${LET_GO}
+[ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
@@ -429,7 +435,8 @@ fi
 ${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
-${LET_GO}`,
+${LET_GO}
+[ -z "$lock_kept" ] || exit 1`,
   };
 }
 

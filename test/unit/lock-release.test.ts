@@ -30,10 +30,10 @@ interface Released {
  * A lock of run r1 whose info records connection `gone` (held by a live process when `held`, else by a pid long
  * gone), four processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
  * another connection; `step`, a step of connection `gone` waiting in bash itself), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
- * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
+ * then which processes are left. `immutable`: the directory holding the lock made immutable (chattr +i) for the step. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
+function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, immutable = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
@@ -55,7 +55,8 @@ OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 mkfifo /run/ops-fifo
 ${commandLine({ as: 'login', timeout: 120 }, 'root', 'app', gone)} <<< 'exec 3<>/run/ops-fifo; read -r -t 120 -u 3 _ || true' >/dev/null 2>&1 & step=$!
 sleep 0.3
-${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
+${immutable ? `chattr +i ${quote(env.layout.state)}
+` : ''}${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
 ${runnerGone ? `# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
 for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done` : ''}
 sleep 0.3
@@ -63,8 +64,10 @@ sleep 0.3
 for p in stubborn plain other step; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
 echo "pids=$stubborn $plain"
 [ -d ${quote(lock)} ] && echo lock=kept || echo lock=removed
+[ -f ${quote(`${lock}/info`)} ] && echo details=kept || echo details=removed
 echo "audit=$(cat ${quote(env.layout.audit)} 2>/dev/null)"
-kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true`;
+kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true
+chattr -i ${quote(env.layout.state)} 2>/dev/null || true`;
   const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
   const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
   const processes: Record<string, string> = {};
@@ -112,6 +115,17 @@ describe('the forced release of a lock', () => {
     expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive', step: 'alive' });
     expect(r.lock).toBe('removed');
   }, 60_000);
+
+  it('a lock that cannot be removed (its directory made immutable, chattr +i): left whole, its details too (not a lock without details, "an unknown run"), never said released; the step fails saying why', () => {
+    for (const options of [{}, { ownRelease: true }]) {
+      const r = release(false, { ...options, immutable: true });
+      expect(r.out, r.stderr).not.toContain(`@ops ${LOCK_KEYS.lock} released`);
+      expect(r.out).toContain('code=1');
+      expect(r.lock).toBe('kept');
+      expect(r.out).toMatch(/^details=kept$/m);
+      expect(r.stderr).toMatch(/cannot remove the lock \/\S+\/lock: cannot move .*Operation not permitted/);
+    }
+  }, 120_000);
 
   it('a run\'s own release after an interruption, its runner killed as it begins (a cancelled workflow\'s SIGKILL): it still stops the run\'s processes, appends the audit line and removes the lock', () => {
     const r = release(false, { ownRelease: true, runnerGone: true });

@@ -43,7 +43,7 @@ function stopStartedSlot(env: Target): string {
   const indent = (shell: string) => shell.replace(/\n/g, '\n        ');
   return String.raw`${previousBackFunctions(env)}
 started_slot=""; started_release=""
-read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+read -r started_slot started_release 2>/dev/null < "$lock/${STARTED_RECORD}" || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${'$'}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then

@@ -322,7 +322,7 @@ export function settleLostRun(env: Target, runId: string, ended: string[]): Step
   return {
     name: 'settle',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    timeout: 30 + stopGoneRunSeconds(env),
     quiet: true,
     script: stopGoneRun(env, runId, ended),
   };
@@ -345,7 +345,7 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
     name: 'unlock',
     as: 'root',
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
+    timeout: 30 + (ended.length ? stopGoneRunSeconds(env) : 0),
     quiet: true,
     // A lock it could not remove (lock_kept): the step fails, saying why (the run then names the host and ops lock release).
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}\n[ -z "\${lock_kept:-}" ] || exit 1`,
@@ -390,6 +390,11 @@ export function lockStatus(env: Target): Step {
   };
 }
 
+/** Seconds stopping a gone run takes at most (stopGoneRun, and a forced release once it read the lock): a switch waited out, its processes stopped, a slot put back. */
+function stopGoneRunSeconds(env: Target): number {
+  return CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env);
+}
+
 /**
  * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
  * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
@@ -399,13 +404,18 @@ export function lockStatus(env: Target): Step {
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
  * usable connection id (taken by an older version, edited by hand) is removed with `unchecked` saying its run's
- * processes were not looked for.
+ * processes were not looked for. One forced release of the app at a time on a host (a flock on its state directory,
+ * waited for at most stopGoneRunSeconds): two at once (two terminals, a retried job) would both read the lock before
+ * either removed it, both stop the slot its run had started and put its previous release back, both audit the removal,
+ * and the later one remove a lock a new run took meanwhile; the second reads the lock once the first is done.
  */
 export function forceReleaseLock(env: Target, force = false): Step {
+  const L = env.layout;
+  const wait = stopGoneRunSeconds(env);
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    timeout: 30 + wait + wait,
     quiet: true,
     script: String.raw`${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
@@ -413,7 +423,11 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
-lock=${quote(env.layout.lock)}
+lock=${quote(L.lock)}
+if [ -d ${quote(L.state)} ]; then
+  exec {release_fd}< ${quote(L.state)}
+  flock -w ${wait} "$release_fd" || { echo "another ops lock release of this app is still under way on this host (waited ${wait}s): try again when it is done" >&2; exit 1; }
+fi
 ${LOCK_STATE}
 ${REPORT_HOLDER}
 [ "$lock_state" != free ] || exit 0

@@ -30,10 +30,10 @@ interface Released {
  * A lock of run r1 whose info records connection `gone` (held by a live process when `held`, else by a pid long
  * gone), four processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
  * another connection; `step`, a step of connection `gone` waiting in bash itself), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
- * then which processes are left. `immutable`: the directory holding the lock made immutable (chattr +i) for the step. `runnerGone`: the step's output is read up to its start line only (the runner
+ * then which processes are left. `twice`: the step run again a second after it begins, beside it. `immutable`: the directory holding the lock made immutable (chattr +i) for the step. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, immutable = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
+function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, immutable = false, twice = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
@@ -55,8 +55,13 @@ OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 mkfifo /run/ops-fifo
 ${commandLine({ as: 'login', timeout: 120 }, 'root', 'app', gone)} <<< 'exec 3<>/run/ops-fifo; read -r -t 120 -u 3 _ || true' >/dev/null 2>&1 & step=$!
 sleep 0.3
-${immutable ? `chattr +i ${quote(env.layout.state)}
-` : ''}${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
+${immutable ? `chattr +i ${quote(env.layout.state)}\n` : ''}${twice ? `# The same step from another terminal a second after the first (its output last, each line marked "first").
+cat > /run/ops-step.sh
+{ ${commandLine(step, 'root', 'app')} < /run/ops-step.sh > /run/ops-first.out 2>&1 || echo "code=$?" >> /run/ops-first.out; } & first=$!
+sleep 1
+${commandLine(step, 'root', 'app')} < /run/ops-step.sh || echo "code=$?"
+wait $first; sed 's/^/first /' /run/ops-first.out
+` : `${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"`}
 ${runnerGone ? `# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
 for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done` : ''}
 sleep 0.3
@@ -128,6 +133,17 @@ describe('the forced release of a lock', () => {
       expect(r.stderr).toMatch(/cannot remove the lock \/\S+\/lock: cannot move .*Operation not permitted/);
     }
   }, 120_000);
+
+  it('two at once (two terminals): the second reads the lock once the first is done (free), never stopping or putting back what the first does, nor removing a lock taken meanwhile', () => {
+    const r = release(false, { twice: true });
+    expect(r.out, r.stderr).toMatch(/^first @ops lock stale$/m);
+    expect(r.out).toMatch(/^first @ops stopped /m);
+    expect(r.out).toMatch(/^@ops lock free$/m);
+    expect(r.out).not.toMatch(/^@ops (stopped|live_after)/m);
+    expect(r.out).not.toContain('code=');
+    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
+    expect(r.lock).toBe('removed');
+  }, 60_000);
 
   it('a run\'s own release after an interruption, its runner killed as it begins (a cancelled workflow\'s SIGKILL): it still stops the run\'s processes, appends the audit line and removes the lock', () => {
     const r = release(false, { ownRelease: true, runnerGone: true });

@@ -300,6 +300,7 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
+${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
@@ -322,7 +323,7 @@ export function settleLostRun(env: Target, runId: string, ended: string[]): Step
   return {
     name: 'settle',
     as: 'root',
-    timeout: 30 + stopGoneRunSeconds(env),
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
     quiet: true,
     script: stopGoneRun(env, runId, ended),
   };
@@ -344,8 +345,8 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
   return {
     name: 'unlock',
     as: 'root',
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? stopGoneRunSeconds(env) : 0),
+    // Beyond its own 30 s, a forced stop has the time to wait out another release (oneRelease), then a switch (critical_wait), its TERM-then-KILL 10 s and a slot put back.
+    timeout: 30 + (ended.length ? 2 * stopGoneRunSeconds(env) : 0),
     quiet: true,
     // A lock it could not remove (lock_kept): the step fails, saying why (the run then names the host and ops lock release).
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}\n[ -z "\${lock_kept:-}" ] || exit 1`,
@@ -390,6 +391,21 @@ export function lockStatus(env: Target): Step {
   };
 }
 
+/**
+ * Shell that waits (at most stopGoneRunSeconds) until no other release of the app's lock that stops a gone run's work
+ * runs on the host (a flock on its state directory, held until the script ends): a forced release (forceReleaseLock)
+ * and an interrupted run's own (stopGoneRun) one at a time. Two at once would both read the lock before either removed
+ * it, both stop the slot its run had started and put its previous release back, and the later one remove a lock taken
+ * meanwhile; the second reads the lock once the first is done.
+ */
+function oneRelease(env: Target): string {
+  const wait = stopGoneRunSeconds(env);
+  return String.raw`if [ -d ${quote(env.layout.state)} ]; then
+  exec {release_fd}< ${quote(env.layout.state)}
+  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+fi`;
+}
+
 /** Seconds stopping a gone run takes at most (stopGoneRun, and a forced release once it read the lock): a switch waited out, its processes stopped, a slot put back. */
 function stopGoneRunSeconds(env: Target): number {
   return CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env);
@@ -404,18 +420,15 @@ function stopGoneRunSeconds(env: Target): number {
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
  * usable connection id (taken by an older version, edited by hand) is removed with `unchecked` saying its run's
- * processes were not looked for. One forced release of the app at a time on a host (a flock on its state directory,
- * waited for at most stopGoneRunSeconds): two at once (two terminals, a retried job) would both read the lock before
- * either removed it, both stop the slot its run had started and put its previous release back, both audit the removal,
- * and the later one remove a lock a new run took meanwhile; the second reads the lock once the first is done.
+ * processes were not looked for. One such release at a time (oneRelease): two terminals, a retried job, or an
+ * interrupted run's own release under way, would otherwise both stop and both audit the removal.
  */
 export function forceReleaseLock(env: Target, force = false): Step {
   const L = env.layout;
-  const wait = stopGoneRunSeconds(env);
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30 + wait + wait,
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
     quiet: true,
     script: String.raw`${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
@@ -424,10 +437,7 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
 lock=${quote(L.lock)}
-if [ -d ${quote(L.state)} ]; then
-  exec {release_fd}< ${quote(L.state)}
-  flock -w ${wait} "$release_fd" || { echo "another ops lock release of this app is still under way on this host (waited ${wait}s): try again when it is done" >&2; exit 1; }
-fi
+${oneRelease(env)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
 [ "$lock_state" != free ] || exit 0

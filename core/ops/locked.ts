@@ -16,7 +16,7 @@ import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATIO
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
@@ -241,7 +241,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${lock.holder.silent ? ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)` : ''}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   throw new LockError(

@@ -10,7 +10,7 @@ import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, staleIn, staleReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
@@ -101,7 +101,7 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`))
+    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}`}`))
     .join('\n');
 }
 
@@ -150,13 +150,25 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
   );
 }
 
+/**
+ * Why a lock left by `ops lock release` (its run still connected) was left, and what to do: with its connection's
+ * silence known (staleIn), when it reads stale should that silence go on (a runner gone without closing its
+ * connection, its network lost), and that a release then frees it without --force.
+ */
+function stillConnected(lock: LockInfo, envName: string): string {
+  const force = `ops lock release ${envName} --force stops what it runs there and removes the lock`;
+  const s = staleIn(lock);
+  if (!s) return `its run is still connected and ends on its own; if it is stuck, ${force}`;
+  return `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s: run ops lock release ${envName} again then; if you are sure the run is gone or stuck, ${force} now`;
+}
+
 /** `ops lock release`'s answer for a terminal, one line per host. */
 export function formatLockRelease(list: LockRelease[], envName: string): string {
   return list
     .map((r) => {
       if (r.lock.state === 'free') return `${r.host}: was not locked`;
       const held = formatLock([{ host: r.host, lock: r.lock }]).split(': ').slice(1).join(': ');
-      if (r.refused) return `${r.host}: NOT released (${held}): its run is still connected and ends on its own; if it is stuck, ops lock release ${envName} --force stops what it runs there and removes the lock`;
+      if (r.refused) return `${r.host}: NOT released (${held}): ${stillConnected(r.lock, envName)}`;
       const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(' ')})` : r.unchecked ? `; ${r.unchecked}: check with ps` : '';
       return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot, r.previousBack, r.lock.holder.operation)}` : ''}; ${r.live || 'nothing'} is live`;
     })

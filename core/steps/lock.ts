@@ -43,7 +43,7 @@ function stopStartedSlot(env: Target): string {
   const indent = (shell: string) => shell.replace(/\n/g, '\n        ');
   return String.raw`${previousBackFunctions(env)}
 started_slot=""; started_release=""
-read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+read -r started_slot started_release 2>/dev/null < "$lock/${STARTED_RECORD}" || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${'$'}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
@@ -98,7 +98,11 @@ export const HOLDER_SILENT_SECONDS = 60;
  * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
  * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
  * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good; so is
- * one whose holder's connection has been silent HOLDER_SILENT_SECONDS (`lock_silent`, said by REPORT_HOLDER as `silent`).
+ * one taken in another boot of the host (its holder_boot not the host's boot id: after a reboot the recorded pid and
+ * start time, clock ticks since boot, may be an unrelated process's; `lock_rebooted`, said by REPORT_HOLDER as
+ * `rebooted=yes`; a lock of an older ops, without holder_boot, is read by its pid and start time alone), and one whose
+ * holder's connection has been silent HOLDER_SILENT_SECONDS (said by REPORT_HOLDER as `silent`). A held lock's
+ * silence so far is `lock_silent` too (REPORT_HOLDER's `silent`: how long until it reads stale, staleInSeconds).
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
@@ -106,27 +110,34 @@ for lock_try in 1 2 3; do
   [ -d "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
+lock_rebooted=; lock_silent=
 if [ "$lock_state" = stale ]; then
-  pid=; start=
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; esac; done <<< "$lock_info"
-  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  pid=; start=; boot=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$lock_info"
+  lock_boot=; boot_id lock_boot
+  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
+  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
-lock_silent=
-if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid") && [ "$lock_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then lock_state=stale; else lock_silent=; fi`;
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a silent holder connection: for how long (`silent`, seconds). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
 
 /**
  * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in
  * place, its details would go before its directory, and a run looking meanwhile would read a lock without details: a
- * stale one, refused at once whatever its switch.lock_wait.
+ * stale one, refused at once whatever its switch.lock_wait. A lock that cannot be renamed away (its directory read-only:
+ * a file system remounted so after an I/O error, chattr +i) is left whole, never said let go: `lock_kept` says why
+ * (else empty), on stderr too.
  */
-const LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
+const LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
+if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
+elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${'$'}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
@@ -185,6 +196,8 @@ holder=$(conn_pid) || { echo "cannot find the SSH server process of this connect
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
 [ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
+# The boot it belongs to: after a reboot the same pid and start time may be another process's (LOCK_STATE).
+holder_boot=; boot_id holder_boot
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 # What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
 # (looked for by bash first: usually there is none).
@@ -204,7 +217,7 @@ while :; do
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
     rm -rf "$taking"
-    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$taking/info"; } 2>&1); then
+    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$taking/info"; } 2>&1); then
       rm -rf "$taking"
       echo "cannot write the lock's details in $taking: ${'$'}{made:-no space left under ${L.base}?}" >&2
       exit 1
@@ -287,6 +300,7 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
+${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
@@ -309,7 +323,7 @@ export function settleLostRun(env: Target, runId: string, ended: string[]): Step
   return {
     name: 'settle',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
     quiet: true,
     script: stopGoneRun(env, runId, ended),
   };
@@ -331,10 +345,11 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
   return {
     name: 'unlock',
     as: 'root',
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
+    // Beyond its own 30 s, a forced stop has the time to wait out another release (oneRelease), then a switch (critical_wait), its TERM-then-KILL 10 s and a slot put back.
+    timeout: 30 + (ended.length ? 2 * stopGoneRunSeconds(env) : 0),
     quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
+    // A lock it could not remove (lock_kept): the step fails, saying why (the run then names the host and ops lock release).
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}\n[ -z "\${lock_kept:-}" ] || exit 1`,
   };
 }
 
@@ -360,7 +375,8 @@ fi
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
+${audit}${LET_GO}
+[ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
@@ -376,6 +392,26 @@ export function lockStatus(env: Target): Step {
 }
 
 /**
+ * Shell that waits (at most stopGoneRunSeconds) until no other release of the app's lock that stops a gone run's work
+ * runs on the host (a flock on its state directory, held until the script ends): a forced release (forceReleaseLock)
+ * and an interrupted run's own (stopGoneRun) one at a time. Two at once would both read the lock before either removed
+ * it, both stop the slot its run had started and put its previous release back, and the later one remove a lock taken
+ * meanwhile; the second reads the lock once the first is done.
+ */
+function oneRelease(env: Target): string {
+  const wait = stopGoneRunSeconds(env);
+  return String.raw`if [ -d ${quote(env.layout.state)} ]; then
+  exec {release_fd}< ${quote(env.layout.state)}
+  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+fi`;
+}
+
+/** Seconds stopping a gone run takes at most (stopGoneRun, and a forced release once it read the lock): a switch waited out, its processes stopped, a slot put back. */
+function stopGoneRunSeconds(env: Target): number {
+  return CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env);
+}
+
+/**
  * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
  * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
  * ends first, stopConnections) and a slot its start filled with a release that did not go live, putting back the release
@@ -384,13 +420,15 @@ export function lockStatus(env: Target): Step {
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
  * usable connection id (taken by an older version, edited by hand) is removed with `unchecked` saying its run's
- * processes were not looked for.
+ * processes were not looked for. One such release at a time (oneRelease): two terminals, a retried job, or an
+ * interrupted run's own release under way, would otherwise both stop and both audit the removal.
  */
 export function forceReleaseLock(env: Target, force = false): Step {
+  const L = env.layout;
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
     quiet: true,
     script: String.raw`${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
@@ -398,7 +436,8 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
-lock=${quote(env.layout.lock)}
+lock=${quote(L.lock)}
+${oneRelease(env)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
 [ "$lock_state" != free ] || exit 0
@@ -420,7 +459,8 @@ fi
 ${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
-${LET_GO}`,
+${LET_GO}
+[ -z "$lock_kept" ] || exit 1`,
   };
 }
 
@@ -458,4 +498,27 @@ export function parseLock(result: StepResult): LockInfo {
 export function describeHolder(h: Record<string, string>): string {
   if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ''})`;
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
+}
+
+/**
+ * Why a stale lock's run reads gone though the lock's holder pid may be a live process: the host rebooted since it was
+ * taken, or the holder's SSH connection has been silent HOLDER_SILENT_SECONDS (its runner went away with its network).
+ * Empty for any other stale lock (its holder process ended) and for a lock not stale.
+ */
+export function staleReason(lock: LockInfo): string {
+  if (lock.state !== 'stale') return '';
+  if (lock.holder.rebooted) return ' (the host has rebooted since it was taken)';
+  if (lock.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)`;
+  return '';
+}
+
+/**
+ * A held lock whose holder connection's silence the host could read (`silent`): the seconds until it reads stale if
+ * it stays silent (HOLDER_SILENT_SECONDS after its last word), and how long it has been silent; else undefined (not
+ * held, or ss not readable there).
+ */
+export function staleIn(lock: LockInfo): { silent: number; seconds: number } | undefined {
+  const silent = Number(lock.holder.silent);
+  if (lock.state !== 'held' || !/^\d+$/.test(lock.holder.silent ?? '')) return undefined;
+  return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
-import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/records.ts';
+import { auditLog, breakLock, formatLock, formatLockRelease, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import { HOLDER_SILENT_SECONDS } from '../../core/steps/lock.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
@@ -239,6 +239,13 @@ describe.sequential('interrupting a deploy', () => {
         spawnSync('ip', ['link', 'set', veth, 'up'], { stdio: 'inherit' });
       }
       expect(await onHost("pgrep -fc '^sleep 600$' || true"), "the gone run's build").toBe('1');
+      // Released at once, it is left (its run may be alive), saying in how many seconds it reads stale and what to do.
+      const early = await breakLock(project.ctx(), project.env());
+      expect(early[0]!.refused).toBe(true);
+      const said = /it last sent something (\d+)s ago\); if its runner went away without closing it \(its network lost\), the lock reads stale in (\d+)s: run ops lock release e2e again then; if you are sure the run is gone or stuck, ops lock release e2e --force/.exec(formatLockRelease(early, 'e2e'));
+      expect(said, formatLockRelease(early, 'e2e')).not.toBeNull();
+      expect(Number(said![1]) + Number(said![2])).toBe(HOLDER_SILENT_SECONDS);
+      expect(await onHost("pgrep -fc '^sleep 600$' || true"), 'nothing stopped').toBe('1');
       // Its sshd still holds the connection: held while it may be a live run's, stale once silent past the keepalives.
       const seen = new Set<string>();
       let lock = (await getLockStatus(project.ctx(), project.env()))[0]!.lock;
@@ -263,6 +270,26 @@ describe.sequential('interrupting a deploy', () => {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
+
+  it('a lock taken before the host rebooted (its holder pid and start time now a live process\'s: ticks restart at boot): stale, saying so, and `ops lock release` frees it without --force', async () => {
+    // Written by hand as a run would have (no deploy: nothing committed), its holder a live process of this boot (pid 1).
+    const write = (boot: string) =>
+      onHost(`rm -rf /srv/sample/.ops/lock.new && mkdir /srv/sample/.ops/lock.new && printf '%s\\n' operation=deploy actor=before-reboot run= run_id=0123456789abcdef connection=0123456789ab since=2026-12-01T00:00:00Z holder_pid=1 "holder_start=$(awk '{print $22}' /proc/1/stat)" "holder_boot=${boot}" > /srv/sample/.ops/lock.new/info && rm -rf /srv/sample/.ops/lock && mv -T /srv/sample/.ops/lock.new /srv/sample/.ops/lock`);
+    try {
+      await write('$(cat /proc/sys/kernel/random/boot_id)');
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state, 'this boot: held').toBe('held');
+      await write('0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0');
+      const status = await getLockStatus(project.ctx(), project.env());
+      expect(status[0]!.lock).toMatchObject({ state: 'stale', holder: { rebooted: 'yes' } });
+      expect(formatLock(status)).toMatch(/STALE lock \(its run is gone\): a deploy run by before-reboot, .* \(the host has rebooted since it was taken\)$/);
+      await expect(deploy(project.ctx(), project.env(), {})).rejects.toThrow(/has a stale lock on .*no longer connected \(the host has rebooted since it was taken\)/);
+      const released = await breakLock(project.ctx(), project.env());
+      expect(released[0]).toMatchObject({ refused: false, lock: { state: 'stale' } });
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    } finally {
+      await onHost('rm -rf /srv/sample/.ops/lock /srv/sample/.ops/lock.new');
+    }
+  }, 120_000);
 
   it('a cancelled workflow (SIGINT, then the runner killed before its release ends: a build ignoring SIGTERM holds it 10 s): the release still ends on the host', async () => {
     const before = await liveAndServed();

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { commandLine, scriptText } from '../../core/remote/wrap.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { forceReleaseLock, LOCK_KEYS, releaseLock } from '../../core/steps/lock.ts';
+import type { Step } from '../../core/remote/types.ts';
 import { quote } from '../../core/shell.ts';
 import { formatLockRelease } from '../../core/ops/records.ts';
 import { testEnv } from './status.helpers.ts';
@@ -30,10 +31,10 @@ interface Released {
  * A lock of run r1 whose info records connection `gone` (held by a live process when `held`, else by a pid long
  * gone), four processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
  * another connection; `step`, a step of connection `gone` waiting in bash itself), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
- * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
+ * then which processes are left. `beside`: another step run a second after it begins (forceReleaseLock's, from another terminal). `immutable`: the directory holding the lock made immutable (chattr +i) for the step. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
+function release(held: boolean, { ownRelease = false, queued = false, runnerGone = false, force = false, immutable = false, beside = undefined as Step | undefined, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
@@ -55,7 +56,14 @@ OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 mkfifo /run/ops-fifo
 ${commandLine({ as: 'login', timeout: 120 }, 'root', 'app', gone)} <<< 'exec 3<>/run/ops-fifo; read -r -t 120 -u 3 _ || true' >/dev/null 2>&1 & step=$!
 sleep 0.3
-${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
+${immutable ? `chattr +i ${quote(env.layout.state)}\n` : ''}${beside ? `# Another step from another terminal a second after the first (its output last, each line marked "first").
+# (a job in the background reads /dev/null: the script saved first)
+cat > /run/ops-step.sh
+{ ${commandLine(step, 'root', 'app')} < /run/ops-step.sh > /run/ops-first.out 2>&1 || echo "code=$?" >> /run/ops-first.out; } & first=$!
+sleep 1
+${commandLine(beside, 'root', 'app')} <<< ${quote(scriptText(beside))} || echo "code=$?"
+wait $first; sed 's/^/first /' /run/ops-first.out
+` : `${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"`}
 ${runnerGone ? `# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
 for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done` : ''}
 sleep 0.3
@@ -63,8 +71,10 @@ sleep 0.3
 for p in stubborn plain other step; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
 echo "pids=$stubborn $plain"
 [ -d ${quote(lock)} ] && echo lock=kept || echo lock=removed
+[ -f ${quote(`${lock}/info`)} ] && echo details=kept || echo details=removed
 echo "audit=$(cat ${quote(env.layout.audit)} 2>/dev/null)"
-kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true`;
+kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true
+chattr -i ${quote(env.layout.state)} 2>/dev/null || true`;
   const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
   const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
   const processes: Record<string, string> = {};
@@ -82,6 +92,8 @@ describe('the forced release of a lock', () => {
     const stopped = new RegExp(`^@ops ${LOCK_KEYS.stopped} (.*)$`, 'm').exec(r.out)?.[1]?.trim().split(' ').sort();
     expect(stopped).toEqual(expect.arrayContaining(pids));
     expect(r.lock).toBe('removed');
+    // A lock without a start record (its run never started a slot): nothing said of the file it lacks.
+    expect(r.stderr).not.toContain('No such file');
   }, 60_000);
 
   it('a lock whose run is still connected: left as it is (a second run would start beside that one), its processes too', () => {
@@ -112,6 +124,29 @@ describe('the forced release of a lock', () => {
     expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive', step: 'alive' });
     expect(r.lock).toBe('removed');
   }, 60_000);
+
+  it('a lock that cannot be removed (its directory made immutable, chattr +i): left whole, its details too (not a lock without details, "an unknown run"), never said released; the step fails saying why', () => {
+    for (const options of [{}, { ownRelease: true }]) {
+      const r = release(false, { ...options, immutable: true });
+      expect(r.out, r.stderr).not.toContain(`@ops ${LOCK_KEYS.lock} released`);
+      expect(r.out).toContain('code=1');
+      expect(r.lock).toBe('kept');
+      expect(r.out).toMatch(/^details=kept$/m);
+      expect(r.stderr).toMatch(/cannot remove the lock \/\S+\/lock: cannot move .*Operation not permitted/);
+    }
+  }, 120_000);
+
+  it('two at once (two terminals; an interrupted run\'s own release and ops lock release): the second reads the lock once the first is done (free), never stopping or putting back what the first does, nor removing a lock taken meanwhile', () => {
+    for (const options of [{}, { ownRelease: true }]) {
+      const r = release(false, { ...options, beside: forceReleaseLock(testEnv()) });
+      expect(r.out, r.stderr).toMatch(/^first @ops stopped /m);
+      expect(r.out).toMatch(/^@ops lock free$/m);
+      expect(r.out).not.toMatch(/^@ops (stopped|live_after)/m);
+      expect(r.out).not.toContain('code=');
+      expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
+      expect(r.lock).toBe('removed');
+    }
+  }, 120_000);
 
   it('a run\'s own release after an interruption, its runner killed as it begins (a cancelled workflow\'s SIGKILL): it still stops the run\'s processes, appends the audit line and removes the lock', () => {
     const r = release(false, { ownRelease: true, runnerGone: true });

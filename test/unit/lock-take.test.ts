@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -118,7 +119,15 @@ describe('taking the lock', () => {
       ss(9000, 120_000);
       expect(look()).toMatchObject({ state: 'held' });
       ss(120_000, 9000);
-      expect(look()).toMatchObject({ state: 'held' });
+      expect(look()).toMatchObject({ state: 'held', holder: { silent: '9' } });
+      // Silent for 42 s (a runner gone without a FIN, not yet for long): left by ops lock release, which says in how
+      // many seconds it reads stale and what to do meanwhile.
+      ss(42_000, 42_500);
+      const left = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(left.stdout).toContain(`@ops ${LOCK_KEYS.refused} 1`);
+      expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test')).toBe(
+        `web1: NOT released (locked: a deploy run by me, started x): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
+      );
       // Silent, both ways, for HOLDER_SILENT_SECONDS: stale, and for how long.
       ss(HOLDER_SILENT_SECONDS * 1000 + 5500, HOLDER_SILENT_SECONDS * 1000 + 5000);
       const lock = look();
@@ -126,6 +135,43 @@ describe('taking the lock', () => {
       const r = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
       expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
       expect(existsSync(env.layout.lock)).toBe(false);
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
+  it('a lock taken in another boot of the host (its pid and start time, ticks since boot, matching a process of this boot) is stale, saying the host rebooted, and ops lock release removes it without --force; one without a boot id (an older ops) reads by its pid alone', () => {
+    const { env, sshd, write } = setup();
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    // The lock a run takes records this boot.
+    const taken = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r0', 0))))}; true`], { encoding: 'utf8' });
+    expect(parseLock(result(taken.stdout)).state).toBe('acquired');
+    expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain(`\nholder_boot=${boot}\n`);
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    // A live process with the recorded pid and start time: held in this boot, stale from another.
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      const info = (bootLine: string) => {
+        mkdirSync(env.layout.lock, { recursive: true });
+        writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${start}\n${bootLine}`);
+      };
+      info(`holder_boot=${boot}\n`);
+      expect(status(env, write).state).toBe('held');
+      info('');
+      expect(status(env, write).state).toBe('held');
+      info('holder_boot=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n');
+      const lock = status(env, write);
+      expect(lock).toMatchObject({ state: 'stale', holder: { rebooted: 'yes', actor: 'me' } });
+      expect(formatLock([{ host: 'web1', lock }])).toBe('web1: STALE lock (its run is gone): a deploy run by me, started x (the host has rebooted since it was taken)');
+      const r = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8' });
+      expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
+      expect(existsSync(env.layout.lock)).toBe(false);
+      // A run that finds it there refuses at once (stale), saying why.
+      info('holder_boot=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n');
+      const waited = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r2', 30))))}; exit $?`], { encoding: 'utf8', timeout: 10_000 });
+      expect(waited.status).toBe(LOCK_BUSY_EXIT);
+      expect(parseLock(result(waited.stdout)).state).toBe('stale');
     } finally {
       alive.kill('SIGKILL');
     }

@@ -261,6 +261,8 @@ describe('status parser', () => {
     expect(held.lock).toMatchObject({ state: 'held', holder: { operation: 'deploy', actor: 'bob@ci' } });
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
     expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(ops lock release demo stops what it left running and frees it\)$/);
+    // Why it reads gone when its holder pid may be a live process: the host rebooted, or its connection went silent.
+    expect(parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x', 'rebooted=yes'] }).problems[0]).toBe('stale lock left by a deploy run by bob@ci, started x, which is gone (the host has rebooted since it was taken) (ops lock release demo stops what it left running and frees it)');
   });
 
   it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {

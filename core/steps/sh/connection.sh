@@ -7,6 +7,10 @@
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
 # (read by bash itself, here and in conn_pid: no process per look)
 proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"; }
+# boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
+# and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
+# unrelated process of a later boot; its boot id tells them apart.
+boot_id() { read -r "$1" 2>/dev/null < /proc/sys/kernel/random/boot_id || printf -v "$1" ''; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
   local p=$$ s c f

@@ -305,6 +305,56 @@ describe.sequential('host settings of npm, uv and git', () => {
     return live === v1 ? 'deps-changed' : 'v1';
   }
 
+  it("npm's settings on the host (/etc/npmrc omit=dev, production; lines added to the app user's ~/.npmrc: bin-links=false, ignore-scripts): npm ci installs the lockfile's devDependencies, the build runs", async () => {
+    const globalconfig = (await sshRun(host, 'cd / && sudo -u sample -H /usr/bin/npm config get globalconfig')).stdout.trim();
+    expect(globalconfig).toMatch(/^\/.*npmrc$/);
+    const ref = await nextRef();
+    await withHostFiles(
+      [
+        [globalconfig, 'omit=dev\nproduction=true\n'],
+        ['/home/sample/.npmrc', 'bin-links=false\nignore-scripts=true\n'],
+      ],
+      async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+        await sshRun(host, `sudo test -x ${base}/current/client/node_modules/.bin/vite`);
+      },
+    );
+  }, 900_000);
+
+  it("uv's settings on the host (/etc/uv/uv.toml, a uv.toml above the release, in /srv: link-mode symlink): the venv holds its own files, not links into uv's cache", async () => {
+    const ref = await nextRef();
+    const symlinks = '[pip]\nlink-mode = "symlink"\n';
+    await withHostFiles(
+      [
+        ['/etc/uv/uv.toml', symlinks],
+        ['/srv/uv.toml', symlinks],
+      ],
+      async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+        const links = await sshRun(host, `sudo bash -c 'find "$(readlink -e ${base}/current/venv)/lib" -type l -print -quit'`);
+        expect(links.stdout.trim()).toBe('');
+      },
+    );
+  }, 900_000);
+
+  it("pip's settings on the host (/etc/pip.conf user = true, with release.python_installer pip): the venv is made", async () => {
+    const ref = await nextRef();
+    project.write({ ...config, release: { python_installer: 'pip' } });
+    try {
+      await withHostFiles([['/etc/pip.conf', '[global]\nuser = true\n']], async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+      });
+    } finally {
+      project.write(config);
+    }
+  }, 900_000);
+
   it("root's git settings (~/.gitconfig core.autocrlf=true, tar.umask 0077; ~/.config/git/attributes export-ignore): the release's files are the commit's, bytes and modes", async () => {
     const ref = await nextRef();
     await withHostFiles(

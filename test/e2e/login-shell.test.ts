@@ -369,7 +369,8 @@ describe.sequential('host settings of npm, uv and git', () => {
         for (const file of ['Makefile', 'server/main.py']) {
           const want = createHash('sha256').update(execFileSync('git', ['-C', await appRepo(), 'show', `${ref}:${file}`])).digest('hex');
           const got = await sshRun(host, `sudo stat -c %a ${base}/current/${file} && sudo sha256sum ${base}/current/${file}`);
-          expect(got.stdout).toBe(`644\n${want}  ${base}/current/${file}\n`);
+          // 664: git archive's own tar.umask (0002), as on a host without settings
+          expect(got.stdout).toBe(`664\n${want}  ${base}/current/${file}\n`);
         }
       },
     );

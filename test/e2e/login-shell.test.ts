@@ -296,7 +296,7 @@ describe.sequential('host settings of npm, uv and git', () => {
 
   /** The tag to deploy next: one that is not live. Every dependency set but the live release's is removed first, so its are made again. */
   async function nextRef(): Promise<string> {
-    const live = (await sshRun(host, `cat ${base}/current/REVISION`, { allowFailure: true })).stdout.trim();
+    const live = (await sshRun(host, `sudo cat ${base}/current/REVISION`, { allowFailure: true })).stdout.trim();
     const v1 = execFileSync('git', ['-C', await appRepo(), 'rev-parse', 'v1^{commit}'], { encoding: 'utf8' }).trim();
     await sshRun(
       host,

@@ -7,6 +7,9 @@ import { lookup } from './dotenv.ts';
 import { OpsError } from './errors.ts';
 import { binaryRefused } from './secrets/tree.ts';
 
+/** How each file packageIndexFiles renders begins: a file on a host whose first line starts so is ops's, the environment's. */
+export const PROVISION_MARK = '# Written by ops-pipeline provision';
+
 export interface PackageIndexFiles {
   /** pip's configuration file text (pip.conf, INI), or undefined when pip keeps its own default index. */
   pipConf?: string;
@@ -102,18 +105,18 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
       );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
-    const lines = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[global]', `index-url = ${url}`];
+    const lines = [`${PROVISION_MARK} (packages.pip_index_url): do not edit on the host.`, '[global]', `index-url = ${url}`];
     // pip ignores a plain-http index unless its host is trusted (a cache on a private network).
     if (parsed.protocol === 'http:') lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join('\n') + '\n';
     // uv's format (https://docs.astral.sh/uv/configuration/indexes/): the default index replaces PyPI. A TOML
     // basic string: the URL has no line break; quotes, backslashes and control characters escaped as JSON does,
     // and DEL too (JSON leaves it, TOML wants it escaped).
-    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url).replace(/\x7f/g, '\\u007f')}`, 'default = true', ''].join('\n');
+    out.uvToml = [`${PROVISION_MARK} (packages.pip_index_url): do not edit on the host.`, '[[index]]', `url = ${JSON.stringify(url).replace(/\x7f/g, '\\u007f')}`, 'default = true', ''].join('\n');
   }
   if (p.npm_registry !== undefined) {
     const registry = p.npm_registry.endsWith('/') ? p.npm_registry : `${p.npm_registry}/`;
-    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${npmrcText(env, 'packages.npm_registry', registry)}`];
+    const lines = [`${PROVISION_MARK} (packages.npm_registry): do not edit on the host.`, `registry=${npmrcText(env, 'packages.npm_registry', registry)}`];
     if (p.npm_token) {
       const token = npmrcText(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
       // the key npm looks the token up by: the registry's "nerf dart", //host/path/ as its URL parser gives it

@@ -7,18 +7,47 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { STEP_PATH } from '../remote/wrap.ts';
 import { quote } from '../shell.ts';
 import { INDEX_READ_TIMEOUT } from '../packages.ts';
+import { packageIndexPaths, pipSettings, provisionWrote } from './system.ts';
 import { CONTAIN_FUNCTIONS } from './libraries.ts';
 
 /** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`. */
 export const APP_KEYS = reportKeys('deps');
 
-/** Environment for app commands: runtimes and the venv first on PATH, quiet package managers. */
+/**
+ * Environment for app commands and dependency installs: runtimes and the venv first on PATH, quiet package managers,
+ * and package managers that read the commit's settings and the environment's (`packages`, in the files provision
+ * wrote) but none of the host's own (README "Host settings a deploy does not read"). The wrapper has already unset
+ * the login's variables (NODE_ENV, npm_config_*, PIP_*, UV_*: core/remote/wrap.ts); these are the files:
+ * - npm: no global config ($PREFIX/etc/npmrc, Debian's /etc/npmrc), and of the app user's ~/.npmrc only the
+ *   `registry=` provision wrote there and the lines of per-registry credentials (`//host/:_authToken=`, on any
+ *   ~/.npmrc: the registries they serve are named by the commit's .npmrc), copied to ~/.ops/npmrc as npm's
+ *   user config. `omit=dev`, `production`, `bin-links=false`, `ignore-scripts`, `legacy-peer-deps` there would make
+ *   node_modules other than the lockfile's, or fail the build (`vite: not found`); the commit's .npmrc is read as before.
+ * - pip: no configuration file, the index of provision's pip.conf as variables (pipSettings).
+ * uv's are set where it runs (pythonDependencies): they depend on whether the commit has uv settings.
+ */
 function appEnvironment(env: Target, release: string): string {
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
+  const files = packageIndexPaths(env);
   return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:${STEP_PATH}`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+ops_npmrc=${quote(`${opsHomeDir(env)}/npmrc`)}
+mkdir -p "${'$'}{ops_npmrc%/*}"
+ops_tmp=$(mktemp "$ops_npmrc.XXXXXX")
+if ${provisionWrote(files.npmrc)}; then grep -E '^(registry=|//)' ${quote(files.npmrc)}; else grep -s -E '^//' ${quote(files.npmrc)}; fi > "$ops_tmp" || true
+mv -f "$ops_tmp" "$ops_npmrc"
+export npm_config_globalconfig=/dev/null npm_config_userconfig="$ops_npmrc"
+${pipSettings(env)}
 cd ${quote(release)}`;
+}
+
+/**
+ * The app user's directory of what appEnvironment gives package managers in place of the host's files (npmrc, uv-none):
+ * in the home itself, which the app user owns (~/.config may be root's: provision's install -d makes it).
+ */
+function opsHomeDir(env: Target): string {
+  return `/home/${env.appUser}/.ops`;
 }
 
 /**
@@ -101,6 +130,17 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
   if [ -f ${quote(req)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req)}`)} "$set_dir"; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
+  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
+  # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
+  # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
+  # (/srv, base_dir), which uv looks for when the commit has none. Without the commit's: provision's file alone
+  # (UV_CONFIG_FILE), or none; with them, the system and user files uv merges beneath them are an empty one.
+  if [ -f uv.toml ] || { [ -f pyproject.toml ] && grep -q 'tool\.uv' pyproject.toml; }; then
+    uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
+    export XDG_CONFIG_DIRS="$uv_none"
+    ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"
+  elif ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
+  else export UV_NO_CONFIG=1; fi
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
@@ -161,9 +201,9 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   const nodeBin = quote(env.runtime.node);
   const live = String.raw`
   # What the packages' native parts and install scripts were made for: node's version, platform, architecture and
-  # ABI; and npm's settings (the project's .npmrc and the app user's: ignore-scripts, omit, bin-links...).
+  # ABI; and npm's settings (the project's .npmrc and the environment's, appEnvironment: registry, credentials).
   stamp=$(${nodeBin} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
-  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
+  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$npm_config_userconfig" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${'$'}{live_modules%/node_modules}
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&

@@ -15,6 +15,17 @@ import { reportProvisioned } from './system.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
+/**
+ * git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own: root's ~/.gitconfig and
+ * ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes are a host's, and would make the release differ from
+ * the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes file's
+ * export-ignore: files left out, its eol or a filter driver: other bytes). HOME names no directory (git skips the
+ * files it cannot find); the wrapper has already unset GIT_* and XDG_CONFIG_HOME (core/remote/wrap.ts).
+ */
+export function mirrorGit(mirror: string): string {
+  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+}
+
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried');
 
@@ -159,10 +170,10 @@ fi
   const code = shas
     ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
+  ${mirrorGit(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
 ${mirrorShallow(L.mirror)}
   wanted_shas=(${shas.map(quote).join(' ')})
-  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
+  for s in "${'$'}{wanted_shas[@]}"; do ${mirrorGit(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
   for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
@@ -314,7 +325,7 @@ ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${'$'}{plat
  * as actions/checkout's default depth of 1 leaves them), found in two git processes.
  */
 export function mirrorShallow(mirror: string): string {
-  const g = `git --git-dir=${quote(mirror)}`;
+  const g = mirrorGit(mirror);
   return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
 mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
 if [ "${'$'}{#parent_of[@]}" -gt 0 ]; then
@@ -333,7 +344,7 @@ fi`;
  */
 export function receivePack(env: Target, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = [], shallow: string[] = []): Step {
   const L = env.layout;
-  const g = `git --git-dir=${quote(L.mirror)}`;
+  const g = mirrorGit(L.mirror);
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
@@ -429,7 +440,7 @@ export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUplo
   const tmp = `${L.releases}/.new-${meta.id}`;
   const rec = L.record(meta.id);
   const owner = `${env.appUser}:${env.appUser}`;
-  const archive = (sha: string, into: string) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
+  const archive = (sha: string, into: string) => `${mirrorGit(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
   const extra = [
     ...(meta.submodules ?? []).map((s) => `rm -rf ${quote(`${tmp}/${s.path}`)}\nmkdir -p ${quote(`${tmp}/${s.path}`)}\n${archive(s.sha, `${tmp}/${s.path}`)}`),
     // `cat >` keeps the mode git archive gave the file.
@@ -599,8 +610,8 @@ for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -n "${'$'}{keep_oid[${'$'}{f##*/}]:-}" ] || rm -f -- "$f"
 done
 keep_shas=$({ cat "${'$'}{recorded[@]/%//REVISION}" /dev/null; cat "${'$'}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
-git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
+${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
+  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,
   };
 }

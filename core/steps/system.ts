@@ -1,7 +1,7 @@
 // Host preparation steps (provision): facts, Debian packages, pinned runtimes, the app user and its
 // directories, supervisor. Each is idempotent and reports `ok` or `changed` per item.
 import type { Target } from '../target.ts';
-import { INDEX_READ_TIMEOUT, type PackageIndexFiles } from '../packages.ts';
+import { INDEX_READ_TIMEOUT, PROVISION_MARK, type PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import { reported, reportKeys, type Step, type StepResult } from '../remote/types.ts';
 import { OpsError } from '../errors.ts';
@@ -114,6 +114,26 @@ export function packageIndexPaths(env: Target): { pipConf: string; uvToml: strin
   return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
 }
 
+/** Shell: whether `file` (one of packageIndexPaths) is one provision wrote (packageIndexFiles: its first line is PROVISION_MARK's). */
+export function provisionWrote(file: string): string {
+  return `[[ "$(head -n1 ${quote(file)} 2>/dev/null)" == ${quote(PROVISION_MARK)}* ]]`;
+}
+
+/**
+ * Shell exporting pip's settings for ops's pip commands (deploys' installs, provision's uv): no configuration file
+ * (PIP_CONFIG_FILE=/dev/null: /etc/pip.conf, /etc/xdg/pip/pip.conf and ~/.pip/pip.conf are the host's, whose `user =
+ * true`, `require-virtualenv`, `no-binary` or another `index-url` would change or fail the install), and the index of
+ * the app user's pip.conf when provision wrote it (packages.pip_index_url) as PIP_INDEX_URL and PIP_TRUSTED_HOST.
+ */
+export function pipSettings(env: Target): string {
+  const conf = quote(packageIndexPaths(env).pipConf);
+  return String.raw`export PIP_CONFIG_FILE=/dev/null
+if ${provisionWrote(packageIndexPaths(env).pipConf)}; then
+  PIP_INDEX_URL=$(sed -n 's/^index-url = //p' ${conf}); PIP_TRUSTED_HOST=$(sed -n 's/^trusted-host = //p' ${conf})
+  export PIP_INDEX_URL; [ -z "$PIP_TRUSTED_HOST" ] || export PIP_TRUSTED_HOST
+fi`;
+}
+
 /**
  * Put the uploaded pip.conf / .npmrc in place for the app user (0600: they may hold tokens), or remove ours when
  * the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
@@ -135,7 +155,7 @@ if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${e
 fi`);
     } else {
       // Only a file we wrote (its first line says so) is ours to remove.
-      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q '^# Written by ops-pipeline provision'; then rm -f ${dest}; CHANGED=1; fi`);
+      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q ${quote(`^${PROVISION_MARK}`)}; then rm -f ${dest}; CHANGED=1; fi`);
     }
   }
   lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");
@@ -220,8 +240,8 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   ${quote(python)} -m venv "$uv_tmp/venv"
   printf '%s
 ' ${quote(requirement)} > "$uv_tmp/requirements.txt"
-  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
-  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+  ${pipSettings(env).replace(/\n/g, '\n  ')}
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
     echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
     exit 1

@@ -3,10 +3,13 @@
 // sudo's own warning (the host name missing from /etc/hosts) and `Defaults requiretty`. Each: ops ping and a deploy
 // say what is wrong and the fix; nothing runs in the wrong shell; no lock is said to be left where none was taken.
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
+import { quote } from '../../core/shell.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -272,4 +275,104 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(file);
     }
   }, 300_000);
+});
+
+// The host's own settings of the package managers and of git, as real hosts carry them: a deploy installs and builds
+// what the commit and the environment say, whatever they say (README "Host settings a deploy does not read").
+describe.sequential('host settings of npm, uv and git', () => {
+  const base = '/srv/sample';
+
+  /** Lines appended to host files (made when missing) as root, each file put back as it was after `fn`. */
+  async function withHostFiles(files: [path: string, text: string][], fn: () => Promise<void>): Promise<void> {
+    const put = files.map(([p, t]) => `sudo mkdir -p ${quote(p.replace(/\/[^/]*$/, ''))}; sudo cp -a ${quote(p)} ${quote(`${p}.e2e-before`)} 2>/dev/null || true; printf %s ${quote(t)} | sudo tee -a ${quote(p)} >/dev/null`);
+    const back = files.map(([p]) => `if sudo test -e ${quote(`${p}.e2e-before`)}; then sudo mv -f ${quote(`${p}.e2e-before`)} ${quote(p)}; else sudo rm -f ${quote(p)}; fi`);
+    await sshRun(host, put.join('\n'));
+    try {
+      await fn();
+    } finally {
+      await sshRun(host, back.join('\n'));
+    }
+  }
+
+  /** The tag to deploy next: one that is not live. Every dependency set but the live release's is removed first, so its are made again. */
+  async function nextRef(): Promise<string> {
+    const live = (await sshRun(host, `sudo cat ${base}/current/REVISION`, { allowFailure: true })).stdout.trim();
+    const v1 = execFileSync('git', ['-C', await appRepo(), 'rev-parse', 'v1^{commit}'], { encoding: 'utf8' }).trim();
+    await sshRun(
+      host,
+      `sudo bash -c ${quote(`keep=$(readlink -f ${base}/current/venv ${base}/current/client/node_modules 2>/dev/null || true); cd ${base}/shared/deps && for d in */; do d=\${d%/}; [ -d "$d" ] || continue; grep -qF "/$d" <<< "$keep" || { chmod -R u+w "$d"; rm -rf "$d"; }; done`)}`,
+    );
+    return live === v1 ? 'deps-changed' : 'v1';
+  }
+
+  it("npm's settings on the host (/etc/npmrc omit=dev, production; lines added to the app user's ~/.npmrc: bin-links=false, ignore-scripts): npm ci installs the lockfile's devDependencies, the build runs", async () => {
+    const globalconfig = (await sshRun(host, 'cd / && sudo -u sample -H /usr/bin/npm config get globalconfig')).stdout.trim();
+    expect(globalconfig).toMatch(/^\/.*npmrc$/);
+    const ref = await nextRef();
+    await withHostFiles(
+      [
+        [globalconfig, 'omit=dev\nproduction=true\n'],
+        ['/home/sample/.npmrc', 'bin-links=false\nignore-scripts=true\n'],
+      ],
+      async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+        await sshRun(host, `sudo test -x ${base}/current/client/node_modules/.bin/vite`);
+      },
+    );
+  }, 900_000);
+
+  it("uv's settings on the host (/etc/uv/uv.toml, a uv.toml above the release, in /srv: link-mode symlink): the venv holds its own files, not links into uv's cache", async () => {
+    const ref = await nextRef();
+    const symlinks = '[pip]\nlink-mode = "symlink"\n';
+    await withHostFiles(
+      [
+        ['/etc/uv/uv.toml', symlinks],
+        ['/srv/uv.toml', symlinks],
+      ],
+      async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+        const links = await sshRun(host, `sudo bash -c 'find "$(readlink -e ${base}/current/venv)/lib" -type l -print -quit'`);
+        expect(links.stdout.trim()).toBe('');
+      },
+    );
+  }, 900_000);
+
+  it("pip's settings on the host (/etc/pip.conf user = true, with release.python_installer pip): the venv is made", async () => {
+    const ref = await nextRef();
+    project.write({ ...config, release: { python_installer: 'pip' } });
+    try {
+      await withHostFiles([['/etc/pip.conf', '[global]\nuser = true\n']], async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+      });
+    } finally {
+      project.write(config);
+    }
+  }, 900_000);
+
+  it("root's git settings (~/.gitconfig core.autocrlf=true, tar.umask 0077; ~/.config/git/attributes export-ignore): the release's files are the commit's, bytes and modes", async () => {
+    const ref = await nextRef();
+    await withHostFiles(
+      [
+        ['/root/.gitconfig', '[core]\n\tautocrlf = true\n[tar]\n\tumask = 0077\n'],
+        ['/root/.config/git/attributes', 'Makefile export-ignore\n'],
+      ],
+      async () => {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+        expect((await get(host)).status).toBe(200);
+        for (const file of ['Makefile', 'server/main.py']) {
+          const want = createHash('sha256').update(execFileSync('git', ['-C', await appRepo(), 'show', `${ref}:${file}`])).digest('hex');
+          const got = await sshRun(host, `sudo stat -c %a ${base}/current/${file} && sudo sha256sum ${base}/current/${file}`);
+          // 664: git archive's own tar.umask (0002), as on a host without settings
+          expect(got.stdout).toBe(`664\n${want}  ${base}/current/${file}\n`);
+        }
+      },
+    );
+  }, 900_000);
 });

@@ -145,9 +145,10 @@ describe('a node set made from the live one (npm install over hard links of its 
     await run('chmod', ['-R', 'a-w', liveSet]);
     const release = join(t.layout.releases, 'r1');
     mkdirSync(join(release, 'client'), { recursive: true });
-    // node's version, platform, architecture, ABI, then npm's settings (the project's .npmrc and the user's)
+    // node's version, platform, architecture, ABI, then npm's settings: the project's .npmrc and the one the step gives
+    // npm in place of the host's (appEnvironment: of /home/shop/.npmrc, absent here, nothing; never the runner's ~/.npmrc)
     const nodeStamp = (await run(node, ['-p', 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules'], { encoding: 'utf8' })).stdout.trim();
-    const npmrc = (await run('bash', ['-c', '{ cat client/.npmrc "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16'], { cwd: release, encoding: 'utf8' })).stdout.trim();
+    const npmrc = (await run('bash', ['-c', '{ cat client/.npmrc 2>/dev/null || true; } | sha256sum | cut -c1-16'], { cwd: release, encoding: 'utf8' })).stdout.trim();
     const stamp = `${nodeStamp} npmrc ${npmrc}`;
     if (o.stamp) await run('bash', ['-c', 'chmod u+w "$1" && printf "%s\\n" "$2" > "$1/.from-live" && chmod a-w "$1" "$1/.from-live"', '-', liveSet, o.stamp === 'this node' ? stamp : o.stamp]);
     const liveRelease = join(t.layout.releases, 'r0');

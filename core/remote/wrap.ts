@@ -56,7 +56,8 @@ const PROXY_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS
 const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION', ...PROXY_ENV];
 
 /**
- * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
+ * Lines sent ahead of the script: they remove the functions the login's environment exported (whatever their names),
+ * then check the script is read as ops sent it, or print START_MARKER and why not
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
@@ -71,6 +72,14 @@ export const stepGuard = [
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ':',
   ':',
+  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
+  // none of them stands in for a command of the guard or the script. One named unset, builtin, command or compgen
+  // would stand in for the very commands that remove them (bash looks functions up before builtins): in POSIX mode,
+  // which assigning POSIXLY_CORRECT turns on (an assignment, looked up nowhere), unset is a special builtin, found
+  // before any function. Bash only (the wrong shell, refused below, imports none); `case`, a reserved word, is no
+  // command either. Function names are single words: the split is the point.
+  '# shellcheck disable=SC2046',
+  'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac',
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
@@ -90,11 +99,6 @@ export const stepGuard = [
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
-  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
-  // none of them stands in for a command of the script.
-  // (function names are single words: the split is the point)
-  '# shellcheck disable=SC2046',
-  'builtin unset -f $(builtin compgen -A function)',
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
   // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
   // export LC_MESSAGES=...), text ops would blame on the login shell.

@@ -33,6 +33,17 @@ describe('step wrapping', () => {
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
     expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, 0]);
   });
+  it("runs the guard and the script as sent though the login exported functions named after the very commands they use (unset, builtin, command, compgen: what removes functions; printf, exit, [, set, cd...)", () => {
+    const step = { name: 's', script: 'echo hi; cd /tmp; printf "%s\\n" "$PWD"; test -d /tmp && echo "$(ulimit -n)" >/dev/null; exit 3', timeout: 30, as: 'login' } as const;
+    // Each one prints FN and succeeds: standing in for `[`, it would have the guard refuse; for exit, let a refused step run.
+    const names = ['unset', 'builtin', 'command', 'compgen', 'printf', 'exit', '[', 'test', 'set', 'cd', 'echo', 'readlink', 'ulimit', 'umask', 'export', 'declare', 'local', 'trap', 'shopt', 'eval', 'source', '.', 'read', 'mapfile'];
+    const env = { ...process.env, ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
+    // read by another shell: still refused (exit is bash's function only)
+    const other = spawnSync('sh', ['-s'], { input: stepInput(step), encoding: 'utf8', env });
+    expect([other.stdout, other.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}shell sh\n`, 125]);
+  });
   it("runs the script with bash's own options, not those the login's environment exports (SHELLOPTS, BASHOPTS, BASH_ENV, BASH_XTRACEFD)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-opts-'));
     const bashEnv = join(dir, 'bash_env');
@@ -81,7 +92,7 @@ describe('step wrapping', () => {
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`# shellcheck disable=SC2046\nbuiltin unset -f $(builtin compgen -A function)\n`)).toBe(true);
+    expect(text.startsWith('export LC_ALL=C.UTF-8\n')).toBe(true);
     expect(text).toContain(`\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });

@@ -433,6 +433,11 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`,
       );
+    if (why === 'input')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === 'closed' ? 'closes it, e.g. exec <&-' : `to ${detail || 'unknown'}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
+        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`,
+      );
     if (why === 'stdout')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,

@@ -17,7 +17,8 @@ export const START_MARKER = '@ops-start';
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
  * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
  * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
- * file: `detail` which; this line then comes on stderr).
+ * file: `detail` which; this line then comes on stderr) or `input` (the script's standard input is not the session's,
+ * STEP_BOOT: `detail` where it goes, or `closed`).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
@@ -56,6 +57,29 @@ const PROXY_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS
 const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION', ...PROXY_ENV];
 
 /**
+ * Removes the functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from
+ * BASH_FUNC_*): none of them stands in for a command of ops's. One named unset, builtin, command or compgen would stand
+ * in for the very commands that remove them (bash looks functions up before builtins): in POSIX mode, which assigning
+ * POSIXLY_CORRECT turns on (an assignment, looked up nowhere), unset is a special builtin, found before any function.
+ * Bash only (another shell imports none); `case`, a reserved word, is no command either. Function names are single
+ * words: the split is the point. Unset, an exported function leaves the environment too: a bash exec'd next has none.
+ */
+const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
+
+/**
+ * What runs the script (commandLine's last word, a bash -c): it execs `bash -s`, which reads the script from its
+ * standard input, when that is the session's (a pipe or a socket; a file where a test feeds it). A start-up file that
+ * took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its input; `exec <&-`) would
+ * have bash read nothing and end at once with exit code 0, as if the step had run: refused, `input <where fd 0 goes>`.
+ * The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and so never reach bash -s.
+ */
+const STEP_BOOT =
+  `${UNSET_FUNCTIONS}; if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec bash -s; fi;` +
+  // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
+  ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +
+  ` printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+
+/**
  * Lines sent ahead of the script: they remove the functions the login's environment exported (whatever their names),
  * then check the script is read as ops sent it, or print START_MARKER and why not
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
@@ -72,14 +96,9 @@ export const stepGuard = [
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ':',
   ':',
-  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
-  // none of them stands in for a command of the guard or the script. One named unset, builtin, command or compgen
-  // would stand in for the very commands that remove them (bash looks functions up before builtins): in POSIX mode,
-  // which assigning POSIXLY_CORRECT turns on (an assignment, looked up nowhere), unset is a special builtin, found
-  // before any function. Bash only (the wrong shell, refused below, imports none); `case`, a reserved word, is no
-  // command either. Function names are single words: the split is the point.
+  // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
   '# shellcheck disable=SC2046',
-  'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac',
+  UNSET_FUNCTIONS,
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
@@ -129,7 +148,7 @@ export const scriptPrelude = [
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-c', STEP_BOOT];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
   // env(1) by its path, with STEP_PATH, finds sudo, timeout and bash where Debian puts them, not in the login's PATH.

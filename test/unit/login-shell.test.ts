@@ -189,6 +189,20 @@ describe('a step through the login shell', () => {
     );
   });
 
+  it.each([
+    ['exec </dev/null', 'to /dev/null, e.g. exec </dev/null'],
+    ['exec 0</dev/null', 'to /dev/null, e.g. exec </dev/null'],
+    ['exec 0<&-', 'closes it, e.g. exec <&-'],
+  ])('refuses a step whose standard input a start-up file took away (%s): said so, not "ended with exit code 0"', async (rc, how) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 takes standard input away from non-interactive sessions (${how}), and ops sends each step's script on it: the script would be read as empty; ops stopped it before it did anything`,
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard at the top of ~deploy\/\.bashrc .*; to keep one command of it from reading the session's input, redirect that command alone \(command <\/dev\/null\)$/);
+  });
+
   it('refuses a step whose stderr a start-up file sends elsewhere (its errors would be lost)', async () => {
     const { result, ran } = await runWith('exec 2>>~/.bash_errors');
     expect(ran).toBe(false);

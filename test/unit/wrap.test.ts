@@ -8,15 +8,17 @@ import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
   const STEP_HEAD = `/usr/bin/env LC_ALL=C.UTF-8 PATH=${STEP_PATH}`;
+  // The command line's last word: the bash -c that execs bash -s on the session's input (STEP_BOOT).
+  const BOOT = commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop').replace(/^.* OPS_STEP=1 bash -c /, '');
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -c ${BOOT}`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -82,6 +84,19 @@ describe('step wrapping', () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
     const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: bin, SHLVL: '1', PATH: `${bin}:${process.env.PATH}` } });
     expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
+  });
+  it("refuses before anything runs when a start-up file took the session's input away (exec </dev/null, exec <&- in ~/.bashrc): bash would read an empty script and end with exit code 0", () => {
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    expect(BOOT).toMatch(/^'.*exec bash -s.*'$/);
+    for (const [redirect, where] of [['exec </dev/null', '/dev/null'], ['exec 0<&-', 'closed']]) {
+      const out = spawnSync('bash', ['-c', `${redirect}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+      expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}input ${where}\n`, 125]);
+    }
+    // as sent: a pipe, a socket (sshd's), a file (a test's here-document)
+    const dir = mkdtempSync(join(tmpdir(), 'ops-input-'));
+    writeFileSync(join(dir, 'in'), stepInput(step));
+    const fromFile = spawnSync('bash', ['-c', `${sshCommand(step, 'deploy', 'shop')} < ${dir}/in`], { encoding: 'utf8' });
+    expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;

@@ -84,6 +84,16 @@ export function lingerFix(login: string): string {
   return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
 
+/** A login whose start-up files start an ssh-agent for every session (StepResult.agentStopped): what is wrong, for `login`. */
+export function agentProblem(login: string): string {
+  return `a start-up file of the login shell of ${login} starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+
+/** The fix for agentProblem. */
+export function agentFix(login: string): string {
+  return `start it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
+
 /**
  * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
  * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.

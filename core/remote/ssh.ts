@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -139,6 +139,7 @@ export class SshRemote implements Remote {
   private warnedSudo = false;
   private warnedStderr = false;
   private warnedLinger = false;
+  private warnedAgent = false;
   private warnedSlow = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
@@ -348,8 +349,12 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
-    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's.
-    const lines = preamble.split('\n').filter(Boolean);
+    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's; nor is
+    // AGENT_STOPPED (ops's own word: it stopped the ssh-agent the start-up files started).
+    // (and with no start line on stderr, where sudo refused the step, it is in stderr: taken out of its words)
+    const agentStopped = preamble.split('\n').includes(AGENT_STOPPED) || (!err.started && stderr.split('\n').includes(AGENT_STOPPED));
+    if (!err.started) stderr = stderr.split('\n').filter((l) => l !== AGENT_STOPPED).join('\n');
+    const lines = preamble.split('\n').filter((l) => l && l !== AGENT_STOPPED);
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
     const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
@@ -365,6 +370,10 @@ export class SshRemote implements Remote {
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
       this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+    }
+    if (agentStopped && !this.warnedAgent) {
+      this.warnedAgent = true;
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
@@ -391,7 +400,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

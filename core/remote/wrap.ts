@@ -11,6 +11,9 @@ import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, type Step } from './types.ts';
 /** The line a script prints first on stdout and stderr: what comes before it is the login shell's. */
 export const START_MARKER = '@ops-start';
 
+/** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the ssh-agent the login's start-up files started. */
+export const AGENT_STOPPED = '@ops-agent-stopped';
+
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
@@ -67,14 +70,26 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
 const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
 
 /**
- * What runs the script (commandLine's last word, a bash -c): it execs `bash -s`, which reads the script from its
- * standard input, when that is the session's (a pipe or a socket; a file where a test feeds it). A start-up file that
- * took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its input; `exec <&-`) would
- * have bash read nothing and end at once with exit code 0, as if the step had run: refused, `input <where fd 0 goes>`.
- * The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and so never reach bash -s.
+ * The step's first process (commandLine: a bash -c the login shell execs, so the login shell's own pid, with its
+ * environment), before sudo: it runs the rest of the command line (`"$@"`: sudo, timeout, env, bash -s, which reads the
+ * script from its standard input) when that input is the session's (a pipe or a socket; a file where a test feeds it).
+ * A start-up file that took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its
+ * input; `exec <&-`) would have bash read nothing and end at once with exit code 0, as if the step had run: refused,
+ * `input <where fd 0 goes>`. The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and
+ * so never reach bash -s. An ssh-agent the start-up files started for this session (`eval $(ssh-agent)` in ~/.bashrc:
+ * one per step, none ever ended) is stopped: the agent SSH_AGENT_PID names, when it started after this process (so
+ * after the login shell: one an earlier login started, that keychain reuses, is left alone); AGENT_STOPPED on stderr
+ * says so, before the start line.
  */
 const STEP_BOOT =
-  `${UNSET_FUNCTIONS}; if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec bash -s; fi;` +
+  `${UNSET_FUNCTIONS};` +
+  ` if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ]` +
+  ` && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat"` +
+  // start times: field 22 of stat, the 20th after the command name (the fields there are letters and numbers: split,
+  // nothing to glob)
+  ` && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
+  ` && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi;` +
+  ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi;` +
   // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
   ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +
   ` printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
@@ -148,11 +163,13 @@ export const scriptPrelude = [
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-c', STEP_BOOT];
+  const unset = LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]);
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
-  // env(1) by its path, with STEP_PATH, finds sudo, timeout and bash where Debian puts them, not in the login's PATH.
-  const english = ['/usr/bin/env', 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`];
+  // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in
+  // the login's PATH; LOGIN_SHELL_ENV unset for that bash too (and again after sudo: its pam_env may set them).
+  const english = ['/usr/bin/env', ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, 'bash', '-c', STEP_BOOT, 'ops-step'];
   if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
   return cmd(...english, ...run);

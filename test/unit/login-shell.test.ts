@@ -2,9 +2,9 @@
 // it, interactive or not): start-up files that exec another shell, exit, read stdin or redirect stderr, and login
 // shells that run nothing (nologin, false). SshRemote over a connection whose exec runs the command locally the way
 // sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -256,6 +256,39 @@ describe('a step through the login shell', () => {
     ]);
   });
 
+  it("a ~/.bashrc that starts an ssh-agent (eval $(ssh-agent)): each step's is stopped, not left on the host; one an earlier login started (keychain's) is left alone; said once, with the fix", async () => {
+    // The agent an earlier login started, which keychain hands to each new one.
+    const kept = spawnSync('ssh-agent', ['-s'], { encoding: 'utf8' });
+    const keptPid = Number(/SSH_AGENT_PID=(\d+)/.exec(kept.stdout)![1]);
+    // (a stopped one may stay a zombie here, where nothing reaps what is reparented)
+    const alive = (pid: number) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'ssh-agent' && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    try {
+      for (const [rc, stopped] of [
+        ['eval "$(ssh-agent -s)" >/dev/null; echo "$SSH_AGENT_PID" >> "$HOME/agents"', true],
+        [`SSH_AGENT_PID=${keptPid}; export SSH_AGENT_PID; echo "$SSH_AGENT_PID" >> "$HOME/agents"`, false],
+      ] as const) {
+        const conn = localConnection(rc);
+        const reporter = new MemoryReporter();
+        const remote = new SshRemote(conn, host, 'app', reporter);
+        for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { agentStopped: true }) });
+        const agents = readFileSync(join((conn as unknown as { dir: string }).dir, 'agents'), 'utf8').trim().split('\n').map(Number);
+        expect(agents).toHaveLength(3);
+        // ssh-agent ends on SIGTERM at once, or nearly
+        for (let i = 0; i < 50 && agents.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(agents.map(alive)).toEqual(agents.map(() => !stopped));
+        expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
+          stopped
+            ? [
+                'warning: web1: a start-up file of the login shell of deploy starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start); fix: start it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)',
+              ]
+            : [],
+        );
+      }
+    } finally {
+      process.kill(keptPid);
+    }
+  });
+
   it('a ~/.bashrc that is slow for non-interactive sessions (2 s): the step runs, ops says every step waits as long, once', async () => {
     const { result, ran, warnings } = await runWith('sleep 2');
     expect(ran).toBe(true);
@@ -313,6 +346,11 @@ describe('ops ping on a login that reaches sudo oddly', () => {
   it('a session that stayed open after its command (a background process of ~/.bashrc): a problem, with the fix', () => {
     const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', lingered: true });
     expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a session stays open after its command has exited/), fix: expect.stringMatching(/^start it with its output elsewhere \(watcher >\/dev\/null 2>&1 &\)/) }]);
+  });
+
+  it('a login whose start-up files start an ssh-agent for every session (the facts step stopped its own): a problem, with the fix', () => {
+    const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', agentStopped: true });
+    expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a start-up file of the login shell of deploy starts an ssh-agent for every session/), fix: expect.stringMatching(/^start it below the interactive guard at the top of ~deploy\/\.bashrc .*keychain/) }]);
   });
 
   describe("names the file that prints, for the login's shell and sshd's rc file", () => {

@@ -7,18 +7,18 @@ import { REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCo
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
-  const STEP_HEAD = `/usr/bin/env LC_ALL=C.UTF-8 PATH=${STEP_PATH}`;
-  // The command line's last word: the bash -c that execs bash -s on the session's input (STEP_BOOT).
-  const BOOT = commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop').replace(/^.* OPS_STEP=1 bash -c /, '');
+  // The step's first process: a bash -c (STEP_BOOT) that runs the rest ("$@") on the session's input.
+  const BOOT = / bash -c ('[^']*(?:'\\''[^']*)*') ops-step /.exec(commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop'))![1];
+  const STEP_HEAD = `/usr/bin/env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD LC_ALL=C.UTF-8 PATH=${STEP_PATH} bash -c ${BOOT} ops-step`;
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -c ${BOOT}`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -c ${BOOT}`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -87,7 +87,7 @@ describe('step wrapping', () => {
   });
   it("refuses before anything runs when a start-up file took the session's input away (exec </dev/null, exec <&- in ~/.bashrc): bash would read an empty script and end with exit code 0", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    expect(BOOT).toMatch(/^'.*exec bash -s.*'$/);
+    expect(BOOT).toContain('exec "$@"');
     for (const [redirect, where] of [['exec </dev/null', '/dev/null'], ['exec 0<&-', 'closed']]) {
       const out = spawnSync('bash', ['-c', `${redirect}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}input ${where}\n`, 125]);

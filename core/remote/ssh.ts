@@ -493,6 +493,26 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
         `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`,
       );
+    // `set -u` in a start-up file, then a variable that only interactive shells set ($PS1 in `[ -z "$PS1" ] && return`):
+    // bash ends the login there, in bash's words `…: PS1: unbound variable` (zsh's: `PS1: parameter not set`).
+    const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
+    if (unbound) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`,
+      );
+    }
+    // A start-up file that starts tmux or screen (to attach at login) for every session: they need a terminal, which
+    // ops's sessions have not.
+    const multiplexer = /open terminal failed: not a terminal/.test(output) ? 'tmux' : /Must be connected to a terminal/.test(output) ? 'screen' : undefined;
+    if (multiplexer) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+        `start ${multiplexer} only below ${guard}${multiplexer === 'tmux' ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ''}`,
+      );
+    }
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

@@ -105,6 +105,32 @@ describe('a step through the login shell', () => {
     expect(e.hint).toContain('set -e');
   });
 
+  it.each([
+    ['set -u\n[ -z "$PS1" ] && return', /runs set -u \(nounset\), then reads \$PS1, which is not set in non-interactive sessions: the login shell ended there, with exit code 127, printing: ".*PS1: unbound variable"$/, /^write \$\{PS1-\} there \(empty when unset\), or move set -u below the interactive guard at the top of ~deploy\/\.bashrc/],
+    ['set -o nounset; case "$PROMPT_COMMAND" in *history*) ;; esac', /runs set -u \(nounset\), then reads \$PROMPT_COMMAND,/, /^write \$\{PROMPT_COMMAND-\} there/],
+  ])('a ~/.bashrc under set -u that reads a variable only interactive sessions set (%j): said so, with the fix, not "ended with exit code 127" alone', async (rc, message, hint) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 /);
+    expect((result as Error).message).toMatch(message);
+    expect((result as NotStartedError).hint).toMatch(hint);
+  });
+
+  it.each([
+    // tmux's own words without a terminal (run here), and screen's
+    ['exec tmux new-session -A -s main', 'tmux', 'open terminal failed: not a terminal', /^start tmux only below the interactive guard at the top of ~deploy\/\.bashrc .*, e\.g\. \[ -z "\$TMUX" \] && exec tmux new-session -A -s main$/],
+    ['echo "Must be connected to a terminal."; exit 1', 'screen', 'Must be connected to a terminal.', /^start screen only below the interactive guard/],
+  ])('a ~/.bashrc that attaches to a terminal multiplexer at login (%s): said so, with the fix', async (rc, multiplexer, words, hint) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not start: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code 1, printing: "${words}"`,
+    );
+    expect((result as NotStartedError).hint).toMatch(hint);
+  });
+
   it('ends a step when its command exits, though a process ~/.bashrc started in the background holds the output; says so once, with the fix', async () => {
     const started = Date.now();
     const { result, ran, warnings } = await runWith('( sleep 60 ) &');

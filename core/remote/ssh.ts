@@ -50,6 +50,12 @@ const LINGER_MAX_MS = 5000;
  * of a deploy wait that long.
  */
 const SLOW_START_MS = 1500;
+/**
+ * How long a step's script may take to begin before ops says so while it waits (once per connection): a start-up file
+ * that waits on a network call (an nvm, pyenv or conda set-up checking for updates, a host that does not answer) holds
+ * every step that long, up to its time limit, with nothing else on screen.
+ */
+const WAITING_START_MS = 10_000;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
@@ -141,6 +147,7 @@ export class SshRemote implements Remote {
   private warnedLinger = false;
   private warnedAgent = false;
   private warnedSlow = false;
+  private warnedWaiting = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -315,11 +322,17 @@ export class SshRemote implements Remote {
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
+    let waiting: NodeJS.Timeout | undefined;
     let sent = Date.now();
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
+      waiting = setTimeout(() => {
+        if (out.started || err.started || this.warnedWaiting) return;
+        this.warnedWaiting = true;
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1000} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1000} s): move what waits below the interactive guard of ~/.bashrc`);
+      }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
         // Not even the start line: the login shell never began the script (it did nothing), it waited before it.
@@ -338,6 +351,7 @@ export class SshRemote implements Remote {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
+      clearTimeout(waiting);
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);

@@ -325,7 +325,8 @@ describe('a step through the login shell', () => {
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
     const conn = localConnection('sleep 60');
-    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    const reporter = new MemoryReporter();
+    const remote = new SshRemote(conn, host, 'app', reporter);
     // The shortest limit: the step's second and the transport's 30 s of grace.
     const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
     expect(result).toBeInstanceOf(NotStartedError);
@@ -333,6 +334,10 @@ describe('a step through the login shell', () => {
       'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
     );
     expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
+    // said while it waited, not only at the end
+    expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual([
+      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard of ~/.bashrc',
+    ]);
   }, 45_000);
 
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {

@@ -463,7 +463,7 @@ export class SshRemote implements Remote {
       );
     if (why === 'stdout')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard output of non-interactive sessions (e.g. exec >&-)' : `sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection below ${guard}`,
       );
     if (why === 'limit')
@@ -474,7 +474,7 @@ export class SshRemote implements Remote {
     if (why === 'merged') return this.mergedOutput(what, stopped);
     if (why === 'stderr')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard error of non-interactive sessions (e.g. exec 2>&-)' : `sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
         `move that redirection below ${guard}`,
       );
     return new NotStartedError(

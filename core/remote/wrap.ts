@@ -116,6 +116,10 @@ export const stepGuard = [
   UNSET_FUNCTIONS,
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
+    // stdout closed (exec >&-) or stderr closed (exec 2>&-): looked at before any command substitution, whose pipe
+    // would take the closed descriptor's number. The refusal goes to the other stream.
+    ` elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125;` +
+    ` elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
     // stdout and stderr one pipe (exec >&2, exec 2>&1, exec > >(logger) 2>&1): sshd gives each its own, so one was sent

@@ -237,13 +237,16 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
   it.each([
-    ['exec >>~/.bash_out', /to \/\S+\/\.bash_out, e\.g\. exec >>file/],
-    ['exec >/dev/null', /to \/dev\/null, e\.g\. exec >>file/],
-  ])('refuses a step whose stdout a start-up file sends to a file (%s): nothing done, said so, not "did not start"', async (rc, where) => {
+    ['exec >>~/.bash_out', /sends the standard output of non-interactive sessions elsewhere \(to \/\S+\/\.bash_out, e\.g\. exec >>file\)/],
+    ['exec >/dev/null', /sends the standard output of non-interactive sessions elsewhere \(to \/dev\/null, e\.g\. exec >>file\)/],
+    // closed: before, the script ran without it (the lock taken, its report lost)
+    ['exec >&-', /closes the standard output of non-interactive sessions \(e\.g\. exec >&-\), so what a step reports would not be seen/],
+    ['exec 2>&-', /closes the standard error of non-interactive sessions \(e\.g\. exec 2>&-\), so a failing step's errors would not be seen/],
+  ])('refuses a step whose stdout or stderr a start-up file sends to a file or closes (%s): nothing done, said so, not "did not start"', async (rc, where) => {
     const { result, ran } = await runWith(rc);
     expect(ran).toBe(false);
     expect(result).toBeInstanceOf(NotStartedError);
-    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard output of non-interactive sessions elsewhere /);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 /);
     expect((result as Error).message).toMatch(where);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });

@@ -36,6 +36,15 @@ const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'BASH_XTRAC
 const STEP_ENV = 'OPS_STEP=1';
 
 /**
+ * For each bash of the command line (STEP_BOOT's and the script's): bash reads ~/.bashrc and /etc/bash.bashrc itself,
+ * even non-interactive, when it takes itself for the one sshd started (SSH_CLIENT set, or its stdin a socket) and its
+ * shell level is under 2; the login shell's `exec` leaves the level where it was (bash lowers SHLVL before an exec),
+ * and sudo drops it. Without it the start-up files ran again in each (a second ssh-agent, a second `read` of the
+ * script), and under sudo root's or the app user's own.
+ */
+const NOT_TOP_LEVEL = 'SHLVL=1';
+
+/**
  * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
  * login put first (`PATH=~/bin:$PATH` in ~/.bashrc, holding a `sudo`, `timeout` or `python3` of its own) runs none of
  * ops's commands. App commands put the configured runtimes and the venv ahead of it (core/steps/app.ts).
@@ -168,12 +177,12 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
+  const run = ['timeout', '-k', '10', String(seconds), 'env', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
   // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in
   // the login's PATH; LOGIN_SHELL_ENV unset for that bash too (and again after sudo: its pam_env may set them).
-  const english = ['/usr/bin/env', ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, 'bash', '-c', STEP_BOOT, 'ops-step'];
+  const english = ['/usr/bin/env', ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, 'bash', '-c', STEP_BOOT, 'ops-step'];
   if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
   return cmd(...english, ...run);

@@ -171,7 +171,8 @@ export const scriptPrelude = [
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
- * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo).
+ * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo). It
+ * starts STEP_BOOT's bash first, which runs the rest (sudo, timeout, the script's bash) once it has checked the input.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;

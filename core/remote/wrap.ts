@@ -178,7 +178,10 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
+  // --default-signal: a signal the login shell ignored (trap '' PIPE in ~/.bashrc) would stay ignored through every
+  // exec, in the script and all it starts (a `while …; do echo; done | head -1` then loops on write errors until the
+  // time limit); timeout restores only the ones it handles itself (coreutils 8.31: Debian 11 has 8.32).
+  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
   // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in

@@ -3,7 +3,7 @@
 
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { hideUrlCredentials } from './secrets/parts.ts';
+import { hideUrlCredentials, isTokenUser } from './secrets/parts.ts';
 import { stopRunsOnFault } from './signals.ts';
 
 export class OpsError extends Error {
@@ -84,6 +84,16 @@ export function lingerFix(login: string): string {
   return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
 
+/** A login whose start-up files start an ssh-agent for every session (StepResult.agentStopped): what is wrong, for `login`. */
+export function agentProblem(login: string): string {
+  return `a start-up file of the login shell of ${login} starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+
+/** The fix for agentProblem. */
+export function agentFix(login: string): string {
+  return `start it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
+
 /**
  * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
  * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.
@@ -133,14 +143,19 @@ export function indent(text: string, prefix = '  | '): string {
  * Text on one line ("a / b"), cut to `max` characters: what a host printed, quoted in a message. Masked by `redact`
  * (the reporter's: the run's secret values) and maskSecretLike (what looks like a secret, where no value is known)
  * before it is put on one line or cut, and again after (a value found whole only once on one line); a cut drops the
- * word it falls in (it may be a secret's start). The one way to quote a host's text in a message.
+ * word it falls in (it may be a secret's start), unless that word is the first (its start is then shown, when no part
+ * of it looks like a token). The one way to quote a host's text in a message.
  */
 export function oneLine(text: string, max = 80, redact: (text: string) => string = (t) => t): string {
   const clean = (t: string) => maskedText(t, redact);
   const one = clean(clean(text).trim().replace(/\s*\n\s*/g, ' / '));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
-  return `${/\s/.test(one[max - 1]!) ? cut.trimEnd() : cut.replace(/\S*$/, '').trimEnd()}…`;
+  const whole = /\s/.test(one[max - 1]!) ? cut.trimEnd() : cut.replace(/\S*$/, '').trimEnd();
+  // One word longer than `max` (a banner's row of "=", a long URL): nothing would be left but "…". Its start is
+  // shown unless a part of it looks like a token (isTokenUser: a start-up file's `echo $TOKEN`).
+  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some(isTokenUser)) return `${cut}…`;
+  return `${whole}…`;
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, agentFix, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -126,6 +126,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
       fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc), reported(r, FACTS_KEYS.forced) === 'yes'),
     });
   if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login) });
+  if (r.agentStopped) problems.push({ problem: agentProblem(login), fix: agentFix(login) });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
   const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;
   if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)

@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -50,6 +50,12 @@ const LINGER_MAX_MS = 5000;
  * of a deploy wait that long.
  */
 const SLOW_START_MS = 1500;
+/**
+ * How long a step's script may take to begin before ops says so while it waits (once per connection): a start-up file
+ * that waits on a network call (an nvm, pyenv or conda set-up checking for updates, a host that does not answer) holds
+ * every step that long, up to its time limit, with nothing else on screen.
+ */
+const WAITING_START_MS = 10_000;
 
 /** An exec channel just opened, and its end (listened for from the start). */
 interface OpenChannel {
@@ -139,7 +145,9 @@ export class SshRemote implements Remote {
   private warnedSudo = false;
   private warnedStderr = false;
   private warnedLinger = false;
+  private warnedAgent = false;
   private warnedSlow = false;
+  private warnedWaiting = false;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -314,11 +322,17 @@ export class SshRemote implements Remote {
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
+    let waiting: NodeJS.Timeout | undefined;
     let sent = Date.now();
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
+      waiting = setTimeout(() => {
+        if (out.started || err.started || this.warnedWaiting) return;
+        this.warnedWaiting = true;
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1000} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1000} s): move what waits below the interactive guard of ~/.bashrc`);
+      }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
         // Not even the start line: the login shell never began the script (it did nothing), it waited before it.
@@ -337,6 +351,7 @@ export class SshRemote implements Remote {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
+      clearTimeout(waiting);
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
@@ -348,8 +363,12 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
-    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's.
-    const lines = preamble.split('\n').filter(Boolean);
+    // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's; nor is
+    // AGENT_STOPPED (ops's own word: it stopped the ssh-agent the start-up files started).
+    // (and with no start line on stderr, where sudo refused the step, it is in stderr: taken out of its words)
+    const agentStopped = preamble.split('\n').includes(AGENT_STOPPED) || (!err.started && stderr.split('\n').includes(AGENT_STOPPED));
+    if (!err.started) stderr = stderr.split('\n').filter((l) => l !== AGENT_STOPPED).join('\n');
+    const lines = preamble.split('\n').filter((l) => l && l !== AGENT_STOPPED);
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
     const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
@@ -365,6 +384,10 @@ export class SshRemote implements Remote {
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
       this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+    }
+    if (agentStopped && !this.warnedAgent) {
+      this.warnedAgent = true;
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
@@ -391,7 +414,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -433,9 +456,14 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`,
       );
+    if (why === 'input')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === 'closed' ? 'closes it, e.g. exec <&-' : `to ${detail || 'unknown'}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
+        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`,
+      );
     if (why === 'stdout')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard output of non-interactive sessions (e.g. exec >&-)' : `sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection below ${guard}`,
       );
     if (why === 'limit')
@@ -446,7 +474,7 @@ export class SshRemote implements Remote {
     if (why === 'merged') return this.mergedOutput(what, stopped);
     if (why === 'stderr')
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard error of non-interactive sessions (e.g. exec 2>&-)' : `sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
         `move that redirection below ${guard}`,
       );
     return new NotStartedError(
@@ -479,6 +507,26 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
         `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`,
       );
+    // `set -u` in a start-up file, then a variable that only interactive shells set ($PS1 in `[ -z "$PS1" ] && return`):
+    // bash ends the login there, in bash's words `…: PS1: unbound variable` (zsh's: `PS1: parameter not set`).
+    const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
+    if (unbound) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`,
+      );
+    }
+    // A start-up file that starts tmux or screen (to attach at login) for every session: they need a terminal, which
+    // ops's sessions have not.
+    const multiplexer = /open terminal failed: not a terminal/.test(output) ? 'tmux' : /Must be connected to a terminal/.test(output) ? 'screen' : undefined;
+    if (multiplexer) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+        `start ${multiplexer} only below ${guard}${multiplexer === 'tmux' ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ''}`,
+      );
+    }
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

@@ -35,6 +35,8 @@ export interface StepResult {
    * (`cmd &` in ~/.bashrc) holds its output, and ops closed it (ssh.ts LINGER_MS). scp and rsync wait for it.
    */
   lingered?: boolean;
+  /** The login shell's start-up files started an ssh-agent for this session, which ops stopped (wrap.ts STEP_BOOT). */
+  agentStopped?: boolean;
 }
 
 export interface RunOptions {

@@ -11,13 +11,17 @@ import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, type Step } from './types.ts';
 /** The line a script prints first on stdout and stderr: what comes before it is the login shell's. */
 export const START_MARKER = '@ops-start';
 
+/** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the ssh-agent the login's start-up files started. */
+export const AGENT_STOPPED = '@ops-agent-stopped';
+
 /**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
  * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
  * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
- * file: `detail` which; this line then comes on stderr).
+ * file: `detail` which; this line then comes on stderr) or `input` (the script's standard input is not the session's,
+ * STEP_BOOT: `detail` where it goes, or `closed`).
  */
 export const REFUSED_PREFIX = '@ops-refused ';
 
@@ -30,6 +34,15 @@ const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'BASH_XTRAC
 
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
+
+/**
+ * For each bash of the command line (STEP_BOOT's and the script's): bash reads ~/.bashrc and /etc/bash.bashrc itself,
+ * even non-interactive, when it takes itself for the one sshd started (SSH_CLIENT set, or its stdin a socket) and its
+ * shell level is under 2; the login shell's `exec` leaves the level where it was (bash lowers SHLVL before an exec),
+ * and sudo drops it. Without it the start-up files ran again in each (a second ssh-agent, a second `read` of the
+ * script), and under sudo root's or the app user's own.
+ */
+const NOT_TOP_LEVEL = 'SHLVL=1';
 
 /**
  * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
@@ -56,7 +69,43 @@ const PROXY_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS
 const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'SSH_CONNECTION', 'SSH_ORIGINAL_COMMAND', 'OPS_STEP', 'OPS_CONNECTION', ...PROXY_ENV];
 
 /**
- * Lines sent ahead of the script: they check the script is read as ops sent it, or print START_MARKER and why not
+ * Removes the functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from
+ * BASH_FUNC_*): none of them stands in for a command of ops's. One named unset, builtin, command or compgen would stand
+ * in for the very commands that remove them (bash looks functions up before builtins): in POSIX mode, which assigning
+ * POSIXLY_CORRECT turns on (an assignment, looked up nowhere), unset is a special builtin, found before any function.
+ * Bash only (another shell imports none); `case`, a reserved word, is no command either. Function names are single
+ * words: the split is the point. Unset, an exported function leaves the environment too: a bash exec'd next has none.
+ */
+const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
+
+/**
+ * The step's first process (commandLine: a bash -c the login shell execs, so the login shell's own pid, with its
+ * environment), before sudo: it runs the rest of the command line (`"$@"`: sudo, timeout, env, bash -s, which reads the
+ * script from its standard input) when that input is the session's (a pipe or a socket; a file where a test feeds it).
+ * A start-up file that took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its
+ * input; `exec <&-`) would have bash read nothing and end at once with exit code 0, as if the step had run: refused,
+ * `input <where fd 0 goes>`. The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and
+ * so never reach bash -s. An ssh-agent the start-up files started for this session (`eval $(ssh-agent)` in ~/.bashrc:
+ * one per step, none ever ended) is stopped: the agent SSH_AGENT_PID names, when it started after this process (so
+ * after the login shell: one an earlier login started, that keychain reuses, is left alone); AGENT_STOPPED on stderr
+ * says so, before the start line.
+ */
+const STEP_BOOT =
+  `${UNSET_FUNCTIONS};` +
+  ` if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ]` +
+  ` && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat"` +
+  // start times: field 22 of stat, the 20th after the command name (the fields there are letters and numbers: split,
+  // nothing to glob)
+  ` && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
+  ` && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi;` +
+  ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi;` +
+  // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
+  ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +
+  ` printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+
+/**
+ * Lines sent ahead of the script: they remove the functions the login's environment exported (whatever their names),
+ * then check the script is read as ops sent it, or print START_MARKER and why not
  * (REFUSED_PREFIX) and exit 125 before anything is done. A login shell's start-up file (~/.bashrc run for sshd's
  * `$SHELL -c`) that `exec`s another shell has that shell read our stdin in place of sudo/timeout/bash: no OPS_STEP.
  * One that reads stdin (`read`, up to three lines) takes our first line: no ops_line1. One that redirects stderr (`exec 2>>file`)
@@ -71,8 +120,15 @@ export const stepGuard = [
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ':',
   ':',
+  // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
+  '# shellcheck disable=SC2046',
+  UNSET_FUNCTIONS,
   `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
+    // stdout closed (exec >&-) or stderr closed (exec 2>&-): looked at before any command substitution, whose pipe
+    // would take the closed descriptor's number. The refusal goes to the other stream.
+    ` elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125;` +
+    ` elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125;` +
     // stdout to a file (exec >>file, or >/dev/null): the refusal goes to stderr, the channel's still.
     ` elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125;` +
     // stdout and stderr one pipe (exec >&2, exec 2>&1, exec > >(logger) 2>&1): sshd gives each its own, so one was sent
@@ -90,11 +146,6 @@ export const stepGuard = [
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
-  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
-  // none of them stands in for a command of the script.
-  // (function names are single words: the split is the point)
-  '# shellcheck disable=SC2046',
-  'builtin unset -f $(builtin compgen -A function)',
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
   // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
   // export LC_MESSAGES=...), text ops would blame on the login shell.
@@ -120,16 +171,22 @@ export const scriptPrelude = [
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
- * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo).
+ * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo). It
+ * starts STEP_BOOT's bash first, which runs the rest (sudo, timeout, the script's bash) once it has checked the input.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ['timeout', '-k', '10', String(seconds), 'env', ...LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]), ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, 'bash', '-s'];
+  const unset = LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]);
+  // --default-signal: a signal the login shell ignored (trap '' PIPE in ~/.bashrc) would stay ignored through every
+  // exec, in the script and all it starts (a `while …; do echo; done | head -1` then loops on write errors until the
+  // time limit); timeout restores only the ones it handles itself (coreutils 8.31: Debian 11 has 8.32).
+  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
-  // env(1) by its path, with STEP_PATH, finds sudo, timeout and bash where Debian puts them, not in the login's PATH.
-  const english = ['/usr/bin/env', 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`];
+  // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in
+  // the login's PATH; LOGIN_SHELL_ENV unset for that bash too (and again after sudo: its pam_env may set them).
+  const english = ['/usr/bin/env', ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, 'bash', '-c', STEP_BOOT, 'ops-step'];
   if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
   return cmd(...english, ...run);

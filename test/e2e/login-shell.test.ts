@@ -180,6 +180,36 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 300_000);
 
+  it('a ~/.bashrc that takes the input of non-interactive sessions away (exec </dev/null): nothing runs, ping and deploy name the redirection and the fix (not "ended with exit code 0")', async () => {
+    await bashrc('exec </dev/null', () => bothSay(/did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on \S+ takes standard input away from non-interactive sessions \(to \/dev\/null, e\.g\. exec <\/dev\/null\), and ops sends each step's script on it/, /move that redirection below the interactive guard/));
+  }, 300_000);
+
+  it("a ~/.bashrc that exports functions named builtin, unset, command and printf (export -f): ping's facts are the host's, whole, nothing said to be printed; a deploy works", async () => {
+    await bashrc('builtin() { echo "builtin $*"; }; unset() { echo "unset $*"; }; command() { echo "command $*"; }; printf() { echo "printf $*"; }; export -f builtin unset command printf', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(ping.out).toMatch(new RegExp(`✓ ${host.name} \\(${host.address.replace(/\./g, '\\.')}\\): key verified, ${host.name}, Debian GNU/Linux 12 \\(bookworm\\), .*, sudo ok, MaxSessions 10 `));
+      expect(text(ping)).not.toMatch(/prints text/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect((await get(host)).body).toContain('Version 2.0.0');
+    });
+  }, 900_000);
+
+  it("a ~/.bashrc that starts an ssh-agent (eval $(ssh-agent)): a deploy works and leaves no agent behind (one per step before); ping and the deploy say so once, with the fix", async () => {
+    const agents = async () => Number((await sshRun(host, 'pgrep -c -x -u deploy ssh-agent || true')).stdout.trim());
+    const before = await agents();
+    await bashrc('eval "$(ssh-agent -s)" >/dev/null', async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(text(ping)).toMatch(/starts an ssh-agent for every session \(e\.g\. eval \$\(ssh-agent\) in ~\/\.bashrc\)/);
+      expect(text(ping)).toMatch(/keychain --eval/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy).match(/starts an ssh-agent for every session/g)).toHaveLength(1);
+    });
+    expect(await agents()).toBe(before);
+  }, 900_000);
+
   it('a ~/.bashrc that exports its shell options (set -o noclobber; export SHELLOPTS): a deploy works (its uploads write as ops sent them)', async () => {
     await bashrc('set -o noclobber; export SHELLOPTS', async () => {
       const deploy = await ops('deploy', 'e2e', '--ref', 'v2');

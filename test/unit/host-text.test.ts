@@ -29,6 +29,15 @@ describe('host text quoted on the runner is masked', () => {
     expect(oneLine(`postgres://app:${LEAK}@db/app`)).toBe('postgres://app:***@db/app');
   });
 
+  it("oneLine shows the start of a first word longer than the cut (a banner's row of \"=\", a long URL), not \"…\" alone; never a token's", () => {
+    expect(oneLine('='.repeat(120))).toBe(`${'='.repeat(79)}…`);
+    expect(oneLine(`==== Welcome to ${'x'.repeat(100)}`)).toBe('==== Welcome to…');
+    expect(oneLine(`https://status.example.com/${'incident-'.repeat(12)}`)).toBe(`https://status.example.com/${'incident-'.repeat(12)}`.slice(0, 79) + '…');
+    // a start-up file's echo of a token: nothing of it
+    expect(oneLine(`ghp_${'aB3dE5fG7h'.repeat(10)}`)).toBe('…');
+    expect(oneLine(`=====${'Zm9vYmFyQmF6cXV4'.repeat(3)}+/${'K8sLm2Np4Qr6St8V'.repeat(4)}`)).toBe('…');
+  });
+
   it("ops ping: the login shell's text, in the problem and in --json (loginShellOutput), masked whole", () => {
     const reporter = new MemoryReporter();
     reporter.mask(KNOWN);

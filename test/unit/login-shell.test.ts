@@ -2,9 +2,9 @@
 // it, interactive or not): start-up files that exec another shell, exit, read stdin or redirect stderr, and login
 // shells that run nothing (nologin, false). SshRemote over a connection whose exec runs the command locally the way
 // sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -105,6 +105,32 @@ describe('a step through the login shell', () => {
     expect(e.hint).toContain('set -e');
   });
 
+  it.each([
+    ['set -u\n[ -z "$PS1" ] && return', /runs set -u \(nounset\), then reads \$PS1, which is not set in non-interactive sessions: the login shell ended there, with exit code 127, printing: ".*PS1: unbound variable"$/, /^write \$\{PS1-\} there \(empty when unset\), or move set -u below the interactive guard at the top of ~deploy\/\.bashrc/],
+    ['set -o nounset; case "$PROMPT_COMMAND" in *history*) ;; esac', /runs set -u \(nounset\), then reads \$PROMPT_COMMAND,/, /^write \$\{PROMPT_COMMAND-\} there/],
+  ])('a ~/.bashrc under set -u that reads a variable only interactive sessions set (%j): said so, with the fix, not "ended with exit code 127" alone', async (rc, message, hint) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 /);
+    expect((result as Error).message).toMatch(message);
+    expect((result as NotStartedError).hint).toMatch(hint);
+  });
+
+  it.each([
+    // tmux's own words without a terminal (run here), and screen's
+    ['exec tmux new-session -A -s main', 'tmux', 'open terminal failed: not a terminal', /^start tmux only below the interactive guard at the top of ~deploy\/\.bashrc .*, e\.g\. \[ -z "\$TMUX" \] && exec tmux new-session -A -s main$/],
+    ['echo "Must be connected to a terminal."; exit 1', 'screen', 'Must be connected to a terminal.', /^start screen only below the interactive guard/],
+  ])('a ~/.bashrc that attaches to a terminal multiplexer at login (%s): said so, with the fix', async (rc, multiplexer, words, hint) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not start: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code 1, printing: "${words}"`,
+    );
+    expect((result as NotStartedError).hint).toMatch(hint);
+  });
+
   it('ends a step when its command exits, though a process ~/.bashrc started in the background holds the output; says so once, with the fix', async () => {
     const started = Date.now();
     const { result, ran, warnings } = await runWith('( sleep 60 ) &');
@@ -189,6 +215,20 @@ describe('a step through the login shell', () => {
     );
   });
 
+  it.each([
+    ['exec </dev/null', 'to /dev/null, e.g. exec </dev/null'],
+    ['exec 0</dev/null', 'to /dev/null, e.g. exec </dev/null'],
+    ['exec 0<&-', 'closes it, e.g. exec <&-'],
+  ])('refuses a step whose standard input a start-up file took away (%s): said so, not "ended with exit code 0"', async (rc, how) => {
+    const { result, ran } = await runWith(rc);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(
+      `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 takes standard input away from non-interactive sessions (${how}), and ops sends each step's script on it: the script would be read as empty; ops stopped it before it did anything`,
+    );
+    expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard at the top of ~deploy\/\.bashrc .*; to keep one command of it from reading the session's input, redirect that command alone \(command <\/dev\/null\)$/);
+  });
+
   it('refuses a step whose stderr a start-up file sends elsewhere (its errors would be lost)', async () => {
     const { result, ran } = await runWith('exec 2>>~/.bash_errors');
     expect(ran).toBe(false);
@@ -197,13 +237,16 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
   it.each([
-    ['exec >>~/.bash_out', /to \/\S+\/\.bash_out, e\.g\. exec >>file/],
-    ['exec >/dev/null', /to \/dev\/null, e\.g\. exec >>file/],
-  ])('refuses a step whose stdout a start-up file sends to a file (%s): nothing done, said so, not "did not start"', async (rc, where) => {
+    ['exec >>~/.bash_out', /sends the standard output of non-interactive sessions elsewhere \(to \/\S+\/\.bash_out, e\.g\. exec >>file\)/],
+    ['exec >/dev/null', /sends the standard output of non-interactive sessions elsewhere \(to \/dev\/null, e\.g\. exec >>file\)/],
+    // closed: before, the script ran without it (the lock taken, its report lost)
+    ['exec >&-', /closes the standard output of non-interactive sessions \(e\.g\. exec >&-\), so what a step reports would not be seen/],
+    ['exec 2>&-', /closes the standard error of non-interactive sessions \(e\.g\. exec 2>&-\), so a failing step's errors would not be seen/],
+  ])('refuses a step whose stdout or stderr a start-up file sends to a file or closes (%s): nothing done, said so, not "did not start"', async (rc, where) => {
     const { result, ran } = await runWith(rc);
     expect(ran).toBe(false);
     expect(result).toBeInstanceOf(NotStartedError);
-    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 sends the standard output of non-interactive sessions elsewhere /);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not run: ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\) on web1 /);
     expect((result as Error).message).toMatch(where);
     expect((result as NotStartedError).hint).toMatch(/^move that redirection below the interactive guard/);
   });
@@ -242,6 +285,39 @@ describe('a step through the login shell', () => {
     ]);
   });
 
+  it("a ~/.bashrc that starts an ssh-agent (eval $(ssh-agent)): each step's is stopped, not left on the host; one an earlier login started (keychain's) is left alone; said once, with the fix", async () => {
+    // The agent an earlier login started, which keychain hands to each new one.
+    const kept = spawnSync('ssh-agent', ['-s'], { encoding: 'utf8' });
+    const keptPid = Number(/SSH_AGENT_PID=(\d+)/.exec(kept.stdout)![1]);
+    // (a stopped one may stay a zombie here, where nothing reaps what is reparented)
+    const alive = (pid: number) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'ssh-agent' && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    try {
+      for (const [rc, stopped] of [
+        ['eval "$(ssh-agent -s)" >/dev/null; echo "$SSH_AGENT_PID" >> "$HOME/agents"', true],
+        [`SSH_AGENT_PID=${keptPid}; export SSH_AGENT_PID; echo "$SSH_AGENT_PID" >> "$HOME/agents"`, false],
+      ] as const) {
+        const conn = localConnection(rc);
+        const reporter = new MemoryReporter();
+        const remote = new SshRemote(conn, host, 'app', reporter);
+        for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { agentStopped: true }) });
+        const agents = readFileSync(join((conn as unknown as { dir: string }).dir, 'agents'), 'utf8').trim().split('\n').map(Number);
+        expect(agents).toHaveLength(3);
+        // ssh-agent ends on SIGTERM at once, or nearly
+        for (let i = 0; i < 50 && agents.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(agents.map(alive)).toEqual(agents.map(() => !stopped));
+        expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
+          stopped
+            ? [
+                'warning: web1: a start-up file of the login shell of deploy starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start); fix: start it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)',
+              ]
+            : [],
+        );
+      }
+    } finally {
+      process.kill(keptPid);
+    }
+  });
+
   it('a ~/.bashrc that is slow for non-interactive sessions (2 s): the step runs, ops says every step waits as long, once', async () => {
     const { result, ran, warnings } = await runWith('sleep 2');
     expect(ran).toBe(true);
@@ -252,7 +328,8 @@ describe('a step through the login shell', () => {
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
     const conn = localConnection('sleep 60');
-    const remote = new SshRemote(conn, host, 'app', new MemoryReporter());
+    const reporter = new MemoryReporter();
+    const remote = new SshRemote(conn, host, 'app', reporter);
     // The shortest limit: the step's second and the transport's 30 s of grace.
     const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
     expect(result).toBeInstanceOf(NotStartedError);
@@ -260,6 +337,10 @@ describe('a step through the login shell', () => {
       'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
     );
     expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
+    // said while it waited, not only at the end
+    expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual([
+      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard of ~/.bashrc',
+    ]);
   }, 45_000);
 
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
@@ -299,6 +380,11 @@ describe('ops ping on a login that reaches sudo oddly', () => {
   it('a session that stayed open after its command (a background process of ~/.bashrc): a problem, with the fix', () => {
     const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', lingered: true });
     expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a session stays open after its command has exited/), fix: expect.stringMatching(/^start it with its output elsewhere \(watcher >\/dev\/null 2>&1 &\)/) }]);
+  });
+
+  it('a login whose start-up files start an ssh-agent for every session (the facts step stopped its own): a problem, with the fix', () => {
+    const r = readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', agentStopped: true });
+    expect(r.problems).toEqual([{ problem: expect.stringMatching(/^a start-up file of the login shell of deploy starts an ssh-agent for every session/), fix: expect.stringMatching(/^start it below the interactive guard at the top of ~deploy\/\.bashrc .*keychain/) }]);
   });
 
   describe("names the file that prints, for the login's shell and sshd's rc file", () => {

@@ -7,16 +7,18 @@ import { REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCo
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
-  const STEP_HEAD = `/usr/bin/env LC_ALL=C.UTF-8 PATH=${STEP_PATH}`;
+  // The step's first process: a bash -c (STEP_BOOT) that runs the rest ("$@") on the session's input.
+  const BOOT = / bash -c ('[^']*(?:'\\''[^']*)*') ops-step /.exec(commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop'))![1];
+  const STEP_HEAD = `/usr/bin/env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD LC_ALL=C.UTF-8 PATH=${STEP_PATH} SHLVL=1 bash -c ${BOOT} ops-step`;
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -32,6 +34,34 @@ describe('step wrapping', () => {
     const env = { ...process.env, 'BASH_FUNC_echo%%': '() { builtin echo "[12:00]" "$@"; }', 'BASH_FUNC_cd%%': '() { builtin cd "$@" && builtin echo "entered $PWD"; }', 'BASH_FUNC_printf%%': '() { builtin echo printf; }' };
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
     expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, 0]);
+  });
+  it("runs the guard and the script as sent though the login exported functions named after the very commands they use (unset, builtin, command, compgen: what removes functions; printf, exit, [, set, cd...)", () => {
+    const step = { name: 's', script: 'echo hi; cd /tmp; printf "%s\\n" "$PWD"; test -d /tmp && echo "$(ulimit -n)" >/dev/null; exit 3', timeout: 30, as: 'login' } as const;
+    // Each one prints FN and succeeds: standing in for `[`, it would have the guard refuse; for exit, let a refused step run.
+    const names = ['unset', 'builtin', 'command', 'compgen', 'printf', 'exit', '[', 'test', 'set', 'cd', 'echo', 'readlink', 'ulimit', 'umask', 'export', 'declare', 'local', 'trap', 'shopt', 'eval', 'source', '.', 'read', 'mapfile'];
+    const env = { ...process.env, ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
+    // read by another shell: still refused (exit is bash's function only)
+    const other = spawnSync('sh', ['-s'], { input: stepInput(step), encoding: 'utf8', env });
+    expect([other.stdout, other.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}shell sh\n`, 125]);
+  });
+  it("has the start-up files read once, by the login shell: not again by the bashes of the command line, which Debian's bash would take for the one sshd started (SSH_CLIENT set, no SHLVL)", () => {
+    const home = mkdtempSync(join(tmpdir(), 'ops-home-'));
+    writeFileSync(join(home, '.bashrc'), 'echo "read by $$" >> "$HOME/sourced"\n');
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    // What sshd gives the login shell: SSH_CLIENT, no SHLVL; bash then reads ~/.bashrc itself (SSH_SOURCE_BASHRC).
+    const env = { PATH: process.env.PATH, HOME: home, SSH_CLIENT: '10.0.0.1 50000 22', SSH_CONNECTION: '10.0.0.1 50000 10.0.0.2 22' };
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
+    expect(readFileSync(join(home, 'sourced'), 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+  it("runs the script with no signal ignored, though the login shell ignored some (trap '' PIPE USR1 in ~/.bashrc: inherited through exec)", () => {
+    // SIGPIPE (13) and SIGUSR1 (10) among the ignored (SigIgn, a mask of bit N-1); a writer to a closed pipe ends.
+    const script = "ign=$(sed -n 's/^SigIgn:\\t//p' /proc/$$/status); echo \"ignored: $(( 0x$ign & (1 << 12 | 1 << 9) ))\"; { (while :; do echo y; done) | head -n 1; } || true";
+    const step = { name: 's', script, timeout: 30, as: 'login' } as const;
+    const out = spawnSync('bash', ['-c', `trap '' PIPE USR1\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8', timeout: 20_000 });
+    expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\nignored: 0\ny\n`, 0]);
   });
   it("runs the script with bash's own options, not those the login's environment exports (SHELLOPTS, BASHOPTS, BASH_ENV, BASH_XTRACEFD)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-opts-'));
@@ -72,6 +102,19 @@ describe('step wrapping', () => {
     const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: bin, SHLVL: '1', PATH: `${bin}:${process.env.PATH}` } });
     expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
   });
+  it("refuses before anything runs when a start-up file took the session's input away (exec </dev/null, exec <&- in ~/.bashrc): bash would read an empty script and end with exit code 0", () => {
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    expect(BOOT).toContain('exec "$@"');
+    for (const [redirect, where] of [['exec </dev/null', '/dev/null'], ['exec 0<&-', 'closed']]) {
+      const out = spawnSync('bash', ['-c', `${redirect}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+      expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}input ${where}\n`, 125]);
+    }
+    // as sent: a pipe, a socket (sshd's), a file (a test's here-document)
+    const dir = mkdtempSync(join(tmpdir(), 'ops-input-'));
+    writeFileSync(join(dir, 'in'), stepInput(step));
+    const fromFile = spawnSync('bash', ['-c', `${sshCommand(step, 'deploy', 'shop')} < ${dir}/in`], { encoding: 'utf8' });
+    expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
+  });
   it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
     for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000']]) {
@@ -81,7 +124,7 @@ describe('step wrapping', () => {
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith(`# shellcheck disable=SC2046\nbuiltin unset -f $(builtin compgen -A function)\n`)).toBe(true);
+    expect(text.startsWith('export LC_ALL=C.UTF-8\n')).toBe(true);
     expect(text).toContain(`\nprintf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`);
     expect(text.endsWith('echo hi\n')).toBe(true);
     const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });

@@ -19299,10 +19299,13 @@ function jsonStrings(value) {
   walk(doc);
   return out;
 }
+function dotenvJsonEscaped(text) {
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+}
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
+  return [js, ascii, dotenvJsonEscaped(text)];
 }
 function pythonRepr(text) {
   const quote2 = pyQuote(text);
@@ -19570,6 +19573,12 @@ function lingerProblem(login2) {
 function lingerFix(login2) {
   return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
 }
+function agentProblem(login2) {
+  return `a start-up file of the login shell of ${login2} starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+function agentFix(login2) {
+  return `start it below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
   const name3 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
@@ -19592,7 +19601,9 @@ function oneLine(text, max = 80, redact = (t) => t) {
   const one = clean5(clean5(text).trim().replace(/\s*\n\s*/g, " / "));
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
-  return `${/\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd()}\u2026`;
+  const whole = /\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd();
+  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some(isTokenUser)) return `${cut}\u2026`;
+  return `${whole}\u2026`;
 }
 function maskedText(text, redact) {
   return maskSecretLike(redact(text));
@@ -29598,8 +29609,10 @@ async function parseIdentities(text, source) {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
-    if (line === "" || line.startsWith("#")) continue;
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
+      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+    if (line === "" || line.startsWith("#")) continue;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
@@ -29609,12 +29622,7 @@ async function parseIdentities(text, source) {
         "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
       );
     }
-    if (!IDENTITY_RE.test(line)) {
-      throw new OpsError(
-        `${where} is not an age identity`,
-        "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)"
-      );
-    }
+    if (!IDENTITY_RE.test(line)) throw notAnIdentity(line, where, source);
     let recipient;
     try {
       recipient = await identityToRecipient(line);
@@ -29624,6 +29632,29 @@ async function parseIdentities(text, source) {
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+function notAnIdentity(line, where, source) {
+  const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
+  const alone = variable ? `${source}'s value must be the key alone` : "a key line must be the key alone";
+  const keys = [...line.matchAll(IDENTITY_IN_LINE)];
+  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length === 1) {
+    const before = line.slice(0, keys[0].index);
+    const after = line.slice(keys[0].index + keys[0][0].length);
+    const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
+    if (assignment && after === assignment[3]) {
+      const shape = `${assignment[1] ? "export " : ""}${assignment[2]}${before.includes(":") ? ": " : "="}${assignment[3] ? `${assignment[3]}\u2026${assignment[3]}` : "\u2026"}`;
+      return new OpsError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
+    }
+    if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
+      const marks = before === after && before.length === 1 ? `in quotes (${before}\u2026${after})` : `with quote marks around it (${before || "none"} before it, ${after || "none"} after it)`;
+      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+    }
+    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new OpsError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
+    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
+  }
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new OpsError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
 }
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
@@ -29728,7 +29759,7 @@ async function generateIdentity2(now = /* @__PURE__ */ new Date()) {
 ${secret}
 ` };
 }
-var IDENTITY_RE, RECIPIENT_RE;
+var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE;
 var init_keys = __esm({
   "core/secrets/keys.ts"() {
     "use strict";
@@ -29738,6 +29769,7 @@ var init_keys = __esm({
     init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
+    IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
   }
 });
 
@@ -37583,6 +37615,7 @@ var init_env_names = __esm({
         [["HOME", "PATH", "OPS_RELEASE", "OPS_SLOT"], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
         [["SUPERVISOR_ENABLED", "SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "SUPERVISOR_SERVER_URL"], { by: "supervisor, in each program's environment", app: true }],
         [["LANG"], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+        [["INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "MEMORY_PRESSURE_WATCH", "MEMORY_PRESSURE_WRITE"], { by: "systemd, for the service running supervisord (supervisor.service), passed on to each program", app: true, host: true }],
         [["USER", "LOGNAME", "SHELL"], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
         [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
       ].flatMap(([names, v]) => names.map((n) => [n, v]))
@@ -38032,6 +38065,12 @@ function routeProblem(v) {
   if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
   return void 0;
 }
+function healthProblem(v) {
+  const url = /^https?:\/\/[^/?#]*(\/[^#]*)?$/i.exec(v);
+  if (url) return `a URL: give its path alone (${url[1] || "/"}); the program is asked on 127.0.0.1, at its own port`;
+  if (!v.startsWith("/") && HEALTH_PATH.test(`/${v}`)) return `a path starts with "/": /${v}`;
+  return void 0;
+}
 function bodySizeProblem(v) {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
   if (!m) return void 0;
@@ -38072,7 +38111,8 @@ function dnsNameProblem(v) {
   }
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
-  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  if (isIP(v.replace(/^\[(.*)\]$/, "$1")) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  if (/^\*\./.test(v)) return `a wildcard: give the site's one name (${v.slice(2)}, say); nginx's server_name, the certificate and the reports name that one`;
   const name3 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name3.length > 253 || !name3.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -38087,7 +38127,7 @@ function domainProblem(v) {
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -38151,7 +38191,8 @@ var init_environment_schema = __esm({
       form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
       check: routeProblem
     });
-    healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+    HEALTH_PATH = /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/;
+    healthPath = string({ pattern: HEALTH_PATH, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")', check: healthProblem });
     SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
     assetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' });
     servedAssetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, form: 'a path relative to the release, inside it, of letters, digits, ".", "_", "-" and "/" ("client/build/client/_app/immutable")' });
@@ -38282,7 +38323,7 @@ var init_environment_schema = __esm({
             ),
             asset_dirs: opt(
               list(either(assetDir, object({ dir: req(servedAssetDir, "the directory, relative to the release"), url: req(assetUrl, "the URL prefix the app serves its files at") }, "{ dir: <path>, url: <URL prefix> }"))),
-              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
+              "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one a rollout under way is about to switch the host to (a page of a host switched before it gets its assets), then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -38491,7 +38532,7 @@ function envShadowProblems(config, problems) {
     }
   }
 }
-function crossCheck(config, problems) {
+function crossCheck(config, problems, routesGiven) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
@@ -38503,9 +38544,15 @@ function crossCheck(config, problems) {
   });
   if (config.base_dir && !NGINX_PATH.test(config.base_dir) && assetDirs(config).some((a) => a.url))
     problems.push({ path: "base_dir", message: `${JSON.stringify(config.base_dir)} cannot be written into the nginx site that serves release.asset_dirs' urls: only letters, digits, ".", "_", "-" and "/" (or give release.asset_dirs without url)` });
-  for (const [prefix, program] of Object.entries(config.routes)) {
-    if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
-  }
+  const programs = Object.keys(config.programs);
+  if (!programs.length) problems.push({ path: "programs", message: "expected at least one program (a long-running process of a release: its command and port)" });
+  else if (!routesGiven && Object.values(config.routes).some((program) => !config.programs[program])) {
+    const shown = Object.entries(config.routes).map(([prefix, program]) => `${prefix}: ${program}`).join(", ");
+    problems.push({ path: "routes", message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(", ")}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
+  } else
+    for (const [prefix, program] of Object.entries(config.routes)) {
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(", ")})` });
+    }
   const ports = /* @__PURE__ */ new Map([
     [80, "nginx (http)"],
     [443, "nginx (https)"]
@@ -38519,11 +38566,14 @@ function crossCheck(config, problems) {
         message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
       });
     }
+    const taken = /* @__PURE__ */ new Map();
     for (const port2 of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port2);
-      if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
+      if (other) taken.set(other, [...taken.get(other) ?? [], port2]);
       ports.set(port2, pname);
     }
+    for (const [other, list3] of taken)
+      problems.push({ path: `programs.${pname}.port`, message: `${list3.length > 1 ? `ports ${list3.join(" and ")} are` : `port ${list3[0]} is`} also used by ${other} (each program needs port and port + switch.port_offset free)` });
   }
   const base = (config.base_dir ?? `/srv/${config.app}`).replace(/\/+$/, "");
   const named = [
@@ -38567,7 +38617,7 @@ function crossCheck(config, problems) {
 function parseEnvironment(doc, file) {
   const problems = [];
   const config = environmentSchema.check(doc, "", problems);
-  if (config) crossCheck(config, problems);
+  if (config) crossCheck(config, problems, doc !== null && typeof doc === "object" && Object.hasOwn(doc, "routes"));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
@@ -38770,6 +38820,19 @@ function assetDirs(config) {
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
+}
+function readEnvFile(env, setting, value, expected = "a file") {
+  const file = envPath(env, value);
+  try {
+    return readFileSync4(file, "utf8");
+  } catch (e) {
+    const why = fileError(e, file, "read", expected);
+    const missing2 = e.code === "ENOENT";
+    throw new OpsError(
+      `${setting}: ${why.message}`,
+      missing2 ? `check ${setting} in environments/${env.name}/environment.yml (${JSON.stringify(value)}): a relative path starts from the environment's folder, environments/${env.name}/; ~/ from your home directory` : why.hint
+    );
+  }
 }
 var import_yaml2, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
@@ -48348,8 +48411,34 @@ function errorPath(path) {
 function syntaxError(text, err) {
   const message = err.message ?? "";
   const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
-  const what = err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
+  const quoteEndsAtLine = err.code === "MISSING_CHAR" && /^Missing closing ["']quote/.test(message) && err.pos !== void 0 && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== "";
+  const quoteEscaped = err.code === "BAD_DQ_ESCAPE" && message === "Invalid escape sequence \\'";
+  const what = quoteEscaped ? `the escape \\' in a double-quoted string, which YAML does not have: inside double quotes write ' on its own (only \\" and \\\\ need a backslash)` : quoteEndsAtLine ? "a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)" : err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
+}
+function refuseNonGoEscape(text, start, end, file) {
+  for (const m of text.slice(start, end).matchAll(/\\[\s\S]/g))
+    if (m[0] === "\\/")
+      throw new OpsError(`${file} is not valid YAML at ${lineCol(text, start + m.index)}: the escape \\/ in a double-quoted string, which YAML 1.2 has but sops's YAML parser (go-yaml) does not know`, "write / on its own (it needs no escape), and try again");
+}
+function refuseControlCharacter(text, file) {
+  const at2 = GO_YAML_UNREADABLE.exec(text);
+  if (at2)
+    throw new OpsError(
+      `${file} is not valid YAML at ${lineCol(text, at2.index)}: an invisible control character (or U+FFFE, U+FFFF), which sops's YAML parser refuses anywhere in the file ("control characters are not allowed")`,
+      `remove it (pasted with a value, from a terminal's colours or a rich-text editor?); to store one on purpose, write it as an escape in double quotes ("\\e", "\\x01"), and try again`
+    );
+}
+function refuseRawJsonControl(text, start, end, file) {
+  const at2 = /[\x00-\x1f]/.exec(text.slice(start, end));
+  if (at2)
+    throw new OpsError(
+      `${file} is not valid JSON at ${lineCol(text, start + at2.index)}: a line break, tab or other control character typed raw inside a string, which sops refuses ("invalid character in string literal")`,
+      "write it as an escape inside the string (\\n for a line break, \\t for a tab, \\u0001...), and try again"
+    );
+}
+function quotedBreak(source, type) {
+  return /[\r\n\x85]/.test(type === "QUOTE_DOUBLE" ? source.replace(/\\(?:\r\n|[\s\S])/g, "") : source);
 }
 function goNode(v, where) {
   if (v.type === "null") return { kind: "null" };
@@ -48374,6 +48463,7 @@ function goBreaks(text, lines, node) {
 function parseTree(text, format, options) {
   const { file } = options;
   refuseDeepNesting(text, file);
+  if (format === "yaml" && options.keys !== "strict") refuseControlCharacter(text, file);
   const lines = format === "yaml" ? goLines(text) : text;
   const docs = (0, import_yaml7.parseAllDocuments)(lines, {
     intAsBigInt: true,
@@ -48394,6 +48484,8 @@ function parseTree(text, format, options) {
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
+    if (format === "yaml" && node.type === "QUOTE_DOUBLE") refuseNonGoEscape(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
+    if (format === "json" && node.type === "QUOTE_DOUBLE") refuseRawJsonControl(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
     const v = format === "yaml" ? goBreaks(text, lines, node) : node.value;
     const where = () => `${file}: ${errorPath(path)}`;
     if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
@@ -48402,6 +48494,7 @@ function parseTree(text, format, options) {
       if (typeof v === "string") return str(v);
       if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
       if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number" && !Number.isFinite(v)) throw new OpsError(`${where()}: a number beyond the floating-point range (about 1.8e308), which sops refuses ("value out of range")`, "quote it to store it as text, or give a smaller number");
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
@@ -48460,6 +48553,8 @@ function parseTree(text, format, options) {
     if (((0, import_yaml7.isMap)(node) || (0, import_yaml7.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml7.isMap)(node) ? "flow-map" : "flow-list", line });
     else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
     else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && node.range && text.slice(node.range[0], node.range[1]).includes("\n")) found.push({ path, kind: "folded", line });
+    else if ((0, import_yaml7.isScalar)(node) && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE") && node.range && quotedBreak(lines.slice(node.range[0], node.range[1]), node.type))
+      found.push({ path, kind: "quoted-lines", line });
   };
   const recordKey = (node, path) => {
     const found = options.constructs;
@@ -48550,7 +48645,7 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
   return tree;
 }
-var import_yaml7, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY;
+var import_yaml7, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY, GO_YAML_UNREADABLE;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
@@ -48566,6 +48661,7 @@ var init_tree_parse = __esm({
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
     VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
+    GO_YAML_UNREADABLE = /[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
   }
 });
 
@@ -49646,8 +49742,10 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   let text;
   try {
     text = readFileSync6(path, "utf8");
-  } catch {
-    throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
+  } catch (e) {
+    const why = fileError(e, path, "read", "an age key file");
+    const missing2 = e.code === "ENOENT";
+    throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing2 ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
   }
   const found = await parseIdentities(text, path);
   if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
@@ -72407,7 +72505,9 @@ init_errors();
 init_dotenv_readers();
 init_shell();
 init_goyaml();
+init_parts();
 init_tree();
+init_schema_object();
 init_dotenv_readers();
 function lookup(tree, path) {
   const isMap5 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
@@ -72417,6 +72517,10 @@ function lookup(tree, path) {
     return isMap5(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
+}
+function secretPaths(tree, prefix = "") {
+  if (tree === null || typeof tree !== "object" || Array.isArray(tree)) return [];
+  return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 function asString(value) {
   if (typeof value === "string") return value;
@@ -72437,7 +72541,7 @@ function jsonText(value) {
   return typeof value === "string" ? jsonString(value) : JSON.stringify(value);
 }
 function jsonString(text) {
-  return JSON.stringify(text).replace(/\\[\s\S]|['`]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+  return `"${dotenvJsonEscaped(text)}"`;
 }
 var FORMS = [
   { name: "single-quoted", quote: "'" },
@@ -72530,17 +72634,14 @@ function encodeVariable(env, key, spec, value) {
   const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
   return { refused: { head: `${key} (${sourceOf(spec)}; ${readBy})`, reason: encoded.refused.reason, secret: typeof spec !== "string", readers: encoded.refused.readers } };
 }
-function unreadableError(env, refused, untouched, command2) {
+function unreadableError(env, refused, untouched) {
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
-  const old = [...new Set(refused.flatMap((r) => r.old ?? []))];
-  const named = old.join(", ");
-  const first = old.length && command2 === "edit" ? `change ${named} in this same edit (already in the file: reopen the editor and fix ${old.length === 1 ? "it" : "them"} too)` : old.length ? old.length === 1 ? `${named} was already in the file, and this command sets one value: change it first (printf '%s' NEW | ops secrets set ${env.name} ${quote(old[0])}, or ops secrets edit ${env.name}), then run this one again` : `${named} were already in the file: change them together with \`ops secrets edit ${env.name}\` (a \`set\` of one is refused while another is still unreadable), then run this one again` : `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""})`;
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (${untouched}):
 ${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
-    `${first}, or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${secrets && plain ? "; " : ""}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""}), or, if your app does not read .env with it, drop ${culprits.join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
   );
 }
 function holdsRoundedInteger(value) {
@@ -72580,7 +72681,7 @@ function roundedError(env, rounded, untouched) {
   const first = rounded[0];
   const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (${untouched}):
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer's digits past the 17th were rounded (${untouched}):
 ${rounded.map(line).join("\n")}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
   );
@@ -72621,7 +72722,8 @@ function renderDotenv(env, secrets) {
     else {
       const found = lookup(secrets, spec.secret);
       if (found === void 0 || found === null) {
-        missing2.push(`${key} needs the secret "${spec.secret}"${found === null ? ", which holds no value (null: typed as ~, null or nothing after its key)" : ""}`);
+        const near = found === void 0 ? closest(spec.secret, secretPaths(secrets)) : void 0;
+        missing2.push(`${key} needs the secret "${spec.secret}"${found === null ? ", which holds no value (null: typed as ~, null or nothing after its key)" : near ? ` (the file has "${near}": did you mean it?)` : ""}`);
         continue;
       }
       const binary = memberHolding(found, holdsBinary);
@@ -72688,6 +72790,7 @@ init_errors();
 // core/packages.ts
 init_errors();
 init_tree();
+var PROVISION_MARK = "# Written by ops-pipeline provision";
 function packagesNeedSecrets(env) {
   const p = env.config.packages;
   return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
@@ -73798,6 +73901,31 @@ function isPinned(key, pinned) {
 function pinPlace(ep, attempt, configFile) {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
+function answersHttp(address2, port2, ms = 3e3) {
+  return new Promise((resolve7) => {
+    let got = "";
+    const socket = createConnection({ host: address2, port: port2 });
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve7(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+    };
+    const timer = setTimeout(done, ms);
+    socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
+    socket.on("data", (d) => {
+      got += d.toString("latin1");
+      if (got.length >= 64) done();
+    });
+    socket.on("error", done);
+    socket.on("close", done);
+  });
+}
+function timedOut(e, connected, seconds2, keyField) {
+  if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return void 0;
+  const port2 = keyField.replace(/host_key$/, "port");
+  if (!connected) return { what: `no answer to the connection within ${seconds2} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds2} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
+}
 async function login(ep, attempt, options) {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
@@ -73818,8 +73946,11 @@ async function login(ep, attempt, options) {
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
     let sock;
+    let connected = false;
     try {
       sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      connected = Boolean(attempt.sock);
+      sock.once("connect", () => connected = true);
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
@@ -73864,16 +73995,23 @@ async function login(ep, attempt, options) {
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
+      if (!attempt.sock && /Connection lost before handshake/.test(message) && await answersHttp(ep.address, ep.port)) {
+        const field = attempt.keyField.replace(/host_key$/, "port");
+        throw new TransportError(
+          own`cannot connect to ${where}: port ${ep.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
+          own`set ${field} in ${options.configFile} to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)`
+        );
+      }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
         if (e instanceof OpsError) throw e;
-        const known2 = describeLowLevel(e);
+        const known2 = timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e);
         throw new TransportError(
           `cannot connect to ${where}: ${known2?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
           known2?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
         );
       }
       tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e))?.what ?? message}; retrying (${tries}/${options.retries})`);
       await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
     } finally {
       signal?.removeEventListener("abort", abort);
@@ -73999,28 +74137,30 @@ var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
+var AGENT_STOPPED = "@ops-agent-stopped";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
 var STEP_ENV = "OPS_STEP=1";
+var NOT_TOP_LEVEL = "SHLVL=1";
 var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
+var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
+var STEP_BOOT = `${UNSET_FUNCTIONS}; if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ] && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat" && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi; if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
   ":",
   ":",
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
+  // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
+  "# shellcheck disable=SC2046",
+  UNSET_FUNCTIONS,
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
   // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
   // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
   `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
 ].join("\n");
 var scriptPrelude = [
-  // Functions the login's environment exported (export -f echo cd in ~/.bashrc, imported by bash from BASH_FUNC_*):
-  // none of them stands in for a command of the script.
-  // (function names are single words: the split is the point)
-  "# shellcheck disable=SC2046",
-  "builtin unset -f $(builtin compgen -A function)",
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
   // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
   // export LC_MESSAGES=...), text ops would blame on the login shell.
@@ -74041,8 +74181,9 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const run = ["timeout", "-k", "10", String(seconds2), "env", ...LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]), ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, "bash", "-s"];
-  const english = ["/usr/bin/env", "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`];
+  const unset = LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]);
+  const run = ["timeout", "-k", "10", String(seconds2), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
   return cmd(...english, ...run);
@@ -74096,6 +74237,7 @@ ops_upload; exit $?`
 var LINGER_MS = 2e3;
 var LINGER_MAX_MS = 5e3;
 var SLOW_START_MS = 1500;
+var WAITING_START_MS = 1e4;
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -74183,7 +74325,9 @@ var SshRemote = class {
   warnedSudo = false;
   warnedStderr = false;
   warnedLinger = false;
+  warnedAgent = false;
   warnedSlow = false;
+  warnedWaiting = false;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -74326,11 +74470,17 @@ var SshRemote = class {
     this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
+    let waiting;
     let sent = Date.now();
     let abort = (_) => void 0;
     const status = await new Promise((resolve7, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
+      waiting = setTimeout(() => {
+        if (out.started || err.started || this.warnedWaiting) return;
+        this.warnedWaiting = true;
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits below the interactive guard of ~/.bashrc`);
+      }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
         reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
@@ -74348,6 +74498,7 @@ var SshRemote = class {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
+      clearTimeout(waiting);
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
@@ -74359,7 +74510,9 @@ var SshRemote = class {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    const lines = preamble.split("\n").filter(Boolean);
+    const agentStopped = preamble.split("\n").includes(AGENT_STOPPED) || !err.started && stderr.split("\n").includes(AGENT_STOPPED);
+    if (!err.started) stderr = stderr.split("\n").filter((l) => l !== AGENT_STOPPED).join("\n");
+    const lines = preamble.split("\n").filter((l) => l && l !== AGENT_STOPPED);
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
     const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join("\n");
     const quoted = (text) => oneLine(text, 80, (t) => this.reporter.redact(t));
@@ -74375,6 +74528,10 @@ var SshRemote = class {
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
       this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+    }
+    if (agentStopped && !this.warnedAgent) {
+      this.warnedAgent = true;
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
@@ -74394,7 +74551,7 @@ var SshRemote = class {
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -74432,9 +74589,14 @@ var SshRemote = class {
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
         `move that read below ${guard}, or make it read from /dev/tty`
       );
+    if (why === "input")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
+        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
+      );
     if (why === "stdout")
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file), so what a step reports would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection below ${guard}`
       );
     if (why === "limit")
@@ -74445,7 +74607,7 @@ var SshRemote = class {
     if (why === "merged") return this.mergedOutput(what, stopped);
     if (why === "stderr")
       return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file), so a failing step's errors would not be seen; ${stopped}`,
+        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
         `move that redirection below ${guard}`
       );
     return new NotStartedError(
@@ -74473,6 +74635,22 @@ var SshRemote = class {
         `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
         `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
       );
+    const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
+    if (unbound) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`
+      );
+    }
+    const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
+    if (multiplexer) {
+      const { files, guard } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+        `start ${multiplexer} only below ${guard}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
+      );
+    }
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing2 = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -74589,16 +74767,10 @@ init_shell();
 init_environment();
 init_errors();
 init_shell();
-import { readFileSync as readFileSync8 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
   const L = env.layout;
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${env.port(p, slot)};
-    keepalive 16;
-}`
-  );
+  const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
   return `${HEADER}
 # Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
 ${blocks.join("\n")}
@@ -74606,6 +74778,12 @@ map "" $${L.nginxSlotVariable} {
     default "${slot}";
 }
 `;
+}
+function upstreamBlock(env, program, slot) {
+  return `upstream ${env.layout.nginxUpstream(program)} {
+    server 127.0.0.1:${env.port(program, slot)};
+    keepalive 16;
+}`;
 }
 var TLS_SETTINGS = `ssl_session_timeout 1d;
     ssl_session_cache shared:MozSSL:10m;
@@ -74747,7 +74925,7 @@ function assetLocations(env) {
         root ${L.assets};
         disable_symlinks on;
         expires max;
-        try_files ${from("current")} ${from("previous")} ${fallback};
+        try_files ${from("current")} ${from("next")} ${from("previous")} ${fallback};
     }`,
       app
     ];
@@ -74817,12 +74995,7 @@ function siteServesSlot(env, certificateReady) {
   return custom ? SLOT_PLACEHOLDER.test(readTemplate(env, custom)) : true;
 }
 function readTemplate(env, custom) {
-  const file = envPath(env, custom);
-  try {
-    return readFileSync8(file, "utf8");
-  } catch {
-    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-  }
+  return readEnvFile(env, "nginx.site_template", custom, "an nginx site template");
 }
 function site(env, certificateReady) {
   const vars = siteVariables(env);
@@ -74871,6 +75044,56 @@ function keepMasks(env, idVar) {
   return `keep_masks "$${idVar}" ${maskArgs(env).map(quote).join(" ")}`;
 }
 
+// core/steps/sh/assets.sh
+var assets_default = `# shellcheck shell=bash
+# What nginx serves of release.asset_dirs' { dir, url } (nginx-config.ts assetLocations): trees under layout.assets
+# (current, next, previous) of a release's files, root's, its directories 0755 (nginx's workers go through them; the
+# release itself is 0750).
+# Provides assets_link RELEASE TREE OWNER DIR...: TREE made afresh, holding each DIR of the release in directory
+# RELEASE (a directory, not a link to one) as nginx is to serve it: every file one nginx's workers can read, none a
+# symbolic link. OWNER: the app user, who owns the release.
+#
+# Files are hard links to the release's (no copy: the same inode, its mode and mtime), with two exceptions:
+# - A symbolic link (nginx follows none: disable_symlinks, as one could name any file of the host) to a regular file
+#   of the release itself, no part of its path there starting with "." (not .env, .ops-environ, a build's manifest),
+#   is linked as that file; any other is left out (its URL falls through to the next tree, then the app). A link to a
+#   directory is left out too.
+# - A file not readable by all (a build run with umask 077) is copied, root's and 0644, its mtime kept (nginx's
+#   Last-Modified and ETag stay those of the other hosts'), when the app user owns it; left out otherwise (root must
+#   not publish what the app user could not read). A copy, not a chmod of the link: the link is the release's own
+#   file, and the release's file is the app's (its build and its checks see it as they made it); a symbolic link
+#   resolved above may also name a file outside the asset directories, which nobody declared public. Only such
+#   files are copied, so a usual build (umask 022) costs no space.
+assets_link() {
+  local release=$1 tree=$2 owner=$3 d f target path inside uid tmp
+  shift 3
+  uid=$(id -u -- "$owner")
+  rm -rf -- "$tree"
+  mkdir -p -- "$tree"
+  for d in "$@"; do
+    if [ -d "$release/$d" ] && [ ! -L "$release/$d" ]; then (cd -- "$release" && cp -al --parents -- "$d" "$tree/"); fi
+  done
+  inside=$(realpath -e -- "$release")
+  while IFS= read -r -d '' f; do
+    target=$(realpath -e -- "$release/\${f#"$tree"/}" 2>/dev/null || true)
+    path=\${target#"$inside"/}
+    rm -f -- "$f"
+    if [ -n "$target" ] && [ "$path" != "$target" ] && [[ /$path != */.* ]] && [ -f "$target" ]; then ln -- "$target" "$f" 2>/dev/null || true; fi
+  done < <(find "$tree" -type l -print0)
+  # What the app user changed in its release meanwhile: no link is kept (a link is linked, never followed, by ln).
+  find "$tree" -type l -delete
+  while IFS= read -r -d '' f; do
+    tmp=""
+    if [ "$(stat -c %u -- "$f")" = "$uid" ] && tmp=$(mktemp -p "$tree") && cp --preserve=timestamps -- "$f" "$tmp" && chmod 0644 "$tmp"; then
+      mv -f -- "$tmp" "$f"
+    else
+      rm -f -- "$f" \${tmp:+"$tmp"}
+    fi
+  done < <(find "$tree" -type f ! -perm -0004 -print0)
+  find "$tree" -type d -exec chmod 0755 {} +
+}
+`;
+
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -74881,6 +75104,10 @@ var connection_default = `# shellcheck shell=bash
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
 # (read by bash itself, here and in conn_pid: no process per look)
 proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
+# and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
+# unrelated process of a later boot; its boot id tells them apart.
+boot_id() { read -r "$1" 2>/dev/null < /proc/sys/kernel/random/boot_id || printf -v "$1" ''; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
   local p=$$ s c f
@@ -76112,6 +76339,7 @@ tree_changed() {
 // core/steps/libraries.ts
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
+var ASSETS_FUNCTIONS = assets_default;
 var LOCK_LOST_EXIT = 75;
 var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
 var CRITICAL_FUNCTIONS = critical_default;
@@ -76281,7 +76509,7 @@ function applyNginx(change) {
   else lines.push(`trap 'rm -rf "$backup"' EXIT`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
-  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
+  if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   lines.push(String.raw`nginx_changed=$CHANGED
@@ -76340,6 +76568,21 @@ var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 init_errors();
 init_shell();
 var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+function packageIndexPaths(env) {
+  const home = `/home/${env.appUser}`;
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
+}
+function provisionWrote(file) {
+  return `[[ "$(head -n1 ${quote(file)} 2>/dev/null)" == ${quote(PROVISION_MARK)}* ]]`;
+}
+function pipSettings(env) {
+  const conf = quote(packageIndexPaths(env).pipConf);
+  return String.raw`export PIP_CONFIG_FILE=/dev/null
+if ${provisionWrote(packageIndexPaths(env).pipConf)}; then
+  PIP_INDEX_URL=$(sed -n 's/^index-url = //p' ${conf}); PIP_TRUSTED_HOST=$(sed -n 's/^trusted-host = //p' ${conf})
+  export PIP_INDEX_URL; [ -z "$PIP_TRUSTED_HOST" ] || export PIP_TRUSTED_HOST
+fi`;
+}
 var NPMRC_TOKEN_PY = String.raw`import json, re, sys
 key = sys.argv[1]
 for line in open(sys.argv[2], encoding="utf-8"):
@@ -76969,6 +77212,33 @@ function conflictHint(env) {
   return String.raw`  slot_conflict=$(nginx -t 2>&1 | grep -F ${quote(`conflicting server name "${name3}"`)} | head -n 1 || true)
   [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${"$"}{slot_conflict#*\]*: }: another enabled site has server_name ${name3}, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- ${quote(name3)} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2`;
 }
+function servedAssetDirs(env) {
+  return assetDirs(env.config).flatMap((a) => a.url ? [a.dir] : []);
+}
+function linkAssets(env, tree) {
+  const L = env.layout;
+  return String.raw`${ASSETS_FUNCTIONS}
+mkdir -p ${quote(L.assets)}; chmod 0755 ${quote(L.assets)}
+assets_link ${quote(L.releases)}/"$release_id" ${quote(tree)} ${quote(env.appUser)} ${servedAssetDirs(env).map(quote).join(" ")}`;
+}
+function stageAssets(env, id) {
+  const L = env.layout;
+  const staged = `${L.assets}/.next.new`;
+  return {
+    name: "stage assets",
+    as: "root",
+    timeout: 300,
+    quiet: true,
+    script: String.raw`${releaseIdVar(id)}
+${linkAssets(env, staged)}
+rm -rf ${quote(`${L.assets}/next`)}
+mv -T ${quote(staged)} ${quote(`${L.assets}/next`)}`
+  };
+}
+function unstageAssets(env) {
+  const L = env.layout;
+  return { name: "unstage assets", as: "root", timeout: 60, quiet: true, script: `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}` };
+}
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
@@ -76976,16 +77246,12 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
   const gate = nginxGate(env, slot, certificateReady);
-  const served = assetDirs(env.config).filter((a) => a.url);
+  const served = servedAssetDirs(env).length > 0;
   const assetsNew = `${L.assets}/.new`;
-  const ASSETS_READY = String.raw`rm -rf ${quote(assetsNew)}; mkdir -p ${quote(assetsNew)}; chmod 0755 ${quote(L.assets)}
-served_dirs=(${served.map((a) => quote(a.dir)).join(" ")})
-for d in "${"$"}{served_dirs[@]}"; do
-  if [ -d ${quote(L.releases)}/"$release_id/$d" ] && [ ! -L ${quote(L.releases)}/"$release_id/$d" ]; then (cd ${quote(L.releases)}/"$release_id" && cp -al --parents -- "$d" ${quote(`${assetsNew}/`)}); fi
-done
-find ${quote(assetsNew)} -type d -exec chmod 0755 {} +`;
+  const ASSETS_READY = linkAssets(env, assetsNew);
   const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
-mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
+mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}
+rm -rf ${quote(`${L.assets}/next`)}`;
   return {
     ...applyNginx({
       item: "switch",
@@ -77000,7 +77266,7 @@ mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}`;
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId2)}
-ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served.length ? `
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served ? `
 ${ASSETS_READY}` : ""}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
 ${fingerprintRecords(env, record2)}
@@ -77019,7 +77285,7 @@ else
 ${gate}
 fi` : gate}`,
       then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
-mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}${served.length ? `
+mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}${served ? `
 ${ASSETS_LIVE}` : ""}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
@@ -77067,6 +77333,9 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
+function mirrorGit(mirror) {
+  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+}
 var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
@@ -77128,10 +77397,10 @@ fi
   const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
+  ${mirrorGit(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
 ${mirrorShallow(L.mirror)}
   wanted_shas=(${shas.map(quote).join(" ")})
-  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
+  for s in "${"$"}{wanted_shas[@]}"; do ${mirrorGit(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
@@ -77227,7 +77496,7 @@ platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=non
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
 }
 function mirrorShallow(mirror) {
-  const g = `git --git-dir=${quote(mirror)}`;
+  const g = mirrorGit(mirror);
   return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
 mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
 if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
@@ -77237,7 +77506,7 @@ fi`;
 }
 function receivePack(env, packs, commits, lfs = [], shallow = []) {
   const L = env.layout;
-  const g = `git --git-dir=${quote(L.mirror)}`;
+  const g = mirrorGit(L.mirror);
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
@@ -77294,7 +77563,7 @@ function createRelease(env, meta, dotenv) {
   const tmp = `${L.releases}/.new-${meta.id}`;
   const rec = L.record(meta.id);
   const owner = `${env.appUser}:${env.appUser}`;
-  const archive = (sha, into) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
+  const archive = (sha, into) => `${mirrorGit(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
   const extra = [
     ...(meta.submodules ?? []).map((s) => `rm -rf ${quote(`${tmp}/${s.path}`)}
 mkdir -p ${quote(`${tmp}/${s.path}`)}
@@ -77436,8 +77705,8 @@ for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -n "${"$"}{keep_oid[${"$"}{f##*/}]:-}" ] || rm -f -- "$f"
 done
 keep_shas=$({ cat "${"$"}{recorded[@]/%//REVISION}" /dev/null; cat "${"$"}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
-git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
+${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
+  grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
   };
 }
@@ -77677,7 +77946,7 @@ import { posix as posix3 } from "node:path";
 init_errors();
 import { existsSync as existsSync8 } from "node:fs";
 import { readFile as readFile4 } from "node:fs/promises";
-import { isAbsolute as isAbsolute5, resolve as resolve5 } from "node:path";
+import { isAbsolute as isAbsolute5, relative as relative5, resolve as resolve5 } from "node:path";
 init_shell();
 init_environment();
 async function tryRev(repo, rev, peel = "^{commit}") {
@@ -77858,8 +78127,19 @@ async function shallowIn(g, sha) {
   const listed = new Set((await g.out(["rev-list", sha])).split("\n"));
   return boundary.filter((s) => listed.has(s));
 }
-async function sourceRepository(projectRoot, configured) {
-  if (configured) return userPath(projectRoot, configured);
+async function sourceRepository(projectRoot, configured, env) {
+  if (configured) {
+    const repo = userPath(projectRoot, configured);
+    if (env && !existsSync8(repo)) {
+      const typed = !isAbsolute5(configured) && !configured.startsWith("~");
+      const fromEnv = typed ? userPath(env.dir, configured) : void 0;
+      throw new OpsError(
+        `repository ${JSON.stringify(configured)} (environments/${env.name}/environment.yml) is ${repo}, which does not exist${typed ? `: a relative repository starts from the project folder, ${projectRoot}` : ""}`,
+        fromEnv && existsSync8(fromEnv) ? `it names ${fromEnv} from the environment's folder: write it from the project folder, repository: ${relative5(projectRoot, fromEnv) || "."} (or absolute)` : "set repository to the app's git clone on this machine (absolute, or relative to the project folder), or leave it out to deploy the repository ops runs in"
+      );
+    }
+    return repo;
+  }
   const top = await new Git(projectRoot).run(["rev-parse", "--show-toplevel"]).catch(() => void 0);
   return top?.code === 0 ? top.stdout.trim() : projectRoot;
 }
@@ -79126,7 +79406,7 @@ async function readLive(ctx, env, expected) {
 }
 
 // core/ops/deploy-host.ts
-import { readFileSync as readFileSync10 } from "node:fs";
+import { readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
 init_errors();
 
@@ -79136,9 +79416,20 @@ var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
+  const files = packageIndexPaths(env);
   return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:${STEP_PATH}`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+ops_npmrc=${quote(`${opsHomeDir(env)}/npmrc`)}
+mkdir -p "${"$"}{ops_npmrc%/*}"
+ops_tmp=$(mktemp "$ops_npmrc.XXXXXX")
+if ${provisionWrote(files.npmrc)}; then grep -E '^(registry=|//)' ${quote(files.npmrc)}; else grep -s -E '^//' ${quote(files.npmrc)}; fi > "$ops_tmp" || true
+mv -f "$ops_tmp" "$ops_npmrc"
+export npm_config_globalconfig=/dev/null npm_config_userconfig="$ops_npmrc"
+${pipSettings(env)}
 cd ${quote(release)}`;
+}
+function opsHomeDir(env) {
+  return `/home/${env.appUser}/.ops`;
 }
 function dependencySet(env, release, kind, set, install, link, installed) {
   return {
@@ -79188,6 +79479,17 @@ function pythonDependencies(env, release, hash) {
   const { python_requirements: req2, python_installer: installer } = env.config.release;
   const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
   if [ -f ${quote(req2)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req2)}`)} "$set_dir"; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
+  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
+  # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
+  # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
+  # (/srv, base_dir), which uv looks for when the commit has none. Without the commit's: provision's file alone
+  # (UV_CONFIG_FILE), or none; with them, the system and user files uv merges beneath them are an empty one.
+  if [ -f uv.toml ] || { [ -f pyproject.toml ] && grep -q 'tool\.uv' pyproject.toml; }; then
+    uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
+    export XDG_CONFIG_DIRS="$uv_none"
+    ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"
+  elif ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
+  else export UV_NO_CONFIG=1; fi
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
@@ -79215,9 +79517,9 @@ function nodeDependencies(env, release, hash, fromLive = false) {
   const nodeBin = quote(env.runtime.node);
   const live = String.raw`
   # What the packages' native parts and install scripts were made for: node's version, platform, architecture and
-  # ABI; and npm's settings (the project's .npmrc and the app user's: ignore-scripts, omit, bin-links...).
+  # ABI; and npm's settings (the project's .npmrc and the environment's, appEnvironment: registry, credentials).
   stamp=$(${nodeBin} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
-  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
+  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$npm_config_userconfig" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${"$"}{live_modules%/node_modules}
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
@@ -79324,7 +79626,6 @@ contained ${quote(command2)}` };
 // core/ops/deploy-plan.ts
 init_environment();
 import { createHash as createHash5 } from "node:crypto";
-import { readFileSync as readFileSync9 } from "node:fs";
 init_errors();
 
 // core/runinfo.ts
@@ -79552,7 +79853,7 @@ function deployRef(env, refOption) {
   return validate("gitRef", refOption || env.config.ref);
 }
 async function resolveDeployCommit(ctx, env, ref) {
-  const repo = await sourceRepository(ctx.root, env.config.repository);
+  const repo = await sourceRepository(ctx.root, env.config.repository, env);
   return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
 }
 async function planDeploy(ctx, env, { repo, resolved }) {
@@ -79628,7 +79929,7 @@ function fingerprintSettings(env) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
   const template = env.config.nginx.site_template;
-  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readFileSync9(envPath(env, template), "utf8") } };
+  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readEnvFile(env, "nginx.site_template", template, "an nginx site template") } };
 }
 function settingsDigest(env) {
   const { settings, siteTemplate } = fingerprintSettings(env);
@@ -79677,6 +79978,7 @@ function planText(env, p, sharing) {
   if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
   steps.push(
     ...env.config.release.before_switch.map((c) => `before_switch: ${c}`),
+    ...servedAssetDirs(env).length ? [`serve the release's assets as next on every host before any switch (release.asset_dirs: ${servedAssetDirs(env).join(", ")})`] : [],
     ...env.config.release.asset_dirs.length ? [`carry the live release's own assets the release lacks (release.asset_dirs: ${assetDirs(env.config).map((a) => a.dir).join(", ")})`] : [],
     "start the other slot + health checks",
     "switch: nginx -t, graceful reload, current \u2192 release"
@@ -79774,7 +80076,7 @@ function stopStartedSlot(env) {
   const indent2 = (shell2) => shell2.replace(/\n/g, "\n        ");
   return String.raw`${previousBackFunctions(env)}
 started_slot=""; started_release=""
-read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+read -r started_slot started_release 2>/dev/null < "$lock/${STARTED_RECORD}" || true
 if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
   if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
@@ -79803,19 +80105,24 @@ for lock_try in 1 2 3; do
   [ -d "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
+lock_rebooted=; lock_silent=
 if [ "$lock_state" = stale ]; then
-  pid=; start=
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; esac; done <<< "$lock_info"
-  if [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  pid=; start=; boot=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
+  lock_boot=; boot_id lock_boot
+  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
+  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
-lock_silent=
-if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid") && [ "$lock_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then lock_state=stale; else lock_silent=; fi`;
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
-var LET_GO = String.raw`lock_gone="$lock.gone.$$"; if mv -T "$lock" "$lock_gone" 2>/dev/null; then rm -rf "$lock_gone"; else rm -rf "$lock"; fi`;
+var LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
+if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
+elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 var LOCK_BUSY_EXIT = 3;
 var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
@@ -79851,6 +80158,8 @@ holder=$(conn_pid) || { echo "cannot find the SSH server process of this connect
 # The connection's own start time: a lock is never written without it (a lock whose holder cannot be checked reads stale).
 holder_start=$(proc_start "$holder" || true)
 [ -n "$holder_start" ] || { echo "cannot read the start time of this connection's SSH server process (/proc/$holder/stat)" >&2; exit 1; }
+# The boot it belongs to: after a reboot the same pid and start time may be another process's (LOCK_STATE).
+holder_boot=; boot_id holder_boot
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 # What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
 # (looked for by bash first: usually there is none).
@@ -79870,7 +80179,7 @@ while :; do
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
     rm -rf "$taking"
-    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" > "$taking/info"; } 2>&1); then
+    if ! made=$({ mkdir "$taking" && printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$taking/info"; } 2>&1); then
       rm -rf "$taking"
       echo "cannot write the lock's details in $taking: ${"$"}{made:-no space left under ${L.base}?}" >&2
       exit 1
@@ -79929,6 +80238,7 @@ ${CRITICAL_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${probeLibrary(env)}
+${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
@@ -79944,7 +80254,7 @@ function settleLostRun(env, runId, ended) {
   return {
     name: "settle",
     as: "root",
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env),
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
     quiet: true,
     script: stopGoneRun(env, runId, ended)
   };
@@ -79954,10 +80264,12 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
   return {
     name: "unlock",
     as: "root",
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env) : 0),
+    // Beyond its own 30 s, a forced stop has the time to wait out another release (oneRelease), then a switch (critical_wait), its TERM-then-KILL 10 s and a slot put back.
+    timeout: 30 + (ended.length ? 2 * stopGoneRunSeconds(env) : 0),
     quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
+    // A lock it could not remove (lock_kept): the step fails, saying why (the run then names the host and ops lock release).
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}
+[ -z "\${lock_kept:-}" ] || exit 1`
   };
 }
 function unlockScript(env, runId, auditWords) {
@@ -79971,7 +80283,8 @@ fi
   return String.raw`lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}${LET_GO}; ops_report ${LOCK_KEYS.lock} released
+${audit}${LET_GO}
+[ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 function lockStatus(env) {
@@ -79986,6 +80299,16 @@ lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
   };
+}
+function oneRelease(env) {
+  const wait = stopGoneRunSeconds(env);
+  return String.raw`if [ -d ${quote(env.layout.state)} ]; then
+  exec {release_fd}< ${quote(env.layout.state)}
+  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+fi`;
+}
+function stopGoneRunSeconds(env) {
+  return CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env);
 }
 function stoppedSlotLine(report, previous, operation) {
   const [slot = "", release = ""] = report.trim().split(" ");
@@ -80003,6 +80326,12 @@ function parseLock(result) {
 function describeHolder(h) {
   if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
   return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+function staleReason(lock2) {
+  if (lock2.state !== "stale") return "";
+  if (lock2.holder.rebooted) return " (the host has rebooted since it was taken)";
+  if (lock2.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)`;
+  return "";
 }
 
 // core/steps/status.ts
@@ -80137,7 +80466,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${lock2.holder.silent ? ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)` : ""}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${staleReason(lock2)}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
   throw new LockError(
@@ -80607,7 +80936,7 @@ async function buildOn(env, hp, p, migrateBeside = false) {
   for (const f of p.tree.lfs) {
     if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
     const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
-    await h.upload(readFileSync10(f.file), upload, 384);
+    await h.upload(readFileSync8(f.file), upload, 384);
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
@@ -80710,6 +81039,10 @@ function wants(hp, name3) {
 async function beforeSwitch(env, hp, p) {
   const dir = `${env.layout.releases}/${p.id}`;
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+  if (servedAssetDirs(env).length) {
+    hp.staged = true;
+    await hp.h.run(stageAssets(env, p.id));
+  }
 }
 async function failBeforeSwitch(env, hp, p, e) {
   const why = auditReason(e, (t) => hp.h.ctx.reporter.redact(t));
@@ -80920,10 +81253,15 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
         hp.audit({ result: "failed", message: why });
       })
     );
+    const liveSomewhere = done.length > 0 || plans.some((hp) => hp.switched || hp.liveUnknown);
+    const staged = plans.filter((hp) => hp.staged && !hp.switched && !hp.liveUnknown);
+    if (!liveSomewhere) await Promise.all(staged.map((hp) => hp.h.tryRun(unstageAssets(env))));
     if (!(e instanceof OpsError)) return e;
     const lines = [e.message];
     if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:
   ${where().join("\n  ")}`);
+    if (liveSomewhere && staged.length)
+      lines.push(`${staged.map((hp) => hp.name).join(", ")} also serve the assets of ${p.id} (release.asset_dirs), for the pages of the hosts it is live on, until their next switch`);
     if (migratedOn && !plans.some((hp) => hp.switched || hp.liveUnknown))
       lines.push(
         migrateBeside ? `the migrations of ${p.id} ran on ${migratedOn} beside its build (${env.config.release.migrate}); no migration file changed since the live commit, so the database keeps the live release's schema` : `the migrations of ${p.id} ran on ${migratedOn} (${env.config.release.migrate}): the database has its schema while the hosts serve the previous release (README: "Schema changes: expand, then contract")`

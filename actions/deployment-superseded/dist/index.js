@@ -19279,10 +19279,13 @@ function jsonStrings(value) {
   walk(doc);
   return out;
 }
+function dotenvJsonEscaped(text) {
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+}
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
+  return [js, ascii, dotenvJsonEscaped(text)];
 }
 function pythonRepr(text) {
   const quote = pyQuote(text);
@@ -29067,8 +29070,10 @@ async function parseIdentities(text, source) {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
-    if (line === "" || line.startsWith("#")) continue;
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
+      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+    if (line === "" || line.startsWith("#")) continue;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
@@ -29078,12 +29083,7 @@ async function parseIdentities(text, source) {
         "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
       );
     }
-    if (!IDENTITY_RE.test(line)) {
-      throw new OpsError(
-        `${where} is not an age identity`,
-        "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)"
-      );
-    }
+    if (!IDENTITY_RE.test(line)) throw notAnIdentity(line, where, source);
     let recipient;
     try {
       recipient = await identityToRecipient(line);
@@ -29093,6 +29093,29 @@ async function parseIdentities(text, source) {
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+function notAnIdentity(line, where, source) {
+  const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
+  const alone = variable ? `${source}'s value must be the key alone` : "a key line must be the key alone";
+  const keys = [...line.matchAll(IDENTITY_IN_LINE)];
+  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length === 1) {
+    const before = line.slice(0, keys[0].index);
+    const after = line.slice(keys[0].index + keys[0][0].length);
+    const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
+    if (assignment && after === assignment[3]) {
+      const shape = `${assignment[1] ? "export " : ""}${assignment[2]}${before.includes(":") ? ": " : "="}${assignment[3] ? `${assignment[3]}\u2026${assignment[3]}` : "\u2026"}`;
+      return new OpsError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
+    }
+    if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
+      const marks = before === after && before.length === 1 ? `in quotes (${before}\u2026${after})` : `with quote marks around it (${before || "none"} before it, ${after || "none"} after it)`;
+      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+    }
+    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new OpsError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
+    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
+  }
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new OpsError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
 }
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
@@ -29197,7 +29220,7 @@ async function generateIdentity2(now = /* @__PURE__ */ new Date()) {
 ${secret}
 ` };
 }
-var IDENTITY_RE, RECIPIENT_RE;
+var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE;
 var init_keys = __esm({
   "core/secrets/keys.ts"() {
     "use strict";
@@ -29207,6 +29230,7 @@ var init_keys = __esm({
     init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
+    IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
   }
 });
 

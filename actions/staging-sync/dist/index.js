@@ -20054,10 +20054,13 @@ function jsonStrings(value) {
   walk(doc);
   return out;
 }
+function dotenvJsonEscaped(text) {
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+}
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
+  return [js, ascii, dotenvJsonEscaped(text)];
 }
 function pythonRepr(text) {
   const quote2 = pyQuote(text);
@@ -29850,8 +29853,10 @@ async function parseIdentities(text, source) {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
-    if (line === "" || line.startsWith("#")) continue;
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
+      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+    if (line === "" || line.startsWith("#")) continue;
     if (line.startsWith("AGE-PLUGIN-")) {
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
@@ -29861,12 +29866,7 @@ async function parseIdentities(text, source) {
         "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
       );
     }
-    if (!IDENTITY_RE.test(line)) {
-      throw new OpsError(
-        `${where} is not an age identity`,
-        "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)"
-      );
-    }
+    if (!IDENTITY_RE.test(line)) throw notAnIdentity(line, where, source);
     let recipient;
     try {
       recipient = await identityToRecipient(line);
@@ -29876,6 +29876,29 @@ async function parseIdentities(text, source) {
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+function notAnIdentity(line, where, source) {
+  const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
+  const alone = variable ? `${source}'s value must be the key alone` : "a key line must be the key alone";
+  const keys = [...line.matchAll(IDENTITY_IN_LINE)];
+  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length === 1) {
+    const before = line.slice(0, keys[0].index);
+    const after = line.slice(keys[0].index + keys[0][0].length);
+    const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
+    if (assignment && after === assignment[3]) {
+      const shape = `${assignment[1] ? "export " : ""}${assignment[2]}${before.includes(":") ? ": " : "="}${assignment[3] ? `${assignment[3]}\u2026${assignment[3]}` : "\u2026"}`;
+      return new OpsError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
+    }
+    if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
+      const marks = before === after && before.length === 1 ? `in quotes (${before}\u2026${after})` : `with quote marks around it (${before || "none"} before it, ${after || "none"} after it)`;
+      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+    }
+    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new OpsError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
+    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
+  }
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new OpsError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
 }
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
@@ -29980,7 +30003,7 @@ async function generateIdentity2(now = /* @__PURE__ */ new Date()) {
 ${secret}
 ` };
 }
-var IDENTITY_RE, RECIPIENT_RE;
+var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE;
 var init_keys = __esm({
   "core/secrets/keys.ts"() {
     "use strict";
@@ -29990,6 +30013,7 @@ var init_keys = __esm({
     init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
+    IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
   }
 });
 
@@ -42930,6 +42954,7 @@ var PRESET_VARIABLES = new Map(
     [["HOME", "PATH", "OPS_RELEASE", "OPS_SLOT"], { by: "ops, in each program's environment (core/steps/switch.ts)", app: true }],
     [["SUPERVISOR_ENABLED", "SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "SUPERVISOR_SERVER_URL"], { by: "supervisor, in each program's environment", app: true }],
     [["LANG"], { by: "supervisord's own environment (the system locale, from systemd), passed on to each program", app: true, host: true }],
+    [["INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "MEMORY_PRESSURE_WATCH", "MEMORY_PRESSURE_WRITE"], { by: "systemd, for the service running supervisord (supervisor.service), passed on to each program", app: true, host: true }],
     [["USER", "LOGNAME", "SHELL"], { by: "sudo, for the pipeline's commands (build, migrate, hooks, initdata)", app: false }],
     [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
   ].flatMap(([names, v]) => names.map((n) => [n, v]))
@@ -43395,7 +43420,14 @@ var routePrefix = string({
   form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
   check: routeProblem
 });
-var healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+var HEALTH_PATH = /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/;
+var healthPath = string({ pattern: HEALTH_PATH, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")', check: healthProblem });
+function healthProblem(v) {
+  const url = /^https?:\/\/[^/?#]*(\/[^#]*)?$/i.exec(v);
+  if (url) return `a URL: give its path alone (${url[1] || "/"}); the program is asked on 127.0.0.1, at its own port`;
+  if (!v.startsWith("/") && HEALTH_PATH.test(`/${v}`)) return `a path starts with "/": /${v}`;
+  return void 0;
+}
 var SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
 function bodySizeProblem(v) {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
@@ -43441,7 +43473,8 @@ function dnsNameProblem(v) {
   }
   const url = urlParts(v);
   if (url) return `a URL: give the host name alone (${url.host})`;
-  if (isIP(v) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  if (isIP(v.replace(/^\[(.*)\]$/, "$1")) === 6) return "an IPv6 address: leave domain out, and the site answers by its hosts' addresses (an IPv4 address is taken)";
+  if (/^\*\./.test(v)) return `a wildcard: give the site's one name (${v.slice(2)}, say); nginx's server_name, the certificate and the reports name that one`;
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
@@ -43581,7 +43614,7 @@ var environmentSchema = object(
         ),
         asset_dirs: opt(
           list(either(assetDir, object({ dir: req(servedAssetDir, "the directory, relative to the release"), url: req(assetUrl, "the URL prefix the app serves its files at") }, "{ dir: <path>, url: <URL prefix> }"))),
-          "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
+          "directories of content-hashed files the build makes and the app serves (SvelteKit: client/build/client/_app/immutable; Vite: dist/assets; Next.js: .next/static; Rails: public/assets): before the new release starts, the files there of the release that was live which the new one lacks are copied into it (never over its own; only that release's own files, not its hidden ones, a build's manifests, nor those it was given in turn), so a page loaded before the switch still gets its scripts and styles after it. Given as { dir, url } (SvelteKit: { dir: client/build/client/_app/immutable, url: /_app/immutable/ }; Vite: { dir: dist/assets, url: /assets/ }), the built-in nginx site also serves that URL from disk, from the live release, then from the one a rollout under way is about to switch the host to (a page of a host switched before it gets its assets), then from the one live before it (after a rollback: the release rolled back from), then from the app: a page of the release rolled back from keeps its assets too. [] = none carried",
           []
         ),
         before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,16 @@ import { REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCo
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
+  // The bashes below get their stdin from spawnSync (a socket) and, under CI, no SHLVL: bash takes itself for the one
+  // sshd started and reads ~/.bashrc. The runner's own (root's: pyenv init, which loops on the exported functions a
+  // case below defines) would run in every case: each case gets an empty HOME unless it gives its own.
+  const runnerHome = process.env.HOME;
+  beforeAll(() => {
+    process.env.HOME = mkdtempSync(join(tmpdir(), 'ops-wrap-home-'));
+  });
+  afterAll(() => {
+    process.env.HOME = runnerHome;
+  });
   // The step's first process: a bash -c (STEP_BOOT) that runs the rest ("$@") on the session's input.
   const BOOT = / bash -c ('[^']*(?:'\\''[^']*)*') ops-step /.exec(commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop'))![1];
   const STEP_HEAD = `/usr/bin/env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD LC_ALL=C.UTF-8 PATH=${STEP_PATH} SHLVL=1 bash -c ${BOOT} ops-step`;
@@ -40,7 +50,7 @@ describe('step wrapping', () => {
     // Each one prints FN and succeeds: standing in for `[`, it would have the guard refuse; for exit, let a refused step run.
     const names = ['unset', 'builtin', 'command', 'compgen', 'printf', 'exit', '[', 'test', 'set', 'cd', 'echo', 'readlink', 'ulimit', 'umask', 'export', 'declare', 'local', 'trap', 'shopt', 'eval', 'source', '.', 'read', 'mapfile'];
     const env = { ...process.env, ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
-    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
+    const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env, timeout: 20_000 });
     expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
     // read by another shell: still refused (exit is bash's function only)
     const other = spawnSync('sh', ['-s'], { input: stepInput(step), encoding: 'utf8', env });

@@ -141,7 +141,7 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   // `\'` in double quotes: go-yaml (so sops) reads it as ', YAML 1.2 and the `yaml` library have no such escape
   const quoteEscaped = err.code === 'BAD_DQ_ESCAPE' && message === "Invalid escape sequence \\'";
   const what = quoteEscaped
-    ? "the escape \\' in a double-quoted string, which YAML does not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
+    ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
     : quoteEndsAtLine
       ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
       : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
@@ -215,16 +215,32 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
 }
 
 /**
+ * Whether a double-quoted YAML scalar's source holds the escape `\'`: go-yaml (libyaml's scanner), so sops, reads it as
+ * `'`; YAML 1.2 and the `yaml` library have no such escape (BAD_DQ_ESCAPE, keeping the backslash). Each backslash
+ * pairs with the character after it: `\\'` is an escaped backslash, then a plain `'`. Pure.
+ */
+function hasQuoteEscape(source: string): boolean {
+  return [...source.matchAll(/\\[\s\S]/g)].some((m) => m[0] === "\\'");
+}
+
+/** A double-quoted scalar's text with each escape `\'` written `'` (as go-yaml reads it: hasQuoteEscape). Pure. */
+function withoutQuoteEscapes(source: string): string {
+  return source.replace(/\\[\s\S]/g, (m) => (m === "\\'" ? "'" : m));
+}
+
+/**
  * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS, PS or a lone CR raw (line breaks to go-yaml, see
  * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)).
  */
 function goBreaks(text: string, lines: string, node: Scalar): unknown {
   const [start, end] = node.range ?? [];
   if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
-  if (!goOnlyBreak(text, start, end)) return node.value;
   const source = text.slice(start, end);
+  const quoteEscape = node.type === 'QUOTE_DOUBLE' && hasQuoteEscape(source);
+  if (!goOnlyBreak(text, start, end) && !quoteEscape) return node.value;
   try {
-    if (node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE') return goFlowScalar(source.slice(1, -1), node.type === 'QUOTE_SINGLE' ? 'single' : 'double');
+    if (node.type === 'QUOTE_DOUBLE') return goFlowScalar(withoutQuoteEscapes(source.slice(1, -1)), 'double');
+    if (node.type === 'QUOTE_SINGLE') return goFlowScalar(source.slice(1, -1), 'single');
     if (node.type === 'PLAIN') return goFlowScalar(source, 'plain');
     // a block: the collection holding it is the one its header's line starts (`x: |`, `- |`, `- x: |`)
     const head = lines.slice(Math.max(lines.lastIndexOf('\n', start - 1), lines.lastIndexOf('\r', start - 1)) + 1, start);
@@ -263,7 +279,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file} holds ${docs.length} YAML documents`, 'keep one document (no `---` separators) per secrets file');
   }
   const doc = docs[0]!;
-  const err = doc.errors[0];
+  // `\'` in double quotes is go-yaml's (so sops's) escape for ', which the `yaml` library refuses: read below (goBreaks)
+  const err = doc.errors.find((e) => !(format === 'yaml' && e.code === 'BAD_DQ_ESCAPE' && e.message === "Invalid escape sequence \\'"));
   if (err) {
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }

@@ -539,6 +539,24 @@ describe('NEL, LS and PS (line breaks to go-yaml) in YAML, as sops reads and wri
   });
 });
 
+describe('the escape \\\' in YAML double quotes, which go-yaml (so sops) reads as \'', () => {
+  // YAML 1.2 has no such escape (the `yaml` library refuses it), but libyaml's scanner, which go-yaml ports, has:
+  // sops encrypts such a file and gives back ', so ops reads it so too (ops secrets edit, encrypt) rather than refusing it
+  const TEXTS = [`a: "it\\'s"\n`, `a: "x\\\\'y"\n`, `a: "\\'\\\\\\'"\n`, `"k\\'ey": "v"\n`, `l: ["\\'x", {q: "y\\'"}]\n`, `a: "one\\'\n  two \\\n  three\\'"\n`];
+
+  it('ops reads each value and key as sops does (sops encrypt, then sops decrypt --output-type json)', () => {
+    for (const [i, text] of TEXTS.entries()) {
+      const plainFile = join(dir, `quote-escape-${i}.yaml`);
+      writeFileSync(plainFile, text);
+      const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+      expect(enc.err, JSON.stringify(text)).toBe('');
+      expect(plainOf(text, 'yaml'), JSON.stringify(text)).toEqual(JSON.parse(sopsDecryptJson(enc.out, k1)));
+    }
+    expect(plainOf(TEXTS[0]!, 'yaml')).toEqual({ a: "it's" });
+    expect(plainOf(TEXTS[1]!, 'yaml')).toEqual({ a: "x\\'y" }); // an escaped backslash, then a plain '
+  });
+});
+
 describe('binary values (YAML !!binary), as sops writes them', () => {
   const LONG = Buffer.alloc(100, 0xff);
   const PLAIN = `database_url: !!binary /+8=\nlong: !!binary ${LONG.toString('base64')}\ntext: !!binary aGk=\nother: ok\n`;

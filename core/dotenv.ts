@@ -65,6 +65,8 @@ function jsonText(value: unknown): string | undefined {
     });
     return `{${members.join(',')}}`;
   }
+  // Go's encoding/json (sops's JSON output) keeps the sign of -0.0; JSON.stringify writes 0
+  if (Object.is(value, -0)) return '-0';
   return typeof value === 'string' ? jsonString(value) : JSON.stringify(value);
 }
 

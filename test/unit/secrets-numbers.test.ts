@@ -258,6 +258,28 @@ describe('ops secrets show --key of a float', () => {
   });
 });
 
+describe('numbers inside a map or list the .env takes whole (as JSON)', () => {
+  it('reach the app as `sops decrypt --output-type json` gives them: the text sops encrypted (a float\'s shortest digits; -0.0 keeps its sign), not the text typed, which no sops file holds', async () => {
+    const key = ageKey();
+    const plain = join(tempDir('ops-numbers-'), 'm.yaml');
+    const members = ['whole: 2.0', 'exp: 1e3', 'tenth: 0.10', 'tiny: 1e-7', 'huge: 1.5e300', 'negzero: -0.0', 'half: -1.5', 'int: 7'];
+    writeFileSync(plain, `m:\n${members.map((m) => `    ${m}\n`).join('')}l: [2.0, -0.0, 0.10]\n`);
+    const enc = sops(['encrypt', '--age', key.recipient, plain], key.file);
+    expect(enc.err).toBe('');
+    const file = join(tempDir('ops-numbers-'), 'm.enc.yaml');
+    writeFileSync(file, enc.out);
+    // what sops encrypted for 2.0 is the one byte "2" (Go's strconv.FormatFloat 'f' -1): the typed text is gone from the file
+    expect(/whole: ENC\[AES256_GCM,data:([^,]*),/.exec(enc.out)![1]).toHaveLength(4);
+    const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')) });
+    for (const k of ['m', 'l']) {
+      const theirs = sops(['decrypt', '--extract', `["${k}"]`, '--output-type', 'json', file], key.file);
+      expect(theirs.err).toBe('');
+      // sops indents its JSON; the .env has it compact (the same text but for white space, which no member holds)
+      expect(asString(ours.data[k]), k).toBe(theirs.out.replace(/\s+/g, ''));
+    }
+  });
+});
+
 describe('.inf and .nan in a map the .env takes whole (as JSON)', () => {
   it('are refused by member, never written as null; the float on its own is written as sops gives it (+Inf)', () => {
     const data = toPlain(parseTree('inf: .inf\nlimits:\n  max: .inf\n  n: 1\nlist: [1, .nan]\n', 'yaml', { file: 'typed' }));

@@ -480,16 +480,40 @@ export function collapsedSpace(text: string): string {
  *   space and !"$&'()*,;<>?[\]^`{|}; a ~ or # that starts the word too, whose rest is still this form);
  * - double quotes with a backslash before " \ $ and ` (the characters a backslash escapes there: POSIX Shell Command
  *   Language 2.2.3), as `declare -p` and `export -p` list a variable (sh_double_quote).
- * None for text holding a control character (bash writes it as $'...'); a form may equal the text itself.
+ * For text holding a control character bash writes ANSI-C quotes instead, and may for other text beyond printable
+ * ASCII (ansiCQuotedForms); a form may equal the text itself.
  */
 function shellQuotedForms(text: string): string[] {
-  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  // beyond printable ASCII, bash may quote it $'...' (a C1 control, a line separator; any non-ASCII byte under the C locale)
+  const ansiC = /[^\x20-\x7e]/.test(text) ? ansiCQuotedForms(text) : [];
+  if (/[\u0000-\u001f\u007f]/.test(text)) return ansiC;
   return [
+    ...ansiC,
     text.replace(/'/g, "'\\''"),
     text.replace(/'/g, `'"'"'`),
     text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, '\\$&'),
     text.replace(/["\\$`]/g, '\\$&'),
   ];
+}
+
+/** bash's one-letter escapes in $'...' (lib/sh/strtrans.c, ansic_quote); ESC is \E. */
+const ANSI_C_LETTER: Record<string, string> = { '\x07': 'a', '\b': 'b', '\t': 't', '\n': 'n', '\v': 'v', '\f': 'f', '\r': 'r', '\x1b': 'E', "'": "'", '\\': '\\' };
+
+/** What glibc's iswprint takes as not printable (bash octal-escapes it in $'...' under a UTF-8 locale): controls, line and paragraph separators, unassigned. */
+const C_UNPRINTABLE = /^[\p{Cc}\p{Zl}\p{Zp}\p{Cn}]$/u;
+
+/**
+ * A word as bash quotes it when it holds a control character, between `$'` and `'`: `${v@Q}`, `printf %q`,
+ * `declare -p`/`export -p` and xtrace (`set -x`) write `$'pass\tword'` (lib/sh/strtrans.c, ansic_quote): \a \b \t \n
+ * \v \f \r, ESC as \E, ' and \ behind a backslash, any other byte that is not printable as three octal digits;
+ * under a UTF-8 locale (the hosts' C.UTF-8) a printable non-ASCII character as itself, under the C locale each
+ * of its bytes in octal. Checked against bash 5.2.
+ */
+function ansiCQuotedForms(text: string): string[] {
+  const octal = (ch: string) => [...Buffer.from(ch, 'utf8')].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+  const quoted = (asciiOnly: boolean) =>
+    [...text].map((ch) => ANSI_C_LETTER[ch] !== undefined ? `\\${ANSI_C_LETTER[ch]}` : ch < '\x7f' && ch >= ' ' ? ch : asciiOnly || C_UNPRINTABLE.test(ch) ? octal(ch) : ch).join('');
+  return [...new Set([quoted(false), quoted(true)])];
 }
 
 /**

@@ -105,6 +105,24 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(new Set(quoted.find(([v]) => v === SHELL_SECRET)![1].map(inner)).size).toBe(4);
   });
 
+  it("a word holding a control character or beyond ASCII as bash quotes it $'...' (${v@Q}, printf %q, declare -p, set -x; UTF-8 and C locales): between $' and ', one of its printed forms, and masked in a line", () => {
+    const words = [...PRINTED, 'Zq7\tWx9-vLm3-pR8-long', "esc\x1b[31m'q\"\\z\x01\v\f\b-long", 'x\u2028ls\ufeffbom🔑\u0378-long', 'päss-wörd-long-2026'];
+    let checked = 0;
+    for (const v of words)
+      for (const locale of ['C.UTF-8', 'C']) {
+        const bash = spawnSync('bash', ['--norc', '--noprofile', '-c', 'printf "%s\\n" "${V@Q}"; printf "%q\\n" "$V"; declare -p V; set -x; : "$V"'], { env: { PATH: process.env.PATH, V: v, LC_ALL: locale }, encoding: 'utf8' });
+        const lines = [...bash.stdout.split('\n'), bash.stderr.trim()].map((l) => l.replace(/^(?:declare -x V=|\+ : )/, '')).filter((l) => l.startsWith("$'"));
+        for (const q of lines) {
+          expect(printedForms(v), `${JSON.stringify(v)} ${locale}: ${q}`).toContain(q.slice(2, -1));
+          const runner = new MemoryReporter();
+          runner.mask(v);
+          expect(runner.redact(`+ curl_stub --password ${q} https://x`)).toBe("+ curl_stub --password $'***' https://x");
+          checked += 1;
+        }
+      }
+    expect(checked).toBeGreaterThan(30);
+  });
+
   it('masks a secret quoted for a shell inside a command line, as the hosts do (their masks file) and the runner does', () => {
     const lines = [
       `running: curl -u 'ci:Zq7'"'"'Wx9&vLm3 pR8'`, // shlex.quote("ci:" + token)

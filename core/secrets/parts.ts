@@ -557,8 +557,32 @@ export function secretParts(value: string, options: { escapes?: boolean } = {}):
   visit(value, 0);
   // A part too short to mask is masked in no form either (README "Weak values"): its printed forms may be longer
   // (a 2-character value's repr() of bytes, \xc3\xa91), yet they show it all the same.
-  if (options.escapes !== false) for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+    }
   return [...parts];
+}
+
+/**
+ * The base64 text (standard and URL-safe alphabets) of the text's UTF-8 bytes wherever it stands in what is encoded,
+ * at each of the three alignments to base64's 3-byte groups, only the characters its bytes alone decide: what a log
+ * shows of a password inside `Authorization: Basic base64(user:password)` (curl -v, an HTTP client's debug log),
+ * a docker or npm `auth` field, or a JWT's payload (as GitHub's runner masks base64 of a secret). Pure.
+ */
+export function base64Forms(text: string): string[] {
+  const bytes = Buffer.from(text, 'utf8');
+  const forms = new Set<string>();
+  for (const shift of [0, 1, 2]) {
+    const b64 = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
+    // character i holds bits [6i, 6i + 6) of the bytes encoded: kept when they all are the text's own
+    const first = Math.ceil((8 * shift) / 6);
+    const end = Math.floor((8 * (shift + bytes.length)) / 6);
+    const form = b64.slice(first, end);
+    if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, '-').replace(/\//g, '_'));
+  }
+  return [...forms];
 }
 
 /** The value of a hex digit of either case (RFC 3986 2.1: "%c3" and "%C3" are the same octet), or -1. */

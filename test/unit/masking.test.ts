@@ -123,6 +123,30 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(checked).toBeGreaterThan(30);
   });
 
+  it('masks a secret base64-encoded inside what a log shows (curl -v\'s Basic auth of user:password, a docker auth field, a JWT payload), at every alignment, in both alphabets, as the hosts do and the runner does', () => {
+    const secret = 'Zq7-Wx9&vLm3 pR8?ü';
+    const encoded = [
+      Buffer.from(`ci:${secret}`).toString('base64'), // Authorization: Basic
+      Buffer.from(`deploy-user:${secret}`).toString('base64'),
+      Buffer.from(`{"sub":"x","pw":"${secret}"}`).toString('base64url'), // a JWT payload
+      Buffer.from(secret).toString('base64'),
+    ];
+    const runner = new MemoryReporter();
+    runner.mask(secret);
+    const forms = exactForms(maskedParts(secret)).sort((a, b) => b.length - a.length);
+    for (const e of encoded) {
+      const line = `> Authorization: Basic ${e}`;
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, e).toContain('***');
+        // what is left of the encoding around the mask decodes to no more than 2 characters of the secret
+        const left = masked.replace('> Authorization: Basic ', '').split('***');
+        expect(left.join('').length, `${e} -> ${masked}`).toBeLessThanOrEqual(e.length - (secret.length * 4) / 3 + 8);
+      }
+    }
+    // too short to mask on its own (a weak value), its base64 is no form either
+    expect(maskedParts('short1').some((p) => /^[A-Za-z0-9+/_-]{8,}$/.test(p) && p !== 'short1')).toBe(false);
+  });
+
   it('masks a secret quoted for a shell inside a command line, as the hosts do (their masks file) and the runner does', () => {
     const lines = [
       `running: curl -u 'ci:Zq7'"'"'Wx9&vLm3 pR8'`, // shlex.quote("ci:" + token)

@@ -3,7 +3,7 @@
 
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { hideUrlCredentials, isTokenUser } from './secrets/parts.ts';
+import { hideTokens, hideUrlCredentials, isTokenUser } from './secrets/parts.ts';
 import { stopRunsOnFault } from './signals.ts';
 
 export class OpsError extends Error {
@@ -153,8 +153,10 @@ export function oneLine(text: string, max = 80, redact: (text: string) => string
   const cut = one.slice(0, max - 1);
   const whole = /\s/.test(one[max - 1]!) ? cut.trimEnd() : cut.replace(/\S*$/, '').trimEnd();
   // One word longer than `max` (a banner's row of "=", a long URL): nothing would be left but "…". Its start is
-  // shown unless a part of it looks like a token (isTokenUser: a start-up file's `echo $TOKEN`).
-  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some(isTokenUser)) return `${cut}…`;
+  // shown unless a part of it looks like a token (isTokenUser: a start-up file's `echo $TOKEN`); hex digits and
+  // dashes alone are a hash, a commit sha, a UUID or a release's id in a path, shown (a token of that shape, as
+  // Gitea's 40 hex digits, is shown then: rarer in a host's words than hashes, which ops prints everywhere).
+  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some((part) => isTokenUser(part) && !/^[0-9A-Fa-f-]+$/.test(part))) return `${cut}…`;
   return `${whole}…`;
 }
 
@@ -171,7 +173,8 @@ export function maskedText(text: string, redact: (text: string) => string): stri
 
 /**
  * `text` with what looks like a secret masked as "***": a URL's or git address's credentials (hideUrlCredentials:
- * its password, scheme://user:***@host, or a token as its user, https://***@host, ***@host:path), the value of a password, secret, token, key
+ * its password, scheme://user:***@host, or a token as its user, https://***@host, ***@host:path), a credential of a
+ * documented shape anywhere (hideTokens: ghp_…, AKIA…, xoxb-…, sk_live_…, a JWT), the value of a password, secret, token, key
  * or authorization field (`password=...`, `"api_key": "..."`, `Authorization: Bearer
  * ...`). For what quotes a server's words where the environment's secret values are not known to mask (status
  * decrypts none) or not whole (a body cut short): status's excerpts of health answers, a failed step's detail
@@ -179,7 +182,7 @@ export function maskedText(text: string, redact: (text: string) => string): stri
  */
 export function maskSecretLike(text: string): string {
   // a field's name is tried where a word or a quote starts, not inside a word: a long line stays linear
-  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  return hideTokens(hideUrlCredentials(text)).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
 }
 
 /**

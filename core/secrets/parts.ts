@@ -58,7 +58,25 @@ export function percentDecode(text: string): string {
  * token prefixes). At least 16 characters follow (each has 20 or more), so a user merely named like one ("npm_ci")
  * is no token.
  */
-const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-|xoxe\.xox[a-z]-|xapp-|[sr]k_(?:live|test)_|whsec_)[A-Za-z0-9_-]{16,}$/;
+
+/**
+ * Credentials by their documented shape, anywhere in running text (a server's words, an error page, an audit message),
+ * where no value is known to mask: GitHub's tokens (gh[pousr]_ and 36 base62 characters; github_pat_ and 82), GitLab's
+ * (glpat- gldt- glptt-, 20 or more), npm's (npm_ and 36), Slack's bot, user, app, refresh and app-level tokens
+ * (xoxb-…, xoxe.xoxp-…, xapp-…), Stripe's secret, restricted and webhook keys (sk_live_, rk_test_, whsec_…), an AWS
+ * access key id (AKIA or ASIA and 16 of A-Z 2-7), and a JWT (eyJ… header, payload and signature). Each prefix must be
+ * followed by as many characters as its format has (so `npm_ci`, `sk_live_mode` or `xoxb-` in a sentence stay
+ * shown), and no shape is hex alone: a commit sha, a sha256 or a UUID in the text is no token. Tried where a word
+ * starts: linear.
+ */
+const TOKEN_IN_TEXT =
+  /(?<![A-Za-z0-9_.-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,}|gl(?:pat|dt|ptt)-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36,}|(?:xoxe\.)?xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,}|A(?:KIA|SIA)[A-Z2-7]{16}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)/g;
+
+/** `text` with each credential of a documented shape in it (TOKEN_IN_TEXT) written `***`. Idempotent. */
+export function hideTokens(text: string): string {
+  return text.replace(TOKEN_IN_TEXT, '***');
+}
 
 /**
  * A user that looks generated: 20 or more letters and digits, both present, nothing else. Tokens without a known

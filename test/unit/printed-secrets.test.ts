@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { maskSecretLike } from '../../core/errors.ts';
+import { maskSecretLike, oneLine } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { hideSecrets, hideUrlCredentials, isPrivateKey, isTokenUser, privateKeysIn, urlCredentials, urlCredentialsIn } from '../../core/secrets/parts.ts';
 import { newEnv, tempRoot } from './secrets.helpers.ts';
@@ -187,6 +187,32 @@ describe('the detectors (core/secrets/parts.ts)', () => {
     const started = Date.now();
     expect(maskSecretLike('ab'.repeat(60_000))).toHaveLength(120_000);
     expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("maskSecretLike hides a credential of a documented shape anywhere in a server's words (GitHub, GitLab, npm, Slack, Stripe, AWS, JWT), never a commit sha, a sha256, a UUID or a word merely named like one", () => {
+    const tokens = [
+      'ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5', 'gho_16C7e42F292c6912E7710c838347Ae178B4a',
+      `github_pat_11ABCDEFG0aBcDeFgHiJkL_${'mNoPqRsTuVwXyZ0123456789'.repeat(2)}aBcDeFgHiJk`,
+      'glpat-Zq7Wx9vLm3pR8tY2uI4o', `npm_${'aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5'}`,
+      'xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx', 'xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAxMi0xMjM0NTY3ODkw', 'xapp-1-A0123456789-1234567890123-0123456789abcdef',
+      'sk_live_51H8xYzAbCdEfGhIjKlMnOpQr', 'rk_test_51H8xYzAbCdEfGhIjKlMnOpQr', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      'AKIAIOSFODNN7EXAMPLE', 'ASIAY34FZKBOKMUTVV7A',
+      'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+    ];
+    for (const t of tokens) {
+      for (const line of [`error: bad credentials ${t} (401)`, `{"detail":"invalid key '${t}'"}`, `GET /hook?k=${t}&x=1`]) expect(maskSecretLike(line), line).not.toContain(t);
+      expect(isTokenUser(t), t).toBe(true); // and as a URL's user
+    }
+    const shown = [
+      'deployed 3f786850e387550fdab836ed7e6dc881de23001b at 12:00', 'digest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+      'request 123e4567-e89b-12d3-a456-426614174000 failed', 'run npm_ci then sk_live_mode and ghp_example', 'Slack says xoxb- tokens start so; AKIA is a prefix',
+      'ARN arn:aws:iam::123456789012:role/AROAEXAMPLEID1234567 ok',
+    ];
+    for (const line of shown) expect(maskSecretLike(line), line).toBe(line);
+    // a cut word: a hash's start is shown, a token's never
+    expect(oneLine(`sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`, 40)).toBe('sha256:e3b0c44298fc1c149afbf4c8996fb924…');
+    expect(oneLine(`/srv/app/releases/20261205-101010-3f786850e387550fdab836ed7e6dc881de23001b/server/app.py`, 60)).toMatch(/^\/srv\/app\/releases\/20261205-101010-3f78/);
+    expect(oneLine(`Zq7Wx9vLm3pR8tY2uI4oAbCdEfGhIjKlMnOpQr/x`, 30)).toBe('…');
   });
 
   it('a secret holding a token URL masks the token printed on its own', () => {

@@ -390,8 +390,11 @@ export class Masker {
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a)! - this.secrets.get(b)!);
     const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
     if (kept.length) return this.hideOutside(text, order, kept);
-    let out = text;
-    for (const s of order) if (out.includes(s)) out = out.split(s).join('***');
+    // every occurrence found in the text as it is, overlapping ones as one: replaced one secret after another, a
+    // secret whose start is another's end (two values printed together) would lose its overlap and show the rest
+    let out = this.hideOutside(text, order, []);
+    // the "***" put in can complete a secret holding "*": replaced after, longest first
+    for (const s of order) if (s.includes('*') && out.includes(s)) out = out.split(s).join('***');
     return out;
   }
 

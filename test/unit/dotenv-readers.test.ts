@@ -88,6 +88,16 @@ export const CORPUS: string[] = [
   "x\n'y",
   '#',
   'x'.repeat(20_000),
+  // white space to one parser and not another: a BOM at the end (JavaScript's trim() drops U+FEFF, Python's strip()
+  // does not), the ideographic space and other Unicode spaces at an end, line and paragraph separators alone
+  'ends in a bom\ufeff',
+  '\ufeff',
+  '\u3000ideographic\u3000',
+  '\u2000en quad\u205f',
+  '\u2028',
+  '\u2029para',
+  '\u1680ogham',
+  '\u180emongolian',
   'ab$'.repeat(3000) + "'\"".repeat(10),
 ];
 

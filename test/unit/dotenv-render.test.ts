@@ -18,9 +18,10 @@ describe('secrets of every shape', () => {
     expect(asString({ chat_id: big })).toBe('{"chat_id":9007199254740993}');
     expect(asString([big, 2])).toBe('[9007199254740993,2]');
     expect(asString({ a: [{ b: -big, c: 'x"y', d: null, e: [true, 1.5] }] })).toBe('{"a":[{"b":-9007199254740993,"c":"x\\"y","d":null,"e":[true,1.5]}]}');
-    // without bigints, exactly what JSON.stringify writes (own "__proto__" keys included)
+    // without bigints, exactly what JSON.stringify writes (own "__proto__" keys included), but a float -0 keeps its
+    // sign, as Go's encoding/json (sops's JSON output) writes it (secrets-numbers.test.ts)
     const plain = JSON.parse('{"__proto__":"p","1":[1e21,-0,"é\\u2028"],"z":{"y":{}}}');
-    expect(asString(plain)).toBe(JSON.stringify(plain));
+    expect(asString(plain)).toBe(JSON.stringify(plain).replace('1e+21,0,', '1e+21,-0,'));
     const env = environment({ IDS: { secret: 'ids' }, LIST: { secret: 'list' } });
     const { dotenv, environ } = renderDotenv(env, { ids: { chat_id: big }, list: [big, 2] });
     expect(dotenv).toContain(`IDS='{"chat_id":9007199254740993}'`);

@@ -34,7 +34,7 @@ describe('host text quoted on the runner is masked', () => {
     expect(oneLine(`==== Welcome to ${'x'.repeat(100)}`)).toBe('==== Welcome to…');
     expect(oneLine(`https://status.example.com/${'incident-'.repeat(12)}`)).toBe(`https://status.example.com/${'incident-'.repeat(12)}`.slice(0, 79) + '…');
     // a start-up file's echo of a token: nothing of it
-    expect(oneLine(`ghp_${'aB3dE5fG7h'.repeat(10)}`)).toBe('…');
+    expect(oneLine(`ghp_${'aB3dE5fG7h'.repeat(10)}`)).toBe('***'); // a documented shape: masked whole first (maskSecretLike)
     expect(oneLine(`=====${'Zm9vYmFyQmF6cXV4'.repeat(3)}+/${'K8sLm2Np4Qr6St8V'.repeat(4)}`)).toBe('…');
   });
 

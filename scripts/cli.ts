@@ -302,15 +302,47 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
  */
 function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
   if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
-  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`));
-  return Object.keys(specs).filter((k) => processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] !== undefined && !given(k));
+  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`) || (specs[k]!.short !== undefined && a.startsWith(`-${specs[k]!.short}`) && !a.startsWith('--')));
+  return Object.keys(specs).filter((k) => npmVariables(k, specs[k]!).some((v) => processEnv[v] !== undefined) && !given(k));
 }
+
+/** The npm_config_ variables npm leaves for an ops option typed before `--`: its long name's, and its letter's (`-o`: npm_config_o; `-V`: npm_config_v; `-f`: npm's own -f, --force). */
+function npmVariables(k: string, spec: OptionSpec): string[] {
+  const long = `npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`;
+  return spec.short === undefined ? [long] : [long, `npm_config_${NPM_SHORT[spec.short] ?? spec.short.toLowerCase()}`];
+}
+
+/** ops option letters that are npm's shorthands for a setting of its own (npm 11: `-f` is --force). */
+const NPM_SHORT: Record<string, string> = { f: 'force' };
 
 /**
  * ops options npm reads as another of its settings (npm 11: an abbreviation expanded, `--to 3` as --token-description,
- * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves. (`--key` leaves none: not told.)
+ * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves.
  */
 const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'replace_registry_host', 'no-comment': 'comment' };
+
+/**
+ * ops options npm takes, value and all, while leaving the script no npm_config_ trace of them (npm 11 exports no
+ * deprecated setting, and `key` is one): under `npm run`, a command taking one of them cannot tell "not given" from
+ * "given before `--`", so it runs only when the option reached it (`secrets show qa --key a` would print every secret).
+ */
+const NPM_UNTRACED = ['key'];
+
+/**
+ * A command run by `npm run` that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
+ * refused, naming the option, since it may have been typed before a `--` (the command would do more than asked).
+ */
+function npmMayHaveTaken(command: Command, args: string[], processEnv: NodeJS.ProcessEnv): UsageError | undefined {
+  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return undefined;
+  const flags = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  const missing = NPM_UNTRACED.filter((k) => command.options?.[k] && !flags.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
+  if (!missing.length) return undefined;
+  const named = missing.map((k) => `--${k}`).join(', ');
+  return new UsageError(
+    `ops cannot tell whether npm took ${named} of \`npm run ops ${command.name} ...\` (npm reads ${named} before a \`--\` as its own setting and passes on no trace of it); nothing was done`,
+    `run it without npm run: npx ops ${command.name} ...; or give ${named} after the --: npm run ops -- ${command.name} ... ${missing.map((k) => `--${k} ${command.options![k]!.type === 'boolean' ? '' : (command.options![k] as { value?: string }).value ?? 'VALUE'}`.trim()).join(' ')}`,
+  );
+}
 
 export interface RunIo {
   argv: string[];
@@ -482,12 +514,14 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       if (took.includes('json') && command.options && 'json' in command.options) json = true;
       const named = took.map((k) => `--${k}`).join(', ');
       // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
-      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] === 'true');
+      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && npmVariables(k, specs[k]!).some((v) => processEnv[v] === 'true'));
       throw new UsageError(
         `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
         `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,
       );
     }
+    const untraced = npmMayHaveTaken(command, rest, processEnv);
+    if (untraced) throw untraced;
     let parsed;
     try {
       parsed = parseArgs({

@@ -1,6 +1,7 @@
 // Messages for a mistyped command or path: the unknown word named (with a did-you-mean), a directory or a
 // missing directory where a file is expected, --file read from the current directory, and secret key paths
 // holding dots as `ops env new` writes them.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -11,7 +12,7 @@ import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { runOps } from '../support/cli.ts';
-import { tempDir } from './secrets.helpers.ts';
+import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
 import { testEnv } from './status.helpers.ts';
 
 const cli = (root: string, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } });
@@ -77,7 +78,39 @@ describe('npm run ops without `--`', () => {
     // given to ops after `--`, npm's variable is no matter; outside npm run, no variable is looked at
     expect((await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod', '--dry-run', '--bogus')).err).toContain('unknown option --bogus');
     expect((await runOps(['deploy', 'prod', '--bogus'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_config_dry_run: 'true' } })).err).toContain('unknown option --bogus');
+    // an option's letter: npm leaves npm_config_<letter> (`keygen -o me.key`), or reads it as its own (`logs -f`: npm's --force)
+    expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod')).err).toMatch(/^error: npm took --follow as its own option: ops did not get it/);
+    expect((await npm({ npm_config_o: 'true' }, 'keygen', 'me.key')).err).toMatch(/^error: npm took --output as its own option: ops did not get it \(npm reads the options of `npm run ops keygen \.\.\.` before a `--` as its own, and the value after --output became an argument\)/);
+    expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod', '-f', '--bogus')).err).toContain('unknown option --bogus');
   });
+
+  it('secrets show: npm takes --key (its own deprecated setting) leaving no trace, so without --key given to ops nothing is printed, not every secret', async () => {
+    const e = await newEnv('qa');
+    await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token'], e.env, 'Zq8-not-to-be-printed');
+    const underNpm = { ...e.env, npm_command: 'run', npm_lifecycle_event: 'ops' };
+    // `npm run ops secrets show qa --key api_token`: ops gets `secrets show qa`, and no npm_config_key (real npm 11: see below)
+    const all = await secretsCli(e.root, ['secrets', 'show', 'qa'], underNpm);
+    expect(all).toMatchObject({ code: 2, out: '' });
+    expect(all.err).toBe(
+      'error: ops cannot tell whether npm took --key of `npm run ops secrets show ...` (npm reads --key before a `--` as its own setting and passes on no trace of it); nothing was done\n' +
+        '  hint: run it without npm run: npx ops secrets show ...; or give --key after the --: npm run ops -- secrets show ... --key PATH\n',
+    );
+    // given to ops after `--`: the one value; outside npm run: all of them, as asked
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', 'api_token'], underNpm)).toMatchObject({ code: 0, out: 'Zq8-not-to-be-printed' });
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa', '--key=api_token'], underNpm)).code).toBe(0);
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], e.env)).out).toContain('Zq8-not-to-be-printed');
+  });
+
+  it('the real npm: `npm run ops secrets show qa --key api_token` prints no secret and says how to run it', async () => {
+    const e = await newEnv('qa');
+    await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token'], e.env, 'Zq8-not-to-be-printed');
+    writeFileSync(join(e.root, 'package.json'), JSON.stringify({ name: 't', private: true, scripts: { ops: `node ${JSON.stringify(join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js'))}` } }));
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|OPS_|SOPS_|INIT_CWD)/i.test(k)));
+    const r = spawnSync('npm', ['run', 'ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false' }, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout + r.stderr).not.toContain('Zq8-not-to-be-printed');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('error: ops cannot tell whether npm took --key');
+  }, 120_000);
 });
 
 describe('a file a setting of environment.yml names', () => {

@@ -3,7 +3,7 @@
 import { dirname, isAbsolute } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
-import { quote, wholeNumber } from '../core/shell.ts';
+import { quote, validate, wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
@@ -550,6 +550,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       if (spec.type === 'string' && spec.path && v !== undefined) (values as Record<string, unknown>)[k] = Array.isArray(v) ? v.map(absolute) : absolute(v as string);
     }
     const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
+    // read here, where the directory it was typed in is known: a path for it (`ops config .` in environments/qa) is named
+    if (command.args?.[0] === '<env>' && root !== undefined) validate('environment', args[0]!, undefined, { cwd, root });
     // A run stopped by a signal exits from inside (core/ops/locked.ts): with --json, its document first, as a failure's.
     const interrupted = (doc: Record<string, unknown>) => stdout.write(reporter.redact(JSON.stringify({ ok: false, ...doc }, null, 2)) + '\n');
     const ops: OpsContext = { root: root ?? cwd, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };

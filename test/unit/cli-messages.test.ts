@@ -138,6 +138,20 @@ describe('an environment name written otherwise', () => {
     }
     expect((await cli(root, 'config', '../x')).err).not.toContain('did you mean');
   });
+
+  it('a path typed from where the command ran (`ops config .` inside environments/prod, `../prod`, a full path, a file in it): the name meant is said', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const folder = join(root, 'environments', 'prod');
+    mkdirSync(join(folder, 'assets'));
+    const from = (cwd: string, typed: string) => runOps(['config', typed], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: cwd } });
+    for (const [cwd, typed] of [[folder, '.'], [folder, './'], [folder, '../prod'], [folder, 'environment.yml'], [join(folder, 'assets'), '..'], [root, folder]] as const) {
+      const r = await from(cwd, typed);
+      expect(r.code, `${typed} in ${cwd}`).toBe(1);
+      expect(r.err, `${typed} in ${cwd}`).toBe(`error: invalid environment name ${JSON.stringify(typed)}: expected lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)\n  hint: did you mean prod? the name of its folder under environments/ (\`ops env new <name>\` makes one)\n`);
+    }
+    // out of environments/: nothing is guessed
+    expect((await from(folder, '..')).err).not.toContain('did you mean');
+  });
 });
 
 describe('an option before the command', () => {

@@ -487,22 +487,16 @@ export function readYamlFile(file: string, label = file): unknown {
 }
 
 /**
- * A YAML parse error as said to the user: the parser's words and where, then the line it points at (and the one
- * before when it points at a line's start), as the yaml library's prettyErrors shows them, but with each URL's
- * password and any private key on them hidden (hideSecrets). Shown whole, not cut to 80 characters as the library
- * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
+ * A YAML parse error as said to the user, on one line: `file:line:column: not valid YAML: what` (the form editors and
+ * terminals jump to), in the parser's words without the excerpt of the file it adds (a caret under a tab points at
+ * nothing visible, and the line quoted may hold a secret). The hint (yamlErrorHint) says the fix.
  */
-export function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
+export function yamlErrorMessage(label: string, _text: string, error: YAMLError): string {
   // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
-  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, ''));
+  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, '').replace(/ at line \d+, column \d+:?$/, ''));
   const at = error.linePos?.[0];
-  const lines = text.split(/\r?\n/);
-  if (!at) return `${label} is not valid YAML: ${said}`;
-  const line = lines[at.line - 1] ?? '';
-  const before = line.slice(0, at.col - 1);
-  const context = at.line > 1 && !before.trim() ? `${hideSecrets(lines[at.line - 2] ?? '')}\n` : '';
-  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
-  return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
+  const what = error.code === 'TAB_AS_INDENT' ? 'a tab indents this line (YAML indents with spaces only)' : said;
+  return at ? `${label}:${at.line}:${at.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
 
 /**
@@ -514,11 +508,11 @@ export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment fi
     case 'MULTIPLE_DOCS':
       return oneDocument;
     case 'TAB_AS_INDENT':
-      return 'indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)';
+      return 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)';
     case 'DUPLICATE_KEY':
       return 'keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)';
     default:
-      return 'fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)';
+      return 'fix the file at that line (a quote, bracket or indentation left open often shows on the next line)';
   }
 }
 

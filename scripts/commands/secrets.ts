@@ -642,9 +642,11 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
-        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { openEnvSecrets, requireEnvironment } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
+        // a mistyped name first: fixing the editor would only lead to "no environment" (the name is never created here)
+        requireEnvironment(ctx.root, env);
         // A terminal editor (vi, the default; vim, nano...) reads its keys from stdin, which it shares with ops: on a
         // stdin that is no terminal (CI, a pipe) it waits forever for keys that never come. Refused before anything is
         // decrypted. Any other editor is run whatever stdin is: a GUI one (code --wait) or a script needs no terminal.

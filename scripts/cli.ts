@@ -227,6 +227,22 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
 }
 
+/**
+ * An option taking one value given twice with different values (`--ref v1 ... --ref v2`, a line edited and run again):
+ * refused, both named, rather than the last one silently taken (a deploy of another ref than the one read first).
+ */
+function refuseRepeated(specs: Options, tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    const spec = specs[t.name];
+    if (!spec || spec.type === 'boolean' || ('multiple' in spec && spec.multiple)) continue;
+    const before = seen.get(t.name);
+    if (before !== undefined && before !== t.value) throw new UsageError(`--${t.name} given twice, ${JSON.stringify(before)} and ${JSON.stringify(t.value)}: ops takes one`, `keep the one you mean; usage: ${usageLine(c)}`);
+    seen.set(t.name, t.value);
+  }
+}
+
 /** The command taking an environment that `argv` names after its first word (`ops qa status`: status), if any. */
 function envCommandAfter(commands: Command[], argv: string[]): Command | undefined {
   return commands.find((c) => c.args?.[0] === '<env>' && c.name === argv.slice(1, 1 + c.name.split(' ').length).join(' '));
@@ -528,6 +544,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         args: rest,
         allowPositionals: true,
         strict: true,
+        tokens: true,
         options: Object.fromEntries(
           Object.entries(specs).map(([k, o]) => [k, { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...('multiple' in o && o.multiple ? { multiple: true } : {}) }]),
         ),
@@ -535,6 +552,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     } catch (e) {
       throw parseArgsError(e, specs, command, rest);
     }
+    refuseRepeated(specs, parsed.tokens, command);
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');
       return 0;

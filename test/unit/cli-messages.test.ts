@@ -113,6 +113,18 @@ describe('npm run ops without `--`', () => {
   }, 120_000);
 });
 
+describe('an option given twice', () => {
+  it('with two values is refused naming both (never the last one silently: a deploy of another ref); the same value, or a switch twice, is taken', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const twice = await cli(root, 'diff', 'prod', '--ref', 'v1', '--json', '--ref=v2');
+    expect(twice).toMatchObject({ code: 2, err: 'error: --ref given twice, "v1" and "v2": ops takes one\n  hint: keep the one you mean; usage: ops diff <env> [--ref REF] [--json]\n' });
+    expect(JSON.parse(twice.out)).toMatchObject({ ok: false, error: '--ref given twice, "v1" and "v2": ops takes one', exitCode: 2 });
+    expect((await cli(root, 'logs', 'prod', '-n', '5', '--lines', '6')).err).toMatch(/^error: --lines given twice, "5" and "6": ops takes one\n/);
+    expect((await cli(root, 'config', 'prod', '--json', '--json')).code).toBe(0);
+    expect((await cli(root, 'diff', 'prod', '--ref', 'v1', '--ref', 'v1')).err).not.toContain('given twice');
+  });
+});
+
 describe('a file a setting of environment.yml names', () => {
   it('missing: the setting, the path it became and that a relative one starts from the environment folder (nginx.site_template, tls.acme_ca_file)', async () => {
     const root = testEnv({ domain: 'shop.example.org', nginx: { site_template: 'site.conf' }, tls: { mode: 'letsencrypt', email: 'ops@shop.fr', acme_server: 'https://acme.test/dir', acme_ca_file: '../ca.pem' } }, undefined, 'prod').root;

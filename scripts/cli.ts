@@ -484,7 +484,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         (second === undefined ? undefined : didYouMean(`${argv[0]} ${second}`, groups)) ??
         (/[-_]/.test(argv[0]!) ? didYouMean(argv[0]!.replace(/[-_]+/g, ' '), groups) : undefined) ??
         didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
-      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`;
+      // ops's own option typed as a word (`ops version`): the option meant
+      const own = near ? undefined : nearOption(`--${argv[0]}`, {});
+      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : ''}`;
       stderr.write(showControls(shown(`error: ${error}`)) + `\n\n${mainHelp(commands)}\n`);
       document(error, '`ops --help` lists the commands');
     }

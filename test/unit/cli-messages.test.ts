@@ -31,6 +31,8 @@ describe('a mistyped subcommand', () => {
     expect((await cli(root, 'deplyo', 'prod')).err).toMatch(/^error: unknown command "deplyo" \(did you mean "ops deploy"\?\)/);
     // two neighbouring letters swapped is one slip, as a person types it
     expect((await cli(root, 'pnig', 'prod')).err).toMatch(/^error: unknown command "pnig" \(did you mean "ops ping"\?\)/);
+    // ops's own option typed as a command word
+    for (const w of ['version', 'verison']) expect((await cli(root, w)).err, w).toMatch(new RegExp(`^error: unknown command "${w}" \\(did you mean "ops --version"\\?\\)\n`));
     // the whole command where the slip spans its two words or joins them
     for (const [argv, meant] of [[['secret', 'show', 'prod'], 'secrets show'], [['env-new', 'qa'], 'env new'], [['lock_status', 'prod'], 'lock status']] as const)
       expect((await cli(root, ...argv)).err, argv.join(' ')).toMatch(new RegExp(`^error: unknown command "${argv[0]}" \\(did you mean "ops ${meant}"\\?\\)`));

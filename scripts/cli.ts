@@ -7,7 +7,7 @@ import { quote, validate, wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
-import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
+import { findRoot, listEnvironments, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 import opsPackage from '../package.json' with { type: 'json' };
@@ -150,11 +150,15 @@ export function mainHelp(commands: Command[]): string {
   ].join('\n');
 }
 
-function checkArgs(c: Command, args: string[]): void {
+/** `environments`: the project's environments, if one is found (named when `<env>` is missing). */
+function checkArgs(c: Command, args: string[], environments: () => string[]): void {
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
-  if (args.length < required) throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+  if (args.length < required) {
+    const known = spec[args.length] === '<env>' ? environments() : [];
+    throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}${known.length ? `; the environments: ${known.join(', ')}` : ''}`);
+  }
   if (!variadic && args.length > spec.length) {
     // A secrets command's extra argument is most often the value typed on the command line: never shown.
     if (c.name.startsWith('secrets '))
@@ -559,7 +563,14 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stdout.write(commandHelp(command) + '\n');
       return 0;
     }
-    checkArgs(command, parsed.positionals);
+    checkArgs(command, parsed.positionals, () => {
+      try {
+        const found = io.root ?? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined);
+        return found === undefined ? [] : listEnvironments(found);
+      } catch {
+        return []; // no project to name them from: the usage alone
+      }
+    });
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);

@@ -115,6 +115,16 @@ describe('npm run ops without `--`', () => {
   }, 120_000);
 });
 
+describe('a missing environment argument', () => {
+  it('names the environments of the project (a first run of `ops config` knows none of them yet)', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    expect(await cli(root, 'config')).toMatchObject({ code: 2, err: 'error: missing argument <env> for "ops config"\n  hint: usage: ops config <env> [--json]; the environments: prod\n' });
+    expect((await cli(root, 'lock', 'status')).err).toContain('; the environments: prod\n');
+    // another argument missing: the usage only
+    expect((await cli(root, 'secrets', 'set', 'prod')).err).toBe('error: missing argument <key> for "ops secrets set"\n  hint: usage: ops secrets set <env> <key> [--replace] [--empty] [--exact] [--force]\n');
+  });
+});
+
 describe('an option given twice', () => {
   it('with two values is refused naming both (never the last one silently: a deploy of another ref); the same value, or a switch twice, is taken', async () => {
     const root = testEnv({}, undefined, 'prod').root;

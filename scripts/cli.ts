@@ -155,6 +155,12 @@ function checkArgs(c: Command, args: string[], environments: () => string[]): vo
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
+  // an empty word is a variable that was not set (`ops deploy "$ENV"`), as for options (typedValues)
+  const empty = args.indexOf('');
+  if (empty >= 0) {
+    const which = spec[Math.min(empty, spec.length - 1)];
+    throw new UsageError(`${which ?? 'an argument'} of "ops ${c.name}" is empty`, `give one${which?.startsWith('[') ? ' or leave it out' : ''} (an unset variable, as in "$ENV"?); usage: ${usageLine(c)}`);
+  }
   if (args.length < required) {
     const known = spec[args.length] === '<env>' ? environments() : [];
     throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}${known.length ? `; the environments: ${known.join(', ')}` : ''}`);
@@ -244,6 +250,29 @@ function refuseRepeated(specs: Options, tokens: ReturnType<typeof parseArgs>['to
     const before = seen.get(t.name);
     if (before !== undefined && before !== t.value) throw new UsageError(`--${t.name} given twice, ${JSON.stringify(before)} and ${JSON.stringify(t.value)}: ops takes one`, `keep the one you mean; usage: ${usageLine(c)}`);
     seen.set(t.name, t.value);
+  }
+}
+
+/**
+ * An option typed with a typographic dash (`—dry-run`, `–ref`: what a word processor, a chat or a web page makes of
+ * `--`, then pasted): node reads it as an argument, so it would be refused as an unexpected one or taken for the
+ * environment. Refused naming the dash and the option meant. Only before a `--` (after it, words are arguments).
+ */
+function refuseTypographicDashes(specs: Options, tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  for (const t of tokens ?? []) {
+    if (t.kind === 'option-terminator') return;
+    if (t.kind !== 'positional') continue;
+    const dash = /^[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]+/.exec(t.value);
+    if (!dash) continue;
+    const word = t.value.slice(dash[0].length).split('=')[0]!;
+    const near = nearOption(`--${word}`, specs) ?? (word.length === 1 ? nearOption(`-${word}`, specs) : undefined);
+    const code = [...new Set(dash[0])].map((ch) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`).join(', ');
+    // a secrets command's argument may be a value typed on the command line: named by its place, not shown
+    const shown = c.name.startsWith('secrets ') ? `argument ${t.index + 1}` : JSON.stringify(t.value);
+    throw new UsageError(
+      `${shown} starts with a typographic dash (${code}), not "-": ops reads it as an argument, not an option`,
+      `type the option with plain hyphens${near ? ` (${near})` : ''}: a document or chat it was copied from turned "--" into a dash; usage: ${usageLine(c)}`,
+    );
   }
 }
 
@@ -559,6 +588,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       throw parseArgsError(e, specs, command, rest);
     }
     refuseRepeated(specs, parsed.tokens, command);
+    refuseTypographicDashes(specs, parsed.tokens, command);
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');
       return 0;

@@ -125,6 +125,28 @@ describe('a missing environment argument', () => {
   });
 });
 
+describe('an argument that is no argument', () => {
+  it('an option pasted with a typographic dash (—dry-run, –ref, −f) is named with the option meant, not taken for an argument or the environment', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const em = await cli(root, 'deploy', 'prod', '\u2014dry-run');
+    expect(em).toMatchObject({ code: 2, err: 'error: "\u2014dry-run" starts with a typographic dash (U+2014), not "-": ops reads it as an argument, not an option\n  hint: type the option with plain hyphens (--dry-run): a document or chat it was copied from turned "--" into a dash; usage: ops deploy <env> [--ref REF] [--force] [--dry-run] [--forward-only] [--json]\n' });
+    expect((await cli(root, 'config', '\u2013json', 'prod')).err).toMatch(/^error: "\u2013json" starts with a typographic dash \(U\+2013\)[^\n]*\n  hint: type the option with plain hyphens \(--json\)/);
+    expect((await cli(root, 'logs', 'prod', '\u2212f')).err).toContain('(U+2212)');
+    // a secrets command's argument may be a value: named by its place
+    const secret = await cli(root, 'secrets', 'set', 'prod', 'k', '\u2014Zq8-value');
+    expect(secret.err).toMatch(/^error: argument 3 starts with a typographic dash/);
+    expect(secret.err).not.toContain('Zq8');
+    // after `--`, an argument
+    expect((await cli(root, 'config', 'prod', '--', '\u2014x')).err).toContain('unexpected argument "\u2014x"');
+  });
+
+  it('an empty one (an unset variable: ops config "$ENV") is said to be empty', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    expect(await cli(root, 'config', '')).toMatchObject({ code: 2, err: 'error: <env> of "ops config" is empty\n  hint: give one (an unset variable, as in "$ENV"?); usage: ops config <env> [--json]\n' });
+    expect((await cli(root, 'logs', 'prod', '')).err).toContain('error: [program] of "ops logs" is empty\n  hint: give one or leave it out');
+  });
+});
+
 describe('an option given twice', () => {
   it('with two values is refused naming both (never the last one silently: a deploy of another ref); the same value, or a switch twice, is taken', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -151,7 +151,7 @@ export function mainHelp(commands: Command[]): string {
 }
 
 /** `environments`: the project's environments, if one is found (named when `<env>` is missing). */
-function checkArgs(c: Command, args: string[], environments: () => string[]): void {
+function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv): void {
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
@@ -169,7 +169,9 @@ function checkArgs(c: Command, args: string[], environments: () => string[]): vo
     // A secrets command's extra argument is most often the value typed on the command line: never shown.
     if (c.name.startsWith('secrets '))
       throw new UsageError(`unexpected argument (argument ${spec.length + 1}) for "ops ${c.name}": not shown, as it may be a secret value`, `values are read from stdin, never from arguments (which shell history and ps keep): printf '%s' 'the value' | ops ${c.name} ...; usage: ${usageLine(c)}`);
-    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+    // under npm run, a value most often stays behind when npm takes the option before it (`--host x`, `-n 5`)
+    const npm = underNpmRun(processEnv) ? `; under npm run, an option before \`--\` is npm's and its value is left as an argument: npm run ops -- ${c.name} ...` : '';
+    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npm}`);
   }
 }
 
@@ -344,13 +346,18 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
   return e;
 }
 
+/** Whether ops runs as `npm run ops ...` (npm's variables for a script: it reads the options before a `--` as its own). */
+function underNpmRun(processEnv: NodeJS.ProcessEnv): boolean {
+  return Boolean(processEnv.npm_lifecycle_event) && ['run', 'run-script'].includes(processEnv.npm_command ?? '');
+}
+
 /**
  * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`): npm
  * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
  * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
  */
 function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
-  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
+  if (!underNpmRun(processEnv)) return [];
   const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`) || (specs[k]!.short !== undefined && a.startsWith(`-${specs[k]!.short}`) && !a.startsWith('--')));
   return Object.keys(specs).filter((k) => npmVariables(k, specs[k]!).some((v) => processEnv[v] !== undefined) && !given(k));
 }
@@ -382,7 +389,7 @@ const NPM_UNTRACED = ['key'];
  * refused, naming the option, since it may have been typed before a `--` (the command would do more than asked).
  */
 function npmMayHaveTaken(command: Command, args: string[], processEnv: NodeJS.ProcessEnv): UsageError | undefined {
-  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return undefined;
+  if (!underNpmRun(processEnv)) return undefined;
   const flags = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
   const missing = NPM_UNTRACED.filter((k) => command.options?.[k] && !flags.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
   if (!missing.length) return undefined;
@@ -600,7 +607,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       } catch {
         return []; // no project to name them from: the usage alone
       }
-    });
+    }, processEnv);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);

@@ -84,6 +84,9 @@ describe('npm run ops without `--`', () => {
     expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod')).err).toMatch(/^error: npm took --follow as its own option: ops did not get it/);
     expect((await npm({ npm_config_o: 'true' }, 'keygen', 'me.key')).err).toMatch(/^error: npm took --output as its own option: ops did not get it \(npm reads the options of `npm run ops keygen \.\.\.` before a `--` as its own, and the value after --output became an argument\)/);
     expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod', '-f', '--bogus')).err).toContain('unknown option --bogus');
+    // an option that is no ops option (`status prod --host x`): npm took it, its value is left as an argument; said so
+    expect((await npm({ npm_config_host: 'true' }, 'status', 'prod', 'x')).err).toBe("error: unexpected argument \"x\" for \"ops status\"\n  hint: usage: ops status <env> [--json]; under npm run, an option before `--` is npm's and its value is left as an argument: npm run ops -- status ...\n");
+    expect((await cli(root, 'status', 'prod', 'x')).err).toBe('error: unexpected argument "x" for "ops status"\n  hint: usage: ops status <env> [--json]\n');
   });
 
   it('secrets show: npm takes --key (its own deprecated setting) leaving no trace, so without --key given to ops nothing is printed, not every secret', async () => {

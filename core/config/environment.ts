@@ -67,13 +67,12 @@ export class ConfigError extends OpsError {
   constructor(
     readonly file: string,
     readonly problems: Problem[],
+    /** What to do when it is not the file that is wrong (a host not created yet); default: fix the file. */
+    hint = 'fix the file; every key and its expected form is listed in the README under "Environment reference"',
   ) {
     const n = problems.length;
     // A problem quotes the value it is about: a URL's password or a private key pasted in the wrong place never shown.
-    super(
-      hideSecrets(`${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`),
-      'fix the file; every key and its expected form is listed in the README under "Environment reference"',
-    );
+    super(hideSecrets(`${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`), hint);
   }
 }
 
@@ -582,6 +581,7 @@ export function loadEnvironment(envName: string, root: string): Environment {
   const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems: Problem[] = [];
   /** A pinned key, from the file when one is named (problems recorded at `path`). */
+  let hostsMissing = 0; // host key files not there: hosts not created yet, the file may be right
   const pinnedKey = (key: string | undefined, file: string | undefined, path: string): string => {
     if (!file) return key ?? '';
     const keyFile = relativeTo(dir, file);
@@ -602,6 +602,7 @@ export function loadEnvironment(envName: string, root: string): Environment {
       const why =
         code === 'EISDIR' ? 'it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)' : code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file (is the host created? for the local sandbox: npm start)' : `${code ?? 'unreadable'}`;
       problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
+      if (code === 'ENOENT') hostsMissing++;
       return '';
     }
   };
@@ -612,7 +613,8 @@ export function loadEnvironment(envName: string, root: string): Environment {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }), ...(via && { bastion: via }) };
   });
-  if (problems.length) throw new ConfigError(label, problems);
+  if (problems.length)
+    throw new ConfigError(label, problems, ...(hostsMissing === problems.length ? ['create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key'] : []));
   return resolveEnvironment(envName, root, config, hosts);
 }
 

@@ -703,6 +703,15 @@ describe('shipped environments', () => {
     doc.hosts[0].host_key_file = 'gone.pub';
     writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*gone\.pub: no such file \(is the host created\?/);
+    // only hosts not created yet: the file may well be right, so the hint is not "fix the file"
+    const hint = (() => {
+      try {
+        loadEnvironment('x', dir);
+      } catch (e) {
+        return (e as OpsError).hint;
+      }
+    })();
+    expect(hint).toBe('create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key');
   });
 });
 

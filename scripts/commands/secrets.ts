@@ -555,7 +555,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
+    options: { key: { type: 'string', value: 'PATH', what: 'a key path', emptyHint: 'give the key (a.b for a nested one): an unset variable, as in --key "$VAR"? (leaving --key out prints every secret)', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');

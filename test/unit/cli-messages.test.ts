@@ -104,6 +104,8 @@ describe('npm run ops without `--`', () => {
     expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', 'api_token'], underNpm)).toMatchObject({ code: 0, out: 'Zq8-not-to-be-printed' });
     expect((await secretsCli(e.root, ['secrets', 'show', 'qa', '--key=api_token'], underNpm)).code).toBe(0);
     expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], e.env)).out).toContain('Zq8-not-to-be-printed');
+    // an empty --key (an unset variable) is not "the default": leaving it out would print them all, and the hint says so
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', ''], e.env)).toMatchObject({ code: 2, out: '', err: 'error: --key needs a key path, got an empty one\n  hint: give the key (a.b for a nested one): an unset variable, as in --key "$VAR"? (leaving --key out prints every secret)\n' });
   });
 
   it('the real npm: `npm run ops secrets show qa --key api_token` prints no secret and says how to run it', async () => {

@@ -256,6 +256,19 @@ function refuseRepeated(specs: Options, tokens: ReturnType<typeof parseArgs>['to
 }
 
 /**
+ * A letter option written with "=" (`-o=me.key`, `-n=5`): node takes "=me.key" as its value, which would write a file
+ * named "=me.key" or fail as "=5"; refused with the two forms that work (a space, or the long name with "=").
+ */
+function refuseLetterEquals(tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.rawName.startsWith('--') || !t.inlineValue || !t.value?.startsWith('=')) continue;
+    // a secrets command's value may be a secret: the option's forms only
+    const value = c.name.startsWith('secrets ') ? 'VALUE' : t.value.slice(1);
+    throw new UsageError(`${t.rawName}= is no form of ${t.rawName}: it would take "=" as part of its value`, `write ${quote(t.rawName)} ${quote(value)} or --${t.name}=${quote(value)}; usage: ${usageLine(c)}`);
+  }
+}
+
+/**
  * An option typed with a typographic dash (`—dry-run`, `–ref`: what a word processor, a chat or a web page makes of
  * `--`, then pasted): node reads it as an argument, so it would be refused as an unexpected one or taken for the
  * environment. Refused naming the dash and the option meant. Only before a `--` (after it, words are arguments).
@@ -596,6 +609,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }
     refuseRepeated(specs, parsed.tokens, command);
     refuseTypographicDashes(specs, parsed.tokens, command);
+    refuseLetterEquals(parsed.tokens, command);
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');
       return 0;

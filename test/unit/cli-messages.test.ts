@@ -145,6 +145,14 @@ describe('an argument that is no argument', () => {
     expect((await cli(root, 'config', 'prod', '--', '\u2014x')).err).toContain('unexpected argument "\u2014x"');
   });
 
+  it('a letter option written with "=" (-o=me.key, -n=5): refused with the forms that work, no file "=me.key" written', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const key = await runOps(['keygen', '-o=me.key'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: root } });
+    expect(key).toMatchObject({ code: 2, out: '', err: 'error: -o= is no form of -o: it would take "=" as part of its value\n  hint: write -o me.key or --output=me.key; usage: ops keygen [--output FILE]\n' });
+    expect(existsSync(join(root, '=me.key'))).toBe(false);
+    expect((await cli(root, 'logs', 'prod', '-n=5')).err).toContain('hint: write -n 5 or --lines=5;');
+  });
+
   it('an empty one (an unset variable: ops config "$ENV") is said to be empty', async () => {
     const root = testEnv({}, undefined, 'prod').root;
     expect(await cli(root, 'config', '')).toMatchObject({ code: 2, err: 'error: <env> of "ops config" is empty\n  hint: give one (an unset variable, as in "$ENV"?); usage: ops config <env> [--json]\n' });

@@ -170,8 +170,9 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
     if (c.name.startsWith('secrets '))
       throw new UsageError(`unexpected argument (argument ${spec.length + 1}) for "ops ${c.name}": not shown, as it may be a secret value`, `values are read from stdin, never from arguments (which shell history and ps keep): printf '%s' 'the value' | ops ${c.name} ...; usage: ${usageLine(c)}`);
     // under npm run, a value most often stays behind when npm takes the option before it (`--host x`, `-n 5`)
-    const npm = underNpmRun(processEnv) ? `; under npm run, an option before \`--\` is npm's and its value is left as an argument: npm run ops -- ${c.name} ...` : '';
-    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npm}`);
+    const npm = npmReading(processEnv);
+    const npmNote = npm ? `; under ${npm.typed.replace(/ ops$/, '')}, an option before \`--\` is npm's and its value is left as an argument: ${npm.fixed} ${c.name} ...` : '';
+    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
   }
 }
 
@@ -359,18 +360,25 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
   return e;
 }
 
-/** Whether ops runs as `npm run ops ...` (npm's variables for a script: it reads the options before a `--` as its own). */
-function underNpmRun(processEnv: NodeJS.ProcessEnv): boolean {
-  return Boolean(processEnv.npm_lifecycle_event) && ['run', 'run-script'].includes(processEnv.npm_command ?? '');
+/**
+ * How npm ran ops when it read the options before a `--` as its own: `npm run ops ...` ('run'), `npm exec ops ...`
+ * ('exec'); undefined otherwise. npx is `npm exec` too (npm_command=exec), but it hands every word after the command's
+ * name to it: known by the shell's $_ (bash and zsh set it to the program run); without $_, taken as `npm exec`.
+ */
+function npmReading(processEnv: NodeJS.ProcessEnv): { typed: string; fixed: string } | undefined {
+  if (!processEnv.npm_lifecycle_event) return undefined;
+  if (['run', 'run-script'].includes(processEnv.npm_command ?? '')) return { typed: 'npm run ops', fixed: 'npm run ops --' };
+  if (processEnv.npm_command === 'exec' && !/(^|\/)npx$/.test(processEnv._ ?? '')) return { typed: 'npm exec ops', fixed: 'npm exec -- ops' };
+  return undefined;
 }
 
 /**
- * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`): npm
+ * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`; `npm exec` alike): npm
  * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
  * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
  */
 function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
-  if (!underNpmRun(processEnv)) return [];
+  if (!npmReading(processEnv)) return [];
   const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`) || (specs[k]!.short !== undefined && a.startsWith(`-${specs[k]!.short}`) && !a.startsWith('--')));
   return Object.keys(specs).filter((k) => npmVariables(k, specs[k]!).some((v) => processEnv[v] !== undefined) && !given(k));
 }
@@ -398,18 +406,19 @@ const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'r
 const NPM_UNTRACED = ['key'];
 
 /**
- * A command run by `npm run` that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
+ * A command run by `npm run` or `npm exec` (npmReading) that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
  * refused, naming the option, since it may have been typed before a `--` (the command would do more than asked).
  */
 function npmMayHaveTaken(command: Command, args: string[], processEnv: NodeJS.ProcessEnv): UsageError | undefined {
-  if (!underNpmRun(processEnv)) return undefined;
+  const npm = npmReading(processEnv);
+  if (!npm) return undefined;
   const flags = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
   const missing = NPM_UNTRACED.filter((k) => command.options?.[k] && !flags.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
   if (!missing.length) return undefined;
   const named = missing.map((k) => `--${k}`).join(', ');
   return new UsageError(
-    `ops cannot tell whether npm took ${named} of \`npm run ops ${command.name} ...\` (npm reads ${named} before a \`--\` as its own setting and passes on no trace of it); nothing was done`,
-    `run it without npm run: npx ops ${command.name} ...; or give ${named} after the --: npm run ops -- ${command.name} ... ${missing.map((k) => `--${k} ${command.options![k]!.type === 'boolean' ? '' : (command.options![k] as { value?: string }).value ?? 'VALUE'}`.trim()).join(' ')}`,
+    `ops cannot tell whether npm took ${named} of \`${npm.typed} ${command.name} ...\` (npm reads ${named} before a \`--\` as its own setting and passes on no trace of it); nothing was done`,
+    `run it as npx ops ${command.name} ... (from bash or zsh) or node scripts/ops-bin.js ${command.name} ... (from the project folder); or give ${named} after the --: ${npm.fixed} ${command.name} ... ${missing.map((k) => `--${k} ${command.options![k]!.type === 'boolean' ? '' : (command.options![k] as { value?: string }).value ?? 'VALUE'}`.trim()).join(' ')}`,
   );
 }
 
@@ -580,15 +589,16 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     const took = npmTookOptions(specs, rest, processEnv);
-    if (took.length) {
+    const npm = npmReading(processEnv);
+    if (took.length && npm) {
       // --json among them: the document a script expects, as for any usage error
       if (took.includes('json') && command.options && 'json' in command.options) json = true;
       const named = took.map((k) => `--${k}`).join(', ');
       // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
       const valued = took.filter((k) => specs[k]!.type !== 'boolean' && npmVariables(k, specs[k]!).some((v) => processEnv[v] === 'true'));
       throw new UsageError(
-        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
-        `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,
+        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`${npm.typed} ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
+        `put -- between npm's words and ops's: ${npm.fixed} ${command.name} ... (or npx ops ${command.name} ...)`,
       );
     }
     const untraced = npmMayHaveTaken(command, rest, processEnv);

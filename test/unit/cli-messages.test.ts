@@ -2,7 +2,7 @@
 // missing directory where a file is expected, --file read from the current directory, and secret key paths
 // holding dots as `ops env new` writes them.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { command, JSON_OPTION } from '../../scripts/cli.ts';
@@ -98,8 +98,14 @@ describe('npm run ops without `--`', () => {
     expect(all).toMatchObject({ code: 2, out: '' });
     expect(all.err).toBe(
       'error: ops cannot tell whether npm took --key of `npm run ops secrets show ...` (npm reads --key before a `--` as its own setting and passes on no trace of it); nothing was done\n' +
-        '  hint: run it without npm run: npx ops secrets show ...; or give --key after the --: npm run ops -- secrets show ... --key PATH\n',
+        '  hint: run it as npx ops secrets show ... (from bash or zsh) or node scripts/ops-bin.js secrets show ... (from the project folder); or give --key after the --: npm run ops -- secrets show ... --key PATH\n',
     );
+    // `npm exec ops secrets show qa --key api_token` reads its options as npm run does; npx (known by the shell's $_) does not
+    const exec = { ...e.env, npm_command: 'exec', npm_lifecycle_event: 'npx' };
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/bin/npm' })).toMatchObject({ code: 2, out: '', err: expect.stringMatching(/^error: ops cannot tell whether npm took --key of `npm exec ops secrets show \.\.\.`[^\n]*\n  hint: [^\n]*; or give --key after the --: npm exec -- ops secrets show \.\.\. --key PATH\n$/) });
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], exec)).toMatchObject({ code: 2, out: '' });
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/local/bin/npx' })).out).toContain('Zq8-not-to-be-printed');
+    expect((await runOps(['deploy', 'qa'], { root: e.root, processEnv: { ...exec, _: '/usr/bin/npm', npm_config_dry_run: 'true' } })).err).toMatch(/^error: npm took --dry-run as its own option: ops did not get it \(npm reads the options of `npm exec ops deploy \.\.\.` before a `--` as its own\); nothing was done\n  hint: put -- between npm's words and ops's: npm exec -- ops deploy \.\.\. \(or npx ops deploy \.\.\.\)\n$/);
     // given to ops after `--`: the one value; outside npm run: all of them, as asked
     expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', 'api_token'], underNpm)).toMatchObject({ code: 0, out: 'Zq8-not-to-be-printed' });
     expect((await secretsCli(e.root, ['secrets', 'show', 'qa', '--key=api_token'], underNpm)).code).toBe(0);
@@ -117,6 +123,15 @@ describe('npm run ops without `--`', () => {
     expect(r.stdout + r.stderr).not.toContain('Zq8-not-to-be-printed');
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('error: ops cannot tell whether npm took --key');
+    // npm exec alike; npx hands the options on: the one value
+    // ops as a project that installed it has it: node_modules/.bin/ops
+    mkdirSync(join(e.root, 'node_modules', '.bin'), { recursive: true });
+    symlinkSync(join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js'), join(e.root, 'node_modules', '.bin', 'ops'));
+    const x = spawnSync('npm', ['exec', 'ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npm' }, encoding: 'utf8', timeout: 120_000 });
+    expect(x.stdout + x.stderr).not.toContain('Zq8-not-to-be-printed');
+    expect(x.status).toBe(2);
+    const npx = spawnSync('npx', ['ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npx' }, encoding: 'utf8', timeout: 120_000 });
+    expect(npx).toMatchObject({ status: 0, stdout: 'Zq8-not-to-be-printed' });
   }, 120_000);
 });
 

@@ -12,6 +12,7 @@ import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
+import { syntaxProblem } from '../secrets/tree-parse.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
@@ -487,14 +488,14 @@ export function readYamlFile(file: string, label = file): unknown {
 
 /**
  * A YAML parse error as said to the user, on one line: `file:line:column: not valid YAML: what` (the form editors and
- * terminals jump to), in the parser's words without the excerpt of the file it adds (a caret under a tab points at
- * nothing visible, and the line quoted may hold a secret). The hint (yamlErrorHint) says the fix.
+ * terminals jump to), what by its kind (syntaxProblem, as for a secrets file), without the excerpt of the file the
+ * library adds (a caret under a tab points at nothing visible, and the line quoted may hold a secret). The hint
+ * (yamlErrorHint) says the fix.
  */
 export function yamlErrorMessage(label: string, _text: string, error: YAMLError): string {
-  // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
-  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, '').replace(/ at line \d+, column \d+:?$/, ''));
+  // in words that quote nothing of the file (the library's quote what they met: part of a secret, maybe)
+  const what = syntaxProblem(error.code);
   const at = error.linePos?.[0];
-  const what = error.code === 'TAB_AS_INDENT' ? 'a tab indents this line (YAML indents with spaces only)' : said;
   return at ? `${label}:${at.line}:${at.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
 

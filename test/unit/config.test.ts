@@ -490,11 +490,11 @@ describe('YAML values the schema has no word for', () => {
       return [];
     };
     const lines = base.split('\n').length;
-    expect(refused(`${base}---\napp: other\n`)).toEqual([`environments/x/environment.yml:${lines}:1: not valid YAML: Source contains multiple documents`, expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
+    expect(refused(`${base}---\napp: other\n`)).toEqual([`environments/x/environment.yml:${lines}:1: not valid YAML: several YAML documents`, expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
     // one line naming file:line:column, what is wrong and the fix: not the library's excerpt with a caret under an invisible tab
-    expect(refused(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab indents this line (YAML indents with spaces only)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
+    expect(refused(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab used as indentation (indent with spaces)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
     expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
-    expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: Missing closing "quote$/), expect.stringContaining('fix the file at that line')]);
+    expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
   });
 
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {

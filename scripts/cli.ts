@@ -445,7 +445,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const first = leading.find((a) => a.startsWith('-'))!;
   // no command at all, and a slip of ops's own options (`ops -v`, `ops --verison`): the option meant is named
   const meant = at < 0 ? nearOption(first, {}) : undefined;
-  let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}": options go after the command, not before it`;
+  // a `--` first: npm's separator (`npm run ops -- deploy`) carried over to ops itself (`npx ops -- deploy`)
+  const separator = first === '--' ? ': "--" separates npm\'s words from ops\'s in `npm run ops -- ...`; ops itself takes the command first' : undefined;
+  let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}"${separator ?? ': options go after the command, not before it'}`;
   let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
   const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
   if (at >= 0) {

@@ -239,7 +239,8 @@ describe('an option before the command', () => {
     expect(identity).toMatchObject({ code: 2, out: '' });
     expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
     expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
-    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": options go after the command, not before it\n  hint: ops deploy prod\n');
+    // npm's separator carried over (`npx ops -- deploy prod`): said as such
+    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": "--" separates npm\'s words from ops\'s in `npm run ops -- ...`; ops itself takes the command first\n  hint: ops deploy prod\n');
     // one the command does not take: moved as its closest one, or left out, said either way
     expect((await cli(root, '--dryrun', 'deploy', 'prod')).err).toBe('error: unknown command "--dryrun": options go after the command, not before it (--dryrun: did you mean --dry-run?)\n  hint: ops deploy prod --dry-run\n');
     expect((await cli(root, '-v', '--json', 'deploy', 'prod')).err).toBe('error: unknown command "-v": options go after the command, not before it (-v is no option of "ops deploy")\n  hint: ops deploy prod --json\n');

@@ -361,9 +361,10 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
 }
 
 /**
- * How npm ran ops when it read the options before a `--` as its own: `npm run ops ...` ('run'), `npm exec ops ...`
- * ('exec'); undefined otherwise. npx is `npm exec` too (npm_command=exec), but it hands every word after the command's
- * name to it: known by the shell's $_ (bash and zsh set it to the program run); without $_, taken as `npm exec`.
+ * How npm ran ops when it read the options before a `--` as its own, for messages: what was typed (`npm run ops`,
+ * `npm exec ops`) and how it is written with the `--` (`npm run ops --`, `npm exec -- ops`); undefined otherwise. npx
+ * is `npm exec` too (npm_command=exec), but it hands every word after the command's name to it: known by the shell's
+ * $_ (bash and zsh set it to the program run); without $_, taken as `npm exec`.
  */
 function npmReading(processEnv: NodeJS.ProcessEnv): { typed: string; fixed: string } | undefined {
   if (!processEnv.npm_lifecycle_event) return undefined;
@@ -400,7 +401,7 @@ const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'r
 
 /**
  * ops options npm takes, value and all, while leaving the script no npm_config_ trace of them (npm 11 exports no
- * deprecated setting, and `key` is one): under `npm run`, a command taking one of them cannot tell "not given" from
+ * deprecated setting, and `key` is one): under `npm run` or `npm exec`, a command taking one of them cannot tell "not given" from
  * "given before `--`", so it runs only when the option reached it (`secrets show qa --key a` would print every secret).
  */
 const NPM_UNTRACED = ['key'];

@@ -552,7 +552,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       // ops's own option typed as a word (`ops version`): the option meant
       const own = near ? undefined : nearOption(`--${argv[0]}`, {});
       const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : ''}`;
-      stderr.write(showControls(shown(`error: ${error}`)) + `\n\n${mainHelp(commands)}\n`);
+      // the command meant named: that line and the hint (the whole help after it would push it off the screen);
+      // none close: the commands to choose from
+      stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
     return 2;

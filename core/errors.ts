@@ -3,6 +3,7 @@
 
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { quote } from './shell.ts';
 import { hideTokens, hideUrlCredentials, isTokenUser } from './secrets/parts.ts';
 import { stopRunsOnFault } from './signals.ts';
 
@@ -330,7 +331,11 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
 export function fileError(err: unknown, path: string, action: 'read' | 'write', expected = 'a file'): OpsError {
   const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
   const fail = `cannot ${action} ${path}`;
-  if (code === 'EISDIR') return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
+  if (code === 'EISDIR') {
+    // a directory named as a file (environment.yml made by `mkdir -p`): it is in the file's place, not a folder to put one in
+    const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ''));
+    return new OpsError(`${fail}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
+  }
   if (code === 'ENOENT' && action === 'read') return new OpsError(`${fail}: no such file`, 'check the path (a relative one starts from the directory the command was run from)');
   if (code === 'ENOENT') return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');

@@ -640,16 +640,22 @@ export class ConsoleReporter implements Reporter {
   private readonly nesting = new AsyncLocalStorage<number>();
   /** Groups open now, on any flow. */
   private open = 0;
-  private readonly color: boolean;
+  private readonly color: boolean | undefined;
   constructor(
     private readonly out: NodeJS.WritableStream = process.stdout,
     private readonly err: NodeJS.WritableStream = process.stderr,
+    /** `color`: always or never; by default, on each stream that is a terminal, unless $NO_COLOR is set or TERM=dumb. */
     options: { color?: boolean } = {},
   ) {
-    this.color = options.color ?? (Boolean((out as NodeJS.WriteStream).isTTY) && !process.env.NO_COLOR);
+    this.color = options.color;
   }
-  private paint(code: string, text: string): string {
-    return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
+  /**
+   * `text` in the colour `code` when `stream` shows colours: decided per stream, as stdout and stderr go to different
+   * places (`ops deploy qa 2> errors.log` on a terminal: no escape codes in the file).
+   */
+  private paint(stream: NodeJS.WritableStream, code: string, text: string): string {
+    const color = this.color ?? (Boolean((stream as NodeJS.WriteStream).isTTY) && !process.env.NO_COLOR && process.env.TERM !== 'dumb');
+    return color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
   /** `text` as printed: masked (redact), its control characters shown as text (showControls: none acts on the terminal). */
   private shown(text: string): string {
@@ -664,9 +670,9 @@ export class ConsoleReporter implements Reporter {
     if (brokenOutputs.has(stream)) return;
     const depth = options.depth ?? this.nesting.getStore() ?? (this.open ? 1 : 0);
     const pad = '  '.repeat(depth);
-    const body = options.code ? this.paint(options.code, this.shown(text)) : this.shown(text);
+    const body = options.code ? this.paint(stream, options.code, this.shown(text)) : this.shown(text);
     stream.write(
-      (options.host === undefined ? body : `${this.paint('36', this.shown(options.host))} ${body}`)
+      (options.host === undefined ? body : `${this.paint(stream, '36', this.shown(options.host))} ${body}`)
         .split('\n')
         .map((l) => pad + l)
         .join('\n') + '\n',

@@ -1,5 +1,6 @@
 // Every external value that reaches a remote shell goes through here: validated against a strict
 // pattern first (so a hostile value is refused before any connection), then single-quoted.
+import { join, relative, resolve, sep } from 'node:path';
 import { OpsError } from './errors.ts';
 
 /** POSIX single-quoting: the result is one shell word whatever the input holds. */
@@ -41,15 +42,26 @@ export function cmd(...words: (string | number)[]): string {
  * folder or a file in it (the shell completes `environments/demo/`), upper case (`QA`), or "." "_" or spaces where
  * names have "-" (`qa.eu`, `qa_eu`). Undefined when nothing valid comes of it.
  */
-function environmentMeant(typed: string): string | undefined {
+function environmentMeant(typed: string, where?: TypedAt): string | undefined {
+  if (where) {
+    // a path into environments/ from the directory the command ran in (`.` inside environments/qa, `../qa`, a full path)
+    const inside = relative(join(where.root, 'environments'), resolve(where.cwd, typed)).split(sep);
+    if (inside[0] && inside[0] !== '..' && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith('-status')) return inside[0];
+  }
   const path = typed.trim().replace(/^(\.\/)+/, '');
   const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, '');
   const name = folder.toLowerCase().replace(/[._\s]+/g, '-');
   return name !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name) && !name.endsWith('-status') ? name : undefined;
 }
 
+/** Where a value was typed: the directory the command ran in and the project root (a path typed for a name is read from there). */
+export interface TypedAt {
+  cwd: string;
+  root: string;
+}
+
 /** A kind of value: its pattern, the form said when it fails, an extra rule, and the hint of a refusal (what to give instead). */
-type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined; hint?: (v: string) => string };
+type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined; hint?: (v: string, where?: TypedAt) => string };
 
 const CHECKS = {
   // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
@@ -78,8 +90,8 @@ const CHECKS = {
       v.endsWith('-status')
         ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -'-status'.length)} (its deploy key without reviewers); pick another name`
         : undefined,
-    hint: (v) => {
-      const meant = environmentMeant(v);
+    hint: (v, where) => {
+      const meant = environmentMeant(v, where);
       return `${meant ? `did you mean ${meant}? ` : ''}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
     },
   },
@@ -98,15 +110,18 @@ const CHECKS = {
 
 export type ValueKind = keyof typeof CHECKS;
 
-/** Return `value` if it matches the kind's pattern; otherwise throw a clear error naming the value and the expected form. */
-export function validate(kind: ValueKind, value: string, label?: string): string {
+/**
+ * Return `value` if it matches the kind's pattern; otherwise throw a clear error naming the value and the expected form.
+ * `where`: typed on the command line there, so the hint can read a path typed for a name (`ops config .` in its folder).
+ */
+export function validate(kind: ValueKind, value: string, label?: string, where?: TypedAt): string {
   const check: Check = CHECKS[kind];
   if (typeof value !== 'string' || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === 'string' ? check.hint?.(value) : undefined);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === 'string' ? check.hint?.(value, where) : undefined);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
   return value;
 }
 

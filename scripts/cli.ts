@@ -3,11 +3,11 @@
 import { dirname, isAbsolute } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
-import { quote, wholeNumber } from '../core/shell.ts';
+import { quote, validate, wholeNumber } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
-import { findRoot, projectRoot, userPath } from '../core/config/environment.ts';
+import { findRoot, listEnvironments, projectRoot, userPath } from '../core/config/environment.ts';
 import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 import opsPackage from '../package.json' with { type: 'json' };
@@ -150,16 +150,29 @@ export function mainHelp(commands: Command[]): string {
   ].join('\n');
 }
 
-function checkArgs(c: Command, args: string[]): void {
+/** `environments`: the project's environments, if one is found (named when `<env>` is missing). */
+function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv): void {
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
-  if (args.length < required) throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+  // an empty word is a variable that was not set (`ops deploy "$ENV"`), as for options (typedValues)
+  const empty = args.indexOf('');
+  if (empty >= 0) {
+    const which = spec[Math.min(empty, spec.length - 1)];
+    throw new UsageError(`${which ?? 'an argument'} of "ops ${c.name}" is empty`, `give one${which?.startsWith('[') ? ' or leave it out' : ''} (an unset variable, as in "$ENV"?); usage: ${usageLine(c)}`);
+  }
+  if (args.length < required) {
+    const known = spec[args.length] === '<env>' ? environments() : [];
+    throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}${known.length ? `; the environments: ${known.join(', ')}` : ''}`);
+  }
   if (!variadic && args.length > spec.length) {
     // A secrets command's extra argument is most often the value typed on the command line: never shown.
     if (c.name.startsWith('secrets '))
       throw new UsageError(`unexpected argument (argument ${spec.length + 1}) for "ops ${c.name}": not shown, as it may be a secret value`, `values are read from stdin, never from arguments (which shell history and ps keep): printf '%s' 'the value' | ops ${c.name} ...; usage: ${usageLine(c)}`);
-    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+    // under npm run, a value most often stays behind when npm takes the option before it (`--host x`, `-n 5`)
+    const npm = npmReading(processEnv);
+    const npmNote = npm ? `; under ${npm.typed.replace(/ ops$/, '')}, an option before \`--\` is npm's and its value is left as an argument: ${npm.fixed} ${c.name} ...` : '';
+    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
   }
 }
 
@@ -225,6 +238,58 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/**
+ * An option taking one value given twice with different values (`--ref v1 ... --ref v2`, a line edited and run again):
+ * refused, both named, rather than the last one silently taken (a deploy of another ref than the one read first).
+ */
+function refuseRepeated(specs: Options, tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    const spec = specs[t.name];
+    if (!spec || spec.type === 'boolean' || ('multiple' in spec && spec.multiple)) continue;
+    const before = seen.get(t.name);
+    if (before !== undefined && before !== t.value) throw new UsageError(`--${t.name} given twice, ${JSON.stringify(before)} and ${JSON.stringify(t.value)}: ops takes one`, `keep the one you mean; usage: ${usageLine(c)}`);
+    seen.set(t.name, t.value);
+  }
+}
+
+/**
+ * A letter option written with "=" (`-o=me.key`, `-n=5`): node takes "=me.key" as its value, which would write a file
+ * named "=me.key" or fail as "=5"; refused with the two forms that work (a space, or the long name with "=").
+ */
+function refuseLetterEquals(tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.rawName.startsWith('--') || !t.inlineValue || !t.value?.startsWith('=')) continue;
+    // a secrets command's value may be a secret: the option's forms only
+    const value = c.name.startsWith('secrets ') ? 'VALUE' : t.value.slice(1);
+    throw new UsageError(`${t.rawName}= is no form of ${t.rawName}: it would take "=" as part of its value`, `write ${quote(t.rawName)} ${quote(value)} or --${t.name}=${quote(value)}; usage: ${usageLine(c)}`);
+  }
+}
+
+/**
+ * An option typed with a typographic dash (`—dry-run`, `–ref`: what a word processor, a chat or a web page makes of
+ * `--`, then pasted): node reads it as an argument, so it would be refused as an unexpected one or taken for the
+ * environment. Refused naming the dash and the option meant. Only before a `--` (after it, words are arguments).
+ */
+function refuseTypographicDashes(specs: Options, tokens: ReturnType<typeof parseArgs>['tokens'], c: Command): void {
+  for (const t of tokens ?? []) {
+    if (t.kind === 'option-terminator') return;
+    if (t.kind !== 'positional') continue;
+    const dash = /^[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]+/.exec(t.value);
+    if (!dash) continue;
+    const word = t.value.slice(dash[0].length).split('=')[0]!;
+    const near = nearOption(`--${word}`, specs) ?? (word.length === 1 ? nearOption(`-${word}`, specs) : undefined);
+    const code = [...new Set(dash[0])].map((ch) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`).join(', ');
+    // a secrets command's argument may be a value typed on the command line: named by its place, not shown
+    const shown = c.name.startsWith('secrets ') ? `argument ${t.index + 1}` : JSON.stringify(t.value);
+    throw new UsageError(
+      `${shown} starts with a typographic dash (${code}), not "-": ops reads it as an argument, not an option`,
+      `type the option with plain hyphens${near ? ` (${near})` : ''}: a document or chat it was copied from turned "--" into a dash; usage: ${usageLine(c)}`,
+    );
+  }
 }
 
 /** The command taking an environment that `argv` names after its first word (`ops qa status`: status), if any. */
@@ -296,21 +361,67 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
 }
 
 /**
- * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`): npm
+ * How npm ran ops when it read the options before a `--` as its own, for messages: what was typed (`npm run ops`,
+ * `npm exec ops`) and how it is written with the `--` (`npm run ops --`, `npm exec -- ops`); undefined otherwise. npx
+ * is `npm exec` too (npm_command=exec), but it hands every word after the command's name to it: known by the shell's
+ * $_ (bash and zsh set it to the program run); without $_, taken as `npm exec`.
+ */
+function npmReading(processEnv: NodeJS.ProcessEnv): { typed: string; fixed: string } | undefined {
+  if (!processEnv.npm_lifecycle_event) return undefined;
+  if (['run', 'run-script'].includes(processEnv.npm_command ?? '')) return { typed: 'npm run ops', fixed: 'npm run ops --' };
+  if (processEnv.npm_command === 'exec' && !/(^|\/)npx$/.test(processEnv._ ?? '')) return { typed: 'npm exec ops', fixed: 'npm exec -- ops' };
+  return undefined;
+}
+
+/**
+ * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`; `npm exec` alike): npm
  * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
  * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
  */
 function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
-  if (!processEnv.npm_lifecycle_event || !['run', 'run-script'].includes(processEnv.npm_command ?? '')) return [];
-  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`));
-  return Object.keys(specs).filter((k) => processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] !== undefined && !given(k));
+  if (!npmReading(processEnv)) return [];
+  const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`) || (specs[k]!.short !== undefined && a.startsWith(`-${specs[k]!.short}`) && !a.startsWith('--')));
+  return Object.keys(specs).filter((k) => npmVariables(k, specs[k]!).some((v) => processEnv[v] !== undefined) && !given(k));
 }
+
+/** The npm_config_ variables npm leaves for an ops option typed before `--`: its long name's, and its letter's (`-o`: npm_config_o; `-V`: npm_config_v; `-f`: npm's own -f, --force). */
+function npmVariables(k: string, spec: OptionSpec): string[] {
+  const long = `npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`;
+  return spec.short === undefined ? [long] : [long, `npm_config_${NPM_SHORT[spec.short] ?? spec.short.toLowerCase()}`];
+}
+
+/** ops option letters that are npm's shorthands for a setting of its own (npm 11: `-f` is --force). */
+const NPM_SHORT: Record<string, string> = { f: 'force' };
 
 /**
  * ops options npm reads as another of its settings (npm 11: an abbreviation expanded, `--to 3` as --token-description,
- * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves. (`--key` leaves none: not told.)
+ * taking the value with it; `--no-X` setting X): the npm_config_ name each leaves.
  */
 const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'replace_registry_host', 'no-comment': 'comment' };
+
+/**
+ * ops options npm takes, value and all, while leaving the script no npm_config_ trace of them (npm 11 exports no
+ * deprecated setting, and `key` is one): under `npm run` or `npm exec`, a command taking one of them cannot tell "not given" from
+ * "given before `--`", so it runs only when the option reached it (`secrets show qa --key a` would print every secret).
+ */
+const NPM_UNTRACED = ['key'];
+
+/**
+ * A command run by `npm run` or `npm exec` (npmReading) that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
+ * refused, naming the option, since it may have been typed before a `--` (the command would do more than asked).
+ */
+function npmMayHaveTaken(command: Command, args: string[], processEnv: NodeJS.ProcessEnv): UsageError | undefined {
+  const npm = npmReading(processEnv);
+  if (!npm) return undefined;
+  const flags = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  const missing = NPM_UNTRACED.filter((k) => command.options?.[k] && !flags.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
+  if (!missing.length) return undefined;
+  const named = missing.map((k) => `--${k}`).join(', ');
+  return new UsageError(
+    `ops cannot tell whether npm took ${named} of \`${npm.typed} ${command.name} ...\` (npm reads ${named} before a \`--\` as its own setting and passes on no trace of it); nothing was done`,
+    `run it as npx ops ${command.name} ... (from bash or zsh) or node scripts/ops-bin.js ${command.name} ... (from the project folder); or give ${named} after the --: ${npm.fixed} ${command.name} ... ${missing.map((k) => `--${k} ${command.options![k]!.type === 'boolean' ? '' : (command.options![k] as { value?: string }).value ?? 'VALUE'}`.trim()).join(' ')}`,
+  );
+}
 
 export interface RunIo {
   argv: string[];
@@ -335,7 +446,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const first = leading.find((a) => a.startsWith('-'))!;
   // no command at all, and a slip of ops's own options (`ops -v`, `ops --verison`): the option meant is named
   const meant = at < 0 ? nearOption(first, {}) : undefined;
-  let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}": options go after the command, not before it`;
+  // a `--` first: npm's separator (`npm run ops -- deploy`) carried over to ops itself (`npx ops -- deploy`)
+  const separator = first === '--' ? ': "--" separates npm\'s words from ops\'s in `npm run ops -- ...`; ops itself takes the command first' : undefined;
+  let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}"${separator ?? ': options go after the command, not before it'}`;
   let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
   const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
   if (at >= 0) {
@@ -436,8 +549,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         (second === undefined ? undefined : didYouMean(`${argv[0]} ${second}`, groups)) ??
         (/[-_]/.test(argv[0]!) ? didYouMean(argv[0]!.replace(/[-_]+/g, ' '), groups) : undefined) ??
         didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
-      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}`;
-      stderr.write(showControls(shown(`error: ${error}`)) + `\n\n${mainHelp(commands)}\n`);
+      // ops's own option typed as a word (`ops version`): the option meant
+      const own = near ? undefined : nearOption(`--${argv[0]}`, {});
+      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : ''}`;
+      // the command meant named: that line and the hint (the whole help after it would push it off the screen);
+      // none close: the commands to choose from
+      stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
     return 2;
@@ -477,23 +594,27 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     const took = npmTookOptions(specs, rest, processEnv);
-    if (took.length) {
+    const npm = npmReading(processEnv);
+    if (took.length && npm) {
       // --json among them: the document a script expects, as for any usage error
       if (took.includes('json') && command.options && 'json' in command.options) json = true;
       const named = took.map((k) => `--${k}`).join(', ');
       // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
-      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && processEnv[`npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`] === 'true');
+      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && npmVariables(k, specs[k]!).some((v) => processEnv[v] === 'true'));
       throw new UsageError(
-        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`npm run ops ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
-        `put -- between npm's words and ops's: npm run ops -- ${command.name} ... (or npx ops ${command.name} ...)`,
+        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`${npm.typed} ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
+        `put -- between npm's words and ops's: ${npm.fixed} ${command.name} ... (or npx ops ${command.name} ...)`,
       );
     }
+    const untraced = npmMayHaveTaken(command, rest, processEnv);
+    if (untraced) throw untraced;
     let parsed;
     try {
       parsed = parseArgs({
         args: rest,
         allowPositionals: true,
         strict: true,
+        tokens: true,
         options: Object.fromEntries(
           Object.entries(specs).map(([k, o]) => [k, { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...('multiple' in o && o.multiple ? { multiple: true } : {}) }]),
         ),
@@ -501,11 +622,21 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     } catch (e) {
       throw parseArgsError(e, specs, command, rest);
     }
+    refuseRepeated(specs, parsed.tokens, command);
+    refuseTypographicDashes(specs, parsed.tokens, command);
+    refuseLetterEquals(parsed.tokens, command);
     if (parsed.values.help) {
       stdout.write(commandHelp(command) + '\n');
       return 0;
     }
-    checkArgs(command, parsed.positionals);
+    checkArgs(command, parsed.positionals, () => {
+      try {
+        const found = io.root ?? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined);
+        return found === undefined ? [] : listEnvironments(found);
+      } catch {
+        return []; // no project to name them from: the usage alone
+      }
+    }, processEnv);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
@@ -516,6 +647,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       if (spec.type === 'string' && spec.path && v !== undefined) (values as Record<string, unknown>)[k] = Array.isArray(v) ? v.map(absolute) : absolute(v as string);
     }
     const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
+    // read here, where the directory it was typed in is known: a path for it (`ops config .` in environments/qa) is named
+    if (command.args?.[0] === '<env>' && root !== undefined) validate('environment', args[0]!, undefined, { cwd, root });
     // A run stopped by a signal exits from inside (core/ops/locked.ts): with --json, its document first, as a failure's.
     const interrupted = (doc: Record<string, unknown>) => stdout.write(reporter.redact(JSON.stringify({ ok: false, ...doc }, null, 2)) + '\n');
     const ops: OpsContext = { root: root ?? cwd, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}), ...(json && { interrupted }) };

@@ -12,6 +12,7 @@ import { readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
+import { syntaxProblem } from '../secrets/tree-parse.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
@@ -67,13 +68,12 @@ export class ConfigError extends OpsError {
   constructor(
     readonly file: string,
     readonly problems: Problem[],
+    /** What to do when it is not the file that is wrong (a host not created yet); default: fix the file. */
+    hint = 'fix the file; every key and its expected form is listed in the README under "Environment reference"',
   ) {
     const n = problems.length;
     // A problem quotes the value it is about: a URL's password or a private key pasted in the wrong place never shown.
-    super(
-      hideSecrets(`${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`),
-      'fix the file; every key and its expected form is listed in the README under "Environment reference"',
-    );
+    super(hideSecrets(`${file} has ${n} problem${n > 1 ? 's' : ''}:\n${problems.map((p) => `  - ${p.path || '(top level)'}: ${p.message}`).join('\n')}`), hint);
   }
 }
 
@@ -487,22 +487,16 @@ export function readYamlFile(file: string, label = file): unknown {
 }
 
 /**
- * A YAML parse error as said to the user: the parser's words and where, then the line it points at (and the one
- * before when it points at a line's start), as the yaml library's prettyErrors shows them, but with each URL's
- * password and any private key on them hidden (hideSecrets). Shown whole, not cut to 80 characters as the library
- * does: a cut through a URL before its "@" would show part of its password with nothing left to say it is one.
+ * A YAML parse error as said to the user, on one line: `file:line:column: not valid YAML: what` (the form editors and
+ * terminals jump to), what by its kind (syntaxProblem, as for a secrets file), without the excerpt of the file the
+ * library adds (a caret under a tab points at nothing visible, and the line quoted may hold a secret). The hint
+ * (yamlErrorHint) says the fix.
  */
-export function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
-  // The library's advice to its caller ("please use YAML.parseAllDocuments()") is no fix for the file's author.
-  const said = hideSecrets(error.message.split(/:\n\n/)[0]!.replace(/; please use YAML\.\w+\(\)/, ''));
+export function yamlErrorMessage(label: string, _text: string, error: YAMLError): string {
+  // in words that quote nothing of the file (the library's quote what they met: part of a secret, maybe)
+  const what = syntaxProblem(error.code);
   const at = error.linePos?.[0];
-  const lines = text.split(/\r?\n/);
-  if (!at) return `${label} is not valid YAML: ${said}`;
-  const line = lines[at.line - 1] ?? '';
-  const before = line.slice(0, at.col - 1);
-  const context = at.line > 1 && !before.trim() ? `${hideSecrets(lines[at.line - 2] ?? '')}\n` : '';
-  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
-  return `${label} is not valid YAML: ${said}:\n\n${context}${hideSecrets(line)}\n${' '.repeat(hideSecrets(before).length)}^\n`;
+  return at ? `${label}:${at.line}:${at.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
 
 /**
@@ -514,11 +508,11 @@ export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment fi
     case 'MULTIPLE_DOCS':
       return oneDocument;
     case 'TAB_AS_INDENT':
-      return 'indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)';
+      return 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)';
     case 'DUPLICATE_KEY':
       return 'keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)';
     default:
-      return 'fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)';
+      return 'fix the file at that line (a quote, bracket or indentation left open often shows on the next line)';
   }
 }
 
@@ -588,6 +582,7 @@ export function loadEnvironment(envName: string, root: string): Environment {
   const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems: Problem[] = [];
   /** A pinned key, from the file when one is named (problems recorded at `path`). */
+  let hostsMissing = 0; // host key files not there: hosts not created yet, the file may be right
   const pinnedKey = (key: string | undefined, file: string | undefined, path: string): string => {
     if (!file) return key ?? '';
     const keyFile = relativeTo(dir, file);
@@ -608,6 +603,7 @@ export function loadEnvironment(envName: string, root: string): Environment {
       const why =
         code === 'EISDIR' ? 'it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)' : code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file (is the host created? for the local sandbox: npm start)' : `${code ?? 'unreadable'}`;
       problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
+      if (code === 'ENOENT') hostsMissing++;
       return '';
     }
   };
@@ -618,7 +614,8 @@ export function loadEnvironment(envName: string, root: string): Environment {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }), ...(via && { bastion: via }) };
   });
-  if (problems.length) throw new ConfigError(label, problems);
+  if (problems.length)
+    throw new ConfigError(label, problems, ...(hostsMissing === problems.length ? ['create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key'] : []));
   return resolveEnvironment(envName, root, config, hosts);
 }
 

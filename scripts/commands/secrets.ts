@@ -555,7 +555,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
+    options: { key: { type: 'string', value: 'PATH', what: 'a key path', emptyHint: 'give the key (a.b for a nested one): an unset variable, as in --key "$VAR"? (leaving --key out prints every secret)', description: 'print only this value, exactly (no newline added unless stdout is a terminal: `show --key a | set b` copies it unchanged; a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
@@ -642,9 +642,11 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
-        const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+        const { openEnvSecrets, requireEnvironment } = await import('../../core/secrets/files.ts');
         const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
         const env = validate('environment', ctx.args[0]!);
+        // a mistyped name first: fixing the editor would only lead to "no environment" (the name is never created here)
+        requireEnvironment(ctx.root, env);
         // A terminal editor (vi, the default; vim, nano...) reads its keys from stdin, which it shares with ops: on a
         // stdin that is no terminal (CI, a pipe) it waits forever for keys that never come. Refused before anything is
         // decrypted. Any other editor is run whatever stdin is: a GUI one (code --wait) or a script needs no terminal.

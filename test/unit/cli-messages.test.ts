@@ -1,7 +1,8 @@
 // Messages for a mistyped command or path: the unknown word named (with a did-you-mean), a directory or a
 // missing directory where a file is expected, --file read from the current directory, and secret key paths
 // holding dots as `ops env new` writes them.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { command, JSON_OPTION } from '../../scripts/cli.ts';
@@ -11,7 +12,7 @@ import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { runOps } from '../support/cli.ts';
-import { tempDir } from './secrets.helpers.ts';
+import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
 import { testEnv } from './status.helpers.ts';
 
 const cli = (root: string, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } });
@@ -27,9 +28,13 @@ describe('a mistyped subcommand', () => {
     expect(lock.err).toMatch(/^error: unknown subcommand "foo" for "ops lock"; its subcommands:\n  ops lock status <env>/);
     expect((await cli(root, 'lock', 'relase', 'prod')).err).toContain('(did you mean "ops lock release"?)');
     expect((await cli(root, 'lock')).err).toMatch(/^"ops lock" needs a subcommand:/);
-    expect((await cli(root, 'deplyo', 'prod')).err).toMatch(/^error: unknown command "deplyo" \(did you mean "ops deploy"\?\)/);
+    // the one line and its hint, not the whole help after them (which would push the line off the screen)
+    expect((await cli(root, 'deplyo', 'prod')).err).toBe('error: unknown command "deplyo" (did you mean "ops deploy"?)\n  hint: `ops --help` lists the commands\n');
+    expect((await cli(root, 'zzz', 'prod')).err).toMatch(/^error: unknown command "zzz"\n\nops: provision, deploy[^]*\ncommands:\n/);
     // two neighbouring letters swapped is one slip, as a person types it
     expect((await cli(root, 'pnig', 'prod')).err).toMatch(/^error: unknown command "pnig" \(did you mean "ops ping"\?\)/);
+    // ops's own option typed as a command word
+    for (const w of ['version', 'verison']) expect((await cli(root, w)).err, w).toMatch(new RegExp(`^error: unknown command "${w}" \\(did you mean "ops --version"\\?\\)\n`));
     // the whole command where the slip spans its two words or joins them
     for (const [argv, meant] of [[['secret', 'show', 'prod'], 'secrets show'], [['env-new', 'qa'], 'env new'], [['lock_status', 'prod'], 'lock status']] as const)
       expect((await cli(root, ...argv)).err, argv.join(' ')).toMatch(new RegExp(`^error: unknown command "${argv[0]}" \\(did you mean "ops ${meant}"\\?\\)`));
@@ -77,6 +82,110 @@ describe('npm run ops without `--`', () => {
     // given to ops after `--`, npm's variable is no matter; outside npm run, no variable is looked at
     expect((await npm({ npm_config_dry_run: 'true' }, 'deploy', 'prod', '--dry-run', '--bogus')).err).toContain('unknown option --bogus');
     expect((await runOps(['deploy', 'prod', '--bogus'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', npm_config_dry_run: 'true' } })).err).toContain('unknown option --bogus');
+    // an option's letter: npm leaves npm_config_<letter> (`keygen -o me.key`), or reads it as its own (`logs -f`: npm's --force)
+    expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod')).err).toMatch(/^error: npm took --follow as its own option: ops did not get it/);
+    expect((await npm({ npm_config_o: 'true' }, 'keygen', 'me.key')).err).toMatch(/^error: npm took --output as its own option: ops did not get it \(npm reads the options of `npm run ops keygen \.\.\.` before a `--` as its own, and the value after --output became an argument\)/);
+    expect((await npm({ npm_config_force: 'true' }, 'logs', 'prod', '-f', '--bogus')).err).toContain('unknown option --bogus');
+    // an option that is no ops option (`status prod --host x`): npm took it, its value is left as an argument; said so
+    expect((await npm({ npm_config_host: 'true' }, 'status', 'prod', 'x')).err).toBe("error: unexpected argument \"x\" for \"ops status\"\n  hint: usage: ops status <env> [--json]; under npm run, an option before `--` is npm's and its value is left as an argument: npm run ops -- status ...\n");
+    expect((await cli(root, 'status', 'prod', 'x')).err).toBe('error: unexpected argument "x" for "ops status"\n  hint: usage: ops status <env> [--json]\n');
+  });
+
+  it('secrets show: npm takes --key (its own deprecated setting) leaving no trace, so without --key given to ops nothing is printed, not every secret', async () => {
+    const e = await newEnv('qa');
+    await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token'], e.env, 'Zq8-not-to-be-printed');
+    const underNpm = { ...e.env, npm_command: 'run', npm_lifecycle_event: 'ops' };
+    // `npm run ops secrets show qa --key api_token`: ops gets `secrets show qa`, and no npm_config_key (real npm 11: see below)
+    const all = await secretsCli(e.root, ['secrets', 'show', 'qa'], underNpm);
+    expect(all).toMatchObject({ code: 2, out: '' });
+    expect(all.err).toBe(
+      'error: ops cannot tell whether npm took --key of `npm run ops secrets show ...` (npm reads --key before a `--` as its own setting and passes on no trace of it); nothing was done\n' +
+        '  hint: run it as npx ops secrets show ... (from bash or zsh) or node scripts/ops-bin.js secrets show ... (from the project folder); or give --key after the --: npm run ops -- secrets show ... --key PATH\n',
+    );
+    // `npm exec ops secrets show qa --key api_token` reads its options as npm run does; npx (known by the shell's $_) does not
+    const exec = { ...e.env, npm_command: 'exec', npm_lifecycle_event: 'npx' };
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/bin/npm' })).toMatchObject({ code: 2, out: '', err: expect.stringMatching(/^error: ops cannot tell whether npm took --key of `npm exec ops secrets show \.\.\.`[^\n]*\n  hint: [^\n]*; or give --key after the --: npm exec -- ops secrets show \.\.\. --key PATH\n$/) });
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], exec)).toMatchObject({ code: 2, out: '' });
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/local/bin/npx' })).out).toContain('Zq8-not-to-be-printed');
+    expect((await runOps(['deploy', 'qa'], { root: e.root, processEnv: { ...exec, _: '/usr/bin/npm', npm_config_dry_run: 'true' } })).err).toMatch(/^error: npm took --dry-run as its own option: ops did not get it \(npm reads the options of `npm exec ops deploy \.\.\.` before a `--` as its own\); nothing was done\n  hint: put -- between npm's words and ops's: npm exec -- ops deploy \.\.\. \(or npx ops deploy \.\.\.\)\n$/);
+    // given to ops after `--`: the one value; outside npm run: all of them, as asked
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', 'api_token'], underNpm)).toMatchObject({ code: 0, out: 'Zq8-not-to-be-printed' });
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa', '--key=api_token'], underNpm)).code).toBe(0);
+    expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], e.env)).out).toContain('Zq8-not-to-be-printed');
+    // an empty --key (an unset variable) is not "the default": leaving it out would print them all, and the hint says so
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', ''], e.env)).toMatchObject({ code: 2, out: '', err: 'error: --key needs a key path, got an empty one\n  hint: give the key (a.b for a nested one): an unset variable, as in --key "$VAR"? (leaving --key out prints every secret)\n' });
+  });
+
+  it('the real npm: `npm run ops secrets show qa --key api_token` prints no secret and says how to run it', async () => {
+    const e = await newEnv('qa');
+    await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token'], e.env, 'Zq8-not-to-be-printed');
+    writeFileSync(join(e.root, 'package.json'), JSON.stringify({ name: 't', private: true, scripts: { ops: `node ${JSON.stringify(join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js'))}` } }));
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|OPS_|SOPS_|INIT_CWD)/i.test(k)));
+    const r = spawnSync('npm', ['run', 'ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false' }, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout + r.stderr).not.toContain('Zq8-not-to-be-printed');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('error: ops cannot tell whether npm took --key');
+    // npm exec alike; npx hands the options on: the one value
+    // ops as a project that installed it has it: node_modules/.bin/ops
+    mkdirSync(join(e.root, 'node_modules', '.bin'), { recursive: true });
+    symlinkSync(join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js'), join(e.root, 'node_modules', '.bin', 'ops'));
+    const x = spawnSync('npm', ['exec', 'ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npm' }, encoding: 'utf8', timeout: 120_000 });
+    expect(x.stdout + x.stderr).not.toContain('Zq8-not-to-be-printed');
+    expect(x.status).toBe(2);
+    const npx = spawnSync('npx', ['ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npx' }, encoding: 'utf8', timeout: 120_000 });
+    expect(npx).toMatchObject({ status: 0, stdout: 'Zq8-not-to-be-printed' });
+  }, 120_000);
+});
+
+describe('a missing environment argument', () => {
+  it('names the environments of the project (a first run of `ops config` knows none of them yet)', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    expect(await cli(root, 'config')).toMatchObject({ code: 2, err: 'error: missing argument <env> for "ops config"\n  hint: usage: ops config <env> [--json]; the environments: prod\n' });
+    expect((await cli(root, 'lock', 'status')).err).toContain('; the environments: prod\n');
+    // another argument missing: the usage only
+    expect((await cli(root, 'secrets', 'set', 'prod')).err).toBe('error: missing argument <key> for "ops secrets set"\n  hint: usage: ops secrets set <env> <key> [--replace] [--empty] [--exact] [--force]\n');
+  });
+});
+
+describe('an argument that is no argument', () => {
+  it('an option pasted with a typographic dash (—dry-run, –ref, −f) is named with the option meant, not taken for an argument or the environment', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const em = await cli(root, 'deploy', 'prod', '\u2014dry-run');
+    expect(em).toMatchObject({ code: 2, err: 'error: "\u2014dry-run" starts with a typographic dash (U+2014), not "-": ops reads it as an argument, not an option\n  hint: type the option with plain hyphens (--dry-run): a document or chat it was copied from turned "--" into a dash; usage: ops deploy <env> [--ref REF] [--force] [--dry-run] [--forward-only] [--json]\n' });
+    expect((await cli(root, 'config', '\u2013json', 'prod')).err).toMatch(/^error: "\u2013json" starts with a typographic dash \(U\+2013\)[^\n]*\n  hint: type the option with plain hyphens \(--json\)/);
+    expect((await cli(root, 'logs', 'prod', '\u2212f')).err).toContain('(U+2212)');
+    // a secrets command's argument may be a value: named by its place
+    const secret = await cli(root, 'secrets', 'set', 'prod', 'k', '\u2014Zq8-value');
+    expect(secret.err).toMatch(/^error: argument 3 starts with a typographic dash/);
+    expect(secret.err).not.toContain('Zq8');
+    // after `--`, an argument
+    expect((await cli(root, 'config', 'prod', '--', '\u2014x')).err).toContain('unexpected argument "\u2014x"');
+  });
+
+  it('a letter option written with "=" (-o=me.key, -n=5): refused with the forms that work, no file "=me.key" written', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const key = await runOps(['keygen', '-o=me.key'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: root } });
+    expect(key).toMatchObject({ code: 2, out: '', err: 'error: -o= is no form of -o: it would take "=" as part of its value\n  hint: write -o me.key or --output=me.key; usage: ops keygen [--output FILE]\n' });
+    expect(existsSync(join(root, '=me.key'))).toBe(false);
+    expect((await cli(root, 'logs', 'prod', '-n=5')).err).toContain('hint: write -n 5 or --lines=5;');
+  });
+
+  it('an empty one (an unset variable: ops config "$ENV") is said to be empty', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    expect(await cli(root, 'config', '')).toMatchObject({ code: 2, err: 'error: <env> of "ops config" is empty\n  hint: give one (an unset variable, as in "$ENV"?); usage: ops config <env> [--json]\n' });
+    expect((await cli(root, 'logs', 'prod', '')).err).toContain('error: [program] of "ops logs" is empty\n  hint: give one or leave it out');
+  });
+});
+
+describe('an option given twice', () => {
+  it('with two values is refused naming both (never the last one silently: a deploy of another ref); the same value, or a switch twice, is taken', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const twice = await cli(root, 'diff', 'prod', '--ref', 'v1', '--json', '--ref=v2');
+    expect(twice).toMatchObject({ code: 2, err: 'error: --ref given twice, "v1" and "v2": ops takes one\n  hint: keep the one you mean; usage: ops diff <env> [--ref REF] [--json]\n' });
+    expect(JSON.parse(twice.out)).toMatchObject({ ok: false, error: '--ref given twice, "v1" and "v2": ops takes one', exitCode: 2 });
+    expect((await cli(root, 'logs', 'prod', '-n', '5', '--lines', '6')).err).toMatch(/^error: --lines given twice, "5" and "6": ops takes one\n/);
+    expect((await cli(root, 'config', 'prod', '--json', '--json')).code).toBe(0);
+    expect((await cli(root, 'diff', 'prod', '--ref', 'v1', '--ref', 'v1')).err).not.toContain('given twice');
   });
 });
 
@@ -105,6 +214,20 @@ describe('an environment name written otherwise', () => {
     }
     expect((await cli(root, 'config', '../x')).err).not.toContain('did you mean');
   });
+
+  it('a path typed from where the command ran (`ops config .` inside environments/prod, `../prod`, a full path, a file in it): the name meant is said', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const folder = join(root, 'environments', 'prod');
+    mkdirSync(join(folder, 'assets'));
+    const from = (cwd: string, typed: string) => runOps(['config', typed], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: cwd } });
+    for (const [cwd, typed] of [[folder, '.'], [folder, './'], [folder, '../prod'], [folder, 'environment.yml'], [join(folder, 'assets'), '..'], [root, folder]] as const) {
+      const r = await from(cwd, typed);
+      expect(r.code, `${typed} in ${cwd}`).toBe(1);
+      expect(r.err, `${typed} in ${cwd}`).toBe(`error: invalid environment name ${JSON.stringify(typed)}: expected lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)\n  hint: did you mean prod? the name of its folder under environments/ (\`ops env new <name>\` makes one)\n`);
+    }
+    // out of environments/: nothing is guessed
+    expect((await from(folder, '..')).err).not.toContain('did you mean');
+  });
 });
 
 describe('an option before the command', () => {
@@ -118,7 +241,8 @@ describe('an option before the command', () => {
     expect(identity).toMatchObject({ code: 2, out: '' });
     expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
     expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
-    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": options go after the command, not before it\n  hint: ops deploy prod\n');
+    // npm's separator carried over (`npx ops -- deploy prod`): said as such
+    expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": "--" separates npm\'s words from ops\'s in `npm run ops -- ...`; ops itself takes the command first\n  hint: ops deploy prod\n');
     // one the command does not take: moved as its closest one, or left out, said either way
     expect((await cli(root, '--dryrun', 'deploy', 'prod')).err).toBe('error: unknown command "--dryrun": options go after the command, not before it (--dryrun: did you mean --dry-run?)\n  hint: ops deploy prod --dry-run\n');
     expect((await cli(root, '-v', '--json', 'deploy', 'prod')).err).toBe('error: unknown command "-v": options go after the command, not before it (-v is no option of "ops deploy")\n  hint: ops deploy prod --json\n');

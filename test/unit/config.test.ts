@@ -485,14 +485,16 @@ describe('YAML values the schema has no word for', () => {
       try {
         read(text);
       } catch (e) {
-        return [(e as OpsError).message.split('\n')[0], (e as OpsError).hint];
+        return [(e as OpsError).message, (e as OpsError).hint];
       }
       return [];
     };
-    expect(refused(`${base}---\napp: other\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml is not valid YAML: Source contains multiple documents at line \d+, column 1:$/), expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
-    expect(refused(`${base}env:\n\tX: y\n`)[1]).toBe('indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)');
+    const lines = base.split('\n').length;
+    expect(refused(`${base}---\napp: other\n`)).toEqual([`environments/x/environment.yml:${lines}:1: not valid YAML: several YAML documents`, expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
+    // one line naming file:line:column, what is wrong and the fix: not the library's excerpt with a caret under an invisible tab
+    expect(refused(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab used as indentation (indent with spaces)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
     expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
-    expect(refused(`${base}ref: "a\n`)[1]).toContain('fix the file at the line shown');
+    expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
   });
 
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
@@ -701,6 +703,15 @@ describe('shipped environments', () => {
     doc.hosts[0].host_key_file = 'gone.pub';
     writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
     expect(() => loadEnvironment('x', dir)).toThrow(/hosts\[0\]\.host_key_file: cannot read .*gone\.pub: no such file \(is the host created\?/);
+    // only hosts not created yet: the file may well be right, so the hint is not "fix the file"
+    const hint = (() => {
+      try {
+        loadEnvironment('x', dir);
+      } catch (e) {
+        return (e as OpsError).hint;
+      }
+    })();
+    expect(hint).toBe('create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key');
   });
 });
 

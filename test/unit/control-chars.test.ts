@@ -52,6 +52,32 @@ describe('the terminal reporter', () => {
   });
 });
 
+describe('colours', () => {
+  it('go to a stream that is a terminal, per stream (stderr to a file: none there), and nowhere with NO_COLOR or TERM=dumb', () => {
+    const tty = () => {
+      const c = collect();
+      Object.assign(c.stream, { isTTY: true });
+      return c;
+    };
+    const said = (out: ReturnType<typeof collect>, err: ReturnType<typeof collect>) => {
+      const r = new ConsoleReporter(out.stream, err.stream);
+      r.line('web1', 'up', 'stdout');
+      r.warn('slow');
+      return [out.text(), err.text()];
+    };
+    vi.stubEnv('NO_COLOR', '');
+    vi.stubEnv('TERM', 'xterm');
+    expect(said(tty(), collect())).toEqual(['\x1b[36mweb1\x1b[0m up\n', 'warning: slow\n']);
+    expect(said(collect(), tty())).toEqual(['web1 up\n', '\x1b[33mwarning: slow\x1b[0m\n']);
+    vi.stubEnv('NO_COLOR', '1');
+    expect(said(tty(), tty())).toEqual(['web1 up\n', 'warning: slow\n']);
+    vi.stubEnv('NO_COLOR', '');
+    vi.stubEnv('TERM', 'dumb');
+    expect(said(tty(), tty())).toEqual(['web1 up\n', 'warning: slow\n']);
+    vi.unstubAllEnvs();
+  });
+});
+
 describe('through the CLI', () => {
   const root = mkdtempSync(join(tmpdir(), 'ops-controls-'));
   writeFileSync(join(root, 'package.json'), '{}');

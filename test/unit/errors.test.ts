@@ -216,6 +216,9 @@ describe('a local file given by the user that cannot be read says why in words (
     expect(folder.message).toBe(`cannot read ${dir}: it is a directory, not an SSH private key file (the SSH key of --identity)`);
     const yaml = await caught(() => readYamlFile(dir, 'environments/x/environment.yml'));
     expect(yaml.message).toBe('cannot read environments/x/environment.yml: it is a directory, not a YAML file');
+    // a directory named as a file stands in its place: no "<that directory>/<name>" to put a file in
+    expect(yaml.hint).toBe('a directory stands where a YAML file goes: move it aside or remove it (rmdir environments/x/environment.yml when empty), then write the file there');
+    expect(folder.hint).toBe(`give the path of an SSH private key file (e.g. ${dir}/<name>)`);
     const age = await caught(() => loadIdentities({ SOPS_AGE_KEY_FILE: dir, HOME: dir }));
     expect(age.message).toBe(`SOPS_AGE_KEY_FILE: cannot read ${dir}: it is a directory, not an age key file`);
     for (const e of [missing, folder, yaml, age]) expect(e.message).not.toMatch(/\bE[A-Z]{3,}\b/);

@@ -278,24 +278,19 @@ describe('errors quote no password and no private key', () => {
     expect(r.err).not.toContain(TOKEN.slice(4));
   });
 
-  it("a YAML error's excerpt of the file", () => {
+  it('a YAML error: one line naming file:line:column, no line of the file quoted (a password on it stays unsaid)', () => {
     const root = project(`app: shop\nenv:\n  DATABASE_URL: ${DB_URL}: x: y\n`);
     const r = ops(root, ['config', 'demo']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('is not valid YAML');
-    expect(r.err).toContain('  DATABASE_URL: postgres://app:***@db.internal/shop: x: y\n');
+    expect(r.err).toMatch(/^error: environments\/demo\/environment\.yml:3:\d+: not valid YAML: [^\n]+\n  hint: [^\n]+\n$/);
+    expect(r.err).not.toContain('DATABASE_URL');
     expect(r.err).not.toContain(PASSWORD);
-    // a line longer than the library's 80-character excerpt: never cut through the URL
     const long = project(`app: shop\nenv:\n  ${'A'.repeat(50)}: postgres://app:${'p'.repeat(40)}@db/x: y: z\n`);
-    const l = ops(long, ['config', 'demo']);
-    expect(l.err).toContain('postgres://app:***@db/x: y: z');
-    expect(l.err).not.toContain('ppp');
+    expect(ops(long, ['config', 'demo']).err).not.toContain('ppp');
     const key = project(`app: shop\nkey: ${PRIVATE_KEY}: [\n`);
     expect(ops(key, ['config', 'demo']).err).not.toContain('QXRVEJ');
     const token = project(`app: shop\nenv:\n  MIRROR: ${TOKEN_URL}: x: y\n`);
-    const t = ops(token, ['config', 'demo']);
-    expect(t.err).toContain('  MIRROR: https://***@github.com/org/app.git: x: y\n');
-    expect(t.err).not.toContain(TOKEN.slice(4));
+    expect(ops(token, ['config', 'demo']).err).not.toContain(TOKEN.slice(4));
   });
 
   it('an argument error: a password or a private key where a name or an option value goes, with and without --json', () => {

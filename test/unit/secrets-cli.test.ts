@@ -846,6 +846,8 @@ describe('ops secrets edit with a terminal editor set and stdin not a terminal (
           `  hint: run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or set one value: printf '%s' "$VALUE" | ops secrets set qa <key>\n`,
       );
     }
+    // a mistyped environment is said first, not the editor (set, it would only lead there)
+    expect((await cli(e.root, ['secrets', 'edit', 'qa2'], { PATH, EDITOR: 'vim' }, '')).err).toMatch(/^error: no environment "qa2": environments\/qa2\/ does not exist; the environments are qa\n/);
     const visual = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, VISUAL: 'nano' }, '');
     expect(visual.err).toContain('error: $VISUAL is nano, an editor that needs a terminal');
     for (const [EDITOR, extra] of [['code --wait', {}], ['subl -w', {}], ['gvim -f', {}], ['emacs', { DISPLAY: ':0' }], ['emacsclient', {}], [editor('').cmd, {}]] as const) {

@@ -67,8 +67,8 @@ describe('.sops.yaml', () => {
       throw new Error('read');
     };
     const tab = said('creation_rules:\n\t- path_regex: x\n');
-    expect(tab.message).toMatch(/^\.sops\.yaml is not valid YAML: Tabs are not allowed as indentation at line 2, column 1:\n/);
-    expect(tab.hint).toBe('indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)');
+    expect(tab.message).toBe('.sops.yaml:2:1: not valid YAML: a tab used as indentation (indent with spaces)');
+    expect(tab.hint).toBe('replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)');
     expect(said('creation_rules: []\n---\nx: 1\n').hint).toBe('.sops.yaml is one YAML document: remove the `---` line and what is another document after it (sops reads one)');
   });
 

@@ -254,6 +254,8 @@ describe('keys', () => {
     const e = err as OpsError;
     expect(e.message).toBe(`no age identity to decrypt /x/s.yaml: looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set), ${home}/.config/sops/age/keys.txt (no such file)`);
     expect(e.hint).toContain('set SOPS_AGE_KEY_FILE');
+    // a new key is no way in: the one `ops env new` printed, or one a recipient added
+    expect(e.hint).toMatch(/the one `ops env new` printed, or your own once someone who can decrypt added it \(`ops keygen` makes it; a new key alone decrypts nothing\)$/);
   });
 
   it('SOPS_AGE_KEY_FILE naming a missing file is an error, not silently skipped', async () => {

@@ -154,7 +154,7 @@ describe('sibling environments', () => {
   it('a sibling whose file does not load is reported, not fatal; a broken file naming other machines is no sibling', () => {
     const broken = sharing({ staging: STAGING, demo: 'app: [\n' });
     expect(broken.collisions).toEqual([]);
-    expect(broken.unreadable).toEqual([expect.stringMatching(/^environments\/demo\/environment\.yml cannot be read \(environments\/demo\/environment\.yml is not valid YAML.*\): whether demo shares a host with staging, and collides with it, is not checked$/)]);
+    expect(broken.unreadable).toEqual([expect.stringMatching(/^environments\/demo\/environment\.yml cannot be read \(environments\/demo\/environment\.yml:\d+:\d+: not valid YAML.*\): whether demo shares a host with staging, and collides with it, is not checked$/)]);
     const invalidHere = sharing({ staging: STAGING, demo: { ...DEMO, releases: 3 } });
     expect(invalidHere.unreadable).toEqual([expect.stringContaining('environments/demo/environment.yml cannot be read (environments/demo/environment.yml has 1 problem: releases: unknown key (did you mean \"release\"?))')]);
     expect(sharing({ staging: STAGING, demo: { ...DEMO, releases: 3, hosts: [{ ...VM, address: '198.51.100.7' }] } }).unreadable).toEqual([]);

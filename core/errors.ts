@@ -74,14 +74,29 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
 }
 
+/**
+ * The start-up files a login shell reads for sshd's `$SHELL -c COMMAND` (`files`), and where a line meant for interactive
+ * sessions only belongs instead (`place`, after "move it"): by the shell's name (`shell`: its path, from passwd or the
+ * session's $SHELL; bash when unknown). zsh reads only ~/.zshenv (and /etc/zsh/zshenv) for a command, fish its
+ * config.fish, csh and tcsh ~/.cshrc or ~/.tcshrc; dash, sh and the like read none (undefined).
+ */
+export function loginStartup(login: string, shell: string | undefined): { files: string; place: string } | undefined {
+  const name = (shell || 'bash').split('/').pop()!;
+  if (name === 'bash') return { files: `~${login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, place: `below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  if (name === 'zsh') return { files: `~${login}/.zshenv (or /etc/zsh/zshenv)`, place: `out of ~${login}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login}/.zshrc (interactive shells only)` };
+  if (name === 'fish') return { files: `~${login}/.config/fish/config.fish (or ~/.config/fish/conf.d/, /etc/fish/config.fish)`, place: `inside "if status is-interactive … end" in ~${login}/.config/fish/config.fish (or /etc/fish/config.fish)` };
+  if (name === 'tcsh' || name === 'csh') return { files: `~${login}/.tcshrc or ~/.cshrc (or /etc/csh.cshrc)`, place: `inside "if ($?prompt) then … endif" in ~${login}/.tcshrc or ~${login}/.cshrc (or /etc/csh.cshrc)` };
+  return undefined;
+}
+
 /** A session that stays open after its command exited (StepResult.lingered): what is wrong, for `login`. */
 export function lingerProblem(login: string): string {
   return `a session stays open after its command has exited: a start-up file of the login shell of ${login} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
 }
 
 /** The fix for lingerProblem. */
-export function lingerFix(login: string): string {
-  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+export function lingerFix(login: string, shell?: string): string {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}`;
 }
 
 /** A login whose start-up files start an ssh-agent for every session (StepResult.agentStopped): what is wrong, for `login`. */
@@ -90,8 +105,8 @@ export function agentProblem(login: string): string {
 }
 
 /** The fix for agentProblem. */
-export function agentFix(login: string): string {
-  return `start it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+export function agentFix(login: string, shell?: string): string {
+  return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
 }
 
 /**

@@ -15,6 +15,13 @@ export const START_MARKER = '@ops-start';
 export const AGENT_STOPPED = '@ops-agent-stopped';
 
 /**
+ * The line STEP_BOOT prints first on stderr, before START_MARKER: `@ops-login-shell <$SHELL>`, the login's shell as sshd
+ * set it (the one that ran the command): what ops names the start-up files by when the login misbehaves (~/.zshenv for
+ * zsh, not ~/.bashrc).
+ */
+export const LOGIN_SHELL_PREFIX = '@ops-login-shell ';
+
+/**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
@@ -92,6 +99,7 @@ const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -
  */
 const STEP_BOOT =
   `${UNSET_FUNCTIONS};` +
+  ` printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` +
   ` if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ]` +
   ` && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat"` +
   // start times: field 22 of stat, the 20th after the command name (the fields there are letters and numbers: split,

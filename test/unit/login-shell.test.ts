@@ -4,9 +4,9 @@
 // sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
 import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
 import { NotStartedError, OpsError, sudoHint } from '../../core/errors.ts';
@@ -20,10 +20,17 @@ import { MemoryReporter } from '../../core/report.ts';
  * (what bash does for sshd), or `shell -c COMMAND` for another program. Channels are as ssh2's: data, stderr data,
  * exit, close.
  */
-function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
+function localConnection(bashrc: string, shell = 'bash', files: Record<string, string> = {}): NodeSSH {
   const dir = mkdtempSync(join(tmpdir(), 'ops-login-'));
   const rc = join(dir, '.bashrc');
   writeFileSync(rc, `${bashrc}\n`);
+  // Another shell's start-up files (~/.zshenv, ~/.config/fish/config.fish, ~/.cshrc), read by that shell itself.
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), `${text}\n`);
+  }
+  // sshd sets SHELL to the login's shell (passwd's), which the shell keeps.
+  const env = { ...process.env, HOME: dir, SHLVL: '1', SHELL: shell === 'bash' ? '/bin/bash' : shell };
   const conn = Object.assign(new EventEmitter(), {
     exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
       // Started once the input is sent: the transport listens by then (ssh2's channel keeps what comes before).
@@ -32,7 +39,7 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
         end: (input: Buffer) => {
           // SHLVL=1: Debian's bash also sources ~/.bashrc by itself when its stdin is a socket (Node's pipes are socket
           // pairs) and its shell level below 2 (SSH_SOURCE_BASHRC); an environment without SHLVL then read it twice.
-          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } }) : spawn(shell, ['-c', command], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } });
+          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env }) : spawn(shell, ['-c', command], { cwd: dir, env });
           child.stdin.on('error', () => undefined); // a shell that ended before reading its input
           child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
           child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
@@ -53,8 +60,8 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
 const host = { name: 'web1', address: '10.0.0.1', port: 22, user: 'deploy', hostKey: 'ssh-ed25519 AAAA' };
 
 /** Run a login step touching `marker` through a login shell with `bashrc`: what came back, and whether the step's script ran. */
-async function runWith(bashrc: string, shell = 'bash') {
-  const conn = localConnection(bashrc, shell);
+async function runWith(bashrc: string, shell = 'bash', files: Record<string, string> = {}) {
+  const conn = localConnection(bashrc, shell, files);
   const ran = join((conn as unknown as { dir: string }).dir, 'ran');
   const step: Step = { name: 'lock', script: `touch ${ran}\necho done`, as: 'login', timeout: 30 };
   const reporter = new MemoryReporter();
@@ -272,7 +279,7 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(OpsError);
     expect(result).not.toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(
-      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
+      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
     );
   });
 
@@ -281,7 +288,7 @@ describe('a step through the login shell', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(ran).toBe(true);
     expect(warnings).toEqual([
-      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc',
+      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any redirection of the standard error (exec 2>…) below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
     ]);
   });
 
@@ -323,7 +330,7 @@ describe('a step through the login shell', () => {
     expect(ran).toBe(true);
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy \(~\/\.bashrc, ~\/\.profile, \/etc\/bash\.bashrc\) or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard of ~\/\.bashrc$/);
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
   }, 20_000);
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
@@ -334,21 +341,43 @@ describe('a step through the login shell', () => {
     const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(
-      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
+      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
     );
     expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
     // said while it waited, not only at the end
     expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual([
-      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard of ~/.bashrc',
+      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
     ]);
   }, 45_000);
+
+  // sshd runs `$SHELL -c COMMAND` whatever the login's shell: the command line must parse the same in each (no `$?`,
+  // `&&`, `!` or newline of its own), and what ops says of a start-up file names that shell's.
+  it.each([
+    ['/usr/bin/zsh', '.zshenv', 'move it out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)'],
+    ['/usr/bin/fish', '.config/fish/config.fish', 'move it inside "if status is-interactive … end" in ~deploy/.config/fish/config.fish (or /etc/fish/config.fish)'],
+    ['/usr/bin/csh', '.cshrc', 'move it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)'],
+    ['/usr/bin/tcsh', '.tcshrc', 'move it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)'],
+  ])('a login shell %s with a chatty %s: the step runs as sent, and the warning names that shell\'s file, not ~/.bashrc', async (shell, file, place) => {
+    const { result, ran, warnings } = await runWith('echo from bashrc', shell, { [file]: 'echo "Welcome, friend"' });
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome, friend' });
+    expect(warnings).toEqual([`warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome, friend"); ops ignores it, but scp, rsync and sftp break: ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`]);
+  });
+
+  it("a zsh login whose ~/.zshenv reads stdin (a read): refused, naming ~/.zshenv and where the line goes", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': 'read -r line' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not run: ~deploy/.zshenv (or /etc/zsh/zshenv) on web1 reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ops stopped it before it did anything`);
+    expect((result as NotStartedError).hint).toMatch(/^move that read out of ~deploy\/\.zshenv and \/etc\/zsh\/zshenv .* into ~deploy\/\.zshrc/);
+  });
 
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
     expect(warnings).toEqual([
       `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
-      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login\'s shell, or sshd\'s ~/.ssh/rc)',
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac) (or out of sshd\'s ~/.ssh/rc, if it prints it: ops ping says)',
     ]);
   });
 });

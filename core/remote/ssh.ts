@@ -14,7 +14,7 @@ import { agentFix, agentProblem, connectionLost, loginStartup, NotStartedError, 
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -366,6 +366,8 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
+    // A restricted shell (rbash) refuses the exec, says so, and goes on to sshCommand's refusal: its own error.
+    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}\n${stderr}`)) throw this.notStarted(what, status.code ?? 255, `${preamble}\n${stderr}`.trim());
     // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's; nor is
     // AGENT_STOPPED (ops's own word: it stopped the ssh-agent the start-up files started).
     // (and with no start line on stderr, where sudo refused the step, it is in stderr: taken out of its words)
@@ -401,6 +403,15 @@ export class SshRemote implements Remote {
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
       this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+    }
+    // The login shell's exec returned after ops's command ran inside the function that stood in for it: done, its exit
+    // code lost (the function's, then sshCommand's 125).
+    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`\n${START_MARKER}\n${EXEC_RETURNED}\n`)) {
+      const { files, place } = this.startupFiles();
+      throw new OpsError(
+        `${what} on ${this.name} ran, but its exit code is lost: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+        `remove that exec function, rename it, or define it ${place}; then check what the step did and run it again`,
+      );
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split('\n')[0]!);
@@ -484,6 +495,11 @@ export class SshRemote implements Remote {
         `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`,
       );
     if (why === 'merged') return this.mergedOutput(what, stopped);
+    if (why === 'exec')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+        `remove that exec function, rename it, or define it ${place}`,
+      );
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard error of non-interactive sessions (e.g. exec 2>&-)' : `sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,

@@ -206,8 +206,17 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
  * step's output, and its `exit 0` turning a failed step into a success.
  */
 export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
-  return `exec ${commandLine(step, login, appUser, connection)}`;
+  // What follows the exec runs only when `exec` was not the shell's own (a function named exec in ~/.bashrc, which bash
+  // calls in its place): it returned. Said as a refusal (EXEC_RETURNED), in words every login shell parses alike
+  // (sh, bash, zsh, fish, csh: no $?, &&, ! or newline).
+  return `exec ${commandLine(step, login, appUser, connection)}; printf '\\n${START_MARKER}\\n${EXEC_RETURNED}\\n'; exit 125`;
 }
+
+/**
+ * The line sshCommand prints after START_MARKER when the login shell's `exec` returned: a function (or alias) of its
+ * start-up files stood in for the builtin. Ops's command then ran inside it, or not at all, and its exit code is lost.
+ */
+export const EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 
 /**
  * The text sent on stdin: prelude, then the step's own script. OPS_STEP_TIMEOUT is the step's timeout in seconds

@@ -94,6 +94,18 @@ describe('a step through the login shell', () => {
   });
 
   it.each([
+    ['exec() { echo "exec is disabled here"; }', 'did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything', false],
+    ['exec() { echo "exec $1" >> ~/exec.log; "$@"; }', 'ran, but its exit code is lost: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops\'s command and returned', true],
+  ])("a function named exec in ~/.bashrc (%s), which bash calls in place of the builtin: said so, not the generic \"ended with exit code\"", async (rc, message, ran) => {
+    const { result, ran: didRun } = await runWith(rc);
+    expect(didRun).toBe(ran);
+    expect(result).toBeInstanceOf(OpsError);
+    expect(result).toSatisfy((e: unknown) => (e instanceof NotStartedError) === !ran);
+    expect((result as Error).message).toBe(`step "lock" on web1 ${message}`);
+    expect((result as OpsError).hint).toMatch(/^remove that exec function, rename it, or define it below the interactive guard at the top of ~deploy\/\.bashrc/);
+  });
+
+  it.each([
     ['exit 7', 'bash', 7, ''],
     ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],
     ['set -e\nfalse', 'bash', 1, ''],

@@ -124,7 +124,7 @@ describe('step wrapping', () => {
     // as sent: a pipe, a socket (sshd's), a file (a test's here-document)
     const dir = mkdtempSync(join(tmpdir(), 'ops-input-'));
     writeFileSync(join(dir, 'in'), stepInput(step));
-    const fromFile = spawnSync('bash', ['-c', `${sshCommand(step, 'deploy', 'shop')} < ${dir}/in`], { encoding: 'utf8' });
+    const fromFile = spawnSync('bash', ['-c', `{ ${sshCommand(step, 'deploy', 'shop')}; } < ${dir}/in`], { encoding: 'utf8' });
     expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {

@@ -555,6 +555,13 @@ export class SshRemote implements Remote {
         `start ${multiplexer} only ${place}${multiplexer === 'tmux' ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ''}`,
       );
     }
+    // env(1) of coreutils before 8.31 (Debian 10) has no --default-signal, which commandLine gives it: getopt's words,
+    // exit 125, before the script. No fallback: a step would then start with the signals the login ignored.
+    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`,
+      );
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

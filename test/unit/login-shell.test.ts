@@ -182,6 +182,18 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toContain('apt-get install sudo');
   });
 
+  it("a host whose env (coreutils 8.30, Debian 10) has no --default-signal: said so, with the Debian releases ops supports, not the login shell's fault", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-oldenv-'));
+    const shell = join(dir, 'shell');
+    // What Debian 10's env says of the option it lacks (getopt_long, glibc 2.28), and exits with, before the script.
+    writeFileSync(shell, `#!/bin/sh\necho "env: unrecognized option '--default-signal'" >&2\necho "Try 'env --help' for more information." >&2\nexit 125\n`, { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: web1 runs Debian 10 or older (coreutils 8.30)');
+    expect((result as NotStartedError).hint).toBe('ops supports Debian 11 and 12: upgrade web1 (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host');
+  });
+
   it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
     const { result, ran } = await runWith('', 'rbash');
     expect(ran).toBe(false);

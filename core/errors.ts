@@ -109,6 +109,16 @@ export function agentFix(login: string, shell?: string): string {
   return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
 }
 
+/** A login whose start-up files start a D-Bus session bus for every session (StepResult.busStopped): what is wrong, for `login`. */
+export function busProblem(login: string): string {
+  return `a start-up file of the login shell of ${login} starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+
+/** The fix for busProblem. */
+export function busFix(login: string, shell?: string): string {
+  return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, or use the login's own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)`;
+}
+
 /**
  * The fix for a warning sudo printed (a line `sudo: …` where sudo still ran the command), or undefined when `line` is
  * none. Its own problem, not the login shell's: "unable to resolve host" is a host name missing from /etc/hosts.

@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, busFix, busProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { AGENT_STOPPED, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, BUS_STOPPED, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -146,6 +146,7 @@ export class SshRemote implements Remote {
   private warnedStderr = false;
   private warnedLinger = false;
   private warnedAgent = false;
+  private warnedBus = false;
   private warnedSlow = false;
   private warnedWaiting = false;
   /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
@@ -372,9 +373,10 @@ export class SshRemote implements Remote {
     // AGENT_STOPPED (ops's own word: it stopped the ssh-agent the start-up files started).
     // (and with no start line on stderr, where sudo refused the step, it is in stderr: taken out of its words)
     // (and LOGIN_SHELL_PREFIX's line: ops's own too)
-    const ours = (l: string) => l === AGENT_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+    const ours = (l: string) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
     const bootLines = [...preamble.split('\n'), ...(err.started ? [] : stderr.split('\n'))];
     const agentStopped = bootLines.includes(AGENT_STOPPED);
+    const busStopped = bootLines.includes(BUS_STOPPED);
     const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
     if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || undefined;
     if (!err.started) stderr = stderr.split('\n').filter((l) => !ours(l)).join('\n');
@@ -399,6 +401,10 @@ export class SshRemote implements Remote {
     if (agentStopped && !this.warnedAgent) {
       this.warnedAgent = true;
       this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+    }
+    if (busStopped && !this.warnedBus) {
+      this.warnedBus = true;
+      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
@@ -434,7 +440,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

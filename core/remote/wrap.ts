@@ -85,6 +85,28 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
  */
 const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
 
+/** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the D-Bus session bus the login's start-up files started. */
+export const BUS_STOPPED = '@ops-bus-stopped';
+
+/**
+ * STEP_BOOT's stop of the daemons a login's start-up files start for every session, each as `pid:command:line`: the
+ * ssh-agent SSH_AGENT_PID names (`eval $(ssh-agent)`), and the D-Bus session bus of dbus-launch (`eval $(dbus-launch
+ * --sh-syntax)`, which exports only its address, unix:path=/tmp/dbus-…: the dbus-daemon of this login run from this
+ * connection, SSH_CONNECTION in its environment; DBUS_SESSION_BUS_PID when exported, `export $(dbus-launch)`). Each
+ * stopped when it is that command and started after this process's login shell (start times: field 22 of stat, the 20th
+ * after the command name; the fields there are letters and numbers: split, nothing to glob), saying so (AGENT_STOPPED,
+ * BUS_STOPPED). A bus of systemd's (unix:path=/run/user/…) is the login's own: never looked for.
+ */
+const SESSION_DAEMONS =
+  ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}";` +
+  ` case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do` +
+  ` [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ"` +
+  ` && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac;` +
+  ` read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:};` +
+  ` if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ]` +
+  ` && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
+  ` && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+
 /**
  * The step's first process (commandLine: a bash -c the login shell execs, so the login shell's own pid, with its
  * environment), before sudo: it runs the rest of the command line (`"$@"`: sudo, timeout, env, bash -s, which reads the
@@ -92,20 +114,15 @@ const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -
  * A start-up file that took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its
  * input; `exec <&-`) would have bash read nothing and end at once with exit code 0, as if the step had run: refused,
  * `input <where fd 0 goes>`. The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and
- * so never reach bash -s. An ssh-agent the start-up files started for this session (`eval $(ssh-agent)` in ~/.bashrc:
- * one per step, none ever ended) is stopped: the agent SSH_AGENT_PID names, when it started after this process (so
- * after the login shell: one an earlier login started, that keychain reuses, is left alone); AGENT_STOPPED on stderr
- * says so, before the start line.
+ * so never reach bash -s. A daemon the start-up files started for this session, one per step, none ever ended, is
+ * stopped (SESSION_DAEMONS): when it started after this process (so after the login shell: one an earlier login
+ * started, that keychain reuses, is left alone); its line (AGENT_STOPPED, BUS_STOPPED) on stderr says so, before the
+ * start line.
  */
 const STEP_BOOT =
   `${UNSET_FUNCTIONS};` +
   ` printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` +
-  ` if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ]` +
-  ` && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat"` +
-  // start times: field 22 of stat, the 20th after the command name (the fields there are letters and numbers: split,
-  // nothing to glob)
-  ` && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
-  ` && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi;` +
+  SESSION_DAEMONS +
   ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi;` +
   // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
   ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +

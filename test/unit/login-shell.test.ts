@@ -30,7 +30,8 @@ function localConnection(bashrc: string, shell = 'bash', files: Record<string, s
     writeFileSync(join(dir, name), `${text}\n`);
   }
   // sshd sets SHELL to the login's shell (passwd's), which the shell keeps.
-  const env = { ...process.env, HOME: dir, SHLVL: '1', SHELL: shell === 'bash' ? '/bin/bash' : shell };
+  // SSH_CONNECTION, as sshd sets it: this connection's own (a client port of its own).
+  const env = { ...process.env, HOME: dir, SHLVL: '1', SHELL: shell === 'bash' ? '/bin/bash' : shell, SSH_CONNECTION: `10.0.0.9 ${40000 + Math.floor(Math.random() * 20000)} 10.0.0.1 22` };
   const conn = Object.assign(new EventEmitter(), {
     exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
       // Started once the input is sent: the transport listens by then (ssh2's channel keeps what comes before).
@@ -346,6 +347,38 @@ describe('a step through the login shell', () => {
       }
     } finally {
       process.kill(keptPid);
+    }
+  });
+
+  it("a ~/.bashrc that starts a D-Bus session bus (eval $(dbus-launch --sh-syntax), its pid not exported): each step's is stopped, not left on the host; one of another login (its address exported) is left alone; said once, with the fix", async () => {
+    // A bus another login started (no SSH_CONNECTION of this connection in its environment), whose address ~/.bashrc reuses.
+    const other = spawnSync('dbus-launch', ['--sh-syntax'], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const otherPid = Number(/DBUS_SESSION_BUS_PID=(\d+)/.exec(other.stdout)![1]);
+    const otherAddress = /DBUS_SESSION_BUS_ADDRESS='([^']+)'/.exec(other.stdout)![1]!;
+    const alive = (pid: number) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'dbus-daemon' && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    try {
+      for (const [rc, stopped] of [
+        ['eval "$(dbus-launch --sh-syntax)"; echo "$DBUS_SESSION_BUS_PID" >> "$HOME/buses"', true],
+        [`DBUS_SESSION_BUS_ADDRESS='${otherAddress}'; export DBUS_SESSION_BUS_ADDRESS; echo ${otherPid} >> "$HOME/buses"`, false],
+      ] as const) {
+        const conn = localConnection(rc);
+        const reporter = new MemoryReporter();
+        const remote = new SshRemote(conn, host, 'app', reporter);
+        for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { busStopped: true }) });
+        const buses = readFileSync(join((conn as unknown as { dir: string }).dir, 'buses'), 'utf8').trim().split('\n').map(Number);
+        expect(buses).toHaveLength(3);
+        for (let i = 0; i < 50 && buses.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(buses.map(alive)).toEqual(buses.map(() => !stopped));
+        expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
+          stopped
+            ? [
+                'warning: web1: a start-up file of the login shell of deploy starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start); fix: start it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac), or use the login\'s own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)',
+              ]
+            : [],
+        );
+      }
+    } finally {
+      process.kill(otherPid);
     }
   });
 

@@ -109,6 +109,16 @@ export function agentFix(login: string, shell?: string): string {
   return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
 }
 
+/** A login shell that traces its commands for non-interactive sessions (StepResult.xtrace): what is wrong, for `login`. */
+export function xtraceProblem(login: string): string {
+  return `the login shell of ${login} traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it`;
+}
+
+/** The fix for xtraceProblem. */
+export function xtraceFix(login: string, shell?: string): string {
+  return `move set -x ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, or end it with set +x before that`;
+}
+
 /** A login whose start-up files start a D-Bus session bus for every session (StepResult.busStopped): what is wrong, for `login`. */
 export function busProblem(login: string): string {
   return `a start-up file of the login shell of ${login} starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start)`;

@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, agentFix, busFix, busProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -120,6 +120,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
     });
   if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login, reported(r, FACTS_KEYS.shell)) });
   if (r.agentStopped) problems.push({ problem: agentProblem(login), fix: agentFix(login, reported(r, FACTS_KEYS.shell)) });
+  if (r.xtrace) problems.push({ problem: xtraceProblem(login), fix: xtraceFix(login, reported(r, FACTS_KEYS.shell)) });
   if (r.busStopped) problems.push({ problem: busProblem(login), fix: busFix(login, reported(r, FACTS_KEYS.shell)) });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
   const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;

@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, busFix, busProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { AGENT_STOPPED, BUS_STOPPED, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, BUS_STOPPED, COMMAND_START, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -125,6 +125,18 @@ class LineSplitter {
   }
 }
 
+/**
+ * The login shell's trace of its commands among the lines it printed before the script (`set -x` in ~/.bashrc: xtrace,
+ * on stderr): found by its trace of ops's own command (COMMAND_START), after PS4's prefix (`+ `); every line that
+ * begins as that prefix does (`+`, `++` in a command substitution) is the trace's. `text`: the other lines.
+ */
+export function xtraceOf(lines: string[]): { traced: boolean; text: string[] } {
+  const own = lines.find((l) => l.includes(COMMAND_START));
+  if (own === undefined) return { traced: false, text: lines };
+  const mark = own.slice(0, own.indexOf(COMMAND_START)).trimStart()[0];
+  return { traced: true, text: lines.filter((l) => l !== own && (mark === undefined || !l.trimStart().startsWith(mark))) };
+}
+
 /** sshd answered a channel open with "open failed" (MaxSessions reached, or a session still closing). */
 function sessionRefused(e: unknown): boolean {
   const err = e as { message?: string; reason?: unknown };
@@ -147,6 +159,7 @@ export class SshRemote implements Remote {
   private warnedLinger = false;
   private warnedAgent = false;
   private warnedBus = false;
+  private warnedXtrace = false;
   private warnedSlow = false;
   private warnedWaiting = false;
   /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
@@ -382,12 +395,17 @@ export class SshRemote implements Remote {
     if (!err.started) stderr = stderr.split('\n').filter((l) => !ours(l)).join('\n');
     const lines = preamble.split('\n').filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const shellText = text.join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
+    }
+    if (traced && !this.warnedXtrace) {
+      this.warnedXtrace = true;
+      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
     }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
@@ -440,7 +458,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

@@ -85,6 +85,13 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
  */
 const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
 
+/**
+ * How sshCommand's command begins, after its `exec`: a line of the login shell's output that holds it is that shell's
+ * trace of ops's own command (`set -x` in ~/.bashrc: xtrace, on stderr, PS4's `+ ` before it; zsh's `+zsh:1> ` and
+ * no `exec`), not text its start-up files print.
+ */
+export const COMMAND_START = '/usr/bin/env -u BASH_ENV -u ENV ';
+
 /** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the D-Bus session bus the login's start-up files started. */
 export const BUS_STOPPED = '@ops-bus-stopped';
 

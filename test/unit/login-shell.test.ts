@@ -429,6 +429,19 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^move that read out of ~deploy\/\.zshenv and \/etc\/zsh\/zshenv .* into ~deploy\/\.zshrc/);
   });
 
+  it.each([
+    ['bash', {}, 'set -x\nx=$(echo y)\necho "Welcome, friend"', 'below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)'],
+    ['/usr/bin/zsh', { '.zshenv': 'set -x\necho "Welcome, friend"' }, '', 'out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)'],
+  ] as const)('a login shell (%s) whose start-up files set -x: named as xtrace, the trace (of ops\'s own command too) not quoted as text the login prints; its real text still is', async (shell, files, rc, place) => {
+    const { result, ran, warnings } = await runWith(rc, shell, files);
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome, friend', xtrace: true });
+    expect(warnings).toEqual([
+      `warning: web1: the login shell of deploy traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it; fix: move set -x ${place}, or end it with set +x before that`,
+      `warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome, friend"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`,
+    ]);
+  });
+
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });

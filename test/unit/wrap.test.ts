@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
@@ -34,6 +34,9 @@ describe('step wrapping', () => {
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
+  });
+  it('begins its command with COMMAND_START (how the transport tells a login shell\'s trace of it, set -x, from text)', () => {
+    expect(sshCommand({ ...step, as: 'app' }, 'deploy', 'shop').startsWith(`exec ${COMMAND_START}`)).toBe(true);
   });
   it("is exec'd by the login shell: a start-up file's EXIT trap neither adds text after the step nor turns its failure into a success", () => {
     const failing = { name: 's', script: 'echo hi; exit 3', timeout: 30, as: 'login' } as const;

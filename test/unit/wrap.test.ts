@@ -38,6 +38,18 @@ describe('step wrapping', () => {
   it('begins its command with COMMAND_START (how the transport tells a login shell\'s trace of it, set -x, from text)', () => {
     expect(sshCommand({ ...step, as: 'app' }, 'deploy', 'shop').startsWith(`exec ${COMMAND_START}`)).toBe(true);
   });
+  it("reaches env(1) as the same words whatever the login's shell (sshd runs `$SHELL -c`: sh, bash, zsh, fish, csh, tcsh quote, `$`, `!` and `\\` differently), for every kind of step", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-argv-'));
+    const dump = join(dir, 'dump');
+    writeFileSync(dump, '#!/bin/sh\nprintf "%s\\0" "$@"\n', { mode: 0o755 });
+    for (const as of ['login', 'root', 'app'] as const) {
+      const command = sshCommand({ ...step, as }, 'deploy', 'shop', 'c0ffee');
+      const words = (shell: string) => spawnSync(shell, ['-c', command.replace(`exec ${COMMAND_START}`, `exec ${dump} ${COMMAND_START.slice('/usr/bin/env '.length)}`)], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir } });
+      const bash = words('bash');
+      expect(bash.stdout.split('\0')).toContain('ops-step');
+      for (const shell of ['dash', 'zsh', 'fish', 'csh', 'tcsh']) expect([shell, words(shell).stdout]).toEqual([shell, bash.stdout]);
+    }
+  });
   it("is exec'd by the login shell: a start-up file's EXIT trap neither adds text after the step nor turns its failure into a success", () => {
     const failing = { name: 's', script: 'echo hi; exit 3', timeout: 30, as: 'login' } as const;
     // What sshd runs: `$SHELL -c COMMAND`, after ~/.bashrc set its trap.

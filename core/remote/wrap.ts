@@ -155,7 +155,8 @@ export const stepGuard = [
   // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
   '# shellcheck disable=SC2046',
   UNSET_FUNCTIONS,
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
+  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout closed (exec >&-) or stderr closed (exec 2>&-): looked at before any command substitution, whose pipe
     // would take the closed descriptor's number. The refusal goes to the other stream.

@@ -421,6 +421,14 @@ describe('a step through the login shell', () => {
     expect(warnings).toEqual([`warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome, friend"); ops ignores it, but scp, rsync and sftp break: ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`]);
   });
 
+  it("a zsh login whose ~/.zshenv execs bash: refused, naming ~/.zshenv (the login's shell), not ~/.bashrc", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': '[[ -o interactive ]] || exec bash' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not run: ~deploy/.zshenv (or /etc/zsh/zshenv) on web1 starts another shell (bash, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ops stopped it before it did anything`);
+    expect((result as NotStartedError).hint).toMatch(/^move the exec out of ~deploy\/\.zshenv/);
+  });
+
   it("a zsh login whose ~/.zshenv reads stdin (a read): refused, naming ~/.zshenv and where the line goes", async () => {
     const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': 'read -r line' });
     expect(ran).toBe(false);

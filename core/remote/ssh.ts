@@ -134,6 +134,8 @@ export function xtraceOf(lines: string[]): { traced: boolean; text: string[] } {
   const own = lines.find((l) => l.includes(COMMAND_START));
   if (own === undefined) return { traced: false, text: lines };
   const mark = own.slice(0, own.indexOf(COMMAND_START)).trimStart()[0];
+  // PS4's prefix is a sign (`+`), none for set -v; words (an exec function echoing its arguments) are no trace.
+  if (mark !== undefined && /[\p{L}\p{N}]/u.test(mark)) return { traced: false, text: lines };
   return { traced: true, text: lines.filter((l) => l !== own && (mark === undefined || !l.trimStart().startsWith(mark))) };
 }
 

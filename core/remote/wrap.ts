@@ -233,8 +233,9 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
 export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   // What follows the exec runs only when `exec` was not the shell's own (a function named exec in ~/.bashrc, which bash
   // calls in its place): it returned. Said as a refusal (EXEC_RETURNED), in words every login shell parses alike
-  // (sh, bash, zsh, fish, csh: no $?, &&, ! or newline).
-  return `exec ${commandLine(step, login, appUser, connection)}; printf '\\n${START_MARKER}\\n${EXEC_RETURNED}\\n'; exit 125`;
+  // (sh, bash, zsh, fish, csh: no $?, &&, ! or newline), with the login's $SHELL as STEP_BOOT would have said it
+  // (LOGIN_SHELL_PREFIX; on stdout: csh cannot redirect stderr alone), whose start-up files are to be named.
+  return `exec ${commandLine(step, login, appUser, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
 }
 
 /**

@@ -106,6 +106,16 @@ describe('a step through the login shell', () => {
     expect((result as OpsError).hint).toMatch(/^remove that exec function, rename it, or define it below the interactive guard at the top of ~deploy\/\.bashrc/);
   });
 
+  it("an alias named exec in a csh login's ~/.cshrc (csh expands it in sshd's command too): said so, naming ~/.cshrc, not ~/.bashrc", async () => {
+    const { result, ran, warnings } = await runWith('', '/usr/bin/csh', { '.cshrc': "alias exec 'echo exec is disabled'" });
+    expect(ran).toBe(false);
+    // its echo of ops's command is no trace (set -x)
+    expect(warnings.filter((w) => /xtrace/.test(w))).toEqual([]);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not run: ~deploy/.tcshrc or ~/.cshrc (or /etc/csh.cshrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything');
+    expect((result as NotStartedError).hint).toBe('remove that exec function, rename it, or define it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)');
+  });
+
   it.each([
     ['exit 7', 'bash', 7, ''],
     ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],

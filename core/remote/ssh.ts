@@ -601,9 +601,11 @@ export class SshRemote implements Remote {
         `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'} on ${this.name} (apt-get install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'}), as root`,
       );
     const { files, place } = this.startupFiles();
+    // A login shell that ended before any step began never said which it is (STEP_BOOT): the other shells' files too.
+    const others = this.loginShell ? '' : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
     );
   }
 

@@ -116,6 +116,14 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toBe('remove that exec function, rename it, or define it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)');
   });
 
+  it("a zsh login whose ~/.zshenv exits for non-interactive sessions, before any step said the login's shell: the hint names zsh's file too", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': '[[ -o interactive ]] || exit 3' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: the login shell of deploy ended with exit code 3 before the step's script began$/);
+    expect((result as NotStartedError).hint).toContain('its start-up files, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) (zsh: ~deploy/.zshenv; fish: ~deploy/.config/fish/config.fish; csh, tcsh: ~deploy/.cshrc, ~/.tcshrc), must not exit or exec');
+  });
+
   it.each([
     ['exit 7', 'bash', 7, ''],
     ['[ -z "${PS1:-}" ] && exit', 'bash', 0, ''],

@@ -137,6 +137,8 @@ export function sudoWarningFix(line: string, host: string): string | undefined {
   if (!/^sudo: /.test(line)) return undefined;
   const name = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
   if (name) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name}' >> /etc/hosts): sudo looks it up on every command`;
+  // sudo 1.8.29 to 1.9.x in a container (LXC, Docker) that forbids lowering its core size limit: harmless, on every command.
+  if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 

@@ -488,6 +488,12 @@ describe('ops ping on a login that reaches sudo oddly', () => {
     expect(facts('yes ').problems).toEqual([]);
   });
 
+  it("reports sudo's warning in a container that forbids lowering its core limit (setrlimit(RLIMIT_CORE)) with its own fix (sudo.conf), sudo working", () => {
+    const r = facts('yes sudo: setrlimit(RLIMIT_CORE): Operation not permitted');
+    expect(r.sudo).toBe(true);
+    expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: setrlimit(RLIMIT_CORE): Operation not permitted"', fix: "on web1, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)" }]);
+  });
+
   it('tells requiretty (sudo wants a terminal) apart from a password, with its own fix, in ping and in a failed step', () => {
     const r = facts('no sudo: sorry, you must have a tty to run sudo');
     expect(r.problems).toEqual([

@@ -292,17 +292,21 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 900_000);
 
-  it('sudo with Defaults use_pty and lecture=always (a hardened sudoers): ping finds nothing wrong, no text said to be printed', async () => {
+  it('sudo hardened as CIS benchmarks ask (Defaults use_pty, logfile, log_output; lecture=always): ping finds nothing wrong, a deploy works, no text said to be printed', async () => {
     const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-pty');
-    writeFileSync(file, 'Defaults use_pty\nDefaults lecture=always\nDefaults log_subcmds\n', { mode: 0o440 });
+    writeFileSync(file, 'Defaults use_pty\nDefaults logfile="/var/log/sudo.log"\nDefaults log_output\nDefaults lecture=always\nDefaults log_subcmds\n', { mode: 0o440 });
     try {
       const ping = await ops('ping', 'e2e');
       expect(ping.code, text(ping)).toBe(0);
       expect(text(ping)).not.toMatch(/prints text|sudo warns|requires a terminal/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy)).not.toMatch(/prints text|sudo warns/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
     } finally {
       rmSync(file);
     }
-  }, 300_000);
+  }, 900_000);
 
   it("zsh as the login shell with a chatty ~/.zshenv and set -x: ping names ~/.zshenv and xtrace, not ~/.bashrc", async () => {
     await sshRun(host, 'sudo timeout 240 apt-get install -y -qq zsh >/dev/null', { timeoutMs: 300_000 });

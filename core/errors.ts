@@ -75,14 +75,29 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
   return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
 }
 
+/**
+ * The start-up files a login shell reads for sshd's `$SHELL -c COMMAND` (`files`), and where a line meant for interactive
+ * sessions only belongs instead (`place`, after "move it"): by the shell's name (`shell`: its path, from passwd or the
+ * session's $SHELL; bash when unknown). zsh reads only ~/.zshenv (and /etc/zsh/zshenv) for a command, fish its
+ * config.fish, csh and tcsh ~/.cshrc or ~/.tcshrc; dash, sh and the like read none (undefined).
+ */
+export function loginStartup(login: string, shell: string | undefined): { files: string; place: string } | undefined {
+  const name = (shell || 'bash').split('/').pop()!;
+  if (name === 'bash') return { files: `~${login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, place: `below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  if (name === 'zsh') return { files: `~${login}/.zshenv (or /etc/zsh/zshenv)`, place: `out of ~${login}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login}/.zshrc (interactive shells only)` };
+  if (name === 'fish') return { files: `~${login}/.config/fish/config.fish (or ~/.config/fish/conf.d/, /etc/fish/config.fish)`, place: `inside "if status is-interactive … end" in ~${login}/.config/fish/config.fish (or /etc/fish/config.fish)` };
+  if (name === 'tcsh' || name === 'csh') return { files: `~${login}/.tcshrc or ~/.cshrc (or /etc/csh.cshrc)`, place: `inside "if ($?prompt) then … endif" in ~${login}/.tcshrc or ~${login}/.cshrc (or /etc/csh.cshrc)` };
+  return undefined;
+}
+
 /** A session that stays open after its command exited (StepResult.lingered): what is wrong, for `login`. */
 export function lingerProblem(login: string): string {
   return `a session stays open after its command has exited: a start-up file of the login shell of ${login} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
 }
 
 /** The fix for lingerProblem. */
-export function lingerFix(login: string): string {
-  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+export function lingerFix(login: string, shell?: string): string {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}`;
 }
 
 /** A login whose start-up files start an ssh-agent for every session (StepResult.agentStopped): what is wrong, for `login`. */
@@ -91,8 +106,28 @@ export function agentProblem(login: string): string {
 }
 
 /** The fix for agentProblem. */
-export function agentFix(login: string): string {
-  return `start it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+export function agentFix(login: string, shell?: string): string {
+  return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
+
+/** A login shell that traces its commands for non-interactive sessions (StepResult.xtrace): what is wrong, for `login`. */
+export function xtraceProblem(login: string): string {
+  return `the login shell of ${login} traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it`;
+}
+
+/** The fix for xtraceProblem. */
+export function xtraceFix(login: string, shell?: string): string {
+  return `move set -x ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, or end it with set +x before that`;
+}
+
+/** A login whose start-up files start a D-Bus session bus for every session (StepResult.busStopped): what is wrong, for `login`. */
+export function busProblem(login: string): string {
+  return `a start-up file of the login shell of ${login} starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+
+/** The fix for busProblem. */
+export function busFix(login: string, shell?: string): string {
+  return `start it ${(loginStartup(login, shell) ?? loginStartup(login, 'bash')!).place}, or use the login's own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)`;
 }
 
 /**
@@ -103,6 +138,8 @@ export function sudoWarningFix(line: string, host: string): string | undefined {
   if (!/^sudo: /.test(line)) return undefined;
   const name = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
   if (name) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name}' >> /etc/hosts): sudo looks it up on every command`;
+  // sudo 1.8.29 to 1.9.x in a container (LXC, Docker) that forbids lowering its core size limit: harmless, on every command.
+  if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 

@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, agentFix, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -67,16 +67,9 @@ export function quietLoginFix(login: string, shell: string | undefined, sshRc: s
 }
 
 function startupFilesFix(login: string, shell: string | undefined, sshRc: string | undefined): string {
-  const name = (shell || 'bash').split('/').pop()!;
-  const files: Record<string, string> = {
-    bash: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
-    zsh: `move it out of ~${login}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login}/.zshrc (interactive shells only)`,
-    fish: `put it inside "if status is-interactive … end" in ~${login}/.config/fish/config.fish (or /etc/fish/config.fish)`,
-    tcsh: `put it inside "if ($?prompt) then … endif" in ~${login}/.tcshrc or ~${login}/.cshrc (or /etc/csh.cshrc)`,
-  };
-  files.csh = files.tcsh!;
   // dash, sh, ksh and the like read no start-up file for a command: the text is sshd's rc file's (or a ForceCommand's).
-  const shellFix = files[name];
+  const startup = loginStartup(login, shell);
+  const shellFix = startup && `move it ${startup.place}${(shell || 'bash').endsWith('bash') ? ', or out of /etc/bash.bashrc' : ''}`;
   const rc = sshRc && `remove it from ${sshRc} (sshd runs it before every command)`;
   if (rc && shellFix) return `${shellFix}; or ${rc}`;
   return rc ?? shellFix ?? `the login shell of ${login} (${shell}) reads no start-up file for a command: look for a ForceCommand for ${login} in /etc/ssh/sshd_config (sshd -T -C user=${login} | grep -i forcecommand)`;
@@ -125,8 +118,10 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble, 80, redact)}" (ops copes; scp, rsync and sftp break)`,
       fix: quietLoginFix(login, reported(r, FACTS_KEYS.shell), reported(r, FACTS_KEYS.ssh_rc), reported(r, FACTS_KEYS.forced) === 'yes'),
     });
-  if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login) });
-  if (r.agentStopped) problems.push({ problem: agentProblem(login), fix: agentFix(login) });
+  if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login, reported(r, FACTS_KEYS.shell)) });
+  if (r.agentStopped) problems.push({ problem: agentProblem(login), fix: agentFix(login, reported(r, FACTS_KEYS.shell)) });
+  if (r.xtrace) problems.push({ problem: xtraceProblem(login), fix: xtraceFix(login, reported(r, FACTS_KEYS.shell)) });
+  if (r.busStopped) problems.push({ problem: busProblem(login), fix: busFix(login, reported(r, FACTS_KEYS.shell)) });
   const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
   const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;
   if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)

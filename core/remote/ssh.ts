@@ -10,11 +10,11 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, connectionLost, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { AGENT_STOPPED, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, BUS_STOPPED, COMMAND_START, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -125,6 +125,20 @@ class LineSplitter {
   }
 }
 
+/**
+ * The login shell's trace of its commands among the lines it printed before the script (`set -x` in ~/.bashrc: xtrace,
+ * on stderr): found by its trace of ops's own command (COMMAND_START), after PS4's prefix (`+ `); every line that
+ * begins as that prefix does (`+`, `++` in a command substitution) is the trace's. `text`: the other lines.
+ */
+export function xtraceOf(lines: string[]): { traced: boolean; text: string[] } {
+  const own = lines.find((l) => l.includes(COMMAND_START));
+  if (own === undefined) return { traced: false, text: lines };
+  const mark = own.slice(0, own.indexOf(COMMAND_START)).trimStart()[0];
+  // PS4's prefix is a sign (`+`), none for set -v; words (an exec function echoing its arguments) are no trace.
+  if (mark !== undefined && /[\p{L}\p{N}]/u.test(mark)) return { traced: false, text: lines };
+  return { traced: true, text: lines.filter((l) => l !== own && (mark === undefined || !l.trimStart().startsWith(mark))) };
+}
+
 /** sshd answered a channel open with "open failed" (MaxSessions reached, or a session still closing). */
 function sessionRefused(e: unknown): boolean {
   const err = e as { message?: string; reason?: unknown };
@@ -146,8 +160,12 @@ export class SshRemote implements Remote {
   private warnedStderr = false;
   private warnedLinger = false;
   private warnedAgent = false;
+  private warnedBus = false;
+  private warnedXtrace = false;
   private warnedSlow = false;
   private warnedWaiting = false;
+  /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
+  private loginShell?: string;
   /** Reject the steps in flight when the connection goes away under them. */
   private readonly aborts = new Set<(e: Error) => void>();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -331,7 +349,8 @@ export class SshRemote implements Remote {
       waiting = setTimeout(() => {
         if (out.started || err.started || this.warnedWaiting) return;
         this.warnedWaiting = true;
-        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1000} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1000} s): move what waits below the interactive guard of ~/.bashrc`);
+        const { files, place } = this.startupFiles();
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1000} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1000} s): move what waits ${place}`);
       }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
@@ -363,35 +382,62 @@ export class SshRemote implements Remote {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
+    // A restricted shell (rbash) refuses the exec, says so, and goes on to sshCommand's refusal: its own error.
+    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}\n${stderr}`)) throw this.notStarted(what, status.code ?? 255, `${preamble}\n${stderr}`.trim());
     // sudo's own warnings (it ran the command) come before the marker too: they are not the login shell's; nor is
     // AGENT_STOPPED (ops's own word: it stopped the ssh-agent the start-up files started).
     // (and with no start line on stderr, where sudo refused the step, it is in stderr: taken out of its words)
-    const agentStopped = preamble.split('\n').includes(AGENT_STOPPED) || (!err.started && stderr.split('\n').includes(AGENT_STOPPED));
-    if (!err.started) stderr = stderr.split('\n').filter((l) => l !== AGENT_STOPPED).join('\n');
-    const lines = preamble.split('\n').filter((l) => l && l !== AGENT_STOPPED);
+    // (and LOGIN_SHELL_PREFIX's line: ops's own too)
+    const ours = (l: string) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+    const bootLines = [...preamble.split('\n'), ...(err.started ? [] : stderr.split('\n'))];
+    const agentStopped = bootLines.includes(AGENT_STOPPED);
+    const busStopped = bootLines.includes(BUS_STOPPED);
+    const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
+    if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || undefined;
+    if (!err.started) stderr = stderr.split('\n').filter((l) => !ours(l)).join('\n');
+    const lines = preamble.split('\n').filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join('\n');
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const shellText = text.join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
     }
+    if (traced && !this.warnedXtrace) {
+      this.warnedXtrace = true;
+      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
+    }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
     }
     const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
-      this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1000).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
     }
     if (agentStopped && !this.warnedAgent) {
       this.warnedAgent = true;
-      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+    }
+    if (busStopped && !this.warnedBus) {
+      this.warnedBus = true;
+      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
-      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+    }
+    // The login shell's exec returned after ops's command ran inside the function that stood in for it: done, its exit
+    // code lost (the function's, then sshCommand's 125).
+    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`\n${START_MARKER}\n${EXEC_RETURNED}\n`)) {
+      const { files, place } = this.startupFiles();
+      throw new OpsError(
+        `${what} on ${this.name} ran, but its exit code is lost: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+        `remove that exec function, rename it, or define it ${place}; then check what the step did and run it again`,
+      );
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split('\n')[0]!);
     if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split('\n')[0]!);
@@ -399,14 +445,14 @@ export class SshRemote implements Remote {
     // tell from the channel's, e.g. exec > >(logger)): what it reported is lost, so it cannot be taken as done.
     if (!out.started && err.started && status.code !== null)
       throw new OpsError(
-        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
-        `move any exec >… below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`,
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any redirection of the standard output (exec >…) ${place}, then run it again`,
       );
     // The script ran, but its start line on stderr never came: its stderr goes elsewhere (a redirection stepGuard cannot
     // see, e.g. behind sudo's own pipes). Its errors would be lost: said once.
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
-      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>…) ${place}`);
     }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
@@ -414,7 +460,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -424,24 +470,27 @@ export class SshRemote implements Remote {
 
   /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
   private neverBegan(what: string, seconds: number): NotStartedError {
-    const { guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
-      `move what waits below ${guard}`,
+      `${what} on ${this.name} did not start: in ${seconds} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `move what waits ${place}`,
     );
   }
 
-  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
-  private startupFiles(): { files: string; guard: string } {
-    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  /**
+   * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
+   * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
+   */
+  private startupFiles(): { files: string; place: string } {
+    return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, 'bash')!;
   }
 
   /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
   private mergedOutput(what: string, stopped: string): NotStartedError {
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
-      `move that redirection below ${guard}`,
+      `move that redirection ${place}`,
     );
   }
 
@@ -449,37 +498,42 @@ export class SshRemote implements Remote {
   private refused(what: string, line: string): NotStartedError {
     const [why, ...rest] = line.split(' ');
     const detail = rest.join(' ');
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     const stopped = 'ops stopped it before it did anything';
     if (why === 'stdin')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
-        `move that read below ${guard}, or make it read from /dev/tty`,
+        `move that read ${place}, or make it read from /dev/tty`,
       );
     if (why === 'input')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === 'closed' ? 'closes it, e.g. exec <&-' : `to ${detail || 'unknown'}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
-        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`,
+        `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`,
       );
     if (why === 'stdout')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard output of non-interactive sessions (e.g. exec >&-)' : `sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`,
+        `move that redirection ${place}`,
       );
     if (why === 'limit')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`,
+        `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`,
       );
     if (why === 'merged') return this.mergedOutput(what, stopped);
+    if (why === 'exec')
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+        `remove that exec function, rename it, or define it ${place}`,
+      );
     if (why === 'stderr')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard error of non-interactive sessions (e.g. exec 2>&-)' : `sends the standard error of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`,
+        `move that redirection ${place}`,
       );
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || 'unknown'}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
-      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`,
+      `move the exec ${place}; to use another login shell, set it with chsh -s`,
     );
   }
 
@@ -511,22 +565,29 @@ export class SshRemote implements Remote {
     // bash ends the login there, in bash's words `…: PS1: unbound variable` (zsh's: `PS1: parameter not set`).
     const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
     if (unbound) {
-      const { files, guard } = this.startupFiles();
+      const { files, place } = this.startupFiles();
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
-        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u ${place}`,
       );
     }
     // A start-up file that starts tmux or screen (to attach at login) for every session: they need a terminal, which
     // ops's sessions have not.
     const multiplexer = /open terminal failed: not a terminal/.test(output) ? 'tmux' : /Must be connected to a terminal/.test(output) ? 'screen' : undefined;
     if (multiplexer) {
-      const { files, guard } = this.startupFiles();
+      const { files, place } = this.startupFiles();
       return new NotStartedError(
         `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
-        `start ${multiplexer} only below ${guard}${multiplexer === 'tmux' ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ''}`,
+        `start ${multiplexer} only ${place}${multiplexer === 'tmux' ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ''}`,
       );
     }
+    // env(1) of coreutils before 8.31 (Debian 10) has no --default-signal, which commandLine gives it: getopt's words,
+    // exit 125, before the script. No fallback: a step would then start with the signals the login ignored.
+    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`,
+      );
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())
@@ -539,9 +600,12 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
         `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'} on ${this.name} (apt-get install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'}), as root`,
       );
+    const { files, place } = this.startupFiles();
+    // A login shell that ended before any step began never said which it is (STEP_BOOT): the other shells' files too.
+    const others = this.loginShell ? '' : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`,
     );
   }
 

@@ -37,6 +37,10 @@ export interface StepResult {
   lingered?: boolean;
   /** The login shell's start-up files started an ssh-agent for this session, which ops stopped (wrap.ts STEP_BOOT). */
   agentStopped?: boolean;
+  /** The login shell traced its commands (set -x in its start-up files: xtrace, on stderr) before the script: its lines are not in `preamble`. */
+  xtrace?: boolean;
+  /** STEP_BOOT stopped the D-Bus session bus (dbus-daemon) the login's start-up files started for this session. */
+  busStopped?: boolean;
 }
 
 export interface RunOptions {

@@ -15,6 +15,13 @@ export const START_MARKER = '@ops-start';
 export const AGENT_STOPPED = '@ops-agent-stopped';
 
 /**
+ * The line STEP_BOOT prints first on stderr, before START_MARKER: `@ops-login-shell <$SHELL>`, the login's shell as sshd
+ * set it (the one that ran the command): what ops names the start-up files by when the login misbehaves (~/.zshenv for
+ * zsh, not ~/.bashrc).
+ */
+export const LOGIN_SHELL_PREFIX = '@ops-login-shell ';
+
+/**
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
@@ -79,25 +86,50 @@ const KEPT_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'SUDO_USER', 'SUDO
 const UNSET_FUNCTIONS = 'case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac';
 
 /**
+ * How sshCommand's command begins, after its `exec`: a line of the login shell's output that holds it is that shell's
+ * trace of ops's own command (`set -x` in ~/.bashrc: xtrace, on stderr, PS4's `+ ` before it; zsh's `+zsh:1> ` and
+ * no `exec`), not text its start-up files print.
+ */
+export const COMMAND_START = '/usr/bin/env -u BASH_ENV -u ENV ';
+
+/** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the D-Bus session bus the login's start-up files started. */
+export const BUS_STOPPED = '@ops-bus-stopped';
+
+/**
+ * STEP_BOOT's stop of the daemons a login's start-up files start for every session, each as `pid:command:line`: the
+ * ssh-agent SSH_AGENT_PID names (`eval $(ssh-agent)`), and the D-Bus session bus of dbus-launch (`eval $(dbus-launch
+ * --sh-syntax)`, which exports only its address, unix:path=/tmp/dbus-…: the dbus-daemon of this login run from this
+ * connection, SSH_CONNECTION in its environment; DBUS_SESSION_BUS_PID when exported, `export $(dbus-launch)`). Each
+ * stopped when it is that command and started after this process's login shell (start times: field 22 of stat, the 20th
+ * after the command name; the fields there are letters and numbers: split, nothing to glob), saying so (AGENT_STOPPED,
+ * BUS_STOPPED). A bus of systemd's (unix:path=/run/user/…) is the login's own: never looked for.
+ */
+const SESSION_DAEMONS =
+  ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}";` +
+  ` case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do` +
+  ` [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ"` +
+  ` && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac;` +
+  ` read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:};` +
+  ` if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ]` +
+  ` && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
+  ` && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+
+/**
  * The step's first process (commandLine: a bash -c the login shell execs, so the login shell's own pid, with its
  * environment), before sudo: it runs the rest of the command line (`"$@"`: sudo, timeout, env, bash -s, which reads the
  * script from its standard input) when that input is the session's (a pipe or a socket; a file where a test feeds it).
  * A start-up file that took it away (`exec </dev/null` in ~/.bashrc, so that nothing a session starts waits on its
  * input; `exec <&-`) would have bash read nothing and end at once with exit code 0, as if the step had run: refused,
  * `input <where fd 0 goes>`. The functions go first (UNSET_FUNCTIONS: they would stand in for `[` and `exec` here), and
- * so never reach bash -s. An ssh-agent the start-up files started for this session (`eval $(ssh-agent)` in ~/.bashrc:
- * one per step, none ever ended) is stopped: the agent SSH_AGENT_PID names, when it started after this process (so
- * after the login shell: one an earlier login started, that keychain reuses, is left alone); AGENT_STOPPED on stderr
- * says so, before the start line.
+ * so never reach bash -s. A daemon the start-up files started for this session, one per step, none ever ended, is
+ * stopped (SESSION_DAEMONS): when it started after this process (so after the login shell: one an earlier login
+ * started, that keychain reuses, is left alone); its line (AGENT_STOPPED, BUS_STOPPED) on stderr says so, before the
+ * start line.
  */
 const STEP_BOOT =
   `${UNSET_FUNCTIONS};` +
-  ` if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ]` +
-  ` && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat"` +
-  // start times: field 22 of stat, the 20th after the command name (the fields there are letters and numbers: split,
-  // nothing to glob)
-  ` && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ]` +
-  ` && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi;` +
+  ` printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` +
+  SESSION_DAEMONS +
   ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi;` +
   // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
   ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +
@@ -123,7 +155,8 @@ export const stepGuard = [
   // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
   '# shellcheck disable=SC2046',
   UNSET_FUNCTIONS,
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
+  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125;` +
     ` elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125;` +
     // stdout closed (exec >&-) or stderr closed (exec 2>&-): looked at before any command substitution, whose pipe
     // would take the closed descriptor's number. The refusal goes to the other stream.
@@ -198,8 +231,18 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
  * step's output, and its `exit 0` turning a failed step into a success.
  */
 export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
-  return `exec ${commandLine(step, login, appUser, connection)}`;
+  // What follows the exec runs only when `exec` was not the shell's own (a function named exec in ~/.bashrc, which bash
+  // calls in its place): it returned. Said as a refusal (EXEC_RETURNED), in words every login shell parses alike
+  // (sh, bash, zsh, fish, csh: no $?, &&, ! or newline), with the login's $SHELL as STEP_BOOT would have said it
+  // (LOGIN_SHELL_PREFIX; on stdout: csh cannot redirect stderr alone), whose start-up files are to be named.
+  return `exec ${commandLine(step, login, appUser, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
 }
+
+/**
+ * The line sshCommand prints after START_MARKER when the login shell's `exec` returned: a function (or alias) of its
+ * start-up files stood in for the builtin. Ops's command then ran inside it, or not at all, and its exit code is lost.
+ */
+export const EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 
 /**
  * The text sent on stdin: prelude, then the step's own script. OPS_STEP_TIMEOUT is the step's timeout in seconds

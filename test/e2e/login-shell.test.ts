@@ -292,6 +292,41 @@ describe.sequential('odd login shells, through the CLI', () => {
     });
   }, 900_000);
 
+  it('sudo hardened as CIS benchmarks ask (Defaults use_pty, logfile, log_output; lecture=always): ping finds nothing wrong, a deploy works, no text said to be printed', async () => {
+    const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-pty');
+    writeFileSync(file, 'Defaults use_pty\nDefaults logfile="/var/log/sudo.log"\nDefaults log_output\nDefaults lecture=always\nDefaults log_subcmds\n', { mode: 0o440 });
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(0);
+      expect(text(ping)).not.toMatch(/prints text|sudo warns|requires a terminal/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy)).not.toMatch(/prints text|sudo warns/);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+    } finally {
+      rmSync(file);
+    }
+  }, 900_000);
+
+  it("zsh as the login shell with a chatty ~/.zshenv and set -x: ping names ~/.zshenv and xtrace, not ~/.bashrc", async () => {
+    await sshRun(host, 'sudo timeout 240 apt-get install -y -qq zsh >/dev/null', { timeoutMs: 300_000 });
+    const zshenv = join(paths.hostsDir, host.name, 'home/deploy/.zshenv');
+    const { uid, gid } = statSync(join(paths.hostsDir, host.name, 'home/deploy/.bashrc'));
+    writeFileSync(zshenv, 'set -x\necho "Welcome to zsh"\n');
+    chownSync(zshenv, uid, gid);
+    try {
+      await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/bin/zsh'), async () => {
+        const ping = await ops('ping', 'e2e');
+        expect(ping.code, text(ping)).toBe(1);
+        expect(text(ping)).toMatch(/prints text for non-interactive sessions: "Welcome to zsh".*fix: move it out of ~deploy\/\.zshenv/);
+        expect(text(ping)).toMatch(/traces its commands .*fix: move set -x out of ~deploy\/\.zshenv/);
+        expect(text(ping)).not.toMatch(/bashrc/);
+      });
+    } finally {
+      rmSync(zshenv);
+    }
+  }, 600_000);
+
   it('Defaults requiretty: ping says so, with !requiretty, not NOPASSWD', async () => {
     const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-tty');
     writeFileSync(file, 'Defaults requiretty\n', { mode: 0o440 });

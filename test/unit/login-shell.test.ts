@@ -4,9 +4,9 @@
 // sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
 import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
 import { NotStartedError, OpsError, sudoHint } from '../../core/errors.ts';
@@ -20,10 +20,18 @@ import { MemoryReporter } from '../../core/report.ts';
  * (what bash does for sshd), or `shell -c COMMAND` for another program. Channels are as ssh2's: data, stderr data,
  * exit, close.
  */
-function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
+function localConnection(bashrc: string, shell = 'bash', files: Record<string, string> = {}): NodeSSH {
   const dir = mkdtempSync(join(tmpdir(), 'ops-login-'));
   const rc = join(dir, '.bashrc');
   writeFileSync(rc, `${bashrc}\n`);
+  // Another shell's start-up files (~/.zshenv, ~/.config/fish/config.fish, ~/.cshrc), read by that shell itself.
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), `${text}\n`);
+  }
+  // sshd sets SHELL to the login's shell (passwd's), which the shell keeps.
+  // SSH_CONNECTION, as sshd sets it: this connection's own (a client port of its own).
+  const env = { ...process.env, HOME: dir, SHLVL: '1', SHELL: shell === 'bash' ? '/bin/bash' : shell, SSH_CONNECTION: `10.0.0.9 ${40000 + Math.floor(Math.random() * 20000)} 10.0.0.1 22` };
   const conn = Object.assign(new EventEmitter(), {
     exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
       // Started once the input is sent: the transport listens by then (ssh2's channel keeps what comes before).
@@ -32,7 +40,7 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
         end: (input: Buffer) => {
           // SHLVL=1: Debian's bash also sources ~/.bashrc by itself when its stdin is a socket (Node's pipes are socket
           // pairs) and its shell level below 2 (SSH_SOURCE_BASHRC); an environment without SHLVL then read it twice.
-          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } }) : spawn(shell, ['-c', command], { cwd: dir, env: { ...process.env, HOME: dir, SHLVL: '1' } });
+          const child = shell === 'bash' ? spawn('bash', ['-c', `. ${rc}\n${command}`], { cwd: dir, env }) : spawn(shell, ['-c', command], { cwd: dir, env });
           child.stdin.on('error', () => undefined); // a shell that ended before reading its input
           child.stdout.on('data', (d: Buffer) => channel.emit('data', d));
           child.stderr.on('data', (d: Buffer) => channel.stderr.emit('data', d));
@@ -53,8 +61,8 @@ function localConnection(bashrc: string, shell = 'bash'): NodeSSH {
 const host = { name: 'web1', address: '10.0.0.1', port: 22, user: 'deploy', hostKey: 'ssh-ed25519 AAAA' };
 
 /** Run a login step touching `marker` through a login shell with `bashrc`: what came back, and whether the step's script ran. */
-async function runWith(bashrc: string, shell = 'bash') {
-  const conn = localConnection(bashrc, shell);
+async function runWith(bashrc: string, shell = 'bash', files: Record<string, string> = {}) {
+  const conn = localConnection(bashrc, shell, files);
   const ran = join((conn as unknown as { dir: string }).dir, 'ran');
   const step: Step = { name: 'lock', script: `touch ${ran}\necho done`, as: 'login', timeout: 30 };
   const reporter = new MemoryReporter();
@@ -84,6 +92,36 @@ describe('a step through the login shell', () => {
       `step "lock" on web1 did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 starts another shell (${shell}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ops stopped it before it did anything`,
     );
     expect(e.hint).toMatch(/^move the exec below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)/);
+  });
+
+  it.each([
+    ['exec() { echo "exec is disabled here"; }', 'did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything', false],
+    ['exec() { echo "exec $1" >> ~/exec.log; "$@"; }', 'ran, but its exit code is lost: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops\'s command and returned', true],
+  ])("a function named exec in ~/.bashrc (%s), which bash calls in place of the builtin: said so, not the generic \"ended with exit code\"", async (rc, message, ran) => {
+    const { result, ran: didRun } = await runWith(rc);
+    expect(didRun).toBe(ran);
+    expect(result).toBeInstanceOf(OpsError);
+    expect(result).toSatisfy((e: unknown) => (e instanceof NotStartedError) === !ran);
+    expect((result as Error).message).toBe(`step "lock" on web1 ${message}`);
+    expect((result as OpsError).hint).toMatch(/^remove that exec function, rename it, or define it below the interactive guard at the top of ~deploy\/\.bashrc/);
+  });
+
+  it("an alias named exec in a csh login's ~/.cshrc (csh expands it in sshd's command too): said so, naming ~/.cshrc, not ~/.bashrc", async () => {
+    const { result, ran, warnings } = await runWith('', '/usr/bin/csh', { '.cshrc': "alias exec 'echo exec is disabled'" });
+    expect(ran).toBe(false);
+    // its echo of ops's command is no trace (set -x)
+    expect(warnings.filter((w) => /xtrace/.test(w))).toEqual([]);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not run: ~deploy/.tcshrc or ~/.cshrc (or /etc/csh.cshrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything');
+    expect((result as NotStartedError).hint).toBe('remove that exec function, rename it, or define it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)');
+  });
+
+  it("a zsh login whose ~/.zshenv exits for non-interactive sessions, before any step said the login's shell: the hint names zsh's file too", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': '[[ -o interactive ]] || exit 3' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: the login shell of deploy ended with exit code 3 before the step's script began$/);
+    expect((result as NotStartedError).hint).toContain('its start-up files, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) (zsh: ~deploy/.zshenv; fish: ~deploy/.config/fish/config.fish; csh, tcsh: ~deploy/.cshrc, ~/.tcshrc), must not exit or exec');
   });
 
   it.each([
@@ -161,6 +199,18 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toMatch(/^step "lock" on web1 did not start: sudo is not installed there/);
     expect((result as NotStartedError).hint).toContain('apt-get install sudo');
+  });
+
+  it("a host whose env (coreutils 8.30, Debian 10) has no --default-signal: said so, with the Debian releases ops supports, not the login shell's fault", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-oldenv-'));
+    const shell = join(dir, 'shell');
+    // What Debian 10's env says of the option it lacks (getopt_long, glibc 2.28), and exits with, before the script.
+    writeFileSync(shell, `#!/bin/sh\necho "env: unrecognized option '--default-signal'" >&2\necho "Try 'env --help' for more information." >&2\nexit 125\n`, { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: web1 runs Debian 10 or older (coreutils 8.30)');
+    expect((result as NotStartedError).hint).toBe('ops supports Debian 11 and 12: upgrade web1 (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host');
   });
 
   it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
@@ -272,7 +322,7 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(OpsError);
     expect(result).not.toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(
-      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
+      'step "lock" on web1 ran (exit code 0), but its standard output never reached ops: a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost',
     );
   });
 
@@ -281,7 +331,7 @@ describe('a step through the login shell', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(ran).toBe(true);
     expect(warnings).toEqual([
-      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any exec 2>… below the interactive guard of ~/.bashrc',
+      'warning: web1: the standard error of step "lock" did not reach ops (its start line never came): a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sudo sends it elsewhere, so a failing step\'s errors are not seen; move any redirection of the standard error (exec 2>…) below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
     ]);
   });
 
@@ -318,12 +368,44 @@ describe('a step through the login shell', () => {
     }
   });
 
+  it("a ~/.bashrc that starts a D-Bus session bus (eval $(dbus-launch --sh-syntax), its pid not exported): each step's is stopped, not left on the host; one of another login (its address exported) is left alone; said once, with the fix", async () => {
+    // A bus another login started (no SSH_CONNECTION of this connection in its environment), whose address ~/.bashrc reuses.
+    const other = spawnSync('dbus-launch', ['--sh-syntax'], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const otherPid = Number(/DBUS_SESSION_BUS_PID=(\d+)/.exec(other.stdout)![1]);
+    const otherAddress = /DBUS_SESSION_BUS_ADDRESS='([^']+)'/.exec(other.stdout)![1]!;
+    const alive = (pid: number) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'dbus-daemon' && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    try {
+      for (const [rc, stopped] of [
+        ['eval "$(dbus-launch --sh-syntax)"; echo "$DBUS_SESSION_BUS_PID" >> "$HOME/buses"', true],
+        [`DBUS_SESSION_BUS_ADDRESS='${otherAddress}'; export DBUS_SESSION_BUS_ADDRESS; echo ${otherPid} >> "$HOME/buses"`, false],
+      ] as const) {
+        const conn = localConnection(rc);
+        const reporter = new MemoryReporter();
+        const remote = new SshRemote(conn, host, 'app', reporter);
+        for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { busStopped: true }) });
+        const buses = readFileSync(join((conn as unknown as { dir: string }).dir, 'buses'), 'utf8').trim().split('\n').map(Number);
+        expect(buses).toHaveLength(3);
+        for (let i = 0; i < 50 && buses.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(buses.map(alive)).toEqual(buses.map(() => !stopped));
+        expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
+          stopped
+            ? [
+                'warning: web1: a start-up file of the login shell of deploy starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start); fix: start it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac), or use the login\'s own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)',
+              ]
+            : [],
+        );
+      }
+    } finally {
+      process.kill(otherPid);
+    }
+  });
+
   it('a ~/.bashrc that is slow for non-interactive sessions (2 s): the step runs, ops says every step waits as long, once', async () => {
     const { result, ran, warnings } = await runWith('sleep 2');
     expect(ran).toBe(true);
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy \(~\/\.bashrc, ~\/\.profile, \/etc\/bash\.bashrc\) or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard of ~\/\.bashrc$/);
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
   }, 20_000);
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
@@ -334,21 +416,64 @@ describe('a step through the login shell', () => {
     const result = await remote.run({ name: 'lock', script: 'echo done', as: 'login', timeout: 1 }).catch((e: unknown) => e);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(
-      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file (~deploy/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
+      'step "lock" on web1 did not start: in 31 s the login shell of deploy had not begun the step\'s script (nothing came back): a start-up file, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)',
     );
     expect((result as NotStartedError).hint).toMatch(/^move what waits below the interactive guard/);
     // said while it waited, not only at the end
     expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual([
-      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard of ~/.bashrc',
+      'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
     ]);
   }, 45_000);
+
+  // sshd runs `$SHELL -c COMMAND` whatever the login's shell: the command line must parse the same in each (no `$?`,
+  // `&&`, `!` or newline of its own), and what ops says of a start-up file names that shell's.
+  it.each([
+    ['/usr/bin/zsh', '.zshenv', 'move it out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)'],
+    ['/usr/bin/fish', '.config/fish/config.fish', 'move it inside "if status is-interactive … end" in ~deploy/.config/fish/config.fish (or /etc/fish/config.fish)'],
+    ['/usr/bin/csh', '.cshrc', 'move it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)'],
+    ['/usr/bin/tcsh', '.tcshrc', 'move it inside "if ($?prompt) then … endif" in ~deploy/.tcshrc or ~deploy/.cshrc (or /etc/csh.cshrc)'],
+  ])('a login shell %s with a chatty %s: the step runs as sent, and the warning names that shell\'s file, not ~/.bashrc', async (shell, file, place) => {
+    const { result, ran, warnings } = await runWith('echo from bashrc', shell, { [file]: 'echo "Welcome, friend"' });
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome, friend' });
+    expect(warnings).toEqual([`warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome, friend"); ops ignores it, but scp, rsync and sftp break: ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`]);
+  });
+
+  it("a zsh login whose ~/.zshenv execs bash: refused, naming ~/.zshenv (the login's shell), not ~/.bashrc", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': '[[ -o interactive ]] || exec bash' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not run: ~deploy/.zshenv (or /etc/zsh/zshenv) on web1 starts another shell (bash, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ops stopped it before it did anything`);
+    expect((result as NotStartedError).hint).toMatch(/^move the exec out of ~deploy\/\.zshenv/);
+  });
+
+  it("a zsh login whose ~/.zshenv reads stdin (a read): refused, naming ~/.zshenv and where the line goes", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/zsh', { '.zshenv': 'read -r line' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not run: ~deploy/.zshenv (or /etc/zsh/zshenv) on web1 reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ops stopped it before it did anything`);
+    expect((result as NotStartedError).hint).toMatch(/^move that read out of ~deploy\/\.zshenv and \/etc\/zsh\/zshenv .* into ~deploy\/\.zshrc/);
+  });
+
+  it.each([
+    ['bash', {}, 'set -x\nx=$(echo y)\necho "Welcome, friend"', 'below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)'],
+    ['/usr/bin/zsh', { '.zshenv': 'set -x\necho "Welcome, friend"' }, '', 'out of ~deploy/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~deploy/.zshrc (interactive shells only)'],
+  ] as const)('a login shell (%s) whose start-up files set -x: named as xtrace, the trace (of ops\'s own command too) not quoted as text the login prints; its real text still is', async (shell, files, rc, place) => {
+    const { result, ran, warnings } = await runWith(rc, shell, files);
+    expect(ran).toBe(true);
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome, friend', xtrace: true });
+    expect(warnings).toEqual([
+      `warning: web1: the login shell of deploy traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it; fix: move set -x ${place}, or end it with set +x before that`,
+      `warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome, friend"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`,
+    ]);
+  });
 
   it("tells sudo's own warnings apart from the login shell's text, each with its fix", async () => {
     const { result, warnings } = await runWith('echo "sudo: unable to resolve host brk1: Name or service not known" >&2\necho Welcome');
     expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: 'Welcome' });
     expect(warnings).toEqual([
       `warning: web1: sudo warns: "sudo: unable to resolve host brk1: Name or service not known"; fix: add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command`,
-      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login\'s shell, or sshd\'s ~/.ssh/rc)',
+      'warning: web1: the login shell of deploy prints text for non-interactive sessions ("Welcome"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac) (or out of sshd\'s ~/.ssh/rc, if it prints it: ops ping says)',
     ]);
   });
 });
@@ -361,6 +486,12 @@ describe('ops ping on a login that reaches sudo oddly', () => {
     expect(r.sudo).toBe(true);
     expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: unable to resolve host brk1: Name or service not known"', fix: "add the host's name to /etc/hosts on web1 (as root: echo '127.0.1.1 brk1' >> /etc/hosts): sudo looks it up on every command" }]);
     expect(facts('yes ').problems).toEqual([]);
+  });
+
+  it("reports sudo's warning in a container that forbids lowering its core limit (setrlimit(RLIMIT_CORE)) with its own fix (sudo.conf), sudo working", () => {
+    const r = facts('yes sudo: setrlimit(RLIMIT_CORE): Operation not permitted');
+    expect(r.sudo).toBe(true);
+    expect(r.problems).toEqual([{ problem: 'sudo warns on every command: "sudo: setrlimit(RLIMIT_CORE): Operation not permitted"', fix: "on web1, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)" }]);
   });
 
   it('tells requiretty (sudo wants a terminal) apart from a password, with its own fix, in ping and in a failed step', () => {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
@@ -21,6 +21,8 @@ describe('step wrapping', () => {
   const BOOT = / bash -c ('[^']*(?:'\\''[^']*)*') ops-step /.exec(commandLine({ as: 'login', timeout: 30 }, 'deploy', 'shop'))![1];
   const STEP_HEAD = `/usr/bin/env -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD LC_ALL=C.UTF-8 PATH=${STEP_PATH} SHLVL=1 bash -c ${BOOT} ops-step`;
   const step = { name: 's', script: 'echo hi', timeout: 30 } as const;
+  /** stderr without the line STEP_BOOT prints first (LOGIN_SHELL_PREFIX: the login's $SHELL). */
+  const afterBoot = (stderr: string) => stderr.replace(new RegExp(`^${LOGIN_SHELL_PREFIX}.*\n`), '');
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
     expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
     expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD OPS_STEP=1 SHLVL=1 bash -s`);
@@ -32,6 +34,21 @@ describe('step wrapping', () => {
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
+  });
+  it('begins its command with COMMAND_START (how the transport tells a login shell\'s trace of it, set -x, from text)', () => {
+    expect(sshCommand({ ...step, as: 'app' }, 'deploy', 'shop').startsWith(`exec ${COMMAND_START}`)).toBe(true);
+  });
+  it("reaches env(1) as the same words whatever the login's shell (sshd runs `$SHELL -c`: sh, bash, zsh, fish, csh, tcsh quote, `$`, `!` and `\\` differently), for every kind of step", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-argv-'));
+    const dump = join(dir, 'dump');
+    writeFileSync(dump, '#!/bin/sh\nprintf "%s\\0" "$@"\n', { mode: 0o755 });
+    for (const as of ['login', 'root', 'app'] as const) {
+      const command = sshCommand({ ...step, as }, 'deploy', 'shop', 'c0ffee');
+      const words = (shell: string) => spawnSync(shell, ['-c', command.replace(`exec ${COMMAND_START}`, `exec ${dump} ${COMMAND_START.slice('/usr/bin/env '.length)}`)], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir } });
+      const bash = words('bash');
+      expect(bash.stdout.split('\0')).toContain('ops-step');
+      for (const shell of ['dash', 'zsh', 'fish', 'csh', 'tcsh']) expect([shell, words(shell).stdout]).toEqual([shell, bash.stdout]);
+    }
   });
   it("is exec'd by the login shell: a start-up file's EXIT trap neither adds text after the step nor turns its failure into a success", () => {
     const failing = { name: 's', script: 'echo hi; exit 3', timeout: 30, as: 'login' } as const;
@@ -51,7 +68,7 @@ describe('step wrapping', () => {
     const names = ['unset', 'builtin', 'command', 'compgen', 'printf', 'exit', '[', 'test', 'set', 'cd', 'echo', 'readlink', 'ulimit', 'umask', 'export', 'declare', 'local', 'trap', 'shopt', 'eval', 'source', '.', 'read', 'mapfile'];
     const env = { ...process.env, ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env, timeout: 20_000 });
-    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
+    expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
     // read by another shell: still refused (exit is bash's function only)
     const other = spawnSync('sh', ['-s'], { input: stepInput(step), encoding: 'utf8', env });
     expect([other.stdout, other.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}shell sh\n`, 125]);
@@ -83,7 +100,7 @@ describe('step wrapping', () => {
       // HOME and SHLVL as a login's: Debian's bash reads ~/.bashrc when its stdin is a socket and SHLVL is unset
       // (SSH_SOURCE_BASHRC), and this machine's own ~/.bashrc is not the subject here.
       const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: dir, SHLVL: '1', ...env } });
-      expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
+      expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\n${dir}/none-*\n`, `\n${START_MARKER}\n`, 0]);
     }
   });
   it("runs the script in a defined environment, not the login's: its exports (NODE_ENV, npm_config_omit, GIT_DIR, TMPDIR...) unset, PATH Debian's, the proxy kept", () => {
@@ -101,7 +118,7 @@ describe('step wrapping', () => {
     const step = { name: 's', script: 'echo hi; echo "$LC_ALL"', timeout: 30, as: 'login' } as const;
     const env = { PATH: process.env.PATH, HOME: '/home/deploy', LC_CTYPE: 'xx_XX.UTF-8', LC_MESSAGES: 'yy_YY.UTF-8', LANG: 'zz_ZZ.UTF-8' };
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env });
-    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\nC.UTF-8\n`, `\n${START_MARKER}\n`, 0]);
+    expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\nC.UTF-8\n`, `\n${START_MARKER}\n`, 0]);
   });
   it("finds env, timeout and bash where Debian puts them, not in a directory the login put first on PATH (a ~/bin/timeout of its own)", () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-bin-'));
@@ -110,7 +127,7 @@ describe('step wrapping', () => {
     }
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
     const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: bin, SHLVL: '1', PATH: `${bin}:${process.env.PATH}` } });
-    expect([out.stdout, out.stderr, out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
+    expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
   });
   it("refuses before anything runs when a start-up file took the session's input away (exec </dev/null, exec <&- in ~/.bashrc): bash would read an empty script and end with exit code 0", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
@@ -122,7 +139,7 @@ describe('step wrapping', () => {
     // as sent: a pipe, a socket (sshd's), a file (a test's here-document)
     const dir = mkdtempSync(join(tmpdir(), 'ops-input-'));
     writeFileSync(join(dir, 'in'), stepInput(step));
-    const fromFile = spawnSync('bash', ['-c', `${sshCommand(step, 'deploy', 'shop')} < ${dir}/in`], { encoding: 'utf8' });
+    const fromFile = spawnSync('bash', ['-c', `{ ${sshCommand(step, 'deploy', 'shop')}; } < ${dir}/in`], { encoding: 'utf8' });
     expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {

@@ -75,6 +75,13 @@ export interface LockRequest {
   /** Seconds to wait for a live holder before giving up. */
   wait: number;
   /**
+   * Answer at once when a live run holds the lock and `wait` is not 0: the holder reported (its silence too), exit
+   * LOCK_QUEUED_EXIT, nothing taken. The runner says whom the run queues behind (and when that holder's lock reads
+   * stale should its connection stay silent), then takes the lock again with the wait: a step's output is only read
+   * once it ends.
+   */
+  queued?: boolean;
+  /**
    * The operation needs a host provisioned for the environment (deploy, rollback, initdata, certs --renew): on a host
    * without provision's marker the lock step creates nothing (not even the lock's directory) and ends at once with
    * LOCK_UNPROVISIONED_EXIT, reporting PROVISIONED_KEYS `no`.
@@ -140,6 +147,8 @@ if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
 elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${'$'}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
+/** The lock step's exit when it found a live holder and was asked to say so before waiting (LockRequest.queued). */
+export const LOCK_QUEUED_EXIT = 5;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
 export const LOCK_UNPROVISIONED_EXIT = 4;
 
@@ -248,7 +257,7 @@ while :; do
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}
   fi
-  sleep 1
+${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  sleep 1
 done
 ${then}${finish ? `\n${finish}` : ''}`,
   };
@@ -510,6 +519,16 @@ export function staleReason(lock: LockInfo): string {
   if (lock.holder.rebooted) return ' (the host has rebooted since it was taken)';
   if (lock.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)`;
   return '';
+}
+
+/**
+ * A held lock's holder connection in words, when the host could read its silence (staleIn): how long it has sent
+ * nothing, and in how many seconds the lock reads stale should it stay silent (its runner gone with its network);
+ * '' when not known. What a run queued behind it and `ops lock release` say of it.
+ */
+export function silentHolder(lock: LockInfo): string {
+  const s = staleIn(lock);
+  return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : '';
 }
 
 /**

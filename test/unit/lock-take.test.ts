@@ -11,10 +11,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { OpsContext } from '../../core/context.ts';
+import { Session } from '../../core/ops/hosts.ts';
+import { lockOrder, withLock } from '../../core/ops/locked.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import type { Remote, Step } from '../../core/remote/types.ts';
+import { opsLines } from './reports.helpers.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -95,8 +103,8 @@ describe('taking the lock', () => {
     }
   });
 
-  it('a holder whose SSH connection has sent nothing for HOLDER_SILENT_SECONDS (its runner gone with its network; sshd keeps it open for hours) is stale, saying for how long, and ops lock release removes it without --force', () => {
-    const { dir, env, write } = setup();
+  it('a holder whose SSH connection has sent nothing for HOLDER_SILENT_SECONDS (its runner gone with its network; sshd keeps it open for hours) is stale, saying for how long, and ops lock release removes it without --force; a run queued behind it is told when it reads stale', () => {
+    const { dir, env, sshd, write } = setup();
     const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
       const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
@@ -128,6 +136,14 @@ describe('taking the lock', () => {
       expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test')).toBe(
         `web1: NOT released (locked: a deploy run by me, started x): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
       );
+      // A run queued behind it (switch.lock_wait): answered at once, before the wait, with the holder and its silence
+      // (the runner says when that lock reads stale), nothing taken.
+      const queued = spawnSync(sshd, ['-c', `bash ${write('queued.sh', scriptText(acquireLock(env, { ...request('r2', 30), queued: true })))}; exit $?`], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(queued.status).toBe(LOCK_QUEUED_EXIT);
+      const behind = parseLock(result(queued.stdout));
+      expect(behind).toMatchObject({ state: 'held', holder: { actor: 'me', silent: '42' } });
+      expect(silentHolder(behind)).toBe(`its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s`);
+      expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain('run_id=r1');
       // Silent, both ways, for HOLDER_SILENT_SECONDS: stale, and for how long.
       ss(HOLDER_SILENT_SECONDS * 1000 + 5500, HOLDER_SILENT_SECONDS * 1000 + 5000);
       const lock = look();
@@ -207,4 +223,97 @@ describe('taking the lock', () => {
     expect(r).toBe('');
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 120_000);
+});
+
+/**
+ * Hosts whose lock steps behave as acquireLock does (taken when free; else waited for, switch.lock_wait, then refused
+ * with LOCK_BUSY_EXIT), in memory: each run (its own connector) holds a host's lock under its tag. `delay(tag, host)`:
+ * how long a run's lock step takes to reach the host (a slow link).
+ */
+function lockHosts(delay: (tag: string, host: string) => number) {
+  const held = new Map<string, string>();
+  const remote = (tag: string, host: string): Remote => ({
+    name: host,
+    login: 'deploy',
+    connection: `${tag}-${host}`,
+    async run(step: Step): Promise<StepResult> {
+      const answer = (stdout: string, code = 0): StepResult => ({ stdout, stderr: '', code, durationMs: 0, reports: parseReports(stdout) });
+      if (step.name === 'lock') {
+        await sleep(delay(tag, host));
+        const until = Date.now() + (step.timeout! - 30) * 1000;
+        for (;;) {
+          if (!held.has(host)) {
+            held.set(host, tag);
+            return answer(opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T00:00:00Z'));
+          }
+          if (Date.now() >= until) return answer(opsLines(LOCK_KEYS, 'lock held', `holder operation=deploy`, `holder actor=${held.get(host)!}`), LOCK_BUSY_EXIT);
+          await sleep(20);
+        }
+      }
+      if (step.name === 'unlock' && held.get(host) === tag) {
+        held.delete(host);
+        return answer(opsLines(LOCK_KEYS, 'lock released'));
+      }
+      return answer(step.name === 'unlock' ? opsLines(LOCK_KEYS, 'lock not_held') : '');
+    },
+    upload: async () => undefined,
+    inFlight: () => [],
+    whenIdle: async () => undefined,
+    halt: () => undefined,
+    close: async () => undefined,
+  });
+  return { held, remote };
+}
+
+describe('two runs of one environment (switch.lock_wait)', () => {
+  it('each run taking first the lock of a host the other wants next: one waits for the other, never both for each other (a deadlock: both wait out and fail)', async () => {
+    const hosts = [
+      { name: 'web2', address: '192.0.2.2', host_key: KEY },
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+    ];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 2 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    // Run a reaches web2 late, run b web1: taken at once on every host, a would hold web1 and b web2, each waiting for the other.
+    const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0));
+    const run = async (tag: string) => {
+      const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
+      const session = await Session.open(ctx, env);
+      return withLock(ctx, session, 'deploy', async () => {
+        // Both hosts' locks are the run's while it works.
+        expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
+        await sleep(100);
+        return tag;
+      });
+    };
+    expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
+    expect(fake.held.size).toBe(0);
+  }, 20_000);
+
+  it('a run queued behind a live holder says so before it waits: whom, for how long at most, and when that lock reads stale should its connection stay silent', async () => {
+    const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    const waits: number[] = [];
+    const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => {
+      if (step.name !== 'lock') return { stdout: opsLines(LOCK_KEYS, 'lock released') };
+      waits.push(step.timeout! - 30);
+      // The first look (asked to answer before waiting): a live holder, silent 42 s; the second takes the lock.
+      if (step.script.includes(`exit ${LOCK_QUEUED_EXIT}`)) return { stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=alice', 'holder since=2026-12-05T11:00:00Z', 'holder silent=42'), code: LOCK_QUEUED_EXIT };
+      return { stdout: opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T11:01:00Z') };
+    });
+    const reporter = new MemoryReporter();
+    const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async () => remote };
+    const session = await Session.open(ctx, env);
+    expect(await withLock(ctx, session, 'deploy', async () => 'done')).toBe('done');
+    expect(waits).toEqual([30, 30]);
+    expect(reporter.lines.join('\n')).toContain(
+      `web1: queued behind a deploy run by alice, started 2026-12-05T11:00:00Z, waiting up to 30s (switch.lock_wait); its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s, which then refuses this run at once (ops lock release test frees it)`,
+    );
+  });
+
+  it('lockOrder: one order for every run, by address and port (what a runner names the host last)', () => {
+    const h = (name: string, address: string, port = 22) => ({ name, address, port });
+    expect(lockOrder([h('b', '10.0.0.2'), h('a', '10.0.0.3'), h('c', '10.0.0.2', 2222), h('d', '10.0.0.1')]).map((x) => x.name)).toEqual(['d', 'b', 'c', 'a']);
+    expect(lockOrder([h('y', 'Web.example'), h('x', 'web.example')]).map((x) => x.name)).toEqual(['x', 'y']);
+  });
 });

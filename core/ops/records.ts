@@ -10,7 +10,7 @@ import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, silentHolder, staleReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, silentHolder, staleReason, unseenReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
@@ -101,7 +101,7 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}`}`))
+    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}`}`))
     .join('\n');
 }
 

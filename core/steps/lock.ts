@@ -14,7 +14,7 @@ import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } 
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
+/** What the lock steps report: `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
 export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
 
 /**
@@ -110,6 +110,9 @@ export const HOLDER_SILENT_SECONDS = 60;
  * `rebooted=yes`; a lock of an older ops, without holder_boot, is read by its pid and start time alone), and one whose
  * holder's connection has been silent HOLDER_SILENT_SECONDS (said by REPORT_HOLDER as `silent`). A held lock's
  * silence so far is `lock_silent` too (REPORT_HOLDER's `silent`: how long until it reads stale, staleInSeconds).
+ * `unknown` when the holder process cannot be seen by this user (a login's lock status on a host whose /proc hides
+ * other users' processes, hidepid, and sudo -n refused: proc_seen_start), `lock_unseen` saying why (REPORT_HOLDER's
+ * `unseen`): a live run's lock is never called stale for what cannot be seen.
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
@@ -117,23 +120,29 @@ for lock_try in 1 2 3; do
   [ -d "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
-lock_rebooted=; lock_silent=
+lock_rebooted=; lock_silent=; lock_unseen=
 if [ "$lock_state" = stale ]; then
   pid=; start=; boot=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$lock_info"
   lock_boot=; boot_id lock_boot
   if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds); a holder this user cannot see: why (`unseen`). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
 
 /**
  * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in
@@ -487,7 +496,8 @@ export function stoppedSlotLine(report: string, previous?: string, operation?: s
 export interface LockInfo {
   /**
    * not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. unknown: the
-   * host could not be read (`ops lock status` of a host down: core/ops/records.ts getLockStatus says why).
+   * host could not be read (`ops lock status` of a host down: core/ops/records.ts getLockStatus says why), or a lock is
+   * there whose holder process the login cannot see (hidepid, no sudo: holder `unseen` says so; unseenReason).
    */
   state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held' | 'unknown';
   holder: Record<string, string>;
@@ -529,6 +539,11 @@ export function staleReason(lock: LockInfo): string {
 export function silentHolder(lock: LockInfo): string {
   const s = staleIn(lock);
   return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : '';
+}
+
+/** Why a lock's holder could not be checked (its `unseen`, in parentheses), or '' when it was. */
+export function unseenReason(lock: LockInfo): string {
+  return lock.holder.unseen ? ` (whether its run is still connected cannot be told: ${lock.holder.unseen}; with sudo for the login without a password it can be)` : '';
 }
 
 /**

@@ -193,6 +193,40 @@ describe('taking the lock', () => {
     }
   });
 
+  it('a login that cannot see the holder process (/proc mounted hidepid=2): never stale, "cannot tell" saying why, unless sudo -n reads it there', () => {
+    const { dir, env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const stat = readFileSync(`/proc/${alive.pid}/stat`, 'utf8');
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${stat.split(') ')[1]!.split(' ')[19]}\n`);
+      spawnSync('chmod', ['-R', 'a+rX', dir]);
+      // sudo as the host's: none without a password, or one that reads the holder's /proc (root's: here a copy).
+      const bin = join(dir, 'bin');
+      mkdirSync(bin, { mode: 0o755 });
+      writeFileSync(join(dir, 'stat'), stat);
+      const look = (sudo: string) => {
+        writeFileSync(join(bin, 'sudo'), `#!/bin/sh\n${sudo}\n`, { mode: 0o755 });
+        const script = write('status.sh', scriptText(lockStatus(env)));
+        spawnSync('chmod', ['a+r', script]);
+        // The login (nobody) on a /proc of its own mounted hidepid=2: other users' processes are not there for it.
+        const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups env PATH=${bin}:$PATH bash ${script}`], { encoding: 'utf8' });
+        expect(r.stderr).not.toContain('mount:');
+        return parseLock(result(r.stdout));
+      };
+      const unseen = look('exit 1');
+      expect(unseen).toMatchObject({ state: 'unknown', holder: { actor: 'me', unseen: "/proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password" } });
+      expect(formatLock([{ host: 'web1', lock: unseen }])).toBe(
+        "web1: locked: a deploy run by me, started x (whether its run is still connected cannot be told: /proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password; with sudo for the login without a password it can be)",
+      );
+      expect(look(`[ "$2" = cat ] && exec cat ${join(dir, 'stat')}; exit 0`).state).toBe('held');
+      // Gone (sudo reads no such process): stale, as ever.
+      expect(look(`[ "$2" = cat ] && exit 1; exit 0`).state).toBe('stale');
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
   it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
     const { env, write } = setup();
     mkdirSync(env.layout.lock);

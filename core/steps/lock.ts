@@ -102,7 +102,8 @@ export const HOLDER_SILENT_SECONDS = 60;
  * Shell that sets `lock_state` to free, held or stale for the lock at $lock, and `lock_info` to its details (read once:
  * the pid and start time of one lock, never one lock's pid with the next one's start). A lock appears and goes whole
  * (takeLock, LET_GO): a directory without details was left by an older ops killed between its mkdir and its details
- * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
+ * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first); so is
+ * anything else there (a file, a link), which no run could take. Held
  * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
  * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good; so is
  * one taken in another boot of the host (its holder_boot not the host's boot id: after a reboot the recorded pid and
@@ -117,7 +118,9 @@ export const HOLDER_SILENT_SECONDS = 60;
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${'$'}{lock_info%$'\n'}; lock_state=stale; break; fi
-  [ -d "$lock" ] || break
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
 lock_rebooted=; lock_silent=; lock_unseen=
@@ -228,7 +231,7 @@ while :; do
   # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
   # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
-  if [ ! -e "$lock" ]; then
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
     # written (disk full), the lock is not taken.

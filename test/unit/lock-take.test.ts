@@ -5,7 +5,7 @@
 // held for good; a lock appears and goes whole (no observer ever reads one without its details: "stale", refused at
 // once whatever switch.lock_wait); an old lock directory without details reads stale, with its age.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -226,6 +226,22 @@ describe('taking the lock', () => {
       alive.kill('SIGKILL');
     }
   });
+
+  it('a file (or a link) at the lock\'s path, left by hand or another tool: stale, never free (a run would spin on it until its step timed out), and ops lock release removes it', () => {
+    const { env, sshd, write } = setup();
+    for (const make of [() => writeFileSync(env.layout.lock, 'pid=123\n'), () => symlinkSync('/nonexistent/lock', env.layout.lock)]) {
+      make();
+      expect(status(env, write).state).toBe('stale');
+      const started = Date.now();
+      const refused = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r1', 0))))}; exit $?`], { encoding: 'utf8', timeout: 15_000 });
+      expect(refused.status).toBe(LOCK_BUSY_EXIT);
+      expect(Date.now() - started).toBeLessThan(5000);
+      spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8' });
+      expect(existsSync(env.layout.lock) || lstatSync(env.layout.lock, { throwIfNoEntry: false }) !== undefined).toBe(false);
+      const taken = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r2', 0), '', unlockScript(env, 'r2', []))))}; exit $?`], { encoding: 'utf8', timeout: 15_000 });
+      expect(parseLock(result(taken.stdout)).state).toBe('released');
+    }
+  }, 60_000);
 
   it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
     const { env, write } = setup();

@@ -158,6 +158,22 @@ const LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/
 if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
 elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${'$'}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 
+/**
+ * Shell that sets `holder_run` to the run id the lock at $lock records, empty when none or once released by force (a
+ * `broken_run_id=` line: the run's id renamed so, or, where that rewrite found no space, the line appended,
+ * MARK_BROKEN): a run's own unlock and settling then touch nothing of it.
+ */
+const HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${'$'}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+
+/**
+ * Shell that marks the lock at $lock as released by force before anything of its run is stopped: its run id renamed
+ * `broken_run_id=` (run_lock_guard, HOLDER_RUN). sed -i writes a whole copy, which a full disk refuses; then the line
+ * is appended (a few bytes, in the file's last block); if even that fails, nothing is stopped or removed, saying why.
+ */
+const MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${'$'}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
+
 export const LOCK_BUSY_EXIT = 3;
 /** The lock step's exit when it found a live holder and was asked to say so before waiting (LockRequest.queued). */
 export const LOCK_QUEUED_EXIT = 5;
@@ -325,7 +341,7 @@ ${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
 fi
@@ -394,7 +410,7 @@ fi
   // The lines only with the lock: a run that never held it (stopped while queued) or lost it (released by force;
   // the run then says so itself, core/ops/locked.ts) writes none here, nor twice after its last step let go.
   return String.raw`lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${audit}${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
@@ -465,7 +481,7 @@ ${REPORT_HOLDER}
 ${force ? '' : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi\n`}# From here the lock is no longer its run's: that run, its step stopped below, must not take it for its own in its
 # unlock (or put its slot back: putPreviousBack) before this removes it, nor remove it unnoticed (core/ops/locked.ts
 # says the lock was released by force only when its unlock finds it not its own).
-sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null || true
+${MARK_BROKEN}
 gone=()
 while IFS= read -r id; do
   id=${'$'}{id#connection=}; id=${'$'}{id//[[:space:]]/}

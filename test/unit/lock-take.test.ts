@@ -243,6 +243,36 @@ describe('taking the lock', () => {
     }
   }, 60_000);
 
+  it('ops lock release --force on a full disk: the lock is marked released by force all the same (sed -i, which writes a copy, refused: the line appended), so the run\'s own unlock and guard touch nothing of it', () => {
+    const { dir, env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      // mv refused (a lock kept: the release fails saying why), to look at the lock as the release marked it.
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      writeFileSync(join(bin, 'mv'), '#!/bin/sh\necho "mv: cannot move: Read-only file system" >&2; exit 1\n', { mode: 0o755 });
+      const force = write('force.sh', scriptText(forceReleaseLock(env, true)));
+      const unlock = write('unlock.sh', scriptText({ name: 'unlock', as: 'root', script: unlockScript(env, 'r1', []) }));
+      // The layout's base on a file system of its own, full.
+      const r = spawnSync('unshare', ['-m', 'bash', '-c', `set -e
+mount -t tmpfs -o size=256k tmpfs ${env.layout.base}
+mkdir -p ${env.layout.lock}
+printf 'operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${start}\n' > ${env.layout.lock}/info
+dd if=/dev/zero of=${env.layout.base}/fill bs=4k 2>/dev/null || true
+PATH=${bin}:$PATH bash ${force} > ${dir}/force.out 2> ${dir}/force.err || true
+cp ${env.layout.lock}/info ${dir}/info
+bash ${unlock}`], { encoding: 'utf8' });
+      expect(r.stderr.replace('@ops-start', '').trim()).toBe('');
+      expect(readFileSync(join(dir, 'force.err'), 'utf8')).toContain('cannot remove the lock');
+      expect(readFileSync(join(dir, 'info'), 'utf8')).toMatch(/\nbroken_run_id=\n$/);
+      // The run resumed: its unlock finds the lock not its own (it writes no audit line, removes nothing).
+      expect(parseLock(result(r.stdout)).state).toBe('not_held');
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
   it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
     const { env, write } = setup();
     mkdirSync(env.layout.lock);

@@ -17,7 +17,7 @@ import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATIO
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
@@ -225,7 +225,7 @@ class Unprovisioned extends Error {
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too);
  * `redact`: the reporter's, for its error's quote of the step's output.
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
   const asked = Date.now();
   // With switch.lock_wait, a live holder is said before the wait (whom the run queues behind; when its lock reads
   // stale should its connection stay silent), then the lock taken again with what is left of the wait.
@@ -242,6 +242,13 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
+  if (result.code === LOCK_OWN_EXIT) {
+    const other = hostOf(parseLock(result).holder.connection ?? '');
+    throw new LockError(
+      `${remote.name} is the machine this run already locked through ${other ?? 'another of its hosts'}: environment ${env.name} lists one machine twice, under two addresses (${remote.name} would run the app twice on the same ports)`,
+      `keep one of them in environments/${env.name}/environment.yml hosts`,
+    );
+  }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
@@ -721,7 +728,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
       tookThenFailed.add(r.name);
       if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-    }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line))).catch(async (e: unknown) => {
+    }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e: unknown) => {
       // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
       if (e instanceof NotStartedError) mine.delete(r.name);
       // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.

@@ -177,6 +177,12 @@ fi`;
 export const LOCK_BUSY_EXIT = 3;
 /** The lock step's exit when it found a live holder and was asked to say so before waiting (LockRequest.queued). */
 export const LOCK_QUEUED_EXIT = 5;
+/**
+ * The lock step's exit when the lock is already this run's (its run id): the host is a machine the run locked through
+ * another of the environment's hosts (one machine under two addresses), which it would otherwise wait for as for
+ * another run, and be refused by itself.
+ */
+export const LOCK_OWN_EXIT = 6;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
 export const LOCK_UNPROVISIONED_EXIT = 4;
 
@@ -280,6 +286,11 @@ while :; do
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
   # Let go of between the two looks: taken at the next turn.
   [ "$lock_state" != free ] || continue
+  # This run's own lock, taken through another host of the environment: the same machine (LOCK_OWN_EXIT).
+  case $'\n'"$lock_info"$'\n' in *$'\n'${quote(`run_id=${req.runId}`)}$'\n'*)
+    ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
+    exit ${LOCK_OWN_EXIT} ;;
+  esac
   printf -v now '%(%s)T' -1
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}

@@ -391,6 +391,40 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     );
   });
 
+  it('one machine listed under two addresses: the run finds its own lock there and says so at once, rather than waiting for itself (switch.lock_wait) and being refused by "a deploy run by" itself', async () => {
+    const hosts = [
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+      { name: 'web1-lan', address: '198.51.100.1', host_key: KEY },
+    ];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    // The real lock step, on one lock directory for both "hosts", each under a "connection" of its own.
+    const { dir, sshd, write } = setup();
+    const shared = target(join(dir, 'base'));
+    const remote = (name: string, connection: string): Remote => ({
+      name,
+      login: 'deploy',
+      connection,
+      async run(step: Step): Promise<StepResult> {
+        const own = { ...step, script: step.name === 'lock' ? acquireLock(shared, { ...request(/run_id=(\w+)/.exec(step.script)![1]!, 30), queued: step.script.includes(`exit ${LOCK_QUEUED_EXIT}`) }).script : step.script };
+        if (step.name !== 'lock') return result(opsLines(LOCK_KEYS, 'lock released'));
+        // Held for the run while the test runs: the "sshd" stays (a connection).
+        const r = spawnSync(sshd, ['-c', `OPS_CONNECTION=${connection} bash ${write(`${name}.sh`, scriptText(own))}; rc=$?; exit $rc`], { encoding: 'utf8', timeout: 20_000 });
+        return { ...result(r.stdout, r.status ?? 1), stderr: r.stderr };
+      },
+      upload: async () => undefined,
+      inFlight: () => [],
+      whenIdle: async () => undefined,
+      halt: () => undefined,
+      close: async () => undefined,
+    });
+    const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => remote(host.name, `conn-${host.name}`) };
+    const session = await Session.open(ctx, env);
+    const started = Date.now();
+    await expect(withLock(ctx, session, 'deploy', async () => 'done')).rejects.toThrow('web1-lan is the machine this run already locked through web1: environment test lists one machine twice, under two addresses');
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 60_000);
+
   it('lockOrder: one order for every run, by address and port (what a runner names the host last)', () => {
     const h = (name: string, address: string, port = 22) => ({ name, address, port });
     expect(lockOrder([h('b', '10.0.0.2'), h('a', '10.0.0.3'), h('c', '10.0.0.2', 2222), h('d', '10.0.0.1')]).map((x) => x.name)).toEqual(['d', 'b', 'c', 'a']);

@@ -247,7 +247,9 @@ holder_boot=; boot_id holder_boot
 for f in "$lock".taking.* "$lock".gone.*; do
   if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split('/').pop()}.taking.*`)} -o -name ${quote(`${L.lock.split('/').pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
 done
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
+# The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
+# setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
+read -r now _ < /proc/uptime; now=${'$'}{now%.*}; deadline=$(( now + ${req.wait} ))
 taking="$lock.taking.$$"
 while :; do
   # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
@@ -291,7 +293,7 @@ while :; do
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_OWN_EXIT} ;;
   esac
-  printf -v now '%(%s)T' -1
+  read -r now _ < /proc/uptime; now=${'$'}{now%.*}
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}

@@ -84,6 +84,28 @@ describe('taking the lock', () => {
     expect(status(env, write).state).toBe('free');
   }, 20_000);
 
+  it('the wait (switch.lock_wait) is counted since boot, not by the wall clock: a clock stepped meanwhile neither stretches nor cuts it', () => {
+    const { dir, env, sshd, write } = setup();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      // Time since boot as the run sees it (/proc/uptime, bind-mounted over): 2 s in, 40 s have passed; the wall clock
+      // has not moved that much (a wait by it would go on for its 30 s).
+      const uptime = join(dir, 'uptime');
+      writeFileSync(uptime, '1000.00 1000.00\n');
+      const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
+      const started = Date.now();
+      const r = spawnSync('unshare', ['-m', 'bash', '-c', `mount --bind ${uptime} /proc/uptime && { (sleep 2; echo '1040.00 1040.00' > ${uptime}) & ${sshd} -c 'bash ${script}; exit $?'; }`], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(LOCK_BUSY_EXIT);
+      expect(parseLock(result(r.stdout)).state).toBe('held');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 30_000);
+
   it('a lock whose holder start time is empty or unreadable (written by an older ops for a dead connection) is stale, and ops lock release removes it without --force', () => {
     const { env, write } = setup();
     const alive = spawn('sleep', ['30'], { stdio: 'ignore' });

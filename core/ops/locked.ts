@@ -370,7 +370,8 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 }
 
 /**
- * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
+ * Run `fn` holding the environment's lock on every host of `session` (taken host after host in lockOrder, the one
+ * order of every run, so that two runs never wait for each other; a holder is waited for
  * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
  * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
@@ -722,6 +723,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
   handleFaults(onSignal);
+  /** The lock on one host (acquire): the run's from the step on, unless it said otherwise; its answer kept. */
   const takeOn = async (r: Remote) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
     mine.add(r.name);

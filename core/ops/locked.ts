@@ -12,11 +12,12 @@ import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
+import type { Host } from '../config/environment.ts';
 import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { provisionedIn } from '../steps/system.ts';
@@ -224,13 +225,30 @@ class Unprovisioned extends Error {
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too);
  * `redact`: the reporter's, for its error's quote of the step's output.
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string): Promise<StepResult> {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
+  const asked = Date.now();
+  // With switch.lock_wait, a live holder is said before the wait (whom the run queues behind; when its lock reads
+  // stale should its connection stay silent), then the lock taken again with what is left of the wait.
+  let result = await remote.run(acquireLock(env, { ...request, queued: request.wait > 0 }, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  if (result.code === LOCK_QUEUED_EXIT) {
+    const holder = parseLock(result);
+    const silent = silentHolder(holder);
+    const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1000));
+    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent ? `; ${silent}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ''}`);
+    result = await remote.run(acquireLock(env, { ...request, wait }, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  }
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
   if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   else tookThenFailed(result);
+  if (result.code === LOCK_OWN_EXIT) {
+    const other = hostOf(parseLock(result).holder.connection ?? '');
+    throw new LockError(
+      `${remote.name} is the machine this run already locked through ${other ?? 'another of its hosts'}: environment ${env.name} lists one machine twice, under two addresses (${remote.name} would run the app twice on the same ports)`,
+      `keep one of them in environments/${env.name}/environment.yml hosts`,
+    );
+  }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
   if (result.code !== LOCK_BUSY_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
@@ -244,11 +262,54 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
       `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
+  // A holder gone silent (its runner lost with its network) frees the lock once it reads stale: when, said.
+  const silent = silentHolder(lock);
   throw new LockError(
-    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
+    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}${silent ? `; ${silent}, when ops lock release ${env.name} frees it` : ''}`,
     // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
     `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : 'wait until it is done (or set switch.lock_wait to queue behind it)'}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`,
   );
+}
+
+/**
+ * The order a run takes the locks of its hosts in: by the host's address and port (the machine, whatever a runner's
+ * configuration names it), the name last. One order for every run of the environment: two runs each holding the
+ * lock of a host the other waits for (switch.lock_wait) would both wait it out and fail, a deadlock. Pure.
+ */
+export function lockOrder<H extends Pick<Host, 'name' | 'address' | 'port'>>(hosts: H[]): H[] {
+  const key = (h: H) => [h.address.toLowerCase(), String(h.port).padStart(5, '0'), h.name];
+  return [...hosts].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const i = x.findIndex((v, n) => v !== y[n]);
+    return i < 0 ? 0 : x[i]! < y[i]! ? -1 : 1;
+  });
+}
+
+/**
+ * `take` on each remote, one after the other in the order given (lockOrder), as Promise.allSettled reports: a run
+ * waits for a host's lock only while holding the locks of hosts before it, never one after it, so no two runs wait
+ * for each other. A failure stops it (the hosts after it are not tried: rejected with the same reason), except a host
+ * never provisioned (its lock step took nothing and made nothing, ending at once): the others are still looked at, so
+ * that one refusal names every such host.
+ */
+async function takeInOrder(remotes: Remote[], take: (r: Remote) => Promise<void>): Promise<PromiseSettledResult<void>[]> {
+  const settled: PromiseSettledResult<void>[] = [];
+  let stop: unknown;
+  let stopped = false;
+  for (const r of remotes) {
+    if (stopped) {
+      settled.push({ status: 'rejected', reason: stop });
+      continue;
+    }
+    try {
+      await take(r);
+      settled.push({ status: 'fulfilled', value: undefined });
+    } catch (e) {
+      settled.push({ status: 'rejected', reason: e });
+      if (!(e instanceof Unprovisioned)) [stop, stopped] = [e, true];
+    }
+  }
+  return settled;
 }
 
 /** A full audit entry of this run (time: the runner's now). */
@@ -309,7 +370,8 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 }
 
 /**
- * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
+ * Run `fn` holding the environment's lock on every host of `session` (taken host after host in lockOrder, the one
+ * order of every run, so that two runs never wait for each other; a holder is waited for
  * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
  * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
@@ -661,32 +723,32 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
   handleFaults(onSignal);
-  const settled = await Promise.allSettled(
-    [...session.remotes.values()].map(async (r) => {
-      // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
-      mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
-        tookThenFailed.add(r.name);
-        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch(async (e: unknown) => {
-        // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
-        if (e instanceof NotStartedError) mine.delete(r.name);
-        // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
-        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
-          const live = await settleLost(r.name);
-          if (live !== undefined) lostLive.set(r.name, live);
-        }
-        throw e;
-      });
-      inspected.set(r.name, result);
-      if (options.lockRead) read.set(r.name, options.lockRead(result));
-      // The lock step ended the run there (`finish`): nothing more to release.
-      if (parseLock(result).state === 'released') {
-        mine.delete(r.name);
-        finished.add(r.name);
+  /** The lock on one host (acquire): the run's from the step on, unless it said otherwise; its answer kept. */
+  const takeOn = async (r: Remote) => {
+    // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
+    mine.add(r.name);
+    const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
+      tookThenFailed.add(r.name);
+      if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+    }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e: unknown) => {
+      // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
+      if (e instanceof NotStartedError) mine.delete(r.name);
+      // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
+      else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+        const live = await settleLost(r.name);
+        if (live !== undefined) lostLive.set(r.name, live);
       }
-    }),
-  );
+      throw e;
+    });
+    inspected.set(r.name, result);
+    if (options.lockRead) read.set(r.name, options.lockRead(result));
+    // The lock step ended the run there (`finish`): nothing more to release.
+    if (parseLock(result).state === 'released') {
+      mine.delete(r.name);
+      finished.add(r.name);
+    }
+  };
+  const settled = await takeInOrder(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn);
   // Hosts never provisioned: all of them in one refusal, said before anything else that failed (only a symptom of it).
   const bare = new Set(settled.flatMap((s) => (s.status === 'rejected' && s.reason instanceof Unprovisioned ? [s.reason.host] : [])));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : undefined;

@@ -10,7 +10,7 @@ import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, staleIn, staleReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, silentHolder, staleReason, unseenReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
@@ -101,7 +101,7 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}`}`))
+    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}`}`))
     .join('\n');
 }
 
@@ -157,9 +157,9 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
  */
 function stillConnected(lock: LockInfo, envName: string): string {
   const force = `ops lock release ${envName} --force stops what it runs there and removes the lock`;
-  const s = staleIn(lock);
-  if (!s) return `its run is still connected and ends on its own; if it is stuck, ${force}`;
-  return `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s: run ops lock release ${envName} again then; if you are sure the run is gone or stuck, ${force} now`;
+  const silent = silentHolder(lock);
+  if (!silent) return `its run is still connected and ends on its own; if it is stuck, ${force}`;
+  return `${silent}: run ops lock release ${envName} again then; if you are sure the run is gone or stuck, ${force} now`;
 }
 
 /** `ops lock release`'s answer for a terminal, one line per host. */

@@ -14,7 +14,7 @@ import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } 
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
+/** What the lock steps report: `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
 export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
 
 /**
@@ -75,6 +75,13 @@ export interface LockRequest {
   /** Seconds to wait for a live holder before giving up. */
   wait: number;
   /**
+   * Answer at once when a live run holds the lock and `wait` is not 0: the holder reported (its silence too), exit
+   * LOCK_QUEUED_EXIT, nothing taken. The runner says whom the run queues behind (and when that holder's lock reads
+   * stale should its connection stay silent), then takes the lock again with the wait: a step's output is only read
+   * once it ends.
+   */
+  queued?: boolean;
+  /**
    * The operation needs a host provisioned for the environment (deploy, rollback, initdata, certs --renew): on a host
    * without provision's marker the lock step creates nothing (not even the lock's directory) and ends at once with
    * LOCK_UNPROVISIONED_EXIT, reporting PROVISIONED_KEYS `no`.
@@ -95,7 +102,8 @@ export const HOLDER_SILENT_SECONDS = 60;
  * Shell that sets `lock_state` to free, held or stale for the lock at $lock, and `lock_info` to its details (read once:
  * the pid and start time of one lock, never one lock's pid with the next one's start). A lock appears and goes whole
  * (takeLock, LET_GO): a directory without details was left by an older ops killed between its mkdir and its details
- * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first). Held
+ * (stale: REPORT_HOLDER says its age), or is one such ops still writing them (looked at again twice first); so is
+ * anything else there (a file, a link), which no run could take. Held
  * only when the recorded holder process is alive with the recorded start time: a lock without a start time (written
  * for a dead connection by an older ops, whose proc_start then printed nothing) is stale, never held for good; so is
  * one taken in another boot of the host (its holder_boot not the host's boot id: after a reboot the recorded pid and
@@ -103,30 +111,41 @@ export const HOLDER_SILENT_SECONDS = 60;
  * `rebooted=yes`; a lock of an older ops, without holder_boot, is read by its pid and start time alone), and one whose
  * holder's connection has been silent HOLDER_SILENT_SECONDS (said by REPORT_HOLDER as `silent`). A held lock's
  * silence so far is `lock_silent` too (REPORT_HOLDER's `silent`: how long until it reads stale, staleInSeconds).
+ * `unknown` when the holder process cannot be seen by this user (a login's lock status on a host whose /proc hides
+ * other users' processes, hidepid, and sudo -n refused: proc_seen_start), `lock_unseen` saying why (REPORT_HOLDER's
+ * `unseen`): a live run's lock is never called stale for what cannot be seen.
  */
 const LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${'$'}{lock_info%$'\n'}; lock_state=stale; break; fi
-  [ -d "$lock" ] || break
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
-lock_rebooted=; lock_silent=
+lock_rebooted=; lock_silent=; lock_unseen=
 if [ "$lock_state" = stale ]; then
   pid=; start=; boot=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$lock_info"
   lock_boot=; boot_id lock_boot
   if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds); a holder this user cannot see: why (`unseen`). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
 
 /**
  * Shell that lets go of the lock at $lock at once for every observer: renamed away (rename(2)), then deleted. Deleted in
@@ -139,7 +158,31 @@ const LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/
 if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
 elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${'$'}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
 
+/**
+ * Shell that sets `holder_run` to the run id the lock at $lock records, empty when none or once released by force (a
+ * `broken_run_id=` line: the run's id renamed so, or, where that rewrite found no space, the line appended,
+ * MARK_BROKEN): a run's own unlock and settling then touch nothing of it.
+ */
+const HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${'$'}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+
+/**
+ * Shell that marks the lock at $lock as released by force before anything of its run is stopped: its run id renamed
+ * `broken_run_id=` (run_lock_guard, HOLDER_RUN). sed -i writes a whole copy, which a full disk refuses; then the line
+ * is appended (a few bytes, in the file's last block); if even that fails, nothing is stopped or removed, saying why.
+ */
+const MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${'$'}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
+
 export const LOCK_BUSY_EXIT = 3;
+/** The lock step's exit when it found a live holder and was asked to say so before waiting (LockRequest.queued). */
+export const LOCK_QUEUED_EXIT = 5;
+/**
+ * The lock step's exit when the lock is already this run's (its run id): the host is a machine the run locked through
+ * another of the environment's hosts (one machine under two addresses), which it would otherwise wait for as for
+ * another run, and be refused by itself.
+ */
+export const LOCK_OWN_EXIT = 6;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
 export const LOCK_UNPROVISIONED_EXIT = 4;
 
@@ -204,13 +247,15 @@ holder_boot=; boot_id holder_boot
 for f in "$lock".taking.* "$lock".gone.*; do
   if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split('/').pop()}.taking.*`)} -o -name ${quote(`${L.lock.split('/').pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
 done
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
+# The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
+# setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
+read -r now _ < /proc/uptime; now=${'$'}{now%.*}; deadline=$(( now + ${req.wait} ))
 taking="$lock.taking.$$"
 while :; do
   # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
   # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
-  if [ ! -e "$lock" ]; then
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
     # written (disk full), the lock is not taken.
@@ -243,12 +288,17 @@ while :; do
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
   # Let go of between the two looks: taken at the next turn.
   [ "$lock_state" != free ] || continue
-  printf -v now '%(%s)T' -1
+  # This run's own lock, taken through another host of the environment: the same machine (LOCK_OWN_EXIT).
+  case $'\n'"$lock_info"$'\n' in *$'\n'${quote(`run_id=${req.runId}`)}$'\n'*)
+    ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
+    exit ${LOCK_OWN_EXIT} ;;
+  esac
+  read -r now _ < /proc/uptime; now=${'$'}{now%.*}
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}
   fi
-  sleep 1
+${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  sleep 1
 done
 ${then}${finish ? `\n${finish}` : ''}`,
   };
@@ -304,7 +354,7 @@ ${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(' '))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
 fi
@@ -373,7 +423,7 @@ fi
   // The lines only with the lock: a run that never held it (stopped while queued) or lost it (released by force;
   // the run then says so itself, core/ops/locked.ts) writes none here, nor twice after its last step let go.
   return String.raw`lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${audit}${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
@@ -444,7 +494,7 @@ ${REPORT_HOLDER}
 ${force ? '' : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi\n`}# From here the lock is no longer its run's: that run, its step stopped below, must not take it for its own in its
 # unlock (or put its slot back: putPreviousBack) before this removes it, nor remove it unnoticed (core/ops/locked.ts
 # says the lock was released by force only when its unlock finds it not its own).
-sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null || true
+${MARK_BROKEN}
 gone=()
 while IFS= read -r id; do
   id=${'$'}{id#connection=}; id=${'$'}{id//[[:space:]]/}
@@ -478,7 +528,8 @@ export function stoppedSlotLine(report: string, previous?: string, operation?: s
 export interface LockInfo {
   /**
    * not_held: an unlock found no lock of this run (none, or another run's): it wrote and removed nothing. unknown: the
-   * host could not be read (`ops lock status` of a host down: core/ops/records.ts getLockStatus says why).
+   * host could not be read (`ops lock status` of a host down: core/ops/records.ts getLockStatus says why), or a lock is
+   * there whose holder process the login cannot see (hidepid, no sudo: holder `unseen` says so; unseenReason).
    */
   state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held' | 'unknown';
   holder: Record<string, string>;
@@ -510,6 +561,21 @@ export function staleReason(lock: LockInfo): string {
   if (lock.holder.rebooted) return ' (the host has rebooted since it was taken)';
   if (lock.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)`;
   return '';
+}
+
+/**
+ * A held lock's holder connection in words, when the host could read its silence (staleIn): how long it has sent
+ * nothing, and in how many seconds the lock reads stale should it stay silent (its runner gone with its network);
+ * '' when not known. What a run queued behind it and `ops lock release` say of it.
+ */
+export function silentHolder(lock: LockInfo): string {
+  const s = staleIn(lock);
+  return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : '';
+}
+
+/** Why a lock's holder could not be checked (its `unseen`, in parentheses), or '' when it was. */
+export function unseenReason(lock: LockInfo): string {
+  return lock.holder.unseen ? ` (whether its run is still connected cannot be told: ${lock.holder.unseen}; with sudo for the login without a password it can be)` : '';
 }
 
 /**

@@ -351,7 +351,7 @@ export function receivePack(env: Target, packs: string[], commits: string[], lfs
     // A delta whose base the mirror lacks (a thin pack leaning on history it never received) is not fatal: its
     // commit is reported incomplete below and the runner sends it whole. Any other failure (a full disk) fails the step.
     ...packs.map(
-      (pack) => String.raw`if ! out=$(${g} index-pack --stdin --fix-thin < ${quote(pack)} 2>&1 >/dev/null); then
+      (pack) => String.raw`if ! out=$(${g} index-pack --stdin --fix-thin 2>&1 >/dev/null < ${quote(pack)}); then
   [[ $out == *"unresolved delta"* ]] || { printf '%s\n' "$out" >&2; exit 1; }
 fi
 rm -f ${quote(pack)}`,

@@ -405,12 +405,12 @@ log_record() {
 back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
   local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
-  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
   # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
-  IFS= read -r head < "$conf" 2>/dev/null || true
+  IFS= read -r head 2>/dev/null < "$conf" || true
   if [[ $head =~ $prev_re ]]; then started=${'$'}{BASH_REMATCH[1]}; fi
   [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
   head=""
@@ -679,7 +679,7 @@ ${previousBackFunctions(env)}
 back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
-  read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
+  read -r started_slot started_release 2>/dev/null < ${lock}/${STARTED_RECORD} || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${slotDown(env, slot)}
   fi

@@ -112,6 +112,8 @@ describe.sequential('interrupting a deploy', () => {
       await new Promise((r) => setTimeout(r, 4000)); // connected, its lock step waiting
       expect(await queued.stop('SIGINT')).toBe(130);
       const out = queued.out();
+      // Said before it waited: whom it queued behind (and, its silence read, when that lock would read stale).
+      expect(out).toMatch(new RegExp(`${host.name}: queued behind a deploy run by [^\n]*, waiting up to 1[12]\\ds \\(switch\\.lock_wait\\); its run's SSH connection is still open \\(it last sent something \\d+s ago\\)`));
       expect(out).toContain(`SIGINT received during lock on ${host.name} (waiting for it, or taking it): giving up`);
       expect(out).not.toContain('stopping them, releasing the lock');
       expect(out).not.toContain('stopped what the run had left running');

@@ -5,16 +5,24 @@
 // held for good; a lock appears and goes whole (no observer ever reads one without its details: "stale", refused at
 // once whatever switch.lock_wait); an old lock directory without details reads stale, with its age.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, lockStatus, LOCK_KEYS, parseLock, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { OpsContext } from '../../core/context.ts';
+import { Session } from '../../core/ops/hosts.ts';
+import { lockOrder, withLock } from '../../core/ops/locked.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import type { Remote, Step } from '../../core/remote/types.ts';
+import { opsLines } from './reports.helpers.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -76,6 +84,28 @@ describe('taking the lock', () => {
     expect(status(env, write).state).toBe('free');
   }, 20_000);
 
+  it('the wait (switch.lock_wait) is counted since boot, not by the wall clock: a clock stepped meanwhile neither stretches nor cuts it', () => {
+    const { dir, env, sshd, write } = setup();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      // Time since boot as the run sees it (/proc/uptime, bind-mounted over): 2 s in, 40 s have passed; the wall clock
+      // has not moved that much (a wait by it would go on for its 30 s).
+      const uptime = join(dir, 'uptime');
+      writeFileSync(uptime, '1000.00 1000.00\n');
+      const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
+      const started = Date.now();
+      const r = spawnSync('unshare', ['-m', 'bash', '-c', `mount --bind ${uptime} /proc/uptime && { (sleep 2; echo '1040.00 1040.00' > ${uptime}) & ${sshd} -c 'bash ${script}; exit $?'; }`], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(LOCK_BUSY_EXIT);
+      expect(parseLock(result(r.stdout)).state).toBe('held');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 30_000);
+
   it('a lock whose holder start time is empty or unreadable (written by an older ops for a dead connection) is stale, and ops lock release removes it without --force', () => {
     const { env, write } = setup();
     const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -95,8 +125,8 @@ describe('taking the lock', () => {
     }
   });
 
-  it('a holder whose SSH connection has sent nothing for HOLDER_SILENT_SECONDS (its runner gone with its network; sshd keeps it open for hours) is stale, saying for how long, and ops lock release removes it without --force', () => {
-    const { dir, env, write } = setup();
+  it('a holder whose SSH connection has sent nothing for HOLDER_SILENT_SECONDS (its runner gone with its network; sshd keeps it open for hours) is stale, saying for how long, and ops lock release removes it without --force; a run queued behind it is told when it reads stale', () => {
+    const { dir, env, sshd, write } = setup();
     const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
       const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
@@ -128,6 +158,14 @@ describe('taking the lock', () => {
       expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test')).toBe(
         `web1: NOT released (locked: a deploy run by me, started x): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
       );
+      // A run queued behind it (switch.lock_wait): answered at once, before the wait, with the holder and its silence
+      // (the runner says when that lock reads stale), nothing taken.
+      const queued = spawnSync(sshd, ['-c', `bash ${write('queued.sh', scriptText(acquireLock(env, { ...request('r2', 30), queued: true })))}; exit $?`], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(queued.status).toBe(LOCK_QUEUED_EXIT);
+      const behind = parseLock(result(queued.stdout));
+      expect(behind).toMatchObject({ state: 'held', holder: { actor: 'me', silent: '42' } });
+      expect(silentHolder(behind)).toBe(`its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s`);
+      expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain('run_id=r1');
       // Silent, both ways, for HOLDER_SILENT_SECONDS: stale, and for how long.
       ss(HOLDER_SILENT_SECONDS * 1000 + 5500, HOLDER_SILENT_SECONDS * 1000 + 5000);
       const lock = look();
@@ -177,6 +215,86 @@ describe('taking the lock', () => {
     }
   });
 
+  it('a login that cannot see the holder process (/proc mounted hidepid=2): never stale, "cannot tell" saying why, unless sudo -n reads it there', () => {
+    const { dir, env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const stat = readFileSync(`/proc/${alive.pid}/stat`, 'utf8');
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${stat.split(') ')[1]!.split(' ')[19]}\n`);
+      spawnSync('chmod', ['-R', 'a+rX', dir]);
+      // sudo as the host's: none without a password, or one that reads the holder's /proc (root's: here a copy).
+      const bin = join(dir, 'bin');
+      mkdirSync(bin, { mode: 0o755 });
+      writeFileSync(join(dir, 'stat'), stat);
+      const look = (sudo: string) => {
+        writeFileSync(join(bin, 'sudo'), `#!/bin/sh\n${sudo}\n`, { mode: 0o755 });
+        const script = write('status.sh', scriptText(lockStatus(env)));
+        spawnSync('chmod', ['a+r', script]);
+        // The login (nobody) on a /proc of its own mounted hidepid=2: other users' processes are not there for it.
+        const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups env PATH=${bin}:$PATH bash ${script}`], { encoding: 'utf8' });
+        expect(r.stderr).not.toContain('mount:');
+        return parseLock(result(r.stdout));
+      };
+      const unseen = look('exit 1');
+      expect(unseen).toMatchObject({ state: 'unknown', holder: { actor: 'me', unseen: "/proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password" } });
+      expect(formatLock([{ host: 'web1', lock: unseen }])).toBe(
+        "web1: locked: a deploy run by me, started x (whether its run is still connected cannot be told: /proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password; with sudo for the login without a password it can be)",
+      );
+      expect(look(`[ "$2" = cat ] && exec cat ${join(dir, 'stat')}; exit 0`).state).toBe('held');
+      // Gone (sudo reads no such process): stale, as ever.
+      expect(look(`[ "$2" = cat ] && exit 1; exit 0`).state).toBe('stale');
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
+  it('a file (or a link) at the lock\'s path, left by hand or another tool: stale, never free (a run would spin on it until its step timed out), and ops lock release removes it', () => {
+    const { env, sshd, write } = setup();
+    for (const make of [() => writeFileSync(env.layout.lock, 'pid=123\n'), () => symlinkSync('/nonexistent/lock', env.layout.lock)]) {
+      make();
+      expect(status(env, write).state).toBe('stale');
+      const started = Date.now();
+      const refused = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r1', 0))))}; exit $?`], { encoding: 'utf8', timeout: 15_000 });
+      expect(refused.status).toBe(LOCK_BUSY_EXIT);
+      expect(Date.now() - started).toBeLessThan(5000);
+      spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8' });
+      expect(existsSync(env.layout.lock) || lstatSync(env.layout.lock, { throwIfNoEntry: false }) !== undefined).toBe(false);
+      const taken = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r2', 0), '', unlockScript(env, 'r2', []))))}; exit $?`], { encoding: 'utf8', timeout: 15_000 });
+      expect(parseLock(result(taken.stdout)).state).toBe('released');
+    }
+  }, 60_000);
+
+  it('ops lock release --force on a full disk: the lock is marked released by force all the same (sed -i, which writes a copy, refused: the line appended), so the run\'s own unlock and guard touch nothing of it', () => {
+    const { dir, env, write } = setup();
+    const alive = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${alive.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      // mv refused (a lock kept: the release fails saying why), to look at the lock as the release marked it.
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      writeFileSync(join(bin, 'mv'), '#!/bin/sh\necho "mv: cannot move: Read-only file system" >&2; exit 1\n', { mode: 0o755 });
+      const force = write('force.sh', scriptText(forceReleaseLock(env, true)));
+      const unlock = write('unlock.sh', scriptText({ name: 'unlock', as: 'root', script: unlockScript(env, 'r1', []) }));
+      // The layout's base on a file system of its own, full.
+      const r = spawnSync('unshare', ['-m', 'bash', '-c', `set -e
+mount -t tmpfs -o size=256k tmpfs ${env.layout.base}
+mkdir -p ${env.layout.lock}
+printf 'operation=deploy\nactor=me\nrun_id=r1\nconnection=c1\nsince=x\nholder_pid=${alive.pid}\nholder_start=${start}\n' > ${env.layout.lock}/info
+dd if=/dev/zero of=${env.layout.base}/fill bs=4k 2>/dev/null || true
+PATH=${bin}:$PATH bash ${force} > ${dir}/force.out 2> ${dir}/force.err || true
+cp ${env.layout.lock}/info ${dir}/info
+bash ${unlock}`], { encoding: 'utf8' });
+      expect(r.stderr.replace('@ops-start', '').trim()).toBe('');
+      expect(readFileSync(join(dir, 'force.err'), 'utf8')).toContain('cannot remove the lock');
+      expect(readFileSync(join(dir, 'info'), 'utf8')).toMatch(/\nbroken_run_id=\n$/);
+      // The run resumed: its unlock finds the lock not its own (it writes no audit line, removes nothing).
+      expect(parseLock(result(r.stdout)).state).toBe('not_held');
+    } finally {
+      alive.kill('SIGKILL');
+    }
+  });
+
   it('an old lock directory without details (an older ops killed between its mkdir and its details): stale, saying when it was made', () => {
     const { env, write } = setup();
     mkdirSync(env.layout.lock);
@@ -207,4 +325,131 @@ describe('taking the lock', () => {
     expect(r).toBe('');
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 120_000);
+});
+
+/**
+ * Hosts whose lock steps behave as acquireLock does (taken when free; else waited for, switch.lock_wait, then refused
+ * with LOCK_BUSY_EXIT), in memory: each run (its own connector) holds a host's lock under its tag. `delay(tag, host)`:
+ * how long a run's lock step takes to reach the host (a slow link).
+ */
+function lockHosts(delay: (tag: string, host: string) => number) {
+  const held = new Map<string, string>();
+  const remote = (tag: string, host: string): Remote => ({
+    name: host,
+    login: 'deploy',
+    connection: `${tag}-${host}`,
+    async run(step: Step): Promise<StepResult> {
+      const answer = (stdout: string, code = 0): StepResult => ({ stdout, stderr: '', code, durationMs: 0, reports: parseReports(stdout) });
+      if (step.name === 'lock') {
+        await sleep(delay(tag, host));
+        const until = Date.now() + (step.timeout! - 30) * 1000;
+        for (;;) {
+          if (!held.has(host)) {
+            held.set(host, tag);
+            return answer(opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T00:00:00Z'));
+          }
+          if (Date.now() >= until) return answer(opsLines(LOCK_KEYS, 'lock held', `holder operation=deploy`, `holder actor=${held.get(host)!}`), LOCK_BUSY_EXIT);
+          await sleep(20);
+        }
+      }
+      if (step.name === 'unlock' && held.get(host) === tag) {
+        held.delete(host);
+        return answer(opsLines(LOCK_KEYS, 'lock released'));
+      }
+      return answer(step.name === 'unlock' ? opsLines(LOCK_KEYS, 'lock not_held') : '');
+    },
+    upload: async () => undefined,
+    inFlight: () => [],
+    whenIdle: async () => undefined,
+    halt: () => undefined,
+    close: async () => undefined,
+  });
+  return { held, remote };
+}
+
+describe('two runs of one environment (switch.lock_wait)', () => {
+  it('each run taking first the lock of a host the other wants next: one waits for the other, never both for each other (a deadlock: both wait out and fail)', async () => {
+    const hosts = [
+      { name: 'web2', address: '192.0.2.2', host_key: KEY },
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+    ];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 2 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    // Run a reaches web2 late, run b web1: taken at once on every host, a would hold web1 and b web2, each waiting for the other.
+    const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0));
+    const run = async (tag: string) => {
+      const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
+      const session = await Session.open(ctx, env);
+      return withLock(ctx, session, 'deploy', async () => {
+        // Both hosts' locks are the run's while it works.
+        expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
+        await sleep(100);
+        return tag;
+      });
+    };
+    expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
+    expect(fake.held.size).toBe(0);
+  }, 20_000);
+
+  it('a run queued behind a live holder says so before it waits: whom, for how long at most, and when that lock reads stale should its connection stay silent', async () => {
+    const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    const waits: number[] = [];
+    const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => {
+      if (step.name !== 'lock') return { stdout: opsLines(LOCK_KEYS, 'lock released') };
+      waits.push(step.timeout! - 30);
+      // The first look (asked to answer before waiting): a live holder, silent 42 s; the second takes the lock.
+      if (step.script.includes(`exit ${LOCK_QUEUED_EXIT}`)) return { stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=alice', 'holder since=2026-12-05T11:00:00Z', 'holder silent=42'), code: LOCK_QUEUED_EXIT };
+      return { stdout: opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T11:01:00Z') };
+    });
+    const reporter = new MemoryReporter();
+    const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async () => remote };
+    const session = await Session.open(ctx, env);
+    expect(await withLock(ctx, session, 'deploy', async () => 'done')).toBe('done');
+    expect(waits).toEqual([30, 30]);
+    expect(reporter.lines.join('\n')).toContain(
+      `web1: queued behind a deploy run by alice, started 2026-12-05T11:00:00Z, waiting up to 30s (switch.lock_wait); its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s, which then refuses this run at once (ops lock release test frees it)`,
+    );
+  });
+
+  it('one machine listed under two addresses: the run finds its own lock there and says so at once, rather than waiting for itself (switch.lock_wait) and being refused by "a deploy run by" itself', async () => {
+    const hosts = [
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+      { name: 'web1-lan', address: '198.51.100.1', host_key: KEY },
+    ];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    // The real lock step, on one lock directory for both "hosts", each under a "connection" of its own.
+    const { dir, sshd, write } = setup();
+    const shared = target(join(dir, 'base'));
+    const remote = (name: string, connection: string): Remote => ({
+      name,
+      login: 'deploy',
+      connection,
+      async run(step: Step): Promise<StepResult> {
+        const own = { ...step, script: step.name === 'lock' ? acquireLock(shared, { ...request(/run_id=(\w+)/.exec(step.script)![1]!, 30), queued: step.script.includes(`exit ${LOCK_QUEUED_EXIT}`) }).script : step.script };
+        if (step.name !== 'lock') return result(opsLines(LOCK_KEYS, 'lock released'));
+        // Held for the run while the test runs: the "sshd" stays (a connection).
+        const r = spawnSync(sshd, ['-c', `OPS_CONNECTION=${connection} bash ${write(`${name}.sh`, scriptText(own))}; rc=$?; exit $rc`], { encoding: 'utf8', timeout: 20_000 });
+        return { ...result(r.stdout, r.status ?? 1), stderr: r.stderr };
+      },
+      upload: async () => undefined,
+      inFlight: () => [],
+      whenIdle: async () => undefined,
+      halt: () => undefined,
+      close: async () => undefined,
+    });
+    const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => remote(host.name, `conn-${host.name}`) };
+    const session = await Session.open(ctx, env);
+    const started = Date.now();
+    await expect(withLock(ctx, session, 'deploy', async () => 'done')).rejects.toThrow('web1-lan is the machine this run already locked through web1: environment test lists one machine twice, under two addresses');
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 60_000);
+
+  it('lockOrder: one order for every run, by address and port (what a runner names the host last)', () => {
+    const h = (name: string, address: string, port = 22) => ({ name, address, port });
+    expect(lockOrder([h('b', '10.0.0.2'), h('a', '10.0.0.3'), h('c', '10.0.0.2', 2222), h('d', '10.0.0.1')]).map((x) => x.name)).toEqual(['d', 'b', 'c', 'a']);
+    expect(lockOrder([h('y', 'Web.example'), h('x', 'web.example')]).map((x) => x.name)).toEqual(['x', 'y']);
+  });
 });

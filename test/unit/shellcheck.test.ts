@@ -223,6 +223,20 @@ describe('shellcheck', () => {
     expect([...new Set(report)]).toEqual([]);
   }, 1_500_000); // shellcheck on every step script: 1.5 min idle, 8+ min on 2 cores beside the e2e hosts and the rest of the suite (the scripts include the lock guard and mask functions)
 
+  it('no error of an input redirection escapes a 2>/dev/null written after it (bash applies redirections left to right: `read x < "$missing" 2>/dev/null` prints the missing file\'s error)', () => {
+    // An input redirection from a file (not a here-document, process substitution, descriptor or /dev/null), then a
+    // redirection of stderr on the same command.
+    const late = /(^|[^<])<\s*(?!\/dev\/null\b|[(&<])("[^"]*"|'[^']*'|[^\s;&|()<>]+)\s+2>/;
+    // Each line found once, with the first place it was found in.
+    const found = new Map<string, string>();
+    const look = (where: string, text: string) => {
+      for (const line of text.split('\n')) if (late.test(line) && !found.has(line.trim())) found.set(line.trim(), where);
+    };
+    for (const f of readdirSync(join(ROOT, 'core/steps/sh'))) look(f, readFileSync(join(ROOT, 'core/steps/sh', f), 'utf8'));
+    for (const [envName, env] of Object.entries(ENVIRONMENTS)) for (const [stepName, step] of Object.entries(render(env))) look(`${stepName} (${envName})`, scriptText(step));
+    expect([...found].map(([line, where]) => `${where}: ${line}`)).toEqual([]);
+  });
+
   it('the libraries parse on their own (bash -n)', () => {
     for (const f of readdirSync(join(ROOT, 'core/steps/sh'))) execFileSync('bash', ['-n', join(ROOT, 'core/steps/sh', f)]);
   });

@@ -7,6 +7,18 @@
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
 # (read by bash itself, here and in conn_pid: no process per look)
 proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"; }
+# proc_seen_start PID: proc_start for a login that may not see other users' processes (/proc mounted hidepid=1 or 2:
+# another user's /proc/PID unreadable or absent, whether that process runs or not): then read through sudo -n. Returns 1
+# when the process is gone, 2 (printing nothing) when it cannot tell: hidden, and sudo asks for a password.
+proc_seen_start() {
+  local s f
+  proc_start "$1" && return 0
+  [ "$EUID" != 0 ] || return 1
+  # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
+  read -r s 2> /dev/null < /proc/1/stat && return 1
+  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"
+}
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
 # and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
 # unrelated process of a later boot; its boot id tells them apart.

@@ -42,7 +42,7 @@ in_tree() {
   local p=$1 n=0 s stat_fields
   while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
     [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
     read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))
   done
   return 1
@@ -69,9 +69,9 @@ same_release() {
 other_release() {
   local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()
   cwd=$(proc_cwd "$1")
-  while IFS= read -r -d '' w; do words+=("${w#--*=}"); done < "/proc/$1/cmdline" 2>/dev/null || true
+  while IFS= read -r -d '' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true
   # OLDPWD is a shell's record of where it was (a wrapper's `cd` from the release supervisor started it in), not read.
-  while IFS= read -r -d '' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done < "/proc/$1/environ" 2>/dev/null || true
+  while IFS= read -r -d '' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true
   # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).
   for w in "${words[@]}"; do
     case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac
@@ -138,9 +138,9 @@ check_identity() {
 ours() {
   local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where
   uid=$(id -u "$3" 2>/dev/null) || return 1
-  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true
+  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true
   [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1
-  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+  while IFS= read -r -d '' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true
   [ -z "$of" ] || [ "$of" = "$slot" ] || return 1
   where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"
   case "$where" in
@@ -255,7 +255,7 @@ leftovers_down() {
   for pid in $(pgrep -u "$user" 2>/dev/null); do
     if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi
     rel=""; of=""
-    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true
+    while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true
     [ -z "$of" ] || [ "$of" = "$slot" ] || continue
     match=""
     if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"
@@ -266,7 +266,7 @@ leftovers_down() {
       if [ "$tty" = 0 ]; then
         case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac
         case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir's executable" ;; esac
-        cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+        cmd=$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" || true)
         case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir's files"} ;; esac
       fi
     fi

@@ -220,22 +220,40 @@ class Unprovisioned extends Error {
 }
 
 /**
- * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
+ * A lock step of the first, parallel round that found a live run holding the lock (switch.lock_wait: LockRequest.queued,
+ * LOCK_QUEUED_EXIT): nothing taken, nothing waited for. Its answer (whom the run would queue behind) and when it was
+ * asked serve the wait that follows, host after host in lockOrder (takeLocks).
+ */
+class Queued extends Error {
+  constructor(
+    readonly host: string,
+    readonly result: StepResult,
+    readonly asked: number,
+  ) {
+    super(`${host}: the lock is held by another run`);
+  }
+}
+
+/**
+ * Take the lock on one host; throws LockError when another run holds it (or left it stale). `queue`: false, a live
+ * holder (switch.lock_wait) is not waited for, Queued thrown instead; true, it is said, then waited for; a Queued, the
+ * same with that answer of the holder (no look of its own). `notOurs` is
  * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too);
  * `redact`: the reporter's, for its error's quote of the step's output.
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
-  const asked = Date.now();
+async function acquire(remote: Remote, env: Target, request: LockRequest, queue: boolean | Queued, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
+  const ask = (req: LockRequest) => remote.run(acquireLock(env, req, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  const asked = queue instanceof Queued ? queue.asked : Date.now();
   // With switch.lock_wait, a live holder is said before the wait (whom the run queues behind; when its lock reads
   // stale should its connection stay silent), then the lock taken again with what is left of the wait.
-  let result = await remote.run(acquireLock(env, { ...request, queued: request.wait > 0 }, inspect?.script, finish, finishSeconds), { allowFailure: true });
-  if (result.code === LOCK_QUEUED_EXIT) {
+  let result = queue instanceof Queued ? queue.result : await ask({ ...request, queued: request.wait > 0 });
+  if (result.code === LOCK_QUEUED_EXIT && queue) {
     const holder = parseLock(result);
     const silent = silentHolder(holder);
     const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1000));
     say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent ? `; ${silent}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ''}`);
-    result = await remote.run(acquireLock(env, { ...request, wait }, inspect?.script, finish, finishSeconds), { allowFailure: true });
+    result = await ask({ ...request, wait });
   }
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
   if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
@@ -250,6 +268,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
     );
   }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
+  if (result.code === LOCK_QUEUED_EXIT) throw new Queued(remote.name, result, asked);
   if (result.code !== LOCK_BUSY_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
     // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is;
@@ -312,6 +331,37 @@ async function takeInOrder(remotes: Remote[], take: (r: Remote) => Promise<void>
   return settled;
 }
 
+/**
+ * The locks of a run's hosts (`remotes` in lockOrder), as Promise.allSettled reports: first taken on every host at
+ * once, no live holder waited for (`take(r, false)`): one round trip for a run nobody else's holds up. Where a live
+ * run holds one (switch.lock_wait: Queued), the locks this run took after that host in lockOrder are let go (`letGo`:
+ * false where its lock step let go itself, `finish`, nothing to take again), those before it kept, and the rest taken
+ * host after host (takeInOrder, waiting): the run waits only while holding an order-prefix, so no two runs wait for
+ * each other. Any other failure settles as it is, a queued host rejected with the first such reason (nothing waited
+ * for: the run fails anyway), as is a lock this run could not let go (`letGo` throws).
+ */
+async function takeLocks(remotes: Remote[], take: (r: Remote, queue: boolean | Queued) => Promise<void>, letGo: (r: Remote) => Promise<boolean>): Promise<PromiseSettledResult<void>[]> {
+  const first = await Promise.allSettled(remotes.map((r) => take(r, false)));
+  const queued = (s: PromiseSettledResult<void>): s is PromiseRejectedResult => s.status === 'rejected' && s.reason instanceof Queued;
+  const failedWith = (reason: unknown) => first.map((s) => (queued(s) ? { status: 'rejected' as const, reason } : s));
+  const failure = first.find((s): s is PromiseRejectedResult => s.status === 'rejected' && !queued(s));
+  if (failure) return failedWith(failure.reason);
+  const q = first.findIndex(queued);
+  if (q < 0) return first;
+  const after = remotes.map((r, i) => ({ r, i })).filter(({ i }) => i > q && first[i]!.status === 'fulfilled');
+  const released = await Promise.allSettled(after.map(async ({ r, i }) => ((await letGo(r)) ? [i] : [])));
+  const stuck = released.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (stuck) return failedWith(stuck.reason);
+  // Taken again in order: the queued host first (with the answer it gave: no second look), then those after it.
+  const again = new Set([q, ...first.flatMap((s, i) => (queued(s) ? [i] : [])), ...released.flatMap((s) => (s.status === 'fulfilled' ? s.value : []))]);
+  const order = [...again].sort((a, b) => a - b);
+  const rest = await takeInOrder(
+    order.map((i) => remotes[i]!),
+    (r) => take(r, r === remotes[q] ? (first[q] as PromiseRejectedResult).reason : true),
+  );
+  return first.map((s, i) => (again.has(i) ? rest[order.indexOf(i)]! : s));
+}
+
 /** A full audit entry of this run (time: the runner's now). */
 function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, now: Date): AuditEntry {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
@@ -370,9 +420,9 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 }
 
 /**
- * Run `fn` holding the environment's lock on every host of `session` (taken host after host in lockOrder, the one
- * order of every run, so that two runs never wait for each other; a holder is waited for
- * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
+ * Run `fn` holding the environment's lock on every host of `session` (takeLocks: taken on all hosts at once; where
+ * another run holds one, host after host in lockOrder, the one order of every run, so that two runs never wait for
+ * each other; a holder is waited for switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
  * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
  * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock
@@ -723,11 +773,11 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
   handleFaults(onSignal);
-  /** The lock on one host (acquire): the run's from the step on, unless it said otherwise; its answer kept. */
-  const takeOn = async (r: Remote) => {
+  /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */
+  const takeOn = async (r: Remote, queue: boolean | Queued) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
     mine.add(r.name);
-    const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
+    const result = await acquire(r, env, request, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
       tookThenFailed.add(r.name);
       if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
     }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e: unknown) => {
@@ -748,7 +798,20 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       finished.add(r.name);
     }
   };
-  const settled = await takeInOrder(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn);
+  /**
+   * A lock the first round took let go before the run queues for its hosts in lockOrder (takeLocks): by the run's
+   * own release (its run id: never another run's), what its step read forgotten. False where nothing is held (its lock
+   * step let go itself: `finish`); throws LockError when the release failed (the run then fails, releasing again).
+   */
+  const letGo = async (r: Remote): Promise<boolean> => {
+    // Stopping: the stop's own release lets go of it.
+    if (!mine.has(r.name) || stopping) return false;
+    const why = await releaseOn(r.name);
+    if (why) throw new LockError(`this run could not let go of its lock on ${why} to queue for its hosts' locks in order (switch.lock_wait)`, `try again; ops lock status ${env.name} says who holds it`);
+    for (const m of [mine, notHeld, inspected, read, takenAt]) m.delete(r.name);
+    return true;
+  };
+  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo);
   // Hosts never provisioned: all of them in one refusal, said before anything else that failed (only a symptom of it).
   const bare = new Set(settled.flatMap((s) => (s.status === 'rejected' && s.reason instanceof Unprovisioned ? [s.reason.host] : [])));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : undefined;

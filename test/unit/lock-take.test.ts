@@ -328,18 +328,25 @@ bash ${unlock}`], { encoding: 'utf8' });
 });
 
 /**
- * Hosts whose lock steps behave as acquireLock does (taken when free; else waited for, switch.lock_wait, then refused
- * with LOCK_BUSY_EXIT), in memory: each run (its own connector) holds a host's lock under its tag. `delay(tag, host)`:
- * how long a run's lock step takes to reach the host (a slow link).
+ * Hosts whose lock steps behave as acquireLock does (taken when free; else, asked to (LockRequest.queued), said at
+ * once with LOCK_QUEUED_EXIT, or waited for, switch.lock_wait, then refused with LOCK_BUSY_EXIT), in memory: each run
+ * (its own connector) holds a host's lock under its tag. `delay(tag, host)`: how long a run's lock step takes to reach
+ * the host (a slow link). `steps`: every step as run (tag, host, name, when it began and ended), in the order begun.
  */
 function lockHosts(delay: (tag: string, host: string) => number) {
   const held = new Map<string, string>();
+  const steps: { tag: string; host: string; name: string; start: number; end?: number }[] = [];
   const remote = (tag: string, host: string): Remote => ({
     name: host,
     login: 'deploy',
     connection: `${tag}-${host}`,
     async run(step: Step): Promise<StepResult> {
-      const answer = (stdout: string, code = 0): StepResult => ({ stdout, stderr: '', code, durationMs: 0, reports: parseReports(stdout) });
+      const seen: (typeof steps)[number] = { tag, host, name: step.name, start: Date.now() };
+      steps.push(seen);
+      const answer = (stdout: string, code = 0): StepResult => {
+        seen.end = Date.now();
+        return { stdout, stderr: '', code, durationMs: 0, reports: parseReports(stdout) };
+      };
       if (step.name === 'lock') {
         await sleep(delay(tag, host));
         const until = Date.now() + (step.timeout! - 30) * 1000;
@@ -348,7 +355,9 @@ function lockHosts(delay: (tag: string, host: string) => number) {
             held.set(host, tag);
             return answer(opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T00:00:00Z'));
           }
-          if (Date.now() >= until) return answer(opsLines(LOCK_KEYS, 'lock held', `holder operation=deploy`, `holder actor=${held.get(host)!}`), LOCK_BUSY_EXIT);
+          const holder = opsLines(LOCK_KEYS, 'lock held', `holder operation=deploy`, `holder actor=${held.get(host)!}`);
+          if (step.script.includes(`exit ${LOCK_QUEUED_EXIT}`)) return answer(holder, LOCK_QUEUED_EXIT);
+          if (Date.now() >= until) return answer(holder, LOCK_BUSY_EXIT);
           await sleep(20);
         }
       }
@@ -364,7 +373,7 @@ function lockHosts(delay: (tag: string, host: string) => number) {
     halt: () => undefined,
     close: async () => undefined,
   });
-  return { held, remote };
+  return { held, remote, steps };
 }
 
 describe('two runs of one environment (switch.lock_wait)', () => {

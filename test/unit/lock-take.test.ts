@@ -376,14 +376,16 @@ function lockHosts(delay: (tag: string, host: string) => number) {
   return { held, remote, steps };
 }
 
+/** An environment of `names` (web<n> at 192.0.2.<n>: lockOrder is by address), with `lock_wait`. */
+function lockEnv(names: string[], lock_wait: number): Target {
+  const hosts = names.map((name) => ({ name, address: `192.0.2.${name.replace(/\D/g, '')}`, host_key: KEY }));
+  const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+}
+
 describe('two runs of one environment (switch.lock_wait)', () => {
   it('each run taking first the lock of a host the other wants next: one waits for the other, never both for each other (a deadlock: both wait out and fail)', async () => {
-    const hosts = [
-      { name: 'web2', address: '192.0.2.2', host_key: KEY },
-      { name: 'web1', address: '192.0.2.1', host_key: KEY },
-    ];
-    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 2 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
-    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: 'deploy', hostKey: KEY })), appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    const env = lockEnv(['web2', 'web1'], 2);
     // Run a reaches web2 late, run b web1: taken at once on every host, a would hold web1 and b web2, each waiting for the other.
     const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0));
     const run = async (tag: string) => {
@@ -399,6 +401,46 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
     expect(fake.held.size).toBe(0);
   }, 20_000);
+
+  it('a run nobody holds up takes every host\'s lock in one round: its lock steps all at once, one per host (a 10-host deploy is not 10 round trips)', async () => {
+    for (const lock_wait of [0, 30]) {
+      const env = lockEnv(['web1', 'web2', 'web3', 'web4'], lock_wait);
+      const fake = lockHosts(() => 150);
+      const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote('a', host.name) };
+      const session = await Session.open(ctx, env);
+      expect(await withLock(ctx, session, 'deploy', async () => 'done')).toBe('done');
+      const locks = fake.steps.filter((s) => s.name === 'lock');
+      expect(locks.map((s) => s.host).sort()).toEqual(['web1', 'web2', 'web3', 'web4']);
+      // Every one began before any ended: one parallel round, not one after another.
+      expect(Math.max(...locks.map((s) => s.start))).toBeLessThan(Math.min(...locks.map((s) => s.end!)));
+      expect(fake.held.size).toBe(0);
+    }
+  });
+
+  it('a run that finds one host held by another run lets go of the locks it took after it in lockOrder (its own only), keeps those before, waits for it, then takes the rest in order', async () => {
+    const env = lockEnv(['web3', 'web2', 'web1'], 5);
+    const fake = lockHosts(() => 0);
+    // Another run holds web2 for a while.
+    fake.held.set('web2', 'b');
+    setTimeout(() => fake.held.delete('web2'), 300);
+    const reporter = new MemoryReporter();
+    const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async (_env, host) => fake.remote('a', host.name) };
+    const session = await Session.open(ctx, env);
+    expect(
+      await withLock(ctx, session, 'deploy', async () => {
+        expect([...fake.held.entries()].sort()).toEqual([['web1', 'a'], ['web2', 'a'], ['web3', 'a']]);
+        return 'done';
+      }),
+    ).toBe('done');
+    const steps = fake.steps.map((s) => `${s.name} ${s.host}`);
+    // Round one at once (web2 queued, nothing waited for); web3 let go (web1 kept: before web2); web2 waited for
+    // (its first answer said whom it queues behind: no second look), then web3; the run's end lets go of all.
+    expect(steps.slice(0, 3).sort()).toEqual(['lock web1', 'lock web2', 'lock web3']);
+    expect(steps.slice(3, 6)).toEqual(['unlock web3', 'lock web2', 'lock web3']);
+    expect(steps.slice(6).sort()).toEqual(['unlock web1', 'unlock web2', 'unlock web3']);
+    expect(reporter.lines.join('\n')).toContain('web2: queued behind a deploy run by b');
+    expect(fake.held.size).toBe(0);
+  });
 
   it('a run queued behind a live holder says so before it waits: whom, for how long at most, and when that lock reads stale should its connection stay silent', async () => {
     const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];

@@ -442,6 +442,18 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(fake.held.size).toBe(0);
   });
 
+  it('without switch.lock_wait, a host held by another run refuses the run at once, naming it; the locks it took elsewhere in that round are let go, the holder\'s untouched', async () => {
+    const env = lockEnv(['web1', 'web2', 'web3'], 0);
+    const fake = lockHosts(() => 0);
+    fake.held.set('web2', 'b');
+    const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote('a', host.name) };
+    const session = await Session.open(ctx, env);
+    await expect(withLock(ctx, session, 'deploy', async () => 'done')).rejects.toThrow(/^environment test is locked on web2 by a deploy run by b/);
+    expect([...fake.held.entries()]).toEqual([['web2', 'b']]);
+    expect(fake.steps.filter((s) => s.name === 'lock')).toHaveLength(3);
+    expect(fake.steps.filter((s) => s.name === 'unlock').map((s) => s.host).sort()).toEqual(['web1', 'web3']);
+  });
+
   it('a run queued behind a live holder says so before it waits: whom, for how long at most, and when that lock reads stale should its connection stay silent', async () => {
     const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];
     const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');

@@ -826,7 +826,8 @@ ${reuse ? `assets_reuse ${release} ${quote(reuse)} ${quote(tree)} ${carried} ${d
  * `next` (layout.assets; nginx-config.ts assetLocations: after the live release's files, before those of the one live
  * before it), before any host switches: a page of a host switched before this one asks it for the new release's hashed
  * assets (a load balancer sends each request to any host). Only the release's own files, not those the switch carries
- * into it (the live ones, served here anyway). The switch drops it (its release is then `current`); a rollout that
+ * into it (the live ones, served here anyway). The switch links its tree as `current` when it still fits the release
+ * (assets_reuse: nothing made twice), and drops it (its release is then `current`); a rollout that
  * stops with the release live nowhere drops it too (unstageAssets). For an environment serving asset directories
  * (servedAssetDirs).
  */

@@ -532,7 +532,7 @@ describe('sh/assets.sh: the trees of a release nginx serves, made once', () => {
     return { base, release, deps, tree: (name: string) => join(base, '.ops', 'assets', name), carried: join(release, '.ops-assets-carried') };
   }
   const user = userInfo().username;
-  const bash = (script: string) => execFileSync('bash', ['--norc', '--noprofile', '-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8' });
+  const bash = (script: string) => execFileSync('bash', ['--norc', '--noprofile', '-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const link = (l: ReturnType<typeof layout>, tree: string, ...dirs: string[]) =>
     bash(`${ASSETS_FUNCTIONS}\nassets_link ${[l.release, l.tree(tree), user, l.deps, l.carried, ...(dirs.length ? dirs : ['static'])].map(quote).join(' ')}`);
   const files = (dir: string): string[] =>
@@ -546,6 +546,7 @@ describe('sh/assets.sh: the trees of a release nginx serves, made once', () => {
     try {
       mkdirSync(join(l.release, 'vendor', 'fonts'), { recursive: true });
       writeFileSync(join(l.release, 'vendor', 'fonts', 'a-1f2e.woff2'), 'font');
+      writeFileSync(join(l.release, 'vendor', 'fonts', '.npmrc'), '//registry/:_authToken=x', { mode: 0o600 });
       writeFileSync(join(l.release, '.env'), 'SECRET=1\n');
       writeFileSync(join(l.deps, 'node-1', 'node_modules', 'lib', 'dist', 'lib-9c8b.js'), 'lib');
       writeFileSync(join(l.release, 'static', 'app-0a1b.js'), 'app');

@@ -80,7 +80,8 @@ assets_link() {
       if [ -f "$target" ]; then
         ln -- "$target" "$f" 2>/dev/null || true
       elif [ -d "$target" ] && [ "$pass" -lt 8 ]; then
-        cp -al -- "$target" "$f" 2>/dev/null || rm -rf -- "$f"
+        # Its hidden entries are no more its files than a hidden target is (nor copied readable below).
+        if cp -al -- "$target" "$f" 2>/dev/null; then find "$f" -mindepth 1 -name '.*' -prune -exec rm -rf -- {} +; else rm -rf -- "$f"; fi
       fi
     done < <(find "$tree" -type l -print0)
     [ -n "$found" ] || break

@@ -805,13 +805,20 @@ export function servedAssetDirs(env: Pick<Target, 'config'>): string[] {
 
 /**
  * Shell that makes `tree` (under layout.assets) hold what nginx is to serve of the served asset directories of release
- * `$release_id` (assets_link, sh/assets.sh: hard links, every file readable by nginx's workers, no symbolic link).
+ * `$release_id` (assets_link, sh/assets.sh: hard links, every file readable by nginx's workers, no symbolic link, the
+ * release's own files only). With `reuse` (a tree made before, `next`): that tree's links when it was made of the
+ * release as it is now (assets_reuse), so what staging made (copies of files not readable by all) is not made again.
  */
-function linkAssets(env: Target, tree: string): string {
+function linkAssets(env: Target, tree: string, reuse?: string): string {
   const L = env.layout;
+  const release = `${quote(L.releases)}/"$release_id"`;
+  const dirs = servedAssetDirs(env).map(quote).join(' ');
+  // Its list of the files carried into it (release.ts carryAssets): a path made of the release's, quoted above.
+  const carried = L.carriedAssets(release);
+  const link = `assets_link ${release} ${quote(tree)} ${quote(env.appUser)} ${quote(L.deps)} ${carried} ${dirs}`;
   return String.raw`${ASSETS_FUNCTIONS}
 mkdir -p ${quote(L.assets)}; chmod 0755 ${quote(L.assets)}
-assets_link ${quote(L.releases)}/"$release_id" ${quote(tree)} ${quote(env.appUser)} ${servedAssetDirs(env).map(quote).join(' ')}`;
+${reuse ? `assets_reuse ${release} ${quote(reuse)} ${quote(tree)} ${carried} ${dirs} || ${link}` : link}`;
 }
 
 /**
@@ -819,7 +826,8 @@ assets_link ${quote(L.releases)}/"$release_id" ${quote(tree)} ${quote(env.appUse
  * `next` (layout.assets; nginx-config.ts assetLocations: after the live release's files, before those of the one live
  * before it), before any host switches: a page of a host switched before this one asks it for the new release's hashed
  * assets (a load balancer sends each request to any host). Only the release's own files, not those the switch carries
- * into it (the live ones, served here anyway). The switch drops it (its release is then `current`); a rollout that
+ * into it (the live ones, served here anyway). The switch links its tree as `current` when it still fits the release
+ * (assets_reuse: nothing made twice), and drops it (its release is then `current`); a rollout that
  * stops with the release live nowhere drops it too (unstageAssets). For an environment serving asset directories
  * (servedAssetDirs).
  */
@@ -879,7 +887,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   // `next` (stageAssets: the rollout's release, for the pages of the hosts switched before this one) is done with.
   const served = servedAssetDirs(env).length > 0;
   const assetsNew = `${L.assets}/.new`;
-  const ASSETS_READY = linkAssets(env, assetsNew);
+  const ASSETS_READY = linkAssets(env, assetsNew, `${L.assets}/next`);
   const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
 mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}
 rm -rf ${quote(`${L.assets}/next`)}`;

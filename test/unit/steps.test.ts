@@ -1,9 +1,9 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -15,13 +15,13 @@ import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.t
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
-import { onHost } from '../../core/shell.ts';
+import { onHost, quote } from '../../core/shell.ts';
 import { debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
-import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { ASSETS_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { gatePaths } from '../../core/steps/nginx-gate.ts';
 import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
@@ -197,7 +197,9 @@ describe('nginx site', () => {
     // The switch links the new release's served directories before the reload; once `current` is renamed into place,
     // the release live until now becomes `previous`, and `next` (the rollout's release, staged) is done with.
     const sw = switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script;
-    const link = 'assets_link /srv/shop/releases/"$release_id" /srv/shop/.ops/assets/.new shop client/build/client/_app/immutable dist/assets';
+    // What the rollout staged as `next` is linked when it was made of this release as it is (no file copied again).
+    const link =
+      'assets_reuse /srv/shop/releases/"$release_id" /srv/shop/.ops/assets/next /srv/shop/.ops/assets/.new /srv/shop/releases/"$release_id"/.ops-assets-carried client/build/client/_app/immutable dist/assets || assets_link /srv/shop/releases/"$release_id" /srv/shop/.ops/assets/.new shop /srv/shop/shared/deps /srv/shop/releases/"$release_id"/.ops-assets-carried client/build/client/_app/immutable dist/assets';
     expect(sw).toContain(link);
     expect(sw.indexOf(link)).toBeLessThan(sw.indexOf('if ! nginx_reload'));
     expect(sw.indexOf('mv -T /srv/shop/.ops/assets/current /srv/shop/.ops/assets/previous')).toBeGreaterThan(sw.indexOf('mv -T /srv/shop/.current.new /srv/shop/current'));
@@ -477,7 +479,7 @@ describe('asset bridging (carryAssets)', () => {
 });
 
 describe('assets nginx serves (stageAssets, the switch: sh/assets.sh)', () => {
-  it("stages a prepared release's served directories as next: every file readable by all (a copy, root's, when the build's is not: the release's own untouched), a link to a file of the release as that file, no other link", () => {
+  it("stages a prepared release's served directories as next: every file readable by all (a copy, root's, when the build's is not: the release's own untouched), a link to a file or directory of the release as that file or its files, no other link", () => {
     const base = mkdtempSync(join(tmpdir(), 'ops-stage-'));
     const config = parseEnvironment({ app: 'shop', domain: 'shop.example.org', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'x', port: 3000 } }, routes: { '/': 'web' }, release: { asset_dirs: [{ dir: 'static', url: '/static/' }] } }, 'test');
     const target = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: userInfo().username, baseDir: base, url: 'https://shop.example.org' });
@@ -499,8 +501,10 @@ describe('assets nginx serves (stageAssets, the switch: sh/assets.sh)', () => {
     const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(stageAssets(target, id)), encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
     expect(r.status, r.stderr).toBe(0);
     const next = join(base, '.ops/assets/next/static');
-    expect(readdirSync(next).sort()).toEqual(['app-1a2b.js', 'chunk-3c4d.js', 'logo-5e6f.svg']);
-    for (const f of readdirSync(next)) expect(lstatSync(join(next, f)).isFile()).toBe(true);
+    expect(readdirSync(next).sort()).toEqual(['app-1a2b.js', 'chunk-3c4d.js', 'images', 'logo-5e6f.svg']);
+    for (const f of readdirSync(next)) expect(lstatSync(join(next, f)).isSymbolicLink()).toBe(false);
+    // A link to a directory of the release: its files.
+    expect(statSync(join(next, 'images/logo-5e6f.svg')).ino).toBe(statSync(join(release, 'images/logo-5e6f.svg')).ino);
     // Linked: the release's own file.
     expect(statSync(join(next, 'app-1a2b.js')).ino).toBe(statSync(join(release, 'static/app-1a2b.js')).ino);
     expect(statSync(join(next, 'logo-5e6f.svg')).ino).toBe(statSync(join(release, 'images/logo-5e6f.svg')).ino);
@@ -513,6 +517,102 @@ describe('assets nginx serves (stageAssets, the switch: sh/assets.sh)', () => {
     expect(statSync(join(release, 'static/chunk-3c4d.js')).mode & 0o777).toBe(0o600);
     expect(readdirSync(join(base, '.ops/assets'))).toEqual(['next']);
     rmSync(base, { recursive: true, force: true });
+  });
+});
+
+describe('sh/assets.sh: the trees of a release nginx serves, made once', () => {
+  /** A host's layout in a temporary directory: a release with a build's asset directory, a dependency set beside it. */
+  function layout() {
+    const base = mkdtempSync(join(tmpdir(), 'ops-assets-'));
+    const release = join(base, 'releases', 'r1');
+    const deps = join(base, 'shared', 'deps');
+    mkdirSync(join(release, 'static'), { recursive: true });
+    mkdirSync(join(deps, 'node-1', 'node_modules', 'lib', 'dist'), { recursive: true });
+    mkdirSync(join(base, '.ops', 'assets'), { recursive: true });
+    return { base, release, deps, tree: (name: string) => join(base, '.ops', 'assets', name), carried: join(release, '.ops-assets-carried') };
+  }
+  const user = userInfo().username;
+  const bash = (script: string) => execFileSync('bash', ['--norc', '--noprofile', '-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const link = (l: ReturnType<typeof layout>, tree: string, ...dirs: string[]) =>
+    bash(`${ASSETS_FUNCTIONS}\nassets_link ${[l.release, l.tree(tree), user, l.deps, l.carried, ...(dirs.length ? dirs : ['static'])].map(quote).join(' ')}`);
+  const files = (dir: string): string[] =>
+    readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => !e.isDirectory())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
+
+  it("assets_link serves what a build's links name in the release or its dependency sets (files and directories), nothing out of them, and ends a link loop", () => {
+    const l = layout();
+    try {
+      mkdirSync(join(l.release, 'vendor', 'fonts'), { recursive: true });
+      writeFileSync(join(l.release, 'vendor', 'fonts', 'a-1f2e.woff2'), 'font');
+      writeFileSync(join(l.release, 'vendor', 'fonts', '.npmrc'), '//registry/:_authToken=x', { mode: 0o600 });
+      writeFileSync(join(l.release, '.env'), 'SECRET=1\n');
+      writeFileSync(join(l.deps, 'node-1', 'node_modules', 'lib', 'dist', 'lib-9c8b.js'), 'lib');
+      writeFileSync(join(l.release, 'static', 'app-0a1b.js'), 'app');
+      symlinkSync('../vendor/fonts', join(l.release, 'static', 'fonts')); // a directory of the release
+      symlinkSync(join(l.deps, 'node-1', 'node_modules', 'lib', 'dist'), join(l.release, 'static', 'lib')); // a dependency set's directory
+      symlinkSync(join(l.deps, 'node-1', 'node_modules', 'lib', 'dist', 'lib-9c8b.js'), join(l.release, 'static', 'lib.js'));
+      symlinkSync('/etc/hostname', join(l.release, 'static', 'host.txt')); // out of both
+      symlinkSync('../.env', join(l.release, 'static', 'env.txt')); // a hidden file
+      symlinkSync('..', join(l.release, 'static', 'up')); // a loop (and the release's hidden files through it)
+      link(l, 'current');
+      const got = files(l.tree('current')).filter((f) => !f.startsWith('static/up/'));
+      expect(got).toEqual(['.ops-source', 'static/app-0a1b.js', 'static/fonts/a-1f2e.woff2', 'static/lib.js', 'static/lib/lib-9c8b.js']);
+      expect(readFileSync(join(l.tree('current'), 'static', 'lib', 'lib-9c8b.js'), 'utf8')).toBe('lib');
+      // Through the loop, never a hidden file, and it ends.
+      expect(files(l.tree('current')).filter((f) => /(^|\/)\.env$/.test(f))).toEqual([]);
+      expect(files(l.tree('current')).filter((f) => f.startsWith('static/up/')).length).toBeLessThan(100);
+    } finally {
+      rmSync(l.base, { recursive: true, force: true });
+    }
+  });
+
+  it("assets_link: hashed names, nested directories, names with spaces and non-ASCII, a build's dotfiles kept out of no tree but carried files left out", () => {
+    const l = layout();
+    try {
+      mkdirSync(join(l.release, 'static', 'chunks', 'pages'), { recursive: true });
+      mkdirSync(join(l.release, 'static', '.vite'), { recursive: true });
+      writeFileSync(join(l.release, 'static', 'chunks', 'pages', 'index-3f9a.js'), 'x');
+      writeFileSync(join(l.release, 'static', 'a b ü-7e.css'), 'y');
+      writeFileSync(join(l.release, 'static', '.vite', 'manifest.json'), '{}');
+      writeFileSync(join(l.release, 'static', 'old-5d.js'), 'carried');
+      writeFileSync(l.carried, 'static/old-5d.js\0../../etc/passwd\0');
+      link(l, 'current');
+      expect(files(l.tree('current'))).toEqual(['.ops-source', 'static/.vite/manifest.json', 'static/a b ü-7e.css', 'static/chunks/pages/index-3f9a.js']);
+    } finally {
+      rmSync(l.base, { recursive: true, force: true });
+    }
+  });
+
+  it('assets_reuse: the switch links what staging made (a file not readable by all copied once per release), and makes it afresh once the release changed', () => {
+    const l = layout();
+    const reuse = () => bash(`${ASSETS_FUNCTIONS}\nassets_reuse ${[l.release, l.tree('next'), l.tree('.new'), l.carried, 'static'].map(quote).join(' ')} && echo reused || echo made`);
+    try {
+      writeFileSync(join(l.release, 'static', 'app-0a1b.js'), 'app', { mode: 0o600 });
+      chmodSync(join(l.release, 'static', 'app-0a1b.js'), 0o600);
+      writeFileSync(join(l.release, 'static', 'app-0a1b.css'), 'css');
+      link(l, 'next');
+      const copy = statSync(join(l.tree('next'), 'static', 'app-0a1b.js'));
+      expect(copy.ino).not.toBe(statSync(join(l.release, 'static', 'app-0a1b.js')).ino);
+      expect(copy.mode & 0o777).toBe(0o644);
+      // Files carried in after the staging (the switch's carry) are not its own: the staged tree still fits.
+      writeFileSync(join(l.release, 'static', 'old-5d.js'), 'carried');
+      writeFileSync(l.carried, 'static/old-5d.js\0');
+      expect((reuse()).trim()).toMatch(/reused$/);
+      expect(statSync(join(l.tree('.new'), 'static', 'app-0a1b.js')).ino).toBe(copy.ino);
+      expect(existsSync(l.tree('next'))).toBe(true);
+      // The release changed since: its tree is not that of the release.
+      writeFileSync(join(l.release, 'static', 'late-11.js'), 'late');
+      expect((reuse()).trim()).toMatch(/^made$/m);
+      // Another release's tree never fits.
+      const other = join(l.base, 'releases', 'r2');
+      cpSync(l.release, other, { recursive: true, preserveTimestamps: true });
+      link(l, 'next');
+      expect((bash(`${ASSETS_FUNCTIONS}\nassets_reuse ${[other, l.tree('next'), l.tree('.new'), join(other, '.ops-assets-carried'), 'static'].map(quote).join(' ')} && echo reused || echo made`)).trim()).toMatch(/made$/);
+    } finally {
+      rmSync(l.base, { recursive: true, force: true });
+    }
   });
 });
 

@@ -166,6 +166,16 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     expect(leaks(r.stdout)).toBe('hidden whole');
   });
 
+  it('masks as bytes: a value with bytes that are not UTF-8, a NUL and a regular expression\'s characters, in a line that is not UTF-8', () => {
+    const t = target();
+    const value = Buffer.from('a\\.*[x]+$(\xff\xfe)|^', 'latin1');
+    writeFileSync(t.layout.masks(t.layout.record(ID)), Buffer.concat([value, Buffer.from('\n')]), { mode: 0o600 });
+    const line = (v: Buffer) => Buffer.concat([Buffer.from('x\xc3 ', 'latin1'), v, Buffer.from('\0 a\\.x\n', 'latin1')]);
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${maskText(t)}`], { input: line(value) });
+    expect(r.stderr.toString()).toBe('');
+    expect(r.stdout.equals(line(Buffer.from('***')))).toBe(true);
+  });
+
   it('masks a 1 MB log excerpt with 50 secrets (every form of each) in one pass, in seconds', () => {
     const t = target();
     const secrets = Array.from({ length: 50 }, (_, i) => `s3cr.t*${i}-"q" \\ $x [a-z]+ ü\xff/${'k'.repeat(i % 7)}`);

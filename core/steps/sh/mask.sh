@@ -148,14 +148,18 @@ mask_clip() {
 # MASK_TEXT. No process: bash's own matching, as bytes (what a step quotes is short: a body's first bytes, a
 # process's arguments).
 mask_string() {
-  local LC_ALL=C f t=$1 rest at past from=-1 to=-1 copied=0 out=''
+  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=''
   local -a ends=() # by where a text starts in TEXT: where the longest one there ends
   for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
-    rest=$t; at=0
-    while [[ $rest == *"$f"* ]]; do
-      rest=${rest%%"$f"*}; at=$(( at + ${#rest} )); past=$(( at + ${#f} ))
+    [[ $t == *"$f"* ]] || continue
+    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.
+    at=0
+    while [ $(( at + ${#f} )) -le "${#t}" ]; do
+      win=${t:at:4096+${#f}}
+      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi
+      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))
       [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past
-      at=$(( at + 1 )); rest=${t:at} # from the next byte: another may start inside this one
+      at=$(( at + 1 )) # from the next byte: another may start inside this one
     done
   done
   for at in "${!ends[@]}"; do # in order

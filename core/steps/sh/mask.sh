@@ -16,8 +16,9 @@
 # - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
 #   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
 #   release is gone, and its secret values may have been rotated since.
-# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
-# share most of their values.
+# Each once, longest first (the releases kept share most of their values); every place a text covers in what is
+# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as
+# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).
 
 # mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
 # RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app

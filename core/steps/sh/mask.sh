@@ -165,12 +165,12 @@ mask_string() {
   done
   for at in "${!ends[@]}"; do # in order
     if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi
-    [ "$from" -lt 0 ] || { out+=${t:copied:from-copied}***; copied=$to; }
+    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }
     from=$at; to=${ends[at]}
   done
   MASK_TEXT=$t
   [ "$from" -ge 0 ] || return 0
-  MASK_TEXT=$out${t:copied:from-copied}***${t:to}
+  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"
   for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
     [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}
   done

@@ -16,7 +16,7 @@ import { parseReports, reported, type Step } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { MASK_FUNCTIONS, probeLibrary } from '../../core/steps/libraries.ts';
 import { logsStep } from '../../core/steps/logs.ts';
-import { maskText, releaseMasks } from '../../core/steps/masks.ts';
+import { maskArgs, maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { healthShell, STATUS_KEYS } from '../../core/steps/status.ts';
 import { startSlot } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -145,6 +145,54 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     writeFileSync(t.layout.environ(`${t.layout.releases}/${ID}`), ''); // its environ says nothing: the masks file alone
     expect(hostMasked(t, `url ${DATABASE_URL}\npassword ${encodeURIComponent(DB_PASSWORD)}\n`)).toBe('url ***\npassword ***\n');
   });
+
+  it('hides two secrets printed together where one ends with the start of the other whole, as the runner does: mask_text and mask_string', () => {
+    const t = target();
+    // Two values whose overlap ("tY2") is printed once, and a value equal to one's start; a "*" value the *** completes.
+    const values = { SECRET_KEY: 'Zq7Wx9vLm3pR8tY2', PEM: 'tY2-abcdefghijklmnop', PASSWORDS: 'Zq7Wx9vLm3', DATABASE_URL: '***-star' };
+    const environ = Object.entries(values).map(([k, v]) => `${k}=${v}\0`).join('');
+    writeFileSync(t.layout.environ(`${t.layout.releases}/${ID}`), environ);
+    writeFileSync(t.layout.masks(t.layout.record(ID)), releaseMasks(t, environ), { mode: 0o600 });
+    const text = 'key=Zq7Wx9vLm3pR8tY2-abcdefghijklmnop; id=Zq7Wx9vLm3 rest; twice=Zq7Wx9vLm3pR8tY2-abcdefghijklmnopZq7Wx9vLm3pR8tY2-abcdefghijklmnop; Zq7Wx9vLm3-star';
+    const runner = new MemoryReporter();
+    for (const v of Object.values(values)) runner.mask(v);
+    const want = 'key=***; id=*** rest; twice=******; ***'; // two touching: two
+    expect(runner.redact(text)).toBe(want);
+    // Compared as "shown or not": a failure says which, never the rest of a secret.
+    const leaks = (out: string) => (out === want ? 'hidden whole' : `shown: ${out.replace(/[A-Za-z0-9]/g, 'x')}`);
+    expect(leaks(hostMasked(t, `${text}\n`).replace(/\n$/, ''))).toBe('hidden whole');
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\nmask_load ${maskArgs(t).map((a) => `'${a}'`).join(' ')}\nmask_string "$1"; printf '%s' "$MASK_TEXT"`, 'mask', text], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(leaks(r.stdout)).toBe('hidden whole');
+  });
+
+  it('masks as bytes: a value with bytes that are not UTF-8, a NUL and a regular expression\'s characters, in a line that is not UTF-8', () => {
+    const t = target();
+    const value = Buffer.from('a\\.*[x]+$(\xff\xfe)|^', 'latin1');
+    writeFileSync(t.layout.masks(t.layout.record(ID)), Buffer.concat([value, Buffer.from('\n')]), { mode: 0o600 });
+    const line = (v: Buffer) => Buffer.concat([Buffer.from('x\xc3 ', 'latin1'), v, Buffer.from('\0 a\\.x\n', 'latin1')]);
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${maskText(t)}`], { input: line(value) });
+    expect(r.stderr.toString()).toBe('');
+    expect(r.stdout.equals(line(Buffer.from('***')))).toBe(true);
+  });
+
+  it('masks a 1 MB log excerpt with 50 secrets (every form of each) in one pass, in seconds', () => {
+    const t = target();
+    const secrets = Array.from({ length: 50 }, (_, i) => `s3cr.t*${i}-"q" \\ $x [a-z]+ ü\xff/${'k'.repeat(i % 7)}`);
+    const forms = [...new Set(secrets.flatMap((s) => releaseMasks(t, `SECRET_KEY=${s}\0`).split('\n').filter(Boolean)))];
+    expect(forms.length).toBeGreaterThanOrEqual(300); // about seven a secret
+    writeFileSync(t.layout.masks(t.layout.record(ID)), `${forms.sort((a, b) => b.length - a.length).join('\n')}\n`, { mode: 0o600 });
+    const line = (i: number) => `2026-12-01T10:00:00Z worker ${i} said ${i % 97 === 0 ? `token ${forms[i % forms.length]} and ` : ''}nothing much at all, regex-ish [a-z]+ \\ $x *\n`;
+    let text = '';
+    for (let i = 0; text.length < 1_000_000; i++) text += line(i);
+    const started = Date.now();
+    const host = hostMasked(t, text);
+    const took = Date.now() - started;
+    expect(host.split('\n')).toHaveLength(text.split('\n').length);
+    expect(host.includes('s3cr.t*')).toBe(false);
+    expect(host).toContain('said token *** and nothing much');
+    expect(took).toBeLessThan(5_000);
+  }, 60_000);
 
   it('passes text through unchanged on a host without releases', () => {
     const t = target();

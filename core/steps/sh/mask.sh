@@ -16,8 +16,9 @@
 # - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
 #   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
 #   release is gone, and its secret values may have been rotated since.
-# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
-# share most of their values.
+# Each once, longest first (the releases kept share most of their values); every place a text covers in what is
+# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as
+# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).
 
 # mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
 # RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
@@ -59,15 +60,57 @@ mask_forms() {
     done
   } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
 }
-# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
-# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
-# written to a file or given on a command line.
+# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every
+# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that
+# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other's
+# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"
+# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular
+# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is
+# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file
+# or given on a command line.
 mask_text() {
-  local script
-  script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\/$*.^[]/\\&/g; s/.*/s\/&\/***\/g/')
-  if [ -z "$script" ]; then cat; return; fi
-  LC_ALL=C sed -u -f <(printf '%s\n' "$script")
+  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")
 }
+# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.
+# shellcheck disable=SC2016 # Perl's variables
+MASK_PERL='
+binmode STDIN; binmode STDOUT; $| = 1;
+open(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\n"; binmode $forms;
+my @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;
+close $forms;
+if (!@forms) { print while <STDIN>; exit 0 }
+# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a
+# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.
+# Longest first: a match is the longest text of its part at the first place one starts.
+my (@parts, @part, $size);
+for my $k (0 .. $#forms) {
+  push @part, quotemeta $forms[$k]; $size += length $forms[$k];
+  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }
+}
+my @starred = grep { index($_, "*") >= 0 } @forms;
+while (my $line = <STDIN>) {
+  my $end = chomp($line) ? "\n" : "";
+  my %ends; # by where a text starts in the line: where the longest one there ends
+  for my $part (@parts) {
+    while ($line =~ /$part/g) {
+      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];
+      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it
+    }
+  }
+  if (%ends) {
+    my ($out, $copied, $from, $to) = ("", 0, -1, -1);
+    for my $at (sort { $a <=> $b } keys %ends) {
+      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }
+      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }
+      ($from, $to) = ($at, $ends{$at});
+    }
+    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);
+    # only where a "***" was put in: a text found as it was is hidden already
+    for my $f (@starred) { $line =~ s/\Q$f\E/***/g if index($line, $f) >= 0 }
+  }
+  print $line, $end;
+}
+'
 # keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
 # the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
 # Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
@@ -101,13 +144,35 @@ mask_clip() {
     mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
   fi
 }
-# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
-# MASK_TEXT. No process: bash's own replacement, as bytes.
+# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it
+# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in
+# MASK_TEXT. No process: bash's own matching, as bytes (what a step quotes is short: a body's first bytes, a
+# process's arguments).
 mask_string() {
-  local LC_ALL=C f
-  MASK_TEXT=$1
+  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=''
+  local -a ends=() # by where a text starts in TEXT: where the longest one there ends
   for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
-    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}
+    [[ $t == *"$f"* ]] || continue
+    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.
+    at=0
+    while [ $(( at + ${#f} )) -le "${#t}" ]; do
+      win=${t:at:4096+${#f}}
+      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi
+      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))
+      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past
+      at=$(( at + 1 )) # from the next byte: another may start inside this one
+    done
+  done
+  for at in "${!ends[@]}"; do # in order
+    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi
+    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }
+    from=$at; to=${ends[at]}
+  done
+  MASK_TEXT=$t
+  [ "$from" -ge 0 ] || return 0
+  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"
+  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
+    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}
   done
 }
 # mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in

@@ -191,7 +191,8 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     expect(host.split('\n')).toHaveLength(text.split('\n').length);
     expect(host.includes('s3cr.t*')).toBe(false);
     expect(host).toContain('said token *** and nothing much');
-    expect(took).toBeLessThan(5_000);
+    // A bound, not a benchmark: the old sed-per-form masker needed minutes here, one pass takes about 1.5 s on a busy runner.
+    expect(took).toBeLessThan(10_000);
   }, 60_000);
 
   it('passes text through unchanged on a host without releases', () => {

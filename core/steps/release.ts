@@ -9,21 +9,15 @@ import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
-import { b64 } from './script.ts';
+import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
 import { reportProvisioned } from './system.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
-/**
- * git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own: root's ~/.gitconfig and
- * ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes are a host's, and would make the release differ from
- * the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes file's
- * export-ignore: files left out, its eol or a filter driver: other bytes). HOME names no directory (git skips the
- * files it cannot find); the wrapper has already unset GIT_* and XDG_CONFIG_HOME (core/remote/wrap.ts).
- */
+/** git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own (hostGit). */
 export function mirrorGit(mirror: string): string {
-  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+  return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */

@@ -290,7 +290,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
     });
   };
   const python = part(async () => {
-    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true)), APP_KEYS.deps);
   });
   const node = part(async () => {
     if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true)), APP_KEYS.deps);

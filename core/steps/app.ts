@@ -120,9 +120,10 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * so compiling does not lengthen their path, the deploy's longest.
  * pip and uv run `contained` (sh/contain.sh), as app commands do: what an sdist's build (setup.py) left running is
  * stopped once the installer exits, and the step's output names it.
- * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
+ * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
+ * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
   const install =
@@ -133,14 +134,14 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
   # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
   # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
   # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
-  # (/srv, base_dir), which uv looks for when the commit has none. Without the commit's: provision's file alone
-  # (UV_CONFIG_FILE), or none; with them, the system and user files uv merges beneath them are an empty one.
-  if [ -f uv.toml ] || { [ -f pyproject.toml ] && grep -q 'tool\.uv' pyproject.toml; }; then
-    uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
-    export XDG_CONFIG_DIRS="$uv_none"
-    ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"
-  elif ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
-  else export UV_NO_CONFIG=1; fi
+  # (/srv, base_dir, a home), which uv looks for when the release's root has none (a pyproject.toml without a
+  # [tool.uv] table too). With the commit's (the runner read them: SetInputs.uvSettings), the system and user files uv
+  # merges beneath them are an empty one; without, provision's file alone (UV_CONFIG_FILE, which searches no
+  # directory), or none.
+${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
+  export XDG_CONFIG_DIRS="$uv_none"
+  ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"` : String.raw`  if ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
+  else export UV_NO_CONFIG=1; fi`}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi

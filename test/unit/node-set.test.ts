@@ -202,21 +202,27 @@ describe('a node set made from the live one (npm install over hard links of its 
 });
 
 describe("the Python set made by uv, requirements pinned by hashes: uv's cache first, then the index", () => {
-  /** Runs the step with a uv that logs its arguments and fails with --offline when `cached` is false. */
-  async function pythonSet(cached: boolean, hashes: boolean) {
+  /**
+   * Runs the step with a uv that logs its arguments (and the settings it is told to read) and fails with --offline
+   * when `cached` is false; `pyproject`: the release's pyproject.toml, `uvSettings`: the runner's SetInputs.uvSettings.
+   */
+  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean } = {}) {
     const base = mkdtempSync(join(tmpdir(), 'ops-pyset-'));
     const release = join(base, 'releases', 'r1');
     mkdirSync(release, { recursive: true });
     writeFileSync(join(release, 'requirements.txt'), hashes ? 'ms==1.0 \\\n    --hash=sha256:00\n' : 'ms>=1.0\n');
+    if (commit.pyproject) writeFileSync(join(release, 'pyproject.toml'), commit.pyproject);
     const uv = join(base, 'uv');
     const log = join(base, 'uv.log');
-    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
+    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\necho "settings \${UV_NO_CONFIG:+no-config}\${UV_CONFIG_FILE:+file}\${XDG_CONFIG_DIRS:+xdg}" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
     chmodSync(uv, 0o755);
     const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
     const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
-    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01'))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
-    const installs = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n').filter((l) => l.startsWith('pip install'));
-    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
+    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
+    const logged = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n');
+    const installs = logged.filter((l) => l.startsWith('pip install'));
+    const settings = [...new Set(logged.filter((l) => l.startsWith('settings')).map((l) => l.slice('settings '.length)))];
+    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), settings, complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
   }
 
   it('all in the cache: one install, offline; a file missing from it: the index is asked; without hashes: the index only', async () => {
@@ -225,5 +231,12 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     expect(missing).toMatchObject({ installs: ['offline', 'index'], complete: true });
     expect(missing.r.stderr).not.toContain('Network connectivity is disabled');
     expect(await pythonSet(true, false)).toMatchObject({ installs: ['index'], complete: true });
+  });
+
+  it("reads no uv settings the runner did not find in the commit: a pyproject.toml naming tool.uv without the table makes uv search no directory above the release", async () => {
+    const pyproject = '[project]\nname = "app"\n# uv: see tool.uv in the docs\n[tool.uvicorn]\nport = 1\n';
+    expect(await pythonSet(true, false, { pyproject })).toMatchObject({ settings: ['no-config'], complete: true });
+    // The commit's own (the runner read them): uv takes them from the release's root, over an empty system and user file.
+    expect(await pythonSet(true, false, { pyproject: '[tool.uv]\nnative-tls = true\n', uvSettings: true })).toMatchObject({ settings: ['xdg'], complete: true });
   });
 });

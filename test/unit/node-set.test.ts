@@ -12,7 +12,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
+import { APP_KEYS, nodeDependencies, npmrcIgnoredWarning, pythonDependencies } from '../../core/steps/app.ts';
+import { parseReports } from '../../core/remote/types.ts';
+import { PROVISION_MARK } from '../../core/packages.ts';
 import { resolveTarget } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -114,6 +116,34 @@ describe('a reused set over a node_modules or venv the commit holds (a vendored 
     expect(existsSync(join(release, 'client', 'node_modules', 'vite'))).toBe(true);
     expect(lstatSync(join(release, 'venv')).isSymbolicLink()).toBe(true);
     expect(readlinkSync(join(release, 'venv'))).toBe(join(t.layout.deps, 'venv-abcd'));
+  });
+});
+
+describe("the app user's ~/.npmrc: a registry npm is not given is said, not ignored in silence", () => {
+  it('a hand-written registry= and any @scope:registry= are reported by key (never the URL); provision\'s registry= and credentials are not', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-nodeset-npmrc-'));
+    const release = join(base, 'releases', 'r1');
+    mkdirSync(join(release, 'client'), { recursive: true });
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' }, release: { node_dir: 'client' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    mkdirSync(join(t.layout.deps, 'node-abcd', 'node_modules'), { recursive: true });
+    writeFileSync(join(t.layout.deps, 'node-abcd', '.complete'), '');
+    // The app user's home, here a scratch directory in place of /home/shop.
+    const home = join(base, 'home');
+    mkdirSync(home);
+    const ignored = async (npmrc: string) => {
+      writeFileSync(join(home, '.npmrc'), npmrc);
+      const r = await run('bash', ['-c', scriptText(nodeDependencies(t, release, 'abcd')).replaceAll('/home/shop/', `${home}/`)], { encoding: 'utf8' });
+      expect(r.stdout).not.toContain('secret');
+      return parseReports(r.stdout).filter(([k]) => k === APP_KEYS.npmrc_ignored).map(([, v]) => v);
+    };
+    const scoped = '@acme:registry=https://npm.acme.example/\n//npm.acme.example/:_authToken=secret\n';
+    expect(await ignored(`registry = https://u:secret@mirror.example/\nomit=dev\n${scoped}`)).toEqual(['@acme:registry', 'registry']);
+    expect(await ignored(`${PROVISION_MARK} (packages.npm_registry): do not edit on the host.\nregistry=https://registry.example/\n${scoped}`)).toEqual(['@acme:registry']);
+    expect(await ignored('//npm.acme.example/:_authToken=secret\n')).toEqual([]);
+    expect(npmrcIgnoredWarning(t, ['@acme:registry', 'registry'])).toBe(
+      "@acme:registry, registry in /home/shop/.npmrc (written by hand) are not read by npm: npm ci and the build install from the registries the environment and the commit name; set the registry as packages.npm_registry in environments/test/environment.yml (then ops provision test: it writes ~/.npmrc); a scope's registry in the commit's client/.npmrc (its token stays in ~/.npmrc as //host/:_authToken=)",
+    );
   });
 });
 

@@ -509,5 +509,10 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
+  const stale = reportedAll(pruned, RELEASE_KEYS.stale).map((line) => line.split('\t'));
+  if (stale.length)
+    result.notes.push(
+      `warning: ${stale.map(([pid, via, comm]) => `pid ${pid} (${comm}) ${via === 'current' ? `started through ${env.layout.current} before the switch` : `runs release ${via}`}`).join(', ')}: not ${p.id}, the release now live; the switch restarts only the environment's programs: restart it (a supervisor program or systemd unit of your own: in release.after_switch), or make it one of the environment's programs`,
+    );
   return result;
 }

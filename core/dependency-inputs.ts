@@ -26,6 +26,12 @@ export interface SetInputs {
    * as it makes any first set.
    */
   fromLive?: true;
+  /**
+   * Python set with uv only: the commit has settings uv reads in the release's root (a uv.toml, or pyproject.toml's
+   * [tool.uv] tables, as uvTables finds them). Without them uv is given provision's file alone, or none (core/steps/app.ts
+   * pythonDependencies): it would otherwise look for one in the directories above the release.
+   */
+  uvSettings?: true;
 }
 
 export interface DependencyInputs {
@@ -399,6 +405,7 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     }
   };
   await read(posix.normalize(req).replace(/^\.\//, ''));
+  let commitUvSettings = false;
   if (installer === 'uv') {
     // uv reads its settings from uv.toml, else pyproject.toml's [tool.uv] tables, in the directory it runs in
     // (the release's root; https://docs.astral.sh/uv/concepts/configuration-files/): an index, find-links or
@@ -407,17 +414,19 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     if (uvToml) {
       parts.push(`uv.toml ${uvToml}`);
       files.push('uv.toml');
+      commitUvSettings = true;
     }
     const pyproject = await textAt(repo, sha, 'pyproject.toml');
     const uvSettings = pyproject === undefined ? '' : uvTables(pyproject);
     if (uvSettings) {
       parts.push(`pyproject.toml [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
       files.push('pyproject.toml [tool.uv]');
+      commitUvSettings = true;
     }
   }
   const listed = await listedInputs(repo, sha, extra, tie);
   parts.push(...listed.parts);
-  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }) };
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }) };
 }
 
 /** What package.json declares that the lockfile's root entry records (npm's lockfile format,
@@ -607,6 +616,7 @@ async function readInputs(repo: string, sha: string, env: Environment): Promise<
     files: x.files,
     ...(x.perRelease && { perRelease: x.perRelease }),
     ...(x.fromLive && { fromLive: x.fromLive }),
+    ...(x.uvSettings && { uvSettings: x.uvSettings }),
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }

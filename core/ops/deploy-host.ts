@@ -14,7 +14,7 @@ import { reported, reportedAll, type Remote, type StepResult } from '../remote/t
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
+import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDependencies } from '../steps/app.ts';
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
@@ -290,10 +290,14 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
     });
   };
   const python = part(async () => {
-    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true)), APP_KEYS.deps);
   });
   const node = part(async () => {
-    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true)), APP_KEYS.deps);
+    if (!nodeDir) return;
+    const made = await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true));
+    deps[1] = reportedAll(made, APP_KEYS.deps);
+    const ignored = reportedAll(made, APP_KEYS.npmrc_ignored);
+    if (ignored.length) result.notes.push(`warning: ${npmrcIgnoredWarning(env, ignored)}`);
   });
   const runBuild = part(async () => {
     if (build) await h.run(appCommand(env, dir, 'build', build));
@@ -505,5 +509,10 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
+  const stale = reportedAll(pruned, RELEASE_KEYS.stale).map((line) => line.split('\t'));
+  if (stale.length)
+    result.notes.push(
+      `warning: ${stale.map(([pid, via, comm]) => `pid ${pid} (${comm}) ${via === 'current' ? `started through ${env.layout.current} before the switch` : `runs release ${via}`}`).join(', ')}: not ${p.id}, the release now live; the switch restarts only the environment's programs: restart it (a supervisor program or systemd unit of your own: in release.after_switch), or make it one of the environment's programs`,
+    );
   return result;
 }

@@ -1,6 +1,7 @@
 // Running in a release as the app user: its environment (pinned runtimes first on PATH, quiet package managers),
 // its dependencies (a venv and node_modules shared by content hash), and app commands (build, migrate, hooks,
 // initdata) with the .env's values exported as rendered.
+import { posix } from 'node:path';
 import type { Target } from '../target.ts';
 import { environLoader } from '../dotenv.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
@@ -10,8 +11,8 @@ import { INDEX_READ_TIMEOUT } from '../packages.ts';
 import { packageIndexPaths, pipSettings, provisionWrote } from './system.ts';
 import { CONTAIN_FUNCTIONS } from './libraries.ts';
 
-/** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`. */
-export const APP_KEYS = reportKeys('deps');
+/** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`; `npmrc_ignored` (node): each registry key (`registry`, `@scope:registry`) of the app user's ~/.npmrc npm is not given (npmrcIgnored). */
+export const APP_KEYS = reportKeys('deps', 'npmrc_ignored');
 
 /**
  * Environment for app commands and dependency installs: runtimes and the venv first on PATH, quiet package managers,
@@ -35,11 +36,32 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier
 ops_npmrc=${quote(`${opsHomeDir(env)}/npmrc`)}
 mkdir -p "${'$'}{ops_npmrc%/*}"
 ops_tmp=$(mktemp "$ops_npmrc.XXXXXX")
-if ${provisionWrote(files.npmrc)}; then grep -E '^(registry=|//)' ${quote(files.npmrc)}; else grep -s -E '^//' ${quote(files.npmrc)}; fi > "$ops_tmp" || true
+ops_npmrc_kept='^//'; if ${provisionWrote(files.npmrc)}; then ops_npmrc_kept='^(registry=|//)'; fi
+grep -s -E "$ops_npmrc_kept" ${quote(files.npmrc)} > "$ops_tmp" || true
 mv -f "$ops_tmp" "$ops_npmrc"
 export npm_config_globalconfig=/dev/null npm_config_userconfig="$ops_npmrc"
 ${pipSettings(env)}
 cd ${quote(release)}`;
+}
+
+/**
+ * Shell (after appEnvironment): report each registry key of the app user's ~/.npmrc that appEnvironment leaves out
+ * (`registry=` hand-written there, any `@scope:registry=`), by key only (its URL may hold a credential), so the
+ * deploy says it was not read (core/ops/deploy-host.ts) instead of installing from another registry in silence.
+ */
+function npmrcIgnored(env: Target): string {
+  return String.raw`{ grep -s -v -E "$ops_npmrc_kept" ${quote(packageIndexPaths(env).npmrc)} || true; } | sed -n -E 's/^[[:space:]]*((@[^[:space:]:=]+:)?registry)[[:space:]]*=.*/\1/p' | sort -u | while read -r k; do ops_report ${APP_KEYS.npmrc_ignored} "$k"; done`;
+}
+
+/**
+ * What a deploy says of the registry keys npmrcIgnored reported (`keys`): where each belongs instead. Pure.
+ */
+export function npmrcIgnoredWarning(env: Target, keys: string[]): string {
+  const ways = [
+    ...(keys.includes('registry') ? [`the registry as packages.npm_registry in environments/${env.name}/environment.yml (then ops provision ${env.name}: it writes ~/.npmrc)`] : []),
+    ...(keys.some((k) => k !== 'registry') ? [`a scope's registry in the commit's ${posix.join(env.config.release.node_dir, '.npmrc')} (its token stays in ~/.npmrc as //host/:_authToken=)`] : []),
+  ];
+  return `${keys.join(', ')} in ${packageIndexPaths(env).npmrc} (written by hand) ${keys.length > 1 ? 'are' : 'is'} not read by npm: npm ci and the build install from the registries the environment and the commit name; set ${ways.join('; ')}`;
 }
 
 /**
@@ -120,9 +142,10 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * so compiling does not lengthen their path, the deploy's longest.
  * pip and uv run `contained` (sh/contain.sh), as app commands do: what an sdist's build (setup.py) left running is
  * stopped once the installer exits, and the step's output names it.
- * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
+ * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
+ * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
   const install =
@@ -133,14 +156,14 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
   # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
   # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
   # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
-  # (/srv, base_dir), which uv looks for when the commit has none. Without the commit's: provision's file alone
-  # (UV_CONFIG_FILE), or none; with them, the system and user files uv merges beneath them are an empty one.
-  if [ -f uv.toml ] || { [ -f pyproject.toml ] && grep -q 'tool\.uv' pyproject.toml; }; then
-    uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
-    export XDG_CONFIG_DIRS="$uv_none"
-    ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"
-  elif ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
-  else export UV_NO_CONFIG=1; fi
+  # (/srv, base_dir, a home), which uv looks for when the release's root has none (a pyproject.toml without a
+  # [tool.uv] table too). With the commit's (the runner read them: SetInputs.uvSettings), the system and user files uv
+  # merges beneath them are an empty one; without, provision's file alone (UV_CONFIG_FILE, which searches no
+  # directory), or none.
+${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdir -p "$uv_none/uv"; : > "$uv_none/uv/uv.toml"
+  export XDG_CONFIG_DIRS="$uv_none"
+  ${provisionWrote(packageIndexPaths(env).uvToml)} || export XDG_CONFIG_HOME="$uv_none"` : String.raw`  if ${provisionWrote(packageIndexPaths(env).uvToml)}; then export UV_CONFIG_FILE=${quote(packageIndexPaths(env).uvToml)}
+  else export UV_NO_CONFIG=1; fi`}
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
@@ -271,7 +294,8 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   mkdir -p "$set_dir"
   if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi
   if [ -n "${'$'}{stamp:-}" ]; then printf '%s\n' "$stamp" > "$set_dir/.from-live"; fi`;
-  return dependencySet(env, release, 'node', `node-${hash}`, install, { from: modules, to: 'node_modules' }, 'installed');
+  const step = dependencySet(env, release, 'node', `node-${hash}`, install, { from: modules, to: 'node_modules' }, 'installed');
+  return { ...step, script: `${step.script}\n${npmrcIgnored(env)}` };
 }
 
 /**

@@ -9,25 +9,19 @@ import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
-import { b64 } from './script.ts';
+import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
 import { reportProvisioned } from './system.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
-/**
- * git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own: root's ~/.gitconfig and
- * ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes are a host's, and would make the release differ from
- * the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes file's
- * export-ignore: files left out, its eol or a filter driver: other bytes). HOME names no directory (git skips the
- * files it cannot find); the wrapper has already unset GIT_* and XDG_CONFIG_HOME (core/remote/wrap.ts).
- */
+/** git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own (hostGit). */
 export function mirrorGit(mirror: string): string {
-  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+  return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'stale');
 
 export interface ReleaseMeta {
   id: string;
@@ -550,6 +544,45 @@ fi`,
 }
 
 /**
+ * Shell (in the releases directory, after the switch): report as `stale` (`<pid><TAB><release or current><TAB><its
+ * program name>`) each process that runs other code than the live release and that no slot started (no OPS_SLOT in
+ * its environment: the previous release kept warm, and what a slot's programs left, are the deploy's own): one whose
+ * working directory or executable is in another release, or that names `<base>/current` in its command line and
+ * started before `current` last changed (it resolved the previous release then). A supervisor program or a systemd
+ * unit added by hand through `current` (a worker, a scheduler) is not restarted by the switch, and keeps running the
+ * code it started with: the deploy says so, rather than succeed while the old code runs. A process with a terminal
+ * (someone's shell in an old release) is left out. By pid and /proc's short name only: a command line may hold a
+ * secret. One find and one grep for all processes; a grep of its environment per process found.
+ */
+function staleProcesses(env: Target): string {
+  const current = quote(env.layout.current);
+  return String.raw`if live=$(readlink ${current} 2>/dev/null); then
+  live=${'$'}{live%/}; live=${'$'}{live##*/}
+  switched=$(stat -c %Y ${current} 2>/dev/null || echo 0)
+  btime=0; while read -r k v; do if [ "$k" = btime ]; then btime=$v; fi; done < /proc/stat
+  tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+  declare -A stale_via=()
+  while read -r p d; do
+    case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; [ "$d" = "$live" ] || stale_via[${'$'}{p#/proc/}]=$d ;; esac
+  done < <(find /proc/[0-9]*/cwd /proc/[0-9]*/exe -maxdepth 0 -printf '%h %l\n' 2>/dev/null || true)
+  for p in $(grep -l -F -- ${quote(`${env.layout.current}/`)} /proc/[0-9]*/cmdline 2>/dev/null || true); do
+    p=${'$'}{p#/proc/}; p=${'$'}{p%/cmdline}; [ -n "${'$'}{stale_via[$p]:-}" ] || stale_via[$p]=current
+  done
+  for p in "${'$'}{!stale_via[@]}"; do
+    if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
+    grep -qz '^OPS_SLOT=' "/proc/$p/environ" 2>/dev/null && continue
+    read -r s 2>/dev/null < "/proc/$p/stat" || continue
+    read -r -a f <<< "${'$'}{s##*) }"
+    [ "${'$'}{f[4]:-0}" = 0 ] || continue
+    # Named through current: stale only if it started before current last changed.
+    if [ "${'$'}{stale_via[$p]}" = current ] && [ $(( btime + ${'$'}{f[19]:-0} / tck )) -ge "$switched" ]; then continue; fi
+    read -r comm < "/proc/$p/comm" 2>/dev/null || comm='?'
+    ops_report ${RELEASE_KEYS.stale} "$p	${'$'}{stale_via[$p]}	$comm"
+  done
+fi`;
+}
+
+/**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
  * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
@@ -583,6 +616,7 @@ for r in "${'$'}{remove[@]}"; do
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
+${staleProcesses(env)}
 # The records of releases no longer here (removed by hand, or a release step cut short).
 for d in ${quote(L.records)}/*/; do d=${'$'}{d%/}; [ ! -d "$d" ] || [ -d "${'$'}{d##*/}" ] || rm -rf -- "$d"; done
 # Where ops's records of each kept release are (release_record in history.sh: its record directory, or for a release

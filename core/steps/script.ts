@@ -32,3 +32,17 @@ rm -f "$new"
 ${putFile(path, content, mode)}`;
 }
 
+
+/**
+ * git on a host (the mirror, the version managers' clones), reading none of the host's configuration: root's
+ * ~/.gitconfig and ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes would make what it writes differ
+ * from the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes
+ * file's export-ignore: files left out), run what they name as root (core.hooksPath, init.templateDir's hooks copied
+ * into the mirror, core.fsmonitor) or name another branch (init.defaultBranch). env(1), so that it can follow timeout(1). HOME names no directory (git skips
+ * the files it cannot find; GIT_CONFIG_GLOBAL is git 2.32+, and bullseye has 2.30); the wrapper has already unset
+ * GIT_* (GIT_TEMPLATE_DIR too) and XDG_CONFIG_HOME (core/remote/wrap.ts). No hook runs, not even one a mirror made
+ * by an older version got from such a template: hooks are never ours.
+ */
+export function hostGit(): string {
+  return 'env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null';
+}

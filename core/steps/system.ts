@@ -7,6 +7,7 @@ import { reported, reportKeys, type Step, type StepResult } from '../remote/type
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
+import { hostGit } from './script.ts';
 
 /** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), and PROVISIONED_KEYS; `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
 export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'runtime');
@@ -262,7 +263,7 @@ export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   const lines = [SYSTEM_FUNCTIONS];
   if (python.strategy === 'pyenv') {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  timeout 300 git clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
@@ -272,7 +273,7 @@ fi`);
   }
   if (node.strategy === 'nvm') {
     lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  timeout 300 git clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.node)} ]; then
@@ -339,7 +340,7 @@ ensure_dir ${quote(L.deps)} 0750 ${owner}
 ensure_dir ${quote(L.state)} 0755 root:root
 ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login}:${login === 'root' ? 'root' : login}`)}
 ensure_dir ${quote(L.logDir)} 0750 root:adm
-if [ ! -d ${quote(L.mirror)} ]; then git init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
+if [ ! -d ${quote(L.mirror)} ]; then ${hostGit()} init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
 item 'app user and directories'`,
   };
 }

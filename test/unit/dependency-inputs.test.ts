@@ -226,6 +226,19 @@ describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.u
     expect(uvTables('[tool]\nuv = { index-url = "https://example.org/simple" }\n')).toContain('index-url');
     expect(uvTables('[project]\nname = "x"\ndependencies = [\n  ["a"],\n]\n')).toBe('');
   });
+
+  it("are said to the host's install (uvSettings) only when uv takes them: a [tool.uvicorn] table or a comment naming tool.uv is none (uv would look above the release)", async () => {
+    const r = repoWith([
+      { 'requirements.txt': 'a\n', 'pyproject.toml': '[project]\nname = "app"\n# uv: see tool.uv in the docs\n[tool.uvicorn]\nport = 1\n' },
+      { 'pyproject.toml': '[project]\nname = "app"\n[[tool.uv.index]]\nurl = "https://example.org/simple"\n' },
+      { 'pyproject.toml': null, 'uv.toml': '[pip]\nno-binary = ["a"]\n' },
+    ]);
+    const uvSettings = async (sha: string, e = env()) => (await dependencyInputs(r.dir, sha, e)).python.uvSettings;
+    expect(await uvSettings(r.shas[0]!)).toBeUndefined();
+    expect(await uvSettings(r.shas[1]!)).toBe(true);
+    expect(await uvSettings(r.shas[2]!)).toBe(true);
+    expect(await uvSettings(r.shas[2]!, env({ python_installer: 'pip' }))).toBeUndefined();
+  });
 });
 
 describe('files the installs read through symbolic links committed to the repository', () => {

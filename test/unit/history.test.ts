@@ -14,7 +14,7 @@ import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
-import { markRelease, pruneReleases } from '../../core/steps/release.ts';
+import { markRelease, pruneReleases, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
 import { formatReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
@@ -319,6 +319,32 @@ describe('retention', () => {
 });
 
 describe('prune on a host (bash)', () => {
+  it("says which processes outside the slots still run older code after the switch: from another release's directory, or named through current before it changed; never the slots' own (OPS_SLOT), nor one started after", async () => {
+    const base = host({ [B]: '', [C]: '' }, C);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    // Without a terminal (setsid), as a supervisor program or a systemd unit runs.
+    const start = (cwd: string, args: string[], extra: Record<string, string> = {}) => spawn('setsid', args, { cwd, env: { PATH: process.env.PATH, ...extra }, stdio: 'ignore' });
+    const worker = start(join(base, 'releases', B), ['sleep', '30']);
+    const viaCurrent = start(base, ['sh', '-c', 'sleep 30; : "$0"', join(e.layout.current, 'worker.py')]);
+    const slots = start(join(base, 'releases', B), ['sleep', '30'], { OPS_SLOT: 'blue', OPS_RELEASE: B });
+    const procs = [worker, viaCurrent, slots];
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const stale = (switchedAt: string) => {
+        execFileSync('touch', ['-h', '-d', switchedAt, e.layout.current]);
+        const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, []).script}`], { encoding: 'utf8' });
+        return reportedAll({ stdout: out, stderr: '', code: 0, durationMs: 0, reports: parseReports(out) }, RELEASE_KEYS.stale).map((l) => l.split('\t').slice(0, 2).join(' ')).sort();
+      };
+      // The switch after they started: both run the previous release.
+      expect(stale('+10 seconds')).toEqual([`${viaCurrent.pid} current`, `${worker.pid} ${B}`].sort());
+      // current changed before the one named through it started: it runs the live release.
+      expect(stale('-1 hour')).toEqual([`${worker.pid} ${B}`]);
+    } finally {
+      for (const c of procs) c.kill();
+    }
+  });
+
   it("keeps every set a kept release uses, wherever node_dir put its link (the root, two levels down) or as its release.json names it; removes the others", () => {
     const base = host({ [A]: '', [B]: '', [C]: '', [D]: '' }, D);
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);

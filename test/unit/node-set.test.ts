@@ -12,7 +12,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
+import { APP_KEYS, nodeDependencies, npmrcIgnoredWarning, pythonDependencies } from '../../core/steps/app.ts';
+import { parseReports } from '../../core/remote/types.ts';
+import { PROVISION_MARK } from '../../core/packages.ts';
 import { resolveTarget } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -117,6 +119,34 @@ describe('a reused set over a node_modules or venv the commit holds (a vendored 
   });
 });
 
+describe("the app user's ~/.npmrc: a registry npm is not given is said, not ignored in silence", () => {
+  it('a hand-written registry= and any @scope:registry= are reported by key (never the URL); provision\'s registry= and credentials are not', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-nodeset-npmrc-'));
+    const release = join(base, 'releases', 'r1');
+    mkdirSync(join(release, 'client'), { recursive: true });
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' }, release: { node_dir: 'client' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    mkdirSync(join(t.layout.deps, 'node-abcd', 'node_modules'), { recursive: true });
+    writeFileSync(join(t.layout.deps, 'node-abcd', '.complete'), '');
+    // The app user's home, here a scratch directory in place of /home/shop.
+    const home = join(base, 'home');
+    mkdirSync(home);
+    const ignored = async (npmrc: string) => {
+      writeFileSync(join(home, '.npmrc'), npmrc);
+      const r = await run('bash', ['-c', scriptText(nodeDependencies(t, release, 'abcd')).replaceAll('/home/shop/', `${home}/`)], { encoding: 'utf8' });
+      expect(r.stdout).not.toContain('secret');
+      return parseReports(r.stdout).filter(([k]) => k === APP_KEYS.npmrc_ignored).map(([, v]) => v);
+    };
+    const scoped = '@acme:registry=https://npm.acme.example/\n//npm.acme.example/:_authToken=secret\n';
+    expect(await ignored(`registry = https://u:secret@mirror.example/\nomit=dev\n${scoped}`)).toEqual(['@acme:registry', 'registry']);
+    expect(await ignored(`${PROVISION_MARK} (packages.npm_registry): do not edit on the host.\nregistry=https://registry.example/\n${scoped}`)).toEqual(['@acme:registry']);
+    expect(await ignored('//npm.acme.example/:_authToken=secret\n')).toEqual([]);
+    expect(npmrcIgnoredWarning(t, ['@acme:registry', 'registry'])).toBe(
+      "@acme:registry, registry in /home/shop/.npmrc (written by hand) are not read by npm: npm ci and the build install from the registries the environment and the commit name; set the registry as packages.npm_registry in environments/test/environment.yml (then ops provision test: it writes ~/.npmrc); a scope's registry in the commit's client/.npmrc (its token stays in ~/.npmrc as //host/:_authToken=)",
+    );
+  });
+});
+
 describe('a node set made from the live one (npm install over hard links of its files)', () => {
   const lockfile = (deps: Record<string, string>) =>
     JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'web', dependencies: deps }, ...Object.fromEntries(Object.entries(deps).map(([k, v]) => [`node_modules/${k}`, { version: v }])) } });
@@ -202,21 +232,27 @@ describe('a node set made from the live one (npm install over hard links of its 
 });
 
 describe("the Python set made by uv, requirements pinned by hashes: uv's cache first, then the index", () => {
-  /** Runs the step with a uv that logs its arguments and fails with --offline when `cached` is false. */
-  async function pythonSet(cached: boolean, hashes: boolean) {
+  /**
+   * Runs the step with a uv that logs its arguments (and the settings it is told to read) and fails with --offline
+   * when `cached` is false; `pyproject`: the release's pyproject.toml, `uvSettings`: the runner's SetInputs.uvSettings.
+   */
+  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean } = {}) {
     const base = mkdtempSync(join(tmpdir(), 'ops-pyset-'));
     const release = join(base, 'releases', 'r1');
     mkdirSync(release, { recursive: true });
     writeFileSync(join(release, 'requirements.txt'), hashes ? 'ms==1.0 \\\n    --hash=sha256:00\n' : 'ms>=1.0\n');
+    if (commit.pyproject) writeFileSync(join(release, 'pyproject.toml'), commit.pyproject);
     const uv = join(base, 'uv');
     const log = join(base, 'uv.log');
-    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
+    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\necho "settings \${UV_NO_CONFIG:+no-config}\${UV_CONFIG_FILE:+file}\${XDG_CONFIG_DIRS:+xdg}" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
     chmodSync(uv, 0o755);
     const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
     const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
-    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01'))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
-    const installs = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n').filter((l) => l.startsWith('pip install'));
-    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
+    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
+    const logged = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n');
+    const installs = logged.filter((l) => l.startsWith('pip install'));
+    const settings = [...new Set(logged.filter((l) => l.startsWith('settings')).map((l) => l.slice('settings '.length)))];
+    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), settings, complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
   }
 
   it('all in the cache: one install, offline; a file missing from it: the index is asked; without hashes: the index only', async () => {
@@ -225,5 +261,12 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     expect(missing).toMatchObject({ installs: ['offline', 'index'], complete: true });
     expect(missing.r.stderr).not.toContain('Network connectivity is disabled');
     expect(await pythonSet(true, false)).toMatchObject({ installs: ['index'], complete: true });
+  });
+
+  it("reads no uv settings the runner did not find in the commit: a pyproject.toml naming tool.uv without the table makes uv search no directory above the release", async () => {
+    const pyproject = '[project]\nname = "app"\n# uv: see tool.uv in the docs\n[tool.uvicorn]\nport = 1\n';
+    expect(await pythonSet(true, false, { pyproject })).toMatchObject({ settings: ['no-config'], complete: true });
+    // The commit's own (the runner read them): uv takes them from the release's root, over an empty system and user file.
+    expect(await pythonSet(true, false, { pyproject: '[tool.uv]\nnative-tls = true\n', uvSettings: true })).toMatchObject({ settings: ['xdg'], complete: true });
   });
 });

@@ -13,10 +13,10 @@ import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.t
 import { applyNginx, ensureUpstreams } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
-import { carryAssets, createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
+import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost, quote } from '../../core/shell.ts';
-import { debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
+import { appUser, debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
@@ -431,6 +431,34 @@ previous_slot() { case "$1" in green) conf=${dir}/conf; group=shop-green; checks
     expect(live.did).toEqual([]);
     expect(live.conf).toBe('the new release\n');
     expect(live.said).toBe('slot green is the live one: left as it is');
+  });
+});
+
+describe("git on the host reads none of the host's configuration (hostGit)", () => {
+  it("provision's git init of the mirror takes no template, hook or branch name from root's ~/.gitconfig, and the mirror's git runs no hook", () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-hostgit-'));
+    const home = join(base, 'root-home');
+    const template = join(home, 'template');
+    mkdirSync(join(template, 'hooks'), { recursive: true });
+    const ran = join(base, 'hook-ran');
+    for (const hook of ['reference-transaction', 'post-update']) writeFileSync(join(template, 'hooks', hook), `#!/bin/sh\necho ${hook} >> ${ran}\n`, { mode: 0o755 });
+    writeFileSync(join(home, '.gitconfig'), `[init]\n\ttemplateDir = ${template}\n\tdefaultBranch = trunk\n[core]\n\thooksPath = ${join(template, 'hooks')}\n`);
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    const init = appUser(t, 'deploy').script.split('\n').find((l) => l.includes(t.layout.mirror));
+    const sh = (script: string) => execFileSync('bash', ['-c', script], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home } });
+    sh(init!);
+    expect(existsSync(join(t.layout.mirror, 'hooks', 'reference-transaction'))).toBe(false);
+    expect(readFileSync(join(t.layout.mirror, 'HEAD'), 'utf8')).not.toContain('trunk');
+    // A mirror an older version made from such a template: its hooks stay, and never run.
+    mkdirSync(join(t.layout.mirror, 'hooks'), { recursive: true });
+    writeFileSync(join(t.layout.mirror, 'hooks', 'reference-transaction'), `#!/bin/sh\necho mirror >> ${ran}\n`, { mode: 0o755 });
+    const git = mirrorGit(t.layout.mirror);
+    const tree = sh(`${git} mktree < /dev/null`).trim();
+    const commit = sh(`GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@x GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@x ${git} commit-tree ${tree} -m x`).trim();
+    sh(`${git} update-ref refs/ops/sha/${commit} ${commit}`);
+    expect(existsSync(ran)).toBe(false);
+    rmSync(base, { recursive: true, force: true });
   });
 });
 
